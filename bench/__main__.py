@@ -1,0 +1,44 @@
+"""``make bench``: run every benchmark (or those named) and write JSON under bench/results/.
+
+Each benchmark module exposes ``run() -> dict``. Ratios are measured within one run, because
+these machines are noisy: compare numbers from the same file, not across files.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+BENCHMARKS = ("bench.site_pages",)
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthagent.settings")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    selected = [name for name in BENCHMARKS if not args.names or name.rsplit(".", 1)[-1] in args.names]
+    for module_name in selected:
+        started = time.perf_counter()
+        result = importlib.import_module(module_name).run()
+        record = {
+            "benchmark": module_name,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "seconds": round(time.perf_counter() - started, 2),
+            "result": result,
+        }
+        path = RESULTS_DIR / f"{module_name.rsplit('.', 1)[-1]}.json"
+        path.write_text(json.dumps(record, indent=2) + "\n")
+        print(json.dumps(record["result"], indent=2))
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Creating accounts with a role (the management commands and the demo call these)."""
+
+from django.contrib.auth.models import User
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from healthagent.roles import Role, user_assign_role
+
+
+class AccountError(Exception):
+    pass
+
+
+def user_create_with_role(*, username: str, role: Role, password: str, email: str = "", validate: bool = True) -> User:
+    """Create an active user holding exactly ``role``; raise AccountError and write nothing on bad input."""
+    if User.objects.filter(username=username).exists():
+        raise AccountError(f"A user named {username!r} already exists.")
+    user = User(username=username, email=email)
+    try:
+        user.full_clean(exclude=["password"])
+        if validate:
+            validate_password(password, user)
+    except ValidationError as error:
+        raise AccountError("; ".join(error.messages)) from error
+    with transaction.atomic():
+        user.set_password(password)
+        user.save()
+        user_assign_role(user=user, role=role)
+    return user
+
+
+def demo_user_ensure(*, username: str, role: Role, password: str) -> User:
+    """Create or reset a demo account, so re-running the demo always prints working credentials."""
+    with transaction.atomic():
+        user, _ = User.objects.get_or_create(username=username)
+        user.set_password(password)
+        user.is_active = True
+        user.save()
+        user_assign_role(user=user, role=role)
+    return user

@@ -1,0 +1,92 @@
+"""What the site depends on, checked live: the database, the broker, the channel layer, workers."""
+
+import asyncio
+import socket
+import time
+import uuid
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection
+
+from healthagent.celery import app as celery_app
+
+CHECK_TIMEOUT_S = 2.0
+
+
+def _timed(check) -> dict:
+    started = time.perf_counter()
+    try:
+        detail = check()
+        status = {"ok": True, **detail}
+    except Exception as error:  # a health check reports every failure instead of raising it
+        status = {"ok": False, "error": f"{type(error).__name__}: {error}"}
+    status["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return status
+
+
+def _check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return {"vendor": connection.vendor}
+
+
+def _check_broker() -> dict:
+    with celery_app.connection_for_write() as broker:
+        broker.ensure_connection(max_retries=1, timeout=CHECK_TIMEOUT_S)
+        return {"transport": broker.transport.driver_type}
+
+
+def _check_channel_layer() -> dict:
+    layer = get_channel_layer()
+
+    async def round_trip():
+        channel = await layer.new_channel()
+        token = uuid.uuid4().hex
+        await layer.send(channel, {"type": "health.check", "token": token})
+        message = await asyncio.wait_for(layer.receive(channel), CHECK_TIMEOUT_S)
+        if message.get("token") != token:
+            raise RuntimeError("the channel layer returned another message")
+
+    async_to_sync(round_trip)()
+    return {"backend": type(layer).__name__}
+
+
+def service_status() -> dict:
+    """Database, broker and channel layer, each with ``ok``, latency and a detail or error."""
+    checks = {
+        "database": _timed(_check_database),
+        "broker": _timed(_check_broker),
+        "channel_layer": _timed(_check_channel_layer),
+    }
+    return {
+        "ok": all(check["ok"] for check in checks.values()),
+        "mode": "embedded" if settings.EMBEDDED else "services",
+        **checks,
+    }
+
+
+def worker_status(*, queues: tuple[str, ...] = ("cpu", "gpu"), timeout_s: float = 5.0) -> dict:
+    """Send a ping task to each queue and wait for the answers: which workers serve which queue.
+
+    A queue with no worker answers ``ok: False`` after ``timeout_s``; its ping stays queued and
+    expires, so a worker started later does not run a pile of stale pings.
+    """
+    from healthagent.tasks import worker_ping
+
+    pending = {
+        queue: worker_ping.apply_async(queue=queue, expires=timeout_s, kwargs={"asked_by": socket.gethostname()})
+        for queue in queues
+    }
+    deadline = time.monotonic() + timeout_s
+    answers = {}
+    for queue, result in pending.items():
+        try:
+            answers[queue] = {"ok": True, **result.get(timeout=max(0.1, deadline - time.monotonic()))}
+        except Exception as error:
+            answers[queue] = {"ok": False, "error": f"no worker answered ({type(error).__name__})"}
+        finally:
+            result.forget()
+    return answers

@@ -1,0 +1,113 @@
+"""Who may do what: the three roles and the one mechanism that enforces them.
+
+Every view goes through :func:`role_required` (function views) or :class:`RoleRequiredMixin`
+(class views); every websocket consumer through :func:`scope_has_role`. A user's roles are the
+Django groups of the same names; a superuser holds every role.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.models import AnonymousUser, Group, User
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db import models, transaction
+
+
+class Role(models.TextChoices):
+    CLINICIAN = "clinician", "Clinician"
+    RESEARCHER = "researcher", "Researcher"
+    ADMIN = "admin", "Admin"
+
+
+# Where each role starts; the home page redirects there. Earlier roles win for a user with several.
+ROLE_HOME_URL_NAMES = {
+    Role.ADMIN: "modeling:job_list",
+    Role.RESEARCHER: "evaluation:study_list",
+    Role.CLINICIAN: "evaluation:queue",
+}
+
+
+def user_roles(user: User | AnonymousUser) -> frozenset[Role]:
+    """The roles a user holds, cached on the user object for the request."""
+    if not user.is_authenticated or not user.is_active:
+        return frozenset()
+    cached = getattr(user, "_healthagent_roles", None)
+    if cached is None:
+        if user.is_superuser:
+            cached = frozenset(Role)
+        else:
+            names = set(user.groups.filter(name__in=Role.values).values_list("name", flat=True))
+            cached = frozenset(Role(name) for name in names)
+        user._healthagent_roles = cached
+    return cached
+
+
+def user_has_role(user: User | AnonymousUser, *roles: Role) -> bool:
+    return bool(user_roles(user) & set(roles))
+
+
+def user_primary_role(user: User | AnonymousUser) -> Role | None:
+    held = user_roles(user)
+    return next((role for role in ROLE_HOME_URL_NAMES if role in held), None)
+
+
+def role_required(*roles: Role) -> Callable:
+    """Decorate a view: anonymous users go to the login page, users without a role get 403."""
+    if not roles:
+        raise ValueError("role_required needs at least one role.")
+
+    def decorator(view: Callable) -> Callable:
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not user_has_role(request.user, *roles):
+                raise PermissionDenied("Your role does not give access to this page.")
+            return view(request, *args, **kwargs)
+
+        wrapped.allowed_roles = frozenset(roles)
+        return wrapped
+
+    return decorator
+
+
+class RoleRequiredMixin:
+    """The class-view form of :func:`role_required`; set ``allowed_roles`` on the view."""
+
+    allowed_roles: tuple[Role, ...] = ()
+
+    @classmethod
+    def as_view(cls, **initkwargs):
+        if not cls.allowed_roles:
+            raise ValueError(f"{cls.__name__} must set allowed_roles.")
+        return role_required(*cls.allowed_roles)(super().as_view(**initkwargs))
+
+
+def scope_has_role(scope: dict, *roles: Role) -> bool:
+    """For websocket consumers: does the scope's authenticated user hold one of ``roles``?
+
+    Call it from a sync context (``database_sync_to_async``) because it may query the groups.
+    """
+    return user_has_role(scope.get("user") or AnonymousUser(), *roles)
+
+
+def user_assign_role(*, user: User, role: Role) -> None:
+    """Give ``user`` exactly ``role``; admins are staff so they can use the Django admin too."""
+    with transaction.atomic():
+        user.groups.remove(*Group.objects.filter(name__in=Role.values).exclude(name=role))
+        # get_or_create: the groups come from a data migration, which a flushed test database lacks.
+        user.groups.add(Group.objects.get_or_create(name=role)[0])
+        user.is_staff = role == Role.ADMIN
+        user.save(update_fields=["is_staff"])
+
+
+def roles_context(request) -> dict:
+    """Template context: the user's roles, so the navigation shows only what they may open."""
+    held = user_roles(request.user)
+    return {
+        "user_roles": held,
+        "is_clinician": Role.CLINICIAN in held,
+        "is_researcher": Role.RESEARCHER in held,
+        "is_admin": Role.ADMIN in held,
+    }

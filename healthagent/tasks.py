@@ -1,0 +1,19 @@
+import socket
+
+from celery import shared_task
+from django.db import connection
+
+
+@shared_task(name="healthagent.worker_ping", acks_late=False)
+def worker_ping(*, asked_by: str) -> dict:
+    """Answer a health check from inside a worker: its host, its database and its device."""
+    import torch
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return {
+        "hostname": socket.gethostname(),
+        "database": connection.vendor,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "asked_by": asked_by,
+    }

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from healthagent import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("health/", views.health, name="health"),
+    path("system/", views.system_status, name="system_status"),
+    path("evaluation/", include("evaluation.urls")),
+    path("modeling/", include("modeling.urls")),
+    path("django-admin/", admin.site.urls),
+]

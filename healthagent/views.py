@@ -1,0 +1,32 @@
+from django.contrib.auth.decorators import login_required
+from django.http import JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from healthagent.health import service_status, worker_status
+from healthagent.roles import ROLE_HOME_URL_NAMES, Role, role_required, user_primary_role
+
+
+@login_required
+def home(request):
+    """Send each user to their role's page; a user with no role is told so instead of a 403."""
+    role = user_primary_role(request.user)
+    if role is None:
+        return render(request, "healthagent/no_role.html", status=403)
+    return redirect(ROLE_HOME_URL_NAMES[role])
+
+
+@never_cache
+@require_GET
+def health(request):
+    """For load balancers and monitors: 200 when every service answers, 503 otherwise."""
+    status = service_status()
+    return JsonResponse(status, status=200 if status["ok"] else 503)
+
+
+@role_required(Role.ADMIN)
+def system_status(request):
+    status = service_status()
+    workers = worker_status() if request.GET.get("workers") else None
+    return render(request, "healthagent/system_status.html", {"status": status, "workers": workers})

@@ -1,0 +1,118 @@
+"""Shared fixtures: users per role, and the rule for tests that need a real service.
+
+Under ``REQUIRE_SERVICES=1`` (CI) a missing service fails the test that needs it; on a laptop
+without it, the test skips with a reason naming the service.
+"""
+
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+
+from healthagent.roles import Role
+from tests.factories import UserFactory
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def service_missing(reason: str):
+    if REQUIRE_SERVICES:
+        pytest.fail(f"REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A reachable Redis, the one the settings use as broker and channel layer."""
+    if not settings.REDIS_URL:
+        service_missing("Redis is not configured (REDIS_URL is not set)")
+    import redis
+
+    try:
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as error:
+        service_missing(f"Redis at {settings.REDIS_URL} does not answer: {error}")
+    return settings.REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        service_missing("Chromium is not installed (Debian package 'chromium')")
+    return path
+
+
+@pytest.fixture
+def clinician(db):
+    return UserFactory(role=Role.CLINICIAN)
+
+
+@pytest.fixture
+def researcher(db):
+    return UserFactory(role=Role.RESEARCHER)
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(role=Role.ADMIN)
+
+
+@pytest.fixture
+def user_for_role(db):
+    """Make a user holding a role, or none for ``"anonymous"``."""
+
+    def make(role_name: str):
+        if role_name == "anonymous":
+            return None
+        return UserFactory(role=Role(role_name))
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def plain_static_files(settings):
+    """Tests serve static files from the finders: no collectstatic manifest needed."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    settings.WHITENOISE_USE_FINDERS = True
+    settings.WHITENOISE_AUTOREFRESH = True
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser(chromium_path, monkeypatch):
+    """Debian's Chromium driven by Playwright (``playwright install`` cannot fetch a browser here)."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread, which Django's async-safety check
+    # mistakes for async code; the test's ORM calls are still plain synchronous calls.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(live_server, browser):
+    """A fresh browser context at desktop width; ``page.base_url`` is the live server."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()

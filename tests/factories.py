@@ -1,0 +1,21 @@
+import factory
+from django.contrib.auth.models import User
+
+from healthagent.roles import user_assign_role
+
+DEFAULT_PASSWORD = "a-long-test-password"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", DEFAULT_PASSWORD)
+
+    @factory.post_generation
+    def role(user, create, role, **kwargs):
+        user.save()
+        if role is not None:
+            user_assign_role(user=user, role=role)

@@ -1,0 +1,54 @@
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from healthagent.roles import Role, user_roles
+
+
+@pytest.mark.django_db
+def test_create_user_command_gives_exactly_one_role(monkeypatch):
+    monkeypatch.setenv("NEW_PASSWORD", "correct-horse-battery-staple")
+    call_command("create_user", "dr_lee", "--role", "clinician", "--password-env", "NEW_PASSWORD")
+    user = User.objects.get(username="dr_lee")
+    assert user_roles(user) == {Role.CLINICIAN}
+    assert user.check_password("correct-horse-battery-staple")
+    assert not user.is_staff
+
+
+@pytest.mark.django_db
+def test_admin_role_can_use_the_django_admin(monkeypatch):
+    monkeypatch.setenv("NEW_PASSWORD", "correct-horse-battery-staple")
+    call_command("create_user", "ops", "--role", "admin", "--password-env", "NEW_PASSWORD")
+    user = User.objects.get(username="ops")
+    assert user.is_staff and user.has_perm("auth.change_user")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [("short", "too short"), ("password123", "too common")],
+)
+def test_create_user_rejects_weak_passwords_and_writes_nothing(monkeypatch, password, message):
+    monkeypatch.setenv("NEW_PASSWORD", password)
+    with pytest.raises(CommandError, match=message):
+        call_command("create_user", "dr_weak", "--role", "researcher", "--password-env", "NEW_PASSWORD")
+    assert not User.objects.filter(username="dr_weak").exists()
+
+
+@pytest.mark.django_db
+def test_create_user_refuses_a_duplicate(monkeypatch, clinician):
+    monkeypatch.setenv("NEW_PASSWORD", "correct-horse-battery-staple")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("create_user", clinician.username, "--role", "admin", "--password-env", "NEW_PASSWORD")
+    clinician.refresh_from_db()
+    assert user_roles(clinician) == {Role.CLINICIAN}
+
+
+@pytest.mark.django_db
+def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
+    call_command("demo_setup")
+    call_command("demo_setup")
+    printed = capsys.readouterr().out
+    for username in ("clinician", "researcher", "admin"):
+        assert User.objects.filter(username=username).count() == 1
+        assert f"{username} / {username}-demo" in printed

@@ -1,0 +1,102 @@
+"""Every named URL × every role, with the status each must get. A URL without a row fails."""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from tests.factories import UserFactory
+
+ROLES = ("anonymous", "clinician", "researcher", "admin")
+LOGIN = "login"  # a redirect to the login page
+REDIRECT = 302
+FORBIDDEN = 403
+
+
+def row(anonymous, clinician, researcher, admin, *, method="get", kwargs=None):
+    return {"expected": dict(zip(ROLES, (anonymous, clinician, researcher, admin))), "method": method, "kwargs": kwargs or {}}
+
+
+MATRIX = {
+    "home": row(LOGIN, REDIRECT, REDIRECT, REDIRECT),
+    "login": row(200, REDIRECT, REDIRECT, REDIRECT),
+    "logout": row(REDIRECT, REDIRECT, REDIRECT, REDIRECT, method="post"),
+    "health": row(200, 200, 200, 200),
+    "system_status": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
+    "evaluation:queue": row(LOGIN, 200, FORBIDDEN, FORBIDDEN),
+    "evaluation:study_list": row(LOGIN, FORBIDDEN, 200, 200),
+    "modeling:job_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
+}
+
+# The Django admin is the admin role's alone: everyone else is sent to its login page.
+DJANGO_ADMIN_URLS = ("admin:index", "admin:auth_user_changelist", "admin:auth_group_changelist", "admin:auth_user_add")
+
+
+def named_urls(patterns=None, namespace=""):
+    for pattern in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            yield from named_urls(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            yield f"{namespace}{pattern.name}"
+
+
+def test_every_named_url_has_a_row():
+    site_urls = {name for name in named_urls() if not name.startswith("admin:")}
+    assert site_urls - set(MATRIX) == set(), "add a row to MATRIX for each new URL"
+    assert set(MATRIX) - site_urls == set(), "MATRIX names a URL that no longer exists"
+
+
+def request_as(client, role, url, method):
+    if role != "anonymous":
+        client.force_login(UserFactory(role=role))
+    return getattr(client, method)(url)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("url_name", sorted(MATRIX))
+def test_authorization_matrix(client, url_name, role):
+    spec = MATRIX[url_name]
+    url = reverse(url_name, kwargs=spec["kwargs"])
+    response = request_as(client, role, url, spec["method"])
+    expected = spec["expected"][role]
+    if expected == LOGIN:
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login")), response["Location"]
+    else:
+        assert response.status_code == expected, f"{role} on {url}: {response.status_code}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("url_name", DJANGO_ADMIN_URLS)
+def test_django_admin_is_for_admins_only(client, url_name, role):
+    response = request_as(client, role, reverse(url_name), "get")
+    if role == "admin":
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+
+
+@pytest.mark.django_db
+def test_home_sends_each_role_to_its_page(client):
+    for role, page in (("clinician", "evaluation:queue"), ("researcher", "evaluation:study_list"), ("admin", "modeling:job_list")):
+        client.force_login(UserFactory(role=role))
+        assert client.get(reverse("home"))["Location"] == reverse(page)
+
+
+@pytest.mark.django_db
+def test_user_without_a_role_is_told_so(client):
+    client.force_login(UserFactory(role=None))
+    response = client.get(reverse("home"))
+    assert response.status_code == 403
+    assert b"no role yet" in response.content
+
+
+@pytest.mark.django_db
+def test_navigation_shows_only_what_the_role_may_open(client):
+    client.force_login(UserFactory(role="clinician"))
+    page = client.get(reverse("evaluation:queue")).content.decode()
+    assert reverse("evaluation:queue") in page
+    for hidden in ("evaluation:study_list", "modeling:job_list", "system_status", "admin:index"):
+        assert reverse(hidden) not in page

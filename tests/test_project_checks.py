@@ -1,0 +1,61 @@
+"""The project's own health: migrations match the models, the production profile is deploy-clean."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.django_db
+def test_migrations_match_the_models():
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+def run_manage(*args, env_overrides):
+    env = {key: value for key, value in os.environ.items() if key not in {"DEBUG", "HEALTHAGENT_PROFILE"}}
+    env.update(env_overrides)
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+PRODUCTION_ENV = {
+    "HEALTHAGENT_PROFILE": "production",
+    "SECRET_KEY": "x7!kq2-production-like-secret-key-with-enough-entropy-0c9f3a1b",
+    "ANONYMIZATION_KEY": "another-secret-for-pseudonyms",
+    "ALLOWED_HOSTS": "evaluation.example.org",
+    "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+}
+
+
+def test_production_profile_passes_check_deploy_without_warnings(tmp_path):
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env_overrides={**PRODUCTION_ENV, "HEALTHAGENT_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ANONYMIZATION_KEY", "REDIS_URL"])
+def test_production_profile_refuses_to_start_without_its_secrets_and_services(tmp_path, missing):
+    env = {**PRODUCTION_ENV, "HEALTHAGENT_VAR_DIR": str(tmp_path), missing: ""}
+    result = run_manage("check", env_overrides=env)
+    assert result.returncode != 0
+    assert missing in result.stderr
+
+
+def test_production_profile_refuses_debug(tmp_path):
+    result = run_manage("check", env_overrides={**PRODUCTION_ENV, "HEALTHAGENT_VAR_DIR": str(tmp_path), "DEBUG": "1"})
+    assert result.returncode != 0
+    assert "DEBUG must be off" in result.stderr
+
+
+def test_modeling_ml_imports_no_django():
+    """modeling/ml is a PyTorch library that torchrun runs without Django."""
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "modeling" / "ml").rglob("*.py")
+        if any(line.lstrip().startswith(("import django", "from django")) for line in path.read_text().splitlines())
+    ]
+    assert offenders == []

@@ -1,0 +1,117 @@
+"""The production path: PostgreSQL in CI, a websocket through channels-redis, a real worker on Redis."""
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.db import connection
+
+from healthagent.asgi import application
+from healthagent.events import group_notify
+from healthagent.health import worker_status
+from modeling.consumers import JOBS_GROUP
+from tests.conftest import REQUIRE_SERVICES, service_missing
+
+
+@pytest.mark.services
+@pytest.mark.django_db
+def test_database_is_postgresql_when_services_are_required():
+    if not REQUIRE_SERVICES and connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL is not configured (DATABASE_URL is not a postgres:// URL)")
+    if connection.vendor != "postgresql":
+        service_missing(f"the database is {connection.vendor}, not PostgreSQL")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        assert int(cursor.fetchone()[0].split(".")[0]) >= 15
+
+
+def session_headers(client, user):
+    client.force_login(user)
+    return [
+        (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode()),
+        (b"origin", b"http://localhost"),
+    ]
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_websocket_round_trip_through_redis(redis_url, client, admin_user):
+    assert type(get_channel_layer()).__name__ == "RedisChannelLayer"
+
+    headers = session_headers(client, admin_user)
+
+    async def round_trip():
+        communicator = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
+        connected, _ = await communicator.connect()
+        assert connected
+        await get_channel_layer().group_send(JOBS_GROUP, {"type": "group.event", "payload": {"job": 7, "state": "running"}})
+        assert await communicator.receive_json_from(timeout=5) == {"job": 7, "state": "running"}
+        await communicator.disconnect()
+
+    async_to_sync(round_trip)()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("role", ["anonymous", "clinician", "researcher"])
+def test_websocket_refuses_other_roles(client, user_for_role, role):
+    user = user_for_role(role)
+    headers = session_headers(client, user) if user else [(b"origin", b"http://localhost")]
+
+    async def attempt():
+        communicator = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert async_to_sync(attempt)() is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_refuses_a_foreign_origin(client, admin_user):
+    headers = [h for h in session_headers(client, admin_user) if h[0] != b"origin"] + [(b"origin", b"http://evil.example")]
+
+    async def attempt():
+        communicator = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert async_to_sync(attempt)() is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_group_notify_reaches_a_subscribed_socket(client, admin_user):
+    """The publishing side that services use, on whichever channel layer is configured."""
+
+    headers = session_headers(client, admin_user)
+
+    async def subscribe_then_publish_from_sync_code():
+        communicator = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
+        assert (await communicator.connect())[0]
+        await sync_to_async(group_notify)(group=JOBS_GROUP, payload={"hello": "jobs"})
+        assert await communicator.receive_json_from(timeout=5) == {"hello": "jobs"}
+        await communicator.disconnect()
+
+    async_to_sync(subscribe_then_publish_from_sync_code)()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_on_redis_runs_a_task_against_the_test_database(redis_url):
+    from celery.contrib.testing.worker import start_worker
+
+    from healthagent.celery import app
+
+    with start_worker(app, queues=["cpu"], pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        answers = worker_status(queues=("cpu",), timeout_s=30)
+    assert answers["cpu"]["ok"], answers
+    assert answers["cpu"]["database"] == connection.vendor
+    assert answers["cpu"]["device"] == "cpu"
+
+
+@pytest.mark.services
+@pytest.mark.django_db
+def test_a_queue_without_worker_is_reported(redis_url):
+    answers = worker_status(queues=("gpu",), timeout_s=1)
+    assert answers["gpu"] == {"ok": False, "error": "no worker answered (TimeoutError)"}
