@@ -2,8 +2,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from healthagent.accounts import demo_user_ensure
+from healthagent.cohort.importers.synthetic import synthetic_participants
+from healthagent.cohort.importing import cohort_import
+from healthagent.models import Cohort
 from healthagent.roles import Role
 
+DEMO_COHORT = {"name": "Demo cohort", "participants": 50, "days": 14, "seed": 2026}
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -12,7 +16,7 @@ DEMO_ACCOUNTS = (
 
 
 class Command(BaseCommand):
-    help = "Prepare the demo: accounts for each role (idempotent). Never run it on a production site."
+    help = "Prepare the demo: accounts for each role and a synthetic cohort (idempotent). Never run it on a production site."
 
     def add_arguments(self, parser):
         parser.add_argument("--url", default="http://127.0.0.1:8000/")
@@ -22,6 +26,13 @@ class Command(BaseCommand):
             raise CommandError("demo_setup creates accounts with known passwords; it refuses to run in production.")
         for username, role, password in DEMO_ACCOUNTS:
             demo_user_ensure(username=username, role=role, password=password)
+        if not Cohort.objects.filter(name=DEMO_COHORT["name"]).exists():
+            participants, report = synthetic_participants(
+                participants=DEMO_COHORT["participants"], days=DEMO_COHORT["days"], seed=DEMO_COHORT["seed"]
+            )
+            summary = cohort_import(name=DEMO_COHORT["name"], source=Cohort.Source.SYNTHETIC, participants=participants,
+                                    source_report=report, description="Simulated participants for the demo.")
+            self.stdout.write(f"Imported {summary.imported} synthetic participants into {DEMO_COHORT['name']!r}.")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")

@@ -1,0 +1,30 @@
+"""Reads of cohorts and participants, with the access rule in one place."""
+
+from django.db.models import Count
+from django.http import Http404
+
+from healthagent.models import Cohort, Participant
+from healthagent.roles import Role, user_has_role
+
+BROWSE_ROLES = (Role.RESEARCHER, Role.ADMIN)
+
+
+def cohort_list() -> list[Cohort]:
+    return list(Cohort.objects.annotate(participant_count=Count("participants")).order_by("name"))
+
+
+def access_participant(*, user, participant_id: int) -> Participant:
+    """The participant, if ``user`` may browse participants (researchers and admins); else 404.
+
+    Clinicians never browse: they see a participant only inside an item assigned to them.
+    """
+    if not user_has_role(user, *BROWSE_ROLES):
+        raise Http404("no such participant")
+    try:
+        return Participant.objects.select_related("cohort").get(pk=participant_id)
+    except Participant.DoesNotExist as error:
+        raise Http404("no such participant") from error
+
+
+def participant_list(*, cohort: Cohort):
+    return cohort.participants.annotate(measurement_count=Count("measurements", distinct=True)).order_by("pseudonym")

@@ -1,0 +1,127 @@
+"""Cohorts and their anonymized participants.
+
+Nothing here identifies a person: participants are keyed pseudonyms, ages are 5-year bands, days
+are indices from the participant's first day (the calendar dates are never stored). Minute-level
+signals live in Parquet files under ``TRAJECTORY_ROOT`` (see ``healthagent/cohort/store.py``);
+the database holds what is sparse or daily.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class Cohort(models.Model):
+    class Source(models.TextChoices):
+        SYNTHETIC = "synthetic", "Synthetic (physiology simulator)"
+        CSV = "csv", "CSV / Parquet"
+        FITBIT = "fitbit", "Fitbit (Google Takeout)"
+        APPLE = "apple", "Apple Health export"
+
+    name = models.CharField(max_length=120, unique=True)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    description = models.TextField(blank=True)
+    k_anonymity = models.PositiveSmallIntegerField(default=5, help_text="Quasi-identifier groups smaller than this are generalized.")
+    import_report = models.JSONField(default=dict, blank=True, help_text="What each import kept, dropped and why.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Participant(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "female", "Female"
+        MALE = "male", "Male"
+        UNKNOWN = "unknown", "Unknown"
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="participants")
+    pseudonym = models.CharField(max_length=24, help_text="Keyed hash of the source identifier (HMAC-SHA256).")
+    age_band = models.CharField(max_length=8, help_text="5-year band, '85+' top-coded, '*' when suppressed for k-anonymity.")
+    sex = models.CharField(max_length=8, choices=Sex.choices, default=Sex.UNKNOWN)
+    history_days = models.PositiveIntegerField(default=0, help_text="Days covered by measurements and events.")
+    minute_start_day = models.PositiveIntegerField(default=0, help_text="Day index of the first minute-level day.")
+    minute_days = models.PositiveIntegerField(default=0, help_text="Number of minute-level days in the trajectory file.")
+    start_weekday = models.PositiveSmallIntegerField(default=0, help_text="Weekday of the first minute-level day, 0 = Monday.")
+    trajectory_path = models.CharField(max_length=255, blank=True, help_text="Relative to TRAJECTORY_ROOT.")
+    ground_truth = models.JSONField(default=dict, blank=True, help_text="Synthetic cohorts only: latent traits and task labels.")
+
+    class Meta:
+        ordering = ["cohort", "pseudonym"]
+        constraints = [models.UniqueConstraint(fields=["cohort", "pseudonym"], name="unique_pseudonym_per_cohort")]
+
+    def __str__(self):
+        return self.pseudonym
+
+
+class DailySummary(models.Model):
+    """One participant-day, derived from the minute-level signals."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="daily_summaries")
+    day_index = models.PositiveIntegerField()
+    wear_minutes = models.PositiveIntegerField()
+    steps = models.PositiveIntegerField(null=True)
+    active_minutes = models.PositiveIntegerField(null=True, help_text="Minutes at 3 MET or more.")
+    sleep_minutes = models.PositiveIntegerField(null=True, help_text="Minutes asleep in the night ending this day.")
+    resting_heart_rate_bpm = models.FloatField(null=True)
+    hrv_rmssd_ms = models.FloatField(null=True, help_text="Mean RMSSD during sleep.")
+    spo2_mean_pct = models.FloatField(null=True)
+    respiration_rate_bpm = models.FloatField(null=True)
+    skin_temperature_c = models.FloatField(null=True)
+    stress_score = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["participant", "day_index"]
+        constraints = [models.UniqueConstraint(fields=["participant", "day_index"], name="one_summary_per_day")]
+
+
+class Measurement(models.Model):
+    """A sparse measurement: a lab value, a blood pressure, a weight, a CGM daily summary."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="measurements")
+    day_index = models.IntegerField()
+    name = models.CharField(max_length=40)
+    value = models.FloatField()
+    unit = models.CharField(max_length=20)
+    modality = models.CharField(max_length=20)
+
+    class Meta:
+        ordering = ["participant", "day_index", "name"]
+        indexes = [models.Index(fields=["participant", "name", "day_index"])]
+
+
+class Event(models.Model):
+    """Something that happened: an activity bout or a sleep period (with minutes), or a diet,
+    medication, intervention, diagnosis or endpoint event (a day)."""
+
+    class Kind(models.TextChoices):
+        ACTIVITY = "activity"
+        SLEEP = "sleep"
+        STRESS = "stress"
+        ILLNESS = "illness"
+        DIET = "diet"
+        MEDICATION = "medication"
+        INTERVENTION = "intervention"
+        DIAGNOSIS = "diagnosis"
+        ENDPOINT = "endpoint"
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    name = models.CharField(max_length=40)
+    day_index = models.IntegerField()
+    start_minute = models.IntegerField(null=True, help_text="From the first minute-level minute; minute-level events only.")
+    end_minute = models.IntegerField(null=True)
+    detail = models.CharField(max_length=120, blank=True)
+
+    class Meta:
+        ordering = ["participant", "day_index", "start_minute"]
+        indexes = [models.Index(fields=["participant", "kind", "day_index"])]
+
+    @property
+    def duration_minutes(self) -> int | None:
+        if self.start_minute is None or self.end_minute is None:
+            return None
+        return self.end_minute - self.start_minute

@@ -1,0 +1,75 @@
+"""Daily summaries of minute-level days: what a wearable app shows, and hand-crafted features.
+
+Works on any day grid of shape (days, channels, 1440) in the order of the feature spec, whatever
+its source (simulator or import). A summary is ``None`` when the minutes behind it are missing.
+"""
+
+import warnings
+
+import numpy as np
+
+from modeling.ml.data.spec import FEATURE_INDEX, MINUTES_PER_DAY
+
+# The night that ends on a day: from 18:00 the evening before to noon.
+_EVENING_START = 18 * 60
+_NOON = 12 * 60
+
+
+def _channel(values: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
+    index = FEATURE_INDEX[name]
+    return np.where(mask[:, index], values[:, index], np.nan)  # (days, 1440)
+
+
+def _nanreduce(function, array: np.ndarray, where: np.ndarray, minimum: int) -> list:
+    """Apply a NaN-aware reduction per day over minutes where ``where`` holds; None if too few."""
+    selected = np.where(where, array, np.nan)
+    counts = np.sum(~np.isnan(selected), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reduced = function(selected, axis=1)
+    return [float(value) if count >= minimum else None for value, count in zip(reduced, counts)]
+
+
+def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
+    """One dict per day: wear, steps, activity, sleep, resting heart rate, HRV and the rest."""
+    days = values.shape[0]
+    worn = mask.any(axis=1)  # (days, 1440)
+    stage = _channel(values, mask, "sleep_stage")
+    asleep = stage >= 1
+    # Sleep minutes of the night ending on each day: yesterday evening plus this morning.
+    evening = np.zeros(days)
+    evening[1:] = asleep[:-1, _EVENING_START:].sum(axis=1)
+    night_minutes = evening + asleep[:, :_NOON].sum(axis=1)
+    stage_observed = ~np.isnan(stage)
+    night_observed = stage_observed[:, :_NOON].sum(axis=1) + np.concatenate([[0], stage_observed[:-1, _EVENING_START:].sum(axis=1)])
+    night_window = _NOON + np.where(np.arange(days) > 0, MINUTES_PER_DAY - _EVENING_START, 0)
+    night_covered = night_observed >= 0.8 * night_window  # an off-wrist night has no sleep total
+
+    heart_rate = _channel(values, mask, "heart_rate")
+    met = _channel(values, mask, "met")
+    steps = _channel(values, mask, "steps")
+    still_and_awake = (stage == 0) & (met < 1.6)
+    summaries = []
+    columns = {
+        "resting_heart_rate_bpm": _nanreduce(lambda a, axis: np.nanpercentile(a, 10, axis=axis), heart_rate, still_and_awake, 30),
+        "hrv_rmssd_ms": _nanreduce(np.nanmean, _channel(values, mask, "rmssd"), asleep, 30),
+        "spo2_mean_pct": _nanreduce(np.nanmean, _channel(values, mask, "spo2"), asleep, 30),
+        "respiration_rate_bpm": _nanreduce(np.nanmean, _channel(values, mask, "respiration_rate"), asleep, 30),
+        "skin_temperature_c": _nanreduce(np.nanmean, _channel(values, mask, "skin_temperature"), worn, 60),
+        "stress_score": _nanreduce(np.nanmean, _channel(values, mask, "stress_score"), worn, 60),
+    }
+    steps_observed = (~np.isnan(steps)).sum(axis=1)
+    met_observed = (~np.isnan(met)).sum(axis=1)
+    for day in range(days):
+        summaries.append({
+            "day": day,
+            "wear_minutes": int(worn[day].sum()),
+            "steps": int(np.nansum(steps[day])) if steps_observed[day] else None,
+            "active_minutes": int(np.sum(met[day] >= 3.0)) if met_observed[day] else None,
+            "sleep_minutes": int(night_minutes[day]) if night_covered[day] else None,
+            **{name: column[day] for name, column in columns.items()},
+        })
+    return summaries
+
+
+assert MINUTES_PER_DAY == 1440  # the evening/noon offsets above assume minute resolution
