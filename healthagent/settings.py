@@ -209,6 +209,8 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 TRAJECTORY_ROOT = Path(os.environ.get("TRAJECTORY_ROOT", VAR_DIR / "trajectories"))
 MEDIA_ROOT = VAR_DIR / "media"
+# Largest file (or export folder) an import reads; bigger ones are refused before parsing.
+COHORT_IMPORT_MAX_BYTES = int(os.environ.get("COHORT_IMPORT_MAX_BYTES", str(8 * 1024**3)))
 
 # --- Security --------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

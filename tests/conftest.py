@@ -72,6 +72,22 @@ def user_for_role(db):
 
 
 @pytest.fixture(autouse=True)
+def isolated_storage(settings, tmp_path):
+    """Each test writes trajectories under its own temporary folder."""
+    settings.TRAJECTORY_ROOT = tmp_path / "trajectories"
+
+
+@pytest.fixture
+def tiny_cohort(db):
+    """A synthetic cohort of three participants with two minute-level days and 60 days of history."""
+    from healthagent.cohort.importers.synthetic import synthetic_participants
+    from healthagent.cohort.importing import cohort_import
+
+    participants, report = synthetic_participants(participants=3, days=2, seed=5, history_days=60)
+    return cohort_import(name="Tiny", source="synthetic", participants=participants, source_report=report, k=1).cohort
+
+
+@pytest.fixture(autouse=True)
 def plain_static_files(settings):
     """Tests serve static files from the finders: no collectstatic manifest needed."""
     settings.STORAGES = {

@@ -11,8 +11,14 @@ REDIRECT = 302
 FORBIDDEN = 403
 
 
-def row(anonymous, clinician, researcher, admin, *, method="get", kwargs=None):
-    return {"expected": dict(zip(ROLES, (anonymous, clinician, researcher, admin))), "method": method, "kwargs": kwargs or {}}
+def row(anonymous, clinician, researcher, admin, *, method="get", kwargs=None, query=""):
+    """``kwargs`` is a dict, or a function of the objects fixture (for URLs that name an object)."""
+    return {"expected": dict(zip(ROLES, (anonymous, clinician, researcher, admin))), "method": method,
+            "kwargs": kwargs or {}, "query": query}
+
+
+def first_participant(cohort):
+    return cohort.participants.order_by("pk").first().pk
 
 
 MATRIX = {
@@ -24,6 +30,11 @@ MATRIX = {
     "evaluation:queue": row(LOGIN, 200, FORBIDDEN, FORBIDDEN),
     "evaluation:study_list": row(LOGIN, FORBIDDEN, 200, 200),
     "modeling:job_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
+    "cohort:cohort_list": row(LOGIN, FORBIDDEN, 200, 200),
+    "cohort:cohort_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda cohort: {"cohort_id": cohort.pk}),
+    "cohort:participant_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda cohort: {"participant_id": first_participant(cohort)}),
+    "cohort:participant_minutes": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda cohort: {"participant_id": first_participant(cohort)},
+                                      query="?start=0&end=600"),
 }
 
 # The Django admin is the admin role's alone: everyone else is sent to its login page.
@@ -54,9 +65,10 @@ def request_as(client, role, url, method):
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("url_name", sorted(MATRIX))
-def test_authorization_matrix(client, url_name, role):
+def test_authorization_matrix(client, url_name, role, tiny_cohort):
     spec = MATRIX[url_name]
-    url = reverse(url_name, kwargs=spec["kwargs"])
+    kwargs = spec["kwargs"](tiny_cohort) if callable(spec["kwargs"]) else spec["kwargs"]
+    url = reverse(url_name, kwargs=kwargs) + spec["query"]
     response = request_as(client, role, url, spec["method"])
     expected = spec["expected"][role]
     if expected == LOGIN:

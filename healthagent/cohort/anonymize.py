@@ -60,7 +60,7 @@ def age_band(age_years: float | None) -> str:
     if age_years >= AGE_TOP_CODE:
         return f"{AGE_TOP_CODE}+"
     low = int(age_years // 5 * 5)
-    return f"{low}-{low + 4}"
+    return f"{max(low, 18)}-{low + 4}"
 
 
 def age_from_birth(*, birth: date, on: date) -> float:

@@ -19,7 +19,9 @@ class Command(BaseCommand):
         parser.add_argument("--days", type=int, default=14, help="synthetic: minute-level days per participant")
         parser.add_argument("--history-days", type=int, default=365, help="synthetic: days of sparse measurements")
         parser.add_argument("--seed", type=int, default=0, help="synthetic: random seed")
-        parser.add_argument("--demographics", help="csv: a participants file with participant_id, age, sex")
+        parser.add_argument("--demographics", help="csv: a participants file with participant_id, age (or birth_date), sex")
+        parser.add_argument("--measurements", help="csv: sparse measurements with participant_id, timestamp, name, value, unit")
+        parser.add_argument("--timezone", help="csv: the participants' time zone, to convert timestamps written in UTC (Z)")
 
     def handle(self, *args, source, name, k, description, **options):
         started = time.perf_counter()

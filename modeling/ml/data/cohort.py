@@ -60,6 +60,10 @@ def make_cohort(*, participants: int, days: int, seed: int, history_days: int = 
     if participants < 1 or days < 1:
         raise ValueError("a cohort needs at least one participant and one day")
     history_days = max(history_days, days)
-    population = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
-    traits = sample_traits(participants, population)
-    return SyntheticCohort(seed=seed, traits=traits, labels=compute_labels(traits, population), days=days, history_days=history_days)
+    traits_parts, label_parts = [], []
+    for index in range(participants):  # one stream per person: participant i never depends on the cohort size
+        person = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, index)))
+        traits_parts.append(sample_traits(1, person))
+        label_parts.append(compute_labels(traits_parts[-1], person))
+    labels = {name: np.concatenate([part[name] for part in label_parts]) for name in label_parts[0]}
+    return SyntheticCohort(seed=seed, traits=Traits.concatenate(traits_parts), labels=labels, days=days, history_days=history_days)

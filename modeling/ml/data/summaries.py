@@ -48,7 +48,8 @@ def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
     heart_rate = _channel(values, mask, "heart_rate")
     met = _channel(values, mask, "met")
     steps = _channel(values, mask, "steps")
-    still_and_awake = (stage == 0) & (met < 1.6)
+    # Awake and still; a channel the device lacks does not disqualify a minute (NaN compares False).
+    still_and_awake = ~asleep & ~(met >= 1.6) & ~(steps > 0)
     summaries = []
     columns = {
         "resting_heart_rate_bpm": _nanreduce(lambda a, axis: np.nanpercentile(a, 10, axis=axis), heart_rate, still_and_awake, 30),

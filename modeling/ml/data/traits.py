@@ -65,6 +65,10 @@ class Traits:
         """One participant's traits as plain Python numbers."""
         return {field.name: getattr(self, field.name)[index].item() for field in fields(self)}
 
+    @classmethod
+    def concatenate(cls, parts: list["Traits"]) -> "Traits":
+        return cls(**{field.name: np.concatenate([getattr(part, field.name) for part in parts]) for field in fields(cls)})
+
     def subset(self, indices) -> "Traits":
         return Traits(**{field.name: getattr(self, field.name)[indices] for field in fields(self)})
 

@@ -1,0 +1,192 @@
+"""The four importers on files the tests write, broken ones included: all or nothing, idempotent."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from healthagent.cohort import importing
+from healthagent.cohort.store import read_window, trajectory_root
+from healthagent.models import Cohort, DailySummary, Event, Measurement, Participant
+from modeling.ml.data.spec import FEATURE_INDEX
+from tests import cohort_files
+
+pytestmark = pytest.mark.django_db
+
+
+def import_cohort(source, *paths, name="Imported", **options):
+    call_command("import_cohort", source, *map(str, paths), "--name", name, "--k", "1", *[
+        item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))
+    ])
+    return Cohort.objects.get(name=name)
+
+
+def assert_nothing_stored():
+    assert Cohort.objects.count() == Participant.objects.count() == 0
+    assert DailySummary.objects.count() == Measurement.objects.count() == Event.objects.count() == 0
+    root = trajectory_root()
+    assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+
+
+def channel(participant, name):
+    values, _ = read_window(path=trajectory_root() / participant.trajectory_path, start_day=0, end_day=participant.minute_days, channels=[name])
+    return values[:, 0].ravel()
+
+
+def test_csv_long_with_demographics_measurements_and_unit_conversion(tmp_path):
+    files = cohort_files.write_csv_long(tmp_path)
+    cohort = import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
+    participants = list(cohort.participants.order_by("age_band"))
+    assert [(p.age_band, p.sex) for p in participants] == [("45-49", "female"), ("45-49", "male")]
+    first = participants[0]
+    heart = channel(first, "heart_rate")
+    assert heart[0] == pytest.approx(58.0, abs=0.1)  # 00:00 local: the offset -05:00 names the local time
+    assert np.isnan(heart[1]) and not np.isnan(heart[5])  # sampled every 5 minutes: gaps stay gaps
+    assert np.nanmean(channel(first, "skin_temperature")) == pytest.approx((91.5 - 32) * 5 / 9, abs=0.01)  # degF converted
+    weight = first.measurements.get(name="weight")
+    assert weight.value == pytest.approx(180 * 0.45359237, abs=0.01) and weight.unit == "kg"
+    assert first.measurements.get(name="systolic_bp").day_index == 0 and first.minute_start_day == 49
+    assert first.daily_summaries.get(day_index=49).steps == 40 * 8  # 10:00-10:40, every 5 minutes
+
+
+def test_csv_wide_layout(tmp_path):
+    cohort = import_cohort("csv", cohort_files.write_csv_wide(tmp_path))
+    participant = cohort.participants.get()
+    spo2 = channel(participant, "spo2")
+    assert np.nanmax(spo2) == pytest.approx(96.5) and np.isnan(spo2[7 * 60])  # blank cells are missing
+    assert participant.age_band == "unknown"
+
+
+def test_importing_the_same_export_twice_adds_nothing(tmp_path):
+    files = cohort_files.write_csv_long(tmp_path)
+    import_cohort("csv", files["signals"], demographics=files["demographics"])
+    counts = (Participant.objects.count(), DailySummary.objects.count(), len(list(trajectory_root().rglob("*.parquet"))))
+    cohort = import_cohort("csv", files["signals"], demographics=files["demographics"])
+    assert (Participant.objects.count(), DailySummary.objects.count(), len(list(trajectory_root().rglob("*.parquet")))) == counts
+    assert cohort.import_report["imports"][-1]["already_present"] == 2
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda text: text.replace("participant_id,timestamp,channel,value", "participant,time,channel,value"), "signals.csv: missing column(s) participant_id, timestamp"),
+    (lambda text: text.replace("heart_rate", "pulse", 1), "signals.csv line 2: unknown channel 'pulse'"),
+    (lambda text: text.replace(",bpm", ",Hz", 1), "signals.csv line 2: heart_rate is measured in bpm, not 'Hz'"),
+    (lambda text: text.replace("2024-03-04T00:05:00-05:00", "yesterday", 1), "signals.csv line 5: 'yesterday' is not an ISO 8601 timestamp"),
+    (lambda text: text.replace("2024-03-04T00:00:00-05:00,steps,0", "2024-03-04T00:00:00-05:00,steps,lots", 1), "signals.csv line 3: value 'lots' is not a number"),
+])
+def test_a_broken_csv_names_the_line_and_leaves_nothing(tmp_path, edit, message):
+    files = cohort_files.write_csv_long(tmp_path)
+    files["signals"].write_text(edit(files["signals"].read_text()))
+    with pytest.raises(CommandError) as error:
+        import_cohort("csv", files["signals"], demographics=files["demographics"])
+    assert message in str(error.value)
+    assert_nothing_stored()
+
+
+def test_a_failure_while_storing_rolls_back_rows_and_files(tmp_path, monkeypatch):
+    files = cohort_files.write_csv_long(tmp_path)
+    real_write = importing.write_trajectory
+    calls = []
+
+    def fail_on_second(**kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("No space left on device")
+        return real_write(**kwargs)
+
+    monkeypatch.setattr(importing, "write_trajectory", fail_on_second)
+    with pytest.raises(OSError, match="No space left"):
+        import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
+    assert len(calls) == 2
+    assert_nothing_stored()
+
+
+def test_files_over_the_size_limit_are_refused_before_reading(tmp_path, settings):
+    settings.COHORT_IMPORT_MAX_BYTES = 1000
+    files = cohort_files.write_csv_long(tmp_path)
+    with pytest.raises(CommandError, match=r"signals.csv: [\d,]+ bytes is over the import limit of 1,000 bytes"):
+        import_cohort("csv", files["signals"])
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_fitbit_export(tmp_path, as_zip):
+    path = cohort_files.write_fitbit_zip(tmp_path / "takeout.zip") if as_zip else cohort_files.write_fitbit_folder(tmp_path / "takeout")
+    cohort = import_cohort("fitbit", path)
+    participant = cohort.participants.get()
+    assert (participant.age_band, participant.sex) == ("40-44", "female")  # born 1979-04-17, data from 2024-03
+    stages = channel(participant, "sleep_stage")
+    assert set(np.unique(stages[~np.isnan(stages)])) == {0, 1, 2, 3}
+    heart = channel(participant, "heart_rate")
+    assert np.isnan(heart[:1440]).sum() > 1000  # day 0 is the evening before the first night: mostly empty
+    report = cohort.import_report["imports"][0]
+    assert report["files"] == {"heart_rate": 3, "steps": 3, "sleep": 3}
+    assert report["merged_into_minutes"]["heart_rate"] == 3 * 1440 * 3  # four 15-second samples per minute
+
+
+def test_a_malformed_fitbit_file_names_the_file(tmp_path):
+    folder = cohort_files.write_fitbit_folder(tmp_path / "takeout")
+    broken = next(folder.rglob("steps-*.json"))
+    broken.write_text('[{"dateTime": "03/04/24 00:00:00", "value": "1"}, {"dateT')
+    with pytest.raises(CommandError, match=rf"{broken.name}: not valid JSON"):
+        import_cohort("fitbit", folder)
+    assert_nothing_stored()
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_apple_health_export(tmp_path, as_zip):
+    path = cohort_files.write_apple_zip(tmp_path / "export.zip") if as_zip else cohort_files.write_apple_xml(tmp_path / "export.xml")
+    cohort = import_cohort("apple", path)
+    participant = cohort.participants.get()
+    assert (participant.age_band, participant.sex) == ("40-44", "female")
+    report = cohort.import_report["imports"][0]
+    assert report["dropped"] == {"StepCount: records of a second source (phone or other device) overlapping the kept one": 6}
+    steps = channel(participant, "steps")
+    assert np.nansum(steps) == pytest.approx(3 * 2 * 1000)  # the watch's counts only, spread over their minutes
+    assert np.nanmax(channel(participant, "spo2")) == pytest.approx(96.0)  # 0.96 as a fraction -> percent
+    stages = channel(participant, "sleep_stage")
+    assert set(np.unique(stages[~np.isnan(stages)])) == {0, 1, 2, 3}
+
+
+def test_a_truncated_apple_export_is_refused(tmp_path):
+    path = cohort_files.write_apple_xml(tmp_path / "export.xml")
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(CommandError, match="export.xml: the XML ends early|export.xml line \\d+ column \\d+: malformed XML"):
+        import_cohort("apple", path)
+    assert_nothing_stored()
+
+
+def test_apple_export_with_a_bad_unit_names_the_problem(tmp_path):
+    path = cohort_files.write_apple_xml(tmp_path / "export.xml")
+    path.write_text(path.read_text().replace('unit="count/min"', 'unit="count/s"', 1))
+    with pytest.raises(CommandError, match="HKQuantityTypeIdentifierHeartRate in 'count/s', expected 'count/min'"):
+        import_cohort("apple", path)
+    assert_nothing_stored()
+
+
+def test_synthetic_import_keeps_ground_truth_and_events(tmp_path):
+    cohort = import_cohort("synthetic", participants=4, days=3, seed=1, history_days=100)
+    participant = cohort.participants.order_by("pk").first()
+    assert participant.minute_days == 3 and participant.minute_start_day == 97
+    assert set(participant.ground_truth) == {"traits", "labels", "seed", "index"}
+    assert participant.events.filter(kind="sleep").exists() and participant.events.filter(kind="activity").exists()
+    assert participant.measurements.filter(name="hba1c").exists()
+    assert participant.daily_summaries.count() == 3
+
+
+def test_unknown_sources_and_missing_paths(tmp_path):
+    with pytest.raises(CommandError, match="no such file"):
+        import_cohort("apple", tmp_path / "nothing.xml")
+    with pytest.raises(CommandError, match="exactly one signals file"):
+        import_cohort("csv")
+    assert_nothing_stored()
+
+
+def test_a_cohort_holds_one_source(tmp_path):
+    import_cohort("synthetic", participants=1, days=1, seed=1, history_days=1, name="Mixed")
+    with pytest.raises(CommandError, match="holds synthetic data"):
+        import_cohort("csv", cohort_files.write_csv_wide(tmp_path), name="Mixed")
+    assert Participant.objects.count() == 1
+
+
