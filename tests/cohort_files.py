@@ -28,7 +28,7 @@ def _heart_rate(minute: int) -> float:
     return 58.0 + 20.0 * (8 <= hour < 22) + 5.0 * np.sin(minute / 50.0)
 
 
-def write_csv_long(folder: Path, *, participants=(PLANTED["participant_id"], "P-2"), unit_column=True) -> dict[str, Path]:
+def write_csv_long(folder: Path, *, participants=(PLANTED["participant_id"], "MRN-00077-ZX"), unit_column=True) -> dict[str, Path]:
     """A long signals file, a demographics file (with a name and e-mail column) and measurements."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = ["participant_id,timestamp,channel,value" + (",unit" if unit_column else "")]
@@ -62,7 +62,7 @@ def write_csv_wide(folder: Path) -> Path:
     lines = ["participant_id,timestamp,heart_rate,steps,spo2"]
     for minute in range(0, DAYS * 1440, 10):
         stamp = (datetime.combine(START, datetime.min.time()) + timedelta(minutes=minute)).strftime("%Y-%m-%d %H:%M")
-        lines.append(f"W-1,{stamp},{_heart_rate(minute):.1f},{3},{96.5 if minute % 1440 < 360 else ''}")
+        lines.append(f"WIDE-SUBJECT-31,{stamp},{_heart_rate(minute):.1f},{3},{96.5 if minute % 1440 < 360 else ''}")
     path = folder / "wide.csv"
     path.write_text("\n".join(lines) + "\n")
     return path

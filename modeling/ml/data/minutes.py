@@ -17,10 +17,10 @@ _CARDIO = channels_of_family("cardio")
 _EDA = channels_of_family("eda")
 _VALID_LOW = np.array([feature.valid_range[0] for feature in FEATURES], dtype=np.float32)
 _VALID_HIGH = np.array([feature.valid_range[1] for feature in FEATURES], dtype=np.float32)
-_KIND_MET = np.array([kind.met for kind in ACTIVITY_KINDS])
-_KIND_CADENCE = np.array([kind.cadence_spm for kind in ACTIVITY_KINDS])
-_KIND_ACCEL = np.array([kind.accel_mg for kind in ACTIVITY_KINDS])
-_KIND_CLIMB = np.array([kind.altitude_m_per_min for kind in ACTIVITY_KINDS])
+_KIND_MET = np.array([kind.met for kind in ACTIVITY_KINDS], dtype=np.float32)
+_KIND_CADENCE = np.array([kind.cadence_spm for kind in ACTIVITY_KINDS], dtype=np.float32)
+_KIND_ACCEL = np.array([kind.accel_mg for kind in ACTIVITY_KINDS], dtype=np.float32)
+_KIND_CLIMB = np.array([kind.altitude_m_per_min for kind in ACTIVITY_KINDS], dtype=np.float32)
 # A cosine over the day peaking at 16:00: the afternoon high of heart rate and arousal.
 _CIRCADIAN = np.cos(2 * np.pi * (np.arange(MINUTES_PER_DAY) - 16 * 60) / MINUTES_PER_DAY).astype(np.float32)
 
@@ -42,7 +42,7 @@ class MinuteRecord:
     """One participant's minutes: ``values`` is NaN exactly where ``mask`` is False."""
 
     values: np.ndarray  # (days, channels, 1440) float32: a day window is a channels x minutes grid
-    mask: np.ndarray  # (days, channels, 1440) bool, True where observed
+    mask: np.ndarray  # (days, channels, 1440) bool, True where observed (both may be transposed views)
     events: list[Event] = field(default_factory=list)
     start_weekday: int = 0  # 0 = Monday, for day 0
 
@@ -53,12 +53,13 @@ class MinuteRecord:
 
 def _smooth(signal: np.ndarray, alpha: float) -> np.ndarray:
     """First-order lag (exponential smoothing): physiology follows its drivers with inertia."""
-    return lfilter([alpha], [1.0, alpha - 1.0], signal, zi=[signal[0] * (1.0 - alpha)])[0]
+    signal = np.asarray(signal, dtype=np.float32)
+    return lfilter(np.float32([alpha]), np.float32([1.0, alpha - 1.0]), signal, zi=np.float32([signal[0] * (1.0 - alpha)]))[0]
 
 
 def _red_noise(rng: np.random.Generator, length: int, alpha: float, scale: float) -> np.ndarray:
     """Slowly wandering noise with standard deviation ``scale``."""
-    white = rng.standard_normal(length)
+    white = rng.standard_normal(length, dtype=np.float32)
     return _smooth(white, alpha) * scale / np.sqrt(alpha / (2.0 - alpha))
 
 
@@ -107,7 +108,7 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     sleep_quality = traits["sleep_quality"]
 
     # Illness: about one episode in ten two-week stays; fever, fast heart, low HRV, more sleep.
-    illness = np.zeros(total)
+    illness = np.zeros(total, dtype=np.float32)
     if rng.random() < 0.1 * days / 14:
         first_day = int(rng.integers(0, days))
         duration_days = int(rng.integers(3, 8))
@@ -144,8 +145,9 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
 
     # Activity: leisure bouts by personal preference, weekday commutes, everyday ambulation.
     kind_of_minute = np.full(total, -1, dtype=np.int16)
-    bout_intensity = np.ones(total)
-    preference = rng.dirichlet(np.full(len(LEISURE_KINDS), 0.6))
+    bout_intensity = np.ones(total, dtype=np.float32)
+    preference_cdf = np.cumsum(rng.dirichlet(np.full(len(LEISURE_KINDS), 0.6)))
+    preference_cdf[-1] = 1.0
     bouts_per_day = max(0.15, 0.8 + 0.5 * traits["activity_propensity"] - 0.3 * illness[::MINUTES_PER_DAY].mean())
     commute_kind = rng.choice([-1, ACTIVITY_NAMES.index("commute_walk"), ACTIVITY_NAMES.index("commute_cycle")], p=[0.5, 0.35, 0.15])
     for day in range(days):
@@ -157,8 +159,11 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
         if commute_kind >= 0 and weekday[day] < 5:
             first_awake = awake_minutes[0]
             planned += [(commute_kind, first_awake + int(rng.integers(30, 90))), (commute_kind, int(rng.integers(990, 1110)))]
-        for _ in range(rng.poisson(bouts_per_day * (1.3 if weekday[day] >= 5 else 1.0))):
-            planned.append((LEISURE_KINDS[rng.choice(len(LEISURE_KINDS), p=preference)], int(rng.choice(awake_minutes))))
+        leisure = rng.poisson(bouts_per_day * (1.3 if weekday[day] >= 5 else 1.0))
+        if leisure:
+            kinds = np.asarray(LEISURE_KINDS)[np.searchsorted(preference_cdf, rng.random(leisure))]
+            starts = awake_minutes[rng.integers(0, awake_minutes.size, leisure)]
+            planned += list(zip(kinds.tolist(), starts.tolist()))
         for kind_index, start_of_day in planned:
             low, high = ACTIVITY_KINDS[kind_index].duration_min
             start = day_start + start_of_day
@@ -166,17 +171,18 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
             if end <= start or (kind_of_minute[start:end] >= 0).any() or not awake[start:end].all():
                 continue
             kind_of_minute[start:end] = kind_index
-            bout_intensity[start:end] = np.clip(rng.normal(1.0 + 0.08 * traits["fitness"], 0.12), 0.6, 1.5)
+            bout_intensity[start:end] = min(max(rng.normal(1.0 + 0.08 * traits["fitness"], 0.12), 0.6), 1.5)
             events.append(Event(ACTIVITY_NAMES[kind_index], int(start), int(end)))
     in_bout = kind_of_minute >= 0
     bout_kind = np.where(in_bout, kind_of_minute, 0)
     ambulating = _episodes(rng, awake & ~in_bout, max(0.003, 0.014 + 0.006 * traits["activity_propensity"]), 5.0)
 
-    met = np.where(asleep, 0.95, 1.3 + 0.25 * rng.random(total))
-    met = np.where(ambulating, 2.5 + 0.6 * rng.random(total), met)
+    jitter = rng.random((2, total), dtype=np.float32)
+    met = np.where(asleep, np.float32(0.95), 1.3 + 0.25 * jitter[0])
+    met = np.where(ambulating, 2.5 + 0.6 * jitter[1], met)
     met = np.where(in_bout, _KIND_MET[bout_kind] * bout_intensity, met)
     met = np.minimum(met, max_met * 1.05)
-    cadence = np.where(ambulating, rng.uniform(60, 105, total), 0.0)
+    cadence = np.where(ambulating, 60.0 + 45.0 * jitter[0], np.float32(0.0))
     cadence = np.where(in_bout, _KIND_CADENCE[bout_kind] * np.sqrt(bout_intensity), cadence)
 
     # Stress episodes while awake and still.
@@ -194,14 +200,14 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
 
     # Heart: reserve fraction from the metabolic load, lagged; lower in deep sleep.
     reserve = np.clip((met - 1.0) / max(max_met - 1.0, 1.0), 0.0, 1.0)
-    stage_offset = np.array([0.0, -6.0, -9.0, -3.0])[stage]
+    stage_offset = np.array([0.0, -6.0, -9.0, -3.0], dtype=np.float32)[stage]
     heart_target = (np.where(asleep, rest_hr + stage_offset, rest_hr + 9.0 + 3.0 * circadian)
                     + (max_hr - rest_hr) * reserve + 8.0 * stressed + 7.0 * illness)
     heart_rate = _smooth(heart_target, 0.35) + 2.2 * noise[0]
     if traits["atrial_fibrillation"]:
         heart_rate += 6.0 * np.abs(noise[1])
 
-    hrv_scale = np.exp(-0.028 * (heart_rate - rest_hr)) * np.array([1.0, 1.1, 1.35, 0.9])[stage]
+    hrv_scale = np.exp(-0.028 * (heart_rate - rest_hr)) * np.array([1.0, 1.1, 1.35, 0.9], dtype=np.float32)[stage]
     hrv_scale *= (1.0 - 0.3 * stressed) * (1.0 - 0.3 * illness)
     rmssd = traits["rmssd_baseline_ms"] * hrv_scale * np.exp(0.18 * noise[2])
     sdnn = rmssd * (1.25 + 0.6 * reserve) * np.exp(0.12 * noise[3])
@@ -212,7 +218,8 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     rr_spread = 0.85 * sdnn * np.exp(0.1 * noise[4])
 
     # Movement.
-    accel = np.where(in_bout, _KIND_ACCEL[bout_kind] * bout_intensity, np.where(ambulating, 150.0, np.where(asleep, 4.0, 25.0)))
+    accel = np.where(in_bout, _KIND_ACCEL[bout_kind] * bout_intensity,
+                     np.where(ambulating, np.float32(150.0), np.where(asleep, np.float32(4.0), np.float32(25.0))))
     accel = accel * np.exp(0.25 * noise[5])
     steps = np.round(cadence * np.exp(0.08 * noise[6]))
     zero_crossing = np.where(cadence > 0, cadence / 60.0, 0.15 * accel / 100.0) * np.exp(0.1 * noise[7])
@@ -232,13 +239,13 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
 
     # Breathing and oxygen: apnea dips in sleep, faster breathing with load and fever.
     apnea_dips = _episodes(rng, asleep, traits["apnea_hypopnea_index"] / 60.0, 1.5)
-    spo2 = 97.4 - 0.4 * asleep - apnea_dips * rng.uniform(3.0, 10.0, total) + 0.5 * noise[1] - 0.8 * illness
+    spo2 = 97.4 - 0.4 * asleep - apnea_dips * (3.0 + 7.0 * jitter[1]) + 0.5 * noise[1] - 0.8 * illness
     respiration = (np.where(asleep, 13.0 + 1.2 * (stage == 3), 15.0) + 10.0 * reserve + 2.5 * illness
                    + 0.8 * noise[2] * np.where(stage == 3, 1.6, 1.0))
 
     # Altimeter: climbing kinds plus the odd flight of stairs in daily life.
     stair_flights = _episodes(rng, awake & ~in_bout, 0.004, 1.0)
-    altitude_gain = np.where(in_bout, _KIND_CLIMB[bout_kind] * bout_intensity, 0.0) + stair_flights * rng.uniform(3.0, 6.0, total)
+    altitude_gain = np.where(in_bout, _KIND_CLIMB[bout_kind] * bout_intensity, np.float32(0.0)) + stair_flights * (3.0 + 3.0 * jitter[0])
     altitude_gain = np.maximum(altitude_gain * np.exp(0.2 * noise[3]), 0.0)
 
     sleep_probability = np.clip(_smooth(asleep.astype(float), 0.25) + 0.05 * noise[4], 0.0, 1.0)
@@ -273,7 +280,9 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
         "altimeter_std": 0.25 + 0.3 * altitude_gain + 0.05 * np.abs(noise[5]),
         "stress_score": stress_score,
     }
-    values = np.empty((NUM_FEATURES, total), dtype=np.float32)  # channel-first while filling: contiguous rows
+    # Filled channel-first, (channels, minutes), where every write is contiguous; the record exposes
+    # it as day windows (days, channels, 1440) through a transposed view, without a copy.
+    values = np.empty((NUM_FEATURES, total), dtype=np.float32)
     for name, column in columns.items():
         values[FEATURE_INDEX[name]] = column
     np.clip(values, _VALID_LOW[:, None], _VALID_HIGH[:, None], out=values)
@@ -285,12 +294,11 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     charging_length = rng.integers(30, 100, days)
     charging = charging_day[day_of_minute] & (minute_of_day >= charging_start[day_of_minute]) & (minute_of_day < charging_start[day_of_minute] + charging_length[day_of_minute])
     showers = _episodes(rng, awake & ~in_bout, 0.6 / 1000.0, 12.0)
-    not_worn = off_wrist | charging | showers
     mask = np.empty((NUM_FEATURES, total), dtype=bool)
-    mask[:] = ~not_worn
-    ppg_dropout = _episodes(rng, np.ones(total, dtype=bool), 0.004 + 0.02 * (accel > 400), 4.0)
+    mask[:] = ~(off_wrist | charging | showers)
+    ppg_ok = ~_episodes(rng, np.ones(total, dtype=bool), 0.004 + 0.02 * (accel > 400), 4.0)
     for channel in _CARDIO + [FEATURE_INDEX["stress_score"]]:
-        mask[channel] &= ~ppg_dropout
+        mask[channel] &= ppg_ok
     mask[FEATURE_INDEX["stress_score"]] &= reserve <= 0.35  # not computed during exercise
     mask[FEATURE_INDEX["spo2"]] &= asleep  # measured in sleep only, as on most wrist devices
     mask[FEATURE_INDEX["respiration_rate"]] &= asleep
@@ -302,8 +310,8 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
 
     events.sort(key=lambda event: (event.start_minute, event.kind))
     return MinuteRecord(
-        values=np.ascontiguousarray(values.reshape(NUM_FEATURES, days, MINUTES_PER_DAY).transpose(1, 0, 2)),
-        mask=np.ascontiguousarray(mask.reshape(NUM_FEATURES, days, MINUTES_PER_DAY).transpose(1, 0, 2)),
+        values=values.reshape(NUM_FEATURES, days, MINUTES_PER_DAY).transpose(1, 0, 2),
+        mask=mask.reshape(NUM_FEATURES, days, MINUTES_PER_DAY).transpose(1, 0, 2),
         events=events,
         start_weekday=start_weekday,
     )

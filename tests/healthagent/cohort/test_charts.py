@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+from django.urls import reverse
+
+from healthagent.cohort.charts import ChartError, _downsample, daily_figure, minute_figure
+from healthagent.cohort.importers.synthetic import synthetic_participants
+from healthagent.cohort.importing import cohort_import
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_week_participant():
+    participants, report = synthetic_participants(participants=1, days=14, seed=3, history_days=200)
+    return cohort_import(name="Two weeks", source="synthetic", participants=participants, source_report=report, k=1).cohort.participants.get()
+
+
+def decoded_y(trace):
+    y = trace["y"]
+    if isinstance(y, dict):  # plotly's base64 typed array
+        import base64
+
+        return np.frombuffer(base64.b64decode(y["bdata"]), dtype=np.dtype(y["dtype"]))
+    return np.array(y, dtype=float)
+
+
+def test_a_two_week_view_stays_small_and_shows_gaps(two_week_participant):
+    figure = minute_figure(participant=two_week_participant)
+    payload = json.dumps(figure)
+    assert len(payload) <= 400_000, len(payload)
+    heart = decoded_y(figure["data"][0])
+    assert len(heart) <= 1440
+    assert np.isnan(heart).any()  # charging and off-wrist time are gaps, not lines across them
+    assert figure["layout"]["shapes"]  # sleep and activity bands
+
+
+def test_min_max_downsampling_keeps_peaks():
+    minutes = np.arange(1000)
+    values = np.zeros(1000, dtype=np.float32)
+    values[517] = 180.0
+    values[200:300] = np.nan
+    x, y = _downsample(minutes, values, max_buckets=50)
+    assert len(y) == 100 and np.nanmax(y) == 180.0 and 517 in x
+    assert np.isnan(y).sum() == 10  # five empty buckets, two points each
+
+
+def test_zooming_returns_finer_detail_for_the_range(client, researcher, two_week_participant):
+    client.force_login(researcher)
+    url = reverse("cohort:participant_minutes", args=[two_week_participant.pk])
+    response = client.get(url, {"start": 3 * 1440, "end": 3 * 1440 + 120})
+    assert response.status_code == 200
+    zoomed = response.json()
+    assert zoomed["layout"]["meta"]["start_minute"] == 3 * 1440
+    assert len(decoded_y(zoomed["data"][0])) == 120  # every minute of a two-hour window
+    assert client.get(url, {"start": "x", "end": 10}).status_code == 400
+    assert client.get(url, {"start": 50, "end": 52}).json()["error"].startswith("the window must cover")
+
+
+def test_daily_figure_has_summaries_and_measurements(two_week_participant):
+    figure = daily_figure(participant=two_week_participant)
+    names = {trace["name"] for trace in figure["data"]}
+    assert {"Steps", "Sleep", "systolic_bp", "hba1c"} <= names
+
+
+def test_the_window_must_be_inside_the_trajectory(two_week_participant):
+    with pytest.raises(ChartError):
+        minute_figure(participant=two_week_participant, start_minute=14 * 1440, end_minute=15 * 1440)
