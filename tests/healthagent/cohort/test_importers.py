@@ -190,3 +190,16 @@ def test_a_cohort_holds_one_source(tmp_path):
     assert Participant.objects.count() == 1
 
 
+
+
+def test_parquet_signals_import_like_csv(tmp_path):
+    import pandas as pd
+
+    wide_csv = cohort_files.write_csv_wide(tmp_path)
+    frame = pd.read_csv(wide_csv, dtype={"participant_id": str, "timestamp": str})
+    frame.to_parquet(tmp_path / "wide.parquet")
+    parquet_cohort = import_cohort("csv", tmp_path / "wide.parquet", name="From Parquet")
+    csv_cohort = import_cohort("csv", wide_csv, name="From CSV")
+    from_parquet, from_csv = parquet_cohort.participants.get(), csv_cohort.participants.get()
+    np.testing.assert_array_equal(channel(from_parquet, "heart_rate"), channel(from_csv, "heart_rate"))
+    assert from_parquet.pseudonym == from_csv.pseudonym  # same source identifier, same pseudonym
