@@ -125,3 +125,54 @@ class Event(models.Model):
         if self.start_minute is None or self.end_minute is None:
             return None
         return self.end_minute - self.start_minute
+
+
+class AgentVariant(models.Model):
+    """A configuration of the personal health agent that a study can compare blind."""
+
+    class Backend(models.TextChoices):
+        GROUNDED = "grounded", "Grounded (offline, cites the data)"
+        TRANSFORMERS = "transformers", "Local language model (transformers)"
+        OPENAI_HTTP = "openai_http", "OpenAI-compatible HTTP server"
+        GROUNDED_PHRASED = "grounded_phrased", "Grounded, phrased by a language model"
+
+    name = models.CharField(max_length=80, unique=True)
+    backend = models.CharField(max_length=20, choices=Backend.choices)
+    config = models.JSONField(default=dict, blank=True, help_text="Backend settings, validated by the backend.")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Recommendation(models.Model):
+    """One generation of one variant for one participant (and question): the answer or why there is none."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"  # the backend gave nothing usable: empty, too long, garbled, timed out
+        BLOCKED = "blocked", "Blocked by the safety screen"
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="recommendations")
+    variant = models.ForeignKey(AgentVariant, on_delete=models.PROTECT, related_name="recommendations")
+    question = models.CharField(max_length=500, blank=True, help_text="The participant's question or goal, if any.")
+    status = models.CharField(max_length=12, choices=Status.choices)
+    text = models.TextField(blank=True, help_text="The answer as shown (markdown), after the safety screen.")
+    raw_text = models.TextField(blank=True, help_text="What the backend returned, before the safety screen.")
+    items = models.JSONField(default=list, blank=True, help_text="Structured recommendations with the numbers they cite.")
+    context = models.JSONField(default=dict, help_text="Exactly what the agent saw.")
+    safety_flags = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    backend_metadata = models.JSONField(default=dict, blank=True, help_text="Model, latency, tokens.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["participant", "variant", "-created_at"]
+        constraints = [models.UniqueConstraint(fields=["participant", "variant", "question"], name="one_recommendation_per_question")]
+
+    def __str__(self):
+        return f"{self.variant} for {self.participant} ({self.status})"

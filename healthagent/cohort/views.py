@@ -1,3 +1,5 @@
+import json
+
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -28,6 +30,7 @@ def participant_detail(request, participant_id: int):
         "minute_chart": minute_figure(participant=participant),
         "daily_chart": daily_figure(participant=participant),
         "events": participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute")[:200],
+        "recommendations": _with_context_json(participant.recommendations.select_related("variant").order_by("variant__name", "question")),
     }
     return render(request, "cohort/participant_detail.html", context)
 
@@ -44,3 +47,10 @@ def participant_minutes(request, participant_id: int):
     except ChartError as error:
         return JsonResponse({"error": str(error)}, status=400)
     return JsonResponse(figure)
+
+
+def _with_context_json(recommendations):
+    rows = list(recommendations)
+    for row in rows:
+        row.context_json = json.dumps(row.context, indent=2)
+    return rows

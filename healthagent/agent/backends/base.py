@@ -1,0 +1,31 @@
+"""The interface every agent backend implements, and the errors it may raise."""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class BackendError(Exception):
+    """The backend could not produce an answer; the message says why (stored with the failure)."""
+
+
+class BackendTimeout(BackendError):
+    pass
+
+
+class BackendConfigError(BackendError):
+    pass
+
+
+@dataclass
+class BackendAnswer:
+    text: str  # markdown
+    items: list[dict] = field(default_factory=list)  # structured recommendations with citations, when the backend has them
+    metadata: dict = field(default_factory=dict)  # model, latency, tokens...
+
+
+class AgentBackend(Protocol):
+    name: str
+
+    def generate(self, context: dict, *, timeout_s: float) -> BackendAnswer:
+        """Answer from ``context`` (see healthagent/agent/context.py) within ``timeout_s`` or raise BackendError."""
+        ...

@@ -1,0 +1,75 @@
+"""A chat-completions server that speaks the OpenAI protocol: vLLM, Ollama, TGI, llama.cpp's server.
+
+Configuration: ``base_url`` (e.g. ``http://gpu-host:8000/v1``), ``model``, optional ``api_key``
+(or the name of an environment variable holding it in ``api_key_env``), ``temperature``,
+``max_tokens``, ``retries``. Connection failures, time-outs and 5xx answers are retried with
+back-off; anything else fails at once with a sentence that says what happened.
+"""
+
+import os
+import time
+
+import httpx
+
+from healthagent.agent.backends.base import BackendAnswer, BackendConfigError, BackendError, BackendTimeout
+from healthagent.agent.prompt import chat_messages
+
+
+class OpenAIHTTPBackend:
+    name = "openai_http"
+
+    def __init__(self, config: dict):
+        self.base_url = (config.get("base_url") or "").rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise BackendConfigError("base_url must be an http:// or https:// URL, for example http://localhost:8000/v1")
+        self.model = config.get("model") or ""
+        if not self.model:
+            raise BackendConfigError("model must name the model the server serves")
+        self.api_key = config.get("api_key") or os.environ.get(config.get("api_key_env", ""), "")
+        self.temperature = float(config.get("temperature", 0.0))
+        self.max_tokens = int(config.get("max_tokens", 400))
+        self.retries = int(config.get("retries", 2))
+        self.backoff_s = float(config.get("backoff_s", 0.5))
+
+    def generate(self, context: dict, *, timeout_s: float) -> BackendAnswer:
+        deadline = time.monotonic() + timeout_s
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        payload = {"model": self.model, "messages": chat_messages(context), "temperature": self.temperature,
+                   "max_tokens": self.max_tokens, "seed": 0}
+        url = f"{self.base_url}/chat/completions"
+        last_problem = ""
+        for attempt in range(self.retries + 1):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BackendTimeout(f"the model server at {self.base_url} did not answer within {timeout_s:.0f} s ({last_problem or 'no answer'})")
+            started = time.perf_counter()
+            try:
+                response = httpx.post(url, json=payload, headers=headers, timeout=httpx.Timeout(remaining, connect=min(remaining, 5.0)))
+            except httpx.TimeoutException:
+                last_problem = "timed out"
+            except httpx.TransportError as error:
+                last_problem = f"cannot connect: {error}"
+            else:
+                if response.status_code < 500:
+                    return self._answer(response, started, attempt)
+                last_problem = f"server error {response.status_code}"
+            if attempt < self.retries:
+                time.sleep(min(self.backoff_s * 2**attempt, max(deadline - time.monotonic(), 0)))
+        if last_problem == "timed out":
+            raise BackendTimeout(f"the model server at {self.base_url} did not answer within {timeout_s:.0f} s")
+        raise BackendError(f"the model server at {self.base_url} is not available after {self.retries + 1} attempts ({last_problem})")
+
+    def _answer(self, response: httpx.Response, started: float, attempt: int) -> BackendAnswer:
+        if response.status_code != 200:
+            raise BackendError(f"the model server refused the request: HTTP {response.status_code} {response.text[:200]}")
+        try:
+            body = response.json()
+            text = body["choices"][0]["message"]["content"] or ""
+        except (ValueError, KeyError, IndexError, TypeError) as error:
+            raise BackendError(f"the model server's answer is not a chat completion ({error})") from error
+        usage = body.get("usage") or {}
+        return BackendAnswer(text=text.strip(), metadata={
+            "backend": self.name, "model": body.get("model", self.model), "attempts": attempt + 1,
+            "latency_s": round(time.perf_counter() - started, 3), "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"), "temperature": self.temperature,
+        })
