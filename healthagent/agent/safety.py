@@ -112,12 +112,12 @@ def screen(text: str, context: dict) -> SafetyResult:
         if kept or not line.strip():
             lines.append(marker + " ".join(kept))
     screened = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    if medication_removed:
-        screened += ("\n\n" if screened else "") + MEDICATION_NOTE
     kept_letters = sum(ch.isalpha() for ch in screened)
     if flags and kept_letters < MIN_KEPT_FRACTION * original_letters:
         flags.append({"code": "too_little_left", "severity": "block", "detail": f"{kept_letters} of {original_letters} letters left after the screen"})
         return SafetyResult("blocked", "", flags)
+    if medication_removed:
+        screened += ("\n\n" if screened else "") + MEDICATION_NOTE
 
     if not _escalation_present(screened):
         for red_flag in context.get("red_flags", []):

@@ -2,9 +2,12 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from healthagent.accounts import demo_user_ensure
+from healthagent.agent.backends.registry import queue_for
+from healthagent.agent.generate import cohort_generate
+from healthagent.agent.tasks import generate_recommendations
 from healthagent.cohort.importers.synthetic import synthetic_participants
 from healthagent.cohort.importing import cohort_import
-from healthagent.models import Cohort
+from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role
 
 DEMO_COHORT = {"name": "Demo cohort", "participants": 50, "days": 14, "seed": 2026}
@@ -33,6 +36,14 @@ class Command(BaseCommand):
             summary = cohort_import(name=DEMO_COHORT["name"], source=Cohort.Source.SYNTHETIC, participants=participants,
                                     source_report=report, description="Simulated participants for the demo.")
             self.stdout.write(f"Imported {summary.imported} synthetic participants into {DEMO_COHORT['name']!r}.")
+        cohort = Cohort.objects.get(name=DEMO_COHORT["name"])
+        grounded = AgentVariant.objects.get(name="grounded agent")
+        counts = cohort_generate(cohort=cohort, variants=[grounded])
+        self.stdout.write(f"Grounded recommendations: {counts['succeeded']} generated, {counts['kept']} already there.")
+        # The language-model variants take minutes on a CPU: the worker generates them after the site is up.
+        for variant in AgentVariant.objects.exclude(backend="grounded").order_by("name"):
+            generate_recommendations.apply_async(kwargs={"cohort_id": cohort.pk, "variant_ids": [variant.pk]}, queue=queue_for(variant.backend))
+            self.stdout.write(f"Queued recommendations of {variant.name!r}: the worker generates them in the background.")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")

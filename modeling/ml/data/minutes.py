@@ -123,9 +123,10 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     off_wrist = np.zeros(total, dtype=bool)
     social_jetlag_h = np.clip(traits["chronotype_midsleep_h"] - 3.0, 0.0, 3.0) * 0.5
     fragmentation = max(0.3, 1.2 - 0.6 * sleep_quality + traits["apnea_hypopnea_index"] / 25.0 + traits["alcohol_drinks_per_week"] / 30.0)
+    timing_sd_h = 0.4 + 0.35 * max(-sleep_quality, 0.0) + 0.15 * max(traits["stress"], 0.0)  # poor sleepers drift more
     for night in range(days + 1):
         free = weekday[night] >= 5
-        mid_h = traits["chronotype_midsleep_h"] - (0.0 if free else social_jetlag_h) + rng.normal(0, 0.35)
+        mid_h = traits["chronotype_midsleep_h"] - (0.0 if free else social_jetlag_h) + rng.normal(0, timing_sd_h)
         day_index = min(night, days - 1)
         duration_h = (traits["sleep_need_h"] - (0.0 if free else 0.5 * social_jetlag_h + 0.3) + 0.45 * min(sleep_quality, 0.0)
                       + 1.2 * illness[day_index * MINUTES_PER_DAY] + rng.normal(0, 0.75 - 0.15 * np.tanh(sleep_quality)))

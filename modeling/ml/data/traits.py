@@ -111,7 +111,7 @@ def sample_traits(participants: int, rng: np.random.Generator) -> Traits:
     anxiety = 0.6 * stress + normal(0.8)
     sleep_quality = -0.35 * stress - 0.25 * anxiety - 0.15 * alcohol_z + 0.15 * activity + normal(0.85)
     depression = 0.45 * stress + 0.3 * anxiety - 0.25 * sleep_quality - 0.2 * activity + normal(0.75)
-    sleep_need = np.clip(7.6 - 0.15 * age_c + normal(0.45), 5.5, 9.5)
+    sleep_need = np.clip(7.9 - 0.15 * age_c + normal(0.45), 5.5, 9.5)
     chronotype = np.clip(3.6 - 0.35 * age_c + normal(0.9), 1.0, 7.0)
     ahi = np.clip(np.exp(np.log(4.0) + 0.55 * bmi_c + 0.3 * age_c + 0.35 * (~female) + 0.1 * alcohol_z + normal(0.7)), 0.2, 90)
     afib = rng.random(n) < _sigmoid(-5.2 + 1.1 * age_c + 0.3 * bmi_c + 0.2 * alcohol_z)

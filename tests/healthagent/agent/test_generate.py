@@ -1,0 +1,105 @@
+"""Generation: bad backend output is a failure with its reason, never an answer; no duplicates."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from healthagent.agent.backends.base import BackendAnswer, BackendTimeout
+from healthagent.agent.generate import MAX_ANSWER_CHARS, cohort_generate, recommendation_generate
+from healthagent.models import AgentVariant, Recommendation
+
+pytestmark = pytest.mark.django_db
+
+
+class ScriptedBackend:
+    name = "scripted"
+
+    def __init__(self, text=None, error=None):
+        self.text, self.error = text, error
+
+    def generate(self, context, *, timeout_s):
+        if self.error:
+            raise self.error
+        return BackendAnswer(text=self.text, metadata={"backend": "scripted"})
+
+
+@pytest.fixture
+def participant(tiny_cohort):
+    return tiny_cohort.participants.order_by("pk").first()
+
+
+@pytest.fixture
+def variant():
+    return AgentVariant.objects.create(name="scripted", backend="openai_http", config={})
+
+
+@pytest.mark.parametrize("backend,reason", [
+    (ScriptedBackend(text=""), "no usable text"),
+    (ScriptedBackend(text="ok"), "no usable text"),
+    (ScriptedBackend(text="Walk more each day please. " * 400), "over-long"),
+    (ScriptedBackend(text="%%%% 1234 5678 #### !!!! ???? 9999 0000 @@@@ &&&& ****"), "not readable text"),
+    (ScriptedBackend(text="Walk more. \x00\x01 Sleep more and drink water every single day."), "invalid or control characters"),
+    (ScriptedBackend(text=" ".join(["sleep"] * 60)), "repeats itself"),
+    (ScriptedBackend(error=BackendTimeout("generation was stopped at the 120 s limit after 12 tokens")), "stopped at the 120 s limit"),
+])
+def test_bad_backend_output_is_stored_as_a_failure_with_its_reason(participant, variant, backend, reason):
+    recommendation = recommendation_generate(participant=participant, variant=variant, backend=backend)
+    assert recommendation.status == "failed" and reason in recommendation.error
+    assert recommendation.text == "" and recommendation.items == []
+    assert recommendation.context["participant"]["pseudonym"] == participant.pseudonym  # what it saw is kept
+
+
+def test_a_blocked_answer_is_not_stored_as_an_answer(participant, variant):
+    backend = ScriptedBackend(text="You should stop eating for a few days to reset your metabolism and lose weight.")
+    recommendation = recommendation_generate(participant=participant, variant=variant, backend=backend)
+    assert recommendation.status == "blocked" and recommendation.text == ""
+    assert recommendation.safety_flags[0]["code"] == "dangerous_advice"
+    assert "stop eating" in recommendation.raw_text  # kept for review, never shown as an answer
+
+
+def test_regenerating_replaces_instead_of_duplicating(participant, variant):
+    recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text=""))
+    good = "1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep."
+    recommendation = recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text=good))
+    assert Recommendation.objects.filter(participant=participant, variant=variant).count() == 1
+    assert recommendation.status == "succeeded" and recommendation.text == good and recommendation.error == ""
+
+
+def test_cohort_generation_keeps_what_succeeded(tiny_cohort):
+    grounded = AgentVariant.objects.get(name="grounded agent")
+    assert cohort_generate(cohort=tiny_cohort, variants=[grounded]) == {"succeeded": 3, "failed": 0, "blocked": 0, "kept": 0}
+    assert cohort_generate(cohort=tiny_cohort, variants=[grounded]) == {"succeeded": 0, "failed": 0, "blocked": 0, "kept": 3}
+    assert Recommendation.objects.count() == 3
+
+
+def test_the_command_generates_and_refuses_unknown_names(tiny_cohort, capsys):
+    call_command("generate_recommendations", "--cohort", tiny_cohort.name, "--variant", "grounded agent")
+    assert "'succeeded': 3" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="Unknown variant"):
+        call_command("generate_recommendations", "--cohort", tiny_cohort.name, "--variant", "nope")
+    with pytest.raises(CommandError, match="no cohort named"):
+        call_command("generate_recommendations", "--cohort", "nope")
+
+
+def test_the_default_variants_exist():
+    assert set(AgentVariant.objects.values_list("name", "backend")) >= {
+        ("grounded agent", "grounded"), ("LLM only", "transformers"), ("grounded + LLM phrasing", "grounded_phrased")}
+
+
+def test_researchers_see_each_variant_with_its_context_and_flags(client, researcher, participant, variant):
+    recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text="Take 20 mg of atorvastatin. " + "Walk more after meals and keep a steady bedtime every night."))
+    client.force_login(researcher)
+    page = client.get(f"/cohorts/participants/{participant.pk}/").content.decode()
+    assert "scripted" in page and "medication_dosing" in page and "What the agent saw" in page
+    assert "Walk more after meals" in page
+
+
+def test_answers_are_rendered_without_markup_injection(client, researcher, participant, variant):
+    text = "1. **Sleep.** Keep a regular bedtime <script>alert('x')</script> and <img src=x onerror=alert(1)> rest well each night."
+    recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text=text))
+    client.force_login(researcher)
+    answer = client.get(f"/cohorts/participants/{participant.pk}/").content.decode().split('<div class="answer">')[1].split("</div>")[0]
+    assert "<script>" not in answer and "onerror" not in answer and "<strong>Sleep.</strong>" in answer
+
+
+def test_answer_length_limit_is_generous_enough_for_a_real_answer():
+    assert MAX_ANSWER_CHARS >= 4000
