@@ -5,5 +5,14 @@ from evaluation import views
 app_name = "evaluation"
 urlpatterns = [
     path("queue/", views.queue, name="queue"),
+    path("queue/<int:study_id>/next/", views.study_next, name="study_next"),
+    path("items/<int:assignment_id>/", views.assignment_detail, name="assignment"),
+    path("items/<int:assignment_id>/minutes.json", views.assignment_minutes, name="assignment_minutes"),
+    path("items/<int:assignment_id>/draft/", views.assignment_draft, name="assignment_draft"),
+    path("items/<int:assignment_id>/submit/", views.assignment_submit, name="assignment_submit"),
+    path("items/<int:assignment_id>/skip/", views.assignment_skip_view, name="assignment_skip"),
     path("studies/", views.study_list, name="study_list"),
+    path("studies/new/", views.study_new, name="study_new"),
+    path("studies/<int:study_id>/", views.study_detail, name="study_detail"),
+    path("studies/<int:study_id>/status/", views.study_status, name="study_status"),
 ]

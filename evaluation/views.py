@@ -1,14 +1,214 @@
-from django.shortcuts import render
+"""Clinicians' queue and rating pages; researchers' study pages. Views only translate: the
+services and selectors do the work and check access."""
 
+import json
+
+from django.contrib import messages
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from evaluation.assignment import assignment_next
+from evaluation.forms import StudyForm
+from evaluation.models import Assignment, Study
+from evaluation.selectors import clinician_studies, rater_completed, rater_progress, study_overview
+from evaluation.services import (
+    EvaluationError,
+    StudySpec,
+    access_assignment,
+    assignment_save_draft,
+    assignment_skip,
+    rating_submit,
+    study_create,
+    study_set_status,
+)
+from healthagent.cohort.charts import ChartError, minute_figure
+from healthagent.models import Participant
 from healthagent.roles import Role, role_required
+from modeling.ml.data.spec import MINUTES_PER_DAY
 
+RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
+
+
+# --- Clinicians ---------------------------------------------------------------------------------
 
 @role_required(Role.CLINICIAN)
 def queue(request):
-    """The clinician's start page: their assigned items, next first."""
-    return render(request, "evaluation/queue.html", {"assignments": []})
+    """The clinician's start page: their studies, how far they are, and where to continue."""
+    return render(request, "evaluation/queue.html", {"studies": clinician_studies(rater=request.user)})
 
 
-@role_required(Role.RESEARCHER, Role.ADMIN)
+def _enrolled_study(request, study_id: int) -> Study:
+    study = Study.objects.filter(pk=study_id, clinicians=request.user).exclude(status=Study.Status.DRAFT).first()
+    if study is None:
+        raise Http404("no such study in your queue")
+    return study
+
+
+@role_required(Role.CLINICIAN)
+def study_next(request, study_id: int):
+    study = _enrolled_study(request, study_id)
+    assignment = assignment_next(study=study, rater=request.user)
+    if assignment is None:
+        return render(request, "evaluation/queue_done.html", {"study": study, "progress": rater_progress(study=study, rater=request.user),
+                                                              "completed": rater_completed(study=study, rater=request.user)[:200]})
+    return redirect("evaluation:assignment", assignment_id=assignment.pk)
+
+
+def _own_assignment(request, assignment_id: int) -> Assignment:
+    try:
+        return access_assignment(assignment_id=assignment_id, rater=request.user)
+    except EvaluationError as error:
+        raise Http404(str(error)) from error
+
+
+def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]:
+    days = min(assignment.study.window_days, participant.minute_days)
+    return (participant.minute_days - days) * MINUTES_PER_DAY, participant.minute_days * MINUTES_PER_DAY
+
+
+def _answers(assignment: Assignment) -> list[dict]:
+    """The answers in the order this clinician sees them: labels only, never variants."""
+    item = assignment.item
+    if assignment.study.mode == Study.Mode.ABSOLUTE:
+        return [{"label": "Answer", "text": item.answer_a}]
+    left, right = (item.answer_b, item.answer_a) if assignment.swapped else (item.answer_a, item.answer_b)
+    return [{"label": "Answer A", "text": left}, {"label": "Answer B", "text": right}]
+
+
+def _shown_rating(assignment: Assignment) -> dict:
+    """What the form starts with: the draft, else the saved rating (in the sides this rater sees)."""
+    if assignment.draft:
+        return assignment.draft
+    rating = getattr(assignment, "rating", None)
+    if rating is None:
+        return {}
+    flip = (lambda v: {"a": "b", "b": "a"}.get(v, v)) if assignment.swapped else (lambda v: v)
+    scores = {key: flip(value) if isinstance(value, str) else value for key, value in rating.scores.items()}
+    return {"scores": scores, "preference": flip(rating.preference), "comment": rating.comment, "unsafe": rating.unsafe,
+            "unsafe_reason": rating.unsafe_reason}
+
+
+@role_required(Role.CLINICIAN)
+def assignment_detail(request, assignment_id: int):
+    assignment = _own_assignment(request, assignment_id)
+    participant = Participant.objects.get(pk=assignment.item.participant_id)
+    start, end = _window(assignment, participant)
+    context = {
+        "assignment": assignment,
+        "study": assignment.study,
+        "participant": {"age_band": participant.age_band, "sex": participant.get_sex_display(), "days": end // MINUTES_PER_DAY - start // MINUTES_PER_DAY},
+        "answers": _answers(assignment),
+        "dimensions": list(assignment.study.rubric.dimensions.all()),
+        "pairwise": assignment.study.mode == Study.Mode.PAIRWISE,
+        "shown": _shown_rating(assignment),
+        "progress": rater_progress(study=assignment.study, rater=request.user),
+        "minute_chart": minute_figure(participant=participant, start_minute=start, end_minute=end),
+        "editable": assignment.study.status == Study.Status.OPEN,
+    }
+    return render(request, "evaluation/assignment.html", context)
+
+
+@role_required(Role.CLINICIAN)
+def assignment_minutes(request, assignment_id: int):
+    """Zoomed chart data for the clinician's own item only, within the study's window."""
+    assignment = _own_assignment(request, assignment_id)
+    participant = Participant.objects.get(pk=assignment.item.participant_id)
+    low, high = _window(assignment, participant)
+    try:
+        start, end = max(int(request.GET["start"]), low), min(int(request.GET["end"]), high)
+        return JsonResponse(minute_figure(participant=participant, start_minute=start, end_minute=end))
+    except (KeyError, ValueError):
+        return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
+    except ChartError as error:
+        return JsonResponse({"error": str(error)}, status=400)
+
+
+@require_POST
+@role_required(Role.CLINICIAN)
+def assignment_draft(request, assignment_id: int):
+    try:
+        assignment_save_draft(assignment_id=assignment_id, rater=request.user, draft=json.loads(request.body or b"{}"))
+    except (ValueError, EvaluationError) as error:
+        return JsonResponse({"error": str(error)}, status=400)
+    return JsonResponse({"saved": True})
+
+
+def _posted_rating(request, dimensions) -> dict:
+    return {
+        "scores": {dimension.key: request.POST.get(f"score-{dimension.key}", "") for dimension in dimensions},
+        "preference": request.POST.get("preference", ""),
+        "comment": request.POST.get("comment", ""),
+        "unsafe": request.POST.get("unsafe") == "on",
+        "unsafe_reason": request.POST.get("unsafe_reason", ""),
+        "time_spent_s": request.POST.get("time_spent_s") or 0,
+    }
+
+
+@require_POST
+@role_required(Role.CLINICIAN)
+def assignment_submit(request, assignment_id: int):
+    assignment = _own_assignment(request, assignment_id)
+    try:
+        rating_submit(assignment_id=assignment.pk, rater=request.user, **_posted_rating(request, assignment.study.rubric.dimensions.all()))
+    except (ValueError, EvaluationError) as error:
+        messages.error(request, f"Not saved: {error}.")
+        return redirect("evaluation:assignment", assignment_id=assignment.pk)
+    return redirect("evaluation:study_next", study_id=assignment.study_id)
+
+
+@require_POST
+@role_required(Role.CLINICIAN)
+def assignment_skip_view(request, assignment_id: int):
+    assignment = _own_assignment(request, assignment_id)
+    try:
+        assignment_skip(assignment_id=assignment.pk, rater=request.user, reason=request.POST.get("skip_reason", ""))
+    except EvaluationError as error:
+        messages.error(request, f"Not skipped: {error}.")
+        return redirect("evaluation:assignment", assignment_id=assignment.pk)
+    return redirect("evaluation:study_next", study_id=assignment.study_id)
+
+
+# --- Researchers ---------------------------------------------------------------------------------
+
+@role_required(*RESEARCH_ROLES)
 def study_list(request):
-    return render(request, "evaluation/study_list.html", {"studies": []})
+    studies = Study.objects.select_related("rubric").order_by("-created_at")
+    return render(request, "evaluation/study_list.html", {"studies": studies})
+
+
+@role_required(*RESEARCH_ROLES)
+def study_new(request):
+    form = StudyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        spec = StudySpec(name=data["name"], mode=data["mode"], rubric=data["rubric"], cohort=data["cohort"], variants=list(data["variants"]),
+                         raters_per_item=data["raters_per_item"], clinicians=list(data["clinicians"]), instructions=data["instructions"],
+                         participants=data["participants"], window_days=data["window_days"], seed=data["seed"])
+        try:
+            study = study_create(spec=spec, user=request.user)
+        except EvaluationError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Study {study.name!r} created as a draft with {study.items.count()} items.")
+            return redirect("evaluation:study_detail", study_id=study.pk)
+    return render(request, "evaluation/study_form.html", {"form": form})
+
+
+@role_required(*RESEARCH_ROLES)
+def study_detail(request, study_id: int):
+    study = get_object_or_404(Study.objects.select_related("rubric"), pk=study_id)
+    return render(request, "evaluation/study_detail.html", {"study": study, "overview": study_overview(study=study)})
+
+
+@require_POST
+@role_required(*RESEARCH_ROLES)
+def study_status(request, study_id: int):
+    study = get_object_or_404(Study, pk=study_id)
+    try:
+        study_set_status(study=study, status=request.POST.get("status", ""))
+    except EvaluationError as error:
+        messages.error(request, str(error).capitalize() + ".")
+    else:
+        messages.success(request, f"The study is now {study.get_status_display().lower()}.")
+    return redirect("evaluation:study_detail", study_id=study.pk)

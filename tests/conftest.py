@@ -73,8 +73,9 @@ def user_for_role(db):
 
 @pytest.fixture(autouse=True)
 def isolated_storage(settings, tmp_path):
-    """Each test writes trajectories under its own temporary folder."""
+    """Each test writes trajectories under its own temporary folder, and hashes passwords fast."""
     settings.TRAJECTORY_ROOT = tmp_path / "trajectories"
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -85,6 +86,23 @@ def tiny_cohort(db):
 
     participants, report = synthetic_participants(participants=3, days=2, seed=5, history_days=60)
     return cohort_import(name="Tiny", source="synthetic", participants=participants, source_report=report, k=1).cohort
+
+
+@pytest.fixture
+def grounded_study(tiny_cohort):
+    """An open absolute study over the tiny cohort's grounded answers, k = 2, three enrolled clinicians."""
+    from evaluation.models import Rubric
+    from evaluation.services import StudySpec, study_create, study_set_status
+    from healthagent.agent.generate import cohort_generate
+    from healthagent.models import AgentVariant
+
+    grounded = AgentVariant.objects.get(name="grounded agent")
+    cohort_generate(cohort=tiny_cohort, variants=[grounded])
+    clinicians = [UserFactory(role=Role.CLINICIAN) for _ in range(3)]
+    spec = StudySpec(name="Grounded pilot", mode="absolute", rubric=Rubric.objects.get(name__endswith="(1-5)"), cohort=tiny_cohort,
+                     variants=[grounded], raters_per_item=2, clinicians=clinicians, instructions="Rate each answer.")
+    study = study_create(spec=spec, user=UserFactory(role=Role.RESEARCHER))
+    return study_set_status(study=study, status="open")
 
 
 @pytest.fixture(autouse=True)

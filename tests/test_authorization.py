@@ -17,8 +17,24 @@ def row(anonymous, clinician, researcher, admin, *, method="get", kwargs=None, q
             "kwargs": kwargs or {}, "query": query}
 
 
-def first_participant(cohort):
-    return cohort.participants.order_by("pk").first().pk
+def first_participant(objects, user):
+    return objects["cohort"].participants.order_by("pk").first().pk
+
+
+def enrolled_study(objects, user):
+    if user is not None and user.groups.filter(name="clinician").exists():
+        objects["study"].clinicians.add(user)
+    return objects["study"].pk
+
+
+def own_assignment(objects, user):
+    """An assignment of this user when they are a clinician enrolled in the study, else someone else's."""
+    from evaluation.assignment import assignment_next
+
+    study = objects["study"]
+    rater = user if user is not None and user.groups.filter(name="clinician").exists() else study.clinicians.first()
+    study.clinicians.add(rater)
+    return assignment_next(study=study, rater=rater).pk
 
 
 MATRIX = {
@@ -31,10 +47,23 @@ MATRIX = {
     "evaluation:study_list": row(LOGIN, FORBIDDEN, 200, 200),
     "modeling:job_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
     "cohort:cohort_list": row(LOGIN, FORBIDDEN, 200, 200),
-    "cohort:cohort_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda cohort: {"cohort_id": cohort.pk}),
-    "cohort:participant_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda cohort: {"participant_id": first_participant(cohort)}),
-    "cohort:participant_minutes": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda cohort: {"participant_id": first_participant(cohort)},
+    "cohort:cohort_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"cohort_id": objects["cohort"].pk}),
+    "cohort:participant_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"participant_id": first_participant(objects, user)}),
+    "cohort:participant_minutes": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"participant_id": first_participant(objects, user)},
                                       query="?start=0&end=600"),
+    "evaluation:study_next": row(LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"study_id": enrolled_study(objects, user)}),
+    "evaluation:assignment": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
+    "evaluation:assignment_minutes": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, query="?start=0&end=600",
+                                         kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
+    "evaluation:assignment_draft": row(LOGIN, 400, FORBIDDEN, FORBIDDEN, method="post",  # allowed; an empty draft is refused
+                                       kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
+    "evaluation:assignment_submit": row(LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, method="post",
+                                        kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
+    "evaluation:assignment_skip": row(LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, method="post",
+                                      kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
+    "evaluation:study_new": row(LOGIN, FORBIDDEN, 200, 200),
+    "evaluation:study_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
+    "evaluation:study_status": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
 }
 
 # The Django admin is the admin role's alone: everyone else is sent to its login page.
@@ -56,20 +85,29 @@ def test_every_named_url_has_a_row():
     assert set(MATRIX) - site_urls == set(), "MATRIX names a URL that no longer exists"
 
 
+def make_user(client, role):
+    if role == "anonymous":
+        return None
+    user = UserFactory(role=role)
+    client.force_login(user)
+    return user
+
+
 def request_as(client, role, url, method):
-    if role != "anonymous":
-        client.force_login(UserFactory(role=role))
+    make_user(client, role)
     return getattr(client, method)(url)
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", ROLES)
 @pytest.mark.parametrize("url_name", sorted(MATRIX))
-def test_authorization_matrix(client, url_name, role, tiny_cohort):
+def test_authorization_matrix(client, url_name, role, grounded_study):
     spec = MATRIX[url_name]
-    kwargs = spec["kwargs"](tiny_cohort) if callable(spec["kwargs"]) else spec["kwargs"]
+    user = make_user(client, role)
+    objects = {"cohort": grounded_study.items.first().participant.cohort, "study": grounded_study}
+    kwargs = spec["kwargs"](objects, user) if callable(spec["kwargs"]) else spec["kwargs"]
     url = reverse(url_name, kwargs=kwargs) + spec["query"]
-    response = request_as(client, role, url, spec["method"])
+    response = getattr(client, spec["method"])(url)
     expected = spec["expected"][role]
     if expected == LOGIN:
         assert response.status_code == 302

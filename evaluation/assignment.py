@@ -1,0 +1,82 @@
+"""Balanced, blinded, randomized queues, handed out on demand.
+
+When a clinician asks for their next item they get, in order:
+
+1. their unfinished assignment in this study, if any (resuming after a logout lands here);
+2. otherwise a new assignment to an item that (a) still has fewer than ``k`` raters, (b) they have
+   never been given, and (c) has its answers ready; among those, the items with the fewest raters
+   come first (so coverage stays balanced whoever is faster), and ties are broken by the
+   clinician's own seeded random order (so no two clinicians walk the items in the same order).
+
+Every item therefore ends with exactly ``k`` distinct raters (a skip frees its place for another
+clinician; the one who skipped is never given the item again). The item row is locked while its
+raters are counted, so two clinicians asking at once cannot both take its last place.
+"""
+
+import hashlib
+
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q
+
+from evaluation.models import Assignment, Study, StudyItem
+from healthagent.models import Recommendation
+
+
+def rater_rank(*, seed: int, rater_id: int, item_id: int) -> bytes:
+    """A clinician's seeded random order over items: sort by this key."""
+    return hashlib.sha256(f"{seed}:{rater_id}:{item_id}".encode()).digest()
+
+
+def sides_swapped(*, seed: int, rater_id: int, item_id: int) -> bool:
+    """Pairwise: whether this clinician sees the item's answer B on the left, as 'Answer A'."""
+    return hashlib.sha256(f"sides:{seed}:{rater_id}:{item_id}".encode()).digest()[0] % 2 == 1
+
+
+def _ready_answer(variant_field: str) -> Exists:
+    return Exists(Recommendation.objects.filter(participant=OuterRef("participant"), variant=OuterRef(variant_field), question="", status="succeeded"))
+
+
+def available_items(study: Study, rater) -> list[tuple[int, int]]:
+    """(item id, current raters) of the items this rater could be given now."""
+    ready = Q(frozen=True) | (Q(ready_a=True) & (Q(variant_b__isnull=True) | Q(ready_b=True)))
+    rows = (StudyItem.objects.filter(study=study).annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
+            .filter(ready).exclude(assignments__rater=rater)
+            .annotate(raters=Count("assignments", filter=~Q(assignments__state=Assignment.State.SKIPPED)))
+            .filter(raters__lt=study.raters_per_item)
+            .values_list("pk", "raters"))
+    return list(rows)
+
+
+def _freeze(item: StudyItem) -> None:
+    """Keep the answers as shown from now on, whatever happens to the recommendations later."""
+    if item.frozen:
+        return
+    answers = Recommendation.objects.filter(participant_id=item.participant_id, question="", status="succeeded")
+    item.recommendation_a = answers.get(variant_id=item.variant_a_id)
+    item.answer_a = item.recommendation_a.text
+    if item.variant_b_id:
+        item.recommendation_b = answers.get(variant_id=item.variant_b_id)
+        item.answer_b = item.recommendation_b.text
+    item.frozen = True
+    item.save(update_fields=["recommendation_a", "recommendation_b", "answer_a", "answer_b", "frozen"])
+
+
+def assignment_next(*, study: Study, rater) -> Assignment | None:
+    """The rater's current or next assignment in ``study``, or None when there is nothing for them."""
+    current = Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.IN_PROGRESS).order_by("assigned_at").first()
+    if current or study.status != Study.Status.OPEN:
+        return current
+    candidates = available_items(study, rater)
+    candidates.sort(key=lambda row: (row[1], rater_rank(seed=study.seed, rater_id=rater.pk, item_id=row[0])))
+    for item_id, _ in candidates:
+        with transaction.atomic():
+            item = StudyItem.objects.select_for_update().get(pk=item_id)
+            taken = item.assignments.exclude(state=Assignment.State.SKIPPED).count()
+            if taken >= study.raters_per_item or item.assignments.filter(rater=rater).exists():
+                continue  # someone took the last place while we looked
+            _freeze(item)
+            return Assignment.objects.create(
+                study=study, item=item, rater=rater,
+                swapped=study.mode == Study.Mode.PAIRWISE and sides_swapped(seed=study.seed, rater_id=rater.pk, item_id=item.pk),
+            )
+    return None

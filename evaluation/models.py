@@ -1,0 +1,172 @@
+"""What clinicians rate: rubrics, studies, items, assignments, ratings and their revisions.
+
+A study's items pair a participant with one variant (absolute mode) or two (pairwise mode).
+Clinicians never see which variant wrote an answer: items carry the variants for researchers,
+and assignments record how the two sides were shown (``swapped``) so results can be unblinded.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from healthagent.models import AgentVariant, Participant, Recommendation
+
+
+class Rubric(models.Model):
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+
+    def __str__(self):
+        return self.name
+
+
+class Dimension(models.Model):
+    class Scale(models.TextChoices):
+        LIKERT = "likert", "Likert scale"
+        BINARY = "binary", "Yes / no checklist"
+
+    rubric = models.ForeignKey(Rubric, on_delete=models.CASCADE, related_name="dimensions")
+    key = models.SlugField(max_length=40)
+    label = models.CharField(max_length=80)
+    question = models.CharField(max_length=300, help_text="What the rater judges.")
+    scale = models.CharField(max_length=10, choices=Scale.choices, default=Scale.LIKERT)
+    scale_min = models.PositiveSmallIntegerField(default=1)
+    scale_max = models.PositiveSmallIntegerField(default=5)
+    anchors = models.JSONField(default=dict, blank=True, help_text='Text per scale point, e.g. {"1": "not relevant", "5": "fully relevant"}.')
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["rubric", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["rubric", "key"], name="unique_dimension_key"),
+            models.CheckConstraint(condition=Q(scale_max__gt=models.F("scale_min")), name="scale_has_two_points"),
+        ]
+
+    def __str__(self):
+        return self.label
+
+    @property
+    def points(self) -> list[int]:
+        return [0, 1] if self.scale == self.Scale.BINARY else list(range(self.scale_min, self.scale_max + 1))
+
+    @property
+    def choices(self) -> list[tuple[int, str]]:
+        """Each scale point with its anchor text (empty where none is set)."""
+        return [(point, self.anchors.get(str(point), "")) for point in self.points]
+
+
+class Study(models.Model):
+    class Mode(models.TextChoices):
+        ABSOLUTE = "absolute", "Absolute: rate each answer"
+        PAIRWISE = "pairwise", "Pairwise: compare two answers"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    name = models.CharField(max_length=120, unique=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ABSOLUTE)
+    rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="studies")
+    instructions = models.TextField(blank=True)
+    raters_per_item = models.PositiveSmallIntegerField(default=3)
+    window_days = models.PositiveSmallIntegerField(default=14, help_text="Days of trajectory shown with each item (the last days).")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+    seed = models.PositiveIntegerField(default=0, help_text="Seeds every clinician's random order and the A/B sides.")
+    clinicians = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="evaluation_studies", blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "studies"
+
+    def __str__(self):
+        return self.name
+
+
+class StudyItem(models.Model):
+    """One thing to rate: a participant's answer from one variant, or answers from two."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="items")
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="+")
+    variant_a = models.ForeignKey(AgentVariant, on_delete=models.PROTECT, related_name="+")
+    variant_b = models.ForeignKey(AgentVariant, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # The answers as they were when the item was first shown: later regeneration never changes what was rated.
+    recommendation_a = models.ForeignKey(Recommendation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    recommendation_b = models.ForeignKey(Recommendation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    answer_a = models.TextField(blank=True)
+    answer_b = models.TextField(blank=True)
+    frozen = models.BooleanField(default=False)
+    position = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["study", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "position"], name="unique_item_position"),
+            models.UniqueConstraint(fields=["study", "participant", "variant_a", "variant_b"], name="unique_item_content"),
+        ]
+
+
+class Assignment(models.Model):
+    """One clinician's turn at one item. At most one per (item, clinician)."""
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        DONE = "done", "Done"
+        SKIPPED = "skipped", "Skipped"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
+    item = models.ForeignKey(StudyItem, on_delete=models.CASCADE, related_name="assignments")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments")
+    state = models.CharField(max_length=12, choices=State.choices, default=State.IN_PROGRESS)
+    swapped = models.BooleanField(default=False, help_text="Pairwise: answer B of the item was shown on the left as 'Answer A'.")
+    draft = models.JSONField(default=dict, blank=True)
+    skip_reason = models.CharField(max_length=300, blank=True)
+    time_spent_s = models.FloatField(default=0.0)
+    assigned_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "rater", "assigned_at"]
+        constraints = [models.UniqueConstraint(fields=["item", "rater"], name="one_assignment_per_rater_and_item")]
+        indexes = [models.Index(fields=["study", "rater", "state"])]
+
+
+class Rating(models.Model):
+    """The current rating of an assignment; every saved version is a RatingRevision."""
+
+    class Preference(models.TextChoices):
+        A = "a", "Answer of variant A"
+        B = "b", "Answer of variant B"
+        TIE = "tie", "Tie"
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="rating")
+    scores = models.JSONField(default=dict, help_text="Dimension key -> score (absolute) or preference a/b/tie in item terms (pairwise).")
+    preference = models.CharField(max_length=4, choices=Preference.choices, blank=True, help_text="Pairwise overall preference, in item terms (unswapped).")
+    comment = models.TextField(blank=True)
+    unsafe = models.BooleanField(default=False)
+    unsafe_reason = models.CharField(max_length=500, blank=True)
+    revision = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class RatingRevision(models.Model):
+    """Append-only history: each submit that changes a rating adds one row; none is ever updated."""
+
+    rating = models.ForeignKey(Rating, on_delete=models.PROTECT, related_name="revisions")
+    number = models.PositiveIntegerField()
+    scores = models.JSONField()
+    preference = models.CharField(max_length=4, blank=True)
+    comment = models.TextField(blank=True)
+    unsafe = models.BooleanField(default=False)
+    unsafe_reason = models.CharField(max_length=500, blank=True)
+    time_spent_s = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["rating", "number"]
+        constraints = [models.UniqueConstraint(fields=["rating", "number"], name="unique_revision_number")]

@@ -1,0 +1,216 @@
+"""Writes of the evaluation app: creating and opening studies, drafts, skips and ratings.
+
+Every function validates first and writes inside one transaction; events for live dashboards
+are sent only after the transaction commits.
+"""
+
+import random
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
+from healthagent.events import group_notify_on_commit
+from healthagent.models import AgentVariant, Cohort
+from healthagent.roles import Role, user_has_role
+
+MAX_TIME_ON_ITEM_S = 3 * 3600
+
+
+class EvaluationError(Exception):
+    """A request the evaluation app refuses; the message is shown to the user as it stands."""
+
+
+def study_group(study_id: int) -> str:
+    return f"study.{study_id}"
+
+
+@dataclass
+class StudySpec:
+    name: str
+    mode: str
+    rubric: Rubric
+    cohort: Cohort
+    variants: list[AgentVariant]  # absolute: each is rated; pairwise: exactly two, compared
+    raters_per_item: int
+    clinicians: list
+    instructions: str = ""
+    participants: int | None = None  # a random sample of this many; None for all
+    window_days: int = 14
+    seed: int = 0
+
+
+def study_create(*, spec: StudySpec, user) -> Study:
+    """A draft study with its items: cohort participants × variants (absolute) or one pair each (pairwise)."""
+    if spec.mode not in Study.Mode.values:
+        raise EvaluationError(f"unknown mode {spec.mode!r}")
+    if spec.mode == Study.Mode.PAIRWISE and len(spec.variants) != 2:
+        raise EvaluationError("a pairwise study compares exactly two variants")
+    if spec.mode == Study.Mode.ABSOLUTE and not spec.variants:
+        raise EvaluationError("choose at least one variant to rate")
+    if not 1 <= spec.raters_per_item <= max(len(spec.clinicians), 1):
+        raise EvaluationError(f"raters per item must be between 1 and the number of enrolled clinicians ({len(spec.clinicians)})")
+    if any(not user_has_role(clinician, Role.CLINICIAN) for clinician in spec.clinicians):
+        raise EvaluationError("only clinicians can be enrolled as raters")
+    if Study.objects.filter(name=spec.name).exists():
+        raise EvaluationError(f"a study named {spec.name!r} already exists")
+    participants = list(spec.cohort.participants.order_by("pk"))
+    if not participants:
+        raise EvaluationError("the cohort has no participants")
+    if spec.participants is not None:
+        if spec.participants < 1:
+            raise EvaluationError("sample at least one participant")
+        participants = sorted(random.Random(spec.seed).sample(participants, min(spec.participants, len(participants))), key=lambda p: p.pk)
+    with transaction.atomic():
+        study = Study(name=spec.name, mode=spec.mode, rubric=spec.rubric, instructions=spec.instructions, raters_per_item=spec.raters_per_item,
+                      window_days=spec.window_days, seed=spec.seed, created_by=user)
+        study.full_clean()
+        study.save()
+        study.clinicians.set(spec.clinicians)
+        if spec.mode == Study.Mode.PAIRWISE:
+            pairs = [(participant, spec.variants[0], spec.variants[1]) for participant in participants]
+        else:
+            pairs = [(participant, variant, None) for participant in participants for variant in spec.variants]
+        order = list(range(len(pairs)))
+        random.Random(spec.seed).shuffle(order)
+        StudyItem.objects.bulk_create([
+            StudyItem(study=study, participant=participant, variant_a=variant_a, variant_b=variant_b, position=position)
+            for position, (participant, variant_a, variant_b) in zip(order, pairs)
+        ])
+    return study
+
+
+def study_set_status(*, study: Study, status: str) -> Study:
+    """draft -> open -> closed; closing freezes every rating."""
+    allowed = {Study.Status.DRAFT: {Study.Status.OPEN}, Study.Status.OPEN: {Study.Status.CLOSED}, Study.Status.CLOSED: set()}
+    if status not in allowed[study.status]:
+        raise EvaluationError(f"a {study.get_status_display().lower()} study cannot become {status}")
+    if status == Study.Status.OPEN and not study.clinicians.exists():
+        raise EvaluationError("enrol at least one clinician before opening the study")
+    with transaction.atomic():
+        study.status = status
+        study.opened_at = timezone.now() if status == Study.Status.OPEN else study.opened_at
+        study.closed_at = timezone.now() if status == Study.Status.CLOSED else None
+        study.save(update_fields=["status", "opened_at", "closed_at"])
+        group_notify_on_commit(group=study_group(study.pk), payload={"event": "status", "status": status})
+    return study
+
+
+def access_assignment(*, assignment_id: int, rater, for_update: bool = False) -> Assignment:
+    """The rater's own assignment; anything else (another clinician's, a missing one) is EvaluationError."""
+    queryset = Assignment.objects.select_related("study", "study__rubric", "item")
+    if for_update:
+        queryset = queryset.select_for_update(of=("self",))
+    try:
+        return queryset.get(pk=assignment_id, rater=rater)
+    except Assignment.DoesNotExist as error:
+        raise EvaluationError("there is no such item in your queue") from error
+
+
+def _check_editable(assignment: Assignment) -> None:
+    if assignment.study.status != Study.Status.OPEN:
+        raise EvaluationError("this study is closed: ratings can no longer be changed")
+
+
+def assignment_save_draft(*, assignment_id: int, rater, draft: dict) -> None:
+    """Keep what the rater has entered so far (autosave); never a rating by itself."""
+    if not isinstance(draft, dict) or len(str(draft)) > 20_000:
+        raise EvaluationError("the draft is not valid")
+    with transaction.atomic():
+        assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
+        _check_editable(assignment)
+        assignment.draft = draft
+        assignment.save(update_fields=["draft"])
+
+
+def assignment_skip(*, assignment_id: int, rater, reason: str) -> Assignment:
+    reason = (reason or "").strip()
+    if not reason:
+        raise EvaluationError("say why you skip this item")
+    with transaction.atomic():
+        assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
+        _check_editable(assignment)
+        if hasattr(assignment, "rating"):
+            raise EvaluationError("this item is already rated; edit the rating instead")
+        assignment.state, assignment.skip_reason, assignment.completed_at = Assignment.State.SKIPPED, reason[:300], timezone.now()
+        assignment.save(update_fields=["state", "skip_reason", "completed_at"])
+        group_notify_on_commit(group=study_group(assignment.study_id), payload={"event": "skip", "assignment": assignment.pk})
+    return assignment
+
+
+def _clean_scores(dimensions: list[Dimension], scores: dict, pairwise: bool) -> dict:
+    cleaned = {}
+    for dimension in dimensions:
+        value = scores.get(dimension.key)
+        if value in (None, ""):
+            raise EvaluationError(f"give a {'choice' if pairwise else 'score'} for {dimension.label}")
+        if pairwise:
+            if value not in {"a", "b", "tie"}:
+                raise EvaluationError(f"{dimension.label}: choose answer A, answer B or a tie")
+            cleaned[dimension.key] = value
+        else:
+            try:
+                number = int(value)
+            except (TypeError, ValueError) as error:
+                raise EvaluationError(f"{dimension.label}: {value!r} is not a score") from error
+            if number not in dimension.points:
+                raise EvaluationError(f"{dimension.label}: the score must be one of {', '.join(map(str, dimension.points))}")
+            cleaned[dimension.key] = number
+    unknown = set(scores) - {dimension.key for dimension in dimensions}
+    if unknown:
+        raise EvaluationError(f"unknown dimensions: {', '.join(sorted(unknown))}")
+    return cleaned
+
+
+def _unswap(choice: str, swapped: bool) -> str:
+    """A choice as the rater saw it (left = A) -> in the item's terms."""
+    return {"a": "b", "b": "a"}.get(choice, choice) if swapped else choice
+
+
+def rating_submit(*, assignment_id: int, rater, scores: dict, preference: str = "", comment: str = "", unsafe: bool = False,
+                  unsafe_reason: str = "", time_spent_s: float = 0.0) -> Rating:
+    """Save the rating of an assignment: the first submit creates it, later ones revise it.
+
+    Idempotent: submitting the same content again (a double click, a retry after a time-out)
+    changes nothing and adds no revision. Locks the assignment row for the duration, so two
+    concurrent submits of one assignment are applied one after the other.
+    """
+    comment, unsafe_reason = (comment or "").strip(), (unsafe_reason or "").strip()
+    if unsafe and not unsafe_reason:
+        raise EvaluationError("say what is unsafe when you flag an answer as unsafe")
+    if len(comment) > 5000:
+        raise EvaluationError("the comment is longer than 5,000 characters")
+    time_spent_s = min(max(float(time_spent_s or 0.0), 0.0), MAX_TIME_ON_ITEM_S)
+    with transaction.atomic():
+        assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
+        _check_editable(assignment)
+        pairwise = assignment.study.mode == Study.Mode.PAIRWISE
+        cleaned = _clean_scores(list(assignment.study.rubric.dimensions.all()), scores or {}, pairwise)
+        if pairwise:
+            if preference not in {"a", "b", "tie"}:
+                raise EvaluationError("choose which answer is better overall, or a tie")
+            cleaned = {key: _unswap(value, assignment.swapped) for key, value in cleaned.items()}
+            preference = _unswap(preference, assignment.swapped)
+        else:
+            preference = ""
+        content = {"scores": cleaned, "preference": preference, "comment": comment, "unsafe": bool(unsafe), "unsafe_reason": unsafe_reason if unsafe else ""}
+        rating = Rating.objects.filter(assignment=assignment).first()
+        if rating and {"scores": rating.scores, "preference": rating.preference, "comment": rating.comment,
+                       "unsafe": rating.unsafe, "unsafe_reason": rating.unsafe_reason} == content:
+            return rating  # the same submit again
+        if rating is None:
+            rating = Rating.objects.create(assignment=assignment, revision=1, **content)
+        else:
+            for field, value in content.items():
+                setattr(rating, field, value)
+            rating.revision += 1
+            rating.save()
+        RatingRevision.objects.create(rating=rating, number=rating.revision, time_spent_s=time_spent_s, **content)
+        assignment.state = Assignment.State.DONE
+        assignment.completed_at = assignment.completed_at or timezone.now()
+        assignment.time_spent_s += time_spent_s
+        assignment.draft = {}
+        assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
+        group_notify_on_commit(group=study_group(assignment.study_id), payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision})
+    return rating

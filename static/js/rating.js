@@ -1,0 +1,120 @@
+// The rating page (templates/evaluation/assignment.html): keyboard-only rating, draft autosave,
+// time on item, and a single submit however often Enter or the button is pressed.
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function collect(form) {
+    const draft = { scores: {}, preference: "", comment: "", unsafe: false, unsafe_reason: "" };
+    form.querySelectorAll("input[type=radio]:checked").forEach(function (input) {
+      if (input.name === "preference") draft.preference = input.value;
+      else draft.scores[input.name.replace(/^score-/, "")] = input.value;
+    });
+    draft.comment = form.querySelector("[name=comment]").value;
+    draft.unsafe = form.querySelector("[name=unsafe]").checked;
+    draft.unsafe_reason = form.querySelector("[name=unsafe_reason]").value;
+    return draft;
+  }
+
+  function setup(form) {
+    const dimensions = Array.from(form.querySelectorAll("fieldset.dimension"));
+    const status = form.querySelector("[data-autosave-status]");
+    const help = document.getElementById("keyboard-help");
+    let active = 0;
+    let visibleSince = document.hidden ? null : Date.now();
+    let spentMs = 0;
+    let saveTimer = null;
+    let submitted = false;
+
+    function activate(index) {
+      active = Math.max(0, Math.min(dimensions.length - 1, index));
+      dimensions.forEach(function (fieldset, i) { fieldset.classList.toggle("active", i === active); });
+      dimensions[active].focus({ preventScroll: false });
+    }
+
+    function firstUnanswered() {
+      const index = dimensions.findIndex(function (fieldset) { return !fieldset.querySelector("input:checked"); });
+      return index === -1 ? 0 : index;
+    }
+
+    function saveDraft() {
+      clearTimeout(saveTimer);
+      saveTimer = setTimeout(function () {
+        if (submitted || !form.dataset.draftUrl) return;
+        if (status) status.textContent = "Saving draft…";
+        fetch(form.dataset.draftUrl, {
+          method: "POST", credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+          body: JSON.stringify(collect(form)),
+        }).then(function (response) {
+          if (status) status.textContent = response.ok ? "Draft saved" : "Draft not saved";
+          form.dataset.draftSaved = response.ok ? "true" : "false";
+        }).catch(function () { if (status) status.textContent = "Draft not saved (offline?)"; });
+      }, 400);
+    }
+
+    function timeSpentSeconds() {
+      const now = Date.now();
+      return (spentMs + (visibleSince ? now - visibleSince : 0)) / 1000;
+    }
+
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden && visibleSince) { spentMs += Date.now() - visibleSince; visibleSince = null; }
+      else if (!document.hidden && !visibleSince) { visibleSince = Date.now(); }
+    });
+
+    form.addEventListener("change", saveDraft);
+    form.addEventListener("input", function (event) { if (event.target.matches("textarea, input[type=text]")) saveDraft(); });
+    dimensions.forEach(function (fieldset, index) {
+      fieldset.addEventListener("focusin", function () { active = index; dimensions.forEach(function (f, i) { f.classList.toggle("active", i === index); }); });
+    });
+
+    form.addEventListener("submit", function (event) {
+      if (submitted) { event.preventDefault(); return; }
+      submitted = true;
+      form.querySelector("[name=time_spent_s]").value = timeSpentSeconds().toFixed(1);
+      const button = form.querySelector("[data-submit]");
+      if (button) button.disabled = true;
+    });
+
+    document.addEventListener("keydown", function (event) {
+      const typing = event.target.matches("textarea, input[type=text]");
+      if (event.key === "?" && !typing) { help.hidden = !help.hidden; event.preventDefault(); return; }
+      if (event.key === "Escape") { help.hidden = true; if (typing) event.target.blur(); return; }
+      if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+      if (event.key === "Enter") {
+        if (!form.querySelector("[data-submit]")) return;
+        event.preventDefault();
+        if (typeof form.requestSubmit === "function") form.requestSubmit(); else form.submit();
+        return;
+      }
+      if (event.key === "ArrowDown" || event.key === "ArrowRight") { activate(active + 1); event.preventDefault(); return; }
+      if (event.key === "ArrowUp" || event.key === "ArrowLeft") { activate(active - 1); event.preventDefault(); return; }
+      if (event.key === "c") { form.querySelector("[name=comment]").focus(); event.preventDefault(); return; }
+      if (/^[0-9]$/.test(event.key)) {
+        const choice = dimensions[active].querySelector('input[data-key="' + event.key + '"]');
+        if (!choice) return;
+        choice.checked = true;
+        choice.dispatchEvent(new Event("change", { bubbles: true }));
+        event.preventDefault();
+        if (active < dimensions.length - 1) activate(active + 1);
+        else form.querySelector("[data-submit]") && form.querySelector("[data-submit]").focus();
+      }
+    });
+
+    document.querySelectorAll("[data-help-toggle]").forEach(function (button) {
+      button.addEventListener("click", function () { help.hidden = !help.hidden; });
+    });
+    activate(firstUnanswered());
+    form.dataset.ready = "true";
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const form = document.querySelector("[data-rating-form]");
+    if (form) setup(form);
+  });
+})();
