@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from healthagent.roles import Role
-from tests.factories import UserFactory
+from tests.factories import UserFactory, ensure_reference_data
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -84,6 +84,7 @@ def tiny_cohort(db):
     from healthagent.cohort.importers.synthetic import synthetic_participants
     from healthagent.cohort.importing import cohort_import
 
+    ensure_reference_data()
     participants, report = synthetic_participants(participants=3, days=2, seed=5, history_days=60)
     return cohort_import(name="Tiny", source="synthetic", participants=participants, source_report=report, k=1).cohort
 
@@ -99,7 +100,7 @@ def grounded_study(tiny_cohort):
     grounded = AgentVariant.objects.get(name="grounded agent")
     cohort_generate(cohort=tiny_cohort, variants=[grounded])
     clinicians = [UserFactory(role=Role.CLINICIAN) for _ in range(3)]
-    spec = StudySpec(name="Grounded pilot", mode="absolute", rubric=Rubric.objects.get(name__endswith="(1-5)"), cohort=tiny_cohort,
+    spec = StudySpec(name="Pilot study", mode="absolute", rubric=Rubric.objects.get(name__endswith="(1-5)"), cohort=tiny_cohort,
                      variants=[grounded], raters_per_item=2, clinicians=clinicians, instructions="Rate each answer.")
     study = study_create(spec=spec, user=UserFactory(role=Role.RESEARCHER))
     return study_set_status(study=study, status="open")

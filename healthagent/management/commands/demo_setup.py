@@ -40,6 +40,7 @@ class Command(BaseCommand):
         grounded = AgentVariant.objects.get(name="grounded agent")
         counts = cohort_generate(cohort=cohort, variants=[grounded])
         self.stdout.write(f"Grounded recommendations: {counts['succeeded']} generated, {counts['kept']} already there.")
+        self._demo_studies(cohort)
         # The language-model variants take minutes on a CPU: the worker generates them after the site is up.
         for variant in AgentVariant.objects.exclude(backend="grounded").order_by("name"):
             generate_recommendations.apply_async(kwargs={"cohort_id": cohort.pk, "variant_ids": [variant.pk]}, queue=queue_for(variant.backend))
@@ -50,3 +51,27 @@ class Command(BaseCommand):
         for username, role, password in DEMO_ACCOUNTS:
             self.stdout.write(f"  {role.label:<11} {username} / {password}")
         self.stdout.write("")
+
+    def _demo_studies(self, cohort):
+        """Two open studies for the demo clinician: items of the language-model variants become
+        available as the worker generates their answers."""
+        from django.contrib.auth.models import User
+
+        from evaluation.models import Rubric, Study
+        from evaluation.services import StudySpec, study_create, study_set_status
+
+        clinician = User.objects.get(username="clinician")
+        researcher = User.objects.get(username="researcher")
+        rubric = Rubric.objects.get(name="Relevance, context awareness, safety (1-5)")
+        variants = {variant.name: variant for variant in AgentVariant.objects.all()}
+        for name, mode, chosen, sample in (
+            ("Demo: rate the agent's answers", "absolute", ["grounded agent", "LLM only"], 15),
+            ("Demo: which answer is better?", "pairwise", ["grounded agent", "LLM only"], 10),
+        ):
+            if Study.objects.filter(name=name).exists():
+                continue
+            spec = StudySpec(name=name, mode=mode, rubric=rubric, cohort=cohort, variants=[variants[v] for v in chosen], raters_per_item=1,
+                             clinicians=[clinician], participants=sample, seed=7,
+                             instructions="Read the participant's data, then rate the answer on each dimension. Press ? for keyboard shortcuts.")
+            study_set_status(study=study_create(spec=spec, user=researcher), status="open")
+            self.stdout.write(f"Opened the study {name!r} for the demo clinician.")

@@ -1,0 +1,161 @@
+"""Balanced, blinded, randomized queues: k distinct raters per item, fair shares, seeded orders."""
+
+import statistics
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection
+
+from evaluation.assignment import assignment_next
+from evaluation.models import Assignment, Rubric, Study, StudyItem
+from healthagent.models import AgentVariant, Cohort, Participant, Recommendation
+from healthagent.roles import Role
+from tests.factories import UserFactory, ensure_reference_data
+
+pytestmark = pytest.mark.django_db
+
+
+def build_study(*, items: int, raters: int, k: int, mode="absolute", seed=3) -> Study:
+    """A study with ready answers, built straight in the database (no trajectories are needed to assign)."""
+    ensure_reference_data()
+    cohort = Cohort.objects.create(name=f"Assign {items}", source="synthetic")
+    variant_a = AgentVariant.objects.get(name="grounded agent")
+    variant_b = AgentVariant.objects.get(name="LLM only")
+    participants = Participant.objects.bulk_create([Participant(cohort=cohort, pseudonym=f"P-{i:05d}", age_band="40-44") for i in range(items)])
+    Recommendation.objects.bulk_create([
+        Recommendation(participant=participant, variant=variant, status="succeeded", text=f"Answer {variant.pk} for {participant.pseudonym}", context={})
+        for participant in participants for variant in (variant_a, variant_b)
+    ])
+    study = Study.objects.create(name=f"Study {items}x{raters}", mode=mode, rubric=Rubric.objects.get(name__endswith="(1-5)"),
+                                 raters_per_item=k, status="open", seed=seed)
+    StudyItem.objects.bulk_create([
+        StudyItem(study=study, participant=participant, variant_a=variant_a, variant_b=variant_b if mode == "pairwise" else None, position=i)
+        for i, participant in enumerate(participants)
+    ])
+    study.clinicians.set([UserFactory(role=Role.CLINICIAN) for _ in range(raters)])
+    return study
+
+
+def finish(assignment):
+    Assignment.objects.filter(pk=assignment.pk).update(state="done")
+
+
+@pytest.mark.slow
+def test_fifty_raters_five_hundred_items_get_exactly_k_each_and_fair_shares():
+    study = build_study(items=500, raters=50, k=3)
+    raters = list(study.clinicians.order_by("pk"))
+    first_items = {}
+    active = list(raters)
+    while active:  # everyone works at the same pace, round after round
+        for rater in list(active):
+            assignment = assignment_next(study=study, rater=rater)
+            if assignment is None:
+                active.remove(rater)
+                continue
+            first_items.setdefault(rater.pk, assignment.item_id)
+            finish(assignment)
+    per_item = Counter(Assignment.objects.filter(study=study).values_list("item_id", flat=True))
+    assert len(per_item) == 500 and set(per_item.values()) == {3}
+    pairs = Assignment.objects.filter(study=study).values_list("item_id", "rater_id")
+    assert len(set(pairs)) == len(pairs)  # no rater twice on an item
+    per_rater = Counter(rater for _, rater in pairs)
+    assert max(per_rater.values()) - min(per_rater.values()) <= 1  # 1,500 ratings, 30 each
+    assert statistics.mean(per_rater.values()) == 30
+    assert len(set(first_items.values())) > 40  # seeded per-clinician orders: they do not all start on the same item
+
+
+def test_faster_raters_take_more_and_every_item_still_gets_k():
+    study = build_study(items=40, raters=4, k=2)
+    fast, *slow = list(study.clinicians.order_by("pk"))
+    while (assignment := assignment_next(study=study, rater=fast)) is not None:
+        finish(assignment)
+    assert Assignment.objects.filter(rater=fast).count() == 40  # the fast rater may rate every item once
+    for rater in slow:
+        while (assignment := assignment_next(study=study, rater=rater)) is not None:
+            finish(assignment)
+    assert set(Counter(Assignment.objects.filter(study=study).values_list("item_id", flat=True)).values()) == {2}
+
+
+def test_an_unfinished_item_comes_back_first():
+    study = build_study(items=5, raters=2, k=1)
+    rater = study.clinicians.first()
+    first = assignment_next(study=study, rater=rater)
+    assert assignment_next(study=study, rater=rater) == first
+
+
+def test_the_order_is_seeded_per_clinician_and_reproducible():
+    study = build_study(items=30, raters=2, k=1, seed=11)
+    rater, other = list(study.clinicians.order_by("pk"))
+
+    def walk(who):
+        order = []
+        while (assignment := assignment_next(study=study, rater=who)) is not None:
+            order.append(assignment.item_id)
+            finish(assignment)
+        Assignment.objects.filter(study=study).delete()
+        return order
+
+    first, again, theirs = walk(rater), walk(rater), walk(other)
+    assert first == again  # the same seed gives the same queue
+    assert first != sorted(first) and first != theirs  # random, and each clinician's own
+    study.seed = 12
+    assert walk(rater) != first
+
+
+def test_pairwise_sides_are_randomized_per_assignment_and_recorded():
+    study = build_study(items=60, raters=2, k=2, mode="pairwise")
+    for rater in study.clinicians.all():
+        while (assignment := assignment_next(study=study, rater=rater)) is not None:
+            finish(assignment)
+    swapped = list(Assignment.objects.filter(study=study).values_list("swapped", flat=True))
+    assert 0.3 < sum(swapped) / len(swapped) < 0.7
+
+
+def test_items_wait_until_their_answers_exist_and_then_freeze():
+    study = build_study(items=2, raters=1, k=1)
+    waiting = study.items.order_by("pk").first()
+    Recommendation.objects.filter(participant=waiting.participant).update(status="failed")
+    rater = study.clinicians.first()
+    first = assignment_next(study=study, rater=rater)
+    assert first.item != waiting and first.item.frozen and first.item.answer_a.startswith("Answer")
+    Recommendation.objects.filter(participant=first.item.participant).update(text="regenerated later")
+    first.item.refresh_from_db()
+    assert first.item.answer_a != "regenerated later"  # what was rated never changes
+    finish(first)
+    assert assignment_next(study=study, rater=rater) is None
+
+
+def test_closed_and_draft_studies_hand_out_nothing_new():
+    study = build_study(items=3, raters=1, k=1)
+    study.status = "closed"
+    study.save()
+    assert assignment_next(study=study, rater=study.clinicians.first()) is None
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_raters_asking_at_once_never_exceed_k():
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL; SQLite serializes writers anyway")
+    study = build_study(items=1, raters=8, k=3)
+    raters = list(study.clinicians.all())
+    barrier = threading.Barrier(len(raters))
+    results = []
+
+    def ask(rater):
+        from django.db import connections
+
+        barrier.wait()
+        try:
+            results.append(assignment_next(study=study, rater=rater))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=ask, args=(rater,)) for rater in raters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert Assignment.objects.filter(study=study).count() == 3
+    assert sum(result is not None for result in results) == 3

@@ -1,0 +1,98 @@
+"""The clinician's pages through the test client: blinding, ownership, the form round trip."""
+
+import json
+import re
+
+import pytest
+from django.urls import reverse
+
+from evaluation.assignment import assignment_next
+from evaluation.models import Rating
+from healthagent.models import AgentVariant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def clinician_in_study(client, grounded_study):
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    client.force_login(clinician)
+    return clinician
+
+
+def test_the_queue_shows_the_study_and_its_progress(client, clinician_in_study, grounded_study):
+    page = client.get(reverse("evaluation:queue")).content.decode()
+    assert grounded_study.name in page and "0 of 2 done" in page and "Start" in page
+
+
+def test_the_rating_page_is_blind(client, clinician_in_study, grounded_study):
+    response = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]), follow=True)
+    page = response.content.decode()
+    assert response.status_code == 200 and "Relevance" in page and "Context awareness" in page and "Safety" in page
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+    for hidden in [*AgentVariant.objects.values_list("name", flat=True), assignment.item.participant.pseudonym, "grounded", "transformers"]:
+        assert hidden.lower() not in page.lower(), hidden
+    assert assignment.item.answer_a.split(".")[0][3:30] in page  # the answer itself is there
+
+
+def test_submitting_the_form_saves_and_moves_on(client, clinician_in_study, grounded_study):
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+    url = reverse("evaluation:assignment_submit", args=[assignment.pk])
+    form = {"score-relevance": "4", "score-context": "3", "score-safety": "5", "comment": "Fine", "time_spent_s": "31.5"}
+    response = client.post(url, form)
+    assert response.status_code == 302 and response["Location"] == reverse("evaluation:study_next", args=[grounded_study.pk])
+    rating = Rating.objects.get(assignment=assignment)
+    assert rating.scores == {"relevance": 4, "context": 3, "safety": 5}
+    client.post(url, form)  # a double click
+    assert Rating.objects.get(assignment=assignment).revision == 1
+
+
+def test_an_incomplete_form_says_what_is_missing_and_loses_nothing(client, clinician_in_study, grounded_study):
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+    response = client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]), {"score-relevance": "4"}, follow=True)
+    assert "Not saved: give a score for Context awareness." in response.content.decode()
+    assert not Rating.objects.exists()
+
+
+def test_drafts_autosave(client, clinician_in_study, grounded_study):
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+    url = reverse("evaluation:assignment_draft", args=[assignment.pk])
+    response = client.post(url, json.dumps({"scores": {"relevance": "2"}, "comment": "half way"}), content_type="application/json")
+    assert response.json() == {"saved": True}
+    page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
+    assert "half way" in page
+    checked = re.findall(r'<input type="radio" name="(score-\w+)" value="(\w+)" data-key="\w+"\s*checked>', page)
+    assert checked == [("score-relevance", "2")]
+
+
+def test_a_clinician_cannot_open_another_clinicians_item(client, grounded_study):
+    first, second = list(grounded_study.clinicians.order_by("pk"))[:2]
+    assignment = assignment_next(study=grounded_study, rater=first)
+    client.force_login(second)
+    for name in ("evaluation:assignment", "evaluation:assignment_minutes"):
+        assert client.get(reverse(name, args=[assignment.pk]) + "?start=0&end=100").status_code == 404
+    assert client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]), {"score-relevance": "1"}).status_code == 404
+    assert not Rating.objects.exists()
+
+
+def test_a_clinician_not_enrolled_sees_nothing_of_the_study(client, grounded_study, clinician):
+    client.force_login(clinician)
+    assert grounded_study.name not in client.get(reverse("evaluation:queue")).content.decode()
+    assert client.get(reverse("evaluation:study_next", args=[grounded_study.pk])).status_code == 404
+
+
+def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tiny_cohort, grounded_study):
+    client.force_login(researcher)
+    clinicians = list(grounded_study.clinicians.values_list("pk", flat=True))
+    form = {"name": "Pairwise pilot", "mode": "pairwise", "rubric": grounded_study.rubric_id, "cohort": tiny_cohort.pk,
+            "variants": list(AgentVariant.objects.filter(name__in=["grounded agent", "LLM only"]).values_list("pk", flat=True)),
+            "raters_per_item": 2, "clinicians": clinicians, "window_days": 7, "seed": 1, "instructions": "Compare."}
+    response = client.post(reverse("evaluation:study_new"), form)
+    assert response.status_code == 302
+    detail = client.get(response["Location"]).content.decode()
+    assert "Pairwise pilot" in detail and "0 of 6" in detail and "Open the study" in detail
+    study_id = int(response["Location"].rstrip("/").split("/")[-1])
+    client.post(reverse("evaluation:study_status", args=[study_id]), {"status": "open"})
+    assert "Close the study" in client.get(response["Location"]).content.decode()
+    bad = client.post(reverse("evaluation:study_new"), {**form, "name": "Bad", "variants": form["variants"][:1]})
+    assert "a pairwise study compares exactly two variants" in bad.content.decode()
