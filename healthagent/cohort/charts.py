@@ -104,11 +104,12 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
         figure.update_yaxes(axis, row=row, col=1)
 
     origin = _axis_origin_ms(participant)
+    events = participant.events.filter(start_minute__lt=end_minute, end_minute__gt=start_minute).values_list("kind", "start_minute", "end_minute")
     shapes = [
-        {"type": "rect", "xref": "x", "yref": "paper", "x0": origin + max(e.start_minute, start_minute) * MINUTE_MS,
-         "x1": origin + min(e.end_minute, end_minute) * MINUTE_MS, "y0": 0, "y1": 1, "line": {"width": 0}, "layer": "below",
-         "fillcolor": EVENT_COLOURS.get(e.kind, ACTIVITY_COLOUR)}
-        for e in participant.events.filter(start_minute__lt=end_minute, end_minute__gt=start_minute).only("kind", "start_minute", "end_minute")
+        {"type": "rect", "xref": "x", "yref": "paper", "x0": origin + max(start, start_minute) * MINUTE_MS,
+         "x1": origin + min(end, end_minute) * MINUTE_MS, "y0": 0, "y1": 1, "line": {"width": 0}, "layer": "below",
+         "fillcolor": EVENT_COLOURS.get(kind, ACTIVITY_COLOUR)}
+        for kind, start, end in events
     ]
     figure.update_xaxes(type="date", tickformat=AXIS_FORMAT, hoverformat=AXIS_FORMAT, range=[origin + start_minute * MINUTE_MS, origin + end_minute * MINUTE_MS])
     figure.update_layout(
@@ -159,10 +160,10 @@ def daily_figure(*, participant: Participant) -> dict:
 
     markers = participant.events.filter(kind__in=[Event.Kind.MEDICATION, Event.Kind.INTERVENTION, Event.Kind.DIAGNOSIS, Event.Kind.ENDPOINT])
     shapes, annotations = [], []
-    for event in markers.only("kind", "name", "day_index"):
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": event.day_index, "x1": event.day_index, "y0": 0, "y1": 1,
-                       "line": {"width": 1, "dash": "dot", "color": "#9a6700" if event.kind == Event.Kind.DIAGNOSIS else "#0b5cad"}})
-        annotations.append({"x": event.day_index, "y": 1, "xref": "x", "yref": "paper", "text": event.name.replace("_", " "),
+    for kind, name, day_index in markers.values_list("kind", "name", "day_index"):
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": day_index, "x1": day_index, "y0": 0, "y1": 1,
+                       "line": {"width": 1, "dash": "dot", "color": "#9a6700" if kind == Event.Kind.DIAGNOSIS else "#0b5cad"}})
+        annotations.append({"x": day_index, "y": 1, "xref": "x", "yref": "paper", "text": name.replace("_", " "),
                             "showarrow": False, "textangle": -90, "xanchor": "left", "yanchor": "top", "font": {"size": 9}})
     minute_window = [participant.minute_start_day - 0.5, participant.minute_start_day + participant.minute_days - 0.5]
     shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": minute_window[0], "x1": minute_window[1], "y0": 0, "y1": 1,

@@ -96,3 +96,11 @@ def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tin
     assert "Close the study" in client.get(response["Location"]).content.decode()
     bad = client.post(reverse("evaluation:study_new"), {**form, "name": "Bad", "variants": form["variants"][:1]})
     assert "a pairwise study compares exactly two variants" in bad.content.decode()
+
+
+def test_the_rating_page_makes_a_bounded_number_of_queries(client, clinician_in_study, grounded_study, django_assert_max_num_queries):
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+    url = reverse("evaluation:assignment", args=[assignment.pk])
+    client.get(url)
+    with django_assert_max_num_queries(15):
+        assert client.get(url).status_code == 200
