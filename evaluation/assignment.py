@@ -36,11 +36,20 @@ def _ready_answer(variant_field: str) -> Exists:
     return Exists(Recommendation.objects.filter(participant=OuterRef("participant"), variant=OuterRef(variant_field), question="", status="succeeded"))
 
 
+def _ready() -> Q:
+    return Q(frozen=True) | (Q(ready_a=True) & (Q(variant_b__isnull=True) | Q(ready_b=True)))
+
+
+def items_waiting_for_answers(study: Study) -> int:
+    """Items whose answers the agent has not produced yet (their generation is queued or failed)."""
+    annotated = StudyItem.objects.filter(study=study).annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
+    return annotated.exclude(_ready()).count()
+
+
 def available_items(study: Study, rater) -> list[tuple[int, int]]:
     """(item id, current raters) of the items this rater could be given now."""
-    ready = Q(frozen=True) | (Q(ready_a=True) & (Q(variant_b__isnull=True) | Q(ready_b=True)))
     rows = (StudyItem.objects.filter(study=study).annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
-            .filter(ready).exclude(assignments__rater=rater)
+            .filter(_ready()).exclude(assignments__rater=rater)
             .annotate(raters=Count("assignments", filter=~Q(assignments__state=Assignment.State.SKIPPED)))
             .filter(raters__lt=study.raters_per_item)
             .values_list("pk", "raters"))

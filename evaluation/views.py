@@ -8,7 +8,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from evaluation.assignment import assignment_next
+from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Study
 from evaluation.selectors import clinician_studies, rater_completed, rater_progress, study_overview
@@ -51,7 +51,8 @@ def study_next(request, study_id: int):
     assignment = assignment_next(study=study, rater=request.user)
     if assignment is None:
         return render(request, "evaluation/queue_done.html", {"study": study, "progress": rater_progress(study=study, rater=request.user),
-                                                              "completed": rater_completed(study=study, rater=request.user)[:200]})
+                                                              "completed": rater_completed(study=study, rater=request.user)[:200],
+                                                              "waiting": items_waiting_for_answers(study)})
     return redirect("evaluation:assignment", assignment_id=assignment.pk)
 
 

@@ -104,3 +104,11 @@ def test_the_rating_page_makes_a_bounded_number_of_queries(client, clinician_in_
     client.get(url)
     with django_assert_max_num_queries(15):
         assert client.get(url).status_code == 200
+
+
+def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study):
+    from healthagent.models import Recommendation
+
+    Recommendation.objects.filter(participant__in=[item.participant for item in grounded_study.items.all()]).update(status="failed")
+    page = client.get(reverse("evaluation:study_next", args=[grounded_study.pk])).content.decode()
+    assert "still writing the answers of 3 items" in page
