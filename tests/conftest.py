@@ -151,3 +151,16 @@ def page(live_server, browser):
     context.set_default_timeout(15_000)
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def close_stray_database_sessions(django_db_setup, django_db_blocker):
+    """Worker and live-server threads keep their own connections; end them before the test
+    database is dropped, so the drop never fails on a session still in use."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")

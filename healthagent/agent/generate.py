@@ -70,7 +70,8 @@ def recommendation_generate(*, participant: Participant, variant: AgentVariant, 
     with transaction.atomic():
         recommendation, _ = Recommendation.objects.update_or_create(
             participant=participant, variant=variant, question=question.strip(),
-            defaults={"status": status, "text": text, "raw_text": raw_text[:MAX_ANSWER_CHARS * 2], "items": items if status == "succeeded" else [],
+            # PostgreSQL text cannot hold NUL: a backend's raw bytes are kept visibly replaced instead.
+            defaults={"status": status, "text": text, "raw_text": raw_text[:MAX_ANSWER_CHARS * 2].replace("\x00", "\ufffd"), "items": items if status == "succeeded" else [],
                       "context": context, "safety_flags": flags, "error": error, "backend_metadata": metadata},
         )
     return recommendation
