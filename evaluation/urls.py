@@ -15,4 +15,7 @@ urlpatterns = [
     path("studies/new/", views.study_new, name="study_new"),
     path("studies/<int:study_id>/", views.study_detail, name="study_detail"),
     path("studies/<int:study_id>/status/", views.study_status, name="study_status"),
+    path("studies/<int:study_id>/dashboard/", views.study_dashboard_view, name="study_dashboard"),
+    path("studies/<int:study_id>/export.<str:fmt>", views.study_export, name="study_export"),
+    path("exports/data-dictionary.json", views.data_dictionary, name="data_dictionary"),
 ]

@@ -4,11 +4,13 @@ services and selectors do the work and check access."""
 import json
 
 from django.contrib import messages
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from evaluation.assignment import assignment_next, items_waiting_for_answers
+from evaluation.dashboard import figures_as_data, study_dashboard
+from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes
 from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Study
 from evaluation.selectors import clinician_studies, rater_completed, rater_progress, study_overview
@@ -200,6 +202,31 @@ def study_new(request):
 def study_detail(request, study_id: int):
     study = get_object_or_404(Study.objects.select_related("rubric"), pk=study_id)
     return render(request, "evaluation/study_detail.html", {"study": study, "overview": study_overview(study=study)})
+
+
+@role_required(*RESEARCH_ROLES)
+def study_dashboard_view(request, study_id: int):
+    """The live dashboard; ``?partial=1`` returns only its body, which the page swaps in when a rating commits."""
+    study = get_object_or_404(Study.objects.select_related("rubric"), pk=study_id)
+    dashboard = study_dashboard(study)
+    context = {"study": study, "dashboard": dashboard, "figures": figures_as_data(dashboard)}
+    template = "evaluation/partials/dashboard_body.html" if request.GET.get("partial") else "evaluation/dashboard.html"
+    return render(request, template, context)
+
+
+@role_required(*RESEARCH_ROLES)
+def study_export(request, study_id: int, fmt: str):
+    study = get_object_or_404(Study, pk=study_id)
+    if fmt not in FORMATS:
+        raise Http404("unknown export format")
+    response = HttpResponse(export_bytes(study, fmt), content_type=FORMATS[fmt])
+    response["Content-Disposition"] = f'attachment; filename="study-{study.pk}-ratings.{fmt}"'
+    return response
+
+
+@role_required(*RESEARCH_ROLES)
+def data_dictionary(request):
+    return JsonResponse({"columns": DATA_DICTIONARY})
 
 
 @require_POST

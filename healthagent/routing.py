@@ -1,7 +1,9 @@
 from django.urls import path
 
+from evaluation.consumers import StudyDashboardConsumer
 from modeling.consumers import JobListConsumer
 
 websocket_urlpatterns = [
     path("ws/jobs/", JobListConsumer.as_asgi(), name="ws_jobs"),
+    path("ws/studies/<int:study_id>/", StudyDashboardConsumer.as_asgi(), name="ws_study"),
 ]

@@ -13,5 +13,6 @@ urlpatterns = [
     path("cohorts/", include("healthagent.cohort.urls")),
     path("evaluation/", include("evaluation.urls")),
     path("modeling/", include("modeling.urls")),
+    path("api/", include("evaluation.api_urls")),
     path("django-admin/", admin.site.urls),
 ]

@@ -1,0 +1,133 @@
+"""The researcher's dashboard, exports and API on studies with real ratings."""
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+
+from evaluation.assignment import assignment_next
+from evaluation.dashboard import study_dashboard
+from evaluation.exports import DATA_DICTIONARY
+from evaluation.services import rating_submit
+from tests.evaluation.test_assignment import build_study
+
+pytestmark = pytest.mark.django_db
+
+
+def rate_one(assignment, rater, rng, *, unsafe: bool):
+    if assignment.study.mode == "pairwise":
+        choice = "a" if rng.random() < 0.7 else "b"
+        rating_submit(assignment_id=assignment.pk, rater=rater, scores={"relevance": choice, "context": choice, "safety": "tie"},
+                      preference=choice, time_spent_s=20)
+        return
+    quality = 4 if assignment.item.variant_a.name == "grounded agent" else 2
+    scores = {dimension: int(np.clip(round(quality + rng.normal(0, 0.6)), 1, 5)) for dimension in ("relevance", "context", "safety")}
+    rating_submit(assignment_id=assignment.pk, rater=rater, scores=scores, unsafe=unsafe,
+                  unsafe_reason="Suggests stopping a medication." if unsafe else "", time_spent_s=float(rng.integers(15, 90)))
+
+
+def rate_everything(study, *, seed=0, unsafe_every=0):
+    """The clinicians take turns until the study has nothing left; scores depend on the variant plus noise."""
+    rng = np.random.default_rng(seed)
+    count = 0
+    active = list(study.clinicians.order_by("pk"))
+    while active:
+        rater = active.pop(0)
+        assignment = assignment_next(study=study, rater=rater)
+        if assignment is None:
+            continue
+        active.append(rater)
+        count += 1
+        rate_one(assignment, rater, rng, unsafe=bool(unsafe_every) and count % unsafe_every == 0)
+
+
+def test_an_empty_study_says_not_enough_ratings_yet(client, researcher):
+    study = build_study(items=4, raters=2, k=2)
+    client.force_login(researcher)
+    page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
+    assert "Not enough ratings yet" in page and "nan" not in page.lower()
+
+
+def test_a_tiny_study_shows_no_nan(client, researcher):
+    study = build_study(items=2, raters=2, k=1)
+    rate_everything(study)
+    client.force_login(researcher)
+    page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
+    assert "not enough ratings yet" in page and "nan" not in page.lower().replace("variant", "")
+
+
+def test_the_dashboard_separates_the_variants_and_measures_agreement(client, researcher):
+    study = build_study(items=30, raters=4, k=2)
+    for item in study.items.all()[:15]:  # half the participants are rated for the other variant
+        item.variant_a = item.variant_b or type(item.variant_a).objects.get(name="LLM only")
+        item.save()
+    rate_everything(study, unsafe_every=7)
+    dashboard = study_dashboard(study)
+    means = {(row["variant"], row["dimension"]): row for row in dashboard["means"]}
+    assert means[("grounded agent", "relevance")]["mean"] > means[("LLM only", "relevance")]["ci_high"]
+    agreement = {row["dimension"]: row for row in dashboard["agreement"]}
+    assert agreement["safety"]["alpha"]["enough"] and agreement["safety"]["alpha"]["alpha"] > 0.5
+    assert agreement["safety"]["icc"]["n_items"] == 30
+    assert len(dashboard["unsafe"]) == 60 // 7 and dashboard["unsafe"][0]["unsafe_reason"].startswith("Suggests")
+    assert {row["rater"] for row in dashboard["raters"]} == set(study.clinicians.values_list("username", flat=True))
+    client.force_login(researcher)
+    page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
+    for caption in ("bootstrap confidence intervals", "Krippendorff", "Benjamini", "mean absolute difference"):
+        assert caption in page
+
+
+def test_pairwise_dashboard(client, researcher):
+    study = build_study(items=30, raters=2, k=1, mode="pairwise")
+    rate_everything(study, seed=4)
+    dashboard = study_dashboard(study)
+    overall = next(row for row in dashboard["pairwise"] if row["dimension"] == "overall")
+    assert overall["n_judgements"] == 30 and overall["a_wins"] > overall["b_wins"]
+    assert {s["variant"] for s in overall["strengths"]} == {"grounded agent", "LLM only"}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_exports_round_trip(client, researcher, fmt):
+    study = build_study(items=6, raters=2, k=2)
+    rate_everything(study, unsafe_every=4)
+    client.force_login(researcher)
+    response = client.get(reverse("evaluation:study_export", args=[study.pk, fmt]))
+    assert response.status_code == 200 and f"ratings.{fmt}" in response["Content-Disposition"]
+    content = response.content
+    frame = {"csv": lambda: pd.read_csv(io.BytesIO(content)), "jsonl": lambda: pd.read_json(io.BytesIO(content), lines=True),
+             "parquet": lambda: pd.read_parquet(io.BytesIO(content))}[fmt]()
+    assert len(frame) == 12
+    from evaluation.models import Rating
+
+    for row in frame.itertuples():
+        rating = Rating.objects.get(pk=row.rating_id)
+        assert (row.score_relevance, row.score_context, row.score_safety) == tuple(rating.scores[k] for k in ("relevance", "context", "safety"))
+        assert bool(row.unsafe) == rating.unsafe and row.rater == rating.assignment.rater.username
+        assert row.variant_a == rating.assignment.item.variant_a.name  # revealed to researchers
+    documented = {column if not column.startswith("score_") else "score_<dimension>" for column in frame.columns}
+    assert documented <= set(DATA_DICTIONARY) | {"participant", "time_spent_s"}
+
+
+def test_the_api_lists_with_pages_and_tokens(client):
+    from tests.factories import UserFactory
+
+    study = build_study(items=5, raters=2, k=2)
+    rate_everything(study)
+    researcher = UserFactory(role="researcher")
+    token = Token.objects.create(user=researcher)
+    headers = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    page = client.get(reverse("api:ratings", args=[study.pk]) + "?page_size=4", **headers).json()
+    assert page["count"] == 10 and len(page["results"]) == 4 and page["next"]
+    assert set(page["results"][0]) >= {"item", "rater", "scores", "unsafe", "revision"}
+    assert client.get(reverse("api:studies"), **headers).json()["results"][0]["name"] == study.name
+    clinician_token = Token.objects.create(user=study.clinicians.first())
+    assert client.get(reverse("api:studies"), HTTP_AUTHORIZATION=f"Token {clinician_token.key}").status_code == 403
+    assert client.get(reverse("api:studies"), HTTP_AUTHORIZATION="Token nonsense").status_code == 401
+
+
+def test_the_data_dictionary_is_served(client, researcher):
+    client.force_login(researcher)
+    assert "score_<dimension>" in json.loads(client.get(reverse("evaluation:data_dictionary")).content)["columns"]
