@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("bench.site_pages", "bench.cohort", "bench.rating_page")
+BENCHMARKS = ("bench.site_pages", "bench.cohort", "bench.rating_page", "bench.dashboard")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

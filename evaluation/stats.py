@@ -13,6 +13,7 @@ import pandas as pd
 from scipy import stats
 
 BOOTSTRAP_SAMPLES = 2000
+MAX_BOOTSTRAP_CLUSTERS = 3000
 MIN_RATINGS_FOR_MEAN = 2
 MIN_ITEMS_FOR_AGREEMENT = 3
 
@@ -24,15 +25,31 @@ def not_enough(reason: str) -> dict:
 # --- Means with bootstrap confidence intervals -------------------------------------------------
 
 def bootstrap_mean_ci(values: np.ndarray, clusters: np.ndarray, *, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
-    """95 % percentile CI of the mean, resampling whole clusters (items): ratings of one item are not independent."""
+    """95 % CI of the mean that treats the ratings of one item (cluster) as dependent.
+
+    Up to ``MAX_BOOTSTRAP_CLUSTERS`` items: percentile bootstrap resampling whole items. Beyond,
+    the bootstrap costs samples × items and its distribution is normal anyway, so the cluster-robust
+    (linearized ratio-estimator) normal interval is used; the tests check the two agree.
+    """
     cluster_ids, inverse = np.unique(clusters, return_inverse=True)
     sums = np.bincount(inverse, weights=values)
     counts = np.bincount(inverse).astype(float)
+    if len(cluster_ids) > MAX_BOOTSTRAP_CLUSTERS:
+        return cluster_normal_ci(sums, counts)
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(cluster_ids), size=(samples, len(cluster_ids)))
     means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
+
+
+def cluster_normal_ci(sums: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+    """Normal 95 % CI of sum(sums)/sum(counts) with the cluster-robust linearized variance."""
+    n = len(sums)
+    mean = sums.sum() / counts.sum()
+    residuals = sums - mean * counts
+    standard_error = np.sqrt(n / (n - 1) * (residuals**2).sum()) / counts.sum()
+    return float(mean - 1.96 * standard_error), float(mean + 1.96 * standard_error)
 
 
 def dimension_means(ratings: pd.DataFrame, points: dict[str, list[int]]) -> list[dict]:
@@ -54,12 +71,6 @@ def dimension_means(ratings: pd.DataFrame, points: dict[str, list[int]]) -> list
 
 # --- Agreement -------------------------------------------------------------------------------
 
-def reliability_matrix(ratings: pd.DataFrame) -> np.ndarray:
-    """raters × items matrix of one dimension's scores, NaN where a rater did not rate an item."""
-    pivot = ratings.pivot_table(index="rater", columns="item", values="score", aggfunc="mean")
-    return pivot.to_numpy(dtype=float)
-
-
 def krippendorff_alpha(ratings: pd.DataFrame, *, level: str = "ordinal", value_domain: list[int] | None = None) -> dict:
     """Krippendorff's α of one dimension, from the ``krippendorff`` package, with what it rests on."""
     import krippendorff
@@ -68,10 +79,12 @@ def krippendorff_alpha(ratings: pd.DataFrame, *, level: str = "ordinal", value_d
     usable = ratings[paired]
     if usable["item"].nunique() < MIN_ITEMS_FOR_AGREEMENT:
         return not_enough(f"{usable['item'].nunique()} item(s) rated by two or more raters; at least {MIN_ITEMS_FOR_AGREEMENT} needed")
-    matrix = reliability_matrix(usable)
-    if np.unique(matrix[~np.isnan(matrix)]).size < 2:
+    if usable["score"].nunique() < 2:
         return not_enough("every rating has the same value, so agreement is undefined")
-    alpha = krippendorff.alpha(reliability_data=matrix, level_of_measurement=level, value_domain=value_domain)
+    # Units × values counts: what alpha needs, without a raters × units matrix (1,000 raters would make it huge).
+    domain = value_domain or sorted(usable["score"].unique())
+    value_counts = pd.crosstab(usable["item"], usable["score"]).reindex(columns=domain, fill_value=0).to_numpy()
+    alpha = krippendorff.alpha(value_counts=value_counts, level_of_measurement=level, value_domain=domain)
     return {"enough": True, "alpha": float(alpha), "n_items": int(usable["item"].nunique()), "n_raters": int(usable["rater"].nunique())}
 
 
@@ -245,7 +258,8 @@ def rater_summary(ratings: pd.DataFrame, per_rating: pd.DataFrame) -> list[dict]
 
 def adjudication_queue(ratings: pd.DataFrame, limit: int = 50) -> list[dict]:
     """Items whose raters disagree most (largest score range on any dimension), first."""
-    spread = ratings.groupby(["item", "dimension"])["score"].agg(lambda s: s.max() - s.min()).unstack("dimension")
+    extremes = ratings.groupby(["item", "dimension"])["score"].agg(["max", "min"])
+    spread = (extremes["max"] - extremes["min"]).unstack("dimension")
     counts = ratings.groupby("item")["rater"].nunique()
     spread = spread[counts.reindex(spread.index) >= 2]
     if spread.empty:

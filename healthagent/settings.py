@@ -124,6 +124,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# The test database's name spelled out: processes forked by the websocket live server derive it
+# from this instead of prefixing "test_" a second time.
+DATABASES["default"]["TEST"] = {"NAME": None if "sqlite" in DATABASES["default"]["ENGINE"] else f"test_{DATABASES['default']['NAME']}"}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {

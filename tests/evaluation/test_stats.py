@@ -104,3 +104,13 @@ def test_tiny_inputs_say_not_enough_instead_of_nan():
     assert stats.paired_comparison(table, "v", "w")["enough"] is False
     means = stats.dimension_means(table.iloc[:1], {"safety": [1, 2, 3, 4, 5]})
     assert means[0]["enough"] is False and "mean" not in means[0]
+
+
+def test_the_large_sample_interval_agrees_with_the_bootstrap():
+    rng = np.random.default_rng(5)
+    clusters = np.repeat(np.arange(2500), 3)
+    values = np.clip(np.round(rng.normal(3, 1, 2500).repeat(3) + rng.normal(0, 0.7, 7500)), 1, 5)
+    boot = stats.bootstrap_mean_ci(values, clusters)  # 2,500 items: bootstrapped
+    sums, counts = np.bincount(clusters, weights=values), np.bincount(clusters).astype(float)
+    normal = stats.cluster_normal_ci(sums, counts)
+    assert normal == pytest.approx(boot, abs=0.01)
