@@ -1,7 +1,9 @@
+from channels.db import database_sync_to_async
+
 from healthagent.consumers import RoleGroupConsumer
 from healthagent.roles import Role
-
-JOBS_GROUP = "jobs"
+from modeling.jobs import JOBS_GROUP, job_group
+from modeling.models import Job
 
 
 class JobListConsumer(RoleGroupConsumer):
@@ -11,3 +13,14 @@ class JobListConsumer(RoleGroupConsumer):
 
     async def subscription_groups(self):
         return [JOBS_GROUP]
+
+
+class JobConsumer(RoleGroupConsumer):
+    """One job's page: progress, metrics and state as the worker reports them."""
+
+    allowed_roles = (Role.ADMIN,)
+
+    async def subscription_groups(self):
+        job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        exists = await database_sync_to_async(Job.objects.filter(pk=job_id).exists)()
+        return [job_group(job_id)] if exists else None

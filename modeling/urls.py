@@ -5,4 +5,10 @@ from modeling import views
 app_name = "modeling"
 urlpatterns = [
     path("jobs/", views.job_list, name="job_list"),
+    path("jobs/new/<str:kind>/", views.job_new, name="job_new"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
+    path("jobs/<int:job_id>/status.json", views.job_status, name="job_status"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),
+    path("jobs/<int:job_id>/retry/", views.job_retry_view, name="job_retry"),
+    path("checkpoints/", views.checkpoint_list, name="checkpoint_list"),
 ]

@@ -1,8 +1,85 @@
-from django.shortcuts import render
+"""Admins' job pages: queue a job from its kind's form, follow it live, cancel or retry it."""
+
+from django.contrib import messages
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from healthagent.roles import Role, role_required
+from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_queue, job_retry
+from modeling.models import Checkpoint, Job
 
 
 @role_required(Role.ADMIN)
 def job_list(request):
-    return render(request, "modeling/job_list.html", {"jobs": []})
+    jobs = Job.objects.select_related("queued_by")
+    state, kind = request.GET.get("state", ""), request.GET.get("kind", "")
+    if state:
+        jobs = jobs.filter(state=state)
+    if kind:
+        jobs = jobs.filter(kind=kind)
+    job_kind("generate_recommendations")  # loads the registry
+    return render(request, "modeling/job_list.html", {"jobs": jobs[:200], "kinds": sorted(REGISTRY.values(), key=lambda k: k.title),
+                                                      "states": Job.State.choices, "state": state, "kind": kind})
+
+
+@role_required(Role.ADMIN)
+def job_new(request, kind: str):
+    try:
+        spec = job_kind(kind)
+    except JobError as error:
+        raise Http404(str(error)) from error
+    form = spec.form(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = job_queue(kind_name=spec.name, config=request.POST, user=request.user)
+        except JobError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, f"Queued {spec.title.lower()} as job #{job.pk}.")
+            return redirect("modeling:job_detail", job_id=job.pk)
+    return render(request, "modeling/job_form.html", {"form": form, "spec": spec})
+
+
+@role_required(Role.ADMIN)
+def job_detail(request, job_id: int):
+    job = get_object_or_404(Job, pk=job_id)
+    return render(request, "modeling/job_detail.html", {"job": job, "payload": {**job_payload(job), "curve": job.curve},
+                                                        "checkpoints": job.checkpoints.all()})
+
+
+@role_required(Role.ADMIN)
+def job_status(request, job_id: int):
+    """The job as JSON: what the page polls when its websocket is down (and in the embedded mode,
+    where a worker's events cannot reach the web process)."""
+    job = get_object_or_404(Job, pk=job_id)
+    return JsonResponse({**job_payload(job), "curve": job.curve, "log_tail": job.log_tail[-4000:]})
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def job_cancel_view(request, job_id: int):
+    try:
+        job_cancel(job=get_object_or_404(Job, pk=job_id))
+        messages.success(request, "Cancelled." if Job.objects.get(pk=job_id).state == "cancelled" else "Cancelling: the job stops at its next progress report.")
+    except JobError as error:
+        messages.error(request, str(error).capitalize() + ".")
+    return redirect("modeling:job_detail", job_id=job_id)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def job_retry_view(request, job_id: int):
+    try:
+        job = job_retry(job=get_object_or_404(Job, pk=job_id), user=request.user)
+    except JobError as error:
+        messages.error(request, str(error).capitalize() + ".")
+        return redirect("modeling:job_detail", job_id=job_id)
+    messages.success(request, f"Queued again as job #{job.pk}.")
+    return redirect("modeling:job_detail", job_id=job.pk)
+
+
+@role_required(Role.ADMIN)
+def checkpoint_list(request):
+    return render(request, "modeling/checkpoint_list.html", {"checkpoints": Checkpoint.objects.select_related("job")[:200]})
+

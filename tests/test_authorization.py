@@ -21,6 +21,12 @@ def first_participant(objects, user):
     return objects["cohort"].participants.order_by("pk").first().pk
 
 
+def a_job():
+    from modeling.models import Job
+
+    return Job.objects.create(kind="demo_training", config={}, state="failed", error="for the matrix")
+
+
 def enrolled_study(objects, user):
     if user is not None and user.groups.filter(name="clinician").exists():
         objects["study"].clinicians.add(user)
@@ -67,6 +73,12 @@ MATRIX = {
     "evaluation:study_dashboard": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "evaluation:study_export": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),
+    "modeling:job_new": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs={"kind": "demo_training"}),
+    "modeling:job_detail": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),
+    "modeling:job_status": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),
+    "modeling:job_cancel": row(LOGIN, FORBIDDEN, FORBIDDEN, REDIRECT, method="post", kwargs=lambda objects, user: {"job_id": a_job().pk}),
+    "modeling:job_retry": row(LOGIN, FORBIDDEN, FORBIDDEN, REDIRECT, method="post", kwargs=lambda objects, user: {"job_id": a_job().pk}),
+    "modeling:checkpoint_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
     "api:studies": row(401, FORBIDDEN, 200, 200),
     "api:items": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:ratings": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),

@@ -1,0 +1,165 @@
+"""The job system: a registry of kinds, the context a run function reports through, and the
+services that queue, cancel and retry jobs.
+
+A kind registers its config form, its queue and its run function. A run function gets a
+:class:`JobContext`: it reports progress (which also checks for cancellation), writes log lines,
+and keeps its checkpoints in ``context.work_dir`` so a job delivered again resumes there.
+"""
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from django import forms
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from healthagent.events import group_notify, group_notify_on_commit
+from modeling.models import Job
+
+JOBS_GROUP = "jobs"
+LOG_TAIL_CHARS = 20_000
+CURVE_POINTS = 2000
+
+
+class JobError(Exception):
+    """A job request the system refuses (a bad config, a job that cannot be cancelled...)."""
+
+
+class JobCancelled(Exception):
+    """Raised inside a run when its job was cancelled; the worker marks the job cancelled."""
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    title: str
+    form: type[forms.Form]
+    run: Callable[["JobContext"], dict]
+    queue: Callable[[dict], str] = lambda config: "cpu"
+    description: str = ""
+
+
+REGISTRY: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    REGISTRY[kind.name] = kind
+    return kind
+
+
+def job_kind(name: str) -> JobKind:
+    from modeling import kinds  # noqa: F401 - registers the kinds on first use
+
+    try:
+        return REGISTRY[name]
+    except KeyError as error:
+        raise JobError(f"unknown job kind {name!r}; known: {', '.join(sorted(REGISTRY))}") from error
+
+
+def job_group(job_id: int) -> str:
+    return f"job.{job_id}"
+
+
+def job_payload(job: Job) -> dict:
+    return {"id": job.pk, "kind": job.kind, "state": job.state, "progress": job.progress, "message": job.message,
+            "metrics": job.metrics, "error": job.error, "device": job.device, "worker_host": job.worker_host, "attempts": job.attempts}
+
+
+def work_dir(job: Job) -> Path:
+    return Path(settings.VAR_DIR) / "jobs" / f"job-{job.pk}"
+
+
+def check_config(kind: JobKind, data: dict) -> dict:
+    """The validated config, or JobError with the form's messages."""
+    form = kind.form(data=data)
+    if not form.is_valid():
+        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        raise JobError(f"invalid {kind.name} config: {problems}")
+    return {key: (value.pk if hasattr(value, "pk") else [v.pk for v in value] if hasattr(value, "model") else value)
+            for key, value in form.cleaned_data.items()}
+
+
+def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None) -> Job:
+    """Validate the config, store the job and send it to its queue once the row is committed."""
+    kind = job_kind(kind_name)
+    cleaned = check_config(kind, config)
+    with transaction.atomic():
+        job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of)
+        transaction.on_commit(lambda: _send(job.pk, job.queue))
+        group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
+    return job
+
+
+def _send(job_id: int, queue: str) -> None:
+    from modeling.tasks import run_job
+
+    result = run_job.apply_async(kwargs={"job_id": job_id}, queue=queue)
+    Job.objects.filter(pk=job_id).update(celery_task_id=result.id)
+
+
+def job_cancel(*, job: Job) -> Job:
+    """A queued job is cancelled at once; a running one stops at its next progress report."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.finished:
+            raise JobError(f"the job has already {job.state}")
+        job.cancel_requested = True
+        if job.state == Job.State.QUEUED:
+            job.state, job.finished_at, job.message = Job.State.CANCELLED, timezone.now(), "cancelled before it started"
+        job.save(update_fields=["cancel_requested", "state", "finished_at", "message"])
+        group_notify_on_commit(group=job_group(job.pk), payload=job_payload(job))
+        group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
+    return job
+
+
+def job_retry(*, job: Job, user=None) -> Job:
+    if job.state not in (Job.State.FAILED, Job.State.CANCELLED):
+        raise JobError("only a failed or cancelled job can be retried")
+    return job_queue(kind_name=job.kind, config=job.config, user=user, retry_of=job)
+
+
+class JobContext:
+    """What a run function sees: its config, its work directory, and the way to report."""
+
+    def __init__(self, job: Job, device: str):
+        self.job = job
+        self.config = job.config
+        self.device = device
+        self.work_dir = work_dir(job)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def progress(self, fraction: float, message: str = "", *, metrics: dict | None = None, step: int | None = None) -> None:
+        """Record progress (and a point of the live curves); raises JobCancelled if the job was cancelled."""
+        job = self.job
+        job.progress = max(0.0, min(1.0, float(fraction)))
+        job.message = message[:300]
+        job.heartbeat_at = timezone.now()
+        if metrics:
+            job.metrics = metrics
+            job.curve = _thin([*job.curve, {"step": step, **metrics}])
+        Job.objects.filter(pk=job.pk).update(progress=job.progress, message=job.message, metrics=job.metrics, curve=job.curve,
+                                             heartbeat_at=job.heartbeat_at)
+        payload = {**job_payload(job), "point": {"step": step, **(metrics or {})}}
+        group_notify(group=job_group(job.pk), payload=payload)
+        if Job.objects.filter(pk=job.pk, cancel_requested=True).exists():
+            raise JobCancelled()
+
+    def log(self, line: str) -> None:
+        stamp = timezone.now().strftime("%H:%M:%S")
+        self.job.log_tail = (self.job.log_tail + f"{stamp} {line}\n")[-LOG_TAIL_CHARS:]
+        Job.objects.filter(pk=self.job.pk).update(log_tail=self.job.log_tail)
+
+
+def _thin(curve: list[dict]) -> list[dict]:
+    """Keep the curve under CURVE_POINTS by dropping every other old point (the newest stay)."""
+    if len(curve) <= CURVE_POINTS:
+        return curve
+    half = len(curve) // 2
+    return curve[:half:2] + curve[half:]
+
+
+def worker_identity() -> str:
+    return socket.gethostname()

@@ -1,0 +1,64 @@
+"""Jobs (every long piece of work) and the checkpoints they produce."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Job(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+
+    kind = models.CharField(max_length=40)
+    config = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    queue = models.CharField(max_length=10, default="cpu")
+    progress = models.FloatField(default=0.0, help_text="0 to 1.")
+    message = models.CharField(max_length=300, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="The latest metrics.")
+    curve = models.JSONField(default=list, blank=True, help_text="Metrics over steps, for the live charts (thinned past 2,000 points).")
+    log_tail = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0, help_text="Deliveries to a worker (more than one after a worker died).")
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    worker_host = models.CharField(max_length=200, blank=True)
+    device = models.CharField(max_length=40, blank=True)
+    queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "kind"])]
+
+    def __str__(self):
+        return f"{self.kind} #{self.pk}"
+
+    @property
+    def finished(self) -> bool:
+        return self.state in self.FINISHED
+
+
+class Checkpoint(models.Model):
+    family = models.CharField(max_length=40)
+    size = models.CharField(max_length=20)
+    path = models.CharField(max_length=500, help_text="A directory with config.json and model weights.")
+    metrics = models.JSONField(default=dict, blank=True)
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="checkpoints")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.family}-{self.size} #{self.pk}"

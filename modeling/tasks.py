@@ -1,0 +1,85 @@
+"""The one Celery task of the job system: job id in, the kind's run function does the work.
+
+Delivered with late acknowledgement and ``reject_on_worker_lost``: if the worker dies, the broker
+delivers the job again and it resumes from its checkpoints. A job never runs to completion
+twice: a finished job is skipped, and a job another live worker is running (its heartbeat is
+fresh) is left to it.
+"""
+
+import logging
+import os
+import traceback
+from datetime import timedelta
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from healthagent.events import group_notify
+from modeling.jobs import JOBS_GROUP, JobCancelled, JobContext, job_group, job_kind, job_payload, worker_identity
+from modeling.models import Job
+
+logger = logging.getLogger(__name__)
+# A running job whose heartbeat is older than this is taken over by a worker it is delivered to.
+HEARTBEAT_STALE_AFTER = timedelta(seconds=float(os.environ.get("JOB_HEARTBEAT_STALE_S", "60")))
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _claim(job_id: int, device: str) -> Job | None:
+    """Mark the job running for this worker, or None if it must not run here."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.finished:
+            return None
+        fresh = job.heartbeat_at and timezone.now() - job.heartbeat_at < HEARTBEAT_STALE_AFTER
+        if job.state == Job.State.RUNNING and fresh:
+            return None  # a live worker has it: this is a duplicate delivery
+        if job.cancel_requested:
+            job.state, job.finished_at = Job.State.CANCELLED, timezone.now()
+            job.save(update_fields=["state", "finished_at"])
+            return None
+        job.state = Job.State.RUNNING
+        job.attempts += 1
+        job.worker_host, job.device = worker_identity(), device
+        job.started_at = job.started_at or timezone.now()
+        job.heartbeat_at = timezone.now()
+        job.save(update_fields=["state", "attempts", "worker_host", "device", "started_at", "heartbeat_at"])
+    return job
+
+
+def _finish(job: Job, state: str, **fields) -> None:
+    Job.objects.filter(pk=job.pk).update(state=state, finished_at=timezone.now(), **fields)
+    job.refresh_from_db()
+    for group in (job_group(job.pk), JOBS_GROUP):
+        group_notify(group=group, payload=job_payload(job))
+
+
+@shared_task(name="modeling.run_job", acks_late=True, reject_on_worker_lost=True)
+def run_job(*, job_id: int) -> str:
+    device = _device()
+    job = _claim(job_id, device)
+    if job is None:
+        return "skipped"
+    kind = job_kind(job.kind)
+    context = JobContext(job, device)
+    context.log(f"attempt {job.attempts} on {job.worker_host} ({device})")
+    group_notify(group=JOBS_GROUP, payload=job_payload(job))
+    try:
+        result = kind.run(context)
+    except JobCancelled:
+        context.log("cancelled")
+        _finish(job, Job.State.CANCELLED, message="cancelled while running")
+        return "cancelled"
+    except Exception as error:  # a failing run fails its job, with the reason shown on its page
+        logger.exception("job %s failed", job_id)
+        context.log("".join(traceback.format_exception(error))[-4000:])
+        _finish(job, Job.State.FAILED, error=f"{type(error).__name__}: {error}"[:2000])
+        return "failed"
+    context.log("succeeded")
+    _finish(job, Job.State.SUCCEEDED, result=result or {}, progress=1.0)
+    return "succeeded"

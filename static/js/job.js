@@ -1,0 +1,70 @@
+// A job's page (templates/modeling/job_detail.html): live progress and metric curves over the
+// job's websocket; when no event arrives for a while (socket down, or the embedded mode where a
+// worker's events cannot reach the web process) it polls the job's status instead.
+(function () {
+  "use strict";
+
+  function setup(section) {
+    const curveTarget = section.querySelector("[data-curve]");
+    const status = section.querySelector("[data-live-status]");
+    let job = JSON.parse(document.getElementById("job-data").textContent);
+    let lastEvent = 0;
+    const finished = ["succeeded", "failed", "cancelled"];
+
+    function show(field, value) {
+      const element = section.querySelector('[data-field="' + field + '"]');
+      if (!element) return;
+      if (element.tagName === "PROGRESS") element.value = value; else element.textContent = value == null ? "" : value;
+    }
+
+    function drawCurve(curve) {
+      if (!curve || !curve.length) return;
+      const names = Object.keys(curve[curve.length - 1]).filter(function (key) { return key !== "step"; });
+      const traces = names.map(function (name) {
+        const points = curve.filter(function (point) { return point[name] != null; });
+        return { x: points.map(function (p) { return p.step; }), y: points.map(function (p) { return p[name]; }), name: name, mode: "lines+markers",
+                 yaxis: name.indexOf("loss") === -1 ? "y2" : "y" };
+      });
+      Plotly.react(curveTarget, traces, { height: 300, margin: { l: 50, r: 50, t: 10, b: 40 }, template: "plotly_white",
+        xaxis: { title: "step" }, yaxis: { title: "loss" }, yaxis2: { overlaying: "y", side: "right", title: "metric" },
+        legend: { orientation: "h" } }, { responsive: true, displaylogo: false });
+    }
+
+    function render(payload) {
+      job = Object.assign(job, payload);
+      show("state", job.state);
+      show("message", job.message);
+      show("progress", job.progress);
+      show("percent", Math.round(job.progress * 100));
+      show("device", job.device || "—");
+      show("worker_host", job.worker_host || "—");
+      show("attempts", job.attempts);
+      show("error", job.error);
+      if (payload.log_tail !== undefined) show("log_tail", payload.log_tail);
+      if (payload.curve) job.curve = payload.curve;
+      else if (payload.point && payload.point.step != null && Object.keys(payload.point).length > 1) job.curve = (job.curve || []).concat([payload.point]);
+      drawCurve(job.curve);
+      section.dataset.state = job.state;
+      section.dataset.progress = String(job.progress);
+    }
+
+    function poll() {
+      fetch(section.dataset.statusUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(render);
+    }
+
+    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + window.location.host + section.dataset.socketPath);
+    socket.onmessage = function (event) { lastEvent = Date.now(); render(JSON.parse(event.data)); };
+    socket.onopen = function () { if (status) status.textContent = "· live"; };
+    socket.onclose = function () { if (status) status.textContent = "· polling"; };
+    setInterval(function () {
+      if (!finished.includes(job.state) && Date.now() - lastEvent > 3000) poll();
+    }, 2000);
+    render(job);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const section = document.querySelector("[data-job]");
+    if (section) setup(section);
+  });
+})();
