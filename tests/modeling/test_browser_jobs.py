@@ -1,0 +1,52 @@
+"""An admin queues a job in Chromium and watches it progress to success, run by a real worker on Redis."""
+
+import pytest
+
+from modeling.models import Job
+from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.test_browser_login import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker(redis_url, settings, tmp_path):
+    from celery.contrib.testing.worker import start_worker
+
+    from healthagent.celery import app
+
+    settings.VAR_DIR = tmp_path / "var"
+    with start_worker(app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60):
+        yield
+
+
+def test_an_admin_queues_a_training_job_and_watches_it_succeed(worker, page, live_server):
+    admin = UserFactory(role="admin")
+    log_in(page, admin.username, DEFAULT_PASSWORD)
+    page.wait_for_url("**/modeling/jobs/")
+    page.get_by_role("link", name="Demo training run").click()
+    page.get_by_label("Participants").fill("40")
+    page.get_by_label("Days").fill("2")
+    page.get_by_label("Steps").fill("60")
+    page.get_by_label("Step delay s").fill("0.1")
+    page.get_by_role("button", name="Queue").click()
+    page.wait_for_url("**/modeling/jobs/*/")
+    section = page.locator("[data-job]")
+    page.wait_for_function("Number(document.querySelector('[data-job]').dataset.progress) > 0 && document.querySelector('[data-job]').dataset.state === 'running'",
+                           timeout=60_000)
+    page.wait_for_function("document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=90_000)
+    assert section.locator("[data-curve] .main-svg").count() > 0  # the loss curve was drawn
+    assert "100" in section.locator("[data-field=percent]").inner_text()
+    job = Job.objects.get()
+    assert job.state == "succeeded" and job.queued_by == admin
+
+
+def test_a_bad_config_is_a_form_error_not_a_crashed_worker(page, live_server):
+    admin = UserFactory(role="admin")
+    log_in(page, admin.username, DEFAULT_PASSWORD)
+    page.goto("/modeling/jobs/new/demo_training/")
+    page.get_by_label("Steps").fill("0")
+    page.evaluate("document.querySelector('form.form-grid').noValidate = true")  # past the browser's own check, to the server's
+    page.get_by_role("button", name="Queue").click()
+    assert "Ensure this value is greater than or equal to 1" in page.content()
+    assert not Job.objects.exists()
