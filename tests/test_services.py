@@ -52,32 +52,53 @@ def test_websocket_round_trip_through_redis(redis_url, client, admin_user):
     async_to_sync(round_trip)()
 
 
+def connects(path: str, headers: list) -> bool:
+    async def attempt():
+        communicator = WebsocketCommunicator(application, path, headers=headers)
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    return async_to_sync(attempt)()
+
+
+# Every websocket route × role: who may subscribe. A route without a row fails the test.
+WEBSOCKET_MATRIX = {
+    "ws_jobs": ("admin",),
+    "ws_job": ("admin",),
+    "ws_study": ("researcher", "admin"),
+}
+
+
+def websocket_path(name: str, objects: dict) -> str:
+    return {"ws_jobs": "/ws/jobs/", "ws_job": f"/ws/jobs/{objects['job']}/", "ws_study": f"/ws/studies/{objects['study']}/"}[name]
+
+
+def test_every_websocket_route_has_a_row():
+    from healthagent.routing import websocket_urlpatterns
+
+    assert {pattern.name for pattern in websocket_urlpatterns} == set(WEBSOCKET_MATRIX)
+
+
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("role", ["anonymous", "clinician", "researcher"])
-def test_websocket_refuses_other_roles(client, user_for_role, role):
+@pytest.mark.parametrize("role", ["anonymous", "clinician", "researcher", "admin"])
+@pytest.mark.parametrize("route", sorted(WEBSOCKET_MATRIX))
+def test_websocket_authorization_matrix(client, user_for_role, role, route, grounded_study):
+    from modeling.models import Job
+
+    objects = {"job": Job.objects.create(kind="demo_training", config={}).pk, "study": grounded_study.pk}
     user = user_for_role(role)
     headers = session_headers(client, user) if user else [(b"origin", b"http://localhost")]
-
-    async def attempt():
-        communicator = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
-        connected, _ = await communicator.connect()
-        await communicator.disconnect()
-        return connected
-
-    assert async_to_sync(attempt)() is False
+    assert connects(websocket_path(route, objects), headers) is (role in WEBSOCKET_MATRIX[route])
 
 
 @pytest.mark.django_db(transaction=True)
-def test_websocket_refuses_a_foreign_origin(client, admin_user):
-    headers = [h for h in session_headers(client, admin_user) if h[0] != b"origin"] + [(b"origin", b"http://evil.example")]
-
-    async def attempt():
-        communicator = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
-        connected, _ = await communicator.connect()
-        await communicator.disconnect()
-        return connected
-
-    assert async_to_sync(attempt)() is False
+def test_websockets_refuse_a_missing_object_and_a_foreign_origin(client, admin_user):
+    headers = session_headers(client, admin_user)
+    assert connects("/ws/jobs/999999/", headers) is False
+    assert connects("/ws/studies/999999/", headers) is False
+    foreign = [h for h in headers if h[0] != b"origin"] + [(b"origin", b"http://evil.example")]
+    assert connects("/ws/jobs/", foreign) is False
 
 
 @pytest.mark.django_db(transaction=True)
