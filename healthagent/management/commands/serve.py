@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand
 
 class Command(BaseCommand):
     help = (
-        "Serve the site with daphne and, in embedded mode, one Celery worker beside it "
-        "(both queues, one process), stopping both together."
+        "Serve the site with daphne and one Celery worker per queue (cpu, gpu) beside it, "
+        "stopping them together."
     )
 
     def add_arguments(self, parser):
@@ -22,11 +22,14 @@ class Command(BaseCommand):
         log_dir.mkdir(parents=True, exist_ok=True)
         children = []
         if not no_worker:
-            worker_log = open(log_dir / "worker.log", "ab")
-            worker_command = [sys.executable, "-m", "celery", "-A", "healthagent", "worker",
-                              "-Q", "cpu,gpu", "-c", "1", "--loglevel", "INFO", "-n", "embedded@%h"]
-            children.append(subprocess.Popen(worker_command, stdout=worker_log, stderr=subprocess.STDOUT))
-            self.stdout.write(f"Worker started (queues cpu, gpu); its log is {log_dir / 'worker.log'}")
+            # One worker per queue, as in production: a long language-model generation on the gpu
+            # queue never holds up a training run or other work on the cpu queue.
+            for queue in ("cpu", "gpu"):
+                log = open(log_dir / f"worker-{queue}.log", "ab")
+                command = [sys.executable, "-m", "celery", "-A", "healthagent", "worker", "-Q", queue, "-c", "1",
+                           "--loglevel", "INFO", "-n", f"{queue}@%h"]
+                children.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+                self.stdout.write(f"Worker for the {queue} queue started; its log is {log_dir / f'worker-{queue}.log'}")
         server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
                                    "healthagent.asgi:application"])
         children.append(server)
