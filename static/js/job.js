@@ -30,8 +30,15 @@
         legend: { orientation: "h" } }, { responsive: true, displaylogo: false });
     }
 
+    const startedFinished = finished.includes(job.state);
+
     function render(payload) {
       job = Object.assign(job, payload);
+      if (!startedFinished && finished.includes(job.state) && !section.dataset.reloading) {
+        // Finished while watched: reload once for the result, checkpoints, log and the Retry button.
+        section.dataset.reloading = "true";
+        setTimeout(function () { window.location.reload(); }, 800);
+      }
       show("state", job.state);
       show("message", job.message);
       show("progress", job.progress);
