@@ -52,3 +52,8 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     for username in ("clinician", "researcher", "admin"):
         assert User.objects.filter(username=username).count() == 1
         assert f"{username} / {username}-demo" in printed
+    from evaluation.models import Study
+    from modeling.models import Job
+
+    assert Job.objects.filter(kind="generate_recommendations").count() == 2  # one per language-model variant, not repeated
+    assert Study.objects.filter(status="open").count() == 2

@@ -2,9 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from healthagent.accounts import demo_user_ensure
-from healthagent.agent.backends.registry import queue_for
 from healthagent.agent.generate import cohort_generate
-from healthagent.agent.tasks import generate_recommendations
 from healthagent.cohort.importers.synthetic import synthetic_participants
 from healthagent.cohort.importing import cohort_import
 from healthagent.models import AgentVariant, Cohort
@@ -42,9 +40,14 @@ class Command(BaseCommand):
         self.stdout.write(f"Grounded recommendations: {counts['succeeded']} generated, {counts['kept']} already there.")
         self._demo_studies(cohort)
         # The language-model variants take minutes on a CPU: the worker generates them after the site is up.
+        from modeling.jobs import job_queue
+        from modeling.models import Job
+
         for variant in AgentVariant.objects.exclude(backend="grounded").order_by("name"):
-            generate_recommendations.apply_async(kwargs={"cohort_id": cohort.pk, "variant_ids": [variant.pk]}, queue=queue_for(variant.backend))
-            self.stdout.write(f"Queued recommendations of {variant.name!r}: the worker generates them in the background.")
+            if Job.objects.filter(kind="generate_recommendations", config__variants=[variant.pk], state__in=["queued", "running"]).exists():
+                continue
+            job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [variant.pk]})
+            self.stdout.write(f"Queued job #{job.pk}: recommendations of {variant.name!r}, generated in the background (see Jobs).")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")
