@@ -85,7 +85,9 @@ MATRIX = {
 }
 
 # The Django admin is the admin role's alone: everyone else is sent to its login page.
-DJANGO_ADMIN_URLS = ("admin:index", "admin:auth_user_changelist", "admin:auth_group_changelist", "admin:auth_user_add")
+DJANGO_ADMIN_URLS = ("admin:index", "admin:auth_user_changelist", "admin:auth_group_changelist", "admin:auth_user_add",
+                     "admin:healthagent_cohort_changelist", "admin:evaluation_rubric_changelist", "admin:evaluation_rubric_add",
+                     "admin:modeling_job_changelist")
 
 
 def named_urls(patterns=None, namespace=""):
