@@ -1,0 +1,199 @@
+"""The wearable foundation model: a ViT masked autoencoder over (channels × minutes) day windows.
+
+In the style of LSM-1/LSM-2: patches of ``patch_minutes`` × ``patch_channels`` are embedded with
+2D sine-cosine positions (channel group, time); the encoder sees only the visible patches (padded
+to the longest in the batch, padding excluded from attention); a light decoder reconstructs every
+patch; the loss counts only artificially masked patches, and within them only observed minutes,
+so a genuinely missing value is never a target. A checkpoint is a ``PreTrainedModel`` directory.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+from modeling.ml.lsm.masking import make_mask, patch_missing
+
+SIZES = {
+    # name: (dim, depth, heads, decoder_dim, decoder_depth, patch_minutes, patch_channels)
+    "tiny": (64, 2, 4, 64, 1, 60, 1),
+    "small": (256, 6, 8, 128, 2, 10, 1),
+    "base": (768, 12, 12, 256, 4, 10, 1),
+    "large": (1024, 24, 16, 512, 8, 10, 1),
+}
+
+
+class LSMConfig(PretrainedConfig):
+    model_type = "healthagent_lsm"
+
+    def __init__(self, channels: int = 27, minutes: int = 1440, patch_minutes: int = 60, patch_channels: int = 1, dim: int = 64,
+                 depth: int = 2, heads: int = 4, decoder_dim: int = 64, decoder_depth: int = 1, mlp_ratio: float = 4.0,
+                 mask_ratio: float = 0.8, mask_strategy: str = "aim", dropout: float = 0.0, size: str = "tiny", **kwargs):
+        super().__init__(**kwargs)
+        if minutes % patch_minutes or channels % patch_channels:
+            raise ValueError("patch sizes must divide the window (minutes) and the channels")
+        self.channels, self.minutes, self.patch_minutes, self.patch_channels = channels, minutes, patch_minutes, patch_channels
+        self.dim, self.depth, self.heads = dim, depth, heads
+        self.decoder_dim, self.decoder_depth, self.mlp_ratio = decoder_dim, decoder_depth, mlp_ratio
+        self.mask_ratio, self.mask_strategy, self.dropout, self.size = mask_ratio, mask_strategy, dropout, size
+
+    @classmethod
+    def named(cls, size: str, **overrides) -> "LSMConfig":
+        dim, depth, heads, decoder_dim, decoder_depth, patch_minutes, patch_channels = SIZES[size]
+        values = dict(dim=dim, depth=depth, heads=heads, decoder_dim=decoder_dim, decoder_depth=decoder_depth,
+                      patch_minutes=patch_minutes, patch_channels=patch_channels, size=size)
+        return cls(**{**values, **overrides})
+
+    @property
+    def channel_groups(self) -> int:
+        return self.channels // self.patch_channels
+
+    @property
+    def time_patches(self) -> int:
+        return self.minutes // self.patch_minutes
+
+    @property
+    def patches(self) -> int:
+        return self.channel_groups * self.time_patches
+
+    @property
+    def patch_values(self) -> int:
+        return self.patch_channels * self.patch_minutes
+
+
+def sincos_2d(rows: int, cols: int, dim: int) -> torch.Tensor:
+    """(rows * cols, dim) fixed 2D sine-cosine positions: half the features for each axis."""
+    def axis(positions: torch.Tensor, size: int) -> torch.Tensor:
+        frequencies = 1.0 / 10000 ** (torch.arange(size // 2, dtype=torch.float32) / (size // 2))
+        angles = positions[:, None] * frequencies[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    row, col = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32), indexing="ij")
+    return torch.cat([axis(row.reshape(-1), dim // 2), axis(col.reshape(-1), dim // 2)], dim=1)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block; attention through F.scaled_dot_product_attention."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        mask = None if key_padding is None else ~key_padding[:, None, None, :]  # (batch, 1, 1, tokens): True = attend
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
+        return x + self.mlp(self.norm2(x))
+
+
+@dataclass
+class LSMOutput:
+    loss: torch.Tensor | None
+    reconstruction: torch.Tensor  # (batch, patches, patch_values), standardized units
+    masked: torch.Tensor  # (batch, patches) the encoder's mask
+    missing: torch.Tensor  # (batch, patches) patches without any observed value
+
+
+class LSMForMaskedPretraining(PreTrainedModel):
+    config_class = LSMConfig
+    base_model_prefix = "lsm"
+    main_input_name = "values"
+
+    def __init__(self, config: LSMConfig):
+        super().__init__(config)
+        self.embed = nn.Linear(config.patch_values, config.dim)
+        # Fixed positions, saved with the weights: from_pretrained then restores them like any tensor.
+        self.register_buffer("position", sincos_2d(config.channel_groups, config.time_patches, config.dim))
+        self.register_buffer("decoder_position", sincos_2d(config.channel_groups, config.time_patches, config.decoder_dim))
+        self.encoder = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth))
+        self.encoder_norm = nn.LayerNorm(config.dim)
+        self.to_decoder = nn.Linear(config.dim, config.decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
+        self.decoder = nn.ModuleList(Block(config.decoder_dim, max(1, config.heads // 2), config.mlp_ratio, config.dropout)
+                                     for _ in range(config.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(config.decoder_dim)
+        self.head = nn.Linear(config.decoder_dim, config.patch_values)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        if isinstance(module, LSMForMaskedPretraining):
+            nn.init.normal_(module.mask_token, std=0.02)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, minutes) -> (batch, patches, patch_values), channel-major patch order."""
+        c = self.config
+        batch = x.shape[0]
+        grouped = x.reshape(batch, c.channel_groups, c.patch_channels, c.time_patches, c.patch_minutes)
+        return grouped.permute(0, 1, 3, 2, 4).reshape(batch, c.patches, c.patch_values)
+
+    def encode(self, tokens: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode the tokens where ``hidden`` is False. Returns (encoded, kept indices, padding)."""
+        visible_counts = (~hidden).sum(dim=1)
+        keep = int(visible_counts.max().clamp(min=1))
+        order = hidden.to(torch.int8).argsort(dim=1, stable=True)[:, :keep]  # visible first, in position order
+        padding = torch.arange(keep, device=tokens.device)[None, :] >= visible_counts[:, None]  # (batch, keep)
+        x = torch.gather(self.embed(tokens) + self.position, 1, order[..., None].expand(-1, -1, self.config.dim))
+        for block in self.encoder:
+            x = block(x, key_padding=padding)
+        return self.encoder_norm(x), order, padding
+
+    def forward(self, values: torch.Tensor, observed: torch.Tensor, *, masked: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> LSMOutput:
+        """``values`` (batch, channels, minutes), standardized with NaN or anything where ``observed`` is False."""
+        c = self.config
+        values = torch.where(observed, values, torch.zeros_like(values))
+        tokens = self.patchify(values)
+        token_observed = self.patchify(observed.to(values.dtype)) > 0  # (batch, patches, patch_values)
+        missing = patch_missing(observed, c.patch_channels, c.patch_minutes)
+        if masked is None:
+            masked = make_mask(c.mask_strategy, missing, c.mask_ratio, channel_groups=c.channel_groups, generator=generator)
+        encoded, order, padding = self.encode(tokens, masked)
+
+        decoder_input = self.mask_token.expand(tokens.shape[0], c.patches, c.decoder_dim).clone()
+        projected = self.to_decoder(encoded).masked_fill(padding[..., None], 0.0)
+        decoder_input.scatter_(1, order[..., None].expand(-1, -1, c.decoder_dim), projected)
+        decoder_input = torch.where(masked[..., None], self.mask_token.expand_as(decoder_input), decoder_input) + self.decoder_position
+        x = decoder_input
+        for block in self.decoder:
+            x = block(x)
+        reconstruction = self.head(self.decoder_norm(x))  # (batch, patches, patch_values)
+
+        targets = (masked & ~missing)[..., None] & token_observed  # artificially masked, observed minutes only
+        squared = (reconstruction - tokens) ** 2
+        loss = (squared * targets).sum() / targets.sum().clamp(min=1)
+        return LSMOutput(loss=loss, reconstruction=reconstruction, masked=masked, missing=missing)
+
+    @torch.no_grad()
+    def embed_windows(self, values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """(batch, dim) embeddings: the encoder over every observed patch (gaps attention-masked), mean-pooled."""
+        values = torch.where(observed, values, torch.zeros_like(values))
+        missing = patch_missing(observed, self.config.patch_channels, self.config.patch_minutes)
+        encoded, _, padding = self.encode(self.patchify(values), missing)
+        weights = (~padding).to(encoded.dtype)[..., None]
+        return (encoded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def standardize(values: torch.Tensor, observed: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, clip: float = 5.0) -> torch.Tensor:
+    """Per-channel standardization with clipping (±5 SD), as in the published models."""
+    scaled = (values - mean[None, :, None]) / std[None, :, None]
+    return torch.where(observed, scaled.clamp(-clip, clip), torch.zeros_like(scaled))
+

@@ -1,0 +1,87 @@
+"""The wearable foundation model: masking invariants, a tiny pre-training whose loss falls, checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+
+from modeling.ml.data.cohort import make_cohort
+from modeling.ml.lsm.masking import STRATEGIES, make_mask, patch_missing
+from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, standardize
+
+
+@pytest.fixture(scope="module")
+def windows():
+    cohort = make_cohort(participants=6, days=2, seed=2)
+    values = np.concatenate([cohort.participant(i).minutes.values for i in range(6)])
+    observed = np.concatenate([cohort.participant(i).minutes.mask for i in range(6)])
+    masked_values = np.where(observed, values, np.nan)
+    mean = torch.tensor(np.nan_to_num(np.nanmean(masked_values, axis=(0, 2))))
+    std = torch.tensor(np.nan_to_num(np.nanstd(masked_values, axis=(0, 2)), nan=1.0)) + 1e-6
+    observed = torch.tensor(observed)
+    return standardize(torch.tensor(np.nan_to_num(values)), observed, mean, std), observed
+
+
+def test_aim_counts_real_gaps_toward_the_ratio_and_adds_the_rest():
+    missing = torch.zeros(4, 100, dtype=torch.bool)
+    missing[0, :30] = True  # 30 % genuinely missing
+    missing[1, :90] = True  # more missing than the ratio
+    masked = make_mask("aim", missing, 0.8, channel_groups=1, generator=torch.Generator().manual_seed(0))
+    assert masked.sum(dim=1).tolist() == [80, 90, 80, 80]
+    assert masked[missing].all()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_masks_missing_patches(strategy):
+    missing = torch.rand(3, 24 * 27, generator=torch.Generator().manual_seed(1)) < 0.2
+    masked = make_mask(strategy, missing, 0.5, channel_groups=27, generator=torch.Generator().manual_seed(2))
+    assert masked[missing].all() and masked.float().mean() >= 0.5
+
+
+def test_a_missing_value_is_never_a_reconstruction_target(windows):
+    values, observed = windows
+    model = LSMForMaskedPretraining(LSMConfig.named("tiny"))
+    poisoned = values.clone()
+    poisoned[~observed] = 1e6  # whatever sits under a gap must not change the loss
+    generator_a, generator_b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    loss_clean = model(values, observed, generator=generator_a).loss
+    loss_poisoned = model(poisoned, observed, generator=generator_b).loss
+    assert torch.allclose(loss_clean, loss_poisoned)
+
+
+def test_gaps_are_attention_masked_not_imputed_when_embedding(windows):
+    values, observed = windows
+    model = LSMForMaskedPretraining(LSMConfig.named("tiny")).eval()
+    changed = values.clone()
+    missing = patch_missing(observed, 1, 60)
+    patches_minutes = (~observed).reshape(*observed.shape[:2], 24, 60).all(-1)  # (windows, channels, 24)
+    changed.reshape(*observed.shape[:2], 24, 60)[patches_minutes] = 99.0
+    assert missing.any()
+    assert torch.allclose(model.embed_windows(values, observed), model.embed_windows(changed, observed), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_tiny_pretraining_lowers_the_loss(windows):
+    values, observed = windows
+    torch.manual_seed(0)
+    model = LSMForMaskedPretraining(LSMConfig.named("tiny"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(40):
+        loss = model(values, observed, generator=generator).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
+
+
+def test_save_then_from_pretrained_gives_identical_outputs(tmp_path, windows):
+    values, observed = windows
+    model = LSMForMaskedPretraining(LSMConfig.named("tiny")).eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").exists() and (tmp_path / "model.safetensors").exists()
+    loaded = LSMForMaskedPretraining.from_pretrained(tmp_path).eval()
+    masked = make_mask("random", patch_missing(observed, 1, 60), 0.8, channel_groups=27, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(loaded(values, observed, masked=masked).reconstruction, model(values, observed, masked=masked).reconstruction)
+    torch.testing.assert_close(loaded.embed_windows(values, observed), model.embed_windows(values, observed))
