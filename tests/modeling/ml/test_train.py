@@ -1,0 +1,43 @@
+"""The shared trainer: an interrupted run resumes to exactly the losses of an uninterrupted one."""
+
+import json
+
+import pytest
+import torch
+
+from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
+from modeling.ml.train import TrainConfig, WindowDataset, train
+from tests.modeling.ml.lsm.test_model import windows  # noqa: F401 - the fixture
+
+
+class Interrupted(Exception):
+    pass
+
+
+def losses(path):
+    return [json.loads(line)["loss"] for line in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_resume_reproduces_the_uninterrupted_loss_sequence(tmp_path, windows):  # noqa: F811
+    values, observed = windows
+    dataset = WindowDataset(values, observed)
+    config = TrainConfig(steps=12, batch_size=4, learning_rate=2e-3, warmup_steps=3, checkpoint_every=3, log_every=1, seed=7)
+
+    def fresh_model():
+        torch.manual_seed(0)
+        return LSMForMaskedPretraining(LSMConfig.named("tiny"))
+
+    train(fresh_model(), dataset, config, output_dir=tmp_path / "straight", device="cpu")
+
+    def stop_after_six(step, total, metrics):
+        if step == 7:  # the process dies during step 7, after the checkpoint of step 6
+            raise Interrupted()
+
+    with pytest.raises(Interrupted):
+        train(fresh_model(), dataset, config, output_dir=tmp_path / "resumed", device="cpu", progress=stop_after_six)
+    result = train(fresh_model(), dataset, config, output_dir=tmp_path / "resumed", device="cpu")
+    assert result["resumed_from_step"] == 6
+    straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
+    assert resumed[:7] == straight[:7]  # steps 1-7 of the first attempt (7 was logged before the kill)
+    assert resumed[7:] == pytest.approx(straight[6:], abs=0, rel=1e-6)  # steps 7-12 again, identical
