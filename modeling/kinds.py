@@ -69,3 +69,45 @@ def run_demo_training(context: JobContext) -> dict:
 
 register(JobKind("demo_training", "Demo training run", DemoTrainingForm, run_demo_training, lambda config: "cpu",
                  "A small MLP predicting a task from wearable daily summaries; checkpoints and resumes like the real trainings."))
+
+
+class LSMPretrainForm(forms.Form):
+    size = forms.ChoiceField(choices=[("tiny", "tiny (CPU, minutes)"), ("small", "small (GPU)"), ("base", "base (GPU)"), ("large", "large (GPU)")],
+                             initial="tiny")
+    participants = forms.IntegerField(min_value=10, max_value=100_000, initial=64, help_text="Simulated participants (80 % train, 20 % held out).")
+    days = forms.IntegerField(min_value=1, max_value=60, initial=4)
+    steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=200)
+    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=8)
+    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=1e-3)
+    mask_strategy = forms.ChoiceField(choices=[(s, s) for s in ("aim", "random", "temporal", "channel")], initial="aim")
+    checkpoint_every = forms.IntegerField(min_value=1, initial=50)
+    seed = forms.IntegerField(min_value=0, initial=0)
+
+
+def run_lsm_pretrain(context: JobContext) -> dict:
+    from modeling.ml.lsm.pretrain import pretrain
+    from modeling.ml.train import TrainConfig
+
+    config = context.config
+    context.progress(0.0, "simulating participants")
+    train_config = TrainConfig(steps=config["steps"], batch_size=config["batch_size"], learning_rate=config["learning_rate"],
+                               checkpoint_every=config["checkpoint_every"], seed=config["seed"], log_every=10)
+
+    def report(step, total, metrics):
+        if step % 5 == 0 or step == total:
+            context.progress(step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step)
+
+    result = pretrain(size=config["size"], participants=config["participants"], days=config["days"], seed=config["seed"],
+                      train_config=train_config, output_dir=context.work_dir, device=context.device, progress=report,
+                      mask_strategy=config["mask_strategy"])
+    if result["resumed_from_step"]:
+        context.log(f"resumed from step {result['resumed_from_step']}")
+    context.log(f"held-out reconstruction loss {result['validation_loss']:.4f} on {result['held_out_participants']} participants")
+    Checkpoint.objects.create(family="lsm", size=config["size"], path=result["model_dir"], job=context.job,
+                              metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]})
+    return {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss")}
+
+
+register(JobKind("lsm_pretrain", "Wearable foundation model: pre-training", LSMPretrainForm, run_lsm_pretrain,
+                 lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
+                 "Masked-autoencoder pre-training on simulated minute-level days; the held-out loss is on unseen participants."))

@@ -1,0 +1,42 @@
+"""``python -m modeling.ml ...``: the model library's command line (no Django; runs under torchrun too).
+
+    python -m modeling.ml lsm pretrain --size tiny --participants 64 --days 4 --steps 200 --output runs/lsm-tiny
+    torchrun --nproc-per-node 4 -m modeling.ml lsm pretrain --size base ...
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from modeling.ml.train import TrainConfig
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m modeling.ml")
+    families = parser.add_subparsers(dest="family", required=True)
+    lsm = families.add_parser("lsm", help="the wearable foundation model").add_subparsers(dest="command", required=True)
+    pretrain_parser = lsm.add_parser("pretrain", help="masked pre-training on simulated participants")
+    pretrain_parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "large"])
+    pretrain_parser.add_argument("--participants", type=int, default=64)
+    pretrain_parser.add_argument("--days", type=int, default=4)
+    pretrain_parser.add_argument("--seed", type=int, default=0)
+    pretrain_parser.add_argument("--steps", type=int, default=200)
+    pretrain_parser.add_argument("--batch-size", type=int, default=8)
+    pretrain_parser.add_argument("--learning-rate", type=float, default=1e-3)
+    pretrain_parser.add_argument("--mask-strategy", default="aim", choices=["random", "temporal", "channel", "aim"])
+    pretrain_parser.add_argument("--device", default="auto")
+    pretrain_parser.add_argument("--compile", action="store_true")
+    pretrain_parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    from modeling.ml.lsm.pretrain import pretrain
+
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed, compile=args.compile)
+    result = pretrain(size=args.size, participants=args.participants, days=args.days, seed=args.seed, train_config=config,
+                      output_dir=args.output, device=args.device, mask_strategy=args.mask_strategy,
+                      progress=lambda step, total, metrics: print(json.dumps(metrics)) if step % 10 == 0 or step == total else None)
+    print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Pre-training the wearable foundation model on simulated participants, held-out evaluation included."""
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modeling.ml.data.cohort import make_cohort
+from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, parameter_count, standardize
+from modeling.ml.train import TrainConfig, WindowDataset, train
+
+
+def simulated_windows(*, participants: int, days: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Day windows of a simulated cohort: values, observed, and the participant of each window."""
+    cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
+    values, observed, owner = [], [], []
+    for index in range(participants):
+        minutes = cohort.participant(index).minutes
+        values.append(np.nan_to_num(minutes.values))
+        observed.append(minutes.mask)
+        owner += [index] * minutes.days
+    return np.concatenate(values), np.concatenate(observed), np.array(owner)
+
+
+def channel_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    counts = observed.sum(axis=(0, 2)).clip(min=1)
+    mean = (values * observed).sum(axis=(0, 2)) / counts
+    variance = (((values - mean[None, :, None]) ** 2) * observed).sum(axis=(0, 2)) / counts
+    return mean.astype(np.float32), np.sqrt(variance).clip(min=1e-3).astype(np.float32)
+
+
+def pretrain(*, size: str, participants: int, days: int, seed: int, train_config: TrainConfig, output_dir: Path,
+             device: str = "auto", progress: Callable[[int, int, dict], None] = lambda *args: None, **config_overrides) -> dict:
+    """Train on 80 % of the participants, report the reconstruction loss on the other 20 %, save the model."""
+    values, observed, owner = simulated_windows(participants=participants, days=days, seed=seed)
+    people = np.random.default_rng(seed).permutation(participants)
+    held_out = set(people[: max(1, participants // 5)].tolist())
+    is_train = np.array([person not in held_out for person in owner])  # split by participant, never by window
+    mean, std = channel_statistics(values[is_train], observed[is_train])
+    tensor = lambda array: torch.tensor(array)  # noqa: E731 - a local shorthand
+    standardized = standardize(tensor(values), tensor(observed), tensor(mean), tensor(std))
+    config = LSMConfig.named(size, **config_overrides)
+    model = LSMForMaskedPretraining(config)
+    result = train(model, WindowDataset(standardized[is_train], tensor(observed)[is_train]), train_config,
+                   output_dir=output_dir, device=device, progress=progress)
+    model.eval()
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(seed)
+        held_values, held_observed = standardized[~is_train].to(model.device), tensor(observed)[~is_train].to(model.device)
+        validation_loss = float(model(held_values, held_observed, generator=generator).loss)
+    model_dir = output_dir / "model"
+    model.save_pretrained(model_dir)
+    (model_dir / "normalization.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0}))
+    return {**result, "validation_loss": validation_loss, "parameters": parameter_count(model), "model_dir": str(model_dir),
+            "train_windows": int(is_train.sum()), "held_out_windows": int((~is_train).sum()), "held_out_participants": len(held_out)}
