@@ -56,4 +56,5 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     from modeling.models import Job
 
     assert Job.objects.filter(kind="generate_recommendations").count() == 2  # one per language-model variant, not repeated
+    assert Job.objects.filter(kind="lsm_pretrain").count() == 1
     assert Study.objects.filter(status="open").count() == 2

@@ -9,6 +9,8 @@ from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role
 
 DEMO_COHORT = {"name": "Demo cohort", "participants": 50, "days": 14, "seed": 2026}
+DEMO_PRETRAINING = {"size": "tiny", "participants": 48, "days": 3, "steps": 300, "batch_size": 8, "learning_rate": 0.001,
+                    "mask_strategy": "aim", "checkpoint_every": 50, "seed": 0}
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -48,6 +50,9 @@ class Command(BaseCommand):
                 continue
             job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [variant.pk]})
             self.stdout.write(f"Queued job #{job.pk}: recommendations of {variant.name!r}, generated in the background (see Jobs).")
+        if not Job.objects.filter(kind="lsm_pretrain").exists():
+            job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING})
+            self.stdout.write(f"Queued job #{job.pk}: pre-training of a tiny wearable foundation model (about two minutes).")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")
