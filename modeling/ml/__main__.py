@@ -27,7 +27,28 @@ def main(argv=None) -> None:
     pretrain_parser.add_argument("--device", default="auto")
     pretrain_parser.add_argument("--compile", action="store_true")
     pretrain_parser.add_argument("--output", type=Path, required=True)
+    evaluate_parser = lsm.add_parser("evaluate", help="linear probes on the 30+ tasks, against hand-crafted features")
+    evaluate_parser.add_argument("--model", type=Path, required=True, help="a pre-trained model directory")
+    evaluate_parser.add_argument("--participants", type=int, default=200)
+    evaluate_parser.add_argument("--days", type=int, default=4)
+    evaluate_parser.add_argument("--seed", type=int, default=1000, help="use another seed than pre-training: new participants")
+    evaluate_parser.add_argument("--pca", action="store_true", help="PCA-50 before the probe, as published")
+    evaluate_parser.add_argument("--output", type=Path, help="write the markdown table here")
     args = parser.parse_args(argv)
+
+    if args.command == "evaluate":
+        from modeling.ml.lsm.evaluate import evaluate, markdown_table, represent
+
+        representations = represent(args.model, participants=args.participants, days=args.days, seed=args.seed)
+        rows = evaluate(representations, seed=args.seed, pca=args.pca)
+        table = markdown_table(rows, header=f"# Wearable foundation model: downstream evaluation\n\nModel `{args.model}`; "
+                               f"{args.participants} new simulated participants x {args.days} days (seed {args.seed}), 70/30 split by "
+                               "participant; AUROC (classification) or MAE (regression) with bootstrap 95 % CIs over test participants.")
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(table)
+        print(table)
+        return
 
     from modeling.ml.lsm.pretrain import pretrain
 

@@ -1,0 +1,34 @@
+"""The downstream evaluation: probes score what the representation holds, on held-out participants."""
+
+import numpy as np
+
+from modeling.ml.data.labels import TASKS
+from modeling.ml.lsm.evaluate import Representations, evaluate, few_shot_rows, markdown_table
+
+
+def test_a_representation_that_holds_the_label_scores_high_and_noise_scores_chance():
+    rng = np.random.default_rng(0)
+    participants = 300
+    labels = {}
+    for task in TASKS:
+        if task.kind == "regression":
+            labels[task.name] = rng.normal(50, 10, participants)
+        else:
+            labels[task.name] = rng.integers(0, len(task.classes), participants)
+    informative = np.column_stack([labels["hypertension"] + rng.normal(0, 0.3, participants), rng.normal(size=(participants, 5))])
+    noise = rng.normal(size=(participants, 6))
+    rows = {row["task"]: row for row in evaluate(Representations(informative, noise, labels), few_shot=(5,), bootstrap=30)}
+    hypertension = rows["hypertension"]
+    assert hypertension["pretrained"]["auroc"][0] > 0.9 and hypertension["pretrained"]["auroc"][1] > 0.8
+    assert 0.3 < hypertension["handcrafted"]["auroc"][0] < 0.7
+    assert "mae" in rows["age"]["pretrained"] and "pretrained_5_shot" in hypertension
+    table = markdown_table(list(rows.values()), header="# test")
+    assert table.count("\n| ") == len(TASKS) + 1
+
+
+def test_few_shot_takes_k_participants_per_class_from_the_training_split_only():
+    labels = np.array([0, 1] * 50)
+    train = np.arange(30, 100)
+    chosen = few_shot_rows(labels, train, 5, seed=1)
+    assert len(chosen) == 10 and set(chosen) <= set(train)
+    assert sorted(np.bincount(labels[chosen])) == [5, 5]
