@@ -9,6 +9,7 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,10 +21,16 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="benchmark modules to run (default: all)")
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthagent.settings")
     RESULTS_DIR.mkdir(exist_ok=True)
     selected = [name for name in BENCHMARKS if not args.names or name.rsplit(".", 1)[-1] in args.names]
+    if not args.in_process:
+        # Each benchmark in a fresh process: each sets up Django on its own throw-away var/ folder.
+        failures = [name for name in selected
+                    if subprocess.run([sys.executable, "-m", "bench", "--in-process", name.rsplit(".", 1)[-1]]).returncode != 0]
+        return 1 if failures else 0
     for module_name in selected:
         started = time.perf_counter()
         result = importlib.import_module(module_name).run()
