@@ -108,7 +108,7 @@ def train(config: DemoTrainingConfig, *, checkpoint_dir: Path, device: str = "cp
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        metrics = {"train_loss": float(loss)}
+        metrics = {"train_loss": loss.item()}
         done = step + 1
         if done % config.checkpoint_every == 0 or done == config.steps:
             with torch.no_grad():
