@@ -146,13 +146,14 @@ CELERY_DATA_DIR = VAR_DIR / "celery"
 if EMBEDDED:
     # Tasks go through files under var/celery: no server, and a separate worker process, so a
     # request that queues a job returns at once. Limits are in the README.
-    for folder in ("queue", "processed", "results"):
+    for folder in ("queue", "processed", "results", "control"):
         (CELERY_DATA_DIR / folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_DATA_DIR / "queue"),
         "data_folder_out": str(CELERY_DATA_DIR / "queue"),
         "processed_folder": str(CELERY_DATA_DIR / "processed"),
+        "control_folder": str(CELERY_DATA_DIR / "control"),  # broadcast exchanges; kombu's default is ./control
         "store_processed": False,
     }
     CELERY_RESULT_BACKEND = f"file://{CELERY_DATA_DIR / 'results'}"
