@@ -8,7 +8,6 @@ participants. No Django import: a job or ``python -m modeling.ml demo-train`` ru
 
 import json
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,11 +18,7 @@ from torch import nn
 
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.data.labels import TASK_BY_NAME
-from modeling.ml.data.summaries import daily_summaries
-
-FEATURES = ("steps", "active_minutes", "sleep_minutes", "resting_heart_rate_bpm", "hrv_rmssd_ms", "spo2_mean_pct",
-            "respiration_rate_bpm", "skin_temperature_c", "stress_score", "wear_minutes")
-
+from modeling.ml.data.summaries import SUMMARY_FIELDS, summary_features
 
 @dataclass
 class DemoTrainingConfig:
@@ -49,15 +44,9 @@ class DemoTrainingConfig:
 def participant_features(*, participants: int, days: int, seed: int, task: str) -> tuple[np.ndarray, np.ndarray]:
     """Per participant, the mean and SD of each daily summary over their days, and the label."""
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
-    rows = []
-    for index in range(participants):
-        minutes = cohort.participant(index).minutes
-        table = np.array([[np.nan if day[name] is None else day[name] for name in FEATURES]
-                          for day in daily_summaries(minutes.values, minutes.mask)], dtype=float)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a channel a device lacks is all-NaN
-            rows.append(np.concatenate([np.nanmean(table, axis=0), np.nanstd(table, axis=0)]))
-    features = np.nan_to_num(np.array(rows), nan=0.0)
+    rows = [summary_features(cohort.participant(index).minutes.values, cohort.participant(index).minutes.mask, percentiles=False)
+            for index in range(participants)]
+    features = np.array(rows)
     return features.astype(np.float32), cohort.labels[task].astype(np.float32)
 
 
@@ -124,6 +113,6 @@ def train(config: DemoTrainingConfig, *, checkpoint_dir: Path, device: str = "cp
     model_dir = checkpoint_dir / "model"
     model_dir.mkdir(exist_ok=True)
     torch.save(model.state_dict(), model_dir / "weights.pt")
-    (model_dir / "config.json").write_text(json.dumps({**asdict(config), "features": list(FEATURES), "input_mean": mean.tolist(),
+    (model_dir / "config.json").write_text(json.dumps({**asdict(config), "features": list(SUMMARY_FIELDS), "input_mean": mean.tolist(),
                                                        "input_std": std.tolist()}, indent=2))
     return {"metrics": metrics, "resumed_from_step": resumed_from, "model_dir": str(model_dir), "held_out_participants": len(held_out)}

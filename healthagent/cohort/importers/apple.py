@@ -14,7 +14,7 @@ says how many records of the other sources were dropped.
 
 import hashlib
 import zipfile
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path

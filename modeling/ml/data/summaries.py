@@ -74,3 +74,20 @@ def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
 
 
 assert MINUTES_PER_DAY == 1440  # the evening/noon offsets above assume minute resolution
+
+
+SUMMARY_FIELDS = ("steps", "active_minutes", "sleep_minutes", "resting_heart_rate_bpm", "hrv_rmssd_ms", "spo2_mean_pct",
+                  "respiration_rate_bpm", "skin_temperature_c", "stress_score", "wear_minutes")
+
+
+def summary_features(values: np.ndarray, mask: np.ndarray, *, percentiles: bool = True) -> np.ndarray:
+    """Hand-crafted features of a participant's days: mean and SD (and 10th/90th percentiles) of each
+    daily summary; 0 where a summary never had data. The baseline the learned models are compared with."""
+    table = np.array([[np.nan if day[name] is None else day[name] for name in SUMMARY_FIELDS]
+                      for day in daily_summaries(values, mask)], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a summary a device never produces is all-NaN
+        parts = [np.nanmean(table, axis=0), np.nanstd(table, axis=0)]
+        if percentiles:
+            parts += [np.nanpercentile(table, 10, axis=0), np.nanpercentile(table, 90, axis=0)]
+    return np.nan_to_num(np.concatenate(parts))

@@ -22,11 +22,9 @@ from sklearn.preprocessing import StandardScaler
 
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.data.labels import TASKS
-from modeling.ml.data.summaries import daily_summaries
+from modeling.ml.data.summaries import summary_features
 from modeling.ml.lsm.model import LSMForMaskedPretraining, standardize
 
-SUMMARY_FIELDS = ("steps", "active_minutes", "sleep_minutes", "resting_heart_rate_bpm", "hrv_rmssd_ms", "spo2_mean_pct",
-                  "respiration_rate_bpm", "skin_temperature_c", "stress_score", "wear_minutes")
 BOOTSTRAP = 200
 
 
@@ -50,13 +48,8 @@ def represent(model_dir: Path, *, participants: int, days: int, seed: int, devic
         observed = torch.tensor(np.ascontiguousarray(minutes.mask))
         values = standardize(torch.tensor(np.nan_to_num(minutes.values)), observed, mean, std)
         embeddings.append(model.embed_windows(values.to(device), observed.to(device)).mean(dim=0).cpu().numpy())
-        table = np.array([[np.nan if day[name] is None else day[name] for name in SUMMARY_FIELDS]
-                          for day in daily_summaries(minutes.values, minutes.mask)], dtype=float)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            handcrafted.append(np.concatenate([np.nanmean(table, axis=0), np.nanstd(table, axis=0),
-                                               np.nanpercentile(table, 10, axis=0), np.nanpercentile(table, 90, axis=0)]))
-    return Representations(np.array(embeddings), np.nan_to_num(np.array(handcrafted)), cohort.labels)
+        handcrafted.append(summary_features(minutes.values, minutes.mask))
+    return Representations(np.array(embeddings), np.array(handcrafted), cohort.labels)
 
 
 def _bootstrap(metric, truth: np.ndarray, predicted: np.ndarray, seed: int = 0, samples_count: int = BOOTSTRAP) -> tuple[float, float, float]:

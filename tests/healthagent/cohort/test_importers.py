@@ -1,6 +1,5 @@
 """The four importers on files the tests write, broken ones included: all or nothing, idempotent."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +8,6 @@ from django.core.management import CommandError, call_command
 from healthagent.cohort import importing
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Cohort, DailySummary, Event, Measurement, Participant
-from modeling.ml.data.spec import FEATURE_INDEX
 from tests import cohort_files
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,6 @@ import torch
 
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
 from modeling.ml.train import TrainConfig, WindowDataset, train
-from tests.modeling.ml.lsm.test_model import windows  # noqa: F401 - the fixture
 
 
 class Interrupted(Exception):
@@ -19,7 +18,7 @@ def losses(path):
 
 
 @pytest.mark.slow
-def test_resume_reproduces_the_uninterrupted_loss_sequence(tmp_path, windows):  # noqa: F811
+def test_resume_reproduces_the_uninterrupted_loss_sequence(tmp_path, windows):
     values, observed = windows
     dataset = WindowDataset(values, observed)
     config = TrainConfig(steps=12, batch_size=4, learning_rate=2e-3, warmup_steps=3, checkpoint_every=3, log_every=1, seed=7)

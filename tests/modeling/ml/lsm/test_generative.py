@@ -7,7 +7,6 @@ import torch
 from modeling.ml.lsm.generative import _interpolate, _locf, evaluate_generation, task_mask
 from modeling.ml.lsm.masking import patch_missing
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
-from tests.modeling.ml.lsm.test_model import windows  # noqa: F401 - the fixture
 
 
 def test_baselines_on_a_hand_made_series():
@@ -25,7 +24,7 @@ def test_forecasting_hides_the_end_of_the_day_on_every_channel():
 
 
 @pytest.mark.parametrize("task", ["imputation", "gap", "forecast", "channel"])
-def test_every_method_is_scored_on_the_same_hidden_observed_minutes(task, windows):  # noqa: F811
+def test_every_method_is_scored_on_the_same_hidden_observed_minutes(task, windows):
     values, observed = windows
     model = LSMForMaskedPretraining(LSMConfig.named("tiny"))
     previous = (values.roll(1, dims=0), observed.roll(1, dims=0))
