@@ -1,5 +1,3 @@
-# Tasks of the agent live beside it; importing them here lets Celery's autodiscovery find them.
-from healthagent.agent.tasks import generate_recommendations  # noqa: F401
 import socket
 
 from celery import shared_task

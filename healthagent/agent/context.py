@@ -132,7 +132,7 @@ def norms_for(age_band: str, sex: str) -> dict:
     }
 
 
-def _red_flags(metrics: dict[str, Metric], summaries: list[dict], recent_start: int, measurements: dict[str, dict]) -> list[dict]:
+def _red_flags(summaries: list[dict], recent_start: int, measurements: dict[str, dict]) -> list[dict]:
     flags = []
     high_rest = [s for s in summaries if s["day_index"] >= recent_start and (s["resting_heart_rate_bpm"] or 0) >= 100]
     if len(high_rest) >= 3:
@@ -185,7 +185,7 @@ def participant_context(*, participant: Participant, question: str = "") -> dict
         sleep_timing=sleep_timing,
         measurements=latest,
         norms=norms_for(participant.age_band, participant.sex),
-        red_flags=_red_flags(metrics, summaries, recent_start, latest),
+        red_flags=_red_flags(summaries, recent_start, latest),
         data_quality={"days_with_data": sum(1 for w in wear if w > 0), "mean_wear_hours": _round(_mean(wear) / 60 if wear else None, 1),
                       "units": {name: BIOMARKER_BY_NAME[name].unit for name in latest}},
     )

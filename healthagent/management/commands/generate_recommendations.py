@@ -1,8 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from healthagent.agent.backends.registry import queue_for
 from healthagent.agent.generate import AgentError, cohort_generate
-from healthagent.agent.tasks import generate_recommendations
 from healthagent.models import AgentVariant, Cohort
 
 
@@ -13,7 +11,7 @@ class Command(BaseCommand):
         parser.add_argument("--cohort", required=True, help="Cohort name.")
         parser.add_argument("--variant", action="append", dest="variants", help="Variant name (repeat for several; default: all).")
         parser.add_argument("--regenerate", action="store_true", help="Replace recommendations that already succeeded.")
-        parser.add_argument("--queue", action="store_true", help="Queue a Celery task per variant instead of running here.")
+        parser.add_argument("--queue", action="store_true", help="Queue it as a job (shown on the Jobs page) instead of running here.")
 
     def handle(self, *args, cohort, variants, regenerate, queue, **options):
         try:
@@ -25,10 +23,14 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"Unknown variant(s): {', '.join(sorted(missing))}. Known: {', '.join(AgentVariant.objects.values_list('name', flat=True))}.")
         if queue:
-            for variant in chosen:
-                result = generate_recommendations.apply_async(kwargs={"cohort_id": cohort_row.pk, "variant_ids": [variant.pk], "regenerate": regenerate},
-                                                              queue=queue_for(variant.backend))
-                self.stdout.write(f"Queued {variant.name!r} on the {queue_for(variant.backend)} queue (task {result.id}).")
+            from modeling.jobs import JobError, job_queue
+
+            try:
+                job = job_queue(kind_name="generate_recommendations",
+                                config={"cohort": cohort_row.pk, "variants": [v.pk for v in chosen], "regenerate": regenerate})
+            except JobError as error:
+                raise CommandError(str(error)) from error
+            self.stdout.write(f"Queued job #{job.pk} on the {job.queue} queue.")
             return
 
         def report(position, total, message):
