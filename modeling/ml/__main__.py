@@ -27,27 +27,29 @@ def main(argv=None) -> None:
     pretrain_parser.add_argument("--device", default="auto")
     pretrain_parser.add_argument("--compile", action="store_true")
     pretrain_parser.add_argument("--output", type=Path, required=True)
-    evaluate_parser = lsm.add_parser("evaluate", help="linear probes on the 30+ tasks, against hand-crafted features")
+    evaluate_parser = lsm.add_parser("evaluate", help="30+ downstream tasks (probe, hand-crafted, supervised) and generative tasks")
     evaluate_parser.add_argument("--model", type=Path, required=True, help="a pre-trained model directory")
     evaluate_parser.add_argument("--participants", type=int, default=200)
     evaluate_parser.add_argument("--days", type=int, default=4)
     evaluate_parser.add_argument("--seed", type=int, default=1000, help="use another seed than pre-training: new participants")
+    evaluate_parser.add_argument("--few-shot", type=int, nargs="*", default=[1, 5, 10, 25], help="labelled participants per class")
     evaluate_parser.add_argument("--pca", action="store_true", help="PCA-50 before the probe, as published")
-    evaluate_parser.add_argument("--output", type=Path, help="write the markdown table here")
+    evaluate_parser.add_argument("--supervised-steps", type=int, default=200, help="0 leaves out the supervised-from-scratch baseline")
+    evaluate_parser.add_argument("--no-generative", action="store_true")
+    evaluate_parser.add_argument("--device", default="auto")
+    evaluate_parser.add_argument("--output", type=Path, help="write downstream.md/.json and generative.md/.json in this directory")
     args = parser.parse_args(argv)
 
     if args.command == "evaluate":
-        from modeling.ml.lsm.evaluate import evaluate, markdown_table, represent
+        from modeling.ml.lsm.report import ReportSettings, evaluation_report
+        from modeling.ml.train import choose_device
 
-        representations = represent(args.model, participants=args.participants, days=args.days, seed=args.seed)
-        rows = evaluate(representations, seed=args.seed, pca=args.pca)
-        table = markdown_table(rows, header=f"# Wearable foundation model: downstream evaluation\n\nModel `{args.model}`; "
-                               f"{args.participants} new simulated participants x {args.days} days (seed {args.seed}), 70/30 split by "
-                               "participant; AUROC (classification) or MAE (regression) with bootstrap 95 % CIs over test participants.")
-        if args.output:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(table)
-        print(table)
+        settings = ReportSettings(participants=args.participants, days=args.days, seed=args.seed, few_shot=tuple(args.few_shot),
+                                  pca=args.pca, supervised_steps=args.supervised_steps, generative=not args.no_generative,
+                                  device=choose_device(args.device))
+        report = evaluation_report(args.model, settings, output_dir=args.output,
+                                   progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True))
+        print("\n".join(report["markdown"].values()))
         return
 
     from modeling.ml.lsm.pretrain import pretrain

@@ -4,8 +4,9 @@ Participants of a fresh simulated cohort (another seed than pre-training) are sp
 and test by participant. Each participant is represented by the mean of their days' embeddings
 (frozen encoder, mean over observed tokens); a linear/logistic probe (optionally after PCA-50)
 is fitted on train participants and scored once on test participants, beside the same probe on
-hand-crafted daily features. Few-shot rows train on k labelled participants per class. Metrics
-have bootstrap 95 % CIs over test participants.
+hand-crafted daily features, and beside the same encoder trained supervised from scratch on the
+task. Few-shot columns train on k labelled participants per class. Metrics have bootstrap 95 % CIs
+over test participants.
 """
 
 import warnings
@@ -23,9 +24,20 @@ from sklearn.preprocessing import StandardScaler
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.data.labels import TASKS
 from modeling.ml.data.summaries import summary_features
-from modeling.ml.lsm.model import LSMForMaskedPretraining, standardize
+from modeling.ml.lsm.model import LSMConfig, standardize
+from modeling.ml.lsm.pretrain import load_pretrained
+from modeling.ml.lsm.supervised import SupervisedSettings, fit_predict
 
 BOOTSTRAP = 200
+
+
+@dataclass
+class Windows:
+    """Every standardized day window of the evaluation cohort, for the supervised baseline."""
+    values: torch.Tensor  # (windows, channels, minutes)
+    observed: torch.Tensor
+    owner: np.ndarray  # (windows,) the participant of each window
+    config: LSMConfig  # the architecture to train from scratch
 
 
 @dataclass
@@ -33,37 +45,39 @@ class Representations:
     embeddings: np.ndarray  # (participants, dim)
     handcrafted: np.ndarray  # (participants, features)
     labels: dict[str, np.ndarray]
+    windows: Windows | None = None
 
 
 def represent(model_dir: Path, *, participants: int, days: int, seed: int, device: str = "cpu") -> Representations:
-    import json
-
-    model = LSMForMaskedPretraining.from_pretrained(model_dir).to(device).eval()
-    normalization = json.loads((model_dir / "normalization.json").read_text())
-    mean, std = torch.tensor(normalization["mean"]), torch.tensor(normalization["std"])
+    model, mean, std = load_pretrained(model_dir, device)
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
-    embeddings, handcrafted = [], []
+    embeddings, handcrafted, all_values, all_observed, owner = [], [], [], [], []
     for index in range(participants):
         minutes = cohort.participant(index).minutes
         observed = torch.tensor(np.ascontiguousarray(minutes.mask))
         values = standardize(torch.tensor(np.nan_to_num(minutes.values)), observed, mean, std)
         embeddings.append(model.embed_windows(values.to(device), observed.to(device)).mean(dim=0).cpu().numpy())
         handcrafted.append(summary_features(minutes.values, minutes.mask))
-    return Representations(np.array(embeddings), np.array(handcrafted), cohort.labels)
+        all_values.append(values)
+        all_observed.append(observed)
+        owner += [index] * len(values)
+    windows = Windows(torch.cat(all_values), torch.cat(all_observed), np.array(owner), model.config)
+    return Representations(np.array(embeddings), np.array(handcrafted), cohort.labels, windows)
 
 
 def _bootstrap(metric, truth: np.ndarray, predicted: np.ndarray, seed: int = 0, samples_count: int = BOOTSTRAP) -> tuple[float, float, float]:
-    value = metric(truth, predicted)
+    """(point estimate, 2.5th, 97.5th percentile over resampled test participants)."""
     rng = np.random.default_rng(seed)
     samples = []
-    for _ in range(samples_count):
-        rows = rng.integers(0, len(truth), len(truth))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tiny test sets: a resample with one class, a class never predicted
+        value = metric(truth, predicted)
+        for _ in range(samples_count):
+            rows = rng.integers(0, len(truth), len(truth))
+            try:
                 samples.append(metric(truth[rows], predicted[rows]))
-        except ValueError:  # a resample with one class has no AUROC
-            continue
+            except ValueError:  # a resample with one class has no AUROC
+                continue
     samples = [sample for sample in samples if np.isfinite(sample)]
     low, high = np.percentile(samples, [2.5, 97.5]) if samples else (np.nan, np.nan)
     return float(value), float(low), float(high)
@@ -75,32 +89,42 @@ def _auroc(truth, probabilities):
     return roc_auc_score(truth, probabilities, multi_class="ovr", average="macro", labels=list(range(probabilities.shape[1])))
 
 
+def score(kind: str, truth: np.ndarray, predicted: np.ndarray, *, bootstrap: int = BOOTSTRAP) -> dict:
+    """Metrics of one method on the test participants. ``predicted`` is values (regression) or class probabilities."""
+    if kind == "regression":
+        return {"mae": _bootstrap(mean_absolute_error, truth, predicted, samples_count=bootstrap),
+                "pearson_r": _bootstrap(lambda t, p: float(np.corrcoef(t, p)[0, 1]), truth, predicted, samples_count=bootstrap)}
+    decided = predicted.argmax(axis=1)
+    probabilities = predicted[:, 1] if predicted.shape[1] == 2 else predicted
+    result = {"balanced_accuracy": _bootstrap(balanced_accuracy_score, truth, decided, samples_count=bootstrap),
+              "f1_macro": _bootstrap(lambda t, p: f1_score(t, p, average="macro"), truth, decided, samples_count=bootstrap)}
+    try:
+        result["auroc"] = _bootstrap(_auroc, truth, probabilities, samples_count=bootstrap)
+    except ValueError:  # one class among the test participants
+        result["auroc"] = None
+    return result
+
+
 def probe(features: np.ndarray, labels: np.ndarray, kind: str, train: np.ndarray, test: np.ndarray, *, pca: bool = False,
           bootstrap: int = BOOTSTRAP) -> dict:
     steps = [StandardScaler()] + ([PCA(n_components=min(50, features.shape[1], len(train) - 1))] if pca else [])
     if kind == "regression":
         model = make_pipeline(*steps, Ridge(alpha=1.0)).fit(features[train], labels[train])
-        predicted = model.predict(features[test])
-        mae = _bootstrap(mean_absolute_error, labels[test], predicted, samples_count=bootstrap)
-        pearson = _bootstrap(lambda t, p: float(np.corrcoef(t, p)[0, 1]), labels[test], predicted, samples_count=bootstrap)
-        return {"mae": mae, "pearson_r": pearson}
-    classes = np.unique(labels[train])
-    if len(classes) < 2:
+        return score(kind, labels[test], model.predict(features[test]), bootstrap=bootstrap)
+    if len(np.unique(labels[train])) < 2:
         return {"note": "only one class among the training participants"}
     model = make_pipeline(*steps, LogisticRegression(max_iter=2000, class_weight="balanced")).fit(features[train], labels[train])
-    probabilities = model.predict_proba(features[test])
-    if len(classes) == 2:
-        probabilities = probabilities[:, 1]
-    elif probabilities.shape[1] < len(np.unique(labels)):
-        return {"note": "a class is missing among the training participants"}
-    predicted = model.predict(features[test])
-    result = {"balanced_accuracy": _bootstrap(balanced_accuracy_score, labels[test], predicted, samples_count=bootstrap),
-              "f1_macro": _bootstrap(lambda t, p: f1_score(t, p, average="macro"), labels[test], predicted, samples_count=bootstrap)}
-    try:
-        result["auroc"] = _bootstrap(_auroc, labels[test], probabilities, samples_count=bootstrap)
-    except ValueError:
-        result["auroc"] = None
-    return result
+    probabilities = np.zeros((len(test), int(labels.max()) + 1))
+    probabilities[:, model.classes_] = model.predict_proba(features[test])  # a class absent from training gets 0
+    return score(kind, labels[test], probabilities, bootstrap=bootstrap)
+
+
+def supervised(windows: Windows, labels: np.ndarray, kind: str, train: np.ndarray, test: np.ndarray, settings: SupervisedSettings,
+               *, bootstrap: int = BOOTSTRAP) -> dict:
+    if kind != "regression" and len(np.unique(labels[train])) < 2:
+        return {"note": "only one class among the training participants"}
+    predicted = fit_predict(windows.config, windows.values, windows.observed, windows.owner, labels, kind, train, test, settings)
+    return score(kind, labels[test], predicted, bootstrap=bootstrap)
 
 
 def few_shot_rows(labels: np.ndarray, train: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -110,22 +134,29 @@ def few_shot_rows(labels: np.ndarray, train: np.ndarray, per_class: int, seed: i
     return np.concatenate(chosen)
 
 
-def evaluate(representations: Representations, *, seed: int = 0, few_shot: tuple[int, ...] = (5, 25), pca: bool = False,
-             bootstrap: int = BOOTSTRAP) -> list[dict]:
+def evaluate(representations: Representations, *, seed: int = 0, few_shot: tuple[int, ...] = (1, 5, 10, 25), pca: bool = False,
+             bootstrap: int = BOOTSTRAP, supervised_settings: SupervisedSettings | None = None, tasks=TASKS,
+             progress=lambda task, position, total: None) -> list[dict]:
+    """One row per task: each method trained on the training participants (all, then k per class) and scored on the test ones.
+
+    The supervised baseline runs when ``supervised_settings`` is given and the representations carry their windows.
+    """
     participants = len(representations.embeddings)
     order = np.random.default_rng(seed).permutation(participants)
     test, train = order[: participants * 3 // 10], order[participants * 3 // 10:]  # by participant; the test split is touched once
+    run_supervised = supervised_settings is not None and representations.windows is not None
     rows = []
-    for task in TASKS:
+    for position, task in enumerate(tasks):
+        progress(task.name, position, len(tasks))
         labels = representations.labels[task.name]
-        row = {"task": task.name, "family": task.family, "kind": task.kind,
-               "pretrained": probe(representations.embeddings, labels, task.kind, train, test, pca=pca, bootstrap=bootstrap),
-               "handcrafted": probe(representations.handcrafted, labels, task.kind, train, test, bootstrap=bootstrap)}
-        if task.kind != "regression":
-            for k in few_shot:
-                rows_k = few_shot_rows(labels, train, k, seed)
-                row[f"pretrained_{k}_shot"] = probe(representations.embeddings, labels, task.kind, rows_k, test, bootstrap=bootstrap)
-                row[f"handcrafted_{k}_shot"] = probe(representations.handcrafted, labels, task.kind, rows_k, test, bootstrap=bootstrap)
+        row = {"task": task.name, "family": task.family, "kind": task.kind}
+        subsets = [("", train)] + ([(f"_{k}_shot", few_shot_rows(labels, train, k, seed)) for k in few_shot] if task.kind != "regression" else [])
+        for suffix, rows_k in subsets:
+            row[f"pretrained{suffix}"] = probe(representations.embeddings, labels, task.kind, rows_k, test, pca=pca, bootstrap=bootstrap)
+            row[f"handcrafted{suffix}"] = probe(representations.handcrafted, labels, task.kind, rows_k, test, bootstrap=bootstrap)
+            if run_supervised:
+                row[f"supervised{suffix}"] = supervised(representations.windows, labels, task.kind, rows_k, test, supervised_settings,
+                                                        bootstrap=bootstrap)
         rows.append(row)
     return rows
 
@@ -137,10 +168,53 @@ def _cell(result: dict, metric: str) -> str:
     return f"{value[0]:.2f} ({value[1]:.2f}–{value[2]:.2f})"
 
 
-def markdown_table(rows: list[dict], *, header: str) -> str:
-    columns = [key for key in rows[0] if key not in {"task", "family", "kind"}] if rows else []
-    lines = [header, "", "| task | family | metric | " + " | ".join(columns) + " |", "|" + "---|" * (3 + len(columns))]
-    for row in rows:
-        metric = "mae" if row["kind"] == "regression" else "auroc"
-        lines.append(f"| {row['task']} | {row['family']} | {metric} | " + " | ".join(_cell(row.get(column, {}), metric) for column in columns) + " |")
+METHODS = ("pretrained", "handcrafted", "supervised")
+METHOD_TITLES = {"pretrained": "pre-trained probe", "handcrafted": "hand-crafted", "supervised": "supervised from scratch"}
+
+
+def _summary(rows: list[dict], suffix: str, methods: list[str]) -> str:
+    """Mean AUROC over classification tasks and mean Pearson r over regression tasks per method, and on how many tasks each is best."""
+    parts = []
+    for label, metric, chosen in (("classification", "auroc", [row for row in rows if row["kind"] != "regression"]),
+                                  ("regression", "pearson_r", [row for row in rows if row["kind"] == "regression"])):
+        point = np.array([[((row.get(method + suffix) or {}).get(metric) or [np.nan])[0] for method in methods] for row in chosen], dtype=float)
+        point = point[np.isfinite(point).any(axis=1)] if len(point) else point
+        if not len(point):
+            continue
+        means = np.nanmean(point, axis=0)
+        wins = np.bincount(np.where(np.isfinite(point), point, -np.inf).argmax(axis=1), minlength=len(methods))
+        parts.append(f"{label} ({len(point)} tasks), mean {metric}: "
+                     + ", ".join(f"{METHOD_TITLES[m]} {means[i]:.3f} (best on {wins[i]})" for i, m in enumerate(methods)))
+    return "; ".join(parts) + "."
+
+
+def downstream_tables(rows: list[dict]) -> list[dict]:
+    """One table on all training participants (every task), then one per few-shot size (classification tasks).
+
+    A table is ``{"title", "summary", "columns", "rows"}`` of strings: rendered as markdown for the
+    committed report and as HTML on the job's page.
+    """
+    methods = [method for method in METHODS if rows and any(method in row for row in rows)]
+    suffixes = [""] + sorted({key[len("pretrained"):] for row in rows for key in row if key.startswith("pretrained_")},
+                             key=lambda suffix: int(suffix.split("_")[1]))
+    tables = []
+    for suffix in suffixes:
+        chosen = [row for row in rows if f"pretrained{suffix}" in row]
+        cells = []
+        for row in chosen:
+            metric = "mae" if row["kind"] == "regression" else "auroc"
+            cells.append([row["task"], row["family"], metric] + [_cell(row.get(method + suffix, {}), metric) for method in methods])
+        tables.append({"title": "All training participants" if not suffix else f"{suffix.split('_')[1]} labelled participants per class",
+                       "summary": _summary(chosen, suffix, methods), "columns": ["task", "family", "metric"] + [METHOD_TITLES[m] for m in methods],
+                       "rows": cells})
+    return tables
+
+
+def markdown(tables: list[dict], *, header: str) -> str:
+    lines = [header]
+    for table in tables:
+        lines += ["", f"## {table['title']}", ""] + ([table["summary"], ""] if table.get("summary") else [])
+        lines += ["| " + " | ".join(table["columns"]) + " |", "|" + "---|" * len(table["columns"])]
+        lines += ["| " + " | ".join(row) + " |" for row in table["rows"]]
     return "\n".join(lines) + "\n"
+

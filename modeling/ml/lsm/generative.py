@@ -5,14 +5,18 @@ Tasks hide parts of held-out day windows: random patches (imputation), a contigu
 model reconstructs them from what stays visible; baselines see exactly the same visible minutes:
 last value carried forward, linear interpolation, the window's mean of the channel, and the same
 minute of the previous day (seasonal naive). Errors are on hidden minutes that were truly observed,
-in standardized units (so channels weigh alike).
+in standardized units (so channels weigh alike). Given the channels' normalization, the daily
+metrics a wearable app shows (steps, sleep minutes, resting heart rate) are also recomputed from
+each method's filled-in day and compared with the same metrics of the true day.
 """
 
 import numpy as np
 import torch
 
+from modeling.ml.data.spec import FEATURE_INDEX
+from modeling.ml.data.summaries import daily_summaries
 from modeling.ml.lsm.masking import channel_mask, patch_missing, random_mask
-from modeling.ml.lsm.model import LSMForMaskedPretraining
+from modeling.ml.lsm.model import LSMForMaskedPretraining, standardize
 
 
 def task_mask(task: str, missing: torch.Tensor, fraction: float, *, channel_groups: int, generator: torch.Generator) -> torch.Tensor:
@@ -64,10 +68,12 @@ def _interpolate(values: np.ndarray, visible: np.ndarray, fallback: np.ndarray) 
 
 @torch.no_grad()
 def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, observed: torch.Tensor, *, task: str, fraction: float,
-                        previous: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0) -> dict:
+                        previous: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
+                        normalization: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """MAE and MSE of the model and each baseline on the hidden, truly observed minutes.
 
     ``previous`` is the previous day of each window (values, observed), for seasonal naive.
+    ``normalization`` (per-channel mean, SD) turns on the daily-metric comparison.
     """
     c = model.config
     model.eval()
@@ -96,4 +102,86 @@ def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, ob
     for name, prediction in predictions.items():
         difference = (prediction - truth)[targets]
         errors[name] = {"mae": float(np.abs(difference).mean()), "mse": float((difference**2).mean())}
-    return {"task": task, "fraction": fraction, "hidden_observed_minutes": int(targets.sum()), "errors": errors}
+    result = {"task": task, "fraction": fraction, "hidden_observed_minutes": int(targets.sum()), "errors": errors}
+    if normalization is not None:
+        result["daily"] = daily_metric_errors(predictions, truth, seen, targets, *normalization)
+    return result
+
+
+DAILY_METRICS = {"steps": "steps", "sleep_minutes": "sleep_stage", "resting_heart_rate_bpm": "heart_rate"}  # metric: its main channel
+
+
+def daily_metric_errors(predictions: dict[str, np.ndarray], truth: np.ndarray, seen: np.ndarray, targets: np.ndarray,
+                        mean: np.ndarray, std: np.ndarray) -> dict:
+    """Per method, the MAE of each daily metric recomputed from the filled-in day against the true day's.
+
+    A filled-in day keeps every visible minute and takes the method's value at hidden observed
+    minutes, so only what the method filled in can make the metrics differ. Days whose hidden
+    minutes do not touch a metric's main channel are left out of that metric.
+    """
+    def raw(standardized: np.ndarray) -> np.ndarray:
+        return standardized * std[None, :, None] + mean[None, :, None]
+
+    def metrics(days: np.ndarray) -> np.ndarray:
+        table = np.full((len(days), len(DAILY_METRICS)), np.nan)
+        for window in range(len(days)):  # windows are separate days: no evening carried over from another window
+            summary = daily_summaries(days[window:window + 1], seen[window:window + 1])[0]
+            table[window] = [np.nan if summary[name] is None else summary[name] for name in DAILY_METRICS]
+        return table
+
+    true_metrics = metrics(raw(truth))
+    touched = np.column_stack([targets[:, FEATURE_INDEX[channel]].any(axis=-1) for channel in DAILY_METRICS.values()])
+    errors = {}
+    for name, prediction in predictions.items():
+        filled = metrics(raw(np.where(targets, prediction, truth)))
+        difference = np.where(touched, np.abs(filled - true_metrics), np.nan)
+        errors[name] = {metric: float(np.nanmean(difference[:, column])) if np.isfinite(difference[:, column]).any() else None
+                        for column, metric in enumerate(DAILY_METRICS)}
+    return errors
+
+
+# (task, fraction): random imputation, a contiguous gap, forecasting the end of the day, whole channels.
+GENERATIVE_TASKS = (("imputation", 0.3), ("gap", 0.1), ("forecast", 0.1), ("forecast", 0.2), ("forecast", 0.4), ("channel", 0.2))
+
+
+def run_generative(model_dir, *, participants: int, days: int, seed: int, device: str = "cpu", tasks=GENERATIVE_TASKS) -> list[dict]:
+    """Every generative task on new simulated participants (days after the first, so seasonal naive has a yesterday)."""
+    from modeling.ml.lsm.pretrain import load_pretrained, simulated_windows
+
+    model, mean, std = load_pretrained(model_dir, device)
+    values, observed, owner = simulated_windows(participants=participants, days=max(2, days), seed=seed)
+    observed_tensor = torch.tensor(observed)
+    standardized = standardize(torch.tensor(values), observed_tensor, mean, std)
+    today = np.flatnonzero(np.r_[False, owner[1:] == owner[:-1]])  # windows with the same participant's previous day
+    previous = (standardized[today - 1], observed_tensor[today - 1])
+    return [evaluate_generation(model, standardized[today].to(device), observed_tensor[today].to(device), task=task, fraction=fraction,
+                                previous=previous, seed=seed, normalization=(mean.numpy(), std.numpy()))
+            for task, fraction in tasks]
+
+
+METHOD_TITLES = {"model": "model", "last_value_carried_forward": "last value carried forward", "linear_interpolation": "linear interpolation",
+                 "window_mean": "window mean", "seasonal_naive": "seasonal naive (yesterday)"}
+
+
+def generative_tables(results: list[dict]) -> list[dict]:
+    """Tables (see ``evaluate.downstream_tables``): errors on hidden minutes, then on the daily metrics; best in bold."""
+    methods = list(results[0]["errors"]) if results else []
+    titles = [METHOD_TITLES.get(method, method) for method in methods]
+
+    def cells(values: list) -> list[str]:
+        finite = [value for value in values if value is not None]
+        best = min(finite) if finite else None
+        return ["—" if value is None else (f"**{value:.3f}**" if value == best else f"{value:.3f}") for value in values]
+
+    minutes = [[result["task"], f"{result['fraction']:.0%}", f"{result['hidden_observed_minutes']:,}"]
+               + cells([result["errors"][method]["mae"] for method in methods]) for result in results]
+    tables = [{"title": "Hidden minutes", "summary": "MAE in standardized units (lower is better; best in bold).",
+               "columns": ["task", "hidden", "observed minutes scored"] + titles, "rows": minutes}]
+    if results and "daily" in results[0]:
+        daily = [[result["task"], f"{result['fraction']:.0%}", metric] + cells([result["daily"][method][metric] for method in methods])
+                 for result in results for metric in DAILY_METRICS]
+        tables.append({"title": "Daily metrics recomputed from the filled-in day",
+                       "summary": "MAE against the same metric of the true day, over days whose hidden minutes touch the metric's channel "
+                                  "(steps; sleep minutes; resting heart rate in bpm).",
+                       "columns": ["task", "hidden", "metric"] + titles, "rows": daily})
+    return tables

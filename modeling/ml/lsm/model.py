@@ -178,14 +178,18 @@ class LSMForMaskedPretraining(PreTrainedModel):
         loss = (squared * targets).sum() / targets.sum().clamp(min=1)
         return LSMOutput(loss=loss, reconstruction=reconstruction, masked=masked, missing=missing)
 
-    @torch.no_grad()
-    def embed_windows(self, values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
-        """(batch, dim) embeddings: the encoder over every observed patch (gaps attention-masked), mean-pooled."""
+    def pool(self, values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """(batch, dim): the encoder over every observed patch (gaps attention-masked), mean-pooled. Differentiable."""
         values = torch.where(observed, values, torch.zeros_like(values))
         missing = patch_missing(observed, self.config.patch_channels, self.config.patch_minutes)
         encoded, _, padding = self.encode(self.patchify(values), missing)
         weights = (~padding).to(encoded.dtype)[..., None]
         return (encoded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+    @torch.no_grad()
+    def embed_windows(self, values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """(batch, dim) frozen embeddings for probes."""
+        return self.pool(values, observed)
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -55,3 +55,10 @@ def pretrain(*, size: str, participants: int, days: int, seed: int, train_config
     (model_dir / "normalization.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0}))
     return {**result, "validation_loss": validation_loss, "parameters": parameter_count(model), "model_dir": str(model_dir),
             "train_windows": int(is_train.sum()), "held_out_windows": int((~is_train).sum()), "held_out_participants": len(held_out)}
+
+
+def load_pretrained(model_dir: Path, device: str = "cpu") -> tuple[LSMForMaskedPretraining, torch.Tensor, torch.Tensor]:
+    """A saved model in eval mode, with the per-channel mean and SD it was trained with."""
+    model = LSMForMaskedPretraining.from_pretrained(model_dir).to(device).eval()
+    normalization = json.loads((Path(model_dir) / "normalization.json").read_text())
+    return model, torch.tensor(normalization["mean"]), torch.tensor(normalization["std"])

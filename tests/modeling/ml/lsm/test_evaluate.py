@@ -3,7 +3,7 @@
 import numpy as np
 
 from modeling.ml.data.labels import TASKS
-from modeling.ml.lsm.evaluate import Representations, evaluate, few_shot_rows, markdown_table
+from modeling.ml.lsm.evaluate import Representations, downstream_tables, evaluate, few_shot_rows, markdown
 
 
 def test_a_representation_that_holds_the_label_scores_high_and_noise_scores_chance():
@@ -22,8 +22,12 @@ def test_a_representation_that_holds_the_label_scores_high_and_noise_scores_chan
     assert hypertension["pretrained"]["auroc"][0] > 0.9 and hypertension["pretrained"]["auroc"][1] > 0.8
     assert 0.3 < hypertension["handcrafted"]["auroc"][0] < 0.7
     assert "mae" in rows["age"]["pretrained"] and "pretrained_5_shot" in hypertension
-    table = markdown_table(list(rows.values()), header="# test")
-    assert table.count("\n| ") == len(TASKS) + 1
+    tables = downstream_tables(list(rows.values()))
+    assert [table["title"] for table in tables] == ["All training participants", "5 labelled participants per class"]
+    assert len(tables[0]["rows"]) == len(TASKS) and len(tables[1]["rows"]) == sum(task.kind != "regression" for task in TASKS)
+    assert tables[0]["columns"] == ["task", "family", "metric", "pre-trained probe", "hand-crafted"]  # no windows: no supervised column
+    assert "pre-trained probe" in tables[0]["summary"] and "best on" in tables[0]["summary"]
+    assert markdown(tables, header="# test").count("\n| ") == len(TASKS) + len(tables[1]["rows"]) + 2
 
 
 def test_few_shot_takes_k_participants_per_class_from_the_training_split_only():

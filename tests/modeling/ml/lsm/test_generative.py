@@ -36,3 +36,23 @@ def test_every_method_is_scored_on_the_same_hidden_observed_minutes(task, window
     if task == "imputation":
         assert result["errors"]["linear_interpolation"]["mae"] < result["errors"]["window_mean"]["mae"]
     assert patch_missing(observed, 1, 60).any()
+
+
+def test_daily_metrics_come_from_the_filled_in_minutes_only():
+    from modeling.ml.data.cohort import make_cohort
+    from modeling.ml.data.spec import FEATURE_INDEX
+    from modeling.ml.lsm.generative import DAILY_METRICS, daily_metric_errors
+
+    minutes = make_cohort(participants=1, days=3, seed=4, history_days=3).participant(0).minutes
+    seen = minutes.mask
+    mean, std = np.full(27, 10.0), np.full(27, 2.0)
+    truth = (np.nan_to_num(minutes.values) - mean[None, :, None]) / std[None, :, None]
+    targets = np.zeros_like(seen)
+    targets[:, FEATURE_INDEX["steps"], 600:900] = seen[:, FEATURE_INDEX["steps"], 600:900]  # hide the steps of 10:00-15:00
+    doubled = truth.copy()
+    doubled[:, FEATURE_INDEX["steps"]] = (2 * np.nan_to_num(minutes.values[:, FEATURE_INDEX["steps"]]) - 10.0) / 2.0
+    errors = daily_metric_errors({"truth": truth, "doubled_steps": doubled}, truth, seen, targets, mean, std)
+    assert errors["truth"] == {"steps": 0.0, "sleep_minutes": None, "resting_heart_rate_bpm": None}
+    hidden_steps = np.nansum(np.where(targets[:, FEATURE_INDEX["steps"]], minutes.values[:, FEATURE_INDEX["steps"]], 0), axis=1)
+    assert errors["doubled_steps"]["steps"] == pytest.approx(hidden_steps.mean(), rel=1e-4)  # doubling adds the hidden steps once
+    assert set(errors["doubled_steps"]) == set(DAILY_METRICS)

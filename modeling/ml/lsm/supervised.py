@@ -1,0 +1,116 @@
+"""The supervised baseline: the foundation model's encoder, randomly initialized and trained end to
+end on one task's labels, with a linear head on the mean-pooled encoding.
+
+Each day window carries its participant's label; a participant's prediction is the mean of their
+windows' predictions (class probabilities, or values for regression), as the probes average the
+windows' embeddings. Training uses the shared trainer, so it runs on a GPU or under torchrun like
+pre-training does.
+"""
+
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
+from modeling.ml.train import TrainConfig, choose_device, train
+
+
+@dataclass
+class PredictionOutput:
+    loss: torch.Tensor
+    output: torch.Tensor
+
+
+class LSMForWindowPrediction(nn.Module):
+    """Encoder + linear head. ``outputs`` is the number of classes, or 1 for regression (targets standardized)."""
+
+    def __init__(self, config: LSMConfig, outputs: int, class_weight: torch.Tensor | None = None):
+        super().__init__()
+        encoder_only = LSMConfig(**{**config.to_dict(), "decoder_depth": 0})
+        self.backbone = LSMForMaskedPretraining(encoder_only)
+        # Mean-pooled encodings share a large common part (the positions) and vary little between windows;
+        # a BatchNorm without affine parameters before the head rescales them, as in MAE's linear probing.
+        self.head = nn.Sequential(nn.BatchNorm1d(config.dim, affine=False, momentum=None), nn.Linear(config.dim, outputs))
+        self.outputs = outputs
+        self.register_buffer("class_weight", class_weight if class_weight is not None else torch.ones(max(outputs, 1)))
+
+    def forward(self, values: torch.Tensor, observed: torch.Tensor, targets: torch.Tensor | None = None,
+                generator: torch.Generator | None = None) -> PredictionOutput:
+        output = self.head(self.backbone.pool(values, observed))
+        if targets is None:
+            loss = output.new_zeros(())
+        elif self.outputs == 1:
+            loss = F.mse_loss(output[:, 0], targets)
+        else:
+            loss = F.cross_entropy(output, targets, weight=self.class_weight)
+        return PredictionOutput(loss=loss, output=output)
+
+
+class LabelledWindows:
+    def __init__(self, values: torch.Tensor, observed: torch.Tensor, targets: torch.Tensor):
+        self.values, self.observed, self.targets = values, observed, targets
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> dict:
+        return {"values": self.values[indices], "observed": self.observed[indices], "targets": self.targets[indices]}
+
+
+@dataclass
+class SupervisedSettings:
+    steps: int = 200
+    epochs: int = 10  # few-shot subsets are tiny: cap the steps at this many passes over their windows
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    seed: int = 0
+    device: str = "cpu"
+    progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None
+
+
+def fit_predict(config: LSMConfig, values: torch.Tensor, observed: torch.Tensor, owner: np.ndarray, labels: np.ndarray, kind: str,
+                train_people: np.ndarray, test_people: np.ndarray, settings: SupervisedSettings) -> np.ndarray:
+    """Train on the windows of ``train_people``; return one prediction per test participant.
+
+    Classification returns (test participants, classes) probabilities; regression returns values.
+    ``owner`` gives the participant of each window; ``labels`` is indexed by participant.
+    """
+    device = choose_device(settings.device)
+    torch.manual_seed(settings.seed)  # the same random initialization for every task
+    rows = np.flatnonzero(np.isin(owner, train_people))
+    window_labels = labels[owner[rows]]
+    if kind == "regression":
+        centre, scale = float(window_labels.mean()), float(window_labels.std()) or 1.0
+        targets = torch.tensor((window_labels - centre) / scale, dtype=torch.float32)
+        model = LSMForWindowPrediction(config, 1)
+    else:
+        classes = int(labels.max()) + 1
+        counts = np.bincount(window_labels, minlength=classes).astype(np.float32)
+        weight = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / classes, 0.0)  # "balanced", as the probes
+        targets = torch.tensor(window_labels, dtype=torch.long)
+        model = LSMForWindowPrediction(config, classes, torch.tensor(weight, dtype=torch.float32))
+    steps = min(settings.steps, max(1, math.ceil(settings.epochs * len(rows) / settings.batch_size)))
+    train_config = TrainConfig(steps=steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
+                               warmup_steps=max(1, steps // 10), checkpoint_every=steps + 1,
+                               log_every=1, seed=settings.seed)
+    dataset = LabelledWindows(values[rows], observed[rows], targets)
+    with tempfile.TemporaryDirectory() as scratch:
+        train(model, dataset, train_config, output_dir=Path(scratch), device=device, progress=settings.progress)
+    model.eval()
+    predictions = []
+    with torch.no_grad():
+        for person in test_people:
+            windows = np.flatnonzero(owner == person)
+            output = model(values[windows].to(device), observed[windows].to(device)).output
+            if kind == "regression":
+                predictions.append(float(output[:, 0].mean()) * scale + centre)
+            else:
+                predictions.append(output.softmax(dim=-1).mean(dim=0).cpu().numpy())
+    return np.array(predictions)
