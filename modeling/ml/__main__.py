@@ -2,6 +2,8 @@
 
     python -m modeling.ml lsm pretrain --size tiny --participants 64 --days 4 --steps 200 --output runs/lsm-tiny
     torchrun --nproc-per-node 4 -m modeling.ml lsm pretrain --size base ...
+    python -m modeling.ml lsm evaluate --model runs/lsm-tiny/model --output docs/results/lsm-tiny
+    python -m modeling.ml lsm scaling --sizes 32x1 64x2 128x3 --windows 200 800 3200 --output docs/results/lsm-scaling
 """
 
 import argparse
@@ -38,7 +40,26 @@ def main(argv=None) -> None:
     evaluate_parser.add_argument("--no-generative", action="store_true")
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--output", type=Path, help="write downstream.md/.json and generative.md/.json in this directory")
+    scaling_parser = lsm.add_parser("scaling", help="model sizes x pre-training windows -> table and plotly figure")
+    scaling_parser.add_argument("--sizes", nargs="+", default=["32x1", "64x2", "128x3"], help="named sizes or <width>x<depth>")
+    scaling_parser.add_argument("--windows", type=int, nargs="+", default=[200, 800, 3200], help="pre-training day windows")
+    scaling_parser.add_argument("--steps", type=int, default=300)
+    scaling_parser.add_argument("--batch-size", type=int, default=16)
+    scaling_parser.add_argument("--probe-participants", type=int, default=150)
+    scaling_parser.add_argument("--seed", type=int, default=0)
+    scaling_parser.add_argument("--device", default="auto")
+    scaling_parser.add_argument("--output", type=Path, required=True, help="scaling.md/.json/.html and the runs go here")
     args = parser.parse_args(argv)
+
+    if args.command == "scaling":
+        from modeling.ml.lsm.scaling import ScalingSettings, scaling_study
+        from modeling.ml.train import choose_device
+
+        settings = ScalingSettings(sizes=tuple(args.sizes), windows=tuple(args.windows), steps=args.steps, batch_size=args.batch_size,
+                                   probe_participants=args.probe_participants, seed=args.seed, device=choose_device(args.device))
+        scaling_study(settings, args.output, progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True))
+        print((args.output / "scaling.md").read_text())
+        return
 
     if args.command == "evaluate":
         from modeling.ml.lsm.report import ReportSettings, evaluation_report
