@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from modeling.models import Checkpoint, Job
+from modeling.models import Checkpoint, Job, Prediction
 
 
 @admin.register(Job)
@@ -13,3 +13,10 @@ class JobAdmin(admin.ModelAdmin):
 @admin.register(Checkpoint)
 class CheckpointAdmin(admin.ModelAdmin):
     list_display = ["family", "size", "path", "job", "created_at"]
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["participant", "task", "label", "estimate", "low", "high", "checkpoint", "created_at"]
+    list_filter = ["task", "checkpoint"]
+    readonly_fields = [field.name for field in Prediction._meta.fields]

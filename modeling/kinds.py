@@ -165,3 +165,70 @@ register(JobKind("lsm_evaluate", "Wearable foundation model: evaluation", LSMEva
                  lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
                  "Probes on the 30+ tasks against hand-crafted features and the encoder trained from scratch, at few-shot sizes; "
                  "imputation and forecasting against simple baselines. Tables appear on the job's page and as markdown files."))
+
+
+class LSMPredictForm(forms.Form):
+    checkpoint = forms.ModelChoiceField(queryset=_lsm_checkpoints(), empty_label=None)
+    cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), empty_label=None)
+    reference_participants = forms.IntegerField(min_value=20, max_value=100_000, initial=300,
+                                                help_text="Simulated participants with known labels the probes are fitted on (30 % held out for quality).")
+    reference_days = forms.IntegerField(min_value=1, max_value=60, initial=4)
+    replicates = forms.IntegerField(min_value=2, max_value=500, initial=20, help_text="Bootstrap probes behind each interval.")
+    seed = forms.IntegerField(min_value=0, initial=2000)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["checkpoint"].queryset = _lsm_checkpoints()
+        self.fields["cohort"].queryset = Cohort.objects.order_by("name")
+
+
+def run_lsm_predict(context: JobContext) -> dict:
+    from django.db import transaction
+
+    from healthagent.cohort.store import read_window, trajectory_root
+    from modeling.ml.lsm.evaluate import embed_days
+    from modeling.ml.lsm.predict import predict, reference_probes
+    from modeling.ml.lsm.pretrain import load_pretrained
+    from modeling.models import Prediction
+
+    config = context.config
+    checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])
+    cohort = Cohort.objects.get(pk=config["cohort"])
+    context.progress(0.0, "fitting probes on the reference participants")
+    probes = reference_probes(checkpoint.path, participants=config["reference_participants"], days=config["reference_days"],
+                              seed=config["seed"], replicates=config["replicates"], device=context.device)
+    model, mean, std = load_pretrained(checkpoint.path, context.device)
+    participants = list(cohort.participants.exclude(trajectory_path="").order_by("pk"))
+    rows, skipped = [], 0
+    for position, participant in enumerate(participants):
+        context.progress(0.2 + 0.8 * position / max(1, len(participants)), f"participant {position + 1} of {len(participants)}")
+        values, observed = read_window(path=trajectory_root() / participant.trajectory_path, start_day=0, end_day=participant.minute_days)
+        embedding = embed_days(model, mean, std, values, observed)
+        if embedding is None:
+            skipped += 1  # never worn: nothing to predict from
+            continue
+        for entry in predict(probes, embedding):
+            rows.append(Prediction(participant=participant, checkpoint=checkpoint, job=context.job, task=entry["task"], kind=entry["kind"],
+                                   label=entry.get("label", ""), estimate=entry["estimate"], low=entry["low"], high=entry["high"],
+                                   details={key: entry[key] for key in ("family", "description", "unit", "quality")}
+                                   | ({"probabilities": entry["probabilities"]} if "probabilities" in entry else {})))
+    with transaction.atomic():  # the cohort's predictions by this model are replaced whole, never half
+        Prediction.objects.filter(checkpoint=checkpoint, participant__cohort=cohort).delete()
+        Prediction.objects.bulk_create(rows, batch_size=1000)
+    def shown(value, decimals):
+        return "—" if value is None else f"{value:.{decimals}f}"
+
+    quality = [[probe.task.name, probe.task.family, *(("AUROC", shown(probe.quality["auroc"], 3)) if "auroc" in probe.quality else
+                                                       ("MAE / Pearson r", f"{shown(probe.quality['mae'], 2)} / {shown(probe.quality['pearson_r'], 2)}"))]
+               for probe in probes]
+    context.log(f"{len(rows)} predictions for {len(participants) - skipped} participants; {skipped} without wearable data")
+    return {"predictions": len(rows), "participants": len(participants) - skipped, "skipped_never_worn": skipped,
+            "tables": [{"title": "Probe quality on held-out reference participants",
+                        "summary": f"{probes[0].quality['held_out_participants'] if probes else 0} simulated participants the probes were not fitted on.",
+                        "columns": ["task", "family", "metric", "held-out value"], "rows": quality}]}
+
+
+register(JobKind("lsm_predict", "Wearable foundation model: cohort predictions", LSMPredictForm, run_lsm_predict,
+                 lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
+                 "Embeds every participant of a cohort and stores per-task estimates with 90 % intervals; the agent's context then includes "
+                 "those whose probe was accurate on held-out participants."))

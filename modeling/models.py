@@ -62,3 +62,31 @@ class Checkpoint(models.Model):
 
     def __str__(self):
         return f"{self.family}-{self.size} #{self.pk}"
+
+
+class Prediction(models.Model):
+    """A foundation model's estimate of one downstream task for one participant, with a 90 % interval.
+
+    For classification ``estimate`` is the probability of ``label`` (the most likely class); for
+    regression it is the value in the task's unit. ``details`` holds the probe's held-out quality,
+    the class probabilities and the task's description and unit.
+    """
+
+    participant = models.ForeignKey("healthagent.Participant", on_delete=models.CASCADE, related_name="predictions")
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="predictions")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions")
+    task = models.CharField(max_length=40)
+    kind = models.CharField(max_length=12)
+    label = models.CharField(max_length=40, blank=True)
+    estimate = models.FloatField()
+    low = models.FloatField()
+    high = models.FloatField()
+    details = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["participant", "task"]
+        constraints = [models.UniqueConstraint(fields=["participant", "checkpoint", "task"], name="one_prediction_per_task_and_model")]
+
+    def __str__(self):
+        return f"{self.task} of participant {self.participant_id}: {self.estimate:.3g}"

@@ -132,6 +132,36 @@ def norms_for(age_band: str, sex: str) -> dict:
     }
 
 
+# A foundation-model estimate reaches the agent only if its probe did this well on held-out participants.
+PREDICTION_QUALITY = {"auroc": 0.7, "pearson_r": 0.5}
+PREDICTION_FAMILIES_LEFT_OUT = ("demographics",)  # the agent already knows age band and sex
+
+
+def _predictions(participant: Participant) -> list[dict]:
+    """The latest foundation model's estimates for ``participant`` that passed the quality bar, with their intervals."""
+    from modeling.models import Prediction
+
+    stored = list(Prediction.objects.filter(participant=participant).select_related("checkpoint")
+                  .order_by("-checkpoint__created_at", "-checkpoint_id", "task"))
+    if not stored:
+        return []
+    latest = stored[0].checkpoint
+    entries = []
+    for prediction in (p for p in stored if p.checkpoint_id == latest.pk):
+        details = prediction.details
+        quality = details.get("quality", {})
+        if details.get("family") in PREDICTION_FAMILIES_LEFT_OUT or not any(
+                (quality.get(metric) or 0) >= bar for metric, bar in PREDICTION_QUALITY.items()):
+            continue
+        decimals = 2 if prediction.kind != "regression" else 1
+        entries.append({"task": prediction.task, "description": details.get("description", ""), "kind": prediction.kind,
+                        "label": prediction.label or None, "estimate": round(prediction.estimate, decimals),
+                        "interval_90": [round(prediction.low, decimals), round(prediction.high, decimals)], "unit": details.get("unit", ""),
+                        "held_out_quality": {key: round(value, 2) for key, value in quality.items() if key in PREDICTION_QUALITY},
+                        "model": f"{latest.family}-{latest.size} #{latest.pk}"})
+    return entries
+
+
 def _red_flags(summaries: list[dict], recent_start: int, measurements: dict[str, dict]) -> list[dict]:
     flags = []
     high_rest = [s for s in summaries if s["day_index"] >= recent_start and (s["resting_heart_rate_bpm"] or 0) >= 100]
@@ -188,5 +218,6 @@ def participant_context(*, participant: Participant, question: str = "") -> dict
         red_flags=_red_flags(summaries, recent_start, latest),
         data_quality={"days_with_data": sum(1 for w in wear if w > 0), "mean_wear_hours": _round(_mean(wear) / 60 if wear else None, 1),
                       "units": {name: BIOMARKER_BY_NAME[name].unit for name in latest}},
+        predictions=_predictions(participant),
     )
     return context.as_dict()

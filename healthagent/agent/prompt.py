@@ -33,6 +33,13 @@ def context_as_text(context: dict) -> str:
         lines.append(f"- sleep timing varies by {duration(context['sleep_timing']['midpoint_sd_min'])} from night to night")
     for name, measurement in context["measurements"].items():
         lines.append(f"- latest {name.replace('_', ' ')}: {measurement['value']} {measurement['unit']} ({measurement['days_ago']} days ago)")
+    for prediction in context.get("predictions", []):
+        low, high = prediction["interval_90"]
+        if prediction["kind"] == "regression":
+            estimate = f"{prediction['estimate']} {prediction['unit']} (90 % interval {low} to {high})"
+        else:
+            estimate = f"{prediction['label']}, probability {prediction['estimate']} (90 % interval {low} to {high})"
+        lines.append(f"- wearable-model estimate, not a diagnosis: {prediction['description']}: {estimate}")
     for effect in context.get("simulated_effects", []):
         lines.append(f"- predicted effect of {effect['description']}: {effect['mean']} {effect['unit']} on {effect['biomarker_label']}")
     for flag in context["red_flags"]:

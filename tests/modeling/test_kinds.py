@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from modeling.jobs import JobError, job_queue
 from modeling.ml.data.labels import TASKS
@@ -37,15 +38,8 @@ def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint():
 
 
 @pytest.mark.slow
-def test_lsm_evaluate_job_reports_tables_on_its_page_and_on_the_checkpoint(tmp_path, client, admin_user):
-    from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
-    from modeling.ml.lsm.pretrain import channel_statistics, simulated_windows
-
-    model_dir = tmp_path / "model"
-    LSMForMaskedPretraining(LSMConfig.named("tiny")).save_pretrained(model_dir)
-    mean, std = channel_statistics(*simulated_windows(participants=4, days=2, seed=0)[:2])
-    (model_dir / "normalization.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0}))
-    checkpoint = Checkpoint.objects.create(family="lsm", size="tiny", path=str(model_dir))
+def test_lsm_evaluate_job_reports_tables_on_its_page_and_on_the_checkpoint(client, admin_user, lsm_checkpoint):
+    checkpoint = lsm_checkpoint
     with pytest.raises(JobError, match="few_shot"):
         job_queue(kind_name="lsm_evaluate", config={**EVALUATE, "checkpoint": checkpoint.pk, "few_shot": "one, five"})
     job = job_queue(kind_name="lsm_evaluate", config={**EVALUATE, "checkpoint": checkpoint.pk})
@@ -63,6 +57,72 @@ def test_lsm_evaluate_job_reports_tables_on_its_page_and_on_the_checkpoint(tmp_p
     client.force_login(admin_user)
     page = client.get(f"/modeling/jobs/{job.pk}/").content.decode()
     assert "<th scope=\"col\">supervised from scratch</th>" in page and "linear interpolation" in page and "hypertension" in page
+
+
+@pytest.fixture
+def lsm_checkpoint(tmp_path):
+    """An untrained tiny foundation model saved as a checkpoint, with the normalization of simulated days."""
+    from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
+    from modeling.ml.lsm.pretrain import channel_statistics, simulated_windows
+
+    model_dir = tmp_path / "model"
+    torch.manual_seed(0)  # the same weights every run
+    LSMForMaskedPretraining(LSMConfig.named("tiny")).save_pretrained(model_dir)
+    mean, std = channel_statistics(*simulated_windows(participants=4, days=2, seed=0)[:2])
+    (model_dir / "normalization.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0}))
+    return Checkpoint.objects.create(family="lsm", size="tiny", path=str(model_dir))
+
+
+@pytest.mark.slow
+def test_lsm_predict_job_stores_every_participants_estimates_with_intervals_and_replaces_them_whole(tiny_cohort, lsm_checkpoint):
+    from modeling.models import Prediction
+
+    config = {"checkpoint": lsm_checkpoint.pk, "cohort": tiny_cohort.pk, "reference_participants": 30, "reference_days": 2,
+              "replicates": 3, "seed": 1}
+    job = job_queue(kind_name="lsm_predict", config=config)
+    assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
+    job.refresh_from_db()
+    predictions = Prediction.objects.filter(checkpoint=lsm_checkpoint)
+    participants = tiny_cohort.participants.count()
+    assert job.result["participants"] == participants and predictions.count() == job.result["predictions"]
+    assert predictions.values("task").distinct().count() * participants == predictions.count() >= 20 * participants
+    for prediction in predictions:
+        assert prediction.low <= prediction.estimate <= prediction.high
+        if prediction.kind != "regression":
+            assert 0 <= prediction.low and prediction.high <= 1 and prediction.label in prediction.details["probabilities"]
+        assert "quality" in prediction.details and prediction.job_id == job.pk
+    assert job.result["tables"][0]["rows"][0][0] == "hypertension"
+    again = job_queue(kind_name="lsm_predict", config=config)
+    assert run_job.apply(kwargs={"job_id": again.pk}).get() == "succeeded"
+    assert set(predictions.values_list("job_id", flat=True)) == {again.pk} and predictions.count() == job.result["predictions"]
+
+
+def test_the_agent_sees_only_the_latest_models_accurate_non_demographic_estimates(tiny_cohort, lsm_checkpoint):
+    from healthagent.agent.context import participant_context
+    from healthagent.agent.prompt import context_as_text
+    from modeling.models import Prediction
+
+    participant = tiny_cohort.participants.order_by("pk").first()
+    older = Checkpoint.objects.create(family="lsm", size="tiny", path="/nowhere")
+    Checkpoint.objects.filter(pk=older.pk).update(created_at=lsm_checkpoint.created_at.replace(year=2000))
+
+    def store(checkpoint, task, kind, quality, family="cardiovascular", **values):
+        Prediction.objects.create(participant=participant, checkpoint=checkpoint, task=task, kind=kind,
+                                  details={"family": family, "description": task.replace("_", " "), "unit": "mmHg", "quality": quality},
+                                  **values)
+
+    store(lsm_checkpoint, "hypertension", "binary", {"auroc": 0.81}, label="yes", estimate=0.734, low=0.61, high=0.86)
+    store(lsm_checkpoint, "systolic_bp", "regression", {"mae": 7.0, "pearson_r": 0.62}, estimate=131.26, low=119.0, high=143.5)
+    store(lsm_checkpoint, "high_ldl", "binary", {"auroc": 0.55}, label="no", estimate=0.6, low=0.5, high=0.7)  # too weak a probe
+    store(lsm_checkpoint, "sex", "binary", {"auroc": 0.99}, family="demographics", label="female", estimate=0.9, low=0.8, high=0.95)
+    store(older, "diabetes", "binary", {"auroc": 0.9}, label="yes", estimate=0.9, low=0.8, high=0.95)  # an older model
+    predictions = participant_context(participant=participant)["predictions"]
+    assert [(p["task"], p["estimate"], p["interval_90"]) for p in predictions] == [("hypertension", 0.73, [0.61, 0.86]),
+                                                                                  ("systolic_bp", 131.3, [119.0, 143.5])]
+    assert predictions[0]["model"] == f"lsm-tiny #{lsm_checkpoint.pk}" and predictions[1]["held_out_quality"] == {"pearson_r": 0.62}
+    text = context_as_text(participant_context(participant=participant))
+    assert "wearable-model estimate, not a diagnosis: hypertension: yes, probability 0.73 (90 % interval 0.61 to 0.86)" in text
+    assert "systolic bp: 131.3 mmHg (90 % interval 119.0 to 143.5)" in text
 
 
 def test_generate_recommendations_job(tiny_cohort):

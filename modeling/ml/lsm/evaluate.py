@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.data.labels import TASKS
 from modeling.ml.data.summaries import summary_features
-from modeling.ml.lsm.model import LSMConfig, standardize
+from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, standardize
 from modeling.ml.lsm.pretrain import load_pretrained
 from modeling.ml.lsm.supervised import SupervisedSettings, fit_predict
 
@@ -48,6 +48,21 @@ class Representations:
     windows: Windows | None = None
 
 
+@torch.no_grad()
+def embed_days(model: LSMForMaskedPretraining, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, observed: np.ndarray,
+               batch: int = 32) -> np.ndarray | None:
+    """A participant's embedding: the mean over their days' embeddings (days without any observed minute skipped)."""
+    worn = observed.any(axis=(1, 2))
+    if not worn.any():
+        return None
+    observed_tensor = torch.tensor(np.ascontiguousarray(observed[worn]))
+    standardized = standardize(torch.tensor(np.nan_to_num(values[worn])), observed_tensor, mean, std)
+    device = model.device
+    embeddings = [model.embed_windows(standardized[i:i + batch].to(device), observed_tensor[i:i + batch].to(device)).cpu()
+                  for i in range(0, len(standardized), batch)]
+    return torch.cat(embeddings).mean(dim=0).numpy()
+
+
 def represent(model_dir: Path, *, participants: int, days: int, seed: int, device: str = "cpu") -> Representations:
     model, mean, std = load_pretrained(model_dir, device)
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
@@ -56,7 +71,8 @@ def represent(model_dir: Path, *, participants: int, days: int, seed: int, devic
         minutes = cohort.participant(index).minutes
         observed = torch.tensor(np.ascontiguousarray(minutes.mask))
         values = standardize(torch.tensor(np.nan_to_num(minutes.values)), observed, mean, std)
-        embeddings.append(model.embed_windows(values.to(device), observed.to(device)).mean(dim=0).cpu().numpy())
+        embedding = embed_days(model, mean, std, minutes.values, minutes.mask)
+        embeddings.append(embedding if embedding is not None else np.zeros(model.config.dim, np.float32))
         handcrafted.append(summary_features(minutes.values, minutes.mask))
         all_values.append(values)
         all_observed.append(observed)

@@ -1,0 +1,111 @@
+"""Per-participant task predictions with uncertainty, from the foundation model's frozen embeddings.
+
+Probes are fitted on a labelled reference cohort (simulated participants with known labels). Each
+task gets a quality measured once on reference participants held out from its fit (AUROC, or MAE
+and Pearson r), then an ensemble of probes refitted on bootstrap resamples of every reference
+participant. A new participant's prediction is the ensemble's mean, with a 90 % interval:
+
+- classification: the probability of the predicted class and the 5th-95th percentile of that
+  probability across the ensemble (the uncertainty of the probe, beside the probability itself);
+- regression: the ensemble mean ± 1.645 SD, where the variance adds the ensemble's spread to the
+  held-out residual variance, so the interval covers the person's value, not only the mean.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import mean_absolute_error, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from modeling.ml.data.labels import TASKS, Task
+from modeling.ml.lsm.evaluate import represent
+
+Z_90 = 1.645
+
+
+def _probe(kind: str):
+    estimator = Ridge(alpha=1.0) if kind == "regression" else LogisticRegression(max_iter=2000, class_weight="balanced")
+    return make_pipeline(StandardScaler(), estimator)
+
+
+def _class_probabilities(model, features: np.ndarray, classes: int) -> np.ndarray:
+    probabilities = np.zeros((len(features), classes))
+    probabilities[:, model.classes_] = model.predict_proba(features)
+    return probabilities
+
+
+@dataclass
+class TaskProbe:
+    task: Task
+    quality: dict  # held-out: {"auroc": ..} or {"mae": .., "pearson_r": ..}, and the number of held-out participants
+    ensemble: list = field(default_factory=list)
+    residual_sd: float = 0.0  # regression only: SD of held-out residuals
+
+
+def fit_probes(embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=TASKS, replicates: int = 20, seed: int = 0) -> list[TaskProbe]:
+    rng = np.random.default_rng(seed)
+    participants = len(embeddings)
+    order = rng.permutation(participants)
+    test, train = order[: participants * 3 // 10], order[participants * 3 // 10:]
+    probes = []
+    for task in tasks:
+        y = labels[task.name]
+        if task.kind != "regression" and len(np.unique(y[train])) < 2:
+            continue  # nothing to learn from one class
+        held_out = _probe(task.kind).fit(embeddings[train], y[train])
+        if task.kind == "regression":
+            predicted = held_out.predict(embeddings[test])
+            residuals = y[test] - predicted
+            quality = {"mae": float(mean_absolute_error(y[test], predicted)), "pearson_r": float(np.corrcoef(y[test], predicted)[0, 1])}
+            residual_sd = float(residuals.std())
+        else:
+            classes = len(task.classes)
+            probabilities = _class_probabilities(held_out, embeddings[test], classes)
+            try:
+                auroc = (roc_auc_score(y[test], probabilities[:, 1]) if classes == 2 else
+                         roc_auc_score(y[test], probabilities, multi_class="ovr", labels=list(range(classes))))
+            except ValueError:  # one class among the held-out participants
+                auroc = float("nan")
+            quality, residual_sd = {"auroc": float(auroc)}, 0.0
+        quality = {key: value if np.isfinite(value) else None for key, value in quality.items()}  # JSON has no NaN
+        quality["held_out_participants"] = len(test)
+        ensemble = []
+        while len(ensemble) < replicates:
+            rows = rng.integers(0, participants, participants)
+            if task.kind != "regression" and len(np.unique(y[rows])) < 2:
+                continue
+            ensemble.append(_probe(task.kind).fit(embeddings[rows], y[rows]))
+        probes.append(TaskProbe(task, quality, ensemble, residual_sd))
+    return probes
+
+
+def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
+    """The predictions for one participant's embedding (dim,)."""
+    features = embedding[None, :]
+    predictions = []
+    for probe in probes:
+        task = probe.task
+        entry = {"task": task.name, "family": task.family, "kind": task.kind, "description": task.description, "unit": task.unit,
+                 "quality": probe.quality}
+        if task.kind == "regression":
+            values = np.array([model.predict(features)[0] for model in probe.ensemble])
+            sd = float(np.sqrt(values.var() + probe.residual_sd**2))
+            mean = float(values.mean())
+            entry.update(estimate=mean, low=mean - Z_90 * sd, high=mean + Z_90 * sd)
+        else:
+            probabilities = np.array([_class_probabilities(model, features, len(task.classes))[0] for model in probe.ensemble])
+            mean = probabilities.mean(axis=0)
+            chosen = int(mean.argmax())
+            low, high = np.percentile(probabilities[:, chosen], [5, 95])
+            entry.update(label=task.classes[chosen], estimate=float(mean[chosen]), low=float(low), high=float(high),
+                         probabilities={name: float(p) for name, p in zip(task.classes, mean)})
+        predictions.append(entry)
+    return predictions
+
+
+def reference_probes(model_dir, *, participants: int, days: int, seed: int, replicates: int, device: str = "cpu") -> list[TaskProbe]:
+    """Probes fitted on a simulated labelled reference cohort embedded by the model in ``model_dir``."""
+    representations = represent(model_dir, participants=participants, days=days, seed=seed, device=device)
+    return fit_probes(representations.embeddings, representations.labels, replicates=replicates, seed=seed)
