@@ -7,7 +7,7 @@ from django import forms
 from healthagent.agent.backends.registry import queue_for
 from healthagent.agent.generate import cohort_generate
 from healthagent.models import AgentVariant, Cohort
-from modeling.jobs import JobContext, JobKind, register
+from modeling.jobs import JobContext, JobKind, job_queue, register
 from modeling.ml.data.labels import TASKS
 from modeling.ml.demo_training import DemoTrainingConfig, train
 from modeling.models import Checkpoint
@@ -82,6 +82,12 @@ class LSMPretrainForm(forms.Form):
     mask_strategy = forms.ChoiceField(choices=[(s, s) for s in ("aim", "random", "temporal", "channel")], initial="aim")
     checkpoint_every = forms.IntegerField(min_value=1, initial=50)
     seed = forms.IntegerField(min_value=0, initial=0)
+    predict_cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), required=False,
+                                            help_text="When trained, queue the cohort predictions of this cohort with the new model.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["predict_cohort"].queryset = Cohort.objects.order_by("name")
 
 
 def run_lsm_pretrain(context: JobContext) -> dict:
@@ -103,9 +109,16 @@ def run_lsm_pretrain(context: JobContext) -> dict:
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
     context.log(f"held-out reconstruction loss {result['validation_loss']:.4f} on {result['held_out_participants']} participants")
-    Checkpoint.objects.create(family="lsm", size=config["size"], path=result["model_dir"], job=context.job,
-                              metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]})
-    return {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss")}
+    checkpoint = Checkpoint.objects.create(family="lsm", size=config["size"], path=result["model_dir"], job=context.job,
+                                           metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]})
+    summary = {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss")}
+    if config.get("predict_cohort"):
+        follow_up = job_queue(kind_name="lsm_predict", config={"checkpoint": checkpoint.pk, "cohort": config["predict_cohort"],
+                                                               "reference_participants": 300, "reference_days": 4, "replicates": 20,
+                                                               "seed": 2000}, user=context.job.queued_by)
+        context.log(f"queued cohort predictions as job #{follow_up.pk}")
+        summary["predictions_job"] = follow_up.pk
+    return summary
 
 
 register(JobKind("lsm_pretrain", "Wearable foundation model: pre-training", LSMPretrainForm, run_lsm_pretrain,

@@ -23,11 +23,12 @@ def var_dir(settings, tmp_path):
 
 
 @pytest.mark.slow
-def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint():
+def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint_then_queues_the_cohort_predictions(tiny_cohort):
     from modeling.ml.lsm.model import LSMForMaskedPretraining
 
     job = job_queue(kind_name="lsm_pretrain", config={"size": "tiny", "participants": 12, "days": 2, "steps": 20, "batch_size": 4,
-                                                     "learning_rate": 0.001, "mask_strategy": "aim", "checkpoint_every": 10, "seed": 0})
+                                                     "learning_rate": 0.001, "mask_strategy": "aim", "checkpoint_every": 10, "seed": 0,
+                                                     "predict_cohort": tiny_cohort.pk})
     assert job.queue == "cpu"
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
@@ -35,6 +36,8 @@ def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint():
     assert checkpoint.family == "lsm" and checkpoint.metrics["validation_loss"] > 0
     assert LSMForMaskedPretraining.from_pretrained(checkpoint.path).config.size == "tiny"
     assert job.curve[-1]["step"] == 20 and job.result["held_out_participants"] == 2
+    follow_up = Job.objects.get(pk=job.result["predictions_job"])
+    assert follow_up.kind == "lsm_predict" and follow_up.config["checkpoint"] == checkpoint.pk and follow_up.config["cohort"] == tiny_cohort.pk
 
 
 @pytest.mark.slow

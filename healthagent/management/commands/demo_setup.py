@@ -51,8 +51,9 @@ class Command(BaseCommand):
             job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [variant.pk]})
             self.stdout.write(f"Queued job #{job.pk}: recommendations of {variant.name!r}, generated in the background (see Jobs).")
         if not Job.objects.filter(kind="lsm_pretrain").exists():
-            job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING})
-            self.stdout.write(f"Queued job #{job.pk}: pre-training of a tiny wearable foundation model (about two minutes).")
+            job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING, "predict_cohort": cohort.pk})
+            self.stdout.write(f"Queued job #{job.pk}: pre-training of a tiny wearable foundation model (about two minutes), "
+                              "then its predictions for the demo cohort.")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")
