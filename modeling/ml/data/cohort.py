@@ -67,3 +67,10 @@ def make_cohort(*, participants: int, days: int, seed: int, history_days: int = 
         label_parts.append(compute_labels(traits_parts[-1], person))
     labels = {name: np.concatenate([part[name] for part in label_parts]) for name in label_parts[0]}
     return SyntheticCohort(seed=seed, traits=Traits.concatenate(traits_parts), labels=labels, days=days, history_days=history_days)
+
+
+def participant_split(participants: int, held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) participant indices: every split of the model library is by participant, never by window."""
+    order = np.random.default_rng(seed).permutation(participants)
+    held_out = max(1, int(participants * held_out_fraction)) if participants > 1 else 0
+    return np.sort(order[held_out:]), np.sort(order[:held_out])

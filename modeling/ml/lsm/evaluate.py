@@ -21,7 +21,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, mean_absolute_err
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modeling.ml.data.cohort import make_cohort
+from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASKS
 from modeling.ml.data.summaries import summary_features
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, standardize
@@ -157,9 +157,7 @@ def evaluate(representations: Representations, *, seed: int = 0, few_shot: tuple
 
     The supervised baseline runs when ``supervised_settings`` is given and the representations carry their windows.
     """
-    participants = len(representations.embeddings)
-    order = np.random.default_rng(seed).permutation(participants)
-    test, train = order[: participants * 3 // 10], order[participants * 3 // 10:]  # by participant; the test split is touched once
+    train, test = participant_split(len(representations.embeddings), 0.3, seed)  # the test participants are scored once
     run_supervised = supervised_settings is not None and representations.windows is not None
     rows = []
     for position, task in enumerate(tasks):

@@ -19,6 +19,7 @@ from sklearn.metrics import mean_absolute_error, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.labels import TASKS, Task
 from modeling.ml.lsm.evaluate import represent
 
@@ -47,8 +48,7 @@ class TaskProbe:
 def fit_probes(embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=TASKS, replicates: int = 20, seed: int = 0) -> list[TaskProbe]:
     rng = np.random.default_rng(seed)
     participants = len(embeddings)
-    order = rng.permutation(participants)
-    test, train = order[: participants * 3 // 10], order[participants * 3 // 10:]
+    train, test = participant_split(participants, 0.3, seed)
     probes = []
     for task in tasks:
         y = labels[task.name]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modeling.ml.data.cohort import make_cohort
+from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, parameter_count, standardize
 from modeling.ml.train import TrainConfig, WindowDataset, train
 
@@ -35,9 +35,8 @@ def pretrain(*, size: str, participants: int, days: int, seed: int, train_config
              device: str = "auto", progress: Callable[[int, int, dict], None] = lambda *args: None, **config_overrides) -> dict:
     """Train on 80 % of the participants, report the reconstruction loss on the other 20 %, save the model."""
     values, observed, owner = simulated_windows(participants=participants, days=days, seed=seed)
-    people = np.random.default_rng(seed).permutation(participants)
-    held_out = set(people[: max(1, participants // 5)].tolist())
-    is_train = np.array([person not in held_out for person in owner])  # split by participant, never by window
+    _, held_out = participant_split(participants, 0.2, seed)
+    is_train = ~np.isin(owner, held_out)  # split by participant, never by window
     mean, std = channel_statistics(values[is_train], observed[is_train])
     tensor = lambda array: torch.tensor(array)  # noqa: E731 - a local shorthand
     standardized = standardize(tensor(values), tensor(observed), tensor(mean), tensor(std))
