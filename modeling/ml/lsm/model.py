@@ -30,7 +30,8 @@ class LSMConfig(PretrainedConfig):
 
     def __init__(self, channels: int = 27, minutes: int = 1440, patch_minutes: int = 60, patch_channels: int = 1, dim: int = 64,
                  depth: int = 2, heads: int = 4, decoder_dim: int = 64, decoder_depth: int = 1, mlp_ratio: float = 4.0,
-                 mask_ratio: float = 0.8, mask_strategy: str = "aim", dropout: float = 0.0, size: str = "tiny", **kwargs):
+                 mask_ratio: float = 0.8, mask_strategy: str = "aim", dropout: float = 0.0, size: str = "tiny",
+                 decoder_attention: str = "self", **kwargs):  # "self" by default: how checkpoints before "cross" existed load
         super().__init__(**kwargs)
         if minutes % patch_minutes or channels % patch_channels:
             raise ValueError("patch sizes must divide the window (minutes) and the channels")
@@ -38,12 +39,17 @@ class LSMConfig(PretrainedConfig):
         self.dim, self.depth, self.heads = dim, depth, heads
         self.decoder_dim, self.decoder_depth, self.mlp_ratio = decoder_dim, decoder_depth, mlp_ratio
         self.mask_ratio, self.mask_strategy, self.dropout, self.size = mask_ratio, mask_strategy, dropout, size
+        if decoder_attention not in ("self", "cross"):
+            raise ValueError("decoder_attention is 'self' (MAE: every patch attends to every patch) or 'cross' (CrossMAE)")
+        self.decoder_attention = decoder_attention
 
     @classmethod
     def named(cls, size: str, **overrides) -> "LSMConfig":
         dim, depth, heads, decoder_dim, decoder_depth, patch_minutes, patch_channels = SIZES[size]
+        # Named sizes decode with CrossMAE's cross-attention: about 1.9x faster tiny training at a held-out
+        # loss within 3 % of MAE's full self-attention decoder (300 steps, same data; see the issue note).
         values = dict(dim=dim, depth=depth, heads=heads, decoder_dim=decoder_dim, decoder_depth=decoder_depth,
-                      patch_minutes=patch_minutes, patch_channels=patch_channels, size=size)
+                      patch_minutes=patch_minutes, patch_channels=patch_channels, size=size, decoder_attention="cross")
         return cls(**{**values, **overrides})
 
     @property
@@ -94,6 +100,29 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+class CrossBlock(nn.Module):
+    """A CrossMAE decoder block (Fu et al., 2024): the masked patches' queries attend only to the
+    visible patches' encodings, never to each other. At an 80 % mask ratio the decoder's attention
+    costs about a sixth of MAE's full self-attention, and its MLP runs on the masked patches only."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.norm_query, self.norm_context, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.query, self.key_value, self.proj = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_padding: torch.Tensor) -> torch.Tensor:
+        batch, queries, dim = x.shape
+        head_dim = dim // self.heads
+        q = self.query(self.norm_query(x)).reshape(batch, queries, self.heads, head_dim).transpose(1, 2)
+        k, v = self.key_value(self.norm_context(context)).reshape(batch, -1, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=~context_padding[:, None, None, :],
+                                                  dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.proj(attended.transpose(1, 2).reshape(batch, queries, dim))
+        return x + self.mlp(self.norm2(x))
+
+
 @dataclass
 class LSMOutput:
     loss: torch.Tensor | None
@@ -117,7 +146,8 @@ class LSMForMaskedPretraining(PreTrainedModel):
         self.encoder_norm = nn.LayerNorm(config.dim)
         self.to_decoder = nn.Linear(config.dim, config.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
-        self.decoder = nn.ModuleList(Block(config.decoder_dim, max(1, config.heads // 2), config.mlp_ratio, config.dropout)
+        decoder_block = CrossBlock if config.decoder_attention == "cross" else Block
+        self.decoder = nn.ModuleList(decoder_block(config.decoder_dim, max(1, config.heads // 2), config.mlp_ratio, config.dropout)
                                      for _ in range(config.decoder_depth))
         self.decoder_norm = nn.LayerNorm(config.decoder_dim)
         self.head = nn.Linear(config.decoder_dim, config.patch_values)
@@ -163,7 +193,19 @@ class LSMForMaskedPretraining(PreTrainedModel):
         if masked is None:
             masked = make_mask(c.mask_strategy, missing, c.mask_ratio, channel_groups=c.channel_groups, generator=generator)
         encoded, order, padding = self.encode(tokens, masked)
+        if c.decoder_attention == "cross":
+            reconstruction = self._decode_masked(tokens, masked, encoded, order, padding)
+        else:
+            reconstruction = self._decode_all(tokens, masked, encoded, order, padding)
 
+        targets = (masked & ~missing)[..., None] & token_observed  # artificially masked, observed minutes only
+        squared = (reconstruction - tokens) ** 2
+        loss = (squared * targets).sum() / targets.sum().clamp(min=1)
+        return LSMOutput(loss=loss, reconstruction=reconstruction, masked=masked, missing=missing)
+
+    def _decode_all(self, tokens, masked, encoded, order, padding) -> torch.Tensor:
+        """MAE: mask tokens fill the hidden positions and the decoder self-attends over every patch."""
+        c = self.config
         decoder_input = self.mask_token.expand(tokens.shape[0], c.patches, c.decoder_dim).clone()
         projected = self.to_decoder(encoded).masked_fill(padding[..., None], 0.0)
         decoder_input.scatter_(1, order[..., None].expand(-1, -1, c.decoder_dim), projected)
@@ -171,12 +213,25 @@ class LSMForMaskedPretraining(PreTrainedModel):
         x = decoder_input
         for block in self.decoder:
             x = block(x)
-        reconstruction = self.head(self.decoder_norm(x))  # (batch, patches, patch_values)
+        return self.head(self.decoder_norm(x))  # (batch, patches, patch_values)
 
-        targets = (masked & ~missing)[..., None] & token_observed  # artificially masked, observed minutes only
-        squared = (reconstruction - tokens) ** 2
-        loss = (squared * targets).sum() / targets.sum().clamp(min=1)
-        return LSMOutput(loss=loss, reconstruction=reconstruction, masked=masked, missing=missing)
+    def _decode_masked(self, tokens, masked, encoded, order, padding) -> torch.Tensor:
+        """CrossMAE: only the masked patches are decoded, by cross-attention to the visible ones.
+        Visible patches are returned as they were given."""
+        c = self.config
+        batch = tokens.shape[0]
+        positions = self.decoder_position.expand(batch, -1, -1)
+        context = self.to_decoder(encoded) + torch.gather(positions, 1, order[..., None].expand(-1, -1, c.decoder_dim))
+        masked_counts = masked.sum(dim=1)
+        queries = int(masked_counts.max().clamp(min=1))
+        query_order = (~masked).to(torch.int8).argsort(dim=1, stable=True)[:, :queries]  # masked first, in position order
+        x = self.mask_token + torch.gather(positions, 1, query_order[..., None].expand(-1, -1, c.decoder_dim))
+        for block in self.decoder:
+            x = block(x, context, padding)
+        predicted = self.head(self.decoder_norm(x))  # (batch, queries, patch_values); rows past a window's count are padding
+        reconstruction = tokens.clone()
+        reconstruction.scatter_(1, query_order[..., None].expand(-1, -1, c.patch_values), predicted.to(tokens.dtype))
+        return torch.where(masked[..., None], reconstruction, tokens)
 
     def pool(self, values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """(batch, dim): the encoder over every observed patch (gaps attention-masked), mean-pooled. Differentiable."""
