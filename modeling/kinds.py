@@ -81,6 +81,7 @@ class LSMPretrainForm(forms.Form):
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=1e-3)
     mask_strategy = forms.ChoiceField(choices=[(s, s) for s in ("aim", "random", "temporal", "channel")], initial="aim")
     checkpoint_every = forms.IntegerField(min_value=1, initial=50)
+    calendar_features = forms.BooleanField(required=False, help_text="Add time-of-day and day-of-week features to every patch.")
     seed = forms.IntegerField(min_value=0, initial=0)
     predict_cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), required=False,
                                             help_text="When trained, queue the cohort predictions of this cohort with the new model.")
@@ -105,7 +106,7 @@ def run_lsm_pretrain(context: JobContext) -> dict:
 
     result = pretrain(size=config["size"], participants=config["participants"], days=config["days"], seed=config["seed"],
                       train_config=train_config, output_dir=context.work_dir, device=context.device, progress=report,
-                      mask_strategy=config["mask_strategy"])
+                      mask_strategy=config["mask_strategy"], calendar_features=config.get("calendar_features", False))
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
     context.log(f"held-out reconstruction loss {result['validation_loss']:.4f} on {result['held_out_participants']} participants")
@@ -216,7 +217,7 @@ def run_lsm_predict(context: JobContext) -> dict:
     for position, participant in enumerate(participants):
         context.progress(0.2 + 0.8 * position / max(1, len(participants)), f"participant {position + 1} of {len(participants)}")
         values, observed = read_window(path=trajectory_root() / participant.trajectory_path, start_day=0, end_day=participant.minute_days)
-        embedding = embed_days(model, mean, std, values, observed)
+        embedding = embed_days(model, mean, std, values, observed, participant.start_weekday)
         if embedding is None:
             skipped += 1  # never worn: nothing to predict from
             continue

@@ -28,6 +28,7 @@ def main(argv=None) -> None:
     pretrain_parser.add_argument("--mask-strategy", default="aim", choices=["random", "temporal", "channel", "aim"])
     pretrain_parser.add_argument("--device", default="auto")
     pretrain_parser.add_argument("--compile", action="store_true")
+    pretrain_parser.add_argument("--calendar-features", action="store_true", help="time-of-day and day-of-week features on every patch")
     pretrain_parser.add_argument("--output", type=Path, required=True)
     evaluate_parser = lsm.add_parser("evaluate", help="30+ downstream tasks (probe, hand-crafted, supervised) and generative tasks")
     evaluate_parser.add_argument("--model", type=Path, required=True, help="a pre-trained model directory")
@@ -78,6 +79,7 @@ def main(argv=None) -> None:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed, compile=args.compile)
     result = pretrain(size=args.size, participants=args.participants, days=args.days, seed=args.seed, train_config=config,
                       output_dir=args.output, device=args.device, mask_strategy=args.mask_strategy,
+                      calendar_features=args.calendar_features,
                       progress=lambda step, total, metrics: print(json.dumps(metrics)) if step % 10 == 0 or step == total else None)
     print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
 

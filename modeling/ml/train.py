@@ -126,11 +126,12 @@ def train(model: nn.Module, dataset, config: TrainConfig, *, output_dir: Path, d
 class WindowDataset:
     """Standardized day windows held in memory: ``values`` and ``observed`` of shape (windows, channels, minutes)."""
 
-    def __init__(self, values: torch.Tensor, observed: torch.Tensor):
-        self.values, self.observed = values, observed
+    def __init__(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None):
+        self.values, self.observed, self.weekday = values, observed, weekday
 
     def __len__(self) -> int:
         return self.values.shape[0]
 
     def batch(self, indices: torch.Tensor) -> dict:
-        return {"values": self.values[indices], "observed": self.observed[indices]}
+        batch = {"values": self.values[indices], "observed": self.observed[indices]}
+        return batch if self.weekday is None else {**batch, "weekday": self.weekday[indices]}

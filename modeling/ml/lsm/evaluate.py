@@ -50,15 +50,17 @@ class Representations:
 
 @torch.no_grad()
 def embed_days(model: LSMForMaskedPretraining, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, observed: np.ndarray,
-               batch: int = 32) -> np.ndarray | None:
+               start_weekday: int = 0, batch: int = 32) -> np.ndarray | None:
     """A participant's embedding: the mean over their days' embeddings (days without any observed minute skipped)."""
     worn = observed.any(axis=(1, 2))
     if not worn.any():
         return None
     observed_tensor = torch.tensor(np.ascontiguousarray(observed[worn]))
     standardized = standardize(torch.tensor(np.nan_to_num(values[worn])), observed_tensor, mean, std)
+    weekday = torch.tensor((start_weekday + np.flatnonzero(worn)) % 7)
     device = model.device
-    embeddings = [model.embed_windows(standardized[i:i + batch].to(device), observed_tensor[i:i + batch].to(device)).cpu()
+    embeddings = [model.embed_windows(standardized[i:i + batch].to(device), observed_tensor[i:i + batch].to(device),
+                                      weekday[i:i + batch].to(device)).cpu()
                   for i in range(0, len(standardized), batch)]
     return torch.cat(embeddings).mean(dim=0).numpy()
 
@@ -71,7 +73,7 @@ def represent(model_dir: Path, *, participants: int, days: int, seed: int, devic
         minutes = cohort.participant(index).minutes
         observed = torch.tensor(np.ascontiguousarray(minutes.mask))
         values = standardize(torch.tensor(np.nan_to_num(minutes.values)), observed, mean, std)
-        embedding = embed_days(model, mean, std, minutes.values, minutes.mask)
+        embedding = embed_days(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday)
         embeddings.append(embedding if embedding is not None else np.zeros(model.config.dim, np.float32))
         handcrafted.append(summary_features(minutes.values, minutes.mask))
         all_values.append(values)

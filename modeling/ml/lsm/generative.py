@@ -69,7 +69,7 @@ def _interpolate(values: np.ndarray, visible: np.ndarray, fallback: np.ndarray) 
 @torch.no_grad()
 def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, observed: torch.Tensor, *, task: str, fraction: float,
                         previous: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
-                        normalization: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                        normalization: tuple[np.ndarray, np.ndarray] | None = None, weekday: torch.Tensor | None = None) -> dict:
     """MAE and MSE of the model and each baseline on the hidden, truly observed minutes.
 
     ``previous`` is the previous day of each window (values, observed), for seasonal naive.
@@ -80,7 +80,7 @@ def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, ob
     missing = patch_missing(observed, c.patch_channels, c.patch_minutes)
     hidden_patches = task_mask(task, missing, fraction, channel_groups=c.channel_groups, generator=torch.Generator().manual_seed(seed))
     hidden_patches = hidden_patches & ~missing
-    output = model(values, observed, masked=hidden_patches | missing)
+    output = model(values, observed, masked=hidden_patches | missing, weekday=weekday)
     predicted = unpatchify(model, output.reconstruction).cpu().numpy()
     hidden_minutes = unpatchify(model, hidden_patches[..., None].expand(-1, -1, c.patch_values).float()).cpu().numpy() > 0
 
@@ -149,13 +149,14 @@ def run_generative(model_dir, *, participants: int, days: int, seed: int, device
     from modeling.ml.lsm.pretrain import load_pretrained, simulated_windows
 
     model, mean, std = load_pretrained(model_dir, device)
-    values, observed, owner = simulated_windows(participants=participants, days=max(2, days), seed=seed)
+    values, observed, owner, weekday = simulated_windows(participants=participants, days=max(2, days), seed=seed)
     observed_tensor = torch.tensor(observed)
     standardized = standardize(torch.tensor(values), observed_tensor, mean, std)
     today = np.flatnonzero(np.r_[False, owner[1:] == owner[:-1]])  # windows with the same participant's previous day
     previous = (standardized[today - 1], observed_tensor[today - 1])
     return [evaluate_generation(model, standardized[today].to(device), observed_tensor[today].to(device), task=task, fraction=fraction,
-                                previous=previous, seed=seed, normalization=(mean.numpy(), std.numpy()))
+                                previous=previous, seed=seed, normalization=(mean.numpy(), std.numpy()),
+                                weekday=torch.tensor(weekday[today]).to(device))
             for task, fraction in tasks]
 
 

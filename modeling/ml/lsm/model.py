@@ -31,7 +31,8 @@ class LSMConfig(PretrainedConfig):
     def __init__(self, channels: int = 27, minutes: int = 1440, patch_minutes: int = 60, patch_channels: int = 1, dim: int = 64,
                  depth: int = 2, heads: int = 4, decoder_dim: int = 64, decoder_depth: int = 1, mlp_ratio: float = 4.0,
                  mask_ratio: float = 0.8, mask_strategy: str = "aim", dropout: float = 0.0, size: str = "tiny",
-                 decoder_attention: str = "self", **kwargs):  # "self" by default: how checkpoints before "cross" existed load
+                 decoder_attention: str = "self", calendar_features: bool = False, **kwargs):
+        # decoder_attention is "self" by default: how checkpoints saved before "cross" existed load.
         super().__init__(**kwargs)
         if minutes % patch_minutes or channels % patch_channels:
             raise ValueError("patch sizes must divide the window (minutes) and the channels")
@@ -42,6 +43,7 @@ class LSMConfig(PretrainedConfig):
         if decoder_attention not in ("self", "cross"):
             raise ValueError("decoder_attention is 'self' (MAE: every patch attends to every patch) or 'cross' (CrossMAE)")
         self.decoder_attention = decoder_attention
+        self.calendar_features = calendar_features  # add time-of-day and day-of-week features to every patch
 
     @classmethod
     def named(cls, size: str, **overrides) -> "LSMConfig":
@@ -142,6 +144,9 @@ class LSMForMaskedPretraining(PreTrainedModel):
         # Fixed positions, saved with the weights: from_pretrained then restores them like any tensor.
         self.register_buffer("position", sincos_2d(config.channel_groups, config.time_patches, config.dim))
         self.register_buffer("decoder_position", sincos_2d(config.channel_groups, config.time_patches, config.decoder_dim))
+        if config.calendar_features:
+            self.weekday_embedding = nn.Embedding(7, config.dim)
+            self.time_of_day = nn.Linear(2, config.dim)  # from a 24-hour sine and cosine of each patch's middle minute
         self.encoder = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth))
         self.encoder_norm = nn.LayerNorm(config.dim)
         self.to_decoder = nn.Linear(config.dim, config.decoder_dim)
@@ -171,20 +176,34 @@ class LSMForMaskedPretraining(PreTrainedModel):
         grouped = x.reshape(batch, c.channel_groups, c.patch_channels, c.time_patches, c.patch_minutes)
         return grouped.permute(0, 1, 3, 2, 4).reshape(batch, c.patches, c.patch_values)
 
-    def encode(self, tokens: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def calendar(self, weekday: torch.Tensor | None) -> torch.Tensor:
+        """(batch or 1, patches, dim) time-of-day and day-of-week features; 0 when the config has none.
+        Time of day is also implicit in the time position; this gives it the 24-hour period outright."""
+        c = self.config
+        if not c.calendar_features:
+            return torch.zeros((), device=self.position.device)
+        middle = (torch.arange(c.time_patches, device=self.position.device) + 0.5) * c.patch_minutes / 1440 * 2 * torch.pi
+        clock = self.time_of_day(torch.stack([middle.sin(), middle.cos()], dim=1)).repeat(c.channel_groups, 1)[None]  # (1, patches, dim)
+        if weekday is None:
+            return clock
+        return clock + self.weekday_embedding(weekday.long())[:, None, :]
+
+    def encode(self, tokens: torch.Tensor, hidden: torch.Tensor, weekday: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode the tokens where ``hidden`` is False. Returns (encoded, kept indices, padding)."""
         visible_counts = (~hidden).sum(dim=1)
         keep = int(visible_counts.max().clamp(min=1))
         order = hidden.to(torch.int8).argsort(dim=1, stable=True)[:, :keep]  # visible first, in position order
         padding = torch.arange(keep, device=tokens.device)[None, :] >= visible_counts[:, None]  # (batch, keep)
-        x = torch.gather(self.embed(tokens) + self.position, 1, order[..., None].expand(-1, -1, self.config.dim))
+        embedded = self.embed(tokens) + self.position + self.calendar(weekday)
+        x = torch.gather(embedded, 1, order[..., None].expand(-1, -1, self.config.dim))
         for block in self.encoder:
             x = block(x, key_padding=padding)
         return self.encoder_norm(x), order, padding
 
     def forward(self, values: torch.Tensor, observed: torch.Tensor, *, masked: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> LSMOutput:
-        """``values`` (batch, channels, minutes), standardized with NaN or anything where ``observed`` is False."""
+                generator: torch.Generator | None = None, weekday: torch.Tensor | None = None) -> LSMOutput:
+        """``values`` (batch, channels, minutes), standardized with NaN or anything where ``observed`` is False;
+        ``weekday`` (batch,) 0 = Monday, used when the config has calendar features."""
         c = self.config
         values = torch.where(observed, values, torch.zeros_like(values))
         tokens = self.patchify(values)
@@ -192,7 +211,7 @@ class LSMForMaskedPretraining(PreTrainedModel):
         missing = patch_missing(observed, c.patch_channels, c.patch_minutes)
         if masked is None:
             masked = make_mask(c.mask_strategy, missing, c.mask_ratio, channel_groups=c.channel_groups, generator=generator)
-        encoded, order, padding = self.encode(tokens, masked)
+        encoded, order, padding = self.encode(tokens, masked, weekday)
         if c.decoder_attention == "cross":
             reconstruction = self._decode_masked(tokens, masked, encoded, order, padding)
         else:
@@ -233,18 +252,18 @@ class LSMForMaskedPretraining(PreTrainedModel):
         reconstruction.scatter_(1, query_order[..., None].expand(-1, -1, c.patch_values), predicted.to(tokens.dtype))
         return torch.where(masked[..., None], reconstruction, tokens)
 
-    def pool(self, values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    def pool(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, dim): the encoder over every observed patch (gaps attention-masked), mean-pooled. Differentiable."""
         values = torch.where(observed, values, torch.zeros_like(values))
         missing = patch_missing(observed, self.config.patch_channels, self.config.patch_minutes)
-        encoded, _, padding = self.encode(self.patchify(values), missing)
+        encoded, _, padding = self.encode(self.patchify(values), missing, weekday)
         weights = (~padding).to(encoded.dtype)[..., None]
         return (encoded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
     @torch.no_grad()
-    def embed_windows(self, values: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    def embed_windows(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, dim) frozen embeddings for probes."""
-        return self.pool(values, observed)
+        return self.pool(values, observed, weekday)
 
 
 def parameter_count(model: nn.Module) -> int:

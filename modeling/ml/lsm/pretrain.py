@@ -3,6 +3,7 @@
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -12,16 +13,24 @@ from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, parameter_
 from modeling.ml.train import TrainConfig, WindowDataset, train
 
 
-def simulated_windows(*, participants: int, days: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Day windows of a simulated cohort: values, observed, and the participant of each window."""
+class SimulatedWindows(NamedTuple):
+    values: np.ndarray  # (windows, channels, minutes), NaN-free
+    observed: np.ndarray
+    owner: np.ndarray  # (windows,) the participant of each window, in participant then day order
+    weekday: np.ndarray  # (windows,) 0 = Monday
+
+
+def simulated_windows(*, participants: int, days: int, seed: int) -> SimulatedWindows:
+    """Day windows of a simulated cohort."""
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
-    values, observed, owner = [], [], []
+    values, observed, owner, weekday = [], [], [], []
     for index in range(participants):
         minutes = cohort.participant(index).minutes
         values.append(np.nan_to_num(minutes.values))
         observed.append(minutes.mask)
         owner += [index] * minutes.days
-    return np.concatenate(values), np.concatenate(observed), np.array(owner)
+        weekday += [(minutes.start_weekday + day) % 7 for day in range(minutes.days)]
+    return SimulatedWindows(np.concatenate(values), np.concatenate(observed), np.array(owner), np.array(weekday))
 
 
 def channel_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +43,7 @@ def channel_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.nda
 def pretrain(*, size: str, participants: int, days: int, seed: int, train_config: TrainConfig, output_dir: Path,
              device: str = "auto", progress: Callable[[int, int, dict], None] = lambda *args: None, **config_overrides) -> dict:
     """Train on 80 % of the participants, report the reconstruction loss on the other 20 %, save the model."""
-    values, observed, owner = simulated_windows(participants=participants, days=days, seed=seed)
+    values, observed, owner, weekday = simulated_windows(participants=participants, days=days, seed=seed)
     _, held_out = participant_split(participants, 0.2, seed)
     is_train = ~np.isin(owner, held_out)  # split by participant, never by window
     mean, std = channel_statistics(values[is_train], observed[is_train])
@@ -42,13 +51,15 @@ def pretrain(*, size: str, participants: int, days: int, seed: int, train_config
     standardized = standardize(tensor(values), tensor(observed), tensor(mean), tensor(std))
     config = LSMConfig.named(size, **config_overrides)
     model = LSMForMaskedPretraining(config)
-    result = train(model, WindowDataset(standardized[is_train], tensor(observed)[is_train]), train_config,
-                   output_dir=output_dir, device=device, progress=progress)
+    weekdays = tensor(weekday) if config.calendar_features else None
+    dataset = WindowDataset(standardized[is_train], tensor(observed)[is_train], None if weekdays is None else weekdays[is_train])
+    result = train(model, dataset, train_config, output_dir=output_dir, device=device, progress=progress)
     model.eval()
     with torch.no_grad():
         generator = torch.Generator().manual_seed(seed)
         held_values, held_observed = standardized[~is_train].to(model.device), tensor(observed)[~is_train].to(model.device)
-        validation_loss = float(model(held_values, held_observed, generator=generator).loss)
+        held_weekday = None if weekdays is None else weekdays[~is_train].to(model.device)
+        validation_loss = float(model(held_values, held_observed, generator=generator, weekday=held_weekday).loss)
     model_dir = output_dir / "model"
     model.save_pretrained(model_dir)
     (model_dir / "normalization.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0}))

@@ -61,7 +61,7 @@ def held_out_loss(model_dir: Path, values: np.ndarray, observed: np.ndarray, dev
 
 
 def scaling_study(settings: ScalingSettings, output_dir: Path, progress: Callable[[float, str], None] = lambda fraction, message: None) -> list[dict]:
-    held_values, held_observed, _ = simulated_windows(participants=40, days=2, seed=settings.seed + 2000)
+    held = simulated_windows(participants=40, days=2, seed=settings.seed + 2000)
     runs = [(size, windows) for size in settings.sizes for windows in settings.windows]
     results = []
     for position, (size, windows) in enumerate(runs):
@@ -80,7 +80,7 @@ def scaling_study(settings: ScalingSettings, output_dir: Path, progress: Callabl
         auroc = [row["pretrained"]["auroc"][0] for row in rows if row["kind"] != "regression" and row["pretrained"].get("auroc")]
         pearson = [row["pretrained"]["pearson_r"][0] for row in rows if row["kind"] == "regression"]
         results.append({"size": size, "parameters": trained["parameters"], "pretraining_windows": trained["train_windows"],
-                        "steps": settings.steps, "held_out_loss": held_out_loss(model_dir, held_values, held_observed, settings.device, settings.seed),
+                        "steps": settings.steps, "held_out_loss": held_out_loss(model_dir, held.values, held.observed, settings.device, settings.seed),
                         "mean_probe_auroc": float(np.nanmean(auroc)), "mean_probe_pearson_r": float(np.nanmean(pearson)),
                         "windows_per_s": trained["final"].get("windows_per_s")})
     progress(1.0, "done")

@@ -17,7 +17,7 @@ def test_participant_split_is_disjoint_complete_and_reproducible():
 
 
 def test_pretraining_never_trains_on_a_held_out_participants_windows(tmp_path, monkeypatch):
-    values, observed, owner = pretrain_module.simulated_windows(participants=10, days=2, seed=3)
+    values, observed, owner, _ = pretrain_module.simulated_windows(participants=10, days=2, seed=3)
     seen = {}
 
     def recording_train(model, dataset, config, **kwargs):

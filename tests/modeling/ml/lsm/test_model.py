@@ -95,3 +95,28 @@ def test_the_cross_decoder_reconstructs_masked_patches_only_and_each_from_the_vi
     changed[0, channel, hour * 60:(hour + 1) * 60] += 50.0
     again = model(changed, observed, masked=masked)
     torch.testing.assert_close(again.reconstruction, output.reconstruction)
+
+
+def test_calendar_features_make_the_weekday_count_and_are_saved_with_the_model(tmp_path, windows):
+    values, observed = windows
+    monday, saturday = torch.zeros(len(values), dtype=torch.long), torch.full((len(values),), 5)
+    plain = LSMForMaskedPretraining(LSMConfig.named("tiny")).eval()
+    torch.testing.assert_close(plain.embed_windows(values, observed, monday), plain.embed_windows(values, observed, saturday))
+    model = LSMForMaskedPretraining(LSMConfig.named("tiny", calendar_features=True)).eval()
+    assert not torch.allclose(model.embed_windows(values, observed, monday), model.embed_windows(values, observed, saturday))
+    model.save_pretrained(tmp_path)
+    loaded = LSMForMaskedPretraining.from_pretrained(tmp_path).eval()
+    assert loaded.config.calendar_features
+    torch.testing.assert_close(loaded.embed_windows(values, observed, saturday), model.embed_windows(values, observed, saturday))
+
+
+@pytest.mark.slow
+def test_pretraining_with_calendar_features_feeds_each_windows_weekday(tmp_path):
+    from modeling.ml.lsm.pretrain import pretrain
+    from modeling.ml.train import TrainConfig
+
+    result = pretrain(size="tiny", participants=6, days=2, seed=0, train_config=TrainConfig(steps=3, batch_size=4), output_dir=tmp_path,
+                      calendar_features=True)
+    loaded = LSMForMaskedPretraining.from_pretrained(result["model_dir"])
+    assert loaded.config.calendar_features and result["validation_loss"] > 0
+    assert loaded.weekday_embedding.weight.shape == (7, 64)
