@@ -91,17 +91,21 @@ def scaling_study(settings: ScalingSettings, output_dir: Path, progress: Callabl
 def figure(results: list[dict]):
     """Held-out loss and probe AUROC against parameters (one line per data size) and against data (one line per size)."""
     import plotly.graph_objects as go
+    from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=2, cols=2, shared_xaxes="columns", horizontal_spacing=0.12, vertical_spacing=0.1,
                         subplot_titles=("against parameters", "against pre-training windows"))
+    palette = iter(qualitative.Plotly + qualitative.D3)
     for column, (line_key, x_key) in enumerate((("pretraining_windows", "parameters"), ("size", "pretraining_windows")), start=1):
         for line in dict.fromkeys(result[line_key] for result in results):
             chosen = sorted((result for result in results if result[line_key] == line), key=lambda result: result[x_key])
             name = f"{line} windows" if line_key == "pretraining_windows" else str(line)
+            color = next(palette)  # the same line has the same colour in both rows
             for row, metric in enumerate(("held_out_loss", "mean_probe_auroc"), start=1):
                 fig.add_trace(go.Scatter(x=[result[x_key] for result in chosen], y=[result[metric] for result in chosen], mode="lines+markers",
-                                         name=name, legendgroup=f"{column}-{name}", showlegend=row == 1), row=row, col=column)
+                                         name=name, legendgroup=f"{column}-{name}", showlegend=row == 1, line={"color": color}),
+                              row=row, col=column)
         fig.update_xaxes(type="log", title_text=x_key.replace("_", " "), row=2, col=column)
     fig.update_yaxes(title_text="held-out reconstruction loss", row=1, col=1)
     fig.update_yaxes(title_text="mean probe AUROC", row=2, col=1)
@@ -120,7 +124,8 @@ def _write(results: list[dict], settings: ScalingSettings, output_dir: Path) -> 
               f"(seed {settings.seed}). Held-out loss: masked reconstruction on 80 days of 40 participants no run saw, with the same mask "
               f"for every model. Probe: logistic/ridge on frozen embeddings of {settings.probe_participants} other new participants "
               f"(70/30 split), averaged over the {sum(t.kind != 'regression' for t in TASKS)} classification and "
-              f"{sum(t.kind == 'regression' for t in TASKS)} regression tasks. Figure: `scaling.html` (plotly).")
+              f"{sum(t.kind == 'regression' for t in TASKS)} regression tasks. Figure: `scaling.html`, which loads `plotly.min.js` from "
+              "its folder (the command writes it there; it is not committed).")
     (output_dir / "scaling.md").write_text(markdown([table], header=header))
     (output_dir / "scaling.json").write_text(json.dumps(results, indent=1))
     figure(results).write_html(output_dir / "scaling.html", include_plotlyjs="directory", full_html=True)
