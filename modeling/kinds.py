@@ -3,6 +3,7 @@
 from dataclasses import asdict, fields
 
 from django import forms
+from django.db import transaction
 
 from healthagent.agent.backends.registry import queue_for
 from healthagent.agent.generate import cohort_generate
@@ -115,7 +116,7 @@ def run_lsm_pretrain(context: JobContext) -> dict:
     summary = {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss")}
     if config.get("predict_cohort"):
         follow_up = job_queue(kind_name="lsm_predict", config={"checkpoint": checkpoint.pk, "cohort": config["predict_cohort"],
-                                                               "reference_participants": 300, "reference_days": 4, "replicates": 20,
+                                                               "reference_participants": 300, "reference_days": 7, "replicates": 20,
                                                                "seed": 2000}, user=context.job.queued_by)
         context.log(f"queued cohort predictions as job #{follow_up.pk}")
         summary["predictions_job"] = follow_up.pk
@@ -149,7 +150,8 @@ class LSMEvaluateForm(forms.Form):
 
     def clean_few_shot(self) -> list[int]:
         try:
-            sizes = sorted({int(part) for part in self.cleaned_data["few_shot"].replace(" ", "").split(",") if part})
+            text = self.cleaned_data["few_shot"].replace(" ", "").strip("[]")  # a stored config (retry) holds a list
+            sizes = sorted({int(part) for part in text.split(",") if part})
         except ValueError:
             raise forms.ValidationError("Give whole numbers separated by commas, e.g. 1,5,10,25.") from None
         if any(size < 1 for size in sizes):
@@ -170,8 +172,10 @@ def run_lsm_evaluate(context: JobContext) -> dict:
     tables = [{**table, "title": f"{part.capitalize()}: {table['title']}"} for part, part_tables in report["tables"].items() for table in part_tables]
     summary = report["tables"]["downstream"][0]["summary"]
     context.log(summary)
-    checkpoint.metrics = {**checkpoint.metrics, "evaluation": {"job": context.job.pk, "summary": summary}}
-    checkpoint.save(update_fields=["metrics"])
+    with transaction.atomic():  # a fresh, locked read: a write made to the checkpoint during the evaluation is kept
+        locked = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
+        locked.metrics = {**locked.metrics, "evaluation": {"job": context.job.pk, "summary": summary}}
+        locked.save(update_fields=["metrics"])
     return {"checkpoint": checkpoint.pk, "report_dir": str(context.work_dir / "report"), "summary": summary, "tables": tables}
 
 
@@ -186,7 +190,8 @@ class LSMPredictForm(forms.Form):
     cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), empty_label=None)
     reference_participants = forms.IntegerField(min_value=20, max_value=100_000, initial=300,
                                                 help_text="Simulated participants with known labels the probes are fitted on (30 % held out for quality).")
-    reference_days = forms.IntegerField(min_value=1, max_value=60, initial=4)
+    reference_days = forms.IntegerField(min_value=1, max_value=60, initial=7,
+                                        help_text="Days per reference participant; each participant is embedded from their last this many days.")
     replicates = forms.IntegerField(min_value=2, max_value=500, initial=20, help_text="Bootstrap probes behind each interval.")
     seed = forms.IntegerField(min_value=0, initial=2000)
 
@@ -197,8 +202,6 @@ class LSMPredictForm(forms.Form):
 
 
 def run_lsm_predict(context: JobContext) -> dict:
-    from django.db import transaction
-
     from healthagent.cohort.store import read_window, trajectory_root
     from modeling.ml.lsm.evaluate import embed_days
     from modeling.ml.lsm.predict import predict, reference_probes
@@ -216,8 +219,10 @@ def run_lsm_predict(context: JobContext) -> dict:
     rows, skipped = [], 0
     for position, participant in enumerate(participants):
         context.progress(0.2 + 0.8 * position / max(1, len(participants)), f"participant {position + 1} of {len(participants)}")
-        values, observed = read_window(path=trajectory_root() / participant.trajectory_path, start_day=0, end_day=participant.minute_days)
-        embedding = embed_days(model, mean, std, values, observed, participant.start_weekday)
+        # The participant's last reference_days days: embeddings averaged over as many days as the reference participants'.
+        first = max(0, participant.minute_days - config["reference_days"])
+        values, observed = read_window(path=trajectory_root() / participant.trajectory_path, start_day=first, end_day=participant.minute_days)
+        embedding = embed_days(model, mean, std, values, observed, (participant.start_weekday + first) % 7)
         if embedding is None:
             skipped += 1  # never worn: nothing to predict from
             continue
@@ -227,6 +232,7 @@ def run_lsm_predict(context: JobContext) -> dict:
                                    details={key: entry[key] for key in ("family", "description", "unit", "quality")}
                                    | ({"probabilities": entry["probabilities"]} if "probabilities" in entry else {})))
     with transaction.atomic():  # the cohort's predictions by this model are replaced whole, never half
+        Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)  # two jobs for the same model replace in turn
         Prediction.objects.filter(checkpoint=checkpoint, participant__cohort=cohort).delete()
         Prediction.objects.bulk_create(rows, batch_size=1000)
     def shown(value, decimals):

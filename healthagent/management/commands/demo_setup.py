@@ -46,7 +46,7 @@ class Command(BaseCommand):
         from modeling.jobs import job_queue
         from modeling.models import Job
 
-        self._foundation_model_predictions(cohort)  # queued first: the language-model answers then see them
+        self._foundation_model_predictions(cohort)  # answers generated after its job has stored them include them
 
         for variant in AgentVariant.objects.exclude(backend="grounded").order_by("name"):
             if Job.objects.filter(kind="generate_recommendations", config__variants=[variant.pk], state__in=["queued", "running"]).exists():
@@ -80,7 +80,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Registered the committed tiny foundation model as checkpoint #{checkpoint.pk}.")
         if not Job.objects.filter(kind="lsm_predict", config__checkpoint=checkpoint.pk, config__cohort=cohort.pk).exists():
             job = job_queue(kind_name="lsm_predict", config={"checkpoint": checkpoint.pk, "cohort": cohort.pk, "reference_participants": 300,
-                                                             "reference_days": 4, "replicates": 20, "seed": 2000})
+                                                             "reference_days": 7, "replicates": 20, "seed": 2000})
             self.stdout.write(f"Queued job #{job.pk}: the foundation model's predictions for the demo cohort (about a minute).")
 
     def _demo_studies(self, cohort):

@@ -25,7 +25,7 @@ from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASKS
 from modeling.ml.data.summaries import summary_features
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, standardize
-from modeling.ml.lsm.pretrain import load_pretrained
+from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained
 from modeling.ml.lsm.supervised import SupervisedSettings, fit_predict
 
 BOOTSTRAP = 200
@@ -65,8 +65,11 @@ def embed_days(model: LSMForMaskedPretraining, mean: torch.Tensor, std: torch.Te
     return torch.cat(embeddings).mean(dim=0).numpy()
 
 
-def represent(model_dir: Path, *, participants: int, days: int, seed: int, device: str = "cpu") -> Representations:
+def represent(model_dir: Path, *, participants: int, days: int, seed: int, device: str = "cpu", keep_windows: bool = False) -> Representations:
+    """Embeddings, hand-crafted features and labels of new simulated participants; their windows too if ``keep_windows``
+    (the supervised baseline trains on them)."""
     model, mean, std = load_pretrained(model_dir, device)
+    check_new_participants(model_dir, seed)
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
     embeddings, handcrafted, all_values, all_observed, owner = [], [], [], [], []
     for index in range(participants):
@@ -76,10 +79,11 @@ def represent(model_dir: Path, *, participants: int, days: int, seed: int, devic
         embedding = embed_days(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday)
         embeddings.append(embedding if embedding is not None else np.zeros(model.config.dim, np.float32))
         handcrafted.append(summary_features(minutes.values, minutes.mask))
-        all_values.append(values)
-        all_observed.append(observed)
-        owner += [index] * len(values)
-    windows = Windows(torch.cat(all_values), torch.cat(all_observed), np.array(owner), model.config)
+        if keep_windows:
+            all_values.append(values)
+            all_observed.append(observed)
+            owner += [index] * len(values)
+    windows = Windows(torch.cat(all_values), torch.cat(all_observed), np.array(owner), model.config) if keep_windows else None
     return Representations(np.array(embeddings), np.array(handcrafted), cohort.labels, windows)
 
 

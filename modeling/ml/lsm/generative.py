@@ -69,19 +69,22 @@ def _interpolate(values: np.ndarray, visible: np.ndarray, fallback: np.ndarray) 
 @torch.no_grad()
 def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, observed: torch.Tensor, *, task: str, fraction: float,
                         previous: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
-                        normalization: tuple[np.ndarray, np.ndarray] | None = None, weekday: torch.Tensor | None = None) -> dict:
+                        raw: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, weekday: torch.Tensor | None = None,
+                        batch: int = 64) -> dict:
     """MAE and MSE of the model and each baseline on the hidden, truly observed minutes.
 
     ``previous`` is the previous day of each window (values, observed), for seasonal naive.
-    ``normalization`` (per-channel mean, SD) turns on the daily-metric comparison.
+    ``raw`` (the windows' unstandardized values, per-channel mean, SD) turns on the daily-metric comparison.
     """
     c = model.config
     model.eval()
     missing = patch_missing(observed, c.patch_channels, c.patch_minutes)
     hidden_patches = task_mask(task, missing, fraction, channel_groups=c.channel_groups, generator=torch.Generator().manual_seed(seed))
     hidden_patches = hidden_patches & ~missing
-    output = model(values, observed, masked=hidden_patches | missing, weekday=weekday)
-    predicted = unpatchify(model, output.reconstruction).cpu().numpy()
+    reconstructions = [model(values[i:i + batch], observed[i:i + batch], masked=(hidden_patches | missing)[i:i + batch],
+                             weekday=None if weekday is None else weekday[i:i + batch]).reconstruction
+                       for i in range(0, len(values), batch)]
+    predicted = unpatchify(model, torch.cat(reconstructions)).cpu().numpy()
     hidden_minutes = unpatchify(model, hidden_patches[..., None].expand(-1, -1, c.patch_values).float()).cpu().numpy() > 0
 
     truth, seen = values.cpu().numpy(), observed.cpu().numpy()
@@ -103,21 +106,23 @@ def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, ob
         difference = (prediction - truth)[targets]
         errors[name] = {"mae": float(np.abs(difference).mean()), "mse": float((difference**2).mean())}
     result = {"task": task, "fraction": fraction, "hidden_observed_minutes": int(targets.sum()), "errors": errors}
-    if normalization is not None:
-        result["daily"] = daily_metric_errors(predictions, truth, seen, targets, *normalization)
+    if raw is not None:
+        result["daily"] = daily_metric_errors(predictions, *raw, seen, targets)
     return result
 
 
-DAILY_METRICS = {"steps": "steps", "sleep_minutes": "sleep_stage", "resting_heart_rate_bpm": "heart_rate"}  # metric: its main channel
+# metric: (the channels it is computed from, the minutes of a lone day that count: sleep is the night up to noon)
+DAILY_METRICS = {"steps": (("steps",), slice(None)), "sleep_minutes": (("sleep_stage",), slice(0, 12 * 60)),
+                 "resting_heart_rate_bpm": (("heart_rate", "steps", "met", "sleep_stage"), slice(None))}
 
 
-def daily_metric_errors(predictions: dict[str, np.ndarray], truth: np.ndarray, seen: np.ndarray, targets: np.ndarray,
-                        mean: np.ndarray, std: np.ndarray) -> dict:
+def daily_metric_errors(predictions: dict[str, np.ndarray], raw_truth: np.ndarray, mean: np.ndarray, std: np.ndarray, seen: np.ndarray,
+                        targets: np.ndarray) -> dict:
     """Per method, the MAE of each daily metric recomputed from the filled-in day against the true day's.
 
-    A filled-in day keeps every visible minute and takes the method's value at hidden observed
-    minutes, so only what the method filled in can make the metrics differ. Days whose hidden
-    minutes do not touch a metric's main channel are left out of that metric.
+    A filled-in day keeps every visible minute as recorded (unclipped) and takes the method's value
+    at hidden observed minutes, so only what the method filled in can make the metrics differ.
+    Days whose hidden minutes do not touch what a metric is computed from are left out of it.
     """
     def raw(standardized: np.ndarray) -> np.ndarray:
         return standardized * std[None, :, None] + mean[None, :, None]
@@ -129,11 +134,12 @@ def daily_metric_errors(predictions: dict[str, np.ndarray], truth: np.ndarray, s
             table[window] = [np.nan if summary[name] is None else summary[name] for name in DAILY_METRICS]
         return table
 
-    true_metrics = metrics(raw(truth))
-    touched = np.column_stack([targets[:, FEATURE_INDEX[channel]].any(axis=-1) for channel in DAILY_METRICS.values()])
+    true_metrics = metrics(raw_truth)
+    touched = np.column_stack([targets[:, [FEATURE_INDEX[channel] for channel in channels], minutes].any(axis=(1, 2))
+                               for channels, minutes in DAILY_METRICS.values()])
     errors = {}
     for name, prediction in predictions.items():
-        filled = metrics(raw(np.where(targets, prediction, truth)))
+        filled = metrics(np.where(targets, raw(prediction), raw_truth))
         difference = np.where(touched, np.abs(filled - true_metrics), np.nan)
         errors[name] = {metric: float(np.nanmean(difference[:, column])) if np.isfinite(difference[:, column]).any() else None
                         for column, metric in enumerate(DAILY_METRICS)}
@@ -146,16 +152,17 @@ GENERATIVE_TASKS = (("imputation", 0.3), ("gap", 0.1), ("forecast", 0.1), ("fore
 
 def run_generative(model_dir, *, participants: int, days: int, seed: int, device: str = "cpu", tasks=GENERATIVE_TASKS) -> list[dict]:
     """Every generative task on new simulated participants (days after the first, so seasonal naive has a yesterday)."""
-    from modeling.ml.lsm.pretrain import load_pretrained, simulated_windows
+    from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained, simulated_windows
 
     model, mean, std = load_pretrained(model_dir, device)
+    check_new_participants(model_dir, seed)
     values, observed, owner, weekday = simulated_windows(participants=participants, days=max(2, days), seed=seed)
     observed_tensor = torch.tensor(observed)
     standardized = standardize(torch.tensor(values), observed_tensor, mean, std)
     today = np.flatnonzero(np.r_[False, owner[1:] == owner[:-1]])  # windows with the same participant's previous day
     previous = (standardized[today - 1], observed_tensor[today - 1])
     return [evaluate_generation(model, standardized[today].to(device), observed_tensor[today].to(device), task=task, fraction=fraction,
-                                previous=previous, seed=seed, normalization=(mean.numpy(), std.numpy()),
+                                previous=previous, seed=seed, raw=(values[today], mean.numpy(), std.numpy()),
                                 weekday=torch.tensor(weekday[today]).to(device))
             for task, fraction in tasks]
 

@@ -62,7 +62,8 @@ def pretrain(*, size: str, participants: int, days: int, seed: int, train_config
         validation_loss = float(model(held_values, held_observed, generator=generator, weekday=held_weekday).loss)
     model_dir = output_dir / "model"
     model.save_pretrained(model_dir)
-    (model_dir / "normalization.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0}))
+    (model_dir / "normalization.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0,
+                                                              "pretraining": {"seed": seed, "participants": participants, "days": days}}))
     return {**result, "validation_loss": validation_loss, "parameters": parameter_count(model), "model_dir": str(model_dir),
             "train_windows": int(is_train.sum()), "held_out_windows": int((~is_train).sum()), "held_out_participants": len(held_out)}
 
@@ -72,3 +73,11 @@ def load_pretrained(model_dir: Path, device: str = "cpu") -> tuple[LSMForMaskedP
     model = LSMForMaskedPretraining.from_pretrained(model_dir).to(device).eval()
     normalization = json.loads((Path(model_dir) / "normalization.json").read_text())
     return model, torch.tensor(normalization["mean"]), torch.tensor(normalization["std"])
+
+
+def check_new_participants(model_dir: Path, seed: int) -> None:
+    """Refuse to evaluate on the simulated participants a model was pre-trained on: participant i of a
+    seed is the same person whatever the cohort size, so the same seed would score training participants."""
+    pretraining = json.loads((Path(model_dir) / "normalization.json").read_text()).get("pretraining", {})
+    if pretraining.get("seed") == seed:
+        raise ValueError(f"seed {seed} is the model's pre-training seed: use another seed so the participants are new")

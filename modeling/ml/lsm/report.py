@@ -11,6 +11,7 @@ from pathlib import Path
 
 from modeling.ml.lsm.evaluate import downstream_tables, evaluate, markdown, represent
 from modeling.ml.lsm.generative import generative_tables, run_generative
+from modeling.ml.lsm.pretrain import load_pretrained
 from modeling.ml.lsm.supervised import SupervisedSettings
 
 
@@ -33,14 +34,15 @@ def evaluation_report(model_dir: Path, settings: ReportSettings, *, output_dir: 
     writes ``<part>.md`` and ``<part>.json`` under ``output_dir`` if given."""
     model_dir = Path(model_dir)
     progress(0.0, "embedding the evaluation cohort")
-    representations = represent(model_dir, participants=settings.participants, days=settings.days, seed=settings.seed, device=settings.device)
+    representations = represent(model_dir, participants=settings.participants, days=settings.days, seed=settings.seed, device=settings.device,
+                                keep_windows=bool(settings.supervised_steps))
     supervised = (SupervisedSettings(steps=settings.supervised_steps, seed=settings.seed, device=settings.device)
                   if settings.supervised_steps else None)
     share = 0.85 if settings.generative else 1.0
     rows = evaluate(representations, seed=settings.seed, few_shot=settings.few_shot, pca=settings.pca, bootstrap=settings.bootstrap,
                     supervised_settings=supervised,
                     progress=lambda task, position, total: progress(share * position / total, f"downstream: {task}"))
-    config = representations.windows.config
+    config = load_pretrained(model_dir)[0].config
     header = (f"# Wearable foundation model: downstream evaluation\n\nModel `{model_dir.name}`: {config.size}, "
               f"{config.patch_minutes}-minute x {config.patch_channels}-channel patches. {settings.participants} new simulated participants "
               f"x {settings.days} days (seed {settings.seed}), split 70/30 by participant; bootstrap 95 % CIs over test participants in "

@@ -3,8 +3,9 @@ end on one task's labels, with a linear head on the mean-pooled encoding.
 
 Each day window carries its participant's label; a participant's prediction is the mean of their
 windows' predictions (class probabilities, or values for regression), as the probes average the
-windows' embeddings. Training uses the shared trainer, so it runs on a GPU or under torchrun like
-pre-training does.
+windows' embeddings; never-worn days are skipped on both sides, as the probes skip them. Training
+uses the shared trainer (a GPU when there is one). Calendar features, when the config has them,
+get the time of day but not the weekday here.
 """
 
 import math
@@ -84,7 +85,8 @@ def fit_predict(config: LSMConfig, values: torch.Tensor, observed: torch.Tensor,
     """
     device = choose_device(settings.device)
     torch.manual_seed(settings.seed)  # the same random initialization for every task
-    rows = np.flatnonzero(np.isin(owner, train_people))
+    worn = observed.flatten(1).any(dim=1).numpy()  # a never-worn day carries a label but no signal, as the probes skip it
+    rows = np.flatnonzero(np.isin(owner, train_people) & worn)
     window_labels = labels[owner[rows]]
     if kind == "regression":
         centre, scale = float(window_labels.mean()), float(window_labels.std()) or 1.0
@@ -107,7 +109,9 @@ def fit_predict(config: LSMConfig, values: torch.Tensor, observed: torch.Tensor,
     predictions = []
     with torch.no_grad():
         for person in test_people:
-            windows = np.flatnonzero(owner == person)
+            windows = np.flatnonzero((owner == person) & worn)
+            if not len(windows):  # never worn at all: the training windows' average answer
+                windows = np.flatnonzero(owner == person)
             output = model(values[windows].to(device), observed[windows].to(device)).output
             if kind == "regression":
                 predictions.append(float(output[:, 0].mean()) * scale + centre)

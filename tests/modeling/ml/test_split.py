@@ -1,6 +1,7 @@
 """Every split of the model library is by participant: no participant has windows on both sides."""
 
 import numpy as np
+import pytest
 import torch
 
 from modeling.ml.data.cohort import participant_split
@@ -53,3 +54,14 @@ def test_the_supervised_baseline_trains_only_on_its_training_participants(monkey
     fit_predict(config, values, torch.ones_like(values, dtype=torch.bool), owner, np.array([0, 1, 0, 1, 0, 1]), "binary",
                 np.array([0, 1, 3]), np.array([2, 4, 5]), SupervisedSettings(steps=1))
     assert seen["windows"] == [0, 1, 2, 3, 6, 7]  # the windows of participants 0, 1 and 3 only
+
+
+def test_evaluating_on_the_pretraining_seed_is_refused(tmp_path):
+    from modeling.ml.lsm.evaluate import represent
+    from modeling.ml.lsm.pretrain import check_new_participants
+
+    result = pretrain_module.pretrain(size="tiny", participants=5, days=1, seed=7, train_config=TrainConfig(steps=1, batch_size=2),
+                                      output_dir=tmp_path)
+    with pytest.raises(ValueError, match="pre-training seed"):
+        represent(result["model_dir"], participants=3, days=1, seed=7)
+    check_new_participants(result["model_dir"], 8)  # another seed: new people

@@ -44,15 +44,30 @@ def test_daily_metrics_come_from_the_filled_in_minutes_only():
     from modeling.ml.lsm.generative import DAILY_METRICS, daily_metric_errors
 
     minutes = make_cohort(participants=1, days=3, seed=4, history_days=3).participant(0).minutes
-    seen = minutes.mask
+    seen, raw_truth = minutes.mask, np.nan_to_num(minutes.values)
     mean, std = np.full(27, 10.0), np.full(27, 2.0)
-    truth = (np.nan_to_num(minutes.values) - mean[None, :, None]) / std[None, :, None]
+    truth = (raw_truth - mean[None, :, None]) / std[None, :, None]
+    steps = FEATURE_INDEX["steps"]
     targets = np.zeros_like(seen)
-    targets[:, FEATURE_INDEX["steps"], 600:900] = seen[:, FEATURE_INDEX["steps"], 600:900]  # hide the steps of 10:00-15:00
+    targets[:, steps, 600:900] = seen[:, steps, 600:900]  # hide the steps of 10:00-15:00
     doubled = truth.copy()
-    doubled[:, FEATURE_INDEX["steps"]] = (2 * np.nan_to_num(minutes.values[:, FEATURE_INDEX["steps"]]) - 10.0) / 2.0
-    errors = daily_metric_errors({"truth": truth, "doubled_steps": doubled}, truth, seen, targets, mean, std)
-    assert errors["truth"] == {"steps": 0.0, "sleep_minutes": None, "resting_heart_rate_bpm": None}
-    hidden_steps = np.nansum(np.where(targets[:, FEATURE_INDEX["steps"]], minutes.values[:, FEATURE_INDEX["steps"]], 0), axis=1)
+    doubled[:, steps] = (2 * raw_truth[:, steps] - 10.0) / 2.0
+    errors = daily_metric_errors({"truth": truth, "doubled_steps": doubled}, raw_truth, mean, std, seen, targets)
+    # Sleep is left out (no sleep-stage minute hidden); resting heart rate counts: it is computed from still minutes.
+    assert errors["truth"] == {"steps": 0.0, "sleep_minutes": None, "resting_heart_rate_bpm": 0.0}
+    hidden_steps = np.where(targets[:, steps], raw_truth[:, steps], 0).sum(axis=1)
     assert errors["doubled_steps"]["steps"] == pytest.approx(hidden_steps.mean(), rel=1e-4)  # doubling adds the hidden steps once
     assert set(errors["doubled_steps"]) == set(DAILY_METRICS)
+
+
+def test_a_forecast_of_the_evening_does_not_count_toward_the_nights_sleep():
+    from modeling.ml.data.cohort import make_cohort
+    from modeling.ml.data.spec import FEATURE_INDEX
+    from modeling.ml.lsm.generative import daily_metric_errors
+
+    minutes = make_cohort(participants=1, days=2, seed=4, history_days=2).participant(0).minutes
+    seen, raw_truth = minutes.mask, np.nan_to_num(minutes.values)
+    targets = np.zeros_like(seen)
+    targets[:, FEATURE_INDEX["sleep_stage"], 20 * 60:] = seen[:, FEATURE_INDEX["sleep_stage"], 20 * 60:]
+    errors = daily_metric_errors({"zeros": np.zeros_like(raw_truth)}, raw_truth, np.zeros(27), np.ones(27), seen, targets)
+    assert errors["zeros"]["sleep_minutes"] is None  # the evening belongs to the next day's night, absent from a lone day

@@ -47,3 +47,19 @@ def test_few_shot_training_is_capped_at_ten_passes_over_its_windows():
     fit_predict(CONFIG, values, observed, owner, labels, "binary", np.array([0, 1, 2, 3]), np.arange(10, 20),
                 SupervisedSettings(steps=500, progress=lambda step, total, metrics: steps.append(total)))
     assert set(steps) == {5}  # 4 participants x 2 windows x 10 passes / 16 per batch
+
+
+def test_never_worn_days_are_neither_trained_on_nor_averaged(monkeypatch):
+    from modeling.ml.lsm import supervised
+
+    values, observed, owner, labels = _windows(20, label_effect=1.0)
+    observed[0] = False  # participant 0's first day: never worn
+    seen = {}
+
+    def recording_train(model, dataset, config, **kwargs):
+        seen["windows"] = len(dataset)
+        return {}
+
+    monkeypatch.setattr(supervised, "train", recording_train)
+    fit_predict(CONFIG, values, observed, owner, labels, "binary", np.arange(10), np.arange(10, 20), SupervisedSettings(steps=1))
+    assert seen["windows"] == 19
