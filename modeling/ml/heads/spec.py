@@ -1,0 +1,132 @@
+"""The prediction-head search space as data: a head spec is validated JSON.
+
+A spec names an architecture over the frozen foundation model's patch tokens (linear or MLP on the
+mean-pooled tokens, attention pooling with learned queries, a temporal convolution over the
+token sequence) and its training hyper-parameters. Proposers (a language model, an optimizer,
+random sampling) emit specs as text; ``parse_spec`` finds the JSON in it and validates it with
+pydantic, and a rejected spec carries a reason the search counts and shows to the proposer.
+"""
+
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Training(_Strict):
+    learning_rate: float = Field(1e-3, gt=0, le=0.1)
+    weight_decay: float = Field(1e-4, ge=0, le=0.5)
+    epochs: int = Field(60, ge=1, le=500)
+    class_weighting: Literal["none", "balanced"] = "balanced"
+
+
+class LinearHead(_Strict):
+    type: Literal["linear"] = "linear"
+
+
+class MLPHead(_Strict):
+    type: Literal["mlp"] = "mlp"
+    depth: int = Field(1, ge=1, le=4)
+    width: int = Field(64, ge=8, le=1024)
+    activation: Literal["relu", "gelu", "tanh"] = "gelu"
+    dropout: float = Field(0.1, ge=0, le=0.8)
+    normalization: Literal["none", "layer", "batch"] = "layer"
+
+
+class AttentionPoolHead(_Strict):
+    type: Literal["attention_pool"] = "attention_pool"
+    heads: int = Field(2, ge=1, le=8)
+    queries: int = Field(1, ge=1, le=8)
+    dropout: float = Field(0.0, ge=0, le=0.8)
+
+
+class TemporalConvHead(_Strict):
+    type: Literal["temporal_conv"] = "temporal_conv"
+    channels: int = Field(32, ge=8, le=256)
+    kernel: int = Field(3, ge=1, le=15)
+    layers: int = Field(1, ge=1, le=3)
+    activation: Literal["relu", "gelu", "tanh"] = "gelu"
+    dropout: float = Field(0.1, ge=0, le=0.8)
+
+
+Architecture = Annotated[LinearHead | MLPHead | AttentionPoolHead | TemporalConvHead, Field(discriminator="type")]
+ARCHITECTURES = ("linear", "mlp", "attention_pool", "temporal_conv")
+
+
+class HeadSpec(_Strict):
+    head: Architecture
+    training: Training = Training()
+
+    def key(self) -> str:
+        """Canonical JSON: two specs that train the same head have the same key."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+class SpecError(ValueError):
+    """A proposer's output that is not a valid spec; ``str()`` is the reason."""
+
+
+def spec_schema() -> dict:
+    """The JSON schema of a spec: shown to language-model proposers and used to constrain their output."""
+    return HeadSpec.model_json_schema()
+
+
+def _json_objects(text: str):
+    """Each top-level balanced {...} of ``text`` (not the objects nested in it), for output wrapped in prose or code fences."""
+    position = 0
+    while (start := text.find("{", position)) >= 0:
+        depth, in_string, escaped, end = 0, False, False, None
+        for index in range(start, len(text)):
+            character = text[index]
+            if in_string:
+                if escaped:
+                    escaped = False
+                elif character == "\\":
+                    escaped = True
+                elif character == '"':
+                    in_string = False
+            elif character == '"':
+                in_string = True
+            elif character == "{":
+                depth += 1
+            elif character == "}":
+                depth -= 1
+                if depth == 0:
+                    end = index
+                    break
+        if end is None:  # never closed: try from the next brace
+            position = start + 1
+            continue
+        yield text[start:end + 1]
+        position = end + 1
+
+
+def parse_spec(raw: str | dict) -> HeadSpec:
+    """A validated spec from a dict or from text containing one JSON object; SpecError says why not."""
+    if isinstance(raw, dict):
+        candidates = [raw]
+    else:
+        candidates = []
+        for fragment in _json_objects(raw or ""):
+            try:
+                value = json.loads(fragment)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                candidates.append(value)
+        if not candidates:
+            raise SpecError("no JSON object found in the proposal")
+    reasons = []
+    for candidate in candidates:
+        if "head" not in candidate and "type" in candidate:  # a bare architecture: accept it with default training
+            candidate = {"head": candidate}
+        try:
+            return HeadSpec.model_validate(candidate)
+        except ValidationError as error:
+            reasons.append("; ".join(f"{'.'.join(str(part) for part in issue['loc']) or 'spec'}: {issue['msg']}" for issue in error.errors()))
+    raise SpecError(reasons[0])
