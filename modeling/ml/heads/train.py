@@ -1,0 +1,86 @@
+"""Training one head spec on frozen token grids and scoring it on other participants.
+
+Windows carry their participant's label; a participant's prediction is the mean of their windows'
+predictions; the score is AUROC for classification and Pearson r for regression (higher is better
+for both, so a search can rank specs of every task alike). Deterministic for a seed.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from modeling.ml.heads.model import build_head
+from modeling.ml.heads.spec import HeadSpec
+
+
+@dataclass
+class TokenWindows:
+    tokens: torch.Tensor  # (windows, patches, dim) frozen encodings, zeros where absent
+    present: torch.Tensor  # (windows, patches)
+    owner: np.ndarray  # (windows,) participant index
+    grid: tuple[int, int]  # (channel groups, time patches)
+
+
+@dataclass
+class Fitted:
+    score: float  # AUROC or Pearson r on the scored participants (NaN when undefined)
+    predictions: np.ndarray  # per scored participant: class probabilities or values
+    trainable_parameters: int
+
+
+def validation_score(kind: str, truth: np.ndarray, predicted: np.ndarray) -> float:
+    try:
+        if kind == "regression":
+            return float(np.corrcoef(truth, predicted)[0, 1])
+        if predicted.shape[1] == 2:
+            return float(roc_auc_score(truth, predicted[:, 1]))
+        return float(roc_auc_score(truth, predicted, multi_class="ovr", labels=list(range(predicted.shape[1]))))
+    except ValueError:  # one class among the scored participants
+        return float("nan")
+
+
+def fit_and_score(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray, scored_people: np.ndarray,
+                  *, seed: int = 0, batch_size: int = 32, device: str = "cpu") -> Fitted:
+    """Train ``spec`` on the windows of ``train_people``; predict and score ``scored_people``."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    rows = np.flatnonzero(np.isin(data.owner, train_people) & data.present.any(dim=1).numpy())
+    window_labels = labels[data.owner[rows]]
+    if kind == "regression":
+        centre, scale = float(window_labels.mean()), float(window_labels.std()) or 1.0
+        targets = torch.tensor((window_labels - centre) / scale, dtype=torch.float32)
+        outputs, weight = 1, None
+    else:
+        outputs = int(labels.max()) + 1
+        counts = np.bincount(window_labels, minlength=outputs).astype(np.float32)
+        balanced = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / outputs, 0.0)
+        weight = torch.tensor(balanced if spec.training.class_weighting == "balanced" else (counts > 0).astype(np.float32))
+        targets = torch.tensor(window_labels, dtype=torch.long)
+    head = build_head(spec, dim=data.tokens.shape[-1], outputs=outputs, grid=data.grid).to(device)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=spec.training.learning_rate, weight_decay=spec.training.weight_decay)
+    head.train()
+    for _ in range(spec.training.epochs):
+        for batch in torch.randperm(len(rows), generator=generator).split(batch_size):
+            if len(batch) < 2:  # batch normalization needs two windows
+                continue
+            index = torch.as_tensor(rows)[batch]
+            output = head(data.tokens[index].to(device), data.present[index].to(device))
+            target = targets[batch].to(device)
+            loss = F.mse_loss(output[:, 0], target) if kind == "regression" else F.cross_entropy(output, target, weight=weight.to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    head.eval()
+    predictions = []
+    with torch.no_grad():
+        for person in scored_people:
+            windows = np.flatnonzero(data.owner == person)
+            output = head(data.tokens[windows].to(device), data.present[windows].to(device))
+            predictions.append(float(output[:, 0].mean()) * scale + centre if kind == "regression"
+                               else output.softmax(dim=-1).mean(dim=0).cpu().numpy())
+    predictions = np.array(predictions)
+    return Fitted(validation_score(kind, labels[scored_people], predictions), predictions,
+                  sum(p.numel() for p in head.parameters() if p.requires_grad))
