@@ -50,7 +50,39 @@ def main(argv=None) -> None:
     scaling_parser.add_argument("--seed", type=int, default=0)
     scaling_parser.add_argument("--device", default="auto")
     scaling_parser.add_argument("--output", type=Path, required=True, help="scaling.md/.json/.html and the runs go here")
+    heads = families.add_parser("heads", help="prediction-head search over a frozen foundation model").add_subparsers(dest="command",
+                                                                                                                   required=True)
+    compare_parser = heads.add_parser("compare", help="linear probe vs each proposer's best head, per task, at equal budgets")
+    compare_parser.add_argument("--model", type=Path, required=True)
+    compare_parser.add_argument("--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"])
+    compare_parser.add_argument("--proposers", nargs="+", default=["random", "evolution"], choices=["random", "evolution"])
+    compare_parser.add_argument("--budget", type=int, default=12, help="trainings per proposer and task")
+    compare_parser.add_argument("--participants", type=int, default=200)
+    compare_parser.add_argument("--days", type=int, default=4)
+    compare_parser.add_argument("--seed", type=int, default=3000)
+    compare_parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
+
+    if args.family == "heads":
+        from modeling.ml.heads.compare import compare_markdown, compare_task, token_windows
+        from modeling.ml.heads.search import EvolutionProposer, RandomProposer
+
+        factories = {"random": RandomProposer, "evolution": EvolutionProposer}
+        data, embeddings, labels = token_windows(args.model, participants=args.participants, days=args.days, seed=args.seed)
+        rows = []
+        for task in args.tasks:
+            print(f"searching {task}", flush=True)
+            rows.append(compare_task(task, data, embeddings, labels[task], {name: factories[name] for name in args.proposers},
+                                     budget=args.budget, seed=args.seed))
+        text = compare_markdown(rows, header=f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated "
+                                              f"participants x {args.days} days (seed {args.seed}), split 60/20/20 by participant; "
+                                              f"{args.budget} trainings per proposer and task; test metric with bootstrap 95 % CIs.")
+        if args.output:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(text)
+            (args.output.with_suffix(".json")).write_text(json.dumps(rows, indent=1, default=float))
+        print(text)
+        return
 
     if args.command == "scaling":
         from modeling.ml.lsm.scaling import ScalingSettings, scaling_study

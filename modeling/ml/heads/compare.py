@@ -76,3 +76,12 @@ def compare_task(task_name: str, data: TokenWindows, embeddings: np.ndarray, lab
                      "validation_score": result.leaderboard.best().score, "spec": result.best.model_dump(mode="json"),
                      "trainings": result.trainings, "invalid": result.invalid}
     return row
+
+
+def compare_markdown(rows: list[dict], *, header: str) -> str:
+    from modeling.ml.lsm.evaluate import _cell, markdown
+
+    methods = [key for key in rows[0] if key not in {"task", "kind", "metric"}] if rows else []
+    table = {"title": "Test participants", "summary": "", "columns": ["task", "metric"] + [m.replace("_", " ") for m in methods],
+             "rows": [[row["task"], row["metric"]] + [_cell(row[m], row["metric"]) for m in methods] for row in rows]}
+    return markdown([table], header=header)
