@@ -57,6 +57,17 @@ def _models(implementation: str, size: str, batch: int):
     return model, lambda: model(pixel_values=pixels, interpolate_pos_encoding=True).loss, config
 
 
+def _attention_flops() -> dict:
+    """torch's FLOP counter has no formula for the CPU attention kernels: count them as the CUDA ones are counted."""
+    import torch
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+    return {aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v),
+            aten._scaled_dot_product_flash_attention_for_cpu_backward:
+                lambda grad, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(grad, q, k, v)}
+
+
 def measure(implementation: str, size: str, batch: int, steps: int) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -72,7 +83,7 @@ def measure(implementation: str, size: str, batch: int, steps: int) -> dict:
         optimizer.step()
 
     step()  # warm-up: allocator, kernels
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_attention_flops()) as counter:
         loss_of_step().backward()
     flops = counter.get_total_flops()
     before = _rss_mb()

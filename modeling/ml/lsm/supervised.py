@@ -76,6 +76,20 @@ class SupervisedSettings:
     progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None
 
 
+@torch.no_grad()
+def recalibrate(model: LSMForWindowPrediction, dataset: LabelledWindows, batch_size: int, device: str) -> None:
+    """Recompute the head's batch-normalization statistics with the trained encoder. During training they
+    average over batches from every stage of the encoder, early random ones included, which shifts and
+    scales predictions at evaluation (regression MAEs several times too large)."""
+    norm = model.head[0]
+    norm.reset_running_stats()  # momentum None: the statistics become the plain average over these batches
+    model.eval()
+    norm.train()  # only the normalization collects statistics; the encoder runs as at evaluation
+    for start in range(0, len(dataset), batch_size):
+        batch = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))))
+        norm(model.backbone.pool(batch["values"].to(device), batch["observed"].to(device)))
+
+
 def fit_predict(config: LSMConfig, values: torch.Tensor, observed: torch.Tensor, owner: np.ndarray, labels: np.ndarray, kind: str,
                 train_people: np.ndarray, test_people: np.ndarray, settings: SupervisedSettings) -> np.ndarray:
     """Train on the windows of ``train_people``; return one prediction per test participant.
@@ -105,6 +119,7 @@ def fit_predict(config: LSMConfig, values: torch.Tensor, observed: torch.Tensor,
     dataset = LabelledWindows(values[rows], observed[rows], targets)
     with tempfile.TemporaryDirectory() as scratch:
         train(model, dataset, train_config, output_dir=Path(scratch), device=device, progress=settings.progress)
+    recalibrate(model, dataset, settings.batch_size, device)
     model.eval()
     predictions = []
     with torch.no_grad():

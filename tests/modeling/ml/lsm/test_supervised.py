@@ -63,3 +63,15 @@ def test_never_worn_days_are_neither_trained_on_nor_averaged(monkeypatch):
     monkeypatch.setattr(supervised, "train", recording_train)
     fit_predict(CONFIG, values, observed, owner, labels, "binary", np.arange(10), np.arange(10, 20), SupervisedSettings(steps=1))
     assert seen["windows"] == 19
+
+
+def test_normalization_statistics_are_those_of_the_trained_encoder():
+    from modeling.ml.lsm.supervised import LabelledWindows, LSMForWindowPrediction, recalibrate
+
+    values, observed, owner, labels = _windows(10, label_effect=1.0)
+    model = LSMForWindowPrediction(CONFIG, 2)
+    model.head[0].running_mean.fill_(50.0)  # stale statistics, as left by the early steps of training
+    recalibrate(model, LabelledWindows(values, observed, torch.tensor(labels[owner])), 4, "cpu")
+    with torch.no_grad():
+        pooled = model.eval().backbone.pool(values, observed)
+    torch.testing.assert_close(model.head[0].running_mean, pooled.mean(dim=0), atol=1e-5, rtol=1e-4)
