@@ -189,7 +189,7 @@ def generative_tables(results: list[dict]) -> list[dict]:
         daily = [[result["task"], f"{result['fraction']:.0%}", metric] + cells([result["daily"][method][metric] for method in methods])
                  for result in results for metric in DAILY_METRICS]
         tables.append({"title": "Daily metrics recomputed from the filled-in day",
-                       "summary": "MAE against the same metric of the true day, over days whose hidden minutes touch the metric's channel "
-                                  "(steps; sleep minutes; resting heart rate in bpm).",
+                       "summary": "MAE against the same metric of the true day, over the days whose hidden minutes touch what the metric is "
+                                  "computed from (steps; sleep minutes before noon; resting heart rate in bpm). — where no day qualifies.",
                        "columns": ["task", "hidden", "metric"] + titles, "rows": daily})
     return tables
