@@ -53,13 +53,10 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
         assert User.objects.filter(username=username).count() == 1
         assert f"{username} / {username}-demo" in printed
     from evaluation.models import Study
+    from healthagent.models import Cohort
     from modeling.models import Job
 
     assert Job.objects.filter(kind="generate_recommendations").count() == 2  # one per language-model variant, not repeated
     assert Job.objects.filter(kind="lsm_pretrain").count() == 1
-    predict = Job.objects.get(kind="lsm_predict")  # with the committed tiny model
-    from modeling.ml.lsm.model import LSMForMaskedPretraining
-    from modeling.models import Checkpoint
-
-    assert LSMForMaskedPretraining.from_pretrained(Checkpoint.objects.get(pk=predict.config["checkpoint"]).path).config.size == "tiny"
+    assert Job.objects.get(kind="lsm_pretrain").config["predict_cohort"] == Cohort.objects.get(name="Demo cohort").pk
     assert Study.objects.filter(status="open").count() == 2

@@ -9,9 +9,8 @@ from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role
 
 DEMO_COHORT = {"name": "Demo cohort", "participants": 50, "days": 14, "seed": 2026}
-DEMO_PRETRAINING = {"size": "tiny", "participants": 48, "days": 3, "steps": 300, "batch_size": 8, "learning_rate": 0.001,
-                    "mask_strategy": "aim", "checkpoint_every": 50, "seed": 0}
-DEMO_COMMITTED_MODEL_METRICS = {"validation_loss": 0.2889, "parameters": 162364}  # from its pre-training run
+DEMO_PRETRAINING = {"size": "tiny", "participants": 200, "days": 3, "steps": 1500, "batch_size": 16, "learning_rate": 0.001,
+                    "mask_strategy": "aim", "checkpoint_every": 100, "seed": 0}
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -46,7 +45,6 @@ class Command(BaseCommand):
         from modeling.jobs import job_queue
         from modeling.models import Job
 
-        self._foundation_model_predictions(cohort)  # answers generated after its job has stored them include them
 
         for variant in AgentVariant.objects.exclude(backend="grounded").order_by("name"):
             if Job.objects.filter(kind="generate_recommendations", config__variants=[variant.pk], state__in=["queued", "running"]).exists():
@@ -54,34 +52,15 @@ class Command(BaseCommand):
             job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [variant.pk]})
             self.stdout.write(f"Queued job #{job.pk}: recommendations of {variant.name!r}, generated in the background (see Jobs).")
         if not Job.objects.filter(kind="lsm_pretrain").exists():
-            job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING})
-            self.stdout.write(f"Queued job #{job.pk}: pre-training of a tiny wearable foundation model (a few minutes; watch its loss).")
+            job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING, "predict_cohort": cohort.pk})
+            self.stdout.write(f"Queued job #{job.pk}: pre-training of a tiny wearable foundation model (a few minutes; watch its loss), "
+                              "then its predictions for the demo cohort.")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")
         for username, role, password in DEMO_ACCOUNTS:
             self.stdout.write(f"  {role.label:<11} {username} / {password}")
         self.stdout.write("")
-
-    def _foundation_model_predictions(self, cohort):
-        """Register the committed tiny foundation model (trained with the command in docs/results/lsm-tiny)
-        and queue its predictions for the demo cohort, once."""
-        from modeling.jobs import job_queue
-        from modeling.models import Checkpoint, Job
-
-        model_dir = settings.BASE_DIR / "docs" / "results" / "lsm-tiny" / "model"
-        if not (model_dir / "model.safetensors").exists():
-            return
-        checkpoint, created = Checkpoint.objects.get_or_create(
-            family="lsm", size="tiny", path=str(model_dir),
-            defaults={"metrics": {"source": "committed: python -m modeling.ml lsm pretrain --size tiny --participants 800 --days 4 "
-                                            "--steps 4000 --batch-size 32", **DEMO_COMMITTED_MODEL_METRICS}})
-        if created:
-            self.stdout.write(f"Registered the committed tiny foundation model as checkpoint #{checkpoint.pk}.")
-        if not Job.objects.filter(kind="lsm_predict", config__checkpoint=checkpoint.pk, config__cohort=cohort.pk).exists():
-            job = job_queue(kind_name="lsm_predict", config={"checkpoint": checkpoint.pk, "cohort": cohort.pk, "reference_participants": 300,
-                                                             "reference_days": 7, "replicates": 20, "seed": 2000})
-            self.stdout.write(f"Queued job #{job.pk}: the foundation model's predictions for the demo cohort (about a minute).")
 
     def _demo_studies(self, cohort):
         """Two open studies for the demo clinician: items of the language-model variants become
