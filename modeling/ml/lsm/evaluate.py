@@ -74,12 +74,12 @@ def represent(model_dir: Path, *, participants: int, days: int, seed: int, devic
     embeddings, handcrafted, all_values, all_observed, owner = [], [], [], [], []
     for index in range(participants):
         minutes = cohort.participant(index).minutes
-        observed = torch.tensor(np.ascontiguousarray(minutes.mask))
-        values = standardize(torch.tensor(np.nan_to_num(minutes.values)), observed, mean, std)
         embedding = embed_days(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday)
         embeddings.append(embedding if embedding is not None else np.zeros(model.config.dim, np.float32))
         handcrafted.append(summary_features(minutes.values, minutes.mask))
         if keep_windows:
+            observed = torch.tensor(np.ascontiguousarray(minutes.mask))
+            values = standardize(torch.tensor(np.nan_to_num(minutes.values)), observed, mean, std)
             all_values.append(values)
             all_observed.append(observed)
             owner += [index] * len(values)
@@ -127,18 +127,29 @@ def score(kind: str, truth: np.ndarray, predicted: np.ndarray, *, bootstrap: int
     return result
 
 
+def probe_pipeline(kind: str, *, pca_components: int | None = None):
+    """The linear probe: standardize (optionally PCA), then ridge or class-balanced logistic regression."""
+    steps = [StandardScaler()] + ([PCA(n_components=pca_components)] if pca_components else [])
+    estimator = Ridge(alpha=1.0) if kind == "regression" else LogisticRegression(max_iter=2000, class_weight="balanced")
+    return make_pipeline(*steps, estimator)
+
+
+def class_probabilities(model, features: np.ndarray, classes: int) -> np.ndarray:
+    """(rows, classes) probabilities; a class absent from the model's training rows gets 0."""
+    probabilities = np.zeros((len(features), classes))
+    probabilities[:, model.classes_] = model.predict_proba(features)
+    return probabilities
+
+
 def probe(features: np.ndarray, labels: np.ndarray, kind: str, train: np.ndarray, test: np.ndarray, *, pca: bool = False,
           bootstrap: int = BOOTSTRAP) -> dict:
-    steps = [StandardScaler()] + ([PCA(n_components=min(50, features.shape[1], len(train) - 1))] if pca else [])
-    if kind == "regression":
-        model = make_pipeline(*steps, Ridge(alpha=1.0)).fit(features[train], labels[train])
-        return score(kind, labels[test], model.predict(features[test]), bootstrap=bootstrap)
-    if len(np.unique(labels[train])) < 2:
+    model = probe_pipeline(kind, pca_components=min(50, features.shape[1], len(train) - 1) if pca else None)
+    if kind != "regression" and len(np.unique(labels[train])) < 2:
         return {"note": "only one class among the training participants"}
-    model = make_pipeline(*steps, LogisticRegression(max_iter=2000, class_weight="balanced")).fit(features[train], labels[train])
-    probabilities = np.zeros((len(test), int(labels.max()) + 1))
-    probabilities[:, model.classes_] = model.predict_proba(features[test])  # a class absent from training gets 0
-    return score(kind, labels[test], probabilities, bootstrap=bootstrap)
+    model.fit(features[train], labels[train])
+    if kind == "regression":
+        return score(kind, labels[test], model.predict(features[test]), bootstrap=bootstrap)
+    return score(kind, labels[test], class_probabilities(model, features[test], int(labels.max()) + 1), bootstrap=bootstrap)
 
 
 def supervised(windows: Windows, labels: np.ndarray, kind: str, train: np.ndarray, test: np.ndarray, settings: SupervisedSettings,

@@ -14,27 +14,13 @@ participant. A new participant's prediction is the ensemble's mean, with a 90 % 
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import mean_absolute_error, roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.labels import TASKS, Task
-from modeling.ml.lsm.evaluate import represent
+from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, represent
 
 Z_90 = 1.645
-
-
-def _probe(kind: str):
-    estimator = Ridge(alpha=1.0) if kind == "regression" else LogisticRegression(max_iter=2000, class_weight="balanced")
-    return make_pipeline(StandardScaler(), estimator)
-
-
-def _class_probabilities(model, features: np.ndarray, classes: int) -> np.ndarray:
-    probabilities = np.zeros((len(features), classes))
-    probabilities[:, model.classes_] = model.predict_proba(features)
-    return probabilities
 
 
 @dataclass
@@ -54,7 +40,7 @@ def fit_probes(embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=T
         y = labels[task.name]
         if task.kind != "regression" and len(np.unique(y[train])) < 2:
             continue  # nothing to learn from one class
-        held_out = _probe(task.kind).fit(embeddings[train], y[train])
+        held_out = probe_pipeline(task.kind).fit(embeddings[train], y[train])
         if task.kind == "regression":
             predicted = held_out.predict(embeddings[test])
             residuals = y[test] - predicted
@@ -62,7 +48,7 @@ def fit_probes(embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=T
             residual_sd = float(residuals.std())
         else:
             classes = len(task.classes)
-            probabilities = _class_probabilities(held_out, embeddings[test], classes)
+            probabilities = class_probabilities(held_out, embeddings[test], classes)
             try:
                 auroc = (roc_auc_score(y[test], probabilities[:, 1]) if classes == 2 else
                          roc_auc_score(y[test], probabilities, multi_class="ovr", labels=list(range(classes))))
@@ -76,7 +62,7 @@ def fit_probes(embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=T
             rows = rng.integers(0, participants, participants)
             if task.kind != "regression" and len(np.unique(y[rows])) < 2:
                 continue
-            ensemble.append(_probe(task.kind).fit(embeddings[rows], y[rows]))
+            ensemble.append(probe_pipeline(task.kind).fit(embeddings[rows], y[rows]))
         probes.append(TaskProbe(task, quality, ensemble, residual_sd))
     return probes
 
@@ -95,7 +81,7 @@ def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
             mean = float(values.mean())
             entry.update(estimate=mean, low=mean - Z_90 * sd, high=mean + Z_90 * sd)
         else:
-            probabilities = np.array([_class_probabilities(model, features, len(task.classes))[0] for model in probe.ensemble])
+            probabilities = np.array([class_probabilities(model, features, len(task.classes))[0] for model in probe.ensemble])
             mean = probabilities.mean(axis=0)
             chosen = int(mean.argmax())
             low, high = np.percentile(probabilities[:, chosen], [5, 95])
