@@ -1,75 +1,11 @@
-"""The job kinds wired so far. Model issues add theirs here: a form, a queue rule, a run function."""
-
-from dataclasses import asdict, fields
+"""Job kinds of the wearable foundation model: pre-training, evaluation, cohort predictions."""
 
 from django import forms
 from django.db import transaction
 
-from healthagent.agent.backends.registry import queue_for
-from healthagent.agent.generate import cohort_generate
-from healthagent.models import AgentVariant, Cohort
+from healthagent.models import Cohort
 from modeling.jobs import JobContext, JobKind, job_queue, register
-from modeling.ml.data.labels import TASKS
-from modeling.ml.demo_training import DemoTrainingConfig, train
 from modeling.models import Checkpoint
-
-
-class RecommendationsForm(forms.Form):
-    cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), empty_label=None)
-    variants = forms.ModelMultipleChoiceField(queryset=AgentVariant.objects.order_by("name"), widget=forms.CheckboxSelectMultiple)
-    regenerate = forms.BooleanField(required=False, help_text="Replace answers that already succeeded.")
-
-
-def run_recommendations(context: JobContext) -> dict:
-    cohort = Cohort.objects.get(pk=context.config["cohort"])
-    variants = list(AgentVariant.objects.filter(pk__in=context.config["variants"]).order_by("pk"))
-
-    def report(position, total, message):
-        context.progress(position / total, message, metrics={"generated": position}, step=position)
-
-    counts = cohort_generate(cohort=cohort, variants=variants, regenerate=context.config.get("regenerate", False), progress=report)
-    context.log(f"counts: {counts}")
-    return counts
-
-
-def recommendations_queue(config: dict) -> str:
-    backends = AgentVariant.objects.filter(pk__in=config.get("variants", [])).values_list("backend", flat=True)
-    return "gpu" if any(queue_for(backend) == "gpu" for backend in backends) else "cpu"
-
-
-register(JobKind("generate_recommendations", "Generate recommendations", RecommendationsForm, run_recommendations, recommendations_queue,
-                 "The agent's answers for every participant of a cohort, per variant. Finished answers are kept."))
-
-
-class DemoTrainingForm(forms.Form):
-    task = forms.ChoiceField(choices=[(t.name, t.name) for t in TASKS if t.kind == "binary"], initial="hypertension")
-    participants = forms.IntegerField(min_value=20, max_value=5000, initial=120)
-    days = forms.IntegerField(min_value=1, max_value=30, initial=7)
-    steps = forms.IntegerField(min_value=1, max_value=100_000, initial=300)
-    checkpoint_every = forms.IntegerField(min_value=1, initial=50)
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=3e-3)
-    step_delay_s = forms.FloatField(min_value=0.0, max_value=5.0, initial=0.05, help_text="Slows each step so progress can be watched.")
-    seed = forms.IntegerField(min_value=0, initial=0)
-
-
-def run_demo_training(context: JobContext) -> dict:
-    known = {field.name for field in fields(DemoTrainingConfig)}
-    config = DemoTrainingConfig(**{key: value for key, value in context.config.items() if key in known})
-    context.progress(0.0, "simulating participants")
-
-    def report(step, total, metrics):
-        if step % 5 == 0 or step == total or "val_auroc" in metrics:
-            context.progress(step / total, f"step {step} of {total}", metrics=metrics, step=step)
-
-    result = train(config, checkpoint_dir=context.work_dir, device=context.device, progress=report)
-    if result["resumed_from_step"]:
-        context.log(f"resumed from step {result['resumed_from_step']}")
-    Checkpoint.objects.create(family="demo_mlp", size="tiny", path=result["model_dir"], metrics=result["metrics"], job=context.job)
-    return {**result, "config": asdict(config)}
-
-
-register(JobKind("demo_training", "Demo training run", DemoTrainingForm, run_demo_training, lambda config: "cpu",
-                 "A small MLP predicting a task from wearable daily summaries; checkpoints and resumes like the real trainings."))
 
 
 class LSMPretrainForm(forms.Form):

@@ -1,0 +1,6 @@
+"""The job kinds, one module per family; importing this package registers them all.
+
+A model issue adds its module here: a form, a queue rule and a run function per kind.
+"""
+
+from modeling.kinds import demo, lsm, recommendations  # noqa: F401 - registration on import

@@ -1,0 +1,35 @@
+"""Job kind: the agent's recommendations for a cohort."""
+
+from django import forms
+
+from healthagent.agent.backends.registry import queue_for
+from healthagent.agent.generate import cohort_generate
+from healthagent.models import AgentVariant, Cohort
+from modeling.jobs import JobContext, JobKind, register
+
+
+class RecommendationsForm(forms.Form):
+    cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), empty_label=None)
+    variants = forms.ModelMultipleChoiceField(queryset=AgentVariant.objects.order_by("name"), widget=forms.CheckboxSelectMultiple)
+    regenerate = forms.BooleanField(required=False, help_text="Replace answers that already succeeded.")
+
+
+def run_recommendations(context: JobContext) -> dict:
+    cohort = Cohort.objects.get(pk=context.config["cohort"])
+    variants = list(AgentVariant.objects.filter(pk__in=context.config["variants"]).order_by("pk"))
+
+    def report(position, total, message):
+        context.progress(position / total, message, metrics={"generated": position}, step=position)
+
+    counts = cohort_generate(cohort=cohort, variants=variants, regenerate=context.config.get("regenerate", False), progress=report)
+    context.log(f"counts: {counts}")
+    return counts
+
+
+def recommendations_queue(config: dict) -> str:
+    backends = AgentVariant.objects.filter(pk__in=config.get("variants", [])).values_list("backend", flat=True)
+    return "gpu" if any(queue_for(backend) == "gpu" for backend in backends) else "cpu"
+
+
+register(JobKind("generate_recommendations", "Generate recommendations", RecommendationsForm, run_recommendations, recommendations_queue,
+                 "The agent's answers for every participant of a cohort, per variant. Finished answers are kept."))
