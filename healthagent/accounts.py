@@ -5,6 +5,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from healthagent.audit import Action, audit_record
 from healthagent.roles import Role, user_assign_role
 
 
@@ -12,8 +13,9 @@ class AccountError(Exception):
     pass
 
 
-def user_create_with_role(*, username: str, role: Role, password: str, email: str = "", validate: bool = True) -> User:
-    """Create an active user holding exactly ``role``; raise AccountError and write nothing on bad input."""
+def user_create_with_role(*, username: str, role: Role, password: str, email: str = "", validate: bool = True,
+                          actor: User | None = None, via: str = "") -> User:
+    """Create an active user holding exactly ``role`` (audited); raise AccountError and write nothing on bad input."""
     if User.objects.filter(username=username).exists():
         raise AccountError(f"A user named {username!r} already exists.")
     user = User(username=username, email=email)
@@ -27,6 +29,7 @@ def user_create_with_role(*, username: str, role: Role, password: str, email: st
         user.set_password(password)
         user.save()
         user_assign_role(user=user, role=role)
+        audit_record(actor=actor, via=via, action=Action.USER_CREATED, target=user, details={"roles": [str(role)]})
     return user
 
 
