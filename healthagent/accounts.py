@@ -1,5 +1,6 @@
 """Creating accounts with a role (the management commands and the demo call these)."""
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -11,6 +12,17 @@ from healthagent.roles import Role, user_assign_role
 
 class AccountError(Exception):
     pass
+
+
+def client_ip_address(request) -> str:
+    """The client's address for login throttling: the peer, or, behind ``TRUSTED_PROXY_COUNT``
+    proxies, the X-Forwarded-For entry the outermost trusted proxy saw (entries further left can
+    be forged by the client)."""
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies > 0 and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR", "")
 
 
 def user_create_with_role(*, username: str, role: Role, password: str, email: str = "", validate: bool = True,
