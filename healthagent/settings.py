@@ -240,6 +240,12 @@ TRAJECTORY_ROOT = Path(os.environ.get("TRAJECTORY_ROOT", VAR_DIR / "trajectories
 MEDIA_ROOT = VAR_DIR / "media"
 # Largest file (or export folder) an import reads; bigger ones are refused before parsing.
 COHORT_IMPORT_MAX_BYTES = int(os.environ.get("COHORT_IMPORT_MAX_BYTES", str(8 * 1024**3)))
+# Largest request body the site reads (forms, drafts; the site takes no file uploads): a bigger
+# one is refused with 400 (templates/400.html) before any view sees it. Cohort files are imported
+# from the command line, where COHORT_IMPORT_MAX_BYTES applies.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("UPLOAD_MAX_BYTES", str(1024**2)))
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 # --- Security --------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
