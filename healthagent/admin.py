@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
+from django.db import router, transaction
 
 from healthagent.audit import audit_record
 from healthagent.models import AgentVariant, AuditEntry, Cohort, Participant, Recommendation
@@ -57,6 +58,11 @@ class AuditedAdminMixin:
 
     def audit_details(self, obj) -> dict:
         return {}
+
+    def response_action(self, request, queryset):
+        # Bulk actions (delete selected) audit and act in one transaction, as the change form does.
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            return super().response_action(request, queryset)
 
 
 def changed_fields(message) -> list[str]:

@@ -116,6 +116,17 @@ def test_users_added_and_roles_changed_in_the_django_admin_are_audited(client, a
     assert changed.actor == admin_user and changed.details["roles"] == ["researcher"] and "Groups" in changed.details["changed_fields"]
 
 
+@pytest.mark.django_db(transaction=True)  # outside a test transaction: the admin action must open its own
+def test_users_deleted_in_bulk_in_the_django_admin_are_audited(client, admin_user):
+    doomed = UserFactory(role=Role.CLINICIAN)
+    client.force_login(admin_user)
+    response = client.post(reverse("admin:auth_user_changelist"), {"action": "delete_selected", "_selected_action": [doomed.pk], "post": "yes"})
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=doomed.pk).exists()
+    deleted = only_entry(Action.USER_DELETED)
+    assert (deleted.actor, deleted.object_repr, deleted.object_id) == (admin_user, doomed.username, str(doomed.pk))
+
+
 def test_entries_cannot_be_changed_or_deleted(client, admin_user, grounded_study):
     entry = AuditEntry.objects.filter(action=Action.STUDY_OPENED).get()
     entry.actor_name = "someone else"
