@@ -1,5 +1,6 @@
 """Creating accounts with a role (the management commands and the demo call these)."""
 
+from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
@@ -12,6 +13,17 @@ from healthagent.roles import Role, user_assign_role
 
 class AccountError(Exception):
     pass
+
+
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """django-axes' lockout check for every log-in that comes with a request (the login pages, the
+    Django admin's, DRF). Authentication without a request (the test client's ``login()``, a shell)
+    has no client to throttle: axes would raise there, so it is left to the next backend."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)
 
 
 def client_ip_address(request) -> str:

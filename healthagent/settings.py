@@ -201,7 +201,7 @@ REST_FRAMEWORK = {
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from
 # one address, that pair is locked out for LOGIN_LOCKOUT_MINUTES or until an admin resets it
 # (Django admin > Axes > Access attempts, or `manage.py axes_reset_username NAME`).
-AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = ["healthagent.accounts.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "60")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -69,3 +69,9 @@ def test_the_client_address_behind_trusted_proxies(settings):
     assert client_ip_address(request) == "10.1.1.1"  # no proxy trusted: the header is ignored
     settings.TRUSTED_PROXY_COUNT = 1
     assert client_ip_address(request) == "203.0.113.9"  # what our proxy saw; the forged left entry is not used
+
+
+def test_logins_without_a_request_still_work(clinician):
+    """The test client's login() (and a shell's authenticate()) pass no request: nothing to throttle, nothing refused."""
+    assert Client().login(username=clinician.username, password=DEFAULT_PASSWORD)
+    assert not Client().login(username=clinician.username, password="wrong")
