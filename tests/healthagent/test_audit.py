@@ -117,7 +117,9 @@ def test_users_added_and_roles_changed_in_the_django_admin_are_audited(client, a
 
 
 @pytest.mark.django_db(transaction=True)  # outside a test transaction: the admin action must open its own
-def test_users_deleted_in_bulk_in_the_django_admin_are_audited(client, admin_user):
+def test_users_deleted_in_bulk_in_the_django_admin_are_audited(client):
+    # A superuser: a flushed database's admin group has no model permissions (they come from a data migration).
+    admin_user = UserFactory(role=Role.ADMIN, is_superuser=True)
     doomed = UserFactory(role=Role.CLINICIAN)
     client.force_login(admin_user)
     response = client.post(reverse("admin:auth_user_changelist"), {"action": "delete_selected", "_selected_action": [doomed.pk], "post": "yes"})
