@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench serve install install-test clean
+.PHONY: demo test bench audit serve install install-test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: install-test
 
 bench: install-test
 	$(PY) -m bench
+
+# Known vulnerabilities in every installed package (pip-audit, OSV); exit 2 = the service was unreachable, nothing audited.
+audit: install-test
+	PY=$(PY) bash .ci/audit-dependencies
 
 clean:
 	rm -rf var/static var/celery var/log

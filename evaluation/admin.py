@@ -1,6 +1,8 @@
 from django.contrib import admin
 
 from evaluation.models import Dimension, Rubric, Study
+from healthagent.admin import AuditedAdminMixin
+from healthagent.models import AuditEntry
 
 
 class DimensionInline(admin.TabularInline):
@@ -15,7 +17,11 @@ class RubricAdmin(admin.ModelAdmin):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
-    list_display = ["name", "mode", "status", "raters_per_item", "created_at"]
-    list_filter = ["mode", "status"]
-    filter_horizontal = ["clinicians"]
+class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "mode", "status", "restricted", "raters_per_item", "created_at"]
+    list_filter = ["mode", "status", "restricted"]
+    filter_horizontal = ["clinicians", "researchers"]
+    # Opening and closing go through the study page (evaluation.services.study_set_status), which audits them.
+    readonly_fields = ["status", "opened_at", "closed_at"]
+    audit_actions = {"added": AuditEntry.Action.STUDY_CREATED, "changed": AuditEntry.Action.STUDY_CHANGED,
+                     "deleted": AuditEntry.Action.STUDY_DELETED}

@@ -10,6 +10,7 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 
 from evaluation.models import Rating, Study, StudyItem
+from evaluation.selectors import access_study, studies_visible_to
 from healthagent.roles import Role, user_has_role
 
 
@@ -64,18 +65,22 @@ class ApiList(generics.ListAPIView):
 
 class StudyList(ApiList):
     serializer_class = StudySerializer
-    queryset = Study.objects.select_related("rubric").order_by("pk")
+
+    def get_queryset(self):
+        return studies_visible_to(user=self.request.user).select_related("rubric").order_by("pk")
 
 
 class ItemList(ApiList):
     serializer_class = ItemSerializer
 
     def get_queryset(self):
-        return StudyItem.objects.filter(study_id=self.kwargs["study_id"]).select_related("participant", "variant_a", "variant_b").order_by("position")
+        study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
+        return StudyItem.objects.filter(study=study).select_related("participant", "variant_a", "variant_b").order_by("position")
 
 
 class RatingList(ApiList):
     serializer_class = RatingSerializer
 
     def get_queryset(self):
-        return Rating.objects.filter(assignment__study_id=self.kwargs["study_id"]).select_related("assignment__rater").order_by("pk")
+        study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
+        return Rating.objects.filter(assignment__study=study).select_related("assignment__rater").order_by("pk")

@@ -20,3 +20,7 @@ class StudyForm(forms.Form):
     window_days = forms.IntegerField(min_value=1, max_value=90, initial=14, label="Days of data shown with each item")
     seed = forms.IntegerField(min_value=0, initial=0, help_text="Seeds the item order, each clinician's queue and the A/B sides.")
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    restricted = forms.BooleanField(required=False, help_text="Only you, the researchers chosen below and admins will see this study.")
+    researchers = forms.ModelMultipleChoiceField(queryset=User.objects.filter(groups__name=Role.RESEARCHER, is_active=True).order_by("username"),
+                                                 widget=forms.CheckboxSelectMultiple, required=False,
+                                                 help_text="Restricted studies: other researchers who may see it.")

@@ -75,6 +75,11 @@ class Study(models.Model):
     seed = models.PositiveIntegerField(default=0, help_text="Seeds every clinician's random order and the A/B sides.")
     clinicians = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="evaluation_studies", blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # A restricted study (its page, dashboard, exports, API and live events) is for its owner, the
+    # researchers named here and admins only; an unrestricted one is for every researcher.
+    restricted = models.BooleanField(default=False, help_text="Only the owner, the researchers named below and admins see this study.")
+    researchers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="restricted_studies", blank=True,
+                                         help_text="Restricted studies: researchers besides the owner who may see it.")
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -2,9 +2,30 @@
 
 import math
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404
 
 from evaluation.models import Assignment, Study
+from healthagent.roles import Role, user_has_role
+
+
+def studies_visible_to(*, user) -> QuerySet[Study]:
+    """The studies ``user`` may read as a researcher: every one for admins; for researchers the
+    unrestricted ones plus the restricted ones they own or are named on; none for anyone else."""
+    if user_has_role(user, Role.ADMIN):
+        return Study.objects.all()
+    if not user_has_role(user, Role.RESEARCHER):
+        return Study.objects.none()
+    named = Study.researchers.through.objects.filter(user_id=user.pk).values("study_id")
+    return Study.objects.filter(Q(restricted=False) | Q(created_by=user) | Q(pk__in=named))
+
+
+def access_study(*, user, study_id: int) -> Study:
+    """The study if ``user`` may read it, else 404: a study one may not see is not confirmed to exist."""
+    study = studies_visible_to(user=user).select_related("rubric").filter(pk=study_id).first()
+    if study is None:
+        raise Http404("no such study")
+    return study
 
 
 def rater_progress(*, study: Study, rater) -> dict:

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
+from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role, user_has_role
@@ -39,6 +40,8 @@ class StudySpec:
     participants: int | None = None  # a random sample of this many; None for all
     window_days: int = 14
     seed: int = 0
+    restricted: bool = False  # only the creator, ``researchers`` and admins see a restricted study
+    researchers: list = ()
 
 
 def study_create(*, spec: StudySpec, user) -> Study:
@@ -53,6 +56,8 @@ def study_create(*, spec: StudySpec, user) -> Study:
         raise EvaluationError(f"raters per item must be between 1 and the number of enrolled clinicians ({len(spec.clinicians)})")
     if any(not user_has_role(clinician, Role.CLINICIAN) for clinician in spec.clinicians):
         raise EvaluationError("only clinicians can be enrolled as raters")
+    if any(not user_has_role(researcher, Role.RESEARCHER) for researcher in spec.researchers):
+        raise EvaluationError("only researchers can be given access to a restricted study")
     if Study.objects.filter(name=spec.name).exists():
         raise EvaluationError(f"a study named {spec.name!r} already exists")
     participants = list(spec.cohort.participants.order_by("pk"))
@@ -64,10 +69,11 @@ def study_create(*, spec: StudySpec, user) -> Study:
         participants = sorted(random.Random(spec.seed).sample(participants, min(spec.participants, len(participants))), key=lambda p: p.pk)
     with transaction.atomic():
         study = Study(name=spec.name, mode=spec.mode, rubric=spec.rubric, instructions=spec.instructions, raters_per_item=spec.raters_per_item,
-                      window_days=spec.window_days, seed=spec.seed, created_by=user)
+                      window_days=spec.window_days, seed=spec.seed, created_by=user, restricted=spec.restricted)
         study.full_clean()
         study.save()
         study.clinicians.set(spec.clinicians)
+        study.researchers.set(spec.researchers)
         if spec.mode == Study.Mode.PAIRWISE:
             pairs = [(participant, spec.variants[0], spec.variants[1]) for participant in participants]
         else:
@@ -78,11 +84,15 @@ def study_create(*, spec: StudySpec, user) -> Study:
             StudyItem(study=study, participant=participant, variant_a=variant_a, variant_b=variant_b, position=position)
             for position, (participant, variant_a, variant_b) in zip(order, pairs)
         ])
+        audit_record(actor=user, action=Action.STUDY_CREATED, target=study,
+                     details={"mode": study.mode, "items": len(pairs), "restricted": study.restricted,
+                              "clinicians": sorted(clinician.get_username() for clinician in spec.clinicians),
+                              "researchers": sorted(researcher.get_username() for researcher in spec.researchers)})
     return study
 
 
-def study_set_status(*, study: Study, status: str) -> Study:
-    """draft -> open -> closed; closing freezes every rating."""
+def study_set_status(*, study: Study, status: str, user=None, via: str = "") -> Study:
+    """draft -> open -> closed; closing freezes every rating. The change is audited with ``user``."""
     allowed = {Study.Status.DRAFT: {Study.Status.OPEN}, Study.Status.OPEN: {Study.Status.CLOSED}, Study.Status.CLOSED: set()}
     if status not in allowed[study.status]:
         raise EvaluationError(f"a {study.get_status_display().lower()} study cannot become {status}")
@@ -93,6 +103,7 @@ def study_set_status(*, study: Study, status: str) -> Study:
         study.opened_at = timezone.now() if status == Study.Status.OPEN else study.opened_at
         study.closed_at = timezone.now() if status == Study.Status.CLOSED else None
         study.save(update_fields=["status", "opened_at", "closed_at"])
+        audit_record(actor=user, via=via, action=Action.STUDY_OPENED if status == Study.Status.OPEN else Action.STUDY_CLOSED, target=study)
         group_notify_on_commit(group=study_group(study.pk), payload={"event": "status", "status": status})
     return study
 

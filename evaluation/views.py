@@ -5,7 +5,7 @@ import json
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from evaluation.assignment import assignment_next, items_waiting_for_answers
@@ -13,7 +13,7 @@ from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes
 from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Study
-from evaluation.selectors import clinician_studies, rater_completed, rater_progress, study_overview
+from evaluation.selectors import access_study, clinician_studies, rater_completed, rater_progress, studies_visible_to, study_overview
 from evaluation.services import (
     EvaluationError,
     StudySpec,
@@ -130,6 +130,7 @@ def assignment_minutes(request, assignment_id: int):
 @require_POST
 @role_required(Role.CLINICIAN)
 def assignment_draft(request, assignment_id: int):
+    _own_assignment(request, assignment_id)  # someone else's item is a 404, as on every other item URL
     try:
         assignment_save_draft(assignment_id=assignment_id, rater=request.user, draft=json.loads(request.body or b"{}"))
     except (ValueError, EvaluationError) as error:
@@ -176,7 +177,7 @@ def assignment_skip_view(request, assignment_id: int):
 
 @role_required(*RESEARCH_ROLES)
 def study_list(request):
-    studies = Study.objects.select_related("rubric").order_by("-created_at")
+    studies = studies_visible_to(user=request.user).select_related("rubric").order_by("-created_at")
     return render(request, "evaluation/study_list.html", {"studies": studies})
 
 
@@ -187,7 +188,8 @@ def study_new(request):
         data = form.cleaned_data
         spec = StudySpec(name=data["name"], mode=data["mode"], rubric=data["rubric"], cohort=data["cohort"], variants=list(data["variants"]),
                          raters_per_item=data["raters_per_item"], clinicians=list(data["clinicians"]), instructions=data["instructions"],
-                         participants=data["participants"], window_days=data["window_days"], seed=data["seed"])
+                         participants=data["participants"], window_days=data["window_days"], seed=data["seed"],
+                         restricted=data["restricted"], researchers=list(data["researchers"]))
         try:
             study = study_create(spec=spec, user=request.user)
         except EvaluationError as error:
@@ -200,14 +202,14 @@ def study_new(request):
 
 @role_required(*RESEARCH_ROLES)
 def study_detail(request, study_id: int):
-    study = get_object_or_404(Study.objects.select_related("rubric"), pk=study_id)
+    study = access_study(user=request.user, study_id=study_id)
     return render(request, "evaluation/study_detail.html", {"study": study, "overview": study_overview(study=study)})
 
 
 @role_required(*RESEARCH_ROLES)
 def study_dashboard_view(request, study_id: int):
     """The live dashboard; ``?partial=1`` returns only its body, which the page swaps in when a rating commits."""
-    study = get_object_or_404(Study.objects.select_related("rubric"), pk=study_id)
+    study = access_study(user=request.user, study_id=study_id)
     dashboard = study_dashboard(study)
     context = {"study": study, "dashboard": dashboard, "figures": figures_as_data(dashboard)}
     template = "evaluation/partials/dashboard_body.html" if request.GET.get("partial") else "evaluation/dashboard.html"
@@ -216,7 +218,7 @@ def study_dashboard_view(request, study_id: int):
 
 @role_required(*RESEARCH_ROLES)
 def study_export(request, study_id: int, fmt: str):
-    study = get_object_or_404(Study, pk=study_id)
+    study = access_study(user=request.user, study_id=study_id)
     if fmt not in FORMATS:
         raise Http404("unknown export format")
     response = HttpResponse(export_bytes(study, fmt), content_type=FORMATS[fmt])
@@ -232,9 +234,9 @@ def data_dictionary(request):
 @require_POST
 @role_required(*RESEARCH_ROLES)
 def study_status(request, study_id: int):
-    study = get_object_or_404(Study, pk=study_id)
+    study = access_study(user=request.user, study_id=study_id)
     try:
-        study_set_status(study=study, status=request.POST.get("status", ""))
+        study_set_status(study=study, status=request.POST.get("status", ""), user=request.user)
     except EvaluationError as error:
         messages.error(request, str(error).capitalize() + ".")
     else:

@@ -1,10 +1,13 @@
 """Creating accounts with a role (the management commands and the demo call these)."""
 
+from axes.backends import AxesStandaloneBackend
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from healthagent.audit import Action, audit_record
 from healthagent.roles import Role, user_assign_role
 
 
@@ -12,8 +15,31 @@ class AccountError(Exception):
     pass
 
 
-def user_create_with_role(*, username: str, role: Role, password: str, email: str = "", validate: bool = True) -> User:
-    """Create an active user holding exactly ``role``; raise AccountError and write nothing on bad input."""
+class LoginThrottleBackend(AxesStandaloneBackend):
+    """django-axes' lockout check for every log-in that comes with a request (the login pages, the
+    Django admin's, DRF). Authentication without a request (the test client's ``login()``, a shell)
+    has no client to throttle: axes would raise there, so it is left to the next backend."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username, password, **kwargs)
+
+
+def client_ip_address(request) -> str:
+    """The client's address for login throttling: the peer, or, behind ``TRUSTED_PROXY_COUNT``
+    proxies, the X-Forwarded-For entry the outermost trusted proxy saw (entries further left can
+    be forged by the client)."""
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies > 0 and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def user_create_with_role(*, username: str, role: Role, password: str, email: str = "", validate: bool = True,
+                          actor: User | None = None, via: str = "") -> User:
+    """Create an active user holding exactly ``role`` (audited); raise AccountError and write nothing on bad input."""
     if User.objects.filter(username=username).exists():
         raise AccountError(f"A user named {username!r} already exists.")
     user = User(username=username, email=email)
@@ -27,6 +53,7 @@ def user_create_with_role(*, username: str, role: Role, password: str, email: st
         user.set_password(password)
         user.save()
         user_assign_role(user=user, role=role)
+        audit_record(actor=actor, via=via, action=Action.USER_CREATED, target=user, details={"roles": [str(role)]})
     return user
 
 

@@ -1,6 +1,10 @@
 from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.models import User
+from django.db import router, transaction
 
-from healthagent.models import AgentVariant, Cohort, Participant, Recommendation
+from healthagent.audit import audit_record
+from healthagent.models import AgentVariant, AuditEntry, Cohort, Participant, Recommendation
 
 
 @admin.register(Cohort)
@@ -27,3 +31,73 @@ class RecommendationAdmin(admin.ModelAdmin):
     list_display = ["participant", "variant", "status", "created_at"]
     list_filter = ["variant", "status"]
     readonly_fields = [field.name for field in Recommendation._meta.fields]
+
+
+class AuditedAdminMixin:
+    """Django admin changes of this model also go to the audit log, in the admin's own transaction."""
+
+    audit_actions = {"added": AuditEntry.Action.USER_CREATED, "changed": AuditEntry.Action.USER_CHANGED,
+                     "deleted": AuditEntry.Action.USER_DELETED}
+
+    def audit_action(self, verb: str, obj, message) -> AuditEntry.Action:
+        return self.audit_actions[verb]
+
+    def log_addition(self, request, obj, message):
+        audit_record(actor=request.user, action=self.audit_action("added", obj, message), target=obj, details={"via": "django admin"})
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        audit_record(actor=request.user, action=self.audit_action("changed", obj, message), target=obj,
+                     details={"via": "django admin", "changed_fields": changed_fields(message), **self.audit_details(obj)})
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            audit_record(actor=request.user, action=self.audit_actions["deleted"], target=obj, details={"via": "django admin"})
+        return super().log_deletions(request, queryset)
+
+    def audit_details(self, obj) -> dict:
+        return {}
+
+    def response_action(self, request, queryset):
+        # Bulk actions (delete selected) audit and act in one transaction, as the change form does.
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            return super().response_action(request, queryset)
+
+
+def changed_fields(message) -> list[str]:
+    """The field names in an admin change message (a list of {"changed": {"fields": [...]}} dicts)."""
+    entries = message if isinstance(message, list) else []
+    return sorted({name for entry in entries for name in entry.get("changed", {}).get("fields", [])})
+
+
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    def audit_action(self, verb, obj, message):
+        if verb == "changed" and {"Groups", "groups", "Staff status", "Superuser status"} & set(changed_fields(message)):
+            return AuditEntry.Action.USER_ROLES_CHANGED
+        return super().audit_action(verb, obj, message)
+
+    def audit_details(self, obj):
+        return {"roles": sorted(obj.groups.values_list("name", flat=True)), "is_staff": obj.is_staff, "is_superuser": obj.is_superuser}
+
+
+admin.site.unregister(User)
+admin.site.register(User, AuditedUserAdmin)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """Read-only: the audit log is append-only, even for admins."""
+
+    list_display = ["created_at", "actor_name", "action", "object_type", "object_repr"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor_name", "object_repr", "object_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

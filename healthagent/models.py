@@ -176,3 +176,64 @@ class Recommendation(models.Model):
 
     def __str__(self):
         return f"{self.variant} for {self.participant} ({self.status})"
+
+
+class AuditLogError(Exception):
+    """The audit log is append-only: an entry is never changed or deleted."""
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AuditLogError("audit entries cannot be changed")
+
+    def delete(self):
+        raise AuditLogError("audit entries cannot be deleted")
+
+
+class AuditEntry(models.Model):
+    """Who did what to which object, when: one row per administrative action, never changed.
+
+    Written by :func:`healthagent.audit.audit_record` inside the transaction of the action itself,
+    so an action and its entry commit together or not at all.
+    """
+
+    class Action(models.TextChoices):
+        JOB_QUEUED = "job.queued", "Job queued"
+        JOB_CANCELLED = "job.cancelled", "Job cancelled"
+        JOB_RETRIED = "job.retried", "Job retried"
+        STUDY_CREATED = "study.created", "Study created"
+        STUDY_OPENED = "study.opened", "Study opened"
+        STUDY_CLOSED = "study.closed", "Study closed"
+        STUDY_CHANGED = "study.changed", "Study changed"
+        STUDY_DELETED = "study.deleted", "Study deleted"
+        USER_CREATED = "user.created", "User created"
+        USER_CHANGED = "user.changed", "User changed"
+        USER_ROLES_CHANGED = "user.roles_changed", "User's roles changed"
+        USER_DELETED = "user.deleted", "User deleted"
+        COHORT_IMPORTED = "cohort.imported", "Cohort imported"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_name = models.CharField(max_length=150, help_text="The actor's username at the time, or how the action was run (a command).")
+    action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
+    object_type = models.CharField(max_length=80, help_text="app_label.model of the object acted on.")
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_repr}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AuditLogError("audit entries cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditLogError("audit entries cannot be deleted")

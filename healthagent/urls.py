@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("health/", views.health, name="health"),
     path("system/", views.system_status, name="system_status"),
+    path("system/audit/", views.audit_log, name="audit_log"),
     path("cohorts/", include("healthagent.cohort.urls")),
     path("evaluation/", include("evaluation.urls")),
     path("modeling/", include("modeling.urls")),

@@ -1,10 +1,13 @@
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from healthagent.audit import audit_entries
 from healthagent.health import service_status, worker_status
+from healthagent.models import AuditEntry
 from healthagent.roles import ROLE_HOME_URL_NAMES, Role, role_required, user_primary_role
 
 
@@ -30,3 +33,11 @@ def system_status(request):
     status = service_status()
     workers = worker_status() if request.GET.get("workers") else None
     return render(request, "healthagent/system_status.html", {"status": status, "workers": workers})
+
+
+@role_required(Role.ADMIN)
+def audit_log(request):
+    """The audit log, newest first, filtered by action; read-only like the log itself."""
+    action = request.GET.get("action", "")
+    page = Paginator(audit_entries(action=action), 100).get_page(request.GET.get("page"))
+    return render(request, "healthagent/audit_log.html", {"page": page, "action": action, "actions": AuditEntry.Action.choices})

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify, group_notify_on_commit
 from modeling.models import Job
 
@@ -82,12 +83,14 @@ def check_config(kind: JobKind, data: dict) -> dict:
             for key, value in form.cleaned_data.items()}
 
 
-def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None) -> Job:
-    """Validate the config, store the job and send it to its queue once the row is committed."""
+def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None, via: str = "") -> Job:
+    """Validate the config, store the job (and its audit entry) and send it to its queue once the row is committed."""
     kind = job_kind(kind_name)
     cleaned = check_config(kind, config)
     with transaction.atomic():
         job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of)
+        audit_record(actor=user, via=via, action=Action.JOB_RETRIED if retry_of else Action.JOB_QUEUED, target=job,
+                     details={"kind": job.kind, "queue": job.queue, "config": cleaned, **({"retry_of": retry_of.pk} if retry_of else {})})
         transaction.on_commit(lambda: _send(job.pk, job.queue))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job
@@ -100,8 +103,8 @@ def _send(job_id: int, queue: str) -> None:
     Job.objects.filter(pk=job_id).update(celery_task_id=result.id)
 
 
-def job_cancel(*, job: Job) -> Job:
-    """A queued job is cancelled at once; a running one stops at its next progress report."""
+def job_cancel(*, job: Job, user=None, via: str = "") -> Job:
+    """A queued job is cancelled at once; a running one stops at its next progress report. Locks the job row."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         if job.finished:
@@ -110,6 +113,7 @@ def job_cancel(*, job: Job) -> Job:
         if job.state == Job.State.QUEUED:
             job.state, job.finished_at, job.message = Job.State.CANCELLED, timezone.now(), "cancelled before it started"
         job.save(update_fields=["cancel_requested", "state", "finished_at", "message"])
+        audit_record(actor=user, via=via, action=Action.JOB_CANCELLED, target=job, details={"state": job.state})
         group_notify_on_commit(group=job_group(job.pk), payload=job_payload(job))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job

@@ -62,7 +62,7 @@ def job_status(request, job_id: int):
 @role_required(Role.ADMIN)
 def job_cancel_view(request, job_id: int):
     try:
-        job_cancel(job=get_object_or_404(Job, pk=job_id))
+        job_cancel(job=get_object_or_404(Job, pk=job_id), user=request.user)
         messages.success(request, "Cancelled." if Job.objects.get(pk=job_id).state == "cancelled" else "Cancelling: the job stops at its next progress report.")
     except JobError as error:
         messages.error(request, str(error).capitalize() + ".")

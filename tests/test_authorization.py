@@ -49,6 +49,7 @@ MATRIX = {
     "logout": row(REDIRECT, REDIRECT, REDIRECT, REDIRECT, method="post"),
     "health": row(200, 200, 200, 200),
     "system_status": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
+    "audit_log": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
     "evaluation:queue": row(LOGIN, 200, FORBIDDEN, FORBIDDEN),
     "evaluation:study_list": row(LOGIN, FORBIDDEN, 200, 200),
     "modeling:job_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),

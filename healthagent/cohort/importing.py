@@ -24,6 +24,7 @@ from healthagent.cohort.anonymize import (
     pseudonym,
     shifted_weekday,
 )
+from healthagent.audit import Action, audit_record
 from healthagent.cohort.store import trajectory_root, write_trajectory
 from healthagent.models import Cohort, DailySummary, Event, Measurement, Participant
 from modeling.ml.data.summaries import daily_summaries
@@ -77,7 +78,7 @@ def _participant_rows(participant: Participant, raw: RawParticipant) -> tuple[li
 
 
 def cohort_import(*, name: str, source: str, participants: Iterable[RawParticipant], source_report: dict | None = None,
-                  k: int = 5, description: str = "", user=None) -> ImportSummary:
+                  k: int = 5, description: str = "", user=None, via: str = "") -> ImportSummary:
     """Import ``participants`` into the cohort ``name`` (created if new), atomically.
 
     Participants already in the cohort (same pseudonym) are left as they are, so importing the
@@ -127,6 +128,8 @@ def cohort_import(*, name: str, source: str, participants: Iterable[RawParticipa
             entry = {**(source_report or {}), "imported": len(new_participants), "already_present": already_present, "k_anonymity": anonymity}
             cohort.import_report = {"imports": [*cohort.import_report.get("imports", []), entry]}
             cohort.save(update_fields=["import_report"])
+            audit_record(actor=user, via=via, action=Action.COHORT_IMPORTED, target=cohort,
+                         details={"source": source, "imported": len(new_participants), "already_present": already_present, "k": k})
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.django_db
 
 def rate_one(assignment, rater, rng, *, unsafe: bool):
     if assignment.study.mode == "pairwise":
-        choice = "a" if rng.random() < 0.7 else "b"
+        # The rater prefers the item's variant A 70 % of the time, whichever side it is shown on
+        # (choices are in the sides as shown; rating_submit unswaps them).
+        shown_a, shown_b = ("b", "a") if assignment.swapped else ("a", "b")
+        choice = shown_a if rng.random() < 0.7 else shown_b
         rating_submit(assignment_id=assignment.pk, rater=rater, scores={"relevance": choice, "context": choice, "safety": "tie"},
                       preference=choice, time_spent_s=20)
         return

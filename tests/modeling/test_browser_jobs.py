@@ -32,9 +32,9 @@ def test_an_admin_queues_a_training_job_and_watches_it_succeed(worker, page, liv
     page.get_by_role("button", name="Queue").click()
     page.wait_for_url("**/modeling/jobs/*/")
     section = page.locator("[data-job]")
-    page.wait_for_function("Number(document.querySelector('[data-job]').dataset.progress) > 0 && document.querySelector('[data-job]').dataset.state === 'running'",
+    page.wait_for_function("() => Number(document.querySelector('[data-job]').dataset.progress) > 0 && document.querySelector('[data-job]').dataset.state === 'running'",
                            timeout=60_000)
-    page.wait_for_function("document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=90_000)
+    page.wait_for_function("() => document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=90_000)
     page.wait_for_selector("h2:has-text('Result')")  # the page reloads once with the result and checkpoints
     page.wait_for_selector("[data-curve] .main-svg")  # the loss curve
     assert "100" in section.locator("[data-field=percent]").inner_text()

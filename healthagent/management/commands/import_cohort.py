@@ -27,7 +27,8 @@ class Command(BaseCommand):
         started = time.perf_counter()
         try:
             participants, report = source_participants(source, options)
-            summary = cohort_import(name=name, source=source, participants=participants, source_report=report, k=k, description=description)
+            summary = cohort_import(name=name, source=source, participants=participants, source_report=report, k=k, description=description,
+                                    via="import_cohort command")
         except CohortImportError as error:
             raise CommandError(f"Import failed, nothing was kept: {error}") from error
         seconds = time.perf_counter() - started

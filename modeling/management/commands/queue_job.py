@@ -19,7 +19,7 @@ class Command(BaseCommand):
         except (OSError, json.JSONDecodeError) as error:
             raise CommandError(f"{config}: {error}") from error
         try:
-            job = job_queue(kind_name=kind, config=data)
+            job = job_queue(kind_name=kind, config=data, via="queue_job command")
         except JobError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(self.style.SUCCESS(f"Queued job #{job.pk} ({job.kind}) on the {job.queue} queue."))

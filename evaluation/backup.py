@@ -1,0 +1,221 @@
+"""A portable, logical backup of the evaluation data: studies with their items, assignments,
+ratings and every rating revision, plus what they refer to (rubrics, agent variants, the raters
+and researchers by username and role, and the participants' anonymized metadata by cohort and
+pseudonym). ``manage.py export_studies`` writes it, ``manage.py import_studies`` restores it.
+
+This complements, never replaces, the physical backup (``pg_dump`` of the whole database and a
+copy of ``TRAJECTORY_ROOT``; see the README): it survives schema changes, can be read by any tool,
+and restores one study at a time into another installation. Passwords are never exported:
+restored accounts that did not exist get an unusable password and must be reset by an admin.
+"""
+
+import json
+from pathlib import Path
+
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
+from evaluation.services import EvaluationError
+from healthagent.models import AgentVariant, Cohort, Participant
+from healthagent.roles import Role, user_assign_role, user_roles
+
+FORMAT_VERSION = 1
+FILE_NAME = "studies.json"
+
+DIMENSION_FIELDS = ["key", "label", "question", "scale", "scale_min", "scale_max", "anchors", "position"]
+PARTICIPANT_FIELDS = ["age_band", "sex", "history_days", "minute_start_day", "minute_days", "start_weekday", "trajectory_path"]
+STUDY_FIELDS = ["mode", "instructions", "raters_per_item", "window_days", "status", "seed", "restricted"]
+STUDY_TIMES = ["created_at", "opened_at", "closed_at"]
+ITEM_FIELDS = ["position", "answer_a", "answer_b", "frozen"]
+ASSIGNMENT_FIELDS = ["state", "swapped", "draft", "skip_reason", "time_spent_s"]
+ASSIGNMENT_TIMES = ["assigned_at", "completed_at"]
+RATING_FIELDS = ["scores", "preference", "comment", "unsafe", "unsafe_reason", "revision"]
+RATING_TIMES = ["created_at", "updated_at"]
+REVISION_FIELDS = ["number", "scores", "preference", "comment", "unsafe", "unsafe_reason", "time_spent_s"]
+
+
+def _time(value):
+    return value.isoformat() if value else None
+
+
+def _fields(obj, names: list[str], times: list[str] = ()) -> dict:
+    return {**{name: getattr(obj, name) for name in names}, **{name: _time(getattr(obj, name)) for name in times}}
+
+
+def _username(user) -> str | None:
+    return user.get_username() if user else None
+
+
+# --- Export ---------------------------------------------------------------------------------
+
+def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
+    """Write ``output/studies.json`` for the given studies (all when None); returns the counts."""
+    studies = Study.objects.select_related("rubric", "created_by").prefetch_related("clinicians", "researchers").order_by("pk")
+    if study_ids is not None:
+        studies = studies.filter(pk__in=study_ids)
+    users: dict[str, User] = {}
+    participants: dict[int, Participant] = {}
+    rubrics: dict[str, Rubric] = {}
+    variants: dict[str, AgentVariant] = {}
+    exported = []
+    counts = {"studies": 0, "items": 0, "assignments": 0, "ratings": 0, "revisions": 0}
+    for study in studies:
+        rubrics[study.rubric.name] = study.rubric
+        for user in [study.created_by, *study.clinicians.all(), *study.researchers.all()]:
+            if user:
+                users[user.username] = user
+        items = []
+        for item in study.items.select_related("participant__cohort", "variant_a", "variant_b").order_by("position"):
+            participants[item.participant_id] = item.participant
+            for variant in (item.variant_a, item.variant_b):
+                if variant:
+                    variants[variant.name] = variant
+            assignments = []
+            for assignment in item.assignments.select_related("rater").order_by("rater__username"):
+                users[assignment.rater.username] = assignment.rater
+                rating = Rating.objects.filter(assignment=assignment).first()
+                exported_rating = None
+                if rating:
+                    revisions = [_fields(revision, REVISION_FIELDS, ["created_at"]) for revision in rating.revisions.order_by("number")]
+                    exported_rating = {**_fields(rating, RATING_FIELDS, RATING_TIMES), "revisions": revisions}
+                    counts["ratings"] += 1
+                    counts["revisions"] += len(revisions)
+                assignments.append({**_fields(assignment, ASSIGNMENT_FIELDS, ASSIGNMENT_TIMES), "rater": assignment.rater.username,
+                                    "rating": exported_rating})
+            counts["assignments"] += len(assignments)
+            items.append({**_fields(item, ITEM_FIELDS), "participant": [item.participant.cohort.name, item.participant.pseudonym],
+                          "variant_a": item.variant_a.name, "variant_b": item.variant_b.name if item.variant_b else None,
+                          "assignments": assignments})
+        counts["items"] += len(items)
+        exported.append({"name": study.name, **_fields(study, STUDY_FIELDS, STUDY_TIMES), "rubric": study.rubric.name,
+                         "created_by": _username(study.created_by),
+                         "clinicians": sorted(user.username for user in study.clinicians.all()),
+                         "researchers": sorted(user.username for user in study.researchers.all()), "items": items})
+        counts["studies"] += 1
+
+    cohorts: dict[str, dict] = {}
+    for participant in sorted(participants.values(), key=lambda p: (p.cohort.name, p.pseudonym)):
+        cohort = cohorts.setdefault(participant.cohort.name, {
+            "name": participant.cohort.name, "source": participant.cohort.source, "description": participant.cohort.description,
+            "k_anonymity": participant.cohort.k_anonymity, "participants": []})
+        cohort["participants"].append({"pseudonym": participant.pseudonym, **_fields(participant, PARTICIPANT_FIELDS)})
+    document = {
+        "format": FORMAT_VERSION,
+        "exported_at": timezone.now().isoformat(),
+        "users": [{"username": user.username, "email": user.email, "is_active": user.is_active, "roles": sorted(user_roles(user))}
+                  for user in sorted(users.values(), key=lambda u: u.username)],
+        "rubrics": [{"name": rubric.name, "description": rubric.description,
+                     "dimensions": [_fields(dimension, DIMENSION_FIELDS) for dimension in rubric.dimensions.order_by("position", "key")]}
+                    for rubric in sorted(rubrics.values(), key=lambda r: r.name)],
+        "variants": [{"name": variant.name, "backend": variant.backend, "config": variant.config, "description": variant.description}
+                     for variant in sorted(variants.values(), key=lambda v: v.name)],
+        "cohorts": list(cohorts.values()),
+        "studies": exported,
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    temporary = output / f".{FILE_NAME}.partial"
+    temporary.write_text(json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False))
+    temporary.replace(output / FILE_NAME)  # a crash mid-write never leaves a truncated studies.json
+    return counts
+
+
+# --- Import ---------------------------------------------------------------------------------
+
+def _read(source: Path) -> dict:
+    path = source / FILE_NAME if source.is_dir() else source
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise EvaluationError(f"cannot read {path}: {error}") from error
+    if document.get("format") != FORMAT_VERSION:
+        raise EvaluationError(f"{path} is format {document.get('format')!r}; this version reads format {FORMAT_VERSION}")
+    return document
+
+
+def _set_times(model, pk: int, values: dict, names: list[str]) -> None:
+    """auto_now(_add) fields take the exported times (a queryset update bypasses auto_now)."""
+    model.objects.filter(pk=pk).update(**{name: parse_datetime(values[name]) if values[name] else None for name in names})
+
+
+def _users(document: dict) -> dict[str, User]:
+    users = {}
+    for entry in document["users"]:
+        user = User.objects.filter(username=entry["username"]).first()
+        if user is None:
+            user = User(username=entry["username"], email=entry["email"], is_active=entry["is_active"])
+            user.set_unusable_password()
+            user.save()
+            for role in entry["roles"][:1]:
+                user_assign_role(user=user, role=Role(role))
+        users[user.username] = user
+    return users
+
+
+def _rubrics(document: dict) -> dict[str, Rubric]:
+    rubrics = {}
+    for entry in document["rubrics"]:
+        rubric, created = Rubric.objects.get_or_create(name=entry["name"], defaults={"description": entry["description"]})
+        if created:
+            Dimension.objects.bulk_create([Dimension(rubric=rubric, **dimension) for dimension in entry["dimensions"]])
+        elif sorted(rubric.dimensions.values_list("key", flat=True)) != sorted(d["key"] for d in entry["dimensions"]):
+            raise EvaluationError(f"rubric {rubric.name!r} exists here with other dimensions")
+        rubrics[rubric.name] = rubric
+    return rubrics
+
+
+def _participants(document: dict) -> dict[tuple[str, str], Participant]:
+    participants = {}
+    for entry in document["cohorts"]:
+        cohort, _ = Cohort.objects.get_or_create(name=entry["name"], defaults={
+            "source": entry["source"], "description": entry["description"], "k_anonymity": entry["k_anonymity"]})
+        for row in entry["participants"]:
+            participant, _ = Participant.objects.get_or_create(cohort=cohort, pseudonym=row["pseudonym"],
+                                                               defaults={name: row[name] for name in PARTICIPANT_FIELDS})
+            participants[(cohort.name, participant.pseudonym)] = participant
+    return participants
+
+
+def studies_import(*, source: Path) -> dict:
+    """Restore an export, atomically: everything or nothing. Studies already present (same name)
+    are left as they are, so restoring the same export twice adds nothing. Returns the counts."""
+    document = _read(source)
+    counts = {"studies": 0, "already_present": 0, "items": 0, "assignments": 0, "ratings": 0, "revisions": 0}
+    with transaction.atomic():
+        users, rubrics, participants = _users(document), _rubrics(document), _participants(document)
+        variants = {entry["name"]: AgentVariant.objects.get_or_create(name=entry["name"], defaults={
+            "backend": entry["backend"], "config": entry["config"], "description": entry["description"]})[0] for entry in document["variants"]}
+        for entry in document["studies"]:
+            if Study.objects.filter(name=entry["name"]).exists():
+                counts["already_present"] += 1
+                continue
+            study = Study(name=entry["name"], rubric=rubrics[entry["rubric"]], created_by=users.get(entry["created_by"]),
+                          **{name: entry[name] for name in STUDY_FIELDS})
+            study.full_clean()
+            study.save()
+            _set_times(Study, study.pk, entry, STUDY_TIMES)
+            study.clinicians.set([users[name] for name in entry["clinicians"]])
+            study.researchers.set([users[name] for name in entry["researchers"]])
+            for item_entry in entry["items"]:
+                item = StudyItem.objects.create(study=study, participant=participants[tuple(item_entry["participant"])],
+                                                variant_a=variants[item_entry["variant_a"]], variant_b=variants.get(item_entry["variant_b"]),
+                                                **{name: item_entry[name] for name in ITEM_FIELDS})
+                for assignment_entry in item_entry["assignments"]:
+                    assignment = Assignment.objects.create(study=study, item=item, rater=users[assignment_entry["rater"]],
+                                                           **{name: assignment_entry[name] for name in ASSIGNMENT_FIELDS})
+                    _set_times(Assignment, assignment.pk, assignment_entry, ASSIGNMENT_TIMES)
+                    rating_entry = assignment_entry["rating"]
+                    if rating_entry:
+                        rating = Rating.objects.create(assignment=assignment, **{name: rating_entry[name] for name in RATING_FIELDS})
+                        _set_times(Rating, rating.pk, rating_entry, RATING_TIMES)
+                        for revision_entry in rating_entry["revisions"]:
+                            revision = RatingRevision.objects.create(rating=rating, **{name: revision_entry[name] for name in REVISION_FIELDS})
+                            _set_times(RatingRevision, revision.pk, revision_entry, ["created_at"])
+                        counts["ratings"] += 1
+                        counts["revisions"] += len(rating_entry["revisions"])
+                    counts["assignments"] += 1
+                counts["items"] += 1
+            counts["studies"] += 1
+    return counts

@@ -1,0 +1,104 @@
+"""The logical backup: export_studies → a fresh database → import_studies gives back identical
+studies, items, assignments, ratings and revisions; a restore is atomic and idempotent.
+(The pg_dump / pg_restore round trip: tests/test_backup_postgres.py.)"""
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from evaluation.assignment import assignment_next
+from evaluation.models import Rating, RatingRevision, Study
+from evaluation.services import assignment_save_draft, assignment_skip, rating_submit
+from healthagent.models import Cohort
+from healthagent.roles import Role, user_roles
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rated_study(grounded_study):
+    """Ratings (one revised), a skip and a draft; restricted, with a named researcher."""
+    first, second, third = list(grounded_study.clinicians.order_by("pk"))
+    assignment = assignment_next(study=grounded_study, rater=first)
+    rating_submit(assignment_id=assignment.pk, rater=first, scores={"relevance": 2, "context": 3, "safety": 4}, comment="first", time_spent_s=12)
+    rating_submit(assignment_id=assignment.pk, rater=first, scores={"relevance": 5, "context": 3, "safety": 4}, comment="revised",
+                  unsafe=True, unsafe_reason="dose", time_spent_s=3)
+    other = assignment_next(study=grounded_study, rater=second)
+    rating_submit(assignment_id=other.pk, rater=second, scores={"relevance": 1, "context": 1, "safety": 1}, comment="ünïcode ✓")
+    assignment_skip(assignment_id=assignment_next(study=grounded_study, rater=third).pk, rater=third, reason="no data")
+    assignment_save_draft(assignment_id=assignment_next(study=grounded_study, rater=second).pk, rater=second, draft={"comment": "half"})
+    grounded_study.restricted = True
+    grounded_study.save(update_fields=["restricted"])
+    grounded_study.researchers.add(UserFactory(role=Role.RESEARCHER, username="colleague"))
+    return grounded_study
+
+
+def ratings_as_rows() -> list[tuple]:
+    return sorted((rating.assignment.study.name, rating.assignment.item.position, rating.assignment.item.participant.pseudonym,
+                   rating.assignment.rater.username, json.dumps(rating.scores, sort_keys=True), rating.comment, rating.unsafe,
+                   rating.unsafe_reason, rating.revision, rating.created_at, rating.updated_at,
+                   tuple((revision.number, json.dumps(revision.scores, sort_keys=True), revision.comment, revision.time_spent_s, revision.created_at)
+                         for revision in rating.revisions.order_by("number")))
+                  for rating in Rating.objects.select_related("assignment__study", "assignment__item__participant", "assignment__rater"))
+
+
+def wipe_everything_the_export_holds():
+    """What a fresh database lacks: the studies, their cohorts and participants, and the accounts."""
+    RatingRevision.objects.all().delete()
+    Rating.objects.all().delete()
+    Study.objects.all().delete()
+    Cohort.objects.all().delete()
+    User.objects.all().delete()
+
+
+def exported(folder) -> dict:
+    document = json.loads((folder / "studies.json").read_text())
+    document.pop("exported_at")
+    return document
+
+
+def test_export_then_restore_into_a_fresh_database_gives_identical_ratings(rated_study, tmp_path):
+    before = ratings_as_rows()
+    assert len(before) == 2 and before[0][-1] != before[1][-1]
+    call_command("export_studies", "--output", str(tmp_path / "first"))
+    wipe_everything_the_export_holds()
+    assert not Rating.objects.exists() and not User.objects.exists()
+
+    call_command("import_studies", str(tmp_path / "first"))
+    assert ratings_as_rows() == before
+    study = Study.objects.get()
+    assert study.restricted and list(study.researchers.values_list("username", flat=True)) == ["colleague"]
+    assert study.status == "open" and study.assignments.filter(state="skipped", skip_reason="no data").count() == 1
+    assert study.assignments.filter(draft={"comment": "half"}).count() == 1
+    rater = User.objects.get(username=before[0][3])
+    assert user_roles(rater) == {Role.CLINICIAN} and not rater.has_usable_password()  # passwords are never exported
+    # Exporting the restored database gives the same document.
+    call_command("export_studies", "--output", str(tmp_path / "second"))
+    assert exported(tmp_path / "second") == exported(tmp_path / "first")
+
+
+def test_restoring_twice_adds_nothing(rated_study, tmp_path, capsys):
+    call_command("export_studies", "--output", str(tmp_path))
+    call_command("import_studies", str(tmp_path))
+    assert "0 studies, 1 already_present" in capsys.readouterr().out
+    assert Study.objects.count() == 1 and Rating.objects.count() == 2
+
+
+def test_a_broken_export_restores_nothing(rated_study, tmp_path):
+    call_command("export_studies", "--output", str(tmp_path))
+    document = json.loads((tmp_path / "studies.json").read_text())
+    document["studies"][0]["items"][-1]["assignments"].append({**document["studies"][0]["items"][0]["assignments"][0], "rater": "nobody"})
+    (tmp_path / "studies.json").write_text(json.dumps(document))
+    wipe_everything_the_export_holds()
+    with pytest.raises(CommandError, match="nothing was written.*nobody"):
+        call_command("import_studies", str(tmp_path))
+    assert not Study.objects.exists() and not User.objects.exists() and not Cohort.objects.exists()
+
+
+def test_an_unknown_format_is_refused(tmp_path):
+    (tmp_path / "studies.json").write_text(json.dumps({"format": 99}))
+    with pytest.raises(CommandError, match="format 99"):
+        call_command("import_studies", str(tmp_path))

@@ -1,0 +1,62 @@
+"""The headers a browser gets: in the production profile HTTPS only (redirect, HSTS, secure
+cookies), and in every profile the Content Security Policy, no framing, no sniffing."""
+
+import json
+
+from django.urls import reverse
+
+from tests.test_project_checks import PRODUCTION_ENV, run_manage
+
+# Runs inside `manage.py shell` in the production profile: what a browser would see.
+PROBE = """
+import json
+from django.conf import settings
+from django.test import Client, override_settings
+client = Client(HTTP_HOST="evaluation.example.org")
+# Static URLs from the finders: this probe runs without collectstatic's manifest.
+with override_settings(STORAGES={**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}):
+    plain = client.get("/login/")
+    secure = client.get("/login/", secure=True)
+cookie = secure.cookies["csrftoken"]
+print(json.dumps({
+    "plain_status": plain.status_code, "plain_location": plain.get("Location", ""),
+    "status": secure.status_code, "headers": dict(secure.headers),
+    "csrf_cookie": {"secure": bool(cookie["secure"]), "httponly": bool(cookie["httponly"]), "samesite": cookie["samesite"]},
+    "session_cookie_secure": settings.SESSION_COOKIE_SECURE, "session_cookie_httponly": settings.SESSION_COOKIE_HTTPONLY,
+}))
+"""
+
+
+def production_probe(tmp_path) -> dict:
+    result = run_manage("shell", "-c", PROBE, env_overrides={**PRODUCTION_ENV, "HEALTHAGENT_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_production_profile_is_https_only_with_hsts_and_secure_cookies(tmp_path):
+    probe = production_probe(tmp_path)
+    assert probe["plain_status"] == 301 and probe["plain_location"] == "https://evaluation.example.org/login/"
+    assert probe["status"] == 200
+    headers = {key.lower(): value for key, value in probe["headers"].items()}
+    assert headers["strict-transport-security"] == "max-age=31536000; includeSubDomains; preload"
+    assert probe["csrf_cookie"] == {"secure": True, "httponly": True, "samesite": "Lax"}
+    assert probe["session_cookie_secure"] is True and probe["session_cookie_httponly"] is True
+    assert_browser_protections(headers)
+
+
+def assert_browser_protections(headers: dict) -> None:
+    policy = dict(part.strip().split(" ", 1) for part in headers["content-security-policy"].split(";"))
+    assert policy["default-src"] == "'self'" and policy["script-src"] == "'self'"  # no inline script, no eval
+    assert policy["object-src"] == "'none'" and policy["frame-ancestors"] == "'none'" and policy["base-uri"] == "'none'"
+    assert policy["form-action"] == "'self'"
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+
+
+def test_the_local_profile_sends_the_same_policy_without_hsts(client):
+    response = client.get(reverse("login"))
+    headers = {key.lower(): value for key, value in response.headers.items()}
+    assert_browser_protections(headers)
+    assert "strict-transport-security" not in headers
+
