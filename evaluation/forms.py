@@ -19,4 +19,6 @@ class StudyForm(forms.Form):
                                                 widget=forms.CheckboxSelectMultiple)
     window_days = forms.IntegerField(min_value=1, max_value=90, initial=14, label="Days of data shown with each item")
     seed = forms.IntegerField(min_value=0, initial=0, help_text="Seeds the item order, each clinician's queue and the A/B sides.")
+    show_captions = forms.BooleanField(required=False, label="Show day captions",
+                                       help_text="Each day's events and signal shapes in words, beside the chart on the rating page.")
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)

@@ -39,6 +39,7 @@ class StudySpec:
     participants: int | None = None  # a random sample of this many; None for all
     window_days: int = 14
     seed: int = 0
+    show_captions: bool = False
 
 
 def study_create(*, spec: StudySpec, user) -> Study:
@@ -64,7 +65,7 @@ def study_create(*, spec: StudySpec, user) -> Study:
         participants = sorted(random.Random(spec.seed).sample(participants, min(spec.participants, len(participants))), key=lambda p: p.pk)
     with transaction.atomic():
         study = Study(name=spec.name, mode=spec.mode, rubric=spec.rubric, instructions=spec.instructions, raters_per_item=spec.raters_per_item,
-                      window_days=spec.window_days, seed=spec.seed, created_by=user)
+                      window_days=spec.window_days, seed=spec.seed, show_captions=spec.show_captions, created_by=user)
         study.full_clean()
         study.save()
         study.clinicians.set(spec.clinicians)
