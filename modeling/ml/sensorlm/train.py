@@ -124,6 +124,13 @@ def recall_at(similarity: torch.Tensor, k: int) -> float:
     return float((rank < k).float().mean())
 
 
+def mean_rank_fraction(similarity: torch.Tensor) -> float:
+    """Mean over rows of the matching column's rank among all columns, as a fraction (0 = always first, 0.5 = chance)."""
+    target = similarity.diagonal()[:, None]
+    rank = (similarity > target).sum(dim=1).float()
+    return float((rank / max(1, similarity.shape[1] - 1)).mean())
+
+
 def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_config: TrainConfig, output_dir: Path,
                    loss: str = "clip", levels: Sequence[str] = LEVELS, init_from: Path | None = None, device: str = "auto",
                    vocabulary_size: int = 2000, progress: Callable[[int, int, dict], None] = lambda *args: None,
@@ -152,6 +159,7 @@ def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_
     similarity = embed_windows(model, values[held], observed[held], weekday[held]) @ embed_texts(model, tokenizer, [captions[i] for i in held]).T
     held_out = {f"held_out_sensor_to_text_r@{k}": recall_at(similarity, k) for k in (1, 5, 10)}
     held_out["held_out_chance_r@1"] = 1 / len(held)
+    held_out["held_out_mean_rank_fraction"] = mean_rank_fraction(similarity)  # chance: 0.5
     model_dir = output_dir / "model"
     save_sensorlm(model, tokenizer, {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0,
                                      "pretraining": {"seed": seed, "participants": participants, "days": days}}, model_dir)
