@@ -44,3 +44,11 @@ def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searche
     assert all(result["caption"] and 0 <= result["day_index"] < 2 for result in results)
     scores = [result["score"] for result in results]
     assert scores == sorted(scores, reverse=True) and np.isfinite(scores).all()
+
+
+def test_admins_queue_the_training_from_its_form(client, admin_user, tiny_cohort):
+    from django.urls import reverse
+
+    client.force_login(admin_user)
+    page = client.get(reverse("modeling:job_new", kwargs={"kind": "sensorlm_train"})).content.decode()
+    assert "Caption levels" in page and "Index cohort" in page and tiny_cohort.name in page
