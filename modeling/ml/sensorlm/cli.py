@@ -38,7 +38,7 @@ def add_parser(families) -> None:
     evaluate_parser.add_argument("--lsm", type=Path, help="a foundation-model checkpoint whose linear probe joins the references")
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--output", type=Path, help="write evaluation.md and evaluation.json here")
-    ablation_parser = commands.add_parser("ablation", help="caption levels (with CLIP) and losses (with all levels) in one table")
+    ablation_parser = commands.add_parser("ablation", help="caption levels x {clip, siglip, coca} in one table")
     ablation_parser.add_argument("--size", default="tiny", choices=list(SIZES))
     ablation_parser.add_argument("--participants", type=int, default=200)
     ablation_parser.add_argument("--days", type=int, default=3)

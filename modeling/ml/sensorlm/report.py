@@ -63,9 +63,9 @@ def _point(result: dict | None, metric: str) -> str:
 
 
 def ablation(settings: AblationSettings, output_dir: Path, progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict:
-    """One factor at a time: every caption-level set with CLIP, then every other loss with all levels. A finished run
-    (its result.json) is not redone, so an interrupted ablation resumes. Writes ablation.md and ablation.json in ``output_dir``."""
-    runs = [(levels, "clip") for levels in LEVEL_SETS] + [(LEVEL_SETS[-1], loss) for loss in LOSSES if loss != "clip"]
+    """Every caption-level set with every loss, CLIP first. A finished run (its result.json) is not redone, so an
+    interrupted ablation resumes. Writes ablation.md and ablation.json in ``output_dir``."""
+    runs = [(levels, loss) for loss in LOSSES for levels in LEVEL_SETS]
     rows, results = [], []
     for position, (levels, loss) in enumerate(runs):
         name = "+".join(levels) + f"-{loss}"
