@@ -6,9 +6,7 @@ values, event kinds), so a caption reveals nothing the chart beside it does not.
 
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Participant
-from modeling.ml.sensorlm.captions import caption_days
-
-READER_LEVELS = ("semantic", "structural")  # events and signal shapes; the statistics are on the chart already
+from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days
 
 
 def participant_day_captions(*, participant: Participant, start_day: int, end_day: int, levels=READER_LEVELS) -> list[dict]:

@@ -5,7 +5,6 @@
     python -m modeling.ml sensorlm ablation --output docs/results/sensorlm-tiny
 """
 
-import argparse
 import json
 from pathlib import Path
 

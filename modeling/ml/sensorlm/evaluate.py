@@ -32,9 +32,9 @@ from modeling.ml.sensorlm.train import CaptionedDays, captioned_days, embed_text
 # Prompt templates for zero-shot classification, worded like the semantic captions; their embeddings are averaged.
 TEMPLATES = ("Activities: a {name}.", "Activities: a 30-minute {name} in the morning.", "Activities: a 45-minute {name} in the evening.",
              "a day with a {name}.")
-GROUPINGS = {  # name: (positive words, negative words, positive kinds)
-    "cardio vs strength": ("cardio", "strength / flexibility", {kind.name for kind in ACTIVITY_KINDS if kind.cardio}),
-    "locomotion vs stationary": ("locomotion", "stationary", {kind.name for kind in ACTIVITY_KINDS if kind.locomotion}),
+GROUPINGS = {  # name: the activity kinds of the positive group (the rest are the negative one)
+    "cardio vs strength": {kind.name for kind in ACTIVITY_KINDS if kind.cardio},
+    "locomotion vs stationary": {kind.name for kind in ACTIVITY_KINDS if kind.locomotion},
 }
 
 
@@ -115,7 +115,7 @@ def activity_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer,
     for method, predicted in probabilities.items():
         truth, restricted = _present(labels[test], predicted)
         results[method] = {"activity": score("classification", truth, restricted, bootstrap=settings.bootstrap)}
-        for grouping, (_, _, positive) in GROUPINGS.items():
+        for grouping, positive in GROUPINGS.items():
             is_positive = np.array([ACTIVITY_NAMES[label] in positive for label in labels[test]]).astype(int)
             positive_probability = predicted[:, [ACTIVITY_NAMES.index(name) for name in positive]].sum(axis=1) / predicted.sum(axis=1)
             binary = np.stack([1 - positive_probability, positive_probability], axis=1)

@@ -12,11 +12,9 @@ import numpy as np
 import torch
 
 from modeling.ml.lsm.model import standardize
-from modeling.ml.sensorlm.captions import caption_days
+from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days
 from modeling.ml.sensorlm.model import SensorLMModel
 from modeling.ml.sensorlm.train import embed_texts
-
-DISPLAY_LEVELS = ("semantic", "structural")  # what a person reads beside a day: events and shapes, not the statistics
 
 
 @dataclass
@@ -53,7 +51,7 @@ def build_index(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, par
     for participant_id, values, mask, events, start_weekday, first_day in participants:
         worn, embedded = embed_participant_days(model, mean, std, values, mask, (start_weekday + first_day) % 7)
         # each worn day captioned at its own index (never-worn days are skipped, so positions are not consecutive)
-        day_captions = [caption_days(values[day:day + 1], mask[day:day + 1], events, DISPLAY_LEVELS, first_day=first_day + int(day))[0]
+        day_captions = [caption_days(values[day:day + 1], mask[day:day + 1], events, READER_LEVELS, first_day=first_day + int(day))[0]
                         for day in worn]
         embeddings.append(embedded)
         owners += [participant_id] * len(worn)
