@@ -12,6 +12,7 @@ from modeling.day_search import DaySearchError, days_matching
 from modeling.ml.data.spec import MINUTES_PER_DAY
 
 FIND_DAYS_LIMIT = 8
+FIND_DAYS_CHANNELS = ("heart_rate", "steps", "sleep_stage", "stress_score")  # a day card's chart: the panels a search is about
 FIND_DAYS_EXAMPLES = ("fragmented sleep and a morning run", "a long hike", "stress episodes in the afternoon", "a short night")
 
 
@@ -61,9 +62,6 @@ def _with_context_json(recommendations):
     return rows
 
 
-DAY_CHANNELS = ("heart_rate", "steps", "sleep_stage", "stress_score")
-
-
 @role_required(*BROWSE_ROLES)
 def find_days(request):
     """“Find days like …”: participant-days ranked by how well a SensorLM model matches them to the typed text."""
@@ -83,6 +81,6 @@ def find_days(request):
                 start = match["day_index"] * MINUTES_PER_DAY
                 results.append({**match, "participant": participant, "chart_id": f"day-chart-{position}",
                                 "chart": minute_figure(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
-                                                       channels=DAY_CHANNELS)})
+                                                       channels=FIND_DAYS_CHANNELS)})
     return render(request, "cohort/find_days.html", {"query": query, "results": results, "error": error,
                                                      "examples": FIND_DAYS_EXAMPLES})

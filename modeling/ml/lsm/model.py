@@ -74,6 +74,7 @@ class LSMConfig(PatchGeometry, PretrainedConfig):
                       patch_minutes=patch_minutes, patch_channels=patch_channels, size=size, decoder_attention="cross")
         return cls(**{**values, **overrides})
 
+
 def sincos_2d(rows: int, cols: int, dim: int) -> torch.Tensor:
     """(rows * cols, dim) fixed 2D sine-cosine positions: half the features for each axis."""
     def axis(positions: torch.Tensor, size: int) -> torch.Tensor:
