@@ -24,7 +24,9 @@ def test_search_says_what_to_do_before_any_cohort_is_indexed():
 
 
 @pytest.mark.slow
-def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searched(tiny_cohort):
+def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searched(tiny_cohort, client, admin_user):
+    from django.urls import reverse
+
     config = {"size": "tiny", "loss": "siglip", "caption_levels": ["semantic", "structural"], "participants": 20, "days": 2, "steps": 4,
               "batch_size": 8, "learning_rate": 0.002, "evaluate": True, "evaluation_participants": 16, "index_cohort": tiny_cohort.pk,
               "seed": 0}
@@ -36,6 +38,8 @@ def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searche
     assert checkpoint.family == "sensorlm" and day_search_checkpoint() == checkpoint
     assert [table["title"] for table in job.result["tables"]] == ["Zero-shot activity recognition", "Binary groupings (AUROC)",
                                                                   "Retrieval among the test days", "Captioning"]
+    client.force_login(admin_user)
+    assert "Zero-shot activity recognition" in client.get(reverse("modeling:job_detail", kwargs={"job_id": job.pk})).content.decode()
     worn_days = sum(participant.minute_days for participant in tiny_cohort.participants.all())
     assert 0 < job.result["indexed_days"] <= worn_days
     results = days_matching(query="fragmented sleep and a morning run", limit=4)
