@@ -19,6 +19,8 @@ class StudyForm(forms.Form):
                                                 widget=forms.CheckboxSelectMultiple)
     window_days = forms.IntegerField(min_value=1, max_value=90, initial=14, label="Days of data shown with each item")
     seed = forms.IntegerField(min_value=0, initial=0, help_text="Seeds the item order, each clinician's queue and the A/B sides.")
+    show_captions = forms.BooleanField(required=False, label="Show day captions",
+                                       help_text="Each day's events and signal shapes in words, beside the chart on the rating page.")
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
     restricted = forms.BooleanField(required=False, help_text="Only you, the researchers chosen below and admins will see this study.")
     researchers = forms.ModelMultipleChoiceField(queryset=User.objects.filter(groups__name=Role.RESEARCHER, is_active=True).order_by("username"),

@@ -73,6 +73,8 @@ class Study(models.Model):
     window_days = models.PositiveSmallIntegerField(default=14, help_text="Days of trajectory shown with each item (the last days).")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     seed = models.PositiveIntegerField(default=0, help_text="Seeds every clinician's random order and the A/B sides.")
+    show_captions = models.BooleanField(default=False, help_text="Show each day's caption (events and signal shapes, derived from the "
+                                                                 "anonymized data) beside the chart on the rating page.")
     clinicians = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="evaluation_studies", blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # A restricted study (its page, dashboard, exports, API and live events) is for its owner, the

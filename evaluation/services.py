@@ -42,6 +42,7 @@ class StudySpec:
     seed: int = 0
     restricted: bool = False  # only the creator, ``researchers`` and admins see a restricted study
     researchers: list = ()
+    show_captions: bool = False
 
 
 def study_create(*, spec: StudySpec, user) -> Study:
@@ -69,7 +70,8 @@ def study_create(*, spec: StudySpec, user) -> Study:
         participants = sorted(random.Random(spec.seed).sample(participants, min(spec.participants, len(participants))), key=lambda p: p.pk)
     with transaction.atomic():
         study = Study(name=spec.name, mode=spec.mode, rubric=spec.rubric, instructions=spec.instructions, raters_per_item=spec.raters_per_item,
-                      window_days=spec.window_days, seed=spec.seed, created_by=user, restricted=spec.restricted)
+                      window_days=spec.window_days, seed=spec.seed, created_by=user, restricted=spec.restricted,
+                      show_captions=spec.show_captions)
         study.full_clean()
         study.save()
         study.clinicians.set(spec.clinicians)

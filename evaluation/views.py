@@ -24,6 +24,7 @@ from evaluation.services import (
     study_create,
     study_set_status,
 )
+from healthagent.cohort.captions import participant_day_captions
 from healthagent.cohort.charts import ChartError, minute_figure
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
@@ -108,6 +109,8 @@ def assignment_detail(request, assignment_id: int):
         "progress": rater_progress(study=assignment.study, rater=request.user),
         "minute_chart": minute_figure(participant=participant, start_minute=start, end_minute=end),
         "editable": assignment.study.status == Study.Status.OPEN,
+        "day_captions": (participant_day_captions(participant=participant, start_day=start // MINUTES_PER_DAY, end_day=end // MINUTES_PER_DAY)
+                         if assignment.study.show_captions else None),
     }
     return render(request, "evaluation/assignment.html", context)
 
@@ -189,7 +192,7 @@ def study_new(request):
         spec = StudySpec(name=data["name"], mode=data["mode"], rubric=data["rubric"], cohort=data["cohort"], variants=list(data["variants"]),
                          raters_per_item=data["raters_per_item"], clinicians=list(data["clinicians"]), instructions=data["instructions"],
                          participants=data["participants"], window_days=data["window_days"], seed=data["seed"],
-                         restricted=data["restricted"], researchers=list(data["researchers"]))
+                         restricted=data["restricted"], researchers=list(data["researchers"]), show_captions=data["show_captions"])
         try:
             study = study_create(spec=spec, user=request.user)
         except EvaluationError as error:

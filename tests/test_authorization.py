@@ -56,6 +56,7 @@ MATRIX = {
     "cohort:cohort_list": row(LOGIN, FORBIDDEN, 200, 200),
     "cohort:cohort_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"cohort_id": objects["cohort"].pk}),
     "cohort:participant_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"participant_id": first_participant(objects, user)}),
+    "cohort:find_days": row(LOGIN, FORBIDDEN, 200, 200, query="?q=a+morning+run"),  # no index yet: the page says so
     "cohort:participant_minutes": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"participant_id": first_participant(objects, user)},
                                       query="?start=0&end=600"),
     "evaluation:study_next": row(LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"study_id": enrolled_study(objects, user)}),

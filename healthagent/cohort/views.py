@@ -6,8 +6,14 @@ from django.shortcuts import get_object_or_404, render
 
 from healthagent.cohort.charts import ChartError, daily_figure, minute_figure
 from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list
-from healthagent.models import Cohort
+from healthagent.models import Cohort, Participant
 from healthagent.roles import role_required
+from modeling.day_search import DaySearchError, days_matching
+from modeling.ml.data.spec import MINUTES_PER_DAY
+
+FIND_DAYS_LIMIT = 8
+FIND_DAYS_CHANNELS = ("heart_rate", "steps", "sleep_stage", "stress_score")  # a day card's chart: the panels a search is about
+FIND_DAYS_EXAMPLES = ("fragmented sleep and a morning run", "a long hike", "stress episodes in the afternoon", "a short night")
 
 
 @role_required(*BROWSE_ROLES)
@@ -54,3 +60,27 @@ def _with_context_json(recommendations):
     for row in rows:
         row.context_json = json.dumps(row.context, indent=2)
     return rows
+
+
+@role_required(*BROWSE_ROLES)
+def find_days(request):
+    """“Find days like …”: participant-days ranked by how well a SensorLM model matches them to the typed text."""
+    query = request.GET.get("q", "").strip()[:300]
+    results, error = [], None
+    if query:
+        try:
+            matches = days_matching(query=query, limit=FIND_DAYS_LIMIT)
+        except DaySearchError as problem:
+            error = str(problem)
+        else:
+            participants = Participant.objects.select_related("cohort").in_bulk([match["participant_id"] for match in matches])
+            for position, match in enumerate(matches):
+                participant = participants.get(match["participant_id"])
+                if participant is None:  # deleted since the index was built
+                    continue
+                start = match["day_index"] * MINUTES_PER_DAY
+                results.append({**match, "participant": participant, "chart_id": f"day-chart-{position}",
+                                "chart": minute_figure(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
+                                                       channels=FIND_DAYS_CHANNELS)})
+    return render(request, "cohort/find_days.html", {"query": query, "results": results, "error": error,
+                                                     "examples": FIND_DAYS_EXAMPLES})

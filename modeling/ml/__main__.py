@@ -3,6 +3,7 @@
     python -m modeling.ml lsm pretrain --size tiny --participants 64 --days 4 --steps 200 --output runs/lsm-tiny
     torchrun --nproc-per-node 4 -m modeling.ml lsm pretrain --size base ...
     python -m modeling.ml lsm evaluate --model runs/lsm-tiny/model --output docs/results/lsm-tiny
+    python -m modeling.ml sensorlm train|evaluate|ablation ...   (see modeling/ml/sensorlm/cli.py)
     python -m modeling.ml lsm scaling --sizes 32x1 64x2 128x3 --windows 200 800 3200 --output docs/results/lsm-scaling
 """
 
@@ -10,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from modeling.ml.sensorlm import cli as sensorlm_cli
 from modeling.ml.train import TrainConfig
 
 
@@ -61,7 +63,12 @@ def main(argv=None) -> None:
     compare_parser.add_argument("--days", type=int, default=4)
     compare_parser.add_argument("--seed", type=int, default=3000)
     compare_parser.add_argument("--output", type=Path)
+    sensorlm_cli.add_parser(families)
     args = parser.parse_args(argv)
+
+    if args.family == "sensorlm":
+        sensorlm_cli.run(args)
+        return
 
     if args.family == "heads":
         from modeling.ml.heads.compare import compare_markdown, compare_task, token_windows

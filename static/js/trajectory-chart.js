@@ -16,7 +16,7 @@
 
   function setupMinuteChart(section) {
     const target = section.querySelector('[data-chart="minutes"]');
-    const figure = readFigure("minute-chart-data");
+    const figure = readFigure(section.dataset.minuteFigure || "minute-chart-data");  // several charts on a page name their data
     if (!target || !figure) return;
     const meta = figure.layout.meta;
     const url = section.dataset.minutesUrl;

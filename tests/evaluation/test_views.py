@@ -112,3 +112,17 @@ def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_i
     Recommendation.objects.filter(participant__in=[item.participant for item in grounded_study.items.all()]).update(status="failed")
     page = client.get(reverse("evaluation:study_next", args=[grounded_study.pk])).content.decode()
     assert "still writing the answers of 3 items" in page
+
+
+def test_day_captions_show_on_the_rating_page_only_when_the_study_asks(client, clinician_in_study, grounded_study):
+    url = reverse("evaluation:study_next", args=[grounded_study.pk])
+    assert "The days in words" not in client.get(url, follow=True).content.decode()
+    grounded_study.show_captions = True
+    grounded_study.save(update_fields=["show_captions"])
+    page = client.get(url, follow=True).content.decode()
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+    captions = re.findall(r"<strong>Day (\d+)\.</strong> ([^<]+)</li>", page)
+    assert [int(day) for day, _ in captions] == list(range(1, assignment.item.participant.minute_days + 1))
+    assert all("Slept" in text or "No night sleep" in text for _, text in captions)  # the semantic level leads
+    assert "Heart rate" in page and " mean " not in " ".join(text for _, text in captions)  # structural yes, statistical no
+    assert assignment.item.participant.pseudonym not in page

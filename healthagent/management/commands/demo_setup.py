@@ -11,6 +11,8 @@ from healthagent.roles import Role
 DEMO_COHORT = {"name": "Demo cohort", "participants": 50, "days": 14, "seed": 2026}
 DEMO_PRETRAINING = {"size": "tiny", "participants": 200, "days": 3, "steps": 1500, "batch_size": 16, "learning_rate": 0.001,
                     "mask_strategy": "aim", "checkpoint_every": 100, "seed": 0}
+DEMO_SENSORLM = {"size": "tiny", "loss": "clip", "caption_levels": ["semantic", "structural", "statistical"], "participants": 200, "days": 3,
+                 "steps": 300, "batch_size": 32, "learning_rate": 0.002, "evaluate": True, "evaluation_participants": 60, "seed": 0}
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -55,6 +57,9 @@ class Command(BaseCommand):
             job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING, "predict_cohort": cohort.pk})
             self.stdout.write(f"Queued job #{job.pk}: pre-training of a tiny wearable foundation model (a few minutes; watch its loss), "
                               "then its predictions for the demo cohort.")
+        if not Job.objects.filter(kind="sensorlm_train").exists():
+            job = job_queue(kind_name="sensorlm_train", config={**DEMO_SENSORLM, "index_cohort": cohort.pk})
+            self.stdout.write(f"Queued job #{job.pk}: a tiny sensor-language model, then an index of the demo cohort's days for “Find days”.")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")
@@ -79,9 +84,10 @@ class Command(BaseCommand):
             ("Demo: which answer is better?", "pairwise", ["grounded agent", "LLM only"], 10),
         ):
             if Study.objects.filter(name=name).exists():
+                Study.objects.filter(name=name).update(show_captions=True)  # demos set up before the option existed
                 continue
             spec = StudySpec(name=name, mode=mode, rubric=rubric, cohort=cohort, variants=[variants[v] for v in chosen], raters_per_item=1,
-                             clinicians=[clinician], participants=sample, seed=7,
+                             clinicians=[clinician], participants=sample, seed=7, show_captions=True,
                              instructions="Read the participant's data, then rate the answer on each dimension. Press ? for keyboard shortcuts.")
             study_set_status(study=study_create(spec=spec, user=researcher), status="open")
             self.stdout.write(f"Opened the study {name!r} for the demo clinician.")

@@ -25,7 +25,27 @@ SIZES = {
 }
 
 
-class LSMConfig(PretrainedConfig):
+class PatchGeometry:
+    """How a config's (channels x minutes) window is cut into patches; shared by every config with a patch encoder."""
+
+    @property
+    def channel_groups(self) -> int:
+        return self.channels // self.patch_channels
+
+    @property
+    def time_patches(self) -> int:
+        return self.minutes // self.patch_minutes
+
+    @property
+    def patches(self) -> int:
+        return self.channel_groups * self.time_patches
+
+    @property
+    def patch_values(self) -> int:
+        return self.patch_channels * self.patch_minutes
+
+
+class LSMConfig(PatchGeometry, PretrainedConfig):
     model_type = "healthagent_lsm"
 
     def __init__(self, channels: int = 27, minutes: int = 1440, patch_minutes: int = 60, patch_channels: int = 1, dim: int = 64,
@@ -53,22 +73,6 @@ class LSMConfig(PretrainedConfig):
         values = dict(dim=dim, depth=depth, heads=heads, decoder_dim=decoder_dim, decoder_depth=decoder_depth,
                       patch_minutes=patch_minutes, patch_channels=patch_channels, size=size, decoder_attention="cross")
         return cls(**{**values, **overrides})
-
-    @property
-    def channel_groups(self) -> int:
-        return self.channels // self.patch_channels
-
-    @property
-    def time_patches(self) -> int:
-        return self.minutes // self.patch_minutes
-
-    @property
-    def patches(self) -> int:
-        return self.channel_groups * self.time_patches
-
-    @property
-    def patch_values(self) -> int:
-        return self.patch_channels * self.patch_minutes
 
 
 def sincos_2d(rows: int, cols: int, dim: int) -> torch.Tensor:
@@ -125,49 +129,25 @@ class CrossBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-@dataclass
-class LSMOutput:
-    loss: torch.Tensor | None
-    reconstruction: torch.Tensor  # (batch, patches, patch_values), standardized units
-    masked: torch.Tensor  # (batch, patches) the encoder's mask
-    missing: torch.Tensor  # (batch, patches) patches without any observed value
+# The encoder's parameter names, as prefixes of a state dict: another model with a patch encoder loads these.
+ENCODER_PARAMETERS = ("embed.", "position", "weekday_embedding.", "time_of_day.", "encoder.", "encoder_norm.")
+# The config fields that must agree for those weights to fit.
+ENCODER_ARCHITECTURE = ("channels", "minutes", "patch_minutes", "patch_channels", "dim", "depth", "heads", "mlp_ratio", "calendar_features")
 
 
-class LSMForMaskedPretraining(PreTrainedModel):
-    config_class = LSMConfig
-    base_model_prefix = "lsm"
-    main_input_name = "values"
+class PatchEncoderMixin:
+    """The ViT encoder over (channels x minutes) patches, shared by the foundation model and SensorLM's sensor
+    tower. Its parameter names are the checkpoint's (:data:`ENCODER_PARAMETERS`), so either loads the other's."""
 
-    def __init__(self, config: LSMConfig):
-        super().__init__(config)
+    def build_patch_encoder(self, config) -> None:
         self.embed = nn.Linear(config.patch_values, config.dim)
         # Fixed positions, saved with the weights: from_pretrained then restores them like any tensor.
         self.register_buffer("position", sincos_2d(config.channel_groups, config.time_patches, config.dim))
-        self.register_buffer("decoder_position", sincos_2d(config.channel_groups, config.time_patches, config.decoder_dim))
         if config.calendar_features:
             self.weekday_embedding = nn.Embedding(7, config.dim)
             self.time_of_day = nn.Linear(2, config.dim)  # from a 24-hour sine and cosine of each patch's middle minute
         self.encoder = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth))
         self.encoder_norm = nn.LayerNorm(config.dim)
-        self.to_decoder = nn.Linear(config.dim, config.decoder_dim)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
-        decoder_block = CrossBlock if config.decoder_attention == "cross" else Block
-        self.decoder = nn.ModuleList(decoder_block(config.decoder_dim, max(1, config.heads // 2), config.mlp_ratio, config.dropout)
-                                     for _ in range(config.decoder_depth))
-        self.decoder_norm = nn.LayerNorm(config.decoder_dim)
-        self.head = nn.Linear(config.decoder_dim, config.patch_values)
-        self.post_init()
-
-    def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        if isinstance(module, LSMForMaskedPretraining):
-            nn.init.normal_(module.mask_token, std=0.02)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, channels, minutes) -> (batch, patches, patch_values), channel-major patch order."""
@@ -199,6 +179,44 @@ class LSMForMaskedPretraining(PreTrainedModel):
         for block in self.encoder:
             x = block(x, key_padding=padding)
         return self.encoder_norm(x), order, padding
+
+
+@dataclass
+class LSMOutput:
+    loss: torch.Tensor | None
+    reconstruction: torch.Tensor  # (batch, patches, patch_values), standardized units
+    masked: torch.Tensor  # (batch, patches) the encoder's mask
+    missing: torch.Tensor  # (batch, patches) patches without any observed value
+
+
+class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
+    config_class = LSMConfig
+    base_model_prefix = "lsm"
+    main_input_name = "values"
+
+    def __init__(self, config: LSMConfig):
+        super().__init__(config)
+        self.build_patch_encoder(config)
+        self.register_buffer("decoder_position", sincos_2d(config.channel_groups, config.time_patches, config.decoder_dim))
+        self.to_decoder = nn.Linear(config.dim, config.decoder_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
+        decoder_block = CrossBlock if config.decoder_attention == "cross" else Block
+        self.decoder = nn.ModuleList(decoder_block(config.decoder_dim, max(1, config.heads // 2), config.mlp_ratio, config.dropout)
+                                     for _ in range(config.decoder_depth))
+        self.decoder_norm = nn.LayerNorm(config.decoder_dim)
+        self.head = nn.Linear(config.decoder_dim, config.patch_values)
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        if isinstance(module, LSMForMaskedPretraining):
+            nn.init.normal_(module.mask_token, std=0.02)
 
     def forward(self, values: torch.Tensor, observed: torch.Tensor, *, masked: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, weekday: torch.Tensor | None = None) -> LSMOutput:

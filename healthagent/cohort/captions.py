@@ -1,0 +1,19 @@
+"""Day captions of a stored participant: the SensorLM captioner over the anonymized minutes and event log.
+
+Only what the cohort store already holds goes in (day indices, clock times within a day, signal
+values, event kinds), so a caption reveals nothing the chart beside it does not.
+"""
+
+from healthagent.cohort.store import read_window, trajectory_root
+from healthagent.models import Participant
+from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days
+
+
+def participant_day_captions(*, participant: Participant, start_day: int, end_day: int, levels=READER_LEVELS) -> list[dict]:
+    """``{"day": 1-based position in the window, "caption"}`` for minute-level days ``[start_day, end_day)``."""
+    if not participant.trajectory_path or end_day <= start_day:
+        return []
+    values, mask = read_window(path=trajectory_root() / participant.trajectory_path, start_day=start_day, end_day=end_day)
+    events = participant.events.filter(start_minute__isnull=False, end_minute__gt=start_day * 1440, start_minute__lt=end_day * 1440)
+    captions = caption_days(values, mask, list(events.only("name", "kind", "start_minute", "end_minute")), levels, first_day=start_day)
+    return [{"day": position + 1, "caption": caption} for position, caption in enumerate(captions)]

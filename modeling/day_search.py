@@ -1,0 +1,100 @@
+"""Finding participant-days with words: the day index of a cohort (a service) and the ranked search (a selector).
+
+The index is built by a SensorLM job from anonymized, stored data only (the Parquet minutes and the
+event log) and kept as an ``.npz`` beside the model; the checkpoint's metrics say which cohorts it covers.
+"""
+
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from django.db import transaction
+
+from healthagent.cohort.store import read_window, trajectory_root
+from healthagent.models import Cohort, Event
+from modeling.models import Checkpoint
+
+FAMILY = "sensorlm"
+
+
+class DaySearchError(Exception):
+    pass
+
+
+def _participant_windows(cohort: Cohort):
+    """(participant id, values, mask, minute events, start weekday, first day) for every participant with minute-level data."""
+    for participant in cohort.participants.exclude(trajectory_path="").order_by("pk"):
+        values, mask = read_window(path=trajectory_root() / participant.trajectory_path, start_day=0, end_day=participant.minute_days)
+        events = list(Event.objects.filter(participant=participant, start_minute__isnull=False).only("name", "kind", "start_minute", "end_minute"))
+        yield participant.pk, values, mask, events, participant.start_weekday, 0
+
+
+def day_index_build(*, checkpoint: Checkpoint, cohort: Cohort, device: str = "cpu",
+                    progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
+    """Embed and caption every worn day of ``cohort`` with ``checkpoint`` and record the index on the checkpoint.
+    Locks the checkpoint row while recording, so two index jobs for one model both keep their cohort."""
+    from modeling.ml.sensorlm.model import load_sensorlm
+    from modeling.ml.sensorlm.search import build_index, save_index
+
+    model, _, mean, std = load_sensorlm(Path(checkpoint.path), device)
+    total = cohort.participants.exclude(trajectory_path="").count()
+
+    def counted():
+        for done, row in enumerate(_participant_windows(cohort)):
+            progress(done, total)
+            yield row
+
+    index = build_index(model, mean, std, counted())
+    path = Path(checkpoint.path) / f"days-cohort-{cohort.pk}.npz"
+    save_index(index, path)
+    with transaction.atomic():
+        locked = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
+        indexes = {**locked.metrics.get("day_indexes", {}), str(cohort.pk): {"path": str(path), "days": len(index)}}
+        locked.metrics = {**locked.metrics, "day_indexes": indexes}
+        locked.save(update_fields=["metrics"])
+    _loaded_index.cache_clear()
+    return {"cohort": cohort.pk, "days": len(index), "path": str(path)}
+
+
+def day_search_checkpoint() -> Checkpoint | None:
+    """The newest SensorLM model with at least one indexed cohort."""
+    for checkpoint in Checkpoint.objects.filter(family=FAMILY).order_by("-created_at", "-pk"):
+        if checkpoint.metrics.get("day_indexes"):
+            return checkpoint
+    return None
+
+
+@lru_cache(maxsize=2)
+def _loaded_model(path: str):
+    from modeling.ml.sensorlm.model import load_sensorlm
+
+    model, tokenizer, _, _ = load_sensorlm(Path(path), "cpu")
+    return model, tokenizer
+
+
+@lru_cache(maxsize=8)
+def _loaded_index(path: str, modified: float):
+    from modeling.ml.sensorlm.search import load_index
+
+    return load_index(Path(path))
+
+
+def days_matching(*, query: str, limit: int = 10) -> list[dict]:
+    """The participant-days most like ``query``, best first: ``{"participant_id", "day_index", "caption", "score"}``.
+    Raises DaySearchError when no model has indexed a cohort yet."""
+    from modeling.ml.sensorlm.search import DayIndex, rank_days
+
+    checkpoint = day_search_checkpoint()
+    if checkpoint is None:
+        raise DaySearchError("No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index.")
+    model, tokenizer = _loaded_model(checkpoint.path)
+    results = []
+    for entry in checkpoint.metrics["day_indexes"].values():
+        path = Path(entry["path"])
+        if not path.exists():
+            continue
+        index: DayIndex = _loaded_index(str(path), path.stat().st_mtime)
+        for row, score in rank_days(model, tokenizer, index, query, limit):
+            results.append({"participant_id": int(index.participant_ids[row]), "day_index": int(index.day_indices[row]),
+                            "caption": str(index.captions[row]), "score": score})
+    return sorted(results, key=lambda result: -result["score"])[:limit]

@@ -1,0 +1,85 @@
+"""Searching participant-days with words: an index of day embeddings, ranked by a text query's similarity.
+
+The index is one ``.npz`` beside the model (written atomically): the unit-length sensor embedding of
+every worn day, who and which day it is, and the day's caption to show beside it.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modeling.ml.lsm.model import standardize
+from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days
+from modeling.ml.sensorlm.model import SensorLMModel
+from modeling.ml.sensorlm.train import embed_texts
+
+
+@dataclass
+class DayIndex:
+    embeddings: np.ndarray  # (days, embed_dim) float32, unit length
+    participant_ids: np.ndarray  # (days,) int64
+    day_indices: np.ndarray  # (days,) int64, the day within the participant's minute-level days
+    captions: np.ndarray  # (days,) str
+
+    def __len__(self) -> int:
+        return len(self.day_indices)
+
+
+@torch.no_grad()
+def embed_participant_days(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, mask: np.ndarray,
+                           start_weekday: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(worn day positions, (worn days, embed_dim) embeddings) of one participant's days (days, channels, 1440)."""
+    worn = np.flatnonzero(mask.any(axis=(1, 2)))
+    if not worn.size:
+        return worn, np.zeros((0, model.config.embed_dim), np.float32)
+    observed = torch.tensor(np.ascontiguousarray(mask[worn]))
+    standardized = standardize(torch.tensor(np.nan_to_num(values[worn])), observed, mean, std)
+    weekday = torch.tensor((start_weekday + worn) % 7)
+    device = model.device
+    parts = [model.embed_sensor(standardized[i:i + batch].to(device), observed[i:i + batch].to(device), weekday[i:i + batch].to(device)).cpu()
+             for i in range(0, len(worn), batch)]
+    return worn, torch.cat(parts).numpy().astype(np.float32)
+
+
+def build_index(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, participants: Iterable[tuple]) -> DayIndex:
+    """``participants`` yields (participant id, values, mask, events, start weekday, first day index) with values/mask
+    (days, channels, 1440) and events counting minutes from the participant's first minute-level minute."""
+    embeddings, owners, days, captions = [], [], [], []
+    for participant_id, values, mask, events, start_weekday, first_day in participants:
+        worn, embedded = embed_participant_days(model, mean, std, values, mask, (start_weekday + first_day) % 7)
+        # each worn day captioned at its own index (never-worn days are skipped, so positions are not consecutive)
+        day_captions = [caption_days(values[day:day + 1], mask[day:day + 1], events, READER_LEVELS, first_day=first_day + int(day))[0]
+                        for day in worn]
+        embeddings.append(embedded)
+        owners += [participant_id] * len(worn)
+        days += [first_day + int(day) for day in worn]
+        captions += day_captions
+    dim = model.config.embed_dim
+    return DayIndex(np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32), np.array(owners, dtype=np.int64),
+                    np.array(days, dtype=np.int64), np.array(captions, dtype=str))
+
+
+def save_index(index: DayIndex, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez_compressed(partial, embeddings=index.embeddings, participant_ids=index.participant_ids, day_indices=index.day_indices,
+                        captions=index.captions)
+    partial.replace(path)
+
+
+def load_index(path: Path) -> DayIndex:
+    with np.load(path, allow_pickle=False) as stored:
+        return DayIndex(stored["embeddings"], stored["participant_ids"], stored["day_indices"], stored["captions"])
+
+
+def rank_days(model: SensorLMModel, tokenizer, index: DayIndex, query: str, limit: int = 10) -> list[tuple[int, float]]:
+    """(row of the index, cosine similarity) of the ``limit`` days most like ``query``, best first."""
+    if not len(index) or not query.strip():
+        return []
+    text = embed_texts(model, tokenizer, [query])[0].numpy()
+    similarity = index.embeddings @ text
+    order = np.argsort(-similarity, kind="stable")[:limit]
+    return [(int(row), float(similarity[row])) for row in order]

@@ -1,0 +1,169 @@
+"""Sensor-language pre-training on simulated participant-days and their captions, with the shared trainer.
+
+Participants are split 80/20 before anything is fitted: the channel normalization, the caption
+tokenizer and the model see training participants only; the held-out retrieval is on the others.
+"""
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modeling.ml.data.cohort import make_cohort, participant_split
+from modeling.ml.data.spec import NUM_FEATURES
+from modeling.ml.data.summaries import SUMMARY_FIELDS, daily_summaries
+from modeling.ml.lsm.model import parameter_count, standardize
+from modeling.ml.lsm.pretrain import channel_statistics
+from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
+from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
+from modeling.ml.sensorlm.tokenizer import encode, train_tokenizer
+from modeling.ml.train import TrainConfig, train
+
+
+@dataclass
+class CaptionedDays:
+    """Worn day windows of simulated participants (never-worn days left out), with what captions need."""
+
+    values: np.ndarray  # (days, channels, 1440), NaN-free
+    observed: np.ndarray  # (days, channels, 1440) bool
+    owner: np.ndarray  # (days,) participant index
+    day: np.ndarray  # (days,) the day within the participant's stay
+    weekday: np.ndarray  # (days,) 0 = Monday
+    events: list[list[DayEvent]]  # per day, in that day's minutes
+
+    def captions(self, levels: Sequence[str] = LEVELS) -> list[str]:
+        return [caption_day(np.where(observed, values, np.nan), events, levels)
+                for values, observed, events in zip(self.values, self.observed, self.events)]
+
+    def activities(self) -> list[str | None]:
+        """Each day's longest activity bout (None on a day without one): the zero-shot labels."""
+        return [main_activity(events) for events in self.events]
+
+    def statistics(self) -> np.ndarray:
+        """(days, features) hand-crafted statistics: the app's daily summaries and each channel's mean and SD."""
+        return day_statistics(self.values, self.observed)
+
+    def subset(self, rows: np.ndarray) -> "CaptionedDays":
+        return CaptionedDays(self.values[rows], self.observed[rows], self.owner[rows], self.day[rows], self.weekday[rows],
+                             [self.events[row] for row in rows])
+
+
+def captioned_days(*, participants: int, days: int, seed: int) -> CaptionedDays:
+    cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
+    values, observed, owner, day_index, weekday, events = [], [], [], [], [], []
+    for index in range(participants):
+        minutes = cohort.participant(index).minutes
+        worn = minutes.mask.any(axis=(1, 2))
+        values.append(np.nan_to_num(minutes.values[worn]))
+        observed.append(minutes.mask[worn])
+        for day in np.flatnonzero(worn):
+            owner.append(index)
+            day_index.append(day)
+            weekday.append((minutes.start_weekday + day) % 7)
+            events.append(events_of_day(minutes.events, int(day)))
+    return CaptionedDays(np.concatenate(values), np.concatenate(observed), np.array(owner), np.array(day_index), np.array(weekday), events)
+
+
+def day_statistics(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """(days, features): daily summaries (steps, sleep, resting heart rate, ...) and per-channel mean and SD; 0 where absent."""
+    summaries = np.array([[np.nan if day[name] is None else day[name] for name in SUMMARY_FIELDS]
+                          for day in daily_summaries(values, observed)], dtype=float)
+    masked = np.where(observed, values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        channel_mean, channel_sd = np.nanmean(masked, axis=2), np.nanstd(masked, axis=2)  # (days, channels)
+    return np.nan_to_num(np.concatenate([summaries, channel_mean, channel_sd], axis=1))
+
+
+class CaptionDataset:
+    """Standardized windows and their tokenized captions, for the shared trainer."""
+
+    def __init__(self, values: torch.Tensor, observed: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 weekday: torch.Tensor):
+        self.values, self.observed, self.input_ids, self.attention_mask, self.weekday = values, observed, input_ids, attention_mask, weekday
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> dict:
+        return {"values": self.values[indices], "observed": self.observed[indices], "input_ids": self.input_ids[indices],
+                "attention_mask": self.attention_mask[indices], "weekday": self.weekday[indices]}
+
+
+def standardized(data: CaptionedDays, mean: np.ndarray, std: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    observed = torch.tensor(data.observed)
+    return standardize(torch.tensor(data.values), observed, torch.tensor(mean), torch.tensor(std)), observed
+
+
+@torch.no_grad()
+def embed_windows(model: SensorLMModel, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """(windows, embed_dim) sensor embeddings, in batches."""
+    device = model.device
+    return torch.cat([model.embed_sensor(values[i:i + batch].to(device), observed[i:i + batch].to(device), weekday[i:i + batch].to(device)).cpu()
+                      for i in range(0, len(values), batch)])
+
+
+@torch.no_grad()
+def embed_texts(model: SensorLMModel, tokenizer, texts: list[str], batch: int = 128) -> torch.Tensor:
+    """(texts, embed_dim) text embeddings, in batches."""
+    device = model.device
+    parts = []
+    for i in range(0, len(texts), batch):
+        input_ids, attention_mask = encode(tokenizer, texts[i:i + batch], model.config.max_text_tokens)
+        parts.append(model.embed_text(input_ids.to(device), attention_mask.to(device)).cpu())
+    return torch.cat(parts)
+
+
+def recall_at(similarity: torch.Tensor, k: int) -> float:
+    """Fraction of rows whose matching column (the diagonal) is among their ``k`` most similar."""
+    target = similarity.diagonal()[:, None]
+    rank = (similarity > target).sum(dim=1)  # ties count in the row's favour
+    return float((rank < k).float().mean())
+
+
+def mean_rank_fraction(similarity: torch.Tensor) -> float:
+    """Mean over rows of the matching column's rank among all columns, as a fraction (0 = always first, 0.5 = chance)."""
+    target = similarity.diagonal()[:, None]
+    rank = (similarity > target).sum(dim=1).float()
+    return float((rank / max(1, similarity.shape[1] - 1)).mean())
+
+
+def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_config: TrainConfig, output_dir: Path,
+                   loss: str = "clip", levels: Sequence[str] = LEVELS, init_from: Path | None = None, device: str = "auto",
+                   vocabulary_size: int = 2000, progress: Callable[[int, int, dict], None] = lambda *args: None,
+                   **config_overrides) -> dict:
+    """Train on 80 % of the participants, report held-out retrieval on the other 20 %, save model + tokenizer + normalization."""
+    data = captioned_days(participants=participants, days=days, seed=seed)
+    _, held_out = participant_split(participants, 0.2, seed)
+    is_train = ~np.isin(data.owner, held_out)  # by participant, never by window
+    captions = data.captions(levels)
+    mean, std = channel_statistics(data.values[is_train], data.observed[is_train])
+    tokenizer = train_tokenizer([caption for caption, keep in zip(captions, is_train) if keep], vocabulary_size=vocabulary_size)
+    config = SensorLMConfig.named(size, loss=loss, caption_levels=tuple(levels), vocabulary_size=tokenizer.get_vocab_size(),
+                                  pad_token_id=tokenizer.token_to_id("[PAD]"), bos_token_id=tokenizer.token_to_id("[CLS]"),
+                                  eos_token_id=tokenizer.token_to_id("[SEP]"), **config_overrides)
+    torch.manual_seed(train_config.seed)
+    model = SensorLMModel(config)
+    copied = model.init_sensor_from(init_from) if init_from else 0
+    values, observed = standardized(data, mean, std)
+    input_ids, attention_mask = encode(tokenizer, captions, config.max_text_tokens)
+    weekday = torch.tensor(data.weekday)
+    train_rows = torch.tensor(np.flatnonzero(is_train))
+    dataset = CaptionDataset(values[train_rows], observed[train_rows], input_ids[train_rows], attention_mask[train_rows], weekday[train_rows])
+    result = train(model, dataset, train_config, output_dir=output_dir, device=device, progress=progress)
+    model.eval()
+    held = torch.tensor(np.flatnonzero(~is_train))
+    similarity = embed_windows(model, values[held], observed[held], weekday[held]) @ embed_texts(model, tokenizer, [captions[i] for i in held]).T
+    held_out = {f"held_out_sensor_to_text_r@{k}": recall_at(similarity, k) for k in (1, 5, 10)}
+    held_out["held_out_chance_r@1"] = 1 / len(held)
+    held_out["held_out_mean_rank_fraction"] = mean_rank_fraction(similarity)  # chance: 0.5
+    model_dir = output_dir / "model"
+    save_sensorlm(model, tokenizer, {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0,
+                                     "pretraining": {"seed": seed, "participants": participants, "days": days}}, model_dir)
+    return {**result, **held_out, "parameters": parameter_count(model), "model_dir": str(model_dir), "loss_kind": loss,
+            "caption_levels": list(levels), "encoder_tensors_from_lsm": copied, "train_windows": int(is_train.sum()),
+            "held_out_windows": int(len(held)), "held_out_participants": len(np.unique(data.owner[~is_train])),
+            "vocabulary_size": tokenizer.get_vocab_size(), "channels": NUM_FEATURES}
