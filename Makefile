@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench serve install install-test clean
+.PHONY: demo test bench loadtest faults serve install install-test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: install-test
 
 bench: install-test
 	$(PY) -m bench
+
+# Starts its own PostgreSQL, Redis and daphne processes (root, Debian packages); see README "Load and faults".
+LOADTEST_ARGS ?=
+loadtest: install-test
+	$(PY) -m loadtest $(LOADTEST_ARGS)
 
 clean:
 	rm -rf var/static var/celery var/log

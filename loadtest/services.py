@@ -1,0 +1,112 @@
+"""PostgreSQL and Redis for the load test and the fault scenarios, on their own ports and folders.
+
+Started from the Debian packages (as .ci/run does), as the ``postgres`` user when run as root,
+in a throw-away folder that :meth:`Services.stop` removes. Nothing else on the machine is touched:
+another PostgreSQL or Redis (CI's, another engineer's) keeps running on its own port.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PG_PORT = int(os.environ.get("LOADTEST_PG_PORT", "55499"))
+REDIS_PORT = int(os.environ.get("LOADTEST_REDIS_PORT", "56499"))
+
+
+class ServiceError(Exception):
+    pass
+
+
+def _postgres_bin() -> Path:
+    folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: int(path.split("/")[-2]))
+    if not folders:
+        raise ServiceError("PostgreSQL is not installed (Debian package 'postgresql')")
+    return Path(folders[-1])
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    """Run as the ``postgres`` user when we are root (initdb refuses root), else as ourselves."""
+    if os.geteuid() != 0:
+        return command
+    return ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{part}'" for part in command)]
+
+
+@dataclass
+class Services:
+    """A private PostgreSQL and Redis; ``database_url``/``redis_url`` point at them once started."""
+
+    pg_port: int = PG_PORT
+    redis_port: int = REDIS_PORT
+    max_connections: int = 300
+    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="healthagent-load.")))
+
+    @property
+    def database_url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.pg_port}/healthagent"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def start(self) -> "Services":
+        if shutil.which("redis-server") is None:
+            raise ServiceError("Redis is not installed (Debian package 'redis-server')")
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self.folder.chmod(0o700)
+        pg_bin = _postgres_bin()
+        data = self.folder / "pg"
+        subprocess.run(_as_postgres([str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
+                       check=True, stdout=subprocess.DEVNULL)
+        # fsync stays on: the load figures include the cost of durable commits, as in production.
+        options = f"-h 127.0.0.1 -p {self.pg_port} -k {self.folder} -c max_connections={self.max_connections}"
+        subprocess.run(_as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "pg.log"), "-w", "-o", options, "start"]),
+                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(_as_postgres([str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "healthagent"]), check=True)
+        self.start_redis()
+        return self
+
+    def start_redis(self) -> None:
+        subprocess.run(_as_postgres(["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir", str(self.folder),
+                                     "--save", "", "--appendonly", "no", "--daemonize", "yes", "--logfile", str(self.folder / "redis.log")]),
+                       check=True)
+        self._wait_for_redis(up=True)
+
+    def stop_redis(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.redis_port), "shutdown", "nosave"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_for_redis(up=False)
+
+    def _wait_for_redis(self, *, up: bool) -> None:
+        for _ in range(100):
+            answered = subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG"
+            if answered == up:
+                return
+            time.sleep(0.1)
+        raise ServiceError(f"Redis on port {self.redis_port} did not {'start' if up else 'stop'}")
+
+    def postmaster_pid(self) -> int:
+        return int((self.folder / "pg" / "postmaster.pid").read_text().split()[0])
+
+    def environment(self) -> dict[str, str]:
+        return {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url}
+
+    def stop(self) -> None:
+        subprocess.run(_as_postgres([str(_postgres_bin() / "pg_ctl"), "-D", str(self.folder / "pg"), "-m", "fast", "stop"]),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(["redis-cli", "-p", str(self.redis_port), "shutdown", "nosave"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def __enter__(self) -> "Services":
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
