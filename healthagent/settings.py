@@ -136,6 +136,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Caches ----------------------------------------------------------------------------------
+# Chart figures (healthagent/cohort/charts.py) are cached in each web process's memory: a hit costs
+# no network round trip, and a Redis restart cannot fail a page. 256 figures of ~210 KB at most.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "charts": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "charts", "TIMEOUT": 6 * 3600,
+               "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("CHART_CACHE_ENTRIES", "256"))}},
+}
+
 # --- Broker, channel layer -------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED = not REDIS_URL

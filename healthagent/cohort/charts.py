@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import plotly.graph_objects as go
+from django.core.cache import caches
 from plotly.subplots import make_subplots
 
 from healthagent.cohort.store import read_window, trajectory_root
@@ -118,6 +119,26 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
         meta={"start_minute": start_minute, "end_minute": end_minute, "origin_ms": origin, "total_minutes": total},
     )
     return json.loads(figure.to_json())
+
+
+CHART_CACHE_VERSION = 1  # bump when minute_figure's output changes
+
+
+def minute_figure_cached(*, participant: Participant, start_minute: int | None = None, end_minute: int | None = None) -> dict:
+    """:func:`minute_figure` through the ``charts`` cache, keyed by participant and window.
+
+    Building the figure costs ~150 ms of CPU (plotly's object model), which every rating page and
+    zoom would pay again; its inputs never change after the import (a trajectory file is written
+    once, under a path that names the participant), so a cached figure is never stale.
+    """
+    path = trajectory_root() / participant.trajectory_path
+    key = f"minute-figure:v{CHART_CACHE_VERSION}:{participant.pk}:{path}:{start_minute}:{end_minute}"
+    cache = caches["charts"]
+    figure = cache.get(key)
+    if figure is None:
+        figure = minute_figure(participant=participant, start_minute=start_minute, end_minute=end_minute)
+        cache.set(key, figure)
+    return figure
 
 
 DAILY_PANELS = (
