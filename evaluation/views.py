@@ -24,7 +24,7 @@ from evaluation.services import (
     study_create,
     study_set_status,
 )
-from healthagent.cohort.charts import ChartError, minute_figure_cached
+from healthagent.cohort.charts import ChartError, minute_figure_json
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
@@ -106,7 +106,7 @@ def assignment_detail(request, assignment_id: int):
         "pairwise": assignment.study.mode == Study.Mode.PAIRWISE,
         "shown": _shown_rating(assignment),
         "progress": rater_progress(study=assignment.study, rater=request.user),
-        "minute_chart": minute_figure_cached(participant=participant, start_minute=start, end_minute=end),
+        "minute_chart_json": minute_figure_json(participant=participant, start_minute=start, end_minute=end),
         "editable": assignment.study.status == Study.Status.OPEN,
     }
     return render(request, "evaluation/assignment.html", context)
@@ -120,7 +120,7 @@ def assignment_minutes(request, assignment_id: int):
     low, high = _window(assignment, participant)
     try:
         start, end = max(int(request.GET["start"]), low), min(int(request.GET["end"]), high)
-        return JsonResponse(minute_figure_cached(participant=participant, start_minute=start, end_minute=end))
+        return HttpResponse(minute_figure_json(participant=participant, start_minute=start, end_minute=end), content_type="application/json")
     except (KeyError, ValueError):
         return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
     except ChartError as error:
