@@ -37,25 +37,54 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 @dataclass
+class RedisServer:
+    """A private redis-server without persistence: a restart loses every key, as a crashed one would."""
+
+    port: int
+    folder: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        if shutil.which("redis-server") is None:
+            raise ServiceError("Redis is not installed (Debian package 'redis-server')")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder), "--save", "",
+                        "--appendonly", "no", "--daemonize", "yes", "--logfile", str(self.folder / "redis.log")], check=True)
+        self._wait(up=True)
+
+    def stop(self) -> None:
+        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait(up=False)
+
+    def _wait(self, *, up: bool) -> None:
+        for _ in range(100):
+            answered = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG"
+            if answered == up:
+                return
+            time.sleep(0.1)
+        raise ServiceError(f"Redis on port {self.port} did not {'start' if up else 'stop'}")
+
+
+@dataclass
 class Services:
-    """A private PostgreSQL and Redis; ``database_url``/``redis_url`` point at them once started."""
+    """A private PostgreSQL and Redis; ``database_url`` and ``redis.url`` point at them once started."""
 
     pg_port: int = PG_PORT
     redis_port: int = REDIS_PORT
     max_connections: int = 300
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="healthagent-load.")))
 
+    def __post_init__(self):
+        self.redis = RedisServer(port=self.redis_port, folder=self.folder)
+
     @property
     def database_url(self) -> str:
         return f"postgres://postgres@127.0.0.1:{self.pg_port}/healthagent"
 
-    @property
-    def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
-
     def start(self) -> "Services":
-        if shutil.which("redis-server") is None:
-            raise ServiceError("Redis is not installed (Debian package 'redis-server')")
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
         self.folder.chmod(0o700)
@@ -68,37 +97,19 @@ class Services:
         subprocess.run(_as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "pg.log"), "-w", "-o", options, "start"]),
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run(_as_postgres([str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "healthagent"]), check=True)
-        self.start_redis()
+        self.redis.start()
         return self
-
-    def start_redis(self) -> None:
-        subprocess.run(_as_postgres(["redis-server", "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir", str(self.folder),
-                                     "--save", "", "--appendonly", "no", "--daemonize", "yes", "--logfile", str(self.folder / "redis.log")]),
-                       check=True)
-        self._wait_for_redis(up=True)
-
-    def stop_redis(self) -> None:
-        subprocess.run(["redis-cli", "-p", str(self.redis_port), "shutdown", "nosave"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait_for_redis(up=False)
-
-    def _wait_for_redis(self, *, up: bool) -> None:
-        for _ in range(100):
-            answered = subprocess.run(["redis-cli", "-p", str(self.redis_port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG"
-            if answered == up:
-                return
-            time.sleep(0.1)
-        raise ServiceError(f"Redis on port {self.redis_port} did not {'start' if up else 'stop'}")
 
     def postmaster_pid(self) -> int:
         return int((self.folder / "pg" / "postmaster.pid").read_text().split()[0])
 
     def environment(self) -> dict[str, str]:
-        return {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url}
+        return {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis.url}
 
     def stop(self) -> None:
         subprocess.run(_as_postgres([str(_postgres_bin() / "pg_ctl"), "-D", str(self.folder / "pg"), "-m", "fast", "stop"]),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        subprocess.run(["redis-cli", "-p", str(self.redis_port), "shutdown", "nosave"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.redis.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> "Services":
