@@ -4,6 +4,7 @@ services and selectors do the work and check access."""
 import json
 
 from django.contrib import messages
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -157,6 +158,13 @@ def assignment_submit(request, assignment_id: int):
     except (ValueError, EvaluationError) as error:
         messages.error(request, f"Not saved: {error}.")
         return redirect("evaluation:assignment", assignment_id=assignment.pk)
+    except (OperationalError, InterfaceError):
+        # The connection died mid-transaction: the database rolled it back whole, and a retry is
+        # safe because rating_submit is idempotent. Say so rather than show a bare server error.
+        response = HttpResponse("Not saved: the database connection was lost, so nothing of this rating was recorded. "
+                                "Go back and submit again.", status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = "1"
+        return response
     return redirect("evaluation:study_next", study_id=assignment.study_id)
 
 
