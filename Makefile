@@ -44,5 +44,9 @@ LOADTEST_ARGS ?=
 loadtest: install-test
 	$(PY) -m loadtest $(LOADTEST_ARGS)
 
+# The fault scenarios (also part of `make test`), against a private PostgreSQL and Redis; one PASS/FAIL line each.
+faults: install-test
+	$(PY) -m loadtest.faults
+
 clean:
 	rm -rf var/static var/celery var/log
