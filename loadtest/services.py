@@ -8,6 +8,7 @@ another PostgreSQL or Redis (CI's, another engineer's) keeps running on its own 
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +30,13 @@ def _postgres_bin() -> Path:
     return Path(folders[-1])
 
 
+def _check_port_free(port: int, what: str) -> None:
+    """Refuse a port something else listens on: stopping "our" server there would stop someone else's."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            raise ServiceError(f"port {port} is in use (another {what}?); choose another with LOADTEST_PG_PORT / LOADTEST_REDIS_PORT")
+
+
 def _as_postgres(command: list[str]) -> list[str]:
     """Run as the ``postgres`` user when we are root (initdb refuses root), else as ourselves."""
     if os.geteuid() != 0:
@@ -42,6 +50,7 @@ class RedisServer:
 
     port: int
     folder: Path
+    running: bool = False
 
     @property
     def url(self) -> str:
@@ -50,13 +59,19 @@ class RedisServer:
     def start(self) -> None:
         if shutil.which("redis-server") is None:
             raise ServiceError("Redis is not installed (Debian package 'redis-server')")
+        _check_port_free(self.port, "Redis")
         self.folder.mkdir(parents=True, exist_ok=True)
         subprocess.run(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder), "--save", "",
                         "--appendonly", "no", "--daemonize", "yes", "--logfile", str(self.folder / "redis.log")], check=True)
+        self.running = True
         self._wait(up=True)
 
     def stop(self) -> None:
+        """Stop the server this object started (never one it did not)."""
+        if not self.running:
+            return
         subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.running = False
         self._wait(up=False)
 
     def _wait(self, *, up: bool) -> None:
@@ -79,12 +94,15 @@ class Services:
 
     def __post_init__(self):
         self.redis = RedisServer(port=self.redis_port, folder=self.folder)
+        self.postgres_running = False
 
     @property
     def database_url(self) -> str:
         return f"postgres://postgres@127.0.0.1:{self.pg_port}/healthagent"
 
     def start(self) -> "Services":
+        _check_port_free(self.pg_port, "PostgreSQL")
+        _check_port_free(self.redis_port, "Redis")
         if os.geteuid() == 0:
             shutil.chown(self.folder, "postgres", "postgres")
         self.folder.chmod(0o700)
@@ -96,6 +114,7 @@ class Services:
         options = f"-h 127.0.0.1 -p {self.pg_port} -k {self.folder} -c max_connections={self.max_connections}"
         subprocess.run(_as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "pg.log"), "-w", "-o", options, "start"]),
                        check=True, stdout=subprocess.DEVNULL)
+        self.postgres_running = True
         subprocess.run(_as_postgres([str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "healthagent"]), check=True)
         self.redis.start()
         return self
@@ -107,8 +126,11 @@ class Services:
         return {"DATABASE_URL": self.database_url, "REDIS_URL": self.redis.url}
 
     def stop(self) -> None:
-        subprocess.run(_as_postgres([str(_postgres_bin() / "pg_ctl"), "-D", str(self.folder / "pg"), "-m", "fast", "stop"]),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """Stop what :meth:`start` started, and remove its folder."""
+        if self.postgres_running:
+            subprocess.run(_as_postgres([str(_postgres_bin() / "pg_ctl"), "-D", str(self.folder / "pg"), "-m", "fast", "stop"]),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.postgres_running = False
         self.redis.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
