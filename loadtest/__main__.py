@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,7 @@ def main(argv=None) -> int:
             log_tail = (work / "daphne.log").read_text(errors="replace")[-3000:]
             if "Traceback" in log_tail:
                 print("daphne log (tail):\n" + log_tail, file=sys.stderr)
+            shutil.rmtree(work, ignore_errors=True)
     RESULTS_DIR.mkdir(exist_ok=True)
     results["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     (RESULTS_DIR / f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -6,6 +6,7 @@ PASS/FAIL line each. Exit status 0 only when all pass.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ def main() -> int:
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}", *SCENARIOS]
         subprocess.run(command, cwd=ROOT, env={**os.environ, **environment})
     results = outcomes(report) if report.exists() else {}
+    shutil.rmtree(work, ignore_errors=True)
     print()
     for test_id, scenario in SCENARIOS.items():
         print(f"{results.get(test_id, 'FAIL')}  {scenario}  ({test_id.split('::')[0]})")
