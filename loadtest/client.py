@@ -146,6 +146,8 @@ async def open_loop(clinicians: list[Clinician], *, period_s: float, duration_s:
         while True:
             if clinician.assignment_id is not None:
                 await clinician.submit()
+            if time.perf_counter() - started > duration_s:
+                return  # an overloaded server must not stretch the run: no new item after the end
             await clinician.open_next_item()
             tick += 1
             wake = started + offset_s + tick * period_s
