@@ -41,12 +41,12 @@ def participant_minutes(request, participant_id: int):
     participant = access_participant(user=request.user, participant_id=participant_id)
     try:
         start, end = int(request.GET["start"]), int(request.GET["end"])
-        figure = minute_figure_json(participant=participant, start_minute=start, end_minute=end)
+        text = minute_figure_json(participant=participant, start_minute=start, end_minute=end)
     except (KeyError, ValueError):
         return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
     except ChartError as error:
         return JsonResponse({"error": str(error)}, status=400)
-    return HttpResponse(figure, content_type="application/json")
+    return HttpResponse(text, content_type="application/json")
 
 
 def _with_context_json(recommendations):
