@@ -60,34 +60,27 @@ def clinicians_for(seeded: dict, study: str, count: int, *, client, base_url: st
 
 def run_shape(name: str, runner, clinicians: list[Clinician], recorder: Recorder, server: WebServer, services: Services, study_id: int,
               *, steady_after_s: float, offered: dict) -> dict:
+    database_url = services.database_url.replace("postgres://", "postgresql://")
+    sessions_query = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+    with psycopg.connect(database_url) as connection:
+        sessions_before = connection.execute(sessions_query).fetchone()[0]
     before = cpu_snapshot(server.pids(), services.postmaster_pid())
     started = asyncio.run(runner(clinicians))
     after = cpu_snapshot(server.pids(), services.postmaster_pid())
     summary = shape_summary(recorder, started=started, steady_after_s=steady_after_s, cpu_before=before, cpu_after=after)
-    with psycopg.connect(services.database_url.replace("postgres://", "postgresql://")) as connection:
+    with psycopg.connect(database_url) as connection:
         summary["integrity"] = integrity_check(connection, study_id=study_id, recorder=recorder)
+        # Database sessions opened per rated item (3 requests): 3 means a new connection per request.
+        summary["database_sessions_per_rated_item"] = round((connection.execute(sessions_query).fetchone()[0] - sessions_before)
+                                                            / max(len(recorder.acknowledged), 1), 2)
     summary["offered"] = offered
     print(f"[{name}] " + json.dumps({key: summary[key] for key in ("throughput_per_s", "integrity")}), flush=True)
     return summary
 
 
-def main(argv=None) -> int:
-    args = parse_arguments(argv)
-    shapes = set(args.shapes.split(","))
-    closed_counts = [int(count) for count in args.closed_clients.split(",") if count]
-    studies = {}
-    if "open" in shapes:
-        studies["open"] = args.clinicians
-    if "closed" in shapes:
-        studies.update({f"closed-{count}": count for count in closed_counts})
-    panel = max(studies.values())
-    plan = {"participants": args.participants, "variants": args.variants, "days": args.days, "seed": 12, "clinicians": panel,
-            "password": PASSWORD, "studies": studies}
-    work = Path(tempfile.mkdtemp(prefix="healthagent-loadtest."))
+def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Path, results: dict) -> None:
+    """Start the services and the server, run each shape, and record its figures in ``results``."""
     extra = dict(item.split("=", 1) for item in args.extra_env)
-    results = {"conditions": {**vars(args), "cpus": os.cpu_count(), "server": f"daphne x {args.processes} (shared socket), production profile",
-                              "database": "PostgreSQL 15 (fsync on)", "redis": "channel layer and broker"}, "shapes": {}}
-    print(f"== services, seed ({panel} clinicians, {args.participants} participants x {args.variants} variants), server", flush=True)
     with Services() as services:
         environment = production_environment(services_environment=services.environment(), var_dir=work / "var", extra=extra)
         (work / "plan.json").write_text(json.dumps(plan))
@@ -132,7 +125,28 @@ def main(argv=None) -> int:
             log_tail = (work / "daphne.log").read_text(errors="replace")[-3000:]
             if "Traceback" in log_tail:
                 print("daphne log (tail):\n" + log_tail, file=sys.stderr)
-            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    args = parse_arguments(argv)
+    shapes = set(args.shapes.split(","))
+    closed_counts = [int(count) for count in args.closed_clients.split(",") if count]
+    studies = {}
+    if "open" in shapes:
+        studies["open"] = args.clinicians
+    if "closed" in shapes:
+        studies.update({f"closed-{count}": count for count in closed_counts})
+    panel = max(studies.values())
+    plan = {"participants": args.participants, "variants": args.variants, "days": args.days, "seed": 12, "clinicians": panel,
+            "password": PASSWORD, "studies": studies}
+    work = Path(tempfile.mkdtemp(prefix="healthagent-loadtest."))
+    results = {"conditions": {**vars(args), "cpus": os.cpu_count(), "server": f"daphne x {args.processes} (shared socket), production profile",
+                              "database": "PostgreSQL 15 (fsync on)", "redis": "channel layer and broker"}, "shapes": {}}
+    print(f"== services, seed ({panel} clinicians, {args.participants} participants x {args.variants} variants), server", flush=True)
+    try:
+        run_shapes(args, shapes, closed_counts, plan, work, results)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     RESULTS_DIR.mkdir(exist_ok=True)
     results["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     (RESULTS_DIR / f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
