@@ -111,7 +111,8 @@ def markdown(results: dict) -> str:
     for name, shape in results["shapes"].items():
         lines += [f"## {name}: {shape['offered']}", "",
                   f"Steady window {shape['steady_window_s']} s; item page median {shape['item_page_bytes_median']:,} bytes; "
-                  f"CPU cores used: {shape['cpu_cores_used']}; CPU ms per rated item: {shape['cpu_ms_per_rated_item']}.", "",
+                  f"CPU cores used: {shape['cpu_cores_used']}; CPU ms per rated item: {shape['cpu_ms_per_rated_item']}; "
+                  f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}.", "",
                   "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
         for endpoint, figures in shape["endpoints"].items():
             if figures.get("count"):
