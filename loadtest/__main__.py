@@ -51,9 +51,11 @@ def parse_arguments(argv=None) -> argparse.Namespace:
 
 
 def clinicians_for(seeded: dict, study: str, count: int, *, client, base_url: str, recorder: Recorder, logins: int = 0) -> list[Clinician]:
+    """``count`` clinicians of the seed; every (count / logins)-th logs in through the form, the others hold a session."""
     people = seeded["clinicians"][:count]
+    login_every = max(1, count // logins) if logins else 0
     return [Clinician(client=client, base_url=base_url, study_id=seeded["studies"][study], dimensions=seeded["dimensions"], recorder=recorder,
-                      username=person["username"], session=None if index % max(1, count // max(logins, 1)) == 0 and logins else person["session"],
+                      username=person["username"], session=None if login_every and index % login_every == 0 else person["session"],
                       password=PASSWORD, rng=random.Random(index))
             for index, person in enumerate(people)]
 

@@ -18,7 +18,7 @@ from django.test import Client
 from evaluation.models import Rating
 from loadtest.services import RedisServer
 from loadtest.stack import WebServer
-from tests.conftest import CHROMIUM_ARGS, service_missing
+from tests.conftest import service_missing
 
 pytestmark = [pytest.mark.services, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
