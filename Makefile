@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench audit serve install install-test clean
+.PHONY: demo test bench audit loadtest faults serve install install-test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ bench: install-test
 # Known vulnerabilities in every installed package (pip-audit, OSV); exit 2 = the service was unreachable, nothing audited.
 audit: install-test
 	PY=$(PY) bash .ci/audit-dependencies
+
+# Starts its own PostgreSQL, Redis and daphne processes (root, Debian packages); see README "Load and faults".
+LOADTEST_ARGS ?=
+loadtest: install-test
+	$(PY) -m loadtest $(LOADTEST_ARGS)
+
+# The fault scenarios (also part of `make test`), against a private PostgreSQL and Redis; one PASS/FAIL line each.
+faults: install-test
+	$(PY) -m loadtest.faults
 
 clean:
 	rm -rf var/static var/celery var/log

@@ -4,6 +4,7 @@ services and selectors do the work and check access."""
 import json
 
 from django.contrib import messages
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -25,7 +26,7 @@ from evaluation.services import (
     study_set_status,
 )
 from healthagent.cohort.captions import participant_day_captions
-from healthagent.cohort.charts import ChartError, minute_figure
+from healthagent.cohort.charts import ChartError, minute_figure_json
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
@@ -107,7 +108,7 @@ def assignment_detail(request, assignment_id: int):
         "pairwise": assignment.study.mode == Study.Mode.PAIRWISE,
         "shown": _shown_rating(assignment),
         "progress": rater_progress(study=assignment.study, rater=request.user),
-        "minute_chart": minute_figure(participant=participant, start_minute=start, end_minute=end),
+        "minute_chart_json": minute_figure_json(participant=participant, start_minute=start, end_minute=end),
         "editable": assignment.study.status == Study.Status.OPEN,
         "day_captions": (participant_day_captions(participant=participant, start_day=start // MINUTES_PER_DAY, end_day=end // MINUTES_PER_DAY)
                          if assignment.study.show_captions else None),
@@ -123,7 +124,7 @@ def assignment_minutes(request, assignment_id: int):
     low, high = _window(assignment, participant)
     try:
         start, end = max(int(request.GET["start"]), low), min(int(request.GET["end"]), high)
-        return JsonResponse(minute_figure(participant=participant, start_minute=start, end_minute=end))
+        return HttpResponse(minute_figure_json(participant=participant, start_minute=start, end_minute=end), content_type="application/json")
     except (KeyError, ValueError):
         return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
     except ChartError as error:
@@ -161,6 +162,13 @@ def assignment_submit(request, assignment_id: int):
     except (ValueError, EvaluationError) as error:
         messages.error(request, f"Not saved: {error}.")
         return redirect("evaluation:assignment", assignment_id=assignment.pk)
+    except (OperationalError, InterfaceError):
+        # The connection died mid-transaction: the database rolled it back whole, and a retry is
+        # safe because rating_submit is idempotent. Say so rather than show a bare server error.
+        response = HttpResponse("Not saved: the database connection was lost, so nothing of this rating was recorded. "
+                                "Go back and submit again.", status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = "1"
+        return response
     return redirect("evaluation:study_next", study_id=assignment.study_id)
 
 

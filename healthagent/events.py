@@ -11,5 +11,9 @@ def group_notify(*, group: str, payload: dict) -> None:
 
 
 def group_notify_on_commit(*, group: str, payload: dict) -> None:
-    """Send ``payload`` once the current transaction commits; nothing is sent if it rolls back."""
-    transaction.on_commit(lambda: group_notify(group=group, payload=payload))
+    """Send ``payload`` once the current transaction commits; nothing is sent if it rolls back.
+
+    Best effort: if the channel layer is down (Redis restarting), the error is logged and the
+    caller's committed work stands; subscribers re-read the state when they reconnect.
+    """
+    transaction.on_commit(lambda: group_notify(group=group, payload=payload), robust=True)

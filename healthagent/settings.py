@@ -133,6 +133,11 @@ DATABASES = {
 # The test database's name spelled out: processes forked by the websocket live server derive it
 # from this instead of prefixing "test_" a second time.
 DATABASES["default"]["TEST"] = {"NAME": None if "sqlite" in DATABASES["default"]["ENGINE"] else f"test_{DATABASES['default']['NAME']}"}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", PRODUCTION):
+    # Under ASGI each request has its own connection object, so CONN_MAX_AGE cannot keep one open
+    # across requests: without a pool every request opens (and PostgreSQL forks) a new one. The pool
+    # is per process; Django checks a pooled connection before lending it, so one that died while idle is replaced.
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8"))}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {
@@ -141,6 +146,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Caches ----------------------------------------------------------------------------------
+# Chart figures (healthagent/cohort/charts.py) are cached in each web process's memory: a hit costs
+# no network round trip, and a Redis restart cannot fail a page. 256 figures of ~210 KB at most.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "charts": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "charts", "TIMEOUT": 6 * 3600,
+               "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("CHART_CACHE_ENTRIES", "256"))}},
+}
 
 # --- Broker, channel layer -------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

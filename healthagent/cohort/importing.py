@@ -117,7 +117,11 @@ def cohort_import(*, name: str, source: str, participants: Iterable[RawParticipa
                 )
                 path = trajectory_root() / relative_path
                 written.append(path)
-                write_trajectory(path=path, values=raw.values, mask=raw.mask, start_weekday=weekday)
+                try:
+                    write_trajectory(path=path, values=raw.values, mask=raw.mask, start_weekday=weekday)
+                except OSError as error:  # a full or failing trajectory store: say so, and roll everything back
+                    raise CohortImportError(f"participant #{len(new_participants) + already_present + 1}: the trajectory store cannot "
+                                            f"take its file ({error.strerror or error}); nothing of this import was kept") from error
                 summaries, measurements, events = _participant_rows(participant, raw)
                 DailySummary.objects.bulk_create(summaries, batch_size=500)
                 Measurement.objects.bulk_create(measurements, batch_size=2000)

@@ -1,10 +1,10 @@
 import json
 
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
-from healthagent.cohort.charts import ChartError, daily_figure, minute_figure
+from healthagent.cohort.charts import ChartError, daily_figure, minute_figure_json
 from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list
 from healthagent.models import Cohort, Participant
 from healthagent.roles import role_required
@@ -33,7 +33,7 @@ def participant_detail(request, participant_id: int):
     participant = access_participant(user=request.user, participant_id=participant_id)
     context = {
         "participant": participant,
-        "minute_chart": minute_figure(participant=participant),
+        "minute_chart_json": minute_figure_json(participant=participant),
         "daily_chart": daily_figure(participant=participant),
         "events": participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute")[:200],
         "recommendations": _with_context_json(participant.recommendations.select_related("variant").order_by("variant__name", "question")),
@@ -47,12 +47,12 @@ def participant_minutes(request, participant_id: int):
     participant = access_participant(user=request.user, participant_id=participant_id)
     try:
         start, end = int(request.GET["start"]), int(request.GET["end"])
-        figure = minute_figure(participant=participant, start_minute=start, end_minute=end)
+        text = minute_figure_json(participant=participant, start_minute=start, end_minute=end)
     except (KeyError, ValueError):
         return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
     except ChartError as error:
         return JsonResponse({"error": str(error)}, status=400)
-    return JsonResponse(figure)
+    return HttpResponse(text, content_type="application/json")
 
 
 def _with_context_json(recommendations):
@@ -80,7 +80,7 @@ def find_days(request):
                     continue
                 start = match["day_index"] * MINUTES_PER_DAY
                 results.append({**match, "participant": participant, "chart_id": f"day-chart-{position}",
-                                "chart": minute_figure(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
-                                                       channels=FIND_DAYS_CHANNELS)})
+                                "chart_json": minute_figure_json(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
+                                                                 channels=FIND_DAYS_CHANNELS)})
     return render(request, "cohort/find_days.html", {"query": query, "results": results, "error": error,
                                                      "examples": FIND_DAYS_EXAMPLES})

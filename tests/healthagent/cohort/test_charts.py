@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from django.urls import reverse
 
-from healthagent.cohort.charts import ChartError, _downsample, daily_figure, minute_figure
+from healthagent.cohort import charts
+from healthagent.cohort.charts import ChartError, _downsample, daily_figure, minute_figure, minute_figure_json
 from healthagent.cohort.importers.synthetic import synthetic_participants
 from healthagent.cohort.importing import cohort_import
 
@@ -34,6 +35,19 @@ def test_a_two_week_view_stays_small_and_shows_gaps(two_week_participant):
     assert len(heart) <= 1440
     assert np.isnan(heart).any()  # charging and off-wrist time are gaps, not lines across them
     assert figure["layout"]["shapes"]  # sleep and activity bands
+
+
+def test_the_cached_chart_text_is_the_figure_escaped_for_a_script_element_and_built_once(two_week_participant, monkeypatch):
+    built = []
+    real_minute_figure = charts.minute_figure
+    monkeypatch.setattr(charts, "minute_figure", lambda **window: built.append(window) or real_minute_figure(**window))
+    window = {"participant": two_week_participant, "start_minute": 1440, "end_minute": 3 * 1440}
+    text = minute_figure_json(**window)
+    assert minute_figure_json(**window) == text and len(built) == 1  # the second page view is a cache hit
+    assert "<" not in text and ">" not in text and "&" not in text  # nothing can close the <script> element
+    assert json.loads(text) == json.loads(json.dumps(real_minute_figure(**window)))
+    minute_figure_json(participant=two_week_participant, start_minute=0, end_minute=1440)
+    assert len(built) == 2  # another window is another entry
 
 
 def test_min_max_downsampling_keeps_peaks():

@@ -1,5 +1,7 @@
 """The “Find days” page: ranked participant-days with their caption and chart, or a sentence saying why not."""
 
+import json
+
 import pytest
 import torch
 from django.urls import reverse
@@ -41,7 +43,7 @@ def test_days_come_ranked_with_caption_chart_and_a_link_to_the_participant(clien
     first = results[0]
     assert reverse("cohort:participant_detail", args=[first["participant"].pk]) in page
     assert first["caption"] in page and ("Slept" in first["caption"] or "sleep" in first["caption"])
-    assert [panel["yaxis"] for panel in first["chart"]["data"]] == ["y", "y2", "y3", "y4"]
+    assert [panel["yaxis"] for panel in json.loads(first["chart_json"])["data"]] == ["y", "y2", "y3", "y4"]
 
 
 def test_without_an_index_the_page_says_how_to_get_one(client, tiny_cohort):

@@ -93,7 +93,7 @@ def test_a_failure_while_storing_rolls_back_rows_and_files(tmp_path, monkeypatch
         return real_write(**kwargs)
 
     monkeypatch.setattr(importing, "write_trajectory", fail_on_second)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(CommandError, match="participant #2: the trajectory store cannot take its file .No space left on device.; nothing"):
         import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
     assert len(calls) == 2
     assert_nothing_stored()

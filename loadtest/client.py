@@ -1,0 +1,176 @@
+"""Simulated clinicians: asyncio + httpx, each with its own session, as a browser would behave.
+
+One item is: ``GET /evaluation/queue/<study>/next/`` (a redirect to the item), ``GET`` the item page
+(the rating form with the chart payload inside), then ``POST`` the rating, whose redirect leads to
+the next item. A rating counts as *acknowledged* only when the submit answered with the redirect
+to the next item; the database is compared with the acknowledged set after the run.
+"""
+
+import asyncio
+import random
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
+import httpx
+
+ENDPOINTS = ("login", "next", "item_page", "submit")
+ITEM_URL = re.compile(r"/evaluation/items/(\d+)/$")
+TIMEOUT_S = 30.0
+
+
+class _NoCookies(DefaultCookiePolicy):
+    """The shared client keeps no cookies: each clinician holds their own (see Clinician.cookies)."""
+
+    def set_ok(self, cookie, request):
+        return False
+
+
+def shared_client(max_connections: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+    return httpx.AsyncClient(limits=limits, timeout=TIMEOUT_S, cookies=CookieJar(policy=_NoCookies()), follow_redirects=False)
+
+
+@dataclass
+class Recorder:
+    """Every request's start time, latency and outcome, per endpoint; and the acknowledged ratings."""
+
+    samples: dict = field(default_factory=lambda: defaultdict(list))  # endpoint -> [(start_s, latency_ms, ok)]
+    errors: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))  # endpoint -> reason -> count
+    acknowledged: set = field(default_factory=set)  # assignment ids whose submit was acknowledged
+    unconfirmed: set = field(default_factory=set)  # submits that never got an answer (may or may not have committed)
+    item_page_bytes: list = field(default_factory=list)
+
+    def add(self, endpoint: str, started: float, latency_ms: float, ok: bool, reason: str = "") -> None:
+        self.samples[endpoint].append((started, latency_ms, ok))
+        if not ok:
+            self.errors[endpoint][reason] += 1
+
+
+@dataclass
+class Clinician:
+    client: httpx.AsyncClient
+    base_url: str
+    study_id: int
+    dimensions: dict  # key -> points
+    recorder: Recorder
+    username: str
+    session: str | None = None  # a ready session key, or None to log in through the form
+    password: str = ""
+    cookies: dict = field(default_factory=dict)
+    assignment_id: int | None = None
+    rng: random.Random = field(default_factory=random.Random)
+
+    def _headers(self) -> dict:
+        headers = {"X-Forwarded-Proto": "https", "Origin": f"https://{self.base_url.split('://', 1)[1]}"}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+        return headers
+
+    async def _request(self, endpoint: str, method: str, path: str, data: dict | None = None) -> httpx.Response | None:
+        started = time.perf_counter()
+        try:
+            response = await self.client.request(method, self.base_url + path, data=data, headers={**self._headers(),
+                                                 **({"Referer": f"https://{self.base_url.split('://', 1)[1]}{path}"} if data else {})})
+        except httpx.HTTPError as error:
+            self.recorder.add(endpoint, started, (time.perf_counter() - started) * 1000, False, type(error).__name__)
+            return None
+        latency_ms = (time.perf_counter() - started) * 1000
+        for header in response.headers.get_list("set-cookie"):
+            name, _, rest = header.partition("=")
+            self.cookies[name.strip()] = rest.split(";", 1)[0]
+        ok = response.status_code in (200, 302)
+        self.recorder.add(endpoint, started, latency_ms, ok, "" if ok else f"HTTP {response.status_code}")
+        return response if ok else None
+
+    async def login(self) -> bool:
+        if self.session:
+            self.cookies["sessionid"] = self.session
+            return True
+        if await self._request("login", "GET", "/login/") is None:
+            return False
+        response = await self._request("login", "POST", "/login/", {"username": self.username, "password": self.password,
+                                                                     "csrfmiddlewaretoken": self.cookies.get("csrftoken", "")})
+        return response is not None and response.status_code == 302 and "sessionid" in self.cookies
+
+    async def open_next_item(self) -> bool:
+        """Ask for the next item and load its page (with the chart payload); False when the queue is empty."""
+        response = await self._request("next", "GET", f"/evaluation/queue/{self.study_id}/next/")
+        if response is None or response.status_code != 302:
+            self.assignment_id = None
+            return False
+        match = ITEM_URL.search(response.headers["location"])
+        if match is None:
+            self.assignment_id = None
+            return False
+        page = await self._request("item_page", "GET", match.group(0))
+        if page is None or b"minute-chart-data" not in page.content:
+            self.assignment_id = None
+            return False
+        self.recorder.item_page_bytes.append(len(page.content))
+        self.assignment_id = int(match.group(1))
+        return True
+
+    async def submit(self) -> bool:
+        """Rate the open item; one safe retry (the submit is idempotent) if the first attempt gets no answer."""
+        if self.assignment_id is None:
+            return False
+        form = {f"score-{key}": str(self.rng.choice(points)) for key, points in self.dimensions.items()}
+        form.update({"csrfmiddlewaretoken": self.cookies.get("csrftoken", ""), "time_spent_s": str(self.rng.randint(20, 40)), "comment": ""})
+        for _ in range(2):
+            response = await self._request("submit", "POST", f"/evaluation/items/{self.assignment_id}/submit/", form)
+            if response is not None:
+                if response.status_code == 302 and response.headers["location"].endswith(f"/queue/{self.study_id}/next/"):
+                    self.recorder.acknowledged.add(self.assignment_id)
+                    self.recorder.unconfirmed.discard(self.assignment_id)
+                    self.assignment_id = None
+                    return True
+                self.recorder.errors["submit"]["not saved (redirected back to the form)"] += 1
+                return False
+            self.recorder.unconfirmed.add(self.assignment_id)
+        return False
+
+
+async def open_loop(clinicians: list[Clinician], *, period_s: float, duration_s: float) -> float:
+    """Each clinician opens an item every ``period_s`` (first ones spread over one period), rates it at the
+    next tick and opens the following one; the schedule never waits for the server. Returns the start time."""
+    started = time.perf_counter()
+
+    async def run(clinician: Clinician, offset_s: float) -> None:
+        await asyncio.sleep(offset_s)
+        if not await clinician.login():
+            return
+        tick = 0
+        while True:
+            if clinician.assignment_id is not None:
+                await clinician.submit()
+            if time.perf_counter() - started > duration_s:
+                return  # an overloaded server must not stretch the run: no new item after the end
+            await clinician.open_next_item()
+            tick += 1
+            wake = started + offset_s + tick * period_s
+            if wake - started > duration_s:
+                return
+            await asyncio.sleep(max(0.0, wake - time.perf_counter()))
+
+    await asyncio.gather(*(run(clinician, period_s * index / len(clinicians)) for index, clinician in enumerate(clinicians)))
+    return started
+
+
+async def closed_loop(clinicians: list[Clinician], *, duration_s: float) -> float:
+    """Each clinician opens and rates items back to back, with no think time, for ``duration_s``."""
+    started = time.perf_counter()
+
+    async def run(clinician: Clinician) -> None:
+        if not await clinician.login():
+            return
+        while time.perf_counter() - started < duration_s:
+            if not await clinician.open_next_item():
+                await asyncio.sleep(0.5)  # an empty queue or an error: do not spin
+                continue
+            await clinician.submit()
+
+    await asyncio.gather(*(run(clinician) for clinician in clinicians))
+    return started

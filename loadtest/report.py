@@ -1,0 +1,125 @@
+"""What a load run measured: latency percentiles, throughput, CPU shares, and the rating ledger check."""
+
+import os
+import time
+
+import numpy as np
+
+from loadtest.client import ENDPOINTS, Recorder
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_seconds(pid: int, *, with_children: bool = False) -> float:
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    # fields[11:15] = utime, stime, cutime, cstime (fields 14-17 of proc(5), after the command name)
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if with_children else 0)
+    return ticks / CLOCK_TICKS
+
+
+def _children(parent: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == parent:
+                    pids.append(int(entry))
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+    return pids
+
+
+def cpu_snapshot(server_pids: list[int], postmaster_pid: int | None = None) -> dict:
+    """CPU seconds so far: the web processes, PostgreSQL's (ours only), this client, and the whole machine."""
+    busy, total = 0, 0
+    with open("/proc/stat") as stat:
+        values = [int(value) for value in stat.readline().split()[1:]]
+        total, busy = sum(values[:8]), sum(values[:8]) - values[3] - values[4]  # minus idle and iowait
+    postgres = 0.0
+    if postmaster_pid:
+        postgres = _process_seconds(postmaster_pid, with_children=True) + sum(_process_seconds(pid) for pid in _children(postmaster_pid))
+    return {"wall": time.perf_counter(), "server": sum(_process_seconds(pid) for pid in server_pids), "postgres": postgres,
+            "client": time.process_time(), "machine_busy": busy / CLOCK_TICKS, "machine_total": total / CLOCK_TICKS}
+
+
+def _percentiles(latencies: list[float]) -> dict:
+    if not latencies:
+        return {"count": 0}
+    values = np.asarray(latencies)
+    return {"count": len(values), "p50_ms": round(float(np.percentile(values, 50)), 1), "p95_ms": round(float(np.percentile(values, 95)), 1),
+            "p99_ms": round(float(np.percentile(values, 99)), 1), "max_ms": round(float(values.max()), 1)}
+
+
+def shape_summary(recorder: Recorder, *, started: float, steady_after_s: float, cpu_before: dict, cpu_after: dict) -> dict:
+    """Per endpoint: percentiles and throughput over the steady window (requests started after ``steady_after_s``)."""
+    window_start = started + steady_after_s
+    window_end = max((start + latency / 1000 for samples in recorder.samples.values() for start, latency, _ in samples), default=window_start)
+    window_s = max(window_end - window_start, 1e-9)
+    endpoints, throughput = {}, {}
+    for endpoint in ENDPOINTS:
+        steady = [(latency, ok) for start, latency, ok in recorder.samples.get(endpoint, []) if endpoint == "login" or start >= window_start]
+        endpoints[endpoint] = {**_percentiles([latency for latency, ok in steady if ok]), "errors": sum(1 for _, ok in steady if not ok),
+                               "error_reasons": dict(recorder.errors.get(endpoint, {}))}
+        throughput[endpoint] = round(sum(1 for start, _, ok in recorder.samples.get(endpoint, []) if ok and start >= window_start) / window_s, 1)
+    elapsed = cpu_after["wall"] - cpu_before["wall"]
+    machine = cpu_after["machine_total"] - cpu_before["machine_total"]
+    cores = {name: round((cpu_after[name] - cpu_before[name]) / elapsed, 2) for name in ("server", "postgres", "client")}
+    cores["machine_busy"] = round((cpu_after["machine_busy"] - cpu_before["machine_busy"]) / machine * (os.cpu_count() or 1), 2) if machine else 0.0
+    # CPU per rated item (its next, item page and submit requests) is steadier than throughput on a
+    # machine shared with other work: it does not depend on how much of the CPU the stack was given.
+    cycles = len(recorder.acknowledged)
+    cpu_ms_per_item = {name: round((cpu_after[name] - cpu_before[name]) / cycles * 1000, 1) if cycles else None for name in ("server", "postgres", "client")}
+    sizes = recorder.item_page_bytes
+    return {"endpoints": endpoints, "throughput_per_s": throughput, "steady_window_s": round(window_s, 1),
+            "cpu_cores_used": cores, "cpu_ms_per_rated_item": cpu_ms_per_item, "item_page_bytes_median": int(np.median(sizes)) if sizes else 0}
+
+
+def integrity_check(connection, *, study_id: int, recorder: Recorder) -> dict:
+    """Ratings in the database against ratings acknowledged to the clients: 0 lost, 0 duplicated.
+
+    Lost: acknowledged but not in the database. Duplicated: more than one rating revision for one
+    submit (each simulated clinician submits an item once; a retry must add nothing), or two
+    assignments of one item to one clinician. Unacknowledged ratings found in the database are
+    reported apart: they are submits whose answer the client never received (a time-out).
+    """
+    rows = connection.execute(
+        "SELECT a.id, count(rr.id) FROM evaluation_assignment a JOIN evaluation_rating r ON r.assignment_id = a.id "
+        "JOIN evaluation_ratingrevision rr ON rr.rating_id = r.id WHERE a.study_id = %s GROUP BY a.id", (study_id,)).fetchall()
+    in_database = {assignment_id for assignment_id, _ in rows}
+    repeated_revisions = sum(1 for _, revisions in rows if revisions != 1)
+    double_assignments = connection.execute(
+        "SELECT count(*) FROM (SELECT item_id, rater_id FROM evaluation_assignment WHERE study_id = %s GROUP BY 1, 2 HAVING count(*) > 1) d",
+        (study_id,)).fetchone()[0]
+    lost = recorder.acknowledged - in_database
+    unacknowledged = in_database - recorder.acknowledged
+    result = {"acknowledged": len(recorder.acknowledged), "in_database": len(in_database), "lost": len(lost),
+              "duplicated": repeated_revisions + double_assignments, "committed_without_answer": len(unacknowledged),
+              "committed_without_answer_explained": len(unacknowledged & recorder.unconfirmed)}
+    result["ok"] = result["lost"] == 0 and result["duplicated"] == 0 and result["committed_without_answer"] == result["committed_without_answer_explained"]
+    return result
+
+
+def markdown(results: dict) -> str:
+    conditions = results["conditions"]
+    lines = [f"# Load test ({results.get('finished_at', '')})", "",
+             f"{conditions['server']}; {conditions['database']}; Redis; {conditions['cpus']} CPUs shared with the client and with other work on the machine.",
+             f"Study: {conditions['participants']} participants x {conditions['variants']} variants = {conditions.get('items_per_study')} items per study, "
+             f"{conditions['days']}-day charts. {conditions['logins']} clinicians log in through the form; the others hold a session.", ""]
+    for name, shape in results["shapes"].items():
+        lines += [f"## {name}: {shape['offered']}", "",
+                  f"Steady window {shape['steady_window_s']} s; item page median {shape['item_page_bytes_median']:,} bytes; "
+                  f"CPU cores used: {shape['cpu_cores_used']}; CPU ms per rated item: {shape['cpu_ms_per_rated_item']}; "
+                  f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}.", "",
+                  "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for endpoint, figures in shape["endpoints"].items():
+            if figures.get("count"):
+                lines.append(f"| {endpoint} | {shape['throughput_per_s'][endpoint]} | {figures['p50_ms']} | {figures['p95_ms']} | {figures['p99_ms']} | "
+                             f"{figures['max_ms']} | {figures['errors']} |")
+        integrity = shape["integrity"]
+        lines += ["", f"Ratings: {integrity['acknowledged']} acknowledged, {integrity['in_database']} in the database, "
+                      f"{integrity['lost']} lost, {integrity['duplicated']} duplicated, {integrity['committed_without_answer']} committed without an answer "
+                      f"({'PASS' if integrity['ok'] else 'FAIL'}).", ""]
+    return "\n".join(lines) + "\n"
