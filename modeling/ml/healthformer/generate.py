@@ -140,20 +140,15 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         sampled_days[:, step] = torch.where(continuing, next_day, 0)
         previous = current
         current = torch.where(continuing, next_day, current)
-        active = continuing & (token != death)
+        died = continuing & (token == death)
+        fill(died, values, current, start + horizon_days + 1)  # after death the last state holds: nothing more happens
+        active = continuing & ~died
         if not continuing.any():
             break
         logits, rate = model.decode_step(cache, torch.where(continuing, token, 0), current, previous, age, continuing)
     else:  # out of tokens: the last state holds until the horizon
         values = expectation(torch.softmax(logits.float(), dim=-1))
         fill(active, values, current, start + horizon_days + 1)
-    # Rows that stopped at death keep their last value for the rest of the grid.
-    missing = torch.isnan(expected)
-    if missing.any():
-        filled = expected.clone()
-        for column in range(1, len(grid)):
-            filled[:, column] = torch.where(missing[:, column], filled[:, column - 1], filled[:, column])
-        expected = filled
     shape = (count, arms, samples)
     return (expected.reshape(*shape, len(grid), -1).cpu().numpy(), (1.0 - survival).reshape(*shape, -1).cpu().numpy(),
             sampled_ids.reshape(*shape, -1).cpu().numpy(), sampled_days.reshape(*shape, -1).cpu().numpy())
