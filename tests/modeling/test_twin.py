@@ -2,14 +2,11 @@
 
 import numpy as np
 import pytest
-import torch
 
 from healthagent.agent.backends.grounded import grounded_items, render
 from healthagent.agent.context import participant_context
 from modeling.jobs import JobError, job_queue
-from modeling.ml.healthformer.data import simulated_records
-from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
-from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, Tokenizer
+from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
 from modeling.models import Checkpoint, Job, SimulationRun
 from modeling.tasks import run_job
 from modeling.twin import participant_record, simulated_effects
@@ -20,17 +17,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def var_dir(settings, tmp_path):
     settings.VAR_DIR = tmp_path / "var"
-
-
-@pytest.fixture
-def twin_checkpoint(tmp_path):
-    """An untrained tiny twin with a tokenizer fitted on simulated timelines, registered as a checkpoint."""
-    model_dir = tmp_path / "twin"
-    tokenizer = Tokenizer.fit(simulated_records(participants=20, days=200, seed=9).records, bins=12)
-    torch.manual_seed(0)
-    HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer, block_size=128)).save_pretrained(model_dir)
-    tokenizer.save(model_dir / "tokenizer.json")
-    return Checkpoint.objects.create(family="twin", size="tiny", path=str(model_dir))
 
 
 def test_a_participant_s_record_comes_from_the_stored_data(tiny_cohort):
