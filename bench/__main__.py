@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("bench.site_pages", "bench.cohort", "bench.rating_page", "bench.dashboard", "bench.lsm")
+BENCHMARKS = ("bench.site_pages", "bench.cohort", "bench.rating_page", "bench.dashboard", "bench.lsm", "bench.twin")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

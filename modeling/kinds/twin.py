@@ -3,7 +3,7 @@
 from django import forms
 
 from healthagent.models import Cohort, Participant
-from modeling.jobs import JobContext, JobKind, register
+from modeling.jobs import JobContext, JobKind, job_queue, register
 from modeling.ml.data.clinical import INTERVENTIONS
 from modeling.models import Checkpoint
 
@@ -21,6 +21,12 @@ class TwinTrainForm(forms.Form):
     block_size = forms.IntegerField(min_value=32, max_value=8192, initial=256, help_text="Tokens per training window.")
     checkpoint_every = forms.IntegerField(min_value=1, initial=50)
     seed = forms.IntegerField(min_value=0, initial=0)
+    simulate_cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), required=False,
+                                             help_text="When trained, queue a simulation of this cohort with every intervention.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["simulate_cohort"].queryset = Cohort.objects.order_by("name")
 
 
 def run_twin_train(context: JobContext) -> dict:
@@ -45,10 +51,18 @@ def run_twin_train(context: JobContext) -> dict:
     held_out = result["held_out_loss"]["loss"]
     context.log(f"held-out loss {result['held_out_loss_before']['loss']:.3f} before training, {held_out:.3f} after, "
                 f"on {result['held_out_participants']} participants")
-    Checkpoint.objects.create(family="twin", size=config["size"], path=result["model_dir"], job=context.job,
-                              metrics={"held_out_loss": held_out, "parameters": result["parameters"]})
-    return {key: result[key] for key in ("held_out_loss_before", "held_out_loss", "held_out_participants", "parameters", "model_dir",
-                                         "resumed_from_step", "device")}
+    checkpoint = Checkpoint.objects.create(family="twin", size=config["size"], path=result["model_dir"], job=context.job,
+                                           metrics={"held_out_loss": held_out, "parameters": result["parameters"]})
+    summary = {key: result[key] for key in ("held_out_loss_before", "held_out_loss", "held_out_participants", "parameters", "model_dir",
+                                            "resumed_from_step", "device")}
+    if config.get("simulate_cohort"):
+        follow_up = job_queue(kind_name="simulate", user=context.job.queued_by,
+                              config={"checkpoint": checkpoint.pk, "cohort": config["simulate_cohort"], "participant": None,
+                                      "interventions": [intervention.name for intervention in INTERVENTIONS], "horizon_days": 90,
+                                      "samples": 16, "seed": 0})
+        context.log(f"queued the cohort's simulation as job #{follow_up.pk}")
+        summary["simulation_job"] = follow_up.pk
+    return summary
 
 
 register(JobKind("twin_train", "Digital twin: training", TwinTrainForm, run_twin_train,

@@ -63,12 +63,16 @@ def test_the_training_job_registers_a_loadable_twin(tiny_cohort):
     from modeling.ml.healthformer.training import load_twin
 
     job = job_queue(kind_name="twin_train", config={"size": "tiny", "participants": 20, "days": 200, "steps": 6, "batch_size": 4,
-                                                    "learning_rate": 0.002, "block_size": 128, "checkpoint_every": 3, "seed": 0})
+                                                    "learning_rate": 0.002, "block_size": 128, "checkpoint_every": 3, "seed": 0,
+                                                    "simulate_cohort": tiny_cohort.pk})
     assert job.queue == "cpu"
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     checkpoint = Checkpoint.objects.get(job=job, family="twin")
     model, tokenizer = load_twin(checkpoint.path)
     assert model.config.vocab_size == tokenizer.vocab_size and checkpoint.metrics["held_out_loss"] > 0
+    job.refresh_from_db()
+    follow_up = Job.objects.get(pk=job.result["simulation_job"])
+    assert follow_up.kind == "simulate" and follow_up.config["checkpoint"] == checkpoint.pk and len(follow_up.config["interventions"]) == 5
 
 
 def _stored_run(participant, checkpoint):

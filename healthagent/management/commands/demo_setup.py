@@ -11,6 +11,8 @@ from healthagent.roles import Role
 DEMO_COHORT = {"name": "Demo cohort", "participants": 50, "days": 14, "seed": 2026}
 DEMO_PRETRAINING = {"size": "tiny", "participants": 200, "days": 3, "steps": 1500, "batch_size": 16, "learning_rate": 0.001,
                     "mask_strategy": "aim", "checkpoint_every": 100, "seed": 0}
+DEMO_TWIN_TRAINING = {"size": "tiny", "participants": 1000, "days": 730, "steps": 600, "batch_size": 16, "learning_rate": 0.002,
+                      "block_size": 256, "checkpoint_every": 100, "seed": 0}
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -55,6 +57,9 @@ class Command(BaseCommand):
             job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING, "predict_cohort": cohort.pk})
             self.stdout.write(f"Queued job #{job.pk}: pre-training of a tiny wearable foundation model (a few minutes; watch its loss), "
                               "then its predictions for the demo cohort.")
+        if not Job.objects.filter(kind="twin_train").exists():
+            job = job_queue(kind_name="twin_train", config={**DEMO_TWIN_TRAINING, "simulate_cohort": cohort.pk})
+            self.stdout.write(f"Queued job #{job.pk}: training of a tiny digital twin, then a simulation of the demo cohort (see Digital twin).")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")
