@@ -44,12 +44,12 @@ TRIALS = (
 
 @dataclass
 class TwinReportSettings:
-    participants: int = 1500  # risk cohort
+    participants: int = 1000  # risk cohort
     history_days: int = 365
     horizon_days: int = 365
-    samples: int = 8
-    trial_participants: int = 120
-    trial_samples: int = 16
+    samples: int = 4
+    trial_participants: int = 80
+    trial_samples: int = 8
     trial_days: int = 90
     bootstrap: int = 500
     seed: int = 5000
@@ -138,7 +138,8 @@ def trial_table(model, tokenizer, settings: TwinReportSettings, *, progress: Pro
             histories.append(tokenizer.encode(record_from_timeline(pool, int(index), timeline, days=settings.history_days, rng=stream,
                                                                    wearable=True)))
         rollouts = simulate(model, tokenizer, histories, arms=[None, intervention], horizon_days=settings.trial_days,
-                            samples=settings.trial_samples, seed=settings.seed + number, grid_step_days=settings.trial_days)
+                            samples=settings.trial_samples, seed=settings.seed + number, grid_step_days=settings.trial_days,
+                            max_new_tokens=128)
         column = BIOMARKER_NAMES.index(biomarker)
         predicted = (rollouts.expected[:, 1, :, -1, column] - rollouts.expected[:, 0, :, -1, column]).mean(axis=1)  # (participants,)
         predicted_mean = float(predicted.mean())
