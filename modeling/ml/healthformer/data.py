@@ -16,6 +16,18 @@ from modeling.ml.healthformer.tokens import CODES, ParticipantRecord, Tokens
 
 WEARABLE_BIOMARKERS = ("resting_heart_rate", "daily_steps", "sleep_minutes")
 STATIC_CODES = np.array([index for index, (_, modality) in enumerate(CODES) if modality == "static"])
+TREATMENT_CODES = np.array([index for index, (_, modality) in enumerate(CODES) if modality in ("intervention", "medication")])
+MAX_PINNED_TREATMENTS = 8
+
+
+def pinned_window(tokens: Tokens, start: int, stop: int) -> np.ndarray:
+    """Indices of a window of the non-static tokens [start, stop), led by the static tokens and by the
+    treatments started before it (at most MAX_PINNED_TREATMENTS, the latest): no window forgets them."""
+    static = np.isin(tokens.codes, STATIC_CODES)
+    prefix, rest = np.flatnonzero(static), np.flatnonzero(~static)
+    earlier = rest[:start]
+    treatments = earlier[np.isin(tokens.codes[earlier], TREATMENT_CODES)][-MAX_PINNED_TREATMENTS:]
+    return np.concatenate([prefix, treatments, rest[start:stop]])
 
 
 def wearable_summaries(timeline: Timeline, *, days: int, compliance: float, block_days: int, rng: np.random.Generator) -> list[dict]:
@@ -78,18 +90,18 @@ def simulated_records(*, participants: int, days: int, seed: int, intervention_p
 class TimelineWindows:
     """Token windows held in memory, right-padded to ``block_size``: what the shared trainer samples.
 
-    A long timeline is cut into consecutive windows, each starting with the participant's static
-    tokens (sex, smoking) so no window loses them; the age input is the age at day 0 either way.
+    A long timeline is cut into consecutive windows, each led by the participant's static tokens (sex,
+    smoking) and the treatments already started (see :func:`pinned_window`); the age input is the age
+    at day 0 either way.
     """
 
     def __init__(self, token_lists: list[Tokens], block_size: int):
         rows = []
         for tokens in token_lists:
-            static = np.isin(tokens.codes, STATIC_CODES)
-            prefix, rest = np.flatnonzero(static), np.flatnonzero(~static)
-            chunk = block_size - len(prefix)
-            for start in range(0, max(len(rest), 1), chunk):
-                keep = np.concatenate([prefix, rest[start:start + chunk]])
+            static_count = int(np.isin(tokens.codes, STATIC_CODES).sum())
+            chunk = block_size - static_count - MAX_PINNED_TREATMENTS
+            for start in range(0, max(len(tokens) - static_count, 1), chunk):
+                keep = pinned_window(tokens, start, start + chunk)
                 rows.append((tokens.ids[keep], tokens.days[keep], tokens.age_years))
         count = len(rows)
         self.input_ids = torch.zeros(count, block_size, dtype=torch.long)

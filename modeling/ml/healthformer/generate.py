@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from modeling.ml.data.clinical import ENDPOINTS
-from modeling.ml.healthformer.data import STATIC_CODES
+from modeling.ml.healthformer.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
 from modeling.ml.healthformer.model import HealthFormerModel
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, HARD_ENDPOINTS, Tokenizer, Tokens
 
@@ -40,10 +40,10 @@ def endpoint_token(tokenizer: Tokenizer, endpoint: str) -> int:
 
 
 def crop_history(tokens: Tokens, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, days): the static tokens and as many of the latest tokens as fit in ``max_tokens``."""
-    static = np.isin(tokens.codes, STATIC_CODES)
-    prefix, rest = np.flatnonzero(static), np.flatnonzero(~static)
-    keep = np.concatenate([prefix, rest[max(0, len(rest) - (max_tokens - len(prefix))):]])
+    """(ids, days): the latest tokens that fit in ``max_tokens``, led by the static tokens and earlier treatments."""
+    rest = len(tokens) - int(np.isin(tokens.codes, STATIC_CODES).sum())
+    start = max(0, rest - (max_tokens - int(np.isin(tokens.codes, STATIC_CODES).sum()) - MAX_PINNED_TREATMENTS))
+    keep = pinned_window(tokens, start, rest)
     return tokens.ids[keep], tokens.days[keep]
 
 

@@ -36,7 +36,8 @@ class HealthFormerConfig(PretrainedConfig):
     def __init__(self, vocab_size: int = 1, codes: int = 1, modalities: int = 11, bins: int = 24, id_code: list | None = None,
                  id_bin: list | None = None, id_modality: list | None = None, id_value: list | None = None, dim: int = 64, depth: int = 3,
                  heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0, block_size: int = 512, size: str = "tiny",
-                 modality_loss_weights: dict | None = None, modality_names: list | None = None, time_loss_weight: float = 1.0, **kwargs):
+                 modality_loss_weights: dict | None = None, modality_names: list | None = None, time_loss_weight: float = 1.0,
+                 id_treatment: list | None = None, treatments: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.codes, self.modalities, self.bins = vocab_size, codes, modalities, bins
         self.id_code, self.id_bin = id_code or [0] * vocab_size, id_bin or [0] * vocab_size
@@ -46,13 +47,20 @@ class HealthFormerConfig(PretrainedConfig):
         self.modality_loss_weights = dict(modality_loss_weights or DEFAULT_MODALITY_WEIGHTS)
         self.modality_names = list(modality_names or DEFAULT_MODALITY_WEIGHTS)
         self.time_loss_weight = time_loss_weight
+        self.id_treatment, self.treatments = id_treatment or [0] * vocab_size, treatments  # vocab id -> treatment slot + 1 (0: none)
 
     @classmethod
     def named(cls, size: str, tokenizer, **overrides) -> "HealthFormerConfig":
-        from modeling.ml.healthformer.tokens import CODES, MODALITIES
+        from modeling.ml.healthformer.tokens import CODES, MODALITIES, TREATMENTS
 
         dim, depth, heads = SIZES[size]
+        id_treatment = [0] * tokenizer.vocab_size
+        for slot, name in enumerate(TREATMENTS):
+            for kind in ("intervention", "medication"):
+                if f"{kind}:{name}" in dict(CODES):
+                    id_treatment[tokenizer.token_id(f"{kind}:{name}")] = slot + 1
         values = dict(vocab_size=tokenizer.vocab_size, codes=len(CODES), modalities=len(MODALITIES), bins=tokenizer.bins,
+                      id_treatment=id_treatment, treatments=len(TREATMENTS),
                       id_code=tokenizer.id_code.tolist(), id_bin=tokenizer.id_bin.tolist(), id_modality=tokenizer.id_modality.tolist(),
                       id_value=tokenizer.id_value.tolist(), dim=dim, depth=depth, heads=heads, size=size, modality_names=list(MODALITIES))
         return cls(**{**values, **overrides})
@@ -75,6 +83,7 @@ class KVCache:
         self.keys = [torch.zeros(batch, config.heads, capacity, head_dim, device=device, dtype=dtype) for _ in range(config.depth)]
         self.values = [torch.zeros_like(key) for key in self.keys]
         self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.treatment_start = torch.full((batch, config.treatments), float("inf"), device=device)  # first day of each treatment so far
         self.length = 0
         self.capacity = capacity
 
@@ -84,6 +93,7 @@ class KVCache:
         copy.keys = [key[rows] for key in self.keys]
         copy.values = [value[rows] for value in self.values]
         copy.valid, copy.length, copy.capacity = self.valid[rows], self.length, self.capacity
+        copy.treatment_start = self.treatment_start[rows]
         return copy
 
 
@@ -124,6 +134,21 @@ def time_features(days: torch.Tensor, previous_day: torch.Tensor, age_years: tor
     return torch.stack(features, dim=-1)
 
 
+def treatment_state(slots: torch.Tensor, days: torch.Tensor, start: torch.Tensor, treatments: int) -> torch.Tensor:
+    """(batch, tokens, treatments): the first day each treatment was started, up to and including each
+    token (inf if not yet), from the tokens' treatment slots (0: none) and the days before the sequence."""
+    hot = F.one_hot(slots, treatments + 1)[..., 1:].bool()  # (batch, tokens, treatments)
+    first = torch.where(hot, days.float()[..., None], torch.full_like(hot, float("inf"), dtype=torch.float32))
+    return torch.minimum(torch.cummin(first, dim=1).values, start[:, None, :])
+
+
+def treatment_features(first: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, 2 * treatments): started or not, and how far its effect has ramped (30-day scale)."""
+    started = torch.isfinite(first)
+    since = torch.where(started, days.float()[..., None] - first, torch.zeros_like(first)).clamp(min=0)
+    return torch.cat([started.float(), started.float() * (1 - torch.exp(-since / 30.0))], dim=-1)
+
+
 class HealthFormerModel(PreTrainedModel):
     config_class = HealthFormerConfig
     base_model_prefix = "healthformer"
@@ -136,6 +161,8 @@ class HealthFormerModel(PreTrainedModel):
         self.modality_embedding = nn.Embedding(config.modalities, config.dim)
         self.value_projection = nn.Linear(1, config.dim)
         self.time_projection = nn.Linear(TIME_FEATURES, config.dim)
+        # Which treatments are under way, and for how long: every token sees it without searching the context.
+        self.treatment_projection = nn.Linear(2 * config.treatments, config.dim) if config.treatments else None
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim)
         self.token_head = nn.Linear(config.dim, config.vocab_size)
@@ -145,6 +172,7 @@ class HealthFormerModel(PreTrainedModel):
         self.register_buffer("id_bin", torch.tensor(config.id_bin, dtype=torch.long))
         self.register_buffer("id_modality", torch.tensor(config.id_modality, dtype=torch.long))
         self.register_buffer("id_value", torch.tensor(config.id_value, dtype=torch.float32))
+        self.register_buffer("id_treatment", torch.tensor(config.id_treatment, dtype=torch.long))
         weights = [config.modality_loss_weights.get(name, 1.0) for name in config.modality_names]
         self.register_buffer("id_loss_weight", torch.tensor(weights, dtype=torch.float32)[self.id_modality])
         self.post_init()
@@ -157,11 +185,19 @@ class HealthFormerModel(PreTrainedModel):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    def embed(self, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor) -> torch.Tensor:
-        """(batch, tokens, dim): code + value + modality + time."""
+    def embed(self, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor,
+              treatment_start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(batch, tokens, dim): code + value + modality + time (+ treatments under way), and the treatment
+        start days after the last token (batch, treatments), given those before the first (inf: none)."""
         value = self.id_value[input_ids][..., None]
-        return (self.code_embedding(self.id_code[input_ids]) + self.bin_embedding(self.id_bin[input_ids]) + self.value_projection(value)
-                + self.modality_embedding(self.id_modality[input_ids]) + self.time_projection(time_features(days, previous_day, age_years)))
+        x = (self.code_embedding(self.id_code[input_ids]) + self.bin_embedding(self.id_bin[input_ids]) + self.value_projection(value)
+             + self.modality_embedding(self.id_modality[input_ids]) + self.time_projection(time_features(days, previous_day, age_years)))
+        if self.treatment_projection is None:
+            return x, None
+        if treatment_start is None:
+            treatment_start = torch.full((input_ids.shape[0], self.config.treatments), float("inf"), device=input_ids.device)
+        first = treatment_state(self.id_treatment[input_ids], days, treatment_start, self.config.treatments)
+        return x + self.treatment_projection(treatment_features(first, days)), first[:, -1]
 
     def heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.norm(hidden)
@@ -172,7 +208,7 @@ class HealthFormerModel(PreTrainedModel):
         """``input_ids``, ``days``, ``valid`` (batch, tokens); ``age_years`` (batch,) NaN when unknown.
         Padding (``valid`` False) may sit on either side; padded positions' days should repeat a neighbour's."""
         tokens = input_ids.shape[1]
-        x = self.embed(input_ids, days, days[:, 0], age_years)
+        x, _ = self.embed(input_ids, days, days[:, 0], age_years)
         causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
         diagonal = torch.eye(tokens, dtype=torch.bool, device=x.device)
         mask = (causal[None] & valid[:, None, :]) | diagonal[None]  # (batch, query, key): a pad query attends to itself only
@@ -198,7 +234,9 @@ class HealthFormerModel(PreTrainedModel):
         """Run left-padded histories into a new cache of ``capacity`` positions; returns (cache, last logits, last rate)."""
         batch, tokens = input_ids.shape
         cache = KVCache(self.config, batch, capacity, input_ids.device, self.token_head.weight.dtype)
-        x = self.embed(input_ids, days, days[:, 0], age_years)
+        x, treatment_start = self.embed(input_ids, days, days[:, 0], age_years)
+        if treatment_start is not None:
+            cache.treatment_start = treatment_start
         causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
         mask = (causal[None] & valid[:, None, :]) | torch.eye(tokens, dtype=torch.bool, device=x.device)[None]
         for layer, block in enumerate(self.blocks):
@@ -214,7 +252,9 @@ class HealthFormerModel(PreTrainedModel):
         """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
         if cache.length >= cache.capacity:
             raise ValueError("the KV cache is full")
-        x = self.embed(input_ids[:, None], days[:, None], previous_day, age_years)
+        x, treatment_start = self.embed(input_ids[:, None], days[:, None], previous_day, age_years, cache.treatment_start)
+        if treatment_start is not None:
+            cache.treatment_start = treatment_start
         position = cache.length
         cache.valid[:, position] = valid
         keys_valid = cache.valid[:, :position + 1].clone()

@@ -25,6 +25,7 @@ from modeling.ml.data.clinical import BIOMARKERS, ENDPOINTS, INTERVENTIONS
 
 DIET_PATTERNS = ("high_sugar", "high_fat", "balanced", "high_fibre", "late_meal")
 MEDICATIONS = ("statin", "antihypertensive")
+TREATMENTS = tuple(intervention.name for intervention in INTERVENTIONS)  # medications share the slot of the same treatment
 HARD_ENDPOINTS = ("cardiovascular_event", "stroke", "heart_failure", "death")
 SUMMARIZED_MODALITIES = ("cgm", "wearable_daily")
 MODALITIES = ("static", "lab", "blood_pressure", "body_composition", "cgm", "wearable_daily", "diet", "medication", "intervention",

@@ -39,10 +39,22 @@ def test_cached_decoding_matches_the_full_forward_pass(simulated, tokenizer):
 
 def test_padding_does_not_change_a_window_s_loss(simulated, tokenizer):
     model = _model(tokenizer)
-    tokens = tokenizer.encode(simulated.records[2]).slice(60)  # the first two months: fewer tokens than either block
-    tight, padded = TimelineWindows([tokens], len(tokens)), TimelineWindows([tokens], len(tokens) + 40)
-    assert tight.valid.all() and not padded.valid.all()
-    assert torch.allclose(model(**tight.batch(torch.tensor([0]))).loss, model(**padded.batch(torch.tensor([0]))).loss, atol=1e-5)
+    tokens = tokenizer.encode(simulated.records[2]).slice(60)  # the first two months: one window either way
+    short, padded = TimelineWindows([tokens], len(tokens) + 8), TimelineWindows([tokens], len(tokens) + 48)
+    assert len(short) == len(padded) == 1 and short.valid.sum() == padded.valid.sum() == len(tokens)
+    assert torch.allclose(model(**short.batch(torch.tensor([0]))).loss, model(**padded.batch(torch.tensor([0]))).loss, atol=1e-5)
+
+
+def test_a_window_after_a_treatment_still_knows_it_started(tokenizer):
+    from modeling.ml.healthformer.tokens import ParticipantRecord
+
+    record = ParticipantRecord(age_years=60.0, sex="male", smoker=False, last_day=400,
+                               measurements=[{"day": day, "name": "systolic_bp", "value": 140.0} for day in range(0, 400, 2)],
+                               events=[{"day": 30, "kind": "intervention", "name": "statin"}])
+    windows = TimelineWindows([tokenizer.encode(record)], 64)
+    assert len(windows) > 2
+    statin = tokenizer.token_id("intervention:statin")
+    assert all((windows.input_ids[row] == statin).sum() == 1 for row in range(1, len(windows)))  # pinned after the static tokens
 
 
 def test_a_checkpoint_reloads_with_from_pretrained(tmp_path, simulated, tokenizer):
