@@ -98,8 +98,9 @@ def twin_page(request):
     from modeling.forms import TwinRequestForm
     from modeling.twin import simulation_latest, twin_checkpoint_latest, twin_page_data
 
-    participant = Participant.objects.filter(pk=request.GET.get("participant") or None).first()
-    job = Job.objects.filter(pk=request.GET.get("job") or None, kind="simulate").first()
+    participant_id, job_id = request.GET.get("participant", ""), request.GET.get("job", "")
+    participant = Participant.objects.filter(pk=participant_id).first() if participant_id.isdigit() else None
+    job = Job.objects.filter(pk=job_id, kind="simulate").first() if job_id.isdigit() else None
     form = TwinRequestForm(initial={"participant": participant, "interventions": ["exercise_programme"]})
     run = None
     if participant is not None:

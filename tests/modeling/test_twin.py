@@ -107,6 +107,7 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     client.force_login(researcher)
     page = client.get(f"/modeling/twin/?participant={participant.pk}")
     assert page.status_code == 200 and b"No simulation of" in page.content
+    assert client.get("/modeling/twin/?participant=x&job=1;").status_code == 200  # nonsense parameters select nothing
     response = client.post("/modeling/twin/simulate/", {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30,
                                                         "samples": 8})
     job = Job.objects.get(kind="simulate")
