@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from modeling.ml.data.clinical import BIOMARKER_BY_NAME, baseline_biomarkers, simulate_timeline, simulate_trial
+from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, baseline_biomarkers, simulate_timeline, simulate_trial
 from modeling.ml.data.traits import sample_traits
 from modeling.ml.healthformer.data import participant_stream, record_from_timeline, simulated_records
 from modeling.ml.healthformer.generate import simulate
@@ -92,8 +92,6 @@ def risk_table(model, tokenizer, settings: TwinReportSettings, *, progress: Prog
     rollouts = simulate(model, tokenizer, [tokenizer.encode(history) for history in histories], arms=[None],
                         horizon_days=settings.horizon_days, samples=settings.samples, seed=settings.seed, max_new_tokens=320,
                         grid_step_days=settings.horizon_days)
-    from modeling.ml.data.clinical import ENDPOINTS
-
     model_risk = rollouts.risk[:, 0].mean(axis=1)  # (participants, endpoints)
     scores = [clinical_scores(history, height_m=float(simulated.traits.height_m[i])) for i, history in zip(kept, histories, strict=True)]
     rows = []
