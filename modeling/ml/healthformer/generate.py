@@ -6,9 +6,12 @@ masked placeholder, so every row keeps the same cache length. Each step samples 
 its waiting time (whole days) and stops a row past the horizon or at death.
 
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
-- **expected biomarker values**: the next-token distribution restricted to a biomarker's bins says
-  what a measurement of it would show now; its mean (over the bins' median values) is recorded on a
-  grid of days (the value in force at each grid day). Quantiles over the samples are the fan chart.
+- **expected biomarker values**: when a rollout samples a measurement of a biomarker, the mean of the
+  next-token distribution restricted to that biomarker's bins (over the bins' median values) is what
+  the measurement is expected to show, without its sampling noise; it holds until the next one. Before
+  a rollout's first measurement of a biomarker, the same restricted mean at each step stands in.
+  Values are recorded on a grid of days (the value in force at each grid day); quantiles over the
+  samples are the fan chart.
 - **endpoint risk**: each step's probability that the next token is the endpoint and falls inside
   the horizon; one minus the product of the complements is the row's risk, averaged over samples.
 """
@@ -109,6 +112,10 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
     total = len(rows)
     grid_days = torch.tensor(grid, device=device)
     expected = torch.full((total, len(grid), bins.shape[0]), float("nan"), device=device)
+    measured_grid = torch.full_like(expected, float("nan"))
+    measured = torch.full((total, bins.shape[0]), float("nan"), device=device)  # the latest sampled measurement's expectation
+    bin_biomarker = torch.full((int(bins.max()) + 1,), -1, dtype=torch.long, device=device)
+    bin_biomarker[bins.reshape(-1)] = torch.arange(bins.shape[0], device=device).repeat_interleave(bins.shape[1])
     survival = torch.ones(total, len(endpoints), device=device)
     current = start.clone()
     active = torch.ones(total, dtype=torch.bool, device=device)
@@ -119,10 +126,11 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         restricted = probabilities[:, bins]  # (rows, biomarkers, bins)
         return (restricted / restricted.sum(-1, keepdim=True).clamp(min=1e-12) * centers).sum(-1)
 
-    def fill(rows_mask, values, since, until):  # grid days in [since, until) take ``values``
+    def fill(rows_mask, values, since, until):  # grid days in [since, until) take ``values`` and the measured state
         offset = (grid_days[None, :] + start[:, None])
         where = rows_mask[:, None] & (offset >= since[:, None]) & (offset < until[:, None])
         expected[where] = values[:, None, :].expand(-1, len(grid), -1)[where]
+        measured_grid[where] = measured[:, None, :].expand(-1, len(grid), -1)[where]
 
     for step in range(max_new_tokens):
         probabilities = torch.softmax(logits.float(), dim=-1)
@@ -140,6 +148,11 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         sampled_days[:, step] = torch.where(continuing, next_day, 0)
         previous = current
         current = torch.where(continuing, next_day, current)
+        biomarker = torch.where(continuing & (token < len(bin_biomarker)), bin_biomarker[token.clamp(max=len(bin_biomarker) - 1)], -1)
+        sampled_measurement = biomarker >= 0
+        if sampled_measurement.any():
+            rows_measured = torch.nonzero(sampled_measurement)[:, 0]
+            measured[rows_measured, biomarker[rows_measured]] = values[rows_measured, biomarker[rows_measured]]
         died = continuing & (token == death)
         fill(died, values, current, start + horizon_days + 1)  # after death the last state holds: nothing more happens
         active = continuing & ~died
@@ -149,6 +162,7 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
     else:  # out of tokens: the last state holds until the horizon
         values = expectation(torch.softmax(logits.float(), dim=-1))
         fill(active, values, current, start + horizon_days + 1)
+    expected = torch.where(torch.isnan(measured_grid), expected, measured_grid)
     shape = (count, arms, samples)
     return (expected.reshape(*shape, len(grid), -1).cpu().numpy(), (1.0 - survival).reshape(*shape, -1).cpu().numpy(),
             sampled_ids.reshape(*shape, -1).cpu().numpy(), sampled_days.reshape(*shape, -1).cpu().numpy())
