@@ -4,7 +4,7 @@
     torchrun --nproc-per-node 4 -m modeling.ml lsm pretrain --size base ...
     python -m modeling.ml lsm evaluate --model runs/lsm-tiny/model --output docs/results/lsm-tiny
     python -m modeling.ml lsm scaling --sizes 32x1 64x2 128x3 --windows 200 800 3200 --output docs/results/lsm-scaling
-    python -m modeling.ml twin train --size tiny --participants 4000 --days 730 --steps 2500 --output runs/twin-tiny
+    python -m modeling.ml twin train --size tiny --participants 4000 --days 730 --steps 1400 --output runs/twin-tiny
     python -m modeling.ml twin evaluate --model runs/twin-tiny/model --output docs/results/twin-tiny
 """
 
