@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("bench.site_pages", "bench.cohort", "bench.rating_page", "bench.dashboard", "bench.lsm", "bench.load_summary")
+BENCHMARKS = ("bench.site_pages", "bench.cohort", "bench.rating_page", "bench.dashboard", "bench.lsm", "bench.twin", "bench.load_summary")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 

@@ -90,3 +90,28 @@ class Prediction(models.Model):
 
     def __str__(self):
         return f"{self.task} of participant {self.participant_id}: {self.estimate:.3g}"
+
+
+class SimulationRun(models.Model):
+    """One participant's digital-twin simulation: sampled futures with and without each intervention.
+
+    ``results`` holds, per arm (``"none"`` and each intervention), the quantile bands of every
+    biomarker on a grid of days, the risk of each endpoint within the horizon, and for each
+    intervention the predicted change of every biomarker at the horizon (mean and 90 % interval).
+    """
+
+    participant = models.ForeignKey("healthagent.Participant", on_delete=models.CASCADE, related_name="simulations")
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="simulations")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="simulations")
+    interventions = models.JSONField(default=list)
+    horizon_days = models.PositiveIntegerField()
+    samples = models.PositiveIntegerField()
+    results = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["participant", "created_at"])]
+
+    def __str__(self):
+        return f"simulation of participant {self.participant_id} ({', '.join(self.interventions) or 'no intervention'})"

@@ -11,4 +11,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),
     path("jobs/<int:job_id>/retry/", views.job_retry_view, name="job_retry"),
     path("checkpoints/", views.checkpoint_list, name="checkpoint_list"),
+    path("twin/", views.twin_page, name="twin"),
+    path("twin/simulate/", views.twin_simulate, name="twin_simulate"),
+    path("twin/jobs/<int:job_id>/status.json", views.twin_status, name="twin_status"),
 ]

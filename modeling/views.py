@@ -3,8 +3,10 @@
 from django.contrib import messages
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_queue, job_retry
 from modeling.models import Checkpoint, Job
@@ -85,3 +87,55 @@ def job_retry_view(request, job_id: int):
 def checkpoint_list(request):
     return render(request, "modeling/checkpoint_list.html", {"checkpoints": Checkpoint.objects.select_related("job")[:200]})
 
+
+
+TWIN_ROLES = (Role.RESEARCHER, Role.ADMIN)
+
+
+@role_required(*TWIN_ROLES)
+def twin_page(request):
+    """Choose a participant and interventions, queue a simulation, see fan charts with and without."""
+    from modeling.forms import TwinRequestForm
+    from modeling.twin import simulation_latest, twin_checkpoint_latest, twin_page_data
+
+    participant_id, job_id = request.GET.get("participant", ""), request.GET.get("job", "")
+    participant = Participant.objects.filter(pk=participant_id).first() if participant_id.isdigit() else None
+    job = Job.objects.filter(pk=job_id, kind="simulate").first() if job_id.isdigit() else None
+    form = TwinRequestForm(initial={"participant": participant, "interventions": ["exercise_programme"]})
+    run = None
+    if participant is not None:
+        runs = participant.simulations.select_related("checkpoint")
+        run = runs.filter(job=job).first() if job is not None else simulation_latest(participant=participant)
+    return render(request, "modeling/twin.html", {"form": form, "participant": participant, "job": job, "run": run,
+                                                  "checkpoint": twin_checkpoint_latest(), "page_data": twin_page_data(run=run) if run else None})
+
+
+@require_POST
+@role_required(*TWIN_ROLES)
+def twin_simulate(request):
+    from modeling.forms import TwinRequestForm
+    from modeling.twin import twin_checkpoint_latest
+
+    form = TwinRequestForm(request.POST)
+    checkpoint = twin_checkpoint_latest()
+    if not form.is_valid() or checkpoint is None:
+        problems = "; ".join(" ".join(errors) for errors in form.errors.values()) if not form.is_valid() else "no twin model has been trained yet"
+        messages.error(request, f"Could not queue the simulation: {problems}.")
+        return redirect("modeling:twin")
+    participant = form.cleaned_data["participant"]
+    try:
+        job = job_queue(kind_name="simulate", user=request.user,
+                        config={"checkpoint": checkpoint.pk, "cohort": participant.cohort_id, "participant": participant.pk,
+                                "interventions": form.cleaned_data["interventions"], "horizon_days": form.cleaned_data["horizon_days"],
+                                "samples": form.cleaned_data["samples"], "seed": 0})
+    except JobError as error:
+        messages.error(request, str(error).capitalize() + ".")
+        return redirect("modeling:twin")
+    return redirect(f"{reverse('modeling:twin')}?participant={participant.pk}&job={job.pk}")
+
+
+@role_required(*TWIN_ROLES)
+def twin_status(request, job_id: int):
+    """A simulate job's progress, for the twin page (researchers cannot open the admins' job pages)."""
+    job = get_object_or_404(Job, pk=job_id, kind="simulate")
+    return JsonResponse({key: value for key, value in job_payload(job).items() if key in ("id", "state", "progress", "message", "error")})

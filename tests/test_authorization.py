@@ -27,6 +27,12 @@ def a_job():
     return Job.objects.create(kind="demo_training", config={}, state="failed", error="for the matrix")
 
 
+def a_simulation_job():
+    from modeling.models import Job
+
+    return Job.objects.create(kind="simulate", config={}, state="queued")
+
+
 def enrolled_study(objects, user):
     if user is not None and user.groups.filter(name="clinician").exists():
         objects["study"].clinicians.add(user)
@@ -81,6 +87,9 @@ MATRIX = {
     "modeling:job_cancel": row(LOGIN, FORBIDDEN, FORBIDDEN, REDIRECT, method="post", kwargs=lambda objects, user: {"job_id": a_job().pk}),
     "modeling:job_retry": row(LOGIN, FORBIDDEN, FORBIDDEN, REDIRECT, method="post", kwargs=lambda objects, user: {"job_id": a_job().pk}),
     "modeling:checkpoint_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
+    "modeling:twin": row(LOGIN, FORBIDDEN, 200, 200),
+    "modeling:twin_simulate": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post"),  # allowed; an empty request is refused with a message
+    "modeling:twin_status": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"job_id": a_simulation_job().pk}),
     "api:studies": row(401, FORBIDDEN, 200, 200),
     "api:items": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:ratings": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),

@@ -162,6 +162,13 @@ def _predictions(participant: Participant) -> list[dict]:
     return entries
 
 
+def _simulated_effects(participant: Participant) -> list[dict]:
+    """The digital twin's predicted effects of the interventions last simulated for ``participant``."""
+    from modeling.twin import simulated_effects
+
+    return simulated_effects(participant=participant)
+
+
 def _red_flags(summaries: list[dict], recent_start: int, measurements: dict[str, dict]) -> list[dict]:
     flags = []
     high_rest = [s for s in summaries if s["day_index"] >= recent_start and (s["resting_heart_rate_bpm"] or 0) >= 100]
@@ -219,5 +226,6 @@ def participant_context(*, participant: Participant, question: str = "") -> dict
         data_quality={"days_with_data": sum(1 for w in wear if w > 0), "mean_wear_hours": _round(_mean(wear) / 60 if wear else None, 1),
                       "units": {name: BIOMARKER_BY_NAME[name].unit for name in latest}},
         predictions=_predictions(participant),
+        simulated_effects=_simulated_effects(participant),
     )
     return context.as_dict()

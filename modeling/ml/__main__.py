@@ -5,6 +5,8 @@
     python -m modeling.ml lsm evaluate --model runs/lsm-tiny/model --output docs/results/lsm-tiny
     python -m modeling.ml sensorlm train|evaluate|ablation ...   (see modeling/ml/sensorlm/cli.py)
     python -m modeling.ml lsm scaling --sizes 32x1 64x2 128x3 --windows 200 800 3200 --output docs/results/lsm-scaling
+    python -m modeling.ml twin train --size tiny --participants 4000 --days 730 --steps 1400 --output runs/twin-tiny
+    python -m modeling.ml twin evaluate --model runs/twin-tiny/model --output docs/results/twin-tiny
 """
 
 import argparse
@@ -64,10 +66,14 @@ def main(argv=None) -> None:
     compare_parser.add_argument("--seed", type=int, default=3000)
     compare_parser.add_argument("--output", type=Path)
     sensorlm_cli.add_parser(families)
+    _twin_commands(families)
     args = parser.parse_args(argv)
 
     if args.family == "sensorlm":
         sensorlm_cli.run(args)
+        return
+    if args.family == "twin":
+        _twin(args)
         return
 
     if args.family == "heads":
@@ -121,6 +127,56 @@ def main(argv=None) -> None:
                       calendar_features=args.calendar_features,
                       progress=lambda step, total, metrics: print(json.dumps(metrics)) if step % 10 == 0 or step == total else None)
     print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
+
+
+def _twin_commands(families) -> None:
+    twin = families.add_parser("twin", help="the digital twin (decoder-only timeline model)").add_subparsers(dest="command", required=True)
+    train_parser = twin.add_parser("train", help="train on simulated timelines; held-out loss on unseen participants")
+    train_parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "large"])
+    train_parser.add_argument("--participants", type=int, default=4000)
+    train_parser.add_argument("--days", type=int, default=730)
+    train_parser.add_argument("--steps", type=int, default=2500)
+    train_parser.add_argument("--batch-size", type=int, default=32)
+    train_parser.add_argument("--learning-rate", type=float, default=2e-3)
+    train_parser.add_argument("--block-size", type=int, default=256, help="tokens per training window")
+    train_parser.add_argument("--seed", type=int, default=0)
+    train_parser.add_argument("--device", default="auto")
+    train_parser.add_argument("--output", type=Path, required=True)
+    evaluate_parser = twin.add_parser("evaluate", help="endpoint risk vs clinical scores, and randomized trials in the simulator")
+    evaluate_parser.add_argument("--model", type=Path, required=True)
+    evaluate_parser.add_argument("--participants", type=int, default=1000, help="risk cohort")
+    evaluate_parser.add_argument("--samples", type=int, default=4, help="sampled futures per participant for risk")
+    evaluate_parser.add_argument("--horizon-days", type=int, default=365)
+    evaluate_parser.add_argument("--trial-participants", type=int, default=80)
+    evaluate_parser.add_argument("--trial-samples", type=int, default=8)
+    evaluate_parser.add_argument("--bootstrap", type=int, default=500)
+    evaluate_parser.add_argument("--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials"])
+    evaluate_parser.add_argument("--seed", type=int, default=5000)
+    evaluate_parser.add_argument("--device", default="auto")
+    evaluate_parser.add_argument("--output", type=Path, help="risk.md/.json and trials.md/.json go here")
+
+
+def _twin(args) -> None:
+    from modeling.ml.train import choose_device
+
+    if args.command == "train":
+        from modeling.ml.healthformer.training import train_twin
+
+        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=min(100, args.steps // 10),
+                             checkpoint_every=250, log_every=50, seed=args.seed)
+        result = train_twin(size=args.size, participants=args.participants, days=args.days, seed=args.seed, train_config=config,
+                            output_dir=args.output, device=args.device, block_size=args.block_size,
+                            progress=lambda step, total, metrics: print(json.dumps(metrics), flush=True) if step % 50 == 0 or step == total else None)
+        print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
+        return
+    from modeling.ml.healthformer.evaluate import TwinReportSettings, twin_report
+
+    settings = TwinReportSettings(participants=args.participants, samples=args.samples, horizon_days=args.horizon_days,
+                                  trial_participants=args.trial_participants, trial_samples=args.trial_samples, bootstrap=args.bootstrap,
+                                  seed=args.seed, device=choose_device(args.device))
+    report = twin_report(args.model, settings, output_dir=args.output, parts=tuple(args.parts),
+                         progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True))
+    print("\n".join(part["markdown"] for part in report.values()))
 
 
 if __name__ == "__main__":

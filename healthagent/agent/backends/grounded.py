@@ -166,8 +166,10 @@ def _simulated(context: dict) -> list[Item]:
         item = Item(f"simulated_{effect['intervention']}", effect.get("title", effect["intervention"].replace("_", " ").capitalize()), "",
                     benefit=abs(effect["mean"]) / max(effect.get("scale", 1.0), 1e-6), topics=tuple(effect.get("topics", ())))
         mean = item.cite(source=f"simulated_effects.{effect['intervention']}.mean", value=effect["mean"], display=number(abs(effect["mean"]), 1))
-        low = item.cite(source=f"simulated_effects.{effect['intervention']}.low", value=effect["low"], display=number(abs(effect["low"]), 1))
-        high = item.cite(source=f"simulated_effects.{effect['intervention']}.high", value=effect["high"], display=number(abs(effect["high"]), 1))
+        # The interval's ends by size, so a predicted fall reads "by 4 (2 to 6)" like a rise.
+        near, far = sorted(("low", "high"), key=lambda end: abs(effect[end]))
+        low = item.cite(source=f"simulated_effects.{effect['intervention']}.{near}", value=effect[near], display=number(abs(effect[near]), 1))
+        high = item.cite(source=f"simulated_effects.{effect['intervention']}.{far}", value=effect[far], display=number(abs(effect[far]), 1))
         direction = "lower" if effect["mean"] < 0 else "raise"
         item.body = (f"{effect['description']} is predicted to {direction} your {effect['biomarker_label']} by {mean} {effect['unit']} "
                      f"({low} to {high}).")

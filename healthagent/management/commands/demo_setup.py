@@ -13,6 +13,8 @@ DEMO_PRETRAINING = {"size": "tiny", "participants": 200, "days": 3, "steps": 150
                     "mask_strategy": "aim", "checkpoint_every": 100, "seed": 0}
 DEMO_SENSORLM = {"size": "tiny", "loss": "clip", "caption_levels": ["semantic", "structural", "statistical"], "participants": 200, "days": 3,
                  "steps": 300, "batch_size": 32, "learning_rate": 0.002, "evaluate": True, "evaluation_participants": 60, "seed": 0}
+DEMO_TWIN_TRAINING = {"size": "tiny", "participants": 1000, "days": 730, "steps": 600, "batch_size": 16, "learning_rate": 0.002,
+                      "block_size": 256, "checkpoint_every": 100, "seed": 0}
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -60,6 +62,9 @@ class Command(BaseCommand):
         if not Job.objects.filter(kind="sensorlm_train").exists():
             job = job_queue(kind_name="sensorlm_train", config={**DEMO_SENSORLM, "index_cohort": cohort.pk})
             self.stdout.write(f"Queued job #{job.pk}: a tiny sensor-language model, then an index of the demo cohort's days for “Find days”.")
+        if not Job.objects.filter(kind="twin_train").exists():
+            job = job_queue(kind_name="twin_train", config={**DEMO_TWIN_TRAINING, "simulate_cohort": cohort.pk})
+            self.stdout.write(f"Queued job #{job.pk}: training of a tiny digital twin, then a simulation of the demo cohort (see Digital twin).")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")

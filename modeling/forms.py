@@ -1,0 +1,18 @@
+"""The twin page's request: one participant, the interventions to compare, the horizon."""
+
+from django import forms
+
+from healthagent.models import Participant
+from modeling.kinds.twin import INTERVENTION_CHOICES
+
+
+class TwinRequestForm(forms.Form):
+    participant = forms.ModelChoiceField(queryset=Participant.objects.none(), empty_label=None)
+    interventions = forms.MultipleChoiceField(choices=INTERVENTION_CHOICES, widget=forms.CheckboxSelectMultiple)
+    horizon_days = forms.IntegerField(min_value=7, max_value=365, initial=90, label="Horizon (days)")
+    samples = forms.IntegerField(min_value=4, max_value=256, initial=32, help_text="Sampled futures per arm.")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["participant"].queryset = Participant.objects.select_related("cohort").order_by("cohort__name", "pseudonym")
+        self.fields["participant"].label_from_instance = lambda participant: f"{participant.cohort.name} / {participant.pseudonym}"

@@ -1,0 +1,126 @@
+"""Simulated participants as twin records, and training windows of tokens.
+
+Training participants get randomized interventions (a random one on a random day for most of
+them) on top of the usual care the simulator applies, so the effect of an intervention token is
+learnable from the data rather than confounded by who gets treated.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from modeling.ml.data.clinical import BIOMARKER_BY_NAME, INTERVENTIONS, Timeline, simulate_timeline
+from modeling.ml.data.traits import Traits, sample_traits
+from modeling.ml.healthformer.tokens import CODES, ParticipantRecord, Tokens
+
+WEARABLE_BIOMARKERS = ("resting_heart_rate", "daily_steps", "sleep_minutes")
+STATIC_CODES = np.array([index for index, (_, modality) in enumerate(CODES) if modality == "static"])
+TREATMENT_CODES = np.array([index for index, (_, modality) in enumerate(CODES) if modality in ("intervention", "medication")])
+MAX_PINNED_TREATMENTS = 8
+
+
+def pinned_window(tokens: Tokens, start: int, stop: int) -> np.ndarray:
+    """Indices of a window of the non-static tokens [start, stop), led by the static tokens and by the
+    treatments started before it (at most MAX_PINNED_TREATMENTS, the latest): no window forgets them."""
+    static = np.isin(tokens.codes, STATIC_CODES)
+    prefix, rest = np.flatnonzero(static), np.flatnonzero(~static)
+    earlier = rest[:start]
+    treatments = earlier[np.isin(tokens.codes[earlier], TREATMENT_CODES)][-MAX_PINNED_TREATMENTS:]
+    return np.concatenate([prefix, treatments, rest[start:stop]])
+
+
+def wearable_summaries(timeline: Timeline, *, days: int, compliance: float, block_days: int, rng: np.random.Generator) -> list[dict]:
+    """Block means of the daily wearable metrics (as the tokenizer would summarize daily values): the
+    latent level over the worn days of each block plus the noise of averaging that many daily readings."""
+    measurements = []
+    for start in range(0, days, block_days):
+        worn = np.flatnonzero(rng.random(min(block_days, days - start)) < compliance) + start
+        if worn.size < 3:
+            continue
+        for name in WEARABLE_BIOMARKERS:
+            biomarker = BIOMARKER_BY_NAME[name]
+            value = timeline.latent[name][worn].mean() + rng.normal(0.0, biomarker.measurement_sd / np.sqrt(worn.size))
+            measurements.append({"day": int(worn[-1]), "name": name, "value": round(float(value), 2)})
+    return measurements
+
+
+def record_from_timeline(traits: Traits, index: int, timeline: Timeline, *, days: int, rng: np.random.Generator,
+                         wearable: bool, block_days: int = 14) -> ParticipantRecord:
+    deaths = [event["day"] for event in timeline.events if event["name"] == "death"]
+    last_day = deaths[0] if deaths else days - 1
+    measurements = [{"day": m["day"], "name": m["name"], "value": m["value"]} for m in timeline.measurements]
+    if wearable:
+        measurements += [m for m in wearable_summaries(timeline, days=days, compliance=float(traits.wear_compliance[index]),
+                                                       block_days=block_days, rng=rng) if m["day"] <= last_day]
+    return ParticipantRecord(age_years=float(traits.age_years[index]), sex="female" if traits.female[index] else "male",
+                             smoker=bool(traits.smoker[index]), measurements=measurements,
+                             events=[{"day": e["day"], "kind": e["kind"], "name": e["name"]} for e in timeline.events], last_day=last_day)
+
+
+@dataclass
+class SimulatedRecords:
+    traits: Traits
+    records: list[ParticipantRecord]
+    interventions: list[tuple[tuple[str, int], ...]]  # the randomized interventions each participant got
+
+
+def participant_stream(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index + 1,)))
+
+
+def simulated_records(*, participants: int, days: int, seed: int, intervention_probability: float = 0.6,
+                      wearable_probability: float = 0.6, traits: Traits | None = None) -> SimulatedRecords:
+    """``participants`` simulated people over ``days`` days; participant i is the same whatever the count."""
+    traits = traits if traits is not None else sample_traits(participants, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))))
+    records, given = [], []
+    for index in range(len(traits)):
+        stream = participant_stream(seed, index)
+        interventions: tuple[tuple[str, int], ...] = ()
+        if stream.random() < intervention_probability and days > 90:
+            name = INTERVENTIONS[int(stream.integers(len(INTERVENTIONS)))].name
+            interventions = ((name, int(stream.integers(30, days - 60))),)
+        wearable = bool(stream.random() < wearable_probability)
+        timeline = simulate_timeline(traits, index, days, stream, interventions=interventions)
+        records.append(record_from_timeline(traits, index, timeline, days=days, rng=stream, wearable=wearable))
+        given.append(interventions)
+    return SimulatedRecords(traits, records, given)
+
+
+class TimelineWindows:
+    """Token windows held in memory, right-padded to ``block_size``: what the shared trainer samples.
+
+    A long timeline is cut into consecutive windows, each led by the participant's static tokens (sex,
+    smoking) and the treatments already started (see :func:`pinned_window`); the age input is the age
+    at day 0 either way.
+    """
+
+    def __init__(self, token_lists: list[Tokens], block_size: int):
+        rows = []
+        for tokens in token_lists:
+            static_count = int(np.isin(tokens.codes, STATIC_CODES).sum())
+            chunk = block_size - static_count - MAX_PINNED_TREATMENTS
+            for start in range(0, max(len(tokens) - static_count, 1), chunk):
+                keep = pinned_window(tokens, start, start + chunk)
+                rows.append((tokens.ids[keep], tokens.days[keep], tokens.age_years))
+        count = len(rows)
+        self.input_ids = torch.zeros(count, block_size, dtype=torch.long)
+        self.days = torch.zeros(count, block_size, dtype=torch.long)
+        self.valid = torch.zeros(count, block_size, dtype=torch.bool)
+        self.age_years = torch.full((count,), float("nan"))
+        for row, (ids, days, age) in enumerate(rows):
+            length = len(ids)
+            self.input_ids[row, :length] = torch.from_numpy(ids)
+            self.days[row, :length] = torch.from_numpy(days)
+            self.days[row, length:] = int(days[-1]) if length else 0  # padding repeats the last day: no phantom gaps
+            self.valid[row, :length] = True
+            if age is not None:
+                self.age_years[row] = age
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def batch(self, indices: torch.Tensor) -> dict:
+        return {"input_ids": self.input_ids[indices], "days": self.days[indices], "age_years": self.age_years[indices],
+                "valid": self.valid[indices]}
+

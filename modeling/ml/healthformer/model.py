@@ -1,0 +1,270 @@
+"""HealthFormer: a nanoGPT-style decoder-only transformer over timeline tokens.
+
+Each input token sums a code embedding, a value embedding (the quantile bin, plus a projection of
+the bin's standardized center), a modality embedding and a time encoding (age on that day, time
+since the previous token, the day's position in weekly to yearly cycles). There are no learned
+positions: where a token sits in time is what the time encoding says. Two heads read each position:
+the next token over the joint (code, bin) vocabulary, and the waiting time to the next token, an
+exponential with rate ``rate`` discretized to whole days (``P(gap = k) = e^{-rate k}(1 - e^{-rate})``),
+so same-day tokens (gap 0) have a finite likelihood. Next-token losses are weighted per modality.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+SIZES = {
+    # name: (dim, depth, heads)
+    "tiny": (64, 3, 4),
+    "small": (256, 6, 8),
+    "base": (512, 12, 8),
+    "large": (1024, 24, 16),
+}
+DEFAULT_MODALITY_WEIGHTS = {"static": 0.0, "lab": 1.0, "blood_pressure": 1.0, "body_composition": 1.0, "cgm": 0.5, "wearable_daily": 0.5,
+                            "diet": 0.3, "medication": 1.0, "intervention": 0.3, "diagnosis": 2.0, "endpoint": 3.0}
+CYCLE_DAYS = (7.0, 30.4, 91.3, 365.25)
+TIME_FEATURES = 4 + 2 * len(CYCLE_DAYS)
+
+
+class HealthFormerConfig(PretrainedConfig):
+    model_type = "healthagent_healthformer"
+
+    def __init__(self, vocab_size: int = 1, codes: int = 1, modalities: int = 11, bins: int = 24, id_code: list | None = None,
+                 id_bin: list | None = None, id_modality: list | None = None, id_value: list | None = None, dim: int = 64, depth: int = 3,
+                 heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0, block_size: int = 512, size: str = "tiny",
+                 modality_loss_weights: dict | None = None, modality_names: list | None = None, time_loss_weight: float = 1.0,
+                 id_treatment: list | None = None, treatments: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.codes, self.modalities, self.bins = vocab_size, codes, modalities, bins
+        self.id_code, self.id_bin = id_code or [0] * vocab_size, id_bin or [0] * vocab_size
+        self.id_modality, self.id_value = id_modality or [0] * vocab_size, id_value or [0.0] * vocab_size
+        self.dim, self.depth, self.heads, self.mlp_ratio, self.dropout = dim, depth, heads, mlp_ratio, dropout
+        self.block_size, self.size = block_size, size
+        self.modality_loss_weights = dict(modality_loss_weights or DEFAULT_MODALITY_WEIGHTS)
+        self.modality_names = list(modality_names or DEFAULT_MODALITY_WEIGHTS)
+        self.time_loss_weight = time_loss_weight
+        self.id_treatment, self.treatments = id_treatment or [0] * vocab_size, treatments  # vocab id -> treatment slot + 1 (0: none)
+
+    @classmethod
+    def named(cls, size: str, tokenizer, **overrides) -> "HealthFormerConfig":
+        from modeling.ml.healthformer.tokens import CODES, MODALITIES, TREATMENTS
+
+        dim, depth, heads = SIZES[size]
+        id_treatment = [0] * tokenizer.vocab_size
+        for slot, name in enumerate(TREATMENTS):
+            for kind in ("intervention", "medication"):
+                if f"{kind}:{name}" in dict(CODES):
+                    id_treatment[tokenizer.token_id(f"{kind}:{name}")] = slot + 1
+        values = dict(vocab_size=tokenizer.vocab_size, codes=len(CODES), modalities=len(MODALITIES), bins=tokenizer.bins,
+                      id_treatment=id_treatment, treatments=len(TREATMENTS),
+                      id_code=tokenizer.id_code.tolist(), id_bin=tokenizer.id_bin.tolist(), id_modality=tokenizer.id_modality.tolist(),
+                      id_value=tokenizer.id_value.tolist(), dim=dim, depth=depth, heads=heads, size=size, modality_names=list(MODALITIES))
+        return cls(**{**values, **overrides})
+
+
+@dataclass
+class HealthFormerOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor  # (batch, tokens, vocab): the next token
+    rate: torch.Tensor  # (batch, tokens): per-day rate of the waiting time to the next token
+    token_loss: torch.Tensor | None = None
+    time_loss: torch.Tensor | None = None
+
+
+class KVCache:
+    """Preallocated keys and values per layer, (batch, heads, capacity, head_dim), and which keys are real."""
+
+    def __init__(self, config: HealthFormerConfig, batch: int, capacity: int, device, dtype=torch.float32):
+        head_dim = config.dim // config.heads
+        self.keys = [torch.zeros(batch, config.heads, capacity, head_dim, device=device, dtype=dtype) for _ in range(config.depth)]
+        self.values = [torch.zeros_like(key) for key in self.keys]
+        self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
+        self.treatment_start = torch.full((batch, config.treatments), float("inf"), device=device)  # first day of each treatment so far
+        self.length = 0
+        self.capacity = capacity
+
+    def select(self, rows: torch.Tensor) -> "KVCache":
+        """A new cache holding ``rows`` (repeats allowed): how one history fans out to samples and arms."""
+        copy = object.__new__(KVCache)
+        copy.keys = [key[rows] for key in self.keys]
+        copy.values = [value[rows] for value in self.values]
+        copy.valid, copy.length, copy.capacity = self.valid[rows], self.length, self.capacity
+        copy.treatment_start = self.treatment_start[rows]
+        return copy
+
+
+class Block(nn.Module):
+    def __init__(self, config: HealthFormerConfig):
+        super().__init__()
+        self.heads, self.dropout = config.heads, config.dropout
+        self.norm1, self.norm2 = nn.LayerNorm(config.dim), nn.LayerNorm(config.dim)
+        self.qkv, self.proj = nn.Linear(config.dim, 3 * config.dim), nn.Linear(config.dim, config.dim)
+        hidden = int(config.dim * config.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        if cache is not None:  # write this step's keys and values, attend over everything so far
+            start = cache.length
+            cache.keys[layer][:, :, start:start + tokens] = k
+            cache.values[layer][:, :, start:start + tokens] = v
+            k, v = cache.keys[layer][:, :, :start + tokens], cache.values[layer][:, :, :start + tokens]
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
+        return x + self.mlp(self.norm2(x))
+
+
+def time_features(days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, TIME_FEATURES) from days (batch, tokens), the day before the first token (batch,)
+    and age at day 0 (batch,), NaN when unknown."""
+    days = days.float()
+    gap = (days - torch.cat([previous_day[:, None].float(), days[:, :-1]], dim=1)).clamp(min=0)
+    known = ~torch.isnan(age_years)
+    age = torch.where(known, age_years, torch.zeros_like(age_years))[:, None] + days / 365.25
+    features = [torch.where(known[:, None], (age - 50.0) / 20.0, torch.zeros_like(age)), known[:, None].float().expand_as(days),
+                torch.log1p(gap) / 3.0, torch.log1p(days.clamp(min=0)) / 6.0]
+    for period in CYCLE_DAYS:
+        angle = 2 * math.pi * days / period
+        features += [angle.sin(), angle.cos()]
+    return torch.stack(features, dim=-1)
+
+
+def treatment_state(slots: torch.Tensor, days: torch.Tensor, start: torch.Tensor, treatments: int) -> torch.Tensor:
+    """(batch, tokens, treatments): the first day each treatment was started, up to and including each
+    token (inf if not yet), from the tokens' treatment slots (0: none) and the days before the sequence."""
+    hot = F.one_hot(slots, treatments + 1)[..., 1:].bool()  # (batch, tokens, treatments)
+    first = torch.where(hot, days.float()[..., None], torch.full_like(hot, float("inf"), dtype=torch.float32))
+    return torch.minimum(torch.cummin(first, dim=1).values, start[:, None, :])
+
+
+def treatment_features(first: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, 2 * treatments): started or not, and how far its effect has ramped (30-day scale)."""
+    started = torch.isfinite(first)
+    since = torch.where(started, days.float()[..., None] - first, torch.zeros_like(first)).clamp(min=0)
+    return torch.cat([started.float(), started.float() * (1 - torch.exp(-since / 30.0))], dim=-1)
+
+
+class HealthFormerModel(PreTrainedModel):
+    config_class = HealthFormerConfig
+    base_model_prefix = "healthformer"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: HealthFormerConfig):
+        super().__init__(config)
+        self.code_embedding = nn.Embedding(config.codes, config.dim)
+        self.bin_embedding = nn.Embedding(config.bins + 1, config.dim)  # 0: the token carries no value
+        self.modality_embedding = nn.Embedding(config.modalities, config.dim)
+        self.value_projection = nn.Linear(1, config.dim)
+        self.time_projection = nn.Linear(TIME_FEATURES, config.dim)
+        # Which treatments are under way, and for how long: every token sees it without searching the context.
+        self.treatment_projection = nn.Linear(2 * config.treatments, config.dim) if config.treatments else None
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(config.dim)
+        self.token_head = nn.Linear(config.dim, config.vocab_size)
+        self.rate_head = nn.Linear(config.dim, 1)
+        # Lookup tables as saved buffers: from_pretrained restores them like any tensor.
+        self.register_buffer("id_code", torch.tensor(config.id_code, dtype=torch.long))
+        self.register_buffer("id_bin", torch.tensor(config.id_bin, dtype=torch.long))
+        self.register_buffer("id_modality", torch.tensor(config.id_modality, dtype=torch.long))
+        self.register_buffer("id_value", torch.tensor(config.id_value, dtype=torch.float32))
+        self.register_buffer("id_treatment", torch.tensor(config.id_treatment, dtype=torch.long))
+        weights = [config.modality_loss_weights.get(name, 1.0) for name in config.modality_names]
+        self.register_buffer("id_loss_weight", torch.tensor(weights, dtype=torch.float32)[self.id_modality])
+        self.post_init()
+
+    def _init_weights(self, module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    def embed(self, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor,
+              treatment_start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(batch, tokens, dim): code + value + modality + time (+ treatments under way), and the treatment
+        start days after the last token (batch, treatments), given those before the first (inf: none)."""
+        value = self.id_value[input_ids][..., None]
+        x = (self.code_embedding(self.id_code[input_ids]) + self.bin_embedding(self.id_bin[input_ids]) + self.value_projection(value)
+             + self.modality_embedding(self.id_modality[input_ids]) + self.time_projection(time_features(days, previous_day, age_years)))
+        if self.treatment_projection is None:
+            return x, None
+        if treatment_start is None:
+            treatment_start = torch.full((input_ids.shape[0], self.config.treatments), float("inf"), device=input_ids.device)
+        first = treatment_state(self.id_treatment[input_ids], days, treatment_start, self.config.treatments)
+        return x + self.treatment_projection(treatment_features(first, days)), first[:, -1]
+
+    def heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.norm(hidden)
+        return self.token_head(hidden), F.softplus(self.rate_head(hidden)[..., 0]) + 1e-3
+
+    def forward(self, input_ids: torch.Tensor, days: torch.Tensor, age_years: torch.Tensor, valid: torch.Tensor, *,
+                generator: torch.Generator | None = None, compute_loss: bool = True) -> HealthFormerOutput:
+        """``input_ids``, ``days``, ``valid`` (batch, tokens); ``age_years`` (batch,) NaN when unknown.
+        Padding (``valid`` False) may sit on either side; padded positions' days should repeat a neighbour's."""
+        tokens = input_ids.shape[1]
+        x, _ = self.embed(input_ids, days, days[:, 0], age_years)
+        causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
+        diagonal = torch.eye(tokens, dtype=torch.bool, device=x.device)
+        mask = (causal[None] & valid[:, None, :]) | diagonal[None]  # (batch, query, key): a pad query attends to itself only
+        for block in self.blocks:
+            x = block(x, mask[:, None])
+        logits, rate = self.heads(x)
+        if not compute_loss:
+            return HealthFormerOutput(None, logits, rate)
+        target_ids, target_valid = input_ids[:, 1:], valid[:, 1:] & valid[:, :-1]
+        weights = self.id_loss_weight[target_ids] * target_valid
+        cross_entropy = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), target_ids.reshape(-1), reduction="none")
+        token_loss = (cross_entropy.view_as(weights) * weights).sum() / weights.sum().clamp(min=1e-6)
+        gap = (days[:, 1:] - days[:, :-1]).float().clamp(min=0)
+        step_rate = rate[:, :-1]
+        time_nll = step_rate * gap - torch.log(-torch.expm1(-step_rate))
+        time_loss = (time_nll * target_valid).sum() / target_valid.sum().clamp(min=1)
+        loss = token_loss + self.config.time_loss_weight * time_loss
+        return HealthFormerOutput(loss, logits, rate, token_loss.detach(), time_loss.detach())
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, days: torch.Tensor, age_years: torch.Tensor, valid: torch.Tensor,
+                capacity: int) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
+        """Run left-padded histories into a new cache of ``capacity`` positions; returns (cache, last logits, last rate)."""
+        batch, tokens = input_ids.shape
+        cache = KVCache(self.config, batch, capacity, input_ids.device, self.token_head.weight.dtype)
+        x, treatment_start = self.embed(input_ids, days, days[:, 0], age_years)
+        if treatment_start is not None:
+            cache.treatment_start = treatment_start
+        causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
+        mask = (causal[None] & valid[:, None, :]) | torch.eye(tokens, dtype=torch.bool, device=x.device)[None]
+        for layer, block in enumerate(self.blocks):
+            x = block(x, mask[:, None], cache, layer)
+        cache.valid[:, :tokens] = valid
+        cache.length = tokens
+        logits, rate = self.heads(x[:, -1])
+        return cache, logits, rate
+
+    @torch.no_grad()
+    def decode_step(self, cache: KVCache, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor,
+                    valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
+        if cache.length >= cache.capacity:
+            raise ValueError("the KV cache is full")
+        x, treatment_start = self.embed(input_ids[:, None], days[:, None], previous_day, age_years, cache.treatment_start)
+        if treatment_start is not None:
+            cache.treatment_start = treatment_start
+        position = cache.length
+        cache.valid[:, position] = valid
+        keys_valid = cache.valid[:, :position + 1].clone()
+        keys_valid[:, position] = True  # every query attends at least to itself
+        for layer, block in enumerate(self.blocks):
+            x = block(x, keys_valid[:, None, None, :], cache, layer)
+        cache.length = position + 1
+        logits, rate = self.heads(x[:, 0])
+        return logits, rate
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())

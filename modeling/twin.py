@@ -1,0 +1,174 @@
+"""The digital twin on the site: a participant's stored (anonymized) data as a twin record, the
+simulations a ``simulate`` job stores, and what the agent and the twin page read from them."""
+
+from collections.abc import Callable
+
+from django.db import transaction
+
+from healthagent.models import Participant
+from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, INTERVENTION_BY_NAME
+from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, ParticipantRecord
+from modeling.models import Checkpoint, SimulationRun
+
+
+class TwinError(Exception):
+    """A twin request that cannot be served (no twin model, a participant without data...)."""
+
+
+# Daily-summary field -> twin biomarker (daily wearable values; the tokenizer summarizes them).
+DAILY_BIOMARKERS = {"steps": "daily_steps", "sleep_minutes": "sleep_minutes", "resting_heart_rate_bpm": "resting_heart_rate"}
+TIMELINE_EVENT_KINDS = ("diet", "medication", "intervention", "diagnosis", "endpoint")
+BIOMARKER_LABELS = {
+    "hba1c": "HbA1c", "fasting_glucose": "fasting glucose", "ldl": "LDL cholesterol", "hdl": "HDL cholesterol",
+    "triglycerides": "triglycerides", "crp": "CRP", "egfr": "eGFR", "systolic_bp": "systolic blood pressure",
+    "diastolic_bp": "diastolic blood pressure", "weight": "weight", "body_fat": "body fat", "cgm_mean_glucose": "mean CGM glucose",
+    "cgm_time_in_range": "CGM time in range", "resting_heart_rate": "resting heart rate", "daily_steps": "daily steps",
+    "sleep_minutes": "sleep",
+}
+# A change a clinician would call meaningful, per biomarker (rough minimal important differences): how
+# effects on different biomarkers are compared, and the agent's scale of benefit.
+MEANINGFUL_CHANGE = {
+    "hba1c": 0.2, "fasting_glucose": 5.0, "ldl": 10.0, "hdl": 3.0, "triglycerides": 20.0, "crp": 0.5, "egfr": 5.0, "systolic_bp": 5.0,
+    "diastolic_bp": 3.0, "weight": 2.0, "body_fat": 1.0, "cgm_mean_glucose": 5.0, "cgm_time_in_range": 5.0, "resting_heart_rate": 3.0,
+    "daily_steps": 1000.0, "sleep_minutes": 20.0,
+}
+# How the agent names each intervention: plain words, no numbers (every number it writes is cited).
+INTERVENTION_TEXT = {
+    "diet_change": ("Try a Mediterranean-style diet", "A Mediterranean-style diet with a modest daily calorie deficit", ("diet", "weight", "food", "eat")),
+    "exercise_programme": ("Add regular aerobic exercise", "Regular moderate aerobic exercise such as brisk walking", ("exercise", "activity", "walk", "fitness")),
+    "sleep_extension": ("Go to bed earlier, regularly", "A regular, earlier bedtime", ("sleep", "tired", "bed")),
+    "statin": ("Ask about a statin", "A daily statin, if your clinician agrees,", ("cholesterol", "heart", "statin")),
+    "antihypertensive": ("Ask about blood-pressure treatment", "Blood-pressure medicine, if your clinician agrees,", ("blood pressure", "heart")),
+}
+
+
+def age_at_day_zero(participant: Participant) -> float | None:
+    """The middle of the participant's age band (the band is all the site keeps)."""
+    band = participant.age_band
+    if band.endswith("+"):
+        return float(band[:-1]) + 2.0
+    if "-" in band:
+        low, high = band.split("-")
+        return (float(low) + float(high) + 1) / 2
+    return None
+
+
+def participant_record(*, participant: Participant) -> ParticipantRecord:
+    """The participant's timeline from the database: measurements, daily summaries and events."""
+    measurements = [{"day": row.day_index, "name": row.name, "value": row.value}
+                    for row in participant.measurements.filter(name__in=BIOMARKER_NAMES)]
+    for summary in participant.daily_summaries.filter(wear_minutes__gt=0).values("day_index", *DAILY_BIOMARKERS):
+        measurements += [{"day": summary["day_index"], "name": name, "value": float(summary[field])}
+                         for field, name in DAILY_BIOMARKERS.items() if summary[field] is not None]
+    events = [{"day": row.day_index, "kind": row.kind, "name": row.name} for row in participant.events.filter(kind__in=TIMELINE_EVENT_KINDS)]
+    last_day = max([participant.history_days - 1, participant.minute_start_day + participant.minute_days - 1]
+                   + [m["day"] for m in measurements] + [e["day"] for e in events])
+    return ParticipantRecord(age_years=age_at_day_zero(participant), sex=participant.sex if participant.sex in ("female", "male") else None,
+                             smoker=None, measurements=measurements, events=events, last_day=max(last_day, 0))
+
+
+def twin_checkpoint_latest() -> Checkpoint | None:
+    return Checkpoint.objects.filter(family="twin").order_by("-created_at", "-pk").first()
+
+
+def simulation_results(rollouts, *, participant_index: int, record: ParticipantRecord, history_days_shown: int = 180) -> dict:
+    """JSON-ready results of one participant: bands per arm, endpoint risks, effects, recent observations."""
+    from modeling.ml.healthformer.generate import bands, effect_summary
+
+    arm_names = ["none" if arm is None else arm for arm in rollouts.arms]
+    recent = [m for m in record.measurements if m["day"] > record.last_day - history_days_shown]
+    history = {name: [[m["day"], round(m["value"], 2)] for m in sorted(recent, key=lambda m: m["day"]) if m["name"] == name]
+               for name in BIOMARKER_NAMES}
+    return {
+        "start_day": record.last_day, "grid_days": [int(day) for day in rollouts.grid_days], "arms": arm_names,
+        "units": {name: BIOMARKER_BY_NAME[name].unit for name in BIOMARKER_NAMES}, "labels": BIOMARKER_LABELS,
+        "bands": {name: bands(rollouts, participant=participant_index, arm=arm) for arm, name in enumerate(arm_names)},
+        "risk": {name: {endpoint: round(float(rollouts.risk[participant_index, arm, :, column].mean()), 4)
+                        for column, endpoint in enumerate(ENDPOINTS)} for arm, name in enumerate(arm_names)},
+        "effects": {name: {biomarker: {key: round(value, 3) for key, value in summary.items()}
+                           for biomarker, summary in effect_summary(rollouts, participant=participant_index, arm=arm).items()}
+                    for arm, name in enumerate(arm_names) if name != "none"},
+        "history": history,
+    }
+
+
+def twin_simulate(*, checkpoint: Checkpoint, participants: list[Participant], interventions: list[str], horizon_days: int, samples: int,
+                  seed: int, device: str = "cpu", job=None, progress: Callable[[float, str], None] = lambda *args: None) -> list[SimulationRun]:
+    """Simulate every participant with and without each intervention and store one run per participant.
+
+    All runs are written in one transaction after the rollouts: a failed job leaves nothing half-stored.
+    """
+    from modeling.ml.healthformer.generate import simulate
+    from modeling.ml.healthformer.training import load_twin
+
+    unknown = [name for name in interventions if name not in INTERVENTION_BY_NAME]
+    if unknown:
+        raise TwinError(f"unknown interventions: {', '.join(unknown)}")
+    model, tokenizer = load_twin(checkpoint.path, device)
+    arms = [None, *interventions]
+    runs, chunk = [], 64
+    for first in range(0, len(participants), chunk):
+        progress(first / max(len(participants), 1), f"simulating participants {first + 1}-{min(first + chunk, len(participants))} of {len(participants)}")
+        group = participants[first:first + chunk]
+        records = [participant_record(participant=participant) for participant in group]
+        rollouts = simulate(model, tokenizer, [tokenizer.encode(record) for record in records], arms=arms, horizon_days=horizon_days,
+                            samples=samples, seed=seed + first)
+        runs += [SimulationRun(participant=participant, checkpoint=checkpoint, job=job, interventions=list(interventions),
+                               horizon_days=horizon_days, samples=samples,
+                               results=simulation_results(rollouts, participant_index=index, record=record))
+                 for index, (participant, record) in enumerate(zip(group, records, strict=True))]
+    with transaction.atomic():
+        SimulationRun.objects.bulk_create(runs)
+    return runs
+
+
+def simulation_latest(*, participant: Participant) -> SimulationRun | None:
+    return participant.simulations.select_related("checkpoint").order_by("-created_at", "-pk").first()
+
+
+def simulated_effects(*, participant: Participant) -> list[dict]:
+    """For the agent: per intervention of the latest simulation, the biomarker it is predicted to change
+    most (relative to a meaningful change of that biomarker), only when the 90 % interval excludes no change."""
+    run = simulation_latest(participant=participant)
+    if run is None:
+        return []
+    effects = []
+    for intervention, by_biomarker in run.results.get("effects", {}).items():
+        candidates = [(abs(summary["mean"]) / MEANINGFUL_CHANGE[name], name, summary)
+                      for name, summary in by_biomarker.items() if summary["low"] > 0 or summary["high"] < 0]
+        if not candidates:
+            continue
+        _, biomarker, summary = max(candidates)
+        title, description, topics = INTERVENTION_TEXT[intervention]
+        decimals = 0 if BIOMARKER_BY_NAME[biomarker].unit in ("steps", "min", "mg/dL") else 1
+        effects.append({"intervention": intervention, "title": title, "description": description, "topics": topics,
+                        "biomarker": biomarker, "biomarker_label": BIOMARKER_LABELS[biomarker], "unit": BIOMARKER_BY_NAME[biomarker].unit,
+                        "mean": round(summary["mean"], decimals), "low": round(summary["low"], decimals), "high": round(summary["high"], decimals),
+                        "interval": "90 %", "horizon_days": run.horizon_days, "scale": MEANINGFUL_CHANGE[biomarker],
+                        "model": f"{run.checkpoint.family}-{run.checkpoint.size} #{run.checkpoint_id}", "simulation": run.pk})
+    return effects
+
+
+def simulation_job_results(*, job_id: int) -> list[dict]:
+    """The runs a simulate job stored: participant and results."""
+    return [{"participant": run.participant_id, "pseudonym": run.participant.pseudonym, "results": run.results}
+            for run in SimulationRun.objects.filter(job_id=job_id).select_related("participant").order_by("participant_id")]
+
+
+
+FALLBACK_FEATURED = ("systolic_bp", "ldl", "weight", "hba1c")
+
+
+def twin_page_data(*, run: SimulationRun, featured_count: int = 6) -> dict:
+    """What the twin page shows of a run: the biomarkers the interventions move most (fan charts),
+    the effects table and the endpoint risks per arm."""
+    results = run.results
+    ranked = sorted(((abs(summary["mean"]) / MEANINGFUL_CHANGE[name], name)
+                     for by_biomarker in results["effects"].values() for name, summary in by_biomarker.items()
+                     if summary["low"] > 0 or summary["high"] < 0), reverse=True)
+    featured = list(dict.fromkeys(name for _, name in ranked))[:featured_count] or list(FALLBACK_FEATURED)
+    effects = [{"intervention": intervention.replace("_", " "), "biomarker": BIOMARKER_LABELS[name], "unit": results["units"][name],
+                **by_biomarker[name]} for intervention, by_biomarker in results["effects"].items() for name in featured]
+    risks = [{"endpoint": endpoint.replace("_", " "), "by_arm": [results["risk"][arm][endpoint] for arm in results["arms"]]} for endpoint in ENDPOINTS]
+    return {"results": results, "featured": featured, "effects": effects, "risks": risks,
+            "arms": [arm.replace("_", " ") for arm in results["arms"]]}

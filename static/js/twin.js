@@ -1,0 +1,83 @@
+// The digital-twin page (templates/modeling/twin.html): follows a queued simulation by polling its
+// status, reloads once when it succeeds, and draws each featured biomarker's fan chart (the 50 % and
+// 90 % bands and the median of every arm, with the participant's recent measurements).
+(function () {
+  "use strict";
+
+  const COLOURS = ["#57606a", "#0969da", "#cf222e", "#1a7f37", "#8250df", "#bc4c00"];
+
+  function rgba(hex, alpha) {
+    const n = parseInt(hex.slice(1), 16);
+    return "rgba(" + (n >> 16) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + alpha + ")";
+  }
+
+  function band(x, low, high, colour, alpha, name, group) {
+    return [
+      { x: x, y: low, mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false, legendgroup: group },
+      { x: x, y: high, mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: rgba(colour, alpha), name: name,
+        hoverinfo: "skip", showlegend: false, legendgroup: group },
+    ];
+  }
+
+  function drawFan(target, data, name) {
+    const results = data.results;
+    const x = results.grid_days.map(function (day) { return results.start_day + day; });
+    let traces = [];
+    results.arms.forEach(function (arm, index) {
+      const colour = COLOURS[index % COLOURS.length];
+      const levels = results.bands[arm][name];
+      const label = arm === "none" ? "no intervention" : arm.replace(/_/g, " ");
+      traces = traces.concat(band(x, levels["0.05"], levels["0.95"], colour, 0.12, label + " 90 %", arm));
+      traces = traces.concat(band(x, levels["0.25"], levels["0.75"], colour, 0.25, label + " 50 %", arm));
+      traces.push({ x: x, y: levels["0.5"], mode: "lines", line: { color: colour, width: 2 }, name: label, legendgroup: arm });
+    });
+    const observed = results.history[name] || [];
+    if (observed.length) {
+      traces.push({ x: observed.map(function (p) { return p[0]; }), y: observed.map(function (p) { return p[1]; }), mode: "markers",
+                    marker: { color: "#24292f", size: 5 }, name: "measured" });
+    }
+    Plotly.react(target, traces, {
+      title: { text: results.labels[name] + " (" + results.units[name] + ")", font: { size: 14 } }, height: 280, template: "plotly_white",
+      margin: { l: 50, r: 10, t: 35, b: 35 }, xaxis: { title: "day" }, legend: { orientation: "h", y: -0.25 },
+      shapes: [{ type: "line", x0: results.start_day, x1: results.start_day, yref: "paper", y0: 0, y1: 1, line: { dash: "dot", color: "#8c959f" } }],
+    }, { responsive: true, displaylogo: false });
+    target.dataset.drawn = "true";
+  }
+
+  function drawResults() {
+    const script = document.getElementById("twin-data");
+    if (!script) return;
+    const data = JSON.parse(script.textContent);
+    document.querySelectorAll("[data-fan-chart]").forEach(function (target) { drawFan(target, data, target.dataset.fanChart); });
+  }
+
+  function follow(section) {
+    const finished = ["succeeded", "failed", "cancelled"];
+    if (finished.includes(section.dataset.state)) return;
+    function show(field, value) {
+      const element = section.querySelector('[data-field="' + field + '"]');
+      if (!element) return;
+      if (element.tagName === "PROGRESS") element.value = value; else element.textContent = value == null ? "" : value;
+    }
+    const timer = setInterval(function () {
+      fetch(section.dataset.statusUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (job) {
+        show("state", job.state);
+        show("message", job.message);
+        show("progress", job.progress);
+        show("error", job.error);
+        section.dataset.state = job.state;
+        section.dataset.progress = String(job.progress);
+        if (finished.includes(job.state)) {
+          clearInterval(timer);
+          if (job.state === "succeeded") window.location.reload();
+        }
+      });
+    }, 1000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const section = document.querySelector("[data-twin-job]");
+    if (section) follow(section);
+    drawResults();
+  });
+})();

@@ -1,0 +1,46 @@
+"""A researcher queues a digital-twin simulation in Chromium, follows its progress and sees the fan charts,
+run by a real worker on Redis."""
+
+import pytest
+
+from modeling.models import Job, SimulationRun
+from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.test_browser_login import log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker(redis_url, settings, tmp_path):
+    from celery.contrib.testing.worker import start_worker
+
+    from healthagent.celery import app
+
+    settings.VAR_DIR = tmp_path / "var"
+    with start_worker(app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60):
+        yield
+
+
+def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(worker, page, live_server, tiny_cohort, twin_checkpoint):
+    participant = tiny_cohort.participants.order_by("pk").first()
+    researcher = UserFactory(role="researcher")
+    log_in(page, researcher.username, DEFAULT_PASSWORD)
+    page.wait_for_url("**/evaluation/studies/")
+    page.get_by_role("link", name="Digital twin").click()
+    page.get_by_label("Participant").select_option(str(participant.pk))
+    page.get_by_label("statin: atorvastatin 20 mg daily").check()
+    page.get_by_label("Horizon (days)").fill("21")
+    page.get_by_label("Samples").fill("4")
+    page.get_by_role("button", name="Simulate").click()
+
+    page.wait_for_url(f"**/modeling/twin/?participant={participant.pk}&job=*")
+    page.wait_for_selector("[data-twin-job] progress")  # the queued job's progress, polled while it runs
+    page.wait_for_selector("[data-fan-chart] .main-svg", timeout=120_000)  # reloaded with the stored simulation
+    assert page.locator("[data-twin-job]").get_attribute("data-state") == "succeeded"
+    charts = page.locator("[data-fan-chart]")
+    assert charts.count() >= 4
+    legend = charts.first.inner_text()
+    assert "no intervention" in legend and "statin" in legend and "exercise programme" in legend
+    job = Job.objects.get(kind="simulate")
+    assert job.queued_by == researcher and job.queue == "gpu"
+    assert SimulationRun.objects.get(job=job).interventions == ["exercise_programme", "statin"]

@@ -1,0 +1,128 @@
+"""The digital twin on the site: records from the database, the job kinds, the page, the agent's citations."""
+
+import numpy as np
+import pytest
+
+from healthagent.agent.backends.grounded import grounded_items, render
+from healthagent.agent.context import participant_context
+from modeling.jobs import JobError, job_queue
+from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
+from modeling.models import Checkpoint, Job, SimulationRun
+from modeling.tasks import run_job
+from modeling.twin import participant_record, simulated_effects
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def var_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path / "var"
+
+
+def test_a_participant_s_record_comes_from_the_stored_data(tiny_cohort):
+    participant = tiny_cohort.participants.order_by("pk").first()
+    record = participant_record(participant=participant)
+    stored = participant.measurements.filter(name__in=BIOMARKER_NAMES).count()
+    worn = participant.daily_summaries.filter(wear_minutes__gt=0)
+    assert len(record.measurements) >= stored + worn.exclude(steps=None).count()
+    assert record.sex == participant.sex and record.smoker is None  # smoking is not stored: its token is simply absent
+    low = int(participant.age_band.split("-")[0])
+    assert low <= record.age_years <= low + 5
+    assert record.last_day >= participant.history_days - 1
+    assert {e["kind"] for e in record.events} <= {"diet", "medication", "intervention", "diagnosis", "endpoint"}
+
+
+def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(tiny_cohort, twin_checkpoint):
+    job = job_queue(kind_name="simulate", config={"checkpoint": twin_checkpoint.pk, "cohort": tiny_cohort.pk,
+                                                  "interventions": ["statin", "exercise_programme"], "horizon_days": 28, "samples": 4, "seed": 1})
+    assert job.queue == "gpu"
+    assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
+    runs = list(SimulationRun.objects.filter(job=job))
+    assert len(runs) == 3 and job.simulations.count() == 3
+    results = runs[0].results
+    assert results["arms"] == ["none", "statin", "exercise_programme"]
+    assert results["grid_days"][0] == 0 and results["grid_days"][-1] == 28
+    fan = results["bands"]["statin"]["ldl"]
+    assert all(low <= mid <= high for low, mid, high in zip(fan["0.05"], fan["0.5"], fan["0.95"], strict=True))
+    assert set(results["effects"]) == {"statin", "exercise_programme"}
+    assert all(0 <= risk <= 1 for risk in results["risk"]["none"].values())
+
+
+def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, twin_checkpoint):
+    from healthagent.models import Cohort
+
+    other = Cohort.objects.create(name="Other", source="synthetic")
+    with pytest.raises(JobError, match="not in that cohort"):
+        job_queue(kind_name="simulate", config={"checkpoint": twin_checkpoint.pk, "cohort": other.pk,
+                                                "participant": tiny_cohort.participants.first().pk, "interventions": ["statin"],
+                                                "horizon_days": 30, "samples": 4, "seed": 0})
+
+
+@pytest.mark.slow
+def test_the_training_job_registers_a_loadable_twin(tiny_cohort):
+    from modeling.ml.healthformer.training import load_twin
+
+    job = job_queue(kind_name="twin_train", config={"size": "tiny", "participants": 20, "days": 200, "steps": 6, "batch_size": 4,
+                                                    "learning_rate": 0.002, "block_size": 128, "checkpoint_every": 3, "seed": 0,
+                                                    "simulate_cohort": tiny_cohort.pk})
+    assert job.queue == "cpu"
+    assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
+    checkpoint = Checkpoint.objects.get(job=job, family="twin")
+    model, tokenizer = load_twin(checkpoint.path)
+    assert model.config.vocab_size == tokenizer.vocab_size and checkpoint.metrics["held_out_loss"] > 0
+    job.refresh_from_db()
+    follow_up = Job.objects.get(pk=job.result["simulation_job"])
+    assert follow_up.kind == "simulate" and follow_up.config["checkpoint"] == checkpoint.pk and len(follow_up.config["interventions"]) == 5
+
+
+def _stored_run(participant, checkpoint):
+    effects = {name: {"mean": 0.01, "low": -0.3, "high": 0.3} for name in BIOMARKER_NAMES}
+    effects["systolic_bp"] = {"mean": -4.24, "low": -6.08, "high": -2.31}
+    effects["weight"] = {"mean": -0.6, "low": -1.1, "high": -0.2}
+    return SimulationRun.objects.create(participant=participant, checkpoint=checkpoint, interventions=["exercise_programme"], horizon_days=90,
+                                        samples=32, results={"effects": {"exercise_programme": effects,
+                                                                         "statin": {name: {"mean": 0.0, "low": -1.0, "high": 1.0} for name in BIOMARKER_NAMES}}})
+
+
+def test_the_agent_cites_the_twin_s_effect_with_its_interval(tiny_cohort, twin_checkpoint):
+    participant = tiny_cohort.participants.order_by("pk").first()
+    run = _stored_run(participant, twin_checkpoint)
+    effects = simulated_effects(participant=participant)
+    assert [(e["intervention"], e["biomarker"]) for e in effects] == [("exercise_programme", "systolic_bp")]  # statin: no clear effect
+    context = participant_context(participant=participant, question="How can I lower my blood pressure with exercise?")
+    assert context["simulated_effects"] == effects
+    items = grounded_items(context)
+    item = next(item for item in items if item["key"] == "simulated_exercise_programme")
+    stored = run.results["effects"]["exercise_programme"]["systolic_bp"]
+    cited = {citation["source"].rsplit(".", 1)[1]: citation["value"] for citation in item["citations"]}
+    assert cited == pytest.approx({key: stored[key] for key in ("mean", "low", "high")}, abs=0.051)  # recomputed from the stored run
+    text = render(context, items)
+    assert "predicted to lower your systolic blood pressure by 4.2 mmHg (2.3 to 6.1)" in text
+
+
+def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, researcher, tiny_cohort, twin_checkpoint):
+    from modeling.twin import simulation_results
+
+    participant = tiny_cohort.participants.order_by("pk").first()
+    client.force_login(researcher)
+    page = client.get(f"/modeling/twin/?participant={participant.pk}")
+    assert page.status_code == 200 and b"No simulation of" in page.content
+    assert client.get("/modeling/twin/?participant=x&job=1;").status_code == 200  # nonsense parameters select nothing
+    response = client.post("/modeling/twin/simulate/", {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30,
+                                                        "samples": 8})
+    job = Job.objects.get(kind="simulate")
+    assert response.status_code == 302 and response["Location"].endswith(f"?participant={participant.pk}&job={job.pk}")
+    assert job.config["participant"] == participant.pk and job.config["checkpoint"] == twin_checkpoint.pk
+    assert client.get(f"/modeling/twin/jobs/{job.pk}/status.json").json()["state"] == "queued"
+
+    # Once the job has stored its run, the page carries the fan charts' data.
+    from modeling.ml.healthformer.generate import Rollouts
+
+    grid = np.array([0, 7, 14])
+    rollouts = Rollouts(grid, np.random.default_rng(0).normal(size=(1, 2, 4, 3, len(BIOMARKER_NAMES))), np.zeros((1, 2, 4, 11)),
+                        np.zeros((1, 2, 4, 1), dtype=int), np.zeros((1, 2, 4, 1), dtype=int), [None, "statin"], 14)
+    record = participant_record(participant=participant)
+    SimulationRun.objects.create(participant=participant, checkpoint=twin_checkpoint, job=job, interventions=["statin"], horizon_days=14,
+                                 samples=4, results=simulation_results(rollouts, participant_index=0, record=record))
+    page = client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}")
+    assert page.status_code == 200 and b'id="twin-data"' in page.content and b"data-fan-chart" in page.content
