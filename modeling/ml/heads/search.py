@@ -16,19 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from modeling.ml.heads.spec import HeadSpec, SpecError, parse_spec, spec_schema
+from modeling.ml.heads.spec import ARCHITECTURE_CHOICES, TRAINING_CHOICES, HeadSpec, SpecError, parse_spec, spec_schema
 from modeling.ml.heads.train import TokenWindows, fit_and_score
-
-ARCHITECTURE_CHOICES = {
-    "linear": {},
-    "mlp": {"depth": [1, 2, 3], "width": [32, 64, 128, 256], "activation": ["relu", "gelu", "tanh"], "dropout": [0.0, 0.1, 0.3],
-            "normalization": ["none", "layer", "batch"]},
-    "attention_pool": {"heads": [1, 2, 4], "queries": [1, 2, 4], "dropout": [0.0, 0.1]},
-    "temporal_conv": {"channels": [16, 32, 64], "kernel": [3, 5, 9], "layers": [1, 2], "activation": ["relu", "gelu"],
-                      "dropout": [0.0, 0.1, 0.3]},
-}
-TRAINING_CHOICES = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2], "weight_decay": [0.0, 1e-4, 1e-2], "epochs": [20, 40, 80],
-                    "class_weighting": ["none", "balanced"]}
 
 
 @dataclass
