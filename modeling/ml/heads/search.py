@@ -127,22 +127,55 @@ class SearchResult:
     best: HeadSpec | None
     trainings: int
     invalid: int
+    stopped: str = ""  # "budget" (trainings spent), "time limit", or "rounds" (proposers kept repeating or failing)
+    seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return {"entries": [asdict(entry) for entry in self.leaderboard.entries], "best": self.best.model_dump(mode="json") if self.best else None,
-                "trainings": self.trainings, "invalid": self.invalid}
+                "trainings": self.trainings, "invalid": self.invalid, "stopped": self.stopped, "proposers": proposer_summary(self.leaderboard)}
 
 
-def run_search(proposers: list[Proposer], data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray,
-               validation_people: np.ndarray, *, budget: int, seed: int = 0, max_rounds: int | None = None,
-               progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> SearchResult:
-    """Rounds of proposals until ``budget`` trainings are spent (or ``max_rounds``, default 4 x budget, pass)."""
+def proposer_summary(leaderboard: Leaderboard) -> list[dict]:
+    """Each proposer's contribution: proposals, trainings, repeats, invalid, its best score and how often it raised the board's best."""
+    rows: dict[str, dict] = {}
+    best_so_far = -np.inf
+    for entry in leaderboard.entries:
+        row = rows.setdefault(entry.proposer, {"proposer": entry.proposer, "proposals": 0, "trainings": 0, "repeats": 0, "invalid": 0,
+                                               "best_score": None, "raised_best": 0})
+        row["proposals"] += 1
+        row[{"trained": "trainings", "repeat": "repeats", "invalid": "invalid"}[entry.status]] += 1
+        if entry.status == "trained" and entry.score is not None and np.isfinite(entry.score):
+            row["best_score"] = entry.score if row["best_score"] is None else max(row["best_score"], entry.score)
+            if entry.score > best_so_far:
+                best_so_far = entry.score
+                row["raised_best"] += 1
+    return list(rows.values())
+
+
+def search(proposers: list[Proposer], evaluate: Callable[[HeadSpec], float], *, budget: int, seed: int = 0,
+           time_limit_s: float | None = None, max_rounds: int | None = None,
+           progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> SearchResult:
+    """Rounds of proposals, each valid new spec scored by ``evaluate`` (higher is better), until ``budget`` trainings
+    are spent, ``time_limit_s`` has passed (no training starts after it), or ``max_rounds`` (default 4 x budget) pass.
+
+    Reproducible for a seed when the proposers and ``evaluate`` are; a proposer that raises or returns
+    something that is not a valid spec loses its turn, recorded with the reason.
+    """
     rng = np.random.default_rng(seed)
-    leaderboard, trained, used, invalid = Leaderboard(), {}, 0, 0
+    started = time.monotonic()
+    leaderboard, trained, used, invalid, stopped = Leaderboard(), {}, 0, 0, "rounds"
     max_rounds = max_rounds or 4 * budget
+
+    def out_of_time() -> bool:
+        return time_limit_s is not None and time.monotonic() - started >= time_limit_s
+
     for round_number in range(max_rounds):
         for proposer in proposers:
             if used >= budget:
+                stopped = "budget"
+                break
+            if out_of_time():
+                stopped = "time limit"
                 break
             try:
                 spec = parse_spec(proposer.propose(leaderboard, rng))
@@ -156,16 +189,31 @@ def run_search(proposers: list[Proposer], data: TokenWindows, labels: np.ndarray
                 key = spec.key()
                 if key in trained:
                     entry = Entry(round_number, proposer.name, "repeat", spec.model_dump(mode="json"), trained[key])
+                elif out_of_time():  # the proposal itself (a language model) may have used up the time
+                    stopped = "time limit"
+                    break
                 else:
-                    started = time.perf_counter()
-                    fitted = fit_and_score(spec, data, labels, kind, train_people, validation_people, seed=seed)
-                    trained[key] = fitted.score
+                    began = time.perf_counter()
+                    trained[key] = evaluate(spec)
                     used += 1
-                    entry = Entry(round_number, proposer.name, "trained", spec.model_dump(mode="json"), fitted.score,
-                                  round(time.perf_counter() - started, 3))
+                    entry = Entry(round_number, proposer.name, "trained", spec.model_dump(mode="json"), trained[key],
+                                  round(time.perf_counter() - began, 3))
             leaderboard.entries.append(entry)
             progress(used, budget, entry)
-        if used >= budget:
-            break
+        else:
+            continue
+        break
+    if used >= budget:
+        stopped = "budget"
     best = leaderboard.best()
-    return SearchResult(leaderboard, parse_spec(best.spec) if best else None, used, invalid)
+    return SearchResult(leaderboard, parse_spec(best.spec) if best else None, used, invalid, stopped, round(time.monotonic() - started, 3))
+
+
+def run_search(proposers: list[Proposer], data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray,
+               validation_people: np.ndarray, *, budget: int, seed: int = 0, time_limit_s: float | None = None, max_rounds: int | None = None,
+               progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> SearchResult:
+    """``search`` where a spec is trained on ``train_people`` and scored on ``validation_people``."""
+    def evaluate(spec: HeadSpec) -> float:
+        return fit_and_score(spec, data, labels, kind, train_people, validation_people, seed=seed).score
+
+    return search(proposers, evaluate, budget=budget, seed=seed, time_limit_s=time_limit_s, max_rounds=max_rounds, progress=progress)
