@@ -55,7 +55,15 @@ def main(argv=None) -> None:
     compare_parser = heads.add_parser("compare", help="linear probe vs each proposer's best head, per task, at equal budgets")
     compare_parser.add_argument("--model", type=Path, required=True)
     compare_parser.add_argument("--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"])
-    compare_parser.add_argument("--proposers", nargs="+", default=["random", "evolution"], choices=["random", "evolution"])
+    compare_parser.add_argument("--proposers", nargs="+", default=["random", "evolution", "tpe"],
+                                choices=["random", "evolution", "tpe", "llm", "classroom"],
+                                help="methods, each alone at the budget; classroom: random, evolution, tpe (and llm if listed) on one board")
+    compare_parser.add_argument("--llm-backend", default="transformers", choices=["transformers", "openai_http"])
+    compare_parser.add_argument("--llm-model", default="smollm2", help="transformers: smollm2 or a local model directory; openai_http: the model")
+    compare_parser.add_argument("--llm-url", default="", help="openai_http: the server's base URL, e.g. http://localhost:8000/v1")
+    compare_parser.add_argument("--llm-temperature", type=float, default=0.7, help="seeded sampling, so repeated prompts can differ")
+    compare_parser.add_argument("--llm-timeout", type=float, default=300.0, help="seconds per proposal")
+    compare_parser.add_argument("--bootstrap", type=int, default=200)
     compare_parser.add_argument("--budget", type=int, default=12, help="trainings per proposer and task")
     compare_parser.add_argument("--participants", type=int, default=200)
     compare_parser.add_argument("--days", type=int, default=4)
@@ -65,22 +73,46 @@ def main(argv=None) -> None:
 
     if args.family == "heads":
         from modeling.ml.heads.compare import compare_markdown, compare_task, token_windows
-        from modeling.ml.heads.search import EvolutionProposer, RandomProposer
+        from modeling.ml.heads.search import EvolutionProposer, LanguageModelProposer, RandomProposer
+        from modeling.ml.heads.spec import decoding_schema
+        from modeling.ml.heads.tpe import TPEProposer
 
-        factories = {"random": RandomProposer, "evolution": EvolutionProposer}
+        complete = None
+        if "llm" in args.proposers:
+            # The agent's backends (plain Python, no Django): the same SmolLM2 or HTTP server the agent uses.
+            from healthagent.agent.backends.registry import make_backend
+
+            backend = make_backend(args.llm_backend, {"model": args.llm_model, "base_url": args.llm_url, "temperature": args.llm_temperature,
+                                                      "max_new_tokens": 120, "max_tokens": 300, "seed": args.seed})
+            schema = decoding_schema()
+
+            def complete(messages):
+                return backend.complete(messages, json_schema=schema, timeout_s=args.llm_timeout)
+
+        def language_model(task):
+            return LanguageModelProposer(complete, name=f"llm ({args.llm_model})", task=task)
+
         data, embeddings, labels = token_windows(args.model, participants=args.participants, days=args.days, seed=args.seed)
         rows = []
         for task in args.tasks:
             print(f"searching {task}", flush=True)
-            rows.append(compare_task(task, data, embeddings, labels[task], {name: factories[name] for name in args.proposers},
-                                     budget=args.budget, seed=args.seed))
+            methods = {"random": RandomProposer, "evolution": EvolutionProposer, "tpe": lambda: TPEProposer(seed=args.seed),
+                       "llm": lambda task=task: language_model(task),
+                       "classroom": lambda task=task: [RandomProposer(), EvolutionProposer(), TPEProposer(seed=args.seed)]
+                       + ([language_model(task)] if complete else [])}
+            rows.append(compare_task(task, data, embeddings, labels[task], {name: methods[name] for name in args.proposers},
+                                     budget=args.budget, seed=args.seed, bootstrap=args.bootstrap, progress=lambda message: print(message, flush=True)))
+            if args.output:  # written after every task, so a long run leaves its finished tasks behind
+                args.output.parent.mkdir(parents=True, exist_ok=True)
+                args.output.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float))
         text = compare_markdown(rows, header=f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated "
                                               f"participants x {args.days} days (seed {args.seed}), split 60/20/20 by participant; "
-                                              f"{args.budget} trainings per proposer and task; test metric with bootstrap 95 % CIs.")
+                                              f"{args.budget} trainings per method and task; test metric with bootstrap 95 % CIs. "
+                                              f"Methods: {', '.join(args.proposers)}"
+                                              + (f" (language model: {args.llm_backend} {args.llm_model}, temperature {args.llm_temperature}, "
+                                                 "decoding constrained to the spec schema)." if complete else "."))
         if args.output:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(text)
-            (args.output.with_suffix(".json")).write_text(json.dumps(rows, indent=1, default=float))
         print(text)
         return
 

@@ -95,18 +95,23 @@ class EvolutionProposer:
 
 
 class LanguageModelProposer:
-    """Asks a language model for the next spec, showing it the schema and the leaderboard.
+    """Asks a language model for the next spec, showing it the schema, the task and the leaderboard.
 
-    ``complete`` takes chat messages and returns the model's text (an agent backend); whatever it
-    returns is parsed by the search, so prose, code fences and invalid specs are survived.
+    ``complete`` takes chat messages and returns the model's text (an agent backend's ``complete``,
+    constrained to the schema where the backend can be); whatever it returns is parsed by the
+    search, so prose, code fences and invalid specs are survived. A proposal that repeated a trained
+    spec is pointed out in the next prompt, so the model is not asked the same question twice.
     """
 
-    def __init__(self, complete: Callable[[list[dict]], str], name: str = "language model", shown: int = 8):
-        self.complete, self.name, self.shown = complete, name, shown
+    def __init__(self, complete: Callable[[list[dict]], str], name: str = "language model", shown: int = 8, task: str = ""):
+        self.complete, self.name, self.shown, self.task = complete, name, shown, task
 
     def messages(self, leaderboard: Leaderboard, task: str = "") -> list[dict]:
+        task = task or self.task
         lines = [f"- score {entry.score:.3f}: {json.dumps(entry.spec, separators=(',', ':'))}" for entry in leaderboard.scored()[: self.shown]]
         invalid = [entry.reason for entry in leaderboard.entries if entry.status == "invalid"][-3:]
+        own = [entry for entry in leaderboard.entries if entry.proposer == self.name]
+        repeated = own[-1].spec if own and own[-1].status == "repeat" else None
         return [
             {"role": "system", "content": "You design prediction heads for a frozen wearable foundation model. Reply with exactly one "
                                           "JSON object that matches this JSON schema, and nothing else:\n"
@@ -114,6 +119,8 @@ class LanguageModelProposer:
             {"role": "user", "content": (f"Task: {task}.\n" if task else "") + "Best heads so far (validation score, higher is better):\n"
                                         + ("\n".join(lines) or "- none yet")
                                         + ("\nRecently rejected proposals: " + " | ".join(invalid) if invalid else "")
+                                        + (f"\nYour last proposal {json.dumps(repeated, separators=(',', ':'))} was already trained; "
+                                           "propose a different head." if repeated else "")
                                         + "\nPropose one new head that could score higher."},
         ]
 
