@@ -13,6 +13,7 @@ from django.db import transaction
 from healthagent.models import AgentVariant, Cohort
 from modeling.jobs import JobContext, JobKind, job_queue, register
 from modeling.ml.data.labels import TASKS
+from modeling.ml.heads.spec import describe_spec
 from modeling.models import Checkpoint
 
 PROPOSERS = [("random", "random (baseline)"), ("evolution", "evolution of the best specs"), ("tpe", "Optuna TPE"),
@@ -148,12 +149,13 @@ def head_tables(results: list[dict]) -> list[dict]:
     rows = []
     for result in results:
         head = result["head"] or {}
-        rows.append([result["task"], result["validation_metric"], _number(head.get("validation")), _number(result["probe"]["validation"]),
+        rows.append([result["task"], describe_spec(head.get("spec")), result["validation_metric"], _number(head.get("validation")),
+                     _number(result["probe"]["validation"]),
                      "**uses the head**" if result["uses_head"] else "keeps the probe", result["metric"],
                      _metric(head.get("test"), result["metric"]), _metric(result["probe"]["test"], result["metric"])])
     tables = [{"title": "Best head vs linear probe", "kind": "head_vs_probe",
                "summary": "The decision is made on validation participants; the test participants (scored once) only report.",
-               "columns": ["task", "validation metric", "best head (validation)", "linear probe (validation)", "decision", "test metric",
+               "columns": ["task", "best head", "validation metric", "best head (validation)", "linear probe (validation)", "decision", "test metric",
                            "best head (test, 95 % CI)", "linear probe (test, 95 % CI)"], "rows": rows}]
     for result in results:
         tables.append({"title": f"Proposers: {result['task']}", "kind": "proposers",

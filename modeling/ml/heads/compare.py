@@ -16,6 +16,7 @@ import torch
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.heads.search import Proposer, proposer_summary, run_search
+from modeling.ml.heads.spec import describe_spec
 from modeling.ml.heads.train import TokenWindows, fit_and_score
 from modeling.ml.lsm.evaluate import probe, score
 from modeling.ml.lsm.model import standardize
@@ -113,6 +114,8 @@ def compare_tables(rows: list[dict]) -> list[dict]:
     tables.append({"title": "Validation participants: best score found (AUROC, or Pearson r for regression)",
                    "summary": "", "columns": ["task"] + searches, "rows": [[row["task"]] + [search_cell(row[method]) for method in searches]
                                                                            for row in rows]})
+    tables.append({"title": "Best spec per method", "summary": "", "columns": ["task"] + searches,
+                   "rows": [[row["task"]] + [describe_spec(row[method].get("spec")) for method in searches] for row in rows]})
     contributions = []
     for row in rows:
         for method in searches:

@@ -176,3 +176,13 @@ def parse_spec(raw: str | dict) -> HeadSpec:
         except ValidationError as error:
             reasons.append("; ".join(f"{'.'.join(str(part) for part in issue['loc']) or 'spec'}: {issue['msg']}" for issue in error.errors()))
     raise SpecError(reasons[0])
+
+
+def describe_spec(spec: dict | None) -> str:
+    """A spec in one line: "mlp depth 2, width 64, ... · lr 0.001, weight decay 0, 40 epochs, balanced"."""
+    if not spec:
+        return "—"
+    head = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in spec["head"].items() if name != "type")
+    training = spec["training"]
+    return (f"{spec['head']['type'].replace('_', ' ')}{' ' + head if head else ''} · lr {training['learning_rate']:g}, weight decay "
+            f"{training['weight_decay']:g}, {training['epochs']} epochs, {training['class_weighting']} class weights")
