@@ -13,6 +13,15 @@ from pathlib import Path
 from modeling.ml.train import TrainConfig
 
 
+def compare_header(args) -> str:
+    language_model = "llm" in args.proposers
+    return (f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated participants x {args.days} days "
+            f"(seed {args.seed}), split 60/20/20 by participant; {args.budget} trainings per method and task; test metric with "
+            f"bootstrap 95 % CIs. Methods: {', '.join(args.proposers)}"
+            + (f" (language model: {args.llm_backend} {args.llm_model}, temperature {args.llm_temperature}, decoding constrained to the "
+               "spec schema)." if language_model else "."))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m modeling.ml")
     families = parser.add_subparsers(dest="family", required=True)
@@ -52,24 +61,38 @@ def main(argv=None) -> None:
     scaling_parser.add_argument("--output", type=Path, required=True, help="scaling.md/.json/.html and the runs go here")
     heads = families.add_parser("heads", help="prediction-head search over a frozen foundation model").add_subparsers(dest="command",
                                                                                                                    required=True)
-    compare_parser = heads.add_parser("compare", help="linear probe vs each proposer's best head, per task, at equal budgets")
-    compare_parser.add_argument("--model", type=Path, required=True)
-    compare_parser.add_argument("--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"])
-    compare_parser.add_argument("--proposers", nargs="+", default=["random", "evolution", "tpe"],
+    settings = argparse.ArgumentParser(add_help=False)  # the comparison's settings, shared by compare and report
+    settings.add_argument("--model", type=Path, required=True)
+    settings.add_argument("--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"])
+    settings.add_argument("--proposers", nargs="+", default=["random", "evolution", "tpe"],
                                 choices=["random", "evolution", "tpe", "llm", "classroom"],
                                 help="methods, each alone at the budget; classroom: random, evolution, tpe (and llm if listed) on one board")
-    compare_parser.add_argument("--llm-backend", default="transformers", choices=["transformers", "openai_http"])
-    compare_parser.add_argument("--llm-model", default="smollm2", help="transformers: smollm2 or a local model directory; openai_http: the model")
-    compare_parser.add_argument("--llm-url", default="", help="openai_http: the server's base URL, e.g. http://localhost:8000/v1")
-    compare_parser.add_argument("--llm-temperature", type=float, default=0.7, help="seeded sampling, so repeated prompts can differ")
-    compare_parser.add_argument("--llm-timeout", type=float, default=300.0, help="seconds per proposal")
-    compare_parser.add_argument("--bootstrap", type=int, default=200)
-    compare_parser.add_argument("--budget", type=int, default=12, help="trainings per proposer and task")
-    compare_parser.add_argument("--participants", type=int, default=200)
-    compare_parser.add_argument("--days", type=int, default=4)
-    compare_parser.add_argument("--seed", type=int, default=3000)
-    compare_parser.add_argument("--output", type=Path)
+    settings.add_argument("--llm-backend", default="transformers", choices=["transformers", "openai_http"])
+    settings.add_argument("--llm-model", default="smollm2", help="transformers: smollm2 or a local model directory; openai_http: the model")
+    settings.add_argument("--llm-url", default="", help="openai_http: the server's base URL, e.g. http://localhost:8000/v1")
+    settings.add_argument("--llm-temperature", type=float, default=0.7, help="seeded sampling, so repeated prompts can differ")
+    settings.add_argument("--llm-timeout", type=float, default=300.0, help="seconds per proposal")
+    settings.add_argument("--bootstrap", type=int, default=200)
+    settings.add_argument("--budget", type=int, default=12, help="trainings per proposer and task")
+    settings.add_argument("--participants", type=int, default=200)
+    settings.add_argument("--days", type=int, default=4)
+    settings.add_argument("--seed", type=int, default=3000)
+    settings.add_argument("--output", type=Path)
+    heads.add_parser("compare", parents=[settings], help="linear probe vs each proposer's best head, per task, at equal budgets")
+    report_parser = heads.add_parser("report", parents=[settings], help="one report from the JSON of comparisons run apart (e.g. a task each)")
+    report_parser.add_argument("--inputs", type=Path, nargs="+", required=True, help="the .json files compare wrote")
     args = parser.parse_args(argv)
+
+    if args.family == "heads" and args.command == "report":
+        from modeling.ml.heads.compare import compare_markdown
+
+        rows = [row for path in args.inputs for row in json.loads(path.read_text())]
+        text = compare_markdown(rows, header=compare_header(args))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        args.output.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float))
+        print(text)
+        return
 
     if args.family == "heads":
         from modeling.ml.heads.compare import compare_markdown, compare_task, token_windows
@@ -105,12 +128,7 @@ def main(argv=None) -> None:
             if args.output:  # written after every task, so a long run leaves its finished tasks behind
                 args.output.parent.mkdir(parents=True, exist_ok=True)
                 args.output.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float))
-        text = compare_markdown(rows, header=f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated "
-                                              f"participants x {args.days} days (seed {args.seed}), split 60/20/20 by participant; "
-                                              f"{args.budget} trainings per method and task; test metric with bootstrap 95 % CIs. "
-                                              f"Methods: {', '.join(args.proposers)}"
-                                              + (f" (language model: {args.llm_backend} {args.llm_model}, temperature {args.llm_temperature}, "
-                                                 "decoding constrained to the spec schema)." if complete else "."))
+        text = compare_markdown(rows, header=compare_header(args))
         if args.output:
             args.output.write_text(text)
         print(text)
