@@ -80,8 +80,8 @@ def _proposers(config: dict, task: str) -> list:
         backend = make_backend(variant.backend, variant.config)
         schema = decoding_schema()
 
-        def complete(messages):
-            return backend.complete(messages, json_schema=schema, timeout_s=float(variant.config.get("timeout_s", 300)))
+        def complete(messages, seed):
+            return backend.complete(messages, json_schema=schema, timeout_s=float(variant.config.get("timeout_s", 300)), seed=seed)
 
         proposers.append(LanguageModelProposer(complete, name=f"llm ({variant.name})", task=task))
     return proposers

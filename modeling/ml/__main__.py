@@ -109,8 +109,8 @@ def main(argv=None) -> None:
                                                       "max_new_tokens": 120, "max_tokens": 300, "seed": args.seed})
             schema = decoding_schema()
 
-            def complete(messages):
-                return backend.complete(messages, json_schema=schema, timeout_s=args.llm_timeout)
+            def complete(messages, seed):
+                return backend.complete(messages, json_schema=schema, timeout_s=args.llm_timeout, seed=seed)
 
         def language_model(task):
             return LanguageModelProposer(complete, name=f"llm ({args.llm_model})", task=task)

@@ -36,7 +36,8 @@ class CompletionBackend(Protocol):
 
     name: str
 
-    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float) -> str:
+    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None) -> str:
         """The assistant's reply to ``messages`` within ``timeout_s`` or BackendError; with ``json_schema``, the reply is
-        constrained to it where the backend allows (it may still fail validation: callers parse it)."""
+        constrained to it where the backend allows (it may still fail validation: callers parse it); ``seed`` (default the
+        backend's) seeds sampling."""
         ...

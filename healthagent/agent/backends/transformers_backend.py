@@ -61,12 +61,13 @@ class TransformersBackend:
         text, metadata = self._generate(chat_messages(context), timeout_s=timeout_s, max_new_tokens=self.max_new_tokens)
         return BackendAnswer(text=text, metadata=metadata)
 
-    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float) -> str:
+    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None) -> str:
         """The reply to ``messages``; with ``json_schema`` decoding is constrained to it by lm-format-enforcer."""
-        text, _ = self._generate(messages, timeout_s=timeout_s, max_new_tokens=self.max_new_tokens, json_schema=json_schema)
+        text, _ = self._generate(messages, timeout_s=timeout_s, max_new_tokens=self.max_new_tokens, json_schema=json_schema, seed=seed)
         return text
 
-    def _generate(self, messages: list[dict], *, timeout_s: float, max_new_tokens: int, json_schema: dict | None = None) -> tuple[str, dict]:
+    def _generate(self, messages: list[dict], *, timeout_s: float, max_new_tokens: int, json_schema: dict | None = None,
+                  seed: int | None = None) -> tuple[str, dict]:
         import torch
         from transformers import LogitsProcessorList
 
@@ -86,7 +87,7 @@ class TransformersBackend:
         budget = timeout_s - load_s
         if budget <= 0:
             raise BackendTimeout(f"loading the model took {load_s:.0f} s, over the {timeout_s:.0f} s limit")
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.seed if seed is None else seed)
         began = time.perf_counter()
         with torch.inference_mode():
             output = model.generate(

@@ -97,13 +97,14 @@ class EvolutionProposer:
 class LanguageModelProposer:
     """Asks a language model for the next spec, showing it the schema, the task and the leaderboard.
 
-    ``complete`` takes chat messages and returns the model's text (an agent backend's ``complete``,
+    ``complete(messages, seed)`` returns the model's text (an agent backend's ``complete``,
     constrained to the schema where the backend can be); whatever it returns is parsed by the
     search, so prose, code fences and invalid specs are survived. A proposal that repeated a trained
-    spec is pointed out in the next prompt, so the model is not asked the same question twice.
+    spec is pointed out in the next prompt, and each proposal samples with its own seed drawn from the
+    search's generator, so a repeated prompt need not give the same answer (and a seeded search repeats).
     """
 
-    def __init__(self, complete: Callable[[list[dict]], str], name: str = "language model", shown: int = 8, task: str = ""):
+    def __init__(self, complete: Callable[[list[dict], int], str], name: str = "language model", shown: int = 8, task: str = ""):
         self.complete, self.name, self.shown, self.task = complete, name, shown, task
 
     def messages(self, leaderboard: Leaderboard, task: str = "") -> list[dict]:
@@ -125,7 +126,7 @@ class LanguageModelProposer:
         ]
 
     def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> str:
-        return self.complete(self.messages(leaderboard))
+        return self.complete(self.messages(leaderboard), int(rng.integers(2**31)))
 
 
 @dataclass

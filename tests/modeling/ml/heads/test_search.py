@@ -34,10 +34,10 @@ def test_garbled_and_failing_proposers_are_survived_and_counted():
     data, labels = _data(40)
     replies = itertools.cycle(["no idea", '{"head": {"type": "mlp", "depth": 99}}', "```json\n{\"type\": \"linear\"}\n```"])
 
-    def broken(messages):
+    def broken(messages, seed):
         raise ConnectionError("backend down")
 
-    proposers = [LanguageModelProposer(lambda messages: next(replies), name="garbled"), LanguageModelProposer(broken, name="down"),
+    proposers = [LanguageModelProposer(lambda messages, seed: next(replies), name="garbled"), LanguageModelProposer(broken, name="down"),
                  Fast(RandomProposer())]
     result = run_search(proposers, data, labels, "binary", np.arange(25), np.arange(25, 40), budget=3)
     statuses = [(entry.proposer, entry.status) for entry in result.leaderboard.entries]
@@ -84,7 +84,7 @@ def test_the_search_stops_at_its_time_limit_and_says_why():
     assert result.stopped == "time limit" and 2 <= result.trainings <= 4  # no training starts after the limit
     assert result.seconds < 0.5 + 0.2 + 0.15
     assert search([RandomProposer()], lambda spec: 0.5, budget=3).stopped == "budget"
-    assert search([LanguageModelProposer(lambda messages: "nothing")], lambda spec: 0.5, budget=3).stopped == "rounds"
+    assert search([LanguageModelProposer(lambda messages, seed: "nothing")], lambda spec: 0.5, budget=3).stopped == "rounds"
 
 
 def test_each_proposers_contribution_is_counted():
