@@ -48,8 +48,10 @@ def job_detail(request, job_id: int):
     job = get_object_or_404(Job, pk=job_id)
     result = dict(job.result or {})
     tables = result.pop("tables", [])  # evaluation tables a job reports are shown as tables, the rest as data
+    searches = result.pop("searches", [])  # a head search's leaderboards, drawn as charts
     return render(request, "modeling/job_detail.html", {"job": job, "payload": {**job_payload(job), "curve": job.curve},
-                                                        "checkpoints": job.checkpoints.all(), "result": result, "tables": tables})
+                                                        "checkpoints": job.checkpoints.all(), "result": result, "tables": tables,
+                                                        "searches": searches})
 
 
 @role_required(Role.ADMIN)

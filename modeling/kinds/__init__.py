@@ -3,4 +3,4 @@
 A model issue adds its module here: a form, a queue rule and a run function per kind.
 """
 
-from modeling.kinds import demo, lsm, recommendations, sensorlm, twin  # noqa: F401 - registration on import
+from modeling.kinds import demo, heads, lsm, recommendations, sensorlm, twin  # noqa: F401 - registration on import

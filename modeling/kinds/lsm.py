@@ -22,6 +22,8 @@ class LSMPretrainForm(forms.Form):
     seed = forms.IntegerField(min_value=0, initial=0)
     predict_cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), required=False,
                                             help_text="When trained, queue the cohort predictions of this cohort with the new model.")
+    search_heads = forms.BooleanField(required=False, help_text="When trained, first search prediction heads (random, evolution, TPE; "
+                                                                "12 trainings per task), then queue the cohort predictions with them.")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -50,7 +52,14 @@ def run_lsm_pretrain(context: JobContext) -> dict:
     checkpoint = Checkpoint.objects.create(family="lsm", size=config["size"], path=result["model_dir"], job=context.job,
                                            metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]})
     summary = {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss")}
-    if config.get("predict_cohort"):
+    if config.get("search_heads"):  # pre-training -> head search -> cohort predictions (queued by the search)
+        from modeling.kinds.heads import head_search_config
+
+        follow_up = job_queue(kind_name="head_search", config=head_search_config(checkpoint=checkpoint.pk, predict_cohort=config.get("predict_cohort"),
+                                                                                 seed=config["seed"] + 3000), user=context.job.queued_by)
+        context.log(f"queued the head search as job #{follow_up.pk}")
+        summary["head_search_job"] = follow_up.pk
+    elif config.get("predict_cohort"):
         follow_up = job_queue(kind_name="lsm_predict", config={"checkpoint": checkpoint.pk, "cohort": config["predict_cohort"],
                                                                "reference_participants": 300, "reference_days": 7, "replicates": 20,
                                                                "seed": 2000}, user=context.job.queued_by)
@@ -130,6 +139,9 @@ class LSMPredictForm(forms.Form):
                                         help_text="Days per reference participant; each participant is embedded from their last this many days.")
     replicates = forms.IntegerField(min_value=2, max_value=500, initial=20, help_text="Bootstrap probes behind each interval.")
     seed = forms.IntegerField(min_value=0, initial=2000)
+    use_heads = forms.TypedChoiceField(choices=[(True, "yes: a searched head where it beat the linear probe on validation"),
+                                                (False, "no: linear probes only")], initial=True, required=False, empty_value=True,
+                                       coerce=lambda value: value not in (False, "False"), label="Use searched heads")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -138,7 +150,12 @@ class LSMPredictForm(forms.Form):
 
 
 def run_lsm_predict(context: JobContext) -> dict:
+    import numpy as np
+
     from healthagent.cohort.store import read_window, trajectory_root
+    from modeling.ml.data.labels import TASK_BY_NAME
+    from modeling.ml.heads.compare import participant_tokens
+    from modeling.ml.heads.ensemble import head_prediction
     from modeling.ml.lsm.evaluate import embed_days
     from modeling.ml.lsm.predict import predict, reference_probes
     from modeling.ml.lsm.pretrain import load_pretrained
@@ -151,6 +168,14 @@ def run_lsm_predict(context: JobContext) -> dict:
     probes = reference_probes(checkpoint.path, participants=config["reference_participants"], days=config["reference_days"],
                               seed=config["seed"], replicates=config["replicates"], device=context.device)
     model, mean, std = load_pretrained(checkpoint.path, context.device)
+    heads = {}
+    if config.get("use_heads", True):
+        from modeling.kinds.heads import usable_heads
+        from modeling.ml.heads.ensemble import load_ensemble
+
+        heads = {task: (head, load_ensemble(head.path, context.device)) for task, head in usable_heads(checkpoint).items()}
+        if heads:
+            context.log(f"searched heads for {', '.join(sorted(heads))} (they beat the linear probe on validation)")
     participants = list(cohort.participants.exclude(trajectory_path="").order_by("pk"))
     rows, skipped = [], 0
     for position, participant in enumerate(participants):
@@ -162,7 +187,14 @@ def run_lsm_predict(context: JobContext) -> dict:
         if embedding is None:
             skipped += 1  # never worn: nothing to predict from
             continue
+        if heads:  # a searched head reads the token grids of the worn days
+            worn = observed.any(axis=(1, 2))
+            tokens = participant_tokens(model, mean, std, values[worn], observed[worn], participant.start_weekday + first + np.flatnonzero(worn))
         for entry in predict(probes, embedding):
+            if entry["task"] in heads:
+                head, ensemble = heads[entry["task"]]
+                entry = {**entry, **head_prediction(ensemble, TASK_BY_NAME[entry["task"]], *tokens),
+                         "quality": ensemble.metadata["quality"] | {"head_checkpoint": head.pk}}
             rows.append(Prediction(participant=participant, checkpoint=checkpoint, job=context.job, task=entry["task"], kind=entry["kind"],
                                    label=entry.get("label", ""), estimate=entry["estimate"], low=entry["low"], high=entry["high"],
                                    details={key: entry[key] for key in ("family", "description", "unit", "quality")}

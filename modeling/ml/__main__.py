@@ -17,6 +17,15 @@ from modeling.ml.sensorlm import cli as sensorlm_cli
 from modeling.ml.train import TrainConfig
 
 
+def compare_header(args) -> str:
+    language_model = "llm" in args.proposers
+    return (f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated participants x {args.days} days "
+            f"(seed {args.seed}), split 60/20/20 by participant; {args.budget} trainings per method and task; test metric with "
+            f"bootstrap 95 % CIs. Methods: {', '.join(args.proposers)}"
+            + (f" (language model: {args.llm_backend} {args.llm_model}, temperature {args.llm_temperature}, decoding constrained to the "
+               "spec schema)." if language_model else "."))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m modeling.ml")
     families = parser.add_subparsers(dest="family", required=True)
@@ -56,15 +65,26 @@ def main(argv=None) -> None:
     scaling_parser.add_argument("--output", type=Path, required=True, help="scaling.md/.json/.html and the runs go here")
     heads = families.add_parser("heads", help="prediction-head search over a frozen foundation model").add_subparsers(dest="command",
                                                                                                                    required=True)
-    compare_parser = heads.add_parser("compare", help="linear probe vs each proposer's best head, per task, at equal budgets")
-    compare_parser.add_argument("--model", type=Path, required=True)
-    compare_parser.add_argument("--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"])
-    compare_parser.add_argument("--proposers", nargs="+", default=["random", "evolution"], choices=["random", "evolution"])
-    compare_parser.add_argument("--budget", type=int, default=12, help="trainings per proposer and task")
-    compare_parser.add_argument("--participants", type=int, default=200)
-    compare_parser.add_argument("--days", type=int, default=4)
-    compare_parser.add_argument("--seed", type=int, default=3000)
-    compare_parser.add_argument("--output", type=Path)
+    settings = argparse.ArgumentParser(add_help=False)  # the comparison's settings, shared by compare and report
+    settings.add_argument("--model", type=Path, required=True)
+    settings.add_argument("--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"])
+    settings.add_argument("--proposers", nargs="+", default=["random", "evolution", "tpe"],
+                                choices=["random", "evolution", "tpe", "llm", "classroom"],
+                                help="methods, each alone at the budget; classroom: random, evolution, tpe (and llm if listed) on one board")
+    settings.add_argument("--llm-backend", default="transformers", choices=["transformers", "openai_http"])
+    settings.add_argument("--llm-model", default="smollm2", help="transformers: smollm2 or a local model directory; openai_http: the model")
+    settings.add_argument("--llm-url", default="", help="openai_http: the server's base URL, e.g. http://localhost:8000/v1")
+    settings.add_argument("--llm-temperature", type=float, default=0.7, help="seeded sampling, so repeated prompts can differ")
+    settings.add_argument("--llm-timeout", type=float, default=300.0, help="seconds per proposal")
+    settings.add_argument("--bootstrap", type=int, default=200)
+    settings.add_argument("--budget", type=int, default=12, help="trainings per proposer and task")
+    settings.add_argument("--participants", type=int, default=200)
+    settings.add_argument("--days", type=int, default=4)
+    settings.add_argument("--seed", type=int, default=3000)
+    settings.add_argument("--output", type=Path)
+    heads.add_parser("compare", parents=[settings], help="linear probe vs each proposer's best head, per task, at equal budgets")
+    report_parser = heads.add_parser("report", parents=[settings], help="one report from the JSON of comparisons run apart (e.g. a task each)")
+    report_parser.add_argument("--inputs", type=Path, nargs="+", required=True, help="the .json files compare wrote")
     sensorlm_cli.add_parser(families)
     _twin_commands(families)
     args = parser.parse_args(argv)
@@ -76,24 +96,54 @@ def main(argv=None) -> None:
         _twin(args)
         return
 
+    if args.family == "heads" and args.command == "report":
+        from modeling.ml.heads.compare import compare_markdown
+
+        rows = [row for path in args.inputs for row in json.loads(path.read_text())]
+        text = compare_markdown(rows, header=compare_header(args))
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text)
+        args.output.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float))
+        print(text)
+        return
+
     if args.family == "heads":
         from modeling.ml.heads.compare import compare_markdown, compare_task, token_windows
-        from modeling.ml.heads.search import EvolutionProposer, RandomProposer
+        from modeling.ml.heads.search import EvolutionProposer, LanguageModelProposer, RandomProposer
+        from modeling.ml.heads.spec import decoding_schema
+        from modeling.ml.heads.tpe import TPEProposer
 
-        factories = {"random": RandomProposer, "evolution": EvolutionProposer}
+        complete = None
+        if "llm" in args.proposers:
+            # The agent's backends (plain Python, no Django): the same SmolLM2 or HTTP server the agent uses.
+            from healthagent.agent.backends.registry import make_backend
+
+            backend = make_backend(args.llm_backend, {"model": args.llm_model, "base_url": args.llm_url, "temperature": args.llm_temperature,
+                                                      "max_new_tokens": 120, "max_tokens": 300, "seed": args.seed})
+            schema = decoding_schema()
+
+            def complete(messages, seed):
+                return backend.complete(messages, json_schema=schema, timeout_s=args.llm_timeout, seed=seed)
+
+        def language_model(task):
+            return LanguageModelProposer(complete, name=f"llm ({args.llm_model})", task=task)
+
         data, embeddings, labels = token_windows(args.model, participants=args.participants, days=args.days, seed=args.seed)
         rows = []
         for task in args.tasks:
             print(f"searching {task}", flush=True)
-            rows.append(compare_task(task, data, embeddings, labels[task], {name: factories[name] for name in args.proposers},
-                                     budget=args.budget, seed=args.seed))
-        text = compare_markdown(rows, header=f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated "
-                                              f"participants x {args.days} days (seed {args.seed}), split 60/20/20 by participant; "
-                                              f"{args.budget} trainings per proposer and task; test metric with bootstrap 95 % CIs.")
+            methods = {"random": RandomProposer, "evolution": EvolutionProposer, "tpe": lambda: TPEProposer(seed=args.seed),
+                       "llm": lambda task=task: language_model(task),
+                       "classroom": lambda task=task: [RandomProposer(), EvolutionProposer(), TPEProposer(seed=args.seed)]
+                       + ([language_model(task)] if complete else [])}
+            rows.append(compare_task(task, data, embeddings, labels[task], {name: methods[name] for name in args.proposers},
+                                     budget=args.budget, seed=args.seed, bootstrap=args.bootstrap, progress=lambda message: print(message, flush=True)))
+            if args.output:  # written after every task, so a long run leaves its finished tasks behind
+                args.output.parent.mkdir(parents=True, exist_ok=True)
+                args.output.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float))
+        text = compare_markdown(rows, header=compare_header(args))
         if args.output:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
             args.output.write_text(text)
-            (args.output.with_suffix(".json")).write_text(json.dumps(rows, indent=1, default=float))
         print(text)
         return
 

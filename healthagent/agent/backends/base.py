@@ -29,3 +29,15 @@ class AgentBackend(Protocol):
     def generate(self, context: dict, *, timeout_s: float) -> BackendAnswer:
         """Answer from ``context`` (see healthagent/agent/context.py) within ``timeout_s`` or raise BackendError."""
         ...
+
+
+class CompletionBackend(Protocol):
+    """A language-model backend that also completes raw chat messages (the head search asks it for JSON specs)."""
+
+    name: str
+
+    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None) -> str:
+        """The assistant's reply to ``messages`` within ``timeout_s`` or BackendError; with ``json_schema``, the reply is
+        constrained to it where the backend allows (it may still fail validation: callers parse it); ``seed`` (default the
+        backend's) seeds sampling."""
+        ...

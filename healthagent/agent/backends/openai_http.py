@@ -32,10 +32,24 @@ class OpenAIHTTPBackend:
         self.backoff_s = float(config.get("backoff_s", 0.5))
 
     def generate(self, context: dict, *, timeout_s: float) -> BackendAnswer:
-        deadline = time.monotonic() + timeout_s
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         payload = {"model": self.model, "messages": chat_messages(context), "temperature": self.temperature,
                    "max_tokens": self.max_tokens, "seed": 0}
+        text, metadata = self._chat(payload, timeout_s=timeout_s)
+        return BackendAnswer(text=text, metadata=metadata)
+
+    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None) -> str:
+        """The reply to ``messages``; with ``json_schema`` the server is asked for structured output under it
+        (``response_format`` of type ``json_schema``; servers without it may ignore it, the caller validates)."""
+        payload = {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": self.max_tokens,
+                   "seed": 0 if seed is None else seed}
+        if json_schema is not None:
+            payload["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
+        text, _ = self._chat(payload, timeout_s=timeout_s)
+        return text
+
+    def _chat(self, payload: dict, *, timeout_s: float) -> tuple[str, dict]:
+        deadline = time.monotonic() + timeout_s
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         url = f"{self.base_url}/chat/completions"
         last_problem = ""
         for attempt in range(self.retries + 1):
@@ -59,7 +73,7 @@ class OpenAIHTTPBackend:
             raise BackendTimeout(f"the model server at {self.base_url} did not answer within {timeout_s:.0f} s")
         raise BackendError(f"the model server at {self.base_url} is not available after {self.retries + 1} attempts ({last_problem})")
 
-    def _answer(self, response: httpx.Response, started: float, attempt: int) -> BackendAnswer:
+    def _answer(self, response: httpx.Response, started: float, attempt: int) -> tuple[str, dict]:
         if response.status_code != 200:
             raise BackendError(f"the model server refused the request: HTTP {response.status_code} {response.text[:200]}")
         try:
@@ -68,8 +82,8 @@ class OpenAIHTTPBackend:
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise BackendError(f"the model server's answer is not a chat completion ({error})") from error
         usage = body.get("usage") or {}
-        return BackendAnswer(text=text.strip(), metadata={
+        return text.strip(), {
             "backend": self.name, "model": body.get("model", self.model), "attempts": attempt + 1,
             "latency_s": round(time.perf_counter() - started, 3), "prompt_tokens": usage.get("prompt_tokens"),
             "completion_tokens": usage.get("completion_tokens"), "temperature": self.temperature,
-        })
+        }

@@ -58,7 +58,18 @@ class TransformersBackend:
         self.seed = int(config.get("seed", 0))
 
     def generate(self, context: dict, *, timeout_s: float) -> BackendAnswer:
+        text, metadata = self._generate(chat_messages(context), timeout_s=timeout_s, max_new_tokens=self.max_new_tokens)
+        return BackendAnswer(text=text, metadata=metadata)
+
+    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None) -> str:
+        """The reply to ``messages``; with ``json_schema`` decoding is constrained to it by lm-format-enforcer."""
+        text, _ = self._generate(messages, timeout_s=timeout_s, max_new_tokens=self.max_new_tokens, json_schema=json_schema, seed=seed)
+        return text
+
+    def _generate(self, messages: list[dict], *, timeout_s: float, max_new_tokens: int, json_schema: dict | None = None,
+                  seed: int | None = None) -> tuple[str, dict]:
         import torch
+        from transformers import LogitsProcessorList
 
         started = time.perf_counter()
         with _LOAD_LOCK:
@@ -66,26 +77,32 @@ class TransformersBackend:
                 tokenizer, model = load_model(self.model, self.gguf_file)
             except (OSError, ValueError) as error:
                 raise BackendError(f"the language model could not be loaded: {error}") from error
+            processors = LogitsProcessorList()
+            if json_schema is not None:
+                from healthagent.agent.backends.constrained_decoding import JsonSchemaLogitsProcessor
+
+                processors.append(JsonSchemaLogitsProcessor(tokenizer, json_schema))
         load_s = time.perf_counter() - started
-        encoded = tokenizer.apply_chat_template(chat_messages(context), add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
         budget = timeout_s - load_s
         if budget <= 0:
             raise BackendTimeout(f"loading the model took {load_s:.0f} s, over the {timeout_s:.0f} s limit")
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.seed if seed is None else seed)
         began = time.perf_counter()
         with torch.inference_mode():
             output = model.generate(
-                **encoded, max_new_tokens=self.max_new_tokens, do_sample=self.temperature > 0,
+                **encoded, max_new_tokens=max_new_tokens, do_sample=self.temperature > 0,
                 temperature=self.temperature if self.temperature > 0 else None, top_p=None, top_k=None,
-                max_time=budget, pad_token_id=tokenizer.eos_token_id,
+                max_time=budget, pad_token_id=tokenizer.eos_token_id, logits_processor=processors,
             )
         generation_s = time.perf_counter() - began
         new_tokens = output[0][encoded["input_ids"].shape[1]:]
-        if generation_s >= budget and len(new_tokens) < self.max_new_tokens:
+        if generation_s >= budget and len(new_tokens) < max_new_tokens:
             raise BackendTimeout(f"generation was stopped at the {timeout_s:.0f} s limit after {len(new_tokens)} tokens")
         text = tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
-        return BackendAnswer(text=text, metadata={
+        return text, {
             "backend": self.name, "model": Path(self.model).name + (f"/{self.gguf_file}" if self.gguf_file else ""),
             "prompt_tokens": int(encoded["input_ids"].shape[1]), "completion_tokens": int(len(new_tokens)),
             "load_s": round(load_s, 2), "generation_s": round(generation_s, 2), "temperature": self.temperature,
-        })
+            "constrained": json_schema is not None,
+        }

@@ -1,9 +1,9 @@
 """Head search per task, compared at equal budgets: the linear probe against each proposer's best head.
 
 Participants of a new simulated cohort are split by participant into train (60 %), validation
-(20 %) and test (20 %). Each proposer searches alone with the same budget of trainings, scored on
-validation; its best spec is retrained on train + validation and scored once on test, with
-bootstrap CIs. The linear probe (logistic / ridge on mean-pooled frozen embeddings) is fitted on
+(20 %) and test (20 %). Each method (one proposer alone, or a classroom of several sharing one
+leaderboard) searches with the same budget of trainings, scored on validation; its best spec is
+retrained on train + validation and scored once on test, with bootstrap CIs. The linear probe (logistic / ridge on mean-pooled frozen embeddings) is fitted on
 train + validation and scored on the same test participants.
 """
 
@@ -15,7 +15,8 @@ import torch
 
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASK_BY_NAME
-from modeling.ml.heads.search import Proposer, run_search
+from modeling.ml.heads.search import Proposer, proposer_summary, run_search
+from modeling.ml.heads.spec import describe_spec
 from modeling.ml.heads.train import TokenWindows, fit_and_score
 from modeling.ml.lsm.evaluate import probe, score
 from modeling.ml.lsm.model import standardize
@@ -35,53 +36,102 @@ def split_three(participants: int, seed: int) -> Split:
     return Split(rest[train_index], rest[validation_index], test)
 
 
+def participant_tokens(model, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, observed: np.ndarray,
+                       weekdays: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """One participant's frozen token grids of the given days (values (days, minutes, channels), weekdays (days,)):
+    tokens (days, patches, dim) and present (days, patches)."""
+    observed_tensor = torch.tensor(np.ascontiguousarray(observed))
+    standardized = standardize(torch.tensor(np.nan_to_num(values)), observed_tensor, mean, std)
+    weekday = torch.tensor(np.asarray(weekdays) % 7)
+    device = model.device
+    with torch.no_grad():
+        grid, present = model.token_grid(standardized.to(device), observed_tensor.to(device), weekday.to(device))
+    return grid.cpu(), present.cpu()
+
+
 def token_windows(model_dir, *, participants: int, days: int, seed: int, device: str = "cpu") -> tuple[TokenWindows, np.ndarray, dict]:
     """Frozen token grids of every day of new simulated participants, their mean-pooled embeddings and their labels."""
     model, mean, std = load_pretrained(model_dir, device)
     check_new_participants(model_dir, seed)
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
     tokens, present, owner, embeddings = [], [], [], []
-    with torch.no_grad():
-        for index in range(participants):
-            minutes = cohort.participant(index).minutes
-            observed = torch.tensor(np.ascontiguousarray(minutes.mask))
-            values = standardize(torch.tensor(np.nan_to_num(minutes.values)), observed, mean, std)
-            weekday = torch.tensor((minutes.start_weekday + np.arange(minutes.days)) % 7)
-            grid, here = model.token_grid(values.to(device), observed.to(device), weekday.to(device))
-            tokens.append(grid.cpu())
-            present.append(here.cpu())
-            owner += [index] * minutes.days
-            weights = here.float()[..., None]
-            embeddings.append(((grid * weights).sum(1) / weights.sum(1).clamp(min=1)).mean(0).cpu().numpy())
+    for index in range(participants):
+        minutes = cohort.participant(index).minutes
+        grid, here = participant_tokens(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday + np.arange(minutes.days))
+        tokens.append(grid)
+        present.append(here)
+        owner += [index] * minutes.days
+        weights = here.float()[..., None]
+        embeddings.append(((grid * weights).sum(1) / weights.sum(1).clamp(min=1)).mean(0).numpy())
     config = model.config
     data = TokenWindows(torch.cat(tokens), torch.cat(present), np.array(owner), (config.channel_groups, config.time_patches))
     return data, np.array(embeddings), cohort.labels
 
 
-def compare_task(task_name: str, data: TokenWindows, embeddings: np.ndarray, labels: np.ndarray, proposers: dict[str, Callable[[], Proposer]],
-                 *, budget: int, seed: int, bootstrap: int = 200) -> dict:
+def compare_task(task_name: str, data: TokenWindows, embeddings: np.ndarray, labels: np.ndarray,
+                 methods: dict[str, Callable[[], Proposer | list[Proposer]]], *, budget: int, seed: int, bootstrap: int = 200,
+                 progress: Callable[[str], None] = lambda message: None) -> dict:
+    """One row: the linear probe and, per method, its best head's test metric (the test split scored once per method)."""
     task = TASK_BY_NAME[task_name]
     split = split_three(len(embeddings), seed)
     fit_on = np.concatenate([split.train, split.validation])
     metric = "mae" if task.kind == "regression" else "auroc"
     row = {"task": task.name, "kind": task.kind, "metric": metric,
            "linear_probe": probe(embeddings, labels, task.kind, fit_on, split.test, bootstrap=bootstrap)}
-    for name, make in proposers.items():
-        result = run_search([make()], data, labels, task.kind, split.train, split.validation, budget=budget, seed=seed)
+    for name, make in methods.items():
+        made = make()
+        proposers = made if isinstance(made, list) else [made]
+        result = run_search(proposers, data, labels, task.kind, split.train, split.validation, budget=budget, seed=seed,
+                            progress=lambda used, total, entry: progress(f"{task.name} / {name}: {entry.proposer} {entry.status} "
+                                                                           f"({used} of {total} trainings)"))
+        search_summary = {"trainings": result.trainings, "invalid": result.invalid, "stopped": result.stopped, "search_s": result.seconds,
+                          "proposers": proposer_summary(result.leaderboard),
+                          "entries": [{"proposer": entry.proposer, "status": entry.status, "score": entry.score, "reason": entry.reason,
+                                       "spec": entry.spec} for entry in result.leaderboard.entries]}
         if result.best is None:
-            row[name] = {"note": "no valid spec was trained"}
+            row[name] = {"note": "no valid spec was trained", **search_summary}
             continue
         fitted = fit_and_score(result.best, data, labels, task.kind, fit_on, split.test, seed=seed)  # the test split, touched once
         row[name] = {**score(task.kind, labels[split.test], fitted.predictions, bootstrap=bootstrap),
-                     "validation_score": result.leaderboard.best().score, "spec": result.best.model_dump(mode="json"),
-                     "trainings": result.trainings, "invalid": result.invalid}
+                     "validation_score": result.leaderboard.best().score, "spec": result.best.model_dump(mode="json"), **search_summary}
     return row
 
 
-def compare_markdown(rows: list[dict], *, header: str) -> str:
-    from modeling.ml.lsm.evaluate import _cell, markdown
+def compare_tables(rows: list[dict]) -> list[dict]:
+    """The report's tables: the test metric per method, each search's validation score and cost, and who contributed."""
+    from modeling.ml.lsm.evaluate import _cell
 
     methods = [key for key in rows[0] if key not in {"task", "kind", "metric"}] if rows else []
-    table = {"title": "Test participants", "summary": "", "columns": ["task", "metric"] + [m.replace("_", " ") for m in methods],
-             "rows": [[row["task"], row["metric"]] + [_cell(row[m], row["metric"]) for m in methods] for row in rows]}
-    return markdown([table], header=header)
+    searches = [method for method in methods if method != "linear_probe"]
+    tables = [{"title": "Test participants (metric with bootstrap 95 % CI)", "summary": "AUROC: higher is better; MAE: lower is better.",
+               "columns": ["task", "metric"] + [method.replace("_", " ") for method in methods],
+               "rows": [[row["task"], row["metric"]] + [_cell(row[method], row["metric"]) for method in methods] for row in rows]}]
+
+    def search_cell(result: dict) -> str:
+        shown = "—" if result.get("validation_score") is None else f"{result['validation_score']:.3f}"
+        return f"{shown} ({result['trainings']} trained, {result['invalid']} invalid, {result['search_s']:.0f} s)"
+
+    tables.append({"title": "Validation participants: best score found (AUROC, or Pearson r for regression)",
+                   "summary": "", "columns": ["task"] + searches, "rows": [[row["task"]] + [search_cell(row[method]) for method in searches]
+                                                                           for row in rows]})
+    tables.append({"title": "Best spec per method", "summary": "", "columns": ["task"] + searches,
+                   "rows": [[row["task"]] + [describe_spec(row[method].get("spec")) for method in searches] for row in rows]})
+    contributions = []
+    for row in rows:
+        for method in searches:
+            for proposer in row[method]["proposers"]:
+                if len(row[method]["proposers"]) > 1:
+                    best = "—" if proposer["best_score"] is None else f"{proposer['best_score']:.3f}"
+                    contributions.append([row["task"], method, proposer["proposer"], str(proposer["proposals"]), str(proposer["trainings"]),
+                                          str(proposer["repeats"]), str(proposer["invalid"]), best, str(proposer["raised_best"])])
+    if contributions:
+        tables.append({"title": "Classroom: each proposer's contribution", "summary": "",
+                       "columns": ["task", "method", "proposer", "proposals", "trainings", "repeats", "invalid", "best validation score",
+                                   "raised the best"], "rows": contributions})
+    return tables
+
+
+def compare_markdown(rows: list[dict], *, header: str) -> str:
+    from modeling.ml.lsm.evaluate import markdown
+
+    return markdown(compare_tables(rows), header=header)

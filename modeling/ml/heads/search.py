@@ -16,19 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
-from modeling.ml.heads.spec import HeadSpec, SpecError, parse_spec, spec_schema
+from modeling.ml.heads.spec import ARCHITECTURE_CHOICES, TRAINING_CHOICES, HeadSpec, SpecError, parse_spec, spec_schema
 from modeling.ml.heads.train import TokenWindows, fit_and_score
-
-ARCHITECTURE_CHOICES = {
-    "linear": {},
-    "mlp": {"depth": [1, 2, 3], "width": [32, 64, 128, 256], "activation": ["relu", "gelu", "tanh"], "dropout": [0.0, 0.1, 0.3],
-            "normalization": ["none", "layer", "batch"]},
-    "attention_pool": {"heads": [1, 2, 4], "queries": [1, 2, 4], "dropout": [0.0, 0.1]},
-    "temporal_conv": {"channels": [16, 32, 64], "kernel": [3, 5, 9], "layers": [1, 2], "activation": ["relu", "gelu"],
-                      "dropout": [0.0, 0.1, 0.3]},
-}
-TRAINING_CHOICES = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2], "weight_decay": [0.0, 1e-4, 1e-2], "epochs": [20, 40, 80],
-                    "class_weighting": ["none", "balanced"]}
 
 
 @dataclass
@@ -106,18 +95,24 @@ class EvolutionProposer:
 
 
 class LanguageModelProposer:
-    """Asks a language model for the next spec, showing it the schema and the leaderboard.
+    """Asks a language model for the next spec, showing it the schema, the task and the leaderboard.
 
-    ``complete`` takes chat messages and returns the model's text (an agent backend); whatever it
-    returns is parsed by the search, so prose, code fences and invalid specs are survived.
+    ``complete(messages, seed)`` returns the model's text (an agent backend's ``complete``,
+    constrained to the schema where the backend can be); whatever it returns is parsed by the
+    search, so prose, code fences and invalid specs are survived. A proposal that repeated a trained
+    spec is pointed out in the next prompt, and each proposal samples with its own seed drawn from the
+    search's generator, so a repeated prompt need not give the same answer (and a seeded search repeats).
     """
 
-    def __init__(self, complete: Callable[[list[dict]], str], name: str = "language model", shown: int = 8):
-        self.complete, self.name, self.shown = complete, name, shown
+    def __init__(self, complete: Callable[[list[dict], int], str], name: str = "language model", shown: int = 8, task: str = ""):
+        self.complete, self.name, self.shown, self.task = complete, name, shown, task
 
     def messages(self, leaderboard: Leaderboard, task: str = "") -> list[dict]:
+        task = task or self.task
         lines = [f"- score {entry.score:.3f}: {json.dumps(entry.spec, separators=(',', ':'))}" for entry in leaderboard.scored()[: self.shown]]
         invalid = [entry.reason for entry in leaderboard.entries if entry.status == "invalid"][-3:]
+        own = [entry for entry in leaderboard.entries if entry.proposer == self.name]
+        repeated = own[-1].spec if own and own[-1].status == "repeat" else None
         return [
             {"role": "system", "content": "You design prediction heads for a frozen wearable foundation model. Reply with exactly one "
                                           "JSON object that matches this JSON schema, and nothing else:\n"
@@ -125,11 +120,13 @@ class LanguageModelProposer:
             {"role": "user", "content": (f"Task: {task}.\n" if task else "") + "Best heads so far (validation score, higher is better):\n"
                                         + ("\n".join(lines) or "- none yet")
                                         + ("\nRecently rejected proposals: " + " | ".join(invalid) if invalid else "")
+                                        + (f"\nYour last proposal {json.dumps(repeated, separators=(',', ':'))} was already trained; "
+                                           "propose a different head." if repeated else "")
                                         + "\nPropose one new head that could score higher."},
         ]
 
     def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> str:
-        return self.complete(self.messages(leaderboard))
+        return self.complete(self.messages(leaderboard), int(rng.integers(2**31)))
 
 
 @dataclass
@@ -138,22 +135,55 @@ class SearchResult:
     best: HeadSpec | None
     trainings: int
     invalid: int
+    stopped: str = ""  # "budget" (trainings spent), "time limit", or "rounds" (proposers kept repeating or failing)
+    seconds: float = 0.0
 
     def as_dict(self) -> dict:
         return {"entries": [asdict(entry) for entry in self.leaderboard.entries], "best": self.best.model_dump(mode="json") if self.best else None,
-                "trainings": self.trainings, "invalid": self.invalid}
+                "trainings": self.trainings, "invalid": self.invalid, "stopped": self.stopped, "proposers": proposer_summary(self.leaderboard)}
 
 
-def run_search(proposers: list[Proposer], data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray,
-               validation_people: np.ndarray, *, budget: int, seed: int = 0, max_rounds: int | None = None,
-               progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> SearchResult:
-    """Rounds of proposals until ``budget`` trainings are spent (or ``max_rounds``, default 4 x budget, pass)."""
+def proposer_summary(leaderboard: Leaderboard) -> list[dict]:
+    """Each proposer's contribution: proposals, trainings, repeats, invalid, its best score and how often it raised the board's best."""
+    rows: dict[str, dict] = {}
+    best_so_far = -np.inf
+    for entry in leaderboard.entries:
+        row = rows.setdefault(entry.proposer, {"proposer": entry.proposer, "proposals": 0, "trainings": 0, "repeats": 0, "invalid": 0,
+                                               "best_score": None, "raised_best": 0})
+        row["proposals"] += 1
+        row[{"trained": "trainings", "repeat": "repeats", "invalid": "invalid"}[entry.status]] += 1
+        if entry.status == "trained" and entry.score is not None and np.isfinite(entry.score):
+            row["best_score"] = entry.score if row["best_score"] is None else max(row["best_score"], entry.score)
+            if entry.score > best_so_far:
+                best_so_far = entry.score
+                row["raised_best"] += 1
+    return list(rows.values())
+
+
+def search(proposers: list[Proposer], evaluate: Callable[[HeadSpec], float], *, budget: int, seed: int = 0,
+           time_limit_s: float | None = None, max_rounds: int | None = None,
+           progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> SearchResult:
+    """Rounds of proposals, each valid new spec scored by ``evaluate`` (higher is better), until ``budget`` trainings
+    are spent, ``time_limit_s`` has passed (no training starts after it), or ``max_rounds`` (default 4 x budget) pass.
+
+    Reproducible for a seed when the proposers and ``evaluate`` are; a proposer that raises or returns
+    something that is not a valid spec loses its turn, recorded with the reason.
+    """
     rng = np.random.default_rng(seed)
-    leaderboard, trained, used, invalid = Leaderboard(), {}, 0, 0
+    started = time.monotonic()
+    leaderboard, trained, used, invalid, stopped = Leaderboard(), {}, 0, 0, "rounds"
     max_rounds = max_rounds or 4 * budget
+
+    def out_of_time() -> bool:
+        return time_limit_s is not None and time.monotonic() - started >= time_limit_s
+
     for round_number in range(max_rounds):
         for proposer in proposers:
             if used >= budget:
+                stopped = "budget"
+                break
+            if out_of_time():
+                stopped = "time limit"
                 break
             try:
                 spec = parse_spec(proposer.propose(leaderboard, rng))
@@ -167,16 +197,31 @@ def run_search(proposers: list[Proposer], data: TokenWindows, labels: np.ndarray
                 key = spec.key()
                 if key in trained:
                     entry = Entry(round_number, proposer.name, "repeat", spec.model_dump(mode="json"), trained[key])
+                elif out_of_time():  # the proposal itself (a language model) may have used up the time
+                    stopped = "time limit"
+                    break
                 else:
-                    started = time.perf_counter()
-                    fitted = fit_and_score(spec, data, labels, kind, train_people, validation_people, seed=seed)
-                    trained[key] = fitted.score
+                    began = time.perf_counter()
+                    trained[key] = evaluate(spec)
                     used += 1
-                    entry = Entry(round_number, proposer.name, "trained", spec.model_dump(mode="json"), fitted.score,
-                                  round(time.perf_counter() - started, 3))
+                    entry = Entry(round_number, proposer.name, "trained", spec.model_dump(mode="json"), trained[key],
+                                  round(time.perf_counter() - began, 3))
             leaderboard.entries.append(entry)
             progress(used, budget, entry)
-        if used >= budget:
-            break
+        else:
+            continue
+        break
+    if used >= budget:
+        stopped = "budget"
     best = leaderboard.best()
-    return SearchResult(leaderboard, parse_spec(best.spec) if best else None, used, invalid)
+    return SearchResult(leaderboard, parse_spec(best.spec) if best else None, used, invalid, stopped, round(time.monotonic() - started, 3))
+
+
+def run_search(proposers: list[Proposer], data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray,
+               validation_people: np.ndarray, *, budget: int, seed: int = 0, time_limit_s: float | None = None, max_rounds: int | None = None,
+               progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> SearchResult:
+    """``search`` where a spec is trained on ``train_people`` and scored on ``validation_people``."""
+    def evaluate(spec: HeadSpec) -> float:
+        return fit_and_score(spec, data, labels, kind, train_people, validation_people, seed=seed).score
+
+    return search(proposers, evaluate, budget=budget, seed=seed, time_limit_s=time_limit_s, max_rounds=max_rounds, progress=progress)

@@ -57,6 +57,19 @@ class TemporalConvHead(_Strict):
 Architecture = Annotated[LinearHead | MLPHead | AttentionPoolHead | TemporalConvHead, Field(discriminator="type")]
 ARCHITECTURES = ("linear", "mlp", "attention_pool", "temporal_conv")
 
+# The search grid: the values proposers draw from and language models are constrained to. Any value
+# within a field's bounds is valid (a language model without constraints may propose one).
+ARCHITECTURE_CHOICES = {
+    "linear": {},
+    "mlp": {"depth": [1, 2, 3], "width": [32, 64, 128, 256], "activation": ["relu", "gelu", "tanh"], "dropout": [0.0, 0.1, 0.3],
+            "normalization": ["none", "layer", "batch"]},
+    "attention_pool": {"heads": [1, 2, 4], "queries": [1, 2, 4], "dropout": [0.0, 0.1]},
+    "temporal_conv": {"channels": [16, 32, 64], "kernel": [3, 5, 9], "layers": [1, 2], "activation": ["relu", "gelu"],
+                      "dropout": [0.0, 0.1, 0.3]},
+}
+TRAINING_CHOICES = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2], "weight_decay": [0.0, 1e-4, 1e-2], "epochs": [20, 40, 80],
+                    "class_weighting": ["none", "balanced"]}
+
 
 class HeadSpec(_Strict):
     head: Architecture
@@ -74,6 +87,39 @@ class SpecError(ValueError):
 def spec_schema() -> dict:
     """The JSON schema of a spec: shown to language-model proposers and used to constrain their output."""
     return HeadSpec.model_json_schema()
+
+
+def decoding_schema() -> dict:
+    """The spec schema for constrained decoders: references inlined, ``oneOf`` as ``anyOf``, each head's ``type``
+    required, and every setting an enum of the search grid.
+
+    lm-format-enforcer mis-resolves pydantic's discriminated ``oneOf`` of ``$ref``s (it lets a head take
+    the training fields) and does not enforce numeric bounds (a small model writes 1000000...); this
+    form it follows. Output is still validated by ``parse_spec``.
+    """
+    schema = spec_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+        result = {("anyOf" if key == "oneOf" else key): inline(value) for key, value in node.items() if key != "discriminator"}
+        properties = result.get("properties", {})
+        if "type" in properties and "const" in properties["type"]:
+            result["required"] = ["type"]
+            grid = ARCHITECTURE_CHOICES[properties["type"]["const"]]
+        else:
+            grid = TRAINING_CHOICES if result.get("title") == "Training" else {}
+        for name, options in grid.items():
+            if name in properties:
+                properties[name] = {"enum": options, "default": properties[name].get("default")}
+        return result
+
+    return inline(schema)
 
 
 def _json_objects(text: str):
@@ -130,3 +176,13 @@ def parse_spec(raw: str | dict) -> HeadSpec:
         except ValidationError as error:
             reasons.append("; ".join(f"{'.'.join(str(part) for part in issue['loc']) or 'spec'}: {issue['msg']}" for issue in error.errors()))
     raise SpecError(reasons[0])
+
+
+def describe_spec(spec: dict | None) -> str:
+    """A spec in one line: "mlp depth 2, width 64, ... · lr 0.001, weight decay 0, 40 epochs, balanced"."""
+    if not spec:
+        return "—"
+    head = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in spec["head"].items() if name != "type")
+    training = spec["training"]
+    return (f"{spec['head']['type'].replace('_', ' ')}{' ' + head if head else ''} · lr {training['learning_rate']:g}, weight decay "
+            f"{training['weight_decay']:g}, {training['epochs']} epochs, {training['class_weighting']} class weights")

@@ -42,19 +42,34 @@ def validation_score(kind: str, truth: np.ndarray, predicted: np.ndarray) -> flo
         return float("nan")
 
 
-def fit_and_score(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray, scored_people: np.ndarray,
-                  *, seed: int = 0, batch_size: int = 32, device: str = "cpu") -> Fitted:
-    """Train ``spec`` on the windows of ``train_people``; predict and score ``scored_people``."""
+@dataclass
+class TrainedHead:
+    module: torch.nn.Module
+    kind: str
+    centre: float = 0.0  # regression: targets were (value - centre) / scale
+    scale: float = 1.0
+
+
+def person_rows(data: TokenWindows, people: np.ndarray) -> np.ndarray:
+    """The windows (with data) of ``people`` in their order; a person listed twice (a bootstrap resample) counts twice."""
+    usable = data.present.any(dim=1).numpy()
+    return np.concatenate([np.flatnonzero((data.owner == person) & usable) for person in people] or [np.zeros(0, dtype=int)])
+
+
+def fit_head(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray, *, seed: int = 0,
+             batch_size: int = 32, device: str = "cpu", classes: int | None = None) -> TrainedHead:
+    """Train ``spec`` on the windows of ``train_people`` (each window carries its person's label)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    rows = np.flatnonzero(np.isin(data.owner, train_people) & data.present.any(dim=1).numpy())
+    rows = person_rows(data, np.asarray(train_people))
     window_labels = labels[data.owner[rows]]
+    centre, scale = 0.0, 1.0
     if kind == "regression":
         centre, scale = float(window_labels.mean()), float(window_labels.std()) or 1.0
         targets = torch.tensor((window_labels - centre) / scale, dtype=torch.float32)
         outputs, weight = 1, None
     else:
-        outputs = int(labels.max()) + 1
+        outputs = classes or int(labels.max()) + 1
         counts = np.bincount(window_labels, minlength=outputs).astype(np.float32)
         balanced = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / outputs, 0.0)
         weight = torch.tensor(balanced if spec.training.class_weighting == "balanced" else (counts > 0).astype(np.float32))
@@ -74,13 +89,31 @@ def fit_and_score(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: 
             loss.backward()
             optimizer.step()
     head.eval()
-    predictions = []
+    return TrainedHead(head, kind, centre, scale)
+
+
+def predict_windows(trained: TrainedHead, tokens: torch.Tensor, present: torch.Tensor, device: str = "cpu") -> np.ndarray:
+    """One person's prediction from their windows (windows, patches, dim): a value, or class probabilities, averaged over windows."""
     with torch.no_grad():
-        for person in scored_people:
-            windows = np.flatnonzero(data.owner == person)
-            output = head(data.tokens[windows].to(device), data.present[windows].to(device))
-            predictions.append(float(output[:, 0].mean()) * scale + centre if kind == "regression"
-                               else output.softmax(dim=-1).mean(dim=0).cpu().numpy())
-    predictions = np.array(predictions)
+        output = trained.module(tokens.to(device), present.to(device))
+    if trained.kind == "regression":
+        return np.float64(float(output[:, 0].mean()) * trained.scale + trained.centre)
+    return output.softmax(dim=-1).mean(dim=0).cpu().numpy()
+
+
+def predict_people(trained: TrainedHead, data: TokenWindows, people: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """Per person of ``people``: a value (regression) or class probabilities."""
+    predictions = []
+    for person in people:
+        windows = np.flatnonzero(data.owner == person)
+        predictions.append(predict_windows(trained, data.tokens[windows], data.present[windows], device))
+    return np.array(predictions)
+
+
+def fit_and_score(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray, scored_people: np.ndarray,
+                  *, seed: int = 0, batch_size: int = 32, device: str = "cpu") -> Fitted:
+    """Train ``spec`` on the windows of ``train_people``; predict and score ``scored_people``."""
+    trained = fit_head(spec, data, labels, kind, train_people, seed=seed, batch_size=batch_size, device=device)
+    predictions = predict_people(trained, data, scored_people, device)
     return Fitted(validation_score(kind, labels[scored_people], predictions), predictions,
-                  sum(p.numel() for p in head.parameters() if p.requires_grad))
+                  sum(p.numel() for p in trained.module.parameters() if p.requires_grad))

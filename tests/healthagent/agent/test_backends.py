@@ -153,3 +153,38 @@ def test_smollm2_generation_is_stopped_at_the_time_limit(smollm2, context):
     slow = TransformersBackend({"model": "smollm2", "max_new_tokens": 400})
     with pytest.raises(BackendTimeout, match="stopped at the"):
         slow.generate(context, timeout_s=0.5)
+
+
+SPEC_REPLY = '{"head": {"type": "mlp", "depth": 2}, "training": {"epochs": 20}}'
+
+
+def test_http_backend_completes_messages_under_a_json_schema(chat_server):
+    from modeling.ml.heads.spec import decoding_schema, parse_spec
+
+    chat_server.script = [("ok", SPEC_REPLY)]
+    messages = [{"role": "user", "content": "Propose a head."}]
+    text = backend_for(chat_server).complete(messages, json_schema=decoding_schema(), timeout_s=10)
+    assert parse_spec(text).head.depth == 2
+    body = chat_server.requests[0]["body"]
+    assert body["messages"] == messages
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["schema"] == decoding_schema()
+
+
+def test_http_backend_completes_without_a_schema_and_retries(chat_server):
+    chat_server.script = [("status", 503), ("ok", "plain text")]
+    assert backend_for(chat_server, retries=1).complete([{"role": "user", "content": "hi"}], timeout_s=10) == "plain text"
+    assert "response_format" not in chat_server.requests[-1]["body"]
+
+
+@pytest.mark.slow
+def test_smollm2_constrained_to_the_schema_writes_a_valid_spec(smollm2):
+    from modeling.ml.heads.search import LanguageModelProposer, Leaderboard
+    from modeling.ml.heads.spec import decoding_schema, parse_spec
+
+    backend = TransformersBackend({"model": "smollm2", "max_new_tokens": 120})
+    messages = LanguageModelProposer(lambda messages: "").messages(Leaderboard(), "hypertension")
+    constrained = backend.complete(messages, json_schema=decoding_schema(), timeout_s=300)
+    spec = parse_spec(constrained)  # raises SpecError if the decoder left the schema
+    assert constrained.lstrip().startswith("{") and spec.head.type in {"linear", "mlp", "attention_pool", "temporal_conv"}
+    assert backend.complete(messages, json_schema=decoding_schema(), timeout_s=300) == constrained  # greedy: the same spec again
