@@ -112,7 +112,7 @@ def study_set_status(*, study: Study, status: str, user=None, via: str = "") -> 
 
 def access_assignment(*, assignment_id: int, rater, for_update: bool = False) -> Assignment:
     """The rater's own assignment; anything else (another clinician's, a missing one) is EvaluationError."""
-    queryset = Assignment.objects.select_related("study", "study__rubric", "item")
+    queryset = Assignment.objects.select_related("study", "study__rubric", "item", "item__participant")
     if for_update:
         queryset = queryset.select_for_update(of=("self",))
     try:

@@ -85,6 +85,8 @@ def _shown_rating(assignment: Assignment) -> dict:
     """What the form starts with: the draft, else the saved rating (in the sides this rater sees)."""
     if assignment.draft:
         return assignment.draft
+    if assignment.state != Assignment.State.DONE:
+        return {}  # only a submit makes a rating, and it marks the assignment done: no query for the others
     rating = getattr(assignment, "rating", None)
     if rating is None:
         return {}
@@ -97,7 +99,7 @@ def _shown_rating(assignment: Assignment) -> dict:
 @role_required(Role.CLINICIAN)
 def assignment_detail(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
-    participant = Participant.objects.get(pk=assignment.item.participant_id)
+    participant = assignment.item.participant
     start, end = _window(assignment, participant)
     context = {
         "assignment": assignment,
@@ -120,7 +122,7 @@ def assignment_detail(request, assignment_id: int):
 def assignment_minutes(request, assignment_id: int):
     """Zoomed chart data for the clinician's own item only, within the study's window."""
     assignment = _own_assignment(request, assignment_id)
-    participant = Participant.objects.get(pk=assignment.item.participant_id)
+    participant = assignment.item.participant
     low, high = _window(assignment, participant)
     try:
         start, end = max(int(request.GET["start"]), low), min(int(request.GET["end"]), high)
@@ -142,9 +144,10 @@ def assignment_draft(request, assignment_id: int):
     return JsonResponse({"saved": True})
 
 
-def _posted_rating(request, dimensions) -> dict:
+def _posted_rating(request) -> dict:
+    """The form's fields; rating_submit checks the scores against the rubric (a missing or unknown one is an error)."""
     return {
-        "scores": {dimension.key: request.POST.get(f"score-{dimension.key}", "") for dimension in dimensions},
+        "scores": {name.removeprefix("score-"): value for name, value in request.POST.items() if name.startswith("score-")},
         "preference": request.POST.get("preference", ""),
         "comment": request.POST.get("comment", ""),
         "unsafe": request.POST.get("unsafe") == "on",
@@ -158,7 +161,7 @@ def _posted_rating(request, dimensions) -> dict:
 def assignment_submit(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
     try:
-        rating_submit(assignment_id=assignment.pk, rater=request.user, **_posted_rating(request, assignment.study.rubric.dimensions.all()))
+        rating_submit(assignment_id=assignment.pk, rater=request.user, **_posted_rating(request))
     except (ValueError, EvaluationError) as error:
         messages.error(request, f"Not saved: {error}.")
         return redirect("evaluation:assignment", assignment_id=assignment.pk)

@@ -98,12 +98,16 @@ def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tin
     assert "a pairwise study compares exactly two variants" in bad.content.decode()
 
 
-def test_the_rating_page_makes_a_bounded_number_of_queries(client, clinician_in_study, grounded_study, django_assert_max_num_queries):
-    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
-    url = reverse("evaluation:assignment", args=[assignment.pk])
-    client.get(url)
-    with django_assert_max_num_queries(15):
-        assert client.get(url).status_code == 200
+def test_rating_an_item_makes_a_bounded_number_of_queries(client, clinician_in_study, grounded_study, django_assert_max_num_queries):
+    """next -> item page -> submit, the path every rated item takes (issue 12's load test): 3 of each
+    request's queries are the session, the user and the roles; a transaction's begin and end count as two."""
+    client.get(reverse("evaluation:assignment", args=[assignment_next(study=grounded_study, rater=clinician_in_study).pk]))  # the chart cache
+    with django_assert_max_num_queries(13):  # + the study, the open assignment, the candidates; lock, count, freeze, insert
+        location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
+    with django_assert_max_num_queries(6):  # + the assignment with its study, rubric, item and participant; the dimensions; the progress
+        assert client.get(location).status_code == 200
+    with django_assert_max_num_queries(12):  # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update
+        assert client.post(location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}).status_code == 302
 
 
 def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study):
