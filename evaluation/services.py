@@ -121,6 +121,16 @@ def access_assignment(*, assignment_id: int, rater, for_update: bool = False) ->
         raise EvaluationError("there is no such item in your queue") from error
 
 
+def access_participant_in_queue(*, study_id: int, participant_id: int, rater) -> Assignment:
+    """One of the rater's assignments in the study whose item shows this participant (with study and
+    participant joined); a participant none of their items shows is EvaluationError."""
+    assignment = (Assignment.objects.select_related("study", "item__participant")
+                  .filter(study_id=study_id, rater=rater, item__participant_id=participant_id).first())
+    if assignment is None:
+        raise EvaluationError("no item in your queue shows this participant")
+    return assignment
+
+
 def _check_editable(assignment: Assignment) -> None:
     if assignment.study.status != Study.Status.OPEN:
         raise EvaluationError("this study is closed: ratings can no longer be changed")

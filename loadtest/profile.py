@@ -9,6 +9,7 @@ measures the same three requests through the server; the difference is the serve
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> Non
     form.update({"time_spent_s": "30", "comment": ""})
     cpu_ms: dict[str, list[float]] = {}
     shown: set[str] = set()
+    fetched_charts: set[str] = set()
     queries: dict[str, list[int]] = {}
 
     def timed(name, call):
@@ -62,7 +64,11 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> Non
             if profiler:
                 profiler.enable()
         location = timed("next", lambda: client.get(f"/evaluation/queue/{study_id}/next/"))["location"]
-        timed("item_page", lambda: client.get(location))
+        page = timed("item_page", lambda: client.get(location))
+        chart_url = re.search(r'data-minute-figure-url="([^"]+)"', page.content.decode())
+        if chart_url and chart_url.group(1) not in fetched_charts:  # as a browser's cache would
+            fetched_charts.add(chart_url.group(1))
+            timed("chart", lambda: client.get(chart_url.group(1)))
         timed("submit", lambda: client.post(location + "submit/", form))
     if profiler:
         profiler.disable()

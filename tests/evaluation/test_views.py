@@ -75,6 +75,28 @@ def test_a_clinician_cannot_open_another_clinicians_item(client, grounded_study)
     assert not Rating.objects.exists()
 
 
+def test_the_chart_has_its_own_url_which_the_browser_may_cache(client, clinician_in_study, grounded_study):
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+    page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
+    chart_url = reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])
+    assert f'data-minute-figure-url="{chart_url}"' in page and '"layout"' not in page  # the page carries no chart data
+    chart = client.get(chart_url)
+    figure = json.loads(chart.content)
+    assert chart["Content-Type"] == "application/json" and len(figure["data"]) == 8
+    assert figure["layout"]["meta"]["end_minute"] - figure["layout"]["meta"]["start_minute"] == min(grounded_study.window_days, assignment.item.participant.minute_days) * 1440
+    assert "private" in chart["Cache-Control"] and "max-age=21600" in chart["Cache-Control"]
+    assert assignment.item.participant.pseudonym not in chart["ETag"] + chart.content.decode()
+    unchanged = client.get(chart_url, HTTP_IF_NONE_MATCH=chart["ETag"])
+    assert unchanged.status_code == 304 and not unchanged.content
+
+
+def test_a_clinician_gets_no_chart_of_a_participant_outside_their_items(client, grounded_study):
+    first, second = list(grounded_study.clinicians.order_by("pk"))[:2]
+    assignment = assignment_next(study=grounded_study, rater=first)
+    client.force_login(second)
+    assert client.get(reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])).status_code == 404
+
+
 def test_a_clinician_not_enrolled_sees_nothing_of_the_study(client, grounded_study, clinician):
     client.force_login(clinician)
     assert grounded_study.name not in client.get(reverse("evaluation:queue")).content.decode()
