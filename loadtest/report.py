@@ -20,7 +20,7 @@ def _process_seconds(pid: int, *, with_children: bool = False) -> float:
     return ticks / CLOCK_TICKS
 
 
-def _children(parent: int) -> list[int]:
+def child_pids(parent: int) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -40,7 +40,7 @@ def cpu_snapshot(server_pids: list[int], postmaster_pid: int | None = None) -> d
         total, busy = sum(values[:8]), sum(values[:8]) - values[3] - values[4]  # minus idle and iowait
     postgres = 0.0
     if postmaster_pid:
-        postgres = _process_seconds(postmaster_pid, with_children=True) + sum(_process_seconds(pid) for pid in _children(postmaster_pid))
+        postgres = _process_seconds(postmaster_pid, with_children=True) + sum(_process_seconds(pid) for pid in child_pids(postmaster_pid))
     return {"wall": time.perf_counter(), "server": sum(_process_seconds(pid) for pid in server_pids), "postgres": postgres,
             "client": time.process_time(), "machine_busy": busy / CLOCK_TICKS, "machine_total": total / CLOCK_TICKS}
 
