@@ -80,8 +80,8 @@ def assignment_next(*, study: Study, rater) -> Assignment | None:
     for item_id, _ in candidates:
         with transaction.atomic():
             item = StudyItem.objects.select_for_update().get(pk=item_id)
-            taken = item.assignments.exclude(state=Assignment.State.SKIPPED).count()
-            if taken >= study.raters_per_item or item.assignments.filter(rater=rater).exists():
+            places = item.assignments.aggregate(taken=Count("pk", filter=~Q(state=Assignment.State.SKIPPED)), mine=Count("pk", filter=Q(rater=rater)))
+            if places["taken"] >= study.raters_per_item or places["mine"]:
                 continue  # someone took the last place while we looked
             _freeze(item)
             return Assignment.objects.create(

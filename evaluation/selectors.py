@@ -2,10 +2,11 @@
 
 import math
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from evaluation.models import Assignment, Study
+from evaluation.models import Assignment, Study, StudyItem
 from healthagent.roles import Role, user_has_role
 
 
@@ -30,11 +31,20 @@ def access_study(*, user, study_id: int) -> Study:
 
 def rater_progress(*, study: Study, rater) -> dict:
     """How far a clinician is: done, and their share of the study's ratings (at least what they did)."""
-    counts = Assignment.objects.filter(study=study, rater=rater).aggregate(
-        done=Count("pk", filter=Q(state=Assignment.State.DONE)), skipped=Count("pk", filter=Q(state=Assignment.State.SKIPPED)),
-        in_progress=Count("pk", filter=Q(state=Assignment.State.IN_PROGRESS)))
-    raters = max(study.clinicians.count(), 1)
-    share = math.ceil(study.items.count() * study.raters_per_item / raters)
+    # One query (it runs on every rating page): the rater's counts and the study's sizes as subqueries.
+    def count_of(queryset) -> Subquery:
+        return Subquery(queryset.order_by().values("study").annotate(count=Count("pk")).values("count"), output_field=IntegerField())
+
+    mine = Assignment.objects.filter(study=OuterRef("pk"), rater=rater)
+    counts = Study.objects.filter(pk=study.pk).annotate(
+        done=Coalesce(count_of(mine.filter(state=Assignment.State.DONE)), 0),
+        skipped=Coalesce(count_of(mine.filter(state=Assignment.State.SKIPPED)), 0),
+        in_progress=Coalesce(count_of(mine.filter(state=Assignment.State.IN_PROGRESS)), 0),
+        raters=count_of(Study.clinicians.through.objects.filter(study=OuterRef("pk"))),
+        item_count=count_of(StudyItem.objects.filter(study=OuterRef("pk"))),
+    ).values("done", "skipped", "in_progress", "raters", "item_count").get()
+    raters, item_count = max(counts.pop("raters") or 0, 1), counts.pop("item_count") or 0
+    share = math.ceil(item_count * study.raters_per_item / raters)
     finished = counts["done"] + counts["skipped"]
     return {**counts, "finished": finished, "total": max(share, finished + counts["in_progress"]),
             "position": finished + (1 if counts["in_progress"] else 0)}

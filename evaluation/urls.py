@@ -6,6 +6,7 @@ app_name = "evaluation"
 urlpatterns = [
     path("queue/", views.queue, name="queue"),
     path("queue/<int:study_id>/next/", views.study_next, name="study_next"),
+    path("queue/<int:study_id>/participants/<int:participant_id>/chart.json", views.participant_chart, name="participant_chart"),
     path("items/<int:assignment_id>/", views.assignment_detail, name="assignment"),
     path("items/<int:assignment_id>/minutes.json", views.assignment_minutes, name="assignment_minutes"),
     path("items/<int:assignment_id>/draft/", views.assignment_draft, name="assignment_draft"),

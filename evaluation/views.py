@@ -1,12 +1,16 @@
 """Clinicians' queue and rating pages; researchers' study pages. Views only translate: the
 services and selectors do the work and check access."""
 
+import hashlib
 import json
 
 from django.contrib import messages
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.http import quote_etag
 from django.views.decorators.http import require_POST
 
 from evaluation.assignment import assignment_next, items_waiting_for_answers
@@ -19,6 +23,7 @@ from evaluation.services import (
     EvaluationError,
     StudySpec,
     access_assignment,
+    access_participant_in_queue,
     assignment_save_draft,
     assignment_skip,
     rating_submit,
@@ -26,7 +31,7 @@ from evaluation.services import (
     study_set_status,
 )
 from healthagent.cohort.captions import participant_day_captions
-from healthagent.cohort.charts import ChartError, minute_figure_json
+from healthagent.cohort.charts import ChartError, minute_figure_json, minute_figure_key
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
@@ -68,6 +73,7 @@ def _own_assignment(request, assignment_id: int) -> Assignment:
 
 
 def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]:
+    """The study's window of the participant's minute-level data: its last ``window_days`` days, in minutes."""
     days = min(assignment.study.window_days, participant.minute_days)
     return (participant.minute_days - days) * MINUTES_PER_DAY, participant.minute_days * MINUTES_PER_DAY
 
@@ -85,6 +91,8 @@ def _shown_rating(assignment: Assignment) -> dict:
     """What the form starts with: the draft, else the saved rating (in the sides this rater sees)."""
     if assignment.draft:
         return assignment.draft
+    if assignment.state != Assignment.State.DONE:
+        return {}  # only a submit makes a rating, and it marks the assignment done: no query for the others
     rating = getattr(assignment, "rating", None)
     if rating is None:
         return {}
@@ -97,7 +105,7 @@ def _shown_rating(assignment: Assignment) -> dict:
 @role_required(Role.CLINICIAN)
 def assignment_detail(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
-    participant = Participant.objects.get(pk=assignment.item.participant_id)
+    participant = assignment.item.participant
     start, end = _window(assignment, participant)
     context = {
         "assignment": assignment,
@@ -108,7 +116,7 @@ def assignment_detail(request, assignment_id: int):
         "pairwise": assignment.study.mode == Study.Mode.PAIRWISE,
         "shown": _shown_rating(assignment),
         "progress": rater_progress(study=assignment.study, rater=request.user),
-        "minute_chart_json": minute_figure_json(participant=participant, start_minute=start, end_minute=end),
+        "minute_chart_url": reverse("evaluation:participant_chart", args=[assignment.study_id, participant.pk]),
         "editable": assignment.study.status == Study.Status.OPEN,
         "day_captions": (participant_day_captions(participant=participant, start_day=start // MINUTES_PER_DAY, end_day=end // MINUTES_PER_DAY)
                          if assignment.study.show_captions else None),
@@ -116,11 +124,36 @@ def assignment_detail(request, assignment_id: int):
     return render(request, "evaluation/assignment.html", context)
 
 
+# The chart of a study's window changes only when its trajectory file or the chart code does (both
+# are in the cache key, charts.minute_figure_key), so the browser may keep it: every item of the same
+# participant then reuses it instead of carrying ~215 KB of JSON in each rating page.
+CHART_MAX_AGE_S = 6 * 3600
+
+
+@role_required(Role.CLINICIAN)
+def participant_chart(request, study_id: int, participant_id: int):
+    """The minute chart of the study's window of a participant that one of the clinician's items shows."""
+    try:
+        assignment = access_participant_in_queue(study_id=study_id, participant_id=participant_id, rater=request.user)
+    except EvaluationError as error:
+        raise Http404(str(error)) from error
+    participant = assignment.item.participant
+    start, end = _window(assignment, participant)
+    # A digest: the key names the trajectory file, which the browser has no business seeing.
+    etag = quote_etag(hashlib.sha256(minute_figure_key(participant=participant, start_minute=start, end_minute=end).encode()).hexdigest()[:32])
+    response = get_conditional_response(request, etag=etag)
+    if response is None:
+        response = HttpResponse(minute_figure_json(participant=participant, start_minute=start, end_minute=end), content_type="application/json")
+    response["ETag"] = etag
+    patch_cache_control(response, private=True, max_age=CHART_MAX_AGE_S)
+    return response
+
+
 @role_required(Role.CLINICIAN)
 def assignment_minutes(request, assignment_id: int):
     """Zoomed chart data for the clinician's own item only, within the study's window."""
     assignment = _own_assignment(request, assignment_id)
-    participant = Participant.objects.get(pk=assignment.item.participant_id)
+    participant = assignment.item.participant
     low, high = _window(assignment, participant)
     try:
         start, end = max(int(request.GET["start"]), low), min(int(request.GET["end"]), high)
@@ -142,9 +175,10 @@ def assignment_draft(request, assignment_id: int):
     return JsonResponse({"saved": True})
 
 
-def _posted_rating(request, dimensions) -> dict:
+def _posted_rating(request) -> dict:
+    """The form's fields; rating_submit checks the scores against the rubric (a missing or unknown one is an error)."""
     return {
-        "scores": {dimension.key: request.POST.get(f"score-{dimension.key}", "") for dimension in dimensions},
+        "scores": {name.removeprefix("score-"): value for name, value in request.POST.items() if name.startswith("score-")},
         "preference": request.POST.get("preference", ""),
         "comment": request.POST.get("comment", ""),
         "unsafe": request.POST.get("unsafe") == "on",
@@ -158,7 +192,7 @@ def _posted_rating(request, dimensions) -> dict:
 def assignment_submit(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
     try:
-        rating_submit(assignment_id=assignment.pk, rater=request.user, **_posted_rating(request, assignment.study.rubric.dimensions.all()))
+        rating_submit(assignment_id=assignment.pk, rater=request.user, **_posted_rating(request))
     except (ValueError, EvaluationError) as error:
         messages.error(request, f"Not saved: {error}.")
         return redirect("evaluation:assignment", assignment_id=assignment.pk)

@@ -1,7 +1,7 @@
 """``make loadtest``: the production stack under simulated clinicians, then a lost/duplicated check.
 
 Starts a private PostgreSQL and Redis (loadtest/services.py), seeds a study (loadtest/seed.py),
-serves it with N daphne processes in the production profile (loadtest/stack.py), runs the two
+serves it with N gunicorn workers (or daphne processes) in the production profile (loadtest/stack.py), runs the two
 shapes of issue 12 with the asyncio client (loadtest/client.py), compares the ratings in the
 database with the ratings acknowledged to the clients after each run, writes
 bench/results/load.json and bench/results/load.md, and stops everything it started.
@@ -26,7 +26,7 @@ import psycopg
 from loadtest.client import Clinician, Recorder, closed_loop, open_loop, shared_client
 from loadtest.report import cpu_snapshot, integrity_check, markdown, shape_summary
 from loadtest.services import Services
-from loadtest.stack import ROOT, WebServer, production_environment
+from loadtest.stack import GUNICORN_THREADS, ROOT, WebServer, production_environment
 
 RESULTS_DIR = ROOT / "bench" / "results"
 PASSWORD = "load-test-password-42"
@@ -40,7 +40,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--closed-clients", default="10,50,200", help="closed loop: client counts, comma-separated")
     parser.add_argument("--closed-duration-s", type=float, default=30.0)
     parser.add_argument("--logins", type=int, default=30, help="clinicians who log in through the form (the rest hold a session)")
-    parser.add_argument("--processes", type=int, default=2, help="daphne processes")
+    parser.add_argument("--processes", type=int, default=2, help="web processes (gunicorn workers or daphne processes)")
+    parser.add_argument("--server", choices=("gunicorn", "daphne"), default="gunicorn", help="what serves the pages (production: gunicorn; daphne keeps the websockets)")
     parser.add_argument("--participants", type=int, default=40)
     parser.add_argument("--variants", type=int, default=8, help="grounded variants rated per participant: items = participants x variants")
     parser.add_argument("--days", type=int, default=14, help="days of minute-level data per participant = the study window")
@@ -90,7 +91,7 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
         seeded = json.loads((work / "seeded.json").read_text())
         results["conditions"]["seed_s"] = seeded["seed_s"]
         results["conditions"]["items_per_study"] = seeded["items_per_study"]
-        server = WebServer(environment=environment, processes=args.processes, log_path=work / "daphne.log").start()
+        server = WebServer(environment=environment, processes=args.processes, log_path=work / "server.log", server=args.server).start()
         try:
             if "open" in shapes:
                 print(f"== open loop: {args.clinicians} clinicians, one item per {args.period_s:g} s each, {args.open_duration_s:g} s", flush=True)
@@ -124,9 +125,9 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
                                                                  offered={"clients": count, "duration_s": args.closed_duration_s, "measured_after_s": 2.0})
         finally:
             server.stop()
-            log_tail = (work / "daphne.log").read_text(errors="replace")[-3000:]
+            log_tail = (work / "server.log").read_text(errors="replace")[-3000:]
             if "Traceback" in log_tail:
-                print("daphne log (tail):\n" + log_tail, file=sys.stderr)
+                print(f"{args.server} log (tail):\n" + log_tail, file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
     plan = {"participants": args.participants, "variants": args.variants, "days": args.days, "seed": 12, "clinicians": panel,
             "password": PASSWORD, "studies": studies}
     work = Path(tempfile.mkdtemp(prefix="healthagent-loadtest."))
-    results = {"conditions": {**vars(args), "cpus": os.cpu_count(), "server": f"daphne x {args.processes} (shared socket), production profile",
+    results = {"conditions": {**vars(args), "cpus": os.cpu_count(), "server": f"{args.server} x {args.processes} (shared socket{', gthread x ' + str(GUNICORN_THREADS) if args.server == 'gunicorn' else ''}), production profile",
                               "database": "PostgreSQL 15 (fsync on)", "redis": "channel layer and broker"}, "shapes": {}}
     print(f"== services, seed ({panel} clinicians, {args.participants} participants x {args.variants} variants), server", flush=True)
     try:

@@ -1,8 +1,9 @@
 """Simulated clinicians: asyncio + httpx, each with its own session, as a browser would behave.
 
 One item is: ``GET /evaluation/queue/<study>/next/`` (a redirect to the item), ``GET`` the item page
-(the rating form with the chart payload inside), then ``POST`` the rating, whose redirect leads to
-the next item. A rating counts as *acknowledged* only when the submit answered with the redirect
+(the rating form), ``GET`` its chart from the chart's own URL unless this clinician fetched that URL
+before (a browser keeps it: the response says ``Cache-Control: private, max-age``), then ``POST``
+the rating, whose redirect leads to the next item. A rating counts as *acknowledged* only when the submit answered with the redirect
 to the next item; the database is compared with the acknowledged set after the run.
 """
 
@@ -16,8 +17,9 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
-ENDPOINTS = ("login", "next", "item_page", "submit")
+ENDPOINTS = ("login", "next", "item_page", "chart", "submit")
 ITEM_URL = re.compile(r"/evaluation/items/(\d+)/$")
+CHART_URL = re.compile(rb'data-minute-figure-url="([^"]+)"')
 TIMEOUT_S = 30.0
 
 
@@ -42,6 +44,7 @@ class Recorder:
     acknowledged: set = field(default_factory=set)  # assignment ids whose submit was acknowledged
     unconfirmed: set = field(default_factory=set)  # submits that never got an answer (may or may not have committed)
     item_page_bytes: list = field(default_factory=list)
+    chart_bytes: list = field(default_factory=list)
 
     def add(self, endpoint: str, started: float, latency_ms: float, ok: bool, reason: str = "") -> None:
         self.samples[endpoint].append((started, latency_ms, ok))
@@ -62,6 +65,7 @@ class Clinician:
     cookies: dict = field(default_factory=dict)
     assignment_id: int | None = None
     rng: random.Random = field(default_factory=random.Random)
+    cached_charts: set = field(default_factory=set)  # chart URLs this clinician's browser holds
 
     def _headers(self) -> dict:
         headers = {"X-Forwarded-Proto": "https", "Origin": f"https://{self.base_url.split('://', 1)[1]}"}
@@ -106,10 +110,18 @@ class Clinician:
             self.assignment_id = None
             return False
         page = await self._request("item_page", "GET", match.group(0))
-        if page is None or b"minute-chart-data" not in page.content:
+        chart_url = CHART_URL.search(page.content) if page is not None else None
+        if chart_url is None:
             self.assignment_id = None
             return False
         self.recorder.item_page_bytes.append(len(page.content))
+        if chart_url.group(1) not in self.cached_charts:
+            chart = await self._request("chart", "GET", chart_url.group(1).decode())
+            if chart is None or not chart.content.startswith(b"{"):
+                self.assignment_id = None
+                return False
+            self.cached_charts.add(chart_url.group(1))
+            self.recorder.chart_bytes.append(len(chart.content))
         self.assignment_id = int(match.group(1))
         return True
 

@@ -20,7 +20,7 @@ def _process_seconds(pid: int, *, with_children: bool = False) -> float:
     return ticks / CLOCK_TICKS
 
 
-def _children(parent: int) -> list[int]:
+def child_pids(parent: int) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -40,7 +40,7 @@ def cpu_snapshot(server_pids: list[int], postmaster_pid: int | None = None) -> d
         total, busy = sum(values[:8]), sum(values[:8]) - values[3] - values[4]  # minus idle and iowait
     postgres = 0.0
     if postmaster_pid:
-        postgres = _process_seconds(postmaster_pid, with_children=True) + sum(_process_seconds(pid) for pid in _children(postmaster_pid))
+        postgres = _process_seconds(postmaster_pid, with_children=True) + sum(_process_seconds(pid) for pid in child_pids(postmaster_pid))
     return {"wall": time.perf_counter(), "server": sum(_process_seconds(pid) for pid in server_pids), "postgres": postgres,
             "client": time.process_time(), "machine_busy": busy / CLOCK_TICKS, "machine_total": total / CLOCK_TICKS}
 
@@ -74,7 +74,9 @@ def shape_summary(recorder: Recorder, *, started: float, steady_after_s: float, 
     cpu_ms_per_item = {name: round((cpu_after[name] - cpu_before[name]) / cycles * 1000, 1) if cycles else None for name in ("server", "postgres", "client")}
     sizes = recorder.item_page_bytes
     return {"endpoints": endpoints, "throughput_per_s": throughput, "steady_window_s": round(window_s, 1),
-            "cpu_cores_used": cores, "cpu_ms_per_rated_item": cpu_ms_per_item, "item_page_bytes_median": int(np.median(sizes)) if sizes else 0}
+            "cpu_cores_used": cores, "cpu_ms_per_rated_item": cpu_ms_per_item, "item_page_bytes_median": int(np.median(sizes)) if sizes else 0,
+            "chart_bytes_median": int(np.median(recorder.chart_bytes)) if recorder.chart_bytes else 0,
+            "chart_fetches_per_item_page": round(len(recorder.chart_bytes) / len(sizes), 2) if sizes else 0}
 
 
 def integrity_check(connection, *, study_id: int, recorder: Recorder) -> dict:
@@ -111,6 +113,7 @@ def markdown(results: dict) -> str:
     for name, shape in results["shapes"].items():
         lines += [f"## {name}: {shape['offered']}", "",
                   f"Steady window {shape['steady_window_s']} s; item page median {shape['item_page_bytes_median']:,} bytes; "
+                  f"chart median {shape.get('chart_bytes_median', 0):,} bytes, fetched for {shape.get('chart_fetches_per_item_page', 0)} of item pages; "
                   f"CPU cores used: {shape['cpu_cores_used']}; CPU ms per rated item: {shape['cpu_ms_per_rated_item']}; "
                   f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}.", "",
                   "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors |", "|---|---:|---:|---:|---:|---:|---:|"]

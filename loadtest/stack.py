@@ -1,8 +1,10 @@
-"""The production web tier for the load test: N daphne processes sharing one listening socket.
+"""The production web tier for the load test: N web processes sharing one listening socket.
 
-Daphne serves one process per core; the parent opens the socket and each daphne adopts it with
-``--fd``, so the kernel spreads connections over the processes (as a process manager such as
-systemd's socket activation or supervisord's fcgi-program would in production).
+``gunicorn`` (the pages, as in production): one master with N gthread workers on the socket the
+parent opened (``--bind fd://N``). ``daphne`` (the websockets in production; the fault scenario
+with a live dashboard uses it): N daphne processes, each adopting the socket with ``--fd``, so the
+kernel spreads connections over them (as systemd's socket activation or supervisord's
+fcgi-program would in production).
 """
 
 import os
@@ -14,6 +16,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from loadtest.report import child_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,11 +40,27 @@ def production_environment(*, services_environment: dict, var_dir: Path, extra: 
     }
 
 
-class WebServer:
-    """``processes`` daphne processes on 127.0.0.1:``port`` (0 picks a free port)."""
+GUNICORN_THREADS = 8  # per worker; as many as the worker's PostgreSQL pool holds (DATABASE_POOL_MAX_SIZE, 8)
+# Longer than the client's (or proxy's) idle keep-alive, so the client always closes an idle connection
+# first: with gunicorn's default 2 s, a request sent on a connection the server just closed fails.
+GUNICORN_KEEP_ALIVE_S = 75
 
-    def __init__(self, *, environment: dict, processes: int, log_path: Path, port: int = 0):
-        self.environment, self.processes, self.log_path = environment, processes, log_path
+
+def server_command(server: str, *, descriptor: int, processes: int) -> list[list[str]]:
+    """The command line of each process to start: one gunicorn master, or one per daphne process."""
+    if server == "gunicorn":
+        return [[sys.executable, "-m", "gunicorn", "--bind", f"fd://{descriptor}", "--workers", str(processes), "--worker-class", "gthread",
+                 "--threads", str(GUNICORN_THREADS), "--keep-alive", str(GUNICORN_KEEP_ALIVE_S), "healthagent.wsgi:application"]]
+    if server == "daphne":
+        return [[sys.executable, "-m", "daphne", "--fd", str(descriptor), "--proxy-headers", "healthagent.asgi:application"]] * processes
+    raise ValueError(f"unknown web server {server!r}: gunicorn or daphne")
+
+
+class WebServer:
+    """``processes`` web processes (``server``: gunicorn workers or daphne processes) on 127.0.0.1:``port`` (0 picks a free port)."""
+
+    def __init__(self, *, environment: dict, processes: int, log_path: Path, port: int = 0, server: str = "daphne"):
+        self.environment, self.processes, self.log_path, self.server = environment, processes, log_path, server
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", port))
@@ -62,11 +82,9 @@ class WebServer:
     def _start(self) -> "WebServer":
         log = open(self.log_path, "ab")
         descriptor = self.listener.fileno()
-        for _ in range(self.processes):
-            self.children.append(subprocess.Popen(
-                [sys.executable, "-m", "daphne", "--fd", str(descriptor), "--proxy-headers", "healthagent.asgi:application"],
-                cwd=ROOT, env=self.environment, pass_fds=(descriptor,), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            ))
+        for command in server_command(self.server, descriptor=descriptor, processes=self.processes):
+            self.children.append(subprocess.Popen(command, cwd=ROOT, env=self.environment, pass_fds=(descriptor,), stdout=log,
+                                                  stderr=subprocess.STDOUT, start_new_session=True))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -75,12 +93,13 @@ class WebServer:
             except httpx.HTTPError:
                 pass
             if any(child.poll() is not None for child in self.children):
-                raise RuntimeError(f"daphne exited at start-up; see {self.log_path}")
+                raise RuntimeError(f"{self.server} exited at start-up; see {self.log_path}")
             time.sleep(0.5)
-        raise RuntimeError(f"daphne did not answer within 60 s; see {self.log_path}")
+        raise RuntimeError(f"{self.server} did not answer within 60 s; see {self.log_path}")
 
     def pids(self) -> list[int]:
-        return [child.pid for child in self.children]
+        """Every web process: those started here and their children (gunicorn's workers)."""
+        return [pid for child in self.children for pid in (child.pid, *child_pids(child.pid))]
 
     def stop(self) -> None:
         for child in self.children:

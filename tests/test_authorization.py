@@ -49,6 +49,14 @@ def own_assignment(objects, user):
     return assignment_next(study=study, rater=rater).pk
 
 
+def own_item_participant(objects, user):
+    """The study and the participant of one of this user's items (someone else's when they are no clinician)."""
+    from evaluation.models import Assignment
+
+    assignment = Assignment.objects.select_related("item").get(pk=own_assignment(objects, user))
+    return {"study_id": assignment.study_id, "participant_id": assignment.item.participant_id}
+
+
 MATRIX = {
     "home": row(LOGIN, REDIRECT, REDIRECT, REDIRECT),
     "login": row(200, REDIRECT, REDIRECT, REDIRECT),
@@ -67,6 +75,7 @@ MATRIX = {
                                       query="?start=0&end=600"),
     "evaluation:study_next": row(LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"study_id": enrolled_study(objects, user)}),
     "evaluation:assignment": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
+    "evaluation:participant_chart": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=own_item_participant),
     "evaluation:assignment_minutes": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, query="?start=0&end=600",
                                          kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
     "evaluation:assignment_draft": row(LOGIN, 400, FORBIDDEN, FORBIDDEN, method="post",  # allowed; an empty draft is refused

@@ -126,6 +126,14 @@ CHART_CACHE_VERSION = 1  # bump when minute_figure's output changes
 _SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as django.utils.html.json_script
 
 
+def minute_figure_key(*, participant: Participant, start_minute: int | None = None, end_minute: int | None = None,
+                      channels: tuple[str, ...] = DEFAULT_CHANNELS) -> str:
+    """What a minute figure depends on: the chart code's version, the trajectory file, the window, the
+    channels. The cache key of :func:`minute_figure_json`, and an ETag for the figure's URL."""
+    path = trajectory_root() / participant.trajectory_path
+    return f"minute-figure:v{CHART_CACHE_VERSION}:{participant.pk}:{path}:{start_minute}:{end_minute}:{','.join(channels)}"
+
+
 def minute_figure_json(*, participant: Participant, start_minute: int | None = None, end_minute: int | None = None,
                        channels: tuple[str, ...] = DEFAULT_CHANNELS) -> str:
     """:func:`minute_figure` as JSON text, through the ``charts`` cache, keyed by participant and window.
@@ -137,8 +145,7 @@ def minute_figure_json(*, participant: Participant, start_minute: int | None = N
     trajectory file is written once, under a path that names the participant), so a cached figure
     is never stale.
     """
-    path = trajectory_root() / participant.trajectory_path
-    key = f"minute-figure:v{CHART_CACHE_VERSION}:{participant.pk}:{path}:{start_minute}:{end_minute}:{','.join(channels)}"
+    key = minute_figure_key(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels)
     cache = caches["charts"]
     text = cache.get(key)
     if text is None:

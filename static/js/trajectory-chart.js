@@ -14,9 +14,26 @@
     return { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
   }
 
+  // The figure is embedded in the page, or (rating pages) at its own URL, which the browser caches.
+  function loadFigure(section) {
+    const url = section.dataset.minuteFigureUrl;
+    if (!url) return Promise.resolve(readFigure(section.dataset.minuteFigure || "minute-chart-data"));  // several charts on a page name their data
+    return fetch(url, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    });
+  }
+
   function setupMinuteChart(section) {
+    loadFigure(section).then(function (figure) {
+      drawMinuteChart(section, figure);
+    }).catch(function () {
+      section.dataset.loading = "error";
+    });
+  }
+
+  function drawMinuteChart(section, figure) {
     const target = section.querySelector('[data-chart="minutes"]');
-    const figure = readFigure(section.dataset.minuteFigure || "minute-chart-data");  // several charts on a page name their data
     if (!target || !figure) return;
     const meta = figure.layout.meta;
     const url = section.dataset.minutesUrl;

@@ -32,6 +32,7 @@ def test_a_clinician_rates_three_items_with_the_keyboard_alone(grounded_study, p
     page.keyboard.press("Enter")
     for scores in ("453", "215", "344"):
         wait_for_form(page)
+        page.wait_for_selector("[data-trajectory][data-ready='true'] .main-svg")  # the chart, fetched from its own URL, is drawn
         html = page.content().lower()
         assert "grounded" not in html and "llm only" not in html and "p-" not in page.locator("main").inner_text().lower()
         for digit in scores:

@@ -75,6 +75,28 @@ def test_a_clinician_cannot_open_another_clinicians_item(client, grounded_study)
     assert not Rating.objects.exists()
 
 
+def test_the_chart_has_its_own_url_which_the_browser_may_cache(client, clinician_in_study, grounded_study):
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+    page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
+    chart_url = reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])
+    assert f'data-minute-figure-url="{chart_url}"' in page and '"layout"' not in page  # the page carries no chart data
+    chart = client.get(chart_url)
+    figure = json.loads(chart.content)
+    assert chart["Content-Type"] == "application/json" and len(figure["data"]) == 8
+    assert figure["layout"]["meta"]["end_minute"] - figure["layout"]["meta"]["start_minute"] == min(grounded_study.window_days, assignment.item.participant.minute_days) * 1440
+    assert "private" in chart["Cache-Control"] and "max-age=21600" in chart["Cache-Control"]
+    assert assignment.item.participant.pseudonym not in chart["ETag"] + chart.content.decode()
+    unchanged = client.get(chart_url, HTTP_IF_NONE_MATCH=chart["ETag"])
+    assert unchanged.status_code == 304 and not unchanged.content
+
+
+def test_a_clinician_gets_no_chart_of_a_participant_outside_their_items(client, grounded_study):
+    first, second = list(grounded_study.clinicians.order_by("pk"))[:2]
+    assignment = assignment_next(study=grounded_study, rater=first)
+    client.force_login(second)
+    assert client.get(reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])).status_code == 404
+
+
 def test_a_clinician_not_enrolled_sees_nothing_of_the_study(client, grounded_study, clinician):
     client.force_login(clinician)
     assert grounded_study.name not in client.get(reverse("evaluation:queue")).content.decode()
@@ -98,12 +120,16 @@ def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tin
     assert "a pairwise study compares exactly two variants" in bad.content.decode()
 
 
-def test_the_rating_page_makes_a_bounded_number_of_queries(client, clinician_in_study, grounded_study, django_assert_max_num_queries):
-    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
-    url = reverse("evaluation:assignment", args=[assignment.pk])
-    client.get(url)
-    with django_assert_max_num_queries(15):
-        assert client.get(url).status_code == 200
+def test_rating_an_item_makes_a_bounded_number_of_queries(client, clinician_in_study, grounded_study, django_assert_max_num_queries):
+    """next -> item page -> submit, the path every rated item takes (issue 12's load test): 3 of each
+    request's queries are the session, the user and the roles; a transaction's begin and end count as two."""
+    client.get(reverse("evaluation:assignment", args=[assignment_next(study=grounded_study, rater=clinician_in_study).pk]))  # the chart cache
+    with django_assert_max_num_queries(13):  # + the study, the open assignment, the candidates; lock, count, freeze, insert
+        location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
+    with django_assert_max_num_queries(6):  # + the assignment with its study, rubric, item and participant; the dimensions; the progress
+        assert client.get(location).status_code == 200
+    with django_assert_max_num_queries(12):  # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update
+        assert client.post(location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}).status_code == 302
 
 
 def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study):
