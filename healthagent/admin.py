@@ -72,6 +72,12 @@ def changed_fields(message) -> list[str]:
 
 
 class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    def user_change_password(self, request, id, form_url=""):
+        # UserAdmin saves the password and then logs the change outside any transaction; the audit entry
+        # must commit with the new password (or neither does).
+        with transaction.atomic(using=router.db_for_write(User)):
+            return super().user_change_password(request, id, form_url)
+
     def audit_action(self, verb, obj, message):
         if verb == "changed" and {"Groups", "groups", "Staff status", "Superuser status"} & set(changed_fields(message)):
             return AuditEntry.Action.USER_ROLES_CHANGED

@@ -99,7 +99,10 @@ def test_create_user_and_cohort_imports_from_the_command_line_are_audited(monkey
     assert imported.actor_name == "import_cohort command" and imported.details["imported"] == 2 and imported.object_repr == "Audited cohort"
 
 
-def test_users_added_and_roles_changed_in_the_django_admin_are_audited(client, admin_user):
+@pytest.mark.django_db(transaction=True)  # outside a test transaction: each admin view must open its own
+def test_users_added_and_roles_changed_in_the_django_admin_are_audited(client):
+    # A superuser: a flushed database's admin group has no model permissions (they come from a data migration).
+    admin_user = UserFactory(role=Role.ADMIN, is_superuser=True)
     client.force_login(admin_user)
     response = client.post(reverse("admin:auth_user_add"), {"username": "dr_new", "password1": "correct-horse-battery-staple",
                                                             "password2": "correct-horse-battery-staple", "usable_password": "true"})
@@ -114,6 +117,20 @@ def test_users_added_and_roles_changed_in_the_django_admin_are_audited(client, a
     assert response.status_code == 302, response.content.decode()[:3000]
     changed = only_entry(Action.USER_ROLES_CHANGED)
     assert changed.actor == admin_user and changed.details["roles"] == ["researcher"] and "Groups" in changed.details["changed_fields"]
+
+
+@pytest.mark.django_db(transaction=True)  # outside a test transaction: the admin view must open its own
+def test_passwords_changed_in_the_django_admin_are_audited(client):
+    admin_user = UserFactory(role=Role.ADMIN, is_superuser=True)
+    clinician = UserFactory(role=Role.CLINICIAN)
+    client.force_login(admin_user)
+    response = client.post(reverse("admin:auth_user_password_change", args=[clinician.pk]),
+                           {"password1": "another-correct-horse-battery", "password2": "another-correct-horse-battery", "usable_password": "true"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    clinician.refresh_from_db()
+    assert clinician.check_password("another-correct-horse-battery")
+    changed = only_entry(Action.USER_CHANGED)
+    assert (changed.actor, changed.object_id) == (admin_user, str(clinician.pk))
 
 
 @pytest.mark.django_db(transaction=True)  # outside a test transaction: the admin action must open its own
