@@ -223,7 +223,11 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "healthagent.accounts.client_ip_address"
 # How many reverse proxies in front of the site append to X-Forwarded-For (0: use the peer address).
-TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+# Production must say: behind the TLS proxy a default of 0 would give every client the proxy's
+# address, and one person's wrong passwords would lock any user out.
+if PRODUCTION and not os.environ.get("TRUSTED_PROXY_COUNT"):
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be set in the production profile (1 behind one TLS proxy, 0 without a proxy).")
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT") or "0")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
