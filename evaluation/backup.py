@@ -27,7 +27,7 @@ FILE_NAME = "studies.json"
 
 DIMENSION_FIELDS = ["key", "label", "question", "scale", "scale_min", "scale_max", "anchors", "position"]
 PARTICIPANT_FIELDS = ["age_band", "sex", "history_days", "minute_start_day", "minute_days", "start_weekday", "trajectory_path"]
-STUDY_FIELDS = ["mode", "instructions", "raters_per_item", "window_days", "status", "seed", "restricted"]
+STUDY_FIELDS = ["mode", "instructions", "raters_per_item", "window_days", "status", "seed", "restricted", "show_captions"]
 STUDY_TIMES = ["created_at", "opened_at", "closed_at"]
 ITEM_FIELDS = ["position", "answer_a", "answer_b", "frozen"]
 ASSIGNMENT_FIELDS = ["state", "swapped", "draft", "skip_reason", "time_spent_s"]
@@ -35,6 +35,11 @@ ASSIGNMENT_TIMES = ["assigned_at", "completed_at"]
 RATING_FIELDS = ["scores", "preference", "comment", "unsafe", "unsafe_reason", "revision"]
 RATING_TIMES = ["created_at", "updated_at"]
 REVISION_FIELDS = ["number", "scores", "preference", "comment", "unsafe", "unsafe_reason", "time_spent_s"]
+# Fields deliberately not exported, with the reason (a test holds every other field to be exported).
+NOT_EXPORTED = {
+    "StudyItem": {"recommendation_a": "the frozen answer text (answer_a) is exported; the agent's row is not evaluation data",
+                  "recommendation_b": "as recommendation_a"},
+}
 
 
 def _time(value):
