@@ -5,7 +5,7 @@ studies, items, assignments, ratings and revisions; a restore is atomic and idem
 import json
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 
 from evaluation.assignment import assignment_next
@@ -13,7 +13,7 @@ from evaluation import backup
 from evaluation.models import Assignment, Rating, RatingRevision, Rubric, Study, StudyItem
 from evaluation.services import assignment_save_draft, assignment_skip, rating_submit
 from healthagent.models import AgentVariant, Cohort
-from healthagent.roles import Role, user_roles
+from healthagent.roles import Role, user_assign_role, user_roles
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -132,3 +132,28 @@ def test_every_field_is_exported_or_knowingly_left_out(model):
     accounted = set(EXPORTED_VALUES[model]) | EXPORTED_AS_REFERENCES[model] | left_out
     assert fields - accounted == set(), "neither exported nor in backup.NOT_EXPORTED"
     assert accounted - fields == set(), "exported or left out but not a field"
+
+
+def test_restored_accounts_are_audited_and_keep_every_role(rated_study, tmp_path):
+    from healthagent.models import AuditEntry
+
+    UserFactory(role=Role.ADMIN, username="two_roles").groups.add(Group.objects.get_or_create(name=Role.RESEARCHER)[0])
+    rated_study.researchers.add(User.objects.get(username="two_roles"))
+    call_command("export_studies", "--output", str(tmp_path))
+    wipe_everything_the_export_holds()
+    call_command("import_studies", str(tmp_path))
+    restored = User.objects.get(username="two_roles")
+    assert user_roles(restored) == {Role.ADMIN, Role.RESEARCHER} and restored.is_staff and not restored.has_usable_password()
+    entries = AuditEntry.objects.filter(action=AuditEntry.Action.USER_CREATED)
+    assert sorted(entries.values_list("object_repr", flat=True)) == sorted(User.objects.values_list("username", flat=True))
+    assert {entry.actor_name for entry in entries} == {"import_studies command"}
+    assert entries.get(object_repr="two_roles").details["roles"] == ["admin", "researcher"]
+
+
+def test_a_restore_never_changes_the_roles_of_an_existing_account(rated_study, tmp_path):
+    call_command("export_studies", "--output", str(tmp_path))
+    colleague = User.objects.get(username="colleague")
+    user_assign_role(user=colleague, role=Role.CLINICIAN)
+    with pytest.raises(CommandError, match="nothing was written.*colleague.*researcher"):
+        call_command("import_studies", str(tmp_path))
+    assert user_roles(User.objects.get(username="colleague")) == {Role.CLINICIAN}
