@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, render
 
 from healthagent.cohort.charts import ChartError, daily_figure, minute_figure_json
 from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list
+from healthagent.cohort.store import TrajectoryError
 from healthagent.models import Cohort, Participant
 from healthagent.roles import role_required
 from modeling.day_search import DaySearchError, days_matching
@@ -79,8 +80,13 @@ def find_days(request):
                 if participant is None:  # deleted since the index was built
                     continue
                 start = match["day_index"] * MINUTES_PER_DAY
+                chart_json, chart_error = None, ""
+                try:
+                    chart_json = minute_figure_json(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
+                                                    channels=FIND_DAYS_CHANNELS)
+                except (TrajectoryError, ChartError) as problem:  # e.g. the trajectory file is gone: the caption still helps
+                    chart_error = str(problem)
                 results.append({**match, "participant": participant, "chart_id": f"day-chart-{position}",
-                                "chart_json": minute_figure_json(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
-                                                                 channels=FIND_DAYS_CHANNELS)})
+                                "chart_json": chart_json, "chart_error": chart_error})
     return render(request, "cohort/find_days.html", {"query": query, "results": results, "error": error,
                                                      "examples": FIND_DAYS_EXAMPLES})

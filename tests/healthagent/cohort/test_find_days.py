@@ -3,12 +3,10 @@
 import json
 
 import pytest
-import torch
 from django.urls import reverse
 
 from modeling.day_search import day_index_build
-from modeling.models import Checkpoint
-from tests.factories import UserFactory
+from tests.factories import UserFactory, sensorlm_checkpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -16,18 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def indexed_cohort(tiny_cohort, tmp_path):
     """The tiny cohort indexed by an untrained tiny SensorLM (the page's behaviour does not depend on its quality)."""
-    from modeling.ml.data.cohort import make_cohort
-    from modeling.ml.sensorlm.captions import caption_days
-    from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
-    from modeling.ml.sensorlm.tokenizer import train_tokenizer
-
-    minutes = [make_cohort(participants=4, days=2, seed=1).participant(index).minutes for index in range(4)]
-    tokenizer = train_tokenizer([caption for record in minutes for caption in caption_days(record.values, record.mask, record.events)])
-    torch.manual_seed(0)
-    model = SensorLMModel(SensorLMConfig.named("tiny", vocabulary_size=tokenizer.get_vocab_size(), max_text_tokens=64))
-    save_sensorlm(model, tokenizer, {"mean": [0.0] * 27, "std": [50.0] * 27}, tmp_path / "sensorlm")
-    checkpoint = Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(tmp_path / "sensorlm"))
-    day_index_build(checkpoint=checkpoint, cohort=tiny_cohort)
+    day_index_build(checkpoint=sensorlm_checkpoint_create(tmp_path / "sensorlm"), cohort=tiny_cohort)
     return tiny_cohort
 
 
@@ -52,3 +39,24 @@ def test_without_an_index_the_page_says_how_to_get_one(client, tiny_cohort):
     assert response.status_code == 200 and not response.context["results"]
     assert "No day index yet" in response.content.decode()
     assert "Find days" in client.get(reverse("cohort:cohort_list")).content.decode()  # the navigation entry
+
+
+def test_a_day_whose_trajectory_file_is_gone_keeps_its_caption_without_a_chart(client, indexed_cohort, settings):
+    from pathlib import Path
+
+    gone = indexed_cohort.participants.exclude(trajectory_path="").order_by("pk").first()
+    (Path(settings.TRAJECTORY_ROOT) / gone.trajectory_path).unlink()
+    client.force_login(UserFactory(role="researcher"))
+    response = client.get(reverse("cohort:find_days"), {"q": "a long hike"})
+    assert response.status_code == 200
+    cards = [result for result in response.context["results"] if result["participant"] == gone]
+    assert cards and all(card["chart_json"] is None and card["caption"] and card["chart_error"] for card in cards)
+    assert "chart cannot be drawn" in response.content.decode()
+    assert any(result["chart_json"] for result in response.context["results"])  # the other days keep theirs
+
+
+def test_a_missing_model_is_a_sentence_not_a_server_error(client, indexed_cohort, tmp_path):
+    (tmp_path / "sensorlm" / "model.safetensors").unlink()
+    client.force_login(UserFactory(role="researcher"))
+    response = client.get(reverse("cohort:find_days"), {"q": "a long hike"})
+    assert response.status_code == 200 and "missing" in response.content.decode()
