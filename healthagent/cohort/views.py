@@ -4,7 +4,7 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
-from healthagent.cohort.charts import ChartError, daily_figure, minute_figure_json
+from healthagent.cohort.charts import ChartError, chart_channels, daily_figure, minute_figure_json
 from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list
 from healthagent.cohort.store import TrajectoryError
 from healthagent.models import Cohort, Participant
@@ -44,11 +44,12 @@ def participant_detail(request, participant_id: int):
 
 @role_required(*BROWSE_ROLES)
 def participant_minutes(request, participant_id: int):
-    """The minute chart for a window (``start`` and ``end`` in minutes): what zooming fetches."""
+    """The minute chart for a window (``start`` and ``end`` in minutes, optional ``channels``): what zooming fetches."""
     participant = access_participant(user=request.user, participant_id=participant_id)
     try:
         start, end = int(request.GET["start"]), int(request.GET["end"])
-        text = minute_figure_json(participant=participant, start_minute=start, end_minute=end)
+        text = minute_figure_json(participant=participant, start_minute=start, end_minute=end,
+                                  channels=chart_channels(request.GET.get("channels")))
     except (KeyError, ValueError):
         return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
     except ChartError as error:

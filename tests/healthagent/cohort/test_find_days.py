@@ -60,3 +60,21 @@ def test_a_missing_model_is_a_sentence_not_a_server_error(client, indexed_cohort
     client.force_login(UserFactory(role="researcher"))
     response = client.get(reverse("cohort:find_days"), {"q": "a long hike"})
     assert response.status_code == 200 and "missing" in response.content.decode()
+
+
+def test_zooming_a_day_card_fetches_the_same_panels(client, indexed_cohort):
+    """A card draws FIND_DAYS_CHANNELS; its figure names them, and the zoom URL takes and checks them."""
+    from healthagent.cohort.views import FIND_DAYS_CHANNELS
+
+    client.force_login(UserFactory(role="researcher"))
+    first = client.get(reverse("cohort:find_days"), {"q": "a long hike"}).context["results"][0]
+    channels = json.loads(first["chart_json"])["layout"]["meta"]["channels"]
+    assert channels == list(FIND_DAYS_CHANNELS)
+    url = reverse("cohort:participant_minutes", args=[first["participant"].pk])
+    zoomed = client.get(url, {"start": 60, "end": 600, "channels": ",".join(channels)})
+    assert zoomed.status_code == 200
+    assert [trace["name"] for trace in zoomed.json()["data"]] == [trace["name"] for trace in json.loads(first["chart_json"])["data"]]
+    assert zoomed.json()["layout"]["meta"]["channels"] == channels
+    for bad in ("heart_rate,not_a_channel", "", ",".join(["heart_rate"] * 2)):
+        assert client.get(url, {"start": 60, "end": 600, "channels": bad}).status_code == 400, bad
+    assert len(client.get(url, {"start": 60, "end": 600}).json()["data"]) == 8  # without the parameter: the default panels
