@@ -69,17 +69,22 @@ def test_studies_created_opened_and_closed_are_audited(client, researcher, tiny_
     assert opened.created_at <= closed.created_at and closed.object_repr == "Audited"
 
 
-def test_the_entry_is_written_in_the_action_s_transaction(grounded_study, admin_user):
+def test_the_entry_is_written_in_the_action_s_transaction(grounded_study, admin_user, django_capture_on_commit_callbacks):
     """If the entry cannot be written, the action does not happen either (and the other way round)."""
     from evaluation.services import study_set_status
+    from modeling.jobs import job_queue
 
     with mock.patch.object(AuditEntry.objects, "create", side_effect=RuntimeError("audit store down")), pytest.raises(RuntimeError):
         study_set_status(study=grounded_study, status="closed", user=admin_user)
     assert Study.objects.get(pk=grounded_study.pk).status == Study.Status.OPEN
 
-    with mock.patch("modeling.jobs._send"), mock.patch("modeling.models.Job.objects.create", side_effect=RuntimeError("db down")):
-        from modeling.jobs import job_queue
+    jobs_before = Job.objects.count()
+    with (mock.patch("modeling.jobs._send") as send, mock.patch.object(AuditEntry.objects, "create", side_effect=RuntimeError("audit store down")),
+          django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError, match="audit store down")):
+        job_queue(kind_name="demo_training", config=DEMO_TRAINING, user=admin_user)
+    assert Job.objects.count() == jobs_before and not send.called and callbacks == []
 
+    with mock.patch("modeling.jobs._send"), mock.patch("modeling.models.Job.objects.create", side_effect=RuntimeError("db down")):
         with pytest.raises(RuntimeError):
             job_queue(kind_name="demo_training", config=DEMO_TRAINING, user=admin_user)
     assert not AuditEntry.objects.filter(action__startswith="job.").exists()
