@@ -177,3 +177,12 @@ def test_admins_read_the_log_in_the_site(client, admin_user, grounded_study):
     assert "Study opened" in page and "Study created" in page and grounded_study.name in page
     filtered = client.get(reverse("audit_log"), {"action": "study.opened"}).content.decode()
     assert "Study opened" in filtered and "<td>Study created</td>" not in filtered
+
+
+def test_an_audited_admin_must_name_its_own_actions():
+    from django.contrib import admin as django_admin
+
+    from healthagent.admin import AuditedAdminMixin
+
+    with pytest.raises(TypeError, match="audit_actions"):
+        type("UnnamedAdmin", (AuditedAdminMixin, django_admin.ModelAdmin), {})
