@@ -4,6 +4,7 @@ Participants are split 80/20 before anything is fitted: the channel normalizatio
 tokenizer and the model see training participants only; the held-out retrieval is on the others.
 """
 
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -161,8 +162,11 @@ def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_
     held_out["held_out_chance_r@1"] = 1 / len(held)
     held_out["held_out_mean_rank_fraction"] = mean_rank_fraction(similarity)  # chance: 0.5
     model_dir = output_dir / "model"
-    save_sensorlm(model, tokenizer, {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0,
-                                     "pretraining": {"seed": seed, "participants": participants, "days": days}}, model_dir)
+    pretraining = {"seed": seed, "participants": participants, "days": days}
+    if init_from:  # its participants are this model's too: evaluation must avoid them (sensorlm.evaluate)
+        inherited = json.loads((Path(init_from) / "normalization.json").read_text()).get("pretraining", {})
+        pretraining["initialized_from"] = {"path": str(init_from), **inherited}
+    save_sensorlm(model, tokenizer, {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0, "pretraining": pretraining}, model_dir)
     return {**result, **held_out, "parameters": parameter_count(model), "model_dir": str(model_dir), "loss_kind": loss,
             "caption_levels": list(levels), "encoder_tensors_from_lsm": copied, "train_windows": int(is_train.sum()),
             "held_out_windows": int(len(held)), "held_out_participants": len(np.unique(data.owner[~is_train])),
