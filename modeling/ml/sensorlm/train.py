@@ -20,7 +20,7 @@ from modeling.ml.lsm.model import parameter_count, standardize
 from modeling.ml.lsm.pretrain import channel_statistics
 from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
 from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
-from modeling.ml.sensorlm.tokenizer import encode, train_tokenizer
+from modeling.ml.sensorlm.tokenizer import encode, token_lengths, train_tokenizer
 from modeling.ml.train import TrainConfig, train
 
 
@@ -170,4 +170,5 @@ def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_
     return {**result, **held_out, "parameters": parameter_count(model), "model_dir": str(model_dir), "loss_kind": loss,
             "caption_levels": list(levels), "encoder_tensors_from_lsm": copied, "train_windows": int(is_train.sum()),
             "held_out_windows": int(len(held)), "held_out_participants": len(np.unique(data.owner[~is_train])),
-            "vocabulary_size": tokenizer.get_vocab_size(), "channels": NUM_FEATURES}
+            "vocabulary_size": tokenizer.get_vocab_size(), "channels": NUM_FEATURES,
+            "caption_tokens": token_lengths(tokenizer, captions, config.max_text_tokens)}
