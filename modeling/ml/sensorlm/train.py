@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modeling.ml.data.cohort import make_cohort, participant_split
+from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.spec import NUM_FEATURES
 from modeling.ml.data.summaries import SUMMARY_FIELDS, daily_summaries
 from modeling.ml.lsm.model import parameter_count, standardize
-from modeling.ml.lsm.pretrain import channel_statistics
+from modeling.ml.lsm.pretrain import channel_statistics, simulated_days
 from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
 from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
 from modeling.ml.sensorlm.tokenizer import encode, token_lengths, train_tokenizer
@@ -53,19 +53,9 @@ class CaptionedDays:
 
 
 def captioned_days(*, participants: int, days: int, seed: int) -> CaptionedDays:
-    cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
-    values, observed, owner, day_index, weekday, events = [], [], [], [], [], []
-    for index in range(participants):
-        minutes = cohort.participant(index).minutes
-        worn = minutes.mask.any(axis=(1, 2))
-        values.append(np.nan_to_num(minutes.values[worn]))
-        observed.append(minutes.mask[worn])
-        for day in np.flatnonzero(worn):
-            owner.append(index)
-            day_index.append(day)
-            weekday.append((minutes.start_weekday + day) % 7)
-            events.append(events_of_day(minutes.events, int(day)))
-    return CaptionedDays(np.concatenate(values), np.concatenate(observed), np.array(owner), np.array(day_index), np.array(weekday), events)
+    simulated = simulated_days(participants=participants, days=days, seed=seed, worn_only=True)
+    return CaptionedDays(simulated.values, simulated.observed, simulated.owner, simulated.day, simulated.weekday,
+                         [events_of_day(events, int(day)) for events, day in zip(simulated.participant_events, simulated.day)])
 
 
 def day_statistics(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
