@@ -261,8 +261,9 @@ COHORT_IMPORT_MAX_BYTES = int(os.environ.get("COHORT_IMPORT_MAX_BYTES", str(8 * 
 # Largest request body the site reads (forms, drafts; the site takes no file uploads): a bigger
 # one is refused with 400 (templates/400.html) before any view sees it. Cohort files are imported
 # from the command line, where COHORT_IMPORT_MAX_BYTES applies.
+# (FILE_UPLOAD_MAX_MEMORY_SIZE is left at Django's default: it is not a limit, only the size above which
+# an uploaded file is spooled to disk, and no view accepts files.)
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("UPLOAD_MAX_BYTES", str(1024**2)))
-FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 # --- Security --------------------------------------------------------------------------------
