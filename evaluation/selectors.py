@@ -2,6 +2,7 @@
 
 import math
 
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404
@@ -26,6 +27,19 @@ def access_study(*, user, study_id: int) -> Study:
     study = studies_visible_to(user=user).select_related("rubric").filter(pk=study_id).first()
     if study is None:
         raise Http404("no such study")
+    return study
+
+
+def study_changeable_by(*, study: Study, user) -> bool:
+    """Opening, closing (and any other change of) a study is for its owner and admins only."""
+    return user_has_role(user, Role.ADMIN) or (study.created_by_id is not None and study.created_by_id == user.pk)
+
+
+def access_study_for_change(*, user, study_id: int) -> Study:
+    """The study if ``user`` may change it; 404 if they may not even read it, 403 if they may only read it."""
+    study = access_study(user=user, study_id=study_id)
+    if not study_changeable_by(study=study, user=user):
+        raise PermissionDenied("only the study's owner or an admin may change it")
     return study
 
 

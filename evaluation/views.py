@@ -18,7 +18,8 @@ from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes
 from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Study
-from evaluation.selectors import access_study, clinician_studies, rater_completed, rater_progress, studies_visible_to, study_overview
+from evaluation.selectors import (access_study, access_study_for_change, clinician_studies, rater_completed, rater_progress,
+                                  studies_visible_to, study_changeable_by, study_overview)
 from evaluation.services import (
     EvaluationError,
     StudySpec,
@@ -248,7 +249,8 @@ def study_new(request):
 @role_required(*RESEARCH_ROLES)
 def study_detail(request, study_id: int):
     study = access_study(user=request.user, study_id=study_id)
-    return render(request, "evaluation/study_detail.html", {"study": study, "overview": study_overview(study=study)})
+    return render(request, "evaluation/study_detail.html", {"study": study, "overview": study_overview(study=study),
+                                                            "can_change": study_changeable_by(study=study, user=request.user)})
 
 
 @role_required(*RESEARCH_ROLES)
@@ -279,7 +281,7 @@ def data_dictionary(request):
 @require_POST
 @role_required(*RESEARCH_ROLES)
 def study_status(request, study_id: int):
-    study = access_study(user=request.user, study_id=study_id)
+    study = access_study_for_change(user=request.user, study_id=study_id)
     try:
         study_set_status(study=study, status=request.POST.get("status", ""), user=request.user)
     except EvaluationError as error:

@@ -1,5 +1,7 @@
 """Creating accounts with a role (the management commands and the demo call these)."""
 
+from collections.abc import Collection
+
 from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -8,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from healthagent.audit import Action, audit_record
-from healthagent.roles import Role, user_assign_role
+from healthagent.roles import Role, user_assign_role, user_assign_roles
 
 
 class AccountError(Exception):
@@ -37,23 +39,31 @@ def client_ip_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
-def user_create_with_role(*, username: str, role: Role, password: str, email: str = "", validate: bool = True,
+def user_create_with_role(*, username: str, role: Role, password: str | None, email: str = "", validate: bool = True,
                           actor: User | None = None, via: str = "") -> User:
     """Create an active user holding exactly ``role`` (audited); raise AccountError and write nothing on bad input."""
+    return user_create_with_roles(username=username, roles=[role], password=password, email=email, validate=validate,
+                                  actor=actor, via=via)
+
+
+def user_create_with_roles(*, username: str, roles: Collection[Role], password: str | None, email: str = "",
+                           is_active: bool = True, validate: bool = True, actor: User | None = None, via: str = "") -> User:
+    """Create a user holding exactly ``roles`` (audited); ``password=None`` gives an unusable password
+    (an admin must set one). Raise AccountError and write nothing on bad input."""
     if User.objects.filter(username=username).exists():
         raise AccountError(f"A user named {username!r} already exists.")
-    user = User(username=username, email=email)
+    user = User(username=username, email=email, is_active=is_active)
     try:
         user.full_clean(exclude=["password"])
-        if validate:
+        if validate and password is not None:
             validate_password(password, user)
     except ValidationError as error:
         raise AccountError("; ".join(error.messages)) from error
     with transaction.atomic():
-        user.set_password(password)
+        user.set_password(password)  # None: an unusable password
         user.save()
-        user_assign_role(user=user, role=role)
-        audit_record(actor=actor, via=via, action=Action.USER_CREATED, target=user, details={"roles": [str(role)]})
+        user_assign_roles(user=user, roles=roles)
+        audit_record(actor=actor, via=via, action=Action.USER_CREATED, target=user, details={"roles": sorted(str(role) for role in roles)})
     return user
 
 

@@ -34,10 +34,16 @@ class RecommendationAdmin(admin.ModelAdmin):
 
 
 class AuditedAdminMixin:
-    """Django admin changes of this model also go to the audit log, in the admin's own transaction."""
+    """Django admin changes of this model also go to the audit log, in the admin's own transaction.
+    Each admin names its own actions (``audit_actions``: added, changed, deleted): no default, so no
+    model's changes are ever recorded as another model's."""
 
-    audit_actions = {"added": AuditEntry.Action.USER_CREATED, "changed": AuditEntry.Action.USER_CHANGED,
-                     "deleted": AuditEntry.Action.USER_DELETED}
+    audit_actions: dict[str, AuditEntry.Action]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if set(getattr(cls, "audit_actions", {})) != {"added", "changed", "deleted"}:
+            raise TypeError(f"{cls.__name__} must set audit_actions for 'added', 'changed' and 'deleted'")
 
     def audit_action(self, verb: str, obj, message) -> AuditEntry.Action:
         return self.audit_actions[verb]
@@ -72,6 +78,15 @@ def changed_fields(message) -> list[str]:
 
 
 class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    audit_actions = {"added": AuditEntry.Action.USER_CREATED, "changed": AuditEntry.Action.USER_CHANGED,
+                     "deleted": AuditEntry.Action.USER_DELETED}
+
+    def user_change_password(self, request, id, form_url=""):
+        # UserAdmin saves the password and then logs the change outside any transaction; the audit entry
+        # must commit with the new password (or neither does).
+        with transaction.atomic(using=router.db_for_write(User)):
+            return super().user_change_password(request, id, form_url)
+
     def audit_action(self, verb, obj, message):
         if verb == "changed" and {"Groups", "groups", "Staff status", "Superuser status"} & set(changed_fields(message)):
             return AuditEntry.Action.USER_ROLES_CHANGED

@@ -5,7 +5,7 @@ Every view goes through :func:`role_required` (function views) or :class:`RoleRe
 Django groups of the same names; a superuser holds every role.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import wraps
 
 from django.contrib.auth.models import AnonymousUser, Group, User
@@ -94,11 +94,16 @@ def scope_has_role(scope: dict, *roles: Role) -> bool:
 
 def user_assign_role(*, user: User, role: Role) -> None:
     """Give ``user`` exactly ``role``; admins are staff so they can use the Django admin too."""
+    user_assign_roles(user=user, roles=[role])
+
+
+def user_assign_roles(*, user: User, roles: Collection[Role]) -> None:
+    """Give ``user`` exactly ``roles`` (possibly none); admins are staff so they can use the Django admin too."""
     with transaction.atomic():
-        user.groups.remove(*Group.objects.filter(name__in=Role.values).exclude(name=role))
+        user.groups.remove(*Group.objects.filter(name__in=Role.values).exclude(name__in=roles))
         # get_or_create: the groups come from a data migration, which a flushed test database lacks.
-        user.groups.add(Group.objects.get_or_create(name=role)[0])
-        user.is_staff = role == Role.ADMIN
+        user.groups.add(*(Group.objects.get_or_create(name=role)[0] for role in roles))
+        user.is_staff = Role.ADMIN in roles
         user.save(update_fields=["is_staff"])
 
 

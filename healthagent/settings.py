@@ -223,7 +223,11 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "healthagent.accounts.client_ip_address"
 # How many reverse proxies in front of the site append to X-Forwarded-For (0: use the peer address).
-TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+# Production must say: behind the TLS proxy a default of 0 would give every client the proxy's
+# address, and one person's wrong passwords would lock any user out.
+if PRODUCTION and not os.environ.get("TRUSTED_PROXY_COUNT"):
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be set in the production profile (1 behind one TLS proxy, 0 without a proxy).")
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT") or "0")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -257,8 +261,9 @@ COHORT_IMPORT_MAX_BYTES = int(os.environ.get("COHORT_IMPORT_MAX_BYTES", str(8 * 
 # Largest request body the site reads (forms, drafts; the site takes no file uploads): a bigger
 # one is refused with 400 (templates/400.html) before any view sees it. Cohort files are imported
 # from the command line, where COHORT_IMPORT_MAX_BYTES applies.
+# (FILE_UPLOAD_MAX_MEMORY_SIZE is left at Django's default: it is not a limit, only the size above which
+# an uploaded file is spooled to disk, and no view accepts files.)
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("UPLOAD_MAX_BYTES", str(1024**2)))
-FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 
 # --- Security --------------------------------------------------------------------------------

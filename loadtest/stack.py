@@ -35,6 +35,8 @@ def production_environment(*, services_environment: dict, var_dir: Path, extra: 
         "ALLOWED_HOSTS": "127.0.0.1",
         # TLS ends at the proxy, which says so with X-Forwarded-Proto; the client sends that header.
         "SECURE_SSL_REDIRECT": "0",
+        # The simulated clinicians connect to daphne directly: the peer address is the client's.
+        "TRUSTED_PROXY_COUNT": "0",
         "LOG_LEVEL": "WARNING",
         **(extra or {}),
     }

@@ -56,16 +56,26 @@ def day_index_build(*, checkpoint: Checkpoint, cohort: Cohort, device: str = "cp
     return {"cohort": cohort.pk, "days": len(index), "path": str(path)}
 
 
-def day_search_checkpoint() -> Checkpoint | None:
-    """The newest SensorLM model with at least one indexed cohort."""
+MODEL_FILE = "model.safetensors"
+
+
+def day_search_indexes() -> dict[str, tuple[Checkpoint, Path]]:
+    """For every indexed cohort (by id): the newest SensorLM model that indexed it and whose model and
+    index files are both still on disk, with that index's path. A newer model that indexed other
+    cohorts does not hide this one."""
+    chosen: dict[str, tuple[Checkpoint, Path]] = {}
     for checkpoint in Checkpoint.objects.filter(family=FAMILY).order_by("-created_at", "-pk"):
-        if checkpoint.metrics.get("day_indexes"):
-            return checkpoint
-    return None
+        if not (Path(checkpoint.path) / MODEL_FILE).exists():
+            continue
+        for cohort_id, entry in checkpoint.metrics.get("day_indexes", {}).items():
+            if cohort_id not in chosen and Path(entry["path"]).exists():
+                chosen[cohort_id] = (checkpoint, Path(entry["path"]))
+    return chosen
 
 
 @lru_cache(maxsize=2)
-def _loaded_model(path: str):
+def _loaded_model(path: str, modified: float):
+    """Cached by path and the weights' modification time, like the index, so a model saved again is reloaded."""
     from modeling.ml.sensorlm.model import load_sensorlm
 
     model, tokenizer, _, _ = load_sensorlm(Path(path), "cpu")
@@ -81,18 +91,19 @@ def _loaded_index(path: str, modified: float):
 
 def days_matching(*, query: str, limit: int = 10) -> list[dict]:
     """The participant-days most like ``query``, best first: ``{"participant_id", "day_index", "caption", "score"}``.
-    Raises DaySearchError when no model has indexed a cohort yet."""
+    Each cohort is searched with the newest model that indexed it. Raises DaySearchError when no
+    model has indexed a cohort yet, or none of the indexed models is on disk any more."""
     from modeling.ml.sensorlm.search import DayIndex, rank_days
 
-    checkpoint = day_search_checkpoint()
-    if checkpoint is None:
+    indexes = day_search_indexes()
+    if not indexes:
+        if any(checkpoint.metrics.get("day_indexes") for checkpoint in Checkpoint.objects.filter(family=FAMILY)):
+            raise DaySearchError("The indexed models' files are missing from disk: an admin queues a new “Sensor-language model: "
+                                 "training” job with a cohort to index.")
         raise DaySearchError("No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index.")
-    model, tokenizer = _loaded_model(checkpoint.path)
     results = []
-    for entry in checkpoint.metrics["day_indexes"].values():
-        path = Path(entry["path"])
-        if not path.exists():
-            continue
+    for checkpoint, path in indexes.values():
+        model, tokenizer = _loaded_model(checkpoint.path, (Path(checkpoint.path) / MODEL_FILE).stat().st_mtime)
         index: DayIndex = _loaded_index(str(path), path.stat().st_mtime)
         for row, score in rank_days(model, tokenizer, index, query, limit):
             results.append({"participant_id": int(index.participant_ids[row]), "day_index": int(index.day_indices[row]),

@@ -29,3 +29,22 @@ def ensure_reference_data():
     for module, function in (("healthagent.migrations.0004_default_variants", "create_default_variants"),
                              ("evaluation.migrations.0002_default_rubrics", "create_rubrics")):
         getattr(importlib.import_module(module), function)(apps, None)
+
+
+def sensorlm_checkpoint_create(path, *, seed: int = 0):
+    """An untrained tiny SensorLM saved at ``path`` and its Checkpoint row (pages that search days do not
+    depend on the model's quality). Saving again at the same path with another seed gives other weights."""
+    import torch
+
+    from modeling.ml.data.cohort import make_cohort
+    from modeling.ml.sensorlm.captions import caption_days
+    from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
+    from modeling.ml.sensorlm.tokenizer import train_tokenizer
+    from modeling.models import Checkpoint
+
+    minutes = [make_cohort(participants=4, days=2, seed=1).participant(index).minutes for index in range(4)]
+    tokenizer = train_tokenizer([caption for record in minutes for caption in caption_days(record.values, record.mask, record.events)])
+    torch.manual_seed(seed)
+    model = SensorLMModel(SensorLMConfig.named("tiny", vocabulary_size=tokenizer.get_vocab_size(), max_text_tokens=64))
+    save_sensorlm(model, tokenizer, {"mean": [0.0] * 27, "std": [50.0] * 27}, path)
+    return Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(path))

@@ -61,5 +61,8 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     assert Job.objects.get(kind="lsm_pretrain").config["predict_cohort"] == Cohort.objects.get(name="Demo cohort").pk
     assert Study.objects.filter(status="open").count() == 2
     assert Study.objects.filter(status="open", show_captions=True).count() == 2
+    Study.objects.filter(mode="pairwise").update(show_captions=False)  # a researcher turns the captions off
+    call_command("demo_setup")
+    assert Study.objects.filter(show_captions=True).count() == 1  # a third run leaves that choice alone
     assert Job.objects.filter(kind="sensorlm_train").count() == 1
     assert Job.objects.get(kind="sensorlm_train").config["index_cohort"] == Cohort.objects.get(name="Demo cohort").pk

@@ -39,6 +39,15 @@ def enrolled_study(objects, user):
     return objects["study"].pk
 
 
+def owned_study(objects, user):
+    """The study, owned by this user when they are a researcher (only its owner or an admin may change it)."""
+    from evaluation.models import Study
+
+    if user is not None and user.groups.filter(name="researcher").exists():
+        Study.objects.filter(pk=objects["study"].pk).update(created_by=user)
+    return objects["study"].pk
+
+
 def own_assignment(objects, user):
     """An assignment of this user when they are a clinician enrolled in the study, else someone else's."""
     from evaluation.assignment import assignment_next
@@ -86,7 +95,7 @@ MATRIX = {
                                       kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
     "evaluation:study_new": row(LOGIN, FORBIDDEN, 200, 200),
     "evaluation:study_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
-    "evaluation:study_status": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
+    "evaluation:study_status": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=lambda objects, user: {"study_id": owned_study(objects, user)}),
     "evaluation:study_dashboard": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "evaluation:study_export": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),

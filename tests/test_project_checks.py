@@ -28,6 +28,7 @@ PRODUCTION_ENV = {
     "ANONYMIZATION_KEY": "another-secret-for-pseudonyms",
     "ALLOWED_HOSTS": "evaluation.example.org",
     "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+    "TRUSTED_PROXY_COUNT": "1",
 }
 
 
@@ -37,12 +38,14 @@ def test_production_profile_passes_check_deploy_without_warnings(tmp_path):
     assert "System check identified no issues" in result.stdout
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "ANONYMIZATION_KEY", "REDIS_URL"])
+# TRUSTED_PROXY_COUNT: behind the TLS proxy a default of 0 would give every client the proxy's address,
+# so one person's wrong passwords would lock any user out.
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ANONYMIZATION_KEY", "REDIS_URL", "TRUSTED_PROXY_COUNT"])
 def test_production_profile_refuses_to_start_without_its_secrets_and_services(tmp_path, missing):
     env = {**PRODUCTION_ENV, "HEALTHAGENT_VAR_DIR": str(tmp_path), missing: ""}
     result = run_manage("check", env_overrides=env)
     assert result.returncode != 0
-    assert missing in result.stderr
+    assert f"{missing} must be set" in result.stderr
 
 
 def test_production_profile_refuses_debug(tmp_path):

@@ -17,7 +17,7 @@ from plotly.subplots import make_subplots
 
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Event, Participant
-from modeling.ml.data.spec import MINUTES_PER_DAY, SLEEP_STAGES, feature
+from modeling.ml.data.spec import FEATURE_NAMES, MINUTES_PER_DAY, SLEEP_STAGES, feature
 
 DEFAULT_CHANNELS = ("heart_rate", "rmssd", "steps", "sleep_stage", "skin_temperature", "skin_conductance", "spo2", "stress_score")
 MAX_BUCKETS = 720  # per channel: at most 1,440 points (a min and a max per bucket)
@@ -35,6 +35,18 @@ ACTIVITY_COLOUR = "rgba(30, 150, 80, 0.18)"
 
 class ChartError(Exception):
     pass
+
+
+def chart_channels(text: str | None) -> tuple[str, ...]:
+    """The panels a chart request names (comma-separated feature names; DEFAULT_CHANNELS when absent).
+    Raises ChartError for an unknown, repeated or missing name, or more panels than the default chart has."""
+    if text is None:
+        return DEFAULT_CHANNELS
+    names = tuple(name.strip() for name in text.split(","))
+    known = set(FEATURE_NAMES)
+    if not all(names) or len(set(names)) != len(names) or len(names) > len(DEFAULT_CHANNELS) or not set(names) <= known:
+        raise ChartError(f"channels must be 1 to {len(DEFAULT_CHANNELS)} different names of: {', '.join(sorted(known))}")
+    return names
 
 
 def _axis_origin_ms(participant: Participant) -> float:
@@ -117,12 +129,13 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
     figure.update_layout(
         height=110 * len(channels) + 60, margin={"l": 90, "r": 20, "t": 20, "b": 40}, showlegend=False,
         hovermode="x unified", shapes=shapes, template="plotly_white",
-        meta={"start_minute": start_minute, "end_minute": end_minute, "origin_ms": origin, "total_minutes": total},
+        # channels: what a zoom asks for again (static/js/trajectory-chart.js), so it redraws the same panels.
+        meta={"start_minute": start_minute, "end_minute": end_minute, "origin_ms": origin, "total_minutes": total, "channels": list(channels)},
     )
     return json.loads(figure.to_json())
 
 
-CHART_CACHE_VERSION = 1  # bump when minute_figure's output changes
+CHART_CACHE_VERSION = 2  # bump when minute_figure's output changes
 _SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as django.utils.html.json_script
 
 

@@ -4,8 +4,9 @@ from django.core.paginator import Paginator
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
-from healthagent.cohort.charts import ChartError, daily_figure, minute_figure_json
+from healthagent.cohort.charts import ChartError, chart_channels, daily_figure, minute_figure_json
 from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list
+from healthagent.cohort.store import TrajectoryError
 from healthagent.models import Cohort, Participant
 from healthagent.roles import role_required
 from modeling.day_search import DaySearchError, days_matching
@@ -43,11 +44,12 @@ def participant_detail(request, participant_id: int):
 
 @role_required(*BROWSE_ROLES)
 def participant_minutes(request, participant_id: int):
-    """The minute chart for a window (``start`` and ``end`` in minutes): what zooming fetches."""
+    """The minute chart for a window (``start`` and ``end`` in minutes, optional ``channels``): what zooming fetches."""
     participant = access_participant(user=request.user, participant_id=participant_id)
     try:
         start, end = int(request.GET["start"]), int(request.GET["end"])
-        text = minute_figure_json(participant=participant, start_minute=start, end_minute=end)
+        text = minute_figure_json(participant=participant, start_minute=start, end_minute=end,
+                                  channels=chart_channels(request.GET.get("channels")))
     except (KeyError, ValueError):
         return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
     except ChartError as error:
@@ -79,8 +81,13 @@ def find_days(request):
                 if participant is None:  # deleted since the index was built
                     continue
                 start = match["day_index"] * MINUTES_PER_DAY
+                chart_json, chart_error = None, ""
+                try:
+                    chart_json = minute_figure_json(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
+                                                    channels=FIND_DAYS_CHANNELS)
+                except (TrajectoryError, ChartError) as problem:  # e.g. the trajectory file is gone: the caption still helps
+                    chart_error = str(problem)
                 results.append({**match, "participant": participant, "chart_id": f"day-chart-{position}",
-                                "chart_json": minute_figure_json(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
-                                                                 channels=FIND_DAYS_CHANNELS)})
+                                "chart_json": chart_json, "chart_error": chart_error})
     return render(request, "cohort/find_days.html", {"query": query, "results": results, "error": error,
                                                      "examples": FIND_DAYS_EXAMPLES})

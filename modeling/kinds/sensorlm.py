@@ -1,5 +1,7 @@
 """Job kind of the sensor-language model: training, its evaluation tables, and optionally a cohort's day index."""
 
+from pathlib import Path
+
 from django import forms
 
 from healthagent.models import Cohort
@@ -35,8 +37,6 @@ class SensorLMTrainForm(forms.Form):
 
 
 def run_sensorlm_train(context: JobContext) -> dict:
-    from pathlib import Path
-
     from modeling.day_search import day_index_build
     from modeling.ml.sensorlm.evaluate import EvaluationSettings
     from modeling.ml.sensorlm.report import evaluation_report

@@ -61,7 +61,9 @@
       if (pending) pending.abort();
       pending = new AbortController();
       section.dataset.loading = "true";
-      fetch(url + "?start=" + start + "&end=" + end, { signal: pending.signal, credentials: "same-origin" })
+      // The same panels as the chart drawn (a day card on Find days draws fewer than the default).
+      const channels = meta.channels ? "&channels=" + encodeURIComponent(meta.channels.join(",")) : "";
+      fetch(url + "?start=" + start + "&end=" + end + channels, { signal: pending.signal, credentials: "same-origin" })
         .then(function (response) {
           if (!response.ok) throw new Error("HTTP " + response.status);
           return response.json();

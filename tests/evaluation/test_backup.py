@@ -5,14 +5,15 @@ studies, items, assignments, ratings and revisions; a restore is atomic and idem
 import json
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 
 from evaluation.assignment import assignment_next
-from evaluation.models import Rating, RatingRevision, Study
+from evaluation import backup
+from evaluation.models import Assignment, Rating, RatingRevision, Rubric, Study, StudyItem
 from evaluation.services import assignment_save_draft, assignment_skip, rating_submit
-from healthagent.models import Cohort
-from healthagent.roles import Role, user_roles
+from healthagent.models import AgentVariant, Cohort
+from healthagent.roles import Role, user_assign_role, user_roles
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +32,8 @@ def rated_study(grounded_study):
     assignment_skip(assignment_id=assignment_next(study=grounded_study, rater=third).pk, rater=third, reason="no data")
     assignment_save_draft(assignment_id=assignment_next(study=grounded_study, rater=second).pk, rater=second, draft={"comment": "half"})
     grounded_study.restricted = True
-    grounded_study.save(update_fields=["restricted"])
+    grounded_study.show_captions = not Study._meta.get_field("show_captions").default
+    grounded_study.save(update_fields=["restricted", "show_captions"])
     grounded_study.researchers.add(UserFactory(role=Role.RESEARCHER, username="colleague"))
     return grounded_study
 
@@ -46,12 +48,14 @@ def ratings_as_rows() -> list[tuple]:
 
 
 def wipe_everything_the_export_holds():
-    """What a fresh database lacks: the studies, their cohorts and participants, and the accounts."""
+    """What a fresh database lacks: the studies, their rubrics, agent variants, cohorts and participants, and the accounts."""
     RatingRevision.objects.all().delete()
     Rating.objects.all().delete()
     Study.objects.all().delete()
     Cohort.objects.all().delete()
     User.objects.all().delete()
+    Rubric.objects.all().delete()
+    AgentVariant.objects.all().delete()
 
 
 def exported(folder) -> dict:
@@ -65,11 +69,12 @@ def test_export_then_restore_into_a_fresh_database_gives_identical_ratings(rated
     assert len(before) == 2 and before[0][-1] != before[1][-1]
     call_command("export_studies", "--output", str(tmp_path / "first"))
     wipe_everything_the_export_holds()
-    assert not Rating.objects.exists() and not User.objects.exists()
+    assert not Rating.objects.exists() and not User.objects.exists() and not Rubric.objects.exists() and not AgentVariant.objects.exists()
 
     call_command("import_studies", str(tmp_path / "first"))
     assert ratings_as_rows() == before
     study = Study.objects.get()
+    assert study.show_captions == rated_study.show_captions
     assert study.restricted and list(study.researchers.values_list("username", flat=True)) == ["colleague"]
     assert study.status == "open" and study.assignments.filter(state="skipped", skip_reason="no data").count() == 1
     assert study.assignments.filter(draft={"comment": "half"}).count() == 1
@@ -102,3 +107,53 @@ def test_an_unknown_format_is_refused(tmp_path):
     (tmp_path / "studies.json").write_text(json.dumps({"format": 99}))
     with pytest.raises(CommandError, match="format 99"):
         call_command("import_studies", str(tmp_path))
+
+
+# Fields the export writes as references (names, usernames, nesting) rather than as values.
+EXPORTED_AS_REFERENCES = {
+    Study: {"id", "name", "rubric", "created_by", "clinicians", "researchers"},
+    StudyItem: {"id", "study", "participant", "variant_a", "variant_b"},
+    Assignment: {"id", "study", "item", "rater"},
+    Rating: {"id", "assignment"},
+    RatingRevision: {"id", "rating"},
+}
+EXPORTED_VALUES = {
+    Study: backup.STUDY_FIELDS + backup.STUDY_TIMES, StudyItem: backup.ITEM_FIELDS,
+    Assignment: backup.ASSIGNMENT_FIELDS + backup.ASSIGNMENT_TIMES, Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
+    RatingRevision: backup.REVISION_FIELDS + ["created_at"],
+}
+
+
+@pytest.mark.parametrize("model", list(EXPORTED_VALUES), ids=lambda model: model.__name__)
+def test_every_field_is_exported_or_knowingly_left_out(model):
+    """A field added to these models later must be exported, or listed in backup.NOT_EXPORTED with its reason."""
+    fields = {field.name for field in [*model._meta.concrete_fields, *model._meta.many_to_many]}
+    left_out = set(backup.NOT_EXPORTED.get(model.__name__, {}))
+    accounted = set(EXPORTED_VALUES[model]) | EXPORTED_AS_REFERENCES[model] | left_out
+    assert fields - accounted == set(), "neither exported nor in backup.NOT_EXPORTED"
+    assert accounted - fields == set(), "exported or left out but not a field"
+
+
+def test_restored_accounts_are_audited_and_keep_every_role(rated_study, tmp_path):
+    from healthagent.models import AuditEntry
+
+    UserFactory(role=Role.ADMIN, username="two_roles").groups.add(Group.objects.get_or_create(name=Role.RESEARCHER)[0])
+    rated_study.researchers.add(User.objects.get(username="two_roles"))
+    call_command("export_studies", "--output", str(tmp_path))
+    wipe_everything_the_export_holds()
+    call_command("import_studies", str(tmp_path))
+    restored = User.objects.get(username="two_roles")
+    assert user_roles(restored) == {Role.ADMIN, Role.RESEARCHER} and restored.is_staff and not restored.has_usable_password()
+    entries = AuditEntry.objects.filter(action=AuditEntry.Action.USER_CREATED)
+    assert sorted(entries.values_list("object_repr", flat=True)) == sorted(User.objects.values_list("username", flat=True))
+    assert {entry.actor_name for entry in entries} == {"import_studies command"}
+    assert entries.get(object_repr="two_roles").details["roles"] == ["admin", "researcher"]
+
+
+def test_a_restore_never_changes_the_roles_of_an_existing_account(rated_study, tmp_path):
+    call_command("export_studies", "--output", str(tmp_path))
+    colleague = User.objects.get(username="colleague")
+    user_assign_role(user=colleague, role=Role.CLINICIAN)
+    with pytest.raises(CommandError, match="nothing was written.*colleague.*researcher"):
+        call_command("import_studies", str(tmp_path))
+    assert user_roles(User.objects.get(username="colleague")) == {Role.CLINICIAN}

@@ -141,3 +141,19 @@ def test_a_researcher_creates_a_restricted_study_in_the_site(client, researcher,
     for user, status in ((colleague, 200), (outsider, 404), (researcher, 200)):
         client.force_login(user)
         assert client.get(reverse("evaluation:study_dashboard", args=[study.pk])).status_code == status
+
+
+def test_only_the_owner_or_an_admin_opens_or_closes_a_study(client, grounded_study, admin_user):
+    """Reading a study (any researcher, when unrestricted) is not changing it."""
+    reader = UserFactory(role=Role.RESEARCHER)
+    client.force_login(reader)
+    assert client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).status_code == 200
+    assert client.post(reverse("evaluation:study_status", args=[grounded_study.pk]), {"status": "closed"}).status_code == 403
+    assert Study.objects.get(pk=grounded_study.pk).status == Study.Status.OPEN
+    assert "Close the study" not in client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).content.decode()
+
+    for user in (grounded_study.created_by, admin_user):
+        client.force_login(user)
+        assert "Close the study" in client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).content.decode()
+    assert client.post(reverse("evaluation:study_status", args=[grounded_study.pk]), {"status": "closed"}).status_code == 302
+    assert Study.objects.get(pk=grounded_study.pk).status == Study.Status.CLOSED

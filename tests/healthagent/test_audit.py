@@ -69,17 +69,22 @@ def test_studies_created_opened_and_closed_are_audited(client, researcher, tiny_
     assert opened.created_at <= closed.created_at and closed.object_repr == "Audited"
 
 
-def test_the_entry_is_written_in_the_action_s_transaction(grounded_study, admin_user):
+def test_the_entry_is_written_in_the_action_s_transaction(grounded_study, admin_user, django_capture_on_commit_callbacks):
     """If the entry cannot be written, the action does not happen either (and the other way round)."""
     from evaluation.services import study_set_status
+    from modeling.jobs import job_queue
 
     with mock.patch.object(AuditEntry.objects, "create", side_effect=RuntimeError("audit store down")), pytest.raises(RuntimeError):
         study_set_status(study=grounded_study, status="closed", user=admin_user)
     assert Study.objects.get(pk=grounded_study.pk).status == Study.Status.OPEN
 
-    with mock.patch("modeling.jobs._send"), mock.patch("modeling.models.Job.objects.create", side_effect=RuntimeError("db down")):
-        from modeling.jobs import job_queue
+    jobs_before = Job.objects.count()
+    with (mock.patch("modeling.jobs._send") as send, mock.patch.object(AuditEntry.objects, "create", side_effect=RuntimeError("audit store down")),
+          django_capture_on_commit_callbacks(execute=True) as callbacks, pytest.raises(RuntimeError, match="audit store down")):
+        job_queue(kind_name="demo_training", config=DEMO_TRAINING, user=admin_user)
+    assert Job.objects.count() == jobs_before and not send.called and callbacks == []
 
+    with mock.patch("modeling.jobs._send"), mock.patch("modeling.models.Job.objects.create", side_effect=RuntimeError("db down")):
         with pytest.raises(RuntimeError):
             job_queue(kind_name="demo_training", config=DEMO_TRAINING, user=admin_user)
     assert not AuditEntry.objects.filter(action__startswith="job.").exists()
@@ -99,7 +104,10 @@ def test_create_user_and_cohort_imports_from_the_command_line_are_audited(monkey
     assert imported.actor_name == "import_cohort command" and imported.details["imported"] == 2 and imported.object_repr == "Audited cohort"
 
 
-def test_users_added_and_roles_changed_in_the_django_admin_are_audited(client, admin_user):
+@pytest.mark.django_db(transaction=True)  # outside a test transaction: each admin view must open its own
+def test_users_added_and_roles_changed_in_the_django_admin_are_audited(client):
+    # A superuser: a flushed database's admin group has no model permissions (they come from a data migration).
+    admin_user = UserFactory(role=Role.ADMIN, is_superuser=True)
     client.force_login(admin_user)
     response = client.post(reverse("admin:auth_user_add"), {"username": "dr_new", "password1": "correct-horse-battery-staple",
                                                             "password2": "correct-horse-battery-staple", "usable_password": "true"})
@@ -114,6 +122,20 @@ def test_users_added_and_roles_changed_in_the_django_admin_are_audited(client, a
     assert response.status_code == 302, response.content.decode()[:3000]
     changed = only_entry(Action.USER_ROLES_CHANGED)
     assert changed.actor == admin_user and changed.details["roles"] == ["researcher"] and "Groups" in changed.details["changed_fields"]
+
+
+@pytest.mark.django_db(transaction=True)  # outside a test transaction: the admin view must open its own
+def test_passwords_changed_in_the_django_admin_are_audited(client):
+    admin_user = UserFactory(role=Role.ADMIN, is_superuser=True)
+    clinician = UserFactory(role=Role.CLINICIAN)
+    client.force_login(admin_user)
+    response = client.post(reverse("admin:auth_user_password_change", args=[clinician.pk]),
+                           {"password1": "another-correct-horse-battery", "password2": "another-correct-horse-battery", "usable_password": "true"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    clinician.refresh_from_db()
+    assert clinician.check_password("another-correct-horse-battery")
+    changed = only_entry(Action.USER_CHANGED)
+    assert (changed.actor, changed.object_id) == (admin_user, str(clinician.pk))
 
 
 @pytest.mark.django_db(transaction=True)  # outside a test transaction: the admin action must open its own
@@ -155,3 +177,12 @@ def test_admins_read_the_log_in_the_site(client, admin_user, grounded_study):
     assert "Study opened" in page and "Study created" in page and grounded_study.name in page
     filtered = client.get(reverse("audit_log"), {"action": "study.opened"}).content.decode()
     assert "Study opened" in filtered and "<td>Study created</td>" not in filtered
+
+
+def test_an_audited_admin_must_name_its_own_actions():
+    from django.contrib import admin as django_admin
+
+    from healthagent.admin import AuditedAdminMixin
+
+    with pytest.raises(TypeError, match="audit_actions"):
+        type("UnnamedAdmin", (AuditedAdminMixin, django_admin.ModelAdmin), {})

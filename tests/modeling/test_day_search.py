@@ -1,12 +1,16 @@
 """The sensorlm_train job (training, evaluation tables, a cohort's day index) and the search over that index."""
 
+import os
+
 import numpy as np
 import pytest
 
-from modeling.day_search import DaySearchError, day_search_checkpoint, days_matching
+from modeling.day_search import DaySearchError, day_index_build, day_search_indexes, days_matching
 from modeling.jobs import job_queue
+from modeling.ml.sensorlm.search import DayIndex, load_index, save_index
 from modeling.models import Checkpoint
 from modeling.tasks import run_job
+from tests.factories import sensorlm_checkpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +22,7 @@ def var_dir(settings, tmp_path):
 
 def test_search_says_what_to_do_before_any_cohort_is_indexed():
     Checkpoint.objects.create(family="sensorlm", size="tiny", path="/nowhere")  # a model without an index does not count
-    assert day_search_checkpoint() is None
+    assert day_search_indexes() == {}
     with pytest.raises(DaySearchError, match="queues"):
         days_matching(query="a morning run")
 
@@ -35,7 +39,7 @@ def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searche
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
     checkpoint = Checkpoint.objects.get(job=job)
-    assert checkpoint.family == "sensorlm" and day_search_checkpoint() == checkpoint
+    assert checkpoint.family == "sensorlm" and day_search_indexes()[str(tiny_cohort.pk)][0] == checkpoint
     assert [table["title"] for table in job.result["tables"]] == ["Zero-shot activity recognition", "Binary groupings (AUROC)",
                                                                   "Retrieval among the test days", "Captioning"]
     client.force_login(admin_user)
@@ -56,3 +60,36 @@ def test_admins_queue_the_training_from_its_form(client, admin_user, tiny_cohort
     client.force_login(admin_user)
     page = client.get(reverse("modeling:job_new", kwargs={"kind": "sensorlm_train"})).content.decode()
     assert "Caption levels" in page and "Index cohort" in page and tiny_cohort.name in page
+
+
+def test_each_cohort_is_searched_with_the_newest_model_that_indexed_it(tiny_cohort, tmp_path):
+    older = sensorlm_checkpoint_create(tmp_path / "older")
+    day_index_build(checkpoint=older, cohort=tiny_cohort)
+    newer = sensorlm_checkpoint_create(tmp_path / "newer", seed=1)
+    other_index = tmp_path / "newer" / "days-cohort-999.npz"  # another cohort's one day (participant 999999)
+    own = load_index(tmp_path / "older" / f"days-cohort-{tiny_cohort.pk}.npz")
+    save_index(DayIndex(own.embeddings[:1], np.array([999999]), np.array([0]), np.array(["Slept 7 h."])), other_index)
+    newer.metrics = {"day_indexes": {"999": {"path": str(other_index), "days": 1}}}  # another cohort only
+    newer.save(update_fields=["metrics"])
+    assert {cohort: checkpoint for cohort, (checkpoint, _) in day_search_indexes().items()} == {str(tiny_cohort.pk): older, "999": newer}
+    searched = {result["participant_id"] for result in days_matching(query="a long hike", limit=50)}
+    assert searched == {999999, *tiny_cohort.participants.values_list("pk", flat=True)}
+
+
+def test_a_model_saved_again_at_the_same_path_is_reloaded(tiny_cohort, tmp_path):
+    checkpoint = sensorlm_checkpoint_create(tmp_path / "sensorlm")
+    day_index_build(checkpoint=checkpoint, cohort=tiny_cohort)
+    before = [result["score"] for result in days_matching(query="a long hike", limit=3)]
+    sensorlm_checkpoint_create(tmp_path / "sensorlm", seed=7).delete()  # other weights, same directory
+    weights = tmp_path / "sensorlm" / "model.safetensors"
+    os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 10))
+    after = [result["score"] for result in days_matching(query="a long hike", limit=3)]
+    assert before != after
+
+
+def test_a_missing_model_directory_is_a_sentence_not_a_crash(tiny_cohort, tmp_path):
+    checkpoint = sensorlm_checkpoint_create(tmp_path / "sensorlm")
+    day_index_build(checkpoint=checkpoint, cohort=tiny_cohort)
+    (tmp_path / "sensorlm" / "model.safetensors").unlink()
+    with pytest.raises(DaySearchError, match="missing"):
+        days_matching(query="a long hike")

@@ -88,8 +88,7 @@ class Command(BaseCommand):
             ("Demo: rate the agent's answers", "absolute", ["grounded agent", "LLM only"], 15),
             ("Demo: which answer is better?", "pairwise", ["grounded agent", "LLM only"], 10),
         ):
-            if Study.objects.filter(name=name).exists():
-                Study.objects.filter(name=name).update(show_captions=True)  # demos set up before the option existed
+            if Study.objects.filter(name=name).exists():  # set up by an earlier run: left as a researcher may have changed it
                 continue
             spec = StudySpec(name=name, mode=mode, rubric=rubric, cohort=cohort, variants=[variants[v] for v in chosen], raters_per_item=1,
                              clinicians=[clinician], participants=sample, seed=7, show_captions=True,

@@ -10,6 +10,7 @@ over test participants.
 """
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,20 +50,28 @@ class Representations:
 
 
 @torch.no_grad()
+@torch.no_grad()
+def embed_worn_days(embed: Callable[..., torch.Tensor], device: torch.device | str, mean: torch.Tensor, std: torch.Tensor,
+                    values: np.ndarray, observed: np.ndarray, start_weekday: int = 0, batch: int = 32) -> tuple[np.ndarray, torch.Tensor]:
+    """(worn day positions, (worn days, dim) embeddings) of one participant's days (days, channels, 1440), standardized and
+    embedded in batches by ``embed(values, observed, weekday)`` (a model's window-embedding method); days without any
+    observed minute are skipped."""
+    worn = np.flatnonzero(observed.any(axis=(1, 2)))
+    if not worn.size:
+        return worn, torch.zeros(0)
+    observed_tensor = torch.tensor(np.ascontiguousarray(observed[worn]))
+    standardized = standardize(torch.tensor(np.nan_to_num(values[worn])), observed_tensor, mean, std)
+    weekday = torch.tensor((start_weekday + worn) % 7)
+    embeddings = [embed(standardized[i:i + batch].to(device), observed_tensor[i:i + batch].to(device), weekday[i:i + batch].to(device)).cpu()
+                  for i in range(0, len(worn), batch)]
+    return worn, torch.cat(embeddings)
+
+
 def embed_days(model: LSMForMaskedPretraining, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, observed: np.ndarray,
                start_weekday: int = 0, batch: int = 32) -> np.ndarray | None:
     """A participant's embedding: the mean over their days' embeddings (days without any observed minute skipped)."""
-    worn = observed.any(axis=(1, 2))
-    if not worn.any():
-        return None
-    observed_tensor = torch.tensor(np.ascontiguousarray(observed[worn]))
-    standardized = standardize(torch.tensor(np.nan_to_num(values[worn])), observed_tensor, mean, std)
-    weekday = torch.tensor((start_weekday + np.flatnonzero(worn)) % 7)
-    device = model.device
-    embeddings = [model.embed_windows(standardized[i:i + batch].to(device), observed_tensor[i:i + batch].to(device),
-                                      weekday[i:i + batch].to(device)).cpu()
-                  for i in range(0, len(standardized), batch)]
-    return torch.cat(embeddings).mean(dim=0).numpy()
+    worn, embeddings = embed_worn_days(model.embed_windows, model.device, mean, std, values, observed, start_weekday, batch)
+    return embeddings.mean(dim=0).numpy() if worn.size else None
 
 
 def represent(model_dir: Path, *, participants: int, days: int, seed: int, device: str = "cpu", keep_windows: bool = False) -> Representations:

@@ -20,17 +20,36 @@ class SimulatedWindows(NamedTuple):
     weekday: np.ndarray  # (windows,) 0 = Monday
 
 
-def simulated_windows(*, participants: int, days: int, seed: int) -> SimulatedWindows:
-    """Day windows of a simulated cohort."""
+class SimulatedDays(NamedTuple):
+    values: np.ndarray  # (windows, channels, minutes), NaN-free
+    observed: np.ndarray
+    owner: np.ndarray  # (windows,) the participant of each window, in participant then day order
+    day: np.ndarray  # (windows,) the day within the participant's stay
+    weekday: np.ndarray  # (windows,) 0 = Monday
+    participant_events: list  # (windows,) each window's participant's whole event list (minutes from their first minute)
+
+
+def simulated_days(*, participants: int, days: int, seed: int, worn_only: bool = False) -> SimulatedDays:
+    """Day windows of a simulated cohort, with their day and their participant's events; ``worn_only`` leaves out
+    days without any observed minute."""
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
-    values, observed, owner, weekday = [], [], [], []
+    values, observed, owner, day_index, weekday, events = [], [], [], [], [], []
     for index in range(participants):
         minutes = cohort.participant(index).minutes
-        values.append(np.nan_to_num(minutes.values))
-        observed.append(minutes.mask)
-        owner += [index] * minutes.days
-        weekday += [(minutes.start_weekday + day) % 7 for day in range(minutes.days)]
-    return SimulatedWindows(np.concatenate(values), np.concatenate(observed), np.array(owner), np.array(weekday))
+        kept = np.flatnonzero(minutes.mask.any(axis=(1, 2))) if worn_only else np.arange(minutes.days)
+        values.append(np.nan_to_num(minutes.values[kept]))
+        observed.append(minutes.mask[kept])
+        owner += [index] * len(kept)
+        day_index += kept.tolist()
+        weekday += [(minutes.start_weekday + int(day)) % 7 for day in kept]
+        events += [minutes.events] * len(kept)
+    return SimulatedDays(np.concatenate(values), np.concatenate(observed), np.array(owner), np.array(day_index), np.array(weekday), events)
+
+
+def simulated_windows(*, participants: int, days: int, seed: int) -> SimulatedWindows:
+    """Day windows of a simulated cohort."""
+    simulated = simulated_days(participants=participants, days=days, seed=seed)
+    return SimulatedWindows(simulated.values, simulated.observed, simulated.owner, simulated.weekday)
 
 
 def channel_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ are fitted on the first half; every method is scored once on the second half's d
   captions, beside the nearest training caption by hand-crafted statistics and by SensorLM similarity.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from modeling.ml.data.activities import ACTIVITY_KINDS, ACTIVITY_NAMES
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.lsm.evaluate import BOOTSTRAP, class_probabilities, probe_pipeline, score
+from modeling.ml.lsm.pretrain import check_new_participants
 from modeling.ml.sensorlm.captions import activity_words
 from modeling.ml.sensorlm.model import SensorLMModel, load_sensorlm
 from modeling.ml.sensorlm.tokenizer import decode, normalized
@@ -60,9 +62,18 @@ class EvaluationData:
     extra: dict = field(default_factory=dict)
 
 
-def check_new_participants(normalization: dict, seed: int) -> None:
-    if normalization.get("pretraining", {}).get("seed") == seed:
-        raise ValueError(f"seed {seed} is the model's training seed: use another seed so the participants are new")
+def check_unseen_participants(model_dir: Path, settings: "EvaluationSettings") -> None:
+    """Refuse an evaluation seed whose participants any model in the chain has trained on: this model,
+    the foundation model its sensor encoder was initialized from (``init_from``), and the foundation
+    model of the supervised reference (``lsm_model``)."""
+    check_new_participants(model_dir, settings.seed)
+    pretraining = json.loads((Path(model_dir) / "normalization.json").read_text()).get("pretraining", {})
+    initialized_from = pretraining.get("initialized_from") or {}
+    if initialized_from.get("seed") == settings.seed:
+        raise ValueError(f"seed {settings.seed} is the pre-training seed of the foundation model this one was initialized from "
+                         f"({initialized_from.get('path')}): use another seed so the participants are new")
+    if settings.lsm_model:
+        check_new_participants(settings.lsm_model, settings.seed)
 
 
 def prepare(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, settings: EvaluationSettings) -> EvaluationData:
@@ -197,10 +208,8 @@ def lsm_features(lsm_model: Path, data: CaptionedDays, device: str) -> np.ndarra
 
 def evaluate(model_dir: Path, settings: EvaluationSettings, progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict:
     """Every score of the model in one JSON-ready dict."""
-    import json
-
+    check_unseen_participants(model_dir, settings)
     model, tokenizer, mean, std = load_sensorlm(model_dir, settings.device)
-    check_new_participants(json.loads((Path(model_dir) / "normalization.json").read_text()), settings.seed)
     progress(0.0, "simulating and embedding the evaluation participants")
     evaluation = prepare(model, mean, std, settings)
     if settings.lsm_model:

@@ -39,7 +39,7 @@ class SensorLMConfig(PatchGeometry, PretrainedConfig):
 
     def __init__(self, channels: int = 27, minutes: int = 1440, patch_minutes: int = 60, patch_channels: int = 1, dim: int = 64,
                  depth: int = 2, heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0, calendar_features: bool = False,
-                 vocabulary_size: int = 512, text_dim: int = 64, text_depth: int = 2, text_heads: int = 4, max_text_tokens: int = 128,
+                 vocabulary_size: int = 512, text_dim: int = 64, text_depth: int = 2, text_heads: int = 4, max_text_tokens: int = 448,
                  embed_dim: int = 64, patch_keep: float = 0.5, loss: str = "clip", decoder_depth: int = 1, caption_weight: float = 1.0,
                  caption_levels: tuple = ("semantic", "structural", "statistical"), size: str = "tiny",
                  pad_token_id: int = 0, bos_token_id: int = 2, eos_token_id: int = 3, **kwargs):

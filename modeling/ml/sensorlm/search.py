@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modeling.ml.lsm.model import standardize
+from modeling.ml.lsm.evaluate import embed_worn_days
 from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days
 from modeling.ml.sensorlm.model import SensorLMModel
 from modeling.ml.sensorlm.train import embed_texts
@@ -28,20 +28,13 @@ class DayIndex:
         return len(self.day_indices)
 
 
-@torch.no_grad()
 def embed_participant_days(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, mask: np.ndarray,
                            start_weekday: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(worn day positions, (worn days, embed_dim) embeddings) of one participant's days (days, channels, 1440)."""
-    worn = np.flatnonzero(mask.any(axis=(1, 2)))
+    worn, embeddings = embed_worn_days(model.embed_sensor, model.device, mean, std, values, mask, start_weekday, batch)
     if not worn.size:
         return worn, np.zeros((0, model.config.embed_dim), np.float32)
-    observed = torch.tensor(np.ascontiguousarray(mask[worn]))
-    standardized = standardize(torch.tensor(np.nan_to_num(values[worn])), observed, mean, std)
-    weekday = torch.tensor((start_weekday + worn) % 7)
-    device = model.device
-    parts = [model.embed_sensor(standardized[i:i + batch].to(device), observed[i:i + batch].to(device), weekday[i:i + batch].to(device)).cpu()
-             for i in range(0, len(worn), batch)]
-    return worn, torch.cat(parts).numpy().astype(np.float32)
+    return worn, embeddings.numpy().astype(np.float32)
 
 
 def build_index(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, participants: Iterable[tuple]) -> DayIndex:
@@ -50,9 +43,9 @@ def build_index(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, par
     embeddings, owners, days, captions = [], [], [], []
     for participant_id, values, mask, events, start_weekday, first_day in participants:
         worn, embedded = embed_participant_days(model, mean, std, values, mask, (start_weekday + first_day) % 7)
-        # each worn day captioned at its own index (never-worn days are skipped, so positions are not consecutive)
-        day_captions = [caption_days(values[day:day + 1], mask[day:day + 1], events, READER_LEVELS, first_day=first_day + int(day))[0]
-                        for day in worn]
+        # all of the participant's days captioned at once, each at its own index; never-worn days are then skipped
+        every_caption = caption_days(values, mask, events, READER_LEVELS, first_day=first_day)
+        day_captions = [every_caption[day] for day in worn]
         embeddings.append(embedded)
         owners += [participant_id] * len(worn)
         days += [first_day + int(day) for day in worn]

@@ -4,6 +4,7 @@ Participants are split 80/20 before anything is fitted: the channel normalizatio
 tokenizer and the model see training participants only; the held-out retrieval is on the others.
 """
 
+import json
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modeling.ml.data.cohort import make_cohort, participant_split
+from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.spec import NUM_FEATURES
 from modeling.ml.data.summaries import SUMMARY_FIELDS, daily_summaries
 from modeling.ml.lsm.model import parameter_count, standardize
-from modeling.ml.lsm.pretrain import channel_statistics
+from modeling.ml.lsm.pretrain import channel_statistics, simulated_days
 from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
 from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
-from modeling.ml.sensorlm.tokenizer import encode, train_tokenizer
+from modeling.ml.sensorlm.tokenizer import encode, token_lengths, train_tokenizer
 from modeling.ml.train import TrainConfig, train
 
 
@@ -52,19 +53,9 @@ class CaptionedDays:
 
 
 def captioned_days(*, participants: int, days: int, seed: int) -> CaptionedDays:
-    cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
-    values, observed, owner, day_index, weekday, events = [], [], [], [], [], []
-    for index in range(participants):
-        minutes = cohort.participant(index).minutes
-        worn = minutes.mask.any(axis=(1, 2))
-        values.append(np.nan_to_num(minutes.values[worn]))
-        observed.append(minutes.mask[worn])
-        for day in np.flatnonzero(worn):
-            owner.append(index)
-            day_index.append(day)
-            weekday.append((minutes.start_weekday + day) % 7)
-            events.append(events_of_day(minutes.events, int(day)))
-    return CaptionedDays(np.concatenate(values), np.concatenate(observed), np.array(owner), np.array(day_index), np.array(weekday), events)
+    simulated = simulated_days(participants=participants, days=days, seed=seed, worn_only=True)
+    return CaptionedDays(simulated.values, simulated.observed, simulated.owner, simulated.day, simulated.weekday,
+                         [events_of_day(events, int(day)) for events, day in zip(simulated.participant_events, simulated.day)])
 
 
 def day_statistics(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -161,9 +152,13 @@ def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_
     held_out["held_out_chance_r@1"] = 1 / len(held)
     held_out["held_out_mean_rank_fraction"] = mean_rank_fraction(similarity)  # chance: 0.5
     model_dir = output_dir / "model"
-    save_sensorlm(model, tokenizer, {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0,
-                                     "pretraining": {"seed": seed, "participants": participants, "days": days}}, model_dir)
+    pretraining = {"seed": seed, "participants": participants, "days": days}
+    if init_from:  # its participants are this model's too: evaluation must avoid them (sensorlm.evaluate)
+        inherited = json.loads((Path(init_from) / "normalization.json").read_text()).get("pretraining", {})
+        pretraining["initialized_from"] = {"path": str(init_from), **inherited}
+    save_sensorlm(model, tokenizer, {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0, "pretraining": pretraining}, model_dir)
     return {**result, **held_out, "parameters": parameter_count(model), "model_dir": str(model_dir), "loss_kind": loss,
             "caption_levels": list(levels), "encoder_tensors_from_lsm": copied, "train_windows": int(is_train.sum()),
             "held_out_windows": int(len(held)), "held_out_participants": len(np.unique(data.owner[~is_train])),
-            "vocabulary_size": tokenizer.get_vocab_size(), "channels": NUM_FEATURES}
+            "vocabulary_size": tokenizer.get_vocab_size(), "channels": NUM_FEATURES,
+            "caption_tokens": token_lengths(tokenizer, captions, config.max_text_tokens)}

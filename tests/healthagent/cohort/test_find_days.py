@@ -3,12 +3,11 @@
 import json
 
 import pytest
-import torch
 from django.urls import reverse
 
+from healthagent.cohort.captions import participant_day_captions
 from modeling.day_search import day_index_build
-from modeling.models import Checkpoint
-from tests.factories import UserFactory
+from tests.factories import UserFactory, sensorlm_checkpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -16,18 +15,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def indexed_cohort(tiny_cohort, tmp_path):
     """The tiny cohort indexed by an untrained tiny SensorLM (the page's behaviour does not depend on its quality)."""
-    from modeling.ml.data.cohort import make_cohort
-    from modeling.ml.sensorlm.captions import caption_days
-    from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
-    from modeling.ml.sensorlm.tokenizer import train_tokenizer
-
-    minutes = [make_cohort(participants=4, days=2, seed=1).participant(index).minutes for index in range(4)]
-    tokenizer = train_tokenizer([caption for record in minutes for caption in caption_days(record.values, record.mask, record.events)])
-    torch.manual_seed(0)
-    model = SensorLMModel(SensorLMConfig.named("tiny", vocabulary_size=tokenizer.get_vocab_size(), max_text_tokens=64))
-    save_sensorlm(model, tokenizer, {"mean": [0.0] * 27, "std": [50.0] * 27}, tmp_path / "sensorlm")
-    checkpoint = Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(tmp_path / "sensorlm"))
-    day_index_build(checkpoint=checkpoint, cohort=tiny_cohort)
+    day_index_build(checkpoint=sensorlm_checkpoint_create(tmp_path / "sensorlm"), cohort=tiny_cohort)
     return tiny_cohort
 
 
@@ -42,7 +30,10 @@ def test_days_come_ranked_with_caption_chart_and_a_link_to_the_participant(clien
     assert page.count("data-day-result") == len(results) and page.count('id="day-chart-') == len(results)
     first = results[0]
     assert reverse("cohort:participant_detail", args=[first["participant"].pk]) in page
-    assert first["caption"] in page and ("Slept" in first["caption"] or "sleep" in first["caption"])
+    assert first["caption"] in page
+    # The card's caption is that participant-day's own (the index stores what the captioner says of it).
+    day = first["day_index"]
+    assert first["caption"] == participant_day_captions(participant=first["participant"], start_day=day, end_day=day + 1)[0]["caption"]
     assert [panel["yaxis"] for panel in json.loads(first["chart_json"])["data"]] == ["y", "y2", "y3", "y4"]
 
 
@@ -52,3 +43,42 @@ def test_without_an_index_the_page_says_how_to_get_one(client, tiny_cohort):
     assert response.status_code == 200 and not response.context["results"]
     assert "No day index yet" in response.content.decode()
     assert "Find days" in client.get(reverse("cohort:cohort_list")).content.decode()  # the navigation entry
+
+
+def test_a_day_whose_trajectory_file_is_gone_keeps_its_caption_without_a_chart(client, indexed_cohort, settings):
+    from pathlib import Path
+
+    gone = indexed_cohort.participants.exclude(trajectory_path="").order_by("pk").first()
+    (Path(settings.TRAJECTORY_ROOT) / gone.trajectory_path).unlink()
+    client.force_login(UserFactory(role="researcher"))
+    response = client.get(reverse("cohort:find_days"), {"q": "a long hike"})
+    assert response.status_code == 200
+    cards = [result for result in response.context["results"] if result["participant"] == gone]
+    assert cards and all(card["chart_json"] is None and card["caption"] and card["chart_error"] for card in cards)
+    assert "chart cannot be drawn" in response.content.decode()
+    assert any(result["chart_json"] for result in response.context["results"])  # the other days keep theirs
+
+
+def test_a_missing_model_is_a_sentence_not_a_server_error(client, indexed_cohort, tmp_path):
+    (tmp_path / "sensorlm" / "model.safetensors").unlink()
+    client.force_login(UserFactory(role="researcher"))
+    response = client.get(reverse("cohort:find_days"), {"q": "a long hike"})
+    assert response.status_code == 200 and "missing" in response.content.decode()
+
+
+def test_zooming_a_day_card_fetches_the_same_panels(client, indexed_cohort):
+    """A card draws FIND_DAYS_CHANNELS; its figure names them, and the zoom URL takes and checks them."""
+    from healthagent.cohort.views import FIND_DAYS_CHANNELS
+
+    client.force_login(UserFactory(role="researcher"))
+    first = client.get(reverse("cohort:find_days"), {"q": "a long hike"}).context["results"][0]
+    channels = json.loads(first["chart_json"])["layout"]["meta"]["channels"]
+    assert channels == list(FIND_DAYS_CHANNELS)
+    url = reverse("cohort:participant_minutes", args=[first["participant"].pk])
+    zoomed = client.get(url, {"start": 60, "end": 600, "channels": ",".join(channels)})
+    assert zoomed.status_code == 200
+    assert [trace["name"] for trace in zoomed.json()["data"]] == [trace["name"] for trace in json.loads(first["chart_json"])["data"]]
+    assert zoomed.json()["layout"]["meta"]["channels"] == channels
+    for bad in ("heart_rate,not_a_channel", "", ",".join(["heart_rate"] * 2)):
+        assert client.get(url, {"start": 60, "end": 600, "channels": bad}).status_code == 400, bad
+    assert len(client.get(url, {"start": 60, "end": 600}).json()["data"]) == 8  # without the parameter: the default panels

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from modeling.ml.data.cohort import make_cohort
+from modeling.ml.lsm.masking import patch_missing
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
 from modeling.ml.sensorlm.captions import caption_days
 from modeling.ml.sensorlm.model import LOSSES, SensorLMConfig, SensorLMModel, load_sensorlm, save_sensorlm
@@ -92,10 +93,18 @@ def test_the_sensor_tower_starts_from_a_foundation_model_of_the_same_architectur
 def test_gaps_are_attention_masked_not_read(captioned):
     values, observed, _, tokenizer = captioned
     model = SensorLMModel(tiny(tokenizer, "siglip")).eval()
-    poisoned = values.clone()
-    poisoned[~observed] = 1e4
-    patch_gaps = (~observed).reshape(*observed.shape[:2], 24, 60).all(-1)
-    poisoned.reshape(*observed.shape[:2], 24, 60)[patch_gaps] = 99.0
+    config = model.config
+    gaps = patch_missing(observed, config.patch_channels, config.patch_minutes)  # (batch, patches)
+    assert gaps.any() and not gaps.all(dim=1).any()  # the windows have fully missing patches, and observed ones
     with torch.no_grad():
-        assert torch.allclose(model.embed_sensor(values, observed), model.embed_sensor(poisoned, observed), atol=1e-5)
+        _, padding = model.sensor_tokens(values, observed)
+        # (batch, visible patches): each window keeps exactly its observed patches; the rest is padding.
+        assert torch.equal((~padding).sum(dim=1), (~gaps).sum(dim=1))
+        # Fed as observed zeros instead, the missing patches would be read: the embedding changes.
+        as_zeros = torch.where(observed, values, torch.zeros_like(values))
+        masked = model.embed_sensor(values, observed)
+        read = model.embed_sensor(as_zeros, torch.ones_like(observed))
+        assert not torch.allclose(masked, read, atol=1e-3)
+        poisoned = torch.where(observed, values, torch.full_like(values, 1e4))
+        assert torch.allclose(masked, model.embed_sensor(poisoned, observed), atol=1e-5)
     assert np.isfinite(model.logit_bias.item()) and model.logit_bias.item() == -10.0

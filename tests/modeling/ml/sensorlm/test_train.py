@@ -22,3 +22,15 @@ def test_contrastive_training_retrieves_held_out_days_better_than_chance(tmp_pat
     assert result["held_out_mean_rank_fraction"] < 0.35
     assert result["held_out_sensor_to_text_r@10"] > 2 * 10 / candidates
     assert (tmp_path / "model" / "tokenizer.json").exists() and (tmp_path / "model" / "normalization.json").exists()
+
+
+def test_the_default_caption_length_keeps_the_statistics(tmp_path):
+    """Captions of all three levels are ~340 tokens (digits are one token each): the default length must not cut
+    the statistical sentences off, and the training record says how long the captions were."""
+    from modeling.ml.sensorlm.model import SensorLMConfig
+
+    result = train_sensorlm(size="tiny", participants=6, days=1, seed=2, train_config=TrainConfig(steps=1, batch_size=4),
+                            output_dir=tmp_path, loss="clip", device="cpu", vocabulary_size=300)
+    lengths = result["caption_tokens"]
+    assert lengths["max_tokens"] == SensorLMConfig().max_text_tokens and lengths["median"] > 128
+    assert lengths["truncated_fraction"] <= 0.05 and lengths["p95"] <= lengths["max_tokens"]
