@@ -32,6 +32,8 @@ MEANINGFUL_CHANGE = {
     "diastolic_bp": 3.0, "weight": 2.0, "body_fat": 1.0, "cgm_mean_glucose": 5.0, "cgm_time_in_range": 5.0, "resting_heart_rate": 3.0,
     "daily_steps": 1000.0, "sleep_minutes": 20.0,
 }
+# The biomarkers where a rise is good; for every other one a fall is. The agent only recommends a change for the better.
+HIGHER_IS_BETTER = frozenset({"hdl", "egfr", "cgm_time_in_range", "daily_steps", "sleep_minutes"})
 # How the agent names each intervention: plain words, no numbers (every number it writes is cited).
 INTERVENTION_TEXT = {
     "diet_change": ("Try a Mediterranean-style diet", "A Mediterranean-style diet with a modest daily calorie deficit", ("diet", "weight", "food", "eat")),
@@ -127,15 +129,21 @@ def simulation_latest(*, participant: Participant) -> SimulationRun | None:
 
 
 def simulated_effects(*, participant: Participant) -> list[dict]:
-    """For the agent: per intervention of the latest simulation, the biomarker it is predicted to change
-    most (relative to a meaningful change of that biomarker), only when the 90 % interval excludes no change."""
+    """For the agent: per intervention of the latest simulation, the biomarker it is predicted to improve
+    most (relative to a meaningful change of that biomarker). Only improvements count, and only when the
+    whole 90 % interval is on the side of improvement and the mean is at least half a meaningful change:
+    the agent never recommends an intervention for a change the twin predicts for the worse."""
     run = simulation_latest(participant=participant)
     if run is None:
         return []
     effects = []
     for intervention, by_biomarker in run.results.get("effects", {}).items():
-        candidates = [(abs(summary["mean"]) / MEANINGFUL_CHANGE[name], name, summary)
-                      for name, summary in by_biomarker.items() if summary["low"] > 0 or summary["high"] < 0]
+        candidates = []
+        for name, summary in by_biomarker.items():
+            better = 1.0 if name in HIGHER_IS_BETTER else -1.0
+            improvement = better * summary["mean"] / MEANINGFUL_CHANGE[name]
+            if better * summary["low"] > 0 and better * summary["high"] > 0 and improvement >= 0.5:
+                candidates.append((improvement, name, summary))
         if not candidates:
             continue
         _, biomarker, summary = max(candidates)

@@ -118,6 +118,7 @@ def run_simulate(context: JobContext) -> dict:
             "horizon_days": config["horizon_days"]}
 
 
-register(JobKind("simulate", "Digital twin: simulate interventions", SimulateForm, run_simulate, lambda config: "gpu",
-                 "Sampled futures of a cohort's participants with and without each intervention (on a GPU worker when there is one, "
-                 "else on the CPU); the twin page draws them as fan charts and the agent cites the predicted effects."))
+register(JobKind("simulate", "Digital twin: simulate interventions", SimulateForm, run_simulate,
+                 lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
+                 "Sampled futures of a cohort's participants with and without each intervention (a tiny twin on the CPU queue, "
+                 "larger ones on a GPU worker); the twin page draws them as fan charts and the agent cites the predicted effects."))

