@@ -159,9 +159,9 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         # stream of the others exactly where it was.
         noise.exponential_(1, generator=generator)
         whole = len(members) == total  # no row dropped yet: no gather
-        token = (probabilities / (noise if whole else noise[members])).argmax(-1)
+        token = (probabilities / (noise if whole else noise.index_select(0, members))).argmax(-1)
         uniform = torch.rand(total, generator=generator, device=device)
-        uniform = (uniform if whole else uniform[members]).clamp(min=1e-12)
+        uniform = (uniform if whole else uniform.index_select(0, members)).clamp(min=1e-12)
         gap = torch.floor(-torch.log(uniform) / rate).clamp(max=10 * horizon_days).long()
         next_day = current + gap
         fill(active, values, current, torch.where(next_day > start + horizon_days, start + horizon_days + 1, next_day))
@@ -186,10 +186,9 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
             kept = torch.nonzero(continuing)[:, 0]
             flush(torch.nonzero(~continuing)[:, 0])
             members, cache = members[kept], cache.select(kept)
-            expected, measured_grid, measured, survival = expected[kept], measured_grid[kept], measured[kept], survival[kept]
-            current, previous, active, continuing = current[kept], previous[kept], active[kept], continuing[kept]
-            sampled_ids, sampled_days, token = sampled_ids[kept], sampled_days[kept], token[kept]
-            start, age = start[kept], age[kept]
+            (expected, measured_grid, measured, survival, current, previous, active, continuing, sampled_ids, sampled_days, token, start,
+             age) = (tensor.index_select(0, kept) for tensor in (expected, measured_grid, measured, survival, current, previous, active,
+                                                                 continuing, sampled_ids, sampled_days, token, start, age))
         logits, rate = model.decode_step(cache, torch.where(continuing, token, 0), current, previous, age, continuing)
     else:  # out of tokens: the last state holds until the horizon
         values = expectation(torch.softmax(logits.float(), dim=-1))

@@ -90,10 +90,10 @@ class KVCache:
     def select(self, rows: torch.Tensor) -> "KVCache":
         """A new cache holding ``rows`` (repeats allowed): how one history fans out to samples and arms."""
         copy = object.__new__(KVCache)
-        copy.keys = [key[rows] for key in self.keys]
-        copy.values = [value[rows] for value in self.values]
-        copy.valid, copy.length, copy.capacity = self.valid[rows], self.length, self.capacity
-        copy.treatment_start = self.treatment_start[rows]
+        copy.keys = [key.index_select(0, rows) for key in self.keys]
+        copy.values = [value.index_select(0, rows) for value in self.values]
+        copy.valid, copy.length, copy.capacity = self.valid.index_select(0, rows), self.length, self.capacity
+        copy.treatment_start = self.treatment_start.index_select(0, rows)
         return copy
 
 
