@@ -3,7 +3,9 @@
 One history is run once (prefill), then its cache fans out to ``arms x samples`` rows; an arm with
 an intervention first appends the intervention token on the history's last day, the control arm a
 masked placeholder, so every row keeps the same cache length. Each step samples the next token and
-its waiting time (whole days) and stops a row past the horizon or at death.
+its waiting time (whole days) and stops a row past the horizon or at death; finished rows leave the
+batch (its KV cache is compacted when a quarter of its rows have finished), while the sampling noise
+is still drawn for every row, so the samples do not depend on when rows leave.
 
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
 - **expected biomarker values**: when a rollout samples a measurement of a biomarker, the mean of the
