@@ -3,7 +3,9 @@
 One history is run once (prefill), then its cache fans out to ``arms x samples`` rows; an arm with
 an intervention first appends the intervention token on the history's last day, the control arm a
 masked placeholder, so every row keeps the same cache length. Each step samples the next token and
-its waiting time (whole days) and stops a row past the horizon or at death.
+its waiting time (whole days) and stops a row past the horizon or at death; finished rows leave the
+batch (its KV cache is compacted when a quarter of its rows have finished), while the sampling noise
+is still drawn for every row, so the samples do not depend on when rows leave.
 
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
 - **expected biomarker values**: when a rollout samples a measurement of a biomarker, the mean of the
@@ -50,7 +52,7 @@ def crop_history(tokens: Tokens, max_tokens: int) -> tuple[np.ndarray, np.ndarra
     return tokens.ids[keep], tokens.days[keep]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tokens], *, arms: list[str | None], horizon_days: int,
              samples: int, seed: int, grid_step_days: int = 7, max_history_tokens: int = 192, max_new_tokens: int = 256,
              batch_rows: int = 2048) -> Rollouts:
@@ -111,16 +113,26 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
 
     total = len(rows)
     grid_days = torch.tensor(grid, device=device)
-    expected = torch.full((total, len(grid), bins.shape[0]), float("nan"), device=device)
+    biomarkers = bins.shape[0]
+    # Outputs of every row; a row's are written when it leaves the batch (finished) or at the end.
+    expected_out = torch.empty(total, len(grid), biomarkers, device=device)
+    survival_out = torch.empty(total, len(endpoints), device=device)
+    ids_out = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
+    days_out = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
+    # The batch: ``members`` (batch,) are the rows still in the cache; all state below is per member.
+    members = torch.arange(total, device=device)
+    expected = torch.full((total, len(grid), biomarkers), float("nan"), device=device)
     measured_grid = torch.full_like(expected, float("nan"))
-    measured = torch.full((total, bins.shape[0]), float("nan"), device=device)  # the latest sampled measurement's expectation
+    measured = torch.full((total, biomarkers), float("nan"), device=device)  # the latest sampled measurement's expectation
     bin_biomarker = torch.full((int(bins.max()) + 1,), -1, dtype=torch.long, device=device)
-    bin_biomarker[bins.reshape(-1)] = torch.arange(bins.shape[0], device=device).repeat_interleave(bins.shape[1])
+    bin_biomarker[bins.reshape(-1)] = torch.arange(biomarkers, device=device).repeat_interleave(bins.shape[1])
     survival = torch.ones(total, len(endpoints), device=device)
     current = start.clone()
     active = torch.ones(total, dtype=torch.bool, device=device)
     sampled_ids = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     sampled_days = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
+    vocab = logits.shape[-1]
+    noise = torch.empty(total, vocab, device=device)
 
     def expectation(probabilities):  # (rows, biomarkers): the mean value a measurement would show
         restricted = probabilities[:, bins]  # (rows, biomarkers, bins)
@@ -128,9 +140,15 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
 
     def fill(rows_mask, values, since, until):  # grid days in [since, until) take ``values`` and the measured state
         offset = (grid_days[None, :] + start[:, None])
-        where = rows_mask[:, None] & (offset >= since[:, None]) & (offset < until[:, None])
-        expected[where] = values[:, None, :].expand(-1, len(grid), -1)[where]
-        measured_grid[where] = measured[:, None, :].expand(-1, len(grid), -1)[where]
+        where = (rows_mask[:, None] & (offset >= since[:, None]) & (offset < until[:, None]))[:, :, None]  # (batch, grid, 1)
+        expected.copy_(torch.where(where, values[:, None, :], expected))
+        measured_grid.copy_(torch.where(where, measured[:, None, :], measured_grid))
+
+    def flush(rows):  # write the outputs of the members at positions ``rows``
+        originals = members[rows]
+        expected_out[originals] = torch.where(torch.isnan(measured_grid[rows]), expected[rows], measured_grid[rows])
+        survival_out[originals] = survival[rows]
+        ids_out[originals], days_out[originals] = sampled_ids[rows], sampled_days[rows]
 
     for step in range(max_new_tokens):
         probabilities = torch.softmax(logits.float(), dim=-1)
@@ -138,8 +156,14 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         remaining = (start + horizon_days - current).float()
         inside = 1.0 - torch.exp(-rate * (remaining + 1.0))  # P(the next token comes within the horizon)
         survival = torch.where(active[:, None], survival * (1.0 - probabilities[:, endpoints] * inside[:, None]), survival)
-        token = torch.multinomial(probabilities, 1, generator=generator)[:, 0]
-        uniform = torch.rand(total, generator=generator, device=device).clamp(min=1e-12)
+        # torch.multinomial(probabilities, 1) of every row, drawn as it draws it (exponential noise of the
+        # full (rows, vocab) shape, then argmax of probability / noise), so dropped rows keep the random
+        # stream of the others exactly where it was.
+        noise.exponential_(1, generator=generator)
+        whole = len(members) == total  # no row dropped yet: no gather
+        token = (probabilities / (noise if whole else noise.index_select(0, members))).argmax(-1)
+        uniform = torch.rand(total, generator=generator, device=device)
+        uniform = (uniform if whole else uniform.index_select(0, members)).clamp(min=1e-12)
         gap = torch.floor(-torch.log(uniform) / rate).clamp(max=10 * horizon_days).long()
         next_day = current + gap
         fill(active, values, current, torch.where(next_day > start + horizon_days, start + horizon_days + 1, next_day))
@@ -150,22 +174,31 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         current = torch.where(continuing, next_day, current)
         biomarker = torch.where(continuing & (token < len(bin_biomarker)), bin_biomarker[token.clamp(max=len(bin_biomarker) - 1)], -1)
         sampled_measurement = biomarker >= 0
-        if sampled_measurement.any():
-            rows_measured = torch.nonzero(sampled_measurement)[:, 0]
-            measured[rows_measured, biomarker[rows_measured]] = values[rows_measured, biomarker[rows_measured]]
+        # Without a host sync: rows that measured nothing write their own value back.
+        column = biomarker.clamp(min=0)[:, None]
+        update = torch.where(sampled_measurement[:, None], values.gather(1, column), measured.gather(1, column))
+        measured.scatter_(1, column, update)
         died = continuing & (token == death)
         fill(died, values, current, start + horizon_days + 1)  # after death the last state holds: nothing more happens
         active = continuing & ~died
-        if not continuing.any():
+        still = int(continuing.sum())  # the one host sync per step
+        if still == 0:
             break
+        if still <= 0.75 * len(members):  # drop finished rows: compact the batch and its KV cache
+            kept = torch.nonzero(continuing)[:, 0]
+            flush(torch.nonzero(~continuing)[:, 0])
+            members, cache = members[kept], cache.select(kept)
+            (expected, measured_grid, measured, survival, current, previous, active, continuing, sampled_ids, sampled_days, token, start,
+             age) = (tensor.index_select(0, kept) for tensor in (expected, measured_grid, measured, survival, current, previous, active,
+                                                                 continuing, sampled_ids, sampled_days, token, start, age))
         logits, rate = model.decode_step(cache, torch.where(continuing, token, 0), current, previous, age, continuing)
     else:  # out of tokens: the last state holds until the horizon
         values = expectation(torch.softmax(logits.float(), dim=-1))
         fill(active, values, current, start + horizon_days + 1)
-    expected = torch.where(torch.isnan(measured_grid), expected, measured_grid)
+    flush(torch.arange(len(members), device=device))
     shape = (count, arms, samples)
-    return (expected.reshape(*shape, len(grid), -1).cpu().numpy(), (1.0 - survival).reshape(*shape, -1).cpu().numpy(),
-            sampled_ids.reshape(*shape, -1).cpu().numpy(), sampled_days.reshape(*shape, -1).cpu().numpy())
+    return (expected_out.reshape(*shape, len(grid), -1).cpu().numpy(), (1.0 - survival_out).reshape(*shape, -1).cpu().numpy(),
+            ids_out.reshape(*shape, -1).cpu().numpy(), days_out.reshape(*shape, -1).cpu().numpy())
 
 
 def effect_summary(rollouts: Rollouts, *, participant: int, arm: int, control: int = 0, interval: float = 0.9) -> dict:

@@ -90,10 +90,10 @@ class KVCache:
     def select(self, rows: torch.Tensor) -> "KVCache":
         """A new cache holding ``rows`` (repeats allowed): how one history fans out to samples and arms."""
         copy = object.__new__(KVCache)
-        copy.keys = [key[rows] for key in self.keys]
-        copy.values = [value[rows] for value in self.values]
-        copy.valid, copy.length, copy.capacity = self.valid[rows], self.length, self.capacity
-        copy.treatment_start = self.treatment_start[rows]
+        copy.keys = [key.index_select(0, rows) for key in self.keys]
+        copy.values = [value.index_select(0, rows) for value in self.values]
+        copy.valid, copy.length, copy.capacity = self.valid.index_select(0, rows), self.length, self.capacity
+        copy.treatment_start = self.treatment_start.index_select(0, rows)
         return copy
 
 
@@ -114,7 +114,11 @@ class Block(nn.Module):
             cache.keys[layer][:, :, start:start + tokens] = k
             cache.values[layer][:, :, start:start + tokens] = v
             k, v = cache.keys[layer][:, :, :start + tokens], cache.values[layer][:, :, :start + tokens]
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        if cache is not None and tokens == 1:  # one query per row: two batched matrix products beat the fused kernel on CPU
+            scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (batch, heads, 1, keys)
+            attended = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v  # (batch, heads, 1, head_dim)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
         return x + self.mlp(self.norm2(x))
 
