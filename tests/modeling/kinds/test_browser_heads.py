@@ -24,9 +24,9 @@ def test_an_admin_queues_a_head_search_and_reads_its_leaderboard(worker, lsm_che
     page.get_by_label("Replicates").fill("2")
     page.get_by_role("button", name="Queue").click()
     page.wait_for_url("**/modeling/jobs/*/")
-    page.wait_for_function("Number(document.querySelector('[data-job]').dataset.progress) > 0.05", timeout=120_000)
+    page.wait_for_function("() => Number(document.querySelector('[data-job]').dataset.progress) > 0.05", timeout=120_000)
     assert "hypertension:" in page.locator("[data-field=message]").inner_text()
-    page.wait_for_function("document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=240_000)
+    page.wait_for_function("() => document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=240_000)
     page.wait_for_selector("[data-head-chart] .main-svg")  # after the reload: the leaderboard chart is drawn
     legend = page.locator("[data-head-chart] .legend").text_content()  # SVG text
     assert "best so far" in legend and "linear probe" in legend
