@@ -12,6 +12,7 @@ from django.db import transaction
 
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Cohort, Event
+from modeling.jobs import job_pending
 from modeling.models import Checkpoint
 
 FAMILY = "sensorlm"
@@ -100,6 +101,10 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
         if any(checkpoint.metrics.get("day_indexes") for checkpoint in Checkpoint.objects.filter(family=FAMILY)):
             raise DaySearchError("The indexed models' files are missing from disk: an admin queues a new “Sensor-language model: "
                                  "training” job with a cohort to index.")
+        pending = job_pending(kind_name="sensorlm_train")
+        if pending is not None:
+            raise DaySearchError(f"No day index yet: the sensor-language model is being trained (job #{pending.pk}, {pending.get_state_display().lower()}, "
+                                 f"{pending.progress:.0%}); days can be searched once it has indexed its cohort.")
         raise DaySearchError("No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index.")
     results = []
     for checkpoint, path in indexes.values():

@@ -69,6 +69,11 @@ def job_payload(job: Job) -> dict:
             "metrics": job.metrics, "error": job.error, "device": job.device, "worker_host": job.worker_host, "attempts": job.attempts}
 
 
+def job_pending(*, kind_name: str) -> Job | None:
+    """The newest queued or running job of a kind: a page waiting for its model says it is on its way."""
+    return Job.objects.filter(kind=kind_name, state__in=(Job.State.QUEUED, Job.State.RUNNING)).order_by("-pk").first()
+
+
 def work_dir(job: Job) -> Path:
     return Path(settings.VAR_DIR) / "jobs" / f"job-{job.pk}"
 

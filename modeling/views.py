@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
-from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_queue, job_retry
+from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_pending, job_queue, job_retry
 from modeling.models import Checkpoint, Job
 
 
@@ -109,7 +109,8 @@ def twin_page(request):
         runs = participant.simulations.select_related("checkpoint")
         run = runs.filter(job=job).first() if job is not None else simulation_latest(participant=participant)
     return render(request, "modeling/twin.html", {"form": form, "participant": participant, "job": job, "run": run,
-                                                  "checkpoint": twin_checkpoint_latest(), "page_data": twin_page_data(run=run) if run else None})
+                                                  "checkpoint": twin_checkpoint_latest(), "training": job_pending(kind_name="twin_train"),
+                                                  "page_data": twin_page_data(run=run) if run else None})
 
 
 @require_POST

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from django.urls import reverse
 
 from healthagent.agent.backends.grounded import grounded_items, render
 from healthagent.agent.context import participant_context
@@ -131,3 +132,10 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
                                  samples=4, results=simulation_results(rollouts, participant_index=0, record=record))
     page = client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}")
     assert page.status_code == 200 and b'id="twin-data"' in page.content and b"data-fan-chart" in page.content
+
+
+def test_while_a_twin_trains_the_page_says_so_and_cannot_simulate(client, researcher, tiny_cohort):
+    job = Job.objects.create(kind="twin_train", config={}, state=Job.State.QUEUED)
+    client.force_login(researcher)
+    page = client.get(reverse("modeling:twin")).content.decode()
+    assert f"one is being trained (job #{job.pk}, queued" in page and 'class="primary" disabled' in page

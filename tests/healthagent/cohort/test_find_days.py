@@ -41,8 +41,17 @@ def test_without_an_index_the_page_says_how_to_get_one(client, tiny_cohort):
     client.force_login(UserFactory(role="admin"))
     response = client.get(reverse("cohort:find_days"), {"q": "a long hike"})
     assert response.status_code == 200 and not response.context["results"]
-    assert "No day index yet" in response.content.decode()
+    assert "No day index yet" in response.content.decode() and "an admin queues" in response.content.decode()
     assert "Find days" in client.get(reverse("cohort:cohort_list")).content.decode()  # the navigation entry
+
+
+def test_while_the_model_trains_the_page_says_so_instead_of_asking_for_one(client, tiny_cohort):
+    from modeling.models import Job
+
+    job = Job.objects.create(kind="sensorlm_train", config={}, state=Job.State.RUNNING, progress=0.4)
+    client.force_login(UserFactory(role="researcher"))
+    page = client.get(reverse("cohort:find_days"), {"q": "a long hike"}).content.decode()
+    assert f"being trained (job #{job.pk}, running, 40%)" in page and "an admin queues" not in page
 
 
 def test_a_day_whose_trajectory_file_is_gone_keeps_its_caption_without_a_chart(client, indexed_cohort, settings):
