@@ -55,11 +55,13 @@ def crop_history(tokens: Tokens, max_tokens: int) -> tuple[np.ndarray, np.ndarra
 @torch.inference_mode()
 def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tokens], *, arms: list[str | None], horizon_days: int,
              samples: int, seed: int, grid_step_days: int = 7, max_history_tokens: int = 192, max_new_tokens: int = 256,
-             batch_rows: int = 2048) -> Rollouts:
+             batch_rows: int = 2048, compact_below: float = 0.75) -> Rollouts:
     """Roll every history forward ``horizon_days`` days from its last day, ``samples`` times per arm.
 
     ``arms`` are intervention names (started on the history's last day) or None for no intervention.
-    The same seed gives the same rollouts (rows are processed in the same chunks).
+    The same seed gives the same rollouts (rows are processed in the same chunks). Finished rows leave the
+    batch once the share still going falls to ``compact_below`` (0 steps every row to the end); the samples
+    are the same either way.
     """
     device = model.device
     grid = np.arange(0, horizon_days + 1, grid_step_days)
@@ -76,13 +78,13 @@ def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tok
         chunk = histories[first:first + participants_per_chunk]
         generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + chunk_index)
         outputs.append(_simulate_chunk(model, chunk, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens,
-                                       bins, centers, endpoints, death, generator))
+                                       bins, centers, endpoints, death, generator, compact_below))
     expected, risk, ids, days = (np.concatenate([output[i] for output in outputs]) for i in range(4))
     return Rollouts(grid, expected, risk, ids, days, list(arms), horizon_days)
 
 
 def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens, bins, centers, endpoints,
-                    death, generator):
+                    death, generator, compact_below):
     device = model.device
     cropped = [crop_history(tokens, max_history_tokens) for tokens in histories]
     length = max(len(ids) for ids, _ in cropped)
@@ -184,7 +186,7 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         still = int(continuing.sum())  # the one host sync per step
         if still == 0:
             break
-        if still <= 0.75 * len(members):  # drop finished rows: compact the batch and its KV cache
+        if still <= compact_below * len(members):  # drop finished rows: compact the batch and its KV cache
             kept = torch.nonzero(continuing)[:, 0]
             flush(torch.nonzero(~continuing)[:, 0])
             members, cache = members[kept], cache.select(kept)
