@@ -60,7 +60,10 @@
       if (element.tagName === "PROGRESS") element.value = value; else element.textContent = value == null ? "" : value;
     }
     const timer = setInterval(function () {
-      fetch(section.dataset.statusUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (job) {
+      fetch(section.dataset.statusUrl, { credentials: "same-origin" }).then(function (r) {
+        if (!r.ok) throw new Error("status " + r.status);
+        return r.json();
+      }).then(function (job) {
         show("state", job.state);
         show("message", job.message);
         show("progress", job.progress);
@@ -71,6 +74,9 @@
           clearInterval(timer);
           if (job.state === "succeeded") window.location.reload();
         }
+      }).catch(function (error) {  // logged out, no longer allowed, or the server failing: stop asking and say so
+        clearInterval(timer);
+        show("message", "Progress is no longer updating (" + error.message + "); reload the page.");
       });
     }, 1000);
   }

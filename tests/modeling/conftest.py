@@ -19,3 +19,15 @@ def twin_checkpoint(tmp_path, db):
     HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer, block_size=128)).save_pretrained(model_dir)
     tokenizer.save(model_dir / "tokenizer.json")
     return Checkpoint.objects.create(family="twin", size="tiny", path=str(model_dir))
+
+
+@pytest.fixture
+def worker(redis_url, settings, tmp_path):
+    """A real Celery worker on Redis serving both queues, in this process, for the tests that follow a job in the browser."""
+    from celery.contrib.testing.worker import start_worker
+
+    from healthagent.celery import app
+
+    settings.VAR_DIR = tmp_path / "var"
+    with start_worker(app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60):
+        yield

@@ -9,17 +9,6 @@ from tests.test_browser_login import log_in
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def worker(redis_url, settings, tmp_path):
-    from celery.contrib.testing.worker import start_worker
-
-    from healthagent.celery import app
-
-    settings.VAR_DIR = tmp_path / "var"
-    with start_worker(app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60):
-        yield
-
-
 def test_an_admin_queues_a_training_job_and_watches_it_succeed(worker, page, live_server):
     admin = UserFactory(role="admin")
     log_in(page, admin.username, DEFAULT_PASSWORD)

@@ -10,17 +10,6 @@ from tests.test_browser_login import log_in
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def worker(redis_url, settings, tmp_path):
-    from celery.contrib.testing.worker import start_worker
-
-    from healthagent.celery import app
-
-    settings.VAR_DIR = tmp_path / "var"
-    with start_worker(app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60):
-        yield
-
-
 def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(worker, page, live_server, tiny_cohort, twin_checkpoint):
     participant = tiny_cohort.participants.order_by("pk").first()
     researcher = UserFactory(role="researcher")

@@ -5,13 +5,12 @@ import pytest
 from modeling.models import Checkpoint, Job
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.modeling.kinds.test_heads import lsm_checkpoint  # noqa: F401 - fixture
-from tests.modeling.test_browser_jobs import worker  # noqa: F401 - fixture
 from tests.test_browser_login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-def test_an_admin_queues_a_head_search_and_reads_its_leaderboard(worker, lsm_checkpoint, page, live_server, tmp_path):  # noqa: F811
+def test_an_admin_queues_a_head_search_and_reads_its_leaderboard(worker, lsm_checkpoint, page, live_server, tmp_path):  # noqa: F811 - lsm_checkpoint
     admin = UserFactory(role="admin")
     log_in(page, admin.username, DEFAULT_PASSWORD)
     page.goto("/modeling/jobs/new/head_search/")
