@@ -66,20 +66,29 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
 
 
+MIN_EVENTS = 10  # an endpoint with fewer events in the risk cohort is flagged and not counted as a win or a loss
+
+
 def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *, resamples: int, seed: int) -> dict:
-    """AUROC of both with percentile 95 % CIs, and of their difference, resampling participants."""
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        pick = rng.integers(0, len(labels), len(labels))
-        a, b = _auroc(labels[pick], model[pick]), _auroc(labels[pick], score[pick])
-        if a is not None and b is not None:
-            draws.append((a, b, a - b))
-    draws_array = np.array(draws) if draws else np.full((1, 3), np.nan)
-    low, high = np.nanpercentile(draws_array, [2.5, 97.5], axis=0)
+    """AUROC of both with percentile 95 % CIs, and of their difference, resampling participants.
+
+    Stratified: events and non-events are resampled separately, each to its own count, so every
+    resample has both and none is dropped (dropping the resamples without an event would bias the
+    intervals of rare endpoints towards the resamples that happen to contain more events)."""
     point = (_auroc(labels, model), _auroc(labels, score))
+    if None in point:
+        return {"model": point[0], "model_ci": [None, None], "score": point[1], "score_ci": [None, None], "difference": None,
+                "difference_ci": [None, None]}
+    rng = np.random.default_rng(seed)
+    events, others = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    draws = np.empty((resamples, 3))
+    for draw in range(resamples):
+        pick = np.concatenate([rng.choice(events, len(events)), rng.choice(others, len(others))])
+        a, b = roc_auc_score(labels[pick], model[pick]), roc_auc_score(labels[pick], score[pick])
+        draws[draw] = (a, b, a - b)
+    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
     return {"model": point[0], "model_ci": [low[0], high[0]], "score": point[1], "score_ci": [low[1], high[1]],
-            "difference": None if None in point else point[0] - point[1], "difference_ci": [low[2], high[2]]}
+            "difference": point[0] - point[1], "difference_ci": [low[2], high[2]]}
 
 
 def risk_table(model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None) -> dict:
@@ -107,11 +116,15 @@ def risk_table(model, tokenizer, settings: TwinReportSettings, *, progress: Prog
         rows.append({"endpoint": endpoint, "score_name": score_name, "at_risk": int(eligible.sum()), "events": int(labels.sum()),
                      "observed_incidence": float(labels.mean()) if len(labels) else None,
                      "predicted_incidence": float(model_risk[eligible, column].mean()) if eligible.any() else None, **result,
+                     "few_events": int(labels.sum()) < MIN_EVENTS,
                      "win": result["difference"] is not None and result["difference"] > 0,
-                     "significant_win": bool(result["difference_ci"][0] > 0)})
-    return {"rows": rows, "participants": len(kept), "wins": sum(row["win"] for row in rows),
-            "significant_wins": sum(row["significant_win"] for row in rows),
-            "significant_losses": sum(bool(row["difference_ci"][1] < 0) for row in rows), "settings": asdict(settings)}
+                     "significant_win": result["difference"] is not None and bool(result["difference_ci"][0] > 0),
+                     "significant_loss": result["difference"] is not None and bool(result["difference_ci"][1] < 0)})
+    counted = [row for row in rows if not row["few_events"]]
+    return {"rows": rows, "participants": len(kept), "min_events": MIN_EVENTS, "counted_endpoints": len(counted),
+            "wins": sum(row["win"] for row in counted), "significant_wins": sum(row["significant_win"] for row in counted),
+            "significant_losses": sum(row["significant_loss"] for row in counted),
+            "wins_all_endpoints": sum(row["win"] for row in rows), "settings": asdict(settings)}
 
 
 def populations(traits) -> dict[str, np.ndarray]:
@@ -164,13 +177,18 @@ def _number(value, decimals=2) -> str:
 
 
 def risk_markdown(table: dict, header: str) -> str:
-    lines = [header, "", f"{table['participants']} participants; the model wins on **{table['wins']} of {len(table['rows'])}** endpoints "
-             f"(AUROC point estimate); {table['significant_wins']} significantly (95 % CI of the paired difference above 0), "
-             f"{table['significant_losses']} significant losses.", "",
+    flagged = [row["endpoint"] for row in table["rows"] if row["few_events"]]
+    lines = [header, "", f"{table['participants']} participants. Counting the {table['counted_endpoints']} endpoints with at least "
+             f"{table['min_events']} events, the model wins on **{table['wins']} of {table['counted_endpoints']}** (AUROC point estimate); "
+             f"{table['significant_wins']} significantly (95 % CI of the paired difference above 0), {table['significant_losses']} "
+             f"significant losses."
+             + (f" Endpoints with fewer than {table['min_events']} events (marked †: {', '.join(flagged)}) are shown but not counted; "
+                f"on all {len(table['rows'])}, the model's point estimate is higher on {table['wins_all_endpoints']}." if flagged else ""),
+             "", "Bootstrap CIs are stratified: events and non-events are resampled separately, so every resample keeps the endpoint's events.", "",
              "| endpoint | at risk | events | observed / predicted incidence | twin AUROC [95 % CI] | clinical score | score AUROC [95 % CI] | difference [95 % CI] |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]
     for row in table["rows"]:
-        lines.append(f"| {row['endpoint']} | {row['at_risk']} | {row['events']} | {_number(row['observed_incidence'], 3)} / "
+        lines.append(f"| {row['endpoint']}{' †' if row['few_events'] else ''} | {row['at_risk']} | {row['events']} | {_number(row['observed_incidence'], 3)} / "
                      f"{_number(row['predicted_incidence'], 3)} | {_number(row['model'])} [{_number(row['model_ci'][0])}, {_number(row['model_ci'][1])}] | "
                      f"{row['score_name']} | {_number(row['score'])} [{_number(row['score_ci'][0])}, {_number(row['score_ci'][1])}] | "
                      f"{_number(row['difference'])} [{_number(row['difference_ci'][0])}, {_number(row['difference_ci'][1])}] |")

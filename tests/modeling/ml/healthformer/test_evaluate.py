@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from modeling.ml.healthformer.evaluate import TRIALS, paired_bootstrap, record_until
+from modeling.ml.healthformer.evaluate import MIN_EVENTS, TRIALS, paired_bootstrap, record_until, risk_markdown
 from modeling.ml.healthformer.tokens import ParticipantRecord
 
 
@@ -24,3 +24,26 @@ def test_a_history_keeps_nothing_after_the_prediction_day():
 def test_there_are_at_least_twenty_trials_over_every_intervention():
     assert len(TRIALS) >= 20 and len({intervention for intervention, _, _ in TRIALS}) == 5
     assert len({population for _, _, population in TRIALS}) >= 5
+
+
+def test_the_bootstrap_of_a_rare_endpoint_keeps_its_events_in_every_resample():
+    """Stratified: with 2 events among 300 no resample loses them, so the interval of a score that ranks
+    one event first and the other last spans both (an unstratified bootstrap drops 13 % of resamples)."""
+    labels = np.zeros(300, dtype=int)
+    labels[[0, 1]] = 1
+    score = np.arange(300, dtype=float)[::-1].copy()  # event 0 ranked first, event 1 second: AUROC 1
+    score[1] = -1.0  # ...now event 1 is ranked last: AUROC 0.5
+    result = paired_bootstrap(labels, score, np.random.default_rng(0).random(300), resamples=300, seed=2)
+    assert result["model"] == 0.5 and result["model_ci"][0] < 0.5 < result["model_ci"][1]
+    assert paired_bootstrap(np.zeros(50, dtype=int), np.zeros(50), np.zeros(50), resamples=10, seed=0)["model_ci"] == [None, None]
+
+
+def test_the_risk_table_flags_endpoints_with_few_events_and_does_not_count_them():
+    def row(endpoint, events, difference):
+        return {"endpoint": endpoint, "at_risk": 900, "events": events, "observed_incidence": 0.01, "predicted_incidence": 0.02,
+                "model": 0.7, "model_ci": [0.6, 0.8], "score_name": "a score", "score": 0.7 - difference, "score_ci": [0.6, 0.8],
+                "difference": difference, "difference_ci": [difference - 0.05, difference + 0.05], "few_events": events < MIN_EVENTS}
+    table = {"rows": [row("hypertension", 40, 0.1), row("stroke", 3, 0.2)], "participants": 900, "min_events": MIN_EVENTS,
+             "counted_endpoints": 1, "wins": 1, "significant_wins": 1, "significant_losses": 0, "wins_all_endpoints": 2}
+    markdown = risk_markdown(table, "# header")
+    assert "| stroke † |" in markdown and "| hypertension |" in markdown and "**1 of 1**" in markdown
