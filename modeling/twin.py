@@ -7,7 +7,8 @@ from django.db import transaction
 
 from healthagent.models import Participant
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, INTERVENTION_BY_NAME
-from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, ParticipantRecord
+from modeling.ml.healthformer.data import MIN_WEAR_MINUTES, worn_blocks
+from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
 from modeling.models import Checkpoint, SimulationRun
 
 
@@ -56,12 +57,19 @@ def age_at_day_zero(participant: Participant) -> float | None:
 
 
 def participant_record(*, participant: Participant) -> ParticipantRecord:
-    """The participant's timeline from the database: measurements, daily summaries and events."""
+    """The participant's timeline from the database: measurements, daily summaries and events.
+
+    A day's wearable summary counts when the device was worn at least ``MIN_WEAR_MINUTES``, and only in
+    a summary block with enough such days: the rules the twin's training data follows. Smoking status
+    is not kept by the site, so it is unknown (the twin is trained with it withheld for a share of records)."""
     measurements = [{"day": row.day_index, "name": row.name, "value": row.value}
                     for row in participant.measurements.filter(name__in=BIOMARKER_NAMES)]
-    for summary in participant.daily_summaries.filter(wear_minutes__gt=0).values("day_index", *DAILY_BIOMARKERS):
-        measurements += [{"day": summary["day_index"], "name": name, "value": float(summary[field])}
-                         for field, name in DAILY_BIOMARKERS.items() if summary[field] is not None]
+    worn = list(participant.daily_summaries.filter(wear_minutes__gte=MIN_WEAR_MINUTES).values("day_index", *DAILY_BIOMARKERS))
+    blocks = worn_blocks([summary["day_index"] for summary in worn])
+    for summary in worn:
+        if summary["day_index"] // SUMMARY_BLOCK_DAYS in blocks:
+            measurements += [{"day": summary["day_index"], "name": name, "value": float(summary[field])}
+                             for field, name in DAILY_BIOMARKERS.items() if summary[field] is not None]
     events = [{"day": row.day_index, "kind": row.kind, "name": row.name} for row in participant.events.filter(kind__in=TIMELINE_EVENT_KINDS)]
     last_day = max([participant.history_days - 1, participant.minute_start_day + participant.minute_days - 1]
                    + [m["day"] for m in measurements] + [e["day"] for e in events])

@@ -7,6 +7,7 @@ from django.urls import reverse
 from healthagent.agent.backends.grounded import grounded_items, render
 from healthagent.agent.context import participant_context
 from modeling.jobs import JobError, job_queue
+from modeling.ml.healthformer.data import MIN_WEAR_MINUTES
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
 from modeling.models import Checkpoint, Job, SimulationRun
 from modeling.tasks import run_job
@@ -24,13 +25,27 @@ def test_a_participant_s_record_comes_from_the_stored_data(tiny_cohort):
     participant = tiny_cohort.participants.order_by("pk").first()
     record = participant_record(participant=participant)
     stored = participant.measurements.filter(name__in=BIOMARKER_NAMES).count()
-    worn = participant.daily_summaries.filter(wear_minutes__gt=0)
-    assert len(record.measurements) >= stored + worn.exclude(steps=None).count()
+    worn = participant.daily_summaries.filter(wear_minutes__gte=MIN_WEAR_MINUTES)
+    assert stored <= len(record.measurements) <= stored + 3 * worn.count()
     assert record.sex == participant.sex and record.smoker is None  # smoking is not stored: its token is simply absent
     low = int(participant.age_band.split("-")[0])
     assert low <= record.age_years <= low + 5
     assert record.last_day >= participant.history_days - 1
     assert {e["kind"] for e in record.events} <= {"diet", "medication", "intervention", "diagnosis", "endpoint"}
+
+
+def test_only_days_worn_long_enough_in_well_worn_blocks_become_wearable_values():
+    from healthagent.models import Cohort, DailySummary, Participant
+
+    cohort = Cohort.objects.create(name="Wear", source="synthetic")
+    participant = Participant.objects.create(cohort=cohort, pseudonym="p-wear", age_band="40-44", sex="female", history_days=42)
+    worn_full = [(0, 900), (1, 800), (2, 700), (3, 30)]  # block 0: three valid days and a 30-minute day
+    worn_short = [(14, 900), (15, 900), (16, 100)]  # block 1: two valid days only
+    for day, minutes in worn_full + worn_short:
+        DailySummary.objects.create(participant=participant, day_index=day, wear_minutes=minutes, steps=1000 * (day + 1),
+                                    sleep_minutes=None, resting_heart_rate_bpm=None)
+    record = participant_record(participant=participant)
+    assert sorted(m["day"] for m in record.measurements if m["name"] == "daily_steps") == [0, 1, 2]
 
 
 def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(tiny_cohort, twin_checkpoint):

@@ -12,9 +12,13 @@ import torch
 
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, INTERVENTIONS, Timeline, simulate_timeline
 from modeling.ml.data.traits import Traits, sample_traits
-from modeling.ml.healthformer.tokens import CODES, ParticipantRecord, Tokens
+from modeling.ml.healthformer.tokens import CODES, SUMMARY_BLOCK_DAYS, ParticipantRecord, Tokens
 
 WEARABLE_BIOMARKERS = ("resting_heart_rate", "daily_steps", "sleep_minutes")
+# A wearable day counts when the device was worn this long (the usual 10-hour validity rule of
+# accelerometry), and a summary block needs this many such days; the site's records follow both rules.
+MIN_WEAR_MINUTES = 600
+MIN_WORN_DAYS_PER_BLOCK = 3
 STATIC_CODES = np.array([index for index, (_, modality) in enumerate(CODES) if modality == "static"])
 TREATMENT_CODES = np.array([index for index, (_, modality) in enumerate(CODES) if modality in ("intervention", "medication")])
 MAX_PINNED_TREATMENTS = 8
@@ -36,7 +40,7 @@ def wearable_summaries(timeline: Timeline, *, days: int, compliance: float, bloc
     measurements = []
     for start in range(0, days, block_days):
         worn = np.flatnonzero(rng.random(min(block_days, days - start)) < compliance) + start
-        if worn.size < 3:
+        if worn.size < MIN_WORN_DAYS_PER_BLOCK:
             continue
         for name in WEARABLE_BIOMARKERS:
             biomarker = BIOMARKER_BY_NAME[name]
@@ -46,7 +50,7 @@ def wearable_summaries(timeline: Timeline, *, days: int, compliance: float, bloc
 
 
 def record_from_timeline(traits: Traits, index: int, timeline: Timeline, *, days: int, rng: np.random.Generator,
-                         wearable: bool, block_days: int = 14) -> ParticipantRecord:
+                         wearable: bool, block_days: int = SUMMARY_BLOCK_DAYS) -> ParticipantRecord:
     deaths = [event["day"] for event in timeline.events if event["name"] == "death"]
     last_day = deaths[0] if deaths else days - 1
     measurements = [{"day": m["day"], "name": m["name"], "value": m["value"]} for m in timeline.measurements]
@@ -69,9 +73,22 @@ def participant_stream(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index + 1,)))
 
 
+def worn_blocks(days: list[int], *, block_days: int = SUMMARY_BLOCK_DAYS) -> set[int]:
+    """The summary blocks (``day // block_days``) with enough valid wearable days to be summarized."""
+    counts: dict[int, int] = {}
+    for day in days:
+        counts[day // block_days] = counts.get(day // block_days, 0) + 1
+    return {block for block, count in counts.items() if count >= MIN_WORN_DAYS_PER_BLOCK}
+
+
 def simulated_records(*, participants: int, days: int, seed: int, intervention_probability: float = 0.6,
-                      wearable_probability: float = 0.6, traits: Traits | None = None) -> SimulatedRecords:
-    """``participants`` simulated people over ``days`` days; participant i is the same whatever the count."""
+                      wearable_probability: float = 0.6, unknown_smoking_probability: float = 0.0,
+                      traits: Traits | None = None) -> SimulatedRecords:
+    """``participants`` simulated people over ``days`` days; participant i is the same whatever the count.
+
+    ``unknown_smoking_probability``: the share of records whose smoking status is withheld, as on the
+    site, which does not record it; training uses it so a record without the smoker token is familiar.
+    It draws from the participant's stream only when above 0, so other records stay as they were."""
     traits = traits if traits is not None else sample_traits(participants, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))))
     records, given = [], []
     for index in range(len(traits)):
@@ -82,7 +99,10 @@ def simulated_records(*, participants: int, days: int, seed: int, intervention_p
             interventions = ((name, int(stream.integers(30, days - 60))),)
         wearable = bool(stream.random() < wearable_probability)
         timeline = simulate_timeline(traits, index, days, stream, interventions=interventions)
-        records.append(record_from_timeline(traits, index, timeline, days=days, rng=stream, wearable=wearable))
+        record = record_from_timeline(traits, index, timeline, days=days, rng=stream, wearable=wearable)
+        if unknown_smoking_probability > 0 and stream.random() < unknown_smoking_probability:
+            record.smoker = None
+        records.append(record)
         given.append(interventions)
     return SimulatedRecords(traits, records, given)
 

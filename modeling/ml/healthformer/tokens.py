@@ -28,6 +28,7 @@ MEDICATIONS = ("statin", "antihypertensive")
 TREATMENTS = tuple(intervention.name for intervention in INTERVENTIONS)  # medications share the slot of the same treatment
 HARD_ENDPOINTS = ("cardiovascular_event", "stroke", "heart_failure", "death")
 SUMMARIZED_MODALITIES = ("cgm", "wearable_daily")
+SUMMARY_BLOCK_DAYS = 14  # CGM and daily wearable values become one token per biomarker per block of this many days
 MODALITIES = ("static", "lab", "blood_pressure", "body_composition", "cgm", "wearable_daily", "diet", "medication", "intervention",
               "diagnosis", "endpoint")
 
@@ -85,7 +86,7 @@ class Tokens:
 class Tokenizer:
     """Quantile bins per biomarker, the joint vocabulary, encoding and decoding."""
 
-    def __init__(self, edges: dict[str, list[float]], centers: dict[str, list[float]], *, summary_block_days: int = 14):
+    def __init__(self, edges: dict[str, list[float]], centers: dict[str, list[float]], *, summary_block_days: int = SUMMARY_BLOCK_DAYS):
         self.edges = {name: np.asarray(values, dtype=float) for name, values in edges.items()}  # (bins - 1,) interior edges
         self.centers = {name: np.asarray(values, dtype=float) for name, values in centers.items()}  # (bins,) median per bin
         self.bins = len(next(iter(self.centers.values())))
@@ -116,7 +117,7 @@ class Tokenizer:
 
     # -- fitting and persistence -------------------------------------------------------------
     @classmethod
-    def fit(cls, records: list[ParticipantRecord], *, bins: int = 24, summary_block_days: int = 14) -> "Tokenizer":
+    def fit(cls, records: list[ParticipantRecord], *, bins: int = 24, summary_block_days: int = SUMMARY_BLOCK_DAYS) -> "Tokenizer":
         """Quantile bins of every biomarker's (summarized) values in ``records``."""
         probe = cls({name: [0.0] * (bins - 1) for name in BIOMARKER_NAMES}, {name: [0.0] * bins for name in BIOMARKER_NAMES},
                     summary_block_days=summary_block_days)

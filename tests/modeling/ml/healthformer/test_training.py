@@ -19,3 +19,13 @@ def test_a_tiny_run_lowers_the_held_out_loss_and_saves_a_loadable_twin(tmp_path)
     model, tokenizer = load_twin(tmp_path / "model")
     assert model.config.vocab_size == tokenizer.vocab_size
     assert json.loads((tmp_path / "model" / "training.json").read_text())["seed"] == 1
+
+
+def test_training_records_withhold_smoking_for_a_share_and_leave_others_unchanged():
+    from modeling.ml.healthformer.data import simulated_records
+
+    plain = simulated_records(participants=60, days=120, seed=3)
+    withheld = simulated_records(participants=60, days=120, seed=3, unknown_smoking_probability=0.5)
+    unknown = [i for i, record in enumerate(withheld.records) if record.smoker is None]
+    assert 10 < len(unknown) < 50 and all(record.smoker is not None for record in plain.records)
+    assert all(a.measurements == b.measurements and a.events == b.events for a, b in zip(plain.records, withheld.records, strict=True))
