@@ -133,21 +133,28 @@ def populations(traits) -> dict[str, np.ndarray]:
             "hypertensive": base["systolic_bp"] >= 135, "prediabetic": base["hba1c"] >= 5.7, "overweight": traits.bmi >= 27}
 
 
-def trial_table(model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None) -> dict:
+def trial_table(model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None, trials=TRIALS) -> dict:
     pool = sample_traits(6000, np.random.default_rng(np.random.SeedSequence(settings.seed + 1, spawn_key=(0,))))
     members = populations(pool)
     rows, pooled = [], {}
-    for number, (intervention, biomarker, population) in enumerate(TRIALS):
-        progress(number / len(TRIALS), f"trial {number + 1} of {len(TRIALS)}: {intervention} on {biomarker} ({population})")
+    for number, (intervention, biomarker, population) in enumerate(trials):
+        progress(number / len(trials), f"trial {number + 1} of {len(trials)}: {intervention} on {biomarker} ({population})")
         rng = np.random.default_rng(np.random.SeedSequence(settings.seed + 2, spawn_key=(number,)))
-        indices = rng.permutation(np.flatnonzero(members[population]))[:settings.trial_participants]
-        trial = simulate_trial(pool.subset(indices), intervention, biomarker, rng, days=settings.trial_days)
-        histories = []
-        for index in indices:  # a year of usual care before randomization, wearable data included
+        indices, histories, excluded = [], [], 0
+        for index in rng.permutation(np.flatnonzero(members[population])):  # enrol until the trial is full
+            # A year of usual care before randomization, wearable data included; like a real trial, people
+            # already taking the treatment (usual care started it) are not eligible.
             stream = participant_stream(settings.seed + 3, int(index))
             timeline = simulate_timeline(pool, int(index), settings.history_days, stream)
-            histories.append(tokenizer.encode(record_from_timeline(pool, int(index), timeline, days=settings.history_days, rng=stream,
-                                                                   wearable=True)))
+            record = record_from_timeline(pool, int(index), timeline, days=settings.history_days, rng=stream, wearable=True)
+            if any(event["name"] == intervention for event in record.events) or record.last_day < settings.history_days - 1:
+                excluded += 1
+                continue
+            indices.append(int(index))
+            histories.append(tokenizer.encode(record))
+            if len(indices) == settings.trial_participants:
+                break
+        trial = simulate_trial(pool.subset(np.array(indices)), intervention, biomarker, rng, days=settings.trial_days)
         rollouts = simulate(model, tokenizer, histories, arms=[None, intervention], horizon_days=settings.trial_days,
                             samples=settings.trial_samples, seed=settings.seed + number, grid_step_days=settings.trial_days,
                             max_new_tokens=128)
@@ -160,7 +167,7 @@ def trial_table(model, tokenizer, settings: TwinReportSettings, *, progress: Pro
         pooled[biomarker][0].extend(predicted.tolist())
         pooled[biomarker][1].extend(trial.true_individual_effect.tolist())
         rows.append({"intervention": intervention, "biomarker": biomarker, "unit": BIOMARKER_BY_NAME[biomarker].unit, "population": population,
-                     "participants": len(indices), "trial_estimate": trial.estimated_effect, "trial_ci95": [low, high],
+                     "participants": len(indices), "excluded_already_treated_or_dead": excluded, "trial_estimate": trial.estimated_effect, "trial_ci95": [low, high],
                      "true_average_effect": trial.true_average_effect, "predicted_mean": predicted_mean,
                      "direction_correct": bool(np.sign(predicted_mean) == np.sign(trial.true_average_effect)),
                      "direction_matches_trial": bool(np.sign(predicted_mean) == np.sign(trial.estimated_effect)),
@@ -231,7 +238,8 @@ def twin_report(model_dir: Path, settings: TwinReportSettings, *, output_dir: Pa
         table = trial_table(model, tokenizer, settings, progress=lambda f, m: progress(0.5 + 0.5 * f, m))
         report["trials"] = {"table": table, "markdown": trial_markdown(
             table, f"# Digital twin: randomized trials in the simulator\n\n{header} Each trial: {settings.trial_participants} participants "
-                   f"randomized 1:1, outcome change at {settings.trial_days} days; the twin predicts every participant's change from "
+                   f"randomized 1:1 (people whose usual care had already started the treatment, or who died, during the year before are not "
+                   f"eligible), outcome change at {settings.trial_days} days; the twin predicts every participant's change from "
                    f"{settings.trial_samples} paired futures with and without the intervention token after a year of history.")}
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)

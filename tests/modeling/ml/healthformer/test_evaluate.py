@@ -47,3 +47,29 @@ def test_the_risk_table_flags_endpoints_with_few_events_and_does_not_count_them(
              "counted_endpoints": 1, "wins": 1, "significant_wins": 1, "significant_losses": 0, "wins_all_endpoints": 2}
     markdown = risk_markdown(table, "# header")
     assert "| stroke † |" in markdown and "| hypertension |" in markdown and "**1 of 1**" in markdown
+
+
+def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monkeypatch):
+    """High-LDL people often got a statin in usual care during the history year; a statin trial must not enrol them
+    (the simulator's trial effect assumes a first start, and the twin would see a second)."""
+    import torch
+
+    from modeling.ml.healthformer import evaluate
+    from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
+
+    enrolled = []
+    real_simulate = evaluate.simulate
+
+    def recording_simulate(model, tokenizer, histories, **kwargs):
+        enrolled.extend(histories)
+        return real_simulate(model, tokenizer, histories, **kwargs)
+
+    monkeypatch.setattr(evaluate, "simulate", recording_simulate)
+    torch.manual_seed(0)
+    model = HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer)).eval()
+    settings = evaluate.TwinReportSettings(history_days=730, trial_participants=12, trial_samples=2, trial_days=14, seed=77)
+    table = evaluate.trial_table(model, tokenizer, settings, trials=(("statin", "ldl", "high_ldl"),))
+    row = table["rows"][0]
+    statin = tokenizer.token_id("medication:statin")
+    assert row["participants"] == 12 == len(enrolled) and row["excluded_already_treated_or_dead"] > 0
+    assert all(statin not in history.ids for history in enrolled)
