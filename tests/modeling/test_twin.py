@@ -154,3 +154,11 @@ def test_while_a_twin_trains_the_page_says_so_and_cannot_simulate(client, resear
     client.force_login(researcher)
     page = client.get(reverse("modeling:twin")).content.decode()
     assert f"one is being trained (job #{job.pk}, queued" in page and 'class="primary" disabled' in page
+
+
+def test_the_jobs_list_names_the_system_for_jobs_nobody_queued(client, admin_user):
+    """Demo and follow-up jobs have no user: the list says "system", as the audit log does."""
+    Job.objects.create(kind="twin_train", queue="cpu", config={}, queued_by=None)
+    client.force_login(admin_user)
+    page = client.get(reverse("modeling:job_list")).content.decode()
+    assert "<td>system</td>" in page
