@@ -18,7 +18,7 @@ from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.heads.search import Proposer, proposer_summary, run_search
 from modeling.ml.heads.spec import describe_spec
 from modeling.ml.heads.train import TokenWindows, fit_and_score
-from modeling.ml.lsm.evaluate import probe, score
+from modeling.ml.lsm.evaluate import embed_days, probe, score
 from modeling.ml.lsm.model import standardize
 from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained
 
@@ -61,8 +61,9 @@ def token_windows(model_dir, *, participants: int, days: int, seed: int, device:
         tokens.append(grid)
         present.append(here)
         owner += [index] * minutes.days
-        weights = here.float()[..., None]
-        embeddings.append(((grid * weights).sum(1) / weights.sum(1).clamp(min=1)).mean(0).numpy())
+        # The linear probe reads the embedding every other probe reads (worn days only), not a second pooling of its own.
+        embedding = embed_days(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday)
+        embeddings.append(embedding if embedding is not None else np.zeros(model.config.dim, np.float32))
     config = model.config
     data = TokenWindows(torch.cat(tokens), torch.cat(present), np.array(owner), (config.channel_groups, config.time_patches))
     return data, np.array(embeddings), cohort.labels

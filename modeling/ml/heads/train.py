@@ -93,7 +93,11 @@ def fit_head(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, 
 
 
 def predict_windows(trained: TrainedHead, tokens: torch.Tensor, present: torch.Tensor, device: str = "cpu") -> np.ndarray:
-    """One person's prediction from their windows (windows, patches, dim): a value, or class probabilities, averaged over windows."""
+    """One person's prediction from their windows (windows, patches, dim): a value, or class probabilities, averaged over
+    the windows with data (a day the device was not worn says nothing; with none worn, every window's prior output)."""
+    worn = present.any(dim=1)
+    if worn.any():
+        tokens, present = tokens[worn], present[worn]
     with torch.no_grad():
         output = trained.module(tokens.to(device), present.to(device))
     if trained.kind == "regression":

@@ -39,3 +39,16 @@ def test_a_seeded_fit_is_reproducible_and_regression_comes_back_in_label_units()
     second = fit_and_score(spec, data, values, "regression", np.arange(40), np.arange(40, 60), seed=3)
     np.testing.assert_array_equal(first.predictions, second.predictions)
     assert first.score > 0.7 and 95 < first.predictions.mean() < 115
+
+
+def test_a_day_without_data_does_not_move_a_persons_prediction():
+    """Unworn days (no patch present) are left out of the per-person average; with no worn day, the prior output stands."""
+    from modeling.ml.heads.train import fit_head, predict_people
+
+    data, labels = _data()
+    trained = fit_head(parse_spec('{"head": {"type": "linear"}, "training": {"epochs": 10}}'), data, labels, "binary", np.arange(40), seed=0)
+    unworn_tokens, unworn_present = torch.zeros(1, 12, 16), torch.zeros(1, 12, dtype=torch.bool)
+    padded = TokenWindows(torch.cat([data.tokens, unworn_tokens, unworn_tokens]), torch.cat([data.present, unworn_present, unworn_present]),
+                          np.concatenate([data.owner, [45, 99]]), data.grid)
+    np.testing.assert_allclose(predict_people(trained, padded, np.array([45])), predict_people(trained, data, np.array([45])), rtol=1e-6)
+    assert np.isfinite(predict_people(trained, padded, np.array([99]))).all()  # nothing worn at all: still a prediction
