@@ -4,7 +4,7 @@ A classroom of proposers (random, evolution, TPE and optionally a language model
 variant's backend) shares one leaderboard per task. Per task the best head is refitted as a
 bootstrap ensemble, scored once on test, saved, and registered as a ``Checkpoint(family="lsm_head")``;
 all of a job's heads are registered in one transaction at the end. ``lsm_predict`` uses a task's
-head only when it beat the linear probe on validation.
+head only when it clearly beat the linear probe on participants the search never saw.
 """
 
 from django import forms
@@ -113,7 +113,8 @@ def run_head_search(context: JobContext) -> dict:
         results.append(outcome.result)
         head = outcome.result["head"]
         context.log(f"{task}: {outcome.result['trainings']} trainings ({outcome.result['stopped']}), {outcome.result['invalid']} invalid; "
-                    + (f"best validation {head['validation']:.3f} vs probe {outcome.result['probe']['validation'] or float('nan'):.3f}: "
+                    + (f"best on the search fold {head['validation']:.3f} vs probe {outcome.result['probe']['validation'] or float('nan'):.3f}; "
+                       f"on the decision fold head − probe {outcome.result['decision']['difference'] or float('nan'):+.3f}: "
                        f"{'uses the head' if outcome.result['uses_head'] else 'keeps the probe'}" if head else "no valid head"))
         if outcome.ensemble is not None:
             outcome.ensemble.metadata["base_checkpoint"] = base.pk
@@ -149,14 +150,20 @@ def head_tables(results: list[dict]) -> list[dict]:
     rows = []
     for result in results:
         head = result["head"] or {}
+        decision = result.get("decision") or {}
+        advantage = ("—" if decision.get("difference") is None else
+                     f"{decision['difference']:+.3f} ({_number(decision['difference_ci'][0])} to {_number(decision['difference_ci'][1])})")
         rows.append([result["task"], describe_spec(head.get("spec")), result["validation_metric"], _number(head.get("validation")),
-                     _number(result["probe"]["validation"]),
+                     _number(result["probe"]["validation"]), _number(decision.get("head")), _number(decision.get("probe")), advantage,
                      "**uses the head**" if result["uses_head"] else "keeps the probe", result["metric"],
                      _metric(head.get("test"), result["metric"]), _metric(result["probe"]["test"], result["metric"])])
     tables = [{"title": "Best head vs linear probe", "kind": "head_vs_probe",
-               "summary": "The decision is made on validation participants; the test participants (scored once) only report.",
-               "columns": ["task", "best head", "validation metric", "best head (validation)", "linear probe (validation)", "decision", "test metric",
-                           "best head (test, 95 % CI)", "linear probe (test, 95 % CI)"], "rows": rows}]
+               "summary": "The search picks its best head on the search fold. The decision is made on the decision fold, which the "
+                          "search never saw: the head is used only if its advantage's 95 % CI lies above 0. The test participants "
+                          "(scored once) only report.",
+               "columns": ["task", "best head", "validation metric", "best head (search fold)", "linear probe (search fold)",
+                           "best head (decision fold)", "linear probe (decision fold)", "head − probe (decision fold, 95 % CI)", "decision",
+                           "test metric", "best head (test, 95 % CI)", "linear probe (test, 95 % CI)"], "rows": rows}]
     for result in results:
         tables.append({"title": f"Proposers: {result['task']}", "kind": "proposers",
                        "summary": f"Stopped: {result['stopped']}; {result['trainings']} trainings in {result['search_s']:.0f} s.",
@@ -175,11 +182,11 @@ def _queue(config: dict) -> str:
 
 register(JobKind("head_search", "Wearable foundation model: prediction-head search", HeadSearchForm, run_head_search, _queue,
                  "A classroom of proposers (random, evolution, Optuna TPE, a language model) searches prediction heads over the frozen "
-                 "model per task; the best head is used for the cohort's predictions only where it beat the linear probe on validation."))
+                 "model per task; the best head is used for the cohort's predictions only where it clearly beat the linear probe on participants the search never saw."))
 
 
 def usable_heads(checkpoint: Checkpoint) -> dict[str, Checkpoint]:
-    """Per task, the newest head over ``checkpoint`` that beat the linear probe on validation."""
+    """Per task, the newest head over ``checkpoint`` that clearly beat the linear probe on participants the search never saw."""
     heads = {}
     for head in Checkpoint.objects.filter(family="lsm_head", metrics__base_checkpoint=checkpoint.pk).order_by("-created_at"):
         if head.metrics.get("beats_probe") and head.metrics.get("task") not in heads:

@@ -139,7 +139,7 @@ class LSMPredictForm(forms.Form):
                                         help_text="Days per reference participant; each participant is embedded from their last this many days.")
     replicates = forms.IntegerField(min_value=2, max_value=500, initial=20, help_text="Bootstrap probes behind each interval.")
     seed = forms.IntegerField(min_value=0, initial=2000)
-    use_heads = forms.TypedChoiceField(choices=[(True, "yes: a searched head where it beat the linear probe on validation"),
+    use_heads = forms.TypedChoiceField(choices=[(True, "yes: a searched head where it clearly beat the linear probe on participants the search never saw"),
                                                 (False, "no: linear probes only")], initial=True, required=False, empty_value=True,
                                        coerce=lambda value: value not in (False, "False"), label="Use searched heads")
 
@@ -175,7 +175,7 @@ def run_lsm_predict(context: JobContext) -> dict:
 
         heads = {task: (head, load_ensemble(head.path, context.device)) for task, head in usable_heads(checkpoint).items()}
         if heads:
-            context.log(f"searched heads for {', '.join(sorted(heads))} (they beat the linear probe on validation)")
+            context.log(f"searched heads for {', '.join(sorted(heads))} (they clearly beat the linear probe on participants the search never saw)")
     participants = list(cohort.participants.exclude(trajectory_path="").order_by("pk"))
     rows, skipped = [], 0
     for position, participant in enumerate(participants):

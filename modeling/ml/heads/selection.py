@@ -1,11 +1,14 @@
-"""One task's head search from start to a usable head: search, decide on validation, refit, test once.
+"""One task's head search from start to a usable head: search, decide on a fold of its own, refit, test once.
 
-Participants are split 60/20/20 by participant (``compare.split_three``). The classroom searches on
-train → validation. The linear probe (fitted on train) is scored on the same validation
-participants with the same score (AUROC, or Pearson r for regression); the searched head is
-*used* only if its validation score beats the probe's. Then the best spec is refitted on train +
-validation as a bootstrap ensemble and the test participants are scored once, next to the probe
-refitted on train + validation: the test split only reports, it never decides.
+Participants are split 60/20/20 by participant (``compare.split_three``), and the validation fifth in
+two halves. The classroom searches on train → the first half (the search fold). The decision is
+made on the second half (the decision fold), which the search never saw: the best spec and the
+linear probe are both fitted on train and scored there with the same score (AUROC, or Pearson r for
+regression), and the head is *used* only if the paired bootstrap 95 % CI of its advantage lies
+above 0. Deciding on the search's own fold would compare the best of N trainings with one probe and
+favour the head by selection alone. Then the best spec is refitted on train + validation as a
+bootstrap ensemble and the test participants are scored once, next to the probe refitted on train +
+validation: the test split only reports, it never decides.
 """
 
 from collections.abc import Callable
@@ -17,7 +20,7 @@ from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.heads.compare import split_three
 from modeling.ml.heads.ensemble import HeadEnsemble, fit_ensemble
 from modeling.ml.heads.search import Entry, Proposer, proposer_summary, run_search
-from modeling.ml.heads.train import TokenWindows, validation_score
+from modeling.ml.heads.train import TokenWindows, fit_and_score, validation_score
 from modeling.ml.lsm.evaluate import class_probabilities, probe, probe_pipeline, score
 
 
@@ -27,11 +30,32 @@ class TaskOutcome:
     ensemble: HeadEnsemble | None
 
 
-def probe_validation_score(embeddings: np.ndarray, labels: np.ndarray, kind: str, train: np.ndarray, validation: np.ndarray) -> float:
+def probe_predictions(embeddings: np.ndarray, labels: np.ndarray, kind: str, train: np.ndarray, scored: np.ndarray) -> np.ndarray:
     model = probe_pipeline(kind).fit(embeddings[train], labels[train])
-    predicted = model.predict(embeddings[validation]) if kind == "regression" else class_probabilities(
-        model, embeddings[validation], int(labels.max()) + 1)
-    return validation_score(kind, labels[validation], predicted)
+    return model.predict(embeddings[scored]) if kind == "regression" else class_probabilities(model, embeddings[scored], int(labels.max()) + 1)
+
+
+def paired_difference(kind: str, truth: np.ndarray, head: np.ndarray, probe_predicted: np.ndarray, *, resamples: int, seed: int) -> dict:
+    """The head's score minus the probe's on the same people, with a percentile 95 % CI from resampling people
+    (within each class for classification, so every resample can be scored)."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(len(truth))] if kind == "regression" else [np.flatnonzero(truth == value) for value in np.unique(truth)]
+    draws = []
+    for _ in range(resamples):
+        pick = np.concatenate([rng.choice(group, len(group)) for group in groups])
+        draws.append(validation_score(kind, truth[pick], head[pick]) - validation_score(kind, truth[pick], probe_predicted[pick]))
+    draws_array = np.array(draws)
+    draws_array = draws_array[np.isfinite(draws_array)]
+    low, high = np.percentile(draws_array, [2.5, 97.5]) if draws_array.size else (np.nan, np.nan)
+    point = validation_score(kind, truth, head) - validation_score(kind, truth, probe_predicted)
+    return {"difference": _finite(point), "difference_ci": [_finite(low), _finite(high)]}
+
+
+def split_validation(validation: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(search fold, decision fold): the validation participants in two seeded halves."""
+    shuffled = np.random.default_rng(seed + 7).permutation(validation)
+    half = len(shuffled) // 2
+    return np.sort(shuffled[:half]), np.sort(shuffled[half:])
 
 
 def _finite(value: float | None) -> float | None:
@@ -44,27 +68,35 @@ def search_task(task_name: str, data: TokenWindows, embeddings: np.ndarray, labe
     task = TASK_BY_NAME[task_name]
     split = split_three(len(embeddings), seed)
     fit_on = np.concatenate([split.train, split.validation])
-    searched = run_search(proposers, data, labels, task.kind, split.train, split.validation, budget=budget, seed=seed,
+    search_fold, decision_fold = split_validation(split.validation, seed)
+    searched = run_search(proposers, data, labels, task.kind, split.train, search_fold, budget=budget, seed=seed,
                           time_limit_s=time_limit_s, progress=progress)
-    probe_validation = probe_validation_score(embeddings, labels, task.kind, split.train, split.validation)
+    probe_validation = validation_score(task.kind, labels[search_fold], probe_predictions(embeddings, labels, task.kind, split.train, search_fold))
     best = searched.leaderboard.best()
     result = {"task": task.name, "kind": task.kind, "metric": "mae" if task.kind == "regression" else "auroc",
               "validation_metric": "pearson_r" if task.kind == "regression" else "auroc",
-              "participants": {"train": len(split.train), "validation": len(split.validation), "test": len(split.test)},
+              "participants": {"train": len(split.train), "validation": len(search_fold), "decision": len(decision_fold), "test": len(split.test)},
               "probe": {"validation": _finite(probe_validation),
                         "test": probe(embeddings, labels, task.kind, fit_on, split.test, bootstrap=bootstrap)},
-              "head": None, "uses_head": False, "trainings": searched.trainings, "invalid": searched.invalid, "stopped": searched.stopped,
-              "search_s": searched.seconds, "proposers": proposer_summary(searched.leaderboard),
+              "head": None, "uses_head": False, "decision": None, "trainings": searched.trainings, "invalid": searched.invalid,
+              "stopped": searched.stopped, "search_s": searched.seconds, "proposers": proposer_summary(searched.leaderboard),
               "entries": [{"proposer": entry.proposer, "status": entry.status, "score": _finite(entry.score), "seconds": entry.seconds,
                            "reason": entry.reason, "spec": entry.spec} for entry in searched.leaderboard.entries]}
     if searched.best is None:
         return TaskOutcome(result, None)
+    # The decision fold, never seen by the search: the best spec and the probe, both fitted on train.
+    head_decision = fit_and_score(searched.best, data, labels, task.kind, split.train, decision_fold, seed=seed)
+    probe_decision = probe_predictions(embeddings, labels, task.kind, split.train, decision_fold)
+    decision = {"head": _finite(head_decision.score),
+                "probe": _finite(validation_score(task.kind, labels[decision_fold], probe_decision)),
+                **paired_difference(task.kind, labels[decision_fold], head_decision.predictions, probe_decision, resamples=bootstrap, seed=seed)}
+    result["decision"] = decision
     ensemble = fit_ensemble(searched.best, data, labels, task.kind, fit_on, replicates=replicates, seed=seed)
     test = score(task.kind, labels[split.test], ensemble.predict_people(data, split.test), bootstrap=bootstrap)  # the test split, once
     result["head"] = {"spec": searched.best.model_dump(mode="json"), "validation": _finite(best.score), "test": test, "replicates": replicates}
-    result["uses_head"] = bool(result["probe"]["validation"] is None or best.score > result["probe"]["validation"])
+    result["uses_head"] = bool(decision["difference_ci"][0] is not None and decision["difference_ci"][0] > 0)
     quality = ({"mae": test["mae"][0], "pearson_r": test["pearson_r"][0]} if task.kind == "regression" else {"auroc": (test.get("auroc") or [None])[0]})
     ensemble.metadata = {"task": task.name, "validation_score": _finite(best.score), "probe_validation_score": result["probe"]["validation"],
-                         "beats_probe": result["uses_head"],
+                         "decision": decision, "beats_probe": result["uses_head"],
                          "quality": {key: _finite(value) for key, value in quality.items()} | {"held_out_participants": len(split.test)}}
     return TaskOutcome(result, ensemble)
