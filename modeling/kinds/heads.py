@@ -37,6 +37,9 @@ class HeadSearchForm(forms.Form):
                                           help_text="The classroom: each proposes every round from one shared leaderboard.")
     agent_variant = forms.ModelChoiceField(queryset=_language_model_variants(), required=False,
                                            help_text="The language model proposer's backend (transformers or OpenAI-compatible HTTP).")
+    llm_temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.7, required=False,
+                                       help_text="Sampling temperature of the language-model proposer (0 = greedy: a repeated prompt "
+                                                 "repeats its spec; each proposal has its own seed).")
     budget = forms.IntegerField(min_value=1, max_value=500, initial=12, help_text="Trainings per task.")
     time_limit_min = forms.FloatField(min_value=0.1, max_value=24 * 60, required=False,
                                       help_text="Wall time per task in minutes; no training starts after it. Empty: no limit.")
@@ -80,8 +83,12 @@ def _proposers(config: dict, task: str) -> list:
         backend = make_backend(variant.backend, variant.config)
         schema = decoding_schema()
 
+        temperature = config.get("llm_temperature")
+        temperature = 0.7 if temperature is None else float(temperature)
+
         def complete(messages, seed):
-            return backend.complete(messages, json_schema=schema, timeout_s=float(variant.config.get("timeout_s", 300)), seed=seed)
+            return backend.complete(messages, json_schema=schema, timeout_s=float(variant.config.get("timeout_s", 300)), seed=seed,
+                                    temperature=temperature)
 
         proposers.append(LanguageModelProposer(complete, name=f"llm ({variant.name})", task=task))
     return proposers

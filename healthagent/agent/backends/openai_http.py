@@ -37,11 +37,12 @@ class OpenAIHTTPBackend:
         text, metadata = self._chat(payload, timeout_s=timeout_s)
         return BackendAnswer(text=text, metadata=metadata)
 
-    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None) -> str:
+    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None,
+                 temperature: float | None = None) -> str:
         """The reply to ``messages``; with ``json_schema`` the server is asked for structured output under it
         (``response_format`` of type ``json_schema``; servers without it may ignore it, the caller validates)."""
-        payload = {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": self.max_tokens,
-                   "seed": 0 if seed is None else seed}
+        payload = {"model": self.model, "messages": messages, "temperature": self.temperature if temperature is None else temperature,
+                   "max_tokens": self.max_tokens, "seed": 0 if seed is None else seed}
         if json_schema is not None:
             payload["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
         text, _ = self._chat(payload, timeout_s=timeout_s)

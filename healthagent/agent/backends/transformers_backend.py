@@ -61,13 +61,15 @@ class TransformersBackend:
         text, metadata = self._generate(chat_messages(context), timeout_s=timeout_s, max_new_tokens=self.max_new_tokens)
         return BackendAnswer(text=text, metadata=metadata)
 
-    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None) -> str:
+    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None,
+                 temperature: float | None = None) -> str:
         """The reply to ``messages``; with ``json_schema`` decoding is constrained to it by lm-format-enforcer."""
-        text, _ = self._generate(messages, timeout_s=timeout_s, max_new_tokens=self.max_new_tokens, json_schema=json_schema, seed=seed)
+        text, _ = self._generate(messages, timeout_s=timeout_s, max_new_tokens=self.max_new_tokens, json_schema=json_schema, seed=seed,
+                                 temperature=temperature)
         return text
 
     def _generate(self, messages: list[dict], *, timeout_s: float, max_new_tokens: int, json_schema: dict | None = None,
-                  seed: int | None = None) -> tuple[str, dict]:
+                  seed: int | None = None, temperature: float | None = None) -> tuple[str, dict]:
         import torch
         from transformers import LogitsProcessorList
 
@@ -87,12 +89,13 @@ class TransformersBackend:
         budget = timeout_s - load_s
         if budget <= 0:
             raise BackendTimeout(f"loading the model took {load_s:.0f} s, over the {timeout_s:.0f} s limit")
+        temperature = self.temperature if temperature is None else temperature
         torch.manual_seed(self.seed if seed is None else seed)
         began = time.perf_counter()
         with torch.inference_mode():
             output = model.generate(
-                **encoded, max_new_tokens=max_new_tokens, do_sample=self.temperature > 0,
-                temperature=self.temperature if self.temperature > 0 else None, top_p=None, top_k=None,
+                **encoded, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
                 max_time=budget, pad_token_id=tokenizer.eos_token_id, logits_processor=processors,
             )
         generation_s = time.perf_counter() - began
@@ -103,6 +106,6 @@ class TransformersBackend:
         return text, {
             "backend": self.name, "model": Path(self.model).name + (f"/{self.gguf_file}" if self.gguf_file else ""),
             "prompt_tokens": int(encoded["input_ids"].shape[1]), "completion_tokens": int(len(new_tokens)),
-            "load_s": round(load_s, 2), "generation_s": round(generation_s, 2), "temperature": self.temperature,
+            "load_s": round(load_s, 2), "generation_s": round(generation_s, 2), "temperature": temperature,
             "constrained": json_schema is not None,
         }

@@ -169,6 +169,10 @@ def test_http_backend_completes_messages_under_a_json_schema(chat_server):
     assert body["messages"] == messages
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["schema"] == decoding_schema()
+    assert body["temperature"] == 0.0  # the variant's own
+    chat_server.script = [("ok", SPEC_REPLY)]
+    backend_for(chat_server).complete(messages, json_schema=decoding_schema(), timeout_s=10, seed=5, temperature=0.7)
+    assert chat_server.requests[-1]["body"]["temperature"] == 0.7 and chat_server.requests[-1]["body"]["seed"] == 5  # a proposal samples
 
 
 def test_http_backend_completes_without_a_schema_and_retries(chat_server):
