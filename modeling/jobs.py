@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify, group_notify_on_commit
-from modeling.models import Job
+from modeling.models import Checkpoint, Job
 
 JOBS_GROUP = "jobs"
 LOG_TAIL_CHARS = 20_000
@@ -88,17 +88,39 @@ def check_config(kind: JobKind, data: dict) -> dict:
             for key, value in form.cleaned_data.items()}
 
 
-def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None, via: str = "") -> Job:
+def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None, parent: Job | None = None, via: str = "") -> Job:
     """Validate the config, store the job (and its audit entry) and send it to its queue once the row is committed."""
     kind = job_kind(kind_name)
     cleaned = check_config(kind, config)
     with transaction.atomic():
-        job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of)
+        job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of, parent=parent)
         audit_record(actor=user, via=via, action=Action.JOB_RETRIED if retry_of else Action.JOB_QUEUED, target=job,
-                     details={"kind": job.kind, "queue": job.queue, "config": cleaned, **({"retry_of": retry_of.pk} if retry_of else {})})
+                     details={"kind": job.kind, "queue": job.queue, "config": cleaned, **({"retry_of": retry_of.pk} if retry_of else {}),
+                              **({"parent": parent.pk} if parent else {})})
         transaction.on_commit(lambda: _send(job.pk, job.queue))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job
+
+
+def job_queue_follow_up(*, parent: Job, kind_name: str, config: dict) -> Job:
+    """Queue the job that carries on with ``parent``'s result, at most once per parent and kind: a parent
+    delivered again after its worker died gets back the follow-up it queued the first time.
+    Locks the parent's row, so two deliveries cannot both queue one."""
+    with transaction.atomic():
+        Job.objects.select_for_update().get(pk=parent.pk)
+        earlier = Job.objects.filter(parent=parent, kind=kind_name).first()
+        if earlier is not None:
+            return earlier
+        return job_queue(kind_name=kind_name, config=config, user=parent.queued_by, parent=parent)
+
+
+def job_checkpoint_record(*, job: Job, family: str, size: str, path: str, metrics: dict) -> Checkpoint:
+    """Register the model ``job`` saved at ``path``, once: a job delivered again updates the row it wrote
+    before (same primary key, so jobs queued with it stay valid). Locks the job's row."""
+    with transaction.atomic():
+        Job.objects.select_for_update().get(pk=job.pk)
+        checkpoint, _ = Checkpoint.objects.update_or_create(job=job, family=family, path=str(path), defaults={"size": size, "metrics": metrics})
+    return checkpoint
 
 
 def _send(job_id: int, queue: str) -> None:

@@ -98,7 +98,8 @@ def twin_simulate(*, checkpoint: Checkpoint, participants: list[Participant], in
                   seed: int, device: str = "cpu", job=None, progress: Callable[[float, str], None] = lambda *args: None) -> list[SimulationRun]:
     """Simulate every participant with and without each intervention and store one run per participant.
 
-    All runs are written in one transaction after the rollouts: a failed job leaves nothing half-stored.
+    All runs are written in one transaction after the rollouts: a failed job leaves nothing half-stored, and
+    a job delivered again (its worker died) replaces the runs it stored before instead of adding to them.
     """
     from modeling.ml.healthformer.generate import simulate
     from modeling.ml.healthformer.training import load_twin
@@ -120,6 +121,8 @@ def twin_simulate(*, checkpoint: Checkpoint, participants: list[Participant], in
                                results=simulation_results(rollouts, participant_index=index, record=record))
                  for index, (participant, record) in enumerate(zip(group, records, strict=True))]
     with transaction.atomic():
+        if job is not None:
+            SimulationRun.objects.filter(job=job).delete()
         SimulationRun.objects.bulk_create(runs)
     return runs
 

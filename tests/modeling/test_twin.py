@@ -33,7 +33,7 @@ def test_a_participant_s_record_comes_from_the_stored_data(tiny_cohort):
     assert {e["kind"] for e in record.events} <= {"diet", "medication", "intervention", "diagnosis", "endpoint"}
 
 
-def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(tiny_cohort, twin_checkpoint):
+def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(tiny_cohort, twin_checkpoint, deliver_again):
     job = job_queue(kind_name="simulate", config={"checkpoint": twin_checkpoint.pk, "cohort": tiny_cohort.pk,
                                                   "interventions": ["statin", "exercise_programme"], "horizon_days": 28, "samples": 4, "seed": 1})
     assert job.queue == "cpu"  # a tiny twin: CPU workers take it (larger sizes go to the gpu queue)
@@ -47,6 +47,9 @@ def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participa
     assert all(low <= mid <= high for low, mid, high in zip(fan["0.05"], fan["0.5"], fan["0.95"], strict=True))
     assert set(results["effects"]) == {"statin", "exercise_programme"}
     assert all(0 <= risk <= 1 for risk in results["risk"]["none"].values())
+    assert deliver_again(job) == "succeeded"  # its worker died before marking it finished: the runs are replaced, not added
+    assert job.attempts == 2 and job.simulations.count() == 3
+    assert sorted(job.simulations.values_list("participant", flat=True)) == sorted(tiny_cohort.participants.values_list("pk", flat=True))
 
 
 def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, twin_checkpoint):
@@ -60,7 +63,7 @@ def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, 
 
 
 @pytest.mark.slow
-def test_the_training_job_registers_a_loadable_twin(tiny_cohort):
+def test_the_training_job_registers_a_loadable_twin(tiny_cohort, deliver_again):
     from modeling.ml.healthformer.training import load_twin
 
     job = job_queue(kind_name="twin_train", config={"size": "tiny", "participants": 20, "days": 200, "steps": 6, "batch_size": 4,
@@ -74,6 +77,9 @@ def test_the_training_job_registers_a_loadable_twin(tiny_cohort):
     job.refresh_from_db()
     follow_up = Job.objects.get(pk=job.result["simulation_job"])
     assert follow_up.kind == "simulate" and follow_up.config["checkpoint"] == checkpoint.pk and len(follow_up.config["interventions"]) == 5
+    assert deliver_again(job) == "succeeded"  # resumes at its last step; one model, one simulation job
+    assert job.result["resumed_from_step"] == 6 and list(Checkpoint.objects.filter(job=job)) == [checkpoint]
+    assert list(Job.objects.filter(kind="simulate")) == [follow_up] and job.result["simulation_job"] == follow_up.pk
 
 
 def _stored_run(participant, checkpoint):
