@@ -131,13 +131,14 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     from modeling.ml.healthformer.generate import Rollouts
 
     grid = np.array([0, 7, 14])
-    rollouts = Rollouts(grid, np.random.default_rng(0).normal(size=(1, 2, 4, 3, len(BIOMARKER_NAMES))), np.zeros((1, 2, 4, 11)),
+    rollouts = Rollouts(grid, np.random.default_rng(0).normal(size=(1, 2, 4, 3, len(BIOMARKER_NAMES))), np.full((1, 2, 4, 11), 0.003),
                         np.zeros((1, 2, 4, 1), dtype=int), np.zeros((1, 2, 4, 1), dtype=int), [None, "statin"], 14)
     record = participant_record(participant=participant)
     SimulationRun.objects.create(participant=participant, checkpoint=twin_checkpoint, job=job, interventions=["statin"], horizon_days=14,
                                  samples=4, results=simulation_results(rollouts, participant_index=0, record=record))
     page = client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}")
     assert page.status_code == 200 and b'id="twin-data"' in page.content and b"data-fan-chart" in page.content
+    assert page.content.decode().count("<td>0.3 %</td>") == 2 * 11  # a small risk per endpoint and arm, not rounded to "0 %"
 
 
 def test_while_a_twin_trains_the_page_says_so_and_cannot_simulate(client, researcher, tiny_cohort):
