@@ -103,7 +103,7 @@ def twin_page(request):
     participant_id, job_id = request.GET.get("participant", ""), request.GET.get("job", "")
     participant = Participant.objects.filter(pk=participant_id).first() if participant_id.isdigit() else None
     job = Job.objects.filter(pk=job_id, kind="simulate").first() if job_id.isdigit() else None
-    form = TwinRequestForm(initial={"participant": participant, "interventions": ["exercise_programme"]})
+    form = TwinRequestForm(initial={"participant": participant, "interventions": ["exercise_programme"]}, user=request.user)
     run = None
     if participant is not None:
         runs = participant.simulations.select_related("checkpoint")
@@ -117,23 +117,20 @@ def twin_page(request):
 @role_required(*TWIN_ROLES)
 def twin_simulate(request):
     from modeling.forms import TwinRequestForm
-    from modeling.twin import twin_checkpoint_latest
+    from modeling.twin import TwinError, simulation_request_queue
 
-    form = TwinRequestForm(request.POST)
-    checkpoint = twin_checkpoint_latest()
-    if not form.is_valid() or checkpoint is None:
-        problems = "; ".join(" ".join(errors) for errors in form.errors.values()) if not form.is_valid() else "no twin model has been trained yet"
+    form = TwinRequestForm(request.POST, user=request.user)
+    if not form.is_valid():
+        problems = "; ".join(" ".join(errors) for errors in form.errors.values())
         messages.error(request, f"Could not queue the simulation: {problems}.")
         return redirect("modeling:twin")
     participant = form.cleaned_data["participant"]
     try:
-        job = job_queue(kind_name="simulate", user=request.user,
-                        config={"checkpoint": checkpoint.pk, "cohort": participant.cohort_id, "participant": participant.pk,
-                                "interventions": form.cleaned_data["interventions"], "horizon_days": form.cleaned_data["horizon_days"],
-                                "samples": form.cleaned_data["samples"], "seed": 0})
-    except JobError as error:
-        messages.error(request, str(error).capitalize() + ".")
-        return redirect("modeling:twin")
+        job = simulation_request_queue(user=request.user, participant=participant, interventions=form.cleaned_data["interventions"],
+                                       horizon_days=form.cleaned_data["horizon_days"], samples=form.cleaned_data["samples"])
+    except TwinError as error:
+        messages.error(request, f"Could not queue the simulation: {error}.")
+        return redirect(f"{reverse('modeling:twin')}?participant={participant.pk}")
     return redirect(f"{reverse('modeling:twin')}?participant={participant.pk}&job={job.pk}")
 
 

@@ -146,3 +146,34 @@ def test_while_a_twin_trains_the_page_says_so_and_cannot_simulate(client, resear
     client.force_login(researcher)
     page = client.get(reverse("modeling:twin")).content.decode()
     assert f"one is being trained (job #{job.pk}, queued" in page and 'class="primary" disabled' in page
+
+
+def test_a_researcher_s_simulations_are_capped_with_a_reason_and_an_admin_s_are_not(client, researcher, admin_user, tiny_cohort, twin_checkpoint):
+    from modeling.twin import RESEARCHER_MAX_PENDING_SIMULATIONS, RESEARCHER_MAX_SAMPLES
+
+    participant = tiny_cohort.participants.order_by("pk").first()
+    request = {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30}
+    client.force_login(researcher)
+    page = client.get(reverse("modeling:twin")).content.decode()
+    assert "Researchers: at most 64 samples, one participant per simulation and 2 simulations waiting or running at a time" in page
+    assert f'max="{RESEARCHER_MAX_SAMPLES}"' in page  # the browser's hint; the server checks again below
+
+    page = client.post(reverse("modeling:twin_simulate"), {**request, "samples": RESEARCHER_MAX_SAMPLES + 1}, follow=True).content.decode()
+    assert "Could not queue the simulation: a researcher can ask for at most 64 samples per arm (you asked for 65)" in page
+    assert not Job.objects.exists()
+
+    queued = [client.post(reverse("modeling:twin_simulate"), {**request, "samples": RESEARCHER_MAX_SAMPLES}) for _ in range(RESEARCHER_MAX_PENDING_SIMULATIONS)]
+    assert all(response.status_code == 302 and "&job=" in response["Location"] for response in queued)
+    first, second = Job.objects.filter(kind="simulate").order_by("pk")
+    page = client.post(reverse("modeling:twin_simulate"), {**request, "samples": 8}, follow=True).content.decode()
+    assert (f"you already have 2 simulations waiting or running (job #{first.pk}, job #{second.pk}); a researcher can have at most 2, "
+            "so queue this one when one of them has finished") in page
+    assert Job.objects.count() == 2
+    Job.objects.filter(pk=first.pk).update(state=Job.State.SUCCEEDED)
+    assert "&job=" in client.post(reverse("modeling:twin_simulate"), {**request, "samples": 8})["Location"]  # a slot is free again
+
+    client.force_login(admin_user)  # admins are not capped: more samples, more pending simulations
+    for _ in range(RESEARCHER_MAX_PENDING_SIMULATIONS + 1):
+        assert "&job=" in client.post(reverse("modeling:twin_simulate"), {**request, "samples": 256})["Location"]
+    assert Job.objects.filter(queued_by=admin_user, config__samples=256).count() == RESEARCHER_MAX_PENDING_SIMULATIONS + 1
+    assert f'max="{RESEARCHER_MAX_SAMPLES}"' not in client.get(reverse("modeling:twin")).content.decode()
