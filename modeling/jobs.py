@@ -69,6 +69,15 @@ def job_payload(job: Job) -> dict:
             "metrics": job.metrics, "error": job.error, "device": job.device, "worker_host": job.worker_host, "attempts": job.attempts}
 
 
+# What researchers see of a job they queued (the twin page): its progress, not the workers' details.
+PROGRESS_FIELDS = ("id", "state", "progress", "message", "error")
+
+
+def job_progress_payload(payload: dict) -> dict:
+    """Only the PROGRESS_FIELDS of a :func:`job_payload` (or of an event carrying one)."""
+    return {key: payload[key] for key in PROGRESS_FIELDS if key in payload}
+
+
 def job_pending(*, kind_name: str) -> Job | None:
     """The newest queued or running job of a kind: a page waiting for its model says it is on its way."""
     return Job.objects.filter(kind=kind_name, state__in=(Job.State.QUEUED, Job.State.RUNNING)).order_by("-pk").first()

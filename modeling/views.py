@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
-from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_pending, job_queue, job_retry
+from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_pending, job_progress_payload, job_queue, job_retry
 from modeling.models import Checkpoint, Job
 
 
@@ -136,6 +136,7 @@ def twin_simulate(request):
 
 @role_required(*TWIN_ROLES)
 def twin_status(request, job_id: int):
-    """A simulate job's progress, for the twin page (researchers cannot open the admins' job pages)."""
+    """A simulate job's progress, for the twin page (researchers cannot open the admins' job pages): what it
+    polls when no event arrives over its websocket (modeling.consumers.SimulationJobConsumer)."""
     job = get_object_or_404(Job, pk=job_id, kind="simulate")
-    return JsonResponse({key: value for key, value in job_payload(job).items() if key in ("id", "state", "progress", "message", "error")})
+    return JsonResponse(job_progress_payload(job_payload(job)))
