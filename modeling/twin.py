@@ -3,9 +3,8 @@ simulations a ``simulate`` job stores, and what the agent and the twin page read
 
 from collections.abc import Callable
 
-from django.db import transaction
-
 from django.contrib.auth import get_user_model
+from django.db import transaction
 
 from healthagent.models import Participant
 from healthagent.roles import Role, user_has_role
@@ -103,7 +102,8 @@ def twin_simulate(*, checkpoint: Checkpoint, participants: list[Participant], in
     """Simulate every participant with and without each intervention and store one run per participant.
 
     All runs are written in one transaction after the rollouts: a failed job leaves nothing half-stored, and
-    a job delivered again (its worker died) replaces the runs it stored before instead of adding to them.
+    a job delivered again (its worker died) overwrites the runs it stored before instead of adding to them,
+    keeping their ids (the agent may already cite them).
     """
     from modeling.ml.healthformer.generate import simulate
     from modeling.ml.healthformer.training import load_twin
@@ -126,8 +126,12 @@ def twin_simulate(*, checkpoint: Checkpoint, participants: list[Participant], in
                  for index, (participant, record) in enumerate(zip(group, records, strict=True))]
     with transaction.atomic():
         if job is not None:
-            SimulationRun.objects.filter(job=job).delete()
-        SimulationRun.objects.bulk_create(runs)
+            earlier = dict(SimulationRun.objects.select_for_update().filter(job=job).values_list("participant_id", "pk"))
+            for run in runs:
+                run.pk = earlier.pop(run.participant_id, None)
+            SimulationRun.objects.filter(pk__in=earlier.values()).delete()  # participants this delivery did not simulate
+            SimulationRun.objects.bulk_update([run for run in runs if run.pk], ["checkpoint", "interventions", "horizon_days", "samples", "results"])
+        SimulationRun.objects.bulk_create([run for run in runs if not run.pk])
     return runs
 
 
