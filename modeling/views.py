@@ -50,7 +50,8 @@ def job_detail(request, job_id: int):
     tables = result.pop("tables", [])  # evaluation tables a job reports are shown as tables, the rest as data
     searches = result.pop("searches", [])  # a head search's leaderboards, drawn as charts
     return render(request, "modeling/job_detail.html", {"job": job, "payload": {**job_payload(job), "curve": job.curve},
-                                                        "checkpoints": job.checkpoints.all(), "result": result, "tables": tables,
+                                                        "checkpoints": job.checkpoints.all(), "follow_ups": job.follow_ups.order_by("pk"),
+                                                        "result": result, "tables": tables,
                                                         "searches": searches})
 
 

@@ -53,3 +53,12 @@ def test_a_job_registers_a_model_once_and_updates_it_when_delivered_again(tmp_pa
     assert again.pk == first.pk and list(Checkpoint.objects.filter(job=job)) == [again] and again.metrics == {"loss": 0.4}
     other = job_checkpoint_record(job=job, family="demo_mlp", size="tiny", path=tmp_path / "other", metrics={})
     assert other.pk != first.pk and Checkpoint.objects.filter(job=job).count() == 2
+
+
+def test_a_job_s_page_links_its_parent_and_its_follow_ups(client, admin_user):
+    parent = job_queue(kind_name="demo_training", config=DEMO)
+    follow_up = job_queue_follow_up(parent=parent, kind_name="demo_training", config=DEMO)
+    client.force_login(admin_user)
+    assert f'Queued by <a href="/modeling/jobs/{parent.pk}/">job #{parent.pk}</a>' in client.get(f"/modeling/jobs/{follow_up.pk}/").content.decode()
+    assert f'Follow-up jobs: <a href="/modeling/jobs/{follow_up.pk}/">#{follow_up.pk} demo_training</a> (queued)' in client.get(
+        f"/modeling/jobs/{parent.pk}/").content.decode()
