@@ -4,6 +4,10 @@ services that queue, cancel and retry jobs.
 A kind registers its config form, its queue and its run function. A run function gets a
 :class:`JobContext`: it reports progress (which also checks for cancellation), writes log lines,
 and keeps its checkpoints in ``context.work_dir`` so a job delivered again resumes there.
+
+A job can be delivered again after its final writes (its worker died before the job was marked
+finished), so those writes must be idempotent per job: a run registers its models with
+:func:`job_checkpoint_record` and queues the job that uses its result with :func:`job_queue_follow_up`.
 """
 
 import socket
