@@ -2,7 +2,7 @@ from channels.db import database_sync_to_async
 
 from healthagent.consumers import RoleGroupConsumer
 from healthagent.roles import Role
-from modeling.jobs import JOBS_GROUP, job_group
+from modeling.jobs import JOBS_GROUP, job_group, job_progress_payload
 from modeling.models import Job
 
 
@@ -24,3 +24,18 @@ class JobConsumer(RoleGroupConsumer):
         job_id = self.scope["url_route"]["kwargs"]["job_id"]
         exists = await database_sync_to_async(Job.objects.filter(pk=job_id).exists)()
         return [job_group(job_id)] if exists else None
+
+
+class SimulationJobConsumer(RoleGroupConsumer):
+    """A simulate job's progress on the twin page, for researchers too: the job's events with only the
+    fields the twin page's status view gives them (no worker, device or metrics)."""
+
+    allowed_roles = (Role.RESEARCHER, Role.ADMIN)
+
+    async def subscription_groups(self):
+        job_id = self.scope["url_route"]["kwargs"]["job_id"]
+        exists = await database_sync_to_async(Job.objects.filter(pk=job_id, kind="simulate").exists)()
+        return [job_group(job_id)] if exists else None
+
+    async def group_event(self, event):
+        await self.send_json(job_progress_payload(event["payload"]))

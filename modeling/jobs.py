@@ -4,6 +4,10 @@ services that queue, cancel and retry jobs.
 A kind registers its config form, its queue and its run function. A run function gets a
 :class:`JobContext`: it reports progress (which also checks for cancellation), writes log lines,
 and keeps its checkpoints in ``context.work_dir`` so a job delivered again resumes there.
+
+A job can be delivered again after its final writes (its worker died before the job was marked
+finished), so those writes must be idempotent per job: a run registers its models with
+:func:`job_checkpoint_record` and queues the job that uses its result with :func:`job_queue_follow_up`.
 """
 
 import socket
@@ -18,7 +22,7 @@ from django.utils import timezone
 
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify, group_notify_on_commit
-from modeling.models import Job
+from modeling.models import Checkpoint, Job
 
 JOBS_GROUP = "jobs"
 LOG_TAIL_CHARS = 20_000
@@ -69,6 +73,15 @@ def job_payload(job: Job) -> dict:
             "metrics": job.metrics, "error": job.error, "device": job.device, "worker_host": job.worker_host, "attempts": job.attempts}
 
 
+# What researchers see of a job they queued (the twin page): its progress, not the workers' details.
+PROGRESS_FIELDS = ("id", "state", "progress", "message", "error")
+
+
+def job_progress_payload(payload: dict) -> dict:
+    """Only the PROGRESS_FIELDS of a :func:`job_payload` (or of an event carrying one)."""
+    return {key: payload[key] for key in PROGRESS_FIELDS if key in payload}
+
+
 def job_pending(*, kind_name: str) -> Job | None:
     """The newest queued or running job of a kind: a page waiting for its model says it is on its way."""
     return Job.objects.filter(kind=kind_name, state__in=(Job.State.QUEUED, Job.State.RUNNING)).order_by("-pk").first()
@@ -88,17 +101,39 @@ def check_config(kind: JobKind, data: dict) -> dict:
             for key, value in form.cleaned_data.items()}
 
 
-def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None, via: str = "") -> Job:
+def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None, parent: Job | None = None, via: str = "") -> Job:
     """Validate the config, store the job (and its audit entry) and send it to its queue once the row is committed."""
     kind = job_kind(kind_name)
     cleaned = check_config(kind, config)
     with transaction.atomic():
-        job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of)
+        job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of, parent=parent)
         audit_record(actor=user, via=via, action=Action.JOB_RETRIED if retry_of else Action.JOB_QUEUED, target=job,
-                     details={"kind": job.kind, "queue": job.queue, "config": cleaned, **({"retry_of": retry_of.pk} if retry_of else {})})
+                     details={"kind": job.kind, "queue": job.queue, "config": cleaned, **({"retry_of": retry_of.pk} if retry_of else {}),
+                              **({"parent": parent.pk} if parent else {})})
         transaction.on_commit(lambda: _send(job.pk, job.queue))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job
+
+
+def job_queue_follow_up(*, parent: Job, kind_name: str, config: dict) -> Job:
+    """Queue the job that carries on with ``parent``'s result, at most once per parent and kind: a parent
+    delivered again after its worker died gets back the follow-up it queued the first time.
+    Locks the parent's row, so two deliveries cannot both queue one."""
+    with transaction.atomic():
+        Job.objects.select_for_update().get(pk=parent.pk)
+        earlier = Job.objects.filter(parent=parent, kind=kind_name).first()
+        if earlier is not None:
+            return earlier
+        return job_queue(kind_name=kind_name, config=config, user=parent.queued_by, parent=parent)
+
+
+def job_checkpoint_record(*, job: Job, family: str, size: str, path: str, metrics: dict) -> Checkpoint:
+    """Register the model ``job`` saved at ``path``, once: a job delivered again updates the row it wrote
+    before (same primary key, so jobs queued with it stay valid). Locks the job's row."""
+    with transaction.atomic():
+        Job.objects.select_for_update().get(pk=job.pk)
+        checkpoint, _ = Checkpoint.objects.update_or_create(job=job, family=family, path=str(path), defaults={"size": size, "metrics": metrics})
+    return checkpoint
 
 
 def _send(job_id: int, queue: str) -> None:

@@ -32,6 +32,8 @@ class Job(models.Model):
     device = models.CharField(max_length=40, blank=True)
     queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_ups",
+                               help_text="The job that queued this one with its result (a trained model's predictions...).")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -40,6 +42,9 @@ class Job(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["state", "kind"])]
+        # A re-delivered job runs its final step again: it must find its follow-up, not queue a second one.
+        constraints = [models.UniqueConstraint(fields=["parent", "kind"], condition=models.Q(parent__isnull=False),
+                                               name="one_follow_up_per_parent_and_kind")]
 
     def __str__(self):
         return f"{self.kind} #{self.pk}"

@@ -3,13 +3,16 @@ simulations a ``simulate`` job stores, and what the agent and the twin page read
 
 from collections.abc import Callable
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from healthagent.models import Participant
+from healthagent.roles import Role, user_has_role
+from modeling.jobs import JobError, job_queue
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, INTERVENTION_BY_NAME
 from modeling.ml.healthformer.data import MIN_WEAR_MINUTES, worn_blocks
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
-from modeling.models import Checkpoint, SimulationRun
+from modeling.models import Checkpoint, Job, SimulationRun
 
 
 class TwinError(Exception):
@@ -106,7 +109,9 @@ def twin_simulate(*, checkpoint: Checkpoint, participants: list[Participant], in
                   seed: int, device: str = "cpu", job=None, progress: Callable[[float, str], None] = lambda *args: None) -> list[SimulationRun]:
     """Simulate every participant with and without each intervention and store one run per participant.
 
-    All runs are written in one transaction after the rollouts: a failed job leaves nothing half-stored.
+    All runs are written in one transaction after the rollouts: a failed job leaves nothing half-stored, and
+    a job delivered again (its worker died) overwrites the runs it stored before instead of adding to them,
+    keeping their ids (the agent may already cite them).
     """
     from modeling.ml.healthformer.generate import simulate
     from modeling.ml.healthformer.training import load_twin
@@ -128,8 +133,50 @@ def twin_simulate(*, checkpoint: Checkpoint, participants: list[Participant], in
                                results=simulation_results(rollouts, participant_index=index, record=record))
                  for index, (participant, record) in enumerate(zip(group, records, strict=True))]
     with transaction.atomic():
-        SimulationRun.objects.bulk_create(runs)
+        if job is not None:
+            earlier = dict(SimulationRun.objects.select_for_update().filter(job=job).values_list("participant_id", "pk"))
+            for run in runs:
+                run.pk = earlier.pop(run.participant_id, None)
+            SimulationRun.objects.filter(pk__in=earlier.values()).delete()  # participants this delivery did not simulate
+            SimulationRun.objects.bulk_update([run for run in runs if run.pk], ["checkpoint", "interventions", "horizon_days", "samples", "results"])
+        SimulationRun.objects.bulk_create([run for run in runs if not run.pk])
     return runs
+
+
+# What a researcher may queue from the twin page (admins are not capped): a simulation's cost grows with its
+# samples, and it waits for the CPU workers everyone's jobs share.
+RESEARCHER_MAX_SAMPLES = 64
+RESEARCHER_MAX_PENDING_SIMULATIONS = 2
+RESEARCHER_LIMITS_TEXT = (f"Researchers: at most {RESEARCHER_MAX_SAMPLES} samples, one participant per simulation and "
+                          f"{RESEARCHER_MAX_PENDING_SIMULATIONS} simulations waiting or running at a time; admins are not capped.")
+
+
+def simulation_request_queue(*, user, participant: Participant, interventions: list[str], horizon_days: int, samples: int) -> Job:
+    """Queue a simulate job of one participant with the newest twin, for ``user``. A user who is not an admin
+    is capped (RESEARCHER_MAX_SAMPLES, RESEARCHER_MAX_PENDING_SIMULATIONS): TwinError says which cap.
+    Locks the user's row while counting their pending simulations, so two requests at once cannot both pass."""
+    checkpoint = twin_checkpoint_latest()
+    if checkpoint is None:
+        raise TwinError("no twin model has been trained yet")
+    capped = not user_has_role(user, Role.ADMIN)
+    if capped and samples > RESEARCHER_MAX_SAMPLES:
+        raise TwinError(f"a researcher can ask for at most {RESEARCHER_MAX_SAMPLES} samples per arm (you asked for {samples}); "
+                        "an admin can queue a larger simulation")
+    config = {"checkpoint": checkpoint.pk, "cohort": participant.cohort_id, "participant": participant.pk, "interventions": interventions,
+              "horizon_days": horizon_days, "samples": samples, "seed": 0}
+    with transaction.atomic():
+        if capped:
+            get_user_model().objects.select_for_update().get(pk=user.pk)
+            pending = list(Job.objects.filter(kind="simulate", queued_by=user, state__in=(Job.State.QUEUED, Job.State.RUNNING))
+                           .order_by("pk").values_list("pk", flat=True))
+            if len(pending) >= RESEARCHER_MAX_PENDING_SIMULATIONS:
+                raise TwinError(f"you already have {len(pending)} simulations waiting or running "
+                                f"({', '.join(f'job #{pk}' for pk in pending)}); a researcher can have at most "
+                                f"{RESEARCHER_MAX_PENDING_SIMULATIONS}, so queue this one when one of them has finished")
+        try:
+            return job_queue(kind_name="simulate", user=user, config=config)
+        except JobError as error:
+            raise TwinError(str(error)) from error
 
 
 def simulation_latest(*, participant: Participant) -> SimulationRun | None:

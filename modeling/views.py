@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
-from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_pending, job_queue, job_retry
+from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_pending, job_progress_payload, job_queue, job_retry
 from modeling.models import Checkpoint, Job
 
 
@@ -50,7 +50,8 @@ def job_detail(request, job_id: int):
     tables = result.pop("tables", [])  # evaluation tables a job reports are shown as tables, the rest as data
     searches = result.pop("searches", [])  # a head search's leaderboards, drawn as charts
     return render(request, "modeling/job_detail.html", {"job": job, "payload": {**job_payload(job), "curve": job.curve},
-                                                        "checkpoints": job.checkpoints.all(), "result": result, "tables": tables,
+                                                        "checkpoints": job.checkpoints.all(), "follow_ups": job.follow_ups.order_by("pk"),
+                                                        "result": result, "tables": tables,
                                                         "searches": searches})
 
 
@@ -103,7 +104,7 @@ def twin_page(request):
     participant_id, job_id = request.GET.get("participant", ""), request.GET.get("job", "")
     participant = Participant.objects.filter(pk=participant_id).first() if participant_id.isdigit() else None
     job = Job.objects.filter(pk=job_id, kind="simulate").first() if job_id.isdigit() else None
-    form = TwinRequestForm(initial={"participant": participant, "interventions": ["exercise_programme"]})
+    form = TwinRequestForm(initial={"participant": participant, "interventions": ["exercise_programme"]}, user=request.user)
     run = None
     if participant is not None:
         runs = participant.simulations.select_related("checkpoint")
@@ -117,28 +118,26 @@ def twin_page(request):
 @role_required(*TWIN_ROLES)
 def twin_simulate(request):
     from modeling.forms import TwinRequestForm
-    from modeling.twin import twin_checkpoint_latest
+    from modeling.twin import TwinError, simulation_request_queue
 
-    form = TwinRequestForm(request.POST)
-    checkpoint = twin_checkpoint_latest()
-    if not form.is_valid() or checkpoint is None:
-        problems = "; ".join(" ".join(errors) for errors in form.errors.values()) if not form.is_valid() else "no twin model has been trained yet"
+    form = TwinRequestForm(request.POST, user=request.user)
+    if not form.is_valid():
+        problems = "; ".join(" ".join(errors) for errors in form.errors.values())
         messages.error(request, f"Could not queue the simulation: {problems}.")
         return redirect("modeling:twin")
     participant = form.cleaned_data["participant"]
     try:
-        job = job_queue(kind_name="simulate", user=request.user,
-                        config={"checkpoint": checkpoint.pk, "cohort": participant.cohort_id, "participant": participant.pk,
-                                "interventions": form.cleaned_data["interventions"], "horizon_days": form.cleaned_data["horizon_days"],
-                                "samples": form.cleaned_data["samples"], "seed": 0})
-    except JobError as error:
-        messages.error(request, str(error).capitalize() + ".")
-        return redirect("modeling:twin")
+        job = simulation_request_queue(user=request.user, participant=participant, interventions=form.cleaned_data["interventions"],
+                                       horizon_days=form.cleaned_data["horizon_days"], samples=form.cleaned_data["samples"])
+    except TwinError as error:
+        messages.error(request, f"Could not queue the simulation: {error}.")
+        return redirect(f"{reverse('modeling:twin')}?participant={participant.pk}")
     return redirect(f"{reverse('modeling:twin')}?participant={participant.pk}&job={job.pk}")
 
 
 @role_required(*TWIN_ROLES)
 def twin_status(request, job_id: int):
-    """A simulate job's progress, for the twin page (researchers cannot open the admins' job pages)."""
+    """A simulate job's progress, for the twin page (researchers cannot open the admins' job pages): what it
+    polls when no event arrives over its websocket (modeling.consumers.SimulationJobConsumer)."""
     job = get_object_or_404(Job, pk=job_id, kind="simulate")
-    return JsonResponse({key: value for key, value in job_payload(job).items() if key in ("id", "state", "progress", "message", "error")})
+    return JsonResponse(job_progress_payload(job_payload(job)))

@@ -66,12 +66,14 @@ def connects(path: str, headers: list) -> bool:
 WEBSOCKET_MATRIX = {
     "ws_jobs": ("admin",),
     "ws_job": ("admin",),
+    "ws_twin_job": ("researcher", "admin"),
     "ws_study": ("researcher", "admin"),
 }
 
 
 def websocket_path(name: str, objects: dict) -> str:
-    return {"ws_jobs": "/ws/jobs/", "ws_job": f"/ws/jobs/{objects['job']}/", "ws_study": f"/ws/studies/{objects['study']}/"}[name]
+    return {"ws_jobs": "/ws/jobs/", "ws_job": f"/ws/jobs/{objects['job']}/", "ws_twin_job": f"/ws/twin/jobs/{objects['simulation_job']}/",
+            "ws_study": f"/ws/studies/{objects['study']}/"}[name]
 
 
 def test_every_websocket_route_has_a_row():
@@ -86,7 +88,8 @@ def test_every_websocket_route_has_a_row():
 def test_websocket_authorization_matrix(client, user_for_role, role, route, grounded_study):
     from modeling.models import Job
 
-    objects = {"job": Job.objects.create(kind="demo_training", config={}).pk, "study": grounded_study.pk}
+    objects = {"job": Job.objects.create(kind="demo_training", config={}).pk, "simulation_job": Job.objects.create(kind="simulate", config={}).pk,
+               "study": grounded_study.pk}
     user = user_for_role(role)
     headers = session_headers(client, user) if user else [(b"origin", b"http://localhost")]
     assert connects(websocket_path(route, objects), headers) is (role in WEBSOCKET_MATRIX[route])
@@ -94,8 +97,11 @@ def test_websocket_authorization_matrix(client, user_for_role, role, route, grou
 
 @pytest.mark.django_db(transaction=True)
 def test_websockets_refuse_a_missing_object_and_a_foreign_origin(client, admin_user):
+    from modeling.models import Job
+
     headers = session_headers(client, admin_user)
     assert connects("/ws/jobs/999999/", headers) is False
+    assert connects(f"/ws/twin/jobs/{Job.objects.create(kind='demo_training').pk}/", headers) is False  # only simulate jobs
     assert connects("/ws/studies/999999/", headers) is False
     foreign = [h for h in headers if h[0] != b"origin"] + [(b"origin", b"http://evil.example")]
     assert connects("/ws/jobs/", foreign) is False

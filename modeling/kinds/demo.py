@@ -4,10 +4,9 @@ from dataclasses import asdict, fields
 
 from django import forms
 
-from modeling.jobs import JobContext, JobKind, register
+from modeling.jobs import JobContext, JobKind, job_checkpoint_record, register
 from modeling.ml.data.labels import TASKS
 from modeling.ml.demo_training import DemoTrainingConfig, train
-from modeling.models import Checkpoint
 
 
 class DemoTrainingForm(forms.Form):
@@ -33,7 +32,7 @@ def run_demo_training(context: JobContext) -> dict:
     result = train(config, checkpoint_dir=context.work_dir, device=context.device, progress=report)
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
-    Checkpoint.objects.create(family="demo_mlp", size="tiny", path=result["model_dir"], metrics=result["metrics"], job=context.job)
+    job_checkpoint_record(job=context.job, family="demo_mlp", size="tiny", path=result["model_dir"], metrics=result["metrics"])
     return {**result, "config": asdict(config)}
 
 

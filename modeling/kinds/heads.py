@@ -11,7 +11,7 @@ from django import forms
 from django.db import transaction
 
 from healthagent.models import AgentVariant, Cohort
-from modeling.jobs import JobContext, JobKind, job_queue, register
+from modeling.jobs import JobContext, JobKind, job_checkpoint_record, job_queue_follow_up, register
 from modeling.ml.data.labels import TASKS
 from modeling.ml.heads.spec import describe_spec
 from modeling.models import Checkpoint
@@ -126,17 +126,18 @@ def run_head_search(context: JobContext) -> dict:
         if outcome.ensemble is not None:
             outcome.ensemble.metadata["base_checkpoint"] = base.pk
             saved.append((task, save_ensemble(outcome.ensemble, context.work_dir / "heads" / task), outcome))
-    with transaction.atomic():  # all of the job's heads, or none
-        checkpoints = [Checkpoint.objects.create(family="lsm_head", size=base.size, path=str(directory), job=context.job,
-                                                 metrics=outcome.ensemble.metadata | {"spec": outcome.result["head"]["spec"]})
+    with transaction.atomic():  # all of the job's heads, or none; a job delivered again replaces the heads it registered before
+        checkpoints = [job_checkpoint_record(job=context.job, family="lsm_head", size=base.size, path=str(directory),
+                                             metrics=outcome.ensemble.metadata | {"spec": outcome.result["head"]["spec"]})
                        for task, directory, outcome in saved]
+        Checkpoint.objects.filter(job=context.job, family="lsm_head").exclude(pk__in=[checkpoint.pk for checkpoint in checkpoints]).delete()
     summary = {"checkpoint": base.pk, "heads": {task: checkpoint.pk for (task, _, _), checkpoint in zip(saved, checkpoints)},
                "searches": results, "tables": head_tables(results)}
     if config.get("predict_cohort"):
-        follow_up = job_queue(kind_name="lsm_predict", config={"checkpoint": base.pk, "cohort": config["predict_cohort"], "use_heads": True,
-                                                               "reference_participants": 300, "reference_days": 7, "replicates": 20,
-                                                               "seed": 2000}, user=context.job.queued_by)
-        context.log(f"queued cohort predictions as job #{follow_up.pk}")
+        follow_up = job_queue_follow_up(parent=context.job, kind_name="lsm_predict",
+                                        config={"checkpoint": base.pk, "cohort": config["predict_cohort"], "use_heads": True,
+                                                "reference_participants": 300, "reference_days": 7, "replicates": 20, "seed": 2000})
+        context.log(f"the cohort predictions are job #{follow_up.pk}")
         summary["predictions_job"] = follow_up.pk
     return summary
 

@@ -4,7 +4,7 @@ from django import forms
 from django.db import transaction
 
 from healthagent.models import Cohort
-from modeling.jobs import JobContext, JobKind, job_queue, register
+from modeling.jobs import JobContext, JobKind, job_checkpoint_record, job_queue_follow_up, register
 from modeling.models import Checkpoint
 
 
@@ -49,21 +49,23 @@ def run_lsm_pretrain(context: JobContext) -> dict:
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
     context.log(f"held-out reconstruction loss {result['validation_loss']:.4f} on {result['held_out_participants']} participants")
-    checkpoint = Checkpoint.objects.create(family="lsm", size=config["size"], path=result["model_dir"], job=context.job,
-                                           metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]})
     summary = {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss")}
+    # Both writes happen once however often the job is delivered; the model stays registered if queueing its follow-up fails.
+    checkpoint = job_checkpoint_record(job=context.job, family="lsm", size=config["size"], path=result["model_dir"],
+                                       metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]})
     if config.get("search_heads"):  # pre-training -> head search -> cohort predictions (queued by the search)
         from modeling.kinds.heads import head_search_config
 
-        follow_up = job_queue(kind_name="head_search", config=head_search_config(checkpoint=checkpoint.pk, predict_cohort=config.get("predict_cohort"),
-                                                                                 seed=config["seed"] + 3000), user=context.job.queued_by)
-        context.log(f"queued the head search as job #{follow_up.pk}")
+        follow_up = job_queue_follow_up(parent=context.job, kind_name="head_search",
+                                        config=head_search_config(checkpoint=checkpoint.pk, predict_cohort=config.get("predict_cohort"),
+                                                                  seed=config["seed"] + 3000))
+        context.log(f"the head search is job #{follow_up.pk}")
         summary["head_search_job"] = follow_up.pk
     elif config.get("predict_cohort"):
-        follow_up = job_queue(kind_name="lsm_predict", config={"checkpoint": checkpoint.pk, "cohort": config["predict_cohort"],
-                                                               "reference_participants": 300, "reference_days": 7, "replicates": 20,
-                                                               "seed": 2000}, user=context.job.queued_by)
-        context.log(f"queued cohort predictions as job #{follow_up.pk}")
+        follow_up = job_queue_follow_up(parent=context.job, kind_name="lsm_predict",
+                                        config={"checkpoint": checkpoint.pk, "cohort": config["predict_cohort"], "reference_participants": 300,
+                                                "reference_days": 7, "replicates": 20, "seed": 2000})
+        context.log(f"the cohort predictions are job #{follow_up.pk}")
         summary["predictions_job"] = follow_up.pk
     return summary
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from django import forms
 
 from healthagent.models import Cohort
-from modeling.jobs import JobContext, JobKind, register
+from modeling.jobs import JobContext, JobKind, job_checkpoint_record, register
 from modeling.models import Checkpoint
 
 LEVEL_CHOICES = [("semantic", "semantic (events)"), ("structural", "structural (trends, peaks)"), ("statistical", "statistical (means, ranges)")]
@@ -59,9 +59,8 @@ def run_sensorlm_train(context: JobContext) -> dict:
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
     context.log(f"held-out sensor->text R@1 {result['held_out_sensor_to_text_r@1']:.3f} (chance {result['held_out_chance_r@1']:.3f})")
-    checkpoint, _ = Checkpoint.objects.get_or_create(
-        family="sensorlm", path=result["model_dir"], job=context.job,  # a re-delivered job does not register its model twice
-        defaults={"size": config["size"], "metrics": {key: result[key] for key in result if key.startswith("held_out") or key == "parameters"}})
+    checkpoint = job_checkpoint_record(job=context.job, family="sensorlm", size=config["size"], path=result["model_dir"],
+                                       metrics={key: result[key] for key in result if key.startswith("held_out") or key == "parameters"})
     summary = {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss"), "checkpoint": checkpoint.pk}
     if config.get("evaluate"):
         context.progress(0.75, "evaluating on new participants")

@@ -3,7 +3,7 @@
 from django import forms
 
 from healthagent.models import Cohort, Participant
-from modeling.jobs import JobContext, JobKind, job_queue, register
+from modeling.jobs import JobContext, JobKind, job_checkpoint_record, job_queue_follow_up, register
 from modeling.ml.data.clinical import INTERVENTIONS
 from modeling.models import Checkpoint
 
@@ -51,16 +51,17 @@ def run_twin_train(context: JobContext) -> dict:
     held_out = result["held_out_loss"]["loss"]
     context.log(f"held-out loss {result['held_out_loss_before']['loss']:.3f} before training, {held_out:.3f} after, "
                 f"on {result['held_out_participants']} participants")
-    checkpoint = Checkpoint.objects.create(family="twin", size=config["size"], path=result["model_dir"], job=context.job,
-                                           metrics={"held_out_loss": held_out, "parameters": result["parameters"]})
+    # The model and its simulation are each written once however often the job is delivered.
+    checkpoint = job_checkpoint_record(job=context.job, family="twin", size=config["size"], path=result["model_dir"],
+                                       metrics={"held_out_loss": held_out, "parameters": result["parameters"]})
     summary = {key: result[key] for key in ("held_out_loss_before", "held_out_loss", "held_out_participants", "parameters", "model_dir",
                                             "resumed_from_step", "device")}
     if config.get("simulate_cohort"):
-        follow_up = job_queue(kind_name="simulate", user=context.job.queued_by,
-                              config={"checkpoint": checkpoint.pk, "cohort": config["simulate_cohort"], "participant": None,
-                                      "interventions": [intervention.name for intervention in INTERVENTIONS], "horizon_days": 90,
-                                      "samples": 16, "seed": 0})
-        context.log(f"queued the cohort's simulation as job #{follow_up.pk}")
+        follow_up = job_queue_follow_up(parent=context.job, kind_name="simulate",
+                                        config={"checkpoint": checkpoint.pk, "cohort": config["simulate_cohort"], "participant": None,
+                                                "interventions": [intervention.name for intervention in INTERVENTIONS], "horizon_days": 90,
+                                                "samples": 16, "seed": 0})
+        context.log(f"the cohort's simulation is job #{follow_up.pk}")
         summary["simulation_job"] = follow_up.pk
     return summary
 

@@ -1,6 +1,5 @@
-// A job's page (templates/modeling/job_detail.html): live progress and metric curves over the
-// job's websocket; when no event arrives for a while (socket down, or the embedded mode where a
-// worker's events cannot reach the web process) it polls the job's status instead.
+// A job's page (templates/modeling/job_detail.html): live progress and metric curves, followed over
+// the job's websocket or by polling (static/js/job_follow.js).
 (function () {
   "use strict";
 
@@ -8,14 +7,9 @@
     const curveTarget = section.querySelector("[data-curve]");
     const status = section.querySelector("[data-live-status]");
     let job = JSON.parse(document.getElementById("job-data").textContent);
-    let lastEvent = 0;
-    const finished = ["succeeded", "failed", "cancelled"];
+    const finished = window.followJob.FINISHED;
 
-    function show(field, value) {
-      const element = section.querySelector('[data-field="' + field + '"]');
-      if (!element) return;
-      if (element.tagName === "PROGRESS") element.value = value; else element.textContent = value == null ? "" : value;
-    }
+    function show(field, value) { window.followJob.show(section, field, value); }
 
     function drawCurve(curve) {
       if (!curve || !curve.length) return;
@@ -55,18 +49,13 @@
       section.dataset.progress = String(job.progress);
     }
 
-    function poll() {
-      fetch(section.dataset.statusUrl, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(render);
-    }
-
-    const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + window.location.host + section.dataset.socketPath);
-    socket.onmessage = function (event) { lastEvent = Date.now(); render(JSON.parse(event.data)); };
-    socket.onopen = function () { if (status) status.textContent = "· live"; };
-    socket.onclose = function () { if (status) status.textContent = "· polling"; };
-    setInterval(function () {
-      if (!finished.includes(job.state) && Date.now() - lastEvent > 3000) poll();
-    }, 2000);
+    window.followJob({
+      socketPath: section.dataset.socketPath, statusUrl: section.dataset.statusUrl, state: job.state, onUpdate: render,
+      onConnection: function (connection, error) {
+        if (!status) return;
+        status.textContent = connection === "stopped" ? "· not updating (" + error.message + "); reload the page" : "· " + connection;
+      },
+    });
     render(job);
   }
 

@@ -1,6 +1,7 @@
-// The digital-twin page (templates/modeling/twin.html): follows a queued simulation by polling its
-// status, reloads once when it succeeds, and draws each featured biomarker's fan chart (the 50 % and
-// 90 % bands and the median of every arm, with the participant's recent measurements).
+// The digital-twin page (templates/modeling/twin.html): follows a queued simulation's progress over
+// its websocket or by polling (static/js/job_follow.js), reloads once when it succeeds, and draws each
+// featured biomarker's fan chart (the 50 % and 90 % bands and the median of every arm, with the
+// participant's recent measurements).
 (function () {
   "use strict";
 
@@ -52,33 +53,29 @@
   }
 
   function follow(section) {
-    const finished = ["succeeded", "failed", "cancelled"];
-    if (finished.includes(section.dataset.state)) return;
-    function show(field, value) {
-      const element = section.querySelector('[data-field="' + field + '"]');
-      if (!element) return;
-      if (element.tagName === "PROGRESS") element.value = value; else element.textContent = value == null ? "" : value;
-    }
-    const timer = setInterval(function () {
-      fetch(section.dataset.statusUrl, { credentials: "same-origin" }).then(function (r) {
-        if (!r.ok) throw new Error("status " + r.status);
-        return r.json();
-      }).then(function (job) {
-        show("state", job.state);
-        show("message", job.message);
-        show("progress", job.progress);
-        show("error", job.error);
+    if (window.followJob.FINISHED.includes(section.dataset.state)) return;
+    const status = section.querySelector("[data-live-status]");
+    function show(field, value) { window.followJob.show(section, field, value); }
+    let updates = 0;
+    window.followJob({
+      socketPath: section.dataset.socketPath, statusUrl: section.dataset.statusUrl, state: section.dataset.state,
+      onUpdate: function (job, via) {
+        if (section.dataset.reloading) return;
+        ["state", "message", "progress", "error"].forEach(function (field) { if (field in job) show(field, job[field]); });
         section.dataset.state = job.state;
         section.dataset.progress = String(job.progress);
-        if (finished.includes(job.state)) {
-          clearInterval(timer);
-          if (job.state === "succeeded") window.location.reload();
+        section.dataset.updates = String(++updates);
+        section.dataset.via = via;
+        if (job.state === "succeeded") {  // reload once, for the stored simulation's charts
+          section.dataset.reloading = "true";
+          window.location.reload();
         }
-      }).catch(function (error) {  // logged out, no longer allowed, or the server failing: stop asking and say so
-        clearInterval(timer);
-        show("message", "Progress is no longer updating (" + error.message + "); reload the page.");
-      });
-    }, 1000);
+      },
+      onConnection: function (connection, error) {
+        if (connection === "stopped") show("message", "Progress is no longer updating (" + error.message + "); reload the page.");
+        if (status) status.textContent = connection === "stopped" ? "" : "· " + connection;
+      },
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -31,3 +31,19 @@ def worker(redis_url, settings, tmp_path):
     settings.VAR_DIR = tmp_path / "var"
     with start_worker(app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60):
         yield
+
+
+@pytest.fixture
+def deliver_again():
+    """Run a job again the way the broker re-delivers it when its worker died after the run's final writes
+    but before the job was marked finished: the row is still running, with a stale heartbeat."""
+    from modeling.models import Job
+    from modeling.tasks import run_job
+
+    def deliver(job: Job) -> str:
+        Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, heartbeat_at=None)
+        outcome = run_job.apply(kwargs={"job_id": job.pk}).get()
+        job.refresh_from_db()
+        return outcome
+
+    return deliver

@@ -1,6 +1,8 @@
 """A researcher queues a digital-twin simulation in Chromium, follows its progress and sees the fan charts,
 run by a real worker on Redis."""
 
+import time
+
 import pytest
 
 from modeling.models import Job, SimulationRun
@@ -10,7 +12,17 @@ from tests.test_browser_login import log_in
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(worker, page, live_server, tiny_cohort, twin_checkpoint):
+def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(worker, page, live_server, tiny_cohort, twin_checkpoint,
+                                                                             monkeypatch):
+    from modeling.jobs import JobContext
+
+    report = JobContext.progress
+
+    def unhurried(self, *args, **kwargs):  # the in-process worker pauses after each report, so the page sees it running
+        report(self, *args, **kwargs)
+        time.sleep(3.0)  # longer than the page polls (every 2 s)
+
+    monkeypatch.setattr(JobContext, "progress", unhurried)
     participant = tiny_cohort.participants.order_by("pk").first()
     researcher = UserFactory(role="researcher")
     log_in(page, researcher.username, DEFAULT_PASSWORD)
@@ -23,7 +35,11 @@ def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(w
     page.get_by_role("button", name="Simulate").click()
 
     page.wait_for_url(f"**/modeling/twin/?participant={participant.pk}&job=*")
-    page.wait_for_selector("[data-twin-job] progress")  # the queued job's progress, polled while it runs
+    # Progress arrives while the job runs: over the websocket where the server speaks it, polled here (the test's
+    # live server is plain WSGI, like a worker's events that cannot reach the web process in the embedded mode).
+    page.wait_for_function("() => { const job = document.querySelector('[data-twin-job]');"
+                           " return job.dataset.state === 'running' && job.dataset.via === 'poll'"
+                           " && Number(job.dataset.progress) > 0 && job.querySelector('progress').value > 0; }", timeout=60_000)
     page.wait_for_selector("[data-fan-chart] .main-svg", timeout=120_000)  # reloaded with the stored simulation
     assert page.locator("[data-twin-job]").get_attribute("data-state") == "succeeded"
     charts = page.locator("[data-fan-chart]")

@@ -23,7 +23,7 @@ def var_dir(settings, tmp_path):
 
 
 @pytest.mark.slow
-def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint_then_queues_the_cohort_predictions(tiny_cohort):
+def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint_then_queues_the_cohort_predictions(tiny_cohort, deliver_again):
     from modeling.ml.lsm.model import LSMForMaskedPretraining
 
     job = job_queue(kind_name="lsm_pretrain", config={"size": "tiny", "participants": 12, "days": 2, "steps": 20, "batch_size": 4,
@@ -38,6 +38,13 @@ def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint_then_queues_th
     assert job.curve[-1]["step"] == 20 and job.result["held_out_participants"] == 2
     follow_up = Job.objects.get(pk=job.result["predictions_job"])
     assert follow_up.kind == "lsm_predict" and follow_up.config["checkpoint"] == checkpoint.pk and follow_up.config["cohort"] == tiny_cohort.pk
+    assert follow_up.parent == job
+
+    # Delivered again (its worker died before marking it finished): it resumes at its last step and writes nothing twice.
+    assert deliver_again(job) == "succeeded"
+    assert job.attempts == 2 and job.result["resumed_from_step"] == 20
+    assert Checkpoint.objects.get(job=job).pk == checkpoint.pk
+    assert list(Job.objects.filter(kind="lsm_predict")) == [follow_up] and job.result["predictions_job"] == follow_up.pk
 
 
 @pytest.mark.slow
@@ -128,7 +135,7 @@ def test_the_agent_sees_only_the_latest_models_accurate_non_demographic_estimate
     assert "systolic bp: 131.3 mmHg (90 % interval 119.0 to 143.5)" in text
 
 
-def test_generate_recommendations_job(tiny_cohort):
+def test_generate_recommendations_job(tiny_cohort, deliver_again):
     from healthagent.models import AgentVariant, Recommendation
 
     grounded = AgentVariant.objects.get(name="grounded agent")
@@ -138,6 +145,17 @@ def test_generate_recommendations_job(tiny_cohort):
     job.refresh_from_db()
     assert job.result == {"succeeded": 3, "failed": 0, "blocked": 0, "kept": 0} and job.progress == 1.0
     assert Recommendation.objects.filter(variant=grounded).count() == 3
+    assert deliver_again(job) == "succeeded"
+    assert job.result["kept"] == 3 and Recommendation.objects.filter(variant=grounded).count() == 3
+
+
+def test_a_demo_training_delivered_again_registers_its_model_once(deliver_again):
+    job = job_queue(kind_name="demo_training", config={"task": "hypertension", "participants": 20, "days": 1, "steps": 10,
+                                                       "checkpoint_every": 5, "learning_rate": 0.003, "step_delay_s": 0.0, "seed": 1})
+    assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
+    first = Checkpoint.objects.get(job=job)
+    assert deliver_again(job) == "succeeded"
+    assert job.attempts == 2 and list(Checkpoint.objects.filter(job=job)) == [first]
 
 
 def test_a_finished_job_is_never_run_again():

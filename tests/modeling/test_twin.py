@@ -48,7 +48,7 @@ def test_only_days_worn_long_enough_in_well_worn_blocks_become_wearable_values()
     assert sorted(m["day"] for m in record.measurements if m["name"] == "daily_steps") == [0, 1, 2]
 
 
-def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(tiny_cohort, twin_checkpoint):
+def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(tiny_cohort, twin_checkpoint, deliver_again):
     job = job_queue(kind_name="simulate", config={"checkpoint": twin_checkpoint.pk, "cohort": tiny_cohort.pk,
                                                   "interventions": ["statin", "exercise_programme"], "horizon_days": 28, "samples": 4, "seed": 1})
     assert job.queue == "cpu"  # a tiny twin: CPU workers take it (larger sizes go to the gpu queue)
@@ -62,6 +62,9 @@ def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participa
     assert all(low <= mid <= high for low, mid, high in zip(fan["0.05"], fan["0.5"], fan["0.95"], strict=True))
     assert set(results["effects"]) == {"statin", "exercise_programme"}
     assert all(0 <= risk <= 1 for risk in results["risk"]["none"].values())
+    assert deliver_again(job) == "succeeded"  # its worker died before marking it finished: the runs are overwritten, not added
+    assert job.attempts == 2 and sorted(job.simulations.values_list("pk", flat=True)) == sorted(run.pk for run in runs)
+    assert sorted(job.simulations.values_list("participant", flat=True)) == sorted(tiny_cohort.participants.values_list("pk", flat=True))
 
 
 def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, twin_checkpoint):
@@ -75,7 +78,7 @@ def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, 
 
 
 @pytest.mark.slow
-def test_the_training_job_registers_a_loadable_twin(tiny_cohort):
+def test_the_training_job_registers_a_loadable_twin(tiny_cohort, deliver_again):
     from modeling.ml.healthformer.training import load_twin
 
     job = job_queue(kind_name="twin_train", config={"size": "tiny", "participants": 20, "days": 200, "steps": 6, "batch_size": 4,
@@ -89,6 +92,9 @@ def test_the_training_job_registers_a_loadable_twin(tiny_cohort):
     job.refresh_from_db()
     follow_up = Job.objects.get(pk=job.result["simulation_job"])
     assert follow_up.kind == "simulate" and follow_up.config["checkpoint"] == checkpoint.pk and len(follow_up.config["interventions"]) == 5
+    assert deliver_again(job) == "succeeded"  # resumes at its last step; one model, one simulation job
+    assert job.result["resumed_from_step"] == 6 and list(Checkpoint.objects.filter(job=job)) == [checkpoint]
+    assert list(Job.objects.filter(kind="simulate")) == [follow_up] and job.result["simulation_job"] == follow_up.pk
 
 
 def _stored_run(participant, checkpoint):
@@ -140,13 +146,14 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     from modeling.ml.healthformer.generate import Rollouts
 
     grid = np.array([0, 7, 14])
-    rollouts = Rollouts(grid, np.random.default_rng(0).normal(size=(1, 2, 4, 3, len(BIOMARKER_NAMES))), np.zeros((1, 2, 4, 11)),
+    rollouts = Rollouts(grid, np.random.default_rng(0).normal(size=(1, 2, 4, 3, len(BIOMARKER_NAMES))), np.full((1, 2, 4, 11), 0.003),
                         np.zeros((1, 2, 4, 1), dtype=int), np.zeros((1, 2, 4, 1), dtype=int), [None, "statin"], 14)
     record = participant_record(participant=participant)
     SimulationRun.objects.create(participant=participant, checkpoint=twin_checkpoint, job=job, interventions=["statin"], horizon_days=14,
                                  samples=4, results=simulation_results(rollouts, participant_index=0, record=record))
     page = client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}")
     assert page.status_code == 200 and b'id="twin-data"' in page.content and b"data-fan-chart" in page.content
+    assert page.content.decode().count("<td>0.3 %</td>") == 2 * 11  # a small risk per endpoint and arm, not rounded to "0 %"
 
 
 def test_while_a_twin_trains_the_page_says_so_and_cannot_simulate(client, researcher, tiny_cohort):
@@ -162,3 +169,34 @@ def test_the_jobs_list_names_the_system_for_jobs_nobody_queued(client, admin_use
     client.force_login(admin_user)
     page = client.get(reverse("modeling:job_list")).content.decode()
     assert "<td>system</td>" in page
+
+
+def test_a_researcher_s_simulations_are_capped_with_a_reason_and_an_admin_s_are_not(client, researcher, admin_user, tiny_cohort, twin_checkpoint):
+    from modeling.twin import RESEARCHER_MAX_PENDING_SIMULATIONS, RESEARCHER_MAX_SAMPLES
+
+    participant = tiny_cohort.participants.order_by("pk").first()
+    request = {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30}
+    client.force_login(researcher)
+    page = client.get(reverse("modeling:twin")).content.decode()
+    assert "Researchers: at most 64 samples, one participant per simulation and 2 simulations waiting or running at a time" in page
+    assert f'max="{RESEARCHER_MAX_SAMPLES}"' in page  # the browser's hint; the server checks again below
+
+    page = client.post(reverse("modeling:twin_simulate"), {**request, "samples": RESEARCHER_MAX_SAMPLES + 1}, follow=True).content.decode()
+    assert "Could not queue the simulation: a researcher can ask for at most 64 samples per arm (you asked for 65)" in page
+    assert not Job.objects.exists()
+
+    queued = [client.post(reverse("modeling:twin_simulate"), {**request, "samples": RESEARCHER_MAX_SAMPLES}) for _ in range(RESEARCHER_MAX_PENDING_SIMULATIONS)]
+    assert all(response.status_code == 302 and "&job=" in response["Location"] for response in queued)
+    first, second = Job.objects.filter(kind="simulate").order_by("pk")
+    page = client.post(reverse("modeling:twin_simulate"), {**request, "samples": 8}, follow=True).content.decode()
+    assert (f"you already have 2 simulations waiting or running (job #{first.pk}, job #{second.pk}); a researcher can have at most 2, "
+            "so queue this one when one of them has finished") in page
+    assert Job.objects.count() == 2
+    Job.objects.filter(pk=first.pk).update(state=Job.State.SUCCEEDED)
+    assert "&job=" in client.post(reverse("modeling:twin_simulate"), {**request, "samples": 8})["Location"]  # a slot is free again
+
+    client.force_login(admin_user)  # admins are not capped: more samples, more pending simulations
+    for _ in range(RESEARCHER_MAX_PENDING_SIMULATIONS + 1):
+        assert "&job=" in client.post(reverse("modeling:twin_simulate"), {**request, "samples": 256})["Location"]
+    assert Job.objects.filter(queued_by=admin_user, config__samples=256).count() == RESEARCHER_MAX_PENDING_SIMULATIONS + 1
+    assert f'max="{RESEARCHER_MAX_SAMPLES}"' not in client.get(reverse("modeling:twin")).content.decode()

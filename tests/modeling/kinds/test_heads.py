@@ -86,7 +86,7 @@ def test_head_search_job_survives_a_garbled_model_registers_heads_and_scores_tes
 
 
 @pytest.mark.slow
-def test_cohort_predictions_use_a_head_only_where_it_beat_the_probe_on_validation(lsm_checkpoint, tiny_cohort):
+def test_cohort_predictions_use_a_head_only_where_it_beat_the_probe_on_validation(lsm_checkpoint, tiny_cohort, deliver_again):
     from modeling.models import Prediction
 
     search = job_queue(kind_name="head_search", config=search_config(lsm_checkpoint, predict_cohort=tiny_cohort.pk))
@@ -99,6 +99,11 @@ def test_cohort_predictions_use_a_head_only_where_it_beat_the_probe_on_validatio
     Checkpoint.objects.filter(pk=worse.pk).update(metrics={**worse.metrics, "beats_probe": False})
     chained = Job.objects.get(pk=search.result["predictions_job"])
     assert chained.kind == "lsm_predict" and chained.config["use_heads"] is True
+    assert deliver_again(search) == "succeeded"  # its worker died before marking it finished: the same heads, the same follow-up
+    assert sorted(Checkpoint.objects.filter(job=search, family="lsm_head").values_list("pk", flat=True)) == sorted([better.pk, worse.pk])
+    assert list(Job.objects.filter(kind="lsm_predict")) == [chained] and search.result["predictions_job"] == chained.pk
+    Checkpoint.objects.filter(pk=better.pk).update(metrics={**better.metrics, "beats_probe": True})  # the search wrote its metrics again
+    Checkpoint.objects.filter(pk=worse.pk).update(metrics={**worse.metrics, "beats_probe": False})
     predict = job_queue(kind_name="lsm_predict", config={**chained.config, "reference_participants": 30, "reference_days": 2, "replicates": 3})
     assert run_job.apply(kwargs={"job_id": predict.pk}).get() == "succeeded"
     hypertension = Prediction.objects.filter(checkpoint=lsm_checkpoint, task="hypertension")

@@ -1,0 +1,64 @@
+"""What a job writes when it is delivered again after its worker died: its model registered once, its
+follow-up queued once (see also each kind's test, which delivers a whole job twice)."""
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from modeling.jobs import job_checkpoint_record, job_queue, job_queue_follow_up
+from modeling.models import Checkpoint, Job
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+DEMO = {"task": "hypertension", "participants": 20, "days": 1, "steps": 10, "checkpoint_every": 5, "learning_rate": 0.003,
+        "step_delay_s": 0.0, "seed": 1}
+
+
+@pytest.fixture(autouse=True)
+def var_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path / "var"
+
+
+def test_a_follow_up_is_queued_once_per_parent_and_kind(django_capture_on_commit_callbacks, monkeypatch):
+    from modeling import jobs
+
+    sent = []
+    monkeypatch.setattr(jobs, "_send", lambda job_id, queue: sent.append(job_id))
+    researcher = UserFactory(role="researcher")
+    parent = job_queue(kind_name="demo_training", config=DEMO, user=researcher)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = job_queue_follow_up(parent=parent, kind_name="demo_training", config={**DEMO, "seed": 2})
+    with django_capture_on_commit_callbacks(execute=True):
+        again = job_queue_follow_up(parent=parent, kind_name="demo_training", config={**DEMO, "seed": 3})
+    assert again == first and first.parent == parent and first.queued_by == researcher and first.config["seed"] == 2
+    assert sent == [first.pk]  # sent to a worker once
+    assert list(parent.follow_ups.all()) == [first]
+    other_parent = job_queue(kind_name="demo_training", config=DEMO)
+    assert job_queue_follow_up(parent=other_parent, kind_name="demo_training", config=DEMO) != first
+
+
+def test_the_database_refuses_a_second_follow_up_of_one_kind():
+    parent = Job.objects.create(kind="lsm_pretrain")
+    Job.objects.create(kind="lsm_predict", parent=parent)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Job.objects.create(kind="lsm_predict", parent=parent)
+    Job.objects.create(kind="head_search", parent=parent)  # another kind is another follow-up
+    Job.objects.create(kind="lsm_predict")  # and jobs without a parent are not limited
+
+
+def test_a_job_registers_a_model_once_and_updates_it_when_delivered_again(tmp_path):
+    job = Job.objects.create(kind="demo_training")
+    first = job_checkpoint_record(job=job, family="demo_mlp", size="tiny", path=tmp_path / "model", metrics={"loss": 0.5})
+    again = job_checkpoint_record(job=job, family="demo_mlp", size="tiny", path=tmp_path / "model", metrics={"loss": 0.4})
+    assert again.pk == first.pk and list(Checkpoint.objects.filter(job=job)) == [again] and again.metrics == {"loss": 0.4}
+    other = job_checkpoint_record(job=job, family="demo_mlp", size="tiny", path=tmp_path / "other", metrics={})
+    assert other.pk != first.pk and Checkpoint.objects.filter(job=job).count() == 2
+
+
+def test_a_job_s_page_links_its_parent_and_its_follow_ups(client, admin_user):
+    parent = job_queue(kind_name="demo_training", config=DEMO)
+    follow_up = job_queue_follow_up(parent=parent, kind_name="demo_training", config=DEMO)
+    client.force_login(admin_user)
+    assert f'Queued by <a href="/modeling/jobs/{parent.pk}/">job #{parent.pk}</a>' in client.get(f"/modeling/jobs/{follow_up.pk}/").content.decode()
+    assert f'Follow-up jobs: <a href="/modeling/jobs/{follow_up.pk}/">#{follow_up.pk} demo_training</a> (queued)' in client.get(
+        f"/modeling/jobs/{parent.pk}/").content.decode()
