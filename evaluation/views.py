@@ -9,7 +9,8 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.cache import get_conditional_response, patch_cache_control
+from django.middleware.gzip import re_accepts_gzip
+from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import quote_etag
 from django.views.decorators.http import require_POST
 
@@ -32,7 +33,7 @@ from evaluation.services import (
     study_set_status,
 )
 from healthagent.cohort.captions import participant_day_captions
-from healthagent.cohort.charts import ChartError, minute_figure_json, minute_figure_key
+from healthagent.cohort.charts import ChartError, minute_figure_gzip, minute_figure_json, minute_figure_key
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
@@ -140,12 +141,20 @@ def participant_chart(request, study_id: int, participant_id: int):
         raise Http404(str(error)) from error
     participant = assignment.item.participant
     start, end = _window(assignment, participant)
-    # A digest: the key names the trajectory file, which the browser has no business seeing.
-    etag = quote_etag(hashlib.sha256(minute_figure_key(participant=participant, start_minute=start, end_minute=end).encode()).hexdigest()[:32])
+    # Compressed when the browser takes gzip (every browser does), from a cached compressed copy. The figure is
+    # anonymized sensor data with no secret and nothing the request supplies, so compression leaks nothing (BREACH).
+    compressed = bool(re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")))
+    # A digest: the key names the trajectory file, which the browser has no business seeing. Each encoding has its own.
+    digest = hashlib.sha256(minute_figure_key(participant=participant, start_minute=start, end_minute=end).encode()).hexdigest()[:32]
+    etag = quote_etag(f"{digest}-gzip" if compressed else digest)
     response = get_conditional_response(request, etag=etag)
-    if response is None:
+    if response is None and compressed:
+        response = HttpResponse(minute_figure_gzip(participant=participant, start_minute=start, end_minute=end), content_type="application/json")
+        response["Content-Encoding"] = "gzip"
+    elif response is None:
         response = HttpResponse(minute_figure_json(participant=participant, start_minute=start, end_minute=end), content_type="application/json")
     response["ETag"] = etag
+    patch_vary_headers(response, ("Accept-Encoding",))
     patch_cache_control(response, private=True, max_age=CHART_MAX_AGE_S)
     return response
 

@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from django.core.cache import caches
 from django.utils.safestring import mark_safe
+from django.utils.text import compress_string
 from plotly.subplots import make_subplots
 
 from healthagent.cohort.store import read_window, trajectory_root
@@ -166,6 +167,20 @@ def minute_figure_json(*, participant: Participant, start_minute: int | None = N
         text = json.dumps(figure, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
         cache.set(key, text)
     return mark_safe(text)
+
+
+def minute_figure_gzip(*, participant: Participant, start_minute: int | None = None, end_minute: int | None = None,
+                       channels: tuple[str, ...] = DEFAULT_CHANNELS) -> bytes:
+    """:func:`minute_figure_json` gzip-compressed, cached beside it: the ~210 KB figure travels as ~5x fewer bytes,
+    and the compression (a few ms) is paid once per figure, not per request."""
+    key = minute_figure_key(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels) + ":gzip"
+    cache = caches["charts"]
+    compressed = cache.get(key)
+    if compressed is None:
+        text = minute_figure_json(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels)
+        compressed = compress_string(text.encode())
+        cache.set(key, compressed)
+    return compressed
 
 
 DAILY_PANELS = (
