@@ -4,8 +4,16 @@ One history is run once (prefill), then its cache fans out to ``arms x samples``
 an intervention first appends the intervention token on the history's last day, the control arm a
 masked placeholder, so every row keeps the same cache length. Each step samples the next token and
 its waiting time (whole days) and stops a row past the horizon or at death; finished rows leave the
-batch (its KV cache is compacted when a quarter of its rows have finished), while the sampling noise
-is still drawn for every row, so the samples do not depend on when rows leave.
+batch (its KV cache is compacted when a quarter of its rows have finished).
+
+**Common random numbers across arms.** Each step draws two uniforms per (participant, sample), shared
+by that sample's rows in every arm: one picks the token by inverse CDF (the first token whose
+cumulative probability exceeds it), the other the waiting time. Arms of one sample therefore differ
+only through the intervention: where the arms' predicted distributions agree they sample the same
+future, and the paired difference arm - control carries far less sampling noise than independent
+draws would. The uniforms are drawn for every (participant, sample) at every step and looked up per
+row, so rows leaving the batch move no one's random stream: the samples do not depend on when rows
+leave.
 
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
 - **expected biomarker values**: when a rollout samples a measurement of a biomarker, the mean of the
@@ -83,6 +91,18 @@ def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tok
     return Rollouts(grid, expected, risk, ids, days, list(arms), horizon_days)
 
 
+def inverse_cdf_sample(probabilities: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """(rows,) token ids from probabilities (rows, vocab) and one uniform in [0, 1) per row (rows,): the first
+    token whose cumulative probability exceeds the uniform; never a token of probability zero."""
+    cumulative = probabilities.cumsum(-1)  # (rows, vocab)
+    # Scaled by the row's own total, so a sum that rounds below 1 cannot push the uniform past the last token.
+    target = (uniform * cumulative[:, -1]).unsqueeze(-1)  # (rows, 1)
+    token = torch.searchsorted(cumulative, target, right=True)[:, 0]
+    # Rounding can still land the target on the total: then the last token with a positive probability (the first
+    # place the cumulative sum reaches its total).
+    return torch.where(token < probabilities.shape[-1], token, cumulative.argmax(-1))
+
+
 def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens, bins, centers, endpoints,
                     death, generator, compact_below):
     device = model.device
@@ -133,8 +153,8 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
     active = torch.ones(total, dtype=torch.bool, device=device)
     sampled_ids = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     sampled_days = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
-    vocab = logits.shape[-1]
-    noise = torch.empty(total, vocab, device=device)
+    # Each row's random stream: its (participant, sample), the same in every arm.
+    stream = torch.arange(count, device=device).repeat_interleave(arms * samples) * samples + torch.arange(samples, device=device).repeat(count * arms)
 
     def expectation(probabilities):  # (rows, biomarkers): the mean value a measurement would show
         restricted = probabilities[:, bins]  # (rows, biomarkers, bins)
@@ -158,15 +178,10 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         remaining = (start + horizon_days - current).float()
         inside = 1.0 - torch.exp(-rate * (remaining + 1.0))  # P(the next token comes within the horizon)
         survival = torch.where(active[:, None], survival * (1.0 - probabilities[:, endpoints] * inside[:, None]), survival)
-        # torch.multinomial(probabilities, 1) of every row, drawn as it draws it (exponential noise of the
-        # full (rows, vocab) shape, then argmax of probability / noise), so dropped rows keep the random
-        # stream of the others exactly where it was.
-        noise.exponential_(1, generator=generator)
-        whole = len(members) == total  # no row dropped yet: no gather
-        token = (probabilities / (noise if whole else noise.index_select(0, members))).argmax(-1)
-        uniform = torch.rand(total, generator=generator, device=device)
-        uniform = (uniform if whole else uniform.index_select(0, members)).clamp(min=1e-12)
-        gap = torch.floor(-torch.log(uniform) / rate).clamp(max=10 * horizon_days).long()
+        # Two uniforms per (participant, sample), drawn whoever is still in the batch, shared across arms.
+        uniforms = torch.rand(count * samples, 2, generator=generator, device=device)[stream]  # (batch, 2)
+        token = inverse_cdf_sample(probabilities, uniforms[:, 0])
+        gap = torch.floor(-torch.log(uniforms[:, 1].clamp(min=1e-12)) / rate).clamp(max=10 * horizon_days).long()
         next_day = current + gap
         fill(active, values, current, torch.where(next_day > start + horizon_days, start + horizon_days + 1, next_day))
         continuing = active & (next_day <= start + horizon_days)
@@ -189,7 +204,7 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         if still <= compact_below * len(members):  # drop finished rows: compact the batch and its KV cache
             kept = torch.nonzero(continuing)[:, 0]
             flush(torch.nonzero(~continuing)[:, 0])
-            members, cache = members[kept], cache.select(kept)
+            members, cache, stream = members[kept], cache.select(kept), stream[kept]
             (expected, measured_grid, measured, survival, current, previous, active, continuing, sampled_ids, sampled_days, token, start,
              age) = (tensor.index_select(0, kept) for tensor in (expected, measured_grid, measured, survival, current, previous, active,
                                                                  continuing, sampled_ids, sampled_days, token, start, age))

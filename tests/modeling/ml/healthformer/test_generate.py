@@ -67,3 +67,27 @@ def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_
         assert np.array_equal(now.sampled_ids, before.sampled_ids) and np.array_equal(now.sampled_days, before.sampled_days)
         np.testing.assert_allclose(now.expected, before.expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(now.risk, before.risk, rtol=1e-4, atol=1e-6)
+
+
+def test_arms_that_do_not_differ_sample_the_same_future_row_for_row(model, tokenizer, histories):
+    # Common random numbers: two control arms see the same uniforms at every step, so they write the same tokens
+    # on the same days, sample by sample, even though every sample differs from the others.
+    rollouts = simulate(model, tokenizer, histories, arms=[None, None], horizon_days=60, samples=3, seed=3, max_new_tokens=48,
+                        batch_rows=12)
+    assert np.array_equal(rollouts.sampled_ids[:, 0], rollouts.sampled_ids[:, 1])
+    assert np.array_equal(rollouts.sampled_days[:, 0], rollouts.sampled_days[:, 1])
+    assert not np.array_equal(rollouts.sampled_ids[:, :, 0], rollouts.sampled_ids[:, :, 1])
+
+
+def test_common_random_numbers_shrink_the_spread_of_the_paired_difference(model, tokenizer, histories):
+    arguments = dict(horizon_days=60, samples=8, max_new_tokens=48, batch_rows=96)
+    paired = simulate(model, tokenizer, histories, arms=[None, "statin"], seed=4, **arguments)
+    # The same arms without common random numbers: each simulated on its own, from its own seed.
+    control = simulate(model, tokenizer, histories, arms=[None], seed=5, **arguments)
+    treated = simulate(model, tokenizer, histories, arms=["statin"], seed=6, **arguments)
+    crn_difference = paired.expected[:, 1, :, -1] - paired.expected[:, 0, :, -1]  # (participants, samples, biomarkers)
+    independent_difference = treated.expected[:, 0, :, -1] - control.expected[:, 0, :, -1]
+    scale = paired.expected[:, 0, :, -1].std(axis=(0, 1))  # (biomarkers,): compare biomarkers on one footing
+    crn_spread = (crn_difference.var(axis=1) / scale**2).mean()  # mean over participants and biomarkers
+    independent_spread = (independent_difference.var(axis=1) / scale**2).mean()
+    assert crn_spread < 0.5 * independent_spread
