@@ -97,6 +97,75 @@ class KVCache:
         return copy
 
 
+class SharedPrefixCache:
+    """Histories shared by groups of rows (the prefix, one per participant) plus each row's own new tokens (the
+    suffix): how one history fans out to arms x samples rows without copying it, and is attended once per
+    participant instead of once per row. An inference path only: the same weights, the same results as a KVCache
+    holding each row's history and new tokens, to float rounding.
+
+    ``slots`` (rows,) place each row's query in a (participants, group) layout: row ``r`` belongs to participant
+    ``slots[r] // group``. The suffix has the KVCache attributes decode_step writes to (keys, values, valid,
+    length, capacity, treatment_start).
+    """
+
+    def __init__(self, prefix: KVCache, group: int, capacity: int):
+        participants, heads, _, head_dim = prefix.keys[0].shape
+        self.prefix_keys = [key[:, :, :prefix.length].contiguous() for key in prefix.keys]  # (participants, heads, history, head_dim)
+        self.prefix_values = [value[:, :, :prefix.length].contiguous() for value in prefix.values]
+        self.prefix_masked = ~prefix.valid[:, None, None, :prefix.length]  # (participants, 1, 1, history): padding
+        self.group = group
+        self.slots = torch.arange(participants * group, device=prefix.valid.device)
+        rows = len(self.slots)
+        self.keys = [prefix.keys[0].new_zeros(rows, heads, capacity, head_dim) for _ in prefix.keys]
+        self.values = [torch.zeros_like(key) for key in self.keys]
+        self.valid = torch.zeros(rows, capacity, dtype=torch.bool, device=prefix.valid.device)
+        self.treatment_start = prefix.treatment_start.repeat_interleave(group, dim=0)
+        self.length, self.capacity = 0, capacity
+
+    def select(self, rows: torch.Tensor) -> "SharedPrefixCache":
+        """A new cache holding ``rows`` (no repeats), and the histories of only the participants they belong to."""
+        slots = self.slots.index_select(0, rows)
+        participants, owner = torch.unique(slots // self.group, return_inverse=True)
+        copy = object.__new__(SharedPrefixCache)
+        if len(participants) == self.prefix_masked.shape[0]:  # every participant still has a row: share the history as it is
+            copy.prefix_keys, copy.prefix_values, copy.prefix_masked = self.prefix_keys, self.prefix_values, self.prefix_masked
+        else:
+            copy.prefix_keys = [key.index_select(0, participants) for key in self.prefix_keys]
+            copy.prefix_values = [value.index_select(0, participants) for value in self.prefix_values]
+            copy.prefix_masked = self.prefix_masked.index_select(0, participants)
+        copy.group, copy.slots = self.group, owner * self.group + slots % self.group
+        copy.keys = [key.index_select(0, rows) for key in self.keys]
+        copy.values = [value.index_select(0, rows) for value in self.values]
+        copy.valid, copy.length, copy.capacity = self.valid.index_select(0, rows), self.length, self.capacity
+        copy.treatment_start = self.treatment_start.index_select(0, rows)
+        return copy
+
+
+def shared_prefix_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, cache: SharedPrefixCache,
+                            layer: int) -> torch.Tensor:
+    """Attention of one query per row (rows, heads, 1, head_dim) over its participant's history in ``cache`` and its
+    own keys and values (rows, heads, suffix, head_dim) where ``mask`` (rows, 1, 1, suffix) holds: each part's
+    softmax-weighted values and log-sum-exp, merged into the softmax over both. Returns (rows, heads, 1, head_dim)."""
+    rows, heads, _, head_dim = query.shape
+    query = query * (1.0 / math.sqrt(head_dim))
+    own_scores = (query @ keys.transpose(-1, -2)).masked_fill(~mask, float("-inf"))  # (rows, heads, 1, suffix)
+    own_lse = torch.logsumexp(own_scores, dim=-1, keepdim=True)  # finite: a row always attends to its newest key
+    own = torch.exp(own_scores - own_lse) @ values  # (rows, heads, 1, head_dim)
+    # The history: a participant's rows are one batch of queries against its keys, read once.
+    participants = cache.prefix_masked.shape[0]
+    grouped = query.new_zeros(participants * cache.group, heads, head_dim).index_copy_(0, cache.slots, query[:, :, 0])
+    grouped = grouped.view(participants, cache.group, heads, head_dim).transpose(1, 2)  # (participants, heads, group, head_dim)
+    scores = (grouped @ cache.prefix_keys[layer].transpose(-1, -2)).masked_fill(cache.prefix_masked, float("-inf"))  # (.., group, history)
+    peak = scores.amax(-1, keepdim=True).clamp(min=torch.finfo(scores.dtype).min)  # a history of padding only adds nothing
+    weights = torch.exp(scores - peak)
+    total = weights.sum(-1, keepdim=True)  # (participants, heads, group, 1)
+    history = torch.cat([weights @ cache.prefix_values[layer] / total.clamp(min=1e-30), peak + torch.log(total)], dim=-1)
+    history = history.transpose(1, 2).reshape(participants * cache.group, heads, head_dim + 1).index_select(0, cache.slots)[:, :, None]
+    history_lse = history[..., head_dim:]  # (rows, heads, 1, 1)
+    history_share = torch.sigmoid(history_lse - own_lse)  # exp(history_lse) / (exp(history_lse) + exp(own_lse))
+    return own + history_share * (history[..., :head_dim] - own)
+
+
 class Block(nn.Module):
     def __init__(self, config: HealthFormerConfig):
         super().__init__()
@@ -106,7 +175,7 @@ class Block(nn.Module):
         hidden = int(config.dim * config.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | SharedPrefixCache | None = None, layer: int = 0) -> torch.Tensor:
         batch, tokens, dim = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if cache is not None:  # write this step's keys and values, attend over everything so far
@@ -114,7 +183,9 @@ class Block(nn.Module):
             cache.keys[layer][:, :, start:start + tokens] = k
             cache.values[layer][:, :, start:start + tokens] = v
             k, v = cache.keys[layer][:, :, :start + tokens], cache.values[layer][:, :, :start + tokens]
-        if cache is not None and tokens == 1:  # one query per row: two batched matrix products beat the fused kernel on CPU
+        if isinstance(cache, SharedPrefixCache):
+            attended = shared_prefix_attention(q, k, v, mask, cache, layer)
+        elif cache is not None and tokens == 1:  # one query per row: two batched matrix products beat the fused kernel on CPU
             scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (batch, heads, 1, keys)
             attended = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v  # (batch, heads, 1, head_dim)
         else:
@@ -251,7 +322,7 @@ class HealthFormerModel(PreTrainedModel):
         return cache, logits, rate
 
     @torch.no_grad()
-    def decode_step(self, cache: KVCache, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor,
+    def decode_step(self, cache: KVCache | SharedPrefixCache, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor,
                     valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
         if cache.length >= cache.capacity:
