@@ -1,8 +1,9 @@
 """Sampled futures: K rollouts per participant and arm, batched over a KV cache.
 
-One history is run once (prefill), then its cache fans out to ``arms x samples`` rows; an arm with
-an intervention first appends the intervention token on the history's last day, the control arm a
-masked placeholder, so every row keeps the same cache length. Each step samples the next token and
+One history is run once (prefill) and its cache is shared by its ``arms x samples`` rows, which attend
+to it together (``SharedPrefixCache``: read once per participant, not copied per row); each row keeps
+only its own new tokens. An arm with an intervention first appends the intervention token on the
+history's last day, the control arm a masked placeholder, so every row keeps the same cache length. Each step samples the next token and
 its waiting time (whole days) and stops a row past the horizon or at death; finished rows leave the
 batch (its KV cache is compacted when a quarter of its rows have finished).
 
@@ -33,7 +34,7 @@ import torch
 
 from modeling.ml.data.clinical import ENDPOINTS
 from modeling.ml.healthformer.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
-from modeling.ml.healthformer.model import HealthFormerModel
+from modeling.ml.healthformer.model import HealthFormerModel, SharedPrefixCache
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, HARD_ENDPOINTS, Tokenizer, Tokens
 
 
@@ -103,8 +104,21 @@ def inverse_cdf_sample(probabilities: torch.Tensor, uniform: torch.Tensor) -> to
     return torch.where(token < probabilities.shape[-1], token, cumulative.argmax(-1))
 
 
-def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens, bins, centers, endpoints,
-                    death, generator, compact_below):
+@dataclass
+class RolloutStart:
+    """Every row (participant, arm, sample) on the start day, after its arm's token: what step 0 samples from."""
+    cache: SharedPrefixCache  # the participants' histories, shared by their rows, and each row's arm token
+    logits: torch.Tensor  # (rows, vocab) the prediction right after the start token
+    rate: torch.Tensor  # (rows,)
+    age: torch.Tensor  # (rows,) age at day 0, NaN when unknown
+    start_day: torch.Tensor  # (rows,) the history's last day
+
+
+def start_rollouts(model: HealthFormerModel, histories: list[Tokens], arm_ids: torch.Tensor, *, samples: int, max_history_tokens: int,
+                   max_new_tokens: int) -> RolloutStart:
+    """Prefill each history once and give each of its ``arms x samples`` rows its arm's token on the last day: the
+    intervention token (``arm_ids`` > 0) or, for a control arm (0), a masked placeholder, so that every row's cache
+    has the same length; a control row's prediction is the history's own."""
     device = model.device
     cropped = [crop_history(tokens, max_history_tokens) for tokens in histories]
     length = max(len(ids) for ids, _ in cropped)
@@ -117,23 +131,26 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         days[row, length - len(ids):] = torch.from_numpy(token_days)
         days[row, :length - len(ids)] = int(token_days[0]) if len(ids) else 0
         valid[row, length - len(ids):] = True
-    ages = torch.tensor([np.nan if tokens.age_years is None else tokens.age_years for tokens in histories], dtype=torch.float32)
-    start_day = torch.tensor([tokens.last_day for tokens in histories], dtype=torch.long)
-    cache, logits, rate = model.prefill(input_ids.to(device), days.to(device), ages.to(device), valid.to(device),
-                                        capacity=length + 1 + max_new_tokens)
-
+    ages = torch.tensor([np.nan if tokens.age_years is None else tokens.age_years for tokens in histories], dtype=torch.float32, device=device)
+    start_day = torch.tensor([tokens.last_day for tokens in histories], dtype=torch.long, device=device)
+    history, logits, rate = model.prefill(input_ids.to(device), days.to(device), ages, valid.to(device), capacity=length)
     arms = len(arm_ids)
-    rows = torch.arange(count, device=device).repeat_interleave(arms * samples)  # row = (participant, arm, sample)
+    cache = SharedPrefixCache(history, arms * samples, capacity=1 + max_new_tokens)  # rows: (participant, arm, sample)
+    rows = torch.arange(count, device=device).repeat_interleave(arms * samples)
     row_arm = torch.arange(arms, device=device).repeat_interleave(samples).repeat(count)
-    cache = cache.select(rows)
-    age, start = ages.to(device)[rows], start_day.to(device)[rows]
-    # The arm's intervention token on the start day (a masked placeholder for the control arm).
+    age, start = ages[rows], start_day[rows]
     treated = arm_ids[row_arm] > 0
     step_logits, step_rate = model.decode_step(cache, arm_ids[row_arm], start, start, age, treated)
-    logits = torch.where(treated[:, None], step_logits, logits[rows])
-    rate = torch.where(treated, step_rate, rate[rows])
+    return RolloutStart(cache, torch.where(treated[:, None], step_logits, logits[rows]), torch.where(treated, step_rate, rate[rows]), age, start)
 
-    total = len(rows)
+
+def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens, bins, centers, endpoints,
+                    death, generator, compact_below):
+    device = model.device
+    count, arms = len(histories), len(arm_ids)
+    begun = start_rollouts(model, histories, arm_ids, samples=samples, max_history_tokens=max_history_tokens, max_new_tokens=max_new_tokens)
+    cache, logits, rate, age, start = begun.cache, begun.logits, begun.rate, begun.age, begun.start_day
+    total = count * arms * samples
     grid_days = torch.tensor(grid, device=device)
     biomarkers = bins.shape[0]
     # Outputs of every row; a row's are written when it leaves the batch (finished) or at the end.
