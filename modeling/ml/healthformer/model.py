@@ -105,34 +105,51 @@ class SharedPrefixCache:
 
     ``slots`` (rows,) place each row's query in a (participants, group) layout: row ``r`` belongs to participant
     ``slots[r] // group``. The suffix has the KVCache attributes decode_step writes to (keys, values, valid,
-    length, capacity, treatment_start).
+    length, capacity, treatment_start); its keys and values grow in blocks of ``GROWTH`` positions, and a row
+    attends to the whole block, unwritten positions masked: a contiguous tensor multiplies several times faster
+    than a slice of a larger one, and compacting copies only what was written.
     """
+
+    GROWTH = 16
 
     def __init__(self, prefix: KVCache, group: int, capacity: int):
         participants, heads, _, head_dim = prefix.keys[0].shape
         self.prefix_keys = [key[:, :, :prefix.length].contiguous() for key in prefix.keys]  # (participants, heads, history, head_dim)
         self.prefix_values = [value[:, :, :prefix.length].contiguous() for value in prefix.values]
-        self.prefix_masked = ~prefix.valid[:, None, None, :prefix.length]  # (participants, 1, 1, history): padding
+        # (participants, 1, 1, history): added to the history's scores, -inf on padding
+        self.prefix_bias = torch.zeros(prefix.valid[:, None, None, :prefix.length].shape, device=prefix.valid.device,
+                                       dtype=self.prefix_keys[0].dtype).masked_fill_(~prefix.valid[:, None, None, :prefix.length], float("-inf"))
         self.group = group
         self.slots = torch.arange(participants * group, device=prefix.valid.device)
         rows = len(self.slots)
-        self.keys = [prefix.keys[0].new_zeros(rows, heads, capacity, head_dim) for _ in prefix.keys]
+        self.keys = [prefix.keys[0].new_zeros(rows, heads, 0, head_dim) for _ in prefix.keys]  # (rows, heads, allocated, head_dim)
         self.values = [torch.zeros_like(key) for key in self.keys]
         self.valid = torch.zeros(rows, capacity, dtype=torch.bool, device=prefix.valid.device)
         self.treatment_start = prefix.treatment_start.repeat_interleave(group, dim=0)
         self.length, self.capacity = 0, capacity
+
+    @property
+    def allocated(self) -> int:
+        return self.keys[0].shape[2]
+
+    def reserve(self, positions: int) -> None:
+        """Room for ``positions`` suffix tokens; new positions are zeros (a masked key's weight times its value is 0)."""
+        if positions > self.allocated:
+            more = min(self.capacity, self.allocated + self.GROWTH) - self.allocated
+            self.keys = [F.pad(key, (0, 0, 0, more)) for key in self.keys]
+            self.values = [F.pad(value, (0, 0, 0, more)) for value in self.values]
 
     def select(self, rows: torch.Tensor) -> "SharedPrefixCache":
         """A new cache holding ``rows`` (no repeats), and the histories of only the participants they belong to."""
         slots = self.slots.index_select(0, rows)
         participants, owner = torch.unique(slots // self.group, return_inverse=True)
         copy = object.__new__(SharedPrefixCache)
-        if len(participants) == self.prefix_masked.shape[0]:  # every participant still has a row: share the history as it is
-            copy.prefix_keys, copy.prefix_values, copy.prefix_masked = self.prefix_keys, self.prefix_values, self.prefix_masked
+        if len(participants) == self.prefix_bias.shape[0]:  # every participant still has a row: share the history as it is
+            copy.prefix_keys, copy.prefix_values, copy.prefix_bias = self.prefix_keys, self.prefix_values, self.prefix_bias
         else:
             copy.prefix_keys = [key.index_select(0, participants) for key in self.prefix_keys]
             copy.prefix_values = [value.index_select(0, participants) for value in self.prefix_values]
-            copy.prefix_masked = self.prefix_masked.index_select(0, participants)
+            copy.prefix_bias = self.prefix_bias.index_select(0, participants)
         copy.group, copy.slots = self.group, owner * self.group + slots % self.group
         copy.keys = [key.index_select(0, rows) for key in self.keys]
         copy.values = [value.index_select(0, rows) for value in self.values]
@@ -145,25 +162,26 @@ def shared_prefix_attention(query: torch.Tensor, keys: torch.Tensor, values: tor
                             layer: int) -> torch.Tensor:
     """Attention of one query per row (rows, heads, 1, head_dim) over its participant's history in ``cache`` and its
     own keys and values (rows, heads, suffix, head_dim) where ``mask`` (rows, 1, 1, suffix) holds: each part's
-    softmax-weighted values and log-sum-exp, merged into the softmax over both. Returns (rows, heads, 1, head_dim)."""
+    softmax-weighted values and log-sum-exp, merged into the softmax over both. Returns (rows, heads, 1, head_dim).
+    Intermediate scores are updated in place: at this size the time goes to memory traffic, not arithmetic."""
     rows, heads, _, head_dim = query.shape
     query = query * (1.0 / math.sqrt(head_dim))
-    own_scores = (query @ keys.transpose(-1, -2)).masked_fill(~mask, float("-inf"))  # (rows, heads, 1, suffix)
+    own_scores = (query @ keys.transpose(-1, -2)).masked_fill_(~mask, float("-inf"))  # (rows, heads, 1, suffix)
     own_lse = torch.logsumexp(own_scores, dim=-1, keepdim=True)  # finite: a row always attends to its newest key
-    own = torch.exp(own_scores - own_lse) @ values  # (rows, heads, 1, head_dim)
+    own = own_scores.sub_(own_lse).exp_() @ values  # (rows, heads, 1, head_dim)
     # The history: a participant's rows are one batch of queries against its keys, read once.
-    participants = cache.prefix_masked.shape[0]
+    participants = cache.prefix_bias.shape[0]
     grouped = query.new_zeros(participants * cache.group, heads, head_dim).index_copy_(0, cache.slots, query[:, :, 0])
     grouped = grouped.view(participants, cache.group, heads, head_dim).transpose(1, 2)  # (participants, heads, group, head_dim)
-    scores = (grouped @ cache.prefix_keys[layer].transpose(-1, -2)).masked_fill(cache.prefix_masked, float("-inf"))  # (.., group, history)
-    peak = scores.amax(-1, keepdim=True).clamp(min=torch.finfo(scores.dtype).min)  # a history of padding only adds nothing
-    weights = torch.exp(scores - peak)
+    scores = (grouped @ cache.prefix_keys[layer].transpose(-1, -2)).add_(cache.prefix_bias)  # (participants, heads, group, history)
+    peak = scores.amax(-1, keepdim=True).clamp_(min=torch.finfo(scores.dtype).min)  # a history of padding only adds nothing
+    weights = scores.sub_(peak).exp_()
     total = weights.sum(-1, keepdim=True)  # (participants, heads, group, 1)
-    history = torch.cat([weights @ cache.prefix_values[layer] / total.clamp(min=1e-30), peak + torch.log(total)], dim=-1)
+    history = torch.cat([(weights @ cache.prefix_values[layer]).div_(total.clamp(min=1e-30)), total.log_().add_(peak)], dim=-1)
     history = history.transpose(1, 2).reshape(participants * cache.group, heads, head_dim + 1).index_select(0, cache.slots)[:, :, None]
     history_lse = history[..., head_dim:]  # (rows, heads, 1, 1)
     history_share = torch.sigmoid(history_lse - own_lse)  # exp(history_lse) / (exp(history_lse) + exp(own_lse))
-    return own + history_share * (history[..., :head_dim] - own)
+    return own.add_(history_share * (history[..., :head_dim] - own))
 
 
 class Block(nn.Module):
@@ -182,7 +200,8 @@ class Block(nn.Module):
             start = cache.length
             cache.keys[layer][:, :, start:start + tokens] = k
             cache.values[layer][:, :, start:start + tokens] = v
-            k, v = cache.keys[layer][:, :, :start + tokens], cache.values[layer][:, :, :start + tokens]
+            width = cache.allocated if isinstance(cache, SharedPrefixCache) else start + tokens
+            k, v = cache.keys[layer][:, :, :width], cache.values[layer][:, :, :width]
         if isinstance(cache, SharedPrefixCache):
             attended = shared_prefix_attention(q, k, v, mask, cache, layer)
         elif cache is not None and tokens == 1:  # one query per row: two batched matrix products beat the fused kernel on CPU
@@ -332,7 +351,11 @@ class HealthFormerModel(PreTrainedModel):
             cache.treatment_start = treatment_start
         position = cache.length
         cache.valid[:, position] = valid
-        keys_valid = cache.valid[:, :position + 1].clone()
+        if isinstance(cache, SharedPrefixCache):  # attends to its whole block of suffix positions, the unwritten ones masked
+            cache.reserve(position + 1)
+            keys_valid = cache.valid[:, :cache.allocated].clone()
+        else:
+            keys_valid = cache.valid[:, :position + 1].clone()
         keys_valid[:, position] = True  # every query attends at least to itself
         for layer, block in enumerate(self.blocks):
             x = block(x, keys_valid[:, None, None, :], cache, layer)

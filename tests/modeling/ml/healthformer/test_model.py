@@ -64,7 +64,7 @@ def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulat
     # masked, as the control arm's placeholder); the rows of one participant, then a whole participant, leave midway.
     model = _model(tokenizer)
     sequences = [tokenizer.encode(simulated.records[index]) for index in range(3)]
-    lengths, group, steps = [30, 52, 17], 4, 10
+    lengths, group, steps = [30, 52, 17], 4, 2 * SharedPrefixCache.GROWTH + 3  # the suffix grows twice
     ids, days, valid = _left_padded(sequences, lengths)
     age = torch.tensor([tokens.age_years for tokens in sequences], dtype=torch.float32)
     rows = torch.arange(3).repeat_interleave(group)
@@ -78,7 +78,7 @@ def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulat
         if step == 4:  # one row of participant 1 leaves, then all of participant 0's
             kept = torch.tensor([index for index in range(len(row_age)) if index != 5])
             copied, shared, row_age, day = copied.select(kept), shared.select(kept), row_age[kept], day[kept]
-        if step == 7:
+        if step == SharedPrefixCache.GROWTH + 2:
             kept = torch.arange(group, len(row_age))
             copied, shared, row_age, day = copied.select(kept), shared.select(kept), row_age[kept], day[kept]
         token = torch.randint(1, tokenizer.vocab_size, (len(row_age),), generator=generator)
