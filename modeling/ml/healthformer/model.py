@@ -117,8 +117,12 @@ class SharedPrefixCache:
         self.prefix_keys = [key[:, :, :prefix.length].contiguous() for key in prefix.keys]  # (participants, heads, history, head_dim)
         self.prefix_values = [value[:, :, :prefix.length].contiguous() for value in prefix.values]
         # (participants, 1, 1, history): added to the history's scores, -inf on padding
-        self.prefix_bias = torch.zeros(prefix.valid[:, None, None, :prefix.length].shape, device=prefix.valid.device,
-                                       dtype=self.prefix_keys[0].dtype).masked_fill_(~prefix.valid[:, None, None, :prefix.length], float("-inf"))
+        valid = prefix.valid[:, None, None, :prefix.length]
+        self.prefix_bias = torch.zeros(valid.shape, dtype=self.prefix_keys[0].dtype, device=valid.device).masked_fill_(~valid, float("-inf"))
+        # A history of padding only: its first key stands in (no NaN), and -inf on its log-sum-exp gives it no weight.
+        empty = ~valid.any(-1, keepdim=True)  # (participants, 1, 1, 1)
+        self.prefix_bias[..., :1].masked_fill_(empty, 0.0)
+        self.prefix_empty = torch.zeros(empty.shape, dtype=self.prefix_bias.dtype, device=valid.device).masked_fill_(empty, float("-inf"))
         self.group = group
         self.slots = torch.arange(participants * group, device=prefix.valid.device)
         rows = len(self.slots)
@@ -145,11 +149,13 @@ class SharedPrefixCache:
         participants, owner = torch.unique(slots // self.group, return_inverse=True)
         copy = object.__new__(SharedPrefixCache)
         if len(participants) == self.prefix_bias.shape[0]:  # every participant still has a row: share the history as it is
-            copy.prefix_keys, copy.prefix_values, copy.prefix_bias = self.prefix_keys, self.prefix_values, self.prefix_bias
+            copy.prefix_keys, copy.prefix_values = self.prefix_keys, self.prefix_values
+            copy.prefix_bias, copy.prefix_empty = self.prefix_bias, self.prefix_empty
         else:
             copy.prefix_keys = [key.index_select(0, participants) for key in self.prefix_keys]
             copy.prefix_values = [value.index_select(0, participants) for value in self.prefix_values]
             copy.prefix_bias = self.prefix_bias.index_select(0, participants)
+            copy.prefix_empty = self.prefix_empty.index_select(0, participants)
         copy.group, copy.slots = self.group, owner * self.group + slots % self.group
         copy.keys = [key.index_select(0, rows) for key in self.keys]
         copy.values = [value.index_select(0, rows) for value in self.values]
@@ -174,10 +180,11 @@ def shared_prefix_attention(query: torch.Tensor, keys: torch.Tensor, values: tor
     grouped = query.new_zeros(participants * cache.group, heads, head_dim).index_copy_(0, cache.slots, query[:, :, 0])
     grouped = grouped.view(participants, cache.group, heads, head_dim).transpose(1, 2)  # (participants, heads, group, head_dim)
     scores = (grouped @ cache.prefix_keys[layer].transpose(-1, -2)).add_(cache.prefix_bias)  # (participants, heads, group, history)
-    peak = scores.amax(-1, keepdim=True).clamp_(min=torch.finfo(scores.dtype).min)  # a history of padding only adds nothing
-    weights = scores.sub_(peak).exp_()
-    total = weights.sum(-1, keepdim=True)  # (participants, heads, group, 1)
-    history = torch.cat([(weights @ cache.prefix_values[layer]).div_(total.clamp(min=1e-30)), total.log_().add_(peak)], dim=-1)
+    peak = scores.amax(-1, keepdim=True)
+    weights = torch.softmax(scores, dim=-1)  # fused: about half the time of exp and sum apart
+    # The largest weight is exp(peak - lse), so lse = peak - log(largest weight); -inf for a history of padding only.
+    lse = (peak - weights.amax(-1, keepdim=True).log_()).add_(cache.prefix_empty)
+    history = torch.cat([weights @ cache.prefix_values[layer], lse], dim=-1)
     history = history.transpose(1, 2).reshape(participants * cache.group, heads, head_dim + 1).index_select(0, cache.slots)[:, :, None]
     history_lse = history[..., head_dim:]  # (rows, heads, 1, 1)
     history_share = torch.sigmoid(history_lse - own_lse)  # exp(history_lse) / (exp(history_lse) + exp(own_lse))
@@ -333,8 +340,10 @@ class HealthFormerModel(PreTrainedModel):
             cache.treatment_start = treatment_start
         causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
         mask = (causal[None] & valid[:, None, :]) | torch.eye(tokens, dtype=torch.bool, device=x.device)[None]
+        # Additive, built once: attention converts a boolean mask to this in every layer otherwise.
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))[:, None]  # (batch, 1, query, key)
         for layer, block in enumerate(self.blocks):
-            x = block(x, mask[:, None], cache, layer)
+            x = block(x, bias, cache, layer)
         cache.valid[:, :tokens] = valid
         cache.length = tokens
         logits, rate = self.heads(x[:, -1])

@@ -60,14 +60,14 @@ def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_for
 
 
 def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulated, tokenizer):
-    # Three left-padded histories of different lengths, each fanned out to 4 rows that write different tokens (some
-    # masked, as the control arm's placeholder); the rows of one participant, then a whole participant, leave midway.
+    # Left-padded histories of different lengths (one empty), each fanned out to 4 rows that write different tokens (some
+    # masked, as the control arm's placeholder); one row of a participant, then a whole participant, leave midway.
     model = _model(tokenizer)
-    sequences = [tokenizer.encode(simulated.records[index]) for index in range(3)]
-    lengths, group, steps = [30, 52, 17], 4, 2 * SharedPrefixCache.GROWTH + 3  # the suffix grows twice
+    sequences = [tokenizer.encode(simulated.records[index]) for index in range(4)]
+    lengths, group, steps = [30, 52, 17, 0], 4, 2 * SharedPrefixCache.GROWTH + 3  # the suffix grows twice
     ids, days, valid = _left_padded(sequences, lengths)
     age = torch.tensor([tokens.age_years for tokens in sequences], dtype=torch.float32)
-    rows = torch.arange(3).repeat_interleave(group)
+    rows = torch.arange(4).repeat_interleave(group)
     copied, _, _ = model.prefill(ids, days, age, valid, capacity=max(lengths) + steps)
     copied = copied.select(rows)
     prefix, _, _ = model.prefill(ids, days, age, valid, capacity=max(lengths))
@@ -88,7 +88,7 @@ def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulat
         logits, rate = model.decode_step(shared, token, next_day, day, row_age, token_valid)
         assert torch.allclose(logits, expected_logits, atol=1e-5) and torch.allclose(rate, expected_rate, atol=1e-5)
         day = next_day
-    assert shared.prefix_keys[0].shape[0] == 2  # the history of the participant with no row left is gone
+    assert shared.prefix_keys[0].shape[0] == 3  # the history of the participant with no row left is gone
 
 
 def test_padding_does_not_change_a_window_s_loss(simulated, tokenizer):
