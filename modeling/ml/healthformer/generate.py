@@ -96,12 +96,10 @@ def inverse_cdf_sample(probabilities: torch.Tensor, uniform: torch.Tensor) -> to
     """(rows,) token ids from probabilities (rows, vocab) and one uniform in [0, 1) per row (rows,): the first
     token whose cumulative probability exceeds the uniform; never a token of probability zero."""
     cumulative = probabilities.cumsum(-1)  # (rows, vocab)
-    # Scaled by the row's own total, so a sum that rounds below 1 cannot push the uniform past the last token.
-    target = (uniform * cumulative[:, -1]).unsqueeze(-1)  # (rows, 1)
-    token = torch.searchsorted(cumulative, target, right=True)[:, 0]
-    # Rounding can still land the target on the total: then the last token with a positive probability (the first
-    # place the cumulative sum reaches its total).
-    return torch.where(token < probabilities.shape[-1], token, cumulative.argmax(-1))
+    # Scaled by the row's own total, and by one float step less than 1: the target stays below the total whatever the
+    # rounding, so a token is always found, and it is one where the cumulative sum rises (a positive probability).
+    target = (uniform * (1.0 - 2.0**-23) * cumulative[:, -1]).unsqueeze(-1)  # (rows, 1)
+    return torch.searchsorted(cumulative, target, right=True)[:, 0]
 
 
 @dataclass

@@ -139,9 +139,16 @@ class SharedPrefixCache:
     def reserve(self, positions: int) -> None:
         """Room for ``positions`` suffix tokens; new positions are zeros (a masked key's weight times its value is 0)."""
         if positions > self.allocated:
-            more = min(self.capacity, self.allocated + self.GROWTH) - self.allocated
-            self.keys = [F.pad(key, (0, 0, 0, more)) for key in self.keys]
-            self.values = [F.pad(value, (0, 0, 0, more)) for value in self.values]
+            allocated, width = self.allocated, min(self.capacity, self.allocated + self.GROWTH)
+            self.keys, self.values = ([self._grown(tensor, allocated, width) for tensor in tensors] for tensors in (self.keys, self.values))
+
+    @staticmethod
+    def _grown(tensor: torch.Tensor, allocated: int, width: int) -> torch.Tensor:
+        rows, heads, _, head_dim = tensor.shape
+        grown = tensor.new_empty(rows, heads, width, head_dim)
+        grown[:, :, :allocated] = tensor
+        grown[:, :, allocated:] = 0.0
+        return grown
 
     def select(self, rows: torch.Tensor) -> "SharedPrefixCache":
         """A new cache holding ``rows`` (no repeats), and the histories of only the participants they belong to."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling.ml.healthformer.generate import bands, effect_summary, simulate, start_rollouts
+from modeling.ml.healthformer.generate import bands, effect_summary, inverse_cdf_sample, simulate, start_rollouts
 from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
 
@@ -95,3 +95,14 @@ def test_common_random_numbers_shrink_the_spread_of_the_paired_difference(model,
     crn_spread = (crn_difference.var(axis=1) / scale**2).mean()  # mean over participants and biomarkers
     independent_spread = (independent_difference.var(axis=1) / scale**2).mean()
     assert crn_spread < 0.5 * independent_spread
+
+
+def test_inverse_cdf_sampling_follows_the_probabilities_and_never_picks_an_impossible_token():
+    probabilities = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3, 0.0]]).expand(4001, -1)
+    uniform = torch.linspace(0, 1, 4001).clamp(max=1 - 2**-24)  # evenly spread, up to the largest float below 1
+    tokens = inverse_cdf_sample(probabilities, uniform)
+    assert set(tokens.tolist()) == {1, 3, 4} and tokens[-1] == 4  # the top end lands on the last possible token
+    np.testing.assert_allclose(np.bincount(tokens.numpy(), minlength=6) / 4001, [0, 0.2, 0, 0.5, 0.3, 0], atol=1e-3)
+    # A sum that rounds below one: still one of the possible tokens at the top end.
+    rounded = torch.tensor([[0.3, 0.3, 0.3999, 0.0]])
+    assert inverse_cdf_sample(rounded, torch.tensor([1 - 2**-24])).item() == 2
