@@ -59,6 +59,18 @@ def test_the_intervention_arm_differs_from_the_control_arm_only_through_its_toke
     assert fan["ldl"]["0.05"][0] <= fan["ldl"]["0.5"][0] <= fan["ldl"]["0.95"][0]
 
 
+def test_a_history_starts_the_same_alone_as_in_a_batch_of_other_lengths(model, tokenizer, histories):
+    # Histories are prefilled in batches of similar length and placed in one left-padded cache: neither the batch
+    # nor the padding may change a participant's start.
+    arm_ids = torch.tensor([0, tokenizer.token_id("intervention:statin")])
+    cropped = [history.slice(history.last_day - 40 * (index + 1)) for index, history in enumerate(histories)]  # different lengths
+    together = start_rollouts(model, cropped, arm_ids, samples=1, max_history_tokens=192, max_new_tokens=2)
+    for index, history in enumerate(cropped):
+        alone = start_rollouts(model, [history], arm_ids, samples=1, max_history_tokens=192, max_new_tokens=2)
+        assert torch.allclose(together.logits[2 * index:2 * index + 2], alone.logits, atol=1e-5)
+        assert torch.allclose(together.rate[2 * index:2 * index + 2], alone.rate, atol=1e-5)
+
+
 def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_the_end(model, tokenizer, histories):
     # Sampled tokens and days are identical whether finished rows leave the batch or step on to the end (the
     # noise is drawn for every row as torch.multinomial draws it); expectations and risks agree to float
