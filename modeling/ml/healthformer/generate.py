@@ -1,11 +1,20 @@
 """Sampled futures: K rollouts per participant and arm, batched over a KV cache.
 
-One history is run once (prefill), then its cache fans out to ``arms x samples`` rows; an arm with
-an intervention first appends the intervention token on the history's last day, the control arm a
-masked placeholder, so every row keeps the same cache length. Each step samples the next token and
+One history is run once (prefill) and its cache is shared by its ``arms x samples`` rows, which attend
+to it together (``SharedPrefixCache``: read once per participant, not copied per row); each row keeps
+only its own new tokens. An arm with an intervention first appends the intervention token on the
+history's last day, the control arm a masked placeholder, so every row keeps the same cache length. Each step samples the next token and
 its waiting time (whole days) and stops a row past the horizon or at death; finished rows leave the
-batch (its KV cache is compacted when a quarter of its rows have finished), while the sampling noise
-is still drawn for every row, so the samples do not depend on when rows leave.
+batch (its KV cache is compacted when a quarter of its rows have finished).
+
+**Common random numbers across arms.** Each step draws two uniforms per (participant, sample), shared
+by that sample's rows in every arm: one picks the token by inverse CDF (the first token whose
+cumulative probability exceeds it), the other the waiting time. Arms of one sample therefore differ
+only through the intervention: where the arms' predicted distributions agree they sample the same
+future, and the paired difference arm - control carries far less sampling noise than independent
+draws would. The uniforms are drawn for every (participant, sample) at every step and looked up per
+row, so rows leaving the batch move no one's random stream: the samples do not depend on when rows
+leave.
 
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
 - **expected biomarker values**: when a rollout samples a measurement of a biomarker, the mean of the
@@ -25,7 +34,7 @@ import torch
 
 from modeling.ml.data.clinical import ENDPOINTS
 from modeling.ml.healthformer.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
-from modeling.ml.healthformer.model import HealthFormerModel
+from modeling.ml.healthformer.model import HealthFormerModel, KVCache, SharedPrefixCache
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, HARD_ENDPOINTS, Tokenizer, Tokens
 
 
@@ -83,37 +92,87 @@ def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tok
     return Rollouts(grid, expected, risk, ids, days, list(arms), horizon_days)
 
 
+def inverse_cdf_sample(probabilities: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """(rows,) token ids from probabilities (rows, vocab) and one uniform in [0, 1) per row (rows,): the first
+    token whose cumulative probability exceeds the uniform; never a token of probability zero."""
+    cumulative = probabilities.cumsum(-1)  # (rows, vocab)
+    # Scaled by the row's own total, and by one float step less than 1: the target stays below the total whatever the
+    # rounding, so a token is always found, and it is one where the cumulative sum rises (a positive probability).
+    target = (uniform * (1.0 - 2.0**-23) * cumulative[:, -1]).unsqueeze(-1)  # (rows, 1)
+    return torch.searchsorted(cumulative, target, right=True)[:, 0]
+
+
+@dataclass
+class RolloutStart:
+    """Every row (participant, arm, sample) on the start day, after its arm's token: what step 0 samples from."""
+    cache: SharedPrefixCache  # the participants' histories, shared by their rows, and each row's arm token
+    logits: torch.Tensor  # (rows, vocab) the prediction right after the start token
+    rate: torch.Tensor  # (rows,)
+    age: torch.Tensor  # (rows,) age at day 0, NaN when unknown
+    start_day: torch.Tensor  # (rows,) the history's last day
+
+
+def start_rollouts(model: HealthFormerModel, histories: list[Tokens], arm_ids: torch.Tensor, *, samples: int, max_history_tokens: int,
+                   max_new_tokens: int) -> RolloutStart:
+    """Prefill each history once and give each of its ``arms x samples`` rows its arm's token on the last day: the
+    intervention token (``arm_ids`` > 0) or, for a control arm (0), a masked placeholder, so that every row's cache
+    has the same length; a control row's prediction is the history's own."""
+    device = model.device
+    cropped = [crop_history(tokens, max_history_tokens) for tokens in histories]
+    count = len(histories)
+    ages = torch.tensor([np.nan if tokens.age_years is None else tokens.age_years for tokens in histories], dtype=torch.float32, device=device)
+    start_day = torch.tensor([tokens.last_day for tokens in histories], dtype=torch.long, device=device)
+    history, logits, rate = _prefill_by_length(model, cropped, ages)
+    arms = len(arm_ids)
+    cache = SharedPrefixCache(history, arms * samples, capacity=1 + max_new_tokens)  # rows: (participant, arm, sample)
+    rows = torch.arange(count, device=device).repeat_interleave(arms * samples)
+    row_arm = torch.arange(arms, device=device).repeat_interleave(samples).repeat(count)
+    age, start = ages[rows], start_day[rows]
+    treated = arm_ids[row_arm] > 0
+    step_logits, step_rate = model.decode_step(cache, arm_ids[row_arm], start, start, age, treated)
+    return RolloutStart(cache, torch.where(treated[:, None], step_logits, logits[rows]), torch.where(treated, step_rate, rate[rows]), age, start)
+
+
+def _prefill_by_length(model: HealthFormerModel, cropped: list[tuple[np.ndarray, np.ndarray]], ages: torch.Tensor,
+                       buckets: int = 4) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
+    """Prefill histories (ids, days) in ``buckets`` batches of similar length, each padded only to its own longest, into
+    one left-padded cache: (cache, last logits (histories, vocab), last rate (histories,)). Padding every history to
+    the longest of all would spend about a fifth of the prefill on padding."""
+    device = model.device
+    lengths = np.array([len(ids) for ids, _ in cropped])
+    length, count = int(lengths.max()), len(cropped)
+    cache = KVCache(model.config, count, length, device, model.token_head.weight.dtype)
+    cache.length = length
+    logits = torch.empty(count, model.config.vocab_size, device=device)
+    rate = torch.empty(count, device=device)
+    for members in np.array_split(np.argsort(lengths, kind="stable"), min(buckets, count)):
+        width = int(lengths[members].max())
+        input_ids = torch.zeros(len(members), width, dtype=torch.long)
+        days = torch.zeros(len(members), width, dtype=torch.long)
+        valid = torch.zeros(len(members), width, dtype=torch.bool)
+        for row, index in enumerate(members):  # left padding: every history ends at the last column
+            ids, token_days = cropped[index]
+            input_ids[row, width - len(ids):] = torch.from_numpy(ids)
+            days[row, width - len(ids):] = torch.from_numpy(token_days)
+            days[row, :width - len(ids)] = int(token_days[0]) if len(ids) else 0
+            valid[row, width - len(ids):] = True
+        rows = torch.from_numpy(members).to(device)
+        part, logits[rows], rate[rows] = model.prefill(input_ids.to(device), days.to(device), ages[rows], valid.to(device), capacity=width)
+        for layer in range(len(cache.keys)):
+            cache.keys[layer][rows, :, length - width:] = part.keys[layer]
+            cache.values[layer][rows, :, length - width:] = part.values[layer]
+        cache.valid[rows, length - width:] = part.valid
+        cache.treatment_start[rows] = part.treatment_start
+    return cache, logits, rate
+
+
 def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens, bins, centers, endpoints,
                     death, generator, compact_below):
     device = model.device
-    cropped = [crop_history(tokens, max_history_tokens) for tokens in histories]
-    length = max(len(ids) for ids, _ in cropped)
-    count = len(histories)
-    input_ids = torch.zeros(count, length, dtype=torch.long)
-    days = torch.zeros(count, length, dtype=torch.long)
-    valid = torch.zeros(count, length, dtype=torch.bool)
-    for row, (ids, token_days) in enumerate(cropped):  # left padding: every history ends at the last column
-        input_ids[row, length - len(ids):] = torch.from_numpy(ids)
-        days[row, length - len(ids):] = torch.from_numpy(token_days)
-        days[row, :length - len(ids)] = int(token_days[0]) if len(ids) else 0
-        valid[row, length - len(ids):] = True
-    ages = torch.tensor([np.nan if tokens.age_years is None else tokens.age_years for tokens in histories], dtype=torch.float32)
-    start_day = torch.tensor([tokens.last_day for tokens in histories], dtype=torch.long)
-    cache, logits, rate = model.prefill(input_ids.to(device), days.to(device), ages.to(device), valid.to(device),
-                                        capacity=length + 1 + max_new_tokens)
-
-    arms = len(arm_ids)
-    rows = torch.arange(count, device=device).repeat_interleave(arms * samples)  # row = (participant, arm, sample)
-    row_arm = torch.arange(arms, device=device).repeat_interleave(samples).repeat(count)
-    cache = cache.select(rows)
-    age, start = ages.to(device)[rows], start_day.to(device)[rows]
-    # The arm's intervention token on the start day (a masked placeholder for the control arm).
-    treated = arm_ids[row_arm] > 0
-    step_logits, step_rate = model.decode_step(cache, arm_ids[row_arm], start, start, age, treated)
-    logits = torch.where(treated[:, None], step_logits, logits[rows])
-    rate = torch.where(treated, step_rate, rate[rows])
-
-    total = len(rows)
+    count, arms = len(histories), len(arm_ids)
+    begun = start_rollouts(model, histories, arm_ids, samples=samples, max_history_tokens=max_history_tokens, max_new_tokens=max_new_tokens)
+    cache, logits, rate, age, start = begun.cache, begun.logits, begun.rate, begun.age, begun.start_day
+    total = count * arms * samples
     grid_days = torch.tensor(grid, device=device)
     biomarkers = bins.shape[0]
     # Outputs of every row; a row's are written when it leaves the batch (finished) or at the end.
@@ -133,8 +192,8 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
     active = torch.ones(total, dtype=torch.bool, device=device)
     sampled_ids = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     sampled_days = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
-    vocab = logits.shape[-1]
-    noise = torch.empty(total, vocab, device=device)
+    # Each row's random stream: its (participant, sample), the same in every arm.
+    stream = torch.arange(count, device=device).repeat_interleave(arms * samples) * samples + torch.arange(samples, device=device).repeat(count * arms)
 
     def expectation(probabilities):  # (rows, biomarkers): the mean value a measurement would show
         restricted = probabilities[:, bins]  # (rows, biomarkers, bins)
@@ -158,15 +217,10 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         remaining = (start + horizon_days - current).float()
         inside = 1.0 - torch.exp(-rate * (remaining + 1.0))  # P(the next token comes within the horizon)
         survival = torch.where(active[:, None], survival * (1.0 - probabilities[:, endpoints] * inside[:, None]), survival)
-        # torch.multinomial(probabilities, 1) of every row, drawn as it draws it (exponential noise of the
-        # full (rows, vocab) shape, then argmax of probability / noise), so dropped rows keep the random
-        # stream of the others exactly where it was.
-        noise.exponential_(1, generator=generator)
-        whole = len(members) == total  # no row dropped yet: no gather
-        token = (probabilities / (noise if whole else noise.index_select(0, members))).argmax(-1)
-        uniform = torch.rand(total, generator=generator, device=device)
-        uniform = (uniform if whole else uniform.index_select(0, members)).clamp(min=1e-12)
-        gap = torch.floor(-torch.log(uniform) / rate).clamp(max=10 * horizon_days).long()
+        # Two uniforms per (participant, sample), drawn whoever is still in the batch, shared across arms.
+        uniforms = torch.rand(count * samples, 2, generator=generator, device=device)[stream]  # (batch, 2)
+        token = inverse_cdf_sample(probabilities, uniforms[:, 0])
+        gap = torch.floor(-torch.log(uniforms[:, 1].clamp(min=1e-12)) / rate).clamp(max=10 * horizon_days).long()
         next_day = current + gap
         fill(active, values, current, torch.where(next_day > start + horizon_days, start + horizon_days + 1, next_day))
         continuing = active & (next_day <= start + horizon_days)
@@ -189,7 +243,7 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         if still <= compact_below * len(members):  # drop finished rows: compact the batch and its KV cache
             kept = torch.nonzero(continuing)[:, 0]
             flush(torch.nonzero(~continuing)[:, 0])
-            members, cache = members[kept], cache.select(kept)
+            members, cache, stream = members[kept], cache.select(kept), stream[kept]
             (expected, measured_grid, measured, survival, current, previous, active, continuing, sampled_ids, sampled_days, token, start,
              age) = (tensor.index_select(0, kept) for tensor in (expected, measured_grid, measured, survival, current, previous, active,
                                                                  continuing, sampled_ids, sampled_days, token, start, age))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from modeling.ml.healthformer.generate import bands, effect_summary, simulate
+from modeling.ml.healthformer.generate import bands, effect_summary, inverse_cdf_sample, simulate, start_rollouts
 from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
 
@@ -46,13 +46,29 @@ def test_futures_stay_inside_the_horizon_and_every_grid_day_has_a_value(model, t
 
 
 def test_the_intervention_arm_differs_from_the_control_arm_only_through_its_token(model, tokenizer, histories):
+    # Arms: control, statin, control again; 2 samples each. Step 0 samples from the prediction right after the start token.
+    arm_ids = torch.tensor([0, tokenizer.token_id("intervention:statin"), 0])
+    begun = start_rollouts(model, histories, arm_ids, samples=2, max_history_tokens=192, max_new_tokens=4)
+    logits = begun.logits.reshape(len(histories), 3, 2, -1)  # (participants, arms, samples, vocab)
+    assert torch.equal(logits[:, 0], logits[:, 2]) and torch.equal(logits[:, :, 0], logits[:, :, 1])
+    assert ((logits[:, 1] - logits[:, 0]).abs().amax(-1) > 1e-3).all()  # the statin token moves every participant's prediction
     rollouts = _run(model, tokenizer, histories, 2)
     summary = effect_summary(rollouts, participant=0, arm=1)
     assert set(summary) == set(BIOMARKER_NAMES) and all(s["low"] <= s["mean"] <= s["high"] for s in summary.values())
-    # On day 0 of the grid the intervention token already conditions the statin arm's expectation.
-    assert not np.allclose(rollouts.expected[:, 1, :, 0], rollouts.expected[:, 0, :, 0])
     fan = bands(rollouts, participant=0, arm=0)
     assert fan["ldl"]["0.05"][0] <= fan["ldl"]["0.5"][0] <= fan["ldl"]["0.95"][0]
+
+
+def test_a_history_starts_the_same_alone_as_in_a_batch_of_other_lengths(model, tokenizer, histories):
+    # Histories are prefilled in batches of similar length and placed in one left-padded cache: neither the batch
+    # nor the padding may change a participant's start.
+    arm_ids = torch.tensor([0, tokenizer.token_id("intervention:statin")])
+    cropped = [history.slice(history.last_day - 40 * (index + 1)) for index, history in enumerate(histories)]  # different lengths
+    together = start_rollouts(model, cropped, arm_ids, samples=1, max_history_tokens=192, max_new_tokens=2)
+    for index, history in enumerate(cropped):
+        alone = start_rollouts(model, [history], arm_ids, samples=1, max_history_tokens=192, max_new_tokens=2)
+        assert torch.allclose(together.logits[2 * index:2 * index + 2], alone.logits, atol=1e-5)
+        assert torch.allclose(together.rate[2 * index:2 * index + 2], alone.rate, atol=1e-5)
 
 
 def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_the_end(model, tokenizer, histories):
@@ -67,3 +83,38 @@ def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_
         assert np.array_equal(now.sampled_ids, before.sampled_ids) and np.array_equal(now.sampled_days, before.sampled_days)
         np.testing.assert_allclose(now.expected, before.expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(now.risk, before.risk, rtol=1e-4, atol=1e-6)
+
+
+def test_arms_that_do_not_differ_sample_the_same_future_row_for_row(model, tokenizer, histories):
+    # Common random numbers: two control arms see the same uniforms at every step, so they write the same tokens
+    # on the same days, sample by sample, even though every sample differs from the others.
+    rollouts = simulate(model, tokenizer, histories, arms=[None, None], horizon_days=60, samples=3, seed=3, max_new_tokens=48,
+                        batch_rows=12)
+    assert np.array_equal(rollouts.sampled_ids[:, 0], rollouts.sampled_ids[:, 1])
+    assert np.array_equal(rollouts.sampled_days[:, 0], rollouts.sampled_days[:, 1])
+    assert not np.array_equal(rollouts.sampled_ids[:, :, 0], rollouts.sampled_ids[:, :, 1])
+
+
+def test_common_random_numbers_shrink_the_spread_of_the_paired_difference(model, tokenizer, histories):
+    arguments = dict(horizon_days=60, samples=8, max_new_tokens=48, batch_rows=96)
+    paired = simulate(model, tokenizer, histories, arms=[None, "statin"], seed=4, **arguments)
+    # The same arms without common random numbers: each simulated on its own, from its own seed.
+    control = simulate(model, tokenizer, histories, arms=[None], seed=5, **arguments)
+    treated = simulate(model, tokenizer, histories, arms=["statin"], seed=6, **arguments)
+    crn_difference = paired.expected[:, 1, :, -1] - paired.expected[:, 0, :, -1]  # (participants, samples, biomarkers)
+    independent_difference = treated.expected[:, 0, :, -1] - control.expected[:, 0, :, -1]
+    scale = paired.expected[:, 0, :, -1].std(axis=(0, 1))  # (biomarkers,): compare biomarkers on one footing
+    crn_spread = (crn_difference.var(axis=1) / scale**2).mean()  # mean over participants and biomarkers
+    independent_spread = (independent_difference.var(axis=1) / scale**2).mean()
+    assert crn_spread < 0.5 * independent_spread
+
+
+def test_inverse_cdf_sampling_follows_the_probabilities_and_never_picks_an_impossible_token():
+    probabilities = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3, 0.0]]).expand(4001, -1)
+    uniform = torch.linspace(0, 1, 4001).clamp(max=1 - 2**-24)  # evenly spread, up to the largest float below 1
+    tokens = inverse_cdf_sample(probabilities, uniform)
+    assert set(tokens.tolist()) == {1, 3, 4} and tokens[-1] == 4  # the top end lands on the last possible token
+    np.testing.assert_allclose(np.bincount(tokens.numpy(), minlength=6) / 4001, [0, 0.2, 0, 0.5, 0.3, 0], atol=1e-3)
+    # A sum that rounds below one: still one of the possible tokens at the top end.
+    rounded = torch.tensor([[0.3, 0.3, 0.3999, 0.0]])
+    assert inverse_cdf_sample(rounded, torch.tensor([1 - 2**-24])).item() == 2

@@ -3,7 +3,7 @@
 import torch
 
 from modeling.ml.healthformer.data import TimelineWindows
-from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
+from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel, SharedPrefixCache
 
 
 def _model(tokenizer, seed=0):
@@ -25,16 +25,70 @@ def test_perturbing_future_tokens_leaves_past_predictions_unchanged(simulated, t
     assert not torch.allclose(before.logits[:, cut:], after.logits[:, cut:], atol=1e-3)
 
 
-def test_cached_decoding_matches_the_full_forward_pass(simulated, tokenizer):
+def _left_padded(sequences, lengths):
+    """The first ``lengths`` tokens of each sequence, left-padded as generate.py pads histories: (ids, days, valid)."""
+    width = max(lengths)
+    ids, days = torch.zeros(len(lengths), width, dtype=torch.long), torch.zeros(len(lengths), width, dtype=torch.long)
+    valid = torch.zeros(len(lengths), width, dtype=torch.bool)
+    for row, (tokens, length) in enumerate(zip(sequences, lengths, strict=True)):
+        ids[row, width - length:] = torch.from_numpy(tokens.ids[:length])
+        days[row, width - length:] = torch.from_numpy(tokens.days[:length])
+        days[row, :width - length] = int(tokens.days[0])
+        valid[row, width - length:] = True
+    return ids, days, valid
+
+
+def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_forward_pass(simulated, tokenizer):
     model = _model(tokenizer)
-    tokens = tokenizer.encode(simulated.records[1])
-    ids, days = torch.tensor(tokens.ids[None, :60]), torch.tensor(tokens.days[None, :60])
-    age, valid = torch.tensor([tokens.age_years], dtype=torch.float32), torch.ones(1, 60, dtype=torch.bool)
-    full = model(ids, days, age, valid, compute_loss=False)
-    cache, logits, rate = model.prefill(ids[:, :45], days[:, :45], age, valid[:, :45], capacity=64)
-    for position in range(45, 60):
-        logits, rate = model.decode_step(cache, ids[:, position], days[:, position], days[:, position - 1], age, valid[:, position])
-    assert torch.allclose(logits, full.logits[:, 59], atol=1e-4) and torch.allclose(rate, full.rate[:, 59], atol=1e-4)
+    sequences = [tokenizer.encode(simulated.records[index]) for index in range(3)]
+    lengths, steps = [30, 52, 17], 8
+    ids, days, valid = _left_padded(sequences, lengths)
+    age = torch.tensor([tokens.age_years for tokens in sequences], dtype=torch.float32)
+    cache, logits, rate = model.prefill(ids, days, age, valid, capacity=max(lengths) + steps)
+    for step in range(steps + 1):
+        for row, (tokens, length) in enumerate(zip(sequences, lengths, strict=True)):
+            end = length + step  # the sequence so far, unpadded
+            full = model(torch.tensor(tokens.ids[None, :end]), torch.tensor(tokens.days[None, :end]), age[row:row + 1],
+                         torch.ones(1, end, dtype=torch.bool), compute_loss=False)
+            assert torch.allclose(logits[row], full.logits[0, -1], atol=1e-4) and torch.allclose(rate[row], full.rate[0, -1], atol=1e-4)
+        if step < steps:
+            position = torch.tensor(lengths) + step
+            next_ids = torch.stack([torch.tensor(tokens.ids[p]) for tokens, p in zip(sequences, position, strict=True)])
+            next_days = torch.stack([torch.tensor(tokens.days[p]) for tokens, p in zip(sequences, position, strict=True)])
+            previous = torch.stack([torch.tensor(tokens.days[p - 1]) for tokens, p in zip(sequences, position, strict=True)])
+            logits, rate = model.decode_step(cache, next_ids, next_days, previous, age, torch.ones(3, dtype=torch.bool))
+
+
+def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulated, tokenizer):
+    # Left-padded histories of different lengths (one empty), each fanned out to 4 rows that write different tokens (some
+    # masked, as the control arm's placeholder); one row of a participant, then a whole participant, leave midway.
+    model = _model(tokenizer)
+    sequences = [tokenizer.encode(simulated.records[index]) for index in range(4)]
+    lengths, group, steps = [30, 52, 17, 0], 4, 2 * SharedPrefixCache.GROWTH + 3  # the suffix grows twice
+    ids, days, valid = _left_padded(sequences, lengths)
+    age = torch.tensor([tokens.age_years for tokens in sequences], dtype=torch.float32)
+    rows = torch.arange(4).repeat_interleave(group)
+    copied, _, _ = model.prefill(ids, days, age, valid, capacity=max(lengths) + steps)
+    copied = copied.select(rows)
+    prefix, _, _ = model.prefill(ids, days, age, valid, capacity=max(lengths))
+    shared = SharedPrefixCache(prefix, group, capacity=steps)
+    generator = torch.Generator().manual_seed(0)
+    row_age, day = age[rows], days[rows, -1]
+    for step in range(steps):
+        if step == 4:  # one row of participant 1 leaves, then all of participant 0's
+            kept = torch.tensor([index for index in range(len(row_age)) if index != 5])
+            copied, shared, row_age, day = copied.select(kept), shared.select(kept), row_age[kept], day[kept]
+        if step == SharedPrefixCache.GROWTH + 2:
+            kept = torch.arange(group, len(row_age))
+            copied, shared, row_age, day = copied.select(kept), shared.select(kept), row_age[kept], day[kept]
+        token = torch.randint(1, tokenizer.vocab_size, (len(row_age),), generator=generator)
+        next_day = day + torch.randint(0, 5, (len(row_age),), generator=generator)
+        token_valid = torch.rand(len(row_age), generator=generator) > 0.25
+        expected_logits, expected_rate = model.decode_step(copied, token, next_day, day, row_age, token_valid)
+        logits, rate = model.decode_step(shared, token, next_day, day, row_age, token_valid)
+        assert torch.allclose(logits, expected_logits, atol=1e-5) and torch.allclose(rate, expected_rate, atol=1e-5)
+        day = next_day
+    assert shared.prefix_keys[0].shape[0] == 3  # the history of the participant with no row left is gone
 
 
 def test_padding_does_not_change_a_window_s_loss(simulated, tokenizer):
