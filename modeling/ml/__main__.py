@@ -194,12 +194,14 @@ def _twin_commands(families) -> None:
     train_parser.add_argument("--output", type=Path, required=True)
     evaluate_parser = twin.add_parser("evaluate", help="endpoint risk vs clinical scores, and randomized trials in the simulator")
     evaluate_parser.add_argument("--model", type=Path, required=True)
-    evaluate_parser.add_argument("--participants", type=int, default=1000, help="risk cohort")
+    evaluate_parser.add_argument("--participants", type=int, default=4000, help="risk cohort")
     evaluate_parser.add_argument("--samples", type=int, default=4, help="sampled futures per participant for risk")
     evaluate_parser.add_argument("--horizon-days", type=int, default=365)
     evaluate_parser.add_argument("--trial-participants", type=int, default=80)
     evaluate_parser.add_argument("--trial-samples", type=int, default=8)
     evaluate_parser.add_argument("--bootstrap", type=int, default=500)
+    evaluate_parser.add_argument("--readout", default="state", choices=["state", "measured"],
+                                 help="how a biomarker is read at the horizon (see healthformer/generate.py)")
     evaluate_parser.add_argument("--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials"])
     evaluate_parser.add_argument("--seed", type=int, default=5000)
     evaluate_parser.add_argument("--device", default="auto")
@@ -223,6 +225,7 @@ def _twin(args) -> None:
 
     settings = TwinReportSettings(participants=args.participants, samples=args.samples, horizon_days=args.horizon_days,
                                   trial_participants=args.trial_participants, trial_samples=args.trial_samples, bootstrap=args.bootstrap,
+                                  readout=args.readout,
                                   seed=args.seed, device=choose_device(args.device))
     report = twin_report(args.model, settings, output_dir=args.output, parts=tuple(args.parts),
                          progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True))

@@ -44,7 +44,7 @@ TRIALS = (
 
 @dataclass
 class TwinReportSettings:
-    participants: int = 1000  # risk cohort
+    participants: int = 4000  # risk cohort
     history_days: int = 365
     horizon_days: int = 365
     samples: int = 4
@@ -52,6 +52,7 @@ class TwinReportSettings:
     trial_samples: int = 8
     trial_days: int = 90
     bootstrap: int = 500
+    readout: str = "state"  # how a biomarker is read at the horizon (generate.simulate)
     seed: int = 5000
     device: str = "cpu"
 
@@ -157,7 +158,7 @@ def trial_table(model, tokenizer, settings: TwinReportSettings, *, progress: Pro
         trial = simulate_trial(pool.subset(np.array(indices)), intervention, biomarker, rng, days=settings.trial_days)
         rollouts = simulate(model, tokenizer, histories, arms=[None, intervention], horizon_days=settings.trial_days,
                             samples=settings.trial_samples, seed=settings.seed + number, grid_step_days=settings.trial_days,
-                            max_new_tokens=128)
+                            max_new_tokens=128, readout=settings.readout)
         column = BIOMARKER_NAMES.index(biomarker)
         predicted = (rollouts.expected[:, 1, :, -1, column] - rollouts.expected[:, 0, :, -1, column]).mean(axis=1)  # (participants,)
         predicted_mean = float(predicted.mean())
@@ -240,7 +241,8 @@ def twin_report(model_dir: Path, settings: TwinReportSettings, *, output_dir: Pa
             table, f"# Digital twin: randomized trials in the simulator\n\n{header} Each trial: {settings.trial_participants} participants "
                    f"randomized 1:1 (people whose usual care had already started the treatment, or who died, during the year before are not "
                    f"eligible), outcome change at {settings.trial_days} days; the twin predicts every participant's change from "
-                   f"{settings.trial_samples} paired futures with and without the intervention token after a year of history.")}
+                   f"{settings.trial_samples} paired futures (common random numbers) with and without the intervention token after a year of history; "
+                   f"the biomarker at the horizon is read as `{settings.readout}` (see `healthformer/generate.py`).")}
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         for name, part in report.items():

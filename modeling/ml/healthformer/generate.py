@@ -17,12 +17,15 @@ row, so rows leaving the batch move no one's random stream: the samples do not d
 leave.
 
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
-- **expected biomarker values**: when a rollout samples a measurement of a biomarker, the mean of the
-  next-token distribution restricted to that biomarker's bins (over the bins' median values) is what
-  the measurement is expected to show, without its sampling noise; it holds until the next one. Before
-  a rollout's first measurement of a biomarker, the same restricted mean at each step stands in.
-  Values are recorded on a grid of days (the value in force at each grid day); quantiles over the
-  samples are the fan chart.
+- **expected biomarker values**: the mean of the next-token distribution restricted to a biomarker's
+  bins (over the bins' median values) is what a measurement would show if the next event were one,
+  without its sampling noise. ``readout="state"`` (the default) records it at every step, so each grid
+  day holds the expectation given the rollout up to its last event before that day: the treatment
+  features have run on to that day, so a ramping effect is read where it stands. ``readout="measured"``
+  holds the expectation of the latest *sampled* measurement until the next one (the restricted mean at
+  each step before the first): with lab visits about every 90 days, a 90-day horizon then mostly reads
+  a value predicted weeks earlier, when the effect had not yet ramped up. Quantiles over the samples
+  are the fan chart.
 - **endpoint risk**: each step's probability that the next token is the endpoint and falls inside
   the horizon; one minus the product of the complements is the row's risk, averaged over samples.
 """
@@ -64,14 +67,16 @@ def crop_history(tokens: Tokens, max_tokens: int) -> tuple[np.ndarray, np.ndarra
 @torch.inference_mode()
 def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tokens], *, arms: list[str | None], horizon_days: int,
              samples: int, seed: int, grid_step_days: int = 7, max_history_tokens: int = 192, max_new_tokens: int = 256,
-             batch_rows: int = 2048, compact_below: float = 0.75) -> Rollouts:
+             batch_rows: int = 2048, compact_below: float = 0.75, readout: str = "state") -> Rollouts:
     """Roll every history forward ``horizon_days`` days from its last day, ``samples`` times per arm.
 
     ``arms`` are intervention names (started on the history's last day) or None for no intervention.
     The same seed gives the same rollouts (rows are processed in the same chunks). Finished rows leave the
     batch once the share still going falls to ``compact_below`` (0 steps every row to the end); the samples
-    are the same either way.
+    are the same either way. ``readout`` is "state" or "measured" (see the module's docstring).
     """
+    if readout not in ("state", "measured"):
+        raise ValueError(f"readout must be 'state' or 'measured', not {readout!r}")
     device = model.device
     grid = np.arange(0, horizon_days + 1, grid_step_days)
     if grid[-1] != horizon_days:
@@ -87,7 +92,7 @@ def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tok
         chunk = histories[first:first + participants_per_chunk]
         generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + chunk_index)
         outputs.append(_simulate_chunk(model, chunk, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens,
-                                       bins, centers, endpoints, death, generator, compact_below))
+                                       bins, centers, endpoints, death, generator, compact_below, readout))
     expected, risk, ids, days = (np.concatenate([output[i] for output in outputs]) for i in range(4))
     return Rollouts(grid, expected, risk, ids, days, list(arms), horizon_days)
 
@@ -167,7 +172,7 @@ def _prefill_by_length(model: HealthFormerModel, cropped: list[tuple[np.ndarray,
 
 
 def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens, bins, centers, endpoints,
-                    death, generator, compact_below):
+                    death, generator, compact_below, readout):
     device = model.device
     count, arms = len(histories), len(arm_ids)
     begun = start_rollouts(model, histories, arm_ids, samples=samples, max_history_tokens=max_history_tokens, max_new_tokens=max_new_tokens)
@@ -207,7 +212,8 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
 
     def flush(rows):  # write the outputs of the members at positions ``rows``
         originals = members[rows]
-        expected_out[originals] = torch.where(torch.isnan(measured_grid[rows]), expected[rows], measured_grid[rows])
+        expected_out[originals] = (expected[rows] if readout == "state" else
+                                   torch.where(torch.isnan(measured_grid[rows]), expected[rows], measured_grid[rows]))
         survival_out[originals] = survival[rows]
         ids_out[originals], days_out[originals] = sampled_ids[rows], sampled_days[rows]
 

@@ -118,3 +118,15 @@ def test_inverse_cdf_sampling_follows_the_probabilities_and_never_picks_an_impos
     # A sum that rounds below one: still one of the possible tokens at the top end.
     rounded = torch.tensor([[0.3, 0.3, 0.3999, 0.0]])
     assert inverse_cdf_sample(rounded, torch.tensor([1 - 2**-24])).item() == 2
+
+
+def test_the_readout_changes_what_is_read_not_what_is_sampled(model, tokenizer, histories):
+    """"state" reads the expectation where the rollout stands at each grid day; "measured" holds the latest sampled
+    measurement's. Same futures and risks either way, different values."""
+    kwargs = dict(arms=[None, "statin"], horizon_days=60, samples=3, seed=4, max_new_tokens=48, batch_rows=12, grid_step_days=5)
+    state = simulate(model, tokenizer, histories, readout="state", **kwargs)
+    measured = simulate(model, tokenizer, histories, readout="measured", **kwargs)
+    assert np.array_equal(state.sampled_ids, measured.sampled_ids) and np.array_equal(state.risk, measured.risk)
+    assert not np.allclose(state.expected, measured.expected)
+    with pytest.raises(ValueError, match="readout"):
+        simulate(model, tokenizer, histories, readout="latest", **kwargs)
