@@ -200,7 +200,7 @@ def _twin_commands(families) -> None:
     evaluate_parser.add_argument("--trial-participants", type=int, default=80)
     evaluate_parser.add_argument("--trial-samples", type=int, default=8)
     evaluate_parser.add_argument("--bootstrap", type=int, default=500)
-    evaluate_parser.add_argument("--readout", default="state", choices=["state", "measured"],
+    evaluate_parser.add_argument("--readout", default="measured", choices=["measured", "state"],
                                  help="how a biomarker is read at the horizon (see healthformer/generate.py)")
     evaluate_parser.add_argument("--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials"])
     evaluate_parser.add_argument("--seed", type=int, default=5000)

@@ -52,7 +52,7 @@ class TwinReportSettings:
     trial_samples: int = 8
     trial_days: int = 90
     bootstrap: int = 500
-    readout: str = "state"  # how a biomarker is read at the horizon (generate.simulate)
+    readout: str = "measured"  # how a biomarker is read at the horizon (generate.simulate)
     seed: int = 5000
     device: str = "cpu"
 

@@ -19,13 +19,15 @@ leave.
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
 - **expected biomarker values**: the mean of the next-token distribution restricted to a biomarker's
   bins (over the bins' median values) is what a measurement would show if the next event were one,
-  without its sampling noise. ``readout="state"`` (the default) records it at every step, so each grid
-  day holds the expectation given the rollout up to its last event before that day: the treatment
-  features have run on to that day, so a ramping effect is read where it stands. ``readout="measured"``
-  holds the expectation of the latest *sampled* measurement until the next one (the restricted mean at
-  each step before the first): with lab visits about every 90 days, a 90-day horizon then mostly reads
-  a value predicted weeks earlier, when the effect had not yet ramped up. Quantiles over the samples
-  are the fan chart.
+  without its sampling noise. ``readout="measured"`` (the default): when a rollout samples a
+  measurement, that expectation holds until the next one (before the first, the restricted mean at
+  each step stands in). ``readout="state"`` records the restricted mean at every step instead, so a
+  grid day reads it where the rollout stands. The restricted distribution is only trained where the
+  measurement really follows (a lab after the visit's other labs, not after a step count), so
+  ``state`` mostly reads it where it was never fitted: on the simulator's trials it found almost no
+  statin effect on LDL (docs/results/twin-tiny/README.md). ``measured`` reads it where it was fitted,
+  at the price of holding a value predicted up to a visit interval before the horizon. Quantiles over
+  the samples are the fan chart.
 - **endpoint risk**: each step's probability that the next token is the endpoint and falls inside
   the horizon; one minus the product of the complements is the row's risk, averaged over samples.
 """
@@ -67,7 +69,7 @@ def crop_history(tokens: Tokens, max_tokens: int) -> tuple[np.ndarray, np.ndarra
 @torch.inference_mode()
 def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tokens], *, arms: list[str | None], horizon_days: int,
              samples: int, seed: int, grid_step_days: int = 7, max_history_tokens: int = 192, max_new_tokens: int = 256,
-             batch_rows: int = 2048, compact_below: float = 0.75, readout: str = "state") -> Rollouts:
+             batch_rows: int = 2048, compact_below: float = 0.75, readout: str = "measured") -> Rollouts:
     """Roll every history forward ``horizon_days`` days from its last day, ``samples`` times per arm.
 
     ``arms`` are intervention names (started on the history's last day) or None for no intervention.
