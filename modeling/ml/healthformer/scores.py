@@ -19,11 +19,6 @@ def latest(record: ParticipantRecord, name: str, *, count: int = 1) -> float | N
     return float(np.mean(values[-count:])) if values else None
 
 
-def ever_at_least(record: ParticipantRecord, name: str, threshold: float) -> bool:
-    """Whether any measurement of ``name`` in the record reached ``threshold`` (False if never measured)."""
-    return any(m["name"] == name and m["value"] >= threshold for m in record.measurements)
-
-
 def has_event(record: ParticipantRecord, *names: str) -> bool:
     return any(event["name"] in names for event in record.events)
 
@@ -40,8 +35,12 @@ def _inputs(record: ParticipantRecord, height_m: float) -> dict:
             "treated_bp": has_event(record, "antihypertensive"),
             "diabetes": has_event(record, "incident_diabetes") or values["hba1c"] >= 6.5,
             "steps": latest(record, "daily_steps", count=4),
-            # FINDRISC's "ever found to have high blood glucose": measured values only, never the fill.
-            "high_glucose_ever": ever_at_least(record, "hba1c", 5.7) or ever_at_least(record, "fasting_glucose", 100.0)}
+            # FINDRISC's "found to have high blood glucose", from the latest measured values only, never the fill.
+            "high_glucose": _at_least(latest(record, "hba1c"), 5.7) or _at_least(latest(record, "fasting_glucose"), 100.0)}
+
+
+def _at_least(value: float | None, threshold: float) -> bool:
+    return value is not None and value >= threshold
 
 
 def pooled_cohort_equations(x: dict) -> float:
@@ -71,15 +70,19 @@ def framingham_general_cvd(x: dict) -> float:
 
 def findrisc(x: dict) -> float:
     """FINDRISC points from what the record holds: age, BMI, physical activity (daily steps as the
-    proxy for 30 min/day), antihypertensive treatment and a history of high glucose (a measured HbA1c
-    of at least 5.7 % or fasting glucose of at least 100 mg/dL; never measured scores 0, as a person
-    never told of high glucose would answer). Waist, diet and family history are not recorded and score 0."""
+    proxy for 30 min/day), antihypertensive treatment and high glucose (the latest measured HbA1c at
+    least 5.7 % or fasting glucose at least 100 mg/dL; never measured scores 0, as a person never
+    told of high glucose would answer). FINDRISC asks whether glucose was *ever* found high; the
+    latest values rank incident diabetes a little better on the report's risk cohort (AUROC 0.81
+    against 0.79 for "ever", whose noisy old readings cross the threshold), and the baseline should be
+    the strongest fair reading.
+    Waist, diet and family history are not recorded and score 0."""
     age, bmi = x["age"], x["bmi"]
     points = 0 if age < 45 else 2 if age < 55 else 3 if age < 65 else 4
     points += 0 if bmi < 25 else 1 if bmi <= 30 else 3
     points += 2 if x["steps"] is not None and x["steps"] < 7500 else 0
     points += 2 if x["treated_bp"] else 0
-    points += 5 if x["high_glucose_ever"] else 0
+    points += 5 if x["high_glucose"] else 0
     return float(points)
 
 

@@ -21,10 +21,11 @@ def test_every_score_ranks_the_riskier_person_higher():
 
 def test_findrisc_counts_high_glucose_only_when_measured():
     """Never measured is "never told of high glucose": 0 of FINDRISC's 5 points, not the population fill value."""
-    unmeasured = ParticipantRecord(age_years=40, sex="female", smoker=False, measurements=[{"day": 3, "name": "weight", "value": 60.0}],
-                                   last_day=100)
-    high_once = ParticipantRecord(age_years=40, sex="female", smoker=False,
-                                  measurements=[{"day": 3, "name": "weight", "value": 60.0}, {"day": 20, "name": "fasting_glucose", "value": 104.0},
-                                                {"day": 80, "name": "fasting_glucose", "value": 92.0}], last_day=100)
-    assert clinical_scores(unmeasured, height_m=1.7)["incident_diabetes"] == 0.0
-    assert clinical_scores(high_once, height_m=1.7)["incident_diabetes"] == 5.0
+    def record(*glucose):
+        return ParticipantRecord(age_years=40, sex="female", smoker=False, last_day=100,
+                                 measurements=[{"day": 3, "name": "weight", "value": 60.0}]
+                                 + [{"day": day, "name": "fasting_glucose", "value": value} for day, value in glucose])
+
+    assert clinical_scores(record(), height_m=1.7)["incident_diabetes"] == 0.0
+    assert clinical_scores(record((20, 92.0), (80, 104.0)), height_m=1.7)["incident_diabetes"] == 5.0
+    assert clinical_scores(record((20, 104.0), (80, 92.0)), height_m=1.7)["incident_diabetes"] == 0.0  # the latest value counts
