@@ -88,7 +88,7 @@ class KVCache:
         self.capacity = capacity
 
     def select(self, rows: torch.Tensor) -> "KVCache":
-        """A new cache holding ``rows`` (repeats allowed): how one history fans out to samples and arms."""
+        """A new cache holding ``rows`` (repeats allowed)."""
         copy = object.__new__(KVCache)
         copy.keys = [key.index_select(0, rows) for key in self.keys]
         copy.values = [value.index_select(0, rows) for value in self.values]
@@ -118,7 +118,8 @@ class SharedPrefixCache:
         self.prefix_values = [value[:, :, :prefix.length].contiguous() for value in prefix.values]
         # (participants, 1, 1, history): added to the history's scores, -inf on padding
         valid = prefix.valid[:, None, None, :prefix.length]
-        self.prefix_bias = torch.zeros(valid.shape, dtype=self.prefix_keys[0].dtype, device=valid.device).masked_fill_(~valid, float("-inf"))
+        self.prefix_bias = torch.zeros(valid.shape, dtype=self.prefix_keys[0].dtype, device=valid.device)
+        self.prefix_bias.masked_fill_(~valid, float("-inf"))
         # A history of padding only: its first key stands in (no NaN), and -inf on its log-sum-exp gives it no weight.
         empty = ~valid.any(-1, keepdim=True)  # (participants, 1, 1, 1)
         self.prefix_bias[..., :1].masked_fill_(empty, 0.0)
@@ -207,7 +208,8 @@ class Block(nn.Module):
         hidden = int(config.dim * config.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | SharedPrefixCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | SharedPrefixCache | None = None,
+                layer: int = 0) -> torch.Tensor:
         batch, tokens, dim = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if cache is not None:  # write this step's keys and values, attend over everything so far
@@ -357,8 +359,8 @@ class HealthFormerModel(PreTrainedModel):
         return cache, logits, rate
 
     @torch.no_grad()
-    def decode_step(self, cache: KVCache | SharedPrefixCache, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor,
-                    valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_step(self, cache: KVCache | SharedPrefixCache, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor,
+                    age_years: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
         if cache.length >= cache.capacity:
             raise ValueError("the KV cache is full")
