@@ -3,18 +3,20 @@
 One history is run once (prefill) and its cache is shared by its ``arms x samples`` rows, which attend
 to it together (``SharedPrefixCache``: read once per participant, not copied per row); each row keeps
 only its own new tokens. An arm with an intervention first appends the intervention token on the
-history's last day, the control arm a masked placeholder, so every row keeps the same cache length. Each step samples the next token and
-its waiting time (whole days) and stops a row past the horizon or at death; finished rows leave the
-batch (its KV cache is compacted when a quarter of its rows have finished).
+history's last day, the control arm a masked placeholder, so every row keeps the same cache length.
+Each step samples the next token and its waiting time (whole days) and stops a row past the horizon
+or at death; finished rows leave the batch (its KV cache is compacted when a quarter of its rows have
+finished).
 
 **Common random numbers across arms.** Each step draws two uniforms per (participant, sample), shared
 by that sample's rows in every arm: one picks the token by inverse CDF (the first token whose
 cumulative probability exceeds it), the other the waiting time. Arms of one sample therefore differ
 only through the intervention: where the arms' predicted distributions agree they sample the same
-future, and the paired difference arm - control carries far less sampling noise than independent
-draws would. The uniforms are drawn for every (participant, sample) at every step and looked up per
-row, so rows leaving the batch move no one's random stream: the samples do not depend on when rows
-leave.
+future, and the paired difference arm - control carries less sampling noise than independent draws.
+The pairing is by step, so it loosens once the arms have sampled a different token (measured in
+docs/results/twin-tiny/README.md). The uniforms are drawn for every (participant, sample) at every
+step and looked up per row, so rows leaving the batch move no one's random stream: the samples do not
+depend on when rows leave.
 
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
 - **expected biomarker values**: the mean of the next-token distribution restricted to a biomarker's
@@ -127,7 +129,8 @@ def start_rollouts(model: HealthFormerModel, histories: list[Tokens], arm_ids: t
     device = model.device
     cropped = [crop_history(tokens, max_history_tokens) for tokens in histories]
     count = len(histories)
-    ages = torch.tensor([np.nan if tokens.age_years is None else tokens.age_years for tokens in histories], dtype=torch.float32, device=device)
+    ages = torch.tensor([np.nan if tokens.age_years is None else tokens.age_years for tokens in histories], dtype=torch.float32,
+                        device=device)
     start_day = torch.tensor([tokens.last_day for tokens in histories], dtype=torch.long, device=device)
     history, logits, rate = _prefill_by_length(model, cropped, ages)
     arms = len(arm_ids)
@@ -137,7 +140,8 @@ def start_rollouts(model: HealthFormerModel, histories: list[Tokens], arm_ids: t
     age, start = ages[rows], start_day[rows]
     treated = arm_ids[row_arm] > 0
     step_logits, step_rate = model.decode_step(cache, arm_ids[row_arm], start, start, age, treated)
-    return RolloutStart(cache, torch.where(treated[:, None], step_logits, logits[rows]), torch.where(treated, step_rate, rate[rows]), age, start)
+    return RolloutStart(cache, torch.where(treated[:, None], step_logits, logits[rows]), torch.where(treated, step_rate, rate[rows]), age,
+                        start)
 
 
 def _prefill_by_length(model: HealthFormerModel, cropped: list[tuple[np.ndarray, np.ndarray]], ages: torch.Tensor,
@@ -200,7 +204,8 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
     sampled_ids = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     sampled_days = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     # Each row's random stream: its (participant, sample), the same in every arm.
-    stream = torch.arange(count, device=device).repeat_interleave(arms * samples) * samples + torch.arange(samples, device=device).repeat(count * arms)
+    stream = (torch.arange(count, device=device).repeat_interleave(arms * samples) * samples
+              + torch.arange(samples, device=device).repeat(count * arms))
 
     def expectation(probabilities):  # (rows, biomarkers): the mean value a measurement would show
         restricted = probabilities[:, bins]  # (rows, biomarkers, bins)

@@ -88,7 +88,7 @@ class KVCache:
         self.capacity = capacity
 
     def select(self, rows: torch.Tensor) -> "KVCache":
-        """A new cache holding ``rows`` (repeats allowed): how one history fans out to samples and arms."""
+        """A new cache holding ``rows`` (repeats allowed)."""
         copy = object.__new__(KVCache)
         copy.keys = [key.index_select(0, rows) for key in self.keys]
         copy.values = [value.index_select(0, rows) for value in self.values]
@@ -97,14 +97,41 @@ class KVCache:
         return copy
 
 
+@dataclass
+class HistoryBucket:
+    """Histories of similar length, left-padded only to the longest of them (per layer: keys and values of
+    (histories, heads, width, head_dim)), as the shared part of a SharedPrefixCache."""
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    bias: torch.Tensor  # (histories, 1, 1, width): added to the scores, -inf on padding
+    empty: torch.Tensor  # (histories, 1, 1, 1): -inf on the log-sum-exp of a history of padding only, else 0
+
+    @classmethod
+    def of(cls, prefix: KVCache, members: torch.Tensor, width: int) -> "HistoryBucket":
+        window = slice(prefix.length - width, prefix.length)  # left padding: every history ends at the last column
+        valid = prefix.valid[members, window][:, None, None, :]
+        bias = torch.zeros(valid.shape, dtype=prefix.keys[0].dtype, device=valid.device).masked_fill_(~valid, float("-inf"))
+        # A history of padding only: its first key stands in (no NaN), and -inf on its log-sum-exp gives it no weight.
+        empty = ~valid.any(-1, keepdim=True)
+        bias[..., :1].masked_fill_(empty, 0.0)
+        return cls([key[members, :, window] for key in prefix.keys], [value[members, :, window] for value in prefix.values], bias,
+                   torch.zeros(empty.shape, dtype=bias.dtype, device=bias.device).masked_fill_(empty, float("-inf")))
+
+    def select(self, histories: torch.Tensor) -> "HistoryBucket":
+        return HistoryBucket([key.index_select(0, histories) for key in self.keys],
+                             [value.index_select(0, histories) for value in self.values],
+                             self.bias.index_select(0, histories), self.empty.index_select(0, histories))
+
+
 class SharedPrefixCache:
     """Histories shared by groups of rows (the prefix, one per participant) plus each row's own new tokens (the
     suffix): how one history fans out to arms x samples rows without copying it, and is attended once per
     participant instead of once per row. An inference path only: the same weights, the same results as a KVCache
     holding each row's history and new tokens, to float rounding.
 
-    ``slots`` (rows,) place each row's query in a (participants, group) layout: row ``r`` belongs to participant
-    ``slots[r] // group``. The suffix has the KVCache attributes decode_step writes to (keys, values, valid,
+    The histories are kept in ``buckets`` of similar length, shortest first, each padded only to its own longest.
+    ``slots`` (rows,) place each row's query in a (histories, group) layout in that order: row ``r`` belongs to the
+    history ``slots[r] // group``. The suffix has the KVCache attributes decode_step writes to (keys, values, valid,
     length, capacity, treatment_start); its keys and values grow in blocks of ``GROWTH`` positions, and a row
     attends to the whole block, unwritten positions masked: a contiguous tensor multiplies several times faster
     than a slice of a larger one, and compacting copies only what was written.
@@ -112,25 +139,27 @@ class SharedPrefixCache:
 
     GROWTH = 16
 
-    def __init__(self, prefix: KVCache, group: int, capacity: int):
+    def __init__(self, prefix: KVCache, group: int, capacity: int, buckets: int = 4):
         participants, heads, _, head_dim = prefix.keys[0].shape
-        self.prefix_keys = [key[:, :, :prefix.length].contiguous() for key in prefix.keys]  # (participants, heads, history, head_dim)
-        self.prefix_values = [value[:, :, :prefix.length].contiguous() for value in prefix.values]
-        # (participants, 1, 1, history): added to the history's scores, -inf on padding
-        valid = prefix.valid[:, None, None, :prefix.length]
-        self.prefix_bias = torch.zeros(valid.shape, dtype=self.prefix_keys[0].dtype, device=valid.device).masked_fill_(~valid, float("-inf"))
-        # A history of padding only: its first key stands in (no NaN), and -inf on its log-sum-exp gives it no weight.
-        empty = ~valid.any(-1, keepdim=True)  # (participants, 1, 1, 1)
-        self.prefix_bias[..., :1].masked_fill_(empty, 0.0)
-        self.prefix_empty = torch.zeros(empty.shape, dtype=self.prefix_bias.dtype, device=valid.device).masked_fill_(empty, float("-inf"))
+        device = prefix.valid.device
+        lengths = prefix.valid[:, :prefix.length].sum(-1)  # (participants,)
+        order = torch.argsort(lengths, stable=True)
+        self.buckets = [HistoryBucket.of(prefix, members, max(1, int(lengths[members].max())))
+                        for members in torch.tensor_split(order, min(buckets, participants))]
+        place = torch.empty_like(order)
+        place[order] = torch.arange(participants, device=device)  # each participant's place among the sorted histories
         self.group = group
-        self.slots = torch.arange(participants * group, device=prefix.valid.device)
+        self.slots = place.repeat_interleave(group) * group + torch.arange(group, device=device).repeat(participants)
         rows = len(self.slots)
         self.keys = [prefix.keys[0].new_zeros(rows, heads, 0, head_dim) for _ in prefix.keys]  # (rows, heads, allocated, head_dim)
         self.values = [torch.zeros_like(key) for key in self.keys]
-        self.valid = torch.zeros(rows, capacity, dtype=torch.bool, device=prefix.valid.device)
+        self.valid = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
         self.treatment_start = prefix.treatment_start.repeat_interleave(group, dim=0)
         self.length, self.capacity = 0, capacity
+
+    @property
+    def histories(self) -> int:
+        return sum(len(bucket.bias) for bucket in self.buckets)
 
     @property
     def allocated(self) -> int:
@@ -153,17 +182,17 @@ class SharedPrefixCache:
     def select(self, rows: torch.Tensor) -> "SharedPrefixCache":
         """A new cache holding ``rows`` (no repeats), and the histories of only the participants they belong to."""
         slots = self.slots.index_select(0, rows)
-        participants, owner = torch.unique(slots // self.group, return_inverse=True)
+        kept, place = torch.unique(slots // self.group, return_inverse=True)  # sorted: the buckets' order is kept
         copy = object.__new__(SharedPrefixCache)
-        if len(participants) == self.prefix_bias.shape[0]:  # every participant still has a row: share the history as it is
-            copy.prefix_keys, copy.prefix_values = self.prefix_keys, self.prefix_values
-            copy.prefix_bias, copy.prefix_empty = self.prefix_bias, self.prefix_empty
-        else:
-            copy.prefix_keys = [key.index_select(0, participants) for key in self.prefix_keys]
-            copy.prefix_values = [value.index_select(0, participants) for value in self.prefix_values]
-            copy.prefix_bias = self.prefix_bias.index_select(0, participants)
-            copy.prefix_empty = self.prefix_empty.index_select(0, participants)
-        copy.group, copy.slots = self.group, owner * self.group + slots % self.group
+        copy.buckets, first = [], 0
+        for bucket in self.buckets:
+            inside = kept[(kept >= first) & (kept < first + len(bucket.bias))] - first
+            if len(inside) == len(bucket.bias):  # all of its histories still have a row: share it as it is
+                copy.buckets.append(bucket)
+            elif len(inside):
+                copy.buckets.append(bucket.select(inside))
+            first += len(bucket.bias)
+        copy.group, copy.slots = self.group, place * self.group + slots % self.group
         copy.keys = [key.index_select(0, rows) for key in self.keys]
         copy.values = [value.index_select(0, rows) for value in self.values]
         copy.valid, copy.length, copy.capacity = self.valid.index_select(0, rows), self.length, self.capacity
@@ -183,16 +212,21 @@ def shared_prefix_attention(query: torch.Tensor, keys: torch.Tensor, values: tor
     own_lse = torch.logsumexp(own_scores, dim=-1, keepdim=True)  # finite: a row always attends to its newest key
     own = own_scores.sub_(own_lse).exp_() @ values  # (rows, heads, 1, head_dim)
     # The history: a participant's rows are one batch of queries against its keys, read once.
-    participants = cache.prefix_bias.shape[0]
-    grouped = query.new_zeros(participants * cache.group, heads, head_dim).index_copy_(0, cache.slots, query[:, :, 0])
-    grouped = grouped.view(participants, cache.group, heads, head_dim).transpose(1, 2)  # (participants, heads, group, head_dim)
-    scores = (grouped @ cache.prefix_keys[layer].transpose(-1, -2)).add_(cache.prefix_bias)  # (participants, heads, group, history)
-    peak = scores.amax(-1, keepdim=True)
-    weights = torch.softmax(scores, dim=-1)  # fused: about half the time of exp and sum apart
-    # The largest weight is exp(peak - lse), so lse = peak - log(largest weight); -inf for a history of padding only.
-    lse = (peak - weights.amax(-1, keepdim=True).log_()).add_(cache.prefix_empty)
-    history = torch.cat([weights @ cache.prefix_values[layer], lse], dim=-1)
-    history = history.transpose(1, 2).reshape(participants * cache.group, heads, head_dim + 1).index_select(0, cache.slots)[:, :, None]
+    group = cache.group
+    grouped = query.new_zeros(cache.histories * group, heads, head_dim).index_copy_(0, cache.slots, query[:, :, 0])
+    parts, first = [], 0
+    for bucket in cache.buckets:
+        count = len(bucket.bias)
+        bucket_queries = grouped[first * group:(first + count) * group].view(count, group, heads, head_dim).transpose(1, 2)
+        scores = (bucket_queries @ bucket.keys[layer].transpose(-1, -2)).add_(bucket.bias)  # (histories, heads, group, width)
+        peak = scores.amax(-1, keepdim=True)
+        weights = torch.softmax(scores, dim=-1)  # fused: about half the time of exp and sum apart
+        # The largest weight is exp(peak - lse), so lse = peak - log(largest weight); -inf for a history of padding only.
+        lse = (peak - weights.amax(-1, keepdim=True).log_()).add_(bucket.empty)
+        parts.append(torch.cat([weights @ bucket.values[layer], lse], dim=-1))  # (histories, heads, group, head_dim + 1)
+        first += count
+    history = torch.cat(parts).transpose(1, 2).reshape(cache.histories * group, heads, head_dim + 1)
+    history = history.index_select(0, cache.slots)[:, :, None]  # (rows, heads, 1, head_dim + 1)
     history_lse = history[..., head_dim:]  # (rows, heads, 1, 1)
     history_share = torch.sigmoid(history_lse - own_lse)  # exp(history_lse) / (exp(history_lse) + exp(own_lse))
     return own.add_(history_share * (history[..., :head_dim] - own))
@@ -207,7 +241,8 @@ class Block(nn.Module):
         hidden = int(config.dim * config.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | SharedPrefixCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | SharedPrefixCache | None = None,
+                layer: int = 0) -> torch.Tensor:
         batch, tokens, dim = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if cache is not None:  # write this step's keys and values, attend over everything so far
@@ -357,8 +392,8 @@ class HealthFormerModel(PreTrainedModel):
         return cache, logits, rate
 
     @torch.no_grad()
-    def decode_step(self, cache: KVCache | SharedPrefixCache, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor,
-                    valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_step(self, cache: KVCache | SharedPrefixCache, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor,
+                    age_years: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
         if cache.length >= cache.capacity:
             raise ValueError("the KV cache is full")

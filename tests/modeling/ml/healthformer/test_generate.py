@@ -73,8 +73,8 @@ def test_a_history_starts_the_same_alone_as_in_a_batch_of_other_lengths(model, t
 
 def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_the_end(model, tokenizer, histories):
     # Sampled tokens and days are identical whether finished rows leave the batch or step on to the end (the
-    # noise is drawn for every row as torch.multinomial draws it); expectations and risks agree to float
-    # rounding, as a smaller batch can round matrix products differently.
+    # uniforms are drawn for every participant and sample, whoever is still in the batch); expectations and risks
+    # agree to float rounding, as a smaller batch can round matrix products differently.
     for seed, rows in ((5, 12), (6, 36)):
         arguments = dict(arms=[None, "statin"], horizon_days=60, samples=3, seed=seed, max_new_tokens=48, batch_rows=rows)
         now, before = simulate(model, tokenizer, histories, **arguments), simulate(model, tokenizer, histories, **arguments, compact_below=0.0)

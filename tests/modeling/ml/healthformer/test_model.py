@@ -1,5 +1,6 @@
 """The decoder: causal masking, the KV cache, checkpoints."""
 
+import pytest
 import torch
 
 from modeling.ml.healthformer.data import TimelineWindows
@@ -59,7 +60,8 @@ def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_for
             logits, rate = model.decode_step(cache, next_ids, next_days, previous, age, torch.ones(3, dtype=torch.bool))
 
 
-def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulated, tokenizer):
+@pytest.mark.parametrize("buckets", [1, 2, 4])
+def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulated, tokenizer, buckets):
     # Left-padded histories of different lengths (one empty), each fanned out to 4 rows that write different tokens (some
     # masked, as the control arm's placeholder); one row of a participant, then a whole participant, leave midway.
     model = _model(tokenizer)
@@ -71,7 +73,7 @@ def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulat
     copied, _, _ = model.prefill(ids, days, age, valid, capacity=max(lengths) + steps)
     copied = copied.select(rows)
     prefix, _, _ = model.prefill(ids, days, age, valid, capacity=max(lengths))
-    shared = SharedPrefixCache(prefix, group, capacity=steps)
+    shared = SharedPrefixCache(prefix, group, capacity=steps, buckets=buckets)
     generator = torch.Generator().manual_seed(0)
     row_age, day = age[rows], days[rows, -1]
     for step in range(steps):
@@ -88,7 +90,7 @@ def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulat
         logits, rate = model.decode_step(shared, token, next_day, day, row_age, token_valid)
         assert torch.allclose(logits, expected_logits, atol=1e-5) and torch.allclose(rate, expected_rate, atol=1e-5)
         day = next_day
-    assert shared.prefix_keys[0].shape[0] == 3  # the history of the participant with no row left is gone
+    assert shared.histories == 3  # the history of the participant with no row left is gone
 
 
 def test_padding_does_not_change_a_window_s_loss(simulated, tokenizer):
