@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from modeling.ml.bootstrap import paired_draws, percentile_interval
 from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.heads.compare import split_three
 from modeling.ml.heads.ensemble import HeadEnsemble, fit_ensemble
@@ -38,17 +39,12 @@ def probe_predictions(embeddings: np.ndarray, labels: np.ndarray, kind: str, tra
 def paired_difference(kind: str, truth: np.ndarray, head: np.ndarray, probe_predicted: np.ndarray, *, resamples: int, seed: int) -> dict:
     """The head's score minus the probe's on the same people, with a percentile 95 % CI from resampling people
     (within each class for classification, so every resample can be scored)."""
-    rng = np.random.default_rng(seed)
-    groups = [np.arange(len(truth))] if kind == "regression" else [np.flatnonzero(truth == value) for value in np.unique(truth)]
-    draws = []
-    for _ in range(resamples):
-        pick = np.concatenate([rng.choice(group, len(group)) for group in groups])
-        draws.append(validation_score(kind, truth[pick], head[pick]) - validation_score(kind, truth[pick], probe_predicted[pick]))
-    draws_array = np.array(draws)
-    draws_array = draws_array[np.isfinite(draws_array)]
-    low, high = np.percentile(draws_array, [2.5, 97.5]) if draws_array.size else (np.nan, np.nan)
-    point = validation_score(kind, truth, head) - validation_score(kind, truth, probe_predicted)
-    return {"difference": _finite(point), "difference_ci": [_finite(low), _finite(high)]}
+    def metric(labels, predicted):
+        return validation_score(kind, labels, predicted)
+
+    draws = paired_draws(metric, truth, head, probe_predicted, resamples=resamples, seed=seed, stratify=kind != "regression")
+    low, high = percentile_interval(draws[:, 2])
+    return {"difference": _finite(metric(truth, head) - metric(truth, probe_predicted)), "difference_ci": [low, high]}
 
 
 def split_validation(validation: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from modeling.ml.bootstrap import paired_draws, percentile_interval
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, baseline_biomarkers, simulate_timeline, simulate_trial
 from modeling.ml.data.traits import sample_traits
 from modeling.ml.healthformer.data import participant_stream, record_from_timeline, simulated_records
@@ -71,25 +72,16 @@ MIN_EVENTS = 10  # an endpoint with fewer events in the risk cohort is flagged a
 
 
 def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *, resamples: int, seed: int) -> dict:
-    """AUROC of both with percentile 95 % CIs, and of their difference, resampling participants.
-
-    Stratified: events and non-events are resampled separately, each to its own count, so every
-    resample has both and none is dropped (dropping the resamples without an event would bias the
-    intervals of rare endpoints towards the resamples that happen to contain more events)."""
+    """AUROC of both with percentile 95 % CIs, and of their difference, resampling participants (stratified:
+    events and non-events separately, so every resample keeps the endpoint's events)."""
     point = (_auroc(labels, model), _auroc(labels, score))
     if None in point:
         return {"model": point[0], "model_ci": [None, None], "score": point[1], "score_ci": [None, None], "difference": None,
                 "difference_ci": [None, None]}
-    rng = np.random.default_rng(seed)
-    events, others = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    draws = np.empty((resamples, 3))
-    for draw in range(resamples):
-        pick = np.concatenate([rng.choice(events, len(events)), rng.choice(others, len(others))])
-        a, b = roc_auc_score(labels[pick], model[pick]), roc_auc_score(labels[pick], score[pick])
-        draws[draw] = (a, b, a - b)
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
-    return {"model": point[0], "model_ci": [low[0], high[0]], "score": point[1], "score_ci": [low[1], high[1]],
-            "difference": point[0] - point[1], "difference_ci": [low[2], high[2]]}
+    draws = paired_draws(roc_auc_score, labels, model, score, resamples=resamples, seed=seed, stratify=True)
+    return {"model": point[0], "model_ci": list(percentile_interval(draws[:, 0])), "score": point[1],
+            "score_ci": list(percentile_interval(draws[:, 1])), "difference": point[0] - point[1],
+            "difference_ci": list(percentile_interval(draws[:, 2]))}
 
 
 def risk_table(model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None) -> dict:
