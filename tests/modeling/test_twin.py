@@ -157,10 +157,10 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
 
 
 def test_while_a_twin_trains_the_page_says_so_and_cannot_simulate(client, researcher, tiny_cohort):
-    job = Job.objects.create(kind="twin_train", config={}, state=Job.State.QUEUED)
+    job = Job.objects.create(kind="twin_train", config={}, state=Job.State.RUNNING, progress=0.42)
     client.force_login(researcher)
     page = client.get(reverse("modeling:twin")).content.decode()
-    assert f"one is being trained (job #{job.pk}, queued" in page and 'class="primary" disabled' in page
+    assert f"one is being trained (job #{job.pk}, running, 42 % done)" in page and 'class="primary" disabled' in page
 
 
 def test_the_jobs_list_names_the_system_for_jobs_nobody_queued(client, admin_user):
