@@ -201,9 +201,17 @@ def _posted_rating(request) -> dict:
 @role_required(Role.CLINICIAN)
 def assignment_submit(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
+    posted = _posted_rating(request)
     try:
-        rating_submit(assignment_id=assignment.pk, rater=request.user, **_posted_rating(request))
+        rating_submit(assignment_id=assignment.pk, rater=request.user, **posted)
     except (ValueError, EvaluationError) as error:
+        # Keep what was entered as the draft the page is rebuilt from: a score typed just before an incomplete
+        # submit would otherwise be lost with the autosave that had not run yet.
+        draft = {key: posted[key] for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason")}
+        try:
+            assignment_save_draft(assignment_id=assignment.pk, rater=request.user, draft=draft)
+        except EvaluationError:
+            pass  # a closed study keeps no drafts; the message below says why nothing was saved
         messages.error(request, f"Not saved: {error}.")
         return redirect("evaluation:assignment", assignment_id=assignment.pk)
     except (OperationalError, InterfaceError):

@@ -37,11 +37,11 @@ class HeadSearchForm(forms.Form):
                                           help_text="The classroom: each proposes every round from one shared leaderboard.")
     agent_variant = forms.ModelChoiceField(queryset=_language_model_variants(), required=False,
                                            help_text="The language model proposer's backend (transformers or OpenAI-compatible HTTP).")
-    llm_temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=0.7, required=False,
+    llm_temperature = forms.FloatField(label="Language-model temperature", min_value=0.0, max_value=2.0, initial=0.7, required=False,
                                        help_text="Sampling temperature of the language-model proposer (0 = greedy: a repeated prompt "
                                                  "repeats its spec; each proposal has its own seed).")
     budget = forms.IntegerField(min_value=1, max_value=500, initial=12, help_text="Trainings per task.")
-    time_limit_min = forms.FloatField(min_value=0.1, max_value=24 * 60, required=False,
+    time_limit_min = forms.FloatField(label="Time limit (minutes)", min_value=0.1, max_value=24 * 60, required=False,
                                       help_text="Wall time per task in minutes; no training starts after it. Empty: no limit.")
     participants = forms.IntegerField(min_value=20, max_value=100_000, initial=150,
                                       help_text="New simulated participants with labels, split 60/20/20 (train/validation/test).")

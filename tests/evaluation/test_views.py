@@ -50,9 +50,14 @@ def test_submitting_the_form_saves_and_moves_on(client, clinician_in_study, grou
 
 def test_an_incomplete_form_says_what_is_missing_and_loses_nothing(client, clinician_in_study, grounded_study):
     assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
-    response = client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]), {"score-relevance": "4"}, follow=True)
-    assert "Not saved: give a score for Context awareness." in response.content.decode()
+    response = client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]),
+                           {"score-relevance": "4", "comment": "typed just before Enter"}, follow=True)
+    page = response.content.decode()
+    assert "Not saved: give a score for Context awareness." in page
     assert not Rating.objects.exists()
+    # What was entered comes back on the page (kept as the draft), even if the autosave had not run yet.
+    assert "typed just before Enter" in page
+    assert re.findall(r'<input type="radio" name="(score-\w+)" value="(\w+)" data-key="\w+"\s*checked>', page) == [("score-relevance", "4")]
 
 
 def test_drafts_autosave(client, clinician_in_study, grounded_study):
