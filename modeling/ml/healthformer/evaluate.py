@@ -113,11 +113,15 @@ def risk_table(model, tokenizer, settings: TwinReportSettings, *, progress: Prog
                      "win": result["difference"] is not None and result["difference"] > 0,
                      "significant_win": result["difference"] is not None and bool(result["difference_ci"][0] > 0),
                      "significant_loss": result["difference"] is not None and bool(result["difference_ci"][1] < 0)})
+    return {"rows": rows, "participants": len(kept), **risk_counts(rows), "settings": asdict(settings)}
+
+
+def risk_counts(rows: list[dict]) -> dict:
+    """Wins and losses over the endpoints with at least MIN_EVENTS events (the others are shown, not counted)."""
     counted = [row for row in rows if not row["few_events"]]
-    return {"rows": rows, "participants": len(kept), "min_events": MIN_EVENTS, "counted_endpoints": len(counted),
-            "wins": sum(row["win"] for row in counted), "significant_wins": sum(row["significant_win"] for row in counted),
-            "significant_losses": sum(row["significant_loss"] for row in counted),
-            "wins_all_endpoints": sum(row["win"] for row in rows), "settings": asdict(settings)}
+    return {"min_events": MIN_EVENTS, "counted_endpoints": len(counted), "wins": sum(row["win"] for row in counted),
+            "significant_wins": sum(row["significant_win"] for row in counted),
+            "significant_losses": sum(row["significant_loss"] for row in counted), "wins_all_endpoints": sum(row["win"] for row in rows)}
 
 
 def populations(traits) -> dict[str, np.ndarray]:

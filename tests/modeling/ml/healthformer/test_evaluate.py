@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from modeling.ml.healthformer.evaluate import MIN_EVENTS, TRIALS, paired_bootstrap, record_until, risk_markdown
+from modeling.ml.healthformer.evaluate import MIN_EVENTS, TRIALS, paired_bootstrap, record_until, risk_counts, risk_markdown
 from modeling.ml.healthformer.tokens import ParticipantRecord
 
 
@@ -40,13 +40,17 @@ def test_the_bootstrap_of_a_rare_endpoint_keeps_its_events_in_every_resample():
 
 def test_the_risk_table_flags_endpoints_with_few_events_and_does_not_count_them():
     def row(endpoint, events, difference):
+        ci = [difference - 0.05, difference + 0.05]
         return {"endpoint": endpoint, "at_risk": 900, "events": events, "observed_incidence": 0.01, "predicted_incidence": 0.02,
                 "model": 0.7, "model_ci": [0.6, 0.8], "score_name": "a score", "score": 0.7 - difference, "score_ci": [0.6, 0.8],
-                "difference": difference, "difference_ci": [difference - 0.05, difference + 0.05], "few_events": events < MIN_EVENTS}
-    table = {"rows": [row("hypertension", 40, 0.1), row("stroke", 3, 0.2)], "participants": 900, "min_events": MIN_EVENTS,
-             "counted_endpoints": 1, "wins": 1, "significant_wins": 1, "significant_losses": 0, "wins_all_endpoints": 2}
-    markdown = risk_markdown(table, "# header")
-    assert "| stroke † |" in markdown and "| hypertension |" in markdown and "**1 of 1**" in markdown
+                "difference": difference, "difference_ci": ci, "few_events": events < MIN_EVENTS, "win": difference > 0,
+                "significant_win": ci[0] > 0, "significant_loss": ci[1] < 0}
+    rows = [row("hypertension", 40, 0.1), row("stroke", 3, 0.2), row("death", 5, -0.3), row("obesity", 60, -0.2)]
+    counts = risk_counts(rows)
+    assert counts == {"min_events": MIN_EVENTS, "counted_endpoints": 2, "wins": 1, "significant_wins": 1, "significant_losses": 1,
+                      "wins_all_endpoints": 2}  # stroke's win and death's loss are shown, not counted
+    markdown = risk_markdown({"rows": rows, "participants": 900, **counts}, "# header")
+    assert "| stroke † |" in markdown and "| death † |" in markdown and "| hypertension |" in markdown and "**1 of 2**" in markdown
 
 
 def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monkeypatch):
