@@ -9,7 +9,7 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 
-from evaluation.models import Rating, Study, StudyItem
+from evaluation.models import Assignment, Rating, Study, StudyItem
 from evaluation.selectors import access_study, studies_visible_to
 from healthagent.roles import Role, user_has_role
 
@@ -42,7 +42,7 @@ class ItemSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StudyItem
-        fields = ["id", "position", "participant", "variant_a", "variant_b", "frozen"]
+        fields = ["id", "position", "participant", "variant_a", "variant_b", "frozen", "dropped_at", "drop_note"]
 
 
 class RatingSerializer(serializers.ModelSerializer):
@@ -55,6 +55,15 @@ class RatingSerializer(serializers.ModelSerializer):
         model = Rating
         fields = ["id", "item", "rater", "swapped", "scores", "preference", "comment", "unsafe", "unsafe_reason", "revision",
                   "time_spent_s", "created_at", "updated_at"]
+
+
+class SkipSerializer(serializers.ModelSerializer):
+    rater = serializers.CharField(source="rater.username")
+    skipped_at = serializers.DateTimeField(source="completed_at")
+
+    class Meta:
+        model = Assignment
+        fields = ["id", "item", "rater", "skip_reason", "skipped_at", "time_spent_s"]
 
 
 class ApiList(generics.ListAPIView):
@@ -84,3 +93,13 @@ class RatingList(ApiList):
     def get_queryset(self):
         study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
         return Rating.objects.filter(assignment__study=study).select_related("assignment__rater").order_by("pk")
+
+
+class SkipList(ApiList):
+    """The items clinicians skipped, with their reasons (a skip has no rating)."""
+
+    serializer_class = SkipSerializer
+
+    def get_queryset(self):
+        study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
+        return Assignment.objects.filter(study=study, state=Assignment.State.SKIPPED).select_related("rater").order_by("pk")

@@ -11,15 +11,22 @@ When a clinician asks for their next item they get, in order:
 Every item therefore ends with exactly ``k`` distinct raters (a skip frees its place for another
 clinician; the one who skipped is never given the item again). The item row is locked while its
 raters are counted, so two clinicians asking at once cannot both take its last place.
+
+An item whose answer is missing either waits for a generation job that is queued or running, or
+will not come (the generation failed, or none is queued): :func:`items_without_answers` tells the
+two apart, so a clinician is only ever told to wait for the first kind, and the study's owner sees
+the second with its reason, to regenerate or drop.
 """
 
 import hashlib
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
 from evaluation.models import Assignment, Study, StudyItem
-from healthagent.models import Recommendation
+from healthagent.models import AgentVariant, Recommendation
+from modeling.selectors import generation_pending
 
 
 def rater_rank(*, seed: int, rater_id: int, item_id: int) -> bytes:
@@ -40,15 +47,63 @@ def _ready() -> Q:
     return Q(frozen=True) | (Q(ready_a=True) & (Q(variant_b__isnull=True) | Q(ready_b=True)))
 
 
+@dataclass(frozen=True)
+class MissingAnswer:
+    """One variant's answer that an item lacks, and why."""
+
+    variant: AgentVariant
+    reason: str  # the failed generation's error, or that none was generated
+    pending_job_id: int | None  # the queued or running job that may still write it
+
+
+@dataclass(frozen=True)
+class ItemWithoutAnswer:
+    item: StudyItem
+    missing: list[MissingAnswer] = field(default_factory=list)
+
+    @property
+    def waiting(self) -> bool:
+        """True while every missing answer has a generation job on its way; False if one will not come."""
+        return all(answer.pending_job_id is not None for answer in self.missing)
+
+
+def _missing_reason(recommendation: Recommendation | None) -> str:
+    if recommendation is None:
+        return "no answer has been generated"
+    if recommendation.status == Recommendation.Status.BLOCKED:
+        return f"blocked by the safety screen: {recommendation.error}" if recommendation.error else "blocked by the safety screen"
+    return f"generation failed: {recommendation.error}" if recommendation.error else "generation failed"
+
+
+def items_without_answers(study: Study) -> list[ItemWithoutAnswer]:
+    """The study's items (not dropped) that cannot be shown because an answer is missing, in position order,
+    each missing answer with its reason and the generation job it may still come from. Three queries."""
+    items = list(StudyItem.objects.filter(study=study, dropped_at__isnull=True)
+                 .annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b")).exclude(_ready())
+                 .select_related("participant", "variant_a", "variant_b").order_by("position"))
+    if not items:
+        return []
+    recommendations = {(row.participant_id, row.variant_id): row for row in Recommendation.objects.filter(
+        participant_id__in={item.participant_id for item in items}, question="").only("participant_id", "variant_id", "status", "error")}
+    pending = generation_pending()
+    result = []
+    for item in items:
+        missing = [MissingAnswer(variant=variant, reason=_missing_reason(recommendations.get((item.participant_id, variant.pk))),
+                                 pending_job_id=pending.get((item.participant.cohort_id, variant.pk)))
+                   for variant, ready in ((item.variant_a, item.ready_a), (item.variant_b, item.ready_b)) if variant is not None and not ready]
+        result.append(ItemWithoutAnswer(item=item, missing=missing))
+    return result
+
+
 def items_waiting_for_answers(study: Study) -> int:
-    """Items whose answers the agent has not produced yet (their generation is queued or failed)."""
-    annotated = StudyItem.objects.filter(study=study).annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
-    return annotated.exclude(_ready()).count()
+    """Items whose answers a queued or running generation job may still write (never those that will not come)."""
+    return sum(1 for row in items_without_answers(study) if row.waiting)
 
 
 def available_items(study: Study, rater) -> list[tuple[int, int]]:
     """(item id, current raters) of the items this rater could be given now."""
-    rows = (StudyItem.objects.filter(study=study).annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
+    rows = (StudyItem.objects.filter(study=study, dropped_at__isnull=True)
+            .annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
             .filter(_ready()).exclude(assignments__rater=rater)
             .annotate(raters=Count("assignments", filter=~Q(assignments__state=Assignment.State.SKIPPED)))
             .filter(raters__lt=study.raters_per_item)
@@ -81,8 +136,8 @@ def assignment_next(*, study: Study, rater) -> Assignment | None:
         with transaction.atomic():
             item = StudyItem.objects.select_for_update().get(pk=item_id)
             places = item.assignments.aggregate(taken=Count("pk", filter=~Q(state=Assignment.State.SKIPPED)), mine=Count("pk", filter=Q(rater=rater)))
-            if places["taken"] >= study.raters_per_item or places["mine"]:
-                continue  # someone took the last place while we looked
+            if places["taken"] >= study.raters_per_item or places["mine"] or item.dropped_at:
+                continue  # someone took the last place (or the owner dropped the item) while we looked
             _freeze(item)
             return Assignment.objects.create(
                 study=study, item=item, rater=rater,

@@ -33,6 +33,9 @@ PARTICIPANT_FIELDS = ["age_band", "sex", "history_days", "minute_start_day", "mi
 STUDY_FIELDS = ["mode", "instructions", "raters_per_item", "window_days", "status", "seed", "restricted", "show_captions"]
 STUDY_TIMES = ["created_at", "opened_at", "closed_at"]
 ITEM_FIELDS = ["position", "answer_a", "answer_b", "frozen"]
+# Newer than format 1's first files, so an import reads them where present: a dropped item keeps its note.
+ITEM_DROP_FIELDS = ["drop_note"]
+ITEM_DROP_TIMES = ["dropped_at"]
 ASSIGNMENT_FIELDS = ["state", "swapped", "draft", "skip_reason", "time_spent_s"]
 ASSIGNMENT_TIMES = ["assigned_at", "completed_at"]
 RATING_FIELDS = ["scores", "preference", "comment", "unsafe", "unsafe_reason", "revision"]
@@ -76,7 +79,7 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
             if user:
                 users[user.username] = user
         items = []
-        for item in study.items.select_related("participant__cohort", "variant_a", "variant_b").order_by("position"):
+        for item in study.items.select_related("participant__cohort", "variant_a", "variant_b", "dropped_by").order_by("position"):
             participants[item.participant_id] = item.participant
             for variant in (item.variant_a, item.variant_b):
                 if variant:
@@ -94,7 +97,10 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                 assignments.append({**_fields(assignment, ASSIGNMENT_FIELDS, ASSIGNMENT_TIMES), "rater": assignment.rater.username,
                                     "rating": exported_rating})
             counts["assignments"] += len(assignments)
-            items.append({**_fields(item, ITEM_FIELDS), "participant": [item.participant.cohort.name, item.participant.pseudonym],
+            if item.dropped_by:
+                users[item.dropped_by.username] = item.dropped_by
+            items.append({**_fields(item, ITEM_FIELDS + ITEM_DROP_FIELDS, ITEM_DROP_TIMES), "dropped_by": _username(item.dropped_by),
+                          "participant": [item.participant.cohort.name, item.participant.pseudonym],
                           "variant_a": item.variant_a.name, "variant_b": item.variant_b.name if item.variant_b else None,
                           "assignments": assignments})
         counts["items"] += len(items)
@@ -215,7 +221,11 @@ def studies_import(*, source: Path) -> dict:
             for item_entry in entry["items"]:
                 item = StudyItem.objects.create(study=study, participant=participants[tuple(item_entry["participant"])],
                                                 variant_a=variants[item_entry["variant_a"]], variant_b=variants.get(item_entry["variant_b"]),
-                                                **{name: item_entry[name] for name in ITEM_FIELDS})
+                                                dropped_by=users.get(item_entry.get("dropped_by")),
+                                                **{name: item_entry[name] for name in ITEM_FIELDS},
+                                                **{name: item_entry.get(name, "") for name in ITEM_DROP_FIELDS})
+                if item_entry.get("dropped_at"):
+                    _set_times(StudyItem, item.pk, item_entry, ITEM_DROP_TIMES)
                 for assignment_entry in item_entry["assignments"]:
                     assignment = Assignment.objects.create(study=study, item=item, rater=users[assignment_entry["rater"]],
                                                            **{name: assignment_entry[name] for name in ASSIGNMENT_FIELDS})

@@ -25,10 +25,12 @@ CAPTIONS = {
     "raters": "Per clinician: ratings, median seconds per item, mean score, and mean absolute difference from the other raters of the same items.",
     "completion": "Ratings submitted against the ratings the study needs (items × raters per item).",
     "unsafe": "Answers a clinician flagged as unsafe, with the reason they gave.",
+    "skips": "Items a clinician skipped, with the reason they gave (a skip frees the item for another clinician).",
     "adjudication": "Items whose raters disagree most: the largest score range on any dimension.",
 }
 COLUMNS = ["rating", "item", "rater", "variant_a", "variant_b", "participant", "scores", "preference", "time_spent_s", "unsafe",
-           "unsafe_reason", "comment", "swapped"]
+           "unsafe_reason", "comment", "swapped", "revision", "rated_at", "revised_at"]
+SKIP_COLUMNS = ["assignment", "item", "rater", "variant_a", "variant_b", "participant", "skip_reason", "skipped_at", "time_spent_s"]
 
 
 def study_ratings(study: Study) -> pd.DataFrame:
@@ -36,8 +38,16 @@ def study_ratings(study: Study) -> pd.DataFrame:
     rows = Rating.objects.filter(assignment__study=study).values_list(
         "pk", "assignment__item_id", "assignment__rater__username", "assignment__item__variant_a__name", "assignment__item__variant_b__name",
         "assignment__item__participant__pseudonym", "scores", "preference", "assignment__time_spent_s", "unsafe", "unsafe_reason", "comment",
-        "assignment__swapped")
+        "assignment__swapped", "revision", "created_at", "updated_at")
     return pd.DataFrame(list(rows), columns=COLUMNS)
+
+
+def study_skips(study: Study) -> pd.DataFrame:
+    """One row per skipped assignment with the clinician's reason, in one query."""
+    rows = Assignment.objects.filter(study=study, state=Assignment.State.SKIPPED).order_by("completed_at", "pk").values_list(
+        "pk", "item_id", "rater__username", "item__variant_a__name", "item__variant_b__name", "item__participant__pseudonym",
+        "skip_reason", "completed_at", "time_spent_s")
+    return pd.DataFrame(list(rows), columns=SKIP_COLUMNS)
 
 
 def long_scores(per_rating: pd.DataFrame) -> pd.DataFrame:
@@ -84,12 +94,12 @@ def _distribution_figure(means: list[dict]) -> str | None:
     return _figure_json(figure)
 
 
-def _pairwise_figure(summary: list[dict]) -> str | None:
+def _pairwise_figure(summary: list[dict], first: str, second: str) -> str | None:
     if not summary:
         return None
     figure = go.Figure()
     dimensions = [row["dimension"] for row in summary]
-    for key, label in (("a_wins", "first variant wins"), ("ties", "tie"), ("b_wins", "second variant wins")):
+    for key, label in (("a_wins", f"{first} wins"), ("ties", "tie"), ("b_wins", f"{second} wins")):
         figure.add_trace(go.Bar(name=label, y=dimensions, x=[row[key] for row in summary], orientation="h"))
     figure.update_layout(barmode="stack", height=80 + 40 * len(dimensions), margin={"l": 120, "r": 20, "t": 10, "b": 30},
                          template="plotly_white", xaxis={"tickformat": ".0%"}, legend={"orientation": "h", "y": -0.2})
@@ -112,8 +122,11 @@ def dashboard_from_frames(*, mode: str, per_rating: pd.DataFrame, points: dict[s
     result["unsafe"] = per_rating.loc[per_rating["unsafe"], ["item", "rater", "variant_a", "participant", "unsafe_reason", "comment"]].to_dict("records")
     if mode == Study.Mode.PAIRWISE:
         summary = stats.pairwise_summary(_pairwise_outcomes(per_rating))
+        # A pairwise study compares one pair of variants on every item: name them wherever wins are counted.
+        first, second = per_rating["variant_a"].iloc[0], per_rating["variant_b"].iloc[0]
         result["pairwise"] = summary
-        result["pairwise_figure"] = _pairwise_figure(summary)
+        result["pairwise_variants"] = {"first": first, "second": second}
+        result["pairwise_figure"] = _pairwise_figure(summary, first, second)
         return result
 
     long = long_scores(per_rating).rename(columns={"value": "score"})
@@ -145,8 +158,11 @@ def study_dashboard(study: Study) -> dict:
     per_rating = study_ratings(study)
     points = {dimension.key: dimension.points for dimension in study.rubric.dimensions.all()}
     dashboard = dashboard_from_frames(mode=study.mode, per_rating=per_rating, points=points,
-                                      ratings_needed=study.items.count() * study.raters_per_item)
+                                      ratings_needed=study.items.filter(dropped_at__isnull=True).count() * study.raters_per_item)
     dashboard["in_progress"] = Assignment.objects.filter(study=study, state=Assignment.State.IN_PROGRESS).count()
+    dashboard["skips"] = study_skips(study).to_dict("records")
+    # Yes/no checklist items read as the share of "yes", not as a mean score.
+    dashboard["binary_dimensions"] = [key for key, scale in points.items() if scale == [0, 1]]
     return dashboard
 
 

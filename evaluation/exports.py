@@ -3,10 +3,11 @@ rating, with the item's variants revealed (exports are for researchers) and a da
 
 import io
 import json
+from datetime import UTC, datetime
 
 import pandas as pd
 
-from evaluation.dashboard import study_ratings
+from evaluation.dashboard import study_ratings, study_skips
 from evaluation.models import Study
 
 FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
@@ -28,18 +29,38 @@ DATA_DICTIONARY = {
     "unsafe": "True if the clinician flagged the answer as unsafe.",
     "unsafe_reason": "What the clinician said is unsafe.",
     "time_spent_s": "Seconds the item was visible to the clinician, summed over visits.",
+    "state": "rated (a row per rating) or skipped (a row per item a clinician skipped, with no scores).",
+    "revision": "How many times the rating was submitted with changes (1 = never revised); every version is kept.",
+    "rated_at": "When the rating was first submitted (UTC, ISO 8601).",
+    "revised_at": "When the rating was last changed (UTC, ISO 8601).",
+    "skip_reason": "Skipped rows: the reason the clinician gave.",
+    "skipped_at": "Skipped rows: when the clinician skipped the item (UTC, ISO 8601).",
 }
 
 
 def export_frame(study: Study) -> pd.DataFrame:
+    """One row per rating, then one per skipped assignment (``state`` tells them apart), times in UTC ISO 8601."""
     ratings = study_ratings(study)
     scores = pd.DataFrame(ratings["scores"].tolist(), index=ratings.index).add_prefix("score_") if len(ratings) else pd.DataFrame()
-    frame = pd.concat([ratings.drop(columns=["scores"]), scores], axis=1).rename(columns={"rating": "rating_id", "item": "item_id"})
+    rated = pd.concat([ratings.drop(columns=["scores"]), scores], axis=1).rename(columns={"rating": "rating_id", "item": "item_id"})
+    rated = rated.sort_values("rating_id").assign(state="rated")
+    skipped = study_skips(study).rename(columns={"item": "item_id"}).drop(columns=["assignment"]).assign(state="skipped")
+    frame = pd.concat([rated, skipped], ignore_index=True) if len(skipped) else rated.assign(skip_reason="", skipped_at=None)
+    for column in ("rated_at", "revised_at", "skipped_at"):
+        frame[column] = [pd.Timestamp(value).isoformat() if pd.notna(value) else None for value in frame[column]]
+    if len(rated) and len(skipped):
+        frame["revision"] = frame["revision"].astype("Int64")  # skipped rows have none
+    frame.insert(0, "state", frame.pop("state"))
     frame.insert(0, "mode", study.mode)
     frame.insert(0, "study", study.name)
     if study.mode != Study.Mode.PAIRWISE:
         frame = frame.drop(columns=["variant_b", "preference", "swapped"])
-    return frame.sort_values("rating_id").reset_index(drop=True)
+    return frame.reset_index(drop=True)
+
+
+def export_filename(study: Study, fmt: str, *, now: datetime) -> str:
+    """``study-7-ratings-20261202T073000Z.csv``: exports taken at different times never overwrite each other."""
+    return f"study-{study.pk}-ratings-{now.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}.{fmt}"
 
 
 def export_bytes(study: Study, fmt: str) -> bytes:

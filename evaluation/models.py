@@ -108,6 +108,11 @@ class StudyItem(models.Model):
     answer_b = models.TextField(blank=True)
     frozen = models.BooleanField(default=False)
     position = models.PositiveIntegerField()
+    # An item whose answer will never come (its generation failed) is dropped by the study's owner with a note:
+    # no clinician is given it again, and it counts neither as rated nor as needed.
+    dropped_at = models.DateTimeField(null=True, blank=True)
+    dropped_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    drop_note = models.TextField(blank=True, help_text="Why the item was dropped (shown to researchers and in exports).")
 
     class Meta:
         ordering = ["study", "position"]

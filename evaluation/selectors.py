@@ -7,6 +7,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
+from evaluation.assignment import items_without_answers
 from evaluation.models import Assignment, Study, StudyItem
 from healthagent.roles import Role, user_has_role
 
@@ -55,7 +56,7 @@ def rater_progress(*, study: Study, rater) -> dict:
         skipped=Coalesce(count_of(mine.filter(state=Assignment.State.SKIPPED)), 0),
         in_progress=Coalesce(count_of(mine.filter(state=Assignment.State.IN_PROGRESS)), 0),
         raters=count_of(Study.clinicians.through.objects.filter(study=OuterRef("pk"))),
-        item_count=count_of(StudyItem.objects.filter(study=OuterRef("pk"))),
+        item_count=count_of(StudyItem.objects.filter(study=OuterRef("pk"), dropped_at__isnull=True)),
     ).values("done", "skipped", "in_progress", "raters", "item_count").get()
     raters, item_count = max(counts.pop("raters") or 0, 1), counts.pop("item_count") or 0
     share = math.ceil(item_count * study.raters_per_item / raters)
@@ -76,10 +77,14 @@ def rater_completed(*, study: Study, rater):
 
 
 def study_overview(*, study: Study) -> dict:
-    items = study.items.count()
+    """Ratings done and needed (dropped items need none), per clinician, and the items without an answer."""
+    items = study.items.filter(dropped_at__isnull=True).count()
     assignments = Assignment.objects.filter(study=study)
     per_rater = list(assignments.values("rater__username").annotate(
         done=Count("pk", filter=Q(state=Assignment.State.DONE)), skipped=Count("pk", filter=Q(state=Assignment.State.SKIPPED)),
         in_progress=Count("pk", filter=Q(state=Assignment.State.IN_PROGRESS))).order_by("rater__username"))
+    without_answers = items_without_answers(study)
     return {"items": items, "ratings_needed": items * study.raters_per_item,
-            "ratings_done": assignments.filter(state=Assignment.State.DONE).count(), "per_rater": per_rater}
+            "ratings_done": assignments.filter(state=Assignment.State.DONE).count(), "per_rater": per_rater,
+            "waiting": [row for row in without_answers if row.waiting], "unanswerable": [row for row in without_answers if not row.waiting],
+            "dropped": list(study.items.filter(dropped_at__isnull=False).select_related("participant", "variant_a", "variant_b", "dropped_by").order_by("position"))}

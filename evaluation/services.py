@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from evaluation.assignment import items_without_answers
 from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role, user_has_role
+from modeling.jobs import JobError, job_queue
 
 MAX_TIME_ON_ITEM_S = 3 * 3600
 
@@ -93,21 +95,82 @@ def study_create(*, spec: StudySpec, user) -> Study:
     return study
 
 
-def study_set_status(*, study: Study, status: str, user=None, via: str = "") -> Study:
-    """draft -> open -> closed; closing freezes every rating. The change is audited with ``user``."""
-    allowed = {Study.Status.DRAFT: {Study.Status.OPEN}, Study.Status.OPEN: {Study.Status.CLOSED}, Study.Status.CLOSED: set()}
+def study_set_status(*, study: Study, status: str, user=None, via: str = "", note: str = "") -> Study:
+    """draft -> open -> closed; closing freezes every rating, and reopening a closed study (with a ``note``
+    saying why) lets clinicians rate and revise again. Every change is audited with ``user``."""
+    allowed = {Study.Status.DRAFT: {Study.Status.OPEN}, Study.Status.OPEN: {Study.Status.CLOSED}, Study.Status.CLOSED: {Study.Status.OPEN}}
     if status not in allowed[study.status]:
         raise EvaluationError(f"a {study.get_status_display().lower()} study cannot become {status}")
     if status == Study.Status.OPEN and not study.clinicians.exists():
         raise EvaluationError("enrol at least one clinician before opening the study")
+    reopening = study.status == Study.Status.CLOSED
+    note = (note or "").strip()
+    if reopening and not note:
+        raise EvaluationError("say why the study is reopened: the reason is kept in the audit log")
     with transaction.atomic():
         study.status = status
-        study.opened_at = timezone.now() if status == Study.Status.OPEN else study.opened_at
+        study.opened_at = timezone.now() if status == Study.Status.OPEN and not reopening else study.opened_at
         study.closed_at = timezone.now() if status == Study.Status.CLOSED else None
         study.save(update_fields=["status", "opened_at", "closed_at"])
-        audit_record(actor=user, via=via, action=Action.STUDY_OPENED if status == Study.Status.OPEN else Action.STUDY_CLOSED, target=study)
+        action = Action.STUDY_REOPENED if reopening else Action.STUDY_OPENED if status == Study.Status.OPEN else Action.STUDY_CLOSED
+        audit_record(actor=user, via=via, action=action, target=study, details={"note": note[:1000]} if reopening else None)
         group_notify_on_commit(group=study_group(study.pk), payload={"event": "status", "status": status})
     return study
+
+
+def _access_item_for_change(*, study: Study, item_id: int) -> StudyItem:
+    """The study's item, locked; an item already shown to a clinician (its answers frozen) keeps its ratings."""
+    item = StudyItem.objects.select_for_update().select_related("participant").filter(pk=item_id, study=study).first()
+    if item is None:
+        raise EvaluationError("there is no such item in this study")
+    if item.dropped_at is not None:
+        raise EvaluationError(f"item {item.position + 1} was dropped already")
+    if item.frozen:
+        raise EvaluationError(f"item {item.position + 1} has been shown to clinicians: its answers and ratings stay as they are")
+    return item
+
+
+def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem:
+    """Take an item whose answer will not come out of the study, with a note saying why (audited). No clinician
+    is given it afterwards and it no longer counts towards the ratings needed. Locks the item row, as
+    handing it out does, so it cannot be dropped while a clinician is being given it."""
+    note = (note or "").strip()
+    if not note:
+        raise EvaluationError("say why the item is dropped: the note is kept with the study and its exports")
+    if len(note) > 1000:
+        raise EvaluationError("the note is longer than 1,000 characters")
+    if study.status == Study.Status.CLOSED:
+        raise EvaluationError("the study is closed: reopen it to change its items")
+    with transaction.atomic():
+        item = _access_item_for_change(study=study, item_id=item_id)
+        item.dropped_at, item.dropped_by, item.drop_note = timezone.now(), user, note
+        item.save(update_fields=["dropped_at", "dropped_by", "drop_note"])
+        audit_record(actor=user, action=Action.STUDY_ITEM_DROPPED, target=study,
+                     details={"item": item.pk, "position": item.position + 1, "participant": item.participant.pseudonym, "note": note})
+        group_notify_on_commit(group=study_group(study.pk), payload={"event": "item_dropped", "item": item.pk})
+    return item
+
+
+def study_item_regenerate(*, study: Study, item_id: int, user):
+    """Queue the generation of the answers an item lacks (audited); returns the job. Answers that already
+    succeeded are kept, so the job writes only the missing ones of the item's variants in its cohort."""
+    if study.status == Study.Status.CLOSED:
+        raise EvaluationError("the study is closed: reopen it to change its items")
+    with transaction.atomic():
+        item = _access_item_for_change(study=study, item_id=item_id)
+        row = next((row for row in items_without_answers(study) if row.item.pk == item.pk), None)
+        if row is None:
+            raise EvaluationError(f"item {item.position + 1} has its answers: nothing to regenerate")
+        if row.waiting:
+            raise EvaluationError(f"item {item.position + 1}'s answers are being generated already (job #{row.missing[0].pending_job_id})")
+        variants = sorted(answer.variant.pk for answer in row.missing if answer.pending_job_id is None)
+        try:
+            job = job_queue(kind_name="generate_recommendations", config={"cohort": item.participant.cohort_id, "variants": variants}, user=user)
+        except JobError as error:
+            raise EvaluationError(str(error)) from error
+        audit_record(actor=user, action=Action.STUDY_ITEM_REGENERATED, target=study,
+                     details={"item": item.pk, "position": item.position + 1, "participant": item.participant.pseudonym, "job": job.pk})
+    return job
 
 
 def access_assignment(*, assignment_id: int, rater, for_update: bool = False) -> Assignment:

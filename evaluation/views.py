@@ -9,6 +9,7 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.middleware.gzip import re_accepts_gzip
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.utils.http import quote_etag
@@ -16,7 +17,7 @@ from django.views.decorators.http import require_POST
 
 from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
-from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes
+from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
 from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Study
 from evaluation.selectors import (access_study, access_study_for_change, clinician_studies, rater_completed, rater_progress,
@@ -30,6 +31,8 @@ from evaluation.services import (
     assignment_skip,
     rating_submit,
     study_create,
+    study_item_drop,
+    study_item_regenerate,
     study_set_status,
 )
 from healthagent.cohort.captions import participant_day_captions
@@ -286,7 +289,7 @@ def study_export(request, study_id: int, fmt: str):
     if fmt not in FORMATS:
         raise Http404("unknown export format")
     response = HttpResponse(export_bytes(study, fmt), content_type=FORMATS[fmt])
-    response["Content-Disposition"] = f'attachment; filename="study-{study.pk}-ratings.{fmt}"'
+    response["Content-Disposition"] = f'attachment; filename="{export_filename(study, fmt, now=timezone.now())}"'
     return response
 
 
@@ -298,11 +301,43 @@ def data_dictionary(request):
 @require_POST
 @role_required(*RESEARCH_ROLES)
 def study_status(request, study_id: int):
+    """Open, close or reopen. Closing asks first (on a page saying what it ends); reopening needs a note."""
     study = access_study_for_change(user=request.user, study_id=study_id)
+    status = request.POST.get("status", "")
+    if status == Study.Status.CLOSED and study.status == Study.Status.OPEN and request.POST.get("confirmed") != "yes":
+        overview = study_overview(study=study)
+        return render(request, "evaluation/study_close_confirm.html",
+                      {"study": study, "overview": overview, "missing": overview["ratings_needed"] - overview["ratings_done"]})
     try:
-        study_set_status(study=study, status=request.POST.get("status", ""), user=request.user)
+        study_set_status(study=study, status=status, user=request.user, note=request.POST.get("note", ""))
     except EvaluationError as error:
         messages.error(request, str(error).capitalize() + ".")
     else:
         messages.success(request, f"The study is now {study.get_status_display().lower()}.")
+    return redirect("evaluation:study_detail", study_id=study.pk)
+
+
+@require_POST
+@role_required(*RESEARCH_ROLES)
+def study_item_drop_view(request, study_id: int, item_id: int):
+    study = access_study_for_change(user=request.user, study_id=study_id)
+    try:
+        item = study_item_drop(study=study, item_id=item_id, note=request.POST.get("note", ""), user=request.user)
+    except EvaluationError as error:
+        messages.error(request, f"Not dropped: {error}.")
+    else:
+        messages.success(request, f"Item {item.position + 1} was dropped from the study; your note is kept with it.")
+    return redirect("evaluation:study_detail", study_id=study.pk)
+
+
+@require_POST
+@role_required(*RESEARCH_ROLES)
+def study_item_regenerate_view(request, study_id: int, item_id: int):
+    study = access_study_for_change(user=request.user, study_id=study_id)
+    try:
+        job = study_item_regenerate(study=study, item_id=item_id, user=request.user)
+    except EvaluationError as error:
+        messages.error(request, f"Not queued: {error}.")
+    else:
+        messages.success(request, f"Job #{job.pk} is generating the missing answers again; the item waits for it.")
     return redirect("evaluation:study_detail", study_id=study.pk)

@@ -96,6 +96,10 @@ MATRIX = {
     "evaluation:study_new": row(LOGIN, FORBIDDEN, 200, 200),
     "evaluation:study_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "evaluation:study_status": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=lambda objects, user: {"study_id": owned_study(objects, user)}),
+    "evaluation:study_item_drop": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post",  # allowed; a missing note is refused
+                                      kwargs=lambda objects, user: {"study_id": owned_study(objects, user), "item_id": objects["study"].items.first().pk}),
+    "evaluation:study_item_regenerate": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post",  # allowed; an answered item is refused
+                                            kwargs=lambda objects, user: {"study_id": owned_study(objects, user), "item_id": objects["study"].items.first().pk}),
     "evaluation:study_dashboard": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "evaluation:study_export": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),
@@ -111,6 +115,7 @@ MATRIX = {
     "api:studies": row(401, FORBIDDEN, 200, 200),
     "api:items": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:ratings": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
+    "api:skips": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
 }
 
 # The Django admin is the admin role's alone: everyone else is sent to its login page.

@@ -5,6 +5,7 @@ studies, items, assignments, ratings and revisions; a restore is atomic and idem
 import json
 
 import pytest
+from django.utils import timezone
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
 
@@ -67,6 +68,9 @@ def exported(folder) -> dict:
 def test_export_then_restore_into_a_fresh_database_gives_identical_ratings(rated_study, tmp_path):
     before = ratings_as_rows()
     assert len(before) == 2 and before[0][-1] != before[1][-1]
+    dropped_position = rated_study.items.order_by("position").last().position
+    rated_study.items.filter(position=dropped_position).update(dropped_at=timezone.now(), drop_note="answer never came",
+                                                               dropped_by=rated_study.created_by)
     call_command("export_studies", "--output", str(tmp_path / "first"))
     wipe_everything_the_export_holds()
     assert not Rating.objects.exists() and not User.objects.exists() and not Rubric.objects.exists() and not AgentVariant.objects.exists()
@@ -78,6 +82,9 @@ def test_export_then_restore_into_a_fresh_database_gives_identical_ratings(rated
     assert study.restricted and list(study.researchers.values_list("username", flat=True)) == ["colleague"]
     assert study.status == "open" and study.assignments.filter(state="skipped", skip_reason="no data").count() == 1
     assert study.assignments.filter(draft={"comment": "half"}).count() == 1
+    dropped = study.items.get(dropped_at__isnull=False)
+    assert (dropped.position, dropped.drop_note, dropped.dropped_by.username) == (dropped_position, "answer never came",
+                                                                                   rated_study.created_by.username)
     rater = User.objects.get(username=before[0][3])
     assert user_roles(rater) == {Role.CLINICIAN} and not rater.has_usable_password()  # passwords are never exported
     # Exporting the restored database gives the same document.
@@ -112,13 +119,13 @@ def test_an_unknown_format_is_refused(tmp_path):
 # Fields the export writes as references (names, usernames, nesting) rather than as values.
 EXPORTED_AS_REFERENCES = {
     Study: {"id", "name", "rubric", "created_by", "clinicians", "researchers"},
-    StudyItem: {"id", "study", "participant", "variant_a", "variant_b"},
+    StudyItem: {"id", "study", "participant", "variant_a", "variant_b", "dropped_by"},
     Assignment: {"id", "study", "item", "rater"},
     Rating: {"id", "assignment"},
     RatingRevision: {"id", "rating"},
 }
 EXPORTED_VALUES = {
-    Study: backup.STUDY_FIELDS + backup.STUDY_TIMES, StudyItem: backup.ITEM_FIELDS,
+    Study: backup.STUDY_FIELDS + backup.STUDY_TIMES, StudyItem: backup.ITEM_FIELDS + backup.ITEM_DROP_FIELDS + backup.ITEM_DROP_TIMES,
     Assignment: backup.ASSIGNMENT_FIELDS + backup.ASSIGNMENT_TIMES, Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
     RatingRevision: backup.REVISION_FIELDS + ["created_at"],
 }

@@ -155,5 +155,5 @@ def test_only_the_owner_or_an_admin_opens_or_closes_a_study(client, grounded_stu
     for user in (grounded_study.created_by, admin_user):
         client.force_login(user)
         assert "Close the study" in client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).content.decode()
-    assert client.post(reverse("evaluation:study_status", args=[grounded_study.pk]), {"status": "closed"}).status_code == 302
+    assert client.post(reverse("evaluation:study_status", args=[grounded_study.pk]), {"status": "closed", "confirmed": "yes"}).status_code == 302
     assert Study.objects.get(pk=grounded_study.pk).status == Study.Status.CLOSED

@@ -144,12 +144,15 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(client, clinician_in_s
         assert client.post(location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}).status_code == 302
 
 
-def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study):
+def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study, tiny_cohort):
     from healthagent.models import Recommendation
+    from modeling.jobs import job_queue
 
     Recommendation.objects.filter(participant__in=[item.participant for item in grounded_study.items.all()]).update(status="failed")
-    page = client.get(reverse("evaluation:study_next", args=[grounded_study.pk])).content.decode()
-    assert "still writing the answers of 3 items" in page
+    url = reverse("evaluation:study_next", args=[grounded_study.pk])
+    assert "still writing" not in client.get(url).content.decode()  # failed, and no job is on its way: nothing to wait for
+    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [grounded_study.items.first().variant_a_id]})
+    assert "still writing the answers of 3 items" in client.get(url).content.decode()
 
 
 def test_day_captions_show_on_the_rating_page_only_when_the_study_asks(client, clinician_in_study, grounded_study):
