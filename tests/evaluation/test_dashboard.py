@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,8 @@ def test_exports_round_trip(client, researcher, fmt):
     rate_everything(study, unsafe_every=4)
     client.force_login(researcher)
     response = client.get(reverse("evaluation:study_export", args=[study.pk, fmt]))
-    assert response.status_code == 200 and f"ratings.{fmt}" in response["Content-Disposition"]
+    assert response.status_code == 200
+    assert re.search(rf'filename="study-{study.pk}-ratings-\d{{8}}T\d{{6}}Z\.{fmt}"', response["Content-Disposition"])
     content = response.content
     frame = {"csv": lambda: pd.read_csv(io.BytesIO(content)), "jsonl": lambda: pd.read_json(io.BytesIO(content), lines=True),
              "parquet": lambda: pd.read_parquet(io.BytesIO(content))}[fmt]()
@@ -110,6 +112,7 @@ def test_exports_round_trip(client, researcher, fmt):
         assert (row.score_relevance, row.score_context, row.score_safety) == tuple(rating.scores[k] for k in ("relevance", "context", "safety"))
         assert bool(row.unsafe) == rating.unsafe and row.rater == rating.assignment.rater.username
         assert row.variant_a == rating.assignment.item.variant_a.name  # revealed to researchers
+        assert row.state == "rated" and row.revision == rating.revision and pd.Timestamp(row.rated_at) == rating.created_at
     documented = {column if not column.startswith("score_") else "score_<dimension>" for column in frame.columns}
     assert documented <= set(DATA_DICTIONARY) | {"participant", "time_spent_s"}
 
@@ -129,6 +132,61 @@ def test_the_api_lists_with_pages_and_tokens(client):
     clinician_token = Token.objects.create(user=study.clinicians.first())
     assert client.get(reverse("api:studies"), HTTP_AUTHORIZATION=f"Token {clinician_token.key}").status_code == 403
     assert client.get(reverse("api:studies"), HTTP_AUTHORIZATION="Token nonsense").status_code == 401
+
+
+def test_skip_reasons_and_revisions_reach_exports_the_api_and_the_dashboard(client, researcher):
+    from evaluation.services import assignment_skip
+
+    study = build_study(items=3, raters=2, k=1)
+    first, second = study.clinicians.order_by("pk")
+    assignment = assignment_next(study=study, rater=first)
+    for relevance in (2, 4):  # one revision
+        rating_submit(assignment_id=assignment.pk, rater=first, scores={"relevance": relevance, "context": 3, "safety": 3})
+    skipped = assignment_next(study=study, rater=second)
+    assignment_skip(assignment_id=skipped.pk, rater=second, reason="The chart is empty for the last days")
+    client.force_login(researcher)
+
+    frame = pd.read_csv(io.BytesIO(client.get(reverse("evaluation:study_export", args=[study.pk, "csv"])).content))
+    assert list(frame["state"]) == ["rated", "skipped"] and frame.loc[0, "revision"] == 2 and frame.loc[0, "score_relevance"] == 4
+    assert frame.loc[1, "skip_reason"] == "The chart is empty for the last days" and frame.loc[1, "rater"] == second.username
+    skipped.refresh_from_db()
+    assert frame.loc[1, "skipped_at"] == skipped.completed_at.isoformat()
+    assert set(frame.columns) - {"score_relevance", "score_context", "score_safety"} <= set(DATA_DICTIONARY)
+
+    skips = client.get(reverse("api:skips", args=[study.pk])).json()["results"]
+    assert [(row["item"], row["rater"], row["skip_reason"]) for row in skips] == [(skipped.item_id, second.username, "The chart is empty for the last days")]
+    page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
+    assert "Skipped items" in page and "The chart is empty for the last days" in page
+
+
+def test_the_pairwise_dashboard_names_the_variants_it_compares(client, researcher):
+    study = build_study(items=4, raters=2, k=1, mode="pairwise")
+    rate_everything(study, seed=1)
+    client.force_login(researcher)
+    page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
+    assert "grounded agent wins / ties / LLM only wins" in page and "first variant" not in page
+    assert "grounded agent or LLM only" in page
+
+
+def test_a_checklist_dimension_reads_as_share_of_yes(client, researcher):
+    from evaluation.models import Dimension, Rubric
+
+    study = build_study(items=6, raters=2, k=1)
+    checklist = Rubric.objects.create(name="Checklist")
+    Dimension.objects.create(rubric=checklist, key="cites", label="Cites the data", question="Does it cite?", scale="binary",
+                             scale_min=0, scale_max=1)
+    study.rubric = checklist
+    study.save(update_fields=["rubric"])
+    active = list(study.clinicians.order_by("pk"))
+    answers = iter([1, 1, 0, 1, 1, 1])
+    while active:
+        rater = active.pop(0)
+        if (assignment := assignment_next(study=study, rater=rater)) is not None:
+            rating_submit(assignment_id=assignment.pk, rater=rater, scores={"cites": next(answers)})
+            active.append(rater)
+    client.force_login(researcher)
+    page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
+    assert "83 % yes" in page
 
 
 def test_the_data_dictionary_is_served(client, researcher):
