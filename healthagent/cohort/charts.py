@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Event, Participant
-from modeling.ml.data.spec import FEATURE_NAMES, MINUTES_PER_DAY, SLEEP_STAGES, feature
+from modeling.ml.data.spec import FEATURE_NAMES, MINUTES_PER_DAY, SLEEP_STAGES, feature, unit_label
 
 DEFAULT_CHANNELS = ("heart_rate", "rmssd", "steps", "sleep_stage", "skin_temperature", "skin_conductance", "spo2", "stress_score")
 MAX_BUCKETS = 720  # per channel: at most 1,440 points (a min and a max per bucket)
@@ -110,10 +110,10 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
         figure.add_trace(
             go.Scatter(x=minute_to_axis_ms(participant, x_minutes), y=y, mode="lines", name=spec.description,
                        line={"width": 1.1, "shape": "hv" if spec.categorical else "linear"}, connectgaps=False,
-                       hovertemplate=f"%{{y:.1f}} {spec.unit}<extra>{name.replace('_', ' ')}</extra>"),
+                       hovertemplate=f"%{{y:.1f}} {unit_label(spec.unit)}<extra>{name.replace('_', ' ')}</extra>"),
             row=row, col=1,
         )
-        axis = {"title": {"text": f"{name.replace('_', ' ')}<br>({spec.unit})", "font": {"size": 10}}, "fixedrange": True}
+        axis = {"title": {"text": f"{name.replace('_', ' ')}<br>({unit_label(spec.unit)})", "font": {"size": 10}}, "fixedrange": True}
         if name == "sleep_stage":
             axis.update(tickvals=[0, 1, 2, 3], ticktext=list(SLEEP_STAGES), range=[-0.3, 3.3])
         figure.update_yaxes(axis, row=row, col=1)
@@ -136,7 +136,7 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
     return json.loads(figure.to_json())
 
 
-CHART_CACHE_VERSION = 2  # bump when minute_figure's output changes
+CHART_CACHE_VERSION = 3  # bump when minute_figure's output changes
 _SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as django.utils.html.json_script
 
 
