@@ -32,8 +32,11 @@ from evaluation.services import (
     study_create,
     study_set_status,
 )
+from healthagent.agent.record import participant_record
 from healthagent.cohort.captions import participant_day_captions
 from healthagent.cohort.charts import ChartError, minute_figure_gzip, minute_figure_json, minute_figure_key
+from healthagent.cohort.days import shown_days
+from healthagent.cohort.selectors import participant_profile
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
@@ -76,8 +79,8 @@ def _own_assignment(request, assignment_id: int) -> Assignment:
 
 def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]:
     """The study's window of the participant's minute-level data: its last ``window_days`` days, in minutes."""
-    days = min(assignment.study.window_days, participant.minute_days)
-    return (participant.minute_days - days) * MINUTES_PER_DAY, participant.minute_days * MINUTES_PER_DAY
+    days = shown_days(participant, assignment.study.window_days)
+    return (days.first - 1) * MINUTES_PER_DAY, days.last * MINUTES_PER_DAY
 
 
 def _answers(assignment: Assignment) -> list[dict]:
@@ -112,7 +115,9 @@ def assignment_detail(request, assignment_id: int):
     context = {
         "assignment": assignment,
         "study": assignment.study,
-        "participant": {"age_band": participant.age_band, "sex": participant.get_sex_display(), "days": end // MINUTES_PER_DAY - start // MINUTES_PER_DAY},
+        "participant": {**participant_profile(participant), "days": end // MINUTES_PER_DAY - start // MINUTES_PER_DAY},
+        # Both answers of a pairwise item are about this participant, so one record serves both.
+        "record": participant_record(participant=participant, shown_days=shown_days(participant, assignment.study.window_days)),
         "answers": _answers(assignment),
         "dimensions": list(assignment.study.rubric.dimensions.all()),
         "pairwise": assignment.study.mode == Study.Mode.PAIRWISE,

@@ -28,3 +28,14 @@ def access_participant(*, user, participant_id: int) -> Participant:
 
 def participant_list(*, cohort: Cohort):
     return cohort.participants.annotate(measurement_count=Count("measurements", distinct=True)).order_by("pseudonym")
+
+
+def participant_profile(participant: Participant) -> dict:
+    """Age band and sex in words, as the anonymized record has them. k-anonymity suppresses both
+    together (``anonymize.k_anonymize``: age band ``*``, sex ``unknown``), which is said as such rather
+    than shown as "*" and "Unknown"; an age or sex the source never recorded is said to be unrecorded."""
+    if participant.age_band == "*":
+        return {"age_band": "band withheld for anonymity", "sex": "sex withheld for anonymity"}
+    age_band = "not recorded" if participant.age_band == "unknown" else participant.age_band.replace("-", "–")
+    sex = "sex not recorded" if participant.sex == Participant.Sex.UNKNOWN else participant.get_sex_display()
+    return {"age_band": age_band, "sex": sex}
