@@ -31,11 +31,13 @@ def participant_list(*, cohort: Cohort):
 
 
 def participant_profile(participant: Participant) -> dict:
-    """Age band and sex in words, as the anonymized record has them. k-anonymity suppresses both
-    together (``anonymize.k_anonymize``: age band ``*``, sex ``unknown``), which is said as such rather
+    """Age band and sex in words, as the anonymized record has them. What k-anonymity withheld
+    (``anonymize.k_anonymize``: age band ``*``, and sex ``unknown`` with it) is said as such rather
     than shown as "*" and "Unknown"; an age or sex the source never recorded is said to be unrecorded."""
-    if participant.age_band == "*":
-        return {"age_band": "band withheld for anonymity", "sex": "sex withheld for anonymity"}
-    age_band = "not recorded" if participant.age_band == "unknown" else participant.age_band.replace("-", "–")
-    sex = "sex not recorded" if participant.sex == Participant.Sex.UNKNOWN else participant.get_sex_display()
+    band = participant.age_band
+    age_band = {"*": "band withheld for anonymity", "unknown": "not recorded"}.get(band, band.replace("-", "–"))
+    if participant.sex != Participant.Sex.UNKNOWN:
+        sex = participant.get_sex_display()
+    else:
+        sex = "sex withheld for anonymity" if band == "*" else "sex not recorded"
     return {"age_band": age_band, "sex": sex}

@@ -144,6 +144,13 @@ def test_a_suppressed_age_band_and_sex_are_said_to_be_withheld(client, grounded_
     assert "age *" not in page and "Unknown" not in header
 
 
+def test_a_withheld_age_band_beside_a_kept_sex_reads_as_such(client, grounded_study):
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    Participant.objects.filter(pk__in=grounded_study.items.values("participant")).update(age_band="*", sex="male")
+    _, page = rating_pages(client, grounded_study, clinician)[0]
+    assert "Participant · age band withheld for anonymity · Male · last" in page
+
+
 def test_the_header_shows_the_age_band_and_sex_the_record_has(client, grounded_study):
     clinician = grounded_study.clinicians.order_by("pk").first()
     Participant.objects.filter(pk__in=grounded_study.items.values("participant")).update(age_band="40-44", sex="female")
