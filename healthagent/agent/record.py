@@ -48,7 +48,7 @@ class ParticipantRecord:
     agent_days: DaySpan  # the wearable days the agent's averages come from
     recent_days: DaySpan  # the last of them, the agent's "recent" window
     shown_days: DaySpan  # the days the study's chart shows
-    columns: list[dict]  # the daily-summary columns: {"field", "label", "unit"}
+    columns: list[dict]  # the daily-summary columns: {"field", "label", "unit"}; sleep is written in hours and minutes, so no unit
     measurements: list[MeasurementRow] = field(default_factory=list)
     summaries: list[dict] = field(default_factory=list)  # {"day", "shown", "values": [{"field", "text"} per column]}
     averages: list[dict] = field(default_factory=list)  # {"key": "recent" or "baseline", "label", "values": as summaries'}
@@ -57,6 +57,11 @@ class ParticipantRecord:
     @property
     def baseline_days(self) -> DaySpan | None:
         return DaySpan(self.agent_days.first, self.recent_days.first - 1) if self.recent_days.first > self.agent_days.first else None
+
+
+def _sentence_case(label: str) -> str:
+    """'systolic blood pressure' -> 'Systolic blood pressure'; 'eGFR' stays as it is."""
+    return label if label[1:2].isupper() else label[:1].upper() + label[1:]
 
 
 def _display(field_name: str, value: float | None, decimals: int) -> str:
@@ -76,7 +81,7 @@ def _measurement_rows(participant: Participant) -> list[MeasurementRow]:
         row = rows.get(measurement.name)
         if row is None:
             label = BIOMARKER_LABELS.get(measurement.name, measurement.name.replace("_", " "))
-            row = rows[measurement.name] = MeasurementRow(measurement.name, label[:1].upper() + label[1:], unit_label(measurement.unit), [])
+            row = rows[measurement.name] = MeasurementRow(measurement.name, _sentence_case(label), unit_label(measurement.unit), [])
         # Rounded to one decimal first, as the context stores it, then written as the agent writes it.
         row.readings.append({"value": number(round(measurement.value, 1), MEASUREMENT_DECIMALS.get(measurement.name, 0)),
                              "days_before_last": days_before_last(participant, measurement.day_index),
@@ -104,7 +109,7 @@ def participant_record(*, participant: Participant, shown_days: DaySpan) -> Part
     recent = recent_window_days(participant.minute_days)
     record = ParticipantRecord(agent_days=DaySpan(1, participant.minute_days),
                                recent_days=DaySpan(participant.minute_days - recent + 1, participant.minute_days), shown_days=shown_days,
-                               columns=[{"field": name, "label": label[:1].upper() + label[1:], "unit": unit_label(unit)}
+                               columns=[{"field": name, "label": _sentence_case(label), "unit": "" if name == "sleep_minutes" else unit_label(unit)}
                                         for name, label, unit, _ in DAILY_METRICS])
     first_index, last_index = record.agent_days.day_indices(participant)
     record.measurements = _measurement_rows(participant)
