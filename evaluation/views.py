@@ -111,13 +111,13 @@ def _shown_rating(assignment: Assignment) -> dict:
 def assignment_detail(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
     participant = assignment.item.participant
-    start, end = _window(assignment, participant)
+    shown = shown_days(participant, assignment.study.window_days)  # the chart's window (_window), in day numbers
     context = {
         "assignment": assignment,
         "study": assignment.study,
-        "participant": {**participant_profile(participant), "days": end // MINUTES_PER_DAY - start // MINUTES_PER_DAY},
+        "participant": {**participant_profile(participant), "days": shown.days},
         # Both answers of a pairwise item are about this participant, so one record serves both.
-        "record": participant_record(participant=participant, shown_days=shown_days(participant, assignment.study.window_days)),
+        "record": participant_record(participant=participant, shown_days=shown),
         "answers": _answers(assignment),
         "dimensions": list(assignment.study.rubric.dimensions.all()),
         "pairwise": assignment.study.mode == Study.Mode.PAIRWISE,
@@ -125,7 +125,7 @@ def assignment_detail(request, assignment_id: int):
         "progress": rater_progress(study=assignment.study, rater=request.user),
         "minute_chart_url": reverse("evaluation:participant_chart", args=[assignment.study_id, participant.pk]),
         "editable": assignment.study.status == Study.Status.OPEN,
-        "day_captions": (participant_day_captions(participant=participant, start_day=start // MINUTES_PER_DAY, end_day=end // MINUTES_PER_DAY)
+        "day_captions": (participant_day_captions(participant=participant, start_day=shown.first - 1, end_day=shown.last)
                          if assignment.study.show_captions else None),
     }
     return render(request, "evaluation/assignment.html", context)

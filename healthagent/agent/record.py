@@ -108,7 +108,7 @@ def participant_record(*, participant: Participant, shown_days: DaySpan) -> Part
     ``shown_days`` (the study's window). Three queries, whatever the record's length."""
     recent = recent_window_days(participant.minute_days)
     record = ParticipantRecord(agent_days=DaySpan(1, participant.minute_days),
-                               recent_days=DaySpan(participant.minute_days - recent + 1, participant.minute_days), shown_days=shown_days,
+                               recent_days=DaySpan(max(1, participant.minute_days - recent + 1), participant.minute_days), shown_days=shown_days,
                                columns=[{"field": name, "label": _sentence_case(label), "unit": "" if name == "sleep_minutes" else unit_label(unit)}
                                         for name, label, unit, _ in DAILY_METRICS])
     first_index, last_index = record.agent_days.day_indices(participant)

@@ -32,8 +32,8 @@ def participant_list(*, cohort: Cohort):
 
 def participant_profile(participant: Participant) -> dict:
     """Age band and sex in words, as the anonymized record has them. What k-anonymity withheld
-    (``anonymize.k_anonymize``: age band ``*``, and sex ``unknown`` with it) is said as such rather
-    than shown as "*" and "Unknown"; an age or sex the source never recorded is said to be unrecorded."""
+    (``anonymize.k_anonymize``: age band ``*``, and sex ``unknown`` when that was withheld too) is said
+    as such rather than shown as "*" and "Unknown"; what the source never recorded is said to be unrecorded."""
     band = participant.age_band
     age_band = {"*": "band withheld for anonymity", "unknown": "not recorded"}.get(band, band.replace("-", "–"))
     if participant.sex != Participant.Sex.UNKNOWN:

@@ -167,3 +167,17 @@ def test_units_are_written_as_people_write_them_on_the_chart(client, grounded_st
     hovers = " ".join(trace["hovertemplate"] for trace in json.loads(chart)["data"])
     assert "(°C)" in titles and "(µS)" in titles and "°C" in hovers and "µS" in hovers
     assert "degC" not in titles + hovers and "uS" not in titles + hovers
+
+
+def test_a_participant_without_wearable_data_gets_the_measurements_and_a_plain_statement(tiny_cohort):
+    from django.template.loader import render_to_string
+
+    from healthagent.agent.record import participant_record
+    from healthagent.cohort.days import shown_days
+
+    participant = Participant.objects.create(cohort=tiny_cohort, pseudonym="P-NOWEARABLE", age_band="50-54", sex="male", history_days=30)
+    Measurement.objects.create(participant=participant, day_index=20, name="ldl", value=141.2, unit="mg/dL", modality="lab")
+    record = participant_record(participant=participant, shown_days=shown_days(participant, 14))
+    html = render_to_string("evaluation/partials/participant_record.html", {"record": record})
+    assert "no wearable data: the answer was written from the measurements alone" in html and "days 1–0" not in html
+    assert "141 mg/dL" in measurement_row(html, "ldl") and "No daily summaries." in html
