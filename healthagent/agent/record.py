@@ -9,6 +9,7 @@ of the days a study shows. Nothing identifies the participant: day numbers (``co
 never dates, pseudonyms or free text.
 """
 
+import statistics
 from dataclasses import dataclass, field
 
 from django.db.models import F, Window
@@ -23,7 +24,8 @@ from modeling.ml.data.spec import MINUTES_PER_DAY, unit_label
 READINGS_PER_MEASUREMENT = 2  # the latest and the one before it: what the agent's context holds of each
 # Sleep and stress periods come every night and several times a day: the daily summaries and the chart's bands show them.
 EVENT_KINDS_LEFT_OUT = (Event.Kind.SLEEP, Event.Kind.STRESS)
-# Decimals as the agent writes each measurement (backends/grounded.py); one for the rest of the small-valued ones.
+# Decimals as the agent writes each measurement (backends/grounded.py: HbA1c with one, blood pressure and LDL
+# with none); weight keeps the one decimal the context has.
 MEASUREMENT_DECIMALS = {"hba1c": 1, "weight": 1}
 
 
@@ -32,7 +34,7 @@ class MeasurementRow:
     name: str
     label: str
     unit: str
-    readings: list[dict]  # latest first: {"value": "137", "days_before_last": 78, "day": -63}
+    readings: list[dict]  # latest first: {"value": "137", "days_before_last": 78}
 
     @property
     def latest(self) -> dict:
@@ -84,8 +86,7 @@ def _measurement_rows(participant: Participant) -> list[MeasurementRow]:
             row = rows[measurement.name] = MeasurementRow(measurement.name, _sentence_case(label), unit_label(measurement.unit), [])
         # Rounded to one decimal first, as the context stores it, then written as the agent writes it.
         row.readings.append({"value": number(round(measurement.value, 1), MEASUREMENT_DECIMALS.get(measurement.name, 0)),
-                             "days_before_last": days_before_last(participant, measurement.day_index),
-                             "day": wearable_day(participant, measurement.day_index)})
+                             "days_before_last": days_before_last(participant, measurement.day_index)})
     return [rows[name] for name in LATEST_MEASUREMENTS if name in rows]
 
 
@@ -96,7 +97,7 @@ def _averages(summaries: list[dict], spans: list[tuple[str, str, DaySpan]]) -> l
         values = []
         for field_name, _, _, decimals in DAILY_METRICS:
             observed = [row["raw"][field_name] for row in summaries if span.first <= row["day"] <= span.last and row["raw"][field_name] is not None]
-            mean = round(sum(observed) / len(observed), decimals) if observed else None
+            mean = round(statistics.fmean(observed), decimals) if observed else None  # as context._metric
             values.append({"field": field_name, "text": _display(field_name, mean, decimals)})
         averages.append({"key": key, "label": label, "values": values})
     return averages
