@@ -116,10 +116,12 @@ def participant_record(*, participant: Participant, shown_days: DaySpan) -> Part
     record.measurements = _measurement_rows(participant)
 
     fields = [name for name, *_ in DAILY_METRICS]
-    for summary in DailySummary.objects.filter(participant=participant, day_index__range=(first_index, last_index)).order_by("day_index").values("day_index", *fields):
+    summaries = DailySummary.objects.filter(participant=participant, day_index__range=(first_index, last_index)).order_by("day_index")
+    for summary in summaries.values("day_index", *fields):
         day = wearable_day(participant, summary["day_index"])
         record.summaries.append({"day": day, "shown": shown_days.first <= day <= shown_days.last, "raw": summary,
-                                 "values": [{"field": name, "text": _display(name, summary[name], decimals)} for name, _, _, decimals in DAILY_METRICS]})
+                                 "values": [{"field": name, "text": _display(name, summary[name], decimals)}
+                                            for name, _, _, decimals in DAILY_METRICS]})
     spans = [("recent", f"Average, {record.recent_days} (recent)", record.recent_days)]
     if record.baseline_days:
         spans.append(("baseline", f"Average, {record.baseline_days} (before)", record.baseline_days))

@@ -72,7 +72,8 @@ def test_the_panel_shows_nothing_the_agent_did_not_see_and_no_identity(client, g
     # Outside what the agent saw or the study shows: a measurement the agent is not given, and an event before the wearable data.
     Measurement.objects.create(participant=participant, day_index=participant.minute_start_day, name="crp", value=7.77, unit="mg/L", modality="lab")
     Event.objects.create(participant=participant, kind="medication", name="zz_outside_marker", day_index=participant.minute_start_day - 3)
-    Event.objects.create(participant=participant, kind="diet", name="zz_inside_marker", day_index=participant.minute_start_day + participant.minute_days - 1)
+    last_index = participant.minute_start_day + participant.minute_days - 1
+    Event.objects.create(participant=participant, kind="diet", name="zz_inside_marker", day_index=last_index)
     pages = [page for assignment, page in rating_pages(client, grounded_study, clinician) if assignment.item.participant_id == participant.pk]
     assert pages
     for page in pages:

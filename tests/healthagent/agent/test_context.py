@@ -15,7 +15,8 @@ def test_the_context_states_its_windows_and_measurement_days_in_the_pages_number
     participant = cohort_import(name="Numbered", source="synthetic", participants=participants, source_report=report, k=1).cohort.participants.get()
     context = participant_context(participant=participant)
     windows = context["windows"]
-    assert (windows["first_day"], windows["last_day"], windows["recent_first_day"], windows["recent_days"], windows["baseline_days"]) == (1, 14, 8, 7, 7)
+    days = ("first_day", "last_day", "recent_first_day", "recent_days", "baseline_days")
+    assert tuple(windows[key] for key in days) == (1, 14, 8, 7, 7)
     assert "day 1 is the first day of wearable data" in windows["numbering"]
     assert context["measurements"]
     for name, entry in context["measurements"].items():
