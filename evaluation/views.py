@@ -35,8 +35,11 @@ from evaluation.services import (
     study_item_regenerate,
     study_set_status,
 )
+from healthagent.agent.record import participant_record
 from healthagent.cohort.captions import participant_day_captions
 from healthagent.cohort.charts import ChartError, minute_figure_gzip, minute_figure_json, minute_figure_key
+from healthagent.cohort.days import shown_days
+from healthagent.cohort.selectors import participant_profile
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
@@ -79,8 +82,8 @@ def _own_assignment(request, assignment_id: int) -> Assignment:
 
 def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]:
     """The study's window of the participant's minute-level data: its last ``window_days`` days, in minutes."""
-    days = min(assignment.study.window_days, participant.minute_days)
-    return (participant.minute_days - days) * MINUTES_PER_DAY, participant.minute_days * MINUTES_PER_DAY
+    days = shown_days(participant, assignment.study.window_days)
+    return (days.first - 1) * MINUTES_PER_DAY, days.last * MINUTES_PER_DAY
 
 
 def _answers(assignment: Assignment) -> list[dict]:
@@ -111,11 +114,13 @@ def _shown_rating(assignment: Assignment) -> dict:
 def assignment_detail(request, assignment_id: int):
     assignment = _own_assignment(request, assignment_id)
     participant = assignment.item.participant
-    start, end = _window(assignment, participant)
+    shown = shown_days(participant, assignment.study.window_days)  # the chart's window (_window), in day numbers
     context = {
         "assignment": assignment,
         "study": assignment.study,
-        "participant": {"age_band": participant.age_band, "sex": participant.get_sex_display(), "days": end // MINUTES_PER_DAY - start // MINUTES_PER_DAY},
+        "participant": {**participant_profile(participant), "days": shown.days},
+        # Both answers of a pairwise item are about this participant, so one record serves both.
+        "record": participant_record(participant=participant, shown_days=shown),
         "answers": _answers(assignment),
         "dimensions": list(assignment.study.rubric.dimensions.all()),
         "pairwise": assignment.study.mode == Study.Mode.PAIRWISE,
@@ -123,7 +128,7 @@ def assignment_detail(request, assignment_id: int):
         "progress": rater_progress(study=assignment.study, rater=request.user),
         "minute_chart_url": reverse("evaluation:participant_chart", args=[assignment.study_id, participant.pk]),
         "editable": assignment.study.status == Study.Status.OPEN,
-        "day_captions": (participant_day_captions(participant=participant, start_day=start // MINUTES_PER_DAY, end_day=end // MINUTES_PER_DAY)
+        "day_captions": (participant_day_captions(participant=participant, start_day=shown.first - 1, end_day=shown.last)
                          if assignment.study.show_captions else None),
     }
     return render(request, "evaluation/assignment.html", context)

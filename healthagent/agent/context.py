@@ -5,7 +5,9 @@ what the agent saw). Every number in it is computed here from the database and t
 file, rounded once, and cited by the backends as it stands.
 
 Windows: of the participant's minute-level days, the **recent** window is the last
-``min(14, days // 2)`` days and the **baseline** is the days before it.
+``min(14, days // 2)`` days and the **baseline** is the days before it. Days are numbered as every
+page numbers them: day 1 is the participant's first day of wearable (minute-level) data, and a
+measurement's age is counted in days before the last of those days (``days_ago``).
 """
 
 import statistics
@@ -13,12 +15,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from healthagent.cohort.days import DAY_NUMBERING, days_before_last, wearable_day
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Measurement, Participant
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME
 from modeling.ml.data.spec import MINUTES_PER_DAY
 
-CONTEXT_VERSION = 1
+CONTEXT_VERSION = 2  # 2: windows and measurement days in wearable-day numbers (1 = first day of wearable data)
 
 # Daily-summary metrics: field, label, unit, decimals.
 DAILY_METRICS = (
@@ -79,6 +82,15 @@ def _round(value: float | None, decimals: int) -> float | None:
 
 def recent_window_days(minute_days: int) -> int:
     return max(1, min(14, minute_days // 2))
+
+
+def agent_windows(participant: Participant) -> dict:
+    """The days the agent's averages come from, in wearable-day numbers: all of the participant's
+    wearable days (``first_day``-``last_day``), the last ``recent_days`` of them being the recent window."""
+    recent_days = recent_window_days(participant.minute_days)
+    return {"numbering": DAY_NUMBERING, "minute_days": participant.minute_days, "first_day": 1, "last_day": participant.minute_days,
+            "recent_days": recent_days, "recent_first_day": participant.minute_days - recent_days + 1,
+            "baseline_days": participant.minute_days - recent_days}
 
 
 def _metric(summaries: list[dict], field_name: str, label: str, unit: str, decimals: int, recent_start: int) -> Metric:
@@ -206,18 +218,19 @@ def participant_context(*, participant: Participant, question: str = "") -> dict
     for measurement in Measurement.objects.filter(participant=participant, name__in=LATEST_MEASUREMENTS).order_by("name", "-day_index"):
         entry = latest.get(measurement.name)
         if entry is None:
-            latest[measurement.name] = {"value": round(measurement.value, 1), "unit": measurement.unit, "day_index": measurement.day_index,
-                                        "days_ago": last_day - 1 - measurement.day_index, "previous": None}
+            latest[measurement.name] = {"value": round(measurement.value, 1), "unit": measurement.unit,
+                                        "day": wearable_day(participant, measurement.day_index),
+                                        "days_ago": days_before_last(participant, measurement.day_index), "previous": None}
         elif entry["previous"] is None:
-            entry["previous"] = {"value": round(measurement.value, 1), "day_index": measurement.day_index}
+            entry["previous"] = {"value": round(measurement.value, 1), "day": wearable_day(participant, measurement.day_index),
+                                 "days_ago": days_before_last(participant, measurement.day_index)}
 
     wear = [s["wear_minutes"] for s in summaries]
     context = AgentContext(
         version=CONTEXT_VERSION,
         participant={"pseudonym": participant.pseudonym, "age_band": participant.age_band, "sex": participant.sex},
         question=question.strip(),
-        windows={"minute_days": participant.minute_days, "recent_days": recent_days, "baseline_days": participant.minute_days - recent_days,
-                 "recent_start_day": recent_start, "last_day": last_day - 1},
+        windows=agent_windows(participant),
         metrics={name: asdict(metric) for name, metric in metrics.items()},
         sleep_timing=sleep_timing,
         measurements=latest,

@@ -86,8 +86,9 @@ class QuasiIdentifiers:
 def k_anonymize(groups: list[QuasiIdentifiers], k: int) -> tuple[list[QuasiIdentifiers], dict]:
     """Generalize so that every (age band, sex) combination is shared by at least ``k`` participants.
 
-    Step 1 widens small groups' age bands to 20 years; step 2 suppresses what is still small
-    (age band ``*``, sex ``unknown``). Returns the new quasi-identifiers and a report.
+    Step 1 widens small groups' age bands to 20 years; step 2 withholds the age band of what is
+    still small (``*``); step 3 withholds their sex too (``unknown``), for all of them, only if a
+    sex is rarer than ``k`` among them. Returns the new quasi-identifiers and a report.
     """
     if k < 1:
         raise AnonymizationError("k must be at least 1")
@@ -101,13 +102,20 @@ def k_anonymize(groups: list[QuasiIdentifiers], k: int) -> tuple[list[QuasiIdent
     counts = Counter(groups)
     widened = [QuasiIdentifiers(widen(g.age_band), g.sex) if counts[g] < k else g for g in groups]
     counts = Counter(widened)
-    final = [QuasiIdentifiers("*", "unknown") if counts[g] < k else g for g in widened]
+    final = [QuasiIdentifiers("*", g.sex) if counts[g] < k else g for g in widened]
+    # Sex is withheld from everyone whose age band is, or from none of them: withholding it only from
+    # the rarer sex would leave a smaller group than before, and keeping it everywhere costs nothing when
+    # each sex is common enough (the demo's 50 participants: 13 age bands withheld, no sex).
+    withheld = Counter(g.sex for g in final if g.age_band == "*")
+    if any(count < k for count in withheld.values()):
+        final = [QuasiIdentifiers("*", "unknown") if g.age_band == "*" else g for g in final]
     final_counts = Counter(final)
     report = {
         "k": k,
         "participants": len(groups),
         "generalized": sum(1 for before, after in zip(groups, widened) if before != after),
         "suppressed": sum(1 for g in final if g.age_band == "*"),
+        "sex_withheld": sum(1 for before, after in zip(groups, final) if after.sex == "unknown" != before.sex),
         "smallest_group": min(final_counts.values()) if final_counts else 0,
         "groups": len(final_counts),
     }

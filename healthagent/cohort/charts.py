@@ -16,9 +16,10 @@ from django.utils.safestring import mark_safe
 from django.utils.text import compress_string
 from plotly.subplots import make_subplots
 
+from healthagent.cohort.days import wearable_day
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Event, Participant
-from modeling.ml.data.spec import FEATURE_NAMES, MINUTES_PER_DAY, SLEEP_STAGES, feature
+from modeling.ml.data.spec import FEATURE_NAMES, MINUTES_PER_DAY, SLEEP_STAGES, feature, unit_label
 
 DEFAULT_CHANNELS = ("heart_rate", "rmssd", "steps", "sleep_stage", "skin_temperature", "skin_conductance", "spo2", "stress_score")
 MAX_BUCKETS = 720  # per channel: at most 1,440 points (a min and a max per bucket)
@@ -110,10 +111,10 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
         figure.add_trace(
             go.Scatter(x=minute_to_axis_ms(participant, x_minutes), y=y, mode="lines", name=spec.description,
                        line={"width": 1.1, "shape": "hv" if spec.categorical else "linear"}, connectgaps=False,
-                       hovertemplate=f"%{{y:.1f}} {spec.unit}<extra>{name.replace('_', ' ')}</extra>"),
+                       hovertemplate=f"%{{y:.1f}} {unit_label(spec.unit)}<extra>{name.replace('_', ' ')}</extra>"),
             row=row, col=1,
         )
-        axis = {"title": {"text": f"{name.replace('_', ' ')}<br>({spec.unit})", "font": {"size": 10}}, "fixedrange": True}
+        axis = {"title": {"text": f"{name.replace('_', ' ')}<br>({unit_label(spec.unit)})", "font": {"size": 10}}, "fixedrange": True}
         if name == "sleep_stage":
             axis.update(tickvals=[0, 1, 2, 3], ticktext=list(SLEEP_STAGES), range=[-0.3, 3.3])
         figure.update_yaxes(axis, row=row, col=1)
@@ -136,7 +137,7 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
     return json.loads(figure.to_json())
 
 
-CHART_CACHE_VERSION = 2  # bump when minute_figure's output changes
+CHART_CACHE_VERSION = 3  # bump when minute_figure's output changes
 _SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as django.utils.html.json_script
 
 
@@ -200,38 +201,40 @@ MEASUREMENT_PANELS = (
 
 def daily_figure(*, participant: Participant) -> dict:
     """Daily summaries of the minute-level days and the sparse measurements over the whole history,
-    with medications, interventions and diagnoses as vertical markers. The x axis is the day index."""
+    with medications, interventions and diagnoses as vertical markers. The x axis numbers days as the
+    minute chart does (``cohort/days.py``): day 1 is the first day of wearable data, earlier days are 0 or less."""
     rows = len(DAILY_PANELS) + len(MEASUREMENT_PANELS)
     figure = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.015)
     summaries = list(participant.daily_summaries.values("day_index", *(field for field, _, _ in DAILY_PANELS)))
-    days = [summary["day_index"] for summary in summaries]
+    days = [wearable_day(participant, summary["day_index"]) for summary in summaries]
     for row, (field, title, unit) in enumerate(DAILY_PANELS, start=1):
         values = [summary[field] for summary in summaries]
         figure.add_trace(go.Bar(x=days, y=values, name=title, hovertemplate=f"day %{{x}}: %{{y:.0f}} {unit}<extra>{title}</extra>"), row=row, col=1)
-        figure.update_yaxes(title={"text": f"{title}<br>({unit})", "font": {"size": 10}}, fixedrange=True, row=row, col=1)
+        figure.update_yaxes(title={"text": f"{title}<br>({unit_label(unit)})", "font": {"size": 10}}, fixedrange=True, row=row, col=1)
 
     measurements: dict[str, list[tuple[int, float]]] = {}
     for name, day_index, value in participant.measurements.values_list("name", "day_index", "value"):
-        measurements.setdefault(name, []).append((day_index, value))
+        measurements.setdefault(name, []).append((wearable_day(participant, day_index), value))
     for row, (names, title, unit) in enumerate(MEASUREMENT_PANELS, start=len(DAILY_PANELS) + 1):
         for name in names:
             points = measurements.get(name, [])
             figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="markers", name=name,
                                         marker={"size": 5}, hovertemplate=f"day %{{x}}: %{{y:.1f}} {unit}<extra>{name}</extra>"),
                              row=row, col=1)
-        figure.update_yaxes(title={"text": f"{title}<br>({unit})", "font": {"size": 10}}, fixedrange=True, row=row, col=1)
+        figure.update_yaxes(title={"text": f"{title}<br>({unit_label(unit)})", "font": {"size": 10}}, fixedrange=True, row=row, col=1)
 
     markers = participant.events.filter(kind__in=[Event.Kind.MEDICATION, Event.Kind.INTERVENTION, Event.Kind.DIAGNOSIS, Event.Kind.ENDPOINT])
     shapes, annotations = [], []
     for kind, name, day_index in markers.values_list("kind", "name", "day_index"):
+        day_index = wearable_day(participant, day_index)
         shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": day_index, "x1": day_index, "y0": 0, "y1": 1,
                        "line": {"width": 1, "dash": "dot", "color": "#9a6700" if kind == Event.Kind.DIAGNOSIS else "#0b5cad"}})
         annotations.append({"x": day_index, "y": 1, "xref": "x", "yref": "paper", "text": name.replace("_", " "),
                             "showarrow": False, "textangle": -90, "xanchor": "left", "yanchor": "top", "font": {"size": 9}})
-    minute_window = [participant.minute_start_day - 0.5, participant.minute_start_day + participant.minute_days - 0.5]
+    minute_window = [0.5, participant.minute_days + 0.5]
     shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": minute_window[0], "x1": minute_window[1], "y0": 0, "y1": 1,
                    "fillcolor": "rgba(11, 92, 173, 0.06)", "line": {"width": 0}, "layer": "below"})
-    figure.update_xaxes(title={"text": "day"}, row=rows, col=1)
+    figure.update_xaxes(title={"text": "day (day 1 is the first day of wearable data)"}, row=rows, col=1)
     figure.update_layout(height=95 * rows + 80, margin={"l": 90, "r": 20, "t": 20, "b": 40}, showlegend=False,
                          template="plotly_white", shapes=shapes, annotations=annotations, bargap=0.15)
     return json.loads(figure.to_json())

@@ -28,3 +28,16 @@ def access_participant(*, user, participant_id: int) -> Participant:
 
 def participant_list(*, cohort: Cohort):
     return cohort.participants.annotate(measurement_count=Count("measurements", distinct=True)).order_by("pseudonym")
+
+
+def participant_profile(participant: Participant) -> dict:
+    """Age band and sex in words, as the anonymized record has them. What k-anonymity withheld
+    (``anonymize.k_anonymize``: age band ``*``, and sex ``unknown`` when that was withheld too) is said
+    as such rather than shown as "*" and "Unknown"; what the source never recorded is said to be unrecorded."""
+    band = participant.age_band
+    age_band = {"*": "band withheld for anonymity", "unknown": "not recorded"}.get(band, band.replace("-", "–"))
+    if participant.sex != Participant.Sex.UNKNOWN:
+        sex = participant.get_sex_display()
+    else:
+        sex = "sex withheld for anonymity" if band == "*" else "sex not recorded"
+    return {"age_band": age_band, "sex": sex}

@@ -5,7 +5,8 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
 from healthagent.cohort.charts import ChartError, chart_channels, daily_figure, minute_figure_json
-from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list
+from healthagent.cohort.days import wearable_day
+from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list, participant_profile
 from healthagent.cohort.store import TrajectoryError
 from healthagent.models import Cohort, Participant
 from healthagent.roles import role_required
@@ -34,9 +35,11 @@ def participant_detail(request, participant_id: int):
     participant = access_participant(user=request.user, participant_id=participant_id)
     context = {
         "participant": participant,
+        "profile": participant_profile(participant),
         "minute_chart_json": minute_figure_json(participant=participant),
         "daily_chart": daily_figure(participant=participant),
-        "events": participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute")[:200],
+        "events": [{"day": wearable_day(participant, event.day_index), "event": event}
+                   for event in participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute")[:200]],
         "recommendations": _with_context_json(participant.recommendations.select_related("variant").order_by("variant__name", "question")),
     }
     return render(request, "cohort/participant_detail.html", context)

@@ -87,6 +87,7 @@
       if (event.key === "Escape") { help.hidden = true; if (typing) event.target.blur(); return; }
       if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
       if (event.key === "Enter") {
+        if (event.target.closest("summary, a, button")) return;  // Enter on a control does what the control does: open a panel, follow a link
         if (!form.querySelector("[data-submit]")) return;
         event.preventDefault();
         if (typeof form.requestSubmit === "function") form.requestSubmit(); else form.submit();

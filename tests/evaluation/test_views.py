@@ -138,7 +138,9 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(client, clinician_in_s
     client.get(reverse("evaluation:assignment", args=[assignment_next(study=grounded_study, rater=clinician_in_study).pk]))  # the chart cache
     with django_assert_max_num_queries(13):  # + the study, the open assignment, the candidates; lock, count, freeze, insert
         location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
-    with django_assert_max_num_queries(6):  # + the assignment with its study, rubric, item and participant; the dimensions; the progress
+    # + the assignment with its study, rubric, item and participant; the dimensions; the progress; the participant's
+    # record beside the answer: one query each for its measurements, daily summaries and events, however long the record
+    with django_assert_max_num_queries(9):
         assert client.get(location).status_code == 200
     with django_assert_max_num_queries(12):  # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update
         assert client.post(location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}).status_code == 302

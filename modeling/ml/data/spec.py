@@ -65,6 +65,16 @@ FAMILIES: tuple[str, ...] = tuple(dict.fromkeys(feature.family for feature in FE
 SLEEP_STAGES = ("wake", "light", "deep", "rem")
 
 
+# Units as people write them, for pages and charts only: ``Feature.unit`` stays ASCII because
+# importers match the unit columns of uploaded files against it.
+UNIT_LABELS = {"degC": "°C", "degC/min": "°C/min", "uS": "µS", "uS/min": "µS/min", "log g^2": "log g²", "mL/min/1.73m2": "mL/min/1.73 m²"}
+
+
+def unit_label(unit: str) -> str:
+    """``unit`` as a page shows it ("°C" for "degC", "µS" for "uS"); other units unchanged."""
+    return UNIT_LABELS.get(unit, unit)
+
+
 def feature(name: str) -> Feature:
     return FEATURES[FEATURE_INDEX[name]]
 

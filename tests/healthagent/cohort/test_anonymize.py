@@ -53,3 +53,12 @@ def test_k_anonymity_generalizes_then_suppresses_small_groups():
     assert set(result[6:11]) == {QuasiIdentifiers("40-59", "female")}  # widened together to 5
     assert result[11] == QuasiIdentifiers("*", "unknown")  # alone even when widened
     assert report["generalized"] == 5 and report["suppressed"] == 1
+
+
+def test_k_anonymity_withholds_sex_only_when_a_sex_is_rare_among_those_whose_age_band_is_withheld():
+    scattered = [QuasiIdentifiers(band, sex) for sex in ("female", "male") for band in ("25-29", "30-34", "60-64", "75-79", "85+")]
+    result, report = k_anonymize(scattered, 5)  # five of each sex, none sharing a band: every band withheld, each sex common enough
+    assert result == [QuasiIdentifiers("*", group.sex) for group in scattered]
+    assert report["suppressed"] == 10 and report["sex_withheld"] == 0 and report["smallest_group"] == 5
+    result, report = k_anonymize(scattered[:7], 5)  # five women and two men: the men's sex would single them out
+    assert set(result) == {QuasiIdentifiers("*", "unknown")} and report["sex_withheld"] == 7

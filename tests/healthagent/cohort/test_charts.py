@@ -81,3 +81,25 @@ def test_daily_figure_has_summaries_and_measurements(two_week_participant):
 def test_the_window_must_be_inside_the_trajectory(two_week_participant):
     with pytest.raises(ChartError):
         minute_figure(participant=two_week_participant, start_minute=14 * 1440, end_minute=15 * 1440)
+
+
+def decoded(trace, axis):
+    values = trace[axis]
+    if isinstance(values, dict):  # plotly's base64 typed array
+        import base64
+
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"])).tolist()
+    return list(values)
+
+
+def test_the_daily_chart_and_the_event_table_number_days_as_the_minute_chart(client, researcher, two_week_participant):
+    """Day 1 is the first day of wearable data everywhere: the daily bars of the 14 wearable days are days 1-14, not day indices of the history."""
+    figure = daily_figure(participant=two_week_participant)
+    steps = next(trace for trace in figure["data"] if trace["name"] == "Steps")
+    assert decoded(steps, "x") == list(range(1, 15))
+    blood_pressure = next(trace for trace in figure["data"] if trace["name"] == "systolic_bp")
+    assert max(decoded(blood_pressure, "x")) <= 14 and min(decoded(blood_pressure, "x")) < 1  # readings of the history before it
+    client.force_login(researcher)
+    page = client.get(reverse("cohort:participant_detail", args=[two_week_participant.pk])).content.decode()
+    event = two_week_participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute").first()
+    assert f"<tr><td>{event.day_index - two_week_participant.minute_start_day + 1}</td><td>{event.get_kind_display()}</td>" in page
