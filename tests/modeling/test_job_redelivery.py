@@ -60,5 +60,5 @@ def test_a_job_s_page_links_its_parent_and_its_follow_ups(client, admin_user):
     follow_up = job_queue_follow_up(parent=parent, kind_name="demo_training", config=DEMO)
     client.force_login(admin_user)
     assert f'Queued by <a href="/modeling/jobs/{parent.pk}/">job #{parent.pk}</a>' in client.get(f"/modeling/jobs/{follow_up.pk}/").content.decode()
-    assert f'Follow-up jobs: <a href="/modeling/jobs/{follow_up.pk}/">#{follow_up.pk} demo_training</a> (queued)' in client.get(
+    assert f'Follow-up jobs: <a href="/modeling/jobs/{follow_up.pk}/">#{follow_up.pk} Demo training run</a> (queued)' in client.get(
         f"/modeling/jobs/{parent.pk}/").content.decode()
