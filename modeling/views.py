@@ -32,20 +32,23 @@ def job_list(request):
 
 @role_required(Role.ADMIN)
 def job_new(request, kind: str):
+    from modeling.forms import JobPriorityForm
+
     try:
         spec = job_kind(kind)
     except JobError as error:
         raise Http404(str(error)) from error
     form = spec.form(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    priority_form = JobPriorityForm(request.POST or None, prefix="job")
+    if request.method == "POST" and form.is_valid() and priority_form.is_valid():
         try:
-            job = job_queue(kind_name=spec.name, config=request.POST, user=request.user)
+            job = job_queue(kind_name=spec.name, config=request.POST, user=request.user, priority=priority_form.cleaned_data["priority"] or 0)
         except JobError as error:
             form.add_error(None, str(error))
         else:
             messages.success(request, f"Queued {spec.title.lower()} as job #{job.pk}.")
             return redirect("modeling:job_detail", job_id=job.pk)
-    return render(request, "modeling/job_form.html", {"form": form, "spec": spec})
+    return render(request, "modeling/job_form.html", {"form": form, "priority_form": priority_form, "spec": spec})
 
 
 @role_required(Role.ADMIN)

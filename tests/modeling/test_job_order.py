@@ -75,3 +75,18 @@ def test_a_queue_runs_its_jobs_in_the_order_they_were_queued_and_a_higher_priori
     started = list(Job.objects.order_by("started_at").values_list("pk", flat=True))
     assert started == [urgent.pk] + [job.pk for job in in_order]
     assert all(job.attempts == 1 for job in Job.objects.all())
+
+
+@pytest.mark.django_db
+def test_an_admin_queues_a_job_with_a_priority(client, admin_user, monkeypatch):
+    from modeling import jobs
+
+    monkeypatch.setattr(jobs, "_send", lambda job_id, queue: None)
+    client.force_login(admin_user)
+    assert "a higher priority runs first" in client.get("/modeling/jobs/new/demo_training/").content.decode()
+    response = client.post("/modeling/jobs/new/demo_training/", {**TINY, "job-priority": "7"})
+    job = Job.objects.get()
+    assert response.status_code == 302 and job.priority == 7
+    assert "priority 7" in client.get(f"/modeling/jobs/{job.pk}/").content.decode()
+    assert client.post("/modeling/jobs/new/demo_training/", {**TINY, "job-priority": "12"}).status_code == 200  # refused, with its message
+    assert Job.objects.count() == 1
