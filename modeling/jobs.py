@@ -10,6 +10,7 @@ finished), so those writes must be idempotent per job: a run registers its model
 :func:`job_checkpoint_record` and queues the job that uses its result with :func:`job_queue_follow_up`.
 """
 
+import os
 import socket
 import statistics
 from collections.abc import Callable
@@ -28,6 +29,9 @@ from healthagent.events import group_notify, group_notify_on_commit
 from modeling.models import Checkpoint, Job
 
 JOBS_GROUP = "jobs"
+# A running job whose heartbeat is older than this has lost its worker: a delivery of it takes it over
+# (modeling.tasks), and the system page says its worker may have died.
+HEARTBEAT_STALE_AFTER = timedelta(seconds=float(os.environ.get("JOB_HEARTBEAT_STALE_S", "60")))
 LOG_TAIL_CHARS = 20_000
 CURVE_POINTS = 2000
 
@@ -273,6 +277,15 @@ def _thin(curve: list[dict]) -> list[dict]:
         return curve
     half = len(curve) // 2
     return curve[:half:2] + curve[half:]
+
+
+def queue_activity(queue: str) -> list[dict]:
+    """The jobs running on a queue, for the system page (registered in healthagent.health by modeling/apps.py):
+    a job whose heartbeat is older than the stale limit has most likely lost its worker."""
+    now = timezone.now()
+    running = Job.objects.filter(queue=queue, state=Job.State.RUNNING).order_by("pk").values_list("pk", "heartbeat_at")
+    return [{"job": pk, "heartbeat_age_s": (now - heartbeat).total_seconds() if heartbeat else None,
+             "stale": heartbeat is None or now - heartbeat >= HEARTBEAT_STALE_AFTER} for pk, heartbeat in running]
 
 
 def worker_identity() -> str:

@@ -13,21 +13,18 @@ fresh) is left to it.
 """
 
 import logging
-import os
 import traceback
-from datetime import timedelta
 
 from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
 from healthagent.events import group_notify
-from modeling.jobs import JOBS_GROUP, JobCancelled, JobContext, job_group, job_kind, job_next_queued, job_payload, worker_identity
+from modeling.jobs import (HEARTBEAT_STALE_AFTER, JOBS_GROUP, JobCancelled, JobContext, job_group, job_kind, job_next_queued, job_payload,
+                           worker_identity)
 from modeling.models import Job
 
 logger = logging.getLogger(__name__)
-# A running job whose heartbeat is older than this is taken over by a worker it is delivered to.
-HEARTBEAT_STALE_AFTER = timedelta(seconds=float(os.environ.get("JOB_HEARTBEAT_STALE_S", "60")))
 
 
 def _device() -> str:
