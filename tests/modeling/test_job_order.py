@@ -90,3 +90,25 @@ def test_an_admin_queues_a_job_with_a_priority(client, admin_user, monkeypatch):
     assert "priority 7" in client.get(f"/modeling/jobs/{job.pk}/").content.decode()
     assert client.post("/modeling/jobs/new/demo_training/", {**TINY, "job-priority": "12"}).status_code == 200  # refused, with its message
     assert Job.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_queued_job_s_place_and_start_estimate_come_from_the_jobs_ahead(client, admin_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    Job.objects.create(kind="demo_training", state="succeeded", started_at=now - timedelta(minutes=10), finished_at=now - timedelta(minutes=8))
+    Job.objects.create(kind="demo_training", state="running", progress=0.5, started_at=now - timedelta(seconds=60))  # about 60 s left
+    Job.objects.create(kind="demo_training", state="queued")  # typically 120 s
+    Job.objects.create(kind="demo_training", state="queued", queue="gpu")  # another queue: not ahead
+    waiting = Job.objects.create(kind="demo_training", state="queued")
+    place = job_queue_place(waiting)
+    assert (place.position, place.running) == (2, 1) and abs(place.starts_in.total_seconds() - 180) < 5
+    assert queue_place_words(place, "cpu") == "2nd in the CPU queue (1 running); starts in about 3 minutes"
+    Job.objects.create(kind="lsm_pretrain", state="queued", priority=1)  # never ran: no estimate, and ahead by priority
+    assert queue_place_words(job_queue_place(waiting), "cpu") == "3rd in the CPU queue (1 running); no estimate yet (a job ahead has not run before)"
+    client.force_login(admin_user)
+    listing = client.get("/modeling/jobs/").content.decode()
+    assert "3rd in the CPU queue (1 running)" in listing and "1st in the GPU queue; starts next" in listing
