@@ -182,6 +182,19 @@ def job_retry(*, job: Job, user=None) -> Job:
     return job_queue(kind_name=job.kind, config=config, user=user, retry_of=job, priority=job.priority)
 
 
+def jobs_requeue_interrupted(*, queues: tuple[str, ...]) -> list[Job]:
+    """Queue again the jobs left running on ``queues``, for a caller that knows no worker of them runs (``manage.py
+    serve`` at its start: it starts the only workers of the embedded mode, whose broker loses the message of a
+    job whose worker was stopped mid-run). Each keeps its place (its number) and resumes from its checkpoints."""
+    with transaction.atomic():
+        interrupted = list(Job.objects.select_for_update().filter(queue__in=queues, state=Job.State.RUNNING).order_by("pk"))
+        for job in interrupted:
+            job.state, job.run_by_task_id, job.message = Job.State.QUEUED, "", "queued again: its worker was stopped while it ran"
+            job.save(update_fields=["state", "run_by_task_id", "message"])
+            transaction.on_commit(lambda job=job: _send(job.pk, job.queue))
+    return interrupted
+
+
 def jobs_ahead(job: Job):
     """The queued jobs of ``job``'s queue that run before it: a higher priority, or the same one and queued earlier."""
     return (Job.objects.filter(queue=job.queue, state=Job.State.QUEUED, cancel_requested=False)

@@ -58,13 +58,13 @@ def wait_for(predicate, timeout_s: float, what: str):
         time.sleep(0.5)
 
 
-def job_state(database: Path) -> str | None:
+def job_row(database: Path) -> tuple[str, int] | None:
+    """The job's state and attempts."""
     try:
         with sqlite3.connect(database, timeout=5) as connection:
-            row = connection.execute("SELECT state FROM modeling_job").fetchone()
+            return connection.execute("SELECT state, attempts FROM modeling_job").fetchone()
     except sqlite3.Error:
         return None
-    return row[0] if row else None
 
 
 def port_open(port: int) -> bool:
@@ -72,29 +72,40 @@ def port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_ctrl_c_stops_the_server_and_every_worker_process_even_one_running_a_job(tmp_path):
+def test_ctrl_c_stops_the_server_and_every_worker_process_even_one_running_a_job_which_runs_again_next_time(tmp_path):
     environment = {key: value for key, value in os.environ.items() if key not in {"REDIS_URL", "DATABASE_URL"}}
     environment.update(HEALTHAGENT_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="healthagent.settings")
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "--verbosity", "0"], cwd=ROOT, env=environment, check=True, timeout=300)
     subprocess.run([*manage, "shell", "-c", SLOW_JOB], cwd=ROOT, env=environment, check=True, timeout=120)
-    port = free_port()
-    # Its own process group, as a command run in a terminal's foreground: Ctrl-C signals the whole group.
-    serve = subprocess.Popen([*manage, "serve", "--port", str(port)], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
-                             start_new_session=True)
+    database = tmp_path / "var" / "healthagent.sqlite3"
     started = set()
-    try:
-        wait_for(lambda: port_open(port), 120, "the server")
-        wait_for(lambda: job_state(tmp_path / "var" / "healthagent.sqlite3") == "running", 180, "a worker to run the job")
-        time.sleep(2)
-        started = descendants(serve.pid)
-        assert len(started) >= 5  # daphne, two workers and their pool processes
 
+    def serve_until_the_job_runs(attempt: int) -> subprocess.Popen:
+        port = free_port()
+        # Its own process group, as a command run in a terminal's foreground: Ctrl-C signals the whole group.
+        serve = subprocess.Popen([*manage, "serve", "--port", str(port)], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
+                                 start_new_session=True)
+        started.add(serve.pid)
+        wait_for(lambda: port_open(port), 120, "the server")
+        wait_for(lambda: job_row(database) == ("running", attempt), 180, f"a worker to run the job (attempt {attempt})")
+        time.sleep(2)
+        return serve
+
+    def ctrl_c(serve: subprocess.Popen) -> None:
+        children = descendants(serve.pid)
+        started.update(children)
+        assert len(children) >= 5  # daphne, two workers and their pool processes
         stopped_at = time.monotonic()
-        os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C
-        wait_for(lambda: not any(alive(pid) for pid in {serve.pid, *started}), 12, "every process serve started to end")
+        os.killpg(serve.pid, signal.SIGINT)
+        wait_for(lambda: not any(alive(pid) for pid in {serve.pid, *children}), 12, "every process serve started to end")
         assert serve.wait(timeout=1) == 0 and time.monotonic() - stopped_at < 12
+
+    try:
+        ctrl_c(serve_until_the_job_runs(attempt=1))
+        assert job_row(database) == ("running", 1)  # its worker was stopped mid-run
+        ctrl_c(serve_until_the_job_runs(attempt=2))  # serve started again: the job was queued again and resumed
     finally:
-        for pid in [serve.pid, *started]:
+        for pid in started:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)

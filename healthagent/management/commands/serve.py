@@ -6,12 +6,14 @@ import sys
 import time
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 # How long the server and the workers get to stop after Ctrl-C or SIGTERM before they are killed: a
 # worker in the middle of a job would otherwise wait for the job to end (the job resumes from its
 # checkpoint when it is delivered again).
 STOP_GRACE_S = 5
+QUEUES = ("cpu", "gpu")
 
 
 class StopRequested(Exception):
@@ -42,9 +44,14 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, raise_stop)
         try:
             if not no_worker:
+                if settings.EMBEDDED:
+                    # The workers about to start are the embedded mode's only ones: a job still marked running lost its
+                    # worker (and the broker its message) when serve last stopped. The job system's command is called
+                    # by name: it is a higher layer than this one.
+                    call_command("jobs", requeue_interrupted=list(QUEUES), stdout=self.stdout)
                 # One worker per queue, as in production: a long language-model generation on the gpu
                 # queue never holds up a training run or other work on the cpu queue.
-                for queue in ("cpu", "gpu"):
+                for queue in QUEUES:
                     log = open(log_dir / f"worker-{queue}.log", "ab")
                     command = [sys.executable, "-m", "celery", "-A", "healthagent", "worker", "-Q", queue, "-c", "1",
                                "--loglevel", "INFO", "-n", f"{queue}@%h"]
