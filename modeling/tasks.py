@@ -38,7 +38,7 @@ def _choose(job_id: int, task_id: str, eager: bool) -> Job | None:
     jobs = Job.objects.select_for_update()
     if eager:  # called directly (tests, a command): the job it names
         return jobs.filter(pk=job_id).first()
-    given = jobs.filter(run_by_task_id=task_id).first()
+    given = jobs.filter(run_by_task_id=task_id).first() if task_id else None
     if given is not None:
         return given  # delivered again: the job this delivery was given the first time
     named = Job.objects.filter(pk=job_id).only("queue").first()
