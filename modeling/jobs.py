@@ -215,12 +215,11 @@ def typical_duration(kind_name: str, *, recent: int = 10) -> timedelta | None:
     return timedelta(seconds=statistics.median(durations)) if durations else None
 
 
-def _remaining(job: Job, now) -> timedelta | None:
+def _remaining(job: Job, now, typical: timedelta | None) -> timedelta | None:
     """How long a running job still needs: from its progress so far, else from its kind's typical run."""
     elapsed = (now - job.started_at) if job.started_at else timedelta(0)
     if job.progress >= 0.05 and elapsed > timedelta(0):
         return elapsed * ((1 - job.progress) / job.progress)
-    typical = typical_duration(job.kind)
     return max(typical - elapsed, timedelta(0)) if typical is not None else None
 
 
@@ -231,15 +230,19 @@ class QueuePlace:
     starts_in: timedelta | None  # None when a job ahead has never run before
 
 
-def job_queue_place(job: Job) -> QueuePlace | None:
+def job_queue_place(job: Job, *, durations: dict[str, timedelta | None] | None = None) -> QueuePlace | None:
     """Where a queued job stands in its queue and roughly when it starts (one worker per queue assumed,
-    as in ``manage.py serve``); None when the job is not queued."""
+    as in ``manage.py serve``); None when the job is not queued. ``durations`` caches each kind's typical
+    run time across calls (a page placing many jobs)."""
     if job.state != Job.State.QUEUED or job.cancel_requested:
         return None
+    durations = {} if durations is None else durations
     now = timezone.now()
     ahead = list(jobs_ahead(job).only("kind"))
     running = list(Job.objects.filter(queue=job.queue, state=Job.State.RUNNING))
-    waits = [_remaining(other, now) for other in running] + [typical_duration(other.kind) for other in ahead]
+    for kind_name in {other.kind for other in [*ahead, *running]} - durations.keys():
+        durations[kind_name] = typical_duration(kind_name)
+    waits = [_remaining(other, now, durations[other.kind]) for other in running] + [durations[other.kind] for other in ahead]
     starts_in = None if any(wait is None for wait in waits) else sum(waits, timedelta(0))
     return QueuePlace(position=len(ahead) + 1, running=len(running), starts_in=starts_in)
 

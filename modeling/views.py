@@ -23,9 +23,9 @@ def job_list(request):
     if kind:
         jobs = jobs.filter(kind=kind)
     job_kind("generate_recommendations")  # loads the registry
-    jobs = list(jobs[:200])
+    jobs, durations = list(jobs[:200]), {}
     for job in jobs:
-        job.queue_place = queue_place_words(job_queue_place(job), job.queue)  # "" unless queued
+        job.queue_place = queue_place_words(job_queue_place(job, durations=durations), job.queue)  # "" unless queued
     return render(request, "modeling/job_list.html", {"jobs": jobs, "kinds": sorted(REGISTRY.values(), key=lambda k: k.title),
                                                       "states": Job.State.choices, "state": state, "kind": kind})
 
