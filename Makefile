@@ -28,7 +28,8 @@ demo: install
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 	$(PY) manage.py demo_setup --url http://$(HOST):$(PORT)/
-	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+	@# exec: serve is make's own child, so the SIGTERM make forwards (and the terminal's Ctrl-C) reaches it; it stops its processes.
+	exec $(PY) manage.py serve --host $(HOST) --port $(PORT)
 
 serve: install
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)

@@ -5,6 +5,7 @@ import contextlib
 import socket
 import time
 import uuid
+from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -14,6 +15,45 @@ from django.db import connection
 from healthagent.celery import app as celery_app
 
 CHECK_TIMEOUT_S = 2.0
+
+# A worker running a job takes no ping until the job ends, so an unanswered ping does not tell a busy
+# worker from none. The job system (a higher layer) registers here what its queues are running
+# (modeling/apps.py): for a queue, its running jobs as {"job": id, "heartbeat_age_s": seconds or None, "stale": bool}.
+QueueActivity = Callable[[str], list[dict]]
+_queue_activity: list[QueueActivity] = []
+
+
+def queue_activity_register(provider: QueueActivity) -> None:
+    if provider not in _queue_activity:
+        _queue_activity.append(provider)
+
+
+def _running_jobs(queue: str) -> list[dict]:
+    return [job for provider in _queue_activity for job in provider(queue)]
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "no heartbeat yet"
+    if seconds < 90:
+        return f"heartbeat {seconds:.0f} s ago"
+    return f"heartbeat {seconds / 60:.0f} min ago"
+
+
+def _unanswered(queue: str, timeout_s: float, error: Exception) -> dict:
+    """Why a queue's ping went unanswered: its worker is busy with a job that is alive (a fresh heartbeat),
+    a job's worker has stopped reporting, or no worker serves the queue."""
+    running = _running_jobs(queue)
+    alive = [job for job in running if not job["stale"]]
+    if alive:
+        jobs = ", ".join(f"#{job['job']} ({_age(job['heartbeat_age_s'])})" for job in alive)
+        return {"ok": True, "busy": True, "detail": f"busy: running job{'s' if len(alive) > 1 else ''} {jobs}"}
+    if running:
+        jobs = ", ".join(f"#{job['job']} ({_age(job['heartbeat_age_s'])})" for job in running)
+        return {"ok": False, "error": f"no worker answered within {timeout_s:g} s, and job{'s' if len(running) > 1 else ''} {jobs} "
+                                      f"stopped reporting: its worker may have died"}
+    return {"ok": False, "error": f"no worker answered within {timeout_s:g} s and no job is running on this queue: "
+                                  f"no worker serves it ({type(error).__name__})"}
 
 
 def _timed(check) -> dict:
@@ -72,8 +112,10 @@ def service_status() -> dict:
 def worker_status(*, queues: tuple[str, ...] = ("cpu", "gpu"), timeout_s: float = 5.0) -> dict:
     """Send a ping task to each queue and wait for the answers: which workers serve which queue.
 
-    A queue with no worker answers ``ok: False`` after ``timeout_s``; its ping stays queued and
-    expires, so a worker started later does not run a pile of stale pings.
+    A queue whose worker is busy with a job that still reports (a fresh heartbeat) is ``ok`` and
+    ``busy``, with the job named; a queue with no worker answers ``ok: False`` after ``timeout_s``
+    with the reason. An unanswered ping stays queued and expires, so a worker started later does not
+    run a pile of stale pings.
     """
     from healthagent.tasks import worker_ping
 
@@ -87,8 +129,7 @@ def worker_status(*, queues: tuple[str, ...] = ("cpu", "gpu"), timeout_s: float 
         try:
             answers[queue] = {"ok": True, **result.get(timeout=max(0.1, deadline - time.monotonic()))}
         except Exception as error:
-            answers[queue] = {"ok": False, "error": f"no worker answered within {timeout_s:.0f} s: none runs, or each is busy with a job "
-                                                    f"({type(error).__name__})"}
+            answers[queue] = _unanswered(queue, timeout_s, error)
         with contextlib.suppress(OSError):  # the filesystem result backend (embedded mode) has no file for a ping no worker took
             result.forget()
     return answers

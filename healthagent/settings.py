@@ -303,12 +303,22 @@ if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("DEBUG must be off in the production profile.")
 
+def client_error_without_traceback(record) -> bool:
+    """A logging filter: a 4xx response (a 403 for a page outside the user's role, a 404) is expected,
+    so it is logged as its one line; Django attaches the exception's traceback. 5xx keep theirs."""
+    if 400 <= getattr(record, "status_code", 0) < 500:
+        record.exc_info, record.exc_text = None, None
+    return True
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"client_error_without_traceback": {"()": "django.utils.log.CallbackFilter", "callback": client_error_without_traceback}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # axes logs every log-in at INFO; failures and lockouts are WARNING and above.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
+                "django.request": {"filters": ["client_error_without_traceback"]}},
 }

@@ -1,4 +1,5 @@
-"""The twin page's request: one participant, the interventions to compare, the horizon."""
+"""Forms of the job pages: a job's place in its queue, and the twin page's request (one participant, the
+interventions to compare, the horizon)."""
 
 from django import forms
 
@@ -6,6 +7,13 @@ from healthagent.models import Participant
 from healthagent.roles import Role, user_has_role
 from modeling.kinds.twin import INTERVENTION_CHOICES
 from modeling.twin import RESEARCHER_LIMITS_TEXT, RESEARCHER_MAX_SAMPLES
+
+
+class JobPriorityForm(forms.Form):
+    """Beside every kind's own form: how urgent the job is among the jobs of its queue."""
+
+    priority = forms.IntegerField(min_value=0, max_value=9, initial=0, required=False,
+                                  help_text="0 to 9. Jobs of a queue run in the order they were queued; a higher priority runs first.")
 
 
 class TwinRequestForm(forms.Form):

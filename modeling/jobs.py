@@ -10,14 +10,18 @@ finished), so those writes must be idempotent per job: a run registers its model
 :func:`job_checkpoint_record` and queues the job that uses its result with :func:`job_queue_follow_up`.
 """
 
+import os
 import socket
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django import forms
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from healthagent.audit import Action, audit_record
@@ -25,6 +29,9 @@ from healthagent.events import group_notify, group_notify_on_commit
 from modeling.models import Checkpoint, Job
 
 JOBS_GROUP = "jobs"
+# A running job whose heartbeat is older than this has lost its worker: a delivery of it takes it over
+# (modeling.tasks), and the system page says its worker may have died.
+HEARTBEAT_STALE_AFTER = timedelta(seconds=float(os.environ.get("JOB_HEARTBEAT_STALE_S", "60")))
 LOG_TAIL_CHARS = 20_000
 CURVE_POINTS = 2000
 
@@ -45,6 +52,8 @@ class JobKind:
     run: Callable[["JobContext"], dict]
     queue: Callable[[dict], str] = lambda config: "cpu"
     description: str = ""
+    # The config a retry of a job that succeeded with failures runs with: only the failed parts again.
+    retry_config: Callable[[dict], dict] = lambda config: config
 
 
 REGISTRY: dict[str, JobKind] = {}
@@ -69,8 +78,9 @@ def job_group(job_id: int) -> str:
 
 
 def job_payload(job: Job) -> dict:
-    return {"id": job.pk, "kind": job.kind, "state": job.state, "progress": job.progress, "message": job.message,
-            "metrics": job.metrics, "error": job.error, "device": job.device, "worker_host": job.worker_host, "attempts": job.attempts}
+    return {"id": job.pk, "kind": job.kind, "state": job.state, "state_label": job.get_state_display(), "progress": job.progress,
+            "message": job.message, "metrics": job.metrics, "error": job.error, "failures": job.failures, "device": job.device,
+            "worker_host": job.worker_host, "attempts": job.attempts, "cancel_requested": job.cancel_requested, "retryable": job.retryable}
 
 
 # What researchers see of a job they queued (the twin page): its progress, not the workers' details.
@@ -101,15 +111,19 @@ def check_config(kind: JobKind, data: dict) -> dict:
             for key, value in form.cleaned_data.items()}
 
 
-def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None, parent: Job | None = None, via: str = "") -> Job:
-    """Validate the config, store the job (and its audit entry) and send it to its queue once the row is committed."""
+def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None, parent: Job | None = None, via: str = "",
+              priority: int = 0) -> Job:
+    """Validate the config, store the job (and its audit entry) and send it to its queue once the row is committed.
+
+    Jobs of a queue run in the order they were queued, a higher ``priority`` first (see modeling.tasks)."""
     kind = job_kind(kind_name)
     cleaned = check_config(kind, config)
     with transaction.atomic():
-        job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of, parent=parent)
+        job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of, parent=parent,
+                                 priority=priority)
         audit_record(actor=user, via=via, action=Action.JOB_RETRIED if retry_of else Action.JOB_QUEUED, target=job,
                      details={"kind": job.kind, "queue": job.queue, "config": cleaned, **({"retry_of": retry_of.pk} if retry_of else {}),
-                              **({"parent": parent.pk} if parent else {})})
+                              **({"parent": parent.pk} if parent else {}), **({"priority": priority} if priority else {})})
         transaction.on_commit(lambda: _send(job.pk, job.queue))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job
@@ -160,9 +174,77 @@ def job_cancel(*, job: Job, user=None, via: str = "") -> Job:
 
 
 def job_retry(*, job: Job, user=None) -> Job:
-    if job.state not in (Job.State.FAILED, Job.State.CANCELLED):
-        raise JobError("only a failed or cancelled job can be retried")
-    return job_queue(kind_name=job.kind, config=job.config, user=user, retry_of=job)
+    """Queue the job again; a job that succeeded with failures is queued with its kind's ``retry_config``
+    (the recommendations redo only the answers that failed)."""
+    if not job.retryable:
+        raise JobError("only a failed or cancelled job, or one that succeeded with failures, can be retried")
+    config = job_kind(job.kind).retry_config(job.config) if job.state == Job.State.SUCCEEDED_WITH_FAILURES else job.config
+    return job_queue(kind_name=job.kind, config=config, user=user, retry_of=job, priority=job.priority)
+
+
+def jobs_requeue_interrupted(*, queues: tuple[str, ...]) -> list[Job]:
+    """Queue again the jobs left running on ``queues``, for a caller that knows no worker of them runs (``manage.py
+    serve`` at its start: it starts the only workers of the embedded mode, whose broker loses the message of a
+    job whose worker was stopped mid-run). Each keeps its place (its number) and resumes from its checkpoints."""
+    with transaction.atomic():
+        interrupted = list(Job.objects.select_for_update().filter(queue__in=queues, state=Job.State.RUNNING).order_by("pk"))
+        for job in interrupted:
+            job.state, job.run_by_task_id, job.message = Job.State.QUEUED, "", "queued again: its worker was stopped while it ran"
+            job.save(update_fields=["state", "run_by_task_id", "message"])
+            transaction.on_commit(lambda job=job: _send(job.pk, job.queue))
+    return interrupted
+
+
+def jobs_ahead(job: Job):
+    """The queued jobs of ``job``'s queue that run before it: a higher priority, or the same one and queued earlier."""
+    return (Job.objects.filter(queue=job.queue, state=Job.State.QUEUED, cancel_requested=False)
+            .filter(Q(priority__gt=job.priority) | Q(priority=job.priority, pk__lt=job.pk)))
+
+
+def job_next_queued(*, queue: str):
+    """The queued jobs of a queue in the order they run: a higher priority first, then first in, first out."""
+    return Job.objects.filter(queue=queue, state=Job.State.QUEUED, cancel_requested=False).order_by("-priority", "pk")
+
+
+def typical_duration(kind_name: str, *, recent: int = 10) -> timedelta | None:
+    """The median run time of the kind's last ``recent`` finished runs, or None before it has run."""
+    runs = (Job.objects.filter(kind=kind_name, state__in=(Job.State.SUCCEEDED, Job.State.SUCCEEDED_WITH_FAILURES),
+                               started_at__isnull=False, finished_at__isnull=False).order_by("-finished_at")
+            .values_list("started_at", "finished_at")[:recent])
+    durations = [(finished - started).total_seconds() for started, finished in runs]
+    return timedelta(seconds=statistics.median(durations)) if durations else None
+
+
+def _remaining(job: Job, now, typical: timedelta | None) -> timedelta | None:
+    """How long a running job still needs: from its progress so far, else from its kind's typical run."""
+    elapsed = (now - job.started_at) if job.started_at else timedelta(0)
+    if job.progress >= 0.05 and elapsed > timedelta(0):
+        return elapsed * ((1 - job.progress) / job.progress)
+    return max(typical - elapsed, timedelta(0)) if typical is not None else None
+
+
+@dataclass(frozen=True)
+class QueuePlace:
+    position: int  # 1: the next to start
+    running: int  # jobs running on the queue now
+    starts_in: timedelta | None  # None when a job ahead has never run before
+
+
+def job_queue_place(job: Job, *, durations: dict[str, timedelta | None] | None = None) -> QueuePlace | None:
+    """Where a queued job stands in its queue and roughly when it starts (one worker per queue assumed,
+    as in ``manage.py serve``); None when the job is not queued. ``durations`` caches each kind's typical
+    run time across calls (a page placing many jobs)."""
+    if job.state != Job.State.QUEUED or job.cancel_requested:
+        return None
+    durations = {} if durations is None else durations
+    now = timezone.now()
+    ahead = list(jobs_ahead(job).only("kind"))
+    running = list(Job.objects.filter(queue=job.queue, state=Job.State.RUNNING))
+    for kind_name in {other.kind for other in [*ahead, *running]} - durations.keys():
+        durations[kind_name] = typical_duration(kind_name)
+    waits = [_remaining(other, now, durations[other.kind]) for other in running] + [durations[other.kind] for other in ahead]
+    starts_in = None if any(wait is None for wait in waits) else sum(waits, timedelta(0))
+    return QueuePlace(position=len(ahead) + 1, running=len(running), starts_in=starts_in)
 
 
 class JobContext:
@@ -191,6 +273,14 @@ class JobContext:
         if Job.objects.filter(pk=job.pk, cancel_requested=True).exists():
             raise JobCancelled()
 
+    def failure(self, *, item: str, reason: str) -> None:
+        """Record a part of the run that failed (one answer of many...): the run goes on, and the job ends
+        as succeeded with failures, each listed with its reason on the job's page. An item recorded again
+        (the job delivered again) replaces its earlier entry."""
+        item = item[:300]
+        self.job.failures = [*(entry for entry in self.job.failures if entry["item"] != item), {"item": item, "reason": reason[:1000]}]
+        Job.objects.filter(pk=self.job.pk).update(failures=self.job.failures)
+
     def log(self, line: str) -> None:
         stamp = timezone.now().strftime("%H:%M:%S")
         self.job.log_tail = (self.job.log_tail + f"{stamp} {line}\n")[-LOG_TAIL_CHARS:]
@@ -203,6 +293,15 @@ def _thin(curve: list[dict]) -> list[dict]:
         return curve
     half = len(curve) // 2
     return curve[:half:2] + curve[half:]
+
+
+def queue_activity(queue: str) -> list[dict]:
+    """The jobs running on a queue, for the system page (registered in healthagent.health by modeling/apps.py):
+    a job whose heartbeat is older than the stale limit has most likely lost its worker."""
+    now = timezone.now()
+    running = Job.objects.filter(queue=queue, state=Job.State.RUNNING).order_by("pk").values_list("pk", "heartbeat_at")
+    return [{"job": pk, "heartbeat_age_s": (now - heartbeat).total_seconds() if heartbeat else None,
+             "stale": heartbeat is None or now - heartbeat >= HEARTBEAT_STALE_AFTER} for pk, heartbeat in running]
 
 
 def worker_identity() -> str:

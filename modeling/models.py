@@ -9,15 +9,20 @@ class Job(models.Model):
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
+        # The run ended, but some of its parts did not (an answer that failed the checks...): listed in ``failures``.
+        SUCCEEDED_WITH_FAILURES = "succeeded_with_failures", "Succeeded with failures"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
-    FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+    FINISHED = (State.SUCCEEDED, State.SUCCEEDED_WITH_FAILURES, State.FAILED, State.CANCELLED)
+    # A retry of a job with failures redoes only what failed (finished parts are kept by the kinds).
+    RETRYABLE = (State.SUCCEEDED_WITH_FAILURES, State.FAILED, State.CANCELLED)
 
     kind = models.CharField(max_length=40)
     config = models.JSONField(default=dict)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    state = models.CharField(max_length=30, choices=State.choices, default=State.QUEUED)
     queue = models.CharField(max_length=10, default="cpu")
+    priority = models.PositiveSmallIntegerField(default=0, help_text="Higher runs first; jobs of equal priority run in the order they were queued.")
     progress = models.FloatField(default=0.0, help_text="0 to 1.")
     message = models.CharField(max_length=300, blank=True)
     metrics = models.JSONField(default=dict, blank=True, help_text="The latest metrics.")
@@ -25,9 +30,11 @@ class Job(models.Model):
     log_tail = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    failures = models.JSONField(default=list, blank=True, help_text='Parts of the run that failed: [{"item": ..., "reason": ...}].')
     cancel_requested = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0, help_text="Deliveries to a worker (more than one after a worker died).")
     celery_task_id = models.CharField(max_length=64, blank=True)
+    run_by_task_id = models.CharField(max_length=64, blank=True, help_text="The delivery (Celery task id) that runs the job: the first free one of its queue.")
     worker_host = models.CharField(max_length=200, blank=True)
     device = models.CharField(max_length=40, blank=True)
     queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -41,7 +48,7 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["state", "kind"])]
+        indexes = [models.Index(fields=["state", "kind"]), models.Index(fields=["queue", "state", "priority"])]
         # A re-delivered job runs its final step again: it must find its follow-up, not queue a second one.
         constraints = [models.UniqueConstraint(fields=["parent", "kind"], condition=models.Q(parent__isnull=False),
                                                name="one_follow_up_per_parent_and_kind")]
@@ -52,6 +59,10 @@ class Job(models.Model):
     @property
     def finished(self) -> bool:
         return self.state in self.FINISHED
+
+    @property
+    def retryable(self) -> bool:
+        return self.state in self.RETRYABLE
 
 
 class Checkpoint(models.Model):

@@ -8,8 +8,10 @@ from django.views.decorators.http import require_POST
 
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
-from modeling.jobs import REGISTRY, JobError, job_cancel, job_kind, job_payload, job_pending, job_progress_payload, job_queue, job_retry
+from modeling.jobs import (REGISTRY, JobError, job_cancel, job_kind, job_payload, job_pending, job_progress_payload, job_queue, job_queue_place,
+                           job_retry)
 from modeling.models import Checkpoint, Job
+from modeling.templatetags.job_format import queue_place_words
 
 
 @role_required(Role.ADMIN)
@@ -21,26 +23,32 @@ def job_list(request):
     if kind:
         jobs = jobs.filter(kind=kind)
     job_kind("generate_recommendations")  # loads the registry
-    return render(request, "modeling/job_list.html", {"jobs": jobs[:200], "kinds": sorted(REGISTRY.values(), key=lambda k: k.title),
+    jobs, durations = list(jobs[:200]), {}
+    for job in jobs:
+        job.queue_place = queue_place_words(job_queue_place(job, durations=durations), job.queue)  # "" unless queued
+    return render(request, "modeling/job_list.html", {"jobs": jobs, "kinds": sorted(REGISTRY.values(), key=lambda k: k.title),
                                                       "states": Job.State.choices, "state": state, "kind": kind})
 
 
 @role_required(Role.ADMIN)
 def job_new(request, kind: str):
+    from modeling.forms import JobPriorityForm
+
     try:
         spec = job_kind(kind)
     except JobError as error:
         raise Http404(str(error)) from error
     form = spec.form(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    priority_form = JobPriorityForm(request.POST or None, prefix="job")
+    if request.method == "POST" and form.is_valid() and priority_form.is_valid():
         try:
-            job = job_queue(kind_name=spec.name, config=request.POST, user=request.user)
+            job = job_queue(kind_name=spec.name, config=request.POST, user=request.user, priority=priority_form.cleaned_data["priority"] or 0)
         except JobError as error:
             form.add_error(None, str(error))
         else:
             messages.success(request, f"Queued {spec.title.lower()} as job #{job.pk}.")
             return redirect("modeling:job_detail", job_id=job.pk)
-    return render(request, "modeling/job_form.html", {"form": form, "spec": spec})
+    return render(request, "modeling/job_form.html", {"form": form, "priority_form": priority_form, "spec": spec})
 
 
 @role_required(Role.ADMIN)
@@ -51,8 +59,8 @@ def job_detail(request, job_id: int):
     searches = result.pop("searches", [])  # a head search's leaderboards, drawn as charts
     return render(request, "modeling/job_detail.html", {"job": job, "payload": {**job_payload(job), "curve": job.curve},
                                                         "checkpoints": job.checkpoints.all(), "follow_ups": job.follow_ups.order_by("pk"),
-                                                        "result": result, "tables": tables,
-                                                        "searches": searches})
+                                                        "result": result, "tables": tables, "searches": searches,
+                                                        "queue_place": queue_place_words(job_queue_place(job), job.queue)})
 
 
 @role_required(Role.ADMIN)
@@ -60,7 +68,8 @@ def job_status(request, job_id: int):
     """The job as JSON: what the page polls when its websocket is down (and in the embedded mode,
     where a worker's events cannot reach the web process)."""
     job = get_object_or_404(Job, pk=job_id)
-    return JsonResponse({**job_payload(job), "curve": job.curve, "log_tail": job.log_tail[-4000:]})
+    return JsonResponse({**job_payload(job), "curve": job.curve, "log_tail": job.log_tail[-4000:],
+                         "queue_place": queue_place_words(job_queue_place(job), job.queue)})
 
 
 @require_POST

@@ -141,4 +141,4 @@ def test_a_real_worker_on_redis_runs_a_task_against_the_test_database(redis_url)
 @pytest.mark.django_db
 def test_a_queue_without_worker_is_reported(redis_url):
     answers = worker_status(queues=("gpu",), timeout_s=1)
-    assert answers["gpu"] == {"ok": False, "error": "no worker answered within 1 s: none runs, or each is busy with a job (TimeoutError)"}
+    assert answers["gpu"] == {"ok": False, "error": "no worker answered within 1 s and no job is running on this queue: no worker serves it (TimeoutError)"}

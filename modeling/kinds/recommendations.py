@@ -4,7 +4,7 @@ from django import forms
 
 from healthagent.agent.backends.registry import queue_for
 from healthagent.agent.generate import cohort_generate
-from healthagent.models import AgentVariant, Cohort
+from healthagent.models import AgentVariant, Cohort, Recommendation
 from modeling.jobs import JobContext, JobKind, register
 
 
@@ -23,7 +23,19 @@ def run_recommendations(context: JobContext) -> dict:
 
     counts = cohort_generate(cohort=cohort, variants=variants, regenerate=context.config.get("regenerate", False), progress=report)
     context.log(f"counts: {counts}")
+    # Every answer of this cohort and these variants that is not a success was written by this run (earlier
+    # failures are always generated again), so these are this run's failures, each with its reason.
+    unanswered = (Recommendation.objects.filter(participant__cohort=cohort, variant__in=variants, question="")
+                  .exclude(status=Recommendation.Status.SUCCEEDED).select_related("participant", "variant").order_by("variant__name", "participant__pk"))
+    for recommendation in unanswered:
+        context.failure(item=f"participant {recommendation.participant.pseudonym} / {recommendation.variant.name}",
+                        reason=f"{recommendation.get_status_display()}: {recommendation.error or 'no reason recorded'}")
     return counts
+
+
+def retry_only_failed(config: dict) -> dict:
+    """A retry keeps the answers that succeeded, whatever the first run asked: it generates only the failed ones."""
+    return {**config, "regenerate": False}
 
 
 def recommendations_queue(config: dict) -> str:
@@ -32,4 +44,5 @@ def recommendations_queue(config: dict) -> str:
 
 
 register(JobKind("generate_recommendations", "Generate recommendations", RecommendationsForm, run_recommendations, recommendations_queue,
-                 "The agent's answers for every participant of a cohort, per variant. Finished answers are kept."))
+                 "The agent's answers for every participant of a cohort, per variant. Finished answers are kept.",
+                 retry_config=retry_only_failed))

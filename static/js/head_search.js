@@ -26,7 +26,7 @@
                     line: { dash: "dash", color: "#888" } });
     }
     Plotly.newPlot(target, traces, { height: 300, margin: { l: 50, r: 20, t: 10, b: 40 }, template: "plotly_white",
-      xaxis: { title: "training", dtick: 1 }, yaxis: { title: search.validation_metric + " (validation)" }, legend: { orientation: "h" } },
+      xaxis: { title: { text: "training" }, dtick: 1 }, yaxis: { title: { text: search.validation_metric + " (validation)" } }, legend: { orientation: "h" } },
       { responsive: true, displaylogo: false });
   }
 

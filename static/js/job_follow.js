@@ -10,7 +10,7 @@
 (function () {
   "use strict";
 
-  const FINISHED = ["succeeded", "failed", "cancelled"];
+  const FINISHED = ["succeeded", "succeeded_with_failures", "failed", "cancelled"];
   const QUIET_MS = 3000;  // no event for this long: poll
   const POLL_EVERY_MS = 2000;
 

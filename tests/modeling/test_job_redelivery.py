@@ -60,5 +60,29 @@ def test_a_job_s_page_links_its_parent_and_its_follow_ups(client, admin_user):
     follow_up = job_queue_follow_up(parent=parent, kind_name="demo_training", config=DEMO)
     client.force_login(admin_user)
     assert f'Queued by <a href="/modeling/jobs/{parent.pk}/">job #{parent.pk}</a>' in client.get(f"/modeling/jobs/{follow_up.pk}/").content.decode()
-    assert f'Follow-up jobs: <a href="/modeling/jobs/{follow_up.pk}/">#{follow_up.pk} demo_training</a> (queued)' in client.get(
+    assert f'Follow-up jobs: <a href="/modeling/jobs/{follow_up.pk}/">#{follow_up.pk} Demo training run</a> (queued)' in client.get(
         f"/modeling/jobs/{parent.pk}/").content.decode()
+
+
+def test_jobs_left_running_by_a_stopped_serve_are_queued_again_in_their_place(django_capture_on_commit_callbacks, monkeypatch):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from modeling import jobs
+
+    sent = []
+    monkeypatch.setattr(jobs, "_send", lambda job_id, queue: sent.append((job_id, queue)))
+    interrupted = Job.objects.create(kind="demo_training", queue="cpu", state="running", run_by_task_id="lost", attempts=1)
+    finished = Job.objects.create(kind="demo_training", queue="cpu", state="succeeded")
+    elsewhere = Job.objects.create(kind="demo_training", queue="other", state="running")
+    later = Job.objects.create(kind="demo_training", queue="cpu", state="queued")
+    output = StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("jobs", requeue_interrupted=["cpu", "gpu"], stdout=output)
+    interrupted.refresh_from_db()
+    assert (interrupted.state, interrupted.run_by_task_id, interrupted.attempts) == ("queued", "", 1)
+    assert interrupted.message == "queued again: its worker was stopped while it ran" and sent == [(interrupted.pk, "cpu")]
+    assert f"Job #{interrupted.pk} (demo_training) was left running by a stopped worker" in output.getvalue()
+    assert [job.state for job in Job.objects.filter(pk__in=[finished.pk, elsewhere.pk]).order_by("pk")] == ["succeeded", "running"]
+    assert list(jobs.job_next_queued(queue="cpu")) == [interrupted, later]  # it keeps its place, ahead of later jobs

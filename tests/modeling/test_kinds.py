@@ -161,3 +161,45 @@ def test_a_demo_training_delivered_again_registers_its_model_once(deliver_again)
 def test_a_finished_job_is_never_run_again():
     job = Job.objects.create(kind="demo_training", config={}, state="succeeded")
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "skipped"
+
+
+def test_a_recommendations_job_with_failed_answers_lists_them_and_its_retry_generates_only_those(tiny_cohort, monkeypatch, client, admin_user):
+    from healthagent.agent import generate
+    from healthagent.agent.backends.base import BackendAnswer
+    from healthagent.models import AgentVariant, Recommendation
+    from modeling.jobs import job_retry
+
+    participants = list(tiny_cohort.participants.order_by("pk"))
+    broken = {participants[1].pk}
+    answered = []
+
+    class HalfBrokenBackend:  # degenerate output for the participants in ``broken``
+        def generate(self, context, *, timeout_s):
+            pseudonym = context["participant"]["pseudonym"]
+            answered.append(pseudonym)
+            if any(participant.pseudonym == pseudonym and participant.pk in broken for participant in participants):
+                return BackendAnswer(text=" ".join(["sleep"] * 60), metadata={})
+            return BackendAnswer(text="Walk for thirty minutes on most days and keep a regular bedtime this week.", metadata={})
+
+    monkeypatch.setattr(generate, "make_backend", lambda backend, config: HalfBrokenBackend())
+    variant = AgentVariant.objects.create(name="scripted model", backend="openai_http", config={})
+    job = job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "regenerate": True})
+    assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded with failures"
+    job.refresh_from_db()
+    assert job.state == "succeeded_with_failures" and job.finished and job.get_state_display() == "Succeeded with failures"
+    assert job.failures == [{"item": f"participant {participants[1].pseudonym} / scripted model",
+                             "reason": "Failed: the answer repeats itself (degenerate output)"}]
+    client.force_login(admin_user)
+    page = client.get(f"/modeling/jobs/{job.pk}/").content.decode()
+    assert "Succeeded with failures" in page and f"participant {participants[1].pseudonym} / scripted model" in page
+    assert "the answer repeats itself (degenerate output)" in page and 'action="/modeling/jobs/%d/retry/"' % job.pk in page
+    assert "Succeeded with failures" in client.get("/modeling/jobs/?state=succeeded_with_failures").content.decode()
+
+    broken.clear()
+    answered.clear()
+    retry = job_retry(job=job)
+    assert retry.config["regenerate"] is False  # the answers that succeeded are kept
+    assert run_job.apply(kwargs={"job_id": retry.pk}).get() == "succeeded"
+    retry.refresh_from_db()
+    assert answered == [participants[1].pseudonym] and retry.result == {"succeeded": 1, "failed": 0, "blocked": 0, "kept": 2}
+    assert retry.failures == [] and Recommendation.objects.filter(variant=variant, status="succeeded").count() == 3

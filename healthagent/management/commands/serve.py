@@ -1,9 +1,23 @@
+import contextlib
+import os
 import signal
 import subprocess
 import sys
+import time
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+# How long the server and the workers get to stop after Ctrl-C or SIGTERM before they are killed: a
+# worker in the middle of a job would otherwise wait for the job to end (the job resumes from its
+# checkpoint when it is delivered again).
+STOP_GRACE_S = 5
+QUEUES = ("cpu", "gpu")
+
+
+class StopRequested(Exception):
+    """Ctrl-C (SIGINT) or SIGTERM arrived."""
 
 
 class Command(BaseCommand):
@@ -20,35 +34,61 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, no_worker, **options):
         log_dir = settings.VAR_DIR / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
-        children = []
-        if not no_worker:
-            # One worker per queue, as in production: a long language-model generation on the gpu
-            # queue never holds up a training run or other work on the cpu queue.
-            for queue in ("cpu", "gpu"):
-                log = open(log_dir / f"worker-{queue}.log", "ab")
-                command = [sys.executable, "-m", "celery", "-A", "healthagent", "worker", "-Q", queue, "-c", "1",
-                           "--loglevel", "INFO", "-n", f"{queue}@%h"]
-                children.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
-                self.stdout.write(f"Worker for the {queue} queue started; its log is {log_dir / f'worker-{queue}.log'}")
-        server = subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                                   "healthagent.asgi:application"])
-        children.append(server)
-        self.stdout.write(self.style.SUCCESS(f"Serving on http://{host}:{port}/ (Ctrl-C stops)"))
+        children: list[subprocess.Popen] = []
 
-        def stop(*_):
-            for child in children:
-                if child.poll() is None:
-                    child.terminate()
+        def raise_stop(*_):
+            raise StopRequested()
 
-        signal.signal(signal.SIGTERM, stop)
+        # Installed first, so a signal that arrives while the children start still stops the ones started.
+        signal.signal(signal.SIGINT, raise_stop)
+        signal.signal(signal.SIGTERM, raise_stop)
         try:
+            if not no_worker:
+                if settings.EMBEDDED:
+                    # The workers about to start are the embedded mode's only ones: a job still marked running lost its
+                    # worker (and the broker its message) when serve last stopped. The job system's command is called
+                    # by name: it is a higher layer than this one.
+                    call_command("jobs", requeue_interrupted=list(QUEUES), stdout=self.stdout)
+                # One worker per queue, as in production: a long language-model generation on the gpu
+                # queue never holds up a training run or other work on the cpu queue.
+                for queue in QUEUES:
+                    log = open(log_dir / f"worker-{queue}.log", "ab")
+                    command = [sys.executable, "-m", "celery", "-A", "healthagent", "worker", "-Q", queue, "-c", "1",
+                               "--loglevel", "INFO", "-n", f"{queue}@%h"]
+                    children.append(_start(command, stdout=log, stderr=subprocess.STDOUT))
+                    self.stdout.write(f"Worker for the {queue} queue started; its log is {log_dir / f'worker-{queue}.log'}")
+            server = _start([sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "healthagent.asgi:application"])
+            children.append(server)
+            self.stdout.write(self.style.SUCCESS(f"Serving on http://{host}:{port}/ (Ctrl-C stops)"))
+            self.stdout.flush()
             server.wait()
-        except KeyboardInterrupt:
-            pass
+        except StopRequested:
+            self.stdout.write("Stopping the server and the workers...")
         finally:
-            stop()
-            for child in children:
-                try:
-                    child.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not leave the children half-stopped
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _stop(children)
+
+
+def _start(command: list[str], **options) -> subprocess.Popen:
+    """Start a child as the leader of its own process group: stopping the group reaches its own children too
+    (a Celery worker's pool process running a job), and only this command decides when they stop."""
+    return subprocess.Popen(command, start_new_session=True, **options)
+
+
+def _signal_group(child: subprocess.Popen, signal_number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group has already ended
+        os.killpg(child.pid, signal_number)
+
+
+def _stop(children: list[subprocess.Popen]) -> None:
+    """SIGTERM to each child's process group; whatever still runs after STOP_GRACE_S is killed."""
+    for child in children:
+        _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for child in children:
+        _signal_group(child, signal.SIGKILL)  # also the group's other members, if its leader ended before them
+        child.wait()
