@@ -43,17 +43,19 @@ class Controls(HTMLParser):
             self.legends.append(data.strip())
 
 
-@pytest.mark.parametrize("url_name", ["evaluation:study_new", "modeling:twin"])
-def test_every_control_has_a_bound_label(client, researcher, tiny_cohort, url_name):
-    client.force_login(researcher)
+@pytest.mark.parametrize("url_name, kwargs", [("evaluation:study_new", {}), ("modeling:twin", {}),
+                                              ("modeling:job_new", {"kind": "generate_recommendations"})])
+def test_every_control_has_a_bound_label(client, admin_user, tiny_cohort, url_name, kwargs):
+    client.force_login(admin_user)
     parser = Controls()
-    parser.feed(client.get(reverse(url_name)).content.decode())
+    parser.feed(client.get(reverse(url_name, kwargs=kwargs)).content.decode())
     assert parser.controls
     unlabelled = [control_id for control_id, ancestors in parser.controls if control_id not in parser.label_targets and "label" not in ancestors]
     assert unlabelled == [] and parser.empty_label_targets == 0
 
 
 def test_the_variants_group_has_a_legend(client, researcher, tiny_cohort):
+    """A group of checkboxes is named by a legend, not by a label bound to nothing."""
     client.force_login(researcher)
     parser = Controls()
     parser.feed(client.get(reverse("evaluation:study_new")).content.decode())
