@@ -190,9 +190,10 @@ def _posted_rating(request) -> dict:
     return {
         "scores": {name.removeprefix("score-"): value for name, value in request.POST.items() if name.startswith("score-")},
         "preference": request.POST.get("preference", ""),
-        "comment": request.POST.get("comment", ""),
+        # A browser posts a textarea's line breaks as CRLF, but counts each as one character against maxlength.
+        "comment": request.POST.get("comment", "").replace("\r\n", "\n"),
         "unsafe": request.POST.get("unsafe") == "on",
-        "unsafe_reason": request.POST.get("unsafe_reason", ""),
+        "unsafe_reason": request.POST.get("unsafe_reason", "").replace("\r\n", "\n"),
         "time_spent_s": request.POST.get("time_spent_s") or 0,
     }
 
@@ -208,11 +209,15 @@ def assignment_submit(request, assignment_id: int):
         # Keep what was entered as the draft the page is rebuilt from: a score typed just before an incomplete
         # submit would otherwise be lost with the autosave that had not run yet.
         draft = {key: posted[key] for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason")}
+        note = ""
         try:
             assignment_save_draft(assignment_id=assignment.pk, rater=request.user, draft=draft)
-        except EvaluationError:
-            pass  # a closed study keeps no drafts; the message below says why nothing was saved
-        messages.error(request, f"Not saved: {error}.")
+        except EvaluationError as draft_error:
+            # A closed study keeps no drafts, and the refusal already says so; anything else (a draft too big to
+            # keep) must be said: the page shows what was typed, but only until this tab is closed.
+            if str(draft_error) != str(error):
+                note = " What you entered is shown again below but could not be kept as a draft: shorten it before you leave this page."
+        messages.error(request, f"Not saved: {error}.{note}")
         return redirect("evaluation:assignment", assignment_id=assignment.pk)
     except (OperationalError, InterfaceError):
         # The connection died mid-transaction: the database rolled it back whole, and a retry is

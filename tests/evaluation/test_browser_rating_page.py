@@ -62,3 +62,61 @@ def test_resetting_the_zoom_on_the_participant_page_draws_the_whole_trajectory_a
     page.goto(reverse("cohort:participant_detail", args=[participant.pk]))
     whole, after = drag_zoom_then_reset(page, lambda box: page.mouse.dblclick(box["x"] + box["width"] * 0.45, box["y"] + 20))
     assert after == whole
+
+
+def in_view(page, selector):
+    box = page.locator(selector).bounding_box()
+    viewport = page.viewport_size
+    return box is not None and 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"] and 0 <= box["x"] and box["x"] + box["width"] <= viewport["width"]
+
+
+def test_the_comment_and_the_unsafe_reason_show_their_limits_while_typing(grounded_study, page, live_server):
+    open_first_item(page, grounded_study)
+    page.locator("#comment").click()
+    page.keyboard.insert_text("x" * 5100)
+    assert len(page.locator("#comment").input_value()) == 5000
+    assert page.locator("#comment-count").inner_text() == "5,000 of 5,000 characters"
+    page.locator("#unsafe_reason").click()
+    page.keyboard.insert_text("y" * 600)
+    assert len(page.locator("#unsafe_reason").input_value()) == 500
+    assert page.locator("#unsafe-reason-count").inner_text() == "500 of 500 characters"
+
+
+def submit_refused(page):
+    item = page.url
+    page.locator("[data-submit]").click()
+    page.wait_for_url(item)
+    wait_for_form(page)
+
+
+def assert_refusal_in_view_with_focus(page, words):
+    alert = page.get_by_role("alert")
+    assert words in alert.inner_text()
+    assert page.evaluate("() => document.activeElement.getAttribute('role')") == "alert"
+    assert in_view(page, "[role=alert]")
+
+
+def test_an_incomplete_submit_keeps_what_was_typed_and_says_why_where_the_clinician_looks(grounded_study, page, live_server):
+    open_first_item(page, grounded_study)
+    page.keyboard.press("4")
+    page.keyboard.press("5")  # the third dimension is left unscored
+    page.locator("#comment").fill("The sleep numbers cited match the chart.")
+    submit_refused(page)
+    assert_refusal_in_view_with_focus(page, "give a score for")
+    assert page.locator("#comment").input_value() == "The sleep numbers cited match the chart."
+    assert page.locator("input[name=score-relevance][value='4']").is_checked() and page.locator("input[name=score-context][value='5']").is_checked()
+
+
+def test_a_comment_too_long_even_for_a_draft_comes_back_after_the_refused_submit(grounded_study, page, live_server):
+    open_first_item(page, grounded_study)
+    for key in "453":
+        page.keyboard.press(key)
+    comment = "The answer repeats itself. " * 1000  # 27,000 characters: too long for the rating and for a draft
+    page.evaluate("() => document.querySelector('#comment').removeAttribute('maxlength')")  # a page from before the limit, say
+    page.locator("#comment").fill(comment)
+    submit_refused(page)
+    assert_refusal_in_view_with_focus(page, "longer than 5,000 characters")
+    assert "could not be kept as a draft" in page.get_by_role("alert").inner_text()
+    assert page.locator("#comment").input_value() == comment
+    assert "too many" in page.locator("#comment-count").inner_text()
+    assert page.locator("input[name=score-safety][value='3']").is_checked()
