@@ -4,6 +4,7 @@ layout, narrow screens, and the queue's list of the clinician's own ratings."""
 import pytest
 from django.urls import reverse
 
+from tests.evaluation.test_browser_rating import pairwise_study  # noqa: F401 (a fixture)
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.test_browser_login import log_in
 
@@ -120,3 +121,18 @@ def test_a_comment_too_long_even_for_a_draft_comes_back_after_the_refused_submit
     assert page.locator("#comment").input_value() == comment
     assert "too many" in page.locator("#comment-count").inner_text()
     assert page.locator("input[name=score-safety][value='3']").is_checked()
+
+
+def test_pairwise_help_lists_the_keys_that_work_and_the_answers_stay_in_view_while_choosing(pairwise_study, page, live_server):
+    open_first_item(page, pairwise_study, pairwise_study.clinicians.get())
+    page.keyboard.press("?")
+    help_keys = page.get_by_role("dialog", name="Keyboard shortcuts").locator("dt kbd").all_inner_texts()
+    assert {"1", "2", "3"} <= set(help_keys) and not {"0", "4", "5"} & set(help_keys)  # a pairwise choice is 1, 2 or 3
+    page.keyboard.press("Escape")
+    for key in ("1", "3", "2"):  # relevance, context, safety: the overall choice is next
+        page.keyboard.press(key)
+    assert page.locator("input[name=score-context][value=b]").is_checked()  # the keys did what the help says
+    page.screenshot(path="/tmp/explore/pairwise.png")
+    assert page.locator(".answer-card").count() == 2
+    assert in_view(page, ".answer-card >> nth=0") and in_view(page, ".answer-card >> nth=1")
+    assert in_view(page, "fieldset[data-dimension=preference]")
