@@ -65,10 +65,11 @@
     let saveTimer = null;
     let submitted = false;
 
-    function activate(index) {
+    // scroll: false on opening the page, which stays at its top (on a phone the form is far below the chart).
+    function activate(index, scroll) {
       active = Math.max(0, Math.min(dimensions.length - 1, index));
       dimensions.forEach(function (fieldset, i) { fieldset.classList.toggle("active", i === active); });
-      dimensions[active].focus({ preventScroll: false });
+      dimensions[active].focus({ preventScroll: scroll === false });
     }
 
     function firstUnanswered() {
@@ -150,7 +151,7 @@
     document.querySelectorAll("[data-help-toggle]").forEach(function (button) {
       button.addEventListener("click", function () { help.hidden = !help.hidden; });
     });
-    activate(firstUnanswered());
+    activate(firstUnanswered(), false);
     if (refusal) {
       // The refusal says what to fix: in view, and read out first, rather than above the visible area.
       refusal.scrollIntoView({ block: "center" });

@@ -136,3 +136,45 @@ def test_pairwise_help_lists_the_keys_that_work_and_the_answers_stay_in_view_whi
     assert page.locator(".answer-card").count() == 2
     assert in_view(page, ".answer-card >> nth=0") and in_view(page, ".answer-card >> nth=1")
     assert in_view(page, "fieldset[data-dimension=preference]")
+
+
+@pytest.fixture
+def phone(browser, live_server):
+    """A page at a 390 x 844 phone's viewport."""
+    context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=live_server.url)
+    context.set_default_timeout(15_000)
+    yield context.new_page()
+    context.close()
+
+
+def assert_fits_a_phone(phone):
+    assert phone.evaluate("() => document.scrollingElement.scrollWidth") <= 390, phone.url  # no sideways scrolling of the page
+    links = phone.get_by_role("navigation", name="Main").get_by_role("link")
+    assert links.count() > 0
+    for index in range(links.count()):
+        assert in_view(phone, f"nav.site-nav a >> nth={index}"), links.nth(index).inner_text()
+
+
+def test_on_a_phone_the_rating_page_opens_at_the_top_with_its_chart_and_the_navigation_fits(grounded_study, phone):
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    log_in(phone, clinician.username, DEFAULT_PASSWORD)
+    phone.wait_for_url("**/evaluation/queue/")
+    assert_fits_a_phone(phone)
+    phone.goto(f"/evaluation/queue/{grounded_study.pk}/next/")
+    wait_for_form(phone)
+    phone.wait_for_selector("[data-trajectory][data-ready='true'] .main-svg")
+    assert phone.evaluate("() => window.scrollY") == 0
+    assert 300 <= phone.locator(CHART).bounding_box()["width"] <= 390
+    assert_fits_a_phone(phone)
+
+
+def test_on_a_phone_every_admin_link_is_reachable_and_tables_scroll_in_their_box(grounded_study, phone):
+    admin = UserFactory(role="admin")
+    log_in(phone, admin.username, DEFAULT_PASSWORD)
+    phone.wait_for_load_state()
+    for url in (reverse("evaluation:study_list"), reverse("evaluation:study_detail", args=[grounded_study.pk]), reverse("audit_log"),
+                reverse("system_status")):
+        phone.goto(url)
+        assert_fits_a_phone(phone)
+        table = phone.locator("table.data").first
+        assert phone.evaluate("(table) => getComputedStyle(table).overflowX", table.element_handle()) == "auto"
