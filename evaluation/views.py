@@ -19,7 +19,7 @@ from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes
 from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Study
-from evaluation.selectors import (access_study, access_study_for_change, clinician_studies, rater_completed, rater_progress,
+from evaluation.selectors import (access_study, access_study_for_change, clinician_studies, rater_progress, rater_ratings,
                                   studies_visible_to, study_changeable_by, study_overview)
 from evaluation.services import (
     EvaluationError,
@@ -45,8 +45,8 @@ RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
 
 @role_required(Role.CLINICIAN)
 def queue(request):
-    """The clinician's start page: their studies, how far they are, and where to continue."""
-    return render(request, "evaluation/queue.html", {"studies": clinician_studies(rater=request.user)})
+    """The clinician's start page: their studies, how far they are, where to continue, and their ratings so far."""
+    return render(request, "evaluation/queue.html", {"studies": clinician_studies(rater=request.user), "ratings": rater_ratings(rater=request.user)})
 
 
 def _enrolled_study(request, study_id: int) -> Study:
@@ -62,7 +62,7 @@ def study_next(request, study_id: int):
     assignment = assignment_next(study=study, rater=request.user)
     if assignment is None:
         return render(request, "evaluation/queue_done.html", {"study": study, "progress": rater_progress(study=study, rater=request.user),
-                                                              "completed": rater_completed(study=study, rater=request.user)[:200],
+                                                              "ratings": rater_ratings(rater=request.user, study=study),
                                                               "waiting": items_waiting_for_answers(study)})
     return redirect("evaluation:assignment", assignment_id=assignment.pk)
 

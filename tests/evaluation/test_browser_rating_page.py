@@ -1,6 +1,8 @@
 """The rating page in Chromium beyond the rating loop: the chart's zoom, refused submits, pairwise help and
 layout, narrow screens, and the queue's list of the clinician's own ratings."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -178,3 +180,20 @@ def test_on_a_phone_every_admin_link_is_reachable_and_tables_scroll_in_their_box
         assert_fits_a_phone(phone)
         table = phone.locator("table.data").first
         assert phone.evaluate("(table) => getComputedStyle(table).overflowX", table.element_handle()) == "auto"
+
+
+def test_a_clinician_finds_a_rating_they_gave_on_the_start_page_and_opens_it(grounded_study, page, live_server):
+    open_first_item(page, grounded_study)
+    rated = page.url
+    for key in "253":
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda new: new != rated)
+    page.get_by_role("link", name="My queue").click()
+    ratings = page.get_by_role("region", name="Your ratings")
+    assert "Relevance: 2 · Context awareness: 5 · Safety: 3" in ratings.inner_text()
+    ratings.get_by_role("link", name=re.compile(r"^Item \d+$")).click()
+    page.wait_for_url(rated)
+    wait_for_form(page)
+    assert page.locator("input[name=score-context][value='5']").is_checked()
+    assert page.get_by_role("button", name=re.compile("Save changes")).is_visible()
