@@ -44,11 +44,15 @@ def test_no_action_when_every_remaining_item_has_its_raters(client, grounded_stu
             rate(grounded_study, clinician)
     page = queue_page(client, first)
     assert ACTION not in page and "Start" not in page
-    assert "Nothing more for you to rate in this study: its items have all the raters they need." in page
+    assert "Nothing more for you to rate in this study right now." in page
 
 
-def test_no_action_while_every_remaining_item_waits_for_answers(client, grounded_study):
+def test_no_action_while_every_remaining_item_waits_for_answers(client, grounded_study, tiny_cohort):
+    from modeling.jobs import job_queue
+
     Recommendation.objects.filter(participant__in=[item.participant for item in grounded_study.items.all()]).update(status="failed")
+    # A generation job on its way: the answers may still come.
+    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [grounded_study.items.first().variant_a_id]})
     page = queue_page(client, grounded_study.clinicians.order_by("pk").first())
     assert ACTION not in page and "the agent is still writing the answers of 3 items" in page
 
