@@ -86,6 +86,12 @@ def _score_words(dimension: Dimension, value) -> str:
     return {0: "no", 1: "yes"}.get(value, str(value)) if dimension.scale == Dimension.Scale.BINARY else str(value)
 
 
+def _choice_words(choice: str, swapped: bool) -> str:
+    """A pairwise choice stored in the item's terms, in the words of the sides the rater saw."""
+    seen = {"a": "b", "b": "a"}.get(choice, choice) if swapped else choice
+    return PAIRWISE_CHOICE_WORDS.get(seen, seen)
+
+
 def rater_ratings(*, rater, study: Study | None = None, limit: int = 200) -> list[dict]:
     """The clinician's own ratings, newest first, each as they gave it: the study, the item's number in it, the
     scores or choices (pairwise in the sides they saw), whether flagged unsafe, and when. Nothing of variants,
@@ -98,19 +104,15 @@ def rater_ratings(*, rater, study: Study | None = None, limit: int = 200) -> lis
     for assignment in assignments[:limit]:
         rating = assignment.rating
         pairwise = assignment.study.mode == Study.Mode.PAIRWISE
-
-        def seen(choice: str) -> str:  # item terms -> the sides this rater saw
-            return {"a": "b", "b": "a"}.get(choice, choice) if assignment.swapped else choice
-
         given = []
         for dimension in assignment.study.rubric.dimensions.all():
             value = rating.scores.get(dimension.key)
-            words = PAIRWISE_CHOICE_WORDS.get(seen(value), value) if pairwise else _score_words(dimension, value)
+            words = _choice_words(value, assignment.swapped) if pairwise else _score_words(dimension, value)
             given.append(f"{dimension.label}: {words}")
         if pairwise:
-            given.append(f"Overall: {PAIRWISE_CHOICE_WORDS.get(seen(rating.preference), rating.preference)}")
+            given.append(f"Overall: {_choice_words(rating.preference, assignment.swapped)}")
         entries.append({
-            "assignment_id": assignment.pk, "study": assignment.study.name, "study_open": assignment.study.status == Study.Status.OPEN,
+            "assignment_id": assignment.pk, "study": assignment.study.name,
             "item_number": assignment.item.position + 1, "given": given, "unsafe": rating.unsafe,
             "rated_at": assignment.completed_at, "revisions": rating.revision - 1,
         })

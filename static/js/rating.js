@@ -20,7 +20,21 @@
     return draft;
   }
 
-  // Put back what was entered (a draft, or what a refused submit posted).
+  const SUBMITTED_PREFIX = "rating-submitted:";
+
+  // What the last submit of this form posted, kept in this tab only until the next rating page opens (the stored
+  // text of every other item goes then too). Null when there is none or the browser keeps no session storage.
+  function takeSubmitted(key) {
+    try {
+      const posted = sessionStorage.getItem(key);
+      Object.keys(sessionStorage).forEach(function (name) { if (name.startsWith(SUBMITTED_PREFIX)) sessionStorage.removeItem(name); });
+      return posted ? JSON.parse(posted) : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  // Put back what a refused submit posted.
   function restore(form, entered) {
     form.querySelectorAll("input[type=radio]").forEach(function (input) {
       const wanted = input.name === "preference" ? entered.preference : (entered.scores || {})[input.name.replace(/^score-/, "")];
@@ -52,12 +66,10 @@
     const status = form.querySelector("[data-autosave-status]");
     const help = document.getElementById("keyboard-help");
     const refusal = form.querySelector("[data-submit-error]");
-    // What the last submit posted, kept in this tab: when it is refused the page comes back with it,
-    // even when the server could not keep it as a draft (e.g. too long).
-    const submittedKey = "rating-submitted:" + form.getAttribute("action");
-    const posted = sessionStorage.getItem(submittedKey);
-    sessionStorage.removeItem(submittedKey);
-    if (refusal && posted) restore(form, JSON.parse(posted));
+    // A refused submit comes back with what it posted, even when the server could not keep that as a draft (too long).
+    const submittedKey = SUBMITTED_PREFIX + form.getAttribute("action");
+    const posted = takeSubmitted(submittedKey);
+    if (refusal && posted) restore(form, posted);
     form.querySelectorAll("[data-counter-for]").forEach(function (counter) { setupCounter(form, counter); });
     let active = 0;
     let visibleSince = document.hidden ? null : Date.now();
