@@ -63,7 +63,12 @@ def test_resetting_the_zoom_on_the_participant_page_draws_the_whole_trajectory_a
     log_in(page, researcher.username, DEFAULT_PASSWORD)
     page.wait_for_load_state()
     page.goto(reverse("cohort:participant_detail", args=[participant.pk]))
-    whole, after = drag_zoom_then_reset(page, lambda box: page.mouse.dblclick(box["x"] + box["width"] * 0.45, box["y"] + 20))
+
+    def reset_button(box):
+        page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + 20)  # the modebar shows on hover
+        page.locator(f"{CHART} .modebar-btn[data-title='Reset axes']").click()
+
+    whole, after = drag_zoom_then_reset(page, reset_button)
     assert after == whole
 
 
