@@ -7,8 +7,8 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from evaluation.assignment import items_without_answers
-from evaluation.models import Assignment, Study, StudyItem
+from evaluation.assignment import available_items, items_waiting_for_answers, items_without_answers
+from evaluation.models import Assignment, Dimension, Study, StudyItem
 from healthagent.roles import Role, user_has_role
 
 
@@ -66,14 +66,57 @@ def rater_progress(*, study: Study, rater) -> dict:
 
 
 def clinician_studies(*, rater) -> list[dict]:
-    """Open and closed studies the clinician is enrolled in, with their progress."""
+    """Open and closed studies the clinician is enrolled in, with their progress, whether asking for the next item
+    would give them one now (``ratable``), and if not, how many items still wait for the agent's answers."""
     studies = Study.objects.filter(clinicians=rater).exclude(status=Study.Status.DRAFT).order_by("-opened_at")
-    return [{"study": study, "progress": rater_progress(study=study, rater=rater)} for study in studies]
+    entries = []
+    for study in studies:
+        progress = rater_progress(study=study, rater=rater)
+        is_open = study.status == Study.Status.OPEN
+        ratable = is_open and bool(progress["in_progress"] or available_items(study, rater))
+        waiting = items_waiting_for_answers(study) if is_open and not ratable else 0
+        entries.append({"study": study, "progress": progress, "ratable": ratable, "waiting": waiting})
+    return entries
 
 
-def rater_completed(*, study: Study, rater):
-    return (Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.DONE)
-            .select_related("rating").order_by("-completed_at"))
+PAIRWISE_CHOICE_WORDS = {"a": "A better", "b": "B better", "tie": "tie"}
+
+
+def _score_words(dimension: Dimension, value) -> str:
+    return {0: "no", 1: "yes"}.get(value, str(value)) if dimension.scale == Dimension.Scale.BINARY else str(value)
+
+
+def _choice_words(choice: str, swapped: bool) -> str:
+    """A pairwise choice stored in the item's terms, in the words of the sides the rater saw."""
+    seen = {"a": "b", "b": "a"}.get(choice, choice) if swapped else choice
+    return PAIRWISE_CHOICE_WORDS.get(seen, seen)
+
+
+def rater_ratings(*, rater, study: Study | None = None, limit: int = 200) -> list[dict]:
+    """The clinician's own ratings, newest first, each as they gave it: the study, the item's number in it, the
+    scores or choices (pairwise in the sides they saw), whether flagged unsafe, and when. Nothing of variants,
+    participants or other raters."""
+    assignments = (Assignment.objects.filter(rater=rater, state=Assignment.State.DONE).exclude(study__status=Study.Status.DRAFT)
+                   .select_related("rating", "study", "item").prefetch_related("study__rubric__dimensions").order_by("-completed_at"))
+    if study is not None:
+        assignments = assignments.filter(study=study)
+    entries = []
+    for assignment in assignments[:limit]:
+        rating = assignment.rating
+        pairwise = assignment.study.mode == Study.Mode.PAIRWISE
+        given = []
+        for dimension in assignment.study.rubric.dimensions.all():
+            value = rating.scores.get(dimension.key)
+            words = _choice_words(value, assignment.swapped) if pairwise else _score_words(dimension, value)
+            given.append(f"{dimension.label}: {words}")
+        if pairwise:
+            given.append(f"Overall: {_choice_words(rating.preference, assignment.swapped)}")
+        entries.append({
+            "assignment_id": assignment.pk, "study": assignment.study.name,
+            "item_number": assignment.item.position + 1, "given": given, "unsafe": rating.unsafe,
+            "rated_at": assignment.completed_at, "revisions": rating.revision - 1,
+        })
+    return entries
 
 
 def study_overview(*, study: Study) -> dict:

@@ -20,7 +20,7 @@ from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
 from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Study
-from evaluation.selectors import (access_study, access_study_for_change, clinician_studies, rater_completed, rater_progress,
+from evaluation.selectors import (access_study, access_study_for_change, clinician_studies, rater_progress, rater_ratings,
                                   studies_visible_to, study_changeable_by, study_overview)
 from evaluation.services import (
     EvaluationError,
@@ -51,8 +51,8 @@ RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
 
 @role_required(Role.CLINICIAN)
 def queue(request):
-    """The clinician's start page: their studies, how far they are, and where to continue."""
-    return render(request, "evaluation/queue.html", {"studies": clinician_studies(rater=request.user)})
+    """The clinician's start page: their studies, how far they are, where to continue, and their ratings so far."""
+    return render(request, "evaluation/queue.html", {"studies": clinician_studies(rater=request.user), "ratings": rater_ratings(rater=request.user)})
 
 
 def _enrolled_study(request, study_id: int) -> Study:
@@ -68,7 +68,7 @@ def study_next(request, study_id: int):
     assignment = assignment_next(study=study, rater=request.user)
     if assignment is None:
         return render(request, "evaluation/queue_done.html", {"study": study, "progress": rater_progress(study=study, rater=request.user),
-                                                              "completed": rater_completed(study=study, rater=request.user)[:200],
+                                                              "ratings": rater_ratings(rater=request.user, study=study),
                                                               "waiting": items_waiting_for_answers(study)})
     return redirect("evaluation:assignment", assignment_id=assignment.pk)
 
@@ -198,9 +198,10 @@ def _posted_rating(request) -> dict:
     return {
         "scores": {name.removeprefix("score-"): value for name, value in request.POST.items() if name.startswith("score-")},
         "preference": request.POST.get("preference", ""),
-        "comment": request.POST.get("comment", ""),
+        # A browser posts a textarea's line breaks as CRLF, but counts each as one character against maxlength.
+        "comment": request.POST.get("comment", "").replace("\r\n", "\n"),
         "unsafe": request.POST.get("unsafe") == "on",
-        "unsafe_reason": request.POST.get("unsafe_reason", ""),
+        "unsafe_reason": request.POST.get("unsafe_reason", "").replace("\r\n", "\n"),
         "time_spent_s": request.POST.get("time_spent_s") or 0,
     }
 
@@ -216,11 +217,15 @@ def assignment_submit(request, assignment_id: int):
         # Keep what was entered as the draft the page is rebuilt from: a score typed just before an incomplete
         # submit would otherwise be lost with the autosave that had not run yet.
         draft = {key: posted[key] for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason")}
+        note = ""
         try:
             assignment_save_draft(assignment_id=assignment.pk, rater=request.user, draft=draft)
-        except EvaluationError:
-            pass  # a closed study keeps no drafts; the message below says why nothing was saved
-        messages.error(request, f"Not saved: {error}.")
+        except EvaluationError as draft_error:
+            # A closed study keeps no drafts, and the refusal already says so; anything else (a draft too big to
+            # keep) must be said: the page shows what was typed, but only until this tab is closed.
+            if str(draft_error) != str(error):
+                note = " What you entered is shown again below but could not be kept as a draft: shorten it before you leave this page."
+        messages.error(request, f"Not saved: {error}.{note}")
         return redirect("evaluation:assignment", assignment_id=assignment.pk)
     except (OperationalError, InterfaceError):
         # The connection died mid-transaction: the database rolled it back whole, and a retry is

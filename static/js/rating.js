@@ -20,20 +20,68 @@
     return draft;
   }
 
+  const SUBMITTED_PREFIX = "rating-submitted:";
+
+  // What the last submit of this form posted, kept in this tab only until the next rating page opens (the stored
+  // text of every other item goes then too). Null when there is none or the browser keeps no session storage.
+  function takeSubmitted(key) {
+    try {
+      const posted = sessionStorage.getItem(key);
+      Object.keys(sessionStorage).forEach(function (name) { if (name.startsWith(SUBMITTED_PREFIX)) sessionStorage.removeItem(name); });
+      return posted ? JSON.parse(posted) : null;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  // Put back what a refused submit posted.
+  function restore(form, entered) {
+    form.querySelectorAll("input[type=radio]").forEach(function (input) {
+      const wanted = input.name === "preference" ? entered.preference : (entered.scores || {})[input.name.replace(/^score-/, "")];
+      input.checked = wanted !== undefined && String(wanted) === input.value;
+    });
+    form.querySelector("[name=comment]").value = entered.comment || "";
+    form.querySelector("[name=unsafe]").checked = Boolean(entered.unsafe);
+    form.querySelector("[name=unsafe_reason]").value = entered.unsafe_reason || "";
+  }
+
+  // "1,234 of 5,000 characters" under a limited field; past the limit (text put back from a refused submit,
+  // where maxlength does not apply) it says by how much.
+  function setupCounter(form, counter) {
+    const field = form.querySelector("[name=" + counter.dataset.counterFor + "]");
+    const limit = Number(field.getAttribute("maxlength"));
+    function update() {
+      const length = field.value.length;
+      counter.textContent = length.toLocaleString("en-US") + " of " + limit.toLocaleString("en-US") + " characters" +
+        (length > limit ? ": " + (length - limit).toLocaleString("en-US") + " too many" : "");
+      counter.classList.toggle("bad", length > limit);
+      counter.classList.toggle("muted", length <= limit);
+    }
+    field.addEventListener("input", update);
+    update();
+  }
+
   function setup(form) {
     const dimensions = Array.from(form.querySelectorAll("fieldset.dimension"));
     const status = form.querySelector("[data-autosave-status]");
     const help = document.getElementById("keyboard-help");
+    const refusal = form.querySelector("[data-submit-error]");
+    // A refused submit comes back with what it posted, even when the server could not keep that as a draft (too long).
+    const submittedKey = SUBMITTED_PREFIX + form.getAttribute("action");
+    const posted = takeSubmitted(submittedKey);
+    if (refusal && posted) restore(form, posted);
+    form.querySelectorAll("[data-counter-for]").forEach(function (counter) { setupCounter(form, counter); });
     let active = 0;
     let visibleSince = document.hidden ? null : Date.now();
     let spentMs = 0;
     let saveTimer = null;
     let submitted = false;
 
-    function activate(index) {
+    // scroll: false on opening the page, which stays at its top (on a phone the form is far below the chart).
+    function activate(index, scroll) {
       active = Math.max(0, Math.min(dimensions.length - 1, index));
       dimensions.forEach(function (fieldset, i) { fieldset.classList.toggle("active", i === active); });
-      dimensions[active].focus({ preventScroll: false });
+      dimensions[active].focus({ preventScroll: scroll === false });
     }
 
     function firstUnanswered() {
@@ -51,8 +99,13 @@
           headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
           body: JSON.stringify(collect(form)),
         }).then(function (response) {
-          if (status) status.textContent = response.ok ? "Draft saved" : "Draft not saved";
           form.dataset.draftSaved = response.ok ? "true" : "false";
+          if (response.ok) { if (status) status.textContent = "Draft saved"; return; }
+          return response.json().then(function (body) {
+            if (status) status.textContent = "Draft not saved: " + (body.error || "HTTP " + response.status);
+          }, function () {
+            if (status) status.textContent = "Draft not saved (HTTP " + response.status + ")";
+          });
         }).catch(function () { if (status) status.textContent = "Draft not saved (offline?)"; });
       }, 400);
     }
@@ -76,6 +129,7 @@
     form.addEventListener("submit", function (event) {
       if (submitted) { event.preventDefault(); return; }
       submitted = true;
+      try { sessionStorage.setItem(submittedKey, JSON.stringify(collect(form))); } catch (error) { /* storage full or off: the server's draft remains */ }
       form.querySelector("[name=time_spent_s]").value = timeSpentSeconds().toFixed(1);
       const button = form.querySelector("[data-submit]");
       if (button) button.disabled = true;
@@ -110,7 +164,13 @@
     document.querySelectorAll("[data-help-toggle]").forEach(function (button) {
       button.addEventListener("click", function () { help.hidden = !help.hidden; });
     });
-    activate(firstUnanswered());
+    activate(firstUnanswered(), false);
+    if (refusal) {
+      // The refusal says what to fix: in view, and read out first, rather than above the visible area.
+      refusal.scrollIntoView({ block: "center" });
+      refusal.focus({ preventScroll: true });
+      if (posted) saveDraft();  // the server's draft becomes what the page shows, if it can
+    }
     form.dataset.ready = "true";
   }
 

@@ -27,7 +27,7 @@ def keyboard_log_in(page, username):
 def test_a_clinician_rates_three_items_with_the_keyboard_alone(grounded_study, page, live_server):
     clinician = grounded_study.clinicians.order_by("pk").first()
     keyboard_log_in(page, clinician.username)
-    start = page.get_by_role("link", name="Start")
+    start = page.get_by_role("link", name="Rate next item")
     start.focus()
     page.keyboard.press("Enter")
     for scores in ("453", "215", "344"):
@@ -109,7 +109,7 @@ def test_logging_out_mid_queue_resumes_at_the_same_item_with_the_draft(grounded_
     log_in(page, clinician.username, DEFAULT_PASSWORD)
     page.wait_for_url("**/evaluation/queue/")
     assert "1 of 2 done" in page.content()
-    page.get_by_role("link", name="Continue").click()
+    page.get_by_role("link", name="Rate next item").click()
     page.wait_for_url(second_item)
     wait_for_form(page)
     assert page.locator("input[name=score-relevance][value='2']").is_checked()

@@ -23,7 +23,7 @@ def clinician_in_study(client, grounded_study):
 
 def test_the_queue_shows_the_study_and_its_progress(client, clinician_in_study, grounded_study):
     page = client.get(reverse("evaluation:queue")).content.decode()
-    assert grounded_study.name in page and "0 of 2 done" in page and "Start" in page
+    assert grounded_study.name in page and "0 of 2 done" in page and "Rate next item" in page
 
 
 def test_the_rating_page_is_blind(client, clinician_in_study, grounded_study):
