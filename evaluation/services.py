@@ -267,6 +267,8 @@ def rating_submit(*, assignment_id: int, rater, scores: dict, preference: str = 
         raise EvaluationError("say what is unsafe when you flag an answer as unsafe")
     if len(comment) > 5000:
         raise EvaluationError("the comment is longer than 5,000 characters")
+    if len(unsafe_reason) > 500:  # the column's limit: a longer reason would be a database error, not a message
+        raise EvaluationError("the reason for the unsafe flag is longer than 500 characters")
     time_spent_s = min(max(float(time_spent_s or 0.0), 0.0), MAX_TIME_ON_ITEM_S)
     with transaction.atomic():
         assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)

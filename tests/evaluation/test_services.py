@@ -58,6 +58,7 @@ def test_an_edit_adds_a_revision_and_keeps_the_history(assignment):
     ({"scores": {**GOOD, "charm": 5}}, "unknown dimensions: charm"),
     ({"unsafe": True, "unsafe_reason": " "}, "say what is unsafe"),
     ({"comment": "x" * 5001}, "longer than 5,000 characters"),
+    ({"unsafe": True, "unsafe_reason": "x" * 501}, "longer than 500 characters"),
 ])
 def test_bad_ratings_are_refused_with_a_reason_and_nothing_is_written(assignment, overrides, message):
     with pytest.raises(EvaluationError, match=message):
