@@ -100,15 +100,22 @@ def items_waiting_for_answers(study: Study) -> int:
     return sum(1 for row in items_without_answers(study) if row.waiting)
 
 
-def available_items(study: Study, rater) -> list[tuple[int, int]]:
-    """(item id, current raters) of the items this rater could be given now."""
-    rows = (StudyItem.objects.filter(study=study, dropped_at__isnull=True)
+def _available(study: Study, rater):
+    return (StudyItem.objects.filter(study=study, dropped_at__isnull=True)
             .annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
             .filter(_ready()).exclude(assignments__rater=rater)
             .annotate(raters=Count("assignments", filter=~Q(assignments__state=Assignment.State.SKIPPED)))
-            .filter(raters__lt=study.raters_per_item)
-            .values_list("pk", "raters"))
-    return list(rows)
+            .filter(raters__lt=study.raters_per_item))
+
+
+def available_items(study: Study, rater) -> list[tuple[int, int]]:
+    """(item id, current raters) of the items this rater could be given now."""
+    return list(_available(study, rater).values_list("pk", "raters"))
+
+
+def has_available_item(study: Study, rater) -> bool:
+    """Whether :func:`available_items` would give one (one query that stops at the first)."""
+    return _available(study, rater).exists()
 
 
 def _freeze(item: StudyItem) -> None:

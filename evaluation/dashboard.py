@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from evaluation import stats
-from evaluation.models import Assignment, Rating, Study
+from evaluation.models import Assignment, Dimension, Rating, Study
 
 CAPTIONS = {
     "means": "Mean score per variant and dimension; bars are 95 % bootstrap confidence intervals that resample items.",
@@ -156,13 +156,14 @@ def dashboard_from_frames(*, mode: str, per_rating: pd.DataFrame, points: dict[s
 
 def study_dashboard(study: Study) -> dict:
     per_rating = study_ratings(study)
-    points = {dimension.key: dimension.points for dimension in study.rubric.dimensions.all()}
+    dimensions = list(study.rubric.dimensions.all())
+    points = {dimension.key: dimension.points for dimension in dimensions}
     dashboard = dashboard_from_frames(mode=study.mode, per_rating=per_rating, points=points,
                                       ratings_needed=study.items.filter(dropped_at__isnull=True).count() * study.raters_per_item)
     dashboard["in_progress"] = Assignment.objects.filter(study=study, state=Assignment.State.IN_PROGRESS).count()
     dashboard["skips"] = study_skips(study).to_dict("records")
     # Yes/no checklist items read as the share of "yes", not as a mean score.
-    dashboard["binary_dimensions"] = [key for key, scale in points.items() if scale == [0, 1]]
+    dashboard["binary_dimensions"] = [dimension.key for dimension in dimensions if dimension.scale == Dimension.Scale.BINARY]
     return dashboard
 
 

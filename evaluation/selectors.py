@@ -7,7 +7,7 @@ from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquer
 from django.db.models.functions import Coalesce
 from django.http import Http404
 
-from evaluation.assignment import available_items, items_waiting_for_answers, items_without_answers
+from evaluation.assignment import has_available_item, items_waiting_for_answers, items_without_answers
 from evaluation.models import Assignment, Dimension, Study, StudyItem
 from healthagent.roles import Role, user_has_role
 
@@ -73,7 +73,7 @@ def clinician_studies(*, rater) -> list[dict]:
     for study in studies:
         progress = rater_progress(study=study, rater=rater)
         is_open = study.status == Study.Status.OPEN
-        ratable = is_open and bool(progress["in_progress"] or available_items(study, rater))
+        ratable = is_open and bool(progress["in_progress"] or has_available_item(study, rater))
         waiting = items_waiting_for_answers(study) if is_open and not ratable else 0
         entries.append({"study": study, "progress": progress, "ratable": ratable, "waiting": waiting})
     return entries

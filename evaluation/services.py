@@ -131,7 +131,7 @@ def _access_item_for_change(*, study: Study, item_id: int) -> StudyItem:
 
 
 def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem:
-    """Take an item whose answer will not come out of the study, with a note saying why (audited). No clinician
+    """Take an item whose answer will not come (see items_without_answers) out of the study, with a note saying why (audited). No clinician
     is given it afterwards and it no longer counts towards the ratings needed. Locks the item row, as
     handing it out does, so it cannot be dropped while a clinician is being given it."""
     note = (note or "").strip()
@@ -143,6 +143,12 @@ def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem
         raise EvaluationError("the study is closed: reopen it to change its items")
     with transaction.atomic():
         item = _access_item_for_change(study=study, item_id=item_id)
+        row = next((row for row in items_without_answers(study) if row.item.pk == item.pk), None)
+        if row is None:
+            raise EvaluationError(f"item {item.position + 1} has its answers: only an item whose answer will not come is dropped")
+        if row.waiting:
+            raise EvaluationError(f"item {item.position + 1}'s answers are being generated (job #{row.missing[0].pending_job_id}): "
+                                  "wait for the job, or cancel it first")
         item.dropped_at, item.dropped_by, item.drop_note = timezone.now(), user, note
         item.save(update_fields=["dropped_at", "dropped_by", "drop_note"])
         audit_record(actor=user, action=Action.STUDY_ITEM_DROPPED, target=study,

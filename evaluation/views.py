@@ -220,10 +220,10 @@ def assignment_submit(request, assignment_id: int):
         note = ""
         try:
             assignment_save_draft(assignment_id=assignment.pk, rater=request.user, draft=draft)
-        except EvaluationError as draft_error:
+        except EvaluationError:
             # A closed study keeps no drafts, and the refusal already says so; anything else (a draft too big to
             # keep) must be said: the page shows what was typed, but only until this tab is closed.
-            if str(draft_error) != str(error):
+            if assignment.study.status == Study.Status.OPEN:
                 note = " What you entered is shown again below but could not be kept as a draft: shorten it before you leave this page."
         messages.error(request, f"Not saved: {error}.{note}")
         return redirect("evaluation:assignment", assignment_id=assignment.pk)

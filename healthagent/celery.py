@@ -1,6 +1,7 @@
 """The Celery app. Workers are started per queue: ``-Q gpu`` on GPU hosts, ``-Q cpu`` elsewhere."""
 
 import os
+from collections.abc import Callable
 
 from celery import Celery
 from kombu import Queue
@@ -22,3 +23,20 @@ app.conf.broker_transport_options = {
     "unacked_restore_interval": max(1, min(10, VISIBILITY_TIMEOUT_S // 4)),
     "unacked_restore_throttle": 1 if VISIBILITY_TIMEOUT_S < 600 else 10,
 }
+
+
+# What must happen before the embedded mode's workers start (``manage.py serve``), registered by the layers
+# above this one from their AppConfig.ready(): e.g. the job system queues again the jobs a stopped worker left.
+# Each hook takes the queues about to be served and returns lines to print.
+BeforeWorkersStart = Callable[[tuple[str, ...]], list[str]]
+_before_workers_start: list[BeforeWorkersStart] = []
+
+
+def before_workers_start_register(hook: BeforeWorkersStart) -> None:
+    if hook not in _before_workers_start:
+        _before_workers_start.append(hook)
+
+
+def before_workers_start(queues: tuple[str, ...]) -> list[str]:
+    """Run every registered hook for ``queues`` (only when no other worker of them runs); their lines, in order."""
+    return [line for hook in _before_workers_start for line in hook(queues)]

@@ -5,7 +5,9 @@ class ModelingConfig(AppConfig):
     name = "modeling"
 
     def ready(self):
+        from healthagent.celery import before_workers_start_register
         from healthagent.health import queue_activity_register
-        from modeling.jobs import queue_activity
+        from modeling.jobs import jobs_requeue_interrupted_lines, queue_activity
 
         queue_activity_register(queue_activity)  # the system page tells a busy worker from none
+        before_workers_start_register(jobs_requeue_interrupted_lines)  # serve re-queues what a stopped worker left

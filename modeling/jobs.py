@@ -21,7 +21,6 @@ from pathlib import Path
 from django import forms
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from healthagent.audit import Action, audit_record
@@ -153,7 +152,7 @@ def job_checkpoint_record(*, job: Job, family: str, size: str, path: str, metric
 def _send(job_id: int, queue: str) -> None:
     from modeling.tasks import run_job
 
-    result = run_job.apply_async(kwargs={"job_id": job_id}, queue=queue)
+    result = run_job.apply_async(kwargs={"job_id": job_id, "queue": queue}, queue=queue)
     Job.objects.filter(pk=job_id).update(celery_task_id=result.id)
 
 
@@ -189,16 +188,20 @@ def jobs_requeue_interrupted(*, queues: tuple[str, ...]) -> list[Job]:
     with transaction.atomic():
         interrupted = list(Job.objects.select_for_update().filter(queue__in=queues, state=Job.State.RUNNING).order_by("pk"))
         for job in interrupted:
+            if job.cancel_requested:  # its cancel would have taken effect at the next report: it takes effect now
+                job.state, job.finished_at, job.message = Job.State.CANCELLED, timezone.now(), "cancelled while its worker was stopped"
+                job.save(update_fields=["state", "finished_at", "message"])
+                continue
             job.state, job.run_by_task_id, job.message = Job.State.QUEUED, "", "queued again: its worker was stopped while it ran"
             job.save(update_fields=["state", "run_by_task_id", "message"])
             transaction.on_commit(lambda job=job: _send(job.pk, job.queue))
-    return interrupted
+    return [job for job in interrupted if job.state == Job.State.QUEUED]
 
 
-def jobs_ahead(job: Job):
-    """The queued jobs of ``job``'s queue that run before it: a higher priority, or the same one and queued earlier."""
-    return (Job.objects.filter(queue=job.queue, state=Job.State.QUEUED, cancel_requested=False)
-            .filter(Q(priority__gt=job.priority) | Q(priority=job.priority, pk__lt=job.pk)))
+def jobs_requeue_interrupted_lines(queues: tuple[str, ...]) -> list[str]:
+    """:func:`jobs_requeue_interrupted`, said in words (the hook ``manage.py serve`` runs before its workers start)."""
+    return [f"Job #{job.pk} ({job.kind}) was left running by a stopped worker: queued again, it resumes from its checkpoint."
+            for job in jobs_requeue_interrupted(queues=queues)]
 
 
 def job_next_queued(*, queue: str):
@@ -230,21 +233,32 @@ class QueuePlace:
     starts_in: timedelta | None  # None when a job ahead has never run before
 
 
-def job_queue_place(job: Job, *, durations: dict[str, timedelta | None] | None = None) -> QueuePlace | None:
-    """Where a queued job stands in its queue and roughly when it starts (one worker per queue assumed,
-    as in ``manage.py serve``); None when the job is not queued. ``durations`` caches each kind's typical
-    run time across calls (a page placing many jobs)."""
-    if job.state != Job.State.QUEUED or job.cancel_requested:
-        return None
-    durations = {} if durations is None else durations
-    now = timezone.now()
-    ahead = list(jobs_ahead(job).only("kind"))
-    running = list(Job.objects.filter(queue=job.queue, state=Job.State.RUNNING))
-    for kind_name in {other.kind for other in [*ahead, *running]} - durations.keys():
-        durations[kind_name] = typical_duration(kind_name)
-    waits = [_remaining(other, now, durations[other.kind]) for other in running] + [durations[other.kind] for other in ahead]
-    starts_in = None if any(wait is None for wait in waits) else sum(waits, timedelta(0))
-    return QueuePlace(position=len(ahead) + 1, running=len(running), starts_in=starts_in)
+def jobs_queue_places(jobs: list[Job]) -> dict[int, QueuePlace]:
+    """Where each queued job of ``jobs`` stands in its queue and roughly when it starts (one worker per queue
+    assumed, as in ``manage.py serve``), by job id; jobs not queued are left out. Two queries per queue, plus
+    one per job kind for its typical run time, however many jobs are placed."""
+    queues = {job.queue for job in jobs if job.state == Job.State.QUEUED and not job.cancel_requested}
+    durations: dict[str, timedelta | None] = {}
+
+    def duration(kind_name: str) -> timedelta | None:
+        if kind_name not in durations:
+            durations[kind_name] = typical_duration(kind_name)
+        return durations[kind_name]
+
+    now, places = timezone.now(), {}
+    for queue in queues:
+        running = list(Job.objects.filter(queue=queue, state=Job.State.RUNNING))
+        waits = [_remaining(other, now, duration(other.kind)) for other in running]
+        for position, queued in enumerate(job_next_queued(queue=queue).only("kind", "priority"), start=1):
+            starts_in = None if any(wait is None for wait in waits) else sum(waits, timedelta(0))
+            places[queued.pk] = QueuePlace(position=position, running=len(running), starts_in=starts_in)
+            waits.append(duration(queued.kind))
+    return {job.pk: places[job.pk] for job in jobs if job.pk in places}
+
+
+def job_queue_place(job: Job) -> QueuePlace | None:
+    """:func:`jobs_queue_places` of one job; None when it is not queued."""
+    return jobs_queue_places([job]).get(job.pk)
 
 
 class JobContext:

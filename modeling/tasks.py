@@ -33,30 +33,37 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _choose(job_id: int, task_id: str, eager: bool) -> Job | None:
+class HeldByLiveWorker(Exception):
+    """The job this delivery would run is running on a worker whose heartbeat is fresh."""
+
+
+def _choose(job_id: int, task_id: str, direct: bool, queue: str | None) -> Job | None:
     """The job this delivery runs (its row locked), or None if it must run none."""
     jobs = Job.objects.select_for_update()
-    if eager:  # called directly (tests, a command): the job it names
+    if direct:  # called directly (tests, a command): the job it names
         return jobs.filter(pk=job_id).first()
-    given = jobs.filter(run_by_task_id=task_id).first() if task_id else None
+    given = jobs.filter(run_by_task_id=task_id).first()
     if given is not None:
         return given  # delivered again: the job this delivery was given the first time
-    named = Job.objects.filter(pk=job_id).only("queue").first()
-    if named is None:
-        return None
+    if queue is None:  # a message sent before messages named their queue
+        named = Job.objects.filter(pk=job_id).only("queue").first()
+        if named is None:
+            return None
+        queue = named.queue
     # skip_locked: two workers of a queue choosing at once take the first and the second job.
-    return job_next_queued(queue=named.queue).select_for_update(skip_locked=True).first()
+    return job_next_queued(queue=queue).select_for_update(skip_locked=True).first()
 
 
-def _claim(job_id: int, device: str, *, task_id: str = "", eager: bool = True) -> Job | None:
-    """Mark the job this delivery runs as running for this worker, or None if it must run none here."""
+def _claim(job_id: int, device: str, *, task_id: str = "", direct: bool = True, queue: str | None = None) -> Job | None:
+    """Mark the job this delivery runs as running for this worker, or None if it must run none here. Raises
+    HeldByLiveWorker when that job runs on a live worker (a duplicate delivery): the caller tries again later."""
     with transaction.atomic():
-        job = _choose(job_id, task_id, eager)
+        job = _choose(job_id, task_id, direct, queue)
         if job is None or job.finished:
             return None
         fresh = job.heartbeat_at and timezone.now() - job.heartbeat_at < HEARTBEAT_STALE_AFTER
         if job.state == Job.State.RUNNING and fresh:
-            return None  # a live worker has it: this is a duplicate delivery
+            raise HeldByLiveWorker(job.pk)
         if job.cancel_requested:
             job.state, job.finished_at = Job.State.CANCELLED, timezone.now()
             job.save(update_fields=["state", "finished_at"])
@@ -64,10 +71,11 @@ def _claim(job_id: int, device: str, *, task_id: str = "", eager: bool = True) -
         job.state = Job.State.RUNNING
         job.attempts += 1
         job.run_by_task_id = task_id
+        job.failures = []  # an earlier attempt's failures are this attempt's to find again
         job.worker_host, job.device = worker_identity(), device
         job.started_at = job.started_at or timezone.now()
         job.heartbeat_at = timezone.now()
-        job.save(update_fields=["state", "attempts", "run_by_task_id", "worker_host", "device", "started_at", "heartbeat_at"])
+        job.save(update_fields=["state", "attempts", "run_by_task_id", "failures", "worker_host", "device", "started_at", "heartbeat_at"])
     return job
 
 
@@ -79,9 +87,19 @@ def _finish(job: Job, state: str, **fields) -> None:
 
 
 @shared_task(name="modeling.run_job", bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_job(self, *, job_id: int) -> str:
+def run_job(self, *, job_id: int, queue: str | None = None) -> str:
     device = _device()
-    job = _claim(job_id, device, task_id=self.request.id or "", eager=bool(self.request.is_eager))
+    # A broker's delivery has a task id and is not eager; a direct call (tests, a command) runs the job it names.
+    direct = bool(self.request.is_eager) or not self.request.id
+    try:
+        job = _claim(job_id, device, task_id=self.request.id or "", direct=direct, queue=queue)
+    except HeldByLiveWorker:
+        if direct:
+            return "skipped"
+        # A duplicate (the worker's process was lost and the message put back at once, or a broker's visibility
+        # timeout ran out): acknowledging it would leave the job without a message if its worker then died.
+        # Come back once its heartbeat could be stale; the same task id then takes the job over, or finds it finished.
+        raise self.retry(countdown=HEARTBEAT_STALE_AFTER.total_seconds(), max_retries=None)
     if job is None:
         return "skipped"
     kind = job_kind(job.kind)

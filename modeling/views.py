@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.jobs import (REGISTRY, JobError, job_cancel, job_kind, job_payload, job_pending, job_progress_payload, job_queue, job_queue_place,
-                           job_retry)
+                           job_retry, jobs_queue_places)
 from modeling.models import Checkpoint, Job
 from modeling.templatetags.job_format import queue_place_words
 
@@ -23,9 +23,10 @@ def job_list(request):
     if kind:
         jobs = jobs.filter(kind=kind)
     job_kind("generate_recommendations")  # loads the registry
-    jobs, durations = list(jobs[:200]), {}
+    jobs = list(jobs[:200])
+    places = jobs_queue_places(jobs)
     for job in jobs:
-        job.queue_place = queue_place_words(job_queue_place(job, durations=durations), job.queue)  # "" unless queued
+        job.queue_place = queue_place_words(places.get(job.pk), job.queue)  # "" unless queued
     return render(request, "modeling/job_list.html", {"jobs": jobs, "kinds": sorted(REGISTRY.values(), key=lambda k: k.title),
                                                       "states": Job.State.choices, "state": state, "kind": kind})
 

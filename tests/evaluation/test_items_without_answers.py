@@ -60,6 +60,8 @@ def test_an_item_waits_only_while_a_generation_job_is_on_its_way(client, study_w
     job = job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id]})
     assert items_waiting_for_answers(study) == 1
     assert "still writing the answers of 1 item" in rate_everything(client, study, clinician)
+    with pytest.raises(EvaluationError, match="being generated"):
+        study_item_drop(study=study, item_id=failed_item.pk, note="too early", user=study.created_by)
     Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED)  # the job ended and the answer still failed
     assert items_waiting_for_answers(study) == 0
 
@@ -114,6 +116,9 @@ def test_only_the_owner_or_an_admin_changes_items_and_a_shown_item_is_never_drop
     shown = assignment_next(study=study, rater=clinician).item
     with pytest.raises(EvaluationError, match="has been shown to clinicians"):
         study_item_drop(study=study, item_id=shown.pk, note="no", user=owner)
+    answered = StudyItem.objects.filter(study=study, frozen=False, dropped_at__isnull=True).first()
+    with pytest.raises(EvaluationError, match="has its answers"):
+        study_item_drop(study=study, item_id=answered.pk, note="an item with its answers is never dropped", user=owner)
     with pytest.raises(EvaluationError, match="no such item"):
         study_item_drop(study=study, item_id=grounded_study.items.first().pk, note="another study's item", user=owner)
 

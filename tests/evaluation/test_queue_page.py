@@ -80,3 +80,21 @@ def test_a_pairwise_rating_is_listed_in_the_sides_the_clinician_saw(client, pair
     assert rating.preference == "b"  # stored in the item's terms
     page = queue_page(client, clinician)
     assert "Relevance: A better · Context awareness: B better · Safety: tie · Overall: A better" in page
+
+
+def test_the_start_page_reads_a_few_queries_per_study_whatever_its_size(client, django_assert_max_num_queries):
+    from tests.evaluation.test_assignment import build_study
+
+    clinician = None
+    for items in (3, 12, 30):
+        study = build_study(items=items, raters=1, k=1)
+        clinician = clinician or study.clinicians.get()
+        study.clinicians.set([clinician])
+        for _ in range(2):
+            rate(study, clinician)
+    client.force_login(clinician)
+    # The session, user and role, the studies, the ratings list (with its rubrics and their dimensions), then per
+    # study its progress and whether an item is free: never a query per item or per rating.
+    with django_assert_max_num_queries(7 + 2 * 3):
+        page = client.get(reverse("evaluation:queue")).content.decode()
+    assert page.count(ACTION) == 3 and page.count("Item ") == 6

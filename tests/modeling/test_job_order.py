@@ -112,3 +112,14 @@ def test_a_queued_job_s_place_and_start_estimate_come_from_the_jobs_ahead(client
     client.force_login(admin_user)
     listing = client.get("/modeling/jobs/").content.decode()
     assert "3rd in the CPU queue (1 running)" in listing and "1st in the GPU queue; starts next" in listing
+
+
+def test_the_job_list_places_every_queued_job_in_a_few_queries(client, admin_user, django_assert_max_num_queries):
+    for _ in range(40):
+        Job.objects.create(kind="demo_training", state="queued")
+    Job.objects.create(kind="demo_training", state="running", progress=0.5)
+    client.force_login(admin_user)
+    # The session, user and role, the jobs, then per queue its running and queued jobs and per kind its typical run.
+    with django_assert_max_num_queries(8):
+        listing = client.get("/modeling/jobs/").content.decode()
+    assert "40th in the CPU queue (1 running)" in listing

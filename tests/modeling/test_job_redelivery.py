@@ -86,3 +86,68 @@ def test_jobs_left_running_by_a_stopped_serve_are_queued_again_in_their_place(dj
     assert f"Job #{interrupted.pk} (demo_training) was left running by a stopped worker" in output.getvalue()
     assert [job.state for job in Job.objects.filter(pk__in=[finished.pk, elsewhere.pk]).order_by("pk")] == ["succeeded", "running"]
     assert list(jobs.job_next_queued(queue="cpu")) == [interrupted, later]  # it keeps its place, ahead of later jobs
+
+
+def test_a_cancel_requested_before_serve_stopped_takes_effect_at_the_restart(django_capture_on_commit_callbacks, monkeypatch):
+    from modeling import jobs
+
+    sent = []
+    monkeypatch.setattr(jobs, "_send", lambda job_id, queue: sent.append(job_id))
+    cancelled = Job.objects.create(kind="demo_training", queue="cpu", state="running", cancel_requested=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs.jobs_requeue_interrupted(queues=("cpu",)) == []
+    cancelled.refresh_from_db()
+    assert cancelled.state == "cancelled" and cancelled.finished_at is not None and sent == []
+
+
+# What a broker's delivery (not eager, with a task id) claims: the first queued job of its queue, the same job
+# again when the same delivery comes back, and never a job a live worker is running.
+
+def claim(job_id, *, task_id, queue="cpu"):
+    from modeling.tasks import _claim
+
+    return _claim(job_id, "cpu", task_id=task_id, direct=False, queue=queue)
+
+
+def test_a_delivery_runs_the_first_queued_job_and_the_same_delivery_again_resumes_it():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    first, second = (Job.objects.create(kind="demo_training", queue="cpu", failures=[{"item": "x", "reason": "old"}]) for _ in range(2))
+    assert claim(second.pk, task_id="message-of-second") == first  # first in, first out, whichever message comes first
+    first.refresh_from_db()
+    assert first.run_by_task_id == "message-of-second" and first.failures == [] and first.attempts == 1
+    Job.objects.filter(pk=first.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))  # its worker died
+    assert claim(second.pk, task_id="message-of-second") == first  # delivered again: resumes the same job
+    assert Job.objects.get(pk=first.pk).attempts == 2
+    assert claim(first.pk, task_id="message-of-first") == second
+
+
+def test_a_duplicate_delivery_of_a_job_on_a_live_worker_is_held_back():
+    from modeling.tasks import HeldByLiveWorker
+
+    job = Job.objects.create(kind="demo_training", queue="cpu")
+    assert claim(job.pk, task_id="message") == job
+    with pytest.raises(HeldByLiveWorker):
+        claim(job.pk, task_id="message")
+
+
+def test_a_message_whose_job_was_cancelled_or_deleted_runs_the_next_job_of_its_queue():
+    cancelled = Job.objects.create(kind="demo_training", queue="cpu", state="cancelled")
+    deleted = Job.objects.create(kind="demo_training", queue="cpu", state="succeeded")
+    waiting = list(Job.objects.create(kind="demo_training", queue="cpu") for _ in range(2))
+    deleted_id = deleted.pk
+    deleted.delete()
+    assert claim(cancelled.pk, task_id="one") == waiting[0]
+    assert claim(deleted_id, task_id="two") == waiting[1]
+    assert claim(deleted_id, task_id="three") is None  # nothing left: the message runs nothing
+
+
+def test_calling_the_task_directly_runs_the_job_it_names():
+    from modeling.tasks import run_job
+
+    first = Job.objects.create(kind="demo_training", queue="cpu", config={**DEMO, "steps": 2, "checkpoint_every": 1})
+    named = Job.objects.create(kind="demo_training", queue="cpu", config={**DEMO, "steps": 2, "checkpoint_every": 1})
+    assert run_job(job_id=named.pk) == "succeeded"
+    assert Job.objects.get(pk=named.pk).state == "succeeded" and Job.objects.get(pk=first.pk).state == "queued"

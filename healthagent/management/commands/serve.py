@@ -6,8 +6,9 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import BaseCommand
+
+from healthagent.celery import before_workers_start
 
 # How long the server and the workers get to stop after Ctrl-C or SIGTERM before they are killed: a
 # worker in the middle of a job would otherwise wait for the job to end (the job resumes from its
@@ -46,9 +47,9 @@ class Command(BaseCommand):
             if not no_worker:
                 if settings.EMBEDDED:
                     # The workers about to start are the embedded mode's only ones: a job still marked running lost its
-                    # worker (and the broker its message) when serve last stopped. The job system's command is called
-                    # by name: it is a higher layer than this one.
-                    call_command("jobs", requeue_interrupted=list(QUEUES), stdout=self.stdout)
+                    # worker (and the broker its message) when serve last stopped; the job system re-queues it (a hook).
+                    for line in before_workers_start(tuple(QUEUES)):
+                        self.stdout.write(line)
                 # One worker per queue, as in production: a long language-model generation on the gpu
                 # queue never holds up a training run or other work on the cpu queue.
                 for queue in QUEUES:

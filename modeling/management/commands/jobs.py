@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from modeling.jobs import jobs_requeue_interrupted
+from modeling.jobs import jobs_requeue_interrupted_lines
 from modeling.models import Job
 
 
@@ -15,8 +15,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, state, limit, requeue_interrupted=None, **options):
         if requeue_interrupted:
-            for job in jobs_requeue_interrupted(queues=tuple(requeue_interrupted)):
-                self.stdout.write(f"Job #{job.pk} ({job.kind}) was left running by a stopped worker: queued again, it resumes from its checkpoint.")
+            for line in jobs_requeue_interrupted_lines(tuple(requeue_interrupted)):
+                self.stdout.write(line)
             return
         jobs = Job.objects.all()
         if state:
