@@ -34,6 +34,8 @@ DAILY_METRICS = (
     ("stress_score", "stress score", "0-100", 0),
 )
 LATEST_MEASUREMENTS = ("systolic_bp", "diastolic_bp", "weight", "hba1c", "fasting_glucose", "ldl", "hdl", "triglycerides", "egfr", "cgm_mean_glucose")
+# Decimals a measurement is written with wherever it is shown (the answers cite it so; the rating page shows it so); 0 if not listed.
+MEASUREMENT_DECIMALS = {"hba1c": 1, "weight": 1}
 
 
 @dataclass

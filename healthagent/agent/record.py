@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from healthagent.agent.context import DAILY_METRICS, LATEST_MEASUREMENTS, recent_window_days
+from healthagent.agent.context import DAILY_METRICS, LATEST_MEASUREMENTS, MEASUREMENT_DECIMALS, recent_window_days
 from healthagent.agent.formatting import duration, number
 from healthagent.cohort.days import DaySpan, days_before_last, wearable_day
 from healthagent.models import DailySummary, Event, Measurement, Participant
@@ -26,9 +26,6 @@ READINGS_PER_MEASUREMENT = 2  # the latest and the one before it: what the agent
 EVENT_KINDS_LEFT_OUT = (Event.Kind.SLEEP, Event.Kind.STRESS)
 # Decimals as the agent writes each measurement (backends/grounded.py: HbA1c with one, blood pressure and LDL
 # with none); weight keeps the one decimal the context has.
-MEASUREMENT_DECIMALS = {"hba1c": 1, "weight": 1}
-
-
 @dataclass
 class MeasurementRow:
     name: str

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from healthagent.agent.backends.base import BackendAnswer
+from healthagent.agent.context import MEASUREMENT_DECIMALS
 from healthagent.agent.formatting import duration, number
 
 MAX_ITEMS = 4
@@ -120,8 +121,8 @@ def _blood_pressure(context: dict) -> list[Item]:
     if not systolic or not diastolic or (systolic["value"] < 130 and diastolic["value"] < 80):
         return []
     item = Item("blood_pressure", "Bring your blood pressure down", "", benefit=3.0 + max(systolic["value"] - 130, 0) / 10, topics=("blood pressure", "heart"))
-    sbp = item.cite(source="measurements.systolic_bp.value", value=systolic["value"], display=number(systolic["value"]))
-    dbp = item.cite(source="measurements.diastolic_bp.value", value=diastolic["value"], display=number(diastolic["value"]))
+    sbp = item.cite(source="measurements.systolic_bp.value", value=systolic["value"], display=number(systolic["value"], MEASUREMENT_DECIMALS.get("systolic_bp", 0)))
+    dbp = item.cite(source="measurements.diastolic_bp.value", value=diastolic["value"], display=number(diastolic["value"], MEASUREMENT_DECIMALS.get("diastolic_bp", 0)))
     ago = item.cite(source="measurements.systolic_bp.days_ago", value=systolic["days_ago"], display=str(systolic["days_ago"]))
     item.body = (f"Your last blood pressure reading, {ago} days ago, was {sbp}/{dbp} mmHg, above the healthy range. Less salt, "
                  "regular walking and limiting alcohol all lower it; measure it at home for a week and share the readings with your clinician.")
@@ -134,7 +135,7 @@ def _labs(context: dict) -> list[Item]:
     threshold = context["norms"]["hba1c_pct"]["prediabetes"]
     if hba1c and hba1c["value"] >= threshold:
         item = Item("glucose", "Steady your blood sugar", "", benefit=3.0 + (hba1c["value"] - threshold) * 2, topics=("sugar", "glucose", "diabetes", "diet", "weight"))
-        value = item.cite(source="measurements.hba1c.value", value=hba1c["value"], display=number(hba1c["value"], 1))
+        value = item.cite(source="measurements.hba1c.value", value=hba1c["value"], display=number(hba1c["value"], MEASUREMENT_DECIMALS["hba1c"]))
         cut = item.cite(source="norms.hba1c_pct.prediabetes", value=threshold, display=number(threshold, 1))
         item.body = (f"Your latest HbA1c was {value} %, at or above the {cut} % where blood sugar starts to need attention. "
                      "Fewer sugary drinks and refined carbohydrates, and a walk after meals, lower it; ask your clinician about a follow-up test.")
@@ -142,7 +143,7 @@ def _labs(context: dict) -> list[Item]:
     ldl = context["measurements"].get("ldl")
     if ldl and ldl["value"] >= 130:
         item = Item("cholesterol", "Look after your cholesterol", "", benefit=2.0 + (ldl["value"] - 130) / 40, topics=("cholesterol", "diet", "heart"))
-        value = item.cite(source="measurements.ldl.value", value=ldl["value"], display=number(ldl["value"]))
+        value = item.cite(source="measurements.ldl.value", value=ldl["value"], display=number(ldl["value"], MEASUREMENT_DECIMALS.get("ldl", 0)))
         item.body = (f"Your latest LDL cholesterol was {value} mg/dL. More fibre, nuts, oily fish and olive oil in place of "
                      "butter and fatty meat lower it; your clinician can tell you whether anything more is worthwhile.")
         items.append(item)
