@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify, group_notify_on_commit
+from healthagent.templatetags.readable_data import readable_label
 from modeling.models import Checkpoint, Job
 
 JOBS_GROUP = "jobs"
@@ -76,10 +77,21 @@ def job_group(job_id: int) -> str:
     return f"job.{job_id}"
 
 
-def job_payload(job: Job) -> dict:
-    return {"id": job.pk, "kind": job.kind, "state": job.state, "state_label": job.get_state_display(), "progress": job.progress,
-            "message": job.message, "metrics": job.metrics, "error": job.error, "failures": job.failures, "device": job.device,
-            "worker_host": job.worker_host, "attempts": job.attempts, "cancel_requested": job.cancel_requested, "retryable": job.retryable}
+def metric_labels(names) -> dict[str, str]:
+    """Each metric name in words, for the job page's chart ("val_auroc" -> "Validation AUROC")."""
+    return {name: readable_label(name) for name in names if name != "step"}
+
+
+def job_payload(job: Job, *, with_curve: bool = False) -> dict:
+    """The job as its page and live events show it; ``with_curve`` adds the whole curve and every metric's label."""
+    payload = {"id": job.pk, "kind": job.kind, "state": job.state, "state_label": job.get_state_display(), "progress": job.progress,
+               "message": job.message, "metrics": job.metrics, "metric_labels": metric_labels(job.metrics), "error": job.error,
+               "failures": job.failures, "device": job.device, "worker_host": job.worker_host, "attempts": job.attempts,
+               "cancel_requested": job.cancel_requested, "retryable": job.retryable}
+    if with_curve:
+        payload["curve"] = job.curve
+        payload["metric_labels"] = metric_labels({name for point in job.curve for name in point} | set(job.metrics))
+    return payload
 
 
 # What researchers see of a job they queued (the twin page): its progress, not the workers' details.

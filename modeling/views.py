@@ -58,7 +58,7 @@ def job_detail(request, job_id: int):
     result = dict(job.result or {})
     tables = result.pop("tables", [])  # evaluation tables a job reports are shown as tables, the rest as data
     searches = result.pop("searches", [])  # a head search's leaderboards, drawn as charts
-    return render(request, "modeling/job_detail.html", {"job": job, "payload": {**job_payload(job), "curve": job.curve},
+    return render(request, "modeling/job_detail.html", {"job": job, "payload": job_payload(job, with_curve=True),
                                                         "checkpoints": job.checkpoints.all(), "follow_ups": job.follow_ups.order_by("pk"),
                                                         "result": result, "tables": tables, "searches": searches,
                                                         "queue_place": queue_place_words(job_queue_place(job), job.queue)})
@@ -69,7 +69,7 @@ def job_status(request, job_id: int):
     """The job as JSON: what the page polls when its websocket is down (and in the embedded mode,
     where a worker's events cannot reach the web process)."""
     job = get_object_or_404(Job, pk=job_id)
-    return JsonResponse({**job_payload(job), "curve": job.curve, "log_tail": job.log_tail[-4000:],
+    return JsonResponse({**job_payload(job, with_curve=True), "log_tail": job.log_tail[-4000:],
                          "queue_place": queue_place_words(job_queue_place(job), job.queue)})
 
 

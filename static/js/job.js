@@ -4,11 +4,11 @@
 (function () {
   "use strict";
 
-  const WORDS = { auroc: "AUROC", auprc: "AUPRC", mae: "MAE", rmse: "RMSE", val: "validation", lr: "learning rate" };
+  // Metric names in words ("val_auroc" -> "Validation AUROC"), as the server writes them (payload.metric_labels).
+  const labels = {};
 
-  // "val_auroc" -> "validation AUROC": the legend names a metric in words.
   function metricLabel(name) {
-    return name.split("_").map(function (word) { return WORDS[word] || word; }).join(" ");
+    return labels[name] || name;
   }
 
   function isLoss(name) { return name.indexOf("loss") !== -1; }
@@ -54,6 +54,7 @@
     const cancelling = actions && actions.querySelector("[data-cancelling]");
     const retryForm = actions && actions.querySelector("[data-retry-form]");
     let job = JSON.parse(document.getElementById("job-data").textContent);
+    Object.assign(labels, job.metric_labels || {});
     const finished = window.followJob.FINISHED;
 
     function show(field, value) { window.followJob.show(section, field, value); }
@@ -78,6 +79,7 @@
     const startedFinished = finished.includes(job.state);
 
     function render(payload) {
+      Object.assign(labels, payload.metric_labels || {});
       job = Object.assign(job, payload);
       if (!startedFinished && finished.includes(job.state) && !section.dataset.reloading) {
         // Finished while watched: reload once for the result, failures, checkpoints and log.

@@ -56,6 +56,6 @@ def test_the_chart_names_its_axes_and_every_reported_metric(page, live_server):
     page.goto(f"/modeling/jobs/{job.pk}/")
     page.wait_for_selector("[data-curve] .main-svg")
     chart = page.locator("[data-curve]")
-    assert chart.locator(".legendtext").all_text_contents() == ["loss", "validation AUROC"]
+    assert chart.locator(".legendtext").all_text_contents() == ["Loss", "Validation AUROC"]
     assert chart.locator(".g-xtitle").text_content() == "Step"
     assert chart.locator(".g-ytitle").text_content() == "Loss" and chart.locator(".g-y2title").text_content() == "Metric value"
