@@ -3,6 +3,12 @@
 The model is loaded once per process and kept (workers generate many answers). Decoding is greedy
 by default, so the same context gives the same answer. Nothing is downloaded: ``model`` must be a
 local directory (``HF_HUB_OFFLINE`` is set while loading).
+
+Decoding settings of a variant's config: ``max_new_tokens``, ``temperature``, ``repetition_penalty``
+and ``no_repeat_ngram_size`` (a small model left alone loops on a phrase), ``stop`` (strings that end
+the answer, removed from it) and ``torch_threads`` (one thread generates faster than two fighting a
+training run for the same two cores). The answer's metadata says why it ended: ``finish_reason``
+"stop" (end of turn or a stop string) or "length" (the token budget ran out: maybe cut mid-sentence).
 """
 
 import importlib.util
@@ -39,6 +45,13 @@ def load_model(model: str, gguf_file: str | None):
     return tokenizer, language_model
 
 
+def _end_token_ids(tokenizer, model) -> set[int]:
+    """Every token id that ends a turn: the tokenizer's and the model's generation config's (an int or a list)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = [] if configured is None else [configured] if isinstance(configured, int) else list(configured)
+    return {tokenizer.eos_token_id, *configured} - {None}
+
+
 class TransformersBackend:
     name = "transformers"
 
@@ -56,6 +69,13 @@ class TransformersBackend:
         self.max_new_tokens = int(config.get("max_new_tokens", 220))
         self.temperature = float(config.get("temperature", 0.0))
         self.seed = int(config.get("seed", 0))
+        self.repetition_penalty = float(config.get("repetition_penalty", 1.0))
+        self.no_repeat_ngram_size = int(config.get("no_repeat_ngram_size", 0))
+        self.stop = [str(text) for text in config.get("stop", [])]
+        self.torch_threads = int(config.get("torch_threads", 0))  # 0: leave torch's default
+        if self.repetition_penalty < 1.0 or self.no_repeat_ngram_size < 0 or self.torch_threads < 0 or not all(self.stop):
+            raise BackendConfigError("repetition_penalty must be at least 1, no_repeat_ngram_size and torch_threads at least 0, "
+                                     "and stop strings not empty")
 
     def generate(self, context: dict, *, timeout_s: float) -> BackendAnswer:
         text, metadata = self._generate(chat_messages(context), timeout_s=timeout_s, max_new_tokens=self.max_new_tokens)
@@ -91,21 +111,39 @@ class TransformersBackend:
             raise BackendTimeout(f"loading the model took {load_s:.0f} s, over the {timeout_s:.0f} s limit")
         temperature = self.temperature if temperature is None else temperature
         torch.manual_seed(self.seed if seed is None else seed)
+        if self.torch_threads:
+            torch.set_num_threads(self.torch_threads)
+        # Stop strings and the repetition rules apply to free text only: a JSON answer follows its schema.
+        free_text = json_schema is None
         began = time.perf_counter()
         with torch.inference_mode():
             output = model.generate(
                 **encoded, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
                 max_time=budget, pad_token_id=tokenizer.eos_token_id, logits_processor=processors,
+                **({"repetition_penalty": self.repetition_penalty} if free_text and self.repetition_penalty != 1.0 else {}),
+                **({"no_repeat_ngram_size": self.no_repeat_ngram_size} if free_text and self.no_repeat_ngram_size else {}),
+                **({"stop_strings": self.stop, "tokenizer": tokenizer} if free_text and self.stop else {}),
             )
         generation_s = time.perf_counter() - began
         new_tokens = output[0][encoded["input_ids"].shape[1]:]
-        if generation_s >= budget and len(new_tokens) < max_new_tokens:
+        text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+        # Generation ends at the token completing a stop string, which may run past it: cut at the first one.
+        found = [text.find(stop) for stop in self.stop] if free_text else []
+        ended_by = min((position for position in found if position >= 0), default=None)
+        if ended_by is not None:
+            text = text[:ended_by]
+        ended_on_eos = len(new_tokens) > 0 and int(new_tokens[-1]) in _end_token_ids(tokenizer, model)
+        stopped = ended_by is not None or ended_on_eos
+        if generation_s >= budget and not stopped and len(new_tokens) < max_new_tokens:
             raise BackendTimeout(f"generation was stopped at the {timeout_s:.0f} s limit after {len(new_tokens)} tokens")
-        text = tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        finish_reason = "length" if not stopped and len(new_tokens) >= max_new_tokens else "stop"
+        text = text.strip()
         return text, {
             "backend": self.name, "model": Path(self.model).name + (f"/{self.gguf_file}" if self.gguf_file else ""),
             "prompt_tokens": int(encoded["input_ids"].shape[1]), "completion_tokens": int(len(new_tokens)),
             "load_s": round(load_s, 2), "generation_s": round(generation_s, 2), "temperature": temperature,
-            "constrained": json_schema is not None,
+            "constrained": json_schema is not None, "finish_reason": finish_reason,
+            "decoding": {"max_new_tokens": max_new_tokens, "repetition_penalty": self.repetition_penalty,
+                         "no_repeat_ngram_size": self.no_repeat_ngram_size, "stop": self.stop, "torch_threads": torch.get_num_threads()},
         }

@@ -13,13 +13,13 @@ pytestmark = pytest.mark.django_db
 class ScriptedBackend:
     name = "scripted"
 
-    def __init__(self, text=None, error=None):
-        self.text, self.error = text, error
+    def __init__(self, text=None, error=None, finish_reason="stop"):
+        self.text, self.error, self.finish_reason = text, error, finish_reason
 
     def generate(self, context, *, timeout_s):
         if self.error:
             raise self.error
-        return BackendAnswer(text=self.text, metadata={"backend": "scripted"})
+        return BackendAnswer(text=self.text, metadata={"backend": "scripted", "finish_reason": self.finish_reason})
 
 
 @pytest.fixture
@@ -40,12 +40,26 @@ def variant():
     (ScriptedBackend(text="Walk more. \x00\x01 Sleep more and drink water every single day."), "invalid or control characters"),
     (ScriptedBackend(text=" ".join(["sleep"] * 60)), "repeats itself"),
     (ScriptedBackend(error=BackendTimeout("generation was stopped at the 120 s limit after 12 tokens")), "stopped at the 120 s limit"),
+    (ScriptedBackend(text="1. **Walk after meals.** A short walk after dinner steadies your blood sugar and", finish_reason="length"),
+     "truncated"),
+    (ScriptedBackend(text="1. **Walk after meals.** A short walk after dinner steadies your blood sugar.\n2.", finish_reason="length"),
+     "truncated"),
 ])
 def test_bad_backend_output_is_stored_as_a_failure_with_its_reason(participant, variant, backend, reason):
     recommendation = recommendation_generate(participant=participant, variant=variant, backend=backend)
     assert recommendation.status == "failed" and reason in recommendation.error
     assert recommendation.text == "" and recommendation.items == []
     assert recommendation.context["participant"]["pseudonym"] == participant.pseudonym  # what it saw is kept
+
+
+@pytest.mark.parametrize("text,finish_reason", [
+    ("1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep.", "length"),  # ended a sentence
+    ("1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep", "stop"),  # the model chose to end
+])
+def test_an_answer_is_truncated_only_when_the_token_limit_cut_a_sentence(participant, variant, text, finish_reason):
+    recommendation = recommendation_generate(participant=participant, variant=variant,
+                                             backend=ScriptedBackend(text=text, finish_reason=finish_reason))
+    assert recommendation.status == "succeeded" and recommendation.text == text
 
 
 def test_a_blocked_answer_is_not_stored_as_an_answer(participant, variant):
