@@ -197,7 +197,7 @@ def test_smollm2_constrained_to_the_schema_writes_a_valid_spec(smollm2):
 class FakeTokenizer:
     """Token ids are indices into ``VOCABULARY``; 0 ends the turn."""
 
-    VOCABULARY = ["<end>", " Walk", " after", " meals", ".", "\n", "5", " and"]
+    VOCABULARY = ["<end>", " Walk", " after", " meals", ".", "\n", "5", " and", "\n\n"]
     eos_token_id = 0
 
     def apply_chat_template(self, messages, **kwargs):
@@ -222,7 +222,12 @@ class FakeLanguageModel:
         import torch
 
         self.settings = settings
-        return torch.cat([input_ids, torch.tensor([self.tokens])], dim=1)
+        output = input_ids
+        for token in self.tokens:  # one token at a time, as transformers asks the stopping rules
+            output = torch.cat([output, torch.tensor([[token]])], dim=1)
+            if any(bool(rule(output, None)[0]) for rule in settings.get("stopping_criteria", [])):
+                break
+        return output
 
 
 @pytest.fixture
@@ -259,6 +264,15 @@ def test_the_answer_says_why_it_ended(fake_language_model, context, tokens, text
     assert (answer.text, answer.metadata["finish_reason"]) == (text, finish_reason)
 
 
+def test_a_long_answer_ends_at_a_paragraph_break_instead_of_the_token_budget(fake_language_model, context):
+    tokens = [1, 2, 3, 4, 8, 1, 2, 3, 4, 8, 1, 2, 3, 7]  # two paragraphs, then a third the budget would cut mid-sentence
+    _, backend = fake_language_model(tokens, max_new_tokens=14, paragraph_stop_after_tokens=6)
+    answer = backend.generate(context, timeout_s=10)
+    assert answer.text == "Walk after meals.\n\n Walk after meals." and answer.metadata["finish_reason"] == "stop"
+    _, unlimited = fake_language_model(tokens, max_new_tokens=14)
+    assert unlimited.generate(context, timeout_s=10).metadata["finish_reason"] == "length"  # without the rule: truncated
+
+
 class ScriptedOpening:
     def __init__(self, text, finish_reason):
         self.text, self.finish_reason = text, finish_reason
@@ -278,3 +292,19 @@ def test_the_phrased_opening_is_a_finished_sentence_or_the_generation_fails(cont
     cut = GroundedPhrasedBackend({}, ScriptedOpening("You have been sleeping well and your steps are", "length"))
     with pytest.raises(BackendError, match="truncated"):
         cut.generate(context, timeout_s=10)
+
+
+def test_loading_the_model_does_not_count_against_the_answers_time_limit(fake_language_model, context, monkeypatch):
+    """A worker's first answer waits for the model to load (minutes on a busy CPU); it used to fail as late."""
+    from healthagent.agent.backends import transformers_backend
+
+    _, backend = fake_language_model([1, 2, 3, 4, 0], max_new_tokens=10)
+    loaded = transformers_backend.load_model("", None)
+
+    def slow_load(name, gguf_file):
+        time.sleep(0.3)
+        return loaded
+
+    monkeypatch.setattr(transformers_backend, "load_model", slow_load)
+    answer = backend.generate(context, timeout_s=0.2)
+    assert answer.text == "Walk after meals." and answer.metadata["load_s"] >= 0.3

@@ -107,6 +107,18 @@ def test_the_default_variants_exist():
         ("grounded agent", "grounded"), ("LLM only", "transformers"), ("grounded + LLM phrasing", "grounded_phrased")}
 
 
+def test_the_default_language_model_variants_decode_for_two_busy_cores():
+    """One torch thread (two fought a training run for the cores: 0.2 tokens/s), a repetition penalty, and a
+    budget the answer fits in: a stop before a fourth recommendation, or at a paragraph break after 60 tokens."""
+    from healthagent.agent.backends.registry import make_backend
+
+    llm_only = make_backend("transformers", AgentVariant.objects.get(name="LLM only").config)
+    assert (llm_only.torch_threads, llm_only.repetition_penalty, llm_only.stop, llm_only.max_new_tokens) == (1, 1.1, ["\n4."], 160)
+    assert llm_only.paragraph_stop_after_tokens == 60
+    phrased = make_backend("grounded_phrased", AgentVariant.objects.get(name="grounded + LLM phrasing").config).language_model
+    assert (phrased.torch_threads, phrased.repetition_penalty, phrased.max_new_tokens) == (1, 1.1, 48)
+
+
 def test_researchers_see_each_variant_with_its_context_and_flags(client, researcher, participant, variant):
     recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text="Take 20 mg of atorvastatin. " + "Walk more after meals and keep a steady bedtime every night."))
     client.force_login(researcher)
