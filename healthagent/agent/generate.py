@@ -81,12 +81,18 @@ def recommendation_generate(*, participant: Participant, variant: AgentVariant, 
 
 
 def cohort_generate(*, cohort: Cohort, variants: list[AgentVariant], regenerate: bool = False,
-                    progress: Callable[[int, int, str], None] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
-    """Recommendations for every participant × variant; existing successful ones are kept unless ``regenerate``.
+                    progress: Callable[[int, int, str], None] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                    participant_ids: list[int] | None = None) -> dict:
+    """Recommendations for every participant × variant (or only the cohort's ``participant_ids``: a study's
+    sample, when a language model takes a quarter of a minute an answer); existing successful ones are kept
+    unless ``regenerate``.
 
     Returns counts per status. One backend object is built per variant and reused.
     """
-    participants = list(cohort.participants.order_by("pk"))
+    participants = cohort.participants.order_by("pk")
+    if participant_ids is not None:
+        participants = participants.filter(pk__in=participant_ids)
+    participants = list(participants)
     done = set()
     if not regenerate:
         done = set(Recommendation.objects.filter(participant__cohort=cohort, variant__in=variants, question="", status="succeeded")

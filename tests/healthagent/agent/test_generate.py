@@ -85,6 +85,13 @@ def test_cohort_generation_keeps_what_succeeded(tiny_cohort):
     assert Recommendation.objects.count() == 3
 
 
+def test_cohort_generation_can_be_limited_to_some_participants(tiny_cohort):
+    grounded = AgentVariant.objects.get(name="grounded agent")
+    chosen = list(tiny_cohort.participants.order_by("pk").values_list("pk", flat=True)[:2])
+    assert cohort_generate(cohort=tiny_cohort, variants=[grounded], participant_ids=chosen)["succeeded"] == 2
+    assert set(Recommendation.objects.values_list("participant_id", flat=True)) == set(chosen)
+
+
 def test_the_command_generates_and_refuses_unknown_names(tiny_cohort, capsys):
     call_command("generate_recommendations", "--cohort", tiny_cohort.name, "--variant", "grounded agent")
     assert "'succeeded': 3" in capsys.readouterr().out
