@@ -110,8 +110,9 @@ class Command(BaseCommand):
 
     def _committed_models(self, cohort):
         """Register the committed demo models and give the demo cohort what the pages read from them: the
-        day index for “Find days” now (seconds), the predictions and the cohort's simulation as the
-        first jobs of the queue (about a minute each). Each step is skipped when already done or queued."""
+        day index for “Find days” now (about 20 s), the predictions and the cohort's simulation as the
+        first jobs of the CPU queue (about 2 minutes and half a minute). Each step is skipped when already
+        done or queued."""
         from modeling.day_search import day_index_build
         from modeling.jobs import job_queue
         from modeling.ml.data.clinical import INTERVENTIONS
