@@ -58,6 +58,9 @@ def day_index_build(*, checkpoint: Checkpoint, cohort: Cohort, device: str = "cp
 
 
 MODEL_FILE = "model.safetensors"
+UNKNOWN_WORDS = ("None of these words occur in the day captions the model learned from, so there is nothing to match. Describe the day "
+                 "with the captions' words: an activity (walk, run, cycle, swim, hike, yoga, tennis, commute…), the part of the day "
+                 "(morning, evening), sleep (short, long, fragmented), or stress.")
 
 
 def day_search_indexes() -> dict[str, tuple[Checkpoint, Path]]:
@@ -94,7 +97,7 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
     """The participant-days most like ``query``, best first: ``{"participant_id", "day_index", "caption", "score"}``.
     Each cohort is searched with the newest model that indexed it. Raises DaySearchError when no
     model has indexed a cohort yet, or none of the indexed models is on disk any more."""
-    from modeling.ml.sensorlm.search import DayIndex, rank_days
+    from modeling.ml.sensorlm.search import DayIndex, query_words, rank_days
 
     indexes = day_search_indexes()
     if not indexes:
@@ -106,11 +109,14 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
             raise DaySearchError(f"No day index yet: the sensor-language model is being trained (job #{pending.pk}, {pending.get_state_display().lower()}, "
                                  f"{pending.progress:.0%}); days can be searched once it has indexed its cohort.")
         raise DaySearchError("No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index.")
-    results = []
+    results, understood = [], False
     for checkpoint, path in indexes.values():
         model, tokenizer = _loaded_model(checkpoint.path, (Path(checkpoint.path) / MODEL_FILE).stat().st_mtime)
+        understood = understood or bool(query_words(tokenizer, query))
         index: DayIndex = _loaded_index(str(path), path.stat().st_mtime)
         for row, score in rank_days(model, tokenizer, index, query, limit):
             results.append({"participant_id": int(index.participant_ids[row]), "day_index": int(index.day_indices[row]),
                             "caption": str(index.captions[row]), "score": score})
+    if not understood:
+        raise DaySearchError(UNKNOWN_WORDS)
     return sorted(results, key=lambda result: -result["score"])[:limit]

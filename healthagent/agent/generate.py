@@ -1,7 +1,7 @@
 """Generating recommendations: context -> backend -> output checks -> safety screen -> one stored row.
 
-A generation that yields nothing usable (an error, a time-out, empty, over-long or unreadable
-text) is stored as *failed* with its reason, never as an answer; one the safety screen refuses is
+A generation that yields nothing usable (an error, a time-out, empty, over-long, unreadable or
+truncated text) is stored as *failed* with its reason, never as an answer; one the safety screen refuses is
 stored as *blocked*. Generating again for the same participant, variant and question replaces
 that row, so there are never duplicates.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from django.db import transaction
 
-from healthagent.agent.backends.base import BackendError
+from healthagent.agent.backends.base import BackendError, ends_a_sentence
 from healthagent.agent.backends.registry import make_backend
 from healthagent.agent.context import participant_context
 from healthagent.agent.safety import screen
@@ -27,8 +27,9 @@ class AgentError(Exception):
     pass
 
 
-def check_answer_text(text: str) -> str | None:
-    """Why ``text`` is not a usable answer, or None when it is."""
+def check_answer_text(text: str, *, finish_reason: str | None = None) -> str | None:
+    """Why ``text`` is not a usable answer, or None when it is. ``finish_reason`` is the backend's
+    ("length" when its token budget ran out): an answer cut off mid-sentence is never shown."""
     if not text or len(text.strip()) < MIN_ANSWER_CHARS:
         return f"the backend returned no usable text ({len(text.strip())} characters)"
     if len(text) > MAX_ANSWER_CHARS:
@@ -41,6 +42,8 @@ def check_answer_text(text: str) -> str | None:
     words = text.split()
     if len(words) >= 20 and len(set(words)) < 0.25 * len(words):
         return "the answer repeats itself (degenerate output)"
+    if finish_reason == "length" and not ends_a_sentence(text):
+        return "truncated: the answer reached the token limit in the middle of a sentence"
     return None
 
 
@@ -54,7 +57,7 @@ def recommendation_generate(*, participant: Participant, variant: AgentVariant, 
         backend = backend or make_backend(variant.backend, variant.config)
         answer = backend.generate(context, timeout_s=timeout_s)
         raw_text, items, metadata = answer.text, answer.items, answer.metadata
-        problem = check_answer_text(answer.text)
+        problem = check_answer_text(answer.text, finish_reason=metadata.get("finish_reason"))
         if problem:
             error = problem
         else:
@@ -78,12 +81,18 @@ def recommendation_generate(*, participant: Participant, variant: AgentVariant, 
 
 
 def cohort_generate(*, cohort: Cohort, variants: list[AgentVariant], regenerate: bool = False,
-                    progress: Callable[[int, int, str], None] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
-    """Recommendations for every participant × variant; existing successful ones are kept unless ``regenerate``.
+                    progress: Callable[[int, int, str], None] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                    participant_ids: list[int] | None = None) -> dict:
+    """Recommendations for every participant × variant (or only the cohort's ``participant_ids``: a study's
+    sample, when a language model takes a quarter of a minute an answer); existing successful ones are kept
+    unless ``regenerate``.
 
     Returns counts per status. One backend object is built per variant and reused.
     """
-    participants = list(cohort.participants.order_by("pk"))
+    participants = cohort.participants.order_by("pk")
+    if participant_ids is not None:
+        participants = participants.filter(pk__in=participant_ids)
+    participants = list(participants)
     done = set()
     if not regenerate:
         done = set(Recommendation.objects.filter(participant__cohort=cohort, variant__in=variants, question="", status="succeeded")

@@ -72,18 +72,18 @@ def test_each_cohort_is_searched_with_the_newest_model_that_indexed_it(tiny_coho
     newer.metrics = {"day_indexes": {"999": {"path": str(other_index), "days": 1}}}  # another cohort only
     newer.save(update_fields=["metrics"])
     assert {cohort: checkpoint for cohort, (checkpoint, _) in day_search_indexes().items()} == {str(tiny_cohort.pk): older, "999": newer}
-    searched = {result["participant_id"] for result in days_matching(query="a long hike", limit=50)}
+    searched = {result["participant_id"] for result in days_matching(query="a morning walk", limit=50)}
     assert searched == {999999, *tiny_cohort.participants.values_list("pk", flat=True)}
 
 
 def test_a_model_saved_again_at_the_same_path_is_reloaded(tiny_cohort, tmp_path):
     checkpoint = sensorlm_checkpoint_create(tmp_path / "sensorlm")
     day_index_build(checkpoint=checkpoint, cohort=tiny_cohort)
-    before = [result["score"] for result in days_matching(query="a long hike", limit=3)]
+    before = [result["score"] for result in days_matching(query="a morning walk", limit=3)]
     sensorlm_checkpoint_create(tmp_path / "sensorlm", seed=7).delete()  # other weights, same directory
     weights = tmp_path / "sensorlm" / "model.safetensors"
     os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 10))
-    after = [result["score"] for result in days_matching(query="a long hike", limit=3)]
+    after = [result["score"] for result in days_matching(query="a morning walk", limit=3)]
     assert before != after
 
 

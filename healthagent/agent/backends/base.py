@@ -1,7 +1,29 @@
 """The interface every agent backend implements, and the errors it may raise."""
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# What may close a sentence after its final mark: markdown emphasis, quotes, brackets.
+_CLOSING = "*_\"')]”’"
+_SENTENCE_END = re.compile(r"[.!?…][" + re.escape(_CLOSING) + r"]*(?=\s|$)")
+_ENDS_A_SENTENCE = re.compile(r"[.!?…][" + re.escape(_CLOSING) + r"]*\s*$")
+_DANGLING_LIST_NUMBER = re.compile(r"(^|\n)\s*\d+[.)]\s*$")
+
+
+def ends_a_sentence(text: str) -> bool:
+    """Whether ``text`` ends with a finished sentence (``Walk more.``, ``**Sleep at 11.**``), not mid-way."""
+    return bool(_ENDS_A_SENTENCE.search(text)) and not _DANGLING_LIST_NUMBER.search(text)
+
+
+def first_sentence(text: str, *, min_words: int = 3) -> str | None:
+    """The first finished sentence of ``text``'s first line with at least ``min_words`` words (so a list
+    number or "Dr." does not end it), or None when that line never finishes one."""
+    line = text.strip().split("\n")[0]
+    for match in _SENTENCE_END.finditer(line):
+        if len(line[: match.end()].split()) >= min_words:
+            return line[: match.end()].strip()
+    return None
 
 
 class BackendError(Exception):

@@ -80,11 +80,12 @@ class OpenAIHTTPBackend:
         try:
             body = response.json()
             text = body["choices"][0]["message"]["content"] or ""
+            finish_reason = body["choices"][0].get("finish_reason")  # "length" when max_tokens cut the answer
         except (ValueError, KeyError, IndexError, TypeError) as error:
             raise BackendError(f"the model server's answer is not a chat completion ({error})") from error
         usage = body.get("usage") or {}
         return text.strip(), {
             "backend": self.name, "model": body.get("model", self.model), "attempts": attempt + 1,
             "latency_s": round(time.perf_counter() - started, 3), "prompt_tokens": usage.get("prompt_tokens"),
-            "completion_tokens": usage.get("completion_tokens"), "temperature": self.temperature,
+            "completion_tokens": usage.get("completion_tokens"), "temperature": self.temperature, "finish_reason": finish_reason,
         }

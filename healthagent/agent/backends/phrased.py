@@ -7,7 +7,7 @@ which is what a study comparing "grounded" with "grounded + LLM phrasing" wants 
 
 import time
 
-from healthagent.agent.backends.base import BackendAnswer
+from healthagent.agent.backends.base import BackendAnswer, BackendError, first_sentence
 from healthagent.agent.backends.grounded import grounded_items, render
 
 OPENING_INSTRUCTION = (
@@ -29,7 +29,11 @@ class GroundedPhrasedBackend:
         titles = "\n".join(f"- {item['title']}" for item in items) or "- keep up the current habits"
         prompt_context = {**context, "question": OPENING_INSTRUCTION + titles}
         opening = self.language_model.generate(prompt_context, timeout_s=timeout_s)
-        first_sentence = opening.text.strip().split("\n")[0][:300]
-        return BackendAnswer(text=render(context, items, opening=first_sentence), items=items, metadata={
+        # Only a finished sentence opens the answer: one cut off by the token limit makes the generation fail.
+        sentence = first_sentence(opening.text)
+        if sentence is None or len(sentence) > 300:
+            ended = "reached the token limit" if opening.metadata.get("finish_reason") == "length" else "ended"
+            raise BackendError(f"truncated: the language model's opening {ended} before finishing a sentence ({opening.text[:80]!r})")
+        return BackendAnswer(text=render(context, items, opening=sentence), items=items, metadata={
             "backend": self.name, "phrasing": opening.metadata, "latency_s": round(time.perf_counter() - started, 3),
         })

@@ -1,3 +1,7 @@
+import json
+import shutil
+from pathlib import Path
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -15,6 +19,12 @@ DEMO_SENSORLM = {"size": "tiny", "loss": "clip", "caption_levels": ["semantic", 
                  "steps": 300, "batch_size": 32, "learning_rate": 0.002, "evaluate": True, "evaluation_participants": 60, "seed": 0}
 DEMO_TWIN_TRAINING = {"size": "tiny", "participants": 1000, "days": 730, "steps": 600, "batch_size": 16, "learning_rate": 0.002,
                       "block_size": 256, "checkpoint_every": 100, "seed": 0}
+# Small models trained once with the commands in modeling/demo_weights/README.md and committed, so the pages
+# that need a model work from the first minute; the training jobs above still run, as a demonstration.
+DEMO_WEIGHTS_DIR = Path(settings.BASE_DIR) / "modeling" / "demo_weights"
+DEMO_WEIGHT_FAMILIES = ("lsm", "sensorlm", "twin")
+DEMO_PREDICTIONS = {"reference_participants": 300, "reference_days": 7, "replicates": 20, "seed": 2000}
+DEMO_SIMULATION = {"participant": None, "horizon_days": 90, "samples": 16, "seed": 0}
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -45,11 +55,13 @@ class Command(BaseCommand):
         counts = cohort_generate(cohort=cohort, variants=[grounded])
         self.stdout.write(f"Grounded recommendations: {counts['succeeded']} generated, {counts['kept']} already there.")
         self._demo_studies(cohort)
-        # The language-model variants take minutes on a CPU: the worker generates them after the site is up.
         from modeling.jobs import job_queue
         from modeling.models import Job
 
-
+        # Queued in the order the site needs them (each queue runs first in, first out): the cheap
+        # follow-ups of the committed models first, then the answers, then the fresh trainings.
+        self._committed_models(cohort)
+        # The language-model variants take minutes on a CPU: the worker generates them after the site is up.
         for variant in AgentVariant.objects.exclude(backend="grounded").order_by("name"):
             if Job.objects.filter(kind="generate_recommendations", config__variants=[variant.pk], state__in=["queued", "running"]).exists():
                 continue
@@ -57,14 +69,14 @@ class Command(BaseCommand):
             self.stdout.write(f"Queued job #{job.pk}: recommendations of {variant.name!r}, generated in the background (see Jobs).")
         if not Job.objects.filter(kind="lsm_pretrain").exists():
             job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING, "predict_cohort": cohort.pk})
-            self.stdout.write(f"Queued job #{job.pk}: pre-training of a tiny wearable foundation model (a few minutes; watch its loss), "
+            self.stdout.write(f"Queued job #{job.pk}: fresh pre-training of a tiny wearable foundation model (watch its loss), "
                               "then its predictions for the demo cohort.")
         if not Job.objects.filter(kind="sensorlm_train").exists():
             job = job_queue(kind_name="sensorlm_train", config={**DEMO_SENSORLM, "index_cohort": cohort.pk})
-            self.stdout.write(f"Queued job #{job.pk}: a tiny sensor-language model, then an index of the demo cohort's days for “Find days”.")
+            self.stdout.write(f"Queued job #{job.pk}: fresh training of a tiny sensor-language model, then a new index of the demo cohort's days.")
         if not Job.objects.filter(kind="twin_train").exists():
             job = job_queue(kind_name="twin_train", config={**DEMO_TWIN_TRAINING, "simulate_cohort": cohort.pk})
-            self.stdout.write(f"Queued job #{job.pk}: training of a tiny digital twin, then a simulation of the demo cohort (see Digital twin).")
+            self.stdout.write(f"Queued job #{job.pk}: fresh training of a tiny digital twin, then a new simulation of the demo cohort.")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")
@@ -95,3 +107,48 @@ class Command(BaseCommand):
                              instructions="Read the participant's data, then rate the answer on each dimension. Press ? for keyboard shortcuts.")
             study_set_status(study=study_create(spec=spec, user=researcher), status="open")
             self.stdout.write(f"Opened the study {name!r} for the demo clinician.")
+
+    def _committed_models(self, cohort):
+        """Register the committed demo models and give the demo cohort what the pages read from them: the
+        day index for “Find days” now (about 20 s), the predictions and the cohort's simulation as the
+        first jobs of the CPU queue (about 2 minutes and half a minute). Each step is skipped when already
+        done or queued."""
+        from modeling.day_search import day_index_build
+        from modeling.jobs import job_queue
+        from modeling.ml.data.clinical import INTERVENTIONS
+        from modeling.models import Job, Prediction, SimulationRun
+
+        checkpoints = demo_checkpoints_register()
+        lsm, sensorlm, twin = (checkpoints[family] for family in DEMO_WEIGHT_FAMILIES)
+        if str(cohort.pk) not in sensorlm.metrics.get("day_indexes", {}):
+            indexed = day_index_build(checkpoint=sensorlm, cohort=cohort)
+            self.stdout.write(f"Indexed {indexed['days']} days of {cohort.name!r} for “Find days” with the committed sensor-language model.")
+        pending = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING])
+        if not (Prediction.objects.filter(checkpoint=lsm, participant__cohort=cohort).exists()
+                or pending.filter(kind="lsm_predict", config__checkpoint=lsm.pk, config__cohort=cohort.pk).exists()):
+            job = job_queue(kind_name="lsm_predict", config={**DEMO_PREDICTIONS, "checkpoint": lsm.pk, "cohort": cohort.pk})
+            self.stdout.write(f"Queued job #{job.pk}: the committed foundation model's predictions for the demo cohort (first in line).")
+        if not (SimulationRun.objects.filter(checkpoint=twin, participant__cohort=cohort).exists()
+                or pending.filter(kind="simulate", config__checkpoint=twin.pk, config__cohort=cohort.pk).exists()):
+            job = job_queue(kind_name="simulate", config={**DEMO_SIMULATION, "checkpoint": twin.pk, "cohort": cohort.pk,
+                                                          "interventions": [intervention.name for intervention in INTERVENTIONS]})
+            self.stdout.write(f"Queued job #{job.pk}: the committed twin's simulation of the demo cohort (next in line).")
+
+
+def demo_checkpoints_register() -> dict:
+    """The committed demo models as checkpoints, by family, each registered once. A model is copied under
+    ``VAR_DIR`` first, so what the site writes beside it (a cohort's day index) stays out of the repository."""
+    from modeling.models import Checkpoint
+
+    checkpoints = {}
+    for family in DEMO_WEIGHT_FAMILIES:
+        source = DEMO_WEIGHTS_DIR / family
+        description = json.loads((source / "demo.json").read_text())
+        target = Path(settings.VAR_DIR) / "demo_weights" / family
+        for path in source.iterdir():
+            if path.name not in {"demo.json", "README.md"} and not (target / path.name).exists():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target / path.name)
+        checkpoints[family], _ = Checkpoint.objects.get_or_create(
+            family=family, path=str(target), job=None, defaults={"size": description["size"], "metrics": description["metrics"]})
+    return checkpoints

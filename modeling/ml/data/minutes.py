@@ -208,13 +208,19 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     if traits["atrial_fibrillation"]:
         heart_rate += 6.0 * np.abs(noise[1])
 
-    hrv_scale = np.exp(-0.028 * (heart_rate - rest_hr)) * np.array([1.0, 1.1, 1.35, 0.9], dtype=np.float32)[stage]
+    # The slower heart of sleep already raises HRV; the stage adds only a little on top (deep sleep is
+    # vagal, REM is not), so a night averages about 1.2-1.3 times the waking resting value, as measured.
+    hrv_scale = np.exp(-0.028 * (heart_rate - rest_hr)) * np.array([1.0, 1.05, 1.15, 0.9], dtype=np.float32)[stage]
     hrv_scale *= (1.0 - 0.3 * stressed) * (1.0 - 0.3 * illness)
     rmssd = traits["rmssd_baseline_ms"] * hrv_scale * np.exp(0.18 * noise[2])
     sdnn = rmssd * (1.25 + 0.6 * reserve) * np.exp(0.12 * noise[3])
     if traits["atrial_fibrillation"]:
-        rmssd *= 2.6
-        sdnn *= 2.2
+        # A wrist device drops most irregular beats before computing HRV, so atrial fibrillation shows as
+        # an irregular component added in quadrature (a moderate, noisy rise), not the raw RR chaos of a
+        # multiplied baseline that gave fit people 200-300 ms nights.
+        irregular_ms = 30.0 * np.exp(0.3 * noise[1])
+        rmssd = np.sqrt(rmssd**2 + irregular_ms**2)
+        sdnn = np.sqrt(sdnn**2 + (1.5 * irregular_ms) ** 2)
     rr_median = 60000.0 / heart_rate
     rr_spread = 0.85 * sdnn * np.exp(0.1 * noise[4])
 

@@ -192,3 +192,119 @@ def test_smollm2_constrained_to_the_schema_writes_a_valid_spec(smollm2):
     spec = parse_spec(constrained)  # raises SpecError if the decoder left the schema
     assert constrained.lstrip().startswith("{") and spec.head.type in {"linear", "mlp", "attention_pool", "temporal_conv"}
     assert backend.complete(messages, json_schema=decoding_schema(), timeout_s=300) == constrained  # greedy: the same spec again
+
+
+class FakeTokenizer:
+    """Token ids are indices into ``VOCABULARY``; 0 ends the turn."""
+
+    VOCABULARY = ["<end>", " Walk", " after", " meals", ".", "\n", "5", " and", "\n\n"]
+    eos_token_id = 0
+
+    def apply_chat_template(self, messages, **kwargs):
+        import torch
+
+        return {"input_ids": torch.tensor([[1, 2, 3]])}
+
+    def decode(self, tokens, skip_special_tokens=True):
+        return "".join(self.VOCABULARY[int(token)] for token in tokens if not (skip_special_tokens and int(token) == 0))
+
+
+class FakeLanguageModel:
+    """Answers with scripted token ids and records the decoding settings it was given."""
+
+    class generation_config:  # noqa: N801 - the attribute name transformers uses
+        eos_token_id = [0]
+
+    def __init__(self, tokens):
+        self.tokens, self.settings = tokens, {}
+
+    def generate(self, input_ids, **settings):
+        import torch
+
+        self.settings = settings
+        output = input_ids
+        for token in self.tokens:  # one token at a time, as transformers asks the stopping rules
+            output = torch.cat([output, torch.tensor([[token]])], dim=1)
+            if any(bool(rule(output, None)[0]) for rule in settings.get("stopping_criteria", [])):
+                break
+        return output
+
+
+@pytest.fixture
+def fake_language_model(monkeypatch, tmp_path):
+    from healthagent.agent.backends import transformers_backend
+
+    def install(tokens, **config):
+        model = FakeLanguageModel(tokens)
+        monkeypatch.setattr(transformers_backend, "load_model", lambda name, gguf_file: (FakeTokenizer(), model))
+        return model, TransformersBackend({"model": str(tmp_path), **config})
+
+    return install
+
+
+def test_a_variants_decoding_settings_reach_the_model(fake_language_model, context):
+    model, backend = fake_language_model([1, 2, 3, 4, 0], max_new_tokens=10, repetition_penalty=1.15, no_repeat_ngram_size=4,
+                                         stop=["\n5"])
+    answer = backend.generate(context, timeout_s=10)
+    assert model.settings["repetition_penalty"] == 1.15 and model.settings["no_repeat_ngram_size"] == 4
+    assert model.settings["stop_strings"] == ["\n5"] and model.settings["max_new_tokens"] == 10
+    assert answer.text == "Walk after meals." and answer.metadata["finish_reason"] == "stop"
+    with pytest.raises(BackendConfigError, match="repetition_penalty"):
+        TransformersBackend({"model": backend.model, "repetition_penalty": 0.5})
+
+
+@pytest.mark.parametrize("tokens,text,finish_reason", [
+    ([1, 2, 3, 7, 1], "Walk after meals and Walk", "length"),  # the budget of five tokens ran out
+    ([1, 2, 3, 4, 0], "Walk after meals.", "stop"),  # the model ended its turn within the budget
+    ([1, 2, 3, 4, 5, 6], "Walk after meals.", "stop"),  # a stop string ("\n5": a fifth item) ended it, and is cut off
+])
+def test_the_answer_says_why_it_ended(fake_language_model, context, tokens, text, finish_reason):
+    _, backend = fake_language_model(tokens, max_new_tokens=5 if finish_reason == "length" else 10, stop=["\n5"])
+    answer = backend.generate(context, timeout_s=10)
+    assert (answer.text, answer.metadata["finish_reason"]) == (text, finish_reason)
+
+
+def test_a_long_answer_ends_at_a_paragraph_break_instead_of_the_token_budget(fake_language_model, context):
+    tokens = [1, 2, 3, 4, 8, 1, 2, 3, 4, 8, 1, 2, 3, 7]  # two paragraphs, then a third the budget would cut mid-sentence
+    _, backend = fake_language_model(tokens, max_new_tokens=14, paragraph_stop_after_tokens=6)
+    answer = backend.generate(context, timeout_s=10)
+    assert answer.text == "Walk after meals.\n\n Walk after meals." and answer.metadata["finish_reason"] == "stop"
+    _, unlimited = fake_language_model(tokens, max_new_tokens=14)
+    assert unlimited.generate(context, timeout_s=10).metadata["finish_reason"] == "length"  # without the rule: truncated
+
+
+class ScriptedOpening:
+    def __init__(self, text, finish_reason):
+        self.text, self.finish_reason = text, finish_reason
+
+    def generate(self, context, *, timeout_s):
+        from healthagent.agent.backends.base import BackendAnswer
+
+        return BackendAnswer(text=self.text, metadata={"finish_reason": self.finish_reason})
+
+
+def test_the_phrased_opening_is_a_finished_sentence_or_the_generation_fails(context):
+    from healthagent.agent.backends.phrased import GroundedPhrasedBackend
+
+    finished = GroundedPhrasedBackend({}, ScriptedOpening("You have been sleeping well this week! Here is more", "length"))
+    assert "You have been sleeping well this week!" in finished.generate(context, timeout_s=10).text
+    assert "Here is more" not in finished.generate(context, timeout_s=10).text
+    cut = GroundedPhrasedBackend({}, ScriptedOpening("You have been sleeping well and your steps are", "length"))
+    with pytest.raises(BackendError, match="truncated"):
+        cut.generate(context, timeout_s=10)
+
+
+def test_loading_the_model_does_not_count_against_the_answers_time_limit(fake_language_model, context, monkeypatch):
+    """A worker's first answer waits for the model to load (minutes on a busy CPU); it used to fail as late."""
+    from healthagent.agent.backends import transformers_backend
+
+    _, backend = fake_language_model([1, 2, 3, 4, 0], max_new_tokens=10)
+    loaded = transformers_backend.load_model("", None)
+
+    def slow_load(name, gguf_file):
+        time.sleep(0.3)
+        return loaded
+
+    monkeypatch.setattr(transformers_backend, "load_model", slow_load)
+    answer = backend.generate(context, timeout_s=0.2)
+    assert answer.text == "Walk after meals." and answer.metadata["load_s"] >= 0.3

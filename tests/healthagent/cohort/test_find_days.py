@@ -54,13 +54,23 @@ def test_while_the_model_trains_the_page_says_so_instead_of_asking_for_one(clien
     assert f"being trained (job #{job.pk}, running, 40%)" in page and "an admin queues" not in page
 
 
+def test_a_query_of_words_no_caption_uses_finds_nothing_and_says_which_words_work(client, indexed_cohort):
+    """A ``<script>`` query once ranked days above the best real match; it is not run as a search at all now."""
+    client.force_login(UserFactory(role="researcher"))
+    response = client.get(reverse("cohort:find_days"), {"q": "<script>alert(1)</script>"})
+    assert response.status_code == 200 and not response.context["results"]
+    page = response.content.decode()
+    assert "None of these words occur in the day captions" in page and "walk, run" in page
+    assert "<script>alert(1)</script>" not in page  # shown escaped in the search box, never as markup
+
+
 def test_a_day_whose_trajectory_file_is_gone_keeps_its_caption_without_a_chart(client, indexed_cohort, settings):
     from pathlib import Path
 
     gone = indexed_cohort.participants.exclude(trajectory_path="").order_by("pk").first()
     (Path(settings.TRAJECTORY_ROOT) / gone.trajectory_path).unlink()
     client.force_login(UserFactory(role="researcher"))
-    response = client.get(reverse("cohort:find_days"), {"q": "a long hike"})
+    response = client.get(reverse("cohort:find_days"), {"q": "a morning walk"})
     assert response.status_code == 200
     cards = [result for result in response.context["results"] if result["participant"] == gone]
     assert cards and all(card["chart_json"] is None and card["caption"] and card["chart_error"] for card in cards)
@@ -80,7 +90,7 @@ def test_zooming_a_day_card_fetches_the_same_panels(client, indexed_cohort):
     from healthagent.cohort.views import FIND_DAYS_CHANNELS
 
     client.force_login(UserFactory(role="researcher"))
-    first = client.get(reverse("cohort:find_days"), {"q": "a long hike"}).context["results"][0]
+    first = client.get(reverse("cohort:find_days"), {"q": "a morning walk"}).context["results"][0]
     channels = json.loads(first["chart_json"])["layout"]["meta"]["channels"]
     assert channels == list(FIND_DAYS_CHANNELS)
     url = reverse("cohort:participant_minutes", args=[first["participant"].pk])

@@ -122,3 +122,20 @@ def test_a_month_long_record_has_one_window_per_day():
     traits = sample_traits(1, np.random.default_rng(0))
     record = simulate_minutes(traits.row(0), 30, np.random.default_rng(1))
     assert record.values.shape == (30, NUM_FEATURES, 1440)
+
+
+def test_nightly_heart_rate_variability_is_in_the_human_range():
+    """Adult nocturnal RMSSD is typically 20-80 ms and rarely above 150 ms, atrial fibrillation included
+    (a wrist device drops irregular beats); the demo cohort once showed fit people with AF at 200-300 ms."""
+    cohort = make_cohort(participants=50, days=14, seed=2026)  # the demo cohort
+    nightly, asleep_minutes = [], []
+    for participant in cohort:
+        minutes = participant.minutes
+        nightly += [day["hrv_rmssd_ms"] for day in daily_summaries(minutes.values, minutes.mask) if day["hrv_rmssd_ms"] is not None]
+        stage = minutes.values[:, FEATURE_INDEX["sleep_stage"]]
+        asleep_minutes.append(minutes.values[:, FEATURE_INDEX["rmssd"]][stage >= 1])
+    nightly = np.array(nightly)
+    assert 30 <= np.median(nightly) <= 70
+    assert np.percentile(nightly, 95) < 150
+    assert np.mean(nightly > 150) < 0.01
+    assert np.nanpercentile(np.concatenate(asleep_minutes), 99) < 200  # what the chart draws, minute by minute

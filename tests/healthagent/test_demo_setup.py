@@ -1,0 +1,52 @@
+"""The demo starts with its trained models ready: the committed weights are registered and used at once."""
+
+import pytest
+from django.core.management import call_command
+
+from healthagent.management.commands import demo_setup
+from modeling.models import Checkpoint, Job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def small_demo(settings, tmp_path, monkeypatch):
+    settings.VAR_DIR = tmp_path / "var"
+    monkeypatch.setitem(demo_setup.DEMO_COHORT, "participants", 4)  # the command's steps, on a smaller cohort
+
+
+def test_the_committed_models_are_registered_once_and_what_the_pages_need_comes_first(small_demo):
+    from healthagent.models import Cohort
+    from modeling.day_search import days_matching
+    from modeling.twin import twin_checkpoint_latest
+
+    call_command("demo_setup")
+    call_command("demo_setup")  # idempotent: nothing registered or queued twice
+    committed = {checkpoint.family: checkpoint for checkpoint in Checkpoint.objects.filter(job=None)}
+    assert sorted(committed) == ["lsm", "sensorlm", "twin"] and Checkpoint.objects.count() == 3
+    for checkpoint in committed.values():
+        assert checkpoint.size == "tiny" and checkpoint.metrics["parameters"] > 0
+        assert {"config.json", "model.safetensors"} <= {path.name for path in (demo_setup.Path(checkpoint.path)).iterdir()}
+
+    # Find days works before any training job has run: the committed sensor-language model indexed the cohort.
+    cohort = Cohort.objects.get(name="Demo cohort")
+    results = days_matching(query="a long run in the morning", limit=3)
+    assert len(results) == 3 and {result["participant_id"] for result in results} <= set(cohort.participants.values_list("pk", flat=True))
+    assert twin_checkpoint_latest() == committed["twin"]  # the twin page simulates with it
+
+    # The cheap follow-ups of the committed models are queued once and first on the CPU queue, before the fresh trainings.
+    cpu_jobs = list(Job.objects.filter(queue="cpu").order_by("pk").values_list("kind", flat=True))
+    assert cpu_jobs == ["lsm_predict", "simulate", "lsm_pretrain", "sensorlm_train", "twin_train"]
+    assert Job.objects.get(kind="lsm_predict").config["checkpoint"] == committed["lsm"].pk
+    simulation = Job.objects.get(kind="simulate").config
+    assert simulation["checkpoint"] == committed["twin"].pk and simulation["cohort"] == cohort.pk and len(simulation["interventions"]) == 5
+
+
+def test_the_committed_models_load():
+    from modeling.ml.healthformer.training import load_twin
+    from modeling.ml.lsm.pretrain import load_pretrained
+    from modeling.ml.sensorlm.model import load_sensorlm
+
+    load_pretrained(demo_setup.DEMO_WEIGHTS_DIR / "lsm")
+    load_sensorlm(demo_setup.DEMO_WEIGHTS_DIR / "sensorlm", "cpu")
+    load_twin(demo_setup.DEMO_WEIGHTS_DIR / "twin")
