@@ -28,5 +28,5 @@ def set_configs(apps, old_index: int, new_index: int):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("healthagent", "0005_audit_log")]
+    dependencies = [("healthagent", "0006_audit_study_item_actions")]
     operations = [migrations.RunPython(lambda apps, schema_editor: set_configs(apps, 1, 2), lambda apps, schema_editor: set_configs(apps, 2, 1))]
