@@ -26,7 +26,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 
 from evaluation.models import Assignment, Study, StudyItem
 from healthagent.models import AgentVariant, Recommendation
-from modeling.selectors import generation_pending
+from modeling.selectors import generation_pending, generation_pending_job
 
 
 def rater_rank(*, seed: int, rater_id: int, item_id: int) -> bytes:
@@ -89,7 +89,8 @@ def items_without_answers(study: Study) -> list[ItemWithoutAnswer]:
     result = []
     for item in items:
         missing = [MissingAnswer(variant=variant, reason=_missing_reason(recommendations.get((item.participant_id, variant.pk))),
-                                 pending_job_id=pending.get((item.participant.cohort_id, variant.pk)))
+                                 pending_job_id=generation_pending_job(pending, cohort_id=item.participant.cohort_id, variant_id=variant.pk,
+                                                                       participant_id=item.participant_id))
                    for variant, ready in ((item.variant_a, item.ready_a), (item.variant_b, item.ready_b)) if variant is not None and not ready]
         result.append(ItemWithoutAnswer(item=item, missing=missing))
     return result

@@ -158,8 +158,7 @@ def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem
 
 
 def study_item_regenerate(*, study: Study, item_id: int, user):
-    """Queue the generation of the answers an item lacks (audited); returns the job. Answers that already
-    succeeded are kept, so the job writes only the missing ones of the item's variants in its cohort."""
+    """Queue the generation of the answers an item lacks, for its participant only (audited); returns the job."""
     if study.status == Study.Status.CLOSED:
         raise EvaluationError("the study is closed: reopen it to change its items")
     with transaction.atomic():
@@ -171,7 +170,8 @@ def study_item_regenerate(*, study: Study, item_id: int, user):
             raise EvaluationError(f"item {item.position + 1}'s answers are being generated already (job #{row.missing[0].pending_job_id})")
         variants = sorted(answer.variant.pk for answer in row.missing if answer.pending_job_id is None)
         try:
-            job = job_queue(kind_name="generate_recommendations", config={"cohort": item.participant.cohort_id, "variants": variants}, user=user)
+            job = job_queue(kind_name="generate_recommendations", user=user,
+                            config={"cohort": item.participant.cohort_id, "variants": variants, "participants": [item.participant_id]})
         except JobError as error:
             raise EvaluationError(str(error)) from error
         audit_record(actor=user, action=Action.STUDY_ITEM_REGENERATED, target=study,

@@ -5,15 +5,25 @@ from modeling.models import Job
 GENERATION_KIND = "generate_recommendations"
 
 
-def generation_pending() -> dict[tuple[int, int], int]:
-    """(cohort id, variant id) -> the oldest queued or running job generating that variant's answers for the cohort.
+def generation_pending() -> dict[tuple[int, int], list[tuple[int, set[int] | None]]]:
+    """(cohort id, variant id) -> the queued or running jobs generating that variant's answers for the cohort,
+    oldest first, each as (job id, the participant ids it is limited to, or None for the whole cohort).
 
-    A study item whose answer is missing waits only on a variant listed here; any other missing answer
-    will not come unless someone queues its generation again.
+    A study item whose answer is missing waits only on a job listed here that covers its participant
+    (:func:`generation_pending_job`); any other missing answer will not come unless its generation is queued again.
     """
-    pending: dict[int, int] = {}
+    pending: dict[tuple[int, int], list[tuple[int, set[int] | None]]] = {}
     jobs = Job.objects.filter(kind=GENERATION_KIND, state__in=(Job.State.QUEUED, Job.State.RUNNING)).order_by("pk")
     for job_id, config in jobs.values_list("pk", "config"):
+        participants = set(config["participants"]) if config.get("participants") else None
         for variant_id in config.get("variants", []):
-            pending.setdefault((config.get("cohort"), variant_id), job_id)
+            pending.setdefault((config.get("cohort"), variant_id), []).append((job_id, participants))
     return pending
+
+
+def generation_pending_job(pending: dict, *, cohort_id: int, variant_id: int, participant_id: int) -> int | None:
+    """The oldest job of :func:`generation_pending` that writes this participant's answer of this variant, if any."""
+    for job_id, participants in pending.get((cohort_id, variant_id), []):
+        if participants is None or participant_id in participants:
+            return job_id
+    return None

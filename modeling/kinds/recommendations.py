@@ -4,7 +4,7 @@ from django import forms
 
 from healthagent.agent.backends.registry import queue_for
 from healthagent.agent.generate import cohort_generate
-from healthagent.models import AgentVariant, Cohort, Recommendation
+from healthagent.models import AgentVariant, Cohort, Participant, Recommendation
 from modeling.jobs import JobContext, JobKind, register
 
 
@@ -12,6 +12,15 @@ class RecommendationsForm(forms.Form):
     cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), empty_label=None)
     variants = forms.ModelMultipleChoiceField(queryset=AgentVariant.objects.order_by("name"), widget=forms.CheckboxSelectMultiple)
     regenerate = forms.BooleanField(required=False, help_text="Replace answers that already succeeded.")
+    # Set by a study (its sample, or one item's participant), never typed: the whole cohort when empty.
+    participants = forms.ModelMultipleChoiceField(queryset=Participant.objects.all(), required=False, widget=forms.MultipleHiddenInput)
+
+    def clean(self):
+        cleaned = super().clean()
+        cohort, participants = cleaned.get("cohort"), cleaned.get("participants")
+        if cohort is not None and participants and any(participant.cohort_id != cohort.pk for participant in participants):
+            raise forms.ValidationError("every participant must belong to the cohort")
+        return cleaned
 
 
 def run_recommendations(context: JobContext) -> dict:
@@ -21,12 +30,16 @@ def run_recommendations(context: JobContext) -> dict:
     def report(position, total, message):
         context.progress(position / total, message, metrics={"generated": position}, step=position)
 
-    counts = cohort_generate(cohort=cohort, variants=variants, regenerate=context.config.get("regenerate", False), progress=report)
+    participant_ids = context.config.get("participants") or None
+    counts = cohort_generate(cohort=cohort, variants=variants, regenerate=context.config.get("regenerate", False), progress=report,
+                             participant_ids=participant_ids)
     context.log(f"counts: {counts}")
     # Every answer of this cohort and these variants that is not a success was written by this run (earlier
     # failures are always generated again), so these are this run's failures, each with its reason.
     unanswered = (Recommendation.objects.filter(participant__cohort=cohort, variant__in=variants, question="")
                   .exclude(status=Recommendation.Status.SUCCEEDED).select_related("participant", "variant").order_by("variant__name", "participant__pk"))
+    if participant_ids is not None:
+        unanswered = unanswered.filter(participant_id__in=participant_ids)
     for recommendation in unanswered:
         context.failure(item=f"participant {recommendation.participant.pseudonym} / {recommendation.variant.name}",
                         reason=f"{recommendation.get_status_display()}: {recommendation.error or 'no reason recorded'}")

@@ -57,12 +57,16 @@ def test_the_clinician_is_not_told_to_wait_for_an_answer_that_will_not_come(clie
 
 def test_an_item_waits_only_while_a_generation_job_is_on_its_way(client, study_with_a_failed_answer, tiny_cohort):
     study, _, clinician, failed_item = study_with_a_failed_answer
+    others = list(tiny_cohort.participants.exclude(pk=failed_item.participant_id).values_list("pk", flat=True))
+    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id],
+                                                            "participants": others})
+    assert items_waiting_for_answers(study) == 0  # a job for other participants writes nothing for this item
     job = job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id]})
     assert items_waiting_for_answers(study) == 1
     assert "still writing the answers of 1 item" in rate_everything(client, study, clinician)
     with pytest.raises(EvaluationError, match="being generated"):
         study_item_drop(study=study, item_id=failed_item.pk, note="too early", user=study.created_by)
-    Job.objects.filter(pk=job.pk).update(state=Job.State.SUCCEEDED)  # the job ended and the answer still failed
+    Job.objects.all().update(state=Job.State.SUCCEEDED)  # the jobs ended and the answer still failed
     assert items_waiting_for_answers(study) == 0
 
 
@@ -97,7 +101,8 @@ def test_regenerate_queues_a_job_for_the_missing_answer_once(client, study_with_
     url = reverse("evaluation:study_item_regenerate", args=[study.pk, failed_item.pk])
     client.post(url)
     job = Job.objects.get(kind="generate_recommendations")
-    assert job.config == {"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id], "regenerate": False} and job.queued_by == owner
+    assert job.config == {"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id], "regenerate": False,
+                          "participants": [failed_item.participant_id]} and job.queued_by == owner
     assert AuditEntry.objects.get(action=Action.STUDY_ITEM_REGENERATED).details["job"] == job.pk
     again = client.post(url, follow=True).content.decode()
     assert f"being generated already (job #{job.pk})" in again and Job.objects.count() == 1

@@ -41,6 +41,13 @@ def test_the_committed_models_are_registered_once_and_what_the_pages_need_comes_
     simulation = Job.objects.get(kind="simulate").config
     assert simulation["checkpoint"] == committed["twin"].pk and simulation["cohort"] == cohort.pk and len(simulation["interventions"]) == 5
 
+    # The language-model answers are written for the participants the demo studies show, not the whole cohort.
+    from evaluation.models import StudyItem
+
+    shown = set(StudyItem.objects.filter(study__name__in=demo_setup.DEMO_STUDY_NAMES).values_list("participant_id", flat=True))
+    generation = Job.objects.filter(kind="generate_recommendations")
+    assert generation.count() == 2 and all(set(job.config["participants"]) == shown for job in generation)
+
 
 def test_the_committed_models_load():
     from modeling.ml.healthformer.training import load_twin

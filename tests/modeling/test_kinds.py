@@ -203,3 +203,25 @@ def test_a_recommendations_job_with_failed_answers_lists_them_and_its_retry_gene
     retry.refresh_from_db()
     assert answered == [participants[1].pseudonym] and retry.result == {"succeeded": 1, "failed": 0, "blocked": 0, "kept": 2}
     assert retry.failures == [] and Recommendation.objects.filter(variant=variant, status="succeeded").count() == 3
+
+
+def test_a_recommendations_job_limited_to_some_participants_writes_only_theirs(tiny_cohort, monkeypatch):
+    from healthagent.agent import generate
+    from healthagent.agent.backends.base import BackendAnswer
+    from healthagent.models import AgentVariant, Cohort, Participant, Recommendation
+    from modeling.jobs import JobError
+
+    class Answers:
+        def generate(self, context, *, timeout_s):
+            return BackendAnswer(text="Walk for thirty minutes on most days and keep a regular bedtime this week.", metadata={})
+
+    monkeypatch.setattr(generate, "make_backend", lambda backend, config: Answers())
+    variant = AgentVariant.objects.create(name="scripted model", backend="openai_http", config={})
+    chosen = list(tiny_cohort.participants.order_by("pk").values_list("pk", flat=True))[:2]
+    job = job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "participants": chosen})
+    assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
+    assert sorted(Recommendation.objects.filter(variant=variant).values_list("participant_id", flat=True)) == chosen
+
+    stranger = Participant.objects.create(cohort=Cohort.objects.create(name="Another", source="synthetic"), pseudonym="P-other")
+    with pytest.raises(JobError, match="every participant must belong to the cohort"):
+        job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "participants": [stranger.pk]})

@@ -25,6 +25,11 @@ DEMO_WEIGHTS_DIR = Path(settings.BASE_DIR) / "modeling" / "demo_weights"
 DEMO_WEIGHT_FAMILIES = ("lsm", "sensorlm", "twin")
 DEMO_PREDICTIONS = {"reference_participants": 300, "reference_days": 7, "replicates": 20, "seed": 2000}
 DEMO_SIMULATION = {"participant": None, "horizon_days": 90, "samples": 16, "seed": 0}
+DEMO_STUDIES = (  # name, mode, variants, participants sampled
+    ("Demo: rate the agent's answers", "absolute", ["grounded agent", "LLM only"], 15),
+    ("Demo: which answer is better?", "pairwise", ["grounded agent", "LLM only"], 10),
+)
+DEMO_STUDY_NAMES = [name for name, *_ in DEMO_STUDIES]
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -61,12 +66,17 @@ class Command(BaseCommand):
         # Queued in the order the site needs them (each queue runs first in, first out): the cheap
         # follow-ups of the committed models first, then the answers, then the fresh trainings.
         self._committed_models(cohort)
-        # The language-model variants take minutes on a CPU: the worker generates them after the site is up.
+        # The language-model variants take about 10 s an answer on a busy CPU: the worker writes them after the site is
+        # up, for the participants the demo studies show only (15 of 50, about five minutes; the others on request).
+        from evaluation.models import StudyItem
+
+        shown = sorted(set(StudyItem.objects.filter(study__name__in=DEMO_STUDY_NAMES).values_list("participant_id", flat=True)))
         for variant in AgentVariant.objects.exclude(backend="grounded").order_by("name"):
             if Job.objects.filter(kind="generate_recommendations", config__variants=[variant.pk], state__in=["queued", "running"]).exists():
                 continue
-            job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [variant.pk]})
-            self.stdout.write(f"Queued job #{job.pk}: recommendations of {variant.name!r}, generated in the background (see Jobs).")
+            job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [variant.pk], "participants": shown})
+            self.stdout.write(f"Queued job #{job.pk}: recommendations of {variant.name!r} for the {len(shown)} participants the demo "
+                              "studies show, generated in the background (see Jobs).")
         if not Job.objects.filter(kind="lsm_pretrain").exists():
             job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING, "predict_cohort": cohort.pk})
             self.stdout.write(f"Queued job #{job.pk}: fresh pre-training of a tiny wearable foundation model (watch its loss), "
@@ -96,10 +106,7 @@ class Command(BaseCommand):
         researcher = User.objects.get(username="researcher")
         rubric = Rubric.objects.get(name="Relevance, context awareness, safety (1-5)")
         variants = {variant.name: variant for variant in AgentVariant.objects.all()}
-        for name, mode, chosen, sample in (
-            ("Demo: rate the agent's answers", "absolute", ["grounded agent", "LLM only"], 15),
-            ("Demo: which answer is better?", "pairwise", ["grounded agent", "LLM only"], 10),
-        ):
+        for name, mode, chosen, sample in DEMO_STUDIES:
             if Study.objects.filter(name=name).exists():  # set up by an earlier run: left as a researcher may have changed it
                 continue
             spec = StudySpec(name=name, mode=mode, rubric=rubric, cohort=cohort, variants=[variants[v] for v in chosen], raters_per_item=1,
