@@ -148,3 +148,10 @@ def test_closing_asks_first_and_reopening_needs_a_note(client, study_with_a_fail
     study.refresh_from_db()
     assert study.status == "open" and study.closed_at is None
     assert AuditEntry.objects.get(action=Action.STUDY_REOPENED).details == {"note": "two clinicians asked for more time"}
+
+
+def test_the_study_page_counts_raters_and_items_in_words(client, study_with_a_failed_answer):
+    study, owner, _, _ = study_with_a_failed_answer  # one rater per item
+    client.force_login(owner)
+    page = client.get(reverse("evaluation:study_detail", args=[study.pk])).content.decode()
+    assert "1 rater per item" in page and "1 raters" not in page and "(6 items × 1 rater)" in page
