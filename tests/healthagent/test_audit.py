@@ -61,8 +61,8 @@ def test_studies_created_opened_and_closed_are_audited(client, researcher, tiny_
             "clinicians": [clinician.pk], "window_days": 7, "seed": 0}
     assert client.post(reverse("evaluation:study_new"), form).status_code == 302
     study = Study.objects.get(name="Audited")
-    for status in ("open", "closed"):
-        client.post(reverse("evaluation:study_status", args=[study.pk]), {"status": status})
+    for status in ("open", "closed"):  # closing asks first: the confirmation page posts "confirmed"
+        client.post(reverse("evaluation:study_status", args=[study.pk]), {"status": status, "confirmed": "yes"})
     created, opened, closed = (only_entry(action) for action in (Action.STUDY_CREATED, Action.STUDY_OPENED, Action.STUDY_CLOSED))
     assert {created.actor, opened.actor, closed.actor} == {researcher}
     assert created.details["clinicians"] == [clinician.username] and created.details["items"] == 3
