@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from evaluation.assignment import items_without_answers
+from evaluation.assignment import ItemWithoutAnswer, items_without_answers
 from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify_on_commit
@@ -118,8 +118,11 @@ def study_set_status(*, study: Study, status: str, user=None, via: str = "", not
     return study
 
 
-def _access_item_for_change(*, study: Study, item_id: int) -> StudyItem:
-    """The study's item, locked; an item already shown to a clinician (its answers frozen) keeps its ratings."""
+def _access_item_without_answer(*, study: Study, item_id: int) -> ItemWithoutAnswer:
+    """The study's item (its row locked) whose answer will not come: no job is on its way for it. An item
+    already shown to a clinician (its answers frozen) keeps its ratings; one with its answers needs nothing."""
+    if study.status == Study.Status.CLOSED:
+        raise EvaluationError("the study is closed: reopen it to change its items")
     item = StudyItem.objects.select_for_update().select_related("participant").filter(pk=item_id, study=study).first()
     if item is None:
         raise EvaluationError("there is no such item in this study")
@@ -127,28 +130,25 @@ def _access_item_for_change(*, study: Study, item_id: int) -> StudyItem:
         raise EvaluationError(f"item {item.position + 1} was dropped already")
     if item.frozen:
         raise EvaluationError(f"item {item.position + 1} has been shown to clinicians: its answers and ratings stay as they are")
-    return item
+    row = next((row for row in items_without_answers(study) if row.item.pk == item.pk), None)
+    if row is None:
+        raise EvaluationError(f"item {item.position + 1} has its answers")
+    if row.waiting:
+        raise EvaluationError(f"item {item.position + 1}'s answers are being generated already (job #{row.missing[0].pending_job_id})")
+    return row
 
 
 def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem:
-    """Take an item whose answer will not come (see items_without_answers) out of the study, with a note saying why (audited). No clinician
-    is given it afterwards and it no longer counts towards the ratings needed. Locks the item row, as
-    handing it out does, so it cannot be dropped while a clinician is being given it."""
+    """Take an item whose answer will not come (see items_without_answers) out of the study, with a note saying
+    why (audited). No clinician is given it afterwards and it no longer counts towards the ratings needed. Locks
+    the item row, as handing it out does, so it cannot be dropped while a clinician is being given it."""
     note = (note or "").strip()
     if not note:
         raise EvaluationError("say why the item is dropped: the note is kept with the study and its exports")
     if len(note) > 1000:
         raise EvaluationError("the note is longer than 1,000 characters")
-    if study.status == Study.Status.CLOSED:
-        raise EvaluationError("the study is closed: reopen it to change its items")
     with transaction.atomic():
-        item = _access_item_for_change(study=study, item_id=item_id)
-        row = next((row for row in items_without_answers(study) if row.item.pk == item.pk), None)
-        if row is None:
-            raise EvaluationError(f"item {item.position + 1} has its answers: only an item whose answer will not come is dropped")
-        if row.waiting:
-            raise EvaluationError(f"item {item.position + 1}'s answers are being generated (job #{row.missing[0].pending_job_id}): "
-                                  "wait for the job, or cancel it first")
+        item = _access_item_without_answer(study=study, item_id=item_id).item
         item.dropped_at, item.dropped_by, item.drop_note = timezone.now(), user, note
         item.save(update_fields=["dropped_at", "dropped_by", "drop_note"])
         audit_record(actor=user, action=Action.STUDY_ITEM_DROPPED, target=study,
@@ -159,15 +159,9 @@ def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem
 
 def study_item_regenerate(*, study: Study, item_id: int, user):
     """Queue the generation of the answers an item lacks, for its participant only (audited); returns the job."""
-    if study.status == Study.Status.CLOSED:
-        raise EvaluationError("the study is closed: reopen it to change its items")
     with transaction.atomic():
-        item = _access_item_for_change(study=study, item_id=item_id)
-        row = next((row for row in items_without_answers(study) if row.item.pk == item.pk), None)
-        if row is None:
-            raise EvaluationError(f"item {item.position + 1} has its answers: nothing to regenerate")
-        if row.waiting:
-            raise EvaluationError(f"item {item.position + 1}'s answers are being generated already (job #{row.missing[0].pending_job_id})")
+        row = _access_item_without_answer(study=study, item_id=item_id)
+        item = row.item
         variants = sorted(answer.variant.pk for answer in row.missing if answer.pending_job_id is None)
         try:
             job = job_queue(kind_name="generate_recommendations", user=user,
