@@ -45,17 +45,18 @@
     form.querySelector("[name=unsafe_reason]").value = entered.unsafe_reason || "";
   }
 
-  // "1,234 of 5,000 characters" under a limited field; past the limit (text put back from a refused submit,
-  // where maxlength does not apply) it says by how much.
+  // "1,234 of 5,000 characters" under a limited field; past the limit (a long paste, or text put back from a
+  // refused submit) it says by how much, and the text stays whole: a maxlength would cut a paste silently.
   function setupCounter(form, counter) {
     const field = form.querySelector("[name=" + counter.dataset.counterFor + "]");
-    const limit = Number(field.getAttribute("maxlength"));
+    const limit = Number(field.dataset.limit);
     function update() {
       const length = field.value.length;
       counter.textContent = length.toLocaleString("en-US") + " of " + limit.toLocaleString("en-US") + " characters" +
         (length > limit ? ": " + (length - limit).toLocaleString("en-US") + " too many" : "");
       counter.classList.toggle("bad", length > limit);
       counter.classList.toggle("muted", length <= limit);
+      field.setAttribute("aria-invalid", String(length > limit));
     }
     field.addEventListener("input", update);
     update();

@@ -81,13 +81,15 @@ def in_view(page, selector):
 def test_the_comment_and_the_unsafe_reason_show_their_limits_while_typing(grounded_study, page, live_server):
     open_first_item(page, grounded_study)
     page.locator("#comment").click()
-    page.keyboard.insert_text("x" * 5100)
-    assert len(page.locator("#comment").input_value()) == 5000
-    assert page.locator("#comment-count").inner_text() == "5,000 of 5,000 characters"
+    page.keyboard.insert_text("x" * 4990)
+    assert page.locator("#comment-count").inner_text() == "4,990 of 5,000 characters"
+    page.keyboard.insert_text("x" * 110)  # typed past the limit: kept, and counted as too many
+    assert len(page.locator("#comment").input_value()) == 5100
+    assert page.locator("#comment-count").inner_text() == "5,100 of 5,000 characters: 100 too many"
     page.locator("#unsafe_reason").click()
     page.keyboard.insert_text("y" * 600)
-    assert len(page.locator("#unsafe_reason").input_value()) == 500
-    assert page.locator("#unsafe-reason-count").inner_text() == "500 of 500 characters"
+    assert len(page.locator("#unsafe_reason").input_value()) == 600
+    assert page.locator("#unsafe-reason-count").inner_text() == "600 of 500 characters: 100 too many"
 
 
 def submit_refused(page):
@@ -120,7 +122,6 @@ def test_a_comment_too_long_even_for_a_draft_comes_back_after_the_refused_submit
     for key in "453":
         page.keyboard.press(key)
     comment = "The answer repeats itself. " * 1000  # 27,000 characters: too long for the rating and for a draft
-    page.evaluate("() => document.querySelector('#comment').removeAttribute('maxlength')")  # a page from before the limit, say
     page.locator("#comment").fill(comment)
     submit_refused(page)
     assert_refusal_in_view_with_focus(page, "longer than 5,000 characters")
@@ -202,3 +203,11 @@ def test_a_clinician_finds_a_rating_they_gave_on_the_start_page_and_opens_it(gro
     wait_for_form(page)
     assert page.locator("input[name=score-context][value='5']").is_checked()
     assert page.get_by_role("button", name=re.compile("Save changes")).is_visible()
+
+
+def test_a_pasted_comment_over_the_limit_is_kept_whole_and_counted(grounded_study, page, live_server):
+    open_first_item(page, grounded_study)
+    page.locator("#comment").fill("x" * 6000)  # as a paste: one input event
+    assert len(page.locator("#comment").input_value()) == 6000
+    assert page.locator("#comment-count").inner_text() == "6,000 of 5,000 characters: 1,000 too many"
+    assert page.locator("#comment").get_attribute("aria-invalid") == "true"
