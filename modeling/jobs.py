@@ -94,8 +94,10 @@ def job_payload(job: Job, *, with_curve: bool = False) -> dict:
     return payload
 
 
-# What researchers see of a job they queued (the twin page): its progress, not the workers' details.
-PROGRESS_FIELDS = ("id", "state", "progress", "message", "error")
+# What researchers see of a job they queued (the twin page): its progress and place in its queue, not the workers' details.
+PROGRESS_FIELDS = ("id", "state", "state_label", "progress", "message", "error", "queue_place")
+# A job someone waits for on a page (one participant's simulation) goes ahead of the long runs queued before it.
+INTERACTIVE_PRIORITY = 5
 
 
 def job_progress_payload(payload: dict) -> dict:

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from healthagent.models import Participant
 from healthagent.roles import Role, user_has_role
-from modeling.jobs import JobError, job_queue
+from modeling.jobs import INTERACTIVE_PRIORITY, JobError, job_queue
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, INTERVENTION_BY_NAME
 from modeling.ml.healthformer.data import MIN_WEAR_MINUTES, worn_blocks
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
@@ -174,7 +174,7 @@ def simulation_request_queue(*, user, participant: Participant, interventions: l
                                 f"({', '.join(f'job #{pk}' for pk in pending)}); a researcher can have at most "
                                 f"{RESEARCHER_MAX_PENDING_SIMULATIONS}, so queue this one when one of them has finished")
         try:
-            return job_queue(kind_name="simulate", user=user, config=config)
+            return job_queue(kind_name="simulate", user=user, config=config, priority=INTERACTIVE_PRIORITY)
         except JobError as error:
             raise TwinError(str(error)) from error
 

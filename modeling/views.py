@@ -121,6 +121,7 @@ def twin_page(request):
         run = runs.filter(job=job).first() if job is not None else simulation_latest(participant=participant)
     return render(request, "modeling/twin.html", {"form": form, "participant": participant, "job": job, "run": run,
                                                   "checkpoint": twin_checkpoint_latest(), "training": job_pending(kind_name="twin_train"),
+                                                  "queue_place": queue_place_words(job_queue_place(job), job.queue) if job else "",
                                                   "page_data": twin_page_data(run=run) if run else None})
 
 
@@ -150,4 +151,4 @@ def twin_status(request, job_id: int):
     """A simulate job's progress, for the twin page (researchers cannot open the admins' job pages): what it
     polls when no event arrives over its websocket (modeling.consumers.SimulationJobConsumer)."""
     job = get_object_or_404(Job, pk=job_id, kind="simulate")
-    return JsonResponse(job_progress_payload(job_payload(job)))
+    return JsonResponse(job_progress_payload({**job_payload(job), "queue_place": queue_place_words(job_queue_place(job), job.queue)}))

@@ -61,7 +61,8 @@
       socketPath: section.dataset.socketPath, statusUrl: section.dataset.statusUrl, state: section.dataset.state,
       onUpdate: function (job, via) {
         if (section.dataset.reloading) return;
-        ["state", "message", "progress", "error"].forEach(function (field) { if (field in job) show(field, job[field]); });
+        ["state_label", "message", "progress", "error", "queue_place"].forEach(function (field) { if (field in job) show(field, job[field]); });
+        if (job.state && job.state !== "queued") show("queue_place", "");
         section.dataset.state = job.state;
         section.dataset.progress = String(job.progress);
         section.dataset.updates = String(++updates);

@@ -135,12 +135,19 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     page = client.get(f"/modeling/twin/?participant={participant.pk}")
     assert page.status_code == 200 and b"No simulation of" in page.content
     assert client.get("/modeling/twin/?participant=x&job=1;").status_code == 200  # nonsense parameters select nothing
+    training = Job.objects.create(kind="twin_train", state="queued")  # a long run queued before
     response = client.post("/modeling/twin/simulate/", {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30,
                                                         "samples": 8})
     job = Job.objects.get(kind="simulate")
     assert response.status_code == 302 and response["Location"].endswith(f"?participant={participant.pk}&job={job.pk}")
     assert job.config["participant"] == participant.pk and job.config["checkpoint"] == twin_checkpoint.pk
     assert client.get(f"/modeling/twin/jobs/{job.pk}/status.json").json()["state"] == "queued"
+    # A researcher waiting on the page goes ahead of a long training queued before, and sees where the job stands.
+    assert job.priority > training.priority and job.pk > training.pk
+    status = client.get(f"/modeling/twin/jobs/{job.pk}/status.json").json()
+    assert status["queue_place"].startswith("1st in the CPU queue") and "worker_host" not in status
+    assert "1st in the CPU queue" in client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}").content.decode()
+    training.delete()
 
     # Once the job has stored its run, the page carries the fan charts' data.
     from modeling.ml.healthformer.generate import Rollouts
