@@ -174,6 +174,10 @@ def test_on_a_phone_the_rating_page_opens_at_the_top_with_its_chart_and_the_navi
     assert phone.evaluate("() => window.scrollY") == 0
     assert 300 <= phone.locator(CHART).bounding_box()["width"] <= 390
     assert_fits_a_phone(phone)
+    # The answer sits below the chart and the record: one link at the top leads to it.
+    phone.get_by_role("link", name="Go to the answer and the rating").click()
+    answer = phone.locator(".answer-card").first.bounding_box()
+    assert phone.evaluate("() => window.scrollY") > 0 and -1 <= answer["y"] < 844  # at the top of the screen
 
 
 def test_on_a_phone_every_admin_link_is_reachable_and_tables_scroll_in_their_box(grounded_study, phone):
