@@ -6,8 +6,11 @@ class ModelingConfig(AppConfig):
 
     def ready(self):
         from healthagent.celery import before_workers_start_register
+        from healthagent.cohort.panels import participant_panel_register
         from healthagent.health import queue_activity_register
         from modeling.jobs import jobs_requeue_interrupted_lines, queue_activity
+        from modeling.selectors import predictions_panel
 
         queue_activity_register(queue_activity)  # the system page tells a busy worker from none
         before_workers_start_register(jobs_requeue_interrupted_lines)  # serve re-queues what a stopped worker left
+        participant_panel_register(predictions_panel)  # the participant page shows the foundation model's estimates

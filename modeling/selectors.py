@@ -1,6 +1,8 @@
 """Reads of the modeling app for the rooms above it (the agent, the evaluation app)."""
 
-from modeling.models import Job
+from healthagent.cohort.panels import Panel
+from healthagent.models import Participant
+from modeling.models import Job, Prediction
 
 GENERATION_KIND = "generate_recommendations"
 
@@ -27,3 +29,21 @@ def generation_pending_job(pending: dict, *, cohort_id: int, variant_id: int, pa
         if participants is None or participant_id in participants:
             return job_id
     return None
+
+
+def participant_predictions(*, participant: Participant) -> list[Prediction]:
+    """The newest foundation model's estimates for ``participant`` (one per task), with that model joined."""
+    newest = (Prediction.objects.filter(participant=participant).order_by("-checkpoint__created_at", "-checkpoint_id")
+              .values_list("checkpoint_id", flat=True).first())
+    if newest is None:
+        return []
+    return list(Prediction.objects.filter(participant=participant, checkpoint_id=newest).select_related("checkpoint").order_by("task"))
+
+
+def predictions_panel(participant: Participant) -> Panel | None:
+    """The participant page's section of the foundation model's estimates (registered in ModelingConfig.ready)."""
+    predictions = participant_predictions(participant=participant)
+    if not predictions:
+        return None
+    return Panel(template="modeling/partials/participant_predictions.html",
+                 context={"predictions": predictions, "checkpoint": predictions[0].checkpoint})

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, render
 
 from healthagent.cohort.charts import ChartError, chart_channels, daily_figure, minute_figure_json
 from healthagent.cohort.days import wearable_day
+from healthagent.cohort.panels import participant_panels
 from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list, participant_profile
 from healthagent.cohort.store import TrajectoryError
 from healthagent.models import Cohort, Participant
@@ -41,6 +42,7 @@ def participant_detail(request, participant_id: int):
         "events": [{"day": wearable_day(participant, event.day_index), "event": event}
                    for event in participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute")[:200]],
         "recommendations": _with_context_json(participant.recommendations.select_related("variant").order_by("variant__name", "question")),
+        "panels": participant_panels(participant),
     }
     return render(request, "cohort/participant_detail.html", context)
 

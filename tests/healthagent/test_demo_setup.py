@@ -36,7 +36,7 @@ def test_the_committed_models_are_registered_once_and_what_the_pages_need_comes_
 
     # The cheap follow-ups of the committed models are queued once and first on the CPU queue, before the fresh trainings.
     cpu_jobs = list(Job.objects.filter(queue="cpu").order_by("pk").values_list("kind", flat=True))
-    assert cpu_jobs == ["lsm_predict", "simulate", "lsm_pretrain", "sensorlm_train", "twin_train"]
+    assert cpu_jobs == ["lsm_predict", "simulate", "generate_recommendations", "lsm_pretrain", "sensorlm_train", "twin_train"]
     assert Job.objects.get(kind="lsm_predict").config["checkpoint"] == committed["lsm"].pk
     simulation = Job.objects.get(kind="simulate").config
     assert simulation["checkpoint"] == committed["twin"].pk and simulation["cohort"] == cohort.pk and len(simulation["interventions"]) == 5
@@ -45,8 +45,10 @@ def test_the_committed_models_are_registered_once_and_what_the_pages_need_comes_
     from evaluation.models import StudyItem
 
     shown = set(StudyItem.objects.filter(study__name__in=demo_setup.DEMO_STUDY_NAMES).values_list("participant_id", flat=True))
-    generation = Job.objects.filter(kind="generate_recommendations")
+    generation = Job.objects.filter(kind="generate_recommendations").exclude(queue="cpu")
     assert generation.count() == 2 and all(set(job.config["participants"]) == shown for job in generation)
+    grounded_again = Job.objects.get(kind="generate_recommendations", queue="cpu")  # after the estimates and simulations
+    assert grounded_again.config["regenerate"] is True and not grounded_again.config["participants"]  # the whole cohort
 
 
 def test_the_committed_models_load():

@@ -140,6 +140,12 @@ class Command(BaseCommand):
             job = job_queue(kind_name="simulate", config={**DEMO_SIMULATION, "checkpoint": twin.pk, "cohort": cohort.pk,
                                                           "interventions": [intervention.name for intervention in INTERVENTIONS]})
             self.stdout.write(f"Queued job #{job.pk}: the committed twin's simulation of the demo cohort (next in line).")
+        # The grounded answers above were written before the estimates and simulations existed: written again once
+        # they do (seconds), they cite them. Items already shown keep the answer their clinicians saw.
+        grounded = AgentVariant.objects.get(name="grounded agent")
+        if not Job.objects.filter(kind="generate_recommendations", config__variants=[grounded.pk], config__regenerate=True).exists():
+            job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [grounded.pk], "regenerate": True})
+            self.stdout.write(f"Queued job #{job.pk}: the grounded answers again, citing the estimates and simulations (after them).")
 
 
 def demo_checkpoints_register() -> dict:
