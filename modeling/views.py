@@ -114,7 +114,10 @@ def twin_page(request):
     participant_id, job_id = request.GET.get("participant", ""), request.GET.get("job", "")
     participant = Participant.objects.filter(pk=participant_id).first() if participant_id.isdigit() else None
     job = Job.objects.filter(pk=job_id, kind="simulate").first() if job_id.isdigit() else None
-    form = TwinRequestForm(initial={"participant": participant, "interventions": ["exercise_programme"]}, user=request.user)
+    # Nothing ticked unless the page shows a simulation that was asked for: then the form says what it asked.
+    asked = job.config if job is not None else {}
+    form = TwinRequestForm(initial={"participant": participant, "interventions": asked.get("interventions", []),
+                                    **{key: asked[key] for key in ("horizon_days", "samples") if key in asked}}, user=request.user)
     run = None
     if participant is not None:
         runs = participant.simulations.select_related("checkpoint")

@@ -1,5 +1,7 @@
 """The digital twin on the site: records from the database, the job kinds, the page, the agent's citations."""
 
+import re
+
 import numpy as np
 import pytest
 from django.urls import reverse
@@ -160,6 +162,10 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
                                  samples=4, results=simulation_results(rollouts, participant_index=0, record=record))
     page = client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}")
     assert page.status_code == 200 and b'id="twin-data"' in page.content and b"data-fan-chart" in page.content
+    ticked = re.findall(r'<input type="checkbox" name="interventions" value="(\w+)"[^>]*checked', page.content.decode())
+    assert ticked == ["statin"] and 'name="horizon_days" value="30"' in page.content.decode()  # the form says what was asked
+    fresh = client.get(f"/modeling/twin/?participant={participant.pk}").content.decode()
+    assert not re.findall(r'name="interventions" value="\w+"[^>]*checked', fresh)  # nothing ticked for the researcher
     assert page.content.decode().count("<td>0.3 %</td>") == 2 * 11  # a small risk per endpoint and arm, not rounded to "0 %"
 
 
