@@ -54,6 +54,8 @@ class JobKind:
     description: str = ""
     # The config a retry of a job that succeeded with failures runs with: only the failed parts again.
     retry_config: Callable[[dict], dict] = lambda config: config
+    # What tells this job from others of its kind, in words, for the jobs list ("LLM only · 15 participants").
+    summary: Callable[[dict], str] = lambda config: ""
 
 
 REGISTRY: dict[str, JobKind] = {}

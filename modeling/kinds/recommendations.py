@@ -51,6 +51,14 @@ def retry_only_failed(config: dict) -> dict:
     return {**config, "regenerate": False}
 
 
+def recommendations_summary(config: dict) -> str:
+    """"LLM only · 15 participants" or "grounded agent · the whole cohort, answers replaced"."""
+    names = ", ".join(AgentVariant.objects.filter(pk__in=config.get("variants", [])).order_by("name").values_list("name", flat=True))
+    participants = config.get("participants") or []
+    scope = f"{len(participants)} participant{'s' if len(participants) != 1 else ''}" if participants else "the whole cohort"
+    return f"{names} · {scope}{', answers replaced' if config.get('regenerate') else ''}"
+
+
 def recommendations_queue(config: dict) -> str:
     backends = AgentVariant.objects.filter(pk__in=config.get("variants", [])).values_list("backend", flat=True)
     return "gpu" if any(queue_for(backend) == "gpu" for backend in backends) else "cpu"
@@ -58,4 +66,4 @@ def recommendations_queue(config: dict) -> str:
 
 register(JobKind("generate_recommendations", "Generate recommendations", RecommendationsForm, run_recommendations, recommendations_queue,
                  "The agent's answers for every participant of a cohort, per variant. Finished answers are kept.",
-                 retry_config=retry_only_failed))
+                 retry_config=retry_only_failed, summary=recommendations_summary))

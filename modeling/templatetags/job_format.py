@@ -19,6 +19,15 @@ def kind_title(kind_name: str) -> str:
 
 
 @register.filter
+def job_summary(job) -> str:
+    """What tells the job from others of its kind (its kind's summary of its config), or "" for a kind without one."""
+    try:
+        return job_kind(job.kind).summary(job.config)
+    except JobError:
+        return ""
+
+
+@register.filter
 def queue_title(queue: str) -> str:
     """"cpu" -> "CPU queue"."""
     return f"{queue.upper()} queue" if queue else "—"

@@ -225,3 +225,15 @@ def test_a_recommendations_job_limited_to_some_participants_writes_only_theirs(t
     stranger = Participant.objects.create(cohort=Cohort.objects.create(name="Another", source="synthetic"), pseudonym="P-other")
     with pytest.raises(JobError, match="every participant must belong to the cohort"):
         job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "participants": [stranger.pk]})
+
+
+def test_the_jobs_list_tells_generation_jobs_apart(client, admin_user, tiny_cohort):
+    from healthagent.models import AgentVariant
+
+    llm, grounded = AgentVariant.objects.get(name="LLM only"), AgentVariant.objects.get(name="grounded agent")
+    chosen = list(tiny_cohort.participants.values_list("pk", flat=True))[:2]
+    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [llm.pk], "participants": chosen})
+    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [grounded.pk], "regenerate": True})
+    client.force_login(admin_user)
+    listing = client.get("/modeling/jobs/").content.decode()
+    assert "LLM only · 2 participants" in listing and "grounded agent · the whole cohort, answers replaced" in listing
