@@ -15,9 +15,9 @@ def test_the_participant_page_shows_the_newest_model_s_estimates(client, researc
 
     older = Checkpoint.objects.create(family="lsm", size="tiny", path="/nowhere/old")
     newer = Checkpoint.objects.create(family="lsm", size="tiny", path="/nowhere/new")
-    Prediction.objects.create(participant=participant, checkpoint=older, task="hypertension", kind="classification", label="yes",
+    Prediction.objects.create(participant=participant, checkpoint=older, task="hypertension", kind="binary", label="yes",
                               estimate=0.11, low=0.05, high=0.2, details={"description": "Old hypertension guess"})
-    Prediction.objects.create(participant=participant, checkpoint=newer, task="hypertension", kind="classification", label="yes",
+    Prediction.objects.create(participant=participant, checkpoint=newer, task="hypertension", kind="binary", label="yes",
                               estimate=0.62, low=0.41, high=0.8, details={"description": "Hypertension", "quality": {"auroc": 0.81}})
     Prediction.objects.create(participant=participant, checkpoint=newer, task="systolic_bp", kind="regression", estimate=131.46,
                               low=118.2, high=144.9, details={"description": "Systolic blood pressure", "unit": "mmHg",
