@@ -30,6 +30,7 @@ def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(w
     page.get_by_role("link", name="Digital twin").click()
     page.get_by_label("Participant").select_option(str(participant.pk))
     page.get_by_label("statin: atorvastatin 20 mg daily").check()
+    page.get_by_label("exercise programme", exact=False).check()  # nothing is ticked until the researcher ticks it
     page.get_by_label("Horizon (days)").fill("21")
     page.get_by_label("Samples").fill("4")
     page.get_by_role("button", name="Simulate").click()

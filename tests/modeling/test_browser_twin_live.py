@@ -101,6 +101,7 @@ class LiveTwinProgressTest(ChannelsLiveServerTestCase):
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url("**/evaluation/studies/")
         page.goto(f"/modeling/twin/?participant={participant.pk}")
+        page.get_by_label("exercise programme", exact=False).check()  # nothing is ticked until the researcher ticks it
         page.get_by_label("Samples").fill("4")
         page.get_by_label("Horizon (days)").fill("14")
         page.get_by_role("button", name="Simulate").click()

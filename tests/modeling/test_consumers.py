@@ -30,4 +30,5 @@ def test_a_researcher_follows_a_simulation_s_progress_over_the_websocket(client,
         await communicator.disconnect()
         return event
 
-    assert async_to_sync(follow)() == {"id": job.pk, "state": "running", "progress": 0.4, "message": "simulating participants 1-1 of 1", "error": ""}
+    assert async_to_sync(follow)() == {"id": job.pk, "state": "running", "state_label": "Running", "progress": 0.4,
+                                       "message": "simulating participants 1-1 of 1", "error": ""}
