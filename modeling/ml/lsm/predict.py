@@ -11,7 +11,10 @@ participant. A new participant's prediction is the ensemble's mean, with a 90 % 
   held-out residual variance, so the interval covers the person's value, not only the mean.
 """
 
+import hashlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import mean_absolute_error, roc_auc_score
@@ -21,6 +24,7 @@ from modeling.ml.data.labels import TASKS, Task
 from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, represent
 
 Z_90 = 1.645
+SIMULATOR = Path(__file__).resolve().parent.parent / "data"  # the simulated reference cohort's source
 
 
 @dataclass
@@ -91,7 +95,41 @@ def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
     return predictions
 
 
+def reference_fingerprint(model_dir, *, participants: int, days: int, seed: int) -> str:
+    """What the reference embeddings depend on: the model's weights, the simulator's source and the cohort asked for."""
+    digest = hashlib.sha256(f"{participants}/{days}/{seed}".encode())
+    digest.update((Path(model_dir) / "model.safetensors").read_bytes())
+    for source in sorted(SIMULATOR.glob("*.py")):
+        digest.update(source.name.encode() + source.read_bytes())
+    return digest.hexdigest()
+
+
+def reference_cache_path(model_dir, *, participants: int, days: int, seed: int) -> Path:
+    return Path(model_dir) / f"reference-{participants}x{days}d-seed{seed}.npz"
+
+
+def reference_representation(model_dir, *, participants: int, days: int, seed: int, device: str = "cpu") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(embeddings, labels) of the simulated reference cohort, kept beside the model: simulating and embedding it is
+    most of a prediction job's time, and it depends only on the weights, the simulator and the cohort asked for (a
+    kept file whose fingerprint no longer matches is computed again and replaced)."""
+    fingerprint = reference_fingerprint(model_dir, participants=participants, days=days, seed=seed)
+    path = reference_cache_path(model_dir, participants=participants, days=days, seed=seed)
+    if path.exists():
+        with np.load(path) as kept:
+            if str(kept["fingerprint"]) == fingerprint:
+                return kept["embeddings"], {name[len("label/"):]: kept[name] for name in kept.files if name.startswith("label/")}
+    representations = represent(model_dir, participants=participants, days=days, seed=seed, device=device)
+    partial = path.with_suffix(".partial.npz")
+    try:  # written whole, then renamed: a reader never sees half a file
+        np.savez_compressed(partial, fingerprint=np.array(fingerprint), embeddings=representations.embeddings.astype(np.float32),
+                            **{f"label/{name}": values for name, values in representations.labels.items()})
+        os.replace(partial, path)
+    except OSError:  # a read-only model folder: the probes are fitted all the same, only not kept
+        partial.unlink(missing_ok=True)
+    return representations.embeddings, representations.labels
+
+
 def reference_probes(model_dir, *, participants: int, days: int, seed: int, replicates: int, device: str = "cpu") -> list[TaskProbe]:
     """Probes fitted on a simulated labelled reference cohort embedded by the model in ``model_dir``."""
-    representations = represent(model_dir, participants=participants, days=days, seed=seed, device=device)
-    return fit_probes(representations.embeddings, representations.labels, replicates=replicates, seed=seed)
+    embeddings, labels = reference_representation(model_dir, participants=participants, days=days, seed=seed, device=device)
+    return fit_probes(embeddings, labels, replicates=replicates, seed=seed)
