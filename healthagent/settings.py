@@ -81,8 +81,9 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "axes",
     "healthagent",
-    "evaluation",
     "modeling",
+    "healthagent.agent",
+    "evaluation",
 ]
 
 MIDDLEWARE = [

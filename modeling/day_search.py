@@ -10,16 +10,13 @@ from pathlib import Path
 
 from django.db import transaction
 
+from healthagent.cohort.day_finder import DaySearchError
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Cohort, Event
 from modeling.jobs import job_pending
 from modeling.models import Checkpoint
 
 FAMILY = "sensorlm"
-
-
-class DaySearchError(Exception):
-    pass
 
 
 def _participant_windows(cohort: Cohort):

@@ -1,4 +1,5 @@
-"""Job kind: the agent's recommendations for a cohort."""
+"""Job kind: the agent's recommendations for a cohort. The agent is above the job framework: it registers this kind from
+its app's ``ready()``."""
 
 from django import forms
 

@@ -5,13 +5,13 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
 from healthagent.cohort.charts import ChartError, chart_channels, daily_figure, minute_figure_json
+from healthagent.cohort.day_finder import DaySearchError, days_matching
 from healthagent.cohort.days import wearable_day
 from healthagent.cohort.panels import participant_panels
 from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list, participant_profile
 from healthagent.cohort.store import TrajectoryError
 from healthagent.models import Cohort, Participant
 from healthagent.roles import role_required
-from modeling.day_search import DaySearchError, days_matching
 from modeling.ml.data.spec import MINUTES_PER_DAY
 
 FIND_DAYS_LIMIT = 8

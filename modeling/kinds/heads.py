@@ -7,11 +7,13 @@ all of a job's heads are registered in one transaction at the end. ``lsm_predict
 head only when it clearly beat the linear probe on participants the search never saw.
 """
 
+from collections.abc import Callable
+
 from django import forms
 from django.db import transaction
 
 from healthagent.models import AgentVariant, Cohort
-from modeling.jobs import JobContext, JobKind, job_checkpoint_record, job_queue_follow_up, register
+from modeling.jobs import JobContext, JobError, JobKind, job_checkpoint_record, job_queue_follow_up, register
 from modeling.ml.data.labels import TASKS
 from modeling.ml.heads.spec import describe_spec
 from modeling.models import Checkpoint
@@ -69,6 +71,16 @@ def head_search_config(**values) -> dict:
     return {name: field.initial for name, field in HeadSearchForm.base_fields.items() if field.initial is not None} | values
 
 
+# ``(*, backend, config, json_schema, timeout_s, temperature) -> complete(messages, seed) -> text``: registered by the
+# agent, which owns the language-model backends and sits above the job framework.
+LanguageModel = Callable[..., Callable[[list[dict], int], str]]
+_language_models: list[LanguageModel] = []
+
+
+def head_search_language_model_register(language_model: LanguageModel) -> None:
+    _language_models[:] = [language_model]
+
+
 def _proposers(config: dict, task: str) -> list:
     from modeling.ml.heads.search import EvolutionProposer, LanguageModelProposer, RandomProposer
     from modeling.ml.heads.tpe import TPEProposer
@@ -76,20 +88,15 @@ def _proposers(config: dict, task: str) -> list:
     made = {"random": RandomProposer, "evolution": EvolutionProposer, "tpe": lambda: TPEProposer(seed=config["seed"])}
     proposers = [made[name]() for name in config["proposers"] if name in made]
     if "llm" in config["proposers"]:
-        from healthagent.agent.backends.registry import make_backend
         from modeling.ml.heads.spec import decoding_schema
 
+        if not _language_models:
+            raise JobError("No language model is installed on this site for the head search's proposer.")
         variant = AgentVariant.objects.get(pk=config["agent_variant"])
-        backend = make_backend(variant.backend, variant.config)
-        schema = decoding_schema()
-
         temperature = config.get("llm_temperature")
-        temperature = 0.7 if temperature is None else float(temperature)
-
-        def complete(messages, seed):
-            return backend.complete(messages, json_schema=schema, timeout_s=float(variant.config.get("timeout_s", 300)), seed=seed,
-                                    temperature=temperature)
-
+        complete = _language_models[0](backend=variant.backend, config=variant.config, json_schema=decoding_schema(),
+                                       timeout_s=float(variant.config.get("timeout_s", 300)),
+                                       temperature=0.7 if temperature is None else float(temperature))
         proposers.append(LanguageModelProposer(complete, name=f"llm ({variant.name})", task=task))
     return proposers
 

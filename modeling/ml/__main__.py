@@ -10,6 +10,7 @@
 """
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def main(argv=None) -> None:
     settings.add_argument("--proposers", nargs="+", default=["random", "evolution", "tpe"],
                                 choices=["random", "evolution", "tpe", "llm", "classroom"],
                                 help="methods, each alone at the budget; classroom: random, evolution, tpe (and llm if listed) on one board")
+    settings.add_argument("--llm-complete", default="healthagent.agent.backends.registry:json_completion",
+                          help="module:function that makes the language model's complete(messages, seed) from --llm-* (imported only for llm)")
     settings.add_argument("--llm-backend", default="transformers", choices=["transformers", "openai_http"])
     settings.add_argument("--llm-model", default="smollm2", help="transformers: smollm2 or a local model directory; openai_http: the model")
     settings.add_argument("--llm-url", default="", help="openai_http: the server's base URL, e.g. http://localhost:8000/v1")
@@ -115,15 +118,14 @@ def main(argv=None) -> None:
 
         complete = None
         if "llm" in args.proposers:
-            # The agent's backends (plain Python, no Django): the same SmolLM2 or HTTP server the agent uses.
-            from healthagent.agent.backends.registry import make_backend
-
-            backend = make_backend(args.llm_backend, {"model": args.llm_model, "base_url": args.llm_url, "temperature": args.llm_temperature,
-                                                      "max_new_tokens": 120, "max_tokens": 300, "seed": args.seed})
-            schema = decoding_schema()
-
-            def complete(messages, seed):
-                return backend.complete(messages, json_schema=schema, timeout_s=args.llm_timeout, seed=seed)
+            # The language model comes from outside the library, by name (by default the agent's backends: the same
+            # SmolLM2 or HTTP server the agent uses); the library itself imports nothing of the site.
+            module_name, _, function_name = args.llm_complete.partition(":")
+            json_completion = getattr(importlib.import_module(module_name), function_name)
+            complete = json_completion(backend=args.llm_backend, config={"model": args.llm_model, "base_url": args.llm_url,
+                                                                         "temperature": args.llm_temperature, "max_new_tokens": 120,
+                                                                         "max_tokens": 300, "seed": args.seed},
+                                       json_schema=decoding_schema(), timeout_s=args.llm_timeout)
 
         def language_model(task):
             return LanguageModelProposer(complete, name=f"llm ({args.llm_model})", task=task)

@@ -27,3 +27,15 @@ def make_backend(backend: str, config: dict):
 def queue_for(backend: str) -> str:
     """Language models go to the GPU queue (they fall back to the CPU there when there is none)."""
     return "gpu" if backend in LANGUAGE_MODEL_BACKENDS else "cpu"
+
+
+def json_completion(*, backend: str, config: dict, json_schema: dict, timeout_s: float, temperature: float | None = None):
+    """``complete(messages, seed) -> text`` by the named backend, decoding constrained to ``json_schema``: what the head
+    search's language-model proposer receives (it imports no backend itself)."""
+    made = make_backend(backend, config)
+    sampling = {} if temperature is None else {"temperature": temperature}
+
+    def complete(messages: list[dict], seed: int) -> str:
+        return made.complete(messages, json_schema=json_schema, timeout_s=timeout_s, seed=seed, **sampling)
+
+    return complete
