@@ -14,7 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("bench.site_pages", "bench.cohort", "bench.rating_page", "bench.dashboard", "bench.lsm", "bench.twin", "bench.load_summary")
+BENCHMARKS = (
+    "bench.site_pages",
+    "bench.cohort",
+    "bench.rating_page",
+    "bench.dashboard",
+    "bench.lsm",
+    "bench.twin",
+    "bench.load_summary",
+)
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -28,8 +36,11 @@ def main() -> int:
     selected = [name for name in BENCHMARKS if not args.names or name.rsplit(".", 1)[-1] in args.names]
     if not args.in_process:
         # Each benchmark in a fresh process: each sets up Django on its own throw-away var/ folder.
-        failures = [name for name in selected
-                    if subprocess.run([sys.executable, "-m", "bench", "--in-process", name.rsplit(".", 1)[-1]]).returncode != 0]
+        failures = [
+            name
+            for name in selected
+            if subprocess.run([sys.executable, "-m", "bench", "--in-process", name.rsplit(".", 1)[-1]]).returncode != 0
+        ]
         return 1 if failures else 0
     for module_name in selected:
         started = time.perf_counter()

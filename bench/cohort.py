@@ -20,8 +20,12 @@ def _simulator(participants: int = 200, days: int = 14) -> dict:
     for index in range(participants):
         simulate_minutes(traits.row(index), days, rng)
     seconds = time.perf_counter() - started
-    return {"participant_days": participants * days, "seconds": round(seconds, 3),
-            "participant_days_per_s_one_core": round(participants * days / seconds, 1), "goal_per_core": 1000}
+    return {
+        "participant_days": participants * days,
+        "seconds": round(seconds, 3),
+        "participant_days_per_s_one_core": round(participants * days / seconds, 1),
+        "goal_per_core": 1000,
+    }
 
 
 def run() -> dict:
@@ -45,9 +49,13 @@ def run() -> dict:
     raw, report = synthetic_participants(participants=participants, days=days, seed=1, history_days=365)
     summary = cohort_import(name="bench", source="synthetic", participants=raw, source_report=report, k=5)
     seconds = time.perf_counter() - started
-    results["synthetic_import"] = {"participants": participants, "days": days, "seconds": round(seconds, 2),
-                                   "participant_days_per_s": round(participants * days / seconds, 1),
-                                   "note": "simulation + anonymization + Parquet + daily summaries + measurements, SQLite"}
+    results["synthetic_import"] = {
+        "participants": participants,
+        "days": days,
+        "seconds": round(seconds, 2),
+        "participant_days_per_s": round(participants * days / seconds, 1),
+        "note": "simulation + anonymization + Parquet + daily summaries + measurements, SQLite",
+    }
 
     long_record = make_cohort(participants=1, days=180, seed=2).participant(0).minutes
     path = trajectory_root() / "bench-long.parquet"
@@ -57,8 +65,13 @@ def run() -> dict:
         began = time.perf_counter()
         read_window(path=path, start_day=start_day, end_day=start_day + 14)
         timings.append((time.perf_counter() - began) * 1000)
-    results["window_read"] = {"file_days": 180, "window_days": 14, "median_ms": round(statistics.median(timings), 2),
-                              "max_ms": round(max(timings), 2), "file_bytes": path.stat().st_size}
+    results["window_read"] = {
+        "file_days": 180,
+        "window_days": 14,
+        "median_ms": round(statistics.median(timings), 2),
+        "max_ms": round(max(timings), 2),
+        "file_bytes": path.stat().st_size,
+    }
 
     participant = summary.cohort.participants.order_by("pk").first()
     sizes, chart_ms = [], []
@@ -67,6 +80,10 @@ def run() -> dict:
         figure = minute_figure(participant=participant)
         chart_ms.append((time.perf_counter() - began) * 1000)
         sizes.append(len(json.dumps(figure)))
-    results["chart_14_days"] = {"payload_bytes_max": max(sizes), "payload_bytes_median": int(statistics.median(sizes)),
-                                "goal_bytes": 400_000, "server_ms_median": round(statistics.median(chart_ms), 1)}
+    results["chart_14_days"] = {
+        "payload_bytes_max": max(sizes),
+        "payload_bytes_median": int(statistics.median(sizes)),
+        "goal_bytes": 400_000,
+        "server_ms_median": round(statistics.median(chart_ms), 1),
+    }
     return results

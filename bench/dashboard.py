@@ -15,16 +15,28 @@ def synthetic_ratings(raters: int = 1000, ratings: int = 99_999, seed: int = 0):
     item_participant = np.arange(items) % participants
     item_variant = np.where(np.arange(items) < participants, "grounded agent", "LLM only")
     item = np.repeat(np.arange(items), 3)
-    rater = np.concatenate([rng.choice(raters, 3, replace=False) for _ in range(items)])  # three distinct raters per item
+    rater = np.concatenate(
+        [rng.choice(raters, 3, replace=False) for _ in range(items)]
+    )  # three distinct raters per item
     quality = np.where(item_variant[item] == "grounded agent", 4.0, 2.8) + rng.normal(0, 0.6, items).repeat(3)
     scores = np.clip(np.round(quality[:, None] + rng.normal(0, 0.7, (len(item), 3))), 1, 5).astype(int)
-    return pd.DataFrame({
-        "rating": np.arange(len(item)), "item": item, "rater": [f"rater{r}" for r in rater], "variant_a": item_variant[item],
-        "variant_b": None, "participant": item_participant[item],
-        "scores": [dict(zip(("relevance", "context", "safety"), row)) for row in scores.tolist()],
-        "preference": "", "time_spent_s": rng.gamma(2.0, 20.0, len(item)), "unsafe": rng.random(len(item)) < 0.01,
-        "unsafe_reason": "", "comment": "", "swapped": False,
-    })
+    return pd.DataFrame(
+        {
+            "rating": np.arange(len(item)),
+            "item": item,
+            "rater": [f"rater{r}" for r in rater],
+            "variant_a": item_variant[item],
+            "variant_b": None,
+            "participant": item_participant[item],
+            "scores": [dict(zip(("relevance", "context", "safety"), row)) for row in scores.tolist()],
+            "preference": "",
+            "time_spent_s": rng.gamma(2.0, 20.0, len(item)),
+            "unsafe": rng.random(len(item)) < 0.01,
+            "unsafe_reason": "",
+            "comment": "",
+            "swapped": False,
+        }
+    )
 
 
 def run() -> dict:
@@ -42,6 +54,13 @@ def run() -> dict:
         dashboard = dashboard_from_frames(mode="absolute", per_rating=frame, points=points, ratings_needed=len(frame))
         timings.append(time.perf_counter() - started)
     alpha = {row["dimension"]: round(row["alpha"]["alpha"], 3) for row in dashboard["agreement"]}
-    return {"raters": int(frame["rater"].nunique()), "ratings": len(frame), "items": int(frame["item"].nunique()),
-            "seconds_best_of_3": round(min(timings), 3), "seconds_each": [round(t, 3) for t in timings], "goal_seconds": 2.0,
-            "alpha": alpha, "note": "statistics and figures from the ratings table; the database read is not included"}
+    return {
+        "raters": int(frame["rater"].nunique()),
+        "ratings": len(frame),
+        "items": int(frame["item"].nunique()),
+        "seconds_best_of_3": round(min(timings), 3),
+        "seconds_each": [round(t, 3) for t in timings],
+        "goal_seconds": 2.0,
+        "alpha": alpha,
+        "note": "statistics and figures from the ratings table; the database read is not included",
+    }

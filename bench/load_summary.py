@@ -11,8 +11,22 @@ import sys
 from pathlib import Path
 
 LOAD_RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
-SHORT_RUN = ["--clinicians", "200", "--open-duration-s", "40", "--closed-clients", "10,50", "--closed-duration-s", "10",
-             "--participants", "10", "--variants", "4", "--logins", "5"]
+SHORT_RUN = [
+    "--clinicians",
+    "200",
+    "--open-duration-s",
+    "40",
+    "--closed-clients",
+    "10,50",
+    "--closed-duration-s",
+    "10",
+    "--participants",
+    "10",
+    "--variants",
+    "4",
+    "--logins",
+    "5",
+]
 
 
 def run() -> dict:
@@ -24,13 +38,25 @@ def run() -> dict:
         shapes[name] = {
             "offered": shape["offered"],
             "throughput_per_s": shape["throughput_per_s"],
-            "latency_ms": {endpoint: {key: figures[key] for key in ("p50_ms", "p95_ms", "p99_ms")}
-                           for endpoint, figures in shape["endpoints"].items() if figures.get("count")},
-            "errors": {endpoint: figures["errors"] for endpoint, figures in shape["endpoints"].items() if figures.get("errors")},
+            "latency_ms": {
+                endpoint: {key: figures[key] for key in ("p50_ms", "p95_ms", "p99_ms")}
+                for endpoint, figures in shape["endpoints"].items()
+                if figures.get("count")
+            },
+            "errors": {
+                endpoint: figures["errors"] for endpoint, figures in shape["endpoints"].items() if figures.get("errors")
+            },
             "cpu_cores_used": shape["cpu_cores_used"],
-            "ratings": {key: shape["integrity"][key] for key in ("acknowledged", "in_database", "lost", "duplicated", "ok")},
+            "ratings": {
+                key: shape["integrity"][key] for key in ("acknowledged", "in_database", "lost", "duplicated", "ok")
+            },
         }
     conditions = results["conditions"]
-    return {"measured_at": results.get("finished_at"), "server": conditions["server"], "cpus": conditions["cpus"],
-            "study": f"{conditions['participants']} participants x {conditions['variants']} variants, {conditions['days']}-day charts",
-            "shapes": shapes, "full_report": "bench/results/load.md"}
+    return {
+        "measured_at": results.get("finished_at"),
+        "server": conditions["server"],
+        "cpus": conditions["cpus"],
+        "study": f"{conditions['participants']} participants x {conditions['variants']} variants, {conditions['days']}-day charts",
+        "shapes": shapes,
+        "full_report": "bench/results/load.md",
+    }

@@ -45,15 +45,30 @@ def _models(implementation: str, size: str, batch: int):
         model = LSMForMaskedPretraining(config)
         return model, lambda: model(values, observed).loss, config
     side = round(config.patches**0.5)
-    theirs = ViTMAEConfig(hidden_size=config.dim, num_hidden_layers=config.depth, num_attention_heads=config.heads,
-                          intermediate_size=int(config.dim * config.mlp_ratio), decoder_hidden_size=config.decoder_dim,
-                          decoder_num_hidden_layers=config.decoder_depth, decoder_num_attention_heads=max(1, config.heads // 2),
-                          decoder_intermediate_size=int(config.decoder_dim * config.mlp_ratio), image_size=side, patch_size=1,
-                          num_channels=config.patch_values, mask_ratio=0.8, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                          norm_pix_loss=False)
+    theirs = ViTMAEConfig(
+        hidden_size=config.dim,
+        num_hidden_layers=config.depth,
+        num_attention_heads=config.heads,
+        intermediate_size=int(config.dim * config.mlp_ratio),
+        decoder_hidden_size=config.decoder_dim,
+        decoder_num_hidden_layers=config.decoder_depth,
+        decoder_num_attention_heads=max(1, config.heads // 2),
+        decoder_intermediate_size=int(config.decoder_dim * config.mlp_ratio),
+        image_size=side,
+        patch_size=1,
+        num_channels=config.patch_values,
+        mask_ratio=0.8,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        norm_pix_loss=False,
+    )
     model = ViTMAEForPreTraining._from_config(theirs, attn_implementation="sdpa")
     patches = LSMForMaskedPretraining(config).patchify(values)  # (batch, patches, patch_values), the same patch order
-    pixels = patches.transpose(1, 2).reshape(batch, config.patch_values, config.channel_groups, config.time_patches).contiguous()
+    pixels = (
+        patches.transpose(1, 2)
+        .reshape(batch, config.patch_values, config.channel_groups, config.time_patches)
+        .contiguous()
+    )
     return model, lambda: model(pixel_values=pixels, interpolate_pos_encoding=True).loss, config
 
 
@@ -63,9 +78,14 @@ def _attention_flops() -> dict:
     from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
 
     aten = torch.ops.aten
-    return {aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *args, out_shape=None, **kwargs: sdpa_flop_count(q, k, v),
-            aten._scaled_dot_product_flash_attention_for_cpu_backward:
-                lambda grad, q, k, v, *args, out_shape=None, **kwargs: sdpa_backward_flop_count(grad, q, k, v)}
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *args, out_shape=None, **kwargs: (
+            sdpa_flop_count(q, k, v)
+        ),
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: lambda grad, q, k, v, *args, out_shape=None, **kwargs: (
+            sdpa_backward_flop_count(grad, q, k, v)
+        ),
+    }
 
 
 def measure(implementation: str, size: str, batch: int, steps: int) -> dict:
@@ -91,10 +111,19 @@ def measure(implementation: str, size: str, batch: int, steps: int) -> dict:
     for _ in range(steps):
         step()
     seconds = time.perf_counter() - started
-    return {"implementation": implementation, "size": size, "batch": batch, "steps": steps, "patches": config.patches,
-            "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), "windows_per_s": round(batch * steps / seconds, 2),
-            "gflop_per_step": round(flops / 1e9, 2), "achieved_gflop_s": round(flops * steps / seconds / 1e9, 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "rss_before_training_mb": round(before, 1)}
+    return {
+        "implementation": implementation,
+        "size": size,
+        "batch": batch,
+        "steps": steps,
+        "patches": config.patches,
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "windows_per_s": round(batch * steps / seconds, 2),
+        "gflop_per_step": round(flops / 1e9, 2),
+        "achieved_gflop_s": round(flops * steps / seconds / 1e9, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_training_mb": round(before, 1),
+    }
 
 
 def matmul_peak() -> dict:
@@ -118,19 +147,31 @@ def run(steps: dict | None = None, batch: int = 8) -> dict:
     rows = []
     for size in SIZES:
         for implementation in IMPLEMENTATIONS:
-            output = subprocess.run([sys.executable, "-m", "bench.lsm", "--measure", implementation, size, str(batch), str(steps[size])],
-                                    check=True, capture_output=True, text=True).stdout
+            output = subprocess.run(
+                [sys.executable, "-m", "bench.lsm", "--measure", implementation, size, str(batch), str(steps[size])],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             rows.append(json.loads(output.strip().splitlines()[-1]))
     comparisons = {}
     for size in SIZES:
-        ours, ours_self, theirs = (next(r for r in rows if r["size"] == size and r["implementation"] == name) for name in IMPLEMENTATIONS)
-        comparisons[size] = {"speedup_vs_vitmae": round(ours["windows_per_s"] / theirs["windows_per_s"], 2),
-                             "self_decoder_speedup_vs_vitmae": round(ours_self["windows_per_s"] / theirs["windows_per_s"], 2),
-                             "ours_fraction_of_matmul_peak": round(ours["achieved_gflop_s"] / peak["gflop_s"], 2),
-                             "vitmae_fraction_of_matmul_peak": round(theirs["achieved_gflop_s"] / peak["gflop_s"], 2),
-                             "memory_ratio_vs_vitmae": round(ours["peak_rss_mb"] / theirs["peak_rss_mb"], 2)}
-    return {"matmul_peak": peak, "runs": rows, "comparisons": comparisons,
-            "goals": {"speedup_vs_vitmae": GOAL_SPEEDUP, "fraction_of_matmul_peak": GOAL_PEAK_FRACTION}}
+        ours, ours_self, theirs = (
+            next(r for r in rows if r["size"] == size and r["implementation"] == name) for name in IMPLEMENTATIONS
+        )
+        comparisons[size] = {
+            "speedup_vs_vitmae": round(ours["windows_per_s"] / theirs["windows_per_s"], 2),
+            "self_decoder_speedup_vs_vitmae": round(ours_self["windows_per_s"] / theirs["windows_per_s"], 2),
+            "ours_fraction_of_matmul_peak": round(ours["achieved_gflop_s"] / peak["gflop_s"], 2),
+            "vitmae_fraction_of_matmul_peak": round(theirs["achieved_gflop_s"] / peak["gflop_s"], 2),
+            "memory_ratio_vs_vitmae": round(ours["peak_rss_mb"] / theirs["peak_rss_mb"], 2),
+        }
+    return {
+        "matmul_peak": peak,
+        "runs": rows,
+        "comparisons": comparisons,
+        "goals": {"speedup_vs_vitmae": GOAL_SPEEDUP, "fraction_of_matmul_peak": GOAL_PEAK_FRACTION},
+    }
 
 
 if __name__ == "__main__":

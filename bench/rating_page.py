@@ -44,6 +44,11 @@ def run(repeats: int = 30) -> dict:
                 response = client.get(url)
             timings.append((time.perf_counter() - started) * 1000)
             sizes.append(len(response.content))
-        results[study.mode] = {"median_ms": round(statistics.median(timings), 1), "p95_ms": round(sorted(timings)[int(0.95 * repeats) - 1], 1),
-                               "queries": len(queries), "goal_queries": 15, "html_bytes": sizes[-1]}
+        results[study.mode] = {
+            "median_ms": round(statistics.median(timings), 1),
+            "p95_ms": round(sorted(timings)[int(0.95 * repeats) - 1], 1),
+            "queries": len(queries),
+            "goal_queries": 15,
+            "html_bytes": sizes[-1],
+        }
     return {"rating_page": results, "repeats": repeats}

@@ -23,7 +23,11 @@ def run(repeats: int = 50) -> dict:
     setup_test_environment()
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)  # pages are measured as production serves them
-    pages = {Role.CLINICIAN: "/evaluation/queue/", Role.RESEARCHER: "/evaluation/studies/", Role.ADMIN: "/modeling/jobs/"}
+    pages = {
+        Role.CLINICIAN: "/evaluation/queue/",
+        Role.RESEARCHER: "/evaluation/studies/",
+        Role.ADMIN: "/modeling/jobs/",
+    }
     results = {}
     for role, url in pages.items():
         client = Client()

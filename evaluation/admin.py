@@ -23,5 +23,8 @@ class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     filter_horizontal = ["clinicians", "researchers"]
     # Opening and closing go through the study page (evaluation.services.study_set_status), which audits them.
     readonly_fields = ["status", "opened_at", "closed_at"]
-    audit_actions = {"added": AuditEntry.Action.STUDY_CREATED, "changed": AuditEntry.Action.STUDY_CHANGED,
-                     "deleted": AuditEntry.Action.STUDY_DELETED}
+    audit_actions = {
+        "added": AuditEntry.Action.STUDY_CREATED,
+        "changed": AuditEntry.Action.STUDY_CHANGED,
+        "deleted": AuditEntry.Action.STUDY_DELETED,
+    }

@@ -32,7 +32,18 @@ class StudySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Study
-        fields = ["id", "name", "mode", "status", "rubric", "raters_per_item", "window_days", "created_at", "opened_at", "closed_at"]
+        fields = [
+            "id",
+            "name",
+            "mode",
+            "status",
+            "rubric",
+            "raters_per_item",
+            "window_days",
+            "created_at",
+            "opened_at",
+            "closed_at",
+        ]
 
 
 class ItemSerializer(serializers.ModelSerializer):
@@ -53,8 +64,21 @@ class RatingSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Rating
-        fields = ["id", "item", "rater", "swapped", "scores", "preference", "comment", "unsafe", "unsafe_reason", "revision",
-                  "time_spent_s", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "item",
+            "rater",
+            "swapped",
+            "scores",
+            "preference",
+            "comment",
+            "unsafe",
+            "unsafe_reason",
+            "revision",
+            "time_spent_s",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class SkipSerializer(serializers.ModelSerializer):
@@ -84,7 +108,11 @@ class ItemList(ApiList):
 
     def get_queryset(self):
         study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
-        return StudyItem.objects.filter(study=study).select_related("participant", "variant_a", "variant_b").order_by("position")
+        return (
+            StudyItem.objects.filter(study=study)
+            .select_related("participant", "variant_a", "variant_b")
+            .order_by("position")
+        )
 
 
 class RatingList(ApiList):
@@ -102,4 +130,8 @@ class SkipList(ApiList):
 
     def get_queryset(self):
         study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
-        return Assignment.objects.filter(study=study, state=Assignment.State.SKIPPED).select_related("rater").order_by("pk")
+        return (
+            Assignment.objects.filter(study=study, state=Assignment.State.SKIPPED)
+            .select_related("rater")
+            .order_by("pk")
+        )

@@ -40,7 +40,11 @@ def sides_swapped(*, seed: int, rater_id: int, item_id: int) -> bool:
 
 
 def _ready_answer(variant_field: str) -> Exists:
-    return Exists(Recommendation.objects.filter(participant=OuterRef("participant"), variant=OuterRef(variant_field), question="", status="succeeded"))
+    return Exists(
+        Recommendation.objects.filter(
+            participant=OuterRef("participant"), variant=OuterRef(variant_field), question="", status="succeeded"
+        )
+    )
 
 
 def _ready() -> Q:
@@ -71,27 +75,49 @@ def _missing_reason(recommendation: Recommendation | None) -> str:
     if recommendation is None:
         return "no answer has been generated"
     if recommendation.status == Recommendation.Status.BLOCKED:
-        return f"blocked by the safety screen: {recommendation.error}" if recommendation.error else "blocked by the safety screen"
+        return (
+            f"blocked by the safety screen: {recommendation.error}"
+            if recommendation.error
+            else "blocked by the safety screen"
+        )
     return f"generation failed: {recommendation.error}" if recommendation.error else "generation failed"
 
 
 def items_without_answers(study: Study) -> list[ItemWithoutAnswer]:
     """The study's items (not dropped) that cannot be shown because an answer is missing, in position order,
     each missing answer with its reason and the generation job it may still come from. Three queries."""
-    items = list(StudyItem.objects.filter(study=study, dropped_at__isnull=True)
-                 .annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b")).exclude(_ready())
-                 .select_related("participant", "variant_a", "variant_b").order_by("position"))
+    items = list(
+        StudyItem.objects.filter(study=study, dropped_at__isnull=True)
+        .annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
+        .exclude(_ready())
+        .select_related("participant", "variant_a", "variant_b")
+        .order_by("position")
+    )
     if not items:
         return []
-    recommendations = {(row.participant_id, row.variant_id): row for row in Recommendation.objects.filter(
-        participant_id__in={item.participant_id for item in items}, question="").only("participant_id", "variant_id", "status", "error")}
+    recommendations = {
+        (row.participant_id, row.variant_id): row
+        for row in Recommendation.objects.filter(
+            participant_id__in={item.participant_id for item in items}, question=""
+        ).only("participant_id", "variant_id", "status", "error")
+    }
     pending = generation_pending()
     result = []
     for item in items:
-        missing = [MissingAnswer(variant=variant, reason=_missing_reason(recommendations.get((item.participant_id, variant.pk))),
-                                 pending_job_id=generation_pending_job(pending, cohort_id=item.participant.cohort_id, variant_id=variant.pk,
-                                                                       participant_id=item.participant_id))
-                   for variant, ready in ((item.variant_a, item.ready_a), (item.variant_b, item.ready_b)) if variant is not None and not ready]
+        missing = [
+            MissingAnswer(
+                variant=variant,
+                reason=_missing_reason(recommendations.get((item.participant_id, variant.pk))),
+                pending_job_id=generation_pending_job(
+                    pending,
+                    cohort_id=item.participant.cohort_id,
+                    variant_id=variant.pk,
+                    participant_id=item.participant_id,
+                ),
+            )
+            for variant, ready in ((item.variant_a, item.ready_a), (item.variant_b, item.ready_b))
+            if variant is not None and not ready
+        ]
         result.append(ItemWithoutAnswer(item=item, missing=missing))
     return result
 
@@ -102,11 +128,14 @@ def items_waiting_for_answers(study: Study) -> int:
 
 
 def _available(study: Study, rater):
-    return (StudyItem.objects.filter(study=study, dropped_at__isnull=True)
-            .annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
-            .filter(_ready()).exclude(assignments__rater=rater)
-            .annotate(raters=Count("assignments", filter=~Q(assignments__state=Assignment.State.SKIPPED)))
-            .filter(raters__lt=study.raters_per_item))
+    return (
+        StudyItem.objects.filter(study=study, dropped_at__isnull=True)
+        .annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
+        .filter(_ready())
+        .exclude(assignments__rater=rater)
+        .annotate(raters=Count("assignments", filter=~Q(assignments__state=Assignment.State.SKIPPED)))
+        .filter(raters__lt=study.raters_per_item)
+    )
 
 
 def available_items(study: Study, rater) -> list[tuple[int, int]]:
@@ -135,7 +164,11 @@ def _freeze(item: StudyItem) -> None:
 
 def assignment_next(*, study: Study, rater) -> Assignment | None:
     """The rater's current or next assignment in ``study``, or None when there is nothing for them."""
-    current = Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.IN_PROGRESS).order_by("assigned_at").first()
+    current = (
+        Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.IN_PROGRESS)
+        .order_by("assigned_at")
+        .first()
+    )
     if current or study.status != Study.Status.OPEN:
         return current
     candidates = available_items(study, rater)
@@ -143,12 +176,17 @@ def assignment_next(*, study: Study, rater) -> Assignment | None:
     for item_id, _ in candidates:
         with transaction.atomic():
             item = StudyItem.objects.select_for_update().get(pk=item_id)
-            places = item.assignments.aggregate(taken=Count("pk", filter=~Q(state=Assignment.State.SKIPPED)), mine=Count("pk", filter=Q(rater=rater)))
+            places = item.assignments.aggregate(
+                taken=Count("pk", filter=~Q(state=Assignment.State.SKIPPED)), mine=Count("pk", filter=Q(rater=rater))
+            )
             if places["taken"] >= study.raters_per_item or places["mine"] or item.dropped_at:
                 continue  # someone took the last place (or the owner dropped the item) while we looked
             _freeze(item)
             return Assignment.objects.create(
-                study=study, item=item, rater=rater,
-                swapped=study.mode == Study.Mode.PAIRWISE and sides_swapped(seed=study.seed, rater_id=rater.pk, item_id=item.pk),
+                study=study,
+                item=item,
+                rater=rater,
+                swapped=study.mode == Study.Mode.PAIRWISE
+                and sides_swapped(seed=study.seed, rater_id=rater.pk, item_id=item.pk),
             )
     return None

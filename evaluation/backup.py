@@ -29,8 +29,25 @@ FORMAT_VERSION = 1
 FILE_NAME = "studies.json"
 
 DIMENSION_FIELDS = ["key", "label", "question", "scale", "scale_min", "scale_max", "anchors", "position"]
-PARTICIPANT_FIELDS = ["age_band", "sex", "history_days", "minute_start_day", "minute_days", "start_weekday", "trajectory_path"]
-STUDY_FIELDS = ["mode", "instructions", "raters_per_item", "window_days", "status", "seed", "restricted", "show_captions"]
+PARTICIPANT_FIELDS = [
+    "age_band",
+    "sex",
+    "history_days",
+    "minute_start_day",
+    "minute_days",
+    "start_weekday",
+    "trajectory_path",
+]
+STUDY_FIELDS = [
+    "mode",
+    "instructions",
+    "raters_per_item",
+    "window_days",
+    "status",
+    "seed",
+    "restricted",
+    "show_captions",
+]
 STUDY_TIMES = ["created_at", "opened_at", "closed_at"]
 ITEM_FIELDS = ["position", "answer_a", "answer_b", "frozen"]
 # Newer than format 1's first files, so an import reads them where present: a dropped item keeps its note.
@@ -43,8 +60,10 @@ RATING_TIMES = ["created_at", "updated_at"]
 REVISION_FIELDS = ["number", "scores", "preference", "comment", "unsafe", "unsafe_reason", "time_spent_s"]
 # Fields deliberately not exported, with the reason (a test holds every other field to be exported).
 NOT_EXPORTED = {
-    "StudyItem": {"recommendation_a": "the frozen answer text (answer_a) is exported; the agent's row is not evaluation data",
-                  "recommendation_b": "as recommendation_a"},
+    "StudyItem": {
+        "recommendation_a": "the frozen answer text (answer_a) is exported; the agent's row is not evaluation data",
+        "recommendation_b": "as recommendation_a",
+    },
 }
 
 
@@ -62,9 +81,14 @@ def _username(user) -> str | None:
 
 # --- Export ---------------------------------------------------------------------------------
 
+
 def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
     """Write ``output/studies.json`` for the given studies (all when None); returns the counts."""
-    studies = Study.objects.select_related("rubric", "created_by").prefetch_related("clinicians", "researchers").order_by("pk")
+    studies = (
+        Study.objects.select_related("rubric", "created_by")
+        .prefetch_related("clinicians", "researchers")
+        .order_by("pk")
+    )
     if study_ids is not None:
         studies = studies.filter(pk__in=study_ids)
     users: dict[str, User] = {}
@@ -79,7 +103,9 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
             if user:
                 users[user.username] = user
         items = []
-        for item in study.items.select_related("participant__cohort", "variant_a", "variant_b", "dropped_by").order_by("position"):
+        for item in study.items.select_related("participant__cohort", "variant_a", "variant_b", "dropped_by").order_by(
+            "position"
+        ):
             participants[item.participant_id] = item.participant
             for variant in (item.variant_a, item.variant_b):
                 if variant:
@@ -90,42 +116,91 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                 rating = Rating.objects.filter(assignment=assignment).first()
                 exported_rating = None
                 if rating:
-                    revisions = [_fields(revision, REVISION_FIELDS, ["created_at"]) for revision in rating.revisions.order_by("number")]
+                    revisions = [
+                        _fields(revision, REVISION_FIELDS, ["created_at"])
+                        for revision in rating.revisions.order_by("number")
+                    ]
                     exported_rating = {**_fields(rating, RATING_FIELDS, RATING_TIMES), "revisions": revisions}
                     counts["ratings"] += 1
                     counts["revisions"] += len(revisions)
-                assignments.append({**_fields(assignment, ASSIGNMENT_FIELDS, ASSIGNMENT_TIMES), "rater": assignment.rater.username,
-                                    "rating": exported_rating})
+                assignments.append(
+                    {
+                        **_fields(assignment, ASSIGNMENT_FIELDS, ASSIGNMENT_TIMES),
+                        "rater": assignment.rater.username,
+                        "rating": exported_rating,
+                    }
+                )
             counts["assignments"] += len(assignments)
             if item.dropped_by:
                 users[item.dropped_by.username] = item.dropped_by
-            items.append({**_fields(item, ITEM_FIELDS + ITEM_DROP_FIELDS, ITEM_DROP_TIMES), "dropped_by": _username(item.dropped_by),
-                          "participant": [item.participant.cohort.name, item.participant.pseudonym],
-                          "variant_a": item.variant_a.name, "variant_b": item.variant_b.name if item.variant_b else None,
-                          "assignments": assignments})
+            items.append(
+                {
+                    **_fields(item, ITEM_FIELDS + ITEM_DROP_FIELDS, ITEM_DROP_TIMES),
+                    "dropped_by": _username(item.dropped_by),
+                    "participant": [item.participant.cohort.name, item.participant.pseudonym],
+                    "variant_a": item.variant_a.name,
+                    "variant_b": item.variant_b.name if item.variant_b else None,
+                    "assignments": assignments,
+                }
+            )
         counts["items"] += len(items)
-        exported.append({"name": study.name, **_fields(study, STUDY_FIELDS, STUDY_TIMES), "rubric": study.rubric.name,
-                         "created_by": _username(study.created_by),
-                         "clinicians": sorted(user.username for user in study.clinicians.all()),
-                         "researchers": sorted(user.username for user in study.researchers.all()), "items": items})
+        exported.append(
+            {
+                "name": study.name,
+                **_fields(study, STUDY_FIELDS, STUDY_TIMES),
+                "rubric": study.rubric.name,
+                "created_by": _username(study.created_by),
+                "clinicians": sorted(user.username for user in study.clinicians.all()),
+                "researchers": sorted(user.username for user in study.researchers.all()),
+                "items": items,
+            }
+        )
         counts["studies"] += 1
 
     cohorts: dict[str, dict] = {}
     for participant in sorted(participants.values(), key=lambda p: (p.cohort.name, p.pseudonym)):
-        cohort = cohorts.setdefault(participant.cohort.name, {
-            "name": participant.cohort.name, "source": participant.cohort.source, "description": participant.cohort.description,
-            "k_anonymity": participant.cohort.k_anonymity, "participants": []})
+        cohort = cohorts.setdefault(
+            participant.cohort.name,
+            {
+                "name": participant.cohort.name,
+                "source": participant.cohort.source,
+                "description": participant.cohort.description,
+                "k_anonymity": participant.cohort.k_anonymity,
+                "participants": [],
+            },
+        )
         cohort["participants"].append({"pseudonym": participant.pseudonym, **_fields(participant, PARTICIPANT_FIELDS)})
     document = {
         "format": FORMAT_VERSION,
         "exported_at": timezone.now().isoformat(),
-        "users": [{"username": user.username, "email": user.email, "is_active": user.is_active, "roles": sorted(user_roles(user))}
-                  for user in sorted(users.values(), key=lambda u: u.username)],
-        "rubrics": [{"name": rubric.name, "description": rubric.description,
-                     "dimensions": [_fields(dimension, DIMENSION_FIELDS) for dimension in rubric.dimensions.order_by("position", "key")]}
-                    for rubric in sorted(rubrics.values(), key=lambda r: r.name)],
-        "variants": [{"name": variant.name, "backend": variant.backend, "config": variant.config, "description": variant.description}
-                     for variant in sorted(variants.values(), key=lambda v: v.name)],
+        "users": [
+            {
+                "username": user.username,
+                "email": user.email,
+                "is_active": user.is_active,
+                "roles": sorted(user_roles(user)),
+            }
+            for user in sorted(users.values(), key=lambda u: u.username)
+        ],
+        "rubrics": [
+            {
+                "name": rubric.name,
+                "description": rubric.description,
+                "dimensions": [
+                    _fields(dimension, DIMENSION_FIELDS) for dimension in rubric.dimensions.order_by("position", "key")
+                ],
+            }
+            for rubric in sorted(rubrics.values(), key=lambda r: r.name)
+        ],
+        "variants": [
+            {
+                "name": variant.name,
+                "backend": variant.backend,
+                "config": variant.config,
+                "description": variant.description,
+            }
+            for variant in sorted(variants.values(), key=lambda v: v.name)
+        ],
         "cohorts": list(cohorts.values()),
         "studies": exported,
     }
@@ -138,6 +213,7 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
 
 # --- Import ---------------------------------------------------------------------------------
 
+
 def _read(source: Path) -> dict:
     path = source / FILE_NAME if source.is_dir() else source
     try:
@@ -145,13 +221,17 @@ def _read(source: Path) -> dict:
     except (OSError, ValueError) as error:
         raise EvaluationError(f"cannot read {path}: {error}") from error
     if document.get("format") != FORMAT_VERSION:
-        raise EvaluationError(f"{path} is format {document.get('format')!r}; this version reads format {FORMAT_VERSION}")
+        raise EvaluationError(
+            f"{path} is format {document.get('format')!r}; this version reads format {FORMAT_VERSION}"
+        )
     return document
 
 
 def _set_times(model, pk: int, values: dict, names: list[str]) -> None:
     """auto_now(_add) fields take the exported times (a queryset update bypasses auto_now)."""
-    model.objects.filter(pk=pk).update(**{name: parse_datetime(values[name]) if values[name] else None for name in names})
+    model.objects.filter(pk=pk).update(
+        **{name: parse_datetime(values[name]) if values[name] else None for name in names}
+    )
 
 
 def _users(document: dict) -> dict[str, User]:
@@ -163,13 +243,21 @@ def _users(document: dict) -> dict[str, User]:
         user = User.objects.filter(username=entry["username"]).first()
         if user is None:
             try:
-                user = user_create_with_roles(username=entry["username"], roles=roles, password=None, email=entry["email"],
-                                              is_active=entry["is_active"], via="import_studies command")
+                user = user_create_with_roles(
+                    username=entry["username"],
+                    roles=roles,
+                    password=None,
+                    email=entry["email"],
+                    is_active=entry["is_active"],
+                    via="import_studies command",
+                )
             except AccountError as error:
                 raise EvaluationError(str(error)) from error
         elif user_roles(user) != roles:
-            raise EvaluationError(f"the account {user.username!r} exists here with roles {sorted(map(str, user_roles(user)))}, the "
-                                  f"export has {sorted(map(str, roles))}; change one of them and restore again")
+            raise EvaluationError(
+                f"the account {user.username!r} exists here with roles {sorted(map(str, user_roles(user)))}, the "
+                f"export has {sorted(map(str, roles))}; change one of them and restore again"
+            )
         users[user.username] = user
     return users
 
@@ -177,7 +265,9 @@ def _users(document: dict) -> dict[str, User]:
 def _rubrics(document: dict) -> dict[str, Rubric]:
     rubrics = {}
     for entry in document["rubrics"]:
-        rubric, created = Rubric.objects.get_or_create(name=entry["name"], defaults={"description": entry["description"]})
+        rubric, created = Rubric.objects.get_or_create(
+            name=entry["name"], defaults={"description": entry["description"]}
+        )
         if created:
             Dimension.objects.bulk_create([Dimension(rubric=rubric, **dimension) for dimension in entry["dimensions"]])
         elif sorted(rubric.dimensions.values_list("key", flat=True)) != sorted(d["key"] for d in entry["dimensions"]):
@@ -189,11 +279,18 @@ def _rubrics(document: dict) -> dict[str, Rubric]:
 def _participants(document: dict) -> dict[tuple[str, str], Participant]:
     participants = {}
     for entry in document["cohorts"]:
-        cohort, _ = Cohort.objects.get_or_create(name=entry["name"], defaults={
-            "source": entry["source"], "description": entry["description"], "k_anonymity": entry["k_anonymity"]})
+        cohort, _ = Cohort.objects.get_or_create(
+            name=entry["name"],
+            defaults={
+                "source": entry["source"],
+                "description": entry["description"],
+                "k_anonymity": entry["k_anonymity"],
+            },
+        )
         for row in entry["participants"]:
-            participant, _ = Participant.objects.get_or_create(cohort=cohort, pseudonym=row["pseudonym"],
-                                                               defaults={name: row[name] for name in PARTICIPANT_FIELDS})
+            participant, _ = Participant.objects.get_or_create(
+                cohort=cohort, pseudonym=row["pseudonym"], defaults={name: row[name] for name in PARTICIPANT_FIELDS}
+            )
             participants[(cohort.name, participant.pseudonym)] = participant
     return participants
 
@@ -205,37 +302,58 @@ def studies_import(*, source: Path) -> dict:
     counts = {"studies": 0, "already_present": 0, "items": 0, "assignments": 0, "ratings": 0, "revisions": 0}
     with transaction.atomic():
         users, rubrics, participants = _users(document), _rubrics(document), _participants(document)
-        variants = {entry["name"]: AgentVariant.objects.get_or_create(name=entry["name"], defaults={
-            "backend": entry["backend"], "config": entry["config"], "description": entry["description"]})[0] for entry in document["variants"]}
+        variants = {
+            entry["name"]: AgentVariant.objects.get_or_create(
+                name=entry["name"],
+                defaults={"backend": entry["backend"], "config": entry["config"], "description": entry["description"]},
+            )[0]
+            for entry in document["variants"]
+        }
         for entry in document["studies"]:
             if Study.objects.filter(name=entry["name"]).exists():
                 counts["already_present"] += 1
                 continue
-            study = Study(name=entry["name"], rubric=rubrics[entry["rubric"]], created_by=users.get(entry["created_by"]),
-                          **{name: entry[name] for name in STUDY_FIELDS})
+            study = Study(
+                name=entry["name"],
+                rubric=rubrics[entry["rubric"]],
+                created_by=users.get(entry["created_by"]),
+                **{name: entry[name] for name in STUDY_FIELDS},
+            )
             study.full_clean()
             study.save()
             _set_times(Study, study.pk, entry, STUDY_TIMES)
             study.clinicians.set([users[name] for name in entry["clinicians"]])
             study.researchers.set([users[name] for name in entry["researchers"]])
             for item_entry in entry["items"]:
-                item = StudyItem.objects.create(study=study, participant=participants[tuple(item_entry["participant"])],
-                                                variant_a=variants[item_entry["variant_a"]], variant_b=variants.get(item_entry["variant_b"]),
-                                                dropped_by=users.get(item_entry.get("dropped_by")),
-                                                **{name: item_entry[name] for name in ITEM_FIELDS},
-                                                **{name: item_entry.get(name, "") for name in ITEM_DROP_FIELDS})
+                item = StudyItem.objects.create(
+                    study=study,
+                    participant=participants[tuple(item_entry["participant"])],
+                    variant_a=variants[item_entry["variant_a"]],
+                    variant_b=variants.get(item_entry["variant_b"]),
+                    dropped_by=users.get(item_entry.get("dropped_by")),
+                    **{name: item_entry[name] for name in ITEM_FIELDS},
+                    **{name: item_entry.get(name, "") for name in ITEM_DROP_FIELDS},
+                )
                 if item_entry.get("dropped_at"):
                     _set_times(StudyItem, item.pk, item_entry, ITEM_DROP_TIMES)
                 for assignment_entry in item_entry["assignments"]:
-                    assignment = Assignment.objects.create(study=study, item=item, rater=users[assignment_entry["rater"]],
-                                                           **{name: assignment_entry[name] for name in ASSIGNMENT_FIELDS})
+                    assignment = Assignment.objects.create(
+                        study=study,
+                        item=item,
+                        rater=users[assignment_entry["rater"]],
+                        **{name: assignment_entry[name] for name in ASSIGNMENT_FIELDS},
+                    )
                     _set_times(Assignment, assignment.pk, assignment_entry, ASSIGNMENT_TIMES)
                     rating_entry = assignment_entry["rating"]
                     if rating_entry:
-                        rating = Rating.objects.create(assignment=assignment, **{name: rating_entry[name] for name in RATING_FIELDS})
+                        rating = Rating.objects.create(
+                            assignment=assignment, **{name: rating_entry[name] for name in RATING_FIELDS}
+                        )
                         _set_times(Rating, rating.pk, rating_entry, RATING_TIMES)
                         for revision_entry in rating_entry["revisions"]:
-                            revision = RatingRevision.objects.create(rating=rating, **{name: revision_entry[name] for name in REVISION_FIELDS})
+                            revision = RatingRevision.objects.create(
+                                rating=rating, **{name: revision_entry[name] for name in REVISION_FIELDS}
+                            )
                             _set_times(RatingRevision, revision.pk, revision_entry, ["created_at"])
                         counts["ratings"] += 1
                         counts["revisions"] += len(rating_entry["revisions"])

@@ -17,10 +17,10 @@ CAPTIONS = {
     "means": "Mean score per variant and dimension; bars are 95 % bootstrap confidence intervals that resample items.",
     "distribution": "How often each score was given, per variant and dimension.",
     "agreement": "Inter-rater reliability per dimension: Krippendorff's α (ordinal) on all items rated twice or more; "
-                 "ICC1 (one-way random) and ICC2 (two-way random, absolute agreement) on items with the usual number of ratings.",
+    "ICC1 (one-way random) and ICC2 (two-way random, absolute agreement) on items with the usual number of ratings.",
     "comparisons": "Paired Wilcoxon signed-rank tests on participants rated for both variants (mean score per participant); "
-                   "effect size is the matched-pairs rank-biserial correlation (positive: the first variant scores higher); "
-                   "p-values adjusted by Benjamini–Hochberg across all tests shown.",
+    "effect size is the matched-pairs rank-biserial correlation (positive: the first variant scores higher); "
+    "p-values adjusted by Benjamini–Hochberg across all tests shown.",
     "pairwise": "Share of judgements won by each side, and Bradley–Terry strengths (log scale) with 95 % bootstrap intervals over items.",
     "raters": "Per clinician: ratings, median seconds per item, mean score, and mean absolute difference from the other raters of the same items.",
     "completion": "Ratings submitted against the ratings the study needs (items × raters per item).",
@@ -28,25 +28,77 @@ CAPTIONS = {
     "skips": "Items a clinician skipped, with the reason they gave (a skip frees the item for another clinician).",
     "adjudication": "Items whose raters disagree most: the largest score range on any dimension.",
 }
-COLUMNS = ["rating", "item", "rater", "variant_a", "variant_b", "participant", "scores", "preference", "time_spent_s", "unsafe",
-           "unsafe_reason", "comment", "swapped", "revision", "rated_at", "revised_at"]
-SKIP_COLUMNS = ["assignment", "item", "rater", "variant_a", "variant_b", "participant", "skip_reason", "skipped_at", "time_spent_s"]
+COLUMNS = [
+    "rating",
+    "item",
+    "rater",
+    "variant_a",
+    "variant_b",
+    "participant",
+    "scores",
+    "preference",
+    "time_spent_s",
+    "unsafe",
+    "unsafe_reason",
+    "comment",
+    "swapped",
+    "revision",
+    "rated_at",
+    "revised_at",
+]
+SKIP_COLUMNS = [
+    "assignment",
+    "item",
+    "rater",
+    "variant_a",
+    "variant_b",
+    "participant",
+    "skip_reason",
+    "skipped_at",
+    "time_spent_s",
+]
 
 
 def study_ratings(study: Study) -> pd.DataFrame:
     """One row per rating with its item's variants (researchers see them), in one query."""
     rows = Rating.objects.filter(assignment__study=study).values_list(
-        "pk", "assignment__item_id", "assignment__rater__username", "assignment__item__variant_a__name", "assignment__item__variant_b__name",
-        "assignment__item__participant__pseudonym", "scores", "preference", "assignment__time_spent_s", "unsafe", "unsafe_reason", "comment",
-        "assignment__swapped", "revision", "created_at", "updated_at")
+        "pk",
+        "assignment__item_id",
+        "assignment__rater__username",
+        "assignment__item__variant_a__name",
+        "assignment__item__variant_b__name",
+        "assignment__item__participant__pseudonym",
+        "scores",
+        "preference",
+        "assignment__time_spent_s",
+        "unsafe",
+        "unsafe_reason",
+        "comment",
+        "assignment__swapped",
+        "revision",
+        "created_at",
+        "updated_at",
+    )
     return pd.DataFrame(list(rows), columns=COLUMNS)
 
 
 def study_skips(study: Study) -> pd.DataFrame:
     """One row per skipped assignment with the clinician's reason, in one query."""
-    rows = Assignment.objects.filter(study=study, state=Assignment.State.SKIPPED).order_by("completed_at", "pk").values_list(
-        "pk", "item_id", "rater__username", "item__variant_a__name", "item__variant_b__name", "item__participant__pseudonym",
-        "skip_reason", "completed_at", "time_spent_s")
+    rows = (
+        Assignment.objects.filter(study=study, state=Assignment.State.SKIPPED)
+        .order_by("completed_at", "pk")
+        .values_list(
+            "pk",
+            "item_id",
+            "rater__username",
+            "item__variant_a__name",
+            "item__variant_b__name",
+            "item__participant__pseudonym",
+            "skip_reason",
+            "completed_at",
+            "time_spent_s",
+        )
+    )
     return pd.DataFrame(list(rows), columns=SKIP_COLUMNS)
 
 
@@ -71,13 +123,28 @@ def _means_figure(means: list[dict]) -> str | None:
     figure = go.Figure()
     for variant in sorted({row["variant"] for row in usable}):
         rows = [row for row in usable if row["variant"] == variant]
-        figure.add_trace(go.Bar(
-            name=variant, x=[row["dimension"] for row in rows], y=[row["mean"] for row in rows],
-            error_y={"type": "data", "symmetric": False, "array": [row["ci_high"] - row["mean"] for row in rows],
-                     "arrayminus": [row["mean"] - row["ci_low"] for row in rows]},
-            hovertemplate="%{x}: %{y:.2f}<extra>" + variant + "</extra>"))
-    figure.update_layout(barmode="group", height=320, margin={"l": 50, "r": 20, "t": 20, "b": 40}, template="plotly_white",
-                         yaxis={"title": "mean score", "rangemode": "tozero"}, legend={"orientation": "h", "y": -0.2})
+        figure.add_trace(
+            go.Bar(
+                name=variant,
+                x=[row["dimension"] for row in rows],
+                y=[row["mean"] for row in rows],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [row["ci_high"] - row["mean"] for row in rows],
+                    "arrayminus": [row["mean"] - row["ci_low"] for row in rows],
+                },
+                hovertemplate="%{x}: %{y:.2f}<extra>" + variant + "</extra>",
+            )
+        )
+    figure.update_layout(
+        barmode="group",
+        height=320,
+        margin={"l": 50, "r": 20, "t": 20, "b": 40},
+        template="plotly_white",
+        yaxis={"title": "mean score", "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.2},
+    )
     return _figure_json(figure)
 
 
@@ -88,9 +155,18 @@ def _distribution_figure(means: list[dict]) -> str | None:
     points = sorted({point for row in means for point in row["distribution"]}, key=int)
     labels = [f"{row['variant']} · {row['dimension']}" for row in means]
     for point in points:
-        figure.add_trace(go.Bar(name=f"score {point}", y=labels, x=[row["distribution"].get(point, 0) for row in means], orientation="h"))
-    figure.update_layout(barmode="stack", height=60 + 28 * len(labels), margin={"l": 220, "r": 20, "t": 10, "b": 30},
-                         template="plotly_white", legend={"orientation": "h", "y": -0.15})
+        figure.add_trace(
+            go.Bar(
+                name=f"score {point}", y=labels, x=[row["distribution"].get(point, 0) for row in means], orientation="h"
+            )
+        )
+    figure.update_layout(
+        barmode="stack",
+        height=60 + 28 * len(labels),
+        margin={"l": 220, "r": 20, "t": 10, "b": 30},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.15},
+    )
     return _figure_json(figure)
 
 
@@ -101,25 +177,43 @@ def _pairwise_figure(summary: list[dict], first: str, second: str) -> str | None
     dimensions = [row["dimension"] for row in summary]
     for key, label in (("a_wins", f"{first} wins"), ("ties", "tie"), ("b_wins", f"{second} wins")):
         figure.add_trace(go.Bar(name=label, y=dimensions, x=[row[key] for row in summary], orientation="h"))
-    figure.update_layout(barmode="stack", height=80 + 40 * len(dimensions), margin={"l": 120, "r": 20, "t": 10, "b": 30},
-                         template="plotly_white", xaxis={"tickformat": ".0%"}, legend={"orientation": "h", "y": -0.2})
+    figure.update_layout(
+        barmode="stack",
+        height=80 + 40 * len(dimensions),
+        margin={"l": 120, "r": 20, "t": 10, "b": 30},
+        template="plotly_white",
+        xaxis={"tickformat": ".0%"},
+        legend={"orientation": "h", "y": -0.2},
+    )
     return _figure_json(figure)
 
 
 def _pairwise_outcomes(per_rating: pd.DataFrame) -> pd.DataFrame:
     long = long_scores(per_rating).rename(columns={"value": "winner"})
-    overall = per_rating[["item", "variant_a", "variant_b", "preference"]].rename(columns={"preference": "winner"}).assign(dimension="overall")
+    overall = (
+        per_rating[["item", "variant_a", "variant_b", "preference"]]
+        .rename(columns={"preference": "winner"})
+        .assign(dimension="overall")
+    )
     return pd.concat([long.rename(columns={"variant": "variant_a"}), overall], ignore_index=True)
 
 
-def dashboard_from_frames(*, mode: str, per_rating: pd.DataFrame, points: dict[str, list[int]], ratings_needed: int) -> dict:
+def dashboard_from_frames(
+    *, mode: str, per_rating: pd.DataFrame, points: dict[str, list[int]], ratings_needed: int
+) -> dict:
     """Every section of the dashboard, from the ratings table. Sections without enough data say so."""
-    result = {"n_ratings": len(per_rating), "n_raters": int(per_rating["rater"].nunique()) if len(per_rating) else 0,
-              "completion": {"done": len(per_rating), "needed": ratings_needed}, "captions": CAPTIONS}
+    result = {
+        "n_ratings": len(per_rating),
+        "n_raters": int(per_rating["rater"].nunique()) if len(per_rating) else 0,
+        "completion": {"done": len(per_rating), "needed": ratings_needed},
+        "captions": CAPTIONS,
+    }
     if per_rating.empty:
         result["empty"] = "Not enough ratings yet: the dashboard fills in as clinicians submit."
         return result
-    result["unsafe"] = per_rating.loc[per_rating["unsafe"], ["item", "rater", "variant_a", "participant", "unsafe_reason", "comment"]].to_dict("records")
+    result["unsafe"] = per_rating.loc[
+        per_rating["unsafe"], ["item", "rater", "variant_a", "participant", "unsafe_reason", "comment"]
+    ].to_dict("records")
     if mode == Study.Mode.PAIRWISE:
         summary = stats.pairwise_summary(_pairwise_outcomes(per_rating))
         # A pairwise study compares one pair of variants on every item: name them wherever wins are counted.
@@ -137,14 +231,25 @@ def dashboard_from_frames(*, mode: str, per_rating: pd.DataFrame, points: dict[s
     result["distribution_figure"] = _distribution_figure(means)
     result["agreement"] = []
     for dimension, group in long.groupby("dimension", sort=True):
-        result["agreement"].append({"dimension": dimension,
-                                    "alpha": stats.krippendorff_alpha(group, value_domain=points.get(dimension)),
-                                    "icc": stats.icc(group)})
+        result["agreement"].append(
+            {
+                "dimension": dimension,
+                "alpha": stats.krippendorff_alpha(group, value_domain=points.get(dimension)),
+                "icc": stats.icc(group),
+            }
+        )
     comparisons = []
     variants = sorted(long["variant"].unique())
     for first, second in itertools.combinations(variants, 2):
         for dimension, group in long.groupby("dimension", sort=True):
-            comparisons.append({"first": first, "second": second, "dimension": dimension, **stats.paired_comparison(group, first, second)})
+            comparisons.append(
+                {
+                    "first": first,
+                    "second": second,
+                    "dimension": dimension,
+                    **stats.paired_comparison(group, first, second),
+                }
+            )
     tested = [row for row in comparisons if row.get("enough")]
     for row, adjusted in zip(tested, stats.adjust_p_values([row["p_value"] for row in tested])):
         row["p_adjusted"] = adjusted
@@ -158,12 +263,18 @@ def study_dashboard(study: Study) -> dict:
     per_rating = study_ratings(study)
     dimensions = list(study.rubric.dimensions.all())
     points = {dimension.key: dimension.points for dimension in dimensions}
-    dashboard = dashboard_from_frames(mode=study.mode, per_rating=per_rating, points=points,
-                                      ratings_needed=study.items.filter(dropped_at__isnull=True).count() * study.raters_per_item)
+    dashboard = dashboard_from_frames(
+        mode=study.mode,
+        per_rating=per_rating,
+        points=points,
+        ratings_needed=study.items.filter(dropped_at__isnull=True).count() * study.raters_per_item,
+    )
     dashboard["in_progress"] = Assignment.objects.filter(study=study, state=Assignment.State.IN_PROGRESS).count()
     dashboard["skips"] = study_skips(study).to_dict("records")
     # Yes/no checklist items read as the share of "yes", not as a mean score.
-    dashboard["binary_dimensions"] = [dimension.key for dimension in dimensions if dimension.scale == Dimension.Scale.BINARY]
+    dashboard["binary_dimensions"] = [
+        dimension.key for dimension in dimensions if dimension.scale == Dimension.Scale.BINARY
+    ]
     return dashboard
 
 

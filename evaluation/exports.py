@@ -23,7 +23,7 @@ DATA_DICTIONARY = {
     "rater": "Username of the clinician who rated.",
     "swapped": "Pairwise only: true if variant B's answer was shown on the left, labelled 'Answer A'.",
     "score_<dimension>": "Absolute: the score on that dimension (Likert points, or 0/1 for checklists). "
-                         "Pairwise: a, b or tie, in the item's terms (a = variant_a).",
+    "Pairwise: a, b or tie, in the item's terms (a = variant_a).",
     "preference": "Pairwise only: overall choice a, b or tie, in the item's terms.",
     "comment": "The clinician's comment.",
     "unsafe": "True if the clinician flagged the answer as unsafe.",
@@ -41,11 +41,23 @@ DATA_DICTIONARY = {
 def export_frame(study: Study) -> pd.DataFrame:
     """One row per rating, then one per skipped assignment (``state`` tells them apart), times in UTC ISO 8601."""
     ratings = study_ratings(study)
-    scores = pd.DataFrame(ratings["scores"].tolist(), index=ratings.index).add_prefix("score_") if len(ratings) else pd.DataFrame()
-    rated = pd.concat([ratings.drop(columns=["scores"]), scores], axis=1).rename(columns={"rating": "rating_id", "item": "item_id"})
+    scores = (
+        pd.DataFrame(ratings["scores"].tolist(), index=ratings.index).add_prefix("score_")
+        if len(ratings)
+        else pd.DataFrame()
+    )
+    rated = pd.concat([ratings.drop(columns=["scores"]), scores], axis=1).rename(
+        columns={"rating": "rating_id", "item": "item_id"}
+    )
     rated = rated.sort_values("rating_id").assign(state="rated")
-    skipped = study_skips(study).rename(columns={"item": "item_id"}).drop(columns=["assignment"]).assign(state="skipped")
-    frame = pd.concat([rated, skipped], ignore_index=True) if len(skipped) else rated.assign(skip_reason="", skipped_at=None)
+    skipped = (
+        study_skips(study).rename(columns={"item": "item_id"}).drop(columns=["assignment"]).assign(state="skipped")
+    )
+    frame = (
+        pd.concat([rated, skipped], ignore_index=True)
+        if len(skipped)
+        else rated.assign(skip_reason="", skipped_at=None)
+    )
     for column in ("rated_at", "revised_at", "skipped_at"):
         frame[column] = [pd.Timestamp(value).isoformat() if pd.notna(value) else None for value in frame[column]]
     if len(rated) and len(skipped):

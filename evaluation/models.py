@@ -32,7 +32,9 @@ class Dimension(models.Model):
     scale = models.CharField(max_length=10, choices=Scale.choices, default=Scale.LIKERT)
     scale_min = models.PositiveSmallIntegerField(default=1)
     scale_max = models.PositiveSmallIntegerField(default=5)
-    anchors = models.JSONField(default=dict, blank=True, help_text='Text per scale point, e.g. {"1": "not relevant", "5": "fully relevant"}.')
+    anchors = models.JSONField(
+        default=dict, blank=True, help_text='Text per scale point, e.g. {"1": "not relevant", "5": "fully relevant"}.'
+    )
     position = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -70,18 +72,31 @@ class Study(models.Model):
     rubric = models.ForeignKey(Rubric, on_delete=models.PROTECT, related_name="studies")
     instructions = models.TextField(blank=True)
     raters_per_item = models.PositiveSmallIntegerField(default=3)
-    window_days = models.PositiveSmallIntegerField(default=14, help_text="Days of trajectory shown with each item (the last days).")
+    window_days = models.PositiveSmallIntegerField(
+        default=14, help_text="Days of trajectory shown with each item (the last days)."
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
     seed = models.PositiveIntegerField(default=0, help_text="Seeds every clinician's random order and the A/B sides.")
-    show_captions = models.BooleanField(default=False, help_text="Show each day's caption (events and signal shapes, derived from the "
-                                                                 "anonymized data) beside the chart on the rating page.")
+    show_captions = models.BooleanField(
+        default=False,
+        help_text="Show each day's caption (events and signal shapes, derived from the "
+        "anonymized data) beside the chart on the rating page.",
+    )
     clinicians = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="evaluation_studies", blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     # A restricted study (its page, dashboard, exports, API and live events) is for its owner, the
     # researchers named here and admins only; an unrestricted one is for every researcher.
-    restricted = models.BooleanField(default=False, help_text="Only the owner, the researchers named below and admins see this study.")
-    researchers = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="restricted_studies", blank=True,
-                                         help_text="Restricted studies: researchers besides the owner who may see it.")
+    restricted = models.BooleanField(
+        default=False, help_text="Only the owner, the researchers named below and admins see this study."
+    )
+    researchers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        related_name="restricted_studies",
+        blank=True,
+        help_text="Restricted studies: researchers besides the owner who may see it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -102,8 +117,12 @@ class StudyItem(models.Model):
     variant_a = models.ForeignKey(AgentVariant, on_delete=models.PROTECT, related_name="+")
     variant_b = models.ForeignKey(AgentVariant, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     # The answers as they were when the item was first shown: later regeneration never changes what was rated.
-    recommendation_a = models.ForeignKey(Recommendation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    recommendation_b = models.ForeignKey(Recommendation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    recommendation_a = models.ForeignKey(
+        Recommendation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    recommendation_b = models.ForeignKey(
+        Recommendation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     answer_a = models.TextField(blank=True)
     answer_b = models.TextField(blank=True)
     frozen = models.BooleanField(default=False)
@@ -111,14 +130,20 @@ class StudyItem(models.Model):
     # An item whose answer will never come (its generation failed) is dropped by the study's owner with a note:
     # no clinician is given it again, and it counts neither as rated nor as needed.
     dropped_at = models.DateTimeField(null=True, blank=True)
-    dropped_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    drop_note = models.TextField(blank=True, help_text="Why the item was dropped (shown to researchers and in exports).")
+    dropped_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    drop_note = models.TextField(
+        blank=True, help_text="Why the item was dropped (shown to researchers and in exports)."
+    )
 
     class Meta:
         ordering = ["study", "position"]
         constraints = [
             models.UniqueConstraint(fields=["study", "position"], name="unique_item_position"),
-            models.UniqueConstraint(fields=["study", "participant", "variant_a", "variant_b"], name="unique_item_content"),
+            models.UniqueConstraint(
+                fields=["study", "participant", "variant_a", "variant_b"], name="unique_item_content"
+            ),
         ]
 
 
@@ -134,7 +159,9 @@ class Assignment(models.Model):
     item = models.ForeignKey(StudyItem, on_delete=models.CASCADE, related_name="assignments")
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments")
     state = models.CharField(max_length=12, choices=State.choices, default=State.IN_PROGRESS)
-    swapped = models.BooleanField(default=False, help_text="Pairwise: answer B of the item was shown on the left as 'Answer A'.")
+    swapped = models.BooleanField(
+        default=False, help_text="Pairwise: answer B of the item was shown on the left as 'Answer A'."
+    )
     draft = models.JSONField(default=dict, blank=True)
     skip_reason = models.CharField(max_length=300, blank=True)
     time_spent_s = models.FloatField(default=0.0)
@@ -156,8 +183,15 @@ class Rating(models.Model):
         TIE = "tie", "Tie"
 
     assignment = models.OneToOneField(Assignment, on_delete=models.PROTECT, related_name="rating")
-    scores = models.JSONField(default=dict, help_text="Dimension key -> score (absolute) or preference a/b/tie in item terms (pairwise).")
-    preference = models.CharField(max_length=4, choices=Preference.choices, blank=True, help_text="Pairwise overall preference, in item terms (unswapped).")
+    scores = models.JSONField(
+        default=dict, help_text="Dimension key -> score (absolute) or preference a/b/tie in item terms (pairwise)."
+    )
+    preference = models.CharField(
+        max_length=4,
+        choices=Preference.choices,
+        blank=True,
+        help_text="Pairwise overall preference, in item terms (unswapped).",
+    )
     comment = models.TextField(blank=True)
     unsafe = models.BooleanField(default=False)
     unsafe_reason = models.CharField(max_length=500, blank=True)

@@ -46,23 +46,35 @@ def access_study_for_change(*, user, study_id: int) -> Study:
 
 def rater_progress(*, study: Study, rater) -> dict:
     """How far a clinician is: done, and their share of the study's ratings (at least what they did)."""
+
     # One query (it runs on every rating page): the rater's counts and the study's sizes as subqueries.
     def count_of(queryset) -> Subquery:
-        return Subquery(queryset.order_by().values("study").annotate(count=Count("pk")).values("count"), output_field=IntegerField())
+        return Subquery(
+            queryset.order_by().values("study").annotate(count=Count("pk")).values("count"), output_field=IntegerField()
+        )
 
     mine = Assignment.objects.filter(study=OuterRef("pk"), rater=rater)
-    counts = Study.objects.filter(pk=study.pk).annotate(
-        done=Coalesce(count_of(mine.filter(state=Assignment.State.DONE)), 0),
-        skipped=Coalesce(count_of(mine.filter(state=Assignment.State.SKIPPED)), 0),
-        in_progress=Coalesce(count_of(mine.filter(state=Assignment.State.IN_PROGRESS)), 0),
-        raters=count_of(Study.clinicians.through.objects.filter(study=OuterRef("pk"))),
-        item_count=count_of(StudyItem.objects.filter(study=OuterRef("pk"), dropped_at__isnull=True)),
-    ).values("done", "skipped", "in_progress", "raters", "item_count").get()
+    counts = (
+        Study.objects.filter(pk=study.pk)
+        .annotate(
+            done=Coalesce(count_of(mine.filter(state=Assignment.State.DONE)), 0),
+            skipped=Coalesce(count_of(mine.filter(state=Assignment.State.SKIPPED)), 0),
+            in_progress=Coalesce(count_of(mine.filter(state=Assignment.State.IN_PROGRESS)), 0),
+            raters=count_of(Study.clinicians.through.objects.filter(study=OuterRef("pk"))),
+            item_count=count_of(StudyItem.objects.filter(study=OuterRef("pk"), dropped_at__isnull=True)),
+        )
+        .values("done", "skipped", "in_progress", "raters", "item_count")
+        .get()
+    )
     raters, item_count = max(counts.pop("raters") or 0, 1), counts.pop("item_count") or 0
     share = math.ceil(item_count * study.raters_per_item / raters)
     finished = counts["done"] + counts["skipped"]
-    return {**counts, "finished": finished, "total": max(share, finished + counts["in_progress"]),
-            "position": finished + (1 if counts["in_progress"] else 0)}
+    return {
+        **counts,
+        "finished": finished,
+        "total": max(share, finished + counts["in_progress"]),
+        "position": finished + (1 if counts["in_progress"] else 0),
+    }
 
 
 def clinician_studies(*, rater) -> list[dict]:
@@ -96,8 +108,13 @@ def rater_ratings(*, rater, study: Study | None = None, limit: int = 200) -> lis
     """The clinician's own ratings, newest first, each as they gave it: the study, the item's number in it, the
     scores or choices (pairwise in the sides they saw), whether flagged unsafe, and when. Nothing of variants,
     participants or other raters."""
-    assignments = (Assignment.objects.filter(rater=rater, state=Assignment.State.DONE).exclude(study__status=Study.Status.DRAFT)
-                   .select_related("rating", "study", "item").prefetch_related("study__rubric__dimensions").order_by("-completed_at"))
+    assignments = (
+        Assignment.objects.filter(rater=rater, state=Assignment.State.DONE)
+        .exclude(study__status=Study.Status.DRAFT)
+        .select_related("rating", "study", "item")
+        .prefetch_related("study__rubric__dimensions")
+        .order_by("-completed_at")
+    )
     if study is not None:
         assignments = assignments.filter(study=study)
     entries = []
@@ -111,11 +128,17 @@ def rater_ratings(*, rater, study: Study | None = None, limit: int = 200) -> lis
             given.append(f"{dimension.label}: {words}")
         if pairwise:
             given.append(f"Overall: {_choice_words(rating.preference, assignment.swapped)}")
-        entries.append({
-            "assignment_id": assignment.pk, "study": assignment.study.name,
-            "item_number": assignment.item.position + 1, "given": given, "unsafe": rating.unsafe,
-            "rated_at": assignment.completed_at, "revisions": rating.revision - 1,
-        })
+        entries.append(
+            {
+                "assignment_id": assignment.pk,
+                "study": assignment.study.name,
+                "item_number": assignment.item.position + 1,
+                "given": given,
+                "unsafe": rating.unsafe,
+                "rated_at": assignment.completed_at,
+                "revisions": rating.revision - 1,
+            }
+        )
     return entries
 
 
@@ -123,11 +146,26 @@ def study_overview(*, study: Study) -> dict:
     """Ratings done and needed (dropped items need none), per clinician, and the items without an answer."""
     items = study.items.filter(dropped_at__isnull=True).count()
     assignments = Assignment.objects.filter(study=study)
-    per_rater = list(assignments.values("rater__username").annotate(
-        done=Count("pk", filter=Q(state=Assignment.State.DONE)), skipped=Count("pk", filter=Q(state=Assignment.State.SKIPPED)),
-        in_progress=Count("pk", filter=Q(state=Assignment.State.IN_PROGRESS))).order_by("rater__username"))
+    per_rater = list(
+        assignments.values("rater__username")
+        .annotate(
+            done=Count("pk", filter=Q(state=Assignment.State.DONE)),
+            skipped=Count("pk", filter=Q(state=Assignment.State.SKIPPED)),
+            in_progress=Count("pk", filter=Q(state=Assignment.State.IN_PROGRESS)),
+        )
+        .order_by("rater__username")
+    )
     without_answers = items_without_answers(study)
-    return {"items": items, "ratings_needed": items * study.raters_per_item,
-            "ratings_done": assignments.filter(state=Assignment.State.DONE).count(), "per_rater": per_rater,
-            "waiting": [row for row in without_answers if row.waiting], "unanswerable": [row for row in without_answers if not row.waiting],
-            "dropped": list(study.items.filter(dropped_at__isnull=False).select_related("participant", "variant_a", "variant_b", "dropped_by").order_by("position"))}
+    return {
+        "items": items,
+        "ratings_needed": items * study.raters_per_item,
+        "ratings_done": assignments.filter(state=Assignment.State.DONE).count(),
+        "per_rater": per_rater,
+        "waiting": [row for row in without_answers if row.waiting],
+        "unanswerable": [row for row in without_answers if not row.waiting],
+        "dropped": list(
+            study.items.filter(dropped_at__isnull=False)
+            .select_related("participant", "variant_a", "variant_b", "dropped_by")
+            .order_by("position")
+        ),
+    }

@@ -56,7 +56,9 @@ def study_create(*, spec: StudySpec, user) -> Study:
     if spec.mode == Study.Mode.ABSOLUTE and not spec.variants:
         raise EvaluationError("choose at least one variant to rate")
     if not 1 <= spec.raters_per_item <= max(len(spec.clinicians), 1):
-        raise EvaluationError(f"raters per item must be between 1 and the number of enrolled clinicians ({len(spec.clinicians)})")
+        raise EvaluationError(
+            f"raters per item must be between 1 and the number of enrolled clinicians ({len(spec.clinicians)})"
+        )
     if any(not user_has_role(clinician, Role.CLINICIAN) for clinician in spec.clinicians):
         raise EvaluationError("only clinicians can be enrolled as raters")
     if any(not user_has_role(researcher, Role.RESEARCHER) for researcher in spec.researchers):
@@ -69,11 +71,22 @@ def study_create(*, spec: StudySpec, user) -> Study:
     if spec.participants is not None:
         if spec.participants < 1:
             raise EvaluationError("sample at least one participant")
-        participants = sorted(random.Random(spec.seed).sample(participants, min(spec.participants, len(participants))), key=lambda p: p.pk)
+        participants = sorted(
+            random.Random(spec.seed).sample(participants, min(spec.participants, len(participants))), key=lambda p: p.pk
+        )
     with transaction.atomic():
-        study = Study(name=spec.name, mode=spec.mode, rubric=spec.rubric, instructions=spec.instructions, raters_per_item=spec.raters_per_item,
-                      window_days=spec.window_days, seed=spec.seed, created_by=user, restricted=spec.restricted,
-                      show_captions=spec.show_captions)
+        study = Study(
+            name=spec.name,
+            mode=spec.mode,
+            rubric=spec.rubric,
+            instructions=spec.instructions,
+            raters_per_item=spec.raters_per_item,
+            window_days=spec.window_days,
+            seed=spec.seed,
+            created_by=user,
+            restricted=spec.restricted,
+            show_captions=spec.show_captions,
+        )
         study.full_clean()
         study.save()
         study.clinicians.set(spec.clinicians)
@@ -84,21 +97,37 @@ def study_create(*, spec: StudySpec, user) -> Study:
             pairs = [(participant, variant, None) for participant in participants for variant in spec.variants]
         order = list(range(len(pairs)))
         random.Random(spec.seed).shuffle(order)
-        StudyItem.objects.bulk_create([
-            StudyItem(study=study, participant=participant, variant_a=variant_a, variant_b=variant_b, position=position)
-            for position, (participant, variant_a, variant_b) in zip(order, pairs)
-        ])
-        audit_record(actor=user, action=Action.STUDY_CREATED, target=study,
-                     details={"mode": study.mode, "items": len(pairs), "restricted": study.restricted,
-                              "clinicians": sorted(clinician.get_username() for clinician in spec.clinicians),
-                              "researchers": sorted(researcher.get_username() for researcher in spec.researchers)})
+        StudyItem.objects.bulk_create(
+            [
+                StudyItem(
+                    study=study, participant=participant, variant_a=variant_a, variant_b=variant_b, position=position
+                )
+                for position, (participant, variant_a, variant_b) in zip(order, pairs)
+            ]
+        )
+        audit_record(
+            actor=user,
+            action=Action.STUDY_CREATED,
+            target=study,
+            details={
+                "mode": study.mode,
+                "items": len(pairs),
+                "restricted": study.restricted,
+                "clinicians": sorted(clinician.get_username() for clinician in spec.clinicians),
+                "researchers": sorted(researcher.get_username() for researcher in spec.researchers),
+            },
+        )
     return study
 
 
 def study_set_status(*, study: Study, status: str, user=None, via: str = "", note: str = "") -> Study:
     """draft -> open -> closed; closing freezes every rating, and reopening a closed study (with a ``note``
     saying why) lets clinicians rate and revise again. Every change is audited with ``user``."""
-    allowed = {Study.Status.DRAFT: {Study.Status.OPEN}, Study.Status.OPEN: {Study.Status.CLOSED}, Study.Status.CLOSED: {Study.Status.OPEN}}
+    allowed = {
+        Study.Status.DRAFT: {Study.Status.OPEN},
+        Study.Status.OPEN: {Study.Status.CLOSED},
+        Study.Status.CLOSED: {Study.Status.OPEN},
+    }
     if status not in allowed[study.status]:
         raise EvaluationError(f"a {study.get_status_display().lower()} study cannot become {status}")
     if status == Study.Status.OPEN and not study.clinicians.exists():
@@ -112,8 +141,16 @@ def study_set_status(*, study: Study, status: str, user=None, via: str = "", not
         study.opened_at = timezone.now() if status == Study.Status.OPEN and not reopening else study.opened_at
         study.closed_at = timezone.now() if status == Study.Status.CLOSED else None
         study.save(update_fields=["status", "opened_at", "closed_at"])
-        action = Action.STUDY_REOPENED if reopening else Action.STUDY_OPENED if status == Study.Status.OPEN else Action.STUDY_CLOSED
-        audit_record(actor=user, via=via, action=action, target=study, details={"note": note[:1000]} if reopening else None)
+        action = (
+            Action.STUDY_REOPENED
+            if reopening
+            else Action.STUDY_OPENED
+            if status == Study.Status.OPEN
+            else Action.STUDY_CLOSED
+        )
+        audit_record(
+            actor=user, via=via, action=action, target=study, details={"note": note[:1000]} if reopening else None
+        )
         group_notify_on_commit(group=study_group(study.pk), payload={"event": "status", "status": status})
     return study
 
@@ -129,12 +166,16 @@ def _access_item_without_answer(*, study: Study, item_id: int) -> ItemWithoutAns
     if item.dropped_at is not None:
         raise EvaluationError(f"item {item.position + 1} was dropped already")
     if item.frozen:
-        raise EvaluationError(f"item {item.position + 1} has been shown to clinicians: its answers and ratings stay as they are")
+        raise EvaluationError(
+            f"item {item.position + 1} has been shown to clinicians: its answers and ratings stay as they are"
+        )
     row = next((row for row in items_without_answers(study) if row.item.pk == item.pk), None)
     if row is None:
         raise EvaluationError(f"item {item.position + 1} has its answers")
     if row.waiting:
-        raise EvaluationError(f"item {item.position + 1}'s answers are being generated already (job #{row.missing[0].pending_job_id})")
+        raise EvaluationError(
+            f"item {item.position + 1}'s answers are being generated already (job #{row.missing[0].pending_job_id})"
+        )
     return row
 
 
@@ -151,8 +192,17 @@ def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem
         item = _access_item_without_answer(study=study, item_id=item_id).item
         item.dropped_at, item.dropped_by, item.drop_note = timezone.now(), user, note
         item.save(update_fields=["dropped_at", "dropped_by", "drop_note"])
-        audit_record(actor=user, action=Action.STUDY_ITEM_DROPPED, target=study,
-                     details={"item": item.pk, "position": item.position + 1, "participant": item.participant.pseudonym, "note": note})
+        audit_record(
+            actor=user,
+            action=Action.STUDY_ITEM_DROPPED,
+            target=study,
+            details={
+                "item": item.pk,
+                "position": item.position + 1,
+                "participant": item.participant.pseudonym,
+                "note": note,
+            },
+        )
         group_notify_on_commit(group=study_group(study.pk), payload={"event": "item_dropped", "item": item.pk})
     return item
 
@@ -164,12 +214,28 @@ def study_item_regenerate(*, study: Study, item_id: int, user):
         item = row.item
         variants = sorted(answer.variant.pk for answer in row.missing if answer.pending_job_id is None)
         try:
-            job = job_queue(kind_name="generate_recommendations", user=user,
-                            config={"cohort": item.participant.cohort_id, "variants": variants, "participants": [item.participant_id]})
+            job = job_queue(
+                kind_name="generate_recommendations",
+                user=user,
+                config={
+                    "cohort": item.participant.cohort_id,
+                    "variants": variants,
+                    "participants": [item.participant_id],
+                },
+            )
         except JobError as error:
             raise EvaluationError(str(error)) from error
-        audit_record(actor=user, action=Action.STUDY_ITEM_REGENERATED, target=study,
-                     details={"item": item.pk, "position": item.position + 1, "participant": item.participant.pseudonym, "job": job.pk})
+        audit_record(
+            actor=user,
+            action=Action.STUDY_ITEM_REGENERATED,
+            target=study,
+            details={
+                "item": item.pk,
+                "position": item.position + 1,
+                "participant": item.participant.pseudonym,
+                "job": job.pk,
+            },
+        )
     return job
 
 
@@ -187,8 +253,11 @@ def access_assignment(*, assignment_id: int, rater, for_update: bool = False) ->
 def access_participant_in_queue(*, study_id: int, participant_id: int, rater) -> Assignment:
     """One of the rater's assignments in the study whose item shows this participant (with study and
     participant joined); a participant none of their items shows is EvaluationError."""
-    assignment = (Assignment.objects.select_related("study", "item__participant")
-                  .filter(study_id=study_id, rater=rater, item__participant_id=participant_id).first())
+    assignment = (
+        Assignment.objects.select_related("study", "item__participant")
+        .filter(study_id=study_id, rater=rater, item__participant_id=participant_id)
+        .first()
+    )
     if assignment is None:
         raise EvaluationError("no item in your queue shows this participant")
     return assignment
@@ -219,9 +288,15 @@ def assignment_skip(*, assignment_id: int, rater, reason: str) -> Assignment:
         _check_editable(assignment)
         if hasattr(assignment, "rating"):
             raise EvaluationError("this item is already rated; edit the rating instead")
-        assignment.state, assignment.skip_reason, assignment.completed_at = Assignment.State.SKIPPED, reason[:300], timezone.now()
+        assignment.state, assignment.skip_reason, assignment.completed_at = (
+            Assignment.State.SKIPPED,
+            reason[:300],
+            timezone.now(),
+        )
         assignment.save(update_fields=["state", "skip_reason", "completed_at"])
-        group_notify_on_commit(group=study_group(assignment.study_id), payload={"event": "skip", "assignment": assignment.pk})
+        group_notify_on_commit(
+            group=study_group(assignment.study_id), payload={"event": "skip", "assignment": assignment.pk}
+        )
     return assignment
 
 
@@ -241,7 +316,9 @@ def _clean_scores(dimensions: list[Dimension], scores: dict, pairwise: bool) -> 
             except (TypeError, ValueError) as error:
                 raise EvaluationError(f"{dimension.label}: {value!r} is not a score") from error
             if number not in dimension.points:
-                raise EvaluationError(f"{dimension.label}: the score must be one of {', '.join(map(str, dimension.points))}")
+                raise EvaluationError(
+                    f"{dimension.label}: the score must be one of {', '.join(map(str, dimension.points))}"
+                )
             cleaned[dimension.key] = number
     unknown = set(scores) - {dimension.key for dimension in dimensions}
     if unknown:
@@ -254,8 +331,17 @@ def _unswap(choice: str, swapped: bool) -> str:
     return {"a": "b", "b": "a"}.get(choice, choice) if swapped else choice
 
 
-def rating_submit(*, assignment_id: int, rater, scores: dict, preference: str = "", comment: str = "", unsafe: bool = False,
-                  unsafe_reason: str = "", time_spent_s: float = 0.0) -> Rating:
+def rating_submit(
+    *,
+    assignment_id: int,
+    rater,
+    scores: dict,
+    preference: str = "",
+    comment: str = "",
+    unsafe: bool = False,
+    unsafe_reason: str = "",
+    time_spent_s: float = 0.0,
+) -> Rating:
     """Save the rating of an assignment: the first submit creates it, later ones revise it.
 
     Idempotent: submitting the same content again (a double click, a retry after a time-out)
@@ -282,10 +368,25 @@ def rating_submit(*, assignment_id: int, rater, scores: dict, preference: str = 
             preference = _unswap(preference, assignment.swapped)
         else:
             preference = ""
-        content = {"scores": cleaned, "preference": preference, "comment": comment, "unsafe": bool(unsafe), "unsafe_reason": unsafe_reason if unsafe else ""}
+        content = {
+            "scores": cleaned,
+            "preference": preference,
+            "comment": comment,
+            "unsafe": bool(unsafe),
+            "unsafe_reason": unsafe_reason if unsafe else "",
+        }
         rating = Rating.objects.filter(assignment=assignment).first()
-        if rating and {"scores": rating.scores, "preference": rating.preference, "comment": rating.comment,
-                       "unsafe": rating.unsafe, "unsafe_reason": rating.unsafe_reason} == content:
+        if (
+            rating
+            and {
+                "scores": rating.scores,
+                "preference": rating.preference,
+                "comment": rating.comment,
+                "unsafe": rating.unsafe,
+                "unsafe_reason": rating.unsafe_reason,
+            }
+            == content
+        ):
             return rating  # the same submit again
         if rating is None:
             rating = Rating.objects.create(assignment=assignment, revision=1, **content)
@@ -300,5 +401,8 @@ def rating_submit(*, assignment_id: int, rater, scores: dict, preference: str = 
         assignment.time_spent_s += time_spent_s
         assignment.draft = {}
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
-        group_notify_on_commit(group=study_group(assignment.study_id), payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision})
+        group_notify_on_commit(
+            group=study_group(assignment.study_id),
+            payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision},
+        )
     return rating

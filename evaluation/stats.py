@@ -24,7 +24,10 @@ def not_enough(reason: str) -> dict:
 
 # --- Means with bootstrap confidence intervals -------------------------------------------------
 
-def bootstrap_mean_ci(values: np.ndarray, clusters: np.ndarray, *, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+
+def bootstrap_mean_ci(
+    values: np.ndarray, clusters: np.ndarray, *, seed: int = 0, samples: int = BOOTSTRAP_SAMPLES
+) -> tuple[float, float]:
     """95 % CI of the mean that treats the ratings of one item (cluster) as dependent.
 
     Up to ``MAX_BOOTSTRAP_CLUSTERS`` items: percentile bootstrap resampling whole items. Beyond,
@@ -57,9 +60,16 @@ def dimension_means(ratings: pd.DataFrame, points: dict[str, list[int]]) -> list
     rows = []
     for (variant, dimension), group in ratings.groupby(["variant", "dimension"], sort=True):
         scores = group["score"].to_numpy(dtype=float)
-        distribution = {str(point): int((scores == point).sum()) for point in points.get(dimension, sorted(set(scores.astype(int))))}
-        row = {"variant": variant, "dimension": dimension, "n_ratings": len(scores), "n_items": int(group["item"].nunique()),
-               "distribution": distribution}
+        distribution = {
+            str(point): int((scores == point).sum()) for point in points.get(dimension, sorted(set(scores.astype(int))))
+        }
+        row = {
+            "variant": variant,
+            "dimension": dimension,
+            "n_ratings": len(scores),
+            "n_items": int(group["item"].nunique()),
+            "distribution": distribution,
+        }
         if len(scores) < MIN_RATINGS_FOR_MEAN:
             row.update(not_enough(f"{len(scores)} rating(s)"))
         else:
@@ -71,6 +81,7 @@ def dimension_means(ratings: pd.DataFrame, points: dict[str, list[int]]) -> list
 
 # --- Agreement -------------------------------------------------------------------------------
 
+
 def krippendorff_alpha(ratings: pd.DataFrame, *, level: str = "ordinal", value_domain: list[int] | None = None) -> dict:
     """Krippendorff's α of one dimension, from the ``krippendorff`` package, with what it rests on."""
     import krippendorff
@@ -78,14 +89,21 @@ def krippendorff_alpha(ratings: pd.DataFrame, *, level: str = "ordinal", value_d
     paired = ratings.groupby("item")["rater"].transform("nunique") >= 2
     usable = ratings[paired]
     if usable["item"].nunique() < MIN_ITEMS_FOR_AGREEMENT:
-        return not_enough(f"{usable['item'].nunique()} item(s) rated by two or more raters; at least {MIN_ITEMS_FOR_AGREEMENT} needed")
+        return not_enough(
+            f"{usable['item'].nunique()} item(s) rated by two or more raters; at least {MIN_ITEMS_FOR_AGREEMENT} needed"
+        )
     if usable["score"].nunique() < 2:
         return not_enough("every rating has the same value, so agreement is undefined")
     # Units × values counts: what alpha needs, without a raters × units matrix (1,000 raters would make it huge).
     domain = value_domain or sorted(usable["score"].unique())
     value_counts = pd.crosstab(usable["item"], usable["score"]).reindex(columns=domain, fill_value=0).to_numpy()
     alpha = krippendorff.alpha(value_counts=value_counts, level_of_measurement=level, value_domain=domain)
-    return {"enough": True, "alpha": float(alpha), "n_items": int(usable["item"].nunique()), "n_raters": int(usable["rater"].nunique())}
+    return {
+        "enough": True,
+        "alpha": float(alpha),
+        "n_items": int(usable["item"].nunique()),
+        "n_raters": int(usable["rater"].nunique()),
+    }
 
 
 def icc(ratings: pd.DataFrame) -> dict:
@@ -148,11 +166,16 @@ def _icc_terms(matrix: np.ndarray) -> dict:
     f_star_low = stats.f.ppf(0.975, v, n - 1)
     icc2_low = n * (msr - f_star_high * mse) / (f_star_high * (k * msc + (k * n - k - n) * mse) + n * msr)
     icc2_high = n * (f_star_low * msr - mse) / (k * msc + (k * n - k - n) * mse + n * f_star_low * msr)
-    return {"icc1": _finite(icc1), "icc1_ci": [_finite(icc1_ci[0]), _finite(icc1_ci[1])],
-            "icc2": _finite(icc2), "icc2_ci": [_finite(icc2_low), _finite(icc2_high)]}
+    return {
+        "icc1": _finite(icc1),
+        "icc1_ci": [_finite(icc1_ci[0]), _finite(icc1_ci[1])],
+        "icc2": _finite(icc2),
+        "icc2_ci": [_finite(icc2_low), _finite(icc2_high)],
+    }
 
 
 # --- Variant comparisons ---------------------------------------------------------------------
+
 
 def paired_comparison(ratings: pd.DataFrame, variant_a: str, variant_b: str) -> dict:
     """Wilcoxon signed-rank on participants rated for both variants (their mean scores), with the
@@ -168,8 +191,14 @@ def paired_comparison(ratings: pd.DataFrame, variant_a: str, variant_b: str) -> 
     test = stats.wilcoxon(paired[variant_a], paired[variant_b], zero_method="wilcox")
     ranks = stats.rankdata(np.abs(nonzero))
     rank_biserial = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
-    return {"enough": True, "n_pairs": int(len(paired)), "mean_difference": float(differences.mean()),
-            "statistic": float(test.statistic), "p_value": float(test.pvalue), "rank_biserial": rank_biserial}
+    return {
+        "enough": True,
+        "n_pairs": int(len(paired)),
+        "mean_difference": float(differences.mean()),
+        "statistic": float(test.statistic),
+        "p_value": float(test.pvalue),
+        "rank_biserial": rank_biserial,
+    }
 
 
 def adjust_p_values(p_values: list[float]) -> list[float]:
@@ -180,6 +209,7 @@ def adjust_p_values(p_values: list[float]) -> list[float]:
 
 
 # --- Pairwise studies ------------------------------------------------------------------------
+
 
 def bradley_terry(wins: np.ndarray, *, iterations: int = 200) -> np.ndarray:
     """Strengths (log scale, mean zero) from a matrix ``wins[i, j]`` of i beating j (ties count a half).
@@ -226,16 +256,30 @@ def pairwise_summary(outcomes: pd.DataFrame, *, seed: int = 0) -> list[dict]:
             chosen = rng.integers(0, len(item_ids), len(item_ids))
             boot.append(bradley_terry(win_matrix(np.concatenate([rows_by_item[i] for i in chosen]))))
         low, high = np.percentile(np.array(boot), [2.5, 97.5], axis=0)
-        results.append({
-            "dimension": dimension, "n_judgements": int(len(group)), "n_items": int(len(item_ids)),
-            "a_wins": float((winner == "a").mean()), "ties": float((winner == "tie").mean()), "b_wins": float((winner == "b").mean()),
-            "strengths": [{"variant": variant, "strength": float(strengths[i]), "ci_low": float(low[i]), "ci_high": float(high[i])}
-                          for variant, i in index.items()],
-        })
+        results.append(
+            {
+                "dimension": dimension,
+                "n_judgements": int(len(group)),
+                "n_items": int(len(item_ids)),
+                "a_wins": float((winner == "a").mean()),
+                "ties": float((winner == "tie").mean()),
+                "b_wins": float((winner == "b").mean()),
+                "strengths": [
+                    {
+                        "variant": variant,
+                        "strength": float(strengths[i]),
+                        "ci_low": float(low[i]),
+                        "ci_high": float(high[i]),
+                    }
+                    for variant, i in index.items()
+                ],
+            }
+        )
     return results
 
 
 # --- Raters and disagreement -----------------------------------------------------------------
+
 
 def rater_summary(ratings: pd.DataFrame, per_rating: pd.DataFrame) -> list[dict]:
     """Per rater: ratings, mean score, median time per item, and mean absolute difference from the
@@ -243,15 +287,21 @@ def rater_summary(ratings: pd.DataFrame, per_rating: pd.DataFrame) -> list[dict]
     item_dimension = ratings.groupby(["item", "dimension"])["score"].agg(["sum", "count"])
     joined = ratings.join(item_dimension, on=["item", "dimension"])
     others = joined["count"] - 1
-    joined["others_mean"] = np.where(others > 0, (joined["sum"] - joined["score"]) / others.where(others > 0, 1), np.nan)
+    joined["others_mean"] = np.where(
+        others > 0, (joined["sum"] - joined["score"]) / others.where(others > 0, 1), np.nan
+    )
     joined["difference"] = (joined["score"] - joined["others_mean"]).abs()
     by_rater = joined.groupby("rater").agg(mean_score=("score", "mean"), disagreement=("difference", "mean"))
     times = per_rating.groupby("rater").agg(ratings=("item", "size"), median_time_s=("time_spent_s", "median"))
     table = times.join(by_rater, how="left").reset_index()
     return [
-        {"rater": row.rater, "ratings": int(row.ratings), "median_time_s": float(row.median_time_s),
-         "mean_score": None if pd.isna(row.mean_score) else float(row.mean_score),
-         "disagreement": None if pd.isna(row.disagreement) else float(row.disagreement)}
+        {
+            "rater": row.rater,
+            "ratings": int(row.ratings),
+            "median_time_s": float(row.median_time_s),
+            "mean_score": None if pd.isna(row.mean_score) else float(row.mean_score),
+            "disagreement": None if pd.isna(row.disagreement) else float(row.disagreement),
+        }
         for row in table.itertuples()
     ]
 
@@ -265,5 +315,12 @@ def adjudication_queue(ratings: pd.DataFrame, limit: int = 50) -> list[dict]:
     if spread.empty:
         return []
     worst = spread.max(axis=1).sort_values(ascending=False).head(limit)
-    return [{"item": int(item), "largest_spread": float(value), "spreads": {k: float(v) for k, v in spread.loc[item].dropna().items()}}
-            for item, value in worst.items() if value > 0]
+    return [
+        {
+            "item": int(item),
+            "largest_spread": float(value),
+            "spreads": {k: float(v) for k, v in spread.loc[item].dropna().items()},
+        }
+        for item, value in worst.items()
+        if value > 0
+    ]

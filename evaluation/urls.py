@@ -6,7 +6,11 @@ app_name = "evaluation"
 urlpatterns = [
     path("queue/", views.queue, name="queue"),
     path("queue/<int:study_id>/next/", views.study_next, name="study_next"),
-    path("queue/<int:study_id>/participants/<int:participant_id>/chart.json", views.participant_chart, name="participant_chart"),
+    path(
+        "queue/<int:study_id>/participants/<int:participant_id>/chart.json",
+        views.participant_chart,
+        name="participant_chart",
+    ),
     path("items/<int:assignment_id>/", views.assignment_detail, name="assignment"),
     path("items/<int:assignment_id>/minutes.json", views.assignment_minutes, name="assignment_minutes"),
     path("items/<int:assignment_id>/draft/", views.assignment_draft, name="assignment_draft"),
@@ -17,7 +21,11 @@ urlpatterns = [
     path("studies/<int:study_id>/", views.study_detail, name="study_detail"),
     path("studies/<int:study_id>/status/", views.study_status, name="study_status"),
     path("studies/<int:study_id>/items/<int:item_id>/drop/", views.study_item_drop_view, name="study_item_drop"),
-    path("studies/<int:study_id>/items/<int:item_id>/regenerate/", views.study_item_regenerate_view, name="study_item_regenerate"),
+    path(
+        "studies/<int:study_id>/items/<int:item_id>/regenerate/",
+        views.study_item_regenerate_view,
+        name="study_item_regenerate",
+    ),
     path("studies/<int:study_id>/dashboard/", views.study_dashboard_view, name="study_dashboard"),
     path("studies/<int:study_id>/export.<str:fmt>", views.study_export, name="study_export"),
     path("exports/data-dictionary.json", views.data_dictionary, name="data_dictionary"),

@@ -20,8 +20,16 @@ from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
 from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Study
-from evaluation.selectors import (access_study, access_study_for_change, clinician_studies, rater_progress, rater_ratings,
-                                  studies_visible_to, study_changeable_by, study_overview)
+from evaluation.selectors import (
+    access_study,
+    access_study_for_change,
+    clinician_studies,
+    rater_progress,
+    rater_ratings,
+    studies_visible_to,
+    study_changeable_by,
+    study_overview,
+)
 from evaluation.services import (
     EvaluationError,
     StudySpec,
@@ -49,10 +57,15 @@ RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
 
 # --- Clinicians ---------------------------------------------------------------------------------
 
+
 @role_required(Role.CLINICIAN)
 def queue(request):
     """The clinician's start page: their studies, how far they are, where to continue, and their ratings so far."""
-    return render(request, "evaluation/queue.html", {"studies": clinician_studies(rater=request.user), "ratings": rater_ratings(rater=request.user)})
+    return render(
+        request,
+        "evaluation/queue.html",
+        {"studies": clinician_studies(rater=request.user), "ratings": rater_ratings(rater=request.user)},
+    )
 
 
 def _enrolled_study(request, study_id: int) -> Study:
@@ -67,9 +80,16 @@ def study_next(request, study_id: int):
     study = _enrolled_study(request, study_id)
     assignment = assignment_next(study=study, rater=request.user)
     if assignment is None:
-        return render(request, "evaluation/queue_done.html", {"study": study, "progress": rater_progress(study=study, rater=request.user),
-                                                              "ratings": rater_ratings(rater=request.user, study=study),
-                                                              "waiting": items_waiting_for_answers(study)})
+        return render(
+            request,
+            "evaluation/queue_done.html",
+            {
+                "study": study,
+                "progress": rater_progress(study=study, rater=request.user),
+                "ratings": rater_ratings(rater=request.user, study=study),
+                "waiting": items_waiting_for_answers(study),
+            },
+        )
     return redirect("evaluation:assignment", assignment_id=assignment.pk)
 
 
@@ -106,8 +126,13 @@ def _shown_rating(assignment: Assignment) -> dict:
         return {}
     flip = (lambda v: {"a": "b", "b": "a"}.get(v, v)) if assignment.swapped else (lambda v: v)
     scores = {key: flip(value) if isinstance(value, str) else value for key, value in rating.scores.items()}
-    return {"scores": scores, "preference": flip(rating.preference), "comment": rating.comment, "unsafe": rating.unsafe,
-            "unsafe_reason": rating.unsafe_reason}
+    return {
+        "scores": scores,
+        "preference": flip(rating.preference),
+        "comment": rating.comment,
+        "unsafe": rating.unsafe,
+        "unsafe_reason": rating.unsafe_reason,
+    }
 
 
 @role_required(Role.CLINICIAN)
@@ -128,8 +153,11 @@ def assignment_detail(request, assignment_id: int):
         "progress": rater_progress(study=assignment.study, rater=request.user),
         "minute_chart_url": reverse("evaluation:participant_chart", args=[assignment.study_id, participant.pk]),
         "editable": assignment.study.status == Study.Status.OPEN,
-        "day_captions": (participant_day_captions(participant=participant, start_day=shown.first - 1, end_day=shown.last)
-                         if assignment.study.show_captions else None),
+        "day_captions": (
+            participant_day_captions(participant=participant, start_day=shown.first - 1, end_day=shown.last)
+            if assignment.study.show_captions
+            else None
+        ),
     }
     return render(request, "evaluation/assignment.html", context)
 
@@ -153,14 +181,22 @@ def participant_chart(request, study_id: int, participant_id: int):
     # anonymized sensor data with no secret and nothing the request supplies, so compression leaks nothing (BREACH).
     compressed = bool(re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")))
     # A digest: the key names the trajectory file, which the browser has no business seeing. Each encoding has its own.
-    digest = hashlib.sha256(minute_figure_key(participant=participant, start_minute=start, end_minute=end).encode()).hexdigest()[:32]
+    digest = hashlib.sha256(
+        minute_figure_key(participant=participant, start_minute=start, end_minute=end).encode()
+    ).hexdigest()[:32]
     etag = quote_etag(f"{digest}-gzip" if compressed else digest)
     response = get_conditional_response(request, etag=etag)
     if response is None and compressed:
-        response = HttpResponse(minute_figure_gzip(participant=participant, start_minute=start, end_minute=end), content_type="application/json")
+        response = HttpResponse(
+            minute_figure_gzip(participant=participant, start_minute=start, end_minute=end),
+            content_type="application/json",
+        )
         response["Content-Encoding"] = "gzip"
     elif response is None:
-        response = HttpResponse(minute_figure_json(participant=participant, start_minute=start, end_minute=end), content_type="application/json")
+        response = HttpResponse(
+            minute_figure_json(participant=participant, start_minute=start, end_minute=end),
+            content_type="application/json",
+        )
     response["ETag"] = etag
     patch_vary_headers(response, ("Accept-Encoding",))
     patch_cache_control(response, private=True, max_age=CHART_MAX_AGE_S)
@@ -175,7 +211,10 @@ def assignment_minutes(request, assignment_id: int):
     low, high = _window(assignment, participant)
     try:
         start, end = max(int(request.GET["start"]), low), min(int(request.GET["end"]), high)
-        return HttpResponse(minute_figure_json(participant=participant, start_minute=start, end_minute=end), content_type="application/json")
+        return HttpResponse(
+            minute_figure_json(participant=participant, start_minute=start, end_minute=end),
+            content_type="application/json",
+        )
     except (KeyError, ValueError):
         return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
     except ChartError as error:
@@ -196,7 +235,9 @@ def assignment_draft(request, assignment_id: int):
 def _posted_rating(request) -> dict:
     """The form's fields; rating_submit checks the scores against the rubric (a missing or unknown one is an error)."""
     return {
-        "scores": {name.removeprefix("score-"): value for name, value in request.POST.items() if name.startswith("score-")},
+        "scores": {
+            name.removeprefix("score-"): value for name, value in request.POST.items() if name.startswith("score-")
+        },
         "preference": request.POST.get("preference", ""),
         # A browser posts a textarea's line breaks as CRLF, but counts each as one character against maxlength.
         "comment": request.POST.get("comment", "").replace("\r\n", "\n"),
@@ -230,8 +271,12 @@ def assignment_submit(request, assignment_id: int):
     except (OperationalError, InterfaceError):
         # The connection died mid-transaction: the database rolled it back whole, and a retry is
         # safe because rating_submit is idempotent. Say so rather than show a bare server error.
-        response = HttpResponse("Not saved: the database connection was lost, so nothing of this rating was recorded. "
-                                "Go back and submit again.", status=503, content_type="text/plain; charset=utf-8")
+        response = HttpResponse(
+            "Not saved: the database connection was lost, so nothing of this rating was recorded. "
+            "Go back and submit again.",
+            status=503,
+            content_type="text/plain; charset=utf-8",
+        )
         response["Retry-After"] = "1"
         return response
     return redirect("evaluation:study_next", study_id=assignment.study_id)
@@ -251,6 +296,7 @@ def assignment_skip_view(request, assignment_id: int):
 
 # --- Researchers ---------------------------------------------------------------------------------
 
+
 @role_required(*RESEARCH_ROLES)
 def study_list(request):
     studies = studies_visible_to(user=request.user).select_related("rubric").order_by("-created_at")
@@ -262,10 +308,22 @@ def study_new(request):
     form = StudyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        spec = StudySpec(name=data["name"], mode=data["mode"], rubric=data["rubric"], cohort=data["cohort"], variants=list(data["variants"]),
-                         raters_per_item=data["raters_per_item"], clinicians=list(data["clinicians"]), instructions=data["instructions"],
-                         participants=data["participants"], window_days=data["window_days"], seed=data["seed"],
-                         restricted=data["restricted"], researchers=list(data["researchers"]), show_captions=data["show_captions"])
+        spec = StudySpec(
+            name=data["name"],
+            mode=data["mode"],
+            rubric=data["rubric"],
+            cohort=data["cohort"],
+            variants=list(data["variants"]),
+            raters_per_item=data["raters_per_item"],
+            clinicians=list(data["clinicians"]),
+            instructions=data["instructions"],
+            participants=data["participants"],
+            window_days=data["window_days"],
+            seed=data["seed"],
+            restricted=data["restricted"],
+            researchers=list(data["researchers"]),
+            show_captions=data["show_captions"],
+        )
         try:
             study = study_create(spec=spec, user=request.user)
         except EvaluationError as error:
@@ -279,8 +337,15 @@ def study_new(request):
 @role_required(*RESEARCH_ROLES)
 def study_detail(request, study_id: int):
     study = access_study(user=request.user, study_id=study_id)
-    return render(request, "evaluation/study_detail.html", {"study": study, "overview": study_overview(study=study),
-                                                            "can_change": study_changeable_by(study=study, user=request.user)})
+    return render(
+        request,
+        "evaluation/study_detail.html",
+        {
+            "study": study,
+            "overview": study_overview(study=study),
+            "can_change": study_changeable_by(study=study, user=request.user),
+        },
+    )
 
 
 @role_required(*RESEARCH_ROLES)
@@ -316,8 +381,11 @@ def study_status(request, study_id: int):
     status = request.POST.get("status", "")
     if status == Study.Status.CLOSED and study.status == Study.Status.OPEN and request.POST.get("confirmed") != "yes":
         overview = study_overview(study=study)
-        return render(request, "evaluation/study_close_confirm.html",
-                      {"study": study, "overview": overview, "missing": overview["ratings_needed"] - overview["ratings_done"]})
+        return render(
+            request,
+            "evaluation/study_close_confirm.html",
+            {"study": study, "overview": overview, "missing": overview["ratings_needed"] - overview["ratings_done"]},
+        )
     try:
         study_set_status(study=study, status=status, user=request.user, note=request.POST.get("note", ""))
     except EvaluationError as error:

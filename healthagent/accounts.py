@@ -39,15 +39,33 @@ def client_ip_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
-def user_create_with_role(*, username: str, role: Role, password: str | None, email: str = "", validate: bool = True,
-                          actor: User | None = None, via: str = "") -> User:
+def user_create_with_role(
+    *,
+    username: str,
+    role: Role,
+    password: str | None,
+    email: str = "",
+    validate: bool = True,
+    actor: User | None = None,
+    via: str = "",
+) -> User:
     """Create an active user holding exactly ``role`` (audited); raise AccountError and write nothing on bad input."""
-    return user_create_with_roles(username=username, roles=[role], password=password, email=email, validate=validate,
-                                  actor=actor, via=via)
+    return user_create_with_roles(
+        username=username, roles=[role], password=password, email=email, validate=validate, actor=actor, via=via
+    )
 
 
-def user_create_with_roles(*, username: str, roles: Collection[Role], password: str | None, email: str = "",
-                           is_active: bool = True, validate: bool = True, actor: User | None = None, via: str = "") -> User:
+def user_create_with_roles(
+    *,
+    username: str,
+    roles: Collection[Role],
+    password: str | None,
+    email: str = "",
+    is_active: bool = True,
+    validate: bool = True,
+    actor: User | None = None,
+    via: str = "",
+) -> User:
     """Create a user holding exactly ``roles`` (audited); ``password=None`` gives an unusable password
     (an admin must set one). Raise AccountError and write nothing on bad input."""
     if User.objects.filter(username=username).exists():
@@ -63,7 +81,13 @@ def user_create_with_roles(*, username: str, roles: Collection[Role], password: 
         user.set_password(password)  # None: an unusable password
         user.save()
         user_assign_roles(user=user, roles=roles)
-        audit_record(actor=actor, via=via, action=Action.USER_CREATED, target=user, details={"roles": sorted(str(role) for role in roles)})
+        audit_record(
+            actor=actor,
+            via=via,
+            action=Action.USER_CREATED,
+            target=user,
+            details={"roles": sorted(str(role) for role in roles)},
+        )
     return user
 
 

@@ -49,17 +49,28 @@ class AuditedAdminMixin:
         return self.audit_actions[verb]
 
     def log_addition(self, request, obj, message):
-        audit_record(actor=request.user, action=self.audit_action("added", obj, message), target=obj, details={"via": "django admin"})
+        audit_record(
+            actor=request.user,
+            action=self.audit_action("added", obj, message),
+            target=obj,
+            details={"via": "django admin"},
+        )
         return super().log_addition(request, obj, message)
 
     def log_change(self, request, obj, message):
-        audit_record(actor=request.user, action=self.audit_action("changed", obj, message), target=obj,
-                     details={"via": "django admin", "changed_fields": changed_fields(message), **self.audit_details(obj)})
+        audit_record(
+            actor=request.user,
+            action=self.audit_action("changed", obj, message),
+            target=obj,
+            details={"via": "django admin", "changed_fields": changed_fields(message), **self.audit_details(obj)},
+        )
         return super().log_change(request, obj, message)
 
     def log_deletions(self, request, queryset):
         for obj in queryset:
-            audit_record(actor=request.user, action=self.audit_actions["deleted"], target=obj, details={"via": "django admin"})
+            audit_record(
+                actor=request.user, action=self.audit_actions["deleted"], target=obj, details={"via": "django admin"}
+            )
         return super().log_deletions(request, queryset)
 
     def audit_details(self, obj) -> dict:
@@ -78,8 +89,11 @@ def changed_fields(message) -> list[str]:
 
 
 class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
-    audit_actions = {"added": AuditEntry.Action.USER_CREATED, "changed": AuditEntry.Action.USER_CHANGED,
-                     "deleted": AuditEntry.Action.USER_DELETED}
+    audit_actions = {
+        "added": AuditEntry.Action.USER_CREATED,
+        "changed": AuditEntry.Action.USER_CHANGED,
+        "deleted": AuditEntry.Action.USER_DELETED,
+    }
 
     def user_change_password(self, request, id, form_url=""):
         # UserAdmin saves the password and then logs the change outside any transaction; the audit entry
@@ -88,12 +102,18 @@ class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
             return super().user_change_password(request, id, form_url)
 
     def audit_action(self, verb, obj, message):
-        if verb == "changed" and {"Groups", "groups", "Staff status", "Superuser status"} & set(changed_fields(message)):
+        if verb == "changed" and {"Groups", "groups", "Staff status", "Superuser status"} & set(
+            changed_fields(message)
+        ):
             return AuditEntry.Action.USER_ROLES_CHANGED
         return super().audit_action(verb, obj, message)
 
     def audit_details(self, obj):
-        return {"roles": sorted(obj.groups.values_list("name", flat=True)), "is_staff": obj.is_staff, "is_superuser": obj.is_superuser}
+        return {
+            "roles": sorted(obj.groups.values_list("name", flat=True)),
+            "is_staff": obj.is_staff,
+            "is_superuser": obj.is_superuser,
+        }
 
 
 admin.site.unregister(User)

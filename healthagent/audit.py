@@ -14,8 +14,9 @@ from healthagent.models import AuditEntry
 Action = AuditEntry.Action
 
 
-def audit_record(*, actor, action: Action, target: models.Model | None = None, details: dict | None = None,
-                 via: str = "") -> AuditEntry:
+def audit_record(
+    *, actor, action: Action, target: models.Model | None = None, details: dict | None = None, via: str = ""
+) -> AuditEntry:
     """Append one entry. ``actor`` is the user who acted (None for a command or the system, named by ``via``)."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record must run inside the transaction of the action it records")

@@ -50,10 +50,16 @@ def _unanswered(queue: str, timeout_s: float, error: Exception) -> dict:
         return {"ok": True, "busy": True, "detail": f"busy: running job{'s' if len(alive) > 1 else ''} {jobs}"}
     if running:
         jobs = ", ".join(f"#{job['job']} ({_age(job['heartbeat_age_s'])})" for job in running)
-        return {"ok": False, "error": f"no worker answered within {timeout_s:g} s, and job{'s' if len(running) > 1 else ''} {jobs} "
-                                      f"stopped reporting: its worker may have died"}
-    return {"ok": False, "error": f"no worker answered within {timeout_s:g} s and no job is running on this queue: "
-                                  f"no worker serves it ({type(error).__name__})"}
+        return {
+            "ok": False,
+            "error": f"no worker answered within {timeout_s:g} s, and job{'s' if len(running) > 1 else ''} {jobs} "
+            f"stopped reporting: its worker may have died",
+        }
+    return {
+        "ok": False,
+        "error": f"no worker answered within {timeout_s:g} s and no job is running on this queue: "
+        f"no worker serves it ({type(error).__name__})",
+    }
 
 
 def _timed(check) -> dict:
@@ -130,6 +136,8 @@ def worker_status(*, queues: tuple[str, ...] = ("cpu", "gpu"), timeout_s: float 
             answers[queue] = {"ok": True, **result.get(timeout=max(0.1, deadline - time.monotonic()))}
         except Exception as error:
             answers[queue] = _unanswered(queue, timeout_s, error)
-        with contextlib.suppress(OSError):  # the filesystem result backend (embedded mode) has no file for a ping no worker took
+        with contextlib.suppress(
+            OSError
+        ):  # the filesystem result backend (embedded mode) has no file for a ping no worker took
             result.forget()
     return answers

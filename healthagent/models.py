@@ -20,10 +20,14 @@ class Cohort(models.Model):
     name = models.CharField(max_length=120, unique=True)
     source = models.CharField(max_length=20, choices=Source.choices)
     description = models.TextField(blank=True)
-    k_anonymity = models.PositiveSmallIntegerField(default=5, help_text="Quasi-identifier groups smaller than this are generalized.")
+    k_anonymity = models.PositiveSmallIntegerField(
+        default=5, help_text="Quasi-identifier groups smaller than this are generalized."
+    )
     import_report = models.JSONField(default=dict, blank=True, help_text="What each import kept, dropped and why.")
     created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -40,14 +44,22 @@ class Participant(models.Model):
 
     cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="participants")
     pseudonym = models.CharField(max_length=24, help_text="Keyed hash of the source identifier (HMAC-SHA256).")
-    age_band = models.CharField(max_length=8, help_text="5-year band, '85+' top-coded, '*' when suppressed for k-anonymity.")
+    age_band = models.CharField(
+        max_length=8, help_text="5-year band, '85+' top-coded, '*' when suppressed for k-anonymity."
+    )
     sex = models.CharField(max_length=8, choices=Sex.choices, default=Sex.UNKNOWN)
     history_days = models.PositiveIntegerField(default=0, help_text="Days covered by measurements and events.")
     minute_start_day = models.PositiveIntegerField(default=0, help_text="Day index of the first minute-level day.")
-    minute_days = models.PositiveIntegerField(default=0, help_text="Number of minute-level days in the trajectory file.")
-    start_weekday = models.PositiveSmallIntegerField(default=0, help_text="Weekday of the first minute-level day, 0 = Monday.")
+    minute_days = models.PositiveIntegerField(
+        default=0, help_text="Number of minute-level days in the trajectory file."
+    )
+    start_weekday = models.PositiveSmallIntegerField(
+        default=0, help_text="Weekday of the first minute-level day, 0 = Monday."
+    )
     trajectory_path = models.CharField(max_length=255, blank=True, help_text="Relative to TRAJECTORY_ROOT.")
-    ground_truth = models.JSONField(default=dict, blank=True, help_text="Synthetic cohorts only: latent traits and task labels.")
+    ground_truth = models.JSONField(
+        default=dict, blank=True, help_text="Synthetic cohorts only: latent traits and task labels."
+    )
 
     class Meta:
         ordering = ["cohort", "pseudonym"]
@@ -112,7 +124,9 @@ class Event(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     name = models.CharField(max_length=40)
     day_index = models.IntegerField()
-    start_minute = models.IntegerField(null=True, help_text="From the first minute-level minute; minute-level events only.")
+    start_minute = models.IntegerField(
+        null=True, help_text="From the first minute-level minute; minute-level events only."
+    )
     end_minute = models.IntegerField(null=True)
     detail = models.CharField(max_length=120, blank=True)
 
@@ -163,7 +177,9 @@ class Recommendation(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices)
     text = models.TextField(blank=True, help_text="The answer as shown (markdown), after the safety screen.")
     raw_text = models.TextField(blank=True, help_text="What the backend returned, before the safety screen.")
-    items = models.JSONField(default=list, blank=True, help_text="Structured recommendations with the numbers they cite.")
+    items = models.JSONField(
+        default=list, blank=True, help_text="Structured recommendations with the numbers they cite."
+    )
     context = models.JSONField(default=dict, help_text="Exactly what the agent saw.")
     safety_flags = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
@@ -172,7 +188,11 @@ class Recommendation(models.Model):
 
     class Meta:
         ordering = ["participant", "variant", "-created_at"]
-        constraints = [models.UniqueConstraint(fields=["participant", "variant", "question"], name="one_recommendation_per_question")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "variant", "question"], name="one_recommendation_per_question"
+            )
+        ]
 
     def __str__(self):
         return f"{self.variant} for {self.participant} ({self.status})"
@@ -216,8 +236,12 @@ class AuditEntry(models.Model):
         COHORT_IMPORTED = "cohort.imported", "Cohort imported"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    actor_name = models.CharField(max_length=150, help_text="The actor's username at the time, or how the action was run (a command).")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(
+        max_length=150, help_text="The actor's username at the time, or how the action was run (a command)."
+    )
     action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
     object_type = models.CharField(max_length=80, help_text="app_label.model of the object acted on.")
     object_id = models.CharField(max_length=64, blank=True)

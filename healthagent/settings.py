@@ -133,12 +133,16 @@ DATABASES = {
 }
 # The test database's name spelled out: processes forked by the websocket live server derive it
 # from this instead of prefixing "test_" a second time.
-DATABASES["default"]["TEST"] = {"NAME": None if "sqlite" in DATABASES["default"]["ENGINE"] else f"test_{DATABASES['default']['NAME']}"}
+DATABASES["default"]["TEST"] = {
+    "NAME": None if "sqlite" in DATABASES["default"]["ENGINE"] else f"test_{DATABASES['default']['NAME']}"
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", PRODUCTION):
     # Under ASGI each request has its own connection object, so CONN_MAX_AGE cannot keep one open
     # across requests: without a pool every request opens (and PostgreSQL forks) a new one. The pool
     # is per process; Django checks a pooled connection before lending it, so one that died while idle is replaced.
-    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 2, "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8"))}}
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 2, "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8"))}
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {
@@ -153,8 +157,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # no network round trip, and a Redis restart cannot fail a page. 256 figures of ~210 KB at most.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    "charts": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "charts", "TIMEOUT": 6 * 3600,
-               "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("CHART_CACHE_ENTRIES", "256"))}},
+    "charts": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "charts",
+        "TIMEOUT": 6 * 3600,
+        "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("CHART_CACHE_ENTRIES", "256"))},
+    },
 }
 
 # --- Broker, channel layer -------------------------------------------------------------------
@@ -227,7 +235,9 @@ AXES_CLIENT_IP_CALLABLE = "healthagent.accounts.client_ip_address"
 # Production must say: behind the TLS proxy a default of 0 would give every client the proxy's
 # address, and one person's wrong passwords would lock any user out.
 if PRODUCTION and not os.environ.get("TRUSTED_PROXY_COUNT"):
-    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be set in the production profile (1 behind one TLS proxy, 0 without a proxy).")
+    raise ImproperlyConfigured(
+        "TRUSTED_PROXY_COUNT must be set in the production profile (1 behind one TLS proxy, 0 without a proxy)."
+    )
 TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT") or "0")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -304,6 +314,7 @@ if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("DEBUG must be off in the production profile.")
 
+
 def client_error_without_traceback(record) -> bool:
     """A logging filter: a 4xx response (a 403 for a page outside the user's role, a 404) is expected,
     so it is logged as its one line; Django attaches the exception's traceback. 5xx keep theirs."""
@@ -316,10 +327,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "filters": {"client_error_without_traceback": {"()": "django.utils.log.CallbackFilter", "callback": client_error_without_traceback}},
+    "filters": {
+        "client_error_without_traceback": {
+            "()": "django.utils.log.CallbackFilter",
+            "callback": client_error_without_traceback,
+        }
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # axes logs every log-in at INFO; failures and lockouts are WARNING and above.
-    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"},
-                "django.request": {"filters": ["client_error_without_traceback"]}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
+        "django.request": {"filters": ["client_error_without_traceback"]},
+    },
 }

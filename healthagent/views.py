@@ -40,4 +40,6 @@ def audit_log(request):
     """The audit log, newest first, filtered by action; read-only like the log itself."""
     action = request.GET.get("action", "")
     page = Paginator(audit_entries(action=action), 100).get_page(request.GET.get("page"))
-    return render(request, "healthagent/audit_log.html", {"page": page, "action": action, "actions": AuditEntry.Action.choices})
+    return render(
+        request, "healthagent/audit_log.html", {"page": page, "action": action, "actions": AuditEntry.Action.choices}
+    )

@@ -35,34 +35,76 @@ PASSWORD = "load-test-password-42"
 def parse_arguments(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clinicians", type=int, default=1860, help="open loop: the whole panel, at once")
-    parser.add_argument("--period-s", type=float, default=30.0, help="open loop: one item per clinician every this many seconds")
-    parser.add_argument("--open-duration-s", type=float, default=120.0, help="open loop: whole run; the first period is the ramp")
+    parser.add_argument(
+        "--period-s", type=float, default=30.0, help="open loop: one item per clinician every this many seconds"
+    )
+    parser.add_argument(
+        "--open-duration-s", type=float, default=120.0, help="open loop: whole run; the first period is the ramp"
+    )
     parser.add_argument("--closed-clients", default="10,50,200", help="closed loop: client counts, comma-separated")
     parser.add_argument("--closed-duration-s", type=float, default=30.0)
-    parser.add_argument("--logins", type=int, default=30, help="clinicians who log in through the form (the rest hold a session)")
+    parser.add_argument(
+        "--logins", type=int, default=30, help="clinicians who log in through the form (the rest hold a session)"
+    )
     parser.add_argument("--processes", type=int, default=2, help="web processes (gunicorn workers or daphne processes)")
-    parser.add_argument("--server", choices=("gunicorn", "daphne"), default="gunicorn", help="what serves the pages (production: gunicorn; daphne keeps the websockets)")
+    parser.add_argument(
+        "--server",
+        choices=("gunicorn", "daphne"),
+        default="gunicorn",
+        help="what serves the pages (production: gunicorn; daphne keeps the websockets)",
+    )
     parser.add_argument("--participants", type=int, default=40)
-    parser.add_argument("--variants", type=int, default=8, help="grounded variants rated per participant: items = participants x variants")
-    parser.add_argument("--days", type=int, default=14, help="days of minute-level data per participant = the study window")
+    parser.add_argument(
+        "--variants",
+        type=int,
+        default=8,
+        help="grounded variants rated per participant: items = participants x variants",
+    )
+    parser.add_argument(
+        "--days", type=int, default=14, help="days of minute-level data per participant = the study window"
+    )
     parser.add_argument("--shapes", default="open,closed")
-    parser.add_argument("--extra-env", action="append", default=[], help="NAME=VALUE for the server processes (to compare a setting)")
+    parser.add_argument(
+        "--extra-env", action="append", default=[], help="NAME=VALUE for the server processes (to compare a setting)"
+    )
     parser.add_argument("--output", default="load", help="bench/results/<output>.json and .md")
     return parser.parse_args(argv)
 
 
-def clinicians_for(seeded: dict, study: str, count: int, *, client, base_url: str, recorder: Recorder, logins: int = 0) -> list[Clinician]:
+def clinicians_for(
+    seeded: dict, study: str, count: int, *, client, base_url: str, recorder: Recorder, logins: int = 0
+) -> list[Clinician]:
     """``count`` clinicians of the seed; every (count / logins)-th logs in through the form, the others hold a session."""
     people = seeded["clinicians"][:count]
     login_every = max(1, count // logins) if logins else 0
-    return [Clinician(client=client, base_url=base_url, study_id=seeded["studies"][study], dimensions=seeded["dimensions"], recorder=recorder,
-                      username=person["username"], session=None if login_every and index % login_every == 0 else person["session"],
-                      password=PASSWORD, rng=random.Random(index))
-            for index, person in enumerate(people)]
+    return [
+        Clinician(
+            client=client,
+            base_url=base_url,
+            study_id=seeded["studies"][study],
+            dimensions=seeded["dimensions"],
+            recorder=recorder,
+            username=person["username"],
+            session=None if login_every and index % login_every == 0 else person["session"],
+            password=PASSWORD,
+            rng=random.Random(index),
+        )
+        for index, person in enumerate(people)
+    ]
 
 
-def run_shape(name: str, runner, clinicians: list[Clinician], recorder: Recorder, server: WebServer, services: Services, study_id: int,
-              *, steady_after_s: float, offered: dict) -> dict:
+def run_shape(
+    name: str,
+    runner,
+    clinicians: list[Clinician],
+    recorder: Recorder,
+    server: WebServer,
+    services: Services,
+    study_id: int,
+    *,
+    steady_after_s: float,
+    offered: dict,
+) -> dict:
     database_url = services.database_url.replace("postgres://", "postgresql://")
     sessions_query = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
     with psycopg.connect(database_url) as connection:
@@ -70,12 +112,15 @@ def run_shape(name: str, runner, clinicians: list[Clinician], recorder: Recorder
     before = cpu_snapshot(server.pids(), services.postmaster_pid())
     started = asyncio.run(runner(clinicians))
     after = cpu_snapshot(server.pids(), services.postmaster_pid())
-    summary = shape_summary(recorder, started=started, steady_after_s=steady_after_s, cpu_before=before, cpu_after=after)
+    summary = shape_summary(
+        recorder, started=started, steady_after_s=steady_after_s, cpu_before=before, cpu_after=after
+    )
     with psycopg.connect(database_url) as connection:
         summary["integrity"] = integrity_check(connection, study_id=study_id, recorder=recorder)
         # Database sessions opened per rated item (3 requests): 3 means a new connection per request.
-        summary["database_sessions_per_rated_item"] = round((connection.execute(sessions_query).fetchone()[0] - sessions_before)
-                                                            / max(len(recorder.acknowledged), 1), 2)
+        summary["database_sessions_per_rated_item"] = round(
+            (connection.execute(sessions_query).fetchone()[0] - sessions_before) / max(len(recorder.acknowledged), 1), 2
+        )
     summary["offered"] = offered
     print(f"[{name}] " + json.dumps({key: summary[key] for key in ("throughput_per_s", "integrity")}), flush=True)
     return summary
@@ -85,16 +130,28 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
     """Start the services and the server, run each shape, and record its figures in ``results``."""
     extra = dict(item.split("=", 1) for item in args.extra_env)
     with Services() as services:
-        environment = production_environment(services_environment=services.environment(), var_dir=work / "var", extra=extra)
+        environment = production_environment(
+            services_environment=services.environment(), var_dir=work / "var", extra=extra
+        )
         (work / "plan.json").write_text(json.dumps(plan))
-        subprocess.run([sys.executable, "-m", "loadtest.seed", str(work / "plan.json"), str(work / "seeded.json")], cwd=ROOT, env=environment, check=True)
+        subprocess.run(
+            [sys.executable, "-m", "loadtest.seed", str(work / "plan.json"), str(work / "seeded.json")],
+            cwd=ROOT,
+            env=environment,
+            check=True,
+        )
         seeded = json.loads((work / "seeded.json").read_text())
         results["conditions"]["seed_s"] = seeded["seed_s"]
         results["conditions"]["items_per_study"] = seeded["items_per_study"]
-        server = WebServer(environment=environment, processes=args.processes, log_path=work / "server.log", server=args.server).start()
+        server = WebServer(
+            environment=environment, processes=args.processes, log_path=work / "server.log", server=args.server
+        ).start()
         try:
             if "open" in shapes:
-                print(f"== open loop: {args.clinicians} clinicians, one item per {args.period_s:g} s each, {args.open_duration_s:g} s", flush=True)
+                print(
+                    f"== open loop: {args.clinicians} clinicians, one item per {args.period_s:g} s each, {args.open_duration_s:g} s",
+                    flush=True,
+                )
                 recorder = Recorder()
 
                 async def open_runner(clinicians):
@@ -103,12 +160,33 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
                             clinician.client = client
                         return await open_loop(clinicians, period_s=args.period_s, duration_s=args.open_duration_s)
 
-                clinicians = clinicians_for(seeded, "open", args.clinicians, client=None, base_url=server.url, recorder=recorder, logins=args.logins)
+                clinicians = clinicians_for(
+                    seeded,
+                    "open",
+                    args.clinicians,
+                    client=None,
+                    base_url=server.url,
+                    recorder=recorder,
+                    logins=args.logins,
+                )
                 rate = args.clinicians / args.period_s
-                results["shapes"]["open"] = run_shape("open", open_runner, clinicians, recorder, server, services, seeded["studies"]["open"],
-                                                      steady_after_s=args.period_s,
-                                                      offered={"clinicians": args.clinicians, "item_views_per_s": round(rate, 1), "submits_per_s": round(rate, 1),
-                                                               "duration_s": args.open_duration_s, "measured_after_s": args.period_s})
+                results["shapes"]["open"] = run_shape(
+                    "open",
+                    open_runner,
+                    clinicians,
+                    recorder,
+                    server,
+                    services,
+                    seeded["studies"]["open"],
+                    steady_after_s=args.period_s,
+                    offered={
+                        "clinicians": args.clinicians,
+                        "item_views_per_s": round(rate, 1),
+                        "submits_per_s": round(rate, 1),
+                        "duration_s": args.open_duration_s,
+                        "measured_after_s": args.period_s,
+                    },
+                )
             for count in closed_counts if "closed" in shapes else []:
                 print(f"== closed loop: {count} clients, no think time, {args.closed_duration_s:g} s", flush=True)
                 recorder = Recorder()
@@ -119,10 +197,20 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
                             clinician.client = client
                         return await closed_loop(clinicians, duration_s=args.closed_duration_s)
 
-                clinicians = clinicians_for(seeded, f"closed-{count}", count, client=None, base_url=server.url, recorder=recorder)
-                results["shapes"][f"closed-{count}"] = run_shape(f"closed-{count}", closed_runner, clinicians, recorder, server, services,
-                                                                 seeded["studies"][f"closed-{count}"], steady_after_s=2.0,
-                                                                 offered={"clients": count, "duration_s": args.closed_duration_s, "measured_after_s": 2.0})
+                clinicians = clinicians_for(
+                    seeded, f"closed-{count}", count, client=None, base_url=server.url, recorder=recorder
+                )
+                results["shapes"][f"closed-{count}"] = run_shape(
+                    f"closed-{count}",
+                    closed_runner,
+                    clinicians,
+                    recorder,
+                    server,
+                    services,
+                    seeded["studies"][f"closed-{count}"],
+                    steady_after_s=2.0,
+                    offered={"clients": count, "duration_s": args.closed_duration_s, "measured_after_s": 2.0},
+                )
         finally:
             server.stop()
             log_tail = (work / "server.log").read_text(errors="replace")[-3000:]
@@ -140,12 +228,30 @@ def main(argv=None) -> int:
     if "closed" in shapes:
         studies.update({f"closed-{count}": count for count in closed_counts})
     panel = max(studies.values())
-    plan = {"participants": args.participants, "variants": args.variants, "days": args.days, "seed": 12, "clinicians": panel,
-            "password": PASSWORD, "studies": studies}
+    plan = {
+        "participants": args.participants,
+        "variants": args.variants,
+        "days": args.days,
+        "seed": 12,
+        "clinicians": panel,
+        "password": PASSWORD,
+        "studies": studies,
+    }
     work = Path(tempfile.mkdtemp(prefix="healthagent-loadtest."))
-    results = {"conditions": {**vars(args), "cpus": os.cpu_count(), "server": f"{args.server} x {args.processes} (shared socket{', gthread x ' + str(GUNICORN_THREADS) if args.server == 'gunicorn' else ''}), production profile",
-                              "database": "PostgreSQL 15 (fsync on)", "redis": "channel layer and broker"}, "shapes": {}}
-    print(f"== services, seed ({panel} clinicians, {args.participants} participants x {args.variants} variants), server", flush=True)
+    results = {
+        "conditions": {
+            **vars(args),
+            "cpus": os.cpu_count(),
+            "server": f"{args.server} x {args.processes} (shared socket{', gthread x ' + str(GUNICORN_THREADS) if args.server == 'gunicorn' else ''}), production profile",
+            "database": "PostgreSQL 15 (fsync on)",
+            "redis": "channel layer and broker",
+        },
+        "shapes": {},
+    }
+    print(
+        f"== services, seed ({panel} clinicians, {args.participants} participants x {args.variants} variants), server",
+        flush=True,
+    )
     try:
         run_shapes(args, shapes, closed_counts, plan, work, results)
     finally:

@@ -32,7 +32,9 @@ class _NoCookies(DefaultCookiePolicy):
 
 def shared_client(max_connections: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return httpx.AsyncClient(limits=limits, timeout=TIMEOUT_S, cookies=CookieJar(policy=_NoCookies()), follow_redirects=False)
+    return httpx.AsyncClient(
+        limits=limits, timeout=TIMEOUT_S, cookies=CookieJar(policy=_NoCookies()), follow_redirects=False
+    )
 
 
 @dataclass
@@ -76,8 +78,15 @@ class Clinician:
     async def _request(self, endpoint: str, method: str, path: str, data: dict | None = None) -> httpx.Response | None:
         started = time.perf_counter()
         try:
-            response = await self.client.request(method, self.base_url + path, data=data, headers={**self._headers(),
-                                                 **({"Referer": f"https://{self.base_url.split('://', 1)[1]}{path}"} if data else {})})
+            response = await self.client.request(
+                method,
+                self.base_url + path,
+                data=data,
+                headers={
+                    **self._headers(),
+                    **({"Referer": f"https://{self.base_url.split('://', 1)[1]}{path}"} if data else {}),
+                },
+            )
         except httpx.HTTPError as error:
             self.recorder.add(endpoint, started, (time.perf_counter() - started) * 1000, False, type(error).__name__)
             return None
@@ -95,8 +104,16 @@ class Clinician:
             return True
         if await self._request("login", "GET", "/login/") is None:
             return False
-        response = await self._request("login", "POST", "/login/", {"username": self.username, "password": self.password,
-                                                                     "csrfmiddlewaretoken": self.cookies.get("csrftoken", "")})
+        response = await self._request(
+            "login",
+            "POST",
+            "/login/",
+            {
+                "username": self.username,
+                "password": self.password,
+                "csrfmiddlewaretoken": self.cookies.get("csrftoken", ""),
+            },
+        )
         return response is not None and response.status_code == 302 and "sessionid" in self.cookies
 
     async def open_next_item(self) -> bool:
@@ -130,11 +147,19 @@ class Clinician:
         if self.assignment_id is None:
             return False
         form = {f"score-{key}": str(self.rng.choice(points)) for key, points in self.dimensions.items()}
-        form.update({"csrfmiddlewaretoken": self.cookies.get("csrftoken", ""), "time_spent_s": str(self.rng.randint(20, 40)), "comment": ""})
+        form.update(
+            {
+                "csrfmiddlewaretoken": self.cookies.get("csrftoken", ""),
+                "time_spent_s": str(self.rng.randint(20, 40)),
+                "comment": "",
+            }
+        )
         for _ in range(2):
             response = await self._request("submit", "POST", f"/evaluation/items/{self.assignment_id}/submit/", form)
             if response is not None:
-                if response.status_code == 302 and response.headers["location"].endswith(f"/queue/{self.study_id}/next/"):
+                if response.status_code == 302 and response.headers["location"].endswith(
+                    f"/queue/{self.study_id}/next/"
+                ):
                     self.recorder.acknowledged.add(self.assignment_id)
                     self.recorder.unconfirmed.discard(self.assignment_id)
                     self.assignment_id = None
@@ -167,7 +192,9 @@ async def open_loop(clinicians: list[Clinician], *, period_s: float, duration_s:
                 return
             await asyncio.sleep(max(0.0, wake - time.perf_counter()))
 
-    await asyncio.gather(*(run(clinician, period_s * index / len(clinicians)) for index, clinician in enumerate(clinicians)))
+    await asyncio.gather(
+        *(run(clinician, period_s * index / len(clinicians)) for index, clinician in enumerate(clinicians))
+    )
     return started
 
 

@@ -17,14 +17,10 @@ from loadtest.services import Services
 from loadtest.stack import ROOT
 
 SCENARIOS = {
-    "tests/modeling/test_jobs.py::test_a_killed_worker_s_job_resumes_from_its_checkpoint_on_another_worker":
-        "a worker SIGKILLed mid-job: the job is redelivered and resumes from its checkpoint",
-    "tests/faults/test_redis_restart.py::test_ratings_commit_while_redis_is_down_and_the_dashboard_reconnects":
-        "Redis restarted during an open study: ratings still commit, the dashboard reconnects",
-    "tests/faults/test_database_drop.py::test_a_dropped_connection_during_submit_leaves_nothing_and_a_retry_saves_once":
-        "database connection dropped during a rating submit: an error, nothing half-written, a safe retry",
-    "tests/faults/test_trajectory_store_full.py::test_a_full_trajectory_store_rolls_the_import_back_with_a_clear_message":
-        "trajectory store's disk full during an import: the import rolls back with a clear message",
+    "tests/modeling/test_jobs.py::test_a_killed_worker_s_job_resumes_from_its_checkpoint_on_another_worker": "a worker SIGKILLed mid-job: the job is redelivered and resumes from its checkpoint",
+    "tests/faults/test_redis_restart.py::test_ratings_commit_while_redis_is_down_and_the_dashboard_reconnects": "Redis restarted during an open study: ratings still commit, the dashboard reconnects",
+    "tests/faults/test_database_drop.py::test_a_dropped_connection_during_submit_leaves_nothing_and_a_retry_saves_once": "database connection dropped during a rating submit: an error, nothing half-written, a safe retry",
+    "tests/faults/test_trajectory_store_full.py::test_a_full_trajectory_store_rolls_the_import_back_with_a_clear_message": "trajectory store's disk full during an import: the import rolls back with a clear message",
 }
 
 

@@ -74,8 +74,10 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> Non
         profiler.disable()
     for name in cpu_ms:
         values = sorted(cpu_ms[name])
-        print(f"{name:10s} CPU ms median {values[len(values) // 2]:6.1f}  mean {sum(values) / len(values):6.1f}  "
-              f"queries {sum(queries[name]) / len(queries[name]):4.1f}")
+        print(
+            f"{name:10s} CPU ms median {values[len(values) // 2]:6.1f}  mean {sum(values) / len(values):6.1f}  "
+            f"queries {sum(queries[name]) / len(queries[name]):4.1f}"
+        )
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(70)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
@@ -92,13 +94,33 @@ def main(argv=None) -> int:
         measure(json.loads(Path(args.inside).read_text()), args.items, args.cprofile, args.queries)
         return 0
     work = Path(tempfile.mkdtemp(prefix="healthagent-profile."))
-    plan = {"participants": 8, "variants": 8, "days": 14, "seed": 12, "clinicians": 2, "password": "profile-password-42",
-            "studies": {"profile": 1}}
+    plan = {
+        "participants": 8,
+        "variants": 8,
+        "days": 14,
+        "seed": 12,
+        "clinicians": 2,
+        "password": "profile-password-42",
+        "studies": {"profile": 1},
+    }
     (work / "plan.json").write_text(json.dumps(plan))
     with Services() as services:
         environment = production_environment(services_environment=services.environment(), var_dir=work / "var")
-        subprocess.run([sys.executable, "-m", "loadtest.seed", str(work / "plan.json"), str(work / "seeded.json")], cwd=ROOT, env=environment, check=True)
-        command = [sys.executable, "-m", "loadtest.profile", "--inside", str(work / "seeded.json"), "--items", str(args.items)]
+        subprocess.run(
+            [sys.executable, "-m", "loadtest.seed", str(work / "plan.json"), str(work / "seeded.json")],
+            cwd=ROOT,
+            env=environment,
+            check=True,
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "loadtest.profile",
+            "--inside",
+            str(work / "seeded.json"),
+            "--items",
+            str(args.items),
+        ]
         command += (["--cprofile"] if args.cprofile else []) + (["--queries"] if args.queries else [])
         subprocess.run(command, cwd=ROOT, env=environment, check=True)
     return 0

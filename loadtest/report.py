@@ -40,43 +40,85 @@ def cpu_snapshot(server_pids: list[int], postmaster_pid: int | None = None) -> d
         total, busy = sum(values[:8]), sum(values[:8]) - values[3] - values[4]  # minus idle and iowait
     postgres = 0.0
     if postmaster_pid:
-        postgres = _process_seconds(postmaster_pid, with_children=True) + sum(_process_seconds(pid) for pid in child_pids(postmaster_pid))
-    return {"wall": time.perf_counter(), "server": sum(_process_seconds(pid) for pid in server_pids), "postgres": postgres,
-            "client": time.process_time(), "machine_busy": busy / CLOCK_TICKS, "machine_total": total / CLOCK_TICKS}
+        postgres = _process_seconds(postmaster_pid, with_children=True) + sum(
+            _process_seconds(pid) for pid in child_pids(postmaster_pid)
+        )
+    return {
+        "wall": time.perf_counter(),
+        "server": sum(_process_seconds(pid) for pid in server_pids),
+        "postgres": postgres,
+        "client": time.process_time(),
+        "machine_busy": busy / CLOCK_TICKS,
+        "machine_total": total / CLOCK_TICKS,
+    }
 
 
 def _percentiles(latencies: list[float]) -> dict:
     if not latencies:
         return {"count": 0}
     values = np.asarray(latencies)
-    return {"count": len(values), "p50_ms": round(float(np.percentile(values, 50)), 1), "p95_ms": round(float(np.percentile(values, 95)), 1),
-            "p99_ms": round(float(np.percentile(values, 99)), 1), "max_ms": round(float(values.max()), 1)}
+    return {
+        "count": len(values),
+        "p50_ms": round(float(np.percentile(values, 50)), 1),
+        "p95_ms": round(float(np.percentile(values, 95)), 1),
+        "p99_ms": round(float(np.percentile(values, 99)), 1),
+        "max_ms": round(float(values.max()), 1),
+    }
 
 
-def shape_summary(recorder: Recorder, *, started: float, steady_after_s: float, cpu_before: dict, cpu_after: dict) -> dict:
+def shape_summary(
+    recorder: Recorder, *, started: float, steady_after_s: float, cpu_before: dict, cpu_after: dict
+) -> dict:
     """Per endpoint: percentiles and throughput over the steady window (requests started after ``steady_after_s``)."""
     window_start = started + steady_after_s
-    window_end = max((start + latency / 1000 for samples in recorder.samples.values() for start, latency, _ in samples), default=window_start)
+    window_end = max(
+        (start + latency / 1000 for samples in recorder.samples.values() for start, latency, _ in samples),
+        default=window_start,
+    )
     window_s = max(window_end - window_start, 1e-9)
     endpoints, throughput = {}, {}
     for endpoint in ENDPOINTS:
-        steady = [(latency, ok) for start, latency, ok in recorder.samples.get(endpoint, []) if endpoint == "login" or start >= window_start]
-        endpoints[endpoint] = {**_percentiles([latency for latency, ok in steady if ok]), "errors": sum(1 for _, ok in steady if not ok),
-                               "error_reasons": dict(recorder.errors.get(endpoint, {}))}
-        throughput[endpoint] = round(sum(1 for start, _, ok in recorder.samples.get(endpoint, []) if ok and start >= window_start) / window_s, 1)
+        steady = [
+            (latency, ok)
+            for start, latency, ok in recorder.samples.get(endpoint, [])
+            if endpoint == "login" or start >= window_start
+        ]
+        endpoints[endpoint] = {
+            **_percentiles([latency for latency, ok in steady if ok]),
+            "errors": sum(1 for _, ok in steady if not ok),
+            "error_reasons": dict(recorder.errors.get(endpoint, {})),
+        }
+        throughput[endpoint] = round(
+            sum(1 for start, _, ok in recorder.samples.get(endpoint, []) if ok and start >= window_start) / window_s, 1
+        )
     elapsed = cpu_after["wall"] - cpu_before["wall"]
     machine = cpu_after["machine_total"] - cpu_before["machine_total"]
-    cores = {name: round((cpu_after[name] - cpu_before[name]) / elapsed, 2) for name in ("server", "postgres", "client")}
-    cores["machine_busy"] = round((cpu_after["machine_busy"] - cpu_before["machine_busy"]) / machine * (os.cpu_count() or 1), 2) if machine else 0.0
+    cores = {
+        name: round((cpu_after[name] - cpu_before[name]) / elapsed, 2) for name in ("server", "postgres", "client")
+    }
+    cores["machine_busy"] = (
+        round((cpu_after["machine_busy"] - cpu_before["machine_busy"]) / machine * (os.cpu_count() or 1), 2)
+        if machine
+        else 0.0
+    )
     # CPU per rated item (its next, item page and submit requests) is steadier than throughput on a
     # machine shared with other work: it does not depend on how much of the CPU the stack was given.
     cycles = len(recorder.acknowledged)
-    cpu_ms_per_item = {name: round((cpu_after[name] - cpu_before[name]) / cycles * 1000, 1) if cycles else None for name in ("server", "postgres", "client")}
+    cpu_ms_per_item = {
+        name: round((cpu_after[name] - cpu_before[name]) / cycles * 1000, 1) if cycles else None
+        for name in ("server", "postgres", "client")
+    }
     sizes = recorder.item_page_bytes
-    return {"endpoints": endpoints, "throughput_per_s": throughput, "steady_window_s": round(window_s, 1),
-            "cpu_cores_used": cores, "cpu_ms_per_rated_item": cpu_ms_per_item, "item_page_bytes_median": int(np.median(sizes)) if sizes else 0,
-            "chart_bytes_median": int(np.median(recorder.chart_bytes)) if recorder.chart_bytes else 0,
-            "chart_fetches_per_item_page": round(len(recorder.chart_bytes) / len(sizes), 2) if sizes else 0}
+    return {
+        "endpoints": endpoints,
+        "throughput_per_s": throughput,
+        "steady_window_s": round(window_s, 1),
+        "cpu_cores_used": cores,
+        "cpu_ms_per_rated_item": cpu_ms_per_item,
+        "item_page_bytes_median": int(np.median(sizes)) if sizes else 0,
+        "chart_bytes_median": int(np.median(recorder.chart_bytes)) if recorder.chart_bytes else 0,
+        "chart_fetches_per_item_page": round(len(recorder.chart_bytes) / len(sizes), 2) if sizes else 0,
+    }
 
 
 def integrity_check(connection, *, study_id: int, recorder: Recorder) -> dict:
@@ -89,40 +131,67 @@ def integrity_check(connection, *, study_id: int, recorder: Recorder) -> dict:
     """
     rows = connection.execute(
         "SELECT a.id, count(rr.id) FROM evaluation_assignment a JOIN evaluation_rating r ON r.assignment_id = a.id "
-        "JOIN evaluation_ratingrevision rr ON rr.rating_id = r.id WHERE a.study_id = %s GROUP BY a.id", (study_id,)).fetchall()
+        "JOIN evaluation_ratingrevision rr ON rr.rating_id = r.id WHERE a.study_id = %s GROUP BY a.id",
+        (study_id,),
+    ).fetchall()
     in_database = {assignment_id for assignment_id, _ in rows}
     repeated_revisions = sum(1 for _, revisions in rows if revisions != 1)
     double_assignments = connection.execute(
         "SELECT count(*) FROM (SELECT item_id, rater_id FROM evaluation_assignment WHERE study_id = %s GROUP BY 1, 2 HAVING count(*) > 1) d",
-        (study_id,)).fetchone()[0]
+        (study_id,),
+    ).fetchone()[0]
     lost = recorder.acknowledged - in_database
     unacknowledged = in_database - recorder.acknowledged
-    result = {"acknowledged": len(recorder.acknowledged), "in_database": len(in_database), "lost": len(lost),
-              "duplicated": repeated_revisions + double_assignments, "committed_without_answer": len(unacknowledged),
-              "committed_without_answer_explained": len(unacknowledged & recorder.unconfirmed)}
-    result["ok"] = result["lost"] == 0 and result["duplicated"] == 0 and result["committed_without_answer"] == result["committed_without_answer_explained"]
+    result = {
+        "acknowledged": len(recorder.acknowledged),
+        "in_database": len(in_database),
+        "lost": len(lost),
+        "duplicated": repeated_revisions + double_assignments,
+        "committed_without_answer": len(unacknowledged),
+        "committed_without_answer_explained": len(unacknowledged & recorder.unconfirmed),
+    }
+    result["ok"] = (
+        result["lost"] == 0
+        and result["duplicated"] == 0
+        and result["committed_without_answer"] == result["committed_without_answer_explained"]
+    )
     return result
 
 
 def markdown(results: dict) -> str:
     conditions = results["conditions"]
-    lines = [f"# Load test ({results.get('finished_at', '')})", "",
-             f"{conditions['server']}; {conditions['database']}; Redis; {conditions['cpus']} CPUs shared with the client and with other work on the machine.",
-             f"Study: {conditions['participants']} participants x {conditions['variants']} variants = {conditions.get('items_per_study')} items per study, "
-             f"{conditions['days']}-day charts. {conditions['logins']} clinicians log in through the form; the others hold a session.", ""]
+    lines = [
+        f"# Load test ({results.get('finished_at', '')})",
+        "",
+        f"{conditions['server']}; {conditions['database']}; Redis; {conditions['cpus']} CPUs shared with the client and with other work on the machine.",
+        f"Study: {conditions['participants']} participants x {conditions['variants']} variants = {conditions.get('items_per_study')} items per study, "
+        f"{conditions['days']}-day charts. {conditions['logins']} clinicians log in through the form; the others hold a session.",
+        "",
+    ]
     for name, shape in results["shapes"].items():
-        lines += [f"## {name}: {shape['offered']}", "",
-                  f"Steady window {shape['steady_window_s']} s; item page median {shape['item_page_bytes_median']:,} bytes; "
-                  f"chart median {shape.get('chart_bytes_median', 0):,} bytes, fetched for {shape.get('chart_fetches_per_item_page', 0)} of item pages; "
-                  f"CPU cores used: {shape['cpu_cores_used']}; CPU ms per rated item: {shape['cpu_ms_per_rated_item']}; "
-                  f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}.", "",
-                  "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {name}: {shape['offered']}",
+            "",
+            f"Steady window {shape['steady_window_s']} s; item page median {shape['item_page_bytes_median']:,} bytes; "
+            f"chart median {shape.get('chart_bytes_median', 0):,} bytes, fetched for {shape.get('chart_fetches_per_item_page', 0)} of item pages; "
+            f"CPU cores used: {shape['cpu_cores_used']}; CPU ms per rated item: {shape['cpu_ms_per_rated_item']}; "
+            f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}.",
+            "",
+            "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for endpoint, figures in shape["endpoints"].items():
             if figures.get("count"):
-                lines.append(f"| {endpoint} | {shape['throughput_per_s'][endpoint]} | {figures['p50_ms']} | {figures['p95_ms']} | {figures['p99_ms']} | "
-                             f"{figures['max_ms']} | {figures['errors']} |")
+                lines.append(
+                    f"| {endpoint} | {shape['throughput_per_s'][endpoint]} | {figures['p50_ms']} | {figures['p95_ms']} | {figures['p99_ms']} | "
+                    f"{figures['max_ms']} | {figures['errors']} |"
+                )
         integrity = shape["integrity"]
-        lines += ["", f"Ratings: {integrity['acknowledged']} acknowledged, {integrity['in_database']} in the database, "
-                      f"{integrity['lost']} lost, {integrity['duplicated']} duplicated, {integrity['committed_without_answer']} committed without an answer "
-                      f"({'PASS' if integrity['ok'] else 'FAIL'}).", ""]
+        lines += [
+            "",
+            f"Ratings: {integrity['acknowledged']} acknowledged, {integrity['in_database']} in the database, "
+            f"{integrity['lost']} lost, {integrity['duplicated']} duplicated, {integrity['committed_without_answer']} committed without an answer "
+            f"({'PASS' if integrity['ok'] else 'FAIL'}).",
+            "",
+        ]
     return "\n".join(lines) + "\n"

@@ -34,17 +34,28 @@ def seed(plan: dict) -> dict:
     started = time.perf_counter()
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)
-    participants, report = synthetic_participants(participants=plan["participants"], days=plan["days"], seed=plan["seed"], history_days=plan["days"] + 30)
-    cohort = cohort_import(name="Load cohort", source="synthetic", participants=participants, source_report=report, k=1).cohort
+    participants, report = synthetic_participants(
+        participants=plan["participants"], days=plan["days"], seed=plan["seed"], history_days=plan["days"] + 30
+    )
+    cohort = cohort_import(
+        name="Load cohort", source="synthetic", participants=participants, source_report=report, k=1
+    ).cohort
     grounded = AgentVariant.objects.get(name="grounded agent")
-    variants = [grounded] + [AgentVariant.objects.create(name=f"load variant {number}", backend=grounded.backend, config=grounded.config)
-                             for number in range(2, plan["variants"] + 1)]
+    variants = [grounded] + [
+        AgentVariant.objects.create(name=f"load variant {number}", backend=grounded.backend, config=grounded.config)
+        for number in range(2, plan["variants"] + 1)
+    ]
     cohort_generate(cohort=cohort, variants=variants)
 
     encoded_password = make_password(plan["password"])  # one hash for all: hashing 1,860 times would take minutes
     clinician_group = Group.objects.get(name=Role.CLINICIAN.value)
-    User.objects.bulk_create([User(username=f"load-clinician-{number:04d}", password=encoded_password) for number in range(plan["clinicians"])],
-                             batch_size=1000)
+    User.objects.bulk_create(
+        [
+            User(username=f"load-clinician-{number:04d}", password=encoded_password)
+            for number in range(plan["clinicians"])
+        ],
+        batch_size=1000,
+    )
     clinicians = list(User.objects.filter(username__startswith="load-clinician-").order_by("username"))
     clinician_group.user_set.add(*clinicians)
     researcher = User.objects.create(username="load-researcher", password=encoded_password)
@@ -53,7 +64,10 @@ def seed(plan: dict) -> dict:
     sessions = []
     for clinician in clinicians:
         session = SessionStore()
-        session[SESSION_KEY], session[BACKEND_SESSION_KEY] = str(clinician.pk), "django.contrib.auth.backends.ModelBackend"
+        session[SESSION_KEY], session[BACKEND_SESSION_KEY] = (
+            str(clinician.pk),
+            "django.contrib.auth.backends.ModelBackend",
+        )
         session[HASH_SESSION_KEY] = clinician.get_session_auth_hash()
         session.create()
         sessions.append(session.session_key)
@@ -62,12 +76,22 @@ def seed(plan: dict) -> dict:
     studies = {}
     for name, size in plan["studies"].items():
         enrolled = clinicians[:size]
-        spec = StudySpec(name=f"Load {name}", mode="absolute", rubric=rubric, cohort=cohort, variants=variants,
-                         raters_per_item=len(enrolled), clinicians=enrolled, window_days=plan["days"])
+        spec = StudySpec(
+            name=f"Load {name}",
+            mode="absolute",
+            rubric=rubric,
+            cohort=cohort,
+            variants=variants,
+            raters_per_item=len(enrolled),
+            clinicians=enrolled,
+            window_days=plan["days"],
+        )
         studies[name] = study_set_status(study=study_create(spec=spec, user=researcher), status="open").pk
     return {
         "studies": studies,
-        "clinicians": [{"username": clinician.username, "session": key} for clinician, key in zip(clinicians, sessions)],
+        "clinicians": [
+            {"username": clinician.username, "session": key} for clinician, key in zip(clinicians, sessions)
+        ],
         "dimensions": {dimension.key: list(dimension.points) for dimension in rubric.dimensions.all()},
         "items_per_study": plan["participants"] * plan["variants"],
         "seed_s": round(time.perf_counter() - started, 1),

@@ -34,7 +34,9 @@ def _check_port_free(port: int, what: str) -> None:
     """Refuse a port something else listens on: stopping "our" server there would stop someone else's."""
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
-            raise ServiceError(f"port {port} is in use (another {what}?); choose another with LOADTEST_PG_PORT / LOADTEST_REDIS_PORT")
+            raise ServiceError(
+                f"port {port} is in use (another {what}?); choose another with LOADTEST_PG_PORT / LOADTEST_REDIS_PORT"
+            )
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -61,8 +63,26 @@ class RedisServer:
             raise ServiceError("Redis is not installed (Debian package 'redis-server')")
         _check_port_free(self.port, "Redis")
         self.folder.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.folder), "--save", "",
-                        "--appendonly", "no", "--daemonize", "yes", "--logfile", str(self.folder / "redis.log")], check=True)
+        subprocess.run(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.folder),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--logfile",
+                str(self.folder / "redis.log"),
+            ],
+            check=True,
+        )
         self.running = True
         self._wait(up=True)
 
@@ -70,13 +90,22 @@ class RedisServer:
         """Stop the server this object started (never one it did not)."""
         if not self.running:
             return
-        subprocess.run(["redis-cli", "-p", str(self.port), "shutdown", "nosave"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["redis-cli", "-p", str(self.port), "shutdown", "nosave"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.running = False
         self._wait(up=False)
 
     def _wait(self, *, up: bool) -> None:
         for _ in range(100):
-            answered = subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True).stdout.strip() == "PONG"
+            answered = (
+                subprocess.run(
+                    ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, text=True
+                ).stdout.strip()
+                == "PONG"
+            )
             if answered == up:
                 return
             time.sleep(0.1)
@@ -108,14 +137,37 @@ class Services:
         self.folder.chmod(0o700)
         pg_bin = _postgres_bin()
         data = self.folder / "pg"
-        subprocess.run(_as_postgres([str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_postgres([str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         # fsync stays on: the load figures include the cost of durable commits, as in production.
         options = f"-h 127.0.0.1 -p {self.pg_port} -k {self.folder} -c max_connections={self.max_connections}"
-        subprocess.run(_as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "pg.log"), "-w", "-o", options, "start"]),
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(pg_bin / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(self.folder / "pg.log"),
+                    "-w",
+                    "-o",
+                    options,
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         self.postgres_running = True
-        subprocess.run(_as_postgres([str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "healthagent"]), check=True)
+        subprocess.run(
+            _as_postgres(
+                [str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(self.pg_port), "-U", "postgres", "healthagent"]
+            ),
+            check=True,
+        )
         self.redis.start()
         return self
 
@@ -128,8 +180,11 @@ class Services:
     def stop(self) -> None:
         """Stop what :meth:`start` started, and remove its folder."""
         if self.postgres_running:
-            subprocess.run(_as_postgres([str(_postgres_bin() / "pg_ctl"), "-D", str(self.folder / "pg"), "-m", "fast", "stop"]),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                _as_postgres([str(_postgres_bin() / "pg_ctl"), "-D", str(self.folder / "pg"), "-m", "fast", "stop"]),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             self.postgres_running = False
         self.redis.stop()
         shutil.rmtree(self.folder, ignore_errors=True)

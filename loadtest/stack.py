@@ -51,10 +51,28 @@ GUNICORN_KEEP_ALIVE_S = 75
 def server_command(server: str, *, descriptor: int, processes: int) -> list[list[str]]:
     """The command line of each process to start: one gunicorn master, or one per daphne process."""
     if server == "gunicorn":
-        return [[sys.executable, "-m", "gunicorn", "--bind", f"fd://{descriptor}", "--workers", str(processes), "--worker-class", "gthread",
-                 "--threads", str(GUNICORN_THREADS), "--keep-alive", str(GUNICORN_KEEP_ALIVE_S), "healthagent.wsgi:application"]]
+        return [
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"fd://{descriptor}",
+                "--workers",
+                str(processes),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(GUNICORN_THREADS),
+                "--keep-alive",
+                str(GUNICORN_KEEP_ALIVE_S),
+                "healthagent.wsgi:application",
+            ]
+        ]
     if server == "daphne":
-        return [[sys.executable, "-m", "daphne", "--fd", str(descriptor), "--proxy-headers", "healthagent.asgi:application"]] * processes
+        return [
+            [sys.executable, "-m", "daphne", "--fd", str(descriptor), "--proxy-headers", "healthagent.asgi:application"]
+        ] * processes
     raise ValueError(f"unknown web server {server!r}: gunicorn or daphne")
 
 
@@ -85,12 +103,24 @@ class WebServer:
         log = open(self.log_path, "ab")
         descriptor = self.listener.fileno()
         for command in server_command(self.server, descriptor=descriptor, processes=self.processes):
-            self.children.append(subprocess.Popen(command, cwd=ROOT, env=self.environment, pass_fds=(descriptor,), stdout=log,
-                                                  stderr=subprocess.STDOUT, start_new_session=True))
+            self.children.append(
+                subprocess.Popen(
+                    command,
+                    cwd=ROOT,
+                    env=self.environment,
+                    pass_fds=(descriptor,),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/login/", headers={"X-Forwarded-Proto": "https"}, timeout=5).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/login/", headers={"X-Forwarded-Proto": "https"}, timeout=5).status_code
+                    == 200
+                ):
                     return self
             except httpx.HTTPError:
                 pass

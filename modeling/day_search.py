@@ -22,13 +22,24 @@ FAMILY = "sensorlm"
 def _participant_windows(cohort: Cohort):
     """(participant id, values, mask, minute events, start weekday, first day) for every participant with minute-level data."""
     for participant in cohort.participants.exclude(trajectory_path="").order_by("pk"):
-        values, mask = read_window(path=trajectory_root() / participant.trajectory_path, start_day=0, end_day=participant.minute_days)
-        events = list(Event.objects.filter(participant=participant, start_minute__isnull=False).only("name", "kind", "start_minute", "end_minute"))
+        values, mask = read_window(
+            path=trajectory_root() / participant.trajectory_path, start_day=0, end_day=participant.minute_days
+        )
+        events = list(
+            Event.objects.filter(participant=participant, start_minute__isnull=False).only(
+                "name", "kind", "start_minute", "end_minute"
+            )
+        )
         yield participant.pk, values, mask, events, participant.start_weekday, 0
 
 
-def day_index_build(*, checkpoint: Checkpoint, cohort: Cohort, device: str = "cpu",
-                    progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
+def day_index_build(
+    *,
+    checkpoint: Checkpoint,
+    cohort: Cohort,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> dict:
     """Embed and caption every worn day of ``cohort`` with ``checkpoint`` and record the index on the checkpoint.
     Locks the checkpoint row while recording, so two index jobs for one model both keep their cohort."""
     from modeling.ml.sensorlm.model import load_sensorlm
@@ -55,9 +66,11 @@ def day_index_build(*, checkpoint: Checkpoint, cohort: Cohort, device: str = "cp
 
 
 MODEL_FILE = "model.safetensors"
-UNKNOWN_WORDS = ("None of these words occur in the day captions the model learned from, so there is nothing to match. Describe the day "
-                 "with the captions' words: an activity (walk, run, cycle, swim, hike, yoga, tennis, commute…), the part of the day "
-                 "(morning, evening), sleep (short, long, fragmented), or stress.")
+UNKNOWN_WORDS = (
+    "None of these words occur in the day captions the model learned from, so there is nothing to match. Describe the day "
+    "with the captions' words: an activity (walk, run, cycle, swim, hike, yoga, tennis, commute…), the part of the day "
+    "(morning, evening), sleep (short, long, fragmented), or stress."
+)
 
 
 def day_search_indexes() -> dict[str, tuple[Checkpoint, Path]]:
@@ -99,21 +112,33 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
     indexes = day_search_indexes()
     if not indexes:
         if any(checkpoint.metrics.get("day_indexes") for checkpoint in Checkpoint.objects.filter(family=FAMILY)):
-            raise DaySearchError("The indexed models' files are missing from disk: an admin queues a new “Sensor-language model: "
-                                 "training” job with a cohort to index.")
+            raise DaySearchError(
+                "The indexed models' files are missing from disk: an admin queues a new “Sensor-language model: "
+                "training” job with a cohort to index."
+            )
         pending = job_pending(kind_name="sensorlm_train")
         if pending is not None:
-            raise DaySearchError(f"No day index yet: the sensor-language model is being trained (job #{pending.pk}, {pending.get_state_display().lower()}, "
-                                 f"{pending.progress:.0%}); days can be searched once it has indexed its cohort.")
-        raise DaySearchError("No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index.")
+            raise DaySearchError(
+                f"No day index yet: the sensor-language model is being trained (job #{pending.pk}, {pending.get_state_display().lower()}, "
+                f"{pending.progress:.0%}); days can be searched once it has indexed its cohort."
+            )
+        raise DaySearchError(
+            "No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index."
+        )
     results, understood = [], False
     for checkpoint, path in indexes.values():
         model, tokenizer = _loaded_model(checkpoint.path, (Path(checkpoint.path) / MODEL_FILE).stat().st_mtime)
         understood = understood or bool(query_words(tokenizer, query))
         index: DayIndex = _loaded_index(str(path), path.stat().st_mtime)
         for row, score in rank_days(model, tokenizer, index, query, limit):
-            results.append({"participant_id": int(index.participant_ids[row]), "day_index": int(index.day_indices[row]),
-                            "caption": str(index.captions[row]), "score": score})
+            results.append(
+                {
+                    "participant_id": int(index.participant_ids[row]),
+                    "day_index": int(index.day_indices[row]),
+                    "caption": str(index.captions[row]),
+                    "score": score,
+                }
+            )
     if not understood:
         raise DaySearchError(UNKNOWN_WORDS)
     return sorted(results, key=lambda result: -result["score"])[:limit]

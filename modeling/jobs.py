@@ -86,10 +86,23 @@ def metric_labels(names) -> dict[str, str]:
 
 def job_payload(job: Job, *, with_curve: bool = False) -> dict:
     """The job as its page and live events show it; ``with_curve`` adds the whole curve and every metric's label."""
-    payload = {"id": job.pk, "kind": job.kind, "state": job.state, "state_label": job.get_state_display(), "progress": job.progress,
-               "message": job.message, "metrics": job.metrics, "metric_labels": metric_labels(job.metrics), "error": job.error,
-               "failures": job.failures, "device": job.device, "worker_host": job.worker_host, "attempts": job.attempts,
-               "cancel_requested": job.cancel_requested, "retryable": job.retryable}
+    payload = {
+        "id": job.pk,
+        "kind": job.kind,
+        "state": job.state,
+        "state_label": job.get_state_display(),
+        "progress": job.progress,
+        "message": job.message,
+        "metrics": job.metrics,
+        "metric_labels": metric_labels(job.metrics),
+        "error": job.error,
+        "failures": job.failures,
+        "device": job.device,
+        "worker_host": job.worker_host,
+        "attempts": job.attempts,
+        "cancel_requested": job.cancel_requested,
+        "retryable": job.retryable,
+    }
     if with_curve:
         payload["curve"] = job.curve
         payload["metric_labels"] = metric_labels({name for point in job.curve for name in point} | set(job.metrics))
@@ -122,23 +135,51 @@ def check_config(kind: JobKind, data: dict) -> dict:
     if not form.is_valid():
         problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
         raise JobError(f"invalid {kind.name} config: {problems}")
-    return {key: (value.pk if hasattr(value, "pk") else [v.pk for v in value] if hasattr(value, "model") else value)
-            for key, value in form.cleaned_data.items()}
+    return {
+        key: (value.pk if hasattr(value, "pk") else [v.pk for v in value] if hasattr(value, "model") else value)
+        for key, value in form.cleaned_data.items()
+    }
 
 
-def job_queue(*, kind_name: str, config: dict, user=None, retry_of: Job | None = None, parent: Job | None = None, via: str = "",
-              priority: int = 0) -> Job:
+def job_queue(
+    *,
+    kind_name: str,
+    config: dict,
+    user=None,
+    retry_of: Job | None = None,
+    parent: Job | None = None,
+    via: str = "",
+    priority: int = 0,
+) -> Job:
     """Validate the config, store the job (and its audit entry) and send it to its queue once the row is committed.
 
     Jobs of a queue run in the order they were queued, a higher ``priority`` first (see modeling.tasks)."""
     kind = job_kind(kind_name)
     cleaned = check_config(kind, config)
     with transaction.atomic():
-        job = Job.objects.create(kind=kind.name, config=cleaned, queue=kind.queue(cleaned), queued_by=user, retry_of=retry_of, parent=parent,
-                                 priority=priority)
-        audit_record(actor=user, via=via, action=Action.JOB_RETRIED if retry_of else Action.JOB_QUEUED, target=job,
-                     details={"kind": job.kind, "queue": job.queue, "config": cleaned, **({"retry_of": retry_of.pk} if retry_of else {}),
-                              **({"parent": parent.pk} if parent else {}), **({"priority": priority} if priority else {})})
+        job = Job.objects.create(
+            kind=kind.name,
+            config=cleaned,
+            queue=kind.queue(cleaned),
+            queued_by=user,
+            retry_of=retry_of,
+            parent=parent,
+            priority=priority,
+        )
+        audit_record(
+            actor=user,
+            via=via,
+            action=Action.JOB_RETRIED if retry_of else Action.JOB_QUEUED,
+            target=job,
+            details={
+                "kind": job.kind,
+                "queue": job.queue,
+                "config": cleaned,
+                **({"retry_of": retry_of.pk} if retry_of else {}),
+                **({"parent": parent.pk} if parent else {}),
+                **({"priority": priority} if priority else {}),
+            },
+        )
         transaction.on_commit(lambda: _send(job.pk, job.queue))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job
@@ -161,7 +202,9 @@ def job_checkpoint_record(*, job: Job, family: str, size: str, path: str, metric
     before (same primary key, so jobs queued with it stay valid). Locks the job's row."""
     with transaction.atomic():
         Job.objects.select_for_update().get(pk=job.pk)
-        checkpoint, _ = Checkpoint.objects.update_or_create(job=job, family=family, path=str(path), defaults={"size": size, "metrics": metrics})
+        checkpoint, _ = Checkpoint.objects.update_or_create(
+            job=job, family=family, path=str(path), defaults={"size": size, "metrics": metrics}
+        )
     return checkpoint
 
 
@@ -193,7 +236,9 @@ def job_retry(*, job: Job, user=None) -> Job:
     (the recommendations redo only the answers that failed)."""
     if not job.retryable:
         raise JobError("only a failed or cancelled job, or one that succeeded with failures, can be retried")
-    config = job_kind(job.kind).retry_config(job.config) if job.state == Job.State.SUCCEEDED_WITH_FAILURES else job.config
+    config = (
+        job_kind(job.kind).retry_config(job.config) if job.state == Job.State.SUCCEEDED_WITH_FAILURES else job.config
+    )
     return job_queue(kind_name=job.kind, config=config, user=user, retry_of=job, priority=job.priority)
 
 
@@ -202,13 +247,23 @@ def jobs_requeue_interrupted(*, queues: tuple[str, ...]) -> list[Job]:
     serve`` at its start: it starts the only workers of the embedded mode, whose broker loses the message of a
     job whose worker was stopped mid-run). Each keeps its place (its number) and resumes from its checkpoints."""
     with transaction.atomic():
-        interrupted = list(Job.objects.select_for_update().filter(queue__in=queues, state=Job.State.RUNNING).order_by("pk"))
+        interrupted = list(
+            Job.objects.select_for_update().filter(queue__in=queues, state=Job.State.RUNNING).order_by("pk")
+        )
         for job in interrupted:
             if job.cancel_requested:  # its cancel would have taken effect at the next report: it takes effect now
-                job.state, job.finished_at, job.message = Job.State.CANCELLED, timezone.now(), "cancelled while its worker was stopped"
+                job.state, job.finished_at, job.message = (
+                    Job.State.CANCELLED,
+                    timezone.now(),
+                    "cancelled while its worker was stopped",
+                )
                 job.save(update_fields=["state", "finished_at", "message"])
                 continue
-            job.state, job.run_by_task_id, job.message = Job.State.QUEUED, "", "queued again: its worker was stopped while it ran"
+            job.state, job.run_by_task_id, job.message = (
+                Job.State.QUEUED,
+                "",
+                "queued again: its worker was stopped while it ran",
+            )
             job.save(update_fields=["state", "run_by_task_id", "message"])
             transaction.on_commit(lambda job=job: _send(job.pk, job.queue))
     return [job for job in interrupted if job.state == Job.State.QUEUED]
@@ -216,8 +271,10 @@ def jobs_requeue_interrupted(*, queues: tuple[str, ...]) -> list[Job]:
 
 def jobs_requeue_interrupted_lines(queues: tuple[str, ...]) -> list[str]:
     """:func:`jobs_requeue_interrupted`, said in words (the hook ``manage.py serve`` runs before its workers start)."""
-    return [f"Job #{job.pk} ({job.kind}) was left running by a stopped worker: queued again, it resumes from its checkpoint."
-            for job in jobs_requeue_interrupted(queues=queues)]
+    return [
+        f"Job #{job.pk} ({job.kind}) was left running by a stopped worker: queued again, it resumes from its checkpoint."
+        for job in jobs_requeue_interrupted(queues=queues)
+    ]
 
 
 def job_next_queued(*, queue: str):
@@ -227,9 +284,16 @@ def job_next_queued(*, queue: str):
 
 def typical_duration(kind_name: str, *, recent: int = 10) -> timedelta | None:
     """The median run time of the kind's last ``recent`` finished runs, or None before it has run."""
-    runs = (Job.objects.filter(kind=kind_name, state__in=(Job.State.SUCCEEDED, Job.State.SUCCEEDED_WITH_FAILURES),
-                               started_at__isnull=False, finished_at__isnull=False).order_by("-finished_at")
-            .values_list("started_at", "finished_at")[:recent])
+    runs = (
+        Job.objects.filter(
+            kind=kind_name,
+            state__in=(Job.State.SUCCEEDED, Job.State.SUCCEEDED_WITH_FAILURES),
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("started_at", "finished_at")[:recent]
+    )
     durations = [(finished - started).total_seconds() for started, finished in runs]
     return timedelta(seconds=statistics.median(durations)) if durations else None
 
@@ -287,7 +351,9 @@ class JobContext:
         self.work_dir = work_dir(job)
         self.work_dir.mkdir(parents=True, exist_ok=True)
 
-    def progress(self, fraction: float, message: str = "", *, metrics: dict | None = None, step: int | None = None) -> None:
+    def progress(
+        self, fraction: float, message: str = "", *, metrics: dict | None = None, step: int | None = None
+    ) -> None:
         """Record progress (and a point of the live curves); raises JobCancelled if the job was cancelled."""
         job = self.job
         job.progress = max(0.0, min(1.0, float(fraction)))
@@ -296,8 +362,13 @@ class JobContext:
         if metrics:
             job.metrics = metrics
             job.curve = _thin([*job.curve, {"step": step, **metrics}])
-        Job.objects.filter(pk=job.pk).update(progress=job.progress, message=job.message, metrics=job.metrics, curve=job.curve,
-                                             heartbeat_at=job.heartbeat_at)
+        Job.objects.filter(pk=job.pk).update(
+            progress=job.progress,
+            message=job.message,
+            metrics=job.metrics,
+            curve=job.curve,
+            heartbeat_at=job.heartbeat_at,
+        )
         payload = {**job_payload(job), "point": {"step": step, **(metrics or {})}}
         group_notify(group=job_group(job.pk), payload=payload)
         if Job.objects.filter(pk=job.pk, cancel_requested=True).exists():
@@ -308,7 +379,10 @@ class JobContext:
         as succeeded with failures, each listed with its reason on the job's page. An item recorded again
         (the job delivered again) replaces its earlier entry."""
         item = item[:300]
-        self.job.failures = [*(entry for entry in self.job.failures if entry["item"] != item), {"item": item, "reason": reason[:1000]}]
+        self.job.failures = [
+            *(entry for entry in self.job.failures if entry["item"] != item),
+            {"item": item, "reason": reason[:1000]},
+        ]
         Job.objects.filter(pk=self.job.pk).update(failures=self.job.failures)
 
     def log(self, line: str) -> None:
@@ -330,8 +404,14 @@ def queue_activity(queue: str) -> list[dict]:
     a job whose heartbeat is older than the stale limit has most likely lost its worker."""
     now = timezone.now()
     running = Job.objects.filter(queue=queue, state=Job.State.RUNNING).order_by("pk").values_list("pk", "heartbeat_at")
-    return [{"job": pk, "heartbeat_age_s": (now - heartbeat).total_seconds() if heartbeat else None,
-             "stale": heartbeat is None or now - heartbeat >= HEARTBEAT_STALE_AFTER} for pk, heartbeat in running]
+    return [
+        {
+            "job": pk,
+            "heartbeat_age_s": (now - heartbeat).total_seconds() if heartbeat else None,
+            "stale": heartbeat is None or now - heartbeat >= HEARTBEAT_STALE_AFTER,
+        }
+        for pk, heartbeat in running
+    ]
 
 
 def worker_identity() -> str:

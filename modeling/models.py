@@ -22,25 +22,45 @@ class Job(models.Model):
     config = models.JSONField(default=dict)
     state = models.CharField(max_length=30, choices=State.choices, default=State.QUEUED)
     queue = models.CharField(max_length=10, default="cpu")
-    priority = models.PositiveSmallIntegerField(default=0, help_text="Higher runs first; jobs of equal priority run in the order they were queued.")
+    priority = models.PositiveSmallIntegerField(
+        default=0, help_text="Higher runs first; jobs of equal priority run in the order they were queued."
+    )
     progress = models.FloatField(default=0.0, help_text="0 to 1.")
     message = models.CharField(max_length=300, blank=True)
     metrics = models.JSONField(default=dict, blank=True, help_text="The latest metrics.")
-    curve = models.JSONField(default=list, blank=True, help_text="Metrics over steps, for the live charts (thinned past 2,000 points).")
+    curve = models.JSONField(
+        default=list, blank=True, help_text="Metrics over steps, for the live charts (thinned past 2,000 points)."
+    )
     log_tail = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
-    failures = models.JSONField(default=list, blank=True, help_text='Parts of the run that failed: [{"item": ..., "reason": ...}].')
+    failures = models.JSONField(
+        default=list, blank=True, help_text='Parts of the run that failed: [{"item": ..., "reason": ...}].'
+    )
     cancel_requested = models.BooleanField(default=False)
-    attempts = models.PositiveIntegerField(default=0, help_text="Deliveries to a worker (more than one after a worker died).")
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Deliveries to a worker (more than one after a worker died)."
+    )
     celery_task_id = models.CharField(max_length=64, blank=True)
-    run_by_task_id = models.CharField(max_length=64, blank=True, help_text="The delivery (Celery task id) that runs the job: the first free one of its queue.")
+    run_by_task_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The delivery (Celery task id) that runs the job: the first free one of its queue.",
+    )
     worker_host = models.CharField(max_length=200, blank=True)
     device = models.CharField(max_length=40, blank=True)
-    queued_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    queued_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="follow_ups",
-                               help_text="The job that queued this one with its result (a trained model's predictions...).")
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="follow_ups",
+        help_text="The job that queued this one with its result (a trained model's predictions...).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -50,8 +70,13 @@ class Job(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["state", "kind"]), models.Index(fields=["queue", "state", "priority"])]
         # A re-delivered job runs its final step again: it must find its follow-up, not queue a second one.
-        constraints = [models.UniqueConstraint(fields=["parent", "kind"], condition=models.Q(parent__isnull=False),
-                                               name="one_follow_up_per_parent_and_kind")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["parent", "kind"],
+                condition=models.Q(parent__isnull=False),
+                name="one_follow_up_per_parent_and_kind",
+            )
+        ]
 
     def __str__(self):
         return f"{self.kind} #{self.pk}"
@@ -102,7 +127,11 @@ class Prediction(models.Model):
 
     class Meta:
         ordering = ["participant", "task"]
-        constraints = [models.UniqueConstraint(fields=["participant", "checkpoint", "task"], name="one_prediction_per_task_and_model")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "checkpoint", "task"], name="one_prediction_per_task_and_model"
+            )
+        ]
 
     def __str__(self):
         return f"{self.task} of participant {self.participant_id}: {self.estimate:.3g}"

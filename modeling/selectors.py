@@ -33,11 +33,19 @@ def generation_pending_job(pending: dict, *, cohort_id: int, variant_id: int, pa
 
 def participant_predictions(*, participant: Participant) -> list[Prediction]:
     """The newest foundation model's estimates for ``participant`` (one per task), with that model joined."""
-    newest = (Prediction.objects.filter(participant=participant).order_by("-checkpoint__created_at", "-checkpoint_id")
-              .values_list("checkpoint_id", flat=True).first())
+    newest = (
+        Prediction.objects.filter(participant=participant)
+        .order_by("-checkpoint__created_at", "-checkpoint_id")
+        .values_list("checkpoint_id", flat=True)
+        .first()
+    )
     if newest is None:
         return []
-    return list(Prediction.objects.filter(participant=participant, checkpoint_id=newest).select_related("checkpoint").order_by("task"))
+    return list(
+        Prediction.objects.filter(participant=participant, checkpoint_id=newest)
+        .select_related("checkpoint")
+        .order_by("task")
+    )
 
 
 def predictions_panel(participant: Participant) -> Panel | None:
@@ -45,5 +53,7 @@ def predictions_panel(participant: Participant) -> Panel | None:
     predictions = participant_predictions(participant=participant)
     if not predictions:
         return None
-    return Panel(template="modeling/partials/participant_predictions.html",
-                 context={"predictions": predictions, "checkpoint": predictions[0].checkpoint})
+    return Panel(
+        template="modeling/partials/participant_predictions.html",
+        context={"predictions": predictions, "checkpoint": predictions[0].checkpoint},
+    )

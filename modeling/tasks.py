@@ -20,8 +20,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from healthagent.events import group_notify
-from modeling.jobs import (HEARTBEAT_STALE_AFTER, JOBS_GROUP, JobCancelled, JobContext, job_group, job_kind, job_next_queued, job_payload,
-                           worker_identity)
+from modeling.jobs import (
+    HEARTBEAT_STALE_AFTER,
+    JOBS_GROUP,
+    JobCancelled,
+    JobContext,
+    job_group,
+    job_kind,
+    job_next_queued,
+    job_payload,
+    worker_identity,
+)
 from modeling.models import Job
 
 logger = logging.getLogger(__name__)
@@ -75,7 +84,18 @@ def _claim(job_id: int, device: str, *, task_id: str = "", direct: bool = True, 
         job.worker_host, job.device = worker_identity(), device
         job.started_at = job.started_at or timezone.now()
         job.heartbeat_at = timezone.now()
-        job.save(update_fields=["state", "attempts", "run_by_task_id", "failures", "worker_host", "device", "started_at", "heartbeat_at"])
+        job.save(
+            update_fields=[
+                "state",
+                "attempts",
+                "run_by_task_id",
+                "failures",
+                "worker_host",
+                "device",
+                "started_at",
+                "heartbeat_at",
+            ]
+        )
     return job
 
 

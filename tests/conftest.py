@@ -100,8 +100,16 @@ def grounded_study(tiny_cohort):
     grounded = AgentVariant.objects.get(name="grounded agent")
     cohort_generate(cohort=tiny_cohort, variants=[grounded])
     clinicians = [UserFactory(role=Role.CLINICIAN) for _ in range(3)]
-    spec = StudySpec(name="Pilot study", mode="absolute", rubric=Rubric.objects.get(name__endswith="(1-5)"), cohort=tiny_cohort,
-                     variants=[grounded], raters_per_item=2, clinicians=clinicians, instructions="Rate each answer.")
+    spec = StudySpec(
+        name="Pilot study",
+        mode="absolute",
+        rubric=Rubric.objects.get(name__endswith="(1-5)"),
+        cohort=tiny_cohort,
+        variants=[grounded],
+        raters_per_item=2,
+        clinicians=clinicians,
+        instructions="Rate each answer.",
+    )
     study = study_create(spec=spec, user=UserFactory(role=Role.RESEARCHER))
     return study_set_status(study=study, status="open")
 
@@ -163,4 +171,6 @@ def close_stray_database_sessions(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

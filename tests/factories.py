@@ -26,8 +26,10 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 def ensure_reference_data():
     """The rows data migrations create (agent variants, rubrics), which a transactional test's flush removes."""
-    for module, function in (("healthagent.migrations.0004_default_variants", "create_default_variants"),
-                             ("evaluation.migrations.0002_default_rubrics", "create_rubrics")):
+    for module, function in (
+        ("healthagent.migrations.0004_default_variants", "create_default_variants"),
+        ("evaluation.migrations.0002_default_rubrics", "create_rubrics"),
+    ):
         getattr(importlib.import_module(module), function)(apps, None)
 
 
@@ -43,7 +45,9 @@ def sensorlm_checkpoint_create(path, *, seed: int = 0):
     from modeling.models import Checkpoint
 
     minutes = [make_cohort(participants=4, days=2, seed=1).participant(index).minutes for index in range(4)]
-    tokenizer = train_tokenizer([caption for record in minutes for caption in caption_days(record.values, record.mask, record.events)])
+    tokenizer = train_tokenizer(
+        [caption for record in minutes for caption in caption_days(record.values, record.mask, record.events)]
+    )
     torch.manual_seed(seed)
     model = SensorLMModel(SensorLMConfig.named("tiny", vocabulary_size=tokenizer.get_vocab_size(), max_text_tokens=64))
     save_sensorlm(model, tokenizer, {"mean": [0.0] * 27, "std": [50.0] * 27}, path)

@@ -56,7 +56,9 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     from healthagent.models import Cohort
     from modeling.models import Job
 
-    assert Job.objects.filter(kind="generate_recommendations").count() == 3  # one per language-model variant and the grounded answers again, not repeated
+    assert (
+        Job.objects.filter(kind="generate_recommendations").count() == 3
+    )  # one per language-model variant and the grounded answers again, not repeated
     assert Job.objects.filter(kind="lsm_pretrain").count() == 1
     assert Job.objects.get(kind="lsm_pretrain").config["predict_cohort"] == Cohort.objects.get(name="Demo cohort").pk
     assert Study.objects.filter(status="open").count() == 2

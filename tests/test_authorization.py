@@ -13,8 +13,12 @@ FORBIDDEN = 403
 
 def row(anonymous, clinician, researcher, admin, *, method="get", kwargs=None, query=""):
     """``kwargs`` is a dict, or a function of the objects fixture (for URLs that name an object)."""
-    return {"expected": dict(zip(ROLES, (anonymous, clinician, researcher, admin))), "method": method,
-            "kwargs": kwargs or {}, "query": query}
+    return {
+        "expected": dict(zip(ROLES, (anonymous, clinician, researcher, admin))),
+        "method": method,
+        "kwargs": kwargs or {},
+        "query": query,
+    }
 
 
 def first_participant(objects, user):
@@ -77,41 +81,118 @@ MATRIX = {
     "evaluation:study_list": row(LOGIN, FORBIDDEN, 200, 200),
     "modeling:job_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
     "cohort:cohort_list": row(LOGIN, FORBIDDEN, 200, 200),
-    "cohort:cohort_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"cohort_id": objects["cohort"].pk}),
-    "cohort:participant_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"participant_id": first_participant(objects, user)}),
+    "cohort:cohort_detail": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"cohort_id": objects["cohort"].pk}
+    ),
+    "cohort:participant_detail": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"participant_id": first_participant(objects, user)}
+    ),
     "cohort:find_days": row(LOGIN, FORBIDDEN, 200, 200, query="?q=a+morning+run"),  # no index yet: the page says so
-    "cohort:participant_minutes": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"participant_id": first_participant(objects, user)},
-                                      query="?start=0&end=600"),
-    "evaluation:study_next": row(LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"study_id": enrolled_study(objects, user)}),
-    "evaluation:assignment": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
+    "cohort:participant_minutes": row(
+        LOGIN,
+        FORBIDDEN,
+        200,
+        200,
+        kwargs=lambda objects, user: {"participant_id": first_participant(objects, user)},
+        query="?start=0&end=600",
+    ),
+    "evaluation:study_next": row(
+        LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"study_id": enrolled_study(objects, user)}
+    ),
+    "evaluation:assignment": row(
+        LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}
+    ),
     "evaluation:participant_chart": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=own_item_participant),
-    "evaluation:assignment_minutes": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, query="?start=0&end=600",
-                                         kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
-    "evaluation:assignment_draft": row(LOGIN, 400, FORBIDDEN, FORBIDDEN, method="post",  # allowed; an empty draft is refused
-                                       kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
-    "evaluation:assignment_submit": row(LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, method="post",
-                                        kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
-    "evaluation:assignment_skip": row(LOGIN, REDIRECT, FORBIDDEN, FORBIDDEN, method="post",
-                                      kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}),
+    "evaluation:assignment_minutes": row(
+        LOGIN,
+        200,
+        FORBIDDEN,
+        FORBIDDEN,
+        query="?start=0&end=600",
+        kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)},
+    ),
+    "evaluation:assignment_draft": row(
+        LOGIN,
+        400,
+        FORBIDDEN,
+        FORBIDDEN,
+        method="post",  # allowed; an empty draft is refused
+        kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)},
+    ),
+    "evaluation:assignment_submit": row(
+        LOGIN,
+        REDIRECT,
+        FORBIDDEN,
+        FORBIDDEN,
+        method="post",
+        kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)},
+    ),
+    "evaluation:assignment_skip": row(
+        LOGIN,
+        REDIRECT,
+        FORBIDDEN,
+        FORBIDDEN,
+        method="post",
+        kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)},
+    ),
     "evaluation:study_new": row(LOGIN, FORBIDDEN, 200, 200),
-    "evaluation:study_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
-    "evaluation:study_status": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=lambda objects, user: {"study_id": owned_study(objects, user)}),
-    "evaluation:study_item_drop": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post",  # allowed; a missing note is refused
-                                      kwargs=lambda objects, user: {"study_id": owned_study(objects, user), "item_id": objects["study"].items.first().pk}),
-    "evaluation:study_item_regenerate": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post",  # allowed; an answered item is refused
-                                            kwargs=lambda objects, user: {"study_id": owned_study(objects, user), "item_id": objects["study"].items.first().pk}),
-    "evaluation:study_dashboard": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
-    "evaluation:study_export": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}),
+    "evaluation:study_detail": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}
+    ),
+    "evaluation:study_status": row(
+        LOGIN,
+        FORBIDDEN,
+        REDIRECT,
+        REDIRECT,
+        method="post",
+        kwargs=lambda objects, user: {"study_id": owned_study(objects, user)},
+    ),
+    "evaluation:study_item_drop": row(
+        LOGIN,
+        FORBIDDEN,
+        REDIRECT,
+        REDIRECT,
+        method="post",  # allowed; a missing note is refused
+        kwargs=lambda objects, user: {
+            "study_id": owned_study(objects, user),
+            "item_id": objects["study"].items.first().pk,
+        },
+    ),
+    "evaluation:study_item_regenerate": row(
+        LOGIN,
+        FORBIDDEN,
+        REDIRECT,
+        REDIRECT,
+        method="post",  # allowed; an answered item is refused
+        kwargs=lambda objects, user: {
+            "study_id": owned_study(objects, user),
+            "item_id": objects["study"].items.first().pk,
+        },
+    ),
+    "evaluation:study_dashboard": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}
+    ),
+    "evaluation:study_export": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}
+    ),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),
     "modeling:job_new": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs={"kind": "demo_training"}),
     "modeling:job_detail": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),
     "modeling:job_status": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),
-    "modeling:job_cancel": row(LOGIN, FORBIDDEN, FORBIDDEN, REDIRECT, method="post", kwargs=lambda objects, user: {"job_id": a_job().pk}),
-    "modeling:job_retry": row(LOGIN, FORBIDDEN, FORBIDDEN, REDIRECT, method="post", kwargs=lambda objects, user: {"job_id": a_job().pk}),
+    "modeling:job_cancel": row(
+        LOGIN, FORBIDDEN, FORBIDDEN, REDIRECT, method="post", kwargs=lambda objects, user: {"job_id": a_job().pk}
+    ),
+    "modeling:job_retry": row(
+        LOGIN, FORBIDDEN, FORBIDDEN, REDIRECT, method="post", kwargs=lambda objects, user: {"job_id": a_job().pk}
+    ),
     "modeling:checkpoint_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
     "modeling:twin": row(LOGIN, FORBIDDEN, 200, 200),
-    "modeling:twin_simulate": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post"),  # allowed; an empty request is refused with a message
-    "modeling:twin_status": row(LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"job_id": a_simulation_job().pk}),
+    "modeling:twin_simulate": row(
+        LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post"
+    ),  # allowed; an empty request is refused with a message
+    "modeling:twin_status": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"job_id": a_simulation_job().pk}
+    ),
     "api:studies": row(401, FORBIDDEN, 200, 200),
     "api:items": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:ratings": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
@@ -119,9 +200,16 @@ MATRIX = {
 }
 
 # The Django admin is the admin role's alone: everyone else is sent to its login page.
-DJANGO_ADMIN_URLS = ("admin:index", "admin:auth_user_changelist", "admin:auth_group_changelist", "admin:auth_user_add",
-                     "admin:healthagent_cohort_changelist", "admin:evaluation_rubric_changelist", "admin:evaluation_rubric_add",
-                     "admin:modeling_job_changelist")
+DJANGO_ADMIN_URLS = (
+    "admin:index",
+    "admin:auth_user_changelist",
+    "admin:auth_group_changelist",
+    "admin:auth_user_add",
+    "admin:healthagent_cohort_changelist",
+    "admin:evaluation_rubric_changelist",
+    "admin:evaluation_rubric_add",
+    "admin:modeling_job_changelist",
+)
 
 
 def named_urls(patterns=None, namespace=""):
@@ -184,7 +272,11 @@ def test_django_admin_is_for_admins_only(client, url_name, role):
 
 @pytest.mark.django_db
 def test_home_sends_each_role_to_its_page(client):
-    for role, page in (("clinician", "evaluation:queue"), ("researcher", "evaluation:study_list"), ("admin", "modeling:job_list")):
+    for role, page in (
+        ("clinician", "evaluation:queue"),
+        ("researcher", "evaluation:study_list"),
+        ("admin", "modeling:job_list"),
+    ):
         client.force_login(UserFactory(role=role))
         assert client.get(reverse("home"))["Location"] == reverse(page)
 

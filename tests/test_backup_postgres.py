@@ -32,8 +32,13 @@ def postgres_tools():
 
 def conninfo(name: str) -> str:
     settings = connection.settings_dict
-    return psycopg.conninfo.make_conninfo(dbname=name, user=settings["USER"], password=settings["PASSWORD"] or None,
-                                          host=settings["HOST"] or None, port=str(settings["PORT"]) if settings["PORT"] else None)
+    return psycopg.conninfo.make_conninfo(
+        dbname=name,
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"] or None,
+        port=str(settings["PORT"]) if settings["PORT"] else None,
+    )
 
 
 def rows(info: str, query: str) -> list[tuple]:
@@ -45,19 +50,34 @@ def rows(info: str, query: str) -> list[tuple]:
 def test_pg_dump_and_pg_restore_round_trip(postgres_tools, grounded_study, tmp_path):
     for clinician in grounded_study.clinicians.order_by("pk"):
         assignment = assignment_next(study=grounded_study, rater=clinician)
-        rating_submit(assignment_id=assignment.pk, rater=clinician, scores={"relevance": 3, "context": 4, "safety": 5}, comment="kept")
-        rating_submit(assignment_id=assignment.pk, rater=clinician, scores={"relevance": 2, "context": 4, "safety": 5}, comment="revised")
+        rating_submit(
+            assignment_id=assignment.pk,
+            rater=clinician,
+            scores={"relevance": 3, "context": 4, "safety": 5},
+            comment="kept",
+        )
+        rating_submit(
+            assignment_id=assignment.pk,
+            rater=clinician,
+            scores={"relevance": 2, "context": 4, "safety": 5},
+            comment="revised",
+        )
     live = conninfo(connection.settings_dict["NAME"])
     dump = tmp_path / "healthagent.dump"
-    subprocess.run([postgres_tools["pg_dump"], "--format=custom", f"--file={dump}", f"--dbname={live}"], check=True, timeout=120)
+    subprocess.run(
+        [postgres_tools["pg_dump"], "--format=custom", f"--file={dump}", f"--dbname={live}"], check=True, timeout=120
+    )
 
     copy = f"{connection.settings_dict['NAME']}_restore"
     with psycopg.connect(conninfo("postgres"), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{copy}"')
         admin.execute(f'CREATE DATABASE "{copy}"')
     try:
-        subprocess.run([postgres_tools["pg_restore"], "--no-owner", "--exit-on-error", f"--dbname={conninfo(copy)}", str(dump)],
-                       check=True, timeout=120)
+        subprocess.run(
+            [postgres_tools["pg_restore"], "--no-owner", "--exit-on-error", f"--dbname={conninfo(copy)}", str(dump)],
+            check=True,
+            timeout=120,
+        )
         assert len(rows(live, RATINGS)) == 3
         assert rows(conninfo(copy), RATINGS) == rows(live, RATINGS)
         assert rows(conninfo(copy), REVISIONS) == rows(live, REVISIONS)

@@ -61,16 +61,28 @@ def test_every_page_runs_under_the_content_security_policy(grounded_study, page,
 
     log_in_as(page, live_server, UserFactory(role="researcher"))
     participant = grounded_study.items.first().participant
-    for url, chart in ((reverse("evaluation:study_list"), False), (reverse("evaluation:study_detail", args=[grounded_study.pk]), False),
-                       (reverse("evaluation:study_new"), False), (reverse("evaluation:study_dashboard", args=[grounded_study.pk]), False),
-                       (reverse("cohort:cohort_list"), False), (reverse("cohort:participant_detail", args=[participant.pk]), True)):
+    for url, chart in (
+        (reverse("evaluation:study_list"), False),
+        (reverse("evaluation:study_detail", args=[grounded_study.pk]), False),
+        (reverse("evaluation:study_new"), False),
+        (reverse("evaluation:study_dashboard", args=[grounded_study.pk]), False),
+        (reverse("cohort:cohort_list"), False),
+        (reverse("cohort:participant_detail", args=[participant.pk]), True),
+    ):
         assert visit(page, url, chart=chart) == [], url
 
     log_in_as(page, live_server, UserFactory(role="admin"))
-    job = Job.objects.create(kind="demo_training", config={}, state="succeeded", curve=[{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}])
-    for url, chart in ((reverse("modeling:job_list"), False), (reverse("modeling:job_detail", args=[job.pk]), True),
-                       (reverse("modeling:job_new", args=["demo_training"]), False), (reverse("system_status"), False),
-                       (reverse("audit_log"), False), (reverse("admin:index"), False)):
+    job = Job.objects.create(
+        kind="demo_training", config={}, state="succeeded", curve=[{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}]
+    )
+    for url, chart in (
+        (reverse("modeling:job_list"), False),
+        (reverse("modeling:job_detail", args=[job.pk]), True),
+        (reverse("modeling:job_new", args=["demo_training"]), False),
+        (reverse("system_status"), False),
+        (reverse("audit_log"), False),
+        (reverse("admin:index"), False),
+    ):
         assert visit(page, url, chart=chart) == [], url
     assert [text for text in problems["console"] if "Content Security Policy" in text] == []
     assert problems["dialogs"] == []
@@ -96,7 +108,9 @@ def test_planted_payloads_never_run(grounded_study, planted, settings, page, liv
             page.goto(url)
             page.wait_for_load_state("networkidle")
             if page.locator("[data-chart]").count():
-                page.wait_for_selector(".js-plotly-plot .main-svg", timeout=20_000)  # chart labels carry planted text too
+                page.wait_for_selector(
+                    ".js-plotly-plot .main-svg", timeout=20_000
+                )  # chart labels carry planted text too
             assert page.evaluate("window.__xss") is None, (policy, url)
             assert page.evaluate("window.__violations") == [], (policy, url)  # nothing planted even tried to run
     assert problems["dialogs"] == []

@@ -56,6 +56,8 @@ def test_the_same_post_with_the_token_gets_past_the_check(url_name, grounded_stu
     kwargs = spec["kwargs"](objects, user) if callable(spec["kwargs"]) else spec["kwargs"]
     token = get_random_string(32)  # a CSRF secret: the cookie, and the same value sent back as the token
     client.cookies[settings.CSRF_COOKIE_NAME] = token
-    response = client.post(reverse(url_name, kwargs=kwargs) + spec["query"], "{}", content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    response = client.post(
+        reverse(url_name, kwargs=kwargs) + spec["query"], "{}", content_type="application/json", HTTP_X_CSRFTOKEN=token
+    )
     assert response.status_code in (200, 302, 400), (url_name, response.status_code)  # the view's own answer
     assert b"CSRF" not in response.content

@@ -43,14 +43,20 @@ class Controls(HTMLParser):
             self.legends.append(data.strip())
 
 
-@pytest.mark.parametrize("url_name, kwargs", [("evaluation:study_new", {}), ("modeling:twin", {}),
-                                              ("modeling:job_new", {"kind": "generate_recommendations"})])
+@pytest.mark.parametrize(
+    "url_name, kwargs",
+    [("evaluation:study_new", {}), ("modeling:twin", {}), ("modeling:job_new", {"kind": "generate_recommendations"})],
+)
 def test_every_control_has_a_bound_label(client, admin_user, tiny_cohort, url_name, kwargs):
     client.force_login(admin_user)
     parser = Controls()
     parser.feed(client.get(reverse(url_name, kwargs=kwargs)).content.decode())
     assert parser.controls
-    unlabelled = [control_id for control_id, ancestors in parser.controls if control_id not in parser.label_targets and "label" not in ancestors]
+    unlabelled = [
+        control_id
+        for control_id, ancestors in parser.controls
+        if control_id not in parser.label_targets and "label" not in ancestors
+    ]
     assert unlabelled == [] and parser.empty_label_targets == 0
 
 

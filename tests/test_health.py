@@ -22,7 +22,11 @@ def test_health_is_503_and_names_the_failure_when_a_service_is_down(client, monk
     monkeypatch.setattr(health, "_check_broker", broken_broker)
     response = client.get(reverse("health"))
     assert response.status_code == 503
-    assert response.json()["broker"] == {"ok": False, "error": "ConnectionError: connection refused", "latency_ms": response.json()["broker"]["latency_ms"]}
+    assert response.json()["broker"] == {
+        "ok": False,
+        "error": "ConnectionError: connection refused",
+        "latency_ms": response.json()["broker"]["latency_ms"],
+    }
     assert response.json()["database"]["ok"] is True
 
 

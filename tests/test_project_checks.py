@@ -20,7 +20,9 @@ def test_migrations_match_the_models():
 def run_manage(*args, env_overrides):
     env = {key: value for key, value in os.environ.items() if key not in {"DEBUG", "HEALTHAGENT_PROFILE"}}
     env.update(env_overrides)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 PRODUCTION_ENV = {
@@ -34,7 +36,13 @@ PRODUCTION_ENV = {
 
 
 def test_production_profile_passes_check_deploy_without_warnings(tmp_path):
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env_overrides={**PRODUCTION_ENV, "HEALTHAGENT_VAR_DIR": str(tmp_path)})
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env_overrides={**PRODUCTION_ENV, "HEALTHAGENT_VAR_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
 
@@ -72,7 +80,9 @@ def test_modeling_ml_loads_no_django_and_nothing_of_the_site():
     in a fresh interpreter, load no Django, Celery or Channels and no module of the site (import-linter checks the
     imports inside functions too)."""
     env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
-    result = subprocess.run([sys.executable, "-c", LOAD_THE_LIBRARY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_THE_LIBRARY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["library"] > 40  # every module was imported

@@ -59,4 +59,3 @@ def test_the_local_profile_sends_the_same_policy_without_hsts(client):
     headers = {key.lower(): value for key, value in response.headers.items()}
     assert_browser_protections(headers)
     assert "strict-transport-security" not in headers
-

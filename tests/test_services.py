@@ -45,7 +45,9 @@ def test_websocket_round_trip_through_redis(redis_url, client, admin_user):
         communicator = WebsocketCommunicator(application, "/ws/jobs/", headers=headers)
         connected, _ = await communicator.connect()
         assert connected
-        await get_channel_layer().group_send(JOBS_GROUP, {"type": "group.event", "payload": {"job": 7, "state": "running"}})
+        await get_channel_layer().group_send(
+            JOBS_GROUP, {"type": "group.event", "payload": {"job": 7, "state": "running"}}
+        )
         assert await communicator.receive_json_from(timeout=5) == {"job": 7, "state": "running"}
         await communicator.disconnect()
 
@@ -72,8 +74,12 @@ WEBSOCKET_MATRIX = {
 
 
 def websocket_path(name: str, objects: dict) -> str:
-    return {"ws_jobs": "/ws/jobs/", "ws_job": f"/ws/jobs/{objects['job']}/", "ws_twin_job": f"/ws/twin/jobs/{objects['simulation_job']}/",
-            "ws_study": f"/ws/studies/{objects['study']}/"}[name]
+    return {
+        "ws_jobs": "/ws/jobs/",
+        "ws_job": f"/ws/jobs/{objects['job']}/",
+        "ws_twin_job": f"/ws/twin/jobs/{objects['simulation_job']}/",
+        "ws_study": f"/ws/studies/{objects['study']}/",
+    }[name]
 
 
 def test_every_websocket_route_has_a_row():
@@ -88,8 +94,11 @@ def test_every_websocket_route_has_a_row():
 def test_websocket_authorization_matrix(client, user_for_role, role, route, grounded_study):
     from modeling.models import Job
 
-    objects = {"job": Job.objects.create(kind="demo_training", config={}).pk, "simulation_job": Job.objects.create(kind="simulate", config={}).pk,
-               "study": grounded_study.pk}
+    objects = {
+        "job": Job.objects.create(kind="demo_training", config={}).pk,
+        "simulation_job": Job.objects.create(kind="simulate", config={}).pk,
+        "study": grounded_study.pk,
+    }
     user = user_for_role(role)
     headers = session_headers(client, user) if user else [(b"origin", b"http://localhost")]
     assert connects(websocket_path(route, objects), headers) is (role in WEBSOCKET_MATRIX[route])
@@ -101,7 +110,9 @@ def test_websockets_refuse_a_missing_object_and_a_foreign_origin(client, admin_u
 
     headers = session_headers(client, admin_user)
     assert connects("/ws/jobs/999999/", headers) is False
-    assert connects(f"/ws/twin/jobs/{Job.objects.create(kind='demo_training').pk}/", headers) is False  # only simulate jobs
+    assert (
+        connects(f"/ws/twin/jobs/{Job.objects.create(kind='demo_training').pk}/", headers) is False
+    )  # only simulate jobs
     assert connects("/ws/studies/999999/", headers) is False
     foreign = [h for h in headers if h[0] != b"origin"] + [(b"origin", b"http://evil.example")]
     assert connects("/ws/jobs/", foreign) is False
@@ -141,4 +152,7 @@ def test_a_real_worker_on_redis_runs_a_task_against_the_test_database(redis_url)
 @pytest.mark.django_db
 def test_a_queue_without_worker_is_reported(redis_url):
     answers = worker_status(queues=("gpu",), timeout_s=1)
-    assert answers["gpu"] == {"ok": False, "error": "no worker answered within 1 s and no job is running on this queue: no worker serves it (TimeoutError)"}
+    assert answers["gpu"] == {
+        "ok": False,
+        "error": "no worker answered within 1 s and no job is running on this queue: no worker serves it (TimeoutError)",
+    }

@@ -20,13 +20,20 @@ def own_assignment(client, grounded_study):
 
 
 def test_an_over_size_rating_form_is_refused_and_nothing_is_saved(client, own_assignment, settings):
-    form = {"score-relevance": "4", "score-context": "3", "score-safety": "5", "comment": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)}
+    form = {
+        "score-relevance": "4",
+        "score-context": "3",
+        "score-safety": "5",
+        "comment": "x" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1),
+    }
     response = client.post(reverse("evaluation:assignment_submit", args=[own_assignment.pk]), form)
     assert response.status_code == 400
     assert "larger than the limit" in response.content.decode() and "Nothing was saved" in response.content.decode()
     assert not Rating.objects.exists()
     del form["comment"]
-    assert client.post(reverse("evaluation:assignment_submit", args=[own_assignment.pk]), form).status_code == 302  # the limit, not the form
+    assert (
+        client.post(reverse("evaluation:assignment_submit", args=[own_assignment.pk]), form).status_code == 302
+    )  # the limit, not the form
 
 
 def test_an_over_size_draft_is_refused_and_the_draft_kept(client, own_assignment, settings):

@@ -16,9 +16,9 @@ from healthagent.audit import audit_record
 from healthagent.models import AuditEntry, Cohort, Event, Measurement, Recommendation
 
 SCRIPT = '<script>window.__xss="script";alert("script")</script>'
-IMAGE = '<img src=x onerror="window.__xss=\'img\';alert(1)">'
-SVG = '<svg onload="window.__xss=\'svg\';alert(1)"><circle r=1></circle></svg>'
-LINK = '<a href="javascript:window.__xss=\'link\';alert(1)">open</a> [markdown link](javascript:window.__xss=1)'
+IMAGE = "<img src=x onerror=\"window.__xss='img';alert(1)\">"
+SVG = "<svg onload=\"window.__xss='svg';alert(1)\"><circle r=1></circle></svg>"
+LINK = "<a href=\"javascript:window.__xss='link';alert(1)\">open</a> [markdown link](javascript:window.__xss=1)"
 EVERYTHING = f"Rest well. {SCRIPT} {IMAGE} {SVG} {LINK}"
 
 # What must never appear in served HTML: a planted element, or any tag with an inline event handler
@@ -48,21 +48,44 @@ def plant_payloads(study: Study) -> dict[str, list[str]]:
     item = study.items.order_by("position").first()
     participant = item.participant
     Cohort.objects.filter(pk=participant.cohort_id).update(name=f"Clinic {SVG}"[:120], description=EVERYTHING)
-    Event.objects.create(participant=participant, kind=Event.Kind.DIAGNOSIS, name=SVG[:40], day_index=1, detail=IMAGE[:120])
-    Measurement.objects.create(participant=participant, day_index=1, name=IMAGE[:40], value=1.0, unit="<b>u", modality="lab")
+    Event.objects.create(
+        participant=participant, kind=Event.Kind.DIAGNOSIS, name=SVG[:40], day_index=1, detail=IMAGE[:120]
+    )
+    Measurement.objects.create(
+        participant=participant, day_index=1, name=IMAGE[:40], value=1.0, unit="<b>u", modality="lab"
+    )
 
     clinician = study.clinicians.order_by("pk").first()
     assignment = assignment_next(study=study, rater=clinician)
-    rating_submit(assignment_id=assignment.pk, rater=clinician, scores={"relevance": 1, "context": 1, "safety": 1},
-                  comment=EVERYTHING, unsafe=True, unsafe_reason=f"Unsafe {SCRIPT}")
+    rating_submit(
+        assignment_id=assignment.pk,
+        rater=clinician,
+        scores={"relevance": 1, "context": 1, "safety": 1},
+        comment=EVERYTHING,
+        unsafe=True,
+        unsafe_reason=f"Unsafe {SCRIPT}",
+    )
     with transaction.atomic():
-        audit_record(actor=None, via=f"script {SCRIPT}", action=AuditEntry.Action.STUDY_CHANGED, target=study, details={"note": EVERYTHING})
+        audit_record(
+            actor=None,
+            via=f"script {SCRIPT}",
+            action=AuditEntry.Action.STUDY_CHANGED,
+            target=study,
+            details={"note": EVERYTHING},
+        )
     return {
-        "clinician": [reverse("evaluation:queue"), reverse("evaluation:assignment", args=[assignment.pk]),
-                      reverse("evaluation:study_next", args=[study.pk])],
-        "researcher": [reverse("evaluation:study_list"), reverse("evaluation:study_detail", args=[study.pk]),
-                       reverse("evaluation:study_dashboard", args=[study.pk]), reverse("cohort:cohort_list"),
-                       reverse("cohort:cohort_detail", args=[participant.cohort_id]),
-                       reverse("cohort:participant_detail", args=[participant.pk])],
+        "clinician": [
+            reverse("evaluation:queue"),
+            reverse("evaluation:assignment", args=[assignment.pk]),
+            reverse("evaluation:study_next", args=[study.pk]),
+        ],
+        "researcher": [
+            reverse("evaluation:study_list"),
+            reverse("evaluation:study_detail", args=[study.pk]),
+            reverse("evaluation:study_dashboard", args=[study.pk]),
+            reverse("cohort:cohort_list"),
+            reverse("cohort:cohort_detail", args=[participant.cohort_id]),
+            reverse("cohort:participant_detail", args=[participant.pk]),
+        ],
         "admin": [reverse("audit_log"), reverse("evaluation:study_detail", args=[study.pk])],
     }

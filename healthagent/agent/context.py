@@ -33,7 +33,18 @@ DAILY_METRICS = (
     ("spo2_mean_pct", "night-time SpO2", "%", 1),
     ("stress_score", "stress score", "0-100", 0),
 )
-LATEST_MEASUREMENTS = ("systolic_bp", "diastolic_bp", "weight", "hba1c", "fasting_glucose", "ldl", "hdl", "triglycerides", "egfr", "cgm_mean_glucose")
+LATEST_MEASUREMENTS = (
+    "systolic_bp",
+    "diastolic_bp",
+    "weight",
+    "hba1c",
+    "fasting_glucose",
+    "ldl",
+    "hdl",
+    "triglycerides",
+    "egfr",
+    "cgm_mean_glucose",
+)
 # Decimals a measurement is written with wherever it is shown (the answers cite it so; the rating page shows it so); 0 if not listed.
 MEASUREMENT_DECIMALS = {"hba1c": 1, "weight": 1}
 
@@ -90,17 +101,29 @@ def agent_windows(participant: Participant) -> dict:
     """The days the agent's averages come from, in wearable-day numbers: all of the participant's
     wearable days (``first_day``-``last_day``), the last ``recent_days`` of them being the recent window."""
     recent_days = recent_window_days(participant.minute_days)
-    return {"numbering": DAY_NUMBERING, "minute_days": participant.minute_days, "first_day": 1, "last_day": participant.minute_days,
-            "recent_days": recent_days, "recent_first_day": participant.minute_days - recent_days + 1,
-            "baseline_days": participant.minute_days - recent_days}
+    return {
+        "numbering": DAY_NUMBERING,
+        "minute_days": participant.minute_days,
+        "first_day": 1,
+        "last_day": participant.minute_days,
+        "recent_days": recent_days,
+        "recent_first_day": participant.minute_days - recent_days + 1,
+        "baseline_days": participant.minute_days - recent_days,
+    }
 
 
 def _metric(summaries: list[dict], field_name: str, label: str, unit: str, decimals: int, recent_start: int) -> Metric:
     baseline = [s[field_name] for s in summaries if s["day_index"] < recent_start and s[field_name] is not None]
-    recent_rows = [(s["day_index"], s[field_name]) for s in summaries if s["day_index"] >= recent_start and s[field_name] is not None]
+    recent_rows = [
+        (s["day_index"], s[field_name])
+        for s in summaries
+        if s["day_index"] >= recent_start and s[field_name] is not None
+    ]
     recent = [value for _, value in recent_rows]
     baseline_mean, recent_mean = _round(_mean(baseline), decimals), _round(_mean(recent), decimals)
-    change = _round(recent_mean - baseline_mean, decimals) if baseline_mean is not None and recent_mean is not None else None
+    change = (
+        _round(recent_mean - baseline_mean, decimals) if baseline_mean is not None and recent_mean is not None else None
+    )
     slope = None
     if len(recent_rows) >= 4:
         days, values = np.array(recent_rows, dtype=float).T
@@ -111,13 +134,17 @@ def _metric(summaries: list[dict], field_name: str, label: str, unit: str, decim
 def sleep_midpoints(participant: Participant) -> list[float | None]:
     """Per minute-level day, the mean clock time (minutes after midnight, may be negative) of the
     minutes asleep in the night ending that day (18:00 the evening before to noon); None if no sleep."""
-    values, mask = read_window(path=trajectory_root() / participant.trajectory_path, start_day=0,
-                               end_day=participant.minute_days, channels=["sleep_stage"])
+    values, mask = read_window(
+        path=trajectory_root() / participant.trajectory_path,
+        start_day=0,
+        end_day=participant.minute_days,
+        channels=["sleep_stage"],
+    )
     asleep = (mask[:, 0] & (values[:, 0] >= 1)).ravel()
     midpoints = []
     for day in range(participant.minute_days):
         start = day * MINUTES_PER_DAY - 6 * 60
-        window = np.flatnonzero(asleep[max(start, 0): day * MINUTES_PER_DAY + 12 * 60]) + max(start, 0)
+        window = np.flatnonzero(asleep[max(start, 0) : day * MINUTES_PER_DAY + 12 * 60]) + max(start, 0)
         midpoints.append(float(window.mean() - day * MINUTES_PER_DAY) if window.size >= 60 else None)
     return midpoints
 
@@ -134,13 +161,27 @@ def norms_for(age_band: str, sex: str) -> dict:
     sixty_plus = low is not None and low >= 60
     return {
         "sleep_hours": {"low": 7, "high": 8 if older else 9, "source": "AASM/NSF adult sleep duration recommendation"},
-        "daily_steps": {"target": 6000 if sixty_plus else 8000, "source": "step-count meta-analysis (Paluch et al., 2022)"},
+        "daily_steps": {
+            "target": 6000 if sixty_plus else 8000,
+            "source": "step-count meta-analysis (Paluch et al., 2022)",
+        },
         "active_minutes_per_week": {"target": 150, "source": "WHO physical activity guideline (moderate intensity)"},
         "resting_heart_rate_bpm": {"low": 50, "high": 100, "source": "adult resting heart rate range"},
-        "blood_pressure_mmhg": {"normal_below": [120, 80], "stage_1": [130, 80], "stage_2": [140, 90], "crisis": [180, 120],
-                                "source": "ACC/AHA 2017 categories"},
+        "blood_pressure_mmhg": {
+            "normal_below": [120, 80],
+            "stage_1": [130, 80],
+            "stage_2": [140, 90],
+            "crisis": [180, 120],
+            "source": "ACC/AHA 2017 categories",
+        },
         "hba1c_pct": {"prediabetes": 5.7, "diabetes": 6.5, "source": "ADA diagnostic thresholds"},
-        "ldl_mg_dl": {"optimal_below": 100, "borderline_high": 130, "high": 160, "very_high": 190, "source": "NCEP ATP III"},
+        "ldl_mg_dl": {
+            "optimal_below": 100,
+            "borderline_high": 130,
+            "high": 160,
+            "very_high": 190,
+            "source": "NCEP ATP III",
+        },
         "spo2_pct": {"normal_at_least": 95, "low_below": 90},
         "sex": sex,
     }
@@ -155,8 +196,11 @@ def _predictions(participant: Participant) -> list[dict]:
     """The latest foundation model's estimates for ``participant`` that passed the quality bar, with their intervals."""
     from modeling.models import Prediction
 
-    stored = list(Prediction.objects.filter(participant=participant).select_related("checkpoint")
-                  .order_by("-checkpoint__created_at", "-checkpoint_id", "task"))
+    stored = list(
+        Prediction.objects.filter(participant=participant)
+        .select_related("checkpoint")
+        .order_by("-checkpoint__created_at", "-checkpoint_id", "task")
+    )
     if not stored:
         return []
     latest = stored[0].checkpoint
@@ -165,14 +209,25 @@ def _predictions(participant: Participant) -> list[dict]:
         details = prediction.details
         quality = details.get("quality", {})
         if details.get("family") in PREDICTION_FAMILIES_LEFT_OUT or not any(
-                (quality.get(metric) or 0) >= bar for metric, bar in PREDICTION_QUALITY.items()):
+            (quality.get(metric) or 0) >= bar for metric, bar in PREDICTION_QUALITY.items()
+        ):
             continue
         decimals = 2 if prediction.kind != "regression" else 1
-        entries.append({"task": prediction.task, "description": details.get("description", ""), "kind": prediction.kind,
-                        "label": prediction.label or None, "estimate": round(prediction.estimate, decimals),
-                        "interval_90": [round(prediction.low, decimals), round(prediction.high, decimals)], "unit": details.get("unit", ""),
-                        "held_out_quality": {key: round(value, 2) for key, value in quality.items() if key in PREDICTION_QUALITY},
-                        "model": f"{latest.family}-{latest.size} #{latest.pk}"})
+        entries.append(
+            {
+                "task": prediction.task,
+                "description": details.get("description", ""),
+                "kind": prediction.kind,
+                "label": prediction.label or None,
+                "estimate": round(prediction.estimate, decimals),
+                "interval_90": [round(prediction.low, decimals), round(prediction.high, decimals)],
+                "unit": details.get("unit", ""),
+                "held_out_quality": {
+                    key: round(value, 2) for key, value in quality.items() if key in PREDICTION_QUALITY
+                },
+                "model": f"{latest.family}-{latest.size} #{latest.pk}",
+            }
+        )
     return entries
 
 
@@ -187,16 +242,31 @@ def _red_flags(summaries: list[dict], recent_start: int, measurements: dict[str,
     flags = []
     high_rest = [s for s in summaries if s["day_index"] >= recent_start and (s["resting_heart_rate_bpm"] or 0) >= 100]
     if len(high_rest) >= 3:
-        flags.append({"code": "sustained_high_resting_heart_rate", "detail": f"resting heart rate at or above 100 bpm on {len(high_rest)} recent days",
-                      "action": "Seek care: a resting heart rate this high for several days should be checked by a clinician soon."})
+        flags.append(
+            {
+                "code": "sustained_high_resting_heart_rate",
+                "detail": f"resting heart rate at or above 100 bpm on {len(high_rest)} recent days",
+                "action": "Seek care: a resting heart rate this high for several days should be checked by a clinician soon.",
+            }
+        )
     low_oxygen = [s for s in summaries if s["spo2_mean_pct"] is not None and s["spo2_mean_pct"] < 90]
     if low_oxygen:
-        flags.append({"code": "low_oxygen_saturation", "detail": f"night-time SpO2 averaged under 90 % on {len(low_oxygen)} night(s)",
-                      "action": "Seek care: oxygen saturation under 90 % needs prompt medical assessment."})
+        flags.append(
+            {
+                "code": "low_oxygen_saturation",
+                "detail": f"night-time SpO2 averaged under 90 % on {len(low_oxygen)} night(s)",
+                "action": "Seek care: oxygen saturation under 90 % needs prompt medical assessment.",
+            }
+        )
     systolic, diastolic = measurements.get("systolic_bp"), measurements.get("diastolic_bp")
     if (systolic and systolic["value"] >= 180) or (diastolic and diastolic["value"] >= 120):
-        flags.append({"code": "hypertensive_crisis_range", "detail": "the latest blood pressure is in the crisis range (180/120 mmHg or above)",
-                      "action": "Seek care today: blood pressure this high needs urgent medical attention, at once if you have chest pain, breathlessness, weakness or vision changes."})
+        flags.append(
+            {
+                "code": "hypertensive_crisis_range",
+                "detail": "the latest blood pressure is in the crisis range (180/120 mmHg or above)",
+                "action": "Seek care today: blood pressure this high needs urgent medical attention, at once if you have chest pain, breathlessness, weakness or vision changes.",
+            }
+        )
     return flags
 
 
@@ -206,7 +276,10 @@ def participant_context(*, participant: Participant, question: str = "") -> dict
     last_day = participant.minute_start_day + participant.minute_days  # exclusive
     recent_days = recent_window_days(participant.minute_days)
     recent_start = last_day - recent_days
-    metrics = {name: _metric(summaries, name, label, unit, decimals, recent_start) for name, label, unit, decimals in DAILY_METRICS}
+    metrics = {
+        name: _metric(summaries, name, label, unit, decimals, recent_start)
+        for name, label, unit, decimals in DAILY_METRICS
+    }
 
     midpoints = sleep_midpoints(participant) if participant.trajectory_path else []
     observed = [m for m in midpoints if m is not None]
@@ -217,15 +290,24 @@ def participant_context(*, participant: Participant, question: str = "") -> dict
     }
 
     latest: dict[str, dict] = {}
-    for measurement in Measurement.objects.filter(participant=participant, name__in=LATEST_MEASUREMENTS).order_by("name", "-day_index"):
+    for measurement in Measurement.objects.filter(participant=participant, name__in=LATEST_MEASUREMENTS).order_by(
+        "name", "-day_index"
+    ):
         entry = latest.get(measurement.name)
         if entry is None:
-            latest[measurement.name] = {"value": round(measurement.value, 1), "unit": measurement.unit,
-                                        "day": wearable_day(participant, measurement.day_index),
-                                        "days_ago": days_before_last(participant, measurement.day_index), "previous": None}
+            latest[measurement.name] = {
+                "value": round(measurement.value, 1),
+                "unit": measurement.unit,
+                "day": wearable_day(participant, measurement.day_index),
+                "days_ago": days_before_last(participant, measurement.day_index),
+                "previous": None,
+            }
         elif entry["previous"] is None:
-            entry["previous"] = {"value": round(measurement.value, 1), "day": wearable_day(participant, measurement.day_index),
-                                 "days_ago": days_before_last(participant, measurement.day_index)}
+            entry["previous"] = {
+                "value": round(measurement.value, 1),
+                "day": wearable_day(participant, measurement.day_index),
+                "days_ago": days_before_last(participant, measurement.day_index),
+            }
 
     wear = [s["wear_minutes"] for s in summaries]
     context = AgentContext(
@@ -238,8 +320,11 @@ def participant_context(*, participant: Participant, question: str = "") -> dict
         measurements=latest,
         norms=norms_for(participant.age_band, participant.sex),
         red_flags=_red_flags(summaries, recent_start, latest),
-        data_quality={"days_with_data": sum(1 for w in wear if w > 0), "mean_wear_hours": _round(_mean(wear) / 60 if wear else None, 1),
-                      "units": {name: BIOMARKER_BY_NAME[name].unit for name in latest}},
+        data_quality={
+            "days_with_data": sum(1 for w in wear if w > 0),
+            "mean_wear_hours": _round(_mean(wear) / 60 if wear else None, 1),
+            "units": {name: BIOMARKER_BY_NAME[name].unit for name in latest},
+        },
         predictions=_predictions(participant),
         simulated_effects=_simulated_effects(participant),
     )

@@ -47,8 +47,14 @@ def check_answer_text(text: str, *, finish_reason: str | None = None) -> str | N
     return None
 
 
-def recommendation_generate(*, participant: Participant, variant: AgentVariant, question: str = "", backend=None,
-                            timeout_s: float = DEFAULT_TIMEOUT_S) -> Recommendation:
+def recommendation_generate(
+    *,
+    participant: Participant,
+    variant: AgentVariant,
+    question: str = "",
+    backend=None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> Recommendation:
     """Generate and store one recommendation; returns the stored row whatever its status."""
     context = participant_context(participant=participant, question=question)
     started = time.perf_counter()
@@ -64,7 +70,10 @@ def recommendation_generate(*, participant: Participant, variant: AgentVariant, 
             result = screen(answer.text, context)
             flags = result.flags
             if result.action == "blocked":
-                status, error = Recommendation.Status.BLOCKED, "; ".join(f["detail"] for f in flags if f["severity"] == "block")
+                status, error = (
+                    Recommendation.Status.BLOCKED,
+                    "; ".join(f["detail"] for f in flags if f["severity"] == "block"),
+                )
             else:
                 status, text = Recommendation.Status.SUCCEEDED, result.text
     except BackendError as backend_error:
@@ -72,17 +81,33 @@ def recommendation_generate(*, participant: Participant, variant: AgentVariant, 
     metadata = {**metadata, "total_s": round(time.perf_counter() - started, 3)}
     with transaction.atomic():
         recommendation, _ = Recommendation.objects.update_or_create(
-            participant=participant, variant=variant, question=question.strip(),
+            participant=participant,
+            variant=variant,
+            question=question.strip(),
             # PostgreSQL text cannot hold NUL: a backend's raw bytes are kept visibly replaced instead.
-            defaults={"status": status, "text": text, "raw_text": raw_text[:MAX_ANSWER_CHARS * 2].replace("\x00", "\ufffd"), "items": items if status == "succeeded" else [],
-                      "context": context, "safety_flags": flags, "error": error, "backend_metadata": metadata},
+            defaults={
+                "status": status,
+                "text": text,
+                "raw_text": raw_text[: MAX_ANSWER_CHARS * 2].replace("\x00", "\ufffd"),
+                "items": items if status == "succeeded" else [],
+                "context": context,
+                "safety_flags": flags,
+                "error": error,
+                "backend_metadata": metadata,
+            },
         )
     return recommendation
 
 
-def cohort_generate(*, cohort: Cohort, variants: list[AgentVariant], regenerate: bool = False,
-                    progress: Callable[[int, int, str], None] | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                    participant_ids: list[int] | None = None) -> dict:
+def cohort_generate(
+    *,
+    cohort: Cohort,
+    variants: list[AgentVariant],
+    regenerate: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    participant_ids: list[int] | None = None,
+) -> dict:
     """Recommendations for every participant × variant (or only the cohort's ``participant_ids``: a study's
     sample, when a language model takes a quarter of a minute an answer); existing successful ones are kept
     unless ``regenerate``.
@@ -95,8 +120,11 @@ def cohort_generate(*, cohort: Cohort, variants: list[AgentVariant], regenerate:
     participants = list(participants)
     done = set()
     if not regenerate:
-        done = set(Recommendation.objects.filter(participant__cohort=cohort, variant__in=variants, question="", status="succeeded")
-                   .values_list("participant_id", "variant_id"))
+        done = set(
+            Recommendation.objects.filter(
+                participant__cohort=cohort, variant__in=variants, question="", status="succeeded"
+            ).values_list("participant_id", "variant_id")
+        )
     counts = {"succeeded": 0, "failed": 0, "blocked": 0, "kept": 0}
     total = len(participants) * len(variants)
     position = 0
@@ -110,7 +138,9 @@ def cohort_generate(*, cohort: Cohort, variants: list[AgentVariant], regenerate:
             if (participant.pk, variant.pk) in done:
                 counts["kept"] += 1
             else:
-                recommendation = recommendation_generate(participant=participant, variant=variant, backend=backend, timeout_s=timeout_s)
+                recommendation = recommendation_generate(
+                    participant=participant, variant=variant, backend=backend, timeout_s=timeout_s
+                )
                 counts[recommendation.status] += 1
             if progress:
                 progress(position, total, f"{variant.name}: {position} of {total}")

@@ -25,14 +25,22 @@ def context_as_text(context: dict) -> str:
     person = context["participant"]
     lines = [f"Person: age {person['age_band']}, {person['sex']}."]
     for name, metric in context["metrics"].items():
-        formatter = (lambda v: duration(v)) if name == "sleep_minutes" else (lambda v: number(v, 1 if isinstance(v, float) and v % 1 else 0))
+        formatter = (
+            (lambda v: duration(v))
+            if name == "sleep_minutes"
+            else (lambda v: number(v, 1 if isinstance(v, float) and v % 1 else 0))
+        )
         line = _metric_line(metric, formatter)
         if line:
             lines.append(line.replace(" min on average", " on average") if name == "sleep_minutes" else line)
     if context["sleep_timing"]["midpoint_sd_min"] is not None:
-        lines.append(f"- sleep timing varies by {duration(context['sleep_timing']['midpoint_sd_min'])} from night to night")
+        lines.append(
+            f"- sleep timing varies by {duration(context['sleep_timing']['midpoint_sd_min'])} from night to night"
+        )
     for name, measurement in context["measurements"].items():
-        lines.append(f"- latest {name.replace('_', ' ')}: {measurement['value']} {measurement['unit']} ({measurement['days_ago']} days ago)")
+        lines.append(
+            f"- latest {name.replace('_', ' ')}: {measurement['value']} {measurement['unit']} ({measurement['days_ago']} days ago)"
+        )
     for prediction in context.get("predictions", []):
         low, high = prediction["interval_90"]
         if prediction["kind"] == "regression":
@@ -41,7 +49,9 @@ def context_as_text(context: dict) -> str:
             estimate = f"{prediction['label']}, probability {prediction['estimate']} (90 % interval {low} to {high})"
         lines.append(f"- wearable-model estimate, not a diagnosis: {prediction['description']}: {estimate}")
     for effect in context.get("simulated_effects", []):
-        lines.append(f"- predicted effect of {effect['description']}: {effect['mean']} {effect['unit']} on {effect['biomarker_label']}")
+        lines.append(
+            f"- predicted effect of {effect['description']}: {effect['mean']} {effect['unit']} on {effect['biomarker_label']}"
+        )
     for flag in context["red_flags"]:
         lines.append(f"- warning: {flag['detail']}")
     return "\n".join(lines)

@@ -68,8 +68,14 @@ def age_from_birth(*, birth: date, on: date) -> float:
 
 
 SEX_VALUES = {
-    "f": "female", "female": "female", "woman": "female", "hkbiologicalsexfemale": "female",
-    "m": "male", "male": "male", "man": "male", "hkbiologicalsexmale": "male",
+    "f": "female",
+    "female": "female",
+    "woman": "female",
+    "hkbiologicalsexfemale": "female",
+    "m": "male",
+    "male": "male",
+    "man": "male",
+    "hkbiologicalsexmale": "male",
 }
 
 

@@ -9,12 +9,20 @@ from healthagent.models import Participant
 from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days
 
 
-def participant_day_captions(*, participant: Participant, start_day: int, end_day: int, levels=READER_LEVELS) -> list[dict]:
+def participant_day_captions(
+    *, participant: Participant, start_day: int, end_day: int, levels=READER_LEVELS
+) -> list[dict]:
     """``{"day", "caption"}`` for minute-level days ``[start_day, end_day)`` (0-based), each numbered as the chart
     numbers it (``cohort/days.py``: day 1 is the first day of wearable data), not by its position in the window."""
     if not participant.trajectory_path or end_day <= start_day:
         return []
-    values, mask = read_window(path=trajectory_root() / participant.trajectory_path, start_day=start_day, end_day=end_day)
-    events = participant.events.filter(start_minute__isnull=False, end_minute__gt=start_day * 1440, start_minute__lt=end_day * 1440)
-    captions = caption_days(values, mask, list(events.only("name", "kind", "start_minute", "end_minute")), levels, first_day=start_day)
+    values, mask = read_window(
+        path=trajectory_root() / participant.trajectory_path, start_day=start_day, end_day=end_day
+    )
+    events = participant.events.filter(
+        start_minute__isnull=False, end_minute__gt=start_day * 1440, start_minute__lt=end_day * 1440
+    )
+    captions = caption_days(
+        values, mask, list(events.only("name", "kind", "start_minute", "end_minute")), levels, first_day=start_day
+    )
     return [{"day": start_day + position + 1, "caption": caption} for position, caption in enumerate(captions)]

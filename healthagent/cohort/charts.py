@@ -21,7 +21,16 @@ from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Event, Participant
 from modeling.ml.data.spec import FEATURE_NAMES, MINUTES_PER_DAY, SLEEP_STAGES, feature, unit_label
 
-DEFAULT_CHANNELS = ("heart_rate", "rmssd", "steps", "sleep_stage", "skin_temperature", "skin_conductance", "spo2", "stress_score")
+DEFAULT_CHANNELS = (
+    "heart_rate",
+    "rmssd",
+    "steps",
+    "sleep_stage",
+    "skin_temperature",
+    "skin_conductance",
+    "spo2",
+    "stress_score",
+)
 MAX_BUCKETS = 720  # per channel: at most 1,440 points (a min and a max per bucket)
 MINUTE_MS = 60_000
 
@@ -31,7 +40,11 @@ MINUTE_MS = 60_000
 _YEAR_BY_WEEKDAY = {0: 2001, 1: 2002, 2: 2003, 3: 2004, 4: 2010, 5: 2005, 6: 2006}
 AXIS_FORMAT = "Day %-j, %a %H:%M"
 
-EVENT_COLOURS = {"sleep": "rgba(90, 100, 160, 0.16)", "stress": "rgba(214, 120, 0, 0.14)", "illness": "rgba(200, 30, 30, 0.12)"}
+EVENT_COLOURS = {
+    "sleep": "rgba(90, 100, 160, 0.16)",
+    "stress": "rgba(214, 120, 0, 0.14)",
+    "illness": "rgba(200, 30, 30, 0.12)",
+}
 ACTIVITY_COLOUR = "rgba(30, 150, 80, 0.18)"
 
 
@@ -47,7 +60,9 @@ def chart_channels(text: str | None) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(","))
     known = set(FEATURE_NAMES)
     if not all(names) or len(set(names)) != len(names) or len(names) > len(DEFAULT_CHANNELS) or not set(names) <= known:
-        raise ChartError(f"channels must be 1 to {len(DEFAULT_CHANNELS)} different names of: {', '.join(sorted(known))}")
+        raise ChartError(
+            f"channels must be 1 to {len(DEFAULT_CHANNELS)} different names of: {', '.join(sorted(known))}"
+        )
     return names
 
 
@@ -85,8 +100,14 @@ def _downsample(minutes: np.ndarray, values: np.ndarray, max_buckets: int) -> tu
     return out_minutes, out_values.ravel()
 
 
-def minute_figure(*, participant: Participant, start_minute: int | None = None, end_minute: int | None = None,
-                  channels: tuple[str, ...] = DEFAULT_CHANNELS, max_buckets: int = MAX_BUCKETS) -> dict:
+def minute_figure(
+    *,
+    participant: Participant,
+    start_minute: int | None = None,
+    end_minute: int | None = None,
+    channels: tuple[str, ...] = DEFAULT_CHANNELS,
+    max_buckets: int = MAX_BUCKETS,
+) -> dict:
     """Stacked panels of minute-level channels over ``[start_minute, end_minute)`` as plotly JSON.
 
     Minutes count from the participant's first minute-level minute; the default is the whole
@@ -98,10 +119,15 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
     if end_minute - start_minute < 10:
         raise ChartError("the window must cover at least ten minutes of the trajectory")
     start_day, end_day = start_minute // MINUTES_PER_DAY, -(-end_minute // MINUTES_PER_DAY)
-    values, mask = read_window(path=trajectory_root() / participant.trajectory_path, start_day=start_day, end_day=end_day, channels=list(channels))
+    values, mask = read_window(
+        path=trajectory_root() / participant.trajectory_path,
+        start_day=start_day,
+        end_day=end_day,
+        channels=list(channels),
+    )
     flat = np.where(mask, values, np.nan).transpose(1, 0, 2).reshape(len(channels), -1)  # (channels, minutes)
     offset = start_minute - start_day * MINUTES_PER_DAY
-    flat = flat[:, offset: offset + (end_minute - start_minute)]
+    flat = flat[:, offset : offset + (end_minute - start_minute)]
     minutes = np.arange(start_minute, end_minute)
 
     figure = make_subplots(rows=len(channels), cols=1, shared_xaxes=True, vertical_spacing=0.012)
@@ -109,30 +135,66 @@ def minute_figure(*, participant: Participant, start_minute: int | None = None, 
         spec = feature(name)
         x_minutes, y = _downsample(minutes, flat[row - 1], max_buckets)
         figure.add_trace(
-            go.Scatter(x=minute_to_axis_ms(participant, x_minutes), y=y, mode="lines", name=spec.description,
-                       line={"width": 1.1, "shape": "hv" if spec.categorical else "linear"}, connectgaps=False,
-                       hovertemplate=f"%{{y:.1f}} {unit_label(spec.unit)}<extra>{name.replace('_', ' ')}</extra>"),
-            row=row, col=1,
+            go.Scatter(
+                x=minute_to_axis_ms(participant, x_minutes),
+                y=y,
+                mode="lines",
+                name=spec.description,
+                line={"width": 1.1, "shape": "hv" if spec.categorical else "linear"},
+                connectgaps=False,
+                hovertemplate=f"%{{y:.1f}} {unit_label(spec.unit)}<extra>{name.replace('_', ' ')}</extra>",
+            ),
+            row=row,
+            col=1,
         )
-        axis = {"title": {"text": f"{name.replace('_', ' ')}<br>({unit_label(spec.unit)})", "font": {"size": 10}}, "fixedrange": True}
+        axis = {
+            "title": {"text": f"{name.replace('_', ' ')}<br>({unit_label(spec.unit)})", "font": {"size": 10}},
+            "fixedrange": True,
+        }
         if name == "sleep_stage":
             axis.update(tickvals=[0, 1, 2, 3], ticktext=list(SLEEP_STAGES), range=[-0.3, 3.3])
         figure.update_yaxes(axis, row=row, col=1)
 
     origin = _axis_origin_ms(participant)
-    events = participant.events.filter(start_minute__lt=end_minute, end_minute__gt=start_minute).values_list("kind", "start_minute", "end_minute")
+    events = participant.events.filter(start_minute__lt=end_minute, end_minute__gt=start_minute).values_list(
+        "kind", "start_minute", "end_minute"
+    )
     shapes = [
-        {"type": "rect", "xref": "x", "yref": "paper", "x0": origin + max(start, start_minute) * MINUTE_MS,
-         "x1": origin + min(end, end_minute) * MINUTE_MS, "y0": 0, "y1": 1, "line": {"width": 0}, "layer": "below",
-         "fillcolor": EVENT_COLOURS.get(kind, ACTIVITY_COLOUR)}
+        {
+            "type": "rect",
+            "xref": "x",
+            "yref": "paper",
+            "x0": origin + max(start, start_minute) * MINUTE_MS,
+            "x1": origin + min(end, end_minute) * MINUTE_MS,
+            "y0": 0,
+            "y1": 1,
+            "line": {"width": 0},
+            "layer": "below",
+            "fillcolor": EVENT_COLOURS.get(kind, ACTIVITY_COLOUR),
+        }
         for kind, start, end in events
     ]
-    figure.update_xaxes(type="date", tickformat=AXIS_FORMAT, hoverformat=AXIS_FORMAT, range=[origin + start_minute * MINUTE_MS, origin + end_minute * MINUTE_MS])
+    figure.update_xaxes(
+        type="date",
+        tickformat=AXIS_FORMAT,
+        hoverformat=AXIS_FORMAT,
+        range=[origin + start_minute * MINUTE_MS, origin + end_minute * MINUTE_MS],
+    )
     figure.update_layout(
-        height=110 * len(channels) + 60, margin={"l": 90, "r": 20, "t": 20, "b": 40}, showlegend=False,
-        hovermode="x unified", shapes=shapes, template="plotly_white",
+        height=110 * len(channels) + 60,
+        margin={"l": 90, "r": 20, "t": 20, "b": 40},
+        showlegend=False,
+        hovermode="x unified",
+        shapes=shapes,
+        template="plotly_white",
         # channels: what a zoom asks for again (static/js/trajectory-chart.js), so it redraws the same panels.
-        meta={"start_minute": start_minute, "end_minute": end_minute, "origin_ms": origin, "total_minutes": total, "channels": list(channels)},
+        meta={
+            "start_minute": start_minute,
+            "end_minute": end_minute,
+            "origin_ms": origin,
+            "total_minutes": total,
+            "channels": list(channels),
+        },
     )
     return json.loads(figure.to_json())
 
@@ -141,16 +203,28 @@ CHART_CACHE_VERSION = 3  # bump when minute_figure's output changes
 _SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as django.utils.html.json_script
 
 
-def minute_figure_key(*, participant: Participant, start_minute: int | None = None, end_minute: int | None = None,
-                      channels: tuple[str, ...] = DEFAULT_CHANNELS) -> str:
+def minute_figure_key(
+    *,
+    participant: Participant,
+    start_minute: int | None = None,
+    end_minute: int | None = None,
+    channels: tuple[str, ...] = DEFAULT_CHANNELS,
+) -> str:
     """What a minute figure depends on: the chart code's version, the trajectory file, the window, the
     channels. The cache key of :func:`minute_figure_json`, and an ETag for the figure's URL."""
     path = trajectory_root() / participant.trajectory_path
-    return f"minute-figure:v{CHART_CACHE_VERSION}:{participant.pk}:{path}:{start_minute}:{end_minute}:{','.join(channels)}"
+    return (
+        f"minute-figure:v{CHART_CACHE_VERSION}:{participant.pk}:{path}:{start_minute}:{end_minute}:{','.join(channels)}"
+    )
 
 
-def minute_figure_json(*, participant: Participant, start_minute: int | None = None, end_minute: int | None = None,
-                       channels: tuple[str, ...] = DEFAULT_CHANNELS) -> str:
+def minute_figure_json(
+    *,
+    participant: Participant,
+    start_minute: int | None = None,
+    end_minute: int | None = None,
+    channels: tuple[str, ...] = DEFAULT_CHANNELS,
+) -> str:
     """:func:`minute_figure` as JSON text, through the ``charts`` cache, keyed by participant and window.
 
     The text is safe inside a ``<script type="application/json">`` element (``<``, ``>`` and ``&``
@@ -160,25 +234,39 @@ def minute_figure_json(*, participant: Participant, start_minute: int | None = N
     trajectory file is written once, under a path that names the participant), so a cached figure
     is never stale.
     """
-    key = minute_figure_key(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels)
+    key = minute_figure_key(
+        participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
+    )
     cache = caches["charts"]
     text = cache.get(key)
     if text is None:
-        figure = minute_figure(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels)
+        figure = minute_figure(
+            participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
+        )
         text = json.dumps(figure, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
         cache.set(key, text)
     return mark_safe(text)
 
 
-def minute_figure_gzip(*, participant: Participant, start_minute: int | None = None, end_minute: int | None = None,
-                       channels: tuple[str, ...] = DEFAULT_CHANNELS) -> bytes:
+def minute_figure_gzip(
+    *,
+    participant: Participant,
+    start_minute: int | None = None,
+    end_minute: int | None = None,
+    channels: tuple[str, ...] = DEFAULT_CHANNELS,
+) -> bytes:
     """:func:`minute_figure_json` gzip-compressed, cached beside it: the ~210 KB figure travels as ~5x fewer bytes,
     and the compression (a few ms) is paid once per figure, not per request."""
-    key = minute_figure_key(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels) + ":gzip"
+    key = (
+        minute_figure_key(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels)
+        + ":gzip"
+    )
     cache = caches["charts"]
     compressed = cache.get(key)
     if compressed is None:
-        text = minute_figure_json(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels)
+        text = minute_figure_json(
+            participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
+        )
         compressed = compress_string(text.encode())
         cache.set(key, compressed)
     return compressed
@@ -209,8 +297,14 @@ def daily_figure(*, participant: Participant) -> dict:
     days = [wearable_day(participant, summary["day_index"]) for summary in summaries]
     for row, (field, title, unit) in enumerate(DAILY_PANELS, start=1):
         values = [summary[field] for summary in summaries]
-        figure.add_trace(go.Bar(x=days, y=values, name=title, hovertemplate=f"day %{{x}}: %{{y:.0f}} {unit}<extra>{title}</extra>"), row=row, col=1)
-        figure.update_yaxes(title={"text": f"{title}<br>({unit_label(unit)})", "font": {"size": 10}}, fixedrange=True, row=row, col=1)
+        figure.add_trace(
+            go.Bar(x=days, y=values, name=title, hovertemplate=f"day %{{x}}: %{{y:.0f}} {unit}<extra>{title}</extra>"),
+            row=row,
+            col=1,
+        )
+        figure.update_yaxes(
+            title={"text": f"{title}<br>({unit_label(unit)})", "font": {"size": 10}}, fixedrange=True, row=row, col=1
+        )
 
     measurements: dict[str, list[tuple[int, float]]] = {}
     for name, day_index, value in participant.measurements.values_list("name", "day_index", "value"):
@@ -218,24 +312,77 @@ def daily_figure(*, participant: Participant) -> dict:
     for row, (names, title, unit) in enumerate(MEASUREMENT_PANELS, start=len(DAILY_PANELS) + 1):
         for name in names:
             points = measurements.get(name, [])
-            figure.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="markers", name=name,
-                                        marker={"size": 5}, hovertemplate=f"day %{{x}}: %{{y:.1f}} {unit}<extra>{name}</extra>"),
-                             row=row, col=1)
-        figure.update_yaxes(title={"text": f"{title}<br>({unit_label(unit)})", "font": {"size": 10}}, fixedrange=True, row=row, col=1)
+            figure.add_trace(
+                go.Scatter(
+                    x=[p[0] for p in points],
+                    y=[p[1] for p in points],
+                    mode="markers",
+                    name=name,
+                    marker={"size": 5},
+                    hovertemplate=f"day %{{x}}: %{{y:.1f}} {unit}<extra>{name}</extra>",
+                ),
+                row=row,
+                col=1,
+            )
+        figure.update_yaxes(
+            title={"text": f"{title}<br>({unit_label(unit)})", "font": {"size": 10}}, fixedrange=True, row=row, col=1
+        )
 
-    markers = participant.events.filter(kind__in=[Event.Kind.MEDICATION, Event.Kind.INTERVENTION, Event.Kind.DIAGNOSIS, Event.Kind.ENDPOINT])
+    markers = participant.events.filter(
+        kind__in=[Event.Kind.MEDICATION, Event.Kind.INTERVENTION, Event.Kind.DIAGNOSIS, Event.Kind.ENDPOINT]
+    )
     shapes, annotations = [], []
     for kind, name, day_index in markers.values_list("kind", "name", "day_index"):
         day_index = wearable_day(participant, day_index)
-        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": day_index, "x1": day_index, "y0": 0, "y1": 1,
-                       "line": {"width": 1, "dash": "dot", "color": "#9a6700" if kind == Event.Kind.DIAGNOSIS else "#0b5cad"}})
-        annotations.append({"x": day_index, "y": 1, "xref": "x", "yref": "paper", "text": name.replace("_", " "),
-                            "showarrow": False, "textangle": -90, "xanchor": "left", "yanchor": "top", "font": {"size": 9}})
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "x",
+                "yref": "paper",
+                "x0": day_index,
+                "x1": day_index,
+                "y0": 0,
+                "y1": 1,
+                "line": {"width": 1, "dash": "dot", "color": "#9a6700" if kind == Event.Kind.DIAGNOSIS else "#0b5cad"},
+            }
+        )
+        annotations.append(
+            {
+                "x": day_index,
+                "y": 1,
+                "xref": "x",
+                "yref": "paper",
+                "text": name.replace("_", " "),
+                "showarrow": False,
+                "textangle": -90,
+                "xanchor": "left",
+                "yanchor": "top",
+                "font": {"size": 9},
+            }
+        )
     minute_window = [0.5, participant.minute_days + 0.5]
-    shapes.append({"type": "rect", "xref": "x", "yref": "paper", "x0": minute_window[0], "x1": minute_window[1], "y0": 0, "y1": 1,
-                   "fillcolor": "rgba(11, 92, 173, 0.06)", "line": {"width": 0}, "layer": "below"})
+    shapes.append(
+        {
+            "type": "rect",
+            "xref": "x",
+            "yref": "paper",
+            "x0": minute_window[0],
+            "x1": minute_window[1],
+            "y0": 0,
+            "y1": 1,
+            "fillcolor": "rgba(11, 92, 173, 0.06)",
+            "line": {"width": 0},
+            "layer": "below",
+        }
+    )
     figure.update_xaxes(title={"text": "day (day 1 is the first day of wearable data)"}, row=rows, col=1)
-    figure.update_layout(height=95 * rows + 80, margin={"l": 90, "r": 20, "t": 20, "b": 40}, showlegend=False,
-                         template="plotly_white", shapes=shapes, annotations=annotations, bargap=0.15)
+    figure.update_layout(
+        height=95 * rows + 80,
+        margin={"l": 90, "r": 20, "t": 20, "b": 40},
+        showlegend=False,
+        template="plotly_white",
+        shapes=shapes,
+        annotations=annotations,
+        bargap=0.15,
+    )
     return json.loads(figure.to_json())
-

@@ -8,7 +8,9 @@ class DaySearchError(Exception):
     """No search can be made (no index, no model, no word it knows): the message says why, for the page."""
 
 
-DaySearch = Callable[..., list[dict]]  # (*, query, limit) -> [{"participant_id", "day_index", "score", ...}], best first
+DaySearch = Callable[
+    ..., list[dict]
+]  # (*, query, limit) -> [{"participant_id", "day_index", "score", ...}], best first
 _search: list[DaySearch] = []
 
 

@@ -66,19 +66,42 @@ def _participant_rows(participant: Participant, raw: RawParticipant) -> tuple[li
         for summary in daily_summaries(raw.values, raw.mask)
     ]
     measurements = [
-        Measurement(participant=participant, day_index=m["day"], name=m["name"], value=m["value"], unit=m["unit"], modality=m["modality"])
+        Measurement(
+            participant=participant,
+            day_index=m["day"],
+            name=m["name"],
+            value=m["value"],
+            unit=m["unit"],
+            modality=m["modality"],
+        )
         for m in raw.measurements
     ]
     events = [
-        Event(participant=participant, kind=e["kind"], name=e["name"], day_index=e["day"], start_minute=e.get("start_minute"),
-              end_minute=e.get("end_minute"), detail=e.get("detail", "")[:120])
+        Event(
+            participant=participant,
+            kind=e["kind"],
+            name=e["name"],
+            day_index=e["day"],
+            start_minute=e.get("start_minute"),
+            end_minute=e.get("end_minute"),
+            detail=e.get("detail", "")[:120],
+        )
         for e in raw.events
     ]
     return summaries, measurements, events
 
 
-def cohort_import(*, name: str, source: str, participants: Iterable[RawParticipant], source_report: dict | None = None,
-                  k: int = 5, description: str = "", user=None, via: str = "") -> ImportSummary:
+def cohort_import(
+    *,
+    name: str,
+    source: str,
+    participants: Iterable[RawParticipant],
+    source_report: dict | None = None,
+    k: int = 5,
+    description: str = "",
+    user=None,
+    via: str = "",
+) -> ImportSummary:
     """Import ``participants`` into the cohort ``name`` (created if new), atomically.
 
     Participants already in the cohort (same pseudonym) are left as they are, so importing the
@@ -87,9 +110,13 @@ def cohort_import(*, name: str, source: str, participants: Iterable[RawParticipa
     written: list[Path] = []
     try:
         with transaction.atomic():
-            cohort, created = Cohort.objects.get_or_create(name=name, defaults={"source": source, "description": description, "k_anonymity": k, "created_by": user})
+            cohort, created = Cohort.objects.get_or_create(
+                name=name, defaults={"source": source, "description": description, "k_anonymity": k, "created_by": user}
+            )
             if not created and cohort.source != source:
-                raise CohortImportError(f"cohort {name!r} holds {cohort.source} data; import {source} data into another cohort")
+                raise CohortImportError(
+                    f"cohort {name!r} holds {cohort.source} data; import {source} data into another cohort"
+                )
             existing = set(cohort.participants.values_list("pseudonym", flat=True))
             new_participants: list[Participant] = []
             already_present = 0
@@ -98,7 +125,9 @@ def cohort_import(*, name: str, source: str, participants: Iterable[RawParticipa
                     key = pseudonym(source=source, source_id=raw.source_id)
                     band = age_band(raw.age_years)
                 except AnonymizationError as error:
-                    raise CohortImportError(f"participant #{len(new_participants) + already_present + 1}: {error}") from error
+                    raise CohortImportError(
+                        f"participant #{len(new_participants) + already_present + 1}: {error}"
+                    ) from error
                 if key in existing:
                     already_present += 1
                     continue
@@ -110,18 +139,26 @@ def cohort_import(*, name: str, source: str, participants: Iterable[RawParticipa
                     weekday = shifted_weekday(first_day=raw.first_day, shift_days=shift + raw.minute_start_day)
                 relative_path = Path(f"cohort-{cohort.pk}") / f"{key}.parquet"
                 participant = Participant.objects.create(
-                    cohort=cohort, pseudonym=key, age_band=band, sex=normalize_sex(raw.sex),
+                    cohort=cohort,
+                    pseudonym=key,
+                    age_band=band,
+                    sex=normalize_sex(raw.sex),
                     history_days=max(raw.history_days, raw.minute_start_day + raw.values.shape[0]),
-                    minute_start_day=raw.minute_start_day, minute_days=raw.values.shape[0], start_weekday=weekday,
-                    trajectory_path=str(relative_path), ground_truth=raw.ground_truth,
+                    minute_start_day=raw.minute_start_day,
+                    minute_days=raw.values.shape[0],
+                    start_weekday=weekday,
+                    trajectory_path=str(relative_path),
+                    ground_truth=raw.ground_truth,
                 )
                 path = trajectory_root() / relative_path
                 written.append(path)
                 try:
                     write_trajectory(path=path, values=raw.values, mask=raw.mask, start_weekday=weekday)
                 except OSError as error:  # a full or failing trajectory store: say so, and roll everything back
-                    raise CohortImportError(f"participant #{len(new_participants) + already_present + 1}: the trajectory store cannot "
-                                            f"take its file ({error.strerror or error}); nothing of this import was kept") from error
+                    raise CohortImportError(
+                        f"participant #{len(new_participants) + already_present + 1}: the trajectory store cannot "
+                        f"take its file ({error.strerror or error}); nothing of this import was kept"
+                    ) from error
                 summaries, measurements, events = _participant_rows(participant, raw)
                 DailySummary.objects.bulk_create(summaries, batch_size=500)
                 Measurement.objects.bulk_create(measurements, batch_size=2000)
@@ -129,11 +166,26 @@ def cohort_import(*, name: str, source: str, participants: Iterable[RawParticipa
                 new_participants.append(participant)
 
             anonymity = _apply_k_anonymity(cohort, new_participants, k)
-            entry = {**(source_report or {}), "imported": len(new_participants), "already_present": already_present, "k_anonymity": anonymity}
+            entry = {
+                **(source_report or {}),
+                "imported": len(new_participants),
+                "already_present": already_present,
+                "k_anonymity": anonymity,
+            }
             cohort.import_report = {"imports": [*cohort.import_report.get("imports", []), entry]}
             cohort.save(update_fields=["import_report"])
-            audit_record(actor=user, via=via, action=Action.COHORT_IMPORTED, target=cohort,
-                         details={"source": source, "imported": len(new_participants), "already_present": already_present, "k": k})
+            audit_record(
+                actor=user,
+                via=via,
+                action=Action.COHORT_IMPORTED,
+                target=cohort,
+                details={
+                    "source": source,
+                    "imported": len(new_participants),
+                    "already_present": already_present,
+                    "k": k,
+                },
+            )
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)

@@ -23,22 +23,33 @@ def check_upload_sizes(paths: list[Path]) -> None:
     for path in paths:
         size = _size_bytes(path)
         if size > limit:
-            raise CohortImportError(f"{path.name}: {size:,} bytes is over the import limit of {limit:,} bytes (COHORT_IMPORT_MAX_BYTES)")
+            raise CohortImportError(
+                f"{path.name}: {size:,} bytes is over the import limit of {limit:,} bytes (COHORT_IMPORT_MAX_BYTES)"
+            )
 
 
 def _synthetic(options: dict):
     if options["participants"] < 1 or options["days"] < 1:
         raise CohortImportError("--participants and --days must be at least 1")
-    return synthetic_participants(participants=options["participants"], days=options["days"], seed=options["seed"], history_days=options["history_days"])
+    return synthetic_participants(
+        participants=options["participants"],
+        days=options["days"],
+        seed=options["seed"],
+        history_days=options["history_days"],
+    )
 
 
 def _csv(options: dict):
     paths = [Path(p) for p in options["paths"]]
     if len(paths) != 1:
-        raise CohortImportError("csv takes exactly one signals file (CSV or Parquet); demographics and measurements go in --demographics and --measurements")
+        raise CohortImportError(
+            "csv takes exactly one signals file (CSV or Parquet); demographics and measurements go in --demographics and --measurements"
+        )
     optional = [Path(options[name]) if options.get(name) else None for name in ("demographics", "measurements")]
     check_upload_sizes(paths + [p for p in optional if p])
-    return tabular_participants(signals=paths[0], demographics=optional[0], measurements=optional[1], timezone=options.get("timezone"))
+    return tabular_participants(
+        signals=paths[0], demographics=optional[0], measurements=optional[1], timezone=options.get("timezone")
+    )
 
 
 def _fitbit(options: dict):

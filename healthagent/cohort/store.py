@@ -38,7 +38,9 @@ def write_trajectory(*, path: Path, values: np.ndarray, mask: np.ndarray, start_
     """
     days, channels, minutes = values.shape
     if (channels, minutes) != (NUM_FEATURES, MINUTES_PER_DAY) or mask.shape != values.shape:
-        raise TrajectoryError(f"expected (days, {NUM_FEATURES}, {MINUTES_PER_DAY}) arrays, got {values.shape} and {mask.shape}")
+        raise TrajectoryError(
+            f"expected (days, {NUM_FEATURES}, {MINUTES_PER_DAY}) arrays, got {values.shape} and {mask.shape}"
+        )
     flat_values = values.transpose(1, 0, 2).reshape(NUM_FEATURES, days * MINUTES_PER_DAY).astype(np.float32)
     flat_mask = mask.transpose(1, 0, 2).reshape(NUM_FEATURES, days * MINUTES_PER_DAY)
     flat_values = np.where(flat_mask, flat_values, np.nan).astype(np.float32)
@@ -55,7 +57,9 @@ def write_trajectory(*, path: Path, values: np.ndarray, mask: np.ndarray, start_
     return path.stat().st_size
 
 
-def read_window(*, path: Path, start_day: int, end_day: int, channels: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_window(
+    *, path: Path, start_day: int, end_day: int, channels: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Days ``[start_day, end_day)`` of the chosen channels: values and mask of shape (days, channels, 1440).
 
     Reads only those days' row groups and those columns.

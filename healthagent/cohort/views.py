@@ -8,15 +8,31 @@ from healthagent.cohort.charts import ChartError, chart_channels, daily_figure, 
 from healthagent.cohort.day_finder import DaySearchError, days_matching
 from healthagent.cohort.days import wearable_day
 from healthagent.cohort.panels import participant_panels
-from healthagent.cohort.selectors import BROWSE_ROLES, access_participant, cohort_list, participant_list, participant_profile
+from healthagent.cohort.selectors import (
+    BROWSE_ROLES,
+    access_participant,
+    cohort_list,
+    participant_list,
+    participant_profile,
+)
 from healthagent.cohort.store import TrajectoryError
 from healthagent.models import Cohort, Participant
 from healthagent.roles import role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
 
 FIND_DAYS_LIMIT = 8
-FIND_DAYS_CHANNELS = ("heart_rate", "steps", "sleep_stage", "stress_score")  # a day card's chart: the panels a search is about
-FIND_DAYS_EXAMPLES = ("fragmented sleep and a morning run", "a long hike", "stress episodes in the afternoon", "a short night")
+FIND_DAYS_CHANNELS = (
+    "heart_rate",
+    "steps",
+    "sleep_stage",
+    "stress_score",
+)  # a day card's chart: the panels a search is about
+FIND_DAYS_EXAMPLES = (
+    "fragmented sleep and a morning run",
+    "a long hike",
+    "stress episodes in the afternoon",
+    "a short night",
+)
 
 
 @role_required(*BROWSE_ROLES)
@@ -39,9 +55,15 @@ def participant_detail(request, participant_id: int):
         "profile": participant_profile(participant),
         "minute_chart_json": minute_figure_json(participant=participant),
         "daily_chart": daily_figure(participant=participant),
-        "events": [{"day": wearable_day(participant, event.day_index), "event": event}
-                   for event in participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute")[:200]],
-        "recommendations": _with_context_json(participant.recommendations.select_related("variant").order_by("variant__name", "question")),
+        "events": [
+            {"day": wearable_day(participant, event.day_index), "event": event}
+            for event in participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute")[
+                :200
+            ]
+        ],
+        "recommendations": _with_context_json(
+            participant.recommendations.select_related("variant").order_by("variant__name", "question")
+        ),
         "panels": participant_panels(participant),
     }
     return render(request, "cohort/participant_detail.html", context)
@@ -53,8 +75,12 @@ def participant_minutes(request, participant_id: int):
     participant = access_participant(user=request.user, participant_id=participant_id)
     try:
         start, end = int(request.GET["start"]), int(request.GET["end"])
-        text = minute_figure_json(participant=participant, start_minute=start, end_minute=end,
-                                  channels=chart_channels(request.GET.get("channels")))
+        text = minute_figure_json(
+            participant=participant,
+            start_minute=start,
+            end_minute=end,
+            channels=chart_channels(request.GET.get("channels")),
+        )
     except (KeyError, ValueError):
         return JsonResponse({"error": "start and end must be whole numbers of minutes"}, status=400)
     except ChartError as error:
@@ -80,7 +106,9 @@ def find_days(request):
         except DaySearchError as problem:
             error = str(problem)
         else:
-            participants = Participant.objects.select_related("cohort").in_bulk([match["participant_id"] for match in matches])
+            participants = Participant.objects.select_related("cohort").in_bulk(
+                [match["participant_id"] for match in matches]
+            )
             for position, match in enumerate(matches):
                 participant = participants.get(match["participant_id"])
                 if participant is None:  # deleted since the index was built
@@ -88,11 +116,28 @@ def find_days(request):
                 start = match["day_index"] * MINUTES_PER_DAY
                 chart_json, chart_error = None, ""
                 try:
-                    chart_json = minute_figure_json(participant=participant, start_minute=start, end_minute=start + MINUTES_PER_DAY,
-                                                    channels=FIND_DAYS_CHANNELS)
-                except (TrajectoryError, ChartError) as problem:  # e.g. the trajectory file is gone: the caption still helps
+                    chart_json = minute_figure_json(
+                        participant=participant,
+                        start_minute=start,
+                        end_minute=start + MINUTES_PER_DAY,
+                        channels=FIND_DAYS_CHANNELS,
+                    )
+                except (
+                    TrajectoryError,
+                    ChartError,
+                ) as problem:  # e.g. the trajectory file is gone: the caption still helps
                     chart_error = str(problem)
-                results.append({**match, "participant": participant, "chart_id": f"day-chart-{position}",
-                                "chart_json": chart_json, "chart_error": chart_error})
-    return render(request, "cohort/find_days.html", {"query": query, "results": results, "error": error,
-                                                     "examples": FIND_DAYS_EXAMPLES})
+                results.append(
+                    {
+                        **match,
+                        "participant": participant,
+                        "chart_id": f"day-chart-{position}",
+                        "chart_json": chart_json,
+                        "chart_error": chart_error,
+                    }
+                )
+    return render(
+        request,
+        "cohort/find_days.html",
+        {"query": query, "results": results, "error": error, "examples": FIND_DAYS_EXAMPLES},
+    )

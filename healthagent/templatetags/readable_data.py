@@ -9,13 +9,27 @@ from django import template
 register = template.Library()
 
 # Keys written as their own words, where turning underscores into spaces is not enough.
-LABELS = {"pearson": "Pearson", "auroc": "AUROC", "auprc": "AUPRC", "mae": "MAE", "rmse": "RMSE", "id": "ID", "pca": "PCA", "lsm": "LSM", "llm": "LLM",
-          "val": "validation", "s": "(s)", "bpm": "(bpm)", "ms": "(ms)", "pk": "ID"}
+LABELS = {
+    "pearson": "Pearson",
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "id": "ID",
+    "pca": "PCA",
+    "lsm": "LSM",
+    "llm": "LLM",
+    "val": "validation",
+    "s": "(s)",
+    "bpm": "(bpm)",
+    "ms": "(ms)",
+    "pk": "ID",
+}
 
 
 @register.filter
 def readable_label(key) -> str:
-    """"val_auroc" -> "Validation AUROC", "step_delay_s" -> "Step delay (s)"."""
+    """ "val_auroc" -> "Validation AUROC", "step_delay_s" -> "Step delay (s)"."""
     words = [LABELS.get(word, word) for word in str(key).replace("-", "_").split("_") if word]
     text = " ".join(words)
     return text[:1].upper() + text[1:] if text else str(key)

@@ -16,7 +16,9 @@ class DemoTrainingForm(forms.Form):
     steps = forms.IntegerField(min_value=1, max_value=100_000, initial=300)
     checkpoint_every = forms.IntegerField(min_value=1, initial=50)
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=3e-3)
-    step_delay_s = forms.FloatField(min_value=0.0, max_value=5.0, initial=0.05, help_text="Slows each step so progress can be watched.")
+    step_delay_s = forms.FloatField(
+        min_value=0.0, max_value=5.0, initial=0.05, help_text="Slows each step so progress can be watched."
+    )
     seed = forms.IntegerField(min_value=0, initial=0)
 
 
@@ -32,9 +34,19 @@ def run_demo_training(context: JobContext) -> dict:
     result = train(config, checkpoint_dir=context.work_dir, device=context.device, progress=report)
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
-    job_checkpoint_record(job=context.job, family="demo_mlp", size="tiny", path=result["model_dir"], metrics=result["metrics"])
+    job_checkpoint_record(
+        job=context.job, family="demo_mlp", size="tiny", path=result["model_dir"], metrics=result["metrics"]
+    )
     return {**result, "config": asdict(config)}
 
 
-register(JobKind("demo_training", "Demo training run", DemoTrainingForm, run_demo_training, lambda config: "cpu",
-                 "A small MLP predicting a task from wearable daily summaries; checkpoints and resumes like the real trainings."))
+register(
+    JobKind(
+        "demo_training",
+        "Demo training run",
+        DemoTrainingForm,
+        run_demo_training,
+        lambda config: "cpu",
+        "A small MLP predicting a task from wearable daily summaries; checkpoints and resumes like the real trainings.",
+    )
+)

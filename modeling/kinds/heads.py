@@ -18,8 +18,12 @@ from modeling.ml.data.labels import TASKS
 from modeling.ml.heads.spec import describe_spec
 from modeling.models import Checkpoint
 
-PROPOSERS = [("random", "random (baseline)"), ("evolution", "evolution of the best specs"), ("tpe", "Optuna TPE"),
-             ("llm", "language model (the agent variant below)")]
+PROPOSERS = [
+    ("random", "random (baseline)"),
+    ("evolution", "evolution of the best specs"),
+    ("tpe", "Optuna TPE"),
+    ("llm", "language model (the agent variant below)"),
+]
 DEFAULT_TASKS = ["hypertension", "diabetes", "sleep_apnea", "systolic_bp"]
 LLM_BACKENDS = (AgentVariant.Backend.TRANSFORMERS, AgentVariant.Backend.OPENAI_HTTP)
 
@@ -33,25 +37,58 @@ def _language_model_variants():
 
 
 class HeadSearchForm(forms.Form):
-    checkpoint = forms.ModelChoiceField(queryset=_lsm_checkpoints(), empty_label=None, help_text="The frozen foundation model.")
-    tasks = forms.MultipleChoiceField(choices=[(task.name, f"{task.name} ({task.kind})") for task in TASKS], initial=DEFAULT_TASKS)
-    proposers = forms.MultipleChoiceField(choices=PROPOSERS, initial=["random", "evolution", "tpe"], widget=forms.CheckboxSelectMultiple,
-                                          help_text="The classroom: each proposes every round from one shared leaderboard.")
-    agent_variant = forms.ModelChoiceField(queryset=_language_model_variants(), required=False,
-                                           help_text="The language model proposer's backend (transformers or OpenAI-compatible HTTP).")
-    llm_temperature = forms.FloatField(label="Language-model temperature", min_value=0.0, max_value=2.0, initial=0.7, required=False,
-                                       help_text="Sampling temperature of the language-model proposer (0 = greedy: a repeated prompt "
-                                                 "repeats its spec; each proposal has its own seed).")
+    checkpoint = forms.ModelChoiceField(
+        queryset=_lsm_checkpoints(), empty_label=None, help_text="The frozen foundation model."
+    )
+    tasks = forms.MultipleChoiceField(
+        choices=[(task.name, f"{task.name} ({task.kind})") for task in TASKS], initial=DEFAULT_TASKS
+    )
+    proposers = forms.MultipleChoiceField(
+        choices=PROPOSERS,
+        initial=["random", "evolution", "tpe"],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The classroom: each proposes every round from one shared leaderboard.",
+    )
+    agent_variant = forms.ModelChoiceField(
+        queryset=_language_model_variants(),
+        required=False,
+        help_text="The language model proposer's backend (transformers or OpenAI-compatible HTTP).",
+    )
+    llm_temperature = forms.FloatField(
+        label="Language-model temperature",
+        min_value=0.0,
+        max_value=2.0,
+        initial=0.7,
+        required=False,
+        help_text="Sampling temperature of the language-model proposer (0 = greedy: a repeated prompt "
+        "repeats its spec; each proposal has its own seed).",
+    )
     budget = forms.IntegerField(min_value=1, max_value=500, initial=12, help_text="Trainings per task.")
-    time_limit_min = forms.FloatField(label="Time limit (minutes)", min_value=0.1, max_value=24 * 60, required=False,
-                                      help_text="Wall time per task in minutes; no training starts after it. Empty: no limit.")
-    participants = forms.IntegerField(min_value=20, max_value=100_000, initial=150,
-                                      help_text="New simulated participants with labels, split 60/20/20 (train/validation/test).")
+    time_limit_min = forms.FloatField(
+        label="Time limit (minutes)",
+        min_value=0.1,
+        max_value=24 * 60,
+        required=False,
+        help_text="Wall time per task in minutes; no training starts after it. Empty: no limit.",
+    )
+    participants = forms.IntegerField(
+        min_value=20,
+        max_value=100_000,
+        initial=150,
+        help_text="New simulated participants with labels, split 60/20/20 (train/validation/test).",
+    )
     days = forms.IntegerField(min_value=1, max_value=60, initial=2)
-    replicates = forms.IntegerField(min_value=1, max_value=100, initial=5, help_text="Bootstrap heads behind each prediction's interval.")
-    seed = forms.IntegerField(min_value=0, initial=3000, help_text="Another seed than pre-training: participants the model never saw.")
-    predict_cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), required=False,
-                                            help_text="When done, queue this cohort's predictions with the new heads.")
+    replicates = forms.IntegerField(
+        min_value=1, max_value=100, initial=5, help_text="Bootstrap heads behind each prediction's interval."
+    )
+    seed = forms.IntegerField(
+        min_value=0, initial=3000, help_text="Another seed than pre-training: participants the model never saw."
+    )
+    predict_cohort = forms.ModelChoiceField(
+        queryset=Cohort.objects.order_by("name"),
+        required=False,
+        help_text="When done, queue this cohort's predictions with the new heads.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,13 +99,18 @@ class HeadSearchForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         if "llm" in cleaned.get("proposers", []) and not cleaned.get("agent_variant"):
-            self.add_error("agent_variant", "The language model proposer needs an agent variant with a transformers or HTTP backend.")
+            self.add_error(
+                "agent_variant",
+                "The language model proposer needs an agent variant with a transformers or HTTP backend.",
+            )
         return cleaned
 
 
 def head_search_config(**values) -> dict:
     """A complete head_search config: the form's defaults with ``values`` (for jobs that chain a search)."""
-    return {name: field.initial for name, field in HeadSearchForm.base_fields.items() if field.initial is not None} | values
+    return {
+        name: field.initial for name, field in HeadSearchForm.base_fields.items() if field.initial is not None
+    } | values
 
 
 # ``(*, backend, config, json_schema, timeout_s, temperature) -> complete(messages, seed) -> text``: registered by the
@@ -94,9 +136,13 @@ def _proposers(config: dict, task: str) -> list:
             raise JobError("No language model is installed on this site for the head search's proposer.")
         variant = AgentVariant.objects.get(pk=config["agent_variant"])
         temperature = config.get("llm_temperature")
-        complete = _language_models[0](backend=variant.backend, config=variant.config, json_schema=decoding_schema(),
-                                       timeout_s=float(variant.config.get("timeout_s", 300)),
-                                       temperature=0.7 if temperature is None else float(temperature))
+        complete = _language_models[0](
+            backend=variant.backend,
+            config=variant.config,
+            json_schema=decoding_schema(),
+            timeout_s=float(variant.config.get("timeout_s", 300)),
+            temperature=0.7 if temperature is None else float(temperature),
+        )
         proposers.append(LanguageModelProposer(complete, name=f"llm ({variant.name})", task=task))
     return proposers
 
@@ -110,40 +156,86 @@ def run_head_search(context: JobContext) -> dict:
     base = Checkpoint.objects.get(pk=config["checkpoint"])
     tasks = config["tasks"]
     context.progress(0.0, "embedding the simulated participants with the frozen model")
-    data, embeddings, labels = token_windows(base.path, participants=config["participants"], days=config["days"], seed=config["seed"],
-                                             device=context.device)
+    data, embeddings, labels = token_windows(
+        base.path, participants=config["participants"], days=config["days"], seed=config["seed"], device=context.device
+    )
     total = config["budget"] * len(tasks)
     results, saved = [], []
     for position, task in enumerate(tasks):
+
         def report(used, budget, entry, position=position, task=task):
             done = position * config["budget"] + used
             score = "" if entry.score is None else f" {entry.score:.3f}"
-            context.progress(0.05 + 0.9 * done / total, f"{task}: {entry.proposer} {entry.status}{score} ({used} of {budget} trainings)",
-                             metrics={"score": entry.score} if entry.status == "trained" else None, step=done)
+            context.progress(
+                0.05 + 0.9 * done / total,
+                f"{task}: {entry.proposer} {entry.status}{score} ({used} of {budget} trainings)",
+                metrics={"score": entry.score} if entry.status == "trained" else None,
+                step=done,
+            )
 
-        outcome = search_task(task, data, embeddings, labels[task], _proposers(config, task), budget=config["budget"], seed=config["seed"],
-                              time_limit_s=config["time_limit_min"] * 60 if config.get("time_limit_min") else None,
-                              replicates=config["replicates"], progress=report)
+        outcome = search_task(
+            task,
+            data,
+            embeddings,
+            labels[task],
+            _proposers(config, task),
+            budget=config["budget"],
+            seed=config["seed"],
+            time_limit_s=config["time_limit_min"] * 60 if config.get("time_limit_min") else None,
+            replicates=config["replicates"],
+            progress=report,
+        )
         results.append(outcome.result)
         head = outcome.result["head"]
-        context.log(f"{task}: {outcome.result['trainings']} trainings ({outcome.result['stopped']}), {outcome.result['invalid']} invalid; "
-                    + (f"best on the search fold {head['validation']:.3f} vs probe {outcome.result['probe']['validation'] or float('nan'):.3f}; "
-                       f"on the decision fold head − probe {outcome.result['decision']['difference'] or float('nan'):+.3f}: "
-                       f"{'uses the head' if outcome.result['uses_head'] else 'keeps the probe'}" if head else "no valid head"))
+        context.log(
+            f"{task}: {outcome.result['trainings']} trainings ({outcome.result['stopped']}), {outcome.result['invalid']} invalid; "
+            + (
+                f"best on the search fold {head['validation']:.3f} vs probe {outcome.result['probe']['validation'] or float('nan'):.3f}; "
+                f"on the decision fold head − probe {outcome.result['decision']['difference'] or float('nan'):+.3f}: "
+                f"{'uses the head' if outcome.result['uses_head'] else 'keeps the probe'}"
+                if head
+                else "no valid head"
+            )
+        )
         if outcome.ensemble is not None:
             outcome.ensemble.metadata["base_checkpoint"] = base.pk
             saved.append((task, save_ensemble(outcome.ensemble, context.work_dir / "heads" / task), outcome))
-    with transaction.atomic():  # all of the job's heads, or none; a job delivered again replaces the heads it registered before
-        checkpoints = [job_checkpoint_record(job=context.job, family="lsm_head", size=base.size, path=str(directory),
-                                             metrics=outcome.ensemble.metadata | {"spec": outcome.result["head"]["spec"]})
-                       for task, directory, outcome in saved]
-        Checkpoint.objects.filter(job=context.job, family="lsm_head").exclude(pk__in=[checkpoint.pk for checkpoint in checkpoints]).delete()
-    summary = {"checkpoint": base.pk, "heads": {task: checkpoint.pk for (task, _, _), checkpoint in zip(saved, checkpoints)},
-               "searches": results, "tables": head_tables(results)}
+    with (
+        transaction.atomic()
+    ):  # all of the job's heads, or none; a job delivered again replaces the heads it registered before
+        checkpoints = [
+            job_checkpoint_record(
+                job=context.job,
+                family="lsm_head",
+                size=base.size,
+                path=str(directory),
+                metrics=outcome.ensemble.metadata | {"spec": outcome.result["head"]["spec"]},
+            )
+            for task, directory, outcome in saved
+        ]
+        Checkpoint.objects.filter(job=context.job, family="lsm_head").exclude(
+            pk__in=[checkpoint.pk for checkpoint in checkpoints]
+        ).delete()
+    summary = {
+        "checkpoint": base.pk,
+        "heads": {task: checkpoint.pk for (task, _, _), checkpoint in zip(saved, checkpoints)},
+        "searches": results,
+        "tables": head_tables(results),
+    }
     if config.get("predict_cohort"):
-        follow_up = job_queue_follow_up(parent=context.job, kind_name="lsm_predict",
-                                        config={"checkpoint": base.pk, "cohort": config["predict_cohort"], "use_heads": True,
-                                                "reference_participants": 300, "reference_days": 7, "replicates": 20, "seed": 2000})
+        follow_up = job_queue_follow_up(
+            parent=context.job,
+            kind_name="lsm_predict",
+            config={
+                "checkpoint": base.pk,
+                "cohort": config["predict_cohort"],
+                "use_heads": True,
+                "reference_participants": 300,
+                "reference_days": 7,
+                "replicates": 20,
+                "seed": 2000,
+            },
+        )
         context.log(f"the cohort predictions are job #{follow_up.pk}")
         summary["predictions_job"] = follow_up.pk
     return summary
@@ -166,44 +258,113 @@ def head_tables(results: list[dict]) -> list[dict]:
     for result in results:
         head = result["head"] or {}
         decision = result.get("decision") or {}
-        advantage = ("—" if decision.get("difference") is None else
-                     f"{decision['difference']:+.3f} ({_number(decision['difference_ci'][0])} to {_number(decision['difference_ci'][1])})")
-        rows.append([result["task"], describe_spec(head.get("spec")), result["validation_metric"], _number(head.get("validation")),
-                     _number(result["probe"]["validation"]), _number(decision.get("head")), _number(decision.get("probe")), advantage,
-                     "**uses the head**" if result["uses_head"] else "keeps the probe", result["metric"],
-                     _metric(head.get("test"), result["metric"]), _metric(result["probe"]["test"], result["metric"])])
-    tables = [{"title": "Best head vs linear probe", "kind": "head_vs_probe",
-               "summary": "The search picks its best head on the search fold. The decision is made on the decision fold, which the "
-                          "search never saw: the head is used only if its advantage's 95 % CI lies above 0. The test participants "
-                          "(scored once) only report.",
-               "columns": ["task", "best head", "validation metric", "best head (search fold)", "linear probe (search fold)",
-                           "best head (decision fold)", "linear probe (decision fold)", "head − probe (decision fold, 95 % CI)", "decision",
-                           "test metric", "best head (test, 95 % CI)", "linear probe (test, 95 % CI)"], "rows": rows}]
+        advantage = (
+            "—"
+            if decision.get("difference") is None
+            else f"{decision['difference']:+.3f} ({_number(decision['difference_ci'][0])} to {_number(decision['difference_ci'][1])})"
+        )
+        rows.append(
+            [
+                result["task"],
+                describe_spec(head.get("spec")),
+                result["validation_metric"],
+                _number(head.get("validation")),
+                _number(result["probe"]["validation"]),
+                _number(decision.get("head")),
+                _number(decision.get("probe")),
+                advantage,
+                "**uses the head**" if result["uses_head"] else "keeps the probe",
+                result["metric"],
+                _metric(head.get("test"), result["metric"]),
+                _metric(result["probe"]["test"], result["metric"]),
+            ]
+        )
+    tables = [
+        {
+            "title": "Best head vs linear probe",
+            "kind": "head_vs_probe",
+            "summary": "The search picks its best head on the search fold. The decision is made on the decision fold, which the "
+            "search never saw: the head is used only if its advantage's 95 % CI lies above 0. The test participants "
+            "(scored once) only report.",
+            "columns": [
+                "task",
+                "best head",
+                "validation metric",
+                "best head (search fold)",
+                "linear probe (search fold)",
+                "best head (decision fold)",
+                "linear probe (decision fold)",
+                "head − probe (decision fold, 95 % CI)",
+                "decision",
+                "test metric",
+                "best head (test, 95 % CI)",
+                "linear probe (test, 95 % CI)",
+            ],
+            "rows": rows,
+        }
+    ]
     for result in results:
-        tables.append({"title": f"Proposers: {result['task']}", "kind": "proposers",
-                       "summary": f"Stopped: {result['stopped']}; {result['trainings']} trainings in {result['search_s']:.0f} s.",
-                       "columns": ["proposer", "proposals", "trainings", "repeats", "invalid", "best score", "raised the best"],
-                       "rows": [[row["proposer"], str(row["proposals"]), str(row["trainings"]), str(row["repeats"]), str(row["invalid"]),
-                                 _number(row["best_score"]), str(row["raised_best"])] for row in result["proposers"]]})
+        tables.append(
+            {
+                "title": f"Proposers: {result['task']}",
+                "kind": "proposers",
+                "summary": f"Stopped: {result['stopped']}; {result['trainings']} trainings in {result['search_s']:.0f} s.",
+                "columns": [
+                    "proposer",
+                    "proposals",
+                    "trainings",
+                    "repeats",
+                    "invalid",
+                    "best score",
+                    "raised the best",
+                ],
+                "rows": [
+                    [
+                        row["proposer"],
+                        str(row["proposals"]),
+                        str(row["trainings"]),
+                        str(row["repeats"]),
+                        str(row["invalid"]),
+                        _number(row["best_score"]),
+                        str(row["raised_best"]),
+                    ]
+                    for row in result["proposers"]
+                ],
+            }
+        )
     return tables
 
 
 def _queue(config: dict) -> str:
-    language_model = "llm" in config.get("proposers", []) and AgentVariant.objects.filter(pk=config.get("agent_variant"),
-                                                                                            backend=AgentVariant.Backend.TRANSFORMERS).exists()
+    language_model = (
+        "llm" in config.get("proposers", [])
+        and AgentVariant.objects.filter(
+            pk=config.get("agent_variant"), backend=AgentVariant.Backend.TRANSFORMERS
+        ).exists()
+    )
     tiny = Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists()
     return "cpu" if tiny and not language_model else "gpu"
 
 
-register(JobKind("head_search", "Wearable foundation model: prediction-head search", HeadSearchForm, run_head_search, _queue,
-                 "A classroom of proposers (random, evolution, Optuna TPE, a language model) searches prediction heads over the frozen "
-                 "model per task; the best head is used for the cohort's predictions only where it clearly beat the linear probe on participants the search never saw."))
+register(
+    JobKind(
+        "head_search",
+        "Wearable foundation model: prediction-head search",
+        HeadSearchForm,
+        run_head_search,
+        _queue,
+        "A classroom of proposers (random, evolution, Optuna TPE, a language model) searches prediction heads over the frozen "
+        "model per task; the best head is used for the cohort's predictions only where it clearly beat the linear probe on participants the search never saw.",
+    )
+)
 
 
 def usable_heads(checkpoint: Checkpoint) -> dict[str, Checkpoint]:
     """Per task, the newest head over ``checkpoint`` that clearly beat the linear probe on participants the search never saw."""
     heads = {}
-    for head in Checkpoint.objects.filter(family="lsm_head", metrics__base_checkpoint=checkpoint.pk).order_by("-created_at"):
+    for head in Checkpoint.objects.filter(family="lsm_head", metrics__base_checkpoint=checkpoint.pk).order_by(
+        "-created_at"
+    ):
         if head.metrics.get("beats_probe") and head.metrics.get("task") not in heads:
             heads[head.metrics["task"]] = head
     return heads

@@ -9,21 +9,38 @@ from modeling.models import Checkpoint
 
 
 class LSMPretrainForm(forms.Form):
-    size = forms.ChoiceField(choices=[("tiny", "tiny (CPU, minutes)"), ("small", "small (GPU)"), ("base", "base (GPU)"), ("large", "large (GPU)")],
-                             initial="tiny")
-    participants = forms.IntegerField(min_value=10, max_value=100_000, initial=64, help_text="Simulated participants (80 % train, 20 % held out).")
+    size = forms.ChoiceField(
+        choices=[
+            ("tiny", "tiny (CPU, minutes)"),
+            ("small", "small (GPU)"),
+            ("base", "base (GPU)"),
+            ("large", "large (GPU)"),
+        ],
+        initial="tiny",
+    )
+    participants = forms.IntegerField(
+        min_value=10, max_value=100_000, initial=64, help_text="Simulated participants (80 % train, 20 % held out)."
+    )
     days = forms.IntegerField(min_value=1, max_value=60, initial=4)
     steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=200)
     batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=8)
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=1e-3)
     mask_strategy = forms.ChoiceField(choices=[(s, s) for s in ("aim", "random", "temporal", "channel")], initial="aim")
     checkpoint_every = forms.IntegerField(min_value=1, initial=50)
-    calendar_features = forms.BooleanField(required=False, help_text="Add time-of-day and day-of-week features to every patch.")
+    calendar_features = forms.BooleanField(
+        required=False, help_text="Add time-of-day and day-of-week features to every patch."
+    )
     seed = forms.IntegerField(min_value=0, initial=0)
-    predict_cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), required=False,
-                                            help_text="When trained, queue the cohort predictions of this cohort with the new model.")
-    search_heads = forms.BooleanField(required=False, help_text="When trained, first search prediction heads (random, evolution, TPE; "
-                                                                "12 trainings per task), then queue the cohort predictions with them.")
+    predict_cohort = forms.ModelChoiceField(
+        queryset=Cohort.objects.order_by("name"),
+        required=False,
+        help_text="When trained, queue the cohort predictions of this cohort with the new model.",
+    )
+    search_heads = forms.BooleanField(
+        required=False,
+        help_text="When trained, first search prediction heads (random, evolution, TPE; "
+        "12 trainings per task), then queue the cohort predictions with them.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -36,43 +53,87 @@ def run_lsm_pretrain(context: JobContext) -> dict:
 
     config = context.config
     context.progress(0.0, "simulating participants")
-    train_config = TrainConfig(steps=config["steps"], batch_size=config["batch_size"], learning_rate=config["learning_rate"],
-                               checkpoint_every=config["checkpoint_every"], seed=config["seed"], log_every=10)
+    train_config = TrainConfig(
+        steps=config["steps"],
+        batch_size=config["batch_size"],
+        learning_rate=config["learning_rate"],
+        checkpoint_every=config["checkpoint_every"],
+        seed=config["seed"],
+        log_every=10,
+    )
 
     def report(step, total, metrics):
         if step % 5 == 0 or step == total:
             context.progress(step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step)
 
-    result = pretrain(size=config["size"], participants=config["participants"], days=config["days"], seed=config["seed"],
-                      train_config=train_config, output_dir=context.work_dir, device=context.device, progress=report,
-                      mask_strategy=config["mask_strategy"], calendar_features=config.get("calendar_features", False))
+    result = pretrain(
+        size=config["size"],
+        participants=config["participants"],
+        days=config["days"],
+        seed=config["seed"],
+        train_config=train_config,
+        output_dir=context.work_dir,
+        device=context.device,
+        progress=report,
+        mask_strategy=config["mask_strategy"],
+        calendar_features=config.get("calendar_features", False),
+    )
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
-    context.log(f"held-out reconstruction loss {result['validation_loss']:.4f} on {result['held_out_participants']} participants")
-    summary = {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss")}
+    context.log(
+        f"held-out reconstruction loss {result['validation_loss']:.4f} on {result['held_out_participants']} participants"
+    )
+    summary = {key: value for key, value in result.items() if key != "final"} | {
+        "final_loss": result["final"].get("loss")
+    }
     # Both writes happen once however often the job is delivered; the model stays registered if queueing its follow-up fails.
-    checkpoint = job_checkpoint_record(job=context.job, family="lsm", size=config["size"], path=result["model_dir"],
-                                       metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]})
+    checkpoint = job_checkpoint_record(
+        job=context.job,
+        family="lsm",
+        size=config["size"],
+        path=result["model_dir"],
+        metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]},
+    )
     if config.get("search_heads"):  # pre-training -> head search -> cohort predictions (queued by the search)
         from modeling.kinds.heads import head_search_config
 
-        follow_up = job_queue_follow_up(parent=context.job, kind_name="head_search",
-                                        config=head_search_config(checkpoint=checkpoint.pk, predict_cohort=config.get("predict_cohort"),
-                                                                  seed=config["seed"] + 3000))
+        follow_up = job_queue_follow_up(
+            parent=context.job,
+            kind_name="head_search",
+            config=head_search_config(
+                checkpoint=checkpoint.pk, predict_cohort=config.get("predict_cohort"), seed=config["seed"] + 3000
+            ),
+        )
         context.log(f"the head search is job #{follow_up.pk}")
         summary["head_search_job"] = follow_up.pk
     elif config.get("predict_cohort"):
-        follow_up = job_queue_follow_up(parent=context.job, kind_name="lsm_predict",
-                                        config={"checkpoint": checkpoint.pk, "cohort": config["predict_cohort"], "reference_participants": 300,
-                                                "reference_days": 7, "replicates": 20, "seed": 2000})
+        follow_up = job_queue_follow_up(
+            parent=context.job,
+            kind_name="lsm_predict",
+            config={
+                "checkpoint": checkpoint.pk,
+                "cohort": config["predict_cohort"],
+                "reference_participants": 300,
+                "reference_days": 7,
+                "replicates": 20,
+                "seed": 2000,
+            },
+        )
         context.log(f"the cohort predictions are job #{follow_up.pk}")
         summary["predictions_job"] = follow_up.pk
     return summary
 
 
-register(JobKind("lsm_pretrain", "Wearable foundation model: pre-training", LSMPretrainForm, run_lsm_pretrain,
-                 lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
-                 "Masked-autoencoder pre-training on simulated minute-level days; the held-out loss is on unseen participants."))
+register(
+    JobKind(
+        "lsm_pretrain",
+        "Wearable foundation model: pre-training",
+        LSMPretrainForm,
+        run_lsm_pretrain,
+        lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
+        "Masked-autoencoder pre-training on simulated minute-level days; the held-out loss is on unseen participants.",
+    )
+)
 
 
 def _lsm_checkpoints():
@@ -81,15 +142,27 @@ def _lsm_checkpoints():
 
 class LSMEvaluateForm(forms.Form):
     checkpoint = forms.ModelChoiceField(queryset=_lsm_checkpoints(), empty_label=None)
-    participants = forms.IntegerField(min_value=10, max_value=100_000, initial=200, help_text="New simulated participants, split 70/30.")
+    participants = forms.IntegerField(
+        min_value=10, max_value=100_000, initial=200, help_text="New simulated participants, split 70/30."
+    )
     days = forms.IntegerField(min_value=2, max_value=60, initial=4)
     few_shot = forms.CharField(initial="1,5,10,25", help_text="Labelled participants per class, comma-separated.")
     pca = forms.BooleanField(required=False, help_text="PCA-50 before the probes, as published.")
-    supervised_steps = forms.IntegerField(min_value=0, max_value=100_000, initial=200,
-                                          help_text="Training steps of the supervised-from-scratch baseline per task; 0 leaves it out.")
-    generative = forms.BooleanField(required=False, initial=True, help_text="Imputation, gap filling, forecasting, channel imputation.")
-    bootstrap = forms.IntegerField(min_value=0, max_value=10_000, initial=200, help_text="Bootstrap resamples for the 95 % CIs.")
-    seed = forms.IntegerField(min_value=0, initial=1000, help_text="Another seed than pre-training: participants the model never saw.")
+    supervised_steps = forms.IntegerField(
+        min_value=0,
+        max_value=100_000,
+        initial=200,
+        help_text="Training steps of the supervised-from-scratch baseline per task; 0 leaves it out.",
+    )
+    generative = forms.BooleanField(
+        required=False, initial=True, help_text="Imputation, gap filling, forecasting, channel imputation."
+    )
+    bootstrap = forms.IntegerField(
+        min_value=0, max_value=10_000, initial=200, help_text="Bootstrap resamples for the 95 % CIs."
+    )
+    seed = forms.IntegerField(
+        min_value=0, initial=1000, help_text="Another seed than pre-training: participants the model never saw."
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -111,39 +184,85 @@ def run_lsm_evaluate(context: JobContext) -> dict:
 
     config = context.config
     checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])
-    settings = ReportSettings(participants=config["participants"], days=config["days"], seed=config["seed"], few_shot=tuple(config["few_shot"]),
-                              pca=config["pca"], supervised_steps=config["supervised_steps"], generative=config["generative"],
-                              bootstrap=config["bootstrap"], device=context.device)
-    report = evaluation_report(checkpoint.path, settings, output_dir=context.work_dir / "report",
-                               progress=lambda fraction, message: context.progress(fraction, message))
-    tables = [{**table, "title": f"{part.capitalize()}: {table['title']}"} for part, part_tables in report["tables"].items() for table in part_tables]
+    settings = ReportSettings(
+        participants=config["participants"],
+        days=config["days"],
+        seed=config["seed"],
+        few_shot=tuple(config["few_shot"]),
+        pca=config["pca"],
+        supervised_steps=config["supervised_steps"],
+        generative=config["generative"],
+        bootstrap=config["bootstrap"],
+        device=context.device,
+    )
+    report = evaluation_report(
+        checkpoint.path,
+        settings,
+        output_dir=context.work_dir / "report",
+        progress=lambda fraction, message: context.progress(fraction, message),
+    )
+    tables = [
+        {**table, "title": f"{part.capitalize()}: {table['title']}"}
+        for part, part_tables in report["tables"].items()
+        for table in part_tables
+    ]
     summary = report["tables"]["downstream"][0]["summary"]
     context.log(summary)
     with transaction.atomic():  # a fresh, locked read: a write made to the checkpoint during the evaluation is kept
         locked = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
         locked.metrics = {**locked.metrics, "evaluation": {"job": context.job.pk, "summary": summary}}
         locked.save(update_fields=["metrics"])
-    return {"checkpoint": checkpoint.pk, "report_dir": str(context.work_dir / "report"), "summary": summary, "tables": tables}
+    return {
+        "checkpoint": checkpoint.pk,
+        "report_dir": str(context.work_dir / "report"),
+        "summary": summary,
+        "tables": tables,
+    }
 
 
-register(JobKind("lsm_evaluate", "Wearable foundation model: evaluation", LSMEvaluateForm, run_lsm_evaluate,
-                 lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
-                 "Probes on the 30+ tasks against hand-crafted features and the encoder trained from scratch, at few-shot sizes; "
-                 "imputation and forecasting against simple baselines. Tables appear on the job's page and as markdown files."))
+register(
+    JobKind(
+        "lsm_evaluate",
+        "Wearable foundation model: evaluation",
+        LSMEvaluateForm,
+        run_lsm_evaluate,
+        lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
+        "Probes on the 30+ tasks against hand-crafted features and the encoder trained from scratch, at few-shot sizes; "
+        "imputation and forecasting against simple baselines. Tables appear on the job's page and as markdown files.",
+    )
+)
 
 
 class LSMPredictForm(forms.Form):
     checkpoint = forms.ModelChoiceField(queryset=_lsm_checkpoints(), empty_label=None)
     cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), empty_label=None)
-    reference_participants = forms.IntegerField(min_value=20, max_value=100_000, initial=300,
-                                                help_text="Simulated participants with known labels the probes are fitted on (30 % held out for quality).")
-    reference_days = forms.IntegerField(min_value=1, max_value=60, initial=7,
-                                        help_text="Days per reference participant; each participant is embedded from their last this many days.")
-    replicates = forms.IntegerField(min_value=2, max_value=500, initial=20, help_text="Bootstrap probes behind each interval.")
+    reference_participants = forms.IntegerField(
+        min_value=20,
+        max_value=100_000,
+        initial=300,
+        help_text="Simulated participants with known labels the probes are fitted on (30 % held out for quality).",
+    )
+    reference_days = forms.IntegerField(
+        min_value=1,
+        max_value=60,
+        initial=7,
+        help_text="Days per reference participant; each participant is embedded from their last this many days.",
+    )
+    replicates = forms.IntegerField(
+        min_value=2, max_value=500, initial=20, help_text="Bootstrap probes behind each interval."
+    )
     seed = forms.IntegerField(min_value=0, initial=2000)
-    use_heads = forms.TypedChoiceField(choices=[(True, "yes: a searched head where it clearly beat the linear probe on participants the search never saw"),
-                                                (False, "no: linear probes only")], initial=True, required=False, empty_value=True,
-                                       coerce=lambda value: value not in (False, "False"), label="Use searched heads")
+    use_heads = forms.TypedChoiceField(
+        choices=[
+            (True, "yes: a searched head where it clearly beat the linear probe on participants the search never saw"),
+            (False, "no: linear probes only"),
+        ],
+        initial=True,
+        required=False,
+        empty_value=True,
+        coerce=lambda value: value not in (False, "False"),
+        label="Use searched heads",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -167,58 +286,116 @@ def run_lsm_predict(context: JobContext) -> dict:
     checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])
     cohort = Cohort.objects.get(pk=config["cohort"])
     context.progress(0.0, "fitting probes on the reference participants")
-    probes = reference_probes(checkpoint.path, participants=config["reference_participants"], days=config["reference_days"],
-                              seed=config["seed"], replicates=config["replicates"], device=context.device)
+    probes = reference_probes(
+        checkpoint.path,
+        participants=config["reference_participants"],
+        days=config["reference_days"],
+        seed=config["seed"],
+        replicates=config["replicates"],
+        device=context.device,
+    )
     model, mean, std = load_pretrained(checkpoint.path, context.device)
     heads = {}
     if config.get("use_heads", True):
         from modeling.kinds.heads import usable_heads
         from modeling.ml.heads.ensemble import load_ensemble
 
-        heads = {task: (head, load_ensemble(head.path, context.device)) for task, head in usable_heads(checkpoint).items()}
+        heads = {
+            task: (head, load_ensemble(head.path, context.device)) for task, head in usable_heads(checkpoint).items()
+        }
         if heads:
-            context.log(f"searched heads for {', '.join(sorted(heads))} (they clearly beat the linear probe on participants the search never saw)")
+            context.log(
+                f"searched heads for {', '.join(sorted(heads))} (they clearly beat the linear probe on participants the search never saw)"
+            )
     participants = list(cohort.participants.exclude(trajectory_path="").order_by("pk"))
     rows, skipped = [], 0
     for position, participant in enumerate(participants):
-        context.progress(0.2 + 0.8 * position / max(1, len(participants)), f"participant {position + 1} of {len(participants)}")
+        context.progress(
+            0.2 + 0.8 * position / max(1, len(participants)), f"participant {position + 1} of {len(participants)}"
+        )
         # The participant's last reference_days days: embeddings averaged over as many days as the reference participants'.
         first = max(0, participant.minute_days - config["reference_days"])
-        values, observed = read_window(path=trajectory_root() / participant.trajectory_path, start_day=first, end_day=participant.minute_days)
+        values, observed = read_window(
+            path=trajectory_root() / participant.trajectory_path, start_day=first, end_day=participant.minute_days
+        )
         embedding = embed_days(model, mean, std, values, observed, (participant.start_weekday + first) % 7)
         if embedding is None:
             skipped += 1  # never worn: nothing to predict from
             continue
         if heads:  # a searched head reads the token grids of the worn days
             worn = observed.any(axis=(1, 2))
-            tokens = participant_tokens(model, mean, std, values[worn], observed[worn], participant.start_weekday + first + np.flatnonzero(worn))
+            tokens = participant_tokens(
+                model, mean, std, values[worn], observed[worn], participant.start_weekday + first + np.flatnonzero(worn)
+            )
         for entry in predict(probes, embedding):
             if entry["task"] in heads:
                 head, ensemble = heads[entry["task"]]
-                entry = {**entry, **head_prediction(ensemble, TASK_BY_NAME[entry["task"]], *tokens),
-                         "quality": ensemble.metadata["quality"] | {"head_checkpoint": head.pk}}
-            rows.append(Prediction(participant=participant, checkpoint=checkpoint, job=context.job, task=entry["task"], kind=entry["kind"],
-                                   label=entry.get("label", ""), estimate=entry["estimate"], low=entry["low"], high=entry["high"],
-                                   details={key: entry[key] for key in ("family", "description", "unit", "quality")}
-                                   | ({"probabilities": entry["probabilities"]} if "probabilities" in entry else {})))
+                entry = {
+                    **entry,
+                    **head_prediction(ensemble, TASK_BY_NAME[entry["task"]], *tokens),
+                    "quality": ensemble.metadata["quality"] | {"head_checkpoint": head.pk},
+                }
+            rows.append(
+                Prediction(
+                    participant=participant,
+                    checkpoint=checkpoint,
+                    job=context.job,
+                    task=entry["task"],
+                    kind=entry["kind"],
+                    label=entry.get("label", ""),
+                    estimate=entry["estimate"],
+                    low=entry["low"],
+                    high=entry["high"],
+                    details={key: entry[key] for key in ("family", "description", "unit", "quality")}
+                    | ({"probabilities": entry["probabilities"]} if "probabilities" in entry else {}),
+                )
+            )
     with transaction.atomic():  # the cohort's predictions by this model are replaced whole, never half
         Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)  # two jobs for the same model replace in turn
         Prediction.objects.filter(checkpoint=checkpoint, participant__cohort=cohort).delete()
         Prediction.objects.bulk_create(rows, batch_size=1000)
+
     def shown(value, decimals):
         return "—" if value is None else f"{value:.{decimals}f}"
 
-    quality = [[probe.task.name, probe.task.family, *(("AUROC", shown(probe.quality["auroc"], 3)) if "auroc" in probe.quality else
-                                                       ("MAE / Pearson r", f"{shown(probe.quality['mae'], 2)} / {shown(probe.quality['pearson_r'], 2)}"))]
-               for probe in probes]
-    context.log(f"{len(rows)} predictions for {len(participants) - skipped} participants; {skipped} without wearable data")
-    return {"predictions": len(rows), "participants": len(participants) - skipped, "skipped_never_worn": skipped,
-            "tables": [{"title": "Probe quality on held-out reference participants",
-                        "summary": f"{probes[0].quality['held_out_participants'] if probes else 0} simulated participants the probes were not fitted on.",
-                        "columns": ["task", "family", "metric", "held-out value"], "rows": quality}]}
+    quality = [
+        [
+            probe.task.name,
+            probe.task.family,
+            *(
+                ("AUROC", shown(probe.quality["auroc"], 3))
+                if "auroc" in probe.quality
+                else ("MAE / Pearson r", f"{shown(probe.quality['mae'], 2)} / {shown(probe.quality['pearson_r'], 2)}")
+            ),
+        ]
+        for probe in probes
+    ]
+    context.log(
+        f"{len(rows)} predictions for {len(participants) - skipped} participants; {skipped} without wearable data"
+    )
+    return {
+        "predictions": len(rows),
+        "participants": len(participants) - skipped,
+        "skipped_never_worn": skipped,
+        "tables": [
+            {
+                "title": "Probe quality on held-out reference participants",
+                "summary": f"{probes[0].quality['held_out_participants'] if probes else 0} simulated participants the probes were not fitted on.",
+                "columns": ["task", "family", "metric", "held-out value"],
+                "rows": quality,
+            }
+        ],
+    }
 
 
-register(JobKind("lsm_predict", "Wearable foundation model: cohort predictions", LSMPredictForm, run_lsm_predict,
-                 lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
-                 "Embeds every participant of a cohort and stores per-task estimates with 90 % intervals; the agent's context then includes "
-                 "those whose probe was accurate on held-out participants."))
+register(
+    JobKind(
+        "lsm_predict",
+        "Wearable foundation model: cohort predictions",
+        LSMPredictForm,
+        run_lsm_predict,
+        lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
+        "Embeds every participant of a cohort and stores per-task estimates with 90 % intervals; the agent's context then includes "
+        "those whose probe was accurate on held-out participants.",
+    )
+)

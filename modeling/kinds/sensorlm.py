@@ -8,26 +8,51 @@ from healthagent.models import Cohort
 from modeling.jobs import JobContext, JobKind, job_checkpoint_record, register
 from modeling.models import Checkpoint
 
-LEVEL_CHOICES = [("semantic", "semantic (events)"), ("structural", "structural (trends, peaks)"), ("statistical", "statistical (means, ranges)")]
+LEVEL_CHOICES = [
+    ("semantic", "semantic (events)"),
+    ("structural", "structural (trends, peaks)"),
+    ("statistical", "statistical (means, ranges)"),
+]
 
 
 class SensorLMTrainForm(forms.Form):
-    size = forms.ChoiceField(choices=[("tiny", "tiny (CPU, minutes)"), ("small", "small (GPU)"), ("base", "base (GPU)")], initial="tiny")
-    loss = forms.ChoiceField(choices=[("clip", "CLIP (InfoNCE)"), ("siglip", "SigLIP (sigmoid)"), ("coca", "CoCa (contrastive + captioning)")],
-                             initial="clip")
-    caption_levels = forms.MultipleChoiceField(choices=LEVEL_CHOICES, initial=[value for value, _ in LEVEL_CHOICES],
-                                               widget=forms.CheckboxSelectMultiple)
-    participants = forms.IntegerField(min_value=10, max_value=100_000, initial=200, help_text="Simulated participants (80 % train, 20 % held out).")
+    size = forms.ChoiceField(
+        choices=[("tiny", "tiny (CPU, minutes)"), ("small", "small (GPU)"), ("base", "base (GPU)")], initial="tiny"
+    )
+    loss = forms.ChoiceField(
+        choices=[
+            ("clip", "CLIP (InfoNCE)"),
+            ("siglip", "SigLIP (sigmoid)"),
+            ("coca", "CoCa (contrastive + captioning)"),
+        ],
+        initial="clip",
+    )
+    caption_levels = forms.MultipleChoiceField(
+        choices=LEVEL_CHOICES, initial=[value for value, _ in LEVEL_CHOICES], widget=forms.CheckboxSelectMultiple
+    )
+    participants = forms.IntegerField(
+        min_value=10, max_value=100_000, initial=200, help_text="Simulated participants (80 % train, 20 % held out)."
+    )
     days = forms.IntegerField(min_value=1, max_value=60, initial=3)
     steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=300)
-    batch_size = forms.IntegerField(min_value=2, max_value=4096, initial=32, help_text="Contrastive losses need several days per batch.")
+    batch_size = forms.IntegerField(
+        min_value=2, max_value=4096, initial=32, help_text="Contrastive losses need several days per batch."
+    )
     learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=2e-3)
-    init_from = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), required=False,
-                                       help_text="Start the sensor tower from this foundation model (same architecture only).")
-    evaluate = forms.BooleanField(required=False, initial=True, help_text="Zero-shot activities, retrieval and captioning on new participants.")
+    init_from = forms.ModelChoiceField(
+        queryset=Checkpoint.objects.none(),
+        required=False,
+        help_text="Start the sensor tower from this foundation model (same architecture only).",
+    )
+    evaluate = forms.BooleanField(
+        required=False, initial=True, help_text="Zero-shot activities, retrieval and captioning on new participants."
+    )
     evaluation_participants = forms.IntegerField(min_value=10, max_value=100_000, initial=100)
-    index_cohort = forms.ModelChoiceField(queryset=Cohort.objects.none(), required=False,
-                                          help_text="When trained, index this cohort's days for the “Find days” search.")
+    index_cohort = forms.ModelChoiceField(
+        queryset=Cohort.objects.none(),
+        required=False,
+        help_text="When trained, index this cohort's days for the “Find days” search.",
+    )
     seed = forms.IntegerField(min_value=0, initial=0)
 
     def __init__(self, *args, **kwargs):
@@ -46,38 +71,85 @@ def run_sensorlm_train(context: JobContext) -> dict:
     config = context.config
     context.progress(0.0, "simulating and captioning participants")
     init_from = Path(Checkpoint.objects.get(pk=config["init_from"]).path) if config.get("init_from") else None
-    train_config = TrainConfig(steps=config["steps"], batch_size=config["batch_size"], learning_rate=config["learning_rate"], seed=config["seed"],
-                               checkpoint_every=max(10, config["steps"] // 10), log_every=10)
+    train_config = TrainConfig(
+        steps=config["steps"],
+        batch_size=config["batch_size"],
+        learning_rate=config["learning_rate"],
+        seed=config["seed"],
+        checkpoint_every=max(10, config["steps"] // 10),
+        log_every=10,
+    )
 
     def report(step, total, metrics):
         if step % 5 == 0 or step == total:
-            context.progress(0.7 * step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step)
+            context.progress(
+                0.7 * step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step
+            )
 
-    result = train_sensorlm(size=config["size"], participants=config["participants"], days=config["days"], seed=config["seed"],
-                            train_config=train_config, output_dir=context.work_dir, loss=config["loss"], levels=config["caption_levels"],
-                            init_from=init_from, device=context.device, progress=report)
+    result = train_sensorlm(
+        size=config["size"],
+        participants=config["participants"],
+        days=config["days"],
+        seed=config["seed"],
+        train_config=train_config,
+        output_dir=context.work_dir,
+        loss=config["loss"],
+        levels=config["caption_levels"],
+        init_from=init_from,
+        device=context.device,
+        progress=report,
+    )
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
-    context.log(f"held-out sensor->text R@1 {result['held_out_sensor_to_text_r@1']:.3f} (chance {result['held_out_chance_r@1']:.3f})")
-    checkpoint = job_checkpoint_record(job=context.job, family="sensorlm", size=config["size"], path=result["model_dir"],
-                                       metrics={key: result[key] for key in result if key.startswith("held_out") or key == "parameters"})
-    summary = {key: value for key, value in result.items() if key != "final"} | {"final_loss": result["final"].get("loss"), "checkpoint": checkpoint.pk}
+    context.log(
+        f"held-out sensor->text R@1 {result['held_out_sensor_to_text_r@1']:.3f} (chance {result['held_out_chance_r@1']:.3f})"
+    )
+    checkpoint = job_checkpoint_record(
+        job=context.job,
+        family="sensorlm",
+        size=config["size"],
+        path=result["model_dir"],
+        metrics={key: result[key] for key in result if key.startswith("held_out") or key == "parameters"},
+    )
+    summary = {key: value for key, value in result.items() if key != "final"} | {
+        "final_loss": result["final"].get("loss"),
+        "checkpoint": checkpoint.pk,
+    }
     if config.get("evaluate"):
         context.progress(0.75, "evaluating on new participants")
-        settings = EvaluationSettings(participants=config["evaluation_participants"], days=config["days"], seed=config["seed"] + 1000,
-                                      bootstrap=100, caption_days=50, device=context.device)
+        settings = EvaluationSettings(
+            participants=config["evaluation_participants"],
+            days=config["days"],
+            seed=config["seed"] + 1000,
+            bootstrap=100,
+            caption_days=50,
+            device=context.device,
+        )
         evaluation = evaluation_report(Path(result["model_dir"]), settings, output_dir=context.work_dir / "report")
         summary["tables"] = evaluation["tables"]
     if config.get("index_cohort"):
         cohort = Cohort.objects.get(pk=config["index_cohort"])
-        indexed = day_index_build(checkpoint=checkpoint, cohort=cohort, device=context.device,
-                                  progress=lambda done, total: context.progress(0.9 + 0.1 * done / max(1, total), f"indexing participant {done + 1} of {total}"))
+        indexed = day_index_build(
+            checkpoint=checkpoint,
+            cohort=cohort,
+            device=context.device,
+            progress=lambda done, total: context.progress(
+                0.9 + 0.1 * done / max(1, total), f"indexing participant {done + 1} of {total}"
+            ),
+        )
         context.log(f"indexed {indexed['days']} days of cohort {cohort.name}")
         summary["indexed_days"] = indexed["days"]
     return summary
 
 
-register(JobKind("sensorlm_train", "Sensor-language model: training", SensorLMTrainForm, run_sensorlm_train,
-                 lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
-                 "Sensor-caption pre-training (CLIP, SigLIP or CoCa) on simulated days and their hierarchical captions; evaluation tables "
-                 "on new participants; optionally indexes a cohort's days for the researchers' “Find days” search."))
+register(
+    JobKind(
+        "sensorlm_train",
+        "Sensor-language model: training",
+        SensorLMTrainForm,
+        run_sensorlm_train,
+        lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
+        "Sensor-caption pre-training (CLIP, SigLIP or CoCa) on simulated days and their hierarchical captions; evaluation tables "
+        "on new participants; optionally indexes a cohort's days for the researchers' “Find days” search.",
+    )
+)

@@ -7,13 +7,25 @@ from modeling.jobs import JobContext, JobKind, job_checkpoint_record, job_queue_
 from modeling.ml.data.clinical import INTERVENTIONS
 from modeling.models import Checkpoint
 
-INTERVENTION_CHOICES = [(intervention.name, f"{intervention.name.replace('_', ' ')}: {intervention.description}") for intervention in INTERVENTIONS]
+INTERVENTION_CHOICES = [
+    (intervention.name, f"{intervention.name.replace('_', ' ')}: {intervention.description}")
+    for intervention in INTERVENTIONS
+]
 
 
 class TwinTrainForm(forms.Form):
-    size = forms.ChoiceField(choices=[("tiny", "tiny (CPU, minutes)"), ("small", "small (GPU)"), ("base", "base (GPU)"), ("large", "large (GPU)")],
-                             initial="tiny")
-    participants = forms.IntegerField(min_value=10, max_value=1_000_000, initial=1000, help_text="Simulated participants (80 % train, 20 % held out).")
+    size = forms.ChoiceField(
+        choices=[
+            ("tiny", "tiny (CPU, minutes)"),
+            ("small", "small (GPU)"),
+            ("base", "base (GPU)"),
+            ("large", "large (GPU)"),
+        ],
+        initial="tiny",
+    )
+    participants = forms.IntegerField(
+        min_value=10, max_value=1_000_000, initial=1000, help_text="Simulated participants (80 % train, 20 % held out)."
+    )
     days = forms.IntegerField(min_value=90, max_value=3650, initial=730, help_text="Days of timeline per participant.")
     steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=300)
     batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=16)
@@ -21,8 +33,11 @@ class TwinTrainForm(forms.Form):
     block_size = forms.IntegerField(min_value=32, max_value=8192, initial=256, help_text="Tokens per training window.")
     checkpoint_every = forms.IntegerField(min_value=1, initial=50)
     seed = forms.IntegerField(min_value=0, initial=0)
-    simulate_cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), required=False,
-                                             help_text="When trained, queue a simulation of this cohort with every intervention.")
+    simulate_cohort = forms.ModelChoiceField(
+        queryset=Cohort.objects.order_by("name"),
+        required=False,
+        help_text="When trained, queue a simulation of this cohort with every intervention.",
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -35,41 +50,88 @@ def run_twin_train(context: JobContext) -> dict:
 
     config = context.config
     context.progress(0.0, "simulating timelines")
-    train_config = TrainConfig(steps=config["steps"], batch_size=config["batch_size"], learning_rate=config["learning_rate"],
-                               warmup_steps=min(100, max(1, config["steps"] // 10)), checkpoint_every=config["checkpoint_every"],
-                               seed=config["seed"], log_every=10)
+    train_config = TrainConfig(
+        steps=config["steps"],
+        batch_size=config["batch_size"],
+        learning_rate=config["learning_rate"],
+        warmup_steps=min(100, max(1, config["steps"] // 10)),
+        checkpoint_every=config["checkpoint_every"],
+        seed=config["seed"],
+        log_every=10,
+    )
 
     def report(step, total, metrics):
         if step % 5 == 0 or step == total:
             context.progress(step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step)
 
-    result = train_twin(size=config["size"], participants=config["participants"], days=config["days"], seed=config["seed"],
-                        train_config=train_config, output_dir=context.work_dir, device=context.device, block_size=config["block_size"],
-                        progress=report)
+    result = train_twin(
+        size=config["size"],
+        participants=config["participants"],
+        days=config["days"],
+        seed=config["seed"],
+        train_config=train_config,
+        output_dir=context.work_dir,
+        device=context.device,
+        block_size=config["block_size"],
+        progress=report,
+    )
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")
     held_out = result["held_out_loss"]["loss"]
-    context.log(f"held-out loss {result['held_out_loss_before']['loss']:.3f} before training, {held_out:.3f} after, "
-                f"on {result['held_out_participants']} participants")
+    context.log(
+        f"held-out loss {result['held_out_loss_before']['loss']:.3f} before training, {held_out:.3f} after, "
+        f"on {result['held_out_participants']} participants"
+    )
     # The model and its simulation are each written once however often the job is delivered.
-    checkpoint = job_checkpoint_record(job=context.job, family="twin", size=config["size"], path=result["model_dir"],
-                                       metrics={"held_out_loss": held_out, "parameters": result["parameters"]})
-    summary = {key: result[key] for key in ("held_out_loss_before", "held_out_loss", "held_out_participants", "parameters", "model_dir",
-                                            "resumed_from_step", "device")}
+    checkpoint = job_checkpoint_record(
+        job=context.job,
+        family="twin",
+        size=config["size"],
+        path=result["model_dir"],
+        metrics={"held_out_loss": held_out, "parameters": result["parameters"]},
+    )
+    summary = {
+        key: result[key]
+        for key in (
+            "held_out_loss_before",
+            "held_out_loss",
+            "held_out_participants",
+            "parameters",
+            "model_dir",
+            "resumed_from_step",
+            "device",
+        )
+    }
     if config.get("simulate_cohort"):
-        follow_up = job_queue_follow_up(parent=context.job, kind_name="simulate",
-                                        config={"checkpoint": checkpoint.pk, "cohort": config["simulate_cohort"], "participant": None,
-                                                "interventions": [intervention.name for intervention in INTERVENTIONS], "horizon_days": 90,
-                                                "samples": 16, "seed": 0})
+        follow_up = job_queue_follow_up(
+            parent=context.job,
+            kind_name="simulate",
+            config={
+                "checkpoint": checkpoint.pk,
+                "cohort": config["simulate_cohort"],
+                "participant": None,
+                "interventions": [intervention.name for intervention in INTERVENTIONS],
+                "horizon_days": 90,
+                "samples": 16,
+                "seed": 0,
+            },
+        )
         context.log(f"the cohort's simulation is job #{follow_up.pk}")
         summary["simulation_job"] = follow_up.pk
     return summary
 
 
-register(JobKind("twin_train", "Digital twin: training", TwinTrainForm, run_twin_train,
-                 lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
-                 "Next-token and waiting-time training on simulated multimodal timelines (randomized interventions included); "
-                 "the held-out loss is on participants the model never saw."))
+register(
+    JobKind(
+        "twin_train",
+        "Digital twin: training",
+        TwinTrainForm,
+        run_twin_train,
+        lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
+        "Next-token and waiting-time training on simulated multimodal timelines (randomized interventions included); "
+        "the held-out loss is on participants the model never saw.",
+    )
+)
 
 
 def _twin_checkpoints():
@@ -79,11 +141,16 @@ def _twin_checkpoints():
 class SimulateForm(forms.Form):
     checkpoint = forms.ModelChoiceField(queryset=_twin_checkpoints(), empty_label=None)
     cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), empty_label=None)
-    participant = forms.ModelChoiceField(queryset=Participant.objects.all(), required=False,
-                                         help_text="Only this participant of the cohort; empty simulates the whole cohort.")
+    participant = forms.ModelChoiceField(
+        queryset=Participant.objects.all(),
+        required=False,
+        help_text="Only this participant of the cohort; empty simulates the whole cohort.",
+    )
     interventions = forms.MultipleChoiceField(choices=INTERVENTION_CHOICES, widget=forms.CheckboxSelectMultiple)
     horizon_days = forms.IntegerField(min_value=7, max_value=730, initial=90)
-    samples = forms.IntegerField(min_value=2, max_value=512, initial=32, help_text="Sampled futures per participant and arm.")
+    samples = forms.IntegerField(
+        min_value=2, max_value=512, initial=32, help_text="Sampled futures per participant and arm."
+    )
     seed = forms.IntegerField(min_value=0, initial=0)
 
     def __init__(self, *args, **kwargs):
@@ -110,16 +177,37 @@ def run_simulate(context: JobContext) -> dict:
         participants = participants.filter(pk=config["participant"])
     participants = list(participants)
     context.progress(0.01, f"loading the twin for {len(participants)} participant(s)")
-    runs = twin_simulate(checkpoint=checkpoint, participants=participants, interventions=config["interventions"],
-                         horizon_days=config["horizon_days"], samples=config["samples"], seed=config["seed"], device=context.device,
-                         job=context.job, progress=lambda fraction, message: context.progress(0.05 + 0.9 * fraction, message))
-    context.log(f"{len(runs)} simulation(s) stored: {len(participants)} participants x {len(config['interventions'])} interventions "
-                f"x {config['horizon_days']} days, {config['samples']} samples each")
-    return {"simulations": len(runs), "participants": len(participants), "interventions": config["interventions"],
-            "horizon_days": config["horizon_days"]}
+    runs = twin_simulate(
+        checkpoint=checkpoint,
+        participants=participants,
+        interventions=config["interventions"],
+        horizon_days=config["horizon_days"],
+        samples=config["samples"],
+        seed=config["seed"],
+        device=context.device,
+        job=context.job,
+        progress=lambda fraction, message: context.progress(0.05 + 0.9 * fraction, message),
+    )
+    context.log(
+        f"{len(runs)} simulation(s) stored: {len(participants)} participants x {len(config['interventions'])} interventions "
+        f"x {config['horizon_days']} days, {config['samples']} samples each"
+    )
+    return {
+        "simulations": len(runs),
+        "participants": len(participants),
+        "interventions": config["interventions"],
+        "horizon_days": config["horizon_days"],
+    }
 
 
-register(JobKind("simulate", "Digital twin: simulate interventions", SimulateForm, run_simulate,
-                 lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
-                 "Sampled futures of a cohort's participants with and without each intervention (a tiny twin on the CPU queue, "
-                 "larger ones on a GPU worker); the twin page draws them as fan charts and the agent cites the predicted effects."))
+register(
+    JobKind(
+        "simulate",
+        "Digital twin: simulate interventions",
+        SimulateForm,
+        run_simulate,
+        lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
+        "Sampled futures of a cohort's participants with and without each intervention (a tiny twin on the CPU queue, "
+        "larger ones on a GPU worker); the twin page draws them as fan charts and the agent cites the predicted effects.",
+    )
+)

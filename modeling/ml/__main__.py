@@ -1,12 +1,12 @@
 """``python -m modeling.ml ...``: the model library's command line (no Django; runs under torchrun too).
 
-    python -m modeling.ml lsm pretrain --size tiny --participants 64 --days 4 --steps 200 --output runs/lsm-tiny
-    torchrun --nproc-per-node 4 -m modeling.ml lsm pretrain --size base ...
-    python -m modeling.ml lsm evaluate --model runs/lsm-tiny/model --output docs/results/lsm-tiny
-    python -m modeling.ml sensorlm train|evaluate|ablation ...   (see modeling/ml/sensorlm/cli.py)
-    python -m modeling.ml lsm scaling --sizes 32x1 64x2 128x3 --windows 200 800 3200 --output docs/results/lsm-scaling
-    python -m modeling.ml twin train --size tiny --participants 4000 --days 730 --steps 1400 --output runs/twin-tiny
-    python -m modeling.ml twin evaluate --model runs/twin-tiny/model --output docs/results/twin-tiny
+python -m modeling.ml lsm pretrain --size tiny --participants 64 --days 4 --steps 200 --output runs/lsm-tiny
+torchrun --nproc-per-node 4 -m modeling.ml lsm pretrain --size base ...
+python -m modeling.ml lsm evaluate --model runs/lsm-tiny/model --output docs/results/lsm-tiny
+python -m modeling.ml sensorlm train|evaluate|ablation ...   (see modeling/ml/sensorlm/cli.py)
+python -m modeling.ml lsm scaling --sizes 32x1 64x2 128x3 --windows 200 800 3200 --output docs/results/lsm-scaling
+python -m modeling.ml twin train --size tiny --participants 4000 --days 730 --steps 1400 --output runs/twin-tiny
+python -m modeling.ml twin evaluate --model runs/twin-tiny/model --output docs/results/twin-tiny
 """
 
 import argparse
@@ -20,11 +20,17 @@ from modeling.ml.train import TrainConfig
 
 def compare_header(args) -> str:
     language_model = "llm" in args.proposers
-    return (f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated participants x {args.days} days "
-            f"(seed {args.seed}), split 60/20/20 by participant; {args.budget} trainings per method and task; test metric with "
-            f"bootstrap 95 % CIs. Methods: {', '.join(args.proposers)}"
-            + (f" (language model: {args.llm_backend} {args.llm_model}, temperature {args.llm_temperature}, decoding constrained to the "
-               "spec schema)." if language_model else "."))
+    return (
+        f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated participants x {args.days} days "
+        f"(seed {args.seed}), split 60/20/20 by participant; {args.budget} trainings per method and task; test metric with "
+        f"bootstrap 95 % CIs. Methods: {', '.join(args.proposers)}"
+        + (
+            f" (language model: {args.llm_backend} {args.llm_model}, temperature {args.llm_temperature}, decoding constrained to the "
+            "spec schema)."
+            if language_model
+            else "."
+        )
+    )
 
 
 def main(argv=None) -> None:
@@ -42,42 +48,78 @@ def main(argv=None) -> None:
     pretrain_parser.add_argument("--mask-strategy", default="aim", choices=["random", "temporal", "channel", "aim"])
     pretrain_parser.add_argument("--device", default="auto")
     pretrain_parser.add_argument("--compile", action="store_true")
-    pretrain_parser.add_argument("--calendar-features", action="store_true", help="time-of-day and day-of-week features on every patch")
+    pretrain_parser.add_argument(
+        "--calendar-features", action="store_true", help="time-of-day and day-of-week features on every patch"
+    )
     pretrain_parser.add_argument("--output", type=Path, required=True)
-    evaluate_parser = lsm.add_parser("evaluate", help="30+ downstream tasks (probe, hand-crafted, supervised) and generative tasks")
+    evaluate_parser = lsm.add_parser(
+        "evaluate", help="30+ downstream tasks (probe, hand-crafted, supervised) and generative tasks"
+    )
     evaluate_parser.add_argument("--model", type=Path, required=True, help="a pre-trained model directory")
     evaluate_parser.add_argument("--participants", type=int, default=200)
     evaluate_parser.add_argument("--days", type=int, default=4)
-    evaluate_parser.add_argument("--seed", type=int, default=1000, help="use another seed than pre-training: new participants")
-    evaluate_parser.add_argument("--few-shot", type=int, nargs="*", default=[1, 5, 10, 25], help="labelled participants per class")
+    evaluate_parser.add_argument(
+        "--seed", type=int, default=1000, help="use another seed than pre-training: new participants"
+    )
+    evaluate_parser.add_argument(
+        "--few-shot", type=int, nargs="*", default=[1, 5, 10, 25], help="labelled participants per class"
+    )
     evaluate_parser.add_argument("--pca", action="store_true", help="PCA-50 before the probe, as published")
-    evaluate_parser.add_argument("--supervised-steps", type=int, default=200, help="0 leaves out the supervised-from-scratch baseline")
+    evaluate_parser.add_argument(
+        "--supervised-steps", type=int, default=200, help="0 leaves out the supervised-from-scratch baseline"
+    )
     evaluate_parser.add_argument("--no-generative", action="store_true")
     evaluate_parser.add_argument("--device", default="auto")
-    evaluate_parser.add_argument("--output", type=Path, help="write downstream.md/.json and generative.md/.json in this directory")
+    evaluate_parser.add_argument(
+        "--output", type=Path, help="write downstream.md/.json and generative.md/.json in this directory"
+    )
     scaling_parser = lsm.add_parser("scaling", help="model sizes x pre-training windows -> table and plotly figure")
-    scaling_parser.add_argument("--sizes", nargs="+", default=["32x1", "64x2", "128x3"], help="named sizes or <width>x<depth>")
-    scaling_parser.add_argument("--windows", type=int, nargs="+", default=[200, 800, 3200], help="pre-training day windows")
+    scaling_parser.add_argument(
+        "--sizes", nargs="+", default=["32x1", "64x2", "128x3"], help="named sizes or <width>x<depth>"
+    )
+    scaling_parser.add_argument(
+        "--windows", type=int, nargs="+", default=[200, 800, 3200], help="pre-training day windows"
+    )
     scaling_parser.add_argument("--steps", type=int, default=300)
     scaling_parser.add_argument("--batch-size", type=int, default=16)
     scaling_parser.add_argument("--probe-participants", type=int, default=150)
     scaling_parser.add_argument("--seed", type=int, default=0)
     scaling_parser.add_argument("--device", default="auto")
-    scaling_parser.add_argument("--output", type=Path, required=True, help="scaling.md/.json/.html and the runs go here")
-    heads = families.add_parser("heads", help="prediction-head search over a frozen foundation model").add_subparsers(dest="command",
-                                                                                                                   required=True)
+    scaling_parser.add_argument(
+        "--output", type=Path, required=True, help="scaling.md/.json/.html and the runs go here"
+    )
+    heads = families.add_parser("heads", help="prediction-head search over a frozen foundation model").add_subparsers(
+        dest="command", required=True
+    )
     settings = argparse.ArgumentParser(add_help=False)  # the comparison's settings, shared by compare and report
     settings.add_argument("--model", type=Path, required=True)
-    settings.add_argument("--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"])
-    settings.add_argument("--proposers", nargs="+", default=["random", "evolution", "tpe"],
-                                choices=["random", "evolution", "tpe", "llm", "classroom"],
-                                help="methods, each alone at the budget; classroom: random, evolution, tpe (and llm if listed) on one board")
-    settings.add_argument("--llm-complete", default="healthagent.agent.backends.registry:json_completion",
-                          help="module:function that makes the language model's complete(messages, seed) from --llm-* (imported only for llm)")
+    settings.add_argument(
+        "--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"]
+    )
+    settings.add_argument(
+        "--proposers",
+        nargs="+",
+        default=["random", "evolution", "tpe"],
+        choices=["random", "evolution", "tpe", "llm", "classroom"],
+        help="methods, each alone at the budget; classroom: random, evolution, tpe (and llm if listed) on one board",
+    )
+    settings.add_argument(
+        "--llm-complete",
+        default="healthagent.agent.backends.registry:json_completion",
+        help="module:function that makes the language model's complete(messages, seed) from --llm-* (imported only for llm)",
+    )
     settings.add_argument("--llm-backend", default="transformers", choices=["transformers", "openai_http"])
-    settings.add_argument("--llm-model", default="smollm2", help="transformers: smollm2 or a local model directory; openai_http: the model")
-    settings.add_argument("--llm-url", default="", help="openai_http: the server's base URL, e.g. http://localhost:8000/v1")
-    settings.add_argument("--llm-temperature", type=float, default=0.7, help="seeded sampling, so repeated prompts can differ")
+    settings.add_argument(
+        "--llm-model",
+        default="smollm2",
+        help="transformers: smollm2 or a local model directory; openai_http: the model",
+    )
+    settings.add_argument(
+        "--llm-url", default="", help="openai_http: the server's base URL, e.g. http://localhost:8000/v1"
+    )
+    settings.add_argument(
+        "--llm-temperature", type=float, default=0.7, help="seeded sampling, so repeated prompts can differ"
+    )
     settings.add_argument("--llm-timeout", type=float, default=300.0, help="seconds per proposal")
     settings.add_argument("--bootstrap", type=int, default=200)
     settings.add_argument("--budget", type=int, default=12, help="trainings per proposer and task")
@@ -85,8 +127,12 @@ def main(argv=None) -> None:
     settings.add_argument("--days", type=int, default=4)
     settings.add_argument("--seed", type=int, default=3000)
     settings.add_argument("--output", type=Path)
-    heads.add_parser("compare", parents=[settings], help="linear probe vs each proposer's best head, per task, at equal budgets")
-    report_parser = heads.add_parser("report", parents=[settings], help="one report from the JSON of comparisons run apart (e.g. a task each)")
+    heads.add_parser(
+        "compare", parents=[settings], help="linear probe vs each proposer's best head, per task, at equal budgets"
+    )
+    report_parser = heads.add_parser(
+        "report", parents=[settings], help="one report from the JSON of comparisons run apart (e.g. a task each)"
+    )
     report_parser.add_argument("--inputs", type=Path, nargs="+", required=True, help="the .json files compare wrote")
     sensorlm_cli.add_parser(families)
     _twin_commands(families)
@@ -122,24 +168,52 @@ def main(argv=None) -> None:
             # SmolLM2 or HTTP server the agent uses); the library itself imports nothing of the site.
             module_name, _, function_name = args.llm_complete.partition(":")
             json_completion = getattr(importlib.import_module(module_name), function_name)
-            complete = json_completion(backend=args.llm_backend, config={"model": args.llm_model, "base_url": args.llm_url,
-                                                                         "temperature": args.llm_temperature, "max_new_tokens": 120,
-                                                                         "max_tokens": 300, "seed": args.seed},
-                                       json_schema=decoding_schema(), timeout_s=args.llm_timeout)
+            complete = json_completion(
+                backend=args.llm_backend,
+                config={
+                    "model": args.llm_model,
+                    "base_url": args.llm_url,
+                    "temperature": args.llm_temperature,
+                    "max_new_tokens": 120,
+                    "max_tokens": 300,
+                    "seed": args.seed,
+                },
+                json_schema=decoding_schema(),
+                timeout_s=args.llm_timeout,
+            )
 
         def language_model(task):
             return LanguageModelProposer(complete, name=f"llm ({args.llm_model})", task=task)
 
-        data, embeddings, labels = token_windows(args.model, participants=args.participants, days=args.days, seed=args.seed)
+        data, embeddings, labels = token_windows(
+            args.model, participants=args.participants, days=args.days, seed=args.seed
+        )
         rows = []
         for task in args.tasks:
             print(f"searching {task}", flush=True)
-            methods = {"random": RandomProposer, "evolution": EvolutionProposer, "tpe": lambda: TPEProposer(seed=args.seed),
-                       "llm": lambda task=task: language_model(task),
-                       "classroom": lambda task=task: [RandomProposer(), EvolutionProposer(), TPEProposer(seed=args.seed)]
-                       + ([language_model(task)] if complete else [])}
-            rows.append(compare_task(task, data, embeddings, labels[task], {name: methods[name] for name in args.proposers},
-                                     budget=args.budget, seed=args.seed, bootstrap=args.bootstrap, progress=lambda message: print(message, flush=True)))
+            methods = {
+                "random": RandomProposer,
+                "evolution": EvolutionProposer,
+                "tpe": lambda: TPEProposer(seed=args.seed),
+                "llm": lambda task=task: language_model(task),
+                "classroom": lambda task=task: (
+                    [RandomProposer(), EvolutionProposer(), TPEProposer(seed=args.seed)]
+                    + ([language_model(task)] if complete else [])
+                ),
+            }
+            rows.append(
+                compare_task(
+                    task,
+                    data,
+                    embeddings,
+                    labels[task],
+                    {name: methods[name] for name in args.proposers},
+                    budget=args.budget,
+                    seed=args.seed,
+                    bootstrap=args.bootstrap,
+                    progress=lambda message: print(message, flush=True),
+                )
+            )
             if args.output:  # written after every task, so a long run leaves its finished tasks behind
                 args.output.parent.mkdir(parents=True, exist_ok=True)
                 args.output.with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float))
@@ -153,9 +227,18 @@ def main(argv=None) -> None:
         from modeling.ml.lsm.scaling import ScalingSettings, scaling_study
         from modeling.ml.train import choose_device
 
-        settings = ScalingSettings(sizes=tuple(args.sizes), windows=tuple(args.windows), steps=args.steps, batch_size=args.batch_size,
-                                   probe_participants=args.probe_participants, seed=args.seed, device=choose_device(args.device))
-        scaling_study(settings, args.output, progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True))
+        settings = ScalingSettings(
+            sizes=tuple(args.sizes),
+            windows=tuple(args.windows),
+            steps=args.steps,
+            batch_size=args.batch_size,
+            probe_participants=args.probe_participants,
+            seed=args.seed,
+            device=choose_device(args.device),
+        )
+        scaling_study(
+            settings, args.output, progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True)
+        )
         print((args.output / "scaling.md").read_text())
         return
 
@@ -163,26 +246,53 @@ def main(argv=None) -> None:
         from modeling.ml.lsm.report import ReportSettings, evaluation_report
         from modeling.ml.train import choose_device
 
-        settings = ReportSettings(participants=args.participants, days=args.days, seed=args.seed, few_shot=tuple(args.few_shot),
-                                  pca=args.pca, supervised_steps=args.supervised_steps, generative=not args.no_generative,
-                                  device=choose_device(args.device))
-        report = evaluation_report(args.model, settings, output_dir=args.output,
-                                   progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True))
+        settings = ReportSettings(
+            participants=args.participants,
+            days=args.days,
+            seed=args.seed,
+            few_shot=tuple(args.few_shot),
+            pca=args.pca,
+            supervised_steps=args.supervised_steps,
+            generative=not args.no_generative,
+            device=choose_device(args.device),
+        )
+        report = evaluation_report(
+            args.model,
+            settings,
+            output_dir=args.output,
+            progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
+        )
         print("\n".join(report["markdown"].values()))
         return
 
     from modeling.ml.lsm.pretrain import pretrain
 
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed, compile=args.compile)
-    result = pretrain(size=args.size, participants=args.participants, days=args.days, seed=args.seed, train_config=config,
-                      output_dir=args.output, device=args.device, mask_strategy=args.mask_strategy,
-                      calendar_features=args.calendar_features,
-                      progress=lambda step, total, metrics: print(json.dumps(metrics)) if step % 10 == 0 or step == total else None)
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        compile=args.compile,
+    )
+    result = pretrain(
+        size=args.size,
+        participants=args.participants,
+        days=args.days,
+        seed=args.seed,
+        train_config=config,
+        output_dir=args.output,
+        device=args.device,
+        mask_strategy=args.mask_strategy,
+        calendar_features=args.calendar_features,
+        progress=lambda step, total, metrics: print(json.dumps(metrics)) if step % 10 == 0 or step == total else None,
+    )
     print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
 
 
 def _twin_commands(families) -> None:
-    twin = families.add_parser("twin", help="the digital twin (decoder-only timeline model)").add_subparsers(dest="command", required=True)
+    twin = families.add_parser("twin", help="the digital twin (decoder-only timeline model)").add_subparsers(
+        dest="command", required=True
+    )
     train_parser = twin.add_parser("train", help="train on simulated timelines; held-out loss on unseen participants")
     train_parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "large"])
     train_parser.add_argument("--participants", type=int, default=4000)
@@ -194,7 +304,9 @@ def _twin_commands(families) -> None:
     train_parser.add_argument("--seed", type=int, default=0)
     train_parser.add_argument("--device", default="auto")
     train_parser.add_argument("--output", type=Path, required=True)
-    evaluate_parser = twin.add_parser("evaluate", help="endpoint risk vs clinical scores, and randomized trials in the simulator")
+    evaluate_parser = twin.add_parser(
+        "evaluate", help="endpoint risk vs clinical scores, and randomized trials in the simulator"
+    )
     evaluate_parser.add_argument("--model", type=Path, required=True)
     evaluate_parser.add_argument("--participants", type=int, default=4000, help="risk cohort")
     evaluate_parser.add_argument("--samples", type=int, default=4, help="sampled futures per participant for risk")
@@ -202,8 +314,12 @@ def _twin_commands(families) -> None:
     evaluate_parser.add_argument("--trial-participants", type=int, default=80)
     evaluate_parser.add_argument("--trial-samples", type=int, default=8)
     evaluate_parser.add_argument("--bootstrap", type=int, default=500)
-    evaluate_parser.add_argument("--readout", default="measured", choices=["measured", "state"],
-                                 help="how a biomarker is read at the horizon (see healthformer/generate.py)")
+    evaluate_parser.add_argument(
+        "--readout",
+        default="measured",
+        choices=["measured", "state"],
+        help="how a biomarker is read at the horizon (see healthformer/generate.py)",
+    )
     evaluate_parser.add_argument("--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials"])
     evaluate_parser.add_argument("--seed", type=int, default=5000)
     evaluate_parser.add_argument("--device", default="auto")
@@ -216,21 +332,50 @@ def _twin(args) -> None:
     if args.command == "train":
         from modeling.ml.healthformer.training import train_twin
 
-        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=min(100, args.steps // 10),
-                             checkpoint_every=250, log_every=50, seed=args.seed)
-        result = train_twin(size=args.size, participants=args.participants, days=args.days, seed=args.seed, train_config=config,
-                            output_dir=args.output, device=args.device, block_size=args.block_size,
-                            progress=lambda step, total, metrics: print(json.dumps(metrics), flush=True) if step % 50 == 0 or step == total else None)
+        config = TrainConfig(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            warmup_steps=min(100, args.steps // 10),
+            checkpoint_every=250,
+            log_every=50,
+            seed=args.seed,
+        )
+        result = train_twin(
+            size=args.size,
+            participants=args.participants,
+            days=args.days,
+            seed=args.seed,
+            train_config=config,
+            output_dir=args.output,
+            device=args.device,
+            block_size=args.block_size,
+            progress=lambda step, total, metrics: (
+                print(json.dumps(metrics), flush=True) if step % 50 == 0 or step == total else None
+            ),
+        )
         print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
         return
     from modeling.ml.healthformer.evaluate import TwinReportSettings, twin_report
 
-    settings = TwinReportSettings(participants=args.participants, samples=args.samples, horizon_days=args.horizon_days,
-                                  trial_participants=args.trial_participants, trial_samples=args.trial_samples, bootstrap=args.bootstrap,
-                                  readout=args.readout,
-                                  seed=args.seed, device=choose_device(args.device))
-    report = twin_report(args.model, settings, output_dir=args.output, parts=tuple(args.parts),
-                         progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True))
+    settings = TwinReportSettings(
+        participants=args.participants,
+        samples=args.samples,
+        horizon_days=args.horizon_days,
+        trial_participants=args.trial_participants,
+        trial_samples=args.trial_samples,
+        bootstrap=args.bootstrap,
+        readout=args.readout,
+        seed=args.seed,
+        device=choose_device(args.device),
+    )
+    report = twin_report(
+        args.model,
+        settings,
+        output_dir=args.output,
+        parts=tuple(args.parts),
+        progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
+    )
     print("\n".join(part["markdown"] for part in report.values()))
 
 

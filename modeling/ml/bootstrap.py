@@ -12,8 +12,16 @@ from collections.abc import Callable
 import numpy as np
 
 
-def paired_draws(metric: Callable[[np.ndarray, np.ndarray], float], truth: np.ndarray, first: np.ndarray, second: np.ndarray, *,
-                 resamples: int, seed: int, stratify: bool) -> np.ndarray:
+def paired_draws(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    truth: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    *,
+    resamples: int,
+    seed: int,
+    stratify: bool,
+) -> np.ndarray:
     """(draws, 3): metric of ``first``, of ``second`` and their difference per resample; draws the metric
     leaves undefined (NaN) are left out."""
     rng = np.random.default_rng(seed)

@@ -20,6 +20,7 @@ from modeling.ml.data.cohort import make_cohort
 from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.data.summaries import SUMMARY_FIELDS, summary_features
 
+
 @dataclass
 class DemoTrainingConfig:
     task: str = "hypertension"
@@ -44,8 +45,12 @@ class DemoTrainingConfig:
 def participant_features(*, participants: int, days: int, seed: int, task: str) -> tuple[np.ndarray, np.ndarray]:
     """Per participant, the mean and SD of each daily summary over their days, and the label."""
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=days)
-    rows = [summary_features(cohort.participant(index).minutes.values, cohort.participant(index).minutes.mask, percentiles=False)
-            for index in range(participants)]
+    rows = [
+        summary_features(
+            cohort.participant(index).minutes.values, cohort.participant(index).minutes.mask, percentiles=False
+        )
+        for index in range(participants)
+    ]
     features = np.array(rows)
     return features.astype(np.float32), cohort.labels[task].astype(np.float32)
 
@@ -55,21 +60,30 @@ def _auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     if not len(positives) or not len(negatives):
         return None
     ranks = np.argsort(np.argsort(np.concatenate([positives, negatives]))) + 1
-    return float((ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives)))
+    return float(
+        (ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives))
+    )
 
 
-def train(config: DemoTrainingConfig, *, checkpoint_dir: Path, device: str = "cpu",
-          progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None) -> dict:
+def train(
+    config: DemoTrainingConfig,
+    *,
+    checkpoint_dir: Path,
+    device: str = "cpu",
+    progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None,
+) -> dict:
     """Train, checkpointing every ``checkpoint_every`` steps; resume exactly from the last checkpoint.
 
     ``progress`` is called after every step; it may raise to stop the run (a cancelled job).
     Returns the final metrics, ``resumed_from_step`` and the path of the saved model.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    features, labels = participant_features(participants=config.participants, days=config.days, seed=config.seed, task=config.task)
+    features, labels = participant_features(
+        participants=config.participants, days=config.days, seed=config.seed, task=config.task
+    )
     order = np.random.default_rng(config.seed).permutation(len(labels))
     held_out = order[: len(order) // 4]  # participants, never windows: each person is in one split only
-    train_rows = order[len(order) // 4:]
+    train_rows = order[len(order) // 4 :]
     mean, std = features[train_rows].mean(axis=0), features[train_rows].std(axis=0) + 1e-6
     x = torch.tensor((features - mean) / std, device=device)
     y = torch.tensor(labels, device=device)
@@ -103,8 +117,15 @@ def train(config: DemoTrainingConfig, *, checkpoint_dir: Path, device: str = "cp
             with torch.no_grad():
                 scores = model(x[torch.tensor(held_out)]).squeeze(-1).cpu().numpy()
             metrics["val_auroc"] = _auroc(scores, labels[held_out])
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(), "step": done},
-                       checkpoint_dir / "training_state.partial")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "step": done,
+                },
+                checkpoint_dir / "training_state.partial",
+            )
             (checkpoint_dir / "training_state.partial").replace(state_path)  # a kill never leaves half a checkpoint
         if config.step_delay_s:
             time.sleep(config.step_delay_s)
@@ -113,6 +134,20 @@ def train(config: DemoTrainingConfig, *, checkpoint_dir: Path, device: str = "cp
     model_dir = checkpoint_dir / "model"
     model_dir.mkdir(exist_ok=True)
     torch.save(model.state_dict(), model_dir / "weights.pt")
-    (model_dir / "config.json").write_text(json.dumps({**asdict(config), "features": list(SUMMARY_FIELDS), "input_mean": mean.tolist(),
-                                                       "input_std": std.tolist()}, indent=2))
-    return {"metrics": metrics, "resumed_from_step": resumed_from, "model_dir": str(model_dir), "held_out_participants": len(held_out)}
+    (model_dir / "config.json").write_text(
+        json.dumps(
+            {
+                **asdict(config),
+                "features": list(SUMMARY_FIELDS),
+                "input_mean": mean.tolist(),
+                "input_std": std.tolist(),
+            },
+            indent=2,
+        )
+    )
+    return {
+        "metrics": metrics,
+        "resumed_from_step": resumed_from,
+        "model_dir": str(model_dir),
+        "held_out_participants": len(held_out),
+    }

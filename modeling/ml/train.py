@@ -51,7 +51,9 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def cosine_with_warmup(optimizer: torch.optim.Optimizer, *, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def cosine_with_warmup(
+    optimizer: torch.optim.Optimizer, *, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
@@ -61,14 +63,23 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, *, warmup: int, total: 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train(model: nn.Module, dataset, config: TrainConfig, *, output_dir: Path, device: str = "auto",
-          progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None) -> dict:
+def train(
+    model: nn.Module,
+    dataset,
+    config: TrainConfig,
+    *,
+    output_dir: Path,
+    device: str = "auto",
+    progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None,
+) -> dict:
     """Train ``model`` for ``config.steps`` optimizer steps, resuming from ``output_dir`` if a checkpoint is there."""
     device = choose_device(device)
     rank, world = _distributed()
     output_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, betas=(0.9, 0.95)
+    )
     scheduler = cosine_with_warmup(optimizer, warmup=config.warmup_steps, total=config.steps)
     generator = torch.Generator().manual_seed(config.seed + rank)
     torch.manual_seed(config.seed + rank)
@@ -85,10 +96,14 @@ def train(model: nn.Module, dataset, config: TrainConfig, *, output_dir: Path, d
     resumed_from = step
     wrapped = model
     if world > 1:
-        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None)
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None
+        )
     if config.compile:
         wrapped = torch.compile(wrapped)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else torch.autocast("cpu", enabled=False)
+    )
     metrics_path = output_dir / "metrics.jsonl"
     started = time.perf_counter()
     metrics: dict = {}
@@ -107,17 +122,38 @@ def train(model: nn.Module, dataset, config: TrainConfig, *, output_dir: Path, d
         optimizer.step()
         scheduler.step()
         step += 1
-        metrics = {"step": step, "loss": total_loss, "grad_norm": grad_norm, "lr": scheduler.get_last_lr()[0],
-                   "windows_per_s": round((step - resumed_from) * config.batch_size * config.accumulation * world / (time.perf_counter() - started), 2)}
+        metrics = {
+            "step": step,
+            "loss": total_loss,
+            "grad_norm": grad_norm,
+            "lr": scheduler.get_last_lr()[0],
+            "windows_per_s": round(
+                (step - resumed_from)
+                * config.batch_size
+                * config.accumulation
+                * world
+                / (time.perf_counter() - started),
+                2,
+            ),
+        }
         if rank == 0:
             if step % config.log_every == 0 or step == config.steps:
                 with metrics_path.open("a") as log:
                     log.write(json.dumps(metrics) + "\n")
             if step % config.checkpoint_every == 0 or step == config.steps:
                 partial = output_dir / "training_state.partial"
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                            "config": asdict(config)}, partial)
+                torch.save(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "generator": generator.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "step": step,
+                        "config": asdict(config),
+                    },
+                    partial,
+                )
                 partial.replace(state_path)  # atomic: a kill never leaves half a checkpoint
         progress(step, config.steps, metrics)
     return {"final": metrics, "resumed_from_step": resumed_from, "device": device, "world_size": world}

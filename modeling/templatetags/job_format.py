@@ -11,7 +11,7 @@ register = template.Library()
 
 @register.filter
 def kind_title(kind_name: str) -> str:
-    """"lsm_pretrain" -> "Wearable foundation model: pre-training"; an unknown kind keeps its name."""
+    """ "lsm_pretrain" -> "Wearable foundation model: pre-training"; an unknown kind keeps its name."""
     try:
         return job_kind(kind_name).title
     except JobError:
@@ -29,7 +29,7 @@ def job_summary(job) -> str:
 
 @register.filter
 def queue_title(queue: str) -> str:
-    """"cpu" -> "CPU queue"."""
+    """ "cpu" -> "CPU queue"."""
     return f"{queue.upper()} queue" if queue else "—"
 
 

@@ -28,9 +28,23 @@ sys.exit(1 if '"vulns": [{' in report else 0)
 """
 
 CLEAN = {"dependencies": [{"name": "django", "version": "5.2", "vulns": []}], "fixes": []}
-VULNERABLE = {"dependencies": [{"name": "django", "version": "5.2", "vulns": [
-    {"id": "PYSEC-0", "fix_versions": ["5.2.1"], "aliases": [], "description": "A ConnectionError is raised when the request timed out"}]}],
-    "fixes": []}
+VULNERABLE = {
+    "dependencies": [
+        {
+            "name": "django",
+            "version": "5.2",
+            "vulns": [
+                {
+                    "id": "PYSEC-0",
+                    "fix_versions": ["5.2.1"],
+                    "aliases": [],
+                    "description": "A ConnectionError is raised when the request timed out",
+                }
+            ],
+        }
+    ],
+    "fixes": [],
+}
 SKIPPED = {"dependencies": [{"name": "healthagent-local", "skip_reason": "not found on PyPI"}], "fixes": []}
 
 
@@ -38,16 +52,25 @@ def run_audit(tmp_path, report: str):
     fake = tmp_path / "python"
     fake.write_text(f"#!{sys.executable}\n" + FAKE_PIP_AUDIT)
     fake.chmod(0o755)
-    return subprocess.run(["bash", ".ci/audit-dependencies"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "PY": str(fake), "FAKE_AUDIT_REPORT": report})
+    return subprocess.run(
+        ["bash", ".ci/audit-dependencies"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "PY": str(fake), "FAKE_AUDIT_REPORT": report},
+    )
 
 
-@pytest.mark.parametrize(("report", "status", "said"), [
-    (json.dumps(CLEAN), 0, "no known vulnerability"),
-    (json.dumps(VULNERABLE), 1, "1 known vulnerability"),
-    (json.dumps(SKIPPED), 1, "could not be audited: healthagent-local"),
-    ("unreachable", 2, "DEPENDENCY AUDIT NOT RUN"),
-])
+@pytest.mark.parametrize(
+    ("report", "status", "said"),
+    [
+        (json.dumps(CLEAN), 0, "no known vulnerability"),
+        (json.dumps(VULNERABLE), 1, "1 known vulnerability"),
+        (json.dumps(SKIPPED), 1, "could not be audited: healthagent-local"),
+        ("unreachable", 2, "DEPENDENCY AUDIT NOT RUN"),
+    ],
+)
 def test_the_exit_status_follows_the_parsed_report(tmp_path, report, status, said):
     result = run_audit(tmp_path, report)
     assert result.returncode == status, result.stdout + result.stderr

@@ -22,17 +22,42 @@ def build_study(*, items: int, raters: int, k: int, mode="absolute", seed=3) -> 
     cohort = Cohort.objects.create(name=f"Assign {items}", source="synthetic")
     variant_a = AgentVariant.objects.get(name="grounded agent")
     variant_b = AgentVariant.objects.get(name="LLM only")
-    participants = Participant.objects.bulk_create([Participant(cohort=cohort, pseudonym=f"P-{i:05d}", age_band="40-44") for i in range(items)])
-    Recommendation.objects.bulk_create([
-        Recommendation(participant=participant, variant=variant, status="succeeded", text=f"Answer {variant.pk} for {participant.pseudonym}", context={})
-        for participant in participants for variant in (variant_a, variant_b)
-    ])
-    study = Study.objects.create(name=f"Study {items}x{raters}", mode=mode, rubric=Rubric.objects.get(name__endswith="(1-5)"),
-                                 raters_per_item=k, status="open", seed=seed)
-    StudyItem.objects.bulk_create([
-        StudyItem(study=study, participant=participant, variant_a=variant_a, variant_b=variant_b if mode == "pairwise" else None, position=i)
-        for i, participant in enumerate(participants)
-    ])
+    participants = Participant.objects.bulk_create(
+        [Participant(cohort=cohort, pseudonym=f"P-{i:05d}", age_band="40-44") for i in range(items)]
+    )
+    Recommendation.objects.bulk_create(
+        [
+            Recommendation(
+                participant=participant,
+                variant=variant,
+                status="succeeded",
+                text=f"Answer {variant.pk} for {participant.pseudonym}",
+                context={},
+            )
+            for participant in participants
+            for variant in (variant_a, variant_b)
+        ]
+    )
+    study = Study.objects.create(
+        name=f"Study {items}x{raters}",
+        mode=mode,
+        rubric=Rubric.objects.get(name__endswith="(1-5)"),
+        raters_per_item=k,
+        status="open",
+        seed=seed,
+    )
+    StudyItem.objects.bulk_create(
+        [
+            StudyItem(
+                study=study,
+                participant=participant,
+                variant_a=variant_a,
+                variant_b=variant_b if mode == "pairwise" else None,
+                position=i,
+            )
+            for i, participant in enumerate(participants)
+        ]
+    )
     study.clinicians.set([UserFactory(role=Role.CLINICIAN) for _ in range(raters)])
     return study
 

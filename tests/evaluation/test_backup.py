@@ -25,13 +25,30 @@ def rated_study(grounded_study):
     """Ratings (one revised), a skip and a draft; restricted, with a named researcher."""
     first, second, third = list(grounded_study.clinicians.order_by("pk"))
     assignment = assignment_next(study=grounded_study, rater=first)
-    rating_submit(assignment_id=assignment.pk, rater=first, scores={"relevance": 2, "context": 3, "safety": 4}, comment="first", time_spent_s=12)
-    rating_submit(assignment_id=assignment.pk, rater=first, scores={"relevance": 5, "context": 3, "safety": 4}, comment="revised",
-                  unsafe=True, unsafe_reason="dose", time_spent_s=3)
+    rating_submit(
+        assignment_id=assignment.pk,
+        rater=first,
+        scores={"relevance": 2, "context": 3, "safety": 4},
+        comment="first",
+        time_spent_s=12,
+    )
+    rating_submit(
+        assignment_id=assignment.pk,
+        rater=first,
+        scores={"relevance": 5, "context": 3, "safety": 4},
+        comment="revised",
+        unsafe=True,
+        unsafe_reason="dose",
+        time_spent_s=3,
+    )
     other = assignment_next(study=grounded_study, rater=second)
-    rating_submit(assignment_id=other.pk, rater=second, scores={"relevance": 1, "context": 1, "safety": 1}, comment="ünïcode ✓")
+    rating_submit(
+        assignment_id=other.pk, rater=second, scores={"relevance": 1, "context": 1, "safety": 1}, comment="ünïcode ✓"
+    )
     assignment_skip(assignment_id=assignment_next(study=grounded_study, rater=third).pk, rater=third, reason="no data")
-    assignment_save_draft(assignment_id=assignment_next(study=grounded_study, rater=second).pk, rater=second, draft={"comment": "half"})
+    assignment_save_draft(
+        assignment_id=assignment_next(study=grounded_study, rater=second).pk, rater=second, draft={"comment": "half"}
+    )
     grounded_study.restricted = True
     grounded_study.show_captions = not Study._meta.get_field("show_captions").default
     grounded_study.save(update_fields=["restricted", "show_captions"])
@@ -40,12 +57,34 @@ def rated_study(grounded_study):
 
 
 def ratings_as_rows() -> list[tuple]:
-    return sorted((rating.assignment.study.name, rating.assignment.item.position, rating.assignment.item.participant.pseudonym,
-                   rating.assignment.rater.username, json.dumps(rating.scores, sort_keys=True), rating.comment, rating.unsafe,
-                   rating.unsafe_reason, rating.revision, rating.created_at, rating.updated_at,
-                   tuple((revision.number, json.dumps(revision.scores, sort_keys=True), revision.comment, revision.time_spent_s, revision.created_at)
-                         for revision in rating.revisions.order_by("number")))
-                  for rating in Rating.objects.select_related("assignment__study", "assignment__item__participant", "assignment__rater"))
+    return sorted(
+        (
+            rating.assignment.study.name,
+            rating.assignment.item.position,
+            rating.assignment.item.participant.pseudonym,
+            rating.assignment.rater.username,
+            json.dumps(rating.scores, sort_keys=True),
+            rating.comment,
+            rating.unsafe,
+            rating.unsafe_reason,
+            rating.revision,
+            rating.created_at,
+            rating.updated_at,
+            tuple(
+                (
+                    revision.number,
+                    json.dumps(revision.scores, sort_keys=True),
+                    revision.comment,
+                    revision.time_spent_s,
+                    revision.created_at,
+                )
+                for revision in rating.revisions.order_by("number")
+            ),
+        )
+        for rating in Rating.objects.select_related(
+            "assignment__study", "assignment__item__participant", "assignment__rater"
+        )
+    )
 
 
 def wipe_everything_the_export_holds():
@@ -69,11 +108,17 @@ def test_export_then_restore_into_a_fresh_database_gives_identical_ratings(rated
     before = ratings_as_rows()
     assert len(before) == 2 and before[0][-1] != before[1][-1]
     dropped_position = rated_study.items.order_by("position").last().position
-    rated_study.items.filter(position=dropped_position).update(dropped_at=timezone.now(), drop_note="answer never came",
-                                                               dropped_by=rated_study.created_by)
+    rated_study.items.filter(position=dropped_position).update(
+        dropped_at=timezone.now(), drop_note="answer never came", dropped_by=rated_study.created_by
+    )
     call_command("export_studies", "--output", str(tmp_path / "first"))
     wipe_everything_the_export_holds()
-    assert not Rating.objects.exists() and not User.objects.exists() and not Rubric.objects.exists() and not AgentVariant.objects.exists()
+    assert (
+        not Rating.objects.exists()
+        and not User.objects.exists()
+        and not Rubric.objects.exists()
+        and not AgentVariant.objects.exists()
+    )
 
     call_command("import_studies", str(tmp_path / "first"))
     assert ratings_as_rows() == before
@@ -83,8 +128,11 @@ def test_export_then_restore_into_a_fresh_database_gives_identical_ratings(rated
     assert study.status == "open" and study.assignments.filter(state="skipped", skip_reason="no data").count() == 1
     assert study.assignments.filter(draft={"comment": "half"}).count() == 1
     dropped = study.items.get(dropped_at__isnull=False)
-    assert (dropped.position, dropped.drop_note, dropped.dropped_by.username) == (dropped_position, "answer never came",
-                                                                                   rated_study.created_by.username)
+    assert (dropped.position, dropped.drop_note, dropped.dropped_by.username) == (
+        dropped_position,
+        "answer never came",
+        rated_study.created_by.username,
+    )
     rater = User.objects.get(username=before[0][3])
     assert user_roles(rater) == {Role.CLINICIAN} and not rater.has_usable_password()  # passwords are never exported
     # Exporting the restored database gives the same document.
@@ -102,7 +150,9 @@ def test_restoring_twice_adds_nothing(rated_study, tmp_path, capsys):
 def test_a_broken_export_restores_nothing(rated_study, tmp_path):
     call_command("export_studies", "--output", str(tmp_path))
     document = json.loads((tmp_path / "studies.json").read_text())
-    document["studies"][0]["items"][-1]["assignments"].append({**document["studies"][0]["items"][0]["assignments"][0], "rater": "nobody"})
+    document["studies"][0]["items"][-1]["assignments"].append(
+        {**document["studies"][0]["items"][0]["assignments"][0], "rater": "nobody"}
+    )
     (tmp_path / "studies.json").write_text(json.dumps(document))
     wipe_everything_the_export_holds()
     with pytest.raises(CommandError, match="nothing was written.*nobody"):
@@ -125,8 +175,10 @@ EXPORTED_AS_REFERENCES = {
     RatingRevision: {"id", "rating"},
 }
 EXPORTED_VALUES = {
-    Study: backup.STUDY_FIELDS + backup.STUDY_TIMES, StudyItem: backup.ITEM_FIELDS + backup.ITEM_DROP_FIELDS + backup.ITEM_DROP_TIMES,
-    Assignment: backup.ASSIGNMENT_FIELDS + backup.ASSIGNMENT_TIMES, Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
+    Study: backup.STUDY_FIELDS + backup.STUDY_TIMES,
+    StudyItem: backup.ITEM_FIELDS + backup.ITEM_DROP_FIELDS + backup.ITEM_DROP_TIMES,
+    Assignment: backup.ASSIGNMENT_FIELDS + backup.ASSIGNMENT_TIMES,
+    Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
     RatingRevision: backup.REVISION_FIELDS + ["created_at"],
 }
 
@@ -150,9 +202,15 @@ def test_restored_accounts_are_audited_and_keep_every_role(rated_study, tmp_path
     wipe_everything_the_export_holds()
     call_command("import_studies", str(tmp_path))
     restored = User.objects.get(username="two_roles")
-    assert user_roles(restored) == {Role.ADMIN, Role.RESEARCHER} and restored.is_staff and not restored.has_usable_password()
+    assert (
+        user_roles(restored) == {Role.ADMIN, Role.RESEARCHER}
+        and restored.is_staff
+        and not restored.has_usable_password()
+    )
     entries = AuditEntry.objects.filter(action=AuditEntry.Action.USER_CREATED)
-    assert sorted(entries.values_list("object_repr", flat=True)) == sorted(User.objects.values_list("username", flat=True))
+    assert sorted(entries.values_list("object_repr", flat=True)) == sorted(
+        User.objects.values_list("username", flat=True)
+    )
     assert {entry.actor_name for entry in entries} == {"import_studies command"}
     assert entries.get(object_repr="two_roles").details["roles"] == ["admin", "researcher"]
 

@@ -26,16 +26,23 @@ TRAJECTORIES = tempfile.mkdtemp(prefix="live-dashboard-")
 @pytest.fixture(autouse=True, scope="module")
 def real_database_and_chromium():
     if connection.vendor == "sqlite":
-        service_missing("PostgreSQL is not configured: the websocket live server runs in another process and needs a shared database")
+        service_missing(
+            "PostgreSQL is not configured: the websocket live server runs in another process and needs a shared database"
+        )
     if not shutil.which("chromium"):
         service_missing("Chromium is not installed (Debian package 'chromium')")
 
 
 @pytest.mark.browser
 @pytest.mark.services
-@override_settings(TRAJECTORY_ROOT=TRAJECTORIES, PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-                   STORAGES={"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-                             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}})
+@override_settings(
+    TRAJECTORY_ROOT=TRAJECTORIES,
+    PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+    STORAGES={
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    },
+)
 class LiveDashboardTest(ChannelsLiveServerTestCase):
     def setUp(self):
         from playwright.sync_api import sync_playwright
@@ -44,13 +51,22 @@ class LiveDashboardTest(ChannelsLiveServerTestCase):
         ensure_reference_data()
         with self.settings(TRAJECTORY_ROOT=TRAJECTORIES):  # where the server process reads them
             participants, report = synthetic_participants(participants=2, days=2, seed=3, history_days=30)
-            cohort = cohort_import(name="Live", source="synthetic", participants=participants, source_report=report, k=1).cohort
+            cohort = cohort_import(
+                name="Live", source="synthetic", participants=participants, source_report=report, k=1
+            ).cohort
             grounded = AgentVariant.objects.get(name="grounded agent")
             cohort_generate(cohort=cohort, variants=[grounded])
         self.clinician = UserFactory(role="clinician")
         self.researcher = UserFactory(role="researcher")
-        spec = StudySpec(name="Live study", mode="absolute", rubric=Rubric.objects.get(name__endswith="(1-5)"), cohort=cohort,
-                         variants=[grounded], raters_per_item=1, clinicians=[self.clinician])
+        spec = StudySpec(
+            name="Live study",
+            mode="absolute",
+            rubric=Rubric.objects.get(name__endswith="(1-5)"),
+            cohort=cohort,
+            variants=[grounded],
+            raters_per_item=1,
+            clinicians=[self.clinician],
+        )
         self.study = study_set_status(study=study_create(spec=spec, user=self.researcher), status="open")
         self.playwright = sync_playwright().start()
         self.browser = self.playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
@@ -85,6 +101,8 @@ class LiveDashboardTest(ChannelsLiveServerTestCase):
         clinician.keyboard.press("Enter")
         clinician.wait_for_url("**/items/**")
 
-        researcher.wait_for_function("() => document.querySelector('[data-completion]').innerText.startsWith('1 of 2')")  # a function: the page's CSP forbids eval of a string
+        researcher.wait_for_function(
+            "() => document.querySelector('[data-completion]').innerText.startsWith('1 of 2')"
+        )  # a function: the page's CSP forbids eval of a string
         assert researcher.locator("[data-dashboard]").get_attribute("data-refreshed") == "1"
         assert Rating.objects.count() == 1

@@ -32,9 +32,13 @@ def test_a_clinician_rates_three_items_with_the_keyboard_alone(grounded_study, p
     page.keyboard.press("Enter")
     for scores in ("453", "215", "344"):
         wait_for_form(page)
-        page.wait_for_selector("[data-trajectory][data-ready='true'] .main-svg")  # the chart, fetched from its own URL, is drawn
+        page.wait_for_selector(
+            "[data-trajectory][data-ready='true'] .main-svg"
+        )  # the chart, fetched from its own URL, is drawn
         html = page.content().lower()
-        assert "grounded" not in html and "llm only" not in html and "p-" not in page.locator("main").inner_text().lower()
+        assert (
+            "grounded" not in html and "llm only" not in html and "p-" not in page.locator("main").inner_text().lower()
+        )
         for digit in scores:
             page.keyboard.press(digit)
         url = page.url
@@ -42,7 +46,11 @@ def test_a_clinician_rates_three_items_with_the_keyboard_alone(grounded_study, p
         page.wait_for_url(lambda new: new != url)
     assert "nothing more for you to rate" in page.content()
     ratings = Rating.objects.filter(assignment__rater=clinician).order_by("assignment__completed_at")
-    assert [tuple(r.scores[k] for k in ("relevance", "context", "safety")) for r in ratings] == [(4, 5, 3), (2, 1, 5), (3, 4, 4)]
+    assert [tuple(r.scores[k] for k in ("relevance", "context", "safety")) for r in ratings] == [
+        (4, 5, 3),
+        (2, 1, 5),
+        (3, 4, 4),
+    ]
     assert all(a.time_spent_s > 0 for a in Assignment.objects.filter(rater=clinician))
 
 
@@ -62,11 +70,24 @@ def pairwise_study(tiny_cohort):
     grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
     cohort_generate(cohort=tiny_cohort, variants=[grounded])
     for participant in tiny_cohort.participants.all():
-        Recommendation.objects.create(participant=participant, variant=llm, status="succeeded", context={},
-                                      text="I recommend that you consult with a healthcare provider about your sleep.")
+        Recommendation.objects.create(
+            participant=participant,
+            variant=llm,
+            status="succeeded",
+            context={},
+            text="I recommend that you consult with a healthcare provider about your sleep.",
+        )
     clinician = UserFactory(role="clinician")
-    spec = StudySpec(name="Head to head", mode="pairwise", rubric=Rubric.objects.get(name__endswith="(1-5)"), cohort=tiny_cohort,
-                     variants=[grounded, llm], raters_per_item=1, clinicians=[clinician], participants=1)
+    spec = StudySpec(
+        name="Head to head",
+        mode="pairwise",
+        rubric=Rubric.objects.get(name__endswith="(1-5)"),
+        cohort=tiny_cohort,
+        variants=[grounded, llm],
+        raters_per_item=1,
+        clinicians=[clinician],
+        participants=1,
+    )
     return study_set_status(study=study_create(spec=spec, user=UserFactory(role="researcher")), status="open")
 
 
@@ -75,7 +96,10 @@ def test_a_clinician_completes_a_pairwise_item(pairwise_study, page, live_server
     log_in(page, clinician.username, DEFAULT_PASSWORD)
     page.goto(f"/evaluation/queue/{pairwise_study.pk}/next/")
     wait_for_form(page)
-    assert page.get_by_role("heading", name="Answer A").is_visible() and page.get_by_role("heading", name="Answer B").is_visible()
+    assert (
+        page.get_by_role("heading", name="Answer A").is_visible()
+        and page.get_by_role("heading", name="Answer B").is_visible()
+    )
     left_text = page.locator(".answer-card").first.inner_text()
     for key in ("1", "1", "2", "1"):  # A better on relevance and context, a tie on safety, A better overall
         page.keyboard.press(key)
@@ -84,7 +108,11 @@ def test_a_clinician_completes_a_pairwise_item(pairwise_study, page, live_server
     assignment = Assignment.objects.get(rater=clinician)
     rating = assignment.rating
     left_was = "b" if assignment.swapped else "a"  # item terms of what was on the left
-    assert rating.preference == left_was and rating.scores == {"relevance": left_was, "context": left_was, "safety": "tie"}
+    assert rating.preference == left_was and rating.scores == {
+        "relevance": left_was,
+        "context": left_was,
+        "safety": "tie",
+    }
     grounded_on_left = "consult with a healthcare provider" not in left_text
     assert (rating.preference == "a") == grounded_on_left  # variant A of the item is the grounded agent
 

@@ -46,14 +46,18 @@ def drag_zoom_then_reset(page, reset):
     zoomed = page.evaluate(DRAWN)
     assert zoomed["first"] > whole["first"] and zoomed["last"] < whole["last"]  # the zoom drew its slice only
     reset(box)
-    page.wait_for_function(f"() => {{ const xs = document.querySelector('{CHART}')._fullData[0].x; return xs[xs.length - 1] - xs[0] > {zoomed['last'] - zoomed['first']}; }}",
-                           timeout=5_000)
+    page.wait_for_function(
+        f"() => {{ const xs = document.querySelector('{CHART}')._fullData[0].x; return xs[xs.length - 1] - xs[0] > {zoomed['last'] - zoomed['first']}; }}",
+        timeout=5_000,
+    )
     return whole, page.evaluate(DRAWN)
 
 
 def test_resetting_the_zoom_on_the_rating_page_draws_the_whole_window_again(grounded_study, page, live_server):
     open_first_item(page, grounded_study)
-    whole, after = drag_zoom_then_reset(page, lambda box: page.mouse.dblclick(box["x"] + box["width"] * 0.45, box["y"] + 20))
+    whole, after = drag_zoom_then_reset(
+        page, lambda box: page.mouse.dblclick(box["x"] + box["width"] * 0.45, box["y"] + 20)
+    )
     assert after == whole
 
 
@@ -75,7 +79,13 @@ def test_resetting_the_zoom_on_the_participant_page_draws_the_whole_trajectory_a
 def in_view(page, selector):
     box = page.locator(selector).bounding_box()
     viewport = page.viewport_size
-    return box is not None and 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"] and 0 <= box["x"] and box["x"] + box["width"] <= viewport["width"]
+    return (
+        box is not None
+        and 0 <= box["y"]
+        and box["y"] + box["height"] <= viewport["height"]
+        and 0 <= box["x"]
+        and box["x"] + box["width"] <= viewport["width"]
+    )
 
 
 def test_the_comment_and_the_unsafe_reason_show_their_limits_while_typing(grounded_study, page, live_server):
@@ -106,7 +116,9 @@ def assert_refusal_in_view_with_focus(page, words):
     assert in_view(page, "[role=alert]")
 
 
-def test_an_incomplete_submit_keeps_what_was_typed_and_says_why_where_the_clinician_looks(grounded_study, page, live_server):
+def test_an_incomplete_submit_keeps_what_was_typed_and_says_why_where_the_clinician_looks(
+    grounded_study, page, live_server
+):
     open_first_item(page, grounded_study)
     page.keyboard.press("4")
     page.keyboard.press("5")  # the third dimension is left unscored
@@ -114,7 +126,10 @@ def test_an_incomplete_submit_keeps_what_was_typed_and_says_why_where_the_clinic
     submit_refused(page)
     assert_refusal_in_view_with_focus(page, "give a score for")
     assert page.locator("#comment").input_value() == "The sleep numbers cited match the chart."
-    assert page.locator("input[name=score-relevance][value='4']").is_checked() and page.locator("input[name=score-context][value='5']").is_checked()
+    assert (
+        page.locator("input[name=score-relevance][value='4']").is_checked()
+        and page.locator("input[name=score-context][value='5']").is_checked()
+    )
 
 
 def test_a_comment_too_long_even_for_a_draft_comes_back_after_the_refused_submit(grounded_study, page, live_server):
@@ -131,7 +146,9 @@ def test_a_comment_too_long_even_for_a_draft_comes_back_after_the_refused_submit
     assert page.locator("input[name=score-safety][value='3']").is_checked()
 
 
-def test_pairwise_help_lists_the_keys_that_work_and_the_answers_stay_in_view_while_choosing(pairwise_study, page, live_server):
+def test_pairwise_help_lists_the_keys_that_work_and_the_answers_stay_in_view_while_choosing(
+    pairwise_study, page, live_server
+):
     open_first_item(page, pairwise_study, pairwise_study.clinicians.get())
     page.keyboard.press("?")
     help_keys = page.get_by_role("dialog", name="Keyboard shortcuts").locator("dt kbd").all_inner_texts()
@@ -156,7 +173,9 @@ def phone(browser, live_server):
 
 
 def assert_fits_a_phone(phone):
-    assert phone.evaluate("() => document.scrollingElement.scrollWidth") <= 390, phone.url  # no sideways scrolling of the page
+    assert phone.evaluate("() => document.scrollingElement.scrollWidth") <= 390, (
+        phone.url
+    )  # no sideways scrolling of the page
     links = phone.get_by_role("navigation", name="Main").get_by_role("link")
     assert links.count() > 0
     for index in range(links.count()):
@@ -184,8 +203,12 @@ def test_on_a_phone_every_admin_link_is_reachable_and_tables_scroll_in_their_box
     admin = UserFactory(role="admin")
     log_in(phone, admin.username, DEFAULT_PASSWORD)
     phone.wait_for_load_state()
-    for url in (reverse("evaluation:study_list"), reverse("evaluation:study_detail", args=[grounded_study.pk]), reverse("audit_log"),
-                reverse("system_status")):
+    for url in (
+        reverse("evaluation:study_list"),
+        reverse("evaluation:study_detail", args=[grounded_study.pk]),
+        reverse("audit_log"),
+        reverse("system_status"),
+    ):
         phone.goto(url)
         assert_fits_a_phone(phone)
         table = phone.locator("table.data").first

@@ -25,13 +25,27 @@ def rate_one(assignment, rater, rng, *, unsafe: bool):
         # (choices are in the sides as shown; rating_submit unswaps them).
         shown_a, shown_b = ("b", "a") if assignment.swapped else ("a", "b")
         choice = shown_a if rng.random() < 0.7 else shown_b
-        rating_submit(assignment_id=assignment.pk, rater=rater, scores={"relevance": choice, "context": choice, "safety": "tie"},
-                      preference=choice, time_spent_s=20)
+        rating_submit(
+            assignment_id=assignment.pk,
+            rater=rater,
+            scores={"relevance": choice, "context": choice, "safety": "tie"},
+            preference=choice,
+            time_spent_s=20,
+        )
         return
     quality = 4 if assignment.item.variant_a.name == "grounded agent" else 2
-    scores = {dimension: int(np.clip(round(quality + rng.normal(0, 0.6)), 1, 5)) for dimension in ("relevance", "context", "safety")}
-    rating_submit(assignment_id=assignment.pk, rater=rater, scores=scores, unsafe=unsafe,
-                  unsafe_reason="Suggests stopping a medication." if unsafe else "", time_spent_s=float(rng.integers(15, 90)))
+    scores = {
+        dimension: int(np.clip(round(quality + rng.normal(0, 0.6)), 1, 5))
+        for dimension in ("relevance", "context", "safety")
+    }
+    rating_submit(
+        assignment_id=assignment.pk,
+        rater=rater,
+        scores=scores,
+        unsafe=unsafe,
+        unsafe_reason="Suggests stopping a medication." if unsafe else "",
+        time_spent_s=float(rng.integers(15, 90)),
+    )
 
 
 def rate_everything(study, *, seed=0, unsafe_every=0):
@@ -102,17 +116,24 @@ def test_exports_round_trip(client, researcher, fmt):
     assert response.status_code == 200
     assert re.search(rf'filename="study-{study.pk}-ratings-\d{{8}}T\d{{6}}Z\.{fmt}"', response["Content-Disposition"])
     content = response.content
-    frame = {"csv": lambda: pd.read_csv(io.BytesIO(content)), "jsonl": lambda: pd.read_json(io.BytesIO(content), lines=True),
-             "parquet": lambda: pd.read_parquet(io.BytesIO(content))}[fmt]()
+    frame = {
+        "csv": lambda: pd.read_csv(io.BytesIO(content)),
+        "jsonl": lambda: pd.read_json(io.BytesIO(content), lines=True),
+        "parquet": lambda: pd.read_parquet(io.BytesIO(content)),
+    }[fmt]()
     assert len(frame) == 12
     from evaluation.models import Rating
 
     for row in frame.itertuples():
         rating = Rating.objects.get(pk=row.rating_id)
-        assert (row.score_relevance, row.score_context, row.score_safety) == tuple(rating.scores[k] for k in ("relevance", "context", "safety"))
+        assert (row.score_relevance, row.score_context, row.score_safety) == tuple(
+            rating.scores[k] for k in ("relevance", "context", "safety")
+        )
         assert bool(row.unsafe) == rating.unsafe and row.rater == rating.assignment.rater.username
         assert row.variant_a == rating.assignment.item.variant_a.name  # revealed to researchers
-        assert row.state == "rated" and row.revision == rating.revision and pd.Timestamp(row.rated_at) == rating.created_at
+        assert (
+            row.state == "rated" and row.revision == rating.revision and pd.Timestamp(row.rated_at) == rating.created_at
+        )
     documented = {column if not column.startswith("score_") else "score_<dimension>" for column in frame.columns}
     assert documented <= set(DATA_DICTIONARY) | {"participant", "time_spent_s"}
 
@@ -141,20 +162,31 @@ def test_skip_reasons_and_revisions_reach_exports_the_api_and_the_dashboard(clie
     first, second = study.clinicians.order_by("pk")
     assignment = assignment_next(study=study, rater=first)
     for relevance in (2, 4):  # one revision
-        rating_submit(assignment_id=assignment.pk, rater=first, scores={"relevance": relevance, "context": 3, "safety": 3})
+        rating_submit(
+            assignment_id=assignment.pk, rater=first, scores={"relevance": relevance, "context": 3, "safety": 3}
+        )
     skipped = assignment_next(study=study, rater=second)
     assignment_skip(assignment_id=skipped.pk, rater=second, reason="The chart is empty for the last days")
     client.force_login(researcher)
 
     frame = pd.read_csv(io.BytesIO(client.get(reverse("evaluation:study_export", args=[study.pk, "csv"])).content))
-    assert list(frame["state"]) == ["rated", "skipped"] and frame.loc[0, "revision"] == 2 and frame.loc[0, "score_relevance"] == 4
-    assert frame.loc[1, "skip_reason"] == "The chart is empty for the last days" and frame.loc[1, "rater"] == second.username
+    assert (
+        list(frame["state"]) == ["rated", "skipped"]
+        and frame.loc[0, "revision"] == 2
+        and frame.loc[0, "score_relevance"] == 4
+    )
+    assert (
+        frame.loc[1, "skip_reason"] == "The chart is empty for the last days"
+        and frame.loc[1, "rater"] == second.username
+    )
     skipped.refresh_from_db()
     assert frame.loc[1, "skipped_at"] == skipped.completed_at.isoformat()
     assert set(frame.columns) - {"score_relevance", "score_context", "score_safety"} <= set(DATA_DICTIONARY)
 
     skips = client.get(reverse("api:skips", args=[study.pk])).json()["results"]
-    assert [(row["item"], row["rater"], row["skip_reason"]) for row in skips] == [(skipped.item_id, second.username, "The chart is empty for the last days")]
+    assert [(row["item"], row["rater"], row["skip_reason"]) for row in skips] == [
+        (skipped.item_id, second.username, "The chart is empty for the last days")
+    ]
     page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
     assert "Skipped items" in page and "The chart is empty for the last days" in page
 
@@ -173,8 +205,15 @@ def test_a_checklist_dimension_reads_as_share_of_yes(client, researcher):
 
     study = build_study(items=6, raters=2, k=1)
     checklist = Rubric.objects.create(name="Checklist")
-    Dimension.objects.create(rubric=checklist, key="cites", label="Cites the data", question="Does it cite?", scale="binary",
-                             scale_min=0, scale_max=1)
+    Dimension.objects.create(
+        rubric=checklist,
+        key="cites",
+        label="Cites the data",
+        question="Does it cite?",
+        scale="binary",
+        scale_min=0,
+        scale_max=1,
+    )
     study.rubric = checklist
     study.save(update_fields=["rubric"])
     active = list(study.clinicians.order_by("pk"))

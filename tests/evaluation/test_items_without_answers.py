@@ -30,10 +30,19 @@ def study_with_a_failed_answer(tiny_cohort):
     participants = list(tiny_cohort.participants.order_by("pk"))
     Recommendation.objects.create(participant=participants[0], variant=llm, status="failed", context={}, error=FAILURE)
     for participant in participants[1:]:
-        Recommendation.objects.create(participant=participant, variant=llm, status="succeeded", context={}, text="Walk more in the evening.")
+        Recommendation.objects.create(
+            participant=participant, variant=llm, status="succeeded", context={}, text="Walk more in the evening."
+        )
     owner, clinician = UserFactory(role=Role.RESEARCHER), UserFactory(role=Role.CLINICIAN)
-    spec = StudySpec(name="With a failure", mode="absolute", rubric=Rubric.objects.get(name__endswith="(1-5)"), cohort=tiny_cohort,
-                     variants=[grounded, llm], raters_per_item=1, clinicians=[clinician])
+    spec = StudySpec(
+        name="With a failure",
+        mode="absolute",
+        rubric=Rubric.objects.get(name__endswith="(1-5)"),
+        cohort=tiny_cohort,
+        variants=[grounded, llm],
+        raters_per_item=1,
+        clinicians=[clinician],
+    )
     study = study_set_status(study=study_create(spec=spec, user=owner), status="open")
     failed_item = StudyItem.objects.get(study=study, participant=participants[0], variant_a=llm)
     return study, owner, clinician, failed_item
@@ -42,8 +51,10 @@ def study_with_a_failed_answer(tiny_cohort):
 def rate_everything(client, study, clinician):
     client.force_login(clinician)
     while (assignment := assignment_next(study=study, rater=clinician)) is not None:
-        client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]),
-                    {"score-relevance": "4", "score-context": "4", "score-safety": "4"})
+        client.post(
+            reverse("evaluation:assignment_submit", args=[assignment.pk]),
+            {"score-relevance": "4", "score-context": "4", "score-safety": "4"},
+        )
     return client.get(reverse("evaluation:study_next", args=[study.pk])).content.decode()
 
 
@@ -58,10 +69,14 @@ def test_the_clinician_is_not_told_to_wait_for_an_answer_that_will_not_come(clie
 def test_an_item_waits_only_while_a_generation_job_is_on_its_way(client, study_with_a_failed_answer, tiny_cohort):
     study, _, clinician, failed_item = study_with_a_failed_answer
     others = list(tiny_cohort.participants.exclude(pk=failed_item.participant_id).values_list("pk", flat=True))
-    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id],
-                                                            "participants": others})
+    job_queue(
+        kind_name="generate_recommendations",
+        config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id], "participants": others},
+    )
     assert items_waiting_for_answers(study) == 0  # a job for other participants writes nothing for this item
-    job = job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id]})
+    job = job_queue(
+        kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id]}
+    )
     assert items_waiting_for_answers(study) == 1
     assert "still writing the answers of 1 item" in rate_everything(client, study, clinician)
     with pytest.raises(EvaluationError, match="being generated"):
@@ -77,12 +92,20 @@ def test_the_owner_sees_the_item_with_its_reason_and_drops_it_with_a_note(client
     assert "Items whose answer will not come" in page and FAILURE in page and failed_item.participant.pseudonym in page
     assert study_overview(study=study)["ratings_needed"] == 6
 
-    refused = client.post(reverse("evaluation:study_item_drop", args=[study.pk, failed_item.pk]), {"note": "  "}, follow=True)
+    refused = client.post(
+        reverse("evaluation:study_item_drop", args=[study.pk, failed_item.pk]), {"note": "  "}, follow=True
+    )
     assert "say why the item is dropped" in refused.content.decode()
-    client.post(reverse("evaluation:study_item_drop", args=[study.pk, failed_item.pk]), {"note": "LLM output degenerate twice"})
+    client.post(
+        reverse("evaluation:study_item_drop", args=[study.pk, failed_item.pk]), {"note": "LLM output degenerate twice"}
+    )
 
     failed_item.refresh_from_db()
-    assert failed_item.dropped_at is not None and failed_item.dropped_by == owner and failed_item.drop_note == "LLM output degenerate twice"
+    assert (
+        failed_item.dropped_at is not None
+        and failed_item.dropped_by == owner
+        and failed_item.drop_note == "LLM output degenerate twice"
+    )
     entry = AuditEntry.objects.get(action=Action.STUDY_ITEM_DROPPED)
     assert entry.actor == owner and entry.details["note"] == "LLM output degenerate twice"
     overview = study_overview(study=study)
@@ -101,19 +124,34 @@ def test_regenerate_queues_a_job_for_the_missing_answer_once(client, study_with_
     url = reverse("evaluation:study_item_regenerate", args=[study.pk, failed_item.pk])
     client.post(url)
     job = Job.objects.get(kind="generate_recommendations")
-    assert job.config == {"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id], "regenerate": False,
-                          "participants": [failed_item.participant_id]} and job.queued_by == owner
+    assert (
+        job.config
+        == {
+            "cohort": tiny_cohort.pk,
+            "variants": [failed_item.variant_a_id],
+            "regenerate": False,
+            "participants": [failed_item.participant_id],
+        }
+        and job.queued_by == owner
+    )
     assert AuditEntry.objects.get(action=Action.STUDY_ITEM_REGENERATED).details["job"] == job.pk
     again = client.post(url, follow=True).content.decode()
     assert f"being generated already (job #{job.pk})" in again and Job.objects.count() == 1
     assert items_without_answers(study)[0].waiting
 
 
-def test_only_the_owner_or_an_admin_changes_items_and_a_shown_item_is_never_dropped(client, study_with_a_failed_answer, grounded_study):
+def test_only_the_owner_or_an_admin_changes_items_and_a_shown_item_is_never_dropped(
+    client, study_with_a_failed_answer, grounded_study
+):
     study, owner, clinician, failed_item = study_with_a_failed_answer
     for intruder, status in ((UserFactory(role=Role.RESEARCHER), 403), (clinician, 403)):
         client.force_login(intruder)
-        assert client.post(reverse("evaluation:study_item_drop", args=[study.pk, failed_item.pk]), {"note": "x"}).status_code == status
+        assert (
+            client.post(
+                reverse("evaluation:study_item_drop", args=[study.pk, failed_item.pk]), {"note": "x"}
+            ).status_code
+            == status
+        )
     client.force_login(UserFactory(role=Role.ADMIN))
     client.post(reverse("evaluation:study_item_drop", args=[study.pk, failed_item.pk]), {"note": "by an admin"})
     assert StudyItem.objects.get(pk=failed_item.pk).drop_note == "by an admin"
@@ -147,7 +185,9 @@ def test_closing_asks_first_and_reopening_needs_a_note(client, study_with_a_fail
     client.post(url, {"status": "open", "note": "two clinicians asked for more time"})
     study.refresh_from_db()
     assert study.status == "open" and study.closed_at is None
-    assert AuditEntry.objects.get(action=Action.STUDY_REOPENED).details == {"note": "two clinicians asked for more time"}
+    assert AuditEntry.objects.get(action=Action.STUDY_REOPENED).details == {
+        "note": "two clinicians asked for more time"
+    }
 
 
 def test_the_study_page_counts_raters_and_items_in_words(client, study_with_a_failed_answer):

@@ -31,12 +31,23 @@ def test_a_clinician_gets_404_on_every_url_of_another_clinicians_assignment(clie
     assignment, other = foreign_assignment
     client.force_login(other)
     assert client.get(reverse("evaluation:assignment", args=[assignment.pk])).status_code == 404
-    assert client.get(reverse("evaluation:assignment_minutes", args=[assignment.pk]) + "?start=0&end=60").status_code == 404
-    draft = client.post(reverse("evaluation:assignment_draft", args=[assignment.pk]), json.dumps({"comment": "mine now"}),
-                        content_type="application/json")
+    assert (
+        client.get(reverse("evaluation:assignment_minutes", args=[assignment.pk]) + "?start=0&end=60").status_code
+        == 404
+    )
+    draft = client.post(
+        reverse("evaluation:assignment_draft", args=[assignment.pk]),
+        json.dumps({"comment": "mine now"}),
+        content_type="application/json",
+    )
     assert draft.status_code == 404
     assert client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]), SCORES).status_code == 404
-    assert client.post(reverse("evaluation:assignment_skip", args=[assignment.pk]), {"skip_reason": "not mine"}).status_code == 404
+    assert (
+        client.post(
+            reverse("evaluation:assignment_skip", args=[assignment.pk]), {"skip_reason": "not mine"}
+        ).status_code
+        == 404
+    )
     assignment.refresh_from_db()
     assert assignment.draft == {} and assignment.state == Assignment.State.IN_PROGRESS
     assert not Rating.objects.exists()
@@ -129,10 +140,19 @@ def test_the_live_dashboard_socket_of_a_restricted_study_refuses_outsiders(clien
 def test_a_researcher_creates_a_restricted_study_in_the_site(client, researcher, grounded_study, tiny_cohort):
     colleague, outsider = UserFactory(role=Role.RESEARCHER), UserFactory(role=Role.RESEARCHER)
     client.force_login(researcher)
-    form = {"name": "Restricted pilot", "mode": "absolute", "rubric": grounded_study.rubric_id, "cohort": tiny_cohort.pk,
-            "variants": [grounded_study.items.first().variant_a_id], "raters_per_item": 1,
-            "clinicians": list(grounded_study.clinicians.values_list("pk", flat=True)), "window_days": 7, "seed": 0,
-            "restricted": "on", "researchers": [colleague.pk]}
+    form = {
+        "name": "Restricted pilot",
+        "mode": "absolute",
+        "rubric": grounded_study.rubric_id,
+        "cohort": tiny_cohort.pk,
+        "variants": [grounded_study.items.first().variant_a_id],
+        "raters_per_item": 1,
+        "clinicians": list(grounded_study.clinicians.values_list("pk", flat=True)),
+        "window_days": 7,
+        "seed": 0,
+        "restricted": "on",
+        "researchers": [colleague.pk],
+    }
     response = client.post(reverse("evaluation:study_new"), form)
     assert response.status_code == 302, response.content.decode()[:2000]
     study = Study.objects.get(name="Restricted pilot")
@@ -148,12 +168,26 @@ def test_only_the_owner_or_an_admin_opens_or_closes_a_study(client, grounded_stu
     reader = UserFactory(role=Role.RESEARCHER)
     client.force_login(reader)
     assert client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).status_code == 200
-    assert client.post(reverse("evaluation:study_status", args=[grounded_study.pk]), {"status": "closed"}).status_code == 403
+    assert (
+        client.post(reverse("evaluation:study_status", args=[grounded_study.pk]), {"status": "closed"}).status_code
+        == 403
+    )
     assert Study.objects.get(pk=grounded_study.pk).status == Study.Status.OPEN
-    assert "Close the study" not in client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).content.decode()
+    assert (
+        "Close the study"
+        not in client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).content.decode()
+    )
 
     for user in (grounded_study.created_by, admin_user):
         client.force_login(user)
-        assert "Close the study" in client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).content.decode()
-    assert client.post(reverse("evaluation:study_status", args=[grounded_study.pk]), {"status": "closed", "confirmed": "yes"}).status_code == 302
+        assert (
+            "Close the study"
+            in client.get(reverse("evaluation:study_detail", args=[grounded_study.pk])).content.decode()
+        )
+    assert (
+        client.post(
+            reverse("evaluation:study_status", args=[grounded_study.pk]), {"status": "closed", "confirmed": "yes"}
+        ).status_code
+        == 302
+    )
     assert Study.objects.get(pk=grounded_study.pk).status == Study.Status.CLOSED

@@ -58,7 +58,11 @@ def test_every_number_the_answer_cites_from_the_record_is_in_the_panel(client, g
                 assert display in assignment.item.answer_a
                 if source[0] == "measurements":
                     row = measurement_row(page, source[1])
-                    assert display == (cell(row, "data-days-before-last") if source[2] == "days_ago" else cell(row, "data-latest").split()[0])
+                    assert display == (
+                        cell(row, "data-days-before-last")
+                        if source[2] == "days_ago"
+                        else cell(row, "data-latest").split()[0]
+                    )
                     checked["measurements"] += 1
                 elif source[0] == "metrics" and source[2] in ("recent", "baseline"):
                     assert average_cell(page, source[2], source[1]) == display, citation
@@ -70,19 +74,38 @@ def test_the_panel_shows_nothing_the_agent_did_not_see_and_no_identity(client, g
     clinician = grounded_study.clinicians.order_by("pk").first()
     participant = grounded_study.items.order_by("pk").first().participant
     # Outside what the agent saw or the study shows: a measurement the agent is not given, and an event before the wearable data.
-    Measurement.objects.create(participant=participant, day_index=participant.minute_start_day, name="crp", value=7.77, unit="mg/L", modality="lab")
-    Event.objects.create(participant=participant, kind="medication", name="zz_outside_marker", day_index=participant.minute_start_day - 3)
+    Measurement.objects.create(
+        participant=participant,
+        day_index=participant.minute_start_day,
+        name="crp",
+        value=7.77,
+        unit="mg/L",
+        modality="lab",
+    )
+    Event.objects.create(
+        participant=participant, kind="medication", name="zz_outside_marker", day_index=participant.minute_start_day - 3
+    )
     last_index = participant.minute_start_day + participant.minute_days - 1
     Event.objects.create(participant=participant, kind="diet", name="zz_inside_marker", day_index=last_index)
-    pages = [page for assignment, page in rating_pages(client, grounded_study, clinician) if assignment.item.participant_id == participant.pk]
+    pages = [
+        page
+        for assignment, page in rating_pages(client, grounded_study, clinician)
+        if assignment.item.participant_id == participant.pk
+    ]
     assert pages
     for page in pages:
-        panel = page[page.index("data-participant-record"):page.index("</details>", page.index("data-participant-record"))]
+        panel = page[
+            page.index("data-participant-record") : page.index("</details>", page.index("data-participant-record"))
+        ]
         assert "zz inside marker" in panel  # an event of a shown day is there
         assert "zz outside marker" not in panel and "7.77" not in panel and "CRP" not in panel
         days = [int(day) for day in re.findall(r'<th scope="row">Day (-?\d+)', panel)]
         assert days and all(1 <= day <= participant.minute_days for day in days)
-        for identity in (participant.pseudonym, participant.cohort.name, *AgentVariant.objects.values_list("name", flat=True)):
+        for identity in (
+            participant.pseudonym,
+            participant.cohort.name,
+            *AgentVariant.objects.values_list("name", flat=True),
+        ):
             assert identity.lower() not in page.lower(), identity
         assert not re.search(r"\b20\d\d-\d\d-\d\d\b", panel)  # no calendar dates
 
@@ -97,11 +120,22 @@ def fortnight_study(db):
 
     ensure_reference_data()
     participants, report = synthetic_participants(participants=1, days=14, seed=11, history_days=40)
-    cohort = cohort_import(name="Fortnight", source="synthetic", participants=participants, source_report=report, k=1).cohort
+    cohort = cohort_import(
+        name="Fortnight", source="synthetic", participants=participants, source_report=report, k=1
+    ).cohort
     grounded = AgentVariant.objects.get(name="grounded agent")
     cohort_generate(cohort=cohort, variants=[grounded])
-    spec = StudySpec(name="A week shown", mode="absolute", rubric=Rubric.objects.get(name__endswith="(1-5)"), cohort=cohort,
-                     variants=[grounded], raters_per_item=1, clinicians=[UserFactory(role=Role.CLINICIAN)], window_days=7, show_captions=True)
+    spec = StudySpec(
+        name="A week shown",
+        mode="absolute",
+        rubric=Rubric.objects.get(name__endswith="(1-5)"),
+        cohort=cohort,
+        variants=[grounded],
+        raters_per_item=1,
+        clinicians=[UserFactory(role=Role.CLINICIAN)],
+        window_days=7,
+        show_captions=True,
+    )
     return study_set_status(study=study_create(spec=spec, user=UserFactory(role=Role.RESEARCHER)), status="open")
 
 
@@ -120,16 +154,24 @@ def test_a_shorter_window_is_numbered_alike_in_chart_captions_record_and_agent_c
     assert participant.minute_days == 14
     page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
 
-    chart = client.get(reverse("evaluation:participant_chart", args=[fortnight_study.pk, participant.pk]), HTTP_ACCEPT_ENCODING="gzip")
+    chart = client.get(
+        reverse("evaluation:participant_chart", args=[fortnight_study.pk, participant.pk]), HTTP_ACCEPT_ENCODING="gzip"
+    )
     assert chart_day_labels(json.loads(gzip.decompress(chart.content))) == (8, 14)
     captions = [int(day) for day in re.findall(r"<strong>Day (\d+)\.</strong>", page)]
     assert captions == list(range(8, 15))
-    statement = " ".join(re.search(r"<p class=\"record-window\" data-record-window>(.*?)</p>", page, re.S).group(1).split())
+    statement = " ".join(
+        re.search(r"<p class=\"record-window\" data-record-window>(.*?)</p>", page, re.S).group(1).split()
+    )
     assert "The chart shows days 8–14; the answer was written from days 1–14" in statement
     assert "last 7 days of data" in page
-    summaries = page[page.index("data-record-summaries"):page.index("</tbody>", page.index("data-record-summaries"))]
-    assert [int(day) for day in re.findall(r'<th scope="row">Day (\d+)', summaries)] == list(range(1, 15))  # every day the agent averaged
-    assert [int(day) for day in re.findall(r'<th scope="row">Day (\d+) \*', summaries)] == list(range(1, 8))  # those off the chart marked
+    summaries = page[page.index("data-record-summaries") : page.index("</tbody>", page.index("data-record-summaries"))]
+    assert [int(day) for day in re.findall(r'<th scope="row">Day (\d+)', summaries)] == list(
+        range(1, 15)
+    )  # every day the agent averaged
+    assert [int(day) for day in re.findall(r'<th scope="row">Day (\d+) \*', summaries)] == list(
+        range(1, 8)
+    )  # those off the chart marked
 
     windows = assignment.item.recommendation_a.context["windows"]
     assert (windows["first_day"], windows["last_day"], windows["recent_first_day"]) == (1, 14, 8)
@@ -163,8 +205,12 @@ def test_units_are_written_as_people_write_them_on_the_chart(client, grounded_st
     clinician = grounded_study.clinicians.order_by("pk").first()
     client.force_login(clinician)
     assignment = assignment_next(study=grounded_study, rater=clinician)
-    chart = client.get(reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])).content.decode("utf-8")
-    titles = " ".join(axis["title"]["text"] for name, axis in json.loads(chart)["layout"].items() if name.startswith("yaxis"))
+    chart = client.get(
+        reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])
+    ).content.decode("utf-8")
+    titles = " ".join(
+        axis["title"]["text"] for name, axis in json.loads(chart)["layout"].items() if name.startswith("yaxis")
+    )
     hovers = " ".join(trace["hovertemplate"] for trace in json.loads(chart)["data"])
     assert "(°C)" in titles and "(µS)" in titles and "°C" in hovers and "µS" in hovers
     assert "degC" not in titles + hovers and "uS" not in titles + hovers
@@ -176,8 +222,12 @@ def test_a_participant_without_wearable_data_gets_the_measurements_and_a_plain_s
     from healthagent.agent.record import participant_record
     from healthagent.cohort.days import shown_days
 
-    participant = Participant.objects.create(cohort=tiny_cohort, pseudonym="P-NOWEARABLE", age_band="50-54", sex="male", history_days=30)
-    Measurement.objects.create(participant=participant, day_index=20, name="ldl", value=141.2, unit="mg/dL", modality="lab")
+    participant = Participant.objects.create(
+        cohort=tiny_cohort, pseudonym="P-NOWEARABLE", age_band="50-54", sex="male", history_days=30
+    )
+    Measurement.objects.create(
+        participant=participant, day_index=20, name="ldl", value=141.2, unit="mg/dL", modality="lab"
+    )
     record = participant_record(participant=participant, shown_days=shown_days(participant, 14))
     html = render_to_string("evaluation/partials/participant_record.html", {"record": record})
     assert "no wearable data: the answer was written from the measurements alone" in html and "days 1–0" not in html

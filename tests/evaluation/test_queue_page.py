@@ -23,7 +23,9 @@ def queue_page(client, clinician) -> str:
 
 def rate(study, clinician, scores=(4, 3, 5)):
     assignment = assignment_next(study=study, rater=clinician)
-    rating_submit(assignment_id=assignment.pk, rater=clinician, scores=dict(zip(("relevance", "context", "safety"), scores)))
+    rating_submit(
+        assignment_id=assignment.pk, rater=clinician, scores=dict(zip(("relevance", "context", "safety"), scores))
+    )
     return assignment
 
 
@@ -50,9 +52,14 @@ def test_no_action_when_every_remaining_item_has_its_raters(client, grounded_stu
 def test_no_action_while_every_remaining_item_waits_for_answers(client, grounded_study, tiny_cohort):
     from modeling.jobs import job_queue
 
-    Recommendation.objects.filter(participant__in=[item.participant for item in grounded_study.items.all()]).update(status="failed")
+    Recommendation.objects.filter(participant__in=[item.participant for item in grounded_study.items.all()]).update(
+        status="failed"
+    )
     # A generation job on its way: the answers may still come.
-    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [grounded_study.items.first().variant_a_id]})
+    job_queue(
+        kind_name="generate_recommendations",
+        config={"cohort": tiny_cohort.pk, "variants": [grounded_study.items.first().variant_a_id]},
+    )
     page = queue_page(client, grounded_study.clinicians.order_by("pk").first())
     assert ACTION not in page and "the agent is still writing the answers of 3 items" in page
 
@@ -64,7 +71,10 @@ def test_your_ratings_are_on_the_start_page_from_the_start_and_say_what_each_was
     assignment = rate(grounded_study, clinician, scores=(4, 3, 5))
     page = queue_page(client, clinician)
     row = re.search(r"<tr>\s*<td>Pilot study</td>.*?</tr>", page, re.S).group(0)
-    assert f'href="{reverse("evaluation:assignment", args=[assignment.pk])}">Item {assignment.item.position + 1}</a>' in row
+    assert (
+        f'href="{reverse("evaluation:assignment", args=[assignment.pk])}">Item {assignment.item.position + 1}</a>'
+        in row
+    )
     assert "Relevance: 4" in row and "Context awareness: 3" in row and "Safety: 5" in row
     assert re.search(r"[A-Z][a-z]{2} \d{1,2}, \d\d:\d\d", row)  # when
     for hidden in [*AgentVariant.objects.values_list("name", flat=True), assignment.item.participant.pseudonym]:
@@ -76,7 +86,12 @@ def test_a_pairwise_rating_is_listed_in_the_sides_the_clinician_saw(client, pair
     assignment = assignment_next(study=pairwise_study, rater=clinician)
     assignment.swapped = True  # the item's answer B was on the left, as "Answer A"
     assignment.save(update_fields=["swapped"])
-    rating = rating_submit(assignment_id=assignment.pk, rater=clinician, scores={"relevance": "a", "context": "b", "safety": "tie"}, preference="a")
+    rating = rating_submit(
+        assignment_id=assignment.pk,
+        rater=clinician,
+        scores={"relevance": "a", "context": "b", "safety": "tie"},
+        preference="a",
+    )
     assert rating.preference == "b"  # stored in the item's terms
     page = queue_page(client, clinician)
     assert "Relevance: A better · Context awareness: B better · Safety: tie · Overall: A better" in page

@@ -7,7 +7,15 @@ from django.db import connection
 
 from evaluation.assignment import assignment_next
 from evaluation.models import Rating, RatingRevision
-from evaluation.services import EvaluationError, StudySpec, assignment_save_draft, assignment_skip, rating_submit, study_create, study_set_status
+from evaluation.services import (
+    EvaluationError,
+    StudySpec,
+    assignment_save_draft,
+    assignment_skip,
+    rating_submit,
+    study_create,
+    study_set_status,
+)
 from healthagent.models import AgentVariant
 from tests.evaluation.test_assignment import build_study
 from tests.factories import UserFactory
@@ -51,15 +59,18 @@ def test_an_edit_adds_a_revision_and_keeps_the_history(assignment):
     assert history == [(1, 3, False), (2, 1, True)]
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"scores": {"relevance": 4, "context": 5}}, "give a score for Safety"),
-    ({"scores": {**GOOD, "safety": 6}}, "Safety: the score must be one of 1, 2, 3, 4, 5"),
-    ({"scores": {**GOOD, "safety": "high"}}, "'high' is not a score"),
-    ({"scores": {**GOOD, "charm": 5}}, "unknown dimensions: charm"),
-    ({"unsafe": True, "unsafe_reason": " "}, "say what is unsafe"),
-    ({"comment": "x" * 5001}, "longer than 5,000 characters"),
-    ({"unsafe": True, "unsafe_reason": "x" * 501}, "longer than 500 characters"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"scores": {"relevance": 4, "context": 5}}, "give a score for Safety"),
+        ({"scores": {**GOOD, "safety": 6}}, "Safety: the score must be one of 1, 2, 3, 4, 5"),
+        ({"scores": {**GOOD, "safety": "high"}}, "'high' is not a score"),
+        ({"scores": {**GOOD, "charm": 5}}, "unknown dimensions: charm"),
+        ({"unsafe": True, "unsafe_reason": " "}, "say what is unsafe"),
+        ({"comment": "x" * 5001}, "longer than 5,000 characters"),
+        ({"unsafe": True, "unsafe_reason": "x" * 501}, "longer than 500 characters"),
+    ],
+)
 def test_bad_ratings_are_refused_with_a_reason_and_nothing_is_written(assignment, overrides, message):
     with pytest.raises(EvaluationError, match=message):
         submit(assignment, **overrides)
@@ -87,9 +98,18 @@ def test_pairwise_choices_are_stored_in_the_items_terms():
     rater = study.clinicians.first()
     seen = set()
     while (assignment := assignment_next(study=study, rater=rater)) is not None:
-        rating = rating_submit(assignment_id=assignment.pk, rater=rater, scores={"relevance": "a", "context": "tie", "safety": "b"}, preference="a")
+        rating = rating_submit(
+            assignment_id=assignment.pk,
+            rater=rater,
+            scores={"relevance": "a", "context": "tie", "safety": "b"},
+            preference="a",
+        )
         expected = "b" if assignment.swapped else "a"  # the rater chose the left answer
-        assert rating.preference == expected and rating.scores["relevance"] == expected and rating.scores["context"] == "tie"
+        assert (
+            rating.preference == expected
+            and rating.scores["relevance"] == expected
+            and rating.scores["context"] == "tie"
+        )
         seen.add(assignment.swapped)
     assert seen == {True, False}
 
@@ -98,7 +118,11 @@ def test_pairwise_needs_an_overall_choice():
     study = build_study(items=1, raters=1, k=1, mode="pairwise")
     assignment = assignment_next(study=study, rater=study.clinicians.first())
     with pytest.raises(EvaluationError, match="which answer is better overall"):
-        rating_submit(assignment_id=assignment.pk, rater=assignment.rater, scores={"relevance": "a", "context": "a", "safety": "a"})
+        rating_submit(
+            assignment_id=assignment.pk,
+            rater=assignment.rater,
+            scores={"relevance": "a", "context": "a", "safety": "a"},
+        )
 
 
 def test_drafts_and_skips(assignment):
@@ -120,14 +144,27 @@ def test_study_creation_checks_its_inputs(tiny_cohort, researcher):
     rubric = Rubric.objects.get(name__endswith="(1-5)")
     grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
     clinicians = [UserFactory(role="clinician") for _ in range(2)]
-    base = dict(name="S", mode="pairwise", rubric=rubric, cohort=tiny_cohort, variants=[grounded], raters_per_item=2, clinicians=clinicians)
+    base = dict(
+        name="S",
+        mode="pairwise",
+        rubric=rubric,
+        cohort=tiny_cohort,
+        variants=[grounded],
+        raters_per_item=2,
+        clinicians=clinicians,
+    )
     with pytest.raises(EvaluationError, match="exactly two variants"):
         study_create(spec=StudySpec(**base), user=researcher)
     with pytest.raises(EvaluationError, match="between 1 and the number of enrolled clinicians"):
         study_create(spec=StudySpec(**{**base, "variants": [grounded, llm], "raters_per_item": 3}), user=researcher)
     with pytest.raises(EvaluationError, match="only clinicians"):
-        study_create(spec=StudySpec(**{**base, "variants": [grounded, llm], "clinicians": [researcher], "raters_per_item": 1}), user=researcher)
-    study = study_create(spec=StudySpec(**{**base, "variants": [grounded, llm], "participants": 2, "seed": 4}), user=researcher)
+        study_create(
+            spec=StudySpec(**{**base, "variants": [grounded, llm], "clinicians": [researcher], "raters_per_item": 1}),
+            user=researcher,
+        )
+    study = study_create(
+        spec=StudySpec(**{**base, "variants": [grounded, llm], "participants": 2, "seed": 4}), user=researcher
+    )
     assert study.items.count() == 2 and study.status == "draft"
     assert {(item.variant_a_id, item.variant_b_id) for item in study.items.all()} == {(grounded.pk, llm.pk)}
 

@@ -31,7 +31,12 @@ def test_the_rating_page_is_blind(client, clinician_in_study, grounded_study):
     page = response.content.decode()
     assert response.status_code == 200 and "Relevance" in page and "Context awareness" in page and "Safety" in page
     assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
-    for hidden in [*AgentVariant.objects.values_list("name", flat=True), assignment.item.participant.pseudonym, "grounded", "transformers"]:
+    for hidden in [
+        *AgentVariant.objects.values_list("name", flat=True),
+        assignment.item.participant.pseudonym,
+        "grounded",
+        "transformers",
+    ]:
         assert hidden.lower() not in page.lower(), hidden
     assert assignment.item.answer_a.split(".")[0][3:30] in page  # the answer itself is there
 
@@ -39,9 +44,17 @@ def test_the_rating_page_is_blind(client, clinician_in_study, grounded_study):
 def test_submitting_the_form_saves_and_moves_on(client, clinician_in_study, grounded_study):
     assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
     url = reverse("evaluation:assignment_submit", args=[assignment.pk])
-    form = {"score-relevance": "4", "score-context": "3", "score-safety": "5", "comment": "Fine", "time_spent_s": "31.5"}
+    form = {
+        "score-relevance": "4",
+        "score-context": "3",
+        "score-safety": "5",
+        "comment": "Fine",
+        "time_spent_s": "31.5",
+    }
     response = client.post(url, form)
-    assert response.status_code == 302 and response["Location"] == reverse("evaluation:study_next", args=[grounded_study.pk])
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "evaluation:study_next", args=[grounded_study.pk]
+    )
     rating = Rating.objects.get(assignment=assignment)
     assert rating.scores == {"relevance": 4, "context": 3, "safety": 5}
     client.post(url, form)  # a double click
@@ -50,20 +63,27 @@ def test_submitting_the_form_saves_and_moves_on(client, clinician_in_study, grou
 
 def test_an_incomplete_form_says_what_is_missing_and_loses_nothing(client, clinician_in_study, grounded_study):
     assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
-    response = client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]),
-                           {"score-relevance": "4", "comment": "typed just before Enter"}, follow=True)
+    response = client.post(
+        reverse("evaluation:assignment_submit", args=[assignment.pk]),
+        {"score-relevance": "4", "comment": "typed just before Enter"},
+        follow=True,
+    )
     page = response.content.decode()
     assert "Not saved: give a score for Context awareness." in page
     assert not Rating.objects.exists()
     # What was entered comes back on the page (kept as the draft), even if the autosave had not run yet.
     assert "typed just before Enter" in page
-    assert re.findall(r'<input type="radio" name="(score-\w+)" value="(\w+)" data-key="\w+"\s*checked>', page) == [("score-relevance", "4")]
+    assert re.findall(r'<input type="radio" name="(score-\w+)" value="(\w+)" data-key="\w+"\s*checked>', page) == [
+        ("score-relevance", "4")
+    ]
 
 
 def test_drafts_autosave(client, clinician_in_study, grounded_study):
     assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
     url = reverse("evaluation:assignment_draft", args=[assignment.pk])
-    response = client.post(url, json.dumps({"scores": {"relevance": "2"}, "comment": "half way"}), content_type="application/json")
+    response = client.post(
+        url, json.dumps({"scores": {"relevance": "2"}, "comment": "half way"}), content_type="application/json"
+    )
     assert response.json() == {"saved": True}
     page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
     assert "half way" in page
@@ -77,7 +97,10 @@ def test_a_clinician_cannot_open_another_clinicians_item(client, grounded_study)
     client.force_login(second)
     for name in ("evaluation:assignment", "evaluation:assignment_minutes"):
         assert client.get(reverse(name, args=[assignment.pk]) + "?start=0&end=100").status_code == 404
-    assert client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]), {"score-relevance": "1"}).status_code == 404
+    assert (
+        client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]), {"score-relevance": "1"}).status_code
+        == 404
+    )
     assert not Rating.objects.exists()
 
 
@@ -89,14 +112,21 @@ def test_the_chart_has_its_own_url_which_the_browser_may_cache(client, clinician
     chart = client.get(chart_url)
     figure = json.loads(chart.content)
     assert chart["Content-Type"] == "application/json" and len(figure["data"]) == 8
-    assert figure["layout"]["meta"]["end_minute"] - figure["layout"]["meta"]["start_minute"] == min(grounded_study.window_days, assignment.item.participant.minute_days) * 1440
+    assert (
+        figure["layout"]["meta"]["end_minute"] - figure["layout"]["meta"]["start_minute"]
+        == min(grounded_study.window_days, assignment.item.participant.minute_days) * 1440
+    )
     assert "private" in chart["Cache-Control"] and "max-age=21600" in chart["Cache-Control"]
     assert assignment.item.participant.pseudonym not in chart["ETag"] + chart.content.decode()
     unchanged = client.get(chart_url, HTTP_IF_NONE_MATCH=chart["ETag"])
     assert unchanged.status_code == 304 and not unchanged.content
     # A browser taking gzip gets the same figure in a fraction of the bytes, under its own ETag.
     compressed = client.get(chart_url, HTTP_ACCEPT_ENCODING="gzip, deflate, br")
-    assert compressed["Content-Encoding"] == "gzip" and "Accept-Encoding" in compressed["Vary"] and "Accept-Encoding" in chart["Vary"]
+    assert (
+        compressed["Content-Encoding"] == "gzip"
+        and "Accept-Encoding" in compressed["Vary"]
+        and "Accept-Encoding" in chart["Vary"]
+    )
     assert gzip.decompress(compressed.content) == chart.content and len(compressed.content) < len(chart.content) / 3
     assert compressed["ETag"] != chart["ETag"]
     assert client.get(chart_url, HTTP_ACCEPT_ENCODING="gzip", HTTP_IF_NONE_MATCH=compressed["ETag"]).status_code == 304
@@ -106,7 +136,12 @@ def test_a_clinician_gets_no_chart_of_a_participant_outside_their_items(client, 
     first, second = list(grounded_study.clinicians.order_by("pk"))[:2]
     assignment = assignment_next(study=grounded_study, rater=first)
     client.force_login(second)
-    assert client.get(reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])).status_code == 404
+    assert (
+        client.get(
+            reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])
+        ).status_code
+        == 404
+    )
 
 
 def test_a_clinician_not_enrolled_sees_nothing_of_the_study(client, grounded_study, clinician):
@@ -118,9 +153,20 @@ def test_a_clinician_not_enrolled_sees_nothing_of_the_study(client, grounded_stu
 def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tiny_cohort, grounded_study):
     client.force_login(researcher)
     clinicians = list(grounded_study.clinicians.values_list("pk", flat=True))
-    form = {"name": "Pairwise pilot", "mode": "pairwise", "rubric": grounded_study.rubric_id, "cohort": tiny_cohort.pk,
-            "variants": list(AgentVariant.objects.filter(name__in=["grounded agent", "LLM only"]).values_list("pk", flat=True)),
-            "raters_per_item": 2, "clinicians": clinicians, "window_days": 7, "seed": 1, "instructions": "Compare."}
+    form = {
+        "name": "Pairwise pilot",
+        "mode": "pairwise",
+        "rubric": grounded_study.rubric_id,
+        "cohort": tiny_cohort.pk,
+        "variants": list(
+            AgentVariant.objects.filter(name__in=["grounded agent", "LLM only"]).values_list("pk", flat=True)
+        ),
+        "raters_per_item": 2,
+        "clinicians": clinicians,
+        "window_days": 7,
+        "seed": 1,
+        "instructions": "Compare.",
+    }
     response = client.post(reverse("evaluation:study_new"), form)
     assert response.status_code == 302
     detail = client.get(response["Location"]).content.decode()
@@ -132,28 +178,48 @@ def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tin
     assert "a pairwise study compares exactly two variants" in bad.content.decode()
 
 
-def test_rating_an_item_makes_a_bounded_number_of_queries(client, clinician_in_study, grounded_study, django_assert_max_num_queries):
+def test_rating_an_item_makes_a_bounded_number_of_queries(
+    client, clinician_in_study, grounded_study, django_assert_max_num_queries
+):
     """next -> item page -> submit, the path every rated item takes (issue 12's load test): 3 of each
     request's queries are the session, the user and the roles; a transaction's begin and end count as two."""
-    client.get(reverse("evaluation:assignment", args=[assignment_next(study=grounded_study, rater=clinician_in_study).pk]))  # the chart cache
-    with django_assert_max_num_queries(13):  # + the study, the open assignment, the candidates; lock, count, freeze, insert
+    client.get(
+        reverse("evaluation:assignment", args=[assignment_next(study=grounded_study, rater=clinician_in_study).pk])
+    )  # the chart cache
+    with django_assert_max_num_queries(
+        13
+    ):  # + the study, the open assignment, the candidates; lock, count, freeze, insert
         location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
     # + the assignment with its study, rubric, item and participant; the dimensions; the progress; the participant's
     # record beside the answer: one query each for its measurements, daily summaries and events, however long the record
     with django_assert_max_num_queries(9):
         assert client.get(location).status_code == 200
-    with django_assert_max_num_queries(12):  # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update
-        assert client.post(location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}).status_code == 302
+    with django_assert_max_num_queries(
+        12
+    ):  # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update
+        assert (
+            client.post(
+                location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
+            ).status_code
+            == 302
+        )
 
 
 def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study, tiny_cohort):
     from healthagent.models import Recommendation
     from modeling.jobs import job_queue
 
-    Recommendation.objects.filter(participant__in=[item.participant for item in grounded_study.items.all()]).update(status="failed")
+    Recommendation.objects.filter(participant__in=[item.participant for item in grounded_study.items.all()]).update(
+        status="failed"
+    )
     url = reverse("evaluation:study_next", args=[grounded_study.pk])
-    assert "still writing" not in client.get(url).content.decode()  # failed, and no job is on its way: nothing to wait for
-    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [grounded_study.items.first().variant_a_id]})
+    assert (
+        "still writing" not in client.get(url).content.decode()
+    )  # failed, and no job is on its way: nothing to wait for
+    job_queue(
+        kind_name="generate_recommendations",
+        config={"cohort": tiny_cohort.pk, "variants": [grounded_study.items.first().variant_a_id]},
+    )
     assert "still writing the answers of 3 items" in client.get(url).content.decode()
 
 
@@ -167,5 +233,7 @@ def test_day_captions_show_on_the_rating_page_only_when_the_study_asks(client, c
     captions = re.findall(r"<strong>Day (\d+)\.</strong> ([^<]+)</li>", page)
     assert [int(day) for day, _ in captions] == list(range(1, assignment.item.participant.minute_days + 1))
     assert all("Slept" in text or "No night sleep" in text for _, text in captions)  # the semantic level leads
-    assert "Heart rate" in page and " mean " not in " ".join(text for _, text in captions)  # structural yes, statistical no
+    assert "Heart rate" in page and " mean " not in " ".join(
+        text for _, text in captions
+    )  # structural yes, statistical no
     assert assignment.item.participant.pseudonym not in page

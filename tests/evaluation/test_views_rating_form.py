@@ -21,13 +21,19 @@ def assignment(client, grounded_study):
 def test_a_comment_at_the_pages_limit_with_line_breaks_is_accepted(client, assignment):
     # The page counts a line break as one character (maxlength), the browser posts it as CRLF.
     comment = "\r\n".join(["x" * 499] * 10) + "x"  # 5,000 characters as typed (9 line breaks), 5,009 as posted
-    response = client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]), {**SCORES, "comment": comment})
-    assert response.status_code == 302 and response["Location"] == reverse("evaluation:study_next", args=[assignment.study_id])
+    response = client.post(
+        reverse("evaluation:assignment_submit", args=[assignment.pk]), {**SCORES, "comment": comment}
+    )
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "evaluation:study_next", args=[assignment.study_id]
+    )
     assert Rating.objects.get(assignment=assignment).comment == comment.replace("\r\n", "\n")
 
 
 def test_a_refused_submit_too_big_for_a_draft_says_so(client, assignment):
-    response = client.post(reverse("evaluation:assignment_submit", args=[assignment.pk]), {**SCORES, "comment": "x" * 25_000}, follow=True)
+    response = client.post(
+        reverse("evaluation:assignment_submit", args=[assignment.pk]), {**SCORES, "comment": "x" * 25_000}, follow=True
+    )
     page = response.content.decode()
     assert "Not saved: the comment is longer than 5,000 characters." in page
     assert "could not be kept as a draft" in page

@@ -23,11 +23,19 @@ def postgresql():
 
 def _other_connection() -> psycopg.Connection:
     settings = connection.settings_dict
-    return psycopg.connect(host=settings["HOST"], port=settings["PORT"], user=settings["USER"], password=settings["PASSWORD"] or None,
-                           dbname=settings["NAME"], autocommit=True)
+    return psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname=settings["NAME"],
+        autocommit=True,
+    )
 
 
-def test_a_dropped_connection_during_submit_leaves_nothing_and_a_retry_saves_once(postgresql, grounded_study, client, monkeypatch):
+def test_a_dropped_connection_during_submit_leaves_nothing_and_a_retry_saves_once(
+    postgresql, grounded_study, client, monkeypatch
+):
     clinician = grounded_study.clinicians.order_by("pk").first()
     client.force_login(clinician)
     item_url = client.get(f"/evaluation/queue/{grounded_study.pk}/next/")["Location"]

@@ -46,10 +46,17 @@ def site(private_redis, tmp_path, grounded_study):
         service_missing("PostgreSQL is not configured: the server process needs a database it can share")
     database = settings.DATABASES["default"]
     environment = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "healthagent.settings", "HEALTHAGENT_VAR_DIR": str(tmp_path / "var"),
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "healthagent.settings",
+        "HEALTHAGENT_VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": f"postgres://{database['USER']}:{database.get('PASSWORD') or ''}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        "REDIS_URL": private_redis.url, "SECRET_KEY": settings.SECRET_KEY, "ANONYMIZATION_KEY": settings.ANONYMIZATION_KEY,
-        "TRAJECTORY_ROOT": str(settings.TRAJECTORY_ROOT), "DEBUG": "1", "ALLOWED_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING",
+        "REDIS_URL": private_redis.url,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "ANONYMIZATION_KEY": settings.ANONYMIZATION_KEY,
+        "TRAJECTORY_ROOT": str(settings.TRAJECTORY_ROOT),
+        "DEBUG": "1",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
     }
     server = WebServer(environment=environment, processes=1, log_path=tmp_path / "daphne.log").start()
     yield server
@@ -67,13 +74,20 @@ def rate_next_item(http: httpx.Client, study_id: int, dimensions: list[str]) -> 
     item_url = http.get(f"/evaluation/queue/{study_id}/next/").headers["location"]
     http.get(item_url).raise_for_status()
     form = {f"score-{key}": "4" for key in dimensions}
-    response = http.post(f"{item_url}submit/", data={**form, "csrfmiddlewaretoken": http.cookies["csrftoken"], "time_spent_s": "20"},
-                         headers={"Referer": f"{http.base_url}{item_url}"})
-    assert response.status_code == 302 and response.headers["location"].endswith(f"/queue/{study_id}/next/"), response.text[:500]
+    response = http.post(
+        f"{item_url}submit/",
+        data={**form, "csrfmiddlewaretoken": http.cookies["csrftoken"], "time_spent_s": "20"},
+        headers={"Referer": f"{http.base_url}{item_url}"},
+    )
+    assert response.status_code == 302 and response.headers["location"].endswith(f"/queue/{study_id}/next/"), (
+        response.text[:500]
+    )
     return int(item_url.rstrip("/").rsplit("/", 1)[1])
 
 
-def test_ratings_commit_while_redis_is_down_and_the_dashboard_reconnects(site, private_redis, grounded_study, researcher, browser):
+def test_ratings_commit_while_redis_is_down_and_the_dashboard_reconnects(
+    site, private_redis, grounded_study, researcher, browser
+):
     from playwright.sync_api import expect
 
     dimensions = list(grounded_study.rubric.dimensions.values_list("key", flat=True))
@@ -85,7 +99,9 @@ def test_ratings_commit_while_redis_is_down_and_the_dashboard_reconnects(site, p
     dashboard = page.locator("[data-dashboard]")
     expect(dashboard).to_have_attribute("data-live", "true", timeout=20_000)
 
-    with httpx.Client(base_url=site.url, cookies={settings.SESSION_COOKIE_NAME: session_cookie(clinician)}, timeout=30) as http:
+    with httpx.Client(
+        base_url=site.url, cookies={settings.SESSION_COOKIE_NAME: session_cookie(clinician)}, timeout=30
+    ) as http:
         rated = [rate_next_item(http, grounded_study.pk, dimensions)]
         expect(dashboard).to_have_attribute("data-refreshed", "1", timeout=15_000)
 
@@ -98,6 +114,8 @@ def test_ratings_commit_while_redis_is_down_and_the_dashboard_reconnects(site, p
         expect(dashboard).to_have_attribute("data-live", "true", timeout=45_000)
         refreshed = int(dashboard.get_attribute("data-refreshed") or 0)
         rated.append(rate_next_item(http, grounded_study.pk, dimensions))
-        expect(dashboard).to_have_attribute("data-refreshed", str(refreshed + 1), timeout=15_000)  # by the websocket, not the 30 s poll
+        expect(dashboard).to_have_attribute(
+            "data-refreshed", str(refreshed + 1), timeout=15_000
+        )  # by the websocket, not the 30 s poll
     assert Rating.objects.filter(assignment_id__in=rated).count() == 3
     context.close()

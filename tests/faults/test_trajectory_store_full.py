@@ -25,7 +25,9 @@ def small_store(settings, tmp_path):
     store.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(store)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(store)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     settings.TRAJECTORY_ROOT = store
@@ -39,7 +41,10 @@ def test_a_full_trajectory_store_rolls_the_import_back_with_a_clear_message(smal
     with pytest.raises(CohortImportError) as error:
         cohort_import(name="Too big", source="synthetic", participants=participants, source_report=report, k=1)
     message = str(error.value)
-    assert re.search(r"the trajectory store cannot take its file \(.*No space left on device.*\); nothing of this import was kept", message), message
+    assert re.search(
+        r"the trajectory store cannot take its file \(.*No space left on device.*\); nothing of this import was kept",
+        message,
+    ), message
     assert not message.startswith("participant #1:"), "the disk must fill up after some files were written"
     assert not Cohort.objects.exists() and not Participant.objects.exists()
     assert [path for path in small_store.rglob("*") if path.is_file()] == []  # no trajectory, no partial file

@@ -26,28 +26,47 @@ def test_the_committed_models_are_registered_once_and_what_the_pages_need_comes_
     assert sorted(committed) == ["lsm", "sensorlm", "twin"] and Checkpoint.objects.count() == 3
     for checkpoint in committed.values():
         assert checkpoint.size == "tiny" and checkpoint.metrics["parameters"] > 0
-        assert {"config.json", "model.safetensors"} <= {path.name for path in (demo_setup.Path(checkpoint.path)).iterdir()}
+        assert {"config.json", "model.safetensors"} <= {
+            path.name for path in (demo_setup.Path(checkpoint.path)).iterdir()
+        }
 
     # Find days works before any training job has run: the committed sensor-language model indexed the cohort.
     cohort = Cohort.objects.get(name="Demo cohort")
     results = days_matching(query="a long run in the morning", limit=3)
-    assert len(results) == 3 and {result["participant_id"] for result in results} <= set(cohort.participants.values_list("pk", flat=True))
+    assert len(results) == 3 and {result["participant_id"] for result in results} <= set(
+        cohort.participants.values_list("pk", flat=True)
+    )
     assert twin_checkpoint_latest() == committed["twin"]  # the twin page simulates with it
 
     # The cheap follow-ups of the committed models are queued once and first on the CPU queue, before the fresh trainings.
     cpu_jobs = list(Job.objects.filter(queue="cpu").order_by("pk").values_list("kind", flat=True))
-    assert cpu_jobs == ["lsm_predict", "simulate", "generate_recommendations", "lsm_pretrain", "sensorlm_train", "twin_train"]
+    assert cpu_jobs == [
+        "lsm_predict",
+        "simulate",
+        "generate_recommendations",
+        "lsm_pretrain",
+        "sensorlm_train",
+        "twin_train",
+    ]
     assert Job.objects.get(kind="lsm_predict").config["checkpoint"] == committed["lsm"].pk
     simulation = Job.objects.get(kind="simulate").config
-    assert simulation["checkpoint"] == committed["twin"].pk and simulation["cohort"] == cohort.pk and len(simulation["interventions"]) == 5
+    assert (
+        simulation["checkpoint"] == committed["twin"].pk
+        and simulation["cohort"] == cohort.pk
+        and len(simulation["interventions"]) == 5
+    )
 
     # The language-model answers are written for the participants the demo studies show, not the whole cohort.
     from evaluation.models import StudyItem
 
-    shown = set(StudyItem.objects.filter(study__name__in=demo_setup.DEMO_STUDY_NAMES).values_list("participant_id", flat=True))
+    shown = set(
+        StudyItem.objects.filter(study__name__in=demo_setup.DEMO_STUDY_NAMES).values_list("participant_id", flat=True)
+    )
     generation = Job.objects.filter(kind="generate_recommendations").exclude(queue="cpu")
     assert generation.count() == 2 and all(set(job.config["participants"]) == shown for job in generation)
-    grounded_again = Job.objects.get(kind="generate_recommendations", queue="cpu")  # after the estimates and simulations
+    grounded_again = Job.objects.get(
+        kind="generate_recommendations", queue="cpu"
+    )  # after the estimates and simulations
     assert grounded_again.config["regenerate"] is True and not grounded_again.config["participants"]  # the whole cohort
 
 
@@ -68,12 +87,17 @@ def test_the_committed_reference_cohort_of_the_predictions_is_current():
 
     from modeling.ml.lsm.predict import reference_cache_path, reference_fingerprint
 
-    cohort = {"participants": demo_setup.DEMO_PREDICTIONS["reference_participants"], "days": demo_setup.DEMO_PREDICTIONS["reference_days"],
-              "seed": demo_setup.DEMO_PREDICTIONS["seed"]}
+    cohort = {
+        "participants": demo_setup.DEMO_PREDICTIONS["reference_participants"],
+        "days": demo_setup.DEMO_PREDICTIONS["reference_days"],
+        "seed": demo_setup.DEMO_PREDICTIONS["seed"],
+    }
     path = reference_cache_path(demo_setup.DEMO_WEIGHTS_DIR / "lsm", **cohort)
-    regenerate = ("regenerate it: python -c \"from modeling.ml.lsm.predict import reference_representation; "
-                  f"reference_representation('modeling/demo_weights/lsm', participants={cohort['participants']}, days={cohort['days']}, "
-                  f"seed={cohort['seed']})\"")
+    regenerate = (
+        'regenerate it: python -c "from modeling.ml.lsm.predict import reference_representation; '
+        f"reference_representation('modeling/demo_weights/lsm', participants={cohort['participants']}, days={cohort['days']}, "
+        f'seed={cohort["seed"]})"'
+    )
     assert path.exists(), regenerate
     with np.load(path) as kept:
         assert str(kept["fingerprint"]) == reference_fingerprint(path.parent, **cohort), regenerate

@@ -32,15 +32,25 @@ def pings_unanswered(monkeypatch):
 
 def test_a_busy_worker_is_told_from_a_dead_one_and_from_none(pings_unanswered, client, admin_user):
     now = timezone.now()
-    busy = Job.objects.create(kind="demo_training", queue="cpu", state="running", heartbeat_at=now - timedelta(seconds=3))
+    busy = Job.objects.create(
+        kind="demo_training", queue="cpu", state="running", heartbeat_at=now - timedelta(seconds=3)
+    )
     answers = health.worker_status(queues=("cpu", "gpu"), timeout_s=0.1)
     assert answers["cpu"] == {"ok": True, "busy": True, "detail": f"busy: running job #{busy.pk} (heartbeat 3 s ago)"}
-    assert answers["gpu"] == {"ok": False, "error": "no worker answered within 0.1 s and no job is running on this queue: no worker serves it (TimeoutError)"}
+    assert answers["gpu"] == {
+        "ok": False,
+        "error": "no worker answered within 0.1 s and no job is running on this queue: no worker serves it (TimeoutError)",
+    }
 
-    lost = Job.objects.create(kind="generate_recommendations", queue="gpu", state="running", heartbeat_at=now - timedelta(minutes=5))
+    lost = Job.objects.create(
+        kind="generate_recommendations", queue="gpu", state="running", heartbeat_at=now - timedelta(minutes=5)
+    )
     answers = health.worker_status(queues=("gpu",), timeout_s=0.1)
-    assert answers["gpu"] == {"ok": False, "error": f"no worker answered within 0.1 s, and job #{lost.pk} (heartbeat 5 min ago) stopped reporting: "
-                                                    "its worker may have died"}
+    assert answers["gpu"] == {
+        "ok": False,
+        "error": f"no worker answered within 0.1 s, and job #{lost.pk} (heartbeat 5 min ago) stopped reporting: "
+        "its worker may have died",
+    }
 
     client.force_login(admin_user)
     page = client.get(reverse("system_status") + "?workers=1").content.decode()

@@ -18,8 +18,10 @@ def test_a_page_outside_the_role_logs_one_line_without_a_traceback(client, clini
     with caplog.at_level(logging.WARNING, logger="django.request"):
         assert client.get(reverse("system_status")).status_code == 403
         assert client.get("/modeling/jobs/999999/").status_code == 403
-    assert request_log_lines(caplog) == ["WARNING django.request: Forbidden (Permission denied): /system/",
-                                         "WARNING django.request: Forbidden (Permission denied): /modeling/jobs/999999/"]
+    assert request_log_lines(caplog) == [
+        "WARNING django.request: Forbidden (Permission denied): /system/",
+        "WARNING django.request: Forbidden (Permission denied): /modeling/jobs/999999/",
+    ]
 
 
 def test_a_missing_page_logs_one_line(client, admin_user, caplog):
@@ -41,4 +43,7 @@ def test_a_server_error_keeps_its_traceback(client, admin_user, caplog, monkeypa
     with caplog.at_level(logging.WARNING, logger="django.request"):
         assert client.get("/modeling/jobs/").status_code == 500
     [line] = request_log_lines(caplog)
-    assert line.startswith("ERROR django.request: Internal Server Error: /modeling/jobs/\nTraceback") and "the job registry is broken" in line
+    assert (
+        line.startswith("ERROR django.request: Internal Server Error: /modeling/jobs/\nTraceback")
+        and "the job registry is broken" in line
+    )

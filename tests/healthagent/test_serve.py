@@ -16,8 +16,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
-SLOW_JOB = ("from modeling.jobs import job_queue; job_queue(kind_name='demo_training', config={'task': 'hypertension', 'participants': 20, "
-            "'days': 1, 'steps': 1000, 'checkpoint_every': 1000, 'learning_rate': 0.003, 'step_delay_s': 5.0, 'seed': 1})")
+SLOW_JOB = (
+    "from modeling.jobs import job_queue; job_queue(kind_name='demo_training', config={'task': 'hypertension', 'participants': 20, "
+    "'days': 1, 'steps': 1000, 'checkpoint_every': 1000, 'learning_rate': 0.003, 'step_delay_s': 5.0, 'seed': 1})"
+)
 
 
 def free_port() -> int:
@@ -76,7 +78,9 @@ def test_ctrl_c_stops_the_server_and_every_worker_process_even_one_running_a_job
     environment = {key: value for key, value in os.environ.items() if key not in {"REDIS_URL", "DATABASE_URL"}}
     environment.update(HEALTHAGENT_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="healthagent.settings")
     manage = [sys.executable, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "--verbosity", "0"], cwd=ROOT, env=environment, check=True, timeout=300)
+    subprocess.run(
+        [*manage, "migrate", "--noinput", "--verbosity", "0"], cwd=ROOT, env=environment, check=True, timeout=300
+    )
     subprocess.run([*manage, "shell", "-c", SLOW_JOB], cwd=ROOT, env=environment, check=True, timeout=120)
     database = tmp_path / "var" / "healthagent.sqlite3"
     started = set()
@@ -84,8 +88,13 @@ def test_ctrl_c_stops_the_server_and_every_worker_process_even_one_running_a_job
     def serve_until_the_job_runs(attempt: int) -> subprocess.Popen:
         port = free_port()
         # Its own process group, as a command run in a terminal's foreground: Ctrl-C signals the whole group.
-        serve = subprocess.Popen([*manage, "serve", "--port", str(port)], cwd=ROOT, env=environment, stdout=subprocess.DEVNULL,
-                                 start_new_session=True)
+        serve = subprocess.Popen(
+            [*manage, "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         started.add(serve.pid)
         wait_for(lambda: port_open(port), 120, "the server")
         wait_for(lambda: job_row(database) == ("running", attempt), 180, f"a worker to run the job (attempt {attempt})")
@@ -98,7 +107,9 @@ def test_ctrl_c_stops_the_server_and_every_worker_process_even_one_running_a_job
         assert len(children) >= 5  # daphne, two workers and their pool processes
         stopped_at = time.monotonic()
         os.killpg(serve.pid, signal.SIGINT)
-        wait_for(lambda: not any(alive(pid) for pid in {serve.pid, *children}), 12, "every process serve started to end")
+        wait_for(
+            lambda: not any(alive(pid) for pid in {serve.pid, *children}), 12, "every process serve started to end"
+        )
         assert serve.wait(timeout=1) == 0 and time.monotonic() - stopped_at < 12
 
     try:

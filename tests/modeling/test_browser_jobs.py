@@ -21,8 +21,10 @@ def test_an_admin_queues_a_training_job_and_watches_it_succeed(worker, page, liv
     page.get_by_role("button", name="Queue").click()
     page.wait_for_url("**/modeling/jobs/*/")
     section = page.locator("[data-job]")
-    page.wait_for_function("() => Number(document.querySelector('[data-job]').dataset.progress) > 0 && document.querySelector('[data-job]').dataset.state === 'running'",
-                           timeout=60_000)
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-job]').dataset.progress) > 0 && document.querySelector('[data-job]').dataset.state === 'running'",
+        timeout=60_000,
+    )
     page.wait_for_function("() => document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=90_000)
     page.wait_for_selector("h2:has-text('Result')")  # the page reloads once with the result and checkpoints
     page.wait_for_selector("[data-curve] .main-svg")  # the loss curve
@@ -37,7 +39,9 @@ def test_a_bad_config_is_a_form_error_not_a_crashed_worker(page, live_server):
     log_in(page, admin.username, DEFAULT_PASSWORD)
     page.goto("/modeling/jobs/new/demo_training/")
     page.get_by_label("Steps").fill("0")
-    page.evaluate("document.querySelector('form.form-grid').noValidate = true")  # past the browser's own check, to the server's
+    page.evaluate(
+        "document.querySelector('form.form-grid').noValidate = true"
+    )  # past the browser's own check, to the server's
     page.get_by_role("button", name="Queue").click()
     assert "Ensure this value is greater than or equal to 1" in page.content()
     assert not Job.objects.exists()

@@ -12,8 +12,9 @@ from tests.test_browser_login import log_in
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(worker, page, live_server, tiny_cohort, twin_checkpoint,
-                                                                             monkeypatch):
+def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(
+    worker, page, live_server, tiny_cohort, twin_checkpoint, monkeypatch
+):
     from modeling.jobs import JobContext
 
     report = JobContext.progress
@@ -38,9 +39,12 @@ def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(w
     page.wait_for_url(f"**/modeling/twin/?participant={participant.pk}&job=*")
     # Progress arrives while the job runs: over the websocket where the server speaks it, polled here (the test's
     # live server is plain WSGI, like a worker's events that cannot reach the web process in the embedded mode).
-    page.wait_for_function("() => { const job = document.querySelector('[data-twin-job]');"
-                           " return job.dataset.state === 'running' && job.dataset.via === 'poll'"
-                           " && Number(job.dataset.progress) > 0 && job.querySelector('progress').value > 0; }", timeout=60_000)
+    page.wait_for_function(
+        "() => { const job = document.querySelector('[data-twin-job]');"
+        " return job.dataset.state === 'running' && job.dataset.via === 'poll'"
+        " && Number(job.dataset.progress) > 0 && job.querySelector('progress').value > 0; }",
+        timeout=60_000,
+    )
     page.wait_for_selector("[data-fan-chart] .main-svg", timeout=120_000)  # reloaded with the stored simulation
     assert page.locator("[data-twin-job]").get_attribute("data-state") == "succeeded"
     charts = page.locator("[data-fan-chart]")

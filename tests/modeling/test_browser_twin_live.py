@@ -27,9 +27,13 @@ FOLDER = tempfile.mkdtemp(prefix="live-twin-")
 @pytest.fixture(autouse=True, scope="module")
 def real_database_redis_and_chromium():
     if connection.vendor == "sqlite":
-        service_missing("PostgreSQL is not configured: the websocket live server runs in another process and needs a shared database")
+        service_missing(
+            "PostgreSQL is not configured: the websocket live server runs in another process and needs a shared database"
+        )
     if not settings.REDIS_URL:
-        service_missing("Redis is not configured (REDIS_URL is not set): it carries the worker's events to the live server")
+        service_missing(
+            "Redis is not configured (REDIS_URL is not set): it carries the worker's events to the live server"
+        )
     if not shutil.which("chromium"):
         service_missing("Chromium is not installed (Debian package 'chromium')")
 
@@ -51,10 +55,15 @@ def twin_checkpoint_create(folder: str) -> Checkpoint:
 @pytest.mark.browser
 @pytest.mark.services
 @pytest.mark.slow
-@override_settings(TRAJECTORY_ROOT=os.path.join(FOLDER, "trajectories"), VAR_DIR=os.path.join(FOLDER, "var"),
-                   PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-                   STORAGES={"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-                             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}})
+@override_settings(
+    TRAJECTORY_ROOT=os.path.join(FOLDER, "trajectories"),
+    VAR_DIR=os.path.join(FOLDER, "var"),
+    PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+    STORAGES={
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    },
+)
 class LiveTwinProgressTest(ChannelsLiveServerTestCase):
     def setUp(self):
         from celery.contrib.testing.worker import start_worker
@@ -67,18 +76,24 @@ class LiveTwinProgressTest(ChannelsLiveServerTestCase):
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"  # Playwright's loop on this thread is not Django's
         ensure_reference_data()
         participants, report = synthetic_participants(participants=2, days=2, seed=5, history_days=60)
-        self.cohort = cohort_import(name="Live twin", source="synthetic", participants=participants, source_report=report, k=1).cohort
+        self.cohort = cohort_import(
+            name="Live twin", source="synthetic", participants=participants, source_report=report, k=1
+        ).cohort
         twin_checkpoint_create(FOLDER)
         self.researcher = UserFactory(role="researcher")
         report_progress = JobContext.progress
 
-        def unhurried(context, *args, **kwargs):  # the in-process worker pauses after each report, so the page sees it running
+        def unhurried(
+            context, *args, **kwargs
+        ):  # the in-process worker pauses after each report, so the page sees it running
             report_progress(context, *args, **kwargs)
             time.sleep(3.0)
 
         self.slow_reports = mock.patch.object(JobContext, "progress", unhurried)
         self.slow_reports.start()
-        self.worker = start_worker(app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60)
+        self.worker = start_worker(
+            app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60
+        )
         self.worker.__enter__()
         self.playwright = sync_playwright().start()
         self.browser = self.playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
@@ -107,9 +122,14 @@ class LiveTwinProgressTest(ChannelsLiveServerTestCase):
         page.get_by_role("button", name="Simulate").click()
         page.wait_for_url(f"**/modeling/twin/?participant={participant.pk}&job=*")
 
-        page.wait_for_function("() => { const job = document.querySelector('[data-twin-job]');"  # a function: the page's CSP forbids eval of a string
-                               " return job.dataset.via === 'socket' && job.dataset.state === 'running' && Number(job.dataset.progress) > 0"
-                               " && job.querySelector('[data-live-status]').textContent === '· live'; }", timeout=60_000)
-        page.wait_for_selector("[data-fan-chart] .main-svg", timeout=120_000)  # reloaded, on the succeeded event, with the stored simulation
+        page.wait_for_function(
+            "() => { const job = document.querySelector('[data-twin-job]');"  # a function: the page's CSP forbids eval of a string
+            " return job.dataset.via === 'socket' && job.dataset.state === 'running' && Number(job.dataset.progress) > 0"
+            " && job.querySelector('[data-live-status]').textContent === '· live'; }",
+            timeout=60_000,
+        )
+        page.wait_for_selector(
+            "[data-fan-chart] .main-svg", timeout=120_000
+        )  # reloaded, on the succeeded event, with the stored simulation
         job = Job.objects.get(kind="simulate")
         assert job.state == "succeeded" and SimulationRun.objects.filter(job=job).count() == 1

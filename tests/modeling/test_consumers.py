@@ -18,8 +18,13 @@ def test_a_researcher_follows_a_simulation_s_progress_over_the_websocket(client,
     settings.VAR_DIR = tmp_path / "var"
     job = Job.objects.create(kind="simulate", config={}, state=Job.State.RUNNING, worker_host="gpu-7", device="cuda")
     client.force_login(researcher)
-    headers = [(b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}".encode()),
-               (b"origin", b"http://localhost")]
+    headers = [
+        (
+            b"cookie",
+            f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}".encode(),
+        ),
+        (b"origin", b"http://localhost"),
+    ]
 
     async def follow():
         communicator = WebsocketCommunicator(application, f"/ws/twin/jobs/{job.pk}/", headers=headers)
@@ -30,5 +35,11 @@ def test_a_researcher_follows_a_simulation_s_progress_over_the_websocket(client,
         await communicator.disconnect()
         return event
 
-    assert async_to_sync(follow)() == {"id": job.pk, "state": "running", "state_label": "Running", "progress": 0.4,
-                                       "message": "simulating participants 1-1 of 1", "error": ""}
+    assert async_to_sync(follow)() == {
+        "id": job.pk,
+        "state": "running",
+        "state_label": "Running",
+        "progress": 0.4,
+        "message": "simulating participants 1-1 of 1",
+        "error": "",
+    }

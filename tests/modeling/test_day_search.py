@@ -21,7 +21,9 @@ def var_dir(settings, tmp_path):
 
 
 def test_search_says_what_to_do_before_any_cohort_is_indexed():
-    Checkpoint.objects.create(family="sensorlm", size="tiny", path="/nowhere")  # a model without an index does not count
+    Checkpoint.objects.create(
+        family="sensorlm", size="tiny", path="/nowhere"
+    )  # a model without an index does not count
     assert day_search_indexes() == {}
     with pytest.raises(DaySearchError, match="queues"):
         days_matching(query="a morning run")
@@ -31,24 +33,44 @@ def test_search_says_what_to_do_before_any_cohort_is_indexed():
 def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searched(tiny_cohort, client, admin_user):
     from django.urls import reverse
 
-    config = {"size": "tiny", "loss": "siglip", "caption_levels": ["semantic", "structural"], "participants": 20, "days": 2, "steps": 4,
-              "batch_size": 8, "learning_rate": 0.002, "evaluate": True, "evaluation_participants": 16, "index_cohort": tiny_cohort.pk,
-              "seed": 0}
+    config = {
+        "size": "tiny",
+        "loss": "siglip",
+        "caption_levels": ["semantic", "structural"],
+        "participants": 20,
+        "days": 2,
+        "steps": 4,
+        "batch_size": 8,
+        "learning_rate": 0.002,
+        "evaluate": True,
+        "evaluation_participants": 16,
+        "index_cohort": tiny_cohort.pk,
+        "seed": 0,
+    }
     job = job_queue(kind_name="sensorlm_train", config=config)
     assert job.queue == "cpu"
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
     checkpoint = Checkpoint.objects.get(job=job)
     assert checkpoint.family == "sensorlm" and day_search_indexes()[str(tiny_cohort.pk)][0] == checkpoint
-    assert [table["title"] for table in job.result["tables"]] == ["Zero-shot activity recognition", "Binary groupings (AUROC)",
-                                                                  "Retrieval among the test days", "Captioning"]
+    assert [table["title"] for table in job.result["tables"]] == [
+        "Zero-shot activity recognition",
+        "Binary groupings (AUROC)",
+        "Retrieval among the test days",
+        "Captioning",
+    ]
     client.force_login(admin_user)
-    assert "Zero-shot activity recognition" in client.get(reverse("modeling:job_detail", kwargs={"job_id": job.pk})).content.decode()
+    assert (
+        "Zero-shot activity recognition"
+        in client.get(reverse("modeling:job_detail", kwargs={"job_id": job.pk})).content.decode()
+    )
     worn_days = sum(participant.minute_days for participant in tiny_cohort.participants.all())
     assert 0 < job.result["indexed_days"] <= worn_days
     results = days_matching(query="fragmented sleep and a morning run", limit=4)
     assert len(results) == 4
-    assert {result["participant_id"] for result in results} <= set(tiny_cohort.participants.values_list("pk", flat=True))
+    assert {result["participant_id"] for result in results} <= set(
+        tiny_cohort.participants.values_list("pk", flat=True)
+    )
     assert all(result["caption"] and 0 <= result["day_index"] < 2 for result in results)
     scores = [result["score"] for result in results]
     assert scores == sorted(scores, reverse=True) and np.isfinite(scores).all()
@@ -71,7 +93,10 @@ def test_each_cohort_is_searched_with_the_newest_model_that_indexed_it(tiny_coho
     save_index(DayIndex(own.embeddings[:1], np.array([999999]), np.array([0]), np.array(["Slept 7 h."])), other_index)
     newer.metrics = {"day_indexes": {"999": {"path": str(other_index), "days": 1}}}  # another cohort only
     newer.save(update_fields=["metrics"])
-    assert {cohort: checkpoint for cohort, (checkpoint, _) in day_search_indexes().items()} == {str(tiny_cohort.pk): older, "999": newer}
+    assert {cohort: checkpoint for cohort, (checkpoint, _) in day_search_indexes().items()} == {
+        str(tiny_cohort.pk): older,
+        "999": newer,
+    }
     searched = {result["participant_id"] for result in days_matching(query="a morning walk", limit=50)}
     assert searched == {999999, *tiny_cohort.participants.values_list("pk", flat=True)}
 

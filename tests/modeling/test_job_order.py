@@ -14,8 +14,16 @@ from modeling.templatetags.job_format import queue_place_words
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-TINY = {"task": "hypertension", "participants": 20, "days": 1, "steps": 2, "checkpoint_every": 2, "learning_rate": 0.003,
-        "step_delay_s": 0.0, "seed": 1}
+TINY = {
+    "task": "hypertension",
+    "participants": 20,
+    "days": 1,
+    "steps": 2,
+    "checkpoint_every": 2,
+    "learning_rate": 0.003,
+    "step_delay_s": 0.0,
+    "seed": 1,
+}
 
 
 def _reset_connections(app):
@@ -36,9 +44,13 @@ def filesystem_worker(tmp_path):
         folder.mkdir(parents=True)
     saved = (app.conf.broker_url, app.conf.broker_transport_options)
     app.conf.broker_url = "filesystem://"
-    app.conf.broker_transport_options = {"data_folder_in": str(folders["queue"]), "data_folder_out": str(folders["queue"]),
-                                         "processed_folder": str(folders["processed"]), "control_folder": str(folders["control"]),
-                                         "store_processed": False}
+    app.conf.broker_transport_options = {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "store_processed": False,
+    }
     _reset_connections(app)
 
     @contextmanager
@@ -51,7 +63,9 @@ def filesystem_worker(tmp_path):
     _reset_connections(app)
 
 
-def test_a_queue_runs_its_jobs_in_the_order_they_were_queued_and_a_higher_priority_first(filesystem_worker, settings, tmp_path, monkeypatch):
+def test_a_queue_runs_its_jobs_in_the_order_they_were_queued_and_a_higher_priority_first(
+    filesystem_worker, settings, tmp_path, monkeypatch
+):
     from kombu.transport import filesystem
 
     settings.VAR_DIR = tmp_path / "var"
@@ -65,7 +79,9 @@ def test_a_queue_runs_its_jobs_in_the_order_they_were_queued_and_a_higher_priori
     last = Job.objects.get(pk=in_order[-1].pk)
     assert job_queue_place(last).position == 7  # behind the urgent job and the five queued before it
     assert queue_place_words(job_queue_place(last), "cpu").startswith("7th in the CPU queue; ")
-    assert queue_place_words(job_queue_place(Job.objects.get(pk=urgent.pk)), "cpu") == "1st in the CPU queue; starts next"
+    assert (
+        queue_place_words(job_queue_place(Job.objects.get(pk=urgent.pk)), "cpu") == "1st in the CPU queue; starts next"
+    )
 
     with filesystem_worker():
         deadline = time.monotonic() + 180
@@ -88,7 +104,9 @@ def test_an_admin_queues_a_job_with_a_priority(client, admin_user, monkeypatch):
     job = Job.objects.get()
     assert response.status_code == 302 and job.priority == 7
     assert "priority 7" in client.get(f"/modeling/jobs/{job.pk}/").content.decode()
-    assert client.post("/modeling/jobs/new/demo_training/", {**TINY, "job-priority": "12"}).status_code == 200  # refused, with its message
+    assert (
+        client.post("/modeling/jobs/new/demo_training/", {**TINY, "job-priority": "12"}).status_code == 200
+    )  # refused, with its message
     assert Job.objects.count() == 1
 
 
@@ -99,8 +117,15 @@ def test_a_queued_job_s_place_and_start_estimate_come_from_the_jobs_ahead(client
     from django.utils import timezone
 
     now = timezone.now()
-    Job.objects.create(kind="demo_training", state="succeeded", started_at=now - timedelta(minutes=10), finished_at=now - timedelta(minutes=8))
-    Job.objects.create(kind="demo_training", state="running", progress=0.5, started_at=now - timedelta(seconds=60))  # about 60 s left
+    Job.objects.create(
+        kind="demo_training",
+        state="succeeded",
+        started_at=now - timedelta(minutes=10),
+        finished_at=now - timedelta(minutes=8),
+    )
+    Job.objects.create(
+        kind="demo_training", state="running", progress=0.5, started_at=now - timedelta(seconds=60)
+    )  # about 60 s left
     Job.objects.create(kind="demo_training", state="queued")  # typically 120 s
     Job.objects.create(kind="demo_training", state="queued", queue="gpu")  # another queue: not ahead
     waiting = Job.objects.create(kind="demo_training", state="queued")
@@ -108,7 +133,10 @@ def test_a_queued_job_s_place_and_start_estimate_come_from_the_jobs_ahead(client
     assert (place.position, place.running) == (2, 1) and abs(place.starts_in.total_seconds() - 180) < 5
     assert queue_place_words(place, "cpu") == "2nd in the CPU queue (1 running); starts in about 3 minutes"
     Job.objects.create(kind="lsm_pretrain", state="queued", priority=1)  # never ran: no estimate, and ahead by priority
-    assert queue_place_words(job_queue_place(waiting), "cpu") == "3rd in the CPU queue (1 running); no estimate yet (a job ahead has not run before)"
+    assert (
+        queue_place_words(job_queue_place(waiting), "cpu")
+        == "3rd in the CPU queue (1 running); no estimate yet (a job ahead has not run before)"
+    )
     client.force_login(admin_user)
     listing = client.get("/modeling/jobs/").content.decode()
     assert "3rd in the CPU queue (1 running)" in listing and "1st in the GPU queue; starts next" in listing

@@ -10,8 +10,16 @@ from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
-DEMO = {"task": "hypertension", "participants": 20, "days": 1, "steps": 10, "checkpoint_every": 5, "learning_rate": 0.003,
-        "step_delay_s": 0.0, "seed": 1}
+DEMO = {
+    "task": "hypertension",
+    "participants": 20,
+    "days": 1,
+    "steps": 10,
+    "checkpoint_every": 5,
+    "learning_rate": 0.003,
+    "step_delay_s": 0.0,
+    "seed": 1,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -48,9 +56,15 @@ def test_the_database_refuses_a_second_follow_up_of_one_kind():
 
 def test_a_job_registers_a_model_once_and_updates_it_when_delivered_again(tmp_path):
     job = Job.objects.create(kind="demo_training")
-    first = job_checkpoint_record(job=job, family="demo_mlp", size="tiny", path=tmp_path / "model", metrics={"loss": 0.5})
-    again = job_checkpoint_record(job=job, family="demo_mlp", size="tiny", path=tmp_path / "model", metrics={"loss": 0.4})
-    assert again.pk == first.pk and list(Checkpoint.objects.filter(job=job)) == [again] and again.metrics == {"loss": 0.4}
+    first = job_checkpoint_record(
+        job=job, family="demo_mlp", size="tiny", path=tmp_path / "model", metrics={"loss": 0.5}
+    )
+    again = job_checkpoint_record(
+        job=job, family="demo_mlp", size="tiny", path=tmp_path / "model", metrics={"loss": 0.4}
+    )
+    assert (
+        again.pk == first.pk and list(Checkpoint.objects.filter(job=job)) == [again] and again.metrics == {"loss": 0.4}
+    )
     other = job_checkpoint_record(job=job, family="demo_mlp", size="tiny", path=tmp_path / "other", metrics={})
     assert other.pk != first.pk and Checkpoint.objects.filter(job=job).count() == 2
 
@@ -59,12 +73,19 @@ def test_a_job_s_page_links_its_parent_and_its_follow_ups(client, admin_user):
     parent = job_queue(kind_name="demo_training", config=DEMO)
     follow_up = job_queue_follow_up(parent=parent, kind_name="demo_training", config=DEMO)
     client.force_login(admin_user)
-    assert f'Queued by <a href="/modeling/jobs/{parent.pk}/">job #{parent.pk}</a>' in client.get(f"/modeling/jobs/{follow_up.pk}/").content.decode()
-    assert f'Follow-up jobs: <a href="/modeling/jobs/{follow_up.pk}/">#{follow_up.pk} Demo training run</a> (queued)' in client.get(
-        f"/modeling/jobs/{parent.pk}/").content.decode()
+    assert (
+        f'Queued by <a href="/modeling/jobs/{parent.pk}/">job #{parent.pk}</a>'
+        in client.get(f"/modeling/jobs/{follow_up.pk}/").content.decode()
+    )
+    assert (
+        f'Follow-up jobs: <a href="/modeling/jobs/{follow_up.pk}/">#{follow_up.pk} Demo training run</a> (queued)'
+        in client.get(f"/modeling/jobs/{parent.pk}/").content.decode()
+    )
 
 
-def test_jobs_left_running_by_a_stopped_serve_are_queued_again_in_their_place(django_capture_on_commit_callbacks, monkeypatch):
+def test_jobs_left_running_by_a_stopped_serve_are_queued_again_in_their_place(
+    django_capture_on_commit_callbacks, monkeypatch
+):
     from io import StringIO
 
     from django.core.management import call_command
@@ -73,7 +94,9 @@ def test_jobs_left_running_by_a_stopped_serve_are_queued_again_in_their_place(dj
 
     sent = []
     monkeypatch.setattr(jobs, "_send", lambda job_id, queue: sent.append((job_id, queue)))
-    interrupted = Job.objects.create(kind="demo_training", queue="cpu", state="running", run_by_task_id="lost", attempts=1)
+    interrupted = Job.objects.create(
+        kind="demo_training", queue="cpu", state="running", run_by_task_id="lost", attempts=1
+    )
     finished = Job.objects.create(kind="demo_training", queue="cpu", state="succeeded")
     elsewhere = Job.objects.create(kind="demo_training", queue="other", state="running")
     later = Job.objects.create(kind="demo_training", queue="cpu", state="queued")
@@ -82,13 +105,20 @@ def test_jobs_left_running_by_a_stopped_serve_are_queued_again_in_their_place(dj
         call_command("jobs", requeue_interrupted=["cpu", "gpu"], stdout=output)
     interrupted.refresh_from_db()
     assert (interrupted.state, interrupted.run_by_task_id, interrupted.attempts) == ("queued", "", 1)
-    assert interrupted.message == "queued again: its worker was stopped while it ran" and sent == [(interrupted.pk, "cpu")]
+    assert interrupted.message == "queued again: its worker was stopped while it ran" and sent == [
+        (interrupted.pk, "cpu")
+    ]
     assert f"Job #{interrupted.pk} (demo_training) was left running by a stopped worker" in output.getvalue()
-    assert [job.state for job in Job.objects.filter(pk__in=[finished.pk, elsewhere.pk]).order_by("pk")] == ["succeeded", "running"]
+    assert [job.state for job in Job.objects.filter(pk__in=[finished.pk, elsewhere.pk]).order_by("pk")] == [
+        "succeeded",
+        "running",
+    ]
     assert list(jobs.job_next_queued(queue="cpu")) == [interrupted, later]  # it keeps its place, ahead of later jobs
 
 
-def test_a_cancel_requested_before_serve_stopped_takes_effect_at_the_restart(django_capture_on_commit_callbacks, monkeypatch):
+def test_a_cancel_requested_before_serve_stopped_takes_effect_at_the_restart(
+    django_capture_on_commit_callbacks, monkeypatch
+):
     from modeling import jobs
 
     sent = []
@@ -103,6 +133,7 @@ def test_a_cancel_requested_before_serve_stopped_takes_effect_at_the_restart(dja
 # What a broker's delivery (not eager, with a task id) claims: the first queued job of its queue, the same job
 # again when the same delivery comes back, and never a job a live worker is running.
 
+
 def claim(job_id, *, task_id, queue="cpu"):
     from modeling.tasks import _claim
 
@@ -114,7 +145,10 @@ def test_a_delivery_runs_the_first_queued_job_and_the_same_delivery_again_resume
 
     from django.utils import timezone
 
-    first, second = (Job.objects.create(kind="demo_training", queue="cpu", failures=[{"item": "x", "reason": "old"}]) for _ in range(2))
+    first, second = (
+        Job.objects.create(kind="demo_training", queue="cpu", failures=[{"item": "x", "reason": "old"}])
+        for _ in range(2)
+    )
     assert claim(second.pk, task_id="message-of-second") == first  # first in, first out, whichever message comes first
     first.refresh_from_db()
     assert first.run_by_task_id == "message-of-second" and first.failures == [] and first.attempts == 1

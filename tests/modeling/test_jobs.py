@@ -15,8 +15,16 @@ from modeling.jobs import JobError, job_cancel, job_queue, job_retry
 from modeling.models import Checkpoint, Job
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = {"task": "hypertension", "participants": 40, "days": 2, "steps": 40, "checkpoint_every": 10, "learning_rate": 0.003,
-        "step_delay_s": 0.0, "seed": 1}
+FAST = {
+    "task": "hypertension",
+    "participants": 40,
+    "days": 2,
+    "steps": 40,
+    "checkpoint_every": 10,
+    "learning_rate": 0.003,
+    "step_delay_s": 0.0,
+    "seed": 1,
+}
 
 
 def wait_for(predicate, timeout_s=120, what="the condition"):
@@ -38,12 +46,38 @@ def worker_process(redis_url, tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("worker processes need a database they can share (PostgreSQL)")
     started = []
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "REDIS_URL": redis_url, "HEALTHAGENT_VAR_DIR": str(tmp_path / "var"),
-           "CELERY_VISIBILITY_TIMEOUT": "4", "JOB_HEARTBEAT_STALE_S": "3", "DJANGO_SETTINGS_MODULE": "healthagent.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "REDIS_URL": redis_url,
+        "HEALTHAGENT_VAR_DIR": str(tmp_path / "var"),
+        "CELERY_VISIBILITY_TIMEOUT": "4",
+        "JOB_HEARTBEAT_STALE_S": "3",
+        "DJANGO_SETTINGS_MODULE": "healthagent.settings",
+    }
 
     def start(name):
-        process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "healthagent", "worker", "-Q", "cpu,gpu", "-c", "1",
-                                    "-n", f"{name}@%h", "--loglevel", "WARNING"], cwd=ROOT, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "healthagent",
+                "worker",
+                "-Q",
+                "cpu,gpu",
+                "-c",
+                "1",
+                "-n",
+                f"{name}@%h",
+                "--loglevel",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+        )
         started.append(process)
         return process
 
@@ -81,12 +115,16 @@ def test_a_job_runs_reports_progress_and_succeeds(worker_process, var_dir):
 
 def test_a_killed_worker_s_job_resumes_from_its_checkpoint_on_another_worker(worker_process, var_dir):
     first = worker_process("first")
-    job = job_queue(kind_name="demo_training", config={**FAST, "steps": 200, "checkpoint_every": 20, "step_delay_s": 0.05})
+    job = job_queue(
+        kind_name="demo_training", config={**FAST, "steps": 200, "checkpoint_every": 20, "step_delay_s": 0.05}
+    )
     wait_for(lambda: (job_state(job.pk).curve or [{}])[-1].get("step", 0) >= 50, what="step 50")
     os.killpg(first.pid, signal.SIGKILL)  # mid-run, after the checkpoint of step 40
     first.wait()
     worker_process("second")
-    wait_for(lambda: job_state(job.pk).state == "succeeded", timeout_s=180, what="the job to finish on the second worker")
+    wait_for(
+        lambda: job_state(job.pk).state == "succeeded", timeout_s=180, what="the job to finish on the second worker"
+    )
     done = job_state(job.pk)
     assert done.attempts == 2
     assert done.result["resumed_from_step"] in (40, 60)  # the last checkpoint before the kill
@@ -98,7 +136,10 @@ def test_cancel_a_queued_and_a_running_job(worker_process, var_dir):
     assert job_cancel(job=queued).state == "cancelled"  # no worker yet: cancelled before it starts
     worker_process("one")
     running = job_queue(kind_name="demo_training", config={**FAST, "steps": 400, "step_delay_s": 0.05})
-    wait_for(lambda: job_state(running.pk).state == "running" and job_state(running.pk).progress > 0.05, what="the job to run")
+    wait_for(
+        lambda: job_state(running.pk).state == "running" and job_state(running.pk).progress > 0.05,
+        what="the job to run",
+    )
     job_cancel(job=running)
     wait_for(lambda: job_state(running.pk).state == "cancelled", what="the running job to stop")
     assert job_state(running.pk).progress < 1.0

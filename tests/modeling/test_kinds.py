@@ -14,7 +14,16 @@ from modeling.tasks import run_job
 pytestmark = pytest.mark.django_db
 
 
-EVALUATE = {"participants": 12, "days": 2, "few_shot": "2", "pca": False, "supervised_steps": 1, "generative": True, "bootstrap": 10, "seed": 5}
+EVALUATE = {
+    "participants": 12,
+    "days": 2,
+    "few_shot": "2",
+    "pca": False,
+    "supervised_steps": 1,
+    "generative": True,
+    "bootstrap": 10,
+    "seed": 5,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -23,12 +32,26 @@ def var_dir(settings, tmp_path):
 
 
 @pytest.mark.slow
-def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint_then_queues_the_cohort_predictions(tiny_cohort, deliver_again):
+def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint_then_queues_the_cohort_predictions(
+    tiny_cohort, deliver_again
+):
     from modeling.ml.lsm.model import LSMForMaskedPretraining
 
-    job = job_queue(kind_name="lsm_pretrain", config={"size": "tiny", "participants": 12, "days": 2, "steps": 20, "batch_size": 4,
-                                                     "learning_rate": 0.001, "mask_strategy": "aim", "checkpoint_every": 10, "seed": 0,
-                                                     "predict_cohort": tiny_cohort.pk})
+    job = job_queue(
+        kind_name="lsm_pretrain",
+        config={
+            "size": "tiny",
+            "participants": 12,
+            "days": 2,
+            "steps": 20,
+            "batch_size": 4,
+            "learning_rate": 0.001,
+            "mask_strategy": "aim",
+            "checkpoint_every": 10,
+            "seed": 0,
+            "predict_cohort": tiny_cohort.pk,
+        },
+    )
     assert job.queue == "cpu"
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
@@ -37,7 +60,11 @@ def test_lsm_pretrain_job_trains_saves_and_registers_a_checkpoint_then_queues_th
     assert LSMForMaskedPretraining.from_pretrained(checkpoint.path).config.size == "tiny"
     assert job.curve[-1]["step"] == 20 and job.result["held_out_participants"] == 2
     follow_up = Job.objects.get(pk=job.result["predictions_job"])
-    assert follow_up.kind == "lsm_predict" and follow_up.config["checkpoint"] == checkpoint.pk and follow_up.config["cohort"] == tiny_cohort.pk
+    assert (
+        follow_up.kind == "lsm_predict"
+        and follow_up.config["checkpoint"] == checkpoint.pk
+        and follow_up.config["cohort"] == tiny_cohort.pk
+    )
     assert follow_up.parent == job
 
     # Delivered again (its worker died before marking it finished): it resumes at its last step and writes nothing twice.
@@ -57,8 +84,12 @@ def test_lsm_evaluate_job_reports_tables_on_its_page_and_on_the_checkpoint(clien
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
     titles = [table["title"] for table in job.result["tables"]]
-    assert titles == ["Downstream: All training participants", "Downstream: 2 labelled participants per class",
-                      "Generative: Hidden minutes", "Generative: Daily metrics recomputed from the filled-in day"]
+    assert titles == [
+        "Downstream: All training participants",
+        "Downstream: 2 labelled participants per class",
+        "Generative: Hidden minutes",
+        "Generative: Daily metrics recomputed from the filled-in day",
+    ]
     assert len(job.result["tables"][0]["rows"]) == len(TASKS)
     assert job.result["tables"][0]["columns"][3:] == ["pre-trained probe", "hand-crafted", "supervised from scratch"]
     assert (Path(job.result["report_dir"]) / "downstream.md").read_text().count("\n| ") > len(TASKS)
@@ -66,7 +97,11 @@ def test_lsm_evaluate_job_reports_tables_on_its_page_and_on_the_checkpoint(clien
     assert checkpoint.metrics["evaluation"]["job"] == job.pk
     client.force_login(admin_user)
     page = client.get(f"/modeling/jobs/{job.pk}/").content.decode()
-    assert "<th scope=\"col\">supervised from scratch</th>" in page and "linear interpolation" in page and "hypertension" in page
+    assert (
+        '<th scope="col">supervised from scratch</th>' in page
+        and "linear interpolation" in page
+        and "hypertension" in page
+    )
 
 
 @pytest.fixture
@@ -84,11 +119,19 @@ def lsm_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_lsm_predict_job_stores_every_participants_estimates_with_intervals_and_replaces_them_whole(tiny_cohort, lsm_checkpoint):
+def test_lsm_predict_job_stores_every_participants_estimates_with_intervals_and_replaces_them_whole(
+    tiny_cohort, lsm_checkpoint
+):
     from modeling.models import Prediction
 
-    config = {"checkpoint": lsm_checkpoint.pk, "cohort": tiny_cohort.pk, "reference_participants": 30, "reference_days": 2,
-              "replicates": 3, "seed": 1}
+    config = {
+        "checkpoint": lsm_checkpoint.pk,
+        "cohort": tiny_cohort.pk,
+        "reference_participants": 30,
+        "reference_days": 2,
+        "replicates": 3,
+        "seed": 1,
+    }
     job = job_queue(kind_name="lsm_predict", config=config)
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
@@ -99,12 +142,17 @@ def test_lsm_predict_job_stores_every_participants_estimates_with_intervals_and_
     for prediction in predictions:
         assert prediction.low <= prediction.estimate <= prediction.high
         if prediction.kind != "regression":
-            assert 0 <= prediction.low and prediction.high <= 1 and prediction.label in prediction.details["probabilities"]
+            assert (
+                0 <= prediction.low and prediction.high <= 1 and prediction.label in prediction.details["probabilities"]
+            )
         assert "quality" in prediction.details and prediction.job_id == job.pk
     assert job.result["tables"][0]["rows"][0][0] == "hypertension"
     again = job_queue(kind_name="lsm_predict", config=config)
     assert run_job.apply(kwargs={"job_id": again.pk}).get() == "succeeded"
-    assert set(predictions.values_list("job_id", flat=True)) == {again.pk} and predictions.count() == job.result["predictions"]
+    assert (
+        set(predictions.values_list("job_id", flat=True)) == {again.pk}
+        and predictions.count() == job.result["predictions"]
+    )
 
 
 def test_the_agent_sees_only_the_latest_models_accurate_non_demographic_estimates(tiny_cohort, lsm_checkpoint):
@@ -117,21 +165,53 @@ def test_the_agent_sees_only_the_latest_models_accurate_non_demographic_estimate
     Checkpoint.objects.filter(pk=older.pk).update(created_at=lsm_checkpoint.created_at.replace(year=2000))
 
     def store(checkpoint, task, kind, quality, family="cardiovascular", **values):
-        Prediction.objects.create(participant=participant, checkpoint=checkpoint, task=task, kind=kind,
-                                  details={"family": family, "description": task.replace("_", " "), "unit": "mmHg", "quality": quality},
-                                  **values)
+        Prediction.objects.create(
+            participant=participant,
+            checkpoint=checkpoint,
+            task=task,
+            kind=kind,
+            details={"family": family, "description": task.replace("_", " "), "unit": "mmHg", "quality": quality},
+            **values,
+        )
 
     store(lsm_checkpoint, "hypertension", "binary", {"auroc": 0.81}, label="yes", estimate=0.734, low=0.61, high=0.86)
-    store(lsm_checkpoint, "systolic_bp", "regression", {"mae": 7.0, "pearson_r": 0.62}, estimate=131.26, low=119.0, high=143.5)
-    store(lsm_checkpoint, "high_ldl", "binary", {"auroc": 0.55}, label="no", estimate=0.6, low=0.5, high=0.7)  # too weak a probe
-    store(lsm_checkpoint, "sex", "binary", {"auroc": 0.99}, family="demographics", label="female", estimate=0.9, low=0.8, high=0.95)
+    store(
+        lsm_checkpoint,
+        "systolic_bp",
+        "regression",
+        {"mae": 7.0, "pearson_r": 0.62},
+        estimate=131.26,
+        low=119.0,
+        high=143.5,
+    )
+    store(
+        lsm_checkpoint, "high_ldl", "binary", {"auroc": 0.55}, label="no", estimate=0.6, low=0.5, high=0.7
+    )  # too weak a probe
+    store(
+        lsm_checkpoint,
+        "sex",
+        "binary",
+        {"auroc": 0.99},
+        family="demographics",
+        label="female",
+        estimate=0.9,
+        low=0.8,
+        high=0.95,
+    )
     store(older, "diabetes", "binary", {"auroc": 0.9}, label="yes", estimate=0.9, low=0.8, high=0.95)  # an older model
     predictions = participant_context(participant=participant)["predictions"]
-    assert [(p["task"], p["estimate"], p["interval_90"]) for p in predictions] == [("hypertension", 0.73, [0.61, 0.86]),
-                                                                                  ("systolic_bp", 131.3, [119.0, 143.5])]
-    assert predictions[0]["model"] == f"lsm-tiny #{lsm_checkpoint.pk}" and predictions[1]["held_out_quality"] == {"pearson_r": 0.62}
+    assert [(p["task"], p["estimate"], p["interval_90"]) for p in predictions] == [
+        ("hypertension", 0.73, [0.61, 0.86]),
+        ("systolic_bp", 131.3, [119.0, 143.5]),
+    ]
+    assert predictions[0]["model"] == f"lsm-tiny #{lsm_checkpoint.pk}" and predictions[1]["held_out_quality"] == {
+        "pearson_r": 0.62
+    }
     text = context_as_text(participant_context(participant=participant))
-    assert "wearable-model estimate, not a diagnosis: hypertension: yes, probability 0.73 (90 % interval 0.61 to 0.86)" in text
+    assert (
+        "wearable-model estimate, not a diagnosis: hypertension: yes, probability 0.73 (90 % interval 0.61 to 0.86)"
+        in text
+    )
     assert "systolic bp: 131.3 mmHg (90 % interval 119.0 to 143.5)" in text
 
 
@@ -150,8 +230,19 @@ def test_generate_recommendations_job(tiny_cohort, deliver_again):
 
 
 def test_a_demo_training_delivered_again_registers_its_model_once(deliver_again):
-    job = job_queue(kind_name="demo_training", config={"task": "hypertension", "participants": 20, "days": 1, "steps": 10,
-                                                       "checkpoint_every": 5, "learning_rate": 0.003, "step_delay_s": 0.0, "seed": 1})
+    job = job_queue(
+        kind_name="demo_training",
+        config={
+            "task": "hypertension",
+            "participants": 20,
+            "days": 1,
+            "steps": 10,
+            "checkpoint_every": 5,
+            "learning_rate": 0.003,
+            "step_delay_s": 0.0,
+            "seed": 1,
+        },
+    )
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     first = Checkpoint.objects.get(job=job)
     assert deliver_again(job) == "succeeded"
@@ -163,7 +254,9 @@ def test_a_finished_job_is_never_run_again():
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "skipped"
 
 
-def test_a_recommendations_job_with_failed_answers_lists_them_and_its_retry_generates_only_those(tiny_cohort, monkeypatch, client, admin_user):
+def test_a_recommendations_job_with_failed_answers_lists_them_and_its_retry_generates_only_those(
+    tiny_cohort, monkeypatch, client, admin_user
+):
     from healthagent.agent import generate
     from healthagent.agent.backends.base import BackendAnswer
     from healthagent.models import AgentVariant, Recommendation
@@ -179,20 +272,33 @@ def test_a_recommendations_job_with_failed_answers_lists_them_and_its_retry_gene
             answered.append(pseudonym)
             if any(participant.pseudonym == pseudonym and participant.pk in broken for participant in participants):
                 return BackendAnswer(text=" ".join(["sleep"] * 60), metadata={})
-            return BackendAnswer(text="Walk for thirty minutes on most days and keep a regular bedtime this week.", metadata={})
+            return BackendAnswer(
+                text="Walk for thirty minutes on most days and keep a regular bedtime this week.", metadata={}
+            )
 
     monkeypatch.setattr(generate, "make_backend", lambda backend, config: HalfBrokenBackend())
     variant = AgentVariant.objects.create(name="scripted model", backend="openai_http", config={})
-    job = job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "regenerate": True})
+    job = job_queue(
+        kind_name="generate_recommendations",
+        config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "regenerate": True},
+    )
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded with failures"
     job.refresh_from_db()
-    assert job.state == "succeeded_with_failures" and job.finished and job.get_state_display() == "Succeeded with failures"
-    assert job.failures == [{"item": f"participant {participants[1].pseudonym} / scripted model",
-                             "reason": "Failed: the answer repeats itself (degenerate output)"}]
+    assert (
+        job.state == "succeeded_with_failures" and job.finished and job.get_state_display() == "Succeeded with failures"
+    )
+    assert job.failures == [
+        {
+            "item": f"participant {participants[1].pseudonym} / scripted model",
+            "reason": "Failed: the answer repeats itself (degenerate output)",
+        }
+    ]
     client.force_login(admin_user)
     page = client.get(f"/modeling/jobs/{job.pk}/").content.decode()
     assert "Succeeded with failures" in page and f"participant {participants[1].pseudonym} / scripted model" in page
-    assert "the answer repeats itself (degenerate output)" in page and 'action="/modeling/jobs/%d/retry/"' % job.pk in page
+    assert (
+        "the answer repeats itself (degenerate output)" in page and 'action="/modeling/jobs/%d/retry/"' % job.pk in page
+    )
     assert "Succeeded with failures" in client.get("/modeling/jobs/?state=succeeded_with_failures").content.decode()
 
     broken.clear()
@@ -201,7 +307,12 @@ def test_a_recommendations_job_with_failed_answers_lists_them_and_its_retry_gene
     assert retry.config["regenerate"] is False  # the answers that succeeded are kept
     assert run_job.apply(kwargs={"job_id": retry.pk}).get() == "succeeded"
     retry.refresh_from_db()
-    assert answered == [participants[1].pseudonym] and retry.result == {"succeeded": 1, "failed": 0, "blocked": 0, "kept": 2}
+    assert answered == [participants[1].pseudonym] and retry.result == {
+        "succeeded": 1,
+        "failed": 0,
+        "blocked": 0,
+        "kept": 2,
+    }
     assert retry.failures == [] and Recommendation.objects.filter(variant=variant, status="succeeded").count() == 3
 
 
@@ -213,18 +324,28 @@ def test_a_recommendations_job_limited_to_some_participants_writes_only_theirs(t
 
     class Answers:
         def generate(self, context, *, timeout_s):
-            return BackendAnswer(text="Walk for thirty minutes on most days and keep a regular bedtime this week.", metadata={})
+            return BackendAnswer(
+                text="Walk for thirty minutes on most days and keep a regular bedtime this week.", metadata={}
+            )
 
     monkeypatch.setattr(generate, "make_backend", lambda backend, config: Answers())
     variant = AgentVariant.objects.create(name="scripted model", backend="openai_http", config={})
     chosen = list(tiny_cohort.participants.order_by("pk").values_list("pk", flat=True))[:2]
-    job = job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "participants": chosen})
+    job = job_queue(
+        kind_name="generate_recommendations",
+        config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "participants": chosen},
+    )
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     assert sorted(Recommendation.objects.filter(variant=variant).values_list("participant_id", flat=True)) == chosen
 
-    stranger = Participant.objects.create(cohort=Cohort.objects.create(name="Another", source="synthetic"), pseudonym="P-other")
+    stranger = Participant.objects.create(
+        cohort=Cohort.objects.create(name="Another", source="synthetic"), pseudonym="P-other"
+    )
     with pytest.raises(JobError, match="every participant must belong to the cohort"):
-        job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "participants": [stranger.pk]})
+        job_queue(
+            kind_name="generate_recommendations",
+            config={"cohort": tiny_cohort.pk, "variants": [variant.pk], "participants": [stranger.pk]},
+        )
 
 
 def test_the_jobs_list_tells_generation_jobs_apart(client, admin_user, tiny_cohort):
@@ -232,8 +353,14 @@ def test_the_jobs_list_tells_generation_jobs_apart(client, admin_user, tiny_coho
 
     llm, grounded = AgentVariant.objects.get(name="LLM only"), AgentVariant.objects.get(name="grounded agent")
     chosen = list(tiny_cohort.participants.values_list("pk", flat=True))[:2]
-    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [llm.pk], "participants": chosen})
-    job_queue(kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [grounded.pk], "regenerate": True})
+    job_queue(
+        kind_name="generate_recommendations",
+        config={"cohort": tiny_cohort.pk, "variants": [llm.pk], "participants": chosen},
+    )
+    job_queue(
+        kind_name="generate_recommendations",
+        config={"cohort": tiny_cohort.pk, "variants": [grounded.pk], "regenerate": True},
+    )
     client.force_login(admin_user)
     listing = client.get("/modeling/jobs/").content.decode()
     assert "LLM only · 2 participants" in listing and "grounded agent · the whole cohort, answers replaced" in listing

@@ -40,19 +40,38 @@ def test_only_days_worn_long_enough_in_well_worn_blocks_become_wearable_values()
     from healthagent.models import Cohort, DailySummary, Participant
 
     cohort = Cohort.objects.create(name="Wear", source="synthetic")
-    participant = Participant.objects.create(cohort=cohort, pseudonym="p-wear", age_band="40-44", sex="female", history_days=42)
+    participant = Participant.objects.create(
+        cohort=cohort, pseudonym="p-wear", age_band="40-44", sex="female", history_days=42
+    )
     worn_full = [(0, 900), (1, 800), (2, 700), (3, 30)]  # block 0: three valid days and a 30-minute day
     worn_short = [(14, 900), (15, 900), (16, 100)]  # block 1: two valid days only
     for day, minutes in worn_full + worn_short:
-        DailySummary.objects.create(participant=participant, day_index=day, wear_minutes=minutes, steps=1000 * (day + 1),
-                                    sleep_minutes=None, resting_heart_rate_bpm=None)
+        DailySummary.objects.create(
+            participant=participant,
+            day_index=day,
+            wear_minutes=minutes,
+            steps=1000 * (day + 1),
+            sleep_minutes=None,
+            resting_heart_rate_bpm=None,
+        )
     record = participant_record(participant=participant)
     assert sorted(m["day"] for m in record.measurements if m["name"] == "daily_steps") == [0, 1, 2]
 
 
-def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(tiny_cohort, twin_checkpoint, deliver_again):
-    job = job_queue(kind_name="simulate", config={"checkpoint": twin_checkpoint.pk, "cohort": tiny_cohort.pk,
-                                                  "interventions": ["statin", "exercise_programme"], "horizon_days": 28, "samples": 4, "seed": 1})
+def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participant(
+    tiny_cohort, twin_checkpoint, deliver_again
+):
+    job = job_queue(
+        kind_name="simulate",
+        config={
+            "checkpoint": twin_checkpoint.pk,
+            "cohort": tiny_cohort.pk,
+            "interventions": ["statin", "exercise_programme"],
+            "horizon_days": 28,
+            "samples": 4,
+            "seed": 1,
+        },
+    )
     assert job.queue == "cpu"  # a tiny twin: CPU workers take it (larger sizes go to the gpu queue)
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     runs = list(SimulationRun.objects.filter(job=job))
@@ -64,9 +83,13 @@ def test_the_simulate_job_stores_fan_charts_effects_and_risks_for_each_participa
     assert all(low <= mid <= high for low, mid, high in zip(fan["0.05"], fan["0.5"], fan["0.95"], strict=True))
     assert set(results["effects"]) == {"statin", "exercise_programme"}
     assert all(0 <= risk <= 1 for risk in results["risk"]["none"].values())
-    assert deliver_again(job) == "succeeded"  # its worker died before marking it finished: the runs are overwritten, not added
+    assert (
+        deliver_again(job) == "succeeded"
+    )  # its worker died before marking it finished: the runs are overwritten, not added
     assert job.attempts == 2 and sorted(job.simulations.values_list("pk", flat=True)) == sorted(run.pk for run in runs)
-    assert sorted(job.simulations.values_list("participant", flat=True)) == sorted(tiny_cohort.participants.values_list("pk", flat=True))
+    assert sorted(job.simulations.values_list("participant", flat=True)) == sorted(
+        tiny_cohort.participants.values_list("pk", flat=True)
+    )
 
 
 def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, twin_checkpoint):
@@ -74,18 +97,39 @@ def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, 
 
     other = Cohort.objects.create(name="Other", source="synthetic")
     with pytest.raises(JobError, match="not in that cohort"):
-        job_queue(kind_name="simulate", config={"checkpoint": twin_checkpoint.pk, "cohort": other.pk,
-                                                "participant": tiny_cohort.participants.first().pk, "interventions": ["statin"],
-                                                "horizon_days": 30, "samples": 4, "seed": 0})
+        job_queue(
+            kind_name="simulate",
+            config={
+                "checkpoint": twin_checkpoint.pk,
+                "cohort": other.pk,
+                "participant": tiny_cohort.participants.first().pk,
+                "interventions": ["statin"],
+                "horizon_days": 30,
+                "samples": 4,
+                "seed": 0,
+            },
+        )
 
 
 @pytest.mark.slow
 def test_the_training_job_registers_a_loadable_twin(tiny_cohort, deliver_again):
     from modeling.ml.healthformer.training import load_twin
 
-    job = job_queue(kind_name="twin_train", config={"size": "tiny", "participants": 20, "days": 200, "steps": 6, "batch_size": 4,
-                                                    "learning_rate": 0.002, "block_size": 128, "checkpoint_every": 3, "seed": 0,
-                                                    "simulate_cohort": tiny_cohort.pk})
+    job = job_queue(
+        kind_name="twin_train",
+        config={
+            "size": "tiny",
+            "participants": 20,
+            "days": 200,
+            "steps": 6,
+            "batch_size": 4,
+            "learning_rate": 0.002,
+            "block_size": 128,
+            "checkpoint_every": 3,
+            "seed": 0,
+            "simulate_cohort": tiny_cohort.pk,
+        },
+    )
     assert job.queue == "cpu"
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     checkpoint = Checkpoint.objects.get(job=job, family="twin")
@@ -93,7 +137,11 @@ def test_the_training_job_registers_a_loadable_twin(tiny_cohort, deliver_again):
     assert model.config.vocab_size == tokenizer.vocab_size and checkpoint.metrics["held_out_loss"] > 0
     job.refresh_from_db()
     follow_up = Job.objects.get(pk=job.result["simulation_job"])
-    assert follow_up.kind == "simulate" and follow_up.config["checkpoint"] == checkpoint.pk and len(follow_up.config["interventions"]) == 5
+    assert (
+        follow_up.kind == "simulate"
+        and follow_up.config["checkpoint"] == checkpoint.pk
+        and len(follow_up.config["interventions"]) == 5
+    )
     assert deliver_again(job) == "succeeded"  # resumes at its last step; one model, one simulation job
     assert job.result["resumed_from_step"] == 6 and list(Checkpoint.objects.filter(job=job)) == [checkpoint]
     assert list(Job.objects.filter(kind="simulate")) == [follow_up] and job.result["simulation_job"] == follow_up.pk
@@ -107,24 +155,38 @@ def _stored_run(participant, checkpoint):
     harmful = {name: {"mean": 0.0, "low": -1.0, "high": 1.0} for name in BIOMARKER_NAMES}
     harmful["ldl"] = {"mean": 30.0, "low": 20.0, "high": 40.0}
     harmful["daily_steps"] = {"mean": -3000.0, "low": -4000.0, "high": -2000.0}
-    return SimulationRun.objects.create(participant=participant, checkpoint=checkpoint, interventions=["exercise_programme"], horizon_days=90,
-                                        samples=32, results={"effects": {"exercise_programme": effects,
-                                                                         "statin": {name: {"mean": 0.0, "low": -1.0, "high": 1.0} for name in BIOMARKER_NAMES},
-                                                                         "diet_change": harmful}})
+    return SimulationRun.objects.create(
+        participant=participant,
+        checkpoint=checkpoint,
+        interventions=["exercise_programme"],
+        horizon_days=90,
+        samples=32,
+        results={
+            "effects": {
+                "exercise_programme": effects,
+                "statin": {name: {"mean": 0.0, "low": -1.0, "high": 1.0} for name in BIOMARKER_NAMES},
+                "diet_change": harmful,
+            }
+        },
+    )
 
 
 def test_the_agent_cites_the_twin_s_effect_with_its_interval(tiny_cohort, twin_checkpoint):
     participant = tiny_cohort.participants.order_by("pk").first()
     run = _stored_run(participant, twin_checkpoint)
     effects = simulated_effects(participant=participant)
-    assert [(e["intervention"], e["biomarker"]) for e in effects] == [("exercise_programme", "systolic_bp")]  # statin: no clear effect; diet: only harm
+    assert [(e["intervention"], e["biomarker"]) for e in effects] == [
+        ("exercise_programme", "systolic_bp")
+    ]  # statin: no clear effect; diet: only harm
     context = participant_context(participant=participant, question="How can I lower my blood pressure with exercise?")
     assert context["simulated_effects"] == effects
     items = grounded_items(context)
     item = next(item for item in items if item["key"] == "simulated_exercise_programme")
     stored = run.results["effects"]["exercise_programme"]["systolic_bp"]
     cited = {citation["source"].rsplit(".", 1)[1]: citation["value"] for citation in item["citations"]}
-    assert cited == pytest.approx({key: stored[key] for key in ("mean", "low", "high")}, abs=0.051)  # recomputed from the stored run
+    assert cited == pytest.approx(
+        {key: stored[key] for key in ("mean", "low", "high")}, abs=0.051
+    )  # recomputed from the stored run
     text = render(context, items)
     assert "predicted to lower your systolic blood pressure by 4.2 mmHg (2.3 to 6.1)" in text
 
@@ -138,8 +200,10 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     assert page.status_code == 200 and b"No simulation of" in page.content
     assert client.get("/modeling/twin/?participant=x&job=1;").status_code == 200  # nonsense parameters select nothing
     training = Job.objects.create(kind="twin_train", state="queued")  # a long run queued before
-    response = client.post("/modeling/twin/simulate/", {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30,
-                                                        "samples": 8})
+    response = client.post(
+        "/modeling/twin/simulate/",
+        {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30, "samples": 8},
+    )
     job = Job.objects.get(kind="simulate")
     assert response.status_code == 302 and response["Location"].endswith(f"?participant={participant.pk}&job={job.pk}")
     assert job.config["participant"] == participant.pk and job.config["checkpoint"] == twin_checkpoint.pk
@@ -148,25 +212,46 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     assert job.priority > training.priority and job.pk > training.pk
     status = client.get(f"/modeling/twin/jobs/{job.pk}/status.json").json()
     assert status["queue_place"].startswith("1st in the CPU queue") and "worker_host" not in status
-    assert "1st in the CPU queue" in client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}").content.decode()
+    assert (
+        "1st in the CPU queue"
+        in client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}").content.decode()
+    )
     training.delete()
 
     # Once the job has stored its run, the page carries the fan charts' data.
     from modeling.ml.healthformer.generate import Rollouts
 
     grid = np.array([0, 7, 14])
-    rollouts = Rollouts(grid, np.random.default_rng(0).normal(size=(1, 2, 4, 3, len(BIOMARKER_NAMES))), np.full((1, 2, 4, 11), 0.003),
-                        np.zeros((1, 2, 4, 1), dtype=int), np.zeros((1, 2, 4, 1), dtype=int), [None, "statin"], 14)
+    rollouts = Rollouts(
+        grid,
+        np.random.default_rng(0).normal(size=(1, 2, 4, 3, len(BIOMARKER_NAMES))),
+        np.full((1, 2, 4, 11), 0.003),
+        np.zeros((1, 2, 4, 1), dtype=int),
+        np.zeros((1, 2, 4, 1), dtype=int),
+        [None, "statin"],
+        14,
+    )
     record = participant_record(participant=participant)
-    SimulationRun.objects.create(participant=participant, checkpoint=twin_checkpoint, job=job, interventions=["statin"], horizon_days=14,
-                                 samples=4, results=simulation_results(rollouts, participant_index=0, record=record))
+    SimulationRun.objects.create(
+        participant=participant,
+        checkpoint=twin_checkpoint,
+        job=job,
+        interventions=["statin"],
+        horizon_days=14,
+        samples=4,
+        results=simulation_results(rollouts, participant_index=0, record=record),
+    )
     page = client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}")
     assert page.status_code == 200 and b'id="twin-data"' in page.content and b"data-fan-chart" in page.content
     ticked = re.findall(r'<input type="checkbox" name="interventions" value="(\w+)"[^>]*checked', page.content.decode())
-    assert ticked == ["statin"] and 'name="horizon_days" value="30"' in page.content.decode()  # the form says what was asked
+    assert (
+        ticked == ["statin"] and 'name="horizon_days" value="30"' in page.content.decode()
+    )  # the form says what was asked
     fresh = client.get(f"/modeling/twin/?participant={participant.pk}").content.decode()
     assert not re.findall(r'name="interventions" value="\w+"[^>]*checked', fresh)  # nothing ticked for the researcher
-    assert page.content.decode().count("<td>0.3 %</td>") == 2 * 11  # a small risk per endpoint and arm, not rounded to "0 %"
+    assert (
+        page.content.decode().count("<td>0.3 %</td>") == 2 * 11
+    )  # a small risk per endpoint and arm, not rounded to "0 %"
 
 
 def test_while_a_twin_trains_the_page_says_so_and_cannot_simulate(client, researcher, tiny_cohort):
@@ -184,32 +269,50 @@ def test_the_jobs_list_names_the_system_for_jobs_nobody_queued(client, admin_use
     assert "<td>system</td>" in page
 
 
-def test_a_researcher_s_simulations_are_capped_with_a_reason_and_an_admin_s_are_not(client, researcher, admin_user, tiny_cohort, twin_checkpoint):
+def test_a_researcher_s_simulations_are_capped_with_a_reason_and_an_admin_s_are_not(
+    client, researcher, admin_user, tiny_cohort, twin_checkpoint
+):
     from modeling.twin import RESEARCHER_MAX_PENDING_SIMULATIONS, RESEARCHER_MAX_SAMPLES
 
     participant = tiny_cohort.participants.order_by("pk").first()
     request = {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30}
     client.force_login(researcher)
     page = client.get(reverse("modeling:twin")).content.decode()
-    assert "Researchers: at most 64 samples, one participant per simulation and 2 simulations waiting or running at a time" in page
+    assert (
+        "Researchers: at most 64 samples, one participant per simulation and 2 simulations waiting or running at a time"
+        in page
+    )
     assert f'max="{RESEARCHER_MAX_SAMPLES}"' in page  # the browser's hint; the server checks again below
 
-    page = client.post(reverse("modeling:twin_simulate"), {**request, "samples": RESEARCHER_MAX_SAMPLES + 1}, follow=True).content.decode()
-    assert "Could not queue the simulation: a researcher can ask for at most 64 samples per arm (you asked for 65)" in page
+    page = client.post(
+        reverse("modeling:twin_simulate"), {**request, "samples": RESEARCHER_MAX_SAMPLES + 1}, follow=True
+    ).content.decode()
+    assert (
+        "Could not queue the simulation: a researcher can ask for at most 64 samples per arm (you asked for 65)" in page
+    )
     assert not Job.objects.exists()
 
-    queued = [client.post(reverse("modeling:twin_simulate"), {**request, "samples": RESEARCHER_MAX_SAMPLES}) for _ in range(RESEARCHER_MAX_PENDING_SIMULATIONS)]
+    queued = [
+        client.post(reverse("modeling:twin_simulate"), {**request, "samples": RESEARCHER_MAX_SAMPLES})
+        for _ in range(RESEARCHER_MAX_PENDING_SIMULATIONS)
+    ]
     assert all(response.status_code == 302 and "&job=" in response["Location"] for response in queued)
     first, second = Job.objects.filter(kind="simulate").order_by("pk")
     page = client.post(reverse("modeling:twin_simulate"), {**request, "samples": 8}, follow=True).content.decode()
-    assert (f"you already have 2 simulations waiting or running (job #{first.pk}, job #{second.pk}); a researcher can have at most 2, "
-            "so queue this one when one of them has finished") in page
+    assert (
+        f"you already have 2 simulations waiting or running (job #{first.pk}, job #{second.pk}); a researcher can have at most 2, "
+        "so queue this one when one of them has finished"
+    ) in page
     assert Job.objects.count() == 2
     Job.objects.filter(pk=first.pk).update(state=Job.State.SUCCEEDED)
-    assert "&job=" in client.post(reverse("modeling:twin_simulate"), {**request, "samples": 8})["Location"]  # a slot is free again
+    assert (
+        "&job=" in client.post(reverse("modeling:twin_simulate"), {**request, "samples": 8})["Location"]
+    )  # a slot is free again
 
     client.force_login(admin_user)  # admins are not capped: more samples, more pending simulations
     for _ in range(RESEARCHER_MAX_PENDING_SIMULATIONS + 1):
         assert "&job=" in client.post(reverse("modeling:twin_simulate"), {**request, "samples": 256})["Location"]
-    assert Job.objects.filter(queued_by=admin_user, config__samples=256).count() == RESEARCHER_MAX_PENDING_SIMULATIONS + 1
+    assert (
+        Job.objects.filter(queued_by=admin_user, config__samples=256).count() == RESEARCHER_MAX_PENDING_SIMULATIONS + 1
+    )
     assert f'max="{RESEARCHER_MAX_SAMPLES}"' not in client.get(reverse("modeling:twin")).content.decode()

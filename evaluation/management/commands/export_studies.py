@@ -10,8 +10,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--output", required=True, type=Path, metavar="DIR")
-        parser.add_argument("--study", type=int, action="append", dest="study_ids", metavar="ID", help="only this study (repeatable)")
+        parser.add_argument(
+            "--study", type=int, action="append", dest="study_ids", metavar="ID", help="only this study (repeatable)"
+        )
 
     def handle(self, *args, output, study_ids, **options):
         counts = studies_export(output=output, study_ids=study_ids)
-        self.stdout.write(self.style.SUCCESS(f"Wrote {output / FILE_NAME}: " + ", ".join(f"{value} {key}" for key, value in counts.items())))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Wrote {output / FILE_NAME}: " + ", ".join(f"{value} {key}" for key, value in counts.items())
+            )
+        )

@@ -17,4 +17,6 @@ class Command(BaseCommand):
             counts = studies_import(source=source)
         except (EvaluationError, KeyError) as error:
             raise CommandError(f"Restore failed, nothing was written: {error}") from error
-        self.stdout.write(self.style.SUCCESS("Restored " + ", ".join(f"{value} {key}" for key, value in counts.items())))
+        self.stdout.write(
+            self.style.SUCCESS("Restored " + ", ".join(f"{value} {key}" for key, value in counts.items()))
+        )

@@ -41,7 +41,9 @@ class BackendConfigError(BackendError):
 @dataclass
 class BackendAnswer:
     text: str  # markdown
-    items: list[dict] = field(default_factory=list)  # structured recommendations with citations, when the backend has them
+    items: list[dict] = field(
+        default_factory=list
+    )  # structured recommendations with citations, when the backend has them
     metadata: dict = field(default_factory=dict)  # model, latency, tokens...
 
 
@@ -58,8 +60,15 @@ class CompletionBackend(Protocol):
 
     name: str
 
-    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None,
-                 temperature: float | None = None) -> str:
+    def complete(
+        self,
+        messages: list[dict],
+        *,
+        json_schema: dict | None = None,
+        timeout_s: float,
+        seed: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
         """The assistant's reply to ``messages`` within ``timeout_s`` or BackendError; with ``json_schema``, the reply is
         constrained to it where the backend allows (it may still fail validation: callers parse it); ``seed`` (default the
         backend's) seeds sampling; ``temperature`` (default the backend's) overrides the variant's for this call."""

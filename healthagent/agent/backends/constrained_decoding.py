@@ -31,6 +31,7 @@ def _regular_tokens(tokenizer) -> list[tuple[int, str, bool]]:
 @functools.lru_cache(maxsize=2)
 def tokenizer_data(tokenizer) -> TokenEnforcerTokenizerData:
     """The enforcer's view of ``tokenizer`` (a few seconds to build; kept per process like the model)."""
+
     def decode(token_ids: list[int]) -> str:
         return tokenizer.decode(token_ids).rstrip("\ufffd")  # an incomplete UTF-8 sequence is not text yet
 
@@ -46,6 +47,8 @@ class JsonSchemaLogitsProcessor(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
         for row, sequence in enumerate(input_ids.tolist()):
-            allowed = self.enforcer.get_allowed_tokens(sequence).allowed_tokens  # the enforcer keys its state on the whole sequence
+            allowed = self.enforcer.get_allowed_tokens(
+                sequence
+            ).allowed_tokens  # the enforcer keys its state on the whole sequence
             mask[row, [token for token in allowed if token < scores.shape[-1]]] = 0.0
         return scores + mask

@@ -21,7 +21,9 @@ class OpenAIHTTPBackend:
     def __init__(self, config: dict):
         self.base_url = (config.get("base_url") or "").rstrip("/")
         if not self.base_url.startswith(("http://", "https://")):
-            raise BackendConfigError("base_url must be an http:// or https:// URL, for example http://localhost:8000/v1")
+            raise BackendConfigError(
+                "base_url must be an http:// or https:// URL, for example http://localhost:8000/v1"
+            )
         self.model = config.get("model") or ""
         if not self.model:
             raise BackendConfigError("model must name the model the server serves")
@@ -32,19 +34,39 @@ class OpenAIHTTPBackend:
         self.backoff_s = float(config.get("backoff_s", 0.5))
 
     def generate(self, context: dict, *, timeout_s: float) -> BackendAnswer:
-        payload = {"model": self.model, "messages": chat_messages(context), "temperature": self.temperature,
-                   "max_tokens": self.max_tokens, "seed": 0}
+        payload = {
+            "model": self.model,
+            "messages": chat_messages(context),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": 0,
+        }
         text, metadata = self._chat(payload, timeout_s=timeout_s)
         return BackendAnswer(text=text, metadata=metadata)
 
-    def complete(self, messages: list[dict], *, json_schema: dict | None = None, timeout_s: float, seed: int | None = None,
-                 temperature: float | None = None) -> str:
+    def complete(
+        self,
+        messages: list[dict],
+        *,
+        json_schema: dict | None = None,
+        timeout_s: float,
+        seed: int | None = None,
+        temperature: float | None = None,
+    ) -> str:
         """The reply to ``messages``; with ``json_schema`` the server is asked for structured output under it
         (``response_format`` of type ``json_schema``; servers without it may ignore it, the caller validates)."""
-        payload = {"model": self.model, "messages": messages, "temperature": self.temperature if temperature is None else temperature,
-                   "max_tokens": self.max_tokens, "seed": 0 if seed is None else seed}
+        payload = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature if temperature is None else temperature,
+            "max_tokens": self.max_tokens,
+            "seed": 0 if seed is None else seed,
+        }
         if json_schema is not None:
-            payload["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": json_schema},
+            }
         text, _ = self._chat(payload, timeout_s=timeout_s)
         return text
 
@@ -56,10 +78,14 @@ class OpenAIHTTPBackend:
         for attempt in range(self.retries + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise BackendTimeout(f"the model server at {self.base_url} did not answer within {timeout_s:.0f} s ({last_problem or 'no answer'})")
+                raise BackendTimeout(
+                    f"the model server at {self.base_url} did not answer within {timeout_s:.0f} s ({last_problem or 'no answer'})"
+                )
             started = time.perf_counter()
             try:
-                response = httpx.post(url, json=payload, headers=headers, timeout=httpx.Timeout(remaining, connect=min(remaining, 5.0)))
+                response = httpx.post(
+                    url, json=payload, headers=headers, timeout=httpx.Timeout(remaining, connect=min(remaining, 5.0))
+                )
             except httpx.TimeoutException:
                 last_problem = "timed out"
             except httpx.TransportError as error:
@@ -72,11 +98,15 @@ class OpenAIHTTPBackend:
                 time.sleep(min(self.backoff_s * 2**attempt, max(deadline - time.monotonic(), 0)))
         if last_problem == "timed out":
             raise BackendTimeout(f"the model server at {self.base_url} did not answer within {timeout_s:.0f} s")
-        raise BackendError(f"the model server at {self.base_url} is not available after {self.retries + 1} attempts ({last_problem})")
+        raise BackendError(
+            f"the model server at {self.base_url} is not available after {self.retries + 1} attempts ({last_problem})"
+        )
 
     def _answer(self, response: httpx.Response, started: float, attempt: int) -> tuple[str, dict]:
         if response.status_code != 200:
-            raise BackendError(f"the model server refused the request: HTTP {response.status_code} {response.text[:200]}")
+            raise BackendError(
+                f"the model server refused the request: HTTP {response.status_code} {response.text[:200]}"
+            )
         try:
             body = response.json()
             text = body["choices"][0]["message"]["content"] or ""
@@ -85,7 +115,12 @@ class OpenAIHTTPBackend:
             raise BackendError(f"the model server's answer is not a chat completion ({error})") from error
         usage = body.get("usage") or {}
         return text.strip(), {
-            "backend": self.name, "model": body.get("model", self.model), "attempts": attempt + 1,
-            "latency_s": round(time.perf_counter() - started, 3), "prompt_tokens": usage.get("prompt_tokens"),
-            "completion_tokens": usage.get("completion_tokens"), "temperature": self.temperature, "finish_reason": finish_reason,
+            "backend": self.name,
+            "model": body.get("model", self.model),
+            "attempts": attempt + 1,
+            "latency_s": round(time.perf_counter() - started, 3),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "temperature": self.temperature,
+            "finish_reason": finish_reason,
         }

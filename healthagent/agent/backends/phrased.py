@@ -33,7 +33,15 @@ class GroundedPhrasedBackend:
         sentence = first_sentence(opening.text)
         if sentence is None or len(sentence) > 300:
             ended = "reached the token limit" if opening.metadata.get("finish_reason") == "length" else "ended"
-            raise BackendError(f"truncated: the language model's opening {ended} before finishing a sentence ({opening.text[:80]!r})")
-        return BackendAnswer(text=render(context, items, opening=sentence), items=items, metadata={
-            "backend": self.name, "phrasing": opening.metadata, "latency_s": round(time.perf_counter() - started, 3),
-        })
+            raise BackendError(
+                f"truncated: the language model's opening {ended} before finishing a sentence ({opening.text[:80]!r})"
+            )
+        return BackendAnswer(
+            text=render(context, items, opening=sentence),
+            items=items,
+            metadata={
+                "backend": self.name,
+                "phrasing": opening.metadata,
+                "latency_s": round(time.perf_counter() - started, 3),
+            },
+        )

@@ -17,7 +17,10 @@ def make_backend(backend: str, config: dict):
     if backend == "openai_http":
         return OpenAIHTTPBackend(config)
     if backend == "grounded_phrased":
-        inner = config.get("language_model") or {"backend": "transformers", "config": {"model": "smollm2", "max_new_tokens": 48}}
+        inner = config.get("language_model") or {
+            "backend": "transformers",
+            "config": {"model": "smollm2", "max_new_tokens": 48},
+        }
         if inner.get("backend") not in {"transformers", "openai_http"}:
             raise BackendConfigError("grounded_phrased needs language_model.backend 'transformers' or 'openai_http'")
         return GroundedPhrasedBackend(config, make_backend(inner["backend"], inner.get("config", {})))
@@ -29,7 +32,9 @@ def queue_for(backend: str) -> str:
     return "gpu" if backend in LANGUAGE_MODEL_BACKENDS else "cpu"
 
 
-def json_completion(*, backend: str, config: dict, json_schema: dict, timeout_s: float, temperature: float | None = None):
+def json_completion(
+    *, backend: str, config: dict, json_schema: dict, timeout_s: float, temperature: float | None = None
+):
     """``complete(messages, seed) -> text`` by the named backend, decoding constrained to ``json_schema``: what the head
     search's language-model proposer receives (it imports no backend itself)."""
     made = make_backend(backend, config)

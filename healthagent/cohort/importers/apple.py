@@ -96,8 +96,11 @@ class _Collector:
             for source, rows in by_source.items():
                 if source != kept:
                     kind = "watch" if "watch" in source.lower() else "phone or other device"
-                    report.drop(f"{record_type.removeprefix('HKQuantityTypeIdentifier').removeprefix('HKCategoryTypeIdentifier')}: "
-                                f"records of a second source ({kind}) overlapping the kept one", len(rows))
+                    report.drop(
+                        f"{record_type.removeprefix('HKQuantityTypeIdentifier').removeprefix('HKCategoryTypeIdentifier')}: "
+                        f"records of a second source ({kind}) overlapping the kept one",
+                        len(rows),
+                    )
             channel = "sleep_stage" if record_type == SLEEP_TYPE else QUANTITY_TYPES[record_type][0]
             spread = record_type == SLEEP_TYPE or QUANTITY_TYPES[record_type][3]
             for start, end, value in by_source[kept]:
@@ -152,7 +155,9 @@ def _parse(path: Path, report: SourceReport) -> _Collector:
                         root.clear()  # release each top-level element once read: memory stays flat
             except ElementTree.ParseError as error:
                 line, column = error.position
-                raise CohortImportError(f"{where} line {line} column {column}: malformed XML ({error.msg if hasattr(error, 'msg') else error})") from error
+                raise CohortImportError(
+                    f"{where} line {line} column {column}: malformed XML ({error.msg if hasattr(error, 'msg') else error})"
+                ) from error
         try:
             parser.close()
         except ElementTree.ParseError as error:
@@ -173,14 +178,23 @@ def apple_participants(*, paths: list[Path]) -> tuple[Iterator[RawParticipant], 
         collector = _parse(path, report)
         samples = collector.samples(report)
         if samples.empty:
-            raise CohortImportError(f"{path.name}: no heart rate, steps, energy, HRV, SpO2, respiration or sleep records")
+            raise CohortImportError(
+                f"{path.name}: no heart rate, steps, energy, HRV, SpO2, respiration or sleep records"
+            )
         first_day, values, mask = samples_to_grid(samples, report)
         age = age_from_birth(birth=collector.birth, on=first_day) if collector.birth else None
         # Exports carry no participant id; the date of birth, sex and first record identify the
         # person stably across re-exports (and are hashed into the pseudonym, never stored).
         identity = hashlib.sha256(f"{collector.birth}|{collector.sex}|{collector.first_start}".encode()).hexdigest()
-        participants.append(RawParticipant(
-            source_id=identity, age_years=age, sex=(collector.sex or "").removeprefix("HKBiologicalSex"), values=values,
-            mask=mask, first_day=first_day, history_days=values.shape[0],
-        ))
+        participants.append(
+            RawParticipant(
+                source_id=identity,
+                age_years=age,
+                sex=(collector.sex or "").removeprefix("HKBiologicalSex"),
+                values=values,
+                mask=mask,
+                first_day=first_day,
+                history_days=values.shape[0],
+            )
+        )
     return iter(participants), report.as_dict()

@@ -75,7 +75,9 @@ def _records(export: _Export, kind: str, channel: str, value_of, report: SourceR
             try:
                 rows.append((_fitbit_time(record["dateTime"]), channel, float(value_of(record["value"]))))
             except (KeyError, TypeError, ValueError) as error:
-                raise CohortImportError(f"{export.path.name}/{name} record {position + 1}: unexpected record {record!r:.80} ({error})") from error
+                raise CohortImportError(
+                    f"{export.path.name}/{name} record {position + 1}: unexpected record {record!r:.80} ({error})"
+                ) from error
         report.files[kind] += 1
     return rows
 
@@ -93,9 +95,13 @@ def _sleep_rows(export: _Export, report: SourceReport) -> list[tuple]:
                         continue
                     start = datetime.fromisoformat(level["dateTime"][:19])
                     for minute in range(int(level["seconds"]) // 60):
-                        rows.append((np.datetime64(start + timedelta(minutes=minute), "s"), "sleep_stage", float(stage)))
+                        rows.append(
+                            (np.datetime64(start + timedelta(minutes=minute), "s"), "sleep_stage", float(stage))
+                        )
             except (KeyError, TypeError, ValueError) as error:
-                raise CohortImportError(f"{export.path.name}/{name} sleep log {position + 1}: unexpected structure ({error})") from error
+                raise CohortImportError(
+                    f"{export.path.name}/{name} sleep log {position + 1}: unexpected structure ({error})"
+                ) from error
         report.files["sleep"] += 1
     return rows
 
@@ -114,7 +120,9 @@ def _profile(export: _Export) -> dict:
         try:
             profile["birth"] = date.fromisoformat(row["date_of_birth"][:10])
         except ValueError as error:
-            raise CohortImportError(f"{export.path.name}/{names[0]} line 2: date_of_birth {row['date_of_birth']!r} is not a date") from error
+            raise CohortImportError(
+                f"{export.path.name}/{names[0]} line 2: date_of_birth {row['date_of_birth']!r} is not a date"
+            ) from error
     return profile
 
 
@@ -137,8 +145,15 @@ def fitbit_participants(*, paths: list[Path]) -> tuple[Iterator[RawParticipant],
         first_day, values, mask = samples_to_grid(samples, report)
         profile = _profile(export)
         age = age_from_birth(birth=profile["birth"], on=first_day) if profile.get("birth") else None
-        participants.append(RawParticipant(
-            source_id=profile.get("id") or path.stem, age_years=age, sex=profile.get("sex"), values=values, mask=mask,
-            first_day=first_day, history_days=values.shape[0],
-        ))
+        participants.append(
+            RawParticipant(
+                source_id=profile.get("id") or path.stem,
+                age_years=age,
+                sex=profile.get("sex"),
+                values=values,
+                mask=mask,
+                first_day=first_day,
+                history_days=values.shape[0],
+            )
+        )
     return iter(participants), report.as_dict()

@@ -38,12 +38,19 @@ class SourceReport:
             self.dropped[reason] += int(count)
 
     def as_dict(self) -> dict:
-        return {"source": self.source, "files": dict(self.files), "samples_read": self.samples_read,
-                "dropped": dict(sorted(self.dropped.items())), "merged_into_minutes": dict(sorted(self.resampled.items())),
-                "notes": self.notes}
+        return {
+            "source": self.source,
+            "files": dict(self.files),
+            "samples_read": self.samples_read,
+            "dropped": dict(sorted(self.dropped.items())),
+            "merged_into_minutes": dict(sorted(self.resampled.items())),
+            "notes": self.notes,
+        }
 
 
-def samples_to_grid(samples: pd.DataFrame, report: SourceReport, *, max_days: int = DEFAULT_MAX_MINUTE_DAYS) -> tuple[date, np.ndarray, np.ndarray]:
+def samples_to_grid(
+    samples: pd.DataFrame, report: SourceReport, *, max_days: int = DEFAULT_MAX_MINUTE_DAYS
+) -> tuple[date, np.ndarray, np.ndarray]:
     """Lay ``samples`` (columns ``time``: local datetime64 at the source's resolution, ``channel``, ``value``) on a grid.
 
     Duplicates are exact repeats of (time, channel, value) at the source's resolution; samples
@@ -76,12 +83,16 @@ def samples_to_grid(samples: pd.DataFrame, report: SourceReport, *, max_days: in
     if days > max_days:
         cut = last_day - np.timedelta64(max_days - 1, "D")
         keep = minute >= cut.astype("datetime64[m]")
-        report.notes.append(f"minute-level data spans {days} days; only the last {max_days} are kept (sparse measurements keep all days)")
+        report.notes.append(
+            f"minute-level data spans {days} days; only the last {max_days} are kept (sparse measurements keep all days)"
+        )
         report.drop("minute-level samples before the kept days", int((~keep).sum()))
         samples, minute, first_day, days = samples[keep], minute[keep], cut, max_days
 
     offset = (minute - first_day.astype("datetime64[m]")).astype(np.int64)  # minutes since the first local midnight
-    frame = pd.DataFrame({"offset": offset, "channel": samples["channel"].map(FEATURE_INDEX).values, "value": samples["value"].values})
+    frame = pd.DataFrame(
+        {"offset": offset, "channel": samples["channel"].map(FEATURE_INDEX).values, "value": samples["value"].values}
+    )
     values = np.full((NUM_FEATURES, days * MINUTES_PER_DAY), np.nan, dtype=np.float32)
     for channel_index, group in frame.groupby("channel", sort=False):
         name = FEATURES[channel_index].name
@@ -97,4 +108,8 @@ def samples_to_grid(samples: pd.DataFrame, report: SourceReport, *, max_days: in
         values[channel_index, reduced.index.values] = reduced.values
     mask = ~np.isnan(values)
     grid = values.reshape(NUM_FEATURES, days, MINUTES_PER_DAY).transpose(1, 0, 2)
-    return pd.Timestamp(first_day).date(), np.ascontiguousarray(grid), np.ascontiguousarray(mask.reshape(NUM_FEATURES, days, MINUTES_PER_DAY).transpose(1, 0, 2))
+    return (
+        pd.Timestamp(first_day).date(),
+        np.ascontiguousarray(grid),
+        np.ascontiguousarray(mask.reshape(NUM_FEATURES, days, MINUTES_PER_DAY).transpose(1, 0, 2)),
+    )

@@ -24,7 +24,9 @@ def _minute_event(event: MinuteEvent, minute_start_day: int) -> dict:
     }
 
 
-def synthetic_participants(*, participants: int, days: int, seed: int, history_days: int = 365) -> tuple[Iterator[RawParticipant], dict]:
+def synthetic_participants(
+    *, participants: int, days: int, seed: int, history_days: int = 365
+) -> tuple[Iterator[RawParticipant], dict]:
     """Simulated participants (generated lazily) and the source report."""
     cohort = make_cohort(participants=participants, days=days, seed=seed, history_days=history_days)
 
@@ -41,9 +43,23 @@ def synthetic_participants(*, participants: int, days: int, seed: int, history_d
                 minute_start_day=minute_start,
                 history_days=cohort.history_days,
                 measurements=simulated.timeline.measurements,
-                events=[*simulated.timeline.events, *(_minute_event(e, minute_start) for e in simulated.minutes.events)],
-                ground_truth={"traits": simulated.traits, "labels": simulated.labels, "seed": seed, "index": simulated.index},
+                events=[
+                    *simulated.timeline.events,
+                    *(_minute_event(e, minute_start) for e in simulated.minutes.events),
+                ],
+                ground_truth={
+                    "traits": simulated.traits,
+                    "labels": simulated.labels,
+                    "seed": seed,
+                    "index": simulated.index,
+                },
             )
 
-    report = {"source": "synthetic", "participants": participants, "days": days, "history_days": cohort.history_days, "seed": seed}
+    report = {
+        "source": "synthetic",
+        "participants": participants,
+        "days": days,
+        "history_days": cohort.history_days,
+        "seed": seed,
+    }
     return generate(), report

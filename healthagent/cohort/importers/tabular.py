@@ -42,8 +42,12 @@ UNIT_CONVERSIONS = {
     ("rmssd", "s"): lambda v: v * 1000.0,
     ("sdnn", "s"): lambda v: v * 1000.0,
 }
-MEASUREMENT_CONVERSIONS = {("weight", "lb"): lambda v: v * 0.45359237, ("fasting_glucose", "mmol/L"): lambda v: v * 18.016,
-                           ("ldl", "mmol/L"): lambda v: v * 38.67, ("hdl", "mmol/L"): lambda v: v * 38.67}
+MEASUREMENT_CONVERSIONS = {
+    ("weight", "lb"): lambda v: v * 0.45359237,
+    ("fasting_glucose", "mmol/L"): lambda v: v * 18.016,
+    ("ldl", "mmol/L"): lambda v: v * 38.67,
+    ("hdl", "mmol/L"): lambda v: v * 38.67,
+}
 
 
 def _fail(where: str, row_index: int, problem: str) -> CohortImportError:
@@ -58,13 +62,17 @@ def read_table(path: Path) -> pd.DataFrame:
     except FileNotFoundError as error:
         raise CohortImportError(f"{path.name}: no such file") from error
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as error:
-        raise CohortImportError(f"{path.name}: cannot be read as {'Parquet' if path.suffix.lower() == '.parquet' else 'CSV'}: {error}") from error
+        raise CohortImportError(
+            f"{path.name}: cannot be read as {'Parquet' if path.suffix.lower() == '.parquet' else 'CSV'}: {error}"
+        ) from error
 
 
 def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise CohortImportError(f"{where}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})")
+        raise CohortImportError(
+            f"{where}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})"
+        )
 
 
 def local_times(strings: pd.Series, *, where: str, timezone: str | None = None) -> np.ndarray:
@@ -85,7 +93,9 @@ def local_times(strings: pd.Series, *, where: str, timezone: str | None = None) 
         utc_rows = parts[2].isin(["Z", "+00:00", "+0000"]).values
         if utc_rows.any():
             try:
-                converted = pd.to_datetime(wall[utc_rows]).dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
+                converted = (
+                    pd.to_datetime(wall[utc_rows]).dt.tz_localize("UTC").dt.tz_convert(timezone).dt.tz_localize(None)
+                )
             except Exception as error:  # zoneinfo raises several types for an unknown zone
                 raise CohortImportError(f"{where}: unknown time zone {timezone!r}") from error
             result[utc_rows] = converted.values.astype("datetime64[s]")
@@ -121,12 +131,14 @@ def _long_samples(frame: pd.DataFrame, where: str, timezone: str | None) -> pd.D
                 raise _fail(where, row, f"{channel} is measured in {expected.iloc[row]}, not {unit!r}")
             positions = frame.index.get_indexer(rows)
             values[positions] = convert(values[positions])
-    return pd.DataFrame({
-        "participant_id": frame["participant_id"].astype(str).str.strip().values,
-        "time": local_times(frame["timestamp"], where=where, timezone=timezone),
-        "channel": channels.values,
-        "value": values,
-    })
+    return pd.DataFrame(
+        {
+            "participant_id": frame["participant_id"].astype(str).str.strip().values,
+            "time": local_times(frame["timestamp"], where=where, timezone=timezone),
+            "channel": channels.values,
+            "value": values,
+        }
+    )
 
 
 def _wide_samples(frame: pd.DataFrame, where: str, timezone: str | None) -> pd.DataFrame:
@@ -134,7 +146,9 @@ def _wide_samples(frame: pd.DataFrame, where: str, timezone: str | None) -> pd.D
     channel_columns = [column for column in frame.columns if column not in ("participant_id", "timestamp")]
     unknown = [column for column in channel_columns if column not in FEATURE_NAMES]
     if unknown:
-        raise CohortImportError(f"{where}: unknown channel column(s) {', '.join(map(str, unknown))} (known: {', '.join(FEATURE_NAMES)})")
+        raise CohortImportError(
+            f"{where}: unknown channel column(s) {', '.join(map(str, unknown))} (known: {', '.join(FEATURE_NAMES)})"
+        )
     if not channel_columns:
         raise CohortImportError(f"{where}: no channel columns")
     times = local_times(frame["timestamp"], where=where, timezone=timezone)
@@ -143,7 +157,16 @@ def _wide_samples(frame: pd.DataFrame, where: str, timezone: str | None) -> pd.D
     for column in channel_columns:
         values = _numbers(frame[column], where, what=f"{column} value")
         present = ~np.isnan(values)
-        pieces.append(pd.DataFrame({"participant_id": participant_ids[present], "time": times[present], "channel": column, "value": values[present]}))
+        pieces.append(
+            pd.DataFrame(
+                {
+                    "participant_id": participant_ids[present],
+                    "time": times[present],
+                    "channel": column,
+                    "value": values[present],
+                }
+            )
+        )
     return pd.concat(pieces, ignore_index=True)
 
 
@@ -188,13 +211,19 @@ def _measurements(path: Path | None, timezone: str | None) -> pd.DataFrame:
             if convert is None:
                 raise _fail(where, row, f"{name} is measured in {biomarker.unit}, not {unit!r}")
             values[row] = convert(values[row])
-    return pd.DataFrame({"participant_id": frame["participant_id"].astype(str).str.strip().values,
-                         "time": local_times(frame["timestamp"], where=where, timezone=timezone),
-                         "name": names.values, "value": values})
+    return pd.DataFrame(
+        {
+            "participant_id": frame["participant_id"].astype(str).str.strip().values,
+            "time": local_times(frame["timestamp"], where=where, timezone=timezone),
+            "name": names.values,
+            "value": values,
+        }
+    )
 
 
-def tabular_participants(*, signals: Path, demographics: Path | None = None, measurements: Path | None = None,
-                         timezone: str | None = None) -> tuple[Iterator[RawParticipant], dict]:
+def tabular_participants(
+    *, signals: Path, demographics: Path | None = None, measurements: Path | None = None, timezone: str | None = None
+) -> tuple[Iterator[RawParticipant], dict]:
     """Parse the files (all of them, before anything is stored) into participants and a report."""
     report = SourceReport(source="csv")
     for kind, path in (("signals", signals), ("demographics", demographics), ("measurements", measurements)):
@@ -216,19 +245,36 @@ def tabular_participants(*, signals: Path, demographics: Path | None = None, mea
         if age is None and person.get("birth_date"):
             age = age_from_birth(birth=person["birth_date"], on=first_day)
         own = sparse[sparse["participant_id"] == participant_id]
-        history_origin = min([np.datetime64(first_day, "D"), *own["time"].values.astype("datetime64[D]")]) if len(own) else np.datetime64(first_day, "D")
+        history_origin = (
+            min([np.datetime64(first_day, "D"), *own["time"].values.astype("datetime64[D]")])
+            if len(own)
+            else np.datetime64(first_day, "D")
+        )
         origin = pd.Timestamp(history_origin).date()
         minute_start_day = (first_day - origin).days
         measurement_rows = [
-            {"day": int((np.datetime64(minute, "D") - history_origin).astype(int)), "name": name, "value": round(float(value), 3),
-             "unit": BIOMARKER_BY_NAME[name].unit, "modality": BIOMARKER_BY_NAME[name].modality}
+            {
+                "day": int((np.datetime64(minute, "D") - history_origin).astype(int)),
+                "name": name,
+                "value": round(float(value), 3),
+                "unit": BIOMARKER_BY_NAME[name].unit,
+                "modality": BIOMARKER_BY_NAME[name].modality,
+            }
             for minute, name, value in zip(own["time"].values, own["name"], own["value"])
         ]
-        participants.append(RawParticipant(
-            source_id=participant_id, age_years=age, sex=person.get("sex"), values=values, mask=mask, first_day=origin,
-            minute_start_day=minute_start_day, history_days=max([minute_start_day + values.shape[0], *(m["day"] + 1 for m in measurement_rows)]),
-            measurements=measurement_rows,
-        ))
+        participants.append(
+            RawParticipant(
+                source_id=participant_id,
+                age_years=age,
+                sex=person.get("sex"),
+                values=values,
+                mask=mask,
+                first_day=origin,
+                minute_start_day=minute_start_day,
+                history_days=max([minute_start_day + values.shape[0], *(m["day"] + 1 for m in measurement_rows)]),
+                measurements=measurement_rows,
+            )
+        )
     if not participants:
         raise CohortImportError(f"{signals.name}: no participants")
     missing_demographics = sum(1 for p in participants if p.source_id not in people)

@@ -30,7 +30,9 @@ class Command(BaseCommand):
             if password != getpass.getpass("Password (again): "):
                 raise CommandError("The passwords do not match.")
         try:
-            user = user_create_with_role(username=username, role=Role(role), password=password, email=email, via="create_user command")
+            user = user_create_with_role(
+                username=username, role=Role(role), password=password, email=email, via="create_user command"
+            )
         except AccountError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(self.style.SUCCESS(f"Created {user.username} with the role {role}."))

@@ -13,12 +13,41 @@ from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role
 
 DEMO_COHORT = {"name": "Demo cohort", "participants": 50, "days": 14, "seed": 2026}
-DEMO_PRETRAINING = {"size": "tiny", "participants": 200, "days": 3, "steps": 1500, "batch_size": 16, "learning_rate": 0.001,
-                    "mask_strategy": "aim", "checkpoint_every": 100, "seed": 0}
-DEMO_SENSORLM = {"size": "tiny", "loss": "clip", "caption_levels": ["semantic", "structural", "statistical"], "participants": 200, "days": 3,
-                 "steps": 300, "batch_size": 32, "learning_rate": 0.002, "evaluate": True, "evaluation_participants": 60, "seed": 0}
-DEMO_TWIN_TRAINING = {"size": "tiny", "participants": 1000, "days": 730, "steps": 600, "batch_size": 16, "learning_rate": 0.002,
-                      "block_size": 256, "checkpoint_every": 100, "seed": 0}
+DEMO_PRETRAINING = {
+    "size": "tiny",
+    "participants": 200,
+    "days": 3,
+    "steps": 1500,
+    "batch_size": 16,
+    "learning_rate": 0.001,
+    "mask_strategy": "aim",
+    "checkpoint_every": 100,
+    "seed": 0,
+}
+DEMO_SENSORLM = {
+    "size": "tiny",
+    "loss": "clip",
+    "caption_levels": ["semantic", "structural", "statistical"],
+    "participants": 200,
+    "days": 3,
+    "steps": 300,
+    "batch_size": 32,
+    "learning_rate": 0.002,
+    "evaluate": True,
+    "evaluation_participants": 60,
+    "seed": 0,
+}
+DEMO_TWIN_TRAINING = {
+    "size": "tiny",
+    "participants": 1000,
+    "days": 730,
+    "steps": 600,
+    "batch_size": 16,
+    "learning_rate": 0.002,
+    "block_size": 256,
+    "checkpoint_every": 100,
+    "seed": 0,
+}
 # Small models trained once with the commands in modeling/demo_weights/README.md and committed, so the pages
 # that need a model work from the first minute; the training jobs above still run, as a demonstration.
 DEMO_WEIGHTS_DIR = Path(settings.BASE_DIR) / "modeling" / "demo_weights"
@@ -52,8 +81,13 @@ class Command(BaseCommand):
             participants, report = synthetic_participants(
                 participants=DEMO_COHORT["participants"], days=DEMO_COHORT["days"], seed=DEMO_COHORT["seed"]
             )
-            summary = cohort_import(name=DEMO_COHORT["name"], source=Cohort.Source.SYNTHETIC, participants=participants,
-                                    source_report=report, description="Simulated participants for the demo.")
+            summary = cohort_import(
+                name=DEMO_COHORT["name"],
+                source=Cohort.Source.SYNTHETIC,
+                participants=participants,
+                source_report=report,
+                description="Simulated participants for the demo.",
+            )
             self.stdout.write(f"Imported {summary.imported} synthetic participants into {DEMO_COHORT['name']!r}.")
         cohort = Cohort.objects.get(name=DEMO_COHORT["name"])
         grounded = AgentVariant.objects.get(name="grounded agent")
@@ -70,23 +104,38 @@ class Command(BaseCommand):
         # up, for the participants the demo studies show only (15 of 50, about five minutes; the others on request).
         from evaluation.models import StudyItem
 
-        shown = sorted(set(StudyItem.objects.filter(study__name__in=DEMO_STUDY_NAMES).values_list("participant_id", flat=True)))
+        shown = sorted(
+            set(StudyItem.objects.filter(study__name__in=DEMO_STUDY_NAMES).values_list("participant_id", flat=True))
+        )
         for variant in AgentVariant.objects.exclude(backend="grounded").order_by("name"):
-            if Job.objects.filter(kind="generate_recommendations", config__variants=[variant.pk], state__in=["queued", "running"]).exists():
+            if Job.objects.filter(
+                kind="generate_recommendations", config__variants=[variant.pk], state__in=["queued", "running"]
+            ).exists():
                 continue
-            job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [variant.pk], "participants": shown})
-            self.stdout.write(f"Queued job #{job.pk}: recommendations of {variant.name!r} for the {len(shown)} participants the demo "
-                              "studies show, generated in the background (see Jobs).")
+            job = job_queue(
+                kind_name="generate_recommendations",
+                config={"cohort": cohort.pk, "variants": [variant.pk], "participants": shown},
+            )
+            self.stdout.write(
+                f"Queued job #{job.pk}: recommendations of {variant.name!r} for the {len(shown)} participants the demo "
+                "studies show, generated in the background (see Jobs)."
+            )
         if not Job.objects.filter(kind="lsm_pretrain").exists():
             job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING, "predict_cohort": cohort.pk})
-            self.stdout.write(f"Queued job #{job.pk}: fresh pre-training of a tiny wearable foundation model (watch its loss), "
-                              "then its predictions for the demo cohort.")
+            self.stdout.write(
+                f"Queued job #{job.pk}: fresh pre-training of a tiny wearable foundation model (watch its loss), "
+                "then its predictions for the demo cohort."
+            )
         if not Job.objects.filter(kind="sensorlm_train").exists():
             job = job_queue(kind_name="sensorlm_train", config={**DEMO_SENSORLM, "index_cohort": cohort.pk})
-            self.stdout.write(f"Queued job #{job.pk}: fresh training of a tiny sensor-language model, then a new index of the demo cohort's days.")
+            self.stdout.write(
+                f"Queued job #{job.pk}: fresh training of a tiny sensor-language model, then a new index of the demo cohort's days."
+            )
         if not Job.objects.filter(kind="twin_train").exists():
             job = job_queue(kind_name="twin_train", config={**DEMO_TWIN_TRAINING, "simulate_cohort": cohort.pk})
-            self.stdout.write(f"Queued job #{job.pk}: fresh training of a tiny digital twin, then a new simulation of the demo cohort.")
+            self.stdout.write(
+                f"Queued job #{job.pk}: fresh training of a tiny digital twin, then a new simulation of the demo cohort."
+            )
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Demo site: {url}"))
         self.stdout.write("Demo accounts (username / password):")
@@ -107,11 +156,23 @@ class Command(BaseCommand):
         rubric = Rubric.objects.get(name="Relevance, context awareness, safety (1-5)")
         variants = {variant.name: variant for variant in AgentVariant.objects.all()}
         for name, mode, chosen, sample in DEMO_STUDIES:
-            if Study.objects.filter(name=name).exists():  # set up by an earlier run: left as a researcher may have changed it
+            if Study.objects.filter(
+                name=name
+            ).exists():  # set up by an earlier run: left as a researcher may have changed it
                 continue
-            spec = StudySpec(name=name, mode=mode, rubric=rubric, cohort=cohort, variants=[variants[v] for v in chosen], raters_per_item=1,
-                             clinicians=[clinician], participants=sample, seed=7, show_captions=True,
-                             instructions="Read the participant's data, then rate the answer on each dimension. Press ? for keyboard shortcuts.")
+            spec = StudySpec(
+                name=name,
+                mode=mode,
+                rubric=rubric,
+                cohort=cohort,
+                variants=[variants[v] for v in chosen],
+                raters_per_item=1,
+                clinicians=[clinician],
+                participants=sample,
+                seed=7,
+                show_captions=True,
+                instructions="Read the participant's data, then rate the answer on each dimension. Press ? for keyboard shortcuts.",
+            )
             study_set_status(study=study_create(spec=spec, user=researcher), status="open")
             self.stdout.write(f"Opened the study {name!r} for the demo clinician.")
 
@@ -129,23 +190,49 @@ class Command(BaseCommand):
         lsm, sensorlm, twin = (checkpoints[family] for family in DEMO_WEIGHT_FAMILIES)
         if str(cohort.pk) not in sensorlm.metrics.get("day_indexes", {}):
             indexed = day_index_build(checkpoint=sensorlm, cohort=cohort)
-            self.stdout.write(f"Indexed {indexed['days']} days of {cohort.name!r} for “Find days” with the committed sensor-language model.")
+            self.stdout.write(
+                f"Indexed {indexed['days']} days of {cohort.name!r} for “Find days” with the committed sensor-language model."
+            )
         pending = Job.objects.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING])
-        if not (Prediction.objects.filter(checkpoint=lsm, participant__cohort=cohort).exists()
-                or pending.filter(kind="lsm_predict", config__checkpoint=lsm.pk, config__cohort=cohort.pk).exists()):
-            job = job_queue(kind_name="lsm_predict", config={**DEMO_PREDICTIONS, "checkpoint": lsm.pk, "cohort": cohort.pk})
-            self.stdout.write(f"Queued job #{job.pk}: the committed foundation model's predictions for the demo cohort (first in line).")
-        if not (SimulationRun.objects.filter(checkpoint=twin, participant__cohort=cohort).exists()
-                or pending.filter(kind="simulate", config__checkpoint=twin.pk, config__cohort=cohort.pk).exists()):
-            job = job_queue(kind_name="simulate", config={**DEMO_SIMULATION, "checkpoint": twin.pk, "cohort": cohort.pk,
-                                                          "interventions": [intervention.name for intervention in INTERVENTIONS]})
-            self.stdout.write(f"Queued job #{job.pk}: the committed twin's simulation of the demo cohort (next in line).")
+        if not (
+            Prediction.objects.filter(checkpoint=lsm, participant__cohort=cohort).exists()
+            or pending.filter(kind="lsm_predict", config__checkpoint=lsm.pk, config__cohort=cohort.pk).exists()
+        ):
+            job = job_queue(
+                kind_name="lsm_predict", config={**DEMO_PREDICTIONS, "checkpoint": lsm.pk, "cohort": cohort.pk}
+            )
+            self.stdout.write(
+                f"Queued job #{job.pk}: the committed foundation model's predictions for the demo cohort (first in line)."
+            )
+        if not (
+            SimulationRun.objects.filter(checkpoint=twin, participant__cohort=cohort).exists()
+            or pending.filter(kind="simulate", config__checkpoint=twin.pk, config__cohort=cohort.pk).exists()
+        ):
+            job = job_queue(
+                kind_name="simulate",
+                config={
+                    **DEMO_SIMULATION,
+                    "checkpoint": twin.pk,
+                    "cohort": cohort.pk,
+                    "interventions": [intervention.name for intervention in INTERVENTIONS],
+                },
+            )
+            self.stdout.write(
+                f"Queued job #{job.pk}: the committed twin's simulation of the demo cohort (next in line)."
+            )
         # The grounded answers above were written before the estimates and simulations existed: written again once
         # they do (seconds), they cite them. Items already shown keep the answer their clinicians saw.
         grounded = AgentVariant.objects.get(name="grounded agent")
-        if not Job.objects.filter(kind="generate_recommendations", config__variants=[grounded.pk], config__regenerate=True).exists():
-            job = job_queue(kind_name="generate_recommendations", config={"cohort": cohort.pk, "variants": [grounded.pk], "regenerate": True})
-            self.stdout.write(f"Queued job #{job.pk}: the grounded answers again, citing the estimates and simulations (after them).")
+        if not Job.objects.filter(
+            kind="generate_recommendations", config__variants=[grounded.pk], config__regenerate=True
+        ).exists():
+            job = job_queue(
+                kind_name="generate_recommendations",
+                config={"cohort": cohort.pk, "variants": [grounded.pk], "regenerate": True},
+            )
+            self.stdout.write(
+                f"Queued job #{job.pk}: the grounded answers again, citing the estimates and simulations (after them)."
+            )
 
 
 def demo_checkpoints_register() -> dict:
@@ -163,5 +250,9 @@ def demo_checkpoints_register() -> dict:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target / path.name)
         checkpoints[family], _ = Checkpoint.objects.get_or_create(
-            family=family, path=str(target), job=None, defaults={"size": description["size"], "metrics": description["metrics"]})
+            family=family,
+            path=str(target),
+            job=None,
+            defaults={"size": description["size"], "metrics": description["metrics"]},
+        )
     return checkpoints

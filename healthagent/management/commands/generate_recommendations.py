@@ -9,9 +9,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--cohort", required=True, help="Cohort name.")
-        parser.add_argument("--variant", action="append", dest="variants", help="Variant name (repeat for several; default: all).")
+        parser.add_argument(
+            "--variant", action="append", dest="variants", help="Variant name (repeat for several; default: all)."
+        )
         parser.add_argument("--regenerate", action="store_true", help="Replace recommendations that already succeeded.")
-        parser.add_argument("--queue", action="store_true", help="Queue it as a job (shown on the Jobs page) instead of running here.")
+        parser.add_argument(
+            "--queue", action="store_true", help="Queue it as a job (shown on the Jobs page) instead of running here."
+        )
 
     def handle(self, *args, cohort, variants, regenerate, queue, **options):
         try:
@@ -21,13 +25,17 @@ class Command(BaseCommand):
         chosen = list(AgentVariant.objects.filter(name__in=variants)) if variants else list(AgentVariant.objects.all())
         missing = set(variants or []) - {variant.name for variant in chosen}
         if missing:
-            raise CommandError(f"Unknown variant(s): {', '.join(sorted(missing))}. Known: {', '.join(AgentVariant.objects.values_list('name', flat=True))}.")
+            raise CommandError(
+                f"Unknown variant(s): {', '.join(sorted(missing))}. Known: {', '.join(AgentVariant.objects.values_list('name', flat=True))}."
+            )
         if queue:
             from modeling.jobs import JobError, job_queue
 
             try:
-                job = job_queue(kind_name="generate_recommendations",
-                                config={"cohort": cohort_row.pk, "variants": [v.pk for v in chosen], "regenerate": regenerate})
+                job = job_queue(
+                    kind_name="generate_recommendations",
+                    config={"cohort": cohort_row.pk, "variants": [v.pk for v in chosen], "regenerate": regenerate},
+                )
             except JobError as error:
                 raise CommandError(str(error)) from error
             self.stdout.write(f"Queued job #{job.pk} on the {job.queue} queue.")

@@ -22,10 +22,7 @@ class StopRequested(Exception):
 
 
 class Command(BaseCommand):
-    help = (
-        "Serve the site with daphne and one Celery worker per queue (cpu, gpu) beside it, "
-        "stopping them together."
-    )
+    help = "Serve the site with daphne and one Celery worker per queue (cpu, gpu) beside it, stopping them together."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -54,11 +51,29 @@ class Command(BaseCommand):
                 # queue never holds up a training run or other work on the cpu queue.
                 for queue in QUEUES:
                     log = open(log_dir / f"worker-{queue}.log", "ab")
-                    command = [sys.executable, "-m", "celery", "-A", "healthagent", "worker", "-Q", queue, "-c", "1",
-                               "--loglevel", "INFO", "-n", f"{queue}@%h"]
+                    command = [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "healthagent",
+                        "worker",
+                        "-Q",
+                        queue,
+                        "-c",
+                        "1",
+                        "--loglevel",
+                        "INFO",
+                        "-n",
+                        f"{queue}@%h",
+                    ]
                     children.append(_start(command, stdout=log, stderr=subprocess.STDOUT))
-                    self.stdout.write(f"Worker for the {queue} queue started; its log is {log_dir / f'worker-{queue}.log'}")
-            server = _start([sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "healthagent.asgi:application"])
+                    self.stdout.write(
+                        f"Worker for the {queue} queue started; its log is {log_dir / f'worker-{queue}.log'}"
+                    )
+            server = _start(
+                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "healthagent.asgi:application"]
+            )
             children.append(server)
             self.stdout.write(self.style.SUCCESS(f"Serving on http://{host}:{port}/ (Ctrl-C stops)"))
             self.stdout.flush()

@@ -10,8 +10,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--state", choices=Job.State.values)
         parser.add_argument("--limit", type=int, default=20)
-        parser.add_argument("--requeue-interrupted", nargs="+", metavar="QUEUE",
-                            help="Queue again the jobs left running on these queues (only when none of their workers runs).")
+        parser.add_argument(
+            "--requeue-interrupted",
+            nargs="+",
+            metavar="QUEUE",
+            help="Queue again the jobs left running on these queues (only when none of their workers runs).",
+        )
 
     def handle(self, *args, state, limit, requeue_interrupted=None, **options):
         if requeue_interrupted:
@@ -22,4 +26,6 @@ class Command(BaseCommand):
         if state:
             jobs = jobs.filter(state=state)
         for job in jobs[:limit]:
-            self.stdout.write(f"#{job.pk:<5} {job.kind:<26} {job.state:<23} {job.progress:>5.0%}  {job.queue}/{job.device or '-'}  {job.message}")
+            self.stdout.write(
+                f"#{job.pk:<5} {job.kind:<26} {job.state:<23} {job.progress:>5.0%}  {job.queue}/{job.device or '-'}  {job.message}"
+            )

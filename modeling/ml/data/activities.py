@@ -37,7 +37,9 @@ ACTIVITY_KINDS: tuple[ActivityKind, ...] = (
 ACTIVITY_NAMES: tuple[str, ...] = tuple(kind.name for kind in ACTIVITY_KINDS)
 ACTIVITY_INDEX: dict[str, int] = {name: index for index, name in enumerate(ACTIVITY_NAMES)}
 # Kinds chosen for leisure bouts (commutes are scheduled separately on weekdays).
-LEISURE_KINDS: tuple[int, ...] = tuple(i for i, kind in enumerate(ACTIVITY_KINDS) if not kind.name.startswith("commute"))
+LEISURE_KINDS: tuple[int, ...] = tuple(
+    i for i, kind in enumerate(ACTIVITY_KINDS) if not kind.name.startswith("commute")
+)
 
 # Event kinds other than activities that the simulator records as ground truth.
 OTHER_EVENT_KINDS = ("sleep", "stress", "illness")

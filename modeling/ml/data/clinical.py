@@ -97,39 +97,63 @@ def steady_state_effects(traits: Traits, intervention: str, response: np.ndarray
     zero = np.zeros(len(traits))
     high_glucose = np.clip((base["hba1c"] - 5.4) / 1.0, 0.0, 3.0)
     if intervention == "statin":
-        effects = {"ldl": -0.42 * base["ldl"], "crp": -0.15 * base["crp"], "triglycerides": -0.1 * base["triglycerides"], "hdl": 0.03 * base["hdl"]}
+        effects = {
+            "ldl": -0.42 * base["ldl"],
+            "crp": -0.15 * base["crp"],
+            "triglycerides": -0.1 * base["triglycerides"],
+            "hdl": 0.03 * base["hdl"],
+        }
     elif intervention == "antihypertensive":
         excess = np.maximum(base["systolic_bp"] - 120.0, 0.0)
         effects = {"systolic_bp": -(5.0 + 0.3 * excess), "diastolic_bp": -(3.0 + 0.15 * excess), "egfr": -1.0 + zero}
     elif intervention == "exercise_programme":
         unfit = np.clip(1.0 - 0.5 * traits.fitness, 0.3, 2.5)
         effects = {
-            "systolic_bp": -4.0 * unfit, "diastolic_bp": -2.5 * unfit, "weight": -1.5 * unfit,
-            "body_fat": -1.2 * unfit, "hba1c": -0.12 * unfit * (0.5 + high_glucose), "fasting_glucose": -3.0 * unfit * (0.5 + high_glucose),
-            "hdl": 2.5 + zero, "triglycerides": -0.1 * base["triglycerides"], "resting_heart_rate": -3.0 * unfit,
-            "daily_steps": 2500.0 + zero, "cgm_mean_glucose": -4.0 * unfit * (0.5 + high_glucose),
+            "systolic_bp": -4.0 * unfit,
+            "diastolic_bp": -2.5 * unfit,
+            "weight": -1.5 * unfit,
+            "body_fat": -1.2 * unfit,
+            "hba1c": -0.12 * unfit * (0.5 + high_glucose),
+            "fasting_glucose": -3.0 * unfit * (0.5 + high_glucose),
+            "hdl": 2.5 + zero,
+            "triglycerides": -0.1 * base["triglycerides"],
+            "resting_heart_rate": -3.0 * unfit,
+            "daily_steps": 2500.0 + zero,
+            "cgm_mean_glucose": -4.0 * unfit * (0.5 + high_glucose),
             "cgm_time_in_range": 3.0 * unfit * high_glucose,
         }
     elif intervention == "diet_change":
         heavy = np.clip(base["weight"] / 80.0, 0.6, 2.0)
         effects = {
-            "weight": -3.5 * heavy, "body_fat": -2.0 * heavy, "ldl": -0.08 * base["ldl"], "systolic_bp": -3.0 * heavy,
-            "diastolic_bp": -1.8 * heavy, "hba1c": -0.2 * (0.3 + high_glucose), "fasting_glucose": -5.0 * (0.3 + high_glucose),
-            "triglycerides": -0.15 * base["triglycerides"], "cgm_mean_glucose": -6.0 * (0.3 + high_glucose),
-            "cgm_time_in_range": 4.0 * high_glucose, "crp": -0.1 * base["crp"],
+            "weight": -3.5 * heavy,
+            "body_fat": -2.0 * heavy,
+            "ldl": -0.08 * base["ldl"],
+            "systolic_bp": -3.0 * heavy,
+            "diastolic_bp": -1.8 * heavy,
+            "hba1c": -0.2 * (0.3 + high_glucose),
+            "fasting_glucose": -5.0 * (0.3 + high_glucose),
+            "triglycerides": -0.15 * base["triglycerides"],
+            "cgm_mean_glucose": -6.0 * (0.3 + high_glucose),
+            "cgm_time_in_range": 4.0 * high_glucose,
+            "crp": -0.1 * base["crp"],
         }
     elif intervention == "sleep_extension":
         deficit = np.clip((8.0 * 60.0 - base["sleep_minutes"]) / 60.0, 0.2, 3.0)
         effects = {
-            "sleep_minutes": 35.0 * deficit, "systolic_bp": -1.5 * deficit, "resting_heart_rate": -1.2 * deficit,
-            "fasting_glucose": -1.5 * deficit, "hba1c": -0.03 * deficit,
+            "sleep_minutes": 35.0 * deficit,
+            "systolic_bp": -1.5 * deficit,
+            "resting_heart_rate": -1.2 * deficit,
+            "fasting_glucose": -1.5 * deficit,
+            "hba1c": -0.03 * deficit,
         }
     else:
         raise ValueError(f"unknown intervention {intervention!r}; known: {sorted(INTERVENTION_BY_NAME)}")
     return {name: effect * response for name, effect in effects.items()}
 
 
-def individual_effect(traits: Traits, intervention: str, response: np.ndarray, days_since_start: float) -> dict[str, np.ndarray]:
+def individual_effect(
+    traits: Traits, intervention: str, response: np.ndarray, days_since_start: float
+) -> dict[str, np.ndarray]:
     """The true causal change of each biomarker ``days_since_start`` days after starting."""
     ramp = 1.0 - np.exp(-max(days_since_start, 0.0) / INTERVENTION_BY_NAME[intervention].onset_days)
     return {name: effect * ramp for name, effect in steady_state_effects(traits, intervention, response).items()}
@@ -144,8 +168,17 @@ def sample_response(participants: int, rng: np.random.Generator) -> np.ndarray:
 # One participant's timeline of sparse measurements, events, diagnoses and endpoints.
 
 ENDPOINTS = (
-    "incident_diabetes", "hypertension", "dyslipidaemia", "chronic_kidney_disease", "obesity",
-    "cardiovascular_event", "stroke", "heart_failure", "atrial_fibrillation", "depression", "death",
+    "incident_diabetes",
+    "hypertension",
+    "dyslipidaemia",
+    "chronic_kidney_disease",
+    "obesity",
+    "cardiovascular_event",
+    "stroke",
+    "heart_failure",
+    "atrial_fibrillation",
+    "depression",
+    "death",
 )
 
 
@@ -168,8 +201,15 @@ def _red_walk(rng: np.random.Generator, days: int, sd: float) -> np.ndarray:
     return lfilter([1.0], [1.0, -phi], shocks, zi=[phi * start])[0]
 
 
-def simulate_timeline(traits: Traits, index: int, days: int, rng: np.random.Generator, *,
-                      interventions: tuple[tuple[str, int], ...] = (), response: dict[str, float] | None = None) -> Timeline:
+def simulate_timeline(
+    traits: Traits,
+    index: int,
+    days: int,
+    rng: np.random.Generator,
+    *,
+    interventions: tuple[tuple[str, int], ...] = (),
+    response: dict[str, float] | None = None,
+) -> Timeline:
     """Simulate ``days`` days of sparse data for participant ``index`` of ``traits``.
 
     ``interventions`` are ``(name, start_day)`` pairs applied causally; ``response`` gives the
@@ -179,7 +219,9 @@ def simulate_timeline(traits: Traits, index: int, days: int, rng: np.random.Gene
     base = {name: float(value[0]) for name, value in baseline_biomarkers(one).items()}
     day = np.arange(days, dtype=float)
     latent = {
-        biomarker.name: base[biomarker.name] + biomarker.drift_per_year * day / 365.0 + _red_walk(rng, days, biomarker.day_to_day_sd)
+        biomarker.name: base[biomarker.name]
+        + biomarker.drift_per_year * day / 365.0
+        + _red_walk(rng, days, biomarker.day_to_day_sd)
         for biomarker in BIOMARKERS
     }
     timeline = Timeline(latent=latent)
@@ -198,13 +240,32 @@ def simulate_timeline(traits: Traits, index: int, days: int, rng: np.random.Gene
     def measure(name: str, on_day: int) -> None:
         biomarker = BIOMARKER_BY_NAME[name]
         value = latent[name][on_day] + rng.normal(0.0, biomarker.measurement_sd)
-        timeline.measurements.append({"day": int(on_day), "name": name, "value": round(float(value), 2),
-                                      "unit": biomarker.unit, "modality": biomarker.modality})
+        timeline.measurements.append(
+            {
+                "day": int(on_day),
+                "name": name,
+                "value": round(float(value), 2),
+                "unit": biomarker.unit,
+                "modality": biomarker.modality,
+            }
+        )
 
     # Clinic visits about every three months: labs, office blood pressure, weight.
     visit_days = [d for d in range(int(rng.integers(0, 45)), days, 90)]
     for visit in visit_days:
-        for name in ("hba1c", "fasting_glucose", "ldl", "hdl", "triglycerides", "crp", "egfr", "systolic_bp", "diastolic_bp", "weight", "body_fat"):
+        for name in (
+            "hba1c",
+            "fasting_glucose",
+            "ldl",
+            "hdl",
+            "triglycerides",
+            "crp",
+            "egfr",
+            "systolic_bp",
+            "diastolic_bp",
+            "weight",
+            "body_fat",
+        ):
             measure(name, visit)
     # Home blood pressure for a third of participants, weekly.
     if rng.random() < 0.35:
@@ -253,11 +314,22 @@ def simulate_timeline(traits: Traits, index: int, days: int, rng: np.random.Gene
     # Hard endpoints: daily hazards from a pooled-cohort style linear predictor, time-varying with
     # the latent blood pressure and lipids, so interventions change risk too.
     age = one.age_years[0] + day / 365.0
-    linear = (0.075 * (age - 55) + 0.018 * (latent["systolic_bp"] - 125) + 0.006 * (latent["ldl"] - 120)
-              - 0.012 * (latent["hdl"] - 50) + 0.6 * one.smoker[0] + 0.45 * (latent["hba1c"] >= 6.5) - 0.3 * one.female[0])
+    linear = (
+        0.075 * (age - 55)
+        + 0.018 * (latent["systolic_bp"] - 125)
+        + 0.006 * (latent["ldl"] - 120)
+        - 0.012 * (latent["hdl"] - 50)
+        + 0.6 * one.smoker[0]
+        + 0.45 * (latent["hba1c"] >= 6.5)
+        - 0.3 * one.female[0]
+    )
     yearly = {"cardiovascular_event": 0.008, "stroke": 0.003, "heart_failure": 0.003, "death": 0.004}
     for endpoint, base_rate in yearly.items():
-        daily_hazard = base_rate / 365.0 * np.exp(linear + (0.5 if endpoint == "heart_failure" and one.atrial_fibrillation[0] else 0.0))
+        daily_hazard = (
+            base_rate
+            / 365.0
+            * np.exp(linear + (0.5 if endpoint == "heart_failure" and one.atrial_fibrillation[0] else 0.0))
+        )
         hits = np.flatnonzero(rng.random(days) < daily_hazard)
         if hits.size:
             timeline.events.append({"day": int(hits[0]), "kind": "endpoint", "name": endpoint, "detail": ""})
@@ -273,6 +345,7 @@ def simulate_timeline(traits: Traits, index: int, days: int, rng: np.random.Gene
 # ---------------------------------------------------------------------------------------------
 # Randomized trials with known truth.
 
+
 @dataclass
 class TrialResult:
     intervention: str
@@ -286,7 +359,9 @@ class TrialResult:
     true_average_effect: float
 
 
-def simulate_trial(traits: Traits, intervention: str, biomarker: str, rng: np.random.Generator, *, days: int = 90) -> TrialResult:
+def simulate_trial(
+    traits: Traits, intervention: str, biomarker: str, rng: np.random.Generator, *, days: int = 90
+) -> TrialResult:
     """A two-arm randomized trial in the population ``traits``: half start ``intervention`` on day 0.
 
     Outcomes are measured at baseline and at ``days`` with measurement noise and natural variation;
@@ -299,12 +374,23 @@ def simulate_trial(traits: Traits, intervention: str, biomarker: str, rng: np.ra
     response = sample_response(n, rng)
     effect = individual_effect(traits, intervention, response, days).get(biomarker, np.zeros(n))
     spec = BIOMARKER_BY_NAME[biomarker]
-    natural = rng.normal(spec.drift_per_year * days / 365.0, spec.day_to_day_sd * np.sqrt(2 * (1 - np.exp(-days / 30.0))), n)
+    natural = rng.normal(
+        spec.drift_per_year * days / 365.0, spec.day_to_day_sd * np.sqrt(2 * (1 - np.exp(-days / 30.0))), n
+    )
     noise = rng.normal(0.0, spec.measurement_sd, (2, n))
     observed = natural + treated * effect + noise[1] - noise[0]
     treated_change, control_change = observed[treated], observed[~treated]
     estimate = treated_change.mean() - control_change.mean()
     test = stats.ttest_ind(treated_change, control_change, equal_var=False)
     interval = test.confidence_interval(0.95)
-    return TrialResult(intervention, biomarker, days, treated, observed, effect, float(estimate),
-                       (float(interval.low), float(interval.high)), float(effect.mean()))
+    return TrialResult(
+        intervention,
+        biomarker,
+        days,
+        treated,
+        observed,
+        effect,
+        float(estimate),
+        (float(interval.low), float(interval.high)),
+        float(effect.mean()),
+    )

@@ -66,7 +66,9 @@ def make_cohort(*, participants: int, days: int, seed: int, history_days: int = 
         traits_parts.append(sample_traits(1, person))
         label_parts.append(compute_labels(traits_parts[-1], person))
     labels = {name: np.concatenate([part[name] for part in label_parts]) for name in label_parts[0]}
-    return SyntheticCohort(seed=seed, traits=Traits.concatenate(traits_parts), labels=labels, days=days, history_days=history_days)
+    return SyntheticCohort(
+        seed=seed, traits=Traits.concatenate(traits_parts), labels=labels, days=days, history_days=history_days
+    )
 
 
 def participant_split(participants: int, held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -30,10 +30,22 @@ TASKS: tuple[Task, ...] = (
     Task("vo2max", "cardiovascular", "regression", "cardiorespiratory fitness from a treadmill test", unit="ml/kg/min"),
     Task("atrial_fibrillation", "cardiovascular", "binary", "atrial fibrillation on a 12-lead ECG", ("no", "yes")),
     Task("high_ldl", "cardiovascular", "binary", "LDL cholesterol >= 160 mg/dL", ("no", "yes")),
-    Task("cardiovascular_risk", "cardiovascular", "multiclass", "10-year risk band from a pooled-cohort style score", ("low", "borderline", "high")),
+    Task(
+        "cardiovascular_risk",
+        "cardiovascular",
+        "multiclass",
+        "10-year risk band from a pooled-cohort style score",
+        ("low", "borderline", "high"),
+    ),
     # Metabolic
     Task("diabetes", "metabolic", "binary", "HbA1c >= 6.5 %", ("no", "yes")),
-    Task("glycaemic_status", "metabolic", "multiclass", "normal (< 5.7 %), prediabetes, diabetes (>= 6.5 %)", ("normal", "prediabetes", "diabetes")),
+    Task(
+        "glycaemic_status",
+        "metabolic",
+        "multiclass",
+        "normal (< 5.7 %), prediabetes, diabetes (>= 6.5 %)",
+        ("normal", "prediabetes", "diabetes"),
+    ),
     Task("hba1c", "metabolic", "regression", "glycated haemoglobin", unit="%"),
     Task("fasting_glucose", "metabolic", "regression", "fasting plasma glucose", unit="mg/dL"),
     Task("bmi", "metabolic", "regression", "body-mass index", unit="kg/m2"),
@@ -43,8 +55,20 @@ TASKS: tuple[Task, ...] = (
     # Sleep
     Task("insomnia", "sleep", "binary", "insomnia severity index >= 15", ("no", "yes")),
     Task("sleep_apnea", "sleep", "binary", "apnea-hypopnea index >= 15 per hour on a sleep study", ("no", "yes")),
-    Task("sleep_quality_psqi", "sleep", "regression", "Pittsburgh sleep quality index (0-21, higher is worse)", unit="points"),
-    Task("chronotype", "sleep", "multiclass", "morningness-eveningness questionnaire", ("morning", "intermediate", "evening")),
+    Task(
+        "sleep_quality_psqi",
+        "sleep",
+        "regression",
+        "Pittsburgh sleep quality index (0-21, higher is worse)",
+        unit="points",
+    ),
+    Task(
+        "chronotype",
+        "sleep",
+        "multiclass",
+        "morningness-eveningness questionnaire",
+        ("morning", "intermediate", "evening"),
+    ),
     Task("short_sleeper", "sleep", "binary", "self-reported habitual sleep under 6 hours", ("no", "yes")),
     # Mental health
     Task("anxiety_gad7", "mental_health", "regression", "GAD-7 score (0-21)", unit="points"),
@@ -54,8 +78,20 @@ TASKS: tuple[Task, ...] = (
     Task("perceived_stress", "mental_health", "regression", "perceived stress scale (0-40)", unit="points"),
     # Lifestyle
     Task("smoker", "lifestyle", "binary", "current smoker", ("no", "yes")),
-    Task("alcohol_use", "lifestyle", "multiclass", "drinks per week: none, moderate (1-14), heavy (> 14)", ("none", "moderate", "heavy")),
-    Task("meets_activity_guidelines", "lifestyle", "binary", "self-reported >= 150 min of moderate activity a week", ("no", "yes")),
+    Task(
+        "alcohol_use",
+        "lifestyle",
+        "multiclass",
+        "drinks per week: none, moderate (1-14), heavy (> 14)",
+        ("none", "moderate", "heavy"),
+    ),
+    Task(
+        "meets_activity_guidelines",
+        "lifestyle",
+        "binary",
+        "self-reported >= 150 min of moderate activity a week",
+        ("no", "yes"),
+    ),
     Task("fitness_level", "lifestyle", "multiclass", "VO2max tertile for age and sex", ("low", "average", "high")),
     # Demographics
     Task("age", "demographics", "regression", "age", unit="years"),
@@ -75,8 +111,16 @@ def compute_labels(traits: Traits, rng: np.random.Generator) -> dict[str, np.nda
     hba1c = traits.hba1c_pct + noise(0.12)
     ldl = traits.ldl_mg_dl + noise(8.0)
     age = traits.age_years
-    risk_score = (0.055 * (age - 50) + 0.018 * (systolic - 120) + 0.006 * (ldl - 120) - 0.015 * (traits.hdl_mg_dl - 50)
-                  + 0.7 * traits.smoker + 0.9 * (hba1c >= 6.5) - 0.4 * traits.female + noise(0.25))
+    risk_score = (
+        0.055 * (age - 50)
+        + 0.018 * (systolic - 120)
+        + 0.006 * (ldl - 120)
+        - 0.015 * (traits.hdl_mg_dl - 50)
+        + 0.7 * traits.smoker
+        + 0.9 * (hba1c >= 6.5)
+        - 0.4 * traits.female
+        + noise(0.25)
+    )
     homa_ir = np.exp(0.55 + 0.6 * traits.insulin_resistance + noise(0.3))
     insomnia_index = np.clip(8.0 - 4.5 * traits.sleep_quality + 1.5 * traits.anxiety + noise(2.5), 0, 28)
     psqi = np.clip(5.5 - 2.5 * traits.sleep_quality + 0.6 * traits.depression + noise(1.5), 0, 21)

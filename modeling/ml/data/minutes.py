@@ -54,7 +54,9 @@ class MinuteRecord:
 def _smooth(signal: np.ndarray, alpha: float) -> np.ndarray:
     """First-order lag (exponential smoothing): physiology follows its drivers with inertia."""
     signal = np.asarray(signal, dtype=np.float32)
-    return lfilter(np.float32([alpha]), np.float32([1.0, alpha - 1.0]), signal, zi=np.float32([signal[0] * (1.0 - alpha)]))[0]
+    return lfilter(
+        np.float32([alpha]), np.float32([1.0, alpha - 1.0]), signal, zi=np.float32([signal[0] * (1.0 - alpha)])
+    )[0]
 
 
 def _red_noise(rng: np.random.Generator, length: int, alpha: float, scale: float) -> np.ndarray:
@@ -63,7 +65,9 @@ def _red_noise(rng: np.random.Generator, length: int, alpha: float, scale: float
     return _smooth(white, alpha) * scale / np.sqrt(alpha / (2.0 - alpha))
 
 
-def _episodes(rng: np.random.Generator, eligible: np.ndarray, start_probability: float | np.ndarray, mean_length: float) -> np.ndarray:
+def _episodes(
+    rng: np.random.Generator, eligible: np.ndarray, start_probability: float | np.ndarray, mean_length: float
+) -> np.ndarray:
     """Random episodes: each eligible minute starts one with ``start_probability``; lengths are geometric."""
     length = eligible.shape[0]
     starts = np.flatnonzero((rng.random(length, dtype=np.float32) < start_probability) & eligible)
@@ -122,14 +126,22 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     stage = np.zeros(total, dtype=np.int8)
     off_wrist = np.zeros(total, dtype=bool)
     social_jetlag_h = np.clip(traits["chronotype_midsleep_h"] - 3.0, 0.0, 3.0) * 0.5
-    fragmentation = max(0.3, 1.2 - 0.6 * sleep_quality + traits["apnea_hypopnea_index"] / 25.0 + traits["alcohol_drinks_per_week"] / 30.0)
+    fragmentation = max(
+        0.3,
+        1.2 - 0.6 * sleep_quality + traits["apnea_hypopnea_index"] / 25.0 + traits["alcohol_drinks_per_week"] / 30.0,
+    )
     timing_sd_h = 0.4 + 0.35 * max(-sleep_quality, 0.0) + 0.15 * max(traits["stress"], 0.0)  # poor sleepers drift more
     for night in range(days + 1):
         free = weekday[night] >= 5
         mid_h = traits["chronotype_midsleep_h"] - (0.0 if free else social_jetlag_h) + rng.normal(0, timing_sd_h)
         day_index = min(night, days - 1)
-        duration_h = (traits["sleep_need_h"] - (0.0 if free else 0.5 * social_jetlag_h + 0.3) + 0.45 * min(sleep_quality, 0.0)
-                      + 1.2 * illness[day_index * MINUTES_PER_DAY] + rng.normal(0, 0.75 - 0.15 * np.tanh(sleep_quality)))
+        duration_h = (
+            traits["sleep_need_h"]
+            - (0.0 if free else 0.5 * social_jetlag_h + 0.3)
+            + 0.45 * min(sleep_quality, 0.0)
+            + 1.2 * illness[day_index * MINUTES_PER_DAY]
+            + rng.normal(0, 0.75 - 0.15 * np.tanh(sleep_quality))
+        )
         duration_h = float(np.clip(duration_h, 3.0, 12.0))
         start = int(night * MINUTES_PER_DAY + (mid_h - duration_h / 2) * 60)
         end = int(night * MINUTES_PER_DAY + (mid_h + duration_h / 2) * 60)
@@ -137,7 +149,9 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
         if clipped_end - clipped_start < 30:
             continue
         asleep[clipped_start:clipped_end] = True
-        stage[clipped_start:clipped_end] = _sleep_stages(rng, end - start, age, fragmentation)[clipped_start - start: clipped_end - start]
+        stage[clipped_start:clipped_end] = _sleep_stages(rng, end - start, age, fragmentation)[
+            clipped_start - start : clipped_end - start
+        ]
         events.append(Event("sleep", clipped_start, clipped_end))
         if rng.random() < (1.0 - traits["wear_compliance"]) * 0.8:
             off_wrist[clipped_start:clipped_end] = True
@@ -150,16 +164,23 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     preference_cdf = np.cumsum(rng.dirichlet(np.full(len(LEISURE_KINDS), 0.6)))
     preference_cdf[-1] = 1.0
     bouts_per_day = max(0.15, 0.8 + 0.5 * traits["activity_propensity"] - 0.3 * illness[::MINUTES_PER_DAY].mean())
-    commute_kind = rng.choice([-1, ACTIVITY_NAMES.index("commute_walk"), ACTIVITY_NAMES.index("commute_cycle")], p=[0.5, 0.35, 0.15])
+    commute_kind = rng.choice(
+        [-1, ACTIVITY_NAMES.index("commute_walk"), ACTIVITY_NAMES.index("commute_cycle")], p=[0.5, 0.35, 0.15]
+    )
     for day in range(days):
         day_start = day * MINUTES_PER_DAY
-        awake_minutes = np.flatnonzero(awake[day_start: day_start + MINUTES_PER_DAY] & (minute_of_day[:MINUTES_PER_DAY] > 300))
+        awake_minutes = np.flatnonzero(
+            awake[day_start : day_start + MINUTES_PER_DAY] & (minute_of_day[:MINUTES_PER_DAY] > 300)
+        )
         if awake_minutes.size < 60:
             continue
         planned = []
         if commute_kind >= 0 and weekday[day] < 5:
             first_awake = awake_minutes[0]
-            planned += [(commute_kind, first_awake + int(rng.integers(30, 90))), (commute_kind, int(rng.integers(990, 1110)))]
+            planned += [
+                (commute_kind, first_awake + int(rng.integers(30, 90))),
+                (commute_kind, int(rng.integers(990, 1110))),
+            ]
         leisure = rng.poisson(bouts_per_day * (1.3 if weekday[day] >= 5 else 1.0))
         if leisure:
             kinds = np.asarray(LEISURE_KINDS)[np.searchsorted(preference_cdf, rng.random(leisure))]
@@ -202,8 +223,12 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     # Heart: reserve fraction from the metabolic load, lagged; lower in deep sleep.
     reserve = np.clip((met - 1.0) / max(max_met - 1.0, 1.0), 0.0, 1.0)
     stage_offset = np.array([0.0, -6.0, -9.0, -3.0], dtype=np.float32)[stage]
-    heart_target = (np.where(asleep, rest_hr + stage_offset, rest_hr + 9.0 + 3.0 * circadian)
-                    + (max_hr - rest_hr) * reserve + 8.0 * stressed + 7.0 * illness)
+    heart_target = (
+        np.where(asleep, rest_hr + stage_offset, rest_hr + 9.0 + 3.0 * circadian)
+        + (max_hr - rest_hr) * reserve
+        + 8.0 * stressed
+        + 7.0 * illness
+    )
     heart_rate = _smooth(heart_target, 0.35) + 2.2 * noise[0]
     if traits["atrial_fibrillation"]:
         heart_rate += 6.0 * np.abs(noise[1])
@@ -225,8 +250,11 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     rr_spread = 0.85 * sdnn * np.exp(0.1 * noise[4])
 
     # Movement.
-    accel = np.where(in_bout, _KIND_ACCEL[bout_kind] * bout_intensity,
-                     np.where(ambulating, np.float32(150.0), np.where(asleep, np.float32(4.0), np.float32(25.0))))
+    accel = np.where(
+        in_bout,
+        _KIND_ACCEL[bout_kind] * bout_intensity,
+        np.where(ambulating, np.float32(150.0), np.where(asleep, np.float32(4.0), np.float32(25.0))),
+    )
     accel = accel * np.exp(0.25 * noise[5])
     steps = np.round(cadence * np.exp(0.08 * noise[6]))
     zero_crossing = np.where(cadence > 0, cadence / 60.0, 0.15 * accel / 100.0) * np.exp(0.1 * noise[7])
@@ -241,18 +269,30 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
 
     # Skin temperature: distal warming in sleep, sweat cooling, fever.
     asleep_lagged = _smooth(asleep.astype(float), 0.03)
-    skin_temperature = (32.2 + 0.3 * traits["female"] + 1.9 * asleep_lagged - 1.0 * sweat + 0.8 * illness
-                        + _red_noise(rng, total, 0.03, 0.35))
+    skin_temperature = (
+        32.2
+        + 0.3 * traits["female"]
+        + 1.9 * asleep_lagged
+        - 1.0 * sweat
+        + 0.8 * illness
+        + _red_noise(rng, total, 0.03, 0.35)
+    )
 
     # Breathing and oxygen: apnea dips in sleep, faster breathing with load and fever.
     apnea_dips = _episodes(rng, asleep, traits["apnea_hypopnea_index"] / 60.0, 1.5)
     spo2 = 97.4 - 0.4 * asleep - apnea_dips * (3.0 + 7.0 * jitter[1]) + 0.5 * noise[1] - 0.8 * illness
-    respiration = (np.where(asleep, 13.0 + 1.2 * (stage == 3), 15.0) + 10.0 * reserve + 2.5 * illness
-                   + 0.8 * noise[2] * np.where(stage == 3, 1.6, 1.0))
+    respiration = (
+        np.where(asleep, 13.0 + 1.2 * (stage == 3), 15.0)
+        + 10.0 * reserve
+        + 2.5 * illness
+        + 0.8 * noise[2] * np.where(stage == 3, 1.6, 1.0)
+    )
 
     # Altimeter: climbing kinds plus the odd flight of stairs in daily life.
     stair_flights = _episodes(rng, awake & ~in_bout, 0.004, 1.0)
-    altitude_gain = np.where(in_bout, _KIND_CLIMB[bout_kind] * bout_intensity, np.float32(0.0)) + stair_flights * (3.0 + 3.0 * jitter[0])
+    altitude_gain = np.where(in_bout, _KIND_CLIMB[bout_kind] * bout_intensity, np.float32(0.0)) + stair_flights * (
+        3.0 + 3.0 * jitter[0]
+    )
     altitude_gain = np.maximum(altitude_gain * np.exp(0.2 * noise[3]), 0.0)
 
     sleep_probability = np.clip(_smooth(asleep.astype(float), 0.25) + 0.05 * noise[4], 0.0, 1.0)
@@ -299,7 +339,11 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     charging_day = rng.random(days) < 0.45
     charging_start = rng.integers(7 * 60, 21 * 60, days)
     charging_length = rng.integers(30, 100, days)
-    charging = charging_day[day_of_minute] & (minute_of_day >= charging_start[day_of_minute]) & (minute_of_day < charging_start[day_of_minute] + charging_length[day_of_minute])
+    charging = (
+        charging_day[day_of_minute]
+        & (minute_of_day >= charging_start[day_of_minute])
+        & (minute_of_day < charging_start[day_of_minute] + charging_length[day_of_minute])
+    )
     showers = _episodes(rng, awake & ~in_bout, 0.6 / 1000.0, 12.0)
     mask = np.empty((NUM_FEATURES, total), dtype=bool)
     mask[:] = ~(off_wrist | charging | showers)

@@ -67,7 +67,14 @@ SLEEP_STAGES = ("wake", "light", "deep", "rem")
 
 # Units as people write them, for pages and charts only: ``Feature.unit`` stays ASCII because
 # importers match the unit columns of uploaded files against it.
-UNIT_LABELS = {"degC": "°C", "degC/min": "°C/min", "uS": "µS", "uS/min": "µS/min", "log g^2": "log g²", "mL/min/1.73m2": "mL/min/1.73 m²"}
+UNIT_LABELS = {
+    "degC": "°C",
+    "degC/min": "°C/min",
+    "uS": "µS",
+    "uS/min": "µS/min",
+    "log g^2": "log g²",
+    "mL/min/1.73m2": "mL/min/1.73 m²",
+}
 
 
 def unit_label(unit: str) -> str:

@@ -41,7 +41,9 @@ def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
     evening[1:] = asleep[:-1, _EVENING_START:].sum(axis=1)
     night_minutes = evening + asleep[:, :_NOON].sum(axis=1)
     stage_observed = ~np.isnan(stage)
-    night_observed = stage_observed[:, :_NOON].sum(axis=1) + np.concatenate([[0], stage_observed[:-1, _EVENING_START:].sum(axis=1)])
+    night_observed = stage_observed[:, :_NOON].sum(axis=1) + np.concatenate(
+        [[0], stage_observed[:-1, _EVENING_START:].sum(axis=1)]
+    )
     night_window = _NOON + np.where(np.arange(days) > 0, MINUTES_PER_DAY - _EVENING_START, 0)
     night_covered = night_observed >= 0.8 * night_window  # an off-wrist night has no sleep total
 
@@ -52,7 +54,9 @@ def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
     still_and_awake = ~asleep & ~(met >= 1.6) & ~(steps > 0)
     summaries = []
     columns = {
-        "resting_heart_rate_bpm": _nanreduce(lambda a, axis: np.nanpercentile(a, 10, axis=axis), heart_rate, still_and_awake, 30),
+        "resting_heart_rate_bpm": _nanreduce(
+            lambda a, axis: np.nanpercentile(a, 10, axis=axis), heart_rate, still_and_awake, 30
+        ),
         "hrv_rmssd_ms": _nanreduce(np.nanmean, _channel(values, mask, "rmssd"), asleep, 30),
         "spo2_mean_pct": _nanreduce(np.nanmean, _channel(values, mask, "spo2"), asleep, 30),
         "respiration_rate_bpm": _nanreduce(np.nanmean, _channel(values, mask, "respiration_rate"), asleep, 30),
@@ -62,29 +66,46 @@ def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
     steps_observed = (~np.isnan(steps)).sum(axis=1)
     met_observed = (~np.isnan(met)).sum(axis=1)
     for day in range(days):
-        summaries.append({
-            "day": day,
-            "wear_minutes": int(worn[day].sum()),
-            "steps": int(np.nansum(steps[day])) if steps_observed[day] else None,
-            "active_minutes": int(np.sum(met[day] >= 3.0)) if met_observed[day] else None,
-            "sleep_minutes": int(night_minutes[day]) if night_covered[day] else None,
-            **{name: column[day] for name, column in columns.items()},
-        })
+        summaries.append(
+            {
+                "day": day,
+                "wear_minutes": int(worn[day].sum()),
+                "steps": int(np.nansum(steps[day])) if steps_observed[day] else None,
+                "active_minutes": int(np.sum(met[day] >= 3.0)) if met_observed[day] else None,
+                "sleep_minutes": int(night_minutes[day]) if night_covered[day] else None,
+                **{name: column[day] for name, column in columns.items()},
+            }
+        )
     return summaries
 
 
 assert MINUTES_PER_DAY == 1440  # the evening/noon offsets above assume minute resolution
 
 
-SUMMARY_FIELDS = ("steps", "active_minutes", "sleep_minutes", "resting_heart_rate_bpm", "hrv_rmssd_ms", "spo2_mean_pct",
-                  "respiration_rate_bpm", "skin_temperature_c", "stress_score", "wear_minutes")
+SUMMARY_FIELDS = (
+    "steps",
+    "active_minutes",
+    "sleep_minutes",
+    "resting_heart_rate_bpm",
+    "hrv_rmssd_ms",
+    "spo2_mean_pct",
+    "respiration_rate_bpm",
+    "skin_temperature_c",
+    "stress_score",
+    "wear_minutes",
+)
 
 
 def summary_features(values: np.ndarray, mask: np.ndarray, *, percentiles: bool = True) -> np.ndarray:
     """Hand-crafted features of a participant's days: mean and SD (and 10th/90th percentiles) of each
     daily summary; 0 where a summary never had data. The baseline the learned models are compared with."""
-    table = np.array([[np.nan if day[name] is None else day[name] for name in SUMMARY_FIELDS]
-                      for day in daily_summaries(values, mask)], dtype=float)
+    table = np.array(
+        [
+            [np.nan if day[name] is None else day[name] for name in SUMMARY_FIELDS]
+            for day in daily_summaries(values, mask)
+        ],
+        dtype=float,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a summary a device never produces is all-NaN
         parts = [np.nanmean(table, axis=0), np.nanstd(table, axis=0)]

@@ -67,7 +67,9 @@ class Traits:
 
     @classmethod
     def concatenate(cls, parts: list["Traits"]) -> "Traits":
-        return cls(**{field.name: np.concatenate([getattr(part, field.name) for part in parts]) for field in fields(cls)})
+        return cls(
+            **{field.name: np.concatenate([getattr(part, field.name) for part in parts]) for field in fields(cls)}
+        )
 
     def subset(self, indices) -> "Traits":
         return Traits(**{field.name: getattr(self, field.name)[indices] for field in fields(self)})
@@ -92,28 +94,58 @@ def sample_traits(participants: int, rng: np.random.Generator) -> Traits:
     bmi_c = (bmi - 26.0) / 4.5
 
     vo2max = np.clip(np.where(female, 34.0, 41.0) - 4.5 * age_c + 5.0 * fitness - 2.5 * bmi_c + normal(3.0), 12, 75)
-    resting_hr = np.clip(66.0 - 4.5 * fitness + 1.5 * bmi_c + 3.0 * smoker + 2.0 * stress + 2.0 * female + normal(4.0), 38, 110)
-    rmssd = np.exp(np.log(38.0) - 0.28 * age_c + 0.18 * fitness - 0.12 * stress - 0.08 * alcohol_z - 0.1 * smoker + normal(0.25))
+    resting_hr = np.clip(
+        66.0 - 4.5 * fitness + 1.5 * bmi_c + 3.0 * smoker + 2.0 * stress + 2.0 * female + normal(4.0), 38, 110
+    )
+    rmssd = np.exp(
+        np.log(38.0) - 0.28 * age_c + 0.18 * fitness - 0.12 * stress - 0.08 * alcohol_z - 0.1 * smoker + normal(0.25)
+    )
 
     bp_genetic = normal(8.0)
-    systolic = np.clip(121.0 + 7.5 * age_c + 4.5 * bmi_c - 2.0 * fitness + 3.0 * smoker + 2.0 * alcohol_z + 2.5 * stress + bp_genetic - 5.0 * female, 88, 210)
+    systolic = np.clip(
+        121.0
+        + 7.5 * age_c
+        + 4.5 * bmi_c
+        - 2.0 * fitness
+        + 3.0 * smoker
+        + 2.0 * alcohol_z
+        + 2.5 * stress
+        + bp_genetic
+        - 5.0 * female,
+        88,
+        210,
+    )
     diastolic = np.clip(77.0 + 1.5 * age_c + 3.0 * bmi_c + 0.35 * bp_genetic + 1.0 * stress + normal(4.0), 50, 130)
 
     insulin_resistance = 0.6 * bmi_c + 0.25 * age_c - 0.35 * fitness + normal(0.75)
-    hba1c = np.clip(5.35 + 0.42 * insulin_resistance + 0.35 * np.maximum(insulin_resistance - 1.0, 0) ** 2 + normal(0.18), 4.2, 13.0)
+    hba1c = np.clip(
+        5.35 + 0.42 * insulin_resistance + 0.35 * np.maximum(insulin_resistance - 1.0, 0) ** 2 + normal(0.18), 4.2, 13.0
+    )
     fasting_glucose = np.clip(28.7 * hba1c - 46.7 + normal(7.0), 60, 350)  # ADAG relation plus noise
     ldl = np.clip(118.0 + 9.0 * age_c + 7.0 * bmi_c + normal(28.0), 40, 260)
-    hdl = np.clip(np.where(female, 60.0, 49.0) - 5.0 * bmi_c + 3.0 * fitness - 4.0 * smoker + 2.0 * alcohol_z + normal(9.0), 20, 110)
-    triglycerides = np.clip(np.exp(np.log(115.0) + 0.25 * insulin_resistance + 0.08 * alcohol_z + normal(0.35)), 30, 900)
+    hdl = np.clip(
+        np.where(female, 60.0, 49.0) - 5.0 * bmi_c + 3.0 * fitness - 4.0 * smoker + 2.0 * alcohol_z + normal(9.0),
+        20,
+        110,
+    )
+    triglycerides = np.clip(
+        np.exp(np.log(115.0) + 0.25 * insulin_resistance + 0.08 * alcohol_z + normal(0.35)), 30, 900
+    )
     crp = np.clip(np.exp(np.log(1.4) + 0.35 * bmi_c + 0.35 * smoker - 0.15 * fitness + normal(0.6)), 0.1, 40)
-    egfr = np.clip(100.0 - 12.0 * age_c - 3.0 * (systolic - 120) / 15 - 4.0 * np.maximum(insulin_resistance, 0) + normal(10.0), 8, 140)
+    egfr = np.clip(
+        100.0 - 12.0 * age_c - 3.0 * (systolic - 120) / 15 - 4.0 * np.maximum(insulin_resistance, 0) + normal(10.0),
+        8,
+        140,
+    )
 
     anxiety = 0.6 * stress + normal(0.8)
     sleep_quality = -0.35 * stress - 0.25 * anxiety - 0.15 * alcohol_z + 0.15 * activity + normal(0.85)
     depression = 0.45 * stress + 0.3 * anxiety - 0.25 * sleep_quality - 0.2 * activity + normal(0.75)
     sleep_need = np.clip(7.9 - 0.15 * age_c + normal(0.45), 5.5, 9.5)
     chronotype = np.clip(3.6 - 0.35 * age_c + normal(0.9), 1.0, 7.0)
-    ahi = np.clip(np.exp(np.log(4.0) + 0.55 * bmi_c + 0.3 * age_c + 0.35 * (~female) + 0.1 * alcohol_z + normal(0.7)), 0.2, 90)
+    ahi = np.clip(
+        np.exp(np.log(4.0) + 0.55 * bmi_c + 0.3 * age_c + 0.35 * (~female) + 0.1 * alcohol_z + normal(0.7)), 0.2, 90
+    )
     afib = rng.random(n) < _sigmoid(-5.2 + 1.1 * age_c + 0.3 * bmi_c + 0.2 * alcohol_z)
 
     return Traits(

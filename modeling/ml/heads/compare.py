@@ -36,8 +36,9 @@ def split_three(participants: int, seed: int) -> Split:
     return Split(rest[train_index], rest[validation_index], test)
 
 
-def participant_tokens(model, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, observed: np.ndarray,
-                       weekdays: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def participant_tokens(
+    model, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, observed: np.ndarray, weekdays: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One participant's frozen token grids of the given days (values (days, minutes, channels), weekdays (days,)):
     tokens (days, patches, dim) and present (days, patches)."""
     observed_tensor = torch.tensor(np.ascontiguousarray(observed))
@@ -49,7 +50,9 @@ def participant_tokens(model, mean: torch.Tensor, std: torch.Tensor, values: np.
     return grid.cpu(), present.cpu()
 
 
-def token_windows(model_dir, *, participants: int, days: int, seed: int, device: str = "cpu") -> tuple[TokenWindows, np.ndarray, dict]:
+def token_windows(
+    model_dir, *, participants: int, days: int, seed: int, device: str = "cpu"
+) -> tuple[TokenWindows, np.ndarray, dict]:
     """Frozen token grids of every day of new simulated participants, their mean-pooled embeddings and their labels."""
     model, mean, std = load_pretrained(model_dir, device)
     check_new_participants(model_dir, seed)
@@ -57,7 +60,9 @@ def token_windows(model_dir, *, participants: int, days: int, seed: int, device:
     tokens, present, owner, embeddings = [], [], [], []
     for index in range(participants):
         minutes = cohort.participant(index).minutes
-        grid, here = participant_tokens(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday + np.arange(minutes.days))
+        grid, here = participant_tokens(
+            model, mean, std, minutes.values, minutes.mask, minutes.start_weekday + np.arange(minutes.days)
+        )
         tokens.append(grid)
         present.append(here)
         owner += [index] * minutes.days
@@ -65,36 +70,80 @@ def token_windows(model_dir, *, participants: int, days: int, seed: int, device:
         embedding = embed_days(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday)
         embeddings.append(embedding if embedding is not None else np.zeros(model.config.dim, np.float32))
     config = model.config
-    data = TokenWindows(torch.cat(tokens), torch.cat(present), np.array(owner), (config.channel_groups, config.time_patches))
+    data = TokenWindows(
+        torch.cat(tokens), torch.cat(present), np.array(owner), (config.channel_groups, config.time_patches)
+    )
     return data, np.array(embeddings), cohort.labels
 
 
-def compare_task(task_name: str, data: TokenWindows, embeddings: np.ndarray, labels: np.ndarray,
-                 methods: dict[str, Callable[[], Proposer | list[Proposer]]], *, budget: int, seed: int, bootstrap: int = 200,
-                 progress: Callable[[str], None] = lambda message: None) -> dict:
+def compare_task(
+    task_name: str,
+    data: TokenWindows,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    methods: dict[str, Callable[[], Proposer | list[Proposer]]],
+    *,
+    budget: int,
+    seed: int,
+    bootstrap: int = 200,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict:
     """One row: the linear probe and, per method, its best head's test metric (the test split scored once per method)."""
     task = TASK_BY_NAME[task_name]
     split = split_three(len(embeddings), seed)
     fit_on = np.concatenate([split.train, split.validation])
     metric = "mae" if task.kind == "regression" else "auroc"
-    row = {"task": task.name, "kind": task.kind, "metric": metric,
-           "linear_probe": probe(embeddings, labels, task.kind, fit_on, split.test, bootstrap=bootstrap)}
+    row = {
+        "task": task.name,
+        "kind": task.kind,
+        "metric": metric,
+        "linear_probe": probe(embeddings, labels, task.kind, fit_on, split.test, bootstrap=bootstrap),
+    }
     for name, make in methods.items():
         made = make()
         proposers = made if isinstance(made, list) else [made]
-        result = run_search(proposers, data, labels, task.kind, split.train, split.validation, budget=budget, seed=seed,
-                            progress=lambda used, total, entry: progress(f"{task.name} / {name}: {entry.proposer} {entry.status} "
-                                                                           f"({used} of {total} trainings)"))
-        search_summary = {"trainings": result.trainings, "invalid": result.invalid, "stopped": result.stopped, "search_s": result.seconds,
-                          "proposers": proposer_summary(result.leaderboard),
-                          "entries": [{"proposer": entry.proposer, "status": entry.status, "score": entry.score, "reason": entry.reason,
-                                       "spec": entry.spec} for entry in result.leaderboard.entries]}
+        result = run_search(
+            proposers,
+            data,
+            labels,
+            task.kind,
+            split.train,
+            split.validation,
+            budget=budget,
+            seed=seed,
+            progress=lambda used, total, entry: progress(
+                f"{task.name} / {name}: {entry.proposer} {entry.status} ({used} of {total} trainings)"
+            ),
+        )
+        search_summary = {
+            "trainings": result.trainings,
+            "invalid": result.invalid,
+            "stopped": result.stopped,
+            "search_s": result.seconds,
+            "proposers": proposer_summary(result.leaderboard),
+            "entries": [
+                {
+                    "proposer": entry.proposer,
+                    "status": entry.status,
+                    "score": entry.score,
+                    "reason": entry.reason,
+                    "spec": entry.spec,
+                }
+                for entry in result.leaderboard.entries
+            ],
+        }
         if result.best is None:
             row[name] = {"note": "no valid spec was trained", **search_summary}
             continue
-        fitted = fit_and_score(result.best, data, labels, task.kind, fit_on, split.test, seed=seed)  # the test split, touched once
-        row[name] = {**score(task.kind, labels[split.test], fitted.predictions, bootstrap=bootstrap),
-                     "validation_score": result.leaderboard.best().score, "spec": result.best.model_dump(mode="json"), **search_summary}
+        fitted = fit_and_score(
+            result.best, data, labels, task.kind, fit_on, split.test, seed=seed
+        )  # the test split, touched once
+        row[name] = {
+            **score(task.kind, labels[split.test], fitted.predictions, bootstrap=bootstrap),
+            "validation_score": result.leaderboard.best().score,
+            "spec": result.best.model_dump(mode="json"),
+            **search_summary,
+        }
     return row
 
 
@@ -104,31 +153,75 @@ def compare_tables(rows: list[dict]) -> list[dict]:
 
     methods = [key for key in rows[0] if key not in {"task", "kind", "metric"}] if rows else []
     searches = [method for method in methods if method != "linear_probe"]
-    tables = [{"title": "Test participants (metric with bootstrap 95 % CI)", "summary": "AUROC: higher is better; MAE: lower is better.",
-               "columns": ["task", "metric"] + [method.replace("_", " ") for method in methods],
-               "rows": [[row["task"], row["metric"]] + [_cell(row[method], row["metric"]) for method in methods] for row in rows]}]
+    tables = [
+        {
+            "title": "Test participants (metric with bootstrap 95 % CI)",
+            "summary": "AUROC: higher is better; MAE: lower is better.",
+            "columns": ["task", "metric"] + [method.replace("_", " ") for method in methods],
+            "rows": [
+                [row["task"], row["metric"]] + [_cell(row[method], row["metric"]) for method in methods] for row in rows
+            ],
+        }
+    ]
 
     def search_cell(result: dict) -> str:
         shown = "—" if result.get("validation_score") is None else f"{result['validation_score']:.3f}"
         return f"{shown} ({result['trainings']} trained, {result['invalid']} invalid, {result['search_s']:.0f} s)"
 
-    tables.append({"title": "Validation participants: best score found (AUROC, or Pearson r for regression)",
-                   "summary": "", "columns": ["task"] + searches, "rows": [[row["task"]] + [search_cell(row[method]) for method in searches]
-                                                                           for row in rows]})
-    tables.append({"title": "Best spec per method", "summary": "", "columns": ["task"] + searches,
-                   "rows": [[row["task"]] + [describe_spec(row[method].get("spec")) for method in searches] for row in rows]})
+    tables.append(
+        {
+            "title": "Validation participants: best score found (AUROC, or Pearson r for regression)",
+            "summary": "",
+            "columns": ["task"] + searches,
+            "rows": [[row["task"]] + [search_cell(row[method]) for method in searches] for row in rows],
+        }
+    )
+    tables.append(
+        {
+            "title": "Best spec per method",
+            "summary": "",
+            "columns": ["task"] + searches,
+            "rows": [[row["task"]] + [describe_spec(row[method].get("spec")) for method in searches] for row in rows],
+        }
+    )
     contributions = []
     for row in rows:
         for method in searches:
             for proposer in row[method]["proposers"]:
                 if len(row[method]["proposers"]) > 1:
                     best = "—" if proposer["best_score"] is None else f"{proposer['best_score']:.3f}"
-                    contributions.append([row["task"], method, proposer["proposer"], str(proposer["proposals"]), str(proposer["trainings"]),
-                                          str(proposer["repeats"]), str(proposer["invalid"]), best, str(proposer["raised_best"])])
+                    contributions.append(
+                        [
+                            row["task"],
+                            method,
+                            proposer["proposer"],
+                            str(proposer["proposals"]),
+                            str(proposer["trainings"]),
+                            str(proposer["repeats"]),
+                            str(proposer["invalid"]),
+                            best,
+                            str(proposer["raised_best"]),
+                        ]
+                    )
     if contributions:
-        tables.append({"title": "Classroom: each proposer's contribution", "summary": "",
-                       "columns": ["task", "method", "proposer", "proposals", "trainings", "repeats", "invalid", "best validation score",
-                                   "raised the best"], "rows": contributions})
+        tables.append(
+            {
+                "title": "Classroom: each proposer's contribution",
+                "summary": "",
+                "columns": [
+                    "task",
+                    "method",
+                    "proposer",
+                    "proposals",
+                    "trainings",
+                    "repeats",
+                    "invalid",
+                    "best validation score",
+                    "raised the best",
+                ],
+                "rows": contributions,
+            }
+        )
     return tables
 
 

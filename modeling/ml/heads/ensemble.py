@@ -47,8 +47,9 @@ class HeadEnsemble:
         return np.mean([predict_people(member, data, people) for member in self.members], axis=0)
 
 
-def fit_ensemble(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, people: np.ndarray, *, replicates: int,
-                 seed: int) -> HeadEnsemble:
+def fit_ensemble(
+    spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, people: np.ndarray, *, replicates: int, seed: int
+) -> HeadEnsemble:
     """``replicates`` heads of ``spec``, each trained on a bootstrap resample of ``people`` (classification: two classes at least)."""
     rng = np.random.default_rng(seed)
     people = np.asarray(people)
@@ -73,13 +74,22 @@ def save_ensemble(ensemble: HeadEnsemble, directory: Path) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        tensors = {f"{index}.{name}": value.detach().cpu().contiguous()
-                   for index, member in enumerate(ensemble.members) for name, value in member.module.state_dict().items()}
+        tensors = {
+            f"{index}.{name}": value.detach().cpu().contiguous()
+            for index, member in enumerate(ensemble.members)
+            for name, value in member.module.state_dict().items()
+        }
         save_file(tensors, staging / "model.safetensors")
-        description = {"spec": ensemble.spec.model_dump(mode="json"), "kind": ensemble.kind, "outputs": ensemble.outputs, "dim": ensemble.dim,
-                       "grid": list(ensemble.grid), "residual_sd": ensemble.residual_sd,
-                       "members": [{"centre": member.centre, "scale": member.scale} for member in ensemble.members],
-                       "metadata": ensemble.metadata}
+        description = {
+            "spec": ensemble.spec.model_dump(mode="json"),
+            "kind": ensemble.kind,
+            "outputs": ensemble.outputs,
+            "dim": ensemble.dim,
+            "grid": list(ensemble.grid),
+            "residual_sd": ensemble.residual_sd,
+            "members": [{"centre": member.centre, "scale": member.scale} for member in ensemble.members],
+            "metadata": ensemble.metadata,
+        }
         (staging / "head.json").write_text(json.dumps(description, indent=1, default=float))
         if directory.exists():
             retired = directory.with_name(f".{directory.name}-retired-{os.getpid()}")
@@ -101,12 +111,24 @@ def load_ensemble(directory: Path, device: str = "cpu") -> HeadEnsemble:
     tensors = load_file(directory / "model.safetensors", device=device)
     members = []
     for index, scaling in enumerate(description["members"]):
-        module = build_head(spec, dim=description["dim"], outputs=description["outputs"], grid=tuple(description["grid"]))
+        module = build_head(
+            spec, dim=description["dim"], outputs=description["outputs"], grid=tuple(description["grid"])
+        )
         prefix = f"{index}."
-        module.load_state_dict({name[len(prefix):]: value for name, value in tensors.items() if name.startswith(prefix)})
+        module.load_state_dict(
+            {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
+        )
         members.append(TrainedHead(module.to(device).eval(), description["kind"], scaling["centre"], scaling["scale"]))
-    return HeadEnsemble(spec, description["kind"], description["outputs"], description["dim"], tuple(description["grid"]), members,
-                        description["residual_sd"], description["metadata"])
+    return HeadEnsemble(
+        spec,
+        description["kind"],
+        description["outputs"],
+        description["dim"],
+        tuple(description["grid"]),
+        members,
+        description["residual_sd"],
+        description["metadata"],
+    )
 
 
 def head_prediction(ensemble: HeadEnsemble, task: Task, tokens: torch.Tensor, present: torch.Tensor) -> dict:
@@ -119,5 +141,10 @@ def head_prediction(ensemble: HeadEnsemble, task: Task, tokens: torch.Tensor, pr
     mean = values.mean(axis=0)
     chosen = int(mean.argmax())
     low, high = np.percentile(values[:, chosen], [5, 95])
-    return {"label": task.classes[chosen], "estimate": float(mean[chosen]), "low": float(low), "high": float(high),
-            "probabilities": {name: float(p) for name, p in zip(task.classes, mean)}}
+    return {
+        "label": task.classes[chosen],
+        "estimate": float(mean[chosen]),
+        "low": float(low),
+        "high": float(high),
+        "probabilities": {name: float(p) for name, p in zip(task.classes, mean)},
+    }

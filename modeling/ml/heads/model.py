@@ -22,7 +22,9 @@ class PooledHead(nn.Module):
 
     def __init__(self, spec: LinearHead | MLPHead, dim: int, outputs: int):
         super().__init__()
-        layers: list[nn.Module] = [nn.BatchNorm1d(dim, affine=False)]  # pooled encodings vary little between windows: rescale
+        layers: list[nn.Module] = [
+            nn.BatchNorm1d(dim, affine=False)
+        ]  # pooled encodings vary little between windows: rescale
         width = dim
         if isinstance(spec, MLPHead):
             for _ in range(spec.depth):
@@ -53,7 +55,9 @@ class AttentionPool(nn.Module):
     def forward(self, tokens: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         keys = self.norm(tokens)
         queries = self.queries.expand(tokens.shape[0], -1, -1)
-        empty = ~present.any(dim=1)  # a window without data: let it attend to everything (all zeros) rather than to nothing
+        empty = ~present.any(
+            dim=1
+        )  # a window without data: let it attend to everything (all zeros) rather than to nothing
         padding = ~(present | empty[:, None])
         pooled, _ = self.attention(queries, keys, keys, key_padding_mask=padding, need_weights=False)
         return self.out(pooled.flatten(1))
@@ -67,8 +71,11 @@ class TemporalConv(nn.Module):
         self.groups, self.steps = grid
         layers, width = [], dim
         for _ in range(spec.layers):
-            layers += [nn.Conv1d(width, spec.channels, spec.kernel, padding=spec.kernel // 2), ACTIVATIONS[spec.activation](),
-                       nn.Dropout(spec.dropout)]
+            layers += [
+                nn.Conv1d(width, spec.channels, spec.kernel, padding=spec.kernel // 2),
+                ACTIVATIONS[spec.activation](),
+                nn.Dropout(spec.dropout),
+            ]
             width = spec.channels
         self.conv = nn.Sequential(*layers)
         self.out = nn.Linear(width, outputs)

@@ -37,7 +37,11 @@ class Leaderboard:
 
     def scored(self) -> list[Entry]:
         """Trained entries, best first (ties: the earlier one)."""
-        trained = [entry for entry in self.entries if entry.status == "trained" and entry.score is not None and np.isfinite(entry.score)]
+        trained = [
+            entry
+            for entry in self.entries
+            if entry.status == "trained" and entry.score is not None and np.isfinite(entry.score)
+        ]
         return sorted(trained, key=lambda entry: -entry.score)
 
     def best(self) -> Entry | None:
@@ -104,25 +108,41 @@ class LanguageModelProposer:
     search's generator, so a repeated prompt need not give the same answer (and a seeded search repeats).
     """
 
-    def __init__(self, complete: Callable[[list[dict], int], str], name: str = "language model", shown: int = 8, task: str = ""):
+    def __init__(
+        self, complete: Callable[[list[dict], int], str], name: str = "language model", shown: int = 8, task: str = ""
+    ):
         self.complete, self.name, self.shown, self.task = complete, name, shown, task
 
     def messages(self, leaderboard: Leaderboard, task: str = "") -> list[dict]:
         task = task or self.task
-        lines = [f"- score {entry.score:.3f}: {json.dumps(entry.spec, separators=(',', ':'))}" for entry in leaderboard.scored()[: self.shown]]
+        lines = [
+            f"- score {entry.score:.3f}: {json.dumps(entry.spec, separators=(',', ':'))}"
+            for entry in leaderboard.scored()[: self.shown]
+        ]
         invalid = [entry.reason for entry in leaderboard.entries if entry.status == "invalid"][-3:]
         own = [entry for entry in leaderboard.entries if entry.proposer == self.name]
         repeated = own[-1].spec if own and own[-1].status == "repeat" else None
         return [
-            {"role": "system", "content": "You design prediction heads for a frozen wearable foundation model. Reply with exactly one "
-                                          "JSON object that matches this JSON schema, and nothing else:\n"
-                                          + json.dumps(spec_schema(), separators=(",", ":"))},
-            {"role": "user", "content": (f"Task: {task}.\n" if task else "") + "Best heads so far (validation score, higher is better):\n"
-                                        + ("\n".join(lines) or "- none yet")
-                                        + ("\nRecently rejected proposals: " + " | ".join(invalid) if invalid else "")
-                                        + (f"\nYour last proposal {json.dumps(repeated, separators=(',', ':'))} was already trained; "
-                                           "propose a different head." if repeated else "")
-                                        + "\nPropose one new head that could score higher."},
+            {
+                "role": "system",
+                "content": "You design prediction heads for a frozen wearable foundation model. Reply with exactly one "
+                "JSON object that matches this JSON schema, and nothing else:\n"
+                + json.dumps(spec_schema(), separators=(",", ":")),
+            },
+            {
+                "role": "user",
+                "content": (f"Task: {task}.\n" if task else "")
+                + "Best heads so far (validation score, higher is better):\n"
+                + ("\n".join(lines) or "- none yet")
+                + ("\nRecently rejected proposals: " + " | ".join(invalid) if invalid else "")
+                + (
+                    f"\nYour last proposal {json.dumps(repeated, separators=(',', ':'))} was already trained; "
+                    "propose a different head."
+                    if repeated
+                    else ""
+                )
+                + "\nPropose one new head that could score higher.",
+            },
         ]
 
     def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> str:
@@ -139,8 +159,14 @@ class SearchResult:
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
-        return {"entries": [asdict(entry) for entry in self.leaderboard.entries], "best": self.best.model_dump(mode="json") if self.best else None,
-                "trainings": self.trainings, "invalid": self.invalid, "stopped": self.stopped, "proposers": proposer_summary(self.leaderboard)}
+        return {
+            "entries": [asdict(entry) for entry in self.leaderboard.entries],
+            "best": self.best.model_dump(mode="json") if self.best else None,
+            "trainings": self.trainings,
+            "invalid": self.invalid,
+            "stopped": self.stopped,
+            "proposers": proposer_summary(self.leaderboard),
+        }
 
 
 def proposer_summary(leaderboard: Leaderboard) -> list[dict]:
@@ -148,8 +174,18 @@ def proposer_summary(leaderboard: Leaderboard) -> list[dict]:
     rows: dict[str, dict] = {}
     best_so_far = -np.inf
     for entry in leaderboard.entries:
-        row = rows.setdefault(entry.proposer, {"proposer": entry.proposer, "proposals": 0, "trainings": 0, "repeats": 0, "invalid": 0,
-                                               "best_score": None, "raised_best": 0})
+        row = rows.setdefault(
+            entry.proposer,
+            {
+                "proposer": entry.proposer,
+                "proposals": 0,
+                "trainings": 0,
+                "repeats": 0,
+                "invalid": 0,
+                "best_score": None,
+                "raised_best": 0,
+            },
+        )
         row["proposals"] += 1
         row[{"trained": "trainings", "repeat": "repeats", "invalid": "invalid"}[entry.status]] += 1
         if entry.status == "trained" and entry.score is not None and np.isfinite(entry.score):
@@ -160,9 +196,16 @@ def proposer_summary(leaderboard: Leaderboard) -> list[dict]:
     return list(rows.values())
 
 
-def search(proposers: list[Proposer], evaluate: Callable[[HeadSpec], float], *, budget: int, seed: int = 0,
-           time_limit_s: float | None = None, max_rounds: int | None = None,
-           progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> SearchResult:
+def search(
+    proposers: list[Proposer],
+    evaluate: Callable[[HeadSpec], float],
+    *,
+    budget: int,
+    seed: int = 0,
+    time_limit_s: float | None = None,
+    max_rounds: int | None = None,
+    progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None,
+) -> SearchResult:
     """Rounds of proposals, each valid new spec scored by ``evaluate`` (higher is better), until ``budget`` trainings
     are spent, ``time_limit_s`` has passed (no training starts after it), or ``max_rounds`` (default 4 x budget) pass.
 
@@ -204,8 +247,14 @@ def search(proposers: list[Proposer], evaluate: Callable[[HeadSpec], float], *, 
                     began = time.perf_counter()
                     trained[key] = evaluate(spec)
                     used += 1
-                    entry = Entry(round_number, proposer.name, "trained", spec.model_dump(mode="json"), trained[key],
-                                  round(time.perf_counter() - began, 3))
+                    entry = Entry(
+                        round_number,
+                        proposer.name,
+                        "trained",
+                        spec.model_dump(mode="json"),
+                        trained[key],
+                        round(time.perf_counter() - began, 3),
+                    )
             leaderboard.entries.append(entry)
             progress(used, budget, entry)
         else:
@@ -214,14 +263,41 @@ def search(proposers: list[Proposer], evaluate: Callable[[HeadSpec], float], *, 
     if used >= budget:
         stopped = "budget"
     best = leaderboard.best()
-    return SearchResult(leaderboard, parse_spec(best.spec) if best else None, used, invalid, stopped, round(time.monotonic() - started, 3))
+    return SearchResult(
+        leaderboard,
+        parse_spec(best.spec) if best else None,
+        used,
+        invalid,
+        stopped,
+        round(time.monotonic() - started, 3),
+    )
 
 
-def run_search(proposers: list[Proposer], data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray,
-               validation_people: np.ndarray, *, budget: int, seed: int = 0, time_limit_s: float | None = None, max_rounds: int | None = None,
-               progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> SearchResult:
+def run_search(
+    proposers: list[Proposer],
+    data: TokenWindows,
+    labels: np.ndarray,
+    kind: str,
+    train_people: np.ndarray,
+    validation_people: np.ndarray,
+    *,
+    budget: int,
+    seed: int = 0,
+    time_limit_s: float | None = None,
+    max_rounds: int | None = None,
+    progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None,
+) -> SearchResult:
     """``search`` where a spec is trained on ``train_people`` and scored on ``validation_people``."""
+
     def evaluate(spec: HeadSpec) -> float:
         return fit_and_score(spec, data, labels, kind, train_people, validation_people, seed=seed).score
 
-    return search(proposers, evaluate, budget=budget, seed=seed, time_limit_s=time_limit_s, max_rounds=max_rounds, progress=progress)
+    return search(
+        proposers,
+        evaluate,
+        budget=budget,
+        seed=seed,
+        time_limit_s=time_limit_s,
+        max_rounds=max_rounds,
+        progress=progress,
+    )

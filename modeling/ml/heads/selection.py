@@ -31,18 +31,29 @@ class TaskOutcome:
     ensemble: HeadEnsemble | None
 
 
-def probe_predictions(embeddings: np.ndarray, labels: np.ndarray, kind: str, train: np.ndarray, scored: np.ndarray) -> np.ndarray:
+def probe_predictions(
+    embeddings: np.ndarray, labels: np.ndarray, kind: str, train: np.ndarray, scored: np.ndarray
+) -> np.ndarray:
     model = probe_pipeline(kind).fit(embeddings[train], labels[train])
-    return model.predict(embeddings[scored]) if kind == "regression" else class_probabilities(model, embeddings[scored], int(labels.max()) + 1)
+    return (
+        model.predict(embeddings[scored])
+        if kind == "regression"
+        else class_probabilities(model, embeddings[scored], int(labels.max()) + 1)
+    )
 
 
-def paired_difference(kind: str, truth: np.ndarray, head: np.ndarray, probe_predicted: np.ndarray, *, resamples: int, seed: int) -> dict:
+def paired_difference(
+    kind: str, truth: np.ndarray, head: np.ndarray, probe_predicted: np.ndarray, *, resamples: int, seed: int
+) -> dict:
     """The head's score minus the probe's on the same people, with a percentile 95 % CI from resampling people
     (within each class for classification, so every resample can be scored)."""
+
     def metric(labels, predicted):
         return validation_score(kind, labels, predicted)
 
-    draws = paired_draws(metric, truth, head, probe_predicted, resamples=resamples, seed=seed, stratify=kind != "regression")
+    draws = paired_draws(
+        metric, truth, head, probe_predicted, resamples=resamples, seed=seed, stratify=kind != "regression"
+    )
     low, high = percentile_interval(draws[:, 2])
     return {"difference": _finite(metric(truth, head) - metric(truth, probe_predicted)), "difference_ci": [low, high]}
 
@@ -58,41 +69,110 @@ def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and np.isfinite(value) else None
 
 
-def search_task(task_name: str, data: TokenWindows, embeddings: np.ndarray, labels: np.ndarray, proposers: list[Proposer], *,
-                budget: int, seed: int, time_limit_s: float | None = None, replicates: int = 5, bootstrap: int = 200,
-                progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None) -> TaskOutcome:
+def search_task(
+    task_name: str,
+    data: TokenWindows,
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    proposers: list[Proposer],
+    *,
+    budget: int,
+    seed: int,
+    time_limit_s: float | None = None,
+    replicates: int = 5,
+    bootstrap: int = 200,
+    progress: Callable[[int, int, Entry], None] = lambda used, budget, entry: None,
+) -> TaskOutcome:
     task = TASK_BY_NAME[task_name]
     split = split_three(len(embeddings), seed)
     fit_on = np.concatenate([split.train, split.validation])
     search_fold, decision_fold = split_validation(split.validation, seed)
-    searched = run_search(proposers, data, labels, task.kind, split.train, search_fold, budget=budget, seed=seed,
-                          time_limit_s=time_limit_s, progress=progress)
-    probe_validation = validation_score(task.kind, labels[search_fold], probe_predictions(embeddings, labels, task.kind, split.train, search_fold))
+    searched = run_search(
+        proposers,
+        data,
+        labels,
+        task.kind,
+        split.train,
+        search_fold,
+        budget=budget,
+        seed=seed,
+        time_limit_s=time_limit_s,
+        progress=progress,
+    )
+    probe_validation = validation_score(
+        task.kind, labels[search_fold], probe_predictions(embeddings, labels, task.kind, split.train, search_fold)
+    )
     best = searched.leaderboard.best()
-    result = {"task": task.name, "kind": task.kind, "metric": "mae" if task.kind == "regression" else "auroc",
-              "validation_metric": "pearson_r" if task.kind == "regression" else "auroc",
-              "participants": {"train": len(split.train), "validation": len(search_fold), "decision": len(decision_fold), "test": len(split.test)},
-              "probe": {"validation": _finite(probe_validation),
-                        "test": probe(embeddings, labels, task.kind, fit_on, split.test, bootstrap=bootstrap)},
-              "head": None, "uses_head": False, "decision": None, "trainings": searched.trainings, "invalid": searched.invalid,
-              "stopped": searched.stopped, "search_s": searched.seconds, "proposers": proposer_summary(searched.leaderboard),
-              "entries": [{"proposer": entry.proposer, "status": entry.status, "score": _finite(entry.score), "seconds": entry.seconds,
-                           "reason": entry.reason, "spec": entry.spec} for entry in searched.leaderboard.entries]}
+    result = {
+        "task": task.name,
+        "kind": task.kind,
+        "metric": "mae" if task.kind == "regression" else "auroc",
+        "validation_metric": "pearson_r" if task.kind == "regression" else "auroc",
+        "participants": {
+            "train": len(split.train),
+            "validation": len(search_fold),
+            "decision": len(decision_fold),
+            "test": len(split.test),
+        },
+        "probe": {
+            "validation": _finite(probe_validation),
+            "test": probe(embeddings, labels, task.kind, fit_on, split.test, bootstrap=bootstrap),
+        },
+        "head": None,
+        "uses_head": False,
+        "decision": None,
+        "trainings": searched.trainings,
+        "invalid": searched.invalid,
+        "stopped": searched.stopped,
+        "search_s": searched.seconds,
+        "proposers": proposer_summary(searched.leaderboard),
+        "entries": [
+            {
+                "proposer": entry.proposer,
+                "status": entry.status,
+                "score": _finite(entry.score),
+                "seconds": entry.seconds,
+                "reason": entry.reason,
+                "spec": entry.spec,
+            }
+            for entry in searched.leaderboard.entries
+        ],
+    }
     if searched.best is None:
         return TaskOutcome(result, None)
     # The decision fold, never seen by the search: the best spec and the probe, both fitted on train.
     head_decision = fit_and_score(searched.best, data, labels, task.kind, split.train, decision_fold, seed=seed)
     probe_decision = probe_predictions(embeddings, labels, task.kind, split.train, decision_fold)
-    decision = {"head": _finite(head_decision.score),
-                "probe": _finite(validation_score(task.kind, labels[decision_fold], probe_decision)),
-                **paired_difference(task.kind, labels[decision_fold], head_decision.predictions, probe_decision, resamples=bootstrap, seed=seed)}
+    decision = {
+        "head": _finite(head_decision.score),
+        "probe": _finite(validation_score(task.kind, labels[decision_fold], probe_decision)),
+        **paired_difference(
+            task.kind, labels[decision_fold], head_decision.predictions, probe_decision, resamples=bootstrap, seed=seed
+        ),
+    }
     result["decision"] = decision
     ensemble = fit_ensemble(searched.best, data, labels, task.kind, fit_on, replicates=replicates, seed=seed)
-    test = score(task.kind, labels[split.test], ensemble.predict_people(data, split.test), bootstrap=bootstrap)  # the test split, once
-    result["head"] = {"spec": searched.best.model_dump(mode="json"), "validation": _finite(best.score), "test": test, "replicates": replicates}
+    test = score(
+        task.kind, labels[split.test], ensemble.predict_people(data, split.test), bootstrap=bootstrap
+    )  # the test split, once
+    result["head"] = {
+        "spec": searched.best.model_dump(mode="json"),
+        "validation": _finite(best.score),
+        "test": test,
+        "replicates": replicates,
+    }
     result["uses_head"] = bool(decision["difference_ci"][0] is not None and decision["difference_ci"][0] > 0)
-    quality = ({"mae": test["mae"][0], "pearson_r": test["pearson_r"][0]} if task.kind == "regression" else {"auroc": (test.get("auroc") or [None])[0]})
-    ensemble.metadata = {"task": task.name, "validation_score": _finite(best.score), "probe_validation_score": result["probe"]["validation"],
-                         "decision": decision, "beats_probe": result["uses_head"],
-                         "quality": {key: _finite(value) for key, value in quality.items()} | {"held_out_participants": len(split.test)}}
+    quality = (
+        {"mae": test["mae"][0], "pearson_r": test["pearson_r"][0]}
+        if task.kind == "regression"
+        else {"auroc": (test.get("auroc") or [None])[0]}
+    )
+    ensemble.metadata = {
+        "task": task.name,
+        "validation_score": _finite(best.score),
+        "probe_validation_score": result["probe"]["validation"],
+        "decision": decision,
+        "beats_probe": result["uses_head"],
+        "quality": {key: _finite(value) for key, value in quality.items()} | {"held_out_participants": len(split.test)},
+    }
     return TaskOutcome(result, ensemble)

@@ -61,14 +61,28 @@ ARCHITECTURES = ("linear", "mlp", "attention_pool", "temporal_conv")
 # within a field's bounds is valid (a language model without constraints may propose one).
 ARCHITECTURE_CHOICES = {
     "linear": {},
-    "mlp": {"depth": [1, 2, 3], "width": [32, 64, 128, 256], "activation": ["relu", "gelu", "tanh"], "dropout": [0.0, 0.1, 0.3],
-            "normalization": ["none", "layer", "batch"]},
+    "mlp": {
+        "depth": [1, 2, 3],
+        "width": [32, 64, 128, 256],
+        "activation": ["relu", "gelu", "tanh"],
+        "dropout": [0.0, 0.1, 0.3],
+        "normalization": ["none", "layer", "batch"],
+    },
     "attention_pool": {"heads": [1, 2, 4], "queries": [1, 2, 4], "dropout": [0.0, 0.1]},
-    "temporal_conv": {"channels": [16, 32, 64], "kernel": [3, 5, 9], "layers": [1, 2], "activation": ["relu", "gelu"],
-                      "dropout": [0.0, 0.1, 0.3]},
+    "temporal_conv": {
+        "channels": [16, 32, 64],
+        "kernel": [3, 5, 9],
+        "layers": [1, 2],
+        "activation": ["relu", "gelu"],
+        "dropout": [0.0, 0.1, 0.3],
+    },
 }
-TRAINING_CHOICES = {"learning_rate": [3e-4, 1e-3, 3e-3, 1e-2], "weight_decay": [0.0, 1e-4, 1e-2], "epochs": [20, 40, 80],
-                    "class_weighting": ["none", "balanced"]}
+TRAINING_CHOICES = {
+    "learning_rate": [3e-4, 1e-3, 3e-3, 1e-2],
+    "weight_decay": [0.0, 1e-4, 1e-2],
+    "epochs": [20, 40, 80],
+    "class_weighting": ["none", "balanced"],
+}
 
 
 class HeadSpec(_Strict):
@@ -107,7 +121,9 @@ def decoding_schema() -> dict:
             return node
         if "$ref" in node:
             return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
-        result = {("anyOf" if key == "oneOf" else key): inline(value) for key, value in node.items() if key != "discriminator"}
+        result = {
+            ("anyOf" if key == "oneOf" else key): inline(value) for key, value in node.items() if key != "discriminator"
+        }
         properties = result.get("properties", {})
         if "type" in properties and "const" in properties["type"]:
             result["required"] = ["type"]
@@ -148,7 +164,7 @@ def _json_objects(text: str):
         if end is None:  # never closed: try from the next brace
             position = start + 1
             continue
-        yield text[start:end + 1]
+        yield text[start : end + 1]
         position = end + 1
 
 
@@ -174,7 +190,12 @@ def parse_spec(raw: str | dict) -> HeadSpec:
         try:
             return HeadSpec.model_validate(candidate)
         except ValidationError as error:
-            reasons.append("; ".join(f"{'.'.join(str(part) for part in issue['loc']) or 'spec'}: {issue['msg']}" for issue in error.errors()))
+            reasons.append(
+                "; ".join(
+                    f"{'.'.join(str(part) for part in issue['loc']) or 'spec'}: {issue['msg']}"
+                    for issue in error.errors()
+                )
+            )
     raise SpecError(reasons[0])
 
 
@@ -184,5 +205,7 @@ def describe_spec(spec: dict | None) -> str:
         return "—"
     head = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in spec["head"].items() if name != "type")
     training = spec["training"]
-    return (f"{spec['head']['type'].replace('_', ' ')}{' ' + head if head else ''} · lr {training['learning_rate']:g}, weight decay "
-            f"{training['weight_decay']:g}, {training['epochs']} epochs, {training['class_weighting']} class weights")
+    return (
+        f"{spec['head']['type'].replace('_', ' ')}{' ' + head if head else ''} · lr {training['learning_rate']:g}, weight decay "
+        f"{training['weight_decay']:g}, {training['epochs']} epochs, {training['class_weighting']} class weights"
+    )

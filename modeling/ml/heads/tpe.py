@@ -23,8 +23,13 @@ from modeling.ml.heads.spec import ARCHITECTURE_CHOICES, TRAINING_CHOICES, parse
 def _distributions(architecture: str) -> dict[str, CategoricalDistribution]:
     """The distributions of one architecture's trial: its type, its settings and the training settings."""
     distributions = {"type": CategoricalDistribution(list(ARCHITECTURE_CHOICES))}
-    distributions |= {f"{architecture}.{name}": CategoricalDistribution(options) for name, options in ARCHITECTURE_CHOICES[architecture].items()}
-    distributions |= {f"training.{name}": CategoricalDistribution(options) for name, options in TRAINING_CHOICES.items()}
+    distributions |= {
+        f"{architecture}.{name}": CategoricalDistribution(options)
+        for name, options in ARCHITECTURE_CHOICES[architecture].items()
+    }
+    distributions |= {
+        f"training.{name}": CategoricalDistribution(options) for name, options in TRAINING_CHOICES.items()
+    }
     return distributions
 
 
@@ -57,7 +62,7 @@ class TPEProposer:
         self.seen = 0  # leaderboard entries already read
 
     def _learn(self, leaderboard: Leaderboard) -> None:
-        for entry in leaderboard.entries[self.seen:]:
+        for entry in leaderboard.entries[self.seen :]:
             if entry.spec is None:
                 continue
             key = _spec_key(entry.spec)
@@ -70,7 +75,9 @@ class TPEProposer:
                     self.study.tell(trial, entry.score)
                     self.known.add(key)
             elif key not in self.known and finite and (params := spec_params(entry.spec)) is not None:
-                self.study.add_trial(create_trial(params=params, distributions=_distributions(params["type"]), value=entry.score))
+                self.study.add_trial(
+                    create_trial(params=params, distributions=_distributions(params["type"]), value=entry.score)
+                )
                 self.known.add(key)
         self.seen = len(leaderboard.entries)
 
@@ -81,9 +88,13 @@ class TPEProposer:
         self.pending.clear()
         trial = self.study.ask()
         architecture = trial.suggest_categorical("type", list(ARCHITECTURE_CHOICES))
-        head = {"type": architecture} | {name: trial.suggest_categorical(f"{architecture}.{name}", options)
-                                         for name, options in ARCHITECTURE_CHOICES[architecture].items()}
-        training = {name: trial.suggest_categorical(f"training.{name}", options) for name, options in TRAINING_CHOICES.items()}
+        head = {"type": architecture} | {
+            name: trial.suggest_categorical(f"{architecture}.{name}", options)
+            for name, options in ARCHITECTURE_CHOICES[architecture].items()
+        }
+        training = {
+            name: trial.suggest_categorical(f"training.{name}", options) for name, options in TRAINING_CHOICES.items()
+        }
         spec = {"head": head, "training": training}
         self.pending[_spec_key(spec)] = trial
         return json.loads(json.dumps(spec))

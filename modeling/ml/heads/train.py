@@ -53,11 +53,23 @@ class TrainedHead:
 def person_rows(data: TokenWindows, people: np.ndarray) -> np.ndarray:
     """The windows (with data) of ``people`` in their order; a person listed twice (a bootstrap resample) counts twice."""
     usable = data.present.any(dim=1).numpy()
-    return np.concatenate([np.flatnonzero((data.owner == person) & usable) for person in people] or [np.zeros(0, dtype=int)])
+    return np.concatenate(
+        [np.flatnonzero((data.owner == person) & usable) for person in people] or [np.zeros(0, dtype=int)]
+    )
 
 
-def fit_head(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray, *, seed: int = 0,
-             batch_size: int = 32, device: str = "cpu", classes: int | None = None) -> TrainedHead:
+def fit_head(
+    spec: HeadSpec,
+    data: TokenWindows,
+    labels: np.ndarray,
+    kind: str,
+    train_people: np.ndarray,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "cpu",
+    classes: int | None = None,
+) -> TrainedHead:
     """Train ``spec`` on the windows of ``train_people`` (each window carries its person's label)."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -72,10 +84,14 @@ def fit_head(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, 
         outputs = classes or int(labels.max()) + 1
         counts = np.bincount(window_labels, minlength=outputs).astype(np.float32)
         balanced = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / outputs, 0.0)
-        weight = torch.tensor(balanced if spec.training.class_weighting == "balanced" else (counts > 0).astype(np.float32))
+        weight = torch.tensor(
+            balanced if spec.training.class_weighting == "balanced" else (counts > 0).astype(np.float32)
+        )
         targets = torch.tensor(window_labels, dtype=torch.long)
     head = build_head(spec, dim=data.tokens.shape[-1], outputs=outputs, grid=data.grid).to(device)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=spec.training.learning_rate, weight_decay=spec.training.weight_decay)
+    optimizer = torch.optim.AdamW(
+        head.parameters(), lr=spec.training.learning_rate, weight_decay=spec.training.weight_decay
+    )
     head.train()
     for _ in range(spec.training.epochs):
         for batch in torch.randperm(len(rows), generator=generator).split(batch_size):
@@ -84,7 +100,11 @@ def fit_head(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, 
             index = torch.as_tensor(rows)[batch]
             output = head(data.tokens[index].to(device), data.present[index].to(device))
             target = targets[batch].to(device)
-            loss = F.mse_loss(output[:, 0], target) if kind == "regression" else F.cross_entropy(output, target, weight=weight.to(device))
+            loss = (
+                F.mse_loss(output[:, 0], target)
+                if kind == "regression"
+                else F.cross_entropy(output, target, weight=weight.to(device))
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -92,7 +112,9 @@ def fit_head(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, 
     return TrainedHead(head, kind, centre, scale)
 
 
-def predict_windows(trained: TrainedHead, tokens: torch.Tensor, present: torch.Tensor, device: str = "cpu") -> np.ndarray:
+def predict_windows(
+    trained: TrainedHead, tokens: torch.Tensor, present: torch.Tensor, device: str = "cpu"
+) -> np.ndarray:
     """One person's prediction from their windows (windows, patches, dim): a value, or class probabilities, averaged over
     the windows with data (a day the device was not worn says nothing; with none worn, every window's prior output)."""
     worn = present.any(dim=1)
@@ -114,10 +136,23 @@ def predict_people(trained: TrainedHead, data: TokenWindows, people: np.ndarray,
     return np.array(predictions)
 
 
-def fit_and_score(spec: HeadSpec, data: TokenWindows, labels: np.ndarray, kind: str, train_people: np.ndarray, scored_people: np.ndarray,
-                  *, seed: int = 0, batch_size: int = 32, device: str = "cpu") -> Fitted:
+def fit_and_score(
+    spec: HeadSpec,
+    data: TokenWindows,
+    labels: np.ndarray,
+    kind: str,
+    train_people: np.ndarray,
+    scored_people: np.ndarray,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> Fitted:
     """Train ``spec`` on the windows of ``train_people``; predict and score ``scored_people``."""
     trained = fit_head(spec, data, labels, kind, train_people, seed=seed, batch_size=batch_size, device=device)
     predictions = predict_people(trained, data, scored_people, device)
-    return Fitted(validation_score(kind, labels[scored_people], predictions), predictions,
-                  sum(p.numel() for p in trained.module.parameters() if p.requires_grad))
+    return Fitted(
+        validation_score(kind, labels[scored_people], predictions),
+        predictions,
+        sum(p.numel() for p in trained.module.parameters() if p.requires_grad),
+    )

@@ -20,7 +20,9 @@ WEARABLE_BIOMARKERS = ("resting_heart_rate", "daily_steps", "sleep_minutes")
 MIN_WEAR_MINUTES = 600
 MIN_WORN_DAYS_PER_BLOCK = 3
 STATIC_CODES = np.array([index for index, (_, modality) in enumerate(CODES) if modality == "static"])
-TREATMENT_CODES = np.array([index for index, (_, modality) in enumerate(CODES) if modality in ("intervention", "medication")])
+TREATMENT_CODES = np.array(
+    [index for index, (_, modality) in enumerate(CODES) if modality in ("intervention", "medication")]
+)
 MAX_PINNED_TREATMENTS = 8
 
 
@@ -34,7 +36,9 @@ def pinned_window(tokens: Tokens, start: int, stop: int) -> np.ndarray:
     return np.concatenate([prefix, treatments, rest[start:stop]])
 
 
-def wearable_summaries(timeline: Timeline, *, days: int, compliance: float, block_days: int, rng: np.random.Generator) -> list[dict]:
+def wearable_summaries(
+    timeline: Timeline, *, days: int, compliance: float, block_days: int, rng: np.random.Generator
+) -> list[dict]:
     """Block means of the daily wearable metrics (as the tokenizer would summarize daily values): the
     latent level over the worn days of each block plus the noise of averaging that many daily readings."""
     measurements = []
@@ -49,17 +53,35 @@ def wearable_summaries(timeline: Timeline, *, days: int, compliance: float, bloc
     return measurements
 
 
-def record_from_timeline(traits: Traits, index: int, timeline: Timeline, *, days: int, rng: np.random.Generator,
-                         wearable: bool, block_days: int = SUMMARY_BLOCK_DAYS) -> ParticipantRecord:
+def record_from_timeline(
+    traits: Traits,
+    index: int,
+    timeline: Timeline,
+    *,
+    days: int,
+    rng: np.random.Generator,
+    wearable: bool,
+    block_days: int = SUMMARY_BLOCK_DAYS,
+) -> ParticipantRecord:
     deaths = [event["day"] for event in timeline.events if event["name"] == "death"]
     last_day = deaths[0] if deaths else days - 1
     measurements = [{"day": m["day"], "name": m["name"], "value": m["value"]} for m in timeline.measurements]
     if wearable:
-        measurements += [m for m in wearable_summaries(timeline, days=days, compliance=float(traits.wear_compliance[index]),
-                                                       block_days=block_days, rng=rng) if m["day"] <= last_day]
-    return ParticipantRecord(age_years=float(traits.age_years[index]), sex="female" if traits.female[index] else "male",
-                             smoker=bool(traits.smoker[index]), measurements=measurements,
-                             events=[{"day": e["day"], "kind": e["kind"], "name": e["name"]} for e in timeline.events], last_day=last_day)
+        measurements += [
+            m
+            for m in wearable_summaries(
+                timeline, days=days, compliance=float(traits.wear_compliance[index]), block_days=block_days, rng=rng
+            )
+            if m["day"] <= last_day
+        ]
+    return ParticipantRecord(
+        age_years=float(traits.age_years[index]),
+        sex="female" if traits.female[index] else "male",
+        smoker=bool(traits.smoker[index]),
+        measurements=measurements,
+        events=[{"day": e["day"], "kind": e["kind"], "name": e["name"]} for e in timeline.events],
+        last_day=last_day,
+    )
 
 
 @dataclass
@@ -81,15 +103,26 @@ def worn_blocks(days: list[int], *, block_days: int = SUMMARY_BLOCK_DAYS) -> set
     return {block for block, count in counts.items() if count >= MIN_WORN_DAYS_PER_BLOCK}
 
 
-def simulated_records(*, participants: int, days: int, seed: int, intervention_probability: float = 0.6,
-                      wearable_probability: float = 0.6, unknown_smoking_probability: float = 0.0,
-                      traits: Traits | None = None) -> SimulatedRecords:
+def simulated_records(
+    *,
+    participants: int,
+    days: int,
+    seed: int,
+    intervention_probability: float = 0.6,
+    wearable_probability: float = 0.6,
+    unknown_smoking_probability: float = 0.0,
+    traits: Traits | None = None,
+) -> SimulatedRecords:
     """``participants`` simulated people over ``days`` days; participant i is the same whatever the count.
 
     ``unknown_smoking_probability``: the share of records whose smoking status is withheld, as on the
     site, which does not record it; training uses it so a record without the smoker token is familiar.
     It draws from the participant's stream only when above 0, so other records stay as they were."""
-    traits = traits if traits is not None else sample_traits(participants, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))))
+    traits = (
+        traits
+        if traits is not None
+        else sample_traits(participants, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))))
+    )
     records, given = [], []
     for index in range(len(traits)):
         stream = participant_stream(seed, index)
@@ -141,6 +174,9 @@ class TimelineWindows:
         return self.input_ids.shape[0]
 
     def batch(self, indices: torch.Tensor) -> dict:
-        return {"input_ids": self.input_ids[indices], "days": self.days[indices], "age_years": self.age_years[indices],
-                "valid": self.valid[indices]}
-
+        return {
+            "input_ids": self.input_ids[indices],
+            "days": self.days[indices],
+            "age_years": self.age_years[indices],
+            "valid": self.valid[indices],
+        }

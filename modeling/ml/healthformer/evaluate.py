@@ -18,7 +18,13 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from modeling.ml.bootstrap import paired_draws, percentile_interval
-from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, baseline_biomarkers, simulate_timeline, simulate_trial
+from modeling.ml.data.clinical import (
+    BIOMARKER_BY_NAME,
+    ENDPOINTS,
+    baseline_biomarkers,
+    simulate_timeline,
+    simulate_trial,
+)
 from modeling.ml.data.traits import sample_traits
 from modeling.ml.healthformer.data import participant_stream, record_from_timeline, simulated_records
 from modeling.ml.healthformer.generate import simulate
@@ -29,16 +35,28 @@ Progress = Callable[[float, str], None]
 
 # (intervention, biomarker, population): each a randomized two-arm trial in the simulator.
 TRIALS = (
-    ("statin", "ldl", "general"), ("statin", "ldl", "high_ldl"), ("statin", "triglycerides", "general"), ("statin", "hdl", "general"),
+    ("statin", "ldl", "general"),
+    ("statin", "ldl", "high_ldl"),
+    ("statin", "triglycerides", "general"),
+    ("statin", "hdl", "general"),
     ("statin", "crp", "general"),
-    ("antihypertensive", "systolic_bp", "hypertensive"), ("antihypertensive", "diastolic_bp", "hypertensive"),
-    ("antihypertensive", "systolic_bp", "general"), ("antihypertensive", "systolic_bp", "older"),
-    ("exercise_programme", "systolic_bp", "general"), ("exercise_programme", "weight", "overweight"),
-    ("exercise_programme", "hba1c", "prediabetic"), ("exercise_programme", "resting_heart_rate", "general"),
-    ("exercise_programme", "daily_steps", "general"), ("exercise_programme", "hdl", "general"),
-    ("diet_change", "weight", "overweight"), ("diet_change", "ldl", "general"), ("diet_change", "hba1c", "prediabetic"),
-    ("diet_change", "triglycerides", "general"), ("diet_change", "systolic_bp", "older"),
-    ("sleep_extension", "sleep_minutes", "general"), ("sleep_extension", "systolic_bp", "hypertensive"),
+    ("antihypertensive", "systolic_bp", "hypertensive"),
+    ("antihypertensive", "diastolic_bp", "hypertensive"),
+    ("antihypertensive", "systolic_bp", "general"),
+    ("antihypertensive", "systolic_bp", "older"),
+    ("exercise_programme", "systolic_bp", "general"),
+    ("exercise_programme", "weight", "overweight"),
+    ("exercise_programme", "hba1c", "prediabetic"),
+    ("exercise_programme", "resting_heart_rate", "general"),
+    ("exercise_programme", "daily_steps", "general"),
+    ("exercise_programme", "hdl", "general"),
+    ("diet_change", "weight", "overweight"),
+    ("diet_change", "ldl", "general"),
+    ("diet_change", "hba1c", "prediabetic"),
+    ("diet_change", "triglycerides", "general"),
+    ("diet_change", "systolic_bp", "older"),
+    ("sleep_extension", "sleep_minutes", "general"),
+    ("sleep_extension", "systolic_bp", "hypertensive"),
     ("sleep_extension", "resting_heart_rate", "general"),
 )
 
@@ -60,8 +78,14 @@ class TwinReportSettings:
 
 def record_until(record: ParticipantRecord, day: int) -> ParticipantRecord:
     """The record as it stood at the end of ``day``."""
-    return ParticipantRecord(record.age_years, record.sex, record.smoker, [m for m in record.measurements if m["day"] <= day],
-                             [e for e in record.events if e["day"] <= day], min(day, record.last_day))
+    return ParticipantRecord(
+        record.age_years,
+        record.sex,
+        record.smoker,
+        [m for m in record.measurements if m["day"] <= day],
+        [e for e in record.events if e["day"] <= day],
+        min(day, record.last_day),
+    )
 
 
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -76,66 +100,125 @@ def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *
     events and non-events separately, so every resample keeps the endpoint's events)."""
     point = (_auroc(labels, model), _auroc(labels, score))
     if None in point:
-        return {"model": point[0], "model_ci": [None, None], "score": point[1], "score_ci": [None, None], "difference": None,
-                "difference_ci": [None, None]}
+        return {
+            "model": point[0],
+            "model_ci": [None, None],
+            "score": point[1],
+            "score_ci": [None, None],
+            "difference": None,
+            "difference_ci": [None, None],
+        }
     draws = paired_draws(roc_auc_score, labels, model, score, resamples=resamples, seed=seed, stratify=True)
-    return {"model": point[0], "model_ci": list(percentile_interval(draws[:, 0])), "score": point[1],
-            "score_ci": list(percentile_interval(draws[:, 1])), "difference": point[0] - point[1],
-            "difference_ci": list(percentile_interval(draws[:, 2]))}
+    return {
+        "model": point[0],
+        "model_ci": list(percentile_interval(draws[:, 0])),
+        "score": point[1],
+        "score_ci": list(percentile_interval(draws[:, 1])),
+        "difference": point[0] - point[1],
+        "difference_ci": list(percentile_interval(draws[:, 2])),
+    }
 
 
 def risk_table(model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None) -> dict:
     days = settings.history_days + settings.horizon_days
-    simulated = simulated_records(participants=settings.participants, days=days, seed=settings.seed, intervention_probability=0.0)
+    simulated = simulated_records(
+        participants=settings.participants, days=days, seed=settings.seed, intervention_probability=0.0
+    )
     cutoff = settings.history_days - 1
     kept = [i for i, record in enumerate(simulated.records) if record.last_day >= cutoff]  # alive at the prediction day
     histories = [record_until(simulated.records[i], cutoff) for i in kept]
     progress(0.05, f"sampling {settings.samples} futures of {settings.horizon_days} days for {len(kept)} participants")
-    rollouts = simulate(model, tokenizer, [tokenizer.encode(history) for history in histories], arms=[None],
-                        horizon_days=settings.horizon_days, samples=settings.samples, seed=settings.seed, max_new_tokens=320,
-                        grid_step_days=settings.horizon_days)
+    rollouts = simulate(
+        model,
+        tokenizer,
+        [tokenizer.encode(history) for history in histories],
+        arms=[None],
+        horizon_days=settings.horizon_days,
+        samples=settings.samples,
+        seed=settings.seed,
+        max_new_tokens=320,
+        grid_step_days=settings.horizon_days,
+    )
     model_risk = rollouts.risk[:, 0].mean(axis=1)  # (participants, endpoints)
-    scores = [clinical_scores(history, height_m=float(simulated.traits.height_m[i])) for i, history in zip(kept, histories, strict=True)]
+    scores = [
+        clinical_scores(history, height_m=float(simulated.traits.height_m[i]))
+        for i, history in zip(kept, histories, strict=True)
+    ]
     rows = []
     for endpoint, (score_name, _) in ENDPOINT_SCORES.items():
         column = ENDPOINTS.index(endpoint)
         prevalent = np.array([any(e["name"] == endpoint for e in h.events) for h in histories])
-        outcome = np.array([any(e["name"] == endpoint and cutoff < e["day"] <= cutoff + settings.horizon_days for e in simulated.records[i].events)
-                            for i in kept])
+        outcome = np.array(
+            [
+                any(
+                    e["name"] == endpoint and cutoff < e["day"] <= cutoff + settings.horizon_days
+                    for e in simulated.records[i].events
+                )
+                for i in kept
+            ]
+        )
         eligible = ~prevalent
         labels = outcome[eligible].astype(int)
-        result = paired_bootstrap(labels, model_risk[eligible, column], np.array([s[endpoint] for s in scores])[eligible],
-                                  resamples=settings.bootstrap, seed=settings.seed + column)
-        rows.append({"endpoint": endpoint, "score_name": score_name, "at_risk": int(eligible.sum()), "events": int(labels.sum()),
-                     "observed_incidence": float(labels.mean()) if len(labels) else None,
-                     "predicted_incidence": float(model_risk[eligible, column].mean()) if eligible.any() else None, **result,
-                     "few_events": int(labels.sum()) < MIN_EVENTS,
-                     "win": result["difference"] is not None and result["difference"] > 0,
-                     "significant_win": result["difference"] is not None and bool(result["difference_ci"][0] > 0),
-                     "significant_loss": result["difference"] is not None and bool(result["difference_ci"][1] < 0)})
+        result = paired_bootstrap(
+            labels,
+            model_risk[eligible, column],
+            np.array([s[endpoint] for s in scores])[eligible],
+            resamples=settings.bootstrap,
+            seed=settings.seed + column,
+        )
+        rows.append(
+            {
+                "endpoint": endpoint,
+                "score_name": score_name,
+                "at_risk": int(eligible.sum()),
+                "events": int(labels.sum()),
+                "observed_incidence": float(labels.mean()) if len(labels) else None,
+                "predicted_incidence": float(model_risk[eligible, column].mean()) if eligible.any() else None,
+                **result,
+                "few_events": int(labels.sum()) < MIN_EVENTS,
+                "win": result["difference"] is not None and result["difference"] > 0,
+                "significant_win": result["difference"] is not None and bool(result["difference_ci"][0] > 0),
+                "significant_loss": result["difference"] is not None and bool(result["difference_ci"][1] < 0),
+            }
+        )
     return {"rows": rows, "participants": len(kept), **risk_counts(rows), "settings": asdict(settings)}
 
 
 def risk_counts(rows: list[dict]) -> dict:
     """Wins and losses over the endpoints with at least MIN_EVENTS events (the others are shown, not counted)."""
     counted = [row for row in rows if not row["few_events"]]
-    return {"min_events": MIN_EVENTS, "counted_endpoints": len(counted), "wins": sum(row["win"] for row in counted),
-            "significant_wins": sum(row["significant_win"] for row in counted),
-            "significant_losses": sum(row["significant_loss"] for row in counted), "wins_all_endpoints": sum(row["win"] for row in rows)}
+    return {
+        "min_events": MIN_EVENTS,
+        "counted_endpoints": len(counted),
+        "wins": sum(row["win"] for row in counted),
+        "significant_wins": sum(row["significant_win"] for row in counted),
+        "significant_losses": sum(row["significant_loss"] for row in counted),
+        "wins_all_endpoints": sum(row["win"] for row in rows),
+    }
 
 
 def populations(traits) -> dict[str, np.ndarray]:
     base = baseline_biomarkers(traits)
-    return {"general": np.ones(len(traits), dtype=bool), "older": traits.age_years >= 60, "high_ldl": base["ldl"] >= 150,
-            "hypertensive": base["systolic_bp"] >= 135, "prediabetic": base["hba1c"] >= 5.7, "overweight": traits.bmi >= 27}
+    return {
+        "general": np.ones(len(traits), dtype=bool),
+        "older": traits.age_years >= 60,
+        "high_ldl": base["ldl"] >= 150,
+        "hypertensive": base["systolic_bp"] >= 135,
+        "prediabetic": base["hba1c"] >= 5.7,
+        "overweight": traits.bmi >= 27,
+    }
 
 
-def trial_table(model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None, trials=TRIALS) -> dict:
+def trial_table(
+    model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None, trials=TRIALS
+) -> dict:
     pool = sample_traits(6000, np.random.default_rng(np.random.SeedSequence(settings.seed + 1, spawn_key=(0,))))
     members = populations(pool)
     rows, pooled = [], {}
     for number, (intervention, biomarker, population) in enumerate(trials):
-        progress(number / len(trials), f"trial {number + 1} of {len(trials)}: {intervention} on {biomarker} ({population})")
+        progress(
+            number / len(trials), f"trial {number + 1} of {len(trials)}: {intervention} on {biomarker} ({population})"
+        )
         rng = np.random.default_rng(np.random.SeedSequence(settings.seed + 2, spawn_key=(number,)))
         indices, histories, excluded = [], [], 0
         for index in rng.permutation(np.flatnonzero(members[population])):  # enrol until the trial is full
@@ -143,8 +226,13 @@ def trial_table(model, tokenizer, settings: TwinReportSettings, *, progress: Pro
             # already taking the treatment (usual care started it) are not eligible.
             stream = participant_stream(settings.seed + 3, int(index))
             timeline = simulate_timeline(pool, int(index), settings.history_days, stream)
-            record = record_from_timeline(pool, int(index), timeline, days=settings.history_days, rng=stream, wearable=True)
-            if any(event["name"] == intervention for event in record.events) or record.last_day < settings.history_days - 1:
+            record = record_from_timeline(
+                pool, int(index), timeline, days=settings.history_days, rng=stream, wearable=True
+            )
+            if (
+                any(event["name"] == intervention for event in record.events)
+                or record.last_day < settings.history_days - 1
+            ):
                 excluded += 1
                 continue
             indices.append(int(index))
@@ -152,28 +240,61 @@ def trial_table(model, tokenizer, settings: TwinReportSettings, *, progress: Pro
             if len(indices) == settings.trial_participants:
                 break
         trial = simulate_trial(pool.subset(np.array(indices)), intervention, biomarker, rng, days=settings.trial_days)
-        rollouts = simulate(model, tokenizer, histories, arms=[None, intervention], horizon_days=settings.trial_days,
-                            samples=settings.trial_samples, seed=settings.seed + number, grid_step_days=settings.trial_days,
-                            max_new_tokens=128, readout=settings.readout)
+        rollouts = simulate(
+            model,
+            tokenizer,
+            histories,
+            arms=[None, intervention],
+            horizon_days=settings.trial_days,
+            samples=settings.trial_samples,
+            seed=settings.seed + number,
+            grid_step_days=settings.trial_days,
+            max_new_tokens=128,
+            readout=settings.readout,
+        )
         column = BIOMARKER_NAMES.index(biomarker)
-        predicted = (rollouts.expected[:, 1, :, -1, column] - rollouts.expected[:, 0, :, -1, column]).mean(axis=1)  # (participants,)
+        predicted = (rollouts.expected[:, 1, :, -1, column] - rollouts.expected[:, 0, :, -1, column]).mean(
+            axis=1
+        )  # (participants,)
         predicted_mean = float(predicted.mean())
         low, high = trial.ci95
-        r = float(np.corrcoef(predicted, trial.true_individual_effect)[0, 1]) if predicted.std() > 0 and trial.true_individual_effect.std() > 0 else None
+        r = (
+            float(np.corrcoef(predicted, trial.true_individual_effect)[0, 1])
+            if predicted.std() > 0 and trial.true_individual_effect.std() > 0
+            else None
+        )
         pooled.setdefault(biomarker, ([], []))
         pooled[biomarker][0].extend(predicted.tolist())
         pooled[biomarker][1].extend(trial.true_individual_effect.tolist())
-        rows.append({"intervention": intervention, "biomarker": biomarker, "unit": BIOMARKER_BY_NAME[biomarker].unit, "population": population,
-                     "participants": len(indices), "excluded_already_treated_or_dead": excluded, "trial_estimate": trial.estimated_effect, "trial_ci95": [low, high],
-                     "true_average_effect": trial.true_average_effect, "predicted_mean": predicted_mean,
-                     "direction_correct": bool(np.sign(predicted_mean) == np.sign(trial.true_average_effect)),
-                     "direction_matches_trial": bool(np.sign(predicted_mean) == np.sign(trial.estimated_effect)),
-                     "inside_ci": bool(low <= predicted_mean <= high), "individual_r": r})
-    correlation = {name: float(np.corrcoef(p, t)[0, 1]) for name, (p, t) in pooled.items() if np.std(p) > 0 and np.std(t) > 0}
-    return {"rows": rows, "direction_correct_pct": 100 * np.mean([row["direction_correct"] for row in rows]),
-            "direction_matches_trial_pct": 100 * np.mean([row["direction_matches_trial"] for row in rows]),
-            "inside_ci_pct": 100 * np.mean([row["inside_ci"] for row in rows]), "individual_r_by_biomarker": correlation,
-            "settings": asdict(settings)}
+        rows.append(
+            {
+                "intervention": intervention,
+                "biomarker": biomarker,
+                "unit": BIOMARKER_BY_NAME[biomarker].unit,
+                "population": population,
+                "participants": len(indices),
+                "excluded_already_treated_or_dead": excluded,
+                "trial_estimate": trial.estimated_effect,
+                "trial_ci95": [low, high],
+                "true_average_effect": trial.true_average_effect,
+                "predicted_mean": predicted_mean,
+                "direction_correct": bool(np.sign(predicted_mean) == np.sign(trial.true_average_effect)),
+                "direction_matches_trial": bool(np.sign(predicted_mean) == np.sign(trial.estimated_effect)),
+                "inside_ci": bool(low <= predicted_mean <= high),
+                "individual_r": r,
+            }
+        )
+    correlation = {
+        name: float(np.corrcoef(p, t)[0, 1]) for name, (p, t) in pooled.items() if np.std(p) > 0 and np.std(t) > 0
+    }
+    return {
+        "rows": rows,
+        "direction_correct_pct": 100 * np.mean([row["direction_correct"] for row in rows]),
+        "direction_matches_trial_pct": 100 * np.mean([row["direction_matches_trial"] for row in rows]),
+        "inside_ci_pct": 100 * np.mean([row["inside_ci"] for row in rows]),
+        "individual_r_by_biomarker": correlation,
+        "settings": asdict(settings),
+    }
 
 
 def _number(value, decimals=2) -> str:
@@ -182,63 +303,104 @@ def _number(value, decimals=2) -> str:
 
 def risk_markdown(table: dict, header: str) -> str:
     flagged = [row["endpoint"] for row in table["rows"] if row["few_events"]]
-    lines = [header, "", f"{table['participants']} participants. Counting the {table['counted_endpoints']} endpoints with at least "
-             f"{table['min_events']} events, the model wins on **{table['wins']} of {table['counted_endpoints']}** (AUROC point estimate); "
-             f"{table['significant_wins']} significantly (95 % CI of the paired difference above 0), {table['significant_losses']} "
-             f"significant losses."
-             + (f" Endpoints with fewer than {table['min_events']} events (marked †: {', '.join(flagged)}) are shown but not counted; "
-                f"on all {len(table['rows'])}, the model's point estimate is higher on {table['wins_all_endpoints']}." if flagged else ""),
-             "", "Bootstrap CIs are stratified: events and non-events are resampled separately, so every resample keeps the endpoint's events.", "",
-             "| endpoint | at risk | events | observed / predicted incidence | twin AUROC [95 % CI] | clinical score | score AUROC [95 % CI] | difference [95 % CI] |",
-             "|---|---:|---:|---:|---:|---|---:|---:|"]
+    lines = [
+        header,
+        "",
+        f"{table['participants']} participants. Counting the {table['counted_endpoints']} endpoints with at least "
+        f"{table['min_events']} events, the model wins on **{table['wins']} of {table['counted_endpoints']}** (AUROC point estimate); "
+        f"{table['significant_wins']} significantly (95 % CI of the paired difference above 0), {table['significant_losses']} "
+        f"significant losses."
+        + (
+            f" Endpoints with fewer than {table['min_events']} events (marked †: {', '.join(flagged)}) are shown but not counted; "
+            f"on all {len(table['rows'])}, the model's point estimate is higher on {table['wins_all_endpoints']}."
+            if flagged
+            else ""
+        ),
+        "",
+        "Bootstrap CIs are stratified: events and non-events are resampled separately, so every resample keeps the endpoint's events.",
+        "",
+        "| endpoint | at risk | events | observed / predicted incidence | twin AUROC [95 % CI] | clinical score | score AUROC [95 % CI] | difference [95 % CI] |",
+        "|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
     for row in table["rows"]:
-        lines.append(f"| {row['endpoint']}{' †' if row['few_events'] else ''} | {row['at_risk']} | {row['events']} | {_number(row['observed_incidence'], 3)} / "
-                     f"{_number(row['predicted_incidence'], 3)} | {_number(row['model'])} [{_number(row['model_ci'][0])}, {_number(row['model_ci'][1])}] | "
-                     f"{row['score_name']} | {_number(row['score'])} [{_number(row['score_ci'][0])}, {_number(row['score_ci'][1])}] | "
-                     f"{_number(row['difference'])} [{_number(row['difference_ci'][0])}, {_number(row['difference_ci'][1])}] |")
+        lines.append(
+            f"| {row['endpoint']}{' †' if row['few_events'] else ''} | {row['at_risk']} | {row['events']} | {_number(row['observed_incidence'], 3)} / "
+            f"{_number(row['predicted_incidence'], 3)} | {_number(row['model'])} [{_number(row['model_ci'][0])}, {_number(row['model_ci'][1])}] | "
+            f"{row['score_name']} | {_number(row['score'])} [{_number(row['score_ci'][0])}, {_number(row['score_ci'][1])}] | "
+            f"{_number(row['difference'])} [{_number(row['difference_ci'][0])}, {_number(row['difference_ci'][1])}] |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def trial_markdown(table: dict, header: str) -> str:
     correlation = ", ".join(f"{name} {value:.2f}" for name, value in sorted(table["individual_r_by_biomarker"].items()))
-    lines = [header, "", f"{len(table['rows'])} trials. Direction correct (vs the true average effect): **{table['direction_correct_pct']:.0f} %**; "
-             f"(vs the trial's estimate: {table['direction_matches_trial_pct']:.0f} %); predicted mean inside the trial's 95 % CI: "
-             f"**{table['inside_ci_pct']:.0f} %**.", "", f"Pearson r of predicted against true individual changes, pooled per biomarker: {correlation}.",
-             "", "| intervention | biomarker | population | n | trial estimate [95 % CI] | true average | twin prediction | direction | in CI | individual r |",
-             "|---|---|---|---:|---:|---:|---:|:-:|:-:|---:|"]
+    lines = [
+        header,
+        "",
+        f"{len(table['rows'])} trials. Direction correct (vs the true average effect): **{table['direction_correct_pct']:.0f} %**; "
+        f"(vs the trial's estimate: {table['direction_matches_trial_pct']:.0f} %); predicted mean inside the trial's 95 % CI: "
+        f"**{table['inside_ci_pct']:.0f} %**.",
+        "",
+        f"Pearson r of predicted against true individual changes, pooled per biomarker: {correlation}.",
+        "",
+        "| intervention | biomarker | population | n | trial estimate [95 % CI] | true average | twin prediction | direction | in CI | individual r |",
+        "|---|---|---|---:|---:|---:|---:|:-:|:-:|---:|",
+    ]
     for row in table["rows"]:
         low, high = row["trial_ci95"]
-        lines.append(f"| {row['intervention']} | {row['biomarker']} ({row['unit']}) | {row['population']} | {row['participants']} | "
-                     f"{row['trial_estimate']:.2f} [{low:.2f}, {high:.2f}] | {row['true_average_effect']:.2f} | {row['predicted_mean']:.2f} | "
-                     f"{'✓' if row['direction_correct'] else '✗'} | {'✓' if row['inside_ci'] else '✗'} | {_number(row['individual_r'])} |")
+        lines.append(
+            f"| {row['intervention']} | {row['biomarker']} ({row['unit']}) | {row['population']} | {row['participants']} | "
+            f"{row['trial_estimate']:.2f} [{low:.2f}, {high:.2f}] | {row['true_average_effect']:.2f} | {row['predicted_mean']:.2f} | "
+            f"{'✓' if row['direction_correct'] else '✗'} | {'✓' if row['inside_ci'] else '✗'} | {_number(row['individual_r'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def twin_report(model_dir: Path, settings: TwinReportSettings, *, output_dir: Path | None = None, progress: Progress = lambda *args: None,
-                parts: tuple[str, ...] = ("risk", "trials")) -> dict:
+def twin_report(
+    model_dir: Path,
+    settings: TwinReportSettings,
+    *,
+    output_dir: Path | None = None,
+    progress: Progress = lambda *args: None,
+    parts: tuple[str, ...] = ("risk", "trials"),
+) -> dict:
     """Both tables (markdown + JSON in ``output_dir``); refuses the model's own training seed."""
     from modeling.ml.healthformer.training import load_twin, training_seed
 
     if training_seed(model_dir) in (settings.seed, settings.seed + 1, settings.seed + 3):
-        raise ValueError(f"seed {settings.seed} overlaps the model's training seed: use another so the participants are new")
+        raise ValueError(
+            f"seed {settings.seed} overlaps the model's training seed: use another so the participants are new"
+        )
     model, tokenizer = load_twin(model_dir, settings.device)
     training = json.loads((Path(model_dir) / "training.json").read_text())
-    header = (f"Model `{model_dir}` ({training['size']}, {training['parameters']:,} parameters, {training['steps']} steps on "
-              f"{training['participants']} simulated participants, seed {training['seed']}); evaluation seed {settings.seed}.")
+    header = (
+        f"Model `{model_dir}` ({training['size']}, {training['parameters']:,} parameters, {training['steps']} steps on "
+        f"{training['participants']} simulated participants, seed {training['seed']}); evaluation seed {settings.seed}."
+    )
     report = {}
     if "risk" in parts:
         table = risk_table(model, tokenizer, settings, progress=lambda f, m: progress(0.5 * f, m))
-        report["risk"] = {"table": table, "markdown": risk_markdown(
-            table, f"# Digital twin: endpoint risk against clinical scores\n\n{header} A year of history, risk within the next "
-                   f"{settings.horizon_days} days from {settings.samples} sampled futures per participant; bootstrap: {settings.bootstrap} resamples.")}
+        report["risk"] = {
+            "table": table,
+            "markdown": risk_markdown(
+                table,
+                f"# Digital twin: endpoint risk against clinical scores\n\n{header} A year of history, risk within the next "
+                f"{settings.horizon_days} days from {settings.samples} sampled futures per participant; bootstrap: {settings.bootstrap} resamples.",
+            ),
+        }
     if "trials" in parts:
         table = trial_table(model, tokenizer, settings, progress=lambda f, m: progress(0.5 + 0.5 * f, m))
-        report["trials"] = {"table": table, "markdown": trial_markdown(
-            table, f"# Digital twin: randomized trials in the simulator\n\n{header} Each trial: {settings.trial_participants} participants "
-                   f"randomized 1:1 (people whose usual care had already started the treatment, or who died, during the year before are not "
-                   f"eligible), outcome change at {settings.trial_days} days; the twin predicts every participant's change from "
-                   f"{settings.trial_samples} paired futures (common random numbers) with and without the intervention token after a year of history; "
-                   f"the biomarker at the horizon is read as `{settings.readout}` (see `healthformer/generate.py`).")}
+        report["trials"] = {
+            "table": table,
+            "markdown": trial_markdown(
+                table,
+                f"# Digital twin: randomized trials in the simulator\n\n{header} Each trial: {settings.trial_participants} participants "
+                f"randomized 1:1 (people whose usual care had already started the treatment, or who died, during the year before are not "
+                f"eligible), outcome change at {settings.trial_days} days; the twin predicts every participant's change from "
+                f"{settings.trial_samples} paired futures (common random numbers) with and without the intervention token after a year of history; "
+                f"the biomarker at the horizon is read as `{settings.readout}` (see `healthformer/generate.py`).",
+            ),
+        }
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         for name, part in report.items():

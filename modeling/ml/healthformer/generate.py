@@ -69,9 +69,22 @@ def crop_history(tokens: Tokens, max_tokens: int) -> tuple[np.ndarray, np.ndarra
 
 
 @torch.inference_mode()
-def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tokens], *, arms: list[str | None], horizon_days: int,
-             samples: int, seed: int, grid_step_days: int = 7, max_history_tokens: int = 192, max_new_tokens: int = 256,
-             batch_rows: int = 2048, compact_below: float = 0.75, readout: str = "measured") -> Rollouts:
+def simulate(
+    model: HealthFormerModel,
+    tokenizer: Tokenizer,
+    histories: list[Tokens],
+    *,
+    arms: list[str | None],
+    horizon_days: int,
+    samples: int,
+    seed: int,
+    grid_step_days: int = 7,
+    max_history_tokens: int = 192,
+    max_new_tokens: int = 256,
+    batch_rows: int = 2048,
+    compact_below: float = 0.75,
+    readout: str = "measured",
+) -> Rollouts:
     """Roll every history forward ``horizon_days`` days from its last day, ``samples`` times per arm.
 
     ``arms`` are intervention names (started on the history's last day) or None for no intervention.
@@ -86,17 +99,38 @@ def simulate(model: HealthFormerModel, tokenizer: Tokenizer, histories: list[Tok
     if grid[-1] != horizon_days:
         grid = np.append(grid, horizon_days)
     participants_per_chunk = max(1, batch_rows // (len(arms) * samples))
-    bins = torch.tensor(np.stack([tokenizer.measurement_ids(name) for name in BIOMARKER_NAMES]), device=device)  # (biomarkers, bins)
-    centers = torch.tensor(np.stack([tokenizer.centers[name] for name in BIOMARKER_NAMES]), dtype=torch.float32, device=device)
+    bins = torch.tensor(
+        np.stack([tokenizer.measurement_ids(name) for name in BIOMARKER_NAMES]), device=device
+    )  # (biomarkers, bins)
+    centers = torch.tensor(
+        np.stack([tokenizer.centers[name] for name in BIOMARKER_NAMES]), dtype=torch.float32, device=device
+    )
     endpoints = torch.tensor([endpoint_token(tokenizer, name) for name in ENDPOINTS], device=device)
     death = tokenizer.token_id("endpoint:death")
     arm_ids = torch.tensor([tokenizer.token_id(f"intervention:{arm}") if arm else 0 for arm in arms], device=device)
     outputs = []
     for chunk_index, first in enumerate(range(0, len(histories), participants_per_chunk)):
-        chunk = histories[first:first + participants_per_chunk]
+        chunk = histories[first : first + participants_per_chunk]
         generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + chunk_index)
-        outputs.append(_simulate_chunk(model, chunk, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens,
-                                       bins, centers, endpoints, death, generator, compact_below, readout))
+        outputs.append(
+            _simulate_chunk(
+                model,
+                chunk,
+                arm_ids,
+                samples,
+                horizon_days,
+                grid,
+                max_history_tokens,
+                max_new_tokens,
+                bins,
+                centers,
+                endpoints,
+                death,
+                generator,
+                compact_below,
+                readout,
+            )
+        )
     expected, risk, ids, days = (np.concatenate([output[i] for output in outputs]) for i in range(4))
     return Rollouts(grid, expected, risk, ids, days, list(arms), horizon_days)
 
@@ -114,6 +148,7 @@ def inverse_cdf_sample(probabilities: torch.Tensor, uniform: torch.Tensor) -> to
 @dataclass
 class RolloutStart:
     """Every row (participant, arm, sample) on the start day, after its arm's token: what step 0 samples from."""
+
     cache: SharedPrefixCache  # the participants' histories, shared by their rows, and each row's arm token
     logits: torch.Tensor  # (rows, vocab) the prediction right after the start token
     rate: torch.Tensor  # (rows,)
@@ -121,16 +156,26 @@ class RolloutStart:
     start_day: torch.Tensor  # (rows,) the history's last day
 
 
-def start_rollouts(model: HealthFormerModel, histories: list[Tokens], arm_ids: torch.Tensor, *, samples: int, max_history_tokens: int,
-                   max_new_tokens: int) -> RolloutStart:
+def start_rollouts(
+    model: HealthFormerModel,
+    histories: list[Tokens],
+    arm_ids: torch.Tensor,
+    *,
+    samples: int,
+    max_history_tokens: int,
+    max_new_tokens: int,
+) -> RolloutStart:
     """Prefill each history once and give each of its ``arms x samples`` rows its arm's token on the last day: the
     intervention token (``arm_ids`` > 0) or, for a control arm (0), a masked placeholder, so that every row's cache
     has the same length; a control row's prediction is the history's own."""
     device = model.device
     cropped = [crop_history(tokens, max_history_tokens) for tokens in histories]
     count = len(histories)
-    ages = torch.tensor([np.nan if tokens.age_years is None else tokens.age_years for tokens in histories], dtype=torch.float32,
-                        device=device)
+    ages = torch.tensor(
+        [np.nan if tokens.age_years is None else tokens.age_years for tokens in histories],
+        dtype=torch.float32,
+        device=device,
+    )
     start_day = torch.tensor([tokens.last_day for tokens in histories], dtype=torch.long, device=device)
     history, logits, rate = _prefill_by_length(model, cropped, ages)
     arms = len(arm_ids)
@@ -140,12 +185,18 @@ def start_rollouts(model: HealthFormerModel, histories: list[Tokens], arm_ids: t
     age, start = ages[rows], start_day[rows]
     treated = arm_ids[row_arm] > 0
     step_logits, step_rate = model.decode_step(cache, arm_ids[row_arm], start, start, age, treated)
-    return RolloutStart(cache, torch.where(treated[:, None], step_logits, logits[rows]), torch.where(treated, step_rate, rate[rows]), age,
-                        start)
+    return RolloutStart(
+        cache,
+        torch.where(treated[:, None], step_logits, logits[rows]),
+        torch.where(treated, step_rate, rate[rows]),
+        age,
+        start,
+    )
 
 
-def _prefill_by_length(model: HealthFormerModel, cropped: list[tuple[np.ndarray, np.ndarray]], ages: torch.Tensor,
-                       buckets: int = 4) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
+def _prefill_by_length(
+    model: HealthFormerModel, cropped: list[tuple[np.ndarray, np.ndarray]], ages: torch.Tensor, buckets: int = 4
+) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
     """Prefill histories (ids, days) in ``buckets`` batches of similar length, each padded only to its own longest, into
     one left-padded cache: (cache, last logits (histories, vocab), last rate (histories,)). Padding every history to
     the longest of all would spend about a fifth of the prefill on padding."""
@@ -163,25 +214,44 @@ def _prefill_by_length(model: HealthFormerModel, cropped: list[tuple[np.ndarray,
         valid = torch.zeros(len(members), width, dtype=torch.bool)
         for row, index in enumerate(members):  # left padding: every history ends at the last column
             ids, token_days = cropped[index]
-            input_ids[row, width - len(ids):] = torch.from_numpy(ids)
-            days[row, width - len(ids):] = torch.from_numpy(token_days)
-            days[row, :width - len(ids)] = int(token_days[0]) if len(ids) else 0
-            valid[row, width - len(ids):] = True
+            input_ids[row, width - len(ids) :] = torch.from_numpy(ids)
+            days[row, width - len(ids) :] = torch.from_numpy(token_days)
+            days[row, : width - len(ids)] = int(token_days[0]) if len(ids) else 0
+            valid[row, width - len(ids) :] = True
         rows = torch.from_numpy(members).to(device)
-        part, logits[rows], rate[rows] = model.prefill(input_ids.to(device), days.to(device), ages[rows], valid.to(device), capacity=width)
+        part, logits[rows], rate[rows] = model.prefill(
+            input_ids.to(device), days.to(device), ages[rows], valid.to(device), capacity=width
+        )
         for layer in range(len(cache.keys)):
-            cache.keys[layer][rows, :, length - width:] = part.keys[layer]
-            cache.values[layer][rows, :, length - width:] = part.values[layer]
-        cache.valid[rows, length - width:] = part.valid
+            cache.keys[layer][rows, :, length - width :] = part.keys[layer]
+            cache.values[layer][rows, :, length - width :] = part.values[layer]
+        cache.valid[rows, length - width :] = part.valid
         cache.treatment_start[rows] = part.treatment_start
     return cache, logits, rate
 
 
-def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_history_tokens, max_new_tokens, bins, centers, endpoints,
-                    death, generator, compact_below, readout):
+def _simulate_chunk(
+    model,
+    histories,
+    arm_ids,
+    samples,
+    horizon_days,
+    grid,
+    max_history_tokens,
+    max_new_tokens,
+    bins,
+    centers,
+    endpoints,
+    death,
+    generator,
+    compact_below,
+    readout,
+):
     device = model.device
     count, arms = len(histories), len(arm_ids)
-    begun = start_rollouts(model, histories, arm_ids, samples=samples, max_history_tokens=max_history_tokens, max_new_tokens=max_new_tokens)
+    begun = start_rollouts(
+        model, histories, arm_ids, samples=samples, max_history_tokens=max_history_tokens, max_new_tokens=max_new_tokens
+    )
     cache, logits, rate, age, start = begun.cache, begun.logits, begun.rate, begun.age, begun.start_day
     total = count * arms * samples
     grid_days = torch.tensor(grid, device=device)
@@ -195,7 +265,9 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
     members = torch.arange(total, device=device)
     expected = torch.full((total, len(grid), biomarkers), float("nan"), device=device)
     measured_grid = torch.full_like(expected, float("nan"))
-    measured = torch.full((total, biomarkers), float("nan"), device=device)  # the latest sampled measurement's expectation
+    measured = torch.full(
+        (total, biomarkers), float("nan"), device=device
+    )  # the latest sampled measurement's expectation
     bin_biomarker = torch.full((int(bins.max()) + 1,), -1, dtype=torch.long, device=device)
     bin_biomarker[bins.reshape(-1)] = torch.arange(biomarkers, device=device).repeat_interleave(bins.shape[1])
     survival = torch.ones(total, len(endpoints), device=device)
@@ -204,23 +276,29 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
     sampled_ids = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     sampled_days = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     # Each row's random stream: its (participant, sample), the same in every arm.
-    stream = (torch.arange(count, device=device).repeat_interleave(arms * samples) * samples
-              + torch.arange(samples, device=device).repeat(count * arms))
+    stream = torch.arange(count, device=device).repeat_interleave(arms * samples) * samples + torch.arange(
+        samples, device=device
+    ).repeat(count * arms)
 
     def expectation(probabilities):  # (rows, biomarkers): the mean value a measurement would show
         restricted = probabilities[:, bins]  # (rows, biomarkers, bins)
         return (restricted / restricted.sum(-1, keepdim=True).clamp(min=1e-12) * centers).sum(-1)
 
     def fill(rows_mask, values, since, until):  # grid days in [since, until) take ``values`` and the measured state
-        offset = (grid_days[None, :] + start[:, None])
-        where = (rows_mask[:, None] & (offset >= since[:, None]) & (offset < until[:, None]))[:, :, None]  # (batch, grid, 1)
+        offset = grid_days[None, :] + start[:, None]
+        where = (rows_mask[:, None] & (offset >= since[:, None]) & (offset < until[:, None]))[
+            :, :, None
+        ]  # (batch, grid, 1)
         expected.copy_(torch.where(where, values[:, None, :], expected))
         measured_grid.copy_(torch.where(where, measured[:, None, :], measured_grid))
 
     def flush(rows):  # write the outputs of the members at positions ``rows``
         originals = members[rows]
-        expected_out[originals] = (expected[rows] if readout == "state" else
-                                   torch.where(torch.isnan(measured_grid[rows]), expected[rows], measured_grid[rows]))
+        expected_out[originals] = (
+            expected[rows]
+            if readout == "state"
+            else torch.where(torch.isnan(measured_grid[rows]), expected[rows], measured_grid[rows])
+        )
         survival_out[originals] = survival[rows]
         ids_out[originals], days_out[originals] = sampled_ids[rows], sampled_days[rows]
 
@@ -229,7 +307,9 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         values = expectation(probabilities)
         remaining = (start + horizon_days - current).float()
         inside = 1.0 - torch.exp(-rate * (remaining + 1.0))  # P(the next token comes within the horizon)
-        survival = torch.where(active[:, None], survival * (1.0 - probabilities[:, endpoints] * inside[:, None]), survival)
+        survival = torch.where(
+            active[:, None], survival * (1.0 - probabilities[:, endpoints] * inside[:, None]), survival
+        )
         # Two uniforms per (participant, sample), drawn whoever is still in the batch, shared across arms.
         uniforms = torch.rand(count * samples, 2, generator=generator, device=device)[stream]  # (batch, 2)
         token = inverse_cdf_sample(probabilities, uniforms[:, 0])
@@ -241,7 +321,9 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
         sampled_days[:, step] = torch.where(continuing, next_day, 0)
         previous = current
         current = torch.where(continuing, next_day, current)
-        biomarker = torch.where(continuing & (token < len(bin_biomarker)), bin_biomarker[token.clamp(max=len(bin_biomarker) - 1)], -1)
+        biomarker = torch.where(
+            continuing & (token < len(bin_biomarker)), bin_biomarker[token.clamp(max=len(bin_biomarker) - 1)], -1
+        )
         sampled_measurement = biomarker >= 0
         # Without a host sync: rows that measured nothing write their own value back.
         column = biomarker.clamp(min=0)[:, None]
@@ -257,30 +339,69 @@ def _simulate_chunk(model, histories, arm_ids, samples, horizon_days, grid, max_
             kept = torch.nonzero(continuing)[:, 0]
             flush(torch.nonzero(~continuing)[:, 0])
             members, cache, stream = members[kept], cache.select(kept), stream[kept]
-            (expected, measured_grid, measured, survival, current, previous, active, continuing, sampled_ids, sampled_days, token, start,
-             age) = (tensor.index_select(0, kept) for tensor in (expected, measured_grid, measured, survival, current, previous, active,
-                                                                 continuing, sampled_ids, sampled_days, token, start, age))
+            (
+                expected,
+                measured_grid,
+                measured,
+                survival,
+                current,
+                previous,
+                active,
+                continuing,
+                sampled_ids,
+                sampled_days,
+                token,
+                start,
+                age,
+            ) = (
+                tensor.index_select(0, kept)
+                for tensor in (
+                    expected,
+                    measured_grid,
+                    measured,
+                    survival,
+                    current,
+                    previous,
+                    active,
+                    continuing,
+                    sampled_ids,
+                    sampled_days,
+                    token,
+                    start,
+                    age,
+                )
+            )
         logits, rate = model.decode_step(cache, torch.where(continuing, token, 0), current, previous, age, continuing)
     else:  # out of tokens: the last state holds until the horizon
         values = expectation(torch.softmax(logits.float(), dim=-1))
         fill(active, values, current, start + horizon_days + 1)
     flush(torch.arange(len(members), device=device))
     shape = (count, arms, samples)
-    return (expected_out.reshape(*shape, len(grid), -1).cpu().numpy(), (1.0 - survival_out).reshape(*shape, -1).cpu().numpy(),
-            ids_out.reshape(*shape, -1).cpu().numpy(), days_out.reshape(*shape, -1).cpu().numpy())
+    return (
+        expected_out.reshape(*shape, len(grid), -1).cpu().numpy(),
+        (1.0 - survival_out).reshape(*shape, -1).cpu().numpy(),
+        ids_out.reshape(*shape, -1).cpu().numpy(),
+        days_out.reshape(*shape, -1).cpu().numpy(),
+    )
 
 
 def effect_summary(rollouts: Rollouts, *, participant: int, arm: int, control: int = 0, interval: float = 0.9) -> dict:
     """Per biomarker, the predicted change at the horizon (arm minus control, paired by sample): mean and interval."""
-    difference = rollouts.expected[participant, arm, :, -1, :] - rollouts.expected[participant, control, :, -1, :]  # (samples, biomarkers)
+    difference = (
+        rollouts.expected[participant, arm, :, -1, :] - rollouts.expected[participant, control, :, -1, :]
+    )  # (samples, biomarkers)
     low, high = np.quantile(difference, [(1 - interval) / 2, (1 + interval) / 2], axis=0)
-    return {name: {"mean": float(difference[:, index].mean()), "low": float(low[index]), "high": float(high[index])}
-            for index, name in enumerate(BIOMARKER_NAMES)}
+    return {
+        name: {"mean": float(difference[:, index].mean()), "low": float(low[index]), "high": float(high[index])}
+        for index, name in enumerate(BIOMARKER_NAMES)
+    }
 
 
 def bands(rollouts: Rollouts, *, participant: int, arm: int, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95)) -> dict:
     """Per biomarker, quantiles over the samples at every grid day: the fan chart of one arm."""
     values = rollouts.expected[participant, arm]  # (samples, grid, biomarkers)
     levels = np.quantile(values, quantiles, axis=0)  # (quantiles, grid, biomarkers)
-    return {name: {str(q): levels[i, :, index].round(3).tolist() for i, q in enumerate(quantiles)}
-            for index, name in enumerate(BIOMARKER_NAMES)}
+    return {
+        name: {str(q): levels[i, :, index].round(3).tolist() for i, q in enumerate(quantiles)}
+        for index, name in enumerate(BIOMARKER_NAMES)
+    }

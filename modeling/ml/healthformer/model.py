@@ -24,8 +24,19 @@ SIZES = {
     "base": (512, 12, 8),
     "large": (1024, 24, 16),
 }
-DEFAULT_MODALITY_WEIGHTS = {"static": 0.0, "lab": 1.0, "blood_pressure": 1.0, "body_composition": 1.0, "cgm": 0.5, "wearable_daily": 0.5,
-                            "diet": 0.3, "medication": 1.0, "intervention": 0.3, "diagnosis": 2.0, "endpoint": 3.0}
+DEFAULT_MODALITY_WEIGHTS = {
+    "static": 0.0,
+    "lab": 1.0,
+    "blood_pressure": 1.0,
+    "body_composition": 1.0,
+    "cgm": 0.5,
+    "wearable_daily": 0.5,
+    "diet": 0.3,
+    "medication": 1.0,
+    "intervention": 0.3,
+    "diagnosis": 2.0,
+    "endpoint": 3.0,
+}
 CYCLE_DAYS = (7.0, 30.4, 91.3, 365.25)
 TIME_FEATURES = 4 + 2 * len(CYCLE_DAYS)
 
@@ -33,11 +44,30 @@ TIME_FEATURES = 4 + 2 * len(CYCLE_DAYS)
 class HealthFormerConfig(PretrainedConfig):
     model_type = "healthagent_healthformer"
 
-    def __init__(self, vocab_size: int = 1, codes: int = 1, modalities: int = 11, bins: int = 24, id_code: list | None = None,
-                 id_bin: list | None = None, id_modality: list | None = None, id_value: list | None = None, dim: int = 64, depth: int = 3,
-                 heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0, block_size: int = 512, size: str = "tiny",
-                 modality_loss_weights: dict | None = None, modality_names: list | None = None, time_loss_weight: float = 1.0,
-                 id_treatment: list | None = None, treatments: int = 0, **kwargs):
+    def __init__(
+        self,
+        vocab_size: int = 1,
+        codes: int = 1,
+        modalities: int = 11,
+        bins: int = 24,
+        id_code: list | None = None,
+        id_bin: list | None = None,
+        id_modality: list | None = None,
+        id_value: list | None = None,
+        dim: int = 64,
+        depth: int = 3,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        block_size: int = 512,
+        size: str = "tiny",
+        modality_loss_weights: dict | None = None,
+        modality_names: list | None = None,
+        time_loss_weight: float = 1.0,
+        id_treatment: list | None = None,
+        treatments: int = 0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.vocab_size, self.codes, self.modalities, self.bins = vocab_size, codes, modalities, bins
         self.id_code, self.id_bin = id_code or [0] * vocab_size, id_bin or [0] * vocab_size
@@ -47,7 +77,10 @@ class HealthFormerConfig(PretrainedConfig):
         self.modality_loss_weights = dict(modality_loss_weights or DEFAULT_MODALITY_WEIGHTS)
         self.modality_names = list(modality_names or DEFAULT_MODALITY_WEIGHTS)
         self.time_loss_weight = time_loss_weight
-        self.id_treatment, self.treatments = id_treatment or [0] * vocab_size, treatments  # vocab id -> treatment slot + 1 (0: none)
+        self.id_treatment, self.treatments = (
+            id_treatment or [0] * vocab_size,
+            treatments,
+        )  # vocab id -> treatment slot + 1 (0: none)
 
     @classmethod
     def named(cls, size: str, tokenizer, **overrides) -> "HealthFormerConfig":
@@ -59,10 +92,23 @@ class HealthFormerConfig(PretrainedConfig):
             for kind in ("intervention", "medication"):
                 if f"{kind}:{name}" in dict(CODES):
                     id_treatment[tokenizer.token_id(f"{kind}:{name}")] = slot + 1
-        values = dict(vocab_size=tokenizer.vocab_size, codes=len(CODES), modalities=len(MODALITIES), bins=tokenizer.bins,
-                      id_treatment=id_treatment, treatments=len(TREATMENTS),
-                      id_code=tokenizer.id_code.tolist(), id_bin=tokenizer.id_bin.tolist(), id_modality=tokenizer.id_modality.tolist(),
-                      id_value=tokenizer.id_value.tolist(), dim=dim, depth=depth, heads=heads, size=size, modality_names=list(MODALITIES))
+        values = dict(
+            vocab_size=tokenizer.vocab_size,
+            codes=len(CODES),
+            modalities=len(MODALITIES),
+            bins=tokenizer.bins,
+            id_treatment=id_treatment,
+            treatments=len(TREATMENTS),
+            id_code=tokenizer.id_code.tolist(),
+            id_bin=tokenizer.id_bin.tolist(),
+            id_modality=tokenizer.id_modality.tolist(),
+            id_value=tokenizer.id_value.tolist(),
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            size=size,
+            modality_names=list(MODALITIES),
+        )
         return cls(**{**values, **overrides})
 
 
@@ -80,10 +126,15 @@ class KVCache:
 
     def __init__(self, config: HealthFormerConfig, batch: int, capacity: int, device, dtype=torch.float32):
         head_dim = config.dim // config.heads
-        self.keys = [torch.zeros(batch, config.heads, capacity, head_dim, device=device, dtype=dtype) for _ in range(config.depth)]
+        self.keys = [
+            torch.zeros(batch, config.heads, capacity, head_dim, device=device, dtype=dtype)
+            for _ in range(config.depth)
+        ]
         self.values = [torch.zeros_like(key) for key in self.keys]
         self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
-        self.treatment_start = torch.full((batch, config.treatments), float("inf"), device=device)  # first day of each treatment so far
+        self.treatment_start = torch.full(
+            (batch, config.treatments), float("inf"), device=device
+        )  # first day of each treatment so far
         self.length = 0
         self.capacity = capacity
 
@@ -101,6 +152,7 @@ class KVCache:
 class HistoryBucket:
     """Histories of similar length, left-padded only to the longest of them (per layer: keys and values of
     (histories, heads, width, head_dim)), as the shared part of a SharedPrefixCache."""
+
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     bias: torch.Tensor  # (histories, 1, 1, width): added to the scores, -inf on padding
@@ -110,17 +162,26 @@ class HistoryBucket:
     def of(cls, prefix: KVCache, members: torch.Tensor, width: int) -> "HistoryBucket":
         window = slice(prefix.length - width, prefix.length)  # left padding: every history ends at the last column
         valid = prefix.valid[members, window][:, None, None, :]
-        bias = torch.zeros(valid.shape, dtype=prefix.keys[0].dtype, device=valid.device).masked_fill_(~valid, float("-inf"))
+        bias = torch.zeros(valid.shape, dtype=prefix.keys[0].dtype, device=valid.device).masked_fill_(
+            ~valid, float("-inf")
+        )
         # A history of padding only: its first key stands in (no NaN), and -inf on its log-sum-exp gives it no weight.
         empty = ~valid.any(-1, keepdim=True)
         bias[..., :1].masked_fill_(empty, 0.0)
-        return cls([key[members, :, window] for key in prefix.keys], [value[members, :, window] for value in prefix.values], bias,
-                   torch.zeros(empty.shape, dtype=bias.dtype, device=bias.device).masked_fill_(empty, float("-inf")))
+        return cls(
+            [key[members, :, window] for key in prefix.keys],
+            [value[members, :, window] for value in prefix.values],
+            bias,
+            torch.zeros(empty.shape, dtype=bias.dtype, device=bias.device).masked_fill_(empty, float("-inf")),
+        )
 
     def select(self, histories: torch.Tensor) -> "HistoryBucket":
-        return HistoryBucket([key.index_select(0, histories) for key in self.keys],
-                             [value.index_select(0, histories) for value in self.values],
-                             self.bias.index_select(0, histories), self.empty.index_select(0, histories))
+        return HistoryBucket(
+            [key.index_select(0, histories) for key in self.keys],
+            [value.index_select(0, histories) for value in self.values],
+            self.bias.index_select(0, histories),
+            self.empty.index_select(0, histories),
+        )
 
 
 class SharedPrefixCache:
@@ -142,16 +203,20 @@ class SharedPrefixCache:
     def __init__(self, prefix: KVCache, group: int, capacity: int, buckets: int = 4):
         participants, heads, _, head_dim = prefix.keys[0].shape
         device = prefix.valid.device
-        lengths = prefix.valid[:, :prefix.length].sum(-1)  # (participants,)
+        lengths = prefix.valid[:, : prefix.length].sum(-1)  # (participants,)
         order = torch.argsort(lengths, stable=True)
-        self.buckets = [HistoryBucket.of(prefix, members, max(1, int(lengths[members].max())))
-                        for members in torch.tensor_split(order, min(buckets, participants))]
+        self.buckets = [
+            HistoryBucket.of(prefix, members, max(1, int(lengths[members].max())))
+            for members in torch.tensor_split(order, min(buckets, participants))
+        ]
         place = torch.empty_like(order)
         place[order] = torch.arange(participants, device=device)  # each participant's place among the sorted histories
         self.group = group
         self.slots = place.repeat_interleave(group) * group + torch.arange(group, device=device).repeat(participants)
         rows = len(self.slots)
-        self.keys = [prefix.keys[0].new_zeros(rows, heads, 0, head_dim) for _ in prefix.keys]  # (rows, heads, allocated, head_dim)
+        self.keys = [
+            prefix.keys[0].new_zeros(rows, heads, 0, head_dim) for _ in prefix.keys
+        ]  # (rows, heads, allocated, head_dim)
         self.values = [torch.zeros_like(key) for key in self.keys]
         self.valid = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
         self.treatment_start = prefix.treatment_start.repeat_interleave(group, dim=0)
@@ -169,7 +234,9 @@ class SharedPrefixCache:
         """Room for ``positions`` suffix tokens; new positions are zeros (a masked key's weight times its value is 0)."""
         if positions > self.allocated:
             allocated, width = self.allocated, min(self.capacity, self.allocated + self.GROWTH)
-            self.keys, self.values = ([self._grown(tensor, allocated, width) for tensor in tensors] for tensors in (self.keys, self.values))
+            self.keys, self.values = (
+                [self._grown(tensor, allocated, width) for tensor in tensors] for tensors in (self.keys, self.values)
+            )
 
     @staticmethod
     def _grown(tensor: torch.Tensor, allocated: int, width: int) -> torch.Tensor:
@@ -200,8 +267,14 @@ class SharedPrefixCache:
         return copy
 
 
-def shared_prefix_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, cache: SharedPrefixCache,
-                            layer: int) -> torch.Tensor:
+def shared_prefix_attention(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    cache: SharedPrefixCache,
+    layer: int,
+) -> torch.Tensor:
     """Attention of one query per row (rows, heads, 1, head_dim) over its participant's history in ``cache`` and its
     own keys and values (rows, heads, suffix, head_dim) where ``mask`` (rows, 1, 1, suffix) holds: each part's
     softmax-weighted values and log-sum-exp, merged into the softmax over both. Returns (rows, heads, 1, head_dim).
@@ -217,13 +290,19 @@ def shared_prefix_attention(query: torch.Tensor, keys: torch.Tensor, values: tor
     parts, first = [], 0
     for bucket in cache.buckets:
         count = len(bucket.bias)
-        bucket_queries = grouped[first * group:(first + count) * group].view(count, group, heads, head_dim).transpose(1, 2)
-        scores = (bucket_queries @ bucket.keys[layer].transpose(-1, -2)).add_(bucket.bias)  # (histories, heads, group, width)
+        bucket_queries = (
+            grouped[first * group : (first + count) * group].view(count, group, heads, head_dim).transpose(1, 2)
+        )
+        scores = (bucket_queries @ bucket.keys[layer].transpose(-1, -2)).add_(
+            bucket.bias
+        )  # (histories, heads, group, width)
         peak = scores.amax(-1, keepdim=True)
         weights = torch.softmax(scores, dim=-1)  # fused: about half the time of exp and sum apart
         # The largest weight is exp(peak - lse), so lse = peak - log(largest weight); -inf for a history of padding only.
         lse = (peak - weights.amax(-1, keepdim=True).log_()).add_(bucket.empty)
-        parts.append(torch.cat([weights @ bucket.values[layer], lse], dim=-1))  # (histories, heads, group, head_dim + 1)
+        parts.append(
+            torch.cat([weights @ bucket.values[layer], lse], dim=-1)
+        )  # (histories, heads, group, head_dim + 1)
         first += count
     history = torch.cat(parts).transpose(1, 2).reshape(cache.histories * group, heads, head_dim + 1)
     history = history.index_select(0, cache.slots)[:, :, None]  # (rows, heads, 1, head_dim + 1)
@@ -241,23 +320,32 @@ class Block(nn.Module):
         hidden = int(config.dim * config.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(config.dim, hidden), nn.GELU(), nn.Linear(hidden, config.dim))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | SharedPrefixCache | None = None,
-                layer: int = 0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, cache: KVCache | SharedPrefixCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
         batch, tokens, dim = x.shape
-        q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        )
         if cache is not None:  # write this step's keys and values, attend over everything so far
             start = cache.length
-            cache.keys[layer][:, :, start:start + tokens] = k
-            cache.values[layer][:, :, start:start + tokens] = v
+            cache.keys[layer][:, :, start : start + tokens] = k
+            cache.values[layer][:, :, start : start + tokens] = v
             width = cache.allocated if isinstance(cache, SharedPrefixCache) else start + tokens
             k, v = cache.keys[layer][:, :, :width], cache.values[layer][:, :, :width]
         if isinstance(cache, SharedPrefixCache):
             attended = shared_prefix_attention(q, k, v, mask, cache, layer)
-        elif cache is not None and tokens == 1:  # one query per row: two batched matrix products beat the fused kernel on CPU
+        elif (
+            cache is not None and tokens == 1
+        ):  # one query per row: two batched matrix products beat the fused kernel on CPU
             scores = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))  # (batch, heads, 1, keys)
-            attended = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v  # (batch, heads, 1, head_dim)
+            attended = (
+                torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v
+            )  # (batch, heads, 1, head_dim)
         else:
-            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+            attended = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
         return x + self.mlp(self.norm2(x))
 
@@ -269,8 +357,12 @@ def time_features(days: torch.Tensor, previous_day: torch.Tensor, age_years: tor
     gap = (days - torch.cat([previous_day[:, None].float(), days[:, :-1]], dim=1)).clamp(min=0)
     known = ~torch.isnan(age_years)
     age = torch.where(known, age_years, torch.zeros_like(age_years))[:, None] + days / 365.25
-    features = [torch.where(known[:, None], (age - 50.0) / 20.0, torch.zeros_like(age)), known[:, None].float().expand_as(days),
-                torch.log1p(gap) / 3.0, torch.log1p(days.clamp(min=0)) / 6.0]
+    features = [
+        torch.where(known[:, None], (age - 50.0) / 20.0, torch.zeros_like(age)),
+        known[:, None].float().expand_as(days),
+        torch.log1p(gap) / 3.0,
+        torch.log1p(days.clamp(min=0)) / 6.0,
+    ]
     for period in CYCLE_DAYS:
         angle = 2 * math.pi * days / period
         features += [angle.sin(), angle.cos()]
@@ -328,17 +420,30 @@ class HealthFormerModel(PreTrainedModel):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=0.02)
 
-    def embed(self, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor,
-              treatment_start: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        days: torch.Tensor,
+        previous_day: torch.Tensor,
+        age_years: torch.Tensor,
+        treatment_start: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(batch, tokens, dim): code + value + modality + time (+ treatments under way), and the treatment
         start days after the last token (batch, treatments), given those before the first (inf: none)."""
         value = self.id_value[input_ids][..., None]
-        x = (self.code_embedding(self.id_code[input_ids]) + self.bin_embedding(self.id_bin[input_ids]) + self.value_projection(value)
-             + self.modality_embedding(self.id_modality[input_ids]) + self.time_projection(time_features(days, previous_day, age_years)))
+        x = (
+            self.code_embedding(self.id_code[input_ids])
+            + self.bin_embedding(self.id_bin[input_ids])
+            + self.value_projection(value)
+            + self.modality_embedding(self.id_modality[input_ids])
+            + self.time_projection(time_features(days, previous_day, age_years))
+        )
         if self.treatment_projection is None:
             return x, None
         if treatment_start is None:
-            treatment_start = torch.full((input_ids.shape[0], self.config.treatments), float("inf"), device=input_ids.device)
+            treatment_start = torch.full(
+                (input_ids.shape[0], self.config.treatments), float("inf"), device=input_ids.device
+            )
         first = treatment_state(self.id_treatment[input_ids], days, treatment_start, self.config.treatments)
         return x + self.treatment_projection(treatment_features(first, days)), first[:, -1]
 
@@ -346,15 +451,25 @@ class HealthFormerModel(PreTrainedModel):
         hidden = self.norm(hidden)
         return self.token_head(hidden), F.softplus(self.rate_head(hidden)[..., 0]) + 1e-3
 
-    def forward(self, input_ids: torch.Tensor, days: torch.Tensor, age_years: torch.Tensor, valid: torch.Tensor, *,
-                generator: torch.Generator | None = None, compute_loss: bool = True) -> HealthFormerOutput:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        days: torch.Tensor,
+        age_years: torch.Tensor,
+        valid: torch.Tensor,
+        *,
+        generator: torch.Generator | None = None,
+        compute_loss: bool = True,
+    ) -> HealthFormerOutput:
         """``input_ids``, ``days``, ``valid`` (batch, tokens); ``age_years`` (batch,) NaN when unknown.
         Padding (``valid`` False) may sit on either side; padded positions' days should repeat a neighbour's."""
         tokens = input_ids.shape[1]
         x, _ = self.embed(input_ids, days, days[:, 0], age_years)
         causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
         diagonal = torch.eye(tokens, dtype=torch.bool, device=x.device)
-        mask = (causal[None] & valid[:, None, :]) | diagonal[None]  # (batch, query, key): a pad query attends to itself only
+        mask = (causal[None] & valid[:, None, :]) | diagonal[
+            None
+        ]  # (batch, query, key): a pad query attends to itself only
         for block in self.blocks:
             x = block(x, mask[:, None])
         logits, rate = self.heads(x)
@@ -362,7 +477,9 @@ class HealthFormerModel(PreTrainedModel):
             return HealthFormerOutput(None, logits, rate)
         target_ids, target_valid = input_ids[:, 1:], valid[:, 1:] & valid[:, :-1]
         weights = self.id_loss_weight[target_ids] * target_valid
-        cross_entropy = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), target_ids.reshape(-1), reduction="none")
+        cross_entropy = F.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), target_ids.reshape(-1), reduction="none"
+        )
         token_loss = (cross_entropy.view_as(weights) * weights).sum() / weights.sum().clamp(min=1e-6)
         gap = (days[:, 1:] - days[:, :-1]).float().clamp(min=0)
         step_rate = rate[:, :-1]
@@ -372,8 +489,9 @@ class HealthFormerModel(PreTrainedModel):
         return HealthFormerOutput(loss, logits, rate, token_loss.detach(), time_loss.detach())
 
     @torch.no_grad()
-    def prefill(self, input_ids: torch.Tensor, days: torch.Tensor, age_years: torch.Tensor, valid: torch.Tensor,
-                capacity: int) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
+    def prefill(
+        self, input_ids: torch.Tensor, days: torch.Tensor, age_years: torch.Tensor, valid: torch.Tensor, capacity: int
+    ) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
         """Run left-padded histories into a new cache of ``capacity`` positions; returns (cache, last logits, last rate)."""
         batch, tokens = input_ids.shape
         cache = KVCache(self.config, batch, capacity, input_ids.device, self.token_head.weight.dtype)
@@ -383,7 +501,9 @@ class HealthFormerModel(PreTrainedModel):
         causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
         mask = (causal[None] & valid[:, None, :]) | torch.eye(tokens, dtype=torch.bool, device=x.device)[None]
         # Additive, built once: attention converts a boolean mask to this in every layer otherwise.
-        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))[:, None]  # (batch, 1, query, key)
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill_(~mask, float("-inf"))[
+            :, None
+        ]  # (batch, 1, query, key)
         for layer, block in enumerate(self.blocks):
             x = block(x, bias, cache, layer)
         cache.valid[:, :tokens] = valid
@@ -392,21 +512,32 @@ class HealthFormerModel(PreTrainedModel):
         return cache, logits, rate
 
     @torch.no_grad()
-    def decode_step(self, cache: KVCache | SharedPrefixCache, input_ids: torch.Tensor, days: torch.Tensor, previous_day: torch.Tensor,
-                    age_years: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def decode_step(
+        self,
+        cache: KVCache | SharedPrefixCache,
+        input_ids: torch.Tensor,
+        days: torch.Tensor,
+        previous_day: torch.Tensor,
+        age_years: torch.Tensor,
+        valid: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
         if cache.length >= cache.capacity:
             raise ValueError("the KV cache is full")
-        x, treatment_start = self.embed(input_ids[:, None], days[:, None], previous_day, age_years, cache.treatment_start)
+        x, treatment_start = self.embed(
+            input_ids[:, None], days[:, None], previous_day, age_years, cache.treatment_start
+        )
         if treatment_start is not None:
             cache.treatment_start = treatment_start
         position = cache.length
         cache.valid[:, position] = valid
-        if isinstance(cache, SharedPrefixCache):  # attends to its whole block of suffix positions, the unwritten ones masked
+        if isinstance(
+            cache, SharedPrefixCache
+        ):  # attends to its whole block of suffix positions, the unwritten ones masked
             cache.reserve(position + 1)
-            keys_valid = cache.valid[:, :cache.allocated].clone()
+            keys_valid = cache.valid[:, : cache.allocated].clone()
         else:
-            keys_valid = cache.valid[:, :position + 1].clone()
+            keys_valid = cache.valid[:, : position + 1].clone()
         keys_valid[:, position] = True  # every query attends at least to itself
         for layer, block in enumerate(self.blocks):
             x = block(x, keys_valid[:, None, None, :], cache, layer)

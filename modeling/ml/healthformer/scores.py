@@ -24,19 +24,34 @@ def has_event(record: ParticipantRecord, *names: str) -> bool:
 
 
 def _inputs(record: ParticipantRecord, height_m: float) -> dict:
-    fill = {"systolic_bp": 125.0, "diastolic_bp": 78.0, "ldl": 120.0, "hdl": 52.0, "triglycerides": 130.0, "hba1c": 5.5,
-            "fasting_glucose": 100.0, "weight": 78.0, "egfr": 90.0}  # population-typical values when never measured
+    fill = {
+        "systolic_bp": 125.0,
+        "diastolic_bp": 78.0,
+        "ldl": 120.0,
+        "hdl": 52.0,
+        "triglycerides": 130.0,
+        "hba1c": 5.5,
+        "fasting_glucose": 100.0,
+        "weight": 78.0,
+        "egfr": 90.0,
+    }  # population-typical values when never measured
     values = {name: latest(record, name, count=3 if name in ("systolic_bp", "diastolic_bp") else 1) for name in fill}
     values = {name: fill[name] if value is None else value for name, value in values.items()}
     age = (record.age_years or 50.0) + record.last_day / 365.25
-    return {**values, "age": age, "female": record.sex == "female", "smoker": bool(record.smoker),
-            "bmi": values["weight"] / height_m**2, "height_cm": 100 * height_m,
-            "total_cholesterol": values["ldl"] + values["hdl"] + values["triglycerides"] / 5.0,  # Friedewald, rearranged
-            "treated_bp": has_event(record, "antihypertensive"),
-            "diabetes": has_event(record, "incident_diabetes") or values["hba1c"] >= 6.5,
-            "steps": latest(record, "daily_steps", count=4),
-            # FINDRISC's "found to have high blood glucose", from the latest measured values only, never the fill.
-            "high_glucose": _at_least(latest(record, "hba1c"), 5.7) or _at_least(latest(record, "fasting_glucose"), 100.0)}
+    return {
+        **values,
+        "age": age,
+        "female": record.sex == "female",
+        "smoker": bool(record.smoker),
+        "bmi": values["weight"] / height_m**2,
+        "height_cm": 100 * height_m,
+        "total_cholesterol": values["ldl"] + values["hdl"] + values["triglycerides"] / 5.0,  # Friedewald, rearranged
+        "treated_bp": has_event(record, "antihypertensive"),
+        "diabetes": has_event(record, "incident_diabetes") or values["hba1c"] >= 6.5,
+        "steps": latest(record, "daily_steps", count=4),
+        # FINDRISC's "found to have high blood glucose", from the latest measured values only, never the fill.
+        "high_glucose": _at_least(latest(record, "hba1c"), 5.7) or _at_least(latest(record, "fasting_glucose"), 100.0),
+    }
 
 
 def _at_least(value: float | None, threshold: float) -> bool:
@@ -45,26 +60,67 @@ def _at_least(value: float | None, threshold: float) -> bool:
 
 def pooled_cohort_equations(x: dict) -> float:
     """ACC/AHA 2013 pooled cohort equations (white women / white men), 10-year ASCVD risk."""
-    ln_age, ln_tc, ln_hdl, ln_sbp = math.log(x["age"]), math.log(x["total_cholesterol"]), math.log(x["hdl"]), math.log(x["systolic_bp"])
+    ln_age, ln_tc, ln_hdl, ln_sbp = (
+        math.log(x["age"]),
+        math.log(x["total_cholesterol"]),
+        math.log(x["hdl"]),
+        math.log(x["systolic_bp"]),
+    )
     smoker, diabetes = float(x["smoker"]), float(x["diabetes"])
     if x["female"]:
-        total = (-29.799 * ln_age + 4.884 * ln_age**2 + 13.540 * ln_tc - 3.114 * ln_age * ln_tc - 13.578 * ln_hdl + 3.149 * ln_age * ln_hdl
-                 + (2.019 if x["treated_bp"] else 1.957) * ln_sbp + 7.574 * smoker - 1.665 * ln_age * smoker + 0.661 * diabetes)
+        total = (
+            -29.799 * ln_age
+            + 4.884 * ln_age**2
+            + 13.540 * ln_tc
+            - 3.114 * ln_age * ln_tc
+            - 13.578 * ln_hdl
+            + 3.149 * ln_age * ln_hdl
+            + (2.019 if x["treated_bp"] else 1.957) * ln_sbp
+            + 7.574 * smoker
+            - 1.665 * ln_age * smoker
+            + 0.661 * diabetes
+        )
         return 1 - 0.9665 ** math.exp(total + 29.18)
-    total = (12.344 * ln_age + 11.853 * ln_tc - 2.664 * ln_age * ln_tc - 7.990 * ln_hdl + 1.769 * ln_age * ln_hdl
-             + (1.797 if x["treated_bp"] else 1.764) * ln_sbp + 7.837 * smoker - 1.795 * ln_age * smoker + 0.658 * diabetes)
+    total = (
+        12.344 * ln_age
+        + 11.853 * ln_tc
+        - 2.664 * ln_age * ln_tc
+        - 7.990 * ln_hdl
+        + 1.769 * ln_age * ln_hdl
+        + (1.797 if x["treated_bp"] else 1.764) * ln_sbp
+        + 7.837 * smoker
+        - 1.795 * ln_age * smoker
+        + 0.658 * diabetes
+    )
     return 1 - 0.9144 ** math.exp(total - 61.18)
 
 
 def framingham_general_cvd(x: dict) -> float:
     """D'Agostino et al. 2008 general cardiovascular risk (laboratory version), 10-year risk."""
-    ln_age, ln_tc, ln_hdl, ln_sbp = math.log(x["age"]), math.log(x["total_cholesterol"]), math.log(x["hdl"]), math.log(x["systolic_bp"])
+    ln_age, ln_tc, ln_hdl, ln_sbp = (
+        math.log(x["age"]),
+        math.log(x["total_cholesterol"]),
+        math.log(x["hdl"]),
+        math.log(x["systolic_bp"]),
+    )
     if x["female"]:
-        total = (2.32888 * ln_age + 1.20904 * ln_tc - 0.70833 * ln_hdl + (2.82263 if x["treated_bp"] else 2.76157) * ln_sbp
-                 + 0.52873 * x["smoker"] + 0.69154 * x["diabetes"])
+        total = (
+            2.32888 * ln_age
+            + 1.20904 * ln_tc
+            - 0.70833 * ln_hdl
+            + (2.82263 if x["treated_bp"] else 2.76157) * ln_sbp
+            + 0.52873 * x["smoker"]
+            + 0.69154 * x["diabetes"]
+        )
         return 1 - 0.95012 ** math.exp(total - 26.1931)
-    total = (3.06117 * ln_age + 1.12370 * ln_tc - 0.93263 * ln_hdl + (1.99881 if x["treated_bp"] else 1.93303) * ln_sbp
-             + 0.65451 * x["smoker"] + 0.57367 * x["diabetes"])
+    total = (
+        3.06117 * ln_age
+        + 1.12370 * ln_tc
+        - 0.93263 * ln_hdl
+        + (1.99881 if x["treated_bp"] else 1.93303) * ln_sbp
+        + 0.65451 * x["smoker"]
+        + 0.57367 * x["diabetes"]
+    )
     return 1 - 0.88936 ** math.exp(total - 23.9802)
 
 
@@ -88,16 +144,32 @@ def findrisc(x: dict) -> float:
 
 def framingham_hypertension(x: dict) -> float:
     """Parikh et al. 2008 Framingham hypertension risk (Weibull linear predictor; parental history unknown)."""
-    linear = (22.949536 - 0.156412 * x["age"] - 0.202933 * x["female"] - 0.033881 * x["bmi"] - 0.05933 * x["systolic_bp"]
-              - 0.128468 * x["diastolic_bp"] - 0.190731 * x["smoker"] + 0.001624 * x["age"] * x["diastolic_bp"])
+    linear = (
+        22.949536
+        - 0.156412 * x["age"]
+        - 0.202933 * x["female"]
+        - 0.033881 * x["bmi"]
+        - 0.05933 * x["systolic_bp"]
+        - 0.128468 * x["diastolic_bp"]
+        - 0.190731 * x["smoker"]
+        + 0.001624 * x["age"] * x["diastolic_bp"]
+    )
     return 1 - math.exp(-math.exp((math.log(4.0) - linear) / 0.876925))
 
 
 def charge_af(x: dict) -> float:
     """CHARGE-AF simple model (Alonso et al. 2013) linear predictor; race and myocardial infarction
     history are not recorded (a cardiovascular event stands in for the latter)."""
-    return (0.508 * x["age"] / 5 + 0.248 * x["height_cm"] / 10 + 0.115 * x["weight"] / 15 + 0.197 * x["systolic_bp"] / 20
-            - 0.101 * x["diastolic_bp"] / 10 + 0.359 * x["smoker"] + 0.349 * x["treated_bp"] + 0.237 * x["diabetes"])
+    return (
+        0.508 * x["age"] / 5
+        + 0.248 * x["height_cm"] / 10
+        + 0.115 * x["weight"] / 15
+        + 0.197 * x["systolic_bp"] / 20
+        - 0.101 * x["diastolic_bp"] / 10
+        + 0.359 * x["smoker"]
+        + 0.349 * x["treated_bp"]
+        + 0.237 * x["diabetes"]
+    )
 
 
 # endpoint: (score name, function of the inputs); higher = riskier.

@@ -25,12 +25,25 @@ from modeling.ml.data.clinical import BIOMARKERS, ENDPOINTS, INTERVENTIONS
 
 DIET_PATTERNS = ("high_sugar", "high_fat", "balanced", "high_fibre", "late_meal")
 MEDICATIONS = ("statin", "antihypertensive")
-TREATMENTS = tuple(intervention.name for intervention in INTERVENTIONS)  # medications share the slot of the same treatment
+TREATMENTS = tuple(
+    intervention.name for intervention in INTERVENTIONS
+)  # medications share the slot of the same treatment
 HARD_ENDPOINTS = ("cardiovascular_event", "stroke", "heart_failure", "death")
 SUMMARIZED_MODALITIES = ("cgm", "wearable_daily")
 SUMMARY_BLOCK_DAYS = 14  # CGM and daily wearable values become one token per biomarker per block of this many days
-MODALITIES = ("static", "lab", "blood_pressure", "body_composition", "cgm", "wearable_daily", "diet", "medication", "intervention",
-              "diagnosis", "endpoint")
+MODALITIES = (
+    "static",
+    "lab",
+    "blood_pressure",
+    "body_composition",
+    "cgm",
+    "wearable_daily",
+    "diet",
+    "medication",
+    "intervention",
+    "diagnosis",
+    "endpoint",
+)
 
 
 def _codes() -> list[tuple[str, str]]:
@@ -40,8 +53,13 @@ def _codes() -> list[tuple[str, str]]:
     codes += [(f"diet:{name}", "diet") for name in DIET_PATTERNS]
     codes += [(f"medication:{name}", "medication") for name in MEDICATIONS]
     codes += [(f"intervention:{intervention.name}", "intervention") for intervention in INTERVENTIONS]
-    codes += [(f"{'endpoint' if name in HARD_ENDPOINTS else 'diagnosis'}:{name}",
-               "endpoint" if name in HARD_ENDPOINTS else "diagnosis") for name in ENDPOINTS]
+    codes += [
+        (
+            f"{'endpoint' if name in HARD_ENDPOINTS else 'diagnosis'}:{name}",
+            "endpoint" if name in HARD_ENDPOINTS else "diagnosis",
+        )
+        for name in ENDPOINTS
+    ]
     return codes
 
 
@@ -59,7 +77,9 @@ class ParticipantRecord:
     sex: str | None  # "female", "male" or None
     smoker: bool | None
     measurements: list[dict] = field(default_factory=list)  # {day, name, value}
-    events: list[dict] = field(default_factory=list)  # {day, kind, name}: diet, medication, intervention, diagnosis, endpoint
+    events: list[dict] = field(
+        default_factory=list
+    )  # {day, kind, name}: diet, medication, intervention, diagnosis, endpoint
     last_day: int = 0  # the last day the record covers
 
 
@@ -86,9 +106,19 @@ class Tokens:
 class Tokenizer:
     """Quantile bins per biomarker, the joint vocabulary, encoding and decoding."""
 
-    def __init__(self, edges: dict[str, list[float]], centers: dict[str, list[float]], *, summary_block_days: int = SUMMARY_BLOCK_DAYS):
-        self.edges = {name: np.asarray(values, dtype=float) for name, values in edges.items()}  # (bins - 1,) interior edges
-        self.centers = {name: np.asarray(values, dtype=float) for name, values in centers.items()}  # (bins,) median per bin
+    def __init__(
+        self,
+        edges: dict[str, list[float]],
+        centers: dict[str, list[float]],
+        *,
+        summary_block_days: int = SUMMARY_BLOCK_DAYS,
+    ):
+        self.edges = {
+            name: np.asarray(values, dtype=float) for name, values in edges.items()
+        }  # (bins - 1,) interior edges
+        self.centers = {
+            name: np.asarray(values, dtype=float) for name, values in centers.items()
+        }  # (bins,) median per bin
         self.bins = len(next(iter(self.centers.values())))
         self.summary_block_days = summary_block_days
         # Joint vocabulary: index 0 is padding; measurement codes take `bins` ids each, other codes one.
@@ -102,9 +132,9 @@ class Tokenizer:
         self.id_bin = np.zeros(self.vocab_size, dtype=np.int64)
         for index, (name, _) in enumerate(CODES):
             width = self.bins if name.startswith("measure:") else 1
-            self.id_code[self.code_first_id[index]: self.code_first_id[index] + width] = index
+            self.id_code[self.code_first_id[index] : self.code_first_id[index] + width] = index
             if width > 1:
-                self.id_bin[self.code_first_id[index]: self.code_first_id[index] + width] = np.arange(1, width + 1)
+                self.id_bin[self.code_first_id[index] : self.code_first_id[index] + width] = np.arange(1, width + 1)
         self.id_modality = np.array([MODALITY_INDEX[CODES[code][1]] for code in self.id_code])
         self.id_modality[0] = MODALITY_INDEX["static"]
         # Standardized bin centers: the value a measurement token carries into the model.
@@ -113,14 +143,19 @@ class Tokenizer:
             first = self.code_first_id[CODE_INDEX[f"measure:{name}"]]
             centers = self.centers[name]
             spread = max(float(centers[-1] - centers[0]) / 4.0, 1e-6)
-            self.id_value[first: first + self.bins] = (centers - np.median(centers)) / spread
+            self.id_value[first : first + self.bins] = (centers - np.median(centers)) / spread
 
     # -- fitting and persistence -------------------------------------------------------------
     @classmethod
-    def fit(cls, records: list[ParticipantRecord], *, bins: int = 24, summary_block_days: int = SUMMARY_BLOCK_DAYS) -> "Tokenizer":
+    def fit(
+        cls, records: list[ParticipantRecord], *, bins: int = 24, summary_block_days: int = SUMMARY_BLOCK_DAYS
+    ) -> "Tokenizer":
         """Quantile bins of every biomarker's (summarized) values in ``records``."""
-        probe = cls({name: [0.0] * (bins - 1) for name in BIOMARKER_NAMES}, {name: [0.0] * bins for name in BIOMARKER_NAMES},
-                    summary_block_days=summary_block_days)
+        probe = cls(
+            {name: [0.0] * (bins - 1) for name in BIOMARKER_NAMES},
+            {name: [0.0] * bins for name in BIOMARKER_NAMES},
+            summary_block_days=summary_block_days,
+        )
         values: dict[str, list[float]] = {name: [] for name in BIOMARKER_NAMES}
         for record in records:
             for measurement in probe.summarize(record.measurements):
@@ -129,17 +164,30 @@ class Tokenizer:
         for name, observed in values.items():
             observed_array = np.asarray(observed if observed else [0.0], dtype=float)
             interior = np.quantile(observed_array, np.arange(1, bins) / bins)
-            interior = np.maximum.accumulate(interior + np.arange(bins - 1) * 1e-9)  # strictly increasing, even for ties
+            interior = np.maximum.accumulate(
+                interior + np.arange(bins - 1) * 1e-9
+            )  # strictly increasing, even for ties
             bin_of = np.searchsorted(interior, observed_array, side="right")
-            centers[name] = [float(np.median(observed_array[bin_of == b])) if np.any(bin_of == b) else
-                             float(interior[min(b, bins - 2)]) for b in range(bins)]
+            centers[name] = [
+                float(np.median(observed_array[bin_of == b]))
+                if np.any(bin_of == b)
+                else float(interior[min(b, bins - 2)])
+                for b in range(bins)
+            ]
             edges[name] = interior.tolist()
         return cls(edges, centers, summary_block_days=summary_block_days)
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps({"edges": {k: v.tolist() for k, v in self.edges.items()},
-                                          "centers": {k: v.tolist() for k, v in self.centers.items()},
-                                          "summary_block_days": self.summary_block_days, "codes": [name for name, _ in CODES]}))
+        Path(path).write_text(
+            json.dumps(
+                {
+                    "edges": {k: v.tolist() for k, v in self.edges.items()},
+                    "centers": {k: v.tolist() for k, v in self.centers.items()},
+                    "summary_block_days": self.summary_block_days,
+                    "codes": [name for name, _ in CODES],
+                }
+            )
+        )
 
     @classmethod
     def load(cls, path: Path) -> "Tokenizer":
@@ -160,7 +208,13 @@ class Tokenizer:
             else:
                 kept.append(measurement)
         for (name, _), members in blocks.items():
-            kept.append({"day": max(m["day"] for m in members), "name": name, "value": float(np.mean([m["value"] for m in members]))})
+            kept.append(
+                {
+                    "day": max(m["day"] for m in members),
+                    "name": name,
+                    "value": float(np.mean([m["value"] for m in members])),
+                }
+            )
         return kept
 
     def value_bin(self, name: str, value: float) -> int:
@@ -187,17 +241,23 @@ class Tokenizer:
             rows.append((measurement["day"], 2, code, "", self.value_bin(measurement["name"], measurement["value"])))
         order = {"intervention": 1, "medication": 1, "diet": 3, "diagnosis": 4, "endpoint": 5}
         for event in record.events:
-            code_name = {"intervention": f"intervention:{event['name']}", "medication": f"medication:{event['name']}",
-                         "diet": f"diet:{event['name']}"}.get(event["kind"],
-                                                              f"{'endpoint' if event['name'] in HARD_ENDPOINTS else 'diagnosis'}:{event['name']}")
+            code_name = {
+                "intervention": f"intervention:{event['name']}",
+                "medication": f"medication:{event['name']}",
+                "diet": f"diet:{event['name']}",
+            }.get(event["kind"], f"{'endpoint' if event['name'] in HARD_ENDPOINTS else 'diagnosis'}:{event['name']}")
             if event["kind"] not in order or code_name not in CODE_INDEX or event["day"] > record.last_day:
                 continue  # activity bouts, sleep periods and unknown names are not timeline tokens
             rows.append((event["day"], order[event["kind"]], CODE_INDEX[code_name], "", 0))
         rows.sort(key=lambda row: (row[0], row[1], row[2], row[4]))
         codes = np.array([row[2] for row in rows], dtype=np.int64)
         bins = np.array([row[4] for row in rows], dtype=np.int64)
-        ids = np.array([self.code_first_id[code] + max(b - 1, 0) for code, b in zip(codes, bins, strict=True)], dtype=np.int64)
-        return Tokens(ids, codes, bins, np.array([row[0] for row in rows], dtype=np.int64), record.age_years, record.last_day)
+        ids = np.array(
+            [self.code_first_id[code] + max(b - 1, 0) for code, b in zip(codes, bins, strict=True)], dtype=np.int64
+        )
+        return Tokens(
+            ids, codes, bins, np.array([row[0] for row in rows], dtype=np.int64), record.age_years, record.last_day
+        )
 
     def decode(self, tokens: Tokens) -> ParticipantRecord:
         """Back to a record: measurements carry their bin's median value."""
@@ -209,7 +269,9 @@ class Tokenizer:
             elif kind == "smoker":
                 record.smoker = name == "yes"
             elif kind == "measure":
-                record.measurements.append({"day": int(day), "name": name, "value": self.bin_value(name, int(bin_number))})
+                record.measurements.append(
+                    {"day": int(day), "name": name, "value": self.bin_value(name, int(bin_number))}
+                )
             else:
                 record.events.append({"day": int(day), "kind": kind, "name": name})
         return record

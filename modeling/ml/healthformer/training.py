@@ -27,15 +27,28 @@ def windows_loss(model: HealthFormerModel, windows: TimelineWindows, *, batch_si
     return {key: value / max(len(windows), 1) for key, value in totals.items()}
 
 
-def train_twin(*, size: str, participants: int, days: int, seed: int, train_config: TrainConfig, output_dir: Path,
-               device: str = "auto", block_size: int = 512, bins: int = 24, unknown_smoking_probability: float = 0.25,
-               progress: Callable[[int, int, dict], None] = lambda *args: None) -> dict:
+def train_twin(
+    *,
+    size: str,
+    participants: int,
+    days: int,
+    seed: int,
+    train_config: TrainConfig,
+    output_dir: Path,
+    device: str = "auto",
+    block_size: int = 512,
+    bins: int = 24,
+    unknown_smoking_probability: float = 0.25,
+    progress: Callable[[int, int, dict], None] = lambda *args: None,
+) -> dict:
     """Simulate, fit the tokenizer on the training participants, train, score held-out participants, save.
 
     The model directory (``output_dir/model``) holds config.json, the weights and tokenizer.json.
     """
     device = choose_device(device)
-    simulated = simulated_records(participants=participants, days=days, seed=seed, unknown_smoking_probability=unknown_smoking_probability)
+    simulated = simulated_records(
+        participants=participants, days=days, seed=seed, unknown_smoking_probability=unknown_smoking_probability
+    )
     train_indices, held_out_indices = participant_split(participants, 0.2, seed)
     tokenizer = Tokenizer.fit([simulated.records[i] for i in train_indices], bins=bins)
     train_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in train_indices], block_size)
@@ -47,9 +60,20 @@ def train_twin(*, size: str, participants: int, days: int, seed: int, train_conf
     model_dir = output_dir / "model"
     model.save_pretrained(model_dir)
     tokenizer.save(model_dir / "tokenizer.json")
-    training = {"seed": seed, "participants": participants, "days": days, "held_out_participants": len(held_out_indices),
-                "train_windows": len(train_windows), "held_out_windows": len(held_out_windows), "steps": train_config.steps,
-                "unknown_smoking_probability": unknown_smoking_probability, "held_out_loss_before": before, "held_out_loss": after, "parameters": parameter_count(model), "size": size}
+    training = {
+        "seed": seed,
+        "participants": participants,
+        "days": days,
+        "held_out_participants": len(held_out_indices),
+        "train_windows": len(train_windows),
+        "held_out_windows": len(held_out_windows),
+        "steps": train_config.steps,
+        "unknown_smoking_probability": unknown_smoking_probability,
+        "held_out_loss_before": before,
+        "held_out_loss": after,
+        "parameters": parameter_count(model),
+        "size": size,
+    }
     (model_dir / "training.json").write_text(json.dumps(training, indent=1))
     return {**result, **training, "model_dir": str(model_dir)}
 

@@ -35,6 +35,7 @@ BOOTSTRAP = 200
 @dataclass
 class Windows:
     """Every standardized day window of the evaluation cohort, for the supervised baseline."""
+
     values: torch.Tensor  # (windows, channels, minutes)
     observed: torch.Tensor
     owner: np.ndarray  # (windows,) the participant of each window
@@ -51,8 +52,16 @@ class Representations:
 
 @torch.no_grad()
 @torch.no_grad()
-def embed_worn_days(embed: Callable[..., torch.Tensor], device: torch.device | str, mean: torch.Tensor, std: torch.Tensor,
-                    values: np.ndarray, observed: np.ndarray, start_weekday: int = 0, batch: int = 32) -> tuple[np.ndarray, torch.Tensor]:
+def embed_worn_days(
+    embed: Callable[..., torch.Tensor],
+    device: torch.device | str,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    values: np.ndarray,
+    observed: np.ndarray,
+    start_weekday: int = 0,
+    batch: int = 32,
+) -> tuple[np.ndarray, torch.Tensor]:
     """(worn day positions, (worn days, dim) embeddings) of one participant's days (days, channels, 1440), standardized and
     embedded in batches by ``embed(values, observed, weekday)`` (a model's window-embedding method); days without any
     observed minute are skipped."""
@@ -62,19 +71,36 @@ def embed_worn_days(embed: Callable[..., torch.Tensor], device: torch.device | s
     observed_tensor = torch.tensor(np.ascontiguousarray(observed[worn]))
     standardized = standardize(torch.tensor(np.nan_to_num(values[worn])), observed_tensor, mean, std)
     weekday = torch.tensor((start_weekday + worn) % 7)
-    embeddings = [embed(standardized[i:i + batch].to(device), observed_tensor[i:i + batch].to(device), weekday[i:i + batch].to(device)).cpu()
-                  for i in range(0, len(worn), batch)]
+    embeddings = [
+        embed(
+            standardized[i : i + batch].to(device),
+            observed_tensor[i : i + batch].to(device),
+            weekday[i : i + batch].to(device),
+        ).cpu()
+        for i in range(0, len(worn), batch)
+    ]
     return worn, torch.cat(embeddings)
 
 
-def embed_days(model: LSMForMaskedPretraining, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, observed: np.ndarray,
-               start_weekday: int = 0, batch: int = 32) -> np.ndarray | None:
+def embed_days(
+    model: LSMForMaskedPretraining,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    values: np.ndarray,
+    observed: np.ndarray,
+    start_weekday: int = 0,
+    batch: int = 32,
+) -> np.ndarray | None:
     """A participant's embedding: the mean over their days' embeddings (days without any observed minute skipped)."""
-    worn, embeddings = embed_worn_days(model.embed_windows, model.device, mean, std, values, observed, start_weekday, batch)
+    worn, embeddings = embed_worn_days(
+        model.embed_windows, model.device, mean, std, values, observed, start_weekday, batch
+    )
     return embeddings.mean(dim=0).numpy() if worn.size else None
 
 
-def represent(model_dir: Path, *, participants: int, days: int, seed: int, device: str = "cpu", keep_windows: bool = False) -> Representations:
+def represent(
+    model_dir: Path, *, participants: int, days: int, seed: int, device: str = "cpu", keep_windows: bool = False
+) -> Representations:
     """Embeddings, hand-crafted features and labels of new simulated participants; their windows too if ``keep_windows``
     (the supervised baseline trains on them)."""
     model, mean, std = load_pretrained(model_dir, device)
@@ -92,11 +118,15 @@ def represent(model_dir: Path, *, participants: int, days: int, seed: int, devic
             all_values.append(values)
             all_observed.append(observed)
             owner += [index] * len(values)
-    windows = Windows(torch.cat(all_values), torch.cat(all_observed), np.array(owner), model.config) if keep_windows else None
+    windows = (
+        Windows(torch.cat(all_values), torch.cat(all_observed), np.array(owner), model.config) if keep_windows else None
+    )
     return Representations(np.array(embeddings), np.array(handcrafted), cohort.labels, windows)
 
 
-def _bootstrap(metric, truth: np.ndarray, predicted: np.ndarray, seed: int = 0, samples_count: int = BOOTSTRAP) -> tuple[float, float, float]:
+def _bootstrap(
+    metric, truth: np.ndarray, predicted: np.ndarray, seed: int = 0, samples_count: int = BOOTSTRAP
+) -> tuple[float, float, float]:
     """(point estimate, 2.5th, 97.5th percentile over resampled test participants)."""
     rng = np.random.default_rng(seed)
     samples = []
@@ -117,18 +147,26 @@ def _bootstrap(metric, truth: np.ndarray, predicted: np.ndarray, seed: int = 0, 
 def _auroc(truth, probabilities):
     if probabilities.ndim == 1:
         return roc_auc_score(truth, probabilities)
-    return roc_auc_score(truth, probabilities, multi_class="ovr", average="macro", labels=list(range(probabilities.shape[1])))
+    return roc_auc_score(
+        truth, probabilities, multi_class="ovr", average="macro", labels=list(range(probabilities.shape[1]))
+    )
 
 
 def score(kind: str, truth: np.ndarray, predicted: np.ndarray, *, bootstrap: int = BOOTSTRAP) -> dict:
     """Metrics of one method on the test participants. ``predicted`` is values (regression) or class probabilities."""
     if kind == "regression":
-        return {"mae": _bootstrap(mean_absolute_error, truth, predicted, samples_count=bootstrap),
-                "pearson_r": _bootstrap(lambda t, p: float(np.corrcoef(t, p)[0, 1]), truth, predicted, samples_count=bootstrap)}
+        return {
+            "mae": _bootstrap(mean_absolute_error, truth, predicted, samples_count=bootstrap),
+            "pearson_r": _bootstrap(
+                lambda t, p: float(np.corrcoef(t, p)[0, 1]), truth, predicted, samples_count=bootstrap
+            ),
+        }
     decided = predicted.argmax(axis=1)
     probabilities = predicted[:, 1] if predicted.shape[1] == 2 else predicted
-    result = {"balanced_accuracy": _bootstrap(balanced_accuracy_score, truth, decided, samples_count=bootstrap),
-              "f1_macro": _bootstrap(lambda t, p: f1_score(t, p, average="macro"), truth, decided, samples_count=bootstrap)}
+    result = {
+        "balanced_accuracy": _bootstrap(balanced_accuracy_score, truth, decided, samples_count=bootstrap),
+        "f1_macro": _bootstrap(lambda t, p: f1_score(t, p, average="macro"), truth, decided, samples_count=bootstrap),
+    }
     try:
         result["auroc"] = _bootstrap(_auroc, truth, probabilities, samples_count=bootstrap)
     except ValueError:  # one class among the test participants
@@ -150,35 +188,67 @@ def class_probabilities(model, features: np.ndarray, classes: int) -> np.ndarray
     return probabilities
 
 
-def probe(features: np.ndarray, labels: np.ndarray, kind: str, train: np.ndarray, test: np.ndarray, *, pca: bool = False,
-          bootstrap: int = BOOTSTRAP) -> dict:
+def probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    kind: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    pca: bool = False,
+    bootstrap: int = BOOTSTRAP,
+) -> dict:
     model = probe_pipeline(kind, pca_components=min(50, features.shape[1], len(train) - 1) if pca else None)
     if kind != "regression" and len(np.unique(labels[train])) < 2:
         return {"note": "only one class among the training participants"}
     model.fit(features[train], labels[train])
     if kind == "regression":
         return score(kind, labels[test], model.predict(features[test]), bootstrap=bootstrap)
-    return score(kind, labels[test], class_probabilities(model, features[test], int(labels.max()) + 1), bootstrap=bootstrap)
+    return score(
+        kind, labels[test], class_probabilities(model, features[test], int(labels.max()) + 1), bootstrap=bootstrap
+    )
 
 
-def supervised(windows: Windows, labels: np.ndarray, kind: str, train: np.ndarray, test: np.ndarray, settings: SupervisedSettings,
-               *, bootstrap: int = BOOTSTRAP) -> dict:
+def supervised(
+    windows: Windows,
+    labels: np.ndarray,
+    kind: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    settings: SupervisedSettings,
+    *,
+    bootstrap: int = BOOTSTRAP,
+) -> dict:
     if kind != "regression" and len(np.unique(labels[train])) < 2:
         return {"note": "only one class among the training participants"}
-    predicted = fit_predict(windows.config, windows.values, windows.observed, windows.owner, labels, kind, train, test, settings)
+    predicted = fit_predict(
+        windows.config, windows.values, windows.observed, windows.owner, labels, kind, train, test, settings
+    )
     return score(kind, labels[test], predicted, bootstrap=bootstrap)
 
 
 def few_shot_rows(labels: np.ndarray, train: np.ndarray, per_class: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    chosen = [rng.choice(train[labels[train] == value], size=min(per_class, int((labels[train] == value).sum())), replace=False)
-              for value in np.unique(labels[train])]
+    chosen = [
+        rng.choice(
+            train[labels[train] == value], size=min(per_class, int((labels[train] == value).sum())), replace=False
+        )
+        for value in np.unique(labels[train])
+    ]
     return np.concatenate(chosen)
 
 
-def evaluate(representations: Representations, *, seed: int = 0, few_shot: tuple[int, ...] = (1, 5, 10, 25), pca: bool = False,
-             bootstrap: int = BOOTSTRAP, supervised_settings: SupervisedSettings | None = None, tasks=TASKS,
-             progress=lambda task, position, total: None) -> list[dict]:
+def evaluate(
+    representations: Representations,
+    *,
+    seed: int = 0,
+    few_shot: tuple[int, ...] = (1, 5, 10, 25),
+    pca: bool = False,
+    bootstrap: int = BOOTSTRAP,
+    supervised_settings: SupervisedSettings | None = None,
+    tasks=TASKS,
+    progress=lambda task, position, total: None,
+) -> list[dict]:
     """One row per task: each method trained on the training participants (all, then k per class) and scored on the test ones.
 
     The supervised baseline runs when ``supervised_settings`` is given and the representations carry their windows.
@@ -190,13 +260,22 @@ def evaluate(representations: Representations, *, seed: int = 0, few_shot: tuple
         progress(task.name, position, len(tasks))
         labels = representations.labels[task.name]
         row = {"task": task.name, "family": task.family, "kind": task.kind}
-        subsets = [("", train)] + ([(f"_{k}_shot", few_shot_rows(labels, train, k, seed)) for k in few_shot] if task.kind != "regression" else [])
+        subsets = [("", train)] + (
+            [(f"_{k}_shot", few_shot_rows(labels, train, k, seed)) for k in few_shot]
+            if task.kind != "regression"
+            else []
+        )
         for suffix, rows_k in subsets:
-            row[f"pretrained{suffix}"] = probe(representations.embeddings, labels, task.kind, rows_k, test, pca=pca, bootstrap=bootstrap)
-            row[f"handcrafted{suffix}"] = probe(representations.handcrafted, labels, task.kind, rows_k, test, bootstrap=bootstrap)
+            row[f"pretrained{suffix}"] = probe(
+                representations.embeddings, labels, task.kind, rows_k, test, pca=pca, bootstrap=bootstrap
+            )
+            row[f"handcrafted{suffix}"] = probe(
+                representations.handcrafted, labels, task.kind, rows_k, test, bootstrap=bootstrap
+            )
             if run_supervised:
-                row[f"supervised{suffix}"] = supervised(representations.windows, labels, task.kind, rows_k, test, supervised_settings,
-                                                        bootstrap=bootstrap)
+                row[f"supervised{suffix}"] = supervised(
+                    representations.windows, labels, task.kind, rows_k, test, supervised_settings, bootstrap=bootstrap
+                )
         rows.append(row)
     return rows
 
@@ -209,22 +288,33 @@ def _cell(result: dict, metric: str) -> str:
 
 
 METHODS = ("pretrained", "handcrafted", "supervised")
-METHOD_TITLES = {"pretrained": "pre-trained probe", "handcrafted": "hand-crafted", "supervised": "supervised from scratch"}
+METHOD_TITLES = {
+    "pretrained": "pre-trained probe",
+    "handcrafted": "hand-crafted",
+    "supervised": "supervised from scratch",
+}
 
 
 def _summary(rows: list[dict], suffix: str, methods: list[str]) -> str:
     """Mean AUROC over classification tasks and mean Pearson r over regression tasks per method, and on how many tasks each is best."""
     parts = []
-    for label, metric, chosen in (("classification", "auroc", [row for row in rows if row["kind"] != "regression"]),
-                                  ("regression", "pearson_r", [row for row in rows if row["kind"] == "regression"])):
-        point = np.array([[((row.get(method + suffix) or {}).get(metric) or [np.nan])[0] for method in methods] for row in chosen], dtype=float)
+    for label, metric, chosen in (
+        ("classification", "auroc", [row for row in rows if row["kind"] != "regression"]),
+        ("regression", "pearson_r", [row for row in rows if row["kind"] == "regression"]),
+    ):
+        point = np.array(
+            [[((row.get(method + suffix) or {}).get(metric) or [np.nan])[0] for method in methods] for row in chosen],
+            dtype=float,
+        )
         point = point[np.isfinite(point).any(axis=1)] if len(point) else point
         if not len(point):
             continue
         means = np.nanmean(point, axis=0)
         wins = np.bincount(np.where(np.isfinite(point), point, -np.inf).argmax(axis=1), minlength=len(methods))
-        parts.append(f"{label} ({len(point)} tasks), mean {metric}: "
-                     + ", ".join(f"{METHOD_TITLES[m]} {means[i]:.3f} (best on {wins[i]})" for i, m in enumerate(methods)))
+        parts.append(
+            f"{label} ({len(point)} tasks), mean {metric}: "
+            + ", ".join(f"{METHOD_TITLES[m]} {means[i]:.3f} (best on {wins[i]})" for i, m in enumerate(methods))
+        )
     return "; ".join(parts) + "."
 
 
@@ -235,18 +325,30 @@ def downstream_tables(rows: list[dict]) -> list[dict]:
     committed report and as HTML on the job's page.
     """
     methods = [method for method in METHODS if rows and any(method in row for row in rows)]
-    suffixes = [""] + sorted({key[len("pretrained"):] for row in rows for key in row if key.startswith("pretrained_")},
-                             key=lambda suffix: int(suffix.split("_")[1]))
+    suffixes = [""] + sorted(
+        {key[len("pretrained") :] for row in rows for key in row if key.startswith("pretrained_")},
+        key=lambda suffix: int(suffix.split("_")[1]),
+    )
     tables = []
     for suffix in suffixes:
         chosen = [row for row in rows if f"pretrained{suffix}" in row]
         cells = []
         for row in chosen:
             metric = "mae" if row["kind"] == "regression" else "auroc"
-            cells.append([row["task"], row["family"], metric] + [_cell(row.get(method + suffix, {}), metric) for method in methods])
-        tables.append({"title": "All training participants" if not suffix else f"{suffix.split('_')[1]} labelled participants per class",
-                       "summary": _summary(chosen, suffix, methods), "columns": ["task", "family", "metric"] + [METHOD_TITLES[m] for m in methods],
-                       "rows": cells})
+            cells.append(
+                [row["task"], row["family"], metric]
+                + [_cell(row.get(method + suffix, {}), metric) for method in methods]
+            )
+        tables.append(
+            {
+                "title": "All training participants"
+                if not suffix
+                else f"{suffix.split('_')[1]} labelled participants per class",
+                "summary": _summary(chosen, suffix, methods),
+                "columns": ["task", "family", "metric"] + [METHOD_TITLES[m] for m in methods],
+                "rows": cells,
+            }
+        )
     return tables
 
 
@@ -257,4 +359,3 @@ def markdown(tables: list[dict], *, header: str) -> str:
         lines += ["| " + " | ".join(table["columns"]) + " |", "|" + "---|" * len(table["columns"])]
         lines += ["| " + " | ".join(row) + " |" for row in table["rows"]]
     return "\n".join(lines) + "\n"
-

@@ -19,7 +19,9 @@ from modeling.ml.lsm.masking import channel_mask, patch_missing, random_mask
 from modeling.ml.lsm.model import LSMForMaskedPretraining, standardize
 
 
-def task_mask(task: str, missing: torch.Tensor, fraction: float, *, channel_groups: int, generator: torch.Generator) -> torch.Tensor:
+def task_mask(
+    task: str, missing: torch.Tensor, fraction: float, *, channel_groups: int, generator: torch.Generator
+) -> torch.Tensor:
     """(windows, patches) True where the task hides the patch."""
     windows, patches = missing.shape
     time_patches = patches // channel_groups
@@ -29,7 +31,9 @@ def task_mask(task: str, missing: torch.Tensor, fraction: float, *, channel_grou
     elif task == "gap":
         span = max(1, int(round(fraction * time_patches)))
         starts = torch.randint(0, time_patches - span + 1, (windows,), generator=generator)
-        hidden = ((steps[None, :] >= starts[:, None]) & (steps[None, :] < starts[:, None] + span)).repeat(1, channel_groups)
+        hidden = ((steps[None, :] >= starts[:, None]) & (steps[None, :] < starts[:, None] + span)).repeat(
+            1, channel_groups
+        )
     elif task == "forecast":
         horizon = max(1, int(round(fraction * time_patches)))
         hidden = (steps >= time_patches - horizon)[None, :].expand(windows, -1).repeat(1, channel_groups)
@@ -61,16 +65,28 @@ def _interpolate(values: np.ndarray, visible: np.ndarray, fallback: np.ndarray) 
     for window in range(values.shape[0]):
         for channel in range(values.shape[1]):
             known = visible[window, channel]
-            out[window, channel] = (np.interp(minutes, minutes[known], values[window, channel, known]) if known.any()
-                                    else fallback[window, channel])
+            out[window, channel] = (
+                np.interp(minutes, minutes[known], values[window, channel, known])
+                if known.any()
+                else fallback[window, channel]
+            )
     return out
 
 
 @torch.no_grad()
-def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, observed: torch.Tensor, *, task: str, fraction: float,
-                        previous: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
-                        raw: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, weekday: torch.Tensor | None = None,
-                        batch: int = 64) -> dict:
+def evaluate_generation(
+    model: LSMForMaskedPretraining,
+    values: torch.Tensor,
+    observed: torch.Tensor,
+    *,
+    task: str,
+    fraction: float,
+    previous: tuple[torch.Tensor, torch.Tensor] | None = None,
+    seed: int = 0,
+    raw: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    weekday: torch.Tensor | None = None,
+    batch: int = 64,
+) -> dict:
     """MAE and MSE of the model and each baseline on the hidden, truly observed minutes.
 
     ``previous`` is the previous day of each window (values, observed), for seasonal naive.
@@ -79,13 +95,23 @@ def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, ob
     c = model.config
     model.eval()
     missing = patch_missing(observed, c.patch_channels, c.patch_minutes)
-    hidden_patches = task_mask(task, missing, fraction, channel_groups=c.channel_groups, generator=torch.Generator().manual_seed(seed))
+    hidden_patches = task_mask(
+        task, missing, fraction, channel_groups=c.channel_groups, generator=torch.Generator().manual_seed(seed)
+    )
     hidden_patches = hidden_patches & ~missing
-    reconstructions = [model(values[i:i + batch], observed[i:i + batch], masked=(hidden_patches | missing)[i:i + batch],
-                             weekday=None if weekday is None else weekday[i:i + batch]).reconstruction
-                       for i in range(0, len(values), batch)]
+    reconstructions = [
+        model(
+            values[i : i + batch],
+            observed[i : i + batch],
+            masked=(hidden_patches | missing)[i : i + batch],
+            weekday=None if weekday is None else weekday[i : i + batch],
+        ).reconstruction
+        for i in range(0, len(values), batch)
+    ]
     predicted = unpatchify(model, torch.cat(reconstructions)).cpu().numpy()
-    hidden_minutes = unpatchify(model, hidden_patches[..., None].expand(-1, -1, c.patch_values).float()).cpu().numpy() > 0
+    hidden_minutes = (
+        unpatchify(model, hidden_patches[..., None].expand(-1, -1, c.patch_values).float()).cpu().numpy() > 0
+    )
 
     truth, seen = values.cpu().numpy(), observed.cpu().numpy()
     targets = hidden_minutes & seen
@@ -112,45 +138,70 @@ def evaluate_generation(model: LSMForMaskedPretraining, values: torch.Tensor, ob
 
 
 # metric: (the channels it is computed from, the minutes of a lone day that count: sleep is the night up to noon)
-DAILY_METRICS = {"steps": (("steps",), slice(None)), "sleep_minutes": (("sleep_stage",), slice(0, 12 * 60)),
-                 "resting_heart_rate_bpm": (("heart_rate", "steps", "met", "sleep_stage"), slice(None))}
+DAILY_METRICS = {
+    "steps": (("steps",), slice(None)),
+    "sleep_minutes": (("sleep_stage",), slice(0, 12 * 60)),
+    "resting_heart_rate_bpm": (("heart_rate", "steps", "met", "sleep_stage"), slice(None)),
+}
 
 
-def daily_metric_errors(predictions: dict[str, np.ndarray], raw_truth: np.ndarray, mean: np.ndarray, std: np.ndarray, seen: np.ndarray,
-                        targets: np.ndarray) -> dict:
+def daily_metric_errors(
+    predictions: dict[str, np.ndarray],
+    raw_truth: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    seen: np.ndarray,
+    targets: np.ndarray,
+) -> dict:
     """Per method, the MAE of each daily metric recomputed from the filled-in day against the true day's.
 
     A filled-in day keeps every visible minute as recorded (unclipped) and takes the method's value
     at hidden observed minutes, so only what the method filled in can make the metrics differ.
     Days whose hidden minutes do not touch what a metric is computed from are left out of it.
     """
+
     def raw(standardized: np.ndarray) -> np.ndarray:
         return standardized * std[None, :, None] + mean[None, :, None]
 
     def metrics(days: np.ndarray) -> np.ndarray:
         table = np.full((len(days), len(DAILY_METRICS)), np.nan)
         for window in range(len(days)):  # windows are separate days: no evening carried over from another window
-            summary = daily_summaries(days[window:window + 1], seen[window:window + 1])[0]
+            summary = daily_summaries(days[window : window + 1], seen[window : window + 1])[0]
             table[window] = [np.nan if summary[name] is None else summary[name] for name in DAILY_METRICS]
         return table
 
     true_metrics = metrics(raw_truth)
-    touched = np.column_stack([targets[:, [FEATURE_INDEX[channel] for channel in channels], minutes].any(axis=(1, 2))
-                               for channels, minutes in DAILY_METRICS.values()])
+    touched = np.column_stack(
+        [
+            targets[:, [FEATURE_INDEX[channel] for channel in channels], minutes].any(axis=(1, 2))
+            for channels, minutes in DAILY_METRICS.values()
+        ]
+    )
     errors = {}
     for name, prediction in predictions.items():
         filled = metrics(np.where(targets, raw(prediction), raw_truth))
         difference = np.where(touched, np.abs(filled - true_metrics), np.nan)
-        errors[name] = {metric: float(np.nanmean(difference[:, column])) if np.isfinite(difference[:, column]).any() else None
-                        for column, metric in enumerate(DAILY_METRICS)}
+        errors[name] = {
+            metric: float(np.nanmean(difference[:, column])) if np.isfinite(difference[:, column]).any() else None
+            for column, metric in enumerate(DAILY_METRICS)
+        }
     return errors
 
 
 # (task, fraction): random imputation, a contiguous gap, forecasting the end of the day, whole channels.
-GENERATIVE_TASKS = (("imputation", 0.3), ("gap", 0.1), ("forecast", 0.1), ("forecast", 0.2), ("forecast", 0.4), ("channel", 0.2))
+GENERATIVE_TASKS = (
+    ("imputation", 0.3),
+    ("gap", 0.1),
+    ("forecast", 0.1),
+    ("forecast", 0.2),
+    ("forecast", 0.4),
+    ("channel", 0.2),
+)
 
 
-def run_generative(model_dir, *, participants: int, days: int, seed: int, device: str = "cpu", tasks=GENERATIVE_TASKS) -> list[dict]:
+def run_generative(
+    model_dir, *, participants: int, days: int, seed: int, device: str = "cpu", tasks=GENERATIVE_TASKS
+) -> list[dict]:
     """Every generative task on new simulated participants (days after the first, so seasonal naive has a yesterday)."""
     from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained, simulated_windows
 
@@ -161,14 +212,29 @@ def run_generative(model_dir, *, participants: int, days: int, seed: int, device
     standardized = standardize(torch.tensor(values), observed_tensor, mean, std)
     today = np.flatnonzero(np.r_[False, owner[1:] == owner[:-1]])  # windows with the same participant's previous day
     previous = (standardized[today - 1], observed_tensor[today - 1])
-    return [evaluate_generation(model, standardized[today].to(device), observed_tensor[today].to(device), task=task, fraction=fraction,
-                                previous=previous, seed=seed, raw=(values[today], mean.numpy(), std.numpy()),
-                                weekday=torch.tensor(weekday[today]).to(device))
-            for task, fraction in tasks]
+    return [
+        evaluate_generation(
+            model,
+            standardized[today].to(device),
+            observed_tensor[today].to(device),
+            task=task,
+            fraction=fraction,
+            previous=previous,
+            seed=seed,
+            raw=(values[today], mean.numpy(), std.numpy()),
+            weekday=torch.tensor(weekday[today]).to(device),
+        )
+        for task, fraction in tasks
+    ]
 
 
-METHOD_TITLES = {"model": "model", "last_value_carried_forward": "last value carried forward", "linear_interpolation": "linear interpolation",
-                 "window_mean": "window mean", "seasonal_naive": "seasonal naive (yesterday)"}
+METHOD_TITLES = {
+    "model": "model",
+    "last_value_carried_forward": "last value carried forward",
+    "linear_interpolation": "linear interpolation",
+    "window_mean": "window mean",
+    "seasonal_naive": "seasonal naive (yesterday)",
+}
 
 
 def generative_tables(results: list[dict]) -> list[dict]:
@@ -181,15 +247,33 @@ def generative_tables(results: list[dict]) -> list[dict]:
         best = min(finite) if finite else None
         return ["—" if value is None else (f"**{value:.3f}**" if value == best else f"{value:.3f}") for value in values]
 
-    minutes = [[result["task"], f"{result['fraction']:.0%}", f"{result['hidden_observed_minutes']:,}"]
-               + cells([result["errors"][method]["mae"] for method in methods]) for result in results]
-    tables = [{"title": "Hidden minutes", "summary": "MAE in standardized units (lower is better; best in bold).",
-               "columns": ["task", "hidden", "observed minutes scored"] + titles, "rows": minutes}]
+    minutes = [
+        [result["task"], f"{result['fraction']:.0%}", f"{result['hidden_observed_minutes']:,}"]
+        + cells([result["errors"][method]["mae"] for method in methods])
+        for result in results
+    ]
+    tables = [
+        {
+            "title": "Hidden minutes",
+            "summary": "MAE in standardized units (lower is better; best in bold).",
+            "columns": ["task", "hidden", "observed minutes scored"] + titles,
+            "rows": minutes,
+        }
+    ]
     if results and "daily" in results[0]:
-        daily = [[result["task"], f"{result['fraction']:.0%}", metric] + cells([result["daily"][method][metric] for method in methods])
-                 for result in results for metric in DAILY_METRICS]
-        tables.append({"title": "Daily metrics recomputed from the filled-in day",
-                       "summary": "MAE against the same metric of the true day, over the days whose hidden minutes touch what the metric is "
-                                  "computed from (steps; sleep minutes before noon; resting heart rate in bpm). — where no day qualifies.",
-                       "columns": ["task", "hidden", "metric"] + titles, "rows": daily})
+        daily = [
+            [result["task"], f"{result['fraction']:.0%}", metric]
+            + cells([result["daily"][method][metric] for method in methods])
+            for result in results
+            for metric in DAILY_METRICS
+        ]
+        tables.append(
+            {
+                "title": "Daily metrics recomputed from the filled-in day",
+                "summary": "MAE against the same metric of the true day, over the days whose hidden minutes touch what the metric is "
+                "computed from (steps; sleep minutes before noon; resting heart rate in bpm). — where no day qualifies.",
+                "columns": ["task", "hidden", "metric"] + titles,
+                "rows": daily,
+            }
+        )
     return tables

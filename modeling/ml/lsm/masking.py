@@ -14,7 +14,9 @@ import torch
 def patch_missing(observed: torch.Tensor, patch_channels: int, patch_minutes: int) -> torch.Tensor:
     """(batch, channels, minutes) observed mask -> (batch, patches) True where a patch has no observed value."""
     batch, channels, minutes = observed.shape
-    grouped = observed.reshape(batch, channels // patch_channels, patch_channels, minutes // patch_minutes, patch_minutes)
+    grouped = observed.reshape(
+        batch, channels // patch_channels, patch_channels, minutes // patch_minutes, patch_minutes
+    )
     return ~grouped.any(dim=(2, 4)).reshape(batch, -1)  # (batch, channel_groups * time_patches)
 
 
@@ -27,7 +29,9 @@ def random_mask(missing: torch.Tensor, ratio: float, generator: torch.Generator 
     return masked
 
 
-def temporal_block_mask(missing: torch.Tensor, ratio: float, *, channel_groups: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def temporal_block_mask(
+    missing: torch.Tensor, ratio: float, *, channel_groups: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Mask a contiguous span of time steps across every channel (imputation of gaps, forecasting)."""
     batch, patches = missing.shape
     time_patches = patches // channel_groups
@@ -38,7 +42,9 @@ def temporal_block_mask(missing: torch.Tensor, ratio: float, *, channel_groups: 
     return in_span.repeat(1, channel_groups)
 
 
-def channel_mask(missing: torch.Tensor, ratio: float, *, channel_groups: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def channel_mask(
+    missing: torch.Tensor, ratio: float, *, channel_groups: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Mask whole channel groups (whole-channel imputation)."""
     batch, patches = missing.shape
     time_patches = patches // channel_groups
@@ -65,7 +71,9 @@ def inherited_mask(missing: torch.Tensor, ratio: float, generator: torch.Generat
 STRATEGIES = ("random", "temporal", "channel", "aim")
 
 
-def make_mask(strategy: str, missing: torch.Tensor, ratio: float, *, channel_groups: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def make_mask(
+    strategy: str, missing: torch.Tensor, ratio: float, *, channel_groups: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """The encoder mask for ``strategy``; missing patches are always masked (they carry no signal)."""
     if strategy == "random":
         masked = random_mask(missing, ratio, generator)

@@ -48,20 +48,43 @@ class PatchGeometry:
 class LSMConfig(PatchGeometry, PretrainedConfig):
     model_type = "healthagent_lsm"
 
-    def __init__(self, channels: int = 27, minutes: int = 1440, patch_minutes: int = 60, patch_channels: int = 1, dim: int = 64,
-                 depth: int = 2, heads: int = 4, decoder_dim: int = 64, decoder_depth: int = 1, mlp_ratio: float = 4.0,
-                 mask_ratio: float = 0.8, mask_strategy: str = "aim", dropout: float = 0.0, size: str = "tiny",
-                 decoder_attention: str = "self", calendar_features: bool = False, **kwargs):
+    def __init__(
+        self,
+        channels: int = 27,
+        minutes: int = 1440,
+        patch_minutes: int = 60,
+        patch_channels: int = 1,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        decoder_dim: int = 64,
+        decoder_depth: int = 1,
+        mlp_ratio: float = 4.0,
+        mask_ratio: float = 0.8,
+        mask_strategy: str = "aim",
+        dropout: float = 0.0,
+        size: str = "tiny",
+        decoder_attention: str = "self",
+        calendar_features: bool = False,
+        **kwargs,
+    ):
         # decoder_attention is "self" by default: how checkpoints saved before "cross" existed load.
         super().__init__(**kwargs)
         if minutes % patch_minutes or channels % patch_channels:
             raise ValueError("patch sizes must divide the window (minutes) and the channels")
-        self.channels, self.minutes, self.patch_minutes, self.patch_channels = channels, minutes, patch_minutes, patch_channels
+        self.channels, self.minutes, self.patch_minutes, self.patch_channels = (
+            channels,
+            minutes,
+            patch_minutes,
+            patch_channels,
+        )
         self.dim, self.depth, self.heads = dim, depth, heads
         self.decoder_dim, self.decoder_depth, self.mlp_ratio = decoder_dim, decoder_depth, mlp_ratio
         self.mask_ratio, self.mask_strategy, self.dropout, self.size = mask_ratio, mask_strategy, dropout, size
         if decoder_attention not in ("self", "cross"):
-            raise ValueError("decoder_attention is 'self' (MAE: every patch attends to every patch) or 'cross' (CrossMAE)")
+            raise ValueError(
+                "decoder_attention is 'self' (MAE: every patch attends to every patch) or 'cross' (CrossMAE)"
+            )
         self.decoder_attention = decoder_attention
         self.calendar_features = calendar_features  # add time-of-day and day-of-week features to every patch
 
@@ -70,19 +93,31 @@ class LSMConfig(PatchGeometry, PretrainedConfig):
         dim, depth, heads, decoder_dim, decoder_depth, patch_minutes, patch_channels = SIZES[size]
         # Named sizes decode with CrossMAE's cross-attention: about 1.9x faster tiny training at a held-out
         # loss within 3 % of MAE's full self-attention decoder (300 steps, same data; see the issue note).
-        values = dict(dim=dim, depth=depth, heads=heads, decoder_dim=decoder_dim, decoder_depth=decoder_depth,
-                      patch_minutes=patch_minutes, patch_channels=patch_channels, size=size, decoder_attention="cross")
+        values = dict(
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            decoder_dim=decoder_dim,
+            decoder_depth=decoder_depth,
+            patch_minutes=patch_minutes,
+            patch_channels=patch_channels,
+            size=size,
+            decoder_attention="cross",
+        )
         return cls(**{**values, **overrides})
 
 
 def sincos_2d(rows: int, cols: int, dim: int) -> torch.Tensor:
     """(rows * cols, dim) fixed 2D sine-cosine positions: half the features for each axis."""
+
     def axis(positions: torch.Tensor, size: int) -> torch.Tensor:
         frequencies = 1.0 / 10000 ** (torch.arange(size // 2, dtype=torch.float32) / (size // 2))
         angles = positions[:, None] * frequencies[None, :]
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
-    row, col = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32), indexing="ij")
+    row, col = torch.meshgrid(
+        torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32), indexing="ij"
+    )
     return torch.cat([axis(row.reshape(-1), dim // 2), axis(col.reshape(-1), dim // 2)], dim=1)
 
 
@@ -99,9 +134,13 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, key_padding: torch.Tensor | None = None) -> torch.Tensor:
         batch, tokens, dim = x.shape
-        q, k, v = self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = (
+            self.qkv(self.norm1(x)).reshape(batch, tokens, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        )
         mask = None if key_padding is None else ~key_padding[:, None, None, :]  # (batch, 1, 1, tokens): True = attend
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
         return x + self.mlp(self.norm2(x))
 
@@ -122,9 +161,14 @@ class CrossBlock(nn.Module):
         batch, queries, dim = x.shape
         head_dim = dim // self.heads
         q = self.query(self.norm_query(x)).reshape(batch, queries, self.heads, head_dim).transpose(1, 2)
-        k, v = self.key_value(self.norm_context(context)).reshape(batch, -1, 2, self.heads, head_dim).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=~context_padding[:, None, None, :],
-                                                  dropout_p=self.dropout if self.training else 0.0)
+        k, v = (
+            self.key_value(self.norm_context(context))
+            .reshape(batch, -1, 2, self.heads, head_dim)
+            .permute(2, 0, 3, 1, 4)
+        )
+        attended = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=~context_padding[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
+        )
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, queries, dim))
         return x + self.mlp(self.norm2(x))
 
@@ -132,7 +176,17 @@ class CrossBlock(nn.Module):
 # The encoder's parameter names, as prefixes of a state dict: another model with a patch encoder loads these.
 ENCODER_PARAMETERS = ("embed.", "position", "weekday_embedding.", "time_of_day.", "encoder.", "encoder_norm.")
 # The config fields that must agree for those weights to fit.
-ENCODER_ARCHITECTURE = ("channels", "minutes", "patch_minutes", "patch_channels", "dim", "depth", "heads", "mlp_ratio", "calendar_features")
+ENCODER_ARCHITECTURE = (
+    "channels",
+    "minutes",
+    "patch_minutes",
+    "patch_channels",
+    "dim",
+    "depth",
+    "heads",
+    "mlp_ratio",
+    "calendar_features",
+)
 
 
 class PatchEncoderMixin:
@@ -146,7 +200,9 @@ class PatchEncoderMixin:
         if config.calendar_features:
             self.weekday_embedding = nn.Embedding(7, config.dim)
             self.time_of_day = nn.Linear(2, config.dim)  # from a 24-hour sine and cosine of each patch's middle minute
-        self.encoder = nn.ModuleList(Block(config.dim, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth))
+        self.encoder = nn.ModuleList(
+            Block(config.dim, config.heads, config.mlp_ratio, config.dropout) for _ in range(config.depth)
+        )
         self.encoder_norm = nn.LayerNorm(config.dim)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,13 +218,19 @@ class PatchEncoderMixin:
         c = self.config
         if not c.calendar_features:
             return torch.zeros((), device=self.position.device)
-        middle = (torch.arange(c.time_patches, device=self.position.device) + 0.5) * c.patch_minutes / 1440 * 2 * torch.pi
-        clock = self.time_of_day(torch.stack([middle.sin(), middle.cos()], dim=1)).repeat(c.channel_groups, 1)[None]  # (1, patches, dim)
+        middle = (
+            (torch.arange(c.time_patches, device=self.position.device) + 0.5) * c.patch_minutes / 1440 * 2 * torch.pi
+        )
+        clock = self.time_of_day(torch.stack([middle.sin(), middle.cos()], dim=1)).repeat(c.channel_groups, 1)[
+            None
+        ]  # (1, patches, dim)
         if weekday is None:
             return clock
         return clock + self.weekday_embedding(weekday.long())[:, None, :]
 
-    def encode(self, tokens: torch.Tensor, hidden: torch.Tensor, weekday: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(
+        self, tokens: torch.Tensor, hidden: torch.Tensor, weekday: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode the tokens where ``hidden`` is False. Returns (encoded, kept indices, padding)."""
         visible_counts = (~hidden).sum(dim=1)
         keep = int(visible_counts.max().clamp(min=1))
@@ -197,12 +259,16 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
     def __init__(self, config: LSMConfig):
         super().__init__(config)
         self.build_patch_encoder(config)
-        self.register_buffer("decoder_position", sincos_2d(config.channel_groups, config.time_patches, config.decoder_dim))
+        self.register_buffer(
+            "decoder_position", sincos_2d(config.channel_groups, config.time_patches, config.decoder_dim)
+        )
         self.to_decoder = nn.Linear(config.dim, config.decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.decoder_dim))
         decoder_block = CrossBlock if config.decoder_attention == "cross" else Block
-        self.decoder = nn.ModuleList(decoder_block(config.decoder_dim, max(1, config.heads // 2), config.mlp_ratio, config.dropout)
-                                     for _ in range(config.decoder_depth))
+        self.decoder = nn.ModuleList(
+            decoder_block(config.decoder_dim, max(1, config.heads // 2), config.mlp_ratio, config.dropout)
+            for _ in range(config.decoder_depth)
+        )
         self.decoder_norm = nn.LayerNorm(config.decoder_dim)
         self.head = nn.Linear(config.decoder_dim, config.patch_values)
         self.post_init()
@@ -218,8 +284,15 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         if isinstance(module, LSMForMaskedPretraining):
             nn.init.normal_(module.mask_token, std=0.02)
 
-    def forward(self, values: torch.Tensor, observed: torch.Tensor, *, masked: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, weekday: torch.Tensor | None = None) -> LSMOutput:
+    def forward(
+        self,
+        values: torch.Tensor,
+        observed: torch.Tensor,
+        *,
+        masked: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        weekday: torch.Tensor | None = None,
+    ) -> LSMOutput:
         """``values`` (batch, channels, minutes), standardized with NaN or anything where ``observed`` is False;
         ``weekday`` (batch,) 0 = Monday, used when the config has calendar features."""
         c = self.config
@@ -228,7 +301,9 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         token_observed = self.patchify(observed.to(values.dtype)) > 0  # (batch, patches, patch_values)
         missing = patch_missing(observed, c.patch_channels, c.patch_minutes)
         if masked is None:
-            masked = make_mask(c.mask_strategy, missing, c.mask_ratio, channel_groups=c.channel_groups, generator=generator)
+            masked = make_mask(
+                c.mask_strategy, missing, c.mask_ratio, channel_groups=c.channel_groups, generator=generator
+            )
         encoded, order, padding = self.encode(tokens, masked, weekday)
         if c.decoder_attention == "cross":
             reconstruction = self._decode_masked(tokens, masked, encoded, order, padding)
@@ -246,7 +321,10 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         decoder_input = self.mask_token.expand(tokens.shape[0], c.patches, c.decoder_dim).clone()
         projected = self.to_decoder(encoded).masked_fill(padding[..., None], 0.0)
         decoder_input.scatter_(1, order[..., None].expand(-1, -1, c.decoder_dim), projected)
-        decoder_input = torch.where(masked[..., None], self.mask_token.expand_as(decoder_input), decoder_input) + self.decoder_position
+        decoder_input = (
+            torch.where(masked[..., None], self.mask_token.expand_as(decoder_input), decoder_input)
+            + self.decoder_position
+        )
         x = decoder_input
         for block in self.decoder:
             x = block(x)
@@ -261,11 +339,15 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         context = self.to_decoder(encoded) + torch.gather(positions, 1, order[..., None].expand(-1, -1, c.decoder_dim))
         masked_counts = masked.sum(dim=1)
         queries = int(masked_counts.max().clamp(min=1))
-        query_order = (~masked).to(torch.int8).argsort(dim=1, stable=True)[:, :queries]  # masked first, in position order
+        query_order = (
+            (~masked).to(torch.int8).argsort(dim=1, stable=True)[:, :queries]
+        )  # masked first, in position order
         x = self.mask_token + torch.gather(positions, 1, query_order[..., None].expand(-1, -1, c.decoder_dim))
         for block in self.decoder:
             x = block(x, context, padding)
-        predicted = self.head(self.decoder_norm(x))  # (batch, queries, patch_values); rows past a window's count are padding
+        predicted = self.head(
+            self.decoder_norm(x)
+        )  # (batch, queries, patch_values); rows past a window's count are padding
         reconstruction = tokens.clone()
         reconstruction.scatter_(1, query_order[..., None].expand(-1, -1, c.patch_values), predicted.to(tokens.dtype))
         return torch.where(masked[..., None], reconstruction, tokens)
@@ -279,7 +361,9 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         return (encoded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
     @torch.no_grad()
-    def token_grid(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def token_grid(
+        self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Frozen patch encodings on the full (channel group x time) grid: (batch, patches, dim), zeros where a
         patch had no observed minute, and (batch, patches) True where it had. What prediction heads read."""
         values = torch.where(observed, values, torch.zeros_like(values))
@@ -290,7 +374,9 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         return grid, ~missing
 
     @torch.no_grad()
-    def embed_windows(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_windows(
+        self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(batch, dim) frozen embeddings for probes."""
         return self.pool(values, observed, weekday)
 
@@ -299,8 +385,9 @@ def parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
 
 
-def standardize(values: torch.Tensor, observed: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, clip: float = 5.0) -> torch.Tensor:
+def standardize(
+    values: torch.Tensor, observed: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, clip: float = 5.0
+) -> torch.Tensor:
     """Per-channel standardization with clipping (±5 SD), as in the published models."""
     scaled = (values - mean[None, :, None]) / std[None, :, None]
     return torch.where(observed, scaled.clamp(-clip, clip), torch.zeros_like(scaled))
-

@@ -36,7 +36,9 @@ class TaskProbe:
     residual_sd: float = 0.0  # regression only: SD of held-out residuals
 
 
-def fit_probes(embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=TASKS, replicates: int = 20, seed: int = 0) -> list[TaskProbe]:
+def fit_probes(
+    embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=TASKS, replicates: int = 20, seed: int = 0
+) -> list[TaskProbe]:
     rng = np.random.default_rng(seed)
     participants = len(embeddings)
     train, test = participant_split(participants, 0.3, seed)
@@ -49,14 +51,20 @@ def fit_probes(embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=T
         if task.kind == "regression":
             predicted = held_out.predict(embeddings[test])
             residuals = y[test] - predicted
-            quality = {"mae": float(mean_absolute_error(y[test], predicted)), "pearson_r": float(np.corrcoef(y[test], predicted)[0, 1])}
+            quality = {
+                "mae": float(mean_absolute_error(y[test], predicted)),
+                "pearson_r": float(np.corrcoef(y[test], predicted)[0, 1]),
+            }
             residual_sd = float(residuals.std())
         else:
             classes = len(task.classes)
             probabilities = class_probabilities(held_out, embeddings[test], classes)
             try:
-                auroc = (roc_auc_score(y[test], probabilities[:, 1]) if classes == 2 else
-                         roc_auc_score(y[test], probabilities, multi_class="ovr", labels=list(range(classes))))
+                auroc = (
+                    roc_auc_score(y[test], probabilities[:, 1])
+                    if classes == 2
+                    else roc_auc_score(y[test], probabilities, multi_class="ovr", labels=list(range(classes)))
+                )
             except ValueError:  # one class among the held-out participants
                 auroc = float("nan")
             quality, residual_sd = {"auroc": float(auroc)}, 0.0
@@ -78,20 +86,33 @@ def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
     predictions = []
     for probe in probes:
         task = probe.task
-        entry = {"task": task.name, "family": task.family, "kind": task.kind, "description": task.description, "unit": task.unit,
-                 "quality": probe.quality}
+        entry = {
+            "task": task.name,
+            "family": task.family,
+            "kind": task.kind,
+            "description": task.description,
+            "unit": task.unit,
+            "quality": probe.quality,
+        }
         if task.kind == "regression":
             values = np.array([model.predict(features)[0] for model in probe.ensemble])
             sd = float(np.sqrt(values.var() + probe.residual_sd**2))
             mean = float(values.mean())
             entry.update(estimate=mean, low=mean - Z_90 * sd, high=mean + Z_90 * sd)
         else:
-            probabilities = np.array([class_probabilities(model, features, len(task.classes))[0] for model in probe.ensemble])
+            probabilities = np.array(
+                [class_probabilities(model, features, len(task.classes))[0] for model in probe.ensemble]
+            )
             mean = probabilities.mean(axis=0)
             chosen = int(mean.argmax())
             low, high = np.percentile(probabilities[:, chosen], [5, 95])
-            entry.update(label=task.classes[chosen], estimate=float(mean[chosen]), low=float(low), high=float(high),
-                         probabilities={name: float(p) for name, p in zip(task.classes, mean)})
+            entry.update(
+                label=task.classes[chosen],
+                estimate=float(mean[chosen]),
+                low=float(low),
+                high=float(high),
+                probabilities={name: float(p) for name, p in zip(task.classes, mean)},
+            )
         predictions.append(entry)
     return predictions
 
@@ -109,7 +130,9 @@ def reference_cache_path(model_dir, *, participants: int, days: int, seed: int) 
     return Path(model_dir) / f"reference-{participants}x{days}d-seed{seed}.npz"
 
 
-def reference_representation(model_dir, *, participants: int, days: int, seed: int, device: str = "cpu") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def reference_representation(
+    model_dir, *, participants: int, days: int, seed: int, device: str = "cpu"
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(embeddings, labels) of the simulated reference cohort, kept beside the model: simulating and embedding it is
     most of a prediction job's time, and it depends only on the weights, the simulator and the cohort asked for (a
     kept file whose fingerprint no longer matches is computed again and replaced)."""
@@ -118,21 +141,31 @@ def reference_representation(model_dir, *, participants: int, days: int, seed: i
     if path.exists():
         with np.load(path) as kept:
             if str(kept["fingerprint"]) == fingerprint:
-                return kept["embeddings"], {name[len("label/"):]: kept[name] for name in kept.files if name.startswith("label/")}
+                return kept["embeddings"], {
+                    name[len("label/") :]: kept[name] for name in kept.files if name.startswith("label/")
+                }
     representations = represent(model_dir, participants=participants, days=days, seed=seed, device=device)
     partial = path.with_suffix(".partial.npz")
     try:  # written whole, then renamed: a reader never sees half a file
-        np.savez_compressed(partial, fingerprint=np.array(fingerprint), embeddings=representations.embeddings.astype(np.float32),
-                            **{f"label/{name}": values for name, values in representations.labels.items()})
+        np.savez_compressed(
+            partial,
+            fingerprint=np.array(fingerprint),
+            embeddings=representations.embeddings.astype(np.float32),
+            **{f"label/{name}": values for name, values in representations.labels.items()},
+        )
         os.replace(partial, path)
     except OSError:  # a read-only model folder: the probes are fitted all the same, only not kept
         partial.unlink(missing_ok=True)
     return representations.embeddings, representations.labels
 
 
-def reference_probes(model_dir, *, participants: int, days: int, seed: int, replicates: int, device: str = "cpu") -> list[TaskProbe]:
+def reference_probes(
+    model_dir, *, participants: int, days: int, seed: int, replicates: int, device: str = "cpu"
+) -> list[TaskProbe]:
     """Probes fitted on a simulated labelled reference cohort embedded by the model in ``model_dir``."""
-    embeddings, labels = reference_representation(model_dir, participants=participants, days=days, seed=seed, device=device)
+    embeddings, labels = reference_representation(
+        model_dir, participants=participants, days=days, seed=seed, device=device
+    )
     # Hundreds of small fits: one BLAS thread each is as fast on an idle machine (5.2 s against 5.1 s for the demo's
     # 300 participants) and ten times faster beside another job (5.2 s against 51 s at load 4.3), where BLAS threads
     # spin against the other worker's.

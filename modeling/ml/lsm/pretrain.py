@@ -26,7 +26,9 @@ class SimulatedDays(NamedTuple):
     owner: np.ndarray  # (windows,) the participant of each window, in participant then day order
     day: np.ndarray  # (windows,) the day within the participant's stay
     weekday: np.ndarray  # (windows,) 0 = Monday
-    participant_events: list  # (windows,) each window's participant's whole event list (minutes from their first minute)
+    participant_events: (
+        list  # (windows,) each window's participant's whole event list (minutes from their first minute)
+    )
 
 
 def simulated_days(*, participants: int, days: int, seed: int, worn_only: bool = False) -> SimulatedDays:
@@ -43,7 +45,14 @@ def simulated_days(*, participants: int, days: int, seed: int, worn_only: bool =
         day_index += kept.tolist()
         weekday += [(minutes.start_weekday + int(day)) % 7 for day in kept]
         events += [minutes.events] * len(kept)
-    return SimulatedDays(np.concatenate(values), np.concatenate(observed), np.array(owner), np.array(day_index), np.array(weekday), events)
+    return SimulatedDays(
+        np.concatenate(values),
+        np.concatenate(observed),
+        np.array(owner),
+        np.array(day_index),
+        np.array(weekday),
+        events,
+    )
 
 
 def simulated_windows(*, participants: int, days: int, seed: int) -> SimulatedWindows:
@@ -59,8 +68,18 @@ def channel_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.nda
     return mean.astype(np.float32), np.sqrt(variance).clip(min=1e-3).astype(np.float32)
 
 
-def pretrain(*, size: str, participants: int, days: int, seed: int, train_config: TrainConfig, output_dir: Path,
-             device: str = "auto", progress: Callable[[int, int, dict], None] = lambda *args: None, **config_overrides) -> dict:
+def pretrain(
+    *,
+    size: str,
+    participants: int,
+    days: int,
+    seed: int,
+    train_config: TrainConfig,
+    output_dir: Path,
+    device: str = "auto",
+    progress: Callable[[int, int, dict], None] = lambda *args: None,
+    **config_overrides,
+) -> dict:
     """Train on 80 % of the participants, report the reconstruction loss on the other 20 %, save the model."""
     values, observed, owner, weekday = simulated_windows(participants=participants, days=days, seed=seed)
     _, held_out = participant_split(participants, 0.2, seed)
@@ -71,20 +90,40 @@ def pretrain(*, size: str, participants: int, days: int, seed: int, train_config
     config = LSMConfig.named(size, **config_overrides)
     model = LSMForMaskedPretraining(config)
     weekdays = tensor(weekday) if config.calendar_features else None
-    dataset = WindowDataset(standardized[is_train], tensor(observed)[is_train], None if weekdays is None else weekdays[is_train])
+    dataset = WindowDataset(
+        standardized[is_train], tensor(observed)[is_train], None if weekdays is None else weekdays[is_train]
+    )
     result = train(model, dataset, train_config, output_dir=output_dir, device=device, progress=progress)
     model.eval()
     with torch.no_grad():
         generator = torch.Generator().manual_seed(seed)
-        held_values, held_observed = standardized[~is_train].to(model.device), tensor(observed)[~is_train].to(model.device)
+        held_values, held_observed = (
+            standardized[~is_train].to(model.device),
+            tensor(observed)[~is_train].to(model.device),
+        )
         held_weekday = None if weekdays is None else weekdays[~is_train].to(model.device)
         validation_loss = float(model(held_values, held_observed, generator=generator, weekday=held_weekday).loss)
     model_dir = output_dir / "model"
     model.save_pretrained(model_dir)
-    (model_dir / "normalization.json").write_text(json.dumps({"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0,
-                                                              "pretraining": {"seed": seed, "participants": participants, "days": days}}))
-    return {**result, "validation_loss": validation_loss, "parameters": parameter_count(model), "model_dir": str(model_dir),
-            "train_windows": int(is_train.sum()), "held_out_windows": int((~is_train).sum()), "held_out_participants": len(held_out)}
+    (model_dir / "normalization.json").write_text(
+        json.dumps(
+            {
+                "mean": mean.tolist(),
+                "std": std.tolist(),
+                "clip": 5.0,
+                "pretraining": {"seed": seed, "participants": participants, "days": days},
+            }
+        )
+    )
+    return {
+        **result,
+        "validation_loss": validation_loss,
+        "parameters": parameter_count(model),
+        "model_dir": str(model_dir),
+        "train_windows": int(is_train.sum()),
+        "held_out_windows": int((~is_train).sum()),
+        "held_out_participants": len(held_out),
+    }
 
 
 def load_pretrained(model_dir: Path, device: str = "cpu") -> tuple[LSMForMaskedPretraining, torch.Tensor, torch.Tensor]:

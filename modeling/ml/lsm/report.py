@@ -28,43 +28,83 @@ class ReportSettings:
     device: str = "cpu"
 
 
-def evaluation_report(model_dir: Path, settings: ReportSettings, *, output_dir: Path | None = None,
-                      progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict:
+def evaluation_report(
+    model_dir: Path,
+    settings: ReportSettings,
+    *,
+    output_dir: Path | None = None,
+    progress: Callable[[float, str], None] = lambda fraction, message: None,
+) -> dict:
     """Run the evaluations. Returns raw results, ``tables`` and ``markdown`` per part ("downstream", "generative");
     writes ``<part>.md`` and ``<part>.json`` under ``output_dir`` if given."""
     model_dir = Path(model_dir)
     progress(0.0, "embedding the evaluation cohort")
-    representations = represent(model_dir, participants=settings.participants, days=settings.days, seed=settings.seed, device=settings.device,
-                                keep_windows=bool(settings.supervised_steps))
-    supervised = (SupervisedSettings(steps=settings.supervised_steps, seed=settings.seed, device=settings.device)
-                  if settings.supervised_steps else None)
+    representations = represent(
+        model_dir,
+        participants=settings.participants,
+        days=settings.days,
+        seed=settings.seed,
+        device=settings.device,
+        keep_windows=bool(settings.supervised_steps),
+    )
+    supervised = (
+        SupervisedSettings(steps=settings.supervised_steps, seed=settings.seed, device=settings.device)
+        if settings.supervised_steps
+        else None
+    )
     share = 0.85 if settings.generative else 1.0
-    rows = evaluate(representations, seed=settings.seed, few_shot=settings.few_shot, pca=settings.pca, bootstrap=settings.bootstrap,
-                    supervised_settings=supervised,
-                    progress=lambda task, position, total: progress(share * position / total, f"downstream: {task}"))
+    rows = evaluate(
+        representations,
+        seed=settings.seed,
+        few_shot=settings.few_shot,
+        pca=settings.pca,
+        bootstrap=settings.bootstrap,
+        supervised_settings=supervised,
+        progress=lambda task, position, total: progress(share * position / total, f"downstream: {task}"),
+    )
     config = load_pretrained(model_dir)[0].config
-    header = (f"# Wearable foundation model: downstream evaluation\n\nModel `{model_dir.name}`: {config.size}, "
-              f"{config.patch_minutes}-minute x {config.patch_channels}-channel patches. {settings.participants} new simulated participants "
-              f"x {settings.days} days (seed {settings.seed}), split 70/30 by participant; bootstrap 95 % CIs over test participants in "
-              "brackets. Pre-trained probe: logistic or ridge regression on frozen mean-pooled embeddings"
-              + (" after PCA-50" if settings.pca else "") + "; hand-crafted: the same probes on daily-summary statistics (mean, SD, "
-              "10th/90th percentiles of steps, activity, sleep, resting heart rate, HRV, SpO2, respiration, skin temperature, stress, wear)"
-              + (f"; supervised: the same encoder from random weights with a linear head, trained end to end on the task (at most "
-                 f"{settings.supervised_steps} steps of 16 windows, at most 10 passes over a few-shot subset)" if supervised else "")
-              + ". AUROC for classification (higher is better), MAE for regression (lower is better).")
+    header = (
+        f"# Wearable foundation model: downstream evaluation\n\nModel `{model_dir.name}`: {config.size}, "
+        f"{config.patch_minutes}-minute x {config.patch_channels}-channel patches. {settings.participants} new simulated participants "
+        f"x {settings.days} days (seed {settings.seed}), split 70/30 by participant; bootstrap 95 % CIs over test participants in "
+        "brackets. Pre-trained probe: logistic or ridge regression on frozen mean-pooled embeddings"
+        + (" after PCA-50" if settings.pca else "")
+        + "; hand-crafted: the same probes on daily-summary statistics (mean, SD, "
+        "10th/90th percentiles of steps, activity, sleep, resting heart rate, HRV, SpO2, respiration, skin temperature, stress, wear)"
+        + (
+            f"; supervised: the same encoder from random weights with a linear head, trained end to end on the task (at most "
+            f"{settings.supervised_steps} steps of 16 windows, at most 10 passes over a few-shot subset)"
+            if supervised
+            else ""
+        )
+        + ". AUROC for classification (higher is better), MAE for regression (lower is better)."
+    )
     tables = {"downstream": downstream_tables(rows)}
-    report = {"downstream": rows, "tables": tables, "markdown": {"downstream": markdown(tables["downstream"], header=header)}}
+    report = {
+        "downstream": rows,
+        "tables": tables,
+        "markdown": {"downstream": markdown(tables["downstream"], header=header)},
+    }
     if settings.generative:
         progress(share, "generative tasks")
         participants = max(10, settings.participants // 4)
-        results = run_generative(model_dir, participants=participants, days=max(2, settings.days), seed=settings.seed + 1,
-                                 device=settings.device)
+        results = run_generative(
+            model_dir,
+            participants=participants,
+            days=max(2, settings.days),
+            seed=settings.seed + 1,
+            device=settings.device,
+        )
         tables["generative"] = generative_tables(results)
         report["generative"] = results
-        report["markdown"]["generative"] = markdown(tables["generative"], header=(
-            f"# Wearable foundation model: generative evaluation\n\nModel `{model_dir.name}` ({config.size}). Each method fills the same "
-            f"hidden minutes of the days of {participants} new simulated participants (seed {settings.seed + 1}) from the same visible "
-            "minutes, scored only where the truth was observed. Seasonal naive copies the same minute of the day before."))
+        report["markdown"]["generative"] = markdown(
+            tables["generative"],
+            header=(
+                f"# Wearable foundation model: generative evaluation\n\nModel `{model_dir.name}` ({config.size}). Each method fills the same "
+                f"hidden minutes of the days of {participants} new simulated participants (seed {settings.seed + 1}) from the same visible "
+                "minutes, scored only where the truth was observed. Seasonal naive copies the same minute of the day before."
+            ),
+        )
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         for part, text in report["markdown"].items():

@@ -38,12 +38,19 @@ class LSMForWindowPrediction(nn.Module):
         self.backbone = LSMForMaskedPretraining(encoder_only)
         # Mean-pooled encodings share a large common part (the positions) and vary little between windows;
         # a BatchNorm without affine parameters before the head rescales them, as in MAE's linear probing.
-        self.head = nn.Sequential(nn.BatchNorm1d(config.dim, affine=False, momentum=None), nn.Linear(config.dim, outputs))
+        self.head = nn.Sequential(
+            nn.BatchNorm1d(config.dim, affine=False, momentum=None), nn.Linear(config.dim, outputs)
+        )
         self.outputs = outputs
         self.register_buffer("class_weight", class_weight if class_weight is not None else torch.ones(max(outputs, 1)))
 
-    def forward(self, values: torch.Tensor, observed: torch.Tensor, targets: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> PredictionOutput:
+    def forward(
+        self,
+        values: torch.Tensor,
+        observed: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> PredictionOutput:
         output = self.head(self.backbone.pool(values, observed))
         if targets is None:
             loss = output.new_zeros(())
@@ -90,8 +97,17 @@ def recalibrate(model: LSMForWindowPrediction, dataset: LabelledWindows, batch_s
         norm(model.backbone.pool(batch["values"].to(device), batch["observed"].to(device)))
 
 
-def fit_predict(config: LSMConfig, values: torch.Tensor, observed: torch.Tensor, owner: np.ndarray, labels: np.ndarray, kind: str,
-                train_people: np.ndarray, test_people: np.ndarray, settings: SupervisedSettings) -> np.ndarray:
+def fit_predict(
+    config: LSMConfig,
+    values: torch.Tensor,
+    observed: torch.Tensor,
+    owner: np.ndarray,
+    labels: np.ndarray,
+    kind: str,
+    train_people: np.ndarray,
+    test_people: np.ndarray,
+    settings: SupervisedSettings,
+) -> np.ndarray:
     """Train on the windows of ``train_people``; return one prediction per test participant.
 
     Classification returns (test participants, classes) probabilities; regression returns values.
@@ -99,7 +115,9 @@ def fit_predict(config: LSMConfig, values: torch.Tensor, observed: torch.Tensor,
     """
     device = choose_device(settings.device)
     torch.manual_seed(settings.seed)  # the same random initialization for every task
-    worn = observed.flatten(1).any(dim=1).numpy()  # a never-worn day carries a label but no signal, as the probes skip it
+    worn = (
+        observed.flatten(1).any(dim=1).numpy()
+    )  # a never-worn day carries a label but no signal, as the probes skip it
     rows = np.flatnonzero(np.isin(owner, train_people) & worn)
     window_labels = labels[owner[rows]]
     if kind == "regression":
@@ -113,9 +131,15 @@ def fit_predict(config: LSMConfig, values: torch.Tensor, observed: torch.Tensor,
         targets = torch.tensor(window_labels, dtype=torch.long)
         model = LSMForWindowPrediction(config, classes, torch.tensor(weight, dtype=torch.float32))
     steps = min(settings.steps, max(1, math.ceil(settings.epochs * len(rows) / settings.batch_size)))
-    train_config = TrainConfig(steps=steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate,
-                               warmup_steps=max(1, steps // 10), checkpoint_every=steps + 1,
-                               log_every=1, seed=settings.seed)
+    train_config = TrainConfig(
+        steps=steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=max(1, steps // 10),
+        checkpoint_every=steps + 1,
+        log_every=1,
+        seed=settings.seed,
+    )
     dataset = LabelledWindows(values[rows], observed[rows], targets)
     with tempfile.TemporaryDirectory() as scratch:
         train(model, dataset, train_config, output_dir=Path(scratch), device=device, progress=settings.progress)

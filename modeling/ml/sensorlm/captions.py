@@ -22,7 +22,10 @@ from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.data.spec import FEATURE_INDEX, MINUTES_PER_DAY
 
 LEVELS = ("semantic", "structural", "statistical")  # join order
-READER_LEVELS = ("semantic", "structural")  # what a person reads beside a chart: events and shapes; the numbers are on the chart
+READER_LEVELS = (
+    "semantic",
+    "structural",
+)  # what a person reads beside a chart: events and shapes; the numbers are on the chart
 PERIODS = (("night", 0, 360), ("morning", 360, 720), ("afternoon", 720, 1080), ("evening", 1080, 1440))
 NO_DATA = "No wearable data this day."
 FRAGMENTED_AWAKENINGS_PER_HOUR = 1.0  # brief wakes per hour asleep above which a night reads as fragmented
@@ -62,7 +65,9 @@ def clock(minute: float) -> str:
 
 def part_of_day(minute: float) -> str:
     hour = (int(minute) % MINUTES_PER_DAY) // 60
-    return "morning" if 5 <= hour < 12 else "afternoon" if 12 <= hour < 17 else "evening" if 17 <= hour < 22 else "night"
+    return (
+        "morning" if 5 <= hour < 12 else "afternoon" if 12 <= hour < 17 else "evening" if 17 <= hour < 22 else "night"
+    )
 
 
 def activity_words(name: str) -> str:
@@ -72,7 +77,9 @@ def activity_words(name: str) -> str:
 
 def _article(words: str) -> str:
     number = words.split("-")[0]
-    spoken_with_vowel = number in ("8", "11", "18") or (len(number) == 2 and number.startswith("8"))  # eight, eleven, eighty-...
+    spoken_with_vowel = number in ("8", "11", "18") or (
+        len(number) == 2 and number.startswith("8")
+    )  # eight, eleven, eighty-...
     return "an" if words[0] in "aeiou" or spoken_with_vowel else "a"
 
 
@@ -86,12 +93,16 @@ def _semantic(events: Sequence[DayEvent], stage: np.ndarray) -> list[str]:
         parts = []
         for event in activities:
             phrase = f"{event.duration_min}-minute {activity_words(event.name)}"
-            parts.append(f"{_article(phrase)} {phrase} in the {part_of_day(event.start_minute)} at {clock(event.start_minute)}")
+            parts.append(
+                f"{_article(phrase)} {phrase} in the {part_of_day(event.start_minute)} at {clock(event.start_minute)}"
+            )
         sentences.append("Activities: " + ", ".join(parts) + ".")
     else:
         sentences.append("No exercise or commute recorded.")
 
-    nights = [event for event in events if event.name == "sleep" and event.start_minute < 12 * 60]  # the night ending this morning
+    nights = [
+        event for event in events if event.name == "sleep" and event.start_minute < 12 * 60
+    ]  # the night ending this morning
     if nights:
         night = max(nights, key=lambda event: event.duration_min)
         hours = night.duration_min / 60
@@ -102,12 +113,17 @@ def _semantic(events: Sequence[DayEvent], stage: np.ndarray) -> list[str]:
             awake = np.nan_to_num(night_stage, nan=1.0) == 0
             awakenings = int(np.sum(np.diff(awake.astype(np.int8), prepend=0) == 1))
             per_hour = awakenings / (observed.sum() / 60)
-            quality = (f"fragmented sleep with {awakenings} awakenings" if per_hour > FRAGMENTED_AWAKENINGS_PER_HOUR
-                       else f"consolidated sleep with {awakenings} awakenings")
+            quality = (
+                f"fragmented sleep with {awakenings} awakenings"
+                if per_hour > FRAGMENTED_AWAKENINGS_PER_HOUR
+                else f"consolidated sleep with {awakenings} awakenings"
+            )
         else:
             quality = "sleep not tracked by the watch"
         length = "short" if hours < 6 else "long" if hours > 9 else "normal"
-        sentences.append(f"Slept {hours:.1f} hours ({length} night) from {clock(night.start_minute)} to {clock(night.end_minute)}, {quality}.")
+        sentences.append(
+            f"Slept {hours:.1f} hours ({length} night) from {clock(night.start_minute)} to {clock(night.end_minute)}, {quality}."
+        )
     else:
         sentences.append("No night sleep recorded.")
 
@@ -116,7 +132,9 @@ def _semantic(events: Sequence[DayEvent], stage: np.ndarray) -> list[str]:
         total = sum(event.duration_min for event in stress)
         longest = max(stress, key=lambda event: event.duration_min)
         count = f"{len(stress)} stress episode" + ("s" if len(stress) > 1 else "")
-        sentences.append(f"{count} ({total} minutes in total), the longest in the {part_of_day(longest.start_minute)} at {clock(longest.start_minute)}.")
+        sentences.append(
+            f"{count} ({total} minutes in total), the longest in the {part_of_day(longest.start_minute)} at {clock(longest.start_minute)}."
+        )
     else:
         sentences.append("No stress episodes.")
     if any(event.name == "illness" for event in events):
@@ -149,17 +167,17 @@ def heart_rate_climbs(heart_rate: np.ndarray, *, minimum_rise_bpm: float = 30.0,
         peak = int(np.argmax(np.where(blocked, -np.inf, candidates)))
         if not np.isfinite(candidates[peak]) or blocked[peak]:
             break
-        before = smooth[max(0, peak - 60): peak + 1]
+        before = smooth[max(0, peak - 60) : peak + 1]
         if np.isnan(before).all():
-            blocked[max(0, peak - 30): peak + 30] = True
+            blocked[max(0, peak - 30) : peak + 30] = True
             continue
         base_index = max(0, peak - 60) + int(np.nanargmin(before))
         base, top = float(smooth[base_index]), float(smooth[peak])
-        blocked[max(0, peak - 90): peak + 90] = True
+        blocked[max(0, peak - 90) : peak + 90] = True
         if top - base < minimum_rise_bpm:
             continue
         halfway = base + 0.5 * (top - base)
-        rising = np.flatnonzero(smooth[base_index: peak + 1] >= halfway)
+        rising = np.flatnonzero(smooth[base_index : peak + 1] >= halfway)
         start = base_index + int(rising[0]) if rising.size else peak
         after = smooth[peak:]
         settled = np.flatnonzero(after <= base + 0.25 * (top - base))
@@ -202,14 +220,21 @@ def _structural(values: np.ndarray) -> list[str]:
         sentences.append("Too little heart rate recorded for its shape.")
     else:
         for climb in heart_rate_climbs(heart_rate):
-            settle = (f"settles within {_round_minutes(climb['settle_minutes'])} minutes" if climb["settle_minutes"] is not None
-                      else "stays high")
-            sentences.append(f"Heart rate climbs from {climb['from_bpm']} to {climb['to_bpm']} bpm at {clock(climb['start_minute'])} "
-                             f"and {settle}.")
+            settle = (
+                f"settles within {_round_minutes(climb['settle_minutes'])} minutes"
+                if climb["settle_minutes"] is not None
+                else "stays high"
+            )
+            sentences.append(
+                f"Heart rate climbs from {climb['from_bpm']} to {climb['to_bpm']} bpm at {clock(climb['start_minute'])} "
+                f"and {settle}."
+            )
         shift = _level_shift(heart_rate)
         if shift is not None and abs(shift[2] - shift[1]) >= 5:
             direction = "steps up" if shift[2] > shift[1] else "steps down"
-            sentences.append(f"Heart rate {direction} from {round(shift[1])} to {round(shift[2])} bpm around {clock(shift[0])}.")
+            sentences.append(
+                f"Heart rate {direction} from {round(shift[1])} to {round(shift[2])} bpm around {clock(shift[0])}."
+            )
     steps = values[FEATURE_INDEX["steps"]]
     if (~np.isnan(steps)).any() and np.nanmax(steps) > 0:
         cadence = _smoothed(steps, 5)
@@ -221,7 +246,9 @@ def _structural(values: np.ndarray) -> list[str]:
         morning, evening = np.nanmean(stress[480:780]), np.nanmean(stress[1020:1320])
     if np.isfinite(morning) and np.isfinite(evening):
         trend = "rises" if evening - morning > 8 else "falls" if morning - evening > 8 else "stays level"
-        sentences.append(f"Stress score {trend} from {round(morning)} in the morning to {round(evening)} in the evening.")
+        sentences.append(
+            f"Stress score {trend} from {round(morning)} in the morning to {round(evening)} in the evening."
+        )
     return sentences
 
 
@@ -253,9 +280,12 @@ def _statistical(values: np.ndarray) -> list[str]:
                 part = signal[start:end]
                 if (~np.isnan(part)).sum() >= 30:
                     periods.append(f"{name} {_number(np.nanmean(part), decimals)}")
-            sentences.append(f"{words} mean {_number(np.nanmean(signal), decimals)}{suffix} (SD {_number(np.nanstd(signal), decimals)}, "
-                             f"range {_number(np.nanmin(signal), decimals)} to {_number(np.nanmax(signal), decimals)}); "
-                             + ", ".join(periods) + ".")
+            sentences.append(
+                f"{words} mean {_number(np.nanmean(signal), decimals)}{suffix} (SD {_number(np.nanstd(signal), decimals)}, "
+                f"range {_number(np.nanmin(signal), decimals)} to {_number(np.nanmax(signal), decimals)}); "
+                + ", ".join(periods)
+                + "."
+            )
         steps = values[FEATURE_INDEX["steps"]]
         if (~np.isnan(steps)).any():
             by_period = ", ".join(f"{name} {round(float(np.nansum(steps[start:end])))}" for name, start, end in PERIODS)
@@ -286,16 +316,20 @@ def caption_day(values: np.ndarray, events: Sequence[DayEvent], levels: Sequence
     return " ".join(sentences)
 
 
-def caption_days(values: np.ndarray, mask: np.ndarray, events: Iterable, levels: Sequence[str] = LEVELS, first_day: int = 0) -> list[str]:
+def caption_days(
+    values: np.ndarray, mask: np.ndarray, events: Iterable, levels: Sequence[str] = LEVELS, first_day: int = 0
+) -> list[str]:
     """Captions of a participant's days ``values``/``mask`` (days, channels, 1440); ``events`` count minutes from
     the participant's first minute, and ``values[0]`` is the participant's day ``first_day``."""
     events = list(events)
     observed_values = np.where(mask, values, np.nan)
-    return [caption_day(observed_values[day], events_of_day(events, first_day + day), levels) for day in range(values.shape[0])]
+    return [
+        caption_day(observed_values[day], events_of_day(events, first_day + day), levels)
+        for day in range(values.shape[0])
+    ]
 
 
 def main_activity(events: Sequence[DayEvent]) -> str | None:
     """The day's longest activity bout (the zero-shot classification label), or None on a day without one."""
     activities = [event for event in events if event.name in ACTIVITY_NAMES and event.start_minute >= 0]
     return max(activities, key=lambda event: (event.duration_min, -event.start_minute)).name if activities else None
-

@@ -1,8 +1,8 @@
 """``python -m modeling.ml sensorlm train|evaluate|ablation``.
 
-    python -m modeling.ml sensorlm train --size tiny --loss coca --participants 400 --days 3 --steps 1200 --output runs/sensorlm-tiny
-    python -m modeling.ml sensorlm evaluate --model runs/sensorlm-tiny/model --output docs/results/sensorlm-tiny
-    python -m modeling.ml sensorlm ablation --output docs/results/sensorlm-tiny
+python -m modeling.ml sensorlm train --size tiny --loss coca --participants 400 --days 3 --steps 1200 --output runs/sensorlm-tiny
+python -m modeling.ml sensorlm evaluate --model runs/sensorlm-tiny/model --output docs/results/sensorlm-tiny
+python -m modeling.ml sensorlm ablation --output docs/results/sensorlm-tiny
 """
 
 import json
@@ -13,7 +13,9 @@ from modeling.ml.sensorlm.model import LOSSES, SIZES
 
 
 def add_parser(families) -> None:
-    commands = families.add_parser("sensorlm", help="the sensor-language model").add_subparsers(dest="command", required=True)
+    commands = families.add_parser("sensorlm", help="the sensor-language model").add_subparsers(
+        dest="command", required=True
+    )
     train_parser = commands.add_parser("train", help="sensor-caption pre-training on simulated participants")
     train_parser.add_argument("--size", default="tiny", choices=list(SIZES))
     train_parser.add_argument("--loss", default="clip", choices=LOSSES)
@@ -24,17 +26,23 @@ def add_parser(families) -> None:
     train_parser.add_argument("--steps", type=int, default=300)
     train_parser.add_argument("--batch-size", type=int, default=32)
     train_parser.add_argument("--learning-rate", type=float, default=2e-3)
-    train_parser.add_argument("--init-from", type=Path, help="a foundation-model (lsm) checkpoint to start the sensor tower from")
+    train_parser.add_argument(
+        "--init-from", type=Path, help="a foundation-model (lsm) checkpoint to start the sensor tower from"
+    )
     train_parser.add_argument("--device", default="auto")
     train_parser.add_argument("--output", type=Path, required=True)
-    evaluate_parser = commands.add_parser("evaluate", help="zero-shot activities, retrieval, captioning against baselines")
+    evaluate_parser = commands.add_parser(
+        "evaluate", help="zero-shot activities, retrieval, captioning against baselines"
+    )
     evaluate_parser.add_argument("--model", type=Path, required=True)
     evaluate_parser.add_argument("--participants", type=int, default=200)
     evaluate_parser.add_argument("--days", type=int, default=3)
     evaluate_parser.add_argument("--seed", type=int, default=1000, help="another seed than training: new participants")
     evaluate_parser.add_argument("--bootstrap", type=int, default=200)
     evaluate_parser.add_argument("--caption-days", type=int, default=200)
-    evaluate_parser.add_argument("--lsm", type=Path, help="a foundation-model checkpoint whose linear probe joins the references")
+    evaluate_parser.add_argument(
+        "--lsm", type=Path, help="a foundation-model checkpoint whose linear probe joins the references"
+    )
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--output", type=Path, help="write evaluation.md and evaluation.json here")
     ablation_parser = commands.add_parser("ablation", help="caption levels x {clip, siglip, coca} in one table")
@@ -45,7 +53,9 @@ def add_parser(families) -> None:
     ablation_parser.add_argument("--evaluation-participants", type=int, default=120)
     ablation_parser.add_argument("--seed", type=int, default=0)
     ablation_parser.add_argument("--device", default="auto")
-    ablation_parser.add_argument("--output", type=Path, required=True, help="ablation.md/.json here, the runs under runs/")
+    ablation_parser.add_argument(
+        "--output", type=Path, required=True, help="ablation.md/.json here, the runs under runs/"
+    )
 
 
 def run(args) -> None:
@@ -57,23 +67,55 @@ def run(args) -> None:
     if args.command == "train":
         from modeling.ml.sensorlm.train import train_sensorlm
 
-        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
-        result = train_sensorlm(size=args.size, participants=args.participants, days=args.days, seed=args.seed, train_config=config,
-                                output_dir=args.output, loss=args.loss, levels=args.levels, init_from=args.init_from, device=args.device,
-                                progress=lambda step, total, metrics: print(json.dumps(metrics)) if step % 10 == 0 or step == total else None)
+        config = TrainConfig(
+            steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed
+        )
+        result = train_sensorlm(
+            size=args.size,
+            participants=args.participants,
+            days=args.days,
+            seed=args.seed,
+            train_config=config,
+            output_dir=args.output,
+            loss=args.loss,
+            levels=args.levels,
+            init_from=args.init_from,
+            device=args.device,
+            progress=lambda step, total, metrics: (
+                print(json.dumps(metrics)) if step % 10 == 0 or step == total else None
+            ),
+        )
         print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
     elif args.command == "evaluate":
         from modeling.ml.sensorlm.evaluate import EvaluationSettings
         from modeling.ml.sensorlm.report import evaluation_report
 
-        settings = EvaluationSettings(participants=args.participants, days=args.days, seed=args.seed, bootstrap=args.bootstrap,
-                                      caption_days=args.caption_days, lsm_model=args.lsm, device=choose_device(args.device))
+        settings = EvaluationSettings(
+            participants=args.participants,
+            days=args.days,
+            seed=args.seed,
+            bootstrap=args.bootstrap,
+            caption_days=args.caption_days,
+            lsm_model=args.lsm,
+            device=choose_device(args.device),
+        )
         print(evaluation_report(args.model, settings, output_dir=args.output, progress=report)["markdown"])
     else:
         from modeling.ml.sensorlm.evaluate import EvaluationSettings
         from modeling.ml.sensorlm.report import AblationSettings, ablation
 
-        settings = AblationSettings(size=args.size, participants=args.participants, days=args.days, steps=args.steps, seed=args.seed,
-                                    evaluation=EvaluationSettings(participants=args.evaluation_participants, days=args.days, bootstrap=20,
-                                                                  caption_days=100, device=choose_device(args.device)))
+        settings = AblationSettings(
+            size=args.size,
+            participants=args.participants,
+            days=args.days,
+            steps=args.steps,
+            seed=args.seed,
+            evaluation=EvaluationSettings(
+                participants=args.evaluation_participants,
+                days=args.days,
+                bootstrap=20,
+                caption_days=100,
+                device=choose_device(args.device),
+            ),
+        )
         print(ablation(settings, args.output, progress=report)["markdown"])

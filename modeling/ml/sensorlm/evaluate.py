@@ -29,11 +29,22 @@ from modeling.ml.lsm.pretrain import check_new_participants
 from modeling.ml.sensorlm.captions import activity_words
 from modeling.ml.sensorlm.model import SensorLMModel, load_sensorlm
 from modeling.ml.sensorlm.tokenizer import decode, normalized
-from modeling.ml.sensorlm.train import CaptionedDays, captioned_days, embed_texts, embed_windows, recall_at, standardized
+from modeling.ml.sensorlm.train import (
+    CaptionedDays,
+    captioned_days,
+    embed_texts,
+    embed_windows,
+    recall_at,
+    standardized,
+)
 
 # Prompt templates for zero-shot classification, worded like the semantic captions; their embeddings are averaged.
-TEMPLATES = ("Activities: a {name}.", "Activities: a 30-minute {name} in the morning.", "Activities: a 45-minute {name} in the evening.",
-             "a day with a {name}.")
+TEMPLATES = (
+    "Activities: a {name}.",
+    "Activities: a 30-minute {name} in the morning.",
+    "Activities: a 45-minute {name} in the evening.",
+    "a day with a {name}.",
+)
 GROUPINGS = {  # name: the activity kinds of the positive group (the rest are the negative one)
     "cardio vs strength": {kind.name for kind in ACTIVITY_KINDS if kind.cardio},
     "locomotion vs stationary": {kind.name for kind in ACTIVITY_KINDS if kind.locomotion},
@@ -70,20 +81,30 @@ def check_unseen_participants(model_dir: Path, settings: "EvaluationSettings") -
     pretraining = json.loads((Path(model_dir) / "normalization.json").read_text()).get("pretraining", {})
     initialized_from = pretraining.get("initialized_from") or {}
     if initialized_from.get("seed") == settings.seed:
-        raise ValueError(f"seed {settings.seed} is the pre-training seed of the foundation model this one was initialized from "
-                         f"({initialized_from.get('path')}): use another seed so the participants are new")
+        raise ValueError(
+            f"seed {settings.seed} is the pre-training seed of the foundation model this one was initialized from "
+            f"({initialized_from.get('path')}): use another seed so the participants are new"
+        )
     if settings.lsm_model:
         check_new_participants(settings.lsm_model, settings.seed)
 
 
-def prepare(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, settings: EvaluationSettings) -> EvaluationData:
+def prepare(
+    model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, settings: EvaluationSettings
+) -> EvaluationData:
     data = captioned_days(participants=settings.participants, days=settings.days, seed=settings.seed)
     probe_participants, _ = participant_split(settings.participants, 0.5, settings.seed)
     is_train = np.isin(data.owner, probe_participants)
     values, observed = standardized(data, mean.numpy(), std.numpy())
     embeddings = embed_windows(model, values, observed, torch.tensor(data.weekday)).numpy()
-    return EvaluationData(data, data.captions(model.config.caption_levels), np.flatnonzero(is_train), np.flatnonzero(~is_train),
-                          embeddings, data.statistics())
+    return EvaluationData(
+        data,
+        data.captions(model.config.caption_levels),
+        np.flatnonzero(is_train),
+        np.flatnonzero(~is_train),
+        embeddings,
+        data.statistics(),
+    )
 
 
 # ---------------------------------------------------------------- zero-shot activity recognition
@@ -114,11 +135,19 @@ def activity_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer,
     classes = len(ACTIVITY_NAMES)
     probabilities = {}
     with torch.no_grad():
-        similarity = torch.tensor(evaluation.sensor_embeddings[test]) @ class_text_embeddings(model, tokenizer, list(ACTIVITY_NAMES)).T
-        probabilities["zero-shot SensorLM"] = torch.softmax(model.logit_scale.exp().clamp(max=100).cpu() * similarity, dim=1).numpy()
+        similarity = (
+            torch.tensor(evaluation.sensor_embeddings[test])
+            @ class_text_embeddings(model, tokenizer, list(ACTIVITY_NAMES)).T
+        )
+        probabilities["zero-shot SensorLM"] = torch.softmax(
+            model.logit_scale.exp().clamp(max=100).cpu() * similarity, dim=1
+        ).numpy()
     probabilities["chance"] = np.full((len(test), classes), 1.0 / classes)
-    references = {"linear probe on SensorLM (supervised)": evaluation.sensor_embeddings,
-                  "linear probe on hand-crafted statistics (supervised)": evaluation.statistics, **evaluation.extra}
+    references = {
+        "linear probe on SensorLM (supervised)": evaluation.sensor_embeddings,
+        "linear probe on hand-crafted statistics (supervised)": evaluation.statistics,
+        **evaluation.extra,
+    }
     for name, features in references.items():
         probe = probe_pipeline("classification").fit(features[train], labels[train])
         probabilities[name] = class_probabilities(probe, features[test], classes)
@@ -128,10 +157,16 @@ def activity_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer,
         results[method] = {"activity": score("classification", truth, restricted, bootstrap=settings.bootstrap)}
         for grouping, positive in GROUPINGS.items():
             is_positive = np.array([ACTIVITY_NAMES[label] in positive for label in labels[test]]).astype(int)
-            positive_probability = predicted[:, [ACTIVITY_NAMES.index(name) for name in positive]].sum(axis=1) / predicted.sum(axis=1)
+            positive_probability = predicted[:, [ACTIVITY_NAMES.index(name) for name in positive]].sum(
+                axis=1
+            ) / predicted.sum(axis=1)
             binary = np.stack([1 - positive_probability, positive_probability], axis=1)
             results[method][grouping] = score("classification", is_positive, binary, bootstrap=settings.bootstrap)
-    results["_counts"] = {"train_days": int(len(train)), "test_days": int(len(test)), "classes_present": int(len(np.unique(labels[test])))}
+    results["_counts"] = {
+        "train_days": int(len(train)),
+        "test_days": int(len(test)),
+        "classes_present": int(len(np.unique(labels[test]))),
+    }
     return results
 
 
@@ -157,11 +192,20 @@ def text_scores(candidates: list[str], references: list[str]) -> dict:
     """Corpus BLEU (sacrebleu, 0-100) and mean ROUGE-L F1 (rouge-score, 0-1)."""
     bleu = BLEU().corpus_score(candidates, [references]).score
     scorer = rouge_scorer.RougeScorer(["rougeL"])
-    rouge = float(np.mean([scorer.score(reference, candidate)["rougeL"].fmeasure for candidate, reference in zip(candidates, references)]))
+    rouge = float(
+        np.mean(
+            [
+                scorer.score(reference, candidate)["rougeL"].fmeasure
+                for candidate, reference in zip(candidates, references)
+            ]
+        )
+    )
     return {"bleu": float(bleu), "rouge_l": rouge}
 
 
-def caption_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer, mean, std, settings: EvaluationSettings) -> dict:
+def caption_scores(
+    evaluation: EvaluationData, model: SensorLMModel, tokenizer, mean, std, settings: EvaluationSettings
+) -> dict:
     """Generated captions (CoCa) and two nearest-caption baselines against the test days' captions, all in the
     tokenizer's normalized text and truncated to the model's caption length."""
     rng = np.random.default_rng(settings.seed)
@@ -172,22 +216,35 @@ def caption_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer, 
     training_captions = [normalized(tokenizer, evaluation.captions[row], limit) for row in train]
     results = {"days": int(len(test))}
     scaler = StandardScaler().fit(evaluation.statistics[train])
-    train_statistics, test_statistics = scaler.transform(evaluation.statistics[train]), scaler.transform(evaluation.statistics[test])
+    train_statistics, test_statistics = (
+        scaler.transform(evaluation.statistics[train]),
+        scaler.transform(evaluation.statistics[test]),
+    )
     nearest = ((test_statistics[:, None, :] - train_statistics[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
-    results["nearest caption by hand-crafted statistics"] = text_scores([training_captions[row] for row in nearest], references)
+    results["nearest caption by hand-crafted statistics"] = text_scores(
+        [training_captions[row] for row in nearest], references
+    )
     text = embed_texts(model, tokenizer, [evaluation.captions[row] for row in train])
     retrieved = (torch.tensor(evaluation.sensor_embeddings[test]) @ text.T).argmax(dim=1).numpy()
-    results["nearest caption by SensorLM similarity"] = text_scores([training_captions[row] for row in retrieved], references)
+    results["nearest caption by SensorLM similarity"] = text_scores(
+        [training_captions[row] for row in retrieved], references
+    )
     if model.config.loss == "coca":
         values, observed = standardized(evaluation.data.subset(test), mean.numpy(), std.numpy())
         weekday = torch.tensor(evaluation.data.weekday[test])
         generated = []
         for start in range(0, len(test), 64):
-            ids = model.generate_captions(values[start:start + 64].to(model.device), observed[start:start + 64].to(model.device),
-                                          weekday[start:start + 64].to(model.device), max_tokens=limit)
+            ids = model.generate_captions(
+                values[start : start + 64].to(model.device),
+                observed[start : start + 64].to(model.device),
+                weekday[start : start + 64].to(model.device),
+                max_tokens=limit,
+            )
             generated += [decode(tokenizer, row) for row in ids]
         results["CoCa greedy caption"] = text_scores(generated, references)
-        results["examples"] = [{"reference": reference, "generated": caption} for reference, caption in zip(references[:3], generated[:3])]
+        results["examples"] = [
+            {"reference": reference, "generated": caption} for reference, caption in zip(references[:3], generated[:3])
+        ]
     return results
 
 
@@ -202,18 +259,30 @@ def lsm_features(lsm_model: Path, data: CaptionedDays, device: str) -> np.ndarra
     values, observed = standardized(data, mean.numpy(), std.numpy())
     weekday = torch.tensor(data.weekday)
     with torch.no_grad():
-        return torch.cat([model.embed_windows(values[i:i + 64].to(device), observed[i:i + 64].to(device), weekday[i:i + 64].to(device)).cpu()
-                          for i in range(0, len(values), 64)]).numpy()
+        return torch.cat(
+            [
+                model.embed_windows(
+                    values[i : i + 64].to(device), observed[i : i + 64].to(device), weekday[i : i + 64].to(device)
+                ).cpu()
+                for i in range(0, len(values), 64)
+            ]
+        ).numpy()
 
 
-def evaluate(model_dir: Path, settings: EvaluationSettings, progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict:
+def evaluate(
+    model_dir: Path,
+    settings: EvaluationSettings,
+    progress: Callable[[float, str], None] = lambda fraction, message: None,
+) -> dict:
     """Every score of the model in one JSON-ready dict."""
     check_unseen_participants(model_dir, settings)
     model, tokenizer, mean, std = load_sensorlm(model_dir, settings.device)
     progress(0.0, "simulating and embedding the evaluation participants")
     evaluation = prepare(model, mean, std, settings)
     if settings.lsm_model:
-        evaluation.extra["linear probe on the foundation model (supervised)"] = lsm_features(settings.lsm_model, evaluation.data, settings.device)
+        evaluation.extra["linear probe on the foundation model (supervised)"] = lsm_features(
+            settings.lsm_model, evaluation.data, settings.device
+        )
     progress(0.3, "zero-shot activity recognition")
     activity = activity_scores(evaluation, model, tokenizer, settings)
     progress(0.5, "retrieval")
@@ -221,9 +290,19 @@ def evaluate(model_dir: Path, settings: EvaluationSettings, progress: Callable[[
     progress(0.6, "captioning")
     captioning = caption_scores(evaluation, model, tokenizer, mean, std, settings)
     progress(1.0, "done")
-    return {"model": str(model_dir), "loss": model.config.loss, "caption_levels": list(model.config.caption_levels), "size": model.config.size,
-            "participants": settings.participants, "days": settings.days, "seed": settings.seed, "evaluation_days": len(evaluation.captions),
-            "activity": activity, "retrieval": retrieval, "captioning": captioning}
+    return {
+        "model": str(model_dir),
+        "loss": model.config.loss,
+        "caption_levels": list(model.config.caption_levels),
+        "size": model.config.size,
+        "participants": settings.participants,
+        "days": settings.days,
+        "seed": settings.seed,
+        "evaluation_days": len(evaluation.captions),
+        "activity": activity,
+        "retrieval": retrieval,
+        "captioning": captioning,
+    }
 
 
 def _cell(value) -> str:
@@ -237,25 +316,61 @@ def evaluation_tables(result: dict) -> list[dict]:
     activity = result["activity"]
     counts = activity["_counts"]
     methods = [name for name in activity if not name.startswith("_")]
-    rows = [[method] + [_cell(activity[method]["activity"].get(metric)) for metric in ("auroc", "f1_macro", "balanced_accuracy")]
-            for method in methods]
-    tables = [{"title": "Zero-shot activity recognition",
-               "summary": f"Each test day's longest activity bout, {counts['classes_present']} of {len(ACTIVITY_NAMES)} classes present; "
-                          f"{counts['test_days']} test days (probes fitted on {counts['train_days']} days of other participants). "
-                          "Macro AUROC (one-vs-rest), macro-F1, balanced accuracy; bootstrap 95 % CIs.",
-               "columns": ["method", "AUROC", "macro-F1", "balanced accuracy"], "rows": rows}]
+    rows = [
+        [method]
+        + [_cell(activity[method]["activity"].get(metric)) for metric in ("auroc", "f1_macro", "balanced_accuracy")]
+        for method in methods
+    ]
+    tables = [
+        {
+            "title": "Zero-shot activity recognition",
+            "summary": f"Each test day's longest activity bout, {counts['classes_present']} of {len(ACTIVITY_NAMES)} classes present; "
+            f"{counts['test_days']} test days (probes fitted on {counts['train_days']} days of other participants). "
+            "Macro AUROC (one-vs-rest), macro-F1, balanced accuracy; bootstrap 95 % CIs.",
+            "columns": ["method", "AUROC", "macro-F1", "balanced accuracy"],
+            "rows": rows,
+        }
+    ]
     rows = [[method] + [_cell(activity[method][grouping].get("auroc")) for grouping in GROUPINGS] for method in methods]
-    tables.append({"title": "Binary groupings (AUROC)", "summary": "Class probabilities summed within each group; "
-                   "cardio vs strength/flexibility/housework, locomotion vs stationary kinds.",
-                   "columns": ["method", *GROUPINGS], "rows": rows})
+    tables.append(
+        {
+            "title": "Binary groupings (AUROC)",
+            "summary": "Class probabilities summed within each group; "
+            "cardio vs strength/flexibility/housework, locomotion vs stationary kinds.",
+            "columns": ["method", *GROUPINGS],
+            "rows": rows,
+        }
+    )
     retrieval = result["retrieval"]
-    rows = [[direction] + [f"{retrieval[f'{key}_r@{k}']:.3f}" for k in (1, 5, 10)]
-            for direction, key in (("sensor → text", "sensor_to_text"), ("text → sensor", "text_to_sensor"), ("chance", "chance"))]
-    tables.append({"title": "Retrieval among the test days", "summary": f"{retrieval['candidates']} test days, each with its own caption.",
-                   "columns": ["direction", "R@1", "R@5", "R@10"], "rows": rows})
+    rows = [
+        [direction] + [f"{retrieval[f'{key}_r@{k}']:.3f}" for k in (1, 5, 10)]
+        for direction, key in (
+            ("sensor → text", "sensor_to_text"),
+            ("text → sensor", "text_to_sensor"),
+            ("chance", "chance"),
+        )
+    ]
+    tables.append(
+        {
+            "title": "Retrieval among the test days",
+            "summary": f"{retrieval['candidates']} test days, each with its own caption.",
+            "columns": ["direction", "R@1", "R@5", "R@10"],
+            "rows": rows,
+        }
+    )
     captioning = result["captioning"]
-    rows = [[method, f"{scores['bleu']:.1f}", f"{scores['rouge_l']:.3f}"] for method, scores in captioning.items() if isinstance(scores, dict)]
-    tables.append({"title": "Captioning", "summary": f"{captioning['days']} test days; references are their captions in the tokenizer's "
-                   "normalized text, truncated to the model's caption length. BLEU 0-100 (sacrebleu), ROUGE-L F1 (rouge-score).",
-                   "columns": ["method", "BLEU", "ROUGE-L"], "rows": rows})
+    rows = [
+        [method, f"{scores['bleu']:.1f}", f"{scores['rouge_l']:.3f}"]
+        for method, scores in captioning.items()
+        if isinstance(scores, dict)
+    ]
+    tables.append(
+        {
+            "title": "Captioning",
+            "summary": f"{captioning['days']} test days; references are their captions in the tokenizer's "
+            "normalized text, truncated to the model's caption length. BLEU 0-100 (sacrebleu), ROUGE-L F1 (rouge-score).",
+            "columns": ["method", "BLEU", "ROUGE-L"],
+            "rows": rows,
+        }
+    )
     return tables

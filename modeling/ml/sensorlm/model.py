@@ -37,39 +37,93 @@ SIZES = {
 class SensorLMConfig(PatchGeometry, PretrainedConfig):
     model_type = "healthagent_sensorlm"
 
-    def __init__(self, channels: int = 27, minutes: int = 1440, patch_minutes: int = 60, patch_channels: int = 1, dim: int = 64,
-                 depth: int = 2, heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0, calendar_features: bool = False,
-                 vocabulary_size: int = 512, text_dim: int = 64, text_depth: int = 2, text_heads: int = 4, max_text_tokens: int = 448,
-                 embed_dim: int = 64, patch_keep: float = 0.5, loss: str = "clip", decoder_depth: int = 1, caption_weight: float = 1.0,
-                 caption_levels: tuple = ("semantic", "structural", "statistical"), size: str = "tiny",
-                 pad_token_id: int = 0, bos_token_id: int = 2, eos_token_id: int = 3, **kwargs):
+    def __init__(
+        self,
+        channels: int = 27,
+        minutes: int = 1440,
+        patch_minutes: int = 60,
+        patch_channels: int = 1,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        dropout: float = 0.0,
+        calendar_features: bool = False,
+        vocabulary_size: int = 512,
+        text_dim: int = 64,
+        text_depth: int = 2,
+        text_heads: int = 4,
+        max_text_tokens: int = 448,
+        embed_dim: int = 64,
+        patch_keep: float = 0.5,
+        loss: str = "clip",
+        decoder_depth: int = 1,
+        caption_weight: float = 1.0,
+        caption_levels: tuple = ("semantic", "structural", "statistical"),
+        size: str = "tiny",
+        pad_token_id: int = 0,
+        bos_token_id: int = 2,
+        eos_token_id: int = 3,
+        **kwargs,
+    ):
         super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
         if minutes % patch_minutes or channels % patch_channels:
             raise ValueError("patch sizes must divide the window (minutes) and the channels")
         if loss not in LOSSES:
             raise ValueError(f"loss is one of {LOSSES}, not {loss!r}")
-        self.channels, self.minutes, self.patch_minutes, self.patch_channels = channels, minutes, patch_minutes, patch_channels
+        self.channels, self.minutes, self.patch_minutes, self.patch_channels = (
+            channels,
+            minutes,
+            patch_minutes,
+            patch_channels,
+        )
         self.dim, self.depth, self.heads, self.mlp_ratio, self.dropout = dim, depth, heads, mlp_ratio, dropout
         self.calendar_features = calendar_features
-        self.vocabulary_size, self.text_dim, self.text_depth, self.text_heads = vocabulary_size, text_dim, text_depth, text_heads
+        self.vocabulary_size, self.text_dim, self.text_depth, self.text_heads = (
+            vocabulary_size,
+            text_dim,
+            text_depth,
+            text_heads,
+        )
         self.max_text_tokens, self.embed_dim, self.loss = max_text_tokens, embed_dim, loss
-        self.patch_keep = patch_keep  # fraction of observed patches the sensor tower sees in training (1.0 at inference)
+        self.patch_keep = (
+            patch_keep  # fraction of observed patches the sensor tower sees in training (1.0 at inference)
+        )
         self.decoder_depth, self.caption_weight = decoder_depth, caption_weight
         self.caption_levels, self.size = list(caption_levels), size
 
     @classmethod
     def named(cls, size: str, **overrides) -> "SensorLMConfig":
         dim, depth, heads, patch_minutes, text_dim, text_depth, text_heads, embed_dim, decoder_depth = SIZES[size]
-        values = dict(dim=dim, depth=depth, heads=heads, patch_minutes=patch_minutes, text_dim=text_dim, text_depth=text_depth,
-                      text_heads=text_heads, embed_dim=embed_dim, decoder_depth=decoder_depth, size=size)
+        values = dict(
+            dim=dim,
+            depth=depth,
+            heads=heads,
+            patch_minutes=patch_minutes,
+            text_dim=text_dim,
+            text_depth=text_depth,
+            text_heads=text_heads,
+            embed_dim=embed_dim,
+            decoder_depth=decoder_depth,
+            size=size,
+        )
         return cls(**{**values, **overrides})
 
     def bert_config(self, *, decoder: bool) -> BertConfig:
-        return BertConfig(vocab_size=self.vocabulary_size, hidden_size=self.text_dim,
-                          num_hidden_layers=self.decoder_depth if decoder else self.text_depth, num_attention_heads=self.text_heads,
-                          intermediate_size=4 * self.text_dim, max_position_embeddings=self.max_text_tokens, pad_token_id=self.pad_token_id,
-                          hidden_dropout_prob=self.dropout, attention_probs_dropout_prob=self.dropout, is_decoder=decoder,
-                          add_cross_attention=decoder, tie_word_embeddings=False)
+        return BertConfig(
+            vocab_size=self.vocabulary_size,
+            hidden_size=self.text_dim,
+            num_hidden_layers=self.decoder_depth if decoder else self.text_depth,
+            num_attention_heads=self.text_heads,
+            intermediate_size=4 * self.text_dim,
+            max_position_embeddings=self.max_text_tokens,
+            pad_token_id=self.pad_token_id,
+            hidden_dropout_prob=self.dropout,
+            attention_probs_dropout_prob=self.dropout,
+            is_decoder=decoder,
+            add_cross_attention=decoder,
+            tie_word_embeddings=False,
+        )
 
 
 class SensorTower(PatchEncoderMixin, nn.Module):
@@ -80,14 +134,23 @@ class SensorTower(PatchEncoderMixin, nn.Module):
         self.config = config
         self.build_patch_encoder(config)
 
-    def forward(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None, *, keep: float = 1.0,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        values: torch.Tensor,
+        observed: torch.Tensor,
+        weekday: torch.Tensor | None = None,
+        *,
+        keep: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, visible patches, dim) encodings and (batch, visible patches) padding. With ``keep`` < 1 only that
         fraction of each window's observed patches is encoded, chosen at random (FLIP's patch dropping)."""
         values = torch.where(observed, values, torch.zeros_like(values))
         hidden = patch_missing(observed, self.config.patch_channels, self.config.patch_minutes)  # (batch, patches)
         if keep < 1.0:
-            scores = torch.rand(hidden.shape, generator=generator).to(hidden.device).masked_fill(hidden, 2.0)  # missing sort last
+            scores = (
+                torch.rand(hidden.shape, generator=generator).to(hidden.device).masked_fill(hidden, 2.0)
+            )  # missing sort last
             rank = scores.argsort(dim=1).argsort(dim=1)
             kept = ((~hidden).sum(dim=1, keepdim=True) * keep).ceil().clamp(min=1)
             hidden = hidden | (rank >= kept)
@@ -105,7 +168,9 @@ class AttentionPooling(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, tokens: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        pooled, _ = self.attention(self.query.expand(tokens.shape[0], -1, -1), tokens, tokens, key_padding_mask=padding, need_weights=False)
+        pooled, _ = self.attention(
+            self.query.expand(tokens.shape[0], -1, -1), tokens, tokens, key_padding_mask=padding, need_weights=False
+        )
         return self.norm(pooled[:, 0])
 
 
@@ -155,19 +220,30 @@ class SensorLMModel(PreTrainedModel):
 
     # ------------------------------------------------------------ towers
 
-    def sensor_tokens(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None,
-                      generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def sensor_tokens(
+        self,
+        values: torch.Tensor,
+        observed: torch.Tensor,
+        weekday: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         keep = self.config.patch_keep if self.training else 1.0
-        return self.sensor(values, observed, weekday if self.config.calendar_features else None, keep=keep, generator=generator)
+        return self.sensor(
+            values, observed, weekday if self.config.calendar_features else None, keep=keep, generator=generator
+        )
 
-    def embed_sensor(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_sensor(
+        self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(batch, embed_dim) unit-length sensor embeddings of standardized windows (batch, channels, minutes)."""
         tokens, padding = self.sensor_tokens(values, observed, weekday)
         return F.normalize(self.sensor_projection(self.pooling(tokens, padding)), dim=-1)
 
     def embed_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(batch, embed_dim) unit-length text embeddings: the text tower mean-pooled over real tokens."""
-        hidden = self.text(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (batch, tokens, text_dim)
+        hidden = self.text(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state  # (batch, tokens, text_dim)
         weights = attention_mask[..., None].to(hidden.dtype)
         pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
         return F.normalize(self.text_projection(pooled), dim=-1)
@@ -179,8 +255,15 @@ class SensorLMModel(PreTrainedModel):
 
     # ------------------------------------------------------------ training
 
-    def forward(self, values: torch.Tensor, observed: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                weekday: torch.Tensor | None = None, generator: torch.Generator | None = None) -> SensorLMOutput:
+    def forward(
+        self,
+        values: torch.Tensor,
+        observed: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        weekday: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> SensorLMOutput:
         """``values``/``observed`` (batch, channels, minutes), standardized; ``input_ids``/``attention_mask`` (batch, tokens),
         the captions of the same windows. ``generator`` draws the patches dropped in training."""
         tokens, padding = self.sensor_tokens(values, observed, weekday, generator)
@@ -196,17 +279,32 @@ class SensorLMModel(PreTrainedModel):
         caption = None
         if self.config.loss == "coca":
             labels = input_ids.masked_fill(attention_mask == 0, -100)
-            caption = self.decoder(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-                                   encoder_hidden_states=self.sensor_to_decoder(tokens), encoder_attention_mask=(~padding).long()).loss
+            caption = self.decoder(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                labels=labels,
+                encoder_hidden_states=self.sensor_to_decoder(tokens),
+                encoder_attention_mask=(~padding).long(),
+            ).loss
         loss = contrastive if caption is None else contrastive + self.config.caption_weight * caption
-        return SensorLMOutput(loss=loss, contrastive_loss=contrastive.detach(), caption_loss=None if caption is None else caption.detach(),
-                              sensor_embeddings=sensor, text_embeddings=text)
+        return SensorLMOutput(
+            loss=loss,
+            contrastive_loss=contrastive.detach(),
+            caption_loss=None if caption is None else caption.detach(),
+            sensor_embeddings=sensor,
+            text_embeddings=text,
+        )
 
     # ------------------------------------------------------------ captioning
 
     @torch.no_grad()
-    def generate_captions(self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None,
-                          max_tokens: int | None = None) -> list[list[int]]:
+    def generate_captions(
+        self,
+        values: torch.Tensor,
+        observed: torch.Tensor,
+        weekday: torch.Tensor | None = None,
+        max_tokens: int | None = None,
+    ) -> list[list[int]]:
         """Greedy captions (token ids, [CLS] first, up to [SEP]) of standardized windows; CoCa models only."""
         if self.config.loss != "coca":
             raise ValueError("only a CoCa model has a caption decoder")
@@ -217,8 +315,12 @@ class SensorLMModel(PreTrainedModel):
         ids = torch.full((batch, 1), self.config.bos_token_id, dtype=torch.long, device=values.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=values.device)
         for _ in range(max_tokens - 1):
-            logits = self.decoder(input_ids=ids, attention_mask=torch.ones_like(ids), encoder_hidden_states=context,
-                                  encoder_attention_mask=context_mask).logits[:, -1]  # (batch, vocabulary)
+            logits = self.decoder(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                encoder_hidden_states=context,
+                encoder_attention_mask=context_mask,
+            ).logits[:, -1]  # (batch, vocabulary)
             following = logits.argmax(dim=-1).masked_fill(finished, self.config.pad_token_id)
             ids = torch.cat([ids, following[:, None]], dim=1)
             finished |= following == self.config.eos_token_id
@@ -236,8 +338,12 @@ class SensorLMModel(PreTrainedModel):
         lsm = LSMForMaskedPretraining.from_pretrained(lsm_model_dir)
         mismatched = [name for name in ENCODER_ARCHITECTURE if getattr(lsm.config, name) != getattr(self.config, name)]
         if mismatched:
-            raise ValueError("the foundation model's encoder differs from the sensor tower's: "
-                             + ", ".join(f"{name} {getattr(lsm.config, name)} vs {getattr(self.config, name)}" for name in mismatched))
+            raise ValueError(
+                "the foundation model's encoder differs from the sensor tower's: "
+                + ", ".join(
+                    f"{name} {getattr(lsm.config, name)} vs {getattr(self.config, name)}" for name in mismatched
+                )
+            )
         weights = {name: tensor for name, tensor in lsm.state_dict().items() if name.startswith(ENCODER_PARAMETERS)}
         missing, unexpected = self.sensor.load_state_dict(weights, strict=False)
         if unexpected or missing:

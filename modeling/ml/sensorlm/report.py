@@ -22,22 +22,41 @@ def _write(path: Path, text: str) -> None:
     partial.replace(path)
 
 
-def evaluation_report(model_dir: Path, settings: EvaluationSettings, *, output_dir: Path | None = None,
-                      progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict:
+def evaluation_report(
+    model_dir: Path,
+    settings: EvaluationSettings,
+    *,
+    output_dir: Path | None = None,
+    progress: Callable[[float, str], None] = lambda fraction, message: None,
+) -> dict:
     """Evaluate ``model_dir`` and, with ``output_dir``, write evaluation.md and evaluation.json there."""
     result = evaluate(model_dir, settings, progress)
     tables = evaluation_tables(result)
-    header = (f"# SensorLM evaluation\n\nModel `{model_dir}` ({result['size']}, {result['loss']} loss, caption levels "
-              f"{' + '.join(result['caption_levels'])}); {settings.participants} new simulated participants x {settings.days} days "
-              f"(seed {settings.seed}), split 50/50 by participant: probes fitted on one half, every method scored once on the other.")
+    header = (
+        f"# SensorLM evaluation\n\nModel `{model_dir}` ({result['size']}, {result['loss']} loss, caption levels "
+        f"{' + '.join(result['caption_levels'])}); {settings.participants} new simulated participants x {settings.days} days "
+        f"(seed {settings.seed}), split 50/50 by participant: probes fitted on one half, every method scored once on the other."
+    )
     text = markdown(tables, header=header)
     if result["captioning"].get("examples"):
-        text += "\n## Example captions (test days)\n\n" + "\n".join(
-            f"- reference: {example['reference']}\n  generated: {example['generated']}" for example in result["captioning"]["examples"]) + "\n"
+        text += (
+            "\n## Example captions (test days)\n\n"
+            + "\n".join(
+                f"- reference: {example['reference']}\n  generated: {example['generated']}"
+                for example in result["captioning"]["examples"]
+            )
+            + "\n"
+        )
     if output_dir:
         _write(output_dir / "evaluation.md", text)
-        _write(output_dir / "evaluation.json", json.dumps({**result, "settings": {**asdict(settings), "lsm_model": str(settings.lsm_model or "")}},
-                                                          indent=1, default=float))
+        _write(
+            output_dir / "evaluation.json",
+            json.dumps(
+                {**result, "settings": {**asdict(settings), "lsm_model": str(settings.lsm_model or "")}},
+                indent=1,
+                default=float,
+            ),
+        )
     return {"result": result, "tables": tables, "markdown": text}
 
 
@@ -54,7 +73,9 @@ class AblationSettings:
 
     def __post_init__(self):
         # The table shows point estimates only, which do not depend on the bootstrap.
-        self.evaluation = self.evaluation or EvaluationSettings(participants=120, days=3, bootstrap=20, caption_days=100)
+        self.evaluation = self.evaluation or EvaluationSettings(
+            participants=120, days=3, bootstrap=20, caption_days=100
+        )
 
 
 def _point(result: dict | None, metric: str) -> str:
@@ -62,7 +83,11 @@ def _point(result: dict | None, metric: str) -> str:
     return "—" if not value or value[0] is None else f"{value[0]:.3f}"
 
 
-def ablation(settings: AblationSettings, output_dir: Path, progress: Callable[[float, str], None] = lambda fraction, message: None) -> dict:
+def ablation(
+    settings: AblationSettings,
+    output_dir: Path,
+    progress: Callable[[float, str], None] = lambda fraction, message: None,
+) -> dict:
     """Every caption-level set with every loss, CLIP first. A finished run (its result.json) is not redone, so an
     interrupted ablation resumes. Writes ablation.md and ablation.json in ``output_dir``."""
     runs = [(levels, loss) for loss in LOSSES for levels in LEVEL_SETS]
@@ -75,36 +100,87 @@ def ablation(settings: AblationSettings, output_dir: Path, progress: Callable[[f
         if result_path.exists():
             result = json.loads(result_path.read_text())
         else:
-            config = TrainConfig(steps=settings.steps, batch_size=settings.batch_size, learning_rate=settings.learning_rate, seed=settings.seed,
-                                 checkpoint_every=max(50, settings.steps // 4))
-            trained = train_sensorlm(size=settings.size, participants=settings.participants, days=settings.days, seed=settings.seed,
-                                     train_config=config, output_dir=run_dir, loss=loss, levels=levels, device=settings.evaluation.device)
+            config = TrainConfig(
+                steps=settings.steps,
+                batch_size=settings.batch_size,
+                learning_rate=settings.learning_rate,
+                seed=settings.seed,
+                checkpoint_every=max(50, settings.steps // 4),
+            )
+            trained = train_sensorlm(
+                size=settings.size,
+                participants=settings.participants,
+                days=settings.days,
+                seed=settings.seed,
+                train_config=config,
+                output_dir=run_dir,
+                loss=loss,
+                levels=levels,
+                device=settings.evaluation.device,
+            )
             progress((position + 0.7) / len(runs), f"{name}: evaluating")
             result = evaluate(Path(trained["model_dir"]), settings.evaluation)
             result["final_training_loss"] = trained["final"].get("loss")
             _write(result_path, json.dumps(result, indent=1, default=float))
         results.append(result)
-        activity, retrieval, captioning = result["activity"]["zero-shot SensorLM"], result["retrieval"], result["captioning"]
+        activity, retrieval, captioning = (
+            result["activity"]["zero-shot SensorLM"],
+            result["retrieval"],
+            result["captioning"],
+        )
         coca = captioning.get("CoCa greedy caption")
-        rows.append([" + ".join(levels), loss, _point(activity["activity"], "auroc"), _point(activity["activity"], "f1_macro"),
-                     _point(activity["cardio vs strength"], "auroc"), _point(activity["locomotion vs stationary"], "auroc"),
-                     f"{retrieval['sensor_to_text_r@1']:.3f} / {retrieval['sensor_to_text_r@10']:.3f}",
-                     "—" if not coca else f"{coca['bleu']:.1f} / {coca['rouge_l']:.3f}"])
+        rows.append(
+            [
+                " + ".join(levels),
+                loss,
+                _point(activity["activity"], "auroc"),
+                _point(activity["activity"], "f1_macro"),
+                _point(activity["cardio vs strength"], "auroc"),
+                _point(activity["locomotion vs stationary"], "auroc"),
+                f"{retrieval['sensor_to_text_r@1']:.3f} / {retrieval['sensor_to_text_r@10']:.3f}",
+                "—" if not coca else f"{coca['bleu']:.1f} / {coca['rouge_l']:.3f}",
+            ]
+        )
     chance = results[0]["retrieval"] if results else {}
-    table = {"title": "Caption levels x losses",
-             "summary": f"Each row trained {settings.steps} steps (batch {settings.batch_size}) on {settings.participants} simulated participants x "
-                        f"{settings.days} days (seed {settings.seed}), evaluated on {settings.evaluation.participants} new participants "
-                        f"(seed {settings.evaluation.seed}). Zero-shot columns are AUROC / macro-F1 over activity classes and the binary "
-                        f"groupings; retrieval is sensor -> text R@1 / R@10 among {chance.get('candidates', '?')} test days against captions "
-                        f"of the row's own levels (chance {chance.get('chance_r@1', 0):.3f} / {chance.get('chance_r@10', 0):.3f}); "
-                        "captioning is CoCa's greedy BLEU / ROUGE-L.",
-             "columns": ["caption levels", "loss", "zero-shot AUROC", "zero-shot macro-F1", "cardio vs strength AUROC",
-                         "locomotion vs stationary AUROC", "retrieval R@1 / R@10", "captioning BLEU / ROUGE-L"],
-             "rows": rows}
+    table = {
+        "title": "Caption levels x losses",
+        "summary": f"Each row trained {settings.steps} steps (batch {settings.batch_size}) on {settings.participants} simulated participants x "
+        f"{settings.days} days (seed {settings.seed}), evaluated on {settings.evaluation.participants} new participants "
+        f"(seed {settings.evaluation.seed}). Zero-shot columns are AUROC / macro-F1 over activity classes and the binary "
+        f"groupings; retrieval is sensor -> text R@1 / R@10 among {chance.get('candidates', '?')} test days against captions "
+        f"of the row's own levels (chance {chance.get('chance_r@1', 0):.3f} / {chance.get('chance_r@10', 0):.3f}); "
+        "captioning is CoCa's greedy BLEU / ROUGE-L.",
+        "columns": [
+            "caption levels",
+            "loss",
+            "zero-shot AUROC",
+            "zero-shot macro-F1",
+            "cardio vs strength AUROC",
+            "locomotion vs stationary AUROC",
+            "retrieval R@1 / R@10",
+            "captioning BLEU / ROUGE-L",
+        ],
+        "rows": rows,
+    }
     text = markdown([table], header="# SensorLM ablation: caption levels and losses")
     _write(output_dir / "ablation.md", text)
-    _write(output_dir / "ablation.json", json.dumps({"settings": {**asdict(settings), "evaluation": {**asdict(settings.evaluation),
-                                                                 "lsm_model": str(settings.evaluation.lsm_model or "")}},
-                                                     "rows": rows, "results": results}, indent=1, default=str))
+    _write(
+        output_dir / "ablation.json",
+        json.dumps(
+            {
+                "settings": {
+                    **asdict(settings),
+                    "evaluation": {
+                        **asdict(settings.evaluation),
+                        "lsm_model": str(settings.evaluation.lsm_model or ""),
+                    },
+                },
+                "rows": rows,
+                "results": results,
+            },
+            indent=1,
+            default=str,
+        ),
+    )
     progress(1.0, "done")
     return {"tables": [table], "markdown": text}

@@ -36,8 +36,15 @@ class DayIndex:
         return len(self.day_indices)
 
 
-def embed_participant_days(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, mask: np.ndarray,
-                           start_weekday: int, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def embed_participant_days(
+    model: SensorLMModel,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    values: np.ndarray,
+    mask: np.ndarray,
+    start_weekday: int,
+    batch: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
     """(worn day positions, (worn days, embed_dim) embeddings) of one participant's days (days, channels, 1440)."""
     worn, embeddings = embed_worn_days(model.embed_sensor, model.device, mean, std, values, mask, start_weekday, batch)
     if not worn.size:
@@ -59,15 +66,24 @@ def build_index(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, par
         days += [first_day + int(day) for day in worn]
         captions += day_captions
     dim = model.config.embed_dim
-    return DayIndex(np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32), np.array(owners, dtype=np.int64),
-                    np.array(days, dtype=np.int64), np.array(captions, dtype=str))
+    return DayIndex(
+        np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32),
+        np.array(owners, dtype=np.int64),
+        np.array(days, dtype=np.int64),
+        np.array(captions, dtype=str),
+    )
 
 
 def save_index(index: DayIndex, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(partial, embeddings=index.embeddings, participant_ids=index.participant_ids, day_indices=index.day_indices,
-                        captions=index.captions)
+    np.savez_compressed(
+        partial,
+        embeddings=index.embeddings,
+        participant_ids=index.participant_ids,
+        day_indices=index.day_indices,
+        captions=index.captions,
+    )
     partial.replace(path)
 
 
@@ -76,8 +92,39 @@ def load_index(path: Path) -> DayIndex:
         return DayIndex(stored["embeddings"], stored["participant_ids"], stored["day_indices"], stored["captions"])
 
 
-FILLER_WORDS = frozenset({"a", "an", "the", "and", "or", "with", "of", "in", "on", "at", "to", "for", "some", "day", "days", "very",
-                          "my", "who", "that", "had", "has", "was", "were", "is", "are", "by", "then", "after", "before"})
+FILLER_WORDS = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "with",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "for",
+        "some",
+        "day",
+        "days",
+        "very",
+        "my",
+        "who",
+        "that",
+        "had",
+        "has",
+        "was",
+        "were",
+        "is",
+        "are",
+        "by",
+        "then",
+        "after",
+        "before",
+    }
+)
 LEXICAL_WEIGHT = 1.0  # a caption holding every query word outranks any similarity alone (cosine <= 1)
 
 
@@ -88,8 +135,13 @@ def _words(text: str) -> list[str]:
 def query_words(tokenizer, query: str) -> list[str]:
     """The query's words the captions use, as whole words of the tokenizer's vocabulary, without filler words
     (nor single letters, which the vocabulary holds as word pieces)."""
-    return list(dict.fromkeys(word for word in _words(query)
-                              if len(word) >= 3 and word not in FILLER_WORDS and tokenizer.token_to_id(word) is not None))
+    return list(
+        dict.fromkeys(
+            word
+            for word in _words(query)
+            if len(word) >= 3 and word not in FILLER_WORDS and tokenizer.token_to_id(word) is not None
+        )
+    )
 
 
 def rank_days(model: SensorLMModel, tokenizer, index: DayIndex, query: str, limit: int = 10) -> list[tuple[int, float]]:
@@ -100,12 +152,20 @@ def rank_days(model: SensorLMModel, tokenizer, index: DayIndex, query: str, limi
     words = query_words(tokenizer, query)
     if not len(index) or not words:
         return []
-    readable = [word for word in re.findall(r"[a-z]+|\d+", query.lower()) if word.isdigit() or tokenizer.token_to_id(word) is not None]
+    readable = [
+        word
+        for word in re.findall(r"[a-z]+|\d+", query.lower())
+        if word.isdigit() or tokenizer.token_to_id(word) is not None
+    ]
     text = embed_texts(model, tokenizer, [" ".join(readable)])[0].numpy()  # unknown words (markup, typos) left out
     similarity = index.embeddings @ text
     caption_words = [set(_words(str(caption))) for caption in index.captions]
-    rarity = {word: math.log((1 + len(index)) / (1 + sum(word in found for found in caption_words))) + 1.0 for word in words}
-    matched = np.array([sum(rarity[word] for word in words if word in found) for found in caption_words]) / sum(rarity.values())
+    rarity = {
+        word: math.log((1 + len(index)) / (1 + sum(word in found for found in caption_words))) + 1.0 for word in words
+    }
+    matched = np.array([sum(rarity[word] for word in words if word in found) for found in caption_words]) / sum(
+        rarity.values()
+    )
     score = LEXICAL_WEIGHT * matched + similarity
     order = np.argsort(-score, kind="stable")[:limit]
     return [(int(row), float(score[row])) for row in order]

@@ -19,11 +19,17 @@ def train_tokenizer(captions: Iterable[str], *, vocabulary_size: int = 2000) -> 
     """A WordPiece tokenizer fitted on ``captions`` (pass training captions only)."""
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Digits(individual_digits=True)])
-    trainer = trainers.WordPieceTrainer(vocab_size=vocabulary_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=2, show_progress=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.BertPreTokenizer(), pre_tokenizers.Digits(individual_digits=True)]
+    )
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocabulary_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=2, show_progress=False
+    )
     tokenizer.train_from_iterator(captions, trainer=trainer)
     classify, separate = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-    tokenizer.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", classify), ("[SEP]", separate)])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", classify), ("[SEP]", separate)]
+    )
     tokenizer.decoder = decoders.WordPiece()
     return tokenizer
 
@@ -54,8 +60,13 @@ def token_lengths(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> di
     """How long the texts are in tokens before truncation (median, 95th percentile, longest) and which
     fraction ``encode`` cuts at ``max_tokens``: a model trained on cut captions never reads their ends."""
     lengths = np.array([len(tokenizer.encode(text).ids) for text in texts])
-    return {"max_tokens": max_tokens, "median": float(np.median(lengths)), "p95": float(np.percentile(lengths, 95)),
-            "longest": int(lengths.max()), "truncated_fraction": float((lengths > max_tokens).mean())}
+    return {
+        "max_tokens": max_tokens,
+        "median": float(np.median(lengths)),
+        "p95": float(np.percentile(lengths, 95)),
+        "longest": int(lengths.max()),
+        "truncated_fraction": float((lengths > max_tokens).mean()),
+    }
 
 
 def decode(tokenizer: Tokenizer, ids: list[int]) -> str:
@@ -67,9 +78,13 @@ def decode(tokenizer: Tokenizer, ids: list[int]) -> str:
     for position, word in enumerate(words):
         previous = words[position - 1] if position else ""
         before_previous = words[position - 2] if position > 1 else ""
-        attached = (word.startswith("##") or word in {",", ".", ";", ")", ":", "-"} or previous in {"(", "-"}
-                    or (word.isdigit() and previous.isdigit())
-                    or (word.isdigit() and previous in {":", "."} and before_previous.isdigit()))
+        attached = (
+            word.startswith("##")
+            or word in {",", ".", ";", ")", ":", "-"}
+            or previous in {"(", "-"}
+            or (word.isdigit() and previous.isdigit())
+            or (word.isdigit() and previous in {":", "."} and before_previous.isdigit())
+        )
         text += ("" if attached or not text else " ") + word.removeprefix("##")
     return text
 

@@ -36,8 +36,10 @@ class CaptionedDays:
     events: list[list[DayEvent]]  # per day, in that day's minutes
 
     def captions(self, levels: Sequence[str] = LEVELS) -> list[str]:
-        return [caption_day(np.where(observed, values, np.nan), events, levels)
-                for values, observed, events in zip(self.values, self.observed, self.events)]
+        return [
+            caption_day(np.where(observed, values, np.nan), events, levels)
+            for values, observed, events in zip(self.values, self.observed, self.events)
+        ]
 
     def activities(self) -> list[str | None]:
         """Each day's longest activity bout (None on a day without one): the zero-shot labels."""
@@ -48,20 +50,37 @@ class CaptionedDays:
         return day_statistics(self.values, self.observed)
 
     def subset(self, rows: np.ndarray) -> "CaptionedDays":
-        return CaptionedDays(self.values[rows], self.observed[rows], self.owner[rows], self.day[rows], self.weekday[rows],
-                             [self.events[row] for row in rows])
+        return CaptionedDays(
+            self.values[rows],
+            self.observed[rows],
+            self.owner[rows],
+            self.day[rows],
+            self.weekday[rows],
+            [self.events[row] for row in rows],
+        )
 
 
 def captioned_days(*, participants: int, days: int, seed: int) -> CaptionedDays:
     simulated = simulated_days(participants=participants, days=days, seed=seed, worn_only=True)
-    return CaptionedDays(simulated.values, simulated.observed, simulated.owner, simulated.day, simulated.weekday,
-                         [events_of_day(events, int(day)) for events, day in zip(simulated.participant_events, simulated.day)])
+    return CaptionedDays(
+        simulated.values,
+        simulated.observed,
+        simulated.owner,
+        simulated.day,
+        simulated.weekday,
+        [events_of_day(events, int(day)) for events, day in zip(simulated.participant_events, simulated.day)],
+    )
 
 
 def day_statistics(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """(days, features): daily summaries (steps, sleep, resting heart rate, ...) and per-channel mean and SD; 0 where absent."""
-    summaries = np.array([[np.nan if day[name] is None else day[name] for name in SUMMARY_FIELDS]
-                          for day in daily_summaries(values, observed)], dtype=float)
+    summaries = np.array(
+        [
+            [np.nan if day[name] is None else day[name] for name in SUMMARY_FIELDS]
+            for day in daily_summaries(values, observed)
+        ],
+        dtype=float,
+    )
     masked = np.where(observed, values, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -72,16 +91,33 @@ def day_statistics(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
 class CaptionDataset:
     """Standardized windows and their tokenized captions, for the shared trainer."""
 
-    def __init__(self, values: torch.Tensor, observed: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 weekday: torch.Tensor):
-        self.values, self.observed, self.input_ids, self.attention_mask, self.weekday = values, observed, input_ids, attention_mask, weekday
+    def __init__(
+        self,
+        values: torch.Tensor,
+        observed: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        weekday: torch.Tensor,
+    ):
+        self.values, self.observed, self.input_ids, self.attention_mask, self.weekday = (
+            values,
+            observed,
+            input_ids,
+            attention_mask,
+            weekday,
+        )
 
     def __len__(self) -> int:
         return self.values.shape[0]
 
     def batch(self, indices: torch.Tensor) -> dict:
-        return {"values": self.values[indices], "observed": self.observed[indices], "input_ids": self.input_ids[indices],
-                "attention_mask": self.attention_mask[indices], "weekday": self.weekday[indices]}
+        return {
+            "values": self.values[indices],
+            "observed": self.observed[indices],
+            "input_ids": self.input_ids[indices],
+            "attention_mask": self.attention_mask[indices],
+            "weekday": self.weekday[indices],
+        }
 
 
 def standardized(data: CaptionedDays, mean: np.ndarray, std: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,11 +126,19 @@ def standardized(data: CaptionedDays, mean: np.ndarray, std: np.ndarray) -> tupl
 
 
 @torch.no_grad()
-def embed_windows(model: SensorLMModel, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor, batch: int = 64) -> torch.Tensor:
+def embed_windows(
+    model: SensorLMModel, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor, batch: int = 64
+) -> torch.Tensor:
     """(windows, embed_dim) sensor embeddings, in batches."""
     device = model.device
-    return torch.cat([model.embed_sensor(values[i:i + batch].to(device), observed[i:i + batch].to(device), weekday[i:i + batch].to(device)).cpu()
-                      for i in range(0, len(values), batch)])
+    return torch.cat(
+        [
+            model.embed_sensor(
+                values[i : i + batch].to(device), observed[i : i + batch].to(device), weekday[i : i + batch].to(device)
+            ).cpu()
+            for i in range(0, len(values), batch)
+        ]
+    )
 
 
 @torch.no_grad()
@@ -103,7 +147,7 @@ def embed_texts(model: SensorLMModel, tokenizer, texts: list[str], batch: int = 
     device = model.device
     parts = []
     for i in range(0, len(texts), batch):
-        input_ids, attention_mask = encode(tokenizer, texts[i:i + batch], model.config.max_text_tokens)
+        input_ids, attention_mask = encode(tokenizer, texts[i : i + batch], model.config.max_text_tokens)
         parts.append(model.embed_text(input_ids.to(device), attention_mask.to(device)).cpu())
     return torch.cat(parts)
 
@@ -122,20 +166,41 @@ def mean_rank_fraction(similarity: torch.Tensor) -> float:
     return float((rank / max(1, similarity.shape[1] - 1)).mean())
 
 
-def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_config: TrainConfig, output_dir: Path,
-                   loss: str = "clip", levels: Sequence[str] = LEVELS, init_from: Path | None = None, device: str = "auto",
-                   vocabulary_size: int = 2000, progress: Callable[[int, int, dict], None] = lambda *args: None,
-                   **config_overrides) -> dict:
+def train_sensorlm(
+    *,
+    size: str,
+    participants: int,
+    days: int,
+    seed: int,
+    train_config: TrainConfig,
+    output_dir: Path,
+    loss: str = "clip",
+    levels: Sequence[str] = LEVELS,
+    init_from: Path | None = None,
+    device: str = "auto",
+    vocabulary_size: int = 2000,
+    progress: Callable[[int, int, dict], None] = lambda *args: None,
+    **config_overrides,
+) -> dict:
     """Train on 80 % of the participants, report held-out retrieval on the other 20 %, save model + tokenizer + normalization."""
     data = captioned_days(participants=participants, days=days, seed=seed)
     _, held_out = participant_split(participants, 0.2, seed)
     is_train = ~np.isin(data.owner, held_out)  # by participant, never by window
     captions = data.captions(levels)
     mean, std = channel_statistics(data.values[is_train], data.observed[is_train])
-    tokenizer = train_tokenizer([caption for caption, keep in zip(captions, is_train) if keep], vocabulary_size=vocabulary_size)
-    config = SensorLMConfig.named(size, loss=loss, caption_levels=tuple(levels), vocabulary_size=tokenizer.get_vocab_size(),
-                                  pad_token_id=tokenizer.token_to_id("[PAD]"), bos_token_id=tokenizer.token_to_id("[CLS]"),
-                                  eos_token_id=tokenizer.token_to_id("[SEP]"), **config_overrides)
+    tokenizer = train_tokenizer(
+        [caption for caption, keep in zip(captions, is_train) if keep], vocabulary_size=vocabulary_size
+    )
+    config = SensorLMConfig.named(
+        size,
+        loss=loss,
+        caption_levels=tuple(levels),
+        vocabulary_size=tokenizer.get_vocab_size(),
+        pad_token_id=tokenizer.token_to_id("[PAD]"),
+        bos_token_id=tokenizer.token_to_id("[CLS]"),
+        eos_token_id=tokenizer.token_to_id("[SEP]"),
+        **config_overrides,
+    )
     torch.manual_seed(train_config.seed)
     model = SensorLMModel(config)
     copied = model.init_sensor_from(init_from) if init_from else 0
@@ -143,11 +208,16 @@ def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_
     input_ids, attention_mask = encode(tokenizer, captions, config.max_text_tokens)
     weekday = torch.tensor(data.weekday)
     train_rows = torch.tensor(np.flatnonzero(is_train))
-    dataset = CaptionDataset(values[train_rows], observed[train_rows], input_ids[train_rows], attention_mask[train_rows], weekday[train_rows])
+    dataset = CaptionDataset(
+        values[train_rows], observed[train_rows], input_ids[train_rows], attention_mask[train_rows], weekday[train_rows]
+    )
     result = train(model, dataset, train_config, output_dir=output_dir, device=device, progress=progress)
     model.eval()
     held = torch.tensor(np.flatnonzero(~is_train))
-    similarity = embed_windows(model, values[held], observed[held], weekday[held]) @ embed_texts(model, tokenizer, [captions[i] for i in held]).T
+    similarity = (
+        embed_windows(model, values[held], observed[held], weekday[held])
+        @ embed_texts(model, tokenizer, [captions[i] for i in held]).T
+    )
     held_out = {f"held_out_sensor_to_text_r@{k}": recall_at(similarity, k) for k in (1, 5, 10)}
     held_out["held_out_chance_r@1"] = 1 / len(held)
     held_out["held_out_mean_rank_fraction"] = mean_rank_fraction(similarity)  # chance: 0.5
@@ -156,9 +226,24 @@ def train_sensorlm(*, size: str, participants: int, days: int, seed: int, train_
     if init_from:  # its participants are this model's too: evaluation must avoid them (sensorlm.evaluate)
         inherited = json.loads((Path(init_from) / "normalization.json").read_text()).get("pretraining", {})
         pretraining["initialized_from"] = {"path": str(init_from), **inherited}
-    save_sensorlm(model, tokenizer, {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0, "pretraining": pretraining}, model_dir)
-    return {**result, **held_out, "parameters": parameter_count(model), "model_dir": str(model_dir), "loss_kind": loss,
-            "caption_levels": list(levels), "encoder_tensors_from_lsm": copied, "train_windows": int(is_train.sum()),
-            "held_out_windows": int(len(held)), "held_out_participants": len(np.unique(data.owner[~is_train])),
-            "vocabulary_size": tokenizer.get_vocab_size(), "channels": NUM_FEATURES,
-            "caption_tokens": token_lengths(tokenizer, captions, config.max_text_tokens)}
+    save_sensorlm(
+        model,
+        tokenizer,
+        {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0, "pretraining": pretraining},
+        model_dir,
+    )
+    return {
+        **result,
+        **held_out,
+        "parameters": parameter_count(model),
+        "model_dir": str(model_dir),
+        "loss_kind": loss,
+        "caption_levels": list(levels),
+        "encoder_tensors_from_lsm": copied,
+        "train_windows": int(is_train.sum()),
+        "held_out_windows": int(len(held)),
+        "held_out_participants": len(np.unique(data.owner[~is_train])),
+        "vocabulary_size": tokenizer.get_vocab_size(),
+        "channels": NUM_FEATURES,
+        "caption_tokens": token_lengths(tokenizer, captions, config.max_text_tokens),
+    }

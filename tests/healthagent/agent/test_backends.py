@@ -41,9 +41,17 @@ class FakeChatServer:
                     self.end_headers()
                     self.wfile.write(b'{"error": "scripted"}')
                     return
-                payload = value.encode() if kind == "raw" else json.dumps({
-                    "model": body["model"], "choices": [{"message": {"role": "assistant", "content": value}}],
-                    "usage": {"prompt_tokens": 50, "completion_tokens": 20}}).encode()
+                payload = (
+                    value.encode()
+                    if kind == "raw"
+                    else json.dumps(
+                        {
+                            "model": body["model"],
+                            "choices": [{"message": {"role": "assistant", "content": value}}],
+                            "usage": {"prompt_tokens": 50, "completion_tokens": 20},
+                        }
+                    ).encode()
+                )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
@@ -68,7 +76,9 @@ def chat_server():
 
 @pytest.fixture
 def context(tiny_cohort):
-    return participant_context(participant=tiny_cohort.participants.order_by("pk").first(), question="How can I sleep better?")
+    return participant_context(
+        participant=tiny_cohort.participants.order_by("pk").first(), question="How can I sleep better?"
+    )
 
 
 def backend_for(server, **config):
@@ -93,7 +103,10 @@ def test_http_backend_retries_server_errors(chat_server, context):
 
 def test_http_backend_says_clearly_when_the_server_is_down(context):
     backend = OpenAIHTTPBackend({"base_url": "http://127.0.0.1:9/v1", "model": "m", "retries": 1, "backoff_s": 0.01})
-    with pytest.raises(BackendError, match=r"the model server at http://127.0.0.1:9/v1 is not available after 2 attempts \(cannot connect"):
+    with pytest.raises(
+        BackendError,
+        match=r"the model server at http://127.0.0.1:9/v1 is not available after 2 attempts \(cannot connect",
+    ):
         backend.generate(context, timeout_s=5)
 
 
@@ -103,24 +116,30 @@ def test_http_backend_times_out(chat_server, context):
         backend_for(chat_server, retries=0).generate(context, timeout_s=1)
 
 
-@pytest.mark.parametrize("script,message", [
-    (("raw", "not json"), "is not a chat completion"),
-    (("raw", json.dumps({"choices": []})), "is not a chat completion"),
-    (("status", 400), "refused the request: HTTP 400"),
-])
+@pytest.mark.parametrize(
+    "script,message",
+    [
+        (("raw", "not json"), "is not a chat completion"),
+        (("raw", json.dumps({"choices": []})), "is not a chat completion"),
+        (("status", 400), "refused the request: HTTP 400"),
+    ],
+)
 def test_http_backend_reports_malformed_answers(chat_server, context, script, message):
     chat_server.script = [script]
     with pytest.raises(BackendError, match=message):
         backend_for(chat_server, retries=0).generate(context, timeout_s=5)
 
 
-@pytest.mark.parametrize("backend,config,message", [
-    ("openai_http", {"base_url": "ftp://x", "model": "m"}, "base_url must be"),
-    ("openai_http", {"base_url": "http://x"}, "model must name"),
-    ("transformers", {"model": "/nonexistent"}, "local model directory"),
-    ("grounded_phrased", {"language_model": {"backend": "grounded"}}, "needs language_model.backend"),
-    ("magic", {}, "unknown backend"),
-])
+@pytest.mark.parametrize(
+    "backend,config,message",
+    [
+        ("openai_http", {"base_url": "ftp://x", "model": "m"}, "base_url must be"),
+        ("openai_http", {"base_url": "http://x"}, "model must name"),
+        ("transformers", {"model": "/nonexistent"}, "local model directory"),
+        ("grounded_phrased", {"language_model": {"backend": "grounded"}}, "needs language_model.backend"),
+        ("magic", {}, "unknown backend"),
+    ],
+)
 def test_bad_configurations_are_refused(backend, config, message):
     with pytest.raises(BackendConfigError, match=message):
         make_backend(backend, config)
@@ -172,12 +191,16 @@ def test_http_backend_completes_messages_under_a_json_schema(chat_server):
     assert body["temperature"] == 0.0  # the variant's own
     chat_server.script = [("ok", SPEC_REPLY)]
     backend_for(chat_server).complete(messages, json_schema=decoding_schema(), timeout_s=10, seed=5, temperature=0.7)
-    assert chat_server.requests[-1]["body"]["temperature"] == 0.7 and chat_server.requests[-1]["body"]["seed"] == 5  # a proposal samples
+    assert (
+        chat_server.requests[-1]["body"]["temperature"] == 0.7 and chat_server.requests[-1]["body"]["seed"] == 5
+    )  # a proposal samples
 
 
 def test_http_backend_completes_without_a_schema_and_retries(chat_server):
     chat_server.script = [("status", 503), ("ok", "plain text")]
-    assert backend_for(chat_server, retries=1).complete([{"role": "user", "content": "hi"}], timeout_s=10) == "plain text"
+    assert (
+        backend_for(chat_server, retries=1).complete([{"role": "user", "content": "hi"}], timeout_s=10) == "plain text"
+    )
     assert "response_format" not in chat_server.requests[-1]["body"]
 
 
@@ -190,8 +213,15 @@ def test_smollm2_constrained_to_the_schema_writes_a_valid_spec(smollm2):
     messages = LanguageModelProposer(lambda messages: "").messages(Leaderboard(), "hypertension")
     constrained = backend.complete(messages, json_schema=decoding_schema(), timeout_s=300)
     spec = parse_spec(constrained)  # raises SpecError if the decoder left the schema
-    assert constrained.lstrip().startswith("{") and spec.head.type in {"linear", "mlp", "attention_pool", "temporal_conv"}
-    assert backend.complete(messages, json_schema=decoding_schema(), timeout_s=300) == constrained  # greedy: the same spec again
+    assert constrained.lstrip().startswith("{") and spec.head.type in {
+        "linear",
+        "mlp",
+        "attention_pool",
+        "temporal_conv",
+    }
+    assert (
+        backend.complete(messages, json_schema=decoding_schema(), timeout_s=300) == constrained
+    )  # greedy: the same spec again
 
 
 class FakeTokenizer:
@@ -243,8 +273,9 @@ def fake_language_model(monkeypatch, tmp_path):
 
 
 def test_a_variants_decoding_settings_reach_the_model(fake_language_model, context):
-    model, backend = fake_language_model([1, 2, 3, 4, 0], max_new_tokens=10, repetition_penalty=1.15, no_repeat_ngram_size=4,
-                                         stop=["\n5"])
+    model, backend = fake_language_model(
+        [1, 2, 3, 4, 0], max_new_tokens=10, repetition_penalty=1.15, no_repeat_ngram_size=4, stop=["\n5"]
+    )
     answer = backend.generate(context, timeout_s=10)
     assert model.settings["repetition_penalty"] == 1.15 and model.settings["no_repeat_ngram_size"] == 4
     assert model.settings["stop_strings"] == ["\n5"] and model.settings["max_new_tokens"] == 10
@@ -253,11 +284,18 @@ def test_a_variants_decoding_settings_reach_the_model(fake_language_model, conte
         TransformersBackend({"model": backend.model, "repetition_penalty": 0.5})
 
 
-@pytest.mark.parametrize("tokens,text,finish_reason", [
-    ([1, 2, 3, 7, 1], "Walk after meals and Walk", "length"),  # the budget of five tokens ran out
-    ([1, 2, 3, 4, 0], "Walk after meals.", "stop"),  # the model ended its turn within the budget
-    ([1, 2, 3, 4, 5, 6], "Walk after meals.", "stop"),  # a stop string ("\n5": a fifth item) ended it, and is cut off
-])
+@pytest.mark.parametrize(
+    "tokens,text,finish_reason",
+    [
+        ([1, 2, 3, 7, 1], "Walk after meals and Walk", "length"),  # the budget of five tokens ran out
+        ([1, 2, 3, 4, 0], "Walk after meals.", "stop"),  # the model ended its turn within the budget
+        (
+            [1, 2, 3, 4, 5, 6],
+            "Walk after meals.",
+            "stop",
+        ),  # a stop string ("\n5": a fifth item) ended it, and is cut off
+    ],
+)
 def test_the_answer_says_why_it_ended(fake_language_model, context, tokens, text, finish_reason):
     _, backend = fake_language_model(tokens, max_new_tokens=5 if finish_reason == "length" else 10, stop=["\n5"])
     answer = backend.generate(context, timeout_s=10)
@@ -265,12 +303,29 @@ def test_the_answer_says_why_it_ended(fake_language_model, context, tokens, text
 
 
 def test_a_long_answer_ends_at_a_paragraph_break_instead_of_the_token_budget(fake_language_model, context):
-    tokens = [1, 2, 3, 4, 8, 1, 2, 3, 4, 8, 1, 2, 3, 7]  # two paragraphs, then a third the budget would cut mid-sentence
+    tokens = [
+        1,
+        2,
+        3,
+        4,
+        8,
+        1,
+        2,
+        3,
+        4,
+        8,
+        1,
+        2,
+        3,
+        7,
+    ]  # two paragraphs, then a third the budget would cut mid-sentence
     _, backend = fake_language_model(tokens, max_new_tokens=14, paragraph_stop_after_tokens=6)
     answer = backend.generate(context, timeout_s=10)
     assert answer.text == "Walk after meals.\n\n Walk after meals." and answer.metadata["finish_reason"] == "stop"
     _, unlimited = fake_language_model(tokens, max_new_tokens=14)
-    assert unlimited.generate(context, timeout_s=10).metadata["finish_reason"] == "length"  # without the rule: truncated
+    assert (
+        unlimited.generate(context, timeout_s=10).metadata["finish_reason"] == "length"
+    )  # without the rule: truncated
 
 
 class ScriptedOpening:
@@ -286,7 +341,9 @@ class ScriptedOpening:
 def test_the_phrased_opening_is_a_finished_sentence_or_the_generation_fails(context):
     from healthagent.agent.backends.phrased import GroundedPhrasedBackend
 
-    finished = GroundedPhrasedBackend({}, ScriptedOpening("You have been sleeping well this week! Here is more", "length"))
+    finished = GroundedPhrasedBackend(
+        {}, ScriptedOpening("You have been sleeping well this week! Here is more", "length")
+    )
     assert "You have been sleeping well this week!" in finished.generate(context, timeout_s=10).text
     assert "Here is more" not in finished.generate(context, timeout_s=10).text
     cut = GroundedPhrasedBackend({}, ScriptedOpening("You have been sleeping well and your steps are", "length"))

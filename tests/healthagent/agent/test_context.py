@@ -12,7 +12,9 @@ pytestmark = pytest.mark.django_db
 
 def test_the_context_states_its_windows_and_measurement_days_in_the_pages_numbering():
     participants, report = synthetic_participants(participants=1, days=14, seed=21, history_days=120)
-    participant = cohort_import(name="Numbered", source="synthetic", participants=participants, source_report=report, k=1).cohort.participants.get()
+    participant = cohort_import(
+        name="Numbered", source="synthetic", participants=participants, source_report=report, k=1
+    ).cohort.participants.get()
     context = participant_context(participant=participant)
     windows = context["windows"]
     days = ("first_day", "last_day", "recent_first_day", "recent_days", "baseline_days")
@@ -21,7 +23,9 @@ def test_the_context_states_its_windows_and_measurement_days_in_the_pages_number
     assert context["measurements"]
     for name, entry in context["measurements"].items():
         latest = Measurement.objects.filter(participant=participant, name=name).order_by("-day_index").first()
-        assert entry["day"] == latest.day_index - participant.minute_start_day + 1  # 0 or less: before the wearable data
+        assert (
+            entry["day"] == latest.day_index - participant.minute_start_day + 1
+        )  # 0 or less: before the wearable data
         assert entry["day"] == windows["last_day"] - entry["days_ago"]
         if entry["previous"]:
             assert entry["previous"]["day"] == windows["last_day"] - entry["previous"]["days_ago"] < entry["day"]

@@ -32,19 +32,38 @@ def variant():
     return AgentVariant.objects.create(name="scripted", backend="openai_http", config={})
 
 
-@pytest.mark.parametrize("backend,reason", [
-    (ScriptedBackend(text=""), "no usable text"),
-    (ScriptedBackend(text="ok"), "no usable text"),
-    (ScriptedBackend(text="Walk more each day please. " * 400), "over-long"),
-    (ScriptedBackend(text="%%%% 1234 5678 #### !!!! ???? 9999 0000 @@@@ &&&& ****"), "not readable text"),
-    (ScriptedBackend(text="Walk more. \x00\x01 Sleep more and drink water every single day."), "invalid or control characters"),
-    (ScriptedBackend(text=" ".join(["sleep"] * 60)), "repeats itself"),
-    (ScriptedBackend(error=BackendTimeout("generation was stopped at the 120 s limit after 12 tokens")), "stopped at the 120 s limit"),
-    (ScriptedBackend(text="1. **Walk after meals.** A short walk after dinner steadies your blood sugar and", finish_reason="length"),
-     "truncated"),
-    (ScriptedBackend(text="1. **Walk after meals.** A short walk after dinner steadies your blood sugar.\n2.", finish_reason="length"),
-     "truncated"),
-])
+@pytest.mark.parametrize(
+    "backend,reason",
+    [
+        (ScriptedBackend(text=""), "no usable text"),
+        (ScriptedBackend(text="ok"), "no usable text"),
+        (ScriptedBackend(text="Walk more each day please. " * 400), "over-long"),
+        (ScriptedBackend(text="%%%% 1234 5678 #### !!!! ???? 9999 0000 @@@@ &&&& ****"), "not readable text"),
+        (
+            ScriptedBackend(text="Walk more. \x00\x01 Sleep more and drink water every single day."),
+            "invalid or control characters",
+        ),
+        (ScriptedBackend(text=" ".join(["sleep"] * 60)), "repeats itself"),
+        (
+            ScriptedBackend(error=BackendTimeout("generation was stopped at the 120 s limit after 12 tokens")),
+            "stopped at the 120 s limit",
+        ),
+        (
+            ScriptedBackend(
+                text="1. **Walk after meals.** A short walk after dinner steadies your blood sugar and",
+                finish_reason="length",
+            ),
+            "truncated",
+        ),
+        (
+            ScriptedBackend(
+                text="1. **Walk after meals.** A short walk after dinner steadies your blood sugar.\n2.",
+                finish_reason="length",
+            ),
+            "truncated",
+        ),
+    ],
+)
 def test_bad_backend_output_is_stored_as_a_failure_with_its_reason(participant, variant, backend, reason):
     recommendation = recommendation_generate(participant=participant, variant=variant, backend=backend)
     assert recommendation.status == "failed" and reason in recommendation.error
@@ -52,13 +71,23 @@ def test_bad_backend_output_is_stored_as_a_failure_with_its_reason(participant, 
     assert recommendation.context["participant"]["pseudonym"] == participant.pseudonym  # what it saw is kept
 
 
-@pytest.mark.parametrize("text,finish_reason", [
-    ("1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep.", "length"),  # ended a sentence
-    ("1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep", "stop"),  # the model chose to end
-])
+@pytest.mark.parametrize(
+    "text,finish_reason",
+    [
+        (
+            "1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep.",
+            "length",
+        ),  # ended a sentence
+        (
+            "1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep",
+            "stop",
+        ),  # the model chose to end
+    ],
+)
 def test_an_answer_is_truncated_only_when_the_token_limit_cut_a_sentence(participant, variant, text, finish_reason):
-    recommendation = recommendation_generate(participant=participant, variant=variant,
-                                             backend=ScriptedBackend(text=text, finish_reason=finish_reason))
+    recommendation = recommendation_generate(
+        participant=participant, variant=variant, backend=ScriptedBackend(text=text, finish_reason=finish_reason)
+    )
     assert recommendation.status == "succeeded" and recommendation.text == text
 
 
@@ -73,15 +102,27 @@ def test_a_blocked_answer_is_not_stored_as_an_answer(participant, variant):
 def test_regenerating_replaces_instead_of_duplicating(participant, variant):
     recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text=""))
     good = "1. **Walk after meals.** A short walk after dinner steadies blood sugar and helps you sleep."
-    recommendation = recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text=good))
+    recommendation = recommendation_generate(
+        participant=participant, variant=variant, backend=ScriptedBackend(text=good)
+    )
     assert Recommendation.objects.filter(participant=participant, variant=variant).count() == 1
     assert recommendation.status == "succeeded" and recommendation.text == good and recommendation.error == ""
 
 
 def test_cohort_generation_keeps_what_succeeded(tiny_cohort):
     grounded = AgentVariant.objects.get(name="grounded agent")
-    assert cohort_generate(cohort=tiny_cohort, variants=[grounded]) == {"succeeded": 3, "failed": 0, "blocked": 0, "kept": 0}
-    assert cohort_generate(cohort=tiny_cohort, variants=[grounded]) == {"succeeded": 0, "failed": 0, "blocked": 0, "kept": 3}
+    assert cohort_generate(cohort=tiny_cohort, variants=[grounded]) == {
+        "succeeded": 3,
+        "failed": 0,
+        "blocked": 0,
+        "kept": 0,
+    }
+    assert cohort_generate(cohort=tiny_cohort, variants=[grounded]) == {
+        "succeeded": 0,
+        "failed": 0,
+        "blocked": 0,
+        "kept": 3,
+    }
     assert Recommendation.objects.count() == 3
 
 
@@ -106,12 +147,19 @@ def test_the_command_can_queue_the_work_as_a_job(tiny_cohort, capsys):
 
     call_command("generate_recommendations", "--cohort", tiny_cohort.name, "--variant", "LLM only", "--queue")
     job = Job.objects.get()
-    assert job.kind == "generate_recommendations" and job.queue == "gpu" and f"Queued job #{job.pk}" in capsys.readouterr().out
+    assert (
+        job.kind == "generate_recommendations"
+        and job.queue == "gpu"
+        and f"Queued job #{job.pk}" in capsys.readouterr().out
+    )
 
 
 def test_the_default_variants_exist():
     assert set(AgentVariant.objects.values_list("name", "backend")) >= {
-        ("grounded agent", "grounded"), ("LLM only", "transformers"), ("grounded + LLM phrasing", "grounded_phrased")}
+        ("grounded agent", "grounded"),
+        ("LLM only", "transformers"),
+        ("grounded + LLM phrasing", "grounded_phrased"),
+    }
 
 
 def test_the_default_language_model_variants_decode_for_two_busy_cores():
@@ -120,14 +168,27 @@ def test_the_default_language_model_variants_decode_for_two_busy_cores():
     from healthagent.agent.backends.registry import make_backend
 
     llm_only = make_backend("transformers", AgentVariant.objects.get(name="LLM only").config)
-    assert (llm_only.torch_threads, llm_only.repetition_penalty, llm_only.stop, llm_only.max_new_tokens) == (1, 1.1, ["\n4."], 160)
+    assert (llm_only.torch_threads, llm_only.repetition_penalty, llm_only.stop, llm_only.max_new_tokens) == (
+        1,
+        1.1,
+        ["\n4."],
+        160,
+    )
     assert llm_only.paragraph_stop_after_tokens == 60
-    phrased = make_backend("grounded_phrased", AgentVariant.objects.get(name="grounded + LLM phrasing").config).language_model
+    phrased = make_backend(
+        "grounded_phrased", AgentVariant.objects.get(name="grounded + LLM phrasing").config
+    ).language_model
     assert (phrased.torch_threads, phrased.repetition_penalty, phrased.max_new_tokens) == (1, 1.1, 48)
 
 
 def test_researchers_see_each_variant_with_its_context_and_flags(client, researcher, participant, variant):
-    recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text="Take 20 mg of atorvastatin. " + "Walk more after meals and keep a steady bedtime every night."))
+    recommendation_generate(
+        participant=participant,
+        variant=variant,
+        backend=ScriptedBackend(
+            text="Take 20 mg of atorvastatin. " + "Walk more after meals and keep a steady bedtime every night."
+        ),
+    )
     client.force_login(researcher)
     page = client.get(f"/cohorts/participants/{participant.pk}/").content.decode()
     assert "scripted" in page and "medication_dosing" in page and "What the agent saw" in page
@@ -138,5 +199,10 @@ def test_answers_are_rendered_without_markup_injection(client, researcher, parti
     text = "1. **Sleep.** Keep a regular bedtime <script>alert('x')</script> and <img src=x onerror=alert(1)> rest well each night."
     recommendation_generate(participant=participant, variant=variant, backend=ScriptedBackend(text=text))
     client.force_login(researcher)
-    answer = client.get(f"/cohorts/participants/{participant.pk}/").content.decode().split('<div class="answer">')[1].split("</div>")[0]
+    answer = (
+        client.get(f"/cohorts/participants/{participant.pk}/")
+        .content.decode()
+        .split('<div class="answer">')[1]
+        .split("</div>")[0]
+    )
     assert "<script>" not in answer and "onerror" not in answer and "<strong>Sleep.</strong>" in answer

@@ -21,7 +21,9 @@ NUMBER = re.compile(r"(?<![\w.,])\d[\d,]*(?:\.\d+)?(?![\w])")
 @pytest.fixture
 def recommendations():
     participants, report = synthetic_participants(participants=12, days=14, seed=77, history_days=200)
-    cohort = cohort_import(name="Cited", source="synthetic", participants=participants, source_report=report, k=1).cohort
+    cohort = cohort_import(
+        name="Cited", source="synthetic", participants=participants, source_report=report, k=1
+    ).cohort
     grounded = AgentVariant.objects.get(name="grounded agent")
     counts = cohort_generate(cohort=cohort, variants=[grounded])
     assert counts["succeeded"] == 12
@@ -37,7 +39,9 @@ def summary_mean(participant, field, *, recent: bool):
 
 
 def sleep_midpoint_spread(participant):
-    table = pq.read_table(trajectory_root() / participant.trajectory_path, columns=["sleep_stage", "observed_bits"]).to_pandas()
+    table = pq.read_table(
+        trajectory_root() / participant.trajectory_path, columns=["sleep_stage", "observed_bits"]
+    ).to_pandas()
     stage_bit = 1 << 21  # sleep_stage is channel 21 of the feature spec
     asleep = ((table["observed_bits"] & stage_bit) != 0) & (table["sleep_stage"] >= 1)
     minutes = np.flatnonzero(asleep.to_numpy())
@@ -69,9 +73,13 @@ def recompute(source: str, recommendation):
     if parts[0] == "windows":
         return max(1, min(14, participant.minute_days // 2))
     if parts[0] == "norms":  # guideline constants: the norms for the participant's age band
-        return {"sleep_hours.low": 7, "sleep_hours.high": 8 if participant.age_band.startswith(("65", "70", "75", "80", "85")) else 9,
-                "daily_steps.target": 6000 if participant.age_band[:2] in {"60", "65", "70", "75", "80", "85"} else 8000,
-                "active_minutes_per_week.target": 150, "hba1c_pct.prediabetes": 5.7}[".".join(parts[1:])]
+        return {
+            "sleep_hours.low": 7,
+            "sleep_hours.high": 8 if participant.age_band.startswith(("65", "70", "75", "80", "85")) else 9,
+            "daily_steps.target": 6000 if participant.age_band[:2] in {"60", "65", "70", "75", "80", "85"} else 8000,
+            "active_minutes_per_week.target": 150,
+            "hba1c_pct.prediabetes": 5.7,
+        }[".".join(parts[1:])]
     raise AssertionError(f"no recomputation for {source}")
 
 
@@ -99,7 +107,9 @@ def test_the_text_holds_no_number_that_is_not_cited(recommendations):
         confidence = f"from {days_with_data} days of wearable data"
         assert confidence in text
         text = text.replace(confidence, "")
-        for display in sorted({c["display"] for item in recommendation.items for c in item["citations"]}, key=len, reverse=True):
+        for display in sorted(
+            {c["display"] for item in recommendation.items for c in item["citations"]}, key=len, reverse=True
+        ):
             text = text.replace(display, "")
         text = re.sub(r"^\d+\. ", "", text, flags=re.MULTILINE)  # list numbering
         assert NUMBER.findall(text) == [], text

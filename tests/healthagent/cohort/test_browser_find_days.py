@@ -30,7 +30,9 @@ def test_a_researcher_finds_days_by_typing_a_description(page, live_server, inde
         Plotly.relayout(chart, {'xaxis.range[0]': iso(meta.start_minute + 360), 'xaxis.range[1]': iso(meta.start_minute + 600)});
     }""")
     section = cards.first.locator("[data-trajectory]")
-    page.wait_for_function("(section) => section.dataset.loading === 'false' && section.dataset.loadedStart", arg=section.element_handle())
+    page.wait_for_function(
+        "(section) => section.dataset.loading === 'false' && section.dataset.loadedStart", arg=section.element_handle()
+    )
     assert cards.first.locator('[data-chart="minutes"]').evaluate("(chart) => chart.data.length") == 4
     assert cards.first.locator('[data-chart="minutes"] .main-svg .trace').count() == panels_before
     pseudonym = cards.first.get_by_role("link").first.inner_text()

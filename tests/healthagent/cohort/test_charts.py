@@ -15,7 +15,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def two_week_participant():
     participants, report = synthetic_participants(participants=1, days=14, seed=3, history_days=200)
-    return cohort_import(name="Two weeks", source="synthetic", participants=participants, source_report=report, k=1).cohort.participants.get()
+    return cohort_import(
+        name="Two weeks", source="synthetic", participants=participants, source_report=report, k=1
+    ).cohort.participants.get()
 
 
 def decoded_y(trace):
@@ -37,7 +39,9 @@ def test_a_two_week_view_stays_small_and_shows_gaps(two_week_participant):
     assert figure["layout"]["shapes"]  # sleep and activity bands
 
 
-def test_the_cached_chart_text_is_the_figure_escaped_for_a_script_element_and_built_once(two_week_participant, monkeypatch):
+def test_the_cached_chart_text_is_the_figure_escaped_for_a_script_element_and_built_once(
+    two_week_participant, monkeypatch
+):
     built = []
     real_minute_figure = charts.minute_figure
     monkeypatch.setattr(charts, "minute_figure", lambda **window: built.append(window) or real_minute_figure(**window))
@@ -98,8 +102,15 @@ def test_the_daily_chart_and_the_event_table_number_days_as_the_minute_chart(cli
     steps = next(trace for trace in figure["data"] if trace["name"] == "Steps")
     assert decoded(steps, "x") == list(range(1, 15))
     blood_pressure = next(trace for trace in figure["data"] if trace["name"] == "systolic_bp")
-    assert max(decoded(blood_pressure, "x")) <= 14 and min(decoded(blood_pressure, "x")) < 1  # readings of the history before it
+    assert (
+        max(decoded(blood_pressure, "x")) <= 14 and min(decoded(blood_pressure, "x")) < 1
+    )  # readings of the history before it
     client.force_login(researcher)
     page = client.get(reverse("cohort:participant_detail", args=[two_week_participant.pk])).content.decode()
-    event = two_week_participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute").first()
-    assert f"<tr><td>{event.day_index - two_week_participant.minute_start_day + 1}</td><td>{event.get_kind_display()}</td>" in page
+    event = (
+        two_week_participant.events.exclude(kind__in=["sleep", "stress"]).order_by("day_index", "start_minute").first()
+    )
+    assert (
+        f"<tr><td>{event.day_index - two_week_participant.minute_start_day + 1}</td><td>{event.get_kind_display()}</td>"
+        in page
+    )

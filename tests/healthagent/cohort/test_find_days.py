@@ -24,7 +24,9 @@ def test_days_come_ranked_with_caption_chart_and_a_link_to_the_participant(clien
     response = client.get(reverse("cohort:find_days"), {"q": "fragmented sleep and a morning run"})
     assert response.status_code == 200
     results = response.context["results"]
-    assert len(results) == sum(participant.minute_days for participant in indexed_cohort.participants.all())  # every worn day, 6 < 8
+    assert len(results) == sum(
+        participant.minute_days for participant in indexed_cohort.participants.all()
+    )  # every worn day, 6 < 8
     assert [result["score"] for result in results] == sorted((result["score"] for result in results), reverse=True)
     page = response.content.decode()
     assert page.count("data-day-result") == len(results) and page.count('id="day-chart-') == len(results)
@@ -33,7 +35,10 @@ def test_days_come_ranked_with_caption_chart_and_a_link_to_the_participant(clien
     assert first["caption"] in page
     # The card's caption is that participant-day's own (the index stores what the captioner says of it).
     day = first["day_index"]
-    assert first["caption"] == participant_day_captions(participant=first["participant"], start_day=day, end_day=day + 1)[0]["caption"]
+    assert (
+        first["caption"]
+        == participant_day_captions(participant=first["participant"], start_day=day, end_day=day + 1)[0]["caption"]
+    )
     assert [panel["yaxis"] for panel in json.loads(first["chart_json"])["data"]] == ["y", "y2", "y3", "y4"]
 
 
@@ -96,8 +101,12 @@ def test_zooming_a_day_card_fetches_the_same_panels(client, indexed_cohort):
     url = reverse("cohort:participant_minutes", args=[first["participant"].pk])
     zoomed = client.get(url, {"start": 60, "end": 600, "channels": ",".join(channels)})
     assert zoomed.status_code == 200
-    assert [trace["name"] for trace in zoomed.json()["data"]] == [trace["name"] for trace in json.loads(first["chart_json"])["data"]]
+    assert [trace["name"] for trace in zoomed.json()["data"]] == [
+        trace["name"] for trace in json.loads(first["chart_json"])["data"]
+    ]
     assert zoomed.json()["layout"]["meta"]["channels"] == channels
     for bad in ("heart_rate,not_a_channel", "", ",".join(["heart_rate"] * 2)):
         assert client.get(url, {"start": 60, "end": 600, "channels": bad}).status_code == 400, bad
-    assert len(client.get(url, {"start": 60, "end": 600}).json()["data"]) == 8  # without the parameter: the default panels
+    assert (
+        len(client.get(url, {"start": 60, "end": 600}).json()["data"]) == 8
+    )  # without the parameter: the default panels

@@ -12,19 +12,56 @@ from healthagent.models import Participant
 from tests import cohort_files
 from tests.factories import UserFactory
 
-PLANTED = [*cohort_files.PLANTED.values(), "FITBITUSER9", "FITBITUSER7", "Johanna", "Quinteros", "MRN-00077-ZX", "WIDE-SUBJECT-31"]
+PLANTED = [
+    *cohort_files.PLANTED.values(),
+    "FITBITUSER9",
+    "FITBITUSER7",
+    "Johanna",
+    "Quinteros",
+    "MRN-00077-ZX",
+    "WIDE-SUBJECT-31",
+]
 REAL_DATES = ["2024-03-0", "2024-01-15", "03/04/24", "1979"]  # calendar dates of the data and the birth date
 
 
 @pytest.fixture
 def imported_everything(db, tmp_path):
     files = cohort_files.write_csv_long(tmp_path / "csv")
-    call_command("import_cohort", "csv", str(files["signals"]), "--name", "CSV", "--k", "1",
-                 "--demographics", str(files["demographics"]), "--measurements", str(files["measurements"]))
-    call_command("import_cohort", "csv", str(cohort_files.write_csv_wide(tmp_path / "wide")), "--name", "Wide", "--k", "1")
-    call_command("import_cohort", "fitbit", str(cohort_files.write_fitbit_folder(tmp_path / "fitbit")),
-                 str(cohort_files.write_fitbit_zip(tmp_path / "fitbit.zip")), "--name", "Fitbit", "--k", "1")
-    call_command("import_cohort", "apple", str(cohort_files.write_apple_zip(tmp_path / "apple.zip")), "--name", "Apple", "--k", "1")
+    call_command(
+        "import_cohort",
+        "csv",
+        str(files["signals"]),
+        "--name",
+        "CSV",
+        "--k",
+        "1",
+        "--demographics",
+        str(files["demographics"]),
+        "--measurements",
+        str(files["measurements"]),
+    )
+    call_command(
+        "import_cohort", "csv", str(cohort_files.write_csv_wide(tmp_path / "wide")), "--name", "Wide", "--k", "1"
+    )
+    call_command(
+        "import_cohort",
+        "fitbit",
+        str(cohort_files.write_fitbit_folder(tmp_path / "fitbit")),
+        str(cohort_files.write_fitbit_zip(tmp_path / "fitbit.zip")),
+        "--name",
+        "Fitbit",
+        "--k",
+        "1",
+    )
+    call_command(
+        "import_cohort",
+        "apple",
+        str(cohort_files.write_apple_zip(tmp_path / "apple.zip")),
+        "--name",
+        "Apple",
+        "--k",
+        "1",
+    )
     assert Participant.objects.count() == 6
 
 
@@ -35,7 +72,9 @@ def assert_clean(text: str, where: str):
 
 def test_no_identifier_reaches_the_database(imported_everything):
     dump = io.StringIO()
-    call_command("dumpdata", "--exclude", "contenttypes", "--exclude", "auth.permission", "--exclude", "sessions", stdout=dump)
+    call_command(
+        "dumpdata", "--exclude", "contenttypes", "--exclude", "auth.permission", "--exclude", "sessions", stdout=dump
+    )
     text = dump.getvalue()
     assert '"model": "healthagent.participant"' in text  # the dump holds the participants
     assert_clean(text, "the database")
@@ -54,9 +93,11 @@ def test_no_identifier_reaches_any_page(imported_everything, client):
     client.force_login(UserFactory(role="researcher"))
     pages = [reverse("cohort:cohort_list")]
     for participant in Participant.objects.select_related("cohort"):
-        pages += [reverse("cohort:cohort_detail", args=[participant.cohort_id]),
-                  reverse("cohort:participant_detail", args=[participant.pk]),
-                  reverse("cohort:participant_minutes", args=[participant.pk]) + "?start=0&end=2000"]
+        pages += [
+            reverse("cohort:cohort_detail", args=[participant.cohort_id]),
+            reverse("cohort:participant_detail", args=[participant.pk]),
+            reverse("cohort:participant_minutes", args=[participant.pk]) + "?start=0&end=2000",
+        ]
     for url in pages:
         response = client.get(url)
         assert response.status_code == 200, url

@@ -1,6 +1,5 @@
 """The four importers on files the tests write, broken ones included: all or nothing, idempotent."""
 
-
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,9 +13,16 @@ pytestmark = pytest.mark.django_db
 
 
 def import_cohort(source, *paths, name="Imported", **options):
-    call_command("import_cohort", source, *map(str, paths), "--name", name, "--k", "1", *[
-        item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))
-    ])
+    call_command(
+        "import_cohort",
+        source,
+        *map(str, paths),
+        "--name",
+        name,
+        "--k",
+        "1",
+        *[item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))],
+    )
     return Cohort.objects.get(name=name)
 
 
@@ -28,20 +34,29 @@ def assert_nothing_stored():
 
 
 def channel(participant, name):
-    values, _ = read_window(path=trajectory_root() / participant.trajectory_path, start_day=0, end_day=participant.minute_days, channels=[name])
+    values, _ = read_window(
+        path=trajectory_root() / participant.trajectory_path,
+        start_day=0,
+        end_day=participant.minute_days,
+        channels=[name],
+    )
     return values[:, 0].ravel()
 
 
 def test_csv_long_with_demographics_measurements_and_unit_conversion(tmp_path):
     files = cohort_files.write_csv_long(tmp_path)
-    cohort = import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
+    cohort = import_cohort(
+        "csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"]
+    )
     participants = list(cohort.participants.order_by("age_band"))
     assert [(p.age_band, p.sex) for p in participants] == [("45-49", "female"), ("45-49", "male")]
     first = participants[0]
     heart = channel(first, "heart_rate")
     assert heart[0] == pytest.approx(58.0, abs=0.1)  # 00:00 local: the offset -05:00 names the local time
     assert np.isnan(heart[1]) and not np.isnan(heart[5])  # sampled every 5 minutes: gaps stay gaps
-    assert np.nanmean(channel(first, "skin_temperature")) == pytest.approx((91.5 - 32) * 5 / 9, abs=0.01)  # degF converted
+    assert np.nanmean(channel(first, "skin_temperature")) == pytest.approx(
+        (91.5 - 32) * 5 / 9, abs=0.01
+    )  # degF converted
     weight = first.measurements.get(name="weight")
     assert weight.value == pytest.approx(180 * 0.45359237, abs=0.01) and weight.unit == "kg"
     assert first.measurements.get(name="systolic_bp").day_index == 0 and first.minute_start_day == 49
@@ -59,19 +74,39 @@ def test_csv_wide_layout(tmp_path):
 def test_importing_the_same_export_twice_adds_nothing(tmp_path):
     files = cohort_files.write_csv_long(tmp_path)
     import_cohort("csv", files["signals"], demographics=files["demographics"])
-    counts = (Participant.objects.count(), DailySummary.objects.count(), len(list(trajectory_root().rglob("*.parquet"))))
+    counts = (
+        Participant.objects.count(),
+        DailySummary.objects.count(),
+        len(list(trajectory_root().rglob("*.parquet"))),
+    )
     cohort = import_cohort("csv", files["signals"], demographics=files["demographics"])
-    assert (Participant.objects.count(), DailySummary.objects.count(), len(list(trajectory_root().rglob("*.parquet")))) == counts
+    assert (
+        Participant.objects.count(),
+        DailySummary.objects.count(),
+        len(list(trajectory_root().rglob("*.parquet"))),
+    ) == counts
     assert cohort.import_report["imports"][-1]["already_present"] == 2
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda text: text.replace("participant_id,timestamp,channel,value", "participant,time,channel,value"), "signals.csv: missing column(s) participant_id, timestamp"),
-    (lambda text: text.replace("heart_rate", "pulse", 1), "signals.csv line 2: unknown channel 'pulse'"),
-    (lambda text: text.replace(",bpm", ",Hz", 1), "signals.csv line 2: heart_rate is measured in bpm, not 'Hz'"),
-    (lambda text: text.replace("2024-03-04T00:05:00-05:00", "yesterday", 1), "signals.csv line 5: 'yesterday' is not an ISO 8601 timestamp"),
-    (lambda text: text.replace("2024-03-04T00:00:00-05:00,steps,0", "2024-03-04T00:00:00-05:00,steps,lots", 1), "signals.csv line 3: value 'lots' is not a number"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda text: text.replace("participant_id,timestamp,channel,value", "participant,time,channel,value"),
+            "signals.csv: missing column(s) participant_id, timestamp",
+        ),
+        (lambda text: text.replace("heart_rate", "pulse", 1), "signals.csv line 2: unknown channel 'pulse'"),
+        (lambda text: text.replace(",bpm", ",Hz", 1), "signals.csv line 2: heart_rate is measured in bpm, not 'Hz'"),
+        (
+            lambda text: text.replace("2024-03-04T00:05:00-05:00", "yesterday", 1),
+            "signals.csv line 5: 'yesterday' is not an ISO 8601 timestamp",
+        ),
+        (
+            lambda text: text.replace("2024-03-04T00:00:00-05:00,steps,0", "2024-03-04T00:00:00-05:00,steps,lots", 1),
+            "signals.csv line 3: value 'lots' is not a number",
+        ),
+    ],
+)
 def test_a_broken_csv_names_the_line_and_leaves_nothing(tmp_path, edit, message):
     files = cohort_files.write_csv_long(tmp_path)
     files["signals"].write_text(edit(files["signals"].read_text()))
@@ -93,7 +128,10 @@ def test_a_failure_while_storing_rolls_back_rows_and_files(tmp_path, monkeypatch
         return real_write(**kwargs)
 
     monkeypatch.setattr(importing, "write_trajectory", fail_on_second)
-    with pytest.raises(CommandError, match="participant #2: the trajectory store cannot take its file .No space left on device.; nothing"):
+    with pytest.raises(
+        CommandError,
+        match="participant #2: the trajectory store cannot take its file .No space left on device.; nothing",
+    ):
         import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
     assert len(calls) == 2
     assert_nothing_stored()
@@ -109,7 +147,11 @@ def test_files_over_the_size_limit_are_refused_before_reading(tmp_path, settings
 
 @pytest.mark.parametrize("as_zip", [False, True])
 def test_fitbit_export(tmp_path, as_zip):
-    path = cohort_files.write_fitbit_zip(tmp_path / "takeout.zip") if as_zip else cohort_files.write_fitbit_folder(tmp_path / "takeout")
+    path = (
+        cohort_files.write_fitbit_zip(tmp_path / "takeout.zip")
+        if as_zip
+        else cohort_files.write_fitbit_folder(tmp_path / "takeout")
+    )
     cohort = import_cohort("fitbit", path)
     participant = cohort.participants.get()
     assert (participant.age_band, participant.sex) == ("40-44", "female")  # born 1979-04-17, data from 2024-03
@@ -133,12 +175,18 @@ def test_a_malformed_fitbit_file_names_the_file(tmp_path):
 
 @pytest.mark.parametrize("as_zip", [False, True])
 def test_apple_health_export(tmp_path, as_zip):
-    path = cohort_files.write_apple_zip(tmp_path / "export.zip") if as_zip else cohort_files.write_apple_xml(tmp_path / "export.xml")
+    path = (
+        cohort_files.write_apple_zip(tmp_path / "export.zip")
+        if as_zip
+        else cohort_files.write_apple_xml(tmp_path / "export.xml")
+    )
     cohort = import_cohort("apple", path)
     participant = cohort.participants.get()
     assert (participant.age_band, participant.sex) == ("40-44", "female")
     report = cohort.import_report["imports"][0]
-    assert report["dropped"] == {"StepCount: records of a second source (phone or other device) overlapping the kept one": 6}
+    assert report["dropped"] == {
+        "StepCount: records of a second source (phone or other device) overlapping the kept one": 6
+    }
     steps = channel(participant, "steps")
     assert np.nansum(steps) == pytest.approx(3 * 2 * 1000)  # the watch's counts only, spread over their minutes
     assert np.nanmax(channel(participant, "spo2")) == pytest.approx(96.0)  # 0.96 as a fraction -> percent
@@ -150,7 +198,9 @@ def test_a_truncated_apple_export_is_refused(tmp_path):
     path = cohort_files.write_apple_xml(tmp_path / "export.xml")
     text = path.read_text()
     path.write_text(text[: len(text) // 2])
-    with pytest.raises(CommandError, match="export.xml: the XML ends early|export.xml line \\d+ column \\d+: malformed XML"):
+    with pytest.raises(
+        CommandError, match="export.xml: the XML ends early|export.xml line \\d+ column \\d+: malformed XML"
+    ):
         import_cohort("apple", path)
     assert_nothing_stored()
 
@@ -186,8 +236,6 @@ def test_a_cohort_holds_one_source(tmp_path):
     with pytest.raises(CommandError, match="holds synthetic data"):
         import_cohort("csv", cohort_files.write_csv_wide(tmp_path), name="Mixed")
     assert Participant.objects.count() == 1
-
-
 
 
 def test_parquet_signals_import_like_csv(tmp_path):

@@ -23,16 +23,22 @@ def test_an_admin_queues_a_head_search_and_reads_its_leaderboard(worker, lsm_che
     page.get_by_label("Replicates").fill("2")
     page.get_by_role("button", name="Queue").click()
     page.wait_for_url("**/modeling/jobs/*/")
-    page.wait_for_function("() => Number(document.querySelector('[data-job]').dataset.progress) > 0.05", timeout=120_000)
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-job]').dataset.progress) > 0.05", timeout=120_000
+    )
     assert "hypertension:" in page.locator("[data-field=message]").inner_text()
     page.wait_for_function("() => document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=240_000)
     page.wait_for_selector("[data-head-chart] .main-svg")  # after the reload: the leaderboard chart is drawn
     legend = page.locator("[data-head-chart] .legend").text_content()  # SVG text
     assert "best so far" in legend and "linear probe" in legend
-    assert page.locator("[data-head-chart] .scatterlayer .trace").count() >= 3  # proposers' points, best-so-far and probe lines
+    assert (
+        page.locator("[data-head-chart] .scatterlayer .trace").count() >= 3
+    )  # proposers' points, best-so-far and probe lines
     page.wait_for_selector("h2:has-text('Best head vs linear probe')")
     head_table = page.locator("section.result-table", has_text="Best head vs linear probe")
-    assert "hypertension" in head_table.inner_text() and ("uses the head" in head_table.inner_text() or "keeps the probe" in head_table.inner_text())
+    assert "hypertension" in head_table.inner_text() and (
+        "uses the head" in head_table.inner_text() or "keeps the probe" in head_table.inner_text()
+    )
     assert "raised the best" in page.locator("section.result-table", has_text="Proposers: hypertension").inner_text()
     page.screenshot(path=tmp_path / "head_search.png", full_page=True)  # for a reviewer's eyes
     job = Job.objects.get(kind="head_search")

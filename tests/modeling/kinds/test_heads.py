@@ -41,8 +41,17 @@ def garbled_server():
 
 
 def search_config(checkpoint, **overrides):
-    return {"checkpoint": checkpoint.pk, "tasks": ["hypertension", "systolic_bp"], "proposers": ["random", "tpe"], "budget": 2,
-            "participants": 30, "days": 1, "replicates": 2, "seed": 7, **overrides}
+    return {
+        "checkpoint": checkpoint.pk,
+        "tasks": ["hypertension", "systolic_bp"],
+        "proposers": ["random", "tpe"],
+        "budget": 2,
+        "participants": 30,
+        "days": 1,
+        "replicates": 2,
+        "seed": 7,
+        **overrides,
+    }
 
 
 def test_the_language_model_proposer_needs_a_variant(lsm_checkpoint):
@@ -51,19 +60,36 @@ def test_the_language_model_proposer_needs_a_variant(lsm_checkpoint):
 
 
 @pytest.mark.slow
-def test_head_search_job_survives_a_garbled_model_registers_heads_and_scores_test_once(lsm_checkpoint, garbled_server, monkeypatch):
+def test_head_search_job_survives_a_garbled_model_registers_heads_and_scores_test_once(
+    lsm_checkpoint, garbled_server, monkeypatch
+):
     from healthagent.models import AgentVariant
     from modeling.ml.heads import selection
     from modeling.ml.heads.ensemble import load_ensemble
 
-    garbled_server.script = [("ok", "I would try a transformer!"), ("ok", '{"head": {"type": "mlp", "depth": 42}}'), ("status", 400)] * 4
-    variant = AgentVariant.objects.create(name="garbled model", backend="openai_http",
-                                          config={"base_url": garbled_server.url, "model": "m", "retries": 0, "timeout_s": 5})
+    garbled_server.script = [
+        ("ok", "I would try a transformer!"),
+        ("ok", '{"head": {"type": "mlp", "depth": 42}}'),
+        ("status", 400),
+    ] * 4
+    variant = AgentVariant.objects.create(
+        name="garbled model",
+        backend="openai_http",
+        config={"base_url": garbled_server.url, "model": "m", "retries": 0, "timeout_s": 5},
+    )
     test_scorings = []
     real_score = selection.score
-    monkeypatch.setattr(selection, "score", lambda kind, truth, predicted, **kwargs: test_scorings.append(len(truth))
-                        or real_score(kind, truth, predicted, **kwargs))
-    job = job_queue(kind_name="head_search", config=search_config(lsm_checkpoint, proposers=["random", "llm"], agent_variant=variant.pk))
+    monkeypatch.setattr(
+        selection,
+        "score",
+        lambda kind, truth, predicted, **kwargs: (
+            test_scorings.append(len(truth)) or real_score(kind, truth, predicted, **kwargs)
+        ),
+    )
+    job = job_queue(
+        kind_name="head_search",
+        config=search_config(lsm_checkpoint, proposers=["random", "llm"], agent_variant=variant.pk),
+    )
     assert job.queue == "cpu"
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
@@ -73,8 +99,12 @@ def test_head_search_job_survives_a_garbled_model_registers_heads_and_scores_tes
         assert search["trainings"] == 2 and search["stopped"] == "budget"
         language_model = next(row for row in search["proposers"] if row["proposer"].startswith("llm"))
         assert language_model["invalid"] == language_model["proposals"] >= 1 and language_model["trainings"] == 0
-    reasons = " | ".join(entry["reason"] for search in searches.values() for entry in search["entries"] if entry["status"] == "invalid")
-    assert "no JSON object" in reasons and "depth" in reasons  # prose, then an out-of-bounds spec: rejected with their reasons
+    reasons = " | ".join(
+        entry["reason"] for search in searches.values() for entry in search["entries"] if entry["status"] == "invalid"
+    )
+    assert (
+        "no JSON object" in reasons and "depth" in reasons
+    )  # prose, then an out-of-bounds spec: rejected with their reasons
     heads = Checkpoint.objects.filter(family="lsm_head", job=job)
     assert sorted(head.metrics["task"] for head in heads) == ["hypertension", "systolic_bp"]
     for head in heads:
@@ -86,7 +116,9 @@ def test_head_search_job_survives_a_garbled_model_registers_heads_and_scores_tes
 
 
 @pytest.mark.slow
-def test_cohort_predictions_use_a_head_only_where_it_beat_the_probe_on_validation(lsm_checkpoint, tiny_cohort, deliver_again):
+def test_cohort_predictions_use_a_head_only_where_it_beat_the_probe_on_validation(
+    lsm_checkpoint, tiny_cohort, deliver_again
+):
     from modeling.models import Prediction
 
     search = job_queue(kind_name="head_search", config=search_config(lsm_checkpoint, predict_cohort=tiny_cohort.pk))
@@ -99,22 +131,39 @@ def test_cohort_predictions_use_a_head_only_where_it_beat_the_probe_on_validatio
     Checkpoint.objects.filter(pk=worse.pk).update(metrics={**worse.metrics, "beats_probe": False})
     chained = Job.objects.get(pk=search.result["predictions_job"])
     assert chained.kind == "lsm_predict" and chained.config["use_heads"] is True
-    assert deliver_again(search) == "succeeded"  # its worker died before marking it finished: the same heads, the same follow-up
-    assert sorted(Checkpoint.objects.filter(job=search, family="lsm_head").values_list("pk", flat=True)) == sorted([better.pk, worse.pk])
+    assert (
+        deliver_again(search) == "succeeded"
+    )  # its worker died before marking it finished: the same heads, the same follow-up
+    assert sorted(Checkpoint.objects.filter(job=search, family="lsm_head").values_list("pk", flat=True)) == sorted(
+        [better.pk, worse.pk]
+    )
     assert list(Job.objects.filter(kind="lsm_predict")) == [chained] and search.result["predictions_job"] == chained.pk
-    Checkpoint.objects.filter(pk=better.pk).update(metrics={**better.metrics, "beats_probe": True})  # the search wrote its metrics again
+    Checkpoint.objects.filter(pk=better.pk).update(
+        metrics={**better.metrics, "beats_probe": True}
+    )  # the search wrote its metrics again
     Checkpoint.objects.filter(pk=worse.pk).update(metrics={**worse.metrics, "beats_probe": False})
-    predict = job_queue(kind_name="lsm_predict", config={**chained.config, "reference_participants": 30, "reference_days": 2, "replicates": 3})
+    predict = job_queue(
+        kind_name="lsm_predict",
+        config={**chained.config, "reference_participants": 30, "reference_days": 2, "replicates": 3},
+    )
     assert run_job.apply(kwargs={"job_id": predict.pk}).get() == "succeeded"
     hypertension = Prediction.objects.filter(checkpoint=lsm_checkpoint, task="hypertension")
     assert hypertension.count() == tiny_cohort.participants.count()
     for prediction in hypertension:
         assert prediction.details["quality"]["head_checkpoint"] == better.pk
-        assert 0 <= prediction.low <= prediction.estimate <= prediction.high <= 1 and prediction.label in prediction.details["probabilities"]
-    assert not any("head_checkpoint" in p.details["quality"] for p in Prediction.objects.filter(checkpoint=lsm_checkpoint, task="systolic_bp"))
+        assert (
+            0 <= prediction.low <= prediction.estimate <= prediction.high <= 1
+            and prediction.label in prediction.details["probabilities"]
+        )
+    assert not any(
+        "head_checkpoint" in p.details["quality"]
+        for p in Prediction.objects.filter(checkpoint=lsm_checkpoint, task="systolic_bp")
+    )
     probes_only = job_queue(kind_name="lsm_predict", config={**predict.config, "use_heads": False})
     assert run_job.apply(kwargs={"job_id": probes_only.pk}).get() == "succeeded"
-    assert not any("head_checkpoint" in p.details["quality"] for p in Prediction.objects.filter(checkpoint=lsm_checkpoint))
+    assert not any(
+        "head_checkpoint" in p.details["quality"] for p in Prediction.objects.filter(checkpoint=lsm_checkpoint)
+    )
 
 
 def test_pretraining_can_chain_a_head_search_that_queues_the_cohort_predictions(lsm_checkpoint, tiny_cohort):
@@ -122,4 +171,8 @@ def test_pretraining_can_chain_a_head_search_that_queues_the_cohort_predictions(
 
     config = head_search_config(checkpoint=lsm_checkpoint.pk, predict_cohort=tiny_cohort.pk, seed=3000)
     job = job_queue(kind_name="head_search", config=config)
-    assert job.config["proposers"] == ["random", "evolution", "tpe"] and job.config["budget"] == 12 and job.config["predict_cohort"] == tiny_cohort.pk
+    assert (
+        job.config["proposers"] == ["random", "evolution", "tpe"]
+        and job.config["budget"] == 12
+        and job.config["predict_cohort"] == tiny_cohort.pk
+    )

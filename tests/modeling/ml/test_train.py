@@ -21,7 +21,9 @@ def losses(path):
 def test_resume_reproduces_the_uninterrupted_loss_sequence(tmp_path, windows):
     values, observed = windows
     dataset = WindowDataset(values, observed)
-    config = TrainConfig(steps=12, batch_size=4, learning_rate=2e-3, warmup_steps=3, checkpoint_every=3, log_every=1, seed=7)
+    config = TrainConfig(
+        steps=12, batch_size=4, learning_rate=2e-3, warmup_steps=3, checkpoint_every=3, log_every=1, seed=7
+    )
 
     def fresh_model():
         torch.manual_seed(0)

@@ -27,7 +27,9 @@ def test_same_seed_same_cohort_and_participants_do_not_depend_on_cohort_size():
     np.testing.assert_array_equal(a.minutes.values, b.minutes.values)
     assert a.timeline.measurements == b.timeline.measurements
     np.testing.assert_array_equal(large.participant(1).minutes.mask, small.participant(1).minutes.mask)
-    assert not np.array_equal(make_cohort(participants=3, days=2, seed=12).participant(2).minutes.values, a.minutes.values, equal_nan=True)
+    assert not np.array_equal(
+        make_cohort(participants=3, days=2, seed=12).participant(2).minutes.values, a.minutes.values, equal_nan=True
+    )
 
 
 def test_minutes_have_the_grid_shape_and_nan_exactly_where_unobserved():
@@ -38,7 +40,9 @@ def test_minutes_have_the_grid_shape_and_nan_exactly_where_unobserved():
     for feature in FEATURES:  # every observed value is within the spec's plausible range
         channel = record.values[:, FEATURE_INDEX[feature.name]]
         observed = channel[~np.isnan(channel)]
-        assert observed.size == 0 or (observed.min() >= feature.valid_range[0] and observed.max() <= feature.valid_range[1])
+        assert observed.size == 0 or (
+            observed.min() >= feature.valid_range[0] and observed.max() <= feature.valid_range[1]
+        )
 
 
 def test_missingness_is_realistic():
@@ -75,7 +79,14 @@ def test_signals_follow_the_traits():
 
 def test_there_are_thirty_tasks_across_all_families_with_both_classes_present():
     assert len(TASKS) >= 30
-    assert {task.family for task in TASKS} == {"cardiovascular", "metabolic", "sleep", "mental_health", "lifestyle", "demographics"}
+    assert {task.family for task in TASKS} == {
+        "cardiovascular",
+        "metabolic",
+        "sleep",
+        "mental_health",
+        "lifestyle",
+        "demographics",
+    }
     assert {task.kind for task in TASKS} == {"binary", "multiclass", "regression"}
     traits = sample_traits(2000, np.random.default_rng(0))
     labels = compute_labels(traits, np.random.default_rng(1))
@@ -100,15 +111,24 @@ def test_timelines_hold_labs_diagnoses_and_endpoints():
 def test_an_intervention_changes_the_latent_trajectory_in_its_direction():
     traits = sample_traits(1, np.random.default_rng(8))
     without = simulate_timeline(traits, 0, 200, np.random.default_rng(3), response={"statin": 1.0})
-    with_statin = simulate_timeline(traits, 0, 200, np.random.default_rng(3), interventions=(("statin", 50),), response={"statin": 1.0})
+    with_statin = simulate_timeline(
+        traits, 0, 200, np.random.default_rng(3), interventions=(("statin", 50),), response={"statin": 1.0}
+    )
     difference = with_statin.latent["ldl"] - without.latent["ldl"]
     assert np.allclose(difference[:50], 0)
     assert difference[199] < -0.3 * traits.ldl_mg_dl[0]
 
 
-@pytest.mark.parametrize("intervention,biomarker", [("statin", "ldl"), ("antihypertensive", "systolic_bp"),
-                                                     ("exercise_programme", "daily_steps"), ("diet_change", "weight"),
-                                                     ("sleep_extension", "sleep_minutes")])
+@pytest.mark.parametrize(
+    "intervention,biomarker",
+    [
+        ("statin", "ldl"),
+        ("antihypertensive", "systolic_bp"),
+        ("exercise_programme", "daily_steps"),
+        ("diet_change", "weight"),
+        ("sleep_extension", "sleep_minutes"),
+    ],
+)
 def test_trials_recover_the_true_effect(intervention, biomarker):
     traits = sample_traits(600, np.random.default_rng(31))
     result = simulate_trial(traits, intervention, biomarker, np.random.default_rng(32), days=120)
@@ -131,7 +151,11 @@ def test_nightly_heart_rate_variability_is_in_the_human_range():
     nightly, asleep_minutes = [], []
     for participant in cohort:
         minutes = participant.minutes
-        nightly += [day["hrv_rmssd_ms"] for day in daily_summaries(minutes.values, minutes.mask) if day["hrv_rmssd_ms"] is not None]
+        nightly += [
+            day["hrv_rmssd_ms"]
+            for day in daily_summaries(minutes.values, minutes.mask)
+            if day["hrv_rmssd_ms"] is not None
+        ]
         stage = minutes.values[:, FEATURE_INDEX["sleep_stage"]]
         asleep_minutes.append(minutes.values[:, FEATURE_INDEX["rmssd"]][stage >= 1])
     nightly = np.array(nightly)

@@ -12,12 +12,16 @@ def test_the_three_splits_are_disjoint_and_cover_everyone():
     split = split_three(50, seed=2)
     parts = [set(split.train), set(split.validation), set(split.test)]
     assert [len(part) for part in parts] == [30, 10, 10]
-    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]) and set.union(*parts) == set(range(50))
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]) and set.union(*parts) == set(
+        range(50)
+    )
 
 
 def test_a_task_is_compared_with_the_test_split_scored_once_per_method(tmp_path, monkeypatch):
     LSMForMaskedPretraining(LSMConfig.named("tiny")).save_pretrained(tmp_path)
-    (tmp_path / "normalization.json").write_text(json.dumps({"mean": [0.0] * 27, "std": [50.0] * 27, "pretraining": {"seed": 0}}))
+    (tmp_path / "normalization.json").write_text(
+        json.dumps({"mean": [0.0] * 27, "std": [50.0] * 27, "pretraining": {"seed": 0}})
+    )
     data, embeddings, labels = token_windows(tmp_path, participants=30, days=1, seed=9)
     assert data.tokens.shape[:2] == (30, 27 * 24) and embeddings.shape == (30, 64)
     scored_sets = []

@@ -7,8 +7,12 @@ from modeling.ml.heads.model import build_head
 from modeling.ml.heads.spec import parse_spec
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
 
-SPECS = ['{"type": "linear"}', '{"type": "mlp", "depth": 2, "normalization": "batch"}', '{"type": "attention_pool", "heads": 4, "queries": 2}',
-         '{"type": "temporal_conv", "kernel": 5, "layers": 2}']
+SPECS = [
+    '{"type": "linear"}',
+    '{"type": "mlp", "depth": 2, "normalization": "batch"}',
+    '{"type": "attention_pool", "heads": 4, "queries": 2}',
+    '{"type": "temporal_conv", "kernel": 5, "layers": 2}',
+]
 
 
 @pytest.mark.parametrize("raw", SPECS)

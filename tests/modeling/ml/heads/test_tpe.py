@@ -42,7 +42,10 @@ def test_tpe_is_reproducible_and_learns_every_trained_spec_once():
 
 
 def test_a_repeated_spec_is_not_added_twice():
-    spec = {"head": {"type": "linear"}, "training": {"learning_rate": 0.001, "weight_decay": 0.0, "epochs": 20, "class_weighting": "none"}}
+    spec = {
+        "head": {"type": "linear"},
+        "training": {"learning_rate": 0.001, "weight_decay": 0.0, "epochs": 20, "class_weighting": "none"},
+    }
     board = Leaderboard([Entry(0, "random", "trained", spec, 0.7), Entry(1, "evolution", "repeat", spec, 0.7)])
     proposer = TPEProposer(seed=0)
     proposer.propose(board, np.random.default_rng(0))

@@ -25,9 +25,20 @@ def _data(participants: int = 60, seed: int = 0):
 def test_each_architecture_learns_a_signal_on_unseen_participants():
     data, labels = _data()
     train, scored = np.arange(40), np.arange(40, 60)
-    for raw in ('{"type": "linear"}', '{"type": "mlp"}', '{"type": "attention_pool", "heads": 2}', '{"type": "temporal_conv"}'):
-        fitted = fit_and_score(parse_spec({"head": json.loads(raw), "training": {"epochs": 30, "learning_rate": 0.01}}),
-                               data, labels, "binary", train, scored)
+    for raw in (
+        '{"type": "linear"}',
+        '{"type": "mlp"}',
+        '{"type": "attention_pool", "heads": 2}',
+        '{"type": "temporal_conv"}',
+    ):
+        fitted = fit_and_score(
+            parse_spec({"head": json.loads(raw), "training": {"epochs": 30, "learning_rate": 0.01}}),
+            data,
+            labels,
+            "binary",
+            train,
+            scored,
+        )
         assert fitted.predictions.shape == (20, 2) and fitted.score > 0.85, raw
 
 
@@ -46,9 +57,22 @@ def test_a_day_without_data_does_not_move_a_persons_prediction():
     from modeling.ml.heads.train import fit_head, predict_people
 
     data, labels = _data()
-    trained = fit_head(parse_spec('{"head": {"type": "linear"}, "training": {"epochs": 10}}'), data, labels, "binary", np.arange(40), seed=0)
+    trained = fit_head(
+        parse_spec('{"head": {"type": "linear"}, "training": {"epochs": 10}}'),
+        data,
+        labels,
+        "binary",
+        np.arange(40),
+        seed=0,
+    )
     unworn_tokens, unworn_present = torch.zeros(1, 12, 16), torch.zeros(1, 12, dtype=torch.bool)
-    padded = TokenWindows(torch.cat([data.tokens, unworn_tokens, unworn_tokens]), torch.cat([data.present, unworn_present, unworn_present]),
-                          np.concatenate([data.owner, [45, 99]]), data.grid)
-    np.testing.assert_allclose(predict_people(trained, padded, np.array([45])), predict_people(trained, data, np.array([45])), rtol=1e-6)
+    padded = TokenWindows(
+        torch.cat([data.tokens, unworn_tokens, unworn_tokens]),
+        torch.cat([data.present, unworn_present, unworn_present]),
+        np.concatenate([data.owner, [45, 99]]),
+        data.grid,
+    )
+    np.testing.assert_allclose(
+        predict_people(trained, padded, np.array([45])), predict_people(trained, data, np.array([45])), rtol=1e-6
+    )
     assert np.isfinite(predict_people(trained, padded, np.array([99]))).all()  # nothing worn at all: still a prediction

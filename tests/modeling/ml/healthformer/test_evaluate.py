@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from modeling.ml.healthformer.evaluate import MIN_EVENTS, TRIALS, paired_bootstrap, record_until, risk_counts, risk_markdown
+from modeling.ml.healthformer.evaluate import (
+    MIN_EVENTS,
+    TRIALS,
+    paired_bootstrap,
+    record_until,
+    risk_counts,
+    risk_markdown,
+)
 from modeling.ml.healthformer.tokens import ParticipantRecord
 
 
@@ -15,8 +22,14 @@ def test_the_paired_bootstrap_separates_a_perfect_score_from_noise():
 
 
 def test_a_history_keeps_nothing_after_the_prediction_day():
-    record = ParticipantRecord(50.0, "female", False, [{"day": d, "name": "ldl", "value": 100.0} for d in (10, 400)],
-                               [{"day": 500, "kind": "endpoint", "name": "stroke"}], last_day=729)
+    record = ParticipantRecord(
+        50.0,
+        "female",
+        False,
+        [{"day": d, "name": "ldl", "value": 100.0} for d in (10, 400)],
+        [{"day": 500, "kind": "endpoint", "name": "stroke"}],
+        last_day=729,
+    )
     history = record_until(record, 364)
     assert history.last_day == 364 and [m["day"] for m in history.measurements] == [10] and history.events == []
 
@@ -35,22 +48,51 @@ def test_the_bootstrap_of_a_rare_endpoint_keeps_its_events_in_every_resample():
     score[1] = -1.0  # ...now event 1 is ranked last: AUROC 0.5
     result = paired_bootstrap(labels, score, np.random.default_rng(0).random(300), resamples=300, seed=2)
     assert result["model"] == 0.5 and result["model_ci"][0] < 0.5 < result["model_ci"][1]
-    assert paired_bootstrap(np.zeros(50, dtype=int), np.zeros(50), np.zeros(50), resamples=10, seed=0)["model_ci"] == [None, None]
+    assert paired_bootstrap(np.zeros(50, dtype=int), np.zeros(50), np.zeros(50), resamples=10, seed=0)["model_ci"] == [
+        None,
+        None,
+    ]
 
 
 def test_the_risk_table_flags_endpoints_with_few_events_and_does_not_count_them():
     def row(endpoint, events, difference):
         ci = [difference - 0.05, difference + 0.05]
-        return {"endpoint": endpoint, "at_risk": 900, "events": events, "observed_incidence": 0.01, "predicted_incidence": 0.02,
-                "model": 0.7, "model_ci": [0.6, 0.8], "score_name": "a score", "score": 0.7 - difference, "score_ci": [0.6, 0.8],
-                "difference": difference, "difference_ci": ci, "few_events": events < MIN_EVENTS, "win": difference > 0,
-                "significant_win": ci[0] > 0, "significant_loss": ci[1] < 0}
+        return {
+            "endpoint": endpoint,
+            "at_risk": 900,
+            "events": events,
+            "observed_incidence": 0.01,
+            "predicted_incidence": 0.02,
+            "model": 0.7,
+            "model_ci": [0.6, 0.8],
+            "score_name": "a score",
+            "score": 0.7 - difference,
+            "score_ci": [0.6, 0.8],
+            "difference": difference,
+            "difference_ci": ci,
+            "few_events": events < MIN_EVENTS,
+            "win": difference > 0,
+            "significant_win": ci[0] > 0,
+            "significant_loss": ci[1] < 0,
+        }
+
     rows = [row("hypertension", 40, 0.1), row("stroke", 3, 0.2), row("death", 5, -0.3), row("obesity", 60, -0.2)]
     counts = risk_counts(rows)
-    assert counts == {"min_events": MIN_EVENTS, "counted_endpoints": 2, "wins": 1, "significant_wins": 1, "significant_losses": 1,
-                      "wins_all_endpoints": 2}  # stroke's win and death's loss are shown, not counted
+    assert counts == {
+        "min_events": MIN_EVENTS,
+        "counted_endpoints": 2,
+        "wins": 1,
+        "significant_wins": 1,
+        "significant_losses": 1,
+        "wins_all_endpoints": 2,
+    }  # stroke's win and death's loss are shown, not counted
     markdown = risk_markdown({"rows": rows, "participants": 900, **counts}, "# header")
-    assert "| stroke † |" in markdown and "| death † |" in markdown and "| hypertension |" in markdown and "**1 of 2**" in markdown
+    assert (
+        "| stroke † |" in markdown
+        and "| death † |" in markdown
+        and "| hypertension |" in markdown
+        and "**1 of 2**" in markdown
+    )
 
 
 def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monkeypatch):
@@ -71,7 +113,9 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
     monkeypatch.setattr(evaluate, "simulate", recording_simulate)
     torch.manual_seed(0)
     model = HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer)).eval()
-    settings = evaluate.TwinReportSettings(history_days=730, trial_participants=12, trial_samples=2, trial_days=14, seed=77)
+    settings = evaluate.TwinReportSettings(
+        history_days=730, trial_participants=12, trial_samples=2, trial_days=14, seed=77
+    )
     table = evaluate.trial_table(model, tokenizer, settings, trials=(("statin", "ldl", "high_ldl"),))
     row = table["rows"][0]
     statin = tokenizer.token_id("medication:statin")

@@ -23,8 +23,17 @@ def histories(simulated, tokenizer):
 
 
 def _run(model, tokenizer, histories, seed):
-    return simulate(model, tokenizer, histories, arms=[None, "statin"], horizon_days=60, samples=3, seed=seed, max_new_tokens=48,
-                    batch_rows=12)
+    return simulate(
+        model,
+        tokenizer,
+        histories,
+        arms=[None, "statin"],
+        horizon_days=60,
+        samples=3,
+        seed=seed,
+        max_new_tokens=48,
+        batch_rows=12,
+    )
 
 
 def test_the_same_seed_gives_the_same_futures(model, tokenizer, histories):
@@ -51,7 +60,9 @@ def test_the_intervention_arm_differs_from_the_control_arm_only_through_its_toke
     begun = start_rollouts(model, histories, arm_ids, samples=2, max_history_tokens=192, max_new_tokens=4)
     logits = begun.logits.reshape(len(histories), 3, 2, -1)  # (participants, arms, samples, vocab)
     assert torch.equal(logits[:, 0], logits[:, 2]) and torch.equal(logits[:, :, 0], logits[:, :, 1])
-    assert ((logits[:, 1] - logits[:, 0]).abs().amax(-1) > 1e-3).all()  # the statin token moves every participant's prediction
+    assert (
+        (logits[:, 1] - logits[:, 0]).abs().amax(-1) > 1e-3
+    ).all()  # the statin token moves every participant's prediction
     rollouts = _run(model, tokenizer, histories, 2)
     summary = effect_summary(rollouts, participant=0, arm=1)
     assert set(summary) == set(BIOMARKER_NAMES) and all(s["low"] <= s["mean"] <= s["high"] for s in summary.values())
@@ -63,12 +74,14 @@ def test_a_history_starts_the_same_alone_as_in_a_batch_of_other_lengths(model, t
     # Histories are prefilled in batches of similar length and placed in one left-padded cache: neither the batch
     # nor the padding may change a participant's start.
     arm_ids = torch.tensor([0, tokenizer.token_id("intervention:statin")])
-    cropped = [history.slice(history.last_day - 40 * (index + 1)) for index, history in enumerate(histories)]  # different lengths
+    cropped = [
+        history.slice(history.last_day - 40 * (index + 1)) for index, history in enumerate(histories)
+    ]  # different lengths
     together = start_rollouts(model, cropped, arm_ids, samples=1, max_history_tokens=192, max_new_tokens=2)
     for index, history in enumerate(cropped):
         alone = start_rollouts(model, [history], arm_ids, samples=1, max_history_tokens=192, max_new_tokens=2)
-        assert torch.allclose(together.logits[2 * index:2 * index + 2], alone.logits, atol=1e-5)
-        assert torch.allclose(together.rate[2 * index:2 * index + 2], alone.rate, atol=1e-5)
+        assert torch.allclose(together.logits[2 * index : 2 * index + 2], alone.logits, atol=1e-5)
+        assert torch.allclose(together.rate[2 * index : 2 * index + 2], alone.rate, atol=1e-5)
 
 
 def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_the_end(model, tokenizer, histories):
@@ -76,11 +89,18 @@ def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_
     # uniforms are drawn for every participant and sample, whoever is still in the batch); expectations and risks
     # agree to float rounding, as a smaller batch can round matrix products differently.
     for seed, rows in ((5, 12), (6, 36)):
-        arguments = dict(arms=[None, "statin"], horizon_days=60, samples=3, seed=seed, max_new_tokens=48, batch_rows=rows)
-        now, before = simulate(model, tokenizer, histories, **arguments), simulate(model, tokenizer, histories, **arguments, compact_below=0.0)
+        arguments = dict(
+            arms=[None, "statin"], horizon_days=60, samples=3, seed=seed, max_new_tokens=48, batch_rows=rows
+        )
+        now, before = (
+            simulate(model, tokenizer, histories, **arguments),
+            simulate(model, tokenizer, histories, **arguments, compact_below=0.0),
+        )
         stopped = (now.sampled_ids > 0).sum(-1)
         assert stopped.min() < stopped.max()  # rows do stop at different steps: some were dropped early
-        assert np.array_equal(now.sampled_ids, before.sampled_ids) and np.array_equal(now.sampled_days, before.sampled_days)
+        assert np.array_equal(now.sampled_ids, before.sampled_ids) and np.array_equal(
+            now.sampled_days, before.sampled_days
+        )
         np.testing.assert_allclose(now.expected, before.expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(now.risk, before.risk, rtol=1e-4, atol=1e-6)
 
@@ -88,8 +108,17 @@ def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_
 def test_arms_that_do_not_differ_sample_the_same_future_row_for_row(model, tokenizer, histories):
     # Common random numbers: two control arms see the same uniforms at every step, so they write the same tokens
     # on the same days, sample by sample, even though every sample differs from the others.
-    rollouts = simulate(model, tokenizer, histories, arms=[None, None], horizon_days=60, samples=3, seed=3, max_new_tokens=48,
-                        batch_rows=12)
+    rollouts = simulate(
+        model,
+        tokenizer,
+        histories,
+        arms=[None, None],
+        horizon_days=60,
+        samples=3,
+        seed=3,
+        max_new_tokens=48,
+        batch_rows=12,
+    )
     assert np.array_equal(rollouts.sampled_ids[:, 0], rollouts.sampled_ids[:, 1])
     assert np.array_equal(rollouts.sampled_days[:, 0], rollouts.sampled_days[:, 1])
     assert not np.array_equal(rollouts.sampled_ids[:, :, 0], rollouts.sampled_ids[:, :, 1])
@@ -121,9 +150,11 @@ def test_inverse_cdf_sampling_follows_the_probabilities_and_never_picks_an_impos
 
 
 def test_the_readout_changes_what_is_read_not_what_is_sampled(model, tokenizer, histories):
-    """"state" reads the expectation where the rollout stands at each grid day; "measured" holds the latest sampled
+    """ "state" reads the expectation where the rollout stands at each grid day; "measured" holds the latest sampled
     measurement's. Same futures and risks either way, different values."""
-    kwargs = dict(arms=[None, "statin"], horizon_days=60, samples=3, seed=4, max_new_tokens=48, batch_rows=12, grid_step_days=5)
+    kwargs = dict(
+        arms=[None, "statin"], horizon_days=60, samples=3, seed=4, max_new_tokens=48, batch_rows=12, grid_step_days=5
+    )
     state = simulate(model, tokenizer, histories, readout="state", **kwargs)
     measured = simulate(model, tokenizer, histories, readout="measured", **kwargs)
     assert np.array_equal(state.sampled_ids, measured.sampled_ids) and np.array_equal(state.risk, measured.risk)

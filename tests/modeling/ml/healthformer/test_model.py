@@ -32,10 +32,10 @@ def _left_padded(sequences, lengths):
     ids, days = torch.zeros(len(lengths), width, dtype=torch.long), torch.zeros(len(lengths), width, dtype=torch.long)
     valid = torch.zeros(len(lengths), width, dtype=torch.bool)
     for row, (tokens, length) in enumerate(zip(sequences, lengths, strict=True)):
-        ids[row, width - length:] = torch.from_numpy(tokens.ids[:length])
-        days[row, width - length:] = torch.from_numpy(tokens.days[:length])
-        days[row, :width - length] = int(tokens.days[0])
-        valid[row, width - length:] = True
+        ids[row, width - length :] = torch.from_numpy(tokens.ids[:length])
+        days[row, width - length :] = torch.from_numpy(tokens.days[:length])
+        days[row, : width - length] = int(tokens.days[0])
+        valid[row, width - length :] = True
     return ids, days, valid
 
 
@@ -49,14 +49,25 @@ def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_for
     for step in range(steps + 1):
         for row, (tokens, length) in enumerate(zip(sequences, lengths, strict=True)):
             end = length + step  # the sequence so far, unpadded
-            full = model(torch.tensor(tokens.ids[None, :end]), torch.tensor(tokens.days[None, :end]), age[row:row + 1],
-                         torch.ones(1, end, dtype=torch.bool), compute_loss=False)
-            assert torch.allclose(logits[row], full.logits[0, -1], atol=1e-4) and torch.allclose(rate[row], full.rate[0, -1], atol=1e-4)
+            full = model(
+                torch.tensor(tokens.ids[None, :end]),
+                torch.tensor(tokens.days[None, :end]),
+                age[row : row + 1],
+                torch.ones(1, end, dtype=torch.bool),
+                compute_loss=False,
+            )
+            assert torch.allclose(logits[row], full.logits[0, -1], atol=1e-4) and torch.allclose(
+                rate[row], full.rate[0, -1], atol=1e-4
+            )
         if step < steps:
             position = torch.tensor(lengths) + step
             next_ids = torch.stack([torch.tensor(tokens.ids[p]) for tokens, p in zip(sequences, position, strict=True)])
-            next_days = torch.stack([torch.tensor(tokens.days[p]) for tokens, p in zip(sequences, position, strict=True)])
-            previous = torch.stack([torch.tensor(tokens.days[p - 1]) for tokens, p in zip(sequences, position, strict=True)])
+            next_days = torch.stack(
+                [torch.tensor(tokens.days[p]) for tokens, p in zip(sequences, position, strict=True)]
+            )
+            previous = torch.stack(
+                [torch.tensor(tokens.days[p - 1]) for tokens, p in zip(sequences, position, strict=True)]
+            )
             logits, rate = model.decode_step(cache, next_ids, next_days, previous, age, torch.ones(3, dtype=torch.bool))
 
 
@@ -98,19 +109,28 @@ def test_padding_does_not_change_a_window_s_loss(simulated, tokenizer):
     tokens = tokenizer.encode(simulated.records[2]).slice(60)  # the first two months: one window either way
     short, padded = TimelineWindows([tokens], len(tokens) + 8), TimelineWindows([tokens], len(tokens) + 48)
     assert len(short) == len(padded) == 1 and short.valid.sum() == padded.valid.sum() == len(tokens)
-    assert torch.allclose(model(**short.batch(torch.tensor([0]))).loss, model(**padded.batch(torch.tensor([0]))).loss, atol=1e-5)
+    assert torch.allclose(
+        model(**short.batch(torch.tensor([0]))).loss, model(**padded.batch(torch.tensor([0]))).loss, atol=1e-5
+    )
 
 
 def test_a_window_after_a_treatment_still_knows_it_started(tokenizer):
     from modeling.ml.healthformer.tokens import ParticipantRecord
 
-    record = ParticipantRecord(age_years=60.0, sex="male", smoker=False, last_day=400,
-                               measurements=[{"day": day, "name": "systolic_bp", "value": 140.0} for day in range(0, 400, 2)],
-                               events=[{"day": 30, "kind": "intervention", "name": "statin"}])
+    record = ParticipantRecord(
+        age_years=60.0,
+        sex="male",
+        smoker=False,
+        last_day=400,
+        measurements=[{"day": day, "name": "systolic_bp", "value": 140.0} for day in range(0, 400, 2)],
+        events=[{"day": 30, "kind": "intervention", "name": "statin"}],
+    )
     windows = TimelineWindows([tokenizer.encode(record)], 64)
     assert len(windows) > 2
     statin = tokenizer.token_id("intervention:statin")
-    assert all((windows.input_ids[row] == statin).sum() == 1 for row in range(1, len(windows)))  # pinned after the static tokens
+    assert all(
+        (windows.input_ids[row] == statin).sum() == 1 for row in range(1, len(windows))
+    )  # pinned after the static tokens
 
 
 def test_a_checkpoint_reloads_with_from_pretrained(tmp_path, simulated, tokenizer):

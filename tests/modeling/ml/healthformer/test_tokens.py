@@ -17,17 +17,26 @@ def test_decoded_values_stay_in_their_quantile_bin_and_events_survive(simulated,
     decoded = tokenizer.decode(tokenizer.encode(record))
     summarized = sorted(tokenizer.summarize(record.measurements), key=lambda m: (m["day"], m["name"]))
     assert len(decoded.measurements) == len(summarized)
-    for original, back in zip(summarized, sorted(decoded.measurements, key=lambda m: (m["day"], m["name"])), strict=True):
+    for original, back in zip(
+        summarized, sorted(decoded.measurements, key=lambda m: (m["day"], m["name"])), strict=True
+    ):
         assert (original["day"], original["name"]) == (back["day"], back["name"])
-        assert tokenizer.value_bin(original["name"], original["value"]) == tokenizer.value_bin(back["name"], back["value"])
+        assert tokenizer.value_bin(original["name"], original["value"]) == tokenizer.value_bin(
+            back["name"], back["value"]
+        )
     assert sorted((e["day"], e["name"]) for e in decoded.events) == sorted((e["day"], e["name"]) for e in record.events)
     assert (decoded.sex, decoded.smoker, decoded.age_years) == (record.sex, record.smoker, record.age_years)
 
 
 def test_dense_modalities_become_one_token_per_block(tokenizer):
-    record = ParticipantRecord(age_years=50.0, sex=None, smoker=None, last_day=27,
-                               measurements=[{"day": day, "name": "daily_steps", "value": 5000.0 + day} for day in range(28)]
-                               + [{"day": 3, "name": "ldl", "value": 130.0}])
+    record = ParticipantRecord(
+        age_years=50.0,
+        sex=None,
+        smoker=None,
+        last_day=27,
+        measurements=[{"day": day, "name": "daily_steps", "value": 5000.0 + day} for day in range(28)]
+        + [{"day": 3, "name": "ldl", "value": 130.0}],
+    )
     tokens = tokenizer.encode(record)
     names = [CODES[code][0] for code in tokens.codes]
     assert names.count("measure:daily_steps") == 2 and names.count("measure:ldl") == 1

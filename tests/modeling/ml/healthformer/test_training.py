@@ -12,8 +12,17 @@ pytestmark = pytest.mark.slow
 
 def test_a_tiny_run_lowers_the_held_out_loss_and_saves_a_loadable_twin(tmp_path):
     config = TrainConfig(steps=60, batch_size=8, learning_rate=3e-3, warmup_steps=5, checkpoint_every=100, log_every=20)
-    result = train_twin(size="tiny", participants=40, days=365, seed=1, train_config=config, output_dir=tmp_path, device="cpu",
-                        block_size=128, bins=12)
+    result = train_twin(
+        size="tiny",
+        participants=40,
+        days=365,
+        seed=1,
+        train_config=config,
+        output_dir=tmp_path,
+        device="cpu",
+        block_size=128,
+        bins=12,
+    )
     assert result["held_out_participants"] == 8
     assert result["held_out_loss"]["loss"] < result["held_out_loss_before"]["loss"] - 1.0
     model, tokenizer = load_twin(tmp_path / "model")
@@ -28,4 +37,7 @@ def test_training_records_withhold_smoking_for_a_share_and_leave_others_unchange
     withheld = simulated_records(participants=60, days=120, seed=3, unknown_smoking_probability=0.5)
     unknown = [i for i, record in enumerate(withheld.records) if record.smoker is None]
     assert 10 < len(unknown) < 50 and all(record.smoker is not None for record in plain.records)
-    assert all(a.measurements == b.measurements and a.events == b.events for a, b in zip(plain.records, withheld.records, strict=True))
+    assert all(
+        a.measurements == b.measurements and a.events == b.events
+        for a, b in zip(plain.records, withheld.records, strict=True)
+    )

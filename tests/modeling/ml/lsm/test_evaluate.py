@@ -15,17 +15,29 @@ def test_a_representation_that_holds_the_label_scores_high_and_noise_scores_chan
             labels[task.name] = rng.normal(50, 10, participants)
         else:
             labels[task.name] = rng.integers(0, len(task.classes), participants)
-    informative = np.column_stack([labels["hypertension"] + rng.normal(0, 0.3, participants), rng.normal(size=(participants, 5))])
+    informative = np.column_stack(
+        [labels["hypertension"] + rng.normal(0, 0.3, participants), rng.normal(size=(participants, 5))]
+    )
     noise = rng.normal(size=(participants, 6))
-    rows = {row["task"]: row for row in evaluate(Representations(informative, noise, labels), few_shot=(5,), bootstrap=30)}
+    rows = {
+        row["task"]: row for row in evaluate(Representations(informative, noise, labels), few_shot=(5,), bootstrap=30)
+    }
     hypertension = rows["hypertension"]
     assert hypertension["pretrained"]["auroc"][0] > 0.9 and hypertension["pretrained"]["auroc"][1] > 0.8
     assert 0.3 < hypertension["handcrafted"]["auroc"][0] < 0.7
     assert "mae" in rows["age"]["pretrained"] and "pretrained_5_shot" in hypertension
     tables = downstream_tables(list(rows.values()))
     assert [table["title"] for table in tables] == ["All training participants", "5 labelled participants per class"]
-    assert len(tables[0]["rows"]) == len(TASKS) and len(tables[1]["rows"]) == sum(task.kind != "regression" for task in TASKS)
-    assert tables[0]["columns"] == ["task", "family", "metric", "pre-trained probe", "hand-crafted"]  # no windows: no supervised column
+    assert len(tables[0]["rows"]) == len(TASKS) and len(tables[1]["rows"]) == sum(
+        task.kind != "regression" for task in TASKS
+    )
+    assert tables[0]["columns"] == [
+        "task",
+        "family",
+        "metric",
+        "pre-trained probe",
+        "hand-crafted",
+    ]  # no windows: no supervised column
     assert "pre-trained probe" in tables[0]["summary"] and "best on" in tables[0]["summary"]
     assert markdown(tables, header="# test").count("\n| ") == len(TASKS) + len(tables[1]["rows"]) + 2
 

@@ -30,7 +30,13 @@ def test_every_method_is_scored_on_the_same_hidden_observed_minutes(task, window
     previous = (values.roll(1, dims=0), observed.roll(1, dims=0))
     result = evaluate_generation(model, values, observed, task=task, fraction=0.2, previous=previous)
     assert result["hidden_observed_minutes"] > 0
-    assert set(result["errors"]) == {"model", "last_value_carried_forward", "linear_interpolation", "window_mean", "seasonal_naive"}
+    assert set(result["errors"]) == {
+        "model",
+        "last_value_carried_forward",
+        "linear_interpolation",
+        "window_mean",
+        "seasonal_naive",
+    }
     assert all(np.isfinite(error["mae"]) for error in result["errors"].values())
     # Interpolation beats the window mean on smooth gaps of physiological signals.
     if task == "imputation":
@@ -56,7 +62,9 @@ def test_daily_metrics_come_from_the_filled_in_minutes_only():
     # Sleep is left out (no sleep-stage minute hidden); resting heart rate counts: it is computed from still minutes.
     assert errors["truth"] == {"steps": 0.0, "sleep_minutes": None, "resting_heart_rate_bpm": 0.0}
     hidden_steps = np.where(targets[:, steps], raw_truth[:, steps], 0).sum(axis=1)
-    assert errors["doubled_steps"]["steps"] == pytest.approx(hidden_steps.mean(), rel=1e-4)  # doubling adds the hidden steps once
+    assert errors["doubled_steps"]["steps"] == pytest.approx(
+        hidden_steps.mean(), rel=1e-4
+    )  # doubling adds the hidden steps once
     assert set(errors["doubled_steps"]) == set(DAILY_METRICS)
 
 
@@ -68,6 +76,10 @@ def test_a_forecast_of_the_evening_does_not_count_toward_the_nights_sleep():
     minutes = make_cohort(participants=1, days=2, seed=4, history_days=2).participant(0).minutes
     seen, raw_truth = minutes.mask, np.nan_to_num(minutes.values)
     targets = np.zeros_like(seen)
-    targets[:, FEATURE_INDEX["sleep_stage"], 20 * 60:] = seen[:, FEATURE_INDEX["sleep_stage"], 20 * 60:]
-    errors = daily_metric_errors({"zeros": np.zeros_like(raw_truth)}, raw_truth, np.zeros(27), np.ones(27), seen, targets)
-    assert errors["zeros"]["sleep_minutes"] is None  # the evening belongs to the next day's night, absent from a lone day
+    targets[:, FEATURE_INDEX["sleep_stage"], 20 * 60 :] = seen[:, FEATURE_INDEX["sleep_stage"], 20 * 60 :]
+    errors = daily_metric_errors(
+        {"zeros": np.zeros_like(raw_truth)}, raw_truth, np.zeros(27), np.ones(27), seen, targets
+    )
+    assert (
+        errors["zeros"]["sleep_minutes"] is None
+    )  # the evening belongs to the next day's night, absent from a lone day

@@ -75,15 +75,21 @@ def test_save_then_from_pretrained_gives_identical_outputs(tmp_path, windows, de
     model.save_pretrained(tmp_path)
     assert (tmp_path / "config.json").exists() and (tmp_path / "model.safetensors").exists()
     loaded = LSMForMaskedPretraining.from_pretrained(tmp_path).eval()
-    masked = make_mask("random", patch_missing(observed, 1, 60), 0.8, channel_groups=27, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(loaded(values, observed, masked=masked).reconstruction, model(values, observed, masked=masked).reconstruction)
+    masked = make_mask(
+        "random", patch_missing(observed, 1, 60), 0.8, channel_groups=27, generator=torch.Generator().manual_seed(3)
+    )
+    torch.testing.assert_close(
+        loaded(values, observed, masked=masked).reconstruction, model(values, observed, masked=masked).reconstruction
+    )
     torch.testing.assert_close(loaded.embed_windows(values, observed), model.embed_windows(values, observed))
 
 
 def test_the_cross_decoder_reconstructs_masked_patches_only_and_each_from_the_visible_ones(windows):
     values, observed = windows
     model = LSMForMaskedPretraining(LSMConfig.named("tiny", decoder_attention="cross")).eval()
-    masked = make_mask("random", patch_missing(observed, 1, 60), 0.8, channel_groups=27, generator=torch.Generator().manual_seed(3))
+    masked = make_mask(
+        "random", patch_missing(observed, 1, 60), 0.8, channel_groups=27, generator=torch.Generator().manual_seed(3)
+    )
     output = model(values, observed, masked=masked)
     tokens = model.patchify(torch.where(observed, values, torch.zeros_like(values)))
     assert torch.equal(output.reconstruction[~masked], tokens[~masked])  # visible patches come back as given
@@ -92,7 +98,7 @@ def test_the_cross_decoder_reconstructs_masked_patches_only_and_each_from_the_vi
     changed = values.clone()
     first_masked = int(masked[0].nonzero()[0])
     channel, hour = divmod(first_masked, 24)
-    changed[0, channel, hour * 60:(hour + 1) * 60] += 50.0
+    changed[0, channel, hour * 60 : (hour + 1) * 60] += 50.0
     again = model(changed, observed, masked=masked)
     torch.testing.assert_close(again.reconstruction, output.reconstruction)
 
@@ -101,13 +107,19 @@ def test_calendar_features_make_the_weekday_count_and_are_saved_with_the_model(t
     values, observed = windows
     monday, saturday = torch.zeros(len(values), dtype=torch.long), torch.full((len(values),), 5)
     plain = LSMForMaskedPretraining(LSMConfig.named("tiny")).eval()
-    torch.testing.assert_close(plain.embed_windows(values, observed, monday), plain.embed_windows(values, observed, saturday))
+    torch.testing.assert_close(
+        plain.embed_windows(values, observed, monday), plain.embed_windows(values, observed, saturday)
+    )
     model = LSMForMaskedPretraining(LSMConfig.named("tiny", calendar_features=True)).eval()
-    assert not torch.allclose(model.embed_windows(values, observed, monday), model.embed_windows(values, observed, saturday))
+    assert not torch.allclose(
+        model.embed_windows(values, observed, monday), model.embed_windows(values, observed, saturday)
+    )
     model.save_pretrained(tmp_path)
     loaded = LSMForMaskedPretraining.from_pretrained(tmp_path).eval()
     assert loaded.config.calendar_features
-    torch.testing.assert_close(loaded.embed_windows(values, observed, saturday), model.embed_windows(values, observed, saturday))
+    torch.testing.assert_close(
+        loaded.embed_windows(values, observed, saturday), model.embed_windows(values, observed, saturday)
+    )
 
 
 @pytest.mark.slow
@@ -115,8 +127,15 @@ def test_pretraining_with_calendar_features_feeds_each_windows_weekday(tmp_path)
     from modeling.ml.lsm.pretrain import pretrain
     from modeling.ml.train import TrainConfig
 
-    result = pretrain(size="tiny", participants=6, days=2, seed=0, train_config=TrainConfig(steps=3, batch_size=4), output_dir=tmp_path,
-                      calendar_features=True)
+    result = pretrain(
+        size="tiny",
+        participants=6,
+        days=2,
+        seed=0,
+        train_config=TrainConfig(steps=3, batch_size=4),
+        output_dir=tmp_path,
+        calendar_features=True,
+    )
     loaded = LSMForMaskedPretraining.from_pretrained(result["model_dir"])
     assert loaded.config.calendar_features and result["validation_loss"] > 0
     assert loaded.weekday_embedding.weight.shape == (7, 64)

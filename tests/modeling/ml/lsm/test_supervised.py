@@ -24,7 +24,9 @@ def _windows(participants: int, label_effect: float, seed: int = 0):
 def test_it_learns_a_label_the_signals_carry_and_scores_only_unseen_participants():
     values, observed, owner, labels = _windows(80, label_effect=1.0)
     train, test = np.arange(50), np.arange(50, 80)
-    probabilities = fit_predict(CONFIG, values, observed, owner, labels, "binary", train, test, SupervisedSettings(steps=60))
+    probabilities = fit_predict(
+        CONFIG, values, observed, owner, labels, "binary", train, test, SupervisedSettings(steps=60)
+    )
     assert probabilities.shape == (30, 2) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert score("binary", labels[test], probabilities, bootstrap=20)["auroc"][0] > 0.9
 
@@ -35,7 +37,9 @@ def test_regression_predictions_come_back_in_the_label_units():
     values[:, 0] += torch.tensor(level[owner], dtype=torch.float32)[:, None]
     targets = 120.0 + 15.0 * level  # e.g. a blood pressure in mmHg
     train, test = np.arange(50), np.arange(50, 80)
-    predicted = fit_predict(CONFIG, values, observed, owner, targets, "regression", train, test, SupervisedSettings(steps=80))
+    predicted = fit_predict(
+        CONFIG, values, observed, owner, targets, "regression", train, test, SupervisedSettings(steps=80)
+    )
     assert predicted.shape == (30,)
     assert np.corrcoef(predicted, targets[test])[0, 1] > 0.8
     assert abs(predicted.mean() - targets[test].mean()) < 10
@@ -44,8 +48,17 @@ def test_regression_predictions_come_back_in_the_label_units():
 def test_few_shot_training_is_capped_at_ten_passes_over_its_windows():
     values, observed, owner, labels = _windows(40, label_effect=1.0)
     steps = []
-    fit_predict(CONFIG, values, observed, owner, labels, "binary", np.array([0, 1, 2, 3]), np.arange(10, 20),
-                SupervisedSettings(steps=500, progress=lambda step, total, metrics: steps.append(total)))
+    fit_predict(
+        CONFIG,
+        values,
+        observed,
+        owner,
+        labels,
+        "binary",
+        np.array([0, 1, 2, 3]),
+        np.arange(10, 20),
+        SupervisedSettings(steps=500, progress=lambda step, total, metrics: steps.append(total)),
+    )
     assert set(steps) == {5}  # 4 participants x 2 windows x 10 passes / 16 per batch
 
 
@@ -61,7 +74,9 @@ def test_never_worn_days_are_neither_trained_on_nor_averaged(monkeypatch):
         return {}
 
     monkeypatch.setattr(supervised, "train", recording_train)
-    fit_predict(CONFIG, values, observed, owner, labels, "binary", np.arange(10), np.arange(10, 20), SupervisedSettings(steps=1))
+    fit_predict(
+        CONFIG, values, observed, owner, labels, "binary", np.arange(10), np.arange(10, 20), SupervisedSettings(steps=1)
+    )
     assert seen["windows"] == 19
 
 

@@ -5,7 +5,15 @@ import pytest
 
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.data.spec import FEATURE_INDEX, NUM_FEATURES
-from modeling.ml.sensorlm.captions import LEVELS, NO_DATA, DayEvent, caption_day, caption_days, events_of_day, main_activity
+from modeling.ml.sensorlm.captions import (
+    LEVELS,
+    NO_DATA,
+    DayEvent,
+    caption_day,
+    caption_days,
+    events_of_day,
+    main_activity,
+)
 
 
 def quiet_day() -> np.ndarray:
@@ -40,8 +48,11 @@ def test_semantic_level_names_activities_sleep_and_stress_with_clock_times():
 def test_levels_are_selectable_and_joined_semantic_first():
     cohort = make_cohort(participants=1, days=2, seed=4, history_days=2)
     minutes = cohort.participant(0).minutes
-    full, = caption_days(minutes.values[1:], minutes.mask[1:], minutes.events, LEVELS, first_day=1)
-    parts = {level: caption_days(minutes.values[1:], minutes.mask[1:], minutes.events, (level,), first_day=1)[0] for level in LEVELS}
+    (full,) = caption_days(minutes.values[1:], minutes.mask[1:], minutes.events, LEVELS, first_day=1)
+    parts = {
+        level: caption_days(minutes.values[1:], minutes.mask[1:], minutes.events, (level,), first_day=1)[0]
+        for level in LEVELS
+    }
     assert full == " ".join(parts[level] for level in LEVELS)
     assert full.index(parts["semantic"]) == 0 and "mean" in parts["statistical"] and "mean" not in parts["semantic"]
     with pytest.raises(ValueError):
@@ -51,7 +62,9 @@ def test_levels_are_selectable_and_joined_semantic_first():
 def test_captions_are_deterministic():
     first = make_cohort(participants=2, days=3, seed=9, history_days=3).participant(1).minutes
     second = make_cohort(participants=2, days=3, seed=9, history_days=3).participant(1).minutes
-    assert caption_days(first.values, first.mask, first.events) == caption_days(second.values, second.mask, second.events)
+    assert caption_days(first.values, first.mask, first.events) == caption_days(
+        second.values, second.mask, second.events
+    )
 
 
 def test_a_day_without_data_says_so_and_events_are_cut_per_day():

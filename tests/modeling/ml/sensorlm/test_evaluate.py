@@ -12,16 +12,36 @@ from modeling.ml.train import TrainConfig
 def chain(tmp_path_factory):
     """A foundation model pre-trained on seed 7, and a sensor-language model trained on seed 3 from it."""
     folder = tmp_path_factory.mktemp("chain")
-    lsm = pretrain(size="tiny", participants=5, days=1, seed=7, train_config=TrainConfig(steps=1, batch_size=2), output_dir=folder / "lsm")
-    sensorlm = train_sensorlm(size="tiny", participants=6, days=1, seed=3, train_config=TrainConfig(steps=1, batch_size=4),
-                              output_dir=folder / "sensorlm", loss="clip", init_from=lsm["model_dir"], device="cpu", vocabulary_size=200)
+    lsm = pretrain(
+        size="tiny",
+        participants=5,
+        days=1,
+        seed=7,
+        train_config=TrainConfig(steps=1, batch_size=2),
+        output_dir=folder / "lsm",
+    )
+    sensorlm = train_sensorlm(
+        size="tiny",
+        participants=6,
+        days=1,
+        seed=3,
+        train_config=TrainConfig(steps=1, batch_size=4),
+        output_dir=folder / "sensorlm",
+        loss="clip",
+        init_from=lsm["model_dir"],
+        device="cpu",
+        vocabulary_size=200,
+    )
     return lsm["model_dir"], sensorlm["model_dir"]
 
 
-@pytest.mark.parametrize(("seed", "refusal"), [
-    (3, "model's pre-training seed"),  # the sensor-language model's own participants
-    (7, "initialized from"),  # the participants of the foundation model its encoder started from
-])
+@pytest.mark.parametrize(
+    ("seed", "refusal"),
+    [
+        (3, "model's pre-training seed"),  # the sensor-language model's own participants
+        (7, "initialized from"),  # the participants of the foundation model its encoder started from
+    ],
+)
 def test_participants_any_model_in_the_chain_trained_on_are_refused(chain, seed, refusal):
     _, sensorlm_dir = chain
     with pytest.raises(ValueError, match=refusal):
@@ -30,7 +50,16 @@ def test_participants_any_model_in_the_chain_trained_on_are_refused(chain, seed,
 
 def test_the_supervised_reference_s_participants_are_refused_too(chain, tmp_path):
     lsm_dir, _ = chain
-    other = train_sensorlm(size="tiny", participants=6, days=1, seed=4, train_config=TrainConfig(steps=1, batch_size=4),
-                           output_dir=tmp_path, loss="clip", device="cpu", vocabulary_size=200)
+    other = train_sensorlm(
+        size="tiny",
+        participants=6,
+        days=1,
+        seed=4,
+        train_config=TrainConfig(steps=1, batch_size=4),
+        output_dir=tmp_path,
+        loss="clip",
+        device="cpu",
+        vocabulary_size=200,
+    )
     with pytest.raises(ValueError, match="pre-training seed"):
         evaluate(other["model_dir"], EvaluationSettings(participants=4, days=1, seed=7, lsm_model=lsm_dir))

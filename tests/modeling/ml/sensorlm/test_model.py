@@ -16,16 +16,30 @@ from modeling.ml.sensorlm.tokenizer import decode, encode, load_tokenizer, norma
 def captioned(windows):
     """The six participants' standardized windows (conftest) with their captions and a tokenizer trained on them."""
     cohort = make_cohort(participants=6, days=2, seed=2)
-    captions = [caption for i in range(6) for caption in caption_days(cohort.participant(i).minutes.values,
-                                                                      cohort.participant(i).minutes.mask, cohort.participant(i).minutes.events)]
+    captions = [
+        caption
+        for i in range(6)
+        for caption in caption_days(
+            cohort.participant(i).minutes.values,
+            cohort.participant(i).minutes.mask,
+            cohort.participant(i).minutes.events,
+        )
+    ]
     tokenizer = train_tokenizer(captions)
     return windows[0], windows[1], captions, tokenizer
 
 
 def tiny(tokenizer, loss: str, **overrides) -> SensorLMConfig:
-    return SensorLMConfig.named("tiny", loss=loss, vocabulary_size=tokenizer.get_vocab_size(), max_text_tokens=48,
-                                pad_token_id=tokenizer.token_to_id("[PAD]"), bos_token_id=tokenizer.token_to_id("[CLS]"),
-                                eos_token_id=tokenizer.token_to_id("[SEP]"), **overrides)
+    return SensorLMConfig.named(
+        "tiny",
+        loss=loss,
+        vocabulary_size=tokenizer.get_vocab_size(),
+        max_text_tokens=48,
+        pad_token_id=tokenizer.token_to_id("[PAD]"),
+        bos_token_id=tokenizer.token_to_id("[CLS]"),
+        eos_token_id=tokenizer.token_to_id("[SEP]"),
+        **overrides,
+    )
 
 
 def test_the_tokenizer_splits_digits_and_round_trips_captions(captioned, tmp_path):
@@ -57,12 +71,21 @@ def test_each_loss_trains_and_survives_save_and_load(captioned, loss, tmp_path):
     model.eval()
     save_sensorlm(model, tokenizer, {"mean": [0.0] * 27, "std": [1.0] * 27}, tmp_path / "model")
     loaded, loaded_tokenizer, mean, std = load_sensorlm(tmp_path / "model")
-    assert loaded.config.loss == loss and loaded_tokenizer.get_vocab_size() == tokenizer.get_vocab_size() and mean.shape == (27,)
+    assert (
+        loaded.config.loss == loss
+        and loaded_tokenizer.get_vocab_size() == tokenizer.get_vocab_size()
+        and mean.shape == (27,)
+    )
     with torch.no_grad():
         assert torch.allclose(model.embed_sensor(values, observed), loaded.embed_sensor(values, observed), atol=1e-5)
-        assert torch.allclose(model.embed_text(input_ids, attention_mask), loaded.embed_text(input_ids, attention_mask), atol=1e-5)
-        assert torch.allclose(model(values, observed, input_ids, attention_mask).loss, loaded(values, observed, input_ids, attention_mask).loss,
-                              atol=1e-4)
+        assert torch.allclose(
+            model.embed_text(input_ids, attention_mask), loaded.embed_text(input_ids, attention_mask), atol=1e-5
+        )
+        assert torch.allclose(
+            model(values, observed, input_ids, attention_mask).loss,
+            loaded(values, observed, input_ids, attention_mask).loss,
+            atol=1e-4,
+        )
     if loss == "coca":
         generated = loaded.generate_captions(values[:2], observed[:2], max_tokens=10)
         assert generated == model.generate_captions(values[:2], observed[:2], max_tokens=10)
@@ -84,7 +107,9 @@ def test_the_sensor_tower_starts_from_a_foundation_model_of_the_same_architectur
     with torch.no_grad():
         tokens, padding = model.eval().sensor_tokens(values[:2], observed[:2])
         encoded = lsm.eval().token_grid(values[:2], observed[:2])[0]
-    assert torch.allclose(tokens[0, ~padding[0]].sum(0), encoded[0].sum(0), atol=1e-4)  # the same encodings, gaps left out
+    assert torch.allclose(
+        tokens[0, ~padding[0]].sum(0), encoded[0].sum(0), atol=1e-4
+    )  # the same encodings, gaps left out
     LSMForMaskedPretraining(LSMConfig.named("tiny", depth=3)).save_pretrained(tmp_path / "deeper")
     with pytest.raises(ValueError, match="depth"):
         model.init_sensor_from(tmp_path / "deeper")

@@ -20,14 +20,30 @@ def searched():
     model, tokenizer, mean, std = load_sensorlm(DEMO_MODEL)
     cohort = make_cohort(participants=20, days=4, seed=4242)  # not the model's training participants (seed 0)
     people = [cohort.participant(index) for index in range(20)]
-    index = build_index(model, mean, std, ((person.index, person.minutes.values, person.minutes.mask, person.minutes.events,
-                                            person.minutes.start_weekday, 0) for person in people))
+    index = build_index(
+        model,
+        mean,
+        std,
+        (
+            (
+                person.index,
+                person.minutes.values,
+                person.minutes.mask,
+                person.minutes.events,
+                person.minutes.start_weekday,
+                0,
+            )
+            for person in people
+        ),
+    )
     labels = {}
     for person in people:
         for event in person.minutes.events:
             for day in range(event.start_minute // 1440, (event.end_minute - 1) // 1440 + 1):
                 labels.setdefault((person.index, day), set()).add(event.kind)
-    day_labels = [labels.get((int(owner), int(day)), set()) for owner, day in zip(index.participant_ids, index.day_indices)]
+    day_labels = [
+        labels.get((int(owner), int(day)), set()) for owner, day in zip(index.participant_ids, index.day_indices)
+    ]
     return model, tokenizer, index, day_labels
 
 
@@ -51,7 +67,9 @@ def test_the_days_an_activity_query_names_come_first(searched):
 
 def test_a_markup_or_nonsense_query_does_not_outrank_a_real_match(searched):
     model, tokenizer, index, _ = searched
-    assert rank_days(model, tokenizer, index, "<script>alert(1)</script>", 5) == []  # scored 0.64, above the best hike day (0.51)
+    assert (
+        rank_days(model, tokenizer, index, "<script>alert(1)</script>", 5) == []
+    )  # scored 0.64, above the best hike day (0.51)
     assert rank_days(model, tokenizer, index, "qwzx blorf", 5) == []
     best_real = rank_days(model, tokenizer, index, "a long hike", 1)[0][1]
     markup_around_real = rank_days(model, tokenizer, index, "<b>a long hike</b>", 1)[0][1]

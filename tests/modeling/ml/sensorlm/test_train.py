@@ -11,9 +11,19 @@ from modeling.ml.train import TrainConfig
 @pytest.mark.slow
 def test_contrastive_training_retrieves_held_out_days_better_than_chance(tmp_path):
     # 200 simulated people (40 held out by participant) x 2 days: 80 candidate days, so beating chance is not luck.
-    result = train_sensorlm(size="tiny", participants=200, days=2, seed=0, loss="clip", output_dir=tmp_path, device="cpu",
-                            train_config=TrainConfig(steps=160, batch_size=32, learning_rate=2e-3, warmup_steps=20, log_every=10,
-                                                     checkpoint_every=1000), max_text_tokens=64)
+    result = train_sensorlm(
+        size="tiny",
+        participants=200,
+        days=2,
+        seed=0,
+        loss="clip",
+        output_dir=tmp_path,
+        device="cpu",
+        train_config=TrainConfig(
+            steps=160, batch_size=32, learning_rate=2e-3, warmup_steps=20, log_every=10, checkpoint_every=1000
+        ),
+        max_text_tokens=64,
+    )
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert sum(losses[-3:]) / 3 < 0.9 * sum(losses[:2]) / 2  # from ln(32) = 3.47 (a random batch of 32) to about 2.8
     candidates = result["held_out_windows"]
@@ -29,8 +39,17 @@ def test_the_default_caption_length_keeps_the_statistics(tmp_path):
     the statistical sentences off, and the training record says how long the captions were."""
     from modeling.ml.sensorlm.model import SensorLMConfig
 
-    result = train_sensorlm(size="tiny", participants=6, days=1, seed=2, train_config=TrainConfig(steps=1, batch_size=4),
-                            output_dir=tmp_path, loss="clip", device="cpu", vocabulary_size=300)
+    result = train_sensorlm(
+        size="tiny",
+        participants=6,
+        days=1,
+        seed=2,
+        train_config=TrainConfig(steps=1, batch_size=4),
+        output_dir=tmp_path,
+        loss="clip",
+        device="cpu",
+        vocabulary_size=300,
+    )
     lengths = result["caption_tokens"]
     assert lengths["max_tokens"] == SensorLMConfig().max_text_tokens and lengths["median"] > 128
     assert lengths["truncated_fraction"] <= 0.05 and lengths["p95"] <= lengths["max_tokens"]
