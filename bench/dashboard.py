@@ -28,7 +28,7 @@ def synthetic_ratings(raters: int = 1000, ratings: int = 99_999, seed: int = 0):
             "variant_a": item_variant[item],
             "variant_b": None,
             "participant": item_participant[item],
-            "scores": [dict(zip(("relevance", "context", "safety"), row)) for row in scores.tolist()],
+            "scores": [dict(zip(("relevance", "context", "safety"), row, strict=True)) for row in scores.tolist()],
             "preference": "",
             "time_spent_s": rng.gamma(2.0, 20.0, len(item)),
             "unsafe": rng.random(len(item)) < 0.01,

@@ -21,8 +21,8 @@ from django.utils.dateparse import parse_datetime
 
 from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
 from evaluation.services import EvaluationError
-from healthagent.models import AgentVariant, Cohort, Participant
 from healthagent.accounts import AccountError, user_create_with_roles
+from healthagent.models import AgentVariant, Cohort, Participant
 from healthagent.roles import Role, user_roles
 
 FORMAT_VERSION = 1

@@ -251,7 +251,7 @@ def dashboard_from_frames(
                 }
             )
     tested = [row for row in comparisons if row.get("enough")]
-    for row, adjusted in zip(tested, stats.adjust_p_values([row["p_value"] for row in tested])):
+    for row, adjusted in zip(tested, stats.adjust_p_values([row["p_value"] for row in tested]), strict=True):
         row["p_adjusted"] = adjusted
     result["comparisons"] = comparisons
     result["raters"] = stats.rater_summary(long, per_rating)

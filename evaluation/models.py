@@ -146,6 +146,9 @@ class StudyItem(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"Item #{self.pk} of study #{self.study_id}"
+
 
 class Assignment(models.Model):
     """One clinician's turn at one item. At most one per (item, clinician)."""
@@ -173,6 +176,9 @@ class Assignment(models.Model):
         constraints = [models.UniqueConstraint(fields=["item", "rater"], name="one_assignment_per_rater_and_item")]
         indexes = [models.Index(fields=["study", "rater", "state"])]
 
+    def __str__(self) -> str:
+        return f"Assignment #{self.pk} (item #{self.item_id}, {self.get_state_display().lower()})"
+
 
 class Rating(models.Model):
     """The current rating of an assignment; every saved version is a RatingRevision."""
@@ -199,6 +205,9 @@ class Rating(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    def __str__(self) -> str:
+        return f"Rating of assignment #{self.assignment_id}"
+
 
 class RatingRevision(models.Model):
     """Append-only history: each submit that changes a rating adds one row; none is ever updated."""
@@ -216,3 +225,6 @@ class RatingRevision(models.Model):
     class Meta:
         ordering = ["rating", "number"]
         constraints = [models.UniqueConstraint(fields=["rating", "number"], name="unique_revision_number")]
+
+    def __str__(self) -> str:
+        return f"Revision {self.number} of rating #{self.rating_id}"

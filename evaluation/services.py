@@ -102,7 +102,7 @@ def study_create(*, spec: StudySpec, user) -> Study:
                 StudyItem(
                     study=study, participant=participant, variant_a=variant_a, variant_b=variant_b, position=position
                 )
-                for position, (participant, variant_a, variant_b) in zip(order, pairs)
+                for position, (participant, variant_a, variant_b) in zip(order, pairs, strict=True)
             ]
         )
         audit_record(

@@ -193,7 +193,7 @@ def paired_comparison(ratings: pd.DataFrame, variant_a: str, variant_b: str) -> 
     rank_biserial = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
     return {
         "enough": True,
-        "n_pairs": int(len(paired)),
+        "n_pairs": len(paired),
         "mean_difference": float(differences.mean()),
         "statistic": float(test.statistic),
         "p_value": float(test.pvalue),
@@ -226,6 +226,16 @@ def bradley_terry(wins: np.ndarray, *, iterations: int = 200) -> np.ndarray:
     return np.log(strength)
 
 
+def _win_matrix(
+    variants: int, first: np.ndarray, second: np.ndarray, score_first: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """(variants, variants): the wins of each row's variant over each column's, over the judgements ``rows``."""
+    matrix = np.zeros((variants, variants))
+    np.add.at(matrix, (first[rows], second[rows]), score_first[rows])
+    np.add.at(matrix, (second[rows], first[rows]), 1.0 - score_first[rows])
+    return matrix
+
+
 def pairwise_summary(outcomes: pd.DataFrame, *, seed: int = 0) -> list[dict]:
     """Per dimension: win / tie / loss rates of variant A against B, and Bradley–Terry strengths
     with bootstrap CIs over items. ``outcomes`` has ``item``, ``dimension``, ``variant_a``,
@@ -240,27 +250,22 @@ def pairwise_summary(outcomes: pd.DataFrame, *, seed: int = 0) -> list[dict]:
         winner = group["winner"].to_numpy()
         score_first = np.where(winner == "a", 1.0, np.where(winner == "tie", 0.5, 0.0))
 
-        def win_matrix(rows: np.ndarray) -> np.ndarray:
-            matrix = np.zeros((len(variants), len(variants)))
-            np.add.at(matrix, (first[rows], second[rows]), score_first[rows])
-            np.add.at(matrix, (second[rows], first[rows]), 1.0 - score_first[rows])
-            return matrix
-
         everything = np.arange(len(group))
-        strengths = bradley_terry(win_matrix(everything))
+        strengths = bradley_terry(_win_matrix(len(variants), first, second, score_first, everything))
         items = group["item"].to_numpy()
         item_ids, item_index = np.unique(items, return_inverse=True)
         rows_by_item = [np.flatnonzero(item_index == i) for i in range(len(item_ids))]
         boot = []
         for _ in range(300):
             chosen = rng.integers(0, len(item_ids), len(item_ids))
-            boot.append(bradley_terry(win_matrix(np.concatenate([rows_by_item[i] for i in chosen]))))
+            rows = np.concatenate([rows_by_item[i] for i in chosen])
+            boot.append(bradley_terry(_win_matrix(len(variants), first, second, score_first, rows)))
         low, high = np.percentile(np.array(boot), [2.5, 97.5], axis=0)
         results.append(
             {
                 "dimension": dimension,
-                "n_judgements": int(len(group)),
-                "n_items": int(len(item_ids)),
+                "n_judgements": len(group),
+                "n_items": len(item_ids),
                 "a_wins": float((winner == "a").mean()),
                 "ties": float((winner == "tie").mean()),
                 "b_wins": float((winner == "b").mean()),

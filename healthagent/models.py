@@ -89,6 +89,9 @@ class DailySummary(models.Model):
         ordering = ["participant", "day_index"]
         constraints = [models.UniqueConstraint(fields=["participant", "day_index"], name="one_summary_per_day")]
 
+    def __str__(self) -> str:
+        return f"Participant #{self.participant_id}, day {self.day_index}"
+
 
 class Measurement(models.Model):
     """A sparse measurement: a lab value, a blood pressure, a weight, a CGM daily summary."""
@@ -103,6 +106,9 @@ class Measurement(models.Model):
     class Meta:
         ordering = ["participant", "day_index", "name"]
         indexes = [models.Index(fields=["participant", "name", "day_index"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.value:g} {self.unit} (participant #{self.participant_id}, day {self.day_index})"
 
 
 class Event(models.Model):
@@ -133,6 +139,9 @@ class Event(models.Model):
     class Meta:
         ordering = ["participant", "day_index", "start_minute"]
         indexes = [models.Index(fields=["participant", "kind", "day_index"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} (participant #{self.participant_id}, day {self.day_index})"
 
     @property
     def duration_minutes(self) -> int | None:

@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +13,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 def _process_seconds(pid: int, *, with_children: bool = False) -> float:
     try:
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except FileNotFoundError:
         return 0.0
     # fields[11:15] = utime, stime, cutime, cstime (fields 14-17 of proc(5), after the command name)
@@ -25,7 +26,7 @@ def child_pids(parent: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == parent:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
                     pids.append(int(entry))
             except (FileNotFoundError, IndexError, ValueError):
                 continue

@@ -90,7 +90,8 @@ def seed(plan: dict) -> dict:
     return {
         "studies": studies,
         "clinicians": [
-            {"username": clinician.username, "session": key} for clinician, key in zip(clinicians, sessions)
+            {"username": clinician.username, "session": key}
+            for clinician, key in zip(clinicians, sessions, strict=True)
         ],
         "dimensions": {dimension.key: list(dimension.points) for dimension in rubric.dimensions.all()},
         "items_per_study": plan["participants"] * plan["variants"],

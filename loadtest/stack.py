@@ -100,7 +100,7 @@ class WebServer:
             raise
 
     def _start(self) -> "WebServer":
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the server writes to it until it stops
         descriptor = self.listener.fileno()
         for command in server_command(self.server, descriptor=descriptor, processes=self.processes):
             self.children.append(

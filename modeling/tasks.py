@@ -119,7 +119,7 @@ def run_job(self, *, job_id: int, queue: str | None = None) -> str:
         # A duplicate (the worker's process was lost and the message put back at once, or a broker's visibility
         # timeout ran out): acknowledging it would leave the job without a message if its worker then died.
         # Come back once its heartbeat could be stale; the same task id then takes the job over, or finds it finished.
-        raise self.retry(countdown=HEARTBEAT_STALE_AFTER.total_seconds(), max_retries=None)
+        raise self.retry(countdown=HEARTBEAT_STALE_AFTER.total_seconds(), max_retries=None) from None
     if job is None:
         return "skipped"
     kind = job_kind(job.kind)

@@ -114,6 +114,38 @@ def grounded_study(tiny_cohort):
     return study_set_status(study=study, status="open")
 
 
+@pytest.fixture
+def pairwise_study(tiny_cohort):
+    """An open pairwise study of the grounded agent against scripted "LLM only" answers, one item, one clinician."""
+    from evaluation.models import Rubric
+    from evaluation.services import StudySpec, study_create, study_set_status
+    from healthagent.agent.generate import cohort_generate
+    from healthagent.models import AgentVariant, Recommendation
+
+    grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
+    cohort_generate(cohort=tiny_cohort, variants=[grounded])
+    for participant in tiny_cohort.participants.all():
+        Recommendation.objects.create(
+            participant=participant,
+            variant=llm,
+            status="succeeded",
+            context={},
+            text="I recommend that you consult with a healthcare provider about your sleep.",
+        )
+    clinician = UserFactory(role="clinician")
+    spec = StudySpec(
+        name="Head to head",
+        mode="pairwise",
+        rubric=Rubric.objects.get(name__endswith="(1-5)"),
+        cohort=tiny_cohort,
+        variants=[grounded, llm],
+        raters_per_item=1,
+        clinicians=[clinician],
+        participants=1,
+    )
+    return study_set_status(study=study_create(spec=spec, user=UserFactory(role="researcher")), status="open")
+
+
 @pytest.fixture(autouse=True)
 def plain_static_files(settings):
     """Tests serve static files from the finders: no collectstatic manifest needed."""

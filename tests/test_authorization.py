@@ -14,7 +14,7 @@ FORBIDDEN = 403
 def row(anonymous, clinician, researcher, admin, *, method="get", kwargs=None, query=""):
     """``kwargs`` is a dict, or a function of the objects fixture (for URLs that name an object)."""
     return {
-        "expected": dict(zip(ROLES, (anonymous, clinician, researcher, admin))),
+        "expected": dict(zip(ROLES, (anonymous, clinician, researcher, admin), strict=True)),
         "method": method,
         "kwargs": kwargs or {},
         "query": query,

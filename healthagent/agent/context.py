@@ -150,7 +150,7 @@ def sleep_midpoints(participant: Participant) -> list[float | None]:
 
 
 def _clock(minutes_after_midnight: float) -> str:
-    minutes = int(round(minutes_after_midnight)) % MINUTES_PER_DAY
+    minutes = round(minutes_after_midnight) % MINUTES_PER_DAY
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 

@@ -3,7 +3,7 @@
 
 def duration(minutes: float) -> str:
     """412 -> '6 h 52 min'."""
-    minutes = int(round(minutes))
+    minutes = round(minutes)
     hours, rest = divmod(minutes, 60)
     if not hours:
         return f"{rest} min"

@@ -119,9 +119,11 @@ def k_anonymize(groups: list[QuasiIdentifiers], k: int) -> tuple[list[QuasiIdent
     report = {
         "k": k,
         "participants": len(groups),
-        "generalized": sum(1 for before, after in zip(groups, widened) if before != after),
+        "generalized": sum(1 for before, after in zip(groups, widened, strict=True) if before != after),
         "suppressed": sum(1 for g in final if g.age_band == "*"),
-        "sex_withheld": sum(1 for before, after in zip(groups, final) if after.sex == "unknown" != before.sex),
+        "sex_withheld": sum(
+            1 for before, after in zip(groups, final, strict=True) if after.sex == "unknown" != before.sex
+        ),
         "smallest_group": min(final_counts.values()) if final_counts else 0,
         "groups": len(final_counts),
     }

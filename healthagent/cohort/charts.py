@@ -7,7 +7,7 @@ window; the browser asks for a finer window when the user zooms.
 """
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import plotly.graph_objects as go
@@ -68,7 +68,7 @@ def chart_channels(text: str | None) -> tuple[str, ...]:
 
 def _axis_origin_ms(participant: Participant) -> float:
     year = _YEAR_BY_WEEKDAY[participant.start_weekday % 7]
-    return datetime(year, 1, 1, tzinfo=timezone.utc).timestamp() * 1000.0
+    return datetime(year, 1, 1, tzinfo=UTC).timestamp() * 1000.0
 
 
 def minute_to_axis_ms(participant: Participant, minute: np.ndarray | int) -> np.ndarray:
@@ -76,7 +76,7 @@ def minute_to_axis_ms(participant: Participant, minute: np.ndarray | int) -> np.
 
 
 def axis_ms_to_minute(participant: Participant, axis_ms: float) -> int:
-    return int(round((axis_ms - _axis_origin_ms(participant)) / MINUTE_MS))
+    return round((axis_ms - _axis_origin_ms(participant)) / MINUTE_MS)
 
 
 def _downsample(minutes: np.ndarray, values: np.ndarray, max_buckets: int) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 
+from healthagent.audit import Action, audit_record
 from healthagent.cohort.anonymize import (
     AnonymizationError,
     QuasiIdentifiers,
@@ -24,7 +25,6 @@ from healthagent.cohort.anonymize import (
     pseudonym,
     shifted_weekday,
 )
-from healthagent.audit import Action, audit_record
 from healthagent.cohort.store import trajectory_root, write_trajectory
 from healthagent.models import Cohort, DailySummary, Event, Measurement, Participant
 from modeling.ml.data.summaries import daily_summaries
@@ -200,7 +200,7 @@ def _apply_k_anonymity(cohort: Cohort, new_participants: list[Participant], k: i
     groups = [QuasiIdentifiers(p.age_band, p.sex) for p in everyone]
     generalized, report = k_anonymize(groups, k)
     changed = []
-    for participant, group in zip(everyone, generalized):
+    for participant, group in zip(everyone, generalized, strict=True):
         if participant.pk in new_ids and (participant.age_band, participant.sex) != (group.age_band, group.sex):
             participant.age_band, participant.sex = group.age_band, group.sex
             changed.append(participant)

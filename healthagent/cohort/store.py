@@ -76,7 +76,7 @@ def read_window(
     start_day, end_day = max(0, start_day), min(end_day, available_days)
     if end_day <= start_day:
         return np.empty((0, len(names), MINUTES_PER_DAY), np.float32), np.empty((0, len(names), MINUTES_PER_DAY), bool)
-    table = parquet.read_row_groups(list(range(start_day, end_day)), columns=names + [MASK_COLUMN])
+    table = parquet.read_row_groups(list(range(start_day, end_day)), columns=[*names, MASK_COLUMN])
     days = end_day - start_day
     values = np.stack([table.column(name).to_numpy(zero_copy_only=False) for name in names]).astype(np.float32)
     bits = table.column(MASK_COLUMN).to_numpy()

@@ -218,7 +218,7 @@ def run_head_search(context: JobContext) -> dict:
         ).delete()
     summary = {
         "checkpoint": base.pk,
-        "heads": {task: checkpoint.pk for (task, _, _), checkpoint in zip(saved, checkpoints)},
+        "heads": {task: checkpoint.pk for (task, _, _), checkpoint in zip(saved, checkpoints, strict=True)},
         "searches": results,
         "tables": head_tables(results),
     }

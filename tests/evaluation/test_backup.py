@@ -5,12 +5,12 @@ studies, items, assignments, ratings and revisions; a restore is atomic and idem
 import json
 
 import pytest
-from django.utils import timezone
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from evaluation.assignment import assignment_next
 from evaluation import backup
+from evaluation.assignment import assignment_next
 from evaluation.models import Assignment, Rating, RatingRevision, Rubric, Study, StudyItem
 from evaluation.services import assignment_save_draft, assignment_skip, rating_submit
 from healthagent.models import AgentVariant, Cohort
@@ -155,7 +155,7 @@ def test_a_broken_export_restores_nothing(rated_study, tmp_path):
     )
     (tmp_path / "studies.json").write_text(json.dumps(document))
     wipe_everything_the_export_holds()
-    with pytest.raises(CommandError, match="nothing was written.*nobody"):
+    with pytest.raises(CommandError, match=r"nothing was written.*nobody"):
         call_command("import_studies", str(tmp_path))
     assert not Study.objects.exists() and not User.objects.exists() and not Cohort.objects.exists()
 
@@ -179,7 +179,7 @@ EXPORTED_VALUES = {
     StudyItem: backup.ITEM_FIELDS + backup.ITEM_DROP_FIELDS + backup.ITEM_DROP_TIMES,
     Assignment: backup.ASSIGNMENT_FIELDS + backup.ASSIGNMENT_TIMES,
     Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
-    RatingRevision: backup.REVISION_FIELDS + ["created_at"],
+    RatingRevision: [*backup.REVISION_FIELDS, "created_at"],
 }
 
 
@@ -219,6 +219,6 @@ def test_a_restore_never_changes_the_roles_of_an_existing_account(rated_study, t
     call_command("export_studies", "--output", str(tmp_path))
     colleague = User.objects.get(username="colleague")
     user_assign_role(user=colleague, role=Role.CLINICIAN)
-    with pytest.raises(CommandError, match="nothing was written.*colleague.*researcher"):
+    with pytest.raises(CommandError, match=r"nothing was written.*colleague.*researcher"):
         call_command("import_studies", str(tmp_path))
     assert user_roles(User.objects.get(username="colleague")) == {Role.CLINICIAN}

@@ -2,10 +2,8 @@
 
 import pytest
 
-from evaluation.models import Assignment, Rating, Rubric
-from evaluation.services import StudySpec, study_create, study_set_status
-from healthagent.models import AgentVariant, Recommendation
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from evaluation.models import Assignment, Rating
+from tests.factories import DEFAULT_PASSWORD
 from tests.test_browser_login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -43,7 +41,7 @@ def test_a_clinician_rates_three_items_with_the_keyboard_alone(grounded_study, p
             page.keyboard.press(digit)
         url = page.url
         page.keyboard.press("Enter")
-        page.wait_for_url(lambda new: new != url)
+        page.wait_for_url(lambda new: new != url)  # noqa: B023 - called within this iteration
     assert "nothing more for you to rate" in page.content()
     ratings = Rating.objects.filter(assignment__rater=clinician).order_by("assignment__completed_at")
     assert [tuple(r.scores[k] for k in ("relevance", "context", "safety")) for r in ratings] == [
@@ -61,34 +59,6 @@ def test_the_help_overlay_opens_with_question_mark(grounded_study, page, live_se
     wait_for_form(page)
     page.keyboard.press("?")
     assert page.get_by_role("dialog", name="Keyboard shortcuts").is_visible()
-
-
-@pytest.fixture
-def pairwise_study(tiny_cohort):
-    from healthagent.agent.generate import cohort_generate
-
-    grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
-    cohort_generate(cohort=tiny_cohort, variants=[grounded])
-    for participant in tiny_cohort.participants.all():
-        Recommendation.objects.create(
-            participant=participant,
-            variant=llm,
-            status="succeeded",
-            context={},
-            text="I recommend that you consult with a healthcare provider about your sleep.",
-        )
-    clinician = UserFactory(role="clinician")
-    spec = StudySpec(
-        name="Head to head",
-        mode="pairwise",
-        rubric=Rubric.objects.get(name__endswith="(1-5)"),
-        cohort=tiny_cohort,
-        variants=[grounded, llm],
-        raters_per_item=1,
-        clinicians=[clinician],
-        participants=1,
-    )
-    return study_set_status(study=study_create(spec=spec, user=UserFactory(role="researcher")), status="open")
 
 
 def test_a_clinician_completes_a_pairwise_item(pairwise_study, page, live_server):

@@ -6,7 +6,6 @@ import re
 import pytest
 from django.urls import reverse
 
-from tests.evaluation.test_browser_rating import pairwise_study  # noqa: F401 (a fixture)
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.test_browser_login import log_in
 
@@ -81,9 +80,9 @@ def in_view(page, selector):
     viewport = page.viewport_size
     return (
         box is not None
-        and 0 <= box["y"]
+        and box["y"] >= 0
         and box["y"] + box["height"] <= viewport["height"]
-        and 0 <= box["x"]
+        and box["x"] >= 0
         and box["x"] + box["width"] <= viewport["width"]
     )
 

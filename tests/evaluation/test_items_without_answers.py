@@ -74,7 +74,7 @@ def test_an_item_waits_only_while_a_generation_job_is_on_its_way(client, study_w
         config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id], "participants": others},
     )
     assert items_waiting_for_answers(study) == 0  # a job for other participants writes nothing for this item
-    job = job_queue(
+    job_queue(
         kind_name="generate_recommendations", config={"cohort": tiny_cohort.pk, "variants": [failed_item.variant_a_id]}
     )
     assert items_waiting_for_answers(study) == 1

@@ -4,7 +4,7 @@ checked there, nothing the agent did not see is shown, and every day is numbered
 import gzip
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from django.urls import reverse
@@ -142,7 +142,7 @@ def fortnight_study(db):
 def chart_day_labels(figure: dict) -> tuple[int, int]:
     """The first and last "Day N" the chart's x axis prints (charts.AXIS_FORMAT prints the day of the year)."""
     start_ms, end_ms = figure["layout"]["xaxis"]["range"]
-    day = lambda ms: datetime.fromtimestamp(ms / 1000, tz=timezone.utc).timetuple().tm_yday  # noqa: E731
+    day = lambda ms: datetime.fromtimestamp(ms / 1000, tz=UTC).timetuple().tm_yday  # noqa: E731
     return day(start_ms), day(end_ms - 60_000)
 
 
@@ -181,7 +181,7 @@ def test_a_shorter_window_is_numbered_alike_in_chart_captions_record_and_agent_c
 def test_a_suppressed_age_band_and_sex_are_said_to_be_withheld(client, grounded_study):
     clinician = grounded_study.clinicians.order_by("pk").first()
     Participant.objects.filter(pk__in=grounded_study.items.values("participant")).update(age_band="*", sex="unknown")
-    assignment, page = rating_pages(client, grounded_study, clinician)[0]
+    _assignment, page = rating_pages(client, grounded_study, clinician)[0]
     header = " ".join(re.search(r'<p class="muted">Participant ·(.*?)</p>', page, re.S).group(1).split())
     assert header.startswith("age band withheld for anonymity · sex withheld for anonymity")
     assert "age *" not in page and "Unknown" not in header

@@ -9,7 +9,6 @@ from django.urls import reverse
 from evaluation.assignment import assignment_next
 from evaluation.services import rating_submit
 from healthagent.models import AgentVariant, Recommendation
-from tests.evaluation.test_browser_rating import pairwise_study  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +23,9 @@ def queue_page(client, clinician) -> str:
 def rate(study, clinician, scores=(4, 3, 5)):
     assignment = assignment_next(study=study, rater=clinician)
     rating_submit(
-        assignment_id=assignment.pk, rater=clinician, scores=dict(zip(("relevance", "context", "safety"), scores))
+        assignment_id=assignment.pk,
+        rater=clinician,
+        scores=dict(zip(("relevance", "context", "safety"), scores, strict=True)),
     )
     return assignment
 

@@ -144,15 +144,15 @@ def test_study_creation_checks_its_inputs(tiny_cohort, researcher):
     rubric = Rubric.objects.get(name__endswith="(1-5)")
     grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
     clinicians = [UserFactory(role="clinician") for _ in range(2)]
-    base = dict(
-        name="S",
-        mode="pairwise",
-        rubric=rubric,
-        cohort=tiny_cohort,
-        variants=[grounded],
-        raters_per_item=2,
-        clinicians=clinicians,
-    )
+    base = {
+        "name": "S",
+        "mode": "pairwise",
+        "rubric": rubric,
+        "cohort": tiny_cohort,
+        "variants": [grounded],
+        "raters_per_item": 2,
+        "clinicians": clinicians,
+    }
     with pytest.raises(EvaluationError, match="exactly two variants"):
         study_create(spec=StudySpec(**base), user=researcher)
     with pytest.raises(EvaluationError, match="between 1 and the number of enrolled clinicians"):
@@ -185,7 +185,7 @@ def test_concurrent_submits_of_one_assignment_leave_exactly_one_rating():
         barrier.wait()
         try:
             rating_submit(assignment_id=assignment.pk, rater=assignment.rater, scores=GOOD, comment="double click")
-        except Exception as error:  # noqa: BLE001 - any failure fails the test below
+        except Exception as error:
             errors.append(error)
         finally:
             connections.close_all()

@@ -119,9 +119,9 @@ def test_the_entry_is_written_in_the_action_s_transaction(
     with (
         mock.patch("modeling.jobs._send"),
         mock.patch("modeling.models.Job.objects.create", side_effect=RuntimeError("db down")),
+        pytest.raises(RuntimeError),
     ):
-        with pytest.raises(RuntimeError):
-            job_queue(kind_name="demo_training", config=DEMO_TRAINING, user=admin_user)
+        job_queue(kind_name="demo_training", config=DEMO_TRAINING, user=admin_user)
     assert not AuditEntry.objects.filter(action__startswith="job.").exists()
 
 

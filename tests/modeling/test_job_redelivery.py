@@ -170,7 +170,7 @@ def test_a_duplicate_delivery_of_a_job_on_a_live_worker_is_held_back():
 def test_a_message_whose_job_was_cancelled_or_deleted_runs_the_next_job_of_its_queue():
     cancelled = Job.objects.create(kind="demo_training", queue="cpu", state="cancelled")
     deleted = Job.objects.create(kind="demo_training", queue="cpu", state="succeeded")
-    waiting = list(Job.objects.create(kind="demo_training", queue="cpu") for _ in range(2))
+    waiting = [Job.objects.create(kind="demo_training", queue="cpu") for _ in range(2)]
     deleted_id = deleted.pk
     deleted.delete()
     assert claim(cancelled.pk, task_id="one") == waiting[0]

@@ -143,7 +143,7 @@ def test_lsm_predict_job_stores_every_participants_estimates_with_intervals_and_
         assert prediction.low <= prediction.estimate <= prediction.high
         if prediction.kind != "regression":
             assert (
-                0 <= prediction.low and prediction.high <= 1 and prediction.label in prediction.details["probabilities"]
+                prediction.low >= 0 and prediction.high <= 1 and prediction.label in prediction.details["probabilities"]
             )
         assert "quality" in prediction.details and prediction.job_id == job.pk
     assert job.result["tables"][0]["rows"][0][0] == "hypertension"
@@ -297,7 +297,7 @@ def test_a_recommendations_job_with_failed_answers_lists_them_and_its_retry_gene
     page = client.get(f"/modeling/jobs/{job.pk}/").content.decode()
     assert "Succeeded with failures" in page and f"participant {participants[1].pseudonym} / scripted model" in page
     assert (
-        "the answer repeats itself (degenerate output)" in page and 'action="/modeling/jobs/%d/retry/"' % job.pk in page
+        "the answer repeats itself (degenerate output)" in page and f'action="/modeling/jobs/{job.pk}/retry/"' in page
     )
     assert "Succeeded with failures" in client.get("/modeling/jobs/?state=succeeded_with_failures").content.decode()
 

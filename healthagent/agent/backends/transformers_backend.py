@@ -226,7 +226,7 @@ class TransformersBackend:
             "backend": self.name,
             "model": Path(self.model).name + (f"/{self.gguf_file}" if self.gguf_file else ""),
             "prompt_tokens": int(encoded["input_ids"].shape[1]),
-            "completion_tokens": int(len(new_tokens)),
+            "completion_tokens": len(new_tokens),
             "load_s": round(load_s, 2),
             "generation_s": round(generation_s, 2),
             "temperature": temperature,

@@ -79,7 +79,7 @@ class _Collector:
                 raise CohortImportError(f"{where}: unknown sleep value {value!r}")
             parsed = float(stage)
         else:
-            channel, unit, scale, _ = QUANTITY_TYPES[record_type]
+            _channel, unit, scale, _ = QUANTITY_TYPES[record_type]
             if element.get("unit") != unit:
                 raise CohortImportError(f"{where}: {record_type} in {element.get('unit')!r}, expected {unit!r}")
             try:

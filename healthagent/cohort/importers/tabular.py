@@ -202,7 +202,7 @@ def _measurements(path: Path | None, timezone: str | None) -> pd.DataFrame:
     names = frame["name"].astype(str).str.strip()
     values = _numbers(frame["value"], where)
     units = frame["unit"].astype(str).str.strip()
-    for row, (name, unit) in enumerate(zip(names, units)):
+    for row, (name, unit) in enumerate(zip(names, units, strict=True)):
         biomarker = BIOMARKER_BY_NAME.get(name)
         if biomarker is None:
             raise _fail(where, row, f"unknown measurement {name!r} (known: {', '.join(BIOMARKER_BY_NAME)})")
@@ -260,7 +260,7 @@ def tabular_participants(
                 "unit": BIOMARKER_BY_NAME[name].unit,
                 "modality": BIOMARKER_BY_NAME[name].modality,
             }
-            for minute, name, value in zip(own["time"].values, own["name"], own["value"])
+            for minute, name, value in zip(own["time"].values, own["name"], own["value"], strict=True)
         ]
         participants.append(
             RawParticipant(

@@ -50,7 +50,7 @@ class Command(BaseCommand):
                 # One worker per queue, as in production: a long language-model generation on the gpu
                 # queue never holds up a training run or other work on the cpu queue.
                 for queue in QUEUES:
-                    log = open(log_dir / f"worker-{queue}.log", "ab")
+                    log = open(log_dir / f"worker-{queue}.log", "ab")  # noqa: SIM115 - the worker writes to it until it stops
                     command = [
                         sys.executable,
                         "-m",

@@ -251,7 +251,7 @@ def simulate_timeline(
         )
 
     # Clinic visits about every three months: labs, office blood pressure, weight.
-    visit_days = [d for d in range(int(rng.integers(0, 45)), days, 90)]
+    visit_days = list(range(int(rng.integers(0, 45)), days, 90))
     for visit in visit_days:
         for name in (
             "hba1c",

@@ -185,7 +185,7 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
         if leisure:
             kinds = np.asarray(LEISURE_KINDS)[np.searchsorted(preference_cdf, rng.random(leisure))]
             starts = awake_minutes[rng.integers(0, awake_minutes.size, leisure)]
-            planned += list(zip(kinds.tolist(), starts.tolist()))
+            planned += list(zip(kinds.tolist(), starts.tolist(), strict=True))
         for kind_index, start_of_day in planned:
             low, high = ACTIVITY_KINDS[kind_index].duration_min
             start = day_start + start_of_day
@@ -211,7 +211,7 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     stress_rate = (0.9 + 0.7 * max(traits["stress"], 0.0) + 0.4 * max(traits["anxiety"], 0.0)) / 900.0
     stressed = _episodes(rng, awake & ~in_bout, stress_rate, 30.0)
     changes = np.diff(stressed.astype(np.int8), prepend=0, append=0)
-    for start, end in zip(np.flatnonzero(changes == 1), np.flatnonzero(changes == -1)):
+    for start, end in zip(np.flatnonzero(changes == 1), np.flatnonzero(changes == -1), strict=True):
         events.append(Event("stress", int(start), int(end)))
 
     # Unit-variance triangular noise (two uniforms): close enough to Gaussian for sensor jitter and
@@ -348,7 +348,7 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     mask = np.empty((NUM_FEATURES, total), dtype=bool)
     mask[:] = ~(off_wrist | charging | showers)
     ppg_ok = ~_episodes(rng, np.ones(total, dtype=bool), 0.004 + 0.02 * (accel > 400), 4.0)
-    for channel in _CARDIO + [FEATURE_INDEX["stress_score"]]:
+    for channel in [*_CARDIO, FEATURE_INDEX["stress_score"]]:
         mask[channel] &= ppg_ok
     mask[FEATURE_INDEX["stress_score"]] &= reserve <= 0.35  # not computed during exercise
     mask[FEATURE_INDEX["spo2"]] &= asleep  # measured in sleep only, as on most wrist devices

@@ -27,7 +27,7 @@ def _nanreduce(function, array: np.ndarray, where: np.ndarray, minimum: int) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         reduced = function(selected, axis=1)
-    return [float(value) if count >= minimum else None for value, count in zip(reduced, counts)]
+    return [float(value) if count >= minimum else None for value, count in zip(reduced, counts, strict=True)]
 
 
 def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:

@@ -112,7 +112,7 @@ def compare_task(
             budget=budget,
             seed=seed,
             progress=lambda used, total, entry: progress(
-                f"{task.name} / {name}: {entry.proposer} {entry.status} ({used} of {total} trainings)"
+                f"{task.name} / {name}: {entry.proposer} {entry.status} ({used} of {total} trainings)"  # noqa: B023 - called within this iteration
             ),
         )
         search_summary = {
@@ -172,7 +172,7 @@ def compare_tables(rows: list[dict]) -> list[dict]:
         {
             "title": "Validation participants: best score found (AUROC, or Pearson r for regression)",
             "summary": "",
-            "columns": ["task"] + searches,
+            "columns": ["task", *searches],
             "rows": [[row["task"]] + [search_cell(row[method]) for method in searches] for row in rows],
         }
     )
@@ -180,7 +180,7 @@ def compare_tables(rows: list[dict]) -> list[dict]:
         {
             "title": "Best spec per method",
             "summary": "",
-            "columns": ["task"] + searches,
+            "columns": ["task", *searches],
             "rows": [[row["task"]] + [describe_spec(row[method].get("spec")) for method in searches] for row in rows],
         }
     )

@@ -146,5 +146,5 @@ def head_prediction(ensemble: HeadEnsemble, task: Task, tokens: torch.Tensor, pr
         "estimate": float(mean[chosen]),
         "low": float(low),
         "high": float(high),
-        "probabilities": {name: float(p) for name, p in zip(task.classes, mean)},
+        "probabilities": {name: float(p) for name, p in zip(task.classes, mean, strict=True)},
     }

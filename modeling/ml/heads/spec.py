@@ -8,7 +8,6 @@ pydantic, and a rejected spec carries a reason the search counts and shows to th
 """
 
 import json
-import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

@@ -92,23 +92,23 @@ class HealthFormerConfig(PretrainedConfig):
             for kind in ("intervention", "medication"):
                 if f"{kind}:{name}" in dict(CODES):
                     id_treatment[tokenizer.token_id(f"{kind}:{name}")] = slot + 1
-        values = dict(
-            vocab_size=tokenizer.vocab_size,
-            codes=len(CODES),
-            modalities=len(MODALITIES),
-            bins=tokenizer.bins,
-            id_treatment=id_treatment,
-            treatments=len(TREATMENTS),
-            id_code=tokenizer.id_code.tolist(),
-            id_bin=tokenizer.id_bin.tolist(),
-            id_modality=tokenizer.id_modality.tolist(),
-            id_value=tokenizer.id_value.tolist(),
-            dim=dim,
-            depth=depth,
-            heads=heads,
-            size=size,
-            modality_names=list(MODALITIES),
-        )
+        values = {
+            "vocab_size": tokenizer.vocab_size,
+            "codes": len(CODES),
+            "modalities": len(MODALITIES),
+            "bins": tokenizer.bins,
+            "id_treatment": id_treatment,
+            "treatments": len(TREATMENTS),
+            "id_code": tokenizer.id_code.tolist(),
+            "id_bin": tokenizer.id_bin.tolist(),
+            "id_modality": tokenizer.id_modality.tolist(),
+            "id_value": tokenizer.id_value.tolist(),
+            "dim": dim,
+            "depth": depth,
+            "heads": heads,
+            "size": size,
+            "modality_names": list(MODALITIES),
+        }
         return cls(**{**values, **overrides})
 
 
@@ -279,7 +279,7 @@ def shared_prefix_attention(
     own keys and values (rows, heads, suffix, head_dim) where ``mask`` (rows, 1, 1, suffix) holds: each part's
     softmax-weighted values and log-sum-exp, merged into the softmax over both. Returns (rows, heads, 1, head_dim).
     Intermediate scores are updated in place: at this size the time goes to memory traffic, not arithmetic."""
-    rows, heads, _, head_dim = query.shape
+    _rows, heads, _, head_dim = query.shape
     query = query * (1.0 / math.sqrt(head_dim))
     own_scores = (query @ keys.transpose(-1, -2)).masked_fill_(~mask, float("-inf"))  # (rows, heads, 1, suffix)
     own_lse = torch.logsumexp(own_scores, dim=-1, keepdim=True)  # finite: a row always attends to its newest key

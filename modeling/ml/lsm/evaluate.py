@@ -325,10 +325,13 @@ def downstream_tables(rows: list[dict]) -> list[dict]:
     committed report and as HTML on the job's page.
     """
     methods = [method for method in METHODS if rows and any(method in row for row in rows)]
-    suffixes = [""] + sorted(
-        {key[len("pretrained") :] for row in rows for key in row if key.startswith("pretrained_")},
-        key=lambda suffix: int(suffix.split("_")[1]),
-    )
+    suffixes = [
+        "",
+        *sorted(
+            {key[len("pretrained") :] for row in rows for key in row if key.startswith("pretrained_")},
+            key=lambda suffix: int(suffix.split("_")[1]),
+        ),
+    ]
     tables = []
     for suffix in suffixes:
         chosen = [row for row in rows if f"pretrained{suffix}" in row]

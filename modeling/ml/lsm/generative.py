@@ -29,13 +29,13 @@ def task_mask(
     if task == "imputation":
         hidden = random_mask(missing, fraction, generator)
     elif task == "gap":
-        span = max(1, int(round(fraction * time_patches)))
+        span = max(1, round(fraction * time_patches))
         starts = torch.randint(0, time_patches - span + 1, (windows,), generator=generator)
         hidden = ((steps[None, :] >= starts[:, None]) & (steps[None, :] < starts[:, None] + span)).repeat(
             1, channel_groups
         )
     elif task == "forecast":
-        horizon = max(1, int(round(fraction * time_patches)))
+        horizon = max(1, round(fraction * time_patches))
         hidden = (steps >= time_patches - horizon)[None, :].expand(windows, -1).repeat(1, channel_groups)
     elif task == "channel":
         hidden = channel_mask(missing, fraction, channel_groups=channel_groups, generator=generator)
@@ -248,22 +248,30 @@ def generative_tables(results: list[dict]) -> list[dict]:
         return ["—" if value is None else (f"**{value:.3f}**" if value == best else f"{value:.3f}") for value in values]
 
     minutes = [
-        [result["task"], f"{result['fraction']:.0%}", f"{result['hidden_observed_minutes']:,}"]
-        + cells([result["errors"][method]["mae"] for method in methods])
+        [
+            result["task"],
+            f"{result['fraction']:.0%}",
+            f"{result['hidden_observed_minutes']:,}",
+            *cells([result["errors"][method]["mae"] for method in methods]),
+        ]
         for result in results
     ]
     tables = [
         {
             "title": "Hidden minutes",
             "summary": "MAE in standardized units (lower is better; best in bold).",
-            "columns": ["task", "hidden", "observed minutes scored"] + titles,
+            "columns": ["task", "hidden", "observed minutes scored", *titles],
             "rows": minutes,
         }
     ]
     if results and "daily" in results[0]:
         daily = [
-            [result["task"], f"{result['fraction']:.0%}", metric]
-            + cells([result["daily"][method][metric] for method in methods])
+            [
+                result["task"],
+                f"{result['fraction']:.0%}",
+                metric,
+                *cells([result["daily"][method][metric] for method in methods]),
+            ]
             for result in results
             for metric in DAILY_METRICS
         ]
@@ -272,7 +280,7 @@ def generative_tables(results: list[dict]) -> list[dict]:
                 "title": "Daily metrics recomputed from the filled-in day",
                 "summary": "MAE against the same metric of the true day, over the days whose hidden minutes touch what the metric is "
                 "computed from (steps; sleep minutes before noon; resting heart rate in bpm). — where no day qualifies.",
-                "columns": ["task", "hidden", "metric"] + titles,
+                "columns": ["task", "hidden", "metric", *titles],
                 "rows": daily,
             }
         )

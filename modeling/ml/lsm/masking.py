@@ -22,7 +22,7 @@ def patch_missing(observed: torch.Tensor, patch_channels: int, patch_minutes: in
 
 def random_mask(missing: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
     noise = torch.rand(missing.shape, generator=generator, device=missing.device)
-    count = int(round(ratio * missing.shape[1]))
+    count = round(ratio * missing.shape[1])
     order = noise.argsort(dim=1)
     masked = torch.zeros_like(missing)
     masked.scatter_(1, order[:, :count], True)
@@ -35,7 +35,7 @@ def temporal_block_mask(
     """Mask a contiguous span of time steps across every channel (imputation of gaps, forecasting)."""
     batch, patches = missing.shape
     time_patches = patches // channel_groups
-    span = max(1, int(round(ratio * time_patches)))
+    span = max(1, round(ratio * time_patches))
     starts = torch.randint(0, time_patches - span + 1, (batch,), generator=generator).to(missing.device)
     steps = torch.arange(time_patches, device=missing.device)
     in_span = (steps[None, :] >= starts[:, None]) & (steps[None, :] < starts[:, None] + span)  # (batch, time_patches)
@@ -48,7 +48,7 @@ def channel_mask(
     """Mask whole channel groups (whole-channel imputation)."""
     batch, patches = missing.shape
     time_patches = patches // channel_groups
-    count = max(1, int(round(ratio * channel_groups)))
+    count = max(1, round(ratio * channel_groups))
     order = torch.rand(batch, channel_groups, generator=generator).argsort(dim=1).to(missing.device)
     chosen = torch.zeros(batch, channel_groups, dtype=torch.bool, device=missing.device)
     chosen.scatter_(1, order[:, :count], True)
@@ -58,7 +58,7 @@ def channel_mask(
 def inherited_mask(missing: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """AIM: missing patches are masked first and count toward ``ratio``; random observed patches make up the rest."""
     batch, patches = missing.shape
-    target = int(round(ratio * patches))
+    target = round(ratio * patches)
     noise = torch.rand(missing.shape, generator=generator, device=missing.device)
     noise = noise + missing.float() * -2.0  # missing patches sort first
     order = noise.argsort(dim=1)

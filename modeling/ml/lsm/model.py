@@ -93,17 +93,17 @@ class LSMConfig(PatchGeometry, PretrainedConfig):
         dim, depth, heads, decoder_dim, decoder_depth, patch_minutes, patch_channels = SIZES[size]
         # Named sizes decode with CrossMAE's cross-attention: about 1.9x faster tiny training at a held-out
         # loss within 3 % of MAE's full self-attention decoder (300 steps, same data; see the issue note).
-        values = dict(
-            dim=dim,
-            depth=depth,
-            heads=heads,
-            decoder_dim=decoder_dim,
-            decoder_depth=decoder_depth,
-            patch_minutes=patch_minutes,
-            patch_channels=patch_channels,
-            size=size,
-            decoder_attention="cross",
-        )
+        values = {
+            "dim": dim,
+            "depth": depth,
+            "heads": heads,
+            "decoder_dim": decoder_dim,
+            "decoder_depth": decoder_depth,
+            "patch_minutes": patch_minutes,
+            "patch_channels": patch_channels,
+            "size": size,
+            "decoder_attention": "cross",
+        }
         return cls(**{**values, **overrides})
 
 

@@ -111,7 +111,7 @@ def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
                 estimate=float(mean[chosen]),
                 low=float(low),
                 high=float(high),
-                probabilities={name: float(p) for name, p in zip(task.classes, mean)},
+                probabilities={name: float(p) for name, p in zip(task.classes, mean, strict=True)},
             )
         predictions.append(entry)
     return predictions

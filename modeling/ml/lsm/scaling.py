@@ -19,7 +19,7 @@ import torch
 
 from modeling.ml.data.labels import TASKS
 from modeling.ml.lsm.evaluate import evaluate, markdown, represent
-from modeling.ml.lsm.model import SIZES, LSMConfig, parameter_count, standardize
+from modeling.ml.lsm.model import SIZES, standardize
 from modeling.ml.lsm.pretrain import load_pretrained, pretrain, simulated_windows
 from modeling.ml.train import TrainConfig
 

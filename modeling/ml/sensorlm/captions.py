@@ -50,7 +50,7 @@ def events_of_day(events: Iterable, day: int) -> list[DayEvent]:
     offset = day * MINUTES_PER_DAY
     chosen = []
     for event in events:
-        name = getattr(event, "name", None) or getattr(event, "kind")
+        name = getattr(event, "name", None) or event.kind
         start, end = event.start_minute, event.end_minute
         if start is None or end is None or end <= offset or start >= offset + MINUTES_PER_DAY:
             continue
@@ -189,7 +189,7 @@ def heart_rate_climbs(heart_rate: np.ndarray, *, minimum_rise_bpm: float = 30.0,
 
 
 def _round_minutes(minutes: int) -> int:
-    return max(5, int(round(minutes / 5.0)) * 5)
+    return max(5, round(minutes / 5.0) * 5)
 
 
 def _level_shift(signal: np.ndarray) -> tuple[int, float, float] | None:

@@ -163,9 +163,9 @@ def activity_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer,
             binary = np.stack([1 - positive_probability, positive_probability], axis=1)
             results[method][grouping] = score("classification", is_positive, binary, bootstrap=settings.bootstrap)
     results["_counts"] = {
-        "train_days": int(len(train)),
-        "test_days": int(len(test)),
-        "classes_present": int(len(np.unique(labels[test]))),
+        "train_days": len(train),
+        "test_days": len(test),
+        "classes_present": len(np.unique(labels[test])),
     }
     return results
 
@@ -177,7 +177,7 @@ def retrieval_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer
     test = evaluation.test
     text = embed_texts(model, tokenizer, [evaluation.captions[row] for row in test])
     similarity = torch.tensor(evaluation.sensor_embeddings[test]) @ text.T  # (sensors, texts)
-    result = {"candidates": int(len(test))}
+    result = {"candidates": len(test)}
     for k in (1, 5, 10):
         result[f"sensor_to_text_r@{k}"] = recall_at(similarity, k)
         result[f"text_to_sensor_r@{k}"] = recall_at(similarity.T, k)
@@ -196,7 +196,7 @@ def text_scores(candidates: list[str], references: list[str]) -> dict:
         np.mean(
             [
                 scorer.score(reference, candidate)["rougeL"].fmeasure
-                for candidate, reference in zip(candidates, references)
+                for candidate, reference in zip(candidates, references, strict=True)
             ]
         )
     )
@@ -214,7 +214,7 @@ def caption_scores(
     limit = model.config.max_text_tokens
     references = [normalized(tokenizer, evaluation.captions[row], limit) for row in test]
     training_captions = [normalized(tokenizer, evaluation.captions[row], limit) for row in train]
-    results = {"days": int(len(test))}
+    results = {"days": len(test)}
     scaler = StandardScaler().fit(evaluation.statistics[train])
     train_statistics, test_statistics = (
         scaler.transform(evaluation.statistics[train]),
@@ -243,7 +243,8 @@ def caption_scores(
             generated += [decode(tokenizer, row) for row in ids]
         results["CoCa greedy caption"] = text_scores(generated, references)
         results["examples"] = [
-            {"reference": reference, "generated": caption} for reference, caption in zip(references[:3], generated[:3])
+            {"reference": reference, "generated": caption}
+            for reference, caption in zip(references[:3], generated[:3], strict=True)
         ]
     return results
 

@@ -95,18 +95,18 @@ class SensorLMConfig(PatchGeometry, PretrainedConfig):
     @classmethod
     def named(cls, size: str, **overrides) -> "SensorLMConfig":
         dim, depth, heads, patch_minutes, text_dim, text_depth, text_heads, embed_dim, decoder_depth = SIZES[size]
-        values = dict(
-            dim=dim,
-            depth=depth,
-            heads=heads,
-            patch_minutes=patch_minutes,
-            text_dim=text_dim,
-            text_depth=text_depth,
-            text_heads=text_heads,
-            embed_dim=embed_dim,
-            decoder_depth=decoder_depth,
-            size=size,
-        )
+        values = {
+            "dim": dim,
+            "depth": depth,
+            "heads": heads,
+            "patch_minutes": patch_minutes,
+            "text_dim": text_dim,
+            "text_depth": text_depth,
+            "text_heads": text_heads,
+            "embed_dim": embed_dim,
+            "decoder_depth": decoder_depth,
+            "size": size,
+        }
         return cls(**{**values, **overrides})
 
     def bert_config(self, *, decoder: bool) -> BertConfig:

@@ -38,7 +38,7 @@ class CaptionedDays:
     def captions(self, levels: Sequence[str] = LEVELS) -> list[str]:
         return [
             caption_day(np.where(observed, values, np.nan), events, levels)
-            for values, observed, events in zip(self.values, self.observed, self.events)
+            for values, observed, events in zip(self.values, self.observed, self.events, strict=True)
         ]
 
     def activities(self) -> list[str | None]:
@@ -68,7 +68,10 @@ def captioned_days(*, participants: int, days: int, seed: int) -> CaptionedDays:
         simulated.owner,
         simulated.day,
         simulated.weekday,
-        [events_of_day(events, int(day)) for events, day in zip(simulated.participant_events, simulated.day)],
+        [
+            events_of_day(events, int(day))
+            for events, day in zip(simulated.participant_events, simulated.day, strict=True)
+        ],
     )
 
 
@@ -189,7 +192,7 @@ def train_sensorlm(
     captions = data.captions(levels)
     mean, std = channel_statistics(data.values[is_train], data.observed[is_train])
     tokenizer = train_tokenizer(
-        [caption for caption, keep in zip(captions, is_train) if keep], vocabulary_size=vocabulary_size
+        [caption for caption, keep in zip(captions, is_train, strict=True) if keep], vocabulary_size=vocabulary_size
     )
     config = SensorLMConfig.named(
         size,
@@ -241,7 +244,7 @@ def train_sensorlm(
         "caption_levels": list(levels),
         "encoder_tensors_from_lsm": copied,
         "train_windows": int(is_train.sum()),
-        "held_out_windows": int(len(held)),
+        "held_out_windows": len(held),
         "held_out_participants": len(np.unique(data.owner[~is_train])),
         "vocabulary_size": tokenizer.get_vocab_size(),
         "channels": NUM_FEATURES,

@@ -242,7 +242,7 @@ class FakeTokenizer:
 class FakeLanguageModel:
     """Answers with scripted token ids and records the decoding settings it was given."""
 
-    class generation_config:  # noqa: N801 - the attribute name transformers uses
+    class generation_config:
         eos_token_id = [0]
 
     def __init__(self, tokens):

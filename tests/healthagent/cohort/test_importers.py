@@ -130,7 +130,7 @@ def test_a_failure_while_storing_rolls_back_rows_and_files(tmp_path, monkeypatch
     monkeypatch.setattr(importing, "write_trajectory", fail_on_second)
     with pytest.raises(
         CommandError,
-        match="participant #2: the trajectory store cannot take its file .No space left on device.; nothing",
+        match=r"participant #2: the trajectory store cannot take its file .No space left on device.; nothing",
     ):
         import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
     assert len(calls) == 2
@@ -199,7 +199,7 @@ def test_a_truncated_apple_export_is_refused(tmp_path):
     text = path.read_text()
     path.write_text(text[: len(text) // 2])
     with pytest.raises(
-        CommandError, match="export.xml: the XML ends early|export.xml line \\d+ column \\d+: malformed XML"
+        CommandError, match=r"export.xml: the XML ends early|export.xml line \d+ column \d+: malformed XML"
     ):
         import_cohort("apple", path)
     assert_nothing_stored()

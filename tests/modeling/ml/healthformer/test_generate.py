@@ -89,9 +89,14 @@ def test_dropping_finished_rows_gives_the_same_futures_as_stepping_every_row_to_
     # uniforms are drawn for every participant and sample, whoever is still in the batch); expectations and risks
     # agree to float rounding, as a smaller batch can round matrix products differently.
     for seed, rows in ((5, 12), (6, 36)):
-        arguments = dict(
-            arms=[None, "statin"], horizon_days=60, samples=3, seed=seed, max_new_tokens=48, batch_rows=rows
-        )
+        arguments = {
+            "arms": [None, "statin"],
+            "horizon_days": 60,
+            "samples": 3,
+            "seed": seed,
+            "max_new_tokens": 48,
+            "batch_rows": rows,
+        }
         now, before = (
             simulate(model, tokenizer, histories, **arguments),
             simulate(model, tokenizer, histories, **arguments, compact_below=0.0),
@@ -125,7 +130,7 @@ def test_arms_that_do_not_differ_sample_the_same_future_row_for_row(model, token
 
 
 def test_common_random_numbers_shrink_the_spread_of_the_paired_difference(model, tokenizer, histories):
-    arguments = dict(horizon_days=60, samples=8, max_new_tokens=48, batch_rows=96)
+    arguments = {"horizon_days": 60, "samples": 8, "max_new_tokens": 48, "batch_rows": 96}
     paired = simulate(model, tokenizer, histories, arms=[None, "statin"], seed=4, **arguments)
     # The same arms without common random numbers: each simulated on its own, from its own seed.
     control = simulate(model, tokenizer, histories, arms=[None], seed=5, **arguments)
@@ -152,9 +157,15 @@ def test_inverse_cdf_sampling_follows_the_probabilities_and_never_picks_an_impos
 def test_the_readout_changes_what_is_read_not_what_is_sampled(model, tokenizer, histories):
     """ "state" reads the expectation where the rollout stands at each grid day; "measured" holds the latest sampled
     measurement's. Same futures and risks either way, different values."""
-    kwargs = dict(
-        arms=[None, "statin"], horizon_days=60, samples=3, seed=4, max_new_tokens=48, batch_rows=12, grid_step_days=5
-    )
+    kwargs = {
+        "arms": [None, "statin"],
+        "horizon_days": 60,
+        "samples": 3,
+        "seed": 4,
+        "max_new_tokens": 48,
+        "batch_rows": 12,
+        "grid_step_days": 5,
+    }
     state = simulate(model, tokenizer, histories, readout="state", **kwargs)
     measured = simulate(model, tokenizer, histories, readout="measured", **kwargs)
     assert np.array_equal(state.sampled_ids, measured.sampled_ids) and np.array_equal(state.risk, measured.risk)

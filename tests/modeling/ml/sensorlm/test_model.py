@@ -70,7 +70,7 @@ def test_each_loss_trains_and_survives_save_and_load(captioned, loss, tmp_path):
     assert losses[-1] < losses[0]
     model.eval()
     save_sensorlm(model, tokenizer, {"mean": [0.0] * 27, "std": [1.0] * 27}, tmp_path / "model")
-    loaded, loaded_tokenizer, mean, std = load_sensorlm(tmp_path / "model")
+    loaded, loaded_tokenizer, mean, _std = load_sensorlm(tmp_path / "model")
     assert (
         loaded.config.loss == loss
         and loaded_tokenizer.get_vocab_size() == tokenizer.get_vocab_size()

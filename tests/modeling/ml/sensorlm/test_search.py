@@ -42,7 +42,8 @@ def searched():
             for day in range(event.start_minute // 1440, (event.end_minute - 1) // 1440 + 1):
                 labels.setdefault((person.index, day), set()).add(event.kind)
     day_labels = [
-        labels.get((int(owner), int(day)), set()) for owner, day in zip(index.participant_ids, index.day_indices)
+        labels.get((int(owner), int(day)), set())
+        for owner, day in zip(index.participant_ids, index.day_indices, strict=True)
     ]
     return model, tokenizer, index, day_labels
 
