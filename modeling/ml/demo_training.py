@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from modeling.ml.common.metrics import auroc
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.data.summaries import SUMMARY_FIELDS, summary_features
@@ -53,16 +54,6 @@ def participant_features(*, participants: int, days: int, seed: int, task: str) 
     ]
     features = np.array(rows)
     return features.astype(np.float32), cohort.labels[task].astype(np.float32)
-
-
-def _auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    positives, negatives = scores[labels == 1], scores[labels == 0]
-    if not len(positives) or not len(negatives):
-        return None
-    ranks = np.argsort(np.argsort(np.concatenate([positives, negatives]))) + 1
-    return float(
-        (ranks[: len(positives)].sum() - len(positives) * (len(positives) + 1) / 2) / (len(positives) * len(negatives))
-    )
 
 
 def train(
@@ -116,7 +107,7 @@ def train(
         if done % config.checkpoint_every == 0 or done == config.steps:
             with torch.no_grad():
                 scores = model(x[torch.tensor(held_out)]).squeeze(-1).cpu().numpy()
-            metrics["val_auroc"] = _auroc(scores, labels[held_out])
+            metrics["val_auroc"] = auroc(labels[held_out], scores)
             torch.save(
                 {
                     "model": model.state_dict(),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from modeling.ml.common.metrics import interval_cell
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.heads.search import Proposer, proposer_summary, run_search
@@ -149,8 +150,6 @@ def compare_task(
 
 def compare_tables(rows: list[dict]) -> list[dict]:
     """The report's tables: the test metric per method, each search's validation score and cost, and who contributed."""
-    from modeling.ml.lsm.evaluate import _cell
-
     methods = [key for key in rows[0] if key not in {"task", "kind", "metric"}] if rows else []
     searches = [method for method in methods if method != "linear_probe"]
     tables = [
@@ -159,7 +158,8 @@ def compare_tables(rows: list[dict]) -> list[dict]:
             "summary": "AUROC: higher is better; MAE: lower is better.",
             "columns": ["task", "metric"] + [method.replace("_", " ") for method in methods],
             "rows": [
-                [row["task"], row["metric"]] + [_cell(row[method], row["metric"]) for method in methods] for row in rows
+                [row["task"], row["metric"], *(interval_cell(row[method].get(row["metric"])) for method in methods)]
+                for row in rows
             ],
         }
     ]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from modeling.ml.bootstrap import paired_draws, percentile_interval
+from modeling.ml.common.bootstrap import paired_draws, percentile_interval
 from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.heads.compare import split_three
 from modeling.ml.heads.ensemble import HeadEnsemble, fit_ensemble

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 
+from modeling.ml.common.metrics import auroc
 from modeling.ml.heads.model import build_head
 from modeling.ml.heads.spec import HeadSpec
 
@@ -35,11 +35,10 @@ def validation_score(kind: str, truth: np.ndarray, predicted: np.ndarray) -> flo
     try:
         if kind == "regression":
             return float(np.corrcoef(truth, predicted)[0, 1])
-        if predicted.shape[1] == 2:
-            return float(roc_auc_score(truth, predicted[:, 1]))
-        return float(roc_auc_score(truth, predicted, multi_class="ovr", labels=list(range(predicted.shape[1]))))
-    except ValueError:  # one class among the scored participants
+    except ValueError:  # fewer than two participants scored
         return float("nan")
+    value = auroc(truth, predicted)
+    return float("nan") if value is None else value  # None: one class among the scored participants
 
 
 @dataclass

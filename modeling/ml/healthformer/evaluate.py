@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
-from modeling.ml.bootstrap import paired_draws, percentile_interval
+from modeling.ml.common.bootstrap import paired_draws, percentile_interval
+from modeling.ml.common.metrics import auroc
 from modeling.ml.data.clinical import (
     BIOMARKER_BY_NAME,
     ENDPOINTS,
@@ -88,17 +88,13 @@ def record_until(record: ParticipantRecord, day: int) -> ParticipantRecord:
     )
 
 
-def _auroc(labels: np.ndarray, scores: np.ndarray) -> float | None:
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
-
-
 MIN_EVENTS = 10  # an endpoint with fewer events in the risk cohort is flagged and not counted as a win or a loss
 
 
 def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *, resamples: int, seed: int) -> dict:
     """AUROC of both with percentile 95 % CIs, and of their difference, resampling participants (stratified:
     events and non-events separately, so every resample keeps the endpoint's events)."""
-    point = (_auroc(labels, model), _auroc(labels, score))
+    point = (auroc(labels, model), auroc(labels, score))
     if None in point:
         return {
             "model": point[0],
@@ -108,7 +104,7 @@ def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *
             "difference": None,
             "difference_ci": [None, None],
         }
-    draws = paired_draws(roc_auc_score, labels, model, score, resamples=resamples, seed=seed, stratify=True)
+    draws = paired_draws(auroc, labels, model, score, resamples=resamples, seed=seed, stratify=True)
     return {
         "model": point[0],
         "model_ci": list(percentile_interval(draws[:, 0])),

@@ -9,7 +9,6 @@ task. Few-shot columns train on k labelled participants per class. Metrics have 
 over test participants.
 """
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +17,18 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import balanced_accuracy_score, f1_score, mean_absolute_error, roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, mean_absolute_error
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from modeling.ml.common.bootstrap import BOOTSTRAP, bootstrap_interval
+from modeling.ml.common.metrics import auroc, interval_cell
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASKS
 from modeling.ml.data.summaries import summary_features
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, standardize
 from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained
 from modeling.ml.lsm.supervised import SupervisedSettings, fit_predict
-
-BOOTSTRAP = 200
 
 
 @dataclass
@@ -124,53 +123,23 @@ def represent(
     return Representations(np.array(embeddings), np.array(handcrafted), cohort.labels, windows)
 
 
-def _bootstrap(
-    metric, truth: np.ndarray, predicted: np.ndarray, seed: int = 0, samples_count: int = BOOTSTRAP
-) -> tuple[float, float, float]:
-    """(point estimate, 2.5th, 97.5th percentile over resampled test participants)."""
-    rng = np.random.default_rng(seed)
-    samples = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tiny test sets: a resample with one class, a class never predicted
-        value = metric(truth, predicted)
-        for _ in range(samples_count):
-            rows = rng.integers(0, len(truth), len(truth))
-            try:
-                samples.append(metric(truth[rows], predicted[rows]))
-            except ValueError:  # a resample with one class has no AUROC
-                continue
-    samples = [sample for sample in samples if np.isfinite(sample)]
-    low, high = np.percentile(samples, [2.5, 97.5]) if samples else (np.nan, np.nan)
-    return float(value), float(low), float(high)
-
-
-def _auroc(truth, probabilities):
-    if probabilities.ndim == 1:
-        return roc_auc_score(truth, probabilities)
-    return roc_auc_score(
-        truth, probabilities, multi_class="ovr", average="macro", labels=list(range(probabilities.shape[1]))
-    )
-
-
 def score(kind: str, truth: np.ndarray, predicted: np.ndarray, *, bootstrap: int = BOOTSTRAP) -> dict:
     """Metrics of one method on the test participants. ``predicted`` is values (regression) or class probabilities."""
     if kind == "regression":
         return {
-            "mae": _bootstrap(mean_absolute_error, truth, predicted, samples_count=bootstrap),
-            "pearson_r": _bootstrap(
-                lambda t, p: float(np.corrcoef(t, p)[0, 1]), truth, predicted, samples_count=bootstrap
+            "mae": bootstrap_interval(mean_absolute_error, truth, predicted, resamples=bootstrap),
+            "pearson_r": bootstrap_interval(
+                lambda t, p: float(np.corrcoef(t, p)[0, 1]), truth, predicted, resamples=bootstrap
             ),
         }
     decided = predicted.argmax(axis=1)
-    probabilities = predicted[:, 1] if predicted.shape[1] == 2 else predicted
     result = {
-        "balanced_accuracy": _bootstrap(balanced_accuracy_score, truth, decided, samples_count=bootstrap),
-        "f1_macro": _bootstrap(lambda t, p: f1_score(t, p, average="macro"), truth, decided, samples_count=bootstrap),
+        "balanced_accuracy": bootstrap_interval(balanced_accuracy_score, truth, decided, resamples=bootstrap),
+        "f1_macro": bootstrap_interval(
+            lambda t, p: f1_score(t, p, average="macro"), truth, decided, resamples=bootstrap
+        ),
     }
-    try:
-        result["auroc"] = _bootstrap(_auroc, truth, probabilities, samples_count=bootstrap)
-    except ValueError:  # one class among the test participants
-        result["auroc"] = None
+    result["auroc"] = bootstrap_interval(auroc, truth, predicted, resamples=bootstrap)  # None: one class among them
     return result
 
 
@@ -281,10 +250,7 @@ def evaluate(
 
 
 def _cell(result: dict, metric: str) -> str:
-    value = result.get(metric) if result else None
-    if not value or value[0] is None or np.isnan(value[0]):
-        return "—"
-    return f"{value[0]:.2f} ({value[1]:.2f}–{value[2]:.2f})"
+    return interval_cell(result.get(metric) if result else None)
 
 
 METHODS = ("pretrained", "handcrafted", "supervised")

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
+from modeling.ml.common.init import xavier_init
 from modeling.ml.lsm.masking import make_mask, patch_missing
 
 SIZES = {
@@ -274,13 +275,7 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+        xavier_init(module)
         if isinstance(module, LSMForMaskedPretraining):
             nn.init.normal_(module.mask_token, std=0.02)
 

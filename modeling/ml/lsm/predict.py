@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import mean_absolute_error, roc_auc_score
+from sklearn.metrics import mean_absolute_error
 from threadpoolctl import threadpool_limits
 
+from modeling.ml.common.metrics import auroc
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.labels import TASKS, Task
 from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, represent
@@ -59,16 +60,10 @@ def fit_probes(
         else:
             classes = len(task.classes)
             probabilities = class_probabilities(held_out, embeddings[test], classes)
-            try:
-                auroc = (
-                    roc_auc_score(y[test], probabilities[:, 1])
-                    if classes == 2
-                    else roc_auc_score(y[test], probabilities, multi_class="ovr", labels=list(range(classes)))
-                )
-            except ValueError:  # one class among the held-out participants
-                auroc = float("nan")
-            quality, residual_sd = {"auroc": float(auroc)}, 0.0
-        quality = {key: value if np.isfinite(value) else None for key, value in quality.items()}  # JSON has no NaN
+            quality, residual_sd = {"auroc": auroc(y[test], probabilities)}, 0.0  # None: one class among them
+        quality = {  # JSON has no NaN
+            key: value if value is not None and np.isfinite(value) else None for key, value in quality.items()
+        }
         quality["held_out_participants"] = len(test)
         ensemble = []
         while len(ensemble) < replicates:

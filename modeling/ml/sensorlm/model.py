@@ -4,7 +4,8 @@ The sensor tower is the foundation model's patch encoder (same parameter names, 
 an LSM checkpoint) followed by attention pooling; the text tower is a small BERT built from a config
 and mean-pooled. Three objectives, as in the paper:
 
-- ``clip``: symmetric InfoNCE with a learnable temperature (open_clip's ClipLoss);
+- ``clip``: symmetric InfoNCE with a learnable temperature (open_clip's ClipLoss; the losses, gathered across
+  processes, are in ``losses.py``);
 - ``siglip``: a sigmoid over every sensor-text pair with a learnable temperature and bias;
 - ``coca``: CLIP plus captioning, a BERT decoder cross-attending to the sensor tokens.
 
@@ -22,8 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertLMHeadModel, BertModel, PretrainedConfig, PreTrainedModel
 
+from modeling.ml.common.init import xavier_init
 from modeling.ml.lsm.masking import patch_missing
 from modeling.ml.lsm.model import ENCODER_ARCHITECTURE, ENCODER_PARAMETERS, PatchEncoderMixin, PatchGeometry
+from modeling.ml.sensorlm.losses import clip_loss, siglip_loss
 
 LOSSES = ("clip", "siglip", "coca")
 SIZES = {
@@ -206,16 +209,8 @@ class SensorLMModel(PreTrainedModel):
         self.post_init()
 
     def _init_weights(self, module):
-        if isinstance(module, nn.Linear):
-            nn.init.xavier_uniform_(module.weight)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, std=0.02)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, AttentionPooling):
+        xavier_init(module, embedding_std=0.02)
+        if isinstance(module, AttentionPooling):
             nn.init.normal_(module.query, std=0.02)
 
     # ------------------------------------------------------------ towers
@@ -269,13 +264,11 @@ class SensorLMModel(PreTrainedModel):
         tokens, padding = self.sensor_tokens(values, observed, weekday, generator)
         sensor = F.normalize(self.sensor_projection(self.pooling(tokens, padding)), dim=-1)
         text = self.embed_text(input_ids, attention_mask)
-        logits = self.logits(sensor, text)  # (batch, batch)
-        targets = torch.arange(len(logits), device=logits.device)
+        scale = self.logit_scale.exp().clamp(max=100)  # the negatives are the global batch's under torchrun
         if self.config.loss == "siglip":
-            signs = 2 * torch.eye(len(logits), device=logits.device) - 1  # +1 on matching pairs, -1 elsewhere
-            contrastive = -F.logsigmoid(signs * logits).sum() / len(logits)
+            contrastive = siglip_loss(sensor, text, scale, self.logit_bias)
         else:
-            contrastive = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+            contrastive = clip_loss(sensor, text, scale)
         caption = None
         if self.config.loss == "coca":
             labels = input_ids.masked_fill(attention_mask == 0, -100)

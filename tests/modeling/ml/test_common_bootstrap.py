@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from modeling.ml.bootstrap import paired_draws, percentile_interval
+from modeling.ml.common.bootstrap import paired_draws, percentile_interval
 
 
 def test_stratified_draws_keep_each_class_count_and_plain_draws_do_not():
