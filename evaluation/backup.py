@@ -71,7 +71,7 @@ def _time(value):
     return value.isoformat() if value else None
 
 
-def _fields(obj, names: list[str], times: list[str] = ()) -> dict:
+def _fields(obj, names: list[str], times: tuple[str, ...] | list[str] = ()) -> dict:
     return {**{name: getattr(obj, name) for name in names}, **{name: _time(getattr(obj, name)) for name in times}}
 
 

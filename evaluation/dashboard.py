@@ -6,6 +6,7 @@ number and figure from them (pure, so the benchmark can time it on synthetic dat
 
 import itertools
 import json
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -202,7 +203,7 @@ def dashboard_from_frames(
     *, mode: str, per_rating: pd.DataFrame, points: dict[str, list[int]], ratings_needed: int
 ) -> dict:
     """Every section of the dashboard, from the ratings table. Sections without enough data say so."""
-    result = {
+    result: dict[str, Any] = {
         "n_ratings": len(per_rating),
         "n_raters": int(per_rating["rater"].nunique()) if len(per_rating) else 0,
         "completion": {"done": len(per_rating), "needed": ratings_needed},

@@ -66,11 +66,11 @@ def rater_progress(*, study: Study, rater) -> dict:
         .values("done", "skipped", "in_progress", "raters", "item_count")
         .get()
     )
-    raters, item_count = max(counts.pop("raters") or 0, 1), counts.pop("item_count") or 0
+    raters, item_count = max(counts["raters"] or 0, 1), counts["item_count"] or 0
     share = math.ceil(item_count * study.raters_per_item / raters)
     finished = counts["done"] + counts["skipped"]
     return {
-        **counts,
+        **{key: counts[key] for key in ("done", "skipped", "in_progress")},  # not the study's raters or items
         "finished": finished,
         "total": max(share, finished + counts["in_progress"]),
         "position": finished + (1 if counts["in_progress"] else 0),

@@ -4,6 +4,7 @@ Every function validates first and writes inside one transaction; events for liv
 are sent only after the transaction commits.
 """
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from evaluation.assignment import ItemWithoutAnswer, items_without_answers
 from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify_on_commit
-from healthagent.models import AgentVariant, Cohort
+from healthagent.models import AgentVariant, Cohort, Participant
 from healthagent.roles import Role, user_has_role
 from modeling.jobs import JobError, job_queue
 
@@ -43,7 +44,7 @@ class StudySpec:
     window_days: int = 14
     seed: int = 0
     restricted: bool = False  # only the creator, ``researchers`` and admins see a restricted study
-    researchers: list = ()
+    researchers: list = dataclasses.field(default_factory=list)
     show_captions: bool = False
 
 
@@ -91,6 +92,7 @@ def study_create(*, spec: StudySpec, user) -> Study:
         study.save()
         study.clinicians.set(spec.clinicians)
         study.researchers.set(spec.researchers)
+        pairs: list[tuple[Participant, AgentVariant, AgentVariant | None]]
         if spec.mode == Study.Mode.PAIRWISE:
             pairs = [(participant, spec.variants[0], spec.variants[1]) for participant in participants]
         else:
@@ -123,7 +125,7 @@ def study_create(*, spec: StudySpec, user) -> Study:
 def study_set_status(*, study: Study, status: str, user=None, via: str = "", note: str = "") -> Study:
     """draft -> open -> closed; closing freezes every rating, and reopening a closed study (with a ``note``
     saying why) lets clinicians rate and revise again. Every change is audited with ``user``."""
-    allowed = {
+    allowed: dict[str, set[str]] = {
         Study.Status.DRAFT: {Study.Status.OPEN},
         Study.Status.OPEN: {Study.Status.CLOSED},
         Study.Status.CLOSED: {Study.Status.OPEN},

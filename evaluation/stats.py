@@ -8,6 +8,8 @@ Every result says how many items and raters it rests on; below the minimum it re
 ``{"enough": False, "reason": ...}`` instead of a number, so pages never show NaN.
 """
 
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -82,7 +84,12 @@ def dimension_means(ratings: pd.DataFrame, points: dict[str, list[int]]) -> list
 # --- Agreement -------------------------------------------------------------------------------
 
 
-def krippendorff_alpha(ratings: pd.DataFrame, *, level: str = "ordinal", value_domain: list[int] | None = None) -> dict:
+def krippendorff_alpha(
+    ratings: pd.DataFrame,
+    *,
+    level: Literal["nominal", "ordinal", "interval", "ratio"] = "ordinal",
+    value_domain: list[int] | None = None,
+) -> dict:
     """Krippendorff's α of one dimension, from the ``krippendorff`` package, with what it rests on."""
     import krippendorff
 

@@ -1,7 +1,11 @@
+from typing import TYPE_CHECKING, Any
+
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
 from django.db import router, transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 
 from healthagent.audit import audit_record
 from healthagent.models import AgentVariant, AuditEntry, Cohort, Participant, Recommendation
@@ -33,7 +37,13 @@ class RecommendationAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in Recommendation._meta.fields]
 
 
-class AuditedAdminMixin:
+if TYPE_CHECKING:  # the mixin runs on a ModelAdmin: checked as one, a plain class at run time
+    _ModelAdmin = admin.ModelAdmin
+else:
+    _ModelAdmin = object
+
+
+class AuditedAdminMixin(_ModelAdmin):
     """Django admin changes of this model also go to the audit log, in the admin's own transaction.
     Each admin names its own actions (``audit_actions``: added, changed, deleted): no default, so no
     model's changes are ever recorded as another model's."""
@@ -76,10 +86,12 @@ class AuditedAdminMixin:
     def audit_details(self, obj) -> dict:
         return {}
 
-    def response_action(self, request, queryset):
+    def response_action(
+        self, request: HttpRequest, queryset: QuerySet, *args: Any, **kwargs: Any
+    ) -> HttpResponse | None:
         # Bulk actions (delete selected) audit and act in one transaction, as the change form does.
         with transaction.atomic(using=router.db_for_write(self.model)):
-            return super().response_action(request, queryset)
+            return super().response_action(request, queryset, *args, **kwargs)
 
 
 def changed_fields(message) -> list[str]:

@@ -7,6 +7,7 @@ event log) and kept as an ``.npz`` beside the model; the checkpoint's metrics sa
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from django.db import transaction
 
@@ -125,7 +126,8 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
         raise DaySearchError(
             "No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index."
         )
-    results, understood = [], False
+    results: list[dict[str, Any]] = []
+    understood = False
     for checkpoint, path in indexes.values():
         model, tokenizer = _loaded_model(checkpoint.path, (Path(checkpoint.path) / MODEL_FILE).stat().st_mtime)
         understood = understood or bool(query_words(tokenizer, query))

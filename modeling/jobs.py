@@ -10,6 +10,7 @@ finished), so those writes must be idempotent per job: a run registers its model
 :func:`job_checkpoint_record` and queues the job that uses its result with :func:`job_queue_follow_up`.
 """
 
+import functools
 import os
 import socket
 import statistics
@@ -64,6 +65,25 @@ REGISTRY: dict[str, JobKind] = {}
 def register(kind: JobKind) -> JobKind:
     REGISTRY[kind.name] = kind
     return kind
+
+
+def queue_for_size(size: str | None) -> str:
+    """The one rule for where a model runs: a tiny one on the CPU queue, anything larger on the GPU queue (a GPU worker
+    falls back to its CPU when it has none)."""
+    return "cpu" if size == "tiny" else "gpu"
+
+
+def queue_by_size(config: dict) -> str:
+    """A kind's queue rule when its config names the size of the model it trains."""
+    return queue_for_size(config.get("size"))
+
+
+def queue_by_checkpoint(config: dict) -> str:
+    """A kind's queue rule when its config names the checkpoint it reads: that model's size decides."""
+    checkpoint_id = config.get("checkpoint")
+    if checkpoint_id is None:
+        return queue_for_size(None)
+    return queue_for_size(Checkpoint.objects.filter(pk=checkpoint_id).values_list("size", flat=True).first())
 
 
 def job_kind(name: str) -> JobKind:
@@ -133,7 +153,7 @@ def check_config(kind: JobKind, data: dict) -> dict:
     """The validated config, or JobError with the form's messages."""
     form = kind.form(data=data)
     if not form.is_valid():
-        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        problems = "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in form.errors.items())
         raise JobError(f"invalid {kind.name} config: {problems}")
     return {
         key: (value.pk if hasattr(value, "pk") else [v.pk for v in value] if hasattr(value, "model") else value)
@@ -265,7 +285,7 @@ def jobs_requeue_interrupted(*, queues: tuple[str, ...]) -> list[Job]:
                 "queued again: its worker was stopped while it ran",
             )
             job.save(update_fields=["state", "run_by_task_id", "message"])
-            transaction.on_commit(lambda job=job: _send(job.pk, job.queue))
+            transaction.on_commit(functools.partial(_send, job.pk, job.queue))
     return [job for job in interrupted if job.state == Job.State.QUEUED]
 
 
@@ -294,7 +314,7 @@ def typical_duration(kind_name: str, *, recent: int = 10) -> timedelta | None:
         .order_by("-finished_at")
         .values_list("started_at", "finished_at")[:recent]
     )
-    durations = [(finished - started).total_seconds() for started, finished in runs]
+    durations = [(finished - started).total_seconds() for started, finished in runs if started and finished]
     return timedelta(seconds=statistics.median(durations)) if durations else None
 
 
@@ -330,7 +350,8 @@ def jobs_queue_places(jobs: list[Job]) -> dict[int, QueuePlace]:
         running = list(Job.objects.filter(queue=queue, state=Job.State.RUNNING))
         waits = [_remaining(other, now, duration(other.kind)) for other in running]
         for position, queued in enumerate(job_next_queued(queue=queue).only("kind", "priority"), start=1):
-            starts_in = None if any(wait is None for wait in waits) else sum(waits, timedelta(0))
+            known = [wait for wait in waits if wait is not None]
+            starts_in = sum(known, timedelta(0)) if len(known) == len(waits) else None
             places[queued.pk] = QueuePlace(position=position, running=len(running), starts_in=starts_in)
             waits.append(duration(queued.kind))
     return {job.pk: places[job.pk] for job in jobs if job.pk in places}

@@ -2,6 +2,8 @@
 simulations a ``simulate`` job stores, and what the agent and the twin page read from them."""
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -105,7 +107,7 @@ def participant_record(*, participant: Participant) -> ParticipantRecord:
     A day's wearable summary counts when the device was worn at least ``MIN_WEAR_MINUTES``, and only in
     a summary block with enough such days: the rules the twin's training data follows. Smoking status
     is not kept by the site, so it is unknown (the twin is trained with it withheld for a share of records)."""
-    measurements = [
+    measurements: list[dict[str, Any]] = [
         {"day": row.day_index, "name": row.name, "value": row.value}
         for row in participant.measurements.filter(name__in=BIOMARKER_NAMES)
     ]
@@ -120,7 +122,7 @@ def participant_record(*, participant: Participant) -> ParticipantRecord:
                 for field, name in DAILY_BIOMARKERS.items()
                 if summary[field] is not None
             ]
-    events = [
+    events: list[dict[str, Any]] = [
         {"day": row.day_index, "kind": row.kind, "name": row.name}
         for row in participant.events.filter(kind__in=TIMELINE_EVENT_KINDS)
     ]
@@ -205,7 +207,7 @@ def twin_simulate(
     unknown = [name for name in interventions if name not in INTERVENTION_BY_NAME]
     if unknown:
         raise TwinError(f"unknown interventions: {', '.join(unknown)}")
-    model, tokenizer = load_twin(checkpoint.path, device)
+    model, tokenizer = load_twin(Path(checkpoint.path), device)
     arms = [None, *interventions]
     runs, chunk = [], 64
     for first in range(0, len(participants), chunk):

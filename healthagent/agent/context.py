@@ -11,7 +11,9 @@ measurement's age is counted in days before the last of those days (``days_ago``
 """
 
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +85,7 @@ class AgentContext:
         return asdict(self)
 
 
-def _mean(values: list[float]) -> float | None:
+def _mean(values: Sequence[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
@@ -112,7 +114,9 @@ def agent_windows(participant: Participant) -> dict:
     }
 
 
-def _metric(summaries: list[dict], field_name: str, label: str, unit: str, decimals: int, recent_start: int) -> Metric:
+def _metric(
+    summaries: Sequence[Mapping[str, Any]], field_name: str, label: str, unit: str, decimals: int, recent_start: int
+) -> Metric:
     baseline = [s[field_name] for s in summaries if s["day_index"] < recent_start and s[field_name] is not None]
     recent_rows = [
         (s["day_index"], s[field_name])
@@ -238,7 +242,7 @@ def _simulated_effects(participant: Participant) -> list[dict]:
     return simulated_effects(participant=participant)
 
 
-def _red_flags(summaries: list[dict], recent_start: int, measurements: dict[str, dict]) -> list[dict]:
+def _red_flags(summaries: Sequence[Mapping[str, Any]], recent_start: int, measurements: dict[str, dict]) -> list[dict]:
     flags = []
     high_rest = [s for s in summaries if s["day_index"] >= recent_start and (s["resting_heart_rate_bpm"] or 0) >= 100]
     if len(high_rest) >= 3:
@@ -322,7 +326,7 @@ def participant_context(*, participant: Participant, question: str = "") -> dict
         red_flags=_red_flags(summaries, recent_start, latest),
         data_quality={
             "days_with_data": sum(1 for w in wear if w > 0),
-            "mean_wear_hours": _round(_mean(wear) / 60 if wear else None, 1),
+            "mean_wear_hours": _round(statistics.fmean(wear) / 60 if wear else None, 1),
             "units": {name: BIOMARKER_BY_NAME[name].unit for name in latest},
         },
         predictions=_predictions(participant),

@@ -114,10 +114,10 @@ def cohort_generate(
 
     Returns counts per status. One backend object is built per variant and reused.
     """
-    participants = cohort.participants.order_by("pk")
+    chosen = cohort.participants.order_by("pk")
     if participant_ids is not None:
-        participants = participants.filter(pk__in=participant_ids)
-    participants = list(participants)
+        chosen = chosen.filter(pk__in=participant_ids)
+    participants = list(chosen)
     done = set()
     if not regenerate:
         done = set(

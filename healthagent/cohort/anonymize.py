@@ -116,7 +116,8 @@ def k_anonymize(groups: list[QuasiIdentifiers], k: int) -> tuple[list[QuasiIdent
     if any(count < k for count in withheld.values()):
         final = [QuasiIdentifiers("*", "unknown") if g.age_band == "*" else g for g in final]
     final_counts = Counter(final)
-    report = {
+    smallest_group = min(final_counts.values()) if final_counts else 0
+    report: dict[str, int | str] = {
         "k": k,
         "participants": len(groups),
         "generalized": sum(1 for before, after in zip(groups, widened, strict=True) if before != after),
@@ -124,9 +125,9 @@ def k_anonymize(groups: list[QuasiIdentifiers], k: int) -> tuple[list[QuasiIdent
         "sex_withheld": sum(
             1 for before, after in zip(groups, final, strict=True) if after.sex == "unknown" != before.sex
         ),
-        "smallest_group": min(final_counts.values()) if final_counts else 0,
+        "smallest_group": smallest_group,
         "groups": len(final_counts),
     }
-    if final and report["smallest_group"] < k:
+    if final and smallest_group < k:
         report["note"] = f"fewer than {k} participants in total share the suppressed group; it is reported as is"
     return final, report

@@ -156,9 +156,13 @@ def minute_figure(
         figure.update_yaxes(axis, row=row, col=1)
 
     origin = _axis_origin_ms(participant)
-    events = participant.events.filter(start_minute__lt=end_minute, end_minute__gt=start_minute).values_list(
-        "kind", "start_minute", "end_minute"
-    )
+    events = [
+        (kind, start, end)
+        for kind, start, end in participant.events.filter(
+            start_minute__lt=end_minute, end_minute__gt=start_minute
+        ).values_list("kind", "start_minute", "end_minute")
+        if start is not None and end is not None  # the filter's comparisons already leave NULLs out
+    ]
     shapes = [
         {
             "type": "rect",

@@ -135,6 +135,7 @@ def cohort_import(
                 if raw.start_weekday is not None:
                     weekday = raw.start_weekday
                 else:
+                    assert raw.first_day is not None, "a source gives each participant a first day or a weekday"
                     shift = date_shift_days(source=source, source_id=raw.source_id)
                     weekday = shifted_weekday(first_day=raw.first_day, shift_days=shift + raw.minute_start_day)
                 relative_path = Path(f"cohort-{cohort.pk}") / f"{key}.parquet"

@@ -8,12 +8,21 @@ head only when it clearly beat the linear probe on participants the search never
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from django import forms
 from django.db import transaction
 
 from healthagent.models import AgentVariant, Cohort
-from modeling.jobs import JobContext, JobError, JobKind, job_checkpoint_record, job_queue_follow_up, register
+from modeling.jobs import (
+    JobContext,
+    JobError,
+    JobKind,
+    job_checkpoint_record,
+    job_queue_follow_up,
+    queue_by_checkpoint,
+    register,
+)
 from modeling.ml.data.labels import TASKS
 from modeling.ml.heads.spec import describe_spec
 from modeling.models import Checkpoint
@@ -127,7 +136,11 @@ def _proposers(config: dict, task: str) -> list:
     from modeling.ml.heads.search import EvolutionProposer, LanguageModelProposer, RandomProposer
     from modeling.ml.heads.tpe import TPEProposer
 
-    made = {"random": RandomProposer, "evolution": EvolutionProposer, "tpe": lambda: TPEProposer(seed=config["seed"])}
+    made: dict[str, Callable[[], Any]] = {
+        "random": RandomProposer,
+        "evolution": EvolutionProposer,
+        "tpe": lambda: TPEProposer(seed=config["seed"]),
+    }
     proposers = [made[name]() for name in config["proposers"] if name in made]
     if "llm" in config["proposers"]:
         from modeling.ml.heads.spec import decoding_schema
@@ -199,19 +212,19 @@ def run_head_search(context: JobContext) -> dict:
         )
         if outcome.ensemble is not None:
             outcome.ensemble.metadata["base_checkpoint"] = base.pk
-            saved.append((task, save_ensemble(outcome.ensemble, context.work_dir / "heads" / task), outcome))
-    with (
-        transaction.atomic()
-    ):  # all of the job's heads, or none; a job delivered again replaces the heads it registered before
+            metrics = outcome.ensemble.metadata | {"spec": outcome.result["head"]["spec"]}
+            saved.append((task, save_ensemble(outcome.ensemble, context.work_dir / "heads" / task), metrics))
+    # All of the job's heads, or none; a job delivered again replaces the heads it registered before.
+    with transaction.atomic():
         checkpoints = [
             job_checkpoint_record(
                 job=context.job,
                 family="lsm_head",
                 size=base.size,
                 path=str(directory),
-                metrics=outcome.ensemble.metadata | {"spec": outcome.result["head"]["spec"]},
+                metrics=metrics,
             )
-            for task, directory, outcome in saved
+            for task, directory, metrics in saved
         ]
         Checkpoint.objects.filter(job=context.job, family="lsm_head").exclude(
             pk__in=[checkpoint.pk for checkpoint in checkpoints]
@@ -336,14 +349,13 @@ def head_tables(results: list[dict]) -> list[dict]:
 
 
 def _queue(config: dict) -> str:
+    variant_id = config.get("agent_variant")
     language_model = (
         "llm" in config.get("proposers", [])
-        and AgentVariant.objects.filter(
-            pk=config.get("agent_variant"), backend=AgentVariant.Backend.TRANSFORMERS
-        ).exists()
+        and variant_id is not None
+        and AgentVariant.objects.filter(pk=variant_id, backend=AgentVariant.Backend.TRANSFORMERS).exists()
     )
-    tiny = Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists()
-    return "cpu" if tiny and not language_model else "gpu"
+    return "gpu" if language_model else queue_by_checkpoint(config)
 
 
 register(

@@ -1,10 +1,20 @@
 """Job kinds of the wearable foundation model: pre-training, evaluation, cohort predictions."""
 
+from pathlib import Path
+
 from django import forms
 from django.db import transaction
 
 from healthagent.models import Cohort
-from modeling.jobs import JobContext, JobKind, job_checkpoint_record, job_queue_follow_up, register
+from modeling.jobs import (
+    JobContext,
+    JobKind,
+    job_checkpoint_record,
+    job_queue_follow_up,
+    queue_by_checkpoint,
+    queue_by_size,
+    register,
+)
 from modeling.models import Checkpoint
 
 
@@ -130,7 +140,7 @@ register(
         "Wearable foundation model: pre-training",
         LSMPretrainForm,
         run_lsm_pretrain,
-        lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
+        queue_by_size,
         "Masked-autoencoder pre-training on simulated minute-level days; the held-out loss is on unseen participants.",
     )
 )
@@ -196,7 +206,7 @@ def run_lsm_evaluate(context: JobContext) -> dict:
         device=context.device,
     )
     report = evaluation_report(
-        checkpoint.path,
+        Path(checkpoint.path),
         settings,
         output_dir=context.work_dir / "report",
         progress=lambda fraction, message: context.progress(fraction, message),
@@ -226,7 +236,7 @@ register(
         "Wearable foundation model: evaluation",
         LSMEvaluateForm,
         run_lsm_evaluate,
-        lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
+        queue_by_checkpoint,
         "Probes on the 30+ tasks against hand-crafted features and the encoder trained from scratch, at few-shot sizes; "
         "imputation and forecasting against simple baselines. Tables appear on the job's page and as markdown files.",
     )
@@ -259,7 +269,7 @@ class LSMPredictForm(forms.Form):
         ],
         initial=True,
         required=False,
-        empty_value=True,
+        empty_value=True,  # type: ignore[arg-type]  # the stubs allow only text; an unset choice means yes
         coerce=lambda value: value not in (False, "False"),
         label="Use searched heads",
     )
@@ -294,14 +304,15 @@ def run_lsm_predict(context: JobContext) -> dict:
         replicates=config["replicates"],
         device=context.device,
     )
-    model, mean, std = load_pretrained(checkpoint.path, context.device)
+    model, mean, std = load_pretrained(Path(checkpoint.path), context.device)
     heads = {}
     if config.get("use_heads", True):
         from modeling.kinds.heads import usable_heads
         from modeling.ml.heads.ensemble import load_ensemble
 
         heads = {
-            task: (head, load_ensemble(head.path, context.device)) for task, head in usable_heads(checkpoint).items()
+            task: (head, load_ensemble(Path(head.path), context.device))
+            for task, head in usable_heads(checkpoint).items()
         }
         if heads:
             context.log(
@@ -394,7 +405,7 @@ register(
         "Wearable foundation model: cohort predictions",
         LSMPredictForm,
         run_lsm_predict,
-        lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
+        queue_by_checkpoint,
         "Embeds every participant of a cohort and stores per-task estimates with 90 % intervals; the agent's context then includes "
         "those whose probe was accurate on held-out participants.",
     )

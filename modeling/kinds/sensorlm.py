@@ -5,7 +5,7 @@ from pathlib import Path
 from django import forms
 
 from healthagent.models import Cohort
-from modeling.jobs import JobContext, JobKind, job_checkpoint_record, register
+from modeling.jobs import JobContext, JobKind, job_checkpoint_record, queue_by_size, register
 from modeling.models import Checkpoint
 
 LEVEL_CHOICES = [
@@ -148,7 +148,7 @@ register(
         "Sensor-language model: training",
         SensorLMTrainForm,
         run_sensorlm_train,
-        lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
+        queue_by_size,
         "Sensor-caption pre-training (CLIP, SigLIP or CoCa) on simulated days and their hierarchical captions; evaluation tables "
         "on new participants; optionally indexes a cohort's days for the researchers' “Find days” search.",
     )

@@ -3,7 +3,15 @@
 from django import forms
 
 from healthagent.models import Cohort, Participant
-from modeling.jobs import JobContext, JobKind, job_checkpoint_record, job_queue_follow_up, register
+from modeling.jobs import (
+    JobContext,
+    JobKind,
+    job_checkpoint_record,
+    job_queue_follow_up,
+    queue_by_checkpoint,
+    queue_by_size,
+    register,
+)
 from modeling.ml.data.clinical import INTERVENTIONS
 from modeling.models import Checkpoint
 
@@ -127,7 +135,7 @@ register(
         "Digital twin: training",
         TwinTrainForm,
         run_twin_train,
-        lambda config: "cpu" if config.get("size") == "tiny" else "gpu",
+        queue_by_size,
         "Next-token and waiting-time training on simulated multimodal timelines (randomized interventions included); "
         "the held-out loss is on participants the model never saw.",
     )
@@ -172,10 +180,10 @@ def run_simulate(context: JobContext) -> dict:
 
     config = context.config
     checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])
-    participants = ParticipantModel.objects.filter(cohort_id=config["cohort"]).order_by("pk")
+    chosen = ParticipantModel.objects.filter(cohort_id=config["cohort"]).order_by("pk")
     if config.get("participant"):
-        participants = participants.filter(pk=config["participant"])
-    participants = list(participants)
+        chosen = chosen.filter(pk=config["participant"])
+    participants = list(chosen)
     context.progress(0.01, f"loading the twin for {len(participants)} participant(s)")
     runs = twin_simulate(
         checkpoint=checkpoint,
@@ -206,7 +214,7 @@ register(
         "Digital twin: simulate interventions",
         SimulateForm,
         run_simulate,
-        lambda config: "cpu" if Checkpoint.objects.filter(pk=config.get("checkpoint"), size="tiny").exists() else "gpu",
+        queue_by_checkpoint,
         "Sampled futures of a cohort's participants with and without each intervention (a tiny twin on the CPU queue, "
         "larger ones on a GPU worker); the twin page draws them as fan charts and the agent cites the predicted effects.",
     )

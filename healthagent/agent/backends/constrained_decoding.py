@@ -8,6 +8,7 @@ Numeric bounds are not enforced by the library; the caller still validates what 
 """
 
 import functools
+from typing import cast
 
 import torch
 from lmformatenforcer import JsonSchemaParser, TokenEnforcer, TokenEnforcerTokenizerData
@@ -51,4 +52,4 @@ class JsonSchemaLogitsProcessor(LogitsProcessor):
                 sequence
             ).allowed_tokens  # the enforcer keys its state on the whole sequence
             mask[row, [token for token in allowed if token < scores.shape[-1]]] = 0.0
-        return scores + mask
+        return cast(torch.FloatTensor, scores + mask)

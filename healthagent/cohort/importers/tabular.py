@@ -234,7 +234,7 @@ def tabular_participants(
     report.notes.append(f"signals in the {layout} layout")
     people = _demographics(demographics)
     sparse = _measurements(measurements, timezone)
-    participants = []
+    participants: list[RawParticipant] = []
     for participant_id, group in samples.groupby("participant_id", sort=True):
         try:
             first_day, values, mask = samples_to_grid(group[["time", "channel", "value"]], report)
@@ -254,7 +254,7 @@ def tabular_participants(
         minute_start_day = (first_day - origin).days
         measurement_rows = [
             {
-                "day": int((np.datetime64(minute, "D") - history_origin).astype(int)),
+                "day": int((np.datetime64(minute, "D") - history_origin) // np.timedelta64(1, "D")),
                 "name": name,
                 "value": round(float(value), 3),
                 "unit": BIOMARKER_BY_NAME[name].unit,
