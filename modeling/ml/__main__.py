@@ -10,8 +10,10 @@ python -m modeling.ml twin evaluate --model runs/twin-tiny/model --output docs/r
 """
 
 import argparse
+import functools
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from modeling.ml.sensorlm import cli as sensorlm_cli
@@ -158,7 +160,7 @@ def main(argv=None) -> None:
 
     if args.family == "heads":
         from modeling.ml.heads.compare import compare_markdown, compare_task, token_windows
-        from modeling.ml.heads.search import EvolutionProposer, LanguageModelProposer, RandomProposer
+        from modeling.ml.heads.search import EvolutionProposer, LanguageModelProposer, Proposer, RandomProposer
         from modeling.ml.heads.spec import decoding_schema
         from modeling.ml.heads.tpe import TPEProposer
 
@@ -185,21 +187,22 @@ def main(argv=None) -> None:
         def language_model(task):
             return LanguageModelProposer(complete, name=f"llm ({args.llm_model})", task=task)
 
+        def classroom(task: str) -> list[Proposer]:
+            proposers: list[Proposer] = [RandomProposer(), EvolutionProposer(), TPEProposer(seed=args.seed)]
+            return proposers + ([language_model(task)] if complete else [])
+
         data, embeddings, labels = token_windows(
             args.model, participants=args.participants, days=args.days, seed=args.seed
         )
         rows = []
         for task in args.tasks:
             print(f"searching {task}", flush=True)
-            methods = {
+            methods: dict[str, Callable[[], Proposer | list[Proposer]]] = {
                 "random": RandomProposer,
                 "evolution": EvolutionProposer,
                 "tpe": lambda: TPEProposer(seed=args.seed),
-                "llm": lambda task=task: language_model(task),
-                "classroom": lambda task=task: (
-                    [RandomProposer(), EvolutionProposer(), TPEProposer(seed=args.seed)]
-                    + ([language_model(task)] if complete else [])
-                ),
+                "llm": functools.partial(language_model, task),
+                "classroom": functools.partial(classroom, task),
             }
             rows.append(
                 compare_task(
@@ -227,7 +230,7 @@ def main(argv=None) -> None:
         from modeling.ml.lsm.scaling import ScalingSettings, scaling_study
         from modeling.ml.train import choose_device
 
-        settings = ScalingSettings(
+        scaling_settings = ScalingSettings(
             sizes=tuple(args.sizes),
             windows=tuple(args.windows),
             steps=args.steps,
@@ -237,7 +240,9 @@ def main(argv=None) -> None:
             device=choose_device(args.device),
         )
         scaling_study(
-            settings, args.output, progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True)
+            scaling_settings,
+            args.output,
+            progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
         )
         print((args.output / "scaling.md").read_text())
         return
@@ -246,7 +251,7 @@ def main(argv=None) -> None:
         from modeling.ml.lsm.report import ReportSettings, evaluation_report
         from modeling.ml.train import choose_device
 
-        settings = ReportSettings(
+        report_settings = ReportSettings(
             participants=args.participants,
             days=args.days,
             seed=args.seed,
@@ -258,7 +263,7 @@ def main(argv=None) -> None:
         )
         report = evaluation_report(
             args.model,
-            settings,
+            report_settings,
             output_dir=args.output,
             progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
         )

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -94,7 +95,7 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         step = state["step"]
     resumed_from = step
-    wrapped = model
+    wrapped: Callable[..., Any] = model  # the module, or its DDP or compiled wrapper: only called
     if world > 1:
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[torch.cuda.current_device()] if device == "cuda" else None

@@ -279,9 +279,9 @@ def simulate_timeline(
                 measure("cgm_mean_glucose", on_day)
                 measure("cgm_time_in_range", on_day)
     # Diet logs: occasional days with a logged pattern.
-    for on_day in np.flatnonzero(rng.random(days) < 0.04):
+    for diet_day in np.flatnonzero(rng.random(days) < 0.04):
         pattern = rng.choice(["high_sugar", "high_fat", "balanced", "high_fibre", "late_meal"])
-        timeline.events.append({"day": int(on_day), "kind": "diet", "name": str(pattern), "detail": ""})
+        timeline.events.append({"day": int(diet_day), "kind": "diet", "name": str(pattern), "detail": ""})
 
     # Diagnoses follow measurements; usual care starts medication after some of them.
     diagnosed: set[str] = set()

@@ -55,7 +55,10 @@ def _smooth(signal: np.ndarray, alpha: float) -> np.ndarray:
     """First-order lag (exponential smoothing): physiology follows its drivers with inertia."""
     signal = np.asarray(signal, dtype=np.float32)
     return lfilter(
-        np.float32([alpha]), np.float32([1.0, alpha - 1.0]), signal, zi=np.float32([signal[0] * (1.0 - alpha)])
+        np.array([alpha], dtype=np.float32),
+        np.array([1.0, alpha - 1.0], dtype=np.float32),
+        signal,
+        zi=np.array([signal[0] * (1.0 - alpha)], dtype=np.float32),
     )[0]
 
 
@@ -211,8 +214,8 @@ def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start
     stress_rate = (0.9 + 0.7 * max(traits["stress"], 0.0) + 0.4 * max(traits["anxiety"], 0.0)) / 900.0
     stressed = _episodes(rng, awake & ~in_bout, stress_rate, 30.0)
     changes = np.diff(stressed.astype(np.int8), prepend=0, append=0)
-    for start, end in zip(np.flatnonzero(changes == 1), np.flatnonzero(changes == -1), strict=True):
-        events.append(Event("stress", int(start), int(end)))
+    for stress_start, stress_end in zip(np.flatnonzero(changes == 1), np.flatnonzero(changes == -1), strict=True):
+        events.append(Event("stress", int(stress_start), int(stress_end)))
 
     # Unit-variance triangular noise (two uniforms): close enough to Gaussian for sensor jitter and
     # about three times cheaper to draw, which keeps the simulator above 1,000 participant-days/s.

@@ -5,6 +5,7 @@ its source (simulator or import). A summary is ``None`` when the minutes behind 
 """
 
 import warnings
+from typing import cast
 
 import numpy as np
 
@@ -33,7 +34,7 @@ def _nanreduce(function, array: np.ndarray, where: np.ndarray, minimum: int) -> 
 def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
     """One dict per day: wear, steps, activity, sleep, resting heart rate, HRV and the rest."""
     days = values.shape[0]
-    worn = mask.any(axis=1)  # (days, 1440)
+    worn = cast(np.ndarray, mask.any(axis=1))  # (days, 1440); numpy's stub allows a scalar np.bool
     stage = _channel(values, mask, "sleep_stage")
     asleep = stage >= 1
     # Sleep minutes of the night ending on each day: yesterday evening plus this morning.

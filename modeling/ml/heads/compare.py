@@ -139,9 +139,11 @@ def compare_task(
         fitted = fit_and_score(
             result.best, data, labels, task.kind, fit_on, split.test, seed=seed
         )  # the test split, touched once
+        best_entry = result.leaderboard.best()
+        assert best_entry is not None  # result.best is its spec
         row[name] = {
             **score(task.kind, labels[split.test], fitted.predictions, bootstrap=bootstrap),
-            "validation_score": result.leaderboard.best().score,
+            "validation_score": best_entry.score,
             "spec": result.best.model_dump(mode="json"),
             **search_summary,
         }

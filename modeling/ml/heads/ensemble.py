@@ -54,7 +54,8 @@ def fit_ensemble(
     rng = np.random.default_rng(seed)
     people = np.asarray(people)
     outputs = 1 if kind == "regression" else int(labels.max()) + 1
-    members, residuals = [], []
+    members: list[TrainedHead] = []
+    residuals: list[np.ndarray] = []
     while len(members) < replicates:
         resample = rng.choice(people, size=len(people), replace=True)
         if kind != "regression" and len(np.unique(labels[resample])) < 2:

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class Leaderboard:
             for entry in self.entries
             if entry.status == "trained" and entry.score is not None and np.isfinite(entry.score)
         ]
-        return sorted(trained, key=lambda entry: -entry.score)
+        return sorted(trained, key=lambda entry: -cast(float, entry.score))  # not None: filtered above
 
     def best(self) -> Entry | None:
         scored = self.scored()
@@ -214,7 +214,8 @@ def search(
     """
     rng = np.random.default_rng(seed)
     started = time.monotonic()
-    leaderboard, trained, used, invalid, stopped = Leaderboard(), {}, 0, 0, "rounds"
+    trained: dict[str, float] = {}  # spec key -> score
+    leaderboard, used, invalid, stopped = Leaderboard(), 0, 0, "rounds"
     max_rounds = max_rounds or 4 * budget
 
     def out_of_time() -> bool:
@@ -263,9 +264,13 @@ def search(
     if used >= budget:
         stopped = "budget"
     best = leaderboard.best()
+    best_spec = None
+    if best is not None:
+        assert best.spec is not None  # a trained entry always carries its spec
+        best_spec = parse_spec(best.spec)
     return SearchResult(
         leaderboard,
-        parse_spec(best.spec) if best else None,
+        best_spec,
         used,
         invalid,
         stopped,

@@ -13,6 +13,7 @@ validation: the test split only reports, it never decides.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def search_task(
         task.kind, labels[search_fold], probe_predictions(embeddings, labels, task.kind, split.train, search_fold)
     )
     best = searched.leaderboard.best()
-    result = {
+    result: dict[str, Any] = {
         "task": task.name,
         "kind": task.kind,
         "metric": "mae" if task.kind == "regression" else "auroc",
@@ -140,6 +141,7 @@ def search_task(
     }
     if searched.best is None:
         return TaskOutcome(result, None)
+    assert best is not None  # searched.best is its spec
     # The decision fold, never seen by the search: the best spec and the probe, both fitted on train.
     head_decision = fit_and_score(searched.best, data, labels, task.kind, split.train, decision_fold, seed=seed)
     probe_decision = probe_predictions(embeddings, labels, task.kind, split.train, decision_fold)

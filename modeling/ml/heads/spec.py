@@ -18,9 +18,9 @@ class _Strict(BaseModel):
 
 
 class Training(_Strict):
-    learning_rate: float = Field(1e-3, gt=0, le=0.1)
-    weight_decay: float = Field(1e-4, ge=0, le=0.5)
-    epochs: int = Field(60, ge=1, le=500)
+    learning_rate: float = Field(default=1e-3, gt=0, le=0.1)
+    weight_decay: float = Field(default=1e-4, ge=0, le=0.5)
+    epochs: int = Field(default=60, ge=1, le=500)
     class_weighting: Literal["none", "balanced"] = "balanced"
 
 
@@ -58,7 +58,8 @@ ARCHITECTURES = ("linear", "mlp", "attention_pool", "temporal_conv")
 
 # The search grid: the values proposers draw from and language models are constrained to. Any value
 # within a field's bounds is valid (a language model without constraints may propose one).
-ARCHITECTURE_CHOICES = {
+Grid = dict[str, list[int | float | str]]  # setting -> the values it takes
+ARCHITECTURE_CHOICES: dict[str, Grid] = {
     "linear": {},
     "mlp": {
         "depth": [1, 2, 3],
@@ -76,7 +77,7 @@ ARCHITECTURE_CHOICES = {
         "dropout": [0.0, 0.1, 0.3],
     },
 }
-TRAINING_CHOICES = {
+TRAINING_CHOICES: Grid = {
     "learning_rate": [3e-4, 1e-3, 3e-3, 1e-2],
     "weight_decay": [0.0, 1e-4, 1e-2],
     "epochs": [20, 40, 80],

@@ -10,10 +10,11 @@ any value within bounds) cannot be expressed in the grid's distributions and are
 
 import json
 import warnings
+from typing import cast
 
 import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from modeling.ml.heads.search import Leaderboard
@@ -76,7 +77,12 @@ class TPEProposer:
                     self.known.add(key)
             elif key not in self.known and finite and (params := spec_params(entry.spec)) is not None:
                 self.study.add_trial(
-                    create_trial(params=params, distributions=_distributions(params["type"]), value=entry.score)
+                    create_trial(
+                        params=params,
+                        # create_trial only reads it: the dict's invariance does not matter
+                        distributions=cast(dict[str, BaseDistribution], _distributions(params["type"])),
+                        value=entry.score,
+                    )
                 )
                 self.known.add(key)
         self.seen = len(leaderboard.entries)

@@ -102,7 +102,7 @@ def fit_head(
             loss = (
                 F.mse_loss(output[:, 0], target)
                 if kind == "regression"
-                else F.cross_entropy(output, target, weight=weight.to(device))
+                else F.cross_entropy(output, target, weight=None if weight is None else weight.to(device))
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -113,7 +113,7 @@ def fit_head(
 
 def predict_windows(
     trained: TrainedHead, tokens: torch.Tensor, present: torch.Tensor, device: str = "cpu"
-) -> np.ndarray:
+) -> np.ndarray | np.float64:
     """One person's prediction from their windows (windows, patches, dim): a value, or class probabilities, averaged over
     the windows with data (a day the device was not worn says nothing; with none worn, every window's prior output)."""
     worn = present.any(dim=1)

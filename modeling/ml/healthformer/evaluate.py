@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -94,8 +95,9 @@ MIN_EVENTS = 10  # an endpoint with fewer events in the risk cohort is flagged a
 def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *, resamples: int, seed: int) -> dict:
     """AUROC of both with percentile 95 % CIs, and of their difference, resampling participants (stratified:
     events and non-events separately, so every resample keeps the endpoint's events)."""
-    point = (auroc(labels, model), auroc(labels, score))
-    if None in point:
+    model_auroc, score_auroc = auroc(labels, model), auroc(labels, score)
+    point = (model_auroc, score_auroc)
+    if model_auroc is None or score_auroc is None:
         return {
             "model": point[0],
             "model_ci": [None, None],
@@ -110,7 +112,7 @@ def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *
         "model_ci": list(percentile_interval(draws[:, 0])),
         "score": point[1],
         "score_ci": list(percentile_interval(draws[:, 1])),
-        "difference": point[0] - point[1],
+        "difference": model_auroc - score_auroc,
         "difference_ci": list(percentile_interval(draws[:, 2])),
     }
 
@@ -210,7 +212,8 @@ def trial_table(
 ) -> dict:
     pool = sample_traits(6000, np.random.default_rng(np.random.SeedSequence(settings.seed + 1, spawn_key=(0,))))
     members = populations(pool)
-    rows, pooled = [], {}
+    rows: list[dict] = []
+    pooled: dict[str, tuple[list[float], list[float]]] = {}
     for number, (intervention, biomarker, population) in enumerate(trials):
         progress(
             number / len(trials), f"trial {number + 1} of {len(trials)}: {intervention} on {biomarker} ({population})"
@@ -373,7 +376,7 @@ def twin_report(
         f"Model `{model_dir}` ({training['size']}, {training['parameters']:,} parameters, {training['steps']} steps on "
         f"{training['participants']} simulated participants, seed {training['seed']}); evaluation seed {settings.seed}."
     )
-    report = {}
+    report: dict[str, dict[str, Any]] = {}
     if "risk" in parts:
         table = risk_table(model, tokenizer, settings, progress=lambda f, m: progress(0.5 * f, m))
         report["risk"] = {

@@ -388,6 +388,14 @@ class HealthFormerModel(PreTrainedModel):
     config_class = HealthFormerConfig
     base_model_prefix = "healthformer"
     main_input_name = "input_ids"
+    config: HealthFormerConfig
+    # Buffers registered in __init__ (nn.Module's __getattr__ would type them as Tensor | Module).
+    id_code: torch.Tensor
+    id_bin: torch.Tensor
+    id_modality: torch.Tensor
+    id_value: torch.Tensor
+    id_treatment: torch.Tensor
+    id_loss_weight: torch.Tensor
 
     def __init__(self, config: HealthFormerConfig):
         super().__init__(config)

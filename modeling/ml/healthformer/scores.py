@@ -35,8 +35,8 @@ def _inputs(record: ParticipantRecord, height_m: float) -> dict:
         "weight": 78.0,
         "egfr": 90.0,
     }  # population-typical values when never measured
-    values = {name: latest(record, name, count=3 if name in ("systolic_bp", "diastolic_bp") else 1) for name in fill}
-    values = {name: fill[name] if value is None else value for name, value in values.items()}
+    measured = {name: latest(record, name, count=3 if name in ("systolic_bp", "diastolic_bp") else 1) for name in fill}
+    values = {name: fill[name] if value is None else value for name, value in measured.items()}
     age = (record.age_years or 50.0) + record.last_day / 365.25
     return {
         **values,

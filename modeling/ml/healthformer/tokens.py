@@ -141,9 +141,9 @@ class Tokenizer:
         self.id_value = np.zeros(self.vocab_size, dtype=np.float32)
         for name in BIOMARKER_NAMES:
             first = self.code_first_id[CODE_INDEX[f"measure:{name}"]]
-            centers = self.centers[name]
-            spread = max(float(centers[-1] - centers[0]) / 4.0, 1e-6)
-            self.id_value[first : first + self.bins] = (centers - np.median(centers)) / spread
+            name_centers = self.centers[name]
+            spread = max(float(name_centers[-1] - name_centers[0]) / 4.0, 1e-6)
+            self.id_value[first : first + self.bins] = (name_centers - np.median(name_centers)) / spread
 
     # -- fitting and persistence -------------------------------------------------------------
     @classmethod
@@ -199,7 +199,8 @@ class Tokenizer:
     # -- encoding ----------------------------------------------------------------------------
     def summarize(self, measurements: list[dict]) -> list[dict]:
         """CGM and daily wearable values averaged per block of ``summary_block_days`` days; others unchanged."""
-        kept, blocks = [], {}
+        kept: list[dict] = []
+        blocks: dict[tuple[str, int], list[dict]] = {}
         for measurement in measurements:
             modality = CODES[CODE_INDEX[f"measure:{measurement['name']}"]][1]
             if modality in SUMMARIZED_MODALITIES:

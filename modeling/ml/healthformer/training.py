@@ -53,7 +53,8 @@ def train_twin(
     tokenizer = Tokenizer.fit([simulated.records[i] for i in train_indices], bins=bins)
     train_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in train_indices], block_size)
     held_out_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in held_out_indices], block_size)
-    model = HealthFormerModel(HealthFormerConfig.named(size, tokenizer, block_size=block_size)).to(device)
+    model = HealthFormerModel(HealthFormerConfig.named(size, tokenizer, block_size=block_size))
+    model = model.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to hides self from mypy
     before = windows_loss(model, held_out_windows)
     result = train(model, train_windows, train_config, output_dir=output_dir, device=device, progress=progress)
     after = windows_loss(model, held_out_windows)
@@ -80,7 +81,8 @@ def train_twin(
 
 def load_twin(model_dir: Path, device: str = "cpu") -> tuple[HealthFormerModel, Tokenizer]:
     """A saved twin in eval mode and its tokenizer."""
-    model = HealthFormerModel.from_pretrained(model_dir).to(device).eval()
+    model = HealthFormerModel.from_pretrained(model_dir)
+    model = model.to(device).eval()  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to hides self from mypy
     return model, Tokenizer.load(Path(model_dir) / "tokenizer.json")
 
 

@@ -242,6 +242,7 @@ def evaluate(
                 representations.handcrafted, labels, task.kind, rows_k, test, bootstrap=bootstrap
             )
             if run_supervised:
+                assert representations.windows is not None and supervised_settings is not None  # run_supervised
                 row[f"supervised{suffix}"] = supervised(
                     representations.windows, labels, task.kind, rows_k, test, supervised_settings, bootstrap=bootstrap
                 )

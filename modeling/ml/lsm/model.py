@@ -7,7 +7,9 @@ patch; the loss counts only artificially masked patches, and within them only ob
 so a genuinely missing value is never a target. A checkpoint is a ``PreTrainedModel`` directory.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,12 @@ SIZES = {
 
 class PatchGeometry:
     """How a config's (channels x minutes) window is cut into patches; shared by every config with a patch encoder."""
+
+    # Set by the config's __init__ (annotations only: no class attribute, no dataclass field).
+    channels: int
+    minutes: int
+    patch_minutes: int
+    patch_channels: int
 
     @property
     def channel_groups(self) -> int:
@@ -190,11 +198,38 @@ ENCODER_ARCHITECTURE = (
 )
 
 
+class PatchEncoderConfig(Protocol):
+    """What :class:`PatchEncoderMixin` reads from its config: an LSMConfig or a SensorLMConfig."""
+
+    dim: int
+    depth: int
+    heads: int
+    mlp_ratio: float
+    dropout: float
+    calendar_features: bool
+    patch_minutes: int
+    patch_channels: int
+
+    @property
+    def channel_groups(self) -> int: ...
+    @property
+    def time_patches(self) -> int: ...
+    @property
+    def patches(self) -> int: ...
+    @property
+    def patch_values(self) -> int: ...
+
+
 class PatchEncoderMixin:
     """The ViT encoder over (channels x minutes) patches, shared by the foundation model and SensorLM's sensor
     tower. Its parameter names are the checkpoint's (:data:`ENCODER_PARAMETERS`), so either loads the other's."""
 
-    def build_patch_encoder(self, config) -> None:
+    # Provided by the nn.Module (a PreTrainedModel or a SensorTower) the mixin runs on.
+    config: PatchEncoderConfig
+    register_buffer: Callable[..., None]
+    position: torch.Tensor  # the buffer registered in build_patch_encoder
+
+    def build_patch_encoder(self, config: PatchEncoderConfig) -> None:
         self.embed = nn.Linear(config.patch_values, config.dim)
         # Fixed positions, saved with the weights: from_pretrained then restores them like any tensor.
         self.register_buffer("position", sincos_2d(config.channel_groups, config.time_patches, config.dim))
@@ -256,6 +291,8 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
     config_class = LSMConfig
     base_model_prefix = "lsm"
     main_input_name = "values"
+    config: LSMConfig
+    decoder_position: torch.Tensor  # buffer
 
     def __init__(self, config: LSMConfig):
         super().__init__(config)

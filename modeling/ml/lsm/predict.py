@@ -15,6 +15,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import mean_absolute_error
@@ -52,7 +53,7 @@ def fit_probes(
         if task.kind == "regression":
             predicted = held_out.predict(embeddings[test])
             residuals = y[test] - predicted
-            quality = {
+            quality: dict[str, float | None] = {
                 "mae": float(mean_absolute_error(y[test], predicted)),
                 "pearson_r": float(np.corrcoef(y[test], predicted)[0, 1]),
             }
@@ -65,7 +66,7 @@ def fit_probes(
             key: value if value is not None and np.isfinite(value) else None for key, value in quality.items()
         }
         quality["held_out_participants"] = len(test)
-        ensemble = []
+        ensemble: list = []
         while len(ensemble) < replicates:
             rows = rng.integers(0, participants, participants)
             if task.kind != "regression" and len(np.unique(y[rows])) < 2:
@@ -81,7 +82,7 @@ def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
     predictions = []
     for probe in probes:
         task = probe.task
-        entry = {
+        entry: dict[str, Any] = {
             "task": task.name,
             "family": task.family,
             "kind": task.kind,
@@ -142,11 +143,12 @@ def reference_representation(
     representations = represent(model_dir, participants=participants, days=days, seed=seed, device=device)
     partial = path.with_suffix(".partial.npz")
     try:  # written whole, then renamed: a reader never sees half a file
+        labels = {f"label/{name}": values for name, values in representations.labels.items()}
         np.savez_compressed(
             partial,
             fingerprint=np.array(fingerprint),
             embeddings=representations.embeddings.astype(np.float32),
-            **{f"label/{name}": values for name, values in representations.labels.items()},
+            **labels,  # type: ignore[arg-type]  # numpy's stub types **kwds against allow_pickle: bool
         )
         os.replace(partial, path)
     except OSError:  # a read-only model folder: the probes are fitted all the same, only not kept

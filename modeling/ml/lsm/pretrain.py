@@ -128,7 +128,8 @@ def pretrain(
 
 def load_pretrained(model_dir: Path, device: str = "cpu") -> tuple[LSMForMaskedPretraining, torch.Tensor, torch.Tensor]:
     """A saved model in eval mode, with the per-channel mean and SD it was trained with."""
-    model = LSMForMaskedPretraining.from_pretrained(model_dir).to(device).eval()
+    model = LSMForMaskedPretraining.from_pretrained(model_dir)
+    model = model.to(device).eval()  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to hides self from mypy
     normalization = json.loads((Path(model_dir) / "normalization.json").read_text())
     return model, torch.tensor(normalization["mean"]), torch.tensor(normalization["std"])
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modeling.ml.lsm.evaluate import downstream_tables, evaluate, markdown, represent
 from modeling.ml.lsm.generative import generative_tables, run_generative
@@ -80,7 +81,7 @@ def evaluation_report(
         + ". AUROC for classification (higher is better), MAE for regression (lower is better)."
     )
     tables = {"downstream": downstream_tables(rows)}
-    report = {
+    report: dict[str, Any] = {
         "downstream": rows,
         "tables": tables,
         "markdown": {"downstream": markdown(tables["downstream"], header=header)},

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ class PredictionOutput:
 
 class LSMForWindowPrediction(nn.Module):
     """Encoder + linear head. ``outputs`` is the number of classes, or 1 for regression (targets standardized)."""
+
+    class_weight: torch.Tensor  # buffer
 
     def __init__(self, config: LSMConfig, outputs: int, class_weight: torch.Tensor | None = None):
         super().__init__()
@@ -88,7 +91,7 @@ def recalibrate(model: LSMForWindowPrediction, dataset: LabelledWindows, batch_s
     """Recompute the head's batch-normalization statistics with the trained encoder. During training they
     average over batches from every stage of the encoder, early random ones included, which shifts and
     scales predictions at evaluation (regression MAEs several times too large)."""
-    norm = model.head[0]
+    norm = cast(nn.BatchNorm1d, model.head[0])
     norm.reset_running_stats()  # momentum None: the statistics become the plain average over these batches
     model.eval()
     norm.train()  # only the normalization collects statistics; the encoder runs as at evaluation

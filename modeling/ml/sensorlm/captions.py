@@ -159,7 +159,8 @@ def heart_rate_climbs(heart_rate: np.ndarray, *, minimum_rise_bpm: float = 30.0,
     """Climbs of the 5-minute heart rate by at least ``minimum_rise_bpm`` above the hour before, largest first:
     ``{"from_bpm", "to_bpm", "start_minute", "settle_minutes"}`` (settle is None if it never settles that day)."""
     smooth = _smoothed(heart_rate, 5)
-    climbs, blocked = [], np.zeros(len(smooth), dtype=bool)
+    climbs: list[dict] = []
+    blocked = np.zeros(len(smooth), dtype=bool)
     candidates = np.where(np.isnan(smooth), -np.inf, smooth)
     for _ in range(most * 4):
         if len(climbs) == most:

@@ -104,7 +104,7 @@ def run(args) -> None:
         from modeling.ml.sensorlm.evaluate import EvaluationSettings
         from modeling.ml.sensorlm.report import AblationSettings, ablation
 
-        settings = AblationSettings(
+        ablation_settings = AblationSettings(
             size=args.size,
             participants=args.participants,
             days=args.days,
@@ -118,4 +118,4 @@ def run(args) -> None:
                 device=choose_device(args.device),
             ),
         )
-        print(ablation(settings, args.output, progress=report)["markdown"])
+        print(ablation(ablation_settings, args.output, progress=report)["markdown"])

@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,7 +152,7 @@ def activity_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer,
     for name, features in references.items():
         probe = probe_pipeline("classification").fit(features[train], labels[train])
         probabilities[name] = class_probabilities(probe, features[test], classes)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
     for method, predicted in probabilities.items():
         truth, restricted = _present(labels[test], predicted)
         results[method] = {"activity": score("classification", truth, restricted, bootstrap=settings.bootstrap)}
@@ -177,7 +178,7 @@ def retrieval_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer
     test = evaluation.test
     text = embed_texts(model, tokenizer, [evaluation.captions[row] for row in test])
     similarity = torch.tensor(evaluation.sensor_embeddings[test]) @ text.T  # (sensors, texts)
-    result = {"candidates": len(test)}
+    result: dict[str, float] = {"candidates": len(test)}
     for k in (1, 5, 10):
         result[f"sensor_to_text_r@{k}"] = recall_at(similarity, k)
         result[f"text_to_sensor_r@{k}"] = recall_at(similarity.T, k)
@@ -214,7 +215,7 @@ def caption_scores(
     limit = model.config.max_text_tokens
     references = [normalized(tokenizer, evaluation.captions[row], limit) for row in test]
     training_captions = [normalized(tokenizer, evaluation.captions[row], limit) for row in train]
-    results = {"days": len(test)}
+    results: dict[str, Any] = {"days": len(test)}
     scaler = StandardScaler().fit(evaluation.statistics[train])
     train_statistics, test_statistics = (
         scaler.transform(evaluation.statistics[train]),

@@ -69,7 +69,11 @@ class SensorLMConfig(PatchGeometry, PretrainedConfig):
         eos_token_id: int = 3,
         **kwargs,
     ):
-        super().__init__(pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs)
+        # PreTrainedConfig's __init__ takes any keyword at run time (strict(accept_kwargs=True)); mypy sees the
+        # dataclass fields only, which do not include the special token ids.
+        super().__init__(  # type: ignore[call-arg]
+            pad_token_id=pad_token_id, bos_token_id=bos_token_id, eos_token_id=eos_token_id, **kwargs
+        )
         if minutes % patch_minutes or channels % patch_channels:
             raise ValueError("patch sizes must divide the window (minutes) and the channels")
         if loss not in LOSSES:
@@ -359,6 +363,7 @@ def load_sensorlm(model_dir: Path, device: str = "cpu"):
     """(model in eval mode, tokenizer, channel mean, channel SD) of a saved SensorLM directory."""
     from modeling.ml.sensorlm.tokenizer import load_tokenizer
 
-    model = SensorLMModel.from_pretrained(model_dir).to(device).eval()
+    model = SensorLMModel.from_pretrained(model_dir)
+    model = model.to(device).eval()  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to hides self from mypy
     normalization = json.loads((Path(model_dir) / "normalization.json").read_text())
     return model, load_tokenizer(model_dir), torch.tensor(normalization["mean"]), torch.tensor(normalization["std"])

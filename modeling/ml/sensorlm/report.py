@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from modeling.ml.lsm.evaluate import markdown
@@ -60,6 +60,11 @@ def evaluation_report(
     return {"result": result, "tables": tables, "markdown": text}
 
 
+def _ablation_evaluation() -> EvaluationSettings:
+    # The table shows point estimates only, which do not depend on the bootstrap.
+    return EvaluationSettings(participants=120, days=3, bootstrap=20, caption_days=100)
+
+
 @dataclass
 class AblationSettings:
     size: str = "tiny"
@@ -69,13 +74,10 @@ class AblationSettings:
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 0
-    evaluation: EvaluationSettings = None
+    evaluation: EvaluationSettings = field(default_factory=_ablation_evaluation)
 
     def __post_init__(self):
-        # The table shows point estimates only, which do not depend on the bootstrap.
-        self.evaluation = self.evaluation or EvaluationSettings(
-            participants=120, days=3, bootstrap=20, caption_days=100
-        )
+        self.evaluation = self.evaluation or _ablation_evaluation()  # an explicit None means the default too
 
 
 def _point(result: dict | None, metric: str) -> str:

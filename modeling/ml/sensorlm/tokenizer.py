@@ -48,6 +48,7 @@ def load_tokenizer(directory: Path) -> Tokenizer:
 def encode(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(texts, max_tokens) token ids and attention mask, right-padded with [PAD] and truncated (keeping [SEP] last)."""
     pad = tokenizer.token_to_id("[PAD]")
+    assert pad is not None  # [PAD] is a special token of every tokenizer trained here
     rows = [tokenizer.encode(text).ids for text in texts]
     rows = [ids if len(ids) <= max_tokens else ids[: max_tokens - 1] + ids[-1:] for ids in rows]
     input_ids = torch.full((len(rows), max_tokens), pad, dtype=torch.long)
@@ -72,8 +73,8 @@ def token_lengths(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> di
 def decode(tokenizer: Tokenizer, ids: list[int]) -> str:
     """Text of token ids with special tokens dropped, spaced like the captions ("at 07:34, a 26-minute walk"),
     lower-cased as the tokenizer sees it."""
-    words = [tokenizer.id_to_token(int(index)) for index in ids]
-    words = [word for word in words if word is not None and word not in SPECIAL_TOKENS]
+    tokens = [tokenizer.id_to_token(int(index)) for index in ids]
+    words = [word for word in tokens if word is not None and word not in SPECIAL_TOKENS]
     text = ""
     for position, word in enumerate(words):
         previous = words[position - 1] if position else ""

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -187,8 +188,8 @@ def train_sensorlm(
 ) -> dict:
     """Train on 80 % of the participants, report held-out retrieval on the other 20 %, save model + tokenizer + normalization."""
     data = captioned_days(participants=participants, days=days, seed=seed)
-    _, held_out = participant_split(participants, 0.2, seed)
-    is_train = ~np.isin(data.owner, held_out)  # by participant, never by window
+    _, held_out_participants = participant_split(participants, 0.2, seed)
+    is_train = ~np.isin(data.owner, held_out_participants)  # by participant, never by window
     captions = data.captions(levels)
     mean, std = channel_statistics(data.values[is_train], data.observed[is_train])
     tokenizer = train_tokenizer(
@@ -225,7 +226,7 @@ def train_sensorlm(
     held_out["held_out_chance_r@1"] = 1 / len(held)
     held_out["held_out_mean_rank_fraction"] = mean_rank_fraction(similarity)  # chance: 0.5
     model_dir = output_dir / "model"
-    pretraining = {"seed": seed, "participants": participants, "days": days}
+    pretraining: dict[str, Any] = {"seed": seed, "participants": participants, "days": days}
     if init_from:  # its participants are this model's too: evaluation must avoid them (sensorlm.evaluate)
         inherited = json.loads((Path(init_from) / "normalization.json").read_text()).get("pretraining", {})
         pretraining["initialized_from"] = {"path": str(init_from), **inherited}
