@@ -115,7 +115,7 @@ def service_status() -> dict:
     }
 
 
-def worker_status(*, queues: tuple[str, ...] = ("cpu", "gpu"), timeout_s: float = 5.0) -> dict:
+def worker_status(*, queues: tuple[str, ...] | None = None, timeout_s: float = 5.0) -> dict:
     """Send a ping task to each queue and wait for the answers: which workers serve which queue.
 
     A queue whose worker is busy with a job that still reports (a fresh heartbeat) is ``ok`` and
@@ -124,6 +124,8 @@ def worker_status(*, queues: tuple[str, ...] = ("cpu", "gpu"), timeout_s: float 
     run a pile of stale pings.
     """
     from healthagent.tasks import worker_ping
+
+    queues = settings.JOB_QUEUES if queues is None else queues
 
     pending = {
         queue: worker_ping.apply_async(queue=queue, expires=timeout_s, kwargs={"asked_by": socket.gethostname()})

@@ -203,6 +203,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = "cpu"
+# The job queues, a worker (or more) each: "cpu" and "gpu" by the model's size; "quick" for the short jobs a person
+# waits for on a page (a twin simulation of one participant), so they never wait behind a training run.
+JOB_QUEUES = ("cpu", "gpu", "quick")
 # Long jobs: a worker takes one message at a time and acknowledges it only when done, so a
 # killed worker's job is delivered again (modeling.tasks resumes it from its checkpoint).
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -11,9 +11,10 @@ class ModelingConfig(AppConfig):
         from healthagent.health import queue_activity_register
         from modeling.day_search import days_matching
         from modeling.jobs import jobs_requeue_interrupted_lines, queue_activity
-        from modeling.selectors import predictions_panel
+        from modeling.selectors import predictions_panel, twin_panel
 
         queue_activity_register(queue_activity)  # the system page tells a busy worker from none
         before_workers_start_register(jobs_requeue_interrupted_lines)  # serve re-queues what a stopped worker left
         participant_panel_register(predictions_panel)  # the participant page shows the foundation model's estimates
+        participant_panel_register(twin_panel)  # and the way to its simulated futures
         day_search_register(days_matching)  # Find days ranks with the newest sensor-language model's index

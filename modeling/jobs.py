@@ -133,6 +133,7 @@ def job_payload(job: Job, *, with_curve: bool = False) -> dict:
 PROGRESS_FIELDS = ("id", "state", "state_label", "progress", "message", "error", "queue_place")
 # A job someone waits for on a page (one participant's simulation) goes ahead of the long runs queued before it.
 INTERACTIVE_PRIORITY = 5
+QUICK_QUEUE = "quick"  # short jobs a person waits for, beside the long ones (settings.JOB_QUEUES)
 
 
 def job_progress_payload(payload: dict) -> dict:
@@ -170,17 +171,21 @@ def job_queue(
     parent: Job | None = None,
     via: str = "",
     priority: int = 0,
+    queue: str | None = None,
 ) -> Job:
-    """Validate the config, store the job (and its audit entry) and send it to its queue once the row is committed.
+    """Validate the config, store the job (and its audit entry) and send it to its queue once the row is committed:
+    ``queue``, or the kind's rule for this config.
 
     Jobs of a queue run in the order they were queued, a higher ``priority`` first (see modeling.tasks)."""
     kind = job_kind(kind_name)
     cleaned = check_config(kind, config)
+    if queue is not None and queue not in settings.JOB_QUEUES:
+        raise JobError(f"unknown queue {queue!r}; known: {', '.join(settings.JOB_QUEUES)}")
     with transaction.atomic():
         job = Job.objects.create(
             kind=kind.name,
             config=cleaned,
-            queue=kind.queue(cleaned),
+            queue=queue or kind.queue(cleaned),
             queued_by=user,
             retry_of=retry_of,
             parent=parent,

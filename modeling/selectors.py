@@ -48,6 +48,20 @@ def participant_predictions(*, participant: Participant) -> list[Prediction]:
     )
 
 
+def twin_panel(participant: Participant) -> Panel | None:
+    """The participant page's section of the digital twin: the latest simulation of this participant and the way to the
+    twin page, where it is drawn and a new one is asked for (registered in ModelingConfig.ready); None without a twin."""
+    from modeling.twin import simulation_latest, twin_checkpoint_latest
+
+    checkpoint = twin_checkpoint_latest()
+    if checkpoint is None:
+        return None
+    return Panel(
+        template="modeling/partials/participant_twin.html",
+        context={"participant": participant, "run": simulation_latest(participant=participant)},
+    )
+
+
 def predictions_panel(participant: Participant) -> Panel | None:
     """The participant page's section of the foundation model's estimates (registered in ModelingConfig.ready)."""
     predictions = participant_predictions(participant=participant)

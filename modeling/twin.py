@@ -10,7 +10,7 @@ from django.db import transaction
 
 from healthagent.models import Participant
 from healthagent.roles import Role, user_has_role
-from modeling.jobs import INTERACTIVE_PRIORITY, JobError, job_queue
+from modeling.jobs import INTERACTIVE_PRIORITY, QUICK_QUEUE, JobError, job_queue, queue_by_checkpoint
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, INTERVENTION_BY_NAME
 from modeling.ml.healthformer.data import MIN_WEAR_MINUTES, worn_blocks
 from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
@@ -304,7 +304,9 @@ def simulation_request_queue(
                     f"{RESEARCHER_MAX_PENDING_SIMULATIONS}, so queue this one when one of them has finished"
                 )
         try:
-            return job_queue(kind_name="simulate", user=user, config=config, priority=INTERACTIVE_PRIORITY)
+            # A tiny twin answers in seconds: on the quick queue it never waits behind a training run.
+            quick = QUICK_QUEUE if queue_by_checkpoint(config) == "cpu" else None
+            return job_queue(kind_name="simulate", user=user, config=config, priority=INTERACTIVE_PRIORITY, queue=quick)
         except JobError as error:
             raise TwinError(str(error)) from error
 

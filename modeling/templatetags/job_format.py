@@ -27,10 +27,13 @@ def job_summary(job) -> str:
         return ""
 
 
+QUEUE_NAMES = {"cpu": "CPU", "gpu": "GPU"}
+
+
 @register.filter
 def queue_title(queue: str) -> str:
-    """ "cpu" -> "CPU queue"."""
-    return f"{queue.upper()} queue" if queue else "—"
+    """ "cpu" -> "CPU queue", "quick" -> "quick queue"."""
+    return f"{QUEUE_NAMES.get(queue, queue)} queue" if queue else "—"
 
 
 @register.filter

@@ -79,7 +79,21 @@
     });
   }
 
+  // Choosing a participant shows their latest simulation at once (the page for ?participant=ID), before any new one.
+  function showChosenParticipant(form) {
+    const select = form.querySelector("select[name=participant]");
+    if (!select) return;
+    select.addEventListener("change", function () {
+      if (!select.value) return;
+      const url = new URL(window.location.href);
+      url.search = "?participant=" + encodeURIComponent(select.value);
+      window.location.assign(url.toString());
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    const form = document.querySelector("[data-twin-form]");
+    if (form) showChosenParticipant(form);
     const section = document.querySelector("[data-twin-job]");
     if (section) follow(section);
     drawResults();

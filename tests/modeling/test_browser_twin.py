@@ -3,6 +3,7 @@ run by a real worker on Redis."""
 
 import time
 
+import numpy as np
 import pytest
 
 from modeling.models import Job, SimulationRun
@@ -52,5 +53,39 @@ def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(
     legend = charts.first.inner_text()
     assert "no intervention" in legend and "statin" in legend and "exercise programme" in legend
     job = Job.objects.get(kind="simulate")
-    assert job.queued_by == researcher and job.queue == "cpu"  # a tiny twin
+    assert job.queued_by == researcher and job.queue == "quick"  # a tiny twin: never behind a training run
     assert SimulationRun.objects.get(job=job).interventions == ["exercise_programme", "statin"]
+
+
+def test_choosing_a_participant_shows_their_latest_simulation(page, live_server, tiny_cohort, twin_checkpoint):
+    first, second = tiny_cohort.participants.order_by("pk")[:2]
+    from modeling.ml.healthformer.generate import Rollouts
+    from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
+    from modeling.twin import participant_record, simulation_results
+
+    rollouts = Rollouts(
+        np.array([0, 7, 14]),
+        np.random.default_rng(0).normal(size=(1, 2, 4, 3, len(BIOMARKER_NAMES))),
+        np.full((1, 2, 4, 11), 0.003),
+        np.zeros((1, 2, 4, 1), dtype=int),
+        np.zeros((1, 2, 4, 1), dtype=int),
+        [None, "statin"],
+        14,
+    )
+    results = simulation_results(rollouts, participant_index=0, record=participant_record(participant=second))
+    SimulationRun.objects.create(
+        participant=second,
+        checkpoint=twin_checkpoint,
+        interventions=["statin"],
+        horizon_days=14,
+        samples=4,
+        results=results,
+    )
+    researcher = UserFactory(role="researcher")
+    log_in(page, researcher.username, DEFAULT_PASSWORD)
+    page.goto(f"/modeling/twin/?participant={first.pk}")
+    assert page.get_by_text(f"No simulation of {first.pseudonym} yet").is_visible()
+    page.get_by_label("Participant").select_option(str(second.pk))
+    page.wait_for_url(f"**/modeling/twin/?participant={second.pk}")
+    page.wait_for_selector("[data-fan-chart] .main-svg")  # the second participant's stored simulation, drawn
+    assert page.get_by_label("Participant").input_value() == str(second.pk)

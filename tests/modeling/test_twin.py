@@ -199,7 +199,8 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     page = client.get(f"/modeling/twin/?participant={participant.pk}")
     assert page.status_code == 200 and b"No simulation of" in page.content
     assert client.get("/modeling/twin/?participant=x&job=1;").status_code == 200  # nonsense parameters select nothing
-    training = Job.objects.create(kind="twin_train", state="queued")  # a long run queued before
+    training = Job.objects.create(kind="twin_train", state="running")  # a long run, on the CPU queue
+    waiting = Job.objects.create(kind="twin_train", state="queued")  # and another queued before
     response = client.post(
         "/modeling/twin/simulate/",
         {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30, "samples": 8},
@@ -208,15 +209,18 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     assert response.status_code == 302 and response["Location"].endswith(f"?participant={participant.pk}&job={job.pk}")
     assert job.config["participant"] == participant.pk and job.config["checkpoint"] == twin_checkpoint.pk
     assert client.get(f"/modeling/twin/jobs/{job.pk}/status.json").json()["state"] == "queued"
-    # A researcher waiting on the page goes ahead of a long training queued before, and sees where the job stands.
-    assert job.priority > training.priority and job.pk > training.pk
+    # A researcher waiting on the page never waits behind training: a tiny twin's simulation runs on the quick queue,
+    # and goes ahead of anything queued there before; the page says where the job stands.
+    assert job.queue == "quick" and training.queue == waiting.queue == "cpu"
+    assert job.priority > waiting.priority and job.pk > waiting.pk
     status = client.get(f"/modeling/twin/jobs/{job.pk}/status.json").json()
-    assert status["queue_place"].startswith("1st in the CPU queue") and "worker_host" not in status
+    assert status["queue_place"] == "1st in the quick queue; starts next" and "worker_host" not in status
     assert (
-        "1st in the CPU queue"
+        "1st in the quick queue"
         in client.get(f"/modeling/twin/?participant={participant.pk}&job={job.pk}").content.decode()
     )
     training.delete()
+    waiting.delete()
 
     # Once the job has stored its run, the page carries the fan charts' data.
     from modeling.ml.healthformer.generate import Rollouts
@@ -316,3 +320,26 @@ def test_a_researcher_s_simulations_are_capped_with_a_reason_and_an_admin_s_are_
         Job.objects.filter(queued_by=admin_user, config__samples=256).count() == RESEARCHER_MAX_PENDING_SIMULATIONS + 1
     )
     assert f'max="{RESEARCHER_MAX_SAMPLES}"' not in client.get(reverse("modeling:twin")).content.decode()
+
+
+def test_the_participant_page_leads_to_the_twin_s_simulations(client, researcher, tiny_cohort, twin_checkpoint):
+    participant, other = tiny_cohort.participants.order_by("pk")[:2]
+    _stored_run(participant, twin_checkpoint)
+    client.force_login(researcher)
+    page = client.get(f"/cohorts/participants/{participant.pk}/").content.decode()
+    assert (
+        "The digital twin" in page
+        and f'href="/modeling/twin/?participant={participant.pk}">See the simulated futures' in page
+    )
+    assert "with and without exercise programme" in page
+    fresh = client.get(f"/cohorts/participants/{other.pk}/").content.decode()
+    assert (
+        f"No simulation of {other.pseudonym} yet" in fresh
+        and f'/modeling/twin/?participant={other.pk}">Simulate' in fresh
+    )
+
+
+def test_without_a_twin_the_participant_page_has_no_twin_section(client, researcher, tiny_cohort):
+    client.force_login(researcher)
+    page = client.get(f"/cohorts/participants/{tiny_cohort.participants.first().pk}/").content.decode()
+    assert "The digital twin" not in page

@@ -14,7 +14,7 @@ from healthagent.celery import before_workers_start
 # worker in the middle of a job would otherwise wait for the job to end (the job resumes from its
 # checkpoint when it is delivered again).
 STOP_GRACE_S = 5
-QUEUES = ("cpu", "gpu")
+QUEUES = settings.JOB_QUEUES
 
 
 class StopRequested(Exception):
