@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench audit loadtest faults serve install install-test clean
+.PHONY: demo test lint bench audit loadtest faults serve install install-test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,14 @@ demo: install
 serve: install
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-test: install-test
+# The house's tools first (as pre-commit runs them): a lint, format, layer or type error fails before the suite starts.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+test: lint
 	HEALTHAGENT_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install-test
