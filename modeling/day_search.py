@@ -132,13 +132,16 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
         model, tokenizer = _loaded_model(checkpoint.path, (Path(checkpoint.path) / MODEL_FILE).stat().st_mtime)
         understood = understood or bool(query_words(tokenizer, query))
         index: DayIndex = _loaded_index(str(path), path.stat().st_mtime)
-        for row, score in rank_days(model, tokenizer, index, query, limit):
+        for ranked in rank_days(model, tokenizer, index, query, limit):
             results.append(
                 {
-                    "participant_id": int(index.participant_ids[row]),
-                    "day_index": int(index.day_indices[row]),
-                    "caption": str(index.captions[row]),
-                    "score": score,
+                    "participant_id": int(index.participant_ids[ranked.row]),
+                    "day_index": int(index.day_indices[ranked.row]),
+                    "caption": str(index.captions[ranked.row]),
+                    "score": ranked.score,
+                    "matched": ranked.matched,
+                    "similarity": ranked.similarity,
+                    "words": list(ranked.words),
                 }
             )
     if not understood:

@@ -4,8 +4,10 @@ The index is one ``.npz`` beside the model (written atomically): the unit-length
 every worn day, who and which day it is, and the day's caption to show beside it.
 
 Ranking is hybrid. The query's words that the caption vocabulary knows are matched against each day's
-caption (weighted by how rare each word is among the indexed days), and the sensor-text similarity
-ranks within that and breaks ties. A tiny model's similarity alone ranked the two hike days of the
+caption (weighted by how rare each word is among the indexed days), and the sensor-text similarity is added to
+that share: it ranks within an equal share and breaks ties. Each word is matched on its own, so "a long hike"
+also finds long nights; ranking by the share first and the similarity second put them above hike days wherever
+"long" was the rarer word (recall@5 of the hike days 1.0 -> 0.5 on the test cohort), so the sum stays. A tiny model's similarity alone ranked the two hike days of the
 demo cohort 5th and 8th for "a long hike", and put a ``<script>`` query above every real match: a
 query of unknown words now finds nothing, rather than the days most like noise.
 """
@@ -128,6 +130,15 @@ FILLER_WORDS = frozenset(
 LEXICAL_WEIGHT = 1.0  # a caption holding every query word outranks any similarity alone (cosine <= 1)
 
 
+@dataclass(frozen=True)
+class RankedDay:
+    row: int  # of the index
+    score: float  # LEXICAL_WEIGHT * matched + similarity: what the days are ranked by
+    matched: float  # the rarity-weighted share of the query's words the caption holds (0-1)
+    similarity: float  # cosine of the day's sensor embedding and the query's text embedding
+    words: tuple[str, ...]  # the query's words the caption holds
+
+
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
@@ -144,11 +155,10 @@ def query_words(tokenizer, query: str) -> list[str]:
     )
 
 
-def rank_days(model: SensorLMModel, tokenizer, index: DayIndex, query: str, limit: int = 10) -> list[tuple[int, float]]:
-    """(row of the index, score) of the ``limit`` days that best match ``query``, best first; none when the
-    query holds no word the captions use. The score is the rarity-weighted share of the query's words
-    found in the day's caption (times ``LEXICAL_WEIGHT``) plus the cosine similarity of the day's sensor
-    embedding to the query's text embedding."""
+def rank_days(model: SensorLMModel, tokenizer, index: DayIndex, query: str, limit: int = 10) -> list[RankedDay]:
+    """The ``limit`` days that best match ``query``, best first, by the rarity-weighted share of the query's words
+    found in the day's caption (times ``LEXICAL_WEIGHT``) plus the cosine similarity of the day's sensor embedding
+    to the query's text embedding; none when the query holds no word the captions use."""
     words = query_words(tokenizer, query)
     if not len(index) or not words:
         return []
@@ -168,4 +178,13 @@ def rank_days(model: SensorLMModel, tokenizer, index: DayIndex, query: str, limi
     )
     score = LEXICAL_WEIGHT * matched + similarity
     order = np.argsort(-score, kind="stable")[:limit]
-    return [(int(row), float(score[row])) for row in order]
+    return [
+        RankedDay(
+            int(row),
+            float(score[row]),
+            float(matched[row]),
+            float(similarity[row]),
+            tuple(word for word in words if word in caption_words[row]),
+        )
+        for row in order
+    ]

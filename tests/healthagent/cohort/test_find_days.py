@@ -29,6 +29,7 @@ def test_days_come_ranked_with_caption_chart_and_a_link_to_the_participant(clien
     )  # every worn day, 6 < 8
     assert [result["score"] for result in results] == sorted((result["score"] for result in results), reverse=True)
     page = response.content.decode()
+    assert "its caption holds “" in page  # each card says which of the query's words its caption holds
     assert page.count("data-day-result") == len(results) and page.count('id="day-chart-') == len(results)
     first = results[0]
     assert reverse("cohort:participant_detail", args=[first["participant"].pk]) in page

@@ -1,5 +1,6 @@
 """Find days ranks labelled simulated days with the committed demo model: the days a query names come first."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def recall_at_5(searched, kind: str, query: str) -> float | None:
     relevant = np.array([kind in labels for labels in day_labels])
     if not relevant.any():
         return None
-    found = [row for row, _ in rank_days(model, tokenizer, index, query, 5)]
+    found = [ranked.row for ranked in rank_days(model, tokenizer, index, query, 5)]
     return relevant[found].sum() / min(5, relevant.sum())
 
 
@@ -72,6 +73,14 @@ def test_a_markup_or_nonsense_query_does_not_outrank_a_real_match(searched):
         rank_days(model, tokenizer, index, "<script>alert(1)</script>", 5) == []
     )  # scored 0.64, above the best hike day (0.51)
     assert rank_days(model, tokenizer, index, "qwzx blorf", 5) == []
-    best_real = rank_days(model, tokenizer, index, "a long hike", 1)[0][1]
-    markup_around_real = rank_days(model, tokenizer, index, "<b>a long hike</b>", 1)[0][1]
+    best_real = rank_days(model, tokenizer, index, "a long hike", 1)[0].score
+    markup_around_real = rank_days(model, tokenizer, index, "<b>a long hike</b>", 1)[0].score
     assert markup_around_real <= best_real + 1e-6  # markup adds nothing: the model reads only the words it knows
+
+
+def test_each_ranked_day_says_which_of_the_query_s_words_its_caption_holds(searched):
+    model, tokenizer, index, _ = searched
+    for day in rank_days(model, tokenizer, index, "a long hike", 20):
+        caption_words = set(re.findall(r"[a-z]+", str(index.captions[day.row]).lower()))
+        assert set(day.words) == {"long", "hike"} & caption_words
+        assert day.score == pytest.approx(day.matched + day.similarity)
