@@ -7,6 +7,36 @@ from modeling.models import Job, Prediction
 GENERATION_KIND = "generate_recommendations"
 
 
+NAMED_AT_MOST = 10  # a config's list of participants shows this many names, then how many more
+
+
+def job_config_named(job: Job) -> dict:
+    """The job's config for its page, with what a model field of its form holds named ("Tiny", "grounded agent, LLM
+    only", "twin-tiny #3", the participants' pseudonyms) instead of ids; an id the database no longer has reads
+    "#7 (deleted)". One query per model field."""
+    from django import forms
+
+    from modeling.jobs import JobError, job_kind
+
+    try:
+        fields = job_kind(job.kind).form.base_fields
+    except JobError:  # a kind this site no longer has
+        return dict(job.config)
+    named = {}
+    for key, value in job.config.items():
+        field = fields.get(key)
+        if not isinstance(field, forms.ModelChoiceField) or value in (None, "", []):
+            named[key] = value
+            continue
+        ids = value if isinstance(value, list) else [value]
+        found = field.queryset.model._default_manager.in_bulk(ids)
+        names = [str(found[pk]) if pk in found else f"#{pk} (deleted)" for pk in ids]
+        if len(names) > NAMED_AT_MOST:
+            names = [*names[:NAMED_AT_MOST], f"and {len(names) - NAMED_AT_MOST} more"]
+        named[key] = names if isinstance(value, list) else names[0]
+    return named
+
+
 def generation_pending() -> dict[tuple[int, int], list[tuple[int, set[int] | None]]]:
     """(cohort id, variant id) -> the queued or running jobs generating that variant's answers for the cohort,
     oldest first, each as (job id, the participant ids it is limited to, or None for the whole cohort).

@@ -22,6 +22,7 @@ from modeling.jobs import (
     jobs_queue_places,
 )
 from modeling.models import Checkpoint, Job
+from modeling.selectors import job_config_named
 from modeling.templatetags.job_format import queue_place_words
 
 
@@ -88,6 +89,7 @@ def job_detail(request, job_id: int):
         "modeling/job_detail.html",
         {
             "job": job,
+            "config": job_config_named(job),
             "payload": job_payload(job, with_curve=True),
             "checkpoints": job.checkpoints.all(),
             "follow_ups": job.follow_ups.order_by("pk"),

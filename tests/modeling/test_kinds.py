@@ -364,3 +364,24 @@ def test_the_jobs_list_tells_generation_jobs_apart(client, admin_user, tiny_coho
     client.force_login(admin_user)
     listing = client.get("/modeling/jobs/").content.decode()
     assert "LLM only · 2 participants" in listing and "grounded agent · the whole cohort, answers replaced" in listing
+
+
+def test_a_job_page_names_what_its_config_refers_to(client, admin_user, tiny_cohort):
+    from healthagent.models import AgentVariant
+
+    variants = list(AgentVariant.objects.filter(name__in=["grounded agent", "LLM only"]).order_by("name"))
+    participants = list(tiny_cohort.participants.order_by("pk"))
+    job = Job.objects.create(
+        kind="generate_recommendations",
+        config={
+            "cohort": tiny_cohort.pk,
+            "variants": [variant.pk for variant in variants],
+            "participants": [participants[0].pk, 987654],
+            "regenerate": False,
+        },
+    )
+    client.force_login(admin_user)
+    page = client.get(f"/modeling/jobs/{job.pk}/").content.decode()
+    assert f'<th scope="row">Cohort</th><td>{tiny_cohort.name}</td>' in page
+    assert '<th scope="row">Variants</th><td>LLM only, grounded agent</td>' in page
+    assert f'<th scope="row">Participants</th><td>{participants[0].pseudonym}, #987654 (deleted)</td>' in page
