@@ -101,7 +101,7 @@
       if (payload.log_tail !== undefined) show("log_tail", payload.log_tail);
       if (payload.curve) job.curve = payload.curve;
       else if (payload.point && payload.point.step != null && Object.keys(payload.point).length > 1) job.curve = (job.curve || []).concat([payload.point]);
-      drawCurve(curveTarget, job.curve);
+      if (curveTarget) drawCurve(curveTarget, job.curve);
       showActions();
       section.dataset.state = job.state;
       section.dataset.progress = String(job.progress);

@@ -385,3 +385,11 @@ def test_a_job_page_names_what_its_config_refers_to(client, admin_user, tiny_coh
     assert f'<th scope="row">Cohort</th><td>{tiny_cohort.name}</td>' in page
     assert '<th scope="row">Variants</th><td>LLM only, grounded agent</td>' in page
     assert f'<th scope="row">Participants</th><td>{participants[0].pseudonym}, #987654 (deleted)</td>' in page
+
+
+def test_a_finished_job_that_reported_no_metric_shows_no_empty_chart(client, admin_user):
+    client.force_login(admin_user)
+    quiet = Job.objects.create(kind="simulate", config={}, state=Job.State.SUCCEEDED, curve=[])
+    running = Job.objects.create(kind="simulate", config={}, state=Job.State.RUNNING, curve=[])
+    assert "Every metric the run reported" not in client.get(f"/modeling/jobs/{quiet.pk}/").content.decode()
+    assert "Every metric the run reported" in client.get(f"/modeling/jobs/{running.pk}/").content.decode()
