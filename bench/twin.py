@@ -41,8 +41,8 @@ def bench_model() -> tuple[Path, float | None]:
     model_dir = BENCH_MODEL_DIR / "model"
     if (model_dir / "tokenizer.json").exists():
         return model_dir, None
-    from modeling.ml.healthformer.training import train_twin
     from modeling.ml.train import TrainConfig
+    from modeling.ml.twin.training import train_twin
 
     settings = dict(TRAINING)
     config = TrainConfig(
@@ -66,9 +66,9 @@ def run() -> dict:
     import torch
 
     from modeling.ml.data.clinical import INTERVENTIONS
-    from modeling.ml.healthformer.data import simulated_records
-    from modeling.ml.healthformer.generate import simulate
-    from modeling.ml.healthformer.training import load_twin
+    from modeling.ml.twin.data import simulated_records
+    from modeling.ml.twin.generate import simulate
+    from modeling.ml.twin.training import load_twin
 
     model_dir, training_s = bench_model()
     model, tokenizer = load_twin(model_dir)

@@ -25,7 +25,7 @@ def job_config_named(job: Job) -> dict:
     named = {}
     for key, value in job.config.items():
         field = fields.get(key)
-        if not isinstance(field, forms.ModelChoiceField) or value in (None, "", []):
+        if not isinstance(field, forms.ModelChoiceField) or field.queryset is None or value in (None, "", []):
             named[key] = value
             continue
         ids = value if isinstance(value, list) else [value]

@@ -12,8 +12,8 @@ from healthagent.models import Participant
 from healthagent.roles import Role, user_has_role
 from modeling.jobs import INTERACTIVE_PRIORITY, QUICK_QUEUE, JobError, job_queue, queue_by_checkpoint
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, INTERVENTION_BY_NAME
-from modeling.ml.healthformer.data import MIN_WEAR_MINUTES, worn_blocks
-from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
+from modeling.ml.twin.data import MIN_WEAR_MINUTES, worn_blocks
+from modeling.ml.twin.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
 from modeling.models import Checkpoint, Job, SimulationRun
 
 
@@ -149,7 +149,7 @@ def simulation_results(
     rollouts, *, participant_index: int, record: ParticipantRecord, history_days_shown: int = 180
 ) -> dict:
     """JSON-ready results of one participant: bands per arm, endpoint risks, effects, recent observations."""
-    from modeling.ml.healthformer.generate import bands, effect_summary
+    from modeling.ml.twin.generate import bands, effect_summary
 
     arm_names = ["none" if arm is None else arm for arm in rollouts.arms]
     recent = [m for m in record.measurements if m["day"] > record.last_day - history_days_shown]
@@ -201,8 +201,8 @@ def twin_simulate(
     a job delivered again (its worker died) overwrites the runs it stored before instead of adding to them,
     keeping their ids (the agent may already cite them).
     """
-    from modeling.ml.healthformer.generate import simulate
-    from modeling.ml.healthformer.training import load_twin
+    from modeling.ml.twin.generate import simulate
+    from modeling.ml.twin.training import load_twin
 
     unknown = [name for name in interventions if name not in INTERVENTION_BY_NAME]
     if unknown:

@@ -53,8 +53,8 @@ class TwinTrainForm(forms.Form):
 
 
 def run_twin_train(context: JobContext) -> dict:
-    from modeling.ml.healthformer.training import train_twin
     from modeling.ml.train import TrainConfig
+    from modeling.ml.twin.training import train_twin
 
     config = context.config
     context.progress(0.0, "simulating timelines")

@@ -323,7 +323,7 @@ def _twin_commands(families) -> None:
         "--readout",
         default="measured",
         choices=["measured", "state"],
-        help="how a biomarker is read at the horizon (see healthformer/generate.py)",
+        help="how a biomarker is read at the horizon (see twin/generate.py)",
     )
     evaluate_parser.add_argument("--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials"])
     evaluate_parser.add_argument("--seed", type=int, default=5000)
@@ -335,7 +335,7 @@ def _twin(args) -> None:
     from modeling.ml.train import choose_device
 
     if args.command == "train":
-        from modeling.ml.healthformer.training import train_twin
+        from modeling.ml.twin.training import train_twin
 
         config = TrainConfig(
             steps=args.steps,
@@ -361,7 +361,7 @@ def _twin(args) -> None:
         )
         print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
         return
-    from modeling.ml.healthformer.evaluate import TwinReportSettings, twin_report
+    from modeling.ml.twin.evaluate import TwinReportSettings, twin_report
 
     settings = TwinReportSettings(
         participants=args.participants,

@@ -71,9 +71,9 @@ def test_the_committed_models_are_registered_once_and_what_the_pages_need_comes_
 
 
 def test_the_committed_models_load():
-    from modeling.ml.healthformer.training import load_twin
     from modeling.ml.lsm.pretrain import load_pretrained
     from modeling.ml.sensorlm.model import load_sensorlm
+    from modeling.ml.twin.training import load_twin
 
     load_pretrained(demo_setup.DEMO_WEIGHTS_DIR / "lsm")
     load_sensorlm(demo_setup.DEMO_WEIGHTS_DIR / "sensorlm", "cpu")

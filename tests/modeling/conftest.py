@@ -9,9 +9,9 @@ from modeling.models import Checkpoint
 @pytest.fixture
 def twin_checkpoint(tmp_path, db):
     """An untrained tiny twin with a tokenizer fitted on simulated timelines, registered as a checkpoint."""
-    from modeling.ml.healthformer.data import simulated_records
-    from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
-    from modeling.ml.healthformer.tokens import Tokenizer
+    from modeling.ml.twin.data import simulated_records
+    from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
+    from modeling.ml.twin.tokens import Tokenizer
 
     model_dir = tmp_path / "twin"
     tokenizer = Tokenizer.fit(simulated_records(participants=20, days=200, seed=9).records, bins=12)

@@ -59,8 +59,8 @@ def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(
 
 def test_choosing_a_participant_shows_their_latest_simulation(page, live_server, tiny_cohort, twin_checkpoint):
     first, second = tiny_cohort.participants.order_by("pk")[:2]
-    from modeling.ml.healthformer.generate import Rollouts
-    from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
+    from modeling.ml.twin.generate import Rollouts
+    from modeling.ml.twin.tokens import BIOMARKER_NAMES
     from modeling.twin import participant_record, simulation_results
 
     rollouts = Rollouts(

@@ -40,9 +40,9 @@ def real_database_redis_and_chromium():
 
 def twin_checkpoint_create(folder: str) -> Checkpoint:
     """An untrained tiny twin, as tests/modeling/conftest.py's fixture makes it (a unittest class cannot take fixtures)."""
-    from modeling.ml.healthformer.data import simulated_records
-    from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
-    from modeling.ml.healthformer.tokens import Tokenizer
+    from modeling.ml.twin.data import simulated_records
+    from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
+    from modeling.ml.twin.tokens import Tokenizer
 
     model_dir = os.path.join(folder, "twin")
     tokenizer = Tokenizer.fit(simulated_records(participants=20, days=200, seed=9).records, bins=12)

@@ -9,8 +9,8 @@ from django.urls import reverse
 from healthagent.agent.backends.grounded import grounded_items, render
 from healthagent.agent.context import participant_context
 from modeling.jobs import JobError, job_queue
-from modeling.ml.healthformer.data import MIN_WEAR_MINUTES
-from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
+from modeling.ml.twin.data import MIN_WEAR_MINUTES
+from modeling.ml.twin.tokens import BIOMARKER_NAMES
 from modeling.models import Checkpoint, Job, SimulationRun
 from modeling.tasks import run_job
 from modeling.twin import participant_record, simulated_effects
@@ -113,7 +113,7 @@ def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, 
 
 @pytest.mark.slow
 def test_the_training_job_registers_a_loadable_twin(tiny_cohort, deliver_again):
-    from modeling.ml.healthformer.training import load_twin
+    from modeling.ml.twin.training import load_twin
 
     job = job_queue(
         kind_name="twin_train",
@@ -223,7 +223,7 @@ def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, re
     waiting.delete()
 
     # Once the job has stored its run, the page carries the fan charts' data.
-    from modeling.ml.healthformer.generate import Rollouts
+    from modeling.ml.twin.generate import Rollouts
 
     grid = np.array([0, 7, 14])
     rollouts = Rollouts(

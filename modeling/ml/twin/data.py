@@ -12,7 +12,7 @@ import torch
 
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, INTERVENTIONS, Timeline, simulate_timeline
 from modeling.ml.data.traits import Traits, sample_traits
-from modeling.ml.healthformer.tokens import CODES, SUMMARY_BLOCK_DAYS, ParticipantRecord, Tokens
+from modeling.ml.twin.tokens import CODES, SUMMARY_BLOCK_DAYS, ParticipantRecord, Tokens
 
 WEARABLE_BIOMARKERS = ("resting_heart_rate", "daily_steps", "sleep_minutes")
 # A wearable day counts when the device was worn this long (the usual 10-hour validity rule of

@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from modeling.ml.data.cohort import participant_split
-from modeling.ml.healthformer.data import TimelineWindows, simulated_records
-from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel, parameter_count
-from modeling.ml.healthformer.tokens import Tokenizer
 from modeling.ml.train import TrainConfig, choose_device, train
+from modeling.ml.twin.data import TimelineWindows, simulated_records
+from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel, parameter_count
+from modeling.ml.twin.tokens import Tokenizer
 
 
 @torch.no_grad()

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from modeling.ml.healthformer.training import load_twin, train_twin
 from modeling.ml.train import TrainConfig
+from modeling.ml.twin.training import load_twin, train_twin
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def test_a_tiny_run_lowers_the_held_out_loss_and_saves_a_loadable_twin(tmp_path)
 
 
 def test_training_records_withhold_smoking_for_a_share_and_leave_others_unchanged():
-    from modeling.ml.healthformer.data import simulated_records
+    from modeling.ml.twin.data import simulated_records
 
     plain = simulated_records(participants=60, days=120, seed=3)
     withheld = simulated_records(participants=60, days=120, seed=3, unknown_smoking_probability=0.5)

@@ -42,7 +42,9 @@ TIME_FEATURES = 4 + 2 * len(CYCLE_DAYS)
 
 
 class HealthFormerConfig(PretrainedConfig):
-    model_type = "healthagent_healthformer"
+    model_type = (
+        "healthagent_healthformer"  # the stored format's name (committed weights carry it); the family is "twin"
+    )
 
     def __init__(
         self,
@@ -84,7 +86,7 @@ class HealthFormerConfig(PretrainedConfig):
 
     @classmethod
     def named(cls, size: str, tokenizer, **overrides) -> "HealthFormerConfig":
-        from modeling.ml.healthformer.tokens import CODES, MODALITIES, TREATMENTS
+        from modeling.ml.twin.tokens import CODES, MODALITIES, TREATMENTS
 
         dim, depth, heads = SIZES[size]
         id_treatment = [0] * tokenizer.vocab_size

@@ -27,10 +27,10 @@ from modeling.ml.data.clinical import (
     simulate_trial,
 )
 from modeling.ml.data.traits import sample_traits
-from modeling.ml.healthformer.data import participant_stream, record_from_timeline, simulated_records
-from modeling.ml.healthformer.generate import simulate
-from modeling.ml.healthformer.scores import ENDPOINT_SCORES, clinical_scores
-from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, ParticipantRecord
+from modeling.ml.twin.data import participant_stream, record_from_timeline, simulated_records
+from modeling.ml.twin.generate import simulate
+from modeling.ml.twin.scores import ENDPOINT_SCORES, clinical_scores
+from modeling.ml.twin.tokens import BIOMARKER_NAMES, ParticipantRecord
 
 Progress = Callable[[float, str], None]
 
@@ -364,7 +364,7 @@ def twin_report(
     parts: tuple[str, ...] = ("risk", "trials"),
 ) -> dict:
     """Both tables (markdown + JSON in ``output_dir``); refuses the model's own training seed."""
-    from modeling.ml.healthformer.training import load_twin, training_seed
+    from modeling.ml.twin.training import load_twin, training_seed
 
     if training_seed(model_dir) in (settings.seed, settings.seed + 1, settings.seed + 3):
         raise ValueError(
@@ -397,7 +397,7 @@ def twin_report(
                 f"randomized 1:1 (people whose usual care had already started the treatment, or who died, during the year before are not "
                 f"eligible), outcome change at {settings.trial_days} days; the twin predicts every participant's change from "
                 f"{settings.trial_samples} paired futures (common random numbers) with and without the intervention token after a year of history; "
-                f"the biomarker at the horizon is read as `{settings.readout}` (see `healthformer/generate.py`).",
+                f"the biomarker at the horizon is read as `{settings.readout}` (see `twin/generate.py`).",
             ),
         }
     if output_dir is not None:

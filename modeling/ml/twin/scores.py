@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from modeling.ml.healthformer.tokens import ParticipantRecord
+from modeling.ml.twin.tokens import ParticipantRecord
 
 
 def latest(record: ParticipantRecord, name: str, *, count: int = 1) -> float | None:

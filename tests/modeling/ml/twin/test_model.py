@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from modeling.ml.healthformer.data import TimelineWindows
-from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel, SharedPrefixCache
+from modeling.ml.twin.data import TimelineWindows
+from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel, SharedPrefixCache
 
 
 def _model(tokenizer, seed=0):
@@ -115,7 +115,7 @@ def test_padding_does_not_change_a_window_s_loss(simulated, tokenizer):
 
 
 def test_a_window_after_a_treatment_still_knows_it_started(tokenizer):
-    from modeling.ml.healthformer.tokens import ParticipantRecord
+    from modeling.ml.twin.tokens import ParticipantRecord
 
     record = ParticipantRecord(
         age_years=60.0,

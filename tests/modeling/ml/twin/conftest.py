@@ -2,8 +2,8 @@
 
 import pytest
 
-from modeling.ml.healthformer.data import simulated_records
-from modeling.ml.healthformer.tokens import Tokenizer
+from modeling.ml.twin.data import simulated_records
+from modeling.ml.twin.tokens import Tokenizer
 
 
 @pytest.fixture(scope="package")

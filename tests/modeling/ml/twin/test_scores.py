@@ -1,7 +1,7 @@
 """Clinical scores from a history record: higher for the riskier person, by the published directions."""
 
-from modeling.ml.healthformer.scores import ENDPOINT_SCORES, clinical_scores
-from modeling.ml.healthformer.tokens import ParticipantRecord
+from modeling.ml.twin.scores import ENDPOINT_SCORES, clinical_scores
+from modeling.ml.twin.tokens import ParticipantRecord
 
 
 def _record(age, *, smoker, systolic, ldl, hba1c, egfr, weight, events=()):

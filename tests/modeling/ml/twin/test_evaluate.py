@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from modeling.ml.healthformer.evaluate import (
+from modeling.ml.twin.evaluate import (
     MIN_EVENTS,
     TRIALS,
     paired_bootstrap,
@@ -10,7 +10,7 @@ from modeling.ml.healthformer.evaluate import (
     risk_counts,
     risk_markdown,
 )
-from modeling.ml.healthformer.tokens import ParticipantRecord
+from modeling.ml.twin.tokens import ParticipantRecord
 
 
 def test_the_paired_bootstrap_separates_a_perfect_score_from_noise():
@@ -100,8 +100,8 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
     (the simulator's trial effect assumes a first start, and the twin would see a second)."""
     import torch
 
-    from modeling.ml.healthformer import evaluate
-    from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
+    from modeling.ml.twin import evaluate
+    from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
 
     enrolled = []
     real_simulate = evaluate.simulate

@@ -40,9 +40,9 @@ import numpy as np
 import torch
 
 from modeling.ml.data.clinical import ENDPOINTS
-from modeling.ml.healthformer.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
-from modeling.ml.healthformer.model import HealthFormerModel, KVCache, SharedPrefixCache
-from modeling.ml.healthformer.tokens import BIOMARKER_NAMES, HARD_ENDPOINTS, Tokenizer, Tokens
+from modeling.ml.twin.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
+from modeling.ml.twin.model import HealthFormerModel, KVCache, SharedPrefixCache
+from modeling.ml.twin.tokens import BIOMARKER_NAMES, HARD_ENDPOINTS, Tokenizer, Tokens
 
 
 @dataclass

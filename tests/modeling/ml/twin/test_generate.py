@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from modeling.ml.healthformer.generate import bands, effect_summary, inverse_cdf_sample, simulate, start_rollouts
-from modeling.ml.healthformer.model import HealthFormerConfig, HealthFormerModel
-from modeling.ml.healthformer.tokens import BIOMARKER_NAMES
+from modeling.ml.twin.generate import bands, effect_summary, inverse_cdf_sample, simulate, start_rollouts
+from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
+from modeling.ml.twin.tokens import BIOMARKER_NAMES
 
 pytestmark = pytest.mark.slow
 

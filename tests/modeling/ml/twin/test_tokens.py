@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from modeling.ml.healthformer.tokens import CODES, ParticipantRecord, Tokenizer
+from modeling.ml.twin.tokens import CODES, ParticipantRecord, Tokenizer
 
 
 def test_encode_decode_encode_gives_the_same_tokens(simulated, tokenizer):
