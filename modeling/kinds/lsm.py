@@ -15,32 +15,13 @@ from modeling.jobs import (
     queue_by_size,
     register,
 )
+from modeling.ml.lsm.pretrain import PretrainSettings
 from modeling.models import Checkpoint
+from modeling.settings_forms import SettingsForm, settings_of
 
 
-class LSMPretrainForm(forms.Form):
-    size = forms.ChoiceField(
-        choices=[
-            ("tiny", "tiny (CPU, minutes)"),
-            ("small", "small (GPU)"),
-            ("base", "base (GPU)"),
-            ("large", "large (GPU)"),
-        ],
-        initial="tiny",
-    )
-    participants = forms.IntegerField(
-        min_value=10, max_value=100_000, initial=64, help_text="Simulated participants (80 % train, 20 % held out)."
-    )
-    days = forms.IntegerField(min_value=1, max_value=60, initial=4)
-    steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=200)
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=8)
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=1e-3)
-    mask_strategy = forms.ChoiceField(choices=[(s, s) for s in ("aim", "random", "temporal", "channel")], initial="aim")
-    checkpoint_every = forms.IntegerField(min_value=1, initial=50)
-    calendar_features = forms.BooleanField(
-        required=False, help_text="Add time-of-day and day-of-week features to every patch."
-    )
-    seed = forms.IntegerField(min_value=0, initial=0)
+class LSMPretrainForm(SettingsForm):
+    settings_class = PretrainSettings
     predict_cohort = forms.ModelChoiceField(
         queryset=Cohort.objects.order_by("name"),
         required=False,
@@ -58,35 +39,17 @@ class LSMPretrainForm(forms.Form):
 
 
 def run_lsm_pretrain(context: JobContext) -> dict:
-    from modeling.ml.lsm.pretrain import pretrain
-    from modeling.ml.train import TrainConfig
+    from modeling.ml.lsm.pretrain import pretrain_with
 
     config = context.config
     context.progress(0.0, "simulating participants")
-    train_config = TrainConfig(
-        steps=config["steps"],
-        batch_size=config["batch_size"],
-        learning_rate=config["learning_rate"],
-        checkpoint_every=config["checkpoint_every"],
-        seed=config["seed"],
-        log_every=10,
-    )
 
     def report(step, total, metrics):
         if step % 5 == 0 or step == total:
             context.progress(step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step)
 
-    result = pretrain(
-        size=config["size"],
-        participants=config["participants"],
-        days=config["days"],
-        seed=config["seed"],
-        train_config=train_config,
-        output_dir=context.work_dir,
-        device=context.device,
-        progress=report,
-        mask_strategy=config["mask_strategy"],
-        calendar_features=config.get("calendar_features", False),
+    result = pretrain_with(
+        settings_of(PretrainSettings, config), output_dir=context.work_dir, device=context.device, progress=report
     )
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")

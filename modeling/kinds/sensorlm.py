@@ -6,39 +6,13 @@ from django import forms
 
 from healthagent.models import Cohort
 from modeling.jobs import JobContext, JobKind, job_checkpoint_record, queue_by_size, register
+from modeling.ml.sensorlm.train import SensorLMTrainSettings
 from modeling.models import Checkpoint
-
-LEVEL_CHOICES = [
-    ("semantic", "semantic (events)"),
-    ("structural", "structural (trends, peaks)"),
-    ("statistical", "statistical (means, ranges)"),
-]
+from modeling.settings_forms import SettingsForm, settings_of
 
 
-class SensorLMTrainForm(forms.Form):
-    size = forms.ChoiceField(
-        choices=[("tiny", "tiny (CPU, minutes)"), ("small", "small (GPU)"), ("base", "base (GPU)")], initial="tiny"
-    )
-    loss = forms.ChoiceField(
-        choices=[
-            ("clip", "CLIP (InfoNCE)"),
-            ("siglip", "SigLIP (sigmoid)"),
-            ("coca", "CoCa (contrastive + captioning)"),
-        ],
-        initial="clip",
-    )
-    caption_levels = forms.MultipleChoiceField(
-        choices=LEVEL_CHOICES, initial=[value for value, _ in LEVEL_CHOICES], widget=forms.CheckboxSelectMultiple
-    )
-    participants = forms.IntegerField(
-        min_value=10, max_value=100_000, initial=200, help_text="Simulated participants (80 % train, 20 % held out)."
-    )
-    days = forms.IntegerField(min_value=1, max_value=60, initial=3)
-    steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=300)
-    batch_size = forms.IntegerField(
-        min_value=2, max_value=4096, initial=32, help_text="Contrastive losses need several days per batch."
-    )
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=2e-3)
+class SensorLMTrainForm(SettingsForm):
+    settings_class = SensorLMTrainSettings
     init_from = forms.ModelChoiceField(
         queryset=Checkpoint.objects.none(),
         required=False,
@@ -53,7 +27,6 @@ class SensorLMTrainForm(forms.Form):
         required=False,
         help_text="When trained, index this cohort's days for the “Find days” search.",
     )
-    seed = forms.IntegerField(min_value=0, initial=0)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -65,20 +38,11 @@ def run_sensorlm_train(context: JobContext) -> dict:
     from modeling.day_search import day_index_build
     from modeling.ml.sensorlm.evaluate import EvaluationSettings
     from modeling.ml.sensorlm.report import evaluation_report
-    from modeling.ml.sensorlm.train import train_sensorlm
-    from modeling.ml.train import TrainConfig
+    from modeling.ml.sensorlm.train import train_sensorlm_with
 
     config = context.config
     context.progress(0.0, "simulating and captioning participants")
     init_from = Path(Checkpoint.objects.get(pk=config["init_from"]).path) if config.get("init_from") else None
-    train_config = TrainConfig(
-        steps=config["steps"],
-        batch_size=config["batch_size"],
-        learning_rate=config["learning_rate"],
-        seed=config["seed"],
-        checkpoint_every=max(10, config["steps"] // 10),
-        log_every=10,
-    )
 
     def report(step, total, metrics):
         if step % 5 == 0 or step == total:
@@ -86,15 +50,9 @@ def run_sensorlm_train(context: JobContext) -> dict:
                 0.7 * step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step
             )
 
-    result = train_sensorlm(
-        size=config["size"],
-        participants=config["participants"],
-        days=config["days"],
-        seed=config["seed"],
-        train_config=train_config,
+    result = train_sensorlm_with(
+        settings_of(SensorLMTrainSettings, config),
         output_dir=context.work_dir,
-        loss=config["loss"],
-        levels=config["caption_levels"],
         init_from=init_from,
         device=context.device,
         progress=report,

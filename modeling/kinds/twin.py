@@ -13,7 +13,9 @@ from modeling.jobs import (
     register,
 )
 from modeling.ml.data.clinical import INTERVENTIONS
+from modeling.ml.twin.training import TwinTrainSettings
 from modeling.models import Checkpoint
+from modeling.settings_forms import SettingsForm, settings_of
 
 INTERVENTION_CHOICES = [
     (intervention.name, f"{intervention.name.replace('_', ' ')}: {intervention.description}")
@@ -21,26 +23,8 @@ INTERVENTION_CHOICES = [
 ]
 
 
-class TwinTrainForm(forms.Form):
-    size = forms.ChoiceField(
-        choices=[
-            ("tiny", "tiny (CPU, minutes)"),
-            ("small", "small (GPU)"),
-            ("base", "base (GPU)"),
-            ("large", "large (GPU)"),
-        ],
-        initial="tiny",
-    )
-    participants = forms.IntegerField(
-        min_value=10, max_value=1_000_000, initial=1000, help_text="Simulated participants (80 % train, 20 % held out)."
-    )
-    days = forms.IntegerField(min_value=90, max_value=3650, initial=730, help_text="Days of timeline per participant.")
-    steps = forms.IntegerField(min_value=1, max_value=1_000_000, initial=300)
-    batch_size = forms.IntegerField(min_value=1, max_value=4096, initial=16)
-    learning_rate = forms.FloatField(min_value=1e-6, max_value=1.0, initial=2e-3)
-    block_size = forms.IntegerField(min_value=32, max_value=8192, initial=256, help_text="Tokens per training window.")
-    checkpoint_every = forms.IntegerField(min_value=1, initial=50)
-    seed = forms.IntegerField(min_value=0, initial=0)
+class TwinTrainForm(SettingsForm):
+    settings_class = TwinTrainSettings
     simulate_cohort = forms.ModelChoiceField(
         queryset=Cohort.objects.order_by("name"),
         required=False,
@@ -53,35 +37,17 @@ class TwinTrainForm(forms.Form):
 
 
 def run_twin_train(context: JobContext) -> dict:
-    from modeling.ml.train import TrainConfig
-    from modeling.ml.twin.training import train_twin
+    from modeling.ml.twin.training import train_twin_with
 
     config = context.config
     context.progress(0.0, "simulating timelines")
-    train_config = TrainConfig(
-        steps=config["steps"],
-        batch_size=config["batch_size"],
-        learning_rate=config["learning_rate"],
-        warmup_steps=min(100, max(1, config["steps"] // 10)),
-        checkpoint_every=config["checkpoint_every"],
-        seed=config["seed"],
-        log_every=10,
-    )
 
     def report(step, total, metrics):
         if step % 5 == 0 or step == total:
             context.progress(step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step)
 
-    result = train_twin(
-        size=config["size"],
-        participants=config["participants"],
-        days=config["days"],
-        seed=config["seed"],
-        train_config=train_config,
-        output_dir=context.work_dir,
-        device=context.device,
-        block_size=config["block_size"],
-        progress=report,
+    result = train_twin_with(
+        settings_of(TwinTrainSettings, config), output_dir=context.work_dir, device=context.device, progress=report
     )
     if result["resumed_from_step"]:
         context.log(f"resumed from step {result['resumed_from_step']}")

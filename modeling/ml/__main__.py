@@ -16,8 +16,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
+from modeling.ml.lsm.pretrain import PretrainSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
-from modeling.ml.train import TrainConfig
+from modeling.ml.twin.training import TwinTrainSettings
 
 
 def compare_header(args) -> str:
@@ -40,19 +42,10 @@ def main(argv=None) -> None:
     families = parser.add_subparsers(dest="family", required=True)
     lsm = families.add_parser("lsm", help="the wearable foundation model").add_subparsers(dest="command", required=True)
     pretrain_parser = lsm.add_parser("pretrain", help="masked pre-training on simulated participants")
-    pretrain_parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "large"])
-    pretrain_parser.add_argument("--participants", type=int, default=64)
-    pretrain_parser.add_argument("--days", type=int, default=4)
-    pretrain_parser.add_argument("--seed", type=int, default=0)
-    pretrain_parser.add_argument("--steps", type=int, default=200)
-    pretrain_parser.add_argument("--batch-size", type=int, default=8)
-    pretrain_parser.add_argument("--learning-rate", type=float, default=1e-3)
-    pretrain_parser.add_argument("--mask-strategy", default="aim", choices=["random", "temporal", "channel", "aim"])
+    add_settings_arguments(pretrain_parser, PretrainSettings)
+    pretrain_parser.set_defaults(parser=pretrain_parser)
     pretrain_parser.add_argument("--device", default="auto")
-    pretrain_parser.add_argument("--compile", action="store_true")
-    pretrain_parser.add_argument(
-        "--calendar-features", action="store_true", help="time-of-day and day-of-week features on every patch"
-    )
+    pretrain_parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     pretrain_parser.add_argument("--output", type=Path, required=True)
     evaluate_parser = lsm.add_parser(
         "evaluate", help="30+ downstream tasks (probe, hand-crafted, supervised) and generative tasks"
@@ -270,25 +263,13 @@ def main(argv=None) -> None:
         print("\n".join(report["markdown"].values()))
         return
 
-    from modeling.ml.lsm.pretrain import pretrain
+    from modeling.ml.lsm.pretrain import pretrain_with
 
-    config = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        compile=args.compile,
-    )
-    result = pretrain(
-        size=args.size,
-        participants=args.participants,
-        days=args.days,
-        seed=args.seed,
-        train_config=config,
+    result = pretrain_with(
+        settings_from_arguments(PretrainSettings, args, args.parser),
         output_dir=args.output,
         device=args.device,
-        mask_strategy=args.mask_strategy,
-        calendar_features=args.calendar_features,
+        compile=args.compile,
         progress=lambda step, total, metrics: print(json.dumps(metrics)) if step % 10 == 0 or step == total else None,
     )
     print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
@@ -299,14 +280,8 @@ def _twin_commands(families) -> None:
         dest="command", required=True
     )
     train_parser = twin.add_parser("train", help="train on simulated timelines; held-out loss on unseen participants")
-    train_parser.add_argument("--size", default="tiny", choices=["tiny", "small", "base", "large"])
-    train_parser.add_argument("--participants", type=int, default=4000)
-    train_parser.add_argument("--days", type=int, default=730)
-    train_parser.add_argument("--steps", type=int, default=2500)
-    train_parser.add_argument("--batch-size", type=int, default=32)
-    train_parser.add_argument("--learning-rate", type=float, default=2e-3)
-    train_parser.add_argument("--block-size", type=int, default=256, help="tokens per training window")
-    train_parser.add_argument("--seed", type=int, default=0)
+    add_settings_arguments(train_parser, TwinTrainSettings)
+    train_parser.set_defaults(parser=train_parser)
     train_parser.add_argument("--device", default="auto")
     train_parser.add_argument("--output", type=Path, required=True)
     evaluate_parser = twin.add_parser(
@@ -335,26 +310,12 @@ def _twin(args) -> None:
     from modeling.ml.train import choose_device
 
     if args.command == "train":
-        from modeling.ml.twin.training import train_twin
+        from modeling.ml.twin.training import TwinTrainSettings, train_twin_with
 
-        config = TrainConfig(
-            steps=args.steps,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            warmup_steps=min(100, args.steps // 10),
-            checkpoint_every=250,
-            log_every=50,
-            seed=args.seed,
-        )
-        result = train_twin(
-            size=args.size,
-            participants=args.participants,
-            days=args.days,
-            seed=args.seed,
-            train_config=config,
+        result = train_twin_with(
+            settings_from_arguments(TwinTrainSettings, args, args.parser),
             output_dir=args.output,
             device=args.device,
-            block_size=args.block_size,
             progress=lambda step, total, metrics: (
                 print(json.dumps(metrics), flush=True) if step % 50 == 0 or step == total else None
             ),

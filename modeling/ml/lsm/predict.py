@@ -22,12 +22,11 @@ from sklearn.metrics import mean_absolute_error
 from threadpoolctl import threadpool_limits
 
 from modeling.ml.common.metrics import auroc
-from modeling.ml.data.cohort import participant_split
+from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASKS, Task
 from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, represent
 
 Z_90 = 1.645
-SIMULATOR = Path(__file__).resolve().parent.parent / "data"  # the simulated reference cohort's source
 
 
 @dataclass
@@ -114,11 +113,17 @@ def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
 
 
 def reference_fingerprint(model_dir, *, participants: int, days: int, seed: int) -> str:
-    """What the reference embeddings depend on: the model's weights, the simulator's source and the cohort asked for."""
+    """What the reference embeddings depend on: the model's weights, the simulator's behaviour (a digest of what it
+    simulates for two participants of the same seed: a change to its output changes it, a comment or a type hint
+    does not) and the cohort asked for."""
     digest = hashlib.sha256(f"{participants}/{days}/{seed}".encode())
     digest.update((Path(model_dir) / "model.safetensors").read_bytes())
-    for source in sorted(SIMULATOR.glob("*.py")):
-        digest.update(source.name.encode() + source.read_bytes())
+    sample = make_cohort(participants=2, days=1, seed=seed, history_days=1)
+    for index in range(2):
+        minutes = sample.participant(index).minutes
+        digest.update(np.ascontiguousarray(minutes.values).tobytes() + np.ascontiguousarray(minutes.mask).tobytes())
+    for name in sorted(sample.labels):
+        digest.update(name.encode() + np.asarray(sample.labels[name]).tobytes())
     return digest.hexdigest()
 
 

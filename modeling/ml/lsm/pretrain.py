@@ -2,12 +2,14 @@
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, parameter_count, standardize
 from modeling.ml.train import TrainConfig, WindowDataset, train
@@ -66,6 +68,65 @@ def channel_statistics(values: np.ndarray, observed: np.ndarray) -> tuple[np.nda
     mean = (values * observed).sum(axis=(0, 2)) / counts
     variance = (((values - mean[None, :, None]) ** 2) * observed).sum(axis=(0, 2)) / counts
     return mean.astype(np.float32), np.sqrt(variance).clip(min=1e-3).astype(np.float32)
+
+
+SIZE_CHOICES = [
+    ("tiny", "tiny (CPU, minutes)"),
+    ("small", "small (GPU)"),
+    ("base", "base (GPU)"),
+    ("large", "large (GPU)"),
+]
+MASK_STRATEGIES = [(strategy, strategy) for strategy in ("aim", "random", "temporal", "channel")]
+
+
+@dataclass
+class PretrainSettings:
+    """A pre-training run of the foundation model, as the command line (``lsm pretrain``) and the site's job form take it."""
+
+    size: str = setting("tiny", choices=SIZE_CHOICES)
+    participants: int = setting(64, "Simulated participants (80 % train, 20 % held out).", minimum=10, maximum=100_000)
+    days: int = setting(4, minimum=1, maximum=60)
+    steps: int = setting(200, minimum=1, maximum=1_000_000)
+    batch_size: int = setting(8, minimum=1, maximum=4096)
+    learning_rate: float = setting(1e-3, minimum=1e-6, maximum=1.0)
+    mask_strategy: str = setting("aim", choices=MASK_STRATEGIES)
+    checkpoint_every: int = setting(50, minimum=1)
+    calendar_features: bool = setting(False, "Add time-of-day and day-of-week features to every patch.")
+    seed: int = setting(0, minimum=0)
+
+    def train_config(self, *, compile: bool = False) -> TrainConfig:
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            checkpoint_every=self.checkpoint_every,
+            seed=self.seed,
+            log_every=10,
+            compile=compile,
+        )
+
+
+def pretrain_with(
+    settings: PretrainSettings,
+    *,
+    output_dir: Path,
+    device: str = "auto",
+    compile: bool = False,
+    progress: Callable[[int, int, dict], None] = lambda *args: None,
+) -> dict:
+    """:func:`pretrain` with the settings of a command line or a job."""
+    return pretrain(
+        size=settings.size,
+        participants=settings.participants,
+        days=settings.days,
+        seed=settings.seed,
+        train_config=settings.train_config(compile=compile),
+        output_dir=output_dir,
+        device=device,
+        progress=progress,
+        mask_strategy=settings.mask_strategy,
+        calendar_features=settings.calendar_features,
+    )
 
 
 def pretrain(

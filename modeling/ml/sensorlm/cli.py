@@ -8,8 +8,9 @@ python -m modeling.ml sensorlm ablation --output docs/results/sensorlm-tiny
 import json
 from pathlib import Path
 
-from modeling.ml.sensorlm.captions import LEVELS
-from modeling.ml.sensorlm.model import LOSSES, SIZES
+from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
+from modeling.ml.sensorlm.model import SIZES
+from modeling.ml.sensorlm.train import SensorLMTrainSettings
 
 
 def add_parser(families) -> None:
@@ -17,15 +18,8 @@ def add_parser(families) -> None:
         dest="command", required=True
     )
     train_parser = commands.add_parser("train", help="sensor-caption pre-training on simulated participants")
-    train_parser.add_argument("--size", default="tiny", choices=list(SIZES))
-    train_parser.add_argument("--loss", default="clip", choices=LOSSES)
-    train_parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=LEVELS, help="caption levels")
-    train_parser.add_argument("--participants", type=int, default=200)
-    train_parser.add_argument("--days", type=int, default=3)
-    train_parser.add_argument("--seed", type=int, default=0)
-    train_parser.add_argument("--steps", type=int, default=300)
-    train_parser.add_argument("--batch-size", type=int, default=32)
-    train_parser.add_argument("--learning-rate", type=float, default=2e-3)
+    add_settings_arguments(train_parser, SensorLMTrainSettings)
+    train_parser.set_defaults(parser=train_parser)
     train_parser.add_argument(
         "--init-from", type=Path, help="a foundation-model (lsm) checkpoint to start the sensor tower from"
     )
@@ -59,26 +53,17 @@ def add_parser(families) -> None:
 
 
 def run(args) -> None:
-    from modeling.ml.train import TrainConfig, choose_device
+    from modeling.ml.train import choose_device
 
     def report(fraction, message):
         print(f"[{fraction:4.0%}] {message}", flush=True)
 
     if args.command == "train":
-        from modeling.ml.sensorlm.train import train_sensorlm
+        from modeling.ml.sensorlm.train import train_sensorlm_with
 
-        config = TrainConfig(
-            steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed
-        )
-        result = train_sensorlm(
-            size=args.size,
-            participants=args.participants,
-            days=args.days,
-            seed=args.seed,
-            train_config=config,
+        result = train_sensorlm_with(
+            settings_from_arguments(SensorLMTrainSettings, args, args.parser),
             output_dir=args.output,
-            loss=args.loss,
-            levels=args.levels,
             init_from=args.init_from,
             device=args.device,
             progress=lambda step, total, metrics: (

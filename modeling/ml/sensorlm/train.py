@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.spec import NUM_FEATURES
 from modeling.ml.data.summaries import SUMMARY_FIELDS, daily_summaries
@@ -168,6 +169,65 @@ def mean_rank_fraction(similarity: torch.Tensor) -> float:
     target = similarity.diagonal()[:, None]
     rank = (similarity > target).sum(dim=1).float()
     return float((rank / max(1, similarity.shape[1] - 1)).mean())
+
+
+SIZE_CHOICES = [("tiny", "tiny (CPU, minutes)"), ("small", "small (GPU)"), ("base", "base (GPU)")]
+LOSS_CHOICES = [("clip", "CLIP (InfoNCE)"), ("siglip", "SigLIP (sigmoid)"), ("coca", "CoCa (contrastive + captioning)")]
+LEVEL_CHOICES = [
+    ("semantic", "semantic (events)"),
+    ("structural", "structural (trends, peaks)"),
+    ("statistical", "statistical (means, ranges)"),
+]
+
+
+@dataclass
+class SensorLMTrainSettings:
+    """A training run of the sensor-language model, as the command line (``sensorlm train``) and the site's job form
+    take it."""
+
+    size: str = setting("tiny", choices=SIZE_CHOICES)
+    loss: str = setting("clip", choices=LOSS_CHOICES)
+    caption_levels: list = setting(list(LEVELS), "Caption levels.", choices=LEVEL_CHOICES, flags=("--levels",))
+    participants: int = setting(200, "Simulated participants (80 % train, 20 % held out).", minimum=10, maximum=100_000)
+    days: int = setting(3, minimum=1, maximum=60)
+    steps: int = setting(300, minimum=1, maximum=1_000_000)
+    batch_size: int = setting(32, "Contrastive losses need several days per batch.", minimum=2, maximum=4096)
+    learning_rate: float = setting(2e-3, minimum=1e-6, maximum=1.0)
+    seed: int = setting(0, minimum=0)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            seed=self.seed,
+            checkpoint_every=max(10, self.steps // 10),
+            log_every=10,
+        )
+
+
+def train_sensorlm_with(
+    settings: SensorLMTrainSettings,
+    *,
+    output_dir: Path,
+    init_from: Path | None = None,
+    device: str = "auto",
+    progress: Callable[[int, int, dict], None] = lambda *args: None,
+) -> dict:
+    """:func:`train_sensorlm` with the settings of a command line or a job."""
+    return train_sensorlm(
+        size=settings.size,
+        participants=settings.participants,
+        days=settings.days,
+        seed=settings.seed,
+        train_config=settings.train_config(),
+        output_dir=output_dir,
+        loss=settings.loss,
+        levels=settings.caption_levels,
+        init_from=init_from,
+        device=device,
+        progress=progress,
+    )
 
 
 def train_sensorlm(

@@ -2,15 +2,73 @@
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.train import TrainConfig, choose_device, train
 from modeling.ml.twin.data import TimelineWindows, simulated_records
 from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel, parameter_count
 from modeling.ml.twin.tokens import Tokenizer
+
+SIZE_CHOICES = [
+    ("tiny", "tiny (CPU, minutes)"),
+    ("small", "small (GPU)"),
+    ("base", "base (GPU)"),
+    ("large", "large (GPU)"),
+]
+
+
+@dataclass
+class TwinTrainSettings:
+    """A training run of the twin, as the command line (``twin train``) and the site's job form both take it."""
+
+    size: str = setting("tiny", choices=SIZE_CHOICES)
+    participants: int = setting(
+        1000, "Simulated participants (80 % train, 20 % held out).", minimum=10, maximum=1_000_000
+    )
+    days: int = setting(730, "Days of timeline per participant.", minimum=90, maximum=3650)
+    steps: int = setting(300, minimum=1, maximum=1_000_000)
+    batch_size: int = setting(16, minimum=1, maximum=4096)
+    learning_rate: float = setting(2e-3, minimum=1e-6, maximum=1.0)
+    block_size: int = setting(256, "Tokens per training window.", minimum=32, maximum=8192)
+    checkpoint_every: int = setting(50, minimum=1)
+    seed: int = setting(0, minimum=0)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            warmup_steps=min(100, max(1, self.steps // 10)),
+            checkpoint_every=self.checkpoint_every,
+            seed=self.seed,
+            log_every=10,
+        )
+
+
+def train_twin_with(
+    settings: TwinTrainSettings,
+    *,
+    output_dir: Path,
+    device: str = "auto",
+    progress: Callable[[int, int, dict], None] = lambda *args: None,
+) -> dict:
+    """:func:`train_twin` with the settings of a command line or a job."""
+    return train_twin(
+        size=settings.size,
+        participants=settings.participants,
+        days=settings.days,
+        seed=settings.seed,
+        train_config=settings.train_config(),
+        output_dir=output_dir,
+        device=device,
+        block_size=settings.block_size,
+        progress=progress,
+    )
 
 
 @torch.no_grad()

@@ -1,6 +1,7 @@
 """The reference cohort behind the prediction probes is simulated and embedded once per model, then kept beside it."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from modeling.ml.lsm import predict
 from modeling.ml.lsm.predict import reference_cache_path, reference_representation
 
-DEMO_LSM = predict.SIMULATOR.parent.parent / "demo_weights" / "lsm"
+DEMO_LSM = Path(predict.__file__).resolve().parents[3] / "modeling" / "demo_weights" / "lsm"
 
 
 @pytest.fixture

@@ -1,0 +1,60 @@
+"""Job forms made from the model library's settings dataclasses (``modeling/ml/common/settings.py``): a kind's form
+declares only what the site adds (a cohort to index, a checkpoint to start from); every hyperparameter comes from
+the dataclass the command line reads too, with the same default, range, choices and help."""
+
+from dataclasses import fields
+from typing import Any, ClassVar
+
+from django import forms
+
+from modeling.ml.common.settings import setting_default
+
+
+def settings_fields(settings_class: type) -> dict[str, forms.Field]:
+    """A form field per dataclass field, in declaration order."""
+    made: dict[str, forms.Field] = {}
+    for declared in fields(settings_class):
+        meta, default = declared.metadata, setting_default(declared)
+        common: dict[str, Any] = {"initial": default, "help_text": meta.get("help", ""), "label": meta.get("label")}
+        choices = meta.get("choices")
+        if isinstance(default, list):
+            made[declared.name] = forms.MultipleChoiceField(
+                choices=choices or [], widget=forms.CheckboxSelectMultiple, **common
+            )
+        elif choices:
+            made[declared.name] = forms.ChoiceField(choices=choices, **common)
+        elif isinstance(default, bool):
+            made[declared.name] = forms.BooleanField(required=False, **common)
+        elif isinstance(default, int):
+            made[declared.name] = forms.IntegerField(
+                min_value=meta.get("minimum"), max_value=meta.get("maximum"), **common
+            )
+        elif isinstance(default, float):
+            made[declared.name] = forms.FloatField(
+                min_value=meta.get("minimum"), max_value=meta.get("maximum"), **common
+            )
+        else:
+            made[declared.name] = forms.CharField(**common)
+    return made
+
+
+class SettingsForm(forms.Form):
+    """A form whose first fields are those of ``settings_class``; a subclass declares only the site's own fields."""
+
+    settings_class: ClassVar[type | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.settings_class is not None:  # before Django collects the declared fields into base_fields
+            cls.declared_fields = {**settings_fields(cls.settings_class), **cls.__dict__.get("declared_fields", {})}
+
+    def settings(self) -> Any:
+        """The validated settings (after ``is_valid()``)."""
+        assert self.settings_class is not None
+        return settings_of(self.settings_class, self.cleaned_data)
+
+
+def settings_of(settings_class: type, config: dict) -> Any:
+    """The settings a job's stored config holds (its form's cleaned data, with the site's own fields beside them)."""
+    names = {declared.name for declared in fields(settings_class)}
+    return settings_class(**{name: value for name, value in config.items() if name in names})

@@ -1,0 +1,69 @@
+"""A hyperparameter is declared once: the library's settings dataclass makes both the command line's options and the
+site's job form, with the same defaults, ranges and choices."""
+
+import argparse
+from dataclasses import fields
+
+import pytest
+
+from modeling.kinds.lsm import LSMPretrainForm
+from modeling.kinds.sensorlm import SensorLMTrainForm
+from modeling.kinds.twin import TwinTrainForm
+from modeling.ml.common.settings import add_settings_arguments, setting_default, settings_from_arguments
+from modeling.ml.lsm.pretrain import PretrainSettings
+from modeling.ml.sensorlm.train import SensorLMTrainSettings
+from modeling.ml.twin.training import TwinTrainSettings
+
+FAMILIES = [
+    (TwinTrainSettings, TwinTrainForm),
+    (PretrainSettings, LSMPretrainForm),
+    (SensorLMTrainSettings, SensorLMTrainForm),
+]
+
+
+@pytest.mark.parametrize(("settings_class", "form_class"), FAMILIES)
+def test_the_form_and_the_command_line_take_the_settings_with_the_same_defaults(settings_class, form_class):
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, settings_class)
+    defaults = parser.parse_args([])
+    for declared in fields(settings_class):
+        field = form_class.base_fields[declared.name]
+        assert field.initial == getattr(defaults, declared.name) == setting_default(declared), declared.name
+        if declared.metadata.get("minimum") is not None:
+            assert field.min_value == declared.metadata["minimum"]
+    assert list(form_class.base_fields)[: len(fields(settings_class))] == [
+        declared.name for declared in fields(settings_class)
+    ]
+
+
+def test_a_value_out_of_range_is_refused_by_both(capsys):
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, TwinTrainSettings)
+    with pytest.raises(SystemExit):
+        settings_from_arguments(TwinTrainSettings, parser.parse_args(["--days", "10"]), parser)
+    assert "days: 10 is below 90" in capsys.readouterr().err
+    form = TwinTrainForm(data={"size": "tiny", **dict.fromkeys(("participants", "steps", "batch_size"), 1)})
+    assert not form.is_valid() and "days" in form.errors and "participants" in form.errors
+    parsed = settings_from_arguments(TwinTrainSettings, parser.parse_args(["--steps", "40", "--size", "small"]), parser)
+    assert parsed == TwinTrainSettings(steps=40, size="small")
+
+
+def test_the_command_line_s_help_shows_every_setting(capsys):
+    from modeling.ml.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["twin", "train", "--help"])
+    shown = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "--batch-size" in shown and "--checkpoint-every" in shown and "(80 % train, 20 % held out)" in shown
+
+
+def test_the_old_spellings_of_the_command_line_still_work(monkeypatch):
+    """``--levels`` (the committed demo model's command) is the sensor-language model's caption levels."""
+    import modeling.ml.sensorlm.train as sensorlm_train
+    from modeling.ml.__main__ import main
+
+    asked = []
+    monkeypatch.setattr(sensorlm_train, "train_sensorlm_with", lambda settings, **kwargs: asked.append(settings) or {})
+    main(["sensorlm", "train", "--levels", "semantic", "--steps", "5", "--output", "/tmp/unused"])
+    assert asked == [SensorLMTrainSettings(caption_levels=["semantic"], steps=5)]
