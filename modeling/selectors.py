@@ -2,7 +2,7 @@
 
 from healthagent.cohort.panels import Panel
 from healthagent.models import Participant
-from modeling.models import Job, Prediction
+from modeling.models import Checkpoint, Job, Prediction
 
 GENERATION_KIND = "generate_recommendations"
 
@@ -101,3 +101,14 @@ def predictions_panel(participant: Participant) -> Panel | None:
         template="modeling/partials/participant_predictions.html",
         context={"predictions": predictions, "checkpoint": predictions[0].checkpoint},
     )
+
+
+def usable_heads(checkpoint: Checkpoint) -> dict[str, Checkpoint]:
+    """Per task, the newest head over ``checkpoint`` that clearly beat the linear probe on participants the search never saw."""
+    heads = {}
+    for head in Checkpoint.objects.filter(family="lsm_head", metrics__base_checkpoint=checkpoint.pk).order_by(
+        "-created_at"
+    ):
+        if head.metrics.get("beats_probe") and head.metrics.get("task") not in heads:
+            heads[head.metrics["task"]] = head
+    return heads

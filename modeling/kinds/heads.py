@@ -369,14 +369,3 @@ register(
         "model per task; the best head is used for the cohort's predictions only where it clearly beat the linear probe on participants the search never saw.",
     )
 )
-
-
-def usable_heads(checkpoint: Checkpoint) -> dict[str, Checkpoint]:
-    """Per task, the newest head over ``checkpoint`` that clearly beat the linear probe on participants the search never saw."""
-    heads = {}
-    for head in Checkpoint.objects.filter(family="lsm_head", metrics__base_checkpoint=checkpoint.pk).order_by(
-        "-created_at"
-    ):
-        if head.metrics.get("beats_probe") and head.metrics.get("task") not in heads:
-            heads[head.metrics["task"]] = head
-    return heads

@@ -15,6 +15,7 @@ from modeling.jobs import (
     queue_by_size,
     register,
 )
+from modeling.ml.lsm.predict import probe_quality_table
 from modeling.ml.lsm.pretrain import PretrainSettings
 from modeling.models import Checkpoint
 from modeling.settings_forms import SettingsForm, settings_of
@@ -244,121 +245,34 @@ class LSMPredictForm(forms.Form):
 
 
 def run_lsm_predict(context: JobContext) -> dict:
-    import numpy as np
-
-    from healthagent.cohort.store import read_window, trajectory_root
-    from modeling.ml.data.labels import TASK_BY_NAME
-    from modeling.ml.heads.compare import participant_tokens
-    from modeling.ml.heads.ensemble import head_prediction
-    from modeling.ml.lsm.evaluate import embed_days
-    from modeling.ml.lsm.predict import predict, reference_probes
-    from modeling.ml.lsm.pretrain import load_pretrained
-    from modeling.models import Prediction
+    from modeling.services import cohort_predictions_compute, cohort_predictions_replace
 
     config = context.config
     checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])
     cohort = Cohort.objects.get(pk=config["cohort"])
-    context.progress(0.0, "fitting probes on the reference participants")
-    probes = reference_probes(
-        checkpoint.path,
-        participants=config["reference_participants"],
-        days=config["reference_days"],
-        seed=config["seed"],
+    computed = cohort_predictions_compute(
+        checkpoint=checkpoint,
+        cohort=cohort,
+        job=context.job,
+        reference_participants=config["reference_participants"],
+        reference_days=config["reference_days"],
         replicates=config["replicates"],
+        seed=config["seed"],
+        use_heads=config.get("use_heads", True),
         device=context.device,
+        progress=context.progress,
+        log=context.log,
     )
-    model, mean, std = load_pretrained(Path(checkpoint.path), context.device)
-    heads = {}
-    if config.get("use_heads", True):
-        from modeling.kinds.heads import usable_heads
-        from modeling.ml.heads.ensemble import load_ensemble
-
-        heads = {
-            task: (head, load_ensemble(Path(head.path), context.device))
-            for task, head in usable_heads(checkpoint).items()
-        }
-        if heads:
-            context.log(
-                f"searched heads for {', '.join(sorted(heads))} (they clearly beat the linear probe on participants the search never saw)"
-            )
-    participants = list(cohort.participants.exclude(trajectory_path="").order_by("pk"))
-    rows, skipped = [], 0
-    for position, participant in enumerate(participants):
-        context.progress(
-            0.2 + 0.8 * position / max(1, len(participants)), f"participant {position + 1} of {len(participants)}"
-        )
-        # The participant's last reference_days days: embeddings averaged over as many days as the reference participants'.
-        first = max(0, participant.minute_days - config["reference_days"])
-        values, observed = read_window(
-            path=trajectory_root() / participant.trajectory_path, start_day=first, end_day=participant.minute_days
-        )
-        embedding = embed_days(model, mean, std, values, observed, (participant.start_weekday + first) % 7)
-        if embedding is None:
-            skipped += 1  # never worn: nothing to predict from
-            continue
-        if heads:  # a searched head reads the token grids of the worn days
-            worn = observed.any(axis=(1, 2))
-            tokens = participant_tokens(
-                model, mean, std, values[worn], observed[worn], participant.start_weekday + first + np.flatnonzero(worn)
-            )
-        for entry in predict(probes, embedding):
-            if entry["task"] in heads:
-                head, ensemble = heads[entry["task"]]
-                entry = {
-                    **entry,
-                    **head_prediction(ensemble, TASK_BY_NAME[entry["task"]], *tokens),
-                    "quality": ensemble.metadata["quality"] | {"head_checkpoint": head.pk},
-                }
-            rows.append(
-                Prediction(
-                    participant=participant,
-                    checkpoint=checkpoint,
-                    job=context.job,
-                    task=entry["task"],
-                    kind=entry["kind"],
-                    label=entry.get("label", ""),
-                    estimate=entry["estimate"],
-                    low=entry["low"],
-                    high=entry["high"],
-                    details={key: entry[key] for key in ("family", "description", "unit", "quality")}
-                    | ({"probabilities": entry["probabilities"]} if "probabilities" in entry else {}),
-                )
-            )
-    with transaction.atomic():  # the cohort's predictions by this model are replaced whole, never half
-        Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)  # two jobs for the same model replace in turn
-        Prediction.objects.filter(checkpoint=checkpoint, participant__cohort=cohort).delete()
-        Prediction.objects.bulk_create(rows, batch_size=1000)
-
-    def shown(value, decimals):
-        return "—" if value is None else f"{value:.{decimals}f}"
-
-    quality = [
-        [
-            probe.task.name,
-            probe.task.family,
-            *(
-                ("AUROC", shown(probe.quality["auroc"], 3))
-                if "auroc" in probe.quality
-                else ("MAE / Pearson r", f"{shown(probe.quality['mae'], 2)} / {shown(probe.quality['pearson_r'], 2)}")
-            ),
-        ]
-        for probe in probes
-    ]
+    cohort_predictions_replace(checkpoint=checkpoint, cohort=cohort, predictions=computed.predictions)
     context.log(
-        f"{len(rows)} predictions for {len(participants) - skipped} participants; {skipped} without wearable data"
+        f"{len(computed.predictions)} predictions for {computed.participants} participants; "
+        f"{computed.skipped} without wearable data"
     )
     return {
-        "predictions": len(rows),
-        "participants": len(participants) - skipped,
-        "skipped_never_worn": skipped,
-        "tables": [
-            {
-                "title": "Probe quality on held-out reference participants",
-                "summary": f"{probes[0].quality['held_out_participants'] if probes else 0} simulated participants the probes were not fitted on.",
-                "columns": ["task", "family", "metric", "held-out value"],
-                "rows": quality,
-            }
-        ],
+        "predictions": len(computed.predictions),
+        "participants": computed.participants,
+        "skipped_never_worn": computed.skipped,
+        "tables": [probe_quality_table(computed.probes)],
     }
 
 

@@ -92,7 +92,7 @@ class LiveTwinProgressTest(ChannelsLiveServerTestCase):
         self.slow_reports = mock.patch.object(JobContext, "progress", unhurried)
         self.slow_reports.start()
         self.worker = start_worker(
-            app, queues=["cpu", "gpu"], pool="solo", perform_ping_check=False, shutdown_timeout=60
+            app, queues=list(settings.JOB_QUEUES), pool="solo", perform_ping_check=False, shutdown_timeout=60
         )
         self.worker.__enter__()
         self.playwright = sync_playwright().start()

@@ -173,3 +173,30 @@ def reference_probes(
     # spin against the other worker's.
     with threadpool_limits(limits=1, user_api="blas"):
         return fit_probes(embeddings, labels, replicates=replicates, seed=seed)
+
+
+def probe_quality_table(probes: list[TaskProbe]) -> dict:
+    """The probes' held-out quality as a result table (title, summary, columns, rows)."""
+
+    def shown(value: float | None, decimals: int) -> str:
+        return "—" if value is None else f"{value:.{decimals}f}"
+
+    rows = [
+        [
+            probe.task.name,
+            probe.task.family,
+            *(
+                ("AUROC", shown(probe.quality["auroc"], 3))
+                if "auroc" in probe.quality
+                else ("MAE / Pearson r", f"{shown(probe.quality['mae'], 2)} / {shown(probe.quality['pearson_r'], 2)}")
+            ),
+        ]
+        for probe in probes
+    ]
+    held_out = probes[0].quality["held_out_participants"] if probes else 0
+    return {
+        "title": "Probe quality on held-out reference participants",
+        "summary": f"{held_out} simulated participants the probes were not fitted on.",
+        "columns": ["task", "family", "metric", "held-out value"],
+        "rows": rows,
+    }

@@ -20,7 +20,7 @@ def test_a_researcher_finds_days_by_typing_a_description(page, live_server, inde
     assert cards.count() == 6
     page.wait_for_function("() => document.querySelectorAll('[data-trajectory][data-ready=\"true\"]').length === 6")
     assert page.locator('[data-day-result] [data-chart="minutes"] .main-svg').count() >= 6
-    assert "match" in cards.first.inner_text()
+    assert "its caption holds" in cards.first.inner_text() and "similarity" in cards.first.inner_text()
 
     # Zooming a card fetches finer data for the same four panels, not the participant page's eight.
     panels_before = cards.first.locator('[data-chart="minutes"] .main-svg .trace').count()
