@@ -2,6 +2,7 @@
 
 import math
 
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
@@ -12,7 +13,7 @@ from evaluation.models import Assignment, Dimension, Study, StudyItem
 from healthagent.roles import Role, user_has_role
 
 
-def studies_visible_to(*, user) -> QuerySet[Study]:
+def studies_visible_to(*, user: User) -> QuerySet[Study]:
     """The studies ``user`` may read as a researcher: every one for admins; for researchers the
     unrestricted ones plus the restricted ones they own or are named on; none for anyone else."""
     if user_has_role(user, Role.ADMIN):
@@ -23,7 +24,7 @@ def studies_visible_to(*, user) -> QuerySet[Study]:
     return Study.objects.filter(Q(restricted=False) | Q(created_by=user) | Q(pk__in=named))
 
 
-def access_study(*, user, study_id: int) -> Study:
+def access_study(*, user: User, study_id: int) -> Study:
     """The study if ``user`` may read it, else 404: a study one may not see is not confirmed to exist."""
     study = studies_visible_to(user=user).select_related("rubric").filter(pk=study_id).first()
     if study is None:
@@ -31,12 +32,12 @@ def access_study(*, user, study_id: int) -> Study:
     return study
 
 
-def study_changeable_by(*, study: Study, user) -> bool:
+def study_changeable_by(*, study: Study, user: User) -> bool:
     """Opening, closing (and any other change of) a study is for its owner and admins only."""
     return user_has_role(user, Role.ADMIN) or (study.created_by_id is not None and study.created_by_id == user.pk)
 
 
-def access_study_for_change(*, user, study_id: int) -> Study:
+def access_study_for_change(*, user: User, study_id: int) -> Study:
     """The study if ``user`` may change it; 404 if they may not even read it, 403 if they may only read it."""
     study = access_study(user=user, study_id=study_id)
     if not study_changeable_by(study=study, user=user):
@@ -44,11 +45,11 @@ def access_study_for_change(*, user, study_id: int) -> Study:
     return study
 
 
-def rater_progress(*, study: Study, rater) -> dict:
+def rater_progress(*, study: Study, rater: User) -> dict:
     """How far a clinician is: done, and their share of the study's ratings (at least what they did)."""
 
     # One query (it runs on every rating page): the rater's counts and the study's sizes as subqueries.
-    def count_of(queryset) -> Subquery:
+    def count_of(queryset: QuerySet) -> Subquery:
         return Subquery(
             queryset.order_by().values("study").annotate(count=Count("pk")).values("count"), output_field=IntegerField()
         )
@@ -77,7 +78,7 @@ def rater_progress(*, study: Study, rater) -> dict:
     }
 
 
-def clinician_studies(*, rater) -> list[dict]:
+def clinician_studies(*, rater: User) -> list[dict]:
     """Open and closed studies the clinician is enrolled in, with their progress, whether asking for the next item
     would give them one now (``ratable``), and if not, how many items still wait for the agent's answers."""
     studies = Study.objects.filter(clinicians=rater).exclude(status=Study.Status.DRAFT).order_by("-opened_at")
@@ -94,8 +95,11 @@ def clinician_studies(*, rater) -> list[dict]:
 PAIRWISE_CHOICE_WORDS = {"a": "A better", "b": "B better", "tie": "tie"}
 
 
-def _score_words(dimension: Dimension, value) -> str:
-    return {0: "no", 1: "yes"}.get(value, str(value)) if dimension.scale == Dimension.Scale.BINARY else str(value)
+BINARY_WORDS: dict[object, str] = {0: "no", 1: "yes"}
+
+
+def _score_words(dimension: Dimension, value: object) -> str:
+    return BINARY_WORDS.get(value, str(value)) if dimension.scale == Dimension.Scale.BINARY else str(value)
 
 
 def _choice_words(choice: str, swapped: bool) -> str:
@@ -104,7 +108,7 @@ def _choice_words(choice: str, swapped: bool) -> str:
     return PAIRWISE_CHOICE_WORDS.get(seen, seen)
 
 
-def rater_ratings(*, rater, study: Study | None = None, limit: int = 200) -> list[dict]:
+def rater_ratings(*, rater: User, study: Study | None = None, limit: int = 200) -> list[dict]:
     """The clinician's own ratings, newest first, each as they gave it: the study, the item's number in it, the
     scores or choices (pairwise in the sides they saw), whether flagged unsafe, and when. Nothing of variants,
     participants or other raters."""

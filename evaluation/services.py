@@ -8,6 +8,7 @@ import dataclasses
 import random
 from dataclasses import dataclass
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -18,6 +19,7 @@ from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort, Participant
 from healthagent.roles import Role, user_has_role
 from modeling.jobs import JobError, job_queue
+from modeling.models import Job
 
 MAX_TIME_ON_ITEM_S = 3 * 3600
 
@@ -48,7 +50,7 @@ class StudySpec:
     show_captions: bool = False
 
 
-def study_create(*, spec: StudySpec, user) -> Study:
+def study_create(*, spec: StudySpec, user: User) -> Study:
     """A draft study with its items: cohort participants × variants (absolute) or one pair each (pairwise)."""
     if spec.mode not in Study.Mode.values:
         raise EvaluationError(f"unknown mode {spec.mode!r}")
@@ -122,7 +124,7 @@ def study_create(*, spec: StudySpec, user) -> Study:
     return study
 
 
-def study_set_status(*, study: Study, status: str, user=None, via: str = "", note: str = "") -> Study:
+def study_set_status(*, study: Study, status: str, user: User | None = None, via: str = "", note: str = "") -> Study:
     """draft -> open -> closed; closing freezes every rating, and reopening a closed study (with a ``note``
     saying why) lets clinicians rate and revise again. Every change is audited with ``user``."""
     allowed: dict[str, set[str]] = {
@@ -181,7 +183,7 @@ def _access_item_without_answer(*, study: Study, item_id: int) -> ItemWithoutAns
     return row
 
 
-def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem:
+def study_item_drop(*, study: Study, item_id: int, note: str, user: User) -> StudyItem:
     """Take an item whose answer will not come (see items_without_answers) out of the study, with a note saying
     why (audited). No clinician is given it afterwards and it no longer counts towards the ratings needed. Locks
     the item row, as handing it out does, so it cannot be dropped while a clinician is being given it."""
@@ -209,7 +211,7 @@ def study_item_drop(*, study: Study, item_id: int, note: str, user) -> StudyItem
     return item
 
 
-def study_item_regenerate(*, study: Study, item_id: int, user):
+def study_item_regenerate(*, study: Study, item_id: int, user: User) -> Job:
     """Queue the generation of the answers an item lacks, for its participant only (audited); returns the job."""
     with transaction.atomic():
         row = _access_item_without_answer(study=study, item_id=item_id)
@@ -241,7 +243,7 @@ def study_item_regenerate(*, study: Study, item_id: int, user):
     return job
 
 
-def access_assignment(*, assignment_id: int, rater, for_update: bool = False) -> Assignment:
+def access_assignment(*, assignment_id: int, rater: User, for_update: bool = False) -> Assignment:
     """The rater's own assignment; anything else (another clinician's, a missing one) is EvaluationError."""
     queryset = Assignment.objects.select_related("study", "study__rubric", "item", "item__participant")
     if for_update:
@@ -252,7 +254,7 @@ def access_assignment(*, assignment_id: int, rater, for_update: bool = False) ->
         raise EvaluationError("there is no such item in your queue") from error
 
 
-def access_participant_in_queue(*, study_id: int, participant_id: int, rater) -> Assignment:
+def access_participant_in_queue(*, study_id: int, participant_id: int, rater: User) -> Assignment:
     """One of the rater's assignments in the study whose item shows this participant (with study and
     participant joined); a participant none of their items shows is EvaluationError."""
     assignment = (
@@ -270,7 +272,7 @@ def _check_editable(assignment: Assignment) -> None:
         raise EvaluationError("this study is closed: ratings can no longer be changed")
 
 
-def assignment_save_draft(*, assignment_id: int, rater, draft: dict) -> None:
+def assignment_save_draft(*, assignment_id: int, rater: User, draft: dict) -> None:
     """Keep what the rater has entered so far (autosave); never a rating by itself."""
     if not isinstance(draft, dict) or len(str(draft)) > 20_000:
         raise EvaluationError("the draft is not valid")
@@ -281,7 +283,7 @@ def assignment_save_draft(*, assignment_id: int, rater, draft: dict) -> None:
         assignment.save(update_fields=["draft"])
 
 
-def assignment_skip(*, assignment_id: int, rater, reason: str) -> Assignment:
+def assignment_skip(*, assignment_id: int, rater: User, reason: str) -> Assignment:
     reason = (reason or "").strip()
     if not reason:
         raise EvaluationError("say why you skip this item")
@@ -336,7 +338,7 @@ def _unswap(choice: str, swapped: bool) -> str:
 def rating_submit(
     *,
     assignment_id: int,
-    rater,
+    rater: User,
     scores: dict,
     preference: str = "",
     comment: str = "",

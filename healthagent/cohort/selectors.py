@@ -1,6 +1,7 @@
 """Reads of cohorts and participants, with the access rule in one place."""
 
-from django.db.models import Count
+from django.contrib.auth.models import User
+from django.db.models import Count, QuerySet
 from django.http import Http404
 
 from healthagent.models import Cohort, Participant
@@ -13,7 +14,7 @@ def cohort_list() -> list[Cohort]:
     return list(Cohort.objects.annotate(participant_count=Count("participants")).order_by("name"))
 
 
-def access_participant(*, user, participant_id: int) -> Participant:
+def access_participant(*, user: User, participant_id: int) -> Participant:
     """The participant, if ``user`` may browse participants (researchers and admins); else 404.
 
     Clinicians never browse: they see a participant only inside an item assigned to them.
@@ -26,7 +27,7 @@ def access_participant(*, user, participant_id: int) -> Participant:
         raise Http404("no such participant") from error
 
 
-def participant_list(*, cohort: Cohort):
+def participant_list(*, cohort: Cohort) -> QuerySet[Participant]:
     return cohort.participants.annotate(measurement_count=Count("measurements", distinct=True)).order_by("pseudonym")
 
 
