@@ -6,7 +6,7 @@ from django import forms
 from healthagent.models import Participant
 from healthagent.roles import Role, user_has_role
 from modeling.kinds.twin import INTERVENTION_CHOICES
-from modeling.twin import RESEARCHER_LIMITS_TEXT, RESEARCHER_MAX_SAMPLES
+from modeling.services import RESEARCHER_LIMITS_TEXT, RESEARCHER_MAX_SAMPLES
 
 
 class JobPriorityForm(forms.Form):

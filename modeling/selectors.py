@@ -1,8 +1,13 @@
 """Reads of the modeling app for the rooms above it (the agent, the evaluation app)."""
 
+from typing import Any
+
 from healthagent.cohort.panels import Panel
 from healthagent.models import Participant
-from modeling.models import Checkpoint, Job, Prediction
+from modeling.ml.data.clinical import ENDPOINTS
+from modeling.ml.twin.data import MIN_WEAR_MINUTES, worn_blocks
+from modeling.ml.twin.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
+from modeling.models import Checkpoint, Job, Prediction, SimulationRun
 
 GENERATION_KIND = "generate_recommendations"
 
@@ -81,8 +86,6 @@ def participant_predictions(*, participant: Participant) -> list[Prediction]:
 def twin_panel(participant: Participant) -> Panel | None:
     """The participant page's section of the digital twin: the latest simulation of this participant and the way to the
     twin page, where it is drawn and a new one is asked for (registered in ModelingConfig.ready); None without a twin."""
-    from modeling.twin import simulation_latest, twin_checkpoint_latest
-
     checkpoint = twin_checkpoint_latest()
     if checkpoint is None:
         return None
@@ -112,3 +115,163 @@ def usable_heads(checkpoint: Checkpoint) -> dict[str, Checkpoint]:
         if head.metrics.get("beats_probe") and head.metrics.get("task") not in heads:
             heads[head.metrics["task"]] = head
     return heads
+
+
+# The digital twin's reads: a participant's stored (anonymized) data as a twin record, the stored simulations,
+# and what the twin page shows of them.
+
+# Daily-summary field -> twin biomarker (daily wearable values; the tokenizer summarizes them).
+DAILY_BIOMARKERS = {
+    "steps": "daily_steps",
+    "sleep_minutes": "sleep_minutes",
+    "resting_heart_rate_bpm": "resting_heart_rate",
+}
+TIMELINE_EVENT_KINDS = ("diet", "medication", "intervention", "diagnosis", "endpoint")
+BIOMARKER_LABELS = {
+    "hba1c": "HbA1c",
+    "fasting_glucose": "fasting glucose",
+    "ldl": "LDL cholesterol",
+    "hdl": "HDL cholesterol",
+    "triglycerides": "triglycerides",
+    "crp": "CRP",
+    "egfr": "eGFR",
+    "systolic_bp": "systolic blood pressure",
+    "diastolic_bp": "diastolic blood pressure",
+    "weight": "weight",
+    "body_fat": "body fat",
+    "cgm_mean_glucose": "mean CGM glucose",
+    "cgm_time_in_range": "CGM time in range",
+    "resting_heart_rate": "resting heart rate",
+    "daily_steps": "daily steps",
+    "sleep_minutes": "sleep",
+}
+
+# A change a clinician would call meaningful, per biomarker (rough minimal important differences): how
+# effects on different biomarkers are compared, and the agent's scale of benefit.
+MEANINGFUL_CHANGE = {
+    "hba1c": 0.2,
+    "fasting_glucose": 5.0,
+    "ldl": 10.0,
+    "hdl": 3.0,
+    "triglycerides": 20.0,
+    "crp": 0.5,
+    "egfr": 5.0,
+    "systolic_bp": 5.0,
+    "diastolic_bp": 3.0,
+    "weight": 2.0,
+    "body_fat": 1.0,
+    "cgm_mean_glucose": 5.0,
+    "cgm_time_in_range": 5.0,
+    "resting_heart_rate": 3.0,
+    "daily_steps": 1000.0,
+    "sleep_minutes": 20.0,
+}
+# The biomarkers where a rise is good; for every other one a fall is. The agent only recommends a change for the better.
+HIGHER_IS_BETTER = frozenset({"hdl", "egfr", "cgm_time_in_range", "daily_steps", "sleep_minutes"})
+
+
+def age_at_day_zero(participant: Participant) -> float | None:
+    """The middle of the participant's age band (the band is all the site keeps)."""
+    band = participant.age_band
+    if band.endswith("+"):
+        return float(band[:-1]) + 2.0
+    if "-" in band:
+        low, high = band.split("-")
+        return (float(low) + float(high) + 1) / 2
+    return None
+
+
+def participant_record(*, participant: Participant) -> ParticipantRecord:
+    """The participant's timeline from the database: measurements, daily summaries and events.
+
+    A day's wearable summary counts when the device was worn at least ``MIN_WEAR_MINUTES``, and only in
+    a summary block with enough such days: the rules the twin's training data follows. Smoking status
+    is not kept by the site, so it is unknown (the twin is trained with it withheld for a share of records)."""
+    measurements: list[dict[str, Any]] = [
+        {"day": row.day_index, "name": row.name, "value": row.value}
+        for row in participant.measurements.filter(name__in=BIOMARKER_NAMES)
+    ]
+    worn = list(
+        participant.daily_summaries.filter(wear_minutes__gte=MIN_WEAR_MINUTES).values("day_index", *DAILY_BIOMARKERS)
+    )
+    blocks = worn_blocks([summary["day_index"] for summary in worn])
+    for summary in worn:
+        if summary["day_index"] // SUMMARY_BLOCK_DAYS in blocks:
+            measurements += [
+                {"day": summary["day_index"], "name": name, "value": float(summary[field])}
+                for field, name in DAILY_BIOMARKERS.items()
+                if summary[field] is not None
+            ]
+    events: list[dict[str, Any]] = [
+        {"day": row.day_index, "kind": row.kind, "name": row.name}
+        for row in participant.events.filter(kind__in=TIMELINE_EVENT_KINDS)
+    ]
+    last_day = max(
+        [participant.history_days - 1, participant.minute_start_day + participant.minute_days - 1]
+        + [m["day"] for m in measurements]
+        + [e["day"] for e in events]
+    )
+    return ParticipantRecord(
+        age_years=age_at_day_zero(participant),
+        sex=participant.sex if participant.sex in ("female", "male") else None,
+        smoker=None,
+        measurements=measurements,
+        events=events,
+        last_day=max(last_day, 0),
+    )
+
+
+def twin_checkpoint_latest() -> Checkpoint | None:
+    return Checkpoint.objects.filter(family="twin").order_by("-created_at", "-pk").first()
+
+
+def simulation_latest(*, participant: Participant) -> SimulationRun | None:
+    return participant.simulations.select_related("checkpoint").order_by("-created_at", "-pk").first()
+
+
+def simulation_job_results(*, job_id: int) -> list[dict]:
+    """The runs a simulate job stored: participant and results."""
+    return [
+        {"participant": run.participant_id, "pseudonym": run.participant.pseudonym, "results": run.results}
+        for run in SimulationRun.objects.filter(job_id=job_id).select_related("participant").order_by("participant_id")
+    ]
+
+
+FALLBACK_FEATURED = ("systolic_bp", "ldl", "weight", "hba1c")
+
+
+def twin_page_data(*, run: SimulationRun, featured_count: int = 6) -> dict:
+    """What the twin page shows of a run: the biomarkers the interventions move most (fan charts),
+    the effects table and the endpoint risks per arm."""
+    results = run.results
+    ranked = sorted(
+        (
+            (abs(summary["mean"]) / MEANINGFUL_CHANGE[name], name)
+            for by_biomarker in results["effects"].values()
+            for name, summary in by_biomarker.items()
+            if summary["low"] > 0 or summary["high"] < 0
+        ),
+        reverse=True,
+    )
+    featured = list(dict.fromkeys(name for _, name in ranked))[:featured_count] or list(FALLBACK_FEATURED)
+    effects = [
+        {
+            "intervention": intervention.replace("_", " "),
+            "biomarker": BIOMARKER_LABELS[name],
+            "unit": results["units"][name],
+            **by_biomarker[name],
+        }
+        for intervention, by_biomarker in results["effects"].items()
+        for name in featured
+    ]
+    risks = [
+        {"endpoint": endpoint.replace("_", " "), "by_arm": [results["risk"][arm][endpoint] for arm in results["arms"]]}
+        for endpoint in ENDPOINTS
+    ]
+    return {
+        "results": results,
+        "featured": featured,
+        "effects": effects,
+        "risks": risks,
+        "arms": [arm.replace("_", " ") for arm in results["arms"]],
+    }

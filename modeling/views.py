@@ -157,7 +157,7 @@ TWIN_ROLES = (Role.RESEARCHER, Role.ADMIN)
 def twin_page(request):
     """Choose a participant and interventions, queue a simulation, see fan charts with and without."""
     from modeling.forms import TwinRequestForm
-    from modeling.twin import simulation_latest, twin_checkpoint_latest, twin_page_data
+    from modeling.selectors import simulation_latest, twin_checkpoint_latest, twin_page_data
 
     participant_id, job_id = request.GET.get("participant", ""), request.GET.get("job", "")
     participant = Participant.objects.filter(pk=participant_id).first() if participant_id.isdigit() else None
@@ -196,7 +196,7 @@ def twin_page(request):
 @role_required(*TWIN_ROLES)
 def twin_simulate(request):
     from modeling.forms import TwinRequestForm
-    from modeling.twin import TwinError, simulation_request_queue
+    from modeling.services import TwinError, simulation_request_queue
 
     form = TwinRequestForm(request.POST, user=request.user)
     if not form.is_valid():

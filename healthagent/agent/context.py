@@ -237,7 +237,7 @@ def _predictions(participant: Participant) -> list[dict]:
 
 def _simulated_effects(participant: Participant) -> list[dict]:
     """The digital twin's predicted effects of the interventions last simulated for ``participant``."""
-    from modeling.twin import simulated_effects
+    from healthagent.agent.simulations import simulated_effects
 
     return simulated_effects(participant=participant)
 

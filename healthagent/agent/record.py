@@ -80,7 +80,7 @@ def _display(field_name: str, value: float | None, decimals: int) -> str:
 
 
 def _measurement_rows(participant: Participant) -> list[MeasurementRow]:
-    from modeling.twin import BIOMARKER_LABELS
+    from modeling.selectors import BIOMARKER_LABELS
 
     latest_first = (
         Measurement.objects.filter(participant=participant, name__in=LATEST_MEASUREMENTS)

@@ -142,7 +142,7 @@ class SimulateForm(forms.Form):
 
 def run_simulate(context: JobContext) -> dict:
     from healthagent.models import Participant as ParticipantModel
-    from modeling.twin import twin_simulate
+    from modeling.services import twin_simulate
 
     config = context.config
     checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])

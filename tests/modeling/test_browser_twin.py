@@ -61,7 +61,8 @@ def test_choosing_a_participant_shows_their_latest_simulation(page, live_server,
     first, second = tiny_cohort.participants.order_by("pk")[:2]
     from modeling.ml.twin.generate import Rollouts
     from modeling.ml.twin.tokens import BIOMARKER_NAMES
-    from modeling.twin import participant_record, simulation_results
+    from modeling.selectors import participant_record
+    from modeling.services import simulation_results
 
     rollouts = Rollouts(
         np.array([0, 7, 14]),

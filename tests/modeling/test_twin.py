@@ -8,12 +8,13 @@ from django.urls import reverse
 
 from healthagent.agent.backends.grounded import grounded_items, render
 from healthagent.agent.context import participant_context
+from healthagent.agent.simulations import simulated_effects
 from modeling.jobs import JobError, job_queue
 from modeling.ml.twin.data import MIN_WEAR_MINUTES
 from modeling.ml.twin.tokens import BIOMARKER_NAMES
 from modeling.models import Checkpoint, Job, SimulationRun
+from modeling.selectors import participant_record
 from modeling.tasks import run_job
-from modeling.twin import participant_record, simulated_effects
 
 pytestmark = pytest.mark.django_db
 
@@ -192,7 +193,7 @@ def test_the_agent_cites_the_twin_s_effect_with_its_interval(tiny_cohort, twin_c
 
 
 def test_the_twin_page_shows_a_stored_simulation_and_queues_a_new_one(client, researcher, tiny_cohort, twin_checkpoint):
-    from modeling.twin import simulation_results
+    from modeling.services import simulation_results
 
     participant = tiny_cohort.participants.order_by("pk").first()
     client.force_login(researcher)
@@ -276,7 +277,7 @@ def test_the_jobs_list_names_the_system_for_jobs_nobody_queued(client, admin_use
 def test_a_researcher_s_simulations_are_capped_with_a_reason_and_an_admin_s_are_not(
     client, researcher, admin_user, tiny_cohort, twin_checkpoint
 ):
-    from modeling.twin import RESEARCHER_MAX_PENDING_SIMULATIONS, RESEARCHER_MAX_SAMPLES
+    from modeling.services import RESEARCHER_MAX_PENDING_SIMULATIONS, RESEARCHER_MAX_SAMPLES
 
     participant = tiny_cohort.participants.order_by("pk").first()
     request = {"participant": participant.pk, "interventions": ["statin"], "horizon_days": 30}
