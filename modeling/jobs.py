@@ -67,6 +67,12 @@ def register(kind: JobKind) -> JobKind:
     return kind
 
 
+def kind_config(kind_name: str, **values: object) -> dict:
+    """A complete config of a kind: its form's initial values with ``values`` (for a job that queues another)."""
+    fields = job_kind(kind_name).form.base_fields
+    return {name: field.initial for name, field in fields.items() if field.initial is not None} | values
+
+
 def queue_for_size(size: str | None) -> str:
     """The one rule for where a model runs: a tiny one on the CPU queue, anything larger on the GPU queue (a GPU worker
     falls back to its CPU when it has none)."""
@@ -410,6 +416,23 @@ class JobContext:
             {"item": item, "reason": reason[:1000]},
         ]
         Job.objects.filter(pk=self.job.pk).update(failures=self.job.failures)
+
+    def training_progress(self, *, share: float = 1.0, every: int = 5) -> Callable[[int, int, dict], None]:
+        """The ``progress(step, total, metrics)`` a training loop reports to: every ``every`` steps (and the last) the
+        loss goes to the job's curve, the step to its message, and ``step / total`` of ``share`` to its progress."""
+
+        def report(step: int, total: int, metrics: dict) -> None:
+            if step % every == 0 or step == total:
+                self.progress(
+                    share * step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step
+                )
+
+        return report
+
+    def log_resumed(self, result: dict) -> None:
+        """Say in the log when a training run (delivered again) resumed from a checkpoint."""
+        if result.get("resumed_from_step"):
+            self.log(f"resumed from step {result['resumed_from_step']}")
 
     def log(self, line: str) -> None:
         stamp = timezone.now().strftime("%H:%M:%S")

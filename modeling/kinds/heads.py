@@ -20,6 +20,7 @@ from modeling.jobs import (
     JobKind,
     job_checkpoint_record,
     job_queue_follow_up,
+    kind_config,
     queue_by_checkpoint,
     register,
 )
@@ -113,13 +114,6 @@ class HeadSearchForm(forms.Form):
                 "The language model proposer needs an agent variant with a transformers or HTTP backend.",
             )
         return cleaned
-
-
-def head_search_config(**values) -> dict:
-    """A complete head_search config: the form's defaults with ``values`` (for jobs that chain a search)."""
-    return {
-        name: field.initial for name, field in HeadSearchForm.base_fields.items() if field.initial is not None
-    } | values
 
 
 # ``(*, backend, config, json_schema, timeout_s, temperature) -> complete(messages, seed) -> text``: registered by the
@@ -239,15 +233,7 @@ def run_head_search(context: JobContext) -> dict:
         follow_up = job_queue_follow_up(
             parent=context.job,
             kind_name="lsm_predict",
-            config={
-                "checkpoint": base.pk,
-                "cohort": config["predict_cohort"],
-                "use_heads": True,
-                "reference_participants": 300,
-                "reference_days": 7,
-                "replicates": 20,
-                "seed": 2000,
-            },
+            config=kind_config("lsm_predict", checkpoint=base.pk, cohort=config["predict_cohort"], use_heads=True),
         )
         context.log(f"the cohort predictions are job #{follow_up.pk}")
         summary["predictions_job"] = follow_up.pk

@@ -11,6 +11,7 @@ from modeling.jobs import (
     JobKind,
     job_checkpoint_record,
     job_queue_follow_up,
+    kind_config,
     queue_by_checkpoint,
     queue_by_size,
     register,
@@ -45,15 +46,13 @@ def run_lsm_pretrain(context: JobContext) -> dict:
     config = context.config
     context.progress(0.0, "simulating participants")
 
-    def report(step, total, metrics):
-        if step % 5 == 0 or step == total:
-            context.progress(step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step)
-
     result = pretrain_with(
-        settings_of(PretrainSettings, config), output_dir=context.work_dir, device=context.device, progress=report
+        settings_of(PretrainSettings, config),
+        output_dir=context.work_dir,
+        device=context.device,
+        progress=context.training_progress(),
     )
-    if result["resumed_from_step"]:
-        context.log(f"resumed from step {result['resumed_from_step']}")
+    context.log_resumed(result)
     context.log(
         f"held-out reconstruction loss {result['validation_loss']:.4f} on {result['held_out_participants']} participants"
     )
@@ -69,13 +68,14 @@ def run_lsm_pretrain(context: JobContext) -> dict:
         metrics={"validation_loss": result["validation_loss"], "parameters": result["parameters"]},
     )
     if config.get("search_heads"):  # pre-training -> head search -> cohort predictions (queued by the search)
-        from modeling.kinds.heads import head_search_config
-
         follow_up = job_queue_follow_up(
             parent=context.job,
             kind_name="head_search",
-            config=head_search_config(
-                checkpoint=checkpoint.pk, predict_cohort=config.get("predict_cohort"), seed=config["seed"] + 3000
+            config=kind_config(
+                "head_search",
+                checkpoint=checkpoint.pk,
+                predict_cohort=config.get("predict_cohort"),
+                seed=config["seed"] + 3000,
             ),
         )
         context.log(f"the head search is job #{follow_up.pk}")
@@ -84,14 +84,7 @@ def run_lsm_pretrain(context: JobContext) -> dict:
         follow_up = job_queue_follow_up(
             parent=context.job,
             kind_name="lsm_predict",
-            config={
-                "checkpoint": checkpoint.pk,
-                "cohort": config["predict_cohort"],
-                "reference_participants": 300,
-                "reference_days": 7,
-                "replicates": 20,
-                "seed": 2000,
-            },
+            config=kind_config("lsm_predict", checkpoint=checkpoint.pk, cohort=config["predict_cohort"]),
         )
         context.log(f"the cohort predictions are job #{follow_up.pk}")
         summary["predictions_job"] = follow_up.pk

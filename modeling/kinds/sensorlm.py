@@ -44,21 +44,14 @@ def run_sensorlm_train(context: JobContext) -> dict:
     context.progress(0.0, "simulating and captioning participants")
     init_from = Path(Checkpoint.objects.get(pk=config["init_from"]).path) if config.get("init_from") else None
 
-    def report(step, total, metrics):
-        if step % 5 == 0 or step == total:
-            context.progress(
-                0.7 * step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step
-            )
-
     result = train_sensorlm_with(
         settings_of(SensorLMTrainSettings, config),
         output_dir=context.work_dir,
         init_from=init_from,
         device=context.device,
-        progress=report,
+        progress=context.training_progress(share=0.7),
     )
-    if result["resumed_from_step"]:
-        context.log(f"resumed from step {result['resumed_from_step']}")
+    context.log_resumed(result)
     context.log(
         f"held-out sensor->text R@1 {result['held_out_sensor_to_text_r@1']:.3f} (chance {result['held_out_chance_r@1']:.3f})"
     )

@@ -42,15 +42,13 @@ def run_twin_train(context: JobContext) -> dict:
     config = context.config
     context.progress(0.0, "simulating timelines")
 
-    def report(step, total, metrics):
-        if step % 5 == 0 or step == total:
-            context.progress(step / total, f"step {step} of {total}", metrics={"loss": metrics["loss"]}, step=step)
-
     result = train_twin_with(
-        settings_of(TwinTrainSettings, config), output_dir=context.work_dir, device=context.device, progress=report
+        settings_of(TwinTrainSettings, config),
+        output_dir=context.work_dir,
+        device=context.device,
+        progress=context.training_progress(),
     )
-    if result["resumed_from_step"]:
-        context.log(f"resumed from step {result['resumed_from_step']}")
+    context.log_resumed(result)
     held_out = result["held_out_loss"]["loss"]
     context.log(
         f"held-out loss {result['held_out_loss_before']['loss']:.3f} before training, {held_out:.3f} after, "

@@ -167,9 +167,9 @@ def test_cohort_predictions_use_a_head_only_where_it_beat_the_probe_on_validatio
 
 
 def test_pretraining_can_chain_a_head_search_that_queues_the_cohort_predictions(lsm_checkpoint, tiny_cohort):
-    from modeling.kinds.heads import head_search_config
+    from modeling.jobs import kind_config
 
-    config = head_search_config(checkpoint=lsm_checkpoint.pk, predict_cohort=tiny_cohort.pk, seed=3000)
+    config = kind_config("head_search", checkpoint=lsm_checkpoint.pk, predict_cohort=tiny_cohort.pk, seed=3000)
     job = job_queue(kind_name="head_search", config=config)
     assert (
         job.config["proposers"] == ["random", "evolution", "tpe"]
