@@ -67,3 +67,23 @@ def test_the_old_spellings_of_the_command_line_still_work(monkeypatch):
     monkeypatch.setattr(sensorlm_train, "train_sensorlm_with", lambda settings, **kwargs: asked.append(settings) or {})
     main(["sensorlm", "train", "--levels", "semantic", "--steps", "5", "--output", "/tmp/unused"])
     assert asked == [SensorLMTrainSettings(caption_levels=["semantic"], steps=5)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["lsm_pretrain", "sensorlm_train", "twin_train"])
+def test_an_admin_queues_a_training_run_from_the_form_the_settings_make(client, admin_user, kind):
+    from modeling.models import Job
+
+    client.force_login(admin_user)
+    page = client.get(f"/modeling/jobs/new/{kind}/").content.decode()
+    assert (
+        'name="batch_size"' in page and 'name="learning_rate"' in page and "Simulated participants (80 % train" in page
+    )
+    form_class = {"lsm_pretrain": LSMPretrainForm, "sensorlm_train": SensorLMTrainForm, "twin_train": TwinTrainForm}[
+        kind
+    ]
+    values = {name: field.initial for name, field in form_class.base_fields.items() if field.initial is not None}
+    posted = {name: value for name, value in values.items() if value is not False}
+    response = client.post(f"/modeling/jobs/new/{kind}/", {**posted, "steps": 7})
+    job = Job.objects.get(kind=kind)
+    assert response.status_code == 302 and job.config["steps"] == 7 and job.config["size"] == "tiny"
