@@ -13,7 +13,7 @@ import argparse
 import functools
 import importlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
@@ -22,7 +22,7 @@ from modeling.ml.sensorlm import cli as sensorlm_cli
 from modeling.ml.twin.training import TwinTrainSettings
 
 
-def compare_header(args) -> str:
+def compare_header(args: argparse.Namespace) -> str:
     language_model = "llm" in args.proposers
     return (
         f"# Prediction-head search\n\nModel `{args.model}`; {args.participants} new simulated participants x {args.days} days "
@@ -37,7 +37,7 @@ def compare_header(args) -> str:
     )
 
 
-def main(argv=None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m modeling.ml")
     families = parser.add_subparsers(dest="family", required=True)
     lsm = families.add_parser("lsm", help="the wearable foundation model").add_subparsers(dest="command", required=True)
@@ -177,7 +177,8 @@ def main(argv=None) -> None:
                 timeout_s=args.llm_timeout,
             )
 
-        def language_model(task):
+        def language_model(task: str) -> LanguageModelProposer:
+            assert complete is not None  # set above whenever llm is asked for; classroom asks only then
             return LanguageModelProposer(complete, name=f"llm ({args.llm_model})", task=task)
 
         def classroom(task: str) -> list[Proposer]:
@@ -275,7 +276,7 @@ def main(argv=None) -> None:
     print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
 
 
-def _twin_commands(families) -> None:
+def _twin_commands(families: argparse._SubParsersAction) -> None:
     twin = families.add_parser("twin", help="the digital twin (decoder-only timeline model)").add_subparsers(
         dest="command", required=True
     )
@@ -306,7 +307,7 @@ def _twin_commands(families) -> None:
     evaluate_parser.add_argument("--output", type=Path, help="risk.md/.json and trials.md/.json go here")
 
 
-def _twin(args) -> None:
+def _twin(args: argparse.Namespace) -> None:
     from modeling.ml.train import choose_device
 
     if args.command == "train":

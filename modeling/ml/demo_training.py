@@ -35,7 +35,7 @@ class DemoTrainingConfig:
     checkpoint_every: int = 50
     step_delay_s: float = 0.0  # slows each step down, so a demo's progress can be watched
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         task = TASK_BY_NAME.get(self.task)
         if task is None or task.kind != "binary":
             raise ValueError(f"task must be a binary task, e.g. hypertension, not {self.task!r}")

@@ -16,11 +16,19 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+
+class Dataset(Protocol):
+    """What ``train`` draws batches from: ``batch(indices)`` gives the model's keyword arguments."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: torch.Tensor) -> dict: ...
 
 
 @dataclass
@@ -66,7 +74,7 @@ def cosine_with_warmup(
 
 def train(
     model: nn.Module,
-    dataset,
+    dataset: Dataset,
     config: TrainConfig,
     *,
     output_dir: Path,

@@ -5,6 +5,7 @@ its source (simulator or import). A summary is ``None`` when the minutes behind 
 """
 
 import warnings
+from collections.abc import Callable
 from typing import cast
 
 import numpy as np
@@ -21,7 +22,7 @@ def _channel(values: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
     return np.where(mask[:, index], values[:, index], np.nan)  # (days, 1440)
 
 
-def _nanreduce(function, array: np.ndarray, where: np.ndarray, minimum: int) -> list:
+def _nanreduce(function: Callable[..., np.ndarray], array: np.ndarray, where: np.ndarray, minimum: int) -> list:
     """Apply a NaN-aware reduction per day over minutes where ``where`` holds; None if too few."""
     selected = np.where(where, array, np.nan)
     counts = np.sum(~np.isnan(selected), axis=1)

@@ -71,7 +71,7 @@ class Traits:
             **{field.name: np.concatenate([getattr(part, field.name) for part in parts]) for field in fields(cls)}
         )
 
-    def subset(self, indices) -> "Traits":
+    def subset(self, indices: np.ndarray | list[int]) -> "Traits":
         return Traits(**{field.name: getattr(self, field.name)[indices] for field in fields(self)})
 
 

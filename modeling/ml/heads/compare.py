@@ -9,6 +9,7 @@ train + validation and scored on the same test participants.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from modeling.ml.heads.search import Proposer, proposer_summary, run_search
 from modeling.ml.heads.spec import describe_spec
 from modeling.ml.heads.train import TokenWindows, fit_and_score
 from modeling.ml.lsm.evaluate import embed_days, probe, score
-from modeling.ml.lsm.model import standardize
+from modeling.ml.lsm.model import LSMForMaskedPretraining, standardize
 from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained
 
 
@@ -38,7 +39,12 @@ def split_three(participants: int, seed: int) -> Split:
 
 
 def participant_tokens(
-    model, mean: torch.Tensor, std: torch.Tensor, values: np.ndarray, observed: np.ndarray, weekdays: np.ndarray
+    model: LSMForMaskedPretraining,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    values: np.ndarray,
+    observed: np.ndarray,
+    weekdays: np.ndarray,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One participant's frozen token grids of the given days (values (days, minutes, channels), weekdays (days,)):
     tokens (days, patches, dim) and present (days, patches)."""
@@ -52,7 +58,7 @@ def participant_tokens(
 
 
 def token_windows(
-    model_dir, *, participants: int, days: int, seed: int, device: str = "cpu"
+    model_dir: str | Path, *, participants: int, days: int, seed: int, device: str = "cpu"
 ) -> tuple[TokenWindows, np.ndarray, dict]:
     """Frozen token grids of every day of new simulated participants, their mean-pooled embeddings and their labels."""
     model, mean, std = load_pretrained(model_dir, device)

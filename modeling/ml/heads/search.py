@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -55,7 +55,10 @@ class Proposer(Protocol):
     def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> str | dict: ...
 
 
-def _choice(rng: np.random.Generator, options: list):
+T = TypeVar("T")
+
+
+def _choice(rng: np.random.Generator, options: list[T]) -> T:
     return options[int(rng.integers(len(options)))]
 
 

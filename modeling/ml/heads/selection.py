@@ -49,7 +49,7 @@ def paired_difference(
     """The head's score minus the probe's on the same people, with a percentile 95 % CI from resampling people
     (within each class for classification, so every resample can be scored)."""
 
-    def metric(labels, predicted):
+    def metric(labels: np.ndarray, predicted: np.ndarray) -> float:
         return validation_score(kind, labels, predicted)
 
     draws = paired_draws(

@@ -8,7 +8,8 @@ pydantic, and a rejected spec carries a reason the search counts and shows to th
 """
 
 import json
-from typing import Annotated, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -114,7 +115,7 @@ def decoding_schema() -> dict:
     schema = spec_schema()
     definitions = schema.pop("$defs", {})
 
-    def inline(node):
+    def inline(node: Any) -> Any:
         if isinstance(node, list):
             return [inline(item) for item in node]
         if not isinstance(node, dict):
@@ -138,7 +139,7 @@ def decoding_schema() -> dict:
     return inline(schema)
 
 
-def _json_objects(text: str):
+def _json_objects(text: str) -> Iterator[str]:
     """Each top-level balanced {...} of ``text`` (not the objects nested in it), for output wrapped in prose or code fences."""
     position = 0
     while (start := text.find("{", position)) >= 0:

@@ -9,22 +9,24 @@ task. Few-shot columns train on k labelled participants per class. Metrics have 
 over test participants.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import balanced_accuracy_score, f1_score, mean_absolute_error
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modeling.ml.common.bootstrap import BOOTSTRAP, bootstrap_interval
 from modeling.ml.common.metrics import auroc, interval_cell
 from modeling.ml.data.cohort import make_cohort, participant_split
-from modeling.ml.data.labels import TASKS
+from modeling.ml.data.labels import TASKS, Task
 from modeling.ml.data.summaries import summary_features
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, standardize
 from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained
@@ -98,7 +100,13 @@ def embed_days(
 
 
 def represent(
-    model_dir: Path, *, participants: int, days: int, seed: int, device: str = "cpu", keep_windows: bool = False
+    model_dir: str | Path,
+    *,
+    participants: int,
+    days: int,
+    seed: int,
+    device: str = "cpu",
+    keep_windows: bool = False,
 ) -> Representations:
     """Embeddings, hand-crafted features and labels of new simulated participants; their windows too if ``keep_windows``
     (the supervised baseline trains on them)."""
@@ -143,14 +151,14 @@ def score(kind: str, truth: np.ndarray, predicted: np.ndarray, *, bootstrap: int
     return result
 
 
-def probe_pipeline(kind: str, *, pca_components: int | None = None):
+def probe_pipeline(kind: str, *, pca_components: int | None = None) -> Pipeline:
     """The linear probe: standardize (optionally PCA), then ridge or class-balanced logistic regression."""
     steps = [StandardScaler()] + ([PCA(n_components=pca_components)] if pca_components else [])
     estimator = Ridge(alpha=1.0) if kind == "regression" else LogisticRegression(max_iter=2000, class_weight="balanced")
     return make_pipeline(*steps, estimator)
 
 
-def class_probabilities(model, features: np.ndarray, classes: int) -> np.ndarray:
+def class_probabilities(model: BaseEstimator, features: np.ndarray, classes: int) -> np.ndarray:
     """(rows, classes) probabilities; a class absent from the model's training rows gets 0."""
     probabilities = np.zeros((len(features), classes))
     probabilities[:, model.classes_] = model.predict_proba(features)
@@ -215,8 +223,8 @@ def evaluate(
     pca: bool = False,
     bootstrap: int = BOOTSTRAP,
     supervised_settings: SupervisedSettings | None = None,
-    tasks=TASKS,
-    progress=lambda task, position, total: None,
+    tasks: Sequence[Task] = TASKS,
+    progress: Callable[[str, int, int], None] = lambda task, position, total: None,
 ) -> list[dict]:
     """One row per task: each method trained on the training participants (all, then k per class) and scored on the test ones.
 
@@ -228,7 +236,7 @@ def evaluate(
     for position, task in enumerate(tasks):
         progress(task.name, position, len(tasks))
         labels = representations.labels[task.name]
-        row = {"task": task.name, "family": task.family, "kind": task.kind}
+        row: dict[str, Any] = {"task": task.name, "family": task.family, "kind": task.kind}
         subsets = [("", train)] + (
             [(f"_{k}_shot", few_shot_rows(labels, train, k, seed)) for k in few_shot]
             if task.kind != "regression"

@@ -10,6 +10,9 @@ metrics a wearable app shows (steps, sleep minutes, resting heart rate) are also
 each method's filled-in day and compared with the same metrics of the true day.
 """
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -200,7 +203,13 @@ GENERATIVE_TASKS = (
 
 
 def run_generative(
-    model_dir, *, participants: int, days: int, seed: int, device: str = "cpu", tasks=GENERATIVE_TASKS
+    model_dir: str | Path,
+    *,
+    participants: int,
+    days: int,
+    seed: int,
+    device: str = "cpu",
+    tasks: Sequence[tuple[str, float]] = GENERATIVE_TASKS,
 ) -> list[dict]:
     """Every generative task on new simulated participants (days after the first, so seasonal naive has a yesterday)."""
     from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained, simulated_windows

@@ -9,7 +9,7 @@ so a genuinely missing value is never a target. A checkpoint is a ``PreTrainedMo
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ class LSMConfig(PatchGeometry, PretrainedConfig):
         size: str = "tiny",
         decoder_attention: str = "self",
         calendar_features: bool = False,
-        **kwargs,
+        **kwargs: Any,
     ):
         # decoder_attention is "self" by default: how checkpoints saved before "cross" existed load.
         super().__init__(**kwargs)
@@ -98,7 +98,7 @@ class LSMConfig(PatchGeometry, PretrainedConfig):
         self.calendar_features = calendar_features  # add time-of-day and day-of-week features to every patch
 
     @classmethod
-    def named(cls, size: str, **overrides) -> "LSMConfig":
+    def named(cls, size: str, **overrides: Any) -> "LSMConfig":
         dim, depth, heads, decoder_dim, decoder_depth, patch_minutes, patch_channels = SIZES[size]
         # Named sizes decode with CrossMAE's cross-attention: about 1.9x faster tiny training at a held-out
         # loss within 3 % of MAE's full self-attention decoder (300 steps, same data; see the issue note).
@@ -311,7 +311,7 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         self.head = nn.Linear(config.decoder_dim, config.patch_values)
         self.post_init()
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module) -> None:
         xavier_init(module)
         if isinstance(module, LSMForMaskedPretraining):
             nn.init.normal_(module.mask_token, std=0.02)
@@ -347,7 +347,14 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         loss = (squared * targets).sum() / targets.sum().clamp(min=1)
         return LSMOutput(loss=loss, reconstruction=reconstruction, masked=masked, missing=missing)
 
-    def _decode_all(self, tokens, masked, encoded, order, padding) -> torch.Tensor:
+    def _decode_all(
+        self,
+        tokens: torch.Tensor,
+        masked: torch.Tensor,
+        encoded: torch.Tensor,
+        order: torch.Tensor,
+        padding: torch.Tensor,
+    ) -> torch.Tensor:
         """MAE: mask tokens fill the hidden positions and the decoder self-attends over every patch."""
         c = self.config
         decoder_input = self.mask_token.expand(tokens.shape[0], c.patches, c.decoder_dim).clone()
@@ -362,7 +369,14 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
             x = block(x)
         return self.head(self.decoder_norm(x))  # (batch, patches, patch_values)
 
-    def _decode_masked(self, tokens, masked, encoded, order, padding) -> torch.Tensor:
+    def _decode_masked(
+        self,
+        tokens: torch.Tensor,
+        masked: torch.Tensor,
+        encoded: torch.Tensor,
+        order: torch.Tensor,
+        padding: torch.Tensor,
+    ) -> torch.Tensor:
         """CrossMAE: only the masked patches are decoded, by cross-attention to the visible ones.
         Visible patches are returned as they were given."""
         c = self.config

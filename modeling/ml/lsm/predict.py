@@ -13,6 +13,7 @@ participant. A new participant's prediction is the ensemble's mean, with a 90 % 
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,12 @@ class TaskProbe:
 
 
 def fit_probes(
-    embeddings: np.ndarray, labels: dict[str, np.ndarray], *, tasks=TASKS, replicates: int = 20, seed: int = 0
+    embeddings: np.ndarray,
+    labels: dict[str, np.ndarray],
+    *,
+    tasks: Sequence[Task] = TASKS,
+    replicates: int = 20,
+    seed: int = 0,
 ) -> list[TaskProbe]:
     rng = np.random.default_rng(seed)
     participants = len(embeddings)
@@ -112,7 +118,7 @@ def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
     return predictions
 
 
-def reference_fingerprint(model_dir, *, participants: int, days: int, seed: int) -> str:
+def reference_fingerprint(model_dir: str | Path, *, participants: int, days: int, seed: int) -> str:
     """What the reference embeddings depend on: the model's weights, the simulator's behaviour (a digest of what it
     simulates for two participants of the same seed: a change to its output changes it, a comment or a type hint
     does not) and the cohort asked for."""
@@ -127,12 +133,12 @@ def reference_fingerprint(model_dir, *, participants: int, days: int, seed: int)
     return digest.hexdigest()
 
 
-def reference_cache_path(model_dir, *, participants: int, days: int, seed: int) -> Path:
+def reference_cache_path(model_dir: str | Path, *, participants: int, days: int, seed: int) -> Path:
     return Path(model_dir) / f"reference-{participants}x{days}d-seed{seed}.npz"
 
 
 def reference_representation(
-    model_dir, *, participants: int, days: int, seed: int, device: str = "cpu"
+    model_dir: str | Path, *, participants: int, days: int, seed: int, device: str = "cpu"
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(embeddings, labels) of the simulated reference cohort, kept beside the model: simulating and embedding it is
     most of a prediction job's time, and it depends only on the weights, the simulator and the cohort asked for (a
@@ -162,7 +168,7 @@ def reference_representation(
 
 
 def reference_probes(
-    model_dir, *, participants: int, days: int, seed: int, replicates: int, device: str = "cpu"
+    model_dir: str | Path, *, participants: int, days: int, seed: int, replicates: int, device: str = "cpu"
 ) -> list[TaskProbe]:
     """Probes fitted on a simulated labelled reference cohort embedded by the model in ``model_dir``."""
     embeddings, labels = reference_representation(

@@ -4,7 +4,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -139,7 +139,7 @@ def pretrain(
     output_dir: Path,
     device: str = "auto",
     progress: Callable[[int, int, dict], None] = lambda *args: None,
-    **config_overrides,
+    **config_overrides: Any,
 ) -> dict:
     """Train on 80 % of the participants, report the reconstruction loss on the other 20 %, save the model."""
     values, observed, owner, weekday = simulated_windows(participants=participants, days=days, seed=seed)
@@ -187,7 +187,9 @@ def pretrain(
     }
 
 
-def load_pretrained(model_dir: Path, device: str = "cpu") -> tuple[LSMForMaskedPretraining, torch.Tensor, torch.Tensor]:
+def load_pretrained(
+    model_dir: str | Path, device: str = "cpu"
+) -> tuple[LSMForMaskedPretraining, torch.Tensor, torch.Tensor]:
     """A saved model in eval mode, with the per-channel mean and SD it was trained with."""
     model = LSMForMaskedPretraining.from_pretrained(model_dir)
     model = model.to(device).eval()  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to hides self from mypy
@@ -195,7 +197,7 @@ def load_pretrained(model_dir: Path, device: str = "cpu") -> tuple[LSMForMaskedP
     return model, torch.tensor(normalization["mean"]), torch.tensor(normalization["std"])
 
 
-def check_new_participants(model_dir: Path, seed: int) -> None:
+def check_new_participants(model_dir: str | Path, seed: int) -> None:
     """Refuse to evaluate on the simulated participants a model was pre-trained on: participant i of a
     seed is the same person whatever the cohort size, so the same seed would score training participants."""
     pretraining = json.loads((Path(model_dir) / "normalization.json").read_text()).get("pretraining", {})

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from modeling.ml.lsm.evaluate import evaluate, markdown, represent
 from modeling.ml.lsm.model import SIZES, standardize
 from modeling.ml.lsm.pretrain import load_pretrained, pretrain, simulated_windows
 from modeling.ml.train import TrainConfig
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 
 def size_overrides(size: str) -> tuple[str, dict]:
@@ -122,7 +126,7 @@ def scaling_study(
     return results
 
 
-def figure(results: list[dict]):
+def figure(results: list[dict]) -> "go.Figure":
     """Held-out loss and probe AUROC against parameters (one line per data size) and against data (one line per size)."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative

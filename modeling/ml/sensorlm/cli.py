@@ -5,6 +5,7 @@ python -m modeling.ml sensorlm evaluate --model runs/sensorlm-tiny/model --outpu
 python -m modeling.ml sensorlm ablation --output docs/results/sensorlm-tiny
 """
 
+import argparse
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from modeling.ml.sensorlm.model import SIZES
 from modeling.ml.sensorlm.train import SensorLMTrainSettings
 
 
-def add_parser(families) -> None:
+def add_parser(families: argparse._SubParsersAction) -> None:
     commands = families.add_parser("sensorlm", help="the sensor-language model").add_subparsers(
         dest="command", required=True
     )
@@ -52,10 +53,10 @@ def add_parser(families) -> None:
     )
 
 
-def run(args) -> None:
+def run(args: argparse.Namespace) -> None:
     from modeling.ml.train import choose_device
 
-    def report(fraction, message):
+    def report(fraction: float, message: str) -> None:
         print(f"[{fraction:4.0%}] {message}", flush=True)
 
     if args.command == "train":

@@ -12,7 +12,7 @@ are fitted on the first half; every method is scored once on the second half's d
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU
 from sklearn.preprocessing import StandardScaler
+from tokenizers import Tokenizer
 
 from modeling.ml.data.activities import ACTIVITY_KINDS, ACTIVITY_NAMES
 from modeling.ml.data.cohort import participant_split
@@ -111,7 +112,7 @@ def prepare(
 # ---------------------------------------------------------------- zero-shot activity recognition
 
 
-def class_text_embeddings(model: SensorLMModel, tokenizer, names: list[str]) -> torch.Tensor:
+def class_text_embeddings(model: SensorLMModel, tokenizer: Tokenizer, names: list[str]) -> torch.Tensor:
     """(classes, embed_dim): each class's prompt embeddings averaged over the templates, renormalized."""
     texts = [template.format(name=activity_words(name)) for name in names for template in TEMPLATES]
     embedded = embed_texts(model, tokenizer, texts).reshape(len(names), len(TEMPLATES), -1).mean(dim=1)
@@ -127,7 +128,9 @@ def _present(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray,
     return np.array([remap[value] for value in labels]), restricted
 
 
-def activity_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer, settings: EvaluationSettings) -> dict:
+def activity_scores(
+    evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer, settings: EvaluationSettings
+) -> dict:
     """{method: {"activity": metrics, grouping: metrics}} on the test days that have an activity."""
     activities = evaluation.data.activities()
     labelled = np.array([activity is not None for activity in activities])
@@ -174,7 +177,7 @@ def activity_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer,
 # ---------------------------------------------------------------- retrieval
 
 
-def retrieval_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer) -> dict:
+def retrieval_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer) -> dict:
     test = evaluation.test
     text = embed_texts(model, tokenizer, [evaluation.captions[row] for row in test])
     similarity = torch.tensor(evaluation.sensor_embeddings[test]) @ text.T  # (sensors, texts)
@@ -205,7 +208,12 @@ def text_scores(candidates: list[str], references: list[str]) -> dict:
 
 
 def caption_scores(
-    evaluation: EvaluationData, model: SensorLMModel, tokenizer, mean, std, settings: EvaluationSettings
+    evaluation: EvaluationData,
+    model: SensorLMModel,
+    tokenizer: Tokenizer,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    settings: EvaluationSettings,
 ) -> dict:
     """Generated captions (CoCa) and two nearest-caption baselines against the test days' captions, all in the
     tokenizer's normalized text and truncated to the model's caption length."""
@@ -307,7 +315,7 @@ def evaluate(
     }
 
 
-def _cell(value) -> str:
+def _cell(value: Sequence[float | None] | None) -> str:
     if value is None or value[0] is None or not np.isfinite(value[0]):
         return "—"
     return f"{value[0]:.2f} ({value[1]:.2f}–{value[2]:.2f})"

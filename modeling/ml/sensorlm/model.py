@@ -17,6 +17,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,9 @@ from modeling.ml.common.init import xavier_init
 from modeling.ml.lsm.masking import patch_missing
 from modeling.ml.lsm.model import ENCODER_ARCHITECTURE, ENCODER_PARAMETERS, PatchEncoderMixin, PatchGeometry
 from modeling.ml.sensorlm.losses import clip_loss, siglip_loss
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 LOSSES = ("clip", "siglip", "coca")
 SIZES = {
@@ -67,7 +71,7 @@ class SensorLMConfig(PatchGeometry, PretrainedConfig):
         pad_token_id: int = 0,
         bos_token_id: int = 2,
         eos_token_id: int = 3,
-        **kwargs,
+        **kwargs: Any,
     ):
         # PreTrainedConfig's __init__ takes any keyword at run time (strict(accept_kwargs=True)); mypy sees the
         # dataclass fields only, which do not include the special token ids.
@@ -100,7 +104,7 @@ class SensorLMConfig(PatchGeometry, PretrainedConfig):
         self.caption_levels, self.size = list(caption_levels), size
 
     @classmethod
-    def named(cls, size: str, **overrides) -> "SensorLMConfig":
+    def named(cls, size: str, **overrides: Any) -> "SensorLMConfig":
         dim, depth, heads, patch_minutes, text_dim, text_depth, text_heads, embed_dim, decoder_depth = SIZES[size]
         values = {
             "dim": dim,
@@ -212,7 +216,7 @@ class SensorLMModel(PreTrainedModel):
             self.decoder = BertLMHeadModel(config.bert_config(decoder=True))
         self.post_init()
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module) -> None:
         xavier_init(module, embedding_std=0.02)
         if isinstance(module, AttentionPooling):
             nn.init.normal_(module.query, std=0.02)
@@ -348,7 +352,7 @@ class SensorLMModel(PreTrainedModel):
         return len(weights)
 
 
-def save_sensorlm(model: SensorLMModel, tokenizer, normalization: dict, model_dir: Path) -> None:
+def save_sensorlm(model: SensorLMModel, tokenizer: "Tokenizer", normalization: dict, model_dir: Path) -> None:
     """The model, its tokenizer and the channel normalization in one directory."""
     from modeling.ml.sensorlm.tokenizer import save_tokenizer
 
@@ -359,7 +363,9 @@ def save_sensorlm(model: SensorLMModel, tokenizer, normalization: dict, model_di
     partial.replace(model_dir / "normalization.json")
 
 
-def load_sensorlm(model_dir: Path, device: str = "cpu"):
+def load_sensorlm(
+    model_dir: Path, device: str = "cpu"
+) -> tuple[SensorLMModel, "Tokenizer", torch.Tensor, torch.Tensor]:
     """(model in eval mode, tokenizer, channel mean, channel SD) of a saved SensorLM directory."""
     from modeling.ml.sensorlm.tokenizer import load_tokenizer
 

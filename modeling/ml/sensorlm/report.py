@@ -76,7 +76,7 @@ class AblationSettings:
     seed: int = 0
     evaluation: EvaluationSettings = field(default_factory=_ablation_evaluation)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.evaluation = self.evaluation or _ablation_evaluation()  # an explicit None means the default too
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from modeling.ml.lsm.evaluate import embed_worn_days
 from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days
@@ -143,7 +144,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z]+", text.lower())
 
 
-def query_words(tokenizer, query: str) -> list[str]:
+def query_words(tokenizer: Tokenizer, query: str) -> list[str]:
     """The query's words the captions use, as whole words of the tokenizer's vocabulary, without filler words
     (nor single letters, which the vocabulary holds as word pieces)."""
     return list(
@@ -155,7 +156,9 @@ def query_words(tokenizer, query: str) -> list[str]:
     )
 
 
-def rank_days(model: SensorLMModel, tokenizer, index: DayIndex, query: str, limit: int = 10) -> list[RankedDay]:
+def rank_days(
+    model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex, query: str, limit: int = 10
+) -> list[RankedDay]:
     """The ``limit`` days that best match ``query``, best first, by the rarity-weighted share of the query's words
     found in the day's caption (times ``LEXICAL_WEIGHT``) plus the cosine similarity of the day's sensor embedding
     to the query's text embedding; none when the query holds no word the captions use."""

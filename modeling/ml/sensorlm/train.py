@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import participant_split
@@ -147,7 +148,7 @@ def embed_windows(
 
 
 @torch.no_grad()
-def embed_texts(model: SensorLMModel, tokenizer, texts: list[str], batch: int = 128) -> torch.Tensor:
+def embed_texts(model: SensorLMModel, tokenizer: Tokenizer, texts: list[str], batch: int = 128) -> torch.Tensor:
     """(texts, embed_dim) text embeddings, in batches."""
     device = model.device
     parts = []
@@ -244,7 +245,7 @@ def train_sensorlm(
     device: str = "auto",
     vocabulary_size: int = 2000,
     progress: Callable[[int, int, dict], None] = lambda *args: None,
-    **config_overrides,
+    **config_overrides: Any,
 ) -> dict:
     """Train on 80 % of the participants, report held-out retrieval on the other 20 %, save model + tokenizer + normalization."""
     data = captioned_days(participants=participants, days=days, seed=seed)

@@ -10,7 +10,7 @@
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,12 @@ from modeling.ml.data.clinical import (
     simulate_timeline,
     simulate_trial,
 )
-from modeling.ml.data.traits import sample_traits
+from modeling.ml.data.traits import Traits, sample_traits
 from modeling.ml.twin.data import participant_stream, record_from_timeline, simulated_records
 from modeling.ml.twin.generate import simulate
+from modeling.ml.twin.model import HealthFormerModel
 from modeling.ml.twin.scores import ENDPOINT_SCORES, clinical_scores
-from modeling.ml.twin.tokens import BIOMARKER_NAMES, ParticipantRecord
+from modeling.ml.twin.tokens import BIOMARKER_NAMES, ParticipantRecord, Tokenizer
 
 Progress = Callable[[float, str], None]
 
@@ -117,7 +118,13 @@ def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *
     }
 
 
-def risk_table(model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None) -> dict:
+def risk_table(
+    model: HealthFormerModel,
+    tokenizer: Tokenizer,
+    settings: TwinReportSettings,
+    *,
+    progress: Progress = lambda *args: None,
+) -> dict:
     days = settings.history_days + settings.horizon_days
     simulated = simulated_records(
         participants=settings.participants, days=days, seed=settings.seed, intervention_probability=0.0
@@ -195,7 +202,7 @@ def risk_counts(rows: list[dict]) -> dict:
     }
 
 
-def populations(traits) -> dict[str, np.ndarray]:
+def populations(traits: Traits) -> dict[str, np.ndarray]:
     base = baseline_biomarkers(traits)
     return {
         "general": np.ones(len(traits), dtype=bool),
@@ -208,7 +215,12 @@ def populations(traits) -> dict[str, np.ndarray]:
 
 
 def trial_table(
-    model, tokenizer, settings: TwinReportSettings, *, progress: Progress = lambda *args: None, trials=TRIALS
+    model: HealthFormerModel,
+    tokenizer: Tokenizer,
+    settings: TwinReportSettings,
+    *,
+    progress: Progress = lambda *args: None,
+    trials: Sequence[tuple[str, str, str]] = TRIALS,
 ) -> dict:
     pool = sample_traits(6000, np.random.default_rng(np.random.SeedSequence(settings.seed + 1, spawn_key=(0,))))
     members = populations(pool)
@@ -296,7 +308,7 @@ def trial_table(
     }
 
 
-def _number(value, decimals=2) -> str:
+def _number(value: float | None, decimals: int = 2) -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{decimals}f}"
 
 

@@ -34,6 +34,7 @@ Two read-outs at every step, so neither depends on which tokens happened to be s
   the horizon; one minus the product of the complements is the row's risk, averaged over samples.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -231,22 +232,22 @@ def _prefill_by_length(
 
 
 def _simulate_chunk(
-    model,
-    histories,
-    arm_ids,
-    samples,
-    horizon_days,
-    grid,
-    max_history_tokens,
-    max_new_tokens,
-    bins,
-    centers,
-    endpoints,
-    death,
-    generator,
-    compact_below,
-    readout,
-):
+    model: HealthFormerModel,
+    histories: list[Tokens],
+    arm_ids: torch.Tensor,
+    samples: int,
+    horizon_days: int,
+    grid: np.ndarray,
+    max_history_tokens: int,
+    max_new_tokens: int,
+    bins: torch.Tensor,
+    centers: torch.Tensor,
+    endpoints: torch.Tensor,
+    death: int,
+    generator: torch.Generator,
+    compact_below: float,
+    readout: str,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     device = model.device
     count, arms = len(histories), len(arm_ids)
     begun = start_rollouts(
@@ -280,11 +281,13 @@ def _simulate_chunk(
         samples, device=device
     ).repeat(count * arms)
 
-    def expectation(probabilities):  # (rows, biomarkers): the mean value a measurement would show
+    # (rows, biomarkers): the mean value a measurement would show
+    def expectation(probabilities: torch.Tensor) -> torch.Tensor:
         restricted = probabilities[:, bins]  # (rows, biomarkers, bins)
         return (restricted / restricted.sum(-1, keepdim=True).clamp(min=1e-12) * centers).sum(-1)
 
-    def fill(rows_mask, values, since, until):  # grid days in [since, until) take ``values`` and the measured state
+    # grid days in [since, until) take ``values`` and the measured state
+    def fill(rows_mask: torch.Tensor, values: torch.Tensor, since: torch.Tensor, until: torch.Tensor) -> None:
         offset = grid_days[None, :] + start[:, None]
         where = (rows_mask[:, None] & (offset >= since[:, None]) & (offset < until[:, None]))[
             :, :, None
@@ -292,7 +295,7 @@ def _simulate_chunk(
         expected.copy_(torch.where(where, values[:, None, :], expected))
         measured_grid.copy_(torch.where(where, measured[:, None, :], measured_grid))
 
-    def flush(rows):  # write the outputs of the members at positions ``rows``
+    def flush(rows: torch.Tensor) -> None:  # write the outputs of the members at positions ``rows``
         originals = members[rows]
         expected_out[originals] = (
             expected[rows]
@@ -397,7 +400,13 @@ def effect_summary(rollouts: Rollouts, *, participant: int, arm: int, control: i
     }
 
 
-def bands(rollouts: Rollouts, *, participant: int, arm: int, quantiles=(0.05, 0.25, 0.5, 0.75, 0.95)) -> dict:
+def bands(
+    rollouts: Rollouts,
+    *,
+    participant: int,
+    arm: int,
+    quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
+) -> dict:
     """Per biomarker, quantiles over the samples at every grid day: the fan chart of one arm."""
     values = rollouts.expected[participant, arm]  # (samples, grid, biomarkers)
     levels = np.quantile(values, quantiles, axis=0)  # (quantiles, grid, biomarkers)

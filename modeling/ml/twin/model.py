@@ -11,11 +11,15 @@ so same-day tokens (gap 0) have a finite likelihood. Next-token losses are weigh
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
+
+if TYPE_CHECKING:
+    from modeling.ml.twin.tokens import Tokenizer
 
 SIZES = {
     # name: (dim, depth, heads)
@@ -68,7 +72,7 @@ class HealthFormerConfig(PretrainedConfig):
         time_loss_weight: float = 1.0,
         id_treatment: list | None = None,
         treatments: int = 0,
-        **kwargs,
+        **kwargs: Any,
     ):
         super().__init__(**kwargs)
         self.vocab_size, self.codes, self.modalities, self.bins = vocab_size, codes, modalities, bins
@@ -85,7 +89,7 @@ class HealthFormerConfig(PretrainedConfig):
         )  # vocab id -> treatment slot + 1 (0: none)
 
     @classmethod
-    def named(cls, size: str, tokenizer, **overrides) -> "HealthFormerConfig":
+    def named(cls, size: str, tokenizer: "Tokenizer", **overrides: Any) -> "HealthFormerConfig":
         from modeling.ml.twin.tokens import CODES, MODALITIES, TREATMENTS
 
         dim, depth, heads = SIZES[size]
@@ -126,7 +130,14 @@ class HealthFormerOutput:
 class KVCache:
     """Preallocated keys and values per layer, (batch, heads, capacity, head_dim), and which keys are real."""
 
-    def __init__(self, config: HealthFormerConfig, batch: int, capacity: int, device, dtype=torch.float32):
+    def __init__(
+        self,
+        config: HealthFormerConfig,
+        batch: int,
+        capacity: int,
+        device: torch.device | str,
+        dtype: torch.dtype = torch.float32,
+    ):
         head_dim = config.dim // config.heads
         self.keys = [
             torch.zeros(batch, config.heads, capacity, head_dim, device=device, dtype=dtype)
@@ -422,7 +433,7 @@ class HealthFormerModel(PreTrainedModel):
         self.register_buffer("id_loss_weight", torch.tensor(weights, dtype=torch.float32)[self.id_modality])
         self.post_init()
 
-    def _init_weights(self, module):
+    def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, std=0.02)
             if module.bias is not None:
