@@ -6,10 +6,10 @@ class ModelingConfig(AppConfig):
 
     def ready(self):
         from healthagent.celery import before_workers_start_register
-        from healthagent.cohort.day_finder import day_search_register
+        from healthagent.cohort.find_days import find_days_register
         from healthagent.cohort.panels import participant_panel_register
         from healthagent.health import queue_activity_register
-        from modeling.day_search import days_matching
+        from modeling.find_days import days_matching
         from modeling.jobs import jobs_requeue_interrupted_lines, queue_activity
         from modeling.selectors import predictions_panel, twin_panel
 
@@ -17,4 +17,4 @@ class ModelingConfig(AppConfig):
         before_workers_start_register(jobs_requeue_interrupted_lines)  # serve re-queues what a stopped worker left
         participant_panel_register(predictions_panel)  # the participant page shows the foundation model's estimates
         participant_panel_register(twin_panel)  # and the way to its simulated futures
-        day_search_register(days_matching)  # Find days ranks with the newest sensor-language model's index
+        find_days_register(days_matching)  # Find days ranks with the newest sensor-language model's index

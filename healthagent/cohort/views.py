@@ -5,8 +5,8 @@ from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 
 from healthagent.cohort.charts import ChartError, chart_channels, daily_figure, minute_figure_json
-from healthagent.cohort.day_finder import DaySearchError, days_matching
 from healthagent.cohort.days import wearable_day
+from healthagent.cohort.find_days import FindDaysError, days_matching
 from healthagent.cohort.panels import participant_panels
 from healthagent.cohort.selectors import (
     BROWSE_ROLES,
@@ -103,7 +103,7 @@ def find_days(request):
     if query:
         try:
             matches = days_matching(query=query, limit=FIND_DAYS_LIMIT)
-        except DaySearchError as problem:
+        except FindDaysError as problem:
             error = str(problem)
         else:
             participants = Participant.objects.select_related("cohort").in_bulk(

@@ -35,7 +35,7 @@ class SensorLMTrainForm(SettingsForm):
 
 
 def run_sensorlm_train(context: JobContext) -> dict:
-    from modeling.day_search import day_index_build
+    from modeling.find_days import day_index_build
     from modeling.ml.sensorlm.evaluate import EvaluationSettings
     from modeling.ml.sensorlm.report import evaluation_report
     from modeling.ml.sensorlm.train import train_sensorlm_with

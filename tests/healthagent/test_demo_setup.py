@@ -17,7 +17,7 @@ def small_demo(settings, tmp_path, monkeypatch):
 
 def test_the_committed_models_are_registered_once_and_what_the_pages_need_comes_first(small_demo):
     from healthagent.models import Cohort
-    from modeling.day_search import days_matching
+    from modeling.find_days import days_matching
     from modeling.selectors import twin_checkpoint_latest
 
     call_command("demo_setup")

@@ -181,7 +181,7 @@ class Command(BaseCommand):
         day index for “Find days” now (about 20 s), the predictions and the cohort's simulation as the
         first jobs of the CPU queue (about 2 minutes and half a minute). Each step is skipped when already
         done or queued."""
-        from modeling.day_search import day_index_build
+        from modeling.find_days import day_index_build
         from modeling.jobs import job_queue
         from modeling.ml.data.clinical import INTERVENTIONS
         from modeling.models import Job, Prediction, SimulationRun

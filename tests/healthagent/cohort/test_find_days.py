@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from healthagent.cohort.captions import participant_day_captions
-from modeling.day_search import day_index_build
+from modeling.find_days import day_index_build
 from tests.factories import UserFactory, sensorlm_checkpoint_create
 
 pytestmark = pytest.mark.django_db

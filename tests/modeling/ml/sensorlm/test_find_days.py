@@ -9,8 +9,8 @@ import pytest
 from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.sensorlm.captions import activity_words
+from modeling.ml.sensorlm.find_days import build_index, rank_days
 from modeling.ml.sensorlm.model import load_sensorlm
-from modeling.ml.sensorlm.search import build_index, rank_days
 
 DEMO_MODEL = Path(__file__).resolve().parents[4] / "modeling" / "demo_weights" / "sensorlm"
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from healthagent.cohort.day_finder import DaySearchError
+from healthagent.cohort.find_days import FindDaysError
 from healthagent.cohort.store import read_window, trajectory_root
 from healthagent.models import Cohort, Event
 from modeling.jobs import job_pending
@@ -43,8 +43,8 @@ def day_index_build(
 ) -> dict:
     """Embed and caption every worn day of ``cohort`` with ``checkpoint`` and record the index on the checkpoint.
     Locks the checkpoint row while recording, so two index jobs for one model both keep their cohort."""
+    from modeling.ml.sensorlm.find_days import build_index, save_index
     from modeling.ml.sensorlm.model import load_sensorlm
-    from modeling.ml.sensorlm.search import build_index, save_index
 
     model, _, mean, std = load_sensorlm(Path(checkpoint.path), device)
     total = cohort.participants.exclude(trajectory_path="").count()
@@ -74,7 +74,7 @@ UNKNOWN_WORDS = (
 )
 
 
-def day_search_indexes() -> dict[str, tuple[Checkpoint, Path]]:
+def find_days_indexes() -> dict[str, tuple[Checkpoint, Path]]:
     """For every indexed cohort (by id): the newest SensorLM model that indexed it and whose model and
     index files are both still on disk, with that index's path. A newer model that indexed other
     cohorts does not hide this one."""
@@ -99,31 +99,31 @@ def _loaded_model(path: str, modified: float):
 
 @lru_cache(maxsize=8)
 def _loaded_index(path: str, modified: float):
-    from modeling.ml.sensorlm.search import load_index
+    from modeling.ml.sensorlm.find_days import load_index
 
     return load_index(Path(path))
 
 
 def days_matching(*, query: str, limit: int = 10) -> list[dict]:
     """The participant-days most like ``query``, best first: ``{"participant_id", "day_index", "caption", "score"}``.
-    Each cohort is searched with the newest model that indexed it. Raises DaySearchError when no
+    Each cohort is searched with the newest model that indexed it. Raises FindDaysError when no
     model has indexed a cohort yet, or none of the indexed models is on disk any more."""
-    from modeling.ml.sensorlm.search import DayIndex, query_words, rank_days
+    from modeling.ml.sensorlm.find_days import DayIndex, query_words, rank_days
 
-    indexes = day_search_indexes()
+    indexes = find_days_indexes()
     if not indexes:
         if any(checkpoint.metrics.get("day_indexes") for checkpoint in Checkpoint.objects.filter(family=FAMILY)):
-            raise DaySearchError(
+            raise FindDaysError(
                 "The indexed models' files are missing from disk: an admin queues a new “Sensor-language model: "
                 "training” job with a cohort to index."
             )
         pending = job_pending(kind_name="sensorlm_train")
         if pending is not None:
-            raise DaySearchError(
+            raise FindDaysError(
                 f"No day index yet: the sensor-language model is being trained (job #{pending.pk}, {pending.get_state_display().lower()}, "
                 f"{pending.progress:.0%}); days can be searched once it has indexed its cohort."
             )
-        raise DaySearchError(
+        raise FindDaysError(
             "No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index."
         )
     results: list[dict[str, Any]] = []
@@ -145,5 +145,5 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
                 }
             )
     if not understood:
-        raise DaySearchError(UNKNOWN_WORDS)
+        raise FindDaysError(UNKNOWN_WORDS)
     return sorted(results, key=lambda result: -result["score"])[:limit]

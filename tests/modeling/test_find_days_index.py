@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from modeling.day_search import DaySearchError, day_index_build, day_search_indexes, days_matching
+from modeling.find_days import FindDaysError, day_index_build, days_matching, find_days_indexes
 from modeling.jobs import job_queue
-from modeling.ml.sensorlm.search import DayIndex, load_index, save_index
+from modeling.ml.sensorlm.find_days import DayIndex, load_index, save_index
 from modeling.models import Checkpoint
 from modeling.tasks import run_job
 from tests.factories import sensorlm_checkpoint_create
@@ -24,8 +24,8 @@ def test_search_says_what_to_do_before_any_cohort_is_indexed():
     Checkpoint.objects.create(
         family="sensorlm", size="tiny", path="/nowhere"
     )  # a model without an index does not count
-    assert day_search_indexes() == {}
-    with pytest.raises(DaySearchError, match="queues"):
+    assert find_days_indexes() == {}
+    with pytest.raises(FindDaysError, match="queues"):
         days_matching(query="a morning run")
 
 
@@ -52,7 +52,7 @@ def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searche
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
     checkpoint = Checkpoint.objects.get(job=job)
-    assert checkpoint.family == "sensorlm" and day_search_indexes()[str(tiny_cohort.pk)][0] == checkpoint
+    assert checkpoint.family == "sensorlm" and find_days_indexes()[str(tiny_cohort.pk)][0] == checkpoint
     assert [table["title"] for table in job.result["tables"]] == [
         "Zero-shot activity recognition",
         "Binary groupings (AUROC)",
@@ -93,7 +93,7 @@ def test_each_cohort_is_searched_with_the_newest_model_that_indexed_it(tiny_coho
     save_index(DayIndex(own.embeddings[:1], np.array([999999]), np.array([0]), np.array(["Slept 7 h."])), other_index)
     newer.metrics = {"day_indexes": {"999": {"path": str(other_index), "days": 1}}}  # another cohort only
     newer.save(update_fields=["metrics"])
-    assert {cohort: checkpoint for cohort, (checkpoint, _) in day_search_indexes().items()} == {
+    assert {cohort: checkpoint for cohort, (checkpoint, _) in find_days_indexes().items()} == {
         str(tiny_cohort.pk): older,
         "999": newer,
     }
@@ -116,5 +116,5 @@ def test_a_missing_model_directory_is_a_sentence_not_a_crash(tiny_cohort, tmp_pa
     checkpoint = sensorlm_checkpoint_create(tmp_path / "sensorlm")
     day_index_build(checkpoint=checkpoint, cohort=tiny_cohort)
     (tmp_path / "sensorlm" / "model.safetensors").unlink()
-    with pytest.raises(DaySearchError, match="missing"):
+    with pytest.raises(FindDaysError, match="missing"):
         days_matching(query="a long hike")
