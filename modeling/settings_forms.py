@@ -15,7 +15,13 @@ def settings_fields(settings_class: type) -> dict[str, forms.Field]:
     made: dict[str, forms.Field] = {}
     for declared in fields(settings_class):
         meta, default = declared.metadata, setting_default(declared)
-        common: dict[str, Any] = {"initial": default, "help_text": meta.get("help", ""), "label": meta.get("label")}
+        # Left empty, a setting takes its default (``SettingsForm.clean``): a form posted without a newer setting still works.
+        common: dict[str, Any] = {
+            "initial": default,
+            "help_text": meta.get("help", ""),
+            "label": meta.get("label"),
+            "required": False,
+        }
         choices = meta.get("choices")
         if isinstance(default, list):
             made[declared.name] = forms.MultipleChoiceField(
@@ -24,7 +30,7 @@ def settings_fields(settings_class: type) -> dict[str, forms.Field]:
         elif choices:
             made[declared.name] = forms.ChoiceField(choices=choices, **common)
         elif isinstance(default, bool):
-            made[declared.name] = forms.BooleanField(required=False, **common)
+            made[declared.name] = forms.BooleanField(**common)
         elif isinstance(default, int):
             made[declared.name] = forms.IntegerField(
                 min_value=meta.get("minimum"), max_value=meta.get("maximum"), **common
@@ -47,6 +53,14 @@ class SettingsForm(forms.Form):
         super().__init_subclass__(**kwargs)
         if cls.settings_class is not None:  # before Django collects the declared fields into base_fields
             cls.declared_fields = {**settings_fields(cls.settings_class), **cls.__dict__.get("declared_fields", {})}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        assert self.settings_class is not None
+        for declared in fields(self.settings_class):
+            if declared.name in cleaned and cleaned[declared.name] in (None, "", []):
+                cleaned[declared.name] = setting_default(declared)
+        return cleaned
 
     def settings(self) -> Any:
         """The validated settings (after ``is_valid()``)."""

@@ -3,7 +3,7 @@
 It exists so the job system has something small to run end to end (progress, live loss curves,
 checkpoints, exact resume after a worker dies) before the foundation models arrive. Data come
 from the physiology simulator, split by participant; the validation metric is on held-out
-participants. No Django import: a job or ``python -m modeling.ml demo-train`` runs it.
+participants. It trains with the library's one trainer; no Django import.
 """
 
 import json
@@ -11,36 +11,76 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from modeling.ml.common.metrics import auroc
+from modeling.ml.common.settings import setting, settings_check
 from modeling.ml.data.cohort import make_cohort
-from modeling.ml.data.labels import TASK_BY_NAME
+from modeling.ml.data.labels import TASKS
 from modeling.ml.data.summaries import SUMMARY_FIELDS, summary_features
+from modeling.ml.train import TrainConfig
+from modeling.ml.train import train as train_model
+
+BINARY_TASKS = [(task.name, task.name) for task in TASKS if task.kind == "binary"]
 
 
 @dataclass
 class DemoTrainingConfig:
-    task: str = "hypertension"
-    participants: int = 120
-    days: int = 7
-    seed: int = 0
-    steps: int = 300
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    hidden: int = 64
-    checkpoint_every: int = 50
-    step_delay_s: float = 0.0  # slows each step down, so a demo's progress can be watched
+    """The demo run's settings, as its job form (made from them) and ``train`` take them."""
+
+    task: str = setting("hypertension", choices=BINARY_TASKS)
+    participants: int = setting(120, minimum=20, maximum=5000)
+    days: int = setting(7, minimum=1, maximum=30)
+    steps: int = setting(300, minimum=1, maximum=100_000)
+    checkpoint_every: int = setting(50, minimum=1)
+    learning_rate: float = setting(3e-3, minimum=1e-6, maximum=1.0)
+    step_delay_s: float = setting(0.05, "Slows each step so progress can be watched.", minimum=0.0, maximum=5.0)
+    seed: int = setting(0, minimum=0)
+    batch_size: ClassVar[int] = 32  # fixed: the demo shows a run, not a tuning
+    hidden: ClassVar[int] = 64  # width of the MLP's hidden layer
 
     def __post_init__(self) -> None:
-        task = TASK_BY_NAME.get(self.task)
-        if task is None or task.kind != "binary":
+        if self.task not in {name for name, _ in BINARY_TASKS}:
             raise ValueError(f"task must be a binary task, e.g. hypertension, not {self.task!r}")
-        if not (20 <= self.participants <= 5000 and 1 <= self.days <= 30 and 1 <= self.steps <= 100_000):
-            raise ValueError("participants 20-5000, days 1-30, steps 1-100000")
+        settings_check(self)  # every number in its range
+
+
+@dataclass
+class MLPOutput:
+    loss: torch.Tensor
+    logits: torch.Tensor  # (rows,)
+
+
+class SummaryMLP(nn.Module):
+    """Daily-summary features of a participant -> the logit of the task's label."""
+
+    def __init__(self, features: int, hidden: int):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(features, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(
+        self, features: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> MLPOutput:
+        logits = self.layers(features).squeeze(-1)
+        return MLPOutput(nn.functional.binary_cross_entropy_with_logits(logits, labels), logits)
+
+
+class ParticipantRows:
+    """The training participants' standardized features and labels, as the shared trainer draws batches."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, rows: np.ndarray):
+        self.features, self.labels, self.rows = features, labels, torch.tensor(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, indices: torch.Tensor) -> dict:
+        rows = self.rows[indices]
+        return {"features": self.features[rows], "labels": self.labels[rows]}
 
 
 def participant_features(*, participants: int, days: int, seed: int, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -63,10 +103,11 @@ def train(
     device: str = "cpu",
     progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None,
 ) -> dict:
-    """Train, checkpointing every ``checkpoint_every`` steps; resume exactly from the last checkpoint.
+    """Train with the library's one trainer (``modeling/ml/train.py``: checkpoints every ``checkpoint_every`` steps,
+    exact resume), scoring the held-out participants' AUROC at each checkpoint.
 
-    ``progress`` is called after every step; it may raise to stop the run (a cancelled job).
-    Returns the final metrics, ``resumed_from_step`` and the path of the saved model.
+    ``progress`` is called after every step with ``train_loss`` (and ``val_auroc`` at checkpoints); it may raise to
+    stop the run (a cancelled job). Returns the final metrics, ``resumed_from_step`` and the saved model's path.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     features, labels = participant_features(
@@ -76,55 +117,47 @@ def train(
     held_out = order[: len(order) // 4]  # participants, never windows: each person is in one split only
     train_rows = order[len(order) // 4 :]
     mean, std = features[train_rows].mean(axis=0), features[train_rows].std(axis=0) + 1e-6
-    x = torch.tensor((features - mean) / std, device=device)
-    y = torch.tensor(labels, device=device)
-
+    x = torch.tensor((features - mean) / std)
+    y = torch.tensor(labels)
     torch.manual_seed(config.seed)
-    model = nn.Sequential(nn.Linear(x.shape[1], config.hidden), nn.GELU(), nn.Linear(config.hidden, 1)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=1e-2)
-    generator = torch.Generator().manual_seed(config.seed)
-    state_path = checkpoint_dir / "training_state.pt"
-    start_step = 0
-    if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        start_step = state["step"]
-    resumed_from = start_step
-
-    train_index = torch.tensor(train_rows)
-    loss_function = nn.BCEWithLogitsLoss()
+    model = SummaryMLP(x.shape[1], config.hidden)
+    train_config = TrainConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        weight_decay=1e-2,
+        warmup_steps=1,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.checkpoint_every,
+        seed=config.seed,
+    )
+    held_out_features = x[torch.tensor(held_out)]
     metrics: dict = {}
-    for step in range(start_step, config.steps):
-        batch = train_index[torch.randint(len(train_index), (config.batch_size,), generator=generator)]
-        loss = loss_function(model(x[batch]).squeeze(-1), y[batch])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        metrics = {"train_loss": loss.item()}
-        done = step + 1
-        if done % config.checkpoint_every == 0 or done == config.steps:
+
+    def report(step: int, total: int, trained: dict) -> None:
+        nonlocal metrics
+        metrics = {"train_loss": trained["loss"]}
+        if step % config.checkpoint_every == 0 or step == total:
             with torch.no_grad():
-                scores = model(x[torch.tensor(held_out)]).squeeze(-1).cpu().numpy()
+                device_now = next(model.parameters()).device
+                scores = model.layers(held_out_features.to(device_now)).squeeze(-1).cpu().numpy()
             metrics["val_auroc"] = auroc(labels[held_out], scores)
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "step": done,
-                },
-                checkpoint_dir / "training_state.partial",
-            )
-            (checkpoint_dir / "training_state.partial").replace(state_path)  # a kill never leaves half a checkpoint
         if config.step_delay_s:
             time.sleep(config.step_delay_s)
-        progress(done, config.steps, metrics)
+        progress(step, total, metrics)
 
+    result = train_model(
+        model,
+        ParticipantRows(x, y, train_rows),
+        train_config,
+        output_dir=checkpoint_dir,
+        device=device,
+        progress=report,
+    )
+    model = model.cpu()
     model_dir = checkpoint_dir / "model"
     model_dir.mkdir(exist_ok=True)
-    torch.save(model.state_dict(), model_dir / "weights.pt")
+    torch.save(model.layers.state_dict(), model_dir / "weights.pt")
     (model_dir / "config.json").write_text(
         json.dumps(
             {
@@ -138,7 +171,7 @@ def train(
     )
     return {
         "metrics": metrics,
-        "resumed_from_step": resumed_from,
+        "resumed_from_step": result["resumed_from_step"],
         "model_dir": str(model_dir),
         "held_out_participants": len(held_out),
     }

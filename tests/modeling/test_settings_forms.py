@@ -42,8 +42,9 @@ def test_a_value_out_of_range_is_refused_by_both(capsys):
     with pytest.raises(SystemExit):
         settings_from_arguments(TwinTrainSettings, parser.parse_args(["--days", "10"]), parser)
     assert "days: 10 is below 90" in capsys.readouterr().err
-    form = TwinTrainForm(data={"size": "tiny", **dict.fromkeys(("participants", "steps", "batch_size"), 1)})
+    form = TwinTrainForm(data={"size": "tiny", "days": 10, "participants": 1, "steps": 1})
     assert not form.is_valid() and "days" in form.errors and "participants" in form.errors
+    assert "steps" not in form.errors
     parsed = settings_from_arguments(TwinTrainSettings, parser.parse_args(["--steps", "40", "--size", "small"]), parser)
     assert parsed == TwinTrainSettings(steps=40, size="small")
 
@@ -87,3 +88,9 @@ def test_an_admin_queues_a_training_run_from_the_form_the_settings_make(client, 
     response = client.post(f"/modeling/jobs/new/{kind}/", {**posted, "steps": 7})
     job = Job.objects.get(kind=kind)
     assert response.status_code == 302 and job.config["steps"] == 7 and job.config["size"] == "tiny"
+
+
+def test_a_setting_left_empty_takes_its_default():
+    form = TwinTrainForm(data={"steps": "12"})
+    assert form.is_valid(), form.errors
+    assert form.settings() == TwinTrainSettings(steps=12)
