@@ -10,6 +10,30 @@ from django import forms
 from modeling.ml.common.settings import setting_default
 
 
+class NumberListField(forms.CharField):
+    """Whole numbers, comma-separated ("1, 5, 10"); a stored list (a retried job's config) reads the same."""
+
+    def __init__(self, *, minimum: float | None = None, maximum: float | None = None, **kwargs: Any) -> None:
+        self.minimum, self.maximum = minimum, maximum
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value: Any) -> Any:
+        return ", ".join(str(item) for item in value) if isinstance(value, list | tuple) else value
+
+    def to_python(self, value: Any) -> list[int]:  # type: ignore[override]  # a list, where CharField gives text
+        text = self.prepare_value(value) or ""
+        try:
+            numbers = [int(part) for part in text.replace(" ", "").strip("[]").split(",") if part]
+        except ValueError as error:
+            raise forms.ValidationError("Whole numbers separated by commas, e.g. 1, 5, 10.") from error
+        for number in numbers:
+            if (self.minimum is not None and number < self.minimum) or (
+                self.maximum is not None and number > self.maximum
+            ):
+                raise forms.ValidationError(f"{number} is out of range.")
+        return numbers
+
+
 def settings_fields(settings_class: type) -> dict[str, forms.Field]:
     """A form field per dataclass field, in declaration order."""
     made: dict[str, forms.Field] = {}
@@ -23,10 +47,12 @@ def settings_fields(settings_class: type) -> dict[str, forms.Field]:
             "required": False,
         }
         choices = meta.get("choices")
-        if isinstance(default, list):
+        if isinstance(default, list) and choices:
             made[declared.name] = forms.MultipleChoiceField(
-                choices=choices or [], widget=forms.CheckboxSelectMultiple, **common
+                choices=choices, widget=forms.CheckboxSelectMultiple, **common
             )
+        elif isinstance(default, list):
+            made[declared.name] = NumberListField(minimum=meta.get("minimum"), maximum=meta.get("maximum"), **common)
         elif choices:
             made[declared.name] = forms.ChoiceField(choices=choices, **common)
         elif isinstance(default, bool):

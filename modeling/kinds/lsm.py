@@ -18,6 +18,7 @@ from modeling.jobs import (
 )
 from modeling.ml.lsm.predict import probe_quality_table
 from modeling.ml.lsm.pretrain import PretrainSettings
+from modeling.ml.lsm.report import ReportSettings
 from modeling.models import Checkpoint
 from modeling.settings_forms import SettingsForm, settings_of
 
@@ -107,64 +108,24 @@ def _lsm_checkpoints():
     return Checkpoint.objects.filter(family="lsm").order_by("-created_at")
 
 
-class LSMEvaluateForm(forms.Form):
+class LSMEvaluateForm(SettingsForm):
+    settings_class = ReportSettings
     checkpoint = forms.ModelChoiceField(queryset=_lsm_checkpoints(), empty_label=None)
-    participants = forms.IntegerField(
-        min_value=10, max_value=100_000, initial=200, help_text="New simulated participants, split 70/30."
-    )
-    days = forms.IntegerField(min_value=2, max_value=60, initial=4)
-    few_shot = forms.CharField(initial="1,5,10,25", help_text="Labelled participants per class, comma-separated.")
-    pca = forms.BooleanField(required=False, help_text="PCA-50 before the probes, as published.")
-    supervised_steps = forms.IntegerField(
-        min_value=0,
-        max_value=100_000,
-        initial=200,
-        help_text="Training steps of the supervised-from-scratch baseline per task; 0 leaves it out.",
-    )
-    generative = forms.BooleanField(
-        required=False, initial=True, help_text="Imputation, gap filling, forecasting, channel imputation."
-    )
-    bootstrap = forms.IntegerField(
-        min_value=0, max_value=10_000, initial=200, help_text="Bootstrap resamples for the 95 % CIs."
-    )
-    seed = forms.IntegerField(
-        min_value=0, initial=1000, help_text="Another seed than pre-training: participants the model never saw."
-    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["checkpoint"].queryset = _lsm_checkpoints()  # evaluated per form, not at import
 
-    def clean_few_shot(self) -> list[int]:
-        try:
-            text = self.cleaned_data["few_shot"].replace(" ", "").strip("[]")  # a stored config (retry) holds a list
-            sizes = sorted({int(part) for part in text.split(",") if part})
-        except ValueError:
-            raise forms.ValidationError("Give whole numbers separated by commas, e.g. 1,5,10,25.") from None
-        if any(size < 1 for size in sizes):
-            raise forms.ValidationError("Each few-shot size must be at least 1.")
-        return sizes
-
 
 def run_lsm_evaluate(context: JobContext) -> dict:
-    from modeling.ml.lsm.report import ReportSettings, evaluation_report
+    from modeling.ml.lsm.report import evaluation_report
 
     config = context.config
     checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])
-    settings = ReportSettings(
-        participants=config["participants"],
-        days=config["days"],
-        seed=config["seed"],
-        few_shot=tuple(config["few_shot"]),
-        pca=config["pca"],
-        supervised_steps=config["supervised_steps"],
-        generative=config["generative"],
-        bootstrap=config["bootstrap"],
-        device=context.device,
-    )
     report = evaluation_report(
         Path(checkpoint.path),
-        settings,
+        settings_of(ReportSettings, config),
+        device=context.device,
         output_dir=context.work_dir / "report",
         progress=lambda fraction, message: context.progress(fraction, message),
     )

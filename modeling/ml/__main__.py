@@ -18,6 +18,7 @@ from pathlib import Path
 
 from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
 from modeling.ml.lsm.pretrain import PretrainSettings
+from modeling.ml.lsm.report import ReportSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
 from modeling.ml.twin.training import TwinTrainSettings
 
@@ -51,19 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "evaluate", help="30+ downstream tasks (probe, hand-crafted, supervised) and generative tasks"
     )
     evaluate_parser.add_argument("--model", type=Path, required=True, help="a pre-trained model directory")
-    evaluate_parser.add_argument("--participants", type=int, default=200)
-    evaluate_parser.add_argument("--days", type=int, default=4)
-    evaluate_parser.add_argument(
-        "--seed", type=int, default=1000, help="use another seed than pre-training: new participants"
-    )
-    evaluate_parser.add_argument(
-        "--few-shot", type=int, nargs="*", default=[1, 5, 10, 25], help="labelled participants per class"
-    )
-    evaluate_parser.add_argument("--pca", action="store_true", help="PCA-50 before the probe, as published")
-    evaluate_parser.add_argument(
-        "--supervised-steps", type=int, default=200, help="0 leaves out the supervised-from-scratch baseline"
-    )
-    evaluate_parser.add_argument("--no-generative", action="store_true")
+    add_settings_arguments(evaluate_parser, ReportSettings)
+    evaluate_parser.set_defaults(parser=evaluate_parser)
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument(
         "--output", type=Path, help="write downstream.md/.json and generative.md/.json in this directory"
@@ -242,22 +232,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     if args.command == "evaluate":
-        from modeling.ml.lsm.report import ReportSettings, evaluation_report
+        from modeling.ml.lsm.report import evaluation_report
         from modeling.ml.train import choose_device
 
-        report_settings = ReportSettings(
-            participants=args.participants,
-            days=args.days,
-            seed=args.seed,
-            few_shot=tuple(args.few_shot),
-            pca=args.pca,
-            supervised_steps=args.supervised_steps,
-            generative=not args.no_generative,
-            device=choose_device(args.device),
-        )
         report = evaluation_report(
             args.model,
-            report_settings,
+            settings_from_arguments(ReportSettings, args, args.parser),
+            device=choose_device(args.device),
             output_dir=args.output,
             progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
         )

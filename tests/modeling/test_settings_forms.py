@@ -94,3 +94,17 @@ def test_a_setting_left_empty_takes_its_default():
     form = TwinTrainForm(data={"steps": "12"})
     assert form.is_valid(), form.errors
     assert form.settings() == TwinTrainSettings(steps=12)
+
+
+def test_the_evaluation_s_settings_make_its_form_and_command_line_too():
+    from modeling.kinds.lsm import LSMEvaluateForm
+    from modeling.ml.lsm.report import ReportSettings
+
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, ReportSettings)
+    parsed = settings_from_arguments(
+        ReportSettings, parser.parse_args(["--few-shot", "2", "8", "--no-generative"]), parser
+    )
+    assert parsed == ReportSettings(few_shot=[2, 8], generative=False)
+    form_field = LSMEvaluateForm.base_fields["few_shot"]
+    assert form_field.prepare_value(form_field.initial) == "1, 5, 10, 25" and form_field.clean("3, 9") == [3, 9]

@@ -24,7 +24,7 @@ def setting(
 ) -> Any:
     """A dataclass field with what a command line and a form need: ``choices`` as (value, words) pairs, ``label``
     for the form (else the field's name in words), ``flags`` as extra command-line spellings. A list default is a
-    multiple choice (copied for each instance)."""
+    multiple choice with ``choices``, a list of numbers without (copied for each instance)."""
     metadata = {
         "help": help,
         "minimum": minimum,
@@ -51,10 +51,12 @@ def settings_check(settings: Any) -> None:
         for item in value if isinstance(value, list) else [value]:
             if allowed and item not in allowed:
                 raise ValueError(f"{declared.name}: {item!r} is not one of {', '.join(sorted(allowed))}")
-        if meta.get("minimum") is not None and value < meta["minimum"]:
-            raise ValueError(f"{declared.name}: {value} is below {meta['minimum']}")
-        if meta.get("maximum") is not None and value > meta["maximum"]:
-            raise ValueError(f"{declared.name}: {value} is above {meta['maximum']}")
+            if allowed:
+                continue
+            if meta.get("minimum") is not None and item < meta["minimum"]:
+                raise ValueError(f"{declared.name}: {item} is below {meta['minimum']}")
+            if meta.get("maximum") is not None and item > meta["maximum"]:
+                raise ValueError(f"{declared.name}: {item} is above {meta['maximum']}")
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser, settings_class: type) -> None:
@@ -68,8 +70,10 @@ def add_settings_arguments(parser: argparse.ArgumentParser, settings_class: type
         options: dict[str, Any] = {"dest": declared.name, "default": default, "help": words or None}
         if isinstance(default, bool):
             parser.add_argument(*spellings, action=argparse.BooleanOptionalAction, **options)
-        elif isinstance(default, list):
+        elif isinstance(default, list) and choices:
             parser.add_argument(*spellings, nargs="+", choices=choices, **options)
+        elif isinstance(default, list):  # numbers: the type of the default's items
+            parser.add_argument(*spellings, nargs="*", type=type(default[0]) if default else int, **options)
         else:
             parser.add_argument(*spellings, type=type(default), choices=choices, **options)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modeling.ml.common.settings import setting
 from modeling.ml.lsm.evaluate import downstream_tables, evaluate, markdown, represent
 from modeling.ml.lsm.generative import generative_tables, run_generative
 from modeling.ml.lsm.pretrain import load_pretrained
@@ -18,21 +19,28 @@ from modeling.ml.lsm.supervised import SupervisedSettings
 
 @dataclass
 class ReportSettings:
-    participants: int = 200
-    days: int = 4
-    seed: int = 1000  # another seed than pre-training: participants the model never saw
-    few_shot: tuple[int, ...] = (1, 5, 10, 25)
-    pca: bool = False
-    supervised_steps: int = 200  # 0 leaves out the supervised-from-scratch baseline
-    bootstrap: int = 200
-    generative: bool = True
-    device: str = "cpu"
+    """An evaluation of the foundation model, as the command line (``lsm evaluate``) and the job form take it."""
+
+    participants: int = setting(200, "New simulated participants, split 70/30.", minimum=10, maximum=100_000)
+    days: int = setting(4, minimum=2, maximum=60)
+    few_shot: list[int] = setting([1, 5, 10, 25], "Labelled participants per class.", minimum=1)
+    pca: bool = setting(False, "PCA-50 before the probes, as published.")
+    supervised_steps: int = setting(
+        200,
+        "Training steps of the supervised-from-scratch baseline per task; 0 leaves it out.",
+        minimum=0,
+        maximum=100_000,
+    )
+    generative: bool = setting(True, "Imputation, gap filling, forecasting, channel imputation.")
+    bootstrap: int = setting(200, "Bootstrap resamples for the 95 % CIs.", minimum=0, maximum=10_000)
+    seed: int = setting(1000, "Another seed than pre-training: participants the model never saw.", minimum=0)
 
 
 def evaluation_report(
     model_dir: Path,
     settings: ReportSettings,
     *,
+    device: str = "cpu",
     output_dir: Path | None = None,
     progress: Callable[[float, str], None] = lambda fraction, message: None,
 ) -> dict:
@@ -45,11 +53,11 @@ def evaluation_report(
         participants=settings.participants,
         days=settings.days,
         seed=settings.seed,
-        device=settings.device,
+        device=device,
         keep_windows=bool(settings.supervised_steps),
     )
     supervised = (
-        SupervisedSettings(steps=settings.supervised_steps, seed=settings.seed, device=settings.device)
+        SupervisedSettings(steps=settings.supervised_steps, seed=settings.seed, device=device)
         if settings.supervised_steps
         else None
     )
@@ -57,7 +65,7 @@ def evaluation_report(
     rows = evaluate(
         representations,
         seed=settings.seed,
-        few_shot=settings.few_shot,
+        few_shot=tuple(settings.few_shot),
         pca=settings.pca,
         bootstrap=settings.bootstrap,
         supervised_settings=supervised,
@@ -94,7 +102,7 @@ def evaluation_report(
             participants=participants,
             days=max(2, settings.days),
             seed=settings.seed + 1,
-            device=settings.device,
+            device=device,
         )
         tables["generative"] = generative_tables(results)
         report["generative"] = results
