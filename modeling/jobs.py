@@ -67,6 +67,20 @@ def register(kind: JobKind) -> JobKind:
     return kind
 
 
+# ``(*, backend, config, json_schema, timeout_s, temperature) -> complete(messages, seed) -> text``: registered by the
+# agent, which owns the language-model backends and sits above the job framework (the head search's proposer uses it).
+LanguageModel = Callable[..., Callable[[list[dict], int], str]]
+_language_models: list[LanguageModel] = []
+
+
+def job_language_model_register(language_model: LanguageModel) -> None:
+    _language_models[:] = [language_model]
+
+
+def job_language_model() -> LanguageModel | None:
+    return _language_models[0] if _language_models else None
+
+
 def kind_config(kind_name: str, **values: object) -> dict:
     """A complete config of a kind: its form's initial values with ``values`` (for a job that queues another)."""
     fields = job_kind(kind_name).form.base_fields
@@ -270,7 +284,9 @@ def job_retry(*, job: Job, user=None) -> Job:
     config = (
         job_kind(job.kind).retry_config(job.config) if job.state == Job.State.SUCCEEDED_WITH_FAILURES else job.config
     )
-    return job_queue(kind_name=job.kind, config=config, user=user, retry_of=job, priority=job.priority)
+    return job_queue(
+        kind_name=job.kind, config=config, user=user, retry_of=job, priority=job.priority, queue=job.queue
+    )  # a retried quick simulation stays on the quick queue
 
 
 def jobs_requeue_interrupted(*, queues: tuple[str, ...]) -> list[Job]:

@@ -5,7 +5,6 @@ from typing import Any
 from healthagent.cohort.panels import Panel
 from healthagent.models import Participant
 from modeling.ml.data.clinical import ENDPOINTS
-from modeling.ml.twin.data import MIN_WEAR_MINUTES, worn_blocks
 from modeling.ml.twin.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
 from modeling.models import Checkpoint, Job, Prediction, SimulationRun
 
@@ -187,6 +186,8 @@ def participant_record(*, participant: Participant) -> ParticipantRecord:
     A day's wearable summary counts when the device was worn at least ``MIN_WEAR_MINUTES``, and only in
     a summary block with enough such days: the rules the twin's training data follows. Smoking status
     is not kept by the site, so it is unknown (the twin is trained with it withheld for a share of records)."""
+    from modeling.ml.twin.data import MIN_WEAR_MINUTES, worn_blocks  # torch: loaded when a record is read
+
     measurements: list[dict[str, Any]] = [
         {"day": row.day_index, "name": row.name, "value": row.value}
         for row in participant.measurements.filter(name__in=BIOMARKER_NAMES)
@@ -227,14 +228,6 @@ def twin_checkpoint_latest() -> Checkpoint | None:
 
 def simulation_latest(*, participant: Participant) -> SimulationRun | None:
     return participant.simulations.select_related("checkpoint").order_by("-created_at", "-pk").first()
-
-
-def simulation_job_results(*, job_id: int) -> list[dict]:
-    """The runs a simulate job stored: participant and results."""
-    return [
-        {"participant": run.participant_id, "pseudonym": run.participant.pseudonym, "results": run.results}
-        for run in SimulationRun.objects.filter(job_id=job_id).select_related("participant").order_by("participant_id")
-    ]
 
 
 FALLBACK_FEATURED = ("systolic_bp", "ldl", "weight", "hba1c")

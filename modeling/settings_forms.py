@@ -11,7 +11,8 @@ from modeling.ml.common.settings import setting_default
 
 
 class NumberListField(forms.CharField):
-    """Whole numbers, comma-separated ("1, 5, 10"); a stored list (a retried job's config) reads the same."""
+    """Whole numbers, comma-separated ("1, 5, 10"), kept sorted and once each; a stored list (a retried job's config)
+    reads the same."""
 
     def __init__(self, *, minimum: float | None = None, maximum: float | None = None, **kwargs: Any) -> None:
         self.minimum, self.maximum = minimum, maximum
@@ -31,7 +32,7 @@ class NumberListField(forms.CharField):
                 self.maximum is not None and number > self.maximum
             ):
                 raise forms.ValidationError(f"{number} is out of range.")
-        return numbers
+        return sorted(set(numbers))
 
 
 def settings_fields(settings_class: type) -> dict[str, forms.Field]:
@@ -47,9 +48,9 @@ def settings_fields(settings_class: type) -> dict[str, forms.Field]:
             "required": False,
         }
         choices = meta.get("choices")
-        if isinstance(default, list) and choices:
+        if isinstance(default, list) and choices:  # at least one must be ticked: none is not "the default"
             made[declared.name] = forms.MultipleChoiceField(
-                choices=choices, widget=forms.CheckboxSelectMultiple, **common
+                choices=choices, widget=forms.CheckboxSelectMultiple, **(common | {"required": True})
             )
         elif isinstance(default, list):
             made[declared.name] = NumberListField(minimum=meta.get("minimum"), maximum=meta.get("maximum"), **common)

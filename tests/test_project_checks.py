@@ -87,3 +87,16 @@ def test_modeling_ml_loads_no_django_and_nothing_of_the_site():
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["library"] > 40  # every module was imported
     assert loaded["site"] == []
+
+
+def test_the_site_starts_without_loading_the_model_libraries():
+    """Web processes, management commands and idle workers start light: torch, transformers and scikit-learn load
+    when a job or a page needs a model, not when Django starts (the agent's app registering its job kind and the
+    head search's language model once pulled them all in)."""
+    code = (
+        "import os, sys, json; os.environ['DJANGO_SETTINGS_MODULE'] = 'healthagent.settings'; import django; "
+        "django.setup(); print(json.dumps(sorted(m for m in ('torch', 'transformers', 'sklearn') if m in sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

@@ -11,6 +11,6 @@ class AgentConfig(AppConfig):
     def ready(self):
         from healthagent.agent import jobs  # noqa: F401 - registers the "Generate recommendations" kind
         from healthagent.agent.backends.registry import json_completion
-        from modeling.kinds.heads import head_search_language_model_register
+        from modeling.jobs import job_language_model_register
 
-        head_search_language_model_register(json_completion)  # the head search's language-model proposer
+        job_language_model_register(json_completion)  # the head search's language-model proposer

@@ -19,6 +19,7 @@ from modeling.jobs import (
     JobError,
     JobKind,
     job_checkpoint_record,
+    job_language_model,
     job_queue_follow_up,
     kind_config,
     queue_by_checkpoint,
@@ -116,16 +117,6 @@ class HeadSearchForm(forms.Form):
         return cleaned
 
 
-# ``(*, backend, config, json_schema, timeout_s, temperature) -> complete(messages, seed) -> text``: registered by the
-# agent, which owns the language-model backends and sits above the job framework.
-LanguageModel = Callable[..., Callable[[list[dict], int], str]]
-_language_models: list[LanguageModel] = []
-
-
-def head_search_language_model_register(language_model: LanguageModel) -> None:
-    _language_models[:] = [language_model]
-
-
 def _proposers(config: dict, task: str) -> list:
     from modeling.ml.heads.search import EvolutionProposer, LanguageModelProposer, RandomProposer
     from modeling.ml.heads.tpe import TPEProposer
@@ -139,11 +130,12 @@ def _proposers(config: dict, task: str) -> list:
     if "llm" in config["proposers"]:
         from modeling.ml.heads.spec import decoding_schema
 
-        if not _language_models:
+        language_model = job_language_model()
+        if language_model is None:
             raise JobError("No language model is installed on this site for the head search's proposer.")
         variant = AgentVariant.objects.get(pk=config["agent_variant"])
         temperature = config.get("llm_temperature")
-        complete = _language_models[0](
+        complete = language_model(
             backend=variant.backend,
             config=variant.config,
             json_schema=decoding_schema(),

@@ -162,6 +162,8 @@ def train(
         json.dumps(
             {
                 **asdict(config),
+                "batch_size": config.batch_size,
+                "hidden": config.hidden,
                 "features": list(SUMMARY_FIELDS),
                 "input_mean": mean.tolist(),
                 "input_std": std.tolist(),

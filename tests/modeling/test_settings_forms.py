@@ -108,3 +108,11 @@ def test_the_evaluation_s_settings_make_its_form_and_command_line_too():
     assert parsed == ReportSettings(few_shot=[2, 8], generative=False)
     form_field = LSMEvaluateForm.base_fields["few_shot"]
     assert form_field.prepare_value(form_field.initial) == "1, 5, 10, 25" and form_field.clean("3, 9") == [3, 9]
+
+
+def test_no_caption_level_ticked_is_refused_and_few_shot_sizes_are_kept_once_in_order():
+    from modeling.kinds.lsm import LSMEvaluateForm
+
+    form = SensorLMTrainForm(data={"caption_levels": []})
+    assert not form.is_valid() and "caption_levels" in form.errors
+    assert LSMEvaluateForm.base_fields["few_shot"].clean("10, 1, 5, 1") == [1, 5, 10]

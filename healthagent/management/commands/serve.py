@@ -22,7 +22,7 @@ class StopRequested(Exception):
 
 
 class Command(BaseCommand):
-    help = "Serve the site with daphne and one Celery worker per queue (cpu, gpu) beside it, stopping them together."
+    help = "Serve the site with daphne and one Celery worker per job queue (cpu, gpu, quick) beside it, stopping them together."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")

@@ -13,6 +13,8 @@ participant. A new participant's prediction is the ensemble's mean, with a 90 % 
 
 import hashlib
 import os
+import uuid
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +125,9 @@ def reference_fingerprint(model_dir: str | Path, *, participants: int, days: int
     simulates for two participants of the same seed: a change to its output changes it, a comment or a type hint
     does not) and the cohort asked for."""
     digest = hashlib.sha256(f"{participants}/{days}/{seed}".encode())
-    digest.update((Path(model_dir) / "model.safetensors").read_bytes())
+    with (Path(model_dir) / "model.safetensors").open("rb") as weights:
+        for chunk in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(chunk)
     sample = make_cohort(participants=2, days=1, seed=seed, history_days=1)
     for index in range(2):
         minutes = sample.participant(index).minutes
@@ -145,15 +149,19 @@ def reference_representation(
     kept file whose fingerprint no longer matches is computed again and replaced)."""
     fingerprint = reference_fingerprint(model_dir, participants=participants, days=days, seed=seed)
     path = reference_cache_path(model_dir, participants=participants, days=days, seed=seed)
-    if path.exists():
+    try:
         with np.load(path) as kept:
             if str(kept["fingerprint"]) == fingerprint:
                 return kept["embeddings"], {
                     name[len("label/") :]: kept[name] for name in kept.files if name.startswith("label/")
                 }
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # none kept, or a damaged file: computed again
+        pass
     representations = represent(model_dir, participants=participants, days=days, seed=seed, device=device)
-    partial = path.with_suffix(".partial.npz")
-    try:  # written whole, then renamed: a reader never sees half a file
+    # Written whole under a name of its own, then renamed: a reader never sees half a file, and two jobs of the
+    # same model writing at once each rename a whole file.
+    partial = path.with_name(f"{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial.npz")
+    try:
         labels = {f"label/{name}": values for name, values in representations.labels.items()}
         np.savez_compressed(
             partial,

@@ -66,3 +66,14 @@ def test_a_model_folder_that_cannot_be_written_still_gets_its_probes(model_dir, 
     embeddings, labels = reference_representation(model_dir, participants=12, days=1, seed=5)
     assert embeddings.shape[0] == 12 and labels
     assert not list(model_dir.glob("*.npz"))  # neither a kept file nor the partial one
+
+
+def test_a_damaged_kept_file_is_computed_again(model_dir):
+    reference_representation(model_dir, participants=12, days=1, seed=5)
+    path = reference_cache_path(model_dir, participants=12, days=1, seed=5)
+    path.write_bytes(path.read_bytes()[:100])  # a disk that filled up mid-write, by another program
+    embeddings, _ = reference_representation(model_dir, participants=12, days=1, seed=5)
+    assert embeddings.shape[0] == 12
+    with np.load(path) as kept:
+        assert kept["embeddings"].shape[0] == 12
+    assert not list(model_dir.glob("*.partial.npz"))
