@@ -22,9 +22,10 @@ import hashlib
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 
 from evaluation.models import Assignment, Study, StudyItem
+from evaluation.raters import onboarding_assignment, quality_assignment, rater_gate
 from healthagent.models import AgentVariant, Recommendation
 from modeling.selectors import generation_pending, generation_pending_job
 
@@ -127,14 +128,18 @@ def items_waiting_for_answers(study: Study) -> int:
     return sum(1 for row in items_without_answers(study) if row.waiting)
 
 
+# A results item's raters: its main assignments not skipped (hidden repeats of it are not more raters).
+_RATERS = Q(assignments__purpose=Assignment.Purpose.MAIN) & ~Q(assignments__state=Assignment.State.SKIPPED)
+
+
 def _available(study: Study, rater):
     return (
-        StudyItem.objects.filter(study=study, dropped_at__isnull=True)
+        StudyItem.objects.filter(study=study, dropped_at__isnull=True, kind=StudyItem.Kind.RESULTS)
         .annotate(ready_a=_ready_answer("variant_a"), ready_b=_ready_answer("variant_b"))
         .filter(_ready())
         .exclude(assignments__rater=rater)
-        .annotate(raters=Count("assignments", filter=~Q(assignments__state=Assignment.State.SKIPPED)))
-        .filter(raters__lt=study.raters_per_item)
+        .annotate(raters=Count("assignments", filter=_RATERS))
+        .filter(raters__lt=study.raters_per_item + F("extra_raters"))
     )
 
 
@@ -148,7 +153,7 @@ def has_available_item(study: Study, rater) -> bool:
     return _available(study, rater).exists()
 
 
-def _freeze(item: StudyItem) -> None:
+def freeze_answers(item: StudyItem) -> None:
     """Keep the answers as shown from now on, whatever happens to the recommendations later."""
     if item.frozen:
         return
@@ -171,17 +176,28 @@ def assignment_next(*, study: Study, rater) -> Assignment | None:
     )
     if current or study.status != Study.Status.OPEN:
         return current
+    gate = rater_gate(study=study, rater=rater)
+    if gate.step in ("training", "qualification"):
+        return onboarding_assignment(study=study, rater=rater, gate=gate)
+    if gate.step != "main":
+        return None
     candidates = available_items(study, rater)
+    if not candidates:
+        return None
+    quality = quality_assignment(study=study, rater=rater)  # a gold item or a hidden repeat, at the study's rates
+    if quality is not None:
+        return quality
     candidates.sort(key=lambda row: (row[1], rater_rank(seed=study.seed, rater_id=rater.pk, item_id=row[0])))
     for item_id, _ in candidates:
         with transaction.atomic():
             item = StudyItem.objects.select_for_update().get(pk=item_id)
             places = item.assignments.aggregate(
-                taken=Count("pk", filter=~Q(state=Assignment.State.SKIPPED)), mine=Count("pk", filter=Q(rater=rater))
+                taken=Count("pk", filter=Q(purpose=Assignment.Purpose.MAIN) & ~Q(state=Assignment.State.SKIPPED)),
+                mine=Count("pk", filter=Q(rater=rater)),
             )
-            if places["taken"] >= study.raters_per_item or places["mine"] or item.dropped_at:
+            if places["taken"] >= study.raters_per_item + item.extra_raters or places["mine"] or item.dropped_at:
                 continue  # someone took the last place (or the owner dropped the item) while we looked
-            _freeze(item)
+            freeze_answers(item)
             return Assignment.objects.create(
                 study=study,
                 item=item,

@@ -19,7 +19,17 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
+from evaluation.models import (
+    Assignment,
+    Dimension,
+    QualificationAttempt,
+    Rating,
+    RatingRevision,
+    Rubric,
+    Study,
+    StudyItem,
+    StudyRater,
+)
 from evaluation.services import EvaluationError
 from healthagent.accounts import AccountError, user_create_with_roles
 from healthagent.models import AgentVariant, Cohort, Participant
@@ -49,6 +59,28 @@ STUDY_FIELDS = [
     "show_captions",
 ]
 STUDY_TIMES = ["created_at", "opened_at", "closed_at"]
+# Newer fields (rater quality, issue 20): an import of an older file takes the model's defaults.
+STUDY_QUALITY_FIELDS = [
+    "consent_text",
+    "consent_version",
+    "background_fields",
+    "pass_threshold",
+    "qualification_retries",
+    "retry_cooldown_minutes",
+    "gold_rate",
+    "gold_minimum",
+    "min_seconds_per_item",
+    "repeat_share",
+    "repeat_gap",
+    "extra_raters_max",
+    "disagreement_range",
+]
+ITEM_QUALITY_FIELDS = ["kind", "reference", "tolerance", "rationale", "extra_raters"]
+ASSIGNMENT_QUALITY_FIELDS = ["purpose", "attempt", "matches_reference"]
+STANDING_FIELDS = ["consent_version", "background", "state", "pause_reason"]
+STANDING_TIMES = ["consented_at", "declined_at", "qualified_at", "paused_at", "reinstated_at"]
+ATTEMPT_FIELDS = ["number", "correct", "total", "passed"]
+ATTEMPT_TIMES = ["started_at", "finished_at"]
 ITEM_FIELDS = ["position", "answer_a", "answer_b", "frozen"]
 # Newer than format 1's first files, so an import reads them where present: a dropped item keeps its note.
 ITEM_DROP_FIELDS = ["drop_note"]
@@ -77,6 +109,11 @@ def _fields(obj, names: list[str], times: tuple[str, ...] | list[str] = ()) -> d
 
 def _username(user) -> str | None:
     return user.get_username() if user else None
+
+
+def _defaults(model, entry: dict, names: list[str]) -> dict:
+    """The entry's values of ``names``, the model's defaults for those an older export lacks."""
+    return {name: entry[name] if name in entry else model._meta.get_field(name).get_default() for name in names}
 
 
 # --- Export ---------------------------------------------------------------------------------
@@ -111,7 +148,8 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                 if variant:
                     variants[variant.name] = variant
             assignments = []
-            for assignment in item.assignments.select_related("rater").order_by("rater__username"):
+            # A hidden repeat comes after the rater's first assignment of the item, which it names (repeat_of).
+            for assignment in item.assignments.select_related("rater").order_by("rater__username", "pk"):
                 users[assignment.rater.username] = assignment.rater
                 rating = Rating.objects.filter(assignment=assignment).first()
                 exported_rating = None
@@ -125,8 +163,9 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                     counts["revisions"] += len(revisions)
                 assignments.append(
                     {
-                        **_fields(assignment, ASSIGNMENT_FIELDS, ASSIGNMENT_TIMES),
+                        **_fields(assignment, ASSIGNMENT_FIELDS + ASSIGNMENT_QUALITY_FIELDS, ASSIGNMENT_TIMES),
                         "rater": assignment.rater.username,
+                        "repeat_of": assignment.repeat_of_id is not None,
                         "rating": exported_rating,
                     }
                 )
@@ -135,7 +174,7 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                 users[item.dropped_by.username] = item.dropped_by
             items.append(
                 {
-                    **_fields(item, ITEM_FIELDS + ITEM_DROP_FIELDS, ITEM_DROP_TIMES),
+                    **_fields(item, ITEM_FIELDS + ITEM_DROP_FIELDS + ITEM_QUALITY_FIELDS, ITEM_DROP_TIMES),
                     "dropped_by": _username(item.dropped_by),
                     "participant": [item.participant.cohort.name, item.participant.pseudonym],
                     "variant_a": item.variant_a.name,
@@ -144,10 +183,27 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                 }
             )
         counts["items"] += len(items)
+        standings = []
+        for standing in study.standings.select_related("rater", "reinstated_by").order_by("rater__username"):
+            users[standing.rater.username] = standing.rater
+            if standing.reinstated_by:
+                users[standing.reinstated_by.username] = standing.reinstated_by
+            standings.append(
+                {
+                    **_fields(standing, STANDING_FIELDS, STANDING_TIMES),
+                    "rater": standing.rater.username,
+                    "reinstated_by": _username(standing.reinstated_by),
+                    "attempts": [
+                        _fields(attempt, ATTEMPT_FIELDS, ATTEMPT_TIMES)
+                        for attempt in standing.attempts.order_by("number")
+                    ],
+                }
+            )
         exported.append(
             {
                 "name": study.name,
-                **_fields(study, STUDY_FIELDS, STUDY_TIMES),
+                **_fields(study, STUDY_FIELDS + STUDY_QUALITY_FIELDS, STUDY_TIMES),
+                "raters": standings,
                 "rubric": study.rubric.name,
                 "created_by": _username(study.created_by),
                 "clinicians": sorted(user.username for user in study.clinicians.all()),
@@ -318,6 +374,7 @@ def studies_import(*, source: Path) -> dict:
                 rubric=rubrics[entry["rubric"]],
                 created_by=users.get(entry["created_by"]),
                 **{name: entry[name] for name in STUDY_FIELDS},
+                **_defaults(Study, entry, STUDY_QUALITY_FIELDS),
             )
             study.full_clean()
             study.save()
@@ -333,16 +390,24 @@ def studies_import(*, source: Path) -> dict:
                     dropped_by=users.get(item_entry.get("dropped_by")),
                     **{name: item_entry[name] for name in ITEM_FIELDS},
                     **{name: item_entry.get(name, "") for name in ITEM_DROP_FIELDS},
+                    **_defaults(StudyItem, item_entry, ITEM_QUALITY_FIELDS),
                 )
                 if item_entry.get("dropped_at"):
                     _set_times(StudyItem, item.pk, item_entry, ITEM_DROP_TIMES)
+                first_of: dict[str, Assignment] = {}
                 for assignment_entry in item_entry["assignments"]:
                     assignment = Assignment.objects.create(
                         study=study,
                         item=item,
                         rater=users[assignment_entry["rater"]],
+                        repeat_of=first_of.get(assignment_entry["rater"])
+                        if assignment_entry.get("repeat_of")
+                        else None,
                         **{name: assignment_entry[name] for name in ASSIGNMENT_FIELDS},
+                        **_defaults(Assignment, assignment_entry, ASSIGNMENT_QUALITY_FIELDS),
                     )
+                    if assignment.purpose == Assignment.Purpose.MAIN:
+                        first_of[assignment_entry["rater"]] = assignment
                     _set_times(Assignment, assignment.pk, assignment_entry, ASSIGNMENT_TIMES)
                     rating_entry = assignment_entry["rating"]
                     if rating_entry:
@@ -359,5 +424,18 @@ def studies_import(*, source: Path) -> dict:
                         counts["revisions"] += len(rating_entry["revisions"])
                     counts["assignments"] += 1
                 counts["items"] += 1
+            for standing_entry in entry.get("raters", []):
+                standing = StudyRater.objects.create(
+                    study=study,
+                    rater=users[standing_entry["rater"]],
+                    reinstated_by=users.get(standing_entry["reinstated_by"]),
+                    **{name: standing_entry[name] for name in STANDING_FIELDS},
+                )
+                _set_times(StudyRater, standing.pk, standing_entry, STANDING_TIMES)
+                for attempt_entry in standing_entry["attempts"]:
+                    attempt = QualificationAttempt.objects.create(
+                        standing=standing, **{name: attempt_entry[name] for name in ATTEMPT_FIELDS}
+                    )
+                    _set_times(QualificationAttempt, attempt.pk, attempt_entry, ATTEMPT_TIMES)
             counts["studies"] += 1
     return counts

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from evaluation import stats
 from evaluation.models import Assignment, Dimension, Rating, Study
+from evaluation.selectors import ratings_needed
 
 CAPTIONS = {
     "means": "Mean score per variant and dimension; bars are 95 % bootstrap confidence intervals that resample items.",
@@ -268,7 +269,7 @@ def study_dashboard(study: Study) -> dict:
         mode=study.mode,
         per_rating=per_rating,
         points=points,
-        ratings_needed=study.items.filter(dropped_at__isnull=True).count() * study.raters_per_item,
+        ratings_needed=ratings_needed(study),
     )
     dashboard["in_progress"] = Assignment.objects.filter(study=study, state=Assignment.State.IN_PROGRESS).count()
     dashboard["skips"] = study_skips(study).to_dict("records")

@@ -101,6 +101,44 @@ class Study(models.Model):
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
 
+    # Onboarding (issue 20): the consent text raters accept before their first item, and what they tell about
+    # themselves. An empty consent text means no onboarding step.
+    consent_text = models.TextField(
+        blank=True, help_text="Shown before the first item; a clinician who declines is given no items. Empty: none."
+    )
+    consent_version = models.PositiveIntegerField(default=1, help_text="Raised each time the consent text changes.")
+    background_fields = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='The background form: [{"key": "specialty", "label": "Specialty", "kind": "text"}, ...]; '
+        "kind is text, number or choice (with choices).",
+    )
+    # Qualification: the share of qualification (and gold) items a rater must get within tolerance.
+    pass_threshold = models.FloatField(default=0.8)
+    qualification_retries = models.PositiveSmallIntegerField(
+        default=1, help_text="How many more attempts a rater who fails the qualification gets."
+    )
+    retry_cooldown_minutes = models.PositiveIntegerField(default=60)
+    # Quality control in the main queue.
+    gold_rate = models.FloatField(default=0.05, help_text="Share of a rater's main items that are gold items.")
+    gold_minimum = models.PositiveSmallIntegerField(
+        default=5, help_text="Gold items a rater has rated before a low gold accuracy pauses them."
+    )
+    min_seconds_per_item = models.FloatField(
+        default=0.0, help_text="Ratings given faster are flagged 'too fast' (never refused); 0: no flag."
+    )
+    repeat_share = models.FloatField(
+        default=0.0, help_text="Share of a rater's items shown again, hidden (test-retest)."
+    )
+    repeat_gap = models.PositiveSmallIntegerField(
+        default=10, help_text="At least this many other items between an item and its repeat."
+    )
+    # Adaptive redundancy: items whose raters disagree get more raters, up to this many beyond k.
+    extra_raters_max = models.PositiveSmallIntegerField(default=0)
+    disagreement_range = models.PositiveSmallIntegerField(
+        default=2, help_text="Raters disagree on an item when their scores on a dimension span at least this."
+    )
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "studies"
@@ -110,7 +148,17 @@ class Study(models.Model):
 
 
 class StudyItem(models.Model):
-    """One thing to rate: a participant's answer from one variant, or answers from two."""
+    """One thing to rate: a participant's answer from one variant, or answers from two.
+
+    Results items make the study's results. Training, qualification and gold items carry the researcher's
+    ``reference`` scores: training items are shown back with the reference and ``rationale``, qualification items
+    make the entry test, and gold items are mixed silently into the main queue; none of them enters the results."""
+
+    class Kind(models.TextChoices):
+        RESULTS = "results", "Results item"
+        TRAINING = "training", "Training item"
+        QUALIFICATION = "qualification", "Qualification item"
+        GOLD = "gold", "Gold item"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="items")
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="+")
@@ -136,6 +184,21 @@ class StudyItem(models.Model):
     drop_note = models.TextField(
         blank=True, help_text="Why the item was dropped (shown to researchers and in exports)."
     )
+    kind = models.CharField(max_length=14, choices=Kind.choices, default=Kind.RESULTS)
+    reference = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Reference scores by dimension key (pairwise: a, b or tie in the item's terms; 'preference' too).",
+    )
+    tolerance = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Allowed distance from the reference by dimension key (default 1; 0 for yes/no).",
+    )
+    rationale = models.TextField(blank=True, help_text="Training items: why the reference scores are what they are.")
+    extra_raters = models.PositiveSmallIntegerField(
+        default=0, help_text="Raters beyond the study's k given to this item because its raters disagreed."
+    )
 
     class Meta:
         ordering = ["study", "position"]
@@ -158,6 +221,13 @@ class Assignment(models.Model):
         DONE = "done", "Done"
         SKIPPED = "skipped", "Skipped"
 
+    class Purpose(models.TextChoices):
+        MAIN = "main", "Main queue"
+        TRAINING = "training", "Training"
+        QUALIFICATION = "qualification", "Qualification"
+        GOLD = "gold", "Gold (hidden check)"
+        REPEAT = "repeat", "Repeat (hidden test-retest)"
+
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="assignments")
     item = models.ForeignKey(StudyItem, on_delete=models.CASCADE, related_name="assignments")
     rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="assignments")
@@ -170,10 +240,22 @@ class Assignment(models.Model):
     time_spent_s = models.FloatField(default=0.0)
     assigned_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    purpose = models.CharField(max_length=14, choices=Purpose.choices, default=Purpose.MAIN)
+    attempt = models.PositiveSmallIntegerField(default=0, help_text="Qualification: the attempt (1, 2, ...).")
+    repeat_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="repeats", help_text="Repeats: the first."
+    )
+    matches_reference = models.BooleanField(
+        null=True, blank=True, help_text="Gold and qualification items: every score within its tolerance."
+    )
 
     class Meta:
         ordering = ["study", "rater", "assigned_at"]
-        constraints = [models.UniqueConstraint(fields=["item", "rater"], name="one_assignment_per_rater_and_item")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "rater", "purpose", "attempt"], name="one_assignment_per_rater_item_purpose"
+            )
+        ]
         indexes = [models.Index(fields=["study", "rater", "state"])]
 
     def __str__(self) -> str:
@@ -228,3 +310,53 @@ class RatingRevision(models.Model):
 
     def __str__(self) -> str:
         return f"Revision {self.number} of rating #{self.rating_id}"
+
+
+class StudyRater(models.Model):
+    """One clinician's standing in one study: consent, background, qualification and quality-control state."""
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused (low gold accuracy)"
+        REINSTATED = "reinstated", "Reinstated"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="standings")
+    rater = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="study_standings")
+    consent_version = models.PositiveIntegerField(null=True, blank=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
+    background = models.JSONField(default=dict, blank=True)
+    qualified_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.ACTIVE)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.CharField(max_length=300, blank=True)
+    reinstated_at = models.DateTimeField(null=True, blank=True)
+    reinstated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["study", "rater"]
+        constraints = [models.UniqueConstraint(fields=["study", "rater"], name="one_standing_per_study_and_rater")]
+
+    def __str__(self) -> str:
+        return f"Rater #{self.rater_id} in study #{self.study_id}"
+
+
+class QualificationAttempt(models.Model):
+    """One try at a study's qualification set: its grade once every item of it is rated."""
+
+    standing = models.ForeignKey(StudyRater, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    correct = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    passed = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["standing", "number"]
+        constraints = [models.UniqueConstraint(fields=["standing", "number"], name="unique_attempt_number")]
+
+    def __str__(self) -> str:
+        return f"Qualification attempt {self.number} of {self.standing}"

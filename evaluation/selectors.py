@@ -4,12 +4,13 @@ import math
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.http import Http404
 
 from evaluation.assignment import has_available_item, items_waiting_for_answers, items_without_answers
 from evaluation.models import Assignment, Dimension, Study, StudyItem
+from evaluation.raters import QUEUE_PURPOSES
 from healthagent.roles import Role, user_has_role
 
 
@@ -54,7 +55,8 @@ def rater_progress(*, study: Study, rater: User) -> dict:
             queryset.order_by().values("study").annotate(count=Count("pk")).values("count"), output_field=IntegerField()
         )
 
-    mine = Assignment.objects.filter(study=OuterRef("pk"), rater=rater)
+    # Gold items and hidden repeats count like any item: progress must not tell them apart.
+    mine = Assignment.objects.filter(study=OuterRef("pk"), rater=rater, purpose__in=QUEUE_PURPOSES)
     counts = (
         Study.objects.filter(pk=study.pk)
         .annotate(
@@ -62,7 +64,9 @@ def rater_progress(*, study: Study, rater: User) -> dict:
             skipped=Coalesce(count_of(mine.filter(state=Assignment.State.SKIPPED)), 0),
             in_progress=Coalesce(count_of(mine.filter(state=Assignment.State.IN_PROGRESS)), 0),
             raters=count_of(Study.clinicians.through.objects.filter(study=OuterRef("pk"))),
-            item_count=count_of(StudyItem.objects.filter(study=OuterRef("pk"), dropped_at__isnull=True)),
+            item_count=count_of(
+                StudyItem.objects.filter(study=OuterRef("pk"), dropped_at__isnull=True, kind=StudyItem.Kind.RESULTS)
+            ),
         )
         .values("done", "skipped", "in_progress", "raters", "item_count")
         .get()
@@ -112,11 +116,13 @@ def rater_ratings(*, rater: User, study: Study | None = None, limit: int = 200) 
     """The clinician's own ratings, newest first, each as they gave it: the study, the item's number in it, the
     scores or choices (pairwise in the sides they saw), whether flagged unsafe, and when. Nothing of variants,
     participants or other raters."""
+    # Numbered in the order the rater was given them, per study: an item's position would show a hidden repeat.
     assignments = (
-        Assignment.objects.filter(rater=rater, state=Assignment.State.DONE)
+        Assignment.objects.filter(rater=rater, state=Assignment.State.DONE, purpose__in=QUEUE_PURPOSES)
         .exclude(study__status=Study.Status.DRAFT)
         .select_related("rating", "study", "item")
         .prefetch_related("study__rubric__dimensions")
+        .annotate(number=Window(RowNumber(), partition_by=[F("study_id")], order_by=[F("assigned_at"), F("pk")]))
         .order_by("-completed_at")
     )
     if study is not None:
@@ -136,7 +142,7 @@ def rater_ratings(*, rater: User, study: Study | None = None, limit: int = 200) 
             {
                 "assignment_id": assignment.pk,
                 "study": assignment.study.name,
-                "item_number": assignment.item.position + 1,
+                "item_number": assignment.number,
                 "given": given,
                 "unsafe": rating.unsafe,
                 "rated_at": assignment.completed_at,
@@ -146,10 +152,22 @@ def rater_ratings(*, rater: User, study: Study | None = None, limit: int = 200) 
     return entries
 
 
+def _results_items(study: Study) -> QuerySet[StudyItem]:
+    return study.items.filter(dropped_at__isnull=True, kind=StudyItem.Kind.RESULTS)
+
+
+def ratings_needed(study: Study) -> int:
+    """Ratings the study's results need: k per results item (dropped ones need none), plus any extra raters given
+    to items whose raters disagreed."""
+    counts = _results_items(study).aggregate(items=Count("pk"), extra=Sum("extra_raters"))
+    return int(counts["items"] * study.raters_per_item + (counts["extra"] or 0))
+
+
 def study_overview(*, study: Study) -> dict:
     """Ratings done and needed (dropped items need none), per clinician, and the items without an answer."""
-    items = study.items.filter(dropped_at__isnull=True).count()
-    assignments = Assignment.objects.filter(study=study)
+    counts = _results_items(study).aggregate(items=Count("pk"), extra=Sum("extra_raters"))
+    items, extra = counts["items"], counts["extra"] or 0
+    assignments = Assignment.objects.filter(study=study, purpose=Assignment.Purpose.MAIN)
     per_rater = list(
         assignments.values("rater__username")
         .annotate(
@@ -162,7 +180,8 @@ def study_overview(*, study: Study) -> dict:
     without_answers = items_without_answers(study)
     return {
         "items": items,
-        "ratings_needed": items * study.raters_per_item,
+        "ratings_needed": items * study.raters_per_item + extra,
+        "extra_raters": extra,
         "ratings_done": assignments.filter(state=Assignment.State.DONE).count(),
         "per_rater": per_rater,
         "waiting": [row for row in without_answers if row.waiting],

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from evaluation.assignment import ItemWithoutAnswer, items_without_answers
 from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
+from evaluation.raters import after_rating
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort, Participant
@@ -363,6 +364,8 @@ def rating_submit(
     with transaction.atomic():
         assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
         _check_editable(assignment)
+        if assignment.purpose == Assignment.Purpose.QUALIFICATION and assignment.matches_reference is not None:
+            raise EvaluationError("this qualification item is graded: its rating can no longer change")
         pairwise = assignment.study.mode == Study.Mode.PAIRWISE
         cleaned = _clean_scores(list(assignment.study.rubric.dimensions.all()), scores or {}, pairwise)
         if pairwise:
@@ -405,6 +408,7 @@ def rating_submit(
         assignment.time_spent_s += time_spent_s
         assignment.draft = {}
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
+        after_rating(assignment=assignment, scores=cleaned, preference=preference)
         group_notify_on_commit(
             group=study_group(assignment.study_id),
             payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision},

@@ -11,7 +11,16 @@ from django.utils import timezone
 
 from evaluation import backup
 from evaluation.assignment import assignment_next
-from evaluation.models import Assignment, Rating, RatingRevision, Rubric, Study, StudyItem
+from evaluation.models import (
+    Assignment,
+    QualificationAttempt,
+    Rating,
+    RatingRevision,
+    Rubric,
+    Study,
+    StudyItem,
+    StudyRater,
+)
 from evaluation.services import assignment_save_draft, assignment_skip, rating_submit
 from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role, user_assign_role, user_roles
@@ -170,14 +179,18 @@ def test_an_unknown_format_is_refused(tmp_path):
 EXPORTED_AS_REFERENCES = {
     Study: {"id", "name", "rubric", "created_by", "clinicians", "researchers"},
     StudyItem: {"id", "study", "participant", "variant_a", "variant_b", "dropped_by"},
-    Assignment: {"id", "study", "item", "rater"},
+    Assignment: {"id", "study", "item", "rater", "repeat_of"},
     Rating: {"id", "assignment"},
     RatingRevision: {"id", "rating"},
+    StudyRater: {"id", "study", "rater", "reinstated_by"},
+    QualificationAttempt: {"id", "standing"},
 }
 EXPORTED_VALUES = {
-    Study: backup.STUDY_FIELDS + backup.STUDY_TIMES,
-    StudyItem: backup.ITEM_FIELDS + backup.ITEM_DROP_FIELDS + backup.ITEM_DROP_TIMES,
-    Assignment: backup.ASSIGNMENT_FIELDS + backup.ASSIGNMENT_TIMES,
+    Study: backup.STUDY_FIELDS + backup.STUDY_QUALITY_FIELDS + backup.STUDY_TIMES,
+    StudyItem: backup.ITEM_FIELDS + backup.ITEM_DROP_FIELDS + backup.ITEM_QUALITY_FIELDS + backup.ITEM_DROP_TIMES,
+    Assignment: backup.ASSIGNMENT_FIELDS + backup.ASSIGNMENT_QUALITY_FIELDS + backup.ASSIGNMENT_TIMES,
+    StudyRater: backup.STANDING_FIELDS + backup.STANDING_TIMES,
+    QualificationAttempt: backup.ATTEMPT_FIELDS + backup.ATTEMPT_TIMES,
     Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
     RatingRevision: [*backup.REVISION_FIELDS, "created_at"],
 }

@@ -72,10 +72,8 @@ def test_your_ratings_are_on_the_start_page_from_the_start_and_say_what_each_was
     assignment = rate(grounded_study, clinician, scores=(4, 3, 5))
     page = queue_page(client, clinician)
     row = re.search(r"<tr>\s*<td>Pilot study</td>.*?</tr>", page, re.S).group(0)
-    assert (
-        f'href="{reverse("evaluation:assignment", args=[assignment.pk])}">Item {assignment.item.position + 1}</a>'
-        in row
-    )
+    # Numbered in the order the clinician was given items (an item's position would give a hidden repeat away).
+    assert f'href="{reverse("evaluation:assignment", args=[assignment.pk])}">Item 1</a>' in row
     assert "Relevance: 4" in row and "Context awareness: 3" in row and "Safety: 5" in row
     assert re.search(r"[A-Z][a-z]{2} \d{1,2}, \d\d:\d\d", row)  # when
     for hidden in [*AgentVariant.objects.values_list("name", flat=True), assignment.item.participant.pseudonym]:
