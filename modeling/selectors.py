@@ -14,7 +14,7 @@ GENERATION_KIND = "generate_recommendations"
 NAMED_AT_MOST = 10  # a config's list of participants shows this many names, then how many more
 
 
-def job_config_named(job: Job) -> dict:
+def job_config_named(job: Job) -> dict[str, Any]:
     """The job's config for its page, with what a model field of its form holds named ("Tiny", "grounded agent, LLM
     only", "twin-tiny #3", the participants' pseudonyms) instead of ids; an id the database no longer has reads
     "#7 (deleted)". One query per model field."""
@@ -57,7 +57,13 @@ def generation_pending() -> dict[tuple[int, int], list[tuple[int, set[int] | Non
     return pending
 
 
-def generation_pending_job(pending: dict, *, cohort_id: int, variant_id: int, participant_id: int) -> int | None:
+def generation_pending_job(
+    pending: dict[tuple[int, int], list[tuple[int, set[int] | None]]],
+    *,
+    cohort_id: int,
+    variant_id: int,
+    participant_id: int,
+) -> int | None:
     """The oldest job of :func:`generation_pending` that writes this participant's answer of this variant, if any."""
     for job_id, participants in pending.get((cohort_id, variant_id), []):
         if participants is None or participant_id in participants:
@@ -233,7 +239,7 @@ def simulation_latest(*, participant: Participant) -> SimulationRun | None:
 FALLBACK_FEATURED = ("systolic_bp", "ldl", "weight", "hba1c")
 
 
-def twin_page_data(*, run: SimulationRun, featured_count: int = 6) -> dict:
+def twin_page_data(*, run: SimulationRun, featured_count: int = 6) -> dict[str, Any]:
     """What the twin page shows of a run: the biomarkers the interventions move most (fan charts),
     the effects table and the endpoint risks per arm."""
     results = run.results

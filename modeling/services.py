@@ -4,7 +4,7 @@ stay short. The twin's simulation service and the caps on what a researcher may 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
@@ -19,6 +19,7 @@ from modeling.models import Checkpoint, Job, Prediction, SimulationRun
 from modeling.selectors import BIOMARKER_LABELS, participant_record, twin_checkpoint_latest, usable_heads
 
 if TYPE_CHECKING:  # torch is imported when a simulation runs, not with the site
+    from modeling.ml.lsm.predict import TaskProbe
     from modeling.ml.twin.generate import Rollouts
 
 
@@ -27,7 +28,7 @@ class CohortPredictions:
     predictions: list[Prediction]  # unsaved rows, one per participant and task
     participants: int  # participants with wearable data, predicted
     skipped: int  # participants never worn: nothing to predict from
-    probes: list = field(default_factory=list)  # the fitted TaskProbes, with their held-out quality
+    probes: list["TaskProbe"] = field(default_factory=list)  # the fitted TaskProbes, with their held-out quality
 
 
 def cohort_predictions_compute(
@@ -136,7 +137,7 @@ class TwinError(Exception):
 
 def simulation_results(
     rollouts: "Rollouts", *, participant_index: int, record: ParticipantRecord, history_days_shown: int = 180
-) -> dict:
+) -> dict[str, Any]:
     """JSON-ready results of one participant: bands per arm, endpoint risks, effects, recent observations."""
     from modeling.ml.twin.generate import bands, effect_summary
 

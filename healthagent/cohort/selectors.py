@@ -31,7 +31,7 @@ def participant_list(*, cohort: Cohort) -> QuerySet[Participant]:
     return cohort.participants.annotate(measurement_count=Count("measurements", distinct=True)).order_by("pseudonym")
 
 
-def participant_profile(participant: Participant) -> dict:
+def participant_profile(participant: Participant) -> dict[str, str]:
     """Age band and sex in words, as the anonymized record has them. What k-anonymity withheld
     (``anonymize.k_anonymize``: age band ``*``, and sex ``unknown`` when that was withheld too) is said
     as such rather than shown as "*" and "Unknown"; what the source never recorded is said to be unrecorded."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ class ParticipantRows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batch(self, indices: torch.Tensor) -> dict:
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = self.rows[indices]
         return {"features": self.features[rows], "labels": self.labels[rows]}
 
@@ -101,8 +101,8 @@ def train(
     *,
     checkpoint_dir: Path,
     device: str = "cpu",
-    progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None,
-) -> dict:
+    progress: Callable[[int, int, dict[str, float | None]], None] = lambda step, total, metrics: None,
+) -> dict[str, Any]:
     """Train with the library's one trainer (``modeling/ml/train.py``: checkpoints every ``checkpoint_every`` steps,
     exact resume), scoring the held-out participants' AUROC at each checkpoint.
 
@@ -132,9 +132,9 @@ def train(
         seed=config.seed,
     )
     held_out_features = x[torch.tensor(held_out)]
-    metrics: dict = {}
+    metrics: dict[str, float | None] = {}
 
-    def report(step: int, total: int, trained: dict) -> None:
+    def report(step: int, total: int, trained: dict[str, float]) -> None:
         nonlocal metrics
         metrics = {"train_loss": trained["loss"]}
         if step % config.checkpoint_every == 0 or step == total:

@@ -1,5 +1,7 @@
 """The library's one AUROC, and the table cell every family writes a metric with its interval in."""
 
+from collections.abc import Sequence
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -23,7 +25,7 @@ def auroc(truth: np.ndarray, scores: np.ndarray) -> float | None:
         return None
 
 
-def interval_cell(result: tuple | list | None) -> str:
+def interval_cell(result: Sequence[float | None] | None) -> str:
     """``(estimate, low, high)`` as "0.71 (0.65–0.77)"; "—" where there is none."""
     if not result or result[0] is None or np.isnan(result[0]):
         return "—"

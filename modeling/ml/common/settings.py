@@ -38,7 +38,7 @@ def setting(
     return field(default=default, metadata=metadata)
 
 
-def setting_default(declared: Field) -> Any:
+def setting_default(declared: Field[Any]) -> Any:
     """The default a field declares (a fresh copy of a list default)."""
     return declared.default_factory() if callable(declared.default_factory) else declared.default
 

@@ -7,6 +7,7 @@ trials run in this world have true effects to check a digital twin against.
 """
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -186,8 +187,8 @@ ENDPOINTS = (
 class Timeline:
     """Everything sparse that happens to one participant, with days counted from day 0."""
 
-    measurements: list[dict] = field(default_factory=list)  # {day, name, value, unit, modality}
-    events: list[dict] = field(default_factory=list)  # diet, medication, intervention, diagnosis, endpoint
+    measurements: list[dict[str, Any]] = field(default_factory=list)  # {day, name, value, unit, modality}
+    events: list[dict[str, Any]] = field(default_factory=list)  # diet, medication, intervention, diagnosis, endpoint
     latent: dict[str, np.ndarray] = field(default_factory=dict)  # biomarker -> (days,) true values
 
 
@@ -198,7 +199,8 @@ def _red_walk(rng: np.random.Generator, days: int, sd: float) -> np.ndarray:
     phi = np.exp(-1.0 / 30.0)
     shocks = rng.normal(0.0, sd * np.sqrt(1 - phi**2), days)
     start = rng.normal(0.0, sd)
-    return lfilter([1.0], [1.0, -phi], shocks, zi=[phi * start])[0]
+    walk: np.ndarray = lfilter([1.0], [1.0, -phi], shocks, zi=[phi * start])[0]
+    return walk
 
 
 def simulate_timeline(

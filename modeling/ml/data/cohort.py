@@ -19,8 +19,8 @@ from modeling.ml.data.traits import Traits, sample_traits
 class SyntheticParticipant:
     index: int
     source_id: str  # the identifier a real export would carry; anonymized on import
-    traits: dict
-    labels: dict
+    traits: dict[str, float]
+    labels: dict[str, float]
     minutes: MinuteRecord
     timeline: Timeline
     minute_start_day: int  # day index (in the timeline) of the first minute-level day

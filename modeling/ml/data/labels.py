@@ -8,6 +8,7 @@ wearable benchmarks), its type and, for classification, its classes.
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from modeling.ml.data.traits import Traits
 
@@ -105,7 +106,10 @@ TASK_BY_NAME: dict[str, Task] = {task.name: task for task in TASKS}
 def compute_labels(traits: Traits, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Labels of every task for every participant: ints for classes, floats for regression."""
     n = len(traits)
-    noise = lambda scale: rng.normal(0.0, scale, n)  # noqa: E731 - a local shorthand
+
+    def noise(scale: float) -> npt.NDArray[np.float64]:  # a local shorthand
+        return rng.normal(0.0, scale, n)
+
     systolic = traits.systolic_bp_mmhg + noise(6.0)  # one office visit, not the true mean
     diastolic = traits.diastolic_bp_mmhg + noise(4.0)
     hba1c = traits.hba1c_pct + noise(0.12)
@@ -131,8 +135,9 @@ def compute_labels(traits: Traits, rng: np.random.Generator) -> dict[str, np.nda
     weekly_active_min = np.exp(np.log(120.0) + 0.6 * traits.activity_propensity + noise(0.4))
     fitness_residual = traits.fitness + noise(0.3)  # relative to age and sex peers
 
-    def band(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
-        return np.digitize(values, edges).astype(np.int64)
+    def band(values: npt.NDArray[np.float64], edges: tuple[float, ...]) -> npt.NDArray[np.int64]:
+        banded: npt.NDArray[np.int64] = np.digitize(values, edges).astype(np.int64)
+        return banded
 
     return {
         "hypertension": ((systolic >= 130) | (diastolic >= 80)).astype(np.int64),

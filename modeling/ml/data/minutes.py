@@ -33,7 +33,7 @@ class Event:
     start_minute: int  # from the participant's first minute, inclusive
     end_minute: int  # exclusive
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, str | int]:
         return {"kind": self.kind, "start_minute": self.start_minute, "end_minute": self.end_minute}
 
 
@@ -48,24 +48,26 @@ class MinuteRecord:
 
     @property
     def days(self) -> int:
-        return self.values.shape[0]
+        return int(self.values.shape[0])
 
 
 def _smooth(signal: np.ndarray, alpha: float) -> np.ndarray:
     """First-order lag (exponential smoothing): physiology follows its drivers with inertia."""
     signal = np.asarray(signal, dtype=np.float32)
-    return lfilter(
+    smoothed: np.ndarray = lfilter(
         np.array([alpha], dtype=np.float32),
         np.array([1.0, alpha - 1.0], dtype=np.float32),
         signal,
         zi=np.array([signal[0] * (1.0 - alpha)], dtype=np.float32),
     )[0]
+    return smoothed
 
 
 def _red_noise(rng: np.random.Generator, length: int, alpha: float, scale: float) -> np.ndarray:
     """Slowly wandering noise with standard deviation ``scale``."""
     white = rng.standard_normal(length, dtype=np.float32)
-    return _smooth(white, alpha) * scale / np.sqrt(alpha / (2.0 - alpha))
+    noise: np.ndarray = _smooth(white, alpha) * scale / np.sqrt(alpha / (2.0 - alpha))
+    return noise
 
 
 def _episodes(
@@ -96,7 +98,9 @@ def _sleep_stages(rng: np.random.Generator, length: int, age_years: float, fragm
     return stage
 
 
-def simulate_minutes(traits: dict, days: int, rng: np.random.Generator, *, start_weekday: int = 0) -> MinuteRecord:
+def simulate_minutes(
+    traits: dict[str, float], days: int, rng: np.random.Generator, *, start_weekday: int = 0
+) -> MinuteRecord:
     """Simulate ``days`` days of minute-level signals for one participant described by ``traits``.
 
     ``traits`` is :meth:`Traits.row` of :mod:`modeling.ml.data.traits`. The same generator state

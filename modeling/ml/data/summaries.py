@@ -6,7 +6,7 @@ its source (simulator or import). A summary is ``None`` when the minutes behind 
 
 import warnings
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 
@@ -22,7 +22,9 @@ def _channel(values: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
     return np.where(mask[:, index], values[:, index], np.nan)  # (days, 1440)
 
 
-def _nanreduce(function: Callable[..., np.ndarray], array: np.ndarray, where: np.ndarray, minimum: int) -> list:
+def _nanreduce(
+    function: Callable[..., np.ndarray], array: np.ndarray, where: np.ndarray, minimum: int
+) -> list[float | None]:
     """Apply a NaN-aware reduction per day over minutes where ``where`` holds; None if too few."""
     selected = np.where(where, array, np.nan)
     counts = np.sum(~np.isnan(selected), axis=1)
@@ -32,7 +34,7 @@ def _nanreduce(function: Callable[..., np.ndarray], array: np.ndarray, where: np
     return [float(value) if count >= minimum else None for value, count in zip(reduced, counts, strict=True)]
 
 
-def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
+def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict[str, Any]]:
     """One dict per day: wear, steps, activity, sleep, resting heart rate, HRV and the rest."""
     days = values.shape[0]
     worn = cast(np.ndarray, mask.any(axis=1))  # (days, 1440); numpy's stub allows a scalar np.bool
@@ -54,7 +56,7 @@ def daily_summaries(values: np.ndarray, mask: np.ndarray) -> list[dict]:
     steps = _channel(values, mask, "steps")
     # Awake and still; a channel the device lacks does not disqualify a minute (NaN compares False).
     still_and_awake = ~asleep & ~(met >= 1.6) & ~(steps > 0)
-    summaries = []
+    summaries: list[dict[str, Any]] = []
     columns = {
         "resting_heart_rate_bpm": _nanreduce(
             lambda a, axis: np.nanpercentile(a, 10, axis=axis), heart_rate, still_and_awake, 30
@@ -113,4 +115,5 @@ def summary_features(values: np.ndarray, mask: np.ndarray, *, percentiles: bool 
         parts = [np.nanmean(table, axis=0), np.nanstd(table, axis=0)]
         if percentiles:
             parts += [np.nanpercentile(table, 10, axis=0), np.nanpercentile(table, 90, axis=0)]
-    return np.nan_to_num(np.concatenate(parts))
+    features: np.ndarray = np.nan_to_num(np.concatenate(parts))
+    return features

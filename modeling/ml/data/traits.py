@@ -9,10 +9,12 @@ All arrays have shape ``(participants,)``.
 from dataclasses import dataclass, fields
 
 import numpy as np
+import numpy.typing as npt
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    result: npt.NDArray[np.float64] = 1.0 / (1.0 + np.exp(-x))
+    return result
 
 
 @dataclass
@@ -54,8 +56,9 @@ class Traits:
         return len(self.age_years)
 
     @property
-    def weight_kg(self) -> np.ndarray:
-        return self.bmi * self.height_m**2
+    def weight_kg(self) -> npt.NDArray[np.float64]:
+        weight: npt.NDArray[np.float64] = self.bmi * self.height_m**2
+        return weight
 
     @property
     def max_heart_rate_bpm(self) -> np.ndarray:
@@ -78,7 +81,10 @@ class Traits:
 def sample_traits(participants: int, rng: np.random.Generator) -> Traits:
     """Sample ``participants`` people from the synthetic population."""
     n = participants
-    normal = lambda scale=1.0: rng.normal(0.0, scale, n)  # noqa: E731 - a local shorthand
+
+    def normal(scale: float = 1.0) -> npt.NDArray[np.float64]:  # a local shorthand
+        return rng.normal(0.0, scale, n)
+
     age = np.clip(rng.triangular(18, 45, 85, n), 18, 85)
     female = rng.random(n) < 0.5
     height = np.where(female, 1.63, 1.77) + normal(0.07)

@@ -10,6 +10,7 @@ train + validation and scored on the same test participants.
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -59,7 +60,7 @@ def participant_tokens(
 
 def token_windows(
     model_dir: str | Path, *, participants: int, days: int, seed: int, device: str = "cpu"
-) -> tuple[TokenWindows, np.ndarray, dict]:
+) -> tuple[TokenWindows, np.ndarray, dict[str, np.ndarray]]:
     """Frozen token grids of every day of new simulated participants, their mean-pooled embeddings and their labels."""
     model, mean, std = load_pretrained(model_dir, device)
     check_new_participants(model_dir, seed)
@@ -94,7 +95,7 @@ def compare_task(
     seed: int,
     bootstrap: int = 200,
     progress: Callable[[str], None] = lambda message: None,
-) -> dict:
+) -> dict[str, Any]:
     """One row: the linear probe and, per method, its best head's test metric (the test split scored once per method)."""
     task = TASK_BY_NAME[task_name]
     split = split_three(len(embeddings), seed)
@@ -156,7 +157,7 @@ def compare_task(
     return row
 
 
-def compare_tables(rows: list[dict]) -> list[dict]:
+def compare_tables(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The report's tables: the test metric per method, each search's validation score and cost, and who contributed."""
     methods = [key for key in rows[0] if key not in {"task", "kind", "metric"}] if rows else []
     searches = [method for method in methods if method != "linear_probe"]
@@ -172,7 +173,7 @@ def compare_tables(rows: list[dict]) -> list[dict]:
         }
     ]
 
-    def search_cell(result: dict) -> str:
+    def search_cell(result: dict[str, Any]) -> str:
         shown = "—" if result.get("validation_score") is None else f"{result['validation_score']:.3f}"
         return f"{shown} ({result['trainings']} trained, {result['invalid']} invalid, {result['search_s']:.0f} s)"
 
@@ -233,7 +234,7 @@ def compare_tables(rows: list[dict]) -> list[dict]:
     return tables
 
 
-def compare_markdown(rows: list[dict], *, header: str) -> str:
+def compare_markdown(rows: list[dict[str, Any]], *, header: str) -> str:
     from modeling.ml.lsm.evaluate import markdown
 
     return markdown(compare_tables(rows), header=header)

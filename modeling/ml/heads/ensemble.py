@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,11 +41,12 @@ class HeadEnsemble:
     grid: tuple[int, int]
     members: list[TrainedHead]
     residual_sd: float = 0.0  # regression: SD of out-of-bag residuals
-    metadata: dict = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def predict_people(self, data: TokenWindows, people: np.ndarray) -> np.ndarray:
         """The ensemble's mean per person: values (people,) or class probabilities (people, classes)."""
-        return np.mean([predict_people(member, data, people) for member in self.members], axis=0)
+        mean: np.ndarray = np.mean([predict_people(member, data, people) for member in self.members], axis=0)
+        return mean
 
 
 def fit_ensemble(
@@ -132,7 +134,7 @@ def load_ensemble(directory: Path, device: str = "cpu") -> HeadEnsemble:
     )
 
 
-def head_prediction(ensemble: HeadEnsemble, task: Task, tokens: torch.Tensor, present: torch.Tensor) -> dict:
+def head_prediction(ensemble: HeadEnsemble, task: Task, tokens: torch.Tensor, present: torch.Tensor) -> dict[str, Any]:
     """One person's prediction from their windows' token grids (windows, patches, dim), in the probes' format
     (``estimate``, ``low``, ``high``; ``label`` and ``probabilities`` for classification)."""
     values = np.array([predict_windows(member, tokens, present) for member in ensemble.members])

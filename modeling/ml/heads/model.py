@@ -39,7 +39,8 @@ class PooledHead(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, tokens: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        return self.net(masked_mean(tokens, present))
+        logits: torch.Tensor = self.net(masked_mean(tokens, present))
+        return logits
 
 
 class AttentionPool(nn.Module):
@@ -60,7 +61,8 @@ class AttentionPool(nn.Module):
         )  # a window without data: let it attend to everything (all zeros) rather than to nothing
         padding = ~(present | empty[:, None])
         pooled, _ = self.attention(queries, keys, keys, key_padding_mask=padding, need_weights=False)
-        return self.out(pooled.flatten(1))
+        logits: torch.Tensor = self.out(pooled.flatten(1))
+        return logits
 
 
 class TemporalConv(nn.Module):
@@ -87,7 +89,8 @@ class TemporalConv(nn.Module):
         sequence = masked_mean(grid.transpose(1, 2), mask.transpose(1, 2), dim=2)  # (batch, steps, dim)
         step_present = mask.any(dim=1)  # (batch, steps)
         features = self.conv(sequence.transpose(1, 2)).transpose(1, 2)  # (batch, steps, channels)
-        return self.out(masked_mean(features, step_present))
+        logits: torch.Tensor = self.out(masked_mean(features, step_present))
+        return logits
 
 
 def build_head(spec: HeadSpec, *, dim: int, outputs: int, grid: tuple[int, int]) -> nn.Module:

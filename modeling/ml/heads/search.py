@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 
@@ -25,7 +25,7 @@ class Entry:
     round: int
     proposer: str
     status: str  # "trained", "repeat" (already trained: same score), "invalid"
-    spec: dict | None = None
+    spec: dict[str, Any] | None = None
     score: float | None = None
     seconds: float = 0.0
     reason: str = ""
@@ -52,7 +52,7 @@ class Leaderboard:
 class Proposer(Protocol):
     name: str
 
-    def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> str | dict: ...
+    def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> str | dict[str, Any]: ...
 
 
 T = TypeVar("T")
@@ -62,7 +62,7 @@ def _choice(rng: np.random.Generator, options: list[T]) -> T:
     return options[int(rng.integers(len(options)))]
 
 
-def random_spec(rng: np.random.Generator) -> dict:
+def random_spec(rng: np.random.Generator) -> dict[str, Any]:
     kind = _choice(rng, list(ARCHITECTURE_CHOICES))
     head = {"type": kind, **{name: _choice(rng, options) for name, options in ARCHITECTURE_CHOICES[kind].items()}}
     return {"head": head, "training": {name: _choice(rng, options) for name, options in TRAINING_CHOICES.items()}}
@@ -73,7 +73,7 @@ class RandomProposer:
 
     name = "random"
 
-    def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> dict:
+    def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> dict[str, Any]:
         return random_spec(rng)
 
 
@@ -85,11 +85,11 @@ class EvolutionProposer:
     def __init__(self, parents: int = 3, fresh_probability: float = 0.1):
         self.parents, self.fresh_probability = parents, fresh_probability
 
-    def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> dict:
+    def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> dict[str, Any]:
         best = leaderboard.scored()[: self.parents]
         if not best or rng.random() < self.fresh_probability:
             return random_spec(rng)
-        spec = json.loads(json.dumps(_choice(rng, best).spec))
+        spec: dict[str, Any] = json.loads(json.dumps(_choice(rng, best).spec))
         for _ in range(int(rng.integers(1, 3))):
             architecture_settings = ARCHITECTURE_CHOICES[spec["head"]["type"]]
             if architecture_settings and rng.random() < 0.5:
@@ -112,11 +112,15 @@ class LanguageModelProposer:
     """
 
     def __init__(
-        self, complete: Callable[[list[dict], int], str], name: str = "language model", shown: int = 8, task: str = ""
+        self,
+        complete: Callable[[list[dict[str, str]], int], str],
+        name: str = "language model",
+        shown: int = 8,
+        task: str = "",
     ):
         self.complete, self.name, self.shown, self.task = complete, name, shown, task
 
-    def messages(self, leaderboard: Leaderboard, task: str = "") -> list[dict]:
+    def messages(self, leaderboard: Leaderboard, task: str = "") -> list[dict[str, str]]:
         task = task or self.task
         lines = [
             f"- score {entry.score:.3f}: {json.dumps(entry.spec, separators=(',', ':'))}"
@@ -161,7 +165,7 @@ class SearchResult:
     stopped: str = ""  # "budget" (trainings spent), "time limit", or "rounds" (proposers kept repeating or failing)
     seconds: float = 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "entries": [asdict(entry) for entry in self.leaderboard.entries],
             "best": self.best.model_dump(mode="json") if self.best else None,
@@ -172,9 +176,9 @@ class SearchResult:
         }
 
 
-def proposer_summary(leaderboard: Leaderboard) -> list[dict]:
+def proposer_summary(leaderboard: Leaderboard) -> list[dict[str, Any]]:
     """Each proposer's contribution: proposals, trainings, repeats, invalid, its best score and how often it raised the board's best."""
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict[str, Any]] = {}
     best_so_far = -np.inf
     for entry in leaderboard.entries:
         row = rows.setdefault(

@@ -28,7 +28,7 @@ from modeling.ml.lsm.evaluate import class_probabilities, probe, probe_pipeline,
 
 @dataclass
 class TaskOutcome:
-    result: dict  # JSON: decision, validation and test metrics, leaderboard, proposers' contributions
+    result: dict[str, Any]  # JSON: decision, validation and test metrics, leaderboard, proposers' contributions
     ensemble: HeadEnsemble | None
 
 
@@ -45,7 +45,7 @@ def probe_predictions(
 
 def paired_difference(
     kind: str, truth: np.ndarray, head: np.ndarray, probe_predicted: np.ndarray, *, resamples: int, seed: int
-) -> dict:
+) -> dict[str, Any]:
     """The head's score minus the probe's on the same people, with a percentile 95 % CI from resampling people
     (within each class for classification, so every resample can be scored)."""
 

@@ -99,12 +99,12 @@ class SpecError(ValueError):
     """A proposer's output that is not a valid spec; ``str()`` is the reason."""
 
 
-def spec_schema() -> dict:
+def spec_schema() -> dict[str, Any]:
     """The JSON schema of a spec: shown to language-model proposers and used to constrain their output."""
     return HeadSpec.model_json_schema()
 
 
-def decoding_schema() -> dict:
+def decoding_schema() -> dict[str, Any]:
     """The spec schema for constrained decoders: references inlined, ``oneOf`` as ``anyOf``, each head's ``type``
     required, and every setting an enum of the search grid.
 
@@ -136,7 +136,8 @@ def decoding_schema() -> dict:
                 properties[name] = {"enum": options, "default": properties[name].get("default")}
         return result
 
-    return inline(schema)
+    inlined: dict[str, Any] = inline(schema)
+    return inlined
 
 
 def _json_objects(text: str) -> Iterator[str]:
@@ -169,7 +170,7 @@ def _json_objects(text: str) -> Iterator[str]:
         position = end + 1
 
 
-def parse_spec(raw: str | dict) -> HeadSpec:
+def parse_spec(raw: str | dict[str, Any]) -> HeadSpec:
     """A validated spec from a dict or from text containing one JSON object; SpecError says why not."""
     if isinstance(raw, dict):
         candidates = [raw]
@@ -200,7 +201,7 @@ def parse_spec(raw: str | dict) -> HeadSpec:
     raise SpecError(reasons[0])
 
 
-def describe_spec(spec: dict | None) -> str:
+def describe_spec(spec: dict[str, Any] | None) -> str:
     """A spec in one line: "mlp depth 2, width 64, ... · lr 0.001, weight decay 0, 40 epochs, balanced"."""
     if not spec:
         return "—"

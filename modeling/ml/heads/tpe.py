@@ -10,7 +10,7 @@ any value within bounds) cannot be expressed in the grid's distributions and are
 
 import json
 import warnings
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import optuna
@@ -34,11 +34,11 @@ def _distributions(architecture: str) -> dict[str, CategoricalDistribution]:
     return distributions
 
 
-def _spec_key(spec: dict) -> str:
+def _spec_key(spec: dict[str, Any]) -> str:
     return parse_spec(spec).key()
 
 
-def spec_params(spec: dict) -> dict | None:
+def spec_params(spec: dict[str, Any]) -> dict[str, Any] | None:
     """A trained spec as trial parameters, or None when one of its values is off the grid."""
     architecture = spec["head"]["type"]
     params = {"type": architecture}
@@ -87,7 +87,7 @@ class TPEProposer:
                 self.known.add(key)
         self.seen = len(leaderboard.entries)
 
-    def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> dict:
+    def propose(self, leaderboard: Leaderboard, rng: np.random.Generator) -> dict[str, Any]:
         self._learn(leaderboard)
         for trial in self.pending.values():  # proposals the search never scored (it stopped): let them go
             self.study.tell(trial, state=TrialState.FAIL)
@@ -103,4 +103,5 @@ class TPEProposer:
         }
         spec = {"head": head, "training": training}
         self.pending[_spec_key(spec)] = trial
-        return json.loads(json.dumps(spec))
+        proposed: dict[str, Any] = json.loads(json.dumps(spec))
+        return proposed

@@ -93,7 +93,7 @@ def fit_head(
     )
     head.train()
     for _ in range(spec.training.epochs):
-        for batch in torch.randperm(len(rows), generator=generator).split(batch_size):
+        for batch in torch.split(torch.randperm(len(rows), generator=generator), batch_size):
             if len(batch) < 2:  # batch normalization needs two windows
                 continue
             index = torch.as_tensor(rows)[batch]
@@ -105,7 +105,7 @@ def fit_head(
                 else F.cross_entropy(output, target, weight=None if weight is None else weight.to(device))
             )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             optimizer.step()
     head.eval()
     return TrainedHead(head, kind, centre, scale)
@@ -123,7 +123,8 @@ def predict_windows(
         output = trained.module(tokens.to(device), present.to(device))
     if trained.kind == "regression":
         return np.float64(float(output[:, 0].mean()) * trained.scale + trained.centre)
-    return output.softmax(dim=-1).mean(dim=0).cpu().numpy()
+    probabilities: np.ndarray = output.softmax(dim=-1).mean(dim=0).cpu().numpy()
+    return probabilities
 
 
 def predict_people(trained: TrainedHead, data: TokenWindows, people: np.ndarray, device: str = "cpu") -> np.ndarray:

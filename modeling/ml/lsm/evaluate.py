@@ -131,7 +131,7 @@ def represent(
     return Representations(np.array(embeddings), np.array(handcrafted), cohort.labels, windows)
 
 
-def score(kind: str, truth: np.ndarray, predicted: np.ndarray, *, bootstrap: int = BOOTSTRAP) -> dict:
+def score(kind: str, truth: np.ndarray, predicted: np.ndarray, *, bootstrap: int = BOOTSTRAP) -> dict[str, Any]:
     """Metrics of one method on the test participants. ``predicted`` is values (regression) or class probabilities."""
     if kind == "regression":
         return {
@@ -174,7 +174,7 @@ def probe(
     *,
     pca: bool = False,
     bootstrap: int = BOOTSTRAP,
-) -> dict:
+) -> dict[str, Any]:
     model = probe_pipeline(kind, pca_components=min(50, features.shape[1], len(train) - 1) if pca else None)
     if kind != "regression" and len(np.unique(labels[train])) < 2:
         return {"note": "only one class among the training participants"}
@@ -195,7 +195,7 @@ def supervised(
     settings: SupervisedSettings,
     *,
     bootstrap: int = BOOTSTRAP,
-) -> dict:
+) -> dict[str, Any]:
     if kind != "regression" and len(np.unique(labels[train])) < 2:
         return {"note": "only one class among the training participants"}
     predicted = fit_predict(
@@ -225,7 +225,7 @@ def evaluate(
     supervised_settings: SupervisedSettings | None = None,
     tasks: Sequence[Task] = TASKS,
     progress: Callable[[str, int, int], None] = lambda task, position, total: None,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """One row per task: each method trained on the training participants (all, then k per class) and scored on the test ones.
 
     The supervised baseline runs when ``supervised_settings`` is given and the representations carry their windows.
@@ -258,7 +258,7 @@ def evaluate(
     return rows
 
 
-def _cell(result: dict, metric: str) -> str:
+def _cell(result: dict[str, Any], metric: str) -> str:
     return interval_cell(result.get(metric) if result else None)
 
 
@@ -270,7 +270,7 @@ METHOD_TITLES = {
 }
 
 
-def _summary(rows: list[dict], suffix: str, methods: list[str]) -> str:
+def _summary(rows: list[dict[str, Any]], suffix: str, methods: list[str]) -> str:
     """Mean AUROC over classification tasks and mean Pearson r over regression tasks per method, and on how many tasks each is best."""
     parts = []
     for label, metric, chosen in (
@@ -293,7 +293,7 @@ def _summary(rows: list[dict], suffix: str, methods: list[str]) -> str:
     return "; ".join(parts) + "."
 
 
-def downstream_tables(rows: list[dict]) -> list[dict]:
+def downstream_tables(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One table on all training participants (every task), then one per few-shot size (classification tasks).
 
     A table is ``{"title", "summary", "columns", "rows"}`` of strings: rendered as markdown for the
@@ -330,7 +330,7 @@ def downstream_tables(rows: list[dict]) -> list[dict]:
     return tables
 
 
-def markdown(tables: list[dict], *, header: str) -> str:
+def markdown(tables: list[dict[str, Any]], *, header: str) -> str:
     lines = [header]
     for table in tables:
         lines += ["", f"## {table['title']}", ""] + ([table["summary"], ""] if table.get("summary") else [])

@@ -12,6 +12,7 @@ each method's filled-in day and compared with the same metrics of the true day.
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -89,14 +90,14 @@ def evaluate_generation(
     raw: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     weekday: torch.Tensor | None = None,
     batch: int = 64,
-) -> dict:
+) -> dict[str, Any]:
     """MAE and MSE of the model and each baseline on the hidden, truly observed minutes.
 
     ``previous`` is the previous day of each window (values, observed), for seasonal naive.
     ``raw`` (the windows' unstandardized values, per-channel mean, SD) turns on the daily-metric comparison.
     """
     c = model.config
-    model.eval()
+    model.train(False)  # evaluation mode: what PreTrainedModel.eval() does, which is unannotated
     missing = patch_missing(observed, c.patch_channels, c.patch_minutes)
     hidden_patches = task_mask(
         task, missing, fraction, channel_groups=c.channel_groups, generator=torch.Generator().manual_seed(seed)
@@ -155,7 +156,7 @@ def daily_metric_errors(
     std: np.ndarray,
     seen: np.ndarray,
     targets: np.ndarray,
-) -> dict:
+) -> dict[str, dict[str, float | None]]:
     """Per method, the MAE of each daily metric recomputed from the filled-in day against the true day's.
 
     A filled-in day keeps every visible minute as recorded (unclipped) and takes the method's value
@@ -164,7 +165,8 @@ def daily_metric_errors(
     """
 
     def raw(standardized: np.ndarray) -> np.ndarray:
-        return standardized * std[None, :, None] + mean[None, :, None]
+        unstandardized: np.ndarray = standardized * std[None, :, None] + mean[None, :, None]
+        return unstandardized
 
     def metrics(days: np.ndarray) -> np.ndarray:
         table = np.full((len(days), len(DAILY_METRICS)), np.nan)
@@ -210,7 +212,7 @@ def run_generative(
     seed: int,
     device: str = "cpu",
     tasks: Sequence[tuple[str, float]] = GENERATIVE_TASKS,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Every generative task on new simulated participants (days after the first, so seasonal naive has a yesterday)."""
     from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained, simulated_windows
 
@@ -246,12 +248,12 @@ METHOD_TITLES = {
 }
 
 
-def generative_tables(results: list[dict]) -> list[dict]:
+def generative_tables(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tables (see ``evaluate.downstream_tables``): errors on hidden minutes, then on the daily metrics; best in bold."""
     methods = list(results[0]["errors"]) if results else []
     titles = [METHOD_TITLES.get(method, method) for method in methods]
 
-    def cells(values: list) -> list[str]:
+    def cells(values: list[float | None]) -> list[str]:
         finite = [value for value in values if value is not None]
         best = min(finite) if finite else None
         return ["—" if value is None else (f"**{value:.3f}**" if value == best else f"{value:.3f}") for value in values]

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import mean_absolute_error
+from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from modeling.ml.common.metrics import auroc
@@ -35,8 +36,9 @@ Z_90 = 1.645
 @dataclass
 class TaskProbe:
     task: Task
-    quality: dict  # held-out: {"auroc": ..} or {"mae": .., "pearson_r": ..}, and the number of held-out participants
-    ensemble: list = field(default_factory=list)
+    # held-out: {"auroc": ..} or {"mae": .., "pearson_r": ..}, and the number of held-out participants
+    quality: dict[str, float | None]
+    ensemble: list[Pipeline] = field(default_factory=list)
     residual_sd: float = 0.0  # regression only: SD of held-out residuals
 
 
@@ -73,7 +75,7 @@ def fit_probes(
             key: value if value is not None and np.isfinite(value) else None for key, value in quality.items()
         }
         quality["held_out_participants"] = len(test)
-        ensemble: list = []
+        ensemble: list[Pipeline] = []
         while len(ensemble) < replicates:
             rows = rng.integers(0, participants, participants)
             if task.kind != "regression" and len(np.unique(y[rows])) < 2:
@@ -83,7 +85,7 @@ def fit_probes(
     return probes
 
 
-def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict]:
+def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict[str, Any]]:
     """The predictions for one participant's embedding (dim,)."""
     features = embedding[None, :]
     predictions = []
@@ -189,7 +191,7 @@ def reference_probes(
         return fit_probes(embeddings, labels, replicates=replicates, seed=seed)
 
 
-def probe_quality_table(probes: list[TaskProbe]) -> dict:
+def probe_quality_table(probes: list[TaskProbe]) -> dict[str, Any]:
     """The probes' held-out quality as a result table (title, summary, columns, rows)."""
 
     def shown(value: float | None, decimals: int) -> str:

@@ -43,7 +43,7 @@ def evaluation_report(
     device: str = "cpu",
     output_dir: Path | None = None,
     progress: Callable[[float, str], None] = lambda fraction, message: None,
-) -> dict:
+) -> dict[str, Any]:
     """Run the evaluations. Returns raw results, ``tables`` and ``markdown`` per part ("downstream", "generative");
     writes ``<part>.md`` and ``<part>.json`` under ``output_dir`` if given."""
     model_dir = Path(model_dir)

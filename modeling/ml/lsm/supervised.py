@@ -71,7 +71,7 @@ class LabelledWindows:
     def __len__(self) -> int:
         return self.values.shape[0]
 
-    def batch(self, indices: torch.Tensor) -> dict:
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"values": self.values[indices], "observed": self.observed[indices], "targets": self.targets[indices]}
 
 
@@ -83,7 +83,7 @@ class SupervisedSettings:
     learning_rate: float = 1e-3
     seed: int = 0
     device: str = "cpu"
-    progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None
+    progress: Callable[[int, int, dict[str, float]], None] = lambda step, total, metrics: None
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ statistics before events. The same inputs always give the same words; no randomn
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class DayEvent:
         return self.end_minute - self.start_minute
 
 
-def events_of_day(events: Iterable, day: int) -> list[DayEvent]:
+def events_of_day(events: Iterable[Any], day: int) -> list[DayEvent]:
     """The events overlapping day ``day`` (0-based), shifted to that day's minutes. ``events`` carry
     ``name`` or ``kind`` and start/end minutes from the participant's first minute-level minute."""
     offset = day * MINUTES_PER_DAY
@@ -155,11 +156,11 @@ def _smoothed(signal: np.ndarray, width: int) -> np.ndarray:
         return np.where(counts >= width / 3, sums / counts, np.nan)
 
 
-def heart_rate_climbs(heart_rate: np.ndarray, *, minimum_rise_bpm: float = 30.0, most: int = 2) -> list[dict]:
+def heart_rate_climbs(heart_rate: np.ndarray, *, minimum_rise_bpm: float = 30.0, most: int = 2) -> list[dict[str, Any]]:
     """Climbs of the 5-minute heart rate by at least ``minimum_rise_bpm`` above the hour before, largest first:
     ``{"from_bpm", "to_bpm", "start_minute", "settle_minutes"}`` (settle is None if it never settles that day)."""
     smooth = _smoothed(heart_rate, 5)
-    climbs: list[dict] = []
+    climbs: list[dict[str, Any]] = []
     blocked = np.zeros(len(smooth), dtype=bool)
     candidates = np.where(np.isnan(smooth), -np.inf, smooth)
     for _ in range(most * 4):
@@ -318,7 +319,7 @@ def caption_day(values: np.ndarray, events: Sequence[DayEvent], levels: Sequence
 
 
 def caption_days(
-    values: np.ndarray, mask: np.ndarray, events: Iterable, levels: Sequence[str] = LEVELS, first_day: int = 0
+    values: np.ndarray, mask: np.ndarray, events: Iterable[Any], levels: Sequence[str] = LEVELS, first_day: int = 0
 ) -> list[str]:
     """Captions of a participant's days ``values``/``mask`` (days, channels, 1440); ``events`` count minutes from
     the participant's first minute, and ``values[0]`` is the participant's day ``first_day``."""

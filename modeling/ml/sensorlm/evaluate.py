@@ -20,13 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 from rouge_score import rouge_scorer
-from sacrebleu.metrics import BLEU
+from sacrebleu.metrics.bleu import BLEU
 from sklearn.preprocessing import StandardScaler
 from tokenizers import Tokenizer
 
+from modeling.ml.common.bootstrap import BOOTSTRAP
 from modeling.ml.data.activities import ACTIVITY_KINDS, ACTIVITY_NAMES
 from modeling.ml.data.cohort import participant_split
-from modeling.ml.lsm.evaluate import BOOTSTRAP, class_probabilities, probe_pipeline, score
+from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, score
 from modeling.ml.lsm.pretrain import check_new_participants
 from modeling.ml.sensorlm.captions import activity_words
 from modeling.ml.sensorlm.model import SensorLMModel, load_sensorlm
@@ -72,7 +73,7 @@ class EvaluationData:
     test: np.ndarray  # day rows scored
     sensor_embeddings: np.ndarray  # (days, embed_dim)
     statistics: np.ndarray  # (days, features)
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def check_unseen_participants(model_dir: Path, settings: "EvaluationSettings") -> None:
@@ -130,7 +131,7 @@ def _present(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray,
 
 def activity_scores(
     evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer, settings: EvaluationSettings
-) -> dict:
+) -> dict[str, dict[str, Any]]:
     """{method: {"activity": metrics, grouping: metrics}} on the test days that have an activity."""
     activities = evaluation.data.activities()
     labelled = np.array([activity is not None for activity in activities])
@@ -177,7 +178,7 @@ def activity_scores(
 # ---------------------------------------------------------------- retrieval
 
 
-def retrieval_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer) -> dict:
+def retrieval_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer) -> dict[str, float]:
     test = evaluation.test
     text = embed_texts(model, tokenizer, [evaluation.captions[row] for row in test])
     similarity = torch.tensor(evaluation.sensor_embeddings[test]) @ text.T  # (sensors, texts)
@@ -192,7 +193,7 @@ def retrieval_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer
 # ---------------------------------------------------------------- captioning
 
 
-def text_scores(candidates: list[str], references: list[str]) -> dict:
+def text_scores(candidates: list[str], references: list[str]) -> dict[str, float]:
     """Corpus BLEU (sacrebleu, 0-100) and mean ROUGE-L F1 (rouge-score, 0-1)."""
     bleu = BLEU().corpus_score(candidates, [references]).score
     scorer = rouge_scorer.RougeScorer(["rougeL"])
@@ -214,7 +215,7 @@ def caption_scores(
     mean: torch.Tensor,
     std: torch.Tensor,
     settings: EvaluationSettings,
-) -> dict:
+) -> dict[str, Any]:
     """Generated captions (CoCa) and two nearest-caption baselines against the test days' captions, all in the
     tokenizer's normalized text and truncated to the model's caption length."""
     rng = np.random.default_rng(settings.seed)
@@ -283,7 +284,7 @@ def evaluate(
     model_dir: Path,
     settings: EvaluationSettings,
     progress: Callable[[float, str], None] = lambda fraction, message: None,
-) -> dict:
+) -> dict[str, Any]:
     """Every score of the model in one JSON-ready dict."""
     check_unseen_participants(model_dir, settings)
     model, tokenizer, mean, std = load_sensorlm(model_dir, settings.device)
@@ -321,7 +322,7 @@ def _cell(value: Sequence[float | None] | None) -> str:
     return f"{value[0]:.2f} ({value[1]:.2f}–{value[2]:.2f})"
 
 
-def evaluation_tables(result: dict) -> list[dict]:
+def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Tables ``{"title", "summary", "columns", "rows"}`` of strings, for markdown and the job page."""
     activity = result["activity"]
     counts = activity["_counts"]

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,7 +56,12 @@ def embed_participant_days(
     return worn, embeddings.numpy().astype(np.float32)
 
 
-def build_index(model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, participants: Iterable[tuple]) -> DayIndex:
+def build_index(
+    model: SensorLMModel,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    participants: Iterable[tuple[int, np.ndarray, np.ndarray, Iterable[Any], int, int]],
+) -> DayIndex:
     """``participants`` yields (participant id, values, mask, events, start weekday, first day index) with values/mask
     (days, channels, 1440) and events counting minutes from the participant's first minute-level minute."""
     embeddings, owners, days, captions = [], [], [], []

@@ -7,6 +7,9 @@ it came from, and DDP's average over processes then gives the gradient of the gl
 process both losses are exactly the single-batch ones.
 """
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -18,7 +21,9 @@ def gather_features(features: torch.Tensor) -> tuple[torch.Tensor, int]:
         return features, 0
     from torch.distributed.nn.functional import all_gather  # autograd-aware, unlike dist.all_gather
 
-    gathered = all_gather(features.contiguous())
+    # torch leaves all_gather unannotated: it returns one tensor per process, in rank order
+    gather = cast(Callable[[torch.Tensor], tuple[torch.Tensor, ...]], all_gather)
+    gathered = gather(features.contiguous())
     return torch.cat(gathered), dist.get_rank() * len(features)
 
 

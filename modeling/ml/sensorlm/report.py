@@ -4,6 +4,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modeling.ml.lsm.evaluate import markdown
 from modeling.ml.sensorlm.evaluate import EvaluationSettings, evaluate, evaluation_tables
@@ -28,7 +29,7 @@ def evaluation_report(
     *,
     output_dir: Path | None = None,
     progress: Callable[[float, str], None] = lambda fraction, message: None,
-) -> dict:
+) -> dict[str, Any]:
     """Evaluate ``model_dir`` and, with ``output_dir``, write evaluation.md and evaluation.json there."""
     result = evaluate(model_dir, settings, progress)
     tables = evaluation_tables(result)
@@ -80,7 +81,7 @@ class AblationSettings:
         self.evaluation = self.evaluation or _ablation_evaluation()  # an explicit None means the default too
 
 
-def _point(result: dict | None, metric: str) -> str:
+def _point(result: dict[str, Any] | None, metric: str) -> str:
     value = (result or {}).get(metric)
     return "—" if not value or value[0] is None else f"{value[0]:.3f}"
 
@@ -89,7 +90,7 @@ def ablation(
     settings: AblationSettings,
     output_dir: Path,
     progress: Callable[[float, str], None] = lambda fraction, message: None,
-) -> dict:
+) -> dict[str, Any]:
     """Every caption-level set with every loss, CLIP first. A finished run (its result.json) is not redone, so an
     interrupted ablation resumes. Writes ablation.md and ablation.json in ``output_dir``."""
     runs = [(levels, loss) for loss in LOSSES for levels in LEVEL_SETS]

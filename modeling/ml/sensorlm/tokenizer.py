@@ -57,7 +57,7 @@ def encode(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> tuple[tor
     return input_ids, (input_ids != pad).long()
 
 
-def token_lengths(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> dict:
+def token_lengths(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> dict[str, float]:
     """How long the texts are in tokens before truncation (median, 95th percentile, longest) and which
     fraction ``encode`` cuts at ``max_tokens``: a model trained on cut captions never reads their ends."""
     lengths = np.array([len(tokenizer.encode(text).ids) for text in texts])

@@ -6,6 +6,7 @@ learnable from the data rather than confounded by who gets treated.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,7 +39,7 @@ def pinned_window(tokens: Tokens, start: int, stop: int) -> np.ndarray:
 
 def wearable_summaries(
     timeline: Timeline, *, days: int, compliance: float, block_days: int, rng: np.random.Generator
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Block means of the daily wearable metrics (as the tokenizer would summarize daily values): the
     latent level over the worn days of each block plus the noise of averaging that many daily readings."""
     measurements = []
@@ -173,7 +174,7 @@ class TimelineWindows:
     def __len__(self) -> int:
         return self.input_ids.shape[0]
 
-    def batch(self, indices: torch.Tensor) -> dict:
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
             "input_ids": self.input_ids[indices],
             "days": self.days[indices],

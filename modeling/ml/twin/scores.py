@@ -7,6 +7,7 @@ as their linear predictors where the baseline survival would not change the rank
 """
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ def has_event(record: ParticipantRecord, *names: str) -> bool:
     return any(event["name"] in names for event in record.events)
 
 
-def _inputs(record: ParticipantRecord, height_m: float) -> dict:
+def _inputs(record: ParticipantRecord, height_m: float) -> dict[str, Any]:
     fill = {
         "systolic_bp": 125.0,
         "diastolic_bp": 78.0,
@@ -58,7 +59,7 @@ def _at_least(value: float | None, threshold: float) -> bool:
     return value is not None and value >= threshold
 
 
-def pooled_cohort_equations(x: dict) -> float:
+def pooled_cohort_equations(x: dict[str, Any]) -> float:
     """ACC/AHA 2013 pooled cohort equations (white women / white men), 10-year ASCVD risk."""
     ln_age, ln_tc, ln_hdl, ln_sbp = (
         math.log(x["age"]),
@@ -80,7 +81,7 @@ def pooled_cohort_equations(x: dict) -> float:
             - 1.665 * ln_age * smoker
             + 0.661 * diabetes
         )
-        return 1 - 0.9665 ** math.exp(total + 29.18)
+        return float(1 - 0.9665 ** math.exp(total + 29.18))
     total = (
         12.344 * ln_age
         + 11.853 * ln_tc
@@ -92,10 +93,10 @@ def pooled_cohort_equations(x: dict) -> float:
         - 1.795 * ln_age * smoker
         + 0.658 * diabetes
     )
-    return 1 - 0.9144 ** math.exp(total - 61.18)
+    return float(1 - 0.9144 ** math.exp(total - 61.18))
 
 
-def framingham_general_cvd(x: dict) -> float:
+def framingham_general_cvd(x: dict[str, Any]) -> float:
     """D'Agostino et al. 2008 general cardiovascular risk (laboratory version), 10-year risk."""
     ln_age, ln_tc, ln_hdl, ln_sbp = (
         math.log(x["age"]),
@@ -112,7 +113,7 @@ def framingham_general_cvd(x: dict) -> float:
             + 0.52873 * x["smoker"]
             + 0.69154 * x["diabetes"]
         )
-        return 1 - 0.95012 ** math.exp(total - 26.1931)
+        return float(1 - 0.95012 ** math.exp(total - 26.1931))
     total = (
         3.06117 * ln_age
         + 1.12370 * ln_tc
@@ -121,10 +122,10 @@ def framingham_general_cvd(x: dict) -> float:
         + 0.65451 * x["smoker"]
         + 0.57367 * x["diabetes"]
     )
-    return 1 - 0.88936 ** math.exp(total - 23.9802)
+    return float(1 - 0.88936 ** math.exp(total - 23.9802))
 
 
-def findrisc(x: dict) -> float:
+def findrisc(x: dict[str, Any]) -> float:
     """FINDRISC points from what the record holds: age, BMI, physical activity (daily steps as the
     proxy for 30 min/day), antihypertensive treatment and high glucose (the latest measured HbA1c at
     least 5.7 % or fasting glucose at least 100 mg/dL; never measured scores 0, as a person never
@@ -142,7 +143,7 @@ def findrisc(x: dict) -> float:
     return float(points)
 
 
-def framingham_hypertension(x: dict) -> float:
+def framingham_hypertension(x: dict[str, Any]) -> float:
     """Parikh et al. 2008 Framingham hypertension risk (Weibull linear predictor; parental history unknown)."""
     linear = (
         22.949536
@@ -157,10 +158,10 @@ def framingham_hypertension(x: dict) -> float:
     return 1 - math.exp(-math.exp((math.log(4.0) - linear) / 0.876925))
 
 
-def charge_af(x: dict) -> float:
+def charge_af(x: dict[str, Any]) -> float:
     """CHARGE-AF simple model (Alonso et al. 2013) linear predictor; race and myocardial infarction
     history are not recorded (a cardiovascular event stands in for the latter)."""
-    return (
+    return float(
         0.508 * x["age"] / 5
         + 0.248 * x["height_cm"] / 10
         + 0.115 * x["weight"] / 15

@@ -18,6 +18,7 @@ token is ``(biomarker, bin)``, so next-token prediction gives the value's distri
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +77,8 @@ class ParticipantRecord:
     age_years: float | None  # at day 0; None when unknown
     sex: str | None  # "female", "male" or None
     smoker: bool | None
-    measurements: list[dict] = field(default_factory=list)  # {day, name, value}
-    events: list[dict] = field(
+    measurements: list[dict[str, Any]] = field(default_factory=list)  # {day, name, value}
+    events: list[dict[str, Any]] = field(
         default_factory=list
     )  # {day, kind, name}: diet, medication, intervention, diagnosis, endpoint
     last_day: int = 0  # the last day the record covers
@@ -197,10 +198,10 @@ class Tokenizer:
         return cls(data["edges"], data["centers"], summary_block_days=data["summary_block_days"])
 
     # -- encoding ----------------------------------------------------------------------------
-    def summarize(self, measurements: list[dict]) -> list[dict]:
+    def summarize(self, measurements: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """CGM and daily wearable values averaged per block of ``summary_block_days`` days; others unchanged."""
-        kept: list[dict] = []
-        blocks: dict[tuple[str, int], list[dict]] = {}
+        kept: list[dict[str, Any]] = []
+        blocks: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for measurement in measurements:
             modality = CODES[CODE_INDEX[f"measure:{measurement['name']}"]][1]
             if modality in SUMMARIZED_MODALITIES:
