@@ -22,6 +22,7 @@ BENCHMARKS = (
     "bench.lsm",
     "bench.twin",
     "bench.load_summary",
+    "bench.rater_quality",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

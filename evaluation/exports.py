@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from evaluation.dashboard import study_ratings, study_skips
-from evaluation.models import Study
+from evaluation import quality
+from evaluation.dashboard import flagged_raters, study_quality_inputs, study_ratings, study_skips
+from evaluation.models import Study, StudyRater
 
 FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
 
@@ -35,6 +36,13 @@ DATA_DICTIONARY = {
     "revised_at": "When the rating was last changed (UTC, ISO 8601).",
     "skip_reason": "Skipped rows: the reason the clinician gave.",
     "skipped_at": "Skipped rows: when the clinician skipped the item (UTC, ISO 8601).",
+    "excluded_by": "Rated rows: the rater-quality rules that flag the rating, comma-separated (gold: the rater's gold "
+    "accuracy is below the study's threshold after its minimum of gold items; fast: rated faster than the study's "
+    "minimum time per item; paused: the rater was paused by quality control); empty when none does. No row is "
+    "dropped: filter on this column to apply the exclusions.",
+    "background_<key>": "The rater's answer to the study's background question <key> (e.g. specialty), as given "
+    "when they consented.",
+    "consent_version": "The version of the study's consent text the rater accepted.",
 }
 
 
@@ -67,7 +75,24 @@ def export_frame(study: Study) -> pd.DataFrame:
     frame.insert(0, "study", study.name)
     if study.mode != Study.Mode.PAIRWISE:
         frame = frame.drop(columns=["variant_b", "preference", "swapped"])
-    return frame.reset_index(drop=True)
+    return _with_raters(study, frame).reset_index(drop=True)
+
+
+def _with_raters(study: Study, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rater columns: the exclusion rules that flag each rating, the consent version and background answers."""
+    inputs = study_quality_inputs(study)
+    standings = dict(StudyRater.objects.filter(study=study).values_list("rater__username", "consent_version"))
+    below_gold, paused = flagged_raters(inputs)
+    rated = frame["state"] == "rated"
+    flagged = quality.exclusions(frame[rated], below_gold=below_gold, paused=paused, min_seconds=inputs.min_seconds)
+    frame["excluded_by"] = flagged.reindex(frame.index).fillna("") if rated.any() else ""
+    frame["consent_version"] = frame["rater"].map(standings).astype("Int64")
+    for field in study.background_fields:
+        key = field["key"]
+        frame[f"background_{key}"] = frame["rater"].map(
+            lambda rater, key=key: inputs.standings.get(rater, {}).get("background", {}).get(key)
+        )
+    return frame
 
 
 def export_filename(study: Study, fmt: str, *, now: datetime) -> str:

@@ -1,9 +1,16 @@
 from django import forms
 from django.contrib.auth.models import User
 
-from evaluation.models import Rubric, Study
+from evaluation.models import Rubric, Study, StudyItem
+from evaluation.raters import BACKGROUND_KINDS, DEFAULT_BACKGROUND_FIELDS, RaterError, background_fields_check
 from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role
+
+DEFAULT_CONSENT_TEXT = (
+    "You are asked to rate answers of a health AI agent about anonymized participants. Your ratings, the time you "
+    "spend and your answers to the background questions are stored under your account and used, without your "
+    "name, in the study's analysis and publications. You may stop at any time."
+)
 
 
 class StudyForm(forms.Form):
@@ -42,4 +49,174 @@ class StudyForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         required=False,
         help_text="Restricted studies: other researchers who may see it.",
+    )
+
+    # Raters you can vouch for (issue 20).
+    consent_text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 5}),
+        required=False,
+        initial=DEFAULT_CONSENT_TEXT,
+        help_text="Shown before a clinician's first item; the accepted version and time are recorded. "
+        "Empty: no consent step (and no background form).",
+    )
+    background_fields = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        initial=None,
+        help_text="One question per line: key | label | kind (text, number or choice) | choices, comma-separated.",
+    )
+    pass_threshold = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        initial=80,
+        label="Pass threshold (%)",
+        help_text="Share of qualification and gold items a rater must get within the reference's tolerance.",
+    )
+    qualification_retries = forms.IntegerField(
+        required=False, min_value=0, max_value=10, initial=1, label="Qualification retries"
+    )
+    retry_cooldown_minutes = forms.IntegerField(
+        required=False, min_value=0, max_value=60 * 24 * 30, initial=60, label="Cool-down before a retry (minutes)"
+    )
+    gold_rate = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=50,
+        initial=5,
+        label="Gold items in the main queue (%)",
+        help_text="Mixed in silently; never shown twice to one rater.",
+    )
+    gold_minimum = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=100,
+        initial=5,
+        label="Gold items before a pause",
+        help_text="A rater is paused when their gold accuracy falls below the threshold after this many gold items.",
+    )
+    min_seconds_per_item = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=3600,
+        initial=10,
+        label="Minimum seconds per item",
+        help_text="Faster ratings are flagged 'too fast', never refused. 0: no flag.",
+    )
+    repeat_share = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=50,
+        initial=0,
+        label="Hidden repeats (%)",
+        help_text="Share of items shown to the same rater again (test-retest).",
+    )
+    repeat_gap = forms.IntegerField(
+        required=False, min_value=1, max_value=1000, initial=10, label="Items between an item and its repeat"
+    )
+    extra_raters_max = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=20,
+        initial=0,
+        label="Extra raters for disagreement",
+        help_text="Items whose raters disagree get up to this many more raters. 0: off.",
+    )
+    disagreement_range = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=10,
+        initial=2,
+        label="Disagreement: score range of at least",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["background_fields"].initial = background_lines(DEFAULT_BACKGROUND_FIELDS)
+
+    RATER_NUMBERS = (
+        "pass_threshold",
+        "qualification_retries",
+        "retry_cooldown_minutes",
+        "gold_rate",
+        "gold_minimum",
+        "min_seconds_per_item",
+        "repeat_share",
+        "repeat_gap",
+        "extra_raters_max",
+        "disagreement_range",
+    )
+
+    def clean(self) -> dict:
+        cleaned = super().clean() or {}
+        for name in self.RATER_NUMBERS:  # left empty (or not posted by an older page): the default
+            if cleaned.get(name) is None and name not in self.errors:
+                cleaned[name] = self.fields[name].initial
+        return cleaned
+
+    def clean_background_fields(self) -> list[dict]:
+        return background_parse(self.cleaned_data.get("background_fields") or "")
+
+    def rater_settings(self) -> dict:
+        """The study's rater settings from the cleaned form (percentages as shares)."""
+        data = self.cleaned_data
+        consent = (data.get("consent_text") or "").strip()
+        return {
+            "consent_text": consent,
+            "background_fields": data.get("background_fields") or [] if consent else [],
+            "pass_threshold": data["pass_threshold"] / 100,
+            "qualification_retries": data["qualification_retries"],
+            "retry_cooldown_minutes": data["retry_cooldown_minutes"],
+            "gold_rate": data["gold_rate"] / 100,
+            "gold_minimum": data["gold_minimum"],
+            "min_seconds_per_item": float(data["min_seconds_per_item"]),
+            "repeat_share": data["repeat_share"] / 100,
+            "repeat_gap": data["repeat_gap"],
+            "extra_raters_max": data["extra_raters_max"],
+            "disagreement_range": data["disagreement_range"],
+        }
+
+
+def background_lines(fields: list[dict]) -> str:
+    return "\n".join(
+        " | ".join(
+            [field["key"], field["label"], field.get("kind", "text")]
+            + ([", ".join(field["choices"])] if field.get("choices") else [])
+        )
+        for field in fields
+    )
+
+
+def background_parse(text: str) -> list[dict]:
+    """Lines ``key | label | kind | choices`` into the study's background fields; an error names its line."""
+    fields = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise forms.ValidationError(f"Line {number}: write key | label | kind (| choices).")
+        kind = parts[2] if len(parts) > 2 and parts[2] else "text"
+        if kind not in BACKGROUND_KINDS:
+            raise forms.ValidationError(f"Line {number}: the kind must be one of {', '.join(BACKGROUND_KINDS)}.")
+        field = {"key": parts[0], "label": parts[1], "kind": kind}
+        if kind == "choice":
+            choices = [choice.strip() for choice in (parts[3] if len(parts) > 3 else "").split(",") if choice.strip()]
+            if not choices:
+                raise forms.ValidationError(f"Line {number}: a choice needs its choices, comma-separated.")
+            field["choices"] = choices
+        fields.append(field)
+    try:
+        return background_fields_check(fields)
+    except RaterError as error:
+        raise forms.ValidationError(str(error).capitalize() + ".") from error
+
+
+class ItemReferenceForm(forms.Form):
+    kind = forms.ChoiceField(choices=StudyItem.Kind.choices)
+    rationale = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        max_length=5000,
+        help_text="Training items: why the reference scores are what they are (shown to the clinician after rating).",
     )

@@ -96,16 +96,40 @@ def standing_of(*, study: Study, rater: User) -> StudyRater | None:
     return StudyRater.objects.filter(study=study, rater=rater).first()
 
 
-def rater_gate(*, study: Study, rater: User, now: datetime | None = None) -> Gate:
-    """The step the clinician is at in ``study`` (see the module's docstring). Two to four small queries."""
-    standing = standing_of(study=study, rater=rater)
+def rater_gates(*, studies: list[Study], rater: User) -> dict[int, Gate]:
+    """:func:`rater_gate` of several studies, reading the standings and item kinds of all of them in two queries."""
+    standings = {row.study_id: row for row in StudyRater.objects.filter(rater=rater, study__in=studies)}
+    kinds: dict[int, set[str]] = {study.pk: set() for study in studies}
+    for study_id, kind in (
+        StudyItem.objects.filter(study__in=studies, dropped_at__isnull=True)
+        .exclude(kind=StudyItem.Kind.RESULTS)
+        .values_list("study_id", "kind")
+        .distinct()
+    ):
+        kinds[study_id].add(kind)
+    return {
+        study.pk: rater_gate(study=study, rater=rater, known=(standings.get(study.pk), kinds[study.pk]))
+        for study in studies
+    }
+
+
+def rater_gate(
+    *,
+    study: Study,
+    rater: User,
+    now: datetime | None = None,
+    known: tuple[StudyRater | None, set[str]] | None = None,
+) -> Gate:
+    """The step the clinician is at in ``study`` (see the module's docstring). Two to four small queries; with
+    ``known`` (the standing and the study's item kinds, read already) none for most steps."""
+    standing = known[0] if known is not None else standing_of(study=study, rater=rater)
     if study.consent_text.strip() and (standing is None or standing.consent_version != study.consent_version):
         return Gate("consent", standing)
-    if standing is not None and standing.consented_at is None and standing.declined_at is not None:
+    if study.consent_text.strip() and standing is not None and standing.consented_at is None:
         return Gate("declined", standing)
     if standing is not None and standing.state == StudyRater.State.PAUSED:
         return Gate("paused", standing)
-    kinds = _study_kinds(study)
+    kinds = known[1] if known is not None else _study_kinds(study)
     if StudyItem.Kind.TRAINING in kinds and _next_training_item(study, rater) is not None:
         return Gate("training", standing)
     if StudyItem.Kind.QUALIFICATION in kinds and (standing is None or standing.qualified_at is None):
@@ -158,7 +182,7 @@ def rater_onboard(
     now = timezone.now()
     with transaction.atomic():
         standing, _ = StudyRater.objects.select_for_update().get_or_create(study=study, rater=rater)
-        standing.consent_version = study.consent_version if accept else None
+        standing.consent_version = study.consent_version  # the version read, accepted or declined
         standing.consented_at = now if accept else None
         standing.declined_at = None if accept else now
         if accept:
@@ -261,6 +285,13 @@ def quality_assignment(*, study: Study, rater: User) -> Assignment | None:
                         swapped=first.swapped,
                     )
     return None
+
+
+def qualification_result(*, study: Study, rater: User, attempt: int) -> QualificationAttempt | None:
+    """The graded attempt (None while items of it remain)."""
+    return QualificationAttempt.objects.filter(
+        standing__study=study, standing__rater=rater, number=attempt, passed__isnull=False
+    ).first()
 
 
 def _gold_accuracy(study: Study, standing: StudyRater) -> tuple[int, int]:

@@ -9,8 +9,8 @@ from django.db.models.functions import Coalesce, RowNumber
 from django.http import Http404
 
 from evaluation.assignment import has_available_item, items_waiting_for_answers, items_without_answers
-from evaluation.models import Assignment, Dimension, Study, StudyItem
-from evaluation.raters import QUEUE_PURPOSES
+from evaluation.models import Assignment, Dimension, Study, StudyItem, StudyRater
+from evaluation.raters import QUEUE_PURPOSES, rater_gates
 from healthagent.roles import Role, user_has_role
 
 
@@ -85,14 +85,20 @@ def rater_progress(*, study: Study, rater: User) -> dict:
 def clinician_studies(*, rater: User) -> list[dict]:
     """Open and closed studies the clinician is enrolled in, with their progress, whether asking for the next item
     would give them one now (``ratable``), and if not, how many items still wait for the agent's answers."""
-    studies = Study.objects.filter(clinicians=rater).exclude(status=Study.Status.DRAFT).order_by("-opened_at")
+    studies = list(Study.objects.filter(clinicians=rater).exclude(status=Study.Status.DRAFT).order_by("-opened_at"))
+    gates = rater_gates(studies=[study for study in studies if study.status == Study.Status.OPEN], rater=rater)
     entries = []
     for study in studies:
         progress = rater_progress(study=study, rater=rater)
         is_open = study.status == Study.Status.OPEN
-        ratable = is_open and bool(progress["in_progress"] or has_available_item(study, rater))
-        waiting = items_waiting_for_answers(study) if is_open and not ratable else 0
-        entries.append({"study": study, "progress": progress, "ratable": ratable, "waiting": waiting})
+        step = gates[study.pk].step if is_open else ""
+        ratable = is_open and bool(
+            progress["in_progress"]
+            or step in ("consent", "training", "qualification")
+            or (step == "main" and has_available_item(study, rater))
+        )
+        waiting = items_waiting_for_answers(study) if is_open and not ratable and step == "main" else 0
+        entries.append({"study": study, "progress": progress, "ratable": ratable, "waiting": waiting, "step": step})
     return entries
 
 
@@ -190,5 +196,81 @@ def study_overview(*, study: Study) -> dict:
             study.items.filter(dropped_at__isnull=False)
             .select_related("participant", "variant_a", "variant_b", "dropped_by")
             .order_by("position")
+        ),
+    }
+
+
+def training_comparison(assignment: Assignment) -> list[dict]:
+    """A training item's dimensions: the clinician's score (in the sides they saw) beside the reference."""
+    rating = assignment.rating
+    item, pairwise = assignment.item, assignment.study.mode == Study.Mode.PAIRWISE
+    rows = []
+    for dimension in assignment.study.rubric.dimensions.all():
+        given, reference = rating.scores.get(dimension.key), item.reference.get(dimension.key)
+        if pairwise:
+            words = _choice_words(given, assignment.swapped), _choice_words(reference, assignment.swapped)
+        else:
+            words = _score_words(dimension, given), _score_words(dimension, reference)
+        rows.append(
+            {
+                "label": dimension.label,
+                "given": words[0],
+                "reference": words[1] if reference is not None else "—",
+                "same": reference is not None and given == reference,
+            }
+        )
+    if pairwise:
+        reference = item.reference.get("preference")
+        rows.append(
+            {
+                "label": "Overall",
+                "given": _choice_words(rating.preference, assignment.swapped),
+                "reference": _choice_words(reference, assignment.swapped) if reference else "—",
+                "same": reference is not None and rating.preference == reference,
+            }
+        )
+    return rows
+
+
+def study_raters(*, study: Study) -> list[dict]:
+    """Every enrolled clinician's standing: consent, background, qualification attempts, gold accuracy and state."""
+    standings = {
+        standing.rater_id: standing
+        for standing in StudyRater.objects.filter(study=study)
+        .prefetch_related("attempts")
+        .select_related("reinstated_by")
+    }
+    gold = {
+        row["rater_id"]: row
+        for row in Assignment.objects.filter(
+            study=study, purpose=Assignment.Purpose.GOLD, matches_reference__isnull=False
+        )
+        .values("rater_id")
+        .annotate(graded=Count("pk"), matched=Count("pk", filter=Q(matches_reference=True)))
+    }
+    rows = []
+    for rater in study.clinicians.order_by("username"):
+        standing = standings.get(rater.pk)
+        counts = gold.get(rater.pk, {"graded": 0, "matched": 0})
+        rows.append(
+            {
+                "rater": rater,
+                "standing": standing,
+                "attempts": list(standing.attempts.all()) if standing else [],
+                "gold_matched": counts["matched"],
+                "gold_graded": counts["graded"],
+                "paused": standing is not None and standing.state == StudyRater.State.PAUSED,
+            }
+        )
+    return rows
+
+
+def study_quality_items(*, study: Study) -> dict:
+    """The study's items by kind (training, qualification and gold listed; results counted)."""
+    items = study.items.filter(dropped_at__isnull=True)
+    return {
+        "counts": dict(items.values_list("kind").annotate(count=Count("pk")).values_list("kind", "count")),
+        "listed": list(
+            items.exclude(kind=StudyItem.Kind.RESULTS).select_related("participant").order_by("kind", "position")
         ),
     }

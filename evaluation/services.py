@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from evaluation.assignment import ItemWithoutAnswer, items_without_answers
 from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
-from evaluation.raters import after_rating
+from evaluation.raters import RaterError, after_rating, background_fields_check
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort, Participant
@@ -49,6 +49,38 @@ class StudySpec:
     restricted: bool = False  # only the creator, ``researchers`` and admins see a restricted study
     researchers: list = dataclasses.field(default_factory=list)
     show_captions: bool = False
+    rater_settings: dict = dataclasses.field(default_factory=dict)  # consent, qualification, quality control
+
+
+RATER_SETTINGS = {
+    "consent_text",
+    "background_fields",
+    "pass_threshold",
+    "qualification_retries",
+    "retry_cooldown_minutes",
+    "gold_rate",
+    "gold_minimum",
+    "min_seconds_per_item",
+    "repeat_share",
+    "repeat_gap",
+    "extra_raters_max",
+    "disagreement_range",
+}
+
+
+def _check_rater_settings(settings: dict) -> dict:
+    unknown = set(settings) - RATER_SETTINGS
+    if unknown:
+        raise EvaluationError(f"unknown rater settings: {', '.join(sorted(unknown))}")
+    for name, low, high in (("pass_threshold", 0.01, 1.0), ("gold_rate", 0.0, 0.5), ("repeat_share", 0.0, 0.5)):
+        if name in settings and not low <= float(settings[name]) <= high:
+            raise EvaluationError(f"{name.replace('_', ' ')} must be between {low:g} and {high:g}")
+    if "background_fields" in settings:
+        try:
+            background_fields_check(settings["background_fields"])
+        except RaterError as error:
+            raise EvaluationError(str(error)) from error
+    return settings
 
 
 def study_create(*, spec: StudySpec, user: User) -> Study:
@@ -90,6 +122,7 @@ def study_create(*, spec: StudySpec, user: User) -> Study:
             created_by=user,
             restricted=spec.restricted,
             show_captions=spec.show_captions,
+            **_check_rater_settings(spec.rater_settings),
         )
         study.full_clean()
         study.save()

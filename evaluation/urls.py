@@ -6,6 +6,7 @@ app_name = "evaluation"
 urlpatterns = [
     path("queue/", views.queue, name="queue"),
     path("queue/<int:study_id>/next/", views.study_next, name="study_next"),
+    path("queue/<int:study_id>/onboarding/", views.onboarding, name="onboarding"),
     path(
         "queue/<int:study_id>/participants/<int:participant_id>/chart.json",
         views.participant_chart,
@@ -16,6 +17,7 @@ urlpatterns = [
     path("items/<int:assignment_id>/draft/", views.assignment_draft, name="assignment_draft"),
     path("items/<int:assignment_id>/submit/", views.assignment_submit, name="assignment_submit"),
     path("items/<int:assignment_id>/skip/", views.assignment_skip_view, name="assignment_skip"),
+    path("items/<int:assignment_id>/feedback/", views.training_feedback, name="training_feedback"),
     path("studies/", views.study_list, name="study_list"),
     path("studies/new/", views.study_new, name="study_new"),
     path("studies/<int:study_id>/", views.study_detail, name="study_detail"),
@@ -25,6 +27,16 @@ urlpatterns = [
         "studies/<int:study_id>/items/<int:item_id>/regenerate/",
         views.study_item_regenerate_view,
         name="study_item_regenerate",
+    ),
+    path(
+        "studies/<int:study_id>/items/<int:item_id>/reference/",
+        views.study_item_reference,
+        name="study_item_reference",
+    ),
+    path(
+        "studies/<int:study_id>/raters/<int:user_id>/reinstate/",
+        views.study_rater_reinstate,
+        name="study_rater_reinstate",
     ),
     path("studies/<int:study_id>/dashboard/", views.study_dashboard_view, name="study_dashboard"),
     path("studies/<int:study_id>/export.<str:fmt>", views.study_export, name="study_export"),

@@ -5,10 +5,11 @@ import hashlib
 import json
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.middleware.gzip import re_accepts_gzip
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
@@ -18,8 +19,17 @@ from django.views.decorators.http import require_POST
 from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
-from evaluation.forms import StudyForm
-from evaluation.models import Assignment, Study
+from evaluation.forms import ItemReferenceForm, StudyForm
+from evaluation.models import Assignment, Dimension, Study, StudyItem
+from evaluation.raters import (
+    RaterError,
+    qualification_result,
+    rater_gate,
+    rater_onboard,
+    rater_reinstate,
+    standing_of,
+    study_item_reference_set,
+)
 from evaluation.selectors import (
     access_study,
     access_study_for_change,
@@ -29,6 +39,9 @@ from evaluation.selectors import (
     studies_visible_to,
     study_changeable_by,
     study_overview,
+    study_quality_items,
+    study_raters,
+    training_comparison,
 )
 from evaluation.services import (
     EvaluationError,
@@ -75,11 +88,27 @@ def _enrolled_study(request, study_id: int) -> Study:
     return study
 
 
+GATE_TITLES = {
+    "declined": "You declined to take part",
+    "failed": "Qualification not passed",
+    "paused": "Your queue is paused",
+}
+
+
 @role_required(Role.CLINICIAN)
 def study_next(request, study_id: int):
     study = _enrolled_study(request, study_id)
     assignment = assignment_next(study=study, rater=request.user)
     if assignment is None:
+        gate = rater_gate(study=study, rater=request.user)
+        if gate.step == "consent" and study.status == Study.Status.OPEN:
+            return redirect("evaluation:onboarding", study_id=study.pk)
+        if gate.step in GATE_TITLES and study.status == Study.Status.OPEN:
+            return render(
+                request,
+                "evaluation/rater_gate.html",
+                {"study": study, "gate": gate, "title": GATE_TITLES[gate.step], "retries": study.qualification_retries},
+            )
         return render(
             request,
             "evaluation/queue_done.html",
@@ -91,6 +120,55 @@ def study_next(request, study_id: int):
             },
         )
     return redirect("evaluation:assignment", assignment_id=assignment.pk)
+
+
+@role_required(Role.CLINICIAN)
+def onboarding(request, study_id: int):
+    """The study's consent text (accept or decline) and the background form, before the first item."""
+    study = _enrolled_study(request, study_id)
+    standing = standing_of(study=study, rater=request.user)
+    posted = request.POST if request.method == "POST" else None
+    if posted is not None:
+        accept = posted.get("decision") == "accept"
+        background = {field["key"]: posted.get(f"background-{field['key']}", "") for field in study.background_fields}
+        try:
+            version = int(posted.get("consent_version", "0"))
+            rater_onboard(
+                study=study, rater=request.user, accept=accept, consent_version=version, background=background
+            )
+        except (ValueError, RaterError) as error:
+            messages.error(request, f"Not saved: {error}.")
+        else:
+            if accept:
+                messages.success(request, "Thank you: your consent and background are recorded.")
+                return redirect("evaluation:study_next", study_id=study.pk)
+            messages.info(request, "You declined: you will not be given items in this study.")
+            return redirect("evaluation:queue")
+    shown = dict(posted.items()) if posted is not None else {}
+    fields = [
+        {
+            **field,
+            "name": f"background-{field['key']}",
+            "value": shown.get(
+                f"background-{field['key']}", (standing.background if standing else {}).get(field["key"], "")
+            ),
+        }
+        for field in study.background_fields
+    ]
+    return render(request, "evaluation/onboarding.html", {"study": study, "fields": fields, "standing": standing})
+
+
+@role_required(Role.CLINICIAN)
+def training_feedback(request, assignment_id: int):
+    """After a training item: the clinician's own scores beside the reference and the researcher's rationale."""
+    assignment = _own_assignment(request, assignment_id)
+    if assignment.purpose != Assignment.Purpose.TRAINING or assignment.state != Assignment.State.DONE:
+        raise Http404("no feedback for this item")
+    return render(
+        request,
+        "evaluation/training_feedback.html",
+        {"assignment": assignment, "study": assignment.study, "rows": training_comparison(assignment)},
+    )
 
 
 def _own_assignment(request, assignment_id: int) -> Assignment:
@@ -153,6 +231,10 @@ def assignment_detail(request, assignment_id: int):
         "progress": rater_progress(study=assignment.study, rater=request.user),
         "minute_chart_url": reverse("evaluation:participant_chart", args=[assignment.study_id, participant.pk]),
         "editable": assignment.study.status == Study.Status.OPEN,
+        # Training and qualification are said as such; gold items and repeats look like any other item.
+        "stage": assignment.purpose
+        if assignment.purpose in (Assignment.Purpose.TRAINING, Assignment.Purpose.QUALIFICATION)
+        else "",
         "day_captions": (
             participant_day_captions(participant=participant, start_day=shown.first - 1, end_day=shown.last)
             if assignment.study.show_captions
@@ -279,6 +361,16 @@ def assignment_submit(request, assignment_id: int):
         )
         response["Retry-After"] = "1"
         return response
+    if assignment.purpose == Assignment.Purpose.TRAINING:
+        return redirect("evaluation:training_feedback", assignment_id=assignment.pk)
+    if assignment.purpose == Assignment.Purpose.QUALIFICATION:
+        result = qualification_result(study=assignment.study, rater=request.user, attempt=assignment.attempt)
+        if result is not None:
+            (messages.success if result.passed else messages.warning)(
+                request,
+                f"Qualification {'passed' if result.passed else 'not passed'}: {result.correct} of {result.total} "
+                f"within the reference (the study asks for {assignment.study.pass_threshold:.0%}).",
+            )
     return redirect("evaluation:study_next", study_id=assignment.study_id)
 
 
@@ -323,6 +415,7 @@ def study_new(request):
             restricted=data["restricted"],
             researchers=list(data["researchers"]),
             show_captions=data["show_captions"],
+            rater_settings=form.rater_settings(),
         )
         try:
             study = study_create(spec=spec, user=request.user)
@@ -344,6 +437,8 @@ def study_detail(request, study_id: int):
             "study": study,
             "overview": study_overview(study=study),
             "can_change": study_changeable_by(study=study, user=request.user),
+            "raters": study_raters(study=study),
+            "quality_items": study_quality_items(study=study),
         },
     )
 
@@ -352,8 +447,20 @@ def study_detail(request, study_id: int):
 def study_dashboard_view(request, study_id: int):
     """The live dashboard; ``?partial=1`` returns only its body, which the page swaps in when a rating commits."""
     study = access_study(user=request.user, study_id=study_id)
-    dashboard = study_dashboard(study)
-    context = {"study": study, "dashboard": dashboard, "figures": figures_as_data(dashboard)}
+    exclude = frozenset(request.GET.getlist("exclude"))
+    stratify = request.GET.get("stratify", "")
+    dashboard = study_dashboard(study, exclude=exclude, stratify=stratify)
+    # The live refresh keeps the switches: the partial is asked with the page's own query.
+    query = request.GET.copy()
+    query.pop("partial", None)
+    context = {
+        "study": study,
+        "dashboard": dashboard,
+        "figures": figures_as_data(dashboard),
+        "exclude": exclude,
+        "stratify": stratify,
+        "query": query.urlencode(),
+    }
     template = "evaluation/partials/dashboard_body.html" if request.GET.get("partial") else "evaluation/dashboard.html"
     return render(request, template, context)
 
@@ -418,4 +525,77 @@ def study_item_regenerate_view(request, study_id: int, item_id: int):
         messages.error(request, f"Not queued: {error}.")
     else:
         messages.success(request, f"Job #{job.pk} is generating the missing answers again; the item waits for it.")
+    return redirect("evaluation:study_detail", study_id=study.pk)
+
+
+@role_required(*RESEARCH_ROLES)
+def study_item_reference(request, study_id: int, item_id: int):
+    """Make an item a training, qualification or gold item with its reference scores (draft studies only)."""
+    study = access_study(user=request.user, study_id=study_id)
+    item = get_object_or_404(
+        StudyItem.objects.select_related("participant", "variant_a", "variant_b"), pk=item_id, study=study
+    )
+    dimensions = list(study.rubric.dimensions.all())
+    form = ItemReferenceForm(request.POST or None, initial={"kind": item.kind, "rationale": item.rationale})
+    can_change = study_changeable_by(study=study, user=request.user)
+    if request.method == "POST":
+        if not can_change:
+            raise PermissionDenied("only the study's owner or an admin may change it")
+        if form.is_valid():
+            reference = {d.key: request.POST.get(f"reference-{d.key}", "") for d in dimensions}
+            if study.mode == Study.Mode.PAIRWISE:
+                reference["preference"] = request.POST.get("reference-preference", "")
+            tolerance = {d.key: request.POST.get(f"tolerance-{d.key}", "") for d in dimensions}
+            try:
+                study_item_reference_set(
+                    study=study,
+                    item_id=item.pk,
+                    kind=form.cleaned_data["kind"],
+                    reference=reference,
+                    tolerance=tolerance,
+                    rationale=form.cleaned_data["rationale"],
+                    user=request.user,
+                )
+            except RaterError as error:
+                form.add_error(None, str(error).capitalize() + ".")
+            else:
+                messages.success(request, f"Item {item.position + 1} is now a {form.cleaned_data['kind']} item.")
+                return redirect("evaluation:study_detail", study_id=study.pk)
+    posted = request.POST if request.method == "POST" else {}
+    rows = [
+        {
+            "dimension": d,
+            "reference": posted.get(f"reference-{d.key}", item.reference.get(d.key, "")),
+            "tolerance": posted.get(
+                f"tolerance-{d.key}", item.tolerance.get(d.key, 0 if d.scale == Dimension.Scale.BINARY else 1)
+            ),
+        }
+        for d in dimensions
+    ]
+    return render(
+        request,
+        "evaluation/item_reference.html",
+        {
+            "study": study,
+            "item": item,
+            "form": form,
+            "rows": rows,
+            "preference": posted.get("reference-preference", item.reference.get("preference", "")),
+            "pairwise": study.mode == Study.Mode.PAIRWISE,
+            "can_change": can_change and study.status == Study.Status.DRAFT,
+        },
+    )
+
+
+@require_POST
+@role_required(*RESEARCH_ROLES)
+def study_rater_reinstate(request, study_id: int, user_id: int):
+    study = access_study_for_change(user=request.user, study_id=study_id)
+    rater = get_object_or_404(study.clinicians, pk=user_id)
+    try:
+        rater_reinstate(study=study, rater=rater, user=request.user, note=request.POST.get("note", ""))
+    except RaterError as error:
+        messages.error(request, f"Not reinstated: {error}.")
+    else:
+        messages.success(request, f"{rater.get_username()} may rate again; their gold accuracy counts afresh.")
     return redirect("evaluation:study_detail", study_id=study.pk)

@@ -176,6 +176,34 @@ MATRIX = {
         LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}
     ),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),
+    "evaluation:onboarding": row(
+        LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"study_id": enrolled_study(objects, user)}
+    ),
+    "evaluation:training_feedback": row(
+        LOGIN,
+        404,  # their own item, but not a training item: no feedback to show
+        FORBIDDEN,
+        FORBIDDEN,
+        kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)},
+    ),
+    "evaluation:study_item_reference": row(
+        LOGIN,
+        FORBIDDEN,
+        200,
+        200,
+        kwargs=lambda objects, user: {"study_id": objects["study"].pk, "item_id": objects["study"].items.first().pk},
+    ),
+    "evaluation:study_rater_reinstate": row(
+        LOGIN,
+        FORBIDDEN,
+        REDIRECT,
+        REDIRECT,
+        method="post",  # allowed; a rater who is not paused is refused with a message
+        kwargs=lambda objects, user: {
+            "study_id": owned_study(objects, user),
+            "user_id": objects["study"].clinicians.first().pk,
+        },
+    ),
     "modeling:job_new": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs={"kind": "demo_training"}),
     "modeling:job_detail": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),
     "modeling:job_status": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),
