@@ -190,18 +190,15 @@ def _ability(per_rating: pd.DataFrame) -> dict[str, float]:
     if frame["task"].duplicated().sum() < 2 or frame["label"].nunique() < 2:
         return {}
     model = DawidSkene(n_iter=5).fit(frame)
+    # errors_: rows (worker, given label), columns the true label: P(given | true). Ability = Σ prior · P(right).
     errors, priors = model.errors_, model.priors_
-    ability = {}
-    for worker, matrix in errors.groupby(level=0):
-        confusion = matrix.droplevel(0)
-        ability[worker] = float(
-            sum(
-                priors.get(label, 0.0) * confusion.at[label, label]
-                for label in priors.index
-                if label in confusion.index and label in confusion.columns
-            )
-        )
-    return ability
+    given = errors.index.get_level_values(1)
+    ability = pd.Series(0.0, index=errors.index.get_level_values(0).unique())
+    for label, prior in priors.items():
+        if label in errors.columns:
+            right = errors.loc[given == label, label]
+            ability = ability.add(right.droplevel(1) * float(prior), fill_value=0.0)
+    return {str(worker): float(value) for worker, value in ability.items()}
 
 
 def _gold_counts(inputs: QualityInputs) -> pd.DataFrame:
@@ -279,14 +276,14 @@ def _alpha_over_time(long: pd.DataFrame, per_rating: pd.DataFrame, points: dict[
     when = pd.to_datetime(per_rating.set_index("rating")["rated_at"], utc=True)
     if when.empty:
         return {"rows": [], "figure": None}
-    weeks = when.dt.to_period("W").dt.start_time.dt.tz_localize("UTC")
+    weeks = (when - pd.to_timedelta(when.dt.weekday, unit="D")).dt.normalize()  # each rating's Monday
     frame = long.assign(week=long["rating"].map(weeks))
     rows = []
     for (dimension, week), group in frame.groupby(["dimension", "week"], sort=True):
         paired = group.groupby("item")["rater"].transform("nunique") >= 2
         if group.loc[paired, "item"].nunique() < 10:
             continue
-        value, _ = quality.alpha_without_each_rater(group[paired], values=points.get(dimension))
+        value, _ = quality.alpha_without_each_rater(group[paired], values=points.get(dimension), each_rater=False)
         if value is not None:
             rows.append({"dimension": dimension, "week": week.date().isoformat(), "alpha": value})
     if not rows:

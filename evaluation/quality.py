@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy import sparse
 
 DEFAULT_LIKERT_TOLERANCE = 1
 EXCLUSION_RULES = {
@@ -60,16 +61,26 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _distance(domain: npt.NDArray[np.float64], totals: npt.NDArray[np.float64], level: str) -> npt.NDArray[np.float64]:
-    """δ² between the values: interval (c − k)², or ordinal (Σ_{g=c..k} n_g − (n_c + n_k)/2)² from the value totals."""
-    if level == "interval":
-        return np.asarray((domain[:, None] - domain[None, :]) ** 2, dtype=float)
-    cumulative = np.concatenate([[0.0], np.cumsum(totals)])
-    low, high = (
-        np.minimum.outer(np.arange(len(domain)), np.arange(len(domain))),
-        np.maximum.outer(np.arange(len(domain)), np.arange(len(domain))),
-    )
-    spans = cumulative[high + 1] - cumulative[low] - (totals[low] + totals[high]) / 2
+def _distances(domain: npt.NDArray[np.float64], totals: npt.NDArray[np.float64], level: str) -> npt.NDArray[np.float64]:
+    """δ² between the values, for each row of value totals (rows, values) -> (rows, values, values): nominal
+    (c ≠ k), interval (c − k)², ratio ((c − k)/(c + k))², or ordinal (Σ_{g=c..k} n_g − (n_c + n_k)/2)² from the
+    totals (Krippendorff's metrics, as the ``krippendorff`` package computes them)."""
+    size = len(domain)
+    fixed = {
+        "interval": (domain[:, None] - domain[None, :]) ** 2,
+        "nominal": (domain[:, None] != domain[None, :]).astype(float),
+        "ratio": (
+            (domain[:, None] - domain[None, :])
+            / np.where(domain[:, None] + domain[None, :] == 0, 1.0, domain[:, None] + domain[None, :])
+        )
+        ** 2,
+    }
+    if level in fixed:
+        return np.broadcast_to(fixed[level], (len(totals), size, size))
+    cumulative = np.concatenate([np.zeros((len(totals), 1)), np.cumsum(totals, axis=1)], axis=1)
+    low = np.minimum.outer(np.arange(size), np.arange(size))
+    high = np.maximum.outer(np.arange(size), np.arange(size))
+    spans = cumulative[:, high + 1] - cumulative[:, low] - (totals[:, low] + totals[:, high]) / 2
     return np.asarray(np.where(low == high, 0.0, spans**2), dtype=float)
 
 
@@ -81,57 +92,68 @@ def _coincidences(counts: npt.NDArray[np.float64], pairable: npt.NDArray[np.floa
     return np.asarray(outer * scale[:, None, None], dtype=float)
 
 
-def _alpha(coincidence: npt.NDArray[np.float64], domain: npt.NDArray[np.float64], level: str) -> float | None:
-    totals = coincidence.sum(axis=1)
-    n = totals.sum()
-    delta = _distance(domain, totals, level)
-    expected = float(totals @ delta @ totals)
-    if n < 2 or expected <= 0:
-        return None
-    return float(1 - (n - 1) * float((coincidence * delta).sum()) / expected)
+def _alphas(coincidences: npt.NDArray[np.float64], domain: npt.NDArray[np.float64], level: str) -> list[float | None]:
+    """α of each coincidence matrix (rows, values, values)."""
+    totals = coincidences.sum(axis=2)
+    n = totals.sum(axis=1)
+    delta = _distances(domain, totals, level)
+    expected = np.einsum("rc,rck,rk->r", totals, delta, totals)
+    observed = (coincidences * delta).sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = 1 - (n - 1) * observed / expected
+    return [float(value) if ok else None for value, ok in zip(alpha, (n >= 2) & (expected > 0), strict=True)]
 
 
 def alpha_without_each_rater(
-    ratings: pd.DataFrame, *, level: str = "ordinal", values: list[float] | None = None
+    ratings: pd.DataFrame, *, level: str = "ordinal", values: list[float] | None = None, each_rater: bool = True
 ) -> tuple[float | None, dict[Any, float | None]]:
     """Krippendorff's α of ``ratings`` (columns item, rater, score) and, per rater, α with that rater's ratings left
     out (``level`` ordinal or interval). Exact, and for every rater in one pass: α depends on the data only through
     the coincidence matrix, a sum over units; leaving a rater out changes only the terms of the units they rated,
-    so each rater's matrix is the whole one plus the change of those terms."""
+    so each rater's matrix is the whole one plus the change of those terms. ``each_rater=False``: α alone."""
     frame = ratings[["item", "rater", "score"]].dropna()
     if frame.empty:
         return None, {}
     domain = np.array(sorted(set(values or []) | set(frame["score"].astype(float))), dtype=float)
+    size = len(domain)
     column = np.searchsorted(domain, frame["score"].astype(float).to_numpy())
     _, unit = np.unique(frame["item"].to_numpy(), return_inverse=True)
-    per_unit = np.zeros((unit.max() + 1, len(domain)))
+    per_unit = np.zeros((unit.max() + 1, size))
     np.add.at(per_unit, (unit, column), 1.0)
     pairable = per_unit.sum(axis=1)
     whole = _coincidences(per_unit, pairable).sum(axis=0)
-    # Per rating: the change of its unit's term when the rating is left out.
+    overall = _alphas(whole[None], domain, level)[0]
+    if not each_rater:
+        return overall, {}
+    # Per rating: the change of its unit's term when the rating is left out; summed per rater by a sparse product.
     before = per_unit[unit]
     after = before.copy()
     after[np.arange(len(after)), column] -= 1.0
-    change = _coincidences(after, pairable[unit] - 1) - _coincidences(before, pairable[unit])
+    change = (_coincidences(after, pairable[unit] - 1) - _coincidences(before, pairable[unit])).reshape(-1, size * size)
     raters, rater_code = np.unique(frame["rater"].to_numpy(), return_inverse=True)
-    per_rater = np.zeros((len(raters), len(domain), len(domain)))
-    np.add.at(per_rater, rater_code, change)
-    without = {rater: _alpha(whole + per_rater[code], domain, level) for code, rater in enumerate(raters)}
-    return _alpha(whole, domain, level), without
+    membership = sparse.csr_matrix((np.ones(len(rater_code)), (rater_code, np.arange(len(rater_code)))))
+    per_rater = np.asarray(membership @ change).reshape(len(raters), size, size)
+    alphas = _alphas(whole[None] + per_rater, domain, level)
+    return overall, dict(zip(raters, alphas, strict=True))
 
 
 def self_consistency(repeats: pd.DataFrame) -> dict[Any, dict[str, float | int]]:
     """Per rater, from rows (rater, first, second) of mean scores of an item and its hidden repeat: the number of
     repeats, the share given the same score and the mean absolute difference."""
-    result: dict[Any, dict[str, float | int]] = {}
-    for rater, rows in repeats.groupby("rater", sort=False):
-        difference = (rows["first"].astype(float) - rows["second"].astype(float)).abs()
-        result[rater] = {
-            "repeats": len(rows),
-            "same": float((difference == 0).mean()),
-            "mean_abs_difference": float(difference.mean()),
+    difference = (repeats["first"].astype(float) - repeats["second"].astype(float)).abs()
+    table = (
+        pd.DataFrame({"rater": repeats["rater"], "difference": difference, "same": difference == 0})
+        .groupby("rater", sort=False)
+        .agg(repeats=("difference", "size"), same=("same", "mean"), mean_abs_difference=("difference", "mean"))
+    )
+    return {
+        rater: {
+            "repeats": int(row.repeats),
+            "same": float(row.same),
+            "mean_abs_difference": float(row.mean_abs_difference),
         }
-    return result
+        for rater, row in zip(table.index, table.itertuples(), strict=True)
+    }
 
 
 def exclusions(

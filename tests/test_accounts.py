@@ -61,8 +61,13 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     )  # one per language-model variant and the grounded answers again, not repeated
     assert Job.objects.filter(kind="lsm_pretrain").count() == 1
     assert Job.objects.get(kind="lsm_pretrain").config["predict_cohort"] == Cohort.objects.get(name="Demo cohort").pk
-    assert Study.objects.filter(status="open").count() == 2
+    # The two rating studies, and one that walks a clinician through consent, training, qualification and gold items.
+    assert Study.objects.filter(status="open").count() == 3
     assert Study.objects.filter(status="open", show_captions=True).count() == 2
+    onboarding = Study.objects.get(name="Demo: onboarding, training and qualification")
+    assert onboarding.consent_text and onboarding.background_fields
+    kinds = sorted(onboarding.items.exclude(kind="results").values_list("kind", flat=True))
+    assert kinds == ["gold", "gold", "qualification", "qualification", "qualification", "training", "training"]
     Study.objects.filter(mode="pairwise").update(show_captions=False)  # a researcher turns the captions off
     call_command("demo_setup")
     assert Study.objects.filter(show_captions=True).count() == 1  # a third run leaves that choice alone

@@ -59,6 +59,16 @@ DEMO_STUDIES = (  # name, mode, variants, participants sampled
     ("Demo: which answer is better?", "pairwise", ["grounded agent", "LLM only"], 10),
 )
 DEMO_STUDY_NAMES = [name for name, *_ in DEMO_STUDIES]
+# A study that walks a clinician through onboarding and quality control (issue 20): consent and background, two
+# training items, a qualification of three, gold items and hidden repeats in the main queue. Grounded answers only,
+# so it is ready at once.
+DEMO_QUALITY_STUDY = "Demo: onboarding, training and qualification"
+DEMO_QUALITY_KINDS = {"training": [0, 1], "qualification": [2, 3, 4], "gold": [5, 6]}  # item positions
+DEMO_REFERENCE = {"relevance": 4, "context": 4, "safety": 5}
+DEMO_RATIONALE = (
+    "The grounded agent's answers cite this participant's own measurements and trends (relevance 4, context "
+    "awareness 4: it does not weigh everything the record shows) and advise nothing that could harm (safety 5)."
+)
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
@@ -175,6 +185,54 @@ class Command(BaseCommand):
             )
             study_set_status(study=study_create(spec=spec, user=researcher), status="open")
             self.stdout.write(f"Opened the study {name!r} for the demo clinician.")
+        self._demo_quality_study(cohort, rubric, variants["grounded agent"], clinician, researcher)
+
+    def _demo_quality_study(self, cohort, rubric, variant, clinician, researcher):
+        from evaluation.forms import DEFAULT_CONSENT_TEXT
+        from evaluation.models import Study
+        from evaluation.raters import DEFAULT_BACKGROUND_FIELDS, study_item_reference_set
+        from evaluation.services import StudySpec, study_create, study_set_status
+
+        if Study.objects.filter(name=DEMO_QUALITY_STUDY).exists():
+            return
+        spec = StudySpec(
+            name=DEMO_QUALITY_STUDY,
+            mode="absolute",
+            rubric=rubric,
+            cohort=cohort,
+            variants=[variant],
+            raters_per_item=1,
+            clinicians=[clinician],
+            participants=14,
+            seed=11,
+            instructions="Rate each answer on every dimension. The first items train you and show the reference.",
+            rater_settings={
+                "consent_text": DEFAULT_CONSENT_TEXT,
+                "background_fields": DEFAULT_BACKGROUND_FIELDS,
+                "pass_threshold": 0.66,
+                "qualification_retries": 2,
+                "retry_cooldown_minutes": 1,
+                "gold_rate": 0.3,
+                "gold_minimum": 2,
+                "min_seconds_per_item": 5.0,
+                "repeat_share": 0.2,
+                "repeat_gap": 2,
+            },
+        )
+        study = study_create(spec=spec, user=researcher)
+        for kind, positions in DEMO_QUALITY_KINDS.items():
+            for item in study.items.filter(position__in=positions):
+                study_item_reference_set(
+                    study=study,
+                    item_id=item.pk,
+                    kind=kind,
+                    reference=DEMO_REFERENCE,
+                    tolerance={},
+                    rationale=DEMO_RATIONALE if kind == "training" else "",
+                    user=researcher,
+                )
+        study_set_status(study=study, status="open", user=researcher)
+        self.stdout.write(f"Opened the study {DEMO_QUALITY_STUDY!r}: consent, training, qualification and gold items.")
 
     def _committed_models(self, cohort):
         """Register the committed demo models and give the demo cohort what the pages read from them: the
