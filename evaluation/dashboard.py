@@ -192,6 +192,7 @@ def _ability(per_rating: pd.DataFrame) -> dict[str, float]:
     model = DawidSkene(n_iter=5).fit(frame)
     # errors_: rows (worker, given label), columns the true label: P(given | true). Ability = Σ prior · P(right).
     errors, priors = model.errors_, model.priors_
+    assert errors is not None and priors is not None  # fitted
     given = errors.index.get_level_values(1)
     ability = pd.Series(0.0, index=errors.index.get_level_values(0).unique())
     for label, prior in priors.items():

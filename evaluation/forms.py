@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 from django.contrib.auth.models import User
 
@@ -199,7 +201,7 @@ def background_parse(text: str) -> list[dict]:
         kind = parts[2] if len(parts) > 2 and parts[2] else "text"
         if kind not in BACKGROUND_KINDS:
             raise forms.ValidationError(f"Line {number}: the kind must be one of {', '.join(BACKGROUND_KINDS)}.")
-        field = {"key": parts[0], "label": parts[1], "kind": kind}
+        field: dict[str, Any] = {"key": parts[0], "label": parts[1], "kind": kind}
         if kind == "choice":
             choices = [choice.strip() for choice in (parts[3] if len(parts) > 3 else "").split(",") if choice.strip()]
             if not choices:

@@ -10,7 +10,7 @@
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,7 +105,11 @@ def _alphas(coincidences: npt.NDArray[np.float64], domain: npt.NDArray[np.float6
 
 
 def alpha_without_each_rater(
-    ratings: pd.DataFrame, *, level: str = "ordinal", values: list[float] | None = None, each_rater: bool = True
+    ratings: pd.DataFrame,
+    *,
+    level: str = "ordinal",
+    values: Sequence[float] | None = None,
+    each_rater: bool = True,
 ) -> tuple[float | None, dict[Any, float | None]]:
     """Krippendorff's α of ``ratings`` (columns item, rater, score) and, per rater, α with that rater's ratings left
     out (``level`` ordinal or interval). Exact, and for every rater in one pass: α depends on the data only through
