@@ -22,9 +22,15 @@ class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = ["mode", "status", "restricted"]
     filter_horizontal = ["clinicians", "researchers"]
     # Opening and closing go through the study page (evaluation.services.study_set_status), which audits them.
-    readonly_fields = ["status", "opened_at", "closed_at"]
+    readonly_fields = ["status", "opened_at", "closed_at", "consent_version"]
     audit_actions = {
         "added": AuditEntry.Action.STUDY_CREATED,
         "changed": AuditEntry.Action.STUDY_CHANGED,
         "deleted": AuditEntry.Action.STUDY_DELETED,
     }
+
+    def save_model(self, request, obj, form, change):
+        # A changed consent text is a new version: every rater is asked to consent again before their next item.
+        if change and "consent_text" in form.changed_data:
+            obj.consent_version += 1
+        super().save_model(request, obj, form, change)

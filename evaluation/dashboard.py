@@ -137,6 +137,13 @@ def _mean_score(scores: dict) -> float | None:
     return sum(numbers) / len(numbers) if numbers else None
 
 
+def _change_words(action: str, details: dict[str, Any]) -> str:
+    if action == Action.STUDY_CHANGED:
+        fields = [str(name).lower() for name in details.get("changed_fields", [])]
+        return "changed: " + ", ".join(fields) if fields else "changed"
+    return {Action.STUDY_OPENED: "opened", Action.STUDY_REOPENED: "reopened"}.get(action, action)
+
+
 def study_quality_inputs(study: Study) -> QualityInputs:
     """Gold grades, repeat pairs, standings and the study's marked changes, in four queries."""
     gold = pd.DataFrame(
@@ -161,12 +168,12 @@ def study_quality_inputs(study: Study) -> QualityInputs:
         )
     }
     changes = [
-        (when, label)
-        for when, label in AuditEntry.objects.filter(
+        (when, _change_words(action, details or {}))
+        for when, action, details in AuditEntry.objects.filter(
             object_type="evaluation.study",
             object_id=str(study.pk),
             action__in=[Action.STUDY_OPENED, Action.STUDY_REOPENED, Action.STUDY_CHANGED],
-        ).values_list("created_at", "action")
+        ).values_list("created_at", "action", "details")
     ]
     return QualityInputs(
         gold=gold,
@@ -299,9 +306,7 @@ def _alpha_over_time(long: pd.DataFrame, per_rating: pd.DataFrame, points: dict[
         )
     for moment, label in changes:
         figure.add_vline(x=pd.Timestamp(moment).isoformat(), line_dash="dot", line_color="#888")
-        figure.add_annotation(
-            x=pd.Timestamp(moment).isoformat(), y=1, yref="paper", text=str(label).split(".")[-1], showarrow=False
-        )
+        figure.add_annotation(x=pd.Timestamp(moment).isoformat(), y=1, yref="paper", text=str(label), showarrow=False)
     figure.update_layout(
         height=300, margin={"l": 50, "r": 20, "t": 20, "b": 40}, template="plotly_white", yaxis={"title": "α"}
     )

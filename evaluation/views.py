@@ -7,6 +7,7 @@ import json
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
+from django.db.models import Count, Q
 from django.http import Http404, HttpResponse, JsonResponse
 from django.middleware.gzip import re_accepts_gzip
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,7 +21,7 @@ from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
 from evaluation.forms import ItemReferenceForm, StudyForm
-from evaluation.models import Assignment, Dimension, Study, StudyItem
+from evaluation.models import Assignment, Dimension, Study, StudyItem, StudyRater
 from evaluation.raters import (
     RaterError,
     qualification_result,
@@ -391,7 +392,12 @@ def assignment_skip_view(request, assignment_id: int):
 
 @role_required(*RESEARCH_ROLES)
 def study_list(request):
-    studies = studies_visible_to(user=request.user).select_related("rubric").order_by("-created_at")
+    studies = (
+        studies_visible_to(user=request.user)
+        .select_related("rubric")
+        .annotate(paused=Count("standings", filter=Q(standings__state=StudyRater.State.PAUSED)))
+        .order_by("-created_at")
+    )
     return render(request, "evaluation/study_list.html", {"studies": studies})
 
 
