@@ -25,7 +25,7 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 
 from evaluation.models import Assignment, Study, StudyItem
-from evaluation.raters import onboarding_assignment, quality_assignment, rater_gate
+from evaluation.raters import QUEUE_PURPOSES, onboarding_assignment, quality_assignment, rater_gate, rater_paused
 from healthagent.models import AgentVariant, Recommendation
 from modeling.selectors import generation_pending, generation_pending_job
 
@@ -174,6 +174,8 @@ def assignment_next(*, study: Study, rater) -> Assignment | None:
         .order_by("assigned_at")
         .first()
     )
+    if current is not None and current.purpose in QUEUE_PURPOSES and rater_paused(study=study, rater=rater):
+        return None  # paused while an item was open (another tab): the queue stops, the item waits for a reinstatement
     if current or study.status != Study.Status.OPEN:
         return current
     gate = rater_gate(study=study, rater=rater)

@@ -96,6 +96,10 @@ def standing_of(*, study: Study, rater: User) -> StudyRater | None:
     return StudyRater.objects.filter(study=study, rater=rater).first()
 
 
+def rater_paused(*, study: Study, rater: User) -> bool:
+    return StudyRater.objects.filter(study=study, rater=rater, state=StudyRater.State.PAUSED).exists()
+
+
 def rater_gates(*, studies: list[Study], rater: User) -> dict[int, Gate]:
     """:func:`rater_gate` of several studies, reading the standings and item kinds of all of them in two queries."""
     standings = {row.study_id: row for row in StudyRater.objects.filter(rater=rater, study__in=studies)}
@@ -294,7 +298,7 @@ def qualification_result(*, study: Study, rater: User, attempt: int) -> Qualific
     ).first()
 
 
-def _gold_accuracy(study: Study, standing: StudyRater) -> tuple[int, int]:
+def gold_accuracy(study: Study, standing: StudyRater) -> tuple[int, int]:
     """(matched, graded) of the rater's gold items since they were last reinstated."""
     gold = Assignment.objects.filter(
         study=study, rater_id=standing.rater_id, purpose=Assignment.Purpose.GOLD, matches_reference__isnull=False
@@ -367,12 +371,13 @@ def _pause_if_below(assignment: Assignment) -> None:
     standing, _ = StudyRater.objects.select_for_update().get_or_create(study=study, rater_id=assignment.rater_id)
     if standing.state == StudyRater.State.PAUSED:
         return
-    matched, graded = _gold_accuracy(study, standing)
+    matched, graded = gold_accuracy(study, standing)
     if graded < max(study.gold_minimum, 1) or matched / graded >= study.pass_threshold:
         return
     standing.state, standing.paused_at = StudyRater.State.PAUSED, timezone.now()
     standing.pause_reason = (
-        f"gold accuracy {matched}/{graded} ({matched / graded:.0%}) below the study's {study.pass_threshold:.0%}"
+        f"gold accuracy {matched}/{graded} ({matched / graded * 100:.0f} %) below the study's "
+        f"{study.pass_threshold * 100:.0f} %"
     )
     standing.save(update_fields=["state", "paused_at", "pause_reason"])
     audit_record(

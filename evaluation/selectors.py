@@ -10,7 +10,7 @@ from django.http import Http404
 
 from evaluation.assignment import has_available_item, items_waiting_for_answers, items_without_answers
 from evaluation.models import Assignment, Dimension, Study, StudyItem, StudyRater
-from evaluation.raters import QUEUE_PURPOSES, rater_gates
+from evaluation.raters import QUEUE_PURPOSES, gold_accuracy, rater_gates
 from healthagent.roles import Role, user_has_role
 
 
@@ -252,6 +252,8 @@ def study_raters(*, study: Study) -> list[dict]:
     for rater in study.clinicians.order_by("username"):
         standing = standings.get(rater.pk)
         counts = gold.get(rater.pk, {"graded": 0, "matched": 0})
+        # What the pause rule reads: the gold items since the rater was last reinstated.
+        since = gold_accuracy(study, standing) if standing is not None and standing.reinstated_at else None
         rows.append(
             {
                 "rater": rater,
@@ -259,6 +261,7 @@ def study_raters(*, study: Study) -> list[dict]:
                 "attempts": list(standing.attempts.all()) if standing else [],
                 "gold_matched": counts["matched"],
                 "gold_graded": counts["graded"],
+                "gold_since_reinstated": since,
                 "paused": standing is not None and standing.state == StudyRater.State.PAUSED,
             }
         )

@@ -133,11 +133,11 @@ def onboarding(request, study_id: int):
         accept = posted.get("decision") == "accept"
         background = {field["key"]: posted.get(f"background-{field['key']}", "") for field in study.background_fields}
         try:
-            version = int(posted.get("consent_version", "0"))
+            version = int(posted.get("consent_version", "0")) if posted.get("consent_version", "").isdigit() else 0
             rater_onboard(
                 study=study, rater=request.user, accept=accept, consent_version=version, background=background
             )
-        except (ValueError, RaterError) as error:
+        except RaterError as error:
             messages.error(request, f"Not saved: {error}.")
         else:
             if accept:
@@ -370,7 +370,7 @@ def assignment_submit(request, assignment_id: int):
             (messages.success if result.passed else messages.warning)(
                 request,
                 f"Qualification {'passed' if result.passed else 'not passed'}: {result.correct} of {result.total} "
-                f"within the reference (the study asks for {assignment.study.pass_threshold:.0%}).",
+                f"within the reference (the study asks for {assignment.study.pass_threshold * 100:.0f} %).",
             )
     return redirect("evaluation:study_next", study_id=assignment.study_id)
 
