@@ -38,7 +38,8 @@ CAPTIONS = {
     "(mean over dimensions) when the clinician is left out (positive: α rises without them); self-consistency on "
     "hidden repeats (share scored the same, mean absolute difference); median seconds per item and ratings faster "
     "than the study's minimum; ability (probability of the majority-consistent label) from a Dawid–Skene model "
-    "(crowd-kit) of the ratings' rounded mean scores; and the clinician's state.",
+    "(crowd-kit) of the ratings' rounded mean scores (pairwise: the overall choices), which also gives each item's "
+    "difficulty (1 − the largest posterior of its label); and the clinician's state.",
     "over_time": "Krippendorff's α per dimension in each week of the study's calendar (weeks with at least 10 items "
     "rated twice or more); dotted lines mark changes of the study (opened, reopened, instructions changed).",
     "strata": "Mean score per variant within each group of the chosen background answer (95 % bootstrap intervals "
@@ -186,27 +187,40 @@ def study_quality_inputs(study: Study) -> QualityInputs:
     )
 
 
-def _ability(per_rating: pd.DataFrame) -> dict[str, float]:
-    """Per rater, the probability of giving the label a Dawid–Skene model (crowd-kit) believes, on each rating's
-    rounded mean score; five EM steps from majority vote (0.5 s on 100,000 ratings)."""
+def _ability(per_rating: pd.DataFrame, *, pairwise: bool) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """A Dawid–Skene model (crowd-kit) of the ratings, five EM steps from majority vote (0.5 s on 100,000 ratings):
+    per rater the probability of giving the label the model believes (ability), and the items it is least sure of
+    (difficulty = 1 − the largest posterior of the item's label). Labels: each rating's rounded mean score, or the
+    pairwise overall choice."""
     from crowdkit.aggregation import DawidSkene
 
-    labels = per_rating["scores"].map(lambda scores: _mean_score(scores))
+    if pairwise:
+        labels = per_rating["preference"].where(per_rating["preference"] != "")
+    else:
+        labels = per_rating["scores"].map(_mean_score).round()
     frame = pd.DataFrame({"task": per_rating["item"], "worker": per_rating["rater"], "label": labels}).dropna()
-    frame["label"] = frame["label"].round().astype(int)
+    if not pairwise:
+        frame["label"] = frame["label"].astype(int)
     if frame["task"].duplicated().sum() < 2 or frame["label"].nunique() < 2:
-        return {}
+        return {}, []
     model = DawidSkene(n_iter=5).fit(frame)
     # errors_: rows (worker, given label), columns the true label: P(given | true). Ability = Σ prior · P(right).
-    errors, priors = model.errors_, model.priors_
-    assert errors is not None and priors is not None  # fitted
+    errors, priors, probabilities = model.errors_, model.priors_, model.probas_
+    assert errors is not None and priors is not None and probabilities is not None  # fitted
     given = errors.index.get_level_values(1)
     ability = pd.Series(0.0, index=errors.index.get_level_values(0).unique())
     for label, prior in priors.items():
         if label in errors.columns:
             right = errors.loc[given == label, label]
             ability = ability.add(right.droplevel(1) * float(prior), fill_value=0.0)
-    return {str(worker): float(value) for worker, value in ability.items()}
+    rated = frame.groupby("task")["worker"].size()
+    difficulty = (1 - probabilities.max(axis=1))[rated.reindex(probabilities.index).fillna(0) >= 2]
+    hardest = [
+        {"item": item, "difficulty": float(value), "label": str(probabilities.loc[item].idxmax())}
+        for item, value in difficulty.sort_values(ascending=False).head(20).items()
+        if value > 0
+    ]
+    return {str(worker): float(value) for worker, value in ability.items()}, hardest
 
 
 def _gold_counts(inputs: QualityInputs) -> pd.DataFrame:
@@ -227,9 +241,15 @@ def flagged_raters(inputs: QualityInputs) -> tuple[set[str], set[str]]:
 
 
 def rater_quality(
-    *, per_rating: pd.DataFrame, long: pd.DataFrame, inputs: QualityInputs, points: dict[str, list[int]]
-) -> tuple[list[dict], set[str], set[str]]:
-    """The per-rater quality table, the raters below the gold threshold and the paused raters."""
+    *,
+    per_rating: pd.DataFrame,
+    long: pd.DataFrame,
+    inputs: QualityInputs,
+    points: dict[str, list[int]],
+    pairwise: bool = False,
+) -> tuple[list[dict], set[str], set[str], list[dict]]:
+    """The per-rater quality table, the raters below the gold threshold, the paused raters and the items a rater
+    model finds hardest. Pairwise, the score-based columns (α, difference from others) stay empty."""
     gold = _gold_counts(inputs)
     below_gold, paused = flagged_raters(inputs)
     summary = {row["rater"]: row for row in stats.rater_summary(long, per_rating)} if len(long) else {}
@@ -242,7 +262,7 @@ def rater_quality(
             if overall is not None and value is not None:
                 alpha_change.setdefault(rater, []).append(value - overall)
     consistency = quality.self_consistency(inputs.repeats) if len(inputs.repeats) else {}
-    ability = _ability(per_rating) if len(per_rating) else {}
+    ability, hardest = _ability(per_rating, pairwise=pairwise) if len(per_rating) else ({}, [])
     fast = (
         per_rating.assign(fast=per_rating["time_spent_s"].astype(float) < inputs.min_seconds)
         .groupby("rater")["fast"]
@@ -250,6 +270,8 @@ def rater_quality(
         if inputs.min_seconds > 0 and len(per_rating)
         else pd.Series(dtype=int)
     )
+    counts = per_rating.groupby("rater").size()
+    median_time = per_rating.groupby("rater")["time_spent_s"].median()
     raters = sorted(set(per_rating["rater"]) | set(inputs.standings) | set(gold.index))
     rows = []
     for rater in raters:
@@ -261,7 +283,7 @@ def rater_quality(
         rows.append(
             {
                 "rater": rater,
-                "ratings": summary.get(rater, {}).get("ratings", 0),
+                "ratings": int(counts.get(rater, 0)),
                 "gold_matched": matched,
                 "gold_graded": graded,
                 "gold_accuracy": matched / graded if graded else None,
@@ -269,14 +291,14 @@ def rater_quality(
                 "disagreement": summary.get(rater, {}).get("disagreement"),
                 "alpha_change": float(np.mean(changes)) if changes else None,
                 "repeats": consistency.get(rater),
-                "median_time_s": summary.get(rater, {}).get("median_time_s"),
+                "median_time_s": float(median_time[rater]) if rater in median_time.index else None,
                 "too_fast": int(fast.get(rater, 0)),
                 "ability": ability.get(rater),
                 "state": "paused" if rater in paused else ("below gold threshold" if rater in below_gold else state),
                 "background": inputs.standings.get(rater, {}).get("background", {}),
             }
         )
-    return rows, below_gold, paused
+    return rows, below_gold, paused, hardest
 
 
 def _alpha_over_time(long: pd.DataFrame, per_rating: pd.DataFrame, points: dict[str, list[int]], changes) -> dict:
@@ -442,18 +464,17 @@ def dashboard_from_frames(
     if per_rating.empty:
         result["empty"] = "Not enough ratings yet: the dashboard fills in as clinicians submit."
         return result
-    if quality_inputs is not None and mode != Study.Mode.PAIRWISE:
-        all_long = long_scores(per_rating).rename(columns={"value": "score"})
-        all_long["score"] = all_long["score"].astype(float)
-        rows, below_gold, paused = rater_quality(
-            per_rating=per_rating, long=all_long, inputs=quality_inputs, points=points
-        )
-        result["quality"] = rows
-        result["over_time"] = _alpha_over_time(all_long, per_rating, points, quality_inputs.changes)
-        result["over_time_figure"] = result["over_time"].pop("figure")
-    else:
-        below_gold, paused = set(), set()
     if quality_inputs is not None:
+        pairwise = mode == Study.Mode.PAIRWISE
+        all_long = long_scores(per_rating.head(0) if pairwise else per_rating).rename(columns={"value": "score"})
+        all_long["score"] = all_long["score"].astype(float)
+        rows, below_gold, paused, hardest = rater_quality(
+            per_rating=per_rating, long=all_long, inputs=quality_inputs, points=points, pairwise=pairwise
+        )
+        result["quality"], result["hardest_items"] = rows, hardest
+        if not pairwise:
+            result["over_time"] = _alpha_over_time(all_long, per_rating, points, quality_inputs.changes)
+            result["over_time_figure"] = result["over_time"].pop("figure")
         flagged = quality.exclusions(
             per_rating,
             below_gold=below_gold,

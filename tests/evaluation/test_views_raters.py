@@ -221,3 +221,19 @@ def test_the_export_flags_rather_than_drops_and_carries_the_background(client, c
     assert row["consent_version"] == "1" and row["background_years_in_practice"] == "3"
     dictionary = client.get(reverse("evaluation:data_dictionary")).json()["columns"]
     assert "excluded_by" in dictionary and "background_<key>" in dictionary
+
+
+def test_a_pairwise_study_has_rater_quality_too(client):
+    study = build_study(items=12, raters=3, k=3, mode="pairwise")
+    for rater in study.clinicians.all():
+        while (assignment := assignment_next(study=study, rater=rater)) is not None:
+            rating_submit(
+                assignment_id=assignment.pk,
+                rater=rater,
+                scores=dict.fromkeys(KEYS, "a"),
+                preference="a" if rater.pk % 2 else "b",
+                time_spent_s=20,
+            )
+    client.force_login(UserFactory(role=Role.RESEARCHER))
+    page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
+    assert "Rater quality" in page and "Items the rater model is least sure of" in page
