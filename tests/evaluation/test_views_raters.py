@@ -237,3 +237,47 @@ def test_a_pairwise_study_has_rater_quality_too(client):
     client.force_login(UserFactory(role=Role.RESEARCHER))
     page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
     assert "Rater quality" in page and "Items the rater model is least sure of" in page
+
+
+def test_a_study_form_sets_the_rater_rules_and_refuses_a_bad_background_line(
+    client, researcher, tiny_cohort, grounded_study
+):
+    from healthagent.models import AgentVariant
+
+    client.force_login(researcher)
+    form = {
+        "name": "Vouched",
+        "mode": "absolute",
+        "rubric": grounded_study.rubric_id,
+        "cohort": tiny_cohort.pk,
+        "variants": list(AgentVariant.objects.filter(name="grounded agent").values_list("pk", flat=True)),
+        "raters_per_item": 1,
+        "clinicians": list(grounded_study.clinicians.values_list("pk", flat=True)),
+        "window_days": 7,
+        "seed": 1,
+        "consent_text": "I agree.",
+        "background_fields": "specialty | Specialty | text\nsetting | Care setting | choice",
+        "pass_threshold": 90,
+        "gold_rate": 10,
+        "repeat_share": 5,
+    }
+    page = client.post(reverse("evaluation:study_new"), form).content.decode()
+    assert (
+        "Line 2: a choice needs its choices, comma-separated." in page
+        and not Study.objects.filter(name="Vouched").exists()
+    )
+    form["background_fields"] = "specialty | Specialty | text\nsetting | Care setting | choice | ward, clinic"
+    assert client.post(reverse("evaluation:study_new"), form).status_code == 302
+    study = Study.objects.get(name="Vouched")
+    assert (study.pass_threshold, study.gold_rate, study.repeat_share, study.qualification_retries) == (
+        0.9,
+        0.1,
+        0.05,
+        1,
+    )
+    assert study.background_fields[1] == {
+        "key": "setting",
+        "label": "Care setting",
+        "kind": "choice",
+        "choices": ["ward", "clinic"],
+    }
