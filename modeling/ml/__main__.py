@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
 
 
-def _twin_commands(families: argparse._SubParsersAction) -> None:
+def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     twin = families.add_parser("twin", help="the digital twin (decoder-only timeline model)").add_subparsers(
         dest="command", required=True
     )

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 import torch.distributed as dist
@@ -28,7 +28,7 @@ class Dataset(Protocol):
 
     def __len__(self) -> int: ...
 
-    def batch(self, indices: torch.Tensor) -> dict: ...
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass
@@ -79,8 +79,8 @@ def train(
     *,
     output_dir: Path,
     device: str = "auto",
-    progress: Callable[[int, int, dict], None] = lambda step, total, metrics: None,
-) -> dict:
+    progress: Callable[[int, int, dict[str, float]], None] = lambda step, total, metrics: None,
+) -> dict[str, Any]:
     """Train ``model`` for ``config.steps`` optimizer steps, resuming from ``output_dir`` if a checkpoint is there."""
     device = choose_device(device)
     rank, world = _distributed()
@@ -115,7 +115,7 @@ def train(
     )
     metrics_path = output_dir / "metrics.jsonl"
     started = time.perf_counter()
-    metrics: dict = {}
+    metrics: dict[str, float] = {}
     model.train()
     while step < config.steps:
         optimizer.zero_grad(set_to_none=True)
@@ -135,7 +135,7 @@ def train(
             "step": step,
             "loss": total_loss,
             "grad_norm": grad_norm,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": cast(float, scheduler.get_last_lr()[0]),  # a float: the optimizer's lr is config.learning_rate
             "windows_per_s": round(
                 (step - resumed_from)
                 * config.batch_size
@@ -177,6 +177,6 @@ class WindowDataset:
     def __len__(self) -> int:
         return self.values.shape[0]
 
-    def batch(self, indices: torch.Tensor) -> dict:
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         batch = {"values": self.values[indices], "observed": self.observed[indices]}
         return batch if self.weekday is None else {**batch, "weekday": self.weekday[indices]}

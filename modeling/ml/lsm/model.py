@@ -54,7 +54,7 @@ class PatchGeometry:
         return self.patch_channels * self.patch_minutes
 
 
-class LSMConfig(PatchGeometry, PretrainedConfig):
+class LSMConfig(PatchGeometry, PretrainedConfig):  # type: ignore[no-untyped-call]  # PretrainedConfig.__init_subclass__ is unannotated
     model_type = "healthagent_lsm"
 
     def __init__(
@@ -151,7 +151,8 @@ class Block(nn.Module):
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
-        return x + self.mlp(self.norm2(x))
+        out: torch.Tensor = x + self.mlp(self.norm2(x))
+        return out
 
 
 class CrossBlock(nn.Module):
@@ -179,7 +180,8 @@ class CrossBlock(nn.Module):
             q, k, v, attn_mask=~context_padding[:, None, None, :], dropout_p=self.dropout if self.training else 0.0
         )
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, queries, dim))
-        return x + self.mlp(self.norm2(x))
+        out: torch.Tensor = x + self.mlp(self.norm2(x))
+        return out
 
 
 # The encoder's parameter names, as prefixes of a state dict: another model with a patch encoder loads these.
@@ -257,12 +259,13 @@ class PatchEncoderMixin:
         middle = (
             (torch.arange(c.time_patches, device=self.position.device) + 0.5) * c.patch_minutes / 1440 * 2 * torch.pi
         )
-        clock = self.time_of_day(torch.stack([middle.sin(), middle.cos()], dim=1)).repeat(c.channel_groups, 1)[
-            None
-        ]  # (1, patches, dim)
+        clock: torch.Tensor = self.time_of_day(torch.stack([middle.sin(), middle.cos()], dim=1)).repeat(
+            c.channel_groups, 1
+        )[None]  # (1, patches, dim)
         if weekday is None:
             return clock
-        return clock + self.weekday_embedding(weekday.long())[:, None, :]
+        with_weekday: torch.Tensor = clock + self.weekday_embedding(weekday.long())[:, None, :]
+        return with_weekday
 
     def encode(
         self, tokens: torch.Tensor, hidden: torch.Tensor, weekday: torch.Tensor | None = None
@@ -287,7 +290,7 @@ class LSMOutput:
     missing: torch.Tensor  # (batch, patches) patches without any observed value
 
 
-class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
+class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTrainedModel.__init_subclass__ is unannotated
     config_class = LSMConfig
     base_model_prefix = "lsm"
     main_input_name = "values"
@@ -309,7 +312,7 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         )
         self.decoder_norm = nn.LayerNorm(config.decoder_dim)
         self.head = nn.Linear(config.decoder_dim, config.patch_values)
-        self.post_init()
+        self.post_init()  # type: ignore[no-untyped-call]  # PreTrainedModel.post_init is unannotated
 
     def _init_weights(self, module: nn.Module) -> None:
         xavier_init(module)
@@ -367,7 +370,8 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):
         x = decoder_input
         for block in self.decoder:
             x = block(x)
-        return self.head(self.decoder_norm(x))  # (batch, patches, patch_values)
+        reconstruction: torch.Tensor = self.head(self.decoder_norm(x))  # (batch, patches, patch_values)
+        return reconstruction
 
     def _decode_masked(
         self,

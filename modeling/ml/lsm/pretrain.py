@@ -11,6 +11,7 @@ import torch
 
 from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import make_cohort, participant_split
+from modeling.ml.data.minutes import Event
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, parameter_count, standardize
 from modeling.ml.train import TrainConfig, WindowDataset, train
 
@@ -28,9 +29,8 @@ class SimulatedDays(NamedTuple):
     owner: np.ndarray  # (windows,) the participant of each window, in participant then day order
     day: np.ndarray  # (windows,) the day within the participant's stay
     weekday: np.ndarray  # (windows,) 0 = Monday
-    participant_events: (
-        list  # (windows,) each window's participant's whole event list (minutes from their first minute)
-    )
+    # (windows,) each window's participant's whole event list (minutes from their first minute)
+    participant_events: list[list[Event]]
 
 
 def simulated_days(*, participants: int, days: int, seed: int, worn_only: bool = False) -> SimulatedDays:
@@ -112,8 +112,8 @@ def pretrain_with(
     output_dir: Path,
     device: str = "auto",
     compile: bool = False,
-    progress: Callable[[int, int, dict], None] = lambda *args: None,
-) -> dict:
+    progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
+) -> dict[str, Any]:
     """:func:`pretrain` with the settings of a command line or a job."""
     return pretrain(
         size=settings.size,
@@ -138,15 +138,18 @@ def pretrain(
     train_config: TrainConfig,
     output_dir: Path,
     device: str = "auto",
-    progress: Callable[[int, int, dict], None] = lambda *args: None,
+    progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
     **config_overrides: Any,
-) -> dict:
+) -> dict[str, Any]:
     """Train on 80 % of the participants, report the reconstruction loss on the other 20 %, save the model."""
     values, observed, owner, weekday = simulated_windows(participants=participants, days=days, seed=seed)
     _, held_out = participant_split(participants, 0.2, seed)
     is_train = ~np.isin(owner, held_out)  # split by participant, never by window
     mean, std = channel_statistics(values[is_train], observed[is_train])
-    tensor = lambda array: torch.tensor(array)  # noqa: E731 - a local shorthand
+
+    def tensor(array: np.ndarray) -> torch.Tensor:  # a local shorthand
+        return torch.tensor(array)
+
     standardized = standardize(tensor(values), tensor(observed), tensor(mean), tensor(std))
     config = LSMConfig.named(size, **config_overrides)
     model = LSMForMaskedPretraining(config)
@@ -155,7 +158,7 @@ def pretrain(
         standardized[is_train], tensor(observed)[is_train], None if weekdays is None else weekdays[is_train]
     )
     result = train(model, dataset, train_config, output_dir=output_dir, device=device, progress=progress)
-    model.eval()
+    model.train(False)  # evaluation mode: what PreTrainedModel.eval() does, which is unannotated
     with torch.no_grad():
         generator = torch.Generator().manual_seed(seed)
         held_values, held_observed = (

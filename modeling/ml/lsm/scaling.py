@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 
-def size_overrides(size: str) -> tuple[str, dict]:
+def size_overrides(size: str) -> tuple[str, dict[str, Any]]:
     """(named size, config overrides) for a named size or ``<width>x<depth>``."""
     if size in SIZES:
         return size, {}
@@ -68,7 +68,7 @@ def held_out_loss(model_dir: Path, values: np.ndarray, observed: np.ndarray, dev
 
 def scaling_study(
     settings: ScalingSettings, output_dir: Path, progress: Callable[[float, str], None] = lambda fraction, message: None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     held = simulated_windows(participants=40, days=2, seed=settings.seed + 2000)
     runs = [(size, windows) for size in settings.sizes for windows in settings.windows]
     results = []
@@ -126,7 +126,7 @@ def scaling_study(
     return results
 
 
-def figure(results: list[dict]) -> "go.Figure":
+def figure(results: list[dict[str, Any]]) -> "go.Figure":
     """Held-out loss and probe AUROC against parameters (one line per data size) and against data (one line per size)."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
@@ -171,7 +171,7 @@ def figure(results: list[dict]) -> "go.Figure":
     return fig
 
 
-def _write(results: list[dict], settings: ScalingSettings, output_dir: Path) -> None:
+def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     table = {
         "title": "Runs",

@@ -14,7 +14,7 @@ from modeling.ml.sensorlm.model import SIZES
 from modeling.ml.sensorlm.train import SensorLMTrainSettings
 
 
-def add_parser(families: argparse._SubParsersAction) -> None:
+def add_parser(families: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     commands = families.add_parser("sensorlm", help="the sensor-language model").add_subparsers(
         dest="command", required=True
     )

@@ -15,6 +15,7 @@ are saved in the same directory (see :func:`save_sensorlm` / :func:`load_sensorl
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ SIZES = {
 }
 
 
-class SensorLMConfig(PatchGeometry, PretrainedConfig):
+class SensorLMConfig(PatchGeometry, PretrainedConfig):  # type: ignore[no-untyped-call]  # PretrainedConfig.__init_subclass__ is unannotated
     model_type = "healthagent_sensorlm"
 
     def __init__(
@@ -66,7 +67,7 @@ class SensorLMConfig(PatchGeometry, PretrainedConfig):
         loss: str = "clip",
         decoder_depth: int = 1,
         caption_weight: float = 1.0,
-        caption_levels: tuple = ("semantic", "structural", "statistical"),
+        caption_levels: Sequence[str] = ("semantic", "structural", "statistical"),
         size: str = "tiny",
         pad_token_id: int = 0,
         bos_token_id: int = 2,
@@ -182,7 +183,8 @@ class AttentionPooling(nn.Module):
         pooled, _ = self.attention(
             self.query.expand(tokens.shape[0], -1, -1), tokens, tokens, key_padding_mask=padding, need_weights=False
         )
-        return self.norm(pooled[:, 0])
+        normalized: torch.Tensor = self.norm(pooled[:, 0])
+        return normalized
 
 
 @dataclass
@@ -194,7 +196,7 @@ class SensorLMOutput:
     text_embeddings: torch.Tensor  # (batch, embed_dim), unit length
 
 
-class SensorLMModel(PreTrainedModel):
+class SensorLMModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTrainedModel.__init_subclass__ is unannotated
     config_class = SensorLMConfig
     base_model_prefix = "sensorlm"
     main_input_name = "values"
@@ -214,7 +216,7 @@ class SensorLMModel(PreTrainedModel):
         if config.loss == "coca":
             self.sensor_to_decoder = nn.Linear(config.dim, config.text_dim)
             self.decoder = BertLMHeadModel(config.bert_config(decoder=True))
-        self.post_init()
+        self.post_init()  # type: ignore[no-untyped-call]  # PreTrainedModel.post_init is unannotated
 
     def _init_weights(self, module: nn.Module) -> None:
         xavier_init(module, embedding_std=0.02)
@@ -231,9 +233,10 @@ class SensorLMModel(PreTrainedModel):
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         keep = self.config.patch_keep if self.training else 1.0
-        return self.sensor(
+        tokens_and_padding: tuple[torch.Tensor, torch.Tensor] = self.sensor(
             values, observed, weekday if self.config.calendar_features else None, keep=keep, generator=generator
         )
+        return tokens_and_padding
 
     def embed_sensor(
         self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
@@ -352,7 +355,7 @@ class SensorLMModel(PreTrainedModel):
         return len(weights)
 
 
-def save_sensorlm(model: SensorLMModel, tokenizer: "Tokenizer", normalization: dict, model_dir: Path) -> None:
+def save_sensorlm(model: SensorLMModel, tokenizer: "Tokenizer", normalization: dict[str, Any], model_dir: Path) -> None:
     """The model, its tokenizer and the channel normalization in one directory."""
     from modeling.ml.sensorlm.tokenizer import save_tokenizer
 

@@ -91,7 +91,8 @@ def day_statistics(values: np.ndarray, observed: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         channel_mean, channel_sd = np.nanmean(masked, axis=2), np.nanstd(masked, axis=2)  # (days, channels)
-    return np.nan_to_num(np.concatenate([summaries, channel_mean, channel_sd], axis=1))
+    statistics: np.ndarray = np.nan_to_num(np.concatenate([summaries, channel_mean, channel_sd], axis=1))
+    return statistics
 
 
 class CaptionDataset:
@@ -116,7 +117,7 @@ class CaptionDataset:
     def __len__(self) -> int:
         return self.values.shape[0]
 
-    def batch(self, indices: torch.Tensor) -> dict:
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
             "values": self.values[indices],
             "observed": self.observed[indices],
@@ -188,7 +189,7 @@ class SensorLMTrainSettings:
 
     size: str = setting("tiny", choices=SIZE_CHOICES)
     loss: str = setting("clip", choices=LOSS_CHOICES)
-    caption_levels: list = setting(list(LEVELS), "Caption levels.", choices=LEVEL_CHOICES, flags=("--levels",))
+    caption_levels: list[str] = setting(list(LEVELS), "Caption levels.", choices=LEVEL_CHOICES, flags=("--levels",))
     participants: int = setting(200, "Simulated participants (80 % train, 20 % held out).", minimum=10, maximum=100_000)
     days: int = setting(3, minimum=1, maximum=60)
     steps: int = setting(300, minimum=1, maximum=1_000_000)
@@ -213,8 +214,8 @@ def train_sensorlm_with(
     output_dir: Path,
     init_from: Path | None = None,
     device: str = "auto",
-    progress: Callable[[int, int, dict], None] = lambda *args: None,
-) -> dict:
+    progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
+) -> dict[str, Any]:
     """:func:`train_sensorlm` with the settings of a command line or a job."""
     return train_sensorlm(
         size=settings.size,
@@ -244,9 +245,9 @@ def train_sensorlm(
     init_from: Path | None = None,
     device: str = "auto",
     vocabulary_size: int = 2000,
-    progress: Callable[[int, int, dict], None] = lambda *args: None,
+    progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
     **config_overrides: Any,
-) -> dict:
+) -> dict[str, Any]:
     """Train on 80 % of the participants, report held-out retrieval on the other 20 %, save model + tokenizer + normalization."""
     data = captioned_days(participants=participants, days=days, seed=seed)
     _, held_out_participants = participant_split(participants, 0.2, seed)
@@ -277,7 +278,7 @@ def train_sensorlm(
         values[train_rows], observed[train_rows], input_ids[train_rows], attention_mask[train_rows], weekday[train_rows]
     )
     result = train(model, dataset, train_config, output_dir=output_dir, device=device, progress=progress)
-    model.eval()
+    model.train(False)  # evaluation mode: what PreTrainedModel.eval() does, which is unannotated
     held = torch.tensor(np.flatnonzero(~is_train))
     similarity = (
         embed_windows(model, values[held], observed[held], weekday[held])

@@ -93,7 +93,9 @@ def record_until(record: ParticipantRecord, day: int) -> ParticipantRecord:
 MIN_EVENTS = 10  # an endpoint with fewer events in the risk cohort is flagged and not counted as a win or a loss
 
 
-def paired_bootstrap(labels: np.ndarray, model: np.ndarray, score: np.ndarray, *, resamples: int, seed: int) -> dict:
+def paired_bootstrap(
+    labels: np.ndarray, model: np.ndarray, score: np.ndarray, *, resamples: int, seed: int
+) -> dict[str, Any]:
     """AUROC of both with percentile 95 % CIs, and of their difference, resampling participants (stratified:
     events and non-events separately, so every resample keeps the endpoint's events)."""
     model_auroc, score_auroc = auroc(labels, model), auroc(labels, score)
@@ -124,7 +126,7 @@ def risk_table(
     settings: TwinReportSettings,
     *,
     progress: Progress = lambda *args: None,
-) -> dict:
+) -> dict[str, Any]:
     days = settings.history_days + settings.horizon_days
     simulated = simulated_records(
         participants=settings.participants, days=days, seed=settings.seed, intervention_probability=0.0
@@ -189,7 +191,7 @@ def risk_table(
     return {"rows": rows, "participants": len(kept), **risk_counts(rows), "settings": asdict(settings)}
 
 
-def risk_counts(rows: list[dict]) -> dict:
+def risk_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     """Wins and losses over the endpoints with at least MIN_EVENTS events (the others are shown, not counted)."""
     counted = [row for row in rows if not row["few_events"]]
     return {
@@ -221,10 +223,10 @@ def trial_table(
     *,
     progress: Progress = lambda *args: None,
     trials: Sequence[tuple[str, str, str]] = TRIALS,
-) -> dict:
+) -> dict[str, Any]:
     pool = sample_traits(6000, np.random.default_rng(np.random.SeedSequence(settings.seed + 1, spawn_key=(0,))))
     members = populations(pool)
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     pooled: dict[str, tuple[list[float], list[float]]] = {}
     for number, (intervention, biomarker, population) in enumerate(trials):
         progress(
@@ -312,7 +314,7 @@ def _number(value: float | None, decimals: int = 2) -> str:
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{decimals}f}"
 
 
-def risk_markdown(table: dict, header: str) -> str:
+def risk_markdown(table: dict[str, Any], header: str) -> str:
     flagged = [row["endpoint"] for row in table["rows"] if row["few_events"]]
     lines = [
         header,
@@ -343,7 +345,7 @@ def risk_markdown(table: dict, header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def trial_markdown(table: dict, header: str) -> str:
+def trial_markdown(table: dict[str, Any], header: str) -> str:
     correlation = ", ".join(f"{name} {value:.2f}" for name, value in sorted(table["individual_r_by_biomarker"].items()))
     lines = [
         header,
@@ -374,7 +376,7 @@ def twin_report(
     output_dir: Path | None = None,
     progress: Progress = lambda *args: None,
     parts: tuple[str, ...] = ("risk", "trials"),
-) -> dict:
+) -> dict[str, dict[str, Any]]:
     """Both tables (markdown + JSON in ``output_dir``); refuses the model's own training seed."""
     from modeling.ml.twin.training import load_twin, training_seed
 

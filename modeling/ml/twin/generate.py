@@ -388,7 +388,9 @@ def _simulate_chunk(
     )
 
 
-def effect_summary(rollouts: Rollouts, *, participant: int, arm: int, control: int = 0, interval: float = 0.9) -> dict:
+def effect_summary(
+    rollouts: Rollouts, *, participant: int, arm: int, control: int = 0, interval: float = 0.9
+) -> dict[str, dict[str, float]]:
     """Per biomarker, the predicted change at the horizon (arm minus control, paired by sample): mean and interval."""
     difference = (
         rollouts.expected[participant, arm, :, -1, :] - rollouts.expected[participant, control, :, -1, :]
@@ -406,7 +408,7 @@ def bands(
     participant: int,
     arm: int,
     quantiles: Sequence[float] = (0.05, 0.25, 0.5, 0.75, 0.95),
-) -> dict:
+) -> dict[str, dict[str, list[float]]]:
     """Per biomarker, quantiles over the samples at every grid day: the fan chart of one arm."""
     values = rollouts.expected[participant, arm]  # (samples, grid, biomarkers)
     levels = np.quantile(values, quantiles, axis=0)  # (quantiles, grid, biomarkers)

@@ -45,7 +45,7 @@ CYCLE_DAYS = (7.0, 30.4, 91.3, 365.25)
 TIME_FEATURES = 4 + 2 * len(CYCLE_DAYS)
 
 
-class HealthFormerConfig(PretrainedConfig):
+class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # PretrainedConfig.__init_subclass__ is unannotated
     model_type = (
         "healthagent_healthformer"  # the stored format's name (committed weights carry it); the family is "twin"
     )
@@ -56,10 +56,10 @@ class HealthFormerConfig(PretrainedConfig):
         codes: int = 1,
         modalities: int = 11,
         bins: int = 24,
-        id_code: list | None = None,
-        id_bin: list | None = None,
-        id_modality: list | None = None,
-        id_value: list | None = None,
+        id_code: list[int] | None = None,
+        id_bin: list[int] | None = None,
+        id_modality: list[int] | None = None,
+        id_value: list[float] | None = None,
         dim: int = 64,
         depth: int = 3,
         heads: int = 4,
@@ -67,10 +67,10 @@ class HealthFormerConfig(PretrainedConfig):
         dropout: float = 0.0,
         block_size: int = 512,
         size: str = "tiny",
-        modality_loss_weights: dict | None = None,
-        modality_names: list | None = None,
+        modality_loss_weights: dict[str, float] | None = None,
+        modality_names: list[str] | None = None,
         time_loss_weight: float = 1.0,
-        id_treatment: list | None = None,
+        id_treatment: list[int] | None = None,
         treatments: int = 0,
         **kwargs: Any,
     ):
@@ -360,7 +360,8 @@ class Block(nn.Module):
                 q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
             )
         x = x + self.proj(attended.transpose(1, 2).reshape(batch, tokens, dim))
-        return x + self.mlp(self.norm2(x))
+        out: torch.Tensor = x + self.mlp(self.norm2(x))
+        return out
 
 
 def time_features(days: torch.Tensor, previous_day: torch.Tensor, age_years: torch.Tensor) -> torch.Tensor:
@@ -397,7 +398,7 @@ def treatment_features(first: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
     return torch.cat([started.float(), started.float() * (1 - torch.exp(-since / 30.0))], dim=-1)
 
 
-class HealthFormerModel(PreTrainedModel):
+class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTrainedModel.__init_subclass__ is unannotated
     config_class = HealthFormerConfig
     base_model_prefix = "healthformer"
     main_input_name = "input_ids"
@@ -431,7 +432,7 @@ class HealthFormerModel(PreTrainedModel):
         self.register_buffer("id_treatment", torch.tensor(config.id_treatment, dtype=torch.long))
         weights = [config.modality_loss_weights.get(name, 1.0) for name in config.modality_names]
         self.register_buffer("id_loss_weight", torch.tensor(weights, dtype=torch.float32)[self.id_modality])
-        self.post_init()
+        self.post_init()  # type: ignore[no-untyped-call]  # PreTrainedModel.post_init is unannotated
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):

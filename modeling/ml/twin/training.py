@@ -4,6 +4,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,8 +56,8 @@ def train_twin_with(
     *,
     output_dir: Path,
     device: str = "auto",
-    progress: Callable[[int, int, dict], None] = lambda *args: None,
-) -> dict:
+    progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
+) -> dict[str, Any]:
     """:func:`train_twin` with the settings of a command line or a job."""
     return train_twin(
         size=settings.size,
@@ -72,9 +73,9 @@ def train_twin_with(
 
 
 @torch.no_grad()
-def windows_loss(model: HealthFormerModel, windows: TimelineWindows, *, batch_size: int = 32) -> dict:
+def windows_loss(model: HealthFormerModel, windows: TimelineWindows, *, batch_size: int = 32) -> dict[str, float]:
     """Mean total, next-token and waiting-time losses over ``windows`` (weighted by windows)."""
-    model.eval()
+    model.train(False)  # evaluation mode: what PreTrainedModel.eval() does, which is unannotated
     totals = {"loss": 0.0, "token_loss": 0.0, "time_loss": 0.0}
     for start in range(0, len(windows), batch_size):
         indices = torch.arange(start, min(start + batch_size, len(windows)))
@@ -97,8 +98,8 @@ def train_twin(
     block_size: int = 512,
     bins: int = 24,
     unknown_smoking_probability: float = 0.25,
-    progress: Callable[[int, int, dict], None] = lambda *args: None,
-) -> dict:
+    progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
+) -> dict[str, Any]:
     """Simulate, fit the tokenizer on the training participants, train, score held-out participants, save.
 
     The model directory (``output_dir/model``) holds config.json, the weights and tokenizer.json.
