@@ -30,6 +30,7 @@ from evaluation.models import (
     StudyItem,
     StudyRater,
 )
+from evaluation.raters import RATER_SETTINGS
 from evaluation.services import EvaluationError
 from healthagent.accounts import AccountError, user_create_with_roles
 from healthagent.models import AgentVariant, Cohort, Participant
@@ -60,21 +61,7 @@ STUDY_FIELDS = [
 ]
 STUDY_TIMES = ["created_at", "opened_at", "closed_at"]
 # Newer fields (rater quality, issue 20): an import of an older file takes the model's defaults.
-STUDY_QUALITY_FIELDS = [
-    "consent_text",
-    "consent_version",
-    "background_fields",
-    "pass_threshold",
-    "qualification_retries",
-    "retry_cooldown_minutes",
-    "gold_rate",
-    "gold_minimum",
-    "min_seconds_per_item",
-    "repeat_share",
-    "repeat_gap",
-    "extra_raters_max",
-    "disagreement_range",
-]
+STUDY_QUALITY_FIELDS = [*RATER_SETTINGS, "consent_version"]
 ITEM_QUALITY_FIELDS = ["kind", "reference", "tolerance", "rationale", "extra_raters"]
 ASSIGNMENT_QUALITY_FIELDS = ["purpose", "attempt", "matches_reference"]
 STANDING_FIELDS = ["consent_version", "background", "state", "pause_reason"]

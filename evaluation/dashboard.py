@@ -142,7 +142,8 @@ def _change_words(action: str, details: dict[str, Any]) -> str:
     if action == Action.STUDY_CHANGED:
         fields = [str(name).lower() for name in details.get("changed_fields", [])]
         return "changed: " + ", ".join(fields) if fields else "changed"
-    return {Action.STUDY_OPENED: "opened", Action.STUDY_REOPENED: "reopened"}.get(action, action)
+    words: dict[str, str] = {Action.STUDY_OPENED.value: "opened", Action.STUDY_REOPENED.value: "reopened"}
+    return words.get(action, action)
 
 
 def study_quality_inputs(study: Study) -> QualityInputs:

@@ -4,7 +4,13 @@ from django import forms
 from django.contrib.auth.models import User
 
 from evaluation.models import Rubric, Study, StudyItem
-from evaluation.raters import BACKGROUND_KINDS, DEFAULT_BACKGROUND_FIELDS, RaterError, background_fields_check
+from evaluation.raters import (
+    BACKGROUND_KINDS,
+    DEFAULT_BACKGROUND_FIELDS,
+    RATER_NUMBERS,
+    RaterError,
+    background_fields_check,
+)
 from healthagent.models import AgentVariant, Cohort
 from healthagent.roles import Role
 
@@ -136,22 +142,9 @@ class StudyForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["background_fields"].initial = background_lines(DEFAULT_BACKGROUND_FIELDS)
 
-    RATER_NUMBERS = (
-        "pass_threshold",
-        "qualification_retries",
-        "retry_cooldown_minutes",
-        "gold_rate",
-        "gold_minimum",
-        "min_seconds_per_item",
-        "repeat_share",
-        "repeat_gap",
-        "extra_raters_max",
-        "disagreement_range",
-    )
-
     def clean(self) -> dict:
         cleaned = super().clean() or {}
-        for name in self.RATER_NUMBERS:  # left empty (or not posted by an older page): the default
+        for name in RATER_NUMBERS:  # left empty (or not posted by an older page): the default
             if cleaned.get(name) is None and name not in self.errors:
                 cleaned[name] = self.fields[name].initial
         return cleaned
@@ -166,16 +159,10 @@ class StudyForm(forms.Form):
         return {
             "consent_text": consent,
             "background_fields": data.get("background_fields") or [] if consent else [],
-            "pass_threshold": data["pass_threshold"] / 100,
-            "qualification_retries": data["qualification_retries"],
-            "retry_cooldown_minutes": data["retry_cooldown_minutes"],
-            "gold_rate": data["gold_rate"] / 100,
-            "gold_minimum": data["gold_minimum"],
+            **{name: data[name] for name in RATER_NUMBERS},
+            # Shares are asked as percentages.
+            **{name: data[name] / 100 for name in ("pass_threshold", "gold_rate", "repeat_share")},
             "min_seconds_per_item": float(data["min_seconds_per_item"]),
-            "repeat_share": data["repeat_share"] / 100,
-            "repeat_gap": data["repeat_gap"],
-            "extra_raters_max": data["extra_raters_max"],
-            "disagreement_range": data["disagreement_range"],
         }
 
 

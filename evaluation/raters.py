@@ -41,6 +41,20 @@ DEFAULT_BACKGROUND_FIELDS: list[dict[str, Any]] = [
     },
 ]
 BACKGROUND_KINDS = ("text", "number", "choice")
+# The study's rater rules: numbers a researcher sets, then the consent text and background form.
+RATER_NUMBERS = (
+    "pass_threshold",
+    "qualification_retries",
+    "retry_cooldown_minutes",
+    "gold_rate",
+    "gold_minimum",
+    "min_seconds_per_item",
+    "repeat_share",
+    "repeat_gap",
+    "extra_raters_max",
+    "disagreement_range",
+)
+RATER_SETTINGS = ("consent_text", "background_fields", *RATER_NUMBERS)
 QUEUE_PURPOSES = (Assignment.Purpose.MAIN, Assignment.Purpose.GOLD, Assignment.Purpose.REPEAT)
 
 

@@ -1,6 +1,7 @@
 """Reads of the evaluation app for clinicians' and researchers' pages."""
 
 import math
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
@@ -46,11 +47,11 @@ def access_study_for_change(*, user: User, study_id: int) -> Study:
     return study
 
 
-def rater_progress(*, study: Study, rater: User) -> dict:
+def rater_progress(*, study: Study, rater: User) -> dict[str, Any]:
     """How far a clinician is: done, and their share of the study's ratings (at least what they did)."""
 
     # One query (it runs on every rating page): the rater's counts and the study's sizes as subqueries.
-    def count_of(queryset: QuerySet) -> Subquery:
+    def count_of(queryset: QuerySet[Any]) -> Subquery:
         return Subquery(
             queryset.order_by().values("study").annotate(count=Count("pk")).values("count"), output_field=IntegerField()
         )
@@ -82,7 +83,7 @@ def rater_progress(*, study: Study, rater: User) -> dict:
     }
 
 
-def clinician_studies(*, rater: User) -> list[dict]:
+def clinician_studies(*, rater: User) -> list[dict[str, Any]]:
     """Open and closed studies the clinician is enrolled in, with their progress, whether asking for the next item
     would give them one now (``ratable``), and if not, how many items still wait for the agent's answers."""
     studies = list(Study.objects.filter(clinicians=rater).exclude(status=Study.Status.DRAFT).order_by("-opened_at"))
@@ -118,7 +119,7 @@ def _choice_words(choice: str, swapped: bool) -> str:
     return PAIRWISE_CHOICE_WORDS.get(seen, seen)
 
 
-def rater_ratings(*, rater: User, study: Study | None = None, limit: int = 200) -> list[dict]:
+def rater_ratings(*, rater: User, study: Study | None = None, limit: int = 200) -> list[dict[str, Any]]:
     """The clinician's own ratings, newest first, each as they gave it: the study, the item's number in it, the
     scores or choices (pairwise in the sides they saw), whether flagged unsafe, and when. Nothing of variants,
     participants or other raters."""
@@ -169,7 +170,7 @@ def ratings_needed(study: Study) -> int:
     return int(counts["items"] * study.raters_per_item + (counts["extra"] or 0))
 
 
-def study_overview(*, study: Study) -> dict:
+def study_overview(*, study: Study) -> dict[str, Any]:
     """Ratings done and needed (dropped items need none), per clinician, and the items without an answer."""
     counts = _results_items(study).aggregate(items=Count("pk"), extra=Sum("extra_raters"))
     items, extra = counts["items"], counts["extra"] or 0
@@ -200,7 +201,7 @@ def study_overview(*, study: Study) -> dict:
     }
 
 
-def training_comparison(assignment: Assignment) -> list[dict]:
+def training_comparison(assignment: Assignment) -> list[dict[str, Any]]:
     """A training item's dimensions: the clinician's score (in the sides they saw) beside the reference."""
     rating = assignment.rating
     item, pairwise = assignment.item, assignment.study.mode == Study.Mode.PAIRWISE
@@ -232,7 +233,7 @@ def training_comparison(assignment: Assignment) -> list[dict]:
     return rows
 
 
-def study_raters(*, study: Study) -> list[dict]:
+def study_raters(*, study: Study) -> list[dict[str, Any]]:
     """Every enrolled clinician's standing: consent, background, qualification attempts, gold accuracy and state."""
     standings = {
         standing.rater_id: standing
@@ -268,7 +269,7 @@ def study_raters(*, study: Study) -> list[dict]:
     return rows
 
 
-def study_quality_items(*, study: Study) -> dict:
+def study_quality_items(*, study: Study) -> dict[str, Any]:
     """The study's items by kind (training, qualification and gold listed; results counted)."""
     items = study.items.filter(dropped_at__isnull=True)
     return {

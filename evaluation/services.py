@@ -7,6 +7,7 @@ are sent only after the transaction commits.
 import dataclasses
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -14,7 +15,7 @@ from django.utils import timezone
 
 from evaluation.assignment import ItemWithoutAnswer, items_without_answers
 from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
-from evaluation.raters import RaterError, after_rating, background_fields_check
+from evaluation.raters import RATER_SETTINGS, RaterError, after_rating, background_fields_check
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort, Participant
@@ -41,35 +42,19 @@ class StudySpec:
     cohort: Cohort
     variants: list[AgentVariant]  # absolute: each is rated; pairwise: exactly two, compared
     raters_per_item: int
-    clinicians: list
+    clinicians: list[User]
     instructions: str = ""
     participants: int | None = None  # a random sample of this many; None for all
     window_days: int = 14
     seed: int = 0
     restricted: bool = False  # only the creator, ``researchers`` and admins see a restricted study
-    researchers: list = dataclasses.field(default_factory=list)
+    researchers: list[User] = dataclasses.field(default_factory=list)
     show_captions: bool = False
-    rater_settings: dict = dataclasses.field(default_factory=dict)  # consent, qualification, quality control
+    rater_settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # consent, qualification, quality control
 
 
-RATER_SETTINGS = {
-    "consent_text",
-    "background_fields",
-    "pass_threshold",
-    "qualification_retries",
-    "retry_cooldown_minutes",
-    "gold_rate",
-    "gold_minimum",
-    "min_seconds_per_item",
-    "repeat_share",
-    "repeat_gap",
-    "extra_raters_max",
-    "disagreement_range",
-}
-
-
-def _check_rater_settings(settings: dict) -> dict:
-    unknown = set(settings) - RATER_SETTINGS
+def _check_rater_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(settings) - set(RATER_SETTINGS)
     if unknown:
         raise EvaluationError(f"unknown rater settings: {', '.join(sorted(unknown))}")
     for name, low, high in (("pass_threshold", 0.01, 1.0), ("gold_rate", 0.0, 0.5), ("repeat_share", 0.0, 0.5)):
@@ -306,7 +291,7 @@ def _check_editable(assignment: Assignment) -> None:
         raise EvaluationError("this study is closed: ratings can no longer be changed")
 
 
-def assignment_save_draft(*, assignment_id: int, rater: User, draft: dict) -> None:
+def assignment_save_draft(*, assignment_id: int, rater: User, draft: dict[str, Any]) -> None:
     """Keep what the rater has entered so far (autosave); never a rating by itself."""
     if not isinstance(draft, dict) or len(str(draft)) > 20_000:
         raise EvaluationError("the draft is not valid")
@@ -338,7 +323,7 @@ def assignment_skip(*, assignment_id: int, rater: User, reason: str) -> Assignme
     return assignment
 
 
-def _clean_scores(dimensions: list[Dimension], scores: dict, pairwise: bool) -> dict:
+def _clean_scores(dimensions: list[Dimension], scores: dict[str, Any], pairwise: bool) -> dict[str, Any]:
     cleaned = {}
     for dimension in dimensions:
         value = scores.get(dimension.key)
@@ -373,7 +358,7 @@ def rating_submit(
     *,
     assignment_id: int,
     rater: User,
-    scores: dict,
+    scores: dict[str, Any],
     preference: str = "",
     comment: str = "",
     unsafe: bool = False,
