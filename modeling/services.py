@@ -12,7 +12,14 @@ from django.db import transaction
 
 from healthagent.models import Cohort, Participant
 from healthagent.roles import Role, user_has_role
-from modeling.jobs import INTERACTIVE_PRIORITY, QUICK_QUEUE, JobError, job_queue, queue_by_checkpoint
+from modeling.jobs import (
+    INTERACTIVE_PRIORITY,
+    QUICK_QUEUE,
+    JobError,
+    job_checkpoint_record,
+    job_queue,
+    queue_by_checkpoint,
+)
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME, ENDPOINTS, INTERVENTION_BY_NAME
 from modeling.ml.twin.tokens import BIOMARKER_NAMES, ParticipantRecord
 from modeling.models import Checkpoint, Job, Prediction, SimulationRun
@@ -299,3 +306,19 @@ def simulation_request_queue(
             return job_queue(kind_name="simulate", user=user, config=config, priority=INTERACTIVE_PRIORITY, queue=quick)
         except JobError as error:
             raise TwinError(str(error)) from error
+
+
+def head_checkpoints_replace(
+    *, job: Job, base: Checkpoint, saved: list[tuple[Path, dict[str, Any]]]
+) -> list[Checkpoint]:
+    """Register a head search's saved heads (directory, metrics) as ``lsm_head`` checkpoints of ``job`` over ``base``:
+    all of them or none, and a job delivered again replaces the heads it registered before."""
+    with transaction.atomic():
+        checkpoints = [
+            job_checkpoint_record(job=job, family="lsm_head", size=base.size, path=str(directory), metrics=metrics)
+            for directory, metrics in saved
+        ]
+        Checkpoint.objects.filter(job=job, family="lsm_head").exclude(
+            pk__in=[checkpoint.pk for checkpoint in checkpoints]
+        ).delete()
+    return checkpoints

@@ -11,31 +11,24 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.db import transaction
 
 from healthagent.models import AgentVariant, Cohort
 from modeling.jobs import (
     JobContext,
     JobError,
     JobKind,
-    job_checkpoint_record,
     job_language_model,
     job_queue_follow_up,
     kind_config,
     queue_by_checkpoint,
     register,
 )
-from modeling.ml.data.labels import TASKS
-from modeling.ml.heads.spec import describe_spec
+from modeling.ml.heads.settings import HeadSearchSettings
+from modeling.ml.heads.tables import head_tables
 from modeling.models import Checkpoint
+from modeling.services import head_checkpoints_replace
+from modeling.settings_forms import SettingsForm
 
-PROPOSERS = [
-    ("random", "random (baseline)"),
-    ("evolution", "evolution of the best specs"),
-    ("tpe", "Optuna TPE"),
-    ("llm", "language model (the agent variant below)"),
-]
-DEFAULT_TASKS = ["hypertension", "diabetes", "sleep_apnea", "systolic_bp"]
 LLM_BACKENDS = (AgentVariant.Backend.TRANSFORMERS, AgentVariant.Backend.OPENAI_HTTP)
 
 
@@ -47,34 +40,33 @@ def _language_model_variants():
     return AgentVariant.objects.filter(backend__in=LLM_BACKENDS).order_by("name")
 
 
-class HeadSearchForm(forms.Form):
+class HeadSearchForm(SettingsForm):
+    """The search's settings come from ``HeadSearchSettings`` (as ``heads compare`` takes them); the site adds the
+    model, the language model's variant, a time limit, the ensemble's replicates and a cohort to predict."""
+
+    settings_class = HeadSearchSettings
+    field_order = [
+        "checkpoint",
+        "tasks",
+        "proposers",
+        "agent_variant",
+        "llm_temperature",
+        "budget",
+        "time_limit_min",
+        "participants",
+        "days",
+        "replicates",
+        "seed",
+        "predict_cohort",
+    ]
     checkpoint = forms.ModelChoiceField(
         queryset=_lsm_checkpoints(), empty_label=None, help_text="The frozen foundation model."
-    )
-    tasks = forms.MultipleChoiceField(
-        choices=[(task.name, f"{task.name} ({task.kind})") for task in TASKS], initial=DEFAULT_TASKS
-    )
-    proposers = forms.MultipleChoiceField(
-        choices=PROPOSERS,
-        initial=["random", "evolution", "tpe"],
-        widget=forms.CheckboxSelectMultiple,
-        help_text="The classroom: each proposes every round from one shared leaderboard.",
     )
     agent_variant = forms.ModelChoiceField(
         queryset=_language_model_variants(),
         required=False,
         help_text="The language model proposer's backend (transformers or OpenAI-compatible HTTP).",
     )
-    llm_temperature = forms.FloatField(
-        label="Language-model temperature",
-        min_value=0.0,
-        max_value=2.0,
-        initial=0.7,
-        required=False,
-        help_text="Sampling temperature of the language-model proposer (0 = greedy: a repeated prompt "
-        "repeats its spec; each proposal has its own seed).",
-    )
-    budget = forms.IntegerField(min_value=1, max_value=500, initial=12, help_text="Trainings per task.")
     time_limit_min = forms.FloatField(
         label="Time limit (minutes)",
         min_value=0.1,
@@ -82,18 +74,8 @@ class HeadSearchForm(forms.Form):
         required=False,
         help_text="Wall time per task in minutes; no training starts after it. Empty: no limit.",
     )
-    participants = forms.IntegerField(
-        min_value=20,
-        max_value=100_000,
-        initial=150,
-        help_text="New simulated participants with labels, split 60/20/20 (train/validation/test).",
-    )
-    days = forms.IntegerField(min_value=1, max_value=60, initial=2)
     replicates = forms.IntegerField(
         min_value=1, max_value=100, initial=5, help_text="Bootstrap heads behind each prediction's interval."
-    )
-    seed = forms.IntegerField(
-        min_value=0, initial=3000, help_text="Another seed than pre-training: participants the model never saw."
     )
     predict_cohort = forms.ModelChoiceField(
         queryset=Cohort.objects.order_by("name"),
@@ -106,6 +88,7 @@ class HeadSearchForm(forms.Form):
         self.fields["checkpoint"].queryset = _lsm_checkpoints()  # evaluated per form, not at import
         self.fields["agent_variant"].queryset = _language_model_variants()
         self.fields["predict_cohort"].queryset = Cohort.objects.order_by("name")
+        self.fields["tasks"].widget = forms.SelectMultiple(choices=self.fields["tasks"].choices)  # many: a list box
 
     def clean(self):
         cleaned = super().clean()
@@ -200,21 +183,9 @@ def run_head_search(context: JobContext) -> dict:
             outcome.ensemble.metadata["base_checkpoint"] = base.pk
             metrics = outcome.ensemble.metadata | {"spec": outcome.result["head"]["spec"]}
             saved.append((task, save_ensemble(outcome.ensemble, context.work_dir / "heads" / task), metrics))
-    # All of the job's heads, or none; a job delivered again replaces the heads it registered before.
-    with transaction.atomic():
-        checkpoints = [
-            job_checkpoint_record(
-                job=context.job,
-                family="lsm_head",
-                size=base.size,
-                path=str(directory),
-                metrics=metrics,
-            )
-            for task, directory, metrics in saved
-        ]
-        Checkpoint.objects.filter(job=context.job, family="lsm_head").exclude(
-            pk__in=[checkpoint.pk for checkpoint in checkpoints]
-        ).delete()
+    checkpoints = head_checkpoints_replace(
+        job=context.job, base=base, saved=[(path, metrics) for _, path, metrics in saved]
+    )
     summary = {
         "checkpoint": base.pk,
         "heads": {task: checkpoint.pk for (task, _, _), checkpoint in zip(saved, checkpoints, strict=True)},
@@ -230,100 +201,6 @@ def run_head_search(context: JobContext) -> dict:
         context.log(f"the cohort predictions are job #{follow_up.pk}")
         summary["predictions_job"] = follow_up.pk
     return summary
-
-
-def _metric(result: dict | None, metric: str) -> str:
-    value = (result or {}).get(metric)
-    if not value or value[0] is None:
-        return "—"
-    return f"{value[0]:.3f} ({value[1]:.3f}–{value[2]:.3f})"
-
-
-def _number(value) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
-def head_tables(results: list[dict]) -> list[dict]:
-    """The page's tables: best head against the linear probe per task, and each proposer's contribution."""
-    rows = []
-    for result in results:
-        head = result["head"] or {}
-        decision = result.get("decision") or {}
-        advantage = (
-            "—"
-            if decision.get("difference") is None
-            else f"{decision['difference']:+.3f} ({_number(decision['difference_ci'][0])} to {_number(decision['difference_ci'][1])})"
-        )
-        rows.append(
-            [
-                result["task"],
-                describe_spec(head.get("spec")),
-                result["validation_metric"],
-                _number(head.get("validation")),
-                _number(result["probe"]["validation"]),
-                _number(decision.get("head")),
-                _number(decision.get("probe")),
-                advantage,
-                "**uses the head**" if result["uses_head"] else "keeps the probe",
-                result["metric"],
-                _metric(head.get("test"), result["metric"]),
-                _metric(result["probe"]["test"], result["metric"]),
-            ]
-        )
-    tables = [
-        {
-            "title": "Best head vs linear probe",
-            "kind": "head_vs_probe",
-            "summary": "The search picks its best head on the search fold. The decision is made on the decision fold, which the "
-            "search never saw: the head is used only if its advantage's 95 % CI lies above 0. The test participants "
-            "(scored once) only report.",
-            "columns": [
-                "task",
-                "best head",
-                "validation metric",
-                "best head (search fold)",
-                "linear probe (search fold)",
-                "best head (decision fold)",
-                "linear probe (decision fold)",
-                "head − probe (decision fold, 95 % CI)",
-                "decision",
-                "test metric",
-                "best head (test, 95 % CI)",
-                "linear probe (test, 95 % CI)",
-            ],
-            "rows": rows,
-        }
-    ]
-    for result in results:
-        tables.append(
-            {
-                "title": f"Proposers: {result['task']}",
-                "kind": "proposers",
-                "summary": f"Stopped: {result['stopped']}; {result['trainings']} trainings in {result['search_s']:.0f} s.",
-                "columns": [
-                    "proposer",
-                    "proposals",
-                    "trainings",
-                    "repeats",
-                    "invalid",
-                    "best score",
-                    "raised the best",
-                ],
-                "rows": [
-                    [
-                        row["proposer"],
-                        str(row["proposals"]),
-                        str(row["trainings"]),
-                        str(row["repeats"]),
-                        str(row["invalid"]),
-                        _number(row["best_score"]),
-                        str(row["raised_best"]),
-                    ]
-                    for row in result["proposers"]
-                ],
-            }
-        )
-    return tables
 
 
 def _queue(config: dict) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
+from modeling.ml.heads.settings import HeadSearchSettings
 from modeling.ml.lsm.pretrain import PretrainSettings
 from modeling.ml.lsm.report import ReportSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
@@ -78,9 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     settings = argparse.ArgumentParser(add_help=False)  # the comparison's settings, shared by compare and report
     settings.add_argument("--model", type=Path, required=True)
-    settings.add_argument(
-        "--tasks", nargs="+", default=["hypertension", "diabetes", "sleep_apnea", "depression", "systolic_bp"]
-    )
+    add_settings_arguments(settings, HeadSearchSettings, skip=("proposers",))
     settings.add_argument(
         "--proposers",
         nargs="+",
@@ -102,15 +101,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings.add_argument(
         "--llm-url", default="", help="openai_http: the server's base URL, e.g. http://localhost:8000/v1"
     )
-    settings.add_argument(
-        "--llm-temperature", type=float, default=0.7, help="seeded sampling, so repeated prompts can differ"
-    )
     settings.add_argument("--llm-timeout", type=float, default=300.0, help="seconds per proposal")
     settings.add_argument("--bootstrap", type=int, default=200)
-    settings.add_argument("--budget", type=int, default=12, help="trainings per proposer and task")
-    settings.add_argument("--participants", type=int, default=200)
-    settings.add_argument("--days", type=int, default=4)
-    settings.add_argument("--seed", type=int, default=3000)
     settings.add_argument("--output", type=Path)
     heads.add_parser(
         "compare", parents=[settings], help="linear probe vs each proposer's best head, per task, at equal budgets"

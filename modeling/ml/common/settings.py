@@ -59,10 +59,15 @@ def settings_check(settings: Any) -> None:
                 raise ValueError(f"{declared.name}: {item} is above {meta['maximum']}")
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser, settings_class: type) -> None:
+def add_settings_arguments(
+    parser: argparse.ArgumentParser, settings_class: type, *, skip: tuple[str, ...] = ()
+) -> None:
     """One option per field: ``--batch-size`` for ``batch_size`` (and the field's extra flags), with its default, help
-    and choices; a boolean is ``--name`` / ``--no-name``; a list takes several values."""
+    and choices; a boolean is ``--name`` / ``--no-name``; a list takes several values. ``skip``: fields the command
+    declares itself (with a meaning of its own there)."""
     for declared in fields(settings_class):
+        if declared.name in skip:
+            continue
         meta, default = declared.metadata, setting_default(declared)
         spellings = ["--" + declared.name.replace("_", "-"), *meta.get("flags", ())]
         choices = [choice for choice, _ in meta.get("choices") or []] or None
