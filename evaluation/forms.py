@@ -3,7 +3,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import User
 
-from evaluation.models import Rubric, Study, StudyItem
+from evaluation.models import Protocol, Rubric, Study, StudyItem
+from evaluation.quality import EXCLUSION_RULES
 from evaluation.raters import (
     BACKGROUND_KINDS,
     DEFAULT_BACKGROUND_FIELDS,
@@ -209,3 +210,59 @@ class ItemReferenceForm(forms.Form):
         max_length=5000,
         help_text="Training items: why the reference scores are what they are (shown to the clinician after rating).",
     )
+
+
+class ProtocolForm(forms.Form):
+    """The pre-registered analysis; the power analysis' inputs beside it (computed on request, its choice written in)."""
+
+    hypotheses = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=5000)
+    primary_dimension = forms.ChoiceField(
+        label="Primary outcome: dimension", help_text="Its mean score per participant."
+    )
+    primary_variant_a = forms.ModelChoiceField(
+        queryset=AgentVariant.objects.none(), label="Primary comparison: first variant"
+    )
+    primary_variant_b = forms.ModelChoiceField(queryset=AgentVariant.objects.none(), label="Second variant")
+    primary_test = forms.ChoiceField(choices=Protocol.Test.choices, label="Test")
+    sided = forms.ChoiceField(choices=Protocol.Sided.choices, label="Sides")
+    alpha = forms.FloatField(min_value=0.001, max_value=0.2, initial=0.05)
+    secondary_outcomes = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=5000)
+    exclusion_rules = forms.MultipleChoiceField(
+        choices=list(EXCLUSION_RULES.items()),
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text="Ratings these rules flag are left out of the primary analysis.",
+    )
+    planned_items = forms.IntegerField(
+        min_value=5, max_value=1_000_000, label="Planned items (participants rated for both variants)"
+    )
+    planned_raters_per_item = forms.IntegerField(min_value=1, max_value=50, label="Planned raters per item")
+    # The power analysis' assumptions (from a pilot study or the literature).
+    power_sd = forms.FloatField(min_value=0.05, max_value=5, initial=1.0, label="Assumed SD of one rating")
+    power_difference = forms.FloatField(min_value=0.01, max_value=4, initial=0.3, label="Expected difference (points)")
+    power_icc = forms.FloatField(
+        min_value=0.01, max_value=0.99, initial=0.5, label="Assumed inter-rater agreement (ICC)"
+    )
+    power_target = forms.FloatField(min_value=0.5, max_value=0.99, initial=0.8, label="Target power")
+    power_alpha_width = forms.FloatField(
+        min_value=0.01, max_value=2, required=False, label="Target width of α's 95 % interval (optional)"
+    )
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        max_length=1000,
+        label="Reason for the change (a locked protocol records it as a deviation)",
+    )
+
+    def __init__(self, *args, study: Study, **kwargs):
+        super().__init__(*args, **kwargs)
+        dimension = self.fields["primary_dimension"]
+        assert isinstance(dimension, forms.ChoiceField)
+        dimension.choices = [(d.key, d.label) for d in study.rubric.dimensions.all()]
+        variant_ids = set(study.items.values_list("variant_a_id", flat=True)) | set(
+            study.items.exclude(variant_b=None).values_list("variant_b_id", flat=True)
+        )
+        for name in ("primary_variant_a", "primary_variant_b"):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = AgentVariant.objects.filter(pk__in=variant_ids).order_by("name")

@@ -360,3 +360,60 @@ class QualificationAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"Qualification attempt {self.number} of {self.standing}"
+
+
+class Protocol(models.Model):
+    """A study's pre-registered analysis. Locked before the study opens: the manifest (JSON) and its SHA-256 are
+    fixed, the hash goes to the audit log, and a later change of a locked field is a Deviation with a reason."""
+
+    class Test(models.TextChoices):
+        WILCOXON = "wilcoxon", "Wilcoxon signed-rank (paired; the dashboard's test)"
+        PAIRED_T = "paired_t", "Paired t-test"
+
+    class Sided(models.TextChoices):
+        TWO = "two-sided", "Two-sided"
+        GREATER = "greater", "One-sided: the first variant scores higher"
+        LESS = "less", "One-sided: the first variant scores lower"
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="protocol")
+    hypotheses = models.TextField(help_text="The hypotheses, in words.")
+    primary_dimension = models.SlugField(max_length=40, help_text="The primary outcome's rubric dimension.")
+    primary_variant_a = models.ForeignKey(AgentVariant, on_delete=models.PROTECT, related_name="+")
+    primary_variant_b = models.ForeignKey(AgentVariant, on_delete=models.PROTECT, related_name="+")
+    primary_test = models.CharField(max_length=10, choices=Test.choices, default=Test.WILCOXON)
+    sided = models.CharField(max_length=10, choices=Sided.choices, default=Sided.TWO)
+    alpha = models.FloatField(default=0.05)
+    secondary_outcomes = models.TextField(blank=True)
+    exclusion_rules = models.JSONField(
+        default=list, blank=True, help_text="Rater-quality rules applied to the analysis."
+    )
+    planned_items = models.PositiveIntegerField(help_text="Participants rated for both variants (pairs).")
+    planned_raters_per_item = models.PositiveSmallIntegerField()
+    power = models.JSONField(default=dict, blank=True, help_text="The power analysis: its inputs, curve and choice.")
+    locked_at = models.DateTimeField(null=True, blank=True)
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    manifest = models.JSONField(default=dict, blank=True)
+    manifest_sha256 = models.CharField(max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"Protocol of study #{self.study_id}"
+
+
+class Deviation(models.Model):
+    """A change of a locked protocol field, with the owner's reason; never edited or deleted."""
+
+    protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="deviations")
+    field = models.CharField(max_length=60)
+    before = models.JSONField(null=True)
+    after = models.JSONField(null=True)
+    reason = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["protocol", "created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"Deviation of {self.field} in {self.protocol}"

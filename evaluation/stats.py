@@ -185,26 +185,44 @@ def _icc_terms(matrix: np.ndarray) -> dict:
 # --- Variant comparisons ---------------------------------------------------------------------
 
 
-def paired_comparison(ratings: pd.DataFrame, variant_a: str, variant_b: str) -> dict:
-    """Wilcoxon signed-rank on participants rated for both variants (their mean scores), with the
-    matched-pairs rank-biserial correlation as effect size (positive: A scores higher)."""
-    means = ratings.groupby(["participant", "variant"])["score"].mean().unstack("variant")
-    if variant_a not in means or variant_b not in means:
+def paired_comparison(
+    ratings: pd.DataFrame, variant_a: str, variant_b: str, *, test: str = "wilcoxon", alternative: str = "two-sided"
+) -> dict:
+    """Wilcoxon signed-rank (or, with ``test="paired_t"``, a paired t-test) on participants rated for both variants
+    (their mean scores), with the matched-pairs rank-biserial correlation as effect size (positive: A scores higher).
+    ``alternative``: two-sided, greater (A higher) or less. The pre-registered analysis and its power simulation
+    (evaluation/protocol.py) call this same function."""
+    # Each participant's mean score per variant, with numpy (a power analysis calls this thousands of times).
+    variants = ratings["variant"].to_numpy()
+    side = np.where(variants == variant_a, 0, np.where(variants == variant_b, 1, -1))
+    if not (side == 0).any() or not (side == 1).any():
         return not_enough("one of the variants has no ratings")
-    paired = means[[variant_a, variant_b]].dropna()
-    differences = (paired[variant_a] - paired[variant_b]).to_numpy()
+    kept = side >= 0
+    participant, _ = pd.factorize(ratings["participant"].to_numpy()[kept])
+    sums = np.zeros((participant.max() + 1, 2))
+    counts = np.zeros_like(sums)
+    np.add.at(sums, (participant, side[kept]), ratings["score"].to_numpy(dtype=float)[kept])
+    np.add.at(counts, (participant, side[kept]), 1.0)
+    both = (counts > 0).all(axis=1)
+    first, second = sums[both, 0] / counts[both, 0], sums[both, 1] / counts[both, 1]
+    differences = first - second
     nonzero = differences[differences != 0]
-    if len(paired) < 5 or len(nonzero) < 1:
-        return not_enough(f"{len(paired)} participant(s) rated for both variants; at least 5 with a difference needed")
-    test = stats.wilcoxon(paired[variant_a], paired[variant_b], zero_method="wilcox")
+    if len(differences) < 5 or len(nonzero) < 1:
+        return not_enough(
+            f"{len(differences)} participant(s) rated for both variants; at least 5 with a difference needed"
+        )
+    if test == "paired_t":
+        result = stats.ttest_rel(first, second, alternative=alternative)
+    else:
+        result = stats.wilcoxon(first, second, zero_method="wilcox", alternative=alternative)
     ranks = stats.rankdata(np.abs(nonzero))
     rank_biserial = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
     return {
         "enough": True,
-        "n_pairs": len(paired),
+        "n_pairs": len(differences),
         "mean_difference": float(differences.mean()),
-        "statistic": float(test.statistic),
-        "p_value": float(test.pvalue),
+        "statistic": float(result.statistic),
+        "p_value": float(result.pvalue),
         "rank_biserial": rank_biserial,
     }
 

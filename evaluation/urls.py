@@ -38,6 +38,8 @@ urlpatterns = [
         views.study_rater_reinstate,
         name="study_rater_reinstate",
     ),
+    path("studies/<int:study_id>/protocol/", views.study_protocol, name="study_protocol"),
+    path("studies/<int:study_id>/protocol.json", views.study_protocol_manifest, name="study_protocol_manifest"),
     path("studies/<int:study_id>/dashboard/", views.study_dashboard_view, name="study_dashboard"),
     path("studies/<int:study_id>/export.<str:fmt>", views.study_export, name="study_export"),
     path("exports/data-dictionary.json", views.data_dictionary, name="data_dictionary"),

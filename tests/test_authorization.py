@@ -176,6 +176,12 @@ MATRIX = {
         LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}
     ),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),
+    "evaluation:study_protocol": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}
+    ),
+    "evaluation:study_protocol_manifest": row(
+        LOGIN, FORBIDDEN, 404, 404, kwargs=lambda objects, user: {"study_id": objects["study"].pk}  # none locked yet
+    ),
     "evaluation:onboarding": row(
         LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"study_id": enrolled_study(objects, user)}
     ),
