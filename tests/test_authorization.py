@@ -180,7 +180,11 @@ MATRIX = {
         LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}
     ),
     "evaluation:study_protocol_manifest": row(
-        LOGIN, FORBIDDEN, 404, 404, kwargs=lambda objects, user: {"study_id": objects["study"].pk}  # none locked yet
+        LOGIN,
+        FORBIDDEN,
+        404,
+        404,
+        kwargs=lambda objects, user: {"study_id": objects["study"].pk},  # none locked yet
     ),
     "evaluation:onboarding": row(
         LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"study_id": enrolled_study(objects, user)}
