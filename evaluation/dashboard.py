@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from evaluation import quality, stats
-from evaluation.models import Assignment, Dimension, Rating, Study, StudyRater
+from evaluation.models import Assignment, Dimension, Protocol, Rating, Study, StudyRater
 from evaluation.selectors import ratings_needed
 from healthagent.audit import Action
 from healthagent.models import AuditEntry
@@ -562,6 +562,11 @@ def study_dashboard(study: Study, *, exclude: frozenset[str] = frozenset(), stra
         exclude=exclude & set(quality.EXCLUSION_RULES),
         stratify=stratify if stratify in background_keys else "",
     )
+    protocol = Protocol.objects.filter(study=study).select_related("primary_variant_a", "primary_variant_b").first()
+    if protocol is not None:
+        dashboard["protocol"] = primary_analysis(
+            protocol=protocol, per_rating=per_rating, quality_inputs=study_quality_inputs(study), mode=study.mode
+        )
     dashboard["background_fields"] = study.background_fields
     for row in dashboard.get("quality", []):
         row["background_values"] = [row["background"].get(key, "—") for key in background_keys]
@@ -573,6 +578,73 @@ def study_dashboard(study: Study, *, exclude: frozenset[str] = frozenset(), stra
         dimension.key for dimension in dimensions if dimension.scale == Dimension.Scale.BINARY
     ]
     return dashboard
+
+
+def primary_analysis(
+    *, protocol: Protocol, per_rating: pd.DataFrame, quality_inputs: QualityInputs, mode: str
+) -> dict[str, Any]:
+    """The pre-registered primary analysis, exactly as the protocol fixed it: its exclusion rules, its dimension, its
+    two variants, its test and sides. Absolute studies: ``stats.paired_comparison`` (as the power analysis);
+    pairwise: a binomial test of the first variant's wins among decided judgements on the dimension."""
+    first, second = protocol.primary_variant_a.name, protocol.primary_variant_b.name
+    below_gold, paused = flagged_raters(quality_inputs)
+    rules = set(protocol.exclusion_rules)
+    used = per_rating
+    if len(per_rating) and rules:
+        flagged = quality.exclusions(
+            per_rating, below_gold=below_gold, paused=paused, min_seconds=quality_inputs.min_seconds, rules=rules
+        )
+        used = per_rating[flagged == ""]
+    result: dict[str, Any] = {
+        "locked": protocol.locked_at is not None,
+        "sha256": protocol.manifest_sha256,
+        "dimension": protocol.primary_dimension,
+        "variants": [first, second],
+        "test": protocol.get_primary_test_display() if mode != Study.Mode.PAIRWISE else "Binomial test of wins",
+        "sided": protocol.sided,
+        "alpha": protocol.alpha,
+        "exclusion_rules": sorted(rules),
+        "ratings_used": len(used),
+        "ratings_excluded": len(per_rating) - len(used),
+        "deviations": list(protocol.deviations.values("field", "before", "after", "reason", "created_at")),
+    }
+    if used.empty:
+        return result | not_enough_yet("no ratings yet")
+    if mode == Study.Mode.PAIRWISE:
+        from scipy.stats import binomtest
+
+        choices = used["scores"].map(lambda scores: scores.get(protocol.primary_dimension))
+        forward = used["variant_a"] == first  # the item's A is the protocol's first variant
+        wins_first = int(((choices == "a") & forward).sum() + ((choices == "b") & ~forward).sum())
+        wins_second = int(((choices == "b") & forward).sum() + ((choices == "a") & ~forward).sum())
+        if wins_first + wins_second < 5:
+            return result | not_enough_yet(f"{wins_first + wins_second} decided judgement(s); at least 5 needed")
+        test = binomtest(wins_first, wins_first + wins_second, 0.5, alternative=protocol.sided)
+        return result | {
+            "enough": True,
+            "estimate": wins_first / (wins_first + wins_second),
+            "estimate_words": f"{first} wins {wins_first} of {wins_first + wins_second} decided judgements",
+            "p_value": float(test.pvalue),
+            "significant": float(test.pvalue) < protocol.alpha,
+        }
+    long = long_scores(used).rename(columns={"value": "score"})
+    group = long[long["dimension"] == protocol.primary_dimension].assign(
+        score=lambda frame: frame["score"].astype(float)
+    )
+    comparison = stats.paired_comparison(group, first, second, test=protocol.primary_test, alternative=protocol.sided)
+    if not comparison.get("enough"):
+        return result | not_enough_yet(comparison.get("reason", "not enough ratings"))
+    return result | {
+        "enough": True,
+        "estimate": comparison["mean_difference"],
+        "estimate_words": f"mean difference {comparison['mean_difference']:+.2f} points over {comparison['n_pairs']} participants",
+        "p_value": comparison["p_value"],
+        "significant": comparison["p_value"] < protocol.alpha,
+    }
+
+
+def not_enough_yet(reason: str) -> dict[str, Any]:
+    return {"enough": False, "reason": reason}
 
 
 def figures_as_data(dashboard: dict) -> dict:

@@ -3,15 +3,22 @@ rating, with the item's variants revealed (exports are for researchers) and a da
 
 import io
 import json
+import zipfile
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from evaluation import quality
 from evaluation.dashboard import flagged_raters, study_quality_inputs, study_ratings, study_skips
-from evaluation.models import Study, StudyRater
+from evaluation.models import Protocol, Study, StudyRater
+from evaluation.protocol import canonical_json
 
-FORMATS = {"csv": "text/csv", "jsonl": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+FORMATS = {
+    "csv": "text/csv",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+    "zip": "application/zip",  # for publication: the ratings with the protocol's manifest, deviations and dictionary
+}
 
 DATA_DICTIONARY = {
     "study": "Study name.",
@@ -43,6 +50,10 @@ DATA_DICTIONARY = {
     "background_<key>": "The rater's answer to the study's background question <key> (e.g. specialty), as given "
     "when they consented.",
     "consent_version": "The version of the study's consent text the rater accepted.",
+    "protocol_sha256": "SHA-256 of the study's locked protocol manifest (the same hash is in the audit log; the zip "
+    "export holds the manifest as protocol.json, byte for byte what was hashed, and the deviations as deviations.json; "
+    "Parquet holds both in its file metadata). Empty when no protocol is locked.",
+    "protocol_deviations": "How many deviations from the locked protocol were recorded when the export was taken.",
 }
 
 
@@ -75,7 +86,31 @@ def export_frame(study: Study) -> pd.DataFrame:
     frame.insert(0, "study", study.name)
     if study.mode != Study.Mode.PAIRWISE:
         frame = frame.drop(columns=["variant_b", "preference", "swapped"])
-    return _with_raters(study, frame).reset_index(drop=True)
+    frame = _with_raters(study, frame)
+    protocol = _locked_protocol(study)
+    frame["protocol_sha256"] = protocol.manifest_sha256 if protocol else ""
+    frame["protocol_deviations"] = protocol.deviations.count() if protocol else 0
+    return frame.reset_index(drop=True)
+
+
+def _locked_protocol(study: Study) -> Protocol | None:
+    return Protocol.objects.filter(study=study, locked_at__isnull=False).first()
+
+
+def _deviations(protocol: Protocol | None) -> list[dict]:
+    if protocol is None:
+        return []
+    return [
+        {
+            "field": deviation.field,
+            "before": deviation.before,
+            "after": deviation.after,
+            "reason": deviation.reason,
+            "by": deviation.created_by.get_username() if deviation.created_by else None,
+            "at": deviation.created_at.isoformat(),
+        }
+        for deviation in protocol.deviations.select_related("created_by")
+    ]
 
 
 def _with_raters(study: Study, frame: pd.DataFrame) -> pd.DataFrame:
@@ -107,8 +142,32 @@ def export_bytes(study: Study, fmt: str) -> bytes:
         return frame.to_csv(index=False).encode()
     if fmt == "jsonl":
         return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in frame.to_dict("records")).encode()
+    protocol = _locked_protocol(study)
     if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if protocol is not None:
+            table = table.replace_schema_metadata(
+                {
+                    **(table.schema.metadata or {}),
+                    b"protocol.json": canonical_json(protocol.manifest),
+                    b"protocol_sha256": protocol.manifest_sha256.encode(),
+                    b"deviations.json": json.dumps(_deviations(protocol), ensure_ascii=False).encode(),
+                }
+            )
         buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
+        pq.write_table(table, buffer)
+        return buffer.getvalue()
+    if fmt == "zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
+            bundle.writestr("ratings.csv", frame.to_csv(index=False))
+            bundle.writestr("data_dictionary.json", json.dumps(DATA_DICTIONARY, indent=1, ensure_ascii=False))
+            if protocol is not None:
+                bundle.writestr("protocol.json", canonical_json(protocol.manifest))
+                bundle.writestr("protocol.sha256", protocol.manifest_sha256 + "  protocol.json\n")
+                bundle.writestr("deviations.json", json.dumps(_deviations(protocol), indent=1, ensure_ascii=False))
         return buffer.getvalue()
     raise ValueError(f"unknown export format {fmt!r}")

@@ -164,3 +164,57 @@ def test_the_protocol_page_computes_the_power_saves_and_locks(client, draft_stud
     other = UserFactory(role=Role.RESEARCHER)
     client.force_login(other)
     assert client.post(url, {**form, "action": "save"}).status_code == 403
+
+
+def test_exports_carry_the_manifest_its_hash_and_the_deviations_and_the_dashboard_leads_with_the_primary(client):
+    import io
+    import json
+    import zipfile
+
+    import pyarrow.parquet as pq
+
+    from evaluation.assignment import assignment_next
+    from evaluation.services import rating_submit
+
+    study = build_study(items=12, raters=2, k=2)
+    Study.objects.filter(pk=study.pk).update(status="draft")
+    study.refresh_from_db()
+    # Absolute study of one variant per item: give half the items the other variant, so both are compared.
+    grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
+    items = list(study.items.order_by("position"))
+    for item in items[6:]:
+        item.variant_a = llm
+        item.participant = items[items.index(item) - 6].participant
+        item.save()
+    owner = UserFactory(role=Role.RESEARCHER)
+    protocol_save(study=study, values=values(exclusion_rules=[]), user=owner)
+    protocol = protocol_lock(study=study, user=owner)
+    protocol_save(study=study, values=values(exclusion_rules=[], alpha=0.1), user=owner, reason="Pilot was small")
+    Study.objects.filter(pk=study.pk).update(status="open")
+    study.refresh_from_db()
+    for rater in study.clinicians.all():
+        while (assignment := assignment_next(study=study, rater=rater)) is not None:
+            score = 5 if assignment.item.variant_a == grounded else 2
+            rating_submit(
+                assignment_id=assignment.pk, rater=rater, scores={"relevance": score, "context": 3, "safety": 4}
+            )
+    client.force_login(UserFactory(role=Role.RESEARCHER))
+    logged = AuditEntry.objects.get(action="protocol.locked").details["sha256"]
+
+    bundle = zipfile.ZipFile(io.BytesIO(client.get(reverse("evaluation:study_export", args=[study.pk, "zip"])).content))
+    assert hashlib.sha256(bundle.read("protocol.json")).hexdigest() == logged == protocol.manifest_sha256
+    deviations = json.loads(bundle.read("deviations.json"))
+    assert [(d["field"], d["before"], d["after"], d["reason"]) for d in deviations] == [
+        ("alpha", 0.05, 0.1, "Pilot was small")
+    ]
+    assert f",{logged},1" in bundle.read("ratings.csv").decode().splitlines()[1]
+
+    parquet = pq.read_table(
+        io.BytesIO(client.get(reverse("evaluation:study_export", args=[study.pk, "parquet"])).content)
+    )
+    assert hashlib.sha256(parquet.schema.metadata[b"protocol.json"]).hexdigest() == logged
+
+    page = client.get(reverse("evaluation:study_dashboard", args=[study.pk])).content.decode()
+    primary = page.index("Pre-registered primary analysis")
+    assert primary < page.index("Completion") and "Everything below is exploratory" in page
+    assert "mean difference +3.00 points over 6 participants" in page and "Pilot was small" in page
