@@ -1,6 +1,8 @@
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 
-from evaluation.models import Dimension, Rubric, Study
+from evaluation.models import Dimension, Protocol, Rubric, Study
+from evaluation.protocol import LOCKED_STUDY_FIELDS
 from healthagent.admin import AuditedAdminMixin
 from healthagent.models import AuditEntry
 
@@ -28,6 +30,23 @@ class StudyAdmin(AuditedAdminMixin, admin.ModelAdmin):
         "changed": AuditEntry.Action.STUDY_CHANGED,
         "deleted": AuditEntry.Action.STUDY_DELETED,
     }
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        locked = obj is not None and Protocol.objects.filter(study=obj, locked_at__isnull=False).exists()
+
+        class ProtocolAwareForm(form):
+            def clean(self):
+                cleaned = super().clean()
+                touched = sorted(set(self.changed_data) & set(LOCKED_STUDY_FIELDS)) if locked else []
+                if touched:
+                    raise ValidationError(
+                        f"The study's protocol is locked: {', '.join(touched)} cannot change. Record a deviation "
+                        "on the study's protocol page instead."
+                    )
+                return cleaned
+
+        return ProtocolAwareForm
 
     def save_model(self, request, obj, form, change):
         # A changed consent text is a new version: every rater is asked to consent again before their next item.

@@ -218,3 +218,31 @@ def test_exports_carry_the_manifest_its_hash_and_the_deviations_and_the_dashboar
     primary = page.index("Pre-registered primary analysis")
     assert primary < page.index("Completion") and "Everything below is exploratory" in page
     assert "mean difference +3.00 points over 6 participants" in page and "Pilot was small" in page
+
+
+def test_the_admin_refuses_to_change_what_a_locked_protocol_fixed(client, draft_study):
+    from healthagent.models import AuditEntry as Entry
+
+    owner = UserFactory(role=Role.RESEARCHER)
+    protocol_save(study=draft_study, values=values(), user=owner)
+    protocol_lock(study=draft_study, user=owner)
+    admin = UserFactory(role=Role.ADMIN, is_staff=True, is_superuser=True)
+    client.force_login(admin)
+    url = reverse("admin:evaluation_study_change", args=[draft_study.pk])
+    page = client.get(url)
+    form = page.context["adminform"].form
+    posted = {name: value for name, value in form.initial.items() if value is not None}
+    posted.update(
+        {
+            "clinicians": [user.pk for user in draft_study.clinicians.all()],
+            "researchers": [],
+            "background_fields": "[]",
+            "reference": "{}",
+            "seed": draft_study.seed + 1,
+            "rubric": draft_study.rubric_id,
+        }
+    )
+    response = client.post(url, posted)
+    assert "cannot change" in response.content.decode()
+    draft_study.refresh_from_db()
+    assert draft_study.seed == 3 and not Entry.objects.filter(action="study.changed").exists()
