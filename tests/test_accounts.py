@@ -67,6 +67,8 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     onboarding = Study.objects.get(name="Demo: onboarding, training and qualification")
     assert onboarding.consent_text and onboarding.background_fields
     kinds = sorted(onboarding.items.exclude(kind="results").values_list("kind", flat=True))
+    rated = Study.objects.get(name="Demo: rate the agent's answers")
+    assert rated.protocol.locked_at is not None and rated.protocol.power["curve"]  # pre-registered before it opened
     assert kinds == ["gold", "gold", "qualification", "qualification", "qualification", "training", "training"]
     Study.objects.filter(mode="pairwise").update(show_captions=False)  # a researcher turns the captions off
     call_command("demo_setup")

@@ -183,9 +183,41 @@ class Command(BaseCommand):
                 show_captions=True,
                 instructions="Read the participant's data, then rate the answer on each dimension. Press ? for keyboard shortcuts.",
             )
-            study_set_status(study=study_create(spec=spec, user=researcher), status="open")
+            study = study_create(spec=spec, user=researcher)
+            if mode == "absolute":
+                self._demo_protocol(study, researcher, variants)
+            study_set_status(study=study, status="open")
             self.stdout.write(f"Opened the study {name!r} for the demo clinician.")
         self._demo_quality_study(cohort, rubric, variants["grounded agent"], clinician, researcher)
+
+    def _demo_protocol(self, study, researcher, variants):
+        """Pre-register the absolute demo study: a protocol with its power analysis, locked before it opens."""
+        from evaluation.protocol import PowerInputs, power_analysis, protocol_lock, protocol_save
+
+        power = power_analysis(
+            PowerInputs(sd=1.0, difference=0.5, icc=0.5), target_power=0.8, raters=1, simulations=50, seed=study.seed
+        )
+        protocol_save(
+            study=study,
+            values={
+                "hypotheses": "Answers grounded in the participant's own data are rated more relevant than answers of "
+                "the language model alone.",
+                "primary_dimension": "relevance",
+                "primary_variant_a": variants["grounded agent"],
+                "primary_variant_b": variants["LLM only"],
+                "primary_test": "wilcoxon",
+                "sided": "two-sided",
+                "alpha": 0.05,
+                "secondary_outcomes": "Context awareness and safety, each variant against the other.",
+                "exclusion_rules": ["paused", "fast"],
+                "planned_items": study.items.values("participant").distinct().count(),
+                "planned_raters_per_item": 1,
+                "power": power,
+            },
+            user=researcher,
+        )
+        locked = protocol_lock(study=study, user=researcher)
+        self.stdout.write(f"Pre-registered {study.name!r}: manifest SHA-256 {locked.manifest_sha256[:16]}…")
 
     def _demo_quality_study(self, cohort, rubric, variant, clinician, researcher):
         from evaluation.forms import DEFAULT_CONSENT_TEXT
