@@ -263,6 +263,12 @@ def study_raters(*, study: Study) -> list[dict[str, Any]]:
                 "gold_matched": counts["matched"],
                 "gold_graded": counts["graded"],
                 "gold_since_reinstated": since,
+                # In the form's order (PostgreSQL's jsonb keeps no key order).
+                "background": [
+                    (field["key"], standing.background[field["key"]])
+                    for field in study.background_fields
+                    if standing is not None and field["key"] in standing.background
+                ],
                 "paused": standing is not None and standing.state == StudyRater.State.PAUSED,
             }
         )

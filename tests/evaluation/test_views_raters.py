@@ -103,7 +103,7 @@ def test_training_feedback_shows_the_reference_and_rationale_and_only_to_its_rat
 def test_a_gold_item_page_is_the_same_page_as_any_other(client):
     study = build_study(items=6, raters=1, k=1)
     StudyItem.objects.filter(study=study, position=5).update(kind="gold", reference={"relevance": 3})
-    Study.objects.filter(pk=study.pk).update(gold_rate=0.5)
+    Study.objects.filter(pk=study.pk).update(gold_rate=1.0)  # the gold item first, then the others
     study.refresh_from_db()
     rater = study.clinicians.get()
     client.force_login(rater)
@@ -142,9 +142,11 @@ def test_item_references_refuse_bad_input_and_write_nothing(client):
 
 
 def paused_study():
-    study = build_study(items=24, raters=2, k=1)
-    StudyItem.objects.filter(study=study, position__gte=16).update(kind="gold", reference=dict.fromkeys(KEYS, 5))
-    Study.objects.filter(pk=study.pk).update(gold_rate=0.4, gold_minimum=2, min_seconds_per_item=5.0)
+    # Gold comes by a seeded draw per rater: 40 main items at a rate of 0.5 give the first rater two gold items
+    # whatever their account's number (fewer than two has a probability under 1e-10).
+    study = build_study(items=48, raters=2, k=1)
+    StudyItem.objects.filter(study=study, position__gte=40).update(kind="gold", reference=dict.fromkeys(KEYS, 5))
+    Study.objects.filter(pk=study.pk).update(gold_rate=0.5, gold_minimum=2, min_seconds_per_item=5.0)
     study.refresh_from_db()
     bad, good = study.clinicians.order_by("pk")
     for rater, score in ((bad, 1), (good, 5)):
