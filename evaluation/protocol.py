@@ -344,11 +344,13 @@ def power_analysis(
     target_alpha_width: float | None = None,
     simulations: int = 100,
     seed: int = 0,
+    planned_items: int | None = None,
 ) -> dict[str, Any]:
-    """The curve over the usual sizes, the smallest design that meets the targets with ``raters`` raters per item,
-    and the inputs: what the protocol stores as its power analysis."""
+    """The curve over the usual sizes (and the planned one), the smallest design that meets the targets with
+    ``raters`` raters per item, and the inputs: what the protocol stores as its power analysis."""
     grid = sorted(set(POWER_RATERS) | {raters})
-    curve = power_curve(inputs, items=POWER_ITEMS, raters=grid, simulations=simulations, seed=seed)
+    sizes = sorted(set(POWER_ITEMS) | ({planned_items} if planned_items else set()))
+    curve = power_curve(inputs, items=sizes, raters=grid, simulations=simulations, seed=seed)
     choice = power_choice(curve, target_power=target_power, raters=raters, target_alpha_width=target_alpha_width)
     return {
         "inputs": {**inputs.__dict__, "points": list(inputs.points) if inputs.points else None},
@@ -359,6 +361,7 @@ def power_analysis(
         "method": "simulated studies analysed by evaluation.stats.paired_comparison, the dashboard's test",
         "curve": curve,
         "choice": choice,
+        "planned": next((row for row in curve if row["items"] == planned_items and row["raters"] == raters), None),
     }
 
 

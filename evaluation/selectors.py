@@ -249,6 +249,12 @@ def study_raters(*, study: Study) -> list[dict[str, Any]]:
         .values("rater_id")
         .annotate(graded=Count("pk"), matched=Count("pk", filter=Q(matches_reference=True)))
     }
+    given = dict(
+        Assignment.objects.filter(study=study)
+        .values("rater_id")
+        .annotate(count=Count("pk"))
+        .values_list("rater_id", "count")
+    )
     rows = []
     for rater in study.clinicians.order_by("username"):
         standing = standings.get(rater.pk)
@@ -270,6 +276,7 @@ def study_raters(*, study: Study) -> list[dict[str, Any]]:
                     if standing is not None and field["key"] in standing.background
                 ],
                 "paused": standing is not None and standing.state == StudyRater.State.PAUSED,
+                "assignments": given.get(rater.pk, 0),
             }
         )
     return rows

@@ -672,6 +672,7 @@ def study_protocol(request, study_id: int):
                         raters=data["planned_raters_per_item"],
                         target_alpha_width=data["power_alpha_width"],
                         seed=study.seed,
+                        planned_items=data["planned_items"],
                     )
                     choice = values["power"]["choice"]
                     if choice is not None:

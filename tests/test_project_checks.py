@@ -100,3 +100,14 @@ def test_the_site_starts_without_loading_the_model_libraries():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_no_template_comment_spans_lines():
+    """Django's {# #} comments end at the line's end: one spanning lines is shown to the user as text."""
+    spanning = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "templates").rglob("*.html"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if "{#" in line and "#}" not in line.split("{#", 1)[1]
+    ]
+    assert spanning == [], "use {% comment %} for comments over several lines"

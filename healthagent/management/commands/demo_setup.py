@@ -194,8 +194,15 @@ class Command(BaseCommand):
         """Pre-register the absolute demo study: a protocol with its power analysis, locked before it opens."""
         from evaluation.protocol import PowerInputs, power_analysis, protocol_lock, protocol_save
 
+        # The demo's 15 participants can show a large difference only: the analysis says so (power at the plan).
+        planned = study.items.values("participant").distinct().count()
         power = power_analysis(
-            PowerInputs(sd=1.0, difference=0.5, icc=0.5), target_power=0.8, raters=1, simulations=50, seed=study.seed
+            PowerInputs(sd=1.0, difference=1.0, icc=0.5),
+            target_power=0.75,
+            raters=1,
+            simulations=50,
+            seed=study.seed,
+            planned_items=planned,
         )
         protocol_save(
             study=study,
@@ -210,7 +217,7 @@ class Command(BaseCommand):
                 "alpha": 0.05,
                 "secondary_outcomes": "Context awareness and safety, each variant against the other.",
                 "exclusion_rules": ["paused", "fast"],
-                "planned_items": study.items.values("participant").distinct().count(),
+                "planned_items": planned,
                 "planned_raters_per_item": 1,
                 "power": power,
             },
