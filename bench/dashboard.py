@@ -45,7 +45,7 @@ def synthetic_quality(frame, seed: int = 0):
     """Gold grades (5 % of each rater's items), 2,000 hidden repeats and every rater's standing and background."""
     import pandas as pd
 
-    from evaluation.dashboard import QualityInputs
+    from evaluation.rater_report import QualityInputs
 
     rng = np.random.default_rng(seed + 1)
     raters = sorted(frame["rater"].unique())

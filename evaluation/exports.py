@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from evaluation import quality
-from evaluation.dashboard import flagged_raters, study_quality_inputs, study_ratings, study_skips
+from evaluation.dashboard import study_ratings, study_skips
 from evaluation.models import Protocol, Study, StudyRater
 from evaluation.protocol import canonical_json
+from evaluation.rater_report import flagged_raters, study_quality_inputs
 
 FORMATS = {
     "csv": "text/csv",

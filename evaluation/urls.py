@@ -1,12 +1,12 @@
 from django.urls import path
 
-from evaluation import views
+from evaluation import protocol_views, rater_views, views
 
 app_name = "evaluation"
 urlpatterns = [
     path("queue/", views.queue, name="queue"),
     path("queue/<int:study_id>/next/", views.study_next, name="study_next"),
-    path("queue/<int:study_id>/onboarding/", views.onboarding, name="onboarding"),
+    path("queue/<int:study_id>/onboarding/", rater_views.onboarding, name="onboarding"),
     path(
         "queue/<int:study_id>/participants/<int:participant_id>/chart.json",
         views.participant_chart,
@@ -17,7 +17,7 @@ urlpatterns = [
     path("items/<int:assignment_id>/draft/", views.assignment_draft, name="assignment_draft"),
     path("items/<int:assignment_id>/submit/", views.assignment_submit, name="assignment_submit"),
     path("items/<int:assignment_id>/skip/", views.assignment_skip_view, name="assignment_skip"),
-    path("items/<int:assignment_id>/feedback/", views.training_feedback, name="training_feedback"),
+    path("items/<int:assignment_id>/feedback/", rater_views.training_feedback, name="training_feedback"),
     path("studies/", views.study_list, name="study_list"),
     path("studies/new/", views.study_new, name="study_new"),
     path("studies/<int:study_id>/", views.study_detail, name="study_detail"),
@@ -30,16 +30,18 @@ urlpatterns = [
     ),
     path(
         "studies/<int:study_id>/items/<int:item_id>/reference/",
-        views.study_item_reference,
+        rater_views.study_item_reference,
         name="study_item_reference",
     ),
     path(
         "studies/<int:study_id>/raters/<int:user_id>/reinstate/",
-        views.study_rater_reinstate,
+        rater_views.study_rater_reinstate,
         name="study_rater_reinstate",
     ),
-    path("studies/<int:study_id>/protocol/", views.study_protocol, name="study_protocol"),
-    path("studies/<int:study_id>/protocol.json", views.study_protocol_manifest, name="study_protocol_manifest"),
+    path("studies/<int:study_id>/protocol/", protocol_views.study_protocol, name="study_protocol"),
+    path(
+        "studies/<int:study_id>/protocol.json", protocol_views.study_protocol_manifest, name="study_protocol_manifest"
+    ),
     path("studies/<int:study_id>/dashboard/", views.study_dashboard_view, name="study_dashboard"),
     path("studies/<int:study_id>/export.<str:fmt>", views.study_export, name="study_export"),
     path("exports/data-dictionary.json", views.data_dictionary, name="data_dictionary"),

@@ -5,12 +5,11 @@ import hashlib
 import json
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse, JsonResponse
 from django.middleware.gzip import re_accepts_gzip
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
@@ -20,26 +19,11 @@ from django.views.decorators.http import require_POST
 from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
-from evaluation.forms import ItemReferenceForm, ProtocolForm, StudyForm
-from evaluation.models import Assignment, Dimension, Protocol, Study, StudyItem, StudyRater
-from evaluation.protocol import (
-    PROTOCOL_FIELDS,
-    PowerInputs,
-    ProtocolError,
-    canonical_json,
-    power_analysis,
-    power_figure,
-    protocol_lock,
-    protocol_save,
-)
+from evaluation.forms import StudyForm
+from evaluation.models import Assignment, Study, StudyRater
 from evaluation.raters import (
-    RaterError,
     qualification_result,
     rater_gate,
-    rater_onboard,
-    rater_reinstate,
-    standing_of,
-    study_item_reference_set,
 )
 from evaluation.selectors import (
     access_study,
@@ -52,7 +36,6 @@ from evaluation.selectors import (
     study_overview,
     study_quality_items,
     study_raters,
-    training_comparison,
 )
 from evaluation.services import (
     EvaluationError,
@@ -92,7 +75,7 @@ def queue(request):
     )
 
 
-def _enrolled_study(request, study_id: int) -> Study:
+def enrolled_study(request, study_id: int) -> Study:
     study = Study.objects.filter(pk=study_id, clinicians=request.user).exclude(status=Study.Status.DRAFT).first()
     if study is None:
         raise Http404("no such study in your queue")
@@ -108,7 +91,7 @@ GATE_TITLES = {
 
 @role_required(Role.CLINICIAN)
 def study_next(request, study_id: int):
-    study = _enrolled_study(request, study_id)
+    study = enrolled_study(request, study_id)
     assignment = assignment_next(study=study, rater=request.user)
     if assignment is None:
         gate = rater_gate(study=study, rater=request.user)
@@ -133,56 +116,7 @@ def study_next(request, study_id: int):
     return redirect("evaluation:assignment", assignment_id=assignment.pk)
 
 
-@role_required(Role.CLINICIAN)
-def onboarding(request, study_id: int):
-    """The study's consent text (accept or decline) and the background form, before the first item."""
-    study = _enrolled_study(request, study_id)
-    standing = standing_of(study=study, rater=request.user)
-    posted = request.POST if request.method == "POST" else None
-    if posted is not None:
-        accept = posted.get("decision") == "accept"
-        background = {field["key"]: posted.get(f"background-{field['key']}", "") for field in study.background_fields}
-        try:
-            version = int(posted.get("consent_version", "0")) if posted.get("consent_version", "").isdigit() else 0
-            rater_onboard(
-                study=study, rater=request.user, accept=accept, consent_version=version, background=background
-            )
-        except RaterError as error:
-            messages.error(request, f"Not saved: {error}.")
-        else:
-            if accept:
-                messages.success(request, "Thank you: your consent and background are recorded.")
-                return redirect("evaluation:study_next", study_id=study.pk)
-            messages.info(request, "You declined: you will not be given items in this study.")
-            return redirect("evaluation:queue")
-    shown = dict(posted.items()) if posted is not None else {}
-    fields = [
-        {
-            **field,
-            "name": f"background-{field['key']}",
-            "value": shown.get(
-                f"background-{field['key']}", (standing.background if standing else {}).get(field["key"], "")
-            ),
-        }
-        for field in study.background_fields
-    ]
-    return render(request, "evaluation/onboarding.html", {"study": study, "fields": fields, "standing": standing})
-
-
-@role_required(Role.CLINICIAN)
-def training_feedback(request, assignment_id: int):
-    """After a training item: the clinician's own scores beside the reference and the researcher's rationale."""
-    assignment = _own_assignment(request, assignment_id)
-    if assignment.purpose != Assignment.Purpose.TRAINING or assignment.state != Assignment.State.DONE:
-        raise Http404("no feedback for this item")
-    return render(
-        request,
-        "evaluation/training_feedback.html",
-        {"assignment": assignment, "study": assignment.study, "rows": training_comparison(assignment)},
-    )
-
-
-def _own_assignment(request, assignment_id: int) -> Assignment:
+def own_assignment(request, assignment_id: int) -> Assignment:
     try:
         return access_assignment(assignment_id=assignment_id, rater=request.user)
     except EvaluationError as error:
@@ -226,7 +160,7 @@ def _shown_rating(assignment: Assignment) -> dict:
 
 @role_required(Role.CLINICIAN)
 def assignment_detail(request, assignment_id: int):
-    assignment = _own_assignment(request, assignment_id)
+    assignment = own_assignment(request, assignment_id)
     participant = assignment.item.participant
     shown = shown_days(participant, assignment.study.window_days)  # the chart's window (_window), in day numbers
     context = {
@@ -299,7 +233,7 @@ def participant_chart(request, study_id: int, participant_id: int):
 @role_required(Role.CLINICIAN)
 def assignment_minutes(request, assignment_id: int):
     """Zoomed chart data for the clinician's own item only, within the study's window."""
-    assignment = _own_assignment(request, assignment_id)
+    assignment = own_assignment(request, assignment_id)
     participant = assignment.item.participant
     low, high = _window(assignment, participant)
     try:
@@ -317,7 +251,7 @@ def assignment_minutes(request, assignment_id: int):
 @require_POST
 @role_required(Role.CLINICIAN)
 def assignment_draft(request, assignment_id: int):
-    _own_assignment(request, assignment_id)  # someone else's item is a 404, as on every other item URL
+    own_assignment(request, assignment_id)  # someone else's item is a 404, as on every other item URL
     try:
         assignment_save_draft(assignment_id=assignment_id, rater=request.user, draft=json.loads(request.body or b"{}"))
     except (ValueError, EvaluationError) as error:
@@ -343,7 +277,7 @@ def _posted_rating(request) -> dict:
 @require_POST
 @role_required(Role.CLINICIAN)
 def assignment_submit(request, assignment_id: int):
-    assignment = _own_assignment(request, assignment_id)
+    assignment = own_assignment(request, assignment_id)
     posted = _posted_rating(request)
     try:
         rating_submit(assignment_id=assignment.pk, rater=request.user, **posted)
@@ -388,7 +322,7 @@ def assignment_submit(request, assignment_id: int):
 @require_POST
 @role_required(Role.CLINICIAN)
 def assignment_skip_view(request, assignment_id: int):
-    assignment = _own_assignment(request, assignment_id)
+    assignment = own_assignment(request, assignment_id)
     try:
         assignment_skip(assignment_id=assignment.pk, rater=request.user, reason=request.POST.get("skip_reason", ""))
     except EvaluationError as error:
@@ -542,175 +476,3 @@ def study_item_regenerate_view(request, study_id: int, item_id: int):
     else:
         messages.success(request, f"Job #{job.pk} is generating the missing answers again; the item waits for it.")
     return redirect("evaluation:study_detail", study_id=study.pk)
-
-
-@role_required(*RESEARCH_ROLES)
-def study_item_reference(request, study_id: int, item_id: int):
-    """Make an item a training, qualification or gold item with its reference scores (draft studies only)."""
-    study = access_study(user=request.user, study_id=study_id)
-    item = get_object_or_404(
-        StudyItem.objects.select_related("participant", "variant_a", "variant_b"), pk=item_id, study=study
-    )
-    dimensions = list(study.rubric.dimensions.all())
-    form = ItemReferenceForm(request.POST or None, initial={"kind": item.kind, "rationale": item.rationale})
-    can_change = study_changeable_by(study=study, user=request.user)
-    if request.method == "POST":
-        if not can_change:
-            raise PermissionDenied("only the study's owner or an admin may change it")
-        if form.is_valid():
-            reference = {d.key: request.POST.get(f"reference-{d.key}", "") for d in dimensions}
-            if study.mode == Study.Mode.PAIRWISE:
-                reference["preference"] = request.POST.get("reference-preference", "")
-            tolerance = {d.key: request.POST.get(f"tolerance-{d.key}", "") for d in dimensions}
-            try:
-                study_item_reference_set(
-                    study=study,
-                    item_id=item.pk,
-                    kind=form.cleaned_data["kind"],
-                    reference=reference,
-                    tolerance=tolerance,
-                    rationale=form.cleaned_data["rationale"],
-                    user=request.user,
-                )
-            except RaterError as error:
-                form.add_error(None, str(error).capitalize() + ".")
-            else:
-                messages.success(request, f"Item {item.position + 1} is now a {form.cleaned_data['kind']} item.")
-                return redirect("evaluation:study_detail", study_id=study.pk)
-    posted = request.POST if request.method == "POST" else {}
-    rows = [
-        {
-            "dimension": d,
-            "reference": posted.get(f"reference-{d.key}", item.reference.get(d.key, "")),
-            "tolerance": posted.get(
-                f"tolerance-{d.key}", item.tolerance.get(d.key, 0 if d.scale == Dimension.Scale.BINARY else 1)
-            ),
-        }
-        for d in dimensions
-    ]
-    return render(
-        request,
-        "evaluation/item_reference.html",
-        {
-            "study": study,
-            "item": item,
-            "form": form,
-            "rows": rows,
-            "preference": posted.get("reference-preference", item.reference.get("preference", "")),
-            "pairwise": study.mode == Study.Mode.PAIRWISE,
-            "can_change": can_change and study.status == Study.Status.DRAFT,
-        },
-    )
-
-
-@require_POST
-@role_required(*RESEARCH_ROLES)
-def study_rater_reinstate(request, study_id: int, user_id: int):
-    study = access_study_for_change(user=request.user, study_id=study_id)
-    rater = get_object_or_404(study.clinicians, pk=user_id)
-    try:
-        rater_reinstate(study=study, rater=rater, user=request.user, note=request.POST.get("note", ""))
-    except RaterError as error:
-        messages.error(request, f"Not reinstated: {error}.")
-    else:
-        messages.success(request, f"{rater.get_username()} may rate again; their gold accuracy counts afresh.")
-    return redirect("evaluation:study_detail", study_id=study.pk)
-
-
-def _protocol_values(data: dict) -> dict:
-    return {name: data[name] for name in PROTOCOL_FIELDS if name in data}
-
-
-@role_required(*RESEARCH_ROLES)
-def study_protocol(request, study_id: int):
-    """The study's pre-registration: the protocol form, its power analysis (computed on request) and the lock."""
-    study = access_study(user=request.user, study_id=study_id)
-    protocol = Protocol.objects.filter(study=study).select_related("primary_variant_a", "primary_variant_b").first()
-    initial = {}
-    if protocol is not None:
-        initial = {name: getattr(protocol, name) for name in PROTOCOL_FIELDS if name != "power"}
-        initial.update(
-            {
-                f"power_{key}": value
-                for key, value in (protocol.power.get("inputs") or {}).items()
-                if key in ("sd", "difference", "icc")
-            }
-        )
-        initial["power_target"] = protocol.power.get("target_power", 0.8)
-        initial["power_alpha_width"] = protocol.power.get("target_alpha_width")
-    form = ProtocolForm(request.POST or None, study=study, initial=initial)
-    can_change = study_changeable_by(study=study, user=request.user)
-    if request.method == "POST":
-        if not can_change:
-            raise PermissionDenied("only the study's owner or an admin may change its protocol")
-        action = request.POST.get("action", "save")
-        try:
-            if action == "lock":
-                locked = protocol_lock(study=study, user=request.user)
-                messages.success(request, f"The protocol is locked. Its manifest's SHA-256: {locked.manifest_sha256}.")
-                return redirect("evaluation:study_protocol", study_id=study.pk)
-            if form.is_valid():
-                data = form.cleaned_data
-                values = _protocol_values(data)
-                values["power"] = protocol.power if protocol is not None else {}
-                if action == "power":
-                    values["power"] = power_analysis(
-                        PowerInputs(
-                            sd=data["power_sd"],
-                            difference=data["power_difference"],
-                            icc=data["power_icc"],
-                            alpha=data["alpha"],
-                            sided=data["sided"],
-                            test=data["primary_test"],
-                            points=tuple(
-                                next(
-                                    d for d in study.rubric.dimensions.all() if d.key == data["primary_dimension"]
-                                ).points
-                            ),
-                        ),
-                        target_power=data["power_target"],
-                        raters=data["planned_raters_per_item"],
-                        target_alpha_width=data["power_alpha_width"],
-                        seed=study.seed,
-                        planned_items=data["planned_items"],
-                    )
-                    choice = values["power"]["choice"]
-                    if choice is not None:
-                        values["planned_items"] = choice["items"]
-                protocol_save(study=study, values=values, user=request.user, reason=data.get("reason", ""))
-                messages.success(
-                    request,
-                    "Power analysis done: the planned items are the smallest design that reaches the targets."
-                    if action == "power" and values["power"]["choice"]
-                    else "No design of up to 320 items reaches the targets: see the curve."
-                    if action == "power"
-                    else "Protocol saved.",
-                )
-                return redirect("evaluation:study_protocol", study_id=study.pk)
-        except ProtocolError as error:
-            form.add_error(None, str(error).capitalize() + ".")
-    figure = power_figure(protocol.power) if protocol is not None else None
-    return render(
-        request,
-        "evaluation/protocol.html",
-        {
-            "study": study,
-            "protocol": protocol,
-            "form": form,
-            "can_change": can_change,
-            "figures": {"power_figure": json.loads(figure)} if figure else {},
-            "deviations": list(protocol.deviations.select_related("created_by")) if protocol else [],
-        },
-    )
-
-
-@role_required(*RESEARCH_ROLES)
-def study_protocol_manifest(request, study_id: int):
-    """The locked manifest, byte for byte what was hashed (its SHA-256 is in the audit log)."""
-    study = access_study(user=request.user, study_id=study_id)
-    protocol = Protocol.objects.filter(study=study, locked_at__isnull=False).first()
-    if protocol is None:
-        raise Http404("the study has no locked protocol")
-    response = HttpResponse(canonical_json(protocol.manifest), content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="study-{study.pk}-protocol.json"'
-    return response
