@@ -21,7 +21,9 @@ from django.utils.dateparse import parse_datetime
 
 from evaluation.models import (
     Assignment,
+    Deviation,
     Dimension,
+    Protocol,
     QualificationAttempt,
     Rating,
     RatingRevision,
@@ -67,6 +69,22 @@ ASSIGNMENT_QUALITY_FIELDS = ["purpose", "attempt", "matches_reference"]
 STANDING_FIELDS = ["consent_version", "background", "state", "pause_reason"]
 STANDING_TIMES = ["consented_at", "declined_at", "qualified_at", "paused_at", "reinstated_at"]
 ATTEMPT_FIELDS = ["number", "correct", "total", "passed"]
+PROTOCOL_VALUE_FIELDS = [
+    "hypotheses",
+    "primary_dimension",
+    "primary_test",
+    "sided",
+    "alpha",
+    "secondary_outcomes",
+    "exclusion_rules",
+    "planned_items",
+    "planned_raters_per_item",
+    "power",
+    "manifest",
+    "manifest_sha256",
+]
+PROTOCOL_TIMES = ["locked_at"]
+DEVIATION_FIELDS = ["field", "before", "after", "reason"]
 ATTEMPT_TIMES = ["started_at", "finished_at"]
 ITEM_FIELDS = ["position", "answer_a", "answer_b", "frozen"]
 # Newer than format 1's first files, so an import reads them where present: a dropped item keeps its note.
@@ -186,11 +204,37 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                     ],
                 }
             )
+        protocol = (
+            Protocol.objects.filter(study=study)
+            .select_related("primary_variant_a", "primary_variant_b", "locked_by")
+            .first()
+        )
+        exported_protocol = None
+        if protocol is not None:
+            for user in [protocol.locked_by, *(d.created_by for d in protocol.deviations.select_related("created_by"))]:
+                if user:
+                    users[user.username] = user
+            for variant in (protocol.primary_variant_a, protocol.primary_variant_b):
+                variants[variant.name] = variant
+            exported_protocol = {
+                **_fields(protocol, PROTOCOL_VALUE_FIELDS, PROTOCOL_TIMES),
+                "primary_variant_a": protocol.primary_variant_a.name,
+                "primary_variant_b": protocol.primary_variant_b.name,
+                "locked_by": _username(protocol.locked_by),
+                "deviations": [
+                    {
+                        **_fields(deviation, DEVIATION_FIELDS, ["created_at"]),
+                        "created_by": _username(deviation.created_by),
+                    }
+                    for deviation in protocol.deviations.select_related("created_by")
+                ],
+            }
         exported.append(
             {
                 "name": study.name,
                 **_fields(study, STUDY_FIELDS + STUDY_QUALITY_FIELDS, STUDY_TIMES),
                 "raters": standings,
+                "protocol": exported_protocol,
                 "rubric": study.rubric.name,
                 "created_by": _username(study.created_by),
                 "clinicians": sorted(user.username for user in study.clinicians.all()),
@@ -424,5 +468,23 @@ def studies_import(*, source: Path) -> dict:
                         standing=standing, **{name: attempt_entry[name] for name in ATTEMPT_FIELDS}
                     )
                     _set_times(QualificationAttempt, attempt.pk, attempt_entry, ATTEMPT_TIMES)
+            protocol_entry = entry.get("protocol")
+            if protocol_entry:
+                # Restored as it was locked: the same manifest, so the same hash as in the source's audit log.
+                protocol = Protocol.objects.create(
+                    study=study,
+                    primary_variant_a=variants[protocol_entry["primary_variant_a"]],
+                    primary_variant_b=variants[protocol_entry["primary_variant_b"]],
+                    locked_by=users.get(protocol_entry["locked_by"]),
+                    **{name: protocol_entry[name] for name in PROTOCOL_VALUE_FIELDS},
+                )
+                _set_times(Protocol, protocol.pk, protocol_entry, PROTOCOL_TIMES)
+                for deviation_entry in protocol_entry["deviations"]:
+                    deviation = Deviation.objects.create(
+                        protocol=protocol,
+                        created_by=users.get(deviation_entry["created_by"]),
+                        **{name: deviation_entry[name] for name in DEVIATION_FIELDS},
+                    )
+                    _set_times(Deviation, deviation.pk, deviation_entry, ["created_at"])
             counts["studies"] += 1
     return counts

@@ -13,6 +13,8 @@ from evaluation import backup
 from evaluation.assignment import assignment_next
 from evaluation.models import (
     Assignment,
+    Deviation,
+    Protocol,
     QualificationAttempt,
     Rating,
     RatingRevision,
@@ -184,6 +186,8 @@ EXPORTED_AS_REFERENCES = {
     RatingRevision: {"id", "rating"},
     StudyRater: {"id", "study", "rater", "reinstated_by"},
     QualificationAttempt: {"id", "standing"},
+    Protocol: {"id", "study", "primary_variant_a", "primary_variant_b", "locked_by"},
+    Deviation: {"id", "protocol", "created_by"},
 }
 EXPORTED_VALUES = {
     Study: backup.STUDY_FIELDS + backup.STUDY_QUALITY_FIELDS + backup.STUDY_TIMES,
@@ -191,6 +195,8 @@ EXPORTED_VALUES = {
     Assignment: backup.ASSIGNMENT_FIELDS + backup.ASSIGNMENT_QUALITY_FIELDS + backup.ASSIGNMENT_TIMES,
     StudyRater: backup.STANDING_FIELDS + backup.STANDING_TIMES,
     QualificationAttempt: backup.ATTEMPT_FIELDS + backup.ATTEMPT_TIMES,
+    Protocol: backup.PROTOCOL_VALUE_FIELDS + backup.PROTOCOL_TIMES,
+    Deviation: [*backup.DEVIATION_FIELDS, "created_at"],
     Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
     RatingRevision: [*backup.REVISION_FIELDS, "created_at"],
 }
@@ -235,3 +241,39 @@ def test_a_restore_never_changes_the_roles_of_an_existing_account(rated_study, t
     with pytest.raises(CommandError, match=r"nothing was written.*colleague.*researcher"):
         call_command("import_studies", str(tmp_path))
     assert user_roles(User.objects.get(username="colleague")) == {Role.CLINICIAN}
+
+
+def test_a_locked_protocol_and_its_deviations_are_restored_with_the_same_hash(rated_study, tmp_path):
+    import hashlib
+
+    from evaluation.protocol import canonical_json, manifest_of, manifest_sha256
+
+    owner = rated_study.created_by or UserFactory(role=Role.RESEARCHER)
+    protocol = Protocol.objects.create(
+        study=rated_study,
+        hypotheses="Grounded is better.",
+        primary_dimension="relevance",
+        primary_variant_a=AgentVariant.objects.get(name="grounded agent"),
+        primary_variant_b=AgentVariant.objects.get(name="LLM only"),
+        planned_items=10,
+        planned_raters_per_item=2,
+        locked_at=timezone.now(),
+        locked_by=owner,
+    )
+    protocol.manifest = manifest_of(protocol, locked_at=protocol.locked_at.isoformat(), locked_by=owner.username)
+    protocol.manifest_sha256 = manifest_sha256(protocol.manifest)
+    protocol.save()
+    Deviation.objects.create(
+        protocol=protocol, field="alpha", before=0.05, after=0.1, reason="small pilot", created_by=owner
+    )
+    digest = protocol.manifest_sha256
+    call_command("export_studies", "--output", str(tmp_path / "out"))
+    Deviation.objects.all().delete()
+    wipe_everything_the_export_holds()
+    call_command("import_studies", str(tmp_path / "out"))
+    restored = Protocol.objects.get()
+    assert restored.manifest_sha256 == digest == hashlib.sha256(canonical_json(restored.manifest)).hexdigest()
+    assert restored.locked_by.username == owner.username and restored.primary_variant_b.name == "LLM only"
+    assert list(restored.deviations.values_list("field", "before", "after", "reason")) == [
+        ("alpha", 0.05, 0.1, "small pilot")
+    ]
