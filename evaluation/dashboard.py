@@ -4,6 +4,7 @@
 number and figure from them (pure, so the benchmark can time it on synthetic data).
 """
 
+import dataclasses
 import itertools
 import json
 from typing import Any
@@ -356,6 +357,14 @@ def primary_analysis(
     two variants, its test and sides. Absolute studies: ``stats.paired_comparison`` (as the power analysis);
     pairwise: a binomial test of the first variant's wins among decided judgements on the dimension."""
     first, second = protocol.primary_variant_a.name, protocol.primary_variant_b.name
+    if protocol.locked_at is not None:  # the rater rules as locked, whatever the study says now
+        rules_locked = protocol.manifest.get("rater_rules", {})
+        quality_inputs = dataclasses.replace(
+            quality_inputs,
+            threshold=rules_locked.get("pass_threshold", quality_inputs.threshold),
+            gold_minimum=rules_locked.get("gold_minimum", quality_inputs.gold_minimum),
+            min_seconds=rules_locked.get("min_seconds_per_item", quality_inputs.min_seconds),
+        )
     below_gold, paused = flagged_raters(quality_inputs)
     rules = set(protocol.exclusion_rules)
     used = per_rating

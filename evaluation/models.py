@@ -243,7 +243,7 @@ class Assignment(models.Model):
     purpose = models.CharField(max_length=14, choices=Purpose.choices, default=Purpose.MAIN)
     attempt = models.PositiveSmallIntegerField(default=0, help_text="Qualification: the attempt (1, 2, ...).")
     repeat_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="repeats", help_text="Repeats: the first."
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="repeats", help_text="Repeats: the first."
     )
     matches_reference = models.BooleanField(
         null=True, blank=True, help_text="Gold and qualification items: every score within its tolerance."
@@ -404,7 +404,8 @@ class Protocol(models.Model):
 class Deviation(models.Model):
     """A change of a locked protocol field, with the owner's reason; never edited or deleted."""
 
-    protocol = models.ForeignKey(Protocol, on_delete=models.PROTECT, related_name="deviations")
+    # Deleted only with its study (the admin's deletion is audited); a deviation itself is never edited or deleted.
+    protocol = models.ForeignKey(Protocol, on_delete=models.CASCADE, related_name="deviations")
     field = models.CharField(max_length=60)
     before = models.JSONField(null=True)
     after = models.JSONField(null=True)

@@ -43,7 +43,20 @@ PROTOCOL_FIELDS = (
     "power",
 )
 # The study's own fields the manifest fixes: changing them after the lock is refused (the admin says so).
-LOCKED_STUDY_FIELDS = ("mode", "rubric", "seed", "raters_per_item", "window_days")
+LOCKED_STUDY_FIELDS = (
+    "mode",
+    "rubric",
+    "seed",
+    "raters_per_item",
+    "window_days",
+    # The rater rules the analysis' exclusions read (the manifest's rater_rules).
+    "pass_threshold",
+    "gold_rate",
+    "gold_minimum",
+    "min_seconds_per_item",
+    "repeat_share",
+    "extra_raters_max",
+)
 
 
 class ProtocolError(Exception):
@@ -162,9 +175,11 @@ def manifest_of(protocol: Protocol, *, locked_at: str, locked_by: str) -> dict[s
         "hypotheses": protocol.hypotheses,
         "primary": {
             "dimension": protocol.primary_dimension,
-            "statistic": "difference of the per-participant mean scores (first variant minus second)",
+            "statistic": "share of the first variant's wins among decided judgements (binomial test)"
+            if study.mode == Study.Mode.PAIRWISE
+            else "difference of the per-participant mean scores (first variant minus second)",
             "variants": [protocol.primary_variant_a.name, protocol.primary_variant_b.name],
-            "test": protocol.primary_test,
+            "test": "binomial" if study.mode == Study.Mode.PAIRWISE else protocol.primary_test,
             "sided": protocol.sided,
             "alpha": protocol.alpha,
         },
@@ -241,7 +256,9 @@ def simulated_ratings(inputs: PowerInputs, *, items: int, raters: int, rng: np.r
     noise_sd = inputs.sd * np.sqrt(1 - inputs.icc)
     shared = rng.normal(0, item_sd * np.sqrt(inputs.participant_share), items)
     own = rng.normal(0, item_sd * np.sqrt(1 - inputs.participant_share), (2, items))
-    truth = inputs.mean + shared[None, :] + own + np.array([inputs.difference / 2, -inputs.difference / 2])[:, None]
+    # The expected difference in the direction the protocol tests ("less": the first variant scores lower).
+    difference = -abs(inputs.difference) if inputs.sided == "less" else inputs.difference
+    truth = inputs.mean + shared[None, :] + own + np.array([difference / 2, -difference / 2])[:, None]
     scores = truth[:, :, None] + rng.normal(0, noise_sd, (2, items, raters))
     if inputs.points is not None:
         scores = np.clip(np.round(scores), min(inputs.points), max(inputs.points))
@@ -279,7 +296,9 @@ def power_curve(
                 result = stats.paired_comparison(frame, "A", "B", test=inputs.test, alternative=inputs.sided)
                 rejected += bool(result.get("enough") and result["p_value"] < inputs.alpha)
                 if k >= 2:
-                    value, _ = alpha_without_each_rater(frame, level="interval", each_rater=False)
+                    # The dashboard's α: ordinal on a rubric's points, interval on a continuous scale.
+                    level = "interval" if inputs.points is None else "ordinal"
+                    value, _ = alpha_without_each_rater(frame, level=level, values=inputs.points, each_rater=False)
                     if value is not None:
                         alphas.append(value)
             power = rejected / simulations
@@ -327,9 +346,9 @@ def closed_form_power(inputs: PowerInputs, *, items: int, raters: int) -> float:
             - scipy_stats.nct.cdf(critical, freedom, noncentrality)
             + scipy_stats.nct.cdf(-critical, freedom, noncentrality)
         )
+    # One-sided: the difference is assumed in the direction tested (as the simulation draws it).
     critical = scipy_stats.t.ppf(1 - inputs.alpha, freedom)
-    sign = 1 if inputs.sided == "greater" else -1
-    return float(1 - scipy_stats.nct.cdf(critical, freedom, sign * noncentrality))
+    return float(1 - scipy_stats.nct.cdf(critical, freedom, abs(noncentrality)))
 
 
 POWER_ITEMS = [10, 20, 40, 80, 160, 320]

@@ -85,14 +85,15 @@ def study_protocol(request, study_id: int):
                     if choice is not None:
                         values["planned_items"] = choice["items"]
                 protocol_save(study=study, values=values, user=request.user, reason=data.get("reason", ""))
-                messages.success(
-                    request,
-                    "Power analysis done: the planned items are the smallest design that reaches the targets."
-                    if action == "power" and values["power"]["choice"]
-                    else "No design of up to 320 items reaches the targets: see the curve."
-                    if action == "power"
-                    else "Protocol saved.",
-                )
+                if action == "power" and not values["power"]["choice"]:
+                    messages.warning(request, "No design on the curve reaches the targets: see the curve.")
+                else:
+                    messages.success(
+                        request,
+                        "Power analysis done: the planned items are the smallest design that reaches the targets."
+                        if action == "power"
+                        else "Protocol saved.",
+                    )
                 return redirect("evaluation:study_protocol", study_id=study.pk)
         except ProtocolError as error:
             form.add_error(None, str(error).capitalize() + ".")

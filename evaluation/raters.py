@@ -21,7 +21,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from evaluation.models import Assignment, QualificationAttempt, Study, StudyItem, StudyRater
@@ -215,13 +215,29 @@ def rater_onboard(
     return standing
 
 
+def _given(rater: User, purpose: str, **extra: Any) -> Exists:
+    """Whether the item (the outer row) has an assignment of ``rater`` for ``purpose`` (and ``extra``): one row
+    matching all of it, which an ``exclude()`` across the relation would not require."""
+    return Exists(Assignment.objects.filter(item=OuterRef("pk"), rater=rater, purpose=purpose, **extra))
+
+
 def _next_training_item(study: Study, rater: User) -> StudyItem | None:
     return (
         StudyItem.objects.filter(study=study, kind=StudyItem.Kind.TRAINING, dropped_at__isnull=True)
-        .exclude(assignments__rater=rater, assignments__purpose=Assignment.Purpose.TRAINING)
+        .exclude(_given(rater, Assignment.Purpose.TRAINING))
         .order_by("position")
         .first()
     )
+
+
+def _lock_standing(study: Study, rater: User) -> StudyRater:
+    """The rater's standing row, locked: two requests of one rater (a double click, two tabs) hand out one item."""
+    StudyRater.objects.get_or_create(study=study, rater=rater)
+    return StudyRater.objects.select_for_update().get(study=study, rater=rater)
+
+
+def _open_assignment(study: Study, rater: User) -> Assignment | None:
+    return Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.IN_PROGRESS).first()
 
 
 def _new_assignment(*, study: Study, rater: User, item: StudyItem, purpose: str, **extra: Any) -> Assignment:
@@ -236,24 +252,23 @@ def _new_assignment(*, study: Study, rater: User, item: StudyItem, purpose: str,
 
 def onboarding_assignment(*, study: Study, rater: User, gate: Gate) -> Assignment | None:
     """The next training or qualification assignment of a clinician at that step (a new attempt when needed)."""
+    if gate.step not in ("training", "qualification"):
+        return None
     with transaction.atomic():
+        standing = _lock_standing(study, rater)
+        if (already := _open_assignment(study, rater)) is not None:
+            return already  # the other request of a double click handed it out
         if gate.step == "training":
             item = _next_training_item(study, rater)
             return _new_assignment(study=study, rater=rater, item=item, purpose="training") if item else None
-        if gate.step != "qualification":
-            return None
-        standing, _ = StudyRater.objects.get_or_create(study=study, rater=rater)
-        attempt = gate.attempt
-        if attempt is None:
-            number = (standing.attempts.aggregate(last=Count("pk"))["last"] or 0) + 1
-            attempt = QualificationAttempt.objects.create(standing=standing, number=number)
+        attempt = standing.attempts.order_by("-number").first()
+        if attempt is None or attempt.passed is not None:  # the first, or a retry after a graded one
+            attempt = QualificationAttempt.objects.create(
+                standing=standing, number=(attempt.number if attempt else 0) + 1
+            )
         item = (
             StudyItem.objects.filter(study=study, kind=StudyItem.Kind.QUALIFICATION, dropped_at__isnull=True)
-            .exclude(
-                assignments__rater=rater,
-                assignments__purpose=Assignment.Purpose.QUALIFICATION,
-                assignments__attempt=attempt.number,
-            )
+            .exclude(_given(rater, Assignment.Purpose.QUALIFICATION, attempt=attempt.number))
             .order_by("position")
             .first()
         )
@@ -265,43 +280,57 @@ def onboarding_assignment(*, study: Study, rater: User, gate: Gate) -> Assignmen
 def quality_assignment(*, study: Study, rater: User) -> Assignment | None:
     """A gold item or a hidden repeat in place of the next main item, at the study's rates; None for a main item.
     Seeded by the study, the rater and how many queue items they have had, so a replay is identical."""
-    had = Assignment.objects.filter(study=study, rater=rater, purpose__in=QUEUE_PURPOSES).count()
-    if study.gold_rate > 0 and _uniform("gold", study.seed, rater.pk, had) < study.gold_rate:
-        gold = (
-            StudyItem.objects.filter(study=study, kind=StudyItem.Kind.GOLD, dropped_at__isnull=True)
-            .exclude(assignments__rater=rater)
-            .order_by("position")
-        )
-        candidates = sorted(gold.values_list("pk", flat=True), key=lambda pk: _uniform("gold-order", rater.pk, pk))
-        if candidates:
-            with transaction.atomic():
+    if study.gold_rate <= 0 and study.repeat_share <= 0:
+        return None
+    with transaction.atomic():
+        _lock_standing(study, rater)
+        if (already := _open_assignment(study, rater)) is not None:
+            return already  # the other request of a double click handed it out
+        had = Assignment.objects.filter(study=study, rater=rater, purpose__in=QUEUE_PURPOSES).count()
+        if study.gold_rate > 0 and _uniform("gold", study.seed, rater.pk, had) < study.gold_rate:
+            gold = StudyItem.objects.filter(study=study, kind=StudyItem.Kind.GOLD, dropped_at__isnull=True).exclude(
+                assignments__rater=rater
+            )
+            candidates = sorted(gold.values_list("pk", flat=True), key=lambda pk: _uniform("gold-order", rater.pk, pk))
+            if candidates:
                 item = StudyItem.objects.get(pk=candidates[0])
                 return _new_assignment(study=study, rater=rater, item=item, purpose=Assignment.Purpose.GOLD)
-    if study.repeat_share > 0 and _uniform("repeat", study.seed, rater.pk, had) < study.repeat_share:
-        mine = list(
-            Assignment.objects.filter(study=study, rater=rater, purpose__in=QUEUE_PURPOSES)
-            .order_by("assigned_at", "pk")
-            .values_list("pk", "purpose", "state")
+        if study.repeat_share > 0 and _uniform("repeat", study.seed, rater.pk, had) < study.repeat_share:
+            return _repeat_assignment(study, rater)
+    return None
+
+
+def _repeat_assignment(study: Study, rater: User) -> Assignment | None:
+    """A hidden repeat of the rater's earliest rated main item that is at least ``repeat_gap`` items back, not
+    repeated yet and not dropped since."""
+    mine = list(
+        Assignment.objects.filter(study=study, rater=rater, purpose__in=QUEUE_PURPOSES)
+        .order_by("assigned_at", "pk")
+        .values_list("pk", "purpose", "state", "item__dropped_at")
+    )
+    repeated = set(
+        Assignment.objects.filter(study=study, rater=rater, repeat_of__isnull=False).values_list(
+            "repeat_of_id", flat=True
         )
-        repeated = set(
-            Assignment.objects.filter(study=study, rater=rater, repeat_of__isnull=False).values_list(
-                "repeat_of_id", flat=True
+    )
+    for position, (pk, purpose, state, dropped_at) in enumerate(mine):
+        if len(mine) - position - 1 < study.repeat_gap:
+            break
+        if (
+            purpose == Assignment.Purpose.MAIN
+            and state == Assignment.State.DONE
+            and dropped_at is None
+            and pk not in repeated
+        ):
+            first = Assignment.objects.select_related("item").get(pk=pk)
+            return _new_assignment(
+                study=study,
+                rater=rater,
+                item=first.item,
+                purpose=Assignment.Purpose.REPEAT,
+                repeat_of=first,
+                swapped=first.swapped,
             )
-        )
-        for position, (pk, purpose, state) in enumerate(mine):
-            if len(mine) - position - 1 < study.repeat_gap:
-                break
-            if purpose == Assignment.Purpose.MAIN and state == Assignment.State.DONE and pk not in repeated:
-                with transaction.atomic():
-                    first = Assignment.objects.select_related("item").get(pk=pk)
-                    return _new_assignment(
-                        study=study,
-                        rater=rater,
-                        item=first.item,
-                        purpose=Assignment.Purpose.REPEAT,
-                        repeat_of=first,
-                        swapped=first.swapped,
-                    )
     return None
 
 
@@ -323,7 +352,9 @@ def gold_accuracy(study: Study, standing: StudyRater) -> tuple[int, int]:
     return counts["matched"], counts["graded"]
 
 
-def after_rating(*, assignment: Assignment, scores: dict[str, Any], preference: str) -> None:
+def after_rating(
+    *, assignment: Assignment, scores: dict[str, Any], preference: str, standing: StudyRater | None = None
+) -> None:
     """What a saved rating changes beyond itself (inside the rating's transaction): the grade of a gold or
     qualification item, a qualification attempt's result, a pause on low gold accuracy, extra raters for an item
     whose raters disagree."""
@@ -341,9 +372,11 @@ def after_rating(*, assignment: Assignment, scores: dict[str, Any], preference: 
         assignment.save(update_fields=["matches_reference"])
     if purpose == Assignment.Purpose.QUALIFICATION:
         _grade_attempt(assignment)
-    elif purpose == Assignment.Purpose.GOLD:
-        _pause_if_below(assignment)
-    elif purpose == Assignment.Purpose.MAIN and study.extra_raters_max > 0:
+    elif purpose in (Assignment.Purpose.MAIN, Assignment.Purpose.REPEAT):
+        # The pause is decided on the next main or repeat rating after the gold ones, never on a gold item's own
+        # submit: the page that follows would otherwise tell the rater which item was gold.
+        _pause_if_below(assignment, standing)
+    if purpose == Assignment.Purpose.MAIN and study.extra_raters_max > 0:
         _more_raters_if_disagreeing(assignment)
 
 
@@ -380,13 +413,17 @@ def _grade_attempt(assignment: Assignment) -> None:
     )
 
 
-def _pause_if_below(assignment: Assignment) -> None:
+def _pause_if_below(assignment: Assignment, standing: StudyRater | None) -> None:
+    """Pause the rater when their gold accuracy is below the threshold. ``standing`` is the rater's row as the
+    submit read it (None: no gold item was ever handed to them, as handing one out creates it)."""
     study = assignment.study
-    standing, _ = StudyRater.objects.select_for_update().get_or_create(study=study, rater_id=assignment.rater_id)
-    if standing.state == StudyRater.State.PAUSED:
+    if study.gold_rate <= 0 or standing is None or standing.state == StudyRater.State.PAUSED:
         return
     matched, graded = gold_accuracy(study, standing)
     if graded < max(study.gold_minimum, 1) or matched / graded >= study.pass_threshold:
+        return
+    standing = StudyRater.objects.select_for_update().get(pk=standing.pk)
+    if standing.state == StudyRater.State.PAUSED:
         return
     standing.state, standing.paused_at = StudyRater.State.PAUSED, timezone.now()
     standing.pause_reason = (

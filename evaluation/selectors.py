@@ -11,6 +11,7 @@ from django.http import Http404
 
 from evaluation.assignment import has_available_item, items_waiting_for_answers, items_without_answers
 from evaluation.models import Assignment, Dimension, Study, StudyItem, StudyRater
+from evaluation.quality import reference_match
 from evaluation.raters import QUEUE_PURPOSES, gold_accuracy, rater_gates
 from healthagent.roles import Role, user_has_role
 
@@ -212,12 +213,19 @@ def training_comparison(assignment: Assignment) -> list[dict[str, Any]]:
             words = _choice_words(given, assignment.swapped), _choice_words(reference, assignment.swapped)
         else:
             words = _score_words(dimension, given), _score_words(dimension, reference)
+        # "Same" as the grading reads it: within the item's tolerance (exact on yes/no and choices).
+        within = reference is not None and reference_match(
+            reference={dimension.key: reference},
+            tolerance=item.tolerance,
+            scores={dimension.key: given},
+            binary=frozenset({dimension.key}) if dimension.scale == Dimension.Scale.BINARY else frozenset(),
+        )
         rows.append(
             {
                 "label": dimension.label,
                 "given": words[0],
                 "reference": words[1] if reference is not None else "—",
-                "same": reference is not None and given == reference,
+                "same": within,
             }
         )
     if pairwise:

@@ -14,8 +14,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluation.assignment import ItemWithoutAnswer, items_without_answers
-from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem
-from evaluation.raters import RATER_SETTINGS, RaterError, after_rating, background_fields_check
+from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem, StudyRater
+from evaluation.raters import (
+    QUEUE_PURPOSES,
+    RATER_SETTINGS,
+    RaterError,
+    after_rating,
+    background_fields_check,
+    standing_of,
+)
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort, Participant
@@ -311,6 +318,8 @@ def assignment_skip(*, assignment_id: int, rater: User, reason: str) -> Assignme
         _check_editable(assignment)
         if hasattr(assignment, "rating"):
             raise EvaluationError("this item is already rated; edit the rating instead")
+        if assignment.purpose in (Assignment.Purpose.TRAINING, Assignment.Purpose.QUALIFICATION):
+            raise EvaluationError(f"a {assignment.purpose} item cannot be skipped: rate it as well as you can")
         assignment.state, assignment.skip_reason, assignment.completed_at = (
             Assignment.State.SKIPPED,
             reason[:300],
@@ -382,6 +391,9 @@ def rating_submit(
     with transaction.atomic():
         assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
         _check_editable(assignment)
+        standing = standing_of(study=assignment.study, rater=rater) if assignment.purpose in QUEUE_PURPOSES else None
+        if standing is not None and standing.state == StudyRater.State.PAUSED:
+            raise EvaluationError("your queue in this study is paused: your ratings so far are kept")
         if assignment.purpose == Assignment.Purpose.QUALIFICATION and assignment.matches_reference is not None:
             raise EvaluationError("this qualification item is graded: its rating can no longer change")
         pairwise = assignment.study.mode == Study.Mode.PAIRWISE
@@ -426,7 +438,7 @@ def rating_submit(
         assignment.time_spent_s += time_spent_s
         assignment.draft = {}
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
-        after_rating(assignment=assignment, scores=cleaned, preference=preference)
+        after_rating(assignment=assignment, scores=cleaned, preference=preference, standing=standing)
         group_notify_on_commit(
             group=study_group(assignment.study_id),
             payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision},

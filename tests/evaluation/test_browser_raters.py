@@ -65,7 +65,14 @@ def _seed_with_a_repeat_before_the_second_gold(rater_id: int) -> int:
     for seed in range(10_000):
         kinds = _queue_kinds(seed=seed, rater_id=rater_id)
         golds = [i for i, kind in enumerate(kinds) if kind == "gold"]
-        if len(golds) >= 2 and golds[1] <= 6 and "repeat" in kinds[: golds[1]] and kinds[0] == "main":
+        # The pause is decided on the first main or repeat rating after the second (failed) gold item.
+        if (
+            len(golds) >= 2
+            and golds[1] <= 6
+            and "repeat" in kinds[: golds[1]]
+            and kinds[0] == "main"
+            and kinds[golds[1] + 1] != "gold"
+        ):
             return seed
     raise AssertionError("no seed gives a repeat before the second gold item")
 
@@ -223,8 +230,9 @@ def test_a_new_clinician_is_onboarded_trained_qualified_checked_paused_and_reins
             [label, given, str(reference[key])]
             for label, given, key in zip(("Relevance", "Context awareness", "Safety"), scores, DIMENSIONS, strict=True)
         ]
+        # Marked as the grading reads it: more than the tolerance (1 point) from the reference.
         assert page.locator("[data-training-feedback] tr.differs").count() == sum(
-            int(given) != reference[key] for given, key in zip(scores, DIMENSIONS, strict=True)
+            abs(int(given) - reference[key]) > 1 for given, key in zip(scores, DIMENSIONS, strict=True)
         )
         assert page.locator("[data-rationale]").inner_text().strip() == rationale
         page.get_by_role("link", name="Continue").click()
@@ -284,7 +292,9 @@ def test_a_new_clinician_is_onboarded_trained_qualified_checked_paused_and_reins
         assert len(shown) <= 12, "no pause after twelve items"
         rate(page, "222")  # three points from every gold reference of 5
     purposes = [assignment.purpose for assignment, _, _ in shown]
-    assert purposes.count("gold") == 2 and purposes[-1] == "gold" and "repeat" in purposes, purposes
+    # Paused on the rating after the second gold item, so the page that follows never tells which item was gold.
+    assert purposes.count("gold") == 2 and purposes[-2] == "gold" and purposes[-1] != "gold", purposes
+    assert "repeat" in purposes, purposes
     repeat = next(assignment for assignment, _, _ in shown if assignment.purpose == "repeat")
     assert repeat.repeat_of.purpose == "main" and repeat.repeat_of.item_id == repeat.item_id
     gold = Assignment.objects.filter(rater=clinician, purpose="gold")

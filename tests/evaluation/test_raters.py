@@ -156,9 +156,10 @@ def test_gold_items_are_mixed_in_once_each_and_a_low_accuracy_pauses_until_reins
         given.append(assignment)
         submit(assignment, score=1)  # four points from every gold reference
     gold = [assignment for assignment in given if assignment.purpose == "gold"]
-    assert len(gold) == 3 and len({assignment.item_id for assignment in gold}) == 3
+    assert len(gold) >= 3 and len({assignment.item_id for assignment in gold}) == len(gold)  # never twice
+    assert given[-1].purpose == "main"  # paused on a main rating after the gold ones, never on a gold item's submit
     standing = StudyRater.objects.get(study=study, rater=rater)
-    assert standing.state == "paused" and "0/3" in standing.pause_reason
+    assert standing.state == "paused" and f"0/{len(gold)}" in standing.pause_reason
     assert rater_gate(study=study, rater=rater).step == "paused"
     kept = Assignment.objects.filter(rater=rater, state="done").count()
     assert kept == len(given)  # nothing deleted
@@ -226,3 +227,22 @@ def test_references_are_checked_and_only_set_in_a_draft():
             )
     item.refresh_from_db()
     assert item.kind == "results" and item.reference == {}
+
+
+def test_a_retry_is_not_blocked_by_another_raters_attempt_and_qualification_items_cannot_be_skipped():
+    from evaluation.services import EvaluationError, assignment_skip
+
+    study = build_study(items=6, raters=2, k=1)
+    make_kind(study, [4, 5], "qualification")
+    Study.objects.filter(pk=study.pk).update(qualification_retries=2, retry_cooldown_minutes=0)
+    study.refresh_from_db()
+    first, second = study.clinicians.order_by("pk")
+    qualify(study, first, [1, 1])  # fails attempt 1
+    qualify(study, second, [1, 1])
+    second_try = assignment_next(study=study, rater=second)  # the other rater's attempt 2 is under way
+    assert second_try.purpose == "qualification" and second_try.attempt == 2
+    with pytest.raises(EvaluationError, match="cannot be skipped"):
+        assignment_skip(assignment_id=second_try.pk, rater=second, reason="too hard")
+    retry = assignment_next(study=study, rater=first)  # was None when the exclusion spanned other raters' rows
+    assert retry is not None and retry.purpose == "qualification" and retry.attempt == 2
+    assert assignment_next(study=study, rater=first) == retry  # asked twice (a double click): the same item

@@ -194,9 +194,9 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     # record beside the answer: one query each for its measurements, daily summaries and events, however long the record
     with django_assert_max_num_queries(9):
         assert client.get(location).status_code == 200
-    with django_assert_max_num_queries(
-        12
-    ):  # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update
+    # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update;
+    # the rater's standing (a paused rater's submit is refused) and their gold accuracy (the pause rule, issue 20)
+    with django_assert_max_num_queries(14):
         assert (
             client.post(
                 location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}

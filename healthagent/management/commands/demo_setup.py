@@ -184,8 +184,8 @@ class Command(BaseCommand):
                 instructions="Read the participant's data, then rate the answer on each dimension. Press ? for keyboard shortcuts.",
             )
             study = study_create(spec=spec, user=researcher)
-            if mode == "absolute":
-                self._demo_protocol(study, researcher, variants)
+            if mode == "absolute" and study.items.values("participant").distinct().count() >= 5:
+                self._demo_protocol(study, researcher, variants)  # a protocol plans at least 5 items
             study_set_status(study=study, status="open")
             self.stdout.write(f"Opened the study {name!r} for the demo clinician.")
         self._demo_quality_study(cohort, rubric, variants["grounded agent"], clinician, researcher)
