@@ -44,11 +44,14 @@ def main() -> int:
         ]
         return 1 if failures else 0
     for module_name in selected:
+        load_before = [round(value, 2) for value in os.getloadavg()]
         started = time.perf_counter()
         result = importlib.import_module(module_name).run()
         record = {
             "benchmark": module_name,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            # 1-, 5- and 15-minute load averages: a figure measured beside other heavy work cannot be compared.
+            "load_average": {"before": load_before, "after": [round(value, 2) for value in os.getloadavg()]},
             "seconds": round(time.perf_counter() - started, 2),
             "result": result,
         }
