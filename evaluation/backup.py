@@ -13,6 +13,7 @@ the export's stops the restore: restoring never changes who may see what.
 
 import json
 from pathlib import Path
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -23,6 +24,7 @@ from evaluation.models import (
     Assignment,
     Deviation,
     Dimension,
+    Incident,
     Protocol,
     QualificationAttempt,
     Rating,
@@ -92,9 +94,21 @@ ITEM_DROP_FIELDS = ["drop_note"]
 ITEM_DROP_TIMES = ["dropped_at"]
 ASSIGNMENT_FIELDS = ["state", "swapped", "draft", "skip_reason", "time_spent_s"]
 ASSIGNMENT_TIMES = ["assigned_at", "completed_at"]
-RATING_FIELDS = ["scores", "preference", "comment", "unsafe", "unsafe_reason", "revision"]
+RATING_FIELDS = ["scores", "preference", "comment", "unsafe", "unsafe_reason", "harm", "evidence", "revision"]
 RATING_TIMES = ["created_at", "updated_at"]
-REVISION_FIELDS = ["number", "scores", "preference", "comment", "unsafe", "unsafe_reason", "time_spent_s"]
+INCIDENT_FIELDS = ["reasons", "decision", "note"]
+INCIDENT_TIMES = ["opened_at", "decided_at"]
+REVISION_FIELDS = [
+    "number",
+    "scores",
+    "preference",
+    "comment",
+    "unsafe",
+    "unsafe_reason",
+    "harm",
+    "evidence",
+    "time_spent_s",
+]
 # Fields deliberately not exported, with the reason (a test holds every other field to be exported).
 NOT_EXPORTED = {
     "StudyItem": {
@@ -141,7 +155,7 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
     counts = {"studies": 0, "items": 0, "assignments": 0, "ratings": 0, "revisions": 0}
     for study in studies:
         rubrics[study.rubric.name] = study.rubric
-        for user in [study.created_by, *study.clinicians.all(), *study.researchers.all()]:
+        for user in [study.created_by, *study.clinicians.all(), *study.researchers.all(), *study.adjudicators.all()]:
             if user:
                 users[user.username] = user
         items = []
@@ -152,10 +166,12 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
             for variant in (item.variant_a, item.variant_b):
                 if variant:
                     variants[variant.name] = variant
-            assignments = []
+            assignments: list[dict[str, Any]] = []
+            position_of: dict[int, int] = {}  # assignment id -> its place in the item's list (incidents name it)
             # A hidden repeat comes after the rater's first assignment of the item, which it names (repeat_of).
             for assignment in item.assignments.select_related("rater").order_by("rater__username", "pk"):
                 users[assignment.rater.username] = assignment.rater
+                position_of[assignment.pk] = len(assignments)
                 rating = Rating.objects.filter(assignment=assignment).first()
                 exported_rating = None
                 if rating:
@@ -177,9 +193,21 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
             counts["assignments"] += len(assignments)
             if item.dropped_by:
                 users[item.dropped_by.username] = item.dropped_by
+            incidents = []
+            for incident in item.incidents.select_related("decided_by", "opened_by").order_by("opened_at", "pk"):
+                if incident.decided_by:
+                    users[incident.decided_by.username] = incident.decided_by
+                incidents.append(
+                    {
+                        **_fields(incident, INCIDENT_FIELDS, INCIDENT_TIMES),
+                        "decided_by": _username(incident.decided_by),
+                        "opened_by": position_of.get(incident.opened_by.assignment_id) if incident.opened_by else None,
+                    }
+                )
             items.append(
                 {
                     **_fields(item, ITEM_FIELDS + ITEM_DROP_FIELDS + ITEM_QUALITY_FIELDS, ITEM_DROP_TIMES),
+                    "incidents": incidents,
                     "dropped_by": _username(item.dropped_by),
                     "participant": [item.participant.cohort.name, item.participant.pseudonym],
                     "variant_a": item.variant_a.name,
@@ -239,6 +267,7 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                 "created_by": _username(study.created_by),
                 "clinicians": sorted(user.username for user in study.clinicians.all()),
                 "researchers": sorted(user.username for user in study.researchers.all()),
+                "adjudicators": sorted(user.username for user in study.adjudicators.all()),
                 "items": items,
             }
         )
@@ -412,6 +441,7 @@ def studies_import(*, source: Path) -> dict:
             _set_times(Study, study.pk, entry, STUDY_TIMES)
             study.clinicians.set([users[name] for name in entry["clinicians"]])
             study.researchers.set([users[name] for name in entry["researchers"]])
+            study.adjudicators.set([users[name] for name in entry.get("adjudicators", [])])
             for item_entry in entry["items"]:
                 item = StudyItem.objects.create(
                     study=study,
@@ -426,7 +456,9 @@ def studies_import(*, source: Path) -> dict:
                 if item_entry.get("dropped_at"):
                     _set_times(StudyItem, item.pk, item_entry, ITEM_DROP_TIMES)
                 first_of: dict[str, Assignment] = {}
+                ratings: list[Rating | None] = []  # by the assignment's place in the item's list
                 for assignment_entry in item_entry["assignments"]:
+                    ratings.append(None)
                     assignment = Assignment.objects.create(
                         study=study,
                         item=item,
@@ -446,6 +478,7 @@ def studies_import(*, source: Path) -> dict:
                             assignment=assignment, **{name: rating_entry[name] for name in RATING_FIELDS}
                         )
                         _set_times(Rating, rating.pk, rating_entry, RATING_TIMES)
+                        ratings[-1] = rating
                         for revision_entry in rating_entry["revisions"]:
                             revision = RatingRevision.objects.create(
                                 rating=rating, **{name: revision_entry[name] for name in REVISION_FIELDS}
@@ -454,6 +487,16 @@ def studies_import(*, source: Path) -> dict:
                         counts["ratings"] += 1
                         counts["revisions"] += len(rating_entry["revisions"])
                     counts["assignments"] += 1
+                for incident_entry in item_entry.get("incidents", []):
+                    opened_by = incident_entry.get("opened_by")
+                    incident = Incident.objects.create(
+                        study=study,
+                        item=item,
+                        opened_by=ratings[opened_by] if opened_by is not None else None,
+                        decided_by=users.get(incident_entry["decided_by"]),
+                        **{name: incident_entry[name] for name in INCIDENT_FIELDS},
+                    )
+                    _set_times(Incident, incident.pk, incident_entry, INCIDENT_TIMES)
                 counts["items"] += 1
             for standing_entry in entry.get("raters", []):
                 standing = StudyRater.objects.create(

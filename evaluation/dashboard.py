@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from evaluation import quality, stats
-from evaluation.models import Assignment, Dimension, Protocol, Rating, Study
+from evaluation.evidence import DIFFERENT_EVIDENCE_IOU, evidence_agreement
+from evaluation.models import Assignment, Dimension, Incident, Protocol, Rating, Study
 from evaluation.rater_report import (
     QualityInputs,
     alpha_over_time,
@@ -23,6 +24,7 @@ from evaluation.rater_report import (
     study_quality_inputs,
 )
 from evaluation.selectors import ratings_needed
+from evaluation.triage import TRIGGERS, item_variants, unresolved_by_variant
 
 CAPTIONS = {
     "means": "Mean score per variant and dimension; bars are 95 % bootstrap confidence intervals that resample items.",
@@ -67,6 +69,8 @@ COLUMNS = [
     "revision",
     "rated_at",
     "revised_at",
+    "harm",
+    "evidence",
 ]
 SKIP_COLUMNS = [
     "assignment",
@@ -101,6 +105,8 @@ def study_ratings(study: Study) -> pd.DataFrame:
         "revision",
         "created_at",
         "updated_at",
+        "harm",
+        "evidence",
     )
     return pd.DataFrame(list(rows), columns=COLUMNS)
 
@@ -320,7 +326,7 @@ def dashboard_from_frames(
 
 def study_dashboard(study: Study, *, exclude: frozenset[str] = frozenset(), stratify: str = "") -> dict:
     per_rating = study_ratings(study)
-    dimensions = list(study.rubric.dimensions.all())
+    dimensions = [dimension for dimension in study.rubric.dimensions.all() if dimension.is_scored]
     points = {dimension.key: dimension.points for dimension in dimensions}
     background_keys = [field["key"] for field in study.background_fields]
     dashboard = dashboard_from_frames(
@@ -347,6 +353,24 @@ def study_dashboard(study: Study, *, exclude: frozenset[str] = frozenset(), stra
     dashboard["binary_dimensions"] = [
         dimension.key for dimension in dimensions if dimension.scale == Dimension.Scale.BINARY
     ]
+    # The safety triage (issue 21): the variants with unresolved incidents (the banner), and every incident.
+    dashboard["unresolved_incidents"] = unresolved_by_variant(study)
+    dashboard["incidents"] = [
+        {
+            "pk": incident.pk,
+            "item": incident.item_id,
+            "variants": item_variants(incident),
+            "reasons": [TRIGGERS[reason] for reason in incident.reasons],
+            "decision": incident.get_decision_display(),
+            "open": not incident.decision,
+            "opened_at": incident.opened_at,
+        }
+        for incident in Incident.objects.filter(study=study).select_related("item__variant_a", "item__variant_b")
+    ]
+    # Evidence: how often raters tie a dimension to windows of the data, and how much their windows agree.
+    labels = {dimension.key: dimension.label for dimension in study.rubric.dimensions.all()}
+    dashboard["evidence"] = evidence_agreement(per_rating, labels, seed=study.seed) if len(per_rating) else []
+    dashboard["different_evidence_iou"] = DIFFERENT_EVIDENCE_IOU
     return dashboard
 
 

@@ -13,12 +13,13 @@ from evaluation.dashboard import study_ratings, study_skips
 from evaluation.models import Protocol, Study, StudyRater
 from evaluation.protocol import canonical_json
 from evaluation.rater_report import flagged_raters, study_quality_inputs
+from evaluation.triage import incident_log_bytes, item_incident_states
 
 FORMATS = {
     "csv": "text/csv",
     "jsonl": "application/x-ndjson",
     "parquet": "application/vnd.apache.parquet",
-    "zip": "application/zip",  # for publication: the ratings with the protocol's manifest, deviations and dictionary
+    "zip": "application/zip",  # for publication: the ratings, the protocol's manifest, deviations, incidents, dictionary
 }
 
 DATA_DICTIONARY = {
@@ -55,6 +56,14 @@ DATA_DICTIONARY = {
     "export holds the manifest as protocol.json, byte for byte what was hashed, and the deviations as deviations.json; "
     "Parquet holds both in its file metadata). Empty when no protocol is locked.",
     "protocol_deviations": "How many deviations from the locked protocol were recorded when the export was taken.",
+    "harm_extent": "Absolute studies with a harm dimension: the extent of possible harm the clinician judged (none, "
+    "moderate = mild or moderate, severe = severe harm or death).",
+    "harm_likelihood": "Absolute studies with a harm dimension: how likely that harm is (low, medium, high).",
+    "evidence": "The windows of the chart the clinician tied to a dimension, as JSON: "
+    '[{"dimension", "start", "end" (minutes of the participant\'s minute-level data, end excluded; minute 0 is the '
+    'start of day 1), "channels" (the signals shown), "note"}]; [] when none.',
+    "safety_incident": "The item's latest safety incident: open (waiting for an adjudicator), confirmed, not_harmful "
+    "or needs_change; empty when the item has none. The incident log export has the ratings and decisions.",
 }
 
 
@@ -91,6 +100,13 @@ def export_frame(study: Study) -> pd.DataFrame:
     protocol = _locked_protocol(study)
     frame["protocol_sha256"] = protocol.manifest_sha256 if protocol else ""
     frame["protocol_deviations"] = protocol.deviations.count() if protocol else 0
+    harm = frame.pop("harm") if "harm" in frame else pd.Series([None] * len(frame), index=frame.index)
+    frame["harm_extent"] = [value.get("extent", "") if isinstance(value, dict) else "" for value in harm]
+    frame["harm_likelihood"] = [value.get("likelihood", "") if isinstance(value, dict) else "" for value in harm]
+    evidence = frame.pop("evidence") if "evidence" in frame else pd.Series([None] * len(frame), index=frame.index)
+    frame["evidence"] = [json.dumps(value if isinstance(value, list) else [], ensure_ascii=False) for value in evidence]
+    states = item_incident_states(study)
+    frame["safety_incident"] = [states.get(int(item), "") for item in frame["item_id"]] if len(frame) else []
     return frame.reset_index(drop=True)
 
 
@@ -170,5 +186,6 @@ def export_bytes(study: Study, fmt: str) -> bytes:
                 bundle.writestr("protocol.json", canonical_json(protocol.manifest))
                 bundle.writestr("protocol.sha256", protocol.manifest_sha256 + "  protocol.json\n")
                 bundle.writestr("deviations.json", json.dumps(_deviations(protocol), indent=1, ensure_ascii=False))
+            bundle.writestr("incidents.json", incident_log_bytes(study, "json"))
         return buffer.getvalue()
     raise ValueError(f"unknown export format {fmt!r}")

@@ -25,7 +25,12 @@ DEFAULT_CONSENT_TEXT = (
 class StudyForm(forms.Form):
     name = forms.CharField(max_length=120)
     mode = forms.ChoiceField(choices=Study.Mode.choices, initial=Study.Mode.ABSOLUTE)
-    rubric = forms.ModelChoiceField(queryset=Rubric.objects.order_by("name"), empty_label=None)
+    rubric = forms.ModelChoiceField(
+        queryset=Rubric.objects.order_by("name"),
+        empty_label=None,
+        help_text="A rubric with a harm dimension asks the Med-PaLM harm questions (absolute studies); severe or likely "
+        "harm opens a safety incident.",
+    )
     cohort = forms.ModelChoiceField(queryset=Cohort.objects.order_by("name"), empty_label=None)
     variants = forms.ModelMultipleChoiceField(
         queryset=AgentVariant.objects.order_by("name"),
@@ -142,6 +147,8 @@ class StudyForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["background_fields"].initial = background_lines(DEFAULT_BACKGROUND_FIELDS)
+        # The default rubric: the one with the harm questions (evaluation/migrations/0010_harm_rubric.py).
+        self.fields["rubric"].initial = Rubric.objects.filter(dimensions__scale="harm").order_by("pk").first()
 
     def clean(self) -> dict:
         cleaned = super().clean() or {}
@@ -258,7 +265,7 @@ class ProtocolForm(forms.Form):
         super().__init__(*args, **kwargs)
         dimension = self.fields["primary_dimension"]
         assert isinstance(dimension, forms.ChoiceField)
-        dimension.choices = [(d.key, d.label) for d in study.rubric.dimensions.all()]
+        dimension.choices = [(d.key, d.label) for d in study.rubric.dimensions.all() if d.is_scored]
         variant_ids = set(study.items.values_list("variant_a_id", flat=True)) | set(
             study.items.exclude(variant_b=None).values_list("variant_b_id", flat=True)
         )

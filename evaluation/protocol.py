@@ -78,7 +78,7 @@ def _value(protocol: Protocol, name: str) -> Any:
 
 
 def _check(study: Study, values: dict[str, Any]) -> dict[str, Any]:
-    dimensions = {dimension.key for dimension in study.rubric.dimensions.all()}
+    dimensions = {dimension.key for dimension in study.rubric.dimensions.all() if dimension.is_scored}
     if not str(values.get("hypotheses", "")).strip():
         raise ProtocolError("write the hypotheses")
     if values.get("primary_dimension") not in dimensions:

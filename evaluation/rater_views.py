@@ -71,7 +71,7 @@ def study_item_reference(request, study_id: int, item_id: int):
     item = get_object_or_404(
         StudyItem.objects.select_related("participant", "variant_a", "variant_b"), pk=item_id, study=study
     )
-    dimensions = list(study.rubric.dimensions.all())
+    dimensions = [d for d in study.rubric.dimensions.all() if d.is_scored]
     form = ItemReferenceForm(request.POST or None, initial={"kind": item.kind, "rationale": item.rationale})
     can_change = study_changeable_by(study=study, user=request.user)
     if request.method == "POST":

@@ -512,7 +512,7 @@ def study_item_reference_set(
         raise RaterError("items can change kind only while the study is a draft")
     if kind not in StudyItem.Kind.values:
         raise RaterError(f"unknown kind {kind!r}")
-    dimensions = {dimension.key: dimension for dimension in study.rubric.dimensions.all()}
+    dimensions = {dimension.key: dimension for dimension in study.rubric.dimensions.all() if dimension.is_scored}
     pairwise = study.mode == Study.Mode.PAIRWISE
     cleaned: dict[str, Any] = {}
     cleaned_tolerance: dict[str, Any] = {}

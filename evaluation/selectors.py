@@ -141,6 +141,8 @@ def rater_ratings(*, rater: User, study: Study | None = None, limit: int = 200) 
         pairwise = assignment.study.mode == Study.Mode.PAIRWISE
         given = []
         for dimension in assignment.study.rubric.dimensions.all():
+            if not dimension.is_scored:
+                continue
             value = rating.scores.get(dimension.key)
             words = _choice_words(value, assignment.swapped) if pairwise else _score_words(dimension, value)
             given.append(f"{dimension.label}: {words}")
@@ -207,7 +209,7 @@ def training_comparison(assignment: Assignment) -> list[dict[str, Any]]:
     rating = assignment.rating
     item, pairwise = assignment.item, assignment.study.mode == Study.Mode.PAIRWISE
     rows = []
-    for dimension in assignment.study.rubric.dimensions.all():
+    for dimension in [d for d in assignment.study.rubric.dimensions.all() if d.is_scored]:
         given, reference = rating.scores.get(dimension.key), item.reference.get(dimension.key)
         if pairwise:
             words = _choice_words(given, assignment.swapped), _choice_words(reference, assignment.swapped)

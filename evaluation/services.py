@@ -5,6 +5,7 @@ are sent only after the transaction commits.
 """
 
 import dataclasses
+import json
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluation.assignment import ItemWithoutAnswer, items_without_answers
-from evaluation.models import Assignment, Dimension, Rating, RatingRevision, Rubric, Study, StudyItem, StudyRater
+from evaluation.errors import EvaluationError as EvaluationError  # raised here; views import it from services
+from evaluation.evidence import EvidenceError, evidence_clean
+from evaluation.models import (
+    HARM_QUESTIONS,
+    Assignment,
+    Dimension,
+    Rating,
+    RatingRevision,
+    Rubric,
+    Study,
+    StudyItem,
+    StudyRater,
+)
 from evaluation.raters import (
     QUEUE_PURPOSES,
     RATER_SETTINGS,
@@ -23,18 +36,18 @@ from evaluation.raters import (
     background_fields_check,
     standing_of,
 )
+from evaluation.triage import incident_open_for
 from healthagent.audit import Action, audit_record
+from healthagent.cohort.charts import DEFAULT_CHANNELS
+from healthagent.cohort.days import shown_days
 from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort, Participant
 from healthagent.roles import Role, user_has_role
 from modeling.jobs import JobError, job_queue
+from modeling.ml.data.spec import MINUTES_PER_DAY
 from modeling.models import Job
 
 MAX_TIME_ON_ITEM_S = 3 * 3600
-
-
-class EvaluationError(Exception):
-    """A request the evaluation app refuses; the message is shown to the user as it stands."""
 
 
 def study_group(study_id: int) -> str:
@@ -358,6 +371,39 @@ def _clean_scores(dimensions: list[Dimension], scores: dict[str, Any], pairwise:
     return cleaned
 
 
+def _clean_harm(harm_dimensions: list[Dimension], harm: dict[str, Any]) -> dict[str, str]:
+    """The answer to the rubric's harm dimension (if it has one): an extent and a likelihood, both required."""
+    if not harm_dimensions:
+        return {}
+    cleaned = {}
+    for key, (label, values) in HARM_QUESTIONS.items():
+        value = harm.get(key)
+        if value in (None, ""):
+            raise EvaluationError(f"answer {label.lower()}")
+        if value not in {choice for choice, _ in values}:
+            raise EvaluationError(f"{label}: {value!r} is not one of the choices")
+        cleaned[key] = str(value)
+    return cleaned
+
+
+def _clean_evidence(assignment: Assignment, dimensions: list[Dimension], evidence: Any) -> list[dict[str, Any]]:
+    if isinstance(evidence, str):
+        try:
+            evidence = json.loads(evidence) if evidence.strip() else []
+        except ValueError as error:
+            raise EvaluationError("the evidence windows could not be read: mark them again") from error
+    days = shown_days(assignment.item.participant, assignment.study.window_days)
+    try:
+        return evidence_clean(
+            evidence,
+            dimensions={dimension.key: dimension.label for dimension in dimensions},
+            window=((days.first - 1) * MINUTES_PER_DAY, days.last * MINUTES_PER_DAY),
+            channels=DEFAULT_CHANNELS,
+        )
+    except EvidenceError as error:
+        raise EvaluationError(str(error)) from error
+
+
 def _unswap(choice: str, swapped: bool) -> str:
     """A choice as the rater saw it (left = A) -> in the item's terms."""
     return {"a": "b", "b": "a"}.get(choice, choice) if swapped else choice
@@ -372,6 +418,8 @@ def rating_submit(
     comment: str = "",
     unsafe: bool = False,
     unsafe_reason: str = "",
+    harm: dict[str, Any] | None = None,
+    evidence: Any = None,
     time_spent_s: float = 0.0,
 ) -> Rating:
     """Save the rating of an assignment: the first submit creates it, later ones revise it.
@@ -379,6 +427,10 @@ def rating_submit(
     Idempotent: submitting the same content again (a double click, a retry after a time-out)
     changes nothing and adds no revision. Locks the assignment row for the duration, so two
     concurrent submits of one assignment are applied one after the other.
+
+    ``harm`` answers the rubric's harm dimension (absolute studies); ``evidence`` is the windows of the chart tied to
+    dimensions (a list, or its JSON text), checked by evaluation.evidence. A rating that meets a safety trigger opens
+    an incident (evaluation.triage).
     """
     comment, unsafe_reason = (comment or "").strip(), (unsafe_reason or "").strip()
     if unsafe and not unsafe_reason:
@@ -397,7 +449,10 @@ def rating_submit(
         if assignment.purpose == Assignment.Purpose.QUALIFICATION and assignment.matches_reference is not None:
             raise EvaluationError("this qualification item is graded: its rating can no longer change")
         pairwise = assignment.study.mode == Study.Mode.PAIRWISE
-        cleaned = _clean_scores(list(assignment.study.rubric.dimensions.all()), scores or {}, pairwise)
+        dimensions = list(assignment.study.rubric.dimensions.all())
+        cleaned = _clean_scores([d for d in dimensions if d.is_scored], scores or {}, pairwise)
+        harm_cleaned = {} if pairwise else _clean_harm([d for d in dimensions if not d.is_scored], harm or {})
+        windows = _clean_evidence(assignment, dimensions, evidence)
         if pairwise:
             if preference not in {"a", "b", "tie"}:
                 raise EvaluationError("choose which answer is better overall, or a tie")
@@ -411,6 +466,8 @@ def rating_submit(
             "comment": comment,
             "unsafe": bool(unsafe),
             "unsafe_reason": unsafe_reason if unsafe else "",
+            "harm": harm_cleaned,
+            "evidence": windows,
         }
         rating = Rating.objects.filter(assignment=assignment).first()
         if (
@@ -421,6 +478,8 @@ def rating_submit(
                 "comment": rating.comment,
                 "unsafe": rating.unsafe,
                 "unsafe_reason": rating.unsafe_reason,
+                "harm": rating.harm,
+                "evidence": rating.evidence,
             }
             == content
         ):
@@ -439,6 +498,7 @@ def rating_submit(
         assignment.draft = {}
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
         after_rating(assignment=assignment, scores=cleaned, preference=preference, standing=standing)
+        incident_open_for(rating=rating, assignment=assignment)
         group_notify_on_commit(
             group=study_group(assignment.study_id),
             payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision},

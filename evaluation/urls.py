@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluation import protocol_views, rater_views, views
+from evaluation import protocol_views, rater_views, triage_views, views
 
 app_name = "evaluation"
 urlpatterns = [
@@ -18,6 +18,10 @@ urlpatterns = [
     path("items/<int:assignment_id>/submit/", views.assignment_submit, name="assignment_submit"),
     path("items/<int:assignment_id>/skip/", views.assignment_skip_view, name="assignment_skip"),
     path("items/<int:assignment_id>/feedback/", rater_views.training_feedback, name="training_feedback"),
+    path("triage/", triage_views.triage, name="triage"),
+    path("incidents/<int:incident_id>/", triage_views.incident_detail, name="incident"),
+    path("incidents/<int:incident_id>/chart.json", triage_views.incident_chart, name="incident_chart"),
+    path("incidents/<int:incident_id>/minutes.json", triage_views.incident_minutes, name="incident_minutes"),
     path("studies/", views.study_list, name="study_list"),
     path("studies/new/", views.study_new, name="study_new"),
     path("studies/<int:study_id>/", views.study_detail, name="study_detail"),
@@ -42,6 +46,8 @@ urlpatterns = [
     path(
         "studies/<int:study_id>/protocol.json", protocol_views.study_protocol_manifest, name="study_protocol_manifest"
     ),
+    path("studies/<int:study_id>/adjudicators/", triage_views.study_adjudicators, name="study_adjudicators"),
+    path("studies/<int:study_id>/incidents.<str:fmt>", triage_views.study_incident_log, name="study_incident_log"),
     path("studies/<int:study_id>/dashboard/", views.study_dashboard_view, name="study_dashboard"),
     path("studies/<int:study_id>/export.<str:fmt>", views.study_export, name="study_export"),
     path("exports/data-dictionary.json", views.data_dictionary, name="data_dictionary"),

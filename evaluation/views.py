@@ -5,6 +5,7 @@ import hashlib
 import json
 
 from django.contrib import messages
+from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse, JsonResponse
@@ -20,7 +21,7 @@ from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
 from evaluation.forms import StudyForm
-from evaluation.models import Assignment, Study, StudyRater
+from evaluation.models import HARM_QUESTIONS, Assignment, Study, StudyRater
 from evaluation.raters import (
     qualification_result,
     rater_gate,
@@ -68,10 +69,21 @@ RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
 @role_required(Role.CLINICIAN)
 def queue(request):
     """The clinician's start page: their studies, how far they are, where to continue, and their ratings so far."""
+    # Adjudicators: the incidents waiting in their triage queue (one count per study they adjudicate, one query).
+    waiting = list(
+        request.user.adjudicated_studies.annotate(
+            waiting=Count("incidents", filter=Q(incidents__decision=""))
+        ).values_list("waiting", flat=True)
+    )
     return render(
         request,
         "evaluation/queue.html",
-        {"studies": clinician_studies(rater=request.user), "ratings": rater_ratings(rater=request.user)},
+        {
+            "studies": clinician_studies(rater=request.user),
+            "ratings": rater_ratings(rater=request.user),
+            "adjudicates": bool(waiting),
+            "triage_open": sum(waiting),
+        },
     )
 
 
@@ -155,6 +167,8 @@ def _shown_rating(assignment: Assignment) -> dict:
         "comment": rating.comment,
         "unsafe": rating.unsafe,
         "unsafe_reason": rating.unsafe_reason,
+        "harm": rating.harm,
+        "evidence": rating.evidence,
     }
 
 
@@ -163,6 +177,9 @@ def assignment_detail(request, assignment_id: int):
     assignment = own_assignment(request, assignment_id)
     participant = assignment.item.participant
     shown = shown_days(participant, assignment.study.window_days)  # the chart's window (_window), in day numbers
+    dimensions = list(assignment.study.rubric.dimensions.all())
+    pairwise = assignment.study.mode == Study.Mode.PAIRWISE
+    shown_rating = _shown_rating(assignment)
     context = {
         "assignment": assignment,
         "study": assignment.study,
@@ -170,9 +187,14 @@ def assignment_detail(request, assignment_id: int):
         # Both answers of a pairwise item are about this participant, so one record serves both.
         "record": participant_record(participant=participant, shown_days=shown),
         "answers": _answers(assignment),
-        "dimensions": list(assignment.study.rubric.dimensions.all()),
-        "pairwise": assignment.study.mode == Study.Mode.PAIRWISE,
-        "shown": _shown_rating(assignment),
+        "dimensions": [d for d in dimensions if d.is_scored],
+        # A harm dimension is asked in absolute studies (pairwise, the unsafe flag stands for it).
+        "harm_dimension": None if pairwise else next((d for d in dimensions if not d.is_scored), None),
+        "evidence_dimensions": [(d.key, d.label) for d in dimensions if d.is_scored or not pairwise],
+        "window": {"start": (shown.first - 1) * MINUTES_PER_DAY, "end": shown.last * MINUTES_PER_DAY},
+        "pairwise": pairwise,
+        "shown": shown_rating,
+        "evidence_json": json.dumps(shown_rating.get("evidence") or []),
         "progress": rater_progress(study=assignment.study, rater=request.user),
         "minute_chart_url": reverse("evaluation:participant_chart", args=[assignment.study_id, participant.pk]),
         "editable": assignment.study.status == Study.Status.OPEN,
@@ -204,6 +226,12 @@ def participant_chart(request, study_id: int, participant_id: int):
         raise Http404(str(error)) from error
     participant = assignment.item.participant
     start, end = _window(assignment, participant)
+    return chart_response(request, participant=participant, start=start, end=end)
+
+
+def chart_response(request, *, participant: Participant, start: int, end: int) -> HttpResponse:
+    """The minute chart of ``[start, end)`` of a participant: ETag, gzip and private caching (the callers check
+    access)."""
     # Compressed when the browser takes gzip (every browser does), from a cached compressed copy. The figure is
     # anonymized sensor data with no secret and nothing the request supplies, so compression leaks nothing (BREACH).
     compressed = bool(re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")))
@@ -236,6 +264,11 @@ def assignment_minutes(request, assignment_id: int):
     assignment = own_assignment(request, assignment_id)
     participant = assignment.item.participant
     low, high = _window(assignment, participant)
+    return minutes_response(request, participant=participant, low=low, high=high)
+
+
+def minutes_response(request, *, participant: Participant, low: int, high: int) -> HttpResponse:
+    """Zoomed chart data for ``?start=&end=`` clipped to ``[low, high)`` (the callers check access)."""
     try:
         start, end = max(int(request.GET["start"]), low), min(int(request.GET["end"]), high)
         return HttpResponse(
@@ -270,6 +303,8 @@ def _posted_rating(request) -> dict:
         "comment": request.POST.get("comment", "").replace("\r\n", "\n"),
         "unsafe": request.POST.get("unsafe") == "on",
         "unsafe_reason": request.POST.get("unsafe_reason", "").replace("\r\n", "\n"),
+        "harm": {key: request.POST.get(f"harm_{key}", "") for key in HARM_QUESTIONS},
+        "evidence": request.POST.get("evidence", ""),  # JSON text, read by rating_submit
         "time_spent_s": request.POST.get("time_spent_s") or 0,
     }
 
@@ -284,7 +319,11 @@ def assignment_submit(request, assignment_id: int):
     except (ValueError, EvaluationError) as error:
         # Keep what was entered as the draft the page is rebuilt from: a score typed just before an incomplete
         # submit would otherwise be lost with the autosave that had not run yet.
-        draft = {key: posted[key] for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason")}
+        draft = {key: posted[key] for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason", "harm")}
+        try:
+            draft["evidence"] = json.loads(posted["evidence"] or "[]")
+        except ValueError:
+            draft["evidence"] = []
         note = ""
         try:
             assignment_save_draft(assignment_id=assignment.pk, rater=request.user, draft=draft)
@@ -389,6 +428,11 @@ def study_detail(request, study_id: int):
             "can_change": study_changeable_by(study=study, user=request.user),
             "raters": study_raters(study=study),
             "quality_items": study_quality_items(study=study),
+            "adjudicators": list(study.adjudicators.all()),
+            "adjudicator_choices": User.objects.filter(groups__name=Role.CLINICIAN, is_active=True)
+            .exclude(pk__in=study.clinicians.values("pk"))
+            .order_by("username"),
+            "open_incidents": study.incidents.filter(decision="").count(),
         },
     )
 

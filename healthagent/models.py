@@ -242,6 +242,10 @@ class AuditEntry(models.Model):
         PROTOCOL_SAVED = "protocol.saved", "Study protocol saved"
         PROTOCOL_LOCKED = "protocol.locked", "Study protocol locked (pre-registered)"
         PROTOCOL_DEVIATION = "protocol.deviation", "Deviation from a locked protocol"
+        INCIDENT_OPENED = "incident.opened", "Safety incident opened"
+        INCIDENT_VIEWED = "incident.viewed", "Safety incident viewed (raters' ratings unblinded)"
+        INCIDENT_DECIDED = "incident.decided", "Safety incident decided"
+        STUDY_ADJUDICATORS_SET = "study.adjudicators_set", "Study's safety adjudicators set"
         RATER_CONSENTED = "rater.consented", "Rater consented"
         RATER_DECLINED = "rater.declined", "Rater declined consent"
         RATER_QUALIFIED = "rater.qualified", "Rater passed the qualification"
@@ -283,3 +287,21 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AuditLogError("audit entries cannot be deleted")
+
+
+class Notification(models.Model):
+    """A message to one user in the site (the bell in the navigation); healthagent.notifications sends it, by email
+    too when email is configured."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications")
+    text = models.CharField(max_length=300)
+    url = models.CharField(max_length=300, blank=True, help_text="Where to act on it (a path of this site).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "read_at"])]
+
+    def __str__(self) -> str:
+        return f"Notification #{self.pk} to user #{self.user_id}"

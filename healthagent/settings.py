@@ -116,6 +116,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "healthagent.roles.roles_context",
+                "healthagent.notifications.notifications_context",
             ],
         },
     },
@@ -280,6 +281,18 @@ COHORT_IMPORT_MAX_BYTES = int(os.environ.get("COHORT_IMPORT_MAX_BYTES", str(8 * 
 # an uploaded file is spooled to disk, and no view accepts files.)
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("UPLOAD_MAX_BYTES", str(1024**2)))
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
+
+# --- Email -----------------------------------------------------------------------------------
+# Off unless EMAIL_HOST is set: notifications (a safety incident to adjudicate) are then emailed as well as shown in
+# the site. SITE_URL (e.g. https://eval.hospital.org) makes the links in emails absolute.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "healthagent@localhost")
+SITE_URL = os.environ.get("SITE_URL", "").rstrip("/")
 
 # --- Security --------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

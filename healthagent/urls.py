@@ -11,6 +11,7 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path("system/", views.system_status, name="system_status"),
     path("system/audit/", views.audit_log, name="audit_log"),
+    path("notifications/", views.notifications, name="notifications"),
     path("cohorts/", include("healthagent.cohort.urls")),
     path("evaluation/", include("evaluation.urls")),
     path("modeling/", include("modeling.urls")),

@@ -3,11 +3,12 @@ from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from healthagent.audit import audit_entries
 from healthagent.health import service_status, worker_status
 from healthagent.models import AuditEntry
+from healthagent.notifications import notifications_for, notifications_mark_read
 from healthagent.roles import ROLE_HOME_URL_NAMES, Role, role_required, user_primary_role
 
 
@@ -43,3 +44,14 @@ def audit_log(request):
     return render(
         request, "healthagent/audit_log.html", {"page": page, "action": action, "actions": AuditEntry.Action.choices}
     )
+
+
+@role_required(Role.CLINICIAN, Role.RESEARCHER, Role.ADMIN)
+@require_http_methods(["GET", "POST"])
+def notifications(request):
+    """The user's notifications, newest first; posting marks them all read."""
+    if request.method == "POST":
+        notifications_mark_read(user=request.user)
+        return redirect("notifications")
+    page = Paginator(notifications_for(user=request.user), 50).get_page(request.GET.get("page"))
+    return render(request, "healthagent/notifications.html", {"page": page})

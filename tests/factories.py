@@ -29,6 +29,7 @@ def ensure_reference_data():
     for module, function in (
         ("healthagent.migrations.0004_default_variants", "create_default_variants"),
         ("evaluation.migrations.0002_default_rubrics", "create_rubrics"),
+        ("evaluation.migrations.0010_harm_rubric", "create_harm_rubric"),
     ):
         getattr(importlib.import_module(module), function)(apps, None)
 

@@ -70,6 +70,17 @@ def own_item_participant(objects, user):
     return {"study_id": assignment.study_id, "participant_id": assignment.item.participant_id}
 
 
+def an_incident(objects, user):
+    """A safety incident of the study; a clinician is made its adjudicator (others adjudicate nothing)."""
+    from evaluation.models import Incident
+
+    study = objects["study"]
+    if user is not None and user.groups.filter(name="clinician").exists():
+        study.adjudicators.add(user)
+    incident = Incident.objects.create(study=study, item=study.items.first(), reasons=["unsafe"])
+    return {"incident_id": incident.pk}
+
+
 MATRIX = {
     "home": row(LOGIN, REDIRECT, REDIRECT, REDIRECT),
     "login": row(200, REDIRECT, REDIRECT, REDIRECT),
@@ -213,6 +224,22 @@ MATRIX = {
             "study_id": owned_study(objects, user),
             "user_id": objects["study"].clinicians.first().pk,
         },
+    ),
+    "notifications": row(LOGIN, 200, 200, 200),
+    "evaluation:triage": row(LOGIN, 200, FORBIDDEN, FORBIDDEN),
+    "evaluation:incident": row(LOGIN, 200, 200, 200, kwargs=an_incident),
+    "evaluation:incident_chart": row(LOGIN, 200, 200, 200, kwargs=an_incident),
+    "evaluation:incident_minutes": row(LOGIN, 200, 200, 200, kwargs=an_incident, query="?start=0&end=600"),
+    "evaluation:study_adjudicators": row(
+        LOGIN,
+        FORBIDDEN,
+        REDIRECT,
+        REDIRECT,
+        method="post",  # allowed; naming none is allowed too
+        kwargs=lambda objects, user: {"study_id": owned_study(objects, user)},
+    ),
+    "evaluation:study_incident_log": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}
     ),
     "modeling:job_new": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs={"kind": "demo_training"}),
     "modeling:job_detail": row(LOGIN, FORBIDDEN, FORBIDDEN, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),

@@ -9,11 +9,14 @@
   }
 
   function collect(form) {
-    const draft = { scores: {}, preference: "", comment: "", unsafe: false, unsafe_reason: "" };
+    const draft = { scores: {}, preference: "", comment: "", unsafe: false, unsafe_reason: "", harm: {}, evidence: [] };
     form.querySelectorAll("input[type=radio]:checked").forEach(function (input) {
       if (input.name === "preference") draft.preference = input.value;
+      else if (input.name.startsWith("harm_")) draft.harm[input.name.replace(/^harm_/, "")] = input.value;
       else draft.scores[input.name.replace(/^score-/, "")] = input.value;
     });
+    const evidence = form.querySelector("[name=evidence]");
+    if (evidence) { try { draft.evidence = JSON.parse(evidence.value || "[]"); } catch (error) { draft.evidence = []; } }
     draft.comment = form.querySelector("[name=comment]").value;
     draft.unsafe = form.querySelector("[name=unsafe]").checked;
     draft.unsafe_reason = form.querySelector("[name=unsafe_reason]").value;
@@ -37,9 +40,16 @@
   // Put back what a refused submit posted.
   function restore(form, entered) {
     form.querySelectorAll("input[type=radio]").forEach(function (input) {
-      const wanted = input.name === "preference" ? entered.preference : (entered.scores || {})[input.name.replace(/^score-/, "")];
+      const wanted = input.name === "preference" ? entered.preference
+        : input.name.startsWith("harm_") ? (entered.harm || {})[input.name.replace(/^harm_/, "")]
+        : (entered.scores || {})[input.name.replace(/^score-/, "")];
       input.checked = wanted !== undefined && String(wanted) === input.value;
     });
+    const evidence = form.querySelector("[name=evidence]");
+    if (evidence) {
+      evidence.value = JSON.stringify(entered.evidence || []);
+      document.dispatchEvent(new Event("evidence:restored"));
+    }
     form.querySelector("[name=comment]").value = entered.comment || "";
     form.querySelector("[name=unsafe]").checked = Boolean(entered.unsafe);
     form.querySelector("[name=unsafe_reason]").value = entered.unsafe_reason || "";
@@ -137,7 +147,7 @@
     });
 
     document.addEventListener("keydown", function (event) {
-      const typing = event.target.matches("textarea, input[type=text]");
+      const typing = event.target.matches("textarea, input[type=text], select");
       if (event.key === "?" && !typing) { help.hidden = !help.hidden; event.preventDefault(); return; }
       if (event.key === "Escape") { help.hidden = true; if (typing) event.target.blur(); return; }
       if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
@@ -151,6 +161,7 @@
       if (event.key === "ArrowDown" || event.key === "ArrowRight") { activate(active + 1); event.preventDefault(); return; }
       if (event.key === "ArrowUp" || event.key === "ArrowLeft") { activate(active - 1); event.preventDefault(); return; }
       if (event.key === "c") { form.querySelector("[name=comment]").focus(); event.preventDefault(); return; }
+      if (event.key === "e" && form.querySelector("[data-evidence-from]")) { form.querySelector("[data-evidence-from]").focus(); event.preventDefault(); return; }
       if (/^[0-9]$/.test(event.key)) {
         const choice = dimensions[active].querySelector('input[data-key="' + event.key + '"]');
         if (!choice) return;

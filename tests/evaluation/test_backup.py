@@ -14,6 +14,7 @@ from evaluation.assignment import assignment_next
 from evaluation.models import (
     Assignment,
     Deviation,
+    Incident,
     Protocol,
     QualificationAttempt,
     Rating,
@@ -179,7 +180,7 @@ def test_an_unknown_format_is_refused(tmp_path):
 
 # Fields the export writes as references (names, usernames, nesting) rather than as values.
 EXPORTED_AS_REFERENCES = {
-    Study: {"id", "name", "rubric", "created_by", "clinicians", "researchers"},
+    Study: {"id", "name", "rubric", "created_by", "clinicians", "researchers", "adjudicators"},
     StudyItem: {"id", "study", "participant", "variant_a", "variant_b", "dropped_by"},
     Assignment: {"id", "study", "item", "rater", "repeat_of"},
     Rating: {"id", "assignment"},
@@ -188,6 +189,7 @@ EXPORTED_AS_REFERENCES = {
     QualificationAttempt: {"id", "standing"},
     Protocol: {"id", "study", "primary_variant_a", "primary_variant_b", "locked_by"},
     Deviation: {"id", "protocol", "created_by"},
+    Incident: {"id", "study", "item", "opened_by", "decided_by"},
 }
 EXPORTED_VALUES = {
     Study: backup.STUDY_FIELDS + backup.STUDY_QUALITY_FIELDS + backup.STUDY_TIMES,
@@ -199,6 +201,7 @@ EXPORTED_VALUES = {
     Deviation: [*backup.DEVIATION_FIELDS, "created_at"],
     Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
     RatingRevision: [*backup.REVISION_FIELDS, "created_at"],
+    Incident: backup.INCIDENT_FIELDS + backup.INCIDENT_TIMES,
 }
 
 

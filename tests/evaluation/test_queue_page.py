@@ -110,6 +110,7 @@ def test_the_start_page_reads_a_few_queries_per_study_whatever_its_size(client, 
     # The session, user and role, the studies, the ratings list (with its rubrics and their dimensions), then per
     # study its progress and whether an item is free, and the raters' standings and item kinds of all studies at once
     # (two queries, issue 20): never a query per item or per rating.
-    with django_assert_max_num_queries(7 + 2 + 2 * 3):
+    # + the incidents waiting for an adjudicator, and the unread notifications (cached after this first page)
+    with django_assert_max_num_queries(7 + 2 + 2 * 3 + 2):
         page = client.get(reverse("evaluation:queue")).content.decode()
     assert page.count(ACTION) == 3 and page.count("Item ") == 6

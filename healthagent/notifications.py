@@ -1,0 +1,83 @@
+"""Messages to users: shown in the site (the count beside the user's name, the notifications page) and emailed
+when email is configured (``settings.EMAIL_HOST``).
+
+An email is sent after the transaction that made the notification commits, and a mail server that fails or is slow
+(``EMAIL_TIMEOUT``) loses only the email: the notification in the site is already kept, and the failure is logged.
+"""
+
+import logging
+import smtplib
+from collections.abc import Callable, Iterable
+from functools import partial
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.cache import cache
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from healthagent.models import Notification
+
+logger = logging.getLogger(__name__)
+# The default cache is per process (locmem): another process's count may lag by this long; the pages that matter
+# (the triage queue, the dashboard) count live.
+UNREAD_CACHE_S = 60
+
+
+def notify(*, users: Iterable[User], text: str, url: str = "", subject: str = "", body: str = "") -> list[Notification]:
+    """One notification per user (each user once); an email to those with an address when email is configured.
+    ``subject`` and ``body`` are the email's (default: ``text``, and ``text`` with the link)."""
+    unique = list({user.pk: user for user in users}.values())
+    made = Notification.objects.bulk_create(
+        [Notification(user=user, text=text[:300], url=url[:300]) for user in unique]
+    )
+    transaction.on_commit(lambda: cache.delete_many([_unread_key(user.pk) for user in unique]))
+    recipients = [user.email for user in unique if user.email]
+    if settings.EMAIL_HOST and recipients:
+        link = f"{settings.SITE_URL}{url}" if url else ""
+        message = body or (f"{text}\n\n{link}\n" if link else f"{text}\n")
+        transaction.on_commit(partial(_send, subject=subject or text[:120], body=message, recipients=recipients))
+    return made
+
+
+def _send(*, subject: str, body: str, recipients: list[str]) -> None:
+    """One email per recipient (no one sees another's address), over one connection."""
+    try:
+        with get_connection(fail_silently=False) as connection:
+            connection.send_messages([EmailMessage(subject, body, to=[address]) for address in recipients])
+    except (OSError, smtplib.SMTPException):
+        logger.exception("the notification email to %d recipients was not sent", len(recipients))
+
+
+def notifications_for(*, user: User) -> QuerySet[Notification]:
+    return Notification.objects.filter(user=user)
+
+
+def notifications_mark_read(*, user: User) -> int:
+    marked = Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
+    cache.delete(_unread_key(user.pk))
+    return marked
+
+
+def _unread_key(user_id: int) -> str:
+    return f"notifications:unread:{user_id}"
+
+
+def notifications_unread(user_id: int) -> int:
+    """The user's unread count, from the cache: every page shows it, and the rating page must stay a few queries.
+    notify and notifications_mark_read drop the cached count; it expires anyway after UNREAD_CACHE_S."""
+    count = cache.get(_unread_key(user_id))
+    if count is None:
+        count = Notification.objects.filter(user_id=user_id, read_at__isnull=True).count()
+        cache.set(_unread_key(user_id), count, UNREAD_CACHE_S)
+    return int(count)
+
+
+def notifications_context(request) -> dict[str, Callable[[], int]]:
+    """Template context: the user's unread count, read only where a template shows it."""
+    user = request.user
+    if isinstance(user, AnonymousUser) or not user.is_authenticated:
+        return {}
+    return {"unread_notifications": partial(notifications_unread, user.pk)}
