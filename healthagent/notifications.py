@@ -28,7 +28,8 @@ UNREAD_CACHE_S = 60
 
 def notify(*, users: Iterable[User], text: str, url: str = "", subject: str = "", body: str = "") -> list[Notification]:
     """One notification per user (each user once); an email to those with an address when email is configured.
-    ``subject`` and ``body`` are the email's (default: ``text``, and ``text`` with the link)."""
+    ``subject`` and ``body`` are the email's (default: ``text``); the email ends with the link (absolute with
+    ``SITE_URL``)."""
     unique = list({user.pk: user for user in users}.values())
     made = Notification.objects.bulk_create(
         [Notification(user=user, text=text[:300], url=url[:300]) for user in unique]
@@ -37,7 +38,7 @@ def notify(*, users: Iterable[User], text: str, url: str = "", subject: str = ""
     recipients = [user.email for user in unique if user.email]
     if settings.EMAIL_HOST and recipients:
         link = f"{settings.SITE_URL}{url}" if url else ""
-        message = body or (f"{text}\n\n{link}\n" if link else f"{text}\n")
+        message = (body or f"{text}\n") + (f"\n{link}\n" if link else "")
         transaction.on_commit(partial(_send, subject=subject or text[:120], body=message, recipients=recipients))
     return made
 
