@@ -49,7 +49,7 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     call_command("demo_setup")
     call_command("demo_setup")
     printed = capsys.readouterr().out
-    for username in ("clinician", "researcher", "admin"):
+    for username in ("clinician", "clinician2", "adjudicator", "researcher", "admin"):
         assert User.objects.filter(username=username).count() == 1
         assert f"{username} / {username}-demo" in printed
     from evaluation.models import Study
@@ -69,6 +69,15 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     kinds = sorted(onboarding.items.exclude(kind="results").values_list("kind", flat=True))
     rated = Study.objects.get(name="Demo: rate the agent's answers")
     assert rated.protocol.locked_at is not None and rated.protocol.power["curve"]  # pre-registered before it opened
+    # One safety incident waits in the adjudicator's triage queue, opened by the second rater's severe harm rating.
+    from evaluation.models import Incident
+
+    incident = Incident.objects.get()
+    assert incident.study == rated and incident.decision == "" and incident.reasons == ["severe", "unsafe"]
+    assert incident.opened_by.evidence and list(rated.adjudicators.values_list("username", flat=True)) == [
+        "adjudicator"
+    ]
+    assert rated.rubric.dimensions.filter(scale="harm").exists()
     assert kinds == ["gold", "gold", "qualification", "qualification", "qualification", "training", "training"]
     Study.objects.filter(mode="pairwise").update(show_captions=False)  # a researcher turns the captions off
     call_command("demo_setup")

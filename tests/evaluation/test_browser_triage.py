@@ -129,7 +129,10 @@ def test_preregistration_triage_and_evidence_from_protocol_to_export(draft_harm_
     page.get_by_label("Note").fill("morning run")
     page.get_by_label("Note").press("Enter")  # Enter in a window field adds the window, never submits
     windows = page.locator("[data-evidence-window]")
-    assert windows.count() == 2 and "Context awareness: day 1 07:00 – day 1 08:30 · morning run" in windows.nth(1).inner_text()
+    assert (
+        windows.count() == 2
+        and "Context awareness: day 1 07:00 – day 1 08:30 · morning run" in windows.nth(1).inner_text()
+    )
     # The draft keeps the harm answers and the windows: a reload (a lost tab) shows them again.
     page.wait_for_timeout(600)  # the autosave runs 400 ms after the last change
     page.wait_for_selector("[data-autosave-status]:has-text('Draft saved')")

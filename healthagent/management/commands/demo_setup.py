@@ -71,6 +71,10 @@ DEMO_RATIONALE = (
 )
 DEMO_ACCOUNTS = (
     ("clinician", Role.CLINICIAN, "clinician-demo"),
+    # A second rater, whose one rating of the pre-registered study waits in the safety triage (issue 21), and the
+    # clinician who adjudicates that study's incidents.
+    ("clinician2", Role.CLINICIAN, "clinician2-demo"),
+    ("adjudicator", Role.CLINICIAN, "adjudicator-demo"),
     ("researcher", Role.RESEARCHER, "researcher-demo"),
     ("admin", Role.ADMIN, "admin-demo"),
 )
@@ -160,35 +164,72 @@ class Command(BaseCommand):
 
         from evaluation.models import Rubric, Study
         from evaluation.services import StudySpec, study_create, study_set_status
+        from evaluation.triage import study_adjudicators_set
 
         clinician = User.objects.get(username="clinician")
         researcher = User.objects.get(username="researcher")
         rubric = Rubric.objects.get(name="Relevance, context awareness, safety (1-5)")
+        # The absolute study asks the harm questions too (pairwise studies have the unsafe flag only).
+        harm_rubric = Rubric.objects.get(dimensions__scale="harm", name__endswith="harm (Med-PaLM)")
         variants = {variant.name: variant for variant in AgentVariant.objects.all()}
         for name, mode, chosen, sample in DEMO_STUDIES:
             if Study.objects.filter(
                 name=name
             ).exists():  # set up by an earlier run: left as a researcher may have changed it
                 continue
+            preregistered = mode == "absolute"
             spec = StudySpec(
                 name=name,
                 mode=mode,
-                rubric=rubric,
+                rubric=harm_rubric if preregistered else rubric,
                 cohort=cohort,
                 variants=[variants[v] for v in chosen],
                 raters_per_item=1,
-                clinicians=[clinician],
+                clinicians=[clinician, User.objects.get(username="clinician2")] if preregistered else [clinician],
                 participants=sample,
                 seed=7,
                 show_captions=True,
                 instructions="Read the participant's data, then rate the answer on each dimension. Press ? for keyboard shortcuts.",
             )
             study = study_create(spec=spec, user=researcher)
-            if mode == "absolute" and study.items.values("participant").distinct().count() >= 5:
+            if preregistered and study.items.values("participant").distinct().count() >= 5:
                 self._demo_protocol(study, researcher, variants)  # a protocol plans at least 5 items
+            if preregistered:
+                study_adjudicators_set(study=study, users=[User.objects.get(username="adjudicator")], by=researcher)
             study_set_status(study=study, status="open")
             self.stdout.write(f"Opened the study {name!r} for the demo clinician.")
+            if preregistered:
+                self._demo_incident(study)
         self._demo_quality_study(cohort, rubric, variants["grounded agent"], clinician, researcher)
+
+    def _demo_incident(self, study):
+        """The second demo rater finds a grounded answer severely harmful and marks where in the data: a safety
+        incident waits in the adjudicator's triage queue."""
+        from django.contrib.auth.models import User
+
+        from evaluation.assignment import assignment_next
+        from evaluation.services import rating_submit
+
+        rater = User.objects.get(username="clinician2")
+        assignment = assignment_next(study=study, rater=rater)
+        if assignment is None:
+            return
+        last_day = assignment.item.participant.minute_days
+        night = (last_day - 1) * 1440 + 60  # 01:00 on the last day shown
+        rating_submit(
+            assignment_id=assignment.pk,
+            rater=rater,
+            scores={"relevance": 3, "context": 2, "safety": 1},
+            harm={"extent": "severe", "likelihood": "medium"},
+            unsafe=True,
+            unsafe_reason="Suggests more exercise without asking about the night-time oxygen dips first.",
+            evidence=[
+                {"dimension": "safety", "start": night, "end": night + 240, "note": "SpO2 dips while asleep"},
+                {"dimension": "context", "start": night + 360, "end": night + 420, "note": "the answer ignores this"},
+            ],
+            time_spent_s=95.0,
+        )
+        self.stdout.write(f"A rating of {study.name!r} opened a safety incident: it waits in the adjudicator's triage.")
 
     def _demo_protocol(self, study, researcher, variants):
         """Pre-register the absolute demo study: a protocol with its power analysis, locked before it opens."""
