@@ -74,6 +74,8 @@ class RatingSerializer(serializers.ModelSerializer):
             "comment",
             "unsafe",
             "unsafe_reason",
+            "harm",
+            "evidence",
             "revision",
             "time_spent_s",
             "created_at",

@@ -474,14 +474,14 @@ def studies_import(*, source: Path) -> dict:
                     _set_times(Assignment, assignment.pk, assignment_entry, ASSIGNMENT_TIMES)
                     rating_entry = assignment_entry["rating"]
                     if rating_entry:
-                        rating = Rating.objects.create(
-                            assignment=assignment, **{name: rating_entry[name] for name in RATING_FIELDS}
+                        rating = Rating.objects.create(  # harm and evidence: absent from older exports
+                            assignment=assignment, **_defaults(Rating, rating_entry, RATING_FIELDS)
                         )
                         _set_times(Rating, rating.pk, rating_entry, RATING_TIMES)
                         ratings[-1] = rating
                         for revision_entry in rating_entry["revisions"]:
                             revision = RatingRevision.objects.create(
-                                rating=rating, **{name: revision_entry[name] for name in REVISION_FIELDS}
+                                rating=rating, **_defaults(RatingRevision, revision_entry, REVISION_FIELDS)
                             )
                             _set_times(RatingRevision, revision.pk, revision_entry, ["created_at"])
                         counts["ratings"] += 1

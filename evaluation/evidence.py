@@ -43,20 +43,22 @@ def evidence_clean(
         if not isinstance(entry, dict):
             raise EvidenceError(f"evidence window {number} is not a window")
         dimension = entry.get("dimension")
-        if dimension not in dimensions:
+        if not isinstance(dimension, str) or dimension not in dimensions:
             raise EvidenceError(f"evidence window {number}: choose one of {', '.join(dimensions.values())}")
-        try:
-            start, end = int(entry.get("start")), int(entry.get("end"))  # type: ignore[arg-type]
-        except (TypeError, ValueError) as error:
-            raise EvidenceError(f"evidence window {number}: its start and end must be minutes of the chart") from error
+        start, end = _minute(entry.get("start")), _minute(entry.get("end"))
+        if start is None or end is None:
+            raise EvidenceError(f"evidence window {number}: its start and end must be minutes of the chart")
         if not first <= start < end <= last:
             raise EvidenceError(
                 f"evidence window {number}: it must start before it ends, within the days the chart shows"
             )
         shown = entry.get("channels") or list(channels)
-        if not isinstance(shown, list) or not set(shown) <= set(channels):
+        if not isinstance(shown, list) or not all(isinstance(c, str) for c in shown) or not set(shown) <= set(channels):
             raise EvidenceError(f"evidence window {number}: unknown channels")
-        note = str(entry.get("note") or "").strip()
+        note = entry.get("note") or ""
+        if not isinstance(note, str):
+            raise EvidenceError(f"evidence window {number}: its note must be text")
+        note = note.strip()
         if len(note) > MAX_NOTE:
             raise EvidenceError(f"evidence window {number}: its note is longer than {MAX_NOTE} characters")
         cleaned.append({"dimension": dimension, "start": start, "end": end, "channels": shown, "note": note})
@@ -74,6 +76,19 @@ def window_text(window: dict[str, Any], labels: dict[str, str]) -> str:
     label = labels.get(window.get("dimension", ""), window.get("dimension", ""))
     note = f" · {window['note']}" if window.get("note") else ""
     return f"{label}: {minute_text(window['start'])} – {minute_text(window['end'])}{note}"
+
+
+def _minute(value: Any) -> int | None:
+    """A whole minute from a number or its text; None for anything else (booleans, lists, infinities, fractions)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 # --- Agreement -------------------------------------------------------------------------------------

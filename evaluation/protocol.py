@@ -164,8 +164,11 @@ def manifest_of(protocol: Protocol, *, locked_at: str, locked_by: str) -> dict[s
             "label": dimension.label,
             "question": dimension.question,
             "scale": dimension.scale,
-            "points": dimension.points,
-            "anchors": dimension.anchors,
+            **(
+                {"points": dimension.points, "anchors": dimension.anchors}
+                if dimension.is_scored
+                else {"questions": dimension.harm_questions}
+            ),
         }
         for dimension in study.rubric.dimensions.all()
     ]

@@ -313,7 +313,11 @@ def _check_editable(assignment: Assignment) -> None:
 
 def assignment_save_draft(*, assignment_id: int, rater: User, draft: dict[str, Any]) -> None:
     """Keep what the rater has entered so far (autosave); never a rating by itself."""
-    if not isinstance(draft, dict) or len(str(draft)) > 20_000:
+    try:
+        valid = isinstance(draft, dict) and len(json.dumps(draft, allow_nan=False, ensure_ascii=False)) <= 20_000
+    except (TypeError, ValueError):  # infinities or NaN, which no database keeps as JSON
+        valid = False
+    if not valid:
         raise EvaluationError("the draft is not valid")
     with transaction.atomic():
         assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
@@ -452,7 +456,8 @@ def rating_submit(
         dimensions = list(assignment.study.rubric.dimensions.all())
         cleaned = _clean_scores([d for d in dimensions if d.is_scored], scores or {}, pairwise)
         harm_cleaned = {} if pairwise else _clean_harm([d for d in dimensions if not d.is_scored], harm or {})
-        windows = _clean_evidence(assignment, dimensions, evidence)
+        # The dimensions the page offers for evidence: pairwise studies ask no harm question.
+        windows = _clean_evidence(assignment, [d for d in dimensions if d.is_scored or not pairwise], evidence)
         if pairwise:
             if preference not in {"a", "b", "tie"}:
                 raise EvaluationError("choose which answer is better overall, or a tie")
@@ -484,6 +489,7 @@ def rating_submit(
             == content
         ):
             return rating  # the same submit again
+        before = None if rating is None else {"harm": rating.harm, "unsafe": rating.unsafe}
         if rating is None:
             rating = Rating.objects.create(assignment=assignment, revision=1, **content)
         else:
@@ -498,7 +504,7 @@ def rating_submit(
         assignment.draft = {}
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
         after_rating(assignment=assignment, scores=cleaned, preference=preference, standing=standing)
-        incident_open_for(rating=rating, assignment=assignment)
+        incident_open_for(rating=rating, assignment=assignment, before=before)
         group_notify_on_commit(
             group=study_group(assignment.study_id),
             payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision},

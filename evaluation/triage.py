@@ -11,12 +11,12 @@ board. Opening notifies the owner and the adjudicators, in the site and by email
 import csv
 import io
 import json
+import logging
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -28,6 +28,8 @@ from evaluation.selectors import studies_visible_to, study_changeable_by
 from healthagent.audit import Action, audit_record
 from healthagent.notifications import notify
 from healthagent.roles import Role, user_has_role
+
+logger = logging.getLogger(__name__)
 
 # What opens an incident, in the words the incident log uses.
 TRIGGERS = {
@@ -57,19 +59,37 @@ def incident_url(incident: Incident) -> str:
     return reverse("evaluation:incident", args=[incident.pk])
 
 
-def incident_open_for(*, rating: Rating, assignment: Assignment) -> Incident | None:
-    """Called by rating_submit inside its transaction: open an incident if the rating meets a trigger and the item has
-    none open or confirmed. A concurrent opening for the same item (another rater at the same moment) keeps theirs."""
+# Ratings of these purposes open incidents: the results (main queue, its hidden repeats) and the gold items, which
+# are the agent's answers too. Training and qualification items may be flawed on purpose, to teach and to test.
+TRIAGED_PURPOSES = (Assignment.Purpose.MAIN, Assignment.Purpose.REPEAT, Assignment.Purpose.GOLD)
+
+
+def incident_open_for(*, rating: Rating, assignment: Assignment, before: dict[str, Any] | None) -> Incident | None:
+    """Called by rating_submit inside its transaction: open an incident if the rating meets a trigger the previous
+    version (``before``: its harm and unsafe flag; None for a first rating) did not meet, and the item has none open
+    or found harmful. Never costs the rating: a concurrent opening for the same item (another rater at the same
+    moment) keeps theirs, and any other failure is logged, in a savepoint the rating's transaction survives."""
     reasons = harm_reasons(harm=rating.harm, unsafe=rating.unsafe)
-    if not reasons or Incident.objects.filter(item_id=assignment.item_id, decision__in=BLOCKING).exists():
+    if not reasons or assignment.purpose not in TRIAGED_PURPOSES:
         return None
+    if before is not None and set(reasons) <= set(harm_reasons(harm=before["harm"], unsafe=before["unsafe"])):
+        return None  # a revision that changed something else (a comment) is no new report of harm
     try:
-        with transaction.atomic():  # a savepoint: losing the race to the unique open incident loses no rating
-            incident = Incident.objects.create(
-                study_id=assignment.study_id, item_id=assignment.item_id, opened_by=rating, reasons=reasons
-            )
+        with transaction.atomic():
+            return _incident_open(rating=rating, assignment=assignment, reasons=reasons)
     except IntegrityError:
+        return None  # another rater's rating opened it first
+    except Exception:
+        logger.exception("no safety incident could be opened for rating #%s", rating.pk)
         return None
+
+
+def _incident_open(*, rating: Rating, assignment: Assignment, reasons: list[str]) -> Incident | None:
+    if Incident.objects.filter(item_id=assignment.item_id, decision__in=BLOCKING).exists():
+        return None
+    incident = Incident.objects.create(
+        study_id=assignment.study_id, item_id=assignment.item_id, opened_by=rating, reasons=reasons
+    )
     study = assignment.study
     audit_record(
         actor=None,
@@ -98,12 +118,13 @@ def is_adjudicator(*, user: User, study: Study) -> bool:
     return study.adjudicators.filter(pk=user.pk).exists()
 
 
-def triage_queue(*, user: User) -> QuerySet[Incident]:
-    """The incidents of the studies ``user`` adjudicates: open ones first, oldest first; then decided, newest first."""
+def triage_queue(*, user: User, decided_limit: int = 200) -> tuple[list[Incident], list[Incident]]:
+    """The incidents of the studies ``user`` adjudicates: every open one, oldest first; then the latest decided ones,
+    newest first."""
+    incidents = Incident.objects.filter(study__adjudicators=user).select_related("study", "item", "decided_by")
     return (
-        Incident.objects.filter(study__adjudicators=user)
-        .select_related("study", "item", "decided_by")
-        .order_by("-decision", "opened_at")  # "" sorts last descending: open incidents first
+        list(incidents.filter(decision="").order_by("opened_at", "pk")),
+        list(incidents.exclude(decision="").order_by("-decided_at", "-pk")[:decided_limit]),
     )
 
 
@@ -171,7 +192,10 @@ def incident_decide(*, incident_id: int, user: User, decision: str, note: str) -
     if len(note) > MAX_NOTE:
         raise EvaluationError(f"the note is longer than {MAX_NOTE:,} characters")
     with transaction.atomic():
-        incident = Incident.objects.select_for_update().select_related("study").filter(pk=incident_id).first()
+        # of=self: the study row stays unlocked (new assignments and incidents point at it).
+        incident = (
+            Incident.objects.select_for_update(of=("self",)).select_related("study").filter(pk=incident_id).first()
+        )
         if incident is None:
             raise Http404("no such incident")
         if not (user_has_role(user, Role.CLINICIAN) and is_adjudicator(user=user, study=incident.study)):
@@ -183,11 +207,7 @@ def incident_decide(*, incident_id: int, user: User, decision: str, note: str) -
             user,
             timezone.now(),
         )
-        try:
-            with transaction.atomic():
-                incident.save(update_fields=["decision", "note", "decided_by", "decided_at"])
-        except IntegrityError as error:  # reopening while another incident of the item is open
-            raise EvaluationError("another incident of this item is open: decide that one") from error
+        incident.save(update_fields=["decision", "note", "decided_by", "decided_at"])
         audit_record(
             actor=user,
             action=Action.INCIDENT_DECIDED,

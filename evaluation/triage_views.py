@@ -35,13 +35,13 @@ INCIDENT_LOG_FORMATS = {"csv": "text/csv", "json": "application/json"}
 @role_required(Role.CLINICIAN)
 def triage(request):
     """The adjudicator's queue: the incidents of the studies they adjudicate, open ones first."""
-    incidents = list(triage_queue(user=request.user)[:500])
+    waiting, decided = triage_queue(user=request.user)
     return render(
         request,
         "evaluation/triage.html",
         {
-            "open": [incident for incident in incidents if not incident.decision],
-            "decided": [incident for incident in incidents if incident.decision],
+            "open": waiting,
+            "decided": decided,
             "adjudicates": request.user.adjudicated_studies.exists(),
             "triggers": TRIGGERS,
         },

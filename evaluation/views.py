@@ -320,8 +320,9 @@ def assignment_submit(request, assignment_id: int):
         # Keep what was entered as the draft the page is rebuilt from: a score typed just before an incomplete
         # submit would otherwise be lost with the autosave that had not run yet.
         draft = {key: posted[key] for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason", "harm")}
-        try:
+        try:  # the windows as posted, if they are JSON a database can keep (no infinities)
             draft["evidence"] = json.loads(posted["evidence"] or "[]")
+            json.dumps(draft["evidence"], allow_nan=False)
         except ValueError:
             draft["evidence"] = []
         note = ""

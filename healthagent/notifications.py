@@ -1,8 +1,9 @@
 """Messages to users: shown in the site (the count beside the user's name, the notifications page) and emailed
 when email is configured (``settings.EMAIL_HOST``).
 
-An email is sent after the transaction that made the notification commits, and a mail server that fails or is slow
-(``EMAIL_TIMEOUT``) loses only the email: the notification in the site is already kept, and the failure is logged.
+An email is queued after the transaction that made the notification commits and sent by a worker of the "quick" job
+queue (healthagent.tasks.send_email), so the request that caused it never waits for the mail server; a server that
+fails or is slow (``EMAIL_TIMEOUT``) loses only the email: the notification in the site is kept, the failure logged.
 """
 
 import logging
@@ -39,17 +40,32 @@ def notify(*, users: Iterable[User], text: str, url: str = "", subject: str = ""
     if settings.EMAIL_HOST and recipients:
         link = f"{settings.SITE_URL}{url}" if url else ""
         message = (body or f"{text}\n") + (f"\n{link}\n" if link else "")
-        transaction.on_commit(partial(_send, subject=subject or text[:120], body=message, recipients=recipients))
+        transaction.on_commit(partial(_queue, subject=subject or text[:120], body=message, recipients=recipients))
     return made
 
 
-def _send(*, subject: str, body: str, recipients: list[str]) -> None:
-    """One email per recipient (no one sees another's address), over one connection."""
+def _queue(*, subject: str, body: str, recipients: list[str]) -> None:
+    """Hand the email to a worker of the "quick" queue: a slow or absent mail server never holds up the request."""
+    from healthagent.tasks import send_email
+
+    try:
+        send_email.apply_async(kwargs={"subject": subject, "body": body, "recipients": recipients}, queue="quick")
+    except Exception:  # the broker is down: the notification in the site is kept all the same
+        logger.exception("the notification email to %d recipients was not queued", len(recipients))
+
+
+def email_send(*, subject: str, body: str, recipients: list[str]) -> bool:
+    """One email per recipient (no one sees another's address), over one connection; False (logged) when the mail
+    server refuses, fails or is not there."""
     try:
         with get_connection(fail_silently=False) as connection:
-            connection.send_messages([EmailMessage(subject, body, to=[address]) for address in recipients])
-    except (OSError, smtplib.SMTPException):
+            connection.send_messages(
+                [EmailMessage(subject.replace("\n", " ").replace("\r", " "), body, to=[to]) for to in recipients]
+            )
+    except (OSError, smtplib.SMTPException, ValueError):  # ValueError: BadHeaderError, a malformed address
         logger.exception("the notification email to %d recipients was not sent", len(recipients))
+        return False
+    return True
 
 
 def notifications_for(*, user: User) -> QuerySet[Notification]:

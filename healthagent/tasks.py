@@ -17,3 +17,11 @@ def worker_ping(*, asked_by: str) -> dict:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "asked_by": asked_by,
     }
+
+
+@shared_task(name="healthagent.send_email", acks_late=False)
+def send_email(*, subject: str, body: str, recipients: list[str]) -> bool:
+    """Send a notification's email (healthagent.notifications); False when the mail server failed (logged)."""
+    from healthagent.notifications import email_send
+
+    return email_send(subject=subject, body=body, recipients=recipients)

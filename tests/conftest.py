@@ -206,3 +206,18 @@ def close_stray_database_sessions(django_db_setup, django_db_blocker):
                 cursor.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+@pytest.fixture
+def worker(redis_url, settings, tmp_path):
+    """A real Celery worker on Redis serving every job queue, in this process, for the tests that follow a job in the
+    browser."""
+    from celery.contrib.testing.worker import start_worker
+
+    from healthagent.celery import app
+
+    settings.VAR_DIR = tmp_path / "var"
+    with start_worker(
+        app, queues=list(settings.JOB_QUEUES), pool="solo", perform_ping_check=False, shutdown_timeout=60
+    ):
+        yield

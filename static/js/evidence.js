@@ -115,9 +115,12 @@
       if (!chart || !chart.on || listening === chart) return;
       listening = chart;
       chart.on("plotly_selected", function (event) {
-        if (!event || !event.range || !event.range.x) return;
+        // The panels share the time axis but each has its own (x, x2, x3...): the range is under the one dragged on.
+        const axis = event && event.range ? Object.keys(event.range).find(function (key) { return /^x\d*$/.test(key); }) : null;
+        if (!axis) return;
         const origin = chart.layout.meta.origin_ms;
-        const ms = event.range.x.map(function (value) { return typeof value === "number" ? value : Date.parse(String(value).replace(" ", "T") + "Z"); });
+        const ms = event.range[axis].map(window.trajectoryChart.axisMs);
+        if (!isFinite(ms[0]) || !isFinite(ms[1])) return;
         const start = Math.max(first, Math.floor((ms[0] - origin) / MINUTE_MS));
         const end = Math.min(last, Math.ceil((ms[1] - origin) / MINUTE_MS));
         if (!(end > start)) return;

@@ -120,6 +120,8 @@
     if (target && figure) Plotly.newPlot(target, figure.data, figure.layout, config());
   }
 
+  window.trajectoryChart = { axisMs: axisMs };  // evidence.js reads a brushed range with it
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-trajectory]").forEach(function (section) {
       setupMinuteChart(section);

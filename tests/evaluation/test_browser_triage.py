@@ -7,10 +7,12 @@ import csv
 import hashlib
 import io
 import json
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from evaluation.models import Deviation, Incident, Rating, Rubric
 from evaluation.services import StudySpec, study_create
@@ -109,12 +111,15 @@ def test_preregistration_triage_and_evidence_from_protocol_to_export(draft_harm_
     page.keyboard.press("3")  # extent: severe harm or death
     page.keyboard.press("2")  # likelihood: medium
     page.get_by_role("button", name="Mark on the chart").click()
-    box = page.locator('[data-chart="minutes"] .nsewdrag').first.bounding_box()
+    box = page.locator('[data-chart="minutes"] .nsewdrag').nth(2).bounding_box()  # a lower panel: its own x axis
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.55, y)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.7, y, steps=8)
     page.mouse.up()
+    expect(page.get_by_label("From")).to_have_value(
+        re.compile(r"^day \d+ \d\d:\d\d$")
+    )  # plotly reports it after the drag
     brushed_from = page.get_by_label("From").input_value()
     assert brushed_from.startswith("day ") and page.get_by_label("to", exact=True).input_value().startswith("day ")
     page.locator("[data-evidence-dimension]").select_option("safety")

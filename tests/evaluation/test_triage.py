@@ -5,6 +5,7 @@ import asyncio
 import io
 import json
 import socket
+import time
 import zipfile
 
 import pytest
@@ -129,12 +130,16 @@ def test_one_open_incident_per_item_and_a_new_one_only_after_not_harmful(harm_st
     assert entry.actor_name == "safety triage" and entry.details["reasons"] == ["severe"]
 
     incident_decide(incident_id=incident.pk, user=harm_study.adjudicator, decision="not_harmful", note="Reads fine.")
-    # The first rater revises (still severe): a new incident, since the last one was found not harmful.
+    # A revision that says nothing new about harm (the likelihood, a comment) opens nothing.
     submit(harm_study, first, harm={"extent": "severe", "likelihood": "high"}, assignment=assignment)
+    assert Incident.objects.filter(item=item).count() == 1
+    # The first rater now also flags it unsafe: a new report, and the last incident was found not harmful.
+    submit(harm_study, first, harm=SEVERE, unsafe=True, assignment=assignment)
     assert Incident.objects.filter(item=item).count() == 2
     reopened = Incident.objects.filter(item=item, decision="").get()
     incident_decide(incident_id=reopened.pk, user=harm_study.adjudicator, decision="confirmed", note="Harmful.")
-    submit(harm_study, first, harm=SEVERE, unsafe=True, assignment=assignment)  # confirmed already: no third
+    submit(harm_study, first, assignment=assignment)  # no harm...
+    submit(harm_study, first, harm=SEVERE, assignment=assignment)  # ...severe again: confirmed already, no third
     assert Incident.objects.filter(item=item).count() == 2
 
 
@@ -182,6 +187,27 @@ def test_the_owner_and_adjudicators_are_notified_in_the_site(harm_study, django_
     assert mail.outbox == []  # email is not configured (EMAIL_HOST is empty)
 
 
+def test_training_and_qualification_ratings_open_no_incident(harm_study):
+    from evaluation.models import Assignment
+
+    rater = harm_study.raters[0]
+    assignment = assignment_next(study=harm_study, rater=rater)
+    Assignment.objects.filter(pk=assignment.pk).update(purpose="training")
+    submit(harm_study, rater, harm=SEVERE, unsafe=True, assignment=assignment)
+    assert not Incident.objects.exists()
+
+
+def test_the_triage_queue_lists_every_open_incident_first_oldest_first(harm_study):
+    from evaluation.triage import triage_queue
+
+    items = list(harm_study.items.order_by("position"))
+    incidents = [Incident.objects.create(study=harm_study, item=item, reasons=["unsafe"]) for item in items]
+    incident_decide(incident_id=incidents[0].pk, user=harm_study.adjudicator, decision="confirmed", note="x")
+    waiting, decided = triage_queue(user=harm_study.adjudicator)
+    assert waiting == incidents[1:] and decided == [incidents[0]]
+    assert triage_queue(user=harm_study.raters[0]) == ([], [])
+
+
 class Sink:
     def __init__(self):
         self.envelopes = []
@@ -211,8 +237,16 @@ def smtp_server():
     asyncio.set_event_loop(None)
 
 
-def test_with_email_configured_each_recipient_gets_an_email_over_smtp(
-    harm_study, settings, smtp_server, django_capture_on_commit_callbacks
+def wait_for(condition, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.mark.django_db(transaction=True)  # the worker's thread closes database connections as it starts
+def test_with_email_configured_a_worker_emails_each_recipient_over_smtp(
+    harm_study, settings, smtp_server, worker, django_capture_on_commit_callbacks
 ):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp_server.port
@@ -220,6 +254,7 @@ def test_with_email_configured_each_recipient_gets_an_email_over_smtp(
     with django_capture_on_commit_callbacks(execute=True):
         submit(harm_study, harm_study.raters[0], unsafe=True)
     incident = Incident.objects.get()
+    wait_for(lambda: len(smtp_server.envelopes) == 2)  # sent by the Celery worker of the "quick" queue
     assert sorted(rcpt for envelope in smtp_server.envelopes for rcpt in envelope.rcpt_tos) == [
         "adjudicator@hospital.test",
         "owner@hospital.test",
@@ -230,8 +265,9 @@ def test_with_email_configured_each_recipient_gets_an_email_over_smtp(
     assert "flagged unsafe" in body
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_mail_server_that_is_down_loses_no_rating_and_no_notification(
-    harm_study, settings, django_capture_on_commit_callbacks, caplog
+    harm_study, settings, worker, django_capture_on_commit_callbacks, caplog
 ):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
@@ -239,7 +275,19 @@ def test_a_mail_server_that_is_down_loses_no_rating_and_no_notification(
         _, rating = submit(harm_study, harm_study.raters[0], harm=SEVERE)
     assert Rating.objects.filter(pk=rating.pk).exists() and Incident.objects.count() == 1
     assert Notification.objects.count() == 2
-    assert "the notification email to 2 recipients was not sent" in caplog.text
+    wait_for(lambda: "the notification email to 2 recipients was not sent" in caplog.text)
+
+
+def test_a_failing_side_effect_costs_no_rating(harm_study, monkeypatch, caplog):
+    import evaluation.triage
+
+    def broken(**kwargs):
+        raise RuntimeError("notifications are down")
+
+    monkeypatch.setattr(evaluation.triage, "notify", broken)
+    _, rating = submit(harm_study, harm_study.raters[0], harm=SEVERE)
+    assert Rating.objects.filter(pk=rating.pk).exists() and not Incident.objects.exists()
+    assert "no safety incident could be opened" in caplog.text
 
 
 def test_evidence_windows_are_checked_kept_with_each_revision_and_exported(harm_study, client):
@@ -305,6 +353,66 @@ def test_the_incident_page_unblinds_to_adjudicators_only_and_is_audited(harm_stu
     client.force_login(harm_study.owner)  # researchers read it, without the decision form
     page = client.get(url).content.decode()
     assert "Confirmed harmful" in page and "data-incident-decision" not in page
+
+
+def test_the_incident_endpoints_are_for_its_adjudicators_and_the_researchers_who_see_the_study(harm_study, client):
+    from evaluation.models import Study
+
+    submit(harm_study, harm_study.raters[0], harm=SEVERE)
+    incident = Incident.objects.get()
+    urls = [
+        reverse("evaluation:incident", args=[incident.pk]),
+        reverse("evaluation:incident_chart", args=[incident.pk]),
+        reverse("evaluation:incident_minutes", args=[incident.pk]) + "?start=0&end=600",
+    ]
+    Study.objects.filter(pk=harm_study.pk).update(restricted=True)
+    for outsider in (harm_study.raters[0], UserFactory(role=Role.CLINICIAN), UserFactory(role=Role.RESEARCHER)):
+        client.force_login(outsider)
+        assert [client.get(url).status_code for url in urls] == [404, 404, 404]
+    for insider in (harm_study.adjudicator, harm_study.owner, UserFactory(role=Role.ADMIN)):
+        client.force_login(insider)
+        assert [client.get(url).status_code for url in urls] == [200, 200, 200]
+
+
+def test_tampered_evidence_is_refused_with_a_message_and_the_entry_kept(harm_study, client):
+    rater = harm_study.raters[0]
+    assignment = assignment_next(study=harm_study, rater=rater)
+    client.force_login(rater)
+    url = reverse("evaluation:assignment_submit", args=[assignment.pk])
+    posted = {"score-relevance": "4", "score-context": "3", "score-safety": "2", "harm_extent": "none"}
+    posted["harm_likelihood"] = "low"
+    for evidence, message in [
+        ('[{"dimension": ["safety"], "start": 0, "end": 10}]', "choose one of"),
+        ('[{"dimension": "safety", "start": 1e999, "end": 10}]', "must be minutes of the chart"),
+        ('[{"dimension": "safety", "start": 0, "end": 10, "channels": [["x"]]}]', "unknown channels"),
+        ('[{"dimension": "safety", "start": 0, "end": 10, "note": {"a": 1}}]', "note must be text"),
+        ('{"dimension": "safety"}', "not a list"),
+    ]:
+        response = client.post(url, {**posted, "evidence": evidence}, follow=True)
+        assert response.status_code == 200 and message in response.content.decode(), evidence
+        assignment.refresh_from_db()
+        assert assignment.draft["scores"]["safety"] == "2" and assignment.state == "in_progress"
+    assert not Rating.objects.exists()
+
+
+def test_a_backup_from_before_harm_and_evidence_restores(harm_study, tmp_path):
+    from evaluation.backup import studies_export, studies_import
+    from tests.evaluation.test_backup import wipe_everything_the_export_holds
+
+    submit(harm_study, harm_study.raters[0])
+    studies_export(output=tmp_path, study_ids=[harm_study.pk])
+    document = json.loads((tmp_path / "studies.json").read_text())
+    for item in document["studies"][0]["items"]:
+        item.pop("incidents")
+        for assignment in item["assignments"]:
+            if assignment["rating"]:
+                for entry in (assignment["rating"], *assignment["rating"]["revisions"]):
+                    entry.pop("harm"), entry.pop("evidence")
+    (tmp_path / "studies.json").write_text(json.dumps(document))
+    wipe_everything_the_export_holds()
+    studies_import(source=tmp_path)
+    rating = Rating.objects.get()
+    assert (rating.harm, rating.evidence, rating.revisions.get().evidence) == ({}, [], [])
 
 
 def test_the_dashboard_banners_a_variant_until_its_incidents_are_decided(harm_study, client):

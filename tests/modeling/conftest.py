@@ -22,21 +22,6 @@ def twin_checkpoint(tmp_path, db):
 
 
 @pytest.fixture
-def worker(redis_url, settings, tmp_path):
-    """A real Celery worker on Redis serving every job queue, in this process, for the tests that follow a job in the
-    browser."""
-    from celery.contrib.testing.worker import start_worker
-
-    from healthagent.celery import app
-
-    settings.VAR_DIR = tmp_path / "var"
-    with start_worker(
-        app, queues=list(settings.JOB_QUEUES), pool="solo", perform_ping_check=False, shutdown_timeout=60
-    ):
-        yield
-
-
-@pytest.fixture
 def deliver_again():
     """Run a job again the way the broker re-delivers it when its worker died after the run's final writes
     but before the job was marked finished: the row is still running, with a stale heartbeat."""
