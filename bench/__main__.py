@@ -23,6 +23,7 @@ BENCHMARKS = (
     "bench.twin",
     "bench.load_summary",
     "bench.rater_quality",
+    "bench.judge",
 )
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
