@@ -22,6 +22,7 @@ from django.utils.dateparse import parse_datetime
 
 from evaluation.models import (
     Assignment,
+    Criterion,
     Deviation,
     Dimension,
     Incident,
@@ -94,8 +95,19 @@ ITEM_DROP_FIELDS = ["drop_note"]
 ITEM_DROP_TIMES = ["dropped_at"]
 ASSIGNMENT_FIELDS = ["state", "swapped", "draft", "skip_reason", "time_spent_s"]
 ASSIGNMENT_TIMES = ["assigned_at", "completed_at"]
-RATING_FIELDS = ["scores", "preference", "comment", "unsafe", "unsafe_reason", "harm", "evidence", "revision"]
+RATING_FIELDS = [
+    "scores",
+    "preference",
+    "comment",
+    "unsafe",
+    "unsafe_reason",
+    "harm",
+    "evidence",
+    "criteria",
+    "revision",
+]
 RATING_TIMES = ["created_at", "updated_at"]
+CRITERION_FIELDS = ["position", "text", "points", "category"]
 INCIDENT_FIELDS = ["reasons", "decision", "note"]
 INCIDENT_TIMES = ["opened_at", "decided_at"]
 REVISION_FIELDS = [
@@ -107,6 +119,7 @@ REVISION_FIELDS = [
     "unsafe_reason",
     "harm",
     "evidence",
+    "criteria",
     "time_spent_s",
 ]
 # Fields deliberately not exported, with the reason (a test holds every other field to be exported).
@@ -208,6 +221,9 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
                 {
                     **_fields(item, ITEM_FIELDS + ITEM_DROP_FIELDS + ITEM_QUALITY_FIELDS, ITEM_DROP_TIMES),
                     "incidents": incidents,
+                    "criteria": [
+                        _fields(criterion, CRITERION_FIELDS) for criterion in item.criteria.order_by("position")
+                    ],
                     "dropped_by": _username(item.dropped_by),
                     "participant": [item.participant.cohort.name, item.participant.pseudonym],
                     "variant_a": item.variant_a.name,
@@ -487,6 +503,9 @@ def studies_import(*, source: Path) -> dict:
                         counts["ratings"] += 1
                         counts["revisions"] += len(rating_entry["revisions"])
                     counts["assignments"] += 1
+                Criterion.objects.bulk_create(
+                    [Criterion(item=item, **entry) for entry in item_entry.get("criteria", [])]
+                )
                 for incident_entry in item_entry.get("incidents", []):
                     opened_by = incident_entry.get("opened_by")
                     incident = Incident.objects.create(

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from evaluation import quality, stats
+from evaluation.criteria import study_criterion_scores
 from evaluation.evidence import DIFFERENT_EVIDENCE_IOU, evidence_agreement
 from evaluation.models import Assignment, Dimension, Incident, Protocol, Rating, Study
 from evaluation.rater_report import (
@@ -71,6 +72,7 @@ COLUMNS = [
     "revised_at",
     "harm",
     "evidence",
+    "criteria",
 ]
 SKIP_COLUMNS = [
     "assignment",
@@ -107,6 +109,7 @@ def study_ratings(study: Study) -> pd.DataFrame:
         "updated_at",
         "harm",
         "evidence",
+        "criteria",
     )
     return pd.DataFrame(list(rows), columns=COLUMNS)
 
@@ -371,6 +374,8 @@ def study_dashboard(study: Study, *, exclude: frozenset[str] = frozenset(), stra
     labels = {dimension.key: dimension.label for dimension in study.rubric.dimensions.all()}
     dashboard["evidence"] = evidence_agreement(per_rating, labels, seed=study.seed) if len(per_rating) else []
     dashboard["different_evidence_iou"] = DIFFERENT_EVIDENCE_IOU
+    # Per-item criteria (issue 22): HealthBench scores per variant, overall and per category.
+    dashboard["criterion_scores"] = study_criterion_scores(study, seed=study.seed)
     return dashboard
 
 

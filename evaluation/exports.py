@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from evaluation import quality
+from evaluation.criteria import item_criteria, rating_criterion_scores
 from evaluation.dashboard import study_ratings, study_skips
 from evaluation.models import Protocol, Study, StudyRater
 from evaluation.protocol import canonical_json
@@ -62,6 +63,10 @@ DATA_DICTIONARY = {
     "evidence": "The windows of the chart the clinician tied to a dimension, as JSON: "
     '[{"dimension", "start", "end" (minutes of the participant\'s minute-level data, end excluded; minute 0 is the '
     'start of day 1), "channels" (the signals shown), "note"}]; [] when none.',
+    "criteria": "The item's criteria as the clinician graded them, as JSON: criterion position (0, 1, ... as on the "
+    "item's page and in the criteria import) -> true (met) or false; {} when the item has none.",
+    "criterion_score": "The rating's criterion score (HealthBench): points of the met criteria over the positive points "
+    "possible, clipped to 0-1; empty when the item has no criteria.",
     "safety_incident": "The item's latest safety incident: open (waiting for an adjudicator), confirmed, not_harmful "
     "or needs_change; empty when the item has none. The incident log export has the ratings and decisions.",
 }
@@ -105,6 +110,15 @@ def export_frame(study: Study) -> pd.DataFrame:
     frame["harm_likelihood"] = [value.get("likelihood", "") if isinstance(value, dict) else "" for value in harm]
     evidence = frame.pop("evidence") if "evidence" in frame else pd.Series([None] * len(frame), index=frame.index)
     frame["evidence"] = [json.dumps(value if isinstance(value, list) else [], ensure_ascii=False) for value in evidence]
+    grades = frame.pop("criteria") if "criteria" in frame else pd.Series([None] * len(frame), index=frame.index)
+    frame["criteria"] = [json.dumps(value if isinstance(value, dict) else {}) for value in grades]
+    by_item = item_criteria(study)
+    frame["criterion_score"] = [
+        rating_criterion_scores(by_item[int(item)], value).get("overall")
+        if isinstance(value, dict) and int(item) in by_item
+        else None
+        for item, value in zip(frame["item_id"], grades, strict=True)
+    ]
     states = item_incident_states(study)
     frame["safety_incident"] = [states.get(int(item), "") for item in frame["item_id"]] if len(frame) else []
     return frame.reset_index(drop=True)

@@ -349,6 +349,9 @@ class Rating(models.Model):
         help_text="Windows of the chart the rater tied to a dimension: "
         '[{"dimension", "start", "end" (minutes of the participant\'s data), "channels", "note"}].',
     )
+    criteria = models.JSONField(
+        default=dict, blank=True, help_text="The item's criteria graded: position (text) -> met (true or false)."
+    )
     revision = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -369,6 +372,7 @@ class RatingRevision(models.Model):
     unsafe_reason = models.CharField(max_length=500, blank=True)
     harm = models.JSONField(default=dict, blank=True)
     evidence = models.JSONField(default=list, blank=True)
+    criteria = models.JSONField(default=dict, blank=True)
     time_spent_s = models.FloatField(default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -520,3 +524,35 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         return f"Safety incident #{self.pk} ({self.get_decision_display().lower()})"
+
+
+class Criterion(models.Model):
+    """A rubric criterion of one item in the HealthBench style: a sentence a good answer meets (or, with negative
+    points, one a bad answer meets), its points and its category. Clinicians grade each met or not met; the item's
+    criterion score is the points met over the positive points possible, clipped to 0-1 (evaluation.criteria).
+    Written while the study is a draft, so a rating's grades (by position) always mean the same criteria."""
+
+    class Category(models.TextChoices):
+        ACCURACY = "accuracy", "Accuracy"
+        COMPLETENESS = "completeness", "Completeness"
+        CONTEXT_AWARENESS = "context_awareness", "Context awareness"
+        COMMUNICATION = "communication", "Communication"
+        SAFETY = "safety", "Safety"
+
+    item = models.ForeignKey(StudyItem, on_delete=models.CASCADE, related_name="criteria")
+    position = models.PositiveSmallIntegerField()
+    text = models.CharField(max_length=400)
+    points = models.SmallIntegerField(help_text="Positive for what a good answer does, negative for a fault; not 0.")
+    category = models.CharField(max_length=20, choices=Category.choices)
+
+    class Meta:
+        ordering = ["item", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "position"], name="unique_criterion_position"),
+            models.CheckConstraint(
+                condition=Q(points__gte=-10, points__lte=10) & ~Q(points=0), name="criterion_points_in_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Criterion {self.position} of item #{self.item_id}"

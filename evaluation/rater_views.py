@@ -8,7 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from evaluation.forms import ItemReferenceForm
-from evaluation.models import Assignment, Dimension, Study, StudyItem
+from evaluation.models import Assignment, Criterion, Dimension, Study, StudyItem
 from evaluation.raters import RaterError, rater_onboard, rater_reinstate, standing_of, study_item_reference_set
 from evaluation.selectors import access_study, access_study_for_change, study_changeable_by, training_comparison
 from evaluation.views import RESEARCH_ROLES, enrolled_study, own_assignment
@@ -119,6 +119,9 @@ def study_item_reference(request, study_id: int, item_id: int):
             "preference": posted.get("reference-preference", item.reference.get("preference", "")),
             "pairwise": study.mode == Study.Mode.PAIRWISE,
             "can_change": can_change and study.status == Study.Status.DRAFT,
+            "criteria": list(item.criteria.all()),
+            "criterion_entry": request.session.pop("criterion_entry", {}),
+            "criterion_categories": Criterion.Category.choices,
         },
     )
 

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluation.assignment import ItemWithoutAnswer, items_without_answers
+from evaluation.criteria import grades_clean
 from evaluation.errors import EvaluationError as EvaluationError  # raised here; views import it from services
 from evaluation.evidence import EvidenceError, evidence_clean
 from evaluation.models import (
@@ -424,6 +425,7 @@ def rating_submit(
     unsafe_reason: str = "",
     harm: dict[str, Any] | None = None,
     evidence: Any = None,
+    criteria: dict[str, Any] | None = None,
     time_spent_s: float = 0.0,
 ) -> Rating:
     """Save the rating of an assignment: the first submit creates it, later ones revise it.
@@ -433,7 +435,8 @@ def rating_submit(
     concurrent submits of one assignment are applied one after the other.
 
     ``harm`` answers the rubric's harm dimension (absolute studies); ``evidence`` is the windows of the chart tied to
-    dimensions (a list, or its JSON text), checked by evaluation.evidence. A rating that meets a safety trigger opens
+    dimensions (a list, or its JSON text), checked by evaluation.evidence; ``criteria`` grades the item's criteria
+    (position -> met), every one of them (evaluation.criteria). A rating that meets a safety trigger opens
     an incident (evaluation.triage).
     """
     comment, unsafe_reason = (comment or "").strip(), (unsafe_reason or "").strip()
@@ -458,6 +461,7 @@ def rating_submit(
         harm_cleaned = {} if pairwise else _clean_harm([d for d in dimensions if not d.is_scored], harm or {})
         # The dimensions the page offers for evidence: pairwise studies ask no harm question.
         windows = _clean_evidence(assignment, [d for d in dimensions if d.is_scored or not pairwise], evidence)
+        grades = {} if pairwise else grades_clean(list(assignment.item.criteria.all()), criteria or {})
         if pairwise:
             if preference not in {"a", "b", "tie"}:
                 raise EvaluationError("choose which answer is better overall, or a tie")
@@ -473,6 +477,7 @@ def rating_submit(
             "unsafe_reason": unsafe_reason if unsafe else "",
             "harm": harm_cleaned,
             "evidence": windows,
+            "criteria": grades,
         }
         rating = Rating.objects.filter(assignment=assignment).first()
         if (
@@ -485,6 +490,7 @@ def rating_submit(
                 "unsafe_reason": rating.unsafe_reason,
                 "harm": rating.harm,
                 "evidence": rating.evidence,
+                "criteria": rating.criteria,
             }
             == content
         ):

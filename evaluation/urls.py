@@ -1,6 +1,6 @@
 from django.urls import path
 
-from evaluation import protocol_views, rater_views, triage_views, views
+from evaluation import criteria_views, protocol_views, rater_views, triage_views, views
 
 app_name = "evaluation"
 urlpatterns = [
@@ -37,6 +37,17 @@ urlpatterns = [
         rater_views.study_item_reference,
         name="study_item_reference",
     ),
+    path(
+        "studies/<int:study_id>/items/<int:item_id>/criteria/",
+        criteria_views.study_item_criterion_add,
+        name="study_item_criterion_add",
+    ),
+    path(
+        "studies/<int:study_id>/items/<int:item_id>/criteria/<int:position>/delete/",
+        criteria_views.study_item_criterion_delete,
+        name="study_item_criterion_delete",
+    ),
+    path("studies/<int:study_id>/criteria/import/", criteria_views.study_criteria_import, name="study_criteria_import"),
     path(
         "studies/<int:study_id>/raters/<int:user_id>/reinstate/",
         rater_views.study_rater_reinstate,

@@ -169,6 +169,7 @@ def _shown_rating(assignment: Assignment) -> dict:
         "unsafe_reason": rating.unsafe_reason,
         "harm": rating.harm,
         "evidence": rating.evidence,
+        "criteria": rating.criteria,
     }
 
 
@@ -190,6 +191,15 @@ def assignment_detail(request, assignment_id: int):
         "dimensions": [d for d in dimensions if d.is_scored],
         # A harm dimension is asked in absolute studies (pairwise, the unsafe flag stands for it).
         "harm_dimension": None if pairwise else next((d for d in dimensions if not d.is_scored), None),
+        # The item's own criteria (HealthBench style), graded met or not met; absolute studies only.
+        "criteria": [] if pairwise else list(assignment.item.criteria.all()),
+        "criterion_choices": [("1", "Met", "1"), ("0", "Not met", "2")],
+        # The grades shown, as the radios' values (a draft may hold true/false or "1"/"0").
+        "criterion_grades": {
+            key: "1" if value in (True, 1, "1", "true") else "0"
+            for key, value in (shown_rating.get("criteria") or {}).items()
+            if value not in (None, "")
+        },
         "evidence_dimensions": [(d.key, d.label) for d in dimensions if d.is_scored or not pairwise],
         "window": {"start": (shown.first - 1) * MINUTES_PER_DAY, "end": shown.last * MINUTES_PER_DAY},
         "pairwise": pairwise,
@@ -304,6 +314,11 @@ def _posted_rating(request) -> dict:
         "unsafe": request.POST.get("unsafe") == "on",
         "unsafe_reason": request.POST.get("unsafe_reason", "").replace("\r\n", "\n"),
         "harm": {key: request.POST.get(f"harm_{key}", "") for key in HARM_QUESTIONS},
+        "criteria": {
+            name.removeprefix("criterion-"): value
+            for name, value in request.POST.items()
+            if name.startswith("criterion-")
+        },
         "evidence": request.POST.get("evidence", ""),  # JSON text, read by rating_submit
         "time_spent_s": request.POST.get("time_spent_s") or 0,
     }
@@ -319,7 +334,10 @@ def assignment_submit(request, assignment_id: int):
     except (ValueError, EvaluationError) as error:
         # Keep what was entered as the draft the page is rebuilt from: a score typed just before an incomplete
         # submit would otherwise be lost with the autosave that had not run yet.
-        draft = {key: posted[key] for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason", "harm")}
+        draft = {
+            key: posted[key]
+            for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason", "harm", "criteria")
+        }
         try:  # the windows as posted, if they are JSON a database can keep (no infinities)
             draft["evidence"] = json.loads(posted["evidence"] or "[]")
             json.dumps(draft["evidence"], allow_nan=False)

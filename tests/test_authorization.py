@@ -226,6 +226,32 @@ MATRIX = {
         },
     ),
     "notifications": row(LOGIN, 200, 200, 200),
+    "evaluation:study_criteria_import": row(
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}
+    ),
+    "evaluation:study_item_criterion_add": row(
+        LOGIN,
+        FORBIDDEN,
+        REDIRECT,
+        REDIRECT,
+        method="post",  # allowed; the open study's criteria are refused with a message
+        kwargs=lambda objects, user: {
+            "study_id": owned_study(objects, user),
+            "item_id": objects["study"].items.first().pk,
+        },
+    ),
+    "evaluation:study_item_criterion_delete": row(
+        LOGIN,
+        FORBIDDEN,
+        REDIRECT,
+        REDIRECT,
+        method="post",
+        kwargs=lambda objects, user: {
+            "study_id": owned_study(objects, user),
+            "item_id": objects["study"].items.first().pk,
+            "position": 0,
+        },
+    ),
     "evaluation:triage": row(LOGIN, 200, FORBIDDEN, FORBIDDEN),
     "evaluation:incident": row(LOGIN, 200, 200, 200, kwargs=an_incident),
     "evaluation:incident_chart": row(LOGIN, 200, 200, 200, kwargs=an_incident),

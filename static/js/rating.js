@@ -9,10 +9,11 @@
   }
 
   function collect(form) {
-    const draft = { scores: {}, preference: "", comment: "", unsafe: false, unsafe_reason: "", harm: {}, evidence: [] };
+    const draft = { scores: {}, preference: "", comment: "", unsafe: false, unsafe_reason: "", harm: {}, evidence: [], criteria: {} };
     form.querySelectorAll("input[type=radio]:checked").forEach(function (input) {
       if (input.name === "preference") draft.preference = input.value;
       else if (input.name.startsWith("harm_")) draft.harm[input.name.replace(/^harm_/, "")] = input.value;
+      else if (input.name.startsWith("criterion-")) draft.criteria[input.name.replace(/^criterion-/, "")] = input.value === "1";
       else draft.scores[input.name.replace(/^score-/, "")] = input.value;
     });
     const evidence = form.querySelector("[name=evidence]");
@@ -37,11 +38,18 @@
     }
   }
 
+  // A criterion's grade as the radio's value: met "1", not met "0" (a draft keeps true/false, a refused post "1"/"0").
+  function gradeValue(grade) {
+    if (grade === undefined || grade === "") return undefined;
+    return grade === true || grade === "1" ? "1" : "0";
+  }
+
   // Put back what a refused submit posted.
   function restore(form, entered) {
     form.querySelectorAll("input[type=radio]").forEach(function (input) {
       const wanted = input.name === "preference" ? entered.preference
         : input.name.startsWith("harm_") ? (entered.harm || {})[input.name.replace(/^harm_/, "")]
+        : input.name.startsWith("criterion-") ? gradeValue((entered.criteria || {})[input.name.replace(/^criterion-/, "")])
         : (entered.scores || {})[input.name.replace(/^score-/, "")];
       input.checked = wanted !== undefined && String(wanted) === input.value;
     });

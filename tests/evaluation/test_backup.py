@@ -13,6 +13,7 @@ from evaluation import backup
 from evaluation.assignment import assignment_next
 from evaluation.models import (
     Assignment,
+    Criterion,
     Deviation,
     Incident,
     Protocol,
@@ -190,6 +191,7 @@ EXPORTED_AS_REFERENCES = {
     Protocol: {"id", "study", "primary_variant_a", "primary_variant_b", "locked_by"},
     Deviation: {"id", "protocol", "created_by"},
     Incident: {"id", "study", "item", "opened_by", "decided_by"},
+    Criterion: {"id", "item"},
 }
 EXPORTED_VALUES = {
     Study: backup.STUDY_FIELDS + backup.STUDY_QUALITY_FIELDS + backup.STUDY_TIMES,
@@ -202,6 +204,7 @@ EXPORTED_VALUES = {
     Rating: backup.RATING_FIELDS + backup.RATING_TIMES,
     RatingRevision: [*backup.REVISION_FIELDS, "created_at"],
     Incident: backup.INCIDENT_FIELDS + backup.INCIDENT_TIMES,
+    Criterion: backup.CRITERION_FIELDS,
 }
 
 

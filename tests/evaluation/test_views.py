@@ -191,12 +191,14 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     ):  # + the study, the open assignment, the candidates; lock, count, freeze, insert
         location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
     # + the assignment with its study, rubric, item and participant; the dimensions; the progress; the participant's
-    # record beside the answer: one query each for its measurements, daily summaries and events, however long the record
-    with django_assert_max_num_queries(9):
+    # record beside the answer: one query each for its measurements, daily summaries and events, however long the
+    # record; the item's criteria (issue 22)
+    with django_assert_max_num_queries(10):
         assert client.get(location).status_code == 200
     # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update;
-    # the rater's standing (a paused rater's submit is refused) and their gold accuracy (the pause rule, issue 20)
-    with django_assert_max_num_queries(14):
+    # the rater's standing (a paused rater's submit is refused) and their gold accuracy (the pause rule, issue 20);
+    # the item's criteria (issue 22)
+    with django_assert_max_num_queries(15):
         assert (
             client.post(
                 location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
