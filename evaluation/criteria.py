@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from evaluation.errors import EvaluationError
-from evaluation.models import Criterion, Rating, Study, StudyItem
+from evaluation.models import Criterion, Protocol, Rating, Study, StudyItem
 from evaluation.selectors import study_changeable_by
 from evaluation.stats import bootstrap_mean_ci
 from healthagent.audit import Action, audit_record
@@ -34,6 +34,8 @@ def _check_changeable(study: Study, user: User) -> None:
         raise EvaluationError("only the study's owner or an admin may change its criteria")
     if study.status != Study.Status.DRAFT:
         raise EvaluationError("criteria can change only while the study is a draft")
+    if Protocol.objects.filter(study=study, locked_at__isnull=False).exists():
+        raise EvaluationError("the study's protocol is locked, and its criteria are part of it")
     if study.mode != Study.Mode.ABSOLUTE:
         raise EvaluationError("criteria are graded on one answer: absolute studies only")
 

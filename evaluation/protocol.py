@@ -21,7 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from evaluation import stats
-from evaluation.models import Deviation, Protocol, Study
+from evaluation.models import Criterion, Deviation, Protocol, Study
 from evaluation.quality import EXCLUSION_RULES, alpha_without_each_rater
 from healthagent.audit import Action, audit_record
 from healthagent.models import AgentVariant
@@ -155,6 +155,15 @@ def _plain(value: Any) -> Any:
     return value.name if isinstance(value, AgentVariant) else value
 
 
+def _criteria_fingerprint(study: Study) -> dict[str, Any]:
+    rows = list(
+        Criterion.objects.filter(item__study=study)
+        .order_by("item__position", "position")
+        .values_list("item__position", "position", "text", "points", "category")
+    )
+    return {"count": len(rows), "sha256": hashlib.sha256(canonical_json([list(row) for row in rows])).hexdigest()}
+
+
 def manifest_of(protocol: Protocol, *, locked_at: str, locked_by: str) -> dict[str, Any]:
     """Everything the protocol fixes, with the study's design and rubric, as plain JSON."""
     study = protocol.study
@@ -192,6 +201,9 @@ def manifest_of(protocol: Protocol, *, locked_at: str, locked_by: str) -> dict[s
             "version": hashlib.sha256(canonical_json({"dimensions": dimensions})).hexdigest()[:16],
             "dimensions": dimensions,
         },
+        # The items' own criteria (issue 22): how many, and a hash of all of them (item, position, text, points,
+        # category); they cannot change once the protocol is locked (evaluation.criteria).
+        "criteria": _criteria_fingerprint(study),
         "assignment_seed": study.seed,
         "exclusion_rules": sorted(protocol.exclusion_rules),
         "planned": {"items": protocol.planned_items, "raters_per_item": protocol.planned_raters_per_item},

@@ -78,6 +78,7 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
         "adjudicator"
     ]
     assert rated.rubric.dimensions.filter(scale="harm").exists()
+    assert all(item.criteria.count() == 4 for item in rated.items.all())  # HealthBench-style criteria (issue 22)
     assert kinds == ["gold", "gold", "qualification", "qualification", "qualification", "training", "training"]
     Study.objects.filter(mode="pairwise").update(show_captions=False)  # a researcher turns the captions off
     call_command("demo_setup")

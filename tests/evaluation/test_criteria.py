@@ -176,3 +176,47 @@ def test_backups_carry_criteria_and_grades(grounded_study, tmp_path):
     studies_import(source=tmp_path)
     assert Criterion.objects.count() == 2 * 3
     assert Rating.objects.get().criteria == {"0": False, "1": True}
+
+
+def test_a_locked_protocol_fixes_the_criteria_and_its_manifest_hashes_them(pairwise_study):
+    from evaluation.models import Rubric
+    from evaluation.protocol import protocol_lock, protocol_save
+    from evaluation.services import StudySpec, study_create
+    from healthagent.models import AgentVariant
+
+    owner = pairwise_study.created_by  # the fixture wrote answers of both variants for the tiny cohort
+    draft_study = study_create(
+        spec=StudySpec(
+            name="Both variants",
+            mode="absolute",
+            rubric=Rubric.objects.get(name__endswith="(1-5)"),
+            cohort=pairwise_study.items.first().participant.cohort,
+            variants=list(AgentVariant.objects.filter(name__in=["grounded agent", "LLM only"])),
+            raters_per_item=1,
+            clinicians=[UserFactory(role=Role.CLINICIAN)],
+        ),
+        user=owner,
+    )
+    item = draft_study.items.first()
+    entry = {"criterion": "Mentions the trend", "points": 3, "category": "context_awareness"}
+    criterion_add(study=draft_study, item_id=item.pk, entry=entry, user=owner)
+    grounded = AgentVariant.objects.get(name="grounded agent")
+    protocol_save(
+        study=draft_study,
+        values={
+            "hypotheses": "h",
+            "primary_dimension": "relevance",
+            "primary_variant_a": grounded,
+            "primary_variant_b": AgentVariant.objects.get(name="LLM only"),
+            "primary_test": "wilcoxon",
+            "sided": "two-sided",
+            "alpha": 0.05,
+            "planned_items": 5,
+            "planned_raters_per_item": 2,
+        },
+        user=owner,
+    )
+    manifest = protocol_lock(study=draft_study, user=owner).manifest
+    assert manifest["criteria"]["count"] == 1 and len(manifest["criteria"]["sha256"]) == 64
+    with pytest.raises(EvaluationError, match="protocol is locked"):
+        criterion_add(study=draft_study, item_id=item.pk, entry=entry, user=owner)
