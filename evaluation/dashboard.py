@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from evaluation import quality, stats
 from evaluation.criteria import study_criterion_scores
 from evaluation.evidence import DIFFERENT_EVIDENCE_IOU, evidence_agreement
+from evaluation.judge_report import judge_report
 from evaluation.models import Assignment, Dimension, Incident, Protocol, Rating, Study
 from evaluation.rater_report import (
     QualityInputs,
@@ -376,6 +377,8 @@ def study_dashboard(study: Study, *, exclude: frozenset[str] = frozenset(), stra
     dashboard["different_evidence_iou"] = DIFFERENT_EVIDENCE_IOU
     # Per-item criteria (issue 22): HealthBench scores per variant, overall and per category.
     dashboard["criterion_scores"] = study_criterion_scores(study, seed=study.seed)
+    # The judge against the clinicians, and prediction-powered estimates (issue 22): researchers only.
+    dashboard["judge"] = judge_report(study, per_rating) if study.mode == Study.Mode.ABSOLUTE else None
     return dashboard
 
 

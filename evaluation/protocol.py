@@ -161,7 +161,8 @@ def _criteria_fingerprint(study: Study) -> dict[str, Any]:
         .order_by("item__position", "position")
         .values_list("item__position", "position", "text", "points", "category")
     )
-    return {"count": len(rows), "sha256": hashlib.sha256(canonical_json([list(row) for row in rows])).hexdigest()}
+    document = {"criteria": [list(row) for row in rows]}
+    return {"count": len(rows), "sha256": hashlib.sha256(canonical_json(document)).hexdigest()}
 
 
 def manifest_of(protocol: Protocol, *, locked_at: str, locked_by: str) -> dict[str, Any]:
