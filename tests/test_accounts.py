@@ -79,6 +79,7 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     ]
     assert rated.rubric.dimensions.filter(scale="harm").exists()
     assert all(item.criteria.count() == 4 for item in rated.items.all())  # HealthBench-style criteria (issue 22)
+    assert Job.objects.get(kind="judge_study").config["study"] == rated.pk  # queued once, however often run
     assert kinds == ["gold", "gold", "qualification", "qualification", "qualification", "training", "training"]
     Study.objects.filter(mode="pairwise").update(show_captions=False)  # a researcher turns the captions off
     call_command("demo_setup")

@@ -135,7 +135,7 @@ class Command(BaseCommand):
         self._committed_models(cohort)
         # The language-model variants take about 10 s an answer on a busy CPU: the worker writes them after the site is
         # up, for the participants the demo studies show only (15 of 50, about five minutes; the others on request).
-        from evaluation.models import StudyItem
+        from evaluation.models import Study, StudyItem
 
         shown = sorted(
             set(StudyItem.objects.filter(study__name__in=DEMO_STUDY_NAMES).values_list("participant_id", flat=True))
@@ -153,6 +153,16 @@ class Command(BaseCommand):
                 f"Queued job #{job.pk}: recommendations of {variant.name!r} for the {len(shown)} participants the demo "
                 "studies show, generated in the background (see Jobs)."
             )
+        # A language-model judge grades the pre-registered study's answers (issue 22), after the answers are written
+        # (the same queue, first in, first out): its agreement with the clinicians and its prediction-powered
+        # estimates appear on that study's dashboard as clinicians rate.
+        judged = Study.objects.filter(name=DEMO_STUDIES[0][0]).first()
+        if judged is not None and not Job.objects.filter(kind="judge_study").exists():
+            job = job_queue(
+                kind_name="judge_study",
+                config={"study": judged.pk, "backend": "transformers", "max_new_tokens": 120, "timeout_s": 180},
+            )
+            self.stdout.write(f"Queued job #{job.pk}: SmolLM2 judges the answers of {judged.name!r}.")
         if not Job.objects.filter(kind="lsm_pretrain").exists():
             job = job_queue(kind_name="lsm_pretrain", config={**DEMO_PRETRAINING, "predict_cohort": cohort.pk})
             self.stdout.write(
