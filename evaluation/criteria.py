@@ -84,13 +84,17 @@ def criterion_add(*, study: Study, item_id: int, entry: dict[str, Any], user: Us
     return criterion
 
 
-def criterion_delete(*, study: Study, item_id: int, position: int, user: User) -> None:
-    """Delete one criterion; the later ones move up, so positions stay 0, 1, 2..."""
+def criterion_delete(*, study: Study, item_id: int, criterion_id: int, user: User) -> None:
+    """Delete one criterion (by its id: a second click deletes nothing more); the later ones move up, so positions
+    stay 0, 1, 2..."""
     _check_changeable(study, user)
     with transaction.atomic():
         item = StudyItem.objects.select_for_update().filter(pk=item_id, study=study).first()
-        if item is None or not item.criteria.filter(position=position).delete()[0]:
-            raise EvaluationError("no such criterion")
+        criterion = None if item is None else item.criteria.filter(pk=criterion_id).first()
+        if item is None or criterion is None:
+            raise EvaluationError("no such criterion (deleted already?)")
+        position = criterion.position
+        criterion.delete()
         for criterion in item.criteria.filter(position__gt=position).order_by("position"):
             Criterion.objects.filter(pk=criterion.pk).update(position=criterion.position - 1)
         audit_record(actor=user, action=Action.STUDY_CHANGED, target=study, details={"criterion_deleted": item.pk})
@@ -185,17 +189,22 @@ def item_criteria(study: Study) -> dict[int, list[Criterion]]:
     return criteria
 
 
-def study_criterion_scores(study: Study, *, seed: int = 0) -> list[dict[str, Any]]:
-    """Per variant, overall and per category: the mean criterion score over ratings (main queue) with a 95 %
-    bootstrap CI over items, and how many ratings and items it rests on."""
+def study_criterion_scores(study: Study, *, seed: int = 0, rating_ids: set[int] | None = None) -> list[dict[str, Any]]:
+    """Per variant, overall and per category: the mean criterion score over ratings (main queue; only
+    ``rating_ids`` when given: those the exclusion rules keep) with a 95 % bootstrap CI over items, and how many
+    ratings and items it rests on."""
     criteria = item_criteria(study)
     if not criteria:
         return []
     rows = []
-    ratings = Rating.objects.filter(
+    queryset = Rating.objects.filter(
         assignment__study=study, assignment__purpose="main", assignment__item_id__in=list(criteria)
-    ).values_list("assignment__item_id", "assignment__item__variant_a__name", "criteria")
-    for item_id, variant, grades in ratings:
+    )
+    if rating_ids is not None:
+        queryset = queryset.filter(pk__in=rating_ids)
+    for item_id, variant, grades in queryset.values_list(
+        "assignment__item_id", "assignment__item__variant_a__name", "criteria"
+    ):
         for name, score in rating_criterion_scores(criteria[item_id], grades or {}).items():
             rows.append({"item": item_id, "variant": variant, "group": name, "score": score})
     if not rows:

@@ -34,10 +34,10 @@ def study_item_criterion_add(request, study_id: int, item_id: int):
 
 @require_POST
 @role_required(*RESEARCH_ROLES)
-def study_item_criterion_delete(request, study_id: int, item_id: int, position: int):
+def study_item_criterion_delete(request, study_id: int, item_id: int, criterion_id: int):
     study = access_study_for_change(user=request.user, study_id=study_id)
     try:
-        criterion_delete(study=study, item_id=item_id, position=position, user=request.user)
+        criterion_delete(study=study, item_id=item_id, criterion_id=criterion_id, user=request.user)
     except EvaluationError as error:
         messages.error(request, f"Not deleted: {error}.")
     else:

@@ -91,26 +91,30 @@ SKIP_COLUMNS = [
 def study_ratings(study: Study) -> pd.DataFrame:
     """One row per rating of a results item (main queue; never training, qualification, gold or repeats) with its
     item's variants (researchers see them), in one query."""
-    rows = Rating.objects.filter(assignment__study=study, assignment__purpose=Assignment.Purpose.MAIN).values_list(
-        "pk",
-        "assignment__item_id",
-        "assignment__rater__username",
-        "assignment__item__variant_a__name",
-        "assignment__item__variant_b__name",
-        "assignment__item__participant__pseudonym",
-        "scores",
-        "preference",
-        "assignment__time_spent_s",
-        "unsafe",
-        "unsafe_reason",
-        "comment",
-        "assignment__swapped",
-        "revision",
-        "created_at",
-        "updated_at",
-        "harm",
-        "evidence",
-        "criteria",
+    rows = (
+        Rating.objects.filter(assignment__study=study, assignment__purpose=Assignment.Purpose.MAIN)
+        .order_by("pk")  # a stable order: "the first two raters of an item" stay the same (judge_report)
+        .values_list(
+            "pk",
+            "assignment__item_id",
+            "assignment__rater__username",
+            "assignment__item__variant_a__name",
+            "assignment__item__variant_b__name",
+            "assignment__item__participant__pseudonym",
+            "scores",
+            "preference",
+            "assignment__time_spent_s",
+            "unsafe",
+            "unsafe_reason",
+            "comment",
+            "assignment__swapped",
+            "revision",
+            "created_at",
+            "updated_at",
+            "harm",
+            "evidence",
+            "criteria",
+        )
     )
     return pd.DataFrame(list(rows), columns=COLUMNS)
 
@@ -274,6 +278,7 @@ def dashboard_from_frames(
         chosen = flagged.map(lambda reasons: bool(set(reasons.split(",")) & exclude) if reasons else False)
         result["used"] = {"ratings": int((~chosen).sum()), "excluded": int(chosen.sum()), "rules": sorted(exclude)}
         per_rating = per_rating[~chosen]
+        result["used_ids"] = frozenset(per_rating["rating"])  # study_dashboard passes them on, then drops them
         if per_rating.empty:
             result["empty"] = "Every rating is excluded by the rules chosen: switch one off to see results."
             return result
@@ -375,10 +380,11 @@ def study_dashboard(study: Study, *, exclude: frozenset[str] = frozenset(), stra
     labels = {dimension.key: dimension.label for dimension in study.rubric.dimensions.all()}
     dashboard["evidence"] = evidence_agreement(per_rating, labels, seed=study.seed) if len(per_rating) else []
     dashboard["different_evidence_iou"] = DIFFERENT_EVIDENCE_IOU
-    # Per-item criteria (issue 22): HealthBench scores per variant, overall and per category.
-    dashboard["criterion_scores"] = study_criterion_scores(study, seed=study.seed)
-    # The judge against the clinicians, and prediction-powered estimates (issue 22): researchers only.
-    dashboard["judge"] = judge_report(study, per_rating) if study.mode == Study.Mode.ABSOLUTE else None
+    # Per-item criteria and the judge (issue 22) use the ratings the exclusion switches keep, like every statistic.
+    used_ids = dashboard.pop("used_ids", None)
+    used = per_rating if used_ids is None else per_rating[per_rating["rating"].isin(used_ids)]
+    dashboard["criterion_scores"] = study_criterion_scores(study, seed=study.seed, rating_ids=set(used["rating"]))
+    dashboard["judge"] = judge_report(study, used) if study.mode == Study.Mode.ABSOLUTE else None
     return dashboard
 
 

@@ -133,10 +133,18 @@ def parse_grade(text: str, dimensions: list[Dimension], criteria: list[Criterion
     return scores, met
 
 
+# A backend failing this many items in a row (down, or every reply cut short) stops the run: the rest are failed with
+# that reason rather than each waiting for its time limit.
+MAX_FAILURES_IN_A_ROW = 5
+
+
 def judgeable_items(study: Study) -> list[StudyItem]:
-    """The study's results items (not dropped) whose answer exists: what the judge grades."""
+    """The study's results items (not dropped): what the judge grades. Only once the study is open: its rubric and
+    criteria are then fixed, and the answers it grades are the ones clinicians are shown."""
     if study.mode != Study.Mode.ABSOLUTE:
         raise EvaluationError("the judge grades absolute studies (one answer per item)")
+    if study.status == Study.Status.DRAFT:
+        raise EvaluationError("open the study first: the judge grades what clinicians are shown, once it is fixed")
     return list(
         study.items.filter(kind=StudyItem.Kind.RESULTS, dropped_at__isnull=True)
         .select_related("participant", "recommendation_a")
@@ -162,11 +170,16 @@ def study_judge(
     run = JudgeRun.objects.create(
         study=study, job_id=job_id, backend=backend, model=model, prompt_version=PROMPT_VERSION
     )
+    in_a_row = 0
     for position, item in enumerate(items, start=1):
         grade = JudgeGrade(run=run, item=item)
         started = time.monotonic()
         try:
-            freeze_answers(item)  # the judge grades the answer clinicians are (or will be) shown
+            if in_a_row >= MAX_FAILURES_IN_A_ROW:
+                raise JudgeError(f"not tried: the judge failed {in_a_row} items in a row")
+            with transaction.atomic():  # as the assignment path does: one freeze of the item's answer
+                item = StudyItem.objects.select_for_update().select_related("participant").get(pk=item.pk)
+                freeze_answers(item)  # the judge grades the answer clinicians are (or will be) shown
             criteria = list(item.criteria.all())
             assert item.recommendation_a is not None  # frozen: the recommendation it was given
             messages = judge_messages(
@@ -179,7 +192,9 @@ def study_judge(
             grade.raw = reply[:MAX_RAW]
             grade.scores, grade.criteria = parse_grade(reply, dimensions, criteria)
             grade.status = JudgeGrade.Status.GRADED
+            in_a_row = 0
         except Exception as error:  # an unusable reply, a backend failure, an item without its answer
+            in_a_row += 1
             grade.status, grade.reason = JudgeGrade.Status.FAILED, f"{type(error).__name__}: {error}"[:500]
             if failure is not None:
                 failure(f"item {item.position + 1}", grade.reason)

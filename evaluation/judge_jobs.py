@@ -53,6 +53,13 @@ def run_judge(context: JobContext) -> dict:
     def complete(messages: list[dict], schema: dict) -> str:
         return backend.complete(messages, json_schema=schema, timeout_s=timeout_s)
 
+    # The reply's length grows with the item's criteria: a budget too small for the JSON cuts every reply short.
+    criteria = max((item.criteria.count() for item in study.items.all()[:1]), default=0)
+    if config["backend"] == "transformers":
+        backend.max_new_tokens = max(
+            backend.max_new_tokens, 40 + 12 * len(study.rubric.dimensions.all()) + 10 * criteria
+        )
+
     def progress(done: int, total: int) -> None:
         context.progress(done / total, f"{done} of {total} items graded", metrics={"items": done}, step=done)
 
@@ -66,6 +73,8 @@ def run_judge(context: JobContext) -> dict:
         failure=lambda item, reason: context.failure(item=item, reason=reason),
     )
     context.log(f"judge run #{run.pk}: {run.graded} graded, {run.failed} failed")
+    if run.graded == 0 and run.failed:
+        raise RuntimeError(f"the judge graded none of {run.failed} items: see the failures for why")
     return {"run": run.pk, "graded": run.graded, "failed": run.failed}
 
 

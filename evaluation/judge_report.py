@@ -20,13 +20,20 @@ MIN_PAIRS = 5
 
 
 def latest_run(study: Study) -> JudgeRun | None:
-    return JudgeRun.objects.filter(study=study, finished_at__isnull=False).order_by("-finished_at", "-pk").first()
+    """The latest finished run that graded something (a run whose backend was down does not hide a good one)."""
+    return (
+        JudgeRun.objects.filter(study=study, finished_at__isnull=False, graded__gt=0)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
 
 
-def _kappa(first: list[Any], second: list[Any], *, weights: str | None) -> float | None:
+def _kappa(first: list[Any], second: list[Any], *, weights: str | None, labels: list[Any]) -> float | None:
+    """κ with the scale's labels (so 2 and 4 are two points apart even when no one chose 3, and the judge's κ and the
+    ceiling weigh alike)."""
     if len(first) < MIN_PAIRS or len(set(first) | set(second)) < 2:
         return None
-    value = cohen_kappa_score(first, second, weights=weights)
+    value = cohen_kappa_score(first, second, weights=weights, labels=labels)
     return None if np.isnan(value) else float(value)
 
 
@@ -44,7 +51,9 @@ def _alpha(first: list[float], second: list[float]) -> float | None:
     )
 
 
-def _agreement(judge: dict[Any, Any], clinicians: dict[Any, list[Any]], *, weights: str | None) -> dict[str, Any]:
+def _agreement(
+    judge: dict[Any, Any], clinicians: dict[Any, list[Any]], *, weights: str | None, labels: list[Any]
+) -> dict[str, Any]:
     """Judge against one clinician, and one clinician against another, on the items two clinicians rated (the same
     items for both, so the ceiling is comparable): κ, Spearman and α. The first two raters of each item, in order."""
     judge_pairs: tuple[list[Any], list[Any]] = ([], [])
@@ -58,8 +67,8 @@ def _agreement(judge: dict[Any, Any], clinicians: dict[Any, list[Any]], *, weigh
     numeric = weights is not None
     return {
         "items": len(judge_pairs[0]),
-        "judge_kappa": _kappa(*judge_pairs, weights=weights),
-        "ceiling_kappa": _kappa(*ceiling_pairs, weights=weights),
+        "judge_kappa": _kappa(*judge_pairs, weights=weights, labels=labels),
+        "ceiling_kappa": _kappa(*ceiling_pairs, weights=weights, labels=labels),
         "judge_spearman": _spearman(*judge_pairs) if numeric else None,
         "ceiling_spearman": _spearman(*ceiling_pairs) if numeric else None,
         "judge_alpha": _alpha(*judge_pairs) if numeric else None,
@@ -78,6 +87,13 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
         )
     )
     variant_of = {item: variant for item, variant, _, _ in grades}
+    # Items the judge failed on stay in the population: they get the cell's mean judge grade as their prediction
+    # (so the estimand stays "every item", not "items the judge could grade").
+    failed_of = dict(
+        JudgeGrade.objects.filter(run=run, status=JudgeGrade.Status.FAILED).values_list(
+            "item_id", "item__variant_a__name"
+        )
+    )
     dimensions = [d for d in study.rubric.dimensions.all() if d.is_scored]
     clinician_scores: dict[str, dict[int, list[float]]] = {d.key: {} for d in dimensions}
     clinician_grades: dict[int, list[dict[str, bool]]] = {}
@@ -95,7 +111,7 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
             {
                 "dimension": dimension.key,
                 "label": dimension.label,
-                **_agreement(judge, clinician_scores[dimension.key], weights="quadratic"),
+                **_agreement(judge, clinician_scores[dimension.key], weights="quadratic", labels=dimension.points),
             }
         )
     criteria_by_item = item_criteria(study)
@@ -115,7 +131,7 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
                 {
                     "dimension": f"criteria:{category}",
                     "label": f"Criteria: {label}",
-                    **_agreement(judge_met, clinician_met, weights=None),
+                    **_agreement(judge_met, clinician_met, weights=None, labels=[False, True]),
                 }
             )
 
@@ -148,12 +164,16 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
         if judge_criteria:
             cells.append(("criterion_score", "Criterion score", judge_criteria, clinician_criteria))
         for key, label, judge, clinicians in cells:
-            rated = [item for item in judge if item in clinicians]
-            unrated = [item for item in judge if item not in clinicians]
+            if not judge:
+                continue
+            stand_in = float(np.mean(list(judge.values())))
+            predicted = {**{item: stand_in for item, v in failed_of.items() if v == variant}, **judge}
+            rated = [item for item in predicted if item in clinicians]
+            unrated = [item for item in predicted if item not in clinicians]
             cell = ppi.estimates(
                 [float(np.mean(clinicians[item])) for item in rated],
-                [judge[item] for item in rated],
-                [judge[item] for item in unrated],
+                [predicted[item] for item in rated],
+                [predicted[item] for item in unrated],
             )
             estimates.append({"variant": variant, "dimension": key, "label": label, "rated": len(rated), **cell})
 
@@ -180,6 +200,11 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
             "failed": run.failed,
             "finished_at": run.finished_at,
         },
+        "failures": list(
+            JudgeGrade.objects.filter(run=run, status=JudgeGrade.Status.FAILED)
+            .order_by("item__position")
+            .values_list("item__position", "reason")[:10]
+        ),
         "agreement": agreement,
         "estimates": estimates,
         "differences": differences,

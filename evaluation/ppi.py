@@ -17,6 +17,9 @@ from scipy import stats
 
 ALPHA = 0.05
 MIN_RATED = 2  # an interval needs at least two rated items
+# ppi-python's interval is a normal one with the plain (n) variance: below a few dozen rated items it is too narrow
+# (and the effective n flattering), so no prediction-powered interval is given on fewer.
+MIN_RATED_PPI = 20
 
 
 @dataclass(frozen=True)
@@ -67,13 +70,19 @@ def prediction_powered(
     y, yhat, yhat_unrated = _array(clinician), _array(judge_rated), _array(judge_unrated)
     if len(y) != len(yhat):
         raise ValueError("clinician and judge_rated must describe the same items")
-    if len(y) < MIN_RATED or len(yhat_unrated) < 1:
+    if len(y) < MIN_RATED_PPI or len(yhat_unrated) < 1:
         return None
     from ppi_py import ppi_mean_ci, ppi_mean_pointestimate  # numba compiles on first import: only when needed
 
-    low, high = ppi_mean_ci(y, yhat, yhat_unrated, alpha=alpha)
-    mean = ppi_mean_pointestimate(y, yhat, yhat_unrated)
-    return Estimate(float(np.ravel(mean)[0]), float(np.ravel(low)[0]), float(np.ravel(high)[0]), len(y))
+    # A judge that gives every item the same grade carries no information, and PPI++'s tuning divides 0 by 0: its
+    # weight is then 0 (the clinicians' mean alone), set here rather than left to come back as NaN.
+    lam = 0.0 if np.ptp(np.concatenate([yhat, yhat_unrated])) == 0 else None
+    low, high = ppi_mean_ci(y, yhat, yhat_unrated, alpha=alpha, lam=lam)
+    mean = ppi_mean_pointestimate(y, yhat, yhat_unrated, lam=lam)
+    values = [float(np.ravel(value)[0]) for value in (mean, low, high)]
+    if not all(np.isfinite(values)):
+        return None
+    return Estimate(values[0], values[1], values[2], len(y))
 
 
 def difference(first: Estimate | None, second: Estimate | None, *, alpha: float = ALPHA) -> Estimate | None:
@@ -92,7 +101,9 @@ def effective_sample_size(clinician: Estimate | None, powered: Estimate | None) 
     powered one (widths shrink as 1/sqrt(n)): the clinician ratings the judge is worth, plus those it has."""
     if clinician is None or powered is None or powered.width <= 0:
         return None
-    return float(clinician.n * (clinician.width / powered.width) ** 2)
+    # The clinician-only interval is a t interval, the powered one normal: compare them on the normal scale.
+    normal_width = clinician.width * float(stats.norm.ppf(0.975) / stats.t.ppf(0.975, max(clinician.n - 1, 1)))
+    return float(clinician.n * (normal_width / powered.width) ** 2)
 
 
 def estimates(clinician: Any, judge_rated: Any, judge_unrated: Any, *, alpha: float = ALPHA) -> dict[str, Any]:

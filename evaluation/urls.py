@@ -43,7 +43,7 @@ urlpatterns = [
         name="study_item_criterion_add",
     ),
     path(
-        "studies/<int:study_id>/items/<int:item_id>/criteria/<int:position>/delete/",
+        "studies/<int:study_id>/items/<int:item_id>/criteria/<int:criterion_id>/delete/",
         criteria_views.study_item_criterion_delete,
         name="study_item_criterion_delete",
     ),

@@ -249,7 +249,7 @@ MATRIX = {
         kwargs=lambda objects, user: {
             "study_id": owned_study(objects, user),
             "item_id": objects["study"].items.first().pk,
-            "position": 0,
+            "criterion_id": 1,
         },
     ),
     "evaluation:triage": row(LOGIN, 200, FORBIDDEN, FORBIDDEN),

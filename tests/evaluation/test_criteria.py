@@ -87,8 +87,12 @@ def test_criteria_change_only_while_the_study_is_a_draft_and_only_by_its_owner(d
     criterion_add(
         study=draft_study, item_id=item.pk, entry={**entry, "criterion": "Second"}, user=draft_study.created_by
     )
-    criterion_delete(study=draft_study, item_id=item.pk, position=0, user=draft_study.created_by)
+    first = item.criteria.get(position=0)
+    criterion_delete(study=draft_study, item_id=item.pk, criterion_id=first.pk, user=draft_study.created_by)
     assert list(item.criteria.values_list("position", "text")) == [(0, "Second")]
+    with pytest.raises(EvaluationError, match="deleted already"):  # a second click deletes nothing more
+        criterion_delete(study=draft_study, item_id=item.pk, criterion_id=first.pk, user=draft_study.created_by)
+    assert item.criteria.count() == 1
     Study.objects.filter(pk=draft_study.pk).update(status="open")
     draft_study.refresh_from_db()
     with pytest.raises(EvaluationError, match="only while the study is a draft"):

@@ -146,3 +146,28 @@ def test_smollm2_judges_a_small_study_on_this_machine(judged_study):
     # Decoding is constrained to the schema: what is graded parsed; a failure carries its reason.
     for grade in JudgeGrade.objects.filter(run=run):
         assert (grade.status == "graded" and set(grade.scores) == {"relevance", "context", "safety"}) or grade.reason
+
+
+def test_the_judge_waits_for_the_study_to_open_and_stops_when_the_backend_keeps_failing(judged_study, monkeypatch):
+    import evaluation.judge
+    from evaluation.errors import EvaluationError
+    from evaluation.judge import study_judge
+    from evaluation.judge_report import latest_run
+
+    calls = []
+
+    def down(messages, schema):
+        calls.append(1)
+        raise ConnectionError("the server is down")
+
+    Study.objects.filter(pk=judged_study.pk).update(status="draft")
+    judged_study.refresh_from_db()
+    with pytest.raises(EvaluationError, match="open the study first"):
+        study_judge(study=judged_study, complete=down, backend="openai_http", model="m")
+    Study.objects.filter(pk=judged_study.pk).update(status="open")
+    judged_study.refresh_from_db()
+    monkeypatch.setattr(evaluation.judge, "MAX_FAILURES_IN_A_ROW", 1)
+    run = study_judge(study=judged_study, complete=down, backend="openai_http", model="m")
+    assert (run.graded, run.failed, len(calls)) == (0, 3, 1)  # one call, then the rest not tried
+    assert JudgeGrade.objects.filter(run=run, reason__contains="not tried").count() == 2
+    assert latest_run(judged_study) is None  # a run that graded nothing hides no earlier, good one
