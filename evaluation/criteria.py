@@ -40,6 +40,15 @@ def _check_changeable(study: Study, user: User) -> None:
         raise EvaluationError("criteria are graded on one answer: absolute studies only")
 
 
+def criteria_changeable(*, study: Study, user: User) -> bool:
+    """Whether ``user`` may change the study's criteria now (the pages offer the forms only then)."""
+    try:
+        _check_changeable(study, user)
+    except EvaluationError:
+        return False
+    return True
+
+
 def criterion_clean(entry: dict[str, Any]) -> dict[str, Any]:
     """The text, points and category of one criterion, checked; EvaluationError says what is wrong."""
     text = entry.get("criterion", entry.get("text"))

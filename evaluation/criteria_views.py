@@ -5,7 +5,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from evaluation.criteria import CATEGORIES, criteria_import, criterion_add, criterion_delete
+from evaluation.criteria import CATEGORIES, criteria_changeable, criteria_import, criterion_add, criterion_delete
 from evaluation.errors import EvaluationError
 from evaluation.selectors import access_study, access_study_for_change
 from healthagent.roles import Role, role_required
@@ -65,5 +65,11 @@ def study_criteria_import(request, study_id: int):
     return render(
         request,
         "evaluation/criteria_import.html",
-        {"study": study, "text": text, "categories": CATEGORIES, "items": list(items)[:20]},
+        {
+            "study": study,
+            "text": text,
+            "categories": CATEGORIES,
+            "items": list(items)[:20],
+            "can_import": criteria_changeable(study=study, user=request.user),
+        },
     )

@@ -380,6 +380,7 @@ def study_dashboard(study: Study, *, exclude: frozenset[str] = frozenset(), stra
     labels = {dimension.key: dimension.label for dimension in study.rubric.dimensions.all()}
     dashboard["evidence"] = evidence_agreement(per_rating, labels, seed=study.seed) if len(per_rating) else []
     dashboard["different_evidence_iou"] = DIFFERENT_EVIDENCE_IOU
+    dashboard["different_evidence_any"] = any(row["different_evidence"] for row in dashboard["evidence"])
     # Per-item criteria and the judge (issue 22) use the ratings the exclusion switches keep, like every statistic.
     used_ids = dashboard.pop("used_ids", None)
     used = per_rating if used_ids is None else per_rating[per_rating["rating"].isin(used_ids)]

@@ -20,6 +20,7 @@ from evaluation.assignment import freeze_answers
 from evaluation.errors import EvaluationError
 from evaluation.models import Criterion, Dimension, JudgeGrade, JudgeRun, Study, StudyItem
 from healthagent.agent.prompt import context_as_text
+from healthagent.models import Recommendation
 
 PROMPT_VERSION = "judge-v1"
 SYSTEM_PROMPT = (
@@ -179,7 +180,12 @@ def study_judge(
                 raise JudgeError(f"not tried: the judge failed {in_a_row} items in a row")
             with transaction.atomic():  # as the assignment path does: one freeze of the item's answer
                 item = StudyItem.objects.select_for_update().select_related("participant").get(pk=item.pk)
-                freeze_answers(item)  # the judge grades the answer clinicians are (or will be) shown
+                try:
+                    freeze_answers(item)  # the judge grades the answer clinicians are (or will be) shown
+                except Recommendation.DoesNotExist as error:
+                    raise JudgeError(
+                        "the item's answer was never written (its generation failed or is pending)"
+                    ) from error
             criteria = list(item.criteria.all())
             assert item.recommendation_a is not None  # frozen: the recommendation it was given
             messages = judge_messages(

@@ -206,6 +206,7 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
             .values_list("item__position", "reason")[:10]
         ),
         "agreement": agreement,
+        "paired_items": max((row["items"] for row in agreement), default=0),
         "estimates": estimates,
         "differences": differences,
     }

@@ -7,6 +7,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from evaluation.criteria import criteria_changeable
 from evaluation.forms import ItemReferenceForm
 from evaluation.models import Assignment, Criterion, Dimension, Study, StudyItem
 from evaluation.raters import RaterError, rater_onboard, rater_reinstate, standing_of, study_item_reference_set
@@ -120,6 +121,7 @@ def study_item_reference(request, study_id: int, item_id: int):
             "pairwise": study.mode == Study.Mode.PAIRWISE,
             "can_change": can_change and study.status == Study.Status.DRAFT,
             "criteria": list(item.criteria.all()),
+            "criteria_changeable": criteria_changeable(study=study, user=request.user),
             "criterion_entry": request.session.pop("criterion_entry", {}),
             "criterion_categories": Criterion.Category.choices,
         },

@@ -26,7 +26,7 @@ from evaluation.evidence import window_text
 from evaluation.models import Assignment, Incident, Rating, Study
 from evaluation.selectors import studies_visible_to, study_changeable_by
 from healthagent.audit import Action, audit_record
-from healthagent.notifications import notify
+from healthagent.notifications import notifications_resolve, notify
 from healthagent.roles import Role, user_has_role
 
 logger = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ def incident_decide(*, incident_id: int, user: User, decision: str, note: str) -
             timezone.now(),
         )
         incident.save(update_fields=["decision", "note", "decided_by", "decided_at"])
+        notifications_resolve(url=incident_url(incident))  # "waits for a decision" is no longer true
         audit_record(
             actor=user,
             action=Action.INCIDENT_DECIDED,

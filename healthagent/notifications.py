@@ -78,6 +78,16 @@ def notifications_mark_read(*, user: User) -> int:
     return marked
 
 
+def notifications_resolve(*, url: str) -> int:
+    """Mark read everyone's unread notifications that point at ``url`` (what they asked for is done: an incident
+    decided), after the transaction commits."""
+    unread = Notification.objects.filter(url=url, read_at__isnull=True)
+    users = list(unread.values_list("user_id", flat=True))
+    resolved = unread.update(read_at=timezone.now())
+    transaction.on_commit(lambda: cache.delete_many([_unread_key(user_id) for user_id in users]))
+    return resolved
+
+
 def _unread_key(user_id: int) -> str:
     return f"notifications:unread:{user_id}"
 

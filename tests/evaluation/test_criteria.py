@@ -224,3 +224,13 @@ def test_a_locked_protocol_fixes_the_criteria_and_its_manifest_hashes_them(pairw
     assert manifest["criteria"]["count"] == 1 and len(manifest["criteria"]["sha256"]) == 64
     with pytest.raises(EvaluationError, match="protocol is locked"):
         criterion_add(study=draft_study, item_id=item.pk, entry=entry, user=owner)
+
+
+def test_the_pages_offer_criteria_forms_only_while_they_can_change(grounded_study, client):
+    study = with_criteria(grounded_study)  # open now
+    client.force_login(study.created_by)
+    item = study.items.first()
+    page = client.get(reverse("evaluation:study_item_reference", args=[study.pk, item.pk])).content.decode()
+    assert "Names the low SpO2" in page and "import many as JSONL" not in page and "data-criterion-add" not in page
+    page = client.get(reverse("evaluation:study_criteria_import", args=[study.pk])).content.decode()
+    assert "data-criteria-locked" in page and "data-criteria-import" not in page

@@ -471,3 +471,17 @@ def test_backups_carry_incidents_adjudicators_harm_and_evidence(harm_study, tmp_
     assert (incident.decision, incident.decided_by.username) == ("confirmed", harm_study.adjudicator.username)
     assert incident.opened_by.harm == SEVERE and incident.opened_by.evidence[0]["dimension"] == "safety"
     assert document["studies"][0]["items"]
+
+
+def test_a_decision_marks_the_incidents_notifications_read(harm_study, django_capture_on_commit_callbacks):
+    from healthagent.notifications import notifications_unread
+
+    with django_capture_on_commit_callbacks(execute=True):
+        submit(harm_study, harm_study.raters[0], harm=SEVERE)
+    assert notifications_unread(harm_study.adjudicator.pk) == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        incident_decide(
+            incident_id=Incident.objects.get().pk, user=harm_study.adjudicator, decision="confirmed", note="x"
+        )
+    assert notifications_unread(harm_study.adjudicator.pk) == 0 and notifications_unread(harm_study.owner.pk) == 0
+    assert Notification.objects.filter(read_at__isnull=True).count() == 0
