@@ -117,3 +117,23 @@ def estimates(clinician: Any, judge_rated: Any, judge_unrated: Any, *, alpha: fl
         "ppi": powered.as_dict() if powered else None,
         "effective_n": effective_sample_size(alone, powered),
     }
+
+
+def active_mean(
+    judge_all: Any, clinician: Any, rated_mask: Any, probability: Any, *, alpha: float = ALPHA
+) -> Estimate | None:
+    """Active inference (Zrnic & Candès, ICML 2024): every item has a judge grade; item i was given to clinicians
+    with a known probability ``probability[i]`` (chosen from its features before its rating, e.g. larger where the
+    judge errs more) and was rated if ``rated_mask[i]``. Each item contributes ``judge + rated * (clinician - judge) /
+    probability``: unbiased for the mean whatever the judge's bias, with a normal interval over items. ``clinician``
+    holds the rated items' scores (any value elsewhere)."""
+    judge, y = _array(judge_all), _array(clinician)
+    rated, pi = np.asarray(rated_mask, dtype=bool).reshape(-1), _array(probability)
+    if not (len(judge) == len(y) == len(rated) == len(pi)) or np.any(pi[rated] <= 0):
+        raise ValueError("judge_all, clinician, rated_mask and probability must describe the same items")
+    if rated.sum() < MIN_RATED_PPI:
+        return None
+    contribution = judge + np.where(rated, (np.where(rated, y, 0.0) - judge) / np.where(rated, pi, 1.0), 0.0)
+    mean = float(contribution.mean())
+    half = float(stats.norm.ppf(1 - alpha / 2)) * float(contribution.std(ddof=1) / np.sqrt(len(contribution)))
+    return Estimate(mean, mean - half, mean + half, int(rated.sum()))

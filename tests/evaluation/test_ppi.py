@@ -65,3 +65,19 @@ def test_the_difference_of_two_variants_combines_their_errors():
     assert diff.mean == pytest.approx(0.5)
     assert diff.width == pytest.approx(np.hypot(first.width, second.width))
     assert ppi.difference(first, None) is None
+
+
+def test_the_active_estimator_is_unbiased_with_unequal_probabilities():
+    """Items rated with known, unequal probabilities: the weighted estimate covers the truth despite a biased judge."""
+    covered = 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        truth = rng.normal(3.0, 0.8, 1000)
+        judge = truth + 0.7 + rng.normal(0, 0.4, 1000)
+        probability = np.where(truth > 3.0, 0.3, 0.1)  # oversample some items
+        rated = rng.random(1000) < probability
+        estimate = ppi.active_mean(judge, truth + rng.normal(0, 0.5, 1000), rated, probability)
+        covered += estimate.low <= 3.0 <= estimate.high
+    assert 0.90 <= covered / 200 <= 0.99
+    with pytest.raises(ValueError, match="same items"):
+        ppi.active_mean([1.0], [1.0, 2.0], [True], [0.5])
