@@ -95,33 +95,14 @@ ITEM_DROP_FIELDS = ["drop_note"]
 ITEM_DROP_TIMES = ["dropped_at"]
 ASSIGNMENT_FIELDS = ["state", "swapped", "draft", "skip_reason", "time_spent_s"]
 ASSIGNMENT_TIMES = ["assigned_at", "completed_at"]
-RATING_FIELDS = [
-    "scores",
-    "preference",
-    "comment",
-    "unsafe",
-    "unsafe_reason",
-    "harm",
-    "evidence",
-    "criteria",
-    "revision",
-]
+# What a rating holds, and each of its revisions too.
+RATING_CONTENT_FIELDS = ["scores", "preference", "comment", "unsafe", "unsafe_reason", "harm", "evidence", "criteria"]
+RATING_FIELDS = [*RATING_CONTENT_FIELDS, "revision"]
 RATING_TIMES = ["created_at", "updated_at"]
 CRITERION_FIELDS = ["position", "text", "points", "category"]
 INCIDENT_FIELDS = ["reasons", "decision", "note"]
 INCIDENT_TIMES = ["opened_at", "decided_at"]
-REVISION_FIELDS = [
-    "number",
-    "scores",
-    "preference",
-    "comment",
-    "unsafe",
-    "unsafe_reason",
-    "harm",
-    "evidence",
-    "criteria",
-    "time_spent_s",
-]
+REVISION_FIELDS = ["number", *RATING_CONTENT_FIELDS, "time_spent_s"]
 # Fields deliberately not exported, with the reason (a test holds every other field to be exported).
 NOT_EXPORTED = {
     "StudyItem": {

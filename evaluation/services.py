@@ -480,20 +480,7 @@ def rating_submit(
             "criteria": grades,
         }
         rating = Rating.objects.filter(assignment=assignment).first()
-        if (
-            rating
-            and {
-                "scores": rating.scores,
-                "preference": rating.preference,
-                "comment": rating.comment,
-                "unsafe": rating.unsafe,
-                "unsafe_reason": rating.unsafe_reason,
-                "harm": rating.harm,
-                "evidence": rating.evidence,
-                "criteria": rating.criteria,
-            }
-            == content
-        ):
+        if rating and {field: getattr(rating, field) for field in content} == content:
             return rating  # the same submit again
         before = None if rating is None else {"harm": rating.harm, "unsafe": rating.unsafe}
         if rating is None:

@@ -114,24 +114,32 @@ def grounded_study(tiny_cohort):
     return study_set_status(study=study, status="open")
 
 
+def grounded_and_scripted_answers(cohort, text: str):
+    """The grounded agent's answers for every participant of ``cohort``, and the "LLM only" variant's answer
+    scripted as ``text``; returns the two variants."""
+    from healthagent.agent.generate import cohort_generate
+    from healthagent.models import AgentVariant, Recommendation
+
+    grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
+    cohort_generate(cohort=cohort, variants=[grounded])
+    Recommendation.objects.bulk_create(
+        [
+            Recommendation(participant=participant, variant=llm, status="succeeded", context={}, text=text)
+            for participant in cohort.participants.all()
+        ]
+    )
+    return grounded, llm
+
+
 @pytest.fixture
 def pairwise_study(tiny_cohort):
     """An open pairwise study of the grounded agent against scripted "LLM only" answers, one item, one clinician."""
     from evaluation.models import Rubric
     from evaluation.services import StudySpec, study_create, study_set_status
-    from healthagent.agent.generate import cohort_generate
-    from healthagent.models import AgentVariant, Recommendation
 
-    grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
-    cohort_generate(cohort=tiny_cohort, variants=[grounded])
-    for participant in tiny_cohort.participants.all():
-        Recommendation.objects.create(
-            participant=participant,
-            variant=llm,
-            status="succeeded",
-            context={},
-            text="I recommend that you consult with a healthcare provider about your sleep.",
-        )
+    grounded, llm = grounded_and_scripted_answers(
+        tiny_cohort, "I recommend that you consult with a healthcare provider about your sleep."
+    )
     clinician = UserFactory(role="clinician")
     spec = StudySpec(
         name="Head to head",

@@ -16,8 +16,9 @@ from playwright.sync_api import expect
 
 from evaluation.models import Deviation, Incident, Rating, Rubric
 from evaluation.services import StudySpec, study_create
-from healthagent.models import AgentVariant, AuditEntry, Recommendation
+from healthagent.models import AgentVariant, AuditEntry
 from healthagent.roles import Role
+from tests.conftest import grounded_and_scripted_answers
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.test_browser_login import log_in
 
@@ -26,18 +27,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def draft_harm_study(tiny_cohort):
-    from healthagent.agent.generate import cohort_generate
-
-    grounded, llm = AgentVariant.objects.get(name="grounded agent"), AgentVariant.objects.get(name="LLM only")
-    cohort_generate(cohort=tiny_cohort, variants=[grounded])
-    for participant in tiny_cohort.participants.all():
-        Recommendation.objects.create(
-            participant=participant,
-            variant=llm,
-            status="succeeded",
-            context={},
-            text="Stop taking your blood pressure medication if you feel dizzy.",
-        )
+    grounded, llm = grounded_and_scripted_answers(
+        tiny_cohort, "Stop taking your blood pressure medication if you feel dizzy."
+    )
     owner = UserFactory(role=Role.RESEARCHER)
     clinician = UserFactory(role=Role.CLINICIAN)
     study = study_create(
