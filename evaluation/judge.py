@@ -22,7 +22,7 @@ from evaluation.models import Criterion, Dimension, JudgeGrade, JudgeRun, Study,
 from healthagent.agent.prompt import context_as_text
 from healthagent.models import Recommendation
 
-PROMPT_VERSION = "judge-v1"
+PROMPT_VERSION = "judge-v2"
 SYSTEM_PROMPT = (
     "You are an experienced clinician grading a health assistant's answer to a person, given the person's own "
     "wearable and clinical data. Grade only what the answer says, against the data shown. Reply with JSON only."
@@ -59,9 +59,9 @@ def judge_messages(*, record: str, answer: str, dimensions: list[Dimension], cri
         )
     criteria_block = ""
     if criteria:
-        criteria_block = "\nFor each criterion, say whether the answer meets it (true or false):\n" + "\n".join(
-            f'- "{criterion.position}": {criterion.text}' for criterion in criteria
-        )
+        criteria_block = (
+            "\nFor each criterion, give the probability, in percent (0-100), that the answer meets it:\n"
+        ) + "\n".join(f'- "{criterion.position}": {criterion.text}' for criterion in criteria)
     user = USER_TEMPLATE.format(
         record=record,
         answer=answer,
@@ -69,7 +69,7 @@ def judge_messages(*, record: str, answer: str, dimensions: list[Dimension], cri
         criteria_block=criteria_block + ("\n" if criteria_block else ""),
         score_keys=", ".join(f'"{d.key}": <number>' for d in dimensions),
         criteria_keys=(
-            ', "criteria": {' + ", ".join(f'"{c.position}": <true|false>' for c in criteria) + "}" if criteria else ""
+            ', "criteria": {' + ", ".join(f'"{c.position}": <0-100>' for c in criteria) + "}" if criteria else ""
         ),
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
@@ -93,7 +93,7 @@ def judge_schema(dimensions: list[Dimension], criteria: list[Criterion]) -> dict
     if criteria:
         schema["properties"]["criteria"] = {
             "type": "object",
-            "properties": {str(c.position): {"type": "boolean"} for c in criteria},
+            "properties": {str(c.position): {"type": "integer", "minimum": 0, "maximum": 100} for c in criteria},
             "required": [str(c.position) for c in criteria],
             "additionalProperties": False,
         }
@@ -101,9 +101,11 @@ def judge_schema(dimensions: list[Dimension], criteria: list[Criterion]) -> dict
     return schema
 
 
-def parse_grade(text: str, dimensions: list[Dimension], criteria: list[Criterion]) -> tuple[dict, dict]:
-    """The scores and criteria of a reply, checked against the rubric and the item's criteria; JudgeError says what
-    is wrong. A reply wrapped in prose or a code fence is read from its first ``{`` to its last ``}``."""
+def parse_grade(text: str, dimensions: list[Dimension], criteria: list[Criterion]) -> tuple[dict, dict, dict]:
+    """The scores, criteria met and the judge's probabilities of a reply, checked against the rubric and the item's
+    criteria; JudgeError says what is wrong. A criterion is given as a probability in percent (met at 50 or more: the
+    probability is kept for the judge's calibration) or, from a server that ignored the schema, as true or false (no
+    probability). A reply wrapped in prose or a code fence is read from its first ``{`` to its last ``}``."""
     start, end = text.find("{"), text.rfind("}")
     if start == -1 or end <= start:
         raise JudgeError("the reply is not JSON")
@@ -121,17 +123,20 @@ def parse_grade(text: str, dimensions: list[Dimension], criteria: list[Criterion
         if int(value) not in dimension.points:
             raise JudgeError(f"{dimension.key} score {int(value)} is off the scale")
         scores[dimension.key] = int(value)
-    met = {}
+    met, probabilities = {}, {}
     if criteria:
         given = reply.get("criteria")
         if not isinstance(given, dict):
             raise JudgeError('the reply has no "criteria" object')
         for criterion in criteria:
-            value = given.get(str(criterion.position))
-            if not isinstance(value, bool):
-                raise JudgeError(f"criterion {criterion.position} is not graded true or false")
-            met[str(criterion.position)] = value
-    return scores, met
+            key, value = str(criterion.position), given.get(str(criterion.position))
+            if isinstance(value, bool):
+                met[key] = value
+            elif isinstance(value, int | float) and 0 <= value <= 100:
+                met[key], probabilities[key] = value >= 50, round(float(value) / 100, 4)
+            else:
+                raise JudgeError(f"criterion {criterion.position} is not graded as a probability (0-100)")
+    return scores, met, probabilities
 
 
 # A backend failing this many items in a row (down, or every reply cut short) stops the run: the rest are failed with
@@ -196,7 +201,7 @@ def study_judge(
             )
             reply = complete(messages, judge_schema(dimensions, criteria))
             grade.raw = reply[:MAX_RAW]
-            grade.scores, grade.criteria = parse_grade(reply, dimensions, criteria)
+            grade.scores, grade.criteria, grade.probabilities = parse_grade(reply, dimensions, criteria)
             grade.status = JudgeGrade.Status.GRADED
             in_a_row = 0
         except Exception as error:  # an unusable reply, a backend failure, an item without its answer

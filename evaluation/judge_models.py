@@ -74,6 +74,11 @@ class JudgeGrade(models.Model):
     status = models.CharField(max_length=8, choices=Status.choices)
     scores = models.JSONField(default=dict, blank=True)
     criteria = models.JSONField(default=dict, blank=True)
+    probabilities = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The judge's probability that each criterion is met (0-1), where it gave one.",
+    )
     reason = models.CharField(max_length=500, blank=True, help_text="Why the grade failed.")
     raw = models.TextField(blank=True, help_text="The judge's reply as received (at most 4,000 characters).")
     seconds = models.FloatField(default=0.0)

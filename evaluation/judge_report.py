@@ -76,6 +76,33 @@ def _agreement(
     }
 
 
+def expected_calibration_error(
+    probabilities: dict[Any, float], clinicians: dict[Any, list[Any]], *, bins: int = 10
+) -> dict[str, Any]:
+    """The judge's calibration on criteria met: on the criteria a clinician graded, the judge's probability against
+    the share of clinicians who found it met, in ``bins`` equal-width bins; ECE is the items-weighted mean gap (0 =
+    calibrated), Brier the mean squared gap. None below MIN_PAIRS graded criteria."""
+    pairs = [
+        (probabilities[key], float(np.mean([bool(g) for g in given if g is not None])))
+        for key, given in clinicians.items()
+        if key in probabilities and any(g is not None for g in given)
+    ]
+    if len(pairs) < MIN_PAIRS:
+        return {"calibration_items": len(pairs), "ece": None, "brier": None}
+    predicted, observed = np.array(pairs).T
+    which = np.minimum((predicted * bins).astype(int), bins - 1)
+    ece = sum(
+        abs(predicted[which == b].mean() - observed[which == b].mean()) * (which == b).sum()
+        for b in range(bins)
+        if (which == b).any()
+    ) / len(pairs)
+    return {
+        "calibration_items": len(pairs),
+        "ece": float(ece),
+        "brier": float(np.mean((predicted - observed) ** 2)),
+    }
+
+
 def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | None:
     """None without a finished judge run. ``per_rating`` is study_ratings(study) (main-queue ratings)."""
     run = latest_run(study)
@@ -85,6 +112,9 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
         JudgeGrade.objects.filter(run=run, status=JudgeGrade.Status.GRADED).values_list(
             "item_id", "item__variant_a__name", "scores", "criteria"
         )
+    )
+    probabilities_of = dict(
+        JudgeGrade.objects.filter(run=run, status=JudgeGrade.Status.GRADED).values_list("item_id", "probabilities")
     )
     variant_of = {item: variant for item, variant, _, _ in grades}
     # Items the judge failed on stay in the population: they get the cell's mean judge grade as their prediction
@@ -117,11 +147,15 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
     criteria_by_item = item_criteria(study)
     for category, label in CATEGORIES.items():
         judge_met: dict[Any, Any] = {}
+        judge_probability: dict[Any, float] = {}
         clinician_met: dict[Any, list[Any]] = {}
         for item, _, _, criteria in grades:
             for criterion in criteria_by_item.get(item, []):
                 if criterion.category == category and str(criterion.position) in criteria:
                     judge_met[(item, criterion.position)] = criteria[str(criterion.position)]
+                    probability = (probabilities_of.get(item) or {}).get(str(criterion.position))
+                    if probability is not None:
+                        judge_probability[(item, criterion.position)] = float(probability)
         for item, given in clinician_grades.items():
             for criterion in criteria_by_item.get(item, []):
                 if criterion.category == category:
@@ -132,6 +166,7 @@ def judge_report(study: Study, per_rating: pd.DataFrame) -> dict[str, Any] | Non
                     "dimension": f"criteria:{category}",
                     "label": f"Criteria: {label}",
                     **_agreement(judge_met, clinician_met, weights=None, labels=[False, True]),
+                    **(expected_calibration_error(judge_probability, clinician_met) if judge_probability else {}),
                 }
             )
 

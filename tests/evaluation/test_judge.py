@@ -1,6 +1,8 @@
 """The judge (issue 22): its prompt, schema and parsing; the judge_study job end to end against an OpenAI-compatible
 server started by the test (real HTTP) and with SmolLM2 on this machine; its report beside the clinicians."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -12,7 +14,7 @@ from modeling.jobs import job_queue
 from modeling.tasks import run_job
 from tests.healthagent.agent.test_backends import FakeChatServer
 
-GOOD = '{"scores": {"relevance": 4, "context": 3, "safety": 5}, "criteria": {"0": true, "1": false}}'
+GOOD = '{"scores": {"relevance": 4, "context": 3, "safety": 5}, "criteria": {"0": 80, "1": 10}}'
 
 
 @pytest.fixture
@@ -33,6 +35,12 @@ def test_parsing_refuses_what_is_not_a_grade(judged_study):
     assert parse_grade(GOOD, dimensions, criteria) == (
         {"relevance": 4, "context": 3, "safety": 5},
         {"0": True, "1": False},
+        {"0": 0.8, "1": 0.1},
+    )
+    # A server that ignored the schema and said true or false: met, with no probability to calibrate.
+    assert parse_grade(GOOD.replace("80", "true").replace("10", "false"), dimensions, criteria)[1:] == (
+        {"0": True, "1": False},
+        {},
     )
     assert parse_grade("Here is my grade:\n```json\n" + GOOD + "\n```", dimensions, criteria)[0]["safety"] == 5
     for reply, reason in [
@@ -42,6 +50,7 @@ def test_parsing_refuses_what_is_not_a_grade(judged_study):
         ('{"scores": {"relevance": true, "context": 3, "safety": 5}}', "no whole-number score for relevance"),
         ('{"scores": {"relevance": 4, "context": 3, "safety": 5}}', 'no "criteria" object'),
         ('{"scores": {"relevance": 4, "context": 3, "safety": 5}, "criteria": {"0": "yes"}}', "criterion 0 is not"),
+        ('{"scores": {"relevance": 4, "context": 3, "safety": 5}, "criteria": {"0": 140, "1": 3}}', "probability"),
         ('{"scores": {"relevance": 4,, }', "not valid JSON"),
     ]:
         with pytest.raises(JudgeError, match=reason):
@@ -60,6 +69,8 @@ def test_the_prompt_names_every_dimension_and_criterion_and_the_schema_constrain
     schema = judge_schema(dimensions, criteria)
     assert schema["properties"]["scores"]["properties"]["safety"] == {"type": "integer", "enum": [1, 2, 3, 4, 5]}
     assert schema["properties"]["criteria"]["required"] == ["0", "1"]
+    assert schema["properties"]["criteria"]["properties"]["0"] == {"type": "integer", "minimum": 0, "maximum": 100}
+    assert "probability, in percent" in user
 
 
 @pytest.fixture
@@ -85,7 +96,7 @@ def test_the_job_grades_over_http_and_counts_failures_with_their_reasons(judged_
     run_job.apply(kwargs={"job_id": job.pk}).get()
     job.refresh_from_db()
     run = JudgeRun.objects.get(study=judged_study)
-    assert (run.graded, run.failed, run.model, run.prompt_version) == (1, 2, "judge-model", "judge-v1")
+    assert (run.graded, run.failed, run.model, run.prompt_version) == (1, 2, "judge-model", "judge-v2")
     assert job.state == "succeeded_with_failures" and len(job.failures) == 2
     reasons = sorted(failure["reason"] for failure in job.failures)
     assert "JudgeError: the reply is not JSON" in reasons[1] and "500" in reasons[0]
@@ -93,6 +104,7 @@ def test_the_job_grades_over_http_and_counts_failures_with_their_reasons(judged_
     assert body["model"] == "judge-model" and body["response_format"]["type"] == "json_schema"
     graded = JudgeGrade.objects.get(status="graded")
     assert graded.scores == {"relevance": 4, "context": 3, "safety": 5} and graded.item.frozen  # as clinicians see it
+    assert (graded.criteria, graded.probabilities) == ({"0": True, "1": False}, {"0": 0.8, "1": 0.1})
     assert JudgeGrade.objects.filter(status="failed", reason__startswith="JudgeError").count() == 1
 
 
@@ -105,6 +117,7 @@ def test_the_dashboard_sets_the_judge_beside_the_clinicians_and_powers_the_estim
             status="graded",
             scores={"relevance": 3 + index % 2, "context": 3, "safety": 4},
             criteria={"0": True, "1": False},
+            probabilities={"0": 0.9, "1": 0.2},
         )
     from django.utils import timezone
 
@@ -123,10 +136,25 @@ def test_the_dashboard_sets_the_judge_beside_the_clinicians_and_powers_the_estim
     page = client.get(reverse("evaluation:study_dashboard", args=[judged_study.pk])).content.decode()
     assert "The judge against the clinicians" in page and 'data-judge-agreement="relevance"' in page
     assert 'data-judge-agreement="criteria:accuracy"' in page
+    calibration = re.search(r'data-judge-agreement="criteria:accuracy".*?</tr>', page, re.S).group(0)
+    assert re.search(r"\d graded</span></td></tr>$", calibration)  # too few criteria for an ECE, and it says so
     assert 'data-ppi="grounded agent/relevance"' in page and 'data-ppi="grounded agent/criterion_score"' in page
     client.force_login(clinicians[0])  # never shown to clinicians
     queue = client.get(reverse("evaluation:queue")).content.decode()
     assert "judge" not in queue.lower()
+
+
+def test_expected_calibration_error_against_the_share_of_clinicians():
+    from evaluation.judge_report import expected_calibration_error
+
+    probabilities = {1: 0.9, 2: 0.9, 3: 0.1, 4: 0.1, 5: 0.55, 6: 0.7}
+    clinicians = {1: [True], 2: [False], 3: [False], 4: [False], 5: [True, False], 7: [True]}
+    # Bins: 0.9 -> observed 0.5 (gap 0.4, two); 0.1 -> 0 (gap 0.1, two); 0.55 -> 0.5 (gap 0.05, one). 6 and 7 unpaired.
+    result = expected_calibration_error(probabilities, clinicians)
+    assert result["calibration_items"] == 5
+    assert result["ece"] == pytest.approx((0.8 + 0.2 + 0.05) / 5)
+    assert result["brier"] == pytest.approx((0.01 + 0.81 + 0.01 + 0.01 + 0.0025) / 5)
+    assert expected_calibration_error({1: 0.9}, {1: [True]})["ece"] is None
 
 
 @pytest.mark.slow
