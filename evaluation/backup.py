@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -38,8 +39,9 @@ from evaluation.models import (
 from evaluation.raters import RATER_SETTINGS
 from evaluation.services import EvaluationError
 from healthagent.accounts import AccountError, user_create_with_roles
-from healthagent.models import AgentVariant, Cohort, Participant
-from healthagent.roles import Role, user_roles
+from healthagent.audit import Action, audit_record
+from healthagent.models import SECRET_CONFIG_KEYS, AgentVariant, Cohort, Participant
+from healthagent.roles import RESULTS_ROLES, Role, user_has_role, user_roles
 
 FORMAT_VERSION = 1
 FILE_NAME = "studies.json"
@@ -309,7 +311,7 @@ def studies_export(*, output: Path, study_ids: list[int] | None = None) -> dict:
             {
                 "name": variant.name,
                 "backend": variant.backend,
-                "config": variant.config,
+                "config": redacted(variant.config),
                 "description": variant.description,
             }
             for variant in sorted(variants.values(), key=lambda v: v.name)
@@ -375,6 +377,41 @@ def _users(document: dict) -> dict[str, User]:
     return users
 
 
+def redacted(config: Any) -> Any:
+    """A variant's config without the secrets it may hold from before they were refused in configs (an ``api_key``
+    written in): a backup is a file that travels, so it never carries one. Nested configs too."""
+    if isinstance(config, dict):
+        return {key: "[redacted]" if key in SECRET_CONFIG_KEYS else redacted(value) for key, value in config.items()}
+    return config
+
+
+def _without_redacted(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {key: _without_redacted(value) for key, value in config.items() if value != "[redacted]"}
+    return config
+
+
+def _variant(entry: dict) -> AgentVariant:
+    """The exported variant (created, validated and audited when missing; a redacted key is left out)."""
+    variant = AgentVariant.objects.filter(name=entry["name"]).first()
+    if variant is None:
+        variant = AgentVariant(
+            name=entry["name"],
+            backend=entry["backend"],
+            config=_without_redacted(entry["config"]),
+            description=entry["description"],
+        )
+        try:
+            variant.full_clean()
+        except ValidationError as error:
+            raise EvaluationError(f"agent variant {entry['name']!r}: {'; '.join(error.messages)}") from error
+        variant.save()
+        audit_record(
+            actor=None, action=Action.VARIANT_CREATED, target=variant, via="import_studies command", details={}
+        )
+    return variant
+
+
 def _rubrics(document: dict) -> dict[str, Rubric]:
     rubrics = {}
     for entry in document["rubrics"]:
@@ -415,17 +452,16 @@ def studies_import(*, source: Path) -> dict:
     counts = {"studies": 0, "already_present": 0, "items": 0, "assignments": 0, "ratings": 0, "revisions": 0}
     with transaction.atomic():
         users, rubrics, participants = _users(document), _rubrics(document), _participants(document)
-        variants = {
-            entry["name"]: AgentVariant.objects.get_or_create(
-                name=entry["name"],
-                defaults={"backend": entry["backend"], "config": entry["config"], "description": entry["description"]},
-            )[0]
-            for entry in document["variants"]
-        }
+        variants = {entry["name"]: _variant(entry) for entry in document["variants"]}
         for entry in document["studies"]:
             if Study.objects.filter(name=entry["name"]).exists():
                 counts["already_present"] += 1
                 continue
+            if blinded_out := sorted(n for n in entry["clinicians"] if user_has_role(users[n], *RESULTS_ROLES)):
+                raise EvaluationError(
+                    f"study {entry['name']!r} has raters who also hold a researcher or admin role "
+                    f"({', '.join(blinded_out)}): they could see its results; nothing was restored"
+                )
             study = Study(
                 name=entry["name"],
                 rubric=rubrics[entry["rubric"]],

@@ -15,6 +15,7 @@ from evaluation.models import Protocol, Study, StudyRater
 from evaluation.protocol import canonical_json
 from evaluation.rater_report import flagged_raters, study_quality_inputs
 from evaluation.triage import incident_log_bytes, item_incident_states
+from healthagent.spreadsheet import neutralize_frame
 
 FORMATS = {
     "csv": "text/csv",
@@ -36,7 +37,9 @@ DATA_DICTIONARY = {
     "score_<dimension>": "Absolute: the score on that dimension (Likert points, or 0/1 for checklists). "
     "Pairwise: a, b or tie, in the item's terms (a = variant_a).",
     "preference": "Pairwise only: overall choice a, b or tie, in the item's terms.",
-    "comment": "The clinician's comment.",
+    "comment": "The clinician's comment. In CSV (and the zip's ratings.csv), any text cell that starts with =, +, -, @, "
+    "a tab or a carriage return has an apostrophe put before it, so a spreadsheet shows it as text instead of running "
+    "it as a formula; JSON lines and Parquet keep every value exactly as written.",
     "unsafe": "True if the clinician flagged the answer as unsafe.",
     "unsafe_reason": "What the clinician said is unsafe.",
     "time_spent_s": "Seconds the item was visible to the clinician, summed over visits.",
@@ -170,7 +173,7 @@ def export_bytes(study: Study, fmt: str) -> bytes:
     """The study's ratings in ``fmt`` (csv, jsonl or parquet)."""
     frame = export_frame(study)
     if fmt == "csv":
-        return frame.to_csv(index=False).encode()
+        return neutralize_frame(frame).to_csv(index=False).encode()
     if fmt == "jsonl":
         return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in frame.to_dict("records")).encode()
     protocol = _locked_protocol(study)
@@ -194,7 +197,7 @@ def export_bytes(study: Study, fmt: str) -> bytes:
     if fmt == "zip":
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
-            bundle.writestr("ratings.csv", frame.to_csv(index=False))
+            bundle.writestr("ratings.csv", neutralize_frame(frame).to_csv(index=False))
             bundle.writestr("data_dictionary.json", json.dumps(DATA_DICTIONARY, indent=1, ensure_ascii=False))
             if protocol is not None:
                 bundle.writestr("protocol.json", canonical_json(protocol.manifest))

@@ -13,7 +13,7 @@ from evaluation.raters import (
     background_fields_check,
 )
 from healthagent.models import AgentVariant, Cohort
-from healthagent.roles import Role
+from healthagent.roles import RESULTS_ROLES, Role
 
 DEFAULT_CONSENT_TEXT = (
     "You are asked to rate answers of a health AI agent about anonymized participants. Your ratings, the time you "
@@ -42,7 +42,10 @@ class StudyForm(forms.Form):
     )
     raters_per_item = forms.IntegerField(min_value=1, max_value=50, initial=3, label="Raters per item (k)")
     clinicians = forms.ModelMultipleChoiceField(
-        queryset=User.objects.filter(groups__name=Role.CLINICIAN, is_active=True).order_by("username"),
+        # Only clinicians without a results role: a rater must never see the study's results.
+        queryset=User.objects.filter(groups__name=Role.CLINICIAN, is_active=True, is_superuser=False)
+        .exclude(groups__name__in=RESULTS_ROLES)
+        .order_by("username"),
         widget=forms.CheckboxSelectMultiple,
     )
     window_days = forms.IntegerField(min_value=1, max_value=90, initial=14, label="Days of data shown with each item")

@@ -6,6 +6,7 @@ from django import forms
 from evaluation.judge import study_judge
 from evaluation.models import Study
 from healthagent.agent.backends.registry import make_backend, queue_for
+from healthagent.models import llm_server_problem
 from modeling.jobs import JobContext, JobKind, register
 
 BACKENDS = (
@@ -21,15 +22,19 @@ class JudgeForm(forms.Form):
     model = forms.CharField(required=False, help_text="OpenAI-compatible server: the model it serves.")
     api_key_env = forms.CharField(
         required=False,
-        help_text="The environment variable of the workers that holds the server's API key (never the key itself).",
+        help_text="The environment variable of the workers that holds the server's API key (never the key itself); "
+        "its name starts with HEALTHAGENT_LLM_.",
     )
     max_new_tokens = forms.IntegerField(min_value=16, max_value=2000, initial=160)
     timeout_s = forms.FloatField(min_value=1, max_value=3600, initial=180, label="Time limit per item (s)")
 
     def clean(self):
         cleaned = super().clean()
-        if cleaned.get("backend") == "openai_http" and not (cleaned.get("base_url") and cleaned.get("model")):
-            raise forms.ValidationError("an OpenAI-compatible server needs its base URL and model")
+        if cleaned.get("backend") == "openai_http":
+            if not (cleaned.get("base_url") and cleaned.get("model")):
+                raise forms.ValidationError("an OpenAI-compatible server needs its base URL and model")
+            if problem := llm_server_problem(backend_config(cleaned)):
+                raise forms.ValidationError(problem)
         return cleaned
 
 

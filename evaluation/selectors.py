@@ -16,21 +16,32 @@ from evaluation.raters import QUEUE_PURPOSES, gold_accuracy, rater_gates
 from healthagent.roles import Role, user_has_role
 
 
+def rated_by(user: User) -> Q:
+    """The studies ``user`` rates and that are not closed: their results (variants, other raters' scores) stay hidden
+    from their own raters whatever other role they hold, or the study is unblinded (issue 23)."""
+    rates = Study.clinicians.through.objects.filter(user_id=user.pk).values("study_id")
+    return Q(pk__in=rates) & ~Q(status=Study.Status.CLOSED)
+
+
 def studies_visible_to(*, user: User) -> QuerySet[Study]:
     """The studies ``user`` may read as a researcher: every one for admins; for researchers the
-    unrestricted ones plus the restricted ones they own or are named on; none for anyone else."""
+    unrestricted ones plus the restricted ones they own or are named on; none for anyone else; never one they rate
+    while it is not closed."""
     if user_has_role(user, Role.ADMIN):
-        return Study.objects.all()
+        return Study.objects.exclude(rated_by(user))
     if not user_has_role(user, Role.RESEARCHER):
         return Study.objects.none()
     named = Study.researchers.through.objects.filter(user_id=user.pk).values("study_id")
-    return Study.objects.filter(Q(restricted=False) | Q(created_by=user) | Q(pk__in=named))
+    return Study.objects.filter(Q(restricted=False) | Q(created_by=user) | Q(pk__in=named)).exclude(rated_by(user))
 
 
 def access_study(*, user: User, study_id: int) -> Study:
-    """The study if ``user`` may read it, else 404: a study one may not see is not confirmed to exist."""
+    """The study if ``user`` may read it, else 404: a study one may not see is not confirmed to exist. Its own raters
+    are told why (they know it exists: it is in their queue)."""
     study = studies_visible_to(user=user).select_related("rubric").filter(pk=study_id).first()
     if study is None:
+        if Study.objects.filter(rated_by(user), pk=study_id).exists():
+            raise PermissionDenied("you rate this study: its results are hidden from you until it is closed")
         raise Http404("no such study")
     return study
 

@@ -43,7 +43,7 @@ from healthagent.cohort.charts import DEFAULT_CHANNELS
 from healthagent.cohort.days import shown_days
 from healthagent.events import group_notify_on_commit
 from healthagent.models import AgentVariant, Cohort, Participant
-from healthagent.roles import Role, user_has_role
+from healthagent.roles import RESULTS_ROLES, Role, user_has_role
 from modeling.jobs import JobError, job_queue
 from modeling.ml.data.spec import MINUTES_PER_DAY
 from modeling.models import Job
@@ -103,10 +103,15 @@ def study_create(*, spec: StudySpec, user: User) -> Study:
         )
     if any(not user_has_role(clinician, Role.CLINICIAN) for clinician in spec.clinicians):
         raise EvaluationError("only clinicians can be enrolled as raters")
+    if blinded_out := [c.get_username() for c in spec.clinicians if user_has_role(c, *RESULTS_ROLES)]:
+        raise EvaluationError(
+            f"{', '.join(sorted(blinded_out))} also hold a researcher or admin role: a rater must not be able to see "
+            "the study's results, so only clinicians without those roles can be enrolled"
+        )
     if any(not user_has_role(researcher, Role.RESEARCHER) for researcher in spec.researchers):
         raise EvaluationError("only researchers can be given access to a restricted study")
-    if Study.objects.filter(name=spec.name).exists():
-        raise EvaluationError(f"a study named {spec.name!r} already exists")
+    if Study.objects.filter(name=spec.name).exists():  # the same words whether or not one may see that study
+        raise EvaluationError("that study name is not available: choose another")
     participants = list(spec.cohort.participants.order_by("pk"))
     if not participants:
         raise EvaluationError("the cohort has no participants")

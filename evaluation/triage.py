@@ -28,6 +28,7 @@ from evaluation.selectors import studies_visible_to, study_changeable_by
 from healthagent.audit import Action, audit_record
 from healthagent.notifications import notifications_resolve, notify
 from healthagent.roles import Role, user_has_role
+from healthagent.spreadsheet import neutralize
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +302,8 @@ def incident_log(study: Study) -> list[dict[str, Any]]:
 
 
 def incident_log_bytes(study: Study, fmt: str) -> bytes:
-    """The incident log as JSON (nested) or CSV (one row per incident and rating)."""
+    """The incident log as JSON (nested, exact) or CSV (one row per incident and rating; text that a spreadsheet
+    would run as a formula is neutralized: healthagent.spreadsheet)."""
     log = incident_log(study)
     if fmt == "json":
         return json.dumps(log, indent=1, ensure_ascii=False).encode()
@@ -322,16 +324,15 @@ def incident_log_bytes(study: Study, fmt: str) -> bytes:
             "reasons": "; ".join(entry["reasons"]),
         }
         for rating in entry["ratings"] or [{}]:
-            writer.writerow(
-                {
-                    **head,
-                    "rater": rating.get("rater", ""),
-                    "harm_extent": (rating.get("harm") or {}).get("extent", ""),
-                    "harm_likelihood": (rating.get("harm") or {}).get("likelihood", ""),
-                    "unsafe": rating.get("unsafe", ""),
-                    "unsafe_reason": rating.get("unsafe_reason", ""),
-                    "comment": rating.get("comment", ""),
-                    "evidence": json.dumps(rating.get("evidence") or [], ensure_ascii=False),
-                }
-            )
+            row = {
+                **head,
+                "rater": rating.get("rater", ""),
+                "harm_extent": (rating.get("harm") or {}).get("extent", ""),
+                "harm_likelihood": (rating.get("harm") or {}).get("likelihood", ""),
+                "unsafe": rating.get("unsafe", ""),
+                "unsafe_reason": rating.get("unsafe_reason", ""),
+                "comment": rating.get("comment", ""),
+                "evidence": json.dumps(rating.get("evidence") or [], ensure_ascii=False),
+            }
+            writer.writerow({key: neutralize(value) for key, value in row.items()})  # free text: no formulas
     return buffer.getvalue().encode()

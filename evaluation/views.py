@@ -13,7 +13,7 @@ from django.middleware.gzip import re_accepts_gzip
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
+from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import quote_etag
 from django.views.decorators.http import require_POST
 
@@ -221,12 +221,6 @@ def assignment_detail(request, assignment_id: int):
     return render(request, "evaluation/assignment.html", context)
 
 
-# The chart of a study's window changes only when its trajectory file or the chart code does (both
-# are in the cache key, charts.minute_figure_key), so the browser may keep it: every item of the same
-# participant then reuses it instead of carrying ~215 KB of JSON in each rating page.
-CHART_MAX_AGE_S = 6 * 3600
-
-
 @role_required(Role.CLINICIAN)
 def participant_chart(request, study_id: int, participant_id: int):
     """The minute chart of the study's window of a participant that one of the clinician's items shows."""
@@ -240,8 +234,8 @@ def participant_chart(request, study_id: int, participant_id: int):
 
 
 def chart_response(request, *, participant: Participant, start: int, end: int) -> HttpResponse:
-    """The minute chart of ``[start, end)`` of a participant: ETag, gzip and private caching (the callers check
-    access)."""
+    """The minute chart of ``[start, end)`` of a participant: ETag and gzip (the callers check access). Not cached by
+    the browser: participant data is no-store (healthagent.middleware); the server keeps the figure cached."""
     # Compressed when the browser takes gzip (every browser does), from a cached compressed copy. The figure is
     # anonymized sensor data with no secret and nothing the request supplies, so compression leaks nothing (BREACH).
     compressed = bool(re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")))
@@ -264,7 +258,6 @@ def chart_response(request, *, participant: Participant, start: int, end: int) -
         )
     response["ETag"] = etag
     patch_vary_headers(response, ("Accept-Encoding",))
-    patch_cache_control(response, private=True, max_age=CHART_MAX_AGE_S)
     return response
 
 

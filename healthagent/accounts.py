@@ -3,11 +3,15 @@
 from collections.abc import Collection
 
 from axes.backends import AxesStandaloneBackend
+from axes.exceptions import AxesBackendPermissionDenied
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
 
 from healthagent.audit import Action, audit_record
 from healthagent.roles import Role, user_assign_role, user_assign_roles
@@ -25,7 +29,19 @@ class LoginThrottleBackend(AxesStandaloneBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if request is None:
             return None
-        return super().authenticate(request, username, password, **kwargs)
+        super().authenticate(request, username, password, **kwargs)  # the pair: raises when it is locked out
+        # Also per username (many addresses guessing one account's password) and per address (one address
+        # spraying passwords over many accounts), each with its own, larger limit: axes counts one limit for all.
+        since = timezone.now() - settings.AXES_COOLOFF_TIME
+        recent = AccessAttempt.objects.filter(attempt_time__gte=since)
+        for lookup, limit in (
+            ({"username": username}, settings.LOGIN_FAILURE_LIMIT_PER_USERNAME),
+            ({"ip_address": client_ip_address(request)}, settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS),
+        ):
+            if (recent.filter(**lookup).aggregate(n=Sum("failures_since_start"))["n"] or 0) >= limit:
+                request.axes_locked_out = True  # axes' middleware answers with the lockout page
+                raise AxesBackendPermissionDenied("too many failed log-ins for this username or from this address")
+        return None
 
 
 def client_ip_address(request) -> str:

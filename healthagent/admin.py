@@ -11,23 +11,12 @@ from healthagent.audit import audit_record
 from healthagent.models import AgentVariant, AuditEntry, Cohort, Participant, Recommendation
 
 
-@admin.register(Cohort)
-class CohortAdmin(admin.ModelAdmin):
-    list_display = ["name", "source", "k_anonymity", "created_at"]
-    readonly_fields = ["import_report", "created_at"]
-
-
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
     list_display = ["pseudonym", "cohort", "age_band", "sex", "minute_days"]
     list_filter = ["cohort", "sex"]
     search_fields = ["pseudonym"]
     readonly_fields = [field.name for field in Participant._meta.fields]
-
-
-@admin.register(AgentVariant)
-class AgentVariantAdmin(admin.ModelAdmin):
-    list_display = ["name", "backend", "created_at"]
 
 
 @admin.register(Recommendation)
@@ -130,6 +119,35 @@ class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
 
 admin.site.unregister(User)
 admin.site.register(User, AuditedUserAdmin)
+
+
+@admin.register(Cohort)
+class CohortAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Cohorts are made by an import (audited as cohort.imported); a change or deletion here is audited too."""
+
+    list_display = ["name", "source", "k_anonymity", "created_at"]
+    readonly_fields = ["import_report", "created_at"]
+    audit_actions = {
+        "added": AuditEntry.Action.COHORT_IMPORTED,
+        "changed": AuditEntry.Action.COHORT_CHANGED,
+        "deleted": AuditEntry.Action.COHORT_DELETED,
+    }
+
+
+@admin.register(AgentVariant)
+class AgentVariantAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """Every change of what a study compares is audited, with the backend and config it ended with (the model's
+    clean() refuses a config that would send a secret: healthagent.models.llm_server_problem)."""
+
+    list_display = ["name", "backend", "created_at"]
+    audit_actions = {
+        "added": AuditEntry.Action.VARIANT_CREATED,
+        "changed": AuditEntry.Action.VARIANT_CHANGED,
+        "deleted": AuditEntry.Action.VARIANT_DELETED,
+    }
+
+    def audit_details(self, obj):
+        return {"backend": obj.backend, "config": obj.config}
 
 
 @admin.register(AuditEntry)

@@ -6,8 +6,49 @@ signals live in Parquet files under ``TRAJECTORY_ROOT`` (see ``healthagent/cohor
 the database holds what is sparse or daily.
 """
 
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
+
+# An agent's language-model server gets its API key from the workers' environment variable its config names
+# (``api_key_env``), never from the config itself: only names with this prefix, so a variant can never send the site's
+# own secrets (SECRET_KEY, ANONYMIZATION_KEY, DATABASE_URL...) to a server as a bearer token.
+LLM_KEY_ENV_PREFIX = "HEALTHAGENT_LLM_"
+SITE_SECRETS = frozenset(
+    {"SECRET_KEY", "ANONYMIZATION_KEY", "DATABASE_URL", "REDIS_URL", "EMAIL_HOST_PASSWORD", "EMAIL_HOST_USER"}
+)
+SECRET_CONFIG_KEYS = frozenset({"api_key", "token", "password", "secret"})
+
+
+def llm_server_problem(config: dict[str, Any]) -> str | None:
+    """What is wrong with a language-model server's config (an agent variant's, a judge's), or None: an API key
+    written into it, a key variable outside ``HEALTHAGENT_LLM_*`` or naming one of the site's secrets, a server outside
+    ``settings.LLM_ALLOWED_HOSTS``. Nested configs (a phrased variant's ``language_model``) are checked too."""
+    for key, value in config.items():
+        if isinstance(value, dict) and (problem := llm_server_problem(value)):
+            return problem
+        if key in SECRET_CONFIG_KEYS and value:
+            return (
+                f"{key} must not be written into a config (it would be stored and backed up in plain text): put it in "
+                f"an environment variable of the workers named {LLM_KEY_ENV_PREFIX}... and give its name as api_key_env"
+            )
+    name = config.get("api_key_env") or ""
+    if name in SITE_SECRETS:
+        return f"api_key_env {name} is one of the site's own secrets: it is never sent to a model server"
+    if name and not re.fullmatch(re.escape(LLM_KEY_ENV_PREFIX) + r"[A-Z0-9_]+", name):
+        return f"api_key_env must name an environment variable starting with {LLM_KEY_ENV_PREFIX} (not {name!r})"
+    base_url = config.get("base_url") or ""
+    allowed = settings.LLM_ALLOWED_HOSTS
+    if base_url and allowed:
+        parts = urlsplit(base_url)
+        host = (parts.hostname or "").lower()
+        if host not in allowed and f"{host}:{parts.port}" not in allowed:
+            return f"the model server {host or base_url!r} is not among the allowed hosts (LLM_ALLOWED_HOSTS)"
+    return None
 
 
 class Cohort(models.Model):
@@ -171,6 +212,10 @@ class AgentVariant(models.Model):
     def __str__(self):
         return self.name
 
+    def clean(self) -> None:
+        if isinstance(self.config, dict) and (problem := llm_server_problem(self.config)):
+            raise ValidationError({"config": problem})
+
 
 class Recommendation(models.Model):
     """One generation of one variant for one participant (and question): the answer or why there is none."""
@@ -257,6 +302,14 @@ class AuditEntry(models.Model):
         USER_ROLES_CHANGED = "user.roles_changed", "User's roles changed"
         USER_DELETED = "user.deleted", "User deleted"
         COHORT_IMPORTED = "cohort.imported", "Cohort imported"
+        COHORT_CHANGED = "cohort.changed", "Cohort changed"
+        COHORT_DELETED = "cohort.deleted", "Cohort deleted"
+        VARIANT_CREATED = "variant.created", "Agent variant created"
+        VARIANT_CHANGED = "variant.changed", "Agent variant changed"
+        VARIANT_DELETED = "variant.deleted", "Agent variant deleted"
+        CHECKPOINT_CREATED = "checkpoint.created", "Model checkpoint created"
+        CHECKPOINT_CHANGED = "checkpoint.changed", "Model checkpoint changed"
+        CHECKPOINT_DELETED = "checkpoint.deleted", "Model checkpoint deleted"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(

@@ -21,6 +21,9 @@ class Role(models.TextChoices):
     ADMIN = "admin", "Admin"
 
 
+# The roles that see a study's results (variants, every rater's scores): a study's raters must hold neither.
+RESULTS_ROLES = (Role.RESEARCHER, Role.ADMIN)
+
 # Where each role starts; the home page redirects there. Earlier roles win for a user with several.
 ROLE_HOME_URL_NAMES = {
     Role.ADMIN: "modeling:job_list",

@@ -90,7 +90,10 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise (static files stay cacheable): every other response is no-store.
+    "healthagent.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "healthagent.middleware.SessionIdleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -227,12 +230,16 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from
-# one address, that pair is locked out for LOGIN_LOCKOUT_MINUTES or until an admin resets it
+# one address (or the larger limits per username and per address below), that pair is locked out for LOGIN_LOCKOUT_MINUTES or until an admin resets it
 # (Django admin > Axes > Access attempts, or `manage.py axes_reset_username NAME`).
 AUTHENTICATION_BACKENDS = ["healthagent.accounts.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "60")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# Beyond the pair: one username from any addresses, and one address over any usernames, within the lockout time
+# (healthagent.accounts.LoginThrottleBackend). Larger, since a hospital's users may share one address.
+LOGIN_FAILURE_LIMIT_PER_USERNAME = int(os.environ.get("LOGIN_FAILURE_LIMIT_PER_USERNAME", "20"))
+LOGIN_FAILURE_LIMIT_PER_ADDRESS = int(os.environ.get("LOGIN_FAILURE_LIMIT_PER_ADDRESS", "50"))
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "healthagent.accounts.client_ip_address"
@@ -294,8 +301,17 @@ EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "healthagent@localhost")
 SITE_URL = os.environ.get("SITE_URL", "").rstrip("/")
 
+# Language-model servers an agent variant or a judge may call (OpenAI-compatible backend): host names, or
+# host:port; empty allows any host. The API key of a server is read from the workers' environment variable the
+# variant names, which must start with HEALTHAGENT_LLM_ (healthagent.agent.backends.openai_http).
+LLM_ALLOWED_HOSTS = env_list("LLM_ALLOWED_HOSTS", "")
+
 # --- Security --------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+# A session ends after SESSION_IDLE_MINUTES without a request (requests renew it: healthagent.middleware
+# .SessionIdleMiddleware): a workstation left signed in on a ward does not stay open to the next person. 8 hours by
+# default, a clinical shift.
+SESSION_COOKIE_AGE = 60 * int(os.environ.get("SESSION_IDLE_MINUTES", str(8 * 60)))
 # htmx sends the token from the hx-headers attribute in base.html; scripts never read the cookie.
 CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
@@ -359,3 +375,10 @@ LOGGING = {
         "django.request": {"filters": ["client_error_without_traceback"]},
     },
 }
+
+# --- Anonymization -------------------------------------------------------------------------------
+# The smallest k an import may use (healthagent/cohort/anonymize.py): a smaller one is refused unless the import allows
+# it explicitly (import_cohort --allow-k-below-minimum), which the audit log records; below 2 nothing is allowed.
+ANONYMIZATION_MIN_K = int(os.environ.get("ANONYMIZATION_MIN_K", "5"))
+if ANONYMIZATION_MIN_K < 2:
+    raise ImproperlyConfigured(f"ANONYMIZATION_MIN_K must be at least 2, not {ANONYMIZATION_MIN_K}.")

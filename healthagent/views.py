@@ -9,7 +9,7 @@ from healthagent.audit import audit_entries
 from healthagent.health import service_status, worker_status
 from healthagent.models import AuditEntry
 from healthagent.notifications import notifications_for, notifications_mark_read
-from healthagent.roles import ROLE_HOME_URL_NAMES, Role, role_required, user_primary_role
+from healthagent.roles import ROLE_HOME_URL_NAMES, Role, role_required, user_has_role, user_primary_role
 
 
 @login_required
@@ -24,9 +24,14 @@ def home(request):
 @never_cache
 @require_GET
 def health(request):
-    """For load balancers and monitors: 200 when every service answers, 503 otherwise."""
+    """For load balancers and monitors: 200 ``{"status": "ok"}`` when every service answers, 503
+    ``{"status": "unavailable"}`` otherwise. Which service failed and why (host names, error text) is for admins only:
+    signed in, or on the system page."""
     status = service_status()
-    return JsonResponse(status, status=200 if status["ok"] else 503)
+    body = status if user_has_role(request.user, Role.ADMIN) else {}
+    return JsonResponse(
+        {"status": "ok" if status["ok"] else "unavailable", **body}, status=200 if status["ok"] else 503
+    )
 
 
 @role_required(Role.ADMIN)

@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from healthagent.admin import AuditedAdminMixin
+from healthagent.models import AuditEntry
 from modeling.models import Checkpoint, Job, Prediction
 
 
@@ -11,8 +13,18 @@ class JobAdmin(admin.ModelAdmin):
 
 
 @admin.register(Checkpoint)
-class CheckpointAdmin(admin.ModelAdmin):
+class CheckpointAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    """A checkpoint's path decides which weights a job loads: every change is audited."""
+
     list_display = ["family", "size", "path", "job", "created_at"]
+    audit_actions = {
+        "added": AuditEntry.Action.CHECKPOINT_CREATED,
+        "changed": AuditEntry.Action.CHECKPOINT_CHANGED,
+        "deleted": AuditEntry.Action.CHECKPOINT_DELETED,
+    }
+
+    def audit_details(self, obj):
+        return {"family": obj.family, "path": obj.path}
 
 
 @admin.register(Prediction)

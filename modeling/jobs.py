@@ -247,8 +247,15 @@ def job_checkpoint_record(*, job: Job, family: str, size: str, path: str, metric
     before (same primary key, so jobs queued with it stay valid). Locks the job's row."""
     with transaction.atomic():
         Job.objects.select_for_update().get(pk=job.pk)
-        checkpoint, _ = Checkpoint.objects.update_or_create(
+        checkpoint, created = Checkpoint.objects.update_or_create(
             job=job, family=family, path=str(path), defaults={"size": size, "metrics": metrics}
+        )
+        audit_record(
+            actor=None,
+            action=Action.CHECKPOINT_CREATED if created else Action.CHECKPOINT_CHANGED,
+            target=checkpoint,
+            via=f"job #{job.pk}",
+            details={"family": family, "path": str(path), "job": job.pk},
         )
     return checkpoint
 

@@ -5,7 +5,16 @@ from healthagent import health
 
 
 @pytest.mark.django_db
-def test_health_reports_every_service(client, settings):
+def test_health_tells_the_public_only_ok_or_unavailable(client, monkeypatch):
+    assert client.get(reverse("health")).json() == {"status": "ok"}
+    monkeypatch.setattr(health, "_check_broker", lambda: (_ for _ in ()).throw(ConnectionError("redis://secret-host")))
+    response = client.get(reverse("health"))
+    assert response.status_code == 503 and response.json() == {"status": "unavailable"}
+
+
+@pytest.mark.django_db
+def test_health_reports_every_service_to_admins(client, settings, admin_user):
+    client.force_login(admin_user)
     response = client.get(reverse("health"))
     assert response.status_code == 200
     body = response.json()
@@ -15,7 +24,9 @@ def test_health_reports_every_service(client, settings):
 
 
 @pytest.mark.django_db
-def test_health_is_503_and_names_the_failure_when_a_service_is_down(client, monkeypatch):
+def test_health_is_503_and_names_the_failure_to_admins_when_a_service_is_down(client, monkeypatch, admin_user):
+    client.force_login(admin_user)
+
     def broken_broker():
         raise ConnectionError("connection refused")
 

@@ -36,6 +36,26 @@ def test_wrong_passwords_lock_the_username_from_that_address(limit, clinician):
     assert log_in(other.username, DEFAULT_PASSWORD)[1].status_code == 302
 
 
+def test_one_username_guessed_from_many_addresses_is_locked_everywhere(limit, clinician, settings):
+    settings.LOGIN_FAILURE_LIMIT_PER_USERNAME = 2 * limit
+    for address in ("10.0.1.1", "10.0.1.2"):
+        for _ in range(limit - 1):  # under the pair's limit at each address
+            log_in(clinician.username, "wrong", address=address)
+    log_in(clinician.username, "wrong", address="10.0.1.3")
+    log_in(clinician.username, "wrong", address="10.0.1.4")  # 2 * limit in all
+    assert log_in(clinician.username, DEFAULT_PASSWORD, address="10.0.1.5")[1].status_code == 429
+    assert log_in(UserFactory(role="researcher").username, DEFAULT_PASSWORD, address="10.0.1.5")[1].status_code == 302
+
+
+def test_one_address_spraying_many_usernames_is_locked_for_all(limit, clinician, settings):
+    settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS = 3 * (limit - 1)
+    for name in ("alice", "bob", "carol"):  # under the pair's limit for each username
+        for _ in range(limit - 1):
+            log_in(name, "wrong", address="10.0.2.1")
+    assert log_in(clinician.username, DEFAULT_PASSWORD, address="10.0.2.1")[1].status_code == 429
+    assert log_in(clinician.username, DEFAULT_PASSWORD, address="10.0.2.2")[1].status_code == 302
+
+
 def test_a_successful_login_resets_the_count(limit, clinician):
     for _ in range(limit - 1):
         log_in(clinician.username, "wrong")

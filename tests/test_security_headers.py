@@ -2,7 +2,9 @@
 cookies), and in every profile the Content Security Policy, no framing, no sniffing."""
 
 import json
+import time
 
+import pytest
 from django.urls import reverse
 
 from tests.test_project_checks import PRODUCTION_ENV, run_manage
@@ -59,3 +61,34 @@ def test_the_local_profile_sends_the_same_policy_without_hsts(client):
     headers = {key.lower(): value for key, value in response.headers.items()}
     assert_browser_protections(headers)
     assert "strict-transport-security" not in headers
+
+
+@pytest.mark.django_db
+def test_every_page_and_data_response_is_no_store(client, grounded_study):
+    from evaluation.assignment import assignment_next
+
+    clinician = grounded_study.clinicians.first()
+    assignment = assignment_next(study=grounded_study, rater=clinician)
+    client.force_login(clinician)
+    for url in (
+        reverse("evaluation:queue"),
+        reverse("evaluation:assignment", args=[assignment.pk]),
+        reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id]),
+    ):
+        assert "no-store" in client.get(url)["Cache-Control"], url
+    client.force_login(grounded_study.created_by)
+    assert (
+        "no-store" in client.get(reverse("evaluation:study_export", args=[grounded_study.pk, "csv"]))["Cache-Control"]
+    )
+
+
+@pytest.mark.django_db
+def test_a_session_ends_after_the_idle_time_and_each_request_renews_it(client, clinician, settings):
+    assert settings.SESSION_COOKIE_AGE == 8 * 3600  # the default: a shift
+    settings.SESSION_COOKIE_AGE = 2
+    client.force_login(clinician)
+    for _ in range(3):  # active: 3 s in all, never 2 s idle
+        time.sleep(1)
+        assert client.get(reverse("evaluation:queue")).status_code == 200
+    time.sleep(2.5)
+    assert client.get(reverse("evaluation:queue")).status_code == 302  # idle: back to the login page

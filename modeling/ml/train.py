@@ -95,7 +95,8 @@ def train(
     state_path = output_dir / "training_state.pt"
     step = 0
     if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        # weights_only: a checkpoint file is data, never code (a crafted pickle would run on load).
+        state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

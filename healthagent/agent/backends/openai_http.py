@@ -1,9 +1,11 @@
 """A chat-completions server that speaks the OpenAI protocol: vLLM, Ollama, TGI, llama.cpp's server.
 
-Configuration: ``base_url`` (e.g. ``http://gpu-host:8000/v1``), ``model``, optional ``api_key``
-(or the name of an environment variable holding it in ``api_key_env``), ``temperature``,
-``max_tokens``, ``retries``. Connection failures, time-outs and 5xx answers are retried with
-back-off; anything else fails at once with a sentence that says what happened.
+Configuration: ``base_url`` (e.g. ``http://gpu-host:8000/v1``, a host of ``settings.LLM_ALLOWED_HOSTS`` when that
+is set), ``model``, optional ``api_key_env`` (the name of the workers' environment variable holding the key, which
+starts with ``HEALTHAGENT_LLM_``: healthagent.models.llm_server_problem), ``temperature``, ``max_tokens``,
+``retries``. Connection failures, time-outs and 5xx answers are retried with back-off; anything else fails at once
+with a sentence that says what happened: the status only, never the server's response body (it can echo the request,
+and failures are shown to researchers).
 """
 
 import os
@@ -13,6 +15,7 @@ import httpx
 
 from healthagent.agent.backends.base import BackendAnswer, BackendConfigError, BackendError, BackendTimeout
 from healthagent.agent.prompt import chat_messages
+from healthagent.models import llm_server_problem
 
 
 class OpenAIHTTPBackend:
@@ -27,7 +30,9 @@ class OpenAIHTTPBackend:
         self.model = config.get("model") or ""
         if not self.model:
             raise BackendConfigError("model must name the model the server serves")
-        self.api_key = config.get("api_key") or os.environ.get(config.get("api_key_env", ""), "")
+        if problem := llm_server_problem(config):
+            raise BackendConfigError(problem)
+        self.api_key = os.environ.get(config["api_key_env"], "") if config.get("api_key_env") else ""
         self.temperature = float(config.get("temperature", 0.0))
         self.max_tokens = int(config.get("max_tokens", 400))
         self.retries = int(config.get("retries", 2))
@@ -105,7 +110,7 @@ class OpenAIHTTPBackend:
     def _answer(self, response: httpx.Response, started: float, attempt: int) -> tuple[str, dict]:
         if response.status_code != 200:
             raise BackendError(
-                f"the model server refused the request: HTTP {response.status_code} {response.text[:200]}"
+                f"the model server refused the request: HTTP {response.status_code} {response.reason_phrase}".rstrip()
             )
         try:
             body = response.json()

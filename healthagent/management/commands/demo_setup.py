@@ -4,9 +4,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from healthagent.accounts import demo_user_ensure
 from healthagent.agent.generate import cohort_generate
+from healthagent.audit import Action, audit_record
 from healthagent.cohort.importers.synthetic import synthetic_participants
 from healthagent.cohort.importing import cohort_import
 from healthagent.models import AgentVariant, Cohort
@@ -427,10 +429,19 @@ def demo_checkpoints_register() -> dict:
             if path.name not in {"demo.json", "README.md"} and not (target / path.name).exists():
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, target / path.name)
-        checkpoints[family], _ = Checkpoint.objects.get_or_create(
-            family=family,
-            path=str(target),
-            job=None,
-            defaults={"size": description["size"], "metrics": description["metrics"]},
-        )
+        with transaction.atomic():
+            checkpoints[family], created = Checkpoint.objects.get_or_create(
+                family=family,
+                path=str(target),
+                job=None,
+                defaults={"size": description["size"], "metrics": description["metrics"]},
+            )
+            if created:
+                audit_record(
+                    actor=None,
+                    action=Action.CHECKPOINT_CREATED,
+                    target=checkpoints[family],
+                    via="demo_setup command",
+                    details={"family": family, "path": str(target)},
+                )
     return checkpoints

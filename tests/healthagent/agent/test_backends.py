@@ -85,8 +85,9 @@ def backend_for(server, **config):
     return OpenAIHTTPBackend({"base_url": server.url, "model": "test-model", "backoff_s": 0.01, **config})
 
 
-def test_http_backend_sends_the_context_and_returns_the_answer(chat_server, context):
-    answer = backend_for(chat_server, api_key="secret").generate(context, timeout_s=10)
+def test_http_backend_sends_the_context_and_returns_the_answer(chat_server, context, monkeypatch):
+    monkeypatch.setenv("HEALTHAGENT_LLM_TEST_KEY", "secret")
+    answer = backend_for(chat_server, api_key_env="HEALTHAGENT_LLM_TEST_KEY").generate(context, timeout_s=10)
     assert answer.text == ANSWER
     assert answer.metadata["model"] == "test-model" and answer.metadata["completion_tokens"] == 20
     request = chat_server.requests[0]

@@ -42,3 +42,26 @@ def test_resume_reproduces_the_uninterrupted_loss_sequence(tmp_path, windows):
     straight, resumed = losses(tmp_path / "straight"), losses(tmp_path / "resumed")
     assert resumed[:7] == straight[:7]  # steps 1-7 of the first attempt (7 was logged before the kill)
     assert resumed[7:] == pytest.approx(straight[6:], abs=0, rel=1e-6)  # steps 7-12 again, identical
+
+
+class Payload:
+    """What a crafted checkpoint carries: an object whose unpickling runs code."""
+
+    def __reduce__(self):
+        return (print, ("this ran while loading a checkpoint",))
+
+
+def test_a_checkpoint_that_carries_code_is_refused_not_run(tmp_path, windows, capsys):
+    import pickle
+
+    values, observed = windows
+    torch.save({"step": 0, "model": Payload()}, tmp_path / "training_state.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        train(
+            LSMForMaskedPretraining(LSMConfig.named("tiny")),
+            WindowDataset(values, observed),
+            TrainConfig(steps=1, batch_size=4),
+            output_dir=tmp_path,
+            device="cpu",
+        )
+    assert "this ran" not in capsys.readouterr().out

@@ -1,0 +1,43 @@
+"""Site-wide response rules that no single view should have to remember."""
+
+import time
+
+from django.conf import settings
+from django.utils.cache import add_never_cache_headers
+
+
+class NoStoreMiddleware:
+    """``Cache-Control: no-store`` on every page and data response of the site (issue 23): they carry participants'
+    data, ratings or study results, which must stay out of the browser's disk cache and any shared cache on a hospital
+    workstation. Static files are served (and cached) by WhiteNoise before this middleware is reached."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if "no-store" not in response.get("Cache-Control", ""):
+            del response["Cache-Control"]  # a view's private caching gives way: stored data is what must not be
+            add_never_cache_headers(response)  # no-cache, no-store, must-revalidate, private, max-age=0
+        return response
+
+
+class SessionIdleMiddleware:
+    """A session ends after ``SESSION_COOKIE_AGE`` seconds without a request: an active session's expiry (and its
+    cookie's) moves forward, but at most every ``RENEW_EVERY_S`` (a quarter of the idle time when that is shorter),
+    so a clinician's requests do not each write their session (Django's SESSION_SAVE_EVERY_REQUEST would: three more
+    queries on every rating page)."""
+
+    RENEW_EVERY_S = 60.0
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = getattr(request, "session", None)
+        if session is not None and not session.is_empty():
+            now = time.time()
+            every = min(self.RENEW_EVERY_S, settings.SESSION_COOKIE_AGE / 4)
+            if now - session.get("_renewed_at", 0.0) >= every:
+                session["_renewed_at"] = now  # modified: saved with a new expiry, and its cookie sent again
+        return self.get_response(request)
