@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
+from django.utils.crypto import salted_hmac
 
 from evaluation.models import Assignment, Study, StudyItem
 from evaluation.raters import QUEUE_PURPOSES, onboarding_assignment, quality_assignment, rater_gate, rater_paused
@@ -36,8 +37,11 @@ def rater_rank(*, seed: int, rater_id: int, item_id: int) -> bytes:
 
 
 def sides_swapped(*, seed: int, rater_id: int, item_id: int) -> bool:
-    """Pairwise: whether this clinician sees the item's answer B on the left, as 'Answer A'."""
-    return hashlib.sha256(f"sides:{seed}:{rater_id}:{item_id}".encode()).digest()[0] % 2 == 1
+    """Pairwise: whether this clinician sees the item's answer B on the left, as 'Answer A'. Keyed with the server's
+    secret (an HMAC), not only the study's seed, which researchers and the protocol show: from the seed and the ids
+    anyone could compute which side holds which variant. Stored on the assignment when it is made."""
+    digest = salted_hmac("evaluation.sides", f"{seed}:{rater_id}:{item_id}", algorithm="sha256").digest()
+    return digest[0] % 2 == 1
 
 
 def _ready_answer(variant_field: str) -> Exists:

@@ -289,27 +289,15 @@ def study_item_regenerate(*, study: Study, item_id: int, user: User) -> Job:
 
 
 def access_assignment(*, assignment_id: int, rater: User, for_update: bool = False) -> Assignment:
-    """The rater's own assignment; anything else (another clinician's, a missing one) is EvaluationError."""
+    """The rater's own assignment in a study they are still enrolled in; anything else (another clinician's, a
+    missing one, one of a study they were removed from) is EvaluationError."""
     queryset = Assignment.objects.select_related("study", "study__rubric", "item", "item__participant")
     if for_update:
         queryset = queryset.select_for_update(of=("self",))
     try:
-        return queryset.get(pk=assignment_id, rater=rater)
+        return queryset.get(pk=assignment_id, rater=rater, study__clinicians=rater)
     except Assignment.DoesNotExist as error:
         raise EvaluationError("there is no such item in your queue") from error
-
-
-def access_participant_in_queue(*, study_id: int, participant_id: int, rater: User) -> Assignment:
-    """One of the rater's assignments in the study whose item shows this participant (with study and
-    participant joined); a participant none of their items shows is EvaluationError."""
-    assignment = (
-        Assignment.objects.select_related("study", "item__participant")
-        .filter(study_id=study_id, rater=rater, item__participant_id=participant_id)
-        .first()
-    )
-    if assignment is None:
-        raise EvaluationError("no item in your queue shows this participant")
-    return assignment
 
 
 def _check_editable(assignment: Assignment) -> None:

@@ -7,12 +7,8 @@ urlpatterns = [
     path("queue/", views.queue, name="queue"),
     path("queue/<int:study_id>/next/", views.study_next, name="study_next"),
     path("queue/<int:study_id>/onboarding/", rater_views.onboarding, name="onboarding"),
-    path(
-        "queue/<int:study_id>/participants/<int:participant_id>/chart.json",
-        views.participant_chart,
-        name="participant_chart",
-    ),
     path("items/<int:assignment_id>/", views.assignment_detail, name="assignment"),
+    path("items/<int:assignment_id>/chart.json", views.assignment_chart, name="assignment_chart"),
     path("items/<int:assignment_id>/minutes.json", views.assignment_minutes, name="assignment_minutes"),
     path("items/<int:assignment_id>/draft/", views.assignment_draft, name="assignment_draft"),
     path("items/<int:assignment_id>/submit/", views.assignment_submit, name="assignment_submit"),

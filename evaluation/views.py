@@ -42,7 +42,6 @@ from evaluation.services import (
     EvaluationError,
     StudySpec,
     access_assignment,
-    access_participant_in_queue,
     assignment_save_draft,
     assignment_skip,
     rating_submit,
@@ -206,7 +205,7 @@ def assignment_detail(request, assignment_id: int):
         "shown": shown_rating,
         "evidence_json": json.dumps(shown_rating.get("evidence") or []),
         "progress": rater_progress(study=assignment.study, rater=request.user),
-        "minute_chart_url": reverse("evaluation:participant_chart", args=[assignment.study_id, participant.pk]),
+        "minute_chart_url": reverse("evaluation:assignment_chart", args=[assignment.pk]),
         "editable": assignment.study.status == Study.Status.OPEN,
         # Training and qualification are said as such; gold items and repeats look like any other item.
         "stage": assignment.purpose
@@ -222,26 +221,26 @@ def assignment_detail(request, assignment_id: int):
 
 
 @role_required(Role.CLINICIAN)
-def participant_chart(request, study_id: int, participant_id: int):
-    """The minute chart of the study's window of a participant that one of the clinician's items shows."""
-    try:
-        assignment = access_participant_in_queue(study_id=study_id, participant_id=participant_id, rater=request.user)
-    except EvaluationError as error:
-        raise Http404(str(error)) from error
+def assignment_chart(request, assignment_id: int):
+    """The minute chart of the study's window of the clinician's own item. Addressed by the item, never by the
+    participant: a clinician must not tell from URLs (or ETags) that two items, in one study or two, show the same
+    person (a hidden repeat, or the same participant in another study)."""
+    assignment = own_assignment(request, assignment_id)
     participant = assignment.item.participant
     start, end = _window(assignment, participant)
-    return chart_response(request, participant=participant, start=start, end=end)
+    return chart_response(request, participant=participant, start=start, end=end, salt=f"assignment:{assignment.pk}")
 
 
-def chart_response(request, *, participant: Participant, start: int, end: int) -> HttpResponse:
+def chart_response(request, *, participant: Participant, start: int, end: int, salt: str = "") -> HttpResponse:
     """The minute chart of ``[start, end)`` of a participant: ETag and gzip (the callers check access). Not cached by
     the browser: participant data is no-store (healthagent.middleware); the server keeps the figure cached."""
     # Compressed when the browser takes gzip (every browser does), from a cached compressed copy. The figure is
     # anonymized sensor data with no secret and nothing the request supplies, so compression leaks nothing (BREACH).
     compressed = bool(re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")))
     # A digest: the key names the trajectory file, which the browser has no business seeing. Each encoding has its own.
+    # ``salt`` makes the ETag the caller's own (an item's): equal ETags would say that two items show the same data.
     digest = hashlib.sha256(
-        minute_figure_key(participant=participant, start_minute=start, end_minute=end).encode()
+        (salt + minute_figure_key(participant=participant, start_minute=start, end_minute=end)).encode()
     ).hexdigest()[:32]
     etag = quote_etag(f"{digest}-gzip" if compressed else digest)
     response = get_conditional_response(request, etag=etag)

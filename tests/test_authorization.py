@@ -62,14 +62,6 @@ def own_assignment(objects, user):
     return assignment_next(study=study, rater=rater).pk
 
 
-def own_item_participant(objects, user):
-    """The study and the participant of one of this user's items (someone else's when they are no clinician)."""
-    from evaluation.models import Assignment
-
-    assignment = Assignment.objects.select_related("item").get(pk=own_assignment(objects, user))
-    return {"study_id": assignment.study_id, "participant_id": assignment.item.participant_id}
-
-
 def an_incident(objects, user):
     """A safety incident of the study; a clinician is made its adjudicator (others adjudicate nothing)."""
     from evaluation.models import Incident
@@ -113,7 +105,9 @@ MATRIX = {
     "evaluation:assignment": row(
         LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}
     ),
-    "evaluation:participant_chart": row(LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=own_item_participant),
+    "evaluation:assignment_chart": row(
+        LOGIN, 200, FORBIDDEN, FORBIDDEN, kwargs=lambda objects, user: {"assignment_id": own_assignment(objects, user)}
+    ),
     "evaluation:assignment_minutes": row(
         LOGIN,
         200,

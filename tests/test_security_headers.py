@@ -73,7 +73,7 @@ def test_every_page_and_data_response_is_no_store(client, grounded_study):
     for url in (
         reverse("evaluation:queue"),
         reverse("evaluation:assignment", args=[assignment.pk]),
-        reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id]),
+        reverse("evaluation:assignment_chart", args=[assignment.pk]),
     ):
         assert "no-store" in client.get(url)["Cache-Control"], url
     client.force_login(grounded_study.created_by)

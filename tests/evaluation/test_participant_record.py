@@ -154,9 +154,7 @@ def test_a_shorter_window_is_numbered_alike_in_chart_captions_record_and_agent_c
     assert participant.minute_days == 14
     page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
 
-    chart = client.get(
-        reverse("evaluation:participant_chart", args=[fortnight_study.pk, participant.pk]), HTTP_ACCEPT_ENCODING="gzip"
-    )
+    chart = client.get(reverse("evaluation:assignment_chart", args=[assignment.pk]), HTTP_ACCEPT_ENCODING="gzip")
     assert chart_day_labels(json.loads(gzip.decompress(chart.content))) == (8, 14)
     captions = [int(day) for day in re.findall(r"<strong>Day (\d+)\.</strong>", page)]
     assert captions == list(range(8, 15))
@@ -205,9 +203,7 @@ def test_units_are_written_as_people_write_them_on_the_chart(client, grounded_st
     clinician = grounded_study.clinicians.order_by("pk").first()
     client.force_login(clinician)
     assignment = assignment_next(study=grounded_study, rater=clinician)
-    chart = client.get(
-        reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])
-    ).content.decode("utf-8")
+    chart = client.get(reverse("evaluation:assignment_chart", args=[assignment.pk])).content.decode("utf-8")
     titles = " ".join(
         axis["title"]["text"] for name, axis in json.loads(chart)["layout"].items() if name.startswith("yaxis")
     )

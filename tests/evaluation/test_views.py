@@ -107,7 +107,7 @@ def test_a_clinician_cannot_open_another_clinicians_item(client, grounded_study)
 def test_the_chart_has_its_own_url_which_the_browser_may_cache(client, clinician_in_study, grounded_study):
     assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
     page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
-    chart_url = reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])
+    chart_url = reverse("evaluation:assignment_chart", args=[assignment.pk])
     assert f'data-minute-figure-url="{chart_url}"' in page and '"layout"' not in page  # the page carries no chart data
     chart = client.get(chart_url)
     figure = json.loads(chart.content)
@@ -136,12 +136,7 @@ def test_a_clinician_gets_no_chart_of_a_participant_outside_their_items(client, 
     first, second = list(grounded_study.clinicians.order_by("pk"))[:2]
     assignment = assignment_next(study=grounded_study, rater=first)
     client.force_login(second)
-    assert (
-        client.get(
-            reverse("evaluation:participant_chart", args=[grounded_study.pk, assignment.item.participant_id])
-        ).status_code
-        == 404
-    )
+    assert client.get(reverse("evaluation:assignment_chart", args=[assignment.pk])).status_code == 404
 
 
 def test_a_clinician_not_enrolled_sees_nothing_of_the_study(client, grounded_study, clinician):
