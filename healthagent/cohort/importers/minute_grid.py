@@ -1,10 +1,10 @@
 """From timestamped samples to the minute grid, saying what was dropped and why.
 
 Real exports have second-level heart rate, interval step counts, duplicates and overlapping
-devices. Every importer reduces its samples to ``(local minute, channel, value)`` rows and calls
-:func:`samples_to_grid`, which checks ranges, drops duplicates, aggregates each channel with its
-own rule (sums for counts, the last stage for sleep, means for the rest) and lays the result on
-day windows of shape (channels, 1440).
+devices. Every importer reduces its samples to ``(local time, channel, value)`` rows, an interval
+record to one row covering its minutes, and calls :func:`samples_to_grid`, which checks ranges,
+drops duplicates, aggregates each channel with its own rule (sums for counts, the last stage for
+sleep, means for the rest) and lays the result on day windows of shape (channels, 1440).
 """
 
 from collections import Counter
@@ -19,6 +19,11 @@ from modeling.ml.data.spec import FEATURE_INDEX, FEATURES, MINUTES_PER_DAY, NUM_
 SUMMED_CHANNELS = {"steps", "activity_counts", "energy_expenditure", "altitude_gain", "floors", "eda_lability"}
 LAST_VALUE_CHANNELS = {"sleep_stage"}
 DEFAULT_MAX_MINUTE_DAYS = 90
+# The longest interval record an importer accepts. The longest real ones are the day-long totals
+# some apps write (25 hours across a clock change); a span of years is a corrupt or hostile file.
+# Importers refuse a longer one, naming it, rather than clip it: laid on its minutes it would
+# stand for data nobody recorded, and clipped it would hide that the file is broken.
+MAX_SPAN_MINUTES = 2 * MINUTES_PER_DAY
 
 
 @dataclass
@@ -53,6 +58,11 @@ def samples_to_grid(
 ) -> tuple[date, np.ndarray, np.ndarray]:
     """Lay ``samples`` (columns ``time``: local datetime64 at the source's resolution, ``channel``, ``value``) on a grid.
 
+    An optional column ``minutes`` (default 1) makes a row an interval record: its value (already
+    per minute) is laid on each of that many minutes from ``time``, but only on the kept days, so
+    a long span costs no more than those days. Overlapping intervals may together cover at most
+    as many minutes as the kept days have cells; more raises ``ValueError``.
+
     Duplicates are exact repeats of (time, channel, value) at the source's resolution; samples
     that merely share a minute are merged into it by the channel's rule.
 
@@ -61,38 +71,63 @@ def samples_to_grid(
     """
     if samples.empty:
         raise ValueError("no minute-level samples")
-    report.samples_read += len(samples)
+    if "minutes" not in samples.columns:
+        samples = samples.assign(minutes=1)
+    report.samples_read += int(samples["minutes"].sum())
     samples = samples.dropna(subset=["value"])
-    duplicates = samples.duplicated(subset=["time", "channel", "value"])
-    report.drop("exact duplicate samples", duplicates.sum())
+    duplicates = samples.duplicated(subset=["time", "channel", "value", "minutes"])
+    report.drop("exact duplicate samples", int(samples.loc[duplicates, "minutes"].sum()))
     samples = samples[~duplicates]
+    if samples.empty:  # only missing values: the range check below cannot compare an empty column
+        raise ValueError("no plausible minute-level samples")
 
     low = samples["channel"].map({f.name: f.valid_range[0] for f in FEATURES})
     high = samples["channel"].map({f.name: f.valid_range[1] for f in FEATURES})
     implausible = (samples["value"] < low) | (samples["value"] > high)
-    for channel, count in samples.loc[implausible, "channel"].value_counts().items():
+    for channel, count in samples.loc[implausible].groupby("channel")["minutes"].sum().items():
         report.drop(f"{channel}: outside the plausible range {FEATURES[FEATURE_INDEX[channel]].valid_range}", count)
     samples = samples[~implausible]
     if samples.empty:
         raise ValueError("no plausible minute-level samples")
 
-    minute = samples["time"].values.astype("datetime64[m]")  # floors to the minute
+    time = samples["time"].values.astype("datetime64[s]")
+    length = samples["minutes"].values.astype(np.int64)
+    channel = samples["channel"].map(FEATURE_INDEX).values.astype(np.int64)
+    value = samples["value"].values.astype(np.float64)
+    minute = time.astype("datetime64[m]")  # floors to the minute
     first_day = minute.min().astype("datetime64[D]")
-    last_day = minute.max().astype("datetime64[D]")
+    last_day = (minute + (length - 1)).max().astype("datetime64[D]")
     days = int((last_day - first_day).astype(int)) + 1
     if days > max_days:
         cut = last_day - np.timedelta64(max_days - 1, "D")
-        keep = minute >= cut.astype("datetime64[m]")
+        # Minutes before the cut: all of a sample that ends before it, the head of an interval across it.
+        before = np.clip(-((time - cut.astype("datetime64[s]")).astype(np.int64) // 60), 0, length)
         report.notes.append(
             f"minute-level data spans {days} days; only the last {max_days} are kept (sparse measurements keep all days)"
         )
-        report.drop("minute-level samples before the kept days", int((~keep).sum()))
-        samples, minute, first_day, days = samples[keep], minute[keep], cut, max_days
+        report.drop("minute-level samples before the kept days", int(before.sum()))
+        keep = before < length
+        time, length = time[keep] + before[keep] * np.timedelta64(60, "s"), length[keep] - before[keep]
+        channel, value, first_day, days = channel[keep], value[keep], cut, max_days
+
+    interval_minutes = int(length[length > 1].sum())
+    if interval_minutes:
+        cells = days * MINUTES_PER_DAY * NUM_FEATURES
+        if interval_minutes > cells:
+            raise ValueError(
+                f"interval records cover {interval_minutes:,} minutes of {days} days, more than the grid's "
+                f"{cells:,} cells (many overlapping records)"
+            )
+        rows = np.repeat(np.arange(len(length)), length)
+        step = np.arange(len(rows)) - np.repeat(np.cumsum(length) - length, length)  # minute within its interval
+        time, channel, value = time[rows] + step * np.timedelta64(60, "s"), channel[rows], value[rows]
+        duplicates = pd.DataFrame({"time": time, "channel": channel, "value": value}).duplicated().values
+        report.drop("exact duplicate samples", int(duplicates.sum()))
+        time, channel, value = time[~duplicates], channel[~duplicates], value[~duplicates]
+    minute = time.astype("datetime64[m]")
 
     offset = (minute - first_day.astype("datetime64[m]")).astype(np.int64)  # minutes since the first local midnight
-    frame = pd.DataFrame(
-        {"offset": offset, "channel": samples["channel"].map(FEATURE_INDEX).values, "value": samples["value"].values}
-    )
+    frame = pd.DataFrame({"offset": offset, "channel": channel, "value": value})
     values = np.full((NUM_FEATURES, days * MINUTES_PER_DAY), np.nan, dtype=np.float32)
     for channel_index, group in frame.groupby("channel", sort=False):
         name = FEATURES[channel_index].name

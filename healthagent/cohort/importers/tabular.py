@@ -18,6 +18,7 @@ Measurements file (CSV, optional): ``participant_id, timestamp, name, value, uni
 the biomarkers (``systolic_bp``, ``hba1c``, ``ldl``, ``weight``, ...).
 """
 
+import math
 import re
 from collections.abc import Iterator
 from datetime import date
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from healthagent.cohort.anonymize import age_from_birth
 from healthagent.cohort.importers.minute_grid import SourceReport, samples_to_grid
@@ -57,7 +59,9 @@ def _fail(where: str, row_index: int, problem: str) -> CohortImportError:
 def read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() == ".parquet":
-            return pd.read_parquet(path)
+            table = pq.read_table(path)
+            table.validate(full=True)  # only a full check finds strings that are not UTF-8 in a damaged file
+            return table.to_pandas()
         return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     except FileNotFoundError as error:
         raise CohortImportError(f"{path.name}: no such file") from error
@@ -70,8 +74,9 @@ def read_table(path: Path) -> pd.DataFrame:
 def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], where: str) -> None:
     missing = [column for column in columns if column not in frame.columns]
     if missing:
+        # The columns found are not listed: without a header line they would be a participant's data.
         raise CohortImportError(
-            f"{where}: missing column(s) {', '.join(missing)} (found: {', '.join(map(str, frame.columns))})"
+            f"{where}: missing column(s) {', '.join(missing)} (the first line must name the columns)"
         )
 
 
@@ -178,17 +183,22 @@ def _demographics(path: Path | None) -> dict[str, dict]:
     _require_columns(frame, ("participant_id",), where)
     people = {}
     for row, record in enumerate(frame.to_dict("records")):
-        person = {"sex": record.get("sex")}
+        sex = record.get("sex")
+        person: dict = {"sex": sex if isinstance(sex, str) else None}  # an empty cell reads as NaN
+        # Neither messages nor chained causes show an age or a date of birth: they identify.
         if record.get("age") not in (None, "") and not pd.isna(record.get("age")):
             try:
-                person["age"] = float(record["age"])
-            except ValueError as error:
-                raise _fail(where, row, f"age {record['age']!r} is not a number") from error
+                age = float(record["age"])
+            except ValueError:
+                age = math.nan
+            if not math.isfinite(age):
+                raise _fail(where, row, "age is not a number")
+            person["age"] = age
         elif record.get("birth_date") not in (None, "") and not pd.isna(record.get("birth_date")):
             try:
                 person["birth_date"] = date.fromisoformat(str(record["birth_date"])[:10])
-            except ValueError as error:
-                raise _fail(where, row, f"birth_date {record['birth_date']!r} is not a date (YYYY-MM-DD)") from error
+            except ValueError:
+                raise _fail(where, row, "birth_date is not a date (YYYY-MM-DD)") from None
         people[str(record["participant_id"]).strip()] = person
     return people
 
