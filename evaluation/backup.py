@@ -40,6 +40,7 @@ from evaluation.raters import RATER_SETTINGS
 from evaluation.services import EvaluationError
 from healthagent.accounts import AccountError, user_create_with_roles
 from healthagent.audit import Action, audit_record
+from healthagent.cohort.store import trajectory_root
 from healthagent.models import SECRET_CONFIG_KEYS, AgentVariant, Cohort, Participant
 from healthagent.roles import RESULTS_ROLES, Role, user_has_role, user_roles
 
@@ -426,6 +427,19 @@ def _rubrics(document: dict) -> dict[str, Rubric]:
     return rubrics
 
 
+def _check_trajectory_path(path: str, *, cohort: str) -> None:
+    """A restored participant's trajectory file must be under TRAJECTORY_ROOT: an edited export must not make the
+    site read (and chart for clinicians) any file the server can reach, such as ``../../etc/passwd`` or an absolute
+    path."""
+    if not path:
+        return
+    root = trajectory_root().resolve()
+    if Path(path).is_absolute() or not (root / path).resolve().is_relative_to(root):
+        raise EvaluationError(
+            f"cohort {cohort!r}: a trajectory path outside the trajectory folder; nothing was restored"
+        )
+
+
 def _participants(document: dict) -> dict[tuple[str, str], Participant]:
     participants = {}
     for entry in document["cohorts"]:
@@ -438,6 +452,7 @@ def _participants(document: dict) -> dict[tuple[str, str], Participant]:
             },
         )
         for row in entry["participants"]:
+            _check_trajectory_path(row["trajectory_path"], cohort=entry["name"])
             participant, _ = Participant.objects.get_or_create(
                 cohort=cohort, pseudonym=row["pseudonym"], defaults={name: row[name] for name in PARTICIPANT_FIELDS}
             )

@@ -24,3 +24,8 @@ class HealthAgentConfig(AppConfig):
     def ready(self):
         # Connected for every app: the last app's permissions exist only after its own migrate.
         post_migrate.connect(grant_admin_group_permissions, dispatch_uid="healthagent.grant_admin_group_permissions")
+        from django.contrib.auth.signals import user_logged_in
+
+        from healthagent.middleware import session_renewed_at_login
+
+        user_logged_in.connect(session_renewed_at_login, dispatch_uid="healthagent.session_renewed_at_login")

@@ -29,6 +29,7 @@ class SessionIdleMiddleware:
     queries on every rating page)."""
 
     RENEW_EVERY_S = 60.0
+    RENEWED_AT = "_renewed_at"
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -38,6 +39,12 @@ class SessionIdleMiddleware:
         if session is not None and not session.is_empty():
             now = time.time()
             every = min(self.RENEW_EVERY_S, settings.SESSION_COOKIE_AGE / 4)
-            if now - session.get("_renewed_at", 0.0) >= every:
-                session["_renewed_at"] = now  # modified: saved with a new expiry, and its cookie sent again
+            if now - session.get(self.RENEWED_AT, 0.0) >= every:
+                session[self.RENEWED_AT] = now  # modified: saved with a new expiry, and its cookie sent again
         return self.get_response(request)
+
+
+def session_renewed_at_login(sender, request, user, **kwargs) -> None:
+    """A log-in writes a fresh session (with its expiry): the first request after it need not write it again."""
+    if request is not None and hasattr(request, "session"):
+        request.session[SessionIdleMiddleware.RENEWED_AT] = time.time()

@@ -4,6 +4,7 @@ from healthagent.consumers import RoleGroupConsumer
 from healthagent.roles import Role
 from modeling.jobs import JOBS_GROUP, job_group, job_progress_payload
 from modeling.models import Job
+from modeling.selectors import simulations_visible_to
 
 
 class JobListConsumer(RoleGroupConsumer):
@@ -34,7 +35,8 @@ class SimulationJobConsumer(RoleGroupConsumer):
 
     async def subscription_groups(self):
         job_id = self.scope["url_route"]["kwargs"]["job_id"]
-        exists = await database_sync_to_async(Job.objects.filter(pk=job_id, kind="simulate").exists)()
+        user = self.scope["user"]
+        exists = await database_sync_to_async(simulations_visible_to(user).filter(pk=job_id).exists)()
         return [job_group(job_id)] if exists else None
 
     async def group_event(self, event):

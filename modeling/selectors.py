@@ -2,8 +2,12 @@
 
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser, User
+from django.db.models import QuerySet
+
 from healthagent.cohort.panels import Panel
 from healthagent.models import Participant
+from healthagent.roles import Role, user_has_role
 from modeling.ml.data.clinical import ENDPOINTS
 from modeling.ml.twin.tokens import BIOMARKER_NAMES, SUMMARY_BLOCK_DAYS, ParticipantRecord
 from modeling.models import Checkpoint, Job, Prediction, SimulationRun
@@ -274,3 +278,10 @@ def twin_page_data(*, run: SimulationRun, featured_count: int = 6) -> dict[str, 
         "risks": risks,
         "arms": [arm.replace("_", " ") for arm in results["arms"]],
     }
+
+
+def simulations_visible_to(user: User | AnonymousUser) -> QuerySet[Job]:
+    """The simulate jobs ``user`` may follow: their own, or every one for admins (a simulation's request names a
+    participant and the interventions a researcher is weighing: not for other researchers)."""
+    jobs = Job.objects.filter(kind="simulate")
+    return jobs if user_has_role(user, Role.ADMIN) else jobs.filter(queued_by_id=user.pk)

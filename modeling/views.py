@@ -157,11 +157,11 @@ TWIN_ROLES = (Role.RESEARCHER, Role.ADMIN)
 def twin_page(request):
     """Choose a participant and interventions, queue a simulation, see fan charts with and without."""
     from modeling.forms import TwinRequestForm
-    from modeling.selectors import simulation_latest, twin_checkpoint_latest, twin_page_data
+    from modeling.selectors import simulation_latest, simulations_visible_to, twin_checkpoint_latest, twin_page_data
 
     participant_id, job_id = request.GET.get("participant", ""), request.GET.get("job", "")
     participant = Participant.objects.filter(pk=participant_id).first() if participant_id.isdigit() else None
-    job = Job.objects.filter(pk=job_id, kind="simulate").first() if job_id.isdigit() else None
+    job = simulations_visible_to(request.user).filter(pk=job_id).first() if job_id.isdigit() else None
     # Nothing ticked unless the page shows a simulation that was asked for: then the form says what it asked.
     asked = job.config if job is not None else {}
     form = TwinRequestForm(
@@ -221,8 +221,11 @@ def twin_simulate(request):
 @role_required(*TWIN_ROLES)
 def twin_status(request, job_id: int):
     """A simulate job's progress, for the twin page (researchers cannot open the admins' job pages): what it
-    polls when no event arrives over its websocket (modeling.consumers.SimulationJobConsumer)."""
-    job = get_object_or_404(Job, pk=job_id, kind="simulate")
+    polls when no event arrives over its websocket (modeling.consumers.SimulationJobConsumer). The researcher's own
+    simulations only (every one for admins)."""
+    from modeling.selectors import simulations_visible_to
+
+    job = get_object_or_404(simulations_visible_to(request.user), pk=job_id)
     return JsonResponse(
         job_progress_payload({**job_payload(job), "queue_place": queue_place_words(job_queue_place(job), job.queue)})
     )

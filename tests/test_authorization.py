@@ -31,10 +31,11 @@ def a_job():
     return Job.objects.create(kind="demo_training", config={}, state="failed", error="for the matrix")
 
 
-def a_simulation_job():
+def a_simulation_job(user=None):
+    """A simulation queued by ``user`` (a researcher sees only their own)."""
     from modeling.models import Job
 
-    return Job.objects.create(kind="simulate", config={}, state="queued")
+    return Job.objects.create(kind="simulate", config={}, state="queued", queued_by=user)
 
 
 def enrolled_study(objects, user):
@@ -276,7 +277,7 @@ MATRIX = {
         LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post"
     ),  # allowed; an empty request is refused with a message
     "modeling:twin_status": row(
-        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"job_id": a_simulation_job().pk}
+        LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"job_id": a_simulation_job(user).pk}
     ),
     "api:studies": row(401, FORBIDDEN, 200, 200),
     "api:items": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),

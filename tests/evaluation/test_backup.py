@@ -283,3 +283,15 @@ def test_a_locked_protocol_and_its_deviations_are_restored_with_the_same_hash(ra
     assert list(restored.deviations.values_list("field", "before", "after", "reason")) == [
         ("alpha", 0.05, 0.1, "small pilot")
     ]
+
+
+@pytest.mark.parametrize("path", ["../../../etc/passwd", "/etc/passwd", "cohort-1/../../outside.parquet"])
+def test_a_restore_with_a_trajectory_path_outside_the_folder_is_refused(rated_study, tmp_path, path):
+    call_command("export_studies", "--output", str(tmp_path))
+    document = json.loads((tmp_path / "studies.json").read_text())
+    document["cohorts"][0]["participants"][0]["trajectory_path"] = path
+    (tmp_path / "studies.json").write_text(json.dumps(document))
+    wipe_everything_the_export_holds()
+    with pytest.raises(CommandError, match=r"nothing was written.*trajectory path outside the trajectory folder"):
+        call_command("import_studies", str(tmp_path))
+    assert not Cohort.objects.exists() and not Study.objects.exists()

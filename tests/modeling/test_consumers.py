@@ -16,7 +16,9 @@ def test_a_researcher_follows_a_simulation_s_progress_over_the_websocket(client,
     from channels.testing import WebsocketCommunicator
 
     settings.VAR_DIR = tmp_path / "var"
-    job = Job.objects.create(kind="simulate", config={}, state=Job.State.RUNNING, worker_host="gpu-7", device="cuda")
+    job = Job.objects.create(
+        kind="simulate", config={}, state=Job.State.RUNNING, worker_host="gpu-7", device="cuda", queued_by=researcher
+    )
     client.force_login(researcher)
     headers = [
         (
@@ -43,3 +45,23 @@ def test_a_researcher_follows_a_simulation_s_progress_over_the_websocket(client,
         "message": "simulating participants 1-1 of 1",
         "error": "",
     }
+
+
+def test_another_researcher_cannot_follow_a_simulation_over_the_websocket(client, researcher):
+    from channels.testing import WebsocketCommunicator
+
+    from healthagent.roles import Role
+    from tests.factories import UserFactory
+
+    job = Job.objects.create(kind="simulate", config={}, state=Job.State.RUNNING, queued_by=researcher)
+    client.force_login(UserFactory(role=Role.RESEARCHER))
+    cookie = f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}"
+    headers = [(b"cookie", cookie.encode()), (b"origin", b"http://localhost")]
+
+    async def connect():
+        communicator = WebsocketCommunicator(application, f"/ws/twin/jobs/{job.pk}/", headers=headers)
+        connected, _ = await communicator.connect()
+        await communicator.disconnect()
+        return connected
+
+    assert not async_to_sync(connect)()
