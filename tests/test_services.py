@@ -94,12 +94,14 @@ def test_every_websocket_route_has_a_row():
 def test_websocket_authorization_matrix(client, user_for_role, role, route, grounded_study):
     from modeling.models import Job
 
+    user = user_for_role(role)
+    # A simulation is followed by whoever queued it (and admins); here every role "queued" it, so the matrix tests the
+    # role alone. Another researcher's simulation is refused in tests/modeling/test_consumers.py.
     objects = {
         "job": Job.objects.create(kind="demo_training", config={}).pk,
-        "simulation_job": Job.objects.create(kind="simulate", config={}).pk,
+        "simulation_job": Job.objects.create(kind="simulate", config={}, queued_by=user).pk,
         "study": grounded_study.pk,
     }
-    user = user_for_role(role)
     headers = session_headers(client, user) if user else [(b"origin", b"http://localhost")]
     assert connects(websocket_path(route, objects), headers) is (role in WEBSOCKET_MATRIX[route])
 
