@@ -39,5 +39,5 @@ class SimulationJobConsumer(RoleGroupConsumer):
         exists = await database_sync_to_async(simulations_visible_to(user).filter(pk=job_id).exists)()
         return [job_group(job_id)] if exists else None
 
-    async def group_event(self, event):
-        await self.send_json(job_progress_payload(event["payload"]))
+    def payload(self, payload: dict) -> dict:
+        return job_progress_payload(payload)
