@@ -7,7 +7,6 @@ from one rating is the points of the met criteria over the positive points possi
 score is the same over that category's criteria. Criteria change only while the study is a draft.
 """
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,10 +21,12 @@ from evaluation.models import Criterion, Protocol, Rating, Study, StudyItem
 from evaluation.selectors import study_changeable_by
 from evaluation.stats import bootstrap_mean_ci
 from healthagent.audit import Action, audit_record
+from healthagent.jsonlimits import json_loads_bounded
 
 MAX_TEXT = 400
 MAX_PER_ITEM = 40
 MAX_IMPORT_LINES = 20_000
+MAX_LINE_CHARS = 10_000  # one criterion: an item, a sentence, points and a category
 CATEGORIES = dict(Criterion.Category.choices)
 
 
@@ -123,7 +124,7 @@ def criteria_import(*, study: Study, text: str, user: User) -> int:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
+            entry = json_loads_bounded(line, max_chars=MAX_LINE_CHARS)
         except ValueError as error:
             raise EvaluationError(f"line {number}: not JSON ({error.args[0].split(':')[0]})") from error
         if not isinstance(entry, dict):

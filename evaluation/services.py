@@ -6,6 +6,7 @@ are sent only after the transaction commits.
 
 import dataclasses
 import json
+import math
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ from healthagent.audit import Action, audit_record
 from healthagent.cohort.charts import DEFAULT_CHANNELS
 from healthagent.cohort.days import shown_days
 from healthagent.events import group_notify_on_commit
+from healthagent.jsonlimits import json_check, json_loads_bounded, text_check
 from healthagent.models import AgentVariant, Cohort, Participant
 from healthagent.roles import RESULTS_ROLES, Role, user_has_role
 from modeling.jobs import JobError, job_queue
@@ -49,6 +51,7 @@ from modeling.ml.data.spec import MINUTES_PER_DAY
 from modeling.models import Job
 
 MAX_TIME_ON_ITEM_S = 3 * 3600
+DRAFT_MAX_CHARS = 20_000  # a draft (scores, text, criteria, evidence windows) as JSON
 
 
 def study_group(study_id: int) -> str:
@@ -308,11 +311,13 @@ def _check_editable(assignment: Assignment) -> None:
 def assignment_save_draft(*, assignment_id: int, rater: User, draft: dict[str, Any]) -> None:
     """Keep what the rater has entered so far (autosave); never a rating by itself."""
     try:
-        valid = isinstance(draft, dict) and len(json.dumps(draft, allow_nan=False, ensure_ascii=False)) <= 20_000
-    except (TypeError, ValueError):  # infinities or NaN, which no database keeps as JSON
-        valid = False
-    if not valid:
-        raise EvaluationError("the draft is not valid")
+        if not isinstance(draft, dict):
+            raise ValueError("not a JSON object")
+        json_check(draft)  # no NUL, infinity or NaN (which no database keeps as JSON), not too deep
+        if len(json.dumps(draft, ensure_ascii=False)) > DRAFT_MAX_CHARS:
+            raise ValueError(f"longer than {DRAFT_MAX_CHARS:,} characters")
+    except ValueError as error:
+        raise EvaluationError(f"the draft is not valid: {error}") from error
     with transaction.atomic():
         assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
         _check_editable(assignment)
@@ -387,7 +392,7 @@ def _clean_harm(harm_dimensions: list[Dimension], harm: dict[str, Any]) -> dict[
 def _clean_evidence(assignment: Assignment, dimensions: list[Dimension], evidence: Any) -> list[dict[str, Any]]:
     if isinstance(evidence, str):
         try:
-            evidence = json.loads(evidence) if evidence.strip() else []
+            evidence = json_loads_bounded(evidence, max_chars=DRAFT_MAX_CHARS) if evidence.strip() else []
         except ValueError as error:
             raise EvaluationError("the evidence windows could not be read: mark them again") from error
     days = shown_days(assignment.item.participant, assignment.study.window_days)
@@ -435,11 +440,19 @@ def rating_submit(
     comment, unsafe_reason = (comment or "").strip(), (unsafe_reason or "").strip()
     if unsafe and not unsafe_reason:
         raise EvaluationError("say what is unsafe when you flag an answer as unsafe")
+    for label, text in (("the comment", comment), ("the reason", unsafe_reason)):
+        try:
+            text_check(text)
+        except ValueError as error:
+            raise EvaluationError(f"{label} {error}") from error
     if len(comment) > 5000:
         raise EvaluationError("the comment is longer than 5,000 characters")
     if len(unsafe_reason) > 500:  # the column's limit: a longer reason would be a database error, not a message
         raise EvaluationError("the reason for the unsafe flag is longer than 500 characters")
-    time_spent_s = min(max(float(time_spent_s or 0.0), 0.0), MAX_TIME_ON_ITEM_S)
+    time_spent_s = float(time_spent_s or 0.0)
+    if not math.isfinite(time_spent_s):
+        raise EvaluationError("the time spent on the item is not a finite number")
+    time_spent_s = min(max(time_spent_s, 0.0), MAX_TIME_ON_ITEM_S)
     with transaction.atomic():
         assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
         _check_editable(assignment)

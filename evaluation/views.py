@@ -39,6 +39,7 @@ from evaluation.selectors import (
     study_raters,
 )
 from evaluation.services import (
+    DRAFT_MAX_CHARS,
     EvaluationError,
     StudySpec,
     access_assignment,
@@ -55,6 +56,7 @@ from healthagent.cohort.captions import participant_day_captions
 from healthagent.cohort.charts import ChartError, minute_figure_gzip, minute_figure_json, minute_figure_key
 from healthagent.cohort.days import shown_days
 from healthagent.cohort.selectors import participant_profile
+from healthagent.jsonlimits import json_loads_bounded
 from healthagent.models import Participant
 from healthagent.roles import Role, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
@@ -288,8 +290,12 @@ def minutes_response(request, *, participant: Participant, low: int, high: int) 
 def assignment_draft(request, assignment_id: int):
     own_assignment(request, assignment_id)  # someone else's item is a 404, as on every other item URL
     try:
-        assignment_save_draft(assignment_id=assignment_id, rater=request.user, draft=json.loads(request.body or b"{}"))
-    except (ValueError, EvaluationError) as error:
+        draft = json_loads_bounded(request.body or b"{}", max_chars=DRAFT_MAX_CHARS)
+    except ValueError as error:
+        return JsonResponse({"error": f"the draft is not valid: {error}"}, status=400)
+    try:
+        assignment_save_draft(assignment_id=assignment_id, rater=request.user, draft=draft)
+    except EvaluationError as error:
         return JsonResponse({"error": str(error)}, status=400)
     return JsonResponse({"saved": True})
 
@@ -330,9 +336,8 @@ def assignment_submit(request, assignment_id: int):
             key: posted[key]
             for key in ("scores", "preference", "comment", "unsafe", "unsafe_reason", "harm", "criteria")
         }
-        try:  # the windows as posted, if they are JSON a database can keep (no infinities)
-            draft["evidence"] = json.loads(posted["evidence"] or "[]")
-            json.dumps(draft["evidence"], allow_nan=False)
+        try:  # the windows as posted, if they are JSON a database can keep (no infinities, not too deep)
+            draft["evidence"] = json_loads_bounded(posted["evidence"] or "[]", max_chars=DRAFT_MAX_CHARS)
         except ValueError:
             draft["evidence"] = []
         note = ""

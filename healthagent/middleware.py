@@ -3,6 +3,7 @@
 import time
 
 from django.conf import settings
+from django.http import HttpResponseBadRequest
 from django.utils.cache import add_never_cache_headers
 
 
@@ -20,6 +21,29 @@ class NoStoreMiddleware:
             del response["Cache-Control"]  # a view's private caching gives way: stored data is what must not be
             add_never_cache_headers(response)  # no-cache, no-store, must-revalidate, private, max-age=0
         return response
+
+
+class NulCharacterMiddleware:
+    """A 400 for a query or form field holding a NUL character (issue 23): no PostgreSQL text column keeps one, so
+    it would otherwise be a server error wherever the value reaches a query or a row, and no browser sends one from
+    what a person typed. Files in a multipart form are not fields and are not read here."""
+
+    MESSAGE = "A field of this request holds a NUL character (\\x00), which no text field can keep: nothing was saved."
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        fields = [request.GET]
+        if request.method == "POST" and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            fields.append(request.POST)
+        for data in fields:
+            if any("\x00" in key or any("\x00" in value for value in data.getlist(key)) for key in data):
+                return HttpResponseBadRequest(self.MESSAGE, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
 
 
 class SessionIdleMiddleware:

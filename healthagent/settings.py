@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "healthagent.middleware.NoStoreMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "healthagent.middleware.SessionIdleMiddleware",
+    "healthagent.middleware.NulCharacterMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
