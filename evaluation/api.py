@@ -1,11 +1,12 @@
 """The read-only JSON API for scripts: one paginated list per resource, token authentication.
 
-Get a token with ``python manage.py drf_create_token USERNAME`` and send
+Make a token on your account page (``/account/``: each expires, and is revoked there) and send
 ``Authorization: Token <token>``. Researchers and admins only.
 """
 
+from knox.auth import TokenAuthentication
 from rest_framework import generics, serializers
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 

@@ -3,6 +3,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
 from django.db import router, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -101,6 +102,33 @@ class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
         # must commit with the new password (or neither does).
         with transaction.atomic(using=router.db_for_write(User)):
             return super().user_change_password(request, id, form_url)
+
+    # Least privilege for the admin role (issue 23): only a superuser sees superuser status and single permissions
+    # on the form, or changes, deletes or sets the password of a superuser; an admin gives roles (groups).
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if request.user.is_superuser:
+            return fieldsets
+        hidden = {"is_superuser", "user_permissions"}
+        return [
+            (name, {**options, "fields": [field for field in options["fields"] if field not in hidden]})
+            for name, options in fieldsets
+        ]
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_superuser and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        if not request.user.is_superuser and queryset.filter(is_superuser=True).exists():
+            raise PermissionDenied("Only a superuser deletes a superuser.")
+        super().delete_queryset(request, queryset)
 
     def audit_action(self, verb, obj, message):
         if verb == "changed" and {"Groups", "groups", "Staff status", "Superuser status"} & set(

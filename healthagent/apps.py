@@ -1,20 +1,46 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
+# What the admin role may not do in the Django admin (least privilege, issue 23): edit permissions or groups (the
+# roles are groups: an admin gives roles, not permissions), read sessions (their data is other users' log-ins), touch
+# API tokens (only their owner makes or revokes one, on the account page), edit content types or rewrite the admin's
+# own history. Superusers (``createsuperuser``, on the server) keep everything.
+ADMIN_GROUP_WITHHELD = {
+    "auth": {"add_permission", "change_permission", "delete_permission", "add_group", "change_group", "delete_group"},
+    "admin": {"add_logentry", "change_logentry", "delete_logentry"},
+    "sessions": None,  # None: every permission of the app
+    "contenttypes": None,
+    "knox": None,
+}
+
+
+def admin_group_permissions(using: str = "default"):
+    """The permissions the admin group holds: every model's, less :data:`ADMIN_GROUP_WITHHELD`."""
+    from django.contrib.auth.models import Permission
+    from django.db.models import Q
+
+    withheld = Q(pk__in=[])
+    for app_label, codenames in ADMIN_GROUP_WITHHELD.items():
+        in_app = Q(content_type__app_label=app_label)
+        withheld |= in_app if codenames is None else in_app & Q(codename__in=codenames)
+    return Permission.objects.using(using).exclude(withheld)
+
 
 def grant_admin_group_permissions(sender, using="default", **kwargs):
-    """The admin role manages users, cohorts, studies and jobs in the Django admin too.
+    """The admin role manages users, cohorts, studies and jobs in the Django admin too, with the permissions of
+    :func:`admin_group_permissions` (the change form of a user also hides superuser status and single permissions
+    from an admin who is not a superuser, and refuses to edit a superuser: healthagent/admin.py).
 
     Permissions are created by a post_migrate handler of their own, so they are granted here,
     after every migration run, rather than in a data migration that would run before they exist.
     """
-    from django.contrib.auth.models import Group, Permission
+    from django.contrib.auth.models import Group
 
     from healthagent.roles import Role
 
     group = Group.objects.using(using).filter(name=Role.ADMIN).first()
     if group is not None:
-        group.permissions.set(Permission.objects.using(using).all())
+        group.permissions.set(admin_group_permissions(using))
 
 
 class HealthAgentConfig(AppConfig):

@@ -26,7 +26,7 @@ class NoStoreMiddleware:
 class NulCharacterMiddleware:
     """A 400 for a query or form field holding a NUL character (issue 23): no PostgreSQL text column keeps one, so
     it would otherwise be a server error wherever the value reaches a query or a row, and no browser sends one from
-    what a person typed. Files in a multipart form are not fields and are not read here."""
+    what a person typed. Query strings and plain (url-encoded) forms, which every rating and study form is."""
 
     MESSAGE = "A field of this request holds a NUL character (\\x00), which no text field can keep: nothing was saved."
 
@@ -35,10 +35,9 @@ class NulCharacterMiddleware:
 
     def __call__(self, request):
         fields = [request.GET]
-        if request.method == "POST" and request.content_type in (
-            "application/x-www-form-urlencoded",
-            "multipart/form-data",
-        ):
+        # A plain form only: reading a multipart body here would consume the stream a view may read as a whole
+        # (request.body), and an upload form's fields go through Django forms, which refuse NUL characters.
+        if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
             fields.append(request.POST)
         for data in fields:
             if any("\x00" in key or any("\x00" in value for value in data.getlist(key)) for key in data):

@@ -301,6 +301,8 @@ class AuditEntry(models.Model):
         USER_CHANGED = "user.changed", "User changed"
         USER_ROLES_CHANGED = "user.roles_changed", "User's roles changed"
         USER_DELETED = "user.deleted", "User deleted"
+        API_TOKEN_CREATED = "api_token.created", "API token created"
+        API_TOKEN_REVOKED = "api_token.revoked", "API token revoked"
         COHORT_IMPORTED = "cohort.imported", "Cohort imported"
         COHORT_CHANGED = "cohort.changed", "Cohort changed"
         COHORT_DELETED = "cohort.deleted", "Cohort deleted"

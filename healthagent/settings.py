@@ -79,7 +79,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens (django-rest-knox): stored as hashes, each with an expiry, revoked one by one on the account page.
+    "knox",
     "axes",
     "healthagent",
     "modeling",
@@ -225,6 +226,13 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# API tokens: made and revoked by their owner on the account page (healthagent/tokens.py), never by another user.
+API_TOKEN_MAX_DAYS = int(os.environ.get("API_TOKEN_MAX_DAYS", "90"))
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=API_TOKEN_MAX_DAYS),  # the longest; the owner may choose a shorter one
+    "TOKEN_LIMIT_PER_USER": 10,
+    "AUTO_REFRESH": False,  # a token ends when it was said to, however often it is used
+}
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

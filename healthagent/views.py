@@ -1,15 +1,18 @@
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from healthagent.audit import audit_entries
 from healthagent.health import service_status, worker_status
 from healthagent.models import AuditEntry
 from healthagent.notifications import notifications_for, notifications_mark_read
 from healthagent.roles import ROLE_HOME_URL_NAMES, Role, role_required, user_has_role, user_primary_role
+from healthagent.tokens import API_ROLES, TokenError, api_token_create, api_token_revoke, api_tokens_of
 
 
 @login_required
@@ -60,3 +63,57 @@ def notifications(request):
         return redirect("notifications")
     page = Paginator(notifications_for(user=request.user), 50).get_page(request.GET.get("page"))
     return render(request, "healthagent/notifications.html", {"page": page})
+
+
+@login_required
+@require_GET
+def account(request):
+    """The user's own page: who they are, their roles and, for researchers and admins, their API tokens."""
+    may_use_api = user_has_role(request.user, *API_ROLES)
+    return render(
+        request,
+        "healthagent/account.html",
+        {
+            "may_use_api": may_use_api,
+            "tokens": api_tokens_of(request.user) if may_use_api else [],
+            "max_days": settings.API_TOKEN_MAX_DAYS,
+        },
+    )
+
+
+@role_required(*API_ROLES)
+@require_POST
+def account_token_create(request):
+    """Make a token; its secret is on the page this returns, once (never stored, so never shown again)."""
+    try:
+        days = int(request.POST.get("days") or settings.API_TOKEN_MAX_DAYS)
+        token, secret = api_token_create(user=request.user, days=days)
+    except ValueError:
+        messages.error(request, "Not made: the number of days must be a whole number.")
+        return redirect("account")
+    except TokenError as error:
+        messages.error(request, f"Not made: {error}.")
+        return redirect("account")
+    return render(
+        request,
+        "healthagent/account.html",
+        {
+            "may_use_api": True,
+            "tokens": api_tokens_of(request.user),
+            "max_days": settings.API_TOKEN_MAX_DAYS,
+            "new_token": token,
+            "new_secret": secret,
+        },
+    )
+
+
+@role_required(*API_ROLES)
+@require_POST
+def account_token_revoke(request, token_key: str):
+    try:
+        api_token_revoke(user=request.user, token_key=token_key)
+    except TokenError as error:
+        messages.error(request, f"Not revoked: {error}.")
+    else:
+        messages.success(request, f"Token {token_key}… revoked: it no longer opens the API.")
+    return redirect("account")

@@ -81,6 +81,11 @@ MATRIX = {
     "health": row(200, 200, 200, 200),
     "system_status": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
     "audit_log": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),
+    "account": row(LOGIN, 200, 200, 200),
+    "account_token_create": row(LOGIN, FORBIDDEN, 200, 200, method="post"),
+    "account_token_revoke": row(
+        LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs={"token_key": "not-a-token"}
+    ),
     "evaluation:queue": row(LOGIN, 200, FORBIDDEN, FORBIDDEN),
     "evaluation:study_list": row(LOGIN, FORBIDDEN, 200, 200),
     "modeling:job_list": row(LOGIN, FORBIDDEN, FORBIDDEN, 200),

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from evaluation.assignment import assignment_next
 from evaluation.dashboard import study_dashboard
@@ -144,14 +144,14 @@ def test_the_api_lists_with_pages_and_tokens(client):
     study = build_study(items=5, raters=2, k=2)
     rate_everything(study)
     researcher = UserFactory(role="researcher")
-    token = Token.objects.create(user=researcher)
-    headers = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
+    _, secret = AuthToken.objects.create(user=researcher)
+    headers = {"HTTP_AUTHORIZATION": f"Token {secret}"}
     page = client.get(reverse("api:ratings", args=[study.pk]) + "?page_size=4", **headers).json()
     assert page["count"] == 10 and len(page["results"]) == 4 and page["next"]
     assert set(page["results"][0]) >= {"item", "rater", "scores", "unsafe", "revision"}
     assert client.get(reverse("api:studies"), **headers).json()["results"][0]["name"] == study.name
-    clinician_token = Token.objects.create(user=study.clinicians.first())
-    assert client.get(reverse("api:studies"), HTTP_AUTHORIZATION=f"Token {clinician_token.key}").status_code == 403
+    _, clinician_secret = AuthToken.objects.create(user=study.clinicians.first())
+    assert client.get(reverse("api:studies"), HTTP_AUTHORIZATION=f"Token {clinician_secret}").status_code == 403
     assert client.get(reverse("api:studies"), HTTP_AUTHORIZATION="Token nonsense").status_code == 401
 
 

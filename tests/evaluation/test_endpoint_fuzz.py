@@ -6,6 +6,7 @@ dashboard cannot keep. On PostgreSQL, which refuses NUL characters and non-finit
 
 import json
 import math
+from urllib.parse import urlencode
 
 import pytest
 from django.urls import reverse
@@ -92,11 +93,14 @@ FIELDS = st.fixed_dictionaries(
 
 
 @EXAMPLES
-@given(fields=FIELDS)
-def test_the_rating_submit_saves_or_says_why_never_a_server_error(client, own_assignment, fields):
+@given(fields=FIELDS, as_browser=st.booleans())
+def test_the_rating_submit_saves_or_says_why_never_a_server_error(client, own_assignment, fields, as_browser):
     url = reverse("evaluation:assignment_submit", args=[own_assignment.pk])
     revisions = Rating.objects.filter(assignment=own_assignment).values_list("revision", flat=True).first()
-    response = client.post(url, fields)
+    if as_browser:  # a form as a browser posts it (url-encoded); else multipart, as a script might
+        response = client.post(url, urlencode(fields), content_type="application/x-www-form-urlencoded")
+    else:
+        response = client.post(url, fields)
     # 302: saved, or refused with a message on the page it redirects to; 400: a field holds a NUL character.
     assert response.status_code in (302, 400), response.content[:200]
     rating = Rating.objects.filter(assignment=own_assignment).first()
