@@ -7,6 +7,7 @@ Make a token on your account page (``/account/``: each expires, and is revoked t
 from knox.auth import TokenAuthentication
 from rest_framework import generics, serializers
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 
@@ -23,9 +24,33 @@ class ResearchersOnly(BasePermission):
 
 
 class Pages(PageNumberPagination):
+    """``?page=`` (past the last: 404) and ``?page_size=`` (1 to 1000; anything else is a 400 that says so, rather
+    than DRF's silent fall-back to the default, which would hand a script a page it did not ask for)."""
+
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            size = int(raw)
+        except ValueError:
+            size = 0
+        if not 1 <= size <= self.max_page_size:
+            raise ValidationError({self.page_size_query_param: f"a whole number from 1 to {self.max_page_size}"})
+        return size
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+            elif parameter["name"] == self.page_query_param:
+                parameter["schema"].update(minimum=1)
+        return parameters
 
 
 class StudySerializer(serializers.ModelSerializer):
@@ -138,3 +163,23 @@ class SkipList(ApiList):
             .select_related("rater")
             .order_by("pk")
         )
+
+
+def schema_error_responses(result, generator, request, public):
+    """drf-spectacular post-processing hook: every operation's refusals in the schema, so that a client (and the
+    schemathesis run of the suite) knows them: 401 without a valid token, 403 for a role without the API, 404 for a
+    study that is not there or not the caller's to read, or a page past the last."""
+    error = {"type": "object", "additionalProperties": True}  # {"detail": ...}, or {parameter: [message]}
+    refusals = {
+        "401": "No valid token (missing, expired or revoked).",
+        "403": "The API is for researchers and admins.",
+        "404": "No such study for you, or no such page.",
+        "400": "A query parameter out of its range (page_size), said in the body.",
+    }
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            for status, description in refusals.items():
+                operation["responses"].setdefault(
+                    status, {"description": description, "content": {"application/json": {"schema": error}}}
+                )
+    return result

@@ -1,4 +1,5 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
 
 from evaluation import api
 
@@ -8,4 +9,6 @@ urlpatterns = [
     path("studies/<int:study_id>/items/", api.ItemList.as_view(), name="items"),
     path("studies/<int:study_id>/ratings/", api.RatingList.as_view(), name="ratings"),
     path("studies/<int:study_id>/skips/", api.SkipList.as_view(), name="skips"),
+    # The OpenAPI 3 schema of the above (drf-spectacular): public, like any API's documentation; the data needs a token.
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

@@ -3,7 +3,7 @@
 import time
 
 from django.conf import settings
-from django.http import HttpResponseBadRequest
+from django.http import HttpResponseBadRequest, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
 
@@ -41,6 +41,8 @@ class NulCharacterMiddleware:
             fields.append(request.POST)
         for data in fields:
             if any("\x00" in key or any("\x00" in value for value in data.getlist(key)) for key in data):
+                if request.path.startswith("/api/"):  # the API answers in JSON, refusals too
+                    return JsonResponse({"detail": self.MESSAGE}, status=400)
                 return HttpResponseBadRequest(self.MESSAGE, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
 

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "rest_framework",
     # API tokens (django-rest-knox): stored as hashes, each with an expiry, revoked one by one on the account page.
     "knox",
+    "drf_spectacular",
     "axes",
     "healthagent",
     "modeling",
@@ -233,9 +234,23 @@ REST_KNOX = {
     "TOKEN_LIMIT_PER_USER": 10,
     "AUTO_REFRESH": False,  # a token ends when it was said to, however often it is used
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Health agent evaluation API",
+    "DESCRIPTION": "Read-only: studies, their items, ratings and skips, for researchers and admins. "
+    "Send Authorization: Token <token> (make one on your account page).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "evaluation.api.schema_error_responses",
+    ],
+}
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from

@@ -21,3 +21,6 @@ urlpatterns = [
     path("api/", include("evaluation.api_urls")),
     path("django-admin/", admin.site.urls),
 ]
+
+# A 404 under /api/ is JSON like every other API answer; elsewhere, the site's 404 page.
+handler404 = views.not_found

@@ -6,6 +6,7 @@ from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.defaults import page_not_found
 
 from healthagent.audit import audit_entries
 from healthagent.health import service_status, worker_status
@@ -13,6 +14,13 @@ from healthagent.models import AuditEntry
 from healthagent.notifications import notifications_for, notifications_mark_read
 from healthagent.roles import ROLE_HOME_URL_NAMES, Role, role_required, user_has_role, user_primary_role
 from healthagent.tokens import API_ROLES, TokenError, api_token_create, api_token_revoke, api_tokens_of
+
+
+def not_found(request, exception):
+    """The 404 of a URL that matches nothing: JSON under ``/api/`` (a script reads it), else the 404 page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
 
 
 @login_required

@@ -285,6 +285,7 @@ MATRIX = {
         LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"job_id": a_simulation_job(user).pk}
     ),
     "api:studies": row(401, FORBIDDEN, 200, 200),
+    "api:schema": row(200, 200, 200, 200),
     "api:items": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:ratings": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:skips": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
