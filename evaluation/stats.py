@@ -8,7 +8,8 @@ Every result says how many items and raters it rests on; below the minimum it re
 ``{"enough": False, "reason": ...}`` instead of a number, so pages never show NaN.
 """
 
-from typing import Literal
+from types import SimpleNamespace
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -214,7 +215,7 @@ def paired_comparison(
     if test == "paired_t":
         result = stats.ttest_rel(first, second, alternative=alternative)
     else:
-        result = stats.wilcoxon(first, second, zero_method="wilcox", alternative=alternative)
+        result = wilcoxon(differences, alternative=alternative)
     ranks = stats.rankdata(np.abs(nonzero))
     rank_biserial = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
     return {
@@ -225,6 +226,32 @@ def paired_comparison(
         "p_value": float(result.pvalue),
         "rank_biserial": rank_biserial,
     }
+
+
+PERMUTATION_MAX_PAIRS = 13  # scipy's wilcoxon enumerates every sign pattern up to here when there are ties or zeros
+
+
+def wilcoxon(differences: np.ndarray, *, alternative: str = "two-sided") -> Any:
+    """``scipy.stats.wilcoxon(differences, zero_method="wilcox", alternative=alternative)``, with the same statistic
+    and p-value, in microseconds rather than a fifth of a second where scipy would run its permutation test (at most
+    13 pairs, with ties or zeros, as Likert means have): there scipy evaluates the statistic once per sign pattern in
+    Python; here the exact null distribution of the signed-rank sum over all 2^m sign patterns of the m nonzero
+    differences is one matrix product (the power analysis simulates thousands of such studies in one request).
+    Everywhere else, scipy itself. Checked against scipy in tests/evaluation/test_stats.py."""
+    nonzero = differences[differences != 0]
+    magnitudes = np.abs(nonzero)
+    ties_or_zeros = len(nonzero) < len(differences) or len(np.unique(magnitudes)) < len(magnitudes)
+    if not (ties_or_zeros and 0 < len(differences) <= PERMUTATION_MAX_PAIRS):
+        return stats.wilcoxon(differences, zero_method="wilcox", alternative=alternative)
+    ranks = stats.rankdata(magnitudes)
+    r_plus, r_minus = float(ranks[nonzero > 0].sum()), float(ranks[nonzero < 0].sum())
+    patterns = (np.arange(2 ** len(nonzero))[:, None] >> np.arange(len(nonzero))) & 1  # every sign pattern
+    null = patterns @ ranks  # its signed-rank sum r+
+    gamma = abs(np.finfo(float).eps * 100 * r_plus)  # scipy's tolerance for ties of the statistic
+    less, greater = np.mean(null <= r_plus + gamma), np.mean(null >= r_plus - gamma)
+    p_value = {"less": less, "greater": greater}.get(alternative, min(1.0, 2 * min(less, greater)))
+    statistic = min(r_plus, r_minus) if alternative == "two-sided" else r_plus
+    return SimpleNamespace(statistic=statistic, pvalue=float(p_value))
 
 
 def adjust_p_values(p_values: list[float]) -> list[float]:

@@ -145,3 +145,24 @@ def test_the_large_sample_interval_agrees_with_the_bootstrap():
     sums, counts = np.bincount(clusters, weights=values), np.bincount(clusters).astype(float)
     normal = stats.cluster_normal_ci(sums, counts)
     assert normal == pytest.approx(boot, abs=0.01)
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "less", "greater"])
+def test_the_fast_wilcoxon_gives_scipys_statistic_and_p_value(alternative):
+    """Means of Likert ratings (ties, zeros) for 5 to 20 pairs: scipy's permutation test below 14, its normal
+    approximation above; the fast path must agree with scipy wherever it is taken."""
+    from scipy import stats as scipy_stats
+
+    from evaluation.stats import wilcoxon
+
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        n = int(rng.integers(5, 21))
+        raters = int(rng.integers(1, 4))
+        differences = rng.integers(1, 6, (n, raters)).mean(axis=1) - rng.integers(1, 6, (n, raters)).mean(axis=1)
+        if not differences.any():
+            continue
+        ours = wilcoxon(differences, alternative=alternative)
+        theirs = scipy_stats.wilcoxon(differences, zero_method="wilcox", alternative=alternative)
+        assert ours.statistic == pytest.approx(float(theirs.statistic))
+        assert ours.pvalue == pytest.approx(float(theirs.pvalue), abs=1e-12), differences
