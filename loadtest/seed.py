@@ -38,7 +38,12 @@ def seed(plan: dict) -> dict:
         participants=plan["participants"], days=plan["days"], seed=plan["seed"], history_days=plan["days"] + 30
     )
     cohort = cohort_import(
-        name="Load cohort", source="synthetic", participants=participants, source_report=report, k=1
+        name="Load cohort",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
     ).cohort
     grounded = AgentVariant.objects.get(name="grounded agent")
     variants = [grounded] + [

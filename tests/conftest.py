@@ -86,7 +86,14 @@ def tiny_cohort(db):
 
     ensure_reference_data()
     participants, report = synthetic_participants(participants=3, days=2, seed=5, history_days=60)
-    return cohort_import(name="Tiny", source="synthetic", participants=participants, source_report=report, k=1).cohort
+    return cohort_import(
+        name="Tiny",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
+    ).cohort
 
 
 @pytest.fixture

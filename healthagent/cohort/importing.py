@@ -12,19 +12,20 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 
 from healthagent.audit import Action, audit_record
 from healthagent.cohort.anonymize import (
     AnonymizationError,
-    QuasiIdentifiers,
     age_band,
     date_shift_days,
-    k_anonymize,
+    k_check,
     normalize_sex,
     pseudonym,
     shifted_weekday,
 )
+from healthagent.cohort.import_anonymity import HeldRows, import_anonymize
 from healthagent.cohort.store import trajectory_root, write_trajectory
 from healthagent.models import Cohort, DailySummary, Event, Measurement, Participant
 from modeling.ml.data.summaries import daily_summaries
@@ -50,6 +51,12 @@ class RawParticipant:
     measurements: list[dict] = field(default_factory=list)  # {day, name, value, unit, modality}
     events: list[dict] = field(default_factory=list)  # {kind, name, day, start_minute, end_minute, detail}
     ground_truth: dict = field(default_factory=dict)
+    origin: str = ""  # the file it was read from, named in a refusal (never stored)
+
+
+def _from(raw: RawParticipant) -> str:
+    """Where a refused participant was read from, for its message: " (export.zip)", or nothing."""
+    return f" ({raw.origin})" if raw.origin else ""
 
 
 @dataclass
@@ -97,7 +104,8 @@ def cohort_import(
     source: str,
     participants: Iterable[RawParticipant],
     source_report: dict | None = None,
-    k: int = 5,
+    k: int | None = None,
+    allow_k_below_minimum: bool = False,
     description: str = "",
     user=None,
     via: str = "",
@@ -106,7 +114,14 @@ def cohort_import(
 
     Participants already in the cohort (same pseudonym) are left as they are, so importing the
     same export twice is idempotent. Holds one database transaction for the whole import.
+    ``k`` defaults to ``ANONYMIZATION_MIN_K``; a smaller one needs ``allow_k_below_minimum`` (audited).
+    The import's participants in a group still smaller than ``k`` are dropped.
     """
+    k = settings.ANONYMIZATION_MIN_K if k is None else k
+    try:
+        k_check(k=k, allow_below_minimum=allow_k_below_minimum)
+    except AnonymizationError as error:
+        raise CohortImportError(str(error)) from error
     written: list[Path] = []
     try:
         with transaction.atomic():
@@ -118,7 +133,7 @@ def cohort_import(
                     f"cohort {name!r} holds {cohort.source} data; import {source} data into another cohort"
                 )
             existing = set(cohort.participants.values_list("pseudonym", flat=True))
-            new_participants: list[Participant] = []
+            new_participants: list[HeldRows] = []
             already_present = 0
             for raw in participants:
                 try:
@@ -126,7 +141,7 @@ def cohort_import(
                     band = age_band(raw.age_years)
                 except AnonymizationError as error:
                     raise CohortImportError(
-                        f"participant #{len(new_participants) + already_present + 1}: {error}"
+                        f"participant #{len(new_participants) + already_present + 1}{_from(raw)}: {error}"
                     ) from error
                 if key in existing:
                     already_present += 1
@@ -157,23 +172,26 @@ def cohort_import(
                     write_trajectory(path=path, values=raw.values, mask=raw.mask, start_weekday=weekday)
                 except OSError as error:  # a full or failing trajectory store: say so, and roll everything back
                     raise CohortImportError(
-                        f"participant #{len(new_participants) + already_present + 1}: the trajectory store cannot "
+                        f"participant #{len(new_participants) + already_present + 1}{_from(raw)}: the trajectory store cannot "
                         f"take its file ({error.strerror or error}); nothing of this import was kept"
                     ) from error
                 summaries, measurements, events = _participant_rows(participant, raw)
                 DailySummary.objects.bulk_create(summaries, batch_size=500)
-                Measurement.objects.bulk_create(measurements, batch_size=2000)
-                Event.objects.bulk_create(events, batch_size=2000)
-                new_participants.append(participant)
+                # Measurements and events wait until the whole import is known: they are coded first.
+                new_participants.append(HeldRows(participant, measurements, events))
 
-            anonymity = _apply_k_anonymity(cohort, new_participants, k)
+            anonymity = import_anonymize(cohort=cohort, new=new_participants, k=k)
+            imported = len(new_participants) - anonymity["dropped"]
             entry = {
                 **(source_report or {}),
-                "imported": len(new_participants),
+                "imported": imported,
                 "already_present": already_present,
                 "k_anonymity": anonymity,
             }
-            cohort.import_report = {"imports": [*cohort.import_report.get("imports", []), entry]}
+            cohort.import_report = {
+                "imports": [*cohort.import_report.get("imports", []), entry],
+                "achieved_k": anonymity["achieved_k"],
+            }
             cohort.save(update_fields=["import_report"])
             audit_record(
                 actor=user,
@@ -182,28 +200,16 @@ def cohort_import(
                 target=cohort,
                 details={
                     "source": source,
-                    "imported": len(new_participants),
+                    "imported": imported,
                     "already_present": already_present,
+                    "dropped": anonymity["dropped"],
                     "k": k,
+                    "minimum_k": settings.ANONYMIZATION_MIN_K,
+                    "k_below_minimum": k < settings.ANONYMIZATION_MIN_K,
                 },
             )
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    return ImportSummary(cohort=cohort, imported=len(new_participants), already_present=already_present, report=entry)
-
-
-def _apply_k_anonymity(cohort: Cohort, new_participants: list[Participant], k: int) -> dict:
-    """Generalize the new participants' quasi-identifiers against the whole cohort."""
-    new_ids = {participant.pk for participant in new_participants}
-    everyone = list(cohort.participants.only("pk", "age_band", "sex"))
-    groups = [QuasiIdentifiers(p.age_band, p.sex) for p in everyone]
-    generalized, report = k_anonymize(groups, k)
-    changed = []
-    for participant, group in zip(everyone, generalized, strict=True):
-        if participant.pk in new_ids and (participant.age_band, participant.sex) != (group.age_band, group.sex):
-            participant.age_band, participant.sex = group.age_band, group.sex
-            changed.append(participant)
-    Participant.objects.bulk_update(changed, ["age_band", "sex"])
-    return report
+    return ImportSummary(cohort=cohort, imported=imported, already_present=already_present, report=entry)

@@ -52,7 +52,12 @@ class LiveDashboardTest(ChannelsLiveServerTestCase):
         with self.settings(TRAJECTORY_ROOT=TRAJECTORIES):  # where the server process reads them
             participants, report = synthetic_participants(participants=2, days=2, seed=3, history_days=30)
             cohort = cohort_import(
-                name="Live", source="synthetic", participants=participants, source_report=report, k=1
+                name="Live",
+                source="synthetic",
+                participants=participants,
+                source_report=report,
+                k=1,
+                allow_k_below_minimum=True,
             ).cohort
             grounded = AgentVariant.objects.get(name="grounded agent")
             cohort_generate(cohort=cohort, variants=[grounded])

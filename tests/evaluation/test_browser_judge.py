@@ -33,7 +33,12 @@ def judged_study():
     ensure_reference_data()
     participants, report = synthetic_participants(participants=ITEMS, days=1, seed=8, history_days=30)
     cohort = cohort_import(
-        name="Judged", source="synthetic", participants=participants, source_report=report, k=1
+        name="Judged",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
     ).cohort
     grounded = AgentVariant.objects.get(name="grounded agent")
     cohort_generate(cohort=cohort, variants=[grounded])

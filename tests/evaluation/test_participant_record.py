@@ -121,7 +121,12 @@ def fortnight_study(db):
     ensure_reference_data()
     participants, report = synthetic_participants(participants=1, days=14, seed=11, history_days=40)
     cohort = cohort_import(
-        name="Fortnight", source="synthetic", participants=participants, source_report=report, k=1
+        name="Fortnight",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
     ).cohort
     grounded = AgentVariant.objects.get(name="grounded agent")
     cohort_generate(cohort=cohort, variants=[grounded])

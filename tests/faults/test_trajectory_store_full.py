@@ -39,7 +39,14 @@ def test_a_full_trajectory_store_rolls_the_import_back_with_a_clear_message(smal
     free_before = shutil.disk_usage(small_store).free
     participants, report = synthetic_participants(participants=10, days=2, seed=4, history_days=10)
     with pytest.raises(CohortImportError) as error:
-        cohort_import(name="Too big", source="synthetic", participants=participants, source_report=report, k=1)
+        cohort_import(
+            name="Too big",
+            source="synthetic",
+            participants=participants,
+            source_report=report,
+            k=1,
+            allow_k_below_minimum=True,
+        )
     message = str(error.value)
     assert re.search(
         r"the trajectory store cannot take its file \(.*No space left on device.*\); nothing of this import was kept",

@@ -152,6 +152,7 @@ def test_create_user_and_cohort_imports_from_the_command_line_are_audited(monkey
         "10",
         "--k",
         "1",
+        "--allow-k-below-minimum",
     )
     imported = only_entry(Action.COHORT_IMPORTED)
     assert (

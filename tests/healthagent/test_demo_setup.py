@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def small_demo(settings, tmp_path, monkeypatch):
     settings.VAR_DIR = tmp_path / "var"
-    monkeypatch.setitem(demo_setup.DEMO_COHORT, "participants", 4)  # the command's steps, on a smaller cohort
+    monkeypatch.setitem(demo_setup.DEMO_COHORT, "participants", 5)  # the smallest cohort k = 5 keeps whole
 
 
 def test_the_committed_models_are_registered_once_and_what_the_pages_need_comes_first(small_demo):

@@ -77,7 +77,12 @@ class LiveTwinProgressTest(ChannelsLiveServerTestCase):
         ensure_reference_data()
         participants, report = synthetic_participants(participants=2, days=2, seed=5, history_days=60)
         self.cohort = cohort_import(
-            name="Live twin", source="synthetic", participants=participants, source_report=report, k=1
+            name="Live twin",
+            source="synthetic",
+            participants=participants,
+            source_report=report,
+            k=1,
+            allow_k_below_minimum=True,
         ).cohort
         twin_checkpoint_create(FOLDER)
         self.researcher = UserFactory(role="researcher")

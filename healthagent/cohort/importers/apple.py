@@ -238,6 +238,7 @@ def apple_participants(*, paths: list[Path]) -> tuple[Iterator[RawParticipant], 
         identity = hashlib.sha256(f"{collector.birth}|{collector.sex}|{collector.first_start}".encode()).hexdigest()
         participants.append(
             RawParticipant(
+                origin=path.name,
                 source_id=identity,
                 age_years=age,
                 sex=(collector.sex or "").removeprefix("HKBiologicalSex"),

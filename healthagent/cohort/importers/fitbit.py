@@ -202,6 +202,7 @@ def fitbit_participants(*, paths: list[Path]) -> tuple[Iterator[RawParticipant],
         age = age_from_birth(birth=profile["birth"], on=first_day) if profile.get("birth") else None
         participants.append(
             RawParticipant(
+                origin=path.name,
                 source_id=profile.get("id") or path.stem,
                 age_years=age,
                 sex=profile.get("sex"),

@@ -274,6 +274,7 @@ def tabular_participants(
         ]
         participants.append(
             RawParticipant(
+                origin=", ".join([signals.name, *([demographics.name] if demographics and person else [])]),
                 source_id=participant_id,
                 age_years=age,
                 sex=person.get("sex"),

@@ -15,7 +15,19 @@ class Command(BaseCommand):
             "--name", required=True, help="Cohort name; importing into an existing cohort adds new participants."
         )
         parser.add_argument(
-            "--k", type=int, default=5, help="k of the k-anonymity applied to age band and sex (default 5)."
+            "--k",
+            type=int,
+            default=None,
+            help=(
+                "k of the k-anonymity: groups of age band and sex, clinical events and measurements are generalized "
+                "until k participants share each, and participants in a group still smaller are dropped "
+                "(default and minimum: ANONYMIZATION_MIN_K)."
+            ),
+        )
+        parser.add_argument(
+            "--allow-k-below-minimum",
+            action="store_true",
+            help="Allow a --k below ANONYMIZATION_MIN_K (k = 1 keeps no group anonymity); the audit log records it.",
         )
         parser.add_argument("--description", default="")
         parser.add_argument("paths", nargs="*", help="Files or folders to import (csv, fitbit, apple).")
@@ -33,7 +45,7 @@ class Command(BaseCommand):
             "--timezone", help="csv: the participants' time zone, to convert timestamps written in UTC (Z)"
         )
 
-    def handle(self, *args, source, name, k, description, **options):
+    def handle(self, *args, source, name, k, allow_k_below_minimum, description, **options):
         started = time.perf_counter()
         try:
             participants, report = source_participants(source, options)
@@ -43,6 +55,7 @@ class Command(BaseCommand):
                 participants=participants,
                 source_report=report,
                 k=k,
+                allow_k_below_minimum=allow_k_below_minimum,
                 description=description,
                 via="import_cohort command",
             )
@@ -52,6 +65,7 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Cohort {summary.cohort.name!r}: {summary.imported} participants imported, "
+                f"{summary.report['k_anonymity']['dropped']} dropped (in a group smaller than k), "
                 f"{summary.already_present} already present ({seconds:.1f} s)."
             )
         )

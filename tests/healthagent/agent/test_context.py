@@ -13,7 +13,12 @@ pytestmark = pytest.mark.django_db
 def test_the_context_states_its_windows_and_measurement_days_in_the_pages_numbering():
     participants, report = synthetic_participants(participants=1, days=14, seed=21, history_days=120)
     participant = cohort_import(
-        name="Numbered", source="synthetic", participants=participants, source_report=report, k=1
+        name="Numbered",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
     ).cohort.participants.get()
     context = participant_context(participant=participant)
     windows = context["windows"]

@@ -22,7 +22,12 @@ NUMBER = re.compile(r"(?<![\w.,])\d[\d,]*(?:\.\d+)?(?![\w])")
 def recommendations():
     participants, report = synthetic_participants(participants=12, days=14, seed=77, history_days=200)
     cohort = cohort_import(
-        name="Cited", source="synthetic", participants=participants, source_report=report, k=1
+        name="Cited",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
     ).cohort
     grounded = AgentVariant.objects.get(name="grounded agent")
     counts = cohort_generate(cohort=cohort, variants=[grounded])

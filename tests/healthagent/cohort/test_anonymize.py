@@ -63,8 +63,9 @@ def test_k_anonymity_generalizes_then_suppresses_small_groups():
     result, report = k_anonymize(groups, 5)
     assert result[:6] == [QuasiIdentifiers("40-44", "female")] * 6  # big enough: untouched
     assert set(result[6:11]) == {QuasiIdentifiers("40-59", "female")}  # widened together to 5
-    assert result[11] == QuasiIdentifiers("*", "unknown")  # alone even when widened
-    assert report["generalized"] == 5 and report["suppressed"] == 1
+    assert result[11] is None  # alone even when widened and withheld: dropped, not kept
+    assert report["generalized"] == 5 and report["suppressed"] == 0 and report["dropped"] == 1
+    assert report["smallest_group"] == 5 and report["groups"] == 2
 
 
 def test_k_anonymity_withholds_sex_only_when_a_sex_is_rare_among_those_whose_age_band_is_withheld():

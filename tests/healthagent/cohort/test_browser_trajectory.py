@@ -13,7 +13,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_researcher_browses_to_a_participant_and_zooms(page, live_server):
     participants, report = synthetic_participants(participants=2, days=14, seed=8, history_days=120)
     cohort = cohort_import(
-        name="Browser cohort", source="synthetic", participants=participants, source_report=report, k=1
+        name="Browser cohort",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
     ).cohort
     participant = cohort.participants.order_by("pseudonym").first()
     researcher = UserFactory(role="researcher")
@@ -44,7 +49,12 @@ def test_researcher_browses_to_a_participant_and_zooms(page, live_server):
 def test_clinicians_cannot_browse_participants(page, live_server):
     participants, report = synthetic_participants(participants=1, days=1, seed=8, history_days=1)
     cohort = cohort_import(
-        name="Hidden", source="synthetic", participants=participants, source_report=report, k=1
+        name="Hidden",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
     ).cohort
     clinician = UserFactory(role="clinician")
     log_in(page, clinician.username, DEFAULT_PASSWORD)

@@ -16,7 +16,12 @@ pytestmark = pytest.mark.django_db
 def two_week_participant():
     participants, report = synthetic_participants(participants=1, days=14, seed=3, history_days=200)
     return cohort_import(
-        name="Two weeks", source="synthetic", participants=participants, source_report=report, k=1
+        name="Two weeks",
+        source="synthetic",
+        participants=participants,
+        source_report=report,
+        k=1,
+        allow_k_below_minimum=True,
     ).cohort.participants.get()
 
 

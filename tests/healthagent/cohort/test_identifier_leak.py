@@ -35,13 +35,21 @@ def imported_everything(db, tmp_path):
         "CSV",
         "--k",
         "1",
+        "--allow-k-below-minimum",
         "--demographics",
         str(files["demographics"]),
         "--measurements",
         str(files["measurements"]),
     )
     call_command(
-        "import_cohort", "csv", str(cohort_files.write_csv_wide(tmp_path / "wide")), "--name", "Wide", "--k", "1"
+        "import_cohort",
+        "csv",
+        str(cohort_files.write_csv_wide(tmp_path / "wide")),
+        "--name",
+        "Wide",
+        "--k",
+        "1",
+        "--allow-k-below-minimum",
     )
     call_command(
         "import_cohort",
@@ -52,6 +60,7 @@ def imported_everything(db, tmp_path):
         "Fitbit",
         "--k",
         "1",
+        "--allow-k-below-minimum",
     )
     call_command(
         "import_cohort",
@@ -61,6 +70,7 @@ def imported_everything(db, tmp_path):
         "Apple",
         "--k",
         "1",
+        "--allow-k-below-minimum",
     )
     assert Participant.objects.count() == 6
 

@@ -21,6 +21,7 @@ def import_cohort(source, *paths, name="Imported", **options):
         name,
         "--k",
         "1",
+        "--allow-k-below-minimum",
         *[item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))],
     )
     return Cohort.objects.get(name=name)
@@ -130,7 +131,7 @@ def test_a_failure_while_storing_rolls_back_rows_and_files(tmp_path, monkeypatch
     monkeypatch.setattr(importing, "write_trajectory", fail_on_second)
     with pytest.raises(
         CommandError,
-        match=r"participant #2: the trajectory store cannot take its file .No space left on device.; nothing",
+        match=r"participant #2 \(signals.csv, participants.csv\): the trajectory store cannot take its file .No space left on device.; nothing",
     ):
         import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
     assert len(calls) == 2
