@@ -229,9 +229,10 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # API tokens: made and revoked by their owner on the account page (healthagent/tokens.py), never by another user.
 API_TOKEN_MAX_DAYS = int(os.environ.get("API_TOKEN_MAX_DAYS", "90"))
+API_TOKEN_LIMIT_PER_USER = 10
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=API_TOKEN_MAX_DAYS),  # the longest; the owner may choose a shorter one
-    "TOKEN_LIMIT_PER_USER": 10,
+    "TOKEN_LIMIT_PER_USER": API_TOKEN_LIMIT_PER_USER,
     "AUTO_REFRESH": False,  # a token ends when it was said to, however often it is used
 }
 SPECTACULAR_SETTINGS = {

@@ -36,7 +36,7 @@ def api_token_create(*, user: User, days: int) -> tuple[AuthToken, str]:
         raise TokenError("the API is for researchers and admins")
     if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
         raise TokenError(f"a token lasts 1 to {settings.API_TOKEN_MAX_DAYS} days")
-    limit = int(settings.REST_KNOX["TOKEN_LIMIT_PER_USER"])
+    limit = settings.API_TOKEN_LIMIT_PER_USER
     with transaction.atomic():
         User.objects.select_for_update().filter(pk=user.pk).first()  # one creation at a time per user: the limit holds
         if api_tokens_of(user).count() >= limit:

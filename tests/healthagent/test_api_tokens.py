@@ -85,7 +85,7 @@ def test_nobody_else_sees_or_revokes_a_users_token(client):
 
 
 def test_a_user_holds_at_most_the_limit_of_tokens(client, settings):
-    settings.REST_KNOX = {**settings.REST_KNOX, "TOKEN_LIMIT_PER_USER": 2}
+    settings.API_TOKEN_LIMIT_PER_USER = 2
     client.force_login(UserFactory(role=Role.RESEARCHER))
     make_token(client)
     make_token(client)
