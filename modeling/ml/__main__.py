@@ -19,6 +19,7 @@ from pathlib import Path
 from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
 from modeling.ml.heads.settings import HeadSearchSettings
 from modeling.ml.lsm.pretrain import PretrainSettings
+from modeling.ml.lsm.probe_study import ProbeStudySettings
 from modeling.ml.lsm.report import ReportSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
 from modeling.ml.twin.training import TwinTrainSettings
@@ -59,6 +60,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     evaluate_parser.add_argument(
         "--output", type=Path, help="write downstream.md/.json and generative.md/.json in this directory"
     )
+    study_parser = lsm.add_parser(
+        "probe-study",
+        help="frozen embeddings against hand-crafted features on >= 1,000 new participants, paired intervals, few-shot draws",
+    )
+    study_parser.add_argument("--model", type=Path, required=True, help="a pre-trained model directory")
+    add_settings_arguments(study_parser, ProbeStudySettings)
+    study_parser.set_defaults(parser=study_parser)
+    study_parser.add_argument(
+        "--methods", choices=["standard", "diagnose"], default="standard", help="the results table, or every variant"
+    )
+    study_parser.add_argument("--tasks", nargs="+", help="task names (default: all)")
+    study_parser.add_argument("--device", default="auto")
+    study_parser.add_argument("--output", type=Path, required=True, help="probe_study.md/.json go here")
     scaling_parser = lsm.add_parser("scaling", help="model sizes x pre-training windows -> table and plotly figure")
     scaling_parser.add_argument(
         "--sizes", nargs="+", default=["32x1", "64x2", "128x3"], help="named sizes or <width>x<depth>"
@@ -200,6 +214,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.output:
             args.output.write_text(text)
         print(text)
+        return
+
+    if args.command == "probe-study":
+        from modeling.ml.data.labels import TASKS
+        from modeling.ml.lsm import probe_study
+        from modeling.ml.lsm.model import LSMConfig
+        from modeling.ml.train import choose_device
+
+        depth = LSMConfig.from_pretrained(args.model).depth
+        compared = probe_study.STANDARD_METHODS if args.methods == "standard" else probe_study.diagnostic_methods(depth)
+        result = probe_study.run(
+            args.model,
+            args.output,
+            settings_from_arguments(ProbeStudySettings, args, args.parser),
+            compared,
+            tasks=[task for task in TASKS if not args.tasks or task.name in args.tasks],
+            device=choose_device(args.device),
+            log=lambda message: print(message, flush=True),
+        )
+        print(probe_study.markdown(result))
         return
 
     if args.command == "scaling":

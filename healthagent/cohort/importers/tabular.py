@@ -221,6 +221,9 @@ def _measurements(path: Path | None, timezone: str | None) -> pd.DataFrame:
             if convert is None:
                 raise _fail(where, row, f"{name} is measured in {biomarker.unit}, not {unit!r}")
             values[row] = convert(values[row])
+    missing = ~np.isfinite(values)  # an empty cell, or inf / 1e999: a measurement without a usable value
+    if missing.any():
+        raise _fail(where, int(np.flatnonzero(missing)[0]), "the value is missing, infinite or out of range")
     return pd.DataFrame(
         {
             "participant_id": frame["participant_id"].astype(str).str.strip().values,

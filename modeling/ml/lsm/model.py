@@ -430,6 +430,46 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):  # type: igno
         """(batch, dim) frozen embeddings for probes."""
         return self.pool(values, observed, weekday)
 
+    @torch.no_grad()
+    def embed_window_variants(
+        self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every frozen embedding the probe study compares (issue 24), from one pass over every observed patch:
+
+        * ``input``: the encoder's input tokens (patch embedding + positions), mean-pooled;
+        * ``layer1`` .. ``layerN``: each encoder block's output, mean-pooled (``layerN`` before the final norm);
+        * ``last``: the final normed output, mean-pooled (what :meth:`embed_windows` gives);
+        * ``last_by_channel``: the final output mean-pooled per channel group, concatenated (groups x dim): the
+          grand mean mixes 27 channels into one vector, this keeps which channel a pattern came from.
+        """
+        c = self.config
+        values = torch.where(observed, values, torch.zeros_like(values))
+        missing = patch_missing(observed, c.patch_channels, c.patch_minutes)
+        tokens = self.patchify(values)
+        visible_counts = (~missing).sum(dim=1)
+        keep = int(visible_counts.max().clamp(min=1))
+        order = missing.to(torch.int8).argsort(dim=1, stable=True)[:, :keep]
+        padding = torch.arange(keep, device=tokens.device)[None, :] >= visible_counts[:, None]
+        weights = (~padding).to(tokens.dtype)[..., None]
+
+        def mean(x: torch.Tensor) -> torch.Tensor:
+            return (x * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+        embedded = self.embed(tokens) + self.position + self.calendar(weekday)
+        x = torch.gather(embedded, 1, order[..., None].expand(-1, -1, c.dim))
+        variants = {"input": mean(x)}
+        for number, block in enumerate(self.encoder, start=1):
+            x = block(x, key_padding=padding)
+            variants[f"layer{number}"] = mean(x)
+        last = self.encoder_norm(x)
+        variants["last"] = mean(last)
+        grid = last.new_zeros(values.shape[0], c.patches, c.dim)
+        grid.scatter_(1, order[..., None].expand(-1, -1, c.dim), last.masked_fill(padding[..., None], 0.0))
+        seen = (~missing).to(last.dtype).reshape(values.shape[0], c.channel_groups, c.time_patches, 1)
+        by_group = grid.reshape(values.shape[0], c.channel_groups, c.time_patches, c.dim)
+        variants["last_by_channel"] = ((by_group * seen).sum(dim=2) / seen.sum(dim=2).clamp(min=1)).flatten(1)
+        return variants
+
 
 def parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())

@@ -250,3 +250,14 @@ def test_parquet_signals_import_like_csv(tmp_path):
     from_parquet, from_csv = parquet_cohort.participants.get(), csv_cohort.participants.get()
     np.testing.assert_array_equal(channel(from_parquet, "heart_rate"), channel(from_csv, "heart_rate"))
     assert from_parquet.pseudonym == from_csv.pseudonym  # same source identifier, same pseudonym
+
+
+@pytest.mark.parametrize("value", ["", "inf", "1e999", "-1e999"])
+def test_a_measurement_without_a_finite_value_is_refused_naming_its_line(tmp_path, value):
+    files = cohort_files.write_csv_long(tmp_path)
+    text = files["measurements"].read_text()
+    files["measurements"].write_text(text.replace(",systolic_bp,131,", f",systolic_bp,{value},", 1))
+    with pytest.raises(CommandError) as error:
+        import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
+    assert "measurements.csv line 2: the value is missing, infinite or out of range" in str(error.value)
+    assert_nothing_stored()
