@@ -20,6 +20,7 @@ BENCHMARKS = (
     "bench.rating_page",
     "bench.dashboard",
     "bench.lsm",
+    "bench.lsm_probe",
     "bench.twin",
     "bench.load_summary",
     "bench.rater_quality",

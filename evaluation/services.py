@@ -392,7 +392,8 @@ def _clean_harm(harm_dimensions: list[Dimension], harm: dict[str, Any]) -> dict[
 def _clean_evidence(assignment: Assignment, dimensions: list[Dimension], evidence: Any) -> list[dict[str, Any]]:
     if isinstance(evidence, str):
         try:
-            evidence = json_loads_bounded(evidence, max_chars=DRAFT_MAX_CHARS) if evidence.strip() else []
+            # Numbers are left to evidence_clean, which says which window's minutes are wrong.
+            evidence = json_loads_bounded(evidence, max_chars=DRAFT_MAX_CHARS, finite=False) if evidence.strip() else []
         except ValueError as error:
             raise EvaluationError("the evidence windows could not be read: mark them again") from error
     days = shown_days(assignment.item.participant, assignment.study.window_days)

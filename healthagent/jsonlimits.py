@@ -12,20 +12,21 @@ from typing import Any
 MAX_DEPTH = 16  # drafts, evidence windows and criteria are two or three levels deep
 
 
-def json_loads_bounded(text: str | bytes, *, max_chars: int, max_depth: int = MAX_DEPTH) -> Any:
+def json_loads_bounded(text: str | bytes, *, max_chars: int, max_depth: int = MAX_DEPTH, finite: bool = True) -> Any:
     """Parse ``text`` as JSON no longer than ``max_chars`` and no deeper than ``max_depth``, holding no NUL
-    character and no non-finite number."""
+    character and (``finite``) no non-finite number; ``finite=False`` leaves numbers to a caller that checks their
+    range itself and says which value is wrong."""
     if len(text) > max_chars:
         raise ValueError(f"longer than {max_chars:,} characters")
     try:
         value = json.loads(text)
     except RecursionError:
         raise ValueError(f"nested deeper than {max_depth} levels") from None
-    json_check(value, max_depth=max_depth)
+    json_check(value, max_depth=max_depth, finite=finite)
     return value
 
 
-def json_check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
+def json_check(value: Any, *, max_depth: int = MAX_DEPTH, finite: bool = True) -> None:
     """Refuse what a database cannot keep as JSON: nesting deeper than ``max_depth``, a NUL character in a key
     or a string, a non-finite number (``NaN`` and ``Infinity`` parse, but are not JSON)."""
     pending: list[tuple[Any, int]] = [(value, 1)]
@@ -40,7 +41,7 @@ def json_check(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
                 pending.extend((key, depth) for key in node)
         elif isinstance(node, str):
             text_check(node)
-        elif isinstance(node, float) and not math.isfinite(node):
+        elif finite and isinstance(node, float) and not math.isfinite(node):
             raise ValueError("holds a number that is not finite (NaN or infinity)")
         elif not (node is None or isinstance(node, bool | int | float)):
             raise ValueError(f"holds a {type(node).__name__}, which is not JSON")

@@ -42,6 +42,7 @@ class TrainConfig:
     accumulation: int = 1
     checkpoint_every: int = 50
     log_every: int = 10
+    validate_every: int = 0  # steps between held-out evaluations (0: only the last step, when validate is given)
     seed: int = 0
     compile: bool = False
 
@@ -80,8 +81,12 @@ def train(
     output_dir: Path,
     device: str = "auto",
     progress: Callable[[int, int, dict[str, float]], None] = lambda step, total, metrics: None,
+    validate: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
-    """Train ``model`` for ``config.steps`` optimizer steps, resuming from ``output_dir`` if a checkpoint is there."""
+    """Train ``model`` for ``config.steps`` optimizer steps, resuming from ``output_dir`` if a checkpoint is there.
+
+    ``validate`` (the held-out loss, computed without gradients) is logged as ``validation_loss`` every
+    ``config.validate_every`` steps and at the last one: the curve that says whether training was long enough."""
     device = choose_device(device)
     rank, world = _distributed()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -146,8 +151,15 @@ def train(
                 2,
             ),
         }
+        if validate is not None and (
+            step == config.steps or (config.validate_every and step % config.validate_every == 0)
+        ):
+            model.eval()
+            with torch.no_grad():
+                metrics["validation_loss"] = float(validate())
+            model.train()
         if rank == 0:
-            if step % config.log_every == 0 or step == config.steps:
+            if step % config.log_every == 0 or step == config.steps or "validation_loss" in metrics:
                 with metrics_path.open("a") as log:
                     log.write(json.dumps(metrics) + "\n")
             if step % config.checkpoint_every == 0 or step == config.steps:

@@ -93,6 +93,11 @@ class PretrainSettings:
     checkpoint_every: int = setting(50, minimum=1)
     calendar_features: bool = setting(False, "Add time-of-day and day-of-week features to every patch.")
     seed: int = setting(0, minimum=0)
+    patch_minutes: int = setting(0, "Minutes per patch (0: the size's; tiny 60). Must divide 1440.", minimum=0)
+    mask_ratio: float = setting(0.0, "Share of patches hidden in pre-training (0: the size's, 0.8).", minimum=0.0)
+    width: int = setting(0, "Encoder width (0: the size's).", minimum=0)
+    depth: int = setting(0, "Encoder blocks (0: the size's).", minimum=0)
+    validate_every: int = setting(0, "Steps between held-out loss evaluations (0: at the end only).", minimum=0)
 
     def train_config(self, *, compile: bool = False) -> TrainConfig:
         return TrainConfig(
@@ -102,8 +107,15 @@ class PretrainSettings:
             checkpoint_every=self.checkpoint_every,
             seed=self.seed,
             log_every=10,
+            validate_every=self.validate_every,
             compile=compile,
         )
+
+    def config_overrides(self) -> dict[str, Any]:
+        """The architecture settings that differ from the named size's (0 keeps the size's)."""
+        overrides = {"patch_minutes": self.patch_minutes, "mask_ratio": self.mask_ratio, "dim": self.width}
+        overrides["depth"] = self.depth
+        return {name: value for name, value in overrides.items() if value}
 
 
 def pretrain_with(
@@ -126,6 +138,7 @@ def pretrain_with(
         progress=progress,
         mask_strategy=settings.mask_strategy,
         calendar_features=settings.calendar_features,
+        **settings.config_overrides(),
     )
 
 
@@ -157,16 +170,32 @@ def pretrain(
     dataset = WindowDataset(
         standardized[is_train], tensor(observed)[is_train], None if weekdays is None else weekdays[is_train]
     )
-    result = train(model, dataset, train_config, output_dir=output_dir, device=device, progress=progress)
+    held_values, held_observed = standardized[~is_train], tensor(observed)[~is_train]
+    held_weekday = None if weekdays is None else weekdays[~is_train]
+
+    def held_out_loss() -> float:
+        """The reconstruction loss of the held-out participants' windows under the same masks every time."""
+        generator = torch.Generator().manual_seed(seed)
+        device_of = model.device
+        weekday = None if held_weekday is None else held_weekday.to(device_of)
+        losses = []
+        for start in range(0, len(held_values), 256):
+            window = slice(start, start + 256)
+            output = model(
+                held_values[window].to(device_of),
+                held_observed[window].to(device_of),
+                generator=generator,
+                weekday=None if weekday is None else weekday[window],
+            )
+            losses.append(float(output.loss) * len(held_values[window]))
+        return sum(losses) / max(len(held_values), 1)
+
+    result = train(
+        model, dataset, train_config, output_dir=output_dir, device=device, progress=progress, validate=held_out_loss
+    )
     model.train(False)  # evaluation mode: what PreTrainedModel.eval() does, which is unannotated
     with torch.no_grad():
-        generator = torch.Generator().manual_seed(seed)
-        held_values, held_observed = (
-            standardized[~is_train].to(model.device),
-            tensor(observed)[~is_train].to(model.device),
-        )
-        held_weekday = None if weekdays is None else weekdays[~is_train].to(model.device)
-        validation_loss = float(model(held_values, held_observed, generator=generator, weekday=held_weekday).loss)
+        validation_loss = held_out_loss()
     model_dir = output_dir / "model"
     model.save_pretrained(model_dir)
     (model_dir / "normalization.json").write_text(

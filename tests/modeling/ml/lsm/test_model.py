@@ -139,3 +139,23 @@ def test_pretraining_with_calendar_features_feeds_each_windows_weekday(tmp_path)
     loaded = LSMForMaskedPretraining.from_pretrained(result["model_dir"])
     assert loaded.config.calendar_features and result["validation_loss"] > 0
     assert loaded.weekday_embedding.weight.shape == (7, 64)
+
+
+@pytest.mark.slow
+def test_pretraining_logs_the_held_out_loss_curve_and_takes_the_ablations_architecture(tmp_path):
+    """validate_every logs the held-out loss during training (is it still falling?); patch size, mask ratio, width
+    and depth come from the settings (0 keeps the named size's)."""
+    import json
+
+    from modeling.ml.lsm.pretrain import PretrainSettings, pretrain_with
+
+    settings = PretrainSettings(
+        participants=6, days=1, steps=6, batch_size=4, validate_every=3, patch_minutes=15, mask_ratio=0.6, depth=1
+    )
+    result = pretrain_with(settings, output_dir=tmp_path, device="cpu")
+    curve = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    logged = [(row["step"], row["validation_loss"]) for row in curve if "validation_loss" in row]
+    assert [step for step, _ in logged] == [3, 6]
+    assert logged[-1][1] == pytest.approx(result["validation_loss"])  # the same masks every time: comparable
+    config = LSMForMaskedPretraining.from_pretrained(result["model_dir"]).config
+    assert (config.patch_minutes, config.mask_ratio, config.depth, config.dim) == (15, 0.6, 1, 64)
