@@ -71,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--methods", choices=["standard", "diagnose"], default="standard", help="the results table, or every variant"
     )
     study_parser.add_argument("--tasks", nargs="+", help="task names (default: all)")
+    study_parser.add_argument("--only", nargs="+", help="method names of the chosen set to run (handcrafted always)")
     study_parser.add_argument("--device", default="auto")
     study_parser.add_argument("--output", type=Path, required=True, help="probe_study.md/.json go here")
     scaling_parser = lsm.add_parser("scaling", help="model sizes x pre-training windows -> table and plotly figure")
@@ -224,6 +225,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         depth = LSMConfig.from_pretrained(args.model).depth
         compared = probe_study.STANDARD_METHODS if args.methods == "standard" else probe_study.diagnostic_methods(depth)
+        if args.only:
+            unknown = set(args.only) - set(compared)
+            if unknown:
+                study_parser.error(f"unknown methods {sorted(unknown)}; known: {sorted(compared)}")
+            compared = {name: entry for name, entry in compared.items() if name == "handcrafted" or name in args.only}
         result = probe_study.run(
             args.model,
             args.output,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -137,7 +138,14 @@ def probe_model(kind: str, *, cv: bool, standardized: bool, folds: int = 5, seed
     elif cv:
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         steps.append(
-            LogisticRegressionCV(Cs=C_GRID, cv=splitter, scoring="neg_log_loss", class_weight="balanced", max_iter=3000)
+            LogisticRegressionCV(
+                Cs=C_GRID,
+                cv=splitter,
+                scoring="neg_log_loss",
+                class_weight="balanced",
+                max_iter=3000,
+                use_legacy_attributes=False,  # scikit-learn 1.10's attributes now (and no warning per fit)
+            )
         )
     else:
         steps.append(LogisticRegression(max_iter=3000, class_weight="balanced"))
@@ -185,6 +193,35 @@ def resample_indices(truth: np.ndarray, *, resamples: int, seed: int, stratify: 
     return np.stack([np.concatenate([rng.choice(group, len(group)) for group in groups]) for _ in range(resamples)])
 
 
+def resampled_metric(task: Task, truth: np.ndarray, predicted: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """(draws,) the task's metric on each resample of the test participants (rows of ``draws``), NaN where it is
+    undefined; vectorized over the resamples, the same values as :func:`metric` per resample (tested).
+
+    AUROC is the Mann-Whitney statistic from average ranks (ties count a half, as in scikit-learn), one-vs-rest
+    macro for several classes (undefined when a resample lacks a class); Pearson r for regression."""
+    truth_draws = truth[draws]
+    if task.kind == "regression":
+        x, y = predicted[draws], truth_draws.astype(float)
+        x, y = x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True)
+        denominator = np.sqrt((x**2).sum(axis=1) * (y**2).sum(axis=1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denominator > 0, (x * y).sum(axis=1) / denominator, np.nan)
+    scores = predicted[:, 1] if predicted.ndim == 2 and predicted.shape[1] == 2 else predicted
+    if scores.ndim == 1:
+        return _binary_auroc(truth_draws == truth.max(), scores[draws])
+    per_class = [_binary_auroc(truth_draws == c, scores[:, c][draws]) for c in range(scores.shape[1])]
+    return np.mean(per_class, axis=0)  # NaN wherever one class's AUROC is undefined
+
+
+def _binary_auroc(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    ranks = rankdata(scores, axis=1)
+    positives = positive.sum(axis=1)
+    negatives = positive.shape[1] - positives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = ((ranks * positive).sum(axis=1) - positives * (positives + 1) / 2) / (positives * negatives)
+    return np.where((positives > 0) & (negatives > 0), auc, np.nan)
+
+
 def paired_difference(
     task: Task, truth: np.ndarray, first: np.ndarray, second: np.ndarray, draws: np.ndarray
 ) -> dict[str, Any]:
@@ -192,18 +229,15 @@ def paired_difference(
     of test participants (paired)."""
     score = metric(task)
     estimate = [score(truth, first), score(truth, second)]
-    rows = []
-    for pick in draws:
-        a, b = score(truth[pick], first[pick]), score(truth[pick], second[pick])
-        if a is not None and b is not None and np.isfinite(a) and np.isfinite(b):
-            rows.append((a, b, a - b))
-    samples = np.asarray(rows).reshape(-1, 3)
     if estimate[0] is None or estimate[1] is None:
         return {"note": "the metric is undefined on the test participants"}
+    a, b = resampled_metric(task, truth, first, draws), resampled_metric(task, truth, second, draws)
+    kept = np.isfinite(a) & np.isfinite(b)
+    a, b = a[kept], b[kept]
     return {
-        "method": [estimate[0], *percentile_interval(samples[:, 0])],
-        "baseline": [estimate[1], *percentile_interval(samples[:, 1])],
-        "difference": [estimate[0] - estimate[1], *percentile_interval(samples[:, 2])],
+        "method": [estimate[0], *percentile_interval(a)],
+        "baseline": [estimate[1], *percentile_interval(b)],
+        "difference": [estimate[0] - estimate[1], *percentile_interval(a - b)],
     }
 
 
@@ -316,6 +350,16 @@ def _few_shot_summary(
     draws = resample_indices(
         np.zeros(len(test), int), resamples=settings.few_shot_resamples, seed=settings.seed, stratify=False
     )
+    resampled: dict[str, list[np.ndarray]] = {name: [] for name in scores}  # per (draw, task): (resamples,)
+    for name in scores:
+        for row in predictions[name]:
+            for task, predicted in zip(tasks, row, strict=True):
+                truth = data.labels[task.name][test]
+                resampled[name].append(
+                    np.full(len(draws), np.nan)
+                    if predicted is None
+                    else resampled_metric(task, truth, predicted, draws)
+                )
     for name, table in scores.items():
         matrix = np.asarray(table)  # (draws, tasks)
         entry: dict[str, Any] = {
@@ -325,20 +369,10 @@ def _few_shot_summary(
         }
         if name != baseline:
             differences = matrix - np.asarray(scores[baseline])
-            samples = []
-            for pick in draws:
-                values = []
-                for draw, row in enumerate(predictions[name]):
-                    for i, task in enumerate(tasks):
-                        mine, theirs = row[i], predictions[baseline][draw][i]
-                        if mine is None or theirs is None:
-                            continue
-                        truth = data.labels[task.name][test][pick]
-                        a, b = auroc(truth, mine[pick]), auroc(truth, theirs[pick])
-                        if a is not None and b is not None:
-                            values.append(a - b)
-                samples.append(np.mean(values))
-            entry["difference"] = [float(np.nanmean(differences)), *percentile_interval(np.asarray(samples))]
+            # Per resample: the mean over every (draw, task) of the difference, where both are defined.
+            paired = np.stack(resampled[name]) - np.stack(resampled[baseline])  # (draws x tasks, resamples)
+            samples = np.nanmean(paired, axis=0)
+            entry["difference"] = [float(np.nanmean(differences)), *percentile_interval(samples[np.isfinite(samples)])]
         summary[name] = entry
     return summary
 

@@ -36,7 +36,7 @@ def test_cross_validation_chooses_strong_regularization_for_noise_and_weak_for_s
     for features, strong in ((signal, False), (noise, True)):
         model = probe_study.probe_model("binary", cv=True, standardized=True)
         model.fit(features, labels)
-        chosen = float(model[-1].C_[0])
+        chosen = float(np.atleast_1d(model[-1].C_)[0])
         assert (chosen <= 0.01) if strong else (chosen >= 0.1), chosen
 
 
@@ -78,3 +78,26 @@ def test_a_toy_study_on_the_demo_weights_writes_its_tables(tmp_path):
     assert set(result["cpu_seconds"]) == {"simulate", "represent", "full_data", "few_shot"}
     assert json.loads((tmp_path / "probe_study.json").read_text())["settings"]["seed"] == 7000
     assert "| sex (binary) |" in (tmp_path / "probe_study.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["diabetes", "age_group", "systolic_bp"])
+def test_the_vectorized_resampled_metric_is_the_metric_of_each_resample(name):
+    """Ties, and resamples that lack a class (undefined: NaN, where the metric says None)."""
+    task = TASK[name]
+    rng = np.random.default_rng(3)
+    n = 40
+    if task.kind == "regression":
+        truth, predicted = rng.normal(0, 1, n), np.round(rng.normal(0, 1, n), 1)
+    else:
+        classes = 2 if task.kind == "binary" else 4
+        truth = rng.choice(classes, n, p=[0.85, 0.15] if classes == 2 else [0.6, 0.2, 0.15, 0.05])
+        predicted = rng.dirichlet(np.ones(classes), n)
+        predicted[n // 2 :] = predicted[: n // 2]  # repeated rows: ties (rounding would break the sum to 1)
+    draws = probe_study.resample_indices(truth, resamples=60, seed=4, stratify=False)
+    vectorized = probe_study.resampled_metric(task, truth, predicted, draws)
+    expected = [probe_study.metric(task)(truth[pick], predicted[pick]) for pick in draws]
+    expected = np.array([np.nan if value is None else value for value in expected])
+    assert np.isnan(vectorized).tolist() == np.isnan(expected).tolist()
+    np.testing.assert_allclose(vectorized[~np.isnan(expected)], expected[~np.isnan(expected)], atol=1e-12)
+    if task.kind != "regression":
+        assert np.isnan(expected).any() or task.kind == "binary"  # the rare class goes missing in some resamples
