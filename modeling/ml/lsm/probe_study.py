@@ -210,7 +210,7 @@ def resampled_metric(task: Task, truth: np.ndarray, predicted: np.ndarray, draws
     if scores.ndim == 1:
         return _binary_auroc(truth_draws == truth.max(), scores[draws])
     per_class = [_binary_auroc(truth_draws == c, scores[:, c][draws]) for c in range(scores.shape[1])]
-    return np.mean(per_class, axis=0)  # NaN wherever one class's AUROC is undefined
+    return np.asarray(np.mean(per_class, axis=0))  # NaN wherever one class's AUROC is undefined
 
 
 def _binary_auroc(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
