@@ -67,7 +67,9 @@ def test_every_page_runs_under_the_content_security_policy(grounded_study, page,
         (reverse("evaluation:study_new"), False),
         (reverse("evaluation:study_dashboard", args=[grounded_study.pk]), False),
         (reverse("cohort:cohort_list"), False),
+        (reverse("cohort:cohort_detail", args=[participant.cohort_id]), False),  # with its anonymity report
         (reverse("cohort:participant_detail", args=[participant.pk]), True),
+        (reverse("account"), False),  # API tokens
     ):
         assert visit(page, url, chart=chart) == [], url
 
