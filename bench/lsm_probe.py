@@ -15,7 +15,6 @@ from modeling.ml.lsm import probe_study
 ROOT = Path(__file__).resolve().parent.parent
 # The committed results model (docs/results/lsm-tiny/README.md says how it was trained); the demo's weights otherwise.
 MODELS = (ROOT / "docs/results/lsm-tiny/model", ROOT / "modeling/demo_weights/lsm")
-PROBE = "probe (last+sd, CV)"  # the method the results table stands on
 
 
 def run() -> dict:
@@ -31,10 +30,10 @@ def run() -> dict:
         resamples=500,
         few_shot_resamples=100,
     )
-    methods = {"handcrafted": probe_study.STANDARD_METHODS["handcrafted"], PROBE: probe_study.STANDARD_METHODS[PROBE]}
+    methods = {name: probe_study.STANDARD_METHODS[name] for name in ("handcrafted", probe_study.PROBE)}
     started = time.perf_counter()
     result = probe_study.run(model, ROOT / "var/bench/lsm_probe", settings, methods, log=lambda message: None)
-    summary = result["summary"][PROBE]
+    summary = result["summary"][probe_study.PROBE]
     return {
         "model": str(model.relative_to(ROOT)),
         "seed": seed,

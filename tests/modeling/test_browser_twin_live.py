@@ -19,7 +19,7 @@ from django.test import override_settings
 from modeling.jobs import JobContext
 from modeling.models import Checkpoint, Job, SimulationRun
 from tests.conftest import CHROMIUM_ARGS, service_missing
-from tests.factories import DEFAULT_PASSWORD, UserFactory, ensure_reference_data
+from tests.factories import DEFAULT_PASSWORD, UserFactory, ensure_reference_data, synthetic_cohort
 
 FOLDER = tempfile.mkdtemp(prefix="live-twin-")
 
@@ -70,20 +70,10 @@ class LiveTwinProgressTest(ChannelsLiveServerTestCase):
         from playwright.sync_api import sync_playwright
 
         from healthagent.celery import app
-        from healthagent.cohort.importers.synthetic import synthetic_participants
-        from healthagent.cohort.importing import cohort_import
 
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"  # Playwright's loop on this thread is not Django's
         ensure_reference_data()
-        participants, report = synthetic_participants(participants=2, days=2, seed=5, history_days=60)
-        self.cohort = cohort_import(
-            name="Live twin",
-            source="synthetic",
-            participants=participants,
-            source_report=report,
-            k=1,
-            allow_k_below_minimum=True,
-        ).cohort
+        self.cohort = synthetic_cohort("Live twin", participants=2, days=2, seed=5, history_days=60)
         twin_checkpoint_create(FOLDER)
         self.researcher = UserFactory(role="researcher")
         report_progress = JobContext.progress

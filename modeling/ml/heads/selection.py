@@ -23,7 +23,7 @@ from modeling.ml.heads.compare import split_three
 from modeling.ml.heads.ensemble import HeadEnsemble, fit_ensemble
 from modeling.ml.heads.search import Entry, Proposer, proposer_summary, run_search
 from modeling.ml.heads.train import TokenWindows, fit_and_score, validation_score
-from modeling.ml.lsm.evaluate import class_probabilities, probe, probe_pipeline, score
+from modeling.ml.lsm.evaluate import class_probabilities, fit_probe, probe, score
 
 
 @dataclass
@@ -35,7 +35,9 @@ class TaskOutcome:
 def probe_predictions(
     embeddings: np.ndarray, labels: np.ndarray, kind: str, train: np.ndarray, scored: np.ndarray
 ) -> np.ndarray:
-    model = probe_pipeline(kind).fit(embeddings[train], labels[train])
+    model = fit_probe(embeddings, labels, kind, train)
+    if model is None:
+        raise ValueError("the probe needs two classes among the training rows")
     return (
         model.predict(embeddings[scored])
         if kind == "regression"

@@ -2,8 +2,8 @@
 
 Participants of a fresh simulated cohort (another seed than pre-training) are split into train
 and test by participant. Each participant is represented by the mean of their days' embeddings
-(frozen encoder, mean over observed tokens); a linear/logistic probe (optionally after PCA-50)
-is fitted on train participants and scored once on test participants, beside the same probe on
+(frozen encoder, its last layer mean-pooled per channel); a linear/logistic probe (optionally after PCA-50), its
+regularization chosen by cross-validation inside the training participants, is fitted on train participants and scored once on test participants, beside the same probe on
 hand-crafted daily features, and beside the same encoder trained supervised from scratch on the
 task. Few-shot columns train on k labelled participants per class. Metrics have bootstrap 95 % CIs
 over test participants.
@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
 from sklearn.metrics import balanced_accuracy_score, f1_score, mean_absolute_error
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -117,7 +118,7 @@ def represent(
     for index in range(participants):
         minutes = cohort.participant(index).minutes
         embedding = embed_days(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday)
-        embeddings.append(embedding if embedding is not None else np.zeros(model.config.dim, np.float32))
+        embeddings.append(embedding if embedding is not None else np.zeros(model.embedding_width, np.float32))
         handcrafted.append(summary_features(minutes.values, minutes.mask))
         if keep_windows:
             observed = torch.tensor(np.ascontiguousarray(minutes.mask))
@@ -151,11 +152,81 @@ def score(kind: str, truth: np.ndarray, predicted: np.ndarray, *, bootstrap: int
     return result
 
 
-def probe_pipeline(kind: str, *, pca_components: int | None = None) -> Pipeline:
-    """The linear probe: standardize (optionally PCA), then ridge or class-balanced logistic regression."""
-    steps = [StandardScaler()] + ([PCA(n_components=pca_components)] if pca_components else [])
-    estimator = Ridge(alpha=1.0) if kind == "regression" else LogisticRegression(max_iter=2000, class_weight="balanced")
-    return make_pipeline(*steps, estimator)
+C_GRID = np.logspace(-4, 2, 13)  # logistic regression's inverse regularization, chosen by cross-validation
+ALPHA_GRID = np.logspace(-2, 4, 13)  # ridge's regularization
+
+
+def probe_pipeline(
+    kind: str,
+    *,
+    cv: bool = False,
+    folds: int = 5,
+    seed: int = 0,
+    regularization: float | None = None,
+    standardized: bool = True,
+    pca_components: int | None = None,
+) -> Pipeline:
+    """The linear probe: (standardize,) rotate, then ridge or class-balanced logistic regression. Its
+    regularization is chosen by ``folds``-fold cross-validation inside the training rows (``cv``), or given
+    (``regularization``: ridge's alpha, logistic regression's C), or scikit-learn's default 1 (the old tables).
+
+    The rotation is PCA with every component (or the first ``pca_components``): an L2-penalized linear model's
+    weights lie in the span of its centred training rows, so with every component the probe is the same, only fitted
+    in at most as many dimensions as there are rows (600 instead of 27 x 64 for the per-channel embedding). The
+    logistic regression stops at a tolerance of 1e-3: with the rotation, 3x faster than the default 1e-4, its test
+    AUROC within 0.0002 on the six tasks compared (issue 24)."""
+    steps: list[Any] = [StandardScaler()] if standardized else []
+    steps.append(PCA(n_components=pca_components, svd_solver="full"))
+    if kind == "regression":
+        steps.append(RidgeCV(alphas=ALPHA_GRID) if cv else Ridge(alpha=regularization or 1.0))
+    elif cv:
+        steps.append(
+            LogisticRegressionCV(
+                Cs=C_GRID,
+                cv=StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed),
+                scoring="neg_log_loss",
+                class_weight="balanced",
+                max_iter=3000,
+                tol=1e-3,
+                l1_ratios=(0.0,),  # L2 only, scikit-learn 1.10's default (and no warning per fit)
+                use_legacy_attributes=False,  # scikit-learn 1.10's attributes now (and no warning per fit)
+            )
+        )
+    else:
+        steps.append(LogisticRegression(C=regularization or 1.0, max_iter=3000, class_weight="balanced"))
+    return make_pipeline(*steps)
+
+
+def fit_probe(
+    features: np.ndarray,
+    labels: np.ndarray,
+    kind: str,
+    rows: np.ndarray,
+    *,
+    cv: bool = True,
+    folds: int = 5,
+    standardized: bool = True,
+    pca_components: int | None = None,
+) -> Pipeline | None:
+    """The probe fitted on ``rows``, its regularization cross-validated where every class has at least two rows
+    (fewer folds than ``folds`` where a class has fewer rows; C = 1 with one row per class); None when the rows hold
+    one class only."""
+    if kind != "regression":
+        counts = np.bincount(labels[rows])
+        present = counts[counts > 0]
+        if len(present) < 2:
+            return None
+        folds = min(folds, int(present.min()))
+        cv = cv and folds >= 2
+    model = probe_pipeline(kind, cv=cv, folds=folds, standardized=standardized, pca_components=pca_components)
+    return model.fit(features[rows], labels[rows])
+
+
+def chosen_regularization(model: Pipeline) -> float | None:
+    """The alpha or C a cross-validated probe chose (None for a probe with a fixed one)."""
+    estimator = model[-1]
+    chosen = getattr(estimator, "alpha_", None) if isinstance(estimator, RidgeCV) else getattr(estimator, "C_", None)
+    return None if chosen is None else float(np.ravel(chosen)[0])
 
 
 def class_probabilities(model: BaseEstimator, features: np.ndarray, classes: int) -> np.ndarray:
@@ -175,10 +246,11 @@ def probe(
     pca: bool = False,
     bootstrap: int = BOOTSTRAP,
 ) -> dict[str, Any]:
-    model = probe_pipeline(kind, pca_components=min(50, features.shape[1], len(train) - 1) if pca else None)
-    if kind != "regression" and len(np.unique(labels[train])) < 2:
+    """The cross-validated probe (:func:`fit_probe`) fitted on ``train``, scored on ``test``."""
+    pca_components = min(50, features.shape[1], len(train) - 1) if pca else None
+    model = fit_probe(features, labels, kind, train, pca_components=pca_components)
+    if model is None:
         return {"note": "only one class among the training participants"}
-    model.fit(features[train], labels[train])
     if kind == "regression":
         return score(kind, labels[test], model.predict(features[test]), bootstrap=bootstrap)
     return score(

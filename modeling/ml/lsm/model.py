@@ -423,12 +423,27 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):  # type: igno
         grid.scatter_(1, order[..., None].expand(-1, -1, self.config.dim), encoded.masked_fill(padding[..., None], 0.0))
         return grid, ~missing
 
+    @property
+    def embedding_width(self) -> int:
+        """The width of :meth:`embed_windows`: one ``dim`` vector per channel group."""
+        return self.config.channel_groups * self.config.dim
+
+    def _by_channel(self, grid: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """(batch, channel_groups * dim): a token grid mean-pooled per channel group over its observed patches."""
+        c = self.config
+        weights = seen.to(grid.dtype).reshape(grid.shape[0], c.channel_groups, c.time_patches, 1)
+        grouped = grid.reshape(grid.shape[0], c.channel_groups, c.time_patches, c.dim)
+        return ((grouped * weights).sum(dim=2) / weights.sum(dim=2).clamp(min=1)).flatten(1)
+
     @torch.no_grad()
     def embed_windows(
         self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(batch, dim) frozen embeddings for probes."""
-        return self.pool(values, observed, weekday)
+        """(batch, :attr:`embedding_width`) frozen embeddings for probes: the last layer mean-pooled per channel group,
+        concatenated. The grand mean over every patch (:meth:`pool`) mixes the 27 channels into one vector; probes on
+        it lost to hand-crafted features on the tasks one channel's level or the night's sleep decides, and probes on
+        this won (issue 24, ``docs/results/lsm-tiny/ablations.md``)."""
+        return self._by_channel(*self.token_grid(values, observed, weekday))
 
     @torch.no_grad()
     def embed_window_variants(
@@ -438,9 +453,10 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):  # type: igno
 
         * ``input``: the encoder's input tokens (patch embedding + positions), mean-pooled;
         * ``layer1`` .. ``layerN``: each encoder block's output, mean-pooled (``layerN`` before the final norm);
-        * ``last``: the final normed output, mean-pooled (what :meth:`embed_windows` gives);
-        * ``last_by_channel``: the final output mean-pooled per channel group, concatenated (groups x dim): the
-          grand mean mixes 27 channels into one vector, this keeps which channel a pattern came from.
+        * ``last``: the final normed output, mean-pooled (the grand mean, as :meth:`pool`);
+        * ``last_by_channel``: the final output mean-pooled per channel group, concatenated (groups x dim): what
+          :meth:`embed_windows` gives. The grand mean mixes 27 channels into one vector; this keeps which channel a
+          pattern came from.
         """
         c = self.config
         values = torch.where(observed, values, torch.zeros_like(values))
@@ -465,9 +481,7 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):  # type: igno
         variants["last"] = mean(last)
         grid = last.new_zeros(values.shape[0], c.patches, c.dim)
         grid.scatter_(1, order[..., None].expand(-1, -1, c.dim), last.masked_fill(padding[..., None], 0.0))
-        seen = (~missing).to(last.dtype).reshape(values.shape[0], c.channel_groups, c.time_patches, 1)
-        by_group = grid.reshape(values.shape[0], c.channel_groups, c.time_patches, c.dim)
-        variants["last_by_channel"] = ((by_group * seen).sum(dim=2) / seen.sum(dim=2).clamp(min=1)).flatten(1)
+        variants["last_by_channel"] = self._by_channel(grid, ~missing)
         return variants
 
 

@@ -28,7 +28,13 @@ from threadpoolctl import threadpool_limits
 from modeling.ml.common.metrics import auroc
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASKS, Task
-from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, represent
+from modeling.ml.lsm.evaluate import (
+    chosen_regularization,
+    class_probabilities,
+    fit_probe,
+    probe_pipeline,
+    represent,
+)
 
 Z_90 = 1.645
 
@@ -56,9 +62,9 @@ def fit_probes(
     probes = []
     for task in tasks:
         y = labels[task.name]
-        if task.kind != "regression" and len(np.unique(y[train])) < 2:
+        held_out = fit_probe(embeddings, y, task.kind, train)  # regularization cross-validated on train
+        if held_out is None:
             continue  # nothing to learn from one class
-        held_out = probe_pipeline(task.kind).fit(embeddings[train], y[train])
         if task.kind == "regression":
             predicted = held_out.predict(embeddings[test])
             residuals = y[test] - predicted
@@ -80,7 +86,8 @@ def fit_probes(
             rows = rng.integers(0, participants, participants)
             if task.kind != "regression" and len(np.unique(y[rows])) < 2:
                 continue
-            ensemble.append(probe_pipeline(task.kind).fit(embeddings[rows], y[rows]))
+            chosen = probe_pipeline(task.kind, regularization=chosen_regularization(held_out))
+            ensemble.append(chosen.fit(embeddings[rows], y[rows]))
         probes.append(TaskProbe(task, quality, ensemble, residual_sd))
     return probes
 
@@ -122,11 +129,15 @@ def predict(probes: list[TaskProbe], embedding: np.ndarray) -> list[dict[str, An
     return predictions
 
 
+# How a participant's days become the embedding the probes read; a new pooling makes every kept reference stale.
+EMBEDDING = "last layer, mean per channel group, mean over days"
+
+
 def reference_fingerprint(model_dir: str | Path, *, participants: int, days: int, seed: int) -> str:
-    """What the reference embeddings depend on: the model's weights, the simulator's behaviour (a digest of what it
-    simulates for two participants of the same seed: a change to its output changes it, a comment or a type hint
-    does not) and the cohort asked for."""
-    digest = hashlib.sha256(f"{participants}/{days}/{seed}".encode())
+    """What the reference embeddings depend on: the model's weights, how days are embedded (:data:`EMBEDDING`), the
+    simulator's behaviour (a digest of what it simulates for two participants of the same seed: a change to its
+    output changes it, a comment or a type hint does not) and the cohort asked for."""
+    digest = hashlib.sha256(f"{participants}/{days}/{seed}/{EMBEDDING}".encode())
     with (Path(model_dir) / "model.safetensors").open("rb") as weights:
         for chunk in iter(lambda: weights.read(1 << 20), b""):
             digest.update(chunk)

@@ -94,6 +94,11 @@ class PretrainSettings:
     calendar_features: bool = setting(False, "Add time-of-day and day-of-week features to every patch.")
     seed: int = setting(0, minimum=0)
     patch_minutes: int = setting(0, "Minutes per patch (0: the size's; tiny 60). Must divide 1440.", minimum=0)
+    patch_channels: int = setting(
+        0,
+        "Channels per patch (0: the size's, 1). Must divide 27; 27 makes each patch every channel's minutes.",
+        minimum=0,
+    )
     mask_ratio: float = setting(0.0, "Share of patches hidden in pre-training (0: the size's, 0.8).", minimum=0.0)
     width: int = setting(0, "Encoder width (0: the size's).", minimum=0)
     depth: int = setting(0, "Encoder blocks (0: the size's).", minimum=0)
@@ -113,8 +118,8 @@ class PretrainSettings:
 
     def config_overrides(self) -> dict[str, Any]:
         """The architecture settings that differ from the named size's (0 keeps the size's)."""
-        overrides = {"patch_minutes": self.patch_minutes, "mask_ratio": self.mask_ratio, "dim": self.width}
-        overrides["depth"] = self.depth
+        overrides: dict[str, Any] = {"patch_minutes": self.patch_minutes, "patch_channels": self.patch_channels}
+        overrides |= {"mask_ratio": self.mask_ratio, "dim": self.width, "depth": self.depth}
         return {name: value for name, value in overrides.items() if value}
 
 

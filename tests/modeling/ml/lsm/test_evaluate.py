@@ -48,3 +48,28 @@ def test_few_shot_takes_k_participants_per_class_from_the_training_split_only():
     chosen = few_shot_rows(labels, train, 5, seed=1)
     assert len(chosen) == 10 and set(chosen) <= set(train)
     assert sorted(np.bincount(labels[chosen])) == [5, 5]
+
+
+def test_the_probe_s_rotation_onto_the_training_rows_changes_no_prediction():
+    """The probe fits in the span of its training rows (PCA with every component): with more features than rows, the
+    same predictions as the probe on the raw features, for ridge and for logistic regression."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from modeling.ml.lsm.evaluate import probe_pipeline
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(140, 300))
+    labels = (features[:, :3].sum(axis=1) + rng.normal(0, 1, 140) > 0).astype(int)
+    train, test = np.arange(40), np.arange(40, 140)
+    rotated = probe_pipeline("binary", regularization=0.01).fit(features[train], labels[train])
+    assert rotated[1].n_components_ == 40  # the rows' span, not 300 dimensions
+    plain = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, class_weight="balanced", tol=1e-8))
+    plain.fit(features[train], labels[train])
+    difference = rotated.predict_proba(features[test]) - plain.predict_proba(features[test])
+    assert np.abs(difference).max() < 1e-3
+    values = features[:, 0] * 2 + rng.normal(0, 1, 140)
+    ridge = probe_pipeline("regression", regularization=5.0).fit(features[train], values[train])
+    plain_ridge = make_pipeline(StandardScaler(), Ridge(alpha=5.0)).fit(features[train], values[train])
+    np.testing.assert_allclose(ridge.predict(features[test]), plain_ridge.predict(features[test]), atol=1e-8)

@@ -159,3 +159,21 @@ def test_pretraining_logs_the_held_out_loss_curve_and_takes_the_ablations_archit
     assert logged[-1][1] == pytest.approx(result["validation_loss"])  # the same masks every time: comparable
     config = LSMForMaskedPretraining.from_pretrained(result["model_dir"]).config
     assert (config.patch_minutes, config.mask_ratio, config.depth, config.dim) == (15, 0.6, 1, 64)
+
+
+def test_the_probe_embedding_keeps_one_vector_per_channel(windows):
+    """What probes read: the last layer's mean per channel group, concatenated; each block is that channel's own
+    patches (a channel without any observed minute gets zeros), and the grand mean is their patch-weighted mean."""
+    values, observed = windows
+    model = LSMForMaskedPretraining(LSMConfig.named("tiny")).eval()
+    observed = observed.clone()
+    observed[:, 4] = False  # channel 4 not worn at all
+    embedding = model.embed_windows(values, observed)
+    c = model.config
+    assert embedding.shape == (len(values), c.channels * c.dim) == (len(values), model.embedding_width)
+    blocks = embedding.reshape(len(values), c.channels, c.dim)
+    assert torch.equal(blocks[:, 4], torch.zeros_like(blocks[:, 4]))
+    patches = (~patch_missing(observed, 1, 60)).reshape(len(values), c.channels, c.time_patches).sum(-1)
+    grand = (blocks * patches[..., None]).sum(1) / patches.sum(1, keepdim=True)
+    with torch.no_grad():
+        torch.testing.assert_close(grand, model.pool(values, observed), atol=1e-5, rtol=1e-4)

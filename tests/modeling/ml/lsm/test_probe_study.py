@@ -8,6 +8,7 @@ import pytest
 
 from modeling.ml.data.labels import TASKS
 from modeling.ml.lsm import probe_study
+from modeling.ml.lsm.evaluate import probe_pipeline
 from modeling.ml.lsm.probe_study import CohortFeatures, ProbeStudySettings, method
 
 TASK = {task.name: task for task in TASKS}
@@ -34,7 +35,7 @@ def test_cross_validation_chooses_strong_regularization_for_noise_and_weak_for_s
     signal = np.column_stack([labels + rng.normal(0, 0.3, 400), rng.normal(0, 1, (400, 20))])
     noise = rng.normal(0, 1, (400, 21))
     for features, strong in ((signal, False), (noise, True)):
-        model = probe_study.probe_model("binary", cv=True, standardized=True)
+        model = probe_pipeline("binary", cv=True)
         model.fit(features, labels)
         chosen = float(np.atleast_1d(model[-1].C_)[0])
         assert (chosen <= 0.01) if strong else (chosen >= 0.1), chosen
