@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 
 from healthagent.roles import Role
-from tests.factories import UserFactory, ensure_reference_data
+from tests.factories import UserFactory, ensure_reference_data, synthetic_cohort
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -81,19 +81,9 @@ def isolated_storage(settings, tmp_path):
 @pytest.fixture
 def tiny_cohort(db):
     """A synthetic cohort of three participants with two minute-level days and 60 days of history."""
-    from healthagent.cohort.importers.synthetic import synthetic_participants
-    from healthagent.cohort.importing import cohort_import
 
     ensure_reference_data()
-    participants, report = synthetic_participants(participants=3, days=2, seed=5, history_days=60)
-    return cohort_import(
-        name="Tiny",
-        source="synthetic",
-        participants=participants,
-        source_report=report,
-        k=1,
-        allow_k_below_minimum=True,
-    ).cohort
+    return synthetic_cohort("Tiny", participants=3, days=2, seed=5, history_days=60)
 
 
 @pytest.fixture

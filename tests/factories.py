@@ -53,3 +53,15 @@ def sensorlm_checkpoint_create(path, *, seed: int = 0):
     model = SensorLMModel(SensorLMConfig.named("tiny", vocabulary_size=tokenizer.get_vocab_size(), max_text_tokens=64))
     save_sensorlm(model, tokenizer, {"mean": [0.0] * 27, "std": [50.0] * 27}, path)
     return Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(path))
+
+
+def synthetic_cohort(name: str, *, participants: int, days: int, seed: int, history_days: int):
+    """Import ``participants`` simulated people as the cohort ``name``. Tests' cohorts are smaller than the
+    anonymity minimum (k = 5), so they import at k = 1 with the audited override."""
+    from healthagent.cohort.importers.synthetic import synthetic_participants
+    from healthagent.cohort.importing import cohort_import
+
+    raw, report = synthetic_participants(participants=participants, days=days, seed=seed, history_days=history_days)
+    return cohort_import(
+        name=name, source="synthetic", participants=raw, source_report=report, k=1, allow_k_below_minimum=True
+    ).cohort

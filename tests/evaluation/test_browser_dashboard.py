@@ -14,11 +14,9 @@ from django.test import override_settings
 from evaluation.models import Rating, Rubric
 from evaluation.services import StudySpec, study_create, study_set_status
 from healthagent.agent.generate import cohort_generate
-from healthagent.cohort.importers.synthetic import synthetic_participants
-from healthagent.cohort.importing import cohort_import
 from healthagent.models import AgentVariant
 from tests.conftest import CHROMIUM_ARGS, service_missing
-from tests.factories import DEFAULT_PASSWORD, UserFactory, ensure_reference_data
+from tests.factories import DEFAULT_PASSWORD, UserFactory, ensure_reference_data, synthetic_cohort
 
 TRAJECTORIES = tempfile.mkdtemp(prefix="live-dashboard-")
 
@@ -50,15 +48,7 @@ class LiveDashboardTest(ChannelsLiveServerTestCase):
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"  # Playwright's loop on this thread is not Django's
         ensure_reference_data()
         with self.settings(TRAJECTORY_ROOT=TRAJECTORIES):  # where the server process reads them
-            participants, report = synthetic_participants(participants=2, days=2, seed=3, history_days=30)
-            cohort = cohort_import(
-                name="Live",
-                source="synthetic",
-                participants=participants,
-                source_report=report,
-                k=1,
-                allow_k_below_minimum=True,
-            ).cohort
+            cohort = synthetic_cohort("Live", participants=2, days=2, seed=3, history_days=30)
             grounded = AgentVariant.objects.get(name="grounded agent")
             cohort_generate(cohort=cohort, variants=[grounded])
         self.clinician = UserFactory(role="clinician")

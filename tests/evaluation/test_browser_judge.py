@@ -15,7 +15,7 @@ from healthagent.models import AgentVariant
 from healthagent.roles import Role
 from modeling.jobs import job_queue
 from modeling.tasks import run_job
-from tests.factories import DEFAULT_PASSWORD, UserFactory, ensure_reference_data
+from tests.factories import DEFAULT_PASSWORD, UserFactory, ensure_reference_data, synthetic_cohort
 from tests.healthagent.agent.test_backends import FakeChatServer
 from tests.test_browser_login import log_in
 
@@ -27,19 +27,9 @@ ITEMS, RATED = 34, 24
 @pytest.fixture
 def judged_study():
     from healthagent.agent.generate import cohort_generate
-    from healthagent.cohort.importers.synthetic import synthetic_participants
-    from healthagent.cohort.importing import cohort_import
 
     ensure_reference_data()
-    participants, report = synthetic_participants(participants=ITEMS, days=1, seed=8, history_days=30)
-    cohort = cohort_import(
-        name="Judged",
-        source="synthetic",
-        participants=participants,
-        source_report=report,
-        k=1,
-        allow_k_below_minimum=True,
-    ).cohort
+    cohort = synthetic_cohort("Judged", participants=ITEMS, days=1, seed=8, history_days=30)
     grounded = AgentVariant.objects.get(name="grounded agent")
     cohort_generate(cohort=cohort, variants=[grounded])
     clinicians = [UserFactory(role=Role.CLINICIAN) for _ in range(2)]

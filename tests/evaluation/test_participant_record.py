@@ -14,7 +14,7 @@ from evaluation.models import Rubric
 from evaluation.services import StudySpec, assignment_skip, study_create, study_set_status
 from healthagent.models import AgentVariant, Event, Measurement, Participant
 from healthagent.roles import Role
-from tests.factories import UserFactory
+from tests.factories import UserFactory, synthetic_cohort
 
 pytestmark = pytest.mark.django_db
 
@@ -114,20 +114,10 @@ def test_the_panel_shows_nothing_the_agent_did_not_see_and_no_identity(client, g
 def fortnight_study(db):
     """A study showing 7 days of a participant with 14 days of wearable data, with captions."""
     from healthagent.agent.generate import cohort_generate
-    from healthagent.cohort.importers.synthetic import synthetic_participants
-    from healthagent.cohort.importing import cohort_import
     from tests.factories import ensure_reference_data
 
     ensure_reference_data()
-    participants, report = synthetic_participants(participants=1, days=14, seed=11, history_days=40)
-    cohort = cohort_import(
-        name="Fortnight",
-        source="synthetic",
-        participants=participants,
-        source_report=report,
-        k=1,
-        allow_k_below_minimum=True,
-    ).cohort
+    cohort = synthetic_cohort("Fortnight", participants=1, days=14, seed=11, history_days=40)
     grounded = AgentVariant.objects.get(name="grounded agent")
     cohort_generate(cohort=cohort, variants=[grounded])
     spec = StudySpec(

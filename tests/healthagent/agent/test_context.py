@@ -3,23 +3,14 @@
 import pytest
 
 from healthagent.agent.context import participant_context
-from healthagent.cohort.importers.synthetic import synthetic_participants
-from healthagent.cohort.importing import cohort_import
 from healthagent.models import Measurement
+from tests.factories import synthetic_cohort
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_context_states_its_windows_and_measurement_days_in_the_pages_numbering():
-    participants, report = synthetic_participants(participants=1, days=14, seed=21, history_days=120)
-    participant = cohort_import(
-        name="Numbered",
-        source="synthetic",
-        participants=participants,
-        source_report=report,
-        k=1,
-        allow_k_below_minimum=True,
-    ).cohort.participants.get()
+    participant = synthetic_cohort("Numbered", participants=1, days=14, seed=21, history_days=120).participants.get()
     context = participant_context(participant=participant)
     windows = context["windows"]
     days = ("first_day", "last_day", "recent_first_day", "recent_days", "baseline_days")

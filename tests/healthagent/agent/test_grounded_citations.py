@@ -9,10 +9,9 @@ import pytest
 from django.db.models import Avg, Count
 
 from healthagent.agent.generate import cohort_generate
-from healthagent.cohort.importers.synthetic import synthetic_participants
-from healthagent.cohort.importing import cohort_import
 from healthagent.cohort.store import trajectory_root
 from healthagent.models import AgentVariant, DailySummary, Measurement
+from tests.factories import synthetic_cohort
 
 pytestmark = pytest.mark.django_db
 NUMBER = re.compile(r"(?<![\w.,])\d[\d,]*(?:\.\d+)?(?![\w])")
@@ -20,15 +19,7 @@ NUMBER = re.compile(r"(?<![\w.,])\d[\d,]*(?:\.\d+)?(?![\w])")
 
 @pytest.fixture
 def recommendations():
-    participants, report = synthetic_participants(participants=12, days=14, seed=77, history_days=200)
-    cohort = cohort_import(
-        name="Cited",
-        source="synthetic",
-        participants=participants,
-        source_report=report,
-        k=1,
-        allow_k_below_minimum=True,
-    ).cohort
+    cohort = synthetic_cohort("Cited", participants=12, days=14, seed=77, history_days=200)
     grounded = AgentVariant.objects.get(name="grounded agent")
     counts = cohort_generate(cohort=cohort, variants=[grounded])
     assert counts["succeeded"] == 12

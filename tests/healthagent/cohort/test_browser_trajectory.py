@@ -2,24 +2,14 @@
 
 import pytest
 
-from healthagent.cohort.importers.synthetic import synthetic_participants
-from healthagent.cohort.importing import cohort_import
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.factories import DEFAULT_PASSWORD, UserFactory, synthetic_cohort
 from tests.test_browser_login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_researcher_browses_to_a_participant_and_zooms(page, live_server):
-    participants, report = synthetic_participants(participants=2, days=14, seed=8, history_days=120)
-    cohort = cohort_import(
-        name="Browser cohort",
-        source="synthetic",
-        participants=participants,
-        source_report=report,
-        k=1,
-        allow_k_below_minimum=True,
-    ).cohort
+    cohort = synthetic_cohort("Browser cohort", participants=2, days=14, seed=8, history_days=120)
     participant = cohort.participants.order_by("pseudonym").first()
     researcher = UserFactory(role="researcher")
 
@@ -47,15 +37,7 @@ def test_researcher_browses_to_a_participant_and_zooms(page, live_server):
 
 
 def test_clinicians_cannot_browse_participants(page, live_server):
-    participants, report = synthetic_participants(participants=1, days=1, seed=8, history_days=1)
-    cohort = cohort_import(
-        name="Hidden",
-        source="synthetic",
-        participants=participants,
-        source_report=report,
-        k=1,
-        allow_k_below_minimum=True,
-    ).cohort
+    cohort = synthetic_cohort("Hidden", participants=1, days=1, seed=8, history_days=1)
     clinician = UserFactory(role="clinician")
     log_in(page, clinician.username, DEFAULT_PASSWORD)
     page.wait_for_url("**/evaluation/queue/")

@@ -6,23 +6,14 @@ from django.urls import reverse
 
 from healthagent.cohort import charts
 from healthagent.cohort.charts import ChartError, _downsample, daily_figure, minute_figure, minute_figure_json
-from healthagent.cohort.importers.synthetic import synthetic_participants
-from healthagent.cohort.importing import cohort_import
+from tests.factories import synthetic_cohort
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def two_week_participant():
-    participants, report = synthetic_participants(participants=1, days=14, seed=3, history_days=200)
-    return cohort_import(
-        name="Two weeks",
-        source="synthetic",
-        participants=participants,
-        source_report=report,
-        k=1,
-        allow_k_below_minimum=True,
-    ).cohort.participants.get()
+    return synthetic_cohort("Two weeks", participants=1, days=14, seed=3, history_days=200).participants.get()
 
 
 def decoded_y(trace):
