@@ -116,12 +116,16 @@ def predictions_panel(participant: Participant) -> Panel | None:
 
 
 def usable_heads(checkpoint: Checkpoint) -> dict[str, Checkpoint]:
-    """Per task, the newest head over ``checkpoint`` that clearly beat the linear probe on participants the search never saw."""
+    """Per task, the newest head over ``checkpoint`` that clearly beat the linear probe on participants the search never
+    saw: the probe predictions use now (a head searched against an earlier probe is not used)."""
+    from modeling.ml.lsm.evaluate import PROBE  # scikit-learn and torch: loaded when predictions are made
+
     heads = {}
     for head in Checkpoint.objects.filter(family="lsm_head", metrics__base_checkpoint=checkpoint.pk).order_by(
         "-created_at"
     ):
-        if head.metrics.get("beats_probe") and head.metrics.get("task") not in heads:
+        beats = head.metrics.get("beats_probe") and head.metrics.get("probe") == PROBE
+        if beats and head.metrics.get("task") not in heads:
             heads[head.metrics["task"]] = head
     return heads
 

@@ -76,7 +76,7 @@ def token_windows(
         owner += [index] * minutes.days
         # The linear probe reads the embedding every other probe reads (worn days only), not a second pooling of its own.
         embedding = embed_days(model, mean, std, minutes.values, minutes.mask, minutes.start_weekday)
-        embeddings.append(embedding if embedding is not None else np.zeros(model.config.dim, np.float32))
+        embeddings.append(embedding if embedding is not None else np.full(model.embedding_width, np.nan, np.float32))
     config = model.config
     data = TokenWindows(
         torch.cat(tokens), torch.cat(present), np.array(owner), (config.channel_groups, config.time_patches)

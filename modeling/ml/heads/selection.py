@@ -23,7 +23,7 @@ from modeling.ml.heads.compare import split_three
 from modeling.ml.heads.ensemble import HeadEnsemble, fit_ensemble
 from modeling.ml.heads.search import Entry, Proposer, proposer_summary, run_search
 from modeling.ml.heads.train import TokenWindows, fit_and_score, validation_score
-from modeling.ml.lsm.evaluate import class_probabilities, fit_probe, probe, score
+from modeling.ml.lsm.evaluate import PROBE, class_probabilities, fit_probe, probe, score
 
 
 @dataclass
@@ -177,6 +177,7 @@ def search_task(
         "probe_validation_score": result["probe"]["validation"],
         "decision": decision,
         "beats_probe": result["uses_head"],
+        "probe": PROBE,  # the probe it beat: a head beats a later, different probe only once searched again
         "quality": {key: _finite(value) for key, value in quality.items()} | {"held_out_participants": len(split.test)},
     }
     return TaskOutcome(result, ensemble)

@@ -429,18 +429,22 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):  # type: igno
         return self.config.channel_groups * self.config.dim
 
     def _by_channel(self, grid: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
-        """(batch, channel_groups * dim): a token grid mean-pooled per channel group over its observed patches."""
+        """(batch, channel_groups * dim): a token grid mean-pooled per channel group over its observed patches; NaN
+        for a group without any (a device that lacks the channel): no value a worn channel could have, so a probe
+        imputes it (:func:`modeling.ml.lsm.evaluate.probe_pipeline`) instead of reading 0 as a pattern."""
         c = self.config
         weights = seen.to(grid.dtype).reshape(grid.shape[0], c.channel_groups, c.time_patches, 1)
         grouped = grid.reshape(grid.shape[0], c.channel_groups, c.time_patches, c.dim)
-        return ((grouped * weights).sum(dim=2) / weights.sum(dim=2).clamp(min=1)).flatten(1)
+        count = weights.sum(dim=2)
+        pooled = (grouped * weights).sum(dim=2) / count.clamp(min=1)
+        return pooled.masked_fill(count == 0, float("nan")).flatten(1)
 
     @torch.no_grad()
     def embed_windows(
         self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
     ) -> torch.Tensor:
         """(batch, :attr:`embedding_width`) frozen embeddings for probes: the last layer mean-pooled per channel group,
-        concatenated. The grand mean over every patch (:meth:`pool`) mixes the 27 channels into one vector; probes on
+        concatenated (NaN for a group the window never observed). The grand mean over every patch (:meth:`pool`) mixes the 27 channels into one vector; probes on
         it lost to hand-crafted features on the tasks one channel's level or the night's sleep decides, and probes on
         this won (issue 24, ``docs/results/lsm-tiny/ablations.md``)."""
         return self._by_channel(*self.token_grid(values, observed, weekday))

@@ -18,6 +18,7 @@ across-day SD (``<variant>+sd``, as the hand-crafted features have).
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,8 +103,10 @@ def cohort_features(
                     per_day.setdefault(name, []).append(embedding.cpu())
         for name, width in _variant_widths(model).items():
             days = torch.cat(per_day[name]).numpy() if name in per_day else np.zeros((0, width), np.float32)
-            day_mean = days.mean(axis=0) if len(days) else np.zeros(width, np.float32)
-            day_sd = days.std(axis=0) if len(days) > 1 else np.zeros(width, np.float32)
+            with warnings.catch_warnings():  # a channel never observed on any day stays NaN: the probe imputes it
+                warnings.simplefilter("ignore", RuntimeWarning)
+                day_mean = np.nanmean(days, axis=0) if len(days) else np.full(width, np.nan, np.float32)
+                day_sd = np.nanstd(days, axis=0) if len(days) > 1 else np.zeros(width, np.float32)
             columns.setdefault(name, []).append(day_mean)
             columns.setdefault(f"{name}+sd", []).append(np.concatenate([day_mean, day_sd]))
         progress(index + 1, settings.participants)

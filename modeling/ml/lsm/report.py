@@ -76,7 +76,8 @@ def evaluation_report(
         f"# Wearable foundation model: downstream evaluation\n\nModel `{model_dir.name}`: {config.size}, "
         f"{config.patch_minutes}-minute x {config.patch_channels}-channel patches. {settings.participants} new simulated participants "
         f"x {settings.days} days (seed {settings.seed}), split 70/30 by participant; bootstrap 95 % CIs over test participants in "
-        "brackets. Pre-trained probe: logistic or ridge regression on frozen mean-pooled embeddings"
+        "brackets. Pre-trained probe: logistic or ridge regression, its regularization cross-validated inside the "
+        "training participants, on frozen embeddings (the last layer mean-pooled per channel)"
         + (" after PCA-50" if settings.pca else "")
         + "; hand-crafted: the same probes on daily-summary statistics (mean, SD, "
         "10th/90th percentiles of steps, activity, sleep, resting heart rate, HRV, SpO2, respiration, skin temperature, stress, wear)"

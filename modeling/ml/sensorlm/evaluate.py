@@ -263,7 +263,7 @@ def caption_scores(
 
 
 def lsm_features(lsm_model: Path, data: CaptionedDays, device: str) -> np.ndarray:
-    """(days, dim) frozen foundation-model embeddings of the evaluation days, for its linear probe."""
+    """(days, embedding width) frozen foundation-model embeddings of the evaluation days, for its linear probe."""
     from modeling.ml.lsm.pretrain import load_pretrained
 
     model, mean, std = load_pretrained(lsm_model, device)

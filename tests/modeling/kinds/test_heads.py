@@ -176,3 +176,24 @@ def test_pretraining_can_chain_a_head_search_that_queues_the_cohort_predictions(
         and job.config["budget"] == 12
         and job.config["predict_cohort"] == tiny_cohort.pk
     )
+
+
+@pytest.mark.django_db
+def test_a_head_that_beat_an_earlier_probe_is_not_used_until_searched_again():
+    """A head's "beats the probe" was measured against the probe of its search; once predictions use another probe
+    (issue 24: pooled per channel, cross-validated), only a head searched against that one replaces it."""
+    from modeling.ml.lsm.evaluate import PROBE
+    from modeling.selectors import usable_heads
+
+    base = Checkpoint.objects.create(family="lsm", size="tiny", path="/nowhere")
+
+    def head(task, probe):
+        metrics = {"base_checkpoint": base.pk, "task": task, "beats_probe": True}
+        return Checkpoint.objects.create(
+            family="lsm_head", size="head", path="/nowhere", metrics=metrics | ({"probe": probe} if probe else {})
+        )
+
+    head("hypertension", None)  # searched before heads recorded their probe
+    head("obesity", "last layer grand mean, C = 1")
+    current = head("diabetes", PROBE)
+    assert usable_heads(base) == {"diabetes": current}

@@ -23,7 +23,10 @@ def test_a_task_is_compared_with_the_test_split_scored_once_per_method(tmp_path,
         json.dumps({"mean": [0.0] * 27, "std": [50.0] * 27, "pretraining": {"seed": 0}})
     )
     data, embeddings, labels = token_windows(tmp_path, participants=30, days=1, seed=9)
-    assert data.tokens.shape[:2] == (30, 27 * 24) and embeddings.shape == (30, 27 * 64)  # the last layer pooled per channel
+    assert data.tokens.shape[:2] == (30, 27 * 24) and embeddings.shape == (
+        30,
+        27 * 64,
+    )  # the last layer pooled per channel
     scored_sets = []
     real_fit = compare.fit_and_score
 

@@ -64,7 +64,7 @@ def test_the_probe_s_rotation_onto_the_training_rows_changes_no_prediction():
     labels = (features[:, :3].sum(axis=1) + rng.normal(0, 1, 140) > 0).astype(int)
     train, test = np.arange(40), np.arange(40, 140)
     rotated = probe_pipeline("binary", regularization=0.01).fit(features[train], labels[train])
-    assert rotated[1].n_components_ == 40  # the rows' span, not 300 dimensions
+    assert rotated[-2].pca_.n_components_ == 40  # the rows' span, not 300 dimensions
     plain = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, class_weight="balanced", tol=1e-8))
     plain.fit(features[train], labels[train])
     difference = rotated.predict_proba(features[test]) - plain.predict_proba(features[test])
@@ -73,3 +73,21 @@ def test_the_probe_s_rotation_onto_the_training_rows_changes_no_prediction():
     ridge = probe_pipeline("regression", regularization=5.0).fit(features[train], values[train])
     plain_ridge = make_pipeline(StandardScaler(), Ridge(alpha=5.0)).fit(features[train], values[train])
     np.testing.assert_allclose(ridge.predict(features[test]), plain_ridge.predict(features[test]), atol=1e-8)
+
+
+def test_a_feature_the_participant_lacks_is_read_as_the_training_mean_not_as_zero():
+    """A channel a device lacks is NaN in the per-channel embedding; the probe imputes its training mean, so the
+    prediction is what a participant at the mean of that channel would get. With more rows than features, the
+    probe does not rotate."""
+    from modeling.ml.lsm.evaluate import probe_pipeline
+
+    rng = np.random.default_rng(4)
+    features = rng.normal(5, 1, size=(200, 4))
+    labels = (features[:, 0] + features[:, 1] > 10).astype(int)
+    model = probe_pipeline("binary", regularization=1.0).fit(features, labels)
+    assert model[-2].pca_ is None
+    lacking = features[:5].copy()
+    lacking[:, 1] = np.nan
+    at_mean = features[:5].copy()
+    at_mean[:, 1] = features[:, 1].mean()
+    np.testing.assert_allclose(model.predict_proba(lacking), model.predict_proba(at_mean))
