@@ -47,7 +47,9 @@ def test_gaps_are_attention_masked_not_imputed_when_embedding(windows):
     patches_minutes = (~observed).reshape(*observed.shape[:2], 24, 60).all(-1)  # (windows, channels, 24)
     changed.reshape(*observed.shape[:2], 24, 60)[patches_minutes] = 99.0
     assert missing.any()
-    assert torch.allclose(model.embed_windows(values, observed), model.embed_windows(changed, observed), atol=1e-6)
+    torch.testing.assert_close(
+        model.embed_windows(values, observed), model.embed_windows(changed, observed), atol=1e-6, rtol=0, equal_nan=True
+    )
 
 
 @pytest.mark.slow
@@ -81,7 +83,9 @@ def test_save_then_from_pretrained_gives_identical_outputs(tmp_path, windows, de
     torch.testing.assert_close(
         loaded(values, observed, masked=masked).reconstruction, model(values, observed, masked=masked).reconstruction
     )
-    torch.testing.assert_close(loaded.embed_windows(values, observed), model.embed_windows(values, observed))
+    torch.testing.assert_close(
+        loaded.embed_windows(values, observed), model.embed_windows(values, observed), equal_nan=True
+    )
 
 
 def test_the_cross_decoder_reconstructs_masked_patches_only_and_each_from_the_visible_ones(windows):
@@ -108,17 +112,19 @@ def test_calendar_features_make_the_weekday_count_and_are_saved_with_the_model(t
     monday, saturday = torch.zeros(len(values), dtype=torch.long), torch.full((len(values),), 5)
     plain = LSMForMaskedPretraining(LSMConfig.named("tiny")).eval()
     torch.testing.assert_close(
-        plain.embed_windows(values, observed, monday), plain.embed_windows(values, observed, saturday)
+        plain.embed_windows(values, observed, monday), plain.embed_windows(values, observed, saturday), equal_nan=True
     )
     model = LSMForMaskedPretraining(LSMConfig.named("tiny", calendar_features=True)).eval()
     assert not torch.allclose(
-        model.embed_windows(values, observed, monday), model.embed_windows(values, observed, saturday)
+        model.embed_windows(values, observed, monday), model.embed_windows(values, observed, saturday), equal_nan=True
     )
     model.save_pretrained(tmp_path)
     loaded = LSMForMaskedPretraining.from_pretrained(tmp_path).eval()
     assert loaded.config.calendar_features
     torch.testing.assert_close(
-        loaded.embed_windows(values, observed, saturday), model.embed_windows(values, observed, saturday)
+        loaded.embed_windows(values, observed, saturday),
+        model.embed_windows(values, observed, saturday),
+        equal_nan=True,
     )
 
 
