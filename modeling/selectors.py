@@ -139,6 +139,12 @@ DAILY_BIOMARKERS = {
     "sleep_minutes": "sleep_minutes",
     "resting_heart_rate_bpm": "resting_heart_rate",
 }
+# The daily values the twin reads: only those whose site definition is the one its training data used. The
+# site's resting heart rate (10th percentile of awake, still minutes) reads about 10 bpm above the simulator's
+# resting rate, and its sleep (the night's minutes asleep) about 30 minutes below its sleep: fed to the twin, the
+# last block of the history sat off its training distribution just before every simulation
+# (docs/results/twin-tiny/diagnosis.md, cause 4). Steps are counted the same way in both.
+TWIN_DAILY_BIOMARKERS = {"steps": "daily_steps"}
 TIMELINE_EVENT_KINDS = ("diet", "medication", "intervention", "diagnosis", "endpoint")
 BIOMARKER_LABELS = {
     "hba1c": "HbA1c",
@@ -197,9 +203,9 @@ def age_at_day_zero(participant: Participant) -> float | None:
 def participant_record(*, participant: Participant) -> ParticipantRecord:
     """The participant's timeline from the database: measurements, daily summaries and events.
 
-    A day's wearable summary counts when the device was worn at least ``MIN_WEAR_MINUTES``, and only in
-    a summary block with enough such days: the rules the twin's training data follows. Smoking status
-    is not kept by the site, so it is unknown (the twin is trained with it withheld for a share of records)."""
+    Of the wearable summaries, only steps are read (``TWIN_DAILY_BIOMARKERS``). A day's summary counts when
+    the device was worn at least ``MIN_WEAR_MINUTES``, and only in a summary block with enough such days: the
+    rules the twin's training data follows. Smoking status is not kept by the site, so it is unknown (the twin is trained with it withheld for a share of records)."""
     from modeling.ml.twin.data import MIN_WEAR_MINUTES, worn_blocks  # torch: loaded when a record is read
 
     measurements: list[dict[str, Any]] = [
@@ -207,14 +213,16 @@ def participant_record(*, participant: Participant) -> ParticipantRecord:
         for row in participant.measurements.filter(name__in=BIOMARKER_NAMES)
     ]
     worn = list(
-        participant.daily_summaries.filter(wear_minutes__gte=MIN_WEAR_MINUTES).values("day_index", *DAILY_BIOMARKERS)
+        participant.daily_summaries.filter(wear_minutes__gte=MIN_WEAR_MINUTES).values(
+            "day_index", *TWIN_DAILY_BIOMARKERS
+        )
     )
     blocks = worn_blocks([summary["day_index"] for summary in worn])
     for summary in worn:
         if summary["day_index"] // SUMMARY_BLOCK_DAYS in blocks:
             measurements += [
                 {"day": summary["day_index"], "name": name, "value": float(summary[field])}
-                for field, name in DAILY_BIOMARKERS.items()
+                for field, name in TWIN_DAILY_BIOMARKERS.items()
                 if summary[field] is not None
             ]
     events: list[dict[str, Any]] = [

@@ -314,7 +314,9 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
         choices=["measured", "state"],
         help="how a biomarker is read at the horizon (see twin/generate.py)",
     )
-    evaluate_parser.add_argument("--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials"])
+    evaluate_parser.add_argument(
+        "--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials", "fidelity"]
+    )
     evaluate_parser.add_argument("--seed", type=int, default=5000)
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--output", type=Path, help="risk.md/.json and trials.md/.json go here")

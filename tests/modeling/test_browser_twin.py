@@ -52,6 +52,26 @@ def test_a_researcher_queues_a_simulation_and_sees_fan_charts_with_and_without(
     assert charts.count() >= 4
     legend = charts.first.inner_text()
     assert "no intervention" in legend and "statin" in legend and "exercise programme" in legend
+    # Every arm starts where the participant is: the first point of each arm's median line is the last measured dot
+    # (labs, blood pressure and body composition; wearable values are drawn per day but read per 14-day block).
+    starts = page.evaluate(
+        """() => [...document.querySelectorAll('[data-fan-chart]')].map(chart => ({
+            name: chart.dataset.fanChart,
+            measured: chart.data.filter(trace => trace.name === 'measured').map(trace => trace.y[trace.y.length - 1]),
+            first: chart.data.filter(trace => trace.line && trace.line.width === 2).map(trace => trace.y[0]),
+        }))"""
+    )
+    from modeling.ml.data.clinical import BIOMARKER_BY_NAME
+
+    checked = [
+        start
+        for start in starts
+        if start["measured"] and BIOMARKER_BY_NAME[start["name"]].modality not in ("cgm", "wearable_daily")
+    ]
+    assert checked, starts
+    for start in checked:
+        assert len(start["first"]) == 3  # no intervention, statin, exercise programme
+        assert all(abs(first - start["measured"][0]) <= 0.01 for first in start["first"]), start
     job = Job.objects.get(kind="simulate")
     assert job.queued_by == researcher and job.queue == "quick"  # a tiny twin: never behind a training run
     assert SimulationRun.objects.get(job=job).interventions == ["exercise_programme", "statin"]

@@ -21,15 +21,19 @@ depend on when rows leave.
 Two read-outs at every step, so neither depends on which tokens happened to be sampled:
 - **expected biomarker values**: the mean of the next-token distribution restricted to a biomarker's
   bins (over the bins' median values) is what a measurement would show if the next event were one,
-  without its sampling noise. ``readout="measured"`` (the default): when a rollout samples a
-  measurement, that expectation holds until the next one (before the first, the restricted mean at
-  each step stands in). ``readout="state"`` records the restricted mean at every step instead, so a
-  grid day reads it where the rollout stands. The restricted distribution is only trained where the
-  measurement really follows (a lab after the visit's other labs, not after a step count), so
-  ``state`` mostly reads it where it was never fitted: on the simulator's trials it found almost no
-  statin effect on LDL (docs/results/twin-tiny/README.md). ``measured`` reads it where it was fitted,
-  at the price of holding a value predicted up to a visit interval before the horizon. Quantiles over
-  the samples are the fan chart.
+  without its sampling noise. ``readout="measured"`` (the default) reads a biomarker where the model was
+  trained to predict it:
+  - **day 0** is the participant's own latest measured value (not a bin's median), the same in every arm;
+  - between measurements, the latest value holds: the history's, then each sampled measurement's expectation;
+  - **on the horizon day** a visit measures every biomarker (:func:`horizon_visit`): each is read after the
+    visit's tokens before it, in the tokenizer's order, as in training. Reading the latest sampled measurement
+    instead caught an effect that builds over weeks wherever the last visit happened to fall, and a rollout
+    without a visit not at all (docs/results/twin-tiny/diagnosis.md, cause 2).
+  ``readout="state"`` records the restricted mean at every step instead, so a grid day reads it where the
+  rollout stands. The restricted distribution is only trained where the measurement really follows (a lab
+  after the visit's other labs, not after a step count), so ``state`` mostly reads it where it was never
+  fitted: on the simulator's trials it found almost no statin effect on LDL (docs/results/twin-tiny/README.md).
+  Quantiles over the samples are the fan chart.
 - **endpoint risk**: each step's probability that the next token is the endpoint and falls inside
   the horizon; one minus the product of the complements is the row's risk, averaged over samples.
 """
@@ -61,11 +65,16 @@ def endpoint_token(tokenizer: Tokenizer, endpoint: str) -> int:
     return tokenizer.token_id(f"{'endpoint' if endpoint in HARD_ENDPOINTS else 'diagnosis'}:{endpoint}")
 
 
-def crop_history(tokens: Tokens, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, days): the latest tokens that fit in ``max_tokens``, led by the static tokens and earlier treatments."""
+def crop_indices(tokens: Tokens, max_tokens: int) -> np.ndarray:
+    """Indices of the latest tokens that fit in ``max_tokens``, led by the static tokens and earlier treatments."""
     rest = len(tokens) - int(np.isin(tokens.codes, STATIC_CODES).sum())
     start = max(0, rest - (max_tokens - int(np.isin(tokens.codes, STATIC_CODES).sum()) - MAX_PINNED_TREATMENTS))
-    keep = pinned_window(tokens, start, rest)
+    return pinned_window(tokens, start, rest)
+
+
+def crop_history(tokens: Tokens, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, days) of :func:`crop_indices`."""
+    keep = crop_indices(tokens, max_tokens)
     return tokens.ids[keep], tokens.days[keep]
 
 
@@ -113,10 +122,14 @@ def simulate(
     for chunk_index, first in enumerate(range(0, len(histories), participants_per_chunk)):
         chunk = histories[first : first + participants_per_chunk]
         generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + chunk_index)
+        latest = torch.tensor(
+            np.stack([tokenizer.latest_values(tokens) for tokens in chunk]), dtype=torch.float32, device=device
+        )
         outputs.append(
             _simulate_chunk(
                 model,
                 chunk,
+                latest,
                 arm_ids,
                 samples,
                 horizon_days,
@@ -227,13 +240,14 @@ def _prefill_by_length(
             cache.keys[layer][rows, :, length - width :] = part.keys[layer]
             cache.values[layer][rows, :, length - width :] = part.values[layer]
         cache.valid[rows, length - width :] = part.valid
-        cache.treatment_start[rows] = part.treatment_start
+        cache.carried.assign(rows, part.carried)
     return cache, logits, rate
 
 
 def _simulate_chunk(
     model: HealthFormerModel,
     histories: list[Tokens],
+    latest: torch.Tensor,
     arm_ids: torch.Tensor,
     samples: int,
     horizon_days: int,
@@ -250,13 +264,19 @@ def _simulate_chunk(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     device = model.device
     count, arms = len(histories), len(arm_ids)
+    biomarkers = bins.shape[0]
+    visit = readout == "measured"  # a visit on the horizon day reads every biomarker (horizon_visit)
     begun = start_rollouts(
-        model, histories, arm_ids, samples=samples, max_history_tokens=max_history_tokens, max_new_tokens=max_new_tokens
+        model,
+        histories,
+        arm_ids,
+        samples=samples,
+        max_history_tokens=max_history_tokens,
+        max_new_tokens=max_new_tokens + (biomarkers if visit else 0),
     )
     cache, logits, rate, age, start = begun.cache, begun.logits, begun.rate, begun.age, begun.start_day
     total = count * arms * samples
     grid_days = torch.tensor(grid, device=device)
-    biomarkers = bins.shape[0]
     # Outputs of every row; a row's are written when it leaves the batch (finished) or at the end.
     expected_out = torch.empty(total, len(grid), biomarkers, device=device)
     survival_out = torch.empty(total, len(endpoints), device=device)
@@ -266,12 +286,15 @@ def _simulate_chunk(
     members = torch.arange(total, device=device)
     expected = torch.full((total, len(grid), biomarkers), float("nan"), device=device)
     measured_grid = torch.full_like(expected, float("nan"))
-    measured = torch.full(
-        (total, biomarkers), float("nan"), device=device
-    )  # the latest sampled measurement's expectation
+    # The latest measurement: the history's own value, then each sampled measurement's expectation (NaN: none yet).
+    measured = latest.repeat_interleave(arms * samples, dim=0)
+    measured_grid[:, 0] = measured
+    later = (grid_days > 0)[None, :, None]
     bin_biomarker = torch.full((int(bins.max()) + 1,), -1, dtype=torch.long, device=device)
     bin_biomarker[bins.reshape(-1)] = torch.arange(biomarkers, device=device).repeat_interleave(bins.shape[1])
     survival = torch.ones(total, len(endpoints), device=device)
+    last_logits = logits  # after each row's last real token: a finished row's own logits are overwritten after it
+    dead = torch.zeros(total, dtype=torch.bool, device=device)
     current = start.clone()
     active = torch.ones(total, dtype=torch.bool, device=device)
     sampled_ids = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
@@ -293,9 +316,24 @@ def _simulate_chunk(
             :, :, None
         ]  # (batch, grid, 1)
         expected.copy_(torch.where(where, values[:, None, :], expected))
-        measured_grid.copy_(torch.where(where, measured[:, None, :], measured_grid))
+        # grid day 0 is the history's own latest value, whatever is sampled later that day
+        measured_grid.copy_(torch.where(where & later, measured[:, None, :], measured_grid))
 
     def flush(rows: torch.Tensor) -> None:  # write the outputs of the members at positions ``rows``
+        if visit:
+            seen = rows[~dead[rows]]
+            if len(seen):
+                values = horizon_visit(
+                    model,
+                    cache.select(seen),
+                    last_logits[seen],
+                    current[seen],
+                    start[seen] + horizon_days,
+                    age[seen],
+                    bins,
+                    centers,
+                )
+                expected[seen, -1], measured_grid[seen, -1] = values, values
         originals = members[rows]
         expected_out[originals] = (
             expected[rows]
@@ -334,6 +372,7 @@ def _simulate_chunk(
         measured.scatter_(1, column, update)
         died = continuing & (token == death)
         fill(died, values, current, start + horizon_days + 1)  # after death the last state holds: nothing more happens
+        dead = dead | died
         active = continuing & ~died
         still = int(continuing.sum())  # the one host sync per step
         if still == 0:
@@ -343,6 +382,8 @@ def _simulate_chunk(
             flush(torch.nonzero(~continuing)[:, 0])
             members, cache, stream = members[kept], cache.select(kept), stream[kept]
             (
+                last_logits,
+                dead,
                 expected,
                 measured_grid,
                 measured,
@@ -359,6 +400,8 @@ def _simulate_chunk(
             ) = (
                 tensor.index_select(0, kept)
                 for tensor in (
+                    last_logits,
+                    dead,
                     expected,
                     measured_grid,
                     measured,
@@ -375,6 +418,7 @@ def _simulate_chunk(
                 )
             )
         logits, rate = model.decode_step(cache, torch.where(continuing, token, 0), current, previous, age, continuing)
+        last_logits = torch.where(continuing[:, None], logits, last_logits)
     else:  # out of tokens: the last state holds until the horizon
         values = expectation(torch.softmax(logits.float(), dim=-1))
         fill(active, values, current, start + horizon_days + 1)
@@ -386,6 +430,35 @@ def _simulate_chunk(
         ids_out.reshape(*shape, -1).cpu().numpy(),
         days_out.reshape(*shape, -1).cpu().numpy(),
     )
+
+
+@torch.no_grad()
+def horizon_visit(
+    model: HealthFormerModel,
+    cache: SharedPrefixCache,
+    logits: torch.Tensor,
+    current: torch.Tensor,
+    day: torch.Tensor,
+    age: torch.Tensor,
+    bins: torch.Tensor,
+    centers: torch.Tensor,
+) -> torch.Tensor:
+    """(rows, biomarkers): what a visit on ``day`` measuring every biomarker would show, each read where the model
+    was trained to predict it: the tokens of one day come in the tokenizer's order, so biomarker k is read after
+    the visit's biomarkers before k, each given as the bin nearest its expected value (the same in every arm of
+    a sample: common random numbers hold). ``logits`` (rows, vocab) follow each row's last token, on ``current``.
+    Consumes ``cache`` (decode steps are appended to it)."""
+    values = torch.empty(len(current), bins.shape[0], device=current.device)
+    previous = current
+    for index in range(bins.shape[0]):
+        restricted = torch.softmax(logits.float(), dim=-1)[:, bins[index]]  # (rows, bins)
+        restricted = restricted / restricted.sum(-1, keepdim=True).clamp(min=1e-12)
+        values[:, index] = (restricted * centers[index]).sum(-1)
+        nearest = (values[:, index, None] - centers[index]).abs().argmin(-1)
+        valid = torch.ones(len(current), dtype=torch.bool, device=current.device)
+        logits, _ = model.decode_step(cache, bins[index][nearest], day, previous, age, valid)
+        previous = day
+    return values
 
 
 def effect_summary(

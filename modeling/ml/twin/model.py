@@ -72,6 +72,8 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         time_loss_weight: float = 1.0,
         id_treatment: list[int] | None = None,
         treatments: int = 0,
+        id_biomarker: list[int] | None = None,
+        biomarkers: int = 0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -87,10 +89,12 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
             id_treatment or [0] * vocab_size,
             treatments,
         )  # vocab id -> treatment slot + 1 (0: none)
+        # vocab id -> biomarker + 1 (0: not a measurement); 0 biomarkers: no latest-value input (models before it)
+        self.id_biomarker, self.biomarkers = id_biomarker or [0] * vocab_size, biomarkers
 
     @classmethod
     def named(cls, size: str, tokenizer: "Tokenizer", **overrides: Any) -> "HealthFormerConfig":
-        from modeling.ml.twin.tokens import CODES, MODALITIES, TREATMENTS
+        from modeling.ml.twin.tokens import BIOMARKER_NAMES, CODES, MODALITIES, TREATMENTS
 
         dim, depth, heads = SIZES[size]
         id_treatment = [0] * tokenizer.vocab_size
@@ -98,6 +102,10 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
             for kind in ("intervention", "medication"):
                 if f"{kind}:{name}" in dict(CODES):
                     id_treatment[tokenizer.token_id(f"{kind}:{name}")] = slot + 1
+        id_biomarker = [0] * tokenizer.vocab_size
+        for index, name in enumerate(BIOMARKER_NAMES):
+            for token in tokenizer.measurement_ids(name):
+                id_biomarker[int(token)] = index + 1
         values = {
             "vocab_size": tokenizer.vocab_size,
             "codes": len(CODES),
@@ -105,6 +113,8 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
             "bins": tokenizer.bins,
             "id_treatment": id_treatment,
             "treatments": len(TREATMENTS),
+            "id_biomarker": id_biomarker,
+            "biomarkers": len(BIOMARKER_NAMES),
             "id_code": tokenizer.id_code.tolist(),
             "id_bin": tokenizer.id_bin.tolist(),
             "id_modality": tokenizer.id_modality.tolist(),
@@ -127,6 +137,38 @@ class HealthFormerOutput:
     time_loss: torch.Tensor | None = None
 
 
+@dataclass
+class Carried:
+    """What a position knows of every earlier token without attending to it: the first day each treatment started
+    (inf: not yet), and each biomarker's latest value (standardized bin center) and its day (-inf: never measured).
+    Each is (batch, treatments or biomarkers); a cache carries the state after its last token into the next step."""
+
+    treatment_start: torch.Tensor
+    latest_value: torch.Tensor
+    latest_day: torch.Tensor
+
+    @classmethod
+    def empty(cls, config: HealthFormerConfig, batch: int, device: torch.device | str) -> "Carried":
+        return cls(
+            torch.full((batch, config.treatments), float("inf"), device=device),
+            torch.zeros(batch, config.biomarkers, device=device),
+            torch.full((batch, config.biomarkers), float("-inf"), device=device),
+        )
+
+    def select(self, rows: torch.Tensor) -> "Carried":
+        return Carried(*(tensor.index_select(0, rows) for tensor in self.tensors()))
+
+    def repeat(self, group: int) -> "Carried":
+        return Carried(*(tensor.repeat_interleave(group, dim=0) for tensor in self.tensors()))
+
+    def assign(self, rows: torch.Tensor, other: "Carried") -> None:
+        for mine, theirs in zip(self.tensors(), other.tensors(), strict=True):
+            mine[rows] = theirs
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.treatment_start, self.latest_value, self.latest_day
+
+
 class KVCache:
     """Preallocated keys and values per layer, (batch, heads, capacity, head_dim), and which keys are real."""
 
@@ -145,9 +187,7 @@ class KVCache:
         ]
         self.values = [torch.zeros_like(key) for key in self.keys]
         self.valid = torch.zeros(batch, capacity, dtype=torch.bool, device=device)
-        self.treatment_start = torch.full(
-            (batch, config.treatments), float("inf"), device=device
-        )  # first day of each treatment so far
+        self.carried = Carried.empty(config, batch, device)  # after the last token written
         self.length = 0
         self.capacity = capacity
 
@@ -157,7 +197,7 @@ class KVCache:
         copy.keys = [key.index_select(0, rows) for key in self.keys]
         copy.values = [value.index_select(0, rows) for value in self.values]
         copy.valid, copy.length, copy.capacity = self.valid.index_select(0, rows), self.length, self.capacity
-        copy.treatment_start = self.treatment_start.index_select(0, rows)
+        copy.carried = self.carried.select(rows)
         return copy
 
 
@@ -206,7 +246,7 @@ class SharedPrefixCache:
     The histories are kept in ``buckets`` of similar length, shortest first, each padded only to its own longest.
     ``slots`` (rows,) place each row's query in a (histories, group) layout in that order: row ``r`` belongs to the
     history ``slots[r] // group``. The suffix has the KVCache attributes decode_step writes to (keys, values, valid,
-    length, capacity, treatment_start); its keys and values grow in blocks of ``GROWTH`` positions, and a row
+    length, capacity, carried); its keys and values grow in blocks of ``GROWTH`` positions, and a row
     attends to the whole block, unwritten positions masked: a contiguous tensor multiplies several times faster
     than a slice of a larger one, and compacting copies only what was written.
     """
@@ -232,7 +272,7 @@ class SharedPrefixCache:
         ]  # (rows, heads, allocated, head_dim)
         self.values = [torch.zeros_like(key) for key in self.keys]
         self.valid = torch.zeros(rows, capacity, dtype=torch.bool, device=device)
-        self.treatment_start = prefix.treatment_start.repeat_interleave(group, dim=0)
+        self.carried = prefix.carried.repeat(group)
         self.length, self.capacity = 0, capacity
 
     @property
@@ -276,7 +316,7 @@ class SharedPrefixCache:
         copy.keys = [key.index_select(0, rows) for key in self.keys]
         copy.values = [value.index_select(0, rows) for value in self.values]
         copy.valid, copy.length, copy.capacity = self.valid.index_select(0, rows), self.length, self.capacity
-        copy.treatment_start = self.treatment_start.index_select(0, rows)
+        copy.carried = self.carried.select(rows)
         return copy
 
 
@@ -398,6 +438,33 @@ def treatment_features(first: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
     return torch.cat([started.float(), started.float() * (1 - torch.exp(-since / 30.0))], dim=-1)
 
 
+def latest_state(
+    biomarker: torch.Tensor, value: torch.Tensor, days: torch.Tensor, start_value: torch.Tensor, start_day: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, days), each (batch, tokens, biomarkers): each biomarker's latest value and its day, up to and including
+    each token, from the tokens' biomarkers (batch, tokens; 0: none), values and days, and the state before the
+    sequence (batch, biomarkers; day -inf: never measured)."""
+    count = start_value.shape[-1]
+    hot = F.one_hot(biomarker, count + 1)[..., 1:].bool()  # (batch, tokens, biomarkers)
+    positions = torch.arange(biomarker.shape[1], device=biomarker.device)[None, :, None]
+    last = torch.cummax(torch.where(hot, positions, -1), dim=1).values  # the latest position measuring it, or -1
+    seen = last >= 0
+    index = last.clamp(min=0)
+    values = value[..., None].expand_as(hot).gather(1, index)
+    value_days = days.float()[..., None].expand_as(hot).gather(1, index)
+    return (
+        torch.where(seen, values, start_value[:, None, :]),
+        torch.where(seen, value_days, start_day[:, None, :]),
+    )
+
+
+def latest_features(values: torch.Tensor, value_days: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, 3 * biomarkers): measured yet, the latest value (0 if not) and log days since it."""
+    known = torch.isfinite(value_days)
+    since = torch.where(known, days.float()[..., None] - value_days, torch.zeros_like(value_days)).clamp(min=0)
+    return torch.cat([known.float(), torch.where(known, values, 0.0), torch.log1p(since) / 6.0], dim=-1)
+
+
 class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTrainedModel.__init_subclass__ is unannotated
     config_class = HealthFormerConfig
     base_model_prefix = "healthformer"
@@ -409,6 +476,7 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
     id_modality: torch.Tensor
     id_value: torch.Tensor
     id_treatment: torch.Tensor
+    id_biomarker: torch.Tensor
     id_loss_weight: torch.Tensor
 
     def __init__(self, config: HealthFormerConfig):
@@ -420,6 +488,8 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         self.time_projection = nn.Linear(TIME_FEATURES, config.dim)
         # Which treatments are under way, and for how long: every token sees it without searching the context.
         self.treatment_projection = nn.Linear(2 * config.treatments, config.dim) if config.treatments else None
+        # Each biomarker's latest value and its age: the person's own level, at every position.
+        self.latest_projection = nn.Linear(3 * config.biomarkers, config.dim) if config.biomarkers else None
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim)
         self.token_head = nn.Linear(config.dim, config.vocab_size)
@@ -430,6 +500,7 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         self.register_buffer("id_modality", torch.tensor(config.id_modality, dtype=torch.long))
         self.register_buffer("id_value", torch.tensor(config.id_value, dtype=torch.float32))
         self.register_buffer("id_treatment", torch.tensor(config.id_treatment, dtype=torch.long))
+        self.register_buffer("id_biomarker", torch.tensor(config.id_biomarker, dtype=torch.long))
         weights = [config.modality_loss_weights.get(name, 1.0) for name in config.modality_names]
         self.register_buffer("id_loss_weight", torch.tensor(weights, dtype=torch.float32)[self.id_modality])
         self.post_init()  # type: ignore[no-untyped-call]  # PreTrainedModel.post_init is unannotated
@@ -448,10 +519,11 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         days: torch.Tensor,
         previous_day: torch.Tensor,
         age_years: torch.Tensor,
-        treatment_start: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(batch, tokens, dim): code + value + modality + time (+ treatments under way), and the treatment
-        start days after the last token (batch, treatments), given those before the first (inf: none)."""
+        carried: Carried | None = None,
+    ) -> tuple[torch.Tensor, Carried]:
+        """(batch, tokens, dim): code + value + modality + time (+ treatments under way, + each biomarker's latest
+        value and how old it is), and the carried state after the last token, given the state before the first
+        (``carried``; None: nothing before)."""
         value = self.id_value[input_ids][..., None]
         x = (
             self.code_embedding(self.id_code[input_ids])
@@ -460,14 +532,21 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
             + self.modality_embedding(self.id_modality[input_ids])
             + self.time_projection(time_features(days, previous_day, age_years))
         )
-        if self.treatment_projection is None:
-            return x, None
-        if treatment_start is None:
-            treatment_start = torch.full(
-                (input_ids.shape[0], self.config.treatments), float("inf"), device=input_ids.device
+        if carried is None:
+            carried = Carried.empty(self.config, input_ids.shape[0], input_ids.device)
+        treatment_start = carried.treatment_start
+        if self.treatment_projection is not None:
+            first = treatment_state(self.id_treatment[input_ids], days, treatment_start, self.config.treatments)
+            x = x + self.treatment_projection(treatment_features(first, days))
+            treatment_start = first[:, -1]
+        latest_value, latest_day = carried.latest_value, carried.latest_day
+        if self.latest_projection is not None:
+            values, value_days = latest_state(
+                self.id_biomarker[input_ids], self.id_value[input_ids], days, latest_value, latest_day
             )
-        first = treatment_state(self.id_treatment[input_ids], days, treatment_start, self.config.treatments)
-        return x + self.treatment_projection(treatment_features(first, days)), first[:, -1]
+            x = x + self.latest_projection(latest_features(values, value_days, days))
+            latest_value, latest_day = values[:, -1], value_days[:, -1]
+        return x, Carried(treatment_start, latest_value, latest_day)
 
     def heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.norm(hidden)
@@ -517,9 +596,7 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         """Run left-padded histories into a new cache of ``capacity`` positions; returns (cache, last logits, last rate)."""
         batch, tokens = input_ids.shape
         cache = KVCache(self.config, batch, capacity, input_ids.device, self.token_head.weight.dtype)
-        x, treatment_start = self.embed(input_ids, days, days[:, 0], age_years)
-        if treatment_start is not None:
-            cache.treatment_start = treatment_start
+        x, cache.carried = self.embed(input_ids, days, days[:, 0], age_years)
         causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
         mask = (causal[None] & valid[:, None, :]) | torch.eye(tokens, dtype=torch.bool, device=x.device)[None]
         # Additive, built once: attention converts a boolean mask to this in every layer otherwise.
@@ -546,11 +623,7 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
         if cache.length >= cache.capacity:
             raise ValueError("the KV cache is full")
-        x, treatment_start = self.embed(
-            input_ids[:, None], days[:, None], previous_day, age_years, cache.treatment_start
-        )
-        if treatment_start is not None:
-            cache.treatment_start = treatment_start
+        x, cache.carried = self.embed(input_ids[:, None], days[:, None], previous_day, age_years, cache.carried)
         position = cache.length
         cache.valid[:, position] = valid
         if isinstance(

@@ -94,6 +94,7 @@ class Tokens:
     days: np.ndarray  # int64
     age_years: float | None
     last_day: int
+    values: np.ndarray | None = None  # float: a measurement's own value (before binning), NaN for other tokens
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -101,7 +102,10 @@ class Tokens:
     def slice(self, stop_day: int) -> "Tokens":
         """The tokens up to and including ``stop_day``."""
         keep = self.days <= stop_day
-        return Tokens(self.ids[keep], self.codes[keep], self.bins[keep], self.days[keep], self.age_years, stop_day)
+        values = None if self.values is None else self.values[keep]
+        return Tokens(
+            self.ids[keep], self.codes[keep], self.bins[keep], self.days[keep], self.age_years, stop_day, values
+        )
 
 
 class Tokenizer:
@@ -231,16 +235,18 @@ class Tokenizer:
 
     def encode(self, record: ParticipantRecord) -> Tokens:
         """Static tokens on day 0, then measurements and events by day (a fixed order within a day)."""
-        rows: list[tuple[int, int, int, str, int]] = []  # (day, order, code, name, bin)
+        rows: list[tuple[int, int, int, float, int]] = []  # (day, order, code, value, bin)
+        nan = float("nan")
         if record.sex in ("female", "male"):
-            rows.append((0, 0, CODE_INDEX[f"sex:{record.sex}"], "", 0))
+            rows.append((0, 0, CODE_INDEX[f"sex:{record.sex}"], nan, 0))
         if record.smoker is not None:
-            rows.append((0, 0, CODE_INDEX[f"smoker:{'yes' if record.smoker else 'no'}"], "", 0))
+            rows.append((0, 0, CODE_INDEX[f"smoker:{'yes' if record.smoker else 'no'}"], nan, 0))
         for measurement in self.summarize(record.measurements):
             if measurement["day"] > record.last_day:
                 continue
             code = CODE_INDEX[f"measure:{measurement['name']}"]
-            rows.append((measurement["day"], 2, code, "", self.value_bin(measurement["name"], measurement["value"])))
+            value = float(measurement["value"])
+            rows.append((measurement["day"], 2, code, value, self.value_bin(measurement["name"], value)))
         order = {"intervention": 1, "medication": 1, "diet": 3, "diagnosis": 4, "endpoint": 5}
         for event in record.events:
             code_name = {
@@ -250,7 +256,7 @@ class Tokenizer:
             }.get(event["kind"], f"{'endpoint' if event['name'] in HARD_ENDPOINTS else 'diagnosis'}:{event['name']}")
             if event["kind"] not in order or code_name not in CODE_INDEX or event["day"] > record.last_day:
                 continue  # activity bouts, sleep periods and unknown names are not timeline tokens
-            rows.append((event["day"], order[event["kind"]], CODE_INDEX[code_name], "", 0))
+            rows.append((event["day"], order[event["kind"]], CODE_INDEX[code_name], nan, 0))
         rows.sort(key=lambda row: (row[0], row[1], row[2], row[4]))
         codes = np.array([row[2] for row in rows], dtype=np.int64)
         bins = np.array([row[4] for row in rows], dtype=np.int64)
@@ -258,7 +264,13 @@ class Tokenizer:
             [self.code_first_id[code] + max(b - 1, 0) for code, b in zip(codes, bins, strict=True)], dtype=np.int64
         )
         return Tokens(
-            ids, codes, bins, np.array([row[0] for row in rows], dtype=np.int64), record.age_years, record.last_day
+            ids,
+            codes,
+            bins,
+            np.array([row[0] for row in rows], dtype=np.int64),
+            record.age_years,
+            record.last_day,
+            np.array([row[3] for row in rows], dtype=np.float64),
         )
 
     def decode(self, tokens: Tokens) -> ParticipantRecord:
@@ -281,6 +293,18 @@ class Tokenizer:
     def ids_to_tokens(self, ids: np.ndarray, days: np.ndarray, *, age_years: float | None, last_day: int) -> Tokens:
         ids = np.asarray(ids, dtype=np.int64)
         return Tokens(ids, self.id_code[ids], self.id_bin[ids], np.asarray(days, dtype=np.int64), age_years, last_day)
+
+    def latest_values(self, tokens: Tokens) -> np.ndarray:
+        """(biomarkers,) each biomarker's latest value in ``tokens`` (its own value where the tokens carry it, else its
+        bin's median), NaN if never measured."""
+        latest = np.full(len(BIOMARKER_NAMES), np.nan)
+        for index, name in enumerate(BIOMARKER_NAMES):
+            where = np.flatnonzero(tokens.codes == CODE_INDEX[f"measure:{name}"])
+            if len(where):
+                last = where[-1]
+                own = np.nan if tokens.values is None else tokens.values[last]
+                latest[index] = own if np.isfinite(own) else self.bin_value(name, int(tokens.bins[last]))
+        return latest
 
     def measurement_ids(self, name: str) -> np.ndarray:
         """The vocabulary ids of biomarker ``name``'s bins, in bin order."""

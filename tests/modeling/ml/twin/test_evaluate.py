@@ -121,3 +121,21 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
     statin = tokenizer.token_id("medication:statin")
     assert row["participants"] == 12 == len(enrolled) and row["excluded_already_treated_or_dead"] > 0
     assert all(statin not in history.ids for history in enrolled)
+
+
+def test_the_fidelity_table_reads_each_biomarker_teacher_forced_and_at_a_visit(tokenizer):
+    import torch
+
+    from modeling.ml.twin.evaluate import FIDELITY_BIOMARKERS, TwinReportSettings, fidelity_markdown, fidelity_table
+    from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
+
+    torch.manual_seed(0)
+    model = HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer, block_size=128)).eval()
+    table = fidelity_table(model, tokenizer, TwinReportSettings(history_days=200, seed=11), participants=12)
+    rows = {row["biomarker"]: row for row in table["rows"]}
+    assert set(rows) == set(FIDELITY_BIOMARKERS) and table["participants"] == 12
+    assert all(row["pairs"] > 0 and row["slope_on_previous"] is not None for row in rows.values())
+    # every simulation starts at the person's latest value; an untrained model's visit does not stay there
+    assert all(row["day0_median_abs_sd"] < 1e-3 for row in rows.values())
+    assert max(row["visit_median_abs_sd"] for row in rows.values()) > 1.0
+    assert "slope on the previous value" in fidelity_markdown(table, "# header")

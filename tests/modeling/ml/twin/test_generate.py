@@ -172,3 +172,40 @@ def test_the_readout_changes_what_is_read_not_what_is_sampled(model, tokenizer, 
     assert not np.allclose(state.expected, measured.expected)
     with pytest.raises(ValueError, match="readout"):
         simulate(model, tokenizer, histories, readout="latest", **kwargs)
+
+
+def test_a_simulation_starts_at_each_person_s_latest_measured_values_in_every_arm(model, tokenizer, histories):
+    rollouts = _run(model, tokenizer, histories, 3)
+    for person, tokens in enumerate(histories):
+        latest = tokenizer.latest_values(tokens)
+        measured = ~np.isnan(latest)
+        assert measured.any()
+        day0 = rollouts.expected[person, :, :, 0, :]  # (arms, samples, biomarkers)
+        # the person's own values (not bin medians), the same in every arm and sample
+        assert np.allclose(day0[..., measured], latest[measured], rtol=1e-5)
+    ldl = BIOMARKER_NAMES.index("ldl")
+    assert len(np.unique(rollouts.expected[:, 0, 0, 0, ldl].round(3))) == len(histories)  # not one population value
+
+
+def test_the_horizon_is_read_at_a_visit_measuring_every_biomarker(model, tokenizer, histories):
+    from modeling.ml.twin.generate import horizon_visit
+
+    arm_ids = torch.tensor([0])
+    horizon = 30
+    # No step inside the horizon (max_new_tokens=0): the horizon is read from the history's own prediction.
+    rollouts = simulate(
+        model, tokenizer, histories, arms=[None], horizon_days=horizon, samples=1, seed=0, max_new_tokens=0
+    )
+    begun = start_rollouts(model, histories, arm_ids, samples=1, max_history_tokens=192, max_new_tokens=32)
+    bins = torch.tensor(np.stack([tokenizer.measurement_ids(name) for name in BIOMARKER_NAMES]))
+    centers = torch.tensor(np.stack([tokenizer.centers[name] for name in BIOMARKER_NAMES]), dtype=torch.float32)
+    expected = horizon_visit(
+        model, begun.cache, begun.logits, begun.start_day, begun.start_day + horizon, begun.age, bins, centers
+    )
+    assert np.allclose(rollouts.expected[:, 0, 0, -1, :], expected.numpy(), rtol=1e-4, atol=1e-4)
+    # Each biomarker after the first is read after the visit's earlier tokens: not the same as reading every
+    # biomarker from the history's last prediction.
+    probabilities = torch.softmax(begun.logits, -1)[:, bins]
+    at_once = (probabilities / probabilities.sum(-1, keepdim=True) * centers).sum(-1)
+    assert torch.allclose(expected[:, 0], at_once[:, 0], atol=1e-4)
+    assert not torch.allclose(expected[:, 1:], at_once[:, 1:], atol=1e-3)

@@ -139,3 +139,36 @@ def test_a_checkpoint_reloads_with_from_pretrained(tmp_path, simulated, tokenize
     loaded = HealthFormerModel.from_pretrained(tmp_path).eval()
     batch = TimelineWindows([tokenizer.encode(simulated.records[0])], 96).batch(torch.tensor([0]))
     assert torch.allclose(model(**batch).loss, loaded(**batch).loss)
+
+
+def test_every_position_sees_each_biomarker_s_latest_value_and_its_day():
+    from modeling.ml.twin.model import latest_features, latest_state
+
+    # biomarkers of 5 tokens (0: none): 2, none, 1, 2, none; one earlier value of biomarker 1 before the sequence
+    biomarker = torch.tensor([[2, 0, 1, 2, 0]])
+    value = torch.tensor([[0.5, 0.0, -1.0, 1.5, 0.0]])
+    days = torch.tensor([[10, 12, 20, 30, 40]])
+    start_value, start_day = torch.tensor([[0.25, 0.0]]), torch.tensor([[3.0, float("-inf")]])
+    values, value_days = latest_state(biomarker, value, days, start_value, start_day)
+    assert values[0, :, 0].tolist() == [0.25, 0.25, -1.0, -1.0, -1.0]
+    assert value_days[0, :, 0].tolist() == [3.0, 3.0, 20.0, 20.0, 20.0]
+    assert values[0, :, 1].tolist() == [0.5, 0.5, 0.5, 1.5, 1.5]
+    features = latest_features(values, value_days, days)
+    assert features[0, 0].tolist()[:2] == [1.0, 1.0]  # both known at the first token (one from before it)
+    unseen = latest_features(values[:, :, 1:], torch.full_like(value_days[:, :, 1:], float("-inf")), days)
+    assert unseen.abs().sum() == 0  # never measured: no value, no age, not NaN
+
+
+def test_the_latest_value_reaches_the_next_prediction_through_the_cache_as_in_a_full_pass(simulated, tokenizer):
+    model = _model(tokenizer, seed=5)
+    tokens = tokenizer.encode(simulated.records[1]).slice(200)
+    ids, days = torch.from_numpy(tokens.ids)[None], torch.from_numpy(tokens.days)[None]
+    age, valid = torch.tensor([60.0]), torch.ones_like(ids, dtype=torch.bool)
+    cache, _, _ = model.prefill(ids[:, :-1], days[:, :-1], age, valid[:, :-1], capacity=len(tokens))
+    carried_before = cache.carried.latest_value.clone()
+    logits, _ = model.decode_step(cache, ids[:, -1], days[:, -1], days[:, -2], age, valid[:, -1])
+    full = model(ids, days, age, valid, compute_loss=False).logits[:, -1]
+    assert torch.allclose(logits, full, atol=1e-5)
+    assert model.latest_projection is not None and torch.isfinite(cache.carried.latest_day).any()
+    if tokens.bins[-1] > 0:  # the last token was a measurement: its biomarker's carried value changed
+        assert not torch.equal(carried_before, cache.carried.latest_value)
