@@ -133,13 +133,7 @@ def usable_heads(checkpoint: Checkpoint) -> dict[str, Checkpoint]:
 # The digital twin's reads: a participant's stored (anonymized) data as a twin record, the stored simulations,
 # and what the twin page shows of them.
 
-# Daily-summary field -> twin biomarker (daily wearable values; the tokenizer summarizes them).
-DAILY_BIOMARKERS = {
-    "steps": "daily_steps",
-    "sleep_minutes": "sleep_minutes",
-    "resting_heart_rate_bpm": "resting_heart_rate",
-}
-# The daily values the twin reads: only those whose site definition is the one its training data used. The
+# Daily-summary field -> twin biomarker (the tokenizer summarizes them per block): only those whose site definition is the one its training data used. The
 # site's resting heart rate (10th percentile of awake, still minutes) reads about 10 bpm above the simulator's
 # resting rate, and its sleep (the night's minutes asleep) about 30 minutes below its sleep: fed to the twin, the
 # last block of the history sat off its training distribution just before every simulation
