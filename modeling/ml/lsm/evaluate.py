@@ -272,11 +272,15 @@ def probe(
     model = fit_probe(features, labels, kind, train, pca_components=pca_components)
     if model is None:
         return {"note": "only one class among the training participants"}
+    return score(kind, labels[test], probe_predictions(model, features[test], labels, kind), bootstrap=bootstrap)
+
+
+def probe_predictions(model: BaseEstimator, features: np.ndarray, labels: np.ndarray, kind: str) -> np.ndarray:
+    """A fitted probe's predictions for ``features``: values for regression, else the probabilities of every class
+    in ``labels`` (rows, classes)."""
     if kind == "regression":
-        return score(kind, labels[test], model.predict(features[test]), bootstrap=bootstrap)
-    return score(
-        kind, labels[test], class_probabilities(model, features[test], int(labels.max()) + 1), bootstrap=bootstrap
-    )
+        return np.asarray(model.predict(features))
+    return class_probabilities(model, features, int(labels.max()) + 1)
 
 
 def supervised(

@@ -34,7 +34,7 @@ from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASKS, Task
 from modeling.ml.data.summaries import summary_features
-from modeling.ml.lsm.evaluate import class_probabilities, few_shot_rows, fit_probe
+from modeling.ml.lsm.evaluate import few_shot_rows, fit_probe, probe_predictions
 from modeling.ml.lsm.model import LSMForMaskedPretraining, standardize
 from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained
 
@@ -140,9 +140,7 @@ def fit_predict(
     model = fit_probe(features, labels, task.kind, train, cv=cv, folds=folds, standardized=standardized)
     if model is None:
         return None
-    if task.kind == "regression":
-        return np.asarray(model.predict(features[test]))
-    return class_probabilities(model, features[test], int(labels.max()) + 1)
+    return probe_predictions(model, features[test], labels, task.kind)
 
 
 def metric(task: Task) -> Callable[[np.ndarray, np.ndarray], float | None]:
