@@ -293,6 +293,7 @@ def _simulate_chunk(
     bin_biomarker = torch.full((int(bins.max()) + 1,), -1, dtype=torch.long, device=device)
     bin_biomarker[bins.reshape(-1)] = torch.arange(biomarkers, device=device).repeat_interleave(bins.shape[1])
     survival = torch.ones(total, len(endpoints), device=device)
+    prior = loss_weight_prior(model)
     last_logits = logits  # after each row's last real token: a finished row's own logits are overwritten after it
     dead = torch.zeros(total, dtype=torch.bool, device=device)
     current = start.clone()
@@ -344,7 +345,7 @@ def _simulate_chunk(
         ids_out[originals], days_out[originals] = sampled_ids[rows], sampled_days[rows]
 
     for step in range(max_new_tokens):
-        probabilities = torch.softmax(logits.float(), dim=-1)
+        probabilities = torch.softmax(logits.float() - prior, dim=-1)
         values = expectation(probabilities)
         remaining = (start + horizon_days - current).float()
         inside = 1.0 - torch.exp(-rate * (remaining + 1.0))  # P(the next token comes within the horizon)
@@ -420,7 +421,7 @@ def _simulate_chunk(
         logits, rate = model.decode_step(cache, torch.where(continuing, token, 0), current, previous, age, continuing)
         last_logits = torch.where(continuing[:, None], logits, last_logits)
     else:  # out of tokens: the last state holds until the horizon
-        values = expectation(torch.softmax(logits.float(), dim=-1))
+        values = expectation(torch.softmax(logits.float() - prior, dim=-1))
         fill(active, values, current, start + horizon_days + 1)
     flush(torch.arange(len(members), device=device))
     shape = (count, arms, samples)
@@ -430,6 +431,20 @@ def _simulate_chunk(
         ids_out.reshape(*shape, -1).cpu().numpy(),
         days_out.reshape(*shape, -1).cpu().numpy(),
     )
+
+
+def loss_weight_prior(model: HealthFormerModel) -> torch.Tensor:
+    """(vocab,) the log of each token's weight in the training loss, to subtract from the logits (+inf: weight 0).
+
+    Training weights each target token's cross-entropy by its modality (endpoints 3, diagnoses 2, labs 1, wearable
+    summaries 0.5, diet 0.3...), and the minimizer of a weighted cross-entropy is the data's next-token distribution
+    times the weights, renormalized: left as they are, endpoints are sampled about three times as often as they
+    happen and every risk is inflated by as much (predicted incidence 1.5-9x the observed one,
+    docs/results/twin-tiny/README.md). Dividing by the weights (subtracting their log) gives back the data's
+    distribution; tokens never trained as targets (weight 0: the static tokens, padding) are never sampled. Reading one
+    biomarker's bins is unchanged: they share one weight."""
+    weight = model.id_loss_weight.float()
+    return torch.where(weight > 0, torch.log(weight.clamp(min=1e-12)), float("inf"))
 
 
 @torch.no_grad()

@@ -209,3 +209,20 @@ def test_the_horizon_is_read_at_a_visit_measuring_every_biomarker(model, tokeniz
     at_once = (probabilities / probabilities.sum(-1, keepdim=True) * centers).sum(-1)
     assert torch.allclose(expected[:, 0], at_once[:, 0], atol=1e-4)
     assert not torch.allclose(expected[:, 1:], at_once[:, 1:], atol=1e-3)
+
+
+def test_sampling_divides_out_the_training_loss_weights(model, tokenizer, histories):
+    import math
+
+    from modeling.ml.twin.generate import loss_weight_prior
+    from modeling.ml.twin.model import DEFAULT_MODALITY_WEIGHTS
+
+    prior = loss_weight_prior(model)
+    death, ldl = tokenizer.token_id("endpoint:death"), tokenizer.measurement_ids("ldl")[5]
+    # an endpoint was weighted 3 against a lab's 1: sampled a third as often as the trained softmax says
+    expected = math.log(DEFAULT_MODALITY_WEIGHTS["endpoint"] / DEFAULT_MODALITY_WEIGHTS["lab"])
+    assert float(prior[death] - prior[ldl]) == pytest.approx(expected)
+    static = [tokenizer.token_id(name) for name in ("sex:female", "sex:male", "smoker:yes", "smoker:no")]
+    assert (prior[[0, *static]] == float("inf")).all()  # never trained as targets: never sampled
+    rollouts = _run(model, tokenizer, histories, 5)
+    assert not np.isin(rollouts.sampled_ids, static).any()
