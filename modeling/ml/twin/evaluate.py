@@ -328,6 +328,8 @@ def fidelity_table(
     - **teacher-forced**: at each true measurement that has an earlier one, the value the model expects (its
       next-token distribution over the biomarker's bins, read just before it) regressed on the previous
       measurement (slope; 1 copies it, 0 ignores it) and correlated with the measurement itself;
+    - **day 0**: the simulation's first value against the latest measured one (equal by construction in
+      ``generate.simulate``; the column checks that it stays so);
     - **a visit soon after**: the value a visit ``visit_days`` after the history would show (the control arm's
       horizon read-out) against the latest measured value, as the median absolute difference in units of the
       simulator's measurement SD (below 1: within the measurement noise).

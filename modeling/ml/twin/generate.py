@@ -26,7 +26,8 @@ Two read-outs at every step, so neither depends on which tokens happened to be s
   - **day 0** is the participant's own latest measured value (not a bin's median), the same in every arm;
   - between measurements, the latest value holds: the history's, then each sampled measurement's expectation;
   - **on the horizon day** a visit measures every biomarker (:func:`horizon_visit`): each is read after the
-    visit's tokens before it, in the tokenizer's order, as in training. Reading the latest sampled measurement
+    visit's tokens before it, in the tokenizer's order, as in training. The first (HbA1c) is read after the row's
+    last token, which may be days before the horizon: the token head never sees the next token's day. Reading the latest sampled measurement
     instead caught an effect that builds over weeks wherever the last visit happened to fall, and a rollout
     without a visit not at all (docs/results/twin-tiny/diagnosis.md, cause 2).
   ``readout="state"`` records the restricted mean at every step instead, so a grid day reads it where the
@@ -265,7 +266,8 @@ def _simulate_chunk(
     device = model.device
     count, arms = len(histories), len(arm_ids)
     biomarkers = bins.shape[0]
-    visit = readout == "measured"  # a visit on the horizon day reads every biomarker (horizon_visit)
+    # a visit on the horizon day reads every biomarker (horizon_visit); a horizon of 0 days is day 0 itself
+    visit = readout == "measured" and horizon_days > 0
     begun = start_rollouts(
         model,
         histories,
@@ -461,7 +463,8 @@ def horizon_visit(
     """(rows, biomarkers): what a visit on ``day`` measuring every biomarker would show, each read where the model
     was trained to predict it: the tokens of one day come in the tokenizer's order, so biomarker k is read after
     the visit's biomarkers before k, each given as the bin nearest its expected value (the same in every arm of
-    a sample: common random numbers hold). ``logits`` (rows, vocab) follow each row's last token, on ``current``.
+    a sample: common random numbers hold). ``logits`` (rows, vocab) follow each row's last token, on ``current``:
+    the first biomarker is read from them, at that token's state, not the horizon's.
     Consumes ``cache`` (decode steps are appended to it)."""
     values = torch.empty(len(current), bins.shape[0], device=current.device)
     previous = current
