@@ -46,8 +46,9 @@ import numpy as np
 import torch
 
 from modeling.ml.data.clinical import ENDPOINTS
+from modeling.ml.twin.cache import KVCache, SharedPrefixCache
 from modeling.ml.twin.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
-from modeling.ml.twin.model import HealthFormerModel, KVCache, SharedPrefixCache
+from modeling.ml.twin.model import HealthFormerModel
 from modeling.ml.twin.tokens import BIOMARKER_NAMES, HARD_ENDPOINTS, Tokenizer, Tokens
 
 

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from modeling.ml.twin.cache import SharedPrefixCache
 from modeling.ml.twin.data import TimelineWindows
-from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel, SharedPrefixCache
+from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
 
 
 def _model(tokenizer, seed=0):
