@@ -183,6 +183,21 @@ ENDPOINTS = (
 )
 
 
+# A diagnosis is made at a clinic visit where the (true, latent) value of one of its biomarkers meets the criterion:
+# (biomarker, ">=" or "<", limit). Obesity (BMI >= 30) needs height as well and is checked beside them.
+DIAGNOSTIC_CRITERIA: dict[str, tuple[tuple[str, str, float], ...]] = {
+    "incident_diabetes": (("hba1c", ">=", 6.5),),
+    "hypertension": (("systolic_bp", ">=", 140.0), ("diastolic_bp", ">=", 90.0)),
+    "dyslipidaemia": (("ldl", ">=", 190.0),),
+    "chronic_kidney_disease": (("egfr", "<", 60.0),),
+}
+USUAL_CARE = {"hypertension": ("antihypertensive", 0.4), "dyslipidaemia": ("statin", 0.5)}  # started at diagnosis
+
+
+def meets(value: float, rule: str, limit: float) -> bool:
+    return value >= limit if rule == ">=" else value < limit
+
+
 @dataclass
 class Timeline:
     """Everything sparse that happens to one participant, with days counted from day 0."""
@@ -294,18 +309,13 @@ def simulate_timeline(
             timeline.events.append({"day": int(on_day), "kind": "diagnosis", "name": name, "detail": ""})
 
     for visit in visit_days:
-        if latent["hba1c"][visit] >= 6.5:
-            diagnose("incident_diabetes", visit)
-        if latent["systolic_bp"][visit] >= 140 or latent["diastolic_bp"][visit] >= 90:
-            diagnose("hypertension", visit)
-            if "antihypertensive" not in response and rng.random() < 0.4:
-                start("antihypertensive", visit, "medication", "started in usual care")
-        if latent["ldl"][visit] >= 190:
-            diagnose("dyslipidaemia", visit)
-            if "statin" not in response and rng.random() < 0.5:
-                start("statin", visit, "medication", "started in usual care")
-        if latent["egfr"][visit] < 60:
-            diagnose("chronic_kidney_disease", visit)
+        for name, criteria in DIAGNOSTIC_CRITERIA.items():
+            if any(meets(float(latent[biomarker][visit]), rule, limit) for biomarker, rule, limit in criteria):
+                diagnose(name, visit)
+                if name in USUAL_CARE:
+                    medication, probability = USUAL_CARE[name]
+                    if medication not in response and rng.random() < probability:
+                        start(medication, visit, "medication", "started in usual care")
         if latent["weight"][visit] / one.height_m[0] ** 2 >= 30:
             diagnose("obesity", visit)
     if one.atrial_fibrillation[0] and rng.random() < days / 730:

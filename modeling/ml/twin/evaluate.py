@@ -29,7 +29,7 @@ from modeling.ml.data.clinical import (
 )
 from modeling.ml.data.traits import Traits, sample_traits
 from modeling.ml.twin.data import participant_stream, record_from_timeline, simulated_records
-from modeling.ml.twin.generate import simulate
+from modeling.ml.twin.generate import RISK_FROM_MEASUREMENTS, simulate
 from modeling.ml.twin.model import HealthFormerModel
 from modeling.ml.twin.scores import ENDPOINT_SCORES, clinical_scores
 from modeling.ml.twin.tokens import BIOMARKER_NAMES, ParticipantRecord, Tokenizer
@@ -75,6 +75,7 @@ class TwinReportSettings:
     trial_days: int = 90
     bootstrap: int = 500
     readout: str = "measured"  # how a biomarker is read at the horizon (generate.simulate)
+    risk_from_measurements: tuple[str, ...] = RISK_FROM_MEASUREMENTS  # diagnoses read from their criteria (generate)
     seed: int = 5000
     device: str = "cpu"
 
@@ -146,6 +147,7 @@ def risk_table(
         seed=settings.seed,
         max_new_tokens=320,
         grid_step_days=settings.horizon_days,
+        risk_from_measurements=settings.risk_from_measurements,
     )
     model_risk = rollouts.risk[:, 0].mean(axis=1)  # (participants, endpoints)
     scores = [

@@ -35,8 +35,12 @@ Two read-outs at every step, so neither depends on which tokens happened to be s
   after the visit's other labs, not after a step count), so ``state`` mostly reads it where it was never
   fitted: on the simulator's trials it found almost no statin effect on LDL (docs/results/twin-tiny/README.md).
   Quantiles over the samples are the fan chart.
-- **endpoint risk**: each step's probability that the next token is the endpoint and falls inside
-  the horizon; one minus the product of the complements is the row's risk, averaged over samples.
+- **endpoint risk**: each step's hazard, the probability that the next token is the endpoint and falls inside the
+  horizon, summed along the row until the row samples the endpoint, averaged over samples. The sum is the expected
+  number of first events, an unbiased estimate of the row's risk under the model with far less noise than
+  counting sampled endpoints. A diagnosis of :data:`RISK_FROM_MEASUREMENTS` is read from the measurements that
+  would make it (:data:`~modeling.ml.data.clinical.DIAGNOSTIC_CRITERIA`): the next token is "an LDL of at least
+  190 mg/dL" with the probability of the LDL bins beyond the limit (:func:`event_weights`).
 """
 
 from collections.abc import Sequence
@@ -45,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from modeling.ml.data.clinical import ENDPOINTS
+from modeling.ml.data.clinical import DIAGNOSTIC_CRITERIA, ENDPOINTS
 from modeling.ml.twin.cache import KVCache, SharedPrefixCache
 from modeling.ml.twin.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
 from modeling.ml.twin.model import HealthFormerModel
@@ -63,8 +67,39 @@ class Rollouts:
     horizon_days: int
 
 
+# Diagnoses whose risk is read from the measurements that make them, not from the diagnosis token. Hypertension keeps
+# its token: blood pressure is also measured at home, where no diagnosis is made, and a measurement token does not say
+# where it was taken.
+RISK_FROM_MEASUREMENTS = ("incident_diabetes", "dyslipidaemia", "chronic_kidney_disease")
+
+
 def endpoint_token(tokenizer: Tokenizer, endpoint: str) -> int:
     return tokenizer.token_id(f"{'endpoint' if endpoint in HARD_ENDPOINTS else 'diagnosis'}:{endpoint}")
+
+
+def bin_share(tokenizer: Tokenizer, biomarker: str, rule: str, limit: float) -> np.ndarray:
+    """(bins,) the share of each of ``biomarker``'s bins that meets ``rule`` (">=" or "<") ``limit``, the bin's
+    values taken as evenly spread between its edges; an open end bin's between its edge and its median's mirror
+    image (2 x median - edge)."""
+    edges, centers = tokenizer.edges[biomarker], tokenizer.centers[biomarker]
+    low = np.concatenate([[2 * centers[0] - edges[0]], edges])
+    high = np.concatenate([edges, [2 * centers[-1] - edges[-1]]])
+    above = np.clip((high - limit) / np.maximum(high - low, 1e-9), 0.0, 1.0)
+    return above if rule == ">=" else 1.0 - above
+
+
+def event_weights(tokenizer: Tokenizer, from_measurements: Sequence[str] = RISK_FROM_MEASUREMENTS) -> np.ndarray:
+    """(vocab, endpoints): the probability that a next token of this id is a first event of the endpoint (in the
+    order of ``ENDPOINTS``): 1 for the endpoint's own token; for a diagnosis of ``from_measurements``, the share of a
+    measurement bin that meets one of its criteria, and 0 for the diagnosis token (it follows such a measurement)."""
+    weights = np.zeros((tokenizer.vocab_size, len(ENDPOINTS)), dtype=np.float32)
+    for column, endpoint in enumerate(ENDPOINTS):
+        if endpoint in from_measurements:
+            for biomarker, rule, limit in DIAGNOSTIC_CRITERIA[endpoint]:
+                weights[tokenizer.measurement_ids(biomarker), column] = bin_share(tokenizer, biomarker, rule, limit)
+        else:
+            weights[endpoint_token(tokenizer, endpoint), column] = 1.0
+    return weights
 
 
 def crop_indices(tokens: Tokens, max_tokens: int) -> np.ndarray:
@@ -96,6 +131,7 @@ def simulate(
     batch_rows: int = 2048,
     compact_below: float = 0.75,
     readout: str = "measured",
+    risk_from_measurements: Sequence[str] = RISK_FROM_MEASUREMENTS,
 ) -> Rollouts:
     """Roll every history forward ``horizon_days`` days from its last day, ``samples`` times per arm.
 
@@ -103,6 +139,7 @@ def simulate(
     The same seed gives the same rollouts (rows are processed in the same chunks). Finished rows leave the
     batch once the share still going falls to ``compact_below`` (0 steps every row to the end); the samples
     are the same either way. ``readout`` is "state" or "measured" (see the module's docstring).
+    ``risk_from_measurements``: the diagnoses whose risk is read from their criteria's measurements (:func:`event_weights`).
     """
     if readout not in ("state", "measured"):
         raise ValueError(f"readout must be 'state' or 'measured', not {readout!r}")
@@ -117,7 +154,7 @@ def simulate(
     centers = torch.tensor(
         np.stack([tokenizer.centers[name] for name in BIOMARKER_NAMES]), dtype=torch.float32, device=device
     )
-    endpoints = torch.tensor([endpoint_token(tokenizer, name) for name in ENDPOINTS], device=device)
+    weights = torch.tensor(event_weights(tokenizer, risk_from_measurements), device=device)
     death = tokenizer.token_id("endpoint:death")
     arm_ids = torch.tensor([tokenizer.token_id(f"intervention:{arm}") if arm else 0 for arm in arms], device=device)
     outputs = []
@@ -140,7 +177,7 @@ def simulate(
                 max_new_tokens,
                 bins,
                 centers,
-                endpoints,
+                weights,
                 death,
                 generator,
                 compact_below,
@@ -258,7 +295,7 @@ def _simulate_chunk(
     max_new_tokens: int,
     bins: torch.Tensor,
     centers: torch.Tensor,
-    endpoints: torch.Tensor,
+    weights: torch.Tensor,
     death: int,
     generator: torch.Generator,
     compact_below: float,
@@ -282,7 +319,7 @@ def _simulate_chunk(
     grid_days = torch.tensor(grid, device=device)
     # Outputs of every row; a row's are written when it leaves the batch (finished) or at the end.
     expected_out = torch.empty(total, len(grid), biomarkers, device=device)
-    survival_out = torch.empty(total, len(endpoints), device=device)
+    risk_out = torch.empty(total, weights.shape[1], device=device)
     ids_out = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     days_out = torch.zeros(total, max_new_tokens, dtype=torch.long, device=device)
     # The batch: ``members`` (batch,) are the rows still in the cache; all state below is per member.
@@ -295,7 +332,8 @@ def _simulate_chunk(
     later = (grid_days > 0)[None, :, None]
     bin_biomarker = torch.full((int(bins.max()) + 1,), -1, dtype=torch.long, device=device)
     bin_biomarker[bins.reshape(-1)] = torch.arange(biomarkers, device=device).repeat_interleave(bins.shape[1])
-    survival = torch.ones(total, len(endpoints), device=device)
+    risk = torch.zeros(total, weights.shape[1], device=device)  # the hazards summed while no event was sampled
+    alive = torch.ones_like(risk)  # 1 until the row samples the event (a share of it for a bin across the limit)
     prior = loss_weight_prior(model)
     last_logits = logits  # after each row's last real token: a finished row's own logits are overwritten after it
     dead = torch.zeros(total, dtype=torch.bool, device=device)
@@ -344,7 +382,7 @@ def _simulate_chunk(
             if readout == "state"
             else torch.where(torch.isnan(measured_grid[rows]), expected[rows], measured_grid[rows])
         )
-        survival_out[originals] = survival[rows]
+        risk_out[originals] = risk[rows]
         ids_out[originals], days_out[originals] = sampled_ids[rows], sampled_days[rows]
 
     for step in range(max_new_tokens):
@@ -352,9 +390,7 @@ def _simulate_chunk(
         values = expectation(probabilities)
         remaining = (start + horizon_days - current).float()
         inside = 1.0 - torch.exp(-rate * (remaining + 1.0))  # P(the next token comes within the horizon)
-        survival = torch.where(
-            active[:, None], survival * (1.0 - probabilities[:, endpoints] * inside[:, None]), survival
-        )
+        risk = torch.where(active[:, None], risk + alive * (probabilities @ weights) * inside[:, None], risk)
         # Two uniforms per (participant, sample), drawn whoever is still in the batch, shared across arms.
         uniforms = torch.rand(count * samples, 2, generator=generator, device=device)[stream]  # (batch, 2)
         token = inverse_cdf_sample(probabilities, uniforms[:, 0])
@@ -363,6 +399,7 @@ def _simulate_chunk(
         fill(active, values, current, torch.where(next_day > start + horizon_days, start + horizon_days + 1, next_day))
         continuing = active & (next_day <= start + horizon_days)
         sampled_ids[:, step] = torch.where(continuing, token, 0)
+        alive = torch.where(continuing[:, None], alive * (1.0 - weights[token]), alive)
         sampled_days[:, step] = torch.where(continuing, next_day, 0)
         previous = current
         current = torch.where(continuing, next_day, current)
@@ -391,7 +428,8 @@ def _simulate_chunk(
                 expected,
                 measured_grid,
                 measured,
-                survival,
+                risk,
+                alive,
                 current,
                 previous,
                 active,
@@ -409,7 +447,8 @@ def _simulate_chunk(
                     expected,
                     measured_grid,
                     measured,
-                    survival,
+                    risk,
+                    alive,
                     current,
                     previous,
                     active,
@@ -430,7 +469,7 @@ def _simulate_chunk(
     shape = (count, arms, samples)
     return (
         expected_out.reshape(*shape, len(grid), -1).cpu().numpy(),
-        (1.0 - survival_out).reshape(*shape, -1).cpu().numpy(),
+        risk_out.clamp(max=1.0).reshape(*shape, -1).cpu().numpy(),
         ids_out.reshape(*shape, -1).cpu().numpy(),
         days_out.reshape(*shape, -1).cpu().numpy(),
     )

@@ -108,6 +108,23 @@ class Tokens:
         )
 
 
+TAIL_LEVELS = (0.005, 0.01, 0.02, 0.04)
+
+
+def quantile_levels(bins: int) -> np.ndarray:
+    """The quantile levels of the ``bins - 1`` interior edges: evenly spaced between the 4th and the 96th
+    percentiles, and at the 0.5th, 1st, 2nd (and 98th, 99th, 99.5th) percentiles in the tails, where the
+    diagnostic limits lie (LDL 190 mg/dL, eGFR 60, HbA1c 6.5 %). Evenly spaced bins left the top 4 % of LDL
+    (from 172 mg/dL) in one open bin, so the model could not tell 175 from 195 (docs/results/twin-tiny/README.md).
+    Fewer than 20 bins are evenly spaced: the tails would crowd out the middle."""
+    if bins < 20:
+        return np.arange(1, bins) / bins
+    tails = np.array(TAIL_LEVELS)
+    count = bins - 1 - 2 * len(tails)
+    middle = tails[-1] + (1 - 2 * tails[-1]) * np.arange(1, count + 1) / (count + 1)
+    return np.concatenate([tails, middle, 1 - tails[::-1]])
+
+
 class Tokenizer:
     """Quantile bins per biomarker, the joint vocabulary, encoding and decoding."""
 
@@ -155,7 +172,7 @@ class Tokenizer:
     def fit(
         cls, records: list[ParticipantRecord], *, bins: int = 24, summary_block_days: int = SUMMARY_BLOCK_DAYS
     ) -> "Tokenizer":
-        """Quantile bins of every biomarker's (summarized) values in ``records``."""
+        """Quantile bins of every biomarker's (summarized) values in ``records``, at :func:`quantile_levels`."""
         probe = cls(
             {name: [0.0] * (bins - 1) for name in BIOMARKER_NAMES},
             {name: [0.0] * bins for name in BIOMARKER_NAMES},
@@ -168,7 +185,7 @@ class Tokenizer:
         edges, centers = {}, {}
         for name, observed in values.items():
             observed_array = np.asarray(observed if observed else [0.0], dtype=float)
-            interior = np.quantile(observed_array, np.arange(1, bins) / bins)
+            interior = np.quantile(observed_array, quantile_levels(bins))
             interior = np.maximum.accumulate(
                 interior + np.arange(bins - 1) * 1e-9
             )  # strictly increasing, even for ties

@@ -36,6 +36,7 @@ class TwinTrainSettings:
     batch_size: int = setting(16, minimum=1, maximum=4096)
     learning_rate: float = setting(2e-3, minimum=1e-6, maximum=1.0)
     block_size: int = setting(256, "Tokens per training window.", minimum=32, maximum=8192)
+    bins: int = setting(32, "Value bins per biomarker, denser in the tails (quantile_levels).", minimum=2, maximum=256)
     checkpoint_every: int = setting(50, minimum=1)
     seed: int = setting(0, minimum=0)
 
@@ -68,6 +69,7 @@ def train_twin_with(
         output_dir=output_dir,
         device=device,
         block_size=settings.block_size,
+        bins=settings.bins,
         progress=progress,
     )
 
@@ -96,7 +98,7 @@ def train_twin(
     output_dir: Path,
     device: str = "auto",
     block_size: int = 512,
-    bins: int = 24,
+    bins: int = 32,
     unknown_smoking_probability: float = 0.25,
     progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
 ) -> dict[str, Any]:

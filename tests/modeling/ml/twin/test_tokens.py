@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from modeling.ml.twin.tokens import CODES, ParticipantRecord, Tokenizer
+from modeling.ml.twin.tokens import CODES, ParticipantRecord, Tokenizer, quantile_levels
 
 
 def test_encode_decode_encode_gives_the_same_tokens(simulated, tokenizer):
@@ -48,3 +48,13 @@ def test_the_tokenizer_saves_and_loads(tmp_path, tokenizer, simulated):
     loaded = Tokenizer.load(tmp_path / "tokenizer.json")
     assert loaded.vocab_size == tokenizer.vocab_size
     assert np.array_equal(loaded.encode(simulated.records[0]).ids, tokenizer.encode(simulated.records[0]).ids)
+
+
+def test_bins_are_denser_in_the_tails_where_the_diagnostic_limits_lie(simulated):
+    levels = quantile_levels(32)
+    assert len(levels) == 31 and np.all(np.diff(levels) > 0)
+    assert levels[:4].tolist() == [0.005, 0.01, 0.02, 0.04] and levels[-4:].tolist() == [0.96, 0.98, 0.99, 0.995]
+    assert np.allclose(quantile_levels(12), np.arange(1, 12) / 12)  # few bins: evenly spaced
+    ldl = [m["value"] for record in simulated.records for m in record.measurements if m["name"] == "ldl"]
+    edges = Tokenizer.fit(simulated.records, bins=32).edges["ldl"]
+    np.testing.assert_allclose(edges[-2:], np.quantile(ldl, [0.99, 0.995]), atol=1e-6)
