@@ -154,6 +154,7 @@ def simulation_results(
         name: [[m["day"], round(m["value"], 2)] for m in sorted(recent, key=lambda m: m["day"]) if m["name"] == name]
         for name in BIOMARKER_NAMES
     }
+    risk = rollouts.endpoint_risk()
     return {
         "start_day": record.last_day,
         "grid_days": [int(day) for day in rollouts.grid_days],
@@ -163,7 +164,7 @@ def simulation_results(
         "bands": {name: bands(rollouts, participant=participant_index, arm=arm) for arm, name in enumerate(arm_names)},
         "risk": {
             name: {
-                endpoint: round(float(rollouts.risk[participant_index, arm, :, column].mean()), 4)
+                endpoint: round(float(risk[participant_index, arm, column]), 4)
                 for column, endpoint in enumerate(ENDPOINTS)
             }
             for arm, name in enumerate(arm_names)

@@ -149,7 +149,7 @@ def risk_table(
         grid_step_days=settings.horizon_days,
         risk_from_measurements=settings.risk_from_measurements,
     )
-    model_risk = rollouts.risk[:, 0].mean(axis=1)  # (participants, endpoints)
+    model_risk = rollouts.endpoint_risk()[:, 0]  # (participants, endpoints)
     scores = [
         clinical_scores(history, height_m=float(simulated.traits.height_m[i]))
         for i, history in zip(kept, histories, strict=True)

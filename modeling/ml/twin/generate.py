@@ -60,11 +60,19 @@ from modeling.ml.twin.tokens import BIOMARKER_NAMES, HARD_ENDPOINTS, Tokenizer, 
 class Rollouts:
     grid_days: np.ndarray  # (grid,) days after the start day
     expected: np.ndarray  # (participants, arms, samples, grid, biomarkers) expected value, biomarker units
-    risk: np.ndarray  # (participants, arms, samples, endpoints) probability of the endpoint within the horizon
+    risk: np.ndarray  # (participants, arms, samples, endpoints) each row's summed hazards: see endpoint_risk
     sampled_ids: np.ndarray  # (participants, arms, samples, steps) sampled token ids, 0 after a row stopped
     sampled_days: np.ndarray  # (participants, arms, samples, steps)
     arms: list[str | None]
     horizon_days: int
+
+    def endpoint_risk(self) -> np.ndarray:
+        """(participants, arms, endpoints) the probability of each endpoint within the horizon: the mean over samples
+        of each row's summed hazards. A row's sum is the expected number of first events given its path, and may
+        exceed 1 where a path runs past large hazards without sampling the event: only the mean is a probability
+        (capped at 1 against the rounding of a small sample)."""
+        risk: np.ndarray = np.minimum(self.risk.mean(axis=2), 1.0)
+        return risk
 
 
 # Diagnoses whose risk is read from the measurements that make them, not from the diagnosis token. Hypertension keeps
@@ -84,14 +92,18 @@ def bin_share(tokenizer: Tokenizer, biomarker: str, rule: str, limit: float) -> 
     edges, centers = tokenizer.edges[biomarker], tokenizer.centers[biomarker]
     low = np.concatenate([[2 * centers[0] - edges[0]], edges])
     high = np.concatenate([edges, [2 * centers[-1] - edges[-1]]])
-    above = np.clip((high - limit) / np.maximum(high - low, 1e-9), 0.0, 1.0)
+    above: np.ndarray = np.clip((high - limit) / np.maximum(high - low, 1e-9), 0.0, 1.0)
     return above if rule == ">=" else 1.0 - above
 
 
 def event_weights(tokenizer: Tokenizer, from_measurements: Sequence[str] = RISK_FROM_MEASUREMENTS) -> np.ndarray:
     """(vocab, endpoints): the probability that a next token of this id is a first event of the endpoint (in the
     order of ``ENDPOINTS``): 1 for the endpoint's own token; for a diagnosis of ``from_measurements``, the share of a
-    measurement bin that meets one of its criteria, and 0 for the diagnosis token (it follows such a measurement)."""
+    measurement bin that meets one of its criteria, and 0 for the diagnosis token (it follows such a measurement).
+
+    For those diagnoses the event is "a measurement meets the criterion": the simulator diagnoses on the true value
+    at a visit, and a measurement adds its noise (LDL about 7 mg/dL), so near the limit this over-predicts a little;
+    and a row stopped by ``max_new_tokens`` before the horizon adds no more hazard, which under-predicts."""
     weights = np.zeros((tokenizer.vocab_size, len(ENDPOINTS)), dtype=np.float32)
     for column, endpoint in enumerate(ENDPOINTS):
         if endpoint in from_measurements:
@@ -394,7 +406,9 @@ def _simulate_chunk(
         # Two uniforms per (participant, sample), drawn whoever is still in the batch, shared across arms.
         uniforms = torch.rand(count * samples, 2, generator=generator, device=device)[stream]  # (batch, 2)
         token = inverse_cdf_sample(probabilities, uniforms[:, 0])
-        gap = torch.floor(-torch.log(uniforms[:, 1].clamp(min=1e-12)) / rate).clamp(max=10 * horizon_days).long()
+        gap = (
+            torch.floor(-torch.log(uniforms[:, 1].clamp(min=1e-12)) / rate).clamp(max=10 * max(horizon_days, 1)).long()
+        )
         next_day = current + gap
         fill(active, values, current, torch.where(next_day > start + horizon_days, start + horizon_days + 1, next_day))
         continuing = active & (next_day <= start + horizon_days)
@@ -469,7 +483,7 @@ def _simulate_chunk(
     shape = (count, arms, samples)
     return (
         expected_out.reshape(*shape, len(grid), -1).cpu().numpy(),
-        risk_out.clamp(max=1.0).reshape(*shape, -1).cpu().numpy(),
+        risk_out.reshape(*shape, -1).cpu().numpy(),
         ids_out.reshape(*shape, -1).cpu().numpy(),
         days_out.reshape(*shape, -1).cpu().numpy(),
     )

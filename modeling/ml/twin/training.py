@@ -36,7 +36,7 @@ class TwinTrainSettings:
     batch_size: int = setting(16, minimum=1, maximum=4096)
     learning_rate: float = setting(2e-3, minimum=1e-6, maximum=1.0)
     block_size: int = setting(256, "Tokens per training window.", minimum=32, maximum=8192)
-    bins: int = setting(32, "Value bins per biomarker, denser in the tails (quantile_levels).", minimum=2, maximum=256)
+    bins: int = setting(32, "Value bins per biomarker, denser in the tails (quantile_levels).", minimum=2, maximum=64)
     checkpoint_every: int = setting(50, minimum=1)
     seed: int = setting(0, minimum=0)
 
