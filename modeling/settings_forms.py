@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from django import forms
 
-from modeling.ml.common.settings import setting_default
+from modeling.ml.common.settings import setting_default, settings_check
 
 
 class NumberListField(forms.CharField):
@@ -87,6 +87,12 @@ class SettingsForm(forms.Form):
         for declared in fields(self.settings_class):
             if declared.name in cleaned and cleaned[declared.name] in (None, "", []):
                 cleaned[declared.name] = setting_default(declared)
+        if not self.errors:  # each field in its range: now the limits across fields (the settings' own check)
+            try:
+                settings_check(settings_of(self.settings_class, cleaned))
+            except ValueError as error:
+                name, _, message = str(error).partition(": ")
+                self.add_error(name if name in self.fields and message else None, message or str(error))
         return cleaned
 
     def settings(self) -> Any:

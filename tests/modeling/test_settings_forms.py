@@ -49,6 +49,19 @@ def test_a_value_out_of_range_is_refused_by_both(capsys):
     assert parsed == TwinTrainSettings(steps=40, size="small")
 
 
+@pytest.mark.django_db
+def test_a_patch_that_does_not_tile_the_day_is_refused_by_both_naming_the_field(capsys):
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, PretrainSettings)
+    with pytest.raises(SystemExit):
+        settings_from_arguments(PretrainSettings, parser.parse_args(["--patch-minutes", "7"]), parser)
+    assert "patch_minutes: a patch of 7 minutes x 1 channel(s) must divide" in capsys.readouterr().err
+    form = LSMPretrainForm(data={"size": "tiny", "patch_minutes": 10, "patch_channels": 4})
+    assert not form.is_valid() and list(form.errors) == ["patch_minutes"]
+    assert "must divide the day's 1,440 minutes and the 27 channels" in form.errors["patch_minutes"][0]
+    assert LSMPretrainForm(data={"size": "tiny", "patch_minutes": 10, "patch_channels": 9}).is_valid()
+
+
 def test_the_command_line_s_help_shows_every_setting(capsys):
     from modeling.ml.__main__ import main
 

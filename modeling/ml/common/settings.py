@@ -44,7 +44,8 @@ def setting_default(declared: Field[Any]) -> Any:
 
 
 def settings_check(settings: Any) -> None:
-    """ValueError naming the first value outside its declared range or choices."""
+    """ValueError naming the first value outside its declared range or choices, then the settings' own ``check()``
+    if they have one (limits across fields, e.g. a patch that must divide the day), as "field: message"."""
     for declared in fields(settings):
         value, meta = getattr(settings, declared.name), declared.metadata
         allowed = {choice for choice, _ in meta.get("choices") or []}
@@ -57,6 +58,9 @@ def settings_check(settings: Any) -> None:
                 raise ValueError(f"{declared.name}: {item} is below {meta['minimum']}")
             if meta.get("maximum") is not None and item > meta["maximum"]:
                 raise ValueError(f"{declared.name}: {item} is above {meta['maximum']}")
+    check = getattr(settings, "check", None)
+    if callable(check):
+        check()
 
 
 def add_settings_arguments(

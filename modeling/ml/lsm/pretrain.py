@@ -12,7 +12,7 @@ import torch
 from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.minutes import Event
-from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining, parameter_count, standardize
+from modeling.ml.lsm.model import SIZES, LSMConfig, LSMForMaskedPretraining, parameter_count, standardize
 from modeling.ml.train import TrainConfig, WindowDataset, train
 
 
@@ -115,6 +115,20 @@ class PretrainSettings:
             validate_every=self.validate_every,
             compile=compile,
         )
+
+    def check(self) -> None:
+        """The architecture these settings make must exist: patches tile the day and the channels, heads the width."""
+        try:
+            LSMConfig.named(self.size, **self.config_overrides())
+        except ValueError as error:
+            field = "patch_minutes" if self.patch_minutes else "patch_channels"
+            minutes, channels = SIZES[self.size][5:7]
+            raise ValueError(
+                f"{field}: a patch of {self.patch_minutes or minutes} minutes x {self.patch_channels or channels} "
+                "channel(s) must divide the day's 1,440 minutes and the 27 channels"
+                if "patch" in str(error)
+                else f"size: {error}"
+            ) from error
 
     def config_overrides(self) -> dict[str, Any]:
         """The architecture settings that differ from the named size's (0 keeps the size's)."""
