@@ -60,7 +60,9 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
         Job.objects.filter(kind="generate_recommendations").count() == 3
     )  # one per language-model variant and the grounded answers again, not repeated
     assert Job.objects.filter(kind="lsm_pretrain").count() == 1
-    assert Job.objects.get(kind="lsm_pretrain").config["predict_cohort"] == Cohort.objects.get(name="Demo cohort").pk
+    # the fresh pre-training predicts nothing: the committed model's predictions stay on the participant pages
+    assert Job.objects.get(kind="lsm_pretrain").config.get("predict_cohort") is None
+    assert Job.objects.get(kind="lsm_predict").config["cohort"] == Cohort.objects.get(name="Demo cohort").pk
     # The two rating studies, and one that walks a clinician through consent, training, qualification and gold items.
     assert Study.objects.filter(status="open").count() == 3
     assert Study.objects.filter(status="open", show_captions=True).count() == 2

@@ -4,7 +4,7 @@ python -m modeling.ml lsm pretrain --size tiny --participants 64 --days 4 --step
 torchrun --nproc-per-node 4 -m modeling.ml lsm pretrain --size base ...
 python -m modeling.ml lsm evaluate --model runs/lsm-tiny/model --output docs/results/lsm-tiny
 python -m modeling.ml sensorlm train|evaluate|ablation ...   (see modeling/ml/sensorlm/cli.py)
-python -m modeling.ml lsm scaling --sizes 32x1 64x2 128x3 --windows 200 800 3200 --output docs/results/lsm-scaling
+python -m modeling.ml lsm scaling --sizes 32x1 64x2 128x3 --windows 400 1600 6400 --output docs/results/lsm-scaling
 python -m modeling.ml twin train --size tiny --participants 4000 --days 730 --steps 1400 --output runs/twin-tiny
 python -m modeling.ml twin evaluate --model runs/twin-tiny/model --output docs/results/twin-tiny
 """
@@ -17,11 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
+from modeling.ml.data.clinical import DIAGNOSTIC_CRITERIA
 from modeling.ml.heads.settings import HeadSearchSettings
 from modeling.ml.lsm.pretrain import PretrainSettings
 from modeling.ml.lsm.probe_study import ProbeStudySettings
 from modeling.ml.lsm.report import ReportSettings
+from modeling.ml.lsm.scaling import ScalingSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
+from modeling.ml.twin.generate import RISK_FROM_MEASUREMENTS
 from modeling.ml.twin.training import TwinTrainSettings
 
 
@@ -75,17 +78,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     study_parser.add_argument("--device", default="auto")
     study_parser.add_argument("--output", type=Path, required=True, help="probe_study.md/.json go here")
     scaling_parser = lsm.add_parser("scaling", help="model sizes x pre-training windows -> table and plotly figure")
+    add_settings_arguments(scaling_parser, ScalingSettings)
+    scaling_parser.set_defaults(parser=scaling_parser)
     scaling_parser.add_argument(
-        "--sizes", nargs="+", default=["32x1", "64x2", "128x3"], help="named sizes or <width>x<depth>"
+        "--rescore", action="store_true", help="recompute the held-out losses of a finished study in --output"
     )
-    scaling_parser.add_argument(
-        "--windows", type=int, nargs="+", default=[200, 800, 3200], help="pre-training day windows"
-    )
-    scaling_parser.add_argument("--steps", type=int, default=300)
-    scaling_parser.add_argument("--batch-size", type=int, default=16)
-    scaling_parser.add_argument("--probe-participants", type=int, default=150)
-    scaling_parser.add_argument("--seed", type=int, default=0)
-    scaling_parser.add_argument("--device", default="auto")
     scaling_parser.add_argument(
         "--output", type=Path, required=True, help="scaling.md/.json/.html and the runs go here"
     )
@@ -243,23 +240,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     if args.command == "scaling":
-        from modeling.ml.lsm.scaling import ScalingSettings, scaling_study
-        from modeling.ml.train import choose_device
+        from modeling.ml.lsm.scaling import rescore, scaling_study
 
-        scaling_settings = ScalingSettings(
-            sizes=tuple(args.sizes),
-            windows=tuple(args.windows),
-            steps=args.steps,
-            batch_size=args.batch_size,
-            probe_participants=args.probe_participants,
-            seed=args.seed,
-            device=choose_device(args.device),
-        )
-        scaling_study(
-            scaling_settings,
-            args.output,
-            progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
-        )
+        scaling_settings = settings_from_arguments(ScalingSettings, args, args.parser)
+        if args.rescore:
+            rescore(scaling_settings, args.output)
+        else:
+            scaling_study(
+                scaling_settings,
+                args.output,
+                progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
+            )
         print((args.output / "scaling.md").read_text())
         return
 
@@ -315,6 +306,13 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
         help="how a biomarker is read at the horizon (see twin/generate.py)",
     )
     evaluate_parser.add_argument(
+        "--risk-from-measurements",
+        nargs="*",
+        default=list(RISK_FROM_MEASUREMENTS),
+        choices=list(DIAGNOSTIC_CRITERIA),
+        help="diagnoses whose risk is read from the measurements meeting their criteria (none: from their tokens)",
+    )
+    evaluate_parser.add_argument(
         "--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials", "fidelity"]
     )
     evaluate_parser.add_argument("--seed", type=int, default=5000)
@@ -348,6 +346,7 @@ def _twin(args: argparse.Namespace) -> None:
         trial_samples=args.trial_samples,
         bootstrap=args.bootstrap,
         readout=args.readout,
+        risk_from_measurements=tuple(args.risk_from_measurements),
         seed=args.seed,
         device=choose_device(args.device),
     )

@@ -2,27 +2,34 @@
 
 Every run pre-trains from scratch for the same number of steps, then is scored on the same held-out
 material: the masked reconstruction loss on days of participants no run trained on (a fixed mask),
-and the mean probe AUROC / Pearson r over the downstream tasks on another set of new participants.
+and the probe study's probe (mean AUROC / Pearson r over the downstream tasks, and the tasks where it is at least
+hand-crafted features) on another set of new participants. At a fixed number of steps, a run on little data sees
+its windows many times and overfits: the held-out loss then falls with data as well as with size.
 
 Sizes are named (``tiny``, ``small``, ...) or ``<width>x<depth>`` (e.g. ``128x3``): the tiny
 recipe at another width and depth, which is how a CPU-sized study spans parameters.
 """
 
 import json
+import os
 import re
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from modeling.ml.common.settings import setting
+from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.labels import TASKS
-from modeling.ml.lsm.evaluate import evaluate, markdown, represent
+from modeling.ml.lsm.evaluate import markdown
 from modeling.ml.lsm.model import SIZES, standardize
-from modeling.ml.lsm.pretrain import load_pretrained, pretrain, simulated_windows
-from modeling.ml.train import TrainConfig
+from modeling.ml.lsm.pretrain import channel_statistics, load_pretrained, pretrain, simulated_windows
+from modeling.ml.lsm.probe_study import PROBE, STANDARD_METHODS, ProbeStudySettings, cohort_features, full_data
+from modeling.ml.train import TrainConfig, choose_device
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -43,34 +50,89 @@ def size_overrides(size: str) -> tuple[str, dict[str, Any]]:
 
 @dataclass
 class ScalingSettings:
-    sizes: tuple[str, ...] = ("32x1", "64x2", "128x3")
-    windows: tuple[int, ...] = (200, 800, 3200)
-    days: int = 4
-    steps: int = 300
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    seed: int = 0
-    probe_participants: int = 150
-    device: str = "cpu"
+    sizes: list[str] = setting(["32x1", "64x2", "128x3"], "Named sizes or <width>x<depth>.")
+    windows: list[int] = setting([400, 1600, 6400], "Pre-training day windows (participants x days), 80 % trained on.")
+    days: int = setting(4, "Days per pre-training participant.", minimum=1, maximum=60)
+    steps: int = setting(2000, "Optimizer steps of every run (cosine decay to 0).", minimum=1, maximum=1_000_000)
+    batch_size: int = setting(32, minimum=1, maximum=4096)
+    learning_rate: float = setting(1e-3, minimum=1e-6, maximum=1.0)
+    patch_minutes: int = setting(10, "Minutes per patch (0: the size's).", minimum=0)
+    patch_channels: int = setting(9, "Channels per patch (0: the size's).", minimum=0)
+    seed: int = setting(0, "Pre-training seed; the held-out and probe participants use other seeds.", minimum=0)
+    held_out_participants: int = setting(100, "Participants (2 days each) of the held-out loss.", minimum=5)
+    probe_participants: int = setting(600, "New participants of the probe, split by participant.", minimum=40)
+    probe_test_share: float = setting(0.5, minimum=0.1, maximum=0.9)
+    device: str = setting("auto", "auto, cpu, cuda or mps.")
 
 
 def held_out_loss(model_dir: Path, values: np.ndarray, observed: np.ndarray, device: str, seed: int) -> float:
-    """Masked reconstruction loss on fixed held-out days, the same mask for every model of a study."""
+    """Masked reconstruction loss on fixed held-out days, the same mask for every model of a study, in common units.
+
+    Each model reads values standardized by its own training data's channel SDs, and its loss is in those units: a
+    model trained on 160 participants would be scored in other units than one trained on 3,200 (their SDs differ by
+    a percent or two, as much as the effects compared). The errors are therefore rescaled per channel to the held-out
+    days' own SDs (error x model SD / held-out SD), the same units for every model."""
     model, mean, std = load_pretrained(model_dir, device)
+    _, common = channel_statistics(values, observed)
     observed_tensor = torch.tensor(observed)
     standardized = standardize(torch.tensor(values), observed_tensor, mean, std)
+    scale = model.patchify((std.cpu() / torch.tensor(common))[None, :, None].expand(1, -1, values.shape[-1]))
+    squared_sum, count = 0.0, 0.0
     with torch.no_grad():
-        output = model(
-            standardized.to(device), observed_tensor.to(device), generator=torch.Generator().manual_seed(seed)
-        )
-    return float(output.loss)
+        generator = torch.Generator().manual_seed(seed)
+        for start in range(0, len(values), 256):
+            window = slice(start, start + 256)
+            batch_values, batch_observed = standardized[window].to(device), observed_tensor[window].to(device)
+            output = model(batch_values, batch_observed, generator=generator)
+            tokens = model.patchify(torch.where(batch_observed, batch_values, torch.zeros_like(batch_values)))
+            token_observed = model.patchify(batch_observed.to(tokens.dtype)) > 0
+            targets = (output.masked & ~output.missing)[..., None] & token_observed
+            error = (output.reconstruction - tokens) * scale.to(device)
+            squared_sum += float((error**2 * targets).sum())
+            count += float(targets.sum())
+    return squared_sum / max(count, 1.0)
+
+
+def probe_scores(model_dir: Path, settings: ScalingSettings) -> dict[str, Any]:
+    """The probe study's table probe (last layer pooled per channel group, cross-validated) and hand-crafted features
+    on the same new participants: mean AUROC, mean Pearson r, and the tasks where the probe is at least them."""
+    study = ProbeStudySettings(
+        participants=settings.probe_participants,
+        test_share=settings.probe_test_share,
+        days=2,
+        seed=settings.seed + 1000,
+        resamples=100,
+    )
+    data = cohort_features(model_dir, study, device=settings.device)
+    train, test = participant_split(study.participants, study.test_share, study.seed)
+    methods = {"handcrafted": STANDARD_METHODS["handcrafted"], PROBE: STANDARD_METHODS[PROBE]}
+    full = full_data(data, methods, study, train, test)
+    scores: dict[str, dict[str, list[float]]] = {name: {"auroc": [], "pearson_r": []} for name in methods}
+    at_least = 0
+    for task in TASKS:
+        row = full[task.name]["methods"][PROBE]
+        if "difference" not in row:
+            continue
+        key = "pearson_r" if task.kind == "regression" else "auroc"
+        scores[PROBE][key].append(row["method"][0])
+        scores["handcrafted"][key].append(row["baseline"][0])
+        at_least += row["difference"][0] >= 0
+    return {
+        "mean_probe_auroc": float(np.mean(scores[PROBE]["auroc"])),
+        "mean_probe_pearson_r": float(np.mean(scores[PROBE]["pearson_r"])),
+        "mean_handcrafted_auroc": float(np.mean(scores["handcrafted"]["auroc"])),
+        "tasks_at_least_handcrafted": int(at_least),
+        "tasks_scored": len(scores[PROBE]["auroc"]) + len(scores[PROBE]["pearson_r"]),
+    }
 
 
 def scaling_study(
     settings: ScalingSettings, output_dir: Path, progress: Callable[[float, str], None] = lambda fraction, message: None
 ) -> list[dict[str, Any]]:
-    held = simulated_windows(participants=40, days=2, seed=settings.seed + 2000)
+    settings = replace(settings, device=choose_device(settings.device))
+    held = simulated_windows(participants=settings.held_out_participants, days=2, seed=settings.seed + 2000)
     runs = [(size, windows) for size in settings.sizes for windows in settings.windows]
+    patches: dict[str, Any] = {"patch_minutes": settings.patch_minutes, "patch_channels": settings.patch_channels}
     results = []
     for position, (size, windows) in enumerate(runs):
         progress(position / len(runs), f"{size} on {windows} windows")
@@ -84,6 +146,7 @@ def scaling_study(
             seed=settings.seed,
             checkpoint_every=settings.steps,
         )
+        started = time.process_time()
         trained = pretrain(
             size=named,
             participants=participants,
@@ -93,22 +156,10 @@ def scaling_study(
             output_dir=run_dir,
             device=settings.device,
             **overrides,
+            **{name: value for name, value in patches.items() if value},
         )
+        pretrained = time.process_time()
         model_dir = Path(trained["model_dir"])
-        representations = represent(
-            model_dir,
-            participants=settings.probe_participants,
-            days=2,
-            seed=settings.seed + 1000,
-            device=settings.device,
-        )
-        rows = evaluate(representations, seed=settings.seed, few_shot=(), bootstrap=0)
-        auroc = [
-            row["pretrained"]["auroc"][0]
-            for row in rows
-            if row["kind"] != "regression" and row["pretrained"].get("auroc")
-        ]
-        pearson = [row["pretrained"]["pearson_r"][0] for row in rows if row["kind"] == "regression"]
         results.append(
             {
                 "size": size,
@@ -116,12 +167,30 @@ def scaling_study(
                 "pretraining_windows": trained["train_windows"],
                 "steps": settings.steps,
                 "held_out_loss": held_out_loss(model_dir, held.values, held.observed, settings.device, settings.seed),
-                "mean_probe_auroc": float(np.nanmean(auroc)),
-                "mean_probe_pearson_r": float(np.nanmean(pearson)),
+                **probe_scores(model_dir, settings),
                 "windows_per_s": trained["final"].get("windows_per_s"),
+                "pretraining_cpu_seconds": round(pretrained - started, 1),
+                "load_average": [round(value, 2) for value in os.getloadavg()],
             }
         )
+        (output_dir / "scaling.json").write_text(json.dumps(results, indent=1))  # a partial study survives a stop
     progress(1.0, "done")
+    _write(results, settings, output_dir)
+    return results
+
+
+def rescore(settings: ScalingSettings, output_dir: Path) -> list[dict[str, Any]]:
+    """Recompute a finished study's held-out losses from its saved runs (``runs/<size>-<windows>/model``) with this
+    code, and rewrite its table and figure; the probe scores and the rest stay as they were."""
+    settings = replace(settings, device=choose_device(settings.device))
+    held = simulated_windows(participants=settings.held_out_participants, days=2, seed=settings.seed + 2000)
+    results: list[dict[str, Any]] = json.loads((output_dir / "scaling.json").read_text())
+    runs = [(size, windows) for size in settings.sizes for windows in settings.windows]
+    for result, (size, windows) in zip(results, runs, strict=False):
+        if result["size"] != size:
+            raise ValueError(f"scaling.json's runs are not the settings' ({result['size']} against {size})")
+        model_dir = output_dir / "runs" / f"{size}-{windows}" / "model"
+        result["held_out_loss"] = held_out_loss(model_dir, held.values, held.observed, settings.device, settings.seed)
     _write(results, settings, output_dir)
     return results
 
@@ -183,7 +252,10 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
             "held-out loss",
             "mean probe AUROC",
             "mean probe Pearson r",
+            "tasks ≥ hand-crafted",
+            "CPU-min",
             "windows/s",
+            "load",
         ],
         "rows": [
             [
@@ -193,19 +265,29 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
                 f"{r['held_out_loss']:.4f}",
                 f"{r['mean_probe_auroc']:.3f}",
                 f"{r['mean_probe_pearson_r']:.3f}",
+                f"{r['tasks_at_least_handcrafted']} / {r.get('tasks_scored', len(TASKS))}",
+                f"{r['pretraining_cpu_seconds'] / 60:.1f}",
                 f"{r['windows_per_s']}",
+                f"{r['load_average'][0]:.1f}",
             ]
             for r in results
         ],
     }
+    hand_crafted = np.mean([r["mean_handcrafted_auroc"] for r in results])
     header = (
         f"# Wearable foundation model: scaling study\n\nEach run pre-trains from scratch for {settings.steps} steps of "
-        f"{settings.batch_size} windows (AIM masking), on 80 % of the participants of a simulated cohort of the given size "
-        f"(seed {settings.seed}). Held-out loss: masked reconstruction on 80 days of 40 participants no run saw, with the same mask "
-        f"for every model. Probe: logistic/ridge on frozen embeddings of {settings.probe_participants} other new participants "
-        f"(70/30 split), averaged over the {sum(t.kind != 'regression' for t in TASKS)} classification and "
-        f"{sum(t.kind == 'regression' for t in TASKS)} regression tasks. Figure: `scaling.html`, which loads `plotly.min.js` from "
-        "its folder (the command writes it there; it is not committed)."
+        f"{settings.batch_size} windows (cosine decay), patches of {settings.patch_minutes or 60} minutes × "
+        f"{settings.patch_channels or 1} channel(s), on 80 % of the participants of a simulated cohort of the given size "
+        f"(seed {settings.seed}). Held-out loss: masked reconstruction on {2 * settings.held_out_participants} days of "
+        f"{settings.held_out_participants} participants no run saw (seed {settings.seed + 2000}), the same mask for every "
+        f"model, in the held-out days' own SD units for every model (`held_out_loss`). Probe: the probe study's (last layer pooled per channel group, L2 chosen by cross-validation) on "
+        f"{settings.probe_participants} other new participants (seed {settings.seed + 1000}, 2 days each, "
+        f"{settings.probe_test_share:.0%} held out for test), averaged over the "
+        f"{sum(t.kind != 'regression' for t in TASKS)} classification tasks (AUROC) and "
+        f"{sum(t.kind == 'regression' for t in TASKS)} regression tasks (Pearson r); hand-crafted features score a mean "
+        f"AUROC of {hand_crafted:.3f} on the same split. CPU-min: pre-training only; load: the 1-minute load average "
+        "after the run. Figure: `scaling.html`, which loads `plotly.min.js` from its folder (the command writes it "
+        "there; it is not committed)."
     )
     (output_dir / "scaling.md").write_text(markdown([table], header=header))
     (output_dir / "scaling.json").write_text(json.dumps(results, indent=1))
