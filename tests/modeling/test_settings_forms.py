@@ -104,9 +104,13 @@ def test_an_admin_queues_a_training_run_from_the_form_the_settings_make(client, 
 
 
 def test_a_setting_left_empty_takes_its_default():
-    form = TwinTrainForm(data={"steps": "12"})
+    # a ticked box is posted as "on" (the form shows it ticked when its default is True); an unticked one is absent
+    form = TwinTrainForm(data={"steps": "12", "treatment_by_level": "on"})
     assert form.is_valid(), form.errors
     assert form.settings() == TwinTrainSettings(steps=12)
+    unticked = TwinTrainForm(data={"steps": "12"})
+    assert unticked.is_valid() and unticked.settings() == TwinTrainSettings(steps=12, treatment_by_level=False)
+    assert TwinTrainForm().fields["treatment_by_level"].initial is True
 
 
 def test_the_evaluation_s_settings_make_its_form_and_command_line_too():

@@ -76,6 +76,9 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         treatments: int = 0,
         id_biomarker: list[int] | None = None,
         biomarkers: int = 0,
+        treatment_by_level: bool = False,
+        post_start_days: int = 0,
+        post_start_loss_weight: float = 1.0,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -93,6 +96,12 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         )  # vocab id -> treatment slot + 1 (0: none)
         # vocab id -> biomarker + 1 (0: not a measurement); 0 biomarkers: no latest-value input (models before it)
         self.id_biomarker, self.biomarkers = id_biomarker or [0] * vocab_size, biomarkers
+        # An input per (treatment, biomarker): how far the treatment's effect has ramped times the biomarker's latest
+        # value, so an effect that grows with the level (an antihypertensive's) needs no multiplication by the blocks.
+        self.treatment_by_level = treatment_by_level
+        # Next-token losses of the tokens this many days after a treatment start count this many times: the few
+        # measurements that show a treatment's effect are a small share of all tokens.
+        self.post_start_days, self.post_start_loss_weight = post_start_days, post_start_loss_weight
 
     @classmethod
     def named(cls, size: str, tokenizer: "Tokenizer", **overrides: Any) -> "HealthFormerConfig":
@@ -233,6 +242,21 @@ def latest_state(
     )
 
 
+def treatment_level_features(ramp: torch.Tensor, values: torch.Tensor, value_days: torch.Tensor) -> torch.Tensor:
+    """(batch, tokens, treatments * biomarkers): each treatment's ramp (batch, tokens, treatments) times each
+    biomarker's latest value (0 if never measured)."""
+    latest = torch.where(torch.isfinite(value_days), values, 0.0)
+    return (ramp[..., :, None] * latest[..., None, :]).flatten(-2)
+
+
+def post_start_weights(first: torch.Tensor, days: torch.Tensor, within_days: int, weight: float) -> torch.Tensor:
+    """(batch, tokens - 1): the loss weight of each next token, ``weight`` when it falls within ``within_days``
+    after a treatment started before it (``first``: (batch, tokens, treatments) start days, inf if none), else 1."""
+    since = days[:, 1:].float()[..., None] - first[:, :-1]
+    recent = (torch.isfinite(first[:, :-1]) & (since >= 0) & (since < within_days)).any(dim=-1)
+    return torch.where(recent, weight, 1.0)
+
+
 def latest_features(values: torch.Tensor, value_days: torch.Tensor, days: torch.Tensor) -> torch.Tensor:
     """(batch, tokens, 3 * biomarkers): measured yet, the latest value (0 if not) and log days since it."""
     known = torch.isfinite(value_days)
@@ -265,6 +289,11 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         self.treatment_projection = nn.Linear(2 * config.treatments, config.dim) if config.treatments else None
         # Each biomarker's latest value and its age: the person's own level, at every position.
         self.latest_projection = nn.Linear(3 * config.biomarkers, config.dim) if config.biomarkers else None
+        self.level_projection = (
+            nn.Linear(config.treatments * config.biomarkers, config.dim)
+            if config.treatment_by_level and config.treatments and config.biomarkers
+            else None
+        )
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
         self.norm = nn.LayerNorm(config.dim)
         self.token_head = nn.Linear(config.dim, config.vocab_size)
@@ -310,9 +339,11 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         if carried is None:
             carried = Carried.empty(self.config, input_ids.shape[0], input_ids.device)
         treatment_start = carried.treatment_start
+        features = None
         if self.treatment_projection is not None:
             first = treatment_state(self.id_treatment[input_ids], days, treatment_start, self.config.treatments)
-            x = x + self.treatment_projection(treatment_features(first, days))
+            features = treatment_features(first, days)
+            x = x + self.treatment_projection(features)
             treatment_start = first[:, -1]
         latest_value, latest_day = carried.latest_value, carried.latest_day
         if self.latest_projection is not None:
@@ -320,6 +351,9 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
                 self.id_biomarker[input_ids], self.id_value[input_ids], days, latest_value, latest_day
             )
             x = x + self.latest_projection(latest_features(values, value_days, days))
+            if self.level_projection is not None and features is not None:
+                ramp = features[..., self.config.treatments :]
+                x = x + self.level_projection(treatment_level_features(ramp, values, value_days))
             latest_value, latest_day = values[:, -1], value_days[:, -1]
         return x, Carried(treatment_start, latest_value, latest_day)
 
@@ -353,6 +387,12 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
             return HealthFormerOutput(None, logits, rate)
         target_ids, target_valid = input_ids[:, 1:], valid[:, 1:] & valid[:, :-1]
         weights = self.id_loss_weight[target_ids] * target_valid
+        if self.config.post_start_days and self.config.treatments:
+            nothing_before = Carried.empty(self.config, input_ids.shape[0], input_ids.device).treatment_start
+            first = treatment_state(self.id_treatment[input_ids], days, nothing_before, self.config.treatments)
+            weights = weights * post_start_weights(
+                first, days, self.config.post_start_days, self.config.post_start_loss_weight
+            )
         cross_entropy = F.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]), target_ids.reshape(-1), reduction="none"
         )

@@ -37,6 +37,13 @@ class TwinTrainSettings:
     learning_rate: float = setting(2e-3, minimum=1e-6, maximum=1.0)
     block_size: int = setting(256, "Tokens per training window.", minimum=32, maximum=8192)
     bins: int = setting(32, "Value bins per biomarker, denser in the tails (quantile_levels).", minimum=2, maximum=64)
+    post_start_days: int = setting(
+        90, "Days after a treatment start whose tokens' losses are weighted up (0: none).", minimum=0, maximum=3650
+    )
+    post_start_loss_weight: float = setting(
+        4.0, "How many times those tokens' losses count.", minimum=1.0, maximum=100.0
+    )
+    treatment_by_level: bool = setting(True, "Input each treatment's ramp times each biomarker's latest value.")
     checkpoint_every: int = setting(50, minimum=1)
     seed: int = setting(0, minimum=0)
 
@@ -70,6 +77,11 @@ def train_twin_with(
         device=device,
         block_size=settings.block_size,
         bins=settings.bins,
+        model_overrides={
+            "post_start_days": settings.post_start_days,
+            "post_start_loss_weight": settings.post_start_loss_weight,
+            "treatment_by_level": settings.treatment_by_level,
+        },
         progress=progress,
     )
 
@@ -100,11 +112,13 @@ def train_twin(
     block_size: int = 512,
     bins: int = 32,
     unknown_smoking_probability: float = 0.25,
+    model_overrides: dict[str, Any] | None = None,
     progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
 ) -> dict[str, Any]:
     """Simulate, fit the tokenizer on the training participants, train, score held-out participants, save.
 
     The model directory (``output_dir/model``) holds config.json, the weights and tokenizer.json.
+    ``model_overrides``: HealthFormerConfig fields (the loss weighting after treatment starts, the level input).
     """
     device = choose_device(device)
     simulated = simulated_records(
@@ -114,7 +128,9 @@ def train_twin(
     tokenizer = Tokenizer.fit([simulated.records[i] for i in train_indices], bins=bins)
     train_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in train_indices], block_size)
     held_out_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in held_out_indices], block_size)
-    model = HealthFormerModel(HealthFormerConfig.named(size, tokenizer, block_size=block_size))
+    model = HealthFormerModel(
+        HealthFormerConfig.named(size, tokenizer, block_size=block_size, **(model_overrides or {}))
+    )
     model = model.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to hides self from mypy
     before = windows_loss(model, held_out_windows)
     result = train(model, train_windows, train_config, output_dir=output_dir, device=device, progress=progress)

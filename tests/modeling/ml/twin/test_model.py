@@ -8,9 +8,9 @@ from modeling.ml.twin.data import TimelineWindows
 from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
 
 
-def _model(tokenizer, seed=0):
+def _model(tokenizer, seed=0, **overrides):
     torch.manual_seed(seed)
-    return HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer, block_size=96)).eval()
+    return HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer, block_size=96, **overrides)).eval()
 
 
 def test_perturbing_future_tokens_leaves_past_predictions_unchanged(simulated, tokenizer):
@@ -40,8 +40,12 @@ def _left_padded(sequences, lengths):
     return ids, days, valid
 
 
-def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_forward_pass(simulated, tokenizer):
-    model = _model(tokenizer)
+@pytest.mark.parametrize("treatment_by_level", [False, True])
+def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_forward_pass(
+    simulated, tokenizer, treatment_by_level
+):
+    model = _model(tokenizer, treatment_by_level=treatment_by_level)
+    assert (model.level_projection is not None) == treatment_by_level
     sequences = [tokenizer.encode(simulated.records[index]) for index in range(3)]
     lengths, steps = [30, 52, 17], 8
     ids, days, valid = _left_padded(sequences, lengths)
@@ -173,3 +177,48 @@ def test_the_latest_value_reaches_the_next_prediction_through_the_cache_as_in_a_
     assert model.latest_projection is not None and torch.isfinite(cache.carried.latest_day).any()
     if tokens.bins[-1] > 0:  # the last token was a measurement: its biomarker's carried value changed
         assert not torch.equal(carried_before, cache.carried.latest_value)
+
+
+def test_each_treatment_s_ramp_multiplies_each_biomarker_s_latest_value():
+    from modeling.ml.twin.model import treatment_level_features
+
+    ramp = torch.tensor([[[0.0, 0.5], [1.0, 0.25]]])  # (batch 1, tokens 2, treatments 2)
+    values = torch.tensor([[[2.0, 9.0], [-1.0, 9.0]]])  # (batch 1, tokens 2, biomarkers 2); biomarker 2 never measured
+    value_days = torch.tensor([[[3.0, float("-inf")], [3.0, float("-inf")]]])
+    features = treatment_level_features(ramp, values, value_days)
+    # treatment-major: (t1 b1, t1 b2, t2 b1, t2 b2)
+    assert features[0].tolist() == [[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, -0.25, 0.0]]
+
+
+def test_tokens_in_the_days_after_a_treatment_start_weigh_more():
+    from modeling.ml.twin.model import post_start_weights
+
+    inf = float("inf")
+    days = torch.tensor([[0, 10, 20, 40, 200]])
+    # one treatment started on day 10 (seen from its token on), a second never
+    first = torch.tensor([[[inf, inf], [10.0, inf], [10.0, inf], [10.0, inf], [10.0, inf]]])
+    # the next tokens: day 10 (the start itself: nothing started before it), 20, 40 (within 90 days), 200 (after)
+    assert post_start_weights(first, days, 90, 4.0).tolist() == [[1.0, 4.0, 4.0, 1.0]]
+
+
+def test_the_post_start_weighting_changes_the_loss_only_where_a_treatment_started(tokenizer):
+    from modeling.ml.twin.tokens import ParticipantRecord
+
+    measurements = [{"day": day, "name": "systolic_bp", "value": 150.0 - 0.1 * day} for day in range(0, 120, 7)]
+    treated = ParticipantRecord(
+        age_years=60.0,
+        sex="male",
+        smoker=False,
+        measurements=measurements,
+        events=[{"day": 30, "kind": "intervention", "name": "antihypertensive"}],
+        last_day=119,
+    )
+    untreated = ParticipantRecord(60.0, "male", False, measurements, [], 119)
+    losses = {}
+    for weight in (1.0, 4.0):
+        model = _model(tokenizer, seed=3, post_start_days=90, post_start_loss_weight=weight)
+        for name, record in (("treated", treated), ("untreated", untreated)):
+            batch = TimelineWindows([tokenizer.encode(record)], 96).batch(torch.tensor([0]))
+            losses[name, weight] = float(model(**batch).token_loss)
+    assert losses["untreated", 1.0] == pytest.approx(losses["untreated", 4.0])
+    assert losses["treated", 1.0] != pytest.approx(losses["treated", 4.0])
