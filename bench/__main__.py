@@ -22,6 +22,7 @@ BENCHMARKS = (
     "bench.lsm",
     "bench.lsm_probe",
     "bench.twin",
+    "bench.twin_fidelity",
     "bench.load_summary",
     "bench.rater_quality",
     "bench.judge",

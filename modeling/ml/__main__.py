@@ -318,6 +318,15 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
     evaluate_parser.add_argument("--seed", type=int, default=5000)
     evaluate_parser.add_argument("--device", default="auto")
     evaluate_parser.add_argument("--output", type=Path, help="risk.md/.json and trials.md/.json go here")
+    calibrate_parser = twin.add_parser(
+        "calibrate",
+        help="fit each endpoint's risk factor (observed over predicted events) on a cohort of its own; "
+        "writes it into the model's config.json and the details into calibration.json",
+    )
+    calibrate_parser.add_argument("--model", type=Path, required=True)
+    calibrate_parser.add_argument("--participants", type=int, default=4000)
+    calibrate_parser.add_argument("--seed", type=int, default=1, help="not the training seed, nor a report's")
+    calibrate_parser.add_argument("--device", default="auto")
 
 
 def _twin(args: argparse.Namespace) -> None:
@@ -335,6 +344,15 @@ def _twin(args: argparse.Namespace) -> None:
             ),
         )
         print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
+        return
+    if args.command == "calibrate":
+        from modeling.ml.twin.evaluate import TwinReportSettings, calibrate_twin
+
+        calibration = calibrate_twin(
+            args.model,
+            TwinReportSettings(participants=args.participants, seed=args.seed, device=choose_device(args.device)),
+        )
+        print(json.dumps(calibration["endpoints"], indent=1))
         return
     from modeling.ml.twin.evaluate import TwinReportSettings, twin_report
 

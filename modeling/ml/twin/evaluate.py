@@ -29,7 +29,7 @@ from modeling.ml.data.clinical import (
 )
 from modeling.ml.data.traits import Traits, sample_traits
 from modeling.ml.twin.data import participant_stream, record_from_timeline, simulated_records
-from modeling.ml.twin.generate import RISK_FROM_MEASUREMENTS, simulate
+from modeling.ml.twin.generate import RISK_FROM_MEASUREMENTS, Rollouts, simulate
 from modeling.ml.twin.model import HealthFormerModel
 from modeling.ml.twin.scores import ENDPOINT_SCORES, clinical_scores
 from modeling.ml.twin.tokens import BIOMARKER_NAMES, ParticipantRecord, Tokenizer
@@ -122,13 +122,19 @@ def paired_bootstrap(
     }
 
 
-def risk_table(
-    model: HealthFormerModel,
-    tokenizer: Tokenizer,
-    settings: TwinReportSettings,
-    *,
-    progress: Progress = lambda *args: None,
-) -> dict[str, Any]:
+@dataclass
+class RiskCohort:
+    """New participants alive at the prediction day, each endpoint's outcome in the horizon, and the twin's risks."""
+
+    simulated: Any  # data.SimulatedRecords
+    kept: list[int]  # indices into ``simulated`` of the participants alive at the prediction day
+    histories: list[ParticipantRecord]
+    prevalent: dict[str, np.ndarray]  # endpoint -> (kept,) diagnosed in the history: not at risk
+    outcome: dict[str, np.ndarray]  # endpoint -> (kept,) the first event falls inside the horizon
+    rollouts: Rollouts
+
+
+def risk_cohort(model: HealthFormerModel, tokenizer: Tokenizer, settings: TwinReportSettings) -> RiskCohort:
     days = settings.history_days + settings.horizon_days
     simulated = simulated_records(
         participants=settings.participants, days=days, seed=settings.seed, intervention_probability=0.0
@@ -136,7 +142,6 @@ def risk_table(
     cutoff = settings.history_days - 1
     kept = [i for i, record in enumerate(simulated.records) if record.last_day >= cutoff]  # alive at the prediction day
     histories = [record_until(simulated.records[i], cutoff) for i in kept]
-    progress(0.05, f"sampling {settings.samples} futures of {settings.horizon_days} days for {len(kept)} participants")
     rollouts = simulate(
         model,
         tokenizer,
@@ -149,26 +154,70 @@ def risk_table(
         grid_step_days=settings.horizon_days,
         risk_from_measurements=settings.risk_from_measurements,
     )
-    model_risk = rollouts.endpoint_risk()[:, 0]  # (participants, endpoints)
-    scores = [
-        clinical_scores(history, height_m=float(simulated.traits.height_m[i]))
-        for i, history in zip(kept, histories, strict=True)
-    ]
-    rows = []
-    for endpoint, (score_name, _) in ENDPOINT_SCORES.items():
-        column = ENDPOINTS.index(endpoint)
-        prevalent = np.array([any(e["name"] == endpoint for e in h.events) for h in histories])
-        outcome = np.array(
+    prevalent, outcome = {}, {}
+    for endpoint in ENDPOINTS:
+        prevalent[endpoint] = np.array([any(e["name"] == endpoint for e in h.events) for h in histories], dtype=bool)
+        outcome[endpoint] = np.array(
             [
                 any(
                     e["name"] == endpoint and cutoff < e["day"] <= cutoff + settings.horizon_days
                     for e in simulated.records[i].events
                 )
                 for i in kept
-            ]
+            ],
+            dtype=bool,
         )
-        eligible = ~prevalent
-        labels = outcome[eligible].astype(int)
+    return RiskCohort(simulated, kept, histories, prevalent, outcome, rollouts)
+
+
+def risk_calibration(
+    model: HealthFormerModel, tokenizer: Tokenizer, settings: TwinReportSettings, *, min_events: int = MIN_EVENTS
+) -> dict[str, Any]:
+    """Calibration in the large on a cohort of its own (``settings.seed``, never a report's): per endpoint, the
+    observed events over the summed uncalibrated risks of the participants at risk. An endpoint with fewer than
+    ``min_events`` events keeps a factor of 1: too few to tell."""
+    cohort = risk_cohort(model, tokenizer, settings)
+    model_risk = cohort.rollouts.endpoint_risk(calibrated=False)[:, 0]
+    endpoints = {}
+    for column, endpoint in enumerate(ENDPOINTS):
+        eligible = ~cohort.prevalent[endpoint]
+        events = int(cohort.outcome[endpoint][eligible].sum())
+        predicted = float(model_risk[eligible, column].sum())
+        factor = events / predicted if events >= min_events and predicted > 0 else 1.0
+        endpoints[endpoint] = {
+            "at_risk": int(eligible.sum()),
+            "events": events,
+            "predicted": predicted,
+            "factor": factor,
+        }
+    return {
+        "seed": settings.seed,
+        "participants": len(cohort.kept),
+        "min_events": min_events,
+        "endpoints": endpoints,
+        "factors": {endpoint: row["factor"] for endpoint, row in endpoints.items()},
+    }
+
+
+def risk_table(
+    model: HealthFormerModel,
+    tokenizer: Tokenizer,
+    settings: TwinReportSettings,
+    *,
+    progress: Progress = lambda *args: None,
+) -> dict[str, Any]:
+    progress(0.05, f"sampling {settings.samples} futures of {settings.horizon_days} days for the risk cohort")
+    cohort = risk_cohort(model, tokenizer, settings)
+    model_risk = cohort.rollouts.endpoint_risk()[:, 0]  # (participants, endpoints)
+    scores = [
+        clinical_scores(history, height_m=float(cohort.simulated.traits.height_m[i]))
+        for i, history in zip(cohort.kept, cohort.histories, strict=True)
+    ]
+    rows = []
+    for endpoint, (score_name, _) in ENDPOINT_SCORES.items():
+        column = ENDPOINTS.index(endpoint)
+        eligible = ~cohort.prevalent[endpoint]
+        labels = cohort.outcome[endpoint][eligible].astype(int)
         result = paired_bootstrap(
             labels,
             model_risk[eligible, column],
@@ -191,7 +240,13 @@ def risk_table(
                 "significant_loss": result["difference"] is not None and bool(result["difference_ci"][1] < 0),
             }
         )
-    return {"rows": rows, "participants": len(kept), **risk_counts(rows), "settings": asdict(settings)}
+    return {
+        "rows": rows,
+        "participants": len(cohort.kept),
+        **risk_counts(rows),
+        "calibration": getattr(model.config, "risk_calibration", {}) or {},
+        "settings": asdict(settings),
+    }
 
 
 def risk_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -488,6 +543,42 @@ def trial_markdown(table: dict[str, Any], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def calibrate_twin(
+    model_dir: Path, settings: TwinReportSettings | None = None, *, min_events: int = MIN_EVENTS
+) -> dict[str, Any]:
+    """:func:`risk_calibration` of the model in ``model_dir`` on the risk cohort of ``settings`` (default: 4,000 new
+    people of seed 1; never its training seed), written into its config.json (``risk_calibration``: the site, the
+    demo and the reports read it from there) and, with the events and predictions behind each factor, into
+    calibration.json."""
+    from modeling.ml.twin.training import load_twin, training_seed
+
+    settings = settings or TwinReportSettings(seed=1)
+    if training_seed(model_dir) == settings.seed:
+        raise ValueError(f"seed {settings.seed} is the model's training seed: calibrate on participants it never saw")
+    model, tokenizer = load_twin(model_dir, settings.device)
+    model.config.risk_calibration = {}
+    calibration = risk_calibration(model, tokenizer, settings, min_events=min_events)
+    model.config.risk_calibration = calibration["factors"]
+    model.config.save_pretrained(model_dir)
+    (Path(model_dir) / "calibration.json").write_text(json.dumps(calibration, indent=1))
+    return calibration
+
+
+def calibration_sentence(model_dir: Path) -> str:
+    path = Path(model_dir) / "calibration.json"
+    if not path.exists():
+        return " Risks uncalibrated."
+    calibration = json.loads(path.read_text())
+    factors = ", ".join(
+        f"{endpoint} {row['factor']:.2f}" for endpoint, row in calibration["endpoints"].items() if row["factor"] != 1.0
+    )
+    return (
+        f" Risks calibrated in the large on {calibration['participants']} other new participants (seed "
+        f"{calibration['seed']}; `twin calibrate`): observed over predicted events, {factors}; endpoints with fewer "
+        f"than {calibration['min_events']} events there keep 1. A factor leaves the ranking, and so the AUROC, as it was."
+    )
+
+
 def twin_report(
     model_dir: Path,
     settings: TwinReportSettings,
@@ -503,6 +594,9 @@ def twin_report(
         raise ValueError(
             f"seed {settings.seed} overlaps the model's training seed: use another so the participants are new"
         )
+    calibration = Path(model_dir) / "calibration.json"
+    if calibration.exists() and json.loads(calibration.read_text())["seed"] == settings.seed:
+        raise ValueError(f"seed {settings.seed} is the model's calibration cohort: use another")
     model, tokenizer = load_twin(model_dir, settings.device)
     training = json.loads((Path(model_dir) / "training.json").read_text())
     header = (
@@ -517,7 +611,8 @@ def twin_report(
             "markdown": risk_markdown(
                 table,
                 f"# Digital twin: endpoint risk against clinical scores\n\n{header} A year of history, risk within the next "
-                f"{settings.horizon_days} days from {settings.samples} sampled futures per participant; bootstrap: {settings.bootstrap} resamples.",
+                f"{settings.horizon_days} days from {settings.samples} sampled futures per participant; bootstrap: {settings.bootstrap} resamples."
+                + calibration_sentence(model_dir),
             ),
         }
     if "trials" in parts:

@@ -65,14 +65,33 @@ class Rollouts:
     sampled_days: np.ndarray  # (participants, arms, samples, steps)
     arms: list[str | None]
     horizon_days: int
+    calibration: np.ndarray | None = None  # (endpoints,) factors of the model's risk calibration; None: none
 
-    def endpoint_risk(self) -> np.ndarray:
+    def endpoint_risk(self, *, calibrated: bool = True) -> np.ndarray:
         """(participants, arms, endpoints) the probability of each endpoint within the horizon: the mean over samples
-        of each row's summed hazards. A row's sum is the expected number of first events given its path, and may
-        exceed 1 where a path runs past large hazards without sampling the event: only the mean is a probability
-        (capped at 1 against the rounding of a small sample)."""
-        risk: np.ndarray = np.minimum(self.risk.mean(axis=2), 1.0)
-        return risk
+        of each row's summed hazards, times the model's calibration factor (:func:`calibration_factors`) unless
+        ``calibrated`` is False. A row's sum is the expected number of first events given its path, and may exceed 1
+        where a path runs past large hazards without sampling the event: only the mean is a probability (capped at 1
+        against the rounding of a small sample)."""
+        risk: np.ndarray = self.risk.mean(axis=2)
+        if calibrated and self.calibration is not None:
+            risk = risk * self.calibration
+        capped: np.ndarray = np.minimum(risk, 1.0)
+        return capped
+
+
+def calibration_factors(model: HealthFormerModel) -> np.ndarray | None:
+    """(endpoints,) the model's risk calibration in the order of ``ENDPOINTS`` (1 for an endpoint without one), or
+    None for a model never calibrated.
+
+    Risk read from measurements counts "a measurement meets the criterion", where the simulator diagnoses on the
+    true value at a visit: a measurement's noise crosses the limit more often than the value does, so those risks
+    rank well and over-predict. ``twin calibrate`` fits one factor per endpoint on a cohort of its own (calibration
+    in the large: observed events over predicted), which leaves every ranking, and so every AUROC, as it was."""
+    factors = getattr(model.config, "risk_calibration", None)
+    if not factors:
+        return None
+    return np.array([float(factors.get(endpoint, 1.0)) for endpoint in ENDPOINTS])
 
 
 # Diagnoses whose risk is read from the measurements that make them, not from the diagnosis token. Hypertension keeps
@@ -197,7 +216,7 @@ def simulate(
             )
         )
     expected, risk, ids, days = (np.concatenate([output[i] for output in outputs]) for i in range(4))
-    return Rollouts(grid, expected, risk, ids, days, list(arms), horizon_days)
+    return Rollouts(grid, expected, risk, ids, days, list(arms), horizon_days, calibration_factors(model))
 
 
 def inverse_cdf_sample(probabilities: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

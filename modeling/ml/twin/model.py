@@ -79,6 +79,7 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         treatment_by_level: bool = False,
         post_start_days: int = 0,
         post_start_loss_weight: float = 1.0,
+        risk_calibration: dict[str, float] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -102,6 +103,8 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         # Next-token losses of the tokens this many days after a treatment start count this many times: the few
         # measurements that show a treatment's effect are a small share of all tokens.
         self.post_start_days, self.post_start_loss_weight = post_start_days, post_start_loss_weight
+        # endpoint -> factor on its risk, fitted on a calibration cohort after training (``twin calibrate``)
+        self.risk_calibration = dict(risk_calibration or {})
 
     @classmethod
     def named(cls, size: str, tokenizer: "Tokenizer", **overrides: Any) -> "HealthFormerConfig":
