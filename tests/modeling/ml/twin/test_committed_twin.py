@@ -60,3 +60,15 @@ def test_hba1c_and_weight_at_a_visit_stay_near_the_latest_value(fidelity, twin):
     weight = fidelity["weight"]
     bin_width = float(np.median(np.diff(twin[1].centers["weight"])))
     assert weight["visit_median_abs_sd"] * weight["measurement_sd"] < 0.75 * bin_width, (weight, bin_width)
+
+
+def test_the_committed_twin_carries_its_risk_calibration(twin):
+    import json
+
+    model, _ = twin
+    calibration = json.loads((MODEL / "calibration.json").read_text())
+    assert model.config.risk_calibration == calibration["factors"]
+    assert calibration["seed"] not in (0, 5000, 7000)  # neither its training cohort nor a report's
+    # diagnoses read from noisy measurements over-predict before the factor (docs/results/twin-tiny/README.md)
+    for endpoint in ("incident_diabetes", "dyslipidaemia", "chronic_kidney_disease"):
+        assert 0 < calibration["factors"][endpoint] < 1, calibration["endpoints"][endpoint]
