@@ -245,6 +245,7 @@ def risk_table(
         "participants": len(cohort.kept),
         **risk_counts(rows),
         "calibration": getattr(model.config, "risk_calibration", {}) or {},
+        "calibration_fit": getattr(model.config, "risk_calibration_fit", {}) or {},
         "settings": asdict(settings),
     }
 
@@ -556,26 +557,37 @@ def calibrate_twin(
     if training_seed(model_dir) == settings.seed:
         raise ValueError(f"seed {settings.seed} is the model's training seed: calibrate on participants it never saw")
     model, tokenizer = load_twin(model_dir, settings.device)
-    model.config.risk_calibration = {}
+    model.config.risk_calibration, model.config.risk_calibration_fit = {}, {}
     calibration = risk_calibration(model, tokenizer, settings, min_events=min_events)
     model.config.risk_calibration = calibration["factors"]
+    model.config.risk_calibration_fit = {
+        "seed": settings.seed,
+        "participants": calibration["participants"],
+        "min_events": min_events,
+        "horizon_days": settings.horizon_days,
+        "risk_from_measurements": list(settings.risk_from_measurements),
+    }
     model.config.save_pretrained(model_dir)
     (Path(model_dir) / "calibration.json").write_text(json.dumps(calibration, indent=1))
     return calibration
 
 
-def calibration_sentence(model_dir: Path) -> str:
-    path = Path(model_dir) / "calibration.json"
-    if not path.exists():
-        return " Risks uncalibrated."
-    calibration = json.loads(path.read_text())
+def calibration_sentence(model: HealthFormerModel, settings: TwinReportSettings) -> str:
+    """What the risk table's calibration was, from the model's config (what ``simulate`` applies)."""
+    from modeling.ml.twin.generate import calibration_factors
+
+    fit = model.config.risk_calibration_fit
+    if calibration_factors(model, settings.risk_from_measurements) is None:
+        return " Risks uncalibrated." + (
+            " (The model's calibration was fitted on risks read otherwise.)" if fit else ""
+        )
     factors = ", ".join(
-        f"{endpoint} {row['factor']:.2f}" for endpoint, row in calibration["endpoints"].items() if row["factor"] != 1.0
+        f"{endpoint} {factor:.2f}" for endpoint, factor in model.config.risk_calibration.items() if factor != 1.0
     )
     return (
-        f" Risks calibrated in the large on {calibration['participants']} other new participants (seed "
-        f"{calibration['seed']}; `twin calibrate`): observed over predicted events, {factors}; endpoints with fewer "
-        f"than {calibration['min_events']} events there keep 1. A factor leaves the ranking, and so the AUROC, as it was."
+        f" Risks calibrated in the large on {fit['participants']} other new participants (seed {fit['seed']}, "
+        f"{fit['horizon_days']} days; `twin calibrate`): observed over predicted events, {factors}; endpoints with "
+        f"fewer than {fit['min_events']} events there keep 1. A factor leaves the ranking, and so the AUROC, as it was."
     )
 
 
@@ -594,10 +606,9 @@ def twin_report(
         raise ValueError(
             f"seed {settings.seed} overlaps the model's training seed: use another so the participants are new"
         )
-    calibration = Path(model_dir) / "calibration.json"
-    if calibration.exists() and json.loads(calibration.read_text())["seed"] == settings.seed:
-        raise ValueError(f"seed {settings.seed} is the model's calibration cohort: use another")
     model, tokenizer = load_twin(model_dir, settings.device)
+    if model.config.risk_calibration_fit.get("seed") == settings.seed:
+        raise ValueError(f"seed {settings.seed} is the model's calibration cohort: use another")
     training = json.loads((Path(model_dir) / "training.json").read_text())
     header = (
         f"Model `{model_dir}` ({training['size']}, {training['parameters']:,} parameters, {training['steps']} steps on "
@@ -612,7 +623,7 @@ def twin_report(
                 table,
                 f"# Digital twin: endpoint risk against clinical scores\n\n{header} A year of history, risk within the next "
                 f"{settings.horizon_days} days from {settings.samples} sampled futures per participant; bootstrap: {settings.bootstrap} resamples."
-                + calibration_sentence(model_dir),
+                + calibration_sentence(model, settings),
             ),
         }
     if "trials" in parts:

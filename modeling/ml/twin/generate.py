@@ -80,16 +80,19 @@ class Rollouts:
         return capped
 
 
-def calibration_factors(model: HealthFormerModel) -> np.ndarray | None:
+def calibration_factors(model: HealthFormerModel, risk_from_measurements: Sequence[str]) -> np.ndarray | None:
     """(endpoints,) the model's risk calibration in the order of ``ENDPOINTS`` (1 for an endpoint without one), or
-    None for a model never calibrated.
+    None for a model never calibrated, or calibrated on risks read otherwise (another ``risk_from_measurements``).
 
     Risk read from measurements counts "a measurement meets the criterion", where the simulator diagnoses on the
     true value at a visit: a measurement's noise crosses the limit more often than the value does, so those risks
     rank well and over-predict. ``twin calibrate`` fits one factor per endpoint on a cohort of its own (calibration
-    in the large: observed events over predicted), which leaves every ranking, and so every AUROC, as it was."""
+    in the large: observed events over predicted), which leaves every ranking, and so every AUROC, as it was. The
+    factors were fitted over one horizon (``risk_calibration_fit``, 365 days for the committed twin) and are applied
+    at any: a proportional correction of the hazards, approximate for other horizons."""
     factors = getattr(model.config, "risk_calibration", None)
-    if not factors:
+    fit = getattr(model.config, "risk_calibration_fit", None) or {}
+    if not factors or sorted(fit.get("risk_from_measurements", [])) != sorted(risk_from_measurements):
         return None
     return np.array([float(factors.get(endpoint, 1.0)) for endpoint in ENDPOINTS])
 
@@ -216,7 +219,9 @@ def simulate(
             )
         )
     expected, risk, ids, days = (np.concatenate([output[i] for output in outputs]) for i in range(4))
-    return Rollouts(grid, expected, risk, ids, days, list(arms), horizon_days, calibration_factors(model))
+    return Rollouts(
+        grid, expected, risk, ids, days, list(arms), horizon_days, calibration_factors(model, risk_from_measurements)
+    )
 
 
 def inverse_cdf_sample(probabilities: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:

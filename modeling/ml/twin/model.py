@@ -80,6 +80,7 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         post_start_days: int = 0,
         post_start_loss_weight: float = 1.0,
         risk_calibration: dict[str, float] | None = None,
+        risk_calibration_fit: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -105,6 +106,9 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         self.post_start_days, self.post_start_loss_weight = post_start_days, post_start_loss_weight
         # endpoint -> factor on its risk, fitted on a calibration cohort after training (``twin calibrate``)
         self.risk_calibration = dict(risk_calibration or {})
+        # how they were fitted: seed, participants, min_events, horizon_days and risk_from_measurements (the factors
+        # apply only to risks read the same way)
+        self.risk_calibration_fit = dict(risk_calibration_fit or {})
 
     @classmethod
     def named(cls, size: str, tokenizer: "Tokenizer", **overrides: Any) -> "HealthFormerConfig":

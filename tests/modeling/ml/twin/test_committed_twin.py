@@ -68,6 +68,7 @@ def test_the_committed_twin_carries_its_risk_calibration(twin):
     model, _ = twin
     calibration = json.loads((MODEL / "calibration.json").read_text())
     assert model.config.risk_calibration == calibration["factors"]
+    assert model.config.risk_calibration_fit["seed"] == calibration["seed"]
     assert calibration["seed"] not in (0, 5000, 7000)  # neither its training cohort nor a report's
     # diagnoses read from noisy measurements over-predict before the factor (docs/results/twin-tiny/README.md)
     for endpoint in ("incident_diabetes", "dyslipidaemia", "chronic_kidney_disease"):
