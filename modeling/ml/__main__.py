@@ -346,7 +346,8 @@ def _twin(args: argparse.Namespace) -> None:
         print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
         return
     if args.command == "calibrate":
-        from modeling.ml.twin.evaluate import TwinReportSettings, calibrate_twin
+        from modeling.ml.twin.calibration import calibrate_twin
+        from modeling.ml.twin.evaluate import TwinReportSettings
 
         calibration = calibrate_twin(
             args.model,

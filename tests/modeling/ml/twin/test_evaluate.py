@@ -1,7 +1,6 @@
 """The report's statistics: paired bootstrap AUROCs and the history cut."""
 
 import numpy as np
-import pytest
 
 from modeling.ml.twin.evaluate import (
     MIN_EVENTS,
@@ -140,53 +139,3 @@ def test_the_fidelity_table_reads_each_biomarker_teacher_forced_and_at_a_visit(t
     assert all(row["day0_median_abs_sd"] < 1e-3 for row in rows.values())
     assert max(row["visit_median_abs_sd"] for row in rows.values()) > 1.0
     assert "slope on the previous value" in fidelity_markdown(table, "# header")
-
-
-def test_calibration_matches_predicted_to_observed_events_on_its_cohort_and_travels_with_the_weights(
-    tmp_path, tokenizer
-):
-    import json
-
-    import torch
-
-    from modeling.ml.data.clinical import ENDPOINTS
-    from modeling.ml.twin.evaluate import TwinReportSettings, calibrate_twin, risk_cohort
-    from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
-    from modeling.ml.twin.training import load_twin
-
-    torch.manual_seed(0)
-    model = HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer, block_size=128)).eval()
-    model.save_pretrained(tmp_path)
-    tokenizer.save(tmp_path / "tokenizer.json")
-    (tmp_path / "training.json").write_text(json.dumps({"seed": 0}))
-    settings = TwinReportSettings(participants=60, history_days=200, horizon_days=120, samples=1, seed=9)
-
-    calibration = calibrate_twin(tmp_path, settings, min_events=1)
-    counted = {name: row for name, row in calibration["endpoints"].items() if row["events"] >= 1 and row["predicted"]}
-    assert counted, calibration  # some endpoint had an event in the cohort
-    assert all(row["factor"] == 1.0 for name, row in calibration["endpoints"].items() if name not in counted)
-    assert any(row["factor"] != 1.0 for row in counted.values())
-
-    loaded, _ = load_twin(tmp_path)
-    assert loaded.config.risk_calibration == calibration["factors"]  # in config.json: the site reads it too
-    cohort = risk_cohort(loaded, tokenizer, settings)
-    calibrated = cohort.rollouts.endpoint_risk()[:, 0]
-    uncalibrated = cohort.rollouts.endpoint_risk(calibrated=False)[:, 0]
-    for name, row in counted.items():
-        column, eligible = ENDPOINTS.index(name), ~cohort.prevalent[name]
-        # the same cohort and random numbers: calibrated risks sum to the observed events (up to the cap at 1)
-        assert calibrated[eligible, column].sum() <= row["events"] + 1e-4
-        if (uncalibrated[eligible, column] * row["factor"]).max() < 1.0:
-            assert calibrated[eligible, column].sum() == pytest.approx(row["events"], rel=1e-4)
-    assert loaded.config.risk_calibration_fit["seed"] == 9 and loaded.config.risk_calibration_fit["horizon_days"] == 120
-    # risks read from the diagnosis tokens alone are not what the factors were fitted on: left uncalibrated
-    from modeling.ml.twin.generate import calibration_factors
-
-    assert calibration_factors(loaded, ()) is None
-    assert calibration_factors(loaded, settings.risk_from_measurements) is not None
-    with pytest.raises(ValueError, match="training seed"):
-        calibrate_twin(tmp_path, TwinReportSettings(seed=0))
-    from modeling.ml.twin.evaluate import twin_report
-
-    with pytest.raises(ValueError, match="calibration cohort"):
-        twin_report(tmp_path, TwinReportSettings(seed=9), parts=("risk",))

@@ -1,0 +1,69 @@
+"""Calibration in the large of the twin's endpoint risks: one factor per endpoint, observed over predicted events on
+a cohort of its own, stored in the model's config.json so the site, the demo and the reports apply the same one
+(``generate.calibration_factors``)."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modeling.ml.data.clinical import ENDPOINTS
+from modeling.ml.twin.evaluate import MIN_EVENTS, TwinReportSettings, risk_cohort
+from modeling.ml.twin.model import HealthFormerModel
+from modeling.ml.twin.tokens import Tokenizer
+
+
+def risk_calibration(
+    model: HealthFormerModel, tokenizer: Tokenizer, settings: TwinReportSettings, *, min_events: int = MIN_EVENTS
+) -> dict[str, Any]:
+    """Calibration in the large on a cohort of its own (``settings.seed``, never a report's): per endpoint, the
+    observed events over the summed uncalibrated risks of the participants at risk. An endpoint with fewer than
+    ``min_events`` events keeps a factor of 1: too few to tell."""
+    cohort = risk_cohort(model, tokenizer, settings)
+    model_risk = cohort.rollouts.endpoint_risk(calibrated=False)[:, 0]
+    endpoints = {}
+    for column, endpoint in enumerate(ENDPOINTS):
+        eligible = ~cohort.prevalent[endpoint]
+        events = int(cohort.outcome[endpoint][eligible].sum())
+        predicted = float(model_risk[eligible, column].sum())
+        factor = events / predicted if events >= min_events and predicted > 0 else 1.0
+        endpoints[endpoint] = {
+            "at_risk": int(eligible.sum()),
+            "events": events,
+            "predicted": predicted,
+            "factor": factor,
+        }
+    return {
+        "seed": settings.seed,
+        "participants": len(cohort.kept),
+        "min_events": min_events,
+        "endpoints": endpoints,
+        "factors": {endpoint: row["factor"] for endpoint, row in endpoints.items()},
+    }
+
+
+def calibrate_twin(
+    model_dir: Path, settings: TwinReportSettings | None = None, *, min_events: int = MIN_EVENTS
+) -> dict[str, Any]:
+    """:func:`risk_calibration` of the model in ``model_dir`` on the risk cohort of ``settings`` (default: 4,000 new
+    people of seed 1; never its training seed), written into its config.json (``risk_calibration``: the site, the
+    demo and the reports read it from there) and, with the events and predictions behind each factor, into
+    calibration.json."""
+    from modeling.ml.twin.training import load_twin, training_seed
+
+    settings = settings or TwinReportSettings(seed=1)
+    if training_seed(model_dir) == settings.seed:
+        raise ValueError(f"seed {settings.seed} is the model's training seed: calibrate on participants it never saw")
+    model, tokenizer = load_twin(model_dir, settings.device)
+    model.config.risk_calibration, model.config.risk_calibration_fit = {}, {}
+    calibration = risk_calibration(model, tokenizer, settings, min_events=min_events)
+    model.config.risk_calibration = calibration["factors"]
+    model.config.risk_calibration_fit = {
+        "seed": settings.seed,
+        "participants": calibration["participants"],
+        "min_events": min_events,
+        "horizon_days": settings.horizon_days,
+        "risk_from_measurements": list(settings.risk_from_measurements),
+    }
+    model.config.save_pretrained(model_dir)
+    (Path(model_dir) / "calibration.json").write_text(json.dumps(calibration, indent=1))
+    return calibration
