@@ -5,4 +5,16 @@ class EvaluationConfig(AppConfig):
     name = "evaluation"
 
     def ready(self):
+        from django.db.models.signals import post_delete
+
         from evaluation import judge_jobs  # noqa: F401 - registers the "Judge a study's answers" kind
+        from evaluation.models import Study
+
+        post_delete.connect(_study_deleted, sender=Study, dispatch_uid="evaluation.study_webhooks")
+
+
+def _study_deleted(sender, instance, **kwargs) -> None:
+    """A deleted study's webhook endpoints go with it (the core layer keeps only the study's id)."""
+    from healthagent.webhooks import webhook_endpoints_of_study_delete
+
+    webhook_endpoints_of_study_delete(study_id=instance.pk)

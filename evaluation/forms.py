@@ -276,3 +276,30 @@ class ProtocolForm(forms.Form):
             field = self.fields[name]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = AgentVariant.objects.filter(pk__in=variant_ids).order_by("name")
+
+
+class WebhookEndpointForm(forms.Form):
+    """A new webhook endpoint: its address, its scope (one study, or the whole site for admins) and its events."""
+
+    url = forms.URLField(max_length=500, label="Address", assume_scheme="https", help_text="Where events are POSTed.")
+    description = forms.CharField(max_length=200, required=False)
+    study = forms.ChoiceField(label="Events of")
+    event_types = forms.MultipleChoiceField(
+        label="Events", required=False, widget=forms.CheckboxSelectMultiple, help_text="None chosen: every event."
+    )
+
+    def __init__(self, *args: Any, studies: list[Study], site_wide: bool, **kwargs: Any) -> None:
+        from healthagent.webhooks import EVENT_TYPES
+
+        super().__init__(*args, **kwargs)
+        scope = [("", "the whole site (every study, and jobs)")] if site_wide else []
+        study_field, events_field = self.fields["study"], self.fields["event_types"]
+        assert isinstance(study_field, forms.ChoiceField) and isinstance(events_field, forms.MultipleChoiceField)
+        study_field.choices = scope + [(str(study.pk), f"the study {study.name}") for study in studies]
+        events_field.choices = [
+            (name, f"{name}: {text}") for name, text in EVENT_TYPES.items() if name != "webhook.test"
+        ]
+
+    def study_id(self) -> int | None:
+        chosen = self.cleaned_data["study"]
+        return int(chosen) if chosen else None

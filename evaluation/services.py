@@ -46,6 +46,7 @@ from healthagent.events import group_notify_on_commit
 from healthagent.jsonlimits import json_check, json_loads_bounded, text_check
 from healthagent.models import AgentVariant, Cohort, Participant
 from healthagent.roles import RESULTS_ROLES, Role, user_has_role
+from healthagent.webhooks import wanting, webhook_emit, webhook_endpoints_for
 from modeling.jobs import JobError, job_queue
 from modeling.ml.data.spec import MINUTES_PER_DAY
 from modeling.models import Job
@@ -204,6 +205,11 @@ def study_set_status(*, study: Study, status: str, user: User | None = None, via
             actor=user, via=via, action=action, target=study, details={"note": note[:1000]} if reopening else None
         )
         group_notify_on_commit(group=study_group(study.pk), payload={"event": "status", "status": status})
+        webhook_emit(
+            event_type="study.opened" if status == Study.Status.OPEN else "study.closed",
+            data={"reopened": reopening},
+            study_id=study.pk,
+        )
     return study
 
 
@@ -413,6 +419,43 @@ def _unswap(choice: str, swapped: bool) -> str:
     return {"a": "b", "b": "a"}.get(choice, choice) if swapped else choice
 
 
+def _rating_webhooks(*, assignment: Assignment, rating: Rating) -> None:
+    """``rating.committed``, and ``item.completed`` when this first rating of a main-queue item is its last one needed
+    (raters added later for disagreement complete it again). One query when no endpoint listens."""
+    endpoints = webhook_endpoints_for(study_id=assignment.study_id)
+    if not endpoints:
+        return
+    webhook_emit(
+        event_type="rating.committed",
+        data={
+            "item_id": assignment.item_id,
+            "rating_id": rating.pk,
+            "revision": rating.revision,
+            "purpose": assignment.purpose,
+        },
+        study_id=assignment.study_id,
+        endpoints=endpoints,
+    )
+    if (
+        rating.revision != 1
+        or assignment.purpose != Assignment.Purpose.MAIN
+        or not wanting(endpoints, "item.completed")
+    ):
+        return
+    needed = StudyItem.objects.filter(pk=assignment.item_id).values_list("extra_raters", flat=True).first() or 0
+    needed += assignment.study.raters_per_item
+    done = Assignment.objects.filter(
+        item_id=assignment.item_id, purpose=Assignment.Purpose.MAIN, state=Assignment.State.DONE
+    ).count()
+    if done == needed:
+        webhook_emit(
+            event_type="item.completed",
+            data={"item_id": assignment.item_id, "ratings": done},
+            study_id=assignment.study_id,
+            endpoints=endpoints,
+        )
+
+
 def rating_submit(
     *,
     assignment_id: int,
@@ -505,6 +548,7 @@ def rating_submit(
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
         after_rating(assignment=assignment, scores=cleaned, preference=preference, standing=standing)
         incident_open_for(rating=rating, assignment=assignment, before=before)
+        _rating_webhooks(assignment=assignment, rating=rating)
         group_notify_on_commit(
             group=study_group(assignment.study_id),
             payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision},

@@ -29,6 +29,7 @@ from healthagent.audit import Action, audit_record
 from healthagent.notifications import notifications_resolve, notify
 from healthagent.roles import Role, user_has_role
 from healthagent.spreadsheet import neutralize
+from healthagent.webhooks import webhook_emit
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,11 @@ def _incident_open(*, rating: Rating, assignment: Assignment, reasons: list[str]
         action=Action.INCIDENT_OPENED,
         target=incident,
         details={"study": study.pk, "item": assignment.item_id, "reasons": reasons},
+    )
+    webhook_emit(
+        event_type="incident.raised",
+        data={"incident_id": incident.pk, "item_id": assignment.item_id, "reasons": reasons},
+        study_id=study.pk,
     )
     text = f"Safety incident #{incident.pk} in the study {study.name!r} waits for a decision"
     recipients = [*study.adjudicators.all(), *([study.created_by] if study.created_by else [])]

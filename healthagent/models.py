@@ -312,6 +312,8 @@ class AuditEntry(models.Model):
         CHECKPOINT_CREATED = "checkpoint.created", "Model checkpoint created"
         CHECKPOINT_CHANGED = "checkpoint.changed", "Model checkpoint changed"
         CHECKPOINT_DELETED = "checkpoint.deleted", "Model checkpoint deleted"
+        WEBHOOK_CREATED = "webhook.created", "Webhook endpoint registered"
+        WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint removed"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
@@ -360,3 +362,59 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"Notification #{self.pk} to user #{self.user_id}"
+
+
+class WebhookEndpoint(models.Model):
+    """A receiver of signed events (Standard Webhooks): site-wide, or one study's (healthagent.webhooks)."""
+
+    url = models.URLField(max_length=500)
+    description = models.CharField(max_length=200, blank=True)
+    # The signing key, "whsec_" + base64: the receiver needs it to verify, so it is kept as is and shown to whoever
+    # manages the endpoint (as Svix and Stripe do), never put in a payload or the audit log.
+    secret = models.CharField(max_length=100)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints")
+    # The evaluation study whose events it receives; None for every event of the site. An id, not a foreign key: the
+    # core layer does not know the evaluation tables (evaluation validates it and deletes a study's endpoints).
+    study_id = models.PositiveIntegerField(null=True, blank=True, db_index=True)
+    event_types = models.JSONField(default=list, blank=True, help_text="Event types it receives; empty for all.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        scope = f"study #{self.study_id}" if self.study_id else "site-wide"
+        return f"Webhook #{self.pk} ({scope}) to {self.url}"[:200]
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint and its attempts: the same ``message_id`` (webhook-id) on every attempt, so a
+    receiver that saw it already can tell."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    message_id = models.CharField(max_length=40, unique=True)
+    event_type = models.CharField(max_length=40)
+    payload = models.JSONField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Of the last attempt.")
+    error = models.CharField(max_length=300, blank=True, help_text="Why the last attempt failed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When the next attempt is due: a task that arrives earlier (a duplicate message) leaves it to the one due then.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["endpoint", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.message_id} to webhook #{self.endpoint_id}: {self.state}"

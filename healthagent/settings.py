@@ -331,6 +331,16 @@ SITE_URL = os.environ.get("SITE_URL", "").rstrip("/")
 # variant names, which must start with HEALTHAGENT_LLM_ (healthagent.agent.backends.openai_http).
 LLM_ALLOWED_HOSTS = env_list("LLM_ALLOWED_HOSTS", "")
 
+# --- Webhooks (healthagent/webhooks.py) ------------------------------------------------------
+# Signed events to the receivers researchers and admins register. A failed attempt (no answer, or not 2xx) is tried
+# again after WEBHOOK_RETRY_BASE_S, then twice as long each time (at most WEBHOOK_RETRY_MAX_S), WEBHOOK_MAX_ATTEMPTS
+# attempts in all. WEBHOOK_ALLOWED_HOSTS: the hosts (or host:port) an endpoint may name; empty allows any.
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
+WEBHOOK_TIMEOUT_S = float(os.environ.get("WEBHOOK_TIMEOUT_S", "10"))
+WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("WEBHOOK_MAX_ATTEMPTS", "8"))
+WEBHOOK_RETRY_BASE_S = float(os.environ.get("WEBHOOK_RETRY_BASE_S", "30"))
+WEBHOOK_RETRY_MAX_S = float(os.environ.get("WEBHOOK_RETRY_MAX_S", "3600"))
+
 # --- Security --------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 # A session ends after SESSION_IDLE_MINUTES without a request (requests renew it: healthagent.middleware

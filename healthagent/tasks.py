@@ -25,3 +25,14 @@ def send_email(*, subject: str, body: str, recipients: list[str]) -> bool:
     from healthagent.notifications import email_send
 
     return email_send(subject=subject, body=body, recipients=recipients)
+
+
+@shared_task(name="healthagent.deliver_webhook", bind=True, acks_late=True)
+def deliver_webhook(self, *, delivery_id: int) -> str:
+    """One attempt of a webhook delivery (healthagent.webhooks); a failed one comes back after its back-off."""
+    from healthagent.webhooks import webhook_attempt
+
+    delay_s = webhook_attempt(delivery_id=delivery_id)
+    if delay_s is None:
+        return "done"
+    raise self.retry(countdown=delay_s, max_retries=None)

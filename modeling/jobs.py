@@ -27,6 +27,7 @@ from django.utils import timezone
 from healthagent.audit import Action, audit_record
 from healthagent.events import group_notify, group_notify_on_commit
 from healthagent.templatetags.readable_data import readable_label
+from healthagent.webhooks import webhook_emit
 from modeling.models import Checkpoint, Job
 
 JOBS_GROUP = "jobs"
@@ -278,6 +279,8 @@ def job_cancel(*, job: Job, user=None, via: str = "") -> Job:
             job.state, job.finished_at, job.message = Job.State.CANCELLED, timezone.now(), "cancelled before it started"
         job.save(update_fields=["cancel_requested", "state", "finished_at", "message"])
         audit_record(actor=user, via=via, action=Action.JOB_CANCELLED, target=job, details={"state": job.state})
+        if job.state == Job.State.CANCELLED:
+            webhook_emit(event_type="job.finished", data={"job_id": job.pk, "kind": job.kind, "state": job.state})
         group_notify_on_commit(group=job_group(job.pk), payload=job_payload(job))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job

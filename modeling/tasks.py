@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from healthagent.events import group_notify
+from healthagent.webhooks import webhook_emit
 from modeling.jobs import (
     HEARTBEAT_STALE_AFTER,
     JOBS_GROUP,
@@ -100,7 +101,9 @@ def _claim(job_id: int, device: str, *, task_id: str = "", direct: bool = True, 
 
 
 def _finish(job: Job, state: str, **fields) -> None:
-    Job.objects.filter(pk=job.pk).update(state=state, finished_at=timezone.now(), **fields)
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(state=state, finished_at=timezone.now(), **fields)
+        webhook_emit(event_type="job.finished", data={"job_id": job.pk, "kind": job.kind, "state": state})
     job.refresh_from_db()
     for group in (job_group(job.pk), JOBS_GROUP):
         group_notify(group=group, payload=job_payload(job))

@@ -74,6 +74,24 @@ def an_incident(objects, user):
     return {"incident_id": incident.pk}
 
 
+def own_webhook(objects, user):
+    """A webhook endpoint of this user (a clinician gets someone else's: refused by role before it is looked up)."""
+    from healthagent.webhooks import webhook_endpoint_create
+
+    owner = user if user is not None and not user.groups.filter(name="clinician").exists() else None
+    owner = owner or UserFactory(role="researcher")
+    endpoint = webhook_endpoint_create(owner=owner, url="https://hooks.hospital.test/", study_id=objects["study"].pk)
+    return {"endpoint_id": endpoint.pk}
+
+
+def own_webhook_delivery(objects, user):
+    from healthagent.models import WebhookEndpoint
+    from healthagent.webhooks import webhook_send_test
+
+    endpoint_id = own_webhook(objects, user)["endpoint_id"]
+    return {"delivery_id": webhook_send_test(endpoint=WebhookEndpoint.objects.get(pk=endpoint_id)).pk}
+
+
 MATRIX = {
     "home": row(LOGIN, REDIRECT, REDIRECT, REDIRECT),
     "login": row(200, REDIRECT, REDIRECT, REDIRECT),
@@ -187,6 +205,12 @@ MATRIX = {
         LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk, "fmt": "csv"}
     ),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),
+    "evaluation:webhooks": row(LOGIN, FORBIDDEN, 200, 200),
+    "evaluation:webhook_test": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=own_webhook),
+    "evaluation:webhook_delete": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=own_webhook),
+    "evaluation:webhook_delivery_retry": row(
+        LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=own_webhook_delivery
+    ),
     "evaluation:study_protocol": row(
         LOGIN, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}
     ),
