@@ -9,8 +9,11 @@ class EvaluationConfig(AppConfig):
 
         from evaluation import judge_jobs  # noqa: F401 - registers the "Judge a study's answers" kind
         from evaluation.models import Study
+        from evaluation.services import invitation_enrol
+        from healthagent.invitations import acceptance_hook_register
 
         post_delete.connect(_study_deleted, sender=Study, dispatch_uid="evaluation.study_webhooks")
+        acceptance_hook_register(invitation_enrol)
 
 
 def _study_deleted(sender, instance, **kwargs) -> None:

@@ -303,3 +303,25 @@ class WebhookEndpointForm(forms.Form):
     def study_id(self) -> int | None:
         chosen = self.cleaned_data["study"]
         return int(chosen) if chosen else None
+
+
+class InvitationsForm(forms.Form):
+    """People to invite: pasted, or a CSV file (email, role, display_name, study)."""
+
+    people = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 6}),
+        required=False,
+        label="People",
+        help_text="One a line: email, or email,role,display name,study; or CSV with the header "
+        "email,role,display_name,study.",
+    )
+    file = forms.FileField(required=False, label="Or a CSV file")
+    role = forms.ChoiceField(label="Role (where a line names none)")
+    study = forms.ChoiceField(required=False, label="Enrol in (where a line names none)")
+
+    def __init__(self, *args: Any, studies: list[Study], roles: list[Role], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        role_field, study_field = self.fields["role"], self.fields["study"]
+        assert isinstance(role_field, forms.ChoiceField) and isinstance(study_field, forms.ChoiceField)
+        role_field.choices = [(role.value, role.label) for role in roles]
+        study_field.choices = [("", "no study")] + [(str(study.pk), study.name) for study in studies]

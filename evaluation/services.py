@@ -44,7 +44,7 @@ from healthagent.cohort.charts import DEFAULT_CHANNELS
 from healthagent.cohort.days import shown_days
 from healthagent.events import group_notify_on_commit
 from healthagent.jsonlimits import json_check, json_loads_bounded, text_check
-from healthagent.models import AgentVariant, Cohort, Participant
+from healthagent.models import AgentVariant, Cohort, Invitation, Participant
 from healthagent.roles import RESULTS_ROLES, Role, user_has_role
 from healthagent.webhooks import wanting, webhook_emit, webhook_endpoints_for
 from modeling.jobs import JobError, job_queue
@@ -211,6 +211,33 @@ def study_set_status(*, study: Study, status: str, user: User | None = None, via
             study_id=study.pk,
         )
     return study
+
+
+def study_rater_enrol(*, study: Study, user: User, actor: User | None = None, via: str = "") -> None:
+    """Enrol a clinician as a rater of ``study`` (not a closed one; never someone who may see its results)."""
+    if study.status == Study.Status.CLOSED:
+        raise EvaluationError("the study is closed")
+    if not user_has_role(user, Role.CLINICIAN) or user_has_role(user, *RESULTS_ROLES):
+        raise EvaluationError("only clinicians without a researcher or admin role rate a study")
+    with transaction.atomic():
+        study.clinicians.add(user)
+        audit_record(actor=actor, via=via, action=Action.STUDY_RATER_ENROLLED, target=study, details={"user": user.pk})
+
+
+def invitation_enrol(invitation: Invitation, user: User) -> str:
+    """The acceptance hook of invitations (healthagent.invitations): enrol the new clinician in the invitation's
+    study. A study closed or gone since costs the person nothing but the enrolment, and they are told."""
+    if invitation.study_id is None:
+        return ""
+    study = Study.objects.filter(pk=invitation.study_id).first()
+    if study is None:
+        return "The study you were invited to no longer exists."
+    try:
+        with transaction.atomic():
+            study_rater_enrol(study=study, user=user, via=f"invitation #{invitation.pk}")
+    except EvaluationError as error:
+        return f"You were not enrolled in the study {study.name}: {error}."
+    return f"You are enrolled in the study {study.name}."
 
 
 def _access_item_without_answer(*, study: Study, item_id: int) -> ItemWithoutAnswer:

@@ -1,6 +1,14 @@
 from django.urls import path
 
-from evaluation import criteria_views, protocol_views, rater_views, triage_views, views, webhook_views
+from evaluation import (
+    criteria_views,
+    invitation_views,
+    protocol_views,
+    rater_views,
+    triage_views,
+    views,
+    webhook_views,
+)
 
 app_name = "evaluation"
 urlpatterns = [
@@ -58,6 +66,7 @@ urlpatterns = [
     path("studies/<int:study_id>/dashboard/", views.study_dashboard_view, name="study_dashboard"),
     path("studies/<int:study_id>/export.<str:fmt>", views.study_export, name="study_export"),
     path("exports/data-dictionary.json", views.data_dictionary, name="data_dictionary"),
+    path("invitations/", invitation_views.invitations, name="invitations"),
     path("webhooks/", webhook_views.webhooks, name="webhooks"),
     path("webhooks/<int:endpoint_id>/test/", webhook_views.webhook_test, name="webhook_test"),
     path("webhooks/<int:endpoint_id>/delete/", webhook_views.webhook_delete, name="webhook_delete"),

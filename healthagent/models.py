@@ -14,6 +14,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from healthagent.roles import Role
+
 # An agent's language-model server gets its API key from the workers' environment variable its config names
 # (``api_key_env``), never from the config itself: only names with this prefix, so a variant can never send the site's
 # own secrets (SECRET_KEY, ANONYMIZATION_KEY, DATABASE_URL...) to a server as a bearer token.
@@ -313,6 +315,9 @@ class AuditEntry(models.Model):
         CHECKPOINT_CHANGED = "checkpoint.changed", "Model checkpoint changed"
         CHECKPOINT_DELETED = "checkpoint.deleted", "Model checkpoint deleted"
         WEBHOOK_CREATED = "webhook.created", "Webhook endpoint registered"
+        INVITATIONS_SENT = "invitations.sent", "Invitations sent"
+        INVITATION_ACCEPTED = "invitation.accepted", "Invitation accepted"
+        STUDY_RATER_ENROLLED = "study.rater_enrolled", "Rater enrolled in a study"
         WEBHOOK_DELETED = "webhook.deleted", "Webhook endpoint removed"
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -418,3 +423,29 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type} {self.message_id} to webhook #{self.endpoint_id}: {self.state}"
+
+
+class Invitation(models.Model):
+    """A one-time link by email that makes its holder an account with ``role`` (healthagent.invitations)."""
+
+    email = models.EmailField()
+    role = models.CharField(max_length=20, choices=Role.choices)
+    display_name = models.CharField(max_length=150, blank=True)
+    # The evaluation study to enrol the person in on acceptance (an id: the core layer does not know that table).
+    study_id = models.PositiveIntegerField(null=True, blank=True)
+    # SHA-256 of the token in the link: the token itself is only in the email.
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="invitations"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["email"])]
+
+    def __str__(self) -> str:
+        return f"Invitation #{self.pk} ({self.role})"

@@ -325,6 +325,8 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "healthagent@localhost")
 SITE_URL = os.environ.get("SITE_URL", "").rstrip("/")
+# How long an invitation's link works (healthagent/invitations.py).
+INVITATION_DAYS = int(os.environ.get("INVITATION_DAYS", "14"))
 
 # Language-model servers an agent variant or a judge may call (OpenAI-compatible backend): host names, or
 # host:port; empty allows any host. The API key of a server is read from the workers' environment variable the

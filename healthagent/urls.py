@@ -13,6 +13,7 @@ urlpatterns = [
     path("system/audit/", views.audit_log, name="audit_log"),
     path("notifications/", views.notifications, name="notifications"),
     path("account/", views.account, name="account"),
+    path("invitations/<str:token>/", views.invitation_accept_view, name="invitation_accept"),
     path("account/tokens/", views.account_token_create, name="account_token_create"),
     path("account/tokens/<str:token_key>/revoke/", views.account_token_revoke, name="account_token_revoke"),
     path("cohorts/", include("healthagent.cohort.urls")),

@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import JsonResponse
@@ -10,6 +11,7 @@ from django.views.defaults import page_not_found
 
 from healthagent.audit import audit_entries
 from healthagent.health import service_status, worker_status
+from healthagent.invitations import InvitationError, access_invitation, invitation_accept
 from healthagent.models import AuditEntry
 from healthagent.notifications import notifications_for, notifications_mark_read
 from healthagent.roles import ROLE_HOME_URL_NAMES, Role, role_required, user_has_role, user_primary_role
@@ -125,3 +127,32 @@ def account_token_revoke(request, token_key: str):
     else:
         messages.success(request, f"Token {token_key}… revoked: it no longer opens the API.")
     return redirect("account")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def invitation_accept_view(request, token: str):
+    """An invitation's link: choose a user name and a password, and the account exists with the invited role (signed
+    in at once). A link that does not work says why, with 410; a signed-in visitor is asked to sign out first."""
+    try:
+        invitation = access_invitation(token=token)
+    except InvitationError as error:
+        return render(request, "healthagent/invitation.html", {"refused": str(error)}, status=410)
+    context = {"invitation": invitation, "username": invitation.email.split("@")[0]}
+    if request.user.is_authenticated:
+        return render(request, "healthagent/invitation.html", {**context, "signed_in": True})
+    if request.method == "POST":
+        username, password = request.POST.get("username", ""), request.POST.get("password", "")
+        context["username"] = username
+        if password != request.POST.get("password_again", ""):
+            context["error"] = "the two passwords differ"
+        else:
+            try:
+                user, said = invitation_accept(token=token, username=username, password=password)
+            except InvitationError as error:
+                context["error"] = str(error)
+            else:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                messages.success(request, " ".join([f"Welcome, {user.get_username()}.", *said]))
+                return redirect("home")
+    return render(request, "healthagent/invitation.html", context, status=400 if "error" in context else 200)

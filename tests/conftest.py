@@ -4,8 +4,10 @@ Under ``REQUIRE_SERVICES=1`` (CI) a missing service fails the test that needs it
 without it, the test skips with a reason naming the service.
 """
 
+import asyncio
 import os
 import shutil
+import socket
 
 import pytest
 from django.conf import settings
@@ -226,3 +228,35 @@ def worker(redis_url, settings, tmp_path):
         app, queues=list(settings.JOB_QUEUES), pool="solo", perform_ping_check=False, shutdown_timeout=60
     ):
         yield
+
+
+class Sink:
+    """What a test SMTP server received."""
+
+    def __init__(self):
+        self.envelopes = []
+        self.port = 0
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server (aiosmtpd) on a free local port, collecting what it receives."""
+    from aiosmtpd.controller import Controller
+
+    sink, port = Sink(), free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    sink.port = port
+    yield sink
+    controller.stop()
+    asyncio.set_event_loop(None)

@@ -206,6 +206,9 @@ MATRIX = {
     ),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),
     "evaluation:webhooks": row(LOGIN, FORBIDDEN, 200, 200),
+    "evaluation:invitations": row(LOGIN, FORBIDDEN, 200, 200),
+    # The link's page is public (its token is the key); an unknown token is refused alike for everyone.
+    "invitation_accept": row(410, 410, 410, 410, kwargs={"token": "not-a-token"}),
     "evaluation:webhook_test": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=own_webhook),
     "evaluation:webhook_delete": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=own_webhook),
     "evaluation:webhook_delivery_retry": row(

@@ -1,10 +1,8 @@
 """The safety triage lane and evidence-tied ratings through the services, views and exports (issue 21): harm answers,
 incidents and their decisions, adjudicators, notifications by a real SMTP server, the incident log, the dashboard."""
 
-import asyncio
 import io
 import json
-import socket
 import time
 import zipfile
 
@@ -19,6 +17,7 @@ from evaluation.triage import incident_decide, study_adjudicators_set
 from healthagent.models import AuditEntry, Notification
 from healthagent.roles import Role
 from modeling.ml.data.spec import MINUTES_PER_DAY
+from tests.conftest import free_port
 from tests.factories import UserFactory
 
 SCORES = {"relevance": 4, "context": 3, "safety": 2}
@@ -206,35 +205,6 @@ def test_the_triage_queue_lists_every_open_incident_first_oldest_first(harm_stud
     waiting, decided = triage_queue(user=harm_study.adjudicator)
     assert waiting == incidents[1:] and decided == [incidents[0]]
     assert triage_queue(user=harm_study.raters[0]) == ([], [])
-
-
-class Sink:
-    def __init__(self):
-        self.envelopes = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server():
-    """A real SMTP server (aiosmtpd) on a free local port, collecting what it receives."""
-    from aiosmtpd.controller import Controller
-
-    sink, port = Sink(), free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    sink.port = port
-    yield sink
-    controller.stop()
-    asyncio.set_event_loop(None)
 
 
 def wait_for(condition, seconds=20.0):
