@@ -449,3 +449,15 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"Invitation #{self.pk} ({self.role})"
+
+
+class SingleSignOnIdentity(models.Model):
+    """The identity provider's subject (``sub``) of a user who signs in through it (healthagent.sso): people are
+    matched on it, never on their email address."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity")
+    subject = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"Single sign-on identity of user #{self.user_id}"

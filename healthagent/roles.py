@@ -109,6 +109,7 @@ def user_assign_roles(*, user: User, roles: Collection[Role]) -> None:
         user.groups.add(*(Group.objects.get_or_create(name=role)[0] for role in roles))
         user.is_staff = Role.ADMIN in roles
         user.save(update_fields=["is_staff"])
+    user.__dict__.pop("_healthagent_roles", None)  # the cached roles are stale now
 
 
 def roles_context(request) -> dict:

@@ -257,7 +257,30 @@ REST_FRAMEWORK = {
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from
 # one address (or the larger limits per username and per address below), that pair is locked out for LOGIN_LOCKOUT_MINUTES or until an admin resets it
 # (Django admin > Axes > Access attempts, or `manage.py axes_reset_username NAME`).
-AUTHENTICATION_BACKENDS = ["healthagent.accounts.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+PASSWORD_BACKENDS = ["healthagent.accounts.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+# Single sign-on with OpenID Connect (healthagent/sso.py, mozilla-django-oidc): on when OIDC_RP_CLIENT_ID is set. The
+# identity provider's endpoints come from its discovery document (`manage.py oidc_discover ISSUER` prints them).
+# OIDC_ROLE_CLAIM names the claim (a list or a space/comma-separated string) whose values OIDC_ROLES maps to roles:
+# "clinician=clinicians|doctors,researcher=research,admin=evaluation-admins". A person none of whose values is mapped
+# is refused; roles follow the claim at every sign-in. PASSWORD_LOGIN=false leaves single sign-on the only way in.
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_RP_CLIENT_ID", "")
+OIDC_RP_CLIENT_SECRET = os.environ.get("OIDC_RP_CLIENT_SECRET", "")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_OP_AUTHORIZATION_ENDPOINT", "")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_OP_TOKEN_ENDPOINT", "")
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_OP_USER_ENDPOINT", "")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_OP_JWKS_ENDPOINT", "")
+OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
+OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
+OIDC_ROLE_CLAIM = os.environ.get("OIDC_ROLE_CLAIM", "groups")
+OIDC_ROLES = os.environ.get("OIDC_ROLES", "")
+OIDC_PROVIDER_NAME = os.environ.get("OIDC_PROVIDER_NAME", "the hospital's single sign-on")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+LOGIN_REDIRECT_URL_FAILURE = "/login/"
+PASSWORD_LOGIN = env_bool("PASSWORD_LOGIN", True)
+AUTHENTICATION_BACKENDS = (["healthagent.sso.HospitalOIDCBackend"] if OIDC_RP_CLIENT_ID else []) + (
+    PASSWORD_BACKENDS if PASSWORD_LOGIN else []
+)
 AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "60")))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]

@@ -6,7 +6,10 @@ from healthagent import views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views.SiteLoginView.as_view(), name="login"),
+    # Single sign-on (healthagent/sso.py); 404 unless configured. The names are mozilla-django-oidc's.
+    path("sso/login/", views.sso_login, name="oidc_authentication_init"),
+    path("sso/callback/", views.sso_callback, name="oidc_authentication_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("health/", views.health, name="health"),
     path("system/", views.system_status, name="system_status"),

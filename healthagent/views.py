@@ -2,12 +2,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
 from django.core.paginator import Paginator
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.defaults import page_not_found
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from healthagent.audit import audit_entries
 from healthagent.health import service_status, worker_status
@@ -156,3 +158,42 @@ def invitation_accept_view(request, token: str):
                 messages.success(request, " ".join([f"Welcome, {user.get_username()}.", *said]))
                 return redirect("home")
     return render(request, "healthagent/invitation.html", context, status=400 if "error" in context else 200)
+
+
+class SiteLoginView(LoginView):
+    """The login page: the password form unless ``PASSWORD_LOGIN`` is off, and the single sign-on button when it is
+    configured. With password login off a posted password is refused before any account is looked up."""
+
+    redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        return {
+            **super().get_context_data(**kwargs),
+            "password_login": settings.PASSWORD_LOGIN,
+            "sso_name": settings.OIDC_PROVIDER_NAME if settings.OIDC_RP_CLIENT_ID else "",
+        }
+
+    def post(self, request, *args, **kwargs):
+        if not settings.PASSWORD_LOGIN:
+            messages.error(request, f"Passwords are switched off here: sign in with {settings.OIDC_PROVIDER_NAME}.")
+            return redirect("login")
+        return super().post(request, *args, **kwargs)
+
+
+def _sso_configured() -> None:
+    if not settings.OIDC_RP_CLIENT_ID:
+        raise Http404("single sign-on is not configured")
+
+
+@never_cache
+def sso_login(request):
+    """Off to the identity provider (mozilla-django-oidc: state, nonce, PKCE)."""
+    _sso_configured()
+    return OIDCAuthenticationRequestView.as_view()(request)
+
+
+@never_cache
+def sso_callback(request):
+    """Back from the identity provider: the code exchanged, the person signed in or refused (healthagent.sso)."""
+    _sso_configured()
+    return OIDCAuthenticationCallbackView.as_view()(request)

@@ -209,6 +209,9 @@ MATRIX = {
     "evaluation:invitations": row(LOGIN, FORBIDDEN, 200, 200),
     # The link's page is public (its token is the key); an unknown token is refused alike for everyone.
     "invitation_accept": row(410, 410, 410, 410, kwargs={"token": "not-a-token"}),
+    # Single sign-on is not configured in this matrix: not there for anyone (tests/test_browser_sso.py tests it on).
+    "oidc_authentication_init": row(404, 404, 404, 404),
+    "oidc_authentication_callback": row(404, 404, 404, 404),
     "evaluation:webhook_test": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=own_webhook),
     "evaluation:webhook_delete": row(LOGIN, FORBIDDEN, REDIRECT, REDIRECT, method="post", kwargs=own_webhook),
     "evaluation:webhook_delivery_retry": row(

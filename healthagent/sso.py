@@ -1,0 +1,111 @@
+"""Single sign-on with OpenID Connect: mozilla-django-oidc does the protocol (authorization code with PKCE, the ID
+token's signature against the provider's keys, the userinfo call); this module decides who gets in and as what.
+
+- People are matched by the provider's subject (``sub``), never by email: a local account that shares an email
+  address with someone at the provider is not taken over.
+- Roles come only from ``OIDC_ROLE_CLAIM`` through the ``OIDC_ROLES`` map, at every sign-in (the provider is the
+  source of truth: a person removed from a group loses the role). A claim value that is not mapped gives nothing; a
+  person with no mapped value is refused, with a message, and no account is made.
+- Accounts are made on first sign-in with an unusable password and audited like any other.
+"""
+
+import logging
+import re
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import QuerySet
+from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+
+from healthagent.accounts import user_create_with_roles
+from healthagent.audit import Action, audit_record
+from healthagent.models import SingleSignOnIdentity
+from healthagent.roles import Role, user_assign_roles, user_roles
+
+logger = logging.getLogger(__name__)
+
+
+def role_map(text: str) -> dict[Role, set[str]]:
+    """``OIDC_ROLES`` read: "clinician=clinicians|doctors,admin=it" -> {clinician: {clinicians, doctors}, admin: {it}}.
+    Raises ValueError naming a role that is not one of ours."""
+    mapping: dict[Role, set[str]] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        role, _, values = part.partition("=")
+        if role.strip() not in {str(choice) for choice in Role}:
+            raise ValueError(f"OIDC_ROLES names {role.strip()!r}, not one of clinician, researcher, admin")
+        mapping[Role(role.strip())] = {value.strip() for value in values.split("|") if value.strip()}
+    return mapping
+
+
+def roles_from_claims(claims: dict[str, Any]) -> set[Role]:
+    """The roles the configured claim's values map to (none for an absent claim or unmapped values)."""
+    given = claims.get(settings.OIDC_ROLE_CLAIM)
+    values = (
+        set(given) if isinstance(given, list) else set(re.split(r"[\s,]+", given)) if isinstance(given, str) else set()
+    )
+    return {role for role, accepted in role_map(settings.OIDC_ROLES).items() if values & accepted}
+
+
+def _free_username(claims: dict[str, Any]) -> str:
+    base = claims.get("preferred_username") or (claims.get("email") or "").split("@")[0] or f"sso-{claims['sub']}"
+    base = re.sub(r"[^\w.@+-]", "", str(base))[:140] or "sso-user"
+    candidate, number = base, 1
+    while User.objects.filter(username=candidate).exists():
+        number += 1
+        candidate = f"{base}-{number}"
+    return candidate
+
+
+class HospitalOIDCBackend(OIDCAuthenticationBackend):
+    def verify_claims(self, claims: dict[str, Any]) -> bool:
+        if not claims.get("sub"):
+            return False
+        if not roles_from_claims(claims):
+            logger.warning(
+                "single sign-on refused for subject %s: no mapped role in %r",
+                claims.get("sub"),
+                claims.get(settings.OIDC_ROLE_CLAIM),
+            )
+            messages.error(
+                self.request,
+                f"Signed in at {settings.OIDC_PROVIDER_NAME}, but your account there holds none of the roles this site "
+                "gives (clinician, researcher, admin): ask an admin to add you to the right group.",
+            )
+            return False
+        return True
+
+    def filter_users_by_claims(self, claims: dict[str, Any]) -> QuerySet[User]:
+        return User.objects.filter(sso_identity__subject=str(claims["sub"]))
+
+    def create_user(self, claims: dict[str, Any]) -> User:
+        with transaction.atomic():
+            user = user_create_with_roles(
+                username=_free_username(claims),
+                roles=sorted(roles_from_claims(claims)),
+                password=None,
+                email=claims.get("email", ""),
+                via="single sign-on",
+            )
+            user.first_name = str(claims.get("name") or "")[:150]
+            user.save(update_fields=["first_name"])
+            SingleSignOnIdentity.objects.create(user=user, subject=str(claims["sub"]))
+        return user
+
+    def update_user(self, user: User, claims: dict[str, Any]) -> User:
+        """Roles follow the claim at every sign-in (audited when they change)."""
+        roles = roles_from_claims(claims)
+        if roles != set(user_roles(user)):
+            with transaction.atomic():
+                before = sorted(str(role) for role in user_roles(user))
+                user_assign_roles(user=user, roles=roles)
+                audit_record(
+                    actor=None,
+                    via="single sign-on",
+                    action=Action.USER_ROLES_CHANGED,
+                    target=user,
+                    details={"before": before, "after": sorted(str(role) for role in roles)},
+                )
+        return user
