@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench audit loadtest faults serve install install-test clean
+.PHONY: demo test lint bench audit loadtest faults serve prod install install-test clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: install
 
 serve: install
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
+
+# The production stack on this machine under honcho: PostgreSQL, Redis, nginx (TLS), gunicorn, daphne, Celery workers.
+prod: install
+	exec deploy/prod.sh
 
 # The house's tools first (as pre-commit runs them): a lint, format, layer or type error fails before the suite starts.
 lint: install-test
