@@ -7,6 +7,7 @@ the database holds what is sparse or daily.
 """
 
 import re
+import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -461,3 +462,23 @@ class SingleSignOnIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"Single sign-on identity of user #{self.user_id}"
+
+
+class CohortUpload(models.Model):
+    """One file of a cohort export on its way up from a browser, in chunks (healthagent.cohort.uploads). The bytes
+    are in a file named by the id (never by the uploaded file's name); it is deleted when its import job ends."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    suffix = models.CharField(max_length=10, help_text="The file's type: .csv, .parquet, .zip, .xml.")
+    size_bytes = models.BigIntegerField()
+    received_bytes = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    job_id = models.PositiveIntegerField(null=True, blank=True, help_text="The import job that reads it.")
+
+    def __str__(self) -> str:
+        return f"Upload {self.pk} ({self.received_bytes} of {self.size_bytes} bytes)"
+
+    @property
+    def complete(self) -> bool:
+        return self.received_bytes == self.size_bytes

@@ -329,11 +329,12 @@ TRAJECTORY_ROOT = Path(os.environ.get("TRAJECTORY_ROOT", VAR_DIR / "trajectories
 MEDIA_ROOT = VAR_DIR / "media"
 # Largest file (or export folder) an import reads; bigger ones are refused before parsing.
 COHORT_IMPORT_MAX_BYTES = int(os.environ.get("COHORT_IMPORT_MAX_BYTES", str(8 * 1024**3)))
-# Largest request body the site reads (forms, drafts; the site takes no file uploads): a bigger
-# one is refused with 400 (templates/400.html) before any view sees it. Cohort files are imported
-# from the command line, where COHORT_IMPORT_MAX_BYTES applies.
+# Largest request body the site reads (forms, drafts, one chunk of a cohort upload): a bigger one is refused with
+# 400 (templates/400.html) before any view sees it. Cohort exports come up in chunks of half this
+# (healthagent/cohort/uploads.py), each file at most COHORT_IMPORT_MAX_BYTES; the one multipart file field, the
+# invitations' CSV, is refused above 1 MiB by its view.
 # (FILE_UPLOAD_MAX_MEMORY_SIZE is left at Django's default: it is not a limit, only the size above which
-# an uploaded file is spooled to disk, and no view accepts files.)
+# an uploaded file is spooled to disk.)
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("UPLOAD_MAX_BYTES", str(1024**2)))
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from modeling import views
+from modeling import import_views, views
 
 app_name = "modeling"
 urlpatterns = [
@@ -11,6 +11,8 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),
     path("jobs/<int:job_id>/retry/", views.job_retry_view, name="job_retry"),
     path("checkpoints/", views.checkpoint_list, name="checkpoint_list"),
+    path("imports/", import_views.cohort_import_page, name="cohort_import"),
+    path("imports/<int:job_id>/status.json", import_views.cohort_import_status, name="cohort_import_status"),
     path("twin/", views.twin_page, name="twin"),
     path("twin/simulate/", views.twin_simulate, name="twin_simulate"),
     path("twin/jobs/<int:job_id>/status.json", views.twin_status, name="twin_status"),

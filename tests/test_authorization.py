@@ -74,6 +74,21 @@ def an_incident(objects, user):
     return {"incident_id": incident.pk}
 
 
+def own_upload(objects, user):
+    """An upload of this user (someone else's for a clinician, who is refused by role first)."""
+    from healthagent.cohort.uploads import upload_create
+
+    owner = user if user is not None and not user.groups.filter(name="clinician").exists() else UserFactory()
+    return {"upload_id": str(upload_create(owner=owner, size_bytes=10, suffix=".csv").pk)}
+
+
+def own_import_job(objects, user):
+    from modeling.models import Job
+
+    job = Job.objects.create(kind="cohort_import", config={}, state="queued", queued_by=user)
+    return {"job_id": job.pk}
+
+
 def own_webhook(objects, user):
     """A webhook endpoint of this user (a clinician gets someone else's: refused by role before it is looked up)."""
     from healthagent.webhooks import webhook_endpoint_create
@@ -206,6 +221,10 @@ MATRIX = {
     ),
     "evaluation:data_dictionary": row(LOGIN, FORBIDDEN, 200, 200),
     "evaluation:webhooks": row(LOGIN, FORBIDDEN, 200, 200),
+    "cohort:uploads_create": row(LOGIN, FORBIDDEN, 400, 400, method="post"),  # allowed; an empty body is refused
+    "cohort:upload_detail": row(LOGIN, FORBIDDEN, 200, 200, kwargs=own_upload),
+    "modeling:cohort_import": row(LOGIN, FORBIDDEN, 200, 200),
+    "modeling:cohort_import_status": row(LOGIN, FORBIDDEN, 200, 200, kwargs=own_import_job),
     "evaluation:invitations": row(LOGIN, FORBIDDEN, 200, 200),
     # The link's page is public (its token is the key); an unknown token is refused alike for everyone.
     "invitation_accept": row(410, 410, 410, 410, kwargs={"token": "not-a-token"}),

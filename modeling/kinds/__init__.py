@@ -4,4 +4,4 @@ A model issue adds its module here: a form, a queue rule and a run function per 
 (the agent, evaluation) register their kinds from their app's ``ready()``.
 """
 
-from modeling.kinds import demo, heads, lsm, sensorlm, twin  # noqa: F401 - registration on import
+from modeling.kinds import cohort_import, demo, heads, lsm, sensorlm, twin  # noqa: F401 - registration on import
