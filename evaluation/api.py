@@ -1,19 +1,38 @@
-"""The read-only JSON API for scripts: one paginated list per resource, token authentication.
+"""The JSON API for scripts and pipelines: paginated lists, filters, and the writes a pipeline needs (create a
+study, open or close it, enrol clinicians, read its statistics, queue a job and follow it). Token authentication.
 
 Make a token on your account page (``/account/``: each expires, and is revoked there) and send
-``Authorization: Token <token>``. Researchers and admins only.
+``Authorization: Token <token>``. Researchers and admins only; a write needs a token with the write scope.
+Every request counts against ``API_RATE`` per user (429 beyond it). The reference is at ``/api/docs/``.
 """
 
-from knox.auth import TokenAuthentication
-from rest_framework import generics, serializers
-from rest_framework.authentication import SessionAuthentication
-from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import BasePermission
+from typing import Any
 
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import transaction
+from django.http import Http404
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema, inline_serializer
+from knox.auth import TokenAuthentication
+from rest_framework import generics, serializers, status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+from rest_framework.response import Response
+from rest_framework.throttling import UserRateThrottle
+from rest_framework.views import APIView
+
+from evaluation.forms import StudyForm
 from evaluation.models import Assignment, Rating, Study, StudyItem
-from evaluation.selectors import access_study, studies_visible_to
+from evaluation.selectors import access_study, access_study_for_change, studies_visible_to, study_overview
+from evaluation.services import EvaluationError, StudySpec, study_create, study_rater_enrol, study_set_status
 from healthagent.roles import Role, user_has_role
+from healthagent.tokens import api_token_may_write
+from modeling.jobs import JobError, job_kind, job_payload, job_queue
+from modeling.models import Job
 
 
 class ResearchersOnly(BasePermission):
@@ -21,6 +40,19 @@ class ResearchersOnly(BasePermission):
 
     def has_permission(self, request, view):
         return user_has_role(request.user, Role.RESEARCHER, Role.ADMIN)
+
+
+class WriteScope(BasePermission):
+    """Reads for any researcher's token; anything else needs a token with the write scope."""
+
+    message = "This token may only read: make one with the write scope on your account page."
+
+    def has_permission(self, request, view):
+        return request.method in SAFE_METHODS or api_token_may_write(request.auth)
+
+
+class ApiRate(UserRateThrottle):
+    scope = "api"
 
 
 class Pages(PageNumberPagination):
@@ -119,9 +151,40 @@ class SkipSerializer(serializers.ModelSerializer):
 
 
 class ApiList(generics.ListAPIView):
+    parser_classes = [JSONParser]  # bodies are JSON (the schema says so)
     authentication_classes = [TokenAuthentication, SessionAuthentication]
-    permission_classes = [ResearchersOnly]
+    permission_classes = [ResearchersOnly, WriteScope]
+    throttle_classes = [ApiRate]
     pagination_class = Pages
+
+
+class ApiView(APIView):
+    parser_classes = [JSONParser]
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [ResearchersOnly, WriteScope]
+    throttle_classes = [ApiRate]
+
+
+class StudyCreateSerializer(serializers.Serializer):
+    """What the study form takes (evaluation.forms.StudyForm, which validates it): ids of the rubric, cohort,
+    variants and clinicians; the rest as on the form, with its defaults."""
+
+    name = serializers.CharField(max_length=120)
+    mode = serializers.ChoiceField(choices=Study.Mode.choices, required=False)
+    rubric = serializers.IntegerField()
+    cohort = serializers.IntegerField()
+    variants = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+    clinicians = serializers.ListField(child=serializers.IntegerField(), min_length=1)
+    raters_per_item = serializers.IntegerField(min_value=1, max_value=50, required=False)
+    participants = serializers.IntegerField(min_value=1, required=False)
+    window_days = serializers.IntegerField(min_value=1, max_value=90, required=False)
+    seed = serializers.IntegerField(required=False)
+    instructions = serializers.CharField(required=False, allow_blank=True)
+    restricted = serializers.BooleanField(required=False)
+
+
+def _form_errors(form) -> dict[str, list[str]]:
+    return {field: [str(error) for error in errors] for field, errors in form.errors.items()}
 
 
 class StudyList(ApiList):
@@ -129,6 +192,156 @@ class StudyList(ApiList):
 
     def get_queryset(self):
         return studies_visible_to(user=self.request.user).select_related("rubric").order_by("pk")
+
+    @extend_schema(request=StudyCreateSerializer, responses={201: StudySerializer})
+    def post(self, request):
+        """Create a draft study, as the study form does (its items drawn from the cohort's answers)."""
+        defaults = {name: field.initial for name, field in StudyForm.base_fields.items() if field.initial is not None}
+        given = request.data if isinstance(request.data, dict) else {}
+        form = StudyForm(data={**defaults, **given})
+        if not form.is_valid():
+            raise ValidationError(_form_errors(form))
+        data = form.cleaned_data
+        spec = StudySpec(
+            name=data["name"],
+            mode=data["mode"],
+            rubric=data["rubric"],
+            cohort=data["cohort"],
+            variants=list(data["variants"]),
+            raters_per_item=data["raters_per_item"],
+            clinicians=list(data["clinicians"]),
+            instructions=data["instructions"],
+            participants=data["participants"],
+            window_days=data["window_days"],
+            seed=data["seed"],
+            restricted=data["restricted"],
+            researchers=list(data["researchers"]),
+            show_captions=data["show_captions"],
+            rater_settings=form.rater_settings(),
+        )
+        try:
+            study = study_create(spec=spec, user=request.user)
+        except EvaluationError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(StudySerializer(study).data, status=status.HTTP_201_CREATED)
+
+
+def _study_for_change(request, study_id: int) -> Study:
+    try:
+        return access_study_for_change(user=request.user, study_id=study_id)
+    except Http404 as error:
+        raise NotFound(str(error)) from error
+    except DjangoPermissionDenied as error:
+        raise PermissionDenied(str(error)) from error
+
+
+class StudyStatus(ApiView):
+    @extend_schema(
+        request=inline_serializer(
+            "StudyStatusChange",
+            {
+                "status": serializers.ChoiceField(choices=["open", "closed"]),
+                "note": serializers.CharField(required=False, help_text="Why, when reopening a closed study."),
+            },
+        ),
+        responses={200: StudySerializer},
+    )
+    def post(self, request, study_id: int):
+        """Open a draft or closed study, or close an open one (its owner or an admin)."""
+        study = _study_for_change(request, study_id)
+        wanted = request.data.get("status") if isinstance(request.data, dict) else None
+        if wanted not in ("open", "closed"):
+            raise ValidationError({"status": ["open or closed"]})
+        try:
+            study = study_set_status(
+                study=study, status=wanted, user=request.user, via="API", note=str(request.data.get("note") or "")
+            )
+        except EvaluationError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(StudySerializer(study).data)
+
+
+class StudyClinicians(ApiView):
+    @extend_schema(
+        request=inline_serializer(
+            "StudyEnrolment", {"usernames": serializers.ListField(child=serializers.CharField(), min_length=1)}
+        ),
+        responses={200: inline_serializer("StudyClinicianList", {"clinicians": serializers.ListField()})},
+    )
+    def post(self, request, study_id: int):
+        """Enrol clinicians (by user name) as raters of the study; all or none."""
+        study = _study_for_change(request, study_id)
+        names = request.data.get("usernames") if isinstance(request.data, dict) else None
+        if not isinstance(names, list) or not names or not all(isinstance(name, str) for name in names):
+            raise ValidationError({"usernames": ["a list of user names"]})
+        users = {user.username: user for user in User.objects.filter(username__in=names, is_active=True)}
+        if unknown := sorted(set(names) - set(users)):
+            raise ValidationError({"usernames": [f"no such user: {', '.join(unknown)}"]})
+        try:
+            with transaction.atomic():
+                for name in names:
+                    study_rater_enrol(study=study, user=users[name], actor=request.user, via="API")
+        except EvaluationError as error:
+            raise ValidationError({"usernames": [str(error)]}) from error
+        return Response({"clinicians": sorted(study.clinicians.values_list("username", flat=True))})
+
+
+class StudyStatistics(ApiView):
+    @extend_schema(responses={200: inline_serializer("StudyStatisticsBody", {"items": serializers.IntegerField()})})
+    def get(self, request, study_id: int):
+        """Progress: items, ratings needed and done, per rater (the study page's overview)."""
+        study = access_study(user=request.user, study_id=study_id)
+        overview = study_overview(study=study)
+        return Response(
+            {
+                "status": study.status,
+                "items": overview["items"],
+                "ratings_needed": overview["ratings_needed"],
+                "ratings_done": overview["ratings_done"],
+                "extra_raters": overview["extra_raters"],
+                "per_rater": overview["per_rater"],
+                "items_waiting_for_answers": len(overview["waiting"]),
+                "items_dropped": len(overview["dropped"]),
+            }
+        )
+
+
+JOB_FIELDS = ("id", "kind", "state", "progress", "message", "error", "attempts")
+
+
+def _job_body(job: Job) -> dict[str, Any]:
+    payload = job_payload(job)
+    return {**{field: payload[field] for field in JOB_FIELDS}, "result": job.result or {}}
+
+
+class JobList(ApiView):
+    @extend_schema(
+        request=inline_serializer("JobRequest", {"kind": serializers.CharField(), "config": serializers.DictField()}),
+        responses={201: inline_serializer("JobBody", {"id": serializers.IntegerField()})},
+    )
+    def post(self, request):
+        """Queue a job (admins): its kind and config, as the job form takes them."""
+        if not user_has_role(request.user, Role.ADMIN):
+            raise PermissionDenied("jobs are queued by admins")
+        body = request.data if isinstance(request.data, dict) else {}
+        try:
+            job_kind(str(body.get("kind", "")))
+            job = job_queue(
+                kind_name=str(body["kind"]), config=dict(body.get("config") or {}), user=request.user, via="API"
+            )
+        except (JobError, KeyError, TypeError, ValueError) as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(_job_body(job), status=status.HTTP_201_CREATED)
+
+
+class JobDetail(ApiView):
+    @extend_schema(responses={200: inline_serializer("JobState", {"id": serializers.IntegerField()})})
+    def get(self, request, job_id: int):
+        """A job's state, progress and result: jobs an admin can see, or the ones this user queued."""
+        job = Job.objects.filter(pk=job_id).first()
+        if job is None or not (user_has_role(request.user, Role.ADMIN) or job.queued_by_id == request.user.pk):
+            raise NotFound("no such job for you")
+        return Response(_job_body(job))
 
 
 class ItemList(ApiList):
@@ -143,8 +356,22 @@ class ItemList(ApiList):
         )
 
 
+class RatingFilter(filters.FilterSet):
+    item = filters.NumberFilter(field_name="assignment__item_id", help_text="Only this item's ratings.")
+    rater = filters.CharFilter(field_name="assignment__rater__username", help_text="Only this rater's ratings.")
+    updated_after = filters.IsoDateTimeFilter(
+        field_name="updated_at", lookup_expr="gt", help_text="Only ratings saved after this moment (ISO 8601)."
+    )
+
+    class Meta:
+        model = Rating
+        fields = ["unsafe"]
+
+
 class RatingList(ApiList):
     serializer_class = RatingSerializer
+    filter_backends = [filters.DjangoFilterBackend]
+    filterset_class = RatingFilter
 
     def get_queryset(self):
         study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
@@ -172,14 +399,41 @@ def schema_error_responses(result, generator, request, public):
     error = {"type": "object", "additionalProperties": True}  # {"detail": ...}, or {parameter: [message]}
     refusals = {
         "401": "No valid token (missing, expired or revoked).",
-        "403": "The API is for researchers and admins.",
-        "404": "No such study for you, or no such page.",
-        "400": "A query parameter out of its range (page_size), said in the body.",
+        "403": "The API is for researchers and admins; a write needs a token with the write scope.",
+        "404": "No such study (or job) for you, or no such page.",
+        "400": "A parameter or body out of its range, said in the body.",
+        "429": "Over the API's rate for this user (API_RATE): wait and try again.",
     }
     for path in result.get("paths", {}).values():
         for operation in path.values():
-            for status, description in refusals.items():
+            for code, description in refusals.items():
                 operation["responses"].setdefault(
-                    status, {"description": description, "content": {"application/json": {"schema": error}}}
+                    code, {"description": description, "content": {"application/json": {"schema": error}}}
                 )
     return result
+
+
+def api_reference(request):
+    """The API's reference, read from its OpenAPI schema: every operation with its parameters and body, served from
+    this site (no JavaScript from elsewhere). Public, like the schema."""
+    from django.shortcuts import render
+    from drf_spectacular.generators import SchemaGenerator
+
+    document = SchemaGenerator().get_schema(request=None, public=True)
+    schemas = document.get("components", {}).get("schemas", {})
+    operations = []
+    for path, methods in document.get("paths", {}).items():
+        for method, operation in methods.items():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            fields = schemas.get(body.get("$ref", "").rsplit("/", 1)[-1], {}).get("properties", {}) if body else {}
+            operations.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "description": operation.get("description", ""),
+                    "parameters": operation.get("parameters", []),
+                    "body": fields,
+                    "responses": sorted(operation.get("responses", {})),
+                }
+            )
+    return render(request, "evaluation/api_reference.html", {"document": document, "operations": operations})

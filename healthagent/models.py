@@ -482,3 +482,18 @@ class CohortUpload(models.Model):
     @property
     def complete(self) -> bool:
         return self.received_bytes == self.size_bytes
+
+
+class ApiTokenScope(models.Model):
+    """What an API token may do (healthagent.tokens): ``read`` (the default: a token without a row reads), or
+    ``write`` as well (create studies, open and close them, enrol clinicians, queue jobs)."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Read and write"
+
+    token = models.OneToOneField("knox.AuthToken", on_delete=models.CASCADE, primary_key=True, related_name="scope")
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.READ)
+
+    def __str__(self) -> str:
+        return f"{self.scope} scope of token {self.token_id}"

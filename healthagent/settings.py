@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     # API tokens (django-rest-knox): stored as hashes, each with an expiry, revoked one by one on the account page.
     "knox",
     "drf_spectacular",
+    "django_filters",
     "axes",
     "healthagent",
     "modeling",
@@ -230,6 +231,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # API tokens: made and revoked by their owner on the account page (healthagent/tokens.py), never by another user.
 API_TOKEN_MAX_DAYS = int(os.environ.get("API_TOKEN_MAX_DAYS", "90"))
 API_TOKEN_LIMIT_PER_USER = 10
+KNOX_TOKEN_MODEL = "knox.AuthToken"  # named for the migrations of ApiTokenScope, which points at it
 REST_KNOX = {
     "TOKEN_TTL": timedelta(days=API_TOKEN_MAX_DAYS),  # the longest; the owner may choose a shorter one
     "TOKEN_LIMIT_PER_USER": API_TOKEN_LIMIT_PER_USER,
@@ -237,8 +239,9 @@ REST_KNOX = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Health agent evaluation API",
-    "DESCRIPTION": "Read-only: studies, their items, ratings and skips, for researchers and admins. "
-    "Send Authorization: Token <token> (make one on your account page).",
+    "DESCRIPTION": "Studies, their items, ratings, skips and statistics; creating, opening, closing studies and "
+    "enrolling clinicians; queueing jobs and following them. For researchers and admins: send Authorization: Token "
+    "<token> (make one on your account page; writes need a token with the write scope).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -253,6 +256,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # Requests per user to the API (evaluation.api.ApiRate): a runaway script gets 429, the site stays up.
+    "DEFAULT_THROTTLE_RATES": {"api": os.environ.get("API_RATE", "1200/minute")},
 }
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from
 # one address (or the larger limits per username and per address below), that pair is locked out for LOGIN_LOCKOUT_MINUTES or until an admin resets it

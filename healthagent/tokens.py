@@ -15,6 +15,7 @@ from django.utils import timezone
 from knox.models import AuthToken
 
 from healthagent.audit import Action, audit_record
+from healthagent.models import ApiTokenScope
 from healthagent.roles import Role, user_has_role
 
 API_ROLES = (Role.RESEARCHER, Role.ADMIN)
@@ -25,13 +26,22 @@ class TokenError(Exception):
 
 
 def api_tokens_of(user: User) -> QuerySet[AuthToken]:
-    """``user``'s tokens that still work, newest first."""
-    return AuthToken.objects.filter(user=user, expiry__gt=timezone.now()).order_by("-created")
+    """``user``'s tokens that still work, newest first (with their scopes)."""
+    return AuthToken.objects.filter(user=user, expiry__gt=timezone.now()).select_related("scope").order_by("-created")
 
 
-def api_token_create(*, user: User, days: int) -> tuple[AuthToken, str]:
-    """A new token for ``user`` valid ``days`` days (1 to ``API_TOKEN_MAX_DAYS``): the stored token and the secret,
-    which is shown once and kept nowhere."""
+def api_token_may_write(token: object) -> bool:
+    """Whether a request's token (``request.auth``) has the write scope; a token without a scope row reads only."""
+    if not isinstance(token, AuthToken):
+        return False
+    return ApiTokenScope.objects.filter(token=token, scope=ApiTokenScope.Scope.WRITE).exists()
+
+
+def api_token_create(*, user: User, days: int, scope: str = ApiTokenScope.Scope.READ) -> tuple[AuthToken, str]:
+    """A new token for ``user`` valid ``days`` days (1 to ``API_TOKEN_MAX_DAYS``) with ``scope`` (read, or write as
+    well): the stored token and the secret, which is shown once and kept nowhere."""
+    if scope not in ApiTokenScope.Scope.values:
+        raise TokenError("a token's scope is read or write")
     if not user_has_role(user, *API_ROLES):
         raise TokenError("the API is for researchers and admins")
     if not 1 <= days <= settings.API_TOKEN_MAX_DAYS:
@@ -42,11 +52,12 @@ def api_token_create(*, user: User, days: int) -> tuple[AuthToken, str]:
         if api_tokens_of(user).count() >= limit:
             raise TokenError(f"you have {limit} tokens, the most one may hold: revoke one first")
         token, secret = AuthToken.objects.create(user=user, expiry=timedelta(days=days))
+        ApiTokenScope.objects.create(token=token, scope=scope)
         audit_record(
             actor=user,
             action=Action.API_TOKEN_CREATED,
             target=user,
-            details={"token": token.token_key, "expires": token.expiry.isoformat()},
+            details={"token": token.token_key, "expires": token.expiry.isoformat(), "scope": scope},
         )
     return token, secret
 

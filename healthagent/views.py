@@ -99,7 +99,7 @@ def account_token_create(request):
     """Make a token; its secret is on the page this returns, once (never stored, so never shown again)."""
     try:
         days = int(request.POST.get("days") or settings.API_TOKEN_MAX_DAYS)
-        token, secret = api_token_create(user=request.user, days=days)
+        token, secret = api_token_create(user=request.user, days=days, scope=request.POST.get("scope") or "read")
     except ValueError:
         messages.error(request, "Not made: the number of days must be a whole number.")
         return redirect("account")

@@ -338,6 +338,29 @@ MATRIX = {
     "api:items": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:ratings": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:skips": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
+    "api:reference": row(200, 200, 200, 200),
+    "api:study_statistics": row(
+        401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}
+    ),
+    # Writes need a token with the write scope: a signed-in session reads only (tests/evaluation/test_api_writes.py).
+    "api:study_status": row(
+        401,
+        FORBIDDEN,
+        FORBIDDEN,
+        FORBIDDEN,
+        method="post",
+        kwargs=lambda objects, user: {"study_id": objects["study"].pk},
+    ),
+    "api:study_clinicians": row(
+        401,
+        FORBIDDEN,
+        FORBIDDEN,
+        FORBIDDEN,
+        method="post",
+        kwargs=lambda objects, user: {"study_id": objects["study"].pk},
+    ),
+    "api:jobs": row(401, FORBIDDEN, FORBIDDEN, FORBIDDEN, method="post"),
+    "api:job": row(401, FORBIDDEN, 404, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),
 }
 
 # The Django admin is the admin role's alone: everyone else is sent to its login page.
