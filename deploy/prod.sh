@@ -75,6 +75,13 @@ if [ ! -f "$PROD_DIR/tls/cert.pem" ]; then
   chmod 600 "$PROD_DIR/tls/key.pem"
 fi
 
+for port in "$PROD_PG_PORT" "$PROD_REDIS_PORT" "$PROD_PORT" "$PROD_WEB_PORT" "$PROD_WS_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is taken: is the stack already running? (stop it with Ctrl-C where it runs)" >&2
+    exit 1
+  fi
+done
+
 stop_services() {
   echo "== stopping PostgreSQL and Redis"
   redis-cli -p "$PROD_REDIS_PORT" shutdown >/dev/null 2>&1 || true
@@ -97,6 +104,7 @@ mkdir -p "$PROD_DIR/redis"
 redis-server --bind 127.0.0.1 --port "$PROD_REDIS_PORT" --dir "$PROD_DIR/redis" --appendonly yes \
   --daemonize yes --logfile "$PROD_DIR/redis/redis.log"
 for _ in $(seq 50); do redis-cli -p "$PROD_REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$PROD_REDIS_PORT" ping >/dev/null || { echo "Redis did not start: see $PROD_DIR/redis/redis.log" >&2; exit 1; }
 
 echo "== migrating and collecting static files"
 python manage.py migrate --noinput >/dev/null

@@ -469,7 +469,14 @@ def _rating_webhooks(*, assignment: Assignment, rating: Rating) -> None:
         or not wanting(endpoints, "item.completed")
     ):
         return
-    needed = StudyItem.objects.filter(pk=assignment.item_id).values_list("extra_raters", flat=True).first() or 0
+    # The item's row locked: two last ratings at the same moment count each other, and exactly one emits.
+    needed = (
+        StudyItem.objects.select_for_update()
+        .filter(pk=assignment.item_id)
+        .values_list("extra_raters", flat=True)
+        .first()
+        or 0
+    )
     needed += assignment.study.raters_per_item
     done = Assignment.objects.filter(
         item_id=assignment.item_id, purpose=Assignment.Purpose.MAIN, state=Assignment.State.DONE

@@ -136,6 +136,9 @@ def account_token_revoke(request, token_key: str):
 def invitation_accept_view(request, token: str):
     """An invitation's link: choose a user name and a password, and the account exists with the invited role (signed
     in at once). A link that does not work says why, with 410; a signed-in visitor is asked to sign out first."""
+    if not settings.PASSWORD_LOGIN:  # the account it would make could never sign in
+        refused = f"passwords are switched off here: sign in with {settings.OIDC_PROVIDER_NAME} instead"
+        return render(request, "healthagent/invitation.html", {"refused": refused}, status=410)
     try:
         invitation = access_invitation(token=token)
     except InvitationError as error:

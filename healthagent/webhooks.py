@@ -13,9 +13,11 @@ pipeline that may read more fetches it through the API with its own token).
 """
 
 import base64
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 from collections.abc import Iterable
 from datetime import timedelta
 from functools import partial
@@ -55,15 +57,30 @@ class WebhookError(Exception):
     """A webhook request refused; the message says why."""
 
 
-def _check_url(url: str) -> None:
+def check_webhook_url(url: str) -> None:
+    """Refuse an address a webhook may not be sent to: not http(s), with credentials, or (unless its host is in
+    ``WEBHOOK_ALLOWED_HOSTS``) outside the allow-list when there is one, or resolving to a loopback, private,
+    link-local or reserved address, so that a researcher cannot make the workers probe the hospital's network."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         raise WebhookError("a webhook address starts with https:// (or http://) and names a host")
     if parts.username or parts.password:
         raise WebhookError("a webhook address carries no user name or password: the signature authenticates it")
     allowed = settings.WEBHOOK_ALLOWED_HOSTS
-    if allowed and parts.hostname not in allowed and parts.netloc not in allowed:
+    if parts.hostname in allowed or parts.netloc in allowed:
+        return
+    if allowed:
         raise WebhookError(f"{parts.hostname} is not among the hosts webhooks may be sent to (WEBHOOK_ALLOWED_HOSTS)")
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+    except (OSError, UnicodeError) as error:
+        raise WebhookError(f"{parts.hostname} cannot be resolved: {error}") from error
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+            raise WebhookError(
+                f"{parts.hostname} is an internal address ({ip}): name it in WEBHOOK_ALLOWED_HOSTS to send there"
+            )
 
 
 def _check_event_types(event_types: Iterable[str], *, site_wide: bool) -> list[str]:
@@ -89,7 +106,7 @@ def webhook_endpoint_create(
     ``event_types`` empty means every event of its scope.
     """
     url = (url or "").strip()
-    _check_url(url)
+    check_webhook_url(url)
     endpoint = WebhookEndpoint(
         url=url,
         description=(description or "").strip(),
@@ -184,12 +201,14 @@ def webhook_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:
 
 def webhook_delivery_retry(*, delivery: WebhookDelivery) -> None:
     """Try a failed (or stuck) delivery again from its first attempt, with the same ``webhook-id``."""
-    if delivery.state == WebhookDelivery.State.DELIVERED:
-        raise WebhookError("this event was delivered: it is not sent twice")
     with transaction.atomic():
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(
-            state=WebhookDelivery.State.PENDING, attempts=0, next_attempt_at=None
+        changed = (
+            WebhookDelivery.objects.filter(pk=delivery.pk)
+            .exclude(state=WebhookDelivery.State.DELIVERED)  # decided in the update: a delivery landing now wins
+            .update(state=WebhookDelivery.State.PENDING, attempts=0, next_attempt_at=None)
         )
+        if not changed:
+            raise WebhookError("this event was delivered: it is not sent twice")
         transaction.on_commit(partial(_queue, [delivery.pk]), robust=True)
 
 
@@ -220,11 +239,33 @@ def signed_headers(*, endpoint: WebhookEndpoint, message_id: str, body: str) -> 
     }
 
 
+def _post(endpoint: WebhookEndpoint, message_id: str, body: str) -> tuple[int | None, str]:
+    """One POST of a signed body: the status code (None without an answer) and what went wrong ("" for a 2xx)."""
+    try:
+        if not endpoint.active:
+            raise WebhookError("the endpoint is switched off")
+        check_webhook_url(endpoint.url)
+        response = httpx.post(
+            endpoint.url,
+            content=body.encode(),
+            headers=signed_headers(endpoint=endpoint, message_id=message_id, body=body),
+            timeout=settings.WEBHOOK_TIMEOUT_S,
+            follow_redirects=False,
+        )
+    except Exception as failure:  # any failure is this attempt's outcome, never the task's crash
+        return None, f"{type(failure).__name__}: {failure}"
+    if 200 <= response.status_code < 300:
+        return response.status_code, ""
+    return response.status_code, f"the receiver answered {response.status_code}"
+
+
 def webhook_attempt(*, delivery_id: int) -> float | None:
     """Make the delivery's next attempt if it is pending and due; the seconds until the attempt after it, or None
     when there is none to make (delivered, failed for good, gone, or not yet due: another message will come then).
 
-    Locks the delivery row for the attempt, so two copies of one task never post it at once.
+    The attempt is claimed in a short transaction (``next_attempt_at`` moved past the POST's time-out, so a copy of
+    the task arriving meanwhile leaves it alone), the POST is made outside any transaction (no row stays locked while
+    a receiver is slow), and its outcome is written in a second one.
     """
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().select_related("endpoint").filter(pk=delivery_id).first()
@@ -232,26 +273,17 @@ def webhook_attempt(*, delivery_id: int) -> float | None:
             return None
         now = timezone.now()
         if delivery.next_attempt_at and now < delivery.next_attempt_at - timedelta(seconds=1):
-            return None  # a duplicate message: the one due at next_attempt_at makes the attempt
-        endpoint = delivery.endpoint
-        body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
-        status_code, error = None, ""
-        try:
-            if not endpoint.active:
-                raise WebhookError("the endpoint is switched off")
-            _check_url(endpoint.url)
-            response = httpx.post(
-                endpoint.url,
-                content=body.encode(),
-                headers=signed_headers(endpoint=endpoint, message_id=delivery.message_id, body=body),
-                timeout=settings.WEBHOOK_TIMEOUT_S,
-                follow_redirects=False,
-            )
-            status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"the receiver answered {status_code}"
-        except (httpx.HTTPError, WebhookError) as failure:
-            error = f"{type(failure).__name__}: {failure}"
+            return None  # a duplicate message, or an attempt under way: the one due then makes it
+        delivery.next_attempt_at = now + timedelta(seconds=3 * settings.WEBHOOK_TIMEOUT_S + 30)
+        delivery.save(update_fields=["next_attempt_at"])
+    endpoint = delivery.endpoint
+    body = json.dumps(delivery.payload, separators=(",", ":"), sort_keys=True)
+    status_code, error = _post(endpoint, delivery.message_id, body)
+    with transaction.atomic():
+        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
+            return None  # removed, or retried from the page meanwhile
+        now = timezone.now()
         delivery.attempts += 1
         delivery.status_code, delivery.error, delivery.last_attempt_at = status_code, error[:300], now
         if not error:

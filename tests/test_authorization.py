@@ -95,7 +95,12 @@ def own_webhook(objects, user):
 
     owner = user if user is not None and not user.groups.filter(name="clinician").exists() else None
     owner = owner or UserFactory(role="researcher")
-    endpoint = webhook_endpoint_create(owner=owner, url="https://hooks.hospital.test/", study_id=objects["study"].pk)
+    from django.test import override_settings
+
+    with override_settings(WEBHOOK_ALLOWED_HOSTS=["hooks.hospital.test"]):
+        endpoint = webhook_endpoint_create(
+            owner=owner, url="https://hooks.hospital.test/", study_id=objects["study"].pk
+        )
     return {"endpoint_id": endpoint.pk}
 
 

@@ -9,7 +9,8 @@ from django.db import transaction
 from healthagent.cohort.importing import CohortImportError, cohort_import
 from healthagent.cohort.sources import source_participants
 from healthagent.cohort.uploads import UploadError, access_upload, upload_path, uploads_delete
-from healthagent.models import CohortUpload
+from healthagent.models import Cohort, CohortUpload
+from healthagent.roles import Role, user_has_role
 from modeling.jobs import JobContext, JobKind, check_config, job_kind, job_queue, register
 from modeling.models import Job
 
@@ -46,10 +47,22 @@ def _upload_ids(config: dict) -> list[str]:
     return [config[name] for name in UPLOAD_FIELDS if config.get(name)]
 
 
+def import_check_allowed(*, user: User | None, config: dict) -> None:
+    """Adding to an existing cohort is for its creator and admins; so is a k below the site's minimum (the command
+    line's override, audited). Raises UploadError saying which."""
+    admin = user is not None and user_has_role(user, Role.ADMIN)
+    existing = Cohort.objects.filter(name=config.get("name", "")).first()
+    if existing is not None and not admin and (user is None or existing.created_by_id != user.pk):
+        raise UploadError(f"a cohort named {existing.name!r} exists and is not yours: choose another name")
+    if config.get("allow_k_below_minimum") and not admin:
+        raise UploadError("only admins import with k below the site's minimum")
+
+
 def cohort_import_queue(*, user: User, config: dict) -> Job:
     """Queue the import of ``user``'s complete uploads (they can no longer change). Raises JobError for a bad form,
     UploadError for a file that is not there."""
     cleaned = check_config(job_kind("cohort_import"), config)
+    import_check_allowed(user=user, config=cleaned)
     with transaction.atomic():
         uploads = []
         for upload_id in _upload_ids(cleaned):
@@ -72,6 +85,7 @@ def run_cohort_import(context: JobContext) -> dict:
     if owner is None:  # the account was deleted since: its uploads went with it
         raise CohortImportError("import failed, nothing was kept: the account that uploaded the files is gone")
     try:
+        import_check_allowed(user=owner, config=config)  # again: the cohort may have been made since it was queued
         paths = {}
         for name in UPLOAD_FIELDS:
             if config.get(name):

@@ -18,7 +18,9 @@
 
   async function json(response) {
     const body = await response.json().catch(() => ({}));
-    if (!response.ok && response.status !== 409) throw new Error(body.error || "the server answered " + response.status);
+    if (!response.ok && response.status !== 409) {
+      throw new Error(response.status >= 500 ? "the server answered " + response.status : body.error || "the server answered " + response.status);
+    }
     return body;
   }
 
@@ -54,10 +56,11 @@
         state.offset = body.offset;  // after a 409 too: carry on from what the server holds
         failures = 0;
       } catch (error) {
-        if (error instanceof TypeError && failures < 8) {  // the network, not the server's refusal: try again
+        // The network, or a proxy between restarts (no JSON answer): wait and send the chunk again; a 409 then
+        // tells the offset the server holds.
+        if ((error instanceof TypeError || /answered 50[234]/.test(error.message)) && failures < 8) {
           failures += 1;
           await sleep(500 * 2 ** failures);
-          state = await json(await fetch(form.dataset.uploadsUrl + state.id + "/", { credentials: "same-origin" }));
           continue;
         }
         throw error;
@@ -72,7 +75,14 @@
     const bar = jobBox.querySelector("[data-job-progress]");
     const message = jobBox.querySelector("[data-job-message]");
     for (;;) {
-      const status = await json(await fetch(statusUrl, { credentials: "same-origin" }));
+      let status;
+      try {
+        status = await json(await fetch(statusUrl, { credentials: "same-origin" }));
+      } catch (error) {  // the page lost the server for a moment: the job runs on; ask again
+        message.textContent = "reconnecting…";
+        await sleep(2000);
+        continue;
+      }
       bar.value = status.progress;
       if (status.state === "succeeded") {
         message.innerHTML = "";
@@ -98,20 +108,24 @@
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const data = new FormData(form);
+      const data = {};
+      for (const [name, value] of new FormData(form).entries()) if (typeof value === "string") data[name] = value;
+      const sent = [];
       for (const input of form.querySelectorAll("input[type=file][data-upload]")) {
         if (input.files.length) {
           const id = await upload(input.files[0], form.querySelector("[data-progress=" + input.dataset.upload + "]"));
-          data.set(input.dataset.upload, id);
-          sessionStorage.removeItem(remembered(input.files[0]));
+          data[input.dataset.upload] = id;
+          sent.push(input.files[0]);
         }
       }
       const queued = await json(await fetch(window.location.pathname, {
         method: "POST",
         credentials: "same-origin",
-        headers: { "X-CSRFToken": csrf() },
-        body: data,
+        headers: { "X-CSRFToken": csrf(), "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams(data),
       }));
+      // Only now are the uploads the job's: a refusal above keeps them, and a corrected form sends nothing again.
+      for (const file of sent) sessionStorage.removeItem(remembered(file));
       await follow(queued.status);
     } catch (error) {
       fail(error.message);

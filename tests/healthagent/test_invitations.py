@@ -158,6 +158,20 @@ def test_the_link_page_refuses_a_spent_link_with_410_and_asks_a_signed_in_visito
     assert client.get(reverse("invitation_accept", args=["nothing"])).status_code == 410
 
 
+@pytest.mark.django_db
+def test_with_passwords_switched_off_a_link_makes_no_password_account(
+    client, settings, links, django_capture_on_commit_callbacks
+):
+    owner = UserFactory(role=Role.RESEARCHER)
+    with django_capture_on_commit_callbacks(execute=True):
+        invitations_send(rows=parse("x@hospital.test", by=owner), invited_by=owner, base_url="http://x/")
+    settings.PASSWORD_LOGIN = False
+    url = reverse("invitation_accept", args=[token_of(links[0])])
+    page = client.post(url, {"username": "x", "password": STRONG, "password_again": STRONG})
+    assert page.status_code == 410 and "passwords are switched off" in page.content.decode().lower()
+    assert not Invitation.objects.get().accepted_at
+
+
 @pytest.mark.browser
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)  # the worker and the live server have their own connections

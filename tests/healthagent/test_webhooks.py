@@ -60,6 +60,20 @@ class Receiver:
         return [Webhook(secret).verify(body, headers) for _, headers, body in self.received]
 
 
+@pytest.fixture(autouse=True)
+def loopback_allowed(settings):
+    """The receivers of these tests are on loopback, which an endpoint may name only when allow-listed."""
+    settings.WEBHOOK_ALLOWED_HOSTS = [
+        "127.0.0.1",
+        "a.test",
+        "b.test",
+        "c.test",
+        "d.test",
+        "e.test",
+        "hooks.hospital.test",
+    ]
+
+
 @pytest.fixture
 def receiver():
     made = []
@@ -104,14 +118,37 @@ def test_an_endpoint_is_checked_and_gets_a_standard_webhooks_secret(settings):
         webhook_endpoint_create(
             owner=owner, url="https://hooks.hospital.test/", study_id=7, event_types=["job.finished"]
         )
-    settings.WEBHOOK_ALLOWED_HOSTS = ["hooks.hospital.test"]
     with pytest.raises(WebhookError, match=r"elsewhere\.test is not among the hosts"):
         webhook_endpoint_create(owner=owner, url="https://elsewhere.test/", study_id=None)
+    settings.WEBHOOK_ALLOWED_HOSTS = []  # no allow-list: any public host, no internal one
+    for internal in (
+        "http://127.0.0.1:8000/",
+        "http://10.1.2.3/",
+        "http://169.254.169.254/latest/",
+        "http://localhost/",
+    ):
+        with pytest.raises(WebhookError, match="is an internal address"):
+            webhook_endpoint_create(owner=owner, url=internal, study_id=None)
+    settings.WEBHOOK_ALLOWED_HOSTS = ["hooks.hospital.test"]
     endpoint = webhook_endpoint_create(owner=owner, url="https://hooks.hospital.test/x", study_id=None)
     assert endpoint.secret.startswith("whsec_") and len(Webhook(endpoint.secret)._whsecret) == 24
     assert AuditEntry.objects.filter(action="webhook.created", object_id=str(endpoint.pk)).exists()
     assert endpoint.secret not in json.dumps(list(AuditEntry.objects.values("details")))
     assert WebhookEndpoint.objects.count() == 1  # the refused ones made nothing
+
+
+@pytest.mark.django_db
+def test_a_retry_never_resends_a_delivered_event(receiver):
+    from healthagent.webhooks import webhook_delivery_retry
+
+    server = receiver()
+    endpoint = webhook_endpoint_create(owner=UserFactory(role=Role.ADMIN), url=server.url, study_id=None)
+    delivery = webhook_send_test(endpoint=endpoint)
+    stale = WebhookDelivery.objects.get(pk=delivery.pk)  # what the page showed: still pending
+    assert webhook_attempt(delivery_id=delivery.pk) is None
+    with pytest.raises(WebhookError, match="it is not sent twice"):
+        webhook_delivery_retry(delivery=stale)
+    assert WebhookDelivery.objects.get(pk=delivery.pk).state == "delivered" and len(server.received) == 1
 
 
 def test_the_back_off_doubles_up_to_its_cap(settings):
