@@ -71,7 +71,7 @@ def test_make_prod_brings_the_stack_up_serves_it_and_stops_it_on_ctrl_c():
             try:
                 if httpx.get(f"{base}/health/", verify=False, timeout=5).json() == {"status": "ok"}:
                     break
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not listening yet, or nginx's 502 before gunicorn is up
                 pass
             assert time.monotonic() < deadline, "the stack did not come up in 5 minutes"
             time.sleep(1)
