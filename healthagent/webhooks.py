@@ -72,7 +72,7 @@ def check_webhook_url(url: str) -> None:
     if allowed:
         raise WebhookError(f"{parts.hostname} is not among the hosts webhooks may be sent to (WEBHOOK_ALLOWED_HOSTS)")
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+        addresses = {str(info[4][0]) for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
     except (OSError, UnicodeError) as error:
         raise WebhookError(f"{parts.hostname} cannot be resolved: {error}") from error
     for address in addresses:
