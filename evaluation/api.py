@@ -374,6 +374,8 @@ class RatingList(ApiList):
     filterset_class = RatingFilter
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the filters without a request's study
+            return Rating.objects.none()
         study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
         return Rating.objects.filter(assignment__study=study).select_related("assignment__rater").order_by("pk")
 
