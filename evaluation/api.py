@@ -1,5 +1,6 @@
 """The JSON API for scripts and pipelines: paginated lists, filters, and the writes a pipeline needs (create a
-study, open or close it, enrol clinicians, read its statistics, queue a job and follow it). Token authentication.
+study, add items, gold and training references and criteria, open or close it, enrol clinicians, read its
+statistics, queue a job and follow it). Token authentication.
 
 Make a token on your account page (``/account/``: each expires, and is revoked there) and send
 ``Authorization: Token <token>``. Researchers and admins only; a write needs a token with the write scope.
@@ -25,10 +26,20 @@ from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
+from evaluation.criteria import criteria_add
 from evaluation.forms import StudyForm
-from evaluation.models import Assignment, Rating, Study, StudyItem
+from evaluation.models import Assignment, Criterion, Rating, Study, StudyItem
+from evaluation.raters import RaterError, study_item_reference_set
 from evaluation.selectors import access_study, access_study_for_change, studies_visible_to, study_overview
-from evaluation.services import EvaluationError, StudySpec, study_create, study_rater_enrol, study_set_status
+from evaluation.services import (
+    EvaluationError,
+    StudySpec,
+    study_create,
+    study_items_add,
+    study_rater_enrol,
+    study_set_status,
+)
+from healthagent.models import AgentVariant
 from healthagent.roles import Role, user_has_role
 from healthagent.tokens import api_token_may_write
 from modeling.jobs import JobError, job_kind, job_payload, job_queue
@@ -111,7 +122,51 @@ class ItemSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StudyItem
-        fields = ["id", "position", "participant", "variant_a", "variant_b", "frozen", "dropped_at", "drop_note"]
+        fields = [
+            "id",
+            "position",
+            "participant",
+            "variant_a",
+            "variant_b",
+            "kind",
+            "frozen",
+            "dropped_at",
+            "drop_note",
+        ]
+
+
+class ItemsAddSerializer(serializers.Serializer):
+    """Items to add to a draft study: participants of its cohort by pseudonym, and variant ids (two, for a pairwise
+    study)."""
+
+    participants = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=10_000)
+    variants = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=50)
+
+
+class ItemReferenceSerializer(serializers.Serializer):
+    """An item's kind, and for training, qualification and gold items the reference scores (dimension key -> score;
+    pairwise: a, b or tie, and ``preference``), the tolerance in points per dimension and the rationale shown in
+    training."""
+
+    kind = serializers.ChoiceField(choices=StudyItem.Kind.choices)
+    reference = serializers.DictField(required=False, default=dict)
+    tolerance = serializers.DictField(required=False, default=dict)
+    rationale = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+
+
+class CriterionSerializer(serializers.ModelSerializer):
+    criterion = serializers.CharField(source="text")
+
+    class Meta:
+        model = Criterion
+        fields = ["id", "item", "position", "criterion", "points", "category"]
+
+
+class CriterionEntrySerializer(serializers.Serializer):
+    item = serializers.IntegerField()
+    criterion = serializers.CharField(max_length=400)
+    points = serializers.IntegerField(min_value=-10, max_value=10)
+    category = serializers.ChoiceField(choices=Criterion.Category.choices)
 
 
 class RatingSerializer(serializers.ModelSerializer):
@@ -354,6 +409,69 @@ class ItemList(ApiList):
             .select_related("participant", "variant_a", "variant_b")
             .order_by("position")
         )
+
+    @extend_schema(request=ItemsAddSerializer, responses={201: ItemSerializer(many=True)})
+    def post(self, request, study_id: int):
+        """Add items to a draft study (its owner or an admin): each participant with each variant, or with the pair
+        of a pairwise study; all or none. The answers are drawn from the cohort's, as for the study's first items."""
+        study = _study_for_change(request, study_id)
+        body = ItemsAddSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        ids = list(dict.fromkeys(body.validated_data["variants"]))
+        variants = {variant.pk: variant for variant in AgentVariant.objects.filter(pk__in=ids)}
+        if unknown := [str(pk) for pk in ids if pk not in variants]:
+            raise ValidationError({"variants": [f"no such variant: {', '.join(unknown)}"]})
+        try:
+            items = study_items_add(
+                study=study,
+                pseudonyms=body.validated_data["participants"],
+                variants=[variants[pk] for pk in ids],
+                user=request.user,
+            )
+        except EvaluationError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(ItemSerializer(items, many=True).data, status=status.HTTP_201_CREATED)
+
+
+class ItemReference(ApiView):
+    @extend_schema(request=ItemReferenceSerializer, responses={200: ItemSerializer})
+    def post(self, request, study_id: int, item_id: int):
+        """Make an item a training, qualification or gold item with its reference scores, or a results item again
+        (a draft study; its owner or an admin)."""
+        study = _study_for_change(request, study_id)
+        body = ItemReferenceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            item = study_item_reference_set(study=study, item_id=item_id, user=request.user, **body.validated_data)
+        except RaterError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(ItemSerializer(item).data)
+
+
+class CriterionList(ApiList):
+    """The study's per-item criteria (HealthBench style), and adding them while the study is a draft."""
+
+    serializer_class = CriterionSerializer
+
+    def get_queryset(self):
+        study = access_study(user=self.request.user, study_id=self.kwargs["study_id"])
+        return Criterion.objects.filter(item__study=study).order_by("item__position", "position")
+
+    @extend_schema(
+        request=inline_serializer("CriteriaAdd", {"criteria": CriterionEntrySerializer(many=True)}),
+        responses={201: inline_serializer("CriteriaAdded", {"added": serializers.IntegerField()})},
+    )
+    def post(self, request, study_id: int):
+        """Add criteria to the study's items, after those they have; all or none (the first bad entry is named)."""
+        study = _study_for_change(request, study_id)
+        entries = request.data.get("criteria") if isinstance(request.data, dict) else None
+        if not isinstance(entries, list):
+            raise ValidationError({"criteria": ["a list of {item, criterion, points, category}"]})
+        try:
+            added = criteria_add(study=study, entries=entries, user=request.user)
+        except EvaluationError as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response({"added": added}, status=status.HTTP_201_CREATED)
 
 
 class RatingFilter(filters.FilterSet):

@@ -118,24 +118,39 @@ def criteria_import(*, study: Study, text: str, user: User) -> int:
     lines = text.splitlines()
     if len(lines) > MAX_IMPORT_LINES:
         raise EvaluationError(f"at most {MAX_IMPORT_LINES:,} lines per import")
-    items = {item.pk: item for item in study.items.all()}
-    by_item: dict[int, list[dict[str, Any]]] = {}
+    numbered: list[tuple[int, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            entry = json_loads_bounded(line, max_chars=MAX_LINE_CHARS)
+            numbered.append((number, json_loads_bounded(line, max_chars=MAX_LINE_CHARS)))
         except ValueError as error:
             raise EvaluationError(f"line {number}: not JSON ({error.args[0].split(':')[0]})") from error
+    return _criteria_write(study=study, numbered=numbered, user=user, unit="line")
+
+
+def criteria_add(*, study: Study, entries: list[Any], user: User) -> int:
+    """The same as an import, from a list of entries (the API): all or nothing, the first bad entry refused with its
+    number (from 1). Returns how many criteria were added."""
+    _check_changeable(study, user)
+    if len(entries) > MAX_IMPORT_LINES:
+        raise EvaluationError(f"at most {MAX_IMPORT_LINES:,} criteria per call")
+    return _criteria_write(study=study, numbered=list(enumerate(entries, start=1)), user=user, unit="entry")
+
+
+def _criteria_write(*, study: Study, numbered: list[tuple[int, Any]], user: User, unit: str) -> int:
+    items = set(study.items.values_list("pk", flat=True))
+    by_item: dict[int, list[dict[str, Any]]] = {}
+    for number, entry in numbered:
         if not isinstance(entry, dict):
-            raise EvaluationError(f"line {number}: not a JSON object")
+            raise EvaluationError(f"{unit} {number}: not a JSON object")
         item_id = entry.get("item")
         if isinstance(item_id, bool) or not isinstance(item_id, int) or item_id not in items:
-            raise EvaluationError(f"line {number}: item {item_id!r} is not an item of this study")
+            raise EvaluationError(f"{unit} {number}: item {item_id!r} is not an item of this study")
         try:
             by_item.setdefault(item_id, []).append(criterion_clean(entry))
         except EvaluationError as error:
-            raise EvaluationError(f"line {number}: {error}") from error
+            raise EvaluationError(f"{unit} {number}: {error}") from error
     if not by_item:
         raise EvaluationError("no criterion to import")
     with transaction.atomic():

@@ -365,6 +365,15 @@ MATRIX = {
         kwargs=lambda objects, user: {"study_id": objects["study"].pk},
     ),
     "api:jobs": row(401, FORBIDDEN, FORBIDDEN, FORBIDDEN, method="post"),
+    "api:item_reference": row(
+        401,
+        FORBIDDEN,
+        FORBIDDEN,
+        FORBIDDEN,
+        method="post",
+        kwargs=lambda objects, user: {"study_id": objects["study"].pk, "item_id": objects["study"].items.first().pk},
+    ),
+    "api:criteria": row(401, FORBIDDEN, 200, 200, kwargs=lambda objects, user: {"study_id": objects["study"].pk}),
     "api:job": row(401, FORBIDDEN, 404, 200, kwargs=lambda objects, user: {"job_id": a_job().pk}),
 }
 

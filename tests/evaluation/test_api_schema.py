@@ -14,6 +14,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from evaluation.services import rating_submit
 from healthagent.roles import Role
+from healthagent.tokens import api_token_create
 from healthagent.wsgi import application
 from tests.factories import UserFactory
 
@@ -28,6 +29,8 @@ def test_the_schema_is_public_valid_and_names_every_api_url(client):
     assert set(document["paths"]) == {
         "/api/studies/",
         "/api/studies/{study_id}/items/",
+        "/api/studies/{study_id}/items/{item_id}/reference/",
+        "/api/studies/{study_id}/criteria/",
         "/api/studies/{study_id}/ratings/",
         "/api/studies/{study_id}/skips/",
         "/api/studies/{study_id}/status/",
@@ -64,6 +67,14 @@ def researcher_token(grounded_study, wsgi_keeps_the_test_connection) -> dict[str
     return {"Authorization": f"Token {secret}"}
 
 
+@pytest.fixture
+def admin_write_token(grounded_study, wsgi_keeps_the_test_connection) -> dict[str, str]:
+    """An admin's token with the write scope: every write is allowed past the permission checks, so the generated
+    bodies reach the views' own validation."""
+    _, secret = api_token_create(user=UserFactory(role=Role.ADMIN), days=1, scope="write")
+    return {"Authorization": f"Token {secret}"}
+
+
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -71,3 +82,10 @@ def test_every_operation_answers_as_its_schema_says(case, researcher_token):
     # A body the schema allows may still be refused with a 400 that says why (a NUL character, a study that cannot
     # open): what is checked is that every answer is one the schema names, in its shape, and never a server error.
     case.call_and_validate(headers=researcher_token, excluded_checks=[positive_data_acceptance])
+
+
+@pytest.mark.django_db
+@schema.include(method="POST").parametrize()
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_every_write_with_a_write_token_answers_as_its_schema_says(case, admin_write_token):
+    case.call_and_validate(headers=admin_write_token, excluded_checks=[positive_data_acceptance])

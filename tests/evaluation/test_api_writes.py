@@ -145,3 +145,84 @@ def test_the_account_page_makes_a_write_token(client):
     assert "read and write" in page
     refused = client.post(reverse("account_token_create"), {"days": "5", "scope": "admin"}, follow=True)
     assert "a token&#x27;s scope is read or write" in refused.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_pipeline_adds_items_a_gold_reference_and_criteria_to_a_draft(tiny_cohort):
+    from evaluation.models import Criterion, StudyItem
+
+    grounded = AgentVariant.objects.get(name="grounded agent")
+    researcher = UserFactory(role=Role.RESEARCHER)
+    clinician = UserFactory(role=Role.CLINICIAN)
+    writer, reader = client_for(researcher, "write"), client_for(researcher, "read")
+    made = writer.post(
+        reverse("api:studies"),
+        {
+            "name": "Grown by a pipeline",
+            "rubric": Rubric.objects.get(name__endswith="(1-5)").pk,
+            "cohort": tiny_cohort.pk,
+            "variants": [grounded.pk],
+            "clinicians": [clinician.pk],
+            "raters_per_item": 1,
+            "participants": 2,
+        },
+        format="json",
+    )
+    study = Study.objects.get(pk=made.json()["id"])
+    items_url = reverse("api:items", args=[study.pk])
+    have = {item["participant"] for item in reader.get(items_url).json()["results"]}
+    (missing,) = set(tiny_cohort.participants.values_list("pseudonym", flat=True)) - have
+    other = AgentVariant.objects.exclude(pk=grounded.pk).first()
+
+    assert (
+        reader.post(items_url, {"participants": [missing], "variants": [grounded.pk]}, format="json").status_code == 403
+    )
+    unknown = writer.post(items_url, {"participants": [missing, "P-nobody"], "variants": [grounded.pk]}, format="json")
+    assert unknown.status_code == 400 and "P-nobody" in unknown.json()["detail"]
+    again = writer.post(items_url, {"participants": [missing, *have], "variants": [grounded.pk]}, format="json")
+    assert again.status_code == 400 and "has these items already" in again.json()["detail"]
+    assert study.items.count() == 2  # all or none
+    added = writer.post(items_url, {"participants": [missing], "variants": [grounded.pk, other.pk]}, format="json")
+    assert added.status_code == 201, added.content
+    assert sorted(row["variant_a"] for row in added.json()) == sorted([grounded.name, other.name])
+    positions = list(study.items.order_by("position").values_list("position", flat=True))
+    assert positions == [0, 1, 2, 3]
+
+    gold_item = study.items.order_by("position").first()
+    reference_url = reverse("api:item_reference", args=[study.pk, gold_item.pk])
+    bad = writer.post(reference_url, {"kind": "gold", "reference": {"relevance": 9}}, format="json")
+    assert bad.status_code == 400 and "must be one of" in bad.json()["detail"]
+    gold = writer.post(
+        reference_url, {"kind": "gold", "reference": {"relevance": 4}, "tolerance": {"relevance": 1}}, format="json"
+    )
+    assert gold.status_code == 200 and gold.json()["kind"] == "gold"
+    gold_item.refresh_from_db()
+    assert (gold_item.kind, gold_item.reference, gold_item.tolerance) == (
+        StudyItem.Kind.GOLD,
+        {"relevance": 4},
+        {"relevance": 1},
+    )
+
+    criteria_url = reverse("api:criteria", args=[study.pk])
+    entries = [
+        {"item": gold_item.pk, "criterion": "Cites the resting heart rate", "points": 5, "category": "accuracy"},
+        {"item": gold_item.pk, "criterion": "Diagnoses without evidence", "points": 0, "category": "safety"},
+    ]
+    refused = writer.post(criteria_url, {"criteria": entries}, format="json")
+    assert refused.status_code == 400 and refused.json()["detail"].startswith("entry 2:")
+    assert not Criterion.objects.filter(item__study=study).exists()
+    entries[1]["points"] = -5
+    assert writer.post(criteria_url, {"criteria": entries}, format="json").json() == {"added": 2}
+    listed = reader.get(criteria_url).json()
+    assert [(row["position"], row["points"]) for row in listed["results"]] == [(0, 5), (1, -5)]
+
+    other_owner = client_for(UserFactory(role=Role.RESEARCHER), "write")
+    assert other_owner.post(criteria_url, {"criteria": entries}, format="json").status_code == 403
+    assert (
+        writer.post(reverse("api:study_status", args=[study.pk]), {"status": "open"}, format="json").status_code == 200
+    )
+    late = writer.post(items_url, {"participants": [missing], "variants": [grounded.pk]}, format="json")
+    assert late.status_code == 400 and "only while the study is a draft" in late.json()["detail"]
+    late_criterion = writer.post(criteria_url, {"criteria": entries[:1]}, format="json")
+    assert late_criterion.status_code == 400 and "draft" in late_criterion.json()["detail"]
+    assert writer.post(reference_url, {"kind": "results"}, format="json").status_code == 400
