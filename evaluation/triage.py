@@ -14,9 +14,11 @@ import json
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.http import Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -27,7 +29,13 @@ from evaluation.models import Assignment, Incident, Rating, Study
 from evaluation.selectors import studies_visible_to, study_changeable_by
 from healthagent.audit import Action, audit_record
 from healthagent.notifications import notifications_resolve, notify
-from healthagent.roles import Role, user_has_role
+from healthagent.roles import (
+    ADJUDICATOR_GROUP,
+    Role,
+    adjudicator_flag_required,
+    user_has_role,
+    user_is_adjudicator,
+)
 from healthagent.spreadsheet import neutralize
 from healthagent.webhooks import webhook_emit
 
@@ -225,6 +233,17 @@ def incident_decide(*, incident_id: int, user: User, decision: str, note: str) -
     return incident
 
 
+def adjudicator_choices(study: Study) -> QuerySet[User]:
+    """Whom the study's page offers as adjudicators: active clinicians who do not rate it (and, when single sign-on
+    carries the adjudicator flag, only flagged ones)."""
+    choices = User.objects.filter(groups__name=Role.CLINICIAN, is_active=True).exclude(
+        pk__in=study.clinicians.values("pk")
+    )
+    if adjudicator_flag_required():
+        choices = choices.filter(groups__name=ADJUDICATOR_GROUP)
+    return choices.order_by("username")
+
+
 def study_adjudicators_set(*, study: Study, users: list[User], by: User) -> None:
     """Name the study's adjudicators (owner or admin): clinicians who do not rate in the study, since they see every
     rater's ratings of an incident's item."""
@@ -233,6 +252,11 @@ def study_adjudicators_set(*, study: Study, users: list[User], by: User) -> None
     not_clinicians = [user.get_username() for user in users if not user_has_role(user, Role.CLINICIAN)]
     if not_clinicians:
         raise EvaluationError(f"adjudicators are clinicians: {', '.join(not_clinicians)} is not")
+    if adjudicator_flag_required() and (unflagged := [u.get_username() for u in users if not user_is_adjudicator(u)]):
+        raise EvaluationError(
+            f"{', '.join(unflagged)} is not a safety adjudicator at {settings.OIDC_PROVIDER_NAME}: the flag comes "
+            "from there"
+        )
     raters = set(study.clinicians.values_list("pk", flat=True)) | set(
         Assignment.objects.filter(study=study).values_list("rater_id", flat=True)
     )

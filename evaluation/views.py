@@ -5,7 +5,6 @@ import hashlib
 import json
 
 from django.contrib import messages
-from django.contrib.auth.models import User
 from django.db import InterfaceError, OperationalError
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse, JsonResponse
@@ -51,6 +50,7 @@ from evaluation.services import (
     study_item_regenerate,
     study_set_status,
 )
+from evaluation.triage import adjudicator_choices
 from healthagent.agent.record import participant_record
 from healthagent.cohort.captions import participant_day_captions
 from healthagent.cohort.charts import ChartError, minute_figure_gzip, minute_figure_json, minute_figure_key
@@ -58,7 +58,7 @@ from healthagent.cohort.days import shown_days
 from healthagent.cohort.selectors import participant_profile
 from healthagent.jsonlimits import json_loads_bounded
 from healthagent.models import Participant
-from healthagent.roles import Role, role_required
+from healthagent.roles import Role, adjudicator_flag_required, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
 
 RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
@@ -445,9 +445,8 @@ def study_detail(request, study_id: int):
             "raters": study_raters(study=study),
             "quality_items": study_quality_items(study=study),
             "adjudicators": list(study.adjudicators.all()),
-            "adjudicator_choices": User.objects.filter(groups__name=Role.CLINICIAN, is_active=True)
-            .exclude(pk__in=study.clinicians.values("pk"))
-            .order_by("username"),
+            "adjudicator_choices": adjudicator_choices(study),
+            "adjudicators_from_sso": adjudicator_flag_required(),
             "open_incidents": study.incidents.filter(decision="").count(),
         },
     )

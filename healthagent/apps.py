@@ -55,3 +55,8 @@ class HealthAgentConfig(AppConfig):
         from healthagent.middleware import session_renewed_at_login
 
         user_logged_in.connect(session_renewed_at_login, dispatch_uid="healthagent.session_renewed_at_login")
+        from django.core import checks
+
+        from healthagent.sso import sso_settings_check
+
+        checks.register(sso_settings_check)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection
 from functools import wraps
 from typing import Any, cast
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
@@ -110,6 +111,27 @@ def user_assign_roles(*, user: User, roles: Collection[Role]) -> None:
         user.is_staff = Role.ADMIN in roles
         user.save(update_fields=["is_staff"])
     user.__dict__.pop("_healthagent_roles", None)  # the cached roles are stale now
+
+
+# The adjudicator flag: a clinician the hospital names as a safety adjudicator, held as the Django group of this name.
+# When single sign-on maps it (OIDC_ADJUDICATORS), the provider is its only source and only flagged clinicians may be
+# named a study's adjudicators; without it, any clinician who does not rate the study may be.
+ADJUDICATOR_GROUP = "safety-adjudicator"
+
+
+def adjudicator_flag_required() -> bool:
+    return bool(settings.OIDC_RP_CLIENT_ID and settings.OIDC_ADJUDICATORS)
+
+
+def user_is_adjudicator(user: User | AnonymousUser) -> bool:
+    return bool(user.is_authenticated and user.groups.filter(name=ADJUDICATOR_GROUP).exists())
+
+
+def user_set_adjudicator(*, user: User, flag: bool) -> None:
+    if flag:
+        user.groups.add(Group.objects.get_or_create(name=ADJUDICATOR_GROUP)[0])
+    else:
+        user.groups.remove(*Group.objects.filter(name=ADJUDICATOR_GROUP))
 
 
 def roles_context(request) -> dict:

@@ -278,6 +278,9 @@ OIDC_RP_SIGN_ALGO = os.environ.get("OIDC_RP_SIGN_ALGO", "RS256")
 OIDC_RP_SCOPES = os.environ.get("OIDC_RP_SCOPES", "openid email profile")
 OIDC_ROLE_CLAIM = os.environ.get("OIDC_ROLE_CLAIM", "groups")
 OIDC_ROLES = os.environ.get("OIDC_ROLES", "")
+# Values of the same claim ('|'-separated) that make a clinician a safety adjudicator; when set, only they may be named
+# a study's adjudicators (healthagent.roles.ADJUDICATOR_GROUP).
+OIDC_ADJUDICATORS = os.environ.get("OIDC_ADJUDICATORS", "")
 OIDC_PROVIDER_NAME = os.environ.get("OIDC_PROVIDER_NAME", "the hospital's single sign-on")
 OIDC_USE_PKCE = True
 OIDC_TIMEOUT = 10

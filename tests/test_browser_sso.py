@@ -16,8 +16,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from healthagent.models import AuditEntry, SingleSignOnIdentity
-from healthagent.roles import Role, user_roles
-from healthagent.sso import HospitalOIDCBackend, role_map, roles_from_claims
+from healthagent.roles import Role, user_is_adjudicator, user_roles
+from healthagent.sso import HospitalOIDCBackend, adjudicator_from_claims, role_map, roles_from_claims
 from tests.conftest import free_port
 from tests.factories import DEFAULT_PASSWORD, UserFactory
 from tests.idp.people import CLIENT_ID, CLIENT_SECRET, PASSWORD
@@ -79,6 +79,7 @@ def identity_provider(live_server, tmp_path, settings):
         ROLES,
     )
     settings.OIDC_PROVIDER_NAME = "Hospital SSO"
+    settings.OIDC_ADJUDICATORS = "safety-board"
     settings.AUTHENTICATION_BACKENDS = ["healthagent.sso.HospitalOIDCBackend", *django_settings.PASSWORD_BACKENDS]
     yield site_url
     server.terminate()
@@ -118,6 +119,13 @@ def test_people_sign_in_through_the_provider_with_their_mapped_role_and_log_out(
     sign_in_at_the_hospital(page, "prof.sso")
     page.wait_for_url(f"{live_server.url}/evaluation/studies/")
     assert user_roles(User.objects.get(username="prof.sso")) == {Role.RESEARCHER}
+    page.get_by_role("button", name="Log out").click()
+    page.context.clear_cookies()
+
+    sign_in_at_the_hospital(page, "dr.board")  # on the hospital's safety board: a clinician with the flag
+    page.wait_for_url(f"{live_server.url}/evaluation/queue/")
+    board = User.objects.get(username="dr.board")
+    assert user_roles(board) == {Role.CLINICIAN} and user_is_adjudicator(board) and not user_is_adjudicator(clinician)
 
 
 @pytest.mark.browser
@@ -181,3 +189,46 @@ def test_password_login_can_be_switched_off(client, settings):
     assert "Passwords are switched off here" in refused.content.decode() and "_auth_user_id" not in client.session
     settings.OIDC_RP_CLIENT_ID = ""
     assert client.get(reverse("oidc_authentication_init")).status_code == 404  # not configured: not there
+
+
+@pytest.mark.django_db
+def test_the_adjudicator_flag_follows_the_claim_and_only_flagged_clinicians_adjudicate(settings, grounded_study):
+    from evaluation.errors import EvaluationError
+    from evaluation.triage import adjudicator_choices, study_adjudicators_set
+
+    settings.OIDC_ROLE_CLAIM, settings.OIDC_ROLES, settings.OIDC_ADJUDICATORS = "groups", ROLES, "safety-board|m-and-m"
+    settings.OIDC_RP_CLIENT_ID = "evaluation-site"
+    settings.OIDC_OP_TOKEN_ENDPOINT = settings.OIDC_OP_USER_ENDPOINT = "https://idp.test/x"
+    settings.OIDC_OP_JWKS_ENDPOINT = "https://idp.test/jwks"
+    assert adjudicator_from_claims({"groups": "doctors m-and-m"}) and not adjudicator_from_claims({"groups": ["x"]})
+    backend = HospitalOIDCBackend()
+    claims = {"sub": "board-1", "email": "b@hospital.test", "groups": ["doctors", "safety-board"]}
+    board = backend.create_user(claims)
+    plain = backend.create_user({"sub": "plain-1", "email": "p@hospital.test", "groups": ["doctors"]})
+    researcher = backend.create_user({"sub": "r-1", "email": "r@hospital.test", "groups": ["research", "safety-board"]})
+    assert user_is_adjudicator(board) and not user_is_adjudicator(plain)
+    assert not user_is_adjudicator(researcher)  # the flag is for clinicians
+
+    admin = UserFactory(role=Role.ADMIN)
+    assert list(adjudicator_choices(grounded_study)) == [board]
+    with pytest.raises(EvaluationError, match="is not a safety adjudicator at"):
+        study_adjudicators_set(study=grounded_study, users=[plain], by=admin)
+    study_adjudicators_set(study=grounded_study, users=[board], by=admin)
+    assert list(grounded_study.adjudicators.all()) == [board]
+
+    backend.update_user(board, {**claims, "groups": ["doctors"]})  # taken off the board at the hospital
+    assert not user_is_adjudicator(board)
+    assert AuditEntry.objects.filter(action="user.roles_changed", object_id=str(board.pk)).count() == 2
+    settings.OIDC_RP_CLIENT_ID = ""  # no single sign-on: any clinician who does not rate the study may adjudicate
+    assert plain in adjudicator_choices(grounded_study)
+
+
+def test_a_broken_single_sign_on_configuration_fails_the_system_check(settings):
+    from healthagent.sso import sso_settings_check
+
+    settings.OIDC_RP_CLIENT_ID, settings.OIDC_ROLES = "", ""
+    assert sso_settings_check(None) == []  # off: nothing to check
+    settings.OIDC_ROLES = "superuser=it"
+    assert [problem.id for problem in sso_settings_check(None)] == ["healthagent.E101"]
+    settings.OIDC_RP_CLIENT_ID, settings.OIDC_ROLES, settings.OIDC_OP_JWKS_ENDPOINT = "site", "", ""
+    assert {problem.id for problem in sso_settings_check(None)} == {"healthagent.E102", "healthagent.E103"}
