@@ -60,3 +60,7 @@ class HealthAgentConfig(AppConfig):
         from healthagent.sso import sso_settings_check
 
         checks.register(sso_settings_check)
+        from healthagent.celery import before_workers_start_register
+        from healthagent.webhooks import webhook_requeue_lines
+
+        before_workers_start_register(webhook_requeue_lines)  # serve queues again what a stopped worker left

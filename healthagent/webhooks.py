@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -182,8 +183,48 @@ def webhook_emit(
             for endpoint in endpoints
         ]
     )
-    transaction.on_commit(partial(_queue, [delivery.pk for delivery in deliveries]), robust=True)
+    transaction.on_commit(partial(_queue_and_sweep, [delivery.pk for delivery in deliveries]), robust=True)
     return deliveries
+
+
+OVERDUE_GRACE_S = 300
+SWEEP_EVERY_S = 60
+
+
+def webhook_deliveries_requeue(*, grace_s: float = OVERDUE_GRACE_S, scheduled_too: bool = False) -> int:
+    """Queue again every pending delivery overdue by more than ``grace_s``: one whose message was lost (the broker
+    was down when it was queued, or it was dropped with a worker); with ``scheduled_too``, also those whose next
+    attempt is still to come, each for its time (the embedded workers' broker keeps no message of a stopped worker).
+    A copy of a message still on its way costs nothing: :func:`webhook_attempt` claims each attempt once. Run when
+    the embedded workers start, at most once a minute as events are emitted, and by ``manage.py webhooks_requeue``
+    (for cron). Returns how many."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=grace_s)
+    pending = WebhookDelivery.objects.filter(state=WebhookDelivery.State.PENDING)
+    if not scheduled_too:
+        pending = pending.filter(Q(next_attempt_at__lt=cutoff) | Q(next_attempt_at__isnull=True, created_at__lt=cutoff))
+    rows = list(pending.order_by("pk").values_list("pk", "next_attempt_at")[:1000])
+    for delivery_id, due in rows:
+        _queue([delivery_id], countdown_s=max(0.0, (due - now).total_seconds()) if due else 0.0)
+    return len(rows)
+
+
+def _queue_and_sweep(delivery_ids: list[int]) -> None:
+    _queue(delivery_ids)
+    if cache.add("webhooks:swept", 1, timeout=SWEEP_EVERY_S):  # one sweep a minute across the processes
+        try:
+            webhook_deliveries_requeue()
+        except Exception:  # the sweep is a safety net: an event's own delivery never fails for it
+            logger.exception("the sweep of overdue webhook deliveries failed")
+
+
+def webhook_requeue_lines(queues: tuple[str, ...]) -> list[str]:
+    """The embedded workers' start hook (healthagent.celery.before_workers_start): deliveries a stopped worker
+    left, queued again."""
+    if "quick" not in queues:
+        return []
+    count = webhook_deliveries_requeue(scheduled_too=True)
+    return [f"{count} webhook deliveries queued again"] if count else []
 
 
 def webhook_send_test(*, endpoint: WebhookEndpoint) -> WebhookDelivery:

@@ -1,6 +1,7 @@
 """Webhooks: endpoints, events of each type, signed deliveries to a real HTTP receiver on loopback (verified with the
 ``standardwebhooks`` package), back-off with a real Celery worker, and the page."""
 
+import io
 import json
 import threading
 import time
@@ -336,3 +337,46 @@ def test_a_deleted_study_takes_its_endpoints_with_it(grounded_study):
     grounded_study.delete()
     assert not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
     assert WebhookEndpoint.objects.filter(pk=site.pk).exists()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep_and_only_once(receiver, worker):
+    """The broker was down when the event happened (so no message was queued): the cron command, and the next
+    event's sweep, send what is overdue; what is not yet overdue, or delivered, is left alone."""
+    from datetime import timedelta
+
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    server = receiver()
+    endpoint = webhook_endpoint_create(owner=UserFactory(role=Role.ADMIN), url=server.url, study_id=None)
+
+    def lost(age_s: float, state: str = "pending") -> WebhookDelivery:
+        delivery = WebhookDelivery.objects.create(
+            endpoint=endpoint,
+            message_id=f"msg_lost{age_s:.0f}{state}",
+            event_type="webhook.test",
+            payload={"type": "webhook.test", "timestamp": "2026-12-04T00:00:00+00:00", "data": {}},
+            state=state,
+        )
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(created_at=timezone.now() - timedelta(seconds=age_s))
+        return delivery
+
+    old, recent, done = lost(900), lost(10), lost(900, state="delivered")
+    printed = io.StringIO()
+    call_command("webhooks_requeue", stdout=printed)
+    assert printed.getvalue().strip() == "1 webhook deliveries queued again"
+    wait_for(lambda: WebhookDelivery.objects.get(pk=old.pk).state == "delivered")
+    assert [headers["webhook-id"] for _, headers, _ in server.received] == [old.message_id]
+
+    WebhookDelivery.objects.filter(pk=recent.pk).update(created_at=timezone.now() - timedelta(seconds=900))
+    cache.delete("webhooks:swept")
+    webhook_emit(event_type="job.finished", data={"job_id": 1})  # the next event sweeps what is overdue
+    wait_for(lambda: WebhookDelivery.objects.get(pk=recent.pk).state == "delivered")
+    wait_for(lambda: len(server.received) == 3)
+    time.sleep(1.0)  # a stray copy would show by now
+    ids = [headers["webhook-id"] for _, headers, _ in server.received]
+    assert sorted(ids[1:]) == sorted([recent.message_id, WebhookDelivery.objects.latest("pk").message_id])
+    assert done.message_id not in ids and len(ids) == len(set(ids))
