@@ -64,3 +64,9 @@ class HealthAgentConfig(AppConfig):
         from healthagent.webhooks import webhook_requeue_lines
 
         before_workers_start_register(webhook_requeue_lines)  # serve queues again what a stopped worker left
+        from django.db.models.signals import post_delete
+
+        from healthagent.cohort.uploads import upload_file_delete_on_commit
+        from healthagent.models import CohortUpload
+
+        post_delete.connect(upload_file_delete_on_commit, sender=CohortUpload, dispatch_uid="healthagent.upload_file")

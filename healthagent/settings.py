@@ -337,6 +337,8 @@ TRAJECTORY_ROOT = Path(os.environ.get("TRAJECTORY_ROOT", VAR_DIR / "trajectories
 MEDIA_ROOT = VAR_DIR / "media"
 # Largest file (or export folder) an import reads; bigger ones are refused before parsing.
 COHORT_IMPORT_MAX_BYTES = int(os.environ.get("COHORT_IMPORT_MAX_BYTES", str(8 * 1024**3)))
+# An upload not handed to an import within this many hours is deleted (healthagent.cohort.uploads).
+UPLOAD_KEEP_HOURS = float(os.environ.get("UPLOAD_KEEP_HOURS", "24"))
 # Largest request body the site reads (forms, drafts, one chunk of a cohort upload): a bigger one is refused with
 # 400 (templates/400.html) before any view sees it. Cohort exports come up in chunks of half this
 # (healthagent/cohort/uploads.py), each file at most COHORT_IMPORT_MAX_BYTES; the one multipart file field, the

@@ -58,6 +58,9 @@ class JobKind:
     retry_config: Callable[[dict], dict] = lambda config: config
     # What tells this job from others of its kind, in words, for the jobs list ("LLM only · 15 participants").
     summary: Callable[[dict], str] = lambda config: ""
+    # What to undo when a job is cancelled before it started (its run, which would, never comes): e.g. files it
+    # was to read and delete. Called after the cancel commits.
+    cancelled_before_start: Callable[[dict], None] = lambda config: None
 
 
 REGISTRY: dict[str, JobKind] = {}
@@ -281,6 +284,8 @@ def job_cancel(*, job: Job, user=None, via: str = "") -> Job:
         audit_record(actor=user, via=via, action=Action.JOB_CANCELLED, target=job, details={"state": job.state})
         if job.state == Job.State.CANCELLED:
             webhook_emit(event_type="job.finished", data={"job_id": job.pk, "kind": job.kind, "state": job.state})
+            if job.kind in REGISTRY:
+                transaction.on_commit(functools.partial(REGISTRY[job.kind].cancelled_before_start, dict(job.config)))
         group_notify_on_commit(group=job_group(job.pk), payload=job_payload(job))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job

@@ -7,17 +7,20 @@ standard, but no maintained Django server of it installs beside our pins, and ou
    the server holds; otherwise 409 with the offset it does hold, from which the client carries on. ``GET`` of the
    same address tells the offset too (a browser reloaded, a connection lost).
 3. When every byte is there, the import form names the uploads and queues the import job, which reads them and
-   deletes them when it ends, whatever the outcome.
+   deletes them when it ends, whatever the outcome (or when it is cancelled before it starts). An upload never
+   imported is deleted after ``UPLOAD_KEEP_HOURS``; one whose owner's account is deleted goes with it.
 
 Nothing of the file's name is kept: the bytes are in ``UPLOAD_ROOT/<id><suffix>``.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils import timezone
 
 from healthagent.models import CohortUpload
 
@@ -48,6 +51,7 @@ def upload_create(*, owner: User, size_bytes: int, suffix: str) -> CohortUpload:
             f"{size_bytes:,} bytes: a file must have 1 to {settings.COHORT_IMPORT_MAX_BYTES:,} bytes "
             "(COHORT_IMPORT_MAX_BYTES)"
         )
+    uploads_abandoned_delete()
     upload = CohortUpload.objects.create(owner=owner, size_bytes=size_bytes, suffix=suffix)
     path = upload_path(upload)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,3 +97,21 @@ def uploads_delete(*, upload_ids: list[str]) -> None:
     for upload in CohortUpload.objects.filter(pk__in=upload_ids):
         upload_path(upload).unlink(missing_ok=True)
         upload.delete()
+
+
+def uploads_abandoned_delete() -> int:
+    """Uploads never handed to an import within ``UPLOAD_KEEP_HOURS`` (a closed tab, a file given up on), deleted:
+    run as each new upload starts. Returns how many."""
+    cutoff = timezone.now() - timedelta(hours=settings.UPLOAD_KEEP_HOURS)
+    abandoned = [
+        str(pk)
+        for pk in CohortUpload.objects.filter(job_id__isnull=True, created_at__lt=cutoff).values_list("pk", flat=True)
+    ]
+    uploads_delete(upload_ids=abandoned)
+    return len(abandoned)
+
+
+def upload_file_delete_on_commit(sender, instance: CohortUpload, **kwargs) -> None:
+    """post_delete of an upload however it goes (its owner's account deleted with it, the admin): its bytes too."""
+    path = upload_path(instance)
+    transaction.on_commit(lambda: path.unlink(missing_ok=True))

@@ -134,5 +134,6 @@ register(
         lambda config: "quick",
         "The files a researcher uploaded on the cohort import page, anonymized at the door; deleted when it ends.",
         summary=lambda config: f"{config.get('source', '')} · {config.get('name', '')}",
+        cancelled_before_start=lambda config: uploads_delete(upload_ids=_upload_ids(config)),
     )
 )

@@ -131,6 +131,43 @@ def test_a_failed_import_keeps_nothing_and_still_deletes_the_upload(researcher_c
     assert client.get(queued.json()["status"]).status_code == 404  # another researcher's import
 
 
+def test_uploads_go_with_a_cancelled_import_an_abandoned_upload_and_a_deleted_owner(
+    researcher_client, tmp_path, settings, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from healthagent.cohort.uploads import upload_create
+    from modeling.jobs import job_cancel
+
+    client = researcher_client
+    files = write_csv_long(tmp_path / "export")
+    ids = {name: send(client, path, chunk=4096) for name, path in files.items()}
+    paths = [upload_path(upload) for upload in CohortUpload.objects.all()]
+    queued = client.post(
+        reverse("modeling:cohort_import"),
+        {"source": "csv", "name": "Never run", "k": 1, "allow_k_below_minimum": "on", **ids},
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        job_cancel(job=Job.objects.get(pk=queued.json()["job"]), user=client.user)
+    assert not CohortUpload.objects.exists() and not any(path.exists() for path in paths)  # its run never comes
+
+    settings.UPLOAD_KEEP_HOURS = 24
+    given_up = CohortUpload.objects.get(pk=send(client, files["signals"]))
+    recent = CohortUpload.objects.get(pk=send(client, files["signals"]))
+    CohortUpload.objects.filter(pk=given_up.pk).update(created_at=timezone.now() - timedelta(hours=25))
+    send(client, files["signals"])  # the next upload sweeps what was never imported in a day
+    assert not CohortUpload.objects.filter(pk=given_up.pk).exists() and not upload_path(given_up).exists()
+    assert upload_path(recent).exists()
+
+    leaving = UserFactory(role="researcher")
+    theirs = upload_create(owner=leaving, size_bytes=10, suffix=".csv")
+    with django_capture_on_commit_callbacks(execute=True):
+        leaving.delete()
+    assert not CohortUpload.objects.filter(pk=theirs.pk).exists() and not upload_path(theirs).exists()
+
+
 def test_a_researcher_adds_to_no_one_elses_cohort_and_keeps_the_minimum_k(client, tiny_cohort, tmp_path):
     researcher = UserFactory(role="researcher")
     client.force_login(researcher)
