@@ -9,11 +9,15 @@ class EvaluationConfig(AppConfig):
 
         from evaluation import judge_jobs  # noqa: F401 - registers the "Judge a study's answers" kind
         from evaluation.models import Study
+        from evaluation.selectors import studies_visible_to
         from evaluation.services import invitation_enrol
         from healthagent.invitations import acceptance_hook_register
+        from healthagent.webhooks import webhook_study_access_register
 
         post_delete.connect(_study_deleted, sender=Study, dispatch_uid="evaluation.study_webhooks")
         acceptance_hook_register(invitation_enrol)
+        # A study's webhook endpoint hears its events only while its owner may read the study.
+        webhook_study_access_register(lambda user, study_id: studies_visible_to(user=user).filter(pk=study_id).exists())
 
 
 def _study_deleted(sender, instance, **kwargs) -> None:

@@ -18,7 +18,7 @@ import json
 import logging
 import secrets
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -144,11 +144,34 @@ def webhook_endpoints_of_study_delete(*, study_id: int) -> None:
     WebhookEndpoint.objects.filter(study_id=study_id).delete()
 
 
+# Whether a user may still read a study (registered by evaluation, which knows studies): an endpoint whose owner has
+# lost the study, or their role, or their account, hears nothing more.
+StudyReadable = Callable[[User, int], bool]
+_study_readable: list[StudyReadable] = []
+
+
+def webhook_study_access_register(check: StudyReadable) -> None:
+    _study_readable[:] = [check]
+
+
+def _owner_may_hear(endpoint: WebhookEndpoint) -> bool:
+    owner = endpoint.owner
+    if not owner.is_active:
+        return False
+    if endpoint.study_id is None:
+        return user_has_role(owner, Role.ADMIN)
+    return user_has_role(owner, Role.RESEARCHER, Role.ADMIN) and all(
+        check(owner, endpoint.study_id) for check in _study_readable
+    )
+
+
 def webhook_endpoints_for(*, study_id: int | None) -> list[WebhookEndpoint]:
     """The active endpoints that hear events of ``study_id`` (its own and the site-wide ones; only the site-wide ones
-    for None), whatever their event types: one query, for a caller that emits several events."""
+    for None), whatever their event types, whose owners may still read what they hear: one query (and one per
+    endpoint found), for a caller that emits several events."""
     scope = Q(study_id__isnull=True) | Q(study_id=study_id) if study_id is not None else Q(study_id__isnull=True)
-    return list(WebhookEndpoint.objects.filter(scope, active=True))
+    endpoints = WebhookEndpoint.objects.filter(scope, active=True).select_related("owner")
+    return [endpoint for endpoint in endpoints if _owner_may_hear(endpoint)]
 
 
 def wanting(endpoints: Iterable[WebhookEndpoint], event_type: str) -> list[WebhookEndpoint]:

@@ -158,25 +158,31 @@ def test_the_back_off_doubles_up_to_its_cap(settings):
 
 
 @pytest.mark.django_db
-def test_events_reach_the_endpoints_that_want_them_and_only_once_the_action_commits():
+def test_events_reach_the_endpoints_that_want_them_and_only_once_the_action_commits(grounded_study):
+    from evaluation.models import Study
+
     owner = UserFactory(role=Role.ADMIN)
+    five = grounded_study.pk
+    six = Study.objects.create(name="Another", rubric=grounded_study.rubric).pk
     site = webhook_endpoint_create(owner=owner, url="https://a.test/", study_id=None)
-    study_5 = webhook_endpoint_create(owner=owner, url="https://b.test/", study_id=5)
-    only_closed = webhook_endpoint_create(owner=owner, url="https://c.test/", study_id=5, event_types=["study.closed"])
-    webhook_endpoint_create(owner=owner, url="https://d.test/", study_id=6)
+    study_5 = webhook_endpoint_create(owner=owner, url="https://b.test/", study_id=five)
+    only_closed = webhook_endpoint_create(
+        owner=owner, url="https://c.test/", study_id=five, event_types=["study.closed"]
+    )
+    webhook_endpoint_create(owner=owner, url="https://d.test/", study_id=six)
     off = webhook_endpoint_create(owner=owner, url="https://e.test/", study_id=None)
     WebhookEndpoint.objects.filter(pk=off.pk).update(active=False)
 
-    made = webhook_emit(event_type="rating.committed", data={"rating_id": 1}, study_id=5)
+    made = webhook_emit(event_type="rating.committed", data={"rating_id": 1}, study_id=five)
     assert {delivery.endpoint_id for delivery in made} == {site.pk, study_5.pk}
-    made = webhook_emit(event_type="study.closed", data={}, study_id=5)
+    made = webhook_emit(event_type="study.closed", data={}, study_id=five)
     assert {delivery.endpoint_id for delivery in made} == {site.pk, study_5.pk, only_closed.pk}
     assert {d.endpoint_id for d in webhook_emit(event_type="job.finished", data={"job_id": 1})} == {site.pk}
-    assert made[0].payload["data"] == {"study_id": 5} and made[0].payload["type"] == "study.closed"
+    assert made[0].payload["data"] == {"study_id": five} and made[0].payload["type"] == "study.closed"
 
     before = WebhookDelivery.objects.count()
     with pytest.raises(RuntimeError), transaction.atomic():
-        webhook_emit(event_type="study.opened", data={}, study_id=5)
+        webhook_emit(event_type="study.opened", data={}, study_id=five)
         raise RuntimeError("the action failed")
     assert WebhookDelivery.objects.count() == before
 
@@ -380,3 +386,27 @@ def test_a_delivery_whose_message_was_lost_is_sent_by_the_sweep_and_only_once(re
     ids = [headers["webhook-id"] for _, headers, _ in server.received]
     assert sorted(ids[1:]) == sorted([recent.message_id, WebhookDelivery.objects.latest("pk").message_id])
     assert done.message_id not in ids and len(ids) == len(set(ids))
+
+
+@pytest.mark.django_db
+def test_an_endpoint_hears_nothing_more_once_its_owner_may_not_read_what_it_would_hear(grounded_study):
+    from healthagent.roles import user_assign_roles
+
+    researcher, admin = UserFactory(role=Role.RESEARCHER), UserFactory(role=Role.ADMIN)
+    theirs = webhook_endpoint_create(owner=researcher, url="https://a.test/", study_id=grounded_study.pk)
+    site = webhook_endpoint_create(owner=admin, url="https://b.test/", study_id=None)
+
+    def heard() -> set[int]:
+        return {d.endpoint_id for d in webhook_emit(event_type="study.closed", data={}, study_id=grounded_study.pk)}
+
+    assert heard() == {theirs.pk, site.pk}
+    grounded_study.restricted = True  # restricted to its owner and named researchers: this one is neither
+    grounded_study.save(update_fields=["restricted"])
+    assert heard() == {site.pk}
+    user_assign_roles(user=admin, roles=[Role.RESEARCHER])  # no longer an admin: site-wide events are not theirs
+    assert heard() == set()
+    grounded_study.restricted = False
+    grounded_study.save(update_fields=["restricted"])
+    researcher.is_active = False
+    researcher.save(update_fields=["is_active"])
+    assert heard() == set()
