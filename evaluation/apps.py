@@ -7,7 +7,10 @@ class EvaluationConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_delete
 
-        from evaluation import judge_jobs  # noqa: F401 - registers the "Judge a study's answers" kind
+        from evaluation import (
+            chart_jobs,  # noqa: F401 - registers the "Build a study's charts" kind
+            judge_jobs,  # noqa: F401 - registers the "Judge a study's answers" kind
+        )
         from evaluation.models import Study
         from evaluation.selectors import studies_visible_to
         from evaluation.services import invitation_enrol

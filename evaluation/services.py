@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Max
@@ -256,6 +257,9 @@ def study_set_status(*, study: Study, status: str, user: User | None = None, via
             data={"reopened": reopening},
             study_id=study.pk,
         )
+        if status == Study.Status.OPEN and not reopening and settings.STUDY_CHARTS_AT_OPEN:
+            # Every item's chart built once, as a file, before clinicians ask (evaluation.chart_jobs).
+            job_queue(kind_name="study_charts", config={"study": study.pk}, user=user, via="study opened")
     return study
 
 

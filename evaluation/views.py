@@ -7,7 +7,8 @@ import json
 from django.contrib import messages
 from django.db import InterfaceError, OperationalError
 from django.db.models import Count, Q
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.middleware.gzip import re_accepts_gzip
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -53,7 +54,7 @@ from evaluation.services import (
 from evaluation.triage import adjudicator_choices
 from healthagent.agent.record import participant_record
 from healthagent.cohort.captions import participant_day_captions
-from healthagent.cohort.charts import ChartError, minute_figure_gzip, minute_figure_json, minute_figure_key
+from healthagent.cohort.charts import ChartError, minute_figure_file, minute_figure_json, minute_figure_key
 from healthagent.cohort.days import shown_days
 from healthagent.cohort.selectors import participant_profile
 from healthagent.jsonlimits import json_loads_bounded
@@ -233,7 +234,7 @@ def assignment_chart(request, assignment_id: int):
     return chart_response(request, participant=participant, start=start, end=end, salt=f"assignment:{assignment.pk}")
 
 
-def chart_response(request, *, participant: Participant, start: int, end: int, salt: str = "") -> HttpResponse:
+def chart_response(request, *, participant: Participant, start: int, end: int, salt: str = "") -> HttpResponseBase:
     """The minute chart of ``[start, end)`` of a participant: ETag and gzip (the callers check access). Not cached by
     the browser: participant data is no-store (healthagent.middleware); the server keeps the figure cached."""
     # Compressed when the browser takes gzip (every browser does), from a cached compressed copy. The figure is
@@ -245,18 +246,19 @@ def chart_response(request, *, participant: Participant, start: int, end: int, s
         (salt + minute_figure_key(participant=participant, start_minute=start, end_minute=end)).encode()
     ).hexdigest()[:32]
     etag = quote_etag(f"{digest}-gzip" if compressed else digest)
-    response = get_conditional_response(request, etag=etag)
+    response: HttpResponseBase | None = get_conditional_response(request, etag=etag)
     if response is None and compressed:
-        response = HttpResponse(
-            minute_figure_gzip(participant=participant, start_minute=start, end_minute=end),
-            content_type="application/json",
-        )
+        # The figure's file, built once (healthagent.cohort.charts.minute_figure_file), sent by the server itself:
+        # gunicorn's sendfile. Named "chart.json" here: the file's own name would tell two items' data apart.
+        path = minute_figure_file(participant=participant, start_minute=start, end_minute=end)
+        response = FileResponse(path.open("rb"), content_type="application/json", filename="chart.json")
         response["Content-Encoding"] = "gzip"
     elif response is None:
         response = HttpResponse(
             minute_figure_json(participant=participant, start_minute=start, end_minute=end),
             content_type="application/json",
         )
+    assert response is not None
     response["ETag"] = etag
     patch_vary_headers(response, ("Accept-Encoding",))
     return response

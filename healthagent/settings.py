@@ -174,6 +174,11 @@ CACHES = {
     },
 }
 
+# Chart figures as compressed files, built once per deployment (healthagent.cohort.charts.minute_figure_file): every
+# web process reads them; STUDY_CHARTS_AT_OPEN builds a study's when it opens (a job on the quick queue).
+CHART_ROOT = Path(os.environ.get("CHART_ROOT", str(VAR_DIR / "charts")))
+STUDY_CHARTS_AT_OPEN = env_bool("STUDY_CHARTS_AT_OPEN", True)
+
 # --- Broker, channel layer -------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED = not REDIS_URL

@@ -75,8 +75,10 @@ def user_for_role(db):
 
 @pytest.fixture(autouse=True)
 def isolated_storage(settings, tmp_path):
-    """Each test writes trajectories under its own temporary folder, and hashes passwords fast."""
+    """Each test writes trajectories and chart files under its own temporary folder, and hashes passwords fast."""
     settings.TRAJECTORY_ROOT = tmp_path / "trajectories"
+    settings.CHART_ROOT = tmp_path / "charts"
+    settings.STUDY_CHARTS_AT_OPEN = False  # on in tests/evaluation/test_chart_files.py, which is about it
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 

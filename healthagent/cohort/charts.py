@@ -6,11 +6,17 @@ server (min and max per bucket, so peaks survive) to a fixed number of points wh
 window; the browser asks for a finer window when the user zooms.
 """
 
+import gzip
+import hashlib
 import json
+import os
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+from django.conf import settings
 from django.core.cache import caches
 from django.utils.safestring import mark_safe
 from django.utils.text import compress_string
@@ -244,36 +250,50 @@ def minute_figure_json(
     cache = caches["charts"]
     text = cache.get(key)
     if text is None:
-        figure = minute_figure(
-            participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
-        )
-        text = json.dumps(figure, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
+        built = _chart_file_path(key)
+        if built.exists():  # built by another process, or before a restart: a decompression, not a build
+            text = gzip.decompress(built.read_bytes()).decode()
+        else:
+            figure = minute_figure(
+                participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
+            )
+            text = json.dumps(figure, separators=(",", ":")).translate(_SCRIPT_ESCAPES)
         cache.set(key, text)
     return mark_safe(text)
 
 
-def minute_figure_gzip(
+def _chart_file_path(key: str) -> Path:
+    folder = Path(settings.CHART_ROOT) / f"v{CHART_CACHE_VERSION}"
+    return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json.gz"
+
+
+def minute_figure_file(
     *,
     participant: Participant,
     start_minute: int | None = None,
     end_minute: int | None = None,
     channels: tuple[str, ...] = DEFAULT_CHANNELS,
-) -> bytes:
-    """:func:`minute_figure_json` gzip-compressed, cached beside it: the ~210 KB figure travels as ~5x fewer bytes,
-    and the compression (a few ms) is paid once per figure, not per request."""
-    key = (
-        minute_figure_key(participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels)
-        + ":gzip"
+) -> Path:
+    """The figure of :func:`minute_figure_json`, gzip-compressed, as a file: built once per deployment (by the study's
+    chart job when it opens, or by the first request that needs it) and then read by every web process, after every
+    restart, at the cost of an open and a read, or sent by the server itself (``sendfile``). Named by the digest of
+    :func:`minute_figure_key` (the code's version, the trajectory file, the window, the channels), under a folder per
+    chart version (``CHART_ROOT/v<N>/``: an older version's folder can be removed whole). Written to a
+    temporary file and renamed, so a reader never sees half a file."""
+    key = minute_figure_key(
+        participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
     )
-    cache = caches["charts"]
-    compressed = cache.get(key)
-    if compressed is None:
+    path = _chart_file_path(key)
+    folder = path.parent
+    if not path.exists():
         text = minute_figure_json(
             participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
         )
-        compressed = compress_string(text.encode())
-        cache.set(key, compressed)
-    return compressed
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as part:
+            part.write(compress_string(text.encode()))
+        os.replace(part.name, path)
+    return path
 
 
 DAILY_PANELS = (
