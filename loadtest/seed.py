@@ -92,6 +92,11 @@ def seed(plan: dict) -> dict:
             window_days=plan["days"],
         )
         studies[name] = study_set_status(study=study_create(spec=spec, user=researcher), status="open").pk
+    from modeling.models import Job
+    from modeling.tasks import run_job
+
+    for job in Job.objects.filter(kind="study_charts", state=Job.State.QUEUED):
+        run_job.apply(kwargs={"job_id": job.pk})  # what the quick worker does when a study opens: its charts, built
     return {
         "studies": studies,
         "clinicians": [
