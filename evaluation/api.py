@@ -35,10 +35,10 @@ from evaluation.services import (
     EvaluationError,
     StudySpec,
     study_create,
-    study_items_add,
     study_rater_enrol,
     study_set_status,
 )
+from evaluation.study_items import study_items_add
 from healthagent.models import AgentVariant
 from healthagent.roles import Role, user_has_role
 from healthagent.tokens import api_token_may_write

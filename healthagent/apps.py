@@ -66,7 +66,6 @@ class HealthAgentConfig(AppConfig):
         before_workers_start_register(webhook_requeue_lines)  # serve queues again what a stopped worker left
         from django.db.models.signals import post_delete
 
-        from healthagent.cohort.uploads import upload_file_delete_on_commit
-        from healthagent.models import CohortUpload
+        from healthagent.models import CohortUpload, upload_file_delete_on_commit
 
         post_delete.connect(upload_file_delete_on_commit, sender=CohortUpload, dispatch_uid="healthagent.upload_file")

@@ -8,12 +8,13 @@ the database holds what is sparse or daily.
 
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 
 from healthagent.roles import Role
 
@@ -482,6 +483,17 @@ class CohortUpload(models.Model):
     @property
     def complete(self) -> bool:
         return self.received_bytes == self.size_bytes
+
+    @property
+    def path(self) -> Path:
+        """Where its bytes are: named by its id, never by the uploaded file's name."""
+        return Path(settings.VAR_DIR) / "uploads" / f"{self.pk}{self.suffix}"
+
+
+def upload_file_delete_on_commit(sender, instance: CohortUpload, **kwargs) -> None:
+    """post_delete of an upload however it goes (its owner's account deleted with it, the admin): its bytes too."""
+    path = instance.path
+    transaction.on_commit(lambda: path.unlink(missing_ok=True))
 
 
 class ApiTokenScope(models.Model):

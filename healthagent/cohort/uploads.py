@@ -39,7 +39,7 @@ class OffsetMismatch(UploadError):
 
 
 def upload_path(upload: CohortUpload) -> Path:
-    return Path(settings.VAR_DIR) / "uploads" / f"{upload.pk}{upload.suffix}"
+    return upload.path
 
 
 def upload_create(*, owner: User, size_bytes: int, suffix: str) -> CohortUpload:
@@ -109,9 +109,3 @@ def uploads_abandoned_delete() -> int:
     ]
     uploads_delete(upload_ids=abandoned)
     return len(abandoned)
-
-
-def upload_file_delete_on_commit(sender, instance: CohortUpload, **kwargs) -> None:
-    """post_delete of an upload however it goes (its owner's account deleted with it, the admin): its bytes too."""
-    path = upload_path(instance)
-    transaction.on_commit(lambda: path.unlink(missing_ok=True))
