@@ -140,7 +140,9 @@ class ItemsAddSerializer(serializers.Serializer):
     study)."""
 
     participants = serializers.ListField(child=serializers.CharField(max_length=64), min_length=1, max_length=10_000)
-    variants = serializers.ListField(child=serializers.IntegerField(), min_length=1, max_length=50)
+    variants = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1), min_length=1, max_length=50
+    )
 
 
 class ItemReferenceSerializer(serializers.Serializer):

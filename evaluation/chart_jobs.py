@@ -3,14 +3,18 @@ that no clinician's first view of an item pays for building it (~150 ms of CPU) 
 file (healthagent.cohort.charts.minute_figure_file). Queued by evaluation.services.study_set_status; a chart missing
 for any reason is still built by the first request that needs it."""
 
+import logging
+
 from django import forms
 
 from evaluation.models import Study
-from healthagent.cohort.charts import minute_figure_file
+from healthagent.cohort.charts import ChartError, minute_figure_file
 from healthagent.cohort.days import shown_days
 from healthagent.models import Participant
 from modeling.jobs import JobContext, JobKind, register
 from modeling.ml.data.spec import MINUTES_PER_DAY
+
+logger = logging.getLogger(__name__)
 
 
 class StudyChartsForm(forms.Form):
@@ -31,10 +35,15 @@ def study_chart_windows(study: Study) -> list[tuple[Participant, int, int]]:
 def run_study_charts(context: JobContext) -> dict:
     study = Study.objects.get(pk=context.config["study"])
     windows = study_chart_windows(study)
+    failed = 0
     for number, (participant, start, end) in enumerate(windows, start=1):
-        minute_figure_file(participant=participant, start_minute=start, end_minute=end)
+        try:
+            minute_figure_file(participant=participant, start_minute=start, end_minute=end)
+        except (ChartError, OSError, ValueError):  # that participant's page builds (or explains) it; the rest go on
+            logger.exception("the chart of participant #%s was not built", participant.pk)
+            failed += 1
         context.progress(number / len(windows), f"chart {number} of {len(windows)}")
-    return {"charts": len(windows)}
+    return {"charts": len(windows) - failed, "failed": failed}
 
 
 register(

@@ -67,7 +67,7 @@ def criterion_clean(entry: dict[str, Any]) -> dict[str, Any]:
     if not -10 <= points <= 10 or points == 0:
         raise EvaluationError("points must be a whole number from -10 to 10, not 0")
     category = entry.get("category")
-    if category not in CATEGORIES:
+    if not isinstance(category, str) or category not in CATEGORIES:
         raise EvaluationError(f"the category must be one of {', '.join(CATEGORIES)}")
     return {"text": text.strip(), "points": points, "category": category}
 
@@ -154,6 +154,8 @@ def _criteria_write(*, study: Study, numbered: list[tuple[int, Any]], user: User
     if not by_item:
         raise EvaluationError("no criterion to import")
     with transaction.atomic():
+        # Checked again under the study's lock: an opening (or a protocol lock) that committed meanwhile is seen.
+        _check_changeable(Study.objects.select_for_update().get(pk=study.pk), user)
         for item_id, cleaned in by_item.items():
             _append(StudyItem.objects.select_for_update().get(pk=item_id), cleaned)
         count = sum(len(cleaned) for cleaned in by_item.values())

@@ -20,10 +20,6 @@ def study_items_add(
     (pairwise), placed after the study's items in an order drawn from its seed. Participants are named by pseudonym
     and come from the cohort of the study's items; an item the study has already is refused, and so is the whole
     call (all or none)."""
-    if study.status != Study.Status.DRAFT:
-        raise EvaluationError("items are added only while the study is a draft")
-    if Protocol.objects.filter(study=study, locked_at__isnull=False).exists():
-        raise EvaluationError("the study's protocol is locked, and its items are part of it")
     if not pseudonyms or not variants:
         raise EvaluationError("name at least one participant and one variant")
     if study.mode == Study.Mode.PAIRWISE and len(variants) != 2:
@@ -33,13 +29,27 @@ def study_items_add(
     if unknown := [name for name in dict.fromkeys(pseudonyms) if name not in found]:
         raise EvaluationError(f"not a participant of this study's cohort: {', '.join(unknown[:20])}")
     participants = [found[name] for name in dict.fromkeys(pseudonyms)]
-    pairs: list[tuple[Participant, AgentVariant, AgentVariant | None]]
-    if study.mode == Study.Mode.PAIRWISE:
-        pairs = [(participant, variants[0], variants[1]) for participant in participants]
-    else:
-        pairs = [(participant, variant, None) for participant in participants for variant in dict.fromkeys(variants)]
     with transaction.atomic():
-        Study.objects.select_for_update().filter(pk=study.pk).first()  # one addition at a time: positions stay unique
+        # One addition at a time (positions stay unique), and the draft checked under the lock: an opening that
+        # commits meanwhile is seen, not raced.
+        locked = Study.objects.select_for_update().get(pk=study.pk)
+        if locked.status != Study.Status.DRAFT:
+            raise EvaluationError("items are added only while the study is a draft")
+        if Protocol.objects.filter(study=study, locked_at__isnull=False).exists():
+            raise EvaluationError("the study's protocol is locked, and its items are part of it")
+        if study.mode == Study.Mode.PAIRWISE:  # the study's own pair, in its order: no second item of a participant
+            pair = study.items.values_list("variant_a_id", "variant_b_id").first()
+            if pair is not None and {variant.pk for variant in variants} != set(pair):
+                raise EvaluationError("a pairwise study's new items compare the same two variants as its others")
+            if pair is not None and variants[0].pk != pair[0]:
+                variants = [variants[1], variants[0]]
+        pairs: list[tuple[Participant, AgentVariant, AgentVariant | None]]
+        if study.mode == Study.Mode.PAIRWISE:
+            pairs = [(participant, variants[0], variants[1]) for participant in participants]
+        else:
+            pairs = [
+                (participant, variant, None) for participant in participants for variant in dict.fromkeys(variants)
+            ]
         have = set(study.items.values_list("participant_id", "variant_a_id", "variant_b_id"))
         if repeated := [p.pseudonym for p, a, b in pairs if (p.pk, a.pk, b.pk if b else None) in have]:
             raise EvaluationError(f"the study has these items already: {', '.join(repeated[:20])}")

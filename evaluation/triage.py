@@ -129,13 +129,21 @@ def _incident_open(*, rating: Rating, assignment: Assignment, reasons: list[str]
 # --- Who sees what ------------------------------------------------------------------------------------------------
 
 
+def _flag_holds(user: User) -> bool:
+    """With single sign-on carrying the adjudicator flag, a clinician who lost it adjudicates nothing more, whatever
+    studies still name them."""
+    return not adjudicator_flag_required() or user_is_adjudicator(user)
+
+
 def is_adjudicator(*, user: User, study: Study) -> bool:
-    return study.adjudicators.filter(pk=user.pk).exists()
+    return _flag_holds(user) and study.adjudicators.filter(pk=user.pk).exists()
 
 
 def triage_queue(*, user: User, decided_limit: int = 200) -> tuple[list[Incident], list[Incident]]:
     """The incidents of the studies ``user`` adjudicates: every open one, oldest first; then the latest decided ones,
     newest first."""
+    if not _flag_holds(user):
+        return [], []
     incidents = Incident.objects.filter(study__adjudicators=user).select_related("study", "item", "decided_by")
     return (
         list(incidents.filter(decision="").order_by("opened_at", "pk")),

@@ -493,7 +493,7 @@ class CohortUpload(models.Model):
 def upload_file_delete_on_commit(sender, instance: CohortUpload, **kwargs) -> None:
     """post_delete of an upload however it goes (its owner's account deleted with it, the admin): its bytes too."""
     path = instance.path
-    transaction.on_commit(lambda: path.unlink(missing_ok=True))
+    transaction.on_commit(lambda: path.unlink(missing_ok=True), robust=True)
 
 
 class ApiTokenScope(models.Model):

@@ -63,7 +63,8 @@ def sso_settings_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
                 "OIDC_OP_AUTHORIZATION_ENDPOINT",
                 "OIDC_OP_TOKEN_ENDPOINT",
                 "OIDC_OP_USER_ENDPOINT",
-                "OIDC_OP_JWKS_ENDPOINT",
+                # A shared-secret signature (HS256) needs no provider keys.
+                *(() if settings.OIDC_RP_SIGN_ALGO.startswith("HS") else ("OIDC_OP_JWKS_ENDPOINT",)),
             )
             if not getattr(settings, name)
         ]

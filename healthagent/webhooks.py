@@ -227,14 +227,16 @@ def webhook_deliveries_requeue(*, grace_s: float = OVERDUE_GRACE_S, scheduled_to
     if not scheduled_too:
         pending = pending.filter(Q(next_attempt_at__lt=cutoff) | Q(next_attempt_at__isnull=True, created_at__lt=cutoff))
     rows = list(pending.order_by("pk").values_list("pk", "next_attempt_at")[:1000])
-    for delivery_id, due in rows:
-        _queue([delivery_id], countdown_s=max(0.0, (due - now).total_seconds()) if due else 0.0)
+    for number, (delivery_id, due) in enumerate(rows):
+        if not _queue([delivery_id], countdown_s=max(0.0, (due - now).total_seconds()) if due else 0.0):
+            return number  # the broker is down: the next sweep carries on
     return len(rows)
 
 
 def _queue_and_sweep(delivery_ids: list[int]) -> None:
-    _queue(delivery_ids)
-    if cache.add("webhooks:swept", 1, timeout=SWEEP_EVERY_S):  # one sweep a minute across the processes
+    if not _queue(delivery_ids):
+        return  # the broker is down: no sweep now (it would only be refused again)
+    if cache.add("webhooks:swept", 1, timeout=SWEEP_EVERY_S):  # at most one sweep a minute in each process
         try:
             webhook_deliveries_requeue()
         except Exception:  # the sweep is a safety net: an event's own delivery never fails for it
@@ -276,14 +278,18 @@ def webhook_delivery_retry(*, delivery: WebhookDelivery) -> None:
         transaction.on_commit(partial(_queue, [delivery.pk]), robust=True)
 
 
-def _queue(delivery_ids: list[int], countdown_s: float = 0) -> None:
+def _queue(delivery_ids: list[int], countdown_s: float = 0) -> bool:
+    """Send each delivery's message; False at the first the broker refuses (it is down: the rest stay pending, for
+    the sweep or "Retry" on the page, and nobody waits on more refusals)."""
     from healthagent.tasks import deliver_webhook
 
     for delivery_id in delivery_ids:
         try:
             deliver_webhook.apply_async(kwargs={"delivery_id": delivery_id}, queue="quick", countdown=countdown_s)
-        except Exception:  # the broker is down: the delivery stays pending, and "Retry" on the page sends it
-            logger.exception("webhook delivery %s was not queued", delivery_id)
+        except Exception:
+            logger.exception("webhook delivery %s was not queued (and %d after it)", delivery_id, len(delivery_ids) - 1)
+            return False
+    return True
 
 
 def retry_delay_s(attempts: int) -> float:
@@ -332,8 +338,18 @@ def webhook_attempt(*, delivery_id: int) -> float | None:
     a receiver is slow), and its outcome is written in a second one.
     """
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().select_related("endpoint").filter(pk=delivery_id).first()
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("endpoint__owner")
+            .filter(pk=delivery_id)
+            .first()
+        )
         if delivery is None or delivery.state != WebhookDelivery.State.PENDING:
+            return None
+        if not _owner_may_hear(delivery.endpoint):  # access lost since the event: nothing more is sent
+            delivery.state, delivery.next_attempt_at = WebhookDelivery.State.FAILED, None
+            delivery.error = "not sent: the endpoint's owner may no longer receive this event"
+            delivery.save(update_fields=["state", "next_attempt_at", "error"])
             return None
         now = timezone.now()
         if delivery.next_attempt_at and now < delivery.next_attempt_at - timedelta(seconds=1):

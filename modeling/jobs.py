@@ -285,7 +285,9 @@ def job_cancel(*, job: Job, user=None, via: str = "") -> Job:
         if job.state == Job.State.CANCELLED:
             webhook_emit(event_type="job.finished", data={"job_id": job.pk, "kind": job.kind, "state": job.state})
             if job.kind in REGISTRY:
-                transaction.on_commit(functools.partial(REGISTRY[job.kind].cancelled_before_start, dict(job.config)))
+                transaction.on_commit(
+                    functools.partial(REGISTRY[job.kind].cancelled_before_start, dict(job.config)), robust=True
+                )
         group_notify_on_commit(group=job_group(job.pk), payload=job_payload(job))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job

@@ -216,8 +216,12 @@ def test_the_adjudicator_flag_follows_the_claim_and_only_flagged_clinicians_adju
     study_adjudicators_set(study=grounded_study, users=[board], by=admin)
     assert list(grounded_study.adjudicators.all()) == [board]
 
+    from evaluation.triage import is_adjudicator, triage_queue
+
+    assert is_adjudicator(user=board, study=grounded_study)
     backend.update_user(board, {**claims, "groups": ["doctors"]})  # taken off the board at the hospital
     assert not user_is_adjudicator(board)
+    assert not is_adjudicator(user=board, study=grounded_study) and triage_queue(user=board) == ([], [])
     assert AuditEntry.objects.filter(action="user.roles_changed", object_id=str(board.pk)).count() == 2
     settings.OIDC_RP_CLIENT_ID = ""  # no single sign-on: any clinician who does not rate the study may adjudicate
     assert plain in adjudicator_choices(grounded_study)

@@ -100,12 +100,17 @@ def uploads_delete(*, upload_ids: list[str]) -> None:
 
 
 def uploads_abandoned_delete() -> int:
-    """Uploads never handed to an import within ``UPLOAD_KEEP_HOURS`` (a closed tab, a file given up on), deleted:
-    run as each new upload starts. Returns how many."""
+    """Uploads never handed to an import within ``UPLOAD_KEEP_HOURS`` of being started (a closed tab, a file given up
+    on), deleted: run as each new upload starts. Rows another request holds (an import being queued, a chunk being
+    written) are skipped, and the ones taken are checked again under their lock. Returns how many."""
     cutoff = timezone.now() - timedelta(hours=settings.UPLOAD_KEEP_HOURS)
-    abandoned = [
-        str(pk)
-        for pk in CohortUpload.objects.filter(job_id__isnull=True, created_at__lt=cutoff).values_list("pk", flat=True)
-    ]
-    uploads_delete(upload_ids=abandoned)
+    with transaction.atomic():
+        abandoned = list(
+            CohortUpload.objects.select_for_update(skip_locked=True).filter(job_id__isnull=True, created_at__lt=cutoff)
+        )
+        paths = [upload.path for upload in abandoned]
+        for upload in abandoned:
+            upload.delete()
+    for path in paths:  # the rows are gone: their bytes too (post_delete would, after the outermost commit)
+        path.unlink(missing_ok=True)
     return len(abandoned)

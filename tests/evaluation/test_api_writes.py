@@ -219,6 +219,15 @@ def test_a_pipeline_adds_items_a_gold_reference_and_criteria_to_a_draft(tiny_coh
     other_owner = client_for(UserFactory(role=Role.RESEARCHER), "write")
     assert other_owner.post(criteria_url, {"criteria": entries}, format="json").status_code == 403
     assert (
+        other_owner.post(items_url, {"participants": [missing], "variants": [grounded.pk]}, format="json").status_code
+        == 403
+    )
+    assert other_owner.post(reference_url, {"kind": "results"}, format="json").status_code == 403
+    odd = writer.post(criteria_url, {"criteria": [{**entries[0], "category": []}]}, format="json")
+    assert odd.status_code == 400 and "category" in odd.json()["detail"]  # not a 500
+    huge = writer.post(items_url, {"participants": [missing], "variants": [2**70]}, format="json")
+    assert huge.status_code == 400
+    assert (
         writer.post(reverse("api:study_status", args=[study.pk]), {"status": "open"}, format="json").status_code == 200
     )
     late = writer.post(items_url, {"participants": [missing], "variants": [grounded.pk]}, format="json")

@@ -403,6 +403,10 @@ def test_an_endpoint_hears_nothing_more_once_its_owner_may_not_read_what_it_woul
     grounded_study.restricted = True  # restricted to its owner and named researchers: this one is neither
     grounded_study.save(update_fields=["restricted"])
     assert heard() == {site.pk}
+    owed = WebhookDelivery.objects.filter(endpoint=theirs, state="pending").first()  # recorded while it could hear
+    assert webhook_attempt(delivery_id=owed.pk) is None  # not sent now either
+    owed.refresh_from_db()
+    assert owed.state == "failed" and owed.attempts == 0 and "may no longer receive" in owed.error
     user_assign_roles(user=admin, roles=[Role.RESEARCHER])  # no longer an admin: site-wide events are not theirs
     assert heard() == set()
     grounded_study.restricted = False
