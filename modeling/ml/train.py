@@ -43,6 +43,7 @@ class TrainConfig:
     checkpoint_every: int = 50
     log_every: int = 10
     validate_every: int = 0  # steps between held-out evaluations (0: only the last step, when validate is given)
+    patience: int = 0  # stop after this many evaluations without a better held-out loss, keeping the best (0: never)
     seed: int = 0
     compile: bool = False
 
@@ -86,7 +87,10 @@ def train(
     """Train ``model`` for ``config.steps`` optimizer steps, resuming from ``output_dir`` if a checkpoint is there.
 
     ``validate`` (the held-out loss, computed without gradients) is logged as ``validation_loss`` every
-    ``config.validate_every`` steps and at the last one: the curve that says whether training was long enough."""
+    ``config.validate_every`` steps and at the last one: the curve that says whether training was long enough.
+    With ``config.patience``, training stops after that many evaluations without a lower held-out loss, and the
+    model ends with the weights of its best evaluation (early stopping: a run on little data stops where it
+    starts to overfit instead of being scored after it)."""
     device = choose_device(device)
     rank, world = _distributed()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +103,7 @@ def train(
     torch.manual_seed(config.seed + rank)
     state_path = output_dir / "training_state.pt"
     step = 0
+    best: dict[str, Any] = {"loss": math.inf, "step": 0, "stale": 0, "model": None}  # for early stopping
     if state_path.exists():
         # weights_only: a checkpoint file is data, never code (a crafted pickle would run on load).
         state = torch.load(state_path, map_location=device, weights_only=True)
@@ -108,6 +113,7 @@ def train(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         step = state["step"]
+        best = state.get("best", best)
     resumed_from = step
     wrapped: Callable[..., Any] = model  # the module, or its DDP or compiled wrapper: only called
     if world > 1:
@@ -158,6 +164,12 @@ def train(
             with torch.no_grad():
                 metrics["validation_loss"] = float(validate())
             model.train()
+            if config.patience:
+                if metrics["validation_loss"] < best["loss"]:
+                    best = {"loss": metrics["validation_loss"], "step": step, "stale": 0, "model": _copy(model)}
+                else:
+                    best["stale"] += 1
+                metrics["best_step"] = best["step"]
         if rank == 0:
             if step % config.log_every == 0 or step == config.steps or "validation_loss" in metrics:
                 with metrics_path.open("a") as log:
@@ -173,12 +185,28 @@ def train(
                         "torch_rng": torch.get_rng_state(),
                         "step": step,
                         "config": asdict(config),
+                        **({"best": best} if config.patience else {}),
                     },
                     partial,
                 )
                 partial.replace(state_path)  # atomic: a kill never leaves half a checkpoint
         progress(step, config.steps, metrics)
-    return {"final": metrics, "resumed_from_step": resumed_from, "device": device, "world_size": world}
+        if config.patience and best["stale"] >= config.patience:
+            break
+    if config.patience and best["model"] is not None:
+        model.load_state_dict(best["model"])
+    return {
+        "stopped_at_step": step,
+        **({"best_step": best["step"], "best_validation_loss": best["loss"]} if config.patience else {}),
+        "final": metrics,
+        "resumed_from_step": resumed_from,
+        "device": device,
+        "world_size": world,
+    }
+
+
+def _copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
 
 
 class WindowDataset:

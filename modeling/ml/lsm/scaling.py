@@ -54,6 +54,15 @@ class ScalingSettings:
     windows: list[int] = setting([400, 1600, 6400], "Pre-training day windows (participants x days), 80 % trained on.")
     days: int = setting(4, "Days per pre-training participant.", minimum=1, maximum=60)
     steps: int = setting(2000, "Optimizer steps of every run (cosine decay to 0).", minimum=1, maximum=1_000_000)
+    validate_every: int = setting(
+        0, "Steps between evaluations on the run's own held-out 20 % (0: only at the end).", minimum=0
+    )
+    patience: int = setting(
+        0,
+        "Stop a run after this many evaluations without a lower loss on its own held-out 20 %, keeping its best "
+        "weights (0: every run takes every step).",
+        minimum=0,
+    )
     batch_size: int = setting(32, minimum=1, maximum=4096)
     learning_rate: float = setting(1e-3, minimum=1e-6, maximum=1.0)
     patch_minutes: int = setting(10, "Minutes per patch (0: the size's).", minimum=0)
@@ -145,6 +154,8 @@ def scaling_study(
             learning_rate=settings.learning_rate,
             seed=settings.seed,
             checkpoint_every=settings.steps,
+            validate_every=settings.validate_every,
+            patience=settings.patience,
         )
         started = time.process_time()
         trained = pretrain(
@@ -166,6 +177,8 @@ def scaling_study(
                 "parameters": trained["parameters"],
                 "pretraining_windows": trained["train_windows"],
                 "steps": settings.steps,
+                "stopped_at_step": trained["stopped_at_step"],
+                "best_step": trained.get("best_step", trained["stopped_at_step"]),
                 "held_out_loss": held_out_loss(model_dir, held.values, held.observed, settings.device, settings.seed),
                 **probe_scores(model_dir, settings),
                 "windows_per_s": trained["final"].get("windows_per_s"),
@@ -250,6 +263,7 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
             "parameters",
             "pre-training windows",
             "held-out loss",
+            "best step / stopped",
             "mean probe AUROC",
             "mean probe Pearson r",
             "tasks ≥ hand-crafted",
@@ -263,6 +277,7 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
                 f"{r['parameters']:,}",
                 f"{r['pretraining_windows']:,}",
                 f"{r['held_out_loss']:.4f}",
+                f"{r.get('best_step', r['steps']):,} / {r.get('stopped_at_step', r['steps']):,}",
                 f"{r['mean_probe_auroc']:.3f}",
                 f"{r['mean_probe_pearson_r']:.3f}",
                 f"{r['tasks_at_least_handcrafted']} / {r.get('tasks_scored', len(TASKS))}",
@@ -275,8 +290,15 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
     }
     hand_crafted = np.mean([r["mean_handcrafted_auroc"] for r in results])
     header = (
-        f"# Wearable foundation model: scaling study\n\nEach run pre-trains from scratch for {settings.steps} steps of "
-        f"{settings.batch_size} windows (cosine decay), patches of {settings.patch_minutes or 60} minutes × "
+        f"# Wearable foundation model: scaling study\n\nEach run pre-trains from scratch for up to {settings.steps} steps "
+        f"of {settings.batch_size} windows (cosine decay)"
+        + (
+            f", evaluated every {settings.validate_every} steps on its own held-out 20 % of participants and stopped "
+            f"after {settings.patience} evaluations without a lower loss, keeping its best weights (early stopping)"
+            if settings.patience
+            else ""
+        )
+        + f", patches of {settings.patch_minutes or 60} minutes × "
         f"{settings.patch_channels or 1} channel(s), on 80 % of the participants of a simulated cohort of the given size "
         f"(seed {settings.seed}). Held-out loss: masked reconstruction on {2 * settings.held_out_participants} days of "
         f"{settings.held_out_participants} participants no run saw (seed {settings.seed + 2000}), the same mask for every "

@@ -65,3 +65,32 @@ def test_a_checkpoint_that_carries_code_is_refused_not_run(tmp_path, windows, ca
             device="cpu",
         )
     assert "this ran" not in capsys.readouterr().out
+
+
+def test_early_stopping_keeps_the_best_weights_and_stops_after_its_patience(tmp_path, windows):
+    values, observed = windows
+    torch.manual_seed(0)
+    model = LSMForMaskedPretraining(LSMConfig.named("tiny"))
+    held_out = iter([0.9, 0.5, 0.6, 0.55, 0.7, 0.1])  # best at the second evaluation (step 4), then 3 worse
+    weights_at: dict[int, dict[str, torch.Tensor]] = {}
+    step_of = {"step": 0}
+
+    def record(step, total, metrics):
+        step_of["step"] = step
+        weights_at[step] = {name: value.clone() for name, value in model.state_dict().items()}
+
+    config = TrainConfig(steps=20, batch_size=4, warmup_steps=1, validate_every=2, patience=3, checkpoint_every=100)
+    result = train(
+        model,
+        WindowDataset(values, observed),
+        config,
+        output_dir=tmp_path,
+        device="cpu",
+        progress=record,
+        validate=lambda: next(held_out),
+    )
+    assert (result["best_step"], result["best_validation_loss"], result["stopped_at_step"]) == (4, 0.5, 10)
+    assert step_of["step"] == 10  # the sixth evaluation (0.1) never ran
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, weights_at[4][name]), name
+    assert not all(torch.equal(value, weights_at[10][name]) for name, value in model.state_dict().items())
