@@ -190,7 +190,8 @@ def assignment_next(*, study: Study, rater) -> Assignment | None:
     candidates = available_items(study, rater)
     if not candidates:
         return None
-    quality = quality_assignment(study=study, rater=rater)  # a gold item or a hidden repeat, at the study's rates
+    # A gold item or a hidden repeat, at the study's rates.
+    quality = quality_assignment(study=study, rater=rater, standing=gate.standing)
     if quality is not None:
         return quality
     candidates.sort(key=lambda row: (row[1], rater_rank(seed=study.seed, rater_id=rater.pk, item_id=row[0])))

@@ -230,10 +230,13 @@ def _next_training_item(study: Study, rater: User) -> StudyItem | None:
     )
 
 
-def _lock_standing(study: Study, rater: User) -> StudyRater:
-    """The rater's standing row, locked: two requests of one rater (a double click, two tabs) hand out one item."""
-    StudyRater.objects.get_or_create(study=study, rater=rater)
-    return StudyRater.objects.select_for_update().get(study=study, rater=rater)
+def _lock_standing(study: Study, rater: User, read: StudyRater | None = None) -> StudyRater:
+    """The rater's standing row, locked: two requests of one rater (a double click, two tabs) hand out one item.
+    ``read``: the row as read already (the gate's), so only the lock is a query."""
+    if read is None:
+        StudyRater.objects.get_or_create(study=study, rater=rater)
+        return StudyRater.objects.select_for_update().get(study=study, rater=rater)
+    return StudyRater.objects.select_for_update().get(pk=read.pk)
 
 
 def _open_assignment(study: Study, rater: User) -> Assignment | None:
@@ -277,13 +280,14 @@ def onboarding_assignment(*, study: Study, rater: User, gate: Gate) -> Assignmen
         return _new_assignment(study=study, rater=rater, item=item, purpose="qualification", attempt=attempt.number)
 
 
-def quality_assignment(*, study: Study, rater: User) -> Assignment | None:
+def quality_assignment(*, study: Study, rater: User, standing: StudyRater | None = None) -> Assignment | None:
     """A gold item or a hidden repeat in place of the next main item, at the study's rates; None for a main item.
-    Seeded by the study, the rater and how many queue items they have had, so a replay is identical."""
+    Seeded by the study, the rater and how many queue items they have had, so a replay is identical. ``standing``:
+    the rater's row as the gate read it (None: read here, made if missing)."""
     if study.gold_rate <= 0 and study.repeat_share <= 0:
         return None
     with transaction.atomic():
-        _lock_standing(study, rater)
+        _lock_standing(study, rater, standing)
         if (already := _open_assignment(study, rater)) is not None:
             return already  # the other request of a double click handed it out
         had = Assignment.objects.filter(study=study, rater=rater, purpose__in=QUEUE_PURPOSES).count()

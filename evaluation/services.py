@@ -19,6 +19,7 @@ from django.utils import timezone
 from evaluation.assignment import ItemWithoutAnswer, items_without_answers
 from evaluation.criteria import grades_clean
 from evaluation.errors import EvaluationError as EvaluationError  # raised here; views import it from services
+from evaluation.errors import NotInQueue as NotInQueue
 from evaluation.evidence import EvidenceError, evidence_clean
 from evaluation.models import (
     HARM_QUESTIONS,
@@ -337,7 +338,7 @@ def access_assignment(*, assignment_id: int, rater: User, for_update: bool = Fal
     try:
         return queryset.get(pk=assignment_id, rater=rater, study__clinicians=rater)
     except Assignment.DoesNotExist as error:
-        raise EvaluationError("there is no such item in your queue") from error
+        raise NotInQueue("there is no such item in your queue") from error
 
 
 def _check_editable(assignment: Assignment) -> None:
@@ -567,8 +568,14 @@ def rating_submit(
             "evidence": windows,
             "criteria": grades,
         }
-        rating = Rating.objects.filter(assignment=assignment).first()
+        # A rating is only ever made by a submit, which ends the assignment's progress in the same transaction.
+        rating = (
+            None
+            if assignment.state == Assignment.State.IN_PROGRESS
+            else Rating.objects.filter(assignment=assignment).first()
+        )
         if rating and {field: getattr(rating, field) for field in content} == content:
+            rating.assignment = assignment  # as locked and read here: the caller needs no second read
             return rating  # the same submit again
         before = None if rating is None else {"harm": rating.harm, "unsafe": rating.unsafe}
         if rating is None:

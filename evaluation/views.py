@@ -41,6 +41,7 @@ from evaluation.selectors import (
 from evaluation.services import (
     DRAFT_MAX_CHARS,
     EvaluationError,
+    NotInQueue,
     StudySpec,
     access_assignment,
     assignment_save_draft,
@@ -327,11 +328,14 @@ def _posted_rating(request) -> dict:
 @require_POST
 @role_required(Role.CLINICIAN)
 def assignment_submit(request, assignment_id: int):
-    assignment = own_assignment(request, assignment_id)
     posted = _posted_rating(request)
     try:
-        rating_submit(assignment_id=assignment.pk, rater=request.user, **posted)
+        # Checks that the item is the clinician's own, under the lock it writes with: one read of it.
+        assignment = rating_submit(assignment_id=assignment_id, rater=request.user, **posted).assignment
+    except NotInQueue as error:
+        raise Http404(str(error)) from error
     except (ValueError, EvaluationError) as error:
+        assignment = own_assignment(request, assignment_id)
         # Keep what was entered as the draft the page is rebuilt from: a score typed just before an incomplete
         # submit would otherwise be lost with the autosave that had not run yet.
         draft = {

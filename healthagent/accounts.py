@@ -6,6 +6,7 @@ from axes.backends import AxesStandaloneBackend
 from axes.exceptions import AxesBackendPermissionDenied
 from axes.models import AccessAttempt
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
@@ -14,7 +15,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from healthagent.audit import Action, audit_record
-from healthagent.roles import Role, user_assign_role, user_assign_roles
+from healthagent.roles import Role, user_assign_role, user_assign_roles, user_with_roles
 
 
 class AccountError(Exception):
@@ -42,6 +43,15 @@ class LoginThrottleBackend(AxesStandaloneBackend):
                 request.axes_locked_out = True  # axes' middleware answers with the lockout page
                 raise AxesBackendPermissionDenied("too many failed log-ins for this username or from this address")
         return None
+
+
+class PasswordBackend(ModelBackend):
+    """Django's username and password backend, whose ``get_user`` (every signed-in request) also reads the user's
+    roles, in the same query."""
+
+    def get_user(self, user_id):
+        user = user_with_roles(user_id)
+        return user if user is not None and self.user_can_authenticate(user) else None
 
 
 def client_ip_address(request) -> str:

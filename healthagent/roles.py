@@ -48,6 +48,33 @@ def user_roles(user: User | AnonymousUser) -> frozenset[Role]:
     return cached
 
 
+def _role_flag(role: Role) -> str:
+    return f"_holds_{role.value}"
+
+
+def user_with_roles(user_id: Any) -> User | None:
+    """The user with this id and the roles they hold, read in one query (an EXISTS per role), for the request's
+    user: the authentication backends' ``get_user``, which every signed-in request calls."""
+    user = (
+        User.objects.annotate(
+            **{
+                _role_flag(role): models.Exists(Group.objects.filter(user=models.OuterRef("pk"), name=role.value))
+                for role in Role
+            }
+        )
+        .filter(pk=user_id)
+        .first()
+    )
+    if user is not None:
+        held = (
+            frozenset(Role)
+            if user.is_superuser
+            else frozenset(role for role in Role if getattr(user, _role_flag(role)))
+        )
+        cast(Any, user)._healthagent_roles = held  # what user_roles reads: no second query
+    return user
+
+
 def user_has_role(user: User | AnonymousUser, *roles: Role) -> bool:
     return bool(user_roles(user) & set(roles))
 

@@ -210,6 +210,17 @@ else:
             "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("CHANNEL_LAYER_PREFIX", "asgi")},
         }
     }
+    # Sessions read from Redis and kept in PostgreSQL (healthagent/sessions.py): one query fewer per request. Short
+    # timeouts: while Redis restarts, a request reads its session from the database instead of waiting.
+    CACHES["sessions"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.5},
+    }
+    SESSION_ENGINE = "healthagent.sessions"
+    SESSION_CACHE_ALIAS = "sessions"
+# How long a session's cached copy lives at most: a log-out during a Redis outage ends the session within this time.
+SESSION_CACHE_SECONDS = int(os.environ.get("SESSION_CACHE_SECONDS", "300"))
 
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -267,7 +278,7 @@ REST_FRAMEWORK = {
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from
 # one address (or the larger limits per username and per address below), that pair is locked out for LOGIN_LOCKOUT_MINUTES or until an admin resets it
 # (Django admin > Axes > Access attempts, or `manage.py axes_reset_username NAME`).
-PASSWORD_BACKENDS = ["healthagent.accounts.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+PASSWORD_BACKENDS = ["healthagent.accounts.LoginThrottleBackend", "healthagent.accounts.PasswordBackend"]
 # Single sign-on with OpenID Connect (healthagent/sso.py, mozilla-django-oidc): on when OIDC_RP_CLIENT_ID is set. The
 # identity provider's endpoints come from its discovery document (`manage.py oidc_discover ISSUER` prints them).
 # OIDC_ROLE_CLAIM names the claim (a list or a space/comma-separated string) whose values OIDC_ROLES maps to roles:

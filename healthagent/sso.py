@@ -26,7 +26,14 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from healthagent.accounts import user_create_with_roles
 from healthagent.audit import Action, audit_record
 from healthagent.models import SingleSignOnIdentity
-from healthagent.roles import Role, user_assign_roles, user_is_adjudicator, user_roles, user_set_adjudicator
+from healthagent.roles import (
+    Role,
+    user_assign_roles,
+    user_is_adjudicator,
+    user_roles,
+    user_set_adjudicator,
+    user_with_roles,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +123,9 @@ def _free_username(claims: dict[str, Any]) -> str:
 
 
 class HospitalOIDCBackend(OIDCAuthenticationBackend):
+    def get_user(self, user_id):
+        return user_with_roles(user_id)  # with the roles, in one query (every signed-in request)
+
     def verify_claims(self, claims: dict[str, Any]) -> bool:
         if not claims.get("sub"):
             return False

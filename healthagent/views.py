@@ -157,7 +157,7 @@ def invitation_accept_view(request, token: str):
             except InvitationError as error:
                 context["error"] = str(error)
             else:
-                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                login(request, user, backend="healthagent.accounts.PasswordBackend")
                 messages.success(request, " ".join([f"Welcome, {user.get_username()}.", *said]))
                 return redirect("home")
     return render(request, "healthagent/invitation.html", context, status=400 if "error" in context else 200)

@@ -71,7 +71,7 @@ def seed(plan: dict) -> dict:
         session = SessionStore()
         session[SESSION_KEY], session[BACKEND_SESSION_KEY] = (
             str(clinician.pk),
-            "django.contrib.auth.backends.ModelBackend",
+            "healthagent.accounts.PasswordBackend",
         )
         session[HASH_SESSION_KEY] = clinician.get_session_auth_hash()
         session.create()

@@ -178,30 +178,35 @@ def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tin
 def test_rating_an_item_makes_a_bounded_number_of_queries(
     client, clinician_in_study, grounded_study, django_assert_max_num_queries
 ):
-    """next -> item page -> submit, the path every rated item takes (issue 12's load test): 3 of each
-    request's queries are the session, the user and the roles; a transaction's begin and end count as two."""
-    client.get(
-        reverse("evaluation:assignment", args=[assignment_next(study=grounded_study, rater=clinician_in_study).pk])
-    )  # the chart cache
-    with django_assert_max_num_queries(
-        13
-    ):  # + the study, the open assignment, the candidates; lock, count, freeze, insert
+    """next -> item page -> submit, the path every rated item takes (issue 27's bounds). Every request reads its
+    session from Redis and the user with their roles in one query (healthagent/sessions.py, roles.user_with_roles);
+    a transaction's begin and end count as two."""
+    first = assignment_next(study=grounded_study, rater=clinician_in_study)
+    client.get(reverse("evaluation:assignment", args=[first.pk]))  # the chart cache
+    # + the study, the open assignment, whether the rater is paused
+    with django_assert_max_num_queries(4):
         location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
     # + the assignment with its study, rubric, item and participant; the dimensions; the progress; the participant's
     # record beside the answer: one query each for its measurements, daily summaries and events, however long the
     # record; the item's criteria (issue 22)
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(8):
         assert client.get(location).status_code == 200
-    # + the assignment; in the transaction: it again, locked; the dimensions; the rating; two inserts and an update;
-    # the rater's standing (a paused rater's submit is refused) and their gold accuracy (the pause rule, issue 20);
-    # the item's criteria (issue 22); the study's webhook endpoints (issue 28)
-    with django_assert_max_num_queries(16):
+    # + in the transaction: the assignment, locked (which is the access check); the rater's standing (a paused
+    # rater's submit is refused); the dimensions; the item's criteria (issue 22); two inserts and an update; the
+    # rater's gold accuracy (the pause rule, issue 20); the study's webhook endpoints (issue 28)
+    with django_assert_max_num_queries(12):
         assert (
             client.post(
                 location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
             ).status_code
             == 302
         )
+    # A new item: + the study; no open assignment; the standing and the study's item kinds (the onboarding gate); the
+    # candidates; gold and repeats (standing locked, no open assignment, the count); the item locked, its places,
+    # its answers frozen (read, written), the assignment made
+    with django_assert_max_num_queries(18):
+        location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
+    assert location != reverse("evaluation:assignment", args=[first.pk])
 
 
 def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study, tiny_cohort):
