@@ -153,6 +153,18 @@ def _answers(assignment: Assignment) -> list[dict]:
     return [{"label": "Answer A", "text": left}, {"label": "Answer B", "text": right}]
 
 
+PAIRWISE_CHOICES = (("a", "A better", "", "1"), ("tie", "Tie", "", "2"), ("b", "B better", "", "3"))
+
+
+def _choices(options, shown_value) -> list[dict]:
+    """A scale's radios, (value, label, anchor, key) each, and which one the form starts with."""
+    shown = "" if shown_value is None else str(shown_value)
+    return [
+        {"value": value, "label": label, "anchor": anchor, "key": key, "checked": shown != "" and shown == str(value)}
+        for value, label, anchor, key in options
+    ]
+
+
 def _shown_rating(assignment: Assignment) -> dict:
     """What the form starts with: the draft, else the saved rating (in the sides this rater sees)."""
     if assignment.draft:
@@ -184,6 +196,7 @@ def assignment_detail(request, assignment_id: int):
     dimensions = list(assignment.study.rubric.dimensions.all())
     pairwise = assignment.study.mode == Study.Mode.PAIRWISE
     shown_rating = _shown_rating(assignment)
+    shown_scores = shown_rating.get("scores") if isinstance(shown_rating.get("scores"), dict) else {}
     context = {
         "assignment": assignment,
         "study": assignment.study,
@@ -192,6 +205,20 @@ def assignment_detail(request, assignment_id: int):
         "record": participant_record(participant=participant, shown_days=shown),
         "answers": _answers(assignment),
         "dimensions": [d for d in dimensions if d.is_scored],
+        "scales": [
+            (
+                dimension,
+                _choices(
+                    PAIRWISE_CHOICES
+                    if pairwise
+                    else [(point, point, anchor, point) for point, anchor in dimension.choices],
+                    shown_scores.get(dimension.key),
+                ),
+            )
+            for dimension in dimensions
+            if dimension.is_scored
+        ],
+        "preference_choices": _choices(PAIRWISE_CHOICES, shown_rating.get("preference")) if pairwise else [],
         # A harm dimension is asked in absolute studies (pairwise, the unsafe flag stands for it).
         "harm_dimension": None if pairwise else next((d for d in dimensions if not d.is_scored), None),
         # The item's own criteria (HealthBench style), graded met or not met; absolute studies only.

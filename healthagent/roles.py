@@ -12,8 +12,8 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
-from django.db import models, transaction
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection, models, transaction
 
 
 class Role(models.TextChoices):
@@ -52,27 +52,40 @@ def _role_flag(role: Role) -> str:
     return f"_holds_{role.value}"
 
 
-def user_with_roles(user_id: Any) -> User | None:
-    """The user with this id and the roles they hold, read in one query (an EXISTS per role), for the request's
-    user: the authentication backends' ``get_user``, which every signed-in request calls."""
-    user = (
-        User.objects.annotate(
-            **{
-                _role_flag(role): models.Exists(Group.objects.filter(user=models.OuterRef("pk"), name=role.value))
-                for role in Role
-            }
-        )
-        .filter(pk=user_id)
-        .first()
+def _user_with_roles_sql() -> str:
+    """One statement, built once: the user's row and an EXISTS per role. Raw SQL: the ORM would compile the same
+    query (three correlated subqueries) again on every request, which cost more than running it."""
+    quote = connection.ops.quote_name
+    user, group = quote(User._meta.db_table), quote(Group._meta.db_table)
+    through = quote(User.groups.through._meta.db_table)
+    holds = ", ".join(
+        f"EXISTS (SELECT 1 FROM {through} m JOIN {group} g ON g.id = m.group_id "
+        f"WHERE m.user_id = {user}.id AND g.name = %s) AS {quote(_role_flag(role))}"
+        for role in Role
     )
-    if user is not None:
-        held = (
-            frozenset(Role)
-            if user.is_superuser
-            else frozenset(role for role in Role if getattr(user, _role_flag(role)))
-        )
-        cast(Any, user)._healthagent_roles = held  # what user_roles reads: no second query
+    return f"SELECT {user}.*, {holds} FROM {user} WHERE {user}.id = %s"
+
+
+def user_with_roles(user_id: Any) -> User | None:
+    """The user with this id and the roles they hold, read in one query, for the request's user: the authentication
+    backends' ``get_user``, which every signed-in request calls."""
+    try:
+        pk = User._meta.pk.to_python(user_id)
+    except (ValidationError, TypeError, ValueError):
+        return None  # not an id: a session that was tampered with, or of another user model
+    global _USER_WITH_ROLES_SQL
+    if _USER_WITH_ROLES_SQL is None:
+        _USER_WITH_ROLES_SQL = _user_with_roles_sql()
+    found = list(User.objects.raw(_USER_WITH_ROLES_SQL, [*Role.values, pk]))
+    if not found:
+        return None
+    user = found[0]
+    held = frozenset(Role) if user.is_superuser else frozenset(role for role in Role if getattr(user, _role_flag(role)))
+    cast(Any, user)._healthagent_roles = held  # what user_roles reads: no second query
     return user
+
+
+_USER_WITH_ROLES_SQL: str | None = None
 
 
 def user_has_role(user: User | AnonymousUser, *roles: Role) -> bool:
