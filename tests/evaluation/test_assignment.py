@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from evaluation.assignment import assignment_next
+from evaluation.assignment import assignment_next, available_items
 from evaluation.models import Assignment, Rubric, Study, StudyItem
 from healthagent.models import AgentVariant, Cohort, Participant, Recommendation
 from healthagent.roles import Role
@@ -152,6 +152,44 @@ def test_items_wait_until_their_answers_exist_and_then_freeze():
     assert first.item.answer_a != "regenerated later"  # what was rated never changes
     finish(first)
     assert assignment_next(study=study, rater=rater) is None
+
+
+@pytest.mark.parametrize("mode", ["absolute", "pairwise"])
+def test_the_raw_candidate_query_gives_the_orm_querys_rows(mode):
+    """available_items runs _available as raw SQL: both must give the same rows on every kind of item."""
+    from django.utils import timezone
+
+    from evaluation.assignment import _available
+
+    study = build_study(items=14, raters=4, k=2, mode=mode)
+    rater, *others = list(study.clinicians.order_by("pk"))
+    items = list(study.items.order_by("pk"))
+    Recommendation.objects.filter(participant=items[0].participant, variant=items[0].variant_a).update(status="failed")
+    Recommendation.objects.filter(participant=items[1].participant).exclude(variant=items[1].variant_a).update(
+        status="failed"
+    )  # only its second answer is missing (pairwise)
+    Recommendation.objects.filter(participant=items[2].participant).update(question="another question")
+    StudyItem.objects.filter(pk=items[3].pk).update(dropped_at=timezone.now())
+    StudyItem.objects.filter(pk=items[4].pk).update(kind="gold")
+    StudyItem.objects.filter(pk=items[5].pk).update(frozen=True)
+    Recommendation.objects.filter(participant=items[5].participant).update(status="failed")  # frozen: ready anyway
+    Assignment.objects.create(study=study, item=items[6], rater=rater, state="skipped")  # theirs, even skipped
+    for other in others[:2]:
+        Assignment.objects.create(study=study, item=items[7], rater=other, state="done")  # full
+        Assignment.objects.create(study=study, item=items[8], rater=other, state="done")
+    StudyItem.objects.filter(pk=items[8].pk).update(extra_raters=1)  # full, then one more place
+    Assignment.objects.create(study=study, item=items[9], rater=others[0], state="skipped")  # a freed place
+    Assignment.objects.create(study=study, item=items[9], rater=others[1], state="in_progress")
+    Assignment.objects.create(study=study, item=items[10], rater=others[0], purpose="repeat", state="done")
+    Assignment.objects.create(study=study, item=items[10], rater=others[1], state="done")
+    Assignment.objects.create(study=study, item=items[10], rater=others[2], state="done")  # 2 main + a repeat: full
+    raw = sorted(available_items(study, rater))
+    assert raw == sorted(_available(study, rater).values_list("pk", "raters"))
+    ids = {pk for pk, _ in raw}
+    assert ids == {item.pk for item in items} - {items[i].pk for i in (0, 2, 3, 4, 6, 7, 10)} - (
+        {items[1].pk} if mode == "pairwise" else set()
+    )
+    assert dict(raw)[items[8].pk] == 2 and dict(raw)[items[9].pk] == 1
 
 
 def test_closed_and_draft_studies_hand_out_nothing_new():
