@@ -161,9 +161,7 @@ def _available_sql() -> str:
             f"AND r.variant_id = i.{variant} AND r.question = '' AND r.status = %s)"
         )
 
-    raters = (
-        f"(SELECT COUNT(*) FROM {assignment} a WHERE a.item_id = i.id AND a.purpose = %s AND a.state <> %s)"
-    )
+    raters = f"(SELECT COUNT(*) FROM {assignment} a WHERE a.item_id = i.id AND a.purpose = %s AND a.state <> %s)"
     return (
         f"SELECT i.id, {raters} FROM {item} i "
         "WHERE i.study_id = %s AND i.dropped_at IS NULL AND i.kind = %s "
