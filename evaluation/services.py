@@ -574,8 +574,9 @@ def rating_submit(
             if assignment.state == Assignment.State.IN_PROGRESS
             else Rating.objects.filter(assignment=assignment).first()
         )
-        if rating and {field: getattr(rating, field) for field in content} == content:
+        if rating is not None:
             rating.assignment = assignment  # as locked and read here: the caller needs no second read
+        if rating and {field: getattr(rating, field) for field in content} == content:
             return rating  # the same submit again
         before = None if rating is None else {"harm": rating.harm, "unsafe": rating.unsafe}
         if rating is None:

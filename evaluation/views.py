@@ -3,9 +3,10 @@ services and selectors do the work and check access."""
 
 import hashlib
 import json
+import logging
 
 from django.contrib import messages
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
@@ -65,6 +66,8 @@ from healthagent.roles import Role, adjudicator_flag_required, role_required
 from modeling.ml.data.spec import MINUTES_PER_DAY
 
 RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
+
+logger = logging.getLogger(__name__)
 
 
 # --- Clinicians ---------------------------------------------------------------------------------
@@ -410,8 +413,10 @@ def assignment_submit(request, assignment_id: int):
         # study and the open assignment again. Anything else (the queue is done, a gate) is study_next's to say.
         try:
             following = assignment_next(study=assignment.study, rater=request.user)
-        except DatabaseError:
-            following = None  # the rating is committed; the queue's page tries again
+        except Exception:
+            # The rating is committed: say so with the redirect, and let the queue's page try again.
+            logger.exception("no next item could be handed out after the rating of assignment #%s", assignment.pk)
+            following = None
         if following is not None:
             return redirect("evaluation:assignment", assignment_id=following.pk)
     return redirect("evaluation:study_next", study_id=assignment.study_id)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -48,6 +48,13 @@ class LoginThrottleBackend(AxesStandaloneBackend):
 class PasswordBackend(ModelBackend):
     """Django's username and password backend, whose ``get_user`` (every signed-in request) also reads the user's
     roles, in the same query."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        user = super().authenticate(request, username, password, **kwargs)
+        if user is None and username is not None and password is not None:
+            # Refused for good: the legacy ModelBackend listed after this one would check the password again.
+            raise PermissionDenied("wrong username or password")
+        return user
 
     def get_user(self, user_id):
         user = user_with_roles(user_id)

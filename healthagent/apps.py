@@ -69,8 +69,11 @@ class HealthAgentConfig(AppConfig):
         from healthagent.models import CohortUpload, upload_file_delete_on_commit
 
         post_delete.connect(upload_file_delete_on_commit, sender=CohortUpload, dispatch_uid="healthagent.upload_file")
-        from django.contrib.sessions.models import Session
+        from django.conf import settings
 
-        from healthagent.sessions import session_cache_evict
+        if settings.SESSION_ENGINE == "healthagent.sessions":  # else a session delete stays one statement
+            from django.contrib.sessions.models import Session
 
-        post_delete.connect(session_cache_evict, sender=Session, dispatch_uid="healthagent.session_cache_evict")
+            from healthagent.sessions import session_cache_evict
+
+            post_delete.connect(session_cache_evict, sender=Session, dispatch_uid="healthagent.session_cache_evict")

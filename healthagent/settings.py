@@ -215,7 +215,12 @@ else:
     CACHES["sessions"] = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.5},
+        "KEY_PREFIX": "sessions",
+        "OPTIONS": {
+            "socket_connect_timeout": 0.25,
+            "socket_timeout": 0.5,
+            "serializer": "healthagent.sessions.JSONSerializer",  # JSON, never pickle
+        },
     }
     SESSION_ENGINE = "healthagent.sessions"
     SESSION_CACHE_ALIAS = "sessions"
@@ -278,7 +283,14 @@ REST_FRAMEWORK = {
 # Login throttling (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one username from
 # one address (or the larger limits per username and per address below), that pair is locked out for LOGIN_LOCKOUT_MINUTES or until an admin resets it
 # (Django admin > Axes > Access attempts, or `manage.py axes_reset_username NAME`).
-PASSWORD_BACKENDS = ["healthagent.accounts.LoginThrottleBackend", "healthagent.accounts.PasswordBackend"]
+PASSWORD_BACKENDS = [
+    "healthagent.accounts.LoginThrottleBackend",
+    "healthagent.accounts.PasswordBackend",
+    # Only to read sessions signed in before PasswordBackend replaced it (2026-12-04): a session names the backend that
+    # signed it in, and one naming a backend not listed here is signed out. PasswordBackend refuses a wrong password
+    # for good, so this one never checks a password.
+    "django.contrib.auth.backends.ModelBackend",
+]
 # Single sign-on with OpenID Connect (healthagent/sso.py, mozilla-django-oidc): on when OIDC_RP_CLIENT_ID is set. The
 # identity provider's endpoints come from its discovery document (`manage.py oidc_discover ISSUER` prints them).
 # OIDC_ROLE_CLAIM names the claim (a list or a space/comma-separated string) whose values OIDC_ROLES maps to roles:

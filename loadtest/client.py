@@ -163,8 +163,12 @@ class Clinician:
             response = await self._request("submit", "POST", f"/evaluation/items/{self.assignment_id}/submit/", form)
             if response is not None:
                 location = response.headers.get("location", "") if response.status_code == 302 else ""
-                back = ITEM_URL.search(location)
-                if location and not (back is not None and int(back.group(1)) == self.assignment_id):
+                item = ITEM_URL.search(location)
+                # Saved: on to another item's page, or to the queue's page; not back to this form (refused) nor to
+                # the log-in page (a lost session).
+                if (item is not None and int(item.group(1)) != self.assignment_id) or location.endswith(
+                    f"/queue/{self.study_id}/next/"
+                ):
                     self.next_location = location  # the next item's page, or the queue's
                     self.recorder.acknowledged.add(self.assignment_id)
                     self.recorder.unconfirmed.discard(self.assignment_id)

@@ -46,3 +46,31 @@ def test_a_session_deleted_in_the_database_stops_at_once(client, redis_url):
     assert client.get(reverse("evaluation:study_list")).status_code == 200  # cached now
     Session.objects.all().delete()  # an operator signing everyone out
     assert client.get(reverse("evaluation:study_list")).status_code == 302
+
+
+def test_a_log_out_removes_the_cached_copy_which_is_json_not_a_pickle(client, redis_url):
+    import json
+
+    import redis
+    from django.conf import settings
+
+    client.force_login(UserFactory(role=Role.RESEARCHER))
+    assert client.get(reverse("evaluation:study_list")).status_code == 200
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    server = redis.Redis.from_url(redis_url)
+    stored = [name for name in server.keys("*") if name.decode().endswith(key)]
+    assert len(stored) == 1
+    assert "_auth_user_id" in json.loads(server.get(stored[0]))  # JSON: loading it runs no code
+    assert 0 < server.ttl(stored[0]) <= settings.SESSION_CACHE_SECONDS
+    client.logout()
+    assert not server.exists(stored[0])
+
+
+def test_a_session_signed_in_before_the_roles_backend_still_works(client):
+    from django.contrib.auth import authenticate
+
+    user = UserFactory(role=Role.RESEARCHER)
+    client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")  # as sessions made before it
+    assert client.get(reverse("evaluation:study_list")).status_code == 200
+    assert authenticate(username=user.username, password="wrong") is None
+    assert authenticate(username=user.username, password=DEFAULT_PASSWORD) == user
