@@ -200,7 +200,8 @@ def assignment_detail(request, assignment_id: int):
     dimensions = list(assignment.study.rubric.dimensions.all())
     pairwise = assignment.study.mode == Study.Mode.PAIRWISE
     shown_rating = _shown_rating(assignment)
-    shown_scores = shown_rating.get("scores") if isinstance(shown_rating.get("scores"), dict) else {}
+    scores = shown_rating.get("scores")
+    shown_scores: dict = scores if isinstance(scores, dict) else {}
     context = {
         "assignment": assignment,
         "study": assignment.study,
