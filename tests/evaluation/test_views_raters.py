@@ -183,6 +183,30 @@ def test_a_paused_rater_is_told_the_researcher_sees_it_and_reinstates_them(clien
     assert AuditEntry.objects.filter(action="rater.reinstated").count() == 1
 
 
+def test_submits_hand_out_gold_items_unmarked_and_stop_at_the_pause(client):
+    """Through the site: each submit answers with the next item's page, gold items among them looking like any
+    other, until the submit that pauses the rater, which answers with the queue's page (the pause's message)."""
+    study = build_study(items=48, raters=2, k=1)
+    StudyItem.objects.filter(study=study, position__gte=40).update(kind="gold", reference=dict.fromkeys(KEYS, 5))
+    Study.objects.filter(pk=study.pk).update(gold_rate=0.5, gold_minimum=2, min_seconds_per_item=5.0)
+    bad = study.clinicians.order_by("pk").first()
+    client.force_login(bad)
+    queue = reverse("evaluation:study_next", args=[study.pk])
+    location, purposes = client.get(queue)["Location"], []
+    for _ in range(50):
+        if location == queue:
+            break
+        assignment = Assignment.objects.get(pk=int(location.rstrip("/").rsplit("/", 1)[1]), rater=bad)
+        purposes.append(assignment.purpose)
+        page = client.get(location).content.decode()
+        assert "gold" not in page.lower() and "reference" not in page.lower()
+        form = {f"score-{key}": "1" for key in KEYS} | {"time_spent_s": "2"}
+        location = client.post(location + "submit/", form)["Location"]
+    assert location == queue and purposes.count("gold") >= 2 and purposes[-1] == "main"
+    assert StudyRater.objects.get(study=study, rater=bad).state == "paused"
+    assert "Your queue is paused" in client.get(queue).content.decode()
+
+
 def test_the_dashboard_shows_rater_quality_and_its_switches_leave_ratings_out(client):
     study, bad, _ = paused_study()
     assert Assignment.objects.filter(rater=bad, purpose="main", state="done").exists()
