@@ -225,3 +225,31 @@ def test_raters_asking_at_once_never_exceed_k():
         thread.join()
     assert Assignment.objects.filter(study=study).count() == 3
     assert sum(result is not None for result in results) == 3
+
+
+def test_progress_counts_the_raters_queue_items_by_state_and_their_share():
+    from evaluation.selectors import rater_progress
+
+    study = build_study(items=9, raters=3, k=2)  # 18 ratings over 3 raters: a share of 6 each
+    rater, other, _ = list(study.clinicians.order_by("pk"))
+    items = list(study.items.order_by("pk"))
+    for item, state, purpose in (
+        (items[0], "done", "main"),
+        (items[1], "done", "gold"),  # gold and repeats count like any item
+        (items[2], "done", "repeat"),
+        (items[3], "skipped", "main"),
+        (items[4], "in_progress", "main"),
+        (items[5], "done", "training"),  # onboarding is not the queue
+    ):
+        Assignment.objects.create(study=study, item=item, rater=rater, state=state, purpose=purpose)
+    Assignment.objects.create(study=study, item=items[0], rater=other, state="done")
+    StudyItem.objects.filter(pk=items[8].pk).update(kind="gold")  # not a results item: not in the share
+    assert rater_progress(study=study, rater=rater) == {
+        "done": 3,
+        "skipped": 1,
+        "in_progress": 1,
+        "finished": 4,
+        "total": 6,  # ceil(8 results items x 2 raters / 3 raters)
+        "position": 5,
+    }
+    assert rater_progress(study=study, rater=other)["done"] == 1
