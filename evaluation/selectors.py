@@ -89,9 +89,10 @@ def rater_progress(*, study: Study, rater: User) -> dict[str, Any]:
     if _PROGRESS_SQL is None:
         _PROGRESS_SQL = _progress_sql()
     states = (Assignment.State.DONE, Assignment.State.SKIPPED, Assignment.State.IN_PROGRESS)
-    params = [*(str(state) for state in states), study.pk, study.pk, str(StudyItem.Kind.RESULTS), study.pk, rater.pk]
+    params: list[str | int] = [*(str(state) for state in states), study.pk, study.pk, str(StudyItem.Kind.RESULTS)]
+    params += [study.pk, rater.pk, *(str(purpose) for purpose in QUEUE_PURPOSES)]
     with connection.cursor() as cursor:
-        cursor.execute(_PROGRESS_SQL, [*params, *(str(purpose) for purpose in QUEUE_PURPOSES)])
+        cursor.execute(_PROGRESS_SQL, params)
         done, skipped, in_progress, raters, item_count = (int(value or 0) for value in cursor.fetchone())
     raters = max(raters, 1)
     share = math.ceil(item_count * study.raters_per_item / raters)
