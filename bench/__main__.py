@@ -23,6 +23,7 @@ BENCHMARKS = (
     "bench.lsm_probe",
     "bench.twin",
     "bench.twin_fidelity",
+    "bench.sensorlm_fidelity",
     "bench.load_summary",
     "bench.rater_quality",
     "bench.judge",

@@ -29,7 +29,10 @@ from modeling.ml.data.activities import ACTIVITY_KINDS, ACTIVITY_NAMES
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, score
 from modeling.ml.lsm.pretrain import check_new_participants
-from modeling.ml.sensorlm.captions import activity_words
+from modeling.ml.sensorlm.captions import READER_LEVELS, activity_words
+from modeling.ml.sensorlm.facts import fact_scores
+from modeling.ml.sensorlm.find_days import DayIndex
+from modeling.ml.sensorlm.find_days_eval import METHODS, find_days_scores
 from modeling.ml.sensorlm.model import SensorLMModel, load_sensorlm
 from modeling.ml.sensorlm.tokenizer import decode, normalized
 from modeling.ml.sensorlm.train import (
@@ -61,6 +64,8 @@ class EvaluationSettings:
     seed: int = 1000  # another seed than training: new participants
     bootstrap: int = BOOTSTRAP
     caption_days: int = 200  # test days captioned by the CoCa decoder (greedy decoding is the slow part)
+    retrieval_pool: int = 300  # retrieval ranks each day's caption among this many test days
+    retrieval_pools: int = 20  # pools drawn from the test days (all of them, once, when there are no more)
     lsm_model: Path | None = None  # a foundation-model checkpoint for the optional supervised reference
     device: str = "cpu"
 
@@ -73,6 +78,7 @@ class EvaluationData:
     test: np.ndarray  # day rows scored
     sensor_embeddings: np.ndarray  # (days, embed_dim)
     statistics: np.ndarray  # (days, features)
+    truths: list[str]  # each day's semantic caption: its ground truth for facts (``facts.stated_facts``)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -107,6 +113,7 @@ def prepare(
         np.flatnonzero(~is_train),
         embeddings,
         data.statistics(),
+        data.captions(("semantic",)),
     )
 
 
@@ -178,15 +185,29 @@ def activity_scores(
 # ---------------------------------------------------------------- retrieval
 
 
-def retrieval_scores(evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer) -> dict[str, float]:
+def retrieval_scores(
+    evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer, settings: EvaluationSettings
+) -> dict[str, Any]:
+    """R@1/5/10 in both directions among pools of ``settings.retrieval_pool`` test days (means over
+    ``settings.retrieval_pools`` pools drawn without replacement within a pool, with the 2.5-97.5 % range over pools):
+    the size of the issue's bar, whatever the number of test days."""
     test = evaluation.test
     text = embed_texts(model, tokenizer, [evaluation.captions[row] for row in test])
     similarity = torch.tensor(evaluation.sensor_embeddings[test]) @ text.T  # (sensors, texts)
-    result: dict[str, float] = {"candidates": len(test)}
+    size = min(settings.retrieval_pool, len(test))
+    rng = np.random.default_rng(settings.seed)
+    pools = (
+        [np.arange(len(test))]
+        if size == len(test)
+        else [rng.choice(len(test), size=size, replace=False) for _ in range(settings.retrieval_pools)]
+    )
+    result: dict[str, Any] = {"candidates": size, "pools": len(pools), "test_days": len(test)}
     for k in (1, 5, 10):
-        result[f"sensor_to_text_r@{k}"] = recall_at(similarity, k)
-        result[f"text_to_sensor_r@{k}"] = recall_at(similarity.T, k)
-        result[f"chance_r@{k}"] = min(1.0, k / len(test))
+        for key, oriented in (("sensor_to_text", similarity), ("text_to_sensor", similarity.T)):
+            values = [recall_at(oriented[pool][:, pool], k) for pool in pools]
+            result[f"{key}_r@{k}"] = float(np.mean(values))
+            result[f"{key}_r@{k}_range"] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+        result[f"chance_r@{k}"] = min(1.0, k / size)
     return result
 
 
@@ -231,14 +252,15 @@ def caption_scores(
         scaler.transform(evaluation.statistics[test]),
     )
     nearest = ((test_statistics[:, None, :] - train_statistics[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+    truths = [evaluation.truths[row] for row in test]
     results["nearest caption by hand-crafted statistics"] = text_scores(
         [training_captions[row] for row in nearest], references
-    )
+    ) | {"facts": fact_scores([evaluation.captions[train[row]] for row in nearest], truths)}
     text = embed_texts(model, tokenizer, [evaluation.captions[row] for row in train])
     retrieved = (torch.tensor(evaluation.sensor_embeddings[test]) @ text.T).argmax(dim=1).numpy()
     results["nearest caption by SensorLM similarity"] = text_scores(
         [training_captions[row] for row in retrieved], references
-    )
+    ) | {"facts": fact_scores([evaluation.captions[train[row]] for row in retrieved], truths)}
     if model.config.loss == "coca":
         values, observed = standardized(evaluation.data.subset(test), mean.numpy(), std.numpy())
         weekday = torch.tensor(evaluation.data.weekday[test])
@@ -251,12 +273,39 @@ def caption_scores(
                 max_tokens=limit,
             )
             generated += [decode(tokenizer, row) for row in ids]
-        results["CoCa greedy caption"] = text_scores(generated, references)
+        results["CoCa greedy caption"] = text_scores(generated, references) | {"facts": fact_scores(generated, truths)}
         results["examples"] = [
             {"reference": reference, "generated": caption}
             for reference, caption in zip(references[:3], generated[:3], strict=True)
         ]
     return results
+
+
+# ---------------------------------------------------------------- Find days
+
+
+def find_days_evaluation(
+    evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer, settings: EvaluationSettings
+) -> dict[str, Any]:
+    """Labelled queries against the test days, indexed as the site indexes a cohort (``find_days_eval``)."""
+    test = evaluation.test
+    index = DayIndex(
+        evaluation.sensor_embeddings[test].astype(np.float32),
+        evaluation.data.owner[test].astype(np.int64),
+        evaluation.data.day[test].astype(np.int64),
+        np.array(
+            evaluation.data.subset(test).captions(READER_LEVELS),
+            dtype=str,
+        ),
+    )
+    return find_days_scores(
+        model,
+        tokenizer,
+        index,
+        [evaluation.truths[row] for row in test],
+        bootstrap=settings.bootstrap,
+        seed=settings.seed,
+    )
 
 
 # ---------------------------------------------------------------- the report
@@ -297,7 +346,9 @@ def evaluate(
     progress(0.3, "zero-shot activity recognition")
     activity = activity_scores(evaluation, model, tokenizer, settings)
     progress(0.5, "retrieval")
-    retrieval = retrieval_scores(evaluation, model, tokenizer)
+    retrieval = retrieval_scores(evaluation, model, tokenizer, settings)
+    progress(0.55, "Find days")
+    find_days = find_days_evaluation(evaluation, model, tokenizer, settings)
     progress(0.6, "captioning")
     captioning = caption_scores(evaluation, model, tokenizer, mean, std, settings)
     progress(1.0, "done")
@@ -313,6 +364,7 @@ def evaluate(
         "activity": activity,
         "retrieval": retrieval,
         "captioning": captioning,
+        "find_days": find_days,
     }
 
 
@@ -353,34 +405,99 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     retrieval = result["retrieval"]
+
+    def recall_cell(key: str, k: int) -> str:
+        spread = retrieval.get(f"{key}_r@{k}_range")
+        value = f"{retrieval[f'{key}_r@{k}']:.3f}"
+        return f"{value} ({spread[0]:.3f}–{spread[1]:.3f})" if spread and retrieval.get("pools", 1) > 1 else value
+
     rows = [
-        [direction] + [f"{retrieval[f'{key}_r@{k}']:.3f}" for k in (1, 5, 10)]
+        [direction] + [recall_cell(key, k) for k in (1, 5, 10)]
         for direction, key in (
             ("sensor → text", "sensor_to_text"),
             ("text → sensor", "text_to_sensor"),
             ("chance", "chance"),
         )
     ]
+    pools = retrieval.get("pools", 1)
     tables.append(
         {
             "title": "Retrieval among the test days",
-            "summary": f"{retrieval['candidates']} test days, each with its own caption.",
+            "summary": f"{retrieval['candidates']} test days, each with its own caption"
+            + (
+                f"; means over {pools} pools drawn from {retrieval['test_days']} test days (2.5–97.5 % of the pools)."
+                if pools > 1
+                else "."
+            ),
             "columns": ["direction", "R@1", "R@5", "R@10"],
             "rows": rows,
         }
     )
+    find_days = result.get("find_days")
+    if find_days:
+        kinds = list(find_days["query_kinds"])
+        rows = [
+            [method]
+            + [_cell([scores["recall_at_5"], *scores["recall_at_5_ci"]]), _cell([scores["mrr"], *scores["mrr_ci"]])]
+            + [f"{scores['by_kind'][kind]:.2f}" for kind in kinds]
+            for method, scores in ((method, find_days["methods"][method]) for method in METHODS)
+        ]
+        tables.append(
+            {
+                "title": "Find days",
+                "summary": f"{find_days['queries']} labelled queries ("
+                + ", ".join(f"{count} {kind}" for kind, count in find_days["query_kinds"].items())
+                + f") against {find_days['days']} test days indexed as the site indexes a cohort; a day is relevant "
+                "when its ground truth says so. Recall@5 (of at most five relevant days) and MRR, means over queries "
+                "with bootstrap 95 % CIs over queries; then recall@5 by kind of query.",
+                "columns": ["method", "recall@5", "MRR", *(f"recall@5: {kind}" for kind in kinds)],
+                "rows": rows,
+            }
+        )
     captioning = result["captioning"]
-    rows = [
-        [method, f"{scores['bleu']:.1f}", f"{scores['rouge_l']:.3f}"]
-        for method, scores in captioning.items()
-        if isinstance(scores, dict)
-    ]
+
+    def number(value: float | None, digits: int) -> str:
+        return "—" if value is None else f"{value:.{digits}f}"
+
+    rows = []
+    for method, scores in captioning.items():
+        if not isinstance(scores, dict):
+            continue
+        facts = scores.get("facts", {})
+        rows.append(
+            [
+                method,
+                number(facts.get("activity_precision"), 2),
+                number(facts.get("activity_recall"), 2),
+                number(facts.get("days_without_false_activity"), 2),
+                number(facts.get("start_error_min_median"), 0),
+                number(facts.get("duration_error_min_median"), 0),
+                number(facts.get("sleep_hours_error_median"), 2),
+                number(facts.get("awakenings_error_median"), 1),
+                f"{scores['bleu']:.1f}",
+                f"{scores['rouge_l']:.3f}",
+            ]
+        )
     tables.append(
         {
             "title": "Captioning",
-            "summary": f"{captioning['days']} test days; references are their captions in the tokenizer's "
-            "normalized text, truncated to the model's caption length. BLEU 0-100 (sacrebleu), ROUGE-L F1 (rouge-score).",
-            "columns": ["method", "BLEU", "ROUGE-L"],
+            "summary": f"{captioning['days']} test days. Facts (`sensorlm/facts.py`): the activities a caption states, "
+            "matched by kind to the day's own (precision, recall, the share of days with no activity that did not "
+            "happen), the median absolute error of a matched activity's start and duration (minutes), of the night's "
+            "hours and its awakenings. BLEU 0-100 (sacrebleu) and ROUGE-L F1 (rouge-score), secondary, against the "
+            "captions in the tokenizer's normalized text, truncated to the model's caption length.",
+            "columns": [
+                "method",
+                "activity precision",
+                "activity recall",
+                "days without a false activity",
+                "start error (min)",
+                "duration error (min)",
+                "sleep error (h)",
+                "awakenings error",
+                "BLEU",
+                "ROUGE-L",
+            ],
             "rows": rows,
         }
     )

@@ -146,7 +146,8 @@ class RankedDay:
     words: tuple[str, ...]  # the query's words the caption holds
 
 
-def _words(text: str) -> list[str]:
+def words_of(text: str) -> list[str]:
+    """A text's lowercase words (letters only), as the lexical rankings compare them."""
     return re.findall(r"[a-z]+", text.lower())
 
 
@@ -156,10 +157,47 @@ def query_words(tokenizer: Tokenizer, query: str) -> list[str]:
     return list(
         dict.fromkeys(
             word
-            for word in _words(query)
+            for word in words_of(query)
             if len(word) >= 3 and word not in FILLER_WORDS and tokenizer.token_to_id(word) is not None
         )
     )
+
+
+def query_similarity(model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex, query: str) -> np.ndarray:
+    """(days,) the cosine of each day's sensor embedding and the query's text embedding; the query's words the
+    tokenizer does not know (markup, typos) are left out."""
+    readable = [
+        word
+        for word in re.findall(r"[a-z]+|\d+", query.lower())
+        if word.isdigit() or tokenizer.token_to_id(word) is not None
+    ]
+    text = embed_texts(model, tokenizer, [" ".join(readable)])[0].numpy()
+    similarity: np.ndarray = index.embeddings @ text
+    return similarity
+
+
+def _caption_words(index: DayIndex) -> list[set[str]]:
+    return [set(words_of(str(caption))) for caption in index.captions]
+
+
+def lexical_share(
+    tokenizer: Tokenizer, index: DayIndex, query: str, caption_words: list[set[str]] | None = None
+) -> np.ndarray:
+    """(days,) the rarity-weighted share (0-1) of the query's words each day's caption holds, times
+    ``LEXICAL_WEIGHT``; 0 everywhere for a query without a word the captions use."""
+    words = query_words(tokenizer, query)
+    caption_words = _caption_words(index) if caption_words is None else caption_words
+    if not words:
+        return np.zeros(len(index))
+    rarity = {
+        word: math.log((1 + len(index)) / (1 + sum(word in found for found in caption_words))) + 1.0 for word in words
+    }
+    share: np.ndarray = (
+        LEXICAL_WEIGHT
+        * np.array([sum(rarity[word] for word in words if word in found) for found in caption_words])
+        / sum(rarity.values())
+    )
+    return share
 
 
 def rank_days(
@@ -171,20 +209,9 @@ def rank_days(
     words = query_words(tokenizer, query)
     if not len(index) or not words:
         return []
-    readable = [
-        word
-        for word in re.findall(r"[a-z]+|\d+", query.lower())
-        if word.isdigit() or tokenizer.token_to_id(word) is not None
-    ]
-    text = embed_texts(model, tokenizer, [" ".join(readable)])[0].numpy()  # unknown words (markup, typos) left out
-    similarity = index.embeddings @ text
-    caption_words = [set(_words(str(caption))) for caption in index.captions]
-    rarity = {
-        word: math.log((1 + len(index)) / (1 + sum(word in found for found in caption_words))) + 1.0 for word in words
-    }
-    matched = np.array([sum(rarity[word] for word in words if word in found) for found in caption_words]) / sum(
-        rarity.values()
-    )
+    similarity = query_similarity(model, tokenizer, index, query)
+    caption_words = _caption_words(index)
+    matched = lexical_share(tokenizer, index, query, caption_words) / LEXICAL_WEIGHT
     score = LEXICAL_WEIGHT * matched + similarity
     order = np.argsort(-score, kind="stable")[:limit]
     return [

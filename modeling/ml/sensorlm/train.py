@@ -19,7 +19,7 @@ from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.spec import NUM_FEATURES
 from modeling.ml.data.summaries import SUMMARY_FIELDS, daily_summaries
-from modeling.ml.lsm.model import parameter_count, standardize
+from modeling.ml.lsm.model import ENCODER_ARCHITECTURE, parameter_count, standardize
 from modeling.ml.lsm.pretrain import channel_statistics, simulated_days
 from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
 from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
@@ -248,12 +248,23 @@ def train_sensorlm(
     progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
     **config_overrides: Any,
 ) -> dict[str, Any]:
-    """Train on 80 % of the participants, report held-out retrieval on the other 20 %, save model + tokenizer + normalization."""
+    """Train on 80 % of the participants, report held-out retrieval on the other 20 %, save model + tokenizer + normalization.
+
+    ``init_from`` (a foundation-model checkpoint) starts the sensor tower from its encoder: the tower takes that
+    encoder's architecture (patch geometry, width, depth; ``config_overrides`` may still set any of them, and a
+    mismatch is refused) and the channel normalization it was trained with, so its weights see the inputs they know."""
     data = captioned_days(participants=participants, days=days, seed=seed)
     _, held_out_participants = participant_split(participants, 0.2, seed)
     is_train = ~np.isin(data.owner, held_out_participants)  # by participant, never by window
     captions = data.captions(levels)
-    mean, std = channel_statistics(data.values[is_train], data.observed[is_train])
+    if init_from:  # the foundation model's encoder as it was trained: its architecture and its channel normalization
+        lsm_config = json.loads((Path(init_from) / "config.json").read_text())
+        config_overrides = {name: lsm_config[name] for name in ENCODER_ARCHITECTURE} | config_overrides
+        lsm_normalization = json.loads((Path(init_from) / "normalization.json").read_text())
+        mean = np.array(lsm_normalization["mean"], dtype=np.float32)
+        std = np.array(lsm_normalization["std"], dtype=np.float32)
+    else:
+        mean, std = channel_statistics(data.values[is_train], data.observed[is_train])
     tokenizer = train_tokenizer(
         [caption for caption, keep in zip(captions, is_train, strict=True) if keep], vocabulary_size=vocabulary_size
     )

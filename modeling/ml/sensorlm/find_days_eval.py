@@ -1,0 +1,166 @@
+""" "Find days" measured: labelled text queries against simulated days, each ranking method scored the same way.
+
+The queries are what a researcher types (activity kinds, a kind at a time of day, a long bout of a kind, short,
+long and fragmented nights); a day is relevant when its ground truth says so: the facts of its whole reference
+caption (``facts.stated_facts``), which the captioner writes from the simulator's event log and sleep stages.
+Every query with at least one relevant day among the searched days is asked of every method:
+
+- ``similarity``: the cosine of the day's sensor embedding and the query's text embedding (the model alone);
+- ``bm25``: Okapi BM25 (``rank_bm25``) over the days' captions, the lexical baseline;
+- ``hybrid``: the page's ranking (``find_days.rank_days``): the rarity-weighted share of the query's words in the
+  caption plus the similarity;
+- ``bm25 + similarity``: BM25 scaled to [0, 1] per query plus the similarity (the same fusion with BM25's weights).
+
+Recall@5 is the share of a query's relevant days among the first five (out of at most five); MRR the mean of
+1 / the rank of the first relevant day. Both are averaged over queries, with a bootstrap interval over queries.
+
+The captions a day is searched by are the captioner's, written from the day's event log where one exists (the
+simulator's, or a cohort's imported events). A lexical method therefore reads the labels from the words the truth
+was written in; the similarity reads only the sensor data.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from rank_bm25 import BM25Okapi
+from tokenizers import Tokenizer
+
+from modeling.ml.data.activities import ACTIVITY_NAMES
+from modeling.ml.sensorlm.captions import activity_words, part_of_day
+from modeling.ml.sensorlm.facts import StatedFacts, stated_facts
+from modeling.ml.sensorlm.find_days import DayIndex, lexical_share, query_similarity, words_of
+from modeling.ml.sensorlm.model import SensorLMModel
+
+LONG_BOUT_MINUTES = 60  # "a long hike": a bout of at least an hour
+SHORT_NIGHT_HOURS, LONG_NIGHT_HOURS = 6.0, 9.0  # the captioner's own limits of a short and a long night
+METHODS = ("similarity", "bm25", "hybrid", "bm25 + similarity")
+
+
+@dataclass(frozen=True)
+class LabelledQuery:
+    text: str
+    kind: str  # "activity", "activity at a time of day", "long activity", "sleep"
+    relevant: np.ndarray  # (days,) bool
+
+
+def labelled_queries(truths: Sequence[str], minimum_relevant: int = 1) -> list[LabelledQuery]:
+    """Queries and their relevant days, from each day's whole reference caption ``truths``."""
+    facts = [stated_facts(truth) for truth in truths]
+    queries = []
+
+    def add(text: str, kind: str, relevant: Callable[[StatedFacts], bool]) -> None:
+        mask = np.array([relevant(fact) for fact in facts])
+        if mask.sum() >= minimum_relevant:
+            queries.append(LabelledQuery(text, kind, mask))
+
+    def bout(name: str, period: str | None = None, minimum_minutes: int = 0) -> Callable[[StatedFacts], bool]:
+        def holds(fact: StatedFacts) -> bool:
+            return any(
+                activity.kind == name
+                and activity.duration_min >= minimum_minutes
+                and (
+                    period is None
+                    or (activity.start_minute is not None and part_of_day(activity.start_minute) == period)
+                )
+                for activity in fact.activities
+            )
+
+        return holds
+
+    def night(shorter_than: float = float("inf"), longer_than: float = -1.0) -> Callable[[StatedFacts], bool]:
+        def holds(fact: StatedFacts) -> bool:
+            return fact.sleep_hours is not None and longer_than < fact.sleep_hours < shorter_than
+
+        return holds
+
+    for name in ACTIVITY_NAMES:
+        words = activity_words(name)
+        add(f"a {words}", "activity", bout(name))
+        for period in ("morning", "afternoon", "evening"):
+            add(f"a {words} in the {period}", "activity at a time of day", bout(name, period))
+        add(f"a long {words}", "long activity", bout(name, minimum_minutes=LONG_BOUT_MINUTES))
+    add("a short night", "sleep", night(shorter_than=SHORT_NIGHT_HOURS))
+    add("a long night", "sleep", night(longer_than=LONG_NIGHT_HOURS))
+    fragmented = np.array(["fragmented sleep" in truth.lower() for truth in truths])
+    if fragmented.sum() >= minimum_relevant:
+        queries.append(LabelledQuery("fragmented sleep", "sleep", fragmented))
+    return queries
+
+
+class Rankers:
+    """Every method's scores of the days of one index for a query (higher ranks first)."""
+
+    def __init__(self, model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex):
+        self.model, self.tokenizer, self.index = model, tokenizer, index
+        self.bm25 = BM25Okapi([words_of(str(caption)) for caption in index.captions])
+
+    def scores(self, query: str) -> dict[str, np.ndarray]:
+        similarity = query_similarity(self.model, self.tokenizer, self.index, query)
+        lexical = np.asarray(self.bm25.get_scores(words_of(query)), dtype=float)
+        top = lexical.max() if len(lexical) else 0.0
+        scaled = lexical / top if top > 0 else lexical
+        return {
+            "similarity": similarity,
+            "bm25": lexical,
+            "hybrid": lexical_share(self.tokenizer, self.index, query) + similarity,
+            "bm25 + similarity": scaled + similarity,
+        }
+
+
+def _recall_and_reciprocal_rank(score: np.ndarray, relevant: np.ndarray, k: int = 5) -> tuple[float, float]:
+    order = np.argsort(-score, kind="stable")
+    hits = relevant[order]
+    recall = float(hits[:k].sum() / min(k, relevant.sum()))
+    first = int(np.argmax(hits))
+    return recall, 1.0 / (first + 1)
+
+
+def find_days_scores(
+    model: SensorLMModel,
+    tokenizer: Tokenizer,
+    index: DayIndex,
+    truths: Sequence[str],
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """{"queries", "by_kind", "methods": {method: {"recall_at_5", "mrr", with intervals}}, "per_query"}."""
+    queries = labelled_queries(truths)
+    rankers = Rankers(model, tokenizer, index)
+    per_query: dict[str, list[tuple[float, float]]] = {method: [] for method in METHODS}
+    for query in queries:
+        for method, score in rankers.scores(query.text).items():
+            per_query[method].append(_recall_and_reciprocal_rank(score, query.relevant))
+    rng = np.random.default_rng(seed)
+    resamples = rng.integers(0, len(queries), size=(bootstrap, len(queries))) if queries else None
+    methods: dict[str, Any] = {}
+    for method, values in per_query.items():
+        table = np.array(values).reshape(-1, 2)
+        summary: dict[str, Any] = {}
+        for column, name in ((0, "recall_at_5"), (1, "mrr")):
+            summary[name] = float(table[:, column].mean()) if len(table) else None
+            if resamples is not None:
+                means = table[resamples, column].mean(axis=1)
+                summary[f"{name}_ci"] = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+        summary["by_kind"] = {
+            kind: float(table[[q.kind == kind for q in queries], 0].mean())
+            for kind in dict.fromkeys(q.kind for q in queries)
+        }
+        methods[method] = summary
+    return {
+        "days": len(index),
+        "queries": len(queries),
+        "query_kinds": {kind: sum(q.kind == kind for q in queries) for kind in dict.fromkeys(q.kind for q in queries)},
+        "methods": methods,
+        "per_query": [
+            {
+                "query": query.text,
+                "kind": query.kind,
+                "relevant_days": int(query.relevant.sum()),
+                **{method: per_query[method][position][0] for method in METHODS},
+            }
+            for position, query in enumerate(queries)
+        ],
+    }

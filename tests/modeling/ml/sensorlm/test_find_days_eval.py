@@ -1,0 +1,61 @@
+"""Find days measured: labelled queries from the days' ground truth, scored alike for every ranking method."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modeling.ml.sensorlm.evaluate import EvaluationSettings, evaluate
+from modeling.ml.sensorlm.find_days_eval import METHODS, _recall_and_reciprocal_rank, labelled_queries
+
+DEMO_MODEL = Path(__file__).resolve().parents[4] / "modeling" / "demo_weights" / "sensorlm"
+
+TRUTHS = [
+    "Activities: a 134-minute hike in the morning at 09:01. Slept 8.7 hours (normal night) from 23:34 to 08:13, "
+    "consolidated sleep with 4 awakenings.",
+    "Activities: a 20-minute commute walk in the morning at 08:10, a 25-minute commute walk in the evening at 17:30. "
+    "Slept 5.2 hours (short night) from 01:10 to 06:22, fragmented sleep with 9 awakenings.",
+    "No exercise or commute recorded. Slept 9.5 hours (long night) from 22:30 to 08:00, consolidated sleep with "
+    "2 awakenings.",
+]
+
+
+def test_queries_and_their_relevant_days_come_from_the_ground_truth():
+    queries = {query.text: query for query in labelled_queries(TRUTHS)}
+    assert queries["a hike"].relevant.tolist() == [True, False, False]
+    assert queries["a long hike"].relevant.tolist() == [True, False, False]
+    assert queries["a hike in the morning"].relevant.tolist() == [True, False, False]
+    assert "a hike in the evening" not in queries  # no relevant day: not asked
+    assert "a long commute walk" not in queries  # 20 and 25 minutes are not long bouts
+    assert queries["a commute walk in the evening"].relevant.tolist() == [False, True, False]
+    assert queries["a short night"].relevant.tolist() == [False, True, False]
+    assert queries["a long night"].relevant.tolist() == [False, False, True]
+    assert queries["fragmented sleep"].relevant.tolist() == [False, True, False]
+
+
+def test_recall_at_5_counts_relevant_days_among_the_first_five_of_at_most_five():
+    relevant = np.array([False] * 6 + [True] * 2)
+    score = np.arange(8, dtype=float)  # the two relevant days rank first and second
+    assert _recall_and_reciprocal_rank(score, relevant) == (1.0, 1.0)
+    assert _recall_and_reciprocal_rank(-score, relevant) == (0.0, 1 / 7)
+    many = np.array([True] * 8)
+    assert _recall_and_reciprocal_rank(score, many) == (1.0, 1.0)  # five of five, though eight are relevant
+
+
+@pytest.mark.slow
+def test_the_evaluation_scores_find_days_and_the_facts_of_captions(tmp_path):
+    result = evaluate(
+        DEMO_MODEL,
+        EvaluationSettings(participants=16, days=2, seed=4321, bootstrap=20, caption_days=10, retrieval_pool=8),
+    )
+    find_days = result["find_days"]
+    assert find_days["queries"] >= 5 and set(find_days["methods"]) == set(METHODS)
+    for scores in find_days["methods"].values():
+        assert 0.0 <= scores["recall_at_5"] <= 1.0 and scores["recall_at_5_ci"][0] <= scores["recall_at_5"]
+    # a lexical method reads the words the truth is written in: it cannot miss every query
+    assert find_days["methods"]["bm25"]["recall_at_5"] > 0.5
+    facts = result["captioning"]["nearest caption by hand-crafted statistics"]["facts"]
+    assert facts["days"] == 10 and facts["activities_true"] > 0
+    retrieval = result["retrieval"]
+    assert retrieval["candidates"] == 8 and retrieval["pools"] == 20
+    assert retrieval["chance_r@1"] == pytest.approx(1 / 8)
