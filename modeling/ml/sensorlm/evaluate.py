@@ -32,7 +32,8 @@ from modeling.ml.lsm.pretrain import check_new_participants
 from modeling.ml.sensorlm.captions import READER_LEVELS, activity_words
 from modeling.ml.sensorlm.facts import fact_scores
 from modeling.ml.sensorlm.find_days import DayIndex
-from modeling.ml.sensorlm.find_days_eval import METHODS, find_days_scores
+from modeling.ml.sensorlm.find_days_eval import METHODS as FIND_DAYS_METHODS
+from modeling.ml.sensorlm.find_days_eval import find_days_scores
 from modeling.ml.sensorlm.model import SensorLMModel, load_sensorlm
 from modeling.ml.sensorlm.tokenizer import decode, normalized
 from modeling.ml.sensorlm.train import (
@@ -255,12 +256,12 @@ def caption_scores(
     truths = [evaluation.truths[row] for row in test]
     results["nearest caption by hand-crafted statistics"] = text_scores(
         [training_captions[row] for row in nearest], references
-    ) | {"facts": fact_scores([evaluation.captions[train[row]] for row in nearest], truths)}
+    ) | {"facts": fact_scores([training_captions[row] for row in nearest], truths)}
     text = embed_texts(model, tokenizer, [evaluation.captions[row] for row in train])
     retrieved = (torch.tensor(evaluation.sensor_embeddings[test]) @ text.T).argmax(dim=1).numpy()
     results["nearest caption by SensorLM similarity"] = text_scores(
         [training_captions[row] for row in retrieved], references
-    ) | {"facts": fact_scores([evaluation.captions[train[row]] for row in retrieved], truths)}
+    ) | {"facts": fact_scores([training_captions[row] for row in retrieved], truths)}
     if model.config.loss == "coca":
         values, observed = standardized(evaluation.data.subset(test), mean.numpy(), std.numpy())
         weekday = torch.tensor(evaluation.data.weekday[test])
@@ -285,20 +286,22 @@ def caption_scores(
 
 
 def find_days_evaluation(
-    evaluation: EvaluationData, model: SensorLMModel, tokenizer: Tokenizer, settings: EvaluationSettings
+    evaluation: EvaluationData,
+    model: SensorLMModel,
+    tokenizer: Tokenizer,
+    settings: EvaluationSettings,
+    levels: Sequence[str] = READER_LEVELS,
 ) -> dict[str, Any]:
-    """Labelled queries against the test days, indexed as the site indexes a cohort (``find_days_eval``)."""
+    """Labelled queries against the test days, indexed as the site indexes a cohort (``find_days_eval``): captions of
+    ``levels``, the reader's (events and shapes) for a cohort with an event log, ``("structural",)`` for one without."""
     test = evaluation.test
     index = DayIndex(
         evaluation.sensor_embeddings[test].astype(np.float32),
         evaluation.data.owner[test].astype(np.int64),
         evaluation.data.day[test].astype(np.int64),
-        np.array(
-            evaluation.data.subset(test).captions(READER_LEVELS),
-            dtype=str,
-        ),
+        np.array(evaluation.data.subset(test).captions(levels), dtype=str),
     )
-    return find_days_scores(
+    result = find_days_scores(
         model,
         tokenizer,
         index,
@@ -306,6 +309,7 @@ def find_days_evaluation(
         bootstrap=settings.bootstrap,
         seed=settings.seed,
     )
+    return {**result, "caption_levels": list(levels)}
 
 
 # ---------------------------------------------------------------- the report
@@ -349,6 +353,7 @@ def evaluate(
     retrieval = retrieval_scores(evaluation, model, tokenizer, settings)
     progress(0.55, "Find days")
     find_days = find_days_evaluation(evaluation, model, tokenizer, settings)
+    find_days_without_events = find_days_evaluation(evaluation, model, tokenizer, settings, ("structural",))
     progress(0.6, "captioning")
     captioning = caption_scores(evaluation, model, tokenizer, mean, std, settings)
     progress(1.0, "done")
@@ -365,12 +370,15 @@ def evaluate(
         "retrieval": retrieval,
         "captioning": captioning,
         "find_days": find_days,
+        "find_days_without_events": find_days_without_events,
     }
 
 
 def _cell(value: Sequence[float | None] | None) -> str:
     if value is None or value[0] is None or not np.isfinite(value[0]):
         return "—"
+    if len(value) < 3 or value[1] is None or value[2] is None:
+        return f"{value[0]:.2f}"
     return f"{value[0]:.2f} ({value[1]:.2f}–{value[2]:.2f})"
 
 
@@ -433,24 +441,34 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
             "rows": rows,
         }
     )
-    find_days = result.get("find_days")
-    if find_days:
+    for key, where in (
+        ("find_days", "captions of events and shapes, as for a cohort with an event log"),
+        ("find_days_without_events", "captions of shapes only, as for a cohort without an event log"),
+    ):
+        find_days = result.get(key)
+        if not find_days:
+            continue
         kinds = list(find_days["query_kinds"])
         rows = [
-            [method]
-            + [_cell([scores["recall_at_5"], *scores["recall_at_5_ci"]]), _cell([scores["mrr"], *scores["mrr_ci"]])]
-            + [f"{scores['by_kind'][kind]:.2f}" for kind in kinds]
-            for method, scores in ((method, find_days["methods"][method]) for method in METHODS)
+            [
+                method,
+                _cell([scores["recall_at_5"], *(scores["recall_at_5_ci"] or [None, None])]),
+                _cell([scores["recall_at_5_minus_hybrid"], *(scores["recall_at_5_minus_hybrid_ci"] or [None, None])]),
+                _cell([scores["mrr"], *(scores["mrr_ci"] or [None, None])]),
+                *(f"{scores['by_kind'][kind]:.2f}" for kind in kinds),
+            ]
+            for method, scores in ((method, find_days["methods"][method]) for method in FIND_DAYS_METHODS)
         ]
         tables.append(
             {
-                "title": "Find days",
+                "title": "Find days" + (" without an event log" if key == "find_days_without_events" else ""),
                 "summary": f"{find_days['queries']} labelled queries ("
                 + ", ".join(f"{count} {kind}" for kind, count in find_days["query_kinds"].items())
-                + f") against {find_days['days']} test days indexed as the site indexes a cohort; a day is relevant "
-                "when its ground truth says so. Recall@5 (of at most five relevant days) and MRR, means over queries "
-                "with bootstrap 95 % CIs over queries; then recall@5 by kind of query.",
-                "columns": ["method", "recall@5", "MRR", *(f"recall@5: {kind}" for kind in kinds)],
+                + f") against {find_days['days']} test days indexed as the site indexes a cohort ({where}); a day is "
+                "relevant when its ground truth says so. Recall@5 (of at most five relevant days), its paired "
+                "difference to the hybrid ranking, and MRR: means over queries with bootstrap 95 % CIs over queries; "
+                "then recall@5 by kind of query.",
+                "columns": ["method", "recall@5", "recall@5 − hybrid", "MRR", *(f"recall@5: {kind}" for kind in kinds)],
                 "rows": rows,
             }
         )
@@ -472,6 +490,7 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
                 number(facts.get("days_without_false_activity"), 2),
                 number(facts.get("start_error_min_median"), 0),
                 number(facts.get("duration_error_min_median"), 0),
+                number(facts.get("nights_stated"), 2),
                 number(facts.get("sleep_hours_error_median"), 2),
                 number(facts.get("awakenings_error_median"), 1),
                 f"{scores['bleu']:.1f}",
@@ -483,8 +502,9 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
             "title": "Captioning",
             "summary": f"{captioning['days']} test days. Facts (`sensorlm/facts.py`): the activities a caption states, "
             "matched by kind to the day's own (precision, recall, the share of days with no activity that did not "
-            "happen), the median absolute error of a matched activity's start and duration (minutes), of the night's "
-            "hours and its awakenings. BLEU 0-100 (sacrebleu) and ROUGE-L F1 (rouge-score), secondary, against the "
+            "happen: a caption stating none has none), the median absolute error of a matched activity's start and "
+            "duration (minutes), the share of true nights the caption states, and the median error of a stated night's "
+            "hours and awakenings. BLEU 0-100 (sacrebleu) and ROUGE-L F1 (rouge-score), secondary, against the "
             "captions in the tokenizer's normalized text, truncated to the model's caption length.",
             "columns": [
                 "method",
@@ -493,6 +513,7 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "days without a false activity",
                 "start error (min)",
                 "duration error (min)",
+                "nights stated",
                 "sleep error (h)",
                 "awakenings error",
                 "BLEU",

@@ -98,7 +98,7 @@ def _matches(stated: Sequence[StatedActivity], true: Sequence[StatedActivity]) -
 
 def fact_scores(captions: Sequence[str], truths: Sequence[str]) -> dict[str, Any]:
     """Scores of ``captions`` against the facts of ``truths`` (each day's reference caption), pooled over days."""
-    stated_total = true_total = matched_total = clean_days = 0
+    stated_total = true_total = matched_total = clean_days = true_nights = 0
     start_errors: list[float] = []
     duration_errors: list[float] = []
     sleep_errors: list[float] = []
@@ -116,6 +116,7 @@ def fact_scores(captions: Sequence[str], truths: Sequence[str]) -> dict[str, Any
             duration_errors.append(abs(stated.duration_min - true.duration_min))
             if stated.start_minute is not None and true.start_minute is not None:
                 start_errors.append(abs(stated.start_minute - true.start_minute))
+        true_nights += real.sleep_hours is not None
         if said.sleep_hours is not None and real.sleep_hours is not None:
             sleep_errors.append(abs(said.sleep_hours - real.sleep_hours))
         if said.awakenings is not None and real.awakenings is not None:
@@ -136,5 +137,5 @@ def fact_scores(captions: Sequence[str], truths: Sequence[str]) -> dict[str, Any
         "duration_error_min_median": median(duration_errors),
         "sleep_hours_error_median": median(sleep_errors),
         "awakenings_error_median": median(awakening_errors),
-        "sleep_stated": len(sleep_errors),
+        "nights_stated": len(sleep_errors) / true_nights if true_nights else None,  # of the true nights
     }

@@ -16,11 +16,13 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from rank_bm25 import BM25Plus
 from tokenizers import Tokenizer
 
 from modeling.ml.lsm.evaluate import embed_worn_days
@@ -38,6 +40,17 @@ class DayIndex:
 
     def __len__(self) -> int:
         return len(self.day_indices)
+
+    @cached_property
+    def caption_words(self) -> list[set[str]]:
+        return [set(words_of(str(caption))) for caption in self.captions]
+
+    @cached_property
+    def bm25(self) -> BM25Plus:
+        """BM25+ over the captions' words, built once per loaded index. Not Okapi BM25: its word weights turn negative
+        for words most captions hold ("heart", "sleep", "morning"), which would rank a day holding a query word below
+        one that does not."""
+        return BM25Plus([words_of(str(caption)) for caption in self.captions])
 
 
 def embed_participant_days(
@@ -135,13 +148,18 @@ FILLER_WORDS = frozenset(
     }
 )
 LEXICAL_WEIGHT = 1.0  # a caption holding every query word outranks any similarity alone (cosine <= 1)
+# How the page ranks: "bm25 + similarity" (BM25+ over the captions, in units of a caption holding each query word once
+# (:func:`bm25_share`), plus the similarity) or "hybrid" (the rarity-weighted share of the query's words, plus the similarity). Chosen by recall@5
+# of labelled queries on new participants (docs/results/sensorlm-tiny/evaluation.md, "Find days").
+RANKINGS = ("bm25 + similarity", "hybrid")
+RANKING = "bm25 + similarity"
 
 
 @dataclass(frozen=True)
 class RankedDay:
     row: int  # of the index
     score: float  # LEXICAL_WEIGHT * matched + similarity: what the days are ranked by
-    matched: float  # the rarity-weighted share of the query's words the caption holds (0-1)
+    matched: float  # the caption's lexical score for the query: 0 none of its words, 1 each once (see RANKING)
     similarity: float  # cosine of the day's sensor embedding and the query's text embedding
     words: tuple[str, ...]  # the query's words the caption holds
 
@@ -176,42 +194,59 @@ def query_similarity(model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex
     return similarity
 
 
-def _caption_words(index: DayIndex) -> list[set[str]]:
-    return [set(words_of(str(caption))) for caption in index.captions]
-
-
-def lexical_share(
-    tokenizer: Tokenizer, index: DayIndex, query: str, caption_words: list[set[str]] | None = None
-) -> np.ndarray:
-    """(days,) the rarity-weighted share (0-1) of the query's words each day's caption holds, times
-    ``LEXICAL_WEIGHT``; 0 everywhere for a query without a word the captions use."""
+def lexical_share(tokenizer: Tokenizer, index: DayIndex, query: str) -> np.ndarray:
+    """(days,) the rarity-weighted share (0-1) of the query's words each day's caption holds; 0 everywhere for a
+    query without a word the captions use."""
     words = query_words(tokenizer, query)
-    caption_words = _caption_words(index) if caption_words is None else caption_words
     if not words:
         return np.zeros(len(index))
+    caption_words = index.caption_words
     rarity = {
         word: math.log((1 + len(index)) / (1 + sum(word in found for found in caption_words))) + 1.0 for word in words
     }
-    share: np.ndarray = (
-        LEXICAL_WEIGHT
-        * np.array([sum(rarity[word] for word in words if word in found) for found in caption_words])
-        / sum(rarity.values())
-    )
+    share: np.ndarray = np.array(
+        [sum(rarity[word] for word in words if word in found) for found in caption_words]
+    ) / sum(rarity.values())
+    return share
+
+
+def bm25_share(tokenizer: Tokenizer, index: DayIndex, query: str) -> np.ndarray:
+    """(days,) BM25+ of the query's words (:func:`query_words`) against each day's caption, in units of a caption of
+    average length that holds each word once: the rarity-weighted (idf) mean over the words of BM25's saturating
+    count, 0 for a caption without any of them, 1 for one holding each once, up to ``k1 + 1`` for many times. The unit
+    depends on the query and the captions' word rarities, not on the best day found, so days of different indexes
+    compare. 0 everywhere for a query without a word the captions use."""
+    words = query_words(tokenizer, query)
+    if not words or not len(index):
+        return np.zeros(len(index))
+    bm25 = index.bm25
+    # a word no caption holds weighs as the rarest word could (held by one): missing it costs, as in another index
+    weight = sum(bm25.idf.get(word, math.log(len(index) + 1)) for word in words)
+    if weight <= 0:
+        return np.zeros(len(index))
+    share: np.ndarray = (np.asarray(bm25.get_scores(words), dtype=float) - bm25.delta * weight) / weight
     return share
 
 
 def rank_days(
-    model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex, query: str, limit: int = 10
+    model: SensorLMModel,
+    tokenizer: Tokenizer,
+    index: DayIndex,
+    query: str,
+    limit: int = 10,
+    ranking: str = RANKING,
 ) -> list[RankedDay]:
-    """The ``limit`` days that best match ``query``, best first, by the rarity-weighted share of the query's words
-    found in the day's caption (times ``LEXICAL_WEIGHT``) plus the cosine similarity of the day's sensor embedding
-    to the query's text embedding; none when the query holds no word the captions use."""
+    """The ``limit`` days that best match ``query``, best first, by the caption's lexical score for the query's
+    words (:func:`bm25_share` or, for ``ranking="hybrid"``, :func:`lexical_share`; times ``LEXICAL_WEIGHT``) plus the
+    cosine similarity of the day's sensor embedding to the query's text embedding; none when the query holds no word
+    the captions use."""
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking is one of {RANKINGS}, not {ranking!r}")
     words = query_words(tokenizer, query)
     if not len(index) or not words:
         return []
     similarity = query_similarity(model, tokenizer, index, query)
-    caption_words = _caption_words(index)
-    matched = lexical_share(tokenizer, index, query, caption_words) / LEXICAL_WEIGHT
+    matched = (bm25_share if ranking == "bm25 + similarity" else lexical_share)(tokenizer, index, query)
     score = LEXICAL_WEIGHT * matched + similarity
     order = np.argsort(-score, kind="stable")[:limit]
     return [
@@ -220,7 +255,7 @@ def rank_days(
             float(score[row]),
             float(matched[row]),
             float(similarity[row]),
-            tuple(word for word in words if word in caption_words[row]),
+            tuple(word for word in words if word in index.caption_words[row]),
         )
         for row in order
     ]

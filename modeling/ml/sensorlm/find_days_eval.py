@@ -6,10 +6,12 @@ caption (``facts.stated_facts``), which the captioner writes from the simulator'
 Every query with at least one relevant day among the searched days is asked of every method:
 
 - ``similarity``: the cosine of the day's sensor embedding and the query's text embedding (the model alone);
-- ``bm25``: Okapi BM25 (``rank_bm25``) over the days' captions, the lexical baseline;
-- ``hybrid``: the page's ranking (``find_days.rank_days``): the rarity-weighted share of the query's words in the
-  caption plus the similarity;
+- ``bm25``: Okapi BM25 (``rank_bm25``) of the query's words over the days' captions, the lexical baseline;
+- ``hybrid``: the rarity-weighted share of the query's words in the caption plus the similarity (the page's ranking
+  until these measurements);
 - ``bm25 + similarity``: BM25 scaled to [0, 1] per query plus the similarity (the same fusion with BM25's weights).
+
+``find_days.RANKING`` says which of the last two the page uses.
 
 Recall@5 is the share of a query's relevant days among the first five (out of at most five); MRR the mean of
 1 / the rank of the first relevant day. Both are averaged over queries, with a bootstrap interval over queries.
@@ -24,18 +26,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rank_bm25 import BM25Okapi
 from tokenizers import Tokenizer
 
 from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.sensorlm.captions import activity_words, part_of_day
 from modeling.ml.sensorlm.facts import StatedFacts, stated_facts
-from modeling.ml.sensorlm.find_days import DayIndex, lexical_share, query_similarity, words_of
+from modeling.ml.sensorlm.find_days import LEXICAL_WEIGHT, DayIndex, bm25_share, lexical_share, query_similarity
 from modeling.ml.sensorlm.model import SensorLMModel
 
 LONG_BOUT_MINUTES = 60  # "a long hike": a bout of at least an hour
-SHORT_NIGHT_HOURS, LONG_NIGHT_HOURS = 6.0, 9.0  # the captioner's own limits of a short and a long night
-METHODS = ("similarity", "bm25", "hybrid", "bm25 + similarity")
+METHODS = ("chance", "similarity", "bm25", "hybrid", "bm25 + similarity")
+BASELINE = "hybrid"  # the page's ranking before these measurements: every method's paired difference is to it
 
 
 @dataclass(frozen=True)
@@ -69,23 +70,22 @@ def labelled_queries(truths: Sequence[str], minimum_relevant: int = 1) -> list[L
 
         return holds
 
-    def night(shorter_than: float = float("inf"), longer_than: float = -1.0) -> Callable[[StatedFacts], bool]:
-        def holds(fact: StatedFacts) -> bool:
-            return fact.sleep_hours is not None and longer_than < fact.sleep_hours < shorter_than
-
-        return holds
-
     for name in ACTIVITY_NAMES:
         words = activity_words(name)
         add(f"a {words}", "activity", bout(name))
         for period in ("morning", "afternoon", "evening"):
             add(f"a {words} in the {period}", "activity at a time of day", bout(name, period))
         add(f"a long {words}", "long activity", bout(name, minimum_minutes=LONG_BOUT_MINUTES))
-    add("a short night", "sleep", night(shorter_than=SHORT_NIGHT_HOURS))
-    add("a long night", "sleep", night(longer_than=LONG_NIGHT_HOURS))
-    fragmented = np.array(["fragmented sleep" in truth.lower() for truth in truths])
-    if fragmented.sum() >= minimum_relevant:
-        queries.append(LabelledQuery("fragmented sleep", "sleep", fragmented))
+    # the captioner's own words for a night (its limits, applied to the unrounded length)
+    nights = (
+        ("a short night", "(short night)"),
+        ("a long night", "(long night)"),
+        ("fragmented sleep", "fragmented sleep"),
+    )
+    for text, words in nights:
+        relevant = np.array([words in truth.lower() for truth in truths])
+        if relevant.sum() >= minimum_relevant:
+            queries.append(LabelledQuery(text, "sleep", relevant))
     return queries
 
 
@@ -94,18 +94,16 @@ class Rankers:
 
     def __init__(self, model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex):
         self.model, self.tokenizer, self.index = model, tokenizer, index
-        self.bm25 = BM25Okapi([words_of(str(caption)) for caption in index.captions])
 
-    def scores(self, query: str) -> dict[str, np.ndarray]:
+    def scores(self, query: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
         similarity = query_similarity(self.model, self.tokenizer, self.index, query)
-        lexical = np.asarray(self.bm25.get_scores(words_of(query)), dtype=float)
-        top = lexical.max() if len(lexical) else 0.0
-        scaled = lexical / top if top > 0 else lexical
+        lexical = bm25_share(self.tokenizer, self.index, query)
         return {
+            "chance": rng.random(len(self.index)),
             "similarity": similarity,
             "bm25": lexical,
-            "hybrid": lexical_share(self.tokenizer, self.index, query) + similarity,
-            "bm25 + similarity": scaled + similarity,
+            "hybrid": LEXICAL_WEIGHT * lexical_share(self.tokenizer, self.index, query) + similarity,
+            "bm25 + similarity": LEXICAL_WEIGHT * lexical + similarity,
         }
 
 
@@ -129,21 +127,31 @@ def find_days_scores(
     """{"queries", "by_kind", "methods": {method: {"recall_at_5", "mrr", with intervals}}, "per_query"}."""
     queries = labelled_queries(truths)
     rankers = Rankers(model, tokenizer, index)
+    rng = np.random.default_rng(seed)
     per_query: dict[str, list[tuple[float, float]]] = {method: [] for method in METHODS}
     for query in queries:
-        for method, score in rankers.scores(query.text).items():
+        for method, score in rankers.scores(query.text, rng).items():
             per_query[method].append(_recall_and_reciprocal_rank(score, query.relevant))
-    rng = np.random.default_rng(seed)
     resamples = rng.integers(0, len(queries), size=(bootstrap, len(queries))) if queries else None
+
+    def interval(values: np.ndarray) -> list[float] | None:
+        if resamples is None:
+            return None
+        means = values[resamples].mean(axis=1)
+        return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+
+    tables = {method: np.array(values).reshape(-1, 2) for method, values in per_query.items()}
     methods: dict[str, Any] = {}
-    for method, values in per_query.items():
-        table = np.array(values).reshape(-1, 2)
+    for method, table in tables.items():
         summary: dict[str, Any] = {}
         for column, name in ((0, "recall_at_5"), (1, "mrr")):
             summary[name] = float(table[:, column].mean()) if len(table) else None
-            if resamples is not None:
-                means = table[resamples, column].mean(axis=1)
-                summary[f"{name}_ci"] = [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
+            summary[f"{name}_ci"] = interval(table[:, column])
+            # paired over the same queries and resamples
+            summary[f"{name}_minus_{BASELINE}"] = (
+                float((table[:, column] - tables[BASELINE][:, column]).mean()) if len(table) else None
+            )
+            summary[f"{name}_minus_{BASELINE}_ci"] = interval(table[:, column] - tables[BASELINE][:, column])
         summary["by_kind"] = {
             kind: float(table[[q.kind == kind for q in queries], 0].mean())
             for kind in dict.fromkeys(q.kind for q in queries)

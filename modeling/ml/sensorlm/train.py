@@ -19,7 +19,7 @@ from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.spec import NUM_FEATURES
 from modeling.ml.data.summaries import SUMMARY_FIELDS, daily_summaries
-from modeling.ml.lsm.model import ENCODER_ARCHITECTURE, parameter_count, standardize
+from modeling.ml.lsm.model import ENCODER_ARCHITECTURE, LSMConfig, parameter_count, standardize
 from modeling.ml.lsm.pretrain import channel_statistics, simulated_days
 from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
 from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
@@ -258,8 +258,8 @@ def train_sensorlm(
     is_train = ~np.isin(data.owner, held_out_participants)  # by participant, never by window
     captions = data.captions(levels)
     if init_from:  # the foundation model's encoder as it was trained: its architecture and its channel normalization
-        lsm_config = json.loads((Path(init_from) / "config.json").read_text())
-        config_overrides = {name: lsm_config[name] for name in ENCODER_ARCHITECTURE} | config_overrides
+        lsm_config = LSMConfig.from_pretrained(init_from)  # fills what an older checkpoint's config left out
+        config_overrides = {name: getattr(lsm_config, name) for name in ENCODER_ARCHITECTURE} | config_overrides
         lsm_normalization = json.loads((Path(init_from) / "normalization.json").read_text())
         mean = np.array(lsm_normalization["mean"], dtype=np.float32)
         std = np.array(lsm_normalization["std"], dtype=np.float32)

@@ -28,7 +28,7 @@ def test_queries_and_their_relevant_days_come_from_the_ground_truth():
     assert "a hike in the evening" not in queries  # no relevant day: not asked
     assert "a long commute walk" not in queries  # 20 and 25 minutes are not long bouts
     assert queries["a commute walk in the evening"].relevant.tolist() == [False, True, False]
-    assert queries["a short night"].relevant.tolist() == [False, True, False]
+    assert queries["a short night"].relevant.tolist() == [False, True, False]  # its own words, not 6.0 h rounded
     assert queries["a long night"].relevant.tolist() == [False, False, True]
     assert queries["fragmented sleep"].relevant.tolist() == [False, True, False]
 
@@ -59,3 +59,44 @@ def test_the_evaluation_scores_find_days_and_the_facts_of_captions(tmp_path):
     retrieval = result["retrieval"]
     assert retrieval["candidates"] == 8 and retrieval["pools"] == 20
     assert retrieval["chance_r@1"] == pytest.approx(1 / 8)
+
+
+def test_bm25_counts_a_word_most_captions_hold_for_the_day_and_compares_across_indexes():
+    """Okapi BM25 gives a word held by most captions a negative weight: "morning" then counted against a morning hike."""
+    from modeling.ml.sensorlm.find_days import DayIndex, bm25_share
+    from modeling.ml.sensorlm.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(DEMO_MODEL)
+    captions = [
+        "Activities: a 60-minute hike in the morning at 09:00. Stress score stays level from 50 in the morning.",
+        "Activities: a 30-minute run in the evening at 18:00. Stress score stays level from 50 in the morning.",
+        "No exercise or commute recorded. Stress score stays level from 50 in the morning.",
+        "No exercise or commute recorded. Stress score stays level from 52 in the morning.",
+    ]
+
+    def index(texts):
+        return DayIndex(
+            np.zeros((len(texts), 4), np.float32), np.arange(len(texts)), np.zeros(len(texts)), np.array(texts)
+        )
+
+    share = bm25_share(tokenizer, index(captions), "a hike in the morning")
+    assert share.argmax() == 0 and share[0] > share[1] >= 0
+    assert bm25_share(tokenizer, index(captions), "<script>").tolist() == [0.0] * 4
+    # the unit is a caption holding each word once, not the best day of the index: an index without a hike day
+    # does not put its best "morning" day at the hike day's score
+    other = bm25_share(tokenizer, index(captions[1:]), "a hike in the morning")
+    assert other.max() < share[0]
+
+
+def test_without_queries_the_scores_have_no_intervals_and_the_table_still_renders():
+    from modeling.ml.sensorlm.find_days import DayIndex
+    from modeling.ml.sensorlm.find_days_eval import find_days_scores
+
+    result = find_days_scores(
+        None,
+        None,
+        DayIndex(np.zeros((1, 4), np.float32), np.zeros(1), np.zeros(1), np.array(["x"])),
+        ["No exercise or commute recorded."],
+    )
+    assert result["queries"] == 0
+    assert result["methods"]["bm25"]["recall_at_5"] is None and result["methods"]["bm25"]["recall_at_5_ci"] is None
