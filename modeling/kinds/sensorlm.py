@@ -16,7 +16,8 @@ class SensorLMTrainForm(SettingsForm):
     init_from = forms.ModelChoiceField(
         queryset=Checkpoint.objects.none(),
         required=False,
-        help_text="Start the sensor tower from this foundation model (same architecture only).",
+        help_text="Start the sensor tower from this foundation model: the tower takes its encoder's architecture and "
+        "channel normalization.",
     )
     evaluate = forms.BooleanField(
         required=False, initial=True, help_text="Zero-shot activities, retrieval and captioning on new participants."
