@@ -3,13 +3,19 @@
 The index is one ``.npz`` beside the model (written atomically): the unit-length sensor embedding of
 every worn day, who and which day it is, and the day's caption to show beside it.
 
-Ranking is hybrid. The query's words that the caption vocabulary knows are matched against each day's
-caption (weighted by how rare each word is among the indexed days), and the sensor-text similarity is added to
-that share: it ranks within an equal share and breaks ties. Each word is matched on its own, so "a long hike"
-also finds long nights; ranking by the share first and the similarity second put them above hike days wherever
-"long" was the rarer word (recall@5 of the hike days 1.0 -> 0.5 on the test cohort), so the sum stays. A tiny model's similarity alone ranked the two hike days of the
-demo cohort 5th and 8th for "a long hike", and put a ``<script>`` query above every real match: a
-query of unknown words now finds nothing, rather than the days most like noise.
+Ranking (``RANKING``, chosen by recall@5 of labelled queries on new participants, docs/results/sensorlm-tiny):
+
+- **what the caption states**: the activity kind a query names (:func:`activity_query`), with the part of the day and
+  "long" it asks for, checked against the activities each caption states (``facts.stated_facts``): a day meeting
+  every condition comes first (:func:`facts_share`);
+- **the caption's words**: BM25+ of the query's words over the captions (:func:`bm25_share`);
+- **the similarity** of the day's sensor embedding and the query's text embedding orders the rest and breaks ties.
+
+Matching words one by one could not bind them: "a long hike" found long nights, "a walk in the morning" evening walks of
+days with a morning stress episode (recall@5 0.53 for the first ranking, the share of matched words plus the
+similarity; 0.65 for BM25 alone). A tiny model's similarity alone ranked the two hike days of the demo cohort 5th and
+8th for "a long hike", and put a ``<script>`` query above every real match: a query of unknown words finds nothing,
+rather than the days most like noise.
 """
 
 import math
@@ -26,7 +32,8 @@ from rank_bm25 import BM25Plus
 from tokenizers import Tokenizer
 
 from modeling.ml.lsm.evaluate import embed_worn_days
-from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days
+from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days, part_of_day
+from modeling.ml.sensorlm.facts import KINDS_BY_WORDS, StatedFacts, stated_facts
 from modeling.ml.sensorlm.model import SensorLMModel
 from modeling.ml.sensorlm.train import embed_texts
 
@@ -44,6 +51,11 @@ class DayIndex:
     @cached_property
     def caption_words(self) -> list[set[str]]:
         return [set(words_of(str(caption))) for caption in self.captions]
+
+    @cached_property
+    def facts(self) -> list[StatedFacts]:
+        """What each caption states (activities with their times and durations, the night), read once per index."""
+        return [stated_facts(str(caption)) for caption in self.captions]
 
     @cached_property
     def bm25(self) -> BM25Plus:
@@ -147,21 +159,72 @@ FILLER_WORDS = frozenset(
         "before",
     }
 )
-LEXICAL_WEIGHT = 1.0  # a caption holding every query word outranks any similarity alone (cosine <= 1)
-# How the page ranks: "bm25 + similarity" (BM25+ over the captions, in units of a caption holding each query word once
-# (:func:`bm25_share`), plus the similarity) or "hybrid" (the rarity-weighted share of the query's words, plus the similarity). Chosen by recall@5
-# of labelled queries on new participants (docs/results/sensorlm-tiny/evaluation.md, "Find days").
-RANKINGS = ("bm25 + similarity", "hybrid")
-RANKING = "bm25 + similarity"
+LEXICAL_WEIGHT = 1.0  # a caption holding every query word once outranks any similarity alone (cosine <= 1)
+FACTS_WEIGHT = 2.0  # a day whose stated activity meets every condition of the query outranks any lexical score
+LONG_BOUT_MINUTES = 60  # "a long hike": a bout of at least an hour
+PERIODS = ("morning", "afternoon", "evening", "night")  # the captioner's parts of the day
+# How the page ranks: "facts + bm25 + similarity" (the query's activity, part of the day and "long" checked against what
+# each caption states, then BM25+ over the captions, then the similarity), "bm25 + similarity" or "hybrid" (the
+# rarity-weighted share of the query's words, plus the similarity). Chosen by recall@5 of labelled queries on new
+# participants (docs/results/sensorlm-tiny/README.md, "Find days").
+RANKINGS = ("facts + bm25 + similarity", "bm25 + similarity", "hybrid")
+RANKING = "facts + bm25 + similarity"
+
+
+@dataclass(frozen=True)
+class ActivityQuery:
+    """What a query asks of a day's activities: a kind, and optionally a part of the day and a long bout."""
+
+    kind: str
+    period: str | None
+    long: bool
+
+    def conditions(self) -> int:
+        return 1 + (self.period is not None) + self.long
+
+
+def activity_query(query: str) -> ActivityQuery | None:
+    """The activity a query names (the longest activity words it holds: "commute walk" before "walk"), with the part of
+    the day ("in the morning") and "long" it asks for; None for a query naming no activity kind."""
+    text = " " + " ".join(words_of(query)) + " "
+    named = [words for words in KINDS_BY_WORDS if f" {words} " in text]
+    if not named:
+        return None
+    words = max(named, key=len)
+    period = next((name for name in PERIODS if f" {name} " in text), None)
+    return ActivityQuery(KINDS_BY_WORDS[words], period, " long " in text or " longer " in text)
+
+
+def facts_share(index: DayIndex, asked: ActivityQuery | None) -> np.ndarray:
+    """(days,) for each day, the largest share of the query's conditions (its kind, part of the day, a long bout) that
+    one activity its caption states meets; 0 for a day without an activity of that kind, and everywhere for a query
+    naming no activity."""
+    if asked is None:
+        return np.zeros(len(index))
+
+    def met(fact: StatedFacts) -> float:
+        best = 0
+        for activity in fact.activities:
+            if activity.kind != asked.kind:
+                continue
+            period = asked.period is not None and (
+                activity.start_minute is not None and part_of_day(activity.start_minute) == asked.period
+            )
+            long = asked.long and activity.duration_min >= LONG_BOUT_MINUTES
+            best = max(best, 1 + int(period) + int(long))
+        return best / asked.conditions()
+
+    return np.array([met(fact) for fact in index.facts])
 
 
 @dataclass(frozen=True)
 class RankedDay:
     row: int  # of the index
-    score: float  # LEXICAL_WEIGHT * matched + similarity: what the days are ranked by
+    score: float  # FACTS_WEIGHT * stated + LEXICAL_WEIGHT * matched + similarity: what the days are ranked by
     matched: float  # the caption's lexical score for the query: 0 none of its words, 1 each once (see RANKING)
     similarity: float  # cosine of the day's sensor embedding and the query's text embedding
     words: tuple[str, ...]  # the query's words the caption holds
+    stated: float = 0.0  # the share of the query's activity conditions the caption states (facts_share)
 
 
 def words_of(text: str) -> list[str]:
@@ -236,18 +299,20 @@ def rank_days(
     limit: int = 10,
     ranking: str = RANKING,
 ) -> list[RankedDay]:
-    """The ``limit`` days that best match ``query``, best first, by the caption's lexical score for the query's
-    words (:func:`bm25_share` or, for ``ranking="hybrid"``, :func:`lexical_share`; times ``LEXICAL_WEIGHT``) plus the
-    cosine similarity of the day's sensor embedding to the query's text embedding; none when the query holds no word
-    the captions use."""
+    """The ``limit`` days that best match ``query``, best first, by what the day's caption states against the
+    activity the query asks for (:func:`facts_share`, times ``FACTS_WEIGHT``; only in the "facts + ..." ranking), the
+    caption's lexical score for the query's words (:func:`bm25_share` or, for ``ranking="hybrid"``,
+    :func:`lexical_share`; times ``LEXICAL_WEIGHT``), and the cosine similarity of the day's sensor embedding to the
+    query's text embedding; none when the query holds no word the captions use."""
     if ranking not in RANKINGS:
         raise ValueError(f"ranking is one of {RANKINGS}, not {ranking!r}")
     words = query_words(tokenizer, query)
     if not len(index) or not words:
         return []
     similarity = query_similarity(model, tokenizer, index, query)
-    matched = (bm25_share if ranking == "bm25 + similarity" else lexical_share)(tokenizer, index, query)
-    score = LEXICAL_WEIGHT * matched + similarity
+    matched = (lexical_share if ranking == "hybrid" else bm25_share)(tokenizer, index, query)
+    stated = facts_share(index, activity_query(query)) if ranking.startswith("facts") else np.zeros(len(index))
+    score = FACTS_WEIGHT * stated + LEXICAL_WEIGHT * matched + similarity
     order = np.argsort(-score, kind="stable")[:limit]
     return [
         RankedDay(
@@ -256,6 +321,7 @@ def rank_days(
             float(matched[row]),
             float(similarity[row]),
             tuple(word for word in words if word in index.caption_words[row]),
+            float(stated[row]),
         )
         for row in order
     ]

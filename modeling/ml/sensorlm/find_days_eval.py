@@ -31,11 +31,20 @@ from tokenizers import Tokenizer
 from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.sensorlm.captions import activity_words, part_of_day
 from modeling.ml.sensorlm.facts import StatedFacts, stated_facts
-from modeling.ml.sensorlm.find_days import LEXICAL_WEIGHT, DayIndex, bm25_share, lexical_share, query_similarity
+from modeling.ml.sensorlm.find_days import (
+    FACTS_WEIGHT,
+    LEXICAL_WEIGHT,
+    LONG_BOUT_MINUTES,
+    DayIndex,
+    activity_query,
+    bm25_share,
+    facts_share,
+    lexical_share,
+    query_similarity,
+)
 from modeling.ml.sensorlm.model import SensorLMModel
 
-LONG_BOUT_MINUTES = 60  # "a long hike": a bout of at least an hour
-METHODS = ("chance", "similarity", "bm25", "hybrid", "bm25 + similarity")
+METHODS = ("chance", "similarity", "bm25", "hybrid", "bm25 + similarity", "facts + bm25 + similarity")
 BASELINE = "hybrid"  # the page's ranking before these measurements: every method's paired difference is to it
 
 
@@ -104,6 +113,9 @@ class Rankers:
             "bm25": lexical,
             "hybrid": LEXICAL_WEIGHT * lexical_share(self.tokenizer, self.index, query) + similarity,
             "bm25 + similarity": LEXICAL_WEIGHT * lexical + similarity,
+            "facts + bm25 + similarity": FACTS_WEIGHT * facts_share(self.index, activity_query(query))
+            + LEXICAL_WEIGHT * lexical
+            + similarity,
         }
 
 

@@ -9,7 +9,7 @@ import pytest
 from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.sensorlm.captions import activity_words
-from modeling.ml.sensorlm.find_days import build_index, rank_days
+from modeling.ml.sensorlm.find_days import FACTS_WEIGHT, LEXICAL_WEIGHT, build_index, rank_days
 from modeling.ml.sensorlm.model import load_sensorlm
 
 DEMO_MODEL = Path(__file__).resolve().parents[4] / "modeling" / "demo_weights" / "sensorlm"
@@ -83,4 +83,4 @@ def test_each_ranked_day_says_which_of_the_query_s_words_its_caption_holds(searc
     for day in rank_days(model, tokenizer, index, "a long hike", 20):
         caption_words = set(re.findall(r"[a-z]+", str(index.captions[day.row]).lower()))
         assert set(day.words) == {"long", "hike"} & caption_words
-        assert day.score == pytest.approx(day.matched + day.similarity)
+        assert day.score == pytest.approx(FACTS_WEIGHT * day.stated + LEXICAL_WEIGHT * day.matched + day.similarity)

@@ -100,3 +100,42 @@ def test_without_queries_the_scores_have_no_intervals_and_the_table_still_render
     )
     assert result["queries"] == 0
     assert result["methods"]["bm25"]["recall_at_5"] is None and result["methods"]["bm25"]["recall_at_5_ci"] is None
+
+
+def test_a_query_s_activity_part_of_day_and_long_bout_are_checked_against_what_captions_state():
+    from modeling.ml.sensorlm.find_days import ActivityQuery, DayIndex, activity_query, facts_share
+
+    assert activity_query("a long hike") == ActivityQuery("hike", None, True)
+    assert activity_query("A commute walk in the evening") == ActivityQuery("commute_walk", "evening", False)
+    assert activity_query("a walk") == ActivityQuery("walk", None, False)
+    assert activity_query("fragmented sleep") is None
+    index = DayIndex(np.zeros((3, 4), np.float32), np.arange(3), np.zeros(3), np.array(TRUTHS))
+    # the hike day meets kind and length; the others have no hike
+    assert facts_share(index, activity_query("a long hike")).tolist() == [1.0, 0.0, 0.0]
+    # the commute day's evening walk meets both conditions; its morning walk alone would meet one of two
+    assert facts_share(index, activity_query("a commute walk in the evening")).tolist() == [0.0, 1.0, 0.0]
+    assert facts_share(index, activity_query("a commute walk in the afternoon")).tolist() == [0.0, 0.5, 0.0]
+    assert facts_share(index, None).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_the_page_ranks_a_long_hike_above_long_nights_and_morning_walks_above_evening_ones():
+    from modeling.ml.sensorlm.find_days import DayIndex, rank_days
+    from modeling.ml.sensorlm.model import load_sensorlm
+
+    model, tokenizer, _, _ = load_sensorlm(DEMO_MODEL)
+    captions = [
+        "No exercise or commute recorded. Slept 9.5 hours (long night) from 22:30 to 08:00, consolidated sleep with 2 "
+        "awakenings. Stress score stays level from 50 in the morning.",
+        "Activities: a 30-minute hike in the morning at 09:00. Slept 9.4 hours (long night) from 22:30 to 07:54.",
+        TRUTHS[0],  # a 134-minute hike in the morning
+        "Activities: a 25-minute commute walk in the evening at 17:30. Stress score stays level from 50 in the morning.",
+        TRUTHS[1],  # commute walks in the morning and in the evening
+    ]
+    index = DayIndex(
+        np.tile(np.eye(1, model.config.embed_dim, dtype=np.float32), (5, 1)),
+        np.arange(5),
+        np.zeros(5),
+        np.array(captions),
+    )
+    assert rank_days(model, tokenizer, index, "a long hike", 1)[0].row == 2
+    assert rank_days(model, tokenizer, index, "a commute walk in the morning", 1)[0].row == 4
