@@ -39,6 +39,8 @@ DEMO_SENSORLM = {
     "steps": 300,
     "batch_size": 32,
     "learning_rate": 0.002,
+    "patch_minutes": 10,  # the committed model's patches (docs/results/sensorlm-tiny)
+    "patch_channels": 9,
     "evaluate": True,
     "evaluation_participants": 60,
     "seed": 0,

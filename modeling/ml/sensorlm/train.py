@@ -22,7 +22,7 @@ from modeling.ml.data.summaries import SUMMARY_FIELDS, daily_summaries
 from modeling.ml.lsm.model import ENCODER_ARCHITECTURE, LSMConfig, parameter_count, standardize
 from modeling.ml.lsm.pretrain import channel_statistics, simulated_days
 from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
-from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
+from modeling.ml.sensorlm.model import SIZES, SensorLMConfig, SensorLMModel, save_sensorlm
 from modeling.ml.sensorlm.tokenizer import encode, token_lengths, train_tokenizer
 from modeling.ml.train import TrainConfig, train
 
@@ -196,6 +196,29 @@ class SensorLMTrainSettings:
     batch_size: int = setting(32, "Contrastive losses need several days per batch.", minimum=2, maximum=4096)
     learning_rate: float = setting(2e-3, minimum=1e-6, maximum=1.0)
     seed: int = setting(0, minimum=0)
+    patch_minutes: int = setting(
+        0, "Minutes per sensor patch (0: the size's; tiny 60, or the foundation model's). Must divide 1440.", minimum=0
+    )
+    patch_channels: int = setting(
+        0, "Channels per sensor patch (0: the size's, 1, or the foundation model's). Must divide 27.", minimum=0
+    )
+
+    def config_overrides(self) -> dict[str, Any]:
+        """The sensor tower's patch geometry where it differs from the named size's (0 keeps the size's)."""
+        overrides = {"patch_minutes": self.patch_minutes, "patch_channels": self.patch_channels}
+        return {name: value for name, value in overrides.items() if value}
+
+    def check(self) -> None:
+        """The patches must tile the day and the channels."""
+        try:
+            SensorLMConfig.named(self.size, **self.config_overrides())
+        except ValueError as error:
+            field = "patch_minutes" if self.patch_minutes else "patch_channels"
+            minutes, channels = self.patch_minutes or SIZES[self.size][3], self.patch_channels or 1
+            raise ValueError(
+                f"{field}: a patch of {minutes} minutes x {channels} channel(s) must divide the day's 1,440 minutes "
+                "and the 27 channels"
+            ) from error
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -229,6 +252,7 @@ def train_sensorlm_with(
         init_from=init_from,
         device=device,
         progress=progress,
+        **settings.config_overrides(),
     )
 
 

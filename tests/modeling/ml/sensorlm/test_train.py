@@ -89,3 +89,14 @@ def test_a_tower_started_from_a_foundation_model_takes_its_architecture_and_norm
     assert (model.config.patch_minutes, model.config.patch_channels) == (10, 9)
     normalization = json.loads((tmp_path / "lsm" / "model" / "normalization.json").read_text())
     assert mean.tolist() == pytest.approx(normalization["mean"]) and std.tolist() == pytest.approx(normalization["std"])
+
+
+def test_the_patch_geometry_is_a_setting_checked_before_any_work():
+    from modeling.ml.common.settings import settings_check
+    from modeling.ml.sensorlm.train import SensorLMTrainSettings
+
+    settings = SensorLMTrainSettings(patch_minutes=10, patch_channels=9)
+    assert settings.config_overrides() == {"patch_minutes": 10, "patch_channels": 9}
+    assert SensorLMTrainSettings().config_overrides() == {}
+    with pytest.raises(ValueError, match="patch_minutes: a patch of 7 minutes"):
+        settings_check(SensorLMTrainSettings(patch_minutes=7))
