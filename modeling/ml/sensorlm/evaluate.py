@@ -29,7 +29,7 @@ from modeling.ml.data.activities import ACTIVITY_KINDS, ACTIVITY_NAMES
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, score
 from modeling.ml.lsm.pretrain import check_new_participants
-from modeling.ml.sensorlm.captions import READER_LEVELS, activity_words
+from modeling.ml.sensorlm.captions import READER_LEVELS
 from modeling.ml.sensorlm.facts import fact_scores
 from modeling.ml.sensorlm.find_days import DayIndex
 from modeling.ml.sensorlm.find_days_eval import METHODS as FIND_DAYS_METHODS
@@ -44,14 +44,8 @@ from modeling.ml.sensorlm.train import (
     recall_at,
     standardized,
 )
+from modeling.ml.sensorlm.zero_shot import kind_probabilities
 
-# Prompt templates for zero-shot classification, worded like the semantic captions; their embeddings are averaged.
-TEMPLATES = (
-    "Activities: a {name}.",
-    "Activities: a 30-minute {name} in the morning.",
-    "Activities: a 45-minute {name} in the evening.",
-    "a day with a {name}.",
-)
 GROUPINGS = {  # name: the activity kinds of the positive group (the rest are the negative one)
     "cardio vs strength": {kind.name for kind in ACTIVITY_KINDS if kind.cardio},
     "locomotion vs stationary": {kind.name for kind in ACTIVITY_KINDS if kind.locomotion},
@@ -121,13 +115,6 @@ def prepare(
 # ---------------------------------------------------------------- zero-shot activity recognition
 
 
-def class_text_embeddings(model: SensorLMModel, tokenizer: Tokenizer, names: list[str]) -> torch.Tensor:
-    """(classes, embed_dim): each class's prompt embeddings averaged over the templates, renormalized."""
-    texts = [template.format(name=activity_words(name)) for name in names for template in TEMPLATES]
-    embedded = embed_texts(model, tokenizer, texts).reshape(len(names), len(TEMPLATES), -1).mean(dim=1)
-    return torch.nn.functional.normalize(embedded, dim=-1)
-
-
 def _present(labels: np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Restrict to the classes present among the scored days (renormalized), so macro metrics are defined."""
     present = np.unique(labels)
@@ -148,13 +135,7 @@ def activity_scores(
     classes = len(ACTIVITY_NAMES)
     probabilities = {}
     with torch.no_grad():
-        similarity = (
-            torch.tensor(evaluation.sensor_embeddings[test])
-            @ class_text_embeddings(model, tokenizer, list(ACTIVITY_NAMES)).T
-        )
-        probabilities["zero-shot SensorLM"] = torch.softmax(
-            model.logit_scale.exp().clamp(max=100).cpu() * similarity, dim=1
-        ).numpy()
+        probabilities["zero-shot SensorLM"] = kind_probabilities(model, tokenizer, evaluation.sensor_embeddings[test])
     probabilities["chance"] = np.full((len(test), classes), 1.0 / classes)
     references = {
         "linear probe on SensorLM (supervised)": evaluation.sensor_embeddings,

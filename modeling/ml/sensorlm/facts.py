@@ -49,6 +49,7 @@ class StatedFacts:
     activities: tuple[StatedActivity, ...]
     sleep_hours: float | None
     awakenings: int | None
+    activity_sentence: bool = False  # the caption says what activities the day held ("none" included): an event log
 
 
 def stated_facts(caption: str) -> StatedFacts:
@@ -72,6 +73,7 @@ def stated_facts(caption: str) -> StatedFacts:
         tuple(activities),
         float(sleep.group(1)) if sleep else None,
         int(awakenings.group(1)) if awakenings else None,
+        bool(sentence) or "no exercise or commute recorded" in text,
     )
 
 

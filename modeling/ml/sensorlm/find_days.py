@@ -31,6 +31,7 @@ import torch
 from rank_bm25 import BM25Plus
 from tokenizers import Tokenizer
 
+from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.lsm.evaluate import embed_worn_days
 from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days, part_of_day
 from modeling.ml.sensorlm.facts import KINDS_BY_WORDS, StatedFacts, stated_facts
@@ -56,6 +57,11 @@ class DayIndex:
     def facts(self) -> list[StatedFacts]:
         """What each caption states (activities with their times and durations, the night), read once per index."""
         return [stated_facts(str(caption)) for caption in self.captions]
+
+    @cached_property
+    def has_event_log(self) -> np.ndarray:
+        """(days,) bool: the caption says which activities the day held (written from an event log), even "none"."""
+        return np.array([fact.activity_sentence for fact in self.facts], dtype=bool)
 
     @cached_property
     def bm25(self) -> BM25Plus:
@@ -161,14 +167,19 @@ FILLER_WORDS = frozenset(
 )
 LEXICAL_WEIGHT = 1.0  # a caption holding every query word once outranks any similarity alone (cosine <= 1)
 FACTS_WEIGHT = 2.0  # a day whose stated activity meets every condition of the query outranks any lexical score
+ZERO_SHOT_WEIGHT = (
+    2.0  # the model's probability of the kind named: as strong as a stated activity, where none is stated
+)
 LONG_BOUT_MINUTES = 60  # "a long hike": a bout of at least an hour
 PERIODS = ("morning", "afternoon", "evening", "night")  # the captioner's parts of the day
-# How the page ranks: "facts + bm25 + similarity" (the query's activity, part of the day and "long" checked against what
-# each caption states, then BM25+ over the captions, then the similarity), "bm25 + similarity" or "hybrid" (the
-# rarity-weighted share of the query's words, plus the similarity). Chosen by recall@5 of labelled queries on new
+# How the page ranks: "facts + bm25 + zero-shot + similarity" (the query's activity, part of the day and "long" checked
+# against what each caption states or, for a day whose caption states no activities (no event log), the model's
+# zero-shot probability of that activity; then BM25+ over the captions, then the similarity), "facts + bm25 +
+# similarity" (no zero-shot), "bm25 + similarity" or "hybrid" (the rarity-weighted share of the query's words, plus
+# the similarity). Chosen by recall@5 of labelled queries on new
 # participants (docs/results/sensorlm-tiny/README.md, "Find days").
-RANKINGS = ("facts + bm25 + similarity", "bm25 + similarity", "hybrid")
-RANKING = "facts + bm25 + similarity"
+RANKINGS = ("facts + bm25 + zero-shot + similarity", "facts + bm25 + similarity", "bm25 + similarity", "hybrid")
+RANKING = "facts + bm25 + zero-shot + similarity"
 
 
 @dataclass(frozen=True)
@@ -246,11 +257,11 @@ def query_words(tokenizer: Tokenizer, query: str) -> list[str]:
 
 def query_similarity(model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex, query: str) -> np.ndarray:
     """(days,) the cosine of each day's sensor embedding and the query's text embedding; the query's words the
-    tokenizer does not know (markup, typos) are left out."""
+    tokenizer does not know (markup, typos) and single letters (the tags of <b> or <i>, and "a") are left out."""
     readable = [
         word
         for word in re.findall(r"[a-z]+|\d+", query.lower())
-        if word.isdigit() or tokenizer.token_to_id(word) is not None
+        if word.isdigit() or (len(word) > 1 and tokenizer.token_to_id(word) is not None)
     ]
     text = embed_texts(model, tokenizer, [" ".join(readable)])[0].numpy()
     similarity: np.ndarray = index.embeddings @ text
@@ -291,6 +302,21 @@ def bm25_share(tokenizer: Tokenizer, index: DayIndex, query: str) -> np.ndarray:
     return share
 
 
+def zero_shot_share(
+    model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex, asked: ActivityQuery | None
+) -> np.ndarray:
+    """(days,) the model's zero-shot probability that each day holds the activity kind the query names (0 everywhere for
+    a query naming none): what the sensor data says, where the caption may say nothing (a cohort without an event log)."""
+    if asked is None or not len(index):
+        return np.zeros(len(index))
+    from modeling.ml.sensorlm.zero_shot import kind_probabilities
+
+    probabilities: np.ndarray = kind_probabilities(model, tokenizer, index.embeddings)[
+        :, ACTIVITY_NAMES.index(asked.kind)
+    ]
+    return probabilities
+
+
 def rank_days(
     model: SensorLMModel,
     tokenizer: Tokenizer,
@@ -311,7 +337,10 @@ def rank_days(
         return []
     similarity = query_similarity(model, tokenizer, index, query)
     matched = (lexical_share if ranking == "hybrid" else bm25_share)(tokenizer, index, query)
-    stated = facts_share(index, activity_query(query)) if ranking.startswith("facts") else np.zeros(len(index))
+    asked = activity_query(query)
+    stated = facts_share(index, asked) if ranking.startswith("facts") else np.zeros(len(index))
+    if ranking == "facts + bm25 + zero-shot + similarity":
+        stated = np.where(index.has_event_log, stated, zero_shot_share(model, tokenizer, index, asked))
     score = FACTS_WEIGHT * stated + LEXICAL_WEIGHT * matched + similarity
     order = np.argsort(-score, kind="stable")[:limit]
     return [

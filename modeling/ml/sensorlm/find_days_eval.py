@@ -41,10 +41,20 @@ from modeling.ml.sensorlm.find_days import (
     facts_share,
     lexical_share,
     query_similarity,
+    zero_shot_share,
 )
 from modeling.ml.sensorlm.model import SensorLMModel
 
-METHODS = ("chance", "similarity", "bm25", "hybrid", "bm25 + similarity", "facts + bm25 + similarity")
+METHODS = (
+    "chance",
+    "similarity",
+    "zero-shot",
+    "bm25",
+    "hybrid",
+    "bm25 + similarity",
+    "facts + bm25 + similarity",
+    "facts + bm25 + zero-shot + similarity",
+)
 BASELINE = "hybrid"  # the page's ranking before these measurements: every method's paired difference is to it
 
 
@@ -107,13 +117,18 @@ class Rankers:
     def scores(self, query: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
         similarity = query_similarity(self.model, self.tokenizer, self.index, query)
         lexical = bm25_share(self.tokenizer, self.index, query)
+        asked = activity_query(query)
+        facts = facts_share(self.index, asked)
+        zero_shot = zero_shot_share(self.model, self.tokenizer, self.index, asked)
         return {
             "chance": rng.random(len(self.index)),
             "similarity": similarity,
             "bm25": lexical,
             "hybrid": LEXICAL_WEIGHT * lexical_share(self.tokenizer, self.index, query) + similarity,
             "bm25 + similarity": LEXICAL_WEIGHT * lexical + similarity,
-            "facts + bm25 + similarity": FACTS_WEIGHT * facts_share(self.index, activity_query(query))
+            "facts + bm25 + similarity": FACTS_WEIGHT * facts + LEXICAL_WEIGHT * lexical + similarity,
+            "zero-shot": zero_shot + 1e-3 * similarity,
+            "facts + bm25 + zero-shot + similarity": FACTS_WEIGHT * np.where(self.index.has_event_log, facts, zero_shot)
             + LEXICAL_WEIGHT * lexical
             + similarity,
         }

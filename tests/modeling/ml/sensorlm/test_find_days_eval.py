@@ -139,3 +139,25 @@ def test_the_page_ranks_a_long_hike_above_long_nights_and_morning_walks_above_ev
     )
     assert rank_days(model, tokenizer, index, "a long hike", 1)[0].row == 2
     assert rank_days(model, tokenizer, index, "a commute walk in the morning", 1)[0].row == 4
+
+
+def test_without_an_event_log_the_model_s_zero_shot_probability_stands_in_for_the_stated_activity():
+    from modeling.ml.sensorlm.find_days import DayIndex, activity_query, rank_days, zero_shot_share
+    from modeling.ml.sensorlm.model import load_sensorlm
+
+    model, tokenizer, _, _ = load_sensorlm(DEMO_MODEL)
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(4, model.config.embed_dim)).astype(np.float32)
+    embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
+    shapes_only = np.array(["Heart rate steps up from 60 to 80 bpm around 08:30."] * 4)
+    index = DayIndex(embeddings, np.arange(4), np.zeros(4), shapes_only)
+    assert not index.has_event_log.any()
+    probability = zero_shot_share(model, tokenizer, index, activity_query("a run"))
+    assert ((probability > 0) & (probability < 1)).all()
+    ranked = rank_days(model, tokenizer, index, "a run", 4)
+    assert [day.row for day in ranked] == list(
+        np.argsort(-probability, kind="stable")
+    )  # the same BM25 and words for all
+    assert [day.stated for day in ranked] == pytest.approx(sorted(probability, reverse=True))
+    with_log = DayIndex(embeddings[:3], np.arange(3), np.zeros(3), np.array(TRUTHS))
+    assert with_log.has_event_log.all()  # "No exercise or commute recorded." says so too
