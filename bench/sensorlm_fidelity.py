@@ -28,7 +28,8 @@ def run() -> dict:
     model_dir = next(path for path in MODELS if (path / "model.safetensors").exists())
     seed = int(os.environ.get("SENSORLM_FIDELITY_SEED", int(time.time()) % 100_000 + 10_000))
     settings = EvaluationSettings(
-        participants=int(os.environ.get("SENSORLM_FIDELITY_PARTICIPANTS", 1000)),  # about 1,000 test days with an activity
+        # 1,000 participants: about 1,000 test days with an activity
+        participants=int(os.environ.get("SENSORLM_FIDELITY_PARTICIPANTS", 1000)),
         days=3,
         seed=seed,
         bootstrap=int(os.environ.get("SENSORLM_FIDELITY_BOOTSTRAP", 200)),
