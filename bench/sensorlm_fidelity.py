@@ -69,5 +69,8 @@ def run() -> dict:
         "caption_days_without_false_activity": generated.get("days_without_false_activity"),
         "find_days_queries": find_days["queries"],
         "find_days_recall_at_5": {method: scores["recall_at_5"] for method, scores in page.items()},
+        "find_days_recall_at_5_without_event_log": {
+            method: scores["recall_at_5"] for method, scores in result["find_days_without_events"]["methods"].items()
+        },
         "evaluate_seconds": round(time.perf_counter() - started, 1),
     }

@@ -57,6 +57,8 @@ def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searche
         "Zero-shot activity recognition",
         "Binary groupings (AUROC)",
         "Retrieval among the test days",
+        "Find days",
+        "Find days without an event log",
         "Captioning",
     ]
     client.force_login(admin_user)
