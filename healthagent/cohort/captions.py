@@ -22,7 +22,8 @@ def participant_day_captions(
     events = participant.events.filter(
         start_minute__isnull=False, end_minute__gt=start_day * 1440, start_minute__lt=end_day * 1440
     )
-    captions = caption_days(
-        values, mask, list(events.only("name", "kind", "start_minute", "end_minute")), levels, first_day=start_day
-    )
+    in_window = list(events.only("name", "kind", "start_minute", "end_minute"))
+    # none in the window: does the participant have an event log at all? (one more query, only then)
+    event_log = bool(in_window) or participant.events.exists()
+    captions = caption_days(values, mask, in_window, levels, first_day=start_day, event_log=event_log)
     return [{"day": start_day + position + 1, "caption": caption} for position, caption in enumerate(captions)]

@@ -319,11 +319,22 @@ def caption_day(values: np.ndarray, events: Sequence[DayEvent], levels: Sequence
 
 
 def caption_days(
-    values: np.ndarray, mask: np.ndarray, events: Iterable[Any], levels: Sequence[str] = LEVELS, first_day: int = 0
+    values: np.ndarray,
+    mask: np.ndarray,
+    events: Iterable[Any],
+    levels: Sequence[str] = LEVELS,
+    first_day: int = 0,
+    *,
+    event_log: bool | None = None,
 ) -> list[str]:
     """Captions of a participant's days ``values``/``mask`` (days, channels, 1440); ``events`` count minutes from
-    the participant's first minute, and ``values[0]`` is the participant's day ``first_day``."""
+    the participant's first minute, and ``values[0]`` is the participant's day ``first_day``.
+
+    ``event_log``: whether the participant has an event log at all (None: whether ``events`` holds any). Without one
+    the semantic level is left out: "No exercise or commute recorded" would state what nobody recorded."""
     events = list(events)
+    if not (bool(events) if event_log is None else event_log):
+        levels = tuple(level for level in levels if level != "semantic") or ("structural",)
     observed_values = np.where(mask, values, np.nan)
     return [
         caption_day(observed_values[day], events_of_day(events, first_day + day), levels)

@@ -20,6 +20,7 @@ rather than the days most like noise.
 
 import math
 import re
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -194,16 +195,42 @@ class ActivityQuery:
         return 1 + (self.period is not None) + self.long
 
 
+# Other forms of the activity words a researcher types, as the captions write them
+INFLECTIONS = {
+    "walking": "walk",
+    "walks": "walk",
+    "running": "run",
+    "runs": "run",
+    "jog": "run",
+    "jogging": "run",
+    "cycling": "cycle",
+    "cycles": "cycle",
+    "biking": "cycle",
+    "bike": "cycle",
+    "swimming": "swim",
+    "swims": "swim",
+    "hiking": "hike",
+    "hikes": "hike",
+    "dancing": "dance",
+    "commuting": "commute",
+    "climbing": "stairs",
+}
+
+
 def activity_query(query: str) -> ActivityQuery | None:
-    """The activity a query names (the longest activity words it holds: "commute walk" before "walk"), with the part of
-    the day ("in the morning") and "long" it asks for; None for a query naming no activity kind."""
-    text = " " + " ".join(words_of(query)) + " "
+    """The activity a query names (the longest activity words it holds: "commute walk" before "walk"; "walking" reads
+    as "walk"), with the part of the day ("in the morning") and "long" it asks for; None for a query naming no activity
+    kind. A night's length ("a long night", "a short night") is the night's, not the activity's."""
+    words = [INFLECTIONS.get(word, word) for word in words_of(query)]
+    text = " " + " ".join(words) + " "
     named = [words for words in KINDS_BY_WORDS if f" {words} " in text]
     if not named:
         return None
-    words = max(named, key=len)
-    period = next((name for name in PERIODS if f" {name} " in text), None)
-    return ActivityQuery(KINDS_BY_WORDS[words], period, " long " in text or " longer " in text)
+    kind_words = max(named, key=len)
+    about_activity = text.replace(" long night ", " ").replace(" short night ", " ")
+    period = next((name for name in PERIODS if f" {name} " in about_activity), None)
+    long = " long " in about_activity or " longer " in about_activity
+    return ActivityQuery(KINDS_BY_WORDS[kind_words], period, long)
 
 
 def facts_share(index: DayIndex, asked: ActivityQuery | None) -> np.ndarray:
@@ -302,19 +329,23 @@ def bm25_share(tokenizer: Tokenizer, index: DayIndex, query: str) -> np.ndarray:
     return share
 
 
+_CLASS_EMBEDDINGS: "weakref.WeakKeyDictionary[SensorLMModel, torch.Tensor]" = weakref.WeakKeyDictionary()
+
+
 def zero_shot_share(
     model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex, asked: ActivityQuery | None
 ) -> np.ndarray:
     """(days,) the model's zero-shot probability that each day holds the activity kind the query names (0 everywhere for
-    a query naming none): what the sensor data says, where the caption may say nothing (a cohort without an event log)."""
+    a query naming none): what the sensor data says, where the caption may say nothing (a cohort without an event log).
+    The kinds' prompt embeddings are computed once per loaded model."""
     if asked is None or not len(index):
         return np.zeros(len(index))
-    from modeling.ml.sensorlm.zero_shot import kind_probabilities
+    from modeling.ml.sensorlm.zero_shot import class_text_embeddings, kind_probabilities
 
-    probabilities: np.ndarray = kind_probabilities(model, tokenizer, index.embeddings)[
-        :, ACTIVITY_NAMES.index(asked.kind)
-    ]
-    return probabilities
+    if model not in _CLASS_EMBEDDINGS:
+        _CLASS_EMBEDDINGS[model] = class_text_embeddings(model, tokenizer, list(ACTIVITY_NAMES))
+    probabilities: np.ndarray = kind_probabilities(model, tokenizer, index.embeddings, _CLASS_EMBEDDINGS[model])
+    return probabilities[:, ACTIVITY_NAMES.index(asked.kind)]
 
 
 def rank_days(
@@ -339,7 +370,7 @@ def rank_days(
     matched = (lexical_share if ranking == "hybrid" else bm25_share)(tokenizer, index, query)
     asked = activity_query(query)
     stated = facts_share(index, asked) if ranking.startswith("facts") else np.zeros(len(index))
-    if ranking == "facts + bm25 + zero-shot + similarity":
+    if ranking == "facts + bm25 + zero-shot + similarity" and not index.has_event_log.all():
         stated = np.where(index.has_event_log, stated, zero_shot_share(model, tokenizer, index, asked))
     score = FACTS_WEIGHT * stated + LEXICAL_WEIGHT * matched + similarity
     order = np.argsort(-score, kind="stable")[:limit]

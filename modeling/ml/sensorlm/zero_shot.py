@@ -29,12 +29,14 @@ def class_text_embeddings(model: SensorLMModel, tokenizer: Tokenizer, names: lis
 
 
 @torch.no_grad()
-def kind_probabilities(model: SensorLMModel, tokenizer: Tokenizer, embeddings: np.ndarray) -> np.ndarray:
+def kind_probabilities(
+    model: SensorLMModel, tokenizer: Tokenizer, embeddings: np.ndarray, classes: torch.Tensor | None = None
+) -> np.ndarray:
     """(days, kinds) each day's probability of each activity kind (in the order of ``ACTIVITY_NAMES``), from its unit
-    sensor embedding ``embeddings`` (days, embed_dim)."""
-    similarity = (
-        torch.as_tensor(embeddings, dtype=torch.float32)
-        @ class_text_embeddings(model, tokenizer, list(ACTIVITY_NAMES)).T
-    )
+    sensor embedding ``embeddings`` (days, embed_dim); ``classes``: :func:`class_text_embeddings` of ``ACTIVITY_NAMES``
+    if already computed."""
+    if classes is None:
+        classes = class_text_embeddings(model, tokenizer, list(ACTIVITY_NAMES))
+    similarity = torch.as_tensor(embeddings, dtype=torch.float32) @ classes.T
     probabilities: np.ndarray = torch.softmax(model.logit_scale.exp().clamp(max=100).cpu() * similarity, dim=1).numpy()
     return probabilities

@@ -109,6 +109,11 @@ def test_a_query_s_activity_part_of_day_and_long_bout_are_checked_against_what_c
     assert activity_query("A commute walk in the evening") == ActivityQuery("commute_walk", "evening", False)
     assert activity_query("a walk") == ActivityQuery("walk", None, False)
     assert activity_query("fragmented sleep") is None
+    assert activity_query("Walking in the morning!") == ActivityQuery("walk", "morning", False)
+    assert activity_query("hiking") == ActivityQuery("hike", None, False)
+    # a night's length is the night's, not the activity's
+    assert activity_query("a run after a long night") == ActivityQuery("run", None, False)
+    assert activity_query("a long run after a short night") == ActivityQuery("run", None, True)
     index = DayIndex(np.zeros((3, 4), np.float32), np.arange(3), np.zeros(3), np.array(TRUTHS))
     # the hike day meets kind and length; the others have no hike
     assert facts_share(index, activity_query("a long hike")).tolist() == [1.0, 0.0, 0.0]
@@ -155,9 +160,26 @@ def test_without_an_event_log_the_model_s_zero_shot_probability_stands_in_for_th
     probability = zero_shot_share(model, tokenizer, index, activity_query("a run"))
     assert ((probability > 0) & (probability < 1)).all()
     ranked = rank_days(model, tokenizer, index, "a run", 4)
-    assert [day.row for day in ranked] == list(
-        np.argsort(-probability, kind="stable")
-    )  # the same BM25 and words for all
-    assert [day.stated for day in ranked] == pytest.approx(sorted(probability, reverse=True))
+    assert sorted(day.row for day in ranked) == [0, 1, 2, 3]
+    for day in ranked:  # the model's probability stands where a stated activity would
+        assert day.stated == pytest.approx(probability[day.row])
     with_log = DayIndex(embeddings[:3], np.arange(3), np.zeros(3), np.array(TRUTHS))
     assert with_log.has_event_log.all()  # "No exercise or commute recorded." says so too
+
+
+def test_a_participant_without_an_event_log_gets_no_sentence_about_events_and_the_index_knows_it():
+    """Without an event log, "No exercise or commute recorded" would state what nobody recorded."""
+    from modeling.ml.sensorlm.captions import caption_days
+    from modeling.ml.sensorlm.find_days import build_index
+    from modeling.ml.sensorlm.model import load_sensorlm
+    from modeling.ml.sensorlm.train import captioned_days
+
+    days = captioned_days(participants=2, days=1, seed=5)
+    values, mask = days.values[:1], days.observed[:1]
+    without = caption_days(values, mask, [], ("semantic", "structural"))[0]
+    assert "exercise" not in without.lower() and "slept" not in without.lower() and without
+    with_log_but_none_today = caption_days(values, mask, [], ("semantic", "structural"), event_log=True)[0]
+    assert with_log_but_none_today.startswith("No exercise or commute recorded.")
+    model, _, mean, std = load_sensorlm(DEMO_MODEL)
+    index = build_index(model, mean, std, [(1, values, mask, [], 0, 0)])
+    assert len(index) == 1 and not index.has_event_log.any()

@@ -98,5 +98,7 @@ def test_the_patch_geometry_is_a_setting_checked_before_any_work():
     settings = SensorLMTrainSettings(patch_minutes=10, patch_channels=9)
     assert settings.config_overrides() == {"patch_minutes": 10, "patch_channels": 9}
     assert SensorLMTrainSettings().config_overrides() == {}
-    with pytest.raises(ValueError, match="patch_minutes: a patch of 7 minutes"):
+    with pytest.raises(ValueError, match="patch_minutes: a patch of 7 minutes must divide"):
         settings_check(SensorLMTrainSettings(patch_minutes=7))
+    with pytest.raises(ValueError, match="patch_channels: a patch of 4 channels"):
+        settings_check(SensorLMTrainSettings(patch_minutes=10, patch_channels=4))
