@@ -22,6 +22,7 @@ from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
 from evaluation.forms import StudyForm
+from evaluation.missing_answers import study_item_drop, study_item_regenerate
 from evaluation.models import HARM_QUESTIONS, Assignment, Study, StudyRater
 from evaluation.raters import (
     QUEUE_PURPOSES,
@@ -50,8 +51,6 @@ from evaluation.services import (
     assignment_skip,
     rating_submit,
     study_create,
-    study_item_drop,
-    study_item_regenerate,
     study_set_status,
 )
 from evaluation.triage import adjudicator_choices

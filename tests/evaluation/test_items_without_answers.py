@@ -6,9 +6,10 @@ import pytest
 from django.urls import reverse
 
 from evaluation.assignment import assignment_next, items_waiting_for_answers, items_without_answers
+from evaluation.missing_answers import study_item_drop
 from evaluation.models import Rubric, StudyItem
 from evaluation.selectors import rater_progress, study_overview
-from evaluation.services import EvaluationError, StudySpec, study_create, study_item_drop, study_set_status
+from evaluation.services import EvaluationError, StudySpec, study_create, study_set_status
 from healthagent.agent.generate import cohort_generate
 from healthagent.audit import Action
 from healthagent.models import AgentVariant, AuditEntry, Recommendation

@@ -55,42 +55,6 @@ def test_the_default_caption_length_keeps_the_statistics(tmp_path):
     assert lengths["truncated_fraction"] <= 0.05 and lengths["p95"] <= lengths["max_tokens"]
 
 
-def test_a_tower_started_from_a_foundation_model_takes_its_architecture_and_normalization(tmp_path):
-    """The committed foundation model has 10-minute x 9-channel patches, the tiny sensor tower 60 x 1 by default: starting
-    from it must not be refused for a geometry the user never chose, and its weights must see the inputs they were
-    trained on (its channel normalization, not one fitted afresh)."""
-    from modeling.ml.lsm.pretrain import pretrain
-    from modeling.ml.sensorlm.model import load_sensorlm
-
-    lsm = pretrain(
-        size="tiny",
-        participants=5,
-        days=1,
-        seed=7,
-        train_config=TrainConfig(steps=1, batch_size=2),
-        output_dir=tmp_path / "lsm",
-        patch_minutes=10,
-        patch_channels=9,
-    )
-    result = train_sensorlm(
-        size="tiny",
-        participants=6,
-        days=1,
-        seed=3,
-        train_config=TrainConfig(steps=1, batch_size=4),
-        output_dir=tmp_path / "sensorlm",
-        loss="clip",
-        init_from=lsm["model_dir"],
-        device="cpu",
-        vocabulary_size=200,
-    )
-    assert result["encoder_tensors_from_lsm"] > 0
-    model, _, mean, std = load_sensorlm(result["model_dir"])
-    assert (model.config.patch_minutes, model.config.patch_channels) == (10, 9)
-    normalization = json.loads((tmp_path / "lsm" / "model" / "normalization.json").read_text())
-    assert mean.tolist() == pytest.approx(normalization["mean"]) and std.tolist() == pytest.approx(normalization["std"])
-
-
 def test_the_patch_geometry_is_a_setting_checked_before_any_work():
     from modeling.ml.common.settings import settings_check
     from modeling.ml.sensorlm.train import SensorLMTrainSettings
