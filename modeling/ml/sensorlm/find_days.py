@@ -348,6 +348,37 @@ def zero_shot_share(
     return probabilities[:, ACTIVITY_NAMES.index(asked.kind)]
 
 
+@dataclass(frozen=True)
+class DayScores:
+    """Every day's parts of one ranking's score for a query: ``score = FACTS_WEIGHT * stated + LEXICAL_WEIGHT * matched
+    + similarity``."""
+
+    stated: np.ndarray  # (days,) the share of the query's activity conditions met (facts_share, or zero_shot_share)
+    matched: np.ndarray  # (days,) the caption's lexical score (bm25_share, or lexical_share for "hybrid")
+    similarity: np.ndarray  # (days,) query_similarity
+
+    @property
+    def score(self) -> np.ndarray:
+        total: np.ndarray = FACTS_WEIGHT * self.stated + LEXICAL_WEIGHT * self.matched + self.similarity
+        return total
+
+
+def day_scores(
+    model: SensorLMModel, tokenizer: Tokenizer, index: DayIndex, query: str, ranking: str = RANKING
+) -> DayScores:
+    """One ranking's scores of every day for ``query`` (:data:`RANKINGS`): what the page ranks by, and what
+    ``find_days_eval`` measures."""
+    if ranking not in RANKINGS:
+        raise ValueError(f"ranking is one of {RANKINGS}, not {ranking!r}")
+    similarity = query_similarity(model, tokenizer, index, query)
+    matched = (lexical_share if ranking == "hybrid" else bm25_share)(tokenizer, index, query)
+    asked = activity_query(query)
+    stated = facts_share(index, asked) if ranking.startswith("facts") else np.zeros(len(index))
+    if ranking == "facts + bm25 + zero-shot + similarity" and not index.has_event_log.all():
+        stated = np.where(index.has_event_log, stated, zero_shot_share(model, tokenizer, index, asked))
+    return DayScores(stated, matched, similarity)
+
+
 def rank_days(
     model: SensorLMModel,
     tokenizer: Tokenizer,
@@ -356,32 +387,26 @@ def rank_days(
     limit: int = 10,
     ranking: str = RANKING,
 ) -> list[RankedDay]:
-    """The ``limit`` days that best match ``query``, best first, by what the day's caption states against the
-    activity the query asks for (:func:`facts_share`, times ``FACTS_WEIGHT``; only in the "facts + ..." ranking), the
-    caption's lexical score for the query's words (:func:`bm25_share` or, for ``ranking="hybrid"``,
-    :func:`lexical_share`; times ``LEXICAL_WEIGHT``), and the cosine similarity of the day's sensor embedding to the
-    query's text embedding; none when the query holds no word the captions use."""
+    """The ``limit`` days that best match ``query``, best first, by :func:`day_scores`: what the day's caption states
+    against the activity the query asks for, the caption's lexical score for the query's words, and the cosine
+    similarity of the day's sensor embedding to the query's text embedding; none when the query holds no word the
+    captions use."""
     if ranking not in RANKINGS:
         raise ValueError(f"ranking is one of {RANKINGS}, not {ranking!r}")
     words = query_words(tokenizer, query)
     if not len(index) or not words:
         return []
-    similarity = query_similarity(model, tokenizer, index, query)
-    matched = (lexical_share if ranking == "hybrid" else bm25_share)(tokenizer, index, query)
-    asked = activity_query(query)
-    stated = facts_share(index, asked) if ranking.startswith("facts") else np.zeros(len(index))
-    if ranking == "facts + bm25 + zero-shot + similarity" and not index.has_event_log.all():
-        stated = np.where(index.has_event_log, stated, zero_shot_share(model, tokenizer, index, asked))
-    score = FACTS_WEIGHT * stated + LEXICAL_WEIGHT * matched + similarity
+    parts = day_scores(model, tokenizer, index, query, ranking)
+    score = parts.score
     order = np.argsort(-score, kind="stable")[:limit]
     return [
         RankedDay(
             int(row),
             float(score[row]),
-            float(matched[row]),
-            float(similarity[row]),
+            float(parts.matched[row]),
+            float(parts.similarity[row]),
             tuple(word for word in words if word in index.caption_words[row]),
-            float(stated[row]),
+            float(parts.stated[row]),
         )
         for row in order
     ]

@@ -32,15 +32,11 @@ from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.sensorlm.captions import activity_words, part_of_day
 from modeling.ml.sensorlm.facts import StatedFacts, stated_facts
 from modeling.ml.sensorlm.find_days import (
-    FACTS_WEIGHT,
-    LEXICAL_WEIGHT,
     LONG_BOUT_MINUTES,
+    RANKINGS,
     DayIndex,
     activity_query,
-    bm25_share,
-    facts_share,
-    lexical_share,
-    query_similarity,
+    day_scores,
     zero_shot_share,
 )
 from modeling.ml.sensorlm.model import SensorLMModel
@@ -115,22 +111,16 @@ class Rankers:
         self.model, self.tokenizer, self.index = model, tokenizer, index
 
     def scores(self, query: str, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        similarity = query_similarity(self.model, self.tokenizer, self.index, query)
-        lexical = bm25_share(self.tokenizer, self.index, query)
-        asked = activity_query(query)
-        facts = facts_share(self.index, asked)
-        zero_shot = zero_shot_share(self.model, self.tokenizer, self.index, asked)
+        """The page's rankings (``find_days.RANKINGS``) as the page computes them, and their parts alone."""
+        ranked = {ranking: day_scores(self.model, self.tokenizer, self.index, query, ranking) for ranking in RANKINGS}
+        zero_shot = zero_shot_share(self.model, self.tokenizer, self.index, activity_query(query))
+        similarity = ranked["hybrid"].similarity
         return {
             "chance": rng.random(len(self.index)),
             "similarity": similarity,
-            "bm25": lexical,
-            "hybrid": LEXICAL_WEIGHT * lexical_share(self.tokenizer, self.index, query) + similarity,
-            "bm25 + similarity": LEXICAL_WEIGHT * lexical + similarity,
-            "facts + bm25 + similarity": FACTS_WEIGHT * facts + LEXICAL_WEIGHT * lexical + similarity,
-            "zero-shot": zero_shot + 1e-3 * similarity,
-            "facts + bm25 + zero-shot + similarity": FACTS_WEIGHT * np.where(self.index.has_event_log, facts, zero_shot)
-            + LEXICAL_WEIGHT * lexical
-            + similarity,
+            "zero-shot": zero_shot + 1e-3 * similarity,  # a query naming no activity: the similarity alone
+            "bm25": ranked["bm25 + similarity"].matched,
+            **{ranking: parts.score for ranking, parts in ranked.items()},
         }
 
 
