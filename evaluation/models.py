@@ -5,6 +5,8 @@ Clinicians never see which variant wrote an answer: items carry the variants for
 and assignments record how the two sides were shown (``swapped``) so results can be unblinded.
 """
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -12,9 +14,16 @@ from django.db.models import Q
 from healthagent.models import AgentVariant, Participant, Recommendation
 
 
+def new_rubric_version() -> str:
+    return uuid.uuid4().hex
+
+
 class Rubric(models.Model):
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True)
+    # A new value whenever one of its dimensions is saved or deleted (evaluation.apps): with the id, it names one set
+    # of dimensions, which a web process then reads once (evaluation.selectors.rubric_dimensions).
+    version = models.CharField(max_length=32, default=new_rubric_version, editable=False)
 
     def __str__(self):
         return self.name

@@ -11,7 +11,7 @@ from django.db.models.functions import RowNumber
 from django.http import Http404
 
 from evaluation.assignment import has_available_item, items_waiting_for_answers, items_without_answers
-from evaluation.models import Assignment, Dimension, Study, StudyItem, StudyRater
+from evaluation.models import Assignment, Dimension, Rubric, Study, StudyItem, StudyRater
 from evaluation.quality import reference_match
 from evaluation.raters import QUEUE_PURPOSES, gold_accuracy, rater_gates
 from healthagent.roles import Role, user_has_role
@@ -80,6 +80,21 @@ def _progress_sql() -> str:
 
 
 _PROGRESS_SQL: str | None = None
+
+
+_DIMENSIONS: dict[tuple[int, str], list[Dimension]] = {}
+
+
+def rubric_dimensions(rubric: Rubric) -> list[Dimension]:
+    """The rubric's dimensions in order, read once per web process for each version of the rubric (a new one whenever a
+    dimension changes: evaluation.apps). Shared between requests: read them, never change them."""
+    key = (rubric.pk, rubric.version)
+    dimensions = _DIMENSIONS.get(key)
+    if dimensions is None:
+        if len(_DIMENSIONS) > 256:  # rubrics edited many times in one process's life: start again
+            _DIMENSIONS.clear()
+        dimensions = _DIMENSIONS[key] = list(rubric.dimensions.all())
+    return list(dimensions)
 
 
 def rater_progress(*, study: Study, rater: User) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from evaluation.access import access_assignment as access_assignment  # views import it from services
 from evaluation.criteria import grades_clean
 from evaluation.errors import EvaluationError as EvaluationError  # raised here; views import it from services
 from evaluation.errors import NotInQueue as NotInQueue
@@ -39,6 +40,7 @@ from evaluation.raters import (
     background_fields_check,
     standing_of,
 )
+from evaluation.selectors import rubric_dimensions
 from evaluation.triage import incident_open_for
 from healthagent.audit import Action, audit_record
 from healthagent.cohort.charts import DEFAULT_CHANNELS
@@ -241,18 +243,6 @@ def invitation_enrol(invitation: Invitation, user: User) -> str:
     except EvaluationError as error:
         return f"You were not enrolled in the study {study.name}: {error}."
     return f"You are enrolled in the study {study.name}."
-
-
-def access_assignment(*, assignment_id: int, rater: User, for_update: bool = False) -> Assignment:
-    """The rater's own assignment in a study they are still enrolled in; anything else (another clinician's, a
-    missing one, one of a study they were removed from) is EvaluationError."""
-    queryset = Assignment.objects.select_related("study", "study__rubric", "item", "item__participant")
-    if for_update:
-        queryset = queryset.select_for_update(of=("self",))
-    try:
-        return queryset.get(pk=assignment_id, rater=rater, study__clinicians=rater)
-    except Assignment.DoesNotExist as error:
-        raise NotInQueue("there is no such item in your queue") from error
 
 
 def _check_editable(assignment: Assignment) -> None:
@@ -459,7 +449,7 @@ def rating_submit(
         if assignment.purpose == Assignment.Purpose.QUALIFICATION and assignment.matches_reference is not None:
             raise EvaluationError("this qualification item is graded: its rating can no longer change")
         pairwise = assignment.study.mode == Study.Mode.PAIRWISE
-        dimensions = list(assignment.study.rubric.dimensions.all())
+        dimensions = rubric_dimensions(assignment.study.rubric)
         cleaned = _clean_scores([d for d in dimensions if d.is_scored], scores or {}, pairwise)
         harm_cleaned = {} if pairwise else _clean_harm([d for d in dimensions if not d.is_scored], harm or {})
         # The dimensions the page offers for evidence: pairwise studies ask no harm question.

@@ -2,7 +2,6 @@
 services and selectors do the work and check access."""
 
 import hashlib
-import json
 import logging
 
 from django.contrib import messages
@@ -12,7 +11,6 @@ from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.middleware.gzip import re_accepts_gzip
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import quote_etag
@@ -22,6 +20,7 @@ from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
 from evaluation.forms import StudyForm
+from evaluation.item_page import item_page_context
 from evaluation.missing_answers import study_item_drop, study_item_regenerate
 from evaluation.models import HARM_QUESTIONS, Assignment, Study, StudyRater
 from evaluation.raters import (
@@ -54,11 +53,8 @@ from evaluation.services import (
     study_set_status,
 )
 from evaluation.triage import adjudicator_choices
-from healthagent.agent.record import participant_record
-from healthagent.cohort.captions import participant_day_captions
 from healthagent.cohort.charts import ChartError, minute_figure_file, minute_figure_json, minute_figure_key
 from healthagent.cohort.days import shown_days
-from healthagent.cohort.selectors import participant_profile
 from healthagent.jsonlimits import json_loads_bounded
 from healthagent.models import Participant
 from healthagent.roles import Role, adjudicator_flag_required, role_required
@@ -147,112 +143,10 @@ def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]
     return (days.first - 1) * MINUTES_PER_DAY, days.last * MINUTES_PER_DAY
 
 
-def _answers(assignment: Assignment) -> list[dict]:
-    """The answers in the order this clinician sees them: labels only, never variants."""
-    item = assignment.item
-    if assignment.study.mode == Study.Mode.ABSOLUTE:
-        return [{"label": "Answer", "text": item.answer_a}]
-    left, right = (item.answer_b, item.answer_a) if assignment.swapped else (item.answer_a, item.answer_b)
-    return [{"label": "Answer A", "text": left}, {"label": "Answer B", "text": right}]
-
-
-PAIRWISE_CHOICES = (("a", "A better", "", "1"), ("tie", "Tie", "", "2"), ("b", "B better", "", "3"))
-
-
-def _choices(options, shown_value) -> list[dict]:
-    """A scale's radios, (value, label, anchor, key) each, and which one the form starts with."""
-    shown = "" if shown_value is None else str(shown_value)
-    return [
-        {"value": value, "label": label, "anchor": anchor, "key": key, "checked": shown != "" and shown == str(value)}
-        for value, label, anchor, key in options
-    ]
-
-
-def _shown_rating(assignment: Assignment) -> dict:
-    """What the form starts with: the draft, else the saved rating (in the sides this rater sees)."""
-    if assignment.draft:
-        return assignment.draft
-    if assignment.state != Assignment.State.DONE:
-        return {}  # only a submit makes a rating, and it marks the assignment done: no query for the others
-    rating = getattr(assignment, "rating", None)
-    if rating is None:
-        return {}
-    flip = (lambda v: {"a": "b", "b": "a"}.get(v, v)) if assignment.swapped else (lambda v: v)
-    scores = {key: flip(value) if isinstance(value, str) else value for key, value in rating.scores.items()}
-    return {
-        "scores": scores,
-        "preference": flip(rating.preference),
-        "comment": rating.comment,
-        "unsafe": rating.unsafe,
-        "unsafe_reason": rating.unsafe_reason,
-        "harm": rating.harm,
-        "evidence": rating.evidence,
-        "criteria": rating.criteria,
-    }
-
-
 @role_required(Role.CLINICIAN)
 def assignment_detail(request, assignment_id: int):
     assignment = own_assignment(request, assignment_id)
-    participant = assignment.item.participant
-    shown = shown_days(participant, assignment.study.window_days)  # the chart's window (_window), in day numbers
-    dimensions = list(assignment.study.rubric.dimensions.all())
-    pairwise = assignment.study.mode == Study.Mode.PAIRWISE
-    shown_rating = _shown_rating(assignment)
-    scores = shown_rating.get("scores")
-    shown_scores: dict = scores if isinstance(scores, dict) else {}
-    context = {
-        "assignment": assignment,
-        "study": assignment.study,
-        "participant": {**participant_profile(participant), "days": shown.days},
-        # Both answers of a pairwise item are about this participant, so one record serves both.
-        "record": participant_record(participant=participant, shown_days=shown),
-        "answers": _answers(assignment),
-        "dimensions": [d for d in dimensions if d.is_scored],
-        "scales": [
-            (
-                dimension,
-                _choices(
-                    PAIRWISE_CHOICES
-                    if pairwise
-                    else [(point, point, anchor, point) for point, anchor in dimension.choices],
-                    shown_scores.get(dimension.key),
-                ),
-            )
-            for dimension in dimensions
-            if dimension.is_scored
-        ],
-        "preference_choices": _choices(PAIRWISE_CHOICES, shown_rating.get("preference")) if pairwise else [],
-        # A harm dimension is asked in absolute studies (pairwise, the unsafe flag stands for it).
-        "harm_dimension": None if pairwise else next((d for d in dimensions if not d.is_scored), None),
-        # The item's own criteria (HealthBench style), graded met or not met; absolute studies only.
-        "criteria": [] if pairwise else list(assignment.item.criteria.all()),
-        "criterion_choices": [("1", "Met", "1"), ("0", "Not met", "2")],
-        # The grades shown, as the radios' values (a draft may hold true/false or "1"/"0").
-        "criterion_grades": {
-            key: "1" if value in (True, 1, "1", "true") else "0"
-            for key, value in (shown_rating.get("criteria") or {}).items()
-            if value not in (None, "")
-        },
-        "evidence_dimensions": [(d.key, d.label) for d in dimensions if d.is_scored or not pairwise],
-        "window": {"start": (shown.first - 1) * MINUTES_PER_DAY, "end": shown.last * MINUTES_PER_DAY},
-        "pairwise": pairwise,
-        "shown": shown_rating,
-        "evidence_json": json.dumps(shown_rating.get("evidence") or []),
-        "progress": rater_progress(study=assignment.study, rater=request.user),
-        "minute_chart_url": reverse("evaluation:assignment_chart", args=[assignment.pk]),
-        "editable": assignment.study.status == Study.Status.OPEN,
-        # Training and qualification are said as such; gold items and repeats look like any other item.
-        "stage": assignment.purpose
-        if assignment.purpose in (Assignment.Purpose.TRAINING, Assignment.Purpose.QUALIFICATION)
-        else "",
-        "day_captions": (
-            participant_day_captions(participant=participant, start_day=shown.first - 1, end_day=shown.last)
-            if assignment.study.show_captions
-            else None
-        ),
-    }
-    return render(request, "evaluation/assignment.html", context)
+    return render(request, "evaluation/assignment.html", item_page_context(assignment, rater=request.user))
 
 
 @role_required(Role.CLINICIAN)

@@ -172,6 +172,13 @@ CACHES = {
         "TIMEOUT": 6 * 3600,
         "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("CHART_CACHE_ENTRIES", "256"))},
     },
+    # Rendered parts of pages that are the same for every reader (evaluation.item_page), per web process.
+    "fragments": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "fragments",
+        "TIMEOUT": 6 * 3600,
+        "OPTIONS": {"MAX_ENTRIES": int(os.environ.get("FRAGMENT_CACHE_ENTRIES", "1000"))},
+    },
 }
 
 # Chart figures as compressed files, built once per deployment (healthagent.cohort.charts.minute_figure_file): every

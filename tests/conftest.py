@@ -80,6 +80,9 @@ def isolated_storage(settings, tmp_path):
     settings.CHART_ROOT = tmp_path / "charts"
     settings.STUDY_CHARTS_AT_OPEN = False  # on in tests/evaluation/test_chart_files.py, which is about it
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    from django.core.cache import caches
+
+    caches["fragments"].clear()  # rendered for participants of an earlier test, whose ids a later one may reuse
 
 
 @pytest.fixture

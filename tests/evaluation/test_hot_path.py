@@ -1,0 +1,90 @@
+"""The three requests of a rated item read less than the ORM would make them (issue 27): the assignment and its
+joins in one hand-written statement, a rubric's dimensions once per version, the participant's record rendered once
+per window. Each must give exactly what the plain reads give, and see a change at once."""
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+
+from evaluation.assignment import assignment_next
+from evaluation.models import Assignment, Dimension
+from evaluation.services import EvaluationError, NotInQueue, access_assignment, rating_submit
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _fields(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+
+
+def test_the_joined_read_gives_what_the_orm_gives(grounded_study):
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    opened = assignment_next(study=grounded_study, rater=clinician)
+    Assignment.objects.filter(pk=opened.pk).update(draft={"comment": "half way", "scores": {"relevance": 4}})
+    read = access_assignment(assignment_id=opened.pk, rater=clinician)
+    orm = Assignment.objects.select_related("study__rubric", "item__participant").get(pk=opened.pk)
+    for ours, theirs in (
+        (read, orm),
+        (read.study, orm.study),
+        (read.study.rubric, orm.study.rubric),
+        (read.item, orm.item),
+        (read.item.participant, orm.item.participant),
+    ):
+        assert type(ours) is type(theirs) and _fields(ours) == _fields(theirs)
+        assert not ours._state.adding and ours._state.db == "default"
+    assert read.draft == {"comment": "half way", "scores": {"relevance": 4}}  # JSON, not its text
+    assert read.study.opened_at is not None and read.study.opened_at.tzinfo is not None
+
+
+def test_the_joined_read_is_the_access_check(grounded_study):
+    first, second = grounded_study.clinicians.order_by("pk")[:2]
+    opened = assignment_next(study=grounded_study, rater=first)
+    for rater in (second, UserFactory(role="clinician")):  # another clinician's item; someone not in the study
+        with pytest.raises(NotInQueue):
+            access_assignment(assignment_id=opened.pk, rater=rater)
+    with pytest.raises(NotInQueue):
+        access_assignment(assignment_id=opened.pk + 1000, rater=first)
+    grounded_study.clinicians.remove(first)  # removed from the study: their items go with it
+    with pytest.raises(NotInQueue):
+        access_assignment(assignment_id=opened.pk, rater=first, for_update=True)
+
+
+def test_a_changed_dimension_is_shown_and_checked_at_once(client, grounded_study):
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    client.force_login(clinician)
+    opened = assignment_next(study=grounded_study, rater=clinician)
+    page = reverse("evaluation:assignment", args=[opened.pk])
+    assert "Relevance" in client.get(page).content.decode()  # read, and kept by this process
+    version = grounded_study.rubric.version
+    relevance = Dimension.objects.get(rubric=grounded_study.rubric, key="relevance")
+    relevance.label, relevance.scale_max = "Pertinence", 3
+    relevance.save()
+    grounded_study.rubric.refresh_from_db()
+    assert grounded_study.rubric.version != version
+    assert "Pertinence" in client.get(page).content.decode()
+    with pytest.raises(EvaluationError, match="one of 1, 2, 3"):
+        rating_submit(assignment_id=opened.pk, rater=clinician, scores={"relevance": 5, "context": 3, "safety": 5})
+    relevance.delete()
+    rating = rating_submit(assignment_id=opened.pk, rater=clinician, scores={"context": 3, "safety": 5})
+    assert rating.scores == {"context": 3, "safety": 5}
+
+
+def test_the_participant_record_is_rendered_once_per_window(client, grounded_study, django_assert_num_queries):
+    first, second = grounded_study.clinicians.order_by("pk")[:2]
+    opened = assignment_next(study=grounded_study, rater=first)
+    beside = Assignment.objects.create(study=grounded_study, item=opened.item, rater=second)  # the same item
+    pages = [reverse("evaluation:assignment", args=[assignment.pk]) for assignment in (opened, beside)]
+    client.force_login(first)
+    shown = client.get(pages[0]).content.decode()
+    client.force_login(second)
+    client.get(reverse("evaluation:queue"))  # where a clinician comes from: their unread notifications counted, cached
+    # the user; the assignment and its joins; the progress; the item's criteria (and the session, without Redis)
+    with django_assert_num_queries(4 + (settings.SESSION_ENGINE != "healthagent.sessions")):
+        again = client.get(pages[1]).content.decode()
+
+    def record(html: str) -> str:
+        start = html.index('<section class="participant-record"')
+        return html[start : html.index("</section>", start)]
+
+    assert record(again) == record(shown) and "Latest measurements" in record(shown)
