@@ -1,40 +1,63 @@
 """A rater's own assignment, read with its study, rubric, item and participant in one statement written once
 (``healthagent.joined``): every request of a rated item (the page, its chart, the submit) starts here."""
 
+from dataclasses import dataclass
+from typing import Any
+
 from django.contrib.auth.models import User
 from django.db import connection
+from django.db.models import Model
 
 from evaluation.errors import NotInQueue
-from evaluation.models import Assignment, Rubric, Study, StudyItem
+from evaluation.models import Assignment, Criterion, Rubric, Study, StudyItem, StudyRater
 from healthagent.joined import JoinedRead
-from healthagent.models import Participant
+from healthagent.models import Participant, WebhookEndpoint
 
+_PARTS: list[tuple[type[Model], str]] = [
+    (Assignment, "a"),
+    (Study, "s"),
+    (Rubric, "r"),
+    (StudyItem, "i"),
+    (Participant, "p"),
+]
 _READ: JoinedRead | None = None
 _SQL: dict[bool, str] = {}
+
+
+def _joins_and_access() -> tuple[str, str]:
+    """The assignment joined to its study, rubric, item and participant; the condition that it is the rater's own
+    (parameters: the assignment's id, the rater's id twice) in a study they are enrolled in."""
+    quote = connection.ops.quote_name
+    table = {model: quote(model._meta.db_table) for model, _ in _PARTS}
+    through = Study.clinicians.through._meta
+    members = quote(through.db_table)
+    member_study = quote(through.get_field("study").column)
+    member_user = quote(through.get_field("user").column)
+    joins = (
+        f"{table[Assignment]} a"
+        f" JOIN {table[Study]} s ON s.id = a.study_id"
+        f" JOIN {table[Rubric]} r ON r.id = s.rubric_id"
+        f" JOIN {table[StudyItem]} i ON i.id = a.item_id"
+        f" JOIN {table[Participant]} p ON p.id = i.participant_id"
+    )
+    access = (
+        "a.id = %s AND a.rater_id = %s"
+        f" AND EXISTS (SELECT 1 FROM {members} m WHERE m.{member_study} = a.study_id AND m.{member_user} = %s)"
+    )
+    return joins, access
+
+
+def _lock() -> str:
+    return " FOR UPDATE OF a" if connection.features.has_select_for_update_of else ""
 
 
 def _statement(for_update: bool) -> tuple[JoinedRead, str]:
     global _READ
     if _READ is None:
-        _READ = JoinedRead([(Assignment, "a"), (Study, "s"), (Rubric, "r"), (StudyItem, "i"), (Participant, "p")])
+        _READ = JoinedRead(_PARTS)
     if for_update not in _SQL:
-        quote = connection.ops.quote_name
-        table = {model: quote(model._meta.db_table) for model in (Assignment, Study, Rubric, StudyItem, Participant)}
-        through = Study.clinicians.through._meta
-        members = quote(through.db_table)
-        member_study = quote(through.get_field("study").column)
-        member_user = quote(through.get_field("user").column)
-        lock = " FOR UPDATE OF a" if for_update and connection.features.has_select_for_update_of else ""
-        _SQL[for_update] = (
-            f"SELECT {_READ.columns} FROM {table[Assignment]} a"
-            f" JOIN {table[Study]} s ON s.id = a.study_id"
-            f" JOIN {table[Rubric]} r ON r.id = s.rubric_id"
-            f" JOIN {table[StudyItem]} i ON i.id = a.item_id"
-            f" JOIN {table[Participant]} p ON p.id = i.participant_id"
-            " WHERE a.id = %s AND a.rater_id = %s"
-            f" AND EXISTS (SELECT 1 FROM {members} m WHERE m.{member_study} = a.study_id AND m.{member_user} = %s)"
-            f"{lock}"
-        )
+        joins, access = _joins_and_access()
+        _SQL[for_update] = f"SELECT {_READ.columns} FROM {joins} WHERE {access}{_lock() if for_update else ''}"
     return _READ, _SQL[for_update]
 
 
@@ -55,3 +78,85 @@ def access_assignment(*, assignment_id: int, rater: User, for_update: bool = Fal
     study.rubric, item.participant = rubric, participant
     assignment.study, assignment.item = study, item
     return assignment
+
+
+@dataclass
+class RaterTurn:
+    """What a rating's submit and the hand-out of the rater's next item need besides the assignment, read with it
+    in the same statement (:func:`access_turn`), as of the submit's start."""
+
+    assignment: Assignment
+    standing: StudyRater | None  # the rater's row in the study (None: none yet)
+    gating_kinds: set[str]  # which of training and qualification items the study has (not dropped)
+    other_open_id: int | None  # another of the rater's assignments in this study still in progress (two tabs)
+    queue_turns: int  # the rater's main, gold and repeat assignments in this study so far
+    item_has_criteria: bool
+    webhooks_may_listen: bool  # an active endpoint for this study or the whole site exists (webhooks checks more)
+
+
+_TURN_READ: JoinedRead | None = None
+_TURN_SQL: str | None = None
+
+
+def _turn_statement() -> tuple[JoinedRead, str]:
+    global _TURN_READ, _TURN_SQL
+    if _TURN_READ is None or _TURN_SQL is None:
+        parts: list[tuple[type[Model], str]] = [*_PARTS, (StudyRater, "sr")]
+        read = JoinedRead(parts)
+        quote = connection.ops.quote_name
+        table = {model: quote(model._meta.db_table) for model, _ in parts}
+        assignments, items = table[Assignment], table[StudyItem]
+        criteria, endpoints = quote(Criterion._meta.db_table), quote(WebhookEndpoint._meta.db_table)
+        joins, access = _joins_and_access()
+        kinds = [
+            f"EXISTS (SELECT 1 FROM {items} k WHERE k.study_id = a.study_id AND k.dropped_at IS NULL AND k.kind = %s)"
+        ] * 2
+        extra = [
+            *kinds,
+            f"(SELECT o.id FROM {assignments} o WHERE o.study_id = a.study_id AND o.rater_id = a.rater_id"
+            " AND o.state = %s AND o.id <> a.id ORDER BY o.assigned_at, o.id LIMIT 1)",
+            f"(SELECT COUNT(*) FROM {assignments} q WHERE q.study_id = a.study_id AND q.rater_id = a.rater_id"
+            " AND q.purpose IN (%s, %s, %s))",
+            f"EXISTS (SELECT 1 FROM {criteria} c WHERE c.item_id = a.item_id)",
+            f"EXISTS (SELECT 1 FROM {endpoints} w WHERE w.active AND (w.study_id IS NULL OR w.study_id = a.study_id))",
+        ]
+        _TURN_SQL = (
+            f"SELECT {read.columns}, {', '.join(extra)} FROM {joins}"
+            f" LEFT JOIN {table[StudyRater]} sr ON sr.study_id = a.study_id AND sr.rater_id = a.rater_id"
+            f" WHERE {access}{_lock()}"
+        )
+        _TURN_READ = read
+    return _TURN_READ, _TURN_SQL
+
+
+def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
+    """:func:`access_assignment` locked for a submit (in the caller's transaction), with the rater's standing and what
+    handing out their next item needs: one statement."""
+    from evaluation.raters import QUEUE_PURPOSES
+
+    read, sql = _turn_statement()
+    params: list[Any] = [StudyItem.Kind.TRAINING.value, StudyItem.Kind.QUALIFICATION.value]
+    params += [Assignment.State.IN_PROGRESS.value, *(str(purpose) for purpose in QUEUE_PURPOSES)]
+    try:
+        found = read.fetch_one_with_extra(sql, [*params, int(assignment_id), rater.pk, rater.pk])
+    except (TypeError, ValueError, OverflowError):
+        found = None
+    if found is None:
+        raise NotInQueue("there is no such item in your queue")
+    (assignment, study, rubric, item, participant, standing), extra = found
+    training, qualification, other_open_id, queue_turns, has_criteria, webhooks = extra
+    study.rubric, item.participant = rubric, participant
+    assignment.study, assignment.item = study, item
+    return RaterTurn(
+        assignment=assignment,
+        standing=standing,
+        gating_kinds={
+            kind
+            for kind, there in ((StudyItem.Kind.TRAINING, training), (StudyItem.Kind.QUALIFICATION, qualification))
+            if there
+        },
+        other_open_id=None if other_open_id is None else int(other_open_id),
+        queue_turns=int(queue_turns),
+        item_has_criteria=bool(has_criteria),
+        webhooks_may_listen=bool(webhooks),
+    )

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils.crypto import salted_hmac
 
+from evaluation.access import RaterTurn
 from evaluation.models import Assignment, Study, StudyItem
 from evaluation.raters import QUEUE_PURPOSES, onboarding_assignment, quality_assignment, rater_gate, rater_paused
 from healthagent.models import AgentVariant, Recommendation
@@ -205,18 +206,22 @@ def freeze_answers(item: StudyItem) -> None:
     item.save(update_fields=["recommendation_a", "recommendation_b", "answer_a", "answer_b", "frozen"])
 
 
-def assignment_next(*, study: Study, rater) -> Assignment | None:
-    """The rater's current or next assignment in ``study``, or None when there is nothing for them."""
-    current = (
-        Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.IN_PROGRESS)
-        .order_by("assigned_at")
-        .first()
-    )
+def assignment_next(*, study: Study, rater, turn: RaterTurn | None = None) -> Assignment | None:
+    """The rater's current or next assignment in ``study``, or None when there is nothing for them. ``turn``: the
+    rater's turn as the submit of their last item read it (evaluation.access), which saves reading it again."""
+    if turn is None:
+        current = (
+            Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.IN_PROGRESS)
+            .order_by("assigned_at")
+            .first()
+        )
+    else:
+        current = None if turn.other_open_id is None else Assignment.objects.filter(pk=turn.other_open_id).first()
     if current is not None and current.purpose in QUEUE_PURPOSES and rater_paused(study=study, rater=rater):
         return None  # paused while an item was open (another tab): the queue stops, the item waits for a reinstatement
     if current or study.status != Study.Status.OPEN:
         return current
-    gate = rater_gate(study=study, rater=rater)
+    gate = rater_gate(study=study, rater=rater, known=None if turn is None else (turn.standing, turn.gating_kinds))
     if gate.step in ("training", "qualification"):
         return onboarding_assignment(study=study, rater=rater, gate=gate)
     if gate.step != "main":
@@ -225,7 +230,9 @@ def assignment_next(*, study: Study, rater) -> Assignment | None:
     if not candidates:
         return None
     # A gold item or a hidden repeat, at the study's rates.
-    quality = quality_assignment(study=study, rater=rater, standing=gate.standing)
+    quality = quality_assignment(
+        study=study, rater=rater, standing=gate.standing, had=None if turn is None else turn.queue_turns
+    )
     if quality is not None:
         return quality
     candidates.sort(key=lambda row: (row[1], rater_rank(seed=study.seed, rater_id=rater.pk, item_id=row[0])))

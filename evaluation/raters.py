@@ -280,10 +280,13 @@ def onboarding_assignment(*, study: Study, rater: User, gate: Gate) -> Assignmen
         return _new_assignment(study=study, rater=rater, item=item, purpose="qualification", attempt=attempt.number)
 
 
-def quality_assignment(*, study: Study, rater: User, standing: StudyRater | None = None) -> Assignment | None:
+def quality_assignment(
+    *, study: Study, rater: User, standing: StudyRater | None = None, had: int | None = None
+) -> Assignment | None:
     """A gold item or a hidden repeat in place of the next main item, at the study's rates; None for a main item.
     Seeded by the study, the rater and how many queue items they have had, so a replay is identical. ``standing``:
-    the rater's row as the gate read it (None: read here, made if missing)."""
+    the rater's row as the gate read it (None: read here, made if missing); ``had``: how many queue items they have
+    had, as read already (None: counted here)."""
     if study.gold_rate <= 0 and study.repeat_share <= 0:
         return None
 
@@ -292,7 +295,9 @@ def quality_assignment(*, study: Study, rater: User, standing: StudyRater | None
             study.repeat_share > 0 and _uniform("repeat", study.seed, rater.pk, had) < study.repeat_share
         )
 
-    if not wanted(Assignment.objects.filter(study=study, rater=rater, purpose__in=QUEUE_PURPOSES).count()):
+    if had is None:
+        had = Assignment.objects.filter(study=study, rater=rater, purpose__in=QUEUE_PURPOSES).count()
+    if not wanted(had):
         return None  # a main item this time (most times): no lock needed to say so
     with transaction.atomic():
         _lock_standing(study, rater, standing)
@@ -434,8 +439,9 @@ def _pause_if_below(assignment: Assignment, standing: StudyRater | None) -> None
     matched, graded = gold_accuracy(study, standing)
     if graded < max(study.gold_minimum, 1) or matched / graded >= study.pass_threshold:
         return
-    standing = StudyRater.objects.select_for_update().get(pk=standing.pk)
+    read, standing = standing, StudyRater.objects.select_for_update().get(pk=standing.pk)
     if standing.state == StudyRater.State.PAUSED:
+        read.state = standing.state
         return
     standing.state, standing.paused_at = StudyRater.State.PAUSED, timezone.now()
     standing.pause_reason = (
@@ -443,6 +449,8 @@ def _pause_if_below(assignment: Assignment, standing: StudyRater | None) -> None
         f"{study.pass_threshold * 100:.0f} %"
     )
     standing.save(update_fields=["state", "paused_at", "pause_reason"])
+    # The caller's copy too: the submit hands out the next item from it (evaluation.access.RaterTurn).
+    read.state, read.paused_at, read.pause_reason = standing.state, standing.paused_at, standing.pause_reason
     audit_record(
         actor=None,
         via="quality control",

@@ -97,6 +97,10 @@ def rubric_dimensions(rubric: Rubric) -> list[Dimension]:
     return list(dimensions)
 
 
+def rubric_dimensions_forget() -> None:
+    _DIMENSIONS.clear()
+
+
 def rater_progress(*, study: Study, rater: User) -> dict[str, Any]:
     """How far a clinician is: done, and their share of the study's ratings (at least what they did). One query.
     Gold items and hidden repeats count like any item: progress must not tell them apart."""

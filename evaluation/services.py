@@ -16,6 +16,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from evaluation.access import RaterTurn, access_turn
 from evaluation.access import access_assignment as access_assignment  # views import it from services
 from evaluation.criteria import grades_clean
 from evaluation.errors import EvaluationError as EvaluationError  # raised here; views import it from services
@@ -38,7 +39,6 @@ from evaluation.raters import (
     RaterError,
     after_rating,
     background_fields_check,
-    standing_of,
 )
 from evaluation.selectors import rubric_dimensions
 from evaluation.triage import incident_open_for
@@ -399,7 +399,12 @@ def _rating_webhooks(*, assignment: Assignment, rating: Rating) -> None:
         )
 
 
-def rating_submit(
+def rating_submit(**fields: Any) -> Rating:
+    """:func:`rating_submit_turn`'s rating (its arguments)."""
+    return rating_submit_turn(**fields)[0]
+
+
+def rating_submit_turn(
     *,
     assignment_id: int,
     rater: User,
@@ -412,8 +417,10 @@ def rating_submit(
     evidence: Any = None,
     criteria: dict[str, Any] | None = None,
     time_spent_s: float = 0.0,
-) -> Rating:
-    """Save the rating of an assignment: the first submit creates it, later ones revise it.
+) -> tuple[Rating, RaterTurn]:
+    """Save the rating of an assignment: the first submit creates it, later ones revise it. Returns the rating and
+    the rater's turn as read at the start (evaluation.access.RaterTurn; its standing as the submit left it), from
+    which the rater's next item is handed out without reading it all again.
 
     Idempotent: submitting the same content again (a double click, a retry after a time-out)
     changes nothing and adds no revision. Locks the assignment row for the duration, so two
@@ -441,9 +448,10 @@ def rating_submit(
         raise EvaluationError("the time spent on the item is not a finite number")
     time_spent_s = min(max(time_spent_s, 0.0), MAX_TIME_ON_ITEM_S)
     with transaction.atomic():
-        assignment = access_assignment(assignment_id=assignment_id, rater=rater, for_update=True)
+        turn = access_turn(assignment_id=assignment_id, rater=rater)
+        assignment = turn.assignment
         _check_editable(assignment)
-        standing = standing_of(study=assignment.study, rater=rater) if assignment.purpose in QUEUE_PURPOSES else None
+        standing = turn.standing if assignment.purpose in QUEUE_PURPOSES else None
         if standing is not None and standing.state == StudyRater.State.PAUSED:
             raise EvaluationError("your queue in this study is paused: your ratings so far are kept")
         if assignment.purpose == Assignment.Purpose.QUALIFICATION and assignment.matches_reference is not None:
@@ -454,7 +462,8 @@ def rating_submit(
         harm_cleaned = {} if pairwise else _clean_harm([d for d in dimensions if not d.is_scored], harm or {})
         # The dimensions the page offers for evidence: pairwise studies ask no harm question.
         windows = _clean_evidence(assignment, [d for d in dimensions if d.is_scored or not pairwise], evidence)
-        grades = {} if pairwise else grades_clean(list(assignment.item.criteria.all()), criteria or {})
+        criteria_of_item = list(assignment.item.criteria.all()) if turn.item_has_criteria else []
+        grades = {} if pairwise else grades_clean(criteria_of_item, criteria or {})
         if pairwise:
             if preference not in {"a", "b", "tie"}:
                 raise EvaluationError("choose which answer is better overall, or a tie")
@@ -481,7 +490,7 @@ def rating_submit(
         if rating is not None:
             rating.assignment = assignment  # as locked and read here: the caller needs no second read
         if rating and {field: getattr(rating, field) for field in content} == content:
-            return rating  # the same submit again
+            return rating, turn  # the same submit again
         before = None if rating is None else {"harm": rating.harm, "unsafe": rating.unsafe}
         if rating is None:
             rating = Rating.objects.create(assignment=assignment, revision=1, **content)
@@ -498,9 +507,10 @@ def rating_submit(
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
         after_rating(assignment=assignment, scores=cleaned, preference=preference, standing=standing)
         incident_open_for(rating=rating, assignment=assignment, before=before)
-        _rating_webhooks(assignment=assignment, rating=rating)
+        if turn.webhooks_may_listen:
+            _rating_webhooks(assignment=assignment, rating=rating)
         group_notify_on_commit(
             group=study_group(assignment.study_id),
             payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision},
         )
-    return rating
+    return rating, turn

@@ -48,7 +48,7 @@ from evaluation.services import (
     access_assignment,
     assignment_save_draft,
     assignment_skip,
-    rating_submit,
+    rating_submit_turn,
     study_create,
     study_set_status,
 )
@@ -256,7 +256,8 @@ def assignment_submit(request, assignment_id: int):
     posted = _posted_rating(request)
     try:
         # Checks that the item is the clinician's own, under the lock it writes with: one read of it.
-        assignment = rating_submit(assignment_id=assignment_id, rater=request.user, **posted).assignment
+        rating, turn = rating_submit_turn(assignment_id=assignment_id, rater=request.user, **posted)
+        assignment = rating.assignment
     except NotInQueue as error:
         raise Http404(str(error)) from error
     except (ValueError, EvaluationError) as error:
@@ -306,7 +307,7 @@ def assignment_submit(request, assignment_id: int):
         # Straight to the next item: the queue's own request (study_next) would read the session, the user, the
         # study and the open assignment again. Anything else (the queue is done, a gate) is study_next's to say.
         try:
-            following = assignment_next(study=assignment.study, rater=request.user)
+            following = assignment_next(study=assignment.study, rater=request.user, turn=turn)
         except Exception:
             # The rating is committed: say so with the redirect, and let the queue's page try again.
             logger.exception("no next item could be handed out after the rating of assignment #%s", assignment.pk)

@@ -42,6 +42,12 @@ class JoinedRead:
 
     def fetch_one(self, sql: str, params: Sequence[Any]) -> list[Model] | None:
         """Run ``sql`` (which selects ``self.columns`` first) and turn its first row into instances, or None."""
+        found = self.fetch_one_with_extra(sql, params)
+        return None if found is None else found[0]
+
+    def fetch_one_with_extra(self, sql: str, params: Sequence[Any]) -> tuple[list[Any], list[Any]] | None:
+        """:meth:`fetch_one`, and the row's values after ``self.columns`` as the driver gives them. A part whose
+        primary key is NULL (the missing side of a ``LEFT JOIN``) is None."""
         connection = connections[self.using]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -50,13 +56,16 @@ class JoinedRead:
             return None
         converters = self._converters_for(connection)
         values = list(row)
-        for position, chain in enumerate(converters):
+        for position, chain in enumerate(converters):  # the parts' columns; the extra ones stay as they are
             for converter, column in chain:
                 values[position] = converter(values[position], column, connection)
-        instances, offset = [], 0
+        instances: list[Any] = []
+        offset = 0
         for model, _ in self.parts:
             fields = model._meta.concrete_fields
             names = [field.attname for field in fields]
-            instances.append(model.from_db(self.using, names, values[offset : offset + len(fields)]))
+            own = values[offset : offset + len(fields)]
+            present = own[names.index(model._meta.pk.attname)] is not None
+            instances.append(model.from_db(self.using, names, own) if present else None)
             offset += len(fields)
-        return instances
+        return instances, values[offset:]

@@ -9,6 +9,7 @@ measures the same three requests through the server; the difference is the serve
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -83,6 +84,8 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> Non
             f"queries {sum(queries[name]) / len(queries[name]):4.1f}"
         )
     if profiler:
+        if os.environ.get("PROFILE_STATS_FILE"):  # for a closer look: python -m pstats <file>
+            profiler.dump_stats(os.environ["PROFILE_STATS_FILE"])
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(70)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 

@@ -82,7 +82,10 @@ def isolated_storage(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     from django.core.cache import caches
 
+    from evaluation import selectors
+
     caches["fragments"].clear()  # rendered for participants of an earlier test, whose ids a later one may reuse
+    selectors.rubric_dimensions_forget()  # each test counts its own queries
 
 
 @pytest.fixture

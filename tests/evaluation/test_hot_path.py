@@ -88,3 +88,49 @@ def test_the_participant_record_is_rendered_once_per_window(client, grounded_stu
         return html[start : html.index("</section>", start)]
 
     assert record(again) == record(shown) and "Latest measurements" in record(shown)
+
+
+def test_a_submit_hands_out_the_item_left_open_in_another_tab(client, grounded_study):
+    """The turn read at the submit knows the rater's other open item: the next page is that one, not a new one."""
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    client.force_login(clinician)
+    first = assignment_next(study=grounded_study, rater=clinician)
+    other_item = grounded_study.items.exclude(pk=first.item_id).first()
+    other = Assignment.objects.create(study=grounded_study, item=other_item, rater=clinician)  # a second tab's item
+    response = client.post(
+        reverse("evaluation:assignment_submit", args=[first.pk]),
+        {"score-relevance": "4", "score-context": "3", "score-safety": "5"},
+    )
+    assert response["Location"] == reverse("evaluation:assignment", args=[other.pk])
+    assert Assignment.objects.filter(rater=clinician, study=grounded_study).count() == 2
+
+
+def test_a_rater_paused_by_their_submit_is_given_no_next_item(client, grounded_study):
+    """The submit's own pause (gold accuracy below the threshold) is seen by the hand-out that follows it."""
+    from evaluation.models import StudyItem, StudyRater
+
+    type(grounded_study).objects.filter(pk=grounded_study.pk).update(gold_rate=0.5, gold_minimum=1, pass_threshold=0.9)
+    grounded_study.refresh_from_db()
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    client.force_login(clinician)
+    gold = StudyItem.objects.create(
+        study=grounded_study,
+        participant=grounded_study.items.first().participant,
+        variant_a=grounded_study.items.first().variant_a,
+        kind=StudyItem.Kind.GOLD,
+        position=99,
+        reference={"relevance": 5, "context": 5, "safety": 5},
+    )
+    standing, _ = StudyRater.objects.get_or_create(study=grounded_study, rater=clinician)
+    missed = Assignment.objects.create(study=grounded_study, item=gold, rater=clinician, purpose="gold")
+    rating_submit(assignment_id=missed.pk, rater=clinician, scores={"relevance": 1, "context": 1, "safety": 1})
+    main = assignment_next(study=grounded_study, rater=clinician)
+    assert main is not None and main.purpose == "main"  # the pause is decided on the next main rating
+    response = client.post(
+        reverse("evaluation:assignment_submit", args=[main.pk]),
+        {"score-relevance": "4", "score-context": "3", "score-safety": "5"},
+    )
+    standing.refresh_from_db()
+    assert standing.state == StudyRater.State.PAUSED
+    assert response["Location"] == reverse("evaluation:study_next", args=[grounded_study.pk])
+    assert not Assignment.objects.filter(rater=clinician, state="in_progress").exists()

@@ -200,16 +200,16 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     # frozen (read, written), the assignment made
     with django_assert_max_num_queries(14):
         location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
-    # + the assignment with its study, rubric, item and participant; the dimensions; the progress; the participant's
-    # record beside the answer: one query each for its measurements, daily summaries and events, however long the
-    # record; the item's criteria (issue 22)
+    # + the assignment with its study, rubric, item and participant (one statement, evaluation.access); the progress;
+    # the item's criteria (issue 22); the participant's record beside the answer, the first time this web process
+    # shows that participant's window: one query each for its measurements, daily summaries and events; the rubric's
+    # dimensions, the first time this web process shows that version of the rubric.
     with django_assert_max_num_queries(8):
         assert client.get(location).status_code == 200
-    # + in the transaction: the assignment, locked (which is the access check); the rater's standing (a paused
-    # rater's submit is refused); the dimensions; the item's criteria (issue 22); two inserts and an update; the
-    # rater's gold accuracy (the pause rule, issue 20); the study's webhook endpoints (issue 28). Then the next item,
-    # as study_next hands it out (less the study, read already with the assignment).
-    with django_assert_max_num_queries(12 + 12):
+    # + in the transaction: the assignment locked (which is the access check), with the rater's standing and what the
+    # next hand-out needs (evaluation.access.access_turn); two inserts and an update. Then the next item: the
+    # candidates; in a transaction the item locked, its places, its answers frozen (read, written), the assignment.
+    with django_assert_max_num_queries(7 + 8):
         response = client.post(
             location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
         )
