@@ -57,22 +57,27 @@ def _statement(for_update: bool) -> tuple[JoinedRead, str]:
         _READ = JoinedRead(_PARTS)
     if for_update not in _SQL:
         joins, access = _joins_and_access()
-        _SQL[for_update] = f"SELECT {_READ.columns} FROM {joins} WHERE {access}{_lock() if for_update else ''}"
+        criteria = connection.ops.quote_name(Criterion._meta.db_table)
+        has_criteria = f"EXISTS (SELECT 1 FROM {criteria} c WHERE c.item_id = a.item_id)"
+        _SQL[for_update] = (
+            f"SELECT {_READ.columns}, {has_criteria} FROM {joins} WHERE {access}{_lock() if for_update else ''}"
+        )
     return _READ, _SQL[for_update]
 
 
 def access_assignment(*, assignment_id: int, rater: User, for_update: bool = False) -> Assignment:
     """The rater's own assignment in a study they are still enrolled in; anything else (another clinician's, a
     missing one, one of a study they were removed from) is NotInQueue. ``for_update`` locks the assignment's row (in
-    the caller's transaction) and no other."""
+    the caller's transaction) and no other. ``assignment.item.has_criteria``: whether the item has criteria."""
     read, sql = _statement(for_update)
     try:
-        found = read.fetch_one(sql, [int(assignment_id), rater.pk, rater.pk])
+        found = read.fetch_one_with_extra(sql, [int(assignment_id), rater.pk, rater.pk])
     except (TypeError, ValueError, OverflowError):
         found = None
     if found is None:
         raise NotInQueue("there is no such item in your queue")
-    assignment, study, rubric, item, participant = found
+    (assignment, study, rubric, item, participant), (has_criteria,) = found
+    item.has_criteria = bool(has_criteria)  # as an annotation would: the page asks for criteria only if there are
     assert isinstance(assignment, Assignment) and isinstance(study, Study) and isinstance(item, StudyItem)
     assert isinstance(rubric, Rubric) and isinstance(participant, Participant)
     study.rubric, item.participant = rubric, participant
@@ -90,7 +95,6 @@ class RaterTurn:
     gating_kinds: set[str]  # which of training and qualification items the study has (not dropped)
     other_open_id: int | None  # another of the rater's assignments in this study still in progress (two tabs)
     queue_turns: int  # the rater's main, gold and repeat assignments in this study so far
-    item_has_criteria: bool
     webhooks_may_listen: bool  # an active endpoint for this study or the whole site exists (webhooks checks more)
 
 
@@ -145,6 +149,7 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
         raise NotInQueue("there is no such item in your queue")
     (assignment, study, rubric, item, participant, standing), extra = found
     training, qualification, other_open_id, queue_turns, has_criteria, webhooks = extra
+    item.has_criteria = bool(has_criteria)
     study.rubric, item.participant = rubric, participant
     assignment.study, assignment.item = study, item
     return RaterTurn(
@@ -157,6 +162,5 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
         },
         other_open_id=None if other_open_id is None else int(other_open_id),
         queue_turns=int(queue_turns),
-        item_has_criteria=bool(has_criteria),
         webhooks_may_listen=bool(webhooks),
     )

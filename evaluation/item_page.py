@@ -128,7 +128,9 @@ def item_page_context(assignment: Assignment, *, rater) -> dict:
         # A harm dimension is asked in absolute studies (pairwise, the unsafe flag stands for it).
         "harm_dimension": None if pairwise else next((d for d in dimensions if not d.is_scored), None),
         # The item's own criteria (HealthBench style), graded met or not met; absolute studies only.
-        "criteria": [] if pairwise else list(assignment.item.criteria.all()),
+        "criteria": []
+        if pairwise or not getattr(assignment.item, "has_criteria", True)
+        else list(assignment.item.criteria.all()),
         "criterion_choices": CRITERION_CHOICES,
         # The grades shown, as the radios' values (a draft may hold true/false or "1"/"0").
         "criterion_grades": {

@@ -462,7 +462,9 @@ def rating_submit_turn(
         harm_cleaned = {} if pairwise else _clean_harm([d for d in dimensions if not d.is_scored], harm or {})
         # The dimensions the page offers for evidence: pairwise studies ask no harm question.
         windows = _clean_evidence(assignment, [d for d in dimensions if d.is_scored or not pairwise], evidence)
-        criteria_of_item = list(assignment.item.criteria.all()) if turn.item_has_criteria else []
+        criteria_of_item = (
+            list(assignment.item.criteria.all()) if getattr(assignment.item, "has_criteria", True) else []
+        )
         grades = {} if pairwise else grades_clean(criteria_of_item, criteria or {})
         if pairwise:
             if preference not in {"a", "b", "tie"}:

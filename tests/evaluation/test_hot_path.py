@@ -79,8 +79,9 @@ def test_the_participant_record_is_rendered_once_per_window(client, grounded_stu
     shown = client.get(pages[0]).content.decode()
     client.force_login(second)
     client.get(reverse("evaluation:queue"))  # where a clinician comes from: their unread notifications counted, cached
-    # the user; the assignment and its joins; the progress; the item's criteria (and the session, without Redis)
-    with django_assert_num_queries(4 + (settings.SESSION_ENGINE != "healthagent.sessions")):
+    # the user; the assignment and its joins (and whether its item has criteria: none); the progress (and the session,
+    # without Redis)
+    with django_assert_num_queries(3 + (settings.SESSION_ENGINE != "healthagent.sessions")):
         again = client.get(pages[1]).content.decode()
 
     def record(html: str) -> str:
