@@ -1,0 +1,47 @@
+"""Publishing to websocket groups through the process's publisher thread (healthagent.events): on Redis the message
+is handed over and the caller goes on; the messages arrive, in the order they were handed over."""
+
+import time
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from healthagent import events
+
+
+@pytest.mark.services
+def test_messages_handed_to_the_publisher_arrive_in_order(redis_url):
+    layer = get_channel_layer()
+    assert type(layer).__module__.startswith("channels_redis")
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("events-test", channel)
+    try:
+        started = time.process_time()
+        for number in range(50):  # within a channel's capacity (100), beyond which a group send drops
+            events.group_notify(group="events-test", payload={"number": number})
+        handing_over_ms = (time.process_time() - started) * 1000 / 50
+        assert events.publisher_flush(timeout=10)
+
+        async def received() -> list[int]:
+            return [(await layer.receive(channel))["payload"]["number"] for _ in range(50)]
+
+        assert async_to_sync(received)() == list(range(50))
+        assert handing_over_ms < 1.0, handing_over_ms  # the caller never waits for Redis
+    finally:
+        async_to_sync(layer.group_discard)("events-test", channel)
+
+
+@pytest.mark.services
+def test_a_message_that_fails_is_logged_and_the_next_ones_go(redis_url, caplog, monkeypatch):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("events-test-2", channel)
+    try:
+        events.group_notify(group="events-test-2", payload={"not JSON-able": {1, 2}})  # msgpack refuses a set
+        events.group_notify(group="events-test-2", payload={"number": 1})
+        assert events.publisher_flush(timeout=10)
+        assert async_to_sync(layer.receive)(channel)["payload"] == {"number": 1}
+        assert "could not publish to the group events-test-2" in caplog.text
+    finally:
+        async_to_sync(layer.group_discard)("events-test-2", channel)
