@@ -11,6 +11,7 @@ The client runs on the same two cores as the server: its CPU time is measured an
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -25,6 +26,8 @@ import psycopg
 
 from loadtest.client import Clinician, Recorder, closed_loop, open_loop, shared_client
 from loadtest.report import cpu_snapshot, integrity_check, markdown, shape_summary
+from loadtest.sampling import SamplingProfile, py_spy_available, summarize
+from loadtest.sampling import markdown as profile_markdown
 from loadtest.services import Services
 from loadtest.stack import GUNICORN_THREADS, ROOT, WebServer, production_environment
 
@@ -67,6 +70,11 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--extra-env", action="append", default=[], help="NAME=VALUE for the server processes (to compare a setting)"
     )
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample the web workers with py-spy during each shape: bench/results/<output>-profile.md",
+    )
     parser.add_argument("--output", default="load", help="bench/results/<output>.json and .md")
     return parser.parse_args(argv)
 
@@ -104,13 +112,15 @@ def run_shape(
     *,
     steady_after_s: float,
     offered: dict,
+    profile: Path | None = None,
 ) -> dict:
     database_url = services.database_url.replace("postgres://", "postgresql://")
     sessions_query = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
     with psycopg.connect(database_url) as connection:
         sessions_before = connection.execute(sessions_query).fetchone()[0]
     before = cpu_snapshot(server.pids(), services.postmaster_pid())
-    started = asyncio.run(runner(clinicians))
+    with SamplingProfile(server.children[0].pid, profile) if profile else contextlib.nullcontext():
+        started = asyncio.run(runner(clinicians))
     after = cpu_snapshot(server.pids(), services.postmaster_pid())
     summary = shape_summary(
         recorder, started=started, steady_after_s=steady_after_s, cpu_before=before, cpu_after=after
@@ -122,6 +132,8 @@ def run_shape(
             (connection.execute(sessions_query).fetchone()[0] - sessions_before) / max(len(recorder.acknowledged), 1), 2
         )
     summary["offered"] = offered
+    if profile is not None and profile.exists():
+        summary["profile"] = summarize(profile)
     print(f"[{name}] " + json.dumps({key: summary[key] for key in ("throughput_per_s", "integrity")}), flush=True)
     return summary
 
@@ -179,6 +191,7 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
                     services,
                     seeded["studies"]["open"],
                     steady_after_s=args.period_s,
+                    profile=work / "py-spy-open.txt" if args.py_spy else None,
                     offered={
                         "clinicians": args.clinicians,
                         "item_views_per_s": round(rate, 1),
@@ -209,6 +222,7 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
                     services,
                     seeded["studies"][f"closed-{count}"],
                     steady_after_s=2.0,
+                    profile=work / f"py-spy-closed-{count}.txt" if args.py_spy else None,
                     offered={"clients": count, "duration_s": args.closed_duration_s, "measured_after_s": 2.0},
                 )
         finally:
@@ -220,6 +234,9 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
 
 def main(argv=None) -> int:
     args = parse_arguments(argv)
+    if args.py_spy and not py_spy_available():
+        print("--py-spy: the py-spy command is not installed (pip install py-spy)", file=sys.stderr)
+        return 2
     shapes = set(args.shapes.split(","))
     closed_counts = [int(count) for count in args.closed_clients.split(",") if count]
     studies = {}
@@ -260,6 +277,9 @@ def main(argv=None) -> int:
     results["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     (RESULTS_DIR / f"{args.output}.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS_DIR / f"{args.output}.md").write_text(markdown(results))
+    profiles = {name: shape["profile"] for name, shape in results["shapes"].items() if "profile" in shape}
+    if profiles:
+        (RESULTS_DIR / f"{args.output}-profile.md").write_text(profile_markdown(profiles))
     print(markdown(results))
     failures = [name for name, shape in results["shapes"].items() if not shape["integrity"]["ok"]]
     if failures:
