@@ -7,9 +7,11 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Model
+from django.db.transaction import TransactionManagementError
 
 from evaluation.errors import NotInQueue
 from evaluation.models import Assignment, Criterion, Rubric, Study, StudyItem, StudyRater
+from evaluation.raters import QUEUE_PURPOSES
 from healthagent.joined import JoinedRead
 from healthagent.models import Participant, WebhookEndpoint
 
@@ -69,6 +71,8 @@ def access_assignment(*, assignment_id: int, rater: User, for_update: bool = Fal
     """The rater's own assignment in a study they are still enrolled in; anything else (another clinician's, a
     missing one, one of a study they were removed from) is NotInQueue. ``for_update`` locks the assignment's row (in
     the caller's transaction) and no other. ``assignment.item.has_criteria``: whether the item has criteria."""
+    if for_update and connection.get_autocommit():
+        raise TransactionManagementError("access_assignment(for_update=True) locks within the caller's transaction")
     read, sql = _statement(for_update)
     try:
         found = read.fetch_one_with_extra(sql, [int(assignment_id), rater.pk, rater.pk])
@@ -120,7 +124,7 @@ def _turn_statement() -> tuple[JoinedRead, str]:
             f"(SELECT o.id FROM {assignments} o WHERE o.study_id = a.study_id AND o.rater_id = a.rater_id"
             " AND o.state = %s AND o.id <> a.id ORDER BY o.assigned_at, o.id LIMIT 1)",
             f"(SELECT COUNT(*) FROM {assignments} q WHERE q.study_id = a.study_id AND q.rater_id = a.rater_id"
-            " AND q.purpose IN (%s, %s, %s))",
+            f" AND q.purpose IN ({', '.join(['%s'] * len(QUEUE_PURPOSES))}))",
             f"EXISTS (SELECT 1 FROM {criteria} c WHERE c.item_id = a.item_id)",
             f"EXISTS (SELECT 1 FROM {endpoints} w WHERE w.active AND (w.study_id IS NULL OR w.study_id = a.study_id))",
         ]
@@ -136,8 +140,6 @@ def _turn_statement() -> tuple[JoinedRead, str]:
 def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
     """:func:`access_assignment` locked for a submit (in the caller's transaction), with the rater's standing and what
     handing out their next item needs: one statement."""
-    from evaluation.raters import QUEUE_PURPOSES
-
     read, sql = _turn_statement()
     params: list[Any] = [StudyItem.Kind.TRAINING.value, StudyItem.Kind.QUALIFICATION.value]
     params += [Assignment.State.IN_PROGRESS.value, *(str(purpose) for purpose in QUEUE_PURPOSES)]

@@ -39,6 +39,7 @@ from evaluation.raters import (
     RaterError,
     after_rating,
     background_fields_check,
+    standing_of,
 )
 from evaluation.selectors import rubric_dimensions
 from evaluation.triage import incident_open_for
@@ -417,10 +418,10 @@ def rating_submit_turn(
     evidence: Any = None,
     criteria: dict[str, Any] | None = None,
     time_spent_s: float = 0.0,
-) -> tuple[Rating, RaterTurn]:
+) -> tuple[Rating, RaterTurn | None]:
     """Save the rating of an assignment: the first submit creates it, later ones revise it. Returns the rating and
     the rater's turn as read at the start (evaluation.access.RaterTurn; its standing as the submit left it), from
-    which the rater's next item is handed out without reading it all again.
+    which the rater's next item is handed out without reading it all again; None where it may be stale (a revision).
 
     Idempotent: submitting the same content again (a double click, a retry after a time-out)
     changes nothing and adds no revision. Locks the assignment row for the duration, so two
@@ -448,10 +449,16 @@ def rating_submit_turn(
         raise EvaluationError("the time spent on the item is not a finite number")
     time_spent_s = min(max(time_spent_s, 0.0), MAX_TIME_ON_ITEM_S)
     with transaction.atomic():
-        turn = access_turn(assignment_id=assignment_id, rater=rater)
-        assignment = turn.assignment
+        read = access_turn(assignment_id=assignment_id, rater=rater)
+        assignment = read.assignment
         _check_editable(assignment)
-        standing = turn.standing if assignment.purpose in QUEUE_PURPOSES else None
+        # The turn's other parts were read with the lock, but from before any wait for it: when the row was not in
+        # progress any more (a revision, or a concurrent submit of it that this one waited for), they may be stale,
+        # so the standing is read again and the next item's hand-out reads its own (turn None).
+        turn = read if assignment.state == Assignment.State.IN_PROGRESS else None
+        standing = None
+        if assignment.purpose in QUEUE_PURPOSES:
+            standing = read.standing if turn is not None else standing_of(study=assignment.study, rater=rater)
         if standing is not None and standing.state == StudyRater.State.PAUSED:
             raise EvaluationError("your queue in this study is paused: your ratings so far are kept")
         if assignment.purpose == Assignment.Purpose.QUALIFICATION and assignment.matches_reference is not None:
@@ -509,7 +516,7 @@ def rating_submit_turn(
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
         after_rating(assignment=assignment, scores=cleaned, preference=preference, standing=standing)
         incident_open_for(rating=rating, assignment=assignment, before=before)
-        if turn.webhooks_may_listen:
+        if read.webhooks_may_listen or turn is None:
             _rating_webhooks(assignment=assignment, rating=rating)
         group_notify_on_commit(
             group=study_group(assignment.study_id),

@@ -11,11 +11,8 @@ django_asgi_application = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.urls import get_resolver  # noqa: E402
 
 from healthagent.routing import websocket_urlpatterns  # noqa: E402
-
-get_resolver().url_patterns  # noqa: B018 - as in wsgi.py: the views imported at boot, not by the first request
 
 application = ProtocolTypeRouter(
     {

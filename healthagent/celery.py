@@ -4,6 +4,7 @@ import os
 from collections.abc import Callable
 
 from celery import Celery
+from celery.signals import worker_process_shutdown
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthagent.settings")
@@ -23,6 +24,15 @@ app.conf.broker_transport_options = {
     "unacked_restore_interval": max(1, min(10, VISIBILITY_TIMEOUT_S // 4)),
     "unacked_restore_throttle": 1 if VISIBILITY_TIMEOUT_S < 600 else 10,
 }
+
+
+@worker_process_shutdown.connect
+def _flush_websocket_messages(**kwargs) -> None:
+    """A pool process ends with os._exit, which skips atexit: the websocket messages its jobs handed to the publisher
+    thread (a job's end, its last progress) leave first (healthagent.events)."""
+    from healthagent.events import publisher_flush
+
+    publisher_flush()
 
 
 # What must happen before the embedded mode's workers start (``manage.py serve``), registered by the layers

@@ -47,11 +47,10 @@ class Publisher:
 
     async def _send_forever(self) -> None:
         assert self.queue is not None
-        layer = get_channel_layer()
         while True:
             group, message = await self.queue.get()
             try:
-                await layer.group_send(group, message)
+                await get_channel_layer().group_send(group, message)
             except Exception:
                 logger.exception("could not publish to the group %s", group)
             finally:
@@ -90,7 +89,8 @@ def _background_publisher() -> Publisher | None:
     if not type(get_channel_layer()).__module__.startswith("channels_redis"):
         return None
     with _publisher_lock:
-        if _publisher is None or _publisher.pid != os.getpid():  # none yet, or inherited by a forked child
+        # None yet, inherited by a forked child (whose copy has no thread), or its thread ended (it should not).
+        if _publisher is None or _publisher.pid != os.getpid() or not _publisher.thread.is_alive():
             _publisher = Publisher()
     return _publisher
 
@@ -98,12 +98,12 @@ def _background_publisher() -> Publisher | None:
 def publisher_flush(timeout: float = FLUSH_AT_EXIT_S) -> bool:
     """Wait for the messages this process handed over to leave (tests, and a process about to exit)."""
     publisher = _publisher
-    if publisher is None or publisher.pid != os.getpid():
+    if publisher is None or publisher.pid != os.getpid() or not publisher.thread.is_alive():
         return True
     return publisher.flush(timeout)
 
 
-atexit.register(publisher_flush)
+atexit.register(publisher_flush)  # Celery's pool processes end with os._exit: healthagent.celery flushes them
 
 
 def group_notify(*, group: str, payload: dict) -> None:

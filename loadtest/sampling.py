@@ -25,7 +25,7 @@ BUCKETS = (
     ("Redis (sessions, channel layer)", ("redis/", "django/core/cache/")),
     ("JSON", ("json/", "orjson")),
     ("gzip / file serving", ("gzip", "django/http/response.py", "whitenoise/")),
-    ("gunicorn (HTTP parsing, sockets, threads)", ("gunicorn/", "selectors.py", "socket.py", "ssl.py")),
+    ("gunicorn (HTTP parsing, sockets, threads)", ("gunicorn/", "(selectors.py:", "(socket.py:", "(ssl.py:")),
     ("Django request handling and middleware", ("django/core/handlers/", "django/middleware/", "django/contrib/")),
     ("the site's own code", ("healthagent/", "evaluation/", "modeling/")),
 )
@@ -49,6 +49,7 @@ class SamplingProfile:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "SamplingProfile":
+        self.log = self.output.with_suffix(".log").open("w")  # why, when no stacks were written
         self.process = subprocess.Popen(
             [
                 py_spy_command() or "py-spy",
@@ -66,7 +67,7 @@ class SamplingProfile:
                 "--gil",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log,
         )
         return self
 
@@ -77,11 +78,15 @@ class SamplingProfile:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        self.log.close()
 
 
 def summarize(collapsed: Path, top: int = 25) -> dict:
     """Shares of the samples by bucket (:data:`BUCKETS`) and the functions with the most samples at the top of the
     stack (self time), from py-spy's collapsed stacks (``frame;frame;... count`` per line, outermost first)."""
+    if not collapsed.exists():
+        log = collapsed.with_suffix(".log")
+        raise RuntimeError(f"py-spy wrote no stacks: {log.read_text().strip() if log.exists() else 'no log'}")
     buckets: Counter[str] = Counter()
     own: Counter[str] = Counter()
     total = 0

@@ -17,10 +17,10 @@ def test_messages_handed_to_the_publisher_arrive_in_order(redis_url):
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)("events-test", channel)
     try:
-        started = time.process_time()
+        started = time.thread_time()  # this thread's: the publisher's own work is on another
         for number in range(50):  # within a channel's capacity (100), beyond which a group send drops
             events.group_notify(group="events-test", payload={"number": number})
-        handing_over_ms = (time.process_time() - started) * 1000 / 50
+        handing_over_ms = (time.thread_time() - started) * 1000 / 50
         assert events.publisher_flush(timeout=10)
 
         async def received() -> list[int]:
