@@ -12,7 +12,6 @@ from healthagent.cohort.charts import ChartError, minute_figure_file
 from healthagent.cohort.days import shown_days
 from healthagent.models import Participant
 from modeling.jobs import JobContext, JobKind, register
-from modeling.ml.data.spec import MINUTES_PER_DAY
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def study_chart_windows(study: Study) -> list[tuple[Participant, int, int]]:
     windows = []
     for participant in participants:
         days = shown_days(participant, study.window_days)
-        windows.append((participant, (days.first - 1) * MINUTES_PER_DAY, days.last * MINUTES_PER_DAY))
+        windows.append((participant, *days.minutes))
     return windows
 
 

@@ -20,7 +20,6 @@ from healthagent.cohort.captions import participant_day_captions
 from healthagent.cohort.days import DaySpan, shown_days
 from healthagent.cohort.selectors import participant_profile
 from healthagent.models import Participant
-from modeling.ml.data.spec import MINUTES_PER_DAY
 
 # Bump when the record's or the captions' template or code changes what they show.
 DATA_FRAGMENT_VERSION = 1
@@ -139,7 +138,7 @@ def item_page_context(assignment: Assignment, *, rater) -> dict:
             if value not in (None, "")
         },
         "evidence_dimensions": [(d.key, d.label) for d in dimensions if d.is_scored or not pairwise],
-        "window": {"start": (shown.first - 1) * MINUTES_PER_DAY, "end": shown.last * MINUTES_PER_DAY},
+        "window": dict(zip(("start", "end"), shown.minutes, strict=True)),
         "pairwise": pairwise,
         "shown": shown_values,
         "evidence_json": json.dumps(shown_values.get("evidence") or []),

@@ -52,7 +52,6 @@ from healthagent.models import AgentVariant, Cohort, Invitation, Participant
 from healthagent.roles import RESULTS_ROLES, Role, user_has_role
 from healthagent.webhooks import wanting, webhook_emit, webhook_endpoints_for
 from modeling.jobs import job_queue
-from modeling.ml.data.spec import MINUTES_PER_DAY
 
 MAX_TIME_ON_ITEM_S = 3 * 3600
 DRAFT_MAX_CHARS = 20_000  # a draft (scores, text, criteria, evidence windows) as JSON
@@ -344,7 +343,7 @@ def _clean_evidence(assignment: Assignment, dimensions: list[Dimension], evidenc
         return evidence_clean(
             evidence,
             dimensions={dimension.key: dimension.label for dimension in dimensions},
-            window=((days.first - 1) * MINUTES_PER_DAY, days.last * MINUTES_PER_DAY),
+            window=days.minutes,
             channels=DEFAULT_CHANNELS,
         )
     except EvidenceError as error:

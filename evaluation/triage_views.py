@@ -27,7 +27,6 @@ from evaluation.views import chart_response, minutes_response
 from healthagent.agent.record import participant_record
 from healthagent.cohort.days import shown_days
 from healthagent.roles import Role, role_required
-from modeling.ml.data.spec import MINUTES_PER_DAY
 
 INCIDENT_LOG_FORMATS = {"csv": "text/csv", "json": "application/json"}
 
@@ -50,7 +49,7 @@ def triage(request):
 
 def _window(incident: Incident) -> tuple[int, int]:
     days = shown_days(incident.item.participant, incident.study.window_days)
-    return (days.first - 1) * MINUTES_PER_DAY, days.last * MINUTES_PER_DAY
+    return days.minutes
 
 
 @role_required(Role.CLINICIAN, Role.RESEARCHER, Role.ADMIN)

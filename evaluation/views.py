@@ -58,7 +58,6 @@ from healthagent.cohort.days import shown_days
 from healthagent.jsonlimits import json_loads_bounded
 from healthagent.models import Participant
 from healthagent.roles import Role, adjudicator_flag_required, role_required
-from modeling.ml.data.spec import MINUTES_PER_DAY
 
 RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
 
@@ -140,7 +139,7 @@ def own_assignment(request, assignment_id: int) -> Assignment:
 def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]:
     """The study's window of the participant's minute-level data: its last ``window_days`` days, in minutes."""
     days = shown_days(participant, assignment.study.window_days)
-    return (days.first - 1) * MINUTES_PER_DAY, days.last * MINUTES_PER_DAY
+    return days.minutes
 
 
 @role_required(Role.CLINICIAN)

@@ -10,6 +10,7 @@ measurements and events from before the wearable data are dated in days before t
 from dataclasses import dataclass
 
 from healthagent.models import Participant
+from modeling.ml.data.spec import MINUTES_PER_DAY
 
 DAY_NUMBERING = "day 1 is the first day of wearable data; a measurement's days_ago counts back from the last day"
 
@@ -34,6 +35,11 @@ class DaySpan:
     @property
     def days(self) -> int:
         return max(0, self.last - self.first + 1)
+
+    @property
+    def minutes(self) -> tuple[int, int]:
+        """The span as ``[start, end)`` minutes of the participant's minute-level data (day 1 starts at minute 0)."""
+        return (self.first - 1) * MINUTES_PER_DAY, self.last * MINUTES_PER_DAY
 
     def __str__(self) -> str:
         return f"day {self.first}" if self.first == self.last else f"days {self.first}–{self.last}"
