@@ -1,6 +1,8 @@
 """Items whose answer will not come (a failed or blocked generation, no job on its way): a researcher drops one with a
 note or queues the generation of what it lacks. Both audited; both lock the item row, as handing it out does."""
 
+from typing import Any
+
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
@@ -52,17 +54,7 @@ def study_item_drop(*, study: Study, item_id: int, note: str, user: User) -> Stu
         item = _access_item_without_answer(study=study, item_id=item_id).item
         item.dropped_at, item.dropped_by, item.drop_note = timezone.now(), user, note
         item.save(update_fields=["dropped_at", "dropped_by", "drop_note"])
-        audit_record(
-            actor=user,
-            action=Action.STUDY_ITEM_DROPPED,
-            target=study,
-            details={
-                "item": item.pk,
-                "position": item.position + 1,
-                "participant": item.participant.pseudonym,
-                "note": note,
-            },
-        )
+        _audit_item(user=user, action=Action.STUDY_ITEM_DROPPED, study=study, item=item, note=note)
         group_notify_on_commit(group=study_group(study.pk), payload={"event": "item_dropped", "item": item.pk})
     return item
 
@@ -85,15 +77,15 @@ def study_item_regenerate(*, study: Study, item_id: int, user: User) -> Job:
             )
         except JobError as error:
             raise EvaluationError(str(error)) from error
-        audit_record(
-            actor=user,
-            action=Action.STUDY_ITEM_REGENERATED,
-            target=study,
-            details={
-                "item": item.pk,
-                "position": item.position + 1,
-                "participant": item.participant.pseudonym,
-                "job": job.pk,
-            },
-        )
+        _audit_item(user=user, action=Action.STUDY_ITEM_REGENERATED, study=study, item=item, job=job.pk)
     return job
+
+
+def _audit_item(*, user: User, action: Action, study: Study, item: StudyItem, **details: Any) -> None:
+    """An owner's action on one item, in the study's audit trail: the item by id, position and pseudonym."""
+    audit_record(
+        actor=user,
+        action=action,
+        target=study,
+        details={"item": item.pk, "position": item.position + 1, "participant": item.participant.pseudonym, **details},
+    )

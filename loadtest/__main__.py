@@ -118,6 +118,7 @@ def run_shape(
     sessions_query = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
     with psycopg.connect(database_url) as connection:
         sessions_before = connection.execute(sessions_query).fetchone()[0]
+    load_before = [round(value, 2) for value in os.getloadavg()]  # 1, 5, 15 min: was anything else heavy running?
     before = cpu_snapshot(server.pids(), services.postmaster_pid())
     with SamplingProfile(server.children[0].pid, profile) if profile else contextlib.nullcontext():
         started = asyncio.run(runner(clinicians))
@@ -132,8 +133,9 @@ def run_shape(
             (connection.execute(sessions_query).fetchone()[0] - sessions_before) / max(len(recorder.acknowledged), 1), 2
         )
     summary["offered"] = offered
+    summary["load_average_before"] = load_before
     if profile is not None and profile.exists():
-        summary["profile"] = summarize(profile)
+        summary["profile"] = {**summarize(profile), "load_average_before": load_before}
     print(f"[{name}] " + json.dumps({key: summary[key] for key in ("throughput_per_s", "integrity")}), flush=True)
     return summary
 

@@ -119,7 +119,9 @@ def summarize(collapsed: Path, top: int = 25) -> dict:
 def markdown(summaries: dict[str, dict]) -> str:
     lines = ["## Where the web workers' CPU goes (py-spy, sampled from outside the processes)", ""]
     for shape, summary in summaries.items():
-        lines += [f"### {shape}: {summary['samples']:,} samples", "", "| share | what |", "|---:|---|"]
+        load = summary.get("load_average_before", "not recorded")
+        lines += [f"### {shape}: {summary['samples']:,} samples (load average before, 1/5/15 min: {load})", ""]
+        lines += ["| share | what |", "|---:|---|"]
         lines += [f"| {percent} % | {name} |" for name, percent in summary["buckets_percent"].items()]
         lines += ["", "Functions at the top of the stack (self time):", "", "| share | function |", "|---:|---|"]
         lines += [f"| {percent} % | `{frame}` |" for frame, percent in summary["top_self_percent"]]

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from loadtest.sampling import SamplingProfile, summarize
+from loadtest.sampling import SamplingProfile, markdown, summarize
 
 
 def test_samples_are_counted_where_the_innermost_known_frame_is(tmp_path):
@@ -30,6 +30,8 @@ def test_samples_are_counted_where_the_innermost_known_frame_is(tmp_path):
         "gunicorn (HTTP parsing, sockets, threads)": 10.0,
     }
     assert summary["top_self_percent"][0] == ("as_sql (django/db/models/sql/compiler.py:3)", 60.0)
+    report = markdown({"closed-10": {**summary, "load_average_before": [0.42, 0.8, 1.1]}})
+    assert "load average before, 1/5/15 min: [0.42, 0.8, 1.1]" in report and "| 60.0 % | ORM: compiling SQL |" in report
 
 
 def test_a_busy_process_is_sampled(tmp_path):
