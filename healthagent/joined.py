@@ -7,10 +7,43 @@ field added to a model is read here too; only the joins and the conditions are w
 """
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Model
+
+
+def prepared_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
+    """A cursor whose statements PostgreSQL prepares on the connection's first use of each and plans once: psycopg's
+    server-side binding, with the connection's ``prepare_threshold`` of 0 (settings; ``None`` turns it off, and then
+    this is a plain cursor). For the few statements every request runs with new parameters, where planning cost
+    more than executing. Django's own cursors bind on the client and never prepare. Elsewhere (SQLite) Django's
+    cursor. Wrapped as Django wraps its own, so query logging, counting and error translation see these too."""
+    if connection.vendor != "postgresql":
+        return connection.cursor()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        raw = _preparing_cursor_class()(connection.connection)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+@cache
+def _preparing_cursor_class() -> type:
+    import psycopg  # the PostgreSQL backend's driver: imported where it is the backend
+
+    class PreparingCursor(psycopg.Cursor):
+        """psycopg's server-binding cursor, which also keeps a prepared statement's text where Django's query log
+        reads it (``last_executed_query``: psycopg sets it for a statement it sends whole, not for a prepared one)."""
+
+        def _send_query_prepared(self, name, pgq, *, binary=None):
+            self._query = pgq
+            super()._send_query_prepared(name, pgq, binary=binary)
+
+    return PreparingCursor
 
 
 class JoinedRead:
@@ -49,7 +82,7 @@ class JoinedRead:
         """:meth:`fetch_one`, and the row's values after ``self.columns`` as the driver gives them. A part whose
         primary key is NULL (the missing side of a ``LEFT JOIN``) is None."""
         connection = connections[self.using]
-        with connection.cursor() as cursor:
+        with prepared_cursor(connection) as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
         if row is None:

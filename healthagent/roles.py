@@ -15,6 +15,8 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, models, transaction
 
+from healthagent.joined import JoinedRead
+
 
 class Role(models.TextChoices):
     CLINICIAN = "clinician", "Clinician"
@@ -48,22 +50,27 @@ def user_roles(user: User | AnonymousUser) -> frozenset[Role]:
     return cached
 
 
-def _role_flag(role: Role) -> str:
-    return f"_holds_{role.value}"
+_USER_READ: JoinedRead | None = None
+_USER_WITH_ROLES_SQL: str | None = None
 
 
-def _user_with_roles_sql() -> str:
+def _user_with_roles_statement() -> tuple[JoinedRead, str]:
     """One statement, built once: the user's row and an EXISTS per role. Raw SQL: the ORM would compile the same
-    query (three correlated subqueries) again on every request, which cost more than running it."""
-    quote = connection.ops.quote_name
-    user, group = quote(User._meta.db_table), quote(Group._meta.db_table)
-    through = quote(User.groups.through._meta.db_table)
-    holds = ", ".join(
-        f"EXISTS (SELECT 1 FROM {through} m JOIN {group} g ON g.id = m.group_id "
-        f"WHERE m.user_id = {user}.id AND g.name = %s) AS {quote(_role_flag(role))}"
-        for role in Role
-    )
-    return f"SELECT {user}.*, {holds} FROM {user} WHERE {user}.id = %s"
+    query (three correlated subqueries) again on every request, which cost more than running it; prepared
+    (``JoinedRead``), so PostgreSQL does not plan it again either."""
+    global _USER_READ, _USER_WITH_ROLES_SQL
+    if _USER_READ is None or _USER_WITH_ROLES_SQL is None:
+        read = JoinedRead([(User, "u")])
+        quote = connection.ops.quote_name
+        user, group = quote(User._meta.db_table), quote(Group._meta.db_table)
+        through = quote(User.groups.through._meta.db_table)
+        holds = ", ".join(
+            f"EXISTS (SELECT 1 FROM {through} m JOIN {group} g ON g.id = m.group_id WHERE m.user_id = u.id AND g.name = %s)"
+            for _ in Role
+        )
+        _USER_WITH_ROLES_SQL = f"SELECT {read.columns}, {holds} FROM {user} u WHERE u.id = %s"
+        _USER_READ = read
+    return _USER_READ, _USER_WITH_ROLES_SQL
 
 
 def user_with_roles(user_id: Any) -> User | None:
@@ -73,19 +80,21 @@ def user_with_roles(user_id: Any) -> User | None:
         pk = User._meta.pk.to_python(user_id)
     except (ValidationError, TypeError, ValueError):
         return None  # not an id: a session that was tampered with, or of another user model
-    global _USER_WITH_ROLES_SQL
-    if _USER_WITH_ROLES_SQL is None:
-        _USER_WITH_ROLES_SQL = _user_with_roles_sql()
-    found = list(User.objects.raw(_USER_WITH_ROLES_SQL, [*Role.values, pk]))
-    if not found:
+    read, sql = _user_with_roles_statement()
+    try:
+        found = read.fetch_one_with_extra(sql, [*Role.values, pk])
+    except OverflowError:
+        return None  # an id no user can have
+    if found is None:
         return None
-    user = found[0]
-    held = frozenset(Role) if user.is_superuser else frozenset(role for role in Role if getattr(user, _role_flag(role)))
+    (user,), flags = found
+    held = (
+        frozenset(Role)
+        if user.is_superuser
+        else frozenset(role for role, holds in zip(Role, flags, strict=True) if holds)
+    )
     cast(Any, user)._healthagent_roles = held  # what user_roles reads: no second query
     return user
-
-
-_USER_WITH_ROLES_SQL: str | None = None
 
 
 def user_has_role(user: User | AnonymousUser, *roles: Role) -> bool:

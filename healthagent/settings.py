@@ -152,6 +152,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     DATABASES["default"]["OPTIONS"] = {
         "pool": {"min_size": 2, "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8"))}
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The hottest reads (healthagent.joined.prepared_cursor: a rater's assignment with its joins, the request's user)
+    # are prepared once per connection, so PostgreSQL plans them once, not on every request (planning was most of
+    # their cost). Every other statement keeps Django's client-side binding, which never prepares. Off for a
+    # transaction-mode PgBouncer older than 1.21, which cannot keep a connection's prepared statements.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = (
+        0 if env_bool("DATABASE_PREPARED_STATEMENTS", True) else None
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 
+from loadtest import statements
 from loadtest.client import Clinician, Recorder, closed_loop, open_loop, shared_client
 from loadtest.report import cpu_snapshot, integrity_check, markdown, shape_summary
 from loadtest.sampling import SamplingProfile, py_spy_available, summarize
@@ -75,6 +76,11 @@ def parse_arguments(argv=None) -> argparse.Namespace:
         action="store_true",
         help="sample the web workers with py-spy during each shape: bench/results/<output>-profile.md",
     )
+    parser.add_argument(
+        "--pg-statements",
+        action="store_true",
+        help="PostgreSQL's time per statement during each shape (pg_stat_statements): bench/results/<output>-statements.md",
+    )
     parser.add_argument("--output", default="load", help="bench/results/<output>.json and .md")
     return parser.parse_args(argv)
 
@@ -113,11 +119,14 @@ def run_shape(
     steady_after_s: float,
     offered: dict,
     profile: Path | None = None,
+    track_statements: bool = False,
 ) -> dict:
     database_url = services.database_url.replace("postgres://", "postgresql://")
     sessions_query = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
     with psycopg.connect(database_url) as connection:
         sessions_before = connection.execute(sessions_query).fetchone()[0]
+        if track_statements:
+            statements.reset(connection)
     load_before = [round(value, 2) for value in os.getloadavg()]  # 1, 5, 15 min: was anything else heavy running?
     before = cpu_snapshot(server.pids(), services.postmaster_pid())
     with SamplingProfile(server.children[0].pid, profile) if profile else contextlib.nullcontext():
@@ -127,6 +136,7 @@ def run_shape(
         recorder, started=started, steady_after_s=steady_after_s, cpu_before=before, cpu_after=after
     )
     with psycopg.connect(database_url) as connection:
+        executed = statements.read(connection) if track_statements else None
         summary["integrity"] = integrity_check(connection, study_id=study_id, recorder=recorder)
         # Database sessions opened per rated item (3 requests): 3 means a new connection per request.
         summary["database_sessions_per_rated_item"] = round(
@@ -134,6 +144,11 @@ def run_shape(
         )
     summary["offered"] = offered
     summary["load_average_before"] = load_before
+    if executed is not None:
+        summary["statements"] = {
+            **statements.summarize(executed, len(recorder.acknowledged)),
+            "load_average_before": load_before,
+        }
     if profile is not None and profile.exists():
         summary["profile"] = {**summarize(profile), "load_average_before": load_before}
     print(f"[{name}] " + json.dumps({key: summary[key] for key in ("throughput_per_s", "integrity")}), flush=True)
@@ -143,7 +158,7 @@ def run_shape(
 def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Path, results: dict) -> None:
     """Start the services and the server, run each shape, and record its figures in ``results``."""
     extra = dict(item.split("=", 1) for item in args.extra_env)
-    with Services() as services:
+    with Services(track_statements=args.pg_statements) as services:
         environment = production_environment(
             services_environment=services.environment(), var_dir=work / "var", extra=extra
         )
@@ -194,6 +209,7 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
                     seeded["studies"]["open"],
                     steady_after_s=args.period_s,
                     profile=work / "py-spy-open.txt" if args.py_spy else None,
+                    track_statements=args.pg_statements,
                     offered={
                         "clinicians": args.clinicians,
                         "item_views_per_s": round(rate, 1),
@@ -225,6 +241,7 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
                     seeded["studies"][f"closed-{count}"],
                     steady_after_s=2.0,
                     profile=work / f"py-spy-closed-{count}.txt" if args.py_spy else None,
+                    track_statements=args.pg_statements,
                     offered={"clients": count, "duration_s": args.closed_duration_s, "measured_after_s": 2.0},
                 )
         finally:
@@ -282,6 +299,9 @@ def main(argv=None) -> int:
     profiles = {name: shape["profile"] for name, shape in results["shapes"].items() if "profile" in shape}
     if profiles:
         (RESULTS_DIR / f"{args.output}-profile.md").write_text(profile_markdown(profiles))
+    executed = {name: shape["statements"] for name, shape in results["shapes"].items() if "statements" in shape}
+    if executed:
+        (RESULTS_DIR / f"{args.output}-statements.md").write_text(statements.markdown(executed))
     print(markdown(results))
     failures = [name for name, shape in results["shapes"].items() if not shape["integrity"]["ok"]]
     if failures:

@@ -15,6 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
+from loadtest import statements
+
 PG_PORT = int(os.environ.get("LOADTEST_PG_PORT", "55499"))
 REDIS_PORT = int(os.environ.get("LOADTEST_REDIS_PORT", "56499"))
 
@@ -119,6 +123,7 @@ class Services:
     pg_port: int = PG_PORT
     redis_port: int = REDIS_PORT
     max_connections: int = 300
+    track_statements: bool = False  # load pg_stat_statements (loadtest/statements.py)
     folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="healthagent-load.")))
 
     def __post_init__(self):
@@ -144,6 +149,8 @@ class Services:
         )
         # fsync stays on: the load figures include the cost of durable commits, as in production.
         options = f"-h 127.0.0.1 -p {self.pg_port} -k {self.folder} -c max_connections={self.max_connections}"
+        if self.track_statements:
+            options += " " + statements.SERVER_OPTIONS
         subprocess.run(
             _as_postgres(
                 [
@@ -168,6 +175,11 @@ class Services:
             ),
             check=True,
         )
+        if self.track_statements:
+            with psycopg.connect(
+                self.database_url.replace("postgres://", "postgresql://"), autocommit=True
+            ) as connection:
+                statements.create_extension(connection)
         self.redis.start()
         return self
 

@@ -141,3 +141,30 @@ def test_a_rater_paused_by_their_submit_is_given_no_next_item(client, grounded_s
     assert standing.state == StudyRater.State.PAUSED
     assert response["Location"] == reverse("evaluation:study_next", args=[grounded_study.pk])
     assert not Assignment.objects.filter(rater=clinician, state="in_progress").exists()
+
+
+def test_the_hot_reads_are_prepared_once_per_connection_on_postgresql(grounded_study):
+    """The user's and the assignment's reads are planned once per connection (healthagent.joined.prepared_cursor),
+    with the roles and access they always had."""
+    from django.db import connection
+
+    from healthagent.roles import Role, user_roles, user_with_roles
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    opened = assignment_next(study=grounded_study, rater=clinician)
+
+    def prepared() -> list[str]:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in cursor.fetchall()]
+
+    before = len(prepared())
+    for _ in range(3):
+        assert user_roles(user_with_roles(clinician.pk)) == {Role.CLINICIAN}
+        assert access_assignment(assignment_id=opened.pk, rater=clinician).pk == opened.pk
+    statements = prepared()
+    assert len(statements) == before + 2  # each prepared once, whatever the number of executions
+    assert any('"auth_user" u WHERE u.id' in text for text in statements)
+    assert user_with_roles(10**20) is None and user_with_roles("not an id") is None
