@@ -69,6 +69,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--shapes", default="open,closed")
     parser.add_argument(
+        "--threads", type=int, default=GUNICORN_THREADS, help="gunicorn: threads per worker (the Procfile's 8)"
+    )
+    parser.add_argument(
         "--extra-env", action="append", default=[], help="NAME=VALUE for the server processes (to compare a setting)"
     )
     parser.add_argument(
@@ -173,7 +176,11 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
         results["conditions"]["seed_s"] = seeded["seed_s"]
         results["conditions"]["items_per_study"] = seeded["items_per_study"]
         server = WebServer(
-            environment=environment, processes=args.processes, log_path=work / "server.log", server=args.server
+            environment=environment,
+            processes=args.processes,
+            log_path=work / "server.log",
+            server=args.server,
+            threads=args.threads,
         ).start()
         try:
             if "open" in shapes:
@@ -278,7 +285,7 @@ def main(argv=None) -> int:
         "conditions": {
             **vars(args),
             "cpus": os.cpu_count(),
-            "server": f"{args.server} x {args.processes} (shared socket{', gthread x ' + str(GUNICORN_THREADS) if args.server == 'gunicorn' else ''}), production profile",
+            "server": f"{args.server} x {args.processes} (shared socket{', gthread x ' + str(args.threads) if args.server == 'gunicorn' else ''}), production profile",
             "database": "PostgreSQL 15 (fsync on)",
             "redis": "channel layer and broker",
         },

@@ -175,7 +175,7 @@ def markdown(results: dict) -> str:
             "",
             f"Load average before the shape (1, 5, 15 min): {shape.get('load_average_before', 'not recorded')}. "
             f"Steady window {shape['steady_window_s']} s; item page median {shape['item_page_bytes_median']:,} bytes; "
-            f"chart median {shape.get('chart_bytes_median', 0):,} bytes, fetched for {shape.get('chart_fetches_per_item_page', 0)} of item pages; "
+            f"chart median {shape.get('chart_bytes_median', 0):,} bytes as sent (gzip), fetched for {shape.get('chart_fetches_per_item_page', 0)} of item pages; "
             f"CPU cores used: {shape['cpu_cores_used']}; CPU ms per rated item: {shape['cpu_ms_per_rated_item']}; "
             f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}.",
             "",

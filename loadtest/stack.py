@@ -48,7 +48,7 @@ GUNICORN_THREADS = 8  # per worker; as many as the worker's PostgreSQL pool hold
 GUNICORN_KEEP_ALIVE_S = 75
 
 
-def server_command(server: str, *, descriptor: int, processes: int) -> list[list[str]]:
+def server_command(server: str, *, descriptor: int, processes: int, threads: int = GUNICORN_THREADS) -> list[list[str]]:
     """The command line of each process to start: one gunicorn master, or one per daphne process."""
     if server == "gunicorn":
         return [
@@ -63,7 +63,7 @@ def server_command(server: str, *, descriptor: int, processes: int) -> list[list
                 "--worker-class",
                 "gthread",
                 "--threads",
-                str(GUNICORN_THREADS),
+                str(threads),
                 "--keep-alive",
                 str(GUNICORN_KEEP_ALIVE_S),
                 "healthagent.wsgi:application",
@@ -79,8 +79,18 @@ def server_command(server: str, *, descriptor: int, processes: int) -> list[list
 class WebServer:
     """``processes`` web processes (``server``: gunicorn workers or daphne processes) on 127.0.0.1:``port`` (0 picks a free port)."""
 
-    def __init__(self, *, environment: dict, processes: int, log_path: Path, port: int = 0, server: str = "daphne"):
+    def __init__(
+        self,
+        *,
+        environment: dict,
+        processes: int,
+        log_path: Path,
+        port: int = 0,
+        server: str = "daphne",
+        threads: int = GUNICORN_THREADS,
+    ):
         self.environment, self.processes, self.log_path, self.server = environment, processes, log_path, server
+        self.threads = threads
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", port))
@@ -102,7 +112,9 @@ class WebServer:
     def _start(self) -> "WebServer":
         log = open(self.log_path, "ab")  # noqa: SIM115 - the server writes to it until it stops
         descriptor = self.listener.fileno()
-        for command in server_command(self.server, descriptor=descriptor, processes=self.processes):
+        for command in server_command(
+            self.server, descriptor=descriptor, processes=self.processes, threads=self.threads
+        ):
             self.children.append(
                 subprocess.Popen(
                     command,
