@@ -29,6 +29,7 @@ from django.utils.crypto import salted_hmac
 from evaluation.access import RaterTurn
 from evaluation.models import Assignment, Study, StudyItem
 from evaluation.raters import QUEUE_PURPOSES, onboarding_assignment, quality_assignment, rater_gate, rater_paused
+from healthagent.joined import JoinedRead, prepared_cursor
 from healthagent.models import AgentVariant, Recommendation
 from modeling.selectors import generation_pending, generation_pending_job
 
@@ -231,6 +232,43 @@ def _in_turn(candidates: list[tuple[int, int]], *, seed: int, rater_id: int) -> 
         yield from sorted(groups[raters], key=lambda item_id: rater_rank(seed=seed, rater_id=rater_id, item_id=item_id))
 
 
+_ITEM_READ: JoinedRead | None = None
+_PLACES_SQL: dict[str, str] = {}
+
+
+def _locked_places(item_id: int, *, rater_id: int) -> tuple[StudyItem, int, int]:
+    """The item, locked until the caller's transaction ends, then its places as they are once it is ours: the main
+    assignments not skipped (its raters, as :func:`_available` counts them) and the rater's own. Two statements, in
+    this order: one that counted while waiting for the lock would miss the assignment of whoever held it. Written
+    once and prepared, as every hand-out runs them."""
+    global _ITEM_READ
+    if _ITEM_READ is None:
+        _ITEM_READ = JoinedRead([(StudyItem, "i")])
+    if not _PLACES_SQL:
+        quote = connection.ops.quote_name
+        lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+        _PLACES_SQL["lock"] = (
+            f"SELECT {_ITEM_READ.columns} FROM {quote(StudyItem._meta.db_table)} i WHERE i.id = %s{lock}"
+        )
+        _PLACES_SQL["count"] = (
+            "SELECT COALESCE(SUM(CASE WHEN a.purpose = %s AND a.state <> %s THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN a.rater_id = %s THEN 1 ELSE 0 END), 0) "
+            f"FROM {quote(Assignment._meta.db_table)} a WHERE a.item_id = %s"
+        )
+    found = _ITEM_READ.fetch_one(_PLACES_SQL["lock"], [item_id])
+    if found is None:
+        raise StudyItem.DoesNotExist(f"no study item {item_id}")
+    (item,) = found
+    assert isinstance(item, StudyItem)
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(
+            _PLACES_SQL["count"],
+            [Assignment.Purpose.MAIN.value, Assignment.State.SKIPPED.value, rater_id, item_id],
+        )
+        taken, mine = cursor.fetchone()
+    return item, int(taken), int(mine)
+
+
 def assignment_next(*, study: Study, rater, turn: RaterTurn | None = None) -> Assignment | None:
     """The rater's current or next assignment in ``study``, or None when there is nothing for them. ``turn``: the
     rater's turn as the submit of their last item read it (evaluation.access), which saves reading it again."""
@@ -261,12 +299,8 @@ def assignment_next(*, study: Study, rater, turn: RaterTurn | None = None) -> As
         return quality
     for item_id in _in_turn(candidates, seed=study.seed, rater_id=rater.pk):
         with transaction.atomic():
-            item = StudyItem.objects.select_for_update().get(pk=item_id)
-            places = item.assignments.aggregate(
-                taken=Count("pk", filter=Q(purpose=Assignment.Purpose.MAIN) & ~Q(state=Assignment.State.SKIPPED)),
-                mine=Count("pk", filter=Q(rater=rater)),
-            )
-            if places["taken"] >= study.raters_per_item + item.extra_raters or places["mine"] or item.dropped_at:
+            item, taken, mine = _locked_places(item_id, rater_id=rater.pk)
+            if taken >= study.raters_per_item + item.extra_raters or mine or item.dropped_at:
                 continue  # someone took the last place (or the owner dropped the item) while we looked
             freeze_answers(item)
             return Assignment.objects.create(

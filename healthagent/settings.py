@@ -228,7 +228,7 @@ else:
     # Sessions read from Redis and kept in PostgreSQL (healthagent/sessions.py): one query fewer per request. Short
     # timeouts: while Redis restarts, a request reads its session from the database instead of waiting.
     CACHES["sessions"] = {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "healthagent.sessions.RedisCache",  # Django's, with one Redis client per pool
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "sessions",
         "OPTIONS": {

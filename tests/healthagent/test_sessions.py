@@ -74,3 +74,14 @@ def test_a_session_signed_in_before_the_roles_backend_still_works(client):
     assert client.get(reverse("evaluation:study_list")).status_code == 200
     assert authenticate(username=user.username, password="wrong") is None
     assert authenticate(username=user.username, password=DEFAULT_PASSWORD) == user
+
+
+def test_the_session_cache_keeps_one_redis_client_and_it_works(redis_url):
+    from django.core.cache import caches
+
+    cache = caches["sessions"]
+    assert cache._cache.get_client() is cache._cache.get_client(write=False)  # not a new client per call
+    cache.set("one-client", {"a": 1}, 30)
+    assert cache.get("one-client") == {"a": 1}
+    cache.delete("one-client")
+    assert cache.get("one-client") is None
