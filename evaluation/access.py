@@ -100,6 +100,7 @@ class RaterTurn:
     other_open_id: int | None  # another of the rater's assignments in this study still in progress (two tabs)
     queue_turns: int  # the rater's main, gold and repeat assignments in this study so far
     webhooks_may_listen: bool  # an active endpoint for this study or the whole site exists (webhooks checks more)
+    gold: tuple[int, int]  # (matched, graded) of the rater's gold items since their reinstatement: raters.gold_accuracy
 
 
 _TURN_READ: JoinedRead | None = None
@@ -127,6 +128,12 @@ def _turn_statement() -> tuple[JoinedRead, str]:
             f" AND q.purpose IN ({', '.join(['%s'] * len(QUEUE_PURPOSES))}))",
             f"EXISTS (SELECT 1 FROM {criteria} c WHERE c.item_id = a.item_id)",
             f"EXISTS (SELECT 1 FROM {endpoints} w WHERE w.active AND (w.study_id IS NULL OR w.study_id = a.study_id))",
+            *[
+                f"(SELECT COUNT(*) FROM {assignments} g WHERE g.study_id = a.study_id AND g.rater_id = a.rater_id"
+                f" AND g.purpose = %s AND g.matches_reference IS NOT NULL{matched}"
+                " AND (sr.reinstated_at IS NULL OR g.completed_at > sr.reinstated_at))"
+                for matched in (" AND g.matches_reference", "")
+            ],
         ]
         _TURN_SQL = (
             f"SELECT {read.columns}, {', '.join(extra)} FROM {joins}"
@@ -143,6 +150,7 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
     read, sql = _turn_statement()
     params: list[Any] = [StudyItem.Kind.TRAINING.value, StudyItem.Kind.QUALIFICATION.value]
     params += [Assignment.State.IN_PROGRESS.value, *(str(purpose) for purpose in QUEUE_PURPOSES)]
+    params += [Assignment.Purpose.GOLD.value] * 2
     try:
         found = read.fetch_one_with_extra(sql, [*params, int(assignment_id), rater.pk, rater.pk])
     except (TypeError, ValueError, OverflowError):
@@ -150,7 +158,7 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
     if found is None:
         raise NotInQueue("there is no such item in your queue")
     (assignment, study, rubric, item, participant, standing), extra = found
-    training, qualification, other_open_id, queue_turns, has_criteria, webhooks = extra
+    training, qualification, other_open_id, queue_turns, has_criteria, webhooks, matched, graded = extra
     item.has_criteria = bool(has_criteria)
     study.rubric, item.participant = rubric, participant
     assignment.study, assignment.item = study, item
@@ -165,4 +173,5 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
         other_open_id=None if other_open_id is None else int(other_open_id),
         queue_turns=int(queue_turns),
         webhooks_may_listen=bool(webhooks),
+        gold=(int(matched), int(graded)),
     )

@@ -93,6 +93,34 @@ def participant_data_html(*, participant: Participant, shown: DaySpan, captions:
     return mark_safe(html)  # our own template's output, escaped when it was rendered
 
 
+def scales_html(*, rubric, dimensions: list, pairwise: bool, shown_scores: dict) -> SafeString:
+    """The scored dimensions' fieldsets, with the radios the form starts with checked. With none checked (an item not
+    answered yet, the common case) the markup is the same for every item of a rubric version and mode, so each web
+    process renders it once for each; a draft's or a rating's answers are rendered each time."""
+    scored = [dimension for dimension in dimensions if dimension.is_scored]
+    fresh = all(shown_scores.get(dimension.key) in (None, "") for dimension in scored)
+    key = f"scales:{rubric.pk}:{rubric.version}:{int(pairwise)}"
+    fragments = caches["fragments"]
+    html = fragments.get(key) if fresh else None
+    if html is None:
+        scales = [
+            (
+                dimension,
+                _choices(
+                    PAIRWISE_CHOICES
+                    if pairwise
+                    else [(point, point, anchor, point) for point, anchor in dimension.choices],
+                    shown_scores.get(dimension.key),
+                ),
+            )
+            for dimension in scored
+        ]
+        html = render_to_string("evaluation/partials/scales.html", {"scales": scales})
+        if fresh:
+            fragments.set(key, html)
+    return mark_safe(html)  # our own template's output, escaped when it was rendered
+
+
 def item_page_context(assignment: Assignment, *, rater) -> dict:
     """The context of ``evaluation/assignment.html`` for the rater's own ``assignment`` (access already checked)."""
     study = assignment.study
@@ -110,19 +138,9 @@ def item_page_context(assignment: Assignment, *, rater) -> dict:
         "participant_data": participant_data_html(participant=participant, shown=shown, captions=study.show_captions),
         "answers": _answers(assignment),
         "dimensions": [d for d in dimensions if d.is_scored],
-        "scales": [
-            (
-                dimension,
-                _choices(
-                    PAIRWISE_CHOICES
-                    if pairwise
-                    else [(point, point, anchor, point) for point, anchor in dimension.choices],
-                    shown_scores.get(dimension.key),
-                ),
-            )
-            for dimension in dimensions
-            if dimension.is_scored
-        ],
+        "scales_html": scales_html(
+            rubric=study.rubric, dimensions=dimensions, pairwise=pairwise, shown_scores=shown_scores
+        ),
         "preference_choices": _choices(PAIRWISE_CHOICES, shown_values.get("preference")) if pairwise else [],
         # A harm dimension is asked in absolute studies (pairwise, the unsafe flag stands for it).
         "harm_dimension": None if pairwise else next((d for d in dimensions if not d.is_scored), None),

@@ -210,7 +210,7 @@ def alpha_over_time(long: pd.DataFrame, per_rating: pd.DataFrame, points: dict[s
     when = pd.to_datetime(per_rating.set_index("rating")["rated_at"], utc=True)
     if when.empty:
         return {"rows": [], "figure": None}
-    weeks = (when - pd.to_timedelta(when.dt.weekday, unit="D")).dt.normalize()  # each rating's Monday
+    weeks = (when - pd.to_timedelta(when.dt.day_of_week, unit="D")).dt.normalize()  # each rating's Monday
     frame = long.assign(week=long["rating"].map(weeks))
     rows = []
     for (dimension, week), group in frame.groupby(["dimension", "week"], sort=True):

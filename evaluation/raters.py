@@ -370,11 +370,16 @@ def gold_accuracy(study: Study, standing: StudyRater) -> tuple[int, int]:
 
 
 def after_rating(
-    *, assignment: Assignment, scores: dict[str, Any], preference: str, standing: StudyRater | None = None
+    *,
+    assignment: Assignment,
+    scores: dict[str, Any],
+    preference: str,
+    standing: StudyRater | None = None,
+    gold: tuple[int, int] | None = None,
 ) -> None:
     """What a saved rating changes beyond itself (inside the rating's transaction): the grade of a gold or
     qualification item, a qualification attempt's result, a pause on low gold accuracy, extra raters for an item
-    whose raters disagree."""
+    whose raters disagree. ``gold``: the rater's :func:`gold_accuracy` as the submit read it with ``standing``."""
     study, purpose = assignment.study, assignment.purpose
     if purpose in (Assignment.Purpose.GOLD, Assignment.Purpose.QUALIFICATION, Assignment.Purpose.TRAINING):
         binary = frozenset(study.rubric.dimensions.filter(scale="binary").values_list("key", flat=True))
@@ -392,7 +397,7 @@ def after_rating(
     elif purpose in (Assignment.Purpose.MAIN, Assignment.Purpose.REPEAT):
         # The pause is decided on the next main or repeat rating after the gold ones, never on a gold item's own
         # submit: the page that follows would otherwise tell the rater which item was gold.
-        _pause_if_below(assignment, standing)
+        _pause_if_below(assignment, standing, gold)
     if purpose == Assignment.Purpose.MAIN and study.extra_raters_max > 0:
         _more_raters_if_disagreeing(assignment)
 
@@ -430,13 +435,14 @@ def _grade_attempt(assignment: Assignment) -> None:
     )
 
 
-def _pause_if_below(assignment: Assignment, standing: StudyRater | None) -> None:
+def _pause_if_below(assignment: Assignment, standing: StudyRater | None, gold: tuple[int, int] | None = None) -> None:
     """Pause the rater when their gold accuracy is below the threshold. ``standing`` is the rater's row as the
-    submit read it (None: no gold item was ever handed to them, as handing one out creates it)."""
+    submit read it (None: no gold item was ever handed to them, as handing one out creates it); ``gold`` their gold
+    accuracy read with it (else read here). This rating is not a gold one, so it does not change that accuracy."""
     study = assignment.study
     if study.gold_rate <= 0 or standing is None or standing.state == StudyRater.State.PAUSED:
         return
-    matched, graded = gold_accuracy(study, standing)
+    matched, graded = gold if gold is not None else gold_accuracy(study, standing)
     if graded < max(study.gold_minimum, 1) or matched / graded >= study.pass_threshold:
         return
     read, standing = standing, StudyRater.objects.select_for_update().get(pk=standing.pk)

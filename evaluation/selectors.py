@@ -14,6 +14,7 @@ from evaluation.assignment import has_available_item, items_waiting_for_answers,
 from evaluation.models import Assignment, Dimension, Rubric, Study, StudyItem, StudyRater
 from evaluation.quality import reference_match
 from evaluation.raters import QUEUE_PURPOSES, gold_accuracy, rater_gates
+from healthagent.joined import prepared_cursor
 from healthagent.roles import Role, user_has_role
 
 
@@ -110,7 +111,7 @@ def rater_progress(*, study: Study, rater: User) -> dict[str, Any]:
     states = (Assignment.State.DONE, Assignment.State.SKIPPED, Assignment.State.IN_PROGRESS)
     params: list[str | int] = [*(str(state) for state in states), study.pk, study.pk, str(StudyItem.Kind.RESULTS)]
     params += [study.pk, rater.pk, *(str(purpose) for purpose in QUEUE_PURPOSES)]
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:  # planned once per connection: every rating page runs it
         cursor.execute(_PROGRESS_SQL, params)
         done, skipped, in_progress, raters, item_count = (int(value or 0) for value in cursor.fetchone())
     raters = max(raters, 1)

@@ -513,7 +513,13 @@ def rating_submit_turn(
         assignment.time_spent_s += time_spent_s
         assignment.draft = {}
         assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
-        after_rating(assignment=assignment, scores=cleaned, preference=preference, standing=standing)
+        after_rating(
+            assignment=assignment,
+            scores=cleaned,
+            preference=preference,
+            standing=standing,
+            gold=read.gold if turn is not None else None,  # stale after a wait for the lock: read again
+        )
         incident_open_for(rating=rating, assignment=assignment, before=before)
         if read.webhooks_may_listen or turn is None:
             _rating_webhooks(assignment=assignment, rating=rating)

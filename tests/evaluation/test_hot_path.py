@@ -168,3 +168,67 @@ def test_the_hot_reads_are_prepared_once_per_connection_on_postgresql(grounded_s
     assert len(statements) == before + 2  # each prepared once, whatever the number of executions
     assert any('"auth_user" u WHERE u.id' in text for text in statements)
     assert user_with_roles(10**20) is None and user_with_roles("not an id") is None
+
+
+def test_the_turn_reads_the_gold_accuracy_the_pause_is_decided_on(grounded_study):
+    """``RaterTurn.gold`` (read with the submit's lock) is ``raters.gold_accuracy``, reinstatement included."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from evaluation.access import access_turn
+    from evaluation.models import StudyItem, StudyRater
+    from evaluation.raters import gold_accuracy
+
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    first = grounded_study.items.first()
+    standing, _ = StudyRater.objects.get_or_create(study=grounded_study, rater=clinician)
+
+    def gold_rated(position: int, score: int) -> None:
+        item = StudyItem.objects.create(
+            study=grounded_study,
+            participant=first.participant,
+            variant_a=first.variant_a,
+            kind=StudyItem.Kind.GOLD,
+            position=position,
+            reference={"relevance": 5, "context": 5, "safety": 5},
+        )
+        given = Assignment.objects.create(study=grounded_study, item=item, rater=clinician, purpose="gold")
+        rating_submit(
+            assignment_id=given.pk, rater=clinician, scores=dict.fromkeys(("relevance", "context", "safety"), score)
+        )
+
+    def both() -> tuple[tuple[int, int], tuple[int, int]]:
+        opened = assignment_next(study=grounded_study, rater=clinician)
+        standing.refresh_from_db()
+        with transaction.atomic():
+            turn = access_turn(assignment_id=opened.pk, rater=clinician)
+        return turn.gold, gold_accuracy(grounded_study, standing)
+
+    gold_rated(97, 1)
+    gold_rated(98, 5)
+    assert both() == ((1, 2), (1, 2))
+    StudyRater.objects.filter(pk=standing.pk).update(reinstated_at=timezone.now())
+    assert both() == ((0, 0), (0, 0))  # only gold items rated since the reinstatement count
+    gold_rated(99, 5)
+    assert both() == ((1, 1), (1, 1))
+
+
+def test_the_scales_are_rendered_once_per_rubric_version_and_a_draft_shows_its_answers(client, grounded_study):
+    from django.core.cache import caches
+
+    first, second = grounded_study.clinicians.order_by("pk")[:2]
+    opened = assignment_next(study=grounded_study, rater=first)
+    client.force_login(first)
+    page = client.get(reverse("evaluation:assignment", args=[opened.pk])).content.decode()
+    assert (
+        'name="score-relevance"' in page and " checked" not in page.split("data-rating-form", 1)[1].split("</form>")[0]
+    )
+    rubric = grounded_study.rubric
+    assert caches["fragments"].get(f"scales:{rubric.pk}:{rubric.version}:0") is not None  # kept for the next item
+    Assignment.objects.filter(pk=opened.pk).update(draft={"scores": {"relevance": 4}})
+    drafted = client.get(reverse("evaluation:assignment", args=[opened.pk])).content.decode()
+    assert 'name="score-relevance" value="4" data-key="4" checked' in drafted  # the draft's answer, not the kept copy
+    other = assignment_next(study=grounded_study, rater=second)
+    client.force_login(second)
+    fresh = client.get(reverse("evaluation:assignment", args=[other.pk])).content.decode()
+    assert 'value="4" data-key="4" checked' not in fresh  # a draft's answer never reaches the kept markup
