@@ -103,6 +103,9 @@ class RaterTurn:
     gold: tuple[int, int]  # (matched, graded) of the rater's gold items since their reinstatement: raters.gold_accuracy
 
 
+_GOLD = Assignment.Purpose.GOLD.value
+assert _GOLD.isidentifier()  # written into the statement as a literal
+
 _TURN_READ: JoinedRead | None = None
 _TURN_SQL: str | None = None
 
@@ -128,9 +131,11 @@ def _turn_statement() -> tuple[JoinedRead, str]:
             f" AND q.purpose IN ({', '.join(['%s'] * len(QUEUE_PURPOSES))}))",
             f"EXISTS (SELECT 1 FROM {criteria} c WHERE c.item_id = a.item_id)",
             f"EXISTS (SELECT 1 FROM {endpoints} w WHERE w.active AND (w.study_id IS NULL OR w.study_id = a.study_id))",
+            # The purpose written out, not a parameter: so the prepared statement's plan can use the partial index
+            # of gold assignments (models: assignment_gold_by_rater), whose condition it must match.
             *[
                 f"(SELECT COUNT(*) FROM {assignments} g WHERE g.study_id = a.study_id AND g.rater_id = a.rater_id"
-                f" AND g.purpose = %s AND g.matches_reference IS NOT NULL{matched}"
+                f" AND g.purpose = '{_GOLD}' AND g.matches_reference IS NOT NULL{matched}"
                 " AND (sr.reinstated_at IS NULL OR g.completed_at > sr.reinstated_at))"
                 for matched in (" AND g.matches_reference", "")
             ],
@@ -150,7 +155,6 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
     read, sql = _turn_statement()
     params: list[Any] = [StudyItem.Kind.TRAINING.value, StudyItem.Kind.QUALIFICATION.value]
     params += [Assignment.State.IN_PROGRESS.value, *(str(purpose) for purpose in QUEUE_PURPOSES)]
-    params += [Assignment.Purpose.GOLD.value] * 2
     try:
         found = read.fetch_one_with_extra(sql, [*params, int(assignment_id), rater.pk, rater.pk])
     except (TypeError, ValueError, OverflowError):

@@ -320,7 +320,12 @@ class Assignment(models.Model):
                 fields=["item", "rater", "purpose", "attempt"], name="one_assignment_per_rater_item_purpose"
             )
         ]
-        indexes = [models.Index(fields=["study", "rater", "state"])]
+        indexes = [
+            models.Index(fields=["study", "rater", "state"]),
+            # A rater's gold items in a study, read with every submit's turn (evaluation.access): a few rows, where
+            # the index above would scan all of the rater's assignments.
+            models.Index(fields=["study", "rater"], condition=Q(purpose="gold"), name="assignment_gold_by_rater"),
+        ]
 
     def __str__(self) -> str:
         return f"Assignment #{self.pk} (item #{self.item_id}, {self.get_state_display().lower()})"
