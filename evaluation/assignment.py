@@ -247,13 +247,15 @@ def _locked_places(item_id: int, *, rater_id: int) -> tuple[StudyItem, int, int]
     if not _PLACES_SQL:
         quote = connection.ops.quote_name
         lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-        _PLACES_SQL["lock"] = (
-            f"SELECT {_ITEM_READ.columns} FROM {quote(StudyItem._meta.db_table)} i WHERE i.id = %s{lock}"
-        )
-        _PLACES_SQL["count"] = (
-            "SELECT COALESCE(SUM(CASE WHEN a.purpose = %s AND a.state <> %s THEN 1 ELSE 0 END), 0), "
-            "COALESCE(SUM(CASE WHEN a.rater_id = %s THEN 1 ELSE 0 END), 0) "
-            f"FROM {quote(Assignment._meta.db_table)} a WHERE a.item_id = %s"
+        _PLACES_SQL.update(  # both at once: another thread never sees one without the other
+            {
+                "lock": f"SELECT {_ITEM_READ.columns} FROM {quote(StudyItem._meta.db_table)} i WHERE i.id = %s{lock}",
+                "count": (
+                    "SELECT COALESCE(SUM(CASE WHEN a.purpose = %s AND a.state <> %s THEN 1 ELSE 0 END), 0), "
+                    "COALESCE(SUM(CASE WHEN a.rater_id = %s THEN 1 ELSE 0 END), 0) "
+                    f"FROM {quote(Assignment._meta.db_table)} a WHERE a.item_id = %s"
+                ),
+            }
         )
     found = _ITEM_READ.fetch_one(_PLACES_SQL["lock"], [item_id])
     if found is None:

@@ -14,8 +14,10 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Model
+from django.utils.asyncio import async_unsafe
 
 
+@async_unsafe
 def prepared_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     """A cursor whose statements PostgreSQL prepares on the connection's first use of each and plans once: psycopg's
     server-side binding, with the connection's ``prepare_threshold`` of 0 (settings; ``None`` turns it off, and then
@@ -24,6 +26,8 @@ def prepared_cursor(connection: BaseDatabaseWrapper) -> CursorWrapper:
     cursor. Wrapped as Django wraps its own, so query logging, counting and error translation see these too."""
     if connection.vendor != "postgresql":
         return connection.cursor()
+    # What Django's cursor() does first: replace a kept connection that failed its health check, then connect.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
     with connection.wrap_database_errors:

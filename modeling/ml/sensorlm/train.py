@@ -202,10 +202,18 @@ class SensorLMTrainSettings:
     patch_channels: int = setting(
         0, "Channels per sensor patch (0: the size's, 1, or the foundation model's). Must divide 27.", minimum=0
     )
+    decoder_depth: int = setting(
+        0, "Layers of the caption decoder (coca; 0: the size's, tiny 1).", minimum=0, maximum=12
+    )
 
     def config_overrides(self) -> dict[str, Any]:
-        """The sensor tower's patch geometry where it differs from the named size's (0 keeps the size's)."""
-        overrides = {"patch_minutes": self.patch_minutes, "patch_channels": self.patch_channels}
+        """The sensor tower's patch geometry and the caption decoder's depth where they differ from the named size's
+        (0 keeps the size's)."""
+        overrides = {
+            "patch_minutes": self.patch_minutes,
+            "patch_channels": self.patch_channels,
+            "decoder_depth": self.decoder_depth,
+        }
         return {name: value for name, value in overrides.items() if value}
 
     def check(self) -> None:
