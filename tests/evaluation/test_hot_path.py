@@ -232,3 +232,30 @@ def test_the_scales_are_rendered_once_per_rubric_version_and_a_draft_shows_its_a
     client.force_login(second)
     fresh = client.get(reverse("evaluation:assignment", args=[other.pk])).content.decode()
     assert 'value="4" data-key="4" checked' not in fresh  # a draft's answer never reaches the kept markup
+
+
+def test_with_prepared_statements_off_the_hot_reads_are_plain_and_give_the_same(grounded_study):
+    """``DATABASE_PREPARED_STATEMENTS=0`` (settings) gives the connection no ``prepare_threshold``: the same reads
+    then prepare nothing (as behind a transaction-mode PgBouncer older than 1.21) and answer as before."""
+    from django.db import connection
+
+    from healthagent.roles import Role, user_roles, user_with_roles
+
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    opened = assignment_next(study=grounded_study, rater=clinician)
+    connection.ensure_connection()
+    kept = connection.connection.prepare_threshold
+    connection.connection.prepare_threshold = None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+        for _ in range(3):
+            assert user_roles(user_with_roles(clinician.pk)) == {Role.CLINICIAN}
+            assert access_assignment(assignment_id=opened.pk, rater=clinician).pk == opened.pk
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM pg_prepared_statements")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        connection.connection.prepare_threshold = kept
