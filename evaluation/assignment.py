@@ -29,6 +29,7 @@ from django.utils.crypto import salted_hmac
 from evaluation.access import RaterTurn
 from evaluation.models import Assignment, Study, StudyItem
 from evaluation.raters import QUEUE_PURPOSES, onboarding_assignment, quality_assignment, rater_gate, rater_paused
+from evaluation.writes import new_assignment
 from healthagent.joined import JoinedRead, prepared_cursor
 from healthagent.models import AgentVariant, Recommendation
 from modeling.selectors import generation_pending, generation_pending_job
@@ -196,7 +197,7 @@ def available_items(study: Study, rater) -> list[tuple[int, int]]:
         "kind": StudyItem.Kind.RESULTS.value,
         "rater": rater.pk,
     }
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:  # every hand-out runs it: planned once per connection
         cursor.execute(_AVAILABLE_SQL, params)
         rows = cursor.fetchall()
     return [(int(pk), int(raters)) for pk, extra, raters in rows if raters < study.raters_per_item + extra]
@@ -305,11 +306,13 @@ def assignment_next(*, study: Study, rater, turn: RaterTurn | None = None) -> As
             if taken >= study.raters_per_item + item.extra_raters or mine or item.dropped_at:
                 continue  # someone took the last place (or the owner dropped the item) while we looked
             freeze_answers(item)
-            return Assignment.objects.create(
-                study=study,
-                item=item,
-                rater=rater,
-                swapped=study.mode == Study.Mode.PAIRWISE
-                and sides_swapped(seed=study.seed, rater_id=rater.pk, item_id=item.pk),
+            return new_assignment(
+                Assignment(
+                    study=study,
+                    item=item,
+                    rater=rater,
+                    swapped=study.mode == Study.Mode.PAIRWISE
+                    and sides_swapped(seed=study.seed, rater_id=rater.pk, item_id=item.pk),
+                )
             )
     return None

@@ -43,6 +43,7 @@ from evaluation.raters import (
 )
 from evaluation.selectors import rubric_dimensions
 from evaluation.triage import incident_open_for
+from evaluation.writes import DONE_FIELDS, first_rating
 from healthagent.audit import Action, audit_record
 from healthagent.cohort.charts import DEFAULT_CHANNELS
 from healthagent.cohort.days import shown_days
@@ -500,19 +501,19 @@ def rating_submit_turn(
         if rating and {field: getattr(rating, field) for field in content} == content:
             return rating, turn  # the same submit again
         before = None if rating is None else {"harm": rating.harm, "unsafe": rating.unsafe}
-        if rating is None:
-            rating = Rating.objects.create(assignment=assignment, revision=1, **content)
+        if rating is None:  # the common case, its three writes in one statement
+            rating = first_rating(assignment=assignment, content=content, time_spent_s=time_spent_s)
         else:
             for field, value in content.items():
                 setattr(rating, field, value)
             rating.revision += 1
             rating.save()
-        RatingRevision.objects.create(rating=rating, number=rating.revision, time_spent_s=time_spent_s, **content)
-        assignment.state = Assignment.State.DONE
-        assignment.completed_at = assignment.completed_at or timezone.now()
-        assignment.time_spent_s += time_spent_s
-        assignment.draft = {}
-        assignment.save(update_fields=["state", "completed_at", "time_spent_s", "draft"])
+            RatingRevision.objects.create(rating=rating, number=rating.revision, time_spent_s=time_spent_s, **content)
+            assignment.state = Assignment.State.DONE
+            assignment.completed_at = assignment.completed_at or timezone.now()
+            assignment.time_spent_s += time_spent_s
+            assignment.draft = {}
+            assignment.save(update_fields=list(DONE_FIELDS))
         after_rating(
             assignment=assignment,
             scores=cleaned,

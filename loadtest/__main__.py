@@ -154,6 +154,9 @@ def run_shape(
         }
     if profile is not None and profile.exists():
         summary["profile"] = {**summarize(profile), "load_average_before": load_before}
+        kept = ROOT / "var" / "loadtest" / profile.name  # the stacks themselves, for a closer look (flamegraph.pl)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(profile, kept)
     print(f"[{name}] " + json.dumps({key: summary[key] for key in ("throughput_per_s", "integrity")}), flush=True)
     return summary
 

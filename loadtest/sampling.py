@@ -8,6 +8,7 @@ for PostgreSQL's answer and gunicorn's idle ``select`` took half the samples). T
 same cores: load figures come from a run without it.
 """
 
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,8 @@ BUCKETS = (
     ("Django request handling and middleware", ("django/core/handlers/", "django/middleware/", "django/contrib/")),
     ("the site's own code", ("healthagent/", "evaluation/", "modeling/")),
 )
+SITE = BUCKETS[-1][1]
+_LINE = re.compile(r":\d+\)$")  # a frame's line number: a function's samples are counted together
 
 
 def py_spy_command() -> str | None:
@@ -89,6 +92,7 @@ def summarize(collapsed: Path, top: int = 25) -> dict:
         raise RuntimeError(f"py-spy wrote no stacks: {log.read_text().strip() if log.exists() else 'no log'}")
     buckets: Counter[str] = Counter()
     own: Counter[str] = Counter()
+    within: Counter[str] = Counter()  # the site's functions, by the samples they are anywhere on the stack of
     total = 0
     for line in collapsed.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -98,6 +102,8 @@ def summarize(collapsed: Path, top: int = 25) -> dict:
         frames = stack.split(";")
         total += count
         own[frames[-1]] += count
+        for frame in {_LINE.sub(")", frame) for frame in frames if any(needle in frame for needle in SITE)}:
+            within[frame] += count
         bucket = next(
             (
                 name
@@ -113,6 +119,7 @@ def summarize(collapsed: Path, top: int = 25) -> dict:
         "samples": total,
         "buckets_percent": {name: share(count) for name, count in buckets.most_common()},
         "top_self_percent": [(frame, share(count)) for frame, count in own.most_common(top)],
+        "site_inclusive_percent": [(frame, share(count)) for frame, count in within.most_common(top)],
     }
 
 
@@ -125,5 +132,9 @@ def markdown(summaries: dict[str, dict]) -> str:
         lines += [f"| {percent} % | {name} |" for name, percent in summary["buckets_percent"].items()]
         lines += ["", "Functions at the top of the stack (self time):", "", "| share | function |", "|---:|---|"]
         lines += [f"| {percent} % | `{frame}` |" for frame, percent in summary["top_self_percent"]]
+        if summary.get("site_inclusive_percent"):
+            lines += ["", "The site's own functions, by the samples they are on the stack of (inclusive time):", ""]
+            lines += ["| share | function |", "|---:|---|"]
+            lines += [f"| {percent} % | `{frame}` |" for frame, percent in summary["site_inclusive_percent"]]
         lines.append("")
     return "\n".join(lines) + "\n"

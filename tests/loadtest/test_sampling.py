@@ -30,6 +30,7 @@ def test_samples_are_counted_where_the_innermost_known_frame_is(tmp_path):
         "gunicorn (HTTP parsing, sockets, threads)": 10.0,
     }
     assert summary["top_self_percent"][0] == ("as_sql (django/db/models/sql/compiler.py:3)", 60.0)
+    assert summary["site_inclusive_percent"] == []  # none of the site's own frames
     report = markdown({"closed-10": {**summary, "load_average_before": [0.42, 0.8, 1.1]}})
     assert "load average before, 1/5/15 min: [0.42, 0.8, 1.1]" in report and "| 60.0 % | ORM: compiling SQL |" in report
 
@@ -45,3 +46,17 @@ def test_a_busy_process_is_sampled(tmp_path):
     finally:
         busy.kill()
     assert summarize(tmp_path / "stacks.txt")["samples"] > 50
+
+
+def test_the_site_s_functions_are_counted_wherever_they_are_on_the_stack(tmp_path):
+    collapsed = tmp_path / "stacks.txt"
+    view = "assignment_submit (evaluation/views.py:9)"  # counted without its line number
+    collapsed.write_text(
+        f"run (gunicorn/workers/gthread.py:1);{view};execute (psycopg/cursor.py:2) 3\n"
+        # two lines of one function (a recursion, or two calls) count once per sample
+        f"run (gunicorn/workers/gthread.py:1);{view};{view.replace(':9', ':12')};render (django/template/base.py:2) 1\n"
+        "run (gunicorn/workers/gthread.py:1);wait (selectors.py:5) 4\n"
+    )
+    summary = summarize(collapsed)
+    assert summary["site_inclusive_percent"] == [("assignment_submit (evaluation/views.py)", 50.0)]
+    assert "inclusive time" in markdown({"closed-50": summary})
