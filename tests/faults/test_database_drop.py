@@ -1,7 +1,8 @@
 """Fault: the database connection dies in the middle of a rating submit.
 
-Another connection terminates the web request's PostgreSQL backend after the rating row is
-inserted and before its revision is: the clinician gets a 503 that says nothing was saved, no
+Another connection terminates the web request's PostgreSQL backend after the rating's rows are
+written (the rating, its revision, the assignment done: one statement, evaluation.writes) and before
+the submit's transaction commits: the clinician gets a 503 that says nothing was saved, no
 half-written row remains, and submitting again saves the rating exactly once.
 """
 
@@ -43,17 +44,20 @@ def test_a_dropped_connection_during_submit_leaves_nothing_and_a_retry_saves_onc
     form = {f"score-{dimension.key}": "4" for dimension in grounded_study.rubric.dimensions.all()}
     form["time_spent_s"] = "30"
 
-    real_create = RatingRevision.objects.create
+    from evaluation import services
+
+    real_write = services.first_rating
     killed = []
 
-    def drop_connection_then_create(**fields):
+    def write_then_drop_connection(**fields):
+        rating = real_write(**fields)
         backend = connection.connection.info.backend_pid
         with _other_connection() as other:
             other.execute("SELECT pg_terminate_backend(%s, 5000)", [backend])
         killed.append(backend)
-        return real_create(**fields)
+        return rating
 
-    monkeypatch.setattr(RatingRevision.objects, "create", drop_connection_then_create)
+    monkeypatch.setattr(services, "first_rating", write_then_drop_connection)
     response = client.post(f"{item_url}submit/", form)
     assert killed, "the connection was not dropped during the submit"
     assert response.status_code == 503
@@ -62,7 +66,7 @@ def test_a_dropped_connection_during_submit_leaves_nothing_and_a_retry_saves_onc
     assert not RatingRevision.objects.filter(rating__assignment=assignment).exists()
     assert Assignment.objects.get(pk=assignment.pk).state == Assignment.State.IN_PROGRESS
 
-    monkeypatch.setattr(RatingRevision.objects, "create", real_create)
+    monkeypatch.setattr(services, "first_rating", real_write)
     locations = set()
     for _ in range(2):  # the retry, and a double click on it
         response = client.post(f"{item_url}submit/", form)
