@@ -527,5 +527,6 @@ def rating_submit_turn(
         group_notify_on_commit(
             group=study_group(assignment.study_id),
             payload={"event": "rating", "assignment": assignment.pk, "revision": rating.revision},
+            coalesce=True,  # the dashboard re-reads the whole study on any message: a few a second are enough
         )
     return rating, turn

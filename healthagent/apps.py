@@ -77,3 +77,8 @@ class HealthAgentConfig(AppConfig):
             from healthagent.sessions import session_cache_evict
 
             post_delete.connect(session_cache_evict, sender=Session, dispatch_uid="healthagent.session_cache_evict")
+        from django.db.backends.signals import connection_created
+
+        from healthagent.dbpool import pool_checks_if_stirred
+
+        connection_created.connect(pool_checks_if_stirred, dispatch_uid="healthagent.pool_checks_if_stirred")

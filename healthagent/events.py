@@ -23,6 +23,11 @@ logger = logging.getLogger(__name__)
 FLUSH_AT_EXIT_S = 2.0
 # Messages waiting to leave at most (Redis hanging): the next ones are dropped, with a warning.
 QUEUE_LIMIT = 10_000
+# A coalesced message (a rating's: every subscriber re-reads the whole state on any message) leaves this long after
+# the first of its group was handed over, as the latest one handed over meanwhile: at most a few a second per group
+# and process, where a busy study rates a hundred items a second (each sent message costs the web process Redis
+# round trips, and each subscriber a fresh read of its access).
+COALESCE_S = 0.25
 
 
 class Publisher:
@@ -34,6 +39,7 @@ class Publisher:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.queue: asyncio.Queue[tuple[str, dict]] | None = None
+        self.held: dict[str, dict] = {}  # a group's coalesced message, waiting for its time (the loop's thread only)
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), name="channel-layer-publisher", daemon=True)
         self.thread.start()
@@ -56,8 +62,21 @@ class Publisher:
             finally:
                 self.queue.task_done()
 
-    def submit(self, group: str, message: dict) -> None:
-        self.loop.call_soon_threadsafe(self._put, group, message)
+    def submit(self, group: str, message: dict, *, coalesce: bool = False) -> None:
+        self.loop.call_soon_threadsafe(self._hold if coalesce else self._put, group, message)
+
+    def _hold(self, group: str, message: dict) -> None:
+        if group not in self.held:
+            self.loop.call_later(COALESCE_S, self._release, group)
+        self.held[group] = message  # the latest stands for those before it
+
+    def _release(self, group: str) -> None:
+        if (message := self.held.pop(group, None)) is not None:
+            self._put(group, message)
+
+    def _release_all(self) -> None:
+        for group in list(self.held):
+            self._release(group)
 
     def _put(self, group: str, message: dict) -> None:
         assert self.queue is not None
@@ -66,10 +85,16 @@ class Publisher:
         except asyncio.QueueFull:  # Redis has hung for a long while: drop rather than grow without bound
             logger.warning("the channel layer is not taking messages: one to %s is dropped", group)
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until every message handed over so far has been sent (or failed); False if ``timeout`` ran out."""
+    async def _drained(self) -> None:
         assert self.queue is not None
-        done = asyncio.run_coroutine_threadsafe(self.queue.join(), self.loop)
+        self._release_all()
+        await self.queue.join()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every message handed over so far has been sent (or failed), coalesced ones at once; False if
+        ``timeout`` ran out."""
+        assert self.queue is not None
+        done = asyncio.run_coroutine_threadsafe(self._drained(), self.loop)
         try:
             done.result(timeout)
         except TimeoutError:
@@ -106,21 +131,22 @@ def publisher_flush(timeout: float = FLUSH_AT_EXIT_S) -> bool:
 atexit.register(publisher_flush)  # Celery's pool processes end with os._exit: healthagent.celery flushes them
 
 
-def group_notify(*, group: str, payload: dict) -> None:
+def group_notify(*, group: str, payload: dict, coalesce: bool = False) -> None:
     """Send ``payload`` to every socket subscribed to ``group``: handed to this process's publisher (Redis), or sent
-    now (the in-memory layer)."""
+    now (the in-memory layer). ``coalesce``: with the publisher, it leaves within ``COALESCE_S``, standing for the
+    group's coalesced messages handed over before it (for subscribers that re-read the state on any message)."""
     message = {"type": "group.event", "payload": payload}
     publisher = _background_publisher()
     if publisher is None:
         async_to_sync(get_channel_layer().group_send)(group, message)
     else:
-        publisher.submit(group, message)
+        publisher.submit(group, message, coalesce=coalesce)
 
 
-def group_notify_on_commit(*, group: str, payload: dict) -> None:
+def group_notify_on_commit(*, group: str, payload: dict, coalesce: bool = False) -> None:
     """Send ``payload`` once the current transaction commits; nothing is sent if it rolls back.
 
     Best effort: if the channel layer is down (Redis restarting), the error is logged and the
     caller's committed work stands; subscribers re-read the state when they reconnect.
     """
-    transaction.on_commit(lambda: group_notify(group=group, payload=payload), robust=True)
+    transaction.on_commit(lambda: group_notify(group=group, payload=payload, coalesce=coalesce), robust=True)

@@ -45,3 +45,39 @@ def test_a_message_that_fails_is_logged_and_the_next_ones_go(redis_url, caplog, 
         assert "could not publish to the group events-test-2" in caplog.text
     finally:
         async_to_sync(layer.group_discard)("events-test-2", channel)
+
+
+@pytest.mark.services
+def test_coalesced_messages_leave_as_the_latest_within_the_window_and_others_are_not_held(redis_url):
+    """A burst of a group's coalesced messages (ratings) leaves as one, the latest, within ``COALESCE_S``; a message
+    that is not coalesced goes at once; a flush sends what is held."""
+    import asyncio
+
+    layer = get_channel_layer()
+
+    async def scenario() -> None:
+        channel = await layer.new_channel()
+        await layer.group_add("events-test-3", channel)
+
+        async def receive_within(seconds: float):
+            try:
+                return (await asyncio.wait_for(layer.receive(channel), seconds))["payload"]
+            except TimeoutError:
+                return None
+
+        try:
+            handed_at = time.monotonic()
+            for number in range(20):
+                events.group_notify(group="events-test-3", payload={"number": number}, coalesce=True)
+            events.group_notify(group="events-test-3", payload={"status": "closed"})  # not coalesced: not held
+            assert await receive_within(events.COALESCE_S / 2) == {"status": "closed"}
+            assert await receive_within(5) == {"number": 19}
+            assert time.monotonic() - handed_at >= events.COALESCE_S * 0.9
+            assert await receive_within(events.COALESCE_S * 2) is None  # the other 19 were never sent
+            events.group_notify(group="events-test-3", payload={"number": 20}, coalesce=True)
+            assert await asyncio.to_thread(events.publisher_flush, 10)  # without waiting for the window
+            assert await receive_within(0.05) == {"number": 20}
+        finally:
+            await layer.group_discard("events-test-3", channel)
+
+    async_to_sync(scenario)()

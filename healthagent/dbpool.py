@@ -1,0 +1,39 @@
+"""The check of a pooled PostgreSQL connection before the pool lends it again (settings: ``OPTIONS["pool"]``).
+
+Django's own check (``CONN_HEALTH_CHECKS`` with a pool: psycopg_pool's ``check_connection``) sends an empty query
+on every loan, which is every request: a round trip for the web process and work for PostgreSQL, on each of the
+three requests of a rated item. A connection that died while it sat in the pool says so on its socket: a server
+that shuts down or ends a backend (a restart, ``pg_terminate_backend``, a crash: the kernel closes the socket) leaves
+a message or the end of the stream to read, where a healthy idle connection has nothing. So the round trip is made
+only for a connection whose socket has something to read, or that psycopg already knows is broken. A connection
+cut without a word (a network partition) is found by its first query instead: Django closes a connection whose
+query failed at the end of the request (``close_if_unusable_or_obsolete``), and the pool drops it.
+
+Django builds the pool itself and gives it its own check when ``CONN_HEALTH_CHECKS`` is on (and refuses a ``check``
+among the pool's options), so the pool's check is replaced when its first connection is made
+(:func:`pool_checks_if_stirred`, on ``connection_created``): psycopg_pool (pinned) keeps it as ``_check``.
+"""
+
+import select
+from typing import Any
+
+
+def check_if_stirred(connection: Any) -> None:
+    """Raise if ``connection`` (psycopg, idle in the pool) does not work; a round trip only if its socket stirred."""
+    from psycopg_pool import ConnectionPool
+
+    if connection.closed or connection.broken:
+        raise ConnectionError("the pooled connection is closed")
+    poller = select.poll()
+    poller.register(connection.pgconn.socket, select.POLLIN | select.POLLPRI)
+    if poller.poll(0):  # a message, the end of the stream or an error while it was idle: the real check decides
+        ConnectionPool.check_connection(connection)
+
+
+def pool_checks_if_stirred(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """``connection_created``: the connection's pool (if it has one) lends with :func:`check_if_stirred` from now
+    on, in place of the round trip Django gave it."""
+    pool = getattr(connection, "pool", None)  # PostgreSQL's wrapper only; None without a pool
+    if pool is not None and getattr(pool, "_check", None) is not check_if_stirred:
+        assert hasattr(pool, "_check"), "psycopg_pool keeps its check elsewhere: see healthagent.dbpool"
+        pool._check = check_if_stirred

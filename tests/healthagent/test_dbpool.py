@@ -1,0 +1,85 @@
+"""The pool's check of a connection it lends again (healthagent.dbpool): no round trip for a healthy idle one, and a
+connection whose backend ended while it sat in the pool is never lent."""
+
+import time
+
+import pytest
+from django.db import connection, connections
+
+from healthagent.dbpool import check_if_stirred
+from tests.conftest import service_missing
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def pool():
+    if connection.vendor != "postgresql":
+        service_missing("PostgreSQL is not configured (DATABASE_URL is not a postgres:// URL)")
+    import psycopg_pool
+
+    settings = connection.settings_dict
+    kwargs = {
+        "host": settings["HOST"],
+        "port": settings["PORT"],
+        "user": settings["USER"],
+        "password": settings["PASSWORD"] or None,
+        "dbname": settings["NAME"],
+        "autocommit": True,
+    }
+    with psycopg_pool.ConnectionPool(kwargs=kwargs, min_size=1, max_size=1, check=check_if_stirred) as opened:
+        yield opened
+
+
+def _backend(pool) -> int:
+    with pool.connection() as conn:
+        return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+
+def test_a_healthy_idle_connection_is_lent_without_a_round_trip(pool, monkeypatch):
+    import psycopg_pool
+
+    round_trips = []
+    real = psycopg_pool.ConnectionPool.check_connection
+    monkeypatch.setattr(
+        psycopg_pool.ConnectionPool, "check_connection", staticmethod(lambda conn: round_trips.append(1) or real(conn))
+    )
+    first = _backend(pool)
+    assert [_backend(pool) for _ in range(5)] == [first] * 5 and round_trips == []
+
+
+def test_a_connection_ended_while_idle_is_replaced_before_it_is_lent(pool):
+    import psycopg
+
+    first = _backend(pool)
+    settings = connection.settings_dict
+    with psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname=settings["NAME"],
+        autocommit=True,
+    ) as other:
+        assert other.execute("SELECT pg_terminate_backend(%s, 5000)", [first]).fetchone()[0]
+    time.sleep(0.2)  # the backend's goodbye reaches the pooled connection's socket
+    second = _backend(pool)  # lent and used without an error: the dead one was checked and dropped
+    assert second != first
+
+
+def test_django_s_pool_lends_with_this_check_once_it_made_a_connection(pool):
+    """The production profile's pool (settings: OPTIONS["pool"], CONN_HEALTH_CHECKS on): Django gives it the round
+    trip, the first connection made swaps it for ``check_if_stirred`` (healthagent.apps)."""
+    import copy
+
+    settings = copy.deepcopy(connection.settings_dict)
+    settings["OPTIONS"] = {**settings.get("OPTIONS", {}), "pool": {"min_size": 1, "max_size": 2}}
+    settings["CONN_HEALTH_CHECKS"], settings["CONN_MAX_AGE"] = True, 0
+    wrapper = type(connections["default"])(settings, alias="pool_check_test")
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        assert wrapper.pool._check is check_if_stirred
+    finally:
+        wrapper.close()
+        wrapper.close_pool()
