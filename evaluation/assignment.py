@@ -275,13 +275,14 @@ def _locked_places(item_id: int, *, rater_id: int) -> tuple[StudyItem, int, int]
 def assignment_next(*, study: Study, rater, turn: RaterTurn | None = None) -> Assignment | None:
     """The rater's current or next assignment in ``study``, or None when there is nothing for them. ``turn``: the
     rater's turn as the submit of their last item read it (evaluation.access), which saves reading it again."""
-    open_ones = Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.IN_PROGRESS)
-    if turn is None:
-        current = open_ones.order_by("assigned_at").first()
-    elif turn.other_open_id is None:
+    if turn is not None and turn.other_open_id is None:
+        current = None  # the submit's turn says none is open: no query (nor a queryset built) for it
+    else:
+        open_ones = Assignment.objects.filter(study=study, rater=rater, state=Assignment.State.IN_PROGRESS)
         current = None
-    else:  # the other tab's item, if it is still open (else whichever is)
-        current = open_ones.filter(pk=turn.other_open_id).first() or open_ones.order_by("assigned_at").first()
+        if turn is not None and turn.other_open_id is not None:  # the other tab's item, if it is still open
+            current = open_ones.filter(pk=turn.other_open_id).first()
+        current = current or open_ones.order_by("assigned_at").first()  # else whichever is
     if current is not None and current.purpose in QUEUE_PURPOSES and rater_paused(study=study, rater=rater):
         return None  # paused while an item was open (another tab): the queue stops, the item waits for a reinstatement
     if current or study.status != Study.Status.OPEN:

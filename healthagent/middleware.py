@@ -73,3 +73,23 @@ def session_renewed_at_login(sender, request, user, **kwargs) -> None:
     """A log-in writes a fresh session (with its expiry): the first request after it need not write it again."""
     if request is not None and hasattr(request, "session"):
         request.session[SessionIdleMiddleware.RENEWED_AT] = time.time()
+
+
+class ContentSecurityPolicyMiddleware:
+    """The ``Content-Security-Policy`` header of ``settings.CONTENT_SECURITY_POLICY`` on every response, built once
+    per process by django-csp's own builder. django-csp's middleware builds it again for each response (a deep copy
+    of the policy parts, then the string: a fifth of a millisecond of every rated item's three requests), for the
+    per-view policies and nonces its decorators and templates offer; this site uses neither (``tests/healthagent/
+    test_csp.py`` checks the header is the one django-csp's middleware sends). A response that set its own keeps it."""
+
+    def __init__(self, get_response):
+        from csp.utils import build_policy
+
+        self.get_response = get_response
+        self.policy = build_policy()
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if self.policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = self.policy
+        return response

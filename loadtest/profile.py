@@ -20,7 +20,34 @@ from loadtest.services import Services
 from loadtest.stack import ROOT, production_environment
 
 
-def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> None:
+def template_clock() -> dict[str, list[float]]:
+    """Each template's own CPU time (its includes' taken out), summed per name: [inclusive ms, own ms, renders]."""
+    import time
+
+    from django.template.base import Template
+
+    spent: dict[str, list[float]] = {}
+    stack: list[list[float]] = []  # per template being rendered: [time its includes took]
+    original = Template._render
+
+    def timed_render(self, context):
+        stack.append([0.0])
+        started = time.process_time()
+        try:
+            return original(self, context)
+        finally:
+            took = (time.process_time() - started) * 1000
+            (children,) = stack.pop()
+            if stack:
+                stack[-1][0] += took
+            row = spent.setdefault(str(self.origin.template_name or self.name), [0.0, 0.0, 0])
+            row[0], row[1], row[2] = row[0] + took, row[1] + took - children, row[2] + 1
+
+    Template._render = timed_render
+    return spent
+
+
+def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool, templates: bool = False) -> None:
     """Runs inside the stack's environment (Django set up against the private database)."""
     import cProfile
     import pstats
@@ -59,11 +86,14 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> Non
         return response
 
     profiler = cProfile.Profile(time.process_time) if cprofile else None  # CPU time: the machine is shared
+    spent = template_clock() if templates else None
     location = ""
     for number in range(items + 2):
         if number == 2:  # the first two items warm the chart cache and the pool: measure the rest
             cpu_ms.clear()
             queries.clear()
+            if spent is not None:
+                spent.clear()
             shown.clear()
             if profiler:
                 profiler.enable()
@@ -83,6 +113,11 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool) -> Non
             f"{name:10s} CPU ms median {values[len(values) // 2]:6.1f}  mean {sum(values) / len(values):6.1f}  "
             f"queries {sum(queries[name]) / len(queries[name]):4.1f}"
         )
+    if spent is not None:
+        pages = len(cpu_ms.get("item_page", [])) or 1
+        print("template CPU ms per item page (inclusive / own), renders per page:")
+        for name, (inclusive, own, renders) in sorted(spent.items(), key=lambda row: -row[1][1]):
+            print(f"  {name:55s} {inclusive / pages:6.2f} / {own / pages:6.2f}   {renders / pages:4.1f}")
     if profiler:
         if os.environ.get("PROFILE_STATS_FILE"):  # for a closer look: python -m pstats <file>
             profiler.dump_stats(os.environ["PROFILE_STATS_FILE"])
@@ -95,10 +130,11 @@ def main(argv=None) -> int:
     parser.add_argument("--items", type=int, default=60)
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--queries", action="store_true", help="print the SQL of one request per endpoint")
+    parser.add_argument("--templates", action="store_true", help="each template's CPU time per item page")
     parser.add_argument("--inside", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inside:
-        measure(json.loads(Path(args.inside).read_text()), args.items, args.cprofile, args.queries)
+        measure(json.loads(Path(args.inside).read_text()), args.items, args.cprofile, args.queries, args.templates)
         return 0
     work = Path(tempfile.mkdtemp(prefix="healthagent-profile."))
     plan = {
@@ -129,6 +165,7 @@ def main(argv=None) -> int:
             str(args.items),
         ]
         command += (["--cprofile"] if args.cprofile else []) + (["--queries"] if args.queries else [])
+        command += ["--templates"] if args.templates else []
         subprocess.run(command, cwd=ROOT, env=environment, check=True)
     return 0
 
