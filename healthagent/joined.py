@@ -64,9 +64,19 @@ class JoinedRead:
             for model, alias in self.parts
             for field in model._meta.concrete_fields
         )
-        self._converters: list[list[tuple[Any, Any]]] | None = None
+        self._converters: list[tuple[int, list[tuple[Any, Any]]]] | None = None
+        # Each part's model, its fields' attribute names in column order, and where its primary key is among them.
+        self._layout = [
+            (
+                model,
+                names := [field.attname for field in model._meta.concrete_fields],
+                names.index(model._meta.pk.attname),
+            )
+            for model, _ in self.parts
+        ]
 
-    def _converters_for(self, connection) -> list[list[tuple[Any, Any]]]:
+    def _converters_for(self, connection) -> list[tuple[int, list[tuple[Any, Any]]]]:
+        """(position, converters) of the columns that have any: most have none, and are left as they are."""
         if self._converters is None:
             converters = []
             for model, alias in self.parts:
@@ -74,7 +84,7 @@ class JoinedRead:
                     column = field.get_col(alias)
                     both = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
                     converters.append([(converter, column) for converter in both])
-            self._converters = converters
+            self._converters = [(position, chain) for position, chain in enumerate(converters) if chain]
         return self._converters
 
     def fetch_one(self, sql: str, params: Sequence[Any]) -> list[Model] | None:
@@ -91,20 +101,16 @@ class JoinedRead:
             row = cursor.fetchone()
         if row is None:
             return None
-        converters = self._converters_for(connection)
         values = list(row)
-        for position, chain in enumerate(converters):  # the parts' columns; the extra ones stay as they are
+        for position, chain in self._converters_for(connection):  # the parts' columns; the extra ones stay as they are
             for converter, column in chain:
                 values[position] = converter(values[position], column, connection)
         instances: list[Any] = []
         offset = 0
-        for model, _ in self.parts:
-            fields = model._meta.concrete_fields
-            names = [field.attname for field in fields]
-            own = values[offset : offset + len(fields)]
-            present = own[names.index(model._meta.pk.attname)] is not None
-            instances.append(model.from_db(self.using, names, own) if present else None)
-            offset += len(fields)
+        for model, names, pk_index in self._layout:
+            own = values[offset : offset + len(names)]
+            instances.append(model.from_db(self.using, names, own) if own[pk_index] is not None else None)
+            offset += len(names)
         return instances, values[offset:]
 
 

@@ -73,6 +73,9 @@ def _user_with_roles_statement() -> tuple[JoinedRead, str]:
     return _USER_READ, _USER_WITH_ROLES_SQL
 
 
+_ROLE_NAMES = tuple(Role.values)  # the statement's parameters, in Role's order
+
+
 def user_with_roles(user_id: Any) -> User | None:
     """The user with this id and the roles they hold, read in one query, for the request's user: the authentication
     backends' ``get_user``, which every signed-in request calls."""
@@ -82,7 +85,7 @@ def user_with_roles(user_id: Any) -> User | None:
         return None  # not an id: a session that was tampered with, or of another user model
     read, sql = _user_with_roles_statement()
     try:
-        found = read.fetch_one_with_extra(sql, [*Role.values, pk])
+        found = read.fetch_one_with_extra(sql, [*_ROLE_NAMES, pk])
     except OverflowError:
         return None  # an id no user can have
     if found is None:
