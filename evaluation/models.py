@@ -325,6 +325,11 @@ class Assignment(models.Model):
             # A rater's gold items in a study, read with every submit's turn (evaluation.access): a few rows, where
             # the index above would scan all of the rater's assignments.
             models.Index(fields=["study", "rater"], condition=Q(purpose="gold"), name="assignment_gold_by_rater"),
+            # An item's raters (its main assignments not skipped), counted for every item by each hand-out's candidate
+            # query (evaluation.assignment): read from the index alone, not the table.
+            models.Index(
+                fields=["item"], condition=Q(purpose="main") & ~Q(state="skipped"), name="assignment_item_raters"
+            ),
         ]
 
     def __str__(self) -> str:
