@@ -159,6 +159,9 @@ def item_page_context(assignment: Assignment, *, rater) -> dict:
         "window": dict(zip(("start", "end"), shown.minutes, strict=True)),
         "pairwise": pairwise,
         "shown": shown_values,
+        # Nothing entered yet (no draft, no rating): the form's parts after the scales are the same for every such
+        # item of a rubric version, mode and window, kept rendered (assignment.html's cached fragments).
+        "fresh": not shown_values,
         "evidence_json": json.dumps(shown_values.get("evidence") or []),
         "progress": rater_progress(study=study, rater=rater),
         "minute_chart_url": reverse("evaluation:assignment_chart", args=[assignment.pk]),

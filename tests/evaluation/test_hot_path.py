@@ -234,6 +234,27 @@ def test_the_scales_are_rendered_once_per_rubric_version_and_a_draft_shows_its_a
     assert 'value="4" data-key="4" checked' not in fresh  # a draft's answer never reaches the kept markup
 
 
+def test_the_form_s_kept_parts_never_carry_one_item_s_entries_to_another(client, grounded_study):
+    """The form's parts after the scales (comment, unsafe flag, evidence, submit) and the harm questions are kept
+    rendered for items with nothing entered; a draft's entries are rendered each time, and never kept."""
+    first, second = grounded_study.clinicians.order_by("pk")[:2]
+    opened = assignment_next(study=grounded_study, rater=first)
+    client.force_login(first)
+    page = reverse("evaluation:assignment", args=[opened.pk])
+    assert 'id="comment" name="comment"' in client.get(page).content.decode()  # fresh: rendered and kept
+    Assignment.objects.filter(pk=opened.pk).update(
+        draft={"comment": "Words of a draft", "unsafe": True, "unsafe_reason": "A reason of a draft"}
+    )
+    drafted = client.get(page).content.decode()
+    assert "Words of a draft" in drafted and 'value="A reason of a draft"' in drafted
+    assert '<input type="checkbox" name="unsafe" id="unsafe" checked>' in drafted
+    other = assignment_next(study=grounded_study, rater=second)
+    client.force_login(second)
+    fresh = client.get(reverse("evaluation:assignment", args=[other.pk])).content.decode()
+    assert "of a draft" not in fresh and '<input type="checkbox" name="unsafe" id="unsafe" >' in fresh
+    assert fresh.count('id="keyboard-help"') == 1 and "Submit and next" in fresh
+
+
 def test_with_prepared_statements_off_the_hot_reads_are_plain_and_give_the_same(grounded_study):
     """``DATABASE_PREPARED_STATEMENTS=0`` (settings) gives the connection no ``prepare_threshold``: the same reads
     then prepare nothing (as behind a transaction-mode PgBouncer older than 1.21) and answer as before."""
