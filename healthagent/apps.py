@@ -82,3 +82,8 @@ class HealthAgentConfig(AppConfig):
         from healthagent.dbpool import pool_checks_if_stirred
 
         connection_created.connect(pool_checks_if_stirred, dispatch_uid="healthagent.pool_checks_if_stirred")
+        from django.test.signals import setting_changed
+
+        from healthagent.middleware import content_security_policy_changed
+
+        setting_changed.connect(content_security_policy_changed, dispatch_uid="healthagent.content_security_policy")

@@ -6,8 +6,9 @@ three requests of a rated item. A connection that died while it sat in the pool 
 that shuts down or ends a backend (a restart, ``pg_terminate_backend``, a crash: the kernel closes the socket) leaves
 a message or the end of the stream to read, where a healthy idle connection has nothing. So the round trip is made
 only for a connection whose socket has something to read, or that psycopg already knows is broken. A connection
-cut without a word (a network partition) is found by its first query instead: Django closes a connection whose
-query failed at the end of the request (``close_if_unusable_or_obsolete``), and the pool drops it.
+cut without a word (a firewall's idle timeout, a crashed host) shows an error on its socket once TCP keepalives
+(settings) give up on it; one found by its first query before that fails that request, and Django closes a
+connection whose query failed at the end of the request (``close_if_unusable_or_obsolete``): the pool drops it.
 
 Django builds the pool itself and gives it its own check when ``CONN_HEALTH_CHECKS`` is on (and refuses a ``check``
 among the pool's options), so the pool's check is replaced when its first connection is made
@@ -33,7 +34,11 @@ def check_if_stirred(connection: Any) -> None:
 def pool_checks_if_stirred(sender: Any, connection: Any, **kwargs: Any) -> None:
     """``connection_created``: the connection's pool (if it has one) lends with :func:`check_if_stirred` from now
     on, in place of the round trip Django gave it."""
+    from psycopg_pool import ConnectionPool
+
     pool = getattr(connection, "pool", None)  # PostgreSQL's wrapper only; None without a pool
-    if pool is not None and getattr(pool, "_check", None) is not check_if_stirred:
-        assert hasattr(pool, "_check"), "psycopg_pool keeps its check elsewhere: see healthagent.dbpool"
+    if pool is None or getattr(pool, "_check", None) is check_if_stirred:
+        return
+    assert hasattr(pool, "_check"), "psycopg_pool keeps its check elsewhere: see healthagent.dbpool"
+    if pool._check is ConnectionPool.check_connection:  # Django's, with CONN_HEALTH_CHECKS: none stays none
         pool._check = check_if_stirred

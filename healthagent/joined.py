@@ -121,14 +121,23 @@ class PreparedInsert:
     """``INSERT`` of one model's row, its statement written once per process from the model's metadata and prepared
     (:func:`prepared_cursor`): for the rows every rated item writes, where the ORM's insert compiles the statement
     again each time. The values are prepared as the ORM's insert prepares them (``pre_save``, so ``auto_now`` fields
-    are set on the instance too, then ``get_db_prep_save``), so a field added to the model is written here too."""
+    are set on the instance too, then ``get_db_prep_save``), so a field added to the model is written here too. No
+    ``pre_save``/``post_save`` signal is sent: for models that have no receivers (``tests/evaluation/test_writes.py``
+    checks those written here)."""
 
     def __init__(self, model: type[Model], using: str = "default"):
         self.model = model
         self.using = using
         connection = connections[using]
         quote = connection.ops.quote_name
-        self.fields = [field for field in model._meta.concrete_fields if field is not model._meta.auto_field]
+        self.fields = [
+            field
+            for field in model._meta.concrete_fields
+            if field is not model._meta.auto_field and not getattr(field, "generated", False)  # the database's own
+        ]
+        defaulted = [field.name for field in self.fields if field.has_db_default()]
+        if defaulted:  # an unset one would be sent as the ORM's DatabaseDefault expression, which no driver adapts
+            raise ValueError(f"{model.__name__}: PreparedInsert writes no db_default field ({', '.join(defaulted)})")
         self.table = quote(model._meta.db_table)
         self.column_list = ", ".join(quote(str(field.column)) for field in self.fields)
         self.sql = (

@@ -1,8 +1,10 @@
 """Site-wide response rules that no single view should have to remember."""
 
+import functools
 import time
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponseBadRequest, JsonResponse
 from django.utils.cache import add_never_cache_headers
 
@@ -75,21 +77,45 @@ def session_renewed_at_login(sender, request, user, **kwargs) -> None:
         request.session[SessionIdleMiddleware.RENEWED_AT] = time.time()
 
 
+@functools.cache
+def content_security_policy() -> str:
+    """The header's value, built once per process from the settings by django-csp's builder (built again after a
+    test changes the setting: :func:`content_security_policy_changed`)."""
+    from csp.utils import build_policy
+
+    if getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None) or (
+        (getattr(settings, "CONTENT_SECURITY_POLICY", None) or {}).get("EXCLUDE_URL_PREFIXES")
+    ):
+        raise ImproperlyConfigured(
+            "healthagent.middleware.ContentSecurityPolicyMiddleware sends one policy on every response: a report-only "
+            "policy or excluded URL prefixes want django-csp's csp.middleware.CSPMiddleware in MIDDLEWARE instead"
+        )
+    return build_policy()
+
+
+def content_security_policy_changed(*, setting: str, **kwargs) -> None:
+    """``setting_changed``: a test that changes the policy gets the header it set."""
+    if setting.startswith("CONTENT_SECURITY_POLICY"):
+        content_security_policy.cache_clear()
+
+
 class ContentSecurityPolicyMiddleware:
     """The ``Content-Security-Policy`` header of ``settings.CONTENT_SECURITY_POLICY`` on every response, built once
-    per process by django-csp's own builder. django-csp's middleware builds it again for each response (a deep copy
-    of the policy parts, then the string: a fifth of a millisecond of every rated item's three requests), for the
-    per-view policies and nonces its decorators and templates offer; this site uses neither (``tests/healthagent/
-    test_csp.py`` checks the header is the one django-csp's middleware sends). A response that set its own keeps it."""
+    per process by django-csp's own builder (:func:`content_security_policy`). django-csp's middleware builds it again
+    for each response (a deep copy of the policy parts, then the string: a fifth of a millisecond of every rated
+    item's three requests), for the per-view policies, nonces, report-only policies and excluded URLs it offers; this
+    site uses none of them (``tests/healthagent/test_csp.py`` checks the header is the one django-csp's middleware
+    sends). A response that set its own keeps it; with ``DEBUG`` on, a 404 or 500 page (Django's debug page, with its
+    inline script) gets none, as django-csp does."""
 
     def __init__(self, get_response):
-        from csp.utils import build_policy
-
         self.get_response = get_response
-        self.policy = build_policy()
 
     def __call__(self, request):
         response = self.get_response(request)
-        if self.policy and "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = self.policy
+        if settings.DEBUG and response.status_code in (404, 500):
+            return response
+        policy = content_security_policy()
+        if policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = policy
         return response

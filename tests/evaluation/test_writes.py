@@ -81,3 +81,13 @@ def test_the_hand_out_s_assignment_is_the_row_the_orm_reads_back(grounded_study)
     stored = Assignment.objects.get(pk=opened.pk)
     assert _fields(opened) == _fields(stored)
     assert not opened._state.adding and opened.assigned_at is not None and stored.draft == {}
+
+
+def test_the_models_written_by_prepared_statements_have_no_save_signal_receivers():
+    """evaluation.writes sends no pre_save or post_save: a receiver added for these models (an audit, a history)
+    would silently miss the rows of every rated item, so it must move the write back to the ORM first."""
+    from django.db.models.signals import post_save, pre_save
+
+    for model in (Assignment, Rating, RatingRevision):
+        for signal in (pre_save, post_save):
+            assert not signal.has_listeners(model), f"{signal} has receivers for {model.__name__}"

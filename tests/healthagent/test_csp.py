@@ -27,3 +27,20 @@ def test_a_response_that_set_its_own_policy_keeps_it():
 
     response = ContentSecurityPolicyMiddleware(view)(RequestFactory().get("/"))
     assert response["Content-Security-Policy"] == "default-src 'none'"
+
+
+def test_a_changed_policy_is_sent_at_once_and_none_is_sent_without_one(client, settings):
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    assert client.get("/accounts/login/")["Content-Security-Policy"] == "default-src 'none'"
+    settings.CONTENT_SECURITY_POLICY = None
+    assert "Content-Security-Policy" not in client.get("/accounts/login/")
+
+
+def test_a_report_only_policy_is_refused_rather_than_ignored(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from healthagent.middleware import content_security_policy
+
+    settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {"DIRECTIVES": {"default-src": ["'self'"]}}
+    with pytest.raises(ImproperlyConfigured, match="report-only"):
+        content_security_policy()

@@ -83,3 +83,20 @@ def test_django_s_pool_lends_with_this_check_once_it_made_a_connection(pool):
     finally:
         wrapper.close()
         wrapper.close_pool()
+
+
+def test_a_pool_without_checks_is_left_without_one(pool):
+    """``CONN_HEALTH_CHECKS`` off: Django gives the pool no check, and none is added."""
+    import copy
+
+    settings = copy.deepcopy(connection.settings_dict)
+    settings["OPTIONS"] = {**settings.get("OPTIONS", {}), "pool": {"min_size": 1, "max_size": 2}, "keepalives": 1}
+    settings["CONN_HEALTH_CHECKS"], settings["CONN_MAX_AGE"] = False, 0
+    wrapper = type(connections["default"])(settings, alias="pool_no_check_test")
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        assert wrapper.pool._check is None
+    finally:
+        wrapper.close()
+        wrapper.close_pool()

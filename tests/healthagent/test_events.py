@@ -70,13 +70,13 @@ def test_coalesced_messages_leave_as_the_latest_within_the_window_and_others_are
             for number in range(20):
                 events.group_notify(group="events-test-3", payload={"number": number}, coalesce=True)
             events.group_notify(group="events-test-3", payload={"status": "closed"})  # not coalesced: not held
-            assert await receive_within(events.COALESCE_S / 2) == {"status": "closed"}
+            assert await receive_within(1.0) == {"status": "closed"}  # first: it was not held behind the others
             assert await receive_within(5) == {"number": 19}
             assert time.monotonic() - handed_at >= events.COALESCE_S * 0.9
             assert await receive_within(events.COALESCE_S * 2) is None  # the other 19 were never sent
             events.group_notify(group="events-test-3", payload={"number": 20}, coalesce=True)
             assert await asyncio.to_thread(events.publisher_flush, 10)  # without waiting for the window
-            assert await receive_within(0.05) == {"number": 20}
+            assert await receive_within(1.0) == {"number": 20}
         finally:
             await layer.group_discard("events-test-3", channel)
 
