@@ -47,6 +47,7 @@ def run() -> dict:
                 endpoint: figures["errors"] for endpoint, figures in shape["endpoints"].items() if figures.get("errors")
             },
             "cpu_cores_used": shape["cpu_cores_used"],
+            "cpu_ms_per_rated_item": shape.get("cpu_ms_per_rated_item"),  # the steady window's (loadtest.report)
             "ratings": {
                 key: shape["integrity"][key] for key in ("acknowledged", "in_database", "lost", "duplicated", "ok")
             },

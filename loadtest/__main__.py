@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -132,11 +133,22 @@ def run_shape(
             statements.reset(connection)
     load_before = [round(value, 2) for value in os.getloadavg()]  # 1, 5, 15 min: was anything else heavy running?
     before = cpu_snapshot(server.pids(), services.postmaster_pid())
+    steady: dict = {}  # the CPU as the steady window begins (the runner's clock starts within a millisecond of this)
+    timer = threading.Timer(
+        steady_after_s, lambda: steady.update(cpu_snapshot(server.pids(), services.postmaster_pid()))
+    )
+    timer.start()
     with SamplingProfile(server.children[0].pid, profile) if profile else contextlib.nullcontext():
         started = asyncio.run(runner(clinicians))
+    timer.cancel()
     after = cpu_snapshot(server.pids(), services.postmaster_pid())
     summary = shape_summary(
-        recorder, started=started, steady_after_s=steady_after_s, cpu_before=before, cpu_after=after
+        recorder,
+        started=started,
+        steady_after_s=steady_after_s,
+        cpu_before=before,
+        cpu_after=after,
+        cpu_steady=steady or None,
     )
     with psycopg.connect(database_url) as connection:
         executed = statements.read(connection) if track_statements else None

@@ -1,0 +1,34 @@
+"""The load test's figures of a shape (loadtest/report.py): CPU per rated item over the steady window, the ramp's
+one-off work (log-ins, first items) left out, and over the whole shape beside it."""
+
+from loadtest.client import Recorder
+from loadtest.report import shape_summary
+
+
+def _snapshot(wall: float, server: float, postgres: float) -> dict:
+    return {
+        "wall": wall,
+        "server": server,
+        "postgres": postgres,
+        "client": 0.0,
+        "machine_busy": 0.0,
+        "machine_total": 0.0,
+    }
+
+
+def test_cpu_per_rated_item_is_the_steady_window_s_and_the_whole_shape_s_is_kept_beside_it():
+    recorder = Recorder()
+    for number in range(10):  # submits at 0..9 s; the window starts at 5 s
+        recorder.add("submit", float(number), 20.0, True)
+        recorder.acknowledged.add(number)
+    recorder.add("submit", 7.0, 20.0, False, "timeout")  # not acknowledged: not an item
+    summary = shape_summary(
+        recorder,
+        started=0.0,
+        steady_after_s=5.0,
+        cpu_before=_snapshot(0.0, server=0.0, postgres=0.0),
+        cpu_steady=_snapshot(5.0, server=3.0, postgres=1.0),  # the ramp took 3 s of the server's CPU
+        cpu_after=_snapshot(10.0, server=3.05, postgres=1.02),
+    )
+    assert summary["cpu_ms_per_rated_item"] == {"server": 10.0, "postgres": 4.0, "client": 0.0}  # 5 items
+    assert summary["cpu_ms_per_rated_item_whole_shape"]["server"] == 305.0  # 10 items, the ramp's work included
