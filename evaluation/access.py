@@ -104,7 +104,8 @@ class RaterTurn:
 
 
 _GOLD = Assignment.Purpose.GOLD.value
-assert _GOLD.isidentifier()  # written into the statement as a literal
+_GATING_KINDS = (StudyItem.Kind.TRAINING.value, StudyItem.Kind.QUALIFICATION.value)  # in the turn's order
+assert all(value.isidentifier() for value in (_GOLD, *_GATING_KINDS))  # written into the statement as literals
 
 _TURN_READ: JoinedRead | None = None
 _TURN_SQL: str | None = None
@@ -120,9 +121,12 @@ def _turn_statement() -> tuple[JoinedRead, str]:
         assignments, items = table[Assignment], table[StudyItem]
         criteria, endpoints = quote(Criterion._meta.db_table), quote(WebhookEndpoint._meta.db_table)
         joins, access = _joins_and_access()
+        # The kinds written out, not parameters: so the prepared statement's plan knows them rare and probes the index
+        # of a study's kept items by kind (models: studyitem_kept_by_kind) rather than scanning the study's items.
         kinds = [
-            f"EXISTS (SELECT 1 FROM {items} k WHERE k.study_id = a.study_id AND k.dropped_at IS NULL AND k.kind = %s)"
-        ] * 2
+            f"EXISTS (SELECT 1 FROM {items} k WHERE k.study_id = a.study_id AND k.dropped_at IS NULL AND k.kind = '{kind}')"
+            for kind in _GATING_KINDS
+        ]
         extra = [
             *kinds,
             f"(SELECT o.id FROM {assignments} o WHERE o.study_id = a.study_id AND o.rater_id = a.rater_id"
@@ -153,8 +157,7 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
     """:func:`access_assignment` locked for a submit (in the caller's transaction), with the rater's standing and what
     handing out their next item needs: one statement."""
     read, sql = _turn_statement()
-    params: list[Any] = [StudyItem.Kind.TRAINING.value, StudyItem.Kind.QUALIFICATION.value]
-    params += [Assignment.State.IN_PROGRESS.value, *(str(purpose) for purpose in QUEUE_PURPOSES)]
+    params: list[Any] = [Assignment.State.IN_PROGRESS.value, *(str(purpose) for purpose in QUEUE_PURPOSES)]
     try:
         found = read.fetch_one_with_extra(sql, [*params, int(assignment_id), rater.pk, rater.pk])
     except (TypeError, ValueError, OverflowError):

@@ -272,6 +272,12 @@ class StudyItem(models.Model):
                 fields=["study", "participant", "variant_a", "variant_b"], name="unique_item_content"
             ),
         ]
+        indexes = [
+            # A study's items of a kind still in it: whether it has training or qualification items (every submit's
+            # turn, evaluation.access) and how many results items (every rating page's progress), from the index
+            # alone rather than the items' rows, which carry the answers' text.
+            models.Index(fields=["study", "kind"], condition=Q(dropped_at__isnull=True), name="studyitem_kept_by_kind"),
+        ]
 
     def __str__(self) -> str:
         return f"Item #{self.pk} of study #{self.study_id}"
