@@ -6,11 +6,13 @@ On a fresh seed (``SENSORLM_FIDELITY_SEED``, default: from the clock), so the fi
 - zero-shot activity recognition (macro AUROC over the activity kinds present) and the two binary groupings, on the
   test half's days (``SENSORLM_FIDELITY_PARTICIPANTS`` x 3 days, split by participant);
 - retrieval among pools of 300 test days (text -> sensor R@1 and R@10);
-- the facts of generated captions (``sensorlm/facts.py``) on ``SENSORLM_FIDELITY_CAPTION_DAYS`` test days;
+- the facts of generated captions (``sensorlm/facts.py``) on ``SENSORLM_FIDELITY_CAPTION_DAYS`` test days, for each
+  way of writing them (greedy, reranked, held to the detected activities: ``sensorlm/decoding.py``);
 - "Find days": recall@5 of the labelled queries (``sensorlm/find_days_eval.py``) for the page's ranking and the
   lexical baseline.
 
-Sizes are chosen to finish in about 5 minutes on 2 cores (2.6 minutes alone for 800 participants, session 19).
+Sizes are chosen to finish in about 5 minutes on 2 cores (2.6 minutes alone for 800 participants, session 19; the
+reranked captions add about 2 minutes at 300 caption days, session 22).
 """
 
 import os
@@ -67,6 +69,15 @@ def run() -> dict:
         "caption_activity_precision": generated.get("activity_precision"),
         "caption_activity_recall": generated.get("activity_recall"),
         "caption_days_without_false_activity": generated.get("days_without_false_activity"),
+        # Every way of writing the captions (greedy, reranked, held to the detected activities: sensorlm/decoding.py)
+        "caption_facts_by_method": {
+            method: {
+                key: scores["facts"].get(key)
+                for key in ("activity_precision", "activity_recall", "days_without_false_activity")
+            }
+            for method, scores in captioning.items()
+            if isinstance(scores, dict) and "facts" in scores
+        },
         "find_days_queries": find_days["queries"],
         "find_days_recall_at_5": {method: scores["recall_at_5"] for method, scores in page.items()},
         "find_days_recall_at_5_without_event_log": {

@@ -29,6 +29,8 @@ READER_LEVELS = (
 )  # what a person reads beside a chart: events and shapes; the numbers are on the chart
 PERIODS = (("night", 0, 360), ("morning", 360, 720), ("afternoon", 720, 1080), ("evening", 1080, 1440))
 NO_DATA = "No wearable data this day."
+ACTIVITIES_OPENING = "Activities:"  # the semantic level's first sentence lists the day's activities after these words
+NO_ACTIVITIES = "No exercise or commute recorded."  # or says there were none
 FRAGMENTED_AWAKENINGS_PER_HOUR = 1.0  # brief wakes per hour asleep above which a night reads as fragmented
 
 
@@ -97,9 +99,9 @@ def _semantic(events: Sequence[DayEvent], stage: np.ndarray) -> list[str]:
             parts.append(
                 f"{_article(phrase)} {phrase} in the {part_of_day(event.start_minute)} at {clock(event.start_minute)}"
             )
-        sentences.append("Activities: " + ", ".join(parts) + ".")
+        sentences.append(f"{ACTIVITIES_OPENING} " + ", ".join(parts) + ".")
     else:
-        sentences.append("No exercise or commute recorded.")
+        sentences.append(NO_ACTIVITIES)
 
     nights = [
         event for event in events if event.name == "sleep" and event.start_minute < 12 * 60

@@ -36,6 +36,9 @@ def add_parser(families: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     evaluate_parser.add_argument("--bootstrap", type=int, default=200)
     evaluate_parser.add_argument("--caption-days", type=int, default=200)
     evaluate_parser.add_argument(
+        "--caption-samples", type=int, default=16, help="captions sampled per day for the reranked ones (0: none)"
+    )
+    evaluate_parser.add_argument(
         "--lsm", type=Path, help="a foundation-model checkpoint whose linear probe joins the references"
     )
     evaluate_parser.add_argument("--device", default="auto")
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> None:
             seed=args.seed,
             bootstrap=args.bootstrap,
             caption_days=args.caption_days,
+            caption_samples=args.caption_samples,
             lsm_model=args.lsm,
             device=choose_device(args.device),
         )

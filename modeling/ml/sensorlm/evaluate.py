@@ -7,11 +7,14 @@ are fitted on the first half; every method is scored once on the second half's d
   activity class (AUROC, macro-F1, balanced accuracy with bootstrap 95 % CIs), and the paper's binary
   groupings (cardio vs strength/flexibility, locomotion vs stationary);
 - sensor -> text and text -> sensor retrieval among the test days (R@1/5/10 against chance);
-- captioning (CoCa): BLEU (sacrebleu) and ROUGE-L (rouge-score) of greedy captions against the held-out
-  captions, beside the nearest training caption by hand-crafted statistics and by SensorLM similarity.
+- captioning (CoCa): the facts the captions state (``facts.py``), BLEU (sacrebleu) and ROUGE-L (rouge-score) of
+  generated captions against the held-out captions (greedy, reranked among samples by similarity to the day, held to
+  the activities a probe detects: ``decoding.py``), beside the nearest training caption by hand-crafted statistics
+  and by SensorLM similarity.
 """
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,13 @@ from modeling.ml.data.cohort import participant_split
 from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, score
 from modeling.ml.lsm.pretrain import check_new_participants
 from modeling.ml.sensorlm.captions import READER_LEVELS
+from modeling.ml.sensorlm.decoding import (
+    SAMPLING_TEMPERATURE,
+    SAMPLING_TOP_P,
+    fit_activity_detector,
+    grounded_captions,
+    reranked_captions,
+)
 from modeling.ml.sensorlm.facts import fact_scores
 from modeling.ml.sensorlm.find_days import DayIndex
 from modeling.ml.sensorlm.find_days_eval import METHODS as FIND_DAYS_METHODS
@@ -58,7 +68,8 @@ class EvaluationSettings:
     days: int = 3
     seed: int = 1000  # another seed than training: new participants
     bootstrap: int = BOOTSTRAP
-    caption_days: int = 200  # test days captioned by the CoCa decoder (greedy decoding is the slow part)
+    caption_days: int = 200  # test days captioned by the CoCa decoder (decoding is the slow part)
+    caption_samples: int = 16  # captions sampled per day for the reranked captions (0: none)
     retrieval_pool: int = 300  # retrieval ranks each day's caption among this many test days
     retrieval_pools: int = 20  # pools drawn from the test days (all of them, once, when there are no more)
     lsm_model: Path | None = None  # a foundation-model checkpoint for the optional supervised reference
@@ -211,6 +222,12 @@ def text_scores(candidates: list[str], references: list[str]) -> dict[str, float
     return {"bleu": float(bleu), "rouge_l": rouge}
 
 
+GREEDY = "CoCa greedy caption"
+RERANKED = "CoCa sampled, the caption most similar to the day"
+GROUNDED = "CoCa greedy, held to the activities detected at precision {precision}"
+DETECTION_PRECISIONS = (0.8, 0.9)  # the detector's operating points (``decoding.fit_activity_detector``)
+
+
 def caption_scores(
     evaluation: EvaluationData,
     model: SensorLMModel,
@@ -220,7 +237,10 @@ def caption_scores(
     settings: EvaluationSettings,
 ) -> dict[str, Any]:
     """Generated captions (CoCa) and two nearest-caption baselines against the test days' captions, all in the
-    tokenizer's normalized text and truncated to the model's caption length."""
+    tokenizer's normalized text and truncated to the model's caption length. Generated three ways (``decoding.py``):
+    greedy; the most similar to the day of ``settings.caption_samples`` sampled captions; greedy with the activities
+    sentence held to the kinds a detector fitted on the probe-training days finds, at each of
+    :data:`DETECTION_PRECISIONS`."""
     rng = np.random.default_rng(settings.seed)
     test = np.sort(rng.choice(evaluation.test, size=min(settings.caption_days, len(evaluation.test)), replace=False))
     train = evaluation.train
@@ -245,20 +265,63 @@ def caption_scores(
     ) | {"facts": fact_scores([training_captions[row] for row in retrieved], truths)}
     if model.config.loss == "coca":
         values, observed = standardized(evaluation.data.subset(test), mean.numpy(), std.numpy())
-        weekday = torch.tensor(evaluation.data.weekday[test])
-        generated = []
-        for start in range(0, len(test), 64):
-            ids = model.generate_captions(
-                values[start : start + 64].to(model.device),
-                observed[start : start + 64].to(model.device),
-                weekday[start : start + 64].to(model.device),
+        values, observed = values.to(model.device), observed.to(model.device)
+        weekday = torch.tensor(evaluation.data.weekday[test]).to(model.device)
+        generated: dict[str, list[str]] = {}
+        started = time.perf_counter()
+        generated[GREEDY] = [
+            decode(tokenizer, row)
+            for start in range(0, len(test), 64)
+            for row in model.generate_captions(
+                values[start : start + 64], observed[start : start + 64], weekday[start : start + 64], max_tokens=limit
+            )
+        ]
+        results[GREEDY] = {"seconds": time.perf_counter() - started}
+        if settings.caption_samples:
+            started = time.perf_counter()
+            generated[RERANKED] = reranked_captions(
+                model,
+                tokenizer,
+                values,
+                observed,
+                weekday,
+                samples=settings.caption_samples,
+                generator=torch.Generator(device=model.device).manual_seed(settings.seed),
+                max_tokens=limit,
+            ).captions
+            results[RERANKED] = {
+                "seconds": time.perf_counter() - started,
+                "samples": settings.caption_samples,
+                "temperature": SAMPLING_TEMPERATURE,
+                "top_p": SAMPLING_TOP_P,
+            }
+        for precision in DETECTION_PRECISIONS:
+            started = time.perf_counter()
+            detector = fit_activity_detector(
+                embeddings=evaluation.sensor_embeddings[train],
+                truths=[evaluation.truths[row] for row in train],
+                groups=evaluation.data.owner[train],
+                precision=precision,
+            )
+            name = GROUNDED.format(precision=precision)
+            generated[name] = grounded_captions(
+                model,
+                tokenizer,
+                values,
+                observed,
+                weekday,
+                detector.detect(evaluation.sensor_embeddings[test]),
                 max_tokens=limit,
             )
-            generated += [decode(tokenizer, row) for row in ids]
-        results["CoCa greedy caption"] = text_scores(generated, references) | {"facts": fact_scores(generated, truths)}
+            results[name] = {
+                "seconds": time.perf_counter() - started,
+                "detector": {"thresholds": detector.thresholds, "counts": detector.counts},
+            }
+        for name, captions in generated.items():
+            results[name] |= text_scores(captions, references) | {"facts": fact_scores(captions, truths)}
         results["examples"] = [
-            {"reference": reference, "generated": caption}
-            for reference, caption in zip(references[:3], generated[:3], strict=True)
+            {"reference": reference} | {name: captions[position] for name, captions in generated.items()}
+            for position, reference in enumerate(references[:3])
         ]
     return results
 
@@ -453,11 +516,30 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "rows": rows,
             }
         )
-    captioning = result["captioning"]
+    tables.append(captioning_table(result["captioning"]))
+    return tables
+
+
+def captioning_table(captioning: dict[str, Any]) -> dict[str, Any]:
+    """The captioning table (``evaluation_tables``): a row per captioning method of ``caption_scores``."""
 
     def number(value: float | None, digits: int) -> str:
         return "—" if value is None else f"{value:.{digits}f}"
 
+    generation = ""  # how the captions of the CoCa rows were decoded
+    if GREEDY in captioning:
+        ways = ["greedy"]
+        if sampled := captioning.get(RERANKED):
+            ways.append(
+                f"{sampled['samples']} captions sampled per day (temperature {sampled['temperature']}, top-p "
+                f"{sampled['top_p']}), the one whose text embedding is the most similar to the day's sensor embedding"
+            )
+        ways.append(
+            "greedy with the activities sentence held to the kinds a probe on the sensor embedding detects (one "
+            "logistic regression per kind fitted on the probe-training days, thresholded where its detections were "
+            "right at the stated precision on held-out participants of those days)"
+        )
+        generation = "Generated by the CoCa decoder (`sensorlm/decoding.py`): " + "; ".join(ways) + ". "
     rows = []
     for method, scores in captioning.items():
         if not isinstance(scores, dict):
@@ -478,29 +560,27 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{scores['rouge_l']:.3f}",
             ]
         )
-    tables.append(
-        {
-            "title": "Captioning",
-            "summary": f"{captioning['days']} test days. Facts (`sensorlm/facts.py`): the activities a caption states, "
-            "matched by kind to the day's own (precision, recall, the share of days with no activity that did not "
-            "happen: a caption stating none has none), the median absolute error of a matched activity's start and "
-            "duration (minutes), the share of true nights the caption states, and the median error of a stated night's "
-            "hours and awakenings. BLEU 0-100 (sacrebleu) and ROUGE-L F1 (rouge-score), secondary, against the "
-            "captions in the tokenizer's normalized text, truncated to the model's caption length.",
-            "columns": [
-                "method",
-                "activity precision",
-                "activity recall",
-                "days without a false activity",
-                "start error (min)",
-                "duration error (min)",
-                "nights stated",
-                "sleep error (h)",
-                "awakenings error",
-                "BLEU",
-                "ROUGE-L",
-            ],
-            "rows": rows,
-        }
-    )
-    return tables
+    return {
+        "title": "Captioning",
+        "summary": f"{captioning['days']} test days. {generation}"
+        "Facts (`sensorlm/facts.py`): the activities a caption states, "
+        "matched by kind to the day's own (precision, recall, the share of days with no activity that did not "
+        "happen: a caption stating none has none), the median absolute error of a matched activity's start and "
+        "duration (minutes), the share of true nights the caption states, and the median error of a stated night's "
+        "hours and awakenings. BLEU 0-100 (sacrebleu) and ROUGE-L F1 (rouge-score), secondary, against the "
+        "captions in the tokenizer's normalized text, truncated to the model's caption length.",
+        "columns": [
+            "method",
+            "activity precision",
+            "activity recall",
+            "days without a false activity",
+            "start error (min)",
+            "duration error (min)",
+            "nights stated",
+            "sleep error (h)",
+            "awakenings error",
+            "BLEU",
+            "ROUGE-L",
+        ],
+        "rows": rows,
+    }

@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from modeling.ml.data.activities import ACTIVITY_NAMES
-from modeling.ml.sensorlm.captions import activity_words
+from modeling.ml.sensorlm.captions import NO_ACTIVITIES, activity_words
 
 KINDS_BY_WORDS = {activity_words(name): name for name in ACTIVITY_NAMES}
 # "a 134-minute hike in the morning at 09:01": the kind is whatever words stand between the duration and "in the"
@@ -73,7 +73,7 @@ def stated_facts(caption: str) -> StatedFacts:
         tuple(activities),
         float(sleep.group(1)) if sleep else None,
         int(awakenings.group(1)) if awakenings else None,
-        bool(sentence) or "no exercise or commute recorded" in text,
+        bool(sentence) or NO_ACTIVITIES.lower().rstrip(".") in text,
     )
 
 

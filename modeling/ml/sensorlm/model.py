@@ -15,7 +15,7 @@ are saved in the same directory (see :func:`save_sensorlm` / :func:`load_sensorl
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 LOSSES = ("clip", "siglip", "coca")
+# (ids so far (batch, length), next-token logits (batch, vocabulary)) -> the logits to choose from
+CaptionConstraint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SIZES = {
     # name: (dim, depth, heads, patch_minutes, text_dim, text_depth, text_heads, embed_dim, decoder_depth)
     "tiny": (64, 2, 4, 60, 64, 2, 4, 64, 1),
@@ -308,8 +310,19 @@ class SensorLMModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTra
         observed: torch.Tensor,
         weekday: torch.Tensor | None = None,
         max_tokens: int | None = None,
+        *,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        constraint: CaptionConstraint | None = None,
     ) -> list[list[int]]:
-        """Greedy captions (token ids, [CLS] first, up to [SEP]) of standardized windows; CoCa models only."""
+        """Captions (token ids, [CLS] first, up to [SEP]) of standardized windows; CoCa models only.
+
+        Greedy with ``temperature`` 0 (the default); above 0 each token is drawn from the softmax of the logits at that
+        temperature, kept to the smallest set of most likely tokens whose probability reaches ``top_p`` (nucleus
+        sampling), with ``generator``: the same generator state gives the same captions. ``constraint`` is called at
+        every step with the ids so far (batch, length) and the next token's logits (batch, vocabulary) and returns the
+        logits to choose from (``-inf`` forbids a token): the hook of constrained decoding (``decoding.py``)."""
         if self.config.loss != "coca":
             raise ValueError("only a CoCa model has a caption decoder")
         max_tokens = max_tokens or self.config.max_text_tokens
@@ -318,14 +331,23 @@ class SensorLMModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTra
         batch = values.shape[0]
         ids = torch.full((batch, 1), self.config.bos_token_id, dtype=torch.long, device=values.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=values.device)
+        cache = None  # the decoder's keys and values of the tokens so far: each step reads only its new token
         for _ in range(max_tokens - 1):
-            logits = self.decoder(
-                input_ids=ids,
+            output = self.decoder(
+                input_ids=ids if cache is None else ids[:, -1:],
                 attention_mask=torch.ones_like(ids),
                 encoder_hidden_states=context,
                 encoder_attention_mask=context_mask,
-            ).logits[:, -1]  # (batch, vocabulary)
-            following = logits.argmax(dim=-1).masked_fill(finished, self.config.pad_token_id)
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = output.past_key_values
+            logits = output.logits[:, -1]  # (batch, vocabulary)
+            if constraint is not None:
+                logits = constraint(ids, logits)
+            following = (
+                logits.argmax(dim=-1) if temperature <= 0 else nucleus_sample(logits, temperature, top_p, generator)
+            ).masked_fill(finished, self.config.pad_token_id)
             ids = torch.cat([ids, following[:, None]], dim=1)
             finished |= following == self.config.eos_token_id
             if finished.all():
@@ -353,6 +375,18 @@ class SensorLMModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTra
         if unexpected or missing:
             raise ValueError(f"encoder weights do not fit: missing {missing}, unexpected {unexpected}")
         return len(weights)
+
+
+def nucleus_sample(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(batch,) one token per row of ``logits`` (batch, vocabulary), drawn at ``temperature`` from the smallest set of
+    most likely tokens whose probability reaches ``top_p`` (Holtzman et al.'s nucleus)."""
+    probabilities = torch.softmax(logits / temperature, dim=-1)
+    ordered, order = probabilities.sort(dim=-1, descending=True)
+    outside = ordered.cumsum(dim=-1) - ordered >= top_p  # the nucleus was already full before this token
+    choice = torch.multinomial(ordered.masked_fill(outside, 0.0), 1, generator=generator)  # (batch, 1)
+    return order.gather(-1, choice)[:, 0]
 
 
 def save_sensorlm(model: SensorLMModel, tokenizer: "Tokenizer", normalization: dict[str, Any], model_dir: Path) -> None:

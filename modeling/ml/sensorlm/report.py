@@ -43,7 +43,8 @@ def evaluation_report(
         text += (
             "\n## Example captions (test days)\n\n"
             + "\n".join(
-                f"- reference: {example['reference']}\n  generated: {example['generated']}"
+                f"- reference: {example['reference']}"
+                + "".join(f"\n  {method}: {caption}" for method, caption in example.items() if method != "reference")
                 for example in result["captioning"]["examples"]
             )
             + "\n"
