@@ -8,6 +8,7 @@ here too; ``tests/evaluation/test_writes.py`` checks that the rows are those the
 PostgreSQL (SQLite: the embedded profile) the ORM writes them.
 """
 
+import functools
 from typing import Any
 
 from django.db import connection
@@ -25,33 +26,27 @@ def _done_fields() -> list[Any]:
     return [fields[name] for name in DONE_FIELDS]
 
 
-_INSERTS: dict[type, PreparedInsert] = {}
-_FIRST_RATING_SQL: list[str] = []
-
-
+@functools.cache
 def _insert(model: type) -> PreparedInsert:
-    if model not in _INSERTS:
-        _INSERTS[model] = PreparedInsert(model)
-    return _INSERTS[model]
+    return PreparedInsert(model)
 
 
+@functools.cache
 def _first_rating_sql() -> str:
     """The rating inserted, its first revision inserted with the rating's new id, the assignment updated: one
     statement (data-modifying ``WITH``), returning the rating's id."""
-    if not _FIRST_RATING_SQL:
-        quote = connection.ops.quote_name
-        rating, revision = _insert(Rating), _insert(RatingRevision)
-        pk = quote(str(Rating._meta.pk.column))
-        revision_values = ", ".join(f"r.{pk}" if field.name == "rating" else "%s" for field in revision.fields)
-        table = quote(Assignment._meta.db_table)
-        sets = ", ".join(f"{quote(str(field.column))} = %s" for field in _done_fields())
-        _FIRST_RATING_SQL.append(
-            f"WITH r AS ({rating.sql}),"
-            f" v AS (INSERT INTO {revision.table} ({revision.column_list}) SELECT {revision_values} FROM r)"
-            f" UPDATE {table} SET {sets} FROM r WHERE {table}.{quote(str(Assignment._meta.pk.column))} = %s"
-            f" RETURNING r.{pk}"
-        )
-    return _FIRST_RATING_SQL[0]
+    quote = connection.ops.quote_name
+    rating, revision = _insert(Rating), _insert(RatingRevision)
+    pk = quote(str(Rating._meta.pk.column))
+    revision_values = ", ".join(f"r.{pk}" if field.name == "rating" else "%s" for field in revision.fields)
+    table = quote(Assignment._meta.db_table)
+    sets = ", ".join(f"{quote(str(field.column))} = %s" for field in _done_fields())
+    return (
+        f"WITH r AS ({rating.sql}),"
+        f" v AS (INSERT INTO {revision.table} ({revision.column_list}) SELECT {revision_values} FROM r)"
+        f" UPDATE {table} SET {sets} FROM r WHERE {table}.{quote(str(Assignment._meta.pk.column))} = %s"
+        f" RETURNING r.{pk}"
+    )
 
 
 def first_rating(*, assignment: Assignment, content: dict[str, Any], time_spent_s: float) -> Rating:

@@ -24,6 +24,21 @@ def service_missing(reason: str):
     pytest.skip(reason)
 
 
+def postgres_connect_kwargs() -> dict:
+    """psycopg's arguments for a connection of its own to the test database (beside Django's), in autocommit."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    return {
+        "host": settings["HOST"],
+        "port": settings["PORT"],
+        "user": settings["USER"],
+        "password": settings["PASSWORD"] or None,
+        "dbname": settings["NAME"],
+        "autocommit": True,
+    }
+
+
 @pytest.fixture
 def redis_url() -> str:
     """A reachable Redis, the one the settings use as broker and channel layer."""

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 
 from evaluation.models import Assignment, Rating, RatingRevision
-from tests.conftest import service_missing
+from tests.conftest import postgres_connect_kwargs, service_missing
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -23,15 +23,7 @@ def postgresql():
 
 
 def _other_connection() -> psycopg.Connection:
-    settings = connection.settings_dict
-    return psycopg.connect(
-        host=settings["HOST"],
-        port=settings["PORT"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-        autocommit=True,
-    )
+    return psycopg.connect(**postgres_connect_kwargs())
 
 
 def test_a_dropped_connection_during_submit_leaves_nothing_and_a_retry_saves_once(

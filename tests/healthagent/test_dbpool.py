@@ -1,13 +1,15 @@
 """The pool's check of a connection it lends again (healthagent.dbpool): no round trip for a healthy idle one, and a
 connection whose backend ended while it sat in the pool is never lent."""
 
+import contextlib
+import copy
 import time
 
 import pytest
 from django.db import connection, connections
 
 from healthagent.dbpool import check_if_stirred
-from tests.conftest import service_missing
+from tests.conftest import postgres_connect_kwargs, service_missing
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -18,15 +20,7 @@ def pool():
         service_missing("PostgreSQL is not configured (DATABASE_URL is not a postgres:// URL)")
     import psycopg_pool
 
-    settings = connection.settings_dict
-    kwargs = {
-        "host": settings["HOST"],
-        "port": settings["PORT"],
-        "user": settings["USER"],
-        "password": settings["PASSWORD"] or None,
-        "dbname": settings["NAME"],
-        "autocommit": True,
-    }
+    kwargs = postgres_connect_kwargs()
     with psycopg_pool.ConnectionPool(kwargs=kwargs, min_size=1, max_size=1, check=check_if_stirred) as opened:
         yield opened
 
@@ -52,51 +46,37 @@ def test_a_connection_ended_while_idle_is_replaced_before_it_is_lent(pool):
     import psycopg
 
     first = _backend(pool)
-    settings = connection.settings_dict
-    with psycopg.connect(
-        host=settings["HOST"],
-        port=settings["PORT"],
-        user=settings["USER"],
-        password=settings["PASSWORD"] or None,
-        dbname=settings["NAME"],
-        autocommit=True,
-    ) as other:
+    with psycopg.connect(**postgres_connect_kwargs()) as other:
         assert other.execute("SELECT pg_terminate_backend(%s, 5000)", [first]).fetchone()[0]
     time.sleep(0.2)  # the backend's goodbye reaches the pooled connection's socket
     second = _backend(pool)  # lent and used without an error: the dead one was checked and dropped
     assert second != first
 
 
-def test_django_s_pool_lends_with_this_check_once_it_made_a_connection(pool):
-    """The production profile's pool (settings: OPTIONS["pool"], CONN_HEALTH_CHECKS on): Django gives it the round
-    trip, the first connection made swaps it for ``check_if_stirred`` (healthagent.apps)."""
-    import copy
-
+@contextlib.contextmanager
+def _django_pool(alias: str, *, health_checks: bool):
+    """A database wrapper of Django's with a pool (as settings configure the production profile's), connected once."""
     settings = copy.deepcopy(connection.settings_dict)
-    settings["OPTIONS"] = {**settings.get("OPTIONS", {}), "pool": {"min_size": 1, "max_size": 2}}
-    settings["CONN_HEALTH_CHECKS"], settings["CONN_MAX_AGE"] = True, 0
-    wrapper = type(connections["default"])(settings, alias="pool_check_test")
+    settings["OPTIONS"] = {**settings.get("OPTIONS", {}), "pool": {"min_size": 1, "max_size": 2}, "keepalives": 1}
+    settings["CONN_HEALTH_CHECKS"], settings["CONN_MAX_AGE"] = health_checks, 0
+    wrapper = type(connections["default"])(settings, alias=alias)
     try:
         with wrapper.cursor() as cursor:
             cursor.execute("SELECT 1")
-        assert wrapper.pool._check is check_if_stirred
+        yield wrapper
     finally:
         wrapper.close()
         wrapper.close_pool()
+
+
+def test_django_s_pool_lends_with_this_check_once_it_made_a_connection(pool):
+    """The production profile's pool (settings: OPTIONS["pool"], CONN_HEALTH_CHECKS on): Django gives it the round
+    trip, the first connection made swaps it for ``check_if_stirred`` (healthagent.apps)."""
+    with _django_pool("pool_check_test", health_checks=True) as wrapper:
+        assert wrapper.pool._check is check_if_stirred
 
 
 def test_a_pool_without_checks_is_left_without_one(pool):
     """``CONN_HEALTH_CHECKS`` off: Django gives the pool no check, and none is added."""
-    import copy
-
-    settings = copy.deepcopy(connection.settings_dict)
-    settings["OPTIONS"] = {**settings.get("OPTIONS", {}), "pool": {"min_size": 1, "max_size": 2}, "keepalives": 1}
-    settings["CONN_HEALTH_CHECKS"], settings["CONN_MAX_AGE"] = False, 0
-    wrapper = type(connections["default"])(settings, alias="pool_no_check_test")
-    try:
-        with wrapper.cursor() as cursor:
-            cursor.execute("SELECT 1")
+    with _django_pool("pool_no_check_test", health_checks=False) as wrapper:
         assert wrapper.pool._check is None
-    finally:
-        wrapper.close()
-        wrapper.close_pool()
