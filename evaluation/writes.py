@@ -21,6 +21,7 @@ from healthagent.joined import PreparedInsert, prepared_cursor
 DONE_FIELDS = ("state", "completed_at", "time_spent_s", "draft")
 
 
+@functools.cache
 def _done_fields() -> list[Any]:
     fields = {field.name: field for field in Assignment._meta.concrete_fields}
     return [fields[name] for name in DONE_FIELDS]

@@ -1,6 +1,8 @@
 """The committed SensorLM reports: one model's evaluation, and the caption-level x loss ablation in one table."""
 
 import json
+import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,12 +33,21 @@ def evaluation_report(
     progress: Callable[[float, str], None] = lambda fraction, message: None,
 ) -> dict[str, Any]:
     """Evaluate ``model_dir`` and, with ``output_dir``, write evaluation.md and evaluation.json there."""
+    load_before = [round(value, 2) for value in os.getloadavg()]  # was anything else heavy running?
+    started = time.perf_counter()
     result = evaluate(model_dir, settings, progress)
+    result["run"] = {
+        "load_average_before": load_before,
+        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
     tables = evaluation_tables(result)
     header = (
         f"# SensorLM evaluation\n\nModel `{model_dir}` ({result['size']}, {result['loss']} loss, caption levels "
         f"{' + '.join(result['caption_levels'])}); {settings.participants} new simulated participants x {settings.days} days "
-        f"(seed {settings.seed}), split 50/50 by participant: probes fitted on one half, every method scored once on the other."
+        f"(seed {settings.seed}), split 50/50 by participant: probes fitted on one half, every method scored once on the other. "
+        f"Run in {result['run']['wall_s'] / 60:.1f} min; load average (1, 5, 15 min) {result['run']['load_average_before']} "
+        f"before, {result['run']['load_average_after']} after."
     )
     text = markdown(tables, header=header)
     if result["captioning"].get("examples"):

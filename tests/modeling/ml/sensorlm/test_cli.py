@@ -50,6 +50,7 @@ def test_train_then_evaluate_from_the_command_line(tmp_path):
         ]
     )
     report = (tmp_path / "report" / "evaluation.md").read_text()
+    assert "load average (1, 5, 15 min) [" in report  # whether anything else heavy ran beside it
     for heading in (
         "Zero-shot activity recognition",
         "Binary groupings",
