@@ -34,7 +34,7 @@ demo: install
 serve: install
 	$(PY) manage.py serve --host $(HOST) --port $(PORT)
 
-# The production stack on this machine under honcho: PostgreSQL, Redis, nginx (TLS), gunicorn, daphne, Celery workers.
+# The production stack on this machine under honcho: PostgreSQL, Redis, nginx (TLS), granian, daphne, Celery workers.
 prod: install
 	exec deploy/prod.sh
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The production stack on one machine, one command (`make prod`): PostgreSQL and Redis (from the distribution's
 # packages, installed when missing and run as root), the database migrated, static files collected, then nginx (TLS,
-# the proxy that sends /ws/ to daphne and the rest to gunicorn), gunicorn, daphne and a Celery worker per queue
+# the proxy that sends /ws/ to daphne and the rest to granian), granian, daphne and a Celery worker per queue
 # under honcho (Procfile), their logs on this terminal. Ctrl-C stops everything, PostgreSQL and Redis last.
 #
 # Everything it keeps is under PROD_DIR (default var/prod): the database, Redis's append-only file, the secrets

@@ -1,7 +1,7 @@
 """``make loadtest``: the production stack under simulated clinicians, then a lost/duplicated check.
 
 Starts a private PostgreSQL and Redis (loadtest/services.py), seeds a study (loadtest/seed.py),
-serves it with N gunicorn workers (or daphne processes) in the production profile (loadtest/stack.py), runs the two
+serves it with N granian workers (or gunicorn workers, or daphne processes) in the production profile (loadtest/stack.py), runs the two
 shapes of issue 12 with the asyncio client (loadtest/client.py), compares the ratings in the
 database with the ratings acknowledged to the clients after each run, writes
 bench/results/load.json and bench/results/load.md, and stops everything it started.
@@ -51,12 +51,15 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--logins", type=int, default=30, help="clinicians who log in through the form (the rest hold a session)"
     )
-    parser.add_argument("--processes", type=int, default=2, help="web processes (gunicorn workers or daphne processes)")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="web processes (granian or gunicorn workers, or daphne processes)"
+    )
     parser.add_argument(
         "--server",
-        choices=("gunicorn", "daphne"),
-        default="gunicorn",
-        help="what serves the pages (production: gunicorn; daphne keeps the websockets)",
+        choices=("granian", "gunicorn", "daphne"),
+        default="granian",
+        help="what serves the pages (production: granian; gunicorn's gthread workers to compare; daphne keeps the "
+        "websockets)",
     )
     parser.add_argument("--participants", type=int, default=40)
     parser.add_argument(
@@ -70,7 +73,10 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--shapes", default="open,closed")
     parser.add_argument(
-        "--threads", type=int, default=GUNICORN_THREADS, help="gunicorn: threads per worker (the Procfile's 8)"
+        "--threads",
+        type=int,
+        default=GUNICORN_THREADS,
+        help="granian's blocking threads or gunicorn's threads per worker (the Procfile's 8)",
     )
     parser.add_argument(
         "--extra-env", action="append", default=[], help="NAME=VALUE for the server processes (to compare a setting)"
@@ -273,6 +279,13 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
                 print(f"{args.server} log (tail):\n" + log_tail, file=sys.stderr)
 
 
+def _server_detail(args) -> str:
+    return {
+        "gunicorn": f"shared socket, gthread x {args.threads}",
+        "granian": f"WSGI, blocking threads x {args.threads}",
+    }.get(args.server, "shared socket")
+
+
 def main(argv=None) -> int:
     args = parse_arguments(argv)
     if args.py_spy and not py_spy_available():
@@ -300,7 +313,7 @@ def main(argv=None) -> int:
         "conditions": {
             **vars(args),
             "cpus": os.cpu_count(),
-            "server": f"{args.server} x {args.processes} (shared socket{', gthread x ' + str(args.threads) if args.server == 'gunicorn' else ''}), production profile",
+            "server": f"{args.server} x {args.processes} ({_server_detail(args)}), production profile",
             "database": "PostgreSQL 15 (fsync on)",
             "redis": "channel layer and broker",
         },

@@ -26,7 +26,10 @@ BUCKETS = (
     ("Redis (sessions, channel layer)", ("redis/", "django/core/cache/")),
     ("JSON", ("json/", "orjson")),
     ("gzip / file serving", ("gzip", "django/http/response.py", "whitenoise/")),
-    ("gunicorn (HTTP parsing, sockets, threads)", ("gunicorn/", "(selectors.py:", "(socket.py:", "(ssl.py:")),
+    (
+        "HTTP server (gunicorn or granian: parsing, sockets, threads)",
+        ("gunicorn/", "granian/", "(selectors.py:", "(socket.py:", "(ssl.py:"),
+    ),
     ("Django request handling and middleware", ("django/core/handlers/", "django/middleware/", "django/contrib/")),
     ("the site's own code", ("healthagent/", "evaluation/", "modeling/")),
 )
@@ -45,7 +48,7 @@ def py_spy_available() -> bool:
 
 
 class SamplingProfile:
-    """``with SamplingProfile(pid, output): ...`` records ``pid`` (the gunicorn master) and its workers."""
+    """``with SamplingProfile(pid, output): ...`` records ``pid`` (the server's master) and its workers."""
 
     def __init__(self, pid: int, output: Path, rate: int = 250):
         self.pid, self.output, self.rate = pid, output, rate

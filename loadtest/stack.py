@@ -1,7 +1,8 @@
 """The production web tier for the load test: N web processes sharing one listening socket.
 
-``gunicorn`` (the pages, as in production): one master with N gthread workers on the socket the
-parent opened (``--bind fd://N``). ``daphne`` (the websockets in production; the fault scenario
+``granian`` (the pages, as in production): one master with N WSGI workers, which binds the port the
+parent picked (it cannot adopt a socket). ``gunicorn`` (to compare): one master with N gthread workers on the socket
+the parent opened (``--bind fd://N``). ``daphne`` (the websockets in production; the fault scenario
 with a live dashboard uses it): N daphne processes, each adopting the socket with ``--fd``, so the
 kernel spreads connections over them (as systemd's socket activation or supervisord's
 fcgi-program would in production).
@@ -48,8 +49,10 @@ GUNICORN_THREADS = 8  # per worker; as many as the worker's PostgreSQL pool hold
 GUNICORN_KEEP_ALIVE_S = 75
 
 
-def server_command(server: str, *, descriptor: int, processes: int, threads: int = GUNICORN_THREADS) -> list[list[str]]:
-    """The command line of each process to start: one gunicorn master, or one per daphne process."""
+def server_command(
+    server: str, *, descriptor: int, processes: int, threads: int = GUNICORN_THREADS, port: int = 0
+) -> list[list[str]]:
+    """The command line of each process to start: one gunicorn (or granian) master, or one per daphne process."""
     if server == "gunicorn":
         return [
             [
@@ -69,15 +72,39 @@ def server_command(server: str, *, descriptor: int, processes: int, threads: int
                 "healthagent.wsgi:application",
             ]
         ]
+    if server == "granian":  # binds the port itself: it cannot adopt a descriptor
+        return [
+            [
+                sys.executable,
+                "-m",
+                "granian",
+                "--interface",
+                "wsgi",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(processes),
+                "--blocking-threads",
+                str(threads),
+                "--http",
+                "1",
+                "--no-ws",
+                "--log-level",
+                "warning",
+                "healthagent.wsgi:application",
+            ]
+        ]
     if server == "daphne":
         return [
             [sys.executable, "-m", "daphne", "--fd", str(descriptor), "--proxy-headers", "healthagent.asgi:application"]
         ] * processes
-    raise ValueError(f"unknown web server {server!r}: gunicorn or daphne")
+    raise ValueError(f"unknown web server {server!r}: gunicorn, granian or daphne")
 
 
 class WebServer:
-    """``processes`` web processes (``server``: gunicorn workers or daphne processes) on 127.0.0.1:``port`` (0 picks a free port)."""
+    """``processes`` web processes (``server``: granian or gunicorn workers, or daphne processes) on 127.0.0.1:``port`` (0 picks a free port)."""
 
     def __init__(
         self,
@@ -112,15 +139,17 @@ class WebServer:
     def _start(self) -> "WebServer":
         log = open(self.log_path, "ab")  # noqa: SIM115 - the server writes to it until it stops
         descriptor = self.listener.fileno()
+        if self.server == "granian":
+            self.listener.close()  # the port stays picked; granian binds it
         for command in server_command(
-            self.server, descriptor=descriptor, processes=self.processes, threads=self.threads
+            self.server, descriptor=descriptor, processes=self.processes, threads=self.threads, port=self.port
         ):
             self.children.append(
                 subprocess.Popen(
                     command,
                     cwd=ROOT,
                     env=self.environment,
-                    pass_fds=(descriptor,),
+                    pass_fds=() if self.server == "granian" else (descriptor,),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -142,7 +171,7 @@ class WebServer:
         raise RuntimeError(f"{self.server} did not answer within 60 s; see {self.log_path}")
 
     def pids(self) -> list[int]:
-        """Every web process: those started here and their children (gunicorn's workers)."""
+        """Every web process: those started here and their children (granian's or gunicorn's workers)."""
         return [pid for child in self.children for pid in (child.pid, *child_pids(child.pid))]
 
     def stop(self) -> None:

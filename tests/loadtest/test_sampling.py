@@ -27,7 +27,7 @@ def test_samples_are_counted_where_the_innermost_known_frame_is(tmp_path):
     assert summary["buckets_percent"] == {
         "ORM: compiling SQL": 60.0,
         "template rendering": 30.0,
-        "gunicorn (HTTP parsing, sockets, threads)": 10.0,
+        "HTTP server (gunicorn or granian: parsing, sockets, threads)": 10.0,
     }
     assert summary["top_self_percent"][0] == ("as_sql (django/db/models/sql/compiler.py:3)", 60.0)
     assert summary["site_inclusive_percent"] == []  # none of the site's own frames
