@@ -1,5 +1,5 @@
 """`make prod` on this machine, as an operator runs it: the whole production stack (PostgreSQL, Redis, nginx with TLS,
-gunicorn, daphne, a Celery worker per queue under honcho) comes up from nothing, serves a signed-in admin's pages,
+granian, daphne, a Celery worker per queue under honcho) comes up from nothing, serves a signed-in admin's pages,
 answers on every queue and upgrades a websocket through the proxy; Ctrl-C stops every process it started."""
 
 import os
@@ -71,7 +71,7 @@ def test_make_prod_brings_the_stack_up_serves_it_and_stops_it_on_ctrl_c():
             try:
                 if httpx.get(f"{base}/health/", verify=False, timeout=5).json() == {"status": "ok"}:
                     break
-            except (httpx.HTTPError, ValueError):  # not listening yet, or nginx's 502 before gunicorn is up
+            except (httpx.HTTPError, ValueError):  # not listening yet, or nginx's 502 before granian is up
                 pass
             assert time.monotonic() < deadline, "the stack did not come up in 5 minutes"
             time.sleep(1)
