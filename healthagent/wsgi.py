@@ -4,7 +4,52 @@ from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthagent.settings")
-application = get_wsgi_application()
+
+# What a WSGI server sets for a request (PEP 3333): every other key of the process's own environment is not the
+# request's.
+REQUEST_KEYS = frozenset(
+    {
+        "REQUEST_METHOD",
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "REMOTE_HOST",
+        "RAW_URI",
+        "REQUEST_URI",
+    }
+)
+
+
+def without_process_environment(app, process_environment=os.environ):
+    """``app`` given each request's environ without the keys the server copied from its own process environment.
+
+    granian starts every request's environ from ``os.environ`` (gunicorn does not): the secrets of the environment
+    (``SECRET_KEY``, ``DATABASE_URL`` with its password, ...) would be in ``request.META``, where an error report shows
+    whatever its filter does not recognise as secret, and a variable named ``HTTP_*`` would pass for a header the
+    client never sent. The keys are listed once, at start-up; a request header of the same name and value as a
+    process variable ``HTTP_*`` is dropped with it."""
+    leaked = tuple(name for name in process_environment if name not in REQUEST_KEYS and not name.startswith("HTTP_"))
+    headers = tuple((name, value) for name, value in process_environment.items() if name.startswith("HTTP_"))
+
+    def application(environ, start_response):
+        for name in leaked:
+            environ.pop(name, None)
+        for name, value in headers:
+            if environ.get(name) == value:
+                del environ[name]
+        return app(environ, start_response)
+
+    return application
+
+
+application = without_process_environment(get_wsgi_application())
 # Every view module (and through them the modeling code with torch) imported now, as the worker boots, not by its first
 # request: measured under `make loadtest`, that first request held a few CPU-seconds of imports per worker (issue 27).
 get_resolver().url_patterns  # noqa: B018 - the attribute's access is the import

@@ -86,6 +86,7 @@ def server_command(
                 str(port),
                 "--workers",
                 str(processes),
+                "--respawn-failed-workers",
                 "--blocking-threads",
                 str(threads),
                 "--http",
