@@ -10,7 +10,6 @@ import json
 
 from django.core.cache import caches
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from evaluation.models import Assignment, Study
@@ -20,6 +19,7 @@ from healthagent.cohort.captions import participant_day_captions
 from healthagent.cohort.days import DaySpan, shown_days
 from healthagent.cohort.selectors import participant_profile
 from healthagent.models import Participant
+from healthagent.templatetags.fixed_urls import url_with_id
 
 # Bump when the record's or the captions' template or code changes what they show.
 DATA_FRAGMENT_VERSION = 1
@@ -164,7 +164,7 @@ def item_page_context(assignment: Assignment, *, rater) -> dict:
         "fresh": not shown_values,
         "evidence_json": json.dumps(shown_values.get("evidence") or []),
         "progress": rater_progress(study=study, rater=rater),
-        "minute_chart_url": reverse("evaluation:assignment_chart", args=[assignment.pk]),
+        "minute_chart_url": url_with_id("evaluation:assignment_chart", assignment.pk),
         "editable": study.status == Study.Status.OPEN,
         # Training and qualification are said as such; gold items and repeats look like any other item.
         "stage": assignment.purpose

@@ -7,7 +7,7 @@ import logging
 from django.contrib import messages
 from django.db import InterfaceError, OperationalError
 from django.db.models import Count, Q
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.middleware.gzip import re_accepts_gzip
 from django.shortcuts import redirect, render
@@ -58,9 +58,9 @@ from healthagent.cohort.days import shown_days
 from healthagent.jsonlimits import json_loads_bounded
 from healthagent.models import Participant
 from healthagent.roles import Role, adjudicator_flag_required, role_required
+from healthagent.templatetags.fixed_urls import url_with_id
 
 RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
-CHART_READ_BYTES = 1 << 20  # a chart's compressed file (~80 KB for 14 days) in one read
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +174,13 @@ def chart_response(request, *, participant: Participant, start: int, end: int, s
     etag = quote_etag(f"{digest}-gzip" if compressed else digest)
     response: HttpResponseBase | None = get_conditional_response(request, etag=etag)
     if response is None and compressed:
-        # The figure's file, built once (healthagent.cohort.charts.minute_figure_file), sent by the server itself
-        # (gunicorn's sendfile) or read in one piece (a WSGI server without wsgi.file_wrapper, as granian: Django's
-        # 4 KiB pieces would be ~20 hand-overs). Named "chart.json" here: the file's own name would tell two items'
-        # data apart.
+        # The figure's file, built once (healthagent.cohort.charts.minute_figure_file), read in one piece (~80 KB for
+        # 14 days): a body of one piece goes to the server in one hand-over (healthagent.wsgi), where a FileResponse's
+        # pieces are handed over one by one. Named "chart.json" here: the file's own name would tell two items' data
+        # apart.
         path = minute_figure_file(participant=participant, start_minute=start, end_minute=end)
-        response = FileResponse(path.open("rb"), content_type="application/json", filename="chart.json")
-        response.block_size = CHART_READ_BYTES
+        response = HttpResponse(path.read_bytes(), content_type="application/json")
+        response["Content-Disposition"] = 'inline; filename="chart.json"'
         response["Content-Encoding"] = "gzip"
     elif response is None:
         response = HttpResponse(
@@ -316,7 +316,7 @@ def assignment_submit(request, assignment_id: int):
             logger.exception("no next item could be handed out after the rating of assignment #%s", assignment.pk)
             following = None
         if following is not None:
-            return redirect("evaluation:assignment", assignment_id=following.pk)
+            return redirect(url_with_id("evaluation:assignment", following.pk))
     return redirect("evaluation:study_next", study_id=assignment.study_id)
 
 

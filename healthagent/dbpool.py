@@ -16,7 +16,20 @@ among the pool's options), so the pool's check is replaced when its first connec
 """
 
 import select
+from collections import deque
 from typing import Any
+
+
+class MostRecentFirst(deque):
+    """The pool's idle connections, lent most recently returned first. psycopg_pool lends from the left of its deque
+    and takes connections back on the right, so a web worker's requests go round all its connections in turn, and
+    PostgreSQL's backends (up to 8 per worker) each wake cold for their share; lent from the right, the few
+    connections the load needs at a time stay the ones in use, warm in the CPU's caches. The pool also takes from
+    the left the idle connection it closes when it shrinks: the most recent one with this, which changes nothing a
+    request sees."""
+
+    def popleft(self) -> Any:
+        return self.pop()
 
 
 def check_if_stirred(connection: Any) -> None:
@@ -33,12 +46,16 @@ def check_if_stirred(connection: Any) -> None:
 
 def pool_checks_if_stirred(sender: Any, connection: Any, **kwargs: Any) -> None:
     """``connection_created``: the connection's pool (if it has one) lends with :func:`check_if_stirred` from now
-    on, in place of the round trip Django gave it."""
+    on, in place of the round trip Django gave it, and lends its idle connections most recent first
+    (:class:`MostRecentFirst`)."""
     from psycopg_pool import ConnectionPool
 
     pool = getattr(connection, "pool", None)  # PostgreSQL's wrapper only; None without a pool
-    if pool is None or getattr(pool, "_check", None) is check_if_stirred:
+    if pool is None or isinstance(getattr(pool, "_pool", None), MostRecentFirst):
         return
     assert hasattr(pool, "_check"), "psycopg_pool keeps its check elsewhere: see healthagent.dbpool"
-    if pool._check is ConnectionPool.check_connection:  # Django's, with CONN_HEALTH_CHECKS: none stays none
-        pool._check = check_if_stirred
+    assert type(pool._pool) is deque, "psycopg_pool keeps its idle connections elsewhere: see healthagent.dbpool"
+    with pool._lock:
+        if pool._check is ConnectionPool.check_connection:  # Django's, with CONN_HEALTH_CHECKS: none stays none
+            pool._check = check_if_stirred
+        pool._pool = MostRecentFirst(pool._pool)

@@ -1,6 +1,7 @@
 import os
 
 from django.core.wsgi import get_wsgi_application
+from django.http import HttpResponse
 from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthagent.settings")
@@ -49,7 +50,28 @@ def without_process_environment(app, process_environment=os.environ):
     return application
 
 
-application = without_process_environment(get_wsgi_application())
+def one_piece(app):
+    """``app`` with each response whose body is already in memory (an ``HttpResponse``: pages, redirects, the charts'
+    files) returned as a list of its one piece, closed first (Django's end of the request: ``request_finished``).
+
+    A WSGI server sends a list in one go; any other iterable it walks: granian hands each piece from Python to its
+    Rust side separately, holding the interpreter's lock (granian/wsgi.py ``response_iter``: 7-8 % of the web
+    workers' samples under the load test, bench/results/load-profile.md). Streaming responses (exports, files sent
+    as they are read) are returned as they are."""
+
+    def application(environ, start_response):
+        response = app(environ, start_response)
+        if not isinstance(response, HttpResponse):
+            return response
+        try:
+            return [response.content]
+        finally:
+            response.close()
+
+    return application
+
+
+application = without_process_environment(one_piece(get_wsgi_application()))
 # Every view module (and through them the modeling code with torch) imported now, as the worker boots, not by its first
 # request: measured under `make loadtest`, that first request held a few CPU-seconds of imports per worker (issue 27).
 get_resolver().url_patterns  # noqa: B018 - the attribute's access is the import

@@ -28,6 +28,7 @@ def seed(plan: dict) -> dict:
     from healthagent.agent.generate import cohort_generate
     from healthagent.cohort.importers.synthetic import synthetic_participants
     from healthagent.cohort.importing import cohort_import
+    from healthagent.middleware import SessionIdleMiddleware
     from healthagent.models import AgentVariant
     from healthagent.roles import Role
 
@@ -74,6 +75,7 @@ def seed(plan: dict) -> dict:
             "healthagent.accounts.PasswordBackend",
         )
         session[HASH_SESSION_KEY] = clinician.get_session_auth_hash()
+        session[SessionIdleMiddleware.RENEWED_AT] = time.time()  # as a log-in leaves it (session_renewed_at_login)
         session.create()
         sessions.append(session.session_key)
 

@@ -92,3 +92,15 @@ def test_a_session_ends_after_the_idle_time_and_each_request_renews_it(client, c
         assert client.get(reverse("evaluation:queue")).status_code == 200
     time.sleep(2.5)
     assert client.get(reverse("evaluation:queue")).status_code == 302  # idle: back to the login page
+
+
+def test_an_active_session_is_written_a_hundredth_of_its_idle_time_apart(settings):
+    """8 hours idle: renewed at most every 4.8 minutes, so a clinician rating an item every 30 s does not write their
+    session every other item; a short idle time keeps its quarter, a middling one its minute."""
+    from healthagent.middleware import SessionIdleMiddleware
+
+    assert SessionIdleMiddleware.renew_every_s() == 8 * 3600 / 100
+    settings.SESSION_COOKIE_AGE = 30 * 60
+    assert SessionIdleMiddleware.renew_every_s() == 60
+    settings.SESSION_COOKIE_AGE = 2
+    assert SessionIdleMiddleware.renew_every_s() == 0.5

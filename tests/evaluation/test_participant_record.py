@@ -150,7 +150,7 @@ def test_a_shorter_window_is_numbered_alike_in_chart_captions_record_and_agent_c
     page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
 
     chart = client.get(reverse("evaluation:assignment_chart", args=[assignment.pk]), HTTP_ACCEPT_ENCODING="gzip")
-    assert chart_day_labels(json.loads(gzip.decompress(b"".join(chart.streaming_content)))) == (8, 14)
+    assert chart_day_labels(json.loads(gzip.decompress(chart.content))) == (8, 14)
     captions = [int(day) for day in re.findall(r"<strong>Day (\d+)\.</strong>", page)]
     assert captions == list(range(8, 15))
     statement = " ".join(

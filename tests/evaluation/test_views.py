@@ -136,7 +136,7 @@ def test_the_chart_has_its_own_url_which_the_browser_may_cache(client, clinician
         and "Accept-Encoding" in compressed["Vary"]
         and "Accept-Encoding" in chart["Vary"]
     )
-    body = b"".join(compressed.streaming_content)  # the figure's file as it is
+    body = compressed.content  # the figure's file as it is
     assert gzip.decompress(body) == chart.content and len(body) < len(chart.content) / 3
     assert compressed["Content-Disposition"] == 'inline; filename="chart.json"'  # not the file's telling name
     assert compressed["ETag"] != chart["ETag"]

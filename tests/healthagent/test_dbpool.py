@@ -80,3 +80,21 @@ def test_a_pool_without_checks_is_left_without_one(pool):
     """``CONN_HEALTH_CHECKS`` off: Django gives the pool no check, and none is added."""
     with _django_pool("pool_no_check_test", health_checks=False) as wrapper:
         assert wrapper.pool._check is None
+
+
+def test_django_s_pool_lends_the_connection_returned_last_first(pool):
+    """Two idle connections: the one given back last is lent next, again and again (psycopg_pool alone would go
+    round both), so a worker's few busy connections stay warm and the others idle."""
+    with _django_pool("pool_lifo_test", health_checks=True) as wrapper:
+        pool_ = wrapper.pool
+        wrapper.close()  # its connection back in the pool
+        first, second = pool_.getconn(), pool_.getconn()
+        first_pid, second_pid = first.info.backend_pid, second.info.backend_pid
+        pool_.putconn(first)
+        pool_.putconn(second)  # given back last
+        assert first_pid != second_pid
+        lent = []
+        for _ in range(4):
+            with pool_.connection() as conn:
+                lent.append(conn.info.backend_pid)
+        assert lent == [second_pid] * 4

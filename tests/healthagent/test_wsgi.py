@@ -1,5 +1,7 @@
 """The WSGI entry point gives a view only the request's own environ, whatever the server copied into it."""
 
+import pytest
+
 from healthagent.wsgi import without_process_environment
 
 
@@ -41,3 +43,34 @@ def test_the_sites_application_is_wrapped():
     import healthagent.wsgi
 
     assert healthagent.wsgi.application.__qualname__ == "without_process_environment.<locals>.application"
+    assert healthagent.wsgi.one_piece.__name__ == "one_piece"
+
+
+@pytest.mark.django_db  # request_finished closes old database connections
+def test_a_body_in_memory_goes_to_the_server_in_one_piece_and_the_request_is_ended():
+    """A page (an HttpResponse) is returned as a list of its one piece, after Django's request_finished; a streaming
+    response is returned as it is, for the server to walk and close."""
+    from django.core.signals import request_finished
+    from django.http import HttpResponse, StreamingHttpResponse
+
+    from healthagent.wsgi import one_piece
+
+    finished = []
+
+    def on_finished(**kwargs):
+        finished.append(True)
+
+    request_finished.connect(on_finished)
+    try:
+        page = HttpResponse()
+        page.write(b"<p>a</p>")
+        page.write(b"<p>b</p>")
+        assert one_piece(lambda environ, start_response: page)({}, None) == [b"<p>a</p><p>b</p>"]
+        assert finished == [True]
+
+        stream = StreamingHttpResponse(iter([b"x", b"y"]))
+        assert one_piece(lambda environ, start_response: stream)({}, None) is stream
+        assert finished == [True]  # closed by the server once sent, not here
+        stream.close()
+    finally:
+        request_finished.disconnect(on_finished)
