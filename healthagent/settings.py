@@ -125,9 +125,9 @@ TEMPLATES = [
                 "healthagent.roles.roles_context",
                 "healthagent.notifications.notifications_context",
             ],
-            # {% static %} and {% url %} that work out the URLs fixed for the process once (the module says why).
+            # {% static %} (no {% load static %}: that would load Django's) and {% url %} that work out the URLs fixed
+            # for the process once (the module says why).
             "builtins": ["healthagent.templatetags.fixed_urls"],
-            "libraries": {"static": "healthagent.templatetags.fixed_urls"},
         },
     },
 ]

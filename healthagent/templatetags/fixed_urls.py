@@ -8,8 +8,9 @@ rating page's 6 static files and 5 links, 38 µs with these; issue 27). A URL wh
 item's own: ``/evaluation/items/7/submit/``) is the same around the number for every id: that frame is worked out
 once (:func:`url_with_id`), checked with two ids, and the number put in it.
 
-Installed in settings (``TEMPLATES``): this library is loaded under the name ``static``, in place of Django's, and
-its ``url`` among the built-in tags. The caches are emptied when a test changes the settings they depend on.
+Installed in settings (``TEMPLATES``) among the built-in tags: a template uses ``{% static %}`` without
+``{% load static %}``, which would load Django's in its place. The caches are emptied when a test changes the
+settings they depend on.
 """
 
 from functools import lru_cache
@@ -54,9 +55,7 @@ _ID_MARKS = (9071523864271, 81234671)
 def _frame(view_name: str, script_prefix: str, urlconf: str | None, current_app: str | None) -> tuple[str, str] | None:
     """(before, after) the id in ``reverse(view_name, args=[id])``, or None if the URL is not the id in a fixed frame
     (a converter that writes an id its own way)."""
-    first, second = (
-        reverse(view_name, args=[mark], urlconf=urlconf, current_app=current_app) for mark in _ID_MARKS
-    )
+    first, second = (reverse(view_name, args=[mark], urlconf=urlconf, current_app=current_app) for mark in _ID_MARKS)
     before, found, after = first.partition(str(_ID_MARKS[0]))
     if not found or f"{before}{_ID_MARKS[1]}{after}" != second:
         return None
@@ -107,7 +106,7 @@ class FixedURLNode(URLNode):
 
 
 @register.tag("static")
-def static(parser, token) -> FixedStaticNode:
+def static(parser, token) -> StaticNode:
     """Django's ``{% static "path" [as name] %}``."""
     return FixedStaticNode.handle_token(parser, token)
 
