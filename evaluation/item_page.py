@@ -163,7 +163,8 @@ def item_page_context(assignment: Assignment, *, rater) -> dict:
         # item of a rubric version, mode and window, kept rendered (assignment.html's cached fragments).
         "fresh": not shown_values,
         "evidence_json": json.dumps(shown_values.get("evidence") or []),
-        "progress": rater_progress(study=study, rater=rater),
+        # Read with the assignment when the view asked for it (evaluation.access: with_progress), else one query.
+        "progress": rater_progress(study=study, rater=rater, counts=getattr(assignment, "progress_counts", None)),
         "minute_chart_url": url_with_id("evaluation:assignment_chart", assignment.pk),
         "editable": study.status == Study.Status.OPEN,
         # Training and qualification are said as such; gold items and repeats look like any other item.

@@ -102,18 +102,21 @@ def rubric_dimensions_forget() -> None:
     _DIMENSIONS.clear()
 
 
-def rater_progress(*, study: Study, rater: User) -> dict[str, Any]:
-    """How far a clinician is: done, and their share of the study's ratings (at least what they did). One query.
-    Gold items and hidden repeats count like any item: progress must not tell them apart."""
+def rater_progress(*, study: Study, rater: User, counts: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """How far a clinician is: done, and their share of the study's ratings (at least what they did). One query, or
+    none given ``counts`` (done, skipped, in progress, the study's raters and results items: read with the assignment,
+    evaluation.access). Gold items and hidden repeats count like any item: progress must not tell them apart."""
     global _PROGRESS_SQL
-    if _PROGRESS_SQL is None:
-        _PROGRESS_SQL = _progress_sql()
-    states = (Assignment.State.DONE, Assignment.State.SKIPPED, Assignment.State.IN_PROGRESS)
-    params: list[str | int] = [*(str(state) for state in states), study.pk, study.pk, str(StudyItem.Kind.RESULTS)]
-    params += [study.pk, rater.pk, *(str(purpose) for purpose in QUEUE_PURPOSES)]
-    with prepared_cursor(connection) as cursor:  # planned once per connection: every rating page runs it
-        cursor.execute(_PROGRESS_SQL, params)
-        done, skipped, in_progress, raters, item_count = (int(value or 0) for value in cursor.fetchone())
+    if counts is None:
+        if _PROGRESS_SQL is None:
+            _PROGRESS_SQL = _progress_sql()
+        states = (Assignment.State.DONE, Assignment.State.SKIPPED, Assignment.State.IN_PROGRESS)
+        params: list[str | int] = [*(str(state) for state in states), study.pk, study.pk, str(StudyItem.Kind.RESULTS)]
+        params += [study.pk, rater.pk, *(str(purpose) for purpose in QUEUE_PURPOSES)]
+        with prepared_cursor(connection) as cursor:  # planned once per connection: every rating page runs it
+            cursor.execute(_PROGRESS_SQL, params)
+            counts = tuple(int(value or 0) for value in cursor.fetchone())
+    done, skipped, in_progress, raters, item_count = counts
     raters = max(raters, 1)
     share = math.ceil(item_count * study.raters_per_item / raters)
     finished = done + skipped

@@ -130,9 +130,9 @@ def study_next(request, study_id: int):
     return redirect("evaluation:assignment", assignment_id=assignment.pk)
 
 
-def own_assignment(request, assignment_id: int) -> Assignment:
+def own_assignment(request, assignment_id: int, *, with_progress: bool = False) -> Assignment:
     try:
-        return access_assignment(assignment_id=assignment_id, rater=request.user)
+        return access_assignment(assignment_id=assignment_id, rater=request.user, with_progress=with_progress)
     except EvaluationError as error:
         raise Http404(str(error)) from error
 
@@ -145,7 +145,7 @@ def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]
 
 @role_required(Role.CLINICIAN)
 def assignment_detail(request, assignment_id: int):
-    assignment = own_assignment(request, assignment_id)
+    assignment = own_assignment(request, assignment_id, with_progress=True)  # the page's progress, in the same read
     return render(request, "evaluation/assignment.html", item_page_context(assignment, rater=request.user))
 
 

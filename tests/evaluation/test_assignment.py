@@ -253,3 +253,18 @@ def test_progress_counts_the_raters_queue_items_by_state_and_their_share():
         "position": 5,
     }
     assert rater_progress(study=study, rater=other)["done"] == 1
+
+    # The rating page's read of an assignment (evaluation.access, with_progress) counts the same, in the same query.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from evaluation.access import access_assignment
+
+    for who in (rater, other):
+        mine = Assignment.objects.filter(rater=who).order_by("pk").first()
+        with CaptureQueriesContext(connection) as queries:
+            read = access_assignment(assignment_id=mine.pk, rater=who, with_progress=True)
+            assert rater_progress(study=study, rater=who, counts=read.progress_counts) == rater_progress(
+                study=study, rater=who
+            )
+        assert len(queries) == 2  # the read with its counts, and rater_progress's own query to compare with
