@@ -1,3 +1,4 @@
+import logging
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -5,6 +6,7 @@ from django.http import HttpResponse
 from django.urls import get_resolver
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthagent.settings")
+logger = logging.getLogger("django.request")
 
 # What a WSGI server sets for a request (PEP 3333): every other key of the process's own environment is not the
 # request's.
@@ -63,10 +65,12 @@ def one_piece(app):
         response = app(environ, start_response)
         if not isinstance(response, HttpResponse):
             return response
+        body = [response.content]
         try:
-            return [response.content]
-        finally:
             response.close()
+        except Exception:  # as a server does when closing after sending: the page stands, the error is logged
+            logger.exception("closing the response of %s failed", environ.get("PATH_INFO", ""))
+        return body
 
     return application
 

@@ -40,7 +40,15 @@ def fixed_url(view_name: str, script_prefix: str, urlconf: str | None, current_a
 
 @receiver(setting_changed)
 def _forget(*, setting: str, **kwargs) -> None:
-    if setting in {"STATIC_URL", "STATIC_ROOT", "STORAGES", "ROOT_URLCONF", "FORCE_SCRIPT_NAME"}:
+    if setting in {
+        "STATIC_URL",
+        "STATIC_ROOT",
+        "STORAGES",
+        "ROOT_URLCONF",
+        "FORCE_SCRIPT_NAME",
+        "DEBUG",
+        "INSTALLED_APPS",
+    }:
         static_url.cache_clear()
         fixed_url.cache_clear()
         _frame.cache_clear()
@@ -55,7 +63,12 @@ _ID_MARKS = (9071523864271, 81234671)
 def _frame(view_name: str, script_prefix: str, urlconf: str | None, current_app: str | None) -> tuple[str, str] | None:
     """(before, after) the id in ``reverse(view_name, args=[id])``, or None if the URL is not the id in a fixed frame
     (a converter that writes an id its own way)."""
-    first, second = (reverse(view_name, args=[mark], urlconf=urlconf, current_app=current_app) for mark in _ID_MARKS)
+    try:
+        first, second = (
+            reverse(view_name, args=[mark], urlconf=urlconf, current_app=current_app) for mark in _ID_MARKS
+        )
+    except NoReverseMatch:  # a pattern that takes fewer digits (or no id at all): reverse decides each time
+        return None
     before, found, after = first.partition(str(_ID_MARKS[0]))
     if not found or f"{before}{_ID_MARKS[1]}{after}" != second:
         return None

@@ -98,3 +98,11 @@ def test_django_s_pool_lends_the_connection_returned_last_first(pool):
             with pool_.connection() as conn:
                 lent.append(conn.info.backend_pid)
         assert lent == [second_pid] * 4
+
+        # Shrinking (both idle for max_idle: the pool's maintenance calls this once to note it, again to act) closes
+        # the one idle longest, not the warm one.
+        pool_._shrink_pool()
+        pool_._shrink_pool()
+        assert first.closed and not second.closed
+        with pool_.connection() as conn:
+            assert conn.info.backend_pid == second_pid

@@ -81,3 +81,18 @@ def test_a_url_that_writes_an_id_its_own_way_is_not_framed(monkeypatch):
     monkeypatch.setattr(fixed_urls, "reverse", padded)
     assert fixed_urls._frame("things", "/", None, None) is None
     assert fixed_urls.url_with_id("things", 7) == "/things/00000000000000000007/"
+
+
+def test_a_pattern_the_marks_do_not_fit_is_reversed_each_time(monkeypatch):
+    """A URL whose pattern takes fewer digits than the marks: no frame, and the id's URL from reverse."""
+    from healthagent.templatetags import fixed_urls
+
+    def few_digits(view_name, args=(), **kwargs):
+        if len(str(args[0])) > 6:
+            raise NoReverseMatch("at most 6 digits")
+        return f"/short/{args[0]}/"
+
+    fixed_urls._frame.cache_clear()
+    monkeypatch.setattr(fixed_urls, "reverse", few_digits)
+    assert fixed_urls.url_with_id("short", 7) == "/short/7/"
+    fixed_urls._frame.cache_clear()

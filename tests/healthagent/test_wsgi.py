@@ -1,7 +1,5 @@
 """The WSGI entry point gives a view only the request's own environ, whatever the server copied into it."""
 
-import pytest
-
 from healthagent.wsgi import without_process_environment
 
 
@@ -43,14 +41,15 @@ def test_the_sites_application_is_wrapped():
     import healthagent.wsgi
 
     assert healthagent.wsgi.application.__qualname__ == "without_process_environment.<locals>.application"
-    assert healthagent.wsgi.one_piece.__name__ == "one_piece"
+    inner = [cell.cell_contents for cell in healthagent.wsgi.application.__closure__ or ()]
+    assert [f.__qualname__ for f in inner if callable(f)] == ["one_piece.<locals>.application"]
 
 
-@pytest.mark.django_db  # request_finished closes old database connections
 def test_a_body_in_memory_goes_to_the_server_in_one_piece_and_the_request_is_ended():
     """A page (an HttpResponse) is returned as a list of its one piece, after Django's request_finished; a streaming
     response is returned as it is, for the server to walk and close."""
     from django.core.signals import request_finished
+    from django.db import close_old_connections
     from django.http import HttpResponse, StreamingHttpResponse
 
     from healthagent.wsgi import one_piece
@@ -60,6 +59,7 @@ def test_a_body_in_memory_goes_to_the_server_in_one_piece_and_the_request_is_end
     def on_finished(**kwargs):
         finished.append(True)
 
+    request_finished.disconnect(close_old_connections)  # no database here (the test client does the same)
     request_finished.connect(on_finished)
     try:
         page = HttpResponse()
@@ -72,5 +72,15 @@ def test_a_body_in_memory_goes_to_the_server_in_one_piece_and_the_request_is_end
         assert one_piece(lambda environ, start_response: stream)({}, None) is stream
         assert finished == [True]  # closed by the server once sent, not here
         stream.close()
+
+        def failing(**kwargs):
+            raise RuntimeError("a receiver that fails")
+
+        request_finished.connect(failing)
+        try:  # a receiver that fails after the page was made: the page stands, as it did when a server closed it
+            assert one_piece(lambda environ, start_response: HttpResponse(b"ok"))({}, None) == [b"ok"]
+        finally:
+            request_finished.disconnect(failing)
     finally:
         request_finished.disconnect(on_finished)
+        request_finished.connect(close_old_connections)
