@@ -91,12 +91,17 @@ def recalibrate(model: LSMForWindowPrediction, dataset: LabelledWindows, batch_s
     """Recompute the head's batch-normalization statistics with the trained encoder. During training they
     average over batches from every stage of the encoder, early random ones included, which shifts and
     scales predictions at evaluation (regression MAEs several times too large)."""
+    if len(dataset) < 2:
+        return  # one window has no spread to normalize by: training's statistics stay
+    starts = list(range(0, len(dataset), batch_size))
+    if len(starts) > 1 and len(dataset) - starts[-1] == 1:
+        starts.pop()  # a last batch of one window (batch normalization refuses it) joins the batch before
     norm = cast(nn.BatchNorm1d, model.head[0])
     norm.reset_running_stats()  # momentum None: the statistics become the plain average over these batches
     model.eval()
     norm.train()  # only the normalization collects statistics; the encoder runs as at evaluation
-    for start in range(0, len(dataset), batch_size):
-        batch = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))))
+    for start, end in zip(starts, [*starts[1:], len(dataset)], strict=True):
+        batch = dataset.batch(torch.arange(start, end))
         norm(model.backbone.pool(batch["values"].to(device), batch["observed"].to(device)))
 
 

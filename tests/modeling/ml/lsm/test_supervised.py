@@ -90,3 +90,19 @@ def test_normalization_statistics_are_those_of_the_trained_encoder():
     with torch.no_grad():
         pooled = model.eval().backbone.pool(values, observed)
     torch.testing.assert_close(model.head[0].running_mean, pooled.mean(dim=0), atol=1e-5, rtol=1e-4)
+
+
+def test_a_last_batch_of_one_window_joins_the_batch_before():
+    """Batch normalization refuses a batch of one window in training mode: 9 windows in batches of 4 are read as 4
+    and 5 (``lsm evaluate`` with the supervised baseline failed on such a count)."""
+    from modeling.ml.lsm.supervised import LabelledWindows, LSMForWindowPrediction, recalibrate
+
+    values, observed, owner, labels = _windows(10, label_effect=1.0)
+    values, observed, owner = values[:9], observed[:9], owner[:9]
+    model = LSMForWindowPrediction(CONFIG, 2)
+    model.head[0].running_mean.fill_(50.0)
+    recalibrate(model, LabelledWindows(values, observed, torch.tensor(labels[owner])), 4, "cpu")
+    with torch.no_grad():
+        pooled = model.eval().backbone.pool(values, observed)
+    expected = (pooled[:4].mean(dim=0) + pooled[4:].mean(dim=0)) / 2  # the plain average over the two batches
+    torch.testing.assert_close(model.head[0].running_mean, expected, atol=1e-5, rtol=1e-4)
