@@ -54,6 +54,12 @@ class ScalingSettings:
     windows: list[int] = setting([400, 1600, 6400], "Pre-training day windows (participants x days), 80 % trained on.")
     days: int = setting(4, "Days per pre-training participant.", minimum=1, maximum=60)
     steps: int = setting(2000, "Optimizer steps of every run (cosine decay to 0).", minimum=1, maximum=1_000_000)
+    passes: float = setting(
+        0.0,
+        "If > 0, each run's steps grow with its data instead: passes x windows / batch size (the same number of "
+        "passes over every data size, so that the largest is not step-limited); --steps is then unused.",
+        minimum=0.0,
+    )
     validate_every: int = setting(
         0, "Steps between evaluations on the run's own held-out 20 % (0: only at the end).", minimum=0
     )
@@ -135,6 +141,13 @@ def probe_scores(model_dir: Path, settings: ScalingSettings) -> dict[str, Any]:
     }
 
 
+def run_steps(settings: ScalingSettings, windows: int) -> int:
+    """A run's optimizer steps: the study's, or in proportion to its windows at a fixed number of passes."""
+    if settings.passes > 0:
+        return max(1, round(settings.passes * windows / settings.batch_size))
+    return settings.steps
+
+
 def scaling_study(
     settings: ScalingSettings, output_dir: Path, progress: Callable[[float, str], None] = lambda fraction, message: None
 ) -> list[dict[str, Any]]:
@@ -148,12 +161,13 @@ def scaling_study(
         named, overrides = size_overrides(size)
         participants = max(5, windows // settings.days)
         run_dir = output_dir / "runs" / f"{size}-{windows}"
+        steps = run_steps(settings, windows)
         config = TrainConfig(
-            steps=settings.steps,
+            steps=steps,
             batch_size=settings.batch_size,
             learning_rate=settings.learning_rate,
             seed=settings.seed,
-            checkpoint_every=settings.steps,
+            checkpoint_every=steps,
             validate_every=settings.validate_every,
             patience=settings.patience,
         )
@@ -176,7 +190,7 @@ def scaling_study(
                 "size": size,
                 "parameters": trained["parameters"],
                 "pretraining_windows": trained["train_windows"],
-                "steps": settings.steps,
+                "steps": steps,
                 "stopped_at_step": trained["stopped_at_step"],
                 "best_step": trained.get("best_step", trained["stopped_at_step"]),
                 "held_out_loss": held_out_loss(model_dir, held.values, held.observed, settings.device, settings.seed),
@@ -263,7 +277,7 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
             "parameters",
             "pre-training windows",
             "held-out loss",
-            "best step / stopped",
+            "best step / stopped / steps",
             "mean probe AUROC",
             "mean probe Pearson r",
             "tasks ≥ hand-crafted",
@@ -277,7 +291,7 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
                 f"{r['parameters']:,}",
                 f"{r['pretraining_windows']:,}",
                 f"{r['held_out_loss']:.4f}",
-                f"{r.get('best_step', r['steps']):,} / {r.get('stopped_at_step', r['steps']):,}",
+                f"{r.get('best_step', r['steps']):,} / {r.get('stopped_at_step', r['steps']):,} of {r['steps']:,}",
                 f"{r['mean_probe_auroc']:.3f}",
                 f"{r['mean_probe_pearson_r']:.3f}",
                 f"{r['tasks_at_least_handcrafted']} / {r.get('tasks_scored', len(TASKS))}",
@@ -290,8 +304,14 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
     }
     hand_crafted = np.mean([r["mean_handcrafted_auroc"] for r in results])
     header = (
-        f"# Wearable foundation model: scaling study\n\nEach run pre-trains from scratch for up to {settings.steps} steps "
-        f"of {settings.batch_size} windows (cosine decay)"
+        "# Wearable foundation model: scaling study\n\nEach run pre-trains from scratch for up to "
+        + (
+            f"{settings.passes:g} passes over its windows (steps = passes × windows / batch size, so steps grow with "
+            "the data)"
+            if settings.passes > 0
+            else f"{settings.steps} steps"
+        )
+        + f" of {settings.batch_size} windows (cosine decay)"
         + (
             f", evaluated every {settings.validate_every} steps on its own held-out 20 % of participants and stopped "
             f"after {settings.patience} evaluations without a lower loss, keeping its best weights (early stopping)"

@@ -14,7 +14,7 @@ from modeling.ml.lsm.pretrain import (
     pretrain_with,
     simulated_windows,
 )
-from modeling.ml.lsm.scaling import ScalingSettings, held_out_loss, scaling_study, size_overrides
+from modeling.ml.lsm.scaling import ScalingSettings, held_out_loss, run_steps, scaling_study, size_overrides
 
 
 def test_sizes_are_named_or_width_by_depth():
@@ -28,10 +28,24 @@ def test_sizes_are_named_or_width_by_depth():
         size_overrides("huge")
 
 
+def test_steps_grow_with_the_data_at_a_fixed_number_of_passes():
+    fixed = ScalingSettings(steps=4000, batch_size=32)
+    assert [run_steps(fixed, windows) for windows in (160, 640, 2560)] == [4000, 4000, 4000]
+    passes = ScalingSettings(steps=4000, passes=200, batch_size=32)
+    assert [run_steps(passes, windows) for windows in (160, 640, 2560)] == [1000, 4000, 16000]
+    assert run_steps(ScalingSettings(passes=0.01, batch_size=32), 20) == 1
+
+
 @pytest.mark.slow
 def test_a_small_study_writes_a_table_and_a_figure(tmp_path):
     settings = ScalingSettings(
-        sizes=["32x1", "64x1"], windows=[20, 40], steps=3, held_out_participants=5, probe_participants=60, device="cpu"
+        sizes=["32x1", "64x1"],
+        windows=[20, 40],
+        passes=4.0,
+        batch_size=8,
+        held_out_participants=5,
+        probe_participants=60,
+        device="cpu",
     )
     results = scaling_study(settings, tmp_path)
     assert [(r["size"], r["pretraining_windows"]) for r in results] == [
@@ -41,6 +55,7 @@ def test_a_small_study_writes_a_table_and_a_figure(tmp_path):
         ("64x1", 32),
     ]
     config = LSMConfig.named("tiny", **size_overrides("32x1")[1], patch_minutes=10, patch_channels=9)
+    assert [r["steps"] for r in results] == [10, 20, 10, 20]
     assert results[0]["parameters"] == parameter_count(LSMForMaskedPretraining(config))
     assert results[2]["parameters"] > results[0]["parameters"]
     assert all(result["held_out_loss"] > 0 and 0 <= result["mean_probe_auroc"] <= 1 for result in results)
