@@ -3,6 +3,9 @@ services and selectors do the work and check access."""
 
 import hashlib
 import logging
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, cast
 
 from django.contrib import messages
 from django.db import InterfaceError, OperationalError
@@ -16,6 +19,7 @@ from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import quote_etag
 from django.views.decorators.http import require_POST
 
+from evaluation.access import access_assignment_as_session_user
 from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
@@ -137,24 +141,46 @@ def own_assignment(request, assignment_id: int, *, with_progress: bool = False) 
         raise Http404(str(error)) from error
 
 
+def clinician_item_view(*, with_progress: bool = False) -> Callable:
+    """``role_required(Role.CLINICIAN)`` for a view of the clinician's own assignment, which the view receives read
+    (someone else's is a 404, as ``own_assignment``): read with the request's user and their roles in one statement
+    when the user is not read yet (evaluation.access.access_assignment_as_session_user), else as any view does."""
+
+    def decorator(view: Callable) -> Callable:
+        @role_required(Role.CLINICIAN)
+        def checked(request, assignment_id: int, assignment: Assignment | None):
+            if assignment is None:
+                assignment = own_assignment(request, assignment_id, with_progress=with_progress)
+            return view(request, assignment)
+
+        @wraps(view)
+        def wrapped(request, assignment_id: int):
+            # Before the role check, which reads the user: the read authenticates the request with the user it holds.
+            ahead = access_assignment_as_session_user(request, assignment_id=assignment_id, with_progress=with_progress)
+            return checked(request, assignment_id, ahead)
+
+        cast(Any, wrapped).allowed_roles = cast(Any, checked).allowed_roles
+        return wrapped
+
+    return decorator
+
+
 def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]:
     """The study's window of the participant's minute-level data: its last ``window_days`` days, in minutes."""
     days = shown_days(participant, assignment.study.window_days)
     return days.minutes
 
 
-@role_required(Role.CLINICIAN)
-def assignment_detail(request, assignment_id: int):
-    assignment = own_assignment(request, assignment_id, with_progress=True)  # the page's progress, in the same read
+@clinician_item_view(with_progress=True)  # the page's progress, in the same read
+def assignment_detail(request, assignment: Assignment):
     return render(request, "evaluation/assignment.html", item_page_context(assignment, rater=request.user))
 
 
-@role_required(Role.CLINICIAN)
-def assignment_chart(request, assignment_id: int):
+@clinician_item_view()
+def assignment_chart(request, assignment: Assignment):
     """The minute chart of the study's window of the clinician's own item. Addressed by the item, never by the
     participant: a clinician must not tell from URLs (or ETags) that two items, in one study or two, show the same
     person (a hidden repeat, or the same participant in another study)."""
-    assignment = own_assignment(request, assignment_id)
     participant = assignment.item.participant
     start, end = _window(assignment, participant)
     return chart_response(request, participant=participant, start=start, end=end, salt=f"assignment:{assignment.pk}")

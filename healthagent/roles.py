@@ -5,11 +5,13 @@ Every view goes through :func:`role_required` (function views) or :class:`RoleRe
 Django groups of the same names; a superuser holds every role.
 """
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from contextvars import ContextVar
 from functools import wraps
 from typing import Any, cast
 
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -61,43 +63,92 @@ def _user_with_roles_statement() -> tuple[JoinedRead, str]:
     global _USER_READ, _USER_WITH_ROLES_SQL
     if _USER_READ is None or _USER_WITH_ROLES_SQL is None:
         read = JoinedRead([(User, "u")])
-        quote = connection.ops.quote_name
-        user, group = quote(User._meta.db_table), quote(Group._meta.db_table)
-        through = quote(User.groups.through._meta.db_table)
-        holds = ", ".join(
-            f"EXISTS (SELECT 1 FROM {through} m JOIN {group} g ON g.id = m.group_id WHERE m.user_id = u.id AND g.name = %s)"
-            for _ in Role
-        )
-        _USER_WITH_ROLES_SQL = f"SELECT {read.columns}, {holds} FROM {user} u WHERE u.id = %s"
+        user = connection.ops.quote_name(User._meta.db_table)
+        _USER_WITH_ROLES_SQL = f"SELECT {read.columns}, {', '.join(role_columns('u'))} FROM {user} u WHERE u.id = %s"
         _USER_READ = read
     return _USER_READ, _USER_WITH_ROLES_SQL
 
 
-_ROLE_NAMES = tuple(Role.values)  # the statement's parameters, in Role's order
+def role_columns(alias: str) -> list[str]:
+    """One column per role, in Role's order, saying whether the user of table alias ``alias`` holds it; each takes
+    the role's name as a parameter (``ROLE_NAMES``). For a statement that reads a user beside something else."""
+    quote = connection.ops.quote_name
+    group, through = quote(Group._meta.db_table), quote(User.groups.through._meta.db_table)
+    return [
+        f"EXISTS (SELECT 1 FROM {through} m JOIN {group} g ON g.id = m.group_id WHERE m.user_id = {alias}.id"
+        " AND g.name = %s)"
+        for _ in Role
+    ]
 
 
-def user_with_roles(user_id: Any) -> User | None:
-    """The user with this id and the roles they hold, read in one query, for the request's user: the authentication
-    backends' ``get_user``, which every signed-in request calls."""
-    try:
-        pk = User._meta.pk.to_python(user_id)
-    except (ValidationError, TypeError, ValueError):
-        return None  # not an id: a session that was tampered with, or of another user model
-    read, sql = _user_with_roles_statement()
-    try:
-        found = read.fetch_one_with_extra(sql, [*_ROLE_NAMES, pk])
-    except OverflowError:
-        return None  # an id no user can have
-    if found is None:
-        return None
-    (user,), flags = found
+def with_roles(user: User, flags: Sequence[Any]) -> User:
+    """``user`` holding the roles ``role_columns`` read for it (what user_roles reads: no second query)."""
     held = (
         frozenset(Role)
         if user.is_superuser
         else frozenset(role for role, holds in zip(Role, flags, strict=True) if holds)
     )
-    cast(Any, user)._healthagent_roles = held  # what user_roles reads: no second query
+    cast(Any, user)._healthagent_roles = held
     return user
+
+
+ROLE_NAMES = tuple(Role.values)  # role_columns' parameters, in Role's order
+
+# A user read with roles by the request's own statement (read_ahead_user), handed to the backend's get_user.
+_READ_AHEAD: ContextVar[User | None] = ContextVar("user_read_ahead", default=None)
+
+
+def user_with_roles(user_id: Any) -> User | None:
+    """The user with this id and the roles they hold, read in one query, for the request's user: the authentication
+    backends' ``get_user``, which every signed-in request calls."""
+    pk = session_user_pk(user_id)
+    if pk is None:
+        return None  # not an id: a session that was tampered with, or of another user model
+    ahead = _READ_AHEAD.get()
+    if ahead is not None and ahead.pk == pk:
+        return ahead
+    read, sql = _user_with_roles_statement()
+    try:
+        found = read.fetch_one_with_extra(sql, [*ROLE_NAMES, pk])
+    except OverflowError:
+        return None  # an id no user can have
+    if found is None:
+        return None
+    (user,), flags = found
+    return with_roles(user, flags)
+
+
+def session_user_pk(user_id: Any) -> Any | None:
+    try:
+        return User._meta.pk.to_python(user_id)
+    except (ValidationError, TypeError, ValueError):
+        return None
+
+
+def unread_session_user_pk(request) -> Any | None:
+    """The user id the request's session names, while the request's user is not read yet (AuthenticationMiddleware
+    reads it lazily, on first use); else None. A view that reads rows of that user can read the user in the same
+    statement and hand it to :func:`authenticate_read_ahead`."""
+    if "_cached_user" in request.__dict__ or not hasattr(request, "session"):
+        return None
+    user_id = request.session.get(auth.SESSION_KEY)
+    return None if user_id is None else session_user_pk(user_id)
+
+
+def authenticate_read_ahead(request, user: User) -> bool:
+    """Authenticate the request as every request is (Django's ``auth.get_user``: the session's backend, still listed;
+    the session's hash of the password; the backend's ``user_can_authenticate``), with ``user``, read with its roles
+    (``role_columns``) by the caller's own statement for :func:`unread_session_user_pk`, standing in for the backend's
+    read of the user. Sets ``request.user``; True when it is ``user`` (a session that fails a check is signed out,
+    as always)."""
+    token = _READ_AHEAD.set(user)
+    try:
+        authenticated = auth.get_user(request)
+    finally:
+        _READ_AHEAD.reset(token)
+    request._cached_user = authenticated  # what AuthenticationMiddleware's lazy request.user would have cached
+    request.user = authenticated
+    return authenticated.is_authenticated and authenticated.pk == user.pk
 
 
 def user_has_role(user: User | AnonymousUser, *roles: Role) -> bool:

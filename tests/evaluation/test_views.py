@@ -205,12 +205,17 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     # frozen (read, written), the assignment made
     with django_assert_max_num_queries(14 + session):
         location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
-    # + the assignment with its study, rubric, item and participant and the rater's progress (one statement,
-    # evaluation.access); the item's criteria (issue 22); the participant's record beside the answer, the first time
-    # this web process shows that participant's window: one query each for its measurements, daily summaries and
+    # The item page's session, then the assignment with its study, rubric, item and participant, the rater's progress
+    # and the user with their roles (one statement, evaluation.access.access_assignment_as_session_user: no query
+    # of its own for the user); the item's criteria (issue 22); the participant's record beside the answer, the first
+    # time this web process shows that participant's window: one query each for its measurements, daily summaries and
     # events; the rubric's dimensions, the first time this web process shows that version of the rubric.
-    with django_assert_max_num_queries(7 + session):
+    with django_assert_max_num_queries(6 + session):
         assert client.get(location).status_code == 200
+    # The chart: the same statement without the progress; the participant's events, the first time its figure's file
+    # is built (a study's opening builds them all: evaluation.chart_jobs), read from the file after.
+    with django_assert_max_num_queries(2 + session):
+        assert client.get(location + "chart.json").status_code == 200
     # + in the transaction: the assignment locked (which is the access check), with the rater's standing and what the
     # next hand-out needs (evaluation.access.access_turn); the rating, its revision and the assignment done (one
     # statement on PostgreSQL, evaluation.writes; the ORM's three elsewhere). Then the next item: the candidates; in a

@@ -1,0 +1,70 @@
+"""The rated item's page and chart read the request's user with the assignment, in one statement
+(evaluation.access.access_assignment_as_session_user), and authenticate the request with it through Django's own
+checks: a session that any request would sign out, or a user any request would refuse, is signed out or refused here
+too, before anything of the item is shown."""
+
+import pytest
+from django.contrib.auth import SESSION_KEY
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from evaluation.assignment import assignment_next
+from healthagent.roles import Role, user_roles
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def own_item(client, grounded_study):
+    rater = grounded_study.clinicians.order_by("pk").first()
+    assignment = assignment_next(study=grounded_study, rater=rater)
+    client.force_login(rater)
+    urls = [reverse(name, args=[assignment.pk]) for name in ("evaluation:assignment", "evaluation:assignment_chart")]
+    return rater, urls
+
+
+def test_the_rater_sees_their_item_and_the_page_knows_them(client, own_item):
+    rater, (page, chart) = own_item
+    response = client.get(page)
+    assert response.status_code == 200
+    assert response.wsgi_request.user.pk == rater.pk and response.wsgi_request.user.is_authenticated
+    assert client.get(chart).status_code == 200
+
+
+@pytest.mark.parametrize("change", ["password", "deactivated"])
+def test_a_session_every_request_would_sign_out_is_signed_out_before_the_item_is_read(client, own_item, change):
+    rater, urls = own_item
+    if change == "password":
+        rater.set_password("changed elsewhere, by the user or an admin")  # the session's hash no longer matches
+    else:
+        rater.is_active = False
+    rater.save()
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+        assert not response.wsgi_request.user.is_authenticated
+    if change == "password":
+        assert SESSION_KEY not in client.session  # Django's get_user flushed it, as on any page
+
+
+def test_a_user_who_lost_the_clinician_role_is_refused_their_own_item(client, own_item):
+    rater, urls = own_item
+    rater.groups.clear()  # still enrolled, the assignment still theirs
+    for url in urls:
+        assert client.get(url).status_code == 403
+
+
+def test_the_roles_read_with_the_assignment_are_every_role_the_user_holds(client, own_item):
+    rater, (page, _) = own_item
+    rater.groups.add(Group.objects.get_or_create(name=Role.RESEARCHER)[0])
+    response = client.get(page)
+    assert response.status_code == 200
+    assert user_roles(response.wsgi_request.user) == {Role.CLINICIAN, Role.RESEARCHER}
+
+
+def test_an_anonymous_visitor_goes_to_the_login_page(client, own_item):
+    _, urls = own_item
+    client.logout()
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
