@@ -16,6 +16,7 @@ from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, models, transaction
+from django.utils.functional import SimpleLazyObject, empty
 
 from healthagent.joined import JoinedRead
 
@@ -94,8 +95,9 @@ def with_roles(user: User, flags: Sequence[Any]) -> User:
 
 ROLE_NAMES = tuple(Role.values)  # role_columns' parameters, in Role's order
 
-# A user read with roles by the request's own statement (read_ahead_user), handed to the backend's get_user.
-_READ_AHEAD: ContextVar[User | None] = ContextVar("user_read_ahead", default=None)
+# A user read with roles by the request's own statement, handed to the backend's get_user, once
+# (authenticate_read_ahead): a list of at most one, emptied by the read that takes it.
+_READ_AHEAD: ContextVar[list[User] | None] = ContextVar("user_read_ahead", default=None)
 
 
 def user_with_roles(user_id: Any) -> User | None:
@@ -105,8 +107,8 @@ def user_with_roles(user_id: Any) -> User | None:
     if pk is None:
         return None  # not an id: a session that was tampered with, or of another user model
     ahead = _READ_AHEAD.get()
-    if ahead is not None and ahead.pk == pk:
-        return ahead
+    if ahead and ahead[0].pk == pk:
+        return ahead.pop()
     read, sql = _user_with_roles_statement()
     try:
         found = read.fetch_one_with_extra(sql, [*ROLE_NAMES, pk])
@@ -129,7 +131,10 @@ def unread_session_user_pk(request) -> Any | None:
     """The user id the request's session names, while the request's user is not read yet (AuthenticationMiddleware
     reads it lazily, on first use); else None. A view that reads rows of that user can read the user in the same
     statement and hand it to :func:`authenticate_read_ahead`."""
-    if "_cached_user" in request.__dict__ or not hasattr(request, "session"):
+    user = request.__dict__.get("user")
+    if not (isinstance(user, SimpleLazyObject) and user._wrapped is empty) or "_cached_user" in request.__dict__:
+        return None  # read already, or set by something other than AuthenticationMiddleware: left as it is
+    if not hasattr(request, "session"):
         return None
     user_id = request.session.get(auth.SESSION_KEY)
     return None if user_id is None else session_user_pk(user_id)
@@ -141,7 +146,7 @@ def authenticate_read_ahead(request, user: User) -> bool:
     (``role_columns``) by the caller's own statement for :func:`unread_session_user_pk`, standing in for the backend's
     read of the user. Sets ``request.user``; True when it is ``user`` (a session that fails a check is signed out,
     as always)."""
-    token = _READ_AHEAD.set(user)
+    token = _READ_AHEAD.set([user])
     try:
         authenticated = auth.get_user(request)
     finally:

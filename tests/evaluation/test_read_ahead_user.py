@@ -68,3 +68,30 @@ def test_an_anonymous_visitor_goes_to_the_login_page(client, own_item):
     for url in urls:
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+def test_only_a_user_not_read_yet_is_read_ahead_and_the_read_ahead_user_serves_one_read(rf, own_item, client):
+    """A request whose user something else set (a test's RequestFactory, another authentication middleware) or
+    already read is left as it is; the user handed to get_user stands in for one read of it, not for later ones."""
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+
+    from healthagent.roles import _READ_AHEAD, unread_session_user_pk, user_with_roles
+
+    rater, _ = own_item
+    request = rf.get("/")
+    request.session = client.session
+    request.user = rater
+    assert unread_session_user_pk(request) is None
+    AuthenticationMiddleware(lambda request: None).process_request(request)
+    assert unread_session_user_pk(request) == rater.pk
+    assert request.user.is_authenticated  # read now
+    assert unread_session_user_pk(request) is None
+
+    stand_in = type(rater).objects.get(pk=rater.pk)
+    stand_in.first_name = "not from the database"
+    token = _READ_AHEAD.set([stand_in])
+    try:
+        assert user_with_roles(rater.pk) is stand_in
+        assert user_with_roles(rater.pk).first_name != "not from the database"
+    finally:
+        _READ_AHEAD.reset(token)
