@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from modeling.ml.common.output_lock import FolderInUse, output_lock
 from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
 from modeling.ml.data.clinical import DIAGNOSTIC_CRITERIA
 from modeling.ml.heads.settings import HeadSearchSettings
@@ -243,14 +244,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         from modeling.ml.lsm.scaling import rescore, scaling_study
 
         scaling_settings = settings_from_arguments(ScalingSettings, args, args.parser)
-        if args.rescore:
-            rescore(scaling_settings, args.output)
-        else:
-            scaling_study(
-                scaling_settings,
-                args.output,
-                progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
-            )
+        try:
+            if args.rescore:
+                rescore(scaling_settings, args.output)
+            else:
+                scaling_study(
+                    scaling_settings,
+                    args.output,
+                    progress=lambda fraction, message: print(f"[{fraction:4.0%}] {message}", flush=True),
+                )
+        except FolderInUse as error:
+            raise SystemExit(f"error: {error}") from None
         print((args.output / "scaling.md").read_text())
         return
 
@@ -270,13 +274,20 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from modeling.ml.lsm.pretrain import pretrain_with
 
-    result = pretrain_with(
-        settings_from_arguments(PretrainSettings, args, args.parser),
-        output_dir=args.output,
-        device=args.device,
-        compile=args.compile,
-        progress=lambda step, total, metrics: print(json.dumps(metrics)) if step % 10 == 0 or step == total else None,
-    )
+    pretrain_settings = settings_from_arguments(PretrainSettings, args, args.parser)
+    try:
+        with output_lock(args.output):  # a second run on the folder would resume from, and overwrite, this one's state
+            result = pretrain_with(
+                pretrain_settings,
+                output_dir=args.output,
+                device=args.device,
+                compile=args.compile,
+                progress=lambda step, total, metrics: (
+                    print(json.dumps(metrics)) if step % 10 == 0 or step == total else None
+                ),
+            )
+    except FolderInUse as error:
+        raise SystemExit(f"error: {error}") from None
     print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
 
 

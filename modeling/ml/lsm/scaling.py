@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from modeling.ml.common.output_lock import output_lock
 from modeling.ml.common.settings import setting
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.data.labels import TASKS
@@ -151,7 +152,13 @@ def run_steps(settings: ScalingSettings, windows: int) -> int:
 def scaling_study(
     settings: ScalingSettings, output_dir: Path, progress: Callable[[float, str], None] = lambda fraction, message: None
 ) -> list[dict[str, Any]]:
-    settings = replace(settings, device=choose_device(settings.device))
+    with output_lock(output_dir):  # a second study started on this folder stops here, before it writes anything
+        return _scaling_study(replace(settings, device=choose_device(settings.device)), output_dir, progress)
+
+
+def _scaling_study(
+    settings: ScalingSettings, output_dir: Path, progress: Callable[[float, str], None]
+) -> list[dict[str, Any]]:
     held = simulated_windows(participants=settings.held_out_participants, days=2, seed=settings.seed + 2000)
     runs = [(size, windows) for size in settings.sizes for windows in settings.windows]
     patches: dict[str, Any] = {"patch_minutes": settings.patch_minutes, "patch_channels": settings.patch_channels}
@@ -209,7 +216,11 @@ def scaling_study(
 def rescore(settings: ScalingSettings, output_dir: Path) -> list[dict[str, Any]]:
     """Recompute a finished study's held-out losses from its saved runs (``runs/<size>-<windows>/model``) with this
     code, and rewrite its table and figure; the probe scores and the rest stay as they were."""
-    settings = replace(settings, device=choose_device(settings.device))
+    with output_lock(output_dir):
+        return _rescore(replace(settings, device=choose_device(settings.device)), output_dir)
+
+
+def _rescore(settings: ScalingSettings, output_dir: Path) -> list[dict[str, Any]]:
     held = simulated_windows(participants=settings.held_out_participants, days=2, seed=settings.seed + 2000)
     results: list[dict[str, Any]] = json.loads((output_dir / "scaling.json").read_text())
     runs = [(size, windows) for size in settings.sizes for windows in settings.windows]
