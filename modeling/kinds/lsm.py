@@ -134,7 +134,7 @@ def run_lsm_evaluate(context: JobContext) -> dict:
         for part, part_tables in report["tables"].items()
         for table in part_tables
     ]
-    summary = report["tables"]["downstream"][0]["summary"]
+    summary = next(iter(report["tables"].values()))[0]["summary"]  # downstream's, or generative's when alone
     context.log(summary)
     with transaction.atomic():  # a fresh, locked read: a write made to the checkpoint during the evaluation is kept
         locked = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)

@@ -103,6 +103,25 @@ def test_lsm_evaluate_job_reports_tables_on_its_page_and_on_the_checkpoint(clien
         and "hypertension" in page
     )
 
+    # The generative tasks alone: no downstream table, no probe, the summary is the generative part's.
+    alone = job_queue(
+        kind_name="lsm_evaluate",
+        config={**EVALUATE, "checkpoint": checkpoint.pk, "generative_only": True, "generative_participants": 10},
+    )
+    assert run_job.apply(kwargs={"job_id": alone.pk}).get() == "succeeded"
+    alone.refresh_from_db()
+    assert [table["title"] for table in alone.result["tables"]] == titles[2:]
+    assert sorted(path.name for path in Path(alone.result["report_dir"]).iterdir()) == [
+        "generative.json",
+        "generative.md",
+    ]
+    assert "10 new simulated participants" in (Path(alone.result["report_dir"]) / "generative.md").read_text()
+    with pytest.raises(JobError, match="generative"):
+        job_queue(
+            kind_name="lsm_evaluate",
+            config={**EVALUATE, "checkpoint": checkpoint.pk, "generative_only": True, "generative": False},
+        )
+
 
 @pytest.fixture
 def lsm_checkpoint(tmp_path):

@@ -123,6 +123,12 @@ def test_the_evaluation_s_settings_make_its_form_and_command_line_too():
         ReportSettings, parser.parse_args(["--few-shot", "2", "8", "--no-generative"]), parser
     )
     assert parsed == ReportSettings(few_shot=[2, 8], generative=False)
+    generative_only = settings_from_arguments(
+        ReportSettings, parser.parse_args(["--generative-only", "--generative-participants", "250"]), parser
+    )
+    assert generative_only == ReportSettings(generative_only=True, generative_participants=250)
+    with pytest.raises(SystemExit):  # nothing to run: the parser's error, before any work
+        settings_from_arguments(ReportSettings, parser.parse_args(["--generative-only", "--no-generative"]), parser)
     form_field = LSMEvaluateForm.base_fields["few_shot"]
     assert form_field.prepare_value(form_field.initial) == "1, 5, 10, 25" and form_field.clean("3, 9") == [3, 9]
 

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from modeling.ml.common.bootstrap import paired_draws, percentile_interval
 from modeling.ml.common.metrics import interval_cell
 from modeling.ml.data.cohort import make_cohort, participant_split
 from modeling.ml.data.labels import TASK_BY_NAME
 from modeling.ml.heads.search import Proposer, proposer_summary, run_search
 from modeling.ml.heads.spec import describe_spec
-from modeling.ml.heads.train import TokenWindows, fit_and_score
-from modeling.ml.lsm.evaluate import embed_days, probe, score
+from modeling.ml.heads.train import TokenWindows, fit_and_score, validation_score
+from modeling.ml.lsm.evaluate import embed_days, fit_probe, probe_predictions, score
 from modeling.ml.lsm.model import LSMForMaskedPretraining, standardize
 from modeling.ml.lsm.pretrain import check_new_participants, load_pretrained
 
@@ -84,6 +85,26 @@ def token_windows(
     return data, np.array(embeddings), cohort.labels
 
 
+def paired_difference(
+    kind: str, truth: np.ndarray, head: np.ndarray, probe_predicted: np.ndarray, *, resamples: int, seed: int
+) -> dict[str, Any]:
+    """The head's score minus the probe's on the same people, with a percentile 95 % CI from resampling people
+    (within each class for classification, so every resample can be scored)."""
+
+    def metric(labels: np.ndarray, predicted: np.ndarray) -> float:
+        return validation_score(kind, labels, predicted)
+
+    draws = paired_draws(
+        metric, truth, head, probe_predicted, resamples=resamples, seed=seed, stratify=kind != "regression"
+    )
+    low, high = percentile_interval(draws[:, 2])
+    return {"difference": finite(metric(truth, head) - metric(truth, probe_predicted)), "difference_ci": [low, high]}
+
+
+def finite(value: float | None) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
 def compare_task(
     task_name: str,
     data: TokenWindows,
@@ -105,8 +126,16 @@ def compare_task(
         "task": task.name,
         "kind": task.kind,
         "metric": metric,
-        "linear_probe": probe(embeddings, labels, task.kind, fit_on, split.test, bootstrap=bootstrap),
     }
+    probe_model = fit_probe(embeddings, labels, task.kind, fit_on)
+    probe_test = (
+        None if probe_model is None else probe_predictions(probe_model, embeddings[split.test], labels, task.kind)
+    )
+    row["linear_probe"] = (
+        {"note": "only one class among the training participants"}
+        if probe_test is None
+        else score(task.kind, labels[split.test], probe_test, bootstrap=bootstrap)
+    )
     for name, make in methods.items():
         made = make()
         proposers = made if isinstance(made, list) else [made]
@@ -150,6 +179,12 @@ def compare_task(
         assert best_entry is not None  # result.best is its spec
         row[name] = {
             **score(task.kind, labels[split.test], fitted.predictions, bootstrap=bootstrap),
+            # On the same test participants as the probe: its advantage, paired (AUROC, or Pearson r for regression).
+            "vs_probe": None
+            if probe_test is None
+            else paired_difference(
+                task.kind, labels[split.test], fitted.predictions, probe_test, resamples=bootstrap, seed=seed
+            ),
             "validation_score": best_entry.score,
             "spec": result.best.model_dump(mode="json"),
             **search_summary,
@@ -172,6 +207,25 @@ def compare_tables(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ],
         }
     ]
+
+    def difference_cell(result: dict[str, Any]) -> str:
+        paired = result.get("vs_probe")
+        if not paired or paired["difference"] is None:
+            return "—"
+        low, high = paired["difference_ci"]
+        shown = f"{paired['difference']:+.3f}"
+        return shown if low is None else f"{shown} ({low:+.3f}, {high:+.3f})"
+
+    if any(row[method].get("vs_probe") for row in rows for method in searches):
+        tables.append(
+            {
+                "title": "Each method's best head minus the linear probe, on the same test participants",
+                "summary": "AUROC, or Pearson r for regression (higher is better for the head); paired bootstrap 95 % CI "
+                "over test participants (within each class for classification).",
+                "columns": ["task", *searches],
+                "rows": [[row["task"]] + [difference_cell(row[method]) for method in searches] for row in rows],
+            }
+        )
 
     def search_cell(result: dict[str, Any]) -> str:
         shown = "—" if result.get("validation_score") is None else f"{result['validation_score']:.3f}"

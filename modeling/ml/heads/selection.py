@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from modeling.ml.common.bootstrap import paired_draws, percentile_interval
 from modeling.ml.data.labels import TASK_BY_NAME
-from modeling.ml.heads.compare import split_three
+from modeling.ml.heads.compare import finite, paired_difference, split_three
 from modeling.ml.heads.ensemble import HeadEnsemble, fit_ensemble
 from modeling.ml.heads.search import Entry, Proposer, proposer_summary, run_search
 from modeling.ml.heads.train import TokenWindows, fit_and_score, validation_score
@@ -45,31 +44,11 @@ def probe_predictions(
     )
 
 
-def paired_difference(
-    kind: str, truth: np.ndarray, head: np.ndarray, probe_predicted: np.ndarray, *, resamples: int, seed: int
-) -> dict[str, Any]:
-    """The head's score minus the probe's on the same people, with a percentile 95 % CI from resampling people
-    (within each class for classification, so every resample can be scored)."""
-
-    def metric(labels: np.ndarray, predicted: np.ndarray) -> float:
-        return validation_score(kind, labels, predicted)
-
-    draws = paired_draws(
-        metric, truth, head, probe_predicted, resamples=resamples, seed=seed, stratify=kind != "regression"
-    )
-    low, high = percentile_interval(draws[:, 2])
-    return {"difference": _finite(metric(truth, head) - metric(truth, probe_predicted)), "difference_ci": [low, high]}
-
-
 def split_validation(validation: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(search fold, decision fold): the validation participants in two seeded halves."""
     shuffled = np.random.default_rng(seed + 7).permutation(validation)
     half = len(shuffled) // 2
     return np.sort(shuffled[:half]), np.sort(shuffled[half:])
-
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def search_task(
@@ -118,7 +97,7 @@ def search_task(
             "test": len(split.test),
         },
         "probe": {
-            "validation": _finite(probe_validation),
+            "validation": finite(probe_validation),
             "test": probe(embeddings, labels, task.kind, fit_on, split.test, bootstrap=bootstrap),
         },
         "head": None,
@@ -133,7 +112,7 @@ def search_task(
             {
                 "proposer": entry.proposer,
                 "status": entry.status,
-                "score": _finite(entry.score),
+                "score": finite(entry.score),
                 "seconds": entry.seconds,
                 "reason": entry.reason,
                 "spec": entry.spec,
@@ -148,8 +127,8 @@ def search_task(
     head_decision = fit_and_score(searched.best, data, labels, task.kind, split.train, decision_fold, seed=seed)
     probe_decision = probe_predictions(embeddings, labels, task.kind, split.train, decision_fold)
     decision = {
-        "head": _finite(head_decision.score),
-        "probe": _finite(validation_score(task.kind, labels[decision_fold], probe_decision)),
+        "head": finite(head_decision.score),
+        "probe": finite(validation_score(task.kind, labels[decision_fold], probe_decision)),
         **paired_difference(
             task.kind, labels[decision_fold], head_decision.predictions, probe_decision, resamples=bootstrap, seed=seed
         ),
@@ -161,7 +140,7 @@ def search_task(
     )  # the test split, once
     result["head"] = {
         "spec": searched.best.model_dump(mode="json"),
-        "validation": _finite(best.score),
+        "validation": finite(best.score),
         "test": test,
         "replicates": replicates,
     }
@@ -173,11 +152,11 @@ def search_task(
     )
     ensemble.metadata = {
         "task": task.name,
-        "validation_score": _finite(best.score),
+        "validation_score": finite(best.score),
         "probe_validation_score": result["probe"]["validation"],
         "decision": decision,
         "beats_probe": result["uses_head"],
         "probe": PROBE,  # the probe it beat: a head beats a later, different probe only once searched again
-        "quality": {key: _finite(value) for key, value in quality.items()} | {"held_out_participants": len(split.test)},
+        "quality": {key: finite(value) for key, value in quality.items()} | {"held_out_participants": len(split.test)},
     }
     return TaskOutcome(result, ensemble)

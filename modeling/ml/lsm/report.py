@@ -31,9 +31,18 @@ class ReportSettings:
         minimum=0,
         maximum=100_000,
     )
+    # False by default, so a config that does not name it (a form's unticked box, an older API client) keeps both parts.
+    generative_only: bool = setting(False, "Only the generative tasks: no downstream probes, no supervised baseline.")
     generative: bool = setting(True, "Imputation, gap filling, forecasting, channel imputation.")
+    generative_participants: int = setting(
+        0, "New participants for the generative tasks; 0: a quarter of --participants.", minimum=0, maximum=100_000
+    )
     bootstrap: int = setting(200, "Bootstrap resamples for the 95 % CIs.", minimum=0, maximum=10_000)
     seed: int = setting(1000, "Another seed than pre-training: participants the model never saw.", minimum=0)
+
+    def check(self) -> None:
+        if self.generative_only and not self.generative:
+            raise ValueError("generative: generative only, without the generative tasks, leaves nothing to run")
 
 
 def evaluation_report(
@@ -47,6 +56,52 @@ def evaluation_report(
     """Run the evaluations. Returns raw results, ``tables`` and ``markdown`` per part ("downstream", "generative");
     writes ``<part>.md`` and ``<part>.json`` under ``output_dir`` if given."""
     model_dir = Path(model_dir)
+    config = load_pretrained(model_dir)[0].config
+    share = 0.0 if settings.generative_only else 0.85 if settings.generative else 1.0
+    report: dict[str, Any] = {"tables": {}, "markdown": {}}
+    if not settings.generative_only:
+        rows = _downstream(model_dir, settings, device, progress, share)
+        report["downstream"] = rows
+        report["tables"]["downstream"] = downstream_tables(rows)
+        report["markdown"]["downstream"] = markdown(
+            report["tables"]["downstream"], header=_downstream_header(model_dir, settings, config)
+        )
+    if settings.generative:
+        progress(share, "generative tasks")
+        participants = settings.generative_participants or max(10, settings.participants // 4)
+        results = run_generative(
+            model_dir,
+            participants=participants,
+            days=max(2, settings.days),
+            seed=settings.seed + 1,
+            device=device,
+        )
+        report["tables"]["generative"] = generative_tables(results)
+        report["generative"] = results
+        report["markdown"]["generative"] = markdown(
+            report["tables"]["generative"],
+            header=(
+                f"# Wearable foundation model: generative evaluation\n\nModel `{model_dir.name}` ({config.size}). Each method fills the same "
+                f"hidden minutes of the days of {participants} new simulated participants (seed {settings.seed + 1}) from the same visible "
+                "minutes, scored only where the truth was observed. Seasonal naive copies the same minute of the day before."
+            ),
+        )
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for part, text in report["markdown"].items():
+            (output_dir / f"{part}.md").write_text(text)
+            (output_dir / f"{part}.json").write_text(json.dumps(report[part], indent=1, default=float))
+    progress(1.0, "done")
+    return report
+
+
+def _downstream(
+    model_dir: Path,
+    settings: ReportSettings,
+    device: str,
+    progress: Callable[[float, str], None],
+    share: float,
+) -> list[dict[str, Any]]:
     progress(0.0, "embedding the evaluation cohort")
     representations = represent(
         model_dir,
@@ -61,8 +116,7 @@ def evaluation_report(
         if settings.supervised_steps
         else None
     )
-    share = 0.85 if settings.generative else 1.0
-    rows = evaluate(
+    return evaluate(
         representations,
         seed=settings.seed,
         few_shot=tuple(settings.few_shot),
@@ -71,8 +125,10 @@ def evaluation_report(
         supervised_settings=supervised,
         progress=lambda task, position, total: progress(share * position / total, f"downstream: {task}"),
     )
-    config = load_pretrained(model_dir)[0].config
-    header = (
+
+
+def _downstream_header(model_dir: Path, settings: ReportSettings, config: Any) -> str:
+    return (
         f"# Wearable foundation model: downstream evaluation\n\nModel `{model_dir.name}`: {config.size}, "
         f"{config.patch_minutes}-minute x {config.patch_channels}-channel patches. {settings.participants} new simulated participants "
         f"x {settings.days} days (seed {settings.seed}), split 70/30 by participant; bootstrap 95 % CIs over test participants in "
@@ -84,41 +140,8 @@ def evaluation_report(
         + (
             f"; supervised: the same encoder from random weights with a linear head, trained end to end on the task (at most "
             f"{settings.supervised_steps} steps of 16 windows, at most 10 passes over a few-shot subset)"
-            if supervised
+            if settings.supervised_steps
             else ""
         )
         + ". AUROC for classification (higher is better), MAE for regression (lower is better)."
     )
-    tables = {"downstream": downstream_tables(rows)}
-    report: dict[str, Any] = {
-        "downstream": rows,
-        "tables": tables,
-        "markdown": {"downstream": markdown(tables["downstream"], header=header)},
-    }
-    if settings.generative:
-        progress(share, "generative tasks")
-        participants = max(10, settings.participants // 4)
-        results = run_generative(
-            model_dir,
-            participants=participants,
-            days=max(2, settings.days),
-            seed=settings.seed + 1,
-            device=device,
-        )
-        tables["generative"] = generative_tables(results)
-        report["generative"] = results
-        report["markdown"]["generative"] = markdown(
-            tables["generative"],
-            header=(
-                f"# Wearable foundation model: generative evaluation\n\nModel `{model_dir.name}` ({config.size}). Each method fills the same "
-                f"hidden minutes of the days of {participants} new simulated participants (seed {settings.seed + 1}) from the same visible "
-                "minutes, scored only where the truth was observed. Seasonal naive copies the same minute of the day before."
-            ),
-        )
-    if output_dir is not None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        for part, text in report["markdown"].items():
-            (output_dir / f"{part}.md").write_text(text)
-            (output_dir / f"{part}.json").write_text(json.dumps(report[part], indent=1, default=float))
-    progress(1.0, "done")
-    return report

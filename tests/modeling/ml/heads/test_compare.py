@@ -3,7 +3,7 @@
 import json
 
 from modeling.ml.heads import compare
-from modeling.ml.heads.compare import compare_task, split_three, token_windows
+from modeling.ml.heads.compare import compare_tables, compare_task, split_three, token_windows
 from modeling.ml.heads.search import RandomProposer
 from modeling.ml.lsm.model import LSMConfig, LSMForMaskedPretraining
 
@@ -46,3 +46,11 @@ def test_a_task_is_compared_with_the_test_split_scored_once_per_method(tmp_path,
     assert scored_sets.count(test) == 1 and len(scored_sets) == 3  # two validation trainings, one test scoring
     assert "auroc" in row["linear_probe"] and "auroc" in row["random"] and row["random"]["trainings"] == 2
     assert row["random"]["spec"]["training"]["epochs"] == 2
+    paired = row["random"]["vs_probe"]  # the head minus the probe on the same test participants, paired
+    low, high = paired["difference_ci"]
+    assert paired["difference"] is not None and low <= paired["difference"] <= high
+    titles = [table["title"] for table in compare_tables([row])]
+    assert titles[:2] == [
+        "Test participants (metric with bootstrap 95 % CI)",
+        "Each method's best head minus the linear probe, on the same test participants",
+    ]

@@ -3,8 +3,9 @@
 import numpy as np
 import torch
 
+from modeling.ml.heads.compare import paired_difference
 from modeling.ml.heads.search import RandomProposer
-from modeling.ml.heads.selection import paired_difference, search_task, split_validation
+from modeling.ml.heads.selection import search_task, split_validation
 from modeling.ml.heads.train import TokenWindows
 
 
