@@ -122,11 +122,7 @@ def compare_task(
     split = split_three(len(embeddings), seed)
     fit_on = np.concatenate([split.train, split.validation])
     metric = "mae" if task.kind == "regression" else "auroc"
-    row = {
-        "task": task.name,
-        "kind": task.kind,
-        "metric": metric,
-    }
+    row: dict[str, Any] = {"task": task.name, "kind": task.kind, "metric": metric}
     probe_model = fit_probe(embeddings, labels, task.kind, fit_on)
     probe_test = (
         None if probe_model is None else probe_predictions(probe_model, embeddings[split.test], labels, task.kind)
