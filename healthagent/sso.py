@@ -124,7 +124,13 @@ def _free_username(claims: dict[str, Any]) -> str:
 
 class HospitalOIDCBackend(OIDCAuthenticationBackend):
     def get_user(self, user_id):
-        return user_with_roles(user_id)  # with the roles, in one query (every signed-in request)
+        # With the roles, in one query (every signed-in request). A deactivated account's session ends here, as
+        # ModelBackend's does (the library's get_user does not check): signed out, not a 403 on every page.
+        user = user_with_roles(user_id)
+        return user if user is not None and self.user_can_authenticate(user) else None
+
+    def user_can_authenticate(self, user) -> bool:
+        return getattr(user, "is_active", True)
 
     def verify_claims(self, claims: dict[str, Any]) -> bool:
         if not claims.get("sub"):

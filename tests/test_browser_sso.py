@@ -192,6 +192,18 @@ def test_password_login_can_be_switched_off(client, settings):
 
 
 @pytest.mark.django_db
+def test_a_deactivated_person_s_single_sign_on_session_ends_at_their_next_request(client, settings):
+    settings.AUTHENTICATION_BACKENDS = ["healthagent.sso.HospitalOIDCBackend"]
+    person = UserFactory(role=Role.CLINICIAN)
+    client.force_login(person, backend="healthagent.sso.HospitalOIDCBackend")
+    assert client.get(reverse("evaluation:queue")).status_code == 200
+    person.is_active = False  # an admin switches the account off: as the password backend does, the session ends
+    person.save(update_fields=["is_active"])
+    response = client.get(reverse("evaluation:queue"))
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.django_db
 def test_the_adjudicator_flag_follows_the_claim_and_only_flagged_clinicians_adjudicate(settings, grounded_study):
     from evaluation.errors import EvaluationError
     from evaluation.triage import adjudicator_choices, study_adjudicators_set
