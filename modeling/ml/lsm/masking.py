@@ -68,7 +68,26 @@ def inherited_mask(missing: torch.Tensor, ratio: float, generator: torch.Generat
     return ranks < counts[:, None]
 
 
-STRATEGIES = ("random", "temporal", "channel", "aim")
+def group_inherited_mask(
+    missing: torch.Tensor,
+    ratio: float,
+    *,
+    channel_groups: int,
+    share: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """AIM, with one whole channel group hidden for the whole window first in ``share`` of the windows: so the encoder
+    also learns to rebuild a group from the other groups alone (whole-group imputation), which patch-by-patch masking
+    never asks when a hidden patch's own group is visible an hour away. The hidden group counts toward ``ratio``; one
+    group (channel_groups 1) is plain AIM."""
+    if channel_groups < 2:
+        return inherited_mask(missing, ratio, generator)
+    one_group = channel_mask(missing, 1 / channel_groups, channel_groups=channel_groups, generator=generator)
+    chosen = (torch.rand(missing.shape[0], generator=generator) < share).to(missing.device)
+    return inherited_mask(missing | (one_group & chosen[:, None]), ratio, generator)
+
+
+STRATEGIES = ("random", "temporal", "channel", "aim", "aim_group")
 
 
 def make_mask(
@@ -83,6 +102,8 @@ def make_mask(
         masked = channel_mask(missing, ratio, channel_groups=channel_groups, generator=generator)
     elif strategy == "aim":
         masked = inherited_mask(missing, ratio, generator)
+    elif strategy == "aim_group":
+        masked = group_inherited_mask(missing, ratio, channel_groups=channel_groups, generator=generator)
     else:
         raise ValueError(f"unknown masking strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     return masked | missing

@@ -76,7 +76,7 @@ SIZE_CHOICES = [
     ("base", "base (GPU)"),
     ("large", "large (GPU)"),
 ]
-MASK_STRATEGIES = [(strategy, strategy) for strategy in ("aim", "random", "temporal", "channel")]
+MASK_STRATEGIES = [(strategy, strategy) for strategy in ("aim", "random", "temporal", "channel", "aim_group")]
 
 
 @dataclass

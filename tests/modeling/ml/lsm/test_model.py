@@ -24,6 +24,23 @@ def test_every_strategy_masks_missing_patches(strategy):
     assert masked[missing].all() and masked.float().mean() >= 0.5
 
 
+def test_aim_group_hides_a_whole_channel_group_in_about_half_the_windows_and_keeps_the_ratio():
+    groups, time_patches, windows = 3, 144, 400
+    missing = torch.zeros(windows, groups * time_patches, dtype=torch.bool)
+    missing[:, :10] = True  # a real gap at the start of group 0
+    masked = make_mask("aim_group", missing, 0.8, channel_groups=groups, generator=torch.Generator().manual_seed(4))
+    assert masked[missing].all() and (masked.sum(dim=1) == round(0.8 * groups * time_patches)).all()
+    whole_group = masked.reshape(windows, groups, time_patches).all(dim=2).any(dim=1)
+    assert 0.4 < whole_group.float().mean() < 0.6  # by chance, AIM alone hides a whole group of 144 patches never
+    plain = make_mask("aim", missing, 0.8, channel_groups=groups, generator=torch.Generator().manual_seed(4))
+    assert not plain.reshape(windows, groups, time_patches).all(dim=2).any()
+    one_group = missing[:, :time_patches]
+    assert torch.equal(  # one group: plain AIM
+        make_mask("aim_group", one_group, 0.8, channel_groups=1, generator=torch.Generator().manual_seed(4)),
+        make_mask("aim", one_group, 0.8, channel_groups=1, generator=torch.Generator().manual_seed(4)),
+    )
+
+
 DECODERS = ("self", "cross")
 
 
