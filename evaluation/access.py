@@ -14,7 +14,14 @@ from evaluation.models import Assignment, Criterion, Rubric, Study, StudyItem, S
 from evaluation.raters import QUEUE_PURPOSES
 from healthagent.joined import JoinedRead
 from healthagent.models import Participant, WebhookEndpoint
-from healthagent.roles import ROLE_NAMES, authenticate_read_ahead, role_columns, unread_session_user_pk, with_roles
+from healthagent.roles import (
+    ROLE_NAMES,
+    USER_COLUMNS,
+    authenticate_read_ahead,
+    unread_session_user_pk,
+    user_columns,
+    with_user_columns,
+)
 
 _PARTS: list[tuple[type[Model], str]] = [
     (Assignment, "a"),
@@ -78,7 +85,7 @@ def _progress_columns() -> list[str]:
 
 
 def _statement(for_update: bool, with_progress: bool = False, with_user: bool = False) -> tuple[JoinedRead, str]:
-    """The assignment's read; ``with_user``: with the rater's user row and a column per role after the criteria's
+    """The assignment's read; ``with_user``: with the rater's user row and ``user_columns`` after the criteria's
     (parameters: ``ROLE_NAMES`` first)."""
     if with_user not in _READS:
         _READS[with_user] = JoinedRead([*_PARTS, (User, "u")] if with_user else _PARTS)
@@ -89,7 +96,7 @@ def _statement(for_update: bool, with_progress: bool = False, with_user: bool = 
         criteria = connection.ops.quote_name(Criterion._meta.db_table)
         extra = [f"EXISTS (SELECT 1 FROM {criteria} c WHERE c.item_id = a.item_id)"]
         if with_user:
-            extra += role_columns("u")
+            extra += user_columns("u")
             joins += f" JOIN {connection.ops.quote_name(User._meta.db_table)} u ON u.id = a.rater_id"
         if with_progress:
             extra += _progress_columns()
@@ -138,9 +145,9 @@ def access_assignment_as_session_user(request, *, assignment_id: Any, with_progr
     if found is None:
         return None
     (assignment, study, rubric, item, participant, user), (has_criteria, *rest) = found
-    if not authenticate_read_ahead(request, with_roles(user, rest[: len(ROLE_NAMES)])):
+    if not authenticate_read_ahead(request, with_user_columns(user, rest[:USER_COLUMNS])):
         return None
-    progress = rest[len(ROLE_NAMES) :] if with_progress else None
+    progress = rest[USER_COLUMNS:] if with_progress else None
     return _linked(assignment, study, rubric, item, participant, has_criteria, progress)
 
 

@@ -10,10 +10,10 @@ import logging
 import smtplib
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
-from django.core.cache import cache
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 from django.db.models import QuerySet
@@ -22,9 +22,6 @@ from django.utils import timezone
 from healthagent.models import Notification
 
 logger = logging.getLogger(__name__)
-# The default cache is per process (locmem): another process's count may lag by this long; the pages that matter
-# (the triage queue, the dashboard) count live.
-UNREAD_CACHE_S = 60
 
 
 def notify(*, users: Iterable[User], text: str, url: str = "", subject: str = "", body: str = "") -> list[Notification]:
@@ -35,7 +32,6 @@ def notify(*, users: Iterable[User], text: str, url: str = "", subject: str = ""
     made = Notification.objects.bulk_create(
         [Notification(user=user, text=text[:300], url=url[:300]) for user in unique]
     )
-    transaction.on_commit(lambda: cache.delete_many([_unread_key(user.pk) for user in unique]))
     recipients = [user.email for user in unique if user.email]
     if settings.EMAIL_HOST and recipients:
         link = f"{settings.SITE_URL}{url}" if url else ""
@@ -74,37 +70,29 @@ def notifications_for(*, user: User) -> QuerySet[Notification]:
 
 def notifications_mark_read(*, user: User) -> int:
     marked = Notification.objects.filter(user=user, read_at__isnull=True).update(read_at=timezone.now())
-    cache.delete(_unread_key(user.pk))
+    if hasattr(user, "unread_notifications"):
+        cast(Any, user).unread_notifications = 0  # as read with the request's user: this request now shows none
     return marked
 
 
 def notifications_resolve(*, url: str) -> int:
     """Mark read everyone's unread notifications that point at ``url`` (what they asked for is done: an incident
-    decided), after the transaction commits."""
-    unread = Notification.objects.filter(url=url, read_at__isnull=True)
-    users = list(unread.values_list("user_id", flat=True))
-    resolved = unread.update(read_at=timezone.now())
-    transaction.on_commit(lambda: cache.delete_many([_unread_key(user_id) for user_id in users]))
-    return resolved
-
-
-def _unread_key(user_id: int) -> str:
-    return f"notifications:unread:{user_id}"
+    decided)."""
+    return Notification.objects.filter(url=url, read_at__isnull=True).update(read_at=timezone.now())
 
 
 def notifications_unread(user_id: int) -> int:
-    """The user's unread count, from the cache: every page shows it, and the rating page must stay a few queries.
-    notify and notifications_mark_read drop the cached count; it expires anyway after UNREAD_CACHE_S."""
-    count = cache.get(_unread_key(user_id))
-    if count is None:
-        count = Notification.objects.filter(user_id=user_id, read_at__isnull=True).count()
-        cache.set(_unread_key(user_id), count, UNREAD_CACHE_S)
-    return int(count)
+    """The user's unread count, counted now."""
+    return Notification.objects.filter(user_id=user_id, read_at__isnull=True).count()
 
 
 def notifications_context(request) -> dict[str, Callable[[], int]]:
-    """Template context: the user's unread count, read only where a template shows it."""
+    """Template context: the user's unread count, where a template shows it. Every signed-in request's user is read
+    with it (healthagent.roles.user_columns), so it costs no query; a user read otherwise is counted."""
     user = request.user
     if isinstance(user, AnonymousUser) or not user.is_authenticated:
         return {}
-    return {"unread_notifications": partial(notifications_unread, user.pk)}
+    counted = getattr(user, "unread_notifications", None)
+    return {
+        "unread_notifications": (lambda: counted) if counted is not None else partial(notifications_unread, user.pk)
+    }

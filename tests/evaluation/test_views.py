@@ -199,15 +199,15 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     # id sequences make differ from run to run, and takes the locked path (its lock, the open assignment, the count).
     type(grounded_study).objects.filter(pk=grounded_study.pk).update(gold_rate=0.0)
     grounded_study.refresh_from_db()
-    client.get(reverse("evaluation:queue"))  # where a clinician comes from: their unread notifications counted, cached
+    client.get(reverse("evaluation:queue"))  # where a clinician comes from
     # The queue's first request: + the study, no open assignment, the standing and the study's item kinds (the
     # onboarding gate), the candidates, whether it is a gold or repeat turn; the item locked, its places, its answers
     # frozen (read, written), the assignment made
     with django_assert_max_num_queries(14 + session):
         location = client.get(reverse("evaluation:study_next", args=[grounded_study.pk]))["Location"]
     # The item page's session, then the assignment with its study, rubric, item and participant, the rater's progress
-    # and the user with their roles (one statement, evaluation.access.access_assignment_as_session_user: no query
-    # of its own for the user); the item's criteria (issue 22); the participant's record beside the answer, the first
+    # and the user with their roles and unread count (one statement, evaluation.access.access_assignment_as_session_user:
+    # no query of its own for the user); the item's criteria (issue 22); the participant's record beside the answer, the first
     # time this web process shows that participant's window: one query each for its measurements, daily summaries and
     # events; the rubric's dimensions, the first time this web process shows that version of the rubric.
     with django_assert_max_num_queries(6 + session):
