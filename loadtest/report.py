@@ -14,7 +14,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 def _process_seconds(pid: int, *, with_children: bool = False) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+    except OSError:  # gone: FileNotFoundError before it is opened, ProcessLookupError (ESRCH) while it is read
         return 0.0
     # fields[11:15] = utime, stime, cutime, cstime (fields 14-17 of proc(5), after the command name)
     ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if with_children else 0)
@@ -28,7 +28,7 @@ def child_pids(parent: int) -> list[int]:
             try:
                 if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
                     pids.append(int(entry))
-            except (FileNotFoundError, IndexError, ValueError):
+            except (OSError, IndexError, ValueError):  # a process that ended between the listing and the read
                 continue
     return pids
 

@@ -1,8 +1,10 @@
 """The load test's figures of a shape (loadtest/report.py): CPU per rated item over the steady window, the ramp's
 one-off work (log-ins, first items) left out, and over the whole shape beside it."""
 
+from pathlib import Path
+
 from loadtest.client import Recorder
-from loadtest.report import shape_summary
+from loadtest.report import _process_seconds, child_pids, shape_summary
 
 
 def _snapshot(wall: float, server: float, postgres: float) -> dict:
@@ -32,3 +34,17 @@ def test_cpu_per_rated_item_is_the_steady_window_s_and_the_whole_shape_s_is_kept
     )
     assert summary["cpu_ms_per_rated_item"] == {"server": 10.0, "postgres": 4.0, "client": 0.0}  # 5 items
     assert summary["cpu_ms_per_rated_item_whole_shape"]["server"] == 305.0  # 10 items, the ramp's work included
+
+
+def test_a_process_that_ends_while_its_stat_file_is_read_is_skipped(monkeypatch):
+    """/proc/<pid>/stat of a process that ended after the listing raises ProcessLookupError (ESRCH) on read, not
+    FileNotFoundError: a web worker's thread ending then stopped a whole run (session 26)."""
+    real_read_text = Path.read_text
+
+    def read_text(path, *args, **kwargs):
+        if path.name == "stat" and path.parent.name.isdigit() and int(path.parent.name) != 1:
+            raise ProcessLookupError(3, "No such process")
+        return real_read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert child_pids(1) == [] and _process_seconds(2) == 0.0
