@@ -124,8 +124,9 @@ def _free_username(claims: dict[str, Any]) -> str:
 
 class HospitalOIDCBackend(OIDCAuthenticationBackend):
     def get_user(self, user_id):
-        # With the roles, in one query (every signed-in request). A deactivated account's session ends here, as
-        # ModelBackend's does (the library's get_user does not check): signed out, not a 403 on every page.
+        # With the roles, in one query (every signed-in request). A deactivated account's requests are anonymous from
+        # here on, as ModelBackend's are (the library's get_user does not check): the login page, not a 403 on every
+        # page. (Its session is not deleted: reactivating the account would revive it, as with passwords.)
         user = user_with_roles(user_id)
         return user if user is not None and self.user_can_authenticate(user) else None
 

@@ -134,11 +134,14 @@ def run_lsm_evaluate(context: JobContext) -> dict:
         for part, part_tables in report["tables"].items()
         for table in part_tables
     ]
-    summary = next(iter(report["tables"].values()))[0]["summary"]  # downstream's, or generative's when alone
+    # The downstream summary is the checkpoint's evaluation; a generative-only run is kept beside it, never over it.
+    part = "downstream" if "downstream" in report["tables"] else "generative"
+    summary = report["tables"][part][0]["summary"]
     context.log(summary)
     with transaction.atomic():  # a fresh, locked read: a write made to the checkpoint during the evaluation is kept
         locked = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
-        locked.metrics = {**locked.metrics, "evaluation": {"job": context.job.pk, "summary": summary}}
+        key = "evaluation" if part == "downstream" else "generative_evaluation"
+        locked.metrics = {**locked.metrics, key: {"job": context.job.pk, "summary": summary}}
         locked.save(update_fields=["metrics"])
     return {
         "checkpoint": checkpoint.pk,

@@ -116,6 +116,9 @@ def test_lsm_evaluate_job_reports_tables_on_its_page_and_on_the_checkpoint(clien
         "generative.md",
     ]
     assert "10 new simulated participants" in (Path(alone.result["report_dir"]) / "generative.md").read_text()
+    checkpoint.refresh_from_db()  # the full evaluation's summary stays the checkpoint's; the generative one beside it
+    assert checkpoint.metrics["evaluation"]["job"] == job.pk
+    assert checkpoint.metrics["generative_evaluation"]["job"] == alone.pk
     with pytest.raises(JobError, match="generative"):
         job_queue(
             kind_name="lsm_evaluate",
