@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from loadtest.reference import reference_cpu_ms
+
 BENCHMARKS = (
     "bench.site_pages",
     "bench.cohort",
@@ -53,7 +55,12 @@ def main() -> int:
         result = importlib.import_module(module_name).run()
         record = {
             "benchmark": module_name,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "reference_cpu_ms": reference_cpu_ms(),  # the machine's speed at this code's kind of work
+            },
             # 1-, 5- and 15-minute load averages: a figure measured beside other heavy work cannot be compared.
             "load_average": {"before": load_before, "after": [round(value, 2) for value in os.getloadavg()]},
             "seconds": round(time.perf_counter() - started, 2),

@@ -57,6 +57,7 @@ def run() -> dict:
         "measured_at": results.get("finished_at"),
         "server": conditions["server"],
         "cpus": conditions["cpus"],
+        "reference_cpu_ms": conditions.get("reference_cpu_ms"),  # loadtest.reference: compare machines by it
         "study": f"{conditions['participants']} participants x {conditions['variants']} variants, {conditions['days']}-day charts",
         "shapes": shapes,
         "full_report": "bench/results/load.md",

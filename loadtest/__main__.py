@@ -27,6 +27,7 @@ import psycopg
 
 from loadtest import statements
 from loadtest.client import Clinician, Recorder, closed_loop, open_loop, shared_client
+from loadtest.reference import reference_cpu_ms
 from loadtest.report import cpu_snapshot, integrity_check, markdown, shape_summary
 from loadtest.sampling import SamplingProfile, py_spy_available, summarize
 from loadtest.sampling import markdown as profile_markdown
@@ -316,6 +317,7 @@ def main(argv=None) -> int:
             "server": f"{args.server} x {args.processes} ({_server_detail(args)}), production profile",
             "database": "PostgreSQL 15 (fsync on)",
             "redis": "channel layer and broker",
+            "reference_cpu_ms": reference_cpu_ms(),  # before anything of the test starts: the machine's own speed
         },
         "shapes": {},
     }

@@ -179,6 +179,26 @@ def integrity_check(connection, *, study_id: int, recorder: Recorder) -> dict:
     return result
 
 
+def _reference_line(conditions: dict) -> list[str]:
+    reference = conditions.get("reference_cpu_ms")
+    if not reference:
+        return []
+    return [
+        f"Reference workload (`loadtest/reference.py`, measured before the services start): {reference} ms of CPU on "
+        "this machine. A figure divided by it is in the machine's own units: compare runs on different machines (or "
+        "days of a shared one) by those."
+    ]
+
+
+def _in_reference_units(shape: dict, conditions: dict) -> str:
+    """Server + PostgreSQL CPU per rated item over the reference workload's CPU time (steady window)."""
+    reference, per_item = conditions.get("reference_cpu_ms"), shape.get("cpu_ms_per_rated_item") or {}
+    if not reference or "server" not in per_item:
+        return ""
+    total = per_item["server"] + per_item.get("postgres", 0.0)
+    return f" Server + PostgreSQL: {total:.1f} ms per rated item = {total / reference:.3f} of the reference workload."
+
+
 def markdown(results: dict) -> str:
     conditions = results["conditions"]
     lines = [
@@ -187,6 +207,7 @@ def markdown(results: dict) -> str:
         f"{conditions['server']}; {conditions['database']}; Redis; {conditions['cpus']} CPUs shared with the client and with other work on the machine.",
         f"Study: {conditions['participants']} participants x {conditions['variants']} variants = {conditions.get('items_per_study')} items per study, "
         f"{conditions['days']}-day charts. {conditions['logins']} clinicians log in through the form; the others hold a session.",
+        *_reference_line(conditions),
         "",
     ]
     for name, shape in results["shapes"].items():
@@ -198,7 +219,8 @@ def markdown(results: dict) -> str:
             f"chart median {shape.get('chart_bytes_median', 0):,} bytes as sent (gzip), fetched for {shape.get('chart_fetches_per_item_page', 0)} of item pages; "
             f"CPU cores used: {shape['cpu_cores_used']}; CPU ms per rated item (steady window): {shape['cpu_ms_per_rated_item']}; "
             f"over the whole shape, ramp included: {shape.get('cpu_ms_per_rated_item_whole_shape', 'not recorded')}; "
-            f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}.",
+            f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}."
+            + _in_reference_units(shape, conditions),
             "",
             "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors |",
             "|---|---:|---:|---:|---:|---:|---:|",

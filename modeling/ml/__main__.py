@@ -87,6 +87,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     scaling_parser.add_argument(
         "--output", type=Path, required=True, help="scaling.md/.json/.html and the runs go here"
     )
+    replicates_parser = lsm.add_parser(
+        "scaling-replicates", help="finished scaling studies of one grid with other seeds -> means, steps, noise"
+    )
+    replicates_parser.add_argument("--studies", type=Path, nargs="+", required=True, help="folders with scaling.json")
+    replicates_parser.add_argument("--output", type=Path, required=True, help="replicates.md/.json/.html go here")
     heads = families.add_parser("heads", help="prediction-head search over a frozen foundation model").add_subparsers(
         dest="command", required=True
     )
@@ -256,6 +261,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         except FolderInUse as error:
             raise SystemExit(f"error: {error}") from None
         print((args.output / "scaling.md").read_text())
+        return
+
+    if args.command == "scaling-replicates":
+        from modeling.ml.lsm.scaling import replicates
+
+        replicates(args.studies, args.output)
+        print((args.output / "replicates.md").read_text())
         return
 
     if args.command == "evaluate":

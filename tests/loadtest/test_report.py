@@ -48,3 +48,17 @@ def test_a_process_that_ends_while_its_stat_file_is_read_is_skipped(monkeypatch)
 
     monkeypatch.setattr(Path, "read_text", read_text)
     assert child_pids(1) == [] and _process_seconds(2) == 0.0
+
+
+def test_the_reference_workload_is_steady_and_a_shape_reads_in_its_units():
+    from loadtest.reference import reference_cpu_ms
+    from loadtest.report import _in_reference_units, _reference_line
+
+    first, second = reference_cpu_ms(repeats=3, rounds=4), reference_cpu_ms(repeats=3, rounds=4)
+    assert first > 0 and second > 0
+    assert 0.5 < first / second < 2  # the fastest of repeats: the same machine gives about the same time
+    conditions = {"reference_cpu_ms": 40.0}
+    shape = {"cpu_ms_per_rated_item": {"server": 9.0, "postgres": 5.0, "client": 1.0}}
+    assert _in_reference_units(shape, conditions).endswith("14.0 ms per rated item = 0.350 of the reference workload.")
+    assert "40.0 ms of CPU" in _reference_line(conditions)[0]
+    assert _in_reference_units(shape, {}) == "" and _reference_line({}) == []  # an older run's results still render

@@ -16,11 +16,13 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from scipy.stats import t as student_t
 
 from modeling.ml.common.output_lock import output_lock
 from modeling.ml.common.settings import setting
@@ -258,10 +260,21 @@ def figure(results: list[dict[str, Any]]) -> "go.Figure":
             name = f"{line} windows" if line_key == "pretraining_windows" else str(line)
             color = next(palette)  # the same line has the same colour in both rows
             for row, metric in enumerate(("held_out_loss", "mean_probe_auroc"), start=1):
+                # replicated studies' means carry each study's value: the bar spans them
+                spans = [result.get(f"{metric}_replicates", [result[metric]]) for result in chosen]
                 fig.add_trace(
                     go.Scatter(
                         x=[result[x_key] for result in chosen],
                         y=[result[metric] for result in chosen],
+                        error_y={
+                            "type": "data",
+                            "symmetric": False,
+                            "array": [max(span) - result[metric] for span, result in zip(spans, chosen, strict=True)],
+                            "arrayminus": [
+                                result[metric] - min(span) for span, result in zip(spans, chosen, strict=True)
+                            ],
+                            "visible": any(len(span) > 1 for span in spans),
+                        },
                         mode="lines+markers",
                         name=name,
                         legendgroup=f"{column}-{name}",
@@ -345,3 +358,165 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
     (output_dir / "scaling.md").write_text(markdown([table], header=header))
     (output_dir / "scaling.json").write_text(json.dumps(results, indent=1))
     figure(results).write_html(output_dir / "scaling.html", include_plotlyjs="directory", full_html=True)
+
+
+REPLICATED = ("held_out_loss", "mean_probe_auroc", "mean_probe_pearson_r")
+
+
+def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
+    """Combine finished studies of the same grid run with different seeds (each its own cohort, held-out and probe
+    participants) into one table and figure: each cell's mean over the studies, and every step along each axis
+    (more data at one size, a larger size at one data size) with its difference in each study and on average.
+
+    A step's noise is estimated from the studies' disagreement on it: its difference's variance across the studies,
+    pooled over the steps, is one study's; the mean over n studies has that over n. A step is "worse beyond noise"
+    when its mean difference is more than the 95 % t quantile of those standard deviations the wrong way (a higher
+    loss, a lower probe)."""
+    if len(studies) < 2:
+        raise ValueError("replicates need at least two finished studies")
+    loaded = [json.loads((study / "scaling.json").read_text()) for study in studies]
+    cells = [(result["size"], result["pretraining_windows"]) for result in loaded[0]]
+    for study, results in zip(studies[1:], loaded[1:], strict=True):
+        if [(result["size"], result["pretraining_windows"]) for result in results] != cells:
+            raise ValueError(f"{study}'s runs are not {studies[0]}'s: a replicate must run the same sizes and windows")
+    combined = []
+    for position, cell in enumerate(cells):
+        runs = [results[position] for results in loaded]
+        row: dict[str, Any] = {
+            "size": cell[0],
+            "pretraining_windows": cell[1],
+            "parameters": runs[0]["parameters"],
+            "pretraining_cpu_seconds": [run["pretraining_cpu_seconds"] for run in runs],
+            "load_average": [run["load_average"][0] for run in runs],
+        }
+        for metric in (*REPLICATED, "mean_handcrafted_auroc", "tasks_at_least_handcrafted"):
+            row[f"{metric}_replicates"] = [run[metric] for run in runs]
+            row[metric] = float(np.mean(row[f"{metric}_replicates"]))
+        combined.append(row)
+    sizes = list(dict.fromkeys(cell[0] for cell in cells))
+    windows = list(dict.fromkeys(cell[1] for cell in cells))
+    by_cell = {(row["size"], row["pretraining_windows"]): row for row in combined}
+    pairs = [(by_cell[(size, a)], by_cell[(size, b)], "data") for size in sizes for a, b in pairwise(windows)]
+    pairs += [(by_cell[(a, data)], by_cell[(b, data)], "size") for data in windows for a, b in pairwise(sizes)]
+    steps = [_step(before, after, axis) for before, after, axis in pairs]
+    # a step's difference is measured once per study: the studies' disagreement on it, pooled over the steps
+    spread = {
+        metric: float(np.sqrt(np.mean([np.var(step[metric]["differences"], ddof=1) for step in steps])))
+        for metric in REPLICATED
+    }
+    # the two-sided 95 % t quantile at the pooled estimate's degrees of freedom, times the mean's SD
+    quantile = float(student_t.ppf(0.975, len(steps) * (len(studies) - 1)))
+    for step in steps:
+        for metric in REPLICATED:
+            change, better = step[metric], -1 if metric == "held_out_loss" else 1  # the loss should fall
+            noise = quantile * spread[metric] / np.sqrt(len(studies))
+            change["worse_beyond_noise"] = bool(better * change["mean"] < -noise)
+            change["better_beyond_noise"] = bool(better * change["mean"] > noise)
+    summary = {
+        "studies": [str(study) for study in studies],
+        "cells": combined,
+        "steps": steps,
+        "step_sd": spread,
+        "t_quantile": quantile,
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "replicates.json").write_text(json.dumps(summary, indent=1))
+    (output_dir / "replicates.md").write_text(_replicates_markdown(summary))
+    figure(combined).write_html(output_dir / "replicates.html", include_plotlyjs="directory", full_html=True)
+    return summary
+
+
+def _step(before: dict[str, Any], after: dict[str, Any], axis: str) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "axis": axis,
+        "from": f"{before['size']} on {before['pretraining_windows']:,}",
+        "to": f"{after['size']} on {after['pretraining_windows']:,}",
+    }
+    for metric in REPLICATED:
+        differences = [
+            b - a for a, b in zip(before[f"{metric}_replicates"], after[f"{metric}_replicates"], strict=True)
+        ]
+        better = -1 if metric == "held_out_loss" else 1
+        step[metric] = {
+            "differences": differences,
+            "mean": float(np.mean(differences)),
+            "worse_in_every_study": all(better * difference < 0 for difference in differences),
+        }
+    return step
+
+
+def _replicates_markdown(summary: dict[str, Any]) -> str:
+    cells, steps, sd = summary["cells"], summary["steps"], summary["step_sd"]
+    count = len(summary["studies"])
+
+    def values(row: dict[str, Any], metric: str, digits: int) -> str:
+        each = ", ".join(f"{value:.{digits}f}" for value in row[f"{metric}_replicates"])
+        return f"{row[metric]:.{digits}f} ({each})"
+
+    def verdict(change: dict[str, Any]) -> str:
+        if change["worse_beyond_noise"]:
+            return "worse beyond noise"
+        if change["better_beyond_noise"]:
+            return "better beyond noise"
+        return "worse in every study" if change["worse_in_every_study"] else "within noise"
+
+    def signed(change: dict[str, Any], digits: int) -> str:
+        each = ", ".join(f"{value:+.{digits}f}" for value in change["differences"])
+        return f"{change['mean']:+.{digits}f} ({each}): {verdict(change)}"
+
+    cell_table = {
+        "title": "Cells: mean over the studies (each study's value in brackets)",
+        "summary": "",
+        "columns": [
+            "size",
+            "parameters",
+            "pre-training windows",
+            "held-out loss",
+            "mean probe AUROC",
+            "mean probe Pearson r",
+            "hand-crafted AUROC",
+            "CPU-min",
+        ],
+        "rows": [
+            [
+                row["size"],
+                f"{row['parameters']:,}",
+                f"{row['pretraining_windows']:,}",
+                values(row, "held_out_loss", 4),
+                values(row, "mean_probe_auroc", 3),
+                values(row, "mean_probe_pearson_r", 3),
+                values(row, "mean_handcrafted_auroc", 3),
+                " + ".join(f"{seconds / 60:.1f}" for seconds in row["pretraining_cpu_seconds"]),
+            ]
+            for row in cells
+        ],
+    }
+    step_table = {
+        "title": "Steps: the change from one cell to the next, mean over the studies (each study's in brackets)",
+        "summary": (
+            "One study's SD of a step's change, pooled from the studies' disagreement on each step: held-out loss "
+            f"{sd['held_out_loss']:.4f}, probe AUROC {sd['mean_probe_auroc']:.4f}, probe Pearson r "
+            f"{sd['mean_probe_pearson_r']:.4f}. The mean over {count} studies has SD 1/√{count} of it; "
+            f'"beyond noise" is a mean change beyond {summary["t_quantile"]:.2f} of those (the two-sided 95 % t '
+            "quantile at the pooled estimate's degrees of freedom). Worse: a higher loss, a lower probe."
+        ),
+        "columns": ["axis", "from", "to", "held-out loss", "mean probe AUROC", "mean probe Pearson r"],
+        "rows": [
+            [
+                step["axis"],
+                step["from"],
+                step["to"],
+                signed(step["held_out_loss"], 4),
+                signed(step["mean_probe_auroc"], 3),
+                signed(step["mean_probe_pearson_r"], 3),
+            ]
+            for step in steps
+        ],
+    }
+    header = (
+        "# Wearable foundation model: scaling study, replicated\n\n"
+        f"{count} studies of the same grid, each with its own seed (its own pre-training cohort, held-out and probe "
+        f"participants): {', '.join(f'`{study}`' for study in summary['studies'])}. Figure: `replicates.html` (the "
+        "means; `plotly.min.js` beside it)."
+    )
+    return markdown([cell_table, step_table], header=header)

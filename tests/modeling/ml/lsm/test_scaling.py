@@ -1,6 +1,7 @@
 """The scaling study: every (size, data) run is trained and scored on the same held-out material."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,14 @@ from modeling.ml.lsm.pretrain import (
     pretrain_with,
     simulated_windows,
 )
-from modeling.ml.lsm.scaling import ScalingSettings, held_out_loss, run_steps, scaling_study, size_overrides
+from modeling.ml.lsm.scaling import (
+    ScalingSettings,
+    held_out_loss,
+    replicates,
+    run_steps,
+    scaling_study,
+    size_overrides,
+)
 
 
 def test_sizes_are_named_or_width_by_depth():
@@ -93,3 +101,70 @@ def test_the_held_out_loss_is_in_the_held_out_days_units_whatever_the_model_s_no
         ).loss
     assert losses[1] == pytest.approx(float(own) * 4, rel=1e-4)
     assert losses[0] != pytest.approx(losses[1])
+
+
+def _finished_study(folder, probe, loss):
+    """A finished study's scaling.json: probe AUROC and loss per (size, windows) from the given functions."""
+    folder.mkdir()
+    results = [
+        {
+            "size": size,
+            "parameters": parameters,
+            "pretraining_windows": windows,
+            "held_out_loss": loss(parameters, windows),
+            "mean_probe_auroc": probe(parameters, windows),
+            "mean_probe_pearson_r": probe(parameters, windows) - 0.2,
+            "mean_handcrafted_auroc": 0.72,
+            "tasks_at_least_handcrafted": 20,
+            "pretraining_cpu_seconds": 60.0,
+            "load_average": [1.0, 1.0, 1.0],
+        }
+        for size, parameters in (("16x1", 10_000), ("32x1", 30_000))
+        for windows in (128, 512, 2048)
+    ]
+    (folder / "scaling.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_replicated_studies_average_each_cell_and_judge_each_step_against_their_disagreement(tmp_path):
+    def loss(parameters, windows):
+        return 1.0 / math.log(parameters) + 1.0 / math.log(windows)
+
+    def probe_of(noise):  # the probe falls by 0.05 from 512 to 2,048 windows for the small size only
+        return lambda parameters, windows: (
+            0.75 + noise * (windows == 512) - (0.05 if (parameters, windows) == (10_000, 2048) else 0.0)
+        )
+
+    first = _finished_study(tmp_path / "seed0", probe_of(0.004), loss)
+    second = _finished_study(tmp_path / "seed1", probe_of(-0.004), loss)
+    summary = replicates([first, second], tmp_path / "combined")
+
+    cell = next(c for c in summary["cells"] if (c["size"], c["pretraining_windows"]) == ("16x1", 512))
+    assert cell["mean_probe_auroc_replicates"] == pytest.approx([0.754, 0.746])
+    assert cell["mean_probe_auroc"] == pytest.approx(0.75)
+    steps = {(step["from"], step["to"]): step for step in summary["steps"]}
+    assert len(steps) == 2 * 2 + 3  # two data steps per size, one size step per data size
+    fall = steps[("16x1 on 512", "16x1 on 2,048")]["mean_probe_auroc"]
+    assert fall["mean"] == pytest.approx(-0.05) and fall["worse_in_every_study"] and fall["worse_beyond_noise"]
+    wobble = steps[("16x1 on 128", "16x1 on 512")]["mean_probe_auroc"]  # +0.004 in one study, -0.004 in the other
+    assert wobble["mean"] == pytest.approx(0.0) and not wobble["worse_in_every_study"]
+    assert not wobble["worse_beyond_noise"] and not wobble["better_beyond_noise"]
+    assert all(step["held_out_loss"]["mean"] < 0 for step in summary["steps"])
+    assert summary["step_sd"]["mean_probe_auroc"] > 0
+    text = (tmp_path / "combined" / "replicates.md").read_text()
+    assert "| data | 16x1 on 512 | 16x1 on 2,048 |" in text and "worse beyond noise" in text
+    assert 'src="plotly.min.js"' in (tmp_path / "combined" / "replicates.html").read_text()
+
+
+def test_replicates_must_run_the_same_grid(tmp_path):
+    def flat(parameters, windows):
+        return 0.5
+
+    first = _finished_study(tmp_path / "a", flat, flat)
+    second = _finished_study(tmp_path / "b", flat, flat)
+    results = json.loads((second / "scaling.json").read_text())
+    (second / "scaling.json").write_text(json.dumps(results[:-1]))
+    with pytest.raises(ValueError, match="same sizes and windows"):
+        replicates([first, second], tmp_path / "out")
+    with pytest.raises(ValueError, match="at least two"):
+        replicates([first], tmp_path / "out")
