@@ -364,28 +364,40 @@ REPLICATED = ("held_out_loss", "mean_probe_auroc", "mean_probe_pearson_r")
 
 
 def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
-    """Combine finished studies of the same grid run with different seeds (each its own cohort, held-out and probe
-    participants) into one table and figure: each cell's mean over the studies, and every step along each axis
-    (more data at one size, a larger size at one data size) with its difference in each study and on average.
+    """Combine finished studies of one grid run with different seeds (each its own cohort, held-out and probe
+    participants) into one table and figure: each cell's mean over the studies that ran it, and every step along
+    each axis (more data at one size, a larger size at one data size) with its difference in each study that ran
+    both cells, and on average. The first study runs the whole grid; a later one may run part of it (the cheaper
+    data sizes, say).
 
-    A step's noise is estimated from the studies' disagreement on it: its difference's variance across the studies,
-    pooled over the steps, is one study's; the mean over n studies has that over n. A step is "worse beyond noise"
-    when its mean difference is more than the 95 % t quantile of those standard deviations the wrong way (a higher
-    loss, a lower probe)."""
+    A step's noise is estimated from the studies' disagreement on it: the variance of its difference across the
+    studies, pooled over the steps (weighted by their degrees of freedom), is one study's; the mean over n studies
+    has that over n. A step is "worse beyond noise" when its mean difference is more than the two-sided 95 % t
+    quantile of those standard deviations the wrong way (a higher loss, a lower probe)."""
     if len(studies) < 2:
         raise ValueError("replicates need at least two finished studies")
-    loaded = [json.loads((study / "scaling.json").read_text()) for study in studies]
-    cells = [(result["size"], result["pretraining_windows"]) for result in loaded[0]]
+    loaded = [
+        {
+            (result["size"], result["pretraining_windows"]): result
+            for result in json.loads((study / "scaling.json").read_text())
+        }
+        for study in studies
+    ]
+    cells = list(loaded[0])
     for study, results in zip(studies[1:], loaded[1:], strict=True):
-        if [(result["size"], result["pretraining_windows"]) for result in results] != cells:
-            raise ValueError(f"{study}'s runs are not {studies[0]}'s: a replicate must run the same sizes and windows")
+        if not set(results) <= set(cells):
+            raise ValueError(
+                f"{study}'s runs are not part of {studies[0]}'s grid: a replicate runs its sizes and windows"
+            )
     combined = []
-    for position, cell in enumerate(cells):
-        runs = [results[position] for results in loaded]
+    for cell in cells:
+        ran = [number for number, results in enumerate(loaded) if cell in results]
+        runs = [loaded[number][cell] for number in ran]
         row: dict[str, Any] = {
             "size": cell[0],
             "pretraining_windows": cell[1],
             "parameters": runs[0]["parameters"],
+            "studies": ran,
             "pretraining_cpu_seconds": [run["pretraining_cpu_seconds"] for run in runs],
             "load_average": [run["load_average"][0] for run in runs],
         }
@@ -399,17 +411,28 @@ def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
     pairs = [(by_cell[(size, a)], by_cell[(size, b)], "data") for size in sizes for a, b in pairwise(windows)]
     pairs += [(by_cell[(a, data)], by_cell[(b, data)], "size") for data in windows for a, b in pairwise(sizes)]
     steps = [_step(before, after, axis) for before, after, axis in pairs]
-    # a step's difference is measured once per study: the studies' disagreement on it, pooled over the steps
+    # a step's difference is measured once per study that ran both cells: their disagreement, pooled over the steps
+    freedom = sum(len(step["studies"]) - 1 for step in steps)
+    if freedom < 1:
+        raise ValueError("no step was run by two studies: there is nothing to tell the noise from")
     spread = {
-        metric: float(np.sqrt(np.mean([np.var(step[metric]["differences"], ddof=1) for step in steps])))
+        metric: float(
+            np.sqrt(
+                sum(
+                    (len(step["studies"]) - 1) * np.var(step[metric]["differences"], ddof=1)
+                    for step in steps
+                    if len(step["studies"]) > 1
+                )
+                / freedom
+            )
+        )
         for metric in REPLICATED
     }
-    # the two-sided 95 % t quantile at the pooled estimate's degrees of freedom, times the mean's SD
-    quantile = float(student_t.ppf(0.975, len(steps) * (len(studies) - 1)))
+    quantile = float(student_t.ppf(0.975, freedom))  # the two-sided 95 % t quantile at the pooled degrees of freedom
     for step in steps:
         for metric in REPLICATED:
             change, better = step[metric], -1 if metric == "held_out_loss" else 1  # the loss should fall
-            noise = quantile * spread[metric] / np.sqrt(len(studies))
+            noise = quantile * spread[metric] / np.sqrt(len(step["studies"]))
             change["worse_beyond_noise"] = bool(better * change["mean"] < -noise)
             change["better_beyond_noise"] = bool(better * change["mean"] > noise)
     summary = {
@@ -417,6 +440,7 @@ def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
         "cells": combined,
         "steps": steps,
         "step_sd": spread,
+        "degrees_of_freedom": freedom,
         "t_quantile": quantile,
     }
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -427,15 +451,19 @@ def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
 
 
 def _step(before: dict[str, Any], after: dict[str, Any], axis: str) -> dict[str, Any]:
+    both = [number for number in before["studies"] if number in after["studies"]]
     step: dict[str, Any] = {
         "axis": axis,
         "from": f"{before['size']} on {before['pretraining_windows']:,}",
         "to": f"{after['size']} on {after['pretraining_windows']:,}",
+        "studies": both,
     }
     for metric in REPLICATED:
-        differences = [
-            b - a for a, b in zip(before[f"{metric}_replicates"], after[f"{metric}_replicates"], strict=True)
-        ]
+        value = {
+            row_number: dict(zip(row["studies"], row[f"{metric}_replicates"], strict=True))
+            for row_number, row in enumerate((before, after))
+        }
+        differences = [value[1][number] - value[0][number] for number in both]
         better = -1 if metric == "held_out_loss" else 1
         step[metric] = {
             "differences": differences,
@@ -447,7 +475,10 @@ def _step(before: dict[str, Any], after: dict[str, Any], axis: str) -> dict[str,
 
 def _replicates_markdown(summary: dict[str, Any]) -> str:
     cells, steps, sd = summary["cells"], summary["steps"], summary["step_sd"]
-    count = len(summary["studies"])
+    names = summary["studies"]
+
+    def studies(numbers: list[int]) -> str:
+        return ", ".join(str(number + 1) for number in numbers)
 
     def values(row: dict[str, Any], metric: str, digits: int) -> str:
         each = ", ".join(f"{value:.{digits}f}" for value in row[f"{metric}_replicates"])
@@ -465,10 +496,11 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
         return f"{change['mean']:+.{digits}f} ({each}): {verdict(change)}"
 
     cell_table = {
-        "title": "Cells: mean over the studies (each study's value in brackets)",
+        "title": "Cells: mean over the studies that ran them (each study's value in brackets)",
         "summary": "",
         "columns": [
             "size",
+            "studies",
             "parameters",
             "pre-training windows",
             "held-out loss",
@@ -480,6 +512,7 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
         "rows": [
             [
                 row["size"],
+                studies(row["studies"]),
                 f"{row['parameters']:,}",
                 f"{row['pretraining_windows']:,}",
                 values(row, "held_out_loss", 4),
@@ -492,20 +525,22 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
         ],
     }
     step_table = {
-        "title": "Steps: the change from one cell to the next, mean over the studies (each study's in brackets)",
+        "title": "Steps: the change from one cell to the next, mean over the studies that ran both (each study's in "
+        "brackets)",
         "summary": (
             "One study's SD of a step's change, pooled from the studies' disagreement on each step: held-out loss "
             f"{sd['held_out_loss']:.4f}, probe AUROC {sd['mean_probe_auroc']:.4f}, probe Pearson r "
-            f"{sd['mean_probe_pearson_r']:.4f}. The mean over {count} studies has SD 1/√{count} of it; "
-            f'"beyond noise" is a mean change beyond {summary["t_quantile"]:.2f} of those (the two-sided 95 % t '
-            "quantile at the pooled estimate's degrees of freedom). Worse: a higher loss, a lower probe."
+            f"{sd['mean_probe_pearson_r']:.4f} ({summary['degrees_of_freedom']} degrees of freedom). The mean over n "
+            f'studies has SD 1/√n of it; "beyond noise" is a mean change beyond {summary["t_quantile"]:.2f} of those '
+            "(the two-sided 95 % t quantile at those degrees of freedom). Worse: a higher loss, a lower probe."
         ),
-        "columns": ["axis", "from", "to", "held-out loss", "mean probe AUROC", "mean probe Pearson r"],
+        "columns": ["axis", "from", "to", "studies", "held-out loss", "mean probe AUROC", "mean probe Pearson r"],
         "rows": [
             [
                 step["axis"],
                 step["from"],
                 step["to"],
+                studies(step["studies"]),
                 signed(step["held_out_loss"], 4),
                 signed(step["mean_probe_auroc"], 3),
                 signed(step["mean_probe_pearson_r"], 3),
@@ -515,8 +550,8 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
     }
     header = (
         "# Wearable foundation model: scaling study, replicated\n\n"
-        f"{count} studies of the same grid, each with its own seed (its own pre-training cohort, held-out and probe "
-        f"participants): {', '.join(f'`{study}`' for study in summary['studies'])}. Figure: `replicates.html` (the "
-        "means; `plotly.min.js` beside it)."
+        f"{len(names)} studies of one grid, each with its own seed (its own pre-training cohort, held-out and probe "
+        f"participants): {'; '.join(f'{number + 1}: `{name}`' for number, name in enumerate(names))}. Figure: "
+        "`replicates.html` (the means, bars spanning the studies' values; `plotly.min.js` beside it)."
     )
     return markdown([cell_table, step_table], header=header)

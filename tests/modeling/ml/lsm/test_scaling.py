@@ -156,15 +156,28 @@ def test_replicated_studies_average_each_cell_and_judge_each_step_against_their_
     assert 'src="plotly.min.js"' in (tmp_path / "combined" / "replicates.html").read_text()
 
 
-def test_replicates_must_run_the_same_grid(tmp_path):
+def test_a_replicate_may_run_part_of_the_grid_and_nothing_outside_it(tmp_path):
     def flat(parameters, windows):
         return 0.5
 
-    first = _finished_study(tmp_path / "a", flat, flat)
-    second = _finished_study(tmp_path / "b", flat, flat)
+    def rising(parameters, windows):
+        return 0.7 + windows / 100_000
+
+    first = _finished_study(tmp_path / "a", rising, flat)
+    second = _finished_study(tmp_path / "b", rising, flat)
     results = json.loads((second / "scaling.json").read_text())
-    (second / "scaling.json").write_text(json.dumps(results[:-1]))
-    with pytest.raises(ValueError, match="same sizes and windows"):
+    (second / "scaling.json").write_text(json.dumps([r for r in results if r["pretraining_windows"] < 2048]))
+    summary = replicates([first, second], tmp_path / "out")
+    cells = {(c["size"], c["pretraining_windows"]): c for c in summary["cells"]}
+    assert cells[("16x1", 2048)]["studies"] == [0] and cells[("16x1", 512)]["studies"] == [0, 1]
+    steps = {(step["from"], step["to"]): step for step in summary["steps"]}
+    assert steps[("16x1 on 512", "16x1 on 2,048")]["studies"] == [0]
+    assert steps[("16x1 on 128", "16x1 on 512")]["mean_probe_auroc"]["differences"] == pytest.approx([0.00384] * 2)
+    assert summary["degrees_of_freedom"] == 2 + 2  # a data step per size and a size step per data size of both
+
+    results[0]["size"] = "8x1"  # a size the first study did not run
+    (second / "scaling.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="not part of"):
         replicates([first, second], tmp_path / "out")
     with pytest.raises(ValueError, match="at least two"):
         replicates([first], tmp_path / "out")
