@@ -193,9 +193,9 @@ def _reference_line(conditions: dict) -> list[str]:
 def _in_reference_units(shape: dict, conditions: dict) -> str:
     """Server + PostgreSQL CPU per rated item over the reference workload's CPU time (steady window)."""
     reference, per_item = conditions.get("reference_cpu_ms"), shape.get("cpu_ms_per_rated_item") or {}
-    if not reference or "server" not in per_item:
+    if not reference or "server" not in per_item or "postgres" not in per_item:
         return ""
-    total = per_item["server"] + per_item.get("postgres", 0.0)
+    total = per_item["server"] + per_item["postgres"]
     return f" Server + PostgreSQL: {total:.1f} ms per rated item = {total / reference:.3f} of the reference workload."
 
 

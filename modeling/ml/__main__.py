@@ -266,7 +266,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "scaling-replicates":
         from modeling.ml.lsm.scaling import replicates
 
-        replicates(args.studies, args.output)
+        try:
+            replicates(studies=args.studies, output_dir=args.output)
+        except FolderInUse as error:
+            raise SystemExit(f"error: {error}") from None
         print((args.output / "replicates.md").read_text())
         return
 

@@ -363,7 +363,7 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
 REPLICATED = ("held_out_loss", "mean_probe_auroc", "mean_probe_pearson_r")
 
 
-def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
+def replicates(*, studies: list[Path], output_dir: Path) -> dict[str, Any]:
     """Combine finished studies of one grid run with different seeds (each its own cohort, held-out and probe
     participants) into one table and figure: each cell's mean over the studies that ran it, and every step along
     each axis (more data at one size, a larger size at one data size) with its difference in each study that ran
@@ -374,8 +374,15 @@ def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
     studies, pooled over the steps (weighted by their degrees of freedom), is one study's; the mean over n studies
     has that over n. A step is "worse beyond noise" when its mean difference is more than the two-sided 95 % t
     quantile of those standard deviations the wrong way (a higher loss, a lower probe)."""
+    with output_lock(output_dir):
+        return _replicates(studies, output_dir)
+
+
+def _replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
     if len(studies) < 2:
         raise ValueError("replicates need at least two finished studies")
+    if len({study.resolve() for study in studies}) < len(studies):
+        raise ValueError("a study is named twice: replicates are studies with different seeds")
     loaded = [
         {
             (result["size"], result["pretraining_windows"]): result
@@ -383,7 +390,13 @@ def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
         }
         for study in studies
     ]
-    cells = list(loaded[0])
+    first = loaded[0].values()
+    # in order of parameters and of windows, so that a step is always more of one of them
+    sizes = [size for _, size in sorted({(result["parameters"], result["size"]) for result in first})]
+    windows = sorted({result["pretraining_windows"] for result in first})
+    cells = [(size, data) for size in sizes for data in windows]
+    if set(cells) != set(loaded[0]):
+        raise ValueError(f"{studies[0]} did not run its whole grid (a stopped study?): it must, the others may not")
     for study, results in zip(studies[1:], loaded[1:], strict=True):
         if not set(results) <= set(cells):
             raise ValueError(
@@ -405,8 +418,6 @@ def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
             row[f"{metric}_replicates"] = [run[metric] for run in runs]
             row[metric] = float(np.mean(row[f"{metric}_replicates"]))
         combined.append(row)
-    sizes = list(dict.fromkeys(cell[0] for cell in cells))
-    windows = list(dict.fromkeys(cell[1] for cell in cells))
     by_cell = {(row["size"], row["pretraining_windows"]): row for row in combined}
     pairs = [(by_cell[(size, a)], by_cell[(size, b)], "data") for size in sizes for a, b in pairwise(windows)]
     pairs += [(by_cell[(a, data)], by_cell[(b, data)], "size") for data in windows for a, b in pairwise(sizes)]
@@ -433,8 +444,9 @@ def replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
         for metric in REPLICATED:
             change, better = step[metric], -1 if metric == "held_out_loss" else 1  # the loss should fall
             noise = quantile * spread[metric] / np.sqrt(len(step["studies"]))
-            change["worse_beyond_noise"] = bool(better * change["mean"] < -noise)
-            change["better_beyond_noise"] = bool(better * change["mean"] > noise)
+            told = spread[metric] > 0  # studies that agree exactly tell no noise: no verdict
+            change["worse_beyond_noise"] = told and bool(better * change["mean"] < -noise)
+            change["better_beyond_noise"] = told and bool(better * change["mean"] > noise)
     summary = {
         "studies": [str(study) for study in studies],
         "cells": combined,
@@ -489,14 +501,16 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
             return "worse beyond noise"
         if change["better_beyond_noise"]:
             return "better beyond noise"
-        return "worse in every study" if change["worse_in_every_study"] else "within noise"
+        count = len(change["differences"])
+        return "within noise" + (f" (worse in all {count})" if count > 1 and change["worse_in_every_study"] else "")
 
     def signed(change: dict[str, Any], digits: int) -> str:
         each = ", ".join(f"{value:+.{digits}f}" for value in change["differences"])
         return f"{change['mean']:+.{digits}f} ({each}): {verdict(change)}"
 
     cell_table = {
-        "title": "Cells: mean over the studies that ran them (each study's value in brackets)",
+        "title": "Cells: mean over the studies that ran them (each study's value in brackets; the studies differ between "
+        "cells where a later study ran part of the grid: read changes from the steps below, which pair them)",
         "summary": "",
         "columns": [
             "size",
@@ -532,7 +546,9 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
             f"{sd['held_out_loss']:.4f}, probe AUROC {sd['mean_probe_auroc']:.4f}, probe Pearson r "
             f"{sd['mean_probe_pearson_r']:.4f} ({summary['degrees_of_freedom']} degrees of freedom). The mean over n "
             f'studies has SD 1/√n of it; "beyond noise" is a mean change beyond {summary["t_quantile"]:.2f} of those '
-            "(the two-sided 95 % t quantile at those degrees of freedom). Worse: a higher loss, a lower probe."
+            "(the two-sided 95 % t quantile at those degrees of freedom, times SD/√n), each step on its own: not "
+            f"corrected for the {len(steps)} steps, and adjacent steps share a cell, so one of them may pass it by "
+            "chance. Worse: a higher loss, a lower probe."
         ),
         "columns": ["axis", "from", "to", "studies", "held-out loss", "mean probe AUROC", "mean probe Pearson r"],
         "rows": [

@@ -132,12 +132,15 @@ def test_replicated_studies_average_each_cell_and_judge_each_step_against_their_
 
     def probe_of(noise):  # the probe falls by 0.05 from 512 to 2,048 windows for the small size only
         return lambda parameters, windows: (
-            0.75 + noise * (windows == 512) - (0.05 if (parameters, windows) == (10_000, 2048) else 0.0)
+            0.75
+            + noise * (windows == 512)
+            - (0.05 if (parameters, windows) == (10_000, 2048) else 0.0)
+            - (abs(noise) / 4 if (parameters, windows) == (30_000, 128) else 0.0)  # a little lower in both
         )
 
     first = _finished_study(tmp_path / "seed0", probe_of(0.004), loss)
     second = _finished_study(tmp_path / "seed1", probe_of(-0.004), loss)
-    summary = replicates([first, second], tmp_path / "combined")
+    summary = replicates(studies=[first, second], output_dir=tmp_path / "combined")
 
     cell = next(c for c in summary["cells"] if (c["size"], c["pretraining_windows"]) == ("16x1", 512))
     assert cell["mean_probe_auroc_replicates"] == pytest.approx([0.754, 0.746])
@@ -149,10 +152,13 @@ def test_replicated_studies_average_each_cell_and_judge_each_step_against_their_
     wobble = steps[("16x1 on 128", "16x1 on 512")]["mean_probe_auroc"]  # +0.004 in one study, -0.004 in the other
     assert wobble["mean"] == pytest.approx(0.0) and not wobble["worse_in_every_study"]
     assert not wobble["worse_beyond_noise"] and not wobble["better_beyond_noise"]
+    dip = steps[("16x1 on 128", "32x1 on 128")]["mean_probe_auroc"]
+    assert dip["mean"] == pytest.approx(-0.001) and dip["worse_in_every_study"] and not dip["worse_beyond_noise"]
     assert all(step["held_out_loss"]["mean"] < 0 for step in summary["steps"])
     assert summary["step_sd"]["mean_probe_auroc"] > 0
     text = (tmp_path / "combined" / "replicates.md").read_text()
-    assert "| data | 16x1 on 512 | 16x1 on 2,048 |" in text and "worse beyond noise" in text
+    assert "| data | 16x1 on 512 | 16x1 on 2,048 | 1, 2 |" in text and "worse beyond noise" in text
+    assert "within noise (worse in all 2)" in text
     assert 'src="plotly.min.js"' in (tmp_path / "combined" / "replicates.html").read_text()
 
 
@@ -167,17 +173,23 @@ def test_a_replicate_may_run_part_of_the_grid_and_nothing_outside_it(tmp_path):
     second = _finished_study(tmp_path / "b", rising, flat)
     results = json.loads((second / "scaling.json").read_text())
     (second / "scaling.json").write_text(json.dumps([r for r in results if r["pretraining_windows"] < 2048]))
-    summary = replicates([first, second], tmp_path / "out")
+    summary = replicates(studies=[first, second], output_dir=tmp_path / "out")
     cells = {(c["size"], c["pretraining_windows"]): c for c in summary["cells"]}
     assert cells[("16x1", 2048)]["studies"] == [0] and cells[("16x1", 512)]["studies"] == [0, 1]
     steps = {(step["from"], step["to"]): step for step in summary["steps"]}
     assert steps[("16x1 on 512", "16x1 on 2,048")]["studies"] == [0]
     assert steps[("16x1 on 128", "16x1 on 512")]["mean_probe_auroc"]["differences"] == pytest.approx([0.00384] * 2)
     assert summary["degrees_of_freedom"] == 2 + 2  # a data step per size and a size step per data size of both
+    assert summary["step_sd"]["mean_probe_auroc"] == 0  # the studies agree exactly: no noise, so no verdict
+    assert not any(step["mean_probe_auroc"]["better_beyond_noise"] for step in summary["steps"])
 
     results[0]["size"] = "8x1"  # a size the first study did not run
     (second / "scaling.json").write_text(json.dumps(results))
     with pytest.raises(ValueError, match="not part of"):
-        replicates([first, second], tmp_path / "out")
+        replicates(studies=[first, second], output_dir=tmp_path / "out")
     with pytest.raises(ValueError, match="at least two"):
-        replicates([first], tmp_path / "out")
+        replicates(studies=[first], output_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="named twice"):
+        replicates(studies=[first, tmp_path / "a" / ".." / "a"], output_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="whole grid"):  # the first study must run it all
+        replicates(studies=[second, first], output_dir=tmp_path / "out")
