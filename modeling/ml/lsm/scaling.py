@@ -522,6 +522,7 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
             "mean probe Pearson r",
             "hand-crafted AUROC",
             "CPU-min",
+            "load",
         ],
         "rows": [
             [
@@ -534,6 +535,7 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
                 values(row, "mean_probe_pearson_r", 3),
                 values(row, "mean_handcrafted_auroc", 3),
                 " + ".join(f"{seconds / 60:.1f}" for seconds in row["pretraining_cpu_seconds"]),
+                ", ".join(f"{load:.1f}" for load in row["load_average"]),
             ]
             for row in cells
         ],
@@ -568,6 +570,7 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
         "# Wearable foundation model: scaling study, replicated\n\n"
         f"{len(names)} studies of one grid, each with its own seed (its own pre-training cohort, held-out and probe "
         f"participants): {'; '.join(f'{number + 1}: `{name}`' for number, name in enumerate(names))}. Figure: "
-        "`replicates.html` (the means, bars spanning the studies' values; `plotly.min.js` beside it)."
+        "`replicates.html` (the means, bars spanning the studies' values; `plotly.min.js` beside it). CPU-min: each "
+        "study's pre-training; load: the 1-minute load average after each study's run (see each study's table)."
     )
     return markdown([cell_table, step_table], header=header)

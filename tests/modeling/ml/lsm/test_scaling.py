@@ -159,6 +159,7 @@ def test_replicated_studies_average_each_cell_and_judge_each_step_against_their_
     text = (tmp_path / "combined" / "replicates.md").read_text()
     assert "| data | 16x1 on 512 | 16x1 on 2,048 | 1, 2 |" in text and "worse beyond noise" in text
     assert "within noise (worse in all 2)" in text
+    assert "| 1.0 + 1.0 | 1.0, 1.0 |" in text  # each study's CPU-minutes and load after its run
     assert 'src="plotly.min.js"' in (tmp_path / "combined" / "replicates.html").read_text()
 
 
