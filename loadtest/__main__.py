@@ -139,6 +139,8 @@ def run_shape(
         if track_statements:
             statements.reset(connection)
     load_before = [round(value, 2) for value in os.getloadavg()]  # 1, 5, 15 min: was anything else heavy running?
+    # The machine's speed just before and just after (outside the CPU snapshots): it can move within minutes.
+    reference_before = reference_cpu_ms()
     before = cpu_snapshot(server.pids(), services.postmaster_pid())
     steady: dict = {}  # the CPU as the steady window begins (the runner's clock starts within a millisecond of this)
     timer = threading.Timer(
@@ -149,6 +151,7 @@ def run_shape(
         started = asyncio.run(runner(clinicians))
     timer.cancel()
     after = cpu_snapshot(server.pids(), services.postmaster_pid())
+    reference_after = reference_cpu_ms()
     summary = shape_summary(
         recorder,
         started=started,
@@ -166,6 +169,7 @@ def run_shape(
         )
     summary["offered"] = offered
     summary["load_average_before"] = load_before
+    summary["reference_cpu_ms"] = {"before": reference_before, "after": reference_after}
     if executed is not None:
         summary["statements"] = {
             **statements.summarize(executed, len(recorder.acknowledged)),

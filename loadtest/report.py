@@ -191,12 +191,27 @@ def _reference_line(conditions: dict) -> list[str]:
 
 
 def _in_reference_units(shape: dict, conditions: dict) -> str:
-    """Server + PostgreSQL CPU per rated item over the reference workload's CPU time (steady window)."""
-    reference, per_item = conditions.get("reference_cpu_ms"), shape.get("cpu_ms_per_rated_item") or {}
+    """Server + PostgreSQL CPU per rated item over the reference workload's CPU time (steady window): the mean of the
+    references taken just before and just after the shape where it has them, else the run's one before its services."""
+    per_item = shape.get("cpu_ms_per_rated_item") or {}
+    around = shape.get("reference_cpu_ms") or {}
+    reference = (around["before"] + around["after"]) / 2 if around else conditions.get("reference_cpu_ms")
     if not reference or "server" not in per_item or "postgres" not in per_item:
         return ""
     total = per_item["server"] + per_item["postgres"]
-    return f" Server + PostgreSQL: {total:.1f} ms per rated item = {total / reference:.3f} of the reference workload."
+    said = f" Server + PostgreSQL: {total:.1f} ms per rated item = {total / reference:.3f} of the reference workload"
+    if not around:
+        return said + "."
+    drift = abs(around["after"] - around["before"]) / min(around["before"], around["after"])
+    return (
+        said
+        + f" ({around['before']} ms just before the shape, {around['after']} just after"
+        + (
+            f": the machine's speed moved by {drift:.0%} during the shape, so this figure is uncertain by as much)."
+            if drift > 0.05
+            else ")."
+        )
+    )
 
 
 def markdown(results: dict) -> str:

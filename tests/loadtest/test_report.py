@@ -62,3 +62,10 @@ def test_the_reference_workload_is_steady_and_a_shape_reads_in_its_units():
     assert _in_reference_units(shape, conditions).endswith("14.0 ms per rated item = 0.350 of the reference workload.")
     assert "40.0 ms of CPU" in _reference_line(conditions)[0]
     assert _in_reference_units(shape, {}) == "" and _reference_line({}) == []  # an older run's results still render
+    steady = {**shape, "reference_cpu_ms": {"before": 36.0, "after": 37.0}}  # taken around the shape: their mean
+    assert _in_reference_units(steady, conditions) == (
+        " Server + PostgreSQL: 14.0 ms per rated item = 0.384 of the reference workload (36.0 ms just before the"
+        " shape, 37.0 just after)."
+    )
+    moved = {**shape, "reference_cpu_ms": {"before": 36.0, "after": 60.0}}
+    assert "moved by 67% during the shape" in _in_reference_units(moved, conditions)
