@@ -7,9 +7,11 @@ On a fresh seed (``SENSORLM_FIDELITY_SEED``, default: from the clock), so the fi
   test half's days (``SENSORLM_FIDELITY_PARTICIPANTS`` x 3 days, split by participant);
 - retrieval among pools of 300 test days (text -> sensor R@1 and R@10);
 - the facts of generated captions (``sensorlm/facts.py``) on ``SENSORLM_FIDELITY_CAPTION_DAYS`` test days, for each
-  way of writing them (greedy, reranked, held to the detected activities: ``sensorlm/decoding.py``);
+  way of writing them (greedy, reranked, held to the detected activities: ``sensorlm/decoding.py``; held to the
+  activities the model's tagging head finds: ``sensorlm/tagging.py``). ``caption_activity_*`` are the tagging head's
+  captions where the model has one (the way the model writes captions), greedy's otherwise (``caption_method``);
 - "Find days": recall@5 of the labelled queries (``sensorlm/find_days_eval.py``) for the page's ranking and the
-  lexical baseline.
+  lexical baseline, with an event log, without one, and without one but with the tagging head's activities.
 
 Sizes are chosen to finish in about 5 minutes on 2 cores (2.6 minutes alone for 800 participants, session 19; the
 reranked captions add about 2 minutes at 300 caption days, session 22).
@@ -25,7 +27,7 @@ MODELS = (ROOT / "docs/results/sensorlm-tiny/model", ROOT / "modeling/demo_weigh
 
 
 def run() -> dict:
-    from modeling.ml.sensorlm.evaluate import EvaluationSettings, evaluate
+    from modeling.ml.sensorlm.evaluate import GREEDY, TAGGED, EvaluationSettings, evaluate
 
     model_dir = next(path for path in MODELS if (path / "model.safetensors").exists())
     seed = int(os.environ.get("SENSORLM_FIDELITY_SEED", int(time.time()) % 100_000 + 10_000))
@@ -46,7 +48,9 @@ def run() -> dict:
         result["find_days"],
     )
     zero_shot = activity["zero-shot SensorLM"]
-    generated = captioning.get("CoCa greedy caption", {}).get("facts", {})
+    caption_method = TAGGED if TAGGED in captioning else GREEDY
+    generated = captioning.get(caption_method, {}).get("facts", {})
+    tagged_find_days = result.get("find_days_tagged")
     page = find_days["methods"]
     return {
         "model": str(model_dir.relative_to(ROOT)),
@@ -66,6 +70,7 @@ def run() -> dict:
         "text_to_sensor_r1": retrieval["text_to_sensor_r@1"],
         "text_to_sensor_r10": retrieval["text_to_sensor_r@10"],
         "caption_days": captioning["days"],
+        "caption_method": caption_method,
         "caption_activity_precision": generated.get("activity_precision"),
         "caption_activity_recall": generated.get("activity_recall"),
         "caption_days_without_false_activity": generated.get("days_without_false_activity"),
@@ -83,5 +88,10 @@ def run() -> dict:
         "find_days_recall_at_5_without_event_log": {
             method: scores["recall_at_5"] for method, scores in result["find_days_without_events"]["methods"].items()
         },
+        "find_days_recall_at_5_without_event_log_tagged": (
+            {method: scores["recall_at_5"] for method, scores in tagged_find_days["methods"].items()}
+            if tagged_find_days
+            else None
+        ),
         "evaluate_seconds": round(time.perf_counter() - started, 1),
     }

@@ -45,8 +45,10 @@ def day_index_build(
     Locks the checkpoint row while recording, so two index jobs for one model both keep their cohort."""
     from modeling.ml.sensorlm.find_days import build_index, save_index
     from modeling.ml.sensorlm.model import load_sensorlm
+    from modeling.ml.sensorlm.tagging import load_tagger
 
     model, _, mean, std = load_sensorlm(Path(checkpoint.path), device)
+    tagger = load_tagger(Path(checkpoint.path))  # reads the activities of participants without an event log
     total = cohort.participants.exclude(trajectory_path="").count()
 
     def counted():
@@ -54,7 +56,7 @@ def day_index_build(
             progress(done, total)
             yield row
 
-    index = build_index(model, mean, std, counted())
+    index = build_index(model, mean, std, counted(), tagger)
     path = Path(checkpoint.path) / f"days-cohort-{cohort.pk}.npz"
     save_index(index, path)
     with transaction.atomic():
@@ -138,6 +140,7 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
                     "participant_id": int(index.participant_ids[ranked.row]),
                     "day_index": int(index.day_indices[ranked.row]),
                     "caption": str(index.captions[ranked.row]),
+                    "read_by_model": index.read_by_model is not None and bool(index.read_by_model[ranked.row]),
                     "score": ranked.score,
                     "matched": ranked.matched,
                     "similarity": ranked.similarity,

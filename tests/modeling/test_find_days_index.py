@@ -59,6 +59,7 @@ def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searche
         "Retrieval among the test days",
         "Find days",
         "Find days without an event log",
+        "Find days without an event log, the tagging head's activities stated",  # training fits the tagger
         "Captioning",
     ]
     client.force_login(admin_user)

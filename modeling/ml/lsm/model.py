@@ -281,6 +281,19 @@ class PatchEncoderMixin:
             x = block(x, key_padding=padding)
         return self.encoder_norm(x), order, padding
 
+    @torch.no_grad()
+    def token_grid(
+        self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frozen patch encodings on the full (channel group x time) grid: (batch, patches, dim), zeros where a
+        patch had no observed minute, and (batch, patches) True where it had. What prediction heads read."""
+        values = torch.where(observed, values, torch.zeros_like(values))
+        missing = patch_missing(observed, self.config.patch_channels, self.config.patch_minutes)
+        encoded, order, padding = self.encode(self.patchify(values), missing, weekday)
+        grid = encoded.new_zeros(values.shape[0], self.config.patches, self.config.dim)
+        grid.scatter_(1, order[..., None].expand(-1, -1, self.config.dim), encoded.masked_fill(padding[..., None], 0.0))
+        return grid, ~missing
+
 
 @dataclass
 class LSMOutput:
@@ -409,19 +422,6 @@ class LSMForMaskedPretraining(PatchEncoderMixin, PreTrainedModel):  # type: igno
         encoded, _, padding = self.encode(self.patchify(values), missing, weekday)
         weights = (~padding).to(encoded.dtype)[..., None]
         return (encoded * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
-
-    @torch.no_grad()
-    def token_grid(
-        self, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frozen patch encodings on the full (channel group x time) grid: (batch, patches, dim), zeros where a
-        patch had no observed minute, and (batch, patches) True where it had. What prediction heads read."""
-        values = torch.where(observed, values, torch.zeros_like(values))
-        missing = patch_missing(observed, self.config.patch_channels, self.config.patch_minutes)
-        encoded, order, padding = self.encode(self.patchify(values), missing, weekday)
-        grid = encoded.new_zeros(values.shape[0], self.config.patches, self.config.dim)
-        grid.scatter_(1, order[..., None].expand(-1, -1, self.config.dim), encoded.masked_fill(padding[..., None], 0.0))
-        return grid, ~missing
 
     @property
     def embedding_width(self) -> int:

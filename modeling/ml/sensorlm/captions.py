@@ -89,19 +89,24 @@ def _article(words: str) -> str:
 # ---------------------------------------------------------------- semantic
 
 
+def activities_sentence(activities: Sequence[DayEvent]) -> str:
+    """The semantic level's first sentence: each activity's duration, kind, part of the day and start, in the order
+    given ("Activities: a 134-minute hike in the morning at 09:01."), or :data:`NO_ACTIVITIES`."""
+    if not activities:
+        return NO_ACTIVITIES
+    parts = []
+    for event in activities:
+        phrase = f"{event.duration_min}-minute {activity_words(event.name)}"
+        parts.append(
+            f"{_article(phrase)} {phrase} in the {part_of_day(event.start_minute)} at {clock(event.start_minute)}"
+        )
+    return f"{ACTIVITIES_OPENING} " + ", ".join(parts) + "."
+
+
 def _semantic(events: Sequence[DayEvent], stage: np.ndarray) -> list[str]:
-    sentences = []
-    activities = [event for event in events if event.name in ACTIVITY_NAMES and event.start_minute >= 0]
-    if activities:
-        parts = []
-        for event in activities:
-            phrase = f"{event.duration_min}-minute {activity_words(event.name)}"
-            parts.append(
-                f"{_article(phrase)} {phrase} in the {part_of_day(event.start_minute)} at {clock(event.start_minute)}"
-            )
-        sentences.append(f"{ACTIVITIES_OPENING} " + ", ".join(parts) + ".")
-    else:
-        sentences.append(NO_ACTIVITIES)
+    sentences = [
+        activities_sentence([event for event in events if event.name in ACTIVITY_NAMES and event.start_minute >= 0])
+    ]
 
     nights = [
         event for event in events if event.name == "sleep" and event.start_minute < 12 * 60

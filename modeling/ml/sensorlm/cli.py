@@ -1,6 +1,7 @@
-"""``python -m modeling.ml sensorlm train|evaluate|ablation``.
+"""``python -m modeling.ml sensorlm train|tag|evaluate|ablation``.
 
 python -m modeling.ml sensorlm train --size tiny --loss coca --participants 400 --days 3 --steps 1200 --output runs/sensorlm-tiny
+python -m modeling.ml sensorlm tag --model runs/sensorlm-tiny/model   # the activity tagger of an older model
 python -m modeling.ml sensorlm evaluate --model runs/sensorlm-tiny/model --output docs/results/sensorlm-tiny
 python -m modeling.ml sensorlm ablation --output docs/results/sensorlm-tiny
 """
@@ -26,6 +27,13 @@ def add_parser(families: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     )
     train_parser.add_argument("--device", default="auto")
     train_parser.add_argument("--output", type=Path, required=True)
+    tag_parser = commands.add_parser(
+        "tag",
+        help="fit the activity tagger of a model trained before it existed, on the model's own training days "
+        "(training fits it itself)",
+    )
+    tag_parser.add_argument("--model", type=Path, required=True)
+    tag_parser.add_argument("--device", default="auto")
     evaluate_parser = commands.add_parser(
         "evaluate", help="zero-shot activities, retrieval, captioning against baselines"
     )
@@ -75,6 +83,10 @@ def run(args: argparse.Namespace) -> None:
             ),
         )
         print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
+    elif args.command == "tag":
+        from modeling.ml.sensorlm.train import tag_saved_model
+
+        print(json.dumps(tag_saved_model(args.model, choose_device(args.device)), indent=2))
     elif args.command == "evaluate":
         from modeling.ml.sensorlm.evaluate import EvaluationSettings
         from modeling.ml.sensorlm.report import evaluation_report

@@ -9,8 +9,10 @@ are fitted on the first half; every method is scored once on the second half's d
 - sensor -> text and text -> sensor retrieval among the test days (R@1/5/10 against chance);
 - captioning (CoCa): the facts the captions state (``facts.py``), BLEU (sacrebleu) and ROUGE-L (rouge-score) of
   generated captions against the held-out captions (greedy, reranked among samples by similarity to the day, held to
-  the activities a probe detects: ``decoding.py``), beside the nearest training caption by hand-crafted statistics
-  and by SensorLM similarity.
+  the activities a probe detects: ``decoding.py``; held to the activities the model's tagging head finds:
+  ``tagging.py``), beside the nearest training caption by hand-crafted statistics and by SensorLM similarity;
+- "Find days" over the test days indexed as the site indexes a cohort with an event log, without one, and without
+  one but with the tagging head's activities stated.
 """
 
 import json
@@ -32,7 +34,7 @@ from modeling.ml.data.activities import ACTIVITY_KINDS, ACTIVITY_NAMES
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, score
 from modeling.ml.lsm.pretrain import check_new_participants
-from modeling.ml.sensorlm.captions import READER_LEVELS
+from modeling.ml.sensorlm.captions import READER_LEVELS, DayEvent, activities_sentence
 from modeling.ml.sensorlm.decoding import (
     SAMPLING_TEMPERATURE,
     SAMPLING_TOP_P,
@@ -45,6 +47,7 @@ from modeling.ml.sensorlm.find_days import DayIndex
 from modeling.ml.sensorlm.find_days_eval import METHODS as FIND_DAYS_METHODS
 from modeling.ml.sensorlm.find_days_eval import find_days_scores
 from modeling.ml.sensorlm.model import SensorLMModel, load_sensorlm
+from modeling.ml.sensorlm.tagging import load_tagger, slot_tokens, tagged_captions
 from modeling.ml.sensorlm.tokenizer import decode, normalized
 from modeling.ml.sensorlm.train import (
     CaptionedDays,
@@ -85,6 +88,9 @@ class EvaluationData:
     sensor_embeddings: np.ndarray  # (days, embed_dim)
     statistics: np.ndarray  # (days, features)
     truths: list[str]  # each day's semantic caption: its ground truth for facts (``facts.stated_facts``)
+    tagged: list[list[DayEvent]] | None = (
+        None  # per day, the activities the model's tagging head states (``tagging.py``)
+    )
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -105,13 +111,20 @@ def check_unseen_participants(model_dir: Path, settings: "EvaluationSettings") -
 
 
 def prepare(
-    model: SensorLMModel, mean: torch.Tensor, std: torch.Tensor, settings: EvaluationSettings
+    model: SensorLMModel,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    settings: EvaluationSettings,
+    model_dir: Path | None = None,
 ) -> EvaluationData:
+    """The evaluation participants' days, split, embedded, and tagged where ``model_dir`` holds a tagger."""
     data = captioned_days(participants=settings.participants, days=settings.days, seed=settings.seed)
     probe_participants, _ = participant_split(settings.participants, 0.5, settings.seed)
     is_train = np.isin(data.owner, probe_participants)
     values, observed = standardized(data, mean.numpy(), std.numpy())
-    embeddings = embed_windows(model, values, observed, torch.tensor(data.weekday)).numpy()
+    weekday = torch.tensor(data.weekday)
+    embeddings = embed_windows(model, values, observed, weekday).numpy()
+    tagger = load_tagger(model_dir) if model_dir else None
     return EvaluationData(
         data,
         data.captions(model.config.caption_levels),
@@ -120,6 +133,7 @@ def prepare(
         embeddings,
         data.statistics(),
         data.captions(("semantic",)),
+        tagged=tagger.activities(slot_tokens(model, values, observed, weekday)) if tagger else None,
     )
 
 
@@ -225,6 +239,7 @@ def text_scores(candidates: list[str], references: list[str]) -> dict[str, float
 GREEDY = "CoCa greedy caption"
 RERANKED = "CoCa sampled, the caption most similar to the day"
 GROUNDED = "CoCa greedy, held to the activities detected at precision {precision}"
+TAGGED = "CoCa greedy, held to the activities the tagging head finds"
 DETECTION_PRECISIONS = (0.8, 0.9)  # the detector's operating points (``decoding.fit_activity_detector``)
 
 
@@ -317,6 +332,18 @@ def caption_scores(
                 "seconds": time.perf_counter() - started,
                 "detector": {"thresholds": detector.thresholds, "counts": detector.counts},
             }
+        if evaluation.tagged is not None:
+            started = time.perf_counter()
+            generated[TAGGED] = tagged_captions(
+                model,
+                tokenizer,
+                values,
+                observed,
+                weekday,
+                [evaluation.tagged[row] for row in test],
+                max_tokens=limit,
+            )
+            results[TAGGED] = {"seconds": time.perf_counter() - started}
         for name, captions in generated.items():
             results[name] |= text_scores(captions, references) | {"facts": fact_scores(captions, truths)}
         results["examples"] = [
@@ -335,15 +362,26 @@ def find_days_evaluation(
     tokenizer: Tokenizer,
     settings: EvaluationSettings,
     levels: Sequence[str] = READER_LEVELS,
+    *,
+    tagged: bool = False,
 ) -> dict[str, Any]:
     """Labelled queries against the test days, indexed as the site indexes a cohort (``find_days_eval``): captions of
-    ``levels``, the reader's (events and shapes) for a cohort with an event log, ``("structural",)`` for one without."""
+    ``levels``, the reader's (events and shapes) for a cohort with an event log, ``("structural",)`` for one without;
+    with ``tagged``, each caption opens with the activities the model's tagging head states (``tagging.py``)."""
     test = evaluation.test
+    captions = evaluation.data.subset(test).captions(levels)
+    if tagged:
+        if evaluation.tagged is None:
+            raise ValueError("the model has no activity tagger: fit one with `sensorlm tag`")
+        captions = [
+            f"{activities_sentence(evaluation.tagged[row])} {caption}"
+            for row, caption in zip(test, captions, strict=True)
+        ]
     index = DayIndex(
         evaluation.sensor_embeddings[test].astype(np.float32),
         evaluation.data.owner[test].astype(np.int64),
         evaluation.data.day[test].astype(np.int64),
-        np.array(evaluation.data.subset(test).captions(levels), dtype=str),
+        np.array(captions, dtype=str),
     )
     result = find_days_scores(
         model,
@@ -353,7 +391,7 @@ def find_days_evaluation(
         bootstrap=settings.bootstrap,
         seed=settings.seed,
     )
-    return {**result, "caption_levels": list(levels)}
+    return {**result, "caption_levels": list(levels), "tagged": tagged}
 
 
 # ---------------------------------------------------------------- the report
@@ -386,7 +424,7 @@ def evaluate(
     check_unseen_participants(model_dir, settings)
     model, tokenizer, mean, std = load_sensorlm(model_dir, settings.device)
     progress(0.0, "simulating and embedding the evaluation participants")
-    evaluation = prepare(model, mean, std, settings)
+    evaluation = prepare(model, mean, std, settings, model_dir)
     if settings.lsm_model:
         evaluation.extra["linear probe on the foundation model (supervised)"] = lsm_features(
             settings.lsm_model, evaluation.data, settings.device
@@ -398,6 +436,11 @@ def evaluate(
     progress(0.55, "Find days")
     find_days = find_days_evaluation(evaluation, model, tokenizer, settings)
     find_days_without_events = find_days_evaluation(evaluation, model, tokenizer, settings, ("structural",))
+    find_days_tagged = (
+        find_days_evaluation(evaluation, model, tokenizer, settings, ("structural",), tagged=True)
+        if evaluation.tagged is not None
+        else None
+    )
     progress(0.6, "captioning")
     captioning = caption_scores(evaluation, model, tokenizer, mean, std, settings)
     progress(1.0, "done")
@@ -415,6 +458,7 @@ def evaluate(
         "captioning": captioning,
         "find_days": find_days,
         "find_days_without_events": find_days_without_events,
+        "find_days_tagged": find_days_tagged,
     }
 
 
@@ -485,9 +529,19 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
             "rows": rows,
         }
     )
-    for key, where in (
-        ("find_days", "captions of events and shapes, as for a cohort with an event log"),
-        ("find_days_without_events", "captions of shapes only, as for a cohort without an event log"),
+    for key, title, where in (
+        ("find_days", "Find days", "captions of events and shapes, as for a cohort with an event log"),
+        (
+            "find_days_without_events",
+            "Find days without an event log",
+            "captions of shapes only, as for a cohort without an event log",
+        ),
+        (
+            "find_days_tagged",
+            "Find days without an event log, the tagging head's activities stated",
+            "captions of shapes, opened by the activities the model's tagging head states, as for a cohort without an "
+            "event log",
+        ),
     ):
         find_days = result.get(key)
         if not find_days:
@@ -505,7 +559,7 @@ def evaluation_tables(result: dict[str, Any]) -> list[dict[str, Any]]:
         ]
         tables.append(
             {
-                "title": "Find days" + (" without an event log" if key == "find_days_without_events" else ""),
+                "title": title,
                 "summary": f"{find_days['queries']} labelled queries ("
                 + ", ".join(f"{count} {kind}" for kind, count in find_days["query_kinds"].items())
                 + f") against {find_days['days']} test days indexed as the site indexes a cohort ({where}); a day is "
@@ -539,6 +593,12 @@ def captioning_table(captioning: dict[str, Any]) -> dict[str, Any]:
             "logistic regression per kind fitted on the probe-training days, thresholded where its detections were "
             "right at the stated precision on held-out participants of those days)"
         )
+        if TAGGED in captioning:
+            ways.append(
+                "greedy with the activities sentence held to the activities the model's tagging head finds (a head on "
+                "the frozen sensor tower's patch tokens, fitted with the model on its training days; each activity's "
+                "kind, start and duration, written in the captioner's words: `sensorlm/tagging.py`)"
+            )
         generation = "Generated by the CoCa decoder (`sensorlm/decoding.py`): " + "; ".join(ways) + ". "
     rows = []
     for method, scores in captioning.items():

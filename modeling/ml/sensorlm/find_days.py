@@ -34,9 +34,10 @@ from tokenizers import Tokenizer
 
 from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.lsm.evaluate import embed_worn_days
-from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days, part_of_day
+from modeling.ml.sensorlm.captions import READER_LEVELS, activities_sentence, caption_days, part_of_day
 from modeling.ml.sensorlm.facts import KINDS_BY_WORDS, StatedFacts, stated_facts
 from modeling.ml.sensorlm.model import SensorLMModel
+from modeling.ml.sensorlm.tagging import FittedTagger, slot_tokens
 from modeling.ml.sensorlm.train import embed_texts
 
 
@@ -46,6 +47,9 @@ class DayIndex:
     participant_ids: np.ndarray  # (days,) int64
     day_indices: np.ndarray  # (days,) int64, the day within the participant's minute-level days
     captions: np.ndarray  # (days,) str
+    # (days,) bool: the caption's activities are the model's reading of the day (``tagging.py``), its participant
+    # having no event log; None for an index built before the tagger (no day read so)
+    read_by_model: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.day_indices)
@@ -93,25 +97,42 @@ def build_index(
     mean: torch.Tensor,
     std: torch.Tensor,
     participants: Iterable[tuple[int, np.ndarray, np.ndarray, Iterable[Any], int, int]],
+    tagger: FittedTagger | None = None,
 ) -> DayIndex:
     """``participants`` yields (participant id, values, mask, events, start weekday, first day index) with values/mask
-    (days, channels, 1440) and events counting minutes from the participant's first minute-level minute."""
-    embeddings, owners, days, captions = [], [], [], []
+    (days, channels, 1440) and events counting minutes from the participant's first minute-level minute.
+
+    A participant without an event log is captioned from the wearable data alone; with the model's ``tagger`` its
+    captions open with the activities the tagger reads from the data (``tagging.py``), marked in ``read_by_model``."""
+    embeddings, owners, days, captions, read_by_model = [], [], [], [], []
     for participant_id, values, mask, events, start_weekday, first_day in participants:
-        worn, embedded = embed_participant_days(model, mean, std, values, mask, (start_weekday + first_day) % 7)
+        weekday = (start_weekday + first_day) % 7
+        worn, embedded = embed_participant_days(model, mean, std, values, mask, weekday)
+        events = list(events)
         # all of the participant's days captioned at once, each at its own index; never-worn days are then skipped
         every_caption = caption_days(values, mask, events, READER_LEVELS, first_day=first_day)
         day_captions = [every_caption[day] for day in worn]
+        read = tagger is not None and not events and bool(worn.size)
+        if tagger is not None and read:
+            _, tokens = embed_worn_days(
+                lambda *window: slot_tokens(model, *window), model.device, mean, std, values, mask, weekday
+            )
+            day_captions = [
+                f"{activities_sentence(activities)} {caption}"
+                for activities, caption in zip(tagger.activities(tokens), day_captions, strict=True)
+            ]
         embeddings.append(embedded)
         owners += [participant_id] * len(worn)
         days += [first_day + int(day) for day in worn]
         captions += day_captions
+        read_by_model += [read] * len(worn)
     dim = model.config.embed_dim
     return DayIndex(
         np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32),
         np.array(owners, dtype=np.int64),
         np.array(days, dtype=np.int64),
         np.array(captions, dtype=str),
+        np.array(read_by_model, dtype=bool),
     )
 
 
@@ -124,13 +145,20 @@ def save_index(index: DayIndex, path: Path) -> None:
         participant_ids=index.participant_ids,
         day_indices=index.day_indices,
         captions=index.captions,
+        read_by_model=np.zeros(len(index), dtype=bool) if index.read_by_model is None else index.read_by_model,
     )
     partial.replace(path)
 
 
 def load_index(path: Path) -> DayIndex:
     with np.load(path, allow_pickle=False) as stored:
-        return DayIndex(stored["embeddings"], stored["participant_ids"], stored["day_indices"], stored["captions"])
+        return DayIndex(
+            stored["embeddings"],
+            stored["participant_ids"],
+            stored["day_indices"],
+            stored["captions"],
+            stored["read_by_model"] if "read_by_model" in stored.files else None,
+        )
 
 
 FILLER_WORDS = frozenset(

@@ -22,7 +22,8 @@ from modeling.ml.data.summaries import SUMMARY_FIELDS, daily_summaries
 from modeling.ml.lsm.model import ENCODER_ARCHITECTURE, LSMConfig, parameter_count, standardize
 from modeling.ml.lsm.pretrain import channel_statistics, simulated_days
 from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
-from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, save_sensorlm
+from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, load_sensorlm, save_sensorlm
+from modeling.ml.sensorlm.tagging import fit_tagger, save_tagger, slot_tokens
 from modeling.ml.sensorlm.tokenizer import encode, token_lengths, train_tokenizer
 from modeling.ml.train import TrainConfig, train
 
@@ -336,6 +337,7 @@ def train_sensorlm(
         {"mean": mean.tolist(), "std": std.tolist(), "clip": 5.0, "pretraining": pretraining},
         model_dir,
     )
+    tagger = tag_activities(model, data, values, observed, weekday, is_train, model_dir, seed=seed)
     return {
         **result,
         **held_out,
@@ -350,4 +352,43 @@ def train_sensorlm(
         "vocabulary_size": tokenizer.get_vocab_size(),
         "channels": NUM_FEATURES,
         "caption_tokens": token_lengths(tokenizer, captions, config.max_text_tokens),
+        "activity_tagger": tagger,
     }
+
+
+def tag_activities(
+    model: SensorLMModel,
+    data: CaptionedDays,
+    values: torch.Tensor,
+    observed: torch.Tensor,
+    weekday: torch.Tensor,
+    is_train: np.ndarray,
+    model_dir: Path,
+    *,
+    seed: int,
+) -> dict[str, Any]:
+    """Fit the activity tagger (``tagging.py``) on the training days' tokens and events, its threshold on the held-out
+    participants' days, and save it beside the model; returns its description."""
+    fitted = fit_tagger(
+        slot_tokens(model, values, observed, weekday),
+        data.events,
+        fitting=np.flatnonzero(is_train),
+        held_out=np.flatnonzero(~is_train),
+        patch_minutes=model.config.patch_minutes,
+        seed=seed,
+    )
+    save_tagger(fitted, model_dir)
+    return fitted.description | {"threshold": fitted.threshold}
+
+
+def tag_saved_model(model_dir: Path, device: str = "cpu") -> dict[str, Any]:
+    """Fit and save the activity tagger of a model trained before the tagger existed, on its own training days: the
+    participants, days and seed in its ``normalization.json`` and the split :func:`train_sensorlm` made."""
+    model, _, mean, std = load_sensorlm(model_dir, device)
+    trained_on = json.loads((Path(model_dir) / "normalization.json").read_text())["pretraining"]
+    participants, seed = trained_on["participants"], trained_on["seed"]
+    data = captioned_days(participants=participants, days=trained_on["days"], seed=seed)
+    _, held_out_participants = participant_split(participants, 0.2, seed)
+    values, observed = standardized(data, mean.numpy(), std.numpy())
+    is_train = ~np.isin(data.owner, held_out_participants)
+    return tag_activities(model, data, values, observed, torch.tensor(data.weekday), is_train, model_dir, seed=seed)

@@ -1,6 +1,7 @@
 """The “Find days” page: ranked participant-days with their caption and chart, or a sentence saying why not."""
 
 import json
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -10,6 +11,7 @@ from modeling.find_days import day_index_build
 from tests.factories import UserFactory, sensorlm_checkpoint_create
 
 pytestmark = pytest.mark.django_db
+DEMO_SENSORLM = Path(__file__).resolve().parents[3] / "modeling" / "demo_weights" / "sensorlm"
 
 
 @pytest.fixture
@@ -41,6 +43,30 @@ def test_days_come_ranked_with_caption_chart_and_a_link_to_the_participant(clien
         == participant_day_captions(participant=first["participant"], start_day=day, end_day=day + 1)[0]["caption"]
     )
     assert [panel["yaxis"] for panel in json.loads(first["chart_json"])["data"]] == ["y", "y2", "y3", "y4"]
+    assert "data-read-by-model" not in page  # the cohort's event log states its activities
+
+
+def test_without_an_event_log_a_card_says_its_activities_are_the_model_s_reading(client, tiny_cohort, tmp_path):
+    """A cohort without an event log, indexed by the committed model (which has an activity tagger): each caption
+    opens with the activities the model reads from the wearable data, and the card says that is what they are."""
+    import shutil
+
+    from healthagent.models import Event
+    from modeling.models import Checkpoint
+
+    shutil.copytree(DEMO_SENSORLM, tmp_path / "sensorlm")  # the links' files: the index is written beside the model
+    Event.objects.filter(participant__cohort=tiny_cohort).delete()
+    checkpoint = Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(tmp_path / "sensorlm"))
+    day_index_build(checkpoint=checkpoint, cohort=tiny_cohort)
+    client.force_login(UserFactory(role="researcher"))
+    response = client.get(reverse("cohort:find_days"), {"q": "a walk in the morning"})
+    results = response.context["results"]
+    assert results and all(result["read_by_model"] for result in results)
+    assert all(
+        result["caption"].startswith(("Activities: a", "No exercise or commute recorded.")) for result in results
+    )
+    page = response.content.decode()
+    assert page.count("data-read-by-model") == len(results) and "not a record" in page
 
 
 def test_without_an_index_the_page_says_how_to_get_one(client, tiny_cohort):

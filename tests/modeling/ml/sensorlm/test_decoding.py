@@ -21,6 +21,7 @@ from modeling.ml.sensorlm.evaluate import (
     GREEDY,
     GROUNDED,
     RERANKED,
+    TAGGED,
     EvaluationSettings,
     caption_scores,
     captioning_table,
@@ -191,9 +192,9 @@ def test_the_detector_finds_a_separable_kind_and_states_it_as_often_as_days_hold
 def test_the_evaluation_scores_each_decoding(loaded):
     model, tokenizer, mean, std = loaded
     settings = EvaluationSettings(participants=24, days=2, seed=4321, caption_days=4, caption_samples=2)
-    evaluation = prepare(model, mean, std, settings)
+    evaluation = prepare(model, mean, std, settings, DEMO_MODEL)  # the committed model's tagger too
     result = caption_scores(evaluation, model, tokenizer, mean, std, settings)
-    methods = [GREEDY, RERANKED, *(GROUNDED.format(precision=precision) for precision in DETECTION_PRECISIONS)]
+    methods = [GREEDY, RERANKED, *(GROUNDED.format(precision=precision) for precision in DETECTION_PRECISIONS), TAGGED]
     for method in methods:
         assert result[method]["facts"]["days"] == 4 and 0 <= result[method]["bleu"] <= 100
     for precision in DETECTION_PRECISIONS:

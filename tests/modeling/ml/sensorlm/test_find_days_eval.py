@@ -182,4 +182,36 @@ def test_a_participant_without_an_event_log_gets_no_sentence_about_events_and_th
     assert with_log_but_none_today.startswith("No exercise or commute recorded.")
     model, _, mean, std = load_sensorlm(DEMO_MODEL)
     index = build_index(model, mean, std, [(1, values, mask, [], 0, 0)])
-    assert len(index) == 1 and not index.has_event_log.any()
+    assert len(index) == 1 and not index.has_event_log.any() and not index.read_by_model.any()
+
+
+def test_without_an_event_log_the_model_s_tagger_writes_the_activities_and_the_index_marks_them(tmp_path):
+    """With the model's activity tagger, a participant without an event log gets the activities the tagger reads,
+    stated as the captioner states them, and the index marks those days; a participant with a log keeps its own."""
+    from modeling.ml.sensorlm.captions import NO_ACTIVITIES, READER_LEVELS, caption_days
+    from modeling.ml.sensorlm.find_days import build_index, load_index, save_index
+    from modeling.ml.sensorlm.model import load_sensorlm
+    from modeling.ml.sensorlm.tagging import load_tagger
+    from modeling.ml.sensorlm.train import captioned_days
+
+    days = captioned_days(participants=4, days=1, seed=5)
+    model, _, mean, std = load_sensorlm(DEMO_MODEL)
+    tagger = load_tagger(DEMO_MODEL)
+    logged = [(2, days.values[1:2], days.observed[1:2], days.events[1], 0, 0)]
+    unlogged = [(1, days.values[:1], days.observed[:1], [], 0, 0)]
+    index = build_index(model, mean, std, unlogged + logged, tagger)
+    assert list(index.read_by_model) == [True, False] and index.has_event_log.all()
+    from_data = caption_days(days.values[:1], days.observed[:1], [], READER_LEVELS)[0]  # no event log: shapes only
+    assert str(index.captions[0]).endswith(f". {from_data}") and "exercise" not in from_data.lower()
+    assert str(index.captions[0]).startswith(("Activities: a", NO_ACTIVITIES))
+    assert index.captions[1] == caption_days(days.values[1:2], days.observed[1:2], days.events[1], READER_LEVELS)[0]
+    save_index(index, tmp_path / "days.npz")
+    assert list(load_index(tmp_path / "days.npz").read_by_model) == [True, False]
+    np.savez_compressed(  # an index saved before the tagger: no day was read by a model
+        tmp_path / "old.npz",
+        embeddings=index.embeddings,
+        participant_ids=index.participant_ids,
+        day_indices=index.day_indices,
+        captions=index.captions,
+    )
+    assert load_index(tmp_path / "old.npz").read_by_model is None

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from modeling.ml.sensorlm.tagging import load_tagger
 from modeling.ml.sensorlm.train import train_sensorlm
 from modeling.ml.train import TrainConfig
 
@@ -32,6 +33,10 @@ def test_contrastive_training_retrieves_held_out_days_better_than_chance(tmp_pat
     assert result["held_out_mean_rank_fraction"] < 0.35
     assert result["held_out_sensor_to_text_r@10"] > 2 * 10 / candidates
     assert (tmp_path / "model" / "tokenizer.json").exists() and (tmp_path / "model" / "normalization.json").exists()
+    # the activity tagger is fitted with the model, on its training days, its threshold on the held-out participants'
+    tagger = load_tagger(tmp_path / "model")
+    assert tagger is not None and tagger.description["fitting_days"] == result["train_windows"]
+    assert result["activity_tagger"]["held_out_days"] == candidates and 0.3 <= tagger.threshold < 1.0
 
 
 def test_the_default_caption_length_keeps_the_statistics(tmp_path):
