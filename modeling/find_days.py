@@ -48,7 +48,7 @@ def day_index_build(
     from modeling.ml.sensorlm.tagging import load_tagger
 
     model, _, mean, std = load_sensorlm(Path(checkpoint.path), device)
-    tagger = load_tagger(Path(checkpoint.path))  # reads the activities of participants without an event log
+    tagger = load_tagger(Path(checkpoint.path), model)  # reads the activities of participants without an event log
     total = cohort.participants.exclude(trajectory_path="").count()
 
     def counted():

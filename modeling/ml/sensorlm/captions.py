@@ -89,6 +89,11 @@ def _article(words: str) -> str:
 # ---------------------------------------------------------------- semantic
 
 
+def stated_activities(events: Sequence[DayEvent]) -> list[DayEvent]:
+    """The activities a day's caption states: events of an activity kind that began on the day."""
+    return [event for event in events if event.name in ACTIVITY_NAMES and event.start_minute >= 0]
+
+
 def activities_sentence(activities: Sequence[DayEvent]) -> str:
     """The semantic level's first sentence: each activity's duration, kind, part of the day and start, in the order
     given ("Activities: a 134-minute hike in the morning at 09:01."), or :data:`NO_ACTIVITIES`."""
@@ -104,9 +109,7 @@ def activities_sentence(activities: Sequence[DayEvent]) -> str:
 
 
 def _semantic(events: Sequence[DayEvent], stage: np.ndarray) -> list[str]:
-    sentences = [
-        activities_sentence([event for event in events if event.name in ACTIVITY_NAMES and event.start_minute >= 0])
-    ]
+    sentences = [activities_sentence(stated_activities(events))]
 
     nights = [
         event for event in events if event.name == "sleep" and event.start_minute < 12 * 60
@@ -351,5 +354,5 @@ def caption_days(
 
 def main_activity(events: Sequence[DayEvent]) -> str | None:
     """The day's longest activity bout (the zero-shot classification label), or None on a day without one."""
-    activities = [event for event in events if event.name in ACTIVITY_NAMES and event.start_minute >= 0]
+    activities = stated_activities(events)
     return max(activities, key=lambda event: (event.duration_min, -event.start_minute)).name if activities else None

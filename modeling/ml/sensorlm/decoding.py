@@ -12,7 +12,7 @@ tower's embedding tells the activities apart (its linear probe). Two ways of dec
 """
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +25,7 @@ from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.lsm.evaluate import probe_pipeline
 from modeling.ml.sensorlm.captions import ACTIVITIES_OPENING, NO_ACTIVITIES, PERIODS, activity_words
 from modeling.ml.sensorlm.facts import stated_facts
-from modeling.ml.sensorlm.model import SensorLMModel
+from modeling.ml.sensorlm.model import CaptionConstraint, SensorLMModel
 from modeling.ml.sensorlm.tokenizer import decode
 from modeling.ml.sensorlm.train import embed_texts
 
@@ -277,6 +277,33 @@ class ActivitySentence:
         return logits.masked_fill(~allowed.to(logits.device), -torch.inf)
 
 
+def constrained_captions(
+    model: SensorLMModel,
+    tokenizer: Tokenizer,
+    values: torch.Tensor,
+    observed: torch.Tensor,
+    weekday: torch.Tensor | None,
+    constraint_of: Callable[[slice], CaptionConstraint],
+    *,
+    max_tokens: int | None = None,
+    batch: int = 64,
+) -> list[str]:
+    """Greedy captions of the standardized windows ``values``/``observed`` (days, channels, minutes), ``batch`` days at
+    a time, each batch decoded with the constraint ``constraint_of`` makes for its days (a slice of the days)."""
+    captions = []
+    for start in range(0, values.shape[0], batch):
+        window = slice(start, start + batch)
+        ids = model.generate_captions(
+            values[window],
+            observed[window],
+            None if weekday is None else weekday[window],
+            max_tokens,
+            constraint=constraint_of(window),
+        )
+        captions += [decode(tokenizer, row) for row in ids]
+    return captions
+
+
 def grounded_captions(
     model: SensorLMModel,
     tokenizer: Tokenizer,
@@ -288,18 +315,15 @@ def grounded_captions(
     max_tokens: int | None = None,
     batch: int = 64,
 ) -> list[str]:
-    """Greedy captions of the standardized windows ``values``/``observed`` (days, channels, minutes) whose activities
-    sentence states, per day, the activity kinds of ``kinds`` (kind: how many times) and no other
-    (:class:`ActivitySentence`): "No exercise or commute recorded." for a day given none."""
-    captions = []
-    for start in range(0, values.shape[0], batch):
-        window = slice(start, start + batch)
-        ids = model.generate_captions(
-            values[window],
-            observed[window],
-            None if weekday is None else weekday[window],
-            max_tokens,
-            constraint=ActivitySentence(tokenizer, kinds[window]),
-        )
-        captions += [decode(tokenizer, row) for row in ids]
-    return captions
+    """Greedy captions whose activities sentence states, per day, the activity kinds of ``kinds`` (kind: how many
+    times) and no other (:class:`ActivitySentence`): "No exercise or commute recorded." for a day given none."""
+    return constrained_captions(
+        model,
+        tokenizer,
+        values,
+        observed,
+        weekday,
+        lambda window: ActivitySentence(tokenizer, kinds[window]),
+        max_tokens=max_tokens,
+        batch=batch,
+    )

@@ -34,7 +34,7 @@ from modeling.ml.data.activities import ACTIVITY_KINDS, ACTIVITY_NAMES
 from modeling.ml.data.cohort import participant_split
 from modeling.ml.lsm.evaluate import class_probabilities, probe_pipeline, score
 from modeling.ml.lsm.pretrain import check_new_participants
-from modeling.ml.sensorlm.captions import READER_LEVELS, DayEvent, activities_sentence
+from modeling.ml.sensorlm.captions import READER_LEVELS, DayEvent
 from modeling.ml.sensorlm.decoding import (
     SAMPLING_TEMPERATURE,
     SAMPLING_TOP_P,
@@ -47,7 +47,7 @@ from modeling.ml.sensorlm.find_days import DayIndex
 from modeling.ml.sensorlm.find_days_eval import METHODS as FIND_DAYS_METHODS
 from modeling.ml.sensorlm.find_days_eval import find_days_scores
 from modeling.ml.sensorlm.model import SensorLMModel, load_sensorlm
-from modeling.ml.sensorlm.tagging import load_tagger, slot_tokens, tagged_captions
+from modeling.ml.sensorlm.tagging import load_tagger, opened_with_activities, slot_tokens, tagged_captions
 from modeling.ml.sensorlm.tokenizer import decode, normalized
 from modeling.ml.sensorlm.train import (
     CaptionedDays,
@@ -124,7 +124,7 @@ def prepare(
     values, observed = standardized(data, mean.numpy(), std.numpy())
     weekday = torch.tensor(data.weekday)
     embeddings = embed_windows(model, values, observed, weekday).numpy()
-    tagger = load_tagger(model_dir) if model_dir else None
+    tagger = load_tagger(model_dir, model) if model_dir else None
     return EvaluationData(
         data,
         data.captions(model.config.caption_levels),
@@ -367,16 +367,14 @@ def find_days_evaluation(
 ) -> dict[str, Any]:
     """Labelled queries against the test days, indexed as the site indexes a cohort (``find_days_eval``): captions of
     ``levels``, the reader's (events and shapes) for a cohort with an event log, ``("structural",)`` for one without;
-    with ``tagged``, each caption opens with the activities the model's tagging head states (``tagging.py``)."""
+    with ``tagged``, a caption opens with the activities the model's tagging head reads, where it reads any
+    (``tagging.py``)."""
     test = evaluation.test
     captions = evaluation.data.subset(test).captions(levels)
     if tagged:
         if evaluation.tagged is None:
             raise ValueError("the model has no activity tagger: fit one with `sensorlm tag`")
-        captions = [
-            f"{activities_sentence(evaluation.tagged[row])} {caption}"
-            for row, caption in zip(test, captions, strict=True)
-        ]
+        captions, _ = opened_with_activities(captions, [evaluation.tagged[row] for row in test])
     index = DayIndex(
         evaluation.sensor_embeddings[test].astype(np.float32),
         evaluation.data.owner[test].astype(np.int64),

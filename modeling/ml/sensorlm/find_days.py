@@ -34,10 +34,10 @@ from tokenizers import Tokenizer
 
 from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.lsm.evaluate import embed_worn_days
-from modeling.ml.sensorlm.captions import READER_LEVELS, activities_sentence, caption_days, part_of_day
+from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days, part_of_day
 from modeling.ml.sensorlm.facts import KINDS_BY_WORDS, StatedFacts, stated_facts
 from modeling.ml.sensorlm.model import SensorLMModel
-from modeling.ml.sensorlm.tagging import FittedTagger, slot_tokens
+from modeling.ml.sensorlm.tagging import FittedTagger, opened_with_activities, slot_tokens
 from modeling.ml.sensorlm.train import embed_texts
 
 
@@ -65,7 +65,8 @@ class DayIndex:
 
     @cached_property
     def has_event_log(self) -> np.ndarray:
-        """(days,) bool: the caption says which activities the day held (written from an event log), even "none"."""
+        """(days,) bool: the caption says which activities the day held, even "none": written from an event log, or
+        read by the model's tagger (``read_by_model``; a day it read none on has no such sentence)."""
         return np.array([fact.activity_sentence for fact in self.facts], dtype=bool)
 
     @cached_property
@@ -102,8 +103,9 @@ def build_index(
     """``participants`` yields (participant id, values, mask, events, start weekday, first day index) with values/mask
     (days, channels, 1440) and events counting minutes from the participant's first minute-level minute.
 
-    A participant without an event log is captioned from the wearable data alone; with the model's ``tagger`` its
-    captions open with the activities the tagger reads from the data (``tagging.py``), marked in ``read_by_model``."""
+    A participant without an event log is captioned from the wearable data alone; with the model's ``tagger`` a day's
+    caption opens with the activities the tagger reads from the data, where it reads any (``tagging.py``), and
+    ``read_by_model`` marks those days."""
     embeddings, owners, days, captions, read_by_model = [], [], [], [], []
     for participant_id, values, mask, events, start_weekday, first_day in participants:
         weekday = (start_weekday + first_day) % 7
@@ -112,20 +114,17 @@ def build_index(
         # all of the participant's days captioned at once, each at its own index; never-worn days are then skipped
         every_caption = caption_days(values, mask, events, READER_LEVELS, first_day=first_day)
         day_captions = [every_caption[day] for day in worn]
-        read = tagger is not None and not events and bool(worn.size)
-        if tagger is not None and read:
+        read = [False] * len(worn)
+        if tagger is not None and not events and worn.size:
             _, tokens = embed_worn_days(
                 lambda *window: slot_tokens(model, *window), model.device, mean, std, values, mask, weekday
             )
-            day_captions = [
-                f"{activities_sentence(activities)} {caption}"
-                for activities, caption in zip(tagger.activities(tokens), day_captions, strict=True)
-            ]
+            day_captions, read = opened_with_activities(day_captions, tagger.activities(tokens))
         embeddings.append(embedded)
         owners += [participant_id] * len(worn)
         days += [first_day + int(day) for day in worn]
         captions += day_captions
-        read_by_model += [read] * len(worn)
+        read_by_model += read
     dim = model.config.embed_dim
     return DayIndex(
         np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32),

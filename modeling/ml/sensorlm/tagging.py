@@ -31,10 +31,10 @@ from torch import nn
 
 from modeling.ml.data.activities import ACTIVITY_NAMES
 from modeling.ml.data.spec import MINUTES_PER_DAY
-from modeling.ml.sensorlm.captions import ACTIVITIES_OPENING, DayEvent, activities_sentence
+from modeling.ml.sensorlm.captions import ACTIVITIES_OPENING, DayEvent, activities_sentence, stated_activities
+from modeling.ml.sensorlm.decoding import constrained_captions
 from modeling.ml.sensorlm.facts import fact_scores
 from modeling.ml.sensorlm.model import SensorLMModel
-from modeling.ml.sensorlm.tokenizer import decode
 
 TAGGER_WEIGHTS = "activity_tagger.safetensors"
 TAGGER_DESCRIPTION = "activity_tagger.json"  # written last: a directory with it has a whole tagger
@@ -64,11 +64,6 @@ def slot_tokens(
         by_slot = grid.reshape(len(grid), config.channel_groups, config.time_patches, config.dim).permute(0, 2, 1, 3)
         parts.append(by_slot.reshape(len(grid), config.time_patches, -1).cpu())
     return torch.cat(parts)
-
-
-def stated_activities(events: Sequence[DayEvent]) -> list[DayEvent]:
-    """The activities a day's caption states: activity kinds that began on the day (``captions._semantic``)."""
-    return [event for event in events if event.name in ACTIVITY_NAMES and event.start_minute >= 0]
 
 
 def slot_labels(days: Sequence[Sequence[DayEvent]], patch_minutes: int) -> np.ndarray:
@@ -181,23 +176,22 @@ def activity_runs(probabilities: np.ndarray, patch_minutes: int) -> list[list[Ta
     return days
 
 
-def stated(runs: Sequence[Sequence[TaggedActivity]], threshold: float) -> list[list[DayEvent]]:
-    """Per day, the activities whose confidence reaches ``threshold``."""
-    return [[run.event for run in day if run.confidence >= threshold] for day in runs]
+def stated(runs: Sequence[Sequence[TaggedActivity]], threshold: float | None) -> list[list[DayEvent]]:
+    """Per day, the activities whose confidence reaches ``threshold`` (None: none)."""
+    return [[run.event for run in day if threshold is not None and run.confidence >= threshold] for day in runs]
 
 
 def choose_threshold(
     runs: Sequence[Sequence[TaggedActivity]], truths: Sequence[str], precision: float = PRECISION_TARGET
-) -> tuple[float, dict[str, Any]]:
+) -> tuple[float | None, dict[str, Any]]:
     """The lowest of :data:`THRESHOLDS` at which the stated activities' precision against ``truths`` (each day's
-    reference caption, ``facts.fact_scores``) reaches ``precision``, and the facts' scores there; the highest candidate
-    where none does."""
-    scores: dict[str, Any] = {}
+    reference caption, ``facts.fact_scores``) reaches ``precision``, and the facts' scores there (scores on the days the
+    threshold was chosen on: a little optimistic); None, stating nothing, where none does."""
     for threshold in THRESHOLDS:
         scores = fact_scores([activities_sentence(day) for day in stated(runs, float(threshold))], truths)
         if (scores["activity_precision"] or 0.0) >= precision:
             return float(threshold), scores
-    return float(THRESHOLDS[-1]), scores
+    return None, fact_scores([activities_sentence([]) for _ in runs], truths)
 
 
 def fit_tagger(
@@ -231,13 +225,26 @@ def fit_tagger(
     return FittedTagger(tagger, threshold, patch_minutes, description)
 
 
+def opened_with_activities(
+    captions: Sequence[str], activities: Sequence[Sequence[DayEvent]]
+) -> tuple[list[str], list[bool]]:
+    """Captions of days without an event log opened by the activities the tagger read (``activities``), and whether
+    each was. A day it read none on keeps its caption: "No exercise or commute recorded." would state a record nobody
+    kept, and a search then reads the day by the model's similarity instead (``find_days.zero_shot_share``)."""
+    opened = [
+        f"{activities_sentence(day)} {caption}" if day else caption
+        for caption, day in zip(captions, activities, strict=True)
+    ]
+    return opened, [bool(day) for day in activities]
+
+
 # ---------------------------------------------------------------- saved beside the model
 
 
 @dataclass
 class FittedTagger:
     tagger: ActivityTagger
-    threshold: float
+    threshold: float | None  # None: no threshold reached the target precision, and nothing is stated
     patch_minutes: int
     description: dict[str, Any]  # how it was fitted and how it scored on held-out participants
 
@@ -246,11 +253,21 @@ class FittedTagger:
         return stated(activity_runs(slot_probabilities(self.tagger, tokens), self.patch_minutes), self.threshold)
 
 
+def remove_tagger(model_dir: Path) -> None:
+    """Take away the tagger saved beside a model, its description first (then no half of it is read as whole)."""
+    for name in (TAGGER_DESCRIPTION, TAGGER_WEIGHTS):
+        (Path(model_dir) / name).unlink(missing_ok=True)
+
+
 def save_tagger(fitted: FittedTagger, model_dir: Path) -> None:
-    """The tagger's weights, then its description (the sign of a whole tagger), into ``model_dir``."""
+    """The tagger's weights, then its description (the sign of a whole tagger), into ``model_dir``, each written
+    beside and moved into place; an earlier tagger is taken away first."""
     model_dir = Path(model_dir)
+    remove_tagger(model_dir)
     state = {name: value.detach().cpu().contiguous() for name, value in fitted.tagger.state_dict().items()}
-    save_file(state, model_dir / TAGGER_WEIGHTS)
+    weights = model_dir / f"{TAGGER_WEIGHTS}.partial"
+    save_file(state, weights)
+    weights.replace(model_dir / TAGGER_WEIGHTS)
     description = fitted.description | {
         "width": fitted.tagger.width,
         "slots": fitted.tagger.slots,
@@ -263,12 +280,25 @@ def save_tagger(fitted: FittedTagger, model_dir: Path) -> None:
     partial.replace(model_dir / TAGGER_DESCRIPTION)
 
 
-def load_tagger(model_dir: Path) -> FittedTagger | None:
-    """The tagger saved beside a model, or None for a model without one."""
+def load_tagger(model_dir: Path, model: SensorLMModel | None = None) -> FittedTagger | None:
+    """The tagger saved beside a model, or None for a model without one. Given the ``model``, a tagger fitted for
+    another sensor tower (patch geometry or width) is refused with a message, not read."""
     model_dir = Path(model_dir)
     if not (model_dir / TAGGER_DESCRIPTION).exists():
         return None
     description = json.loads((model_dir / TAGGER_DESCRIPTION).read_text())
+    if not (model_dir / TAGGER_WEIGHTS).exists():
+        raise ValueError(f"{model_dir / TAGGER_DESCRIPTION} has no weights beside it: fit it again with `sensorlm tag`")
+    config = None if model is None else model.config
+    if config is not None and (description["width"], description["slots"], description["patch_minutes"]) != (
+        config.channel_groups * config.dim,
+        config.time_patches,
+        config.patch_minutes,
+    ):
+        raise ValueError(
+            f"the activity tagger in {model_dir} was fitted for another sensor tower (its patches or width): fit it "
+            "again with `sensorlm tag`"
+        )
     tagger = ActivityTagger(description["width"], description["slots"], description["hidden"])
     tagger.load_state_dict(load_file(model_dir / TAGGER_WEIGHTS))
     return FittedTagger(tagger.eval(), description["threshold"], description["patch_minutes"], description)
@@ -310,16 +340,13 @@ def tagged_captions(
 ) -> list[str]:
     """Greedy captions of the standardized windows whose first sentence states, per day, ``activities`` in the
     captioner's words (``captions.activities_sentence``: kind, duration, part of the day and start)."""
-    captions = []
-    for start in range(0, values.shape[0], batch):
-        window = slice(start, start + batch)
-        sentences = [activities_sentence(day) for day in activities[window]]
-        ids = model.generate_captions(
-            values[window],
-            observed[window],
-            None if weekday is None else weekday[window],
-            max_tokens,
-            constraint=FirstSentence(tokenizer, sentences),
-        )
-        captions += [decode(tokenizer, row) for row in ids]
-    return captions
+    return constrained_captions(
+        model,
+        tokenizer,
+        values,
+        observed,
+        weekday,
+        lambda window: FirstSentence(tokenizer, [activities_sentence(day) for day in activities[window]]),
+        max_tokens=max_tokens,
+        batch=batch,
+    )

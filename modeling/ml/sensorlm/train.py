@@ -23,7 +23,6 @@ from modeling.ml.lsm.model import ENCODER_ARCHITECTURE, LSMConfig, parameter_cou
 from modeling.ml.lsm.pretrain import channel_statistics, simulated_days
 from modeling.ml.sensorlm.captions import LEVELS, DayEvent, caption_day, events_of_day, main_activity
 from modeling.ml.sensorlm.model import SensorLMConfig, SensorLMModel, load_sensorlm, save_sensorlm
-from modeling.ml.sensorlm.tagging import fit_tagger, save_tagger, slot_tokens
 from modeling.ml.sensorlm.tokenizer import encode, token_lengths, train_tokenizer
 from modeling.ml.train import TrainConfig, train
 
@@ -331,6 +330,9 @@ def train_sensorlm(
     if init_from:  # its participants are this model's too: evaluation must avoid them (sensorlm.evaluate)
         inherited = json.loads((Path(init_from) / "normalization.json").read_text()).get("pretraining", {})
         pretraining["initialized_from"] = {"path": str(init_from), **inherited}
+    from modeling.ml.sensorlm.tagging import remove_tagger  # here: tagging reads decoding, which reads this module
+
+    remove_tagger(model_dir)  # an earlier run's, fitted to other weights
     save_sensorlm(
         model,
         tokenizer,
@@ -369,6 +371,8 @@ def tag_activities(
 ) -> dict[str, Any]:
     """Fit the activity tagger (``tagging.py``) on the training days' tokens and events, its threshold on the held-out
     participants' days, and save it beside the model; returns its description."""
+    from modeling.ml.sensorlm.tagging import fit_tagger, save_tagger, slot_tokens  # see train_sensorlm
+
     fitted = fit_tagger(
         slot_tokens(model, values, observed, weekday),
         data.events,

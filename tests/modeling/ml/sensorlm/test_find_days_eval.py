@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from modeling.ml.sensorlm.evaluate import EvaluationSettings, evaluate
 from modeling.ml.sensorlm.find_days_eval import METHODS, _recall_and_reciprocal_rank, labelled_queries
@@ -188,11 +189,11 @@ def test_a_participant_without_an_event_log_gets_no_sentence_about_events_and_th
 def test_without_an_event_log_the_model_s_tagger_writes_the_activities_and_the_index_marks_them(tmp_path):
     """With the model's activity tagger, a participant without an event log gets the activities the tagger reads,
     stated as the captioner states them, and the index marks those days; a participant with a log keeps its own."""
-    from modeling.ml.sensorlm.captions import NO_ACTIVITIES, READER_LEVELS, caption_days
+    from modeling.ml.sensorlm.captions import READER_LEVELS, activities_sentence, caption_days
     from modeling.ml.sensorlm.find_days import build_index, load_index, save_index
     from modeling.ml.sensorlm.model import load_sensorlm
-    from modeling.ml.sensorlm.tagging import load_tagger
-    from modeling.ml.sensorlm.train import captioned_days
+    from modeling.ml.sensorlm.tagging import load_tagger, slot_tokens
+    from modeling.ml.sensorlm.train import captioned_days, standardized
 
     days = captioned_days(participants=4, days=1, seed=5)
     model, _, mean, std = load_sensorlm(DEMO_MODEL)
@@ -200,10 +201,18 @@ def test_without_an_event_log_the_model_s_tagger_writes_the_activities_and_the_i
     logged = [(2, days.values[1:2], days.observed[1:2], days.events[1], 0, 0)]
     unlogged = [(1, days.values[:1], days.observed[:1], [], 0, 0)]
     index = build_index(model, mean, std, unlogged + logged, tagger)
+    read = tagger.activities(
+        slot_tokens(
+            model, *standardized(days.subset(np.array([0])), mean.numpy(), std.numpy()), torch.tensor(days.weekday[:1])
+        )
+    )[0]
+    assert read, "the first day holds activities the tagger reads"
     assert list(index.read_by_model) == [True, False] and index.has_event_log.all()
     from_data = caption_days(days.values[:1], days.observed[:1], [], READER_LEVELS)[0]  # no event log: shapes only
-    assert str(index.captions[0]).endswith(f". {from_data}") and "exercise" not in from_data.lower()
-    assert str(index.captions[0]).startswith(("Activities: a", NO_ACTIVITIES))
+    assert index.captions[0] == f"{activities_sentence(read)} {from_data}" and "exercise" not in from_data.lower()
+    # a day the tagger reads nothing on keeps its caption of shapes, and the search reads it by similarity
+    rest = build_index(model, mean, std, [(3, days.values[:1], days.observed[:1], [], 0, 0)], None)
+    assert not rest.read_by_model.any() and not rest.has_event_log.any()
     assert index.captions[1] == caption_days(days.values[1:2], days.observed[1:2], days.events[1], READER_LEVELS)[0]
     save_index(index, tmp_path / "days.npz")
     assert list(load_index(tmp_path / "days.npz").read_by_model) == [True, False]
