@@ -25,7 +25,7 @@ from modeling.ml.lsm.probe_study import ProbeStudySettings
 from modeling.ml.lsm.report import ReportSettings
 from modeling.ml.lsm.scaling import ScalingSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
-from modeling.ml.twin.generate import READOUTS, RISK_FROM_MEASUREMENTS
+from modeling.ml.twin.generate import RISK_FROM_MEASUREMENTS
 from modeling.ml.twin.training import TwinTrainSettings
 
 
@@ -328,7 +328,7 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
     evaluate_parser.add_argument(
         "--readout",
         default="measured",
-        choices=list(READOUTS),
+        choices=["measured", "state"],
         help="how a biomarker is read at the horizon (see twin/generate.py)",
     )
     evaluate_parser.add_argument(

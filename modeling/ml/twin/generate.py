@@ -30,8 +30,6 @@ Two read-outs at every step, so neither depends on which tokens happened to be s
     last token, which may be days before the horizon: the token head never sees the next token's day. Reading the latest sampled measurement
     instead caught an effect that builds over weeks wherever the last visit happened to fall, and a rollout
     without a visit not at all (docs/results/twin-tiny/diagnosis.md, cause 2).
-  ``readout="interpolated"`` is the same visit, with each biomarker handed on to the next at its expected value
-  (:func:`horizon_visit`): the nearest bin's token, carrying the exact value on the model's value inputs.
   ``readout="state"`` records the restricted mean at every step instead, so a grid day reads it where the
   rollout stands. The restricted distribution is only trained where the measurement really follows (a lab
   after the visit's other labs, not after a step count), so ``state`` mostly reads it where it was never
@@ -103,7 +101,6 @@ def calibration_factors(model: HealthFormerModel, risk_from_measurements: Sequen
 # its token: blood pressure is also measured at home, where no diagnosis is made, and a measurement token does not say
 # where it was taken.
 RISK_FROM_MEASUREMENTS = ("incident_diabetes", "dyslipidaemia", "chronic_kidney_disease")
-READOUTS = ("measured", "interpolated", "state")  # how a biomarker is read at the horizon (the module's docstring)
 
 
 def endpoint_token(tokenizer: Tokenizer, endpoint: str) -> int:
@@ -175,11 +172,11 @@ def simulate(
     ``arms`` are intervention names (started on the history's last day) or None for no intervention.
     The same seed gives the same rollouts (rows are processed in the same chunks). Finished rows leave the
     batch once the share still going falls to ``compact_below`` (0 steps every row to the end); the samples
-    are the same either way. ``readout`` is one of :data:`READOUTS` (see the module's docstring).
+    are the same either way. ``readout`` is "state" or "measured" (see the module's docstring).
     ``risk_from_measurements``: the diagnoses whose risk is read from their criteria's measurements (:func:`event_weights`).
     """
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {', '.join(READOUTS)}, not {readout!r}")
+    if readout not in ("state", "measured"):
+        raise ValueError(f"readout must be 'state' or 'measured', not {readout!r}")
     device = model.device
     grid = np.arange(0, horizon_days + 1, grid_step_days)
     if grid[-1] != horizon_days:
@@ -344,7 +341,7 @@ def _simulate_chunk(
     count, arms = len(histories), len(arm_ids)
     biomarkers = bins.shape[0]
     # a visit on the horizon day reads every biomarker (horizon_visit); a horizon of 0 days is day 0 itself
-    visit = readout in ("measured", "interpolated") and horizon_days > 0
+    visit = readout == "measured" and horizon_days > 0
     begun = start_rollouts(
         model,
         histories,
@@ -413,7 +410,6 @@ def _simulate_chunk(
                     age[seen],
                     bins,
                     centers,
-                    exact=readout == "interpolated",
                 )
                 expected[seen, -1], measured_grid[seen, -1] = values, values
         originals = members[rows]
@@ -541,15 +537,11 @@ def horizon_visit(
     age: torch.Tensor,
     bins: torch.Tensor,
     centers: torch.Tensor,
-    *,
-    exact: bool = False,
 ) -> torch.Tensor:
     """(rows, biomarkers): what a visit on ``day`` measuring every biomarker would show, each read where the model
     was trained to predict it: the tokens of one day come in the tokenizer's order, so biomarker k is read after
     the visit's biomarkers before k, each given as the bin nearest its expected value (the same in every arm of
-    a sample: common random numbers hold). With ``exact``, the bin's token carries the expected value itself on the
-    model's value inputs (:func:`exact_value`), so a read that follows (diastolic after systolic pressure) moves with
-    it rather than in steps of a bin. ``logits`` (rows, vocab) follow each row's last token, on ``current``:
+    a sample: common random numbers hold). ``logits`` (rows, vocab) follow each row's last token, on ``current``:
     the first biomarker is read from them, at that token's state, not the horizon's.
     Consumes ``cache`` (decode steps are appended to it)."""
     values = torch.empty(len(current), bins.shape[0], device=current.device)
@@ -560,23 +552,9 @@ def horizon_visit(
         values[:, index] = (restricted * centers[index]).sum(-1)
         nearest = (values[:, index, None] - centers[index]).abs().argmin(-1)
         valid = torch.ones(len(current), dtype=torch.bool, device=current.device)
-        given = exact_value(model, values[:, index], bins[index], centers[index]) if exact else None
-        logits, _ = model.decode_step(cache, bins[index][nearest], day, previous, age, valid, exact_values=given)
+        logits, _ = model.decode_step(cache, bins[index][nearest], day, previous, age, valid)
         previous = day
     return values
-
-
-def exact_value(
-    model: HealthFormerModel, values: torch.Tensor, bins: torch.Tensor, centers: torch.Tensor
-) -> torch.Tensor:
-    """(rows,) measurements ``values`` of one biomarker in the model's standardized value units: interpolated between
-    the two bins whose centres (increasing, with their token ids ``bins``) surround each, held at the outer centres."""
-    upper = torch.searchsorted(centers.contiguous(), values.contiguous()).clamp(1, len(centers) - 1)
-    lower = upper - 1
-    share = ((values - centers[lower]) / (centers[upper] - centers[lower]).clamp(min=1e-12)).clamp(0.0, 1.0)
-    standardized = model.id_value[bins]
-    interpolated: torch.Tensor = standardized[lower] + share * (standardized[upper] - standardized[lower])
-    return interpolated
 
 
 def effect_summary(

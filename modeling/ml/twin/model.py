@@ -331,15 +331,11 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         previous_day: torch.Tensor,
         age_years: torch.Tensor,
         carried: Carried | None = None,
-        exact_values: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Carried]:
         """(batch, tokens, dim): code + value + modality + time (+ treatments under way, + each biomarker's latest
         value and how old it is), and the carried state after the last token, given the state before the first
-        (``carried``; None: nothing before). ``exact_values`` (batch, tokens), standardized as ``id_value``, replace the
-        tokens' own values on the value inputs (the value projection and the latest values): a measurement between
-        two bins' centres (``generate.horizon_visit``); None: each token's bin value, as in training."""
-        token_values = self.id_value[input_ids] if exact_values is None else exact_values
-        value = token_values[..., None]
+        (``carried``; None: nothing before)."""
+        value = self.id_value[input_ids][..., None]
         x = (
             self.code_embedding(self.id_code[input_ids])
             + self.bin_embedding(self.id_bin[input_ids])
@@ -359,7 +355,7 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         latest_value, latest_day = carried.latest_value, carried.latest_day
         if self.latest_projection is not None:
             values, value_days = latest_state(
-                self.id_biomarker[input_ids], token_values, days, latest_value, latest_day
+                self.id_biomarker[input_ids], self.id_value[input_ids], days, latest_value, latest_day
             )
             x = x + self.latest_projection(latest_features(values, value_days, days))
             if self.level_projection is not None and features is not None:
@@ -445,20 +441,11 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         previous_day: torch.Tensor,
         age_years: torch.Tensor,
         valid: torch.Tensor,
-        exact_values: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row.
-        ``exact_values`` (batch,): the tokens' values on the value inputs instead of their bins' (:meth:`embed`)."""
+        """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
         if cache.length >= cache.capacity:
             raise ValueError("the KV cache is full")
-        x, cache.carried = self.embed(
-            input_ids[:, None],
-            days[:, None],
-            previous_day,
-            age_years,
-            cache.carried,
-            None if exact_values is None else exact_values[:, None],
-        )
+        x, cache.carried = self.embed(input_ids[:, None], days[:, None], previous_day, age_years, cache.carried)
         position = cache.length
         cache.valid[:, position] = valid
         if isinstance(

@@ -221,49 +221,6 @@ def test_the_horizon_is_read_at_a_visit_measuring_every_biomarker(model, tokeniz
     assert not torch.allclose(expected[:, 1:], at_once[:, 1:], atol=1e-3)
 
 
-def test_an_exact_value_lies_between_its_neighbouring_bins_values(model, tokenizer):
-    from modeling.ml.twin.generate import exact_value
-
-    bins = torch.tensor(tokenizer.measurement_ids("diastolic_bp"))
-    centers = torch.tensor(tokenizer.centers["diastolic_bp"], dtype=torch.float32)
-    standardized = model.id_value[bins]
-    at = exact_value(model, centers, bins, centers)
-    assert torch.allclose(at, standardized, atol=1e-6)  # at a bin's centre: that bin's own value
-    middle = exact_value(model, (centers[3:4] + centers[4:5]) / 2, bins, centers)
-    assert torch.allclose(middle, (standardized[3:4] + standardized[4:5]) / 2, atol=1e-6)
-    outside = exact_value(model, torch.tensor([centers[0] - 50.0, centers[-1] + 50.0]), bins, centers)
-    assert torch.allclose(outside, standardized[[0, -1]])  # held at the outer centres
-
-
-def test_a_token_given_its_own_value_decodes_as_without_one(model, tokenizer, histories):
-    """The exact value replaces the bin's value on the value inputs only: given the bin's own, nothing changes; given
-    another, the next prediction moves."""
-    begun = start_rollouts(model, histories, torch.tensor([0]), samples=1, max_history_tokens=192, max_new_tokens=8)
-    token = torch.full((len(histories),), int(tokenizer.measurement_ids("systolic_bp")[10]))
-    valid = torch.ones(len(histories), dtype=torch.bool)
-    day = begun.start_day + 30
-
-    def step(exact_values):
-        cache = begun.cache.select(torch.arange(len(histories)))
-        return model.decode_step(cache, token, day, begun.start_day, begun.age, valid, exact_values=exact_values)[0]
-
-    own = model.id_value[token]
-    assert torch.allclose(step(None), step(own), atol=1e-5)
-    assert not torch.allclose(step(None), step(own + 0.3), atol=1e-4)
-
-
-def test_the_interpolated_readout_hands_each_biomarker_on_at_its_expected_value(model, tokenizer, histories):
-    """The same visit as "measured" (same futures, the first biomarker read the same); the biomarkers read after it
-    differ, since each is handed on at its expected value rather than its nearest bin's."""
-    kwargs = {"arms": [None, "statin"], "horizon_days": 60, "samples": 2, "seed": 4, "max_new_tokens": 32}
-    measured = simulate(model, tokenizer, histories, readout="measured", **kwargs)
-    interpolated = simulate(model, tokenizer, histories, readout="interpolated", **kwargs)
-    assert np.array_equal(measured.sampled_ids, interpolated.sampled_ids)
-    assert np.allclose(measured.expected[..., :-1, :], interpolated.expected[..., :-1, :])  # before the horizon
-    assert np.allclose(measured.expected[..., -1, 0], interpolated.expected[..., -1, 0], atol=1e-5)
-    assert not np.allclose(measured.expected[..., -1, 1:], interpolated.expected[..., -1, 1:], atol=1e-4)
-
-
 def test_sampling_divides_out_the_training_loss_weights(model, tokenizer, histories):
     import math
 
