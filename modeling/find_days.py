@@ -65,7 +65,8 @@ def day_index_build(
         locked.metrics = {**locked.metrics, "day_indexes": indexes}
         locked.save(update_fields=["metrics"])
     _loaded_index.cache_clear()
-    return {"cohort": cohort.pk, "days": len(index), "path": str(path)}
+    read = 0 if index.read_by_model is None else int(index.read_by_model.sum())
+    return {"cohort": cohort.pk, "days": len(index), "path": str(path), "read_by_model": read}
 
 
 MODEL_FILE = "model.safetensors"
@@ -116,8 +117,14 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
     if not indexes:
         if any(checkpoint.metrics.get("day_indexes") for checkpoint in Checkpoint.objects.filter(family=FAMILY)):
             raise FindDaysError(
-                "The indexed models' files are missing from disk: an admin queues a new “Sensor-language model: "
-                "training” job with a cohort to index."
+                "The indexed models' files are missing from disk: an admin queues a “Sensor-language model: index a "
+                "cohort” job with a model on disk, or a training job with a cohort to index."
+            )
+        indexing = job_pending(kind_name="sensorlm_index")
+        if indexing is not None:
+            raise FindDaysError(
+                f"No day index yet: a cohort is being indexed (job #{indexing.pk}, "
+                f"{indexing.get_state_display().lower()}, {indexing.progress:.0%}); its days can be searched once it is done."
             )
         pending = job_pending(kind_name="sensorlm_train")
         if pending is not None:
@@ -126,7 +133,8 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
                 f"{pending.progress:.0%}); days can be searched once it has indexed its cohort."
             )
         raise FindDaysError(
-            "No day index yet: an admin queues a “Sensor-language model: training” job with a cohort to index."
+            "No day index yet: an admin queues a “Sensor-language model: index a cohort” job (or a training job with a "
+            "cohort to index)."
         )
     results: list[dict[str, Any]] = []
     understood = False

@@ -1,11 +1,12 @@
-"""Job kind of the sensor-language model: training, its evaluation tables, and optionally a cohort's day index."""
+"""Job kinds of the sensor-language model: training (its evaluation tables, optionally a cohort's day index), and a
+cohort's day index with a model already trained."""
 
 from pathlib import Path
 
 from django import forms
 
 from healthagent.models import Cohort
-from modeling.jobs import JobContext, JobKind, job_checkpoint_record, queue_by_size, register
+from modeling.jobs import JobContext, JobKind, job_checkpoint_record, queue_by_checkpoint, queue_by_size, register
 from modeling.ml.sensorlm.train import SensorLMTrainSettings
 from modeling.models import Checkpoint
 from modeling.settings_forms import SettingsForm, settings_of
@@ -103,5 +104,63 @@ register(
         queue_by_size,
         "Sensor-caption pre-training (CLIP, SigLIP or CoCa) on simulated days and their hierarchical captions; evaluation tables "
         "on new participants; optionally indexes a cohort's days for the researchers' “Find days” search.",
+    )
+)
+
+
+def _sensorlm_checkpoints():
+    return Checkpoint.objects.filter(family="sensorlm").order_by("-created_at", "-pk")
+
+
+class SensorLMIndexForm(forms.Form):
+    checkpoint = forms.ModelChoiceField(
+        queryset=Checkpoint.objects.none(),
+        empty_label=None,
+        help_text="The model whose embeddings, captions and activity reading the search will use.",
+    )
+    cohort = forms.ModelChoiceField(
+        queryset=Cohort.objects.none(),
+        empty_label=None,
+        help_text="A cohort without an event log gets the activities the model reads from its wearable data, where "
+        "the model has an activity tagger.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["checkpoint"].queryset = _sensorlm_checkpoints()  # evaluated per form, not at import
+        self.fields["cohort"].queryset = Cohort.objects.order_by("name")
+
+
+def run_sensorlm_index(context: JobContext) -> dict:
+    from modeling.find_days import day_index_build
+
+    config = context.config
+    checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])
+    cohort = Cohort.objects.get(pk=config["cohort"])
+    indexed = day_index_build(
+        checkpoint=checkpoint,
+        cohort=cohort,
+        device=context.device,
+        progress=lambda done, total: context.progress(
+            done / max(1, total), f"indexing participant {done + 1} of {total}"
+        ),
+    )
+    context.log(
+        f"indexed {indexed['days']} days of cohort {cohort.name}; the model read the activities of "
+        f"{indexed['read_by_model']} of them (participants without an event log)"
+    )
+    return {"checkpoint": checkpoint.pk, "cohort": cohort.pk, "indexed_days": indexed["days"], **indexed}
+
+
+register(
+    JobKind(
+        "sensorlm_index",
+        "Sensor-language model: index a cohort",
+        SensorLMIndexForm,
+        run_sensorlm_index,
+        queue_by_checkpoint,
+        "Embeds and captions every worn day of a cohort with a trained model, for the researchers' “Find days” search; "
+        "a cohort without an event log gets the activities the model reads from its wearable data.",
+        summary=lambda config: f"cohort #{config.get('cohort')}",
     )
 )

@@ -79,6 +79,45 @@ def test_the_training_job_evaluates_indexes_a_cohort_and_its_days_can_be_searche
     assert scores == sorted(scores, reverse=True) and np.isfinite(scores).all()
 
 
+def test_an_index_job_indexes_a_cohort_without_an_event_log_with_a_trained_model(
+    tiny_cohort, tmp_path, client, admin_user
+):
+    """A cohort imported without an event log, indexed by the committed model (no training): its days are searched,
+    each with the activities the model's tagger reads from the wearable data where it reads any."""
+    import shutil
+    from pathlib import Path
+
+    from django.urls import reverse
+
+    from healthagent.models import Event
+
+    demo = Path(__file__).resolve().parents[2] / "modeling" / "demo_weights" / "sensorlm"
+    shutil.copytree(demo, tmp_path / "sensorlm")  # the links' files: the index is written beside the model
+    checkpoint = Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(tmp_path / "sensorlm"))
+    Event.objects.filter(participant__cohort=tiny_cohort).delete()
+    client.force_login(admin_user)
+    page = client.get(reverse("modeling:job_new", kwargs={"kind": "sensorlm_index"})).content.decode()
+    assert tiny_cohort.name in page and "Checkpoint" in page
+    job = job_queue(kind_name="sensorlm_index", config={"checkpoint": checkpoint.pk, "cohort": tiny_cohort.pk})
+    assert job.queue == "cpu"  # a tiny model
+    assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
+    job.refresh_from_db()
+    worn_days = sum(participant.minute_days for participant in tiny_cohort.participants.all())
+    assert job.result["indexed_days"] == worn_days and 0 < job.result["read_by_model"] <= worn_days
+    checkpoint.refresh_from_db()
+    assert find_days_indexes()[str(tiny_cohort.pk)][0] == checkpoint
+    results = days_matching(query="a walk", limit=worn_days)
+    assert sum(result["read_by_model"] for result in results) == job.result["read_by_model"]
+
+
+def test_while_a_cohort_is_indexed_the_search_says_so(tiny_cohort):
+    from modeling.models import Job
+
+    job = Job.objects.create(kind="sensorlm_index", config={}, state=Job.State.QUEUED)
+    with pytest.raises(FindDaysError, match=f"being indexed \\(job #{job.pk}, queued, 0%\\)"):
+        days_matching(query="a morning run")
+
+
 def test_admins_queue_the_training_from_its_form(client, admin_user, tiny_cohort):
     from django.urls import reverse
 
