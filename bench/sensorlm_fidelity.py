@@ -27,7 +27,8 @@ MODELS = (ROOT / "docs/results/sensorlm-tiny/model", ROOT / "modeling/demo_weigh
 
 
 def run() -> dict:
-    from modeling.ml.sensorlm.evaluate import GREEDY, TAGGED, EvaluationSettings, evaluate
+    from modeling.ml.sensorlm.caption_eval import GREEDY, TAGGED
+    from modeling.ml.sensorlm.evaluate import EvaluationSettings, evaluate
 
     model_dir = next(path for path in MODELS if (path / "model.safetensors").exists())
     seed = int(os.environ.get("SENSORLM_FIDELITY_SEED", int(time.time()) % 100_000 + 10_000))

@@ -9,6 +9,15 @@ import numpy as np
 import pytest
 import torch
 
+from modeling.ml.sensorlm.caption_eval import (
+    DETECTION_PRECISIONS,
+    GREEDY,
+    GROUNDED,
+    RERANKED,
+    TAGGED,
+    caption_scores,
+    captioning_table,
+)
 from modeling.ml.sensorlm.decoding import (
     ActivitySentence,
     fit_activity_detector,
@@ -16,17 +25,7 @@ from modeling.ml.sensorlm.decoding import (
     precise_threshold,
     reranked_captions,
 )
-from modeling.ml.sensorlm.evaluate import (
-    DETECTION_PRECISIONS,
-    GREEDY,
-    GROUNDED,
-    RERANKED,
-    TAGGED,
-    EvaluationSettings,
-    caption_scores,
-    captioning_table,
-    prepare,
-)
+from modeling.ml.sensorlm.evaluate import EvaluationSettings, prepare
 from modeling.ml.sensorlm.facts import stated_facts
 from modeling.ml.sensorlm.model import load_sensorlm, nucleus_sample
 from modeling.ml.sensorlm.tokenizer import decode
