@@ -325,6 +325,21 @@ def trial_table(
                 "direction_matches_trial": bool(np.sign(predicted_mean) == np.sign(trial.estimated_effect)),
                 "inside_ci": bool(low <= predicted_mean <= high),
                 "individual_r": r,
+                # per participant: the twin's predicted effect, the true one, and the biomarker's latest value in the
+                # history the twin was given (None where never measured): who it ranks wrongly, and by what
+                "individuals": [
+                    {
+                        "predicted": round(float(mine), 4),
+                        "true": round(float(truth), 4),
+                        "latest_measured": None if np.isnan(latest) else round(float(latest), 4),
+                    }
+                    for mine, truth, latest in zip(
+                        predicted,
+                        trial.true_individual_effect,
+                        [tokenizer.latest_values(history)[column] for history in histories],
+                        strict=True,
+                    )
+                ],
             }
         )
     correlation = {

@@ -1,6 +1,7 @@
 """The report's statistics: paired bootstrap AUROCs and the history cut."""
 
 import numpy as np
+import pytest
 
 from modeling.ml.twin.evaluate import (
     MIN_EVENTS,
@@ -121,6 +122,14 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
     statin = tokenizer.token_id("medication:statin")
     assert row["participants"] == 12 == len(enrolled) and row["excluded_already_treated_or_dead"] > 0
     assert all(statin not in history.ids for history in enrolled)
+    # each participant's predicted and true effect are kept, with the LDL the twin was given: the pooled r is theirs
+    people = row["individuals"]
+    assert len(people) == 12 and all(
+        person["latest_measured"] is None or person["latest_measured"] > 0 for person in people
+    )
+    predicted, truth = [person["predicted"] for person in people], [person["true"] for person in people]
+    assert row["individual_r"] == pytest.approx(float(np.corrcoef(predicted, truth)[0, 1]), abs=1e-3)
+    assert row["predicted_mean"] == pytest.approx(float(np.mean(predicted)), abs=1e-3)
 
 
 def test_the_fidelity_table_reads_each_biomarker_teacher_forced_and_at_a_visit(tokenizer):
