@@ -5,7 +5,7 @@ tuned to one cohort:
 
 - **Does a simulation start where the person is?** On new participants with a year of usual care, the simulation's
   day-0 value and the value a visit 14 days later would show, against the latest measured value, as median absolute
-  differences in units of the simulator's measurement SD (``evaluate.fidelity_table``). ``start_error_over_noise``
+  differences in units of the simulator's measurement SD (``fidelity.fidelity_table``). ``start_error_over_noise``
   is the largest day-0 figure over the biomarkers; below 1 is within the measurement noise.
 - **Are the trial effects right?** The 23 randomized trials of ``docs/results/twin-tiny/trials.md`` run afresh
   (``evaluate.trial_table``): the share with the predicted mean inside the trial's 95 % CI and with the right sign.
@@ -25,7 +25,8 @@ MODELS = (ROOT / "docs/results/twin-tiny/model", ROOT / "modeling/demo_weights/t
 
 
 def run() -> dict:
-    from modeling.ml.twin.evaluate import TwinReportSettings, fidelity_table, risk_table, trial_table
+    from modeling.ml.twin.evaluate import TwinReportSettings, risk_table, trial_table
+    from modeling.ml.twin.fidelity import fidelity_table
     from modeling.ml.twin.training import load_twin, training_seed
 
     model_dir = next(path for path in MODELS if (path / "model.safetensors").exists())

@@ -9,8 +9,9 @@
   mean change inside the trial's 95 % CI, and Pearson r of predicted against true individual changes.
 """
 
-import itertools
 import json
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -355,123 +356,8 @@ def trial_table(
     }
 
 
-FIDELITY_BIOMARKERS = ("hba1c", "ldl", "hdl", "egfr", "systolic_bp", "diastolic_bp", "weight")
-
-
-def fidelity_table(
-    model: HealthFormerModel,
-    tokenizer: Tokenizer,
-    settings: TwinReportSettings,
-    *,
-    participants: int = 400,
-    visit_days: int = 14,
-    progress: Progress = lambda *args: None,
-) -> dict[str, Any]:
-    """Does the twin know the person? On ``participants`` new people with a year of usual care, per biomarker:
-
-    - **teacher-forced**: at each true measurement that has an earlier one, the value the model expects (its
-      next-token distribution over the biomarker's bins, read just before it) regressed on the previous
-      measurement (slope; 1 copies it, 0 ignores it) and correlated with the measurement itself;
-    - **day 0**: the simulation's first value against the latest measured one (equal by construction in
-      ``generate.simulate``; the column checks that it stays so);
-    - **a visit soon after**: the value a visit ``visit_days`` after the history would show (the control arm's
-      horizon read-out) against the latest measured value, as the median absolute difference in units of the
-      simulator's measurement SD (below 1: within the measurement noise).
-    """
-    import torch
-
-    from modeling.ml.twin.generate import crop_indices
-
-    simulated = simulated_records(
-        participants=participants, days=settings.history_days, seed=settings.seed + 4, intervention_probability=0.0
-    )
-    histories = [tokenizer.encode(record) for record in simulated.records]
-    progress(0.1, f"teacher-forced reading of {len(histories)} histories")
-    columns = {name: BIOMARKER_NAMES.index(name) for name in FIDELITY_BIOMARKERS}
-    pairs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in FIDELITY_BIOMARKERS}
-    bins = {name: tokenizer.measurement_ids(name) for name in FIDELITY_BIOMARKERS}
-    with torch.inference_mode():
-        for tokens in histories:
-            keep = crop_indices(tokens, model.config.block_size)
-            if tokens.values is None or len(keep) < 2:
-                continue
-            keep_ids, values = tokens.ids[keep], tokens.values[keep]
-            age = torch.tensor([np.nan if tokens.age_years is None else tokens.age_years], dtype=torch.float32)
-            ids = torch.from_numpy(keep_ids)[None].to(model.device)
-            output = model(
-                ids,
-                torch.from_numpy(tokens.days[keep])[None].to(model.device),
-                age.to(model.device),
-                torch.ones_like(ids, dtype=torch.bool),
-                compute_loss=False,
-            )
-            probabilities = torch.softmax(output.logits[0].float(), -1).cpu().numpy()  # (tokens, vocab)
-            for name in FIDELITY_BIOMARKERS:
-                where = np.flatnonzero(np.isin(keep_ids, bins[name]))
-                centers = tokenizer.centers[name]
-                for previous, current in itertools.pairwise(where):
-                    restricted = probabilities[current - 1, bins[name]]
-                    expected = float((restricted / max(restricted.sum(), 1e-12) * centers).sum())
-                    pairs[name].append((float(values[previous]), expected, float(values[current])))
-    progress(0.6, f"a visit {visit_days} days after each history")
-    rollouts = simulate(
-        model,
-        tokenizer,
-        histories,
-        arms=[None],
-        horizon_days=visit_days,
-        samples=2,
-        seed=settings.seed + 4,
-        grid_step_days=visit_days,
-        max_new_tokens=64,
-    )
-    latest = np.stack([tokenizer.latest_values(tokens) for tokens in histories])  # (participants, biomarkers)
-    visit = rollouts.expected[:, 0, :, -1, :].mean(axis=1)  # (participants, biomarkers)
-    day0 = rollouts.expected[:, 0, :, 0, :].mean(axis=1)
-    rows = []
-    for name, column in columns.items():
-        sd = BIOMARKER_BY_NAME[name].measurement_sd
-        measured = ~np.isnan(latest[:, column])
-        triples = np.array(pairs[name]).reshape(-1, 3)
-        earlier, read, actual = triples.T  # previous measurement, the model's expectation, the measurement
-        slope = float(np.polyfit(earlier, read, 1)[0]) if len(triples) > 2 and earlier.std() > 0 else None
-        rows.append(
-            {
-                "biomarker": name,
-                "unit": BIOMARKER_BY_NAME[name].unit,
-                "measurement_sd": sd,
-                "pairs": len(triples),
-                "slope_on_previous": slope,
-                "r_with_measurement": float(np.corrcoef(read, actual)[0, 1]) if len(triples) > 2 else None,
-                "r_previous_with_measurement": float(np.corrcoef(earlier, actual)[0, 1]) if len(triples) > 2 else None,
-                "measured_participants": int(measured.sum()),
-                "day0_median_abs_sd": float(np.median(np.abs(day0 - latest)[measured, column]) / sd),
-                "visit_median_abs_sd": float(np.median(np.abs(visit - latest)[measured, column]) / sd),
-            }
-        )
-    return {"rows": rows, "participants": len(histories), "visit_days": visit_days, "settings": asdict(settings)}
-
-
-def fidelity_markdown(table: dict[str, Any], header: str) -> str:
-    lines = [
-        header,
-        "",
-        "| biomarker | measurement SD | teacher-forced pairs | slope on the previous value | r with the measurement "
-        "(previous value alone) | day 0 vs latest, median \\|Δ\\| / SD | visit after "
-        f"{table['visit_days']} days vs latest, median \\|Δ\\| / SD |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in table["rows"]:
-        lines.append(
-            f"| {row['biomarker']} ({row['unit']}) | {row['measurement_sd']:g} | {row['pairs']} | "
-            f"{_number(row['slope_on_previous'])} | {_number(row['r_with_measurement'])} "
-            f"({_number(row['r_previous_with_measurement'])}) | {_number(row['day0_median_abs_sd'])} | "
-            f"{_number(row['visit_median_abs_sd'])} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _number(value: float | None, decimals: int = 2) -> str:
+def number_cell(value: float | None, decimals: int = 2) -> str:
+    """A table cell: the value rounded, "—" where there is none."""
     return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{decimals}f}"
 
 
@@ -498,10 +384,10 @@ def risk_markdown(table: dict[str, Any], header: str) -> str:
     ]
     for row in table["rows"]:
         lines.append(
-            f"| {row['endpoint']}{' †' if row['few_events'] else ''} | {row['at_risk']} | {row['events']} | {_number(row['observed_incidence'], 3)} / "
-            f"{_number(row['predicted_incidence'], 3)} | {_number(row['model'])} [{_number(row['model_ci'][0])}, {_number(row['model_ci'][1])}] | "
-            f"{row['score_name']} | {_number(row['score'])} [{_number(row['score_ci'][0])}, {_number(row['score_ci'][1])}] | "
-            f"{_number(row['difference'])} [{_number(row['difference_ci'][0])}, {_number(row['difference_ci'][1])}] |"
+            f"| {row['endpoint']}{' †' if row['few_events'] else ''} | {row['at_risk']} | {row['events']} | {number_cell(row['observed_incidence'], 3)} / "
+            f"{number_cell(row['predicted_incidence'], 3)} | {number_cell(row['model'])} [{number_cell(row['model_ci'][0])}, {number_cell(row['model_ci'][1])}] | "
+            f"{row['score_name']} | {number_cell(row['score'])} [{number_cell(row['score_ci'][0])}, {number_cell(row['score_ci'][1])}] | "
+            f"{number_cell(row['difference'])} [{number_cell(row['difference_ci'][0])}, {number_cell(row['difference_ci'][1])}] |"
         )
     return "\n".join(lines) + "\n"
 
@@ -525,7 +411,7 @@ def trial_markdown(table: dict[str, Any], header: str) -> str:
         lines.append(
             f"| {row['intervention']} | {row['biomarker']} ({row['unit']}) | {row['population']} | {row['participants']} | "
             f"{row['trial_estimate']:.2f} [{low:.2f}, {high:.2f}] | {row['true_average_effect']:.2f} | {row['predicted_mean']:.2f} | "
-            f"{'✓' if row['direction_correct'] else '✗'} | {'✓' if row['inside_ci'] else '✗'} | {_number(row['individual_r'])} |"
+            f"{'✓' if row['direction_correct'] else '✗'} | {'✓' if row['inside_ci'] else '✗'} | {number_cell(row['individual_r'])} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -564,6 +450,8 @@ def twin_report(
         raise ValueError(
             f"seed {settings.seed} overlaps the model's training seed: use another so the participants are new"
         )
+    load_before = [round(value, 2) for value in os.getloadavg()]  # was anything else heavy running?
+    started = time.perf_counter()
     model, tokenizer = load_twin(model_dir, settings.device)
     if model.config.risk_calibration_fit.get("seed") == settings.seed:
         raise ValueError(f"seed {settings.seed} is the model's calibration cohort: use another")
@@ -598,15 +486,29 @@ def twin_report(
             ),
         }
     if "fidelity" in parts:
+        from modeling.ml.twin.fidelity import fidelity_markdown, fidelity_table  # fidelity.py reads this module
+
         table = fidelity_table(model, tokenizer, settings, progress=progress)
         report["fidelity"] = {
             "table": table,
             "markdown": fidelity_markdown(
                 table,
                 f"# Digital twin: does it know the person?\n\n{header} {table['participants']} new participants with a "
-                f"year of usual care (seed {settings.seed + 4}); see `fidelity_table` in `twin/evaluate.py`.",
+                f"year of usual care (seed {settings.seed + 4}); see `fidelity_table` in `twin/fidelity.py`.",
             ),
         }
+    run: dict[str, Any] = {
+        "parts": list(report),
+        "load_average_before": load_before,
+        "load_average_after": [round(value, 2) for value in os.getloadavg()],
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    for part in report.values():
+        part["table"]["run"] = run
+        part["markdown"] += (
+            f"\nRun in {run['wall_s'] / 60:.1f} min ({', '.join(run['parts'])}); load average (1, 5, 15 min) "
+            f"{run['load_average_before']} before, {run['load_average_after']} after.\n"
+        )
     if output_dir is not None:
         output_dir.mkdir(parents=True, exist_ok=True)
         for name, part in report.items():

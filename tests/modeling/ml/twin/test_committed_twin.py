@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modeling.ml.twin.evaluate import TwinReportSettings, fidelity_table
+from modeling.ml.twin.evaluate import TwinReportSettings
+from modeling.ml.twin.fidelity import fidelity_table
 from modeling.ml.twin.training import load_twin
 
 pytestmark = pytest.mark.slow

@@ -135,7 +135,8 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
 def test_the_fidelity_table_reads_each_biomarker_teacher_forced_and_at_a_visit(tokenizer):
     import torch
 
-    from modeling.ml.twin.evaluate import FIDELITY_BIOMARKERS, TwinReportSettings, fidelity_markdown, fidelity_table
+    from modeling.ml.twin.evaluate import TwinReportSettings
+    from modeling.ml.twin.fidelity import FIDELITY_BIOMARKERS, fidelity_markdown, fidelity_table
     from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
 
     torch.manual_seed(0)
