@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 
 from healthagent.cohort.find_days import FindDaysError
 from healthagent.cohort.store import read_window, trajectory_root
@@ -61,7 +62,8 @@ def day_index_build(
     save_index(index, path)
     with transaction.atomic():
         locked = Checkpoint.objects.select_for_update().get(pk=checkpoint.pk)
-        indexes = {**locked.metrics.get("day_indexes", {}), str(cohort.pk): {"path": str(path), "days": len(index)}}
+        entry = {"path": str(path), "days": len(index), "indexed_at": timezone.now().isoformat()}
+        indexes = {**locked.metrics.get("day_indexes", {}), str(cohort.pk): entry}
         locked.metrics = {**locked.metrics, "day_indexes": indexes}
         locked.save(update_fields=["metrics"])
     _loaded_index.cache_clear()
@@ -78,17 +80,19 @@ UNKNOWN_WORDS = (
 
 
 def find_days_indexes() -> dict[str, tuple[Checkpoint, Path]]:
-    """For every indexed cohort (by id): the newest SensorLM model that indexed it and whose model and
-    index files are both still on disk, with that index's path. A newer model that indexed other
-    cohorts does not hide this one."""
-    chosen: dict[str, tuple[Checkpoint, Path]] = {}
+    """For every indexed cohort (by id): its latest index whose model and index files are both still on disk, with
+    the model that built it. Latest by when it was indexed (an index recorded before that was kept counts as of its
+    model's creation): indexing a cohort again with an older model is what the search then uses. A model that
+    indexed other cohorts does not hide this one."""
+    chosen: dict[str, tuple[str, Checkpoint, Path]] = {}
     for checkpoint in Checkpoint.objects.filter(family=FAMILY).order_by("-created_at", "-pk"):
         if not (Path(checkpoint.path) / MODEL_FILE).exists():
             continue
         for cohort_id, entry in checkpoint.metrics.get("day_indexes", {}).items():
-            if cohort_id not in chosen and Path(entry["path"]).exists():
-                chosen[cohort_id] = (checkpoint, Path(entry["path"]))
-    return chosen
+            when = entry.get("indexed_at") or checkpoint.created_at.isoformat()
+            if Path(entry["path"]).exists() and (cohort_id not in chosen or when > chosen[cohort_id][0]):
+                chosen[cohort_id] = (when, checkpoint, Path(entry["path"]))
+    return {cohort_id: (checkpoint, path) for cohort_id, (_, checkpoint, path) in chosen.items()}
 
 
 @lru_cache(maxsize=2)
@@ -115,11 +119,6 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
 
     indexes = find_days_indexes()
     if not indexes:
-        if any(checkpoint.metrics.get("day_indexes") for checkpoint in Checkpoint.objects.filter(family=FAMILY)):
-            raise FindDaysError(
-                "The indexed models' files are missing from disk: an admin queues a “Sensor-language model: index a "
-                "cohort” job with a model on disk, or a training job with a cohort to index."
-            )
         indexing = job_pending(kind_name="sensorlm_index")
         if indexing is not None:
             raise FindDaysError(
@@ -131,6 +130,11 @@ def days_matching(*, query: str, limit: int = 10) -> list[dict]:
             raise FindDaysError(
                 f"No day index yet: the sensor-language model is being trained (job #{pending.pk}, {pending.get_state_display().lower()}, "
                 f"{pending.progress:.0%}); days can be searched once it has indexed its cohort."
+            )
+        if any(checkpoint.metrics.get("day_indexes") for checkpoint in Checkpoint.objects.filter(family=FAMILY)):
+            raise FindDaysError(
+                "The indexed models' files are missing from disk: an admin queues a “Sensor-language model: index a "
+                "cohort” job with a model on disk, or a training job with a cohort to index."
             )
         raise FindDaysError(
             "No day index yet: an admin queues a “Sensor-language model: index a cohort” job (or a training job with a "

@@ -6,7 +6,9 @@ from pathlib import Path
 from django import forms
 
 from healthagent.models import Cohort
+from modeling.find_days import MODEL_FILE
 from modeling.jobs import JobContext, JobKind, job_checkpoint_record, queue_by_checkpoint, queue_by_size, register
+from modeling.ml.sensorlm.tagging import TAGGER_DESCRIPTION
 from modeling.ml.sensorlm.train import SensorLMTrainSettings
 from modeling.models import Checkpoint
 from modeling.settings_forms import SettingsForm, settings_of
@@ -37,7 +39,6 @@ class SensorLMTrainForm(SettingsForm):
 
 
 def run_sensorlm_train(context: JobContext) -> dict:
-    from modeling.find_days import day_index_build
     from modeling.ml.sensorlm.evaluate import EvaluationSettings
     from modeling.ml.sensorlm.report import evaluation_report
     from modeling.ml.sensorlm.train import train_sensorlm_with
@@ -81,18 +82,30 @@ def run_sensorlm_train(context: JobContext) -> dict:
         evaluation = evaluation_report(Path(result["model_dir"]), settings, output_dir=context.work_dir / "report")
         summary["tables"] = evaluation["tables"]
     if config.get("index_cohort"):
-        cohort = Cohort.objects.get(pk=config["index_cohort"])
-        indexed = day_index_build(
-            checkpoint=checkpoint,
-            cohort=cohort,
-            device=context.device,
-            progress=lambda done, total: context.progress(
-                0.9 + 0.1 * done / max(1, total), f"indexing participant {done + 1} of {total}"
-            ),
-        )
-        context.log(f"indexed {indexed['days']} days of cohort {cohort.name}")
+        indexed = index_cohort(context, checkpoint, Cohort.objects.get(pk=config["index_cohort"]), start=0.9)
         summary["indexed_days"] = indexed["days"]
     return summary
+
+
+def index_cohort(context: JobContext, checkpoint: Checkpoint, cohort: Cohort, *, start: float = 0.0) -> dict:
+    """Index ``cohort``'s days with ``checkpoint`` for "Find days" (``find_days.day_index_build``), the job's progress
+    running from ``start`` to 1, and log what was indexed."""
+    from modeling.find_days import day_index_build
+
+    indexed = day_index_build(
+        checkpoint=checkpoint,
+        cohort=cohort,
+        device=context.device,
+        progress=lambda done, total: context.progress(
+            start + (1 - start) * done / max(1, total), f"indexing participant {done + 1} of {total}"
+        ),
+    )
+    tagger = "" if (Path(checkpoint.path) / TAGGER_DESCRIPTION).exists() else "; this model has no activity tagger"
+    context.log(
+        f"indexed {indexed['days']} days of cohort {cohort.name}; the model read the activities of "
+        f"{indexed['read_by_model']} of them (participants without an event log{tagger})"
+    )
+    return indexed
 
 
 register(
@@ -128,28 +141,27 @@ class SensorLMIndexForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["checkpoint"].queryset = _sensorlm_checkpoints()  # evaluated per form, not at import
+        self.fields["checkpoint"].label_from_instance = lambda checkpoint: f"{checkpoint} · {checkpoint.path}"
         self.fields["cohort"].queryset = Cohort.objects.order_by("name")
+
+    def clean_checkpoint(self):
+        checkpoint = self.cleaned_data["checkpoint"]
+        if not (Path(checkpoint.path) / MODEL_FILE).exists():
+            raise forms.ValidationError(f"This model's files are no longer on disk ({checkpoint.path}).")
+        return checkpoint
 
 
 def run_sensorlm_index(context: JobContext) -> dict:
-    from modeling.find_days import day_index_build
-
     config = context.config
     checkpoint = Checkpoint.objects.get(pk=config["checkpoint"])
-    cohort = Cohort.objects.get(pk=config["cohort"])
-    indexed = day_index_build(
-        checkpoint=checkpoint,
-        cohort=cohort,
-        device=context.device,
-        progress=lambda done, total: context.progress(
-            done / max(1, total), f"indexing participant {done + 1} of {total}"
-        ),
-    )
-    context.log(
-        f"indexed {indexed['days']} days of cohort {cohort.name}; the model read the activities of "
-        f"{indexed['read_by_model']} of them (participants without an event log)"
-    )
-    return {"checkpoint": checkpoint.pk, "cohort": cohort.pk, "indexed_days": indexed["days"], **indexed}
+    indexed = index_cohort(context, checkpoint, Cohort.objects.get(pk=config["cohort"]))
+    return {
+        "checkpoint": checkpoint.pk,
+        "cohort": indexed["cohort"],
+        "indexed_days": indexed["days"],
+        "read_by_model": indexed["read_by_model"],
+        "path": indexed["path"],
+    }
 
 
 register(

@@ -29,8 +29,12 @@ def test_an_admin_indexes_a_cohort_without_an_event_log_and_a_researcher_finds_i
     page.get_by_label("Cohort").select_option(label=tiny_cohort.name)
     page.get_by_role("button", name="Queue").click()
     page.wait_for_url("**/modeling/jobs/*/")
-    page.wait_for_function("() => document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=90_000)
+    page.wait_for_function(
+        "() => ['succeeded', 'succeeded_with_failures', 'failed', 'cancelled'].includes(document.querySelector('[data-job]').dataset.state)",
+        timeout=90_000,
+    )
     job = Job.objects.get(kind="sensorlm_index")
+    assert job.state == "succeeded", job.error
     assert job.result["read_by_model"] > 0
 
     page.context.clear_cookies()

@@ -97,7 +97,7 @@ def test_an_index_job_indexes_a_cohort_without_an_event_log_with_a_trained_model
     Event.objects.filter(participant__cohort=tiny_cohort).delete()
     client.force_login(admin_user)
     page = client.get(reverse("modeling:job_new", kwargs={"kind": "sensorlm_index"})).content.decode()
-    assert tiny_cohort.name in page and "Checkpoint" in page
+    assert tiny_cohort.name in page and str(tmp_path / "sensorlm") in page  # the model, named by its files
     job = job_queue(kind_name="sensorlm_index", config={"checkpoint": checkpoint.pk, "cohort": tiny_cohort.pk})
     assert job.queue == "cpu"  # a tiny model
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
@@ -113,9 +113,33 @@ def test_an_index_job_indexes_a_cohort_without_an_event_log_with_a_trained_model
 def test_while_a_cohort_is_indexed_the_search_says_so(tiny_cohort):
     from modeling.models import Job
 
+    # even when an earlier index's model is gone from disk: the job on its way is the news
+    Checkpoint.objects.create(family="sensorlm", size="tiny", path="/nowhere", metrics={"day_indexes": {"1": {}}})
     job = Job.objects.create(kind="sensorlm_index", config={}, state=Job.State.QUEUED)
     with pytest.raises(FindDaysError, match=f"being indexed \\(job #{job.pk}, queued, 0%\\)"):
         days_matching(query="a morning run")
+
+
+def test_a_cohort_indexed_again_by_an_older_model_is_searched_with_that_index(tiny_cohort, tmp_path):
+    older = sensorlm_checkpoint_create(tmp_path / "older")
+    newer = sensorlm_checkpoint_create(tmp_path / "newer", seed=1)
+    day_index_build(checkpoint=newer, cohort=tiny_cohort)
+    assert find_days_indexes()[str(tiny_cohort.pk)][0] == newer
+    day_index_build(checkpoint=older, cohort=tiny_cohort)  # an admin chose the older model on purpose
+    assert find_days_indexes()[str(tiny_cohort.pk)][0] == older
+
+
+def test_the_index_form_names_each_model_and_refuses_one_whose_files_are_gone(tiny_cohort, tmp_path):
+    from modeling.kinds.sensorlm import SensorLMIndexForm
+
+    kept = sensorlm_checkpoint_create(tmp_path / "kept")
+    gone = Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(tmp_path / "gone"))
+    form = SensorLMIndexForm()
+    labels = [label for _, label in form.fields["checkpoint"].choices]
+    assert any(str(tmp_path / "kept") in label for label in labels)
+    assert SensorLMIndexForm({"checkpoint": kept.pk, "cohort": tiny_cohort.pk}).is_valid()
+    refused = SensorLMIndexForm({"checkpoint": gone.pk, "cohort": tiny_cohort.pk})
+    assert not refused.is_valid() and "no longer on disk" in str(refused.errors["checkpoint"])
 
 
 def test_admins_queue_the_training_from_its_form(client, admin_user, tiny_cohort):
