@@ -55,6 +55,18 @@ def sensorlm_checkpoint_create(path, *, seed: int = 0):
     return Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(path))
 
 
+def committed_sensorlm_checkpoint_create(path):
+    """The committed sensor-language model (its activity tagger too) copied to ``path`` and its Checkpoint row: for
+    tests of what the real model reads. A copy of the link targets, since a day index is written beside the model."""
+    import shutil
+    from pathlib import Path
+
+    from modeling.models import Checkpoint
+
+    shutil.copytree(Path(__file__).resolve().parents[1] / "modeling" / "demo_weights" / "sensorlm", path)
+    return Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(path))
+
+
 def synthetic_cohort(name: str, *, participants: int, days: int, seed: int, history_days: int):
     """Import ``participants`` simulated people as the cohort ``name``. Tests' cohorts are smaller than the
     anonymity minimum (k = 5), so they import at k = 1 with the audited override."""

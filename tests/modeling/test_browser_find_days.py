@@ -1,26 +1,20 @@
 """In Chromium: an admin indexes a cohort that came without an event log with the committed sensor-language model (a
 real worker runs the job), and a researcher then finds its days by the activities the model read from the data."""
 
-import shutil
-from pathlib import Path
-
 import pytest
 
 from healthagent.models import Event
-from modeling.models import Checkpoint, Job
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from modeling.models import Job
+from tests.factories import DEFAULT_PASSWORD, UserFactory, committed_sensorlm_checkpoint_create
 from tests.test_browser_login import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.services, pytest.mark.django_db(transaction=True)]
-
-DEMO_SENSORLM = Path(__file__).resolve().parents[2] / "modeling" / "demo_weights" / "sensorlm"
 
 
 def test_an_admin_indexes_a_cohort_without_an_event_log_and_a_researcher_finds_its_days(
     worker, page, live_server, tiny_cohort, tmp_path
 ):
-    shutil.copytree(DEMO_SENSORLM, tmp_path / "sensorlm")  # the links' files: the index is written beside the model
-    Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(tmp_path / "sensorlm"))
+    committed_sensorlm_checkpoint_create(tmp_path / "sensorlm")
     Event.objects.filter(participant__cohort=tiny_cohort).delete()  # as a wearable export arrives: no event log
     admin = UserFactory(role="admin")
     log_in(page, admin.username, DEFAULT_PASSWORD)

@@ -10,7 +10,7 @@ from modeling.jobs import job_queue
 from modeling.ml.sensorlm.find_days import DayIndex, load_index, save_index
 from modeling.models import Checkpoint
 from modeling.tasks import run_job
-from tests.factories import sensorlm_checkpoint_create
+from tests.factories import committed_sensorlm_checkpoint_create, sensorlm_checkpoint_create
 
 pytestmark = pytest.mark.django_db
 
@@ -84,16 +84,12 @@ def test_an_index_job_indexes_a_cohort_without_an_event_log_with_a_trained_model
 ):
     """A cohort imported without an event log, indexed by the committed model (no training): its days are searched,
     each with the activities the model's tagger reads from the wearable data where it reads any."""
-    import shutil
-    from pathlib import Path
 
     from django.urls import reverse
 
     from healthagent.models import Event
 
-    demo = Path(__file__).resolve().parents[2] / "modeling" / "demo_weights" / "sensorlm"
-    shutil.copytree(demo, tmp_path / "sensorlm")  # the links' files: the index is written beside the model
-    checkpoint = Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(tmp_path / "sensorlm"))
+    checkpoint = committed_sensorlm_checkpoint_create(tmp_path / "sensorlm")
     Event.objects.filter(participant__cohort=tiny_cohort).delete()
     client.force_login(admin_user)
     page = client.get(reverse("modeling:job_new", kwargs={"kind": "sensorlm_index"})).content.decode()

@@ -8,10 +8,9 @@ from django.urls import reverse
 
 from healthagent.cohort.captions import participant_day_captions
 from modeling.find_days import day_index_build
-from tests.factories import UserFactory, sensorlm_checkpoint_create
+from tests.factories import UserFactory, committed_sensorlm_checkpoint_create, sensorlm_checkpoint_create
 
 pytestmark = pytest.mark.django_db
-DEMO_SENSORLM = Path(__file__).resolve().parents[3] / "modeling" / "demo_weights" / "sensorlm"
 
 
 @pytest.fixture
@@ -49,14 +48,11 @@ def test_days_come_ranked_with_caption_chart_and_a_link_to_the_participant(clien
 def test_without_an_event_log_a_card_says_its_activities_are_the_model_s_reading(client, tiny_cohort, tmp_path):
     """A cohort without an event log, indexed by the committed model (which has an activity tagger): each caption
     opens with the activities the model reads from the wearable data, and the card says that is what they are."""
-    import shutil
 
     from healthagent.models import Event
-    from modeling.models import Checkpoint
 
-    shutil.copytree(DEMO_SENSORLM, tmp_path / "sensorlm")  # the links' files: the index is written beside the model
     Event.objects.filter(participant__cohort=tiny_cohort).delete()
-    checkpoint = Checkpoint.objects.create(family="sensorlm", size="tiny", path=str(tmp_path / "sensorlm"))
+    checkpoint = committed_sensorlm_checkpoint_create(tmp_path / "sensorlm")
     day_index_build(checkpoint=checkpoint, cohort=tiny_cohort)
     client.force_login(UserFactory(role="researcher"))
     response = client.get(reverse("cohort:find_days"), {"q": "a walk in the morning"})
@@ -97,7 +93,6 @@ def test_a_query_of_words_no_caption_uses_finds_nothing_and_says_which_words_wor
 
 
 def test_a_day_whose_trajectory_file_is_gone_keeps_its_caption_without_a_chart(client, indexed_cohort, settings):
-    from pathlib import Path
 
     gone = indexed_cohort.participants.exclude(trajectory_path="").order_by("pk").first()
     (Path(settings.TRAJECTORY_ROOT) / gone.trajectory_path).unlink()
