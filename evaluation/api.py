@@ -67,7 +67,7 @@ class ApiRate(UserRateThrottle):
 
 
 class Pages(PageNumberPagination):
-    """``?page=`` (past the last: 404) and ``?page_size=`` (1 to 1000; anything else is a 400 that says so, rather
+    """``?page=`` (past the last: 404; empty: 400) and ``?page_size=`` (1 to 1000; anything else is a 400 that says so, rather
     than DRF's silent fall-back to the default, which would hand a script a page it did not ask for)."""
 
     page_size = 100
@@ -85,6 +85,12 @@ class Pages(PageNumberPagination):
         if not 1 <= size <= self.max_page_size:
             raise ValidationError({self.page_size_query_param: f"a whole number from 1 to {self.max_page_size}"})
         return size
+
+    def get_page_number(self, request, paginator):
+        raw = request.query_params.get(self.page_query_param)
+        if raw is not None and not raw.strip():  # DRF would read an empty one as the first page
+            raise ValidationError({self.page_query_param: "a whole number from 1"})
+        return super().get_page_number(request, paginator)
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)

@@ -283,6 +283,20 @@ class StudyItem(models.Model):
         return f"Item #{self.pk} of study #{self.study_id}"
 
 
+class ItemRaters(models.Model):
+    """An item's raters as the hand-out counts them (its main assignments not skipped), kept by PostgreSQL itself: a
+    trigger on the assignments (migration 0018) adds one or takes one away, in the same transaction, as each is made,
+    skipped, moved or deleted, whatever writes it. Every hand-out's candidate query reads it in place of counting each
+    item's assignments, which grew with the study's ratings (evaluation.assignment._available_sql). Written by nothing
+    else; an item without a rater has no row. Not kept on SQLite (the embedded default), which counts."""
+
+    item = models.OneToOneField(StudyItem, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    raters = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Item #{self.item_id}: {self.raters} raters"
+
+
 class Assignment(models.Model):
     """One clinician's turn at one item. At most one per (item, clinician)."""
 

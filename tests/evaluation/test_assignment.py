@@ -6,11 +6,13 @@ from collections import Counter
 
 import pytest
 from django.db import connection
+from django.db.models import Count
 
 from evaluation.assignment import assignment_next, available_items
 from evaluation.models import Assignment, Rubric, Study, StudyItem
 from healthagent.models import AgentVariant, Cohort, Participant, Recommendation
 from healthagent.roles import Role
+from tests.conftest import service_missing
 from tests.factories import UserFactory, ensure_reference_data
 
 pytestmark = pytest.mark.django_db
@@ -190,6 +192,60 @@ def test_the_raw_candidate_query_gives_the_orm_querys_rows(mode):
         {items[1].pk} if mode == "pairwise" else set()
     )
     assert dict(raw)[items[8].pk] == 2 and dict(raw)[items[9].pk] == 1
+
+
+def _kept_and_counted(study) -> tuple[dict, dict]:
+    """Each item's raters as PostgreSQL keeps them (ItemRaters, by its trigger) and as the ORM counts them."""
+    from evaluation.assignment import _RATERS
+    from evaluation.models import ItemRaters
+
+    kept = dict(ItemRaters.objects.filter(item__study=study).values_list("item_id", "raters"))
+    counted = dict(
+        StudyItem.objects.filter(study=study).annotate(n=Count("assignments", filter=_RATERS)).values_list("pk", "n")
+    )
+    return {pk: raters for pk, raters in kept.items() if raters}, {pk: n for pk, n in counted.items() if n}
+
+
+@pytest.mark.services
+def test_postgresql_keeps_each_items_raters_whatever_writes_the_assignments():
+    """The trigger behind ItemRaters follows every write of an assignment: made, skipped and un-skipped, its purpose
+    or item changed, done (no change), deleted one by one, in bulk and with its study."""
+    if connection.vendor != "postgresql":
+        service_missing("the kept count is PostgreSQL's (set DATABASE_URL)")
+    study = build_study(items=4, raters=4, k=3)
+    items = list(study.items.order_by("pk"))
+    raters = list(study.clinicians.order_by("pk"))
+    made = [Assignment.objects.create(study=study, item=items[0], rater=rater) for rater in raters[:3]]
+    Assignment.objects.create(study=study, item=items[1], rater=raters[0], purpose="repeat")  # not a rater
+    Assignment.objects.bulk_create([Assignment(study=study, item=items[1], rater=rater) for rater in raters[1:]])
+    kept, counted = _kept_and_counted(study)
+    assert kept == counted == {items[0].pk: 3, items[1].pk: 3}
+    Assignment.objects.filter(pk=made[0].pk).update(state="skipped")
+    Assignment.objects.filter(pk=made[1].pk).update(state="done")
+    Assignment.objects.filter(pk=made[2].pk).update(item=items[2])
+    assert _kept_and_counted(study)[0] == {items[0].pk: 1, items[1].pk: 3, items[2].pk: 1}
+    Assignment.objects.filter(pk=made[0].pk).update(state="in_progress")  # un-skipped
+    Assignment.objects.filter(item=items[1], purpose="main", rater=raters[1]).update(purpose="gold")
+    Assignment.objects.filter(pk=made[1].pk).delete()
+    kept, counted = _kept_and_counted(study)
+    assert kept == counted == {items[0].pk: 1, items[1].pk: 2, items[2].pk: 1}
+    Assignment.objects.filter(item=items[1]).delete()
+    assert _kept_and_counted(study)[0] == {items[0].pk: 1, items[2].pk: 1}
+    study.delete()  # items, their assignments and their counts together
+    from evaluation.models import ItemRaters
+
+    assert not ItemRaters.objects.filter(item_id__in=[item.pk for item in items]).exists()
+
+
+def test_a_whole_queue_leaves_each_item_with_the_raters_the_database_keeps():
+    study = build_study(items=5, raters=4, k=2)
+    for rater in study.clinicians.all():
+        while (assignment := assignment_next(study=study, rater=rater)) is not None:
+            finish(assignment)
+    kept, counted = _kept_and_counted(study)
+    assert counted == {item.pk: 2 for item in study.items.all()}
+    if connection.vendor == "postgresql":
+        assert kept == counted
 
 
 def test_closed_and_draft_studies_hand_out_nothing_new():

@@ -149,6 +149,9 @@ def test_the_api_lists_with_pages_and_tokens(client):
     page = client.get(reverse("api:ratings", args=[study.pk]) + "?page_size=4", **headers).json()
     assert page["count"] == 10 and len(page["results"]) == 4 and page["next"]
     assert set(page["results"][0]) >= {"item", "rater", "scores", "unsafe", "revision"}
+    for query in ("?page=", "?page= ", "?page_size=0"):  # an empty page is no page, not the first (schemathesis)
+        answer = client.get(reverse("api:ratings", args=[study.pk]) + query, **headers)
+        assert answer.status_code == 400 and answer.json().keys() & {"page", "page_size"}
     assert client.get(reverse("api:studies"), **headers).json()["results"][0]["name"] == study.name
     _, clinician_secret = AuthToken.objects.create(user=study.clinicians.first())
     assert client.get(reverse("api:studies"), HTTP_AUTHORIZATION=f"Token {clinician_secret}").status_code == 403

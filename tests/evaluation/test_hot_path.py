@@ -37,6 +37,39 @@ def test_the_joined_read_gives_what_the_orm_gives(grounded_study):
     assert read.study.opened_at is not None and read.study.opened_at.tzinfo is not None
 
 
+def test_an_instance_from_a_row_is_the_one_from_db_makes(grounded_study):
+    """healthagent.joined.from_row skips Model.__init__: the instance must be what from_db makes (its attributes and
+    state alike), and a model some code listens to the construction of goes through from_db, signals and all."""
+    from django.db.models.signals import post_init
+
+    from healthagent.joined import from_row
+
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    opened = assignment_next(study=grounded_study, rater=clinician)
+    for instance in (opened, opened.study, opened.item, opened.item.participant, clinician):
+        model = type(instance)
+        names = [field.attname for field in model._meta.concrete_fields]
+        values = [getattr(model.objects.get(pk=instance.pk), name) for name in names]
+        ours, theirs = from_row(model, "default", names, values), model.from_db("default", names, values)
+        assert {k: v for k, v in vars(ours).items() if k != "_state"} == {
+            k: v for k, v in vars(theirs).items() if k != "_state"
+        }
+        assert (ours._state.adding, ours._state.db) == (theirs._state.adding, theirs._state.db) == (False, "default")
+        assert ours == theirs
+    built = []
+
+    def listener(sender, instance, **kwargs):
+        built.append(instance)
+
+    post_init.connect(listener, sender=Assignment)
+    try:
+        names = [field.attname for field in Assignment._meta.concrete_fields]
+        made = from_row(Assignment, "default", names, [getattr(opened, name) for name in names])
+    finally:
+        post_init.disconnect(listener, sender=Assignment)
+    assert built == [made]
+
+
 def test_the_joined_read_is_the_access_check(grounded_study):
     first, second = grounded_study.clinicians.order_by("pk")[:2]
     opened = assignment_next(study=grounded_study, rater=first)
