@@ -27,6 +27,7 @@ BENCHMARKS = (
     "bench.twin_fidelity",
     "bench.sensorlm_fidelity",
     "bench.load_summary",
+    "bench.rated_item_instructions",
     "bench.rater_quality",
     "bench.judge",
 )
