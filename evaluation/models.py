@@ -288,7 +288,10 @@ class ItemRaters(models.Model):
     trigger on the assignments (migration 0018) adds one or takes one away, in the same transaction, as each is made,
     skipped, moved or deleted, whatever writes it. Every hand-out's candidate query reads it in place of counting each
     item's assignments, which grew with the study's ratings (evaluation.assignment._available_sql). Written by nothing
-    else; an item without a rater has no row. Not kept on SQLite (the embedded default), which counts."""
+    else; an item never rated has no row (read as 0). Not kept on SQLite (the embedded default), which counts. A
+    database moved with ``dumpdata``/``loaddata`` would count its assignments twice (the loaded counts, then the
+    trigger's): leave this model out of the dump (``--exclude evaluation.ItemRaters``); ``pg_dump``/``pg_restore``, the
+    documented backup, restores the counts as they were."""
 
     item = models.OneToOneField(StudyItem, primary_key=True, on_delete=models.CASCADE, related_name="+")
     raters = models.PositiveIntegerField(default=0)

@@ -168,6 +168,13 @@ def _callgrind_total(path: Path) -> int:
     raise RuntimeError(f"no instruction count in {path}")
 
 
+def _control(pid: int, instrumentation: str) -> None:
+    """Switch valgrind's instruction counter in process ``pid`` on or off."""
+    subprocess.run(
+        ["callgrind_control", f"--instr={instrumentation}", str(pid)], check=True, capture_output=True, timeout=120
+    )
+
+
 def _wait_for(path: Path, process: subprocess.Popen, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
@@ -200,6 +207,7 @@ def measure(*, items: int, warmup: int, clinicians: int, work: Path) -> dict:
             env=environment,
             cwd=ROOT,
             check=True,
+            timeout=1800,
         )
         output = work / "callgrind.out"
         log = (work / "driver.log").open("w")
@@ -228,16 +236,22 @@ def measure(*, items: int, warmup: int, clinicians: int, work: Path) -> dict:
         )
         try:
             _wait_for(work / "ready", driver, timeout_s=1800)
-            subprocess.run(["callgrind_control", "--instr=on", str(driver.pid)], check=True, capture_output=True)
+            _control(driver.pid, "on")
             (work / "go").touch()
             _wait_for(work / "done", driver, timeout_s=3600)
-            subprocess.run(["callgrind_control", "--instr=off", str(driver.pid)], check=True, capture_output=True)
+            _control(driver.pid, "off")
             (work / "go").unlink()
             if driver.wait(timeout=600) != 0:
-                raise RuntimeError(f"the driver failed: see {log.name}")
+                raise RuntimeError(f"the driver ended with exit {driver.returncode}")
+        except (RuntimeError, subprocess.SubprocessError) as error:
+            # The work folder (and the log in it) is removed after: what the driver said goes with the error.
+            log.flush()
+            tail = "\n".join(Path(log.name).read_text(errors="replace").splitlines()[-40:])
+            raise RuntimeError(f"{error}; the driver's last lines:\n{tail}") from error
         finally:
             if driver.poll() is None:
                 driver.kill()
+                driver.wait(timeout=30)
             log.close()
         driven = json.loads((work / "driven.json").read_text())
         total = _callgrind_total(output)

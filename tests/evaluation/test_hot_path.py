@@ -40,10 +40,11 @@ def test_the_joined_read_gives_what_the_orm_gives(grounded_study):
 def test_an_instance_from_a_row_is_the_one_from_db_makes(grounded_study):
     """healthagent.joined.from_row skips Model.__init__: the instance must be what from_db makes (its attributes and
     state alike), and a model some code listens to the construction of goes through from_db, signals and all."""
-    from django.db.models.signals import post_init
+    from django.db.models.signals import post_init, pre_init
 
     from healthagent.joined import from_row
 
+    assert not pre_init.receivers and not post_init.receivers  # so the site's reads take the path tested here
     clinician = grounded_study.clinicians.order_by("pk").first()
     opened = assignment_next(study=grounded_study, rater=clinician)
     for instance in (opened, opened.study, opened.item, opened.item.participant, clinician):
