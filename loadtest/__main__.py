@@ -16,7 +16,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +30,7 @@ from loadtest.reference import reference_cpu_ms
 from loadtest.report import cpu_snapshot, integrity_check, markdown, shape_summary
 from loadtest.sampling import SamplingProfile, py_spy_available, summarize
 from loadtest.sampling import markdown as profile_markdown
+from loadtest.seed import seed_stack
 from loadtest.services import Services
 from loadtest.stack import GUNICORN_THREADS, ROOT, WebServer, production_environment
 
@@ -191,14 +191,7 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
         environment = production_environment(
             services_environment=services.environment(), var_dir=work / "var", extra=extra
         )
-        (work / "plan.json").write_text(json.dumps(plan))
-        subprocess.run(
-            [sys.executable, "-m", "loadtest.seed", str(work / "plan.json"), str(work / "seeded.json")],
-            cwd=ROOT,
-            env=environment,
-            check=True,
-        )
-        seeded = json.loads((work / "seeded.json").read_text())
+        seeded = seed_stack(plan, environment=environment, work=work)
         results["conditions"]["seed_s"] = seeded["seed_s"]
         results["conditions"]["items_per_study"] = seeded["items_per_study"]
         server = WebServer(

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
+from loadtest.seed import seed_stack
 from loadtest.services import Services
 from loadtest.stack import ROOT, production_environment
 
@@ -185,7 +186,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def measure(*, items: int, warmup: int, clinicians: int, work: Path) -> dict:
+def measure(*, items: int, warmup: int, clinicians: int, work: Path, keep: Path | None = None) -> dict:
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian package 'valgrind')")
@@ -201,14 +202,7 @@ def measure(*, items: int, warmup: int, clinicians: int, work: Path) -> dict:
             "password": PASSWORD,
             "studies": {"open": clinicians},
         }
-        (work / "plan.json").write_text(json.dumps(plan))
-        subprocess.run(
-            [sys.executable, "-m", "loadtest.seed", str(work / "plan.json"), str(work / "seeded.json")],
-            env=environment,
-            cwd=ROOT,
-            check=True,
-            timeout=1800,
-        )
+        seed_stack(plan, environment=environment, work=work)
         output = work / "callgrind.out"
         log = (work / "driver.log").open("w")
         driver = subprocess.Popen(
@@ -255,6 +249,9 @@ def measure(*, items: int, warmup: int, clinicians: int, work: Path) -> dict:
             log.close()
         driven = json.loads((work / "driven.json").read_text())
         total = _callgrind_total(output)
+        if keep is not None:  # the counts by function, for a closer look (callgrind_annotate)
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(output, keep)
     return {
         "instructions_per_item_millions": round(total / items / 1e6, 2),
         "statements_per_item": driven["statements_per_item"],
@@ -273,6 +270,7 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="rated items before the measure (caches filled)")
     parser.add_argument("--clinicians", type=int, default=120, help="raters, taking items in turn")
     parser.add_argument("--output", default="instructions", help="bench/results/<output>.json")
+    parser.add_argument("--keep", type=Path, help="keep valgrind's counts by function here (callgrind_annotate)")
     parser.add_argument("--drive", type=Path, help=argparse.SUPPRESS)  # the driver, inside valgrind
     parser.add_argument("--signal-folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -284,7 +282,7 @@ def main(argv=None) -> int:
         return 0
     work = Path(tempfile.mkdtemp(prefix="healthagent-instructions."))
     try:
-        result = measure(items=args.items, warmup=args.warmup, clinicians=args.clinicians, work=work)
+        result = measure(items=args.items, warmup=args.warmup, clinicians=args.clinicians, work=work, keep=args.keep)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -8,11 +8,29 @@ through the login form to measure that endpoint.
 """
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import django
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def seed_stack(plan: dict, *, environment: dict, work: Path, timeout_s: float = 1800) -> dict:
+    """Seed the stack whose environment is ``environment`` in a process of its own (its plan and answer kept in
+    ``work``) and return what :func:`seed` answered."""
+    plan_path, seeded_path = work / "plan.json", work / "seeded.json"
+    plan_path.write_text(json.dumps(plan))
+    subprocess.run(
+        [sys.executable, "-m", "loadtest.seed", str(plan_path), str(seeded_path)],
+        env=environment,
+        cwd=ROOT,
+        check=True,
+        timeout=timeout_s,
+    )
+    return json.loads(seeded_path.read_text())
 
 
 def seed(plan: dict) -> dict:

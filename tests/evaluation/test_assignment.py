@@ -237,6 +237,34 @@ def test_postgresql_keeps_each_items_raters_whatever_writes_the_assignments():
     assert not ItemRaters.objects.filter(item_id__in=[item.pk for item in items]).exists()
 
 
+@pytest.mark.services
+@pytest.mark.parametrize("first", [8, 2])
+def test_postgresql_offers_the_candidates_in_the_order_python_ranks_them(monkeypatch, first):
+    """candidates_in_turn: PostgreSQL's order (fewest raters, then the SHA-256 of the same text) is _in_turn's, and
+    every candidate comes, the first few and then the rest, once each."""
+    if connection.vendor != "postgresql":
+        service_missing("the database ranks the candidates on PostgreSQL (set DATABASE_URL)")
+    from evaluation import assignment as module
+
+    monkeypatch.setattr(module, "RANKED_FIRST", first)
+    monkeypatch.setattr(module, "_RANKED_SQL", {})
+    study = build_study(items=12, raters=5, k=3, seed=2_147_483_647)
+    rater, *others = list(study.clinicians.order_by("pk"))
+    items = list(study.items.order_by("pk"))
+    for number, item in enumerate(items[:6]):  # 1, 2 and 3 raters: three groups, one of them full
+        for other in others[: 1 + number % 3]:
+            Assignment.objects.create(study=study, item=item, rater=other, state="done")
+    Assignment.objects.create(study=study, item=items[7], rater=rater, state="skipped")  # theirs: never again
+    python = list(module._in_turn(available_items(study, rater), seed=study.seed, rater_id=rater.pk))
+    offered = list(module.candidates_in_turn(study, rater))
+    assert offered == python
+    assert len(offered) == 12 - 2 - 1  # two full items, one of their own
+    by_raters = Counter(
+        study.items.filter(pk__in=offered[:5]).annotate(n=Count("assignments")).values_list("n", flat=True)
+    )
+    assert by_raters == {0: 5}  # the five items nobody rated come first
+
+
 def test_a_whole_queue_leaves_each_item_with_the_raters_the_database_keeps():
     study = build_study(items=5, raters=4, k=2)
     for rater in study.clinicians.all():
