@@ -13,7 +13,8 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from evaluation.access import RaterTurn, access_turn
@@ -418,6 +419,7 @@ def rating_submit_turn(
     evidence: Any = None,
     criteria: dict[str, Any] | None = None,
     time_spent_s: float = 0.0,
+    read: RaterTurn | None = None,
 ) -> tuple[Rating, RaterTurn | None]:
     """Save the rating of an assignment: the first submit creates it, later ones revise it. Returns the rating and
     the rater's turn as read at the start (evaluation.access.RaterTurn; its standing as the submit left it), from
@@ -430,8 +432,11 @@ def rating_submit_turn(
     ``harm`` answers the rubric's harm dimension (absolute studies); ``evidence`` is the windows of the chart tied to
     dimensions (a list, or its JSON text), checked by evaluation.evidence; ``criteria`` grades the item's criteria
     (position -> met), every one of them (evaluation.criteria). A rating that meets a safety trigger opens
-    an incident (evaluation.triage).
+    an incident (evaluation.triage). ``read``: the assignment's turn as the caller read and locked it in its own
+    transaction, in which this then runs (evaluation.access.access_turn_as_session_user); by default it is read here.
     """
+    if read is not None and connection.get_autocommit():
+        raise TransactionManagementError("a turn read ahead is submitted within the transaction that locked it")
     comment, unsafe_reason = (comment or "").strip(), (unsafe_reason or "").strip()
     if unsafe and not unsafe_reason:
         raise EvaluationError("say what is unsafe when you flag an answer as unsafe")
@@ -448,8 +453,9 @@ def rating_submit_turn(
     if not math.isfinite(time_spent_s):
         raise EvaluationError("the time spent on the item is not a finite number")
     time_spent_s = min(max(time_spent_s, 0.0), MAX_TIME_ON_ITEM_S)
-    with transaction.atomic():
-        read = access_turn(assignment_id=assignment_id, rater=rater)
+    with transaction.atomic(savepoint=read is None):  # within the caller's, with a read ahead: as one with it
+        if read is None:
+            read = access_turn(assignment_id=assignment_id, rater=rater)
         assignment = read.assignment
         _check_editable(assignment)
         # The turn's other parts were read with the lock, but from before any wait for it: when the row was not in

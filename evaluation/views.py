@@ -8,7 +8,7 @@ from functools import wraps
 from typing import Any, cast
 
 from django.contrib import messages
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
@@ -19,7 +19,7 @@ from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import quote_etag
 from django.views.decorators.http import require_POST
 
-from evaluation.access import access_assignment_as_session_user
+from evaluation.access import access_assignment_as_session_user, access_turn_as_session_user
 from evaluation.assignment import assignment_next, items_waiting_for_answers
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
@@ -61,7 +61,7 @@ from healthagent.cohort.charts import ChartError, minute_figure_file, minute_fig
 from healthagent.cohort.days import shown_days
 from healthagent.jsonlimits import json_loads_bounded
 from healthagent.models import Participant
-from healthagent.roles import Role, adjudicator_flag_required, role_required
+from healthagent.roles import Role, adjudicator_flag_required, role_refusal, role_required
 from healthagent.templatetags.fixed_urls import url_with_id
 
 RESEARCH_ROLES = (Role.RESEARCHER, Role.ADMIN)
@@ -280,12 +280,19 @@ def _posted_rating(request) -> dict:
 
 
 @require_POST
-@role_required(Role.CLINICIAN)
 def assignment_submit(request, assignment_id: int):
+    """The rating of the clinician's own item (``role_required(Role.CLINICIAN)``, checked before anything is
+    written), then their next item's page."""
     posted = _posted_rating(request)
     try:
-        # Checks that the item is the clinician's own, under the lock it writes with: one read of it.
-        rating, turn = rating_submit_turn(assignment_id=assignment_id, rater=request.user, **posted)
+        with transaction.atomic():
+            # The item checked as the clinician's own under the lock it is written with, in one read, which also
+            # reads the session's user (and authenticates the request with them) when the user is not read yet.
+            ahead = access_turn_as_session_user(request, assignment_id=assignment_id)
+            refused = role_refusal(request, Role.CLINICIAN)
+            if refused is not None:
+                return refused
+            rating, turn = rating_submit_turn(assignment_id=assignment_id, rater=request.user, read=ahead, **posted)
         assignment = rating.assignment
     except NotInQueue as error:
         raise Http404(str(error)) from error
@@ -344,6 +351,9 @@ def assignment_submit(request, assignment_id: int):
         if following is not None:
             return redirect(url_with_id("evaluation:assignment", following.pk))
     return redirect("evaluation:study_next", study_id=assignment.study_id)
+
+
+cast(Any, assignment_submit).allowed_roles = frozenset({Role.CLINICIAN})  # role_refusal's, in the view
 
 
 @require_POST

@@ -17,6 +17,7 @@ from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, models, transaction
+from django.http.response import HttpResponseBase
 from django.utils.functional import SimpleLazyObject, empty
 
 from healthagent.joined import JoinedRead
@@ -192,6 +193,17 @@ def user_primary_role(user: User | AnonymousUser) -> Role | None:
     return next((role for role in ROLE_HOME_URL_NAMES if role in held), None)
 
 
+def role_refusal(request, *roles: Role) -> HttpResponseBase | None:
+    """What :func:`role_required` answers a request it refuses (the login page for an anonymous one; a user without
+    any of ``roles``: PermissionDenied, raised), else None. For a view that authenticates its request within its own
+    work (evaluation.views.assignment_submit) and checks the role there, before anything else."""
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    if not user_has_role(request.user, *roles):
+        raise PermissionDenied("Your role does not give access to this page.")
+    return None
+
+
 def role_required(*roles: Role) -> Callable:
     """Decorate a view: anonymous users go to the login page, users without a role get 403."""
     if not roles:
@@ -200,11 +212,7 @@ def role_required(*roles: Role) -> Callable:
     def decorator(view: Callable) -> Callable:
         @wraps(view)
         def wrapped(request, *args, **kwargs):
-            if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
-            if not user_has_role(request.user, *roles):
-                raise PermissionDenied("Your role does not give access to this page.")
-            return view(request, *args, **kwargs)
+            return role_refusal(request, *roles) or view(request, *args, **kwargs)
 
         cast(Any, wrapped).allowed_roles = frozenset(roles)  # read by the authorization tests
         return wrapped

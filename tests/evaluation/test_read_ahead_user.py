@@ -1,5 +1,5 @@
-"""The rated item's page and chart read the request's user with the assignment, in one statement
-(evaluation.access.access_assignment_as_session_user), and authenticate the request with it through Django's own
+"""The rated item's page, chart and submit read the request's user with the assignment, in one statement
+(evaluation.access.access_assignment_as_session_user, access_turn_as_session_user), and authenticate the request with it through Django's own
 checks: a session that any request would sign out, or a user any request would refuse, is signed out or refused here
 too, before anything of the item is shown."""
 
@@ -9,9 +9,13 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from evaluation.assignment import assignment_next
+from evaluation.models import Assignment, Rating
 from healthagent.roles import Role, user_roles
 
 pytestmark = pytest.mark.django_db
+
+
+FORM = {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
 
 
 @pytest.fixture
@@ -21,6 +25,74 @@ def own_item(client, grounded_study):
     client.force_login(rater)
     urls = [reverse(name, args=[assignment.pk]) for name in ("evaluation:assignment", "evaluation:assignment_chart")]
     return rater, urls
+
+
+@pytest.fixture
+def own_submit(client, own_item):
+    rater, (page, _) = own_item
+    return rater, page + "submit/"
+
+
+def nothing_rated(rater) -> bool:
+    return not Rating.objects.filter(assignment__rater=rater).exists() and not Assignment.objects.filter(
+        rater=rater, state="done"
+    )
+
+
+def test_the_submit_reads_the_user_with_the_turn_and_rates(
+    client, own_submit, grounded_study, django_assert_max_num_queries
+):
+    from django.conf import settings
+    from django.db import connection
+
+    type(grounded_study).objects.filter(pk=grounded_study.pk).update(gold_rate=0.0)  # every turn a main item
+    rater, submit = own_submit
+    response = client.post(submit, FORM)
+    assert response.status_code == 302 and response["Location"].startswith("/evaluation/items/")
+    assert response.wsgi_request.user.pk == rater.pk and response.wsgi_request.user.is_authenticated
+    assert Rating.objects.get(assignment__rater=rater).scores == {"relevance": 4, "context": 3, "safety": 5}
+    if connection.vendor == "postgresql" and settings.SESSION_ENGINE != "django.contrib.sessions.backends.db":
+        # No statement reads the user alone: it came with the locked assignment (session from Redis).
+        with django_assert_max_num_queries(12) as captured:
+            assert client.post(response["Location"] + "submit/", FORM).status_code == 302
+        assert not [q for q in captured.captured_queries if 'FROM "auth_user" ' in q["sql"]]
+        assert [q for q in captured.captured_queries if 'JOIN "auth_user" u ON u.id = a.rater_id' in q["sql"]]
+
+
+@pytest.mark.parametrize("change", ["password", "deactivated"])
+def test_a_submit_of_a_session_every_request_would_sign_out_saves_nothing(client, own_submit, change):
+    rater, submit = own_submit
+    if change == "password":
+        rater.set_password("changed elsewhere, by the user or an admin")
+    else:
+        rater.is_active = False
+    rater.save()
+    response = client.post(submit, FORM)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert nothing_rated(rater)
+
+
+def test_a_submit_by_a_user_who_lost_the_clinician_role_is_refused_and_saves_nothing(client, own_submit):
+    rater, submit = own_submit
+    rater.groups.clear()
+    assert client.post(submit, FORM).status_code == 403
+    assert nothing_rated(rater)
+
+
+def test_an_anonymous_submit_goes_to_the_login_page_and_saves_nothing(client, own_submit):
+    rater, submit = own_submit
+    client.logout()
+    response = client.post(submit, FORM)
+    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert nothing_rated(rater)
+
+
+def test_a_submit_of_another_clinicians_item_is_a_404(client, own_submit, grounded_study):
+    rater, submit = own_submit
+    other = grounded_study.clinicians.exclude(pk=rater.pk).order_by("pk").first()
+    client.force_login(other)
+    assert client.post(submit, FORM).status_code == 404
+    assert nothing_rated(rater) and nothing_rated(other)
 
 
 def test_the_rater_sees_their_item_and_the_page_knows_them(client, own_item):

@@ -216,12 +216,13 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     # is built (a study's opening builds them all: evaluation.chart_jobs), read from the file after.
     with django_assert_max_num_queries(2 + session):
         assert client.get(location + "chart.json").status_code == 200
-    # + in the transaction: the assignment locked (which is the access check), with the rater's standing and what the
-    # next hand-out needs (evaluation.access.access_turn); the rating, its revision and the assignment done (one
-    # statement on PostgreSQL, evaluation.writes; the ORM's three elsewhere). Then the next item: the candidates; in a
-    # transaction the item locked, its places, its answers frozen (read, written), the assignment.
+    # + in the transaction: the assignment locked (which is the access check), with the rater's standing, what the
+    # next hand-out needs and the user with their roles (evaluation.access.access_turn_as_session_user: no query of
+    # its own for the user); the rating, its revision and the assignment done (one statement on PostgreSQL,
+    # evaluation.writes; the ORM's three elsewhere). Then the next item: the candidates; in a transaction the item
+    # locked, its places, its answers frozen (read, written), the assignment.
     writes = 1 if connection.vendor == "postgresql" else 3
-    with django_assert_max_num_queries(4 + writes + 8 + session):  # PostgreSQL and Redis: 13
+    with django_assert_max_num_queries(3 + writes + 8 + session):  # PostgreSQL and Redis: 12
         response = client.post(
             location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
         )
