@@ -190,7 +190,7 @@ def _available_sql() -> str:
     if connection.vendor == "postgresql":
         raters, joined = "COALESCE(c.raters, 0)", f" LEFT JOIN {quote(ItemRaters._meta.db_table)} c ON c.item_id = i.id"
     return (
-        f"SELECT i.id, i.extra_raters, {raters} "
+        f"SELECT i.id, i.extra_raters, {raters} AS raters "
         f"FROM {item} i{joined} WHERE i.study_id = %(study)s AND i.dropped_at IS NULL AND i.kind = %(kind)s "
         f"AND (i.frozen OR ({ready('variant_a_id')} AND (i.variant_b_id IS NULL OR {ready('variant_b_id')}))) "
         f"AND i.id NOT IN (SELECT m.item_id FROM {assignment} m WHERE m.study_id = %(study)s AND m.rater_id = %(rater)s)"
@@ -248,30 +248,36 @@ def _in_turn(candidates: list[tuple[int, int]], *, seed: int, rater_id: int) -> 
 
 
 # The first few candidates in turn, ranked by PostgreSQL: the first is almost always taken; should all of them have
-# been taken meanwhile, the rest follow (:func:`candidates_in_turn`).
+# been taken meanwhile, every candidate follows in turn (:func:`candidates_in_turn`).
 RANKED_FIRST = 8
 _RANKED_SQL: dict[bool, str] = {}
 
 
-def _ranked_sql(limited: bool) -> str:
+def _ranked_sql(first: bool) -> str:
     """:func:`available_items`' statement with the quota in its condition, ordered as :func:`_in_turn` orders the
     candidates: fewest raters first, then by :func:`rater_rank`'s digest, which PostgreSQL computes alike (``sha256``
-    of the same text; ``bytea`` compares byte by byte, as Python's ``bytes`` do). Built once each."""
-    if limited not in _RANKED_SQL:
-        base = _available_sql()  # "SELECT i.id, i.extra_raters, COALESCE(c.raters, 0) FROM ... WHERE ..."
-        _RANKED_SQL[limited] = (
-            f"{base} AND COALESCE(c.raters, 0) < %(per_item)s + i.extra_raters "
-            "ORDER BY COALESCE(c.raters, 0), sha256(convert_to(%(prefix)s || i.id::text, 'UTF8'))"
-            + (f" LIMIT {RANKED_FIRST}" if limited else "")
+    of the same text; ``bytea`` compares byte by byte, as Python's ``bytes`` do). ``first``: the first
+    :data:`RANKED_FIRST` of those with the fewest raters only, the others not hashed (1.6 µs each). Built once each."""
+    if first not in _RANKED_SQL:
+        rank = "sha256(convert_to(%(prefix)s || candidates.id::text, 'UTF8'))"
+        quota = "COALESCE(c.raters, 0) < %(per_item)s + i.extra_raters"
+        _RANKED_SQL[first] = (
+            f"WITH candidates AS ({_available_sql()} AND {quota}) SELECT candidates.id FROM candidates"
+            + (
+                f" WHERE candidates.raters = (SELECT MIN(raters) FROM candidates) ORDER BY {rank} LIMIT {RANKED_FIRST}"
+                if first
+                else f" ORDER BY candidates.raters, {rank}"
+            )
         )
-    return _RANKED_SQL[limited]
+    return _RANKED_SQL[first]
 
 
 def candidates_in_turn(study: Study, rater) -> Iterator[int]:
     """The ids of the items this rater could be given now (:func:`available_items`), in the order they are offered
-    (:func:`_in_turn`). On PostgreSQL the database ranks them and sends the first :data:`RANKED_FIRST` (then the rest,
-    should all of those have been taken meanwhile): ranking in Python read every candidate (hundreds) and hashed
-    those with the fewest raters, a twentieth of a rated item's server instructions. Elsewhere ranked in Python."""
+    (:func:`_in_turn`). On PostgreSQL the database ranks them and sends the first :data:`RANKED_FIRST` of those with
+    the fewest raters, then (asked for more: all of those were taken meanwhile) every candidate in turn: ranking in
+    Python read every candidate (hundreds) and hashed those with the fewest raters, a twentieth of a rated item's
+    server instructions. Elsewhere ranked in Python."""
     if connection.vendor != "postgresql":
         yield from _in_turn(available_items(study, rater), seed=study.seed, rater_id=rater.pk)
         return
@@ -284,16 +290,14 @@ def candidates_in_turn(study: Study, rater) -> Iterator[int]:
         "prefix": f"{study.seed}:{rater.pk}:",
     }
     offered: set[int] = set()
-    for limited in (True, False):
+    for first in (True, False):
         with prepared_cursor(connection) as cursor:  # every hand-out runs it: planned once per connection
-            cursor.execute(_ranked_sql(limited), params)
+            cursor.execute(_ranked_sql(first), params)
             rows = cursor.fetchall()
-        for pk, *_ in rows:
+        for (pk,) in rows:
             if pk not in offered:
                 offered.add(pk)
                 yield int(pk)
-        if len(rows) < RANKED_FIRST:
-            return  # that was all of them
 
 
 _ITEM_READ: JoinedRead | None = None

@@ -9,6 +9,7 @@ from django.urls import reverse
 from evaluation.assignment import assignment_next
 from evaluation.models import Assignment, Dimension
 from evaluation.services import EvaluationError, NotInQueue, access_assignment, rating_submit
+from tests.conftest import service_missing
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -314,3 +315,27 @@ def test_with_prepared_statements_off_the_hot_reads_are_plain_and_give_the_same(
             assert cursor.fetchone()[0] == 0
     finally:
         connection.connection.prepare_threshold = kept
+
+
+def test_the_hot_prepared_reads_are_planned_once_per_connection(grounded_study):
+    """The connection plans its prepared statements once (settings: ``plan_cache_mode``): left to choose, PostgreSQL
+    planned some of them again on every execution under the load test. Django's own statements are not prepared."""
+    from django.db import connection
+
+    from healthagent.roles import user_with_roles
+
+    if connection.vendor != "postgresql":
+        service_missing("prepared statements are PostgreSQL's (set DATABASE_URL)")
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    opened = assignment_next(study=grounded_study, rater=clinician)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_generic_plan"
+        cursor.execute("DEALLOCATE ALL")
+    for _ in range(8):  # past the five custom plans PostgreSQL otherwise makes before it weighs a generic one
+        assert user_with_roles(clinician.pk).pk == clinician.pk
+        assert access_assignment(assignment_id=opened.pk, rater=clinician).pk == opened.pk
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements")
+        plans = cursor.fetchall()
+    assert len(plans) == 2 and all(custom == 0 and generic == 8 for generic, custom in plans)
