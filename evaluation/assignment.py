@@ -200,19 +200,17 @@ def _available_sql() -> str:
 _AVAILABLE_SQL: str | None = None
 
 
+def _available_params(study: Study, rater) -> dict[str, str | int]:
+    return {"succeeded": "succeeded", "study": study.pk, "kind": StudyItem.Kind.RESULTS.value, "rater": rater.pk}
+
+
 def available_items(study: Study, rater) -> list[tuple[int, int]]:
     """(item id, current raters) of the items this rater could be given now (:func:`_available`, as raw SQL)."""
     global _AVAILABLE_SQL
     if _AVAILABLE_SQL is None:
         _AVAILABLE_SQL = _available_sql()
-    params = {
-        "succeeded": "succeeded",
-        "study": study.pk,
-        "kind": StudyItem.Kind.RESULTS.value,
-        "rater": rater.pk,
-    }
     with prepared_cursor(connection) as cursor:  # every hand-out runs it: planned once per connection
-        cursor.execute(_AVAILABLE_SQL, params)
+        cursor.execute(_AVAILABLE_SQL, _available_params(study, rater))
         rows = cursor.fetchall()
     return [(int(pk), int(raters)) for pk, extra, raters in rows if raters < study.raters_per_item + extra]
 
@@ -257,7 +255,8 @@ def _ranked_sql(first: bool) -> str:
     """:func:`available_items`' statement with the quota in its condition, ordered as :func:`_in_turn` orders the
     candidates: fewest raters first, then by :func:`rater_rank`'s digest, which PostgreSQL computes alike (``sha256``
     of the same text; ``bytea`` compares byte by byte, as Python's ``bytes`` do). ``first``: the first
-    :data:`RANKED_FIRST` of those with the fewest raters only, the others not hashed (1.6 µs each). Built once each."""
+    :data:`RANKED_FIRST` of those with the fewest raters only, the others not hashed (0.27 ms for 320 items, all of
+    them the fewest at a study's start and after each round). Built once each."""
     if first not in _RANKED_SQL:
         rank = "sha256(convert_to(%(prefix)s || candidates.id::text, 'UTF8'))"
         quota = "COALESCE(c.raters, 0) < %(per_item)s + i.extra_raters"
@@ -282,10 +281,7 @@ def candidates_in_turn(study: Study, rater) -> Iterator[int]:
         yield from _in_turn(available_items(study, rater), seed=study.seed, rater_id=rater.pk)
         return
     params = {
-        "succeeded": "succeeded",
-        "study": study.pk,
-        "kind": StudyItem.Kind.RESULTS.value,
-        "rater": rater.pk,
+        **_available_params(study, rater),
         "per_item": study.raters_per_item,
         "prefix": f"{study.seed}:{rater.pk}:",
     }
