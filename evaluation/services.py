@@ -456,6 +456,8 @@ def rating_submit_turn(
     with transaction.atomic(savepoint=read is None):  # within the caller's, with a read ahead: as one with it
         if read is None:
             read = access_turn(assignment_id=assignment_id, rater=rater)
+        elif read.assignment.pk != int(assignment_id) or read.assignment.rater_id != rater.pk:
+            raise NotInQueue("there is no such item in your queue")  # a read ahead of another item or rater
         assignment = read.assignment
         _check_editable(assignment)
         # The turn's other parts were read with the lock, but from before any wait for it: when the row was not in

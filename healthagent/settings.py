@@ -169,13 +169,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # transaction-mode PgBouncer older than 1.21, which cannot keep a connection's prepared statements.
     prepared = env_bool("DATABASE_PREPARED_STATEMENTS", True)
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0 if prepared else None
-    if prepared:
+    options = DATABASES["default"]["OPTIONS"]
+    given = options.get("options", os.environ.get("PGOPTIONS", ""))  # set here, libpq would ignore PGOPTIONS
+    if prepared and env_bool("DATABASE_GENERIC_PLANS", True) and "plan_cache_mode" not in given:
         # Planned once, as they are written to be: left to choose, PostgreSQL planned some of them again on every
         # execution (its estimate of their generic plan's cost above its custom plans'), 1.0 ms of its 4.8 ms of CPU
         # per rated item under the load test (pg_stat_statements). Only prepared statements have a generic plan, so
-        # Django's own statements, bound on the client, are planned as before.
-        options = DATABASES["default"]["OPTIONS"]
-        options["options"] = f"{options.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
+        # Django's own statements, bound on the client, are planned as before. A startup option: a PgBouncer
+        # refuses it unless plan_cache_mode is in its track_extra_parameters (or DATABASE_GENERIC_PLANS=0).
+        options["options"] = f"{given} -c plan_cache_mode=force_generic_plan".strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {

@@ -191,7 +191,7 @@ def run_shapes(args, shapes: set, closed_counts: list[int], plan: dict, work: Pa
         environment = production_environment(
             services_environment=services.environment(), var_dir=work / "var", extra=extra
         )
-        seeded = seed_stack(plan, environment=environment, work=work)
+        seeded = seed_stack(plan, environment=environment, work=work, timeout_s=None)  # as large as asked
         results["conditions"]["seed_s"] = seeded["seed_s"]
         results["conditions"]["items_per_study"] = seeded["items_per_study"]
         server = WebServer(

@@ -18,7 +18,7 @@ import django
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def seed_stack(plan: dict, *, environment: dict, work: Path, timeout_s: float = 1800) -> dict:
+def seed_stack(plan: dict, *, environment: dict, work: Path, timeout_s: float | None = 1800) -> dict:
     """Seed the stack whose environment is ``environment`` in a process of its own (its plan and answer kept in
     ``work``) and return what :func:`seed` answered."""
     plan_path, seeded_path = work / "plan.json", work / "seeded.json"

@@ -111,3 +111,28 @@ def test_no_template_comment_spans_lines():
         if "{#" in line and "#}" not in line.split("{#", 1)[1]
     ]
     assert spanning == [], "use {% comment %} for comments over several lines"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, "-c plan_cache_mode=force_generic_plan"),
+        ({"PGOPTIONS": "-c statement_timeout=5000"}, "-c statement_timeout=5000 -c plan_cache_mode=force_generic_plan"),
+        ({"PGOPTIONS": "-c plan_cache_mode=auto"}, None),  # the operator's own, kept (libpq reads PGOPTIONS)
+        ({"DATABASE_GENERIC_PLANS": "0"}, None),  # behind a PgBouncer that does not track the parameter
+        ({"DATABASE_PREPARED_STATEMENTS": "0"}, None),  # nothing prepared: no generic plan to choose
+    ],
+)
+def test_prepared_statements_are_planned_once_unless_told_otherwise(overrides, expected):
+    """settings: PostgreSQL connections ask for generic plans (a startup option) where prepared statements are on."""
+    code = (
+        "import os, json; os.environ['DJANGO_SETTINGS_MODULE'] = 'healthagent.settings'; "
+        "from django.conf import settings; print(json.dumps(settings.DATABASES['default']['OPTIONS'].get('options')))"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "PGOPTIONS"))}
+    env.update({"DATABASE_URL": "postgres://someone@db.example.org:5432/healthagent", **overrides})
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected

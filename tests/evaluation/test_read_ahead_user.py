@@ -167,3 +167,21 @@ def test_only_a_user_not_read_yet_is_read_ahead_and_the_read_ahead_user_serves_o
         assert user_with_roles(rater.pk).first_name != "not from the database"
     finally:
         _READ_AHEAD.reset(token)
+
+
+def test_a_turn_read_ahead_is_submitted_only_for_its_own_item_and_rater(grounded_study):
+    """rating_submit_turn(read=...) refuses a read of another assignment or rater."""
+    from django.db import transaction
+
+    from evaluation.access import access_turn
+    from evaluation.services import NotInQueue, rating_submit_turn
+
+    first, second = grounded_study.clinicians.order_by("pk")[:2]
+    mine, theirs = (assignment_next(study=grounded_study, rater=rater) for rater in (first, second))
+    scores = {"relevance": 4, "context": 3, "safety": 5}
+    with transaction.atomic():
+        read = access_turn(assignment_id=mine.pk, rater=first)
+        for assignment_id, rater in ((theirs.pk, first), (mine.pk, second)):
+            with pytest.raises(NotInQueue), transaction.atomic():
+                rating_submit_turn(assignment_id=assignment_id, rater=rater, scores=scores, read=read)
+    assert nothing_rated(first) and nothing_rated(second)
