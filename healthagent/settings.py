@@ -152,16 +152,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_boo
     # Under ASGI each request has its own connection object, so CONN_MAX_AGE cannot keep one open
     # across requests: without a pool every request opens (and PostgreSQL forks) a new one. The pool
     # is per process; Django checks a pooled connection before lending it, so one that died while idle is replaced.
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 2, "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8"))},
-        # TCP keepalives: a pooled connection whose server went away without a word (a firewall's or load balancer's
-        # idle timeout, a crashed host) shows an error on its socket within about 90 s idle, which the pool's check
-        # of a connection it lends looks for (healthagent.dbpool).
-        "keepalives": 1,
-        "keepalives_idle": 60,
-        "keepalives_interval": 10,
-        "keepalives_count": 3,
-    }
+    # Added to what DATABASE_URL's query says (sslmode, sslrootcert, ...), never in its place.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "pool": {"min_size": 2, "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8"))},
+            # TCP keepalives: a pooled connection whose server went away without a word (a firewall's or load balancer's
+            # idle timeout, a crashed host) shows an error on its socket within about 90 s idle, which the pool's check
+            # of a connection it lends looks for (healthagent.dbpool).
+            "keepalives": 1,
+            "keepalives_idle": 60,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # The hottest reads (healthagent.joined.prepared_cursor: a rater's assignment with its joins, the request's user)
     # are prepared once per connection, so PostgreSQL plans them once, not on every request (planning was most of

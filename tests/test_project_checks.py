@@ -136,3 +136,26 @@ def test_prepared_statements_are_planned_once_unless_told_otherwise(overrides, e
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_the_database_urls_connection_options_are_kept_with_the_pool():
+    """DATABASE_URL's query (TLS to a database on another host: sslmode, sslrootcert) still reaches the connection when
+    the production pool's options are added; they once replaced it, connecting without TLS."""
+    code = (
+        "import os, json; os.environ['DJANGO_SETTINGS_MODULE'] = 'healthagent.settings'; "
+        "from django.conf import settings; print(json.dumps(settings.DATABASES['default']['OPTIONS']))"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("DATABASE_", "PGOPTIONS"))}
+    env.update(
+        {
+            "DATABASE_URL": "postgres://someone@db.example.org:5432/healthagent?sslmode=verify-full&sslrootcert=/ca.pem",
+            "DATABASE_POOL": "1",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout.strip().splitlines()[-1])
+    assert options["sslmode"] == "verify-full" and options["sslrootcert"] == "/ca.pem"
+    assert options["pool"]["max_size"] == 8 and options["keepalives"] == 1
