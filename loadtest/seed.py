@@ -15,7 +15,7 @@ from pathlib import Path
 
 import django
 
-ROOT = Path(__file__).resolve().parent.parent
+from loadtest.stack import ROOT
 
 
 def seed_stack(plan: dict, *, environment: dict, work: Path, timeout_s: float | None = 1800) -> dict:
