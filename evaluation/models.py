@@ -300,6 +300,21 @@ class ItemRaters(models.Model):
         return f"Item #{self.item_id}: {self.raters} raters"
 
 
+class StudyCounts(models.Model):
+    """A study's enrolled clinicians and its results items not dropped, kept by PostgreSQL itself: triggers on the
+    enrolments and the items (migration 0019) add one or take one away in the writing transaction, whatever writes
+    them. Every rating page shows the rater's share of the study, which counted both on each page (1,860 and 320 rows
+    at the load test's scale). Written by nothing else; a study with neither has no row (read as 0). Not kept on
+    SQLite (the embedded default), which counts. Left out of a ``dumpdata`` as ItemRaters is."""
+
+    study = models.OneToOneField(Study, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    raters = models.IntegerField(default=0)
+    results_items = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Study #{self.study_id}: {self.raters} raters, {self.results_items} results items"
+
+
 class Assignment(models.Model):
     """One clinician's turn at one item. At most one per (item, clinician)."""
 

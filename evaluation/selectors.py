@@ -10,6 +10,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber
 from django.http import Http404
 
+from evaluation.access import study_counts_sql
 from evaluation.assignment import has_available_item, items_waiting_for_answers, items_without_answers
 from evaluation.models import Assignment, Dimension, Rubric, Study, StudyItem, StudyRater
 from evaluation.quality import reference_match
@@ -65,17 +66,14 @@ def _progress_sql() -> str:
     """:func:`rater_progress`'s one statement, built once (it runs on every rating page): the rater's counts per state
     and the study's raters and results items. Raw SQL: the ORM's five correlated subqueries cost more to compile than
     to run."""
-    quote = connection.ops.quote_name
-    assignment, item = quote(Assignment._meta.db_table), quote(StudyItem._meta.db_table)
-    through = Study.clinicians.through
-    enrolled, study_column = quote(through._meta.db_table), quote(through._meta.get_field("study").column)
+    assignment = connection.ops.quote_name(Assignment._meta.db_table)
     purposes = ", ".join(["%s"] * len(QUEUE_PURPOSES))
+    raters, items = study_counts_sql("%s")
     return (
         "SELECT COALESCE(SUM(CASE WHEN a.state = %s THEN 1 ELSE 0 END), 0), "
         "COALESCE(SUM(CASE WHEN a.state = %s THEN 1 ELSE 0 END), 0), "
         "COALESCE(SUM(CASE WHEN a.state = %s THEN 1 ELSE 0 END), 0), "
-        f"(SELECT COUNT(*) FROM {enrolled} e WHERE e.{study_column} = %s), "
-        f"(SELECT COUNT(*) FROM {item} i WHERE i.study_id = %s AND i.dropped_at IS NULL AND i.kind = %s) "
+        f"{raters}, {items} "
         f"FROM {assignment} a WHERE a.study_id = %s AND a.rater_id = %s AND a.purpose IN ({purposes})"
     )
 
@@ -111,7 +109,7 @@ def rater_progress(*, study: Study, rater: User, counts: tuple[int, ...] | None 
         if _PROGRESS_SQL is None:
             _PROGRESS_SQL = _progress_sql()
         states = (Assignment.State.DONE, Assignment.State.SKIPPED, Assignment.State.IN_PROGRESS)
-        params: list[str | int] = [*(str(state) for state in states), study.pk, study.pk, str(StudyItem.Kind.RESULTS)]
+        params: list[str | int] = [*(str(state) for state in states), study.pk, study.pk]
         params += [study.pk, rater.pk, *(str(purpose) for purpose in QUEUE_PURPOSES)]
         with prepared_cursor(connection) as cursor:  # planned once per connection: every rating page runs it
             cursor.execute(_PROGRESS_SQL, params)
