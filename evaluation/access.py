@@ -1,6 +1,7 @@
 """A rater's own assignment, read with its study, rubric, item and participant in one statement written once
 (``healthagent.joined``): every request of a rated item (the page, its chart, the submit) starts here."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -17,7 +18,11 @@ from healthagent.models import Participant, WebhookEndpoint
 from healthagent.roles import (
     ROLE_NAMES,
     USER_COLUMNS,
+    adopt_session,
     authenticate_read_ahead,
+    session_column,
+    session_parameters,
+    unread_session,
     unread_session_user_pk,
     user_columns,
     with_user_columns,
@@ -31,12 +36,18 @@ _PARTS: list[tuple[type[Model], str]] = [
     (Participant, "p"),
 ]
 _READS: dict[bool, JoinedRead] = {}  # without and with the rater's user row
-_SQL: dict[tuple[bool, bool, bool], str] = {}
+_SQL: dict[tuple[bool, bool, str], str] = {}
+
+# How a read ahead of the request's user knows who the user is (see _read_ahead): "" no read ahead; "user" the
+# session's user, read already; "session" the session itself, read in the same statement.
+Ahead = str
 
 
-def _joins_and_access() -> tuple[str, str]:
+def _joins_and_access(ahead: Ahead = "") -> tuple[str, str]:
     """The assignment joined to its study, rubric, item and participant; the condition that it is the rater's own
-    (parameters: the assignment's id, the rater's id twice) in a study they are enrolled in."""
+    (parameters: the assignment's id, the rater's id twice) in a study they are enrolled in. ``ahead == "session"``:
+    the assignment's own rater enrolled in its study (parameter: the assignment's id), whom the caller then checks
+    the session names (_read_ahead)."""
     quote = connection.ops.quote_name
     table = {model: quote(model._meta.db_table) for model, _ in _PARTS}
     through = Study.clinicians.through._meta
@@ -50,10 +61,10 @@ def _joins_and_access() -> tuple[str, str]:
         f" JOIN {table[StudyItem]} i ON i.id = a.item_id"
         f" JOIN {table[Participant]} p ON p.id = i.participant_id"
     )
+    rater = "a.rater_id" if ahead == "session" else "%s"
     access = (
-        "a.id = %s AND a.rater_id = %s"
-        f" AND EXISTS (SELECT 1 FROM {members} m WHERE m.{member_study} = a.study_id AND m.{member_user} = %s)"
-    )
+        "a.id = %s" if ahead == "session" else "a.id = %s AND a.rater_id = %s"
+    ) + f" AND EXISTS (SELECT 1 FROM {members} m WHERE m.{member_study} = a.study_id AND m.{member_user} = {rater})"
     return joins, access
 
 
@@ -101,22 +112,28 @@ def study_counts_sql(study: str) -> tuple[str, str]:
     )
 
 
-def _statement(for_update: bool, with_progress: bool = False, with_user: bool = False) -> tuple[JoinedRead, str]:
-    """The assignment's read; ``with_user``: with the rater's user row and ``user_columns`` after the criteria's
-    (parameters: ``ROLE_NAMES`` first)."""
+def _ahead_columns(ahead: Ahead) -> list[str]:
+    """What a read ahead of the user adds last to a statement's columns: ``user_columns`` (parameters: ``ROLE_NAMES``),
+    and by the session, the session's data (``session_column``'s parameters)."""
+    return [*user_columns("u"), *([session_column()] if ahead == "session" else [])] if ahead else []
+
+
+def _statement(for_update: bool, with_progress: bool = False, ahead: Ahead = "") -> tuple[JoinedRead, str]:
+    """The assignment's read; ``ahead``: with the rater's user row, and the columns of ``_ahead_columns`` last."""
+    with_user = bool(ahead)
     if with_user not in _READS:
         _READS[with_user] = JoinedRead([*_PARTS, (User, "u")] if with_user else _PARTS)
     read = _READS[with_user]
-    key = (for_update, with_progress, with_user)
+    key = (for_update, with_progress, ahead)
     if key not in _SQL:
-        joins, access = _joins_and_access()
+        joins, access = _joins_and_access(ahead)
         criteria = connection.ops.quote_name(Criterion._meta.db_table)
         extra = [f"EXISTS (SELECT 1 FROM {criteria} c WHERE c.item_id = a.item_id)"]
-        if with_user:
-            extra += user_columns("u")
-            joins += f" JOIN {connection.ops.quote_name(User._meta.db_table)} u ON u.id = a.rater_id"
         if with_progress:
             extra += _progress_columns()
+        if with_user:
+            extra += _ahead_columns(ahead)
+            joins += f" JOIN {connection.ops.quote_name(User._meta.db_table)} u ON u.id = a.rater_id"
         _SQL[key] = (
             f"SELECT {read.columns}, {', '.join(extra)} FROM {joins} WHERE {access}{_lock() if for_update else ''}"
         )
@@ -144,28 +161,55 @@ def access_assignment(
     return _linked(assignment, study, rubric, item, participant, has_criteria, progress if with_progress else None)
 
 
-def access_assignment_as_session_user(request, *, assignment_id: Any, with_progress: bool = False) -> Assignment | None:
-    """:func:`access_assignment` for the user the request's session names, before the request's user is read, with
-    that user and their roles in the same statement: the request is then authenticated with them (Django's checks of
-    the session, healthagent.roles.authenticate_read_ahead), one round trip fewer for the rated item's page and
-    chart. None, with nothing decided, when there is nothing to read ahead (the user already read, no session user)
-    or no row (not the user's own assignment, not an id): the caller then takes the usual path (the request's user,
-    its role, access_assignment), whose answers, errors included, stay the only ones."""
-    user_id = unread_session_user_pk(request)
-    if user_id is None:
-        return None
-    read, sql = _statement(False, with_progress, with_user=True)
+def _read_ahead(
+    request, statement: Callable[[Ahead], tuple[JoinedRead, str]], parameters: list[Any], assignment_id: Any
+) -> tuple[list[Any], list[Any]] | None:
+    """Read ``statement`` (its rows, then the rater's user, then the columns of ``_ahead_columns``; ``parameters``:
+    its own, before the user's) for the user the request's session names, before the request's user is read, and
+    authenticate the request with that user (Django's checks of the session, healthagent.roles.
+    authenticate_read_ahead). While the session is not read either and the database keeps it, the session's row is
+    read in the same statement too, and the user is the assignment's rater if the session names them
+    (healthagent.roles.adopt_session): no read of the session of its own. The statement's instances and its own extra
+    columns; None, with nothing decided, when there is nothing to read ahead (the user already read, no session
+    user), no row (not the user's own assignment, not an id) or a session that does not name the rater: the caller
+    then takes the usual path (the request's user, its role, the plain read), whose answers, errors included, stay
+    the only ones."""
+    session = unread_session(request)
+    if session is not None:
+        read, sql = statement("session")
+        parameters = [*parameters, *ROLE_NAMES, *session_parameters(session)]
+    else:
+        user_id = unread_session_user_pk(request)
+        if user_id is None:
+            return None
+        read, sql = statement("user")
+        parameters = [*parameters, *ROLE_NAMES]
     try:
-        found = read.fetch_one_with_extra(sql, [*ROLE_NAMES, int(assignment_id), user_id, user_id])
+        access = [int(assignment_id)] if session is not None else [int(assignment_id), user_id, user_id]
+        found = read.fetch_one_with_extra(sql, [*parameters, *access])
     except (TypeError, ValueError, OverflowError):
         return None
     if found is None:
         return None
-    (assignment, study, rubric, item, participant, user), (has_criteria, *rest) = found
-    if not authenticate_read_ahead(request, with_user_columns(user, rest[:USER_COLUMNS])):
+    (*instances, user), extra = found
+    if session is not None:
+        *extra, data = extra
+        if not adopt_session(session, data, user.pk):
+            return None
+    if not authenticate_read_ahead(request, with_user_columns(user, extra[-USER_COLUMNS:])):
         return None
-    progress = rest[USER_COLUMNS:] if with_progress else None
-    return _linked(assignment, study, rubric, item, participant, has_criteria, progress)
+    return instances, extra[:-USER_COLUMNS]
+
+
+def access_assignment_as_session_user(request, *, assignment_id: Any, with_progress: bool = False) -> Assignment | None:
+    """:func:`access_assignment` with the request's user (and session) read ahead in the same statement
+    (:func:`_read_ahead`): one round trip (two) fewer for the rated item's page and chart. None: take the usual
+    path."""
+    found = _read_ahead(request, lambda ahead: _statement(False, with_progress, ahead), [], assignment_id)
+    if found is None:
+        return None
+    (assignment, study, rubric, item, participant), (has_criteria, *progress) = found
+    return _linked(assignment, study, rubric, item, participant, has_criteria, progress if with_progress else None)
 
 
 def _linked(
@@ -207,20 +251,20 @@ _GOLD = Assignment.Purpose.GOLD.value
 _GATING_KINDS = (StudyItem.Kind.TRAINING.value, StudyItem.Kind.QUALIFICATION.value)  # in the turn's order
 assert all(value.isidentifier() for value in (_GOLD, *_GATING_KINDS))  # written into the statement as literals
 
-_TURN_STATEMENTS: dict[bool, tuple[JoinedRead, str]] = {}  # without and with the rater's user row
+_TURN_STATEMENTS: dict[Ahead, tuple[JoinedRead, str]] = {}
 
 
-def _turn_statement(with_user: bool = False) -> tuple[JoinedRead, str]:
-    """The turn's read; ``with_user``: with the rater's user row, and ``user_columns`` last (parameters: ``ROLE_NAMES``
-    after the turn's own, before the access condition's)."""
-    if with_user not in _TURN_STATEMENTS:
+def _turn_statement(ahead: Ahead = "") -> tuple[JoinedRead, str]:
+    """The turn's read; ``ahead``: with the rater's user row, and the columns of ``_ahead_columns`` last."""
+    with_user = bool(ahead)
+    if ahead not in _TURN_STATEMENTS:
         parts: list[tuple[type[Model], str]] = [*_PARTS, (StudyRater, "sr"), *([(User, "u")] if with_user else [])]
         read = JoinedRead(parts)
         quote = connection.ops.quote_name
         table = {model: quote(model._meta.db_table) for model, _ in parts}
         assignments, items = table[Assignment], table[StudyItem]
         criteria, endpoints = quote(Criterion._meta.db_table), quote(WebhookEndpoint._meta.db_table)
-        joins, access = _joins_and_access()
+        joins, access = _joins_and_access(ahead)
         # The kinds written out, not parameters: so the prepared statement's plan knows them rare and probes the index
         # of a study's kept items by kind (models: studyitem_kept_by_kind) rather than scanning the study's items.
         kinds = [
@@ -243,16 +287,16 @@ def _turn_statement(with_user: bool = False) -> tuple[JoinedRead, str]:
                 " AND (sr.reinstated_at IS NULL OR g.completed_at > sr.reinstated_at))"
                 for matched in (" AND g.matches_reference", "")
             ],
-            *(user_columns("u") if with_user else []),
+            *_ahead_columns(ahead),
         ]
         user_join = f" JOIN {table[User]} u ON u.id = a.rater_id" if with_user else ""
-        _TURN_STATEMENTS[with_user] = (
+        _TURN_STATEMENTS[ahead] = (
             read,
             f"SELECT {read.columns}, {', '.join(extra)} FROM {joins}{user_join}"
             f" LEFT JOIN {table[StudyRater]} sr ON sr.study_id = a.study_id AND sr.rater_id = a.rater_id"
             f" WHERE {access}{_lock()}",
         )
-    return _TURN_STATEMENTS[with_user]
+    return _TURN_STATEMENTS[ahead]
 
 
 _TURN_PARAMETERS = [Assignment.State.IN_PROGRESS.value, *(str(purpose) for purpose in QUEUE_PURPOSES)]
@@ -272,27 +316,15 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
 
 
 def access_turn_as_session_user(request, *, assignment_id: Any) -> RaterTurn | None:
-    """:func:`access_turn` for the user the request's session names, before the request's user is read, with that
-    user and their roles in the same statement (as :func:`access_assignment_as_session_user` does for the item's
-    page): the request is authenticated with them, one round trip fewer for a rated item's submit. Locks only the
-    user's own assignment, in the caller's transaction. None, with nothing decided, when there is nothing to read
-    ahead or no row: the caller then takes the usual path (the request's user, its role, :func:`access_turn`)."""
+    """:func:`access_turn` with the request's user (and session) read ahead in the same statement (:func:`_read_ahead`,
+    as :func:`access_assignment_as_session_user` does for the item's page): one round trip (two) fewer for a rated
+    item's submit. Locks the assignment in the caller's transaction: read by the session, before the session is known
+    to name its rater, so a request for another rater's assignment holds that row until its transaction ends (the
+    refusal that follows: nothing of it is read out or written). None: take the usual path (:func:`access_turn`)."""
     if connection.get_autocommit():
         raise TransactionManagementError("access_turn_as_session_user locks within the caller's transaction")
-    user_id = unread_session_user_pk(request)
-    if user_id is None:
-        return None
-    read, sql = _turn_statement(with_user=True)
-    try:
-        found = read.fetch_one_with_extra(sql, [*_TURN_PARAMETERS, *ROLE_NAMES, int(assignment_id), user_id, user_id])
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if found is None:
-        return None
-    (*instances, user), extra = found
-    if not authenticate_read_ahead(request, with_user_columns(user, extra[-USER_COLUMNS:])):
-        return None
-    return _turn(instances, extra[:-USER_COLUMNS])
+    found = _read_ahead(request, _turn_statement, list(_TURN_PARAMETERS), assignment_id)
+    return None if found is None else _turn(*found)
 
 
 def _turn(instances: list[Any], extra: list[Any]) -> RaterTurn:

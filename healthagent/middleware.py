@@ -71,12 +71,16 @@ class SessionIdleMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        response = self.get_response(request)
+        # After the view, which has read the session if it reads the user (the rated item's views read it with their
+        # own rows: evaluation.access), so this reads it again for no signed-in request; the renewal is saved by the
+        # session middleware's answer, as a renewal made before the view was.
         session = getattr(request, "session", None)
         if session is not None and not session.is_empty():
             now = time.time()
             if now - session.get(self.RENEWED_AT, 0.0) >= self.renew_every_s():
                 session[self.RENEWED_AT] = now  # modified: saved with a new expiry, and its cookie sent again
-        return self.get_response(request)
+        return response
 
 
 def session_renewed_at_login(sender, request, user, **kwargs) -> None:

@@ -15,9 +15,11 @@ from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.views import redirect_to_login
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, models, transaction
 from django.http.response import HttpResponseBase
+from django.utils import timezone
 from django.utils.functional import SimpleLazyObject, empty
 
 from healthagent.joined import JoinedRead
@@ -166,6 +168,50 @@ def unread_session_user_pk(request) -> Any | None:
         return None
     user_id = request.session.get(auth.SESSION_KEY)
     return None if user_id is None else session_user_pk(user_id)
+
+
+def unread_session(request) -> DatabaseSessionStore | None:
+    """The request's session while neither it nor the request's user is read yet, when the database keeps it (Django's
+    database store, or one built on it as healthagent.sessions is); else None. A view that reads rows of the session's
+    user can read the session's row in the same statement (:func:`session_column`), the user being the one its own
+    rows name, and hand it to :func:`adopt_session`: one round trip fewer (the session's read from the cache, or the
+    database) on each of a rated item's requests."""
+    user = request.__dict__.get("user")
+    if not (isinstance(user, SimpleLazyObject) and user._wrapped is empty) or "_cached_user" in request.__dict__:
+        return None
+    session = getattr(request, "session", None)
+    if not isinstance(session, DatabaseSessionStore) or hasattr(session, "_session_cache") or not session.session_key:
+        return None
+    return session
+
+
+def session_column() -> str:
+    """The session's data as its store keeps it, if it has not expired (NULL otherwise): a column for a statement of
+    the caller's, with two parameters, :func:`session_parameters`. The same condition as the store's own read."""
+    quote = connection.ops.quote_name
+    meta = apps.get_model("sessions", "Session")._meta
+    key, data, expiry = (
+        quote(str(cast(models.Field, meta.get_field(name)).column))
+        for name in ("session_key", "session_data", "expire_date")
+    )
+    return f"(SELECT ds.{data} FROM {quote(meta.db_table)} ds WHERE ds.{key} = %s AND ds.{expiry} > %s)"
+
+
+def session_parameters(session: DatabaseSessionStore) -> list[Any]:
+    return [session.session_key, timezone.now()]
+
+
+def adopt_session(session: DatabaseSessionStore, data: str | None, user_pk: Any) -> bool:
+    """Whether the session's data, read by :func:`session_column` (None: no such session, or expired), names the user
+    ``user_pk``; if it does, the store holds it from now on as if it had read it itself (decoded as it decodes it: a
+    signature that does not hold gives an empty session), so nothing reads it again for the request."""
+    if data is None:
+        return False
+    decoded = session.decode(data)
+    if session_user_pk(decoded.get(auth.SESSION_KEY)) != user_pk:
+        return False
+    cast(Any, session)._session_cache = decoded
+    return True
 
 
 def authenticate_read_ahead(request, user: User) -> bool:

@@ -185,3 +185,66 @@ def test_a_turn_read_ahead_is_submitted_only_for_its_own_item_and_rater(grounded
             with pytest.raises(NotInQueue), transaction.atomic():
                 rating_submit_turn(assignment_id=assignment_id, rater=rater, scores=scores, read=read)
     assert nothing_rated(first) and nothing_rated(second)
+
+
+def test_the_rated_items_requests_read_the_session_with_their_rows_not_on_their_own(client, own_submit, monkeypatch):
+    """The page, the chart and the submit read the session's row in their own statement (the database keeps it): the
+    session store never reads it itself (from Redis, or the database), and each request is the rater's."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if not issubclass(store, import_module("django.contrib.sessions.backends.db").SessionStore):
+        pytest.skip("the session is not kept in the database")  # not a profile of this project's
+    rater, submit = own_submit
+    loads = []
+    original = store.load
+    monkeypatch.setattr(store, "load", lambda self: loads.append(self.session_key) or original(self))
+    page = submit.removesuffix("submit/")
+    for response in (client.get(page), client.get(reverse("evaluation:assignment_chart", args=[page.split("/")[3]]))):
+        assert response.status_code == 200 and response.wsgi_request.user.pk == rater.pk
+    response = client.post(submit, FORM)
+    assert response.status_code == 302 and response.wsgi_request.user.pk == rater.pk
+    assert Rating.objects.filter(assignment__rater=rater).count() == 1
+    assert loads == []
+
+
+@pytest.mark.parametrize("case", ["expired", "tampered", "another user's"])
+def test_a_session_read_with_the_item_that_does_not_name_its_rater_decides_nothing(rf, client, own_item, case):
+    """A session row that has expired, whose signature does not hold or that names someone else: the read ahead gives
+    nothing and leaves the session unread, for the usual path to decide (which signs out or refuses, as it always
+    did: the tests above)."""
+    from datetime import timedelta
+
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+
+    from evaluation.access import access_assignment_as_session_user
+
+    rater, (page, _) = own_item
+    assignment_id = int(page.split("/")[3])
+    if case == "another user's":
+        client.force_login(type(rater).objects.exclude(pk=rater.pk).filter(is_active=True).first())
+    key = client.session.session_key
+    if case == "expired":
+        Session.objects.filter(pk=key).update(expire_date=timezone.now() - timedelta(seconds=1))
+    elif case == "tampered":
+        Session.objects.filter(pk=key).update(session_data="e30:1tampered:signature")
+
+    def request(key):
+        made = rf.get(page)
+        made.session = SessionStore(session_key=key)
+        AuthenticationMiddleware(lambda request: None).process_request(made)
+        return made
+
+    refused = request(key)
+    assert access_assignment_as_session_user(refused, assignment_id=assignment_id) is None
+    assert not hasattr(refused.session, "_session_cache") and "_cached_user" not in refused.__dict__
+
+    client.force_login(rater)  # the rater's own, valid session: read with the item
+    accepted = request(client.session.session_key)
+    assert access_assignment_as_session_user(accepted, assignment_id=assignment_id).pk == assignment_id
+    assert accepted.user.pk == rater.pk and accepted.session.get(SESSION_KEY) == str(rater.pk)
