@@ -76,6 +76,7 @@ def one_piece(app):
 
 
 application = without_process_environment(one_piece(get_wsgi_application()))
-# Every view module (and through them the modeling code with torch) imported now, as the worker boots, not by its first
-# request: measured under `make loadtest`, that first request held a few CPU-seconds of imports per worker (issue 27).
+# Every view module imported now, as the worker boots, not by its first request: measured under `make loadtest`, that
+# first request held a few CPU-seconds of imports per worker (issue 27). The job kinds (torch, transformers: 4 s) are
+# not among them: the first job page or job a process handles imports them (modeling.jobs.job_kind).
 get_resolver().url_patterns  # noqa: B018 - the attribute's access is the import

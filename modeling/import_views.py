@@ -8,7 +8,6 @@ from django.urls import reverse
 from healthagent.cohort.uploads import UploadError
 from healthagent.roles import Role, role_required, user_has_role
 from modeling.jobs import JobError
-from modeling.kinds.cohort_import import CohortImportForm, cohort_import_queue
 from modeling.models import Job
 
 IMPORT_ROLES = (Role.RESEARCHER, Role.ADMIN)
@@ -18,6 +17,10 @@ IMPORT_ROLES = (Role.RESEARCHER, Role.ADMIN)
 def cohort_import_page(request):
     """GET: the page. POST (from its script, once every file is up): queue the import; JSON with the job's status
     address, or the reason it was refused (400), the uploads kept so nothing is sent twice."""
+    # Imported here: modeling.kinds registers every job kind, whose modules import torch and transformers (4 s), which
+    # every management command would otherwise pay through the URL configuration's checks.
+    from modeling.kinds.cohort_import import CohortImportForm, cohort_import_queue
+
     if request.method != "POST":
         return render(request, "modeling/cohort_import.html", {"form": CohortImportForm()})
     try:

@@ -284,10 +284,12 @@ def job_cancel(*, job: Job, user=None, via: str = "") -> Job:
         audit_record(actor=user, via=via, action=Action.JOB_CANCELLED, target=job, details={"state": job.state})
         if job.state == Job.State.CANCELLED:
             webhook_emit(event_type="job.finished", data={"job_id": job.pk, "kind": job.kind, "state": job.state})
-            if job.kind in REGISTRY:
-                transaction.on_commit(
-                    functools.partial(REGISTRY[job.kind].cancelled_before_start, dict(job.config)), robust=True
-                )
+            try:
+                kind = job_kind(job.kind)  # the kinds registered in this process first, if they are not yet
+            except JobError:
+                kind = None  # a kind this version no longer has: nothing of its own to undo
+            if kind is not None:
+                transaction.on_commit(functools.partial(kind.cancelled_before_start, dict(job.config)), robust=True)
         group_notify_on_commit(group=job_group(job.pk), payload=job_payload(job))
         group_notify_on_commit(group=JOBS_GROUP, payload=job_payload(job))
     return job
