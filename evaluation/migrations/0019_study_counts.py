@@ -4,39 +4,36 @@ from django.db import migrations, models
 # Whether an item counts among its study's results items (evaluation.selectors.rater_progress: not dropped).
 COUNTED = "{row}.kind = 'results' AND {row}.dropped_at IS NULL"
 
-# One function per table: the enrolments (every row counts) and the items (COUNTED ones). Each takes the old row's
-# one away and adds the new row's, as ItemRaters' trigger does (migration 0018): a decrement is an UPDATE, which does
-# nothing once the study's row is gone (a study's deletion), and only a row made or moved adds one.
-CREATE = f"""
-CREATE FUNCTION evaluation_study_raters_kept() RETURNS trigger LANGUAGE plpgsql AS $$
+
+def kept(column: str, counted: str) -> str:
+    """The trigger function that keeps ``column`` of a study's counts for the rows of one table that are ``counted``
+    (a condition on ``{row}``). It takes the old row's one away and adds the new row's, as ItemRaters' trigger does
+    (migration 0018): a decrement is an UPDATE, which does nothing once the study's row is gone (a study's deletion),
+    and only a row made or moved adds one."""
+    values = ", ".join("1" if name == column else "0" for name in ("raters", "results_items"))
+    return f"""
+CREATE FUNCTION evaluation_study_{column}_kept() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
-        UPDATE evaluation_studycounts SET raters = raters - 1 WHERE study_id = OLD.study_id;
+    IF TG_OP <> 'INSERT' AND {counted.format(row="OLD")} THEN
+        UPDATE evaluation_studycounts SET {column} = {column} - 1 WHERE study_id = OLD.study_id;
     END IF;
-    IF TG_OP <> 'DELETE' THEN
-        INSERT INTO evaluation_studycounts (study_id, raters, results_items) VALUES (NEW.study_id, 1, 0)
-        ON CONFLICT (study_id) DO UPDATE SET raters = evaluation_studycounts.raters + 1;
+    IF TG_OP <> 'DELETE' AND {counted.format(row="NEW")} THEN
+        INSERT INTO evaluation_studycounts (study_id, raters, results_items) VALUES (NEW.study_id, {values})
+        ON CONFLICT (study_id) DO UPDATE SET {column} = evaluation_studycounts.{column} + 1;
     END IF;
     RETURN NULL;
 END
-$$;
+$$;"""
+
+
+# The enrolments (every row counts) and the items (COUNTED ones).
+CREATE = f"""{kept("raters", "TRUE")}
 CREATE TRIGGER evaluation_study_raters_made_or_deleted AFTER INSERT OR DELETE ON evaluation_study_clinicians
     FOR EACH ROW EXECUTE FUNCTION evaluation_study_raters_kept();
 CREATE TRIGGER evaluation_study_raters_moved AFTER UPDATE OF study_id ON evaluation_study_clinicians
     FOR EACH ROW WHEN (OLD.study_id IS DISTINCT FROM NEW.study_id) EXECUTE FUNCTION evaluation_study_raters_kept();
 
-CREATE FUNCTION evaluation_study_results_items_kept() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP <> 'INSERT' AND {COUNTED.format(row="OLD")} THEN
-        UPDATE evaluation_studycounts SET results_items = results_items - 1 WHERE study_id = OLD.study_id;
-    END IF;
-    IF TG_OP <> 'DELETE' AND {COUNTED.format(row="NEW")} THEN
-        INSERT INTO evaluation_studycounts (study_id, raters, results_items) VALUES (NEW.study_id, 0, 1)
-        ON CONFLICT (study_id) DO UPDATE SET results_items = evaluation_studycounts.results_items + 1;
-    END IF;
-    RETURN NULL;
-END
-$$;
+{kept("results_items", COUNTED)}
 CREATE TRIGGER evaluation_study_results_items_made_or_deleted AFTER INSERT OR DELETE ON evaluation_studyitem
     FOR EACH ROW EXECUTE FUNCTION evaluation_study_results_items_kept();
 -- Only an update that changes whether (or for which study) the item counts: dropped, restored, its kind or study.
