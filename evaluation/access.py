@@ -3,7 +3,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from django.contrib.auth.models import User
 from django.db import connection
@@ -17,10 +17,11 @@ from healthagent.joined import JoinedRead
 from healthagent.models import Participant, WebhookEndpoint
 from healthagent.roles import (
     ROLE_NAMES,
+    SESSION_DATA,
     USER_COLUMNS,
     adopt_session,
     authenticate_read_ahead,
-    session_column,
+    session_join,
     session_parameters,
     unread_session,
     unread_session_user_pk,
@@ -40,7 +41,7 @@ _SQL: dict[tuple[bool, bool, str], str] = {}
 
 # How a read ahead of the request's user knows who the user is (see _read_ahead): "" no read ahead; "user" the
 # session's user, read already; "session" the session itself, read in the same statement.
-Ahead = str
+Ahead = Literal["", "user", "session"]
 
 
 def _joins_and_access(ahead: Ahead = "") -> tuple[str, str]:
@@ -114,8 +115,15 @@ def study_counts_sql(study: str) -> tuple[str, str]:
 
 def _ahead_columns(ahead: Ahead) -> list[str]:
     """What a read ahead of the user adds last to a statement's columns: ``user_columns`` (parameters: ``ROLE_NAMES``),
-    and by the session, the session's data (``session_column``'s parameters)."""
-    return [*user_columns("u"), *([session_column()] if ahead == "session" else [])] if ahead else []
+    and by the session, the session's data."""
+    return [*user_columns("u"), *([SESSION_DATA] if ahead == "session" else [])] if ahead else []
+
+
+def _ahead_joins(ahead: Ahead) -> str:
+    """The rater's user row, and by the session, the session's row (``session_join``: no row, so nothing read or
+    locked, for a session that is not there or has expired; parameters: ``session_parameters``)."""
+    user = f" JOIN {connection.ops.quote_name(User._meta.db_table)} u ON u.id = a.rater_id"
+    return user + (session_join() if ahead == "session" else "")
 
 
 def _statement(for_update: bool, with_progress: bool = False, ahead: Ahead = "") -> tuple[JoinedRead, str]:
@@ -133,7 +141,7 @@ def _statement(for_update: bool, with_progress: bool = False, ahead: Ahead = "")
             extra += _progress_columns()
         if with_user:
             extra += _ahead_columns(ahead)
-            joins += f" JOIN {connection.ops.quote_name(User._meta.db_table)} u ON u.id = a.rater_id"
+            joins += _ahead_joins(ahead)
         _SQL[key] = (
             f"SELECT {read.columns}, {', '.join(extra)} FROM {joins} WHERE {access}{_lock() if for_update else ''}"
         )
@@ -289,7 +297,7 @@ def _turn_statement(ahead: Ahead = "") -> tuple[JoinedRead, str]:
             ],
             *_ahead_columns(ahead),
         ]
-        user_join = f" JOIN {table[User]} u ON u.id = a.rater_id" if with_user else ""
+        user_join = _ahead_joins(ahead) if with_user else ""
         _TURN_STATEMENTS[ahead] = (
             read,
             f"SELECT {read.columns}, {', '.join(extra)} FROM {joins}{user_join}"
@@ -318,9 +326,10 @@ def access_turn(*, assignment_id: int, rater: User) -> RaterTurn:
 def access_turn_as_session_user(request, *, assignment_id: Any) -> RaterTurn | None:
     """:func:`access_turn` with the request's user (and session) read ahead in the same statement (:func:`_read_ahead`,
     as :func:`access_assignment_as_session_user` does for the item's page): one round trip (two) fewer for a rated
-    item's submit. Locks the assignment in the caller's transaction: read by the session, before the session is known
-    to name its rater, so a request for another rater's assignment holds that row until its transaction ends (the
-    refusal that follows: nothing of it is read out or written). None: take the usual path (:func:`access_turn`)."""
+    item's submit. Locks the assignment in the caller's transaction: read by a live session, before the session is
+    known to name its rater, so a signed-in request for another rater's assignment holds that row until its
+    transaction ends (the refusal that follows: nothing of it is read out or written); a request without a live
+    session reads and locks nothing. None: take the usual path (:func:`access_turn`)."""
     if connection.get_autocommit():
         raise TransactionManagementError("access_turn_as_session_user locks within the caller's transaction")
     found = _read_ahead(request, _turn_statement, list(_TURN_PARAMETERS), assignment_id)

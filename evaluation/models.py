@@ -308,8 +308,8 @@ class StudyCounts(models.Model):
     SQLite (the embedded default), which counts. Left out of a ``dumpdata`` as ItemRaters is."""
 
     study = models.OneToOneField(Study, primary_key=True, on_delete=models.CASCADE, related_name="+")
-    raters = models.IntegerField(default=0)
-    results_items = models.IntegerField(default=0)
+    raters = models.PositiveIntegerField(default=0)
+    results_items = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"Study #{self.study_id}: {self.raters} raters, {self.results_items} results items"

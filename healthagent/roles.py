@@ -17,7 +17,7 @@ from django.contrib.auth.models import AnonymousUser, Group, User
 from django.contrib.auth.views import redirect_to_login
 from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, models, router, transaction
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject, empty
@@ -157,56 +157,74 @@ def session_user_pk(user_id: Any) -> Any | None:
         return None
 
 
+def _user_unread(request) -> bool:
+    """Whether the request's user is AuthenticationMiddleware's lazy one, not read yet (else: read already, or set by
+    something other than AuthenticationMiddleware, and left as it is)."""
+    user = request.__dict__.get("user")
+    return isinstance(user, SimpleLazyObject) and user._wrapped is empty and "_cached_user" not in request.__dict__
+
+
 def unread_session_user_pk(request) -> Any | None:
     """The user id the request's session names, while the request's user is not read yet (AuthenticationMiddleware
     reads it lazily, on first use); else None. A view that reads rows of that user can read the user in the same
     statement and hand it to :func:`authenticate_read_ahead`."""
-    user = request.__dict__.get("user")
-    if not (isinstance(user, SimpleLazyObject) and user._wrapped is empty) or "_cached_user" in request.__dict__:
-        return None  # read already, or set by something other than AuthenticationMiddleware: left as it is
-    if not hasattr(request, "session"):
+    if not _user_unread(request) or not hasattr(request, "session"):
         return None
     user_id = request.session.get(auth.SESSION_KEY)
     return None if user_id is None else session_user_pk(user_id)
 
 
+def _database_stores() -> frozenset[type]:
+    """The session stores whose record is their row of Django's session table, read as :func:`session_join` reads it:
+    Django's database store, its cached one and this site's (healthagent.sessions), which write the database first."""
+    from django.contrib.sessions.backends.cached_db import SessionStore as CachedDatabaseSessionStore
+
+    from healthagent.sessions import SessionStore as SiteSessionStore
+
+    return frozenset({DatabaseSessionStore, CachedDatabaseSessionStore, SiteSessionStore})
+
+
 def unread_session(request) -> DatabaseSessionStore | None:
-    """The request's session while neither it nor the request's user is read yet, when the database keeps it (Django's
-    database store, or one built on it as healthagent.sessions is); else None. A view that reads rows of the session's
-    user can read the session's row in the same statement (:func:`session_column`), the user being the one its own
-    rows name, and hand it to :func:`adopt_session`: one round trip fewer (the session's read from the cache, or the
-    database) on each of a rated item's requests."""
-    user = request.__dict__.get("user")
-    if not (isinstance(user, SimpleLazyObject) and user._wrapped is empty) or "_cached_user" in request.__dict__:
+    """The request's session while neither it nor the request's user is read yet, when it is one of the stores of
+    :func:`_database_stores` on the default database; else None. A view that reads rows of the session's user can read
+    the session's row in the same statement (:func:`session_join`), the user being the one its own rows name, and hand
+    it to :func:`adopt_session`: one round trip fewer (the session's read from the cache, or the database) on each of a
+    rated item's requests."""
+    if not _user_unread(request):
         return None
     session = getattr(request, "session", None)
-    if not isinstance(session, DatabaseSessionStore) or hasattr(session, "_session_cache") or not session.session_key:
+    if not isinstance(session, DatabaseSessionStore) or type(session) not in _database_stores():
+        return None
+    if hasattr(session, "_session_cache") or not session.session_key:
+        return None
+    if router.db_for_read(type(session).get_model_class()) != DEFAULT_DB_ALIAS:
         return None
     return session
 
 
-def session_column() -> str:
-    """The session's data as its store keeps it, if it has not expired (NULL otherwise): a column for a statement of
-    the caller's, with two parameters, :func:`session_parameters`. The same condition as the store's own read."""
+def session_join() -> str:
+    """A join of the session's row, if it has not expired (no row otherwise, so nothing is read or locked): ``ds``,
+    with two parameters, :func:`session_parameters`; its data is ``ds.session_data``. The store's own read's
+    condition."""
     quote = connection.ops.quote_name
     meta = apps.get_model("sessions", "Session")._meta
-    key, data, expiry = (
-        quote(str(cast(models.Field, meta.get_field(name)).column))
-        for name in ("session_key", "session_data", "expire_date")
+    key, expiry = (
+        quote(str(cast(models.Field, meta.get_field(name)).column)) for name in ("session_key", "expire_date")
     )
-    return f"(SELECT ds.{data} FROM {quote(meta.db_table)} ds WHERE ds.{key} = %s AND ds.{expiry} > %s)"
+    return f" JOIN {quote(meta.db_table)} ds ON ds.{key} = %s AND ds.{expiry} > %s"
+
+
+SESSION_DATA = "ds.session_data"
 
 
 def session_parameters(session: DatabaseSessionStore) -> list[Any]:
-    return [session.session_key, timezone.now()]
+    return [session.session_key, connection.ops.adapt_datetimefield_value(timezone.now())]  # as the ORM sends it
 
 
-def adopt_session(session: DatabaseSessionStore, data: str | None, user_pk: Any) -> bool:
-    """Whether the session's data, read by :func:`session_column` (None: no such session, or expired), names the user
-    ``user_pk``; if it does, the store holds it from now on as if it had read it itself (decoded as it decodes it: a
-    signature that does not hold gives an empty session), so nothing reads it again for the request."""
-    if data is None:
-        return False
+def adopt_session(session: DatabaseSessionStore, data: str, user_pk: Any) -> bool:
+    """Whether the session's data, read through :func:`session_join`, names the user ``user_pk``; if it does, the store
+    holds it from now on as if it had read it itself (decoded as it decodes it: a signature that does not hold gives
+    an empty session), so nothing reads it again for the request."""
     decoded = session.decode(data)
     if session_user_pk(decoded.get(auth.SESSION_KEY)) != user_pk:
         return False

@@ -1,5 +1,6 @@
 import logging
 import os
+from importlib import import_module
 
 from django.core.wsgi import get_wsgi_application
 from django.http import HttpResponse
@@ -77,6 +78,9 @@ def one_piece(app):
 
 application = without_process_environment(one_piece(get_wsgi_application()))
 # Every view module imported now, as the worker boots, not by its first request: measured under `make loadtest`, that
-# first request held a few CPU-seconds of imports per worker (issue 27). The job kinds (torch, transformers: 4 s) are
-# not among them: the first job page or job a process handles imports them (modeling.jobs.job_kind).
+# first request held a few CPU-seconds of imports per worker (issue 27).
 get_resolver().url_patterns  # noqa: B018 - the attribute's access is the import
+# The job kinds (torch, transformers: 4 s) are not among them, so that management commands do not pay them; a web
+# worker imports them now too, so no request waits for them (a study opening queues its charts' job in its
+# transaction, holding the study's row).
+import_module("modeling.kinds")

@@ -273,6 +273,10 @@ def _send(job_id: int, queue: str) -> None:
 
 def job_cancel(*, job: Job, user=None, via: str = "") -> Job:
     """A queued job is cancelled at once; a running one stops at its next progress report. Locks the job row."""
+    try:
+        kind = job_kind(job.kind)  # before the lock: the first use of the kinds in a process imports them (seconds)
+    except JobError:
+        kind = None  # a kind this version no longer has: nothing of its own to undo
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
         if job.finished:
@@ -284,10 +288,6 @@ def job_cancel(*, job: Job, user=None, via: str = "") -> Job:
         audit_record(actor=user, via=via, action=Action.JOB_CANCELLED, target=job, details={"state": job.state})
         if job.state == Job.State.CANCELLED:
             webhook_emit(event_type="job.finished", data={"job_id": job.pk, "kind": job.kind, "state": job.state})
-            try:
-                kind = job_kind(job.kind)  # the kinds registered in this process first, if they are not yet
-            except JobError:
-                kind = None  # a kind this version no longer has: nothing of its own to undo
             if kind is not None:
                 transaction.on_commit(functools.partial(kind.cancelled_before_start, dict(job.config)), robust=True)
         group_notify_on_commit(group=job_group(job.pk), payload=job_payload(job))

@@ -248,3 +248,76 @@ def test_a_session_read_with_the_item_that_does_not_name_its_rater_decides_nothi
     accepted = request(client.session.session_key)
     assert access_assignment_as_session_user(accepted, assignment_id=assignment_id).pk == assignment_id
     assert accepted.user.pk == rater.pk and accepted.session.get(SESSION_KEY) == str(rater.pk)
+
+
+@pytest.mark.parametrize("request_kind", ["page", "submit"])
+def test_the_rated_items_requests_renew_an_idle_session_they_read_with_their_rows(client, own_submit, request_kind):
+    """The idle renewal (healthagent.middleware.SessionIdleMiddleware) runs after the view, on the session the view
+    read with its rows: an active clinician's session is still renewed by the rating page and its submit."""
+    from healthagent.middleware import SessionIdleMiddleware
+
+    rater, submit = own_submit
+    session = client.session
+    session[SessionIdleMiddleware.RENEWED_AT] = 1.0  # renewed long ago
+    session.save()
+    if request_kind == "page":
+        response = client.get(submit.removesuffix("submit/"))
+        assert response.status_code == 200
+    else:
+        response = client.post(submit, FORM)
+        assert response.status_code == 302 and Rating.objects.filter(assignment__rater=rater).exists()
+    assert response.cookies["sessionid"].value == session.session_key  # sent again, with its new expiry
+    assert client.session[SessionIdleMiddleware.RENEWED_AT] > 1.0  # and saved
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_submit_locks_another_raters_item_only_for_a_live_session_and_never_without_one(grounded_study):
+    """The submit's read (by the session) locks the assignment it reads before the session is known to name its
+    rater: never for a request without a live session (no row to read), briefly for a signed-in one (refused after)."""
+    import psycopg
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import connection, transaction
+    from django.test import RequestFactory
+
+    from evaluation.access import access_turn_as_session_user
+
+    if connection.vendor != "postgresql":
+        from tests.conftest import service_missing
+
+        service_missing("row locks are PostgreSQL's here (set DATABASE_URL)")
+    owner, other = grounded_study.clinicians.order_by("pk")[:2]
+    theirs = assignment_next(study=grounded_study, rater=owner)
+    live = SessionStore()
+    live[SESSION_KEY], live["_auth_user_backend"] = str(other.pk), "django.contrib.auth.backends.ModelBackend"
+    live["_auth_user_hash"] = other.get_session_auth_hash()
+    live.create()
+    settings = connection.settings_dict
+    second = psycopg.connect(
+        host=settings["HOST"],
+        port=settings["PORT"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        dbname=settings["NAME"],
+        autocommit=True,
+    )
+
+    def locked() -> bool:
+        try:
+            second.execute("SELECT 1 FROM evaluation_assignment WHERE id = %s FOR UPDATE NOWAIT", [theirs.pk])
+        except psycopg.errors.LockNotAvailable:
+            return True
+        return False
+
+    try:
+        for key, expected in (("no-such-session-key", False), (live.session_key, True)):
+            request = RequestFactory().post("/")
+            request.session = SessionStore(session_key=key)
+            AuthenticationMiddleware(lambda request: None).process_request(request)
+            with transaction.atomic():
+                assert access_turn_as_session_user(request, assignment_id=theirs.pk) is None  # not theirs to rate
+                assert locked() is expected
+            assert not locked()  # the transaction's end releases it
+    finally:
+        second.close()
