@@ -37,11 +37,10 @@ _PARTS: list[tuple[type[Model], str]] = [
     (Participant, "p"),
 ]
 _READS: dict[bool, JoinedRead] = {}  # without and with the rater's user row
-_SQL: dict[tuple[bool, bool, str], str] = {}
-
 # How a read ahead of the request's user knows who the user is (see _read_ahead): "" no read ahead; "user" the
 # session's user, read already; "session" the session itself, read in the same statement.
 Ahead = Literal["", "user", "session"]
+_SQL: dict[tuple[bool, bool, Ahead], str] = {}
 
 
 def _joins_and_access(ahead: Ahead = "") -> tuple[str, str]:
@@ -98,11 +97,8 @@ def study_counts_sql(study: str) -> tuple[str, str]:
     (1,860 and 320 rows at the load test's scale); elsewhere (SQLite) counted."""
     quote = connection.ops.quote_name
     if connection.vendor == "postgresql":
-        kept = quote(StudyCounts._meta.db_table)
-        return tuple(  # type: ignore[return-value]
-            f"COALESCE((SELECT n.{column} FROM {kept} n WHERE n.study_id = {study}), 0)"
-            for column in ("raters", "results_items")
-        )
+        kept = f"FROM {quote(StudyCounts._meta.db_table)} n WHERE n.study_id = {study}"
+        return f"COALESCE((SELECT n.raters {kept}), 0)", f"COALESCE((SELECT n.results_items {kept}), 0)"
     through = Study.clinicians.through._meta
     members, member_study = quote(through.db_table), quote(through.get_field("study").column)
     items, results = quote(StudyItem._meta.db_table), StudyItem.Kind.RESULTS.value

@@ -5,6 +5,7 @@ Every view goes through :func:`role_required` (function views) or :class:`RoleRe
 Django groups of the same names; a superuser holds every role.
 """
 
+import functools
 from collections.abc import Callable, Collection, Sequence
 from contextvars import ContextVar
 from functools import wraps
@@ -174,6 +175,7 @@ def unread_session_user_pk(request) -> Any | None:
     return None if user_id is None else session_user_pk(user_id)
 
 
+@functools.cache  # asked on each of a rated item's requests
 def _database_stores() -> frozenset[type]:
     """The session stores whose record is their row of Django's session table, read as :func:`session_join` reads it:
     Django's database store, its cached one and this site's (healthagent.sessions), which write the database first."""
