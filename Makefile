@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# The suite's processes (pytest-xdist; each has its own test database, Redis database and var folder: tests/parallel.py).
+# 0 runs it in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench audit loadtest faults serve prod install install-test clean
 
@@ -46,7 +49,7 @@ lint: install-test
 	$(VENV)/bin/mypy
 
 test: lint
-	HEALTHAGENT_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest $(PYTEST_ARGS)
+	HEALTHAGENT_VAR_DIR=$(CURDIR)/var/test $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 bench: install-test
 	$(PY) -m bench

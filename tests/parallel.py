@@ -1,0 +1,45 @@
+"""Each pytest-xdist worker gets services of its own (loaded with ``-p tests.parallel``, before Django's settings).
+
+``make test`` runs the suite on ``TEST_WORKERS`` processes (``pytest -n``). pytest-django already gives each worker its
+own test database (``test_healthagent_gw0``, ...). What else the workers would share is made theirs here, in the
+environment, so the settings and every process a test starts (daphne, Celery workers, ``manage.py`` runs) read it:
+
+- **Redis**: worker ``gwN`` uses database ``N + 1`` of the configured server (the configured database is left alone),
+  so one worker's Celery worker never takes another's job, and its channel layer, cache and sessions are its own.
+- **The var folder**: ``$HEALTHAGENT_VAR_DIR/gwN`` (``var/gwN`` when unset) (secrets made on first use, collected static files).
+
+Outside xdist (``pytest`` without ``-n``) nothing changes.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+REDIS_DATABASES = 16  # redis-server's default ``databases``
+DEFAULT_VAR_DIR = Path(__file__).resolve().parents[1] / "var"  # the settings' default
+
+
+def worker_redis_url(url: str, worker: int) -> str:
+    """``url`` with its database number moved to one of the worker's own."""
+    parts = urlsplit(url)
+    database = 1 + worker
+    if database >= REDIS_DATABASES:
+        raise RuntimeError(
+            f"pytest-xdist worker gw{worker} would need Redis database {database}; a default Redis has "
+            f"{REDIS_DATABASES} (0-{REDIS_DATABASES - 1}): run at most {REDIS_DATABASES - 1} workers"
+        )
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def isolate(environment: dict[str, str] | os._Environ[str], worker_id: str) -> None:
+    """Point ``environment``'s Redis and var folder at the worker's own."""
+    worker = int(worker_id.removeprefix("gw"))
+    if environment.get("REDIS_URL"):
+        environment["REDIS_URL"] = worker_redis_url(environment["REDIS_URL"], worker)
+    var = Path(environment.get("HEALTHAGENT_VAR_DIR") or DEFAULT_VAR_DIR)
+    environment["HEALTHAGENT_VAR_DIR"] = str(var / worker_id)
+
+
+_worker_id = os.environ.get("PYTEST_XDIST_WORKER")
+if _worker_id:
+    isolate(os.environ, _worker_id)

@@ -1,0 +1,34 @@
+"""The suite's workers (pytest-xdist) each get a Redis database and a var folder of their own (tests/parallel.py)."""
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from tests.parallel import DEFAULT_VAR_DIR, isolate, worker_redis_url
+
+
+def test_each_worker_gets_its_own_redis_database_and_var_folder():
+    environment = {"REDIS_URL": "redis://:secret@127.0.0.1:56379/0", "HEALTHAGENT_VAR_DIR": "/srv/var/test"}
+    isolate(environment, "gw0")
+    assert environment == {"REDIS_URL": "redis://:secret@127.0.0.1:56379/1", "HEALTHAGENT_VAR_DIR": "/srv/var/test/gw0"}
+    isolate(second := {"REDIS_URL": "redis://127.0.0.1:56379"}, "gw3")
+    assert second == {"REDIS_URL": "redis://127.0.0.1:56379/4", "HEALTHAGENT_VAR_DIR": str(DEFAULT_VAR_DIR / "gw3")}
+
+
+def test_more_workers_than_redis_has_databases_is_refused_with_the_limit():
+    assert worker_redis_url("redis://127.0.0.1:6379/0", 14).endswith("/15")
+    with pytest.raises(RuntimeError, match="at most 15 workers"):
+        worker_redis_url("redis://127.0.0.1:6379/0", 15)
+
+
+def test_this_worker_s_settings_use_its_own_redis_database_and_var_folder():
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        pytest.skip("not under pytest-xdist (make test runs the suite with -n)")
+    number = int(worker.removeprefix("gw"))
+    if settings.REDIS_URL:
+        assert settings.REDIS_URL.endswith(f"/{number + 1}")
+        assert settings.CELERY_BROKER_URL == settings.REDIS_URL
+    assert Path(settings.VAR_DIR).name == worker
