@@ -6,7 +6,11 @@ environment, so the settings and every process a test starts (daphne, Celery wor
 
 - **Redis**: worker ``gwN`` uses database ``N + 1`` of the configured server (the configured database is left alone),
   so one worker's Celery worker never takes another's job, and its channel layer, cache and sessions are its own.
-- **The var folder**: ``$HEALTHAGENT_VAR_DIR/gwN`` (``var/gwN`` when unset) (secrets made on first use, collected static files).
+- **The var folder**: ``$HEALTHAGENT_VAR_DIR/gwN`` (``var/gwN`` when unset): secrets made on first use, static files.
+- **The cores**: torch's (OpenMP's) threads are the machine's cores shared out among the workers
+  (``OMP_NUM_THREADS``, unless already set). Two workers each running two threads on two cores made every training
+  test 2-8 times slower than alone (threads spinning against each other): the suite took 17:53 against 20:44 on one
+  process, where one thread each is expected to bring it near half.
 
 Outside xdist (``pytest`` without ``-n``) nothing changes.
 """
@@ -31,9 +35,10 @@ def worker_redis_url(url: str, worker: int) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-def isolate(environment: dict[str, str] | os._Environ[str], worker_id: str) -> None:
-    """Point ``environment``'s Redis and var folder at the worker's own."""
+def isolate(environment: dict[str, str] | os._Environ[str], worker_id: str, *, workers: int, cores: int | None) -> None:
+    """Point ``environment``'s Redis and var folder at the worker's own, and give it its share of the ``cores``."""
     worker = int(worker_id.removeprefix("gw"))
+    environment.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // max(workers, 1))))
     if environment.get("REDIS_URL"):
         environment["REDIS_URL"] = worker_redis_url(environment["REDIS_URL"], worker)
     var = Path(environment.get("HEALTHAGENT_VAR_DIR") or DEFAULT_VAR_DIR)
@@ -42,4 +47,9 @@ def isolate(environment: dict[str, str] | os._Environ[str], worker_id: str) -> N
 
 _worker_id = os.environ.get("PYTEST_XDIST_WORKER")
 if _worker_id:
-    isolate(os.environ, _worker_id)
+    isolate(
+        os.environ,
+        _worker_id,
+        workers=int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")),
+        cores=len(os.sched_getaffinity(0)),
+    )

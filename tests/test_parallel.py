@@ -11,10 +11,20 @@ from tests.parallel import DEFAULT_VAR_DIR, isolate, worker_redis_url
 
 def test_each_worker_gets_its_own_redis_database_and_var_folder():
     environment = {"REDIS_URL": "redis://:secret@127.0.0.1:56379/0", "HEALTHAGENT_VAR_DIR": "/srv/var/test"}
-    isolate(environment, "gw0")
-    assert environment == {"REDIS_URL": "redis://:secret@127.0.0.1:56379/1", "HEALTHAGENT_VAR_DIR": "/srv/var/test/gw0"}
-    isolate(second := {"REDIS_URL": "redis://127.0.0.1:56379"}, "gw3")
-    assert second == {"REDIS_URL": "redis://127.0.0.1:56379/4", "HEALTHAGENT_VAR_DIR": str(DEFAULT_VAR_DIR / "gw3")}
+    isolate(environment, "gw0", workers=2, cores=2)
+    assert environment == {
+        "REDIS_URL": "redis://:secret@127.0.0.1:56379/1",
+        "HEALTHAGENT_VAR_DIR": "/srv/var/test/gw0",
+        "OMP_NUM_THREADS": "1",  # two workers on two cores: one thread each
+    }
+    isolate(second := {"REDIS_URL": "redis://127.0.0.1:56379"}, "gw3", workers=4, cores=16)
+    assert second == {
+        "REDIS_URL": "redis://127.0.0.1:56379/4",
+        "HEALTHAGENT_VAR_DIR": str(DEFAULT_VAR_DIR / "gw3"),
+        "OMP_NUM_THREADS": "4",
+    }
+    isolate(chosen := {"OMP_NUM_THREADS": "3"}, "gw1", workers=2, cores=2)
+    assert chosen["OMP_NUM_THREADS"] == "3"  # a setting of one's own is kept
 
 
 def test_more_workers_than_redis_has_databases_is_refused_with_the_limit():
@@ -32,3 +42,6 @@ def test_this_worker_s_settings_use_its_own_redis_database_and_var_folder():
         assert settings.REDIS_URL.endswith(f"/{number + 1}")
         assert settings.CELERY_BROKER_URL == settings.REDIS_URL
     assert Path(settings.VAR_DIR).name == worker
+    import torch
+
+    assert torch.get_num_threads() == int(os.environ["OMP_NUM_THREADS"])
