@@ -335,8 +335,9 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
         "--risk-from-measurements",
         nargs="*",
         default=list(RISK_FROM_MEASUREMENTS),
-        choices=list(DIAGNOSTIC_CRITERIA),
-        help="diagnoses whose risk is read from the measurements meeting their criteria (none: from their tokens)",
+        choices=[*DIAGNOSTIC_CRITERIA, "obesity"],
+        help="diagnoses whose risk is read from the measurements meeting their criteria (none: from their tokens); "
+        "obesity from the weight against the height, where the height is known",
     )
     evaluate_parser.add_argument(
         "--parts", nargs="+", default=["risk", "trials"], choices=["risk", "trials", "fidelity"]

@@ -191,6 +191,7 @@ DIAGNOSTIC_CRITERIA: dict[str, tuple[tuple[str, str, float], ...]] = {
     "dyslipidaemia": (("ldl", ">=", 190.0),),
     "chronic_kidney_disease": (("egfr", "<", 60.0),),
 }
+OBESITY_BMI = 30.0  # kg/m²: obesity is diagnosed at a visit where the weight over the height squared reaches it
 USUAL_CARE = {"hypertension": ("antihypertensive", 0.4), "dyslipidaemia": ("statin", 0.5)}  # started at diagnosis
 
 
@@ -316,7 +317,7 @@ def simulate_timeline(
                     medication, probability = USUAL_CARE[name]
                     if medication not in response and rng.random() < probability:
                         start(medication, visit, "medication", "started in usual care")
-        if latent["weight"][visit] / one.height_m[0] ** 2 >= 30:
+        if latent["weight"][visit] / one.height_m[0] ** 2 >= OBESITY_BMI:
             diagnose("obesity", visit)
     if one.atrial_fibrillation[0] and rng.random() < days / 730:
         diagnose("atrial_fibrillation", int(rng.integers(0, days)))

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from modeling.ml.data.clinical import ENDPOINTS
 from modeling.ml.twin.evaluate import MIN_EVENTS, TwinReportSettings, risk_cohort
 from modeling.ml.twin.model import HealthFormerModel
@@ -17,27 +19,38 @@ def risk_calibration(
 ) -> dict[str, Any]:
     """Calibration in the large on a cohort of its own (``settings.seed``, never a report's): per endpoint, the
     observed events over the summed uncalibrated risks of the participants at risk. An endpoint with fewer than
-    ``min_events`` events keeps a factor of 1: too few to tell."""
-    cohort = risk_cohort(model, tokenizer, settings)
+    ``min_events`` events keeps a factor of 1: too few to tell.
+
+    Where obesity is read from the weight (``settings.risk_from_measurements``), it is read so only for participants
+    whose height is known: every other participant's height is withheld here, and obesity gets one factor from each
+    half (``factors`` with the height, ``without_height`` from its diagnosis token)."""
+    by_weight = "obesity" in settings.risk_from_measurements
+    cohort = risk_cohort(model, tokenizer, settings, every_other_height=by_weight)
     model_risk = cohort.rollouts.endpoint_risk(calibrated=False)[:, 0]
-    endpoints = {}
-    for column, endpoint in enumerate(ENDPOINTS):
-        eligible = ~cohort.prevalent[endpoint]
-        events = int(cohort.outcome[endpoint][eligible].sum())
+    height_known = np.array([history.height_m is not None for history in cohort.histories])
+
+    def fit(column: int, eligible: np.ndarray) -> dict[str, Any]:
+        events = int(cohort.outcome[ENDPOINTS[column]][eligible].sum())
         predicted = float(model_risk[eligible, column].sum())
         factor = events / predicted if events >= min_events and predicted > 0 else 1.0
-        endpoints[endpoint] = {
-            "at_risk": int(eligible.sum()),
-            "events": events,
-            "predicted": predicted,
-            "factor": factor,
-        }
+        return {"at_risk": int(eligible.sum()), "events": events, "predicted": predicted, "factor": factor}
+
+    endpoints, without_height = {}, {}
+    for column, endpoint in enumerate(ENDPOINTS):
+        eligible = ~cohort.prevalent[endpoint]
+        if by_weight and endpoint == "obesity":
+            endpoints[endpoint] = fit(column, eligible & height_known)
+            without_height[endpoint] = fit(column, eligible & ~height_known)
+        else:
+            endpoints[endpoint] = fit(column, eligible)
     return {
         "seed": settings.seed,
         "participants": len(cohort.kept),
         "min_events": min_events,
         "endpoints": endpoints,
         "factors": {endpoint: row["factor"] for endpoint, row in endpoints.items()},
+        "endpoints_without_height": without_height,
+        "without_height": {endpoint: row["factor"] for endpoint, row in without_height.items()},
     }
 
 
@@ -55,8 +68,10 @@ def calibrate_twin(
         raise ValueError(f"seed {settings.seed} is the model's training seed: calibrate on participants it never saw")
     model, tokenizer = load_twin(model_dir, settings.device)
     model.config.risk_calibration, model.config.risk_calibration_fit = {}, {}
+    model.config.risk_calibration_without_height = {}
     calibration = risk_calibration(model, tokenizer, settings, min_events=min_events)
     model.config.risk_calibration = calibration["factors"]
+    model.config.risk_calibration_without_height = calibration["without_height"]
     model.config.risk_calibration_fit = {
         "seed": settings.seed,
         "participants": calibration["participants"],

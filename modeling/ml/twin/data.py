@@ -82,6 +82,7 @@ def record_from_timeline(
         measurements=measurements,
         events=[{"day": e["day"], "kind": e["kind"], "name": e["name"]} for e in timeline.events],
         last_day=last_day,
+        height_m=float(traits.height_m[index]),
     )
 
 

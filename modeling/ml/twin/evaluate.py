@@ -90,6 +90,7 @@ def record_until(record: ParticipantRecord, day: int) -> ParticipantRecord:
         [m for m in record.measurements if m["day"] <= day],
         [e for e in record.events if e["day"] <= day],
         min(day, record.last_day),
+        record.height_m,
     )
 
 
@@ -135,7 +136,11 @@ class RiskCohort:
     rollouts: Rollouts
 
 
-def risk_cohort(model: HealthFormerModel, tokenizer: Tokenizer, settings: TwinReportSettings) -> RiskCohort:
+def risk_cohort(
+    model: HealthFormerModel, tokenizer: Tokenizer, settings: TwinReportSettings, *, every_other_height: bool = False
+) -> RiskCohort:
+    """The risk cohort's histories, outcomes and sampled futures. ``every_other_height``: withhold the height of every
+    other participant, as a cohort that does not record it would (the calibration fits obesity both ways)."""
     days = settings.history_days + settings.horizon_days
     simulated = simulated_records(
         participants=settings.participants, days=days, seed=settings.seed, intervention_probability=0.0
@@ -143,6 +148,9 @@ def risk_cohort(model: HealthFormerModel, tokenizer: Tokenizer, settings: TwinRe
     cutoff = settings.history_days - 1
     kept = [i for i, record in enumerate(simulated.records) if record.last_day >= cutoff]  # alive at the prediction day
     histories = [record_until(simulated.records[i], cutoff) for i in kept]
+    if every_other_height:
+        for history in histories[1::2]:
+            history.height_m = None
     rollouts = simulate(
         model,
         tokenizer,
@@ -428,10 +436,20 @@ def calibration_sentence(model: HealthFormerModel, settings: TwinReportSettings)
     factors = ", ".join(
         f"{endpoint} {factor:.2f}" for endpoint, factor in model.config.risk_calibration.items() if factor != 1.0
     )
+    without = model.config.risk_calibration_without_height
+    apart = (
+        " Obesity is read from the sampled weight against each person's height (BMI 30), where the height is known: "
+        "its factor is fitted on the half of that cohort whose height was kept; the other half's, "
+        + ", ".join(f"{endpoint} {factor:.2f}" for endpoint, factor in without.items())
+        + ", applies where the height is unknown (read from the diagnosis token)."
+        if without
+        else ""
+    )
     return (
         f" Risks calibrated in the large on {fit['participants']} other new participants (seed {fit['seed']}, "
         f"{fit['horizon_days']} days; `twin calibrate`): observed over predicted events, {factors}; endpoints with "
-        f"fewer than {fit['min_events']} events there keep 1. A factor leaves the ranking, and so the AUROC, as it was."
+        f"fewer than {fit['min_events']} events there keep 1.{apart} A factor leaves the ranking, and so the AUROC, "
+        "as it was."
     )
 
 

@@ -81,6 +81,7 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         post_start_loss_weight: float = 1.0,
         risk_calibration: dict[str, float] | None = None,
         risk_calibration_fit: dict[str, Any] | None = None,
+        risk_calibration_without_height: dict[str, float] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -109,6 +110,9 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         # how they were fitted: seed, participants, min_events, horizon_days and risk_from_measurements (the factors
         # apply only to risks read the same way)
         self.risk_calibration_fit = dict(risk_calibration_fit or {})
+        # endpoint -> factor for participants whose height is unknown, where obesity is read from its diagnosis token
+        # rather than from the weight (generate.calibration_factors)
+        self.risk_calibration_without_height = dict(risk_calibration_without_height or {})
 
     @classmethod
     def named(cls, size: str, tokenizer: "Tokenizer", **overrides: Any) -> "HealthFormerConfig":

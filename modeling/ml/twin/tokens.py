@@ -82,6 +82,7 @@ class ParticipantRecord:
         default_factory=list
     )  # {day, kind, name}: diet, medication, intervention, diagnosis, endpoint
     last_day: int = 0  # the last day the record covers
+    height_m: float | None = None  # None when unknown; obesity's risk is read from the weight where it is known
 
 
 @dataclass
@@ -95,6 +96,7 @@ class Tokens:
     age_years: float | None
     last_day: int
     values: np.ndarray | None = None  # float: a measurement's own value (before binning), NaN for other tokens
+    height_m: float | None = None  # the record's: not a token (the model does not see it), the risk read-out uses it
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -104,7 +106,14 @@ class Tokens:
         keep = self.days <= stop_day
         values = None if self.values is None else self.values[keep]
         return Tokens(
-            self.ids[keep], self.codes[keep], self.bins[keep], self.days[keep], self.age_years, stop_day, values
+            self.ids[keep],
+            self.codes[keep],
+            self.bins[keep],
+            self.days[keep],
+            self.age_years,
+            stop_day,
+            values,
+            self.height_m,
         )
 
 
@@ -288,11 +297,14 @@ class Tokenizer:
             record.age_years,
             record.last_day,
             np.array([row[3] for row in rows], dtype=np.float64),
+            record.height_m,
         )
 
     def decode(self, tokens: Tokens) -> ParticipantRecord:
         """Back to a record: measurements carry their bin's median value."""
-        record = ParticipantRecord(age_years=tokens.age_years, sex=None, smoker=None, last_day=tokens.last_day)
+        record = ParticipantRecord(
+            age_years=tokens.age_years, sex=None, smoker=None, last_day=tokens.last_day, height_m=tokens.height_m
+        )
         for code, bin_number, day in zip(tokens.codes, tokens.bins, tokens.days, strict=True):
             kind, name = CODES[code][0].split(":")
             if kind == "sex":

@@ -1,5 +1,6 @@
 """Calibration in the large of the twin's risks: fitted on a cohort of its own, carried in config.json."""
 
+import numpy as np
 import pytest
 
 
@@ -31,21 +32,34 @@ def test_calibration_matches_predicted_to_observed_events_on_its_cohort_and_trav
 
     loaded, _ = load_twin(tmp_path)
     assert loaded.config.risk_calibration == calibration["factors"]  # in config.json: the site reads it too
-    cohort = risk_cohort(loaded, tokenizer, settings)
+    cohort = risk_cohort(loaded, tokenizer, settings, every_other_height=True)  # as it was calibrated
     calibrated = cohort.rollouts.endpoint_risk()[:, 0]
     uncalibrated = cohort.rollouts.endpoint_risk(calibrated=False)[:, 0]
     for name, row in counted.items():
         column, eligible = ENDPOINTS.index(name), ~cohort.prevalent[name]
+        events = row["events"] + calibration["endpoints_without_height"].get(name, {"events": 0})["events"]
         # the same cohort and random numbers: calibrated risks sum to the observed events (up to the cap at 1)
-        assert calibrated[eligible, column].sum() <= row["events"] + 1e-4
-        if (uncalibrated[eligible, column] * row["factor"]).max() < 1.0:
-            assert calibrated[eligible, column].sum() == pytest.approx(row["events"], rel=1e-4)
+        assert calibrated[eligible, column].sum() <= events + 1e-4
+        if (uncalibrated[eligible, column] * cohort.rollouts.calibration[eligible, column]).max() < 1.0:
+            assert calibrated[eligible, column].sum() == pytest.approx(events, rel=1e-4)
     assert loaded.config.risk_calibration_fit["seed"] == 9 and loaded.config.risk_calibration_fit["horizon_days"] == 120
     # risks read from the diagnosis tokens alone are not what the factors were fitted on: left uncalibrated
     from modeling.ml.twin.generate import calibration_factors
 
     assert calibration_factors(loaded, ()) is None
     assert calibration_factors(loaded, settings.risk_from_measurements) is not None
+    # obesity is read from the weight where the height is known, else from its token: a factor fitted for each, on
+    # the two halves of the cohort (every other participant's height withheld)
+    obesity = ENDPOINTS.index("obesity")
+    halves = calibration["endpoints"]["obesity"], calibration["endpoints_without_height"]["obesity"]
+    assert all(half["at_risk"] > 0 for half in halves)  # the halves partition the people at risk:
+    assert sum(half["at_risk"] for half in halves) == int((~cohort.prevalent["obesity"]).sum())
+    assert loaded.config.risk_calibration_without_height == calibration["without_height"]
+    table = calibration_factors(loaded, settings.risk_from_measurements, [True, False])
+    assert table is not None and table.shape == (2, len(ENDPOINTS))
+    assert table[0, obesity] == calibration["factors"]["obesity"]
+    assert table[1, obesity] == calibration["without_height"]["obesity"]
+    assert (np.delete(table[0], obesity) == np.delete(table[1], obesity)).all()
     with pytest.raises(ValueError, match="training seed"):
         calibrate_twin(tmp_path, TwinReportSettings(seed=0))
     from modeling.ml.twin.evaluate import twin_report

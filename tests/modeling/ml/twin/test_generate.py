@@ -280,3 +280,51 @@ def test_the_risk_is_the_sampled_first_event_frequency_in_expectation(model, tok
         error = counted[..., column].std() / np.sqrt(counted[..., column].size)
         assert frequency > 0.01 and abs(estimate - frequency) < 4 * error + 1e-3, (endpoint, estimate, frequency)
         assert rollouts.risk[..., column].std() < counted[..., column].std()  # less noise per row
+
+
+def test_obesity_is_read_from_the_weight_against_each_person_s_own_limit_where_the_height_is_known(
+    model, tokenizer, histories
+):
+    """With a height, obesity's hazard is the chance that the next token is a weight whose BMI reaches 30 at that
+    height (a limit inside a bin: partial shares), and its summed hazards estimate the sampled frequency of such a
+    weight; without one, it is read from the diagnosis token, as before."""
+    from dataclasses import replace
+
+    from modeling.ml.data.clinical import OBESITY_BMI
+
+    edges = tokenizer.edges["weight"]
+    inside = [(edges[k] + edges[k + 1]) / 2 for k in (len(edges) // 4, len(edges) // 2, 3 * len(edges) // 4)]
+    heights = [float(np.sqrt(limit / OBESITY_BMI)) for limit in inside] + [None] * (len(histories) - 3)
+    people = [replace(tokens, height_m=height) for tokens, height in zip(histories, heights, strict=True)]
+    rollouts = simulate(model, tokenizer, people, arms=[None], horizon_days=60, samples=200, seed=5, max_new_tokens=48)
+    column, weight_ids = ENDPOINTS.index("obesity"), tokenizer.measurement_ids("weight")
+    token_weights = event_weights(tokenizer)[:, column]
+    for person, height in enumerate(heights):
+        ids = rollouts.sampled_ids[person, 0]  # (samples, steps)
+        if height is None:
+            per_token = token_weights
+        else:
+            per_token = np.zeros(tokenizer.vocab_size)
+            per_token[weight_ids] = bin_share(tokenizer, "weight", ">=", OBESITY_BMI * height**2)
+        counted = 1.0 - np.prod(1.0 - per_token[ids], axis=-1)  # (samples,)
+        estimate = rollouts.risk[person, 0, :, column].mean()
+        error = counted.std() / np.sqrt(counted.size)
+        assert abs(estimate - counted.mean()) < 4 * error + 1e-3, (person, height, estimate, counted.mean())
+        if height is not None:
+            assert counted.mean() > 0.01  # an untrained model samples weights often: the read-out is exercised
+    # the same rows read from the token instead: another risk where the height is known, the same where it is not
+    by_token = simulate(
+        model,
+        tokenizer,
+        histories,
+        arms=[None],
+        horizon_days=60,
+        samples=200,
+        seed=5,
+        max_new_tokens=48,
+        risk_from_measurements=("incident_diabetes", "dyslipidaemia", "chronic_kidney_disease"),
+    )
+    np.testing.assert_array_equal(by_token.sampled_ids, rollouts.sampled_ids)  # reading never changes sampling
+    known = np.array([height is not None for height in heights])
+    np.testing.assert_allclose(by_token.risk[~known, ..., column], rollouts.risk[~known, ..., column], rtol=1e-5)
+    assert not np.allclose(by_token.risk[known, ..., column], rollouts.risk[known, ..., column])

@@ -1,6 +1,7 @@
 """Timelines to tokens and back."""
 
 import numpy as np
+import pytest
 
 from modeling.ml.twin.tokens import CODES, ParticipantRecord, Tokenizer, quantile_levels
 
@@ -58,3 +59,16 @@ def test_bins_are_denser_in_the_tails_where_the_diagnostic_limits_lie(simulated)
     ldl = [m["value"] for record in simulated.records for m in record.measurements if m["name"] == "ldl"]
     edges = Tokenizer.fit(simulated.records, bins=32).edges["ldl"]
     np.testing.assert_allclose(edges[-2:], np.quantile(ldl, [0.99, 0.995]), atol=1e-6)
+
+
+def test_the_height_travels_with_the_record_and_its_tokens_but_is_no_token(simulated, tokenizer):
+    from dataclasses import replace
+
+    record = simulated.records[0]
+    assert record.height_m == pytest.approx(float(simulated.traits.height_m[0]))
+    tokens = tokenizer.encode(record)
+    assert tokens.height_m == record.height_m and tokens.slice(30).height_m == record.height_m
+    assert tokenizer.decode(tokens).height_m == record.height_m
+    unknown = tokenizer.encode(replace(record, height_m=None))
+    assert unknown.height_m is None
+    np.testing.assert_array_equal(unknown.ids, tokens.ids)  # the model sees the same tokens either way
