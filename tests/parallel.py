@@ -4,8 +4,9 @@
 own test database (``test_healthagent_gw0``, ...). What else the workers would share is made theirs here, in the
 environment, so the settings and every process a test starts (daphne, Celery workers, ``manage.py`` runs) read it:
 
-- **Redis**: worker ``gwN`` uses database ``N + 1`` of the configured server (the configured database is left alone),
-  so one worker's Celery worker never takes another's job, and its channel layer, cache and sessions are its own.
+- **Redis**: worker ``gwN`` uses database ``D + 1 + N`` of the configured server, where ``D`` is the configured one
+  (left alone), so one worker's Celery worker never takes another's job, and its channel layer, cache and sessions
+  are its own.
 - **The var folder**: ``$HEALTHAGENT_VAR_DIR/gwN`` (``var/gwN`` when unset): secrets made on first use, static files.
 - **The cores**: torch's (OpenMP's) threads are the machine's cores shared out among the workers
   (``OMP_NUM_THREADS``, unless already set). Two workers each running two threads on two cores made every training
@@ -17,21 +18,26 @@ Outside xdist (``pytest`` without ``-n``) nothing changes.
 
 import os
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 REDIS_DATABASES = 16  # redis-server's default ``databases``
 DEFAULT_VAR_DIR = Path(__file__).resolve().parents[1] / "var"  # the settings' default
 
 
 def worker_redis_url(url: str, worker: int) -> str:
-    """``url`` with its database number moved to one of the worker's own."""
+    """``url`` with its database number moved to one of the worker's own (a ``unix://`` socket's is its ``db``)."""
     parts = urlsplit(url)
-    database = 1 + worker
+    query = dict(parse_qsl(parts.query))
+    socket = parts.scheme == "unix"
+    configured = int(query.get("db", 0) if socket else parts.path.lstrip("/") or 0)
+    database = configured + 1 + worker
     if database >= REDIS_DATABASES:
         raise RuntimeError(
             f"pytest-xdist worker gw{worker} would need Redis database {database}; a default Redis has "
-            f"{REDIS_DATABASES} (0-{REDIS_DATABASES - 1}): run at most {REDIS_DATABASES - 1} workers"
+            f"{REDIS_DATABASES} (0-{REDIS_DATABASES - 1}): run at most {REDIS_DATABASES - 1 - configured} workers"
         )
+    if socket:  # urlunsplit would drop the empty host of unix:///path
+        return f"{url.partition('?')[0]}?{urlencode({**query, 'db': str(database)})}"
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
