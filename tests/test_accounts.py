@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
@@ -88,3 +90,22 @@ def test_demo_setup_is_idempotent_and_prints_the_accounts(capsys):
     assert Study.objects.filter(show_captions=True).count() == 1  # a third run leaves that choice alone
     assert Job.objects.filter(kind="sensorlm_train").count() == 1
     assert Job.objects.get(kind="sensorlm_train").config["index_cohort"] == Cohort.objects.get(name="Demo cohort").pk
+
+
+@pytest.mark.django_db
+def test_the_demo_models_copy_follows_the_committed_files_and_keeps_what_the_site_wrote_beside_them(settings, tmp_path):
+    from healthagent.management.commands.demo_setup import DEMO_WEIGHTS_DIR, demo_checkpoints_register
+    from modeling.models import Checkpoint
+
+    settings.VAR_DIR = tmp_path
+    first = demo_checkpoints_register()
+    copy = Path(first["twin"].path)
+    committed = (DEMO_WEIGHTS_DIR / "twin" / "config.json").read_bytes()
+    assert (copy / "config.json").read_bytes() == committed
+    (copy / "config.json").write_text('{"stale": "a copy made before the twin was recalibrated"}')
+    (copy / "day_index.npz").write_bytes(b"the site's own")
+    again = demo_checkpoints_register()
+    assert (copy / "config.json").read_bytes() == committed  # replaced by what the repository holds now
+    assert (copy / "day_index.npz").read_bytes() == b"the site's own"  # what the site wrote stays
+    assert not list(copy.glob(".*.partial"))
+    assert again["twin"].pk == first["twin"].pk and Checkpoint.objects.filter(family="twin").count() == 1

@@ -1,4 +1,6 @@
+import filecmp
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -410,7 +412,9 @@ class Command(BaseCommand):
 
 def demo_checkpoints_register() -> dict:
     """The committed demo models as checkpoints, by family, each registered once. A model is copied under
-    ``VAR_DIR`` first, so what the site writes beside it (a cohort's day index) stays out of the repository."""
+    ``VAR_DIR`` first, so what the site writes beside it (a cohort's day index) stays out of the repository. A copied
+    file the repository has since changed (a recalibrated twin's config.json) is replaced, whole (written beside it,
+    then renamed): the site keeps using the model the committed tables were made with."""
     from modeling.models import Checkpoint
 
     checkpoints = {}
@@ -419,9 +423,13 @@ def demo_checkpoints_register() -> dict:
         description = json.loads((source / "demo.json").read_text())
         target = Path(settings.VAR_DIR) / "demo_weights" / family
         for path in source.iterdir():
-            if path.name not in {"demo.json", "README.md"} and not (target / path.name).exists():
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, target / path.name)
+            copy = target / path.name
+            if path.name in {"demo.json", "README.md"} or (copy.exists() and filecmp.cmp(path, copy, shallow=False)):
+                continue
+            target.mkdir(parents=True, exist_ok=True)
+            partial = copy.with_name(f".{copy.name}.partial")
+            shutil.copy2(path, partial)
+            os.replace(partial, copy)
         with transaction.atomic():
             checkpoints[family], created = Checkpoint.objects.get_or_create(
                 family=family,
