@@ -15,12 +15,15 @@ if TYPE_CHECKING:
 @dataclass
 class Carried:
     """What a position knows of every earlier token without attending to it: the first day each treatment started
-    (inf: not yet), and each biomarker's latest value (standardized bin center) and its day (-inf: never measured).
-    Each is (batch, treatments or biomarkers); a cache carries the state after its last token into the next step."""
+    (inf: not yet), each biomarker's latest value (standardized bin center) and its day (-inf: never measured), and
+    each biomarker's latest value when each treatment first started (0: not started, or not measured by then).
+    Each is (batch, treatments or biomarkers), the last (batch, treatments, biomarkers); a cache carries the state
+    after its last token into the next step."""
 
     treatment_start: torch.Tensor
     latest_value: torch.Tensor
     latest_day: torch.Tensor
+    start_level: torch.Tensor
 
     @classmethod
     def empty(cls, config: "HealthFormerConfig", batch: int, device: torch.device | str) -> "Carried":
@@ -28,6 +31,7 @@ class Carried:
             torch.full((batch, config.treatments), float("inf"), device=device),
             torch.zeros(batch, config.biomarkers, device=device),
             torch.full((batch, config.biomarkers), float("-inf"), device=device),
+            torch.zeros(batch, config.treatments, config.biomarkers, device=device),
         )
 
     def select(self, rows: torch.Tensor) -> "Carried":
@@ -40,8 +44,8 @@ class Carried:
         for mine, theirs in zip(self.tensors(), other.tensors(), strict=True):
             mine[rows] = theirs
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.treatment_start, self.latest_value, self.latest_day
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.treatment_start, self.latest_value, self.latest_day, self.start_level
 
 
 class KVCache:

@@ -77,6 +77,7 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         id_biomarker: list[int] | None = None,
         biomarkers: int = 0,
         treatment_by_level: bool = False,
+        level_at_start: bool = False,
         post_start_days: int = 0,
         post_start_loss_weight: float = 1.0,
         risk_calibration: dict[str, float] | None = None,
@@ -102,6 +103,14 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         # An input per (treatment, biomarker): how far the treatment's effect has ramped times the biomarker's latest
         # value, so an effect that grows with the level (an antihypertensive's) needs no multiplication by the blocks.
         self.treatment_by_level = treatment_by_level
+        # The level those inputs multiply: each biomarker's value when the treatment started rather than its latest,
+        # which after the start is already the treated one (docs/results/twin-tiny/README.md: the twin predicted a
+        # smaller antihypertensive effect the higher the latest reading, where the truth grows with the level).
+        self.level_at_start = level_at_start
+        if level_at_start and not treatment_by_level:
+            raise ValueError(
+                "level_at_start chooses the level of the treatment-by-level inputs: it needs treatment_by_level"
+            )
         # Next-token losses of the tokens this many days after a treatment start count this many times: the few
         # measurements that show a treatment's effect are a small share of all tokens.
         self.post_start_days, self.post_start_loss_weight = post_start_days, post_start_loss_weight
@@ -260,6 +269,29 @@ def treatment_level_features(ramp: torch.Tensor, values: torch.Tensor, value_day
     return (ramp[..., :, None] * latest[..., None, :]).flatten(-2)
 
 
+def start_levels(
+    first: torch.Tensor,
+    days: torch.Tensor,
+    values: torch.Tensor,
+    value_days: torch.Tensor,
+    start_level: torch.Tensor,
+) -> torch.Tensor:
+    """(batch, tokens, treatments, biomarkers): each biomarker's latest value (0 if never measured) at the end of the
+    day each treatment first started, as known at each token: on the start day itself, the latest value so far (a
+    reading later that day counts: a day's treatment tokens come before its measurements, and a simulated arm's
+    token after the history's last day), later the start day's last. From the first start days (``first``, (batch,
+    tokens, treatments), inf if not yet: ``treatment_state``), the tokens' days (batch, tokens), the latest state at
+    each token (``values``, ``value_days``: (batch, tokens, biomarkers)) and the level carried from before the
+    sequence (``start_level``, (batch, treatments, biomarkers)), which holds until the sequence reaches a start day."""
+    on_start_day = torch.isfinite(first) & (days.float()[..., None] == first)  # (batch, tokens, treatments)
+    positions = torch.arange(days.shape[1], device=days.device)[None, :, None]
+    at = torch.cummax(torch.where(on_start_day, positions, -1), dim=1).values  # the start day's latest token, or -1
+    latest = torch.where(torch.isfinite(value_days), values, 0.0)  # (batch, tokens, biomarkers)
+    index = at.clamp(min=0)[..., None].expand(-1, -1, -1, latest.shape[-1])  # (batch, tokens, treatments, biomarkers)
+    level = latest[:, :, None, :].expand(-1, -1, first.shape[-1], -1).gather(1, index)
+    return torch.where(at[..., None] >= 0, level, start_level[:, None])
+
+
 def post_start_weights(first: torch.Tensor, days: torch.Tensor, within_days: int, weight: float) -> torch.Tensor:
     """(batch, tokens - 1): the loss weight of each next token, ``weight`` when it falls within ``within_days``
     after a treatment started before it (``first``: (batch, tokens, treatments) start days, inf if none), else 1."""
@@ -350,23 +382,28 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         if carried is None:
             carried = Carried.empty(self.config, input_ids.shape[0], input_ids.device)
         treatment_start = carried.treatment_start
-        features = None
+        features, first = None, None
         if self.treatment_projection is not None:
             first = treatment_state(self.id_treatment[input_ids], days, treatment_start, self.config.treatments)
             features = treatment_features(first, days)
             x = x + self.treatment_projection(features)
             treatment_start = first[:, -1]
-        latest_value, latest_day = carried.latest_value, carried.latest_day
+        latest_value, latest_day, start_level = carried.latest_value, carried.latest_day, carried.start_level
         if self.latest_projection is not None:
             values, value_days = latest_state(
                 self.id_biomarker[input_ids], self.id_value[input_ids], days, latest_value, latest_day
             )
             x = x + self.latest_projection(latest_features(values, value_days, days))
-            if self.level_projection is not None and features is not None:
+            if self.level_projection is not None and features is not None and first is not None:
                 ramp = features[..., self.config.treatments :]
-                x = x + self.level_projection(treatment_level_features(ramp, values, value_days))
+                if getattr(self.config, "level_at_start", False):
+                    levels = start_levels(first, days, values, value_days, start_level)
+                    x = x + self.level_projection((ramp[..., :, None] * levels).flatten(-2))
+                    start_level = levels[:, -1]
+                else:
+                    x = x + self.level_projection(treatment_level_features(ramp, values, value_days))
             latest_value, latest_day = values[:, -1], value_days[:, -1]
-        return x, Carried(treatment_start, latest_value, latest_day)
+        return x, Carried(treatment_start, latest_value, latest_day, start_level)
 
     def heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.norm(hidden)

@@ -44,6 +44,9 @@ class TwinTrainSettings:
         4.0, "How many times those tokens' losses count.", minimum=1.0, maximum=100.0
     )
     treatment_by_level: bool = setting(True, "Input each treatment's ramp times each biomarker's latest value.")
+    level_at_start: bool = setting(
+        False, "With treatment_by_level: the biomarker's value when the treatment started, not its latest."
+    )
     checkpoint_every: int = setting(50, minimum=1)
     seed: int = setting(0, minimum=0)
 
@@ -81,6 +84,7 @@ def train_twin_with(
             "post_start_days": settings.post_start_days,
             "post_start_loss_weight": settings.post_start_loss_weight,
             "treatment_by_level": settings.treatment_by_level,
+            "level_at_start": settings.level_at_start,
         },
         progress=progress,
     )

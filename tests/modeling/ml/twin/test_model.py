@@ -40,13 +40,27 @@ def _left_padded(sequences, lengths):
     return ids, days, valid
 
 
-@pytest.mark.parametrize("treatment_by_level", [False, True])
+def _started_mid_record(simulated, tokenizer):
+    """Record 0 with a statin started after its 35th token: a start the cached decoding steps over."""
+    from dataclasses import replace
+
+    record = simulated.records[0]
+    day = int(tokenizer.encode(record).days[35])
+    events = [*record.events, {"day": day, "kind": "medication", "name": "statin"}]
+    return replace(record, events=sorted(events, key=lambda event: event["day"]))
+
+
+@pytest.mark.parametrize("treatment_by_level, level_at_start", [(False, False), (True, False), (True, True)])
 def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_forward_pass(
-    simulated, tokenizer, treatment_by_level
+    simulated, tokenizer, treatment_by_level, level_at_start
 ):
-    model = _model(tokenizer, treatment_by_level=treatment_by_level)
+    model = _model(tokenizer, treatment_by_level=treatment_by_level, level_at_start=level_at_start)
     assert (model.level_projection is not None) == treatment_by_level
-    sequences = [tokenizer.encode(simulated.records[index]) for index in range(3)]
+    sequences = [
+        tokenizer.encode(record) for record in (_started_mid_record(simulated, tokenizer), *simulated.records[1:3])
+    ]
+    statin = tokenizer.token_id("medication:statin")
+    assert statin in sequences[0].ids[30:38].tolist()  # started inside row 0's decoded steps
     lengths, steps = [30, 52, 17], 8
     ids, days, valid = _left_padded(sequences, lengths)
     age = torch.tensor([tokens.age_years for tokens in sequences], dtype=torch.float32)
@@ -188,6 +202,31 @@ def test_each_treatment_s_ramp_multiplies_each_biomarker_s_latest_value():
     features = treatment_level_features(ramp, values, value_days)
     # treatment-major: (t1 b1, t1 b2, t2 b1, t2 b2)
     assert features[0].tolist() == [[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, -0.25, 0.0]]
+
+
+def test_the_level_at_a_start_is_each_biomarker_s_latest_value_at_the_end_of_the_day_it_first_started():
+    from modeling.ml.twin.model import start_levels, treatment_state
+
+    # one row, 5 tokens on days 0, 1, 1, 2, 3; treatment slot 2 starts at token 1 (day 1) and again at token 4; a
+    # reading later on day 1 (token 2) counts, biomarker 2 is first measured on day 2 (token 3) and does not
+    slots = torch.tensor([[0, 2, 0, 0, 2]])
+    days = torch.tensor([[0, 1, 1, 2, 3]])
+    values = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [1.5, 0.0], [1.5, 7.0], [1.5, 7.0]]])
+    inf = float("inf")
+    value_days = torch.tensor([[[0.0, -inf], [0.0, -inf], [1.0, -inf], [1.0, 2.0], [1.0, 2.0]]])
+    first = treatment_state(slots, days, torch.full((1, 2), inf), treatments=2)
+    levels = start_levels(first, days, values, value_days, torch.zeros(1, 2, 2))  # (1, tokens, treatments, biomarkers)
+    assert levels[0, :, 0].tolist() == [[0.0, 0.0]] * 5  # treatment 1 never started
+    assert levels[0, :, 1].tolist() == [[0.0, 0.0], [1.0, 0.0], [1.5, 0.0], [1.5, 0.0], [1.5, 0.0]]
+    # started before the sequence (day -3): the carried level holds, the start inside it is not the first
+    started = treatment_state(slots, days, torch.tensor([[inf, -3.0]]), treatments=2)
+    carried = start_levels(started, days, values, value_days, torch.tensor([[[0.0, 0.0], [4.0, 5.0]]]))
+    assert carried[0, :, 1].tolist() == [[4.0, 5.0]] * 5
+
+
+def test_the_level_at_start_needs_the_treatment_by_level_inputs(tokenizer):
+    with pytest.raises(ValueError, match="needs treatment_by_level"):
+        HealthFormerConfig.named("tiny", tokenizer, treatment_by_level=False, level_at_start=True)
 
 
 def test_tokens_in_the_days_after_a_treatment_start_weigh_more():
