@@ -25,7 +25,7 @@ from modeling.ml.lsm.probe_study import ProbeStudySettings
 from modeling.ml.lsm.report import ReportSettings
 from modeling.ml.lsm.scaling import ScalingSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
-from modeling.ml.twin.generate import RISK_FROM_MEASUREMENTS
+from modeling.ml.twin.risk import RISK_FROM_MEASUREMENTS
 from modeling.ml.twin.training import TwinTrainSettings
 
 

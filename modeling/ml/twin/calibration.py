@@ -1,6 +1,6 @@
 """Calibration in the large of the twin's endpoint risks: one factor per endpoint, observed over predicted events on
 a cohort of its own, stored in the model's config.json so the site, the demo and the reports apply the same one
-(``generate.calibration_factors``)."""
+(``risk.calibration_factors``)."""
 
 import json
 from pathlib import Path

@@ -30,8 +30,9 @@ from modeling.ml.data.clinical import (
 )
 from modeling.ml.data.traits import Traits, sample_traits
 from modeling.ml.twin.data import participant_stream, record_from_timeline, simulated_records
-from modeling.ml.twin.generate import RISK_FROM_MEASUREMENTS, Rollouts, simulate
+from modeling.ml.twin.generate import Rollouts, simulate
 from modeling.ml.twin.model import HealthFormerModel
+from modeling.ml.twin.risk import RISK_FROM_MEASUREMENTS
 from modeling.ml.twin.scores import ENDPOINT_SCORES, clinical_scores
 from modeling.ml.twin.tokens import BIOMARKER_NAMES, ParticipantRecord, Tokenizer
 
@@ -426,7 +427,7 @@ def trial_markdown(table: dict[str, Any], header: str) -> str:
 
 def calibration_sentence(model: HealthFormerModel, settings: TwinReportSettings) -> str:
     """What the risk table's calibration was, from the model's config (what ``simulate`` applies)."""
-    from modeling.ml.twin.generate import calibration_factors
+    from modeling.ml.twin.risk import calibration_factors
 
     fit = model.config.risk_calibration_fit
     if calibration_factors(model, settings.risk_from_measurements) is None:

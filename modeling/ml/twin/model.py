@@ -120,7 +120,7 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         # apply only to risks read the same way)
         self.risk_calibration_fit = dict(risk_calibration_fit or {})
         # endpoint -> factor for participants whose height is unknown, where obesity is read from its diagnosis token
-        # rather than from the weight (generate.calibration_factors)
+        # rather than from the weight (risk.calibration_factors)
         self.risk_calibration_without_height = dict(risk_calibration_without_height or {})
 
     @classmethod

@@ -44,7 +44,7 @@ def test_calibration_matches_predicted_to_observed_events_on_its_cohort_and_trav
             assert calibrated[eligible, column].sum() == pytest.approx(events, rel=1e-4)
     assert loaded.config.risk_calibration_fit["seed"] == 9 and loaded.config.risk_calibration_fit["horizon_days"] == 120
     # risks read from the diagnosis tokens alone are not what the factors were fitted on: left uncalibrated
-    from modeling.ml.twin.generate import calibration_factors
+    from modeling.ml.twin.risk import calibration_factors
 
     assert calibration_factors(loaded, ()) is None
     assert calibration_factors(loaded, settings.risk_from_measurements) is not None

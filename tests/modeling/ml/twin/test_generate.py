@@ -5,16 +5,9 @@ import pytest
 import torch
 
 from modeling.ml.data.clinical import DIAGNOSTIC_CRITERIA, ENDPOINTS
-from modeling.ml.twin.generate import (
-    bands,
-    bin_share,
-    effect_summary,
-    event_weights,
-    inverse_cdf_sample,
-    simulate,
-    start_rollouts,
-)
+from modeling.ml.twin.generate import bands, effect_summary, inverse_cdf_sample, simulate, start_rollouts
 from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
+from modeling.ml.twin.risk import bin_share, event_weights
 from modeling.ml.twin.tokens import BIOMARKER_NAMES
 
 pytestmark = pytest.mark.slow
