@@ -69,6 +69,17 @@ class HealthAgentConfig(AppConfig):
         from healthagent.models import CohortUpload, upload_file_delete_on_commit
 
         post_delete.connect(upload_file_delete_on_commit, sender=CohortUpload, dispatch_uid="healthagent.upload_file")
+        from healthagent.models import (
+            Cohort,
+            Participant,
+            cohort_folder_delete_on_commit,
+            participant_files_delete_on_commit,
+        )
+
+        post_delete.connect(
+            participant_files_delete_on_commit, sender=Participant, dispatch_uid="healthagent.participant_files"
+        )
+        post_delete.connect(cohort_folder_delete_on_commit, sender=Cohort, dispatch_uid="healthagent.cohort_folder")
         from django.conf import settings
 
         if settings.SESSION_ENGINE == "healthagent.sessions":  # else a session delete stays one statement

@@ -6,7 +6,9 @@ signals live in Parquet files under ``TRAJECTORY_ROOT`` (see ``healthagent/cohor
 the database holds what is sparse or daily.
 """
 
+import contextlib
 import re
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -494,6 +496,44 @@ def upload_file_delete_on_commit(sender, instance: CohortUpload, **kwargs) -> No
     """post_delete of an upload however it goes (its owner's account deleted with it, the admin): its bytes too."""
     path = instance.path
     transaction.on_commit(lambda: path.unlink(missing_ok=True), robust=True)
+
+
+def participant_chart_folder(participant_pk: int, version: int) -> Path:
+    """Where the participant's chart files of one chart version are (healthagent.cohort.charts.minute_figure_file)."""
+    return Path(settings.CHART_ROOT) / f"v{version}" / f"p{participant_pk}"
+
+
+def participant_chart_folders(participant_pk: int) -> list[Path]:
+    """The participant's chart folders of every chart version built."""
+    return sorted(Path(settings.CHART_ROOT).glob(f"v*/p{participant_pk}"))
+
+
+def participant_files_delete_on_commit(sender, instance: Participant, **kwargs) -> None:
+    """post_delete of a participant however it goes (its cohort deleted in the admin, dropped by an import's
+    k-anonymity): once the deletion commits, its minute-level file and its charts' files too, so that no copy of its
+    data stays on disk. Not before: a rolled-back deletion keeps them."""
+    trajectory = Path(settings.TRAJECTORY_ROOT) / instance.trajectory_path if instance.trajectory_path else None
+    pk = instance.pk
+
+    def remove() -> None:
+        if trajectory is not None:
+            trajectory.unlink(missing_ok=True)
+        for folder in participant_chart_folders(pk):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    transaction.on_commit(remove, robust=True)
+
+
+def cohort_folder_delete_on_commit(sender, instance: Cohort, **kwargs) -> None:
+    """post_delete of a cohort: its trajectory folder (``cohort-<id>``, healthagent.cohort.importing), once its
+    participants' files are gone (they go first, on the same commit), if nothing else is in it."""
+    folder = Path(settings.TRAJECTORY_ROOT) / f"cohort-{instance.pk}"
+
+    def remove() -> None:
+        with contextlib.suppress(OSError):  # not there, or not empty: left as it is
+            folder.rmdir()
+
+    transaction.on_commit(remove, robust=True)
 
 
 class ApiTokenScope(models.Model):

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
-from django.conf import settings
 from django.core.cache import caches
 from django.utils.safestring import mark_safe
 from django.utils.text import compress_string
@@ -24,7 +23,7 @@ from plotly.subplots import make_subplots
 
 from healthagent.cohort.days import wearable_day
 from healthagent.cohort.store import read_window, trajectory_root
-from healthagent.models import Event, Participant
+from healthagent.models import Event, Participant, participant_chart_folder
 from modeling.ml.data.spec import FEATURE_NAMES, MINUTES_PER_DAY, SLEEP_STAGES, feature, unit_label
 
 DEFAULT_CHANNELS = (
@@ -209,7 +208,7 @@ def minute_figure(
     return json.loads(figure.to_json())
 
 
-CHART_CACHE_VERSION = 3  # bump when minute_figure's output changes
+CHART_CACHE_VERSION = 4  # bump when minute_figure's output, or its files' layout, changes
 _SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}  # as django.utils.html.json_script
 
 
@@ -250,7 +249,7 @@ def minute_figure_json(
     cache = caches["charts"]
     text = cache.get(key)
     if text is None:
-        built = _chart_file_path(key)
+        built = _chart_file_path(key, participant.pk)
         if built.exists():  # built by another process, or before a restart: a decompression, not a build
             text = gzip.decompress(built.read_bytes()).decode()
         else:
@@ -262,8 +261,8 @@ def minute_figure_json(
     return mark_safe(text)
 
 
-def _chart_file_path(key: str) -> Path:
-    folder = Path(settings.CHART_ROOT) / f"v{CHART_CACHE_VERSION}"
+def _chart_file_path(key: str, participant_pk: int) -> Path:
+    folder = participant_chart_folder(participant_pk, CHART_CACHE_VERSION)
     return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json.gz"
 
 
@@ -278,12 +277,13 @@ def minute_figure_file(
     chart job when it opens, or by the first request that needs it) and then read by every web process, after every
     restart, at the cost of an open and a read, or sent by the server itself (``sendfile``). Named by the digest of
     :func:`minute_figure_key` (the code's version, the trajectory file, the window, the channels), under a folder per
-    chart version (``CHART_ROOT/v<N>/``: an older version's folder can be removed whole). Written to a
-    temporary file and renamed, so a reader never sees half a file."""
+    chart version and participant (``CHART_ROOT/v<N>/p<participant>/``: an older version's folder can be removed
+    whole, and a participant's goes with the participant). Written to a temporary file and renamed, so a reader never
+    sees half a file."""
     key = minute_figure_key(
         participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
     )
-    path = _chart_file_path(key)
+    path = _chart_file_path(key, participant.pk)
     folder = path.parent
     if not path.exists():
         text = minute_figure_json(

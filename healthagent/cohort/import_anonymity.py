@@ -83,9 +83,7 @@ def _quasi_identifiers(
             changed.append(participant)
         kept.append(held)
     Participant.objects.bulk_update(changed, ["age_band", "sex"])
-    Participant.objects.filter(pk__in=[participant.pk for participant in dropped]).delete()
-    for participant in dropped:
-        (trajectory_root() / participant.trajectory_path).unlink(missing_ok=True)
+    Participant.objects.filter(pk__in=[participant.pk for participant in dropped]).delete()  # their files on commit
     return kept, report
 
 
