@@ -90,7 +90,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     replicates_parser = lsm.add_parser(
         "scaling-replicates", help="finished scaling studies of one grid with other seeds -> means, steps, noise"
     )
-    replicates_parser.add_argument("--studies", type=Path, nargs="+", required=True, help="folders with scaling.json")
+    replicates_parser.add_argument(
+        "--studies",
+        nargs="+",
+        required=True,
+        help="folders with scaling.json, one per study; a study run in parts is its folders joined by '+'",
+    )
+    replicates_parser.add_argument(
+        "--windows", type=int, nargs="+", help="only these data sizes (pre-training windows, as the tables count them)"
+    )
     replicates_parser.add_argument("--output", type=Path, required=True, help="replicates.md/.json/.html go here")
     heads = families.add_parser("heads", help="prediction-head search over a frozen foundation model").add_subparsers(
         dest="command", required=True
@@ -267,7 +275,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from modeling.ml.lsm.scaling import replicates
 
         try:
-            replicates(studies=args.studies, output_dir=args.output)
+            studies = [[Path(part) for part in study.split("+")] for study in args.studies]
+            replicates(studies=list(studies), output_dir=args.output, windows=args.windows)
         except FolderInUse as error:
             raise SystemExit(f"error: {error}") from None
         print((args.output / "replicates.md").read_text())

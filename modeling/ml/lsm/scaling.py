@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
@@ -200,6 +200,8 @@ def _scaling_study(
                 "parameters": trained["parameters"],
                 "pretraining_windows": trained["train_windows"],
                 "steps": steps,
+                "passes": settings.passes,
+                "seed": settings.seed,
                 "stopped_at_step": trained["stopped_at_step"],
                 "best_step": trained.get("best_step", trained["stopped_at_step"]),
                 "held_out_loss": held_out_loss(model_dir, held.values, held.observed, settings.device, settings.seed),
@@ -363,44 +365,62 @@ def _write(results: list[dict[str, Any]], settings: ScalingSettings, output_dir:
 REPLICATED = ("held_out_loss", "mean_probe_auroc", "mean_probe_pearson_r")
 
 
-def replicates(*, studies: list[Path], output_dir: Path) -> dict[str, Any]:
+def replicates(
+    *, studies: list[Path | list[Path]], output_dir: Path, windows: Sequence[int] | None = None
+) -> dict[str, Any]:
     """Combine finished studies of one grid run with different seeds (each its own cohort, held-out and probe
     participants) into one table and figure: each cell's mean over the studies that ran it, and every step along
     each axis (more data at one size, a larger size at one data size) with its difference in each study that ran
     both cells, and on average. The first study runs the whole grid; a later one may run part of it (the cheaper
-    data sizes, say).
+    data sizes, say). A study may be given in parts (a list of folders: one seed's grid run by several commands,
+    a data size added later with its own passes); the parts' runs are its runs, each cell once, all of one seed.
+    ``windows`` (pre-training windows, as the runs count them) keeps only those data sizes' cells.
 
     A step's noise is estimated from the studies' disagreement on it: the variance of its difference across the
     studies, pooled over the steps (weighted by their degrees of freedom), is one study's; the mean over n studies
     has that over n. A step is "worse beyond noise" when its mean difference is more than the two-sided 95 % t
     quantile of those standard deviations the wrong way (a higher loss, a lower probe)."""
     with output_lock(output_dir):
-        return _replicates(studies, output_dir)
+        return _replicates(
+            [[study] if isinstance(study, Path) else list(study) for study in studies], output_dir, windows
+        )
 
 
-def _replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
+def _study_runs(parts: list[Path], keep: Sequence[int] | None) -> dict[tuple[str, int], dict[str, Any]]:
+    """One study's runs by cell, from its parts' ``scaling.json``."""
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for part in parts:
+        for result in json.loads((part / "scaling.json").read_text()):
+            cell = (result["size"], result["pretraining_windows"])
+            if cell in runs:
+                raise ValueError(f"{part} ran {cell[0]} on {cell[1]:,} windows again: a study runs a cell once")
+            runs[cell] = result
+    seeds = {result["seed"] for result in runs.values() if "seed" in result}  # recorded since session 33
+    if len(seeds) > 1:
+        raise ValueError(f"the parts {', '.join(map(str, parts))} ran seeds {sorted(seeds)}: one study is one seed")
+    return {cell: result for cell, result in runs.items() if keep is None or cell[1] in keep}
+
+
+def _replicates(studies: list[list[Path]], output_dir: Path, keep: Sequence[int] | None = None) -> dict[str, Any]:
     if len(studies) < 2:
         raise ValueError("replicates need at least two finished studies")
-    if len({study.resolve() for study in studies}) < len(studies):
+    folders = [part.resolve() for parts in studies for part in parts]
+    if len(set(folders)) < len(folders):
         raise ValueError("a study is named twice: replicates are studies with different seeds")
-    loaded = [
-        {
-            (result["size"], result["pretraining_windows"]): result
-            for result in json.loads((study / "scaling.json").read_text())
-        }
-        for study in studies
-    ]
+    loaded = [_study_runs(parts, keep) for parts in studies]
+    if not loaded[0]:
+        raise ValueError(f"{studies[0][0]} has no run on {', '.join(map(str, keep or []))} windows")
     first = loaded[0].values()
     # in order of parameters and of windows, so that a step is always more of one of them
     sizes = [size for _, size in sorted({(result["parameters"], result["size"]) for result in first})]
     windows = sorted({result["pretraining_windows"] for result in first})
     cells = [(size, data) for size in sizes for data in windows]
     if set(cells) != set(loaded[0]):
-        raise ValueError(f"{studies[0]} did not run its whole grid (a stopped study?): it must, the others may not")
+        raise ValueError(f"{studies[0][0]} did not run its whole grid (a stopped study?): it must, the others may not")
     for study, results in zip(studies[1:], loaded[1:], strict=True):
         if not set(results) <= set(cells):
             raise ValueError(
-                f"{study}'s runs are not part of {studies[0]}'s grid: a replicate runs its sizes and windows"
+                f"{study[0]}'s runs are not part of {studies[0][0]}'s grid: a replicate runs its sizes and windows"
             )
     combined = []
     for cell in cells:
@@ -411,6 +431,7 @@ def _replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
             "pretraining_windows": cell[1],
             "parameters": runs[0]["parameters"],
             "studies": ran,
+            "steps": sorted({run["steps"] for run in runs}),
             "pretraining_cpu_seconds": [run["pretraining_cpu_seconds"] for run in runs],
             "load_average": [run["load_average"][0] for run in runs],
         }
@@ -448,7 +469,7 @@ def _replicates(studies: list[Path], output_dir: Path) -> dict[str, Any]:
             change["worse_beyond_noise"] = told and bool(better * change["mean"] < -noise)
             change["better_beyond_noise"] = told and bool(better * change["mean"] > noise)
     summary = {
-        "studies": [str(study) for study in studies],
+        "studies": [" + ".join(map(str, parts)) for parts in studies],
         "cells": combined,
         "steps": steps,
         "step_sd": spread,
@@ -517,6 +538,7 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
             "studies",
             "parameters",
             "pre-training windows",
+            "steps",
             "held-out loss",
             "mean probe AUROC",
             "mean probe Pearson r",
@@ -530,6 +552,7 @@ def _replicates_markdown(summary: dict[str, Any]) -> str:
                 studies(row["studies"]),
                 f"{row['parameters']:,}",
                 f"{row['pretraining_windows']:,}",
+                " / ".join(f"{steps:,}" for steps in row["steps"]),
                 values(row, "held_out_loss", 4),
                 values(row, "mean_probe_auroc", 3),
                 values(row, "mean_probe_pearson_r", 3),

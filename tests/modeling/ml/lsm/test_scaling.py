@@ -111,6 +111,7 @@ def _finished_study(folder, probe, loss):
             "size": size,
             "parameters": parameters,
             "pretraining_windows": windows,
+            "steps": windows * 4,
             "held_out_loss": loss(parameters, windows),
             "mean_probe_auroc": probe(parameters, windows),
             "mean_probe_pearson_r": probe(parameters, windows) - 0.2,
@@ -194,3 +195,65 @@ def test_a_replicate_may_run_part_of_the_grid_and_nothing_outside_it(tmp_path):
         replicates(studies=[first, tmp_path / "a" / ".." / "a"], output_dir=tmp_path / "out")
     with pytest.raises(ValueError, match="whole grid"):  # the first study must run it all
         replicates(studies=[second, first], output_dir=tmp_path / "out")
+
+
+def test_a_study_may_come_in_parts_of_one_seed_and_a_grid_may_start_at_a_larger_data_size(tmp_path):
+    def loss(parameters, windows):
+        return 1.0 / math.log(parameters) + 1.0 / math.log(windows)
+
+    def probe_of(noise):  # the larger size falls on 128 windows; the probe rises with data elsewhere
+        return lambda parameters, windows: (
+            0.7 + windows / 100_000 + noise - (0.03 if windows == 128 and parameters > 10_000 else 0)
+        )
+
+    studies = []
+    for seed, noise in ((0, 0.002), (1, -0.002)):
+        whole = _finished_study(tmp_path / f"seed{seed}", probe_of(noise), loss)
+        results = json.loads((whole / "scaling.json").read_text())
+        top = tmp_path / f"seed{seed}-top"  # 8,192 windows, run later by its own command with fewer passes
+        top.mkdir()
+        added = [
+            {
+                **row,
+                "pretraining_windows": 8192,
+                "steps": 8192,
+                "held_out_loss": loss(row["parameters"], 8192),
+                "mean_probe_auroc": probe_of(noise)(row["parameters"], 8192),
+                "seed": seed,
+            }
+            for row in results
+            if row["pretraining_windows"] == 2048
+        ]
+        (top / "scaling.json").write_text(json.dumps(added))
+        studies.append([whole, top])
+
+    full = replicates(studies=studies, output_dir=tmp_path / "all")
+    assert len(full["cells"]) == 2 * 4
+    assert any(step["mean_probe_auroc"]["worse_in_every_study"] for step in full["steps"])  # on 128 windows
+    top = next(c for c in full["cells"] if (c["size"], c["pretraining_windows"]) == ("32x1", 8192))
+    assert top["studies"] == [0, 1] and top["steps"] == [8192]
+
+    from_512 = replicates(studies=studies, output_dir=tmp_path / "from-512", windows=[512, 2048, 8192])
+    assert {c["pretraining_windows"] for c in from_512["cells"]} == {512, 2048, 8192}
+    assert not any(step["mean_probe_auroc"]["worse_in_every_study"] for step in from_512["steps"])
+    assert all(step["held_out_loss"]["mean"] < 0 for step in from_512["steps"])
+    text = (tmp_path / "from-512" / "replicates.md").read_text()
+    assert f"`{studies[0][0]} + {studies[0][1]}`" in text and "| 8,192 | 8,192 |" in text
+
+    with pytest.raises(ValueError, match="named twice"):
+        replicates(studies=[studies[0], [studies[0][1], studies[1][0]]], output_dir=tmp_path / "out")
+    again = tmp_path / "again"  # the same cells in a second folder of the study
+    again.mkdir()
+    (again / "scaling.json").write_text((studies[0][0] / "scaling.json").read_text())
+    with pytest.raises(ValueError, match="a study runs a cell once"):
+        replicates(studies=[[studies[0][0], again], studies[1]], output_dir=tmp_path / "out")
+    mixed = json.loads((studies[1][1] / "scaling.json").read_text())
+    mixed[0]["seed"] = 0
+    (studies[1][1] / "scaling.json").write_text(json.dumps(mixed))
+    (studies[1][0] / "scaling.json").write_text(
+        json.dumps([{**row, "seed": 1} for row in json.loads((studies[1][0] / "scaling.json").read_text())])
+    )
+    with pytest.raises(ValueError, match="one study is one seed"):
+        replicates(studies=studies, output_dir=tmp_path / "out")
+    with pytest.raises(ValueError, match="has no run on"):
+        replicates(studies=[studies[0], [tmp_path / "seed1"]], output_dir=tmp_path / "out", windows=[64])
