@@ -66,16 +66,16 @@ class HealthAgentConfig(AppConfig):
         before_workers_start_register(webhook_requeue_lines)  # serve queues again what a stopped worker left
         from django.db.models.signals import post_delete
 
-        from healthagent.models import CohortUpload, upload_file_delete_on_commit
-
-        post_delete.connect(upload_file_delete_on_commit, sender=CohortUpload, dispatch_uid="healthagent.upload_file")
         from healthagent.models import (
             Cohort,
+            CohortUpload,
             Participant,
             cohort_folder_delete_on_commit,
             participant_files_delete_on_commit,
+            upload_file_delete_on_commit,
         )
 
+        post_delete.connect(upload_file_delete_on_commit, sender=CohortUpload, dispatch_uid="healthagent.upload_file")
         post_delete.connect(
             participant_files_delete_on_commit, sender=Participant, dispatch_uid="healthagent.participant_files"
         )

@@ -276,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         try:
             studies = [[Path(part) for part in study.split("+")] for study in args.studies]
-            replicates(studies=list(studies), output_dir=args.output, windows=args.windows)
+            replicates(studies=studies, output_dir=args.output, windows=args.windows)
         except FolderInUse as error:
             raise SystemExit(f"error: {error}") from None
         print((args.output / "replicates.md").read_text())

@@ -366,7 +366,7 @@ REPLICATED = ("held_out_loss", "mean_probe_auroc", "mean_probe_pearson_r")
 
 
 def replicates(
-    *, studies: list[Path | list[Path]], output_dir: Path, windows: Sequence[int] | None = None
+    *, studies: Sequence[Path | Sequence[Path]], output_dir: Path, windows: Sequence[int] | None = None
 ) -> dict[str, Any]:
     """Combine finished studies of one grid run with different seeds (each its own cohort, held-out and probe
     participants) into one table and figure: each cell's mean over the studies that ran it, and every step along
