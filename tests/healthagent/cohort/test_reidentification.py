@@ -110,9 +110,10 @@ def ordinary_participants() -> list[RawParticipant]:
 
 
 @pytest.fixture
-def planted_cohort(db):
+def planted_cohort(db, django_capture_on_commit_callbacks):
     """The ordinary fourteen, the planted participant (a 42-year-old woman, 248 kg, Marfan syndrome) and a man of
-    91, alone in his age band and sex whatever is generalized; imported with the default (minimum) k."""
+    91, alone in his age band and sex whatever is generalized; imported with the default (minimum) k, and committed
+    (what waits for the import's commit runs: a dropped participant's files go then)."""
     planted = raw_participant(
         PLANTED_ID,
         age=42,
@@ -121,9 +122,10 @@ def planted_cohort(db):
         diagnoses=((PLANTED_DIAGNOSIS, PLANTED_DETAIL),),
     )
     oldest = raw_participant("MRN-OLDEST-91", age=91, sex="male", weights=(70, 71, 72))
-    summary = cohort_import(
-        name="Planted", source="csv", participants=[*ordinary_participants(), planted, oldest], via="test"
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = cohort_import(
+            name="Planted", source="csv", participants=[*ordinary_participants(), planted, oldest], via="test"
+        )
     return summary
 
 
