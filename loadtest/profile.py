@@ -137,9 +137,11 @@ def main(argv=None) -> int:
         measure(json.loads(Path(args.inside).read_text()), args.items, args.cprofile, args.queries, args.templates)
         return 0
     work = Path(tempfile.mkdtemp(prefix="healthagent-profile."))
+    variants = 8
     plan = {
-        "participants": 8,
-        "variants": 8,
+        # enough items for the clinician's run: one study item per participant and variant, two of them to warm up
+        "participants": max(8, -(-(args.items + 2) // variants)),
+        "variants": variants,
         "days": 14,
         "seed": 12,
         "clinicians": 2,
