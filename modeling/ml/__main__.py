@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             studies = [[Path(part) for part in study.split("+")] for study in args.studies]
             replicates(studies=studies, output_dir=args.output, windows=args.windows)
-        except FolderInUse as error:
+        except (FolderInUse, ValueError) as error:
             raise SystemExit(f"error: {error}") from None
         print((args.output / "replicates.md").read_text())
         return

@@ -390,6 +390,8 @@ def _study_runs(parts: list[Path], keep: Sequence[int] | None) -> dict[tuple[str
     """One study's runs by cell, from its parts' ``scaling.json``."""
     runs: dict[tuple[str, int], dict[str, Any]] = {}
     for part in parts:
+        if not (part / "scaling.json").is_file():
+            raise ValueError(f"{part} has no scaling.json: name the folder of a finished study (lsm scaling --output)")
         for result in json.loads((part / "scaling.json").read_text()):
             cell = (result["size"], result["pretraining_windows"])
             if cell in runs:

@@ -257,3 +257,43 @@ def test_a_study_may_come_in_parts_of_one_seed_and_a_grid_may_start_at_a_larger_
         replicates(studies=studies, output_dir=tmp_path / "out")
     with pytest.raises(ValueError, match="has no run on"):
         replicates(studies=[studies[0], [tmp_path / "seed1"]], output_dir=tmp_path / "out", windows=[64])
+
+
+def test_the_command_joins_a_study_s_parts_with_a_plus_and_names_a_missing_folder(tmp_path, capsys):
+    from modeling.ml.__main__ import main
+
+    def loss(parameters, windows):
+        return 1.0 / math.log(parameters) + 1.0 / math.log(windows)
+
+    studies = []
+    for seed, noise in ((0, 0.002), (1, -0.002)):
+        whole = _finished_study(tmp_path / f"seed{seed}", lambda p, w, n=noise: 0.7 + w / 100_000 + n, loss)
+        top = tmp_path / f"seed{seed}-top"
+        top.mkdir()
+        rows = json.loads((whole / "scaling.json").read_text())
+        added = [{**r, "pretraining_windows": 8192, "held_out_loss": loss(r["parameters"], 8192)} for r in rows]
+        top_rows = [r for r in added if r["steps"] == 2048 * 4]  # one 8,192-window run per size
+        (top / "scaling.json").write_text(json.dumps(top_rows if seed == 0 else top_rows[:1]))
+        studies.append(f"{whole}+{top}")
+
+    output = tmp_path / "combined"
+    main(["lsm", "scaling-replicates", "--studies", *studies, "--windows", "512", "8192", "--output", str(output)])
+    cells = {
+        (c["size"], c["pretraining_windows"]): c["studies"]
+        for c in json.loads((output / "replicates.json").read_text())["cells"]
+    }
+    assert cells == {("16x1", 512): [0, 1], ("32x1", 512): [0, 1], ("16x1", 8192): [0, 1], ("32x1", 8192): [0]}
+    assert "| 8,192 |" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit, match=r"error: .*seed1-gone has no scaling.json"):
+        main(
+            [
+                "lsm",
+                "scaling-replicates",
+                "--studies",
+                studies[0],
+                f"{tmp_path / 'seed1-gone'}",
+                "--output",
+                str(output),
+            ]
+        )
