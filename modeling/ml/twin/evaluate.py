@@ -6,7 +6,9 @@
 - **Trials**: randomized trials run in the ground-truth simulator (interventions x biomarkers x
   populations); the twin conditions each participant's history on the intervention token and
   compares with the same participant's rollout without it. Reported: direction correct, predicted
-  mean change inside the trial's 95 % CI, and Pearson r of predicted against true individual changes.
+  mean change inside the trial's 95 % CI, and Pearson r of predicted against true individual changes, beside
+  the r that knowing each participant's traits exactly would reach (``trait_ceiling``): a person's own response to a
+  treatment is unobservable, so no model can rank its trial's individuals better than that.
 """
 
 import json
@@ -25,6 +27,7 @@ from modeling.ml.data.clinical import (
     BIOMARKER_BY_NAME,
     ENDPOINTS,
     baseline_biomarkers,
+    individual_effect,
     simulate_timeline,
     simulate_trial,
 )
@@ -256,6 +259,18 @@ def populations(traits: Traits) -> dict[str, np.ndarray]:
     }
 
 
+def trait_ceiling(traits: Traits, intervention: str, biomarker: str, days: int) -> np.ndarray:
+    """Each participant's change ``days`` after starting ``intervention`` at the average personal response: the best
+    prediction from their traits (exact, unmeasured), for the Pearson r no model of their history can pass. The
+    simulator multiplies every effect by a responsiveness it draws afresh for each trial (``sample_response``), which
+    nothing before the trial shows."""
+    return individual_effect(traits, intervention, np.ones(len(traits)), days).get(biomarker, np.zeros(len(traits)))
+
+
+def _r(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float | None:
+    return float(np.corrcoef(x, y)[0, 1]) if np.std(x) > 0 and np.std(y) > 0 else None
+
+
 def trial_table(
     model: HealthFormerModel,
     tokenizer: Tokenizer,
@@ -267,7 +282,7 @@ def trial_table(
     pool = sample_traits(6000, np.random.default_rng(np.random.SeedSequence(settings.seed + 1, spawn_key=(0,))))
     members = populations(pool)
     rows: list[dict[str, Any]] = []
-    pooled: dict[str, tuple[list[float], list[float]]] = {}
+    pooled: dict[str, tuple[list[float], list[float], list[float]]] = {}
     for number, (intervention, biomarker, population) in enumerate(trials):
         progress(
             number / len(trials), f"trial {number + 1} of {len(trials)}: {intervention} on {biomarker} ({population})"
@@ -311,14 +326,11 @@ def trial_table(
         )  # (participants,)
         predicted_mean = float(predicted.mean())
         low, high = trial.ci95
-        r = (
-            float(np.corrcoef(predicted, trial.true_individual_effect)[0, 1])
-            if predicted.std() > 0 and trial.true_individual_effect.std() > 0
-            else None
-        )
-        pooled.setdefault(biomarker, ([], []))
+        ceiling = trait_ceiling(pool.subset(np.array(indices)), intervention, biomarker, settings.trial_days)
+        pooled.setdefault(biomarker, ([], [], []))
         pooled[biomarker][0].extend(predicted.tolist())
         pooled[biomarker][1].extend(trial.true_individual_effect.tolist())
+        pooled[biomarker][2].extend(ceiling.tolist())
         rows.append(
             {
                 "intervention": intervention,
@@ -334,33 +346,37 @@ def trial_table(
                 "direction_correct": bool(np.sign(predicted_mean) == np.sign(trial.true_average_effect)),
                 "direction_matches_trial": bool(np.sign(predicted_mean) == np.sign(trial.estimated_effect)),
                 "inside_ci": bool(low <= predicted_mean <= high),
-                "individual_r": r,
-                # per participant: the twin's predicted effect, the true one, and the biomarker's latest value in the
-                # history the twin was given (None where never measured): who it ranks wrongly, and by what
+                "individual_r": _r(predicted, trial.true_individual_effect),
+                "individual_r_trait_ceiling": _r(ceiling, trial.true_individual_effect),
+                # per participant: the twin's predicted effect, the true one, the biomarker's latest value in the
+                # history the twin was given (None where never measured) and the trait ceiling's prediction: who it
+                # ranks wrongly, and by what
                 "individuals": [
                     {
                         "predicted": round(float(mine), 4),
                         "true": round(float(truth), 4),
                         "latest_measured": None if np.isnan(latest) else round(float(latest), 4),
+                        "trait_ceiling": round(float(best), 4),
                     }
-                    for mine, truth, latest in zip(
+                    for mine, truth, best, latest in zip(
                         predicted,
                         trial.true_individual_effect,
+                        ceiling,
                         [tokenizer.latest_values(history)[column] for history in histories],
                         strict=True,
                     )
                 ],
             }
         )
-    correlation = {
-        name: float(np.corrcoef(p, t)[0, 1]) for name, (p, t) in pooled.items() if np.std(p) > 0 and np.std(t) > 0
-    }
+    correlation = {name: r for name, (p, t, _) in pooled.items() if (r := _r(p, t)) is not None}
+    ceilings = {name: r for name, (_, t, c) in pooled.items() if (r := _r(c, t)) is not None}
     return {
         "rows": rows,
         "direction_correct_pct": 100 * np.mean([row["direction_correct"] for row in rows]),
         "direction_matches_trial_pct": 100 * np.mean([row["direction_matches_trial"] for row in rows]),
         "inside_ci_pct": 100 * np.mean([row["inside_ci"] for row in rows]),
         "individual_r_by_biomarker": correlation,
+        "individual_r_trait_ceiling_by_biomarker": ceilings,
         "settings": asdict(settings),
     }
 
@@ -402,7 +418,11 @@ def risk_markdown(table: dict[str, Any], header: str) -> str:
 
 
 def trial_markdown(table: dict[str, Any], header: str) -> str:
-    correlation = ", ".join(f"{name} {value:.2f}" for name, value in sorted(table["individual_r_by_biomarker"].items()))
+    ceilings = table.get("individual_r_trait_ceiling_by_biomarker", {})
+    correlation = ", ".join(
+        f"{name} {value:.2f}" + (f" ({ceilings[name]:.2f})" if name in ceilings else "")
+        for name, value in sorted(table["individual_r_by_biomarker"].items())
+    )
     lines = [
         header,
         "",
@@ -410,17 +430,24 @@ def trial_markdown(table: dict[str, Any], header: str) -> str:
         f"(vs the trial's estimate: {table['direction_matches_trial_pct']:.0f} %); predicted mean inside the trial's 95 % CI: "
         f"**{table['inside_ci_pct']:.0f} %**.",
         "",
-        f"Pearson r of predicted against true individual changes, pooled per biomarker: {correlation}.",
+        f"Pearson r of predicted against true individual changes, pooled per biomarker (in brackets, the trait "
+        f"ceiling): {correlation}.",
         "",
-        "| intervention | biomarker | population | n | trial estimate [95 % CI] | true average | twin prediction | direction | in CI | individual r |",
-        "|---|---|---|---:|---:|---:|---:|:-:|:-:|---:|",
+        "Trait ceiling: the r of each participant's change at the average personal response, computed from their "
+        "exact traits, which a model sees only through noisy measurements. The simulator scales every effect by a "
+        "responsiveness drawn afresh for each trial, unobservable before it, so no prediction can rank a trial's "
+        "participants better than this but by chance.",
+        "",
+        "| intervention | biomarker | population | n | trial estimate [95 % CI] | true average | twin prediction | direction | in CI | individual r | trait ceiling |",
+        "|---|---|---|---:|---:|---:|---:|:-:|:-:|---:|---:|",
     ]
     for row in table["rows"]:
         low, high = row["trial_ci95"]
         lines.append(
             f"| {row['intervention']} | {row['biomarker']} ({row['unit']}) | {row['population']} | {row['participants']} | "
             f"{row['trial_estimate']:.2f} [{low:.2f}, {high:.2f}] | {row['true_average_effect']:.2f} | {row['predicted_mean']:.2f} | "
-            f"{'✓' if row['direction_correct'] else '✗'} | {'✓' if row['inside_ci'] else '✗'} | {number_cell(row['individual_r'])} |"
+            f"{'✓' if row['direction_correct'] else '✗'} | {'✓' if row['inside_ci'] else '✗'} | {number_cell(row['individual_r'])} | "
+            f"{number_cell(row.get('individual_r_trait_ceiling'))} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -130,6 +130,32 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
     predicted, truth = [person["predicted"] for person in people], [person["true"] for person in people]
     assert row["individual_r"] == pytest.approx(float(np.corrcoef(predicted, truth)[0, 1]), abs=1e-3)
     assert row["predicted_mean"] == pytest.approx(float(np.mean(predicted)), abs=1e-3)
+    # beside it, the r that each person's exact traits reach: a ceiling, their own response to the statin unknown
+    best = [person["trait_ceiling"] for person in people]
+    assert row["individual_r_trait_ceiling"] == pytest.approx(float(np.corrcoef(best, truth)[0, 1]), abs=1e-3)
+    assert table["individual_r_trait_ceiling_by_biomarker"]["ldl"] == pytest.approx(row["individual_r_trait_ceiling"])
+    assert "| trait ceiling |" in evaluate.trial_markdown(table, "# header")
+
+
+def test_the_trait_ceiling_is_the_trial_s_own_truth_at_the_average_response(monkeypatch):
+    """The ceiling is computed for the trial's own participants and days: with every personal response at 1 it is the
+    true individual effect itself (r = 1), and with responses drawn it stays above a prediction from noisy readings."""
+    from modeling.ml.data import clinical
+    from modeling.ml.data.traits import sample_traits
+    from modeling.ml.twin.evaluate import trait_ceiling
+
+    traits = sample_traits(2000, np.random.default_rng(3))
+    base = clinical.baseline_biomarkers(traits)["systolic_bp"]
+    ceiling = trait_ceiling(traits, "antihypertensive", "systolic_bp", 90)
+    drawn = clinical.simulate_trial(traits, "antihypertensive", "systolic_bp", np.random.default_rng(4), days=90)
+    noisy = base + np.random.default_rng(5).normal(0, 10, len(base))  # a reading of the level, 10 mmHg of noise
+    r_ceiling = np.corrcoef(ceiling, drawn.true_individual_effect)[0, 1]
+    assert np.corrcoef(-noisy, drawn.true_individual_effect)[0, 1] < r_ceiling < 0.99
+
+    monkeypatch.setattr(clinical, "sample_response", lambda participants, rng: np.ones(participants))
+    fixed = clinical.simulate_trial(traits, "antihypertensive", "systolic_bp", np.random.default_rng(4), days=90)
+    np.testing.assert_allclose(ceiling, fixed.true_individual_effect)
+    assert not trait_ceiling(traits, "antihypertensive", "ldl", 90).any()  # no effect on it: nothing to rank
 
 
 def test_the_fidelity_table_reads_each_biomarker_teacher_forced_and_at_a_visit(tokenizer):
