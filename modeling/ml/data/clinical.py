@@ -195,6 +195,29 @@ OBESITY_BMI = 30.0  # kg/m²: obesity is diagnosed at a visit where the weight o
 USUAL_CARE = {"hypertension": ("antihypertensive", 0.4), "dyslipidaemia": ("statin", 0.5)}  # started at diagnosis
 
 
+HARD_ENDPOINT_YEARLY_RATES = {"cardiovascular_event": 0.008, "stroke": 0.003, "heart_failure": 0.003, "death": 0.004}
+
+
+def hard_endpoint_daily_hazard(
+    endpoint: str, traits: Traits, index: int, age_years: Any, latent: dict[str, Any]
+) -> Any:
+    """The daily hazard of a hard endpoint for participant ``index`` of ``traits``, at the given age(s) and latent
+    (true, unmeasured) values: arrays over days, or numbers for one day. A pooled-cohort style linear predictor, so
+    the published equations are near it; ``twin evaluate`` scores it on the values at the prediction day as the
+    ceiling of the risk table's hard endpoints."""
+    linear = (
+        0.075 * (age_years - 55)
+        + 0.018 * (latent["systolic_bp"] - 125)
+        + 0.006 * (latent["ldl"] - 120)
+        - 0.012 * (latent["hdl"] - 50)
+        + 0.6 * traits.smoker[index]
+        + 0.45 * (latent["hba1c"] >= 6.5)
+        - 0.3 * traits.female[index]
+    )
+    atrial = 0.5 if endpoint == "heart_failure" and traits.atrial_fibrillation[index] else 0.0
+    return HARD_ENDPOINT_YEARLY_RATES[endpoint] / 365.0 * np.exp(linear + atrial)
+
+
 def meets(value: float, rule: str, limit: float) -> bool:
     return value >= limit if rule == ">=" else value < limit
 
@@ -326,23 +349,8 @@ def simulate_timeline(
 
     # Hard endpoints: daily hazards from a pooled-cohort style linear predictor, time-varying with
     # the latent blood pressure and lipids, so interventions change risk too.
-    age = one.age_years[0] + day / 365.0
-    linear = (
-        0.075 * (age - 55)
-        + 0.018 * (latent["systolic_bp"] - 125)
-        + 0.006 * (latent["ldl"] - 120)
-        - 0.012 * (latent["hdl"] - 50)
-        + 0.6 * one.smoker[0]
-        + 0.45 * (latent["hba1c"] >= 6.5)
-        - 0.3 * one.female[0]
-    )
-    yearly = {"cardiovascular_event": 0.008, "stroke": 0.003, "heart_failure": 0.003, "death": 0.004}
-    for endpoint, base_rate in yearly.items():
-        daily_hazard = (
-            base_rate
-            / 365.0
-            * np.exp(linear + (0.5 if endpoint == "heart_failure" and one.atrial_fibrillation[0] else 0.0))
-        )
+    for endpoint in HARD_ENDPOINT_YEARLY_RATES:
+        daily_hazard = hard_endpoint_daily_hazard(endpoint, one, 0, one.age_years[0] + day / 365.0, latent)
         hits = np.flatnonzero(rng.random(days) < daily_hazard)
         if hits.size:
             timeline.events.append({"day": int(hits[0]), "kind": "endpoint", "name": endpoint, "detail": ""})

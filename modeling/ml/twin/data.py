@@ -5,7 +5,7 @@ them) on top of the usual care the simulator applies, so the effect of an interv
 learnable from the data rather than confounded by who gets treated.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,8 @@ class SimulatedRecords:
     traits: Traits
     records: list[ParticipantRecord]
     interventions: list[tuple[tuple[str, int], ...]]  # the randomized interventions each participant got
+    # each participant's true (unmeasured) biomarker values on the day asked for (``latent_on_day``), else empty
+    latent: list[dict[str, float]] = field(default_factory=list)
 
 
 def participant_stream(seed: int, index: int) -> np.random.Generator:
@@ -114,18 +116,21 @@ def simulated_records(
     wearable_probability: float = 0.6,
     unknown_smoking_probability: float = 0.0,
     traits: Traits | None = None,
+    latent_on_day: int | None = None,
 ) -> SimulatedRecords:
     """``participants`` simulated people over ``days`` days; participant i is the same whatever the count.
 
     ``unknown_smoking_probability``: the share of records whose smoking status is withheld, as on the
     site, which does not record it; training uses it so a record without the smoker token is familiar.
-    It draws from the participant's stream only when above 0, so other records stay as they were."""
+    It draws from the participant's stream only when above 0, so other records stay as they were.
+    ``latent_on_day``: keep each participant's true biomarker values on that day (a ceiling's inputs; a participant
+    dead by then keeps the values of the day all the same)."""
     traits = (
         traits
         if traits is not None
         else sample_traits(participants, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))))
     )
-    records, given = [], []
+    records, given, latent = [], [], []
     for index in range(len(traits)):
         stream = participant_stream(seed, index)
         interventions: tuple[tuple[str, int], ...] = ()
@@ -139,7 +144,9 @@ def simulated_records(
             record.smoker = None
         records.append(record)
         given.append(interventions)
-    return SimulatedRecords(traits, records, given)
+        if latent_on_day is not None:
+            latent.append({name: float(values[latent_on_day]) for name, values in timeline.latent.items()})
+    return SimulatedRecords(traits, records, given, latent)
 
 
 class TimelineWindows:

@@ -26,7 +26,9 @@ from modeling.ml.common.metrics import auroc
 from modeling.ml.data.clinical import (
     BIOMARKER_BY_NAME,
     ENDPOINTS,
+    HARD_ENDPOINT_YEARLY_RATES,
     baseline_biomarkers,
+    hard_endpoint_daily_hazard,
     individual_effect,
     simulate_timeline,
     simulate_trial,
@@ -146,10 +148,14 @@ def risk_cohort(
     """The risk cohort's histories, outcomes and sampled futures. ``every_other_height``: withhold the height of every
     other participant, as a cohort that does not record it would (the calibration fits obesity both ways)."""
     days = settings.history_days + settings.horizon_days
-    simulated = simulated_records(
-        participants=settings.participants, days=days, seed=settings.seed, intervention_probability=0.0
-    )
     cutoff = settings.history_days - 1
+    simulated = simulated_records(
+        participants=settings.participants,
+        days=days,
+        seed=settings.seed,
+        intervention_probability=0.0,
+        latent_on_day=cutoff,
+    )
     kept = [i for i, record in enumerate(simulated.records) if record.last_day >= cutoff]  # alive at the prediction day
     histories = [record_until(simulated.records[i], cutoff) for i in kept]
     if every_other_height:
@@ -183,6 +189,22 @@ def risk_cohort(
     return RiskCohort(simulated, kept, histories, prevalent, outcome, rollouts)
 
 
+def true_state_hazard(cohort: RiskCohort, endpoint: str, settings: TwinReportSettings) -> np.ndarray:
+    """The simulator's own daily hazard of a hard endpoint on each participant's true values at the prediction day:
+    what a predictor that saw through every measurement's noise would rank by. The risk table scores it beside the
+    clinical score, to say how far any model could get past the score on that endpoint."""
+    cutoff = settings.history_days - 1
+    traits = cohort.simulated.traits
+    return np.array(
+        [
+            hard_endpoint_daily_hazard(
+                endpoint, traits, i, traits.age_years[i] + cutoff / 365.0, cohort.simulated.latent[i]
+            )
+            for i in cohort.kept
+        ]
+    )
+
+
 def risk_table(
     model: HealthFormerModel,
     tokenizer: Tokenizer,
@@ -209,10 +231,26 @@ def risk_table(
             resamples=settings.bootstrap,
             seed=settings.seed + column,
         )
+        ceiling = None
+        if endpoint in HARD_ENDPOINT_YEARLY_RATES:
+            truth = paired_bootstrap(
+                labels,
+                true_state_hazard(cohort, endpoint, settings)[eligible],
+                np.array([s[endpoint] for s in scores])[eligible],
+                resamples=settings.bootstrap,
+                seed=settings.seed + column,
+            )
+            ceiling = {
+                "auroc": truth["model"],
+                "auroc_ci": truth["model_ci"],
+                "minus_score": truth["difference"],
+                "minus_score_ci": truth["difference_ci"],
+            }
         rows.append(
             {
                 "endpoint": endpoint,
                 "score_name": score_name,
+                "true_state": ceiling,
                 "at_risk": int(eligible.sum()),
                 "events": int(labels.sum()),
                 "observed_incidence": float(labels.mean()) if len(labels) else None,
@@ -404,15 +442,27 @@ def risk_markdown(table: dict[str, Any], header: str) -> str:
         "",
         "Bootstrap CIs are stratified: events and non-events are resampled separately, so every resample keeps the endpoint's events.",
         "",
-        "| endpoint | at risk | events | observed / predicted incidence | twin AUROC [95 % CI] | clinical score | score AUROC [95 % CI] | difference [95 % CI] |",
-        "|---|---:|---:|---:|---:|---|---:|---:|",
+        "True hazard (hard endpoints): the simulator's own hazard on each participant's true values at the prediction "
+        "day, no measurement noise: a ceiling for any model of the history. Its AUROC minus the score's says how much "
+        "room the score leaves.",
+        "",
+        "| endpoint | at risk | events | observed / predicted incidence | twin AUROC [95 % CI] | clinical score | score AUROC [95 % CI] | difference [95 % CI] | true hazard AUROC, minus the score's [95 % CI] |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for row in table["rows"]:
+        truth = row.get("true_state")
+        ceiling = (
+            f"{number_cell(truth['auroc'])}, {number_cell(truth['minus_score'], 3)} "
+            f"[{number_cell(truth['minus_score_ci'][0], 3)}, {number_cell(truth['minus_score_ci'][1], 3)}]"
+            if truth
+            else "—"
+        )
         lines.append(
             f"| {row['endpoint']}{' †' if row['few_events'] else ''} | {row['at_risk']} | {row['events']} | {number_cell(row['observed_incidence'], 3)} / "
             f"{number_cell(row['predicted_incidence'], 3)} | {number_cell(row['model'])} [{number_cell(row['model_ci'][0])}, {number_cell(row['model_ci'][1])}] | "
             f"{row['score_name']} | {number_cell(row['score'])} [{number_cell(row['score_ci'][0])}, {number_cell(row['score_ci'][1])}] | "
-            f"{number_cell(row['difference'])} [{number_cell(row['difference_ci'][0])}, {number_cell(row['difference_ci'][1])}] |"
+            f"{number_cell(row['difference'])} [{number_cell(row['difference_ci'][0])}, {number_cell(row['difference_ci'][1])}] | "
+            f"{ceiling} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -78,6 +78,12 @@ def test_the_risk_table_flags_endpoints_with_few_events_and_does_not_count_them(
         }
 
     rows = [row("hypertension", 40, 0.1), row("stroke", 3, 0.2), row("death", 5, -0.3), row("obesity", 60, -0.2)]
+    rows[2]["true_state"] = {
+        "auroc": 0.81,
+        "auroc_ci": [0.7, 0.9],
+        "minus_score": 0.011,
+        "minus_score_ci": [-0.02, 0.04],
+    }
     counts = risk_counts(rows)
     assert counts == {
         "min_events": MIN_EVENTS,
@@ -94,6 +100,30 @@ def test_the_risk_table_flags_endpoints_with_few_events_and_does_not_count_them(
         and "| hypertension |" in markdown
         and "**1 of 2**" in markdown
     )
+    assert "| 0.81, 0.011 [-0.020, 0.040] |" in markdown and markdown.count("| — |") == 3  # hard endpoints only
+
+
+def test_the_true_state_hazard_is_the_simulator_s_own_on_the_prediction_day():
+    """The ceiling of the hard endpoints reads each participant's true values on the prediction day, as the simulator
+    drew them, and keeping them changes no record."""
+    from modeling.ml.data.clinical import hard_endpoint_daily_hazard, simulate_timeline
+    from modeling.ml.twin.data import participant_stream, simulated_records
+    from modeling.ml.twin.evaluate import RiskCohort, TwinReportSettings, true_state_hazard
+
+    settings = TwinReportSettings(participants=6, history_days=200, horizon_days=100, seed=21)
+    plain = simulated_records(participants=6, days=300, seed=21, intervention_probability=0.0)
+    kept = simulated_records(participants=6, days=300, seed=21, intervention_probability=0.0, latent_on_day=199)
+    assert [r.measurements for r in plain.records] == [r.measurements for r in kept.records] and not plain.latent
+    stream = participant_stream(21, 4)
+    stream.random(), stream.random()  # the intervention's draw (none given) and the wearable's, as simulated_records
+    timeline = simulate_timeline(kept.traits, 4, 300, stream)
+    assert kept.latent[4] == {name: float(values[199]) for name, values in timeline.latent.items()}
+
+    cohort = RiskCohort(kept, [1, 4], [], {}, {}, None)  # type: ignore[arg-type]
+    hazard = true_state_hazard(cohort, "heart_failure", settings)
+    age = kept.traits.age_years[4] + 199 / 365
+    by_day = hard_endpoint_daily_hazard("heart_failure", kept.traits, 4, age, timeline.latent)
+    assert hazard[1] == pytest.approx(float(by_day[199])) and hazard[0] != hazard[1]
 
 
 def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monkeypatch):
