@@ -91,8 +91,9 @@ class SimulatedRecords:
     traits: Traits
     records: list[ParticipantRecord]
     interventions: list[tuple[tuple[str, int], ...]]  # the randomized interventions each participant got
-    # each participant's true (unmeasured) biomarker values on the day asked for (``latent_on_day``), else empty
+    # each participant's true (unmeasured) biomarker values on ``latent_day`` (``latent_on_day``), else empty
     latent: list[dict[str, float]] = field(default_factory=list)
+    latent_day: int | None = None
 
 
 def participant_stream(seed: int, index: int) -> np.random.Generator:
@@ -130,6 +131,8 @@ def simulated_records(
         if traits is not None
         else sample_traits(participants, np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,))))
     )
+    if latent_on_day is not None and not 0 <= latent_on_day < days:
+        raise ValueError(f"latent_on_day must be a day of the simulation, 0 to {days - 1}: got {latent_on_day}")
     records, given, latent = [], [], []
     for index in range(len(traits)):
         stream = participant_stream(seed, index)
@@ -146,7 +149,7 @@ def simulated_records(
         given.append(interventions)
         if latent_on_day is not None:
             latent.append({name: float(values[latent_on_day]) for name, values in timeline.latent.items()})
-    return SimulatedRecords(traits, records, given, latent)
+    return SimulatedRecords(traits, records, given, latent, latent_on_day)
 
 
 class TimelineWindows:

@@ -163,3 +163,33 @@ def test_nightly_heart_rate_variability_is_in_the_human_range():
     assert np.percentile(nightly, 95) < 150
     assert np.mean(nightly > 150) < 0.01
     assert np.nanpercentile(np.concatenate(asleep_minutes), 99) < 200  # what the chart draws, minute by minute
+
+
+def test_the_clinical_world_is_pinned_draw_for_draw():
+    """Forty people's timelines over 500 days (a statin for every third) and the hard endpoints' hazard at fixed values
+    are what they were when the twin's tables were written: a change to the simulator must change this test, in its
+    own commit with its physiological reason (issue 24), never as a side effect of a refactor."""
+    import hashlib
+    import json
+
+    from modeling.ml.data.clinical import hard_endpoint_daily_hazard
+
+    traits = sample_traits(40, np.random.default_rng(8))
+    parts = []
+    for i in range(40):
+        given = (("statin", 100),) if i % 3 == 0 else ()
+        timeline = simulate_timeline(traits, i, 500, np.random.default_rng(100 + i), interventions=given)
+        measured = [(m["day"], m["name"], round(m["value"], 1)) for m in timeline.measurements]
+        parts.append([timeline.events, measured])
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    assert digest == "90363cfa0825ca9ec66ff70a92a79ca109385e93baa20b9aa97d3e752df8c383"
+
+    latent = {"systolic_bp": 150.0, "ldl": 160.0, "hdl": 40.0, "hba1c": 6.7}
+    yearly = {e: 365 * float(hard_endpoint_daily_hazard(e, traits, 0, 62.0, latent)) for e in ("stroke", "death")}
+    assert yearly == pytest.approx({"stroke": 0.017878739842747765, "death": 0.02383831979033035}, rel=1e-12)
+    many = sample_traits(400, np.random.default_rng(8))
+    fibrillating = int(np.flatnonzero(many.atrial_fibrillation)[0])
+    ratio = hard_endpoint_daily_hazard("heart_failure", many, fibrillating, 62.0, latent) / hard_endpoint_daily_hazard(
+        "stroke", many, fibrillating, 62.0, latent
+    )
+    assert ratio == pytest.approx(np.exp(0.5))  # atrial fibrillation raises heart failure's hazard alone

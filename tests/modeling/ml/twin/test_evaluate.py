@@ -100,7 +100,9 @@ def test_the_risk_table_flags_endpoints_with_few_events_and_does_not_count_them(
         and "| hypertension |" in markdown
         and "**1 of 2**" in markdown
     )
-    assert "| 0.81, 0.011 [-0.020, 0.040] |" in markdown and markdown.count("| — |") == 3  # hard endpoints only
+    assert (
+        "| 0.81 [0.70, 0.90]; 0.011 [-0.020, 0.040] |" in markdown and markdown.count("| — |") == 3
+    )  # hard endpoints only
 
 
 def test_the_true_state_hazard_is_the_simulator_s_own_on_the_prediction_day():
@@ -108,22 +110,28 @@ def test_the_true_state_hazard_is_the_simulator_s_own_on_the_prediction_day():
     drew them, and keeping them changes no record."""
     from modeling.ml.data.clinical import hard_endpoint_daily_hazard, simulate_timeline
     from modeling.ml.twin.data import participant_stream, simulated_records
-    from modeling.ml.twin.evaluate import RiskCohort, TwinReportSettings, true_state_hazard
+    from modeling.ml.twin.evaluate import RiskCohort, true_state_hazard
 
-    settings = TwinReportSettings(participants=6, history_days=200, horizon_days=100, seed=21)
     plain = simulated_records(participants=6, days=300, seed=21, intervention_probability=0.0)
     kept = simulated_records(participants=6, days=300, seed=21, intervention_probability=0.0, latent_on_day=199)
     assert [r.measurements for r in plain.records] == [r.measurements for r in kept.records] and not plain.latent
     stream = participant_stream(21, 4)
-    stream.random(), stream.random()  # the intervention's draw (none given) and the wearable's, as simulated_records
+    # simulated_records' own draws before the timeline's: the intervention's (none given) and the wearable's (if that
+    # order changes, this test fails, it does not pass wrongly)
+    stream.random(), stream.random()
     timeline = simulate_timeline(kept.traits, 4, 300, stream)
     assert kept.latent[4] == {name: float(values[199]) for name, values in timeline.latent.items()}
 
-    cohort = RiskCohort(kept, [1, 4], [], {}, {}, None)  # type: ignore[arg-type]
-    hazard = true_state_hazard(cohort, "heart_failure", settings)
+    cohort = RiskCohort(kept, [1, 4], [], {}, {}, None)
+    hazard = true_state_hazard(cohort, "heart_failure")
     age = kept.traits.age_years[4] + 199 / 365
     by_day = hard_endpoint_daily_hazard("heart_failure", kept.traits, 4, age, timeline.latent)
-    assert hazard[1] == pytest.approx(float(by_day[199])) and hazard[0] != hazard[1]
+    assert hazard[1] == pytest.approx(float(by_day[199])) and hazard[1] != pytest.approx(float(by_day[198]))
+
+    with pytest.raises(ValueError, match="kept no true values"):
+        true_state_hazard(RiskCohort(plain, [1], [], {}, {}, None), "stroke")
+    with pytest.raises(ValueError, match="a day of the simulation"):
+        simulated_records(participants=2, days=300, seed=21, latent_on_day=300)
 
 
 def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monkeypatch):
@@ -142,6 +150,11 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
         return real_simulate(model, tokenizer, histories, **kwargs)
 
     monkeypatch.setattr(evaluate, "simulate", recording_simulate)
+    # Every personal response 1: each trial participant's true change is then the trait ceiling's prediction itself,
+    # which shows the ceiling is computed for the trial's own people, in order, and its own days.
+    from modeling.ml.data import clinical
+
+    monkeypatch.setattr(clinical, "sample_response", lambda participants, rng: np.ones(participants))
     torch.manual_seed(0)
     model = HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer)).eval()
     settings = evaluate.TwinReportSettings(
@@ -161,9 +174,9 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
     assert row["individual_r"] == pytest.approx(float(np.corrcoef(predicted, truth)[0, 1]), abs=1e-3)
     assert row["predicted_mean"] == pytest.approx(float(np.mean(predicted)), abs=1e-3)
     # beside it, the r that each person's exact traits reach: a ceiling, their own response to the statin unknown
-    best = [person["trait_ceiling"] for person in people]
-    assert row["individual_r_trait_ceiling"] == pytest.approx(float(np.corrcoef(best, truth)[0, 1]), abs=1e-3)
-    assert table["individual_r_trait_ceiling_by_biomarker"]["ldl"] == pytest.approx(row["individual_r_trait_ceiling"])
+    assert [person["trait_ceiling"] for person in people] == truth and np.std(truth) > 1
+    assert row["individual_r_trait_ceiling"] == pytest.approx(1.0)
+    assert table["individual_r_trait_ceiling_by_biomarker"]["ldl"] == pytest.approx(1.0)
     assert "| trait ceiling |" in evaluate.trial_markdown(table, "# header")
 
 
