@@ -275,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         from modeling.ml.lsm.scaling import replicates
 
         try:
+            if any("" in study.split("+") for study in args.studies):
+                raise ValueError("a study's parts are folders joined by '+', none of them empty")
             studies = [[Path(part) for part in study.split("+")] for study in args.studies]
             replicates(studies=studies, output_dir=args.output, windows=args.windows)
         except (FolderInUse, ValueError) as error:

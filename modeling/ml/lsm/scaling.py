@@ -392,7 +392,11 @@ def _study_runs(parts: list[Path], keep: Sequence[int] | None) -> dict[tuple[str
     for part in parts:
         if not (part / "scaling.json").is_file():
             raise ValueError(f"{part} has no scaling.json: name the folder of a finished study (lsm scaling --output)")
-        for result in json.loads((part / "scaling.json").read_text()):
+        try:
+            results = json.loads((part / "scaling.json").read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{part / 'scaling.json'} is not a finished study's table ({error})") from None
+        for result in results:
             cell = (result["size"], result["pretraining_windows"])
             if cell in runs:
                 raise ValueError(f"{part} ran {cell[0]} on {cell[1]:,} windows again: a study runs a cell once")

@@ -285,6 +285,11 @@ def test_the_command_joins_a_study_s_parts_with_a_plus_and_names_a_missing_folde
     assert cells == {("16x1", 512): [0, 1], ("32x1", 512): [0, 1], ("16x1", 8192): [0, 1], ("32x1", 8192): [0]}
     assert "| 8,192 |" in capsys.readouterr().out
 
+    with pytest.raises(SystemExit, match="none of them empty"):
+        main(["lsm", "scaling-replicates", "--studies", studies[0], f"{studies[1]}+", "--output", str(output)])
+    (tmp_path / "seed1-top" / "scaling.json").write_text('[{"size": "16x1"')  # a study's table cut short
+    with pytest.raises(SystemExit, match=r"seed1-top/scaling.json is not a finished study's table"):
+        main(["lsm", "scaling-replicates", "--studies", *studies, "--output", str(output)])
     with pytest.raises(SystemExit, match=r"error: .*seed1-gone has no scaling.json"):
         main(
             [
