@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     if args.command == "scaling-replicates":
-        from modeling.ml.lsm.scaling import replicates
+        from modeling.ml.lsm.replicates import replicates
 
         try:
             if any("" in study.split("+") for study in args.studies):

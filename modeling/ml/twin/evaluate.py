@@ -28,12 +28,11 @@ from modeling.ml.data.clinical import (
     ENDPOINTS,
     HARD_ENDPOINT_YEARLY_RATES,
     baseline_biomarkers,
-    hard_endpoint_daily_hazard,
-    individual_effect,
     simulate_timeline,
     simulate_trial,
 )
 from modeling.ml.data.traits import Traits, sample_traits
+from modeling.ml.twin.ceilings import trait_ceiling, true_state_hazard
 from modeling.ml.twin.data import participant_stream, record_from_timeline, simulated_records
 from modeling.ml.twin.generate import Rollouts, simulate
 from modeling.ml.twin.model import HealthFormerModel
@@ -189,26 +188,6 @@ def risk_cohort(
     return RiskCohort(simulated, kept, histories, prevalent, outcome, rollouts)
 
 
-def true_state_hazard(cohort: RiskCohort, endpoint: str) -> np.ndarray:
-    """The simulator's own daily hazard of a hard endpoint on each participant's true values on the day they were kept
-    (``simulated_records(latent_on_day=...)``; the risk cohort keeps the prediction day's): what a predictor that saw
-    through every measurement's noise would rank by. Near the best any model of the history can do, not above it: the
-    values keep moving over the horizon (a 30-day memory, usual care starting treatment, the HbA1c step at 6.5 %).
-    The risk table scores it beside the clinical score, to say how much room the score leaves."""
-    simulated = cohort.simulated
-    if simulated.latent_day is None:
-        raise ValueError("the cohort kept no true values: simulate it with simulated_records(latent_on_day=...)")
-    traits = simulated.traits
-    return np.array(
-        [
-            hard_endpoint_daily_hazard(
-                endpoint, traits, i, traits.age_years[i] + simulated.latent_day / 365.0, simulated.latent[i]
-            )
-            for i in cohort.kept
-        ]
-    )
-
-
 def risk_table(
     model: HealthFormerModel,
     tokenizer: Tokenizer,
@@ -240,7 +219,7 @@ def risk_table(
         if endpoint in HARD_ENDPOINT_YEARLY_RATES:
             truth = paired_bootstrap(
                 labels,
-                true_state_hazard(cohort, endpoint)[eligible],
+                true_state_hazard(cohort.simulated, cohort.kept, endpoint)[eligible],
                 score[eligible],
                 resamples=settings.bootstrap,
                 seed=settings.seed + column,
@@ -300,15 +279,6 @@ def populations(traits: Traits) -> dict[str, np.ndarray]:
         "prediabetic": base["hba1c"] >= 5.7,
         "overweight": traits.bmi >= 27,
     }
-
-
-def trait_ceiling(traits: Traits, intervention: str, biomarker: str, days: int) -> np.ndarray:
-    """Each participant's change ``days`` after starting ``intervention`` at a personal response of 1, from their
-    exact traits: proportional to the expected change given everything about them (the mean response is about 1.03),
-    so its Pearson r with the true changes is what, in expectation, no model of their history can pass. The simulator
-    multiplies every effect by a responsiveness it draws afresh for each trial (``sample_response``), independent of
-    anything before the trial."""
-    return individual_effect(traits, intervention, np.ones(len(traits)), days).get(biomarker, np.zeros(len(traits)))
 
 
 def _varies(values: np.ndarray) -> bool:

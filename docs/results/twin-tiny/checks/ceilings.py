@@ -17,15 +17,9 @@ import numpy as np
 
 from modeling.ml.data.clinical import HARD_ENDPOINT_YEARLY_RATES, individual_effect, sample_response
 from modeling.ml.data.traits import sample_traits
+from modeling.ml.twin.ceilings import trait_ceiling, true_state_hazard
 from modeling.ml.twin.data import simulated_records
-from modeling.ml.twin.evaluate import (
-    RiskCohort,
-    paired_bootstrap,
-    populations,
-    record_until,
-    trait_ceiling,
-    true_state_hazard,
-)
+from modeling.ml.twin.evaluate import paired_bootstrap, populations, record_until
 from modeling.ml.twin.scores import ENDPOINT_SCORES, clinical_scores
 
 
@@ -62,7 +56,6 @@ def risk_headroom(participants: int, seed: int, resamples: int = 500) -> None:
     )
     kept = [i for i, record in enumerate(simulated.records) if record.last_day >= cutoff]
     histories = [record_until(simulated.records[i], cutoff) for i in kept]
-    cohort = RiskCohort(simulated, kept, histories, {}, {}, None)  # type: ignore[arg-type]
     scores = [
         clinical_scores(h, height_m=float(simulated.traits.height_m[i])) for i, h in zip(kept, histories, strict=True)
     ]
@@ -82,7 +75,7 @@ def risk_headroom(participants: int, seed: int, resamples: int = 500) -> None:
         score = np.array([s[endpoint] for s in scores])
         result = paired_bootstrap(
             outcome[at_risk].astype(int),
-            true_state_hazard(cohort, endpoint)[at_risk],
+            true_state_hazard(simulated, kept, endpoint)[at_risk],
             score[at_risk],
             resamples=resamples,
             seed=seed,

@@ -15,10 +15,10 @@ from modeling.ml.lsm.pretrain import (
     pretrain_with,
     simulated_windows,
 )
+from modeling.ml.lsm.replicates import replicates
 from modeling.ml.lsm.scaling import (
     ScalingSettings,
     held_out_loss,
-    replicates,
     run_steps,
     scaling_study,
     size_overrides,

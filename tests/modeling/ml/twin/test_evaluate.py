@@ -109,8 +109,8 @@ def test_the_true_state_hazard_is_the_simulator_s_own_on_the_prediction_day():
     """The ceiling of the hard endpoints reads each participant's true values on the prediction day, as the simulator
     drew them, and keeping them changes no record."""
     from modeling.ml.data.clinical import hard_endpoint_daily_hazard, simulate_timeline
+    from modeling.ml.twin.ceilings import true_state_hazard
     from modeling.ml.twin.data import participant_stream, simulated_records
-    from modeling.ml.twin.evaluate import RiskCohort, true_state_hazard
 
     plain = simulated_records(participants=6, days=300, seed=21, intervention_probability=0.0)
     kept = simulated_records(participants=6, days=300, seed=21, intervention_probability=0.0, latent_on_day=199)
@@ -122,14 +122,13 @@ def test_the_true_state_hazard_is_the_simulator_s_own_on_the_prediction_day():
     timeline = simulate_timeline(kept.traits, 4, 300, stream)
     assert kept.latent[4] == {name: float(values[199]) for name, values in timeline.latent.items()}
 
-    cohort = RiskCohort(kept, [1, 4], [], {}, {}, None)
-    hazard = true_state_hazard(cohort, "heart_failure")
+    hazard = true_state_hazard(kept, [1, 4], "heart_failure")
     age = kept.traits.age_years[4] + 199 / 365
     by_day = hard_endpoint_daily_hazard("heart_failure", kept.traits, 4, age, timeline.latent)
     assert hazard[1] == pytest.approx(float(by_day[199])) and hazard[1] != pytest.approx(float(by_day[198]))
 
     with pytest.raises(ValueError, match="kept no true values"):
-        true_state_hazard(RiskCohort(plain, [1], [], {}, {}, None), "stroke")
+        true_state_hazard(plain, [1], "stroke")
     with pytest.raises(ValueError, match="a day of the simulation"):
         simulated_records(participants=2, days=300, seed=21, latent_on_day=300)
 
@@ -185,7 +184,7 @@ def test_the_trait_ceiling_is_the_trial_s_own_truth_at_the_average_response(monk
     true individual effect itself (r = 1), and with responses drawn it stays above a prediction from noisy readings."""
     from modeling.ml.data import clinical
     from modeling.ml.data.traits import sample_traits
-    from modeling.ml.twin.evaluate import trait_ceiling
+    from modeling.ml.twin.ceilings import trait_ceiling
 
     traits = sample_traits(2000, np.random.default_rng(3))
     base = clinical.baseline_biomarkers(traits)["systolic_bp"]
