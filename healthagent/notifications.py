@@ -89,8 +89,8 @@ def notifications_unread(user_id: int) -> int:
 def notifications_context(request) -> dict[str, Callable[[], int]]:
     """Template context: the user's unread count, where a template shows it. Every signed-in request's user is read
     with it (healthagent.roles.user_columns), so it costs no query; a user read otherwise is counted."""
-    user = request.user
-    if isinstance(user, AnonymousUser) or not user.is_authenticated:
+    user = getattr(request, "user", None)  # none on an error page of a request refused before its user was read
+    if user is None or isinstance(user, AnonymousUser) or not user.is_authenticated:
         return {}
     counted = getattr(user, "unread_notifications", None)
     return {

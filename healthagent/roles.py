@@ -344,8 +344,10 @@ def user_set_adjudicator(*, user: User, flag: bool) -> None:
 
 
 def roles_context(request) -> dict:
-    """Template context: the user's roles, so the navigation shows only what they may open."""
-    held = user_roles(request.user)
+    """Template context: the user's roles, so the navigation shows only what they may open. None on an error page of a
+    request refused before its user was read (a host the site does not serve: Django's 400)."""
+    user = getattr(request, "user", None)
+    held = user_roles(user) if user is not None else frozenset()
     return {
         "user_roles": held,
         "is_clinician": Role.CLINICIAN in held,

@@ -104,3 +104,13 @@ def test_an_active_session_is_written_a_hundredth_of_its_idle_time_apart(setting
     assert SessionIdleMiddleware.renew_every_s() == 60
     settings.SESSION_COOKIE_AGE = 2
     assert SessionIdleMiddleware.renew_every_s() == 0.5
+
+
+@pytest.mark.django_db
+def test_a_host_the_site_does_not_serve_gets_a_400_not_a_server_error(client):
+    """Refused before its user is read (CommonMiddleware checks the host), the request's error page is rendered with
+    the site's context processors, which must not need a user."""
+    client.raise_request_exception = False
+    for path in ("/", reverse("evaluation:queue")):
+        answer = client.get(path, HTTP_HOST="elsewhere.example")
+        assert answer.status_code == 400 and b"Server Error" not in answer.content
