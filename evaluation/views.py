@@ -1,7 +1,6 @@
 """Clinicians' queue and rating pages; researchers' study pages. Views only translate: the
 services and selectors do the work and check access."""
 
-import hashlib
 import logging
 from collections.abc import Callable
 from functools import wraps
@@ -16,11 +15,11 @@ from django.middleware.gzip import re_accepts_gzip
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.cache import get_conditional_response, patch_vary_headers
-from django.utils.http import quote_etag
 from django.views.decorators.http import require_POST
 
 from evaluation.access import access_assignment_as_session_user, access_turn_as_session_user
 from evaluation.assignment import assignment_next, items_waiting_for_answers
+from evaluation.chart_links import chart_etag, chart_link
 from evaluation.dashboard import figures_as_data, study_dashboard
 from evaluation.exports import DATA_DICTIONARY, FORMATS, export_bytes, export_filename
 from evaluation.forms import StudyForm
@@ -57,7 +56,13 @@ from evaluation.services import (
     study_set_status,
 )
 from evaluation.triage import adjudicator_choices
-from healthagent.cohort.charts import ChartError, minute_figure_file, minute_figure_json, minute_figure_key
+from healthagent.cohort.charts import (
+    ChartError,
+    built_minute_figure_file,
+    minute_figure_file,
+    minute_figure_json,
+    minute_figure_key,
+)
 from healthagent.cohort.days import shown_days
 from healthagent.jsonlimits import json_loads_bounded
 from healthagent.models import Participant
@@ -173,7 +178,23 @@ def _window(assignment: Assignment, participant: Participant) -> tuple[int, int]
 
 @clinician_item_view(with_progress=True)  # the page's progress, in the same read
 def assignment_detail(request, assignment: Assignment):
-    return render(request, "evaluation/assignment.html", item_page_context(assignment, rater=request.user))
+    context = item_page_context(assignment, rater=request.user)
+    context["minute_chart_url"] = _chart_link(request, assignment)
+    return render(request, "evaluation/assignment.html", context)
+
+
+def _chart_link(request, assignment: Assignment) -> str:
+    """The item's chart address, with a link the web server answers from the chart's file for this session
+    (evaluation.chart_links) when the file is built: the access the page's read just checked."""
+    participant = assignment.item.participant
+    start, end = _window(assignment, participant)
+    key = minute_figure_key(participant=participant, start_minute=start, end_minute=end)
+    return chart_link(
+        url=url_with_id("evaluation:assignment_chart", assignment.pk),
+        file=built_minute_figure_file(key=key, participant_pk=participant.pk),
+        etag=chart_etag(key=key, salt=f"assignment:{assignment.pk}", compressed=True),
+        session_key=request.session.session_key,
+    )
 
 
 @clinician_item_view()
@@ -192,12 +213,8 @@ def chart_response(request, *, participant: Participant, start: int, end: int, s
     # Compressed when the browser takes gzip (every browser does), from a cached compressed copy. The figure is
     # anonymized sensor data with no secret and nothing the request supplies, so compression leaks nothing (BREACH).
     compressed = bool(re_accepts_gzip.search(request.headers.get("Accept-Encoding", "")))
-    # A digest: the key names the trajectory file, which the browser has no business seeing. Each encoding has its own.
-    # ``salt`` makes the ETag the caller's own (an item's): equal ETags would say that two items show the same data.
-    digest = hashlib.sha256(
-        (salt + minute_figure_key(participant=participant, start_minute=start, end_minute=end)).encode()
-    ).hexdigest()[:32]
-    etag = quote_etag(f"{digest}-gzip" if compressed else digest)
+    key = minute_figure_key(participant=participant, start_minute=start, end_minute=end)
+    etag = chart_etag(key=key, salt=salt, compressed=compressed)
     response: HttpResponseBase | None = get_conditional_response(request, etag=etag)
     if response is None and compressed:
         # The figure's file, built once (healthagent.cohort.charts.minute_figure_file), read in one piece (~80 KB for

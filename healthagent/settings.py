@@ -214,6 +214,9 @@ CACHES = {
 # web process reads them; STUDY_CHARTS_AT_OPEN builds a study's when it opens (a job on the quick queue).
 CHART_ROOT = Path(os.environ.get("CHART_ROOT", str(VAR_DIR / "charts")))
 STUDY_CHARTS_AT_OPEN = env_bool("STUDY_CHARTS_AT_OPEN", True)
+# How long the chart address a rating page mints stays good for its session (evaluation.chart_links: the web server
+# answers it from the file, without Django's request machinery); 0 turns the links off (the chart view serves all).
+CHART_LINK_SECONDS = int(os.environ.get("CHART_LINK_SECONDS", "120"))
 
 # --- Broker, channel layer -------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")

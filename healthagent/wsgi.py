@@ -6,6 +6,8 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpResponse
 from django.urls import get_resolver
 
+from evaluation.chart_links import serve_chart_links
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "healthagent.settings")
 logger = logging.getLogger("django.request")
 
@@ -76,7 +78,9 @@ def one_piece(app):
     return application
 
 
-application = without_process_environment(one_piece(get_wsgi_application()))
+# A rated item's chart with the link its page minted is answered from its file, before Django's request machinery
+# (evaluation.chart_links); every other request, and a link that does not hold, goes through Django.
+application = without_process_environment(serve_chart_links(one_piece(get_wsgi_application())))
 # Every view module imported now, as the worker boots, not by its first request: measured under `make loadtest`, that
 # first request held a few CPU-seconds of imports per worker (issue 27).
 get_resolver().url_patterns  # noqa: B018 - the attribute's access is the import

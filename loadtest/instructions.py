@@ -45,10 +45,11 @@ class Browser:
 
     def request(self, method: str, path: str, data: dict | None = None) -> tuple[int, str, bytes]:
         body = urlencode(data).encode() if data else b""
+        path, _, query = path.partition("?")  # a chart's link (evaluation.chart_links) is in its query
         environ = {
             "REQUEST_METHOD": method,
             "PATH_INFO": path,
-            "QUERY_STRING": "",
+            "QUERY_STRING": query,
             "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "443",
             "SERVER_PROTOCOL": "HTTP/1.1",

@@ -266,6 +266,13 @@ def _chart_file_path(key: str, participant_pk: int) -> Path:
     return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json.gz"
 
 
+def built_minute_figure_file(*, key: str, participant_pk: int) -> Path | None:
+    """The file :func:`minute_figure_file` returns for the figure of ``key`` (:func:`minute_figure_key`) if it is
+    built already; else None (nothing is built)."""
+    path = _chart_file_path(key, participant_pk)
+    return path if path.exists() else None
+
+
 def minute_figure_file(
     *,
     participant: Participant,
