@@ -78,12 +78,12 @@ def _chart_root() -> Path:
     return Path(settings.CHART_ROOT)
 
 
-def chart_link(*, url: str, file: Path | None, etag: str, session_key: str | None, now: float | None = None) -> str:
-    """``url`` with a link to ``file`` (the chart's gzip file under ``CHART_ROOT``, served with ``etag``) for the
-    session ``session_key``; ``url`` alone when there is nothing to link (no file built yet, no session, links off):
-    the chart view serves it then."""
+def chart_link(*, url: str, file: Path, etag: str, session_key: str | None, now: float | None = None) -> str:
+    """``url`` with a link to ``file`` (the chart's gzip file under ``CHART_ROOT``, served with ``etag``; built or not:
+    a link to a file not there yet goes to the view) for the session ``session_key``; ``url`` alone when there is
+    nothing to link (no session, links off): the chart view serves it then."""
     lifetime = settings.CHART_LINK_SECONDS
-    if file is None or not session_key or lifetime <= 0:
+    if not session_key or lifetime <= 0:
         return url
     try:
         relative = file.relative_to(_chart_root())
@@ -169,7 +169,7 @@ def _linked_response(environ, token: str) -> tuple[WSGIRequest, HttpResponseBase
         try:
             response = HttpResponse(file.read_bytes(), content_type="application/json")
         except OSError:
-            return None  # gone (its participant deleted, or a new chart version): the view decides
+            return None  # not built yet, or gone (its participant deleted): the view builds it, or decides
         response["Content-Disposition"] = 'inline; filename="chart.json"'
         response["Content-Encoding"] = "gzip"
     response["ETag"] = etag

@@ -58,10 +58,10 @@ from evaluation.services import (
 from evaluation.triage import adjudicator_choices
 from healthagent.cohort.charts import (
     ChartError,
-    built_minute_figure_file,
     minute_figure_file,
     minute_figure_json,
     minute_figure_key,
+    minute_figure_path,
 )
 from healthagent.cohort.days import shown_days
 from healthagent.jsonlimits import json_loads_bounded
@@ -185,13 +185,15 @@ def assignment_detail(request, assignment: Assignment):
 
 def _chart_link(request, assignment: Assignment) -> str:
     """The item's chart address, with a link the web server answers from the chart's file for this session
-    (evaluation.chart_links) when the file is built: the access the page's read just checked."""
+    (evaluation.chart_links): the access the page's read just checked. Minted whether the file is built or not (a
+    link to a file not built yet goes to the view, which builds it): whether a page has a link must not tell a
+    clinician whether anyone has seen this participant's chart before (a repeat)."""
     participant = assignment.item.participant
     start, end = _window(assignment, participant)
     key = minute_figure_key(participant=participant, start_minute=start, end_minute=end)
     return chart_link(
         url=url_with_id("evaluation:assignment_chart", assignment.pk),
-        file=built_minute_figure_file(key=key, participant_pk=participant.pk),
+        file=minute_figure_path(key=key, participant_pk=participant.pk),
         etag=chart_etag(key=key, salt=f"assignment:{assignment.pk}", compressed=True),
         session_key=request.session.session_key,
     )

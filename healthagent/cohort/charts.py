@@ -266,11 +266,10 @@ def _chart_file_path(key: str, participant_pk: int) -> Path:
     return folder / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.json.gz"
 
 
-def built_minute_figure_file(*, key: str, participant_pk: int) -> Path | None:
-    """The file :func:`minute_figure_file` returns for the figure of ``key`` (:func:`minute_figure_key`) if it is
-    built already; else None (nothing is built)."""
-    path = _chart_file_path(key, participant_pk)
-    return path if path.exists() else None
+def minute_figure_path(*, key: str, participant_pk: int) -> Path:
+    """Where :func:`minute_figure_file` keeps the figure of ``key`` (:func:`minute_figure_key`), built or not (nothing
+    is built or read)."""
+    return _chart_file_path(key, participant_pk)
 
 
 def minute_figure_file(

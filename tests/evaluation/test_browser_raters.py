@@ -166,9 +166,10 @@ WITHOUT_PLOTLY = """() => {
 
 
 def comparable(served: str) -> str:
-    """A rating page's HTML without what differs between any two requests for it: the assignment's URLs, the CSRF
-    token and the progress counts."""
+    """A rating page's HTML without what differs between any two requests for it: the assignment's URLs, the chart's
+    link (evaluation.chart_links: a fresh seal on every page), the CSRF token and the progress counts."""
     served = re.sub(r"/evaluation/items/\d+/", "/evaluation/items/N/", served)
+    served = re.sub(r"\?link=[\w-]+", "?link=LINK", served)
     served = re.sub(r'("X-CSRFToken": "|name="csrfmiddlewaretoken" value=")\w+', r"\1TOKEN", served)
     return re.sub(r'<div class="progress".*?</div>', "PROGRESS", served, flags=re.S)
 

@@ -86,17 +86,20 @@ def headers_of(answer) -> dict:
 
 @pytest.fixture
 def item(client, grounded_study):
-    """A clinician signed in at their first item, its chart's file built (by a first request, as the study's chart job
-    would), and the page's chart address as the page now gives it."""
+    """A clinician signed in at their first item, its chart's file built (by the first request of its link, as the
+    study's chart job would have), and the page's chart address."""
     rater = grounded_study.clinicians.order_by("pk").first()
     assignment = assignment_next(study=grounded_study, rater=rater)
     client.force_login(rater)
     page_url = reverse("evaluation:assignment", args=[assignment.pk])
     chart_url = reverse("evaluation:assignment_chart", args=[assignment.pk])
-    assert CHART_URL.search(client.get(page_url).content.decode()).group(1) == chart_url  # no file yet: no link
-    assert client.get(chart_url, HTTP_ACCEPT_ENCODING="gzip").status_code == 200  # builds the file
     linked = CHART_URL.search(client.get(page_url).content.decode()).group(1)
-    assert linked.startswith(chart_url + "?link=")
+    assert linked.startswith(chart_url + "?link=")  # a link whether the file is built or not
+    assert not list(Path(settings.CHART_ROOT).rglob("*.json.gz"))
+    server = Server()
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    assert server.get(linked, session=session)["status"] == 200 and server.reached_django == 1  # the view built it
+    assert len(list(Path(settings.CHART_ROOT).rglob("*.json.gz"))) == 1
     return {
         "rater": rater,
         "assignment": assignment,

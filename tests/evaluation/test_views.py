@@ -117,7 +117,8 @@ def test_the_chart_has_its_own_url_which_the_browser_may_cache(client, clinician
     assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
     page = client.get(reverse("evaluation:assignment", args=[assignment.pk])).content.decode()
     chart_url = reverse("evaluation:assignment_chart", args=[assignment.pk])
-    assert f'data-minute-figure-url="{chart_url}"' in page and '"layout"' not in page  # the page carries no chart data
+    # The page carries no chart data, only the chart's address (with its link: tests/evaluation/test_chart_links.py).
+    assert f'data-minute-figure-url="{chart_url}?link=' in page and '"layout"' not in page
     chart = client.get(chart_url)
     figure = json.loads(chart.content)
     assert chart["Content-Type"] == "application/json" and len(figure["data"]) == 8

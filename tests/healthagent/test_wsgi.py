@@ -41,8 +41,19 @@ def test_the_sites_application_is_wrapped():
     import healthagent.wsgi
 
     assert healthagent.wsgi.application.__qualname__ == "without_process_environment.<locals>.application"
-    inner = [cell.cell_contents for cell in healthagent.wsgi.application.__closure__ or ()]
-    assert [f.__qualname__ for f in inner if callable(f)] == ["one_piece.<locals>.application"]
+
+    def wrapped(application) -> list[str]:
+        return [
+            cell.cell_contents.__qualname__
+            for cell in application.__closure__ or ()
+            if callable(cell.cell_contents) and hasattr(cell.cell_contents, "__closure__")
+        ]
+
+    assert wrapped(healthagent.wsgi.application) == ["serve_chart_links.<locals>.application"]
+    links = next(
+        cell.cell_contents for cell in healthagent.wsgi.application.__closure__ if callable(cell.cell_contents)
+    )
+    assert "one_piece.<locals>.application" in wrapped(links)
 
 
 def test_a_body_in_memory_goes_to_the_server_in_one_piece_and_the_request_is_ended():
