@@ -291,7 +291,7 @@ class ItemRaters(models.Model):
     else; an item never rated has no row (read as 0). Not kept on SQLite (the embedded default), which counts. A
     database moved with ``dumpdata``/``loaddata`` would count its assignments twice (the loaded counts, then the
     trigger's): leave this model out of the dump (``--exclude evaluation.ItemRaters``); ``pg_dump``/``pg_restore``, the
-    documented backup, restores the counts as they were."""
+    documented backup, restores the counts as they were. ``manage.py recount_kept_counts`` counts them again."""
 
     item = models.OneToOneField(StudyItem, primary_key=True, on_delete=models.CASCADE, related_name="+")
     raters = models.PositiveIntegerField(default=0)
@@ -305,7 +305,8 @@ class StudyCounts(models.Model):
     enrolments and the items (migration 0019) add one or take one away in the writing transaction, whatever writes
     them. Every rating page shows the rater's share of the study, which counted both on each page (1,860 and 320 rows
     at the load test's scale). Written by nothing else; a study with neither has no row (read as 0). Not kept on
-    SQLite (the embedded default), which counts. Left out of a ``dumpdata`` as ItemRaters is."""
+    SQLite (the embedded default), which counts. Left out of a ``dumpdata`` as ItemRaters is, and counted again as it is
+    (``manage.py recount_kept_counts``)."""
 
     study = models.OneToOneField(Study, primary_key=True, on_delete=models.CASCADE, related_name="+")
     raters = models.PositiveIntegerField(default=0)
