@@ -24,6 +24,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
+from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIRequest
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
@@ -42,6 +44,15 @@ from django.utils.module_loading import import_string
 # The query parameter that carries a link; the chart view ignores it.
 PARAMETER = "link"
 NONCE_BYTES = 12
+# What is sealed, padded to this length: AES-GCM hides the content, not its length, and the file's name holds the
+# participant's id, whose digits would otherwise show in the link's length (two links of different lengths could not
+# be the same participant). A name too long for it (never, for the store's names) gets no link: the view serves it.
+PAYLOAD_BYTES = 192
+TAG_BYTES = 16
+TOKEN_CHARS = len(base64.urlsafe_b64encode(bytes(NONCE_BYTES + PAYLOAD_BYTES + TAG_BYTES)).rstrip(b"="))
+# A link is the whole query, exactly: anything else (another parameter, padding, a character a strict decoder would
+# refuse) goes to Django, whose middlewares may refuse it (a NUL character in a parameter, say).
+LINK_QUERY = re.compile(rf"{PARAMETER}=[A-Za-z0-9_-]{{{TOKEN_CHARS}}}")
 
 # The middlewares whose part of a response is its headers, in settings.MIDDLEWARE's order: a linked chart's response
 # goes through them as the chart view's does. The others read the session, the user, the CSRF cookie, messages, the
@@ -90,7 +101,10 @@ def chart_link(*, url: str, file: Path, etag: str, session_key: str | None, now:
     except ValueError:
         return url  # not a file of the chart store: the view serves it
     expires = int((time.time() if now is None else now) + lifetime)
-    payload = f"{expires}\n{_session_digest(session_key)}\n{etag}\n{relative.as_posix()}".encode()
+    payload = f"{expires}\n{_session_digest(session_key)}\n{etag}\n{relative.as_posix()}\n".encode()
+    if len(payload) > PAYLOAD_BYTES:
+        return url
+    payload = payload.ljust(PAYLOAD_BYTES, b" ")
     nonce = os.urandom(NONCE_BYTES)
     sealed = AESGCM(_key()).encrypt(nonce, payload, url.encode())
     token = base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
@@ -105,7 +119,7 @@ def opened_link(*, path: str, token: str, session_key: str | None, now: float | 
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = AESGCM(_key()).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], path.encode())
-        expires, session, etag, relative = payload.decode().split("\n")
+        expires, session, etag, relative, _padding = payload.decode().split("\n")
     except (ValueError, InvalidTag):
         return None
     if int(expires) < (time.time() if now is None else now):
@@ -119,7 +133,8 @@ def _headers_chain():
     """The header middlewares around a view that returns the response it is given (``request.linked_response``)."""
     handler = lambda request: request.linked_response  # noqa: E731 - the innermost "view"
     for name in reversed(HEADER_MIDDLEWARES):
-        handler = import_string(name)(handler)
+        # Each layer turns an exception into its response (a 403 for a refused user agent...), as Django's handler.
+        handler = convert_exception_to_response(import_string(name)(handler))
     return handler
 
 
@@ -127,14 +142,14 @@ def serve_chart_links(app):
     """``app`` answering a chart request that carries a valid link itself, from the file, as described above; every
     other request, and a linked one that does not hold, goes to ``app``."""
     chain = None
-    marker = f"{PARAMETER}="
+    start = len(PARAMETER) + 1
 
     def application(environ, start_response):
         nonlocal chain
         query = environ.get("QUERY_STRING", "")
-        if not query.startswith(marker) or environ.get("REQUEST_METHOD") != "GET":
+        if environ.get("REQUEST_METHOD") != "GET" or not LINK_QUERY.fullmatch(query):
             return app(environ, start_response)
-        response = _linked_response(environ, query[len(marker) :])
+        response = _linked_response(environ, query[start:])
         if response is None:
             return app(environ, start_response)
         if chain is None:
@@ -151,7 +166,9 @@ def serve_chart_links(app):
 
 
 def _linked_response(environ, token: str) -> tuple[WSGIRequest, HttpResponseBase] | None:
-    request = WSGIRequest(environ)
+    # A copy: WSGIRequest rewrites PATH_INFO and SCRIPT_NAME decoded, which Django would decode again if the link
+    # does not hold and the request goes on to it.
+    request = WSGIRequest(dict(environ))
     try:
         request.get_host()  # as Django's handler would: a host the site does not serve goes there for its 400
     except DisallowedHost:

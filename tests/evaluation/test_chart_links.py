@@ -10,7 +10,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import pytest
 from django.conf import settings
@@ -45,11 +45,11 @@ class Server:
 
         self.application = serve_chart_links(counted)
 
-    def get(self, url: str, *, session: str | None, gzip_ok: bool = True, https: bool = True, **headers):
+    def get(self, url: str, *, session: str | None, gzip_ok: bool = True, https: bool = True, method="GET", **headers):
         parts = urlsplit(url)
         environ = {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": parts.path,
+            "REQUEST_METHOD": method,
+            "PATH_INFO": unquote_to_bytes(parts.path).decode("latin-1"),  # as a server gives it (PEP 3333)
             "QUERY_STRING": parts.query,
             "SERVER_NAME": "testserver",
             "SERVER_PORT": "443" if https else "80",
@@ -111,8 +111,9 @@ def item(client, grounded_study):
 
 
 def test_a_linked_chart_is_served_from_its_file_without_django_or_the_database_as_the_view_serves_it(
-    item, django_assert_num_queries
+    item, django_assert_num_queries, settings
 ):
+    settings.SECURE_HSTS_SECONDS = 3600  # as in production: HSTS on every HTTPS response
     server = Server()
     with django_assert_num_queries(0):
         linked = server.get(item["linked"], session=item["session"])
@@ -123,10 +124,26 @@ def test_a_linked_chart_is_served_from_its_file_without_django_or_the_database_a
     assert linked["body"] == viewed["body"] and len(json.loads(gzip.decompress(linked["body"]))["data"]) == 8
     assert headers_of(linked) == headers_of(viewed)  # ETag, no-store, CSP, HSTS, nosniff, frame, referrer, length...
     names = dict(linked["headers"])
+    assert names["Strict-Transport-Security"].startswith("max-age=3600")
     assert "no-store" in names["Cache-Control"] and names["Content-Encoding"] == "gzip" and names["Expires"]
     # The browser's copy is current: a 304, as the view answers.
     again = server.get(item["linked"], session=item["session"], HTTP_IF_NONE_MATCH=names["ETag"])
     assert again["status"] == 304 and not again["body"] and server.reached_django == 1
+
+
+def test_every_link_has_the_same_length_whatever_the_participant():
+    """AES-GCM hides what is sealed, not its length: the participant's id in the file's name must not show in it."""
+    root = Path(settings.CHART_ROOT)
+    links = {
+        chart_links.chart_link(
+            url=f"/evaluation/items/{item}/chart.json",
+            file=root / "v4" / f"p{participant}" / f"{'a' * 40}.json.gz",
+            etag='"' + "b" * 32 + '-gzip"',
+            session_key="s" * 32,
+        )
+        for item, participant in ((7, 1), (7, 12345), (7, 1234567890))
+    }
+    assert len(links) == 3 and len({len(link) for link in links}) == 1
 
 
 def test_a_link_tells_nothing_of_the_participant_or_of_other_items(client, item, grounded_study):
@@ -186,6 +203,34 @@ def test_a_link_that_does_not_hold_for_the_request_goes_to_the_chart_view(
         "other host": 400,
     }[change]
     assert answer["status"] == expected, answer["body"][:300]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["{token}==", "{token}&x=%00", "{token}&other=1", "other=1&{token}", "link=", "link=abc", "link={token}x"],
+)
+def test_only_a_query_that_is_exactly_one_link_is_answered_without_django(item, query):
+    """Padding, another parameter, a NUL character: Django's middlewares decide (a NUL is their 400)."""
+    token = item["linked"].split("?")[1]
+    bare = token.removeprefix("link=")
+    url = (
+        item["chart"]
+        + "?"
+        + query.format(token=token if query.startswith("{") else bare).replace("link=link=", "link=")
+    )
+    server = Server()
+    answer = server.get(url, session=item["session"])
+    assert server.reached_django == 1
+    assert answer["status"] == (400 if "%00" in query else 200)
+
+
+def test_a_post_or_a_path_django_cannot_route_goes_to_django(item):
+    server = Server()
+    token = item["linked"].split("?")[1]
+    assert server.get(item["linked"], session=item["session"], method="POST")["status"] in (403, 405)
+    # A path a link was not minted for, not ASCII: Django's 404, not a server error.
+    assert server.get("/%E2%82%AC?" + token, session=item["session"])["status"] == 404
+    assert server.reached_django == 2
 
 
 def test_a_link_of_a_clinician_no_longer_in_the_study_holds_only_for_its_lifetime(item, grounded_study, monkeypatch):
