@@ -39,22 +39,29 @@ def test_counts_made_wrong_around_the_triggers_are_found_and_set_right(capsys):
     call_command("recount_kept_counts", "--check")
     assert "Every kept count agrees" in capsys.readouterr().out
 
-    first, second = list(study.items.order_by("pk"))[:2]
+    rated = sorted(counted(study)[0])  # items with raters: each corruption below changes a count
+    assert len(rated) >= 2
+    first, second = rated[:2]
     with connection.cursor() as cursor:  # as a bulk repair with the triggers off, or a loaddata with the counts
-        cursor.execute("UPDATE evaluation_itemraters SET raters = raters + 5 WHERE item_id = %s", [first.pk])
-        cursor.execute("DELETE FROM evaluation_itemraters WHERE item_id = %s", [second.pk])
+        cursor.execute("UPDATE evaluation_itemraters SET raters = raters + 5 WHERE item_id = %s", [first])
+        cursor.execute("DELETE FROM evaluation_itemraters WHERE item_id = %s", [second])
         cursor.execute(
             "UPDATE evaluation_studycounts SET raters = 0, results_items = 99 WHERE study_id = %s", [study.pk]
         )
     assert kept(study) != counted(study)
 
-    with pytest.raises(CommandError, match="item and 1 study counts differ"):
+    with pytest.raises(CommandError, match="2 item and 1 study counts differ"):
         call_command("recount_kept_counts", "--check")
     said = capsys.readouterr().out
-    assert f"item #{first.pk}:" in said and f"study #{study.pk}: 0 raters and 99 results items kept, 3 and 4" in said
+    assert (
+        f"item #{first}:" in said
+        and f"item #{second}: 0 raters kept" in said
+        and f"study #{study.pk}: 0 raters and 99 results items kept, 3 and 4" in said
+    )
     assert kept(study) != counted(study)  # --check changes nothing
 
     call_command("recount_kept_counts")
+    assert "2 item and 1 study counts set right" in capsys.readouterr().out
     assert kept(study) == counted(study)
     call_command("recount_kept_counts", "--check")
     # And the triggers go on from the right counts.

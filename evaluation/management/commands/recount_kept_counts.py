@@ -90,11 +90,9 @@ class Command(BaseCommand):
                     )
         if check and (items or studies):
             raise CommandError(f"{len(items)} item and {len(studies)} study counts differ from their rows")
-        verb = "differed" if check else "set right"
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"{len(items)} item and {len(studies)} study counts {verb}; the rest agree with their rows"
+        if items or studies:  # set right: with --check, differences were the error above
+            self.stdout.write(
+                self.style.SUCCESS(f"{len(items)} item and {len(studies)} study counts set right; the rest agree")
             )
-            if items or studies
-            else self.style.SUCCESS("Every kept count agrees with its rows.")
-        )
+        else:
+            self.stdout.write(self.style.SUCCESS("Every kept count agrees with its rows."))
