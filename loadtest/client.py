@@ -77,7 +77,8 @@ class Clinician:
     password: str = ""
     cookies: dict = field(default_factory=dict)
     assignment_id: int | None = None
-    next_location: str | None = None  # where the last acknowledged submit redirected: the next item's page
+    next_location: str | None = None  # where the last acknowledged submit led: the next item's page, or the queue's
+    next_page: Reply | None = None  # that page, when the submit answered with it (not a redirect)
     rng: random.Random = field(default_factory=random.Random)
     cached_charts: set = field(default_factory=set)  # chart URLs this clinician's browser holds
 
@@ -134,6 +135,7 @@ class Clinician:
         """Open the next item's page (with the chart payload): the one the last submit redirected to, else the one
         the queue hands out; False when the queue is empty."""
         location, self.next_location = self.next_location, None
+        page, self.next_page = self.next_page, None
         match = ITEM_URL.search(location) if location else None
         if match is None:
             response = await self._request("next", "GET", f"/evaluation/queue/{self.study_id}/next/")
@@ -144,7 +146,8 @@ class Clinician:
         if match is None:
             self.assignment_id = None
             return False
-        page = await self._request("item_page", "GET", match.group(0))
+        if page is None:  # else the submit answered with this page (evaluation.views._next_item_page)
+            page = await self._request("item_page", "GET", match.group(0))
         chart_url = CHART_URL.search(page.content) if page is not None else None
         if chart_url is None:
             self.assignment_id = None
@@ -175,7 +178,8 @@ class Clinician:
         for _ in range(2):
             response = await self._request("submit", "POST", f"/evaluation/items/{self.assignment_id}/submit/", form)
             if response is not None:
-                location = response.headers.get("location", "") if response.status_code == 302 else ""
+                # A redirect, or the next item's page itself, named by its Content-Location.
+                location = response.headers.get("location" if response.status_code == 302 else "content-location", "")
                 item = ITEM_URL.search(location)
                 # Saved: on to another item's page, or to the queue's page; not back to this form (refused) nor to
                 # the log-in page (a lost session).
@@ -183,6 +187,7 @@ class Clinician:
                     f"/queue/{self.study_id}/next/"
                 ):
                     self.next_location = location  # the next item's page, or the queue's
+                    self.next_page = response if response.status_code == 200 else None
                     self.recorder.acknowledged.add(self.assignment_id)
                     self.recorder.unconfirmed.discard(self.assignment_id)
                     self.assignment_id = None

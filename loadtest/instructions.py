@@ -77,18 +77,21 @@ class Browser:
             if name.lower() == "set-cookie":
                 key, _, rest = value.partition("=")
                 self.cookies[key.strip()] = rest.split(";", 1)[0]
-        location = next((value for name, value in answer["headers"] if name.lower() == "location"), "")
+        # Where a redirect leads, or which page a 200 is (a submit answers with the next item's page)
+        wanted = "location" if answer["status"] in (301, 302, 303) else "content-location"
+        location = next((value for name, value in answer["headers"] if name.lower() == wanted), "")
         return answer["status"], location, content
 
 
 class Rater:
-    """A clinician going through their queue: the item page, its chart, the submit (whose redirect is the next
+    """A clinician going through their queue: the item page, its chart, the submit (which answers with the next
     item's page); the queue's page only for the first item."""
 
     def __init__(self, browser: Browser, *, study_id: int, dimensions: dict, seed: int):
         self.browser, self.study_id, self.dimensions = browser, study_id, dimensions
         self.random = random.Random(seed)
         self.location = ""
+        self.page = b""  # the page the last submit answered with, if it did
 
     def open(self) -> str:
         if not ITEM_URL.search(self.location):
@@ -99,7 +102,10 @@ class Rater:
 
     def rate(self) -> None:
         path = self.open()
-        status, _, page = self.browser.request("GET", path)
+        if self.page:  # the last submit answered with this page
+            status, page, self.page = 200, self.page, b""
+        else:
+            status, _, page = self.browser.request("GET", path)
         chart = CHART_URL.search(page)
         if status != 200 or chart is None:
             raise RuntimeError(f"the item page {path} answered HTTP {status}")
@@ -110,9 +116,10 @@ class Rater:
         form.update(
             {"csrfmiddlewaretoken": self.browser.cookies.get("csrftoken", ""), "time_spent_s": "30", "comment": ""}
         )
-        status, self.location, _ = self.browser.request("POST", f"{path}submit/", form)
-        if status != 302 or self.location.endswith(path):
+        status, self.location, answer = self.browser.request("POST", f"{path}submit/", form)
+        if status not in (200, 302) or self.location.endswith(path):
             raise RuntimeError(f"the submit of {path} was not saved (HTTP {status}, to {self.location!r})")
+        self.page = answer if status == 200 else b""
 
 
 def drive(raters: list[Rater], *, items: int, warmup: int, signal_folder: Path | None = None) -> dict:

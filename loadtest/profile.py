@@ -87,7 +87,7 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool, templa
 
     profiler = cProfile.Profile(time.process_time) if cprofile else None  # CPU time: the machine is shared
     spent = template_clock() if templates else None
-    location = ""
+    location, page = "", None
     for number in range(items + 2):
         if number == 2:  # the first two items warm the chart cache and the pool: measure the rest
             cpu_ms.clear()
@@ -99,12 +99,16 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool, templa
                 profiler.enable()
         if not re.search(r"/evaluation/items/\d+/$", location):  # the first item; else the submit named it
             location = timed("next", lambda: client.get(f"/evaluation/queue/{study_id}/next/"))["location"]
-        page = timed("item_page", lambda: client.get(location))  # noqa: B023 - called within this iteration
+        if page is None:  # else the submit answered with this item's page
+            page = timed("item_page", lambda: client.get(location))  # noqa: B023 - called within this iteration
         chart_url = re.search(r'data-minute-figure-url="([^"]+)"', page.content.decode())
         if chart_url and chart_url.group(1) not in fetched_charts:  # as a browser's cache would
             fetched_charts.add(chart_url.group(1))
             timed("chart", lambda: client.get(chart_url.group(1)))  # noqa: B023 - called within this iteration
-        location = timed("submit", lambda: client.post(location + "submit/", form))["location"]  # noqa: B023
+        answer = timed("submit", lambda: client.post(location + "submit/", form))  # noqa: B023
+        # The next item's page itself (named by its Content-Location), or a redirect to it or to the queue.
+        page = answer if answer.status_code == 200 else None
+        location = answer["Content-Location" if page is not None else "Location"]
     if profiler:
         profiler.disable()
     for name in cpu_ms:
@@ -114,7 +118,9 @@ def measure(seeded: dict, items: int, cprofile: bool, show_queries: bool, templa
             f"queries {sum(queries[name]) / len(queries[name]):4.1f}"
         )
     if spent is not None:
-        pages = len(cpu_ms.get("item_page", [])) or 1
+        pages = (
+            len(cpu_ms.get("submit", [])) or 1
+        )  # an item page per rated item: its own request, or the submit's answer
         print("template CPU ms per item page (inclusive / own), renders per page:")
         for name, (inclusive, own, renders) in sorted(spent.items(), key=lambda row: -row[1][1]):
             print(f"  {name:55s} {inclusive / pages:6.2f} / {own / pages:6.2f}   {renders / pages:4.1f}")

@@ -237,6 +237,9 @@ def markdown(results: dict) -> str:
             f"database sessions opened per rated item: {shape.get('database_sessions_per_rated_item')}."
             + _in_reference_units(shape, conditions),
             "",
+            "A submit answers with the next item's page (evaluation.views._next_item_page): its latency includes that "
+            "page's; item_page counts the pages asked for on their own (a clinician's first item).",
+            "",
             "| endpoint | requests/s | p50 ms | p95 ms | p99 ms | max ms | errors |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]

@@ -77,3 +77,13 @@ def synthetic_cohort(name: str, *, participants: int, days: int, seed: int, hist
     return cohort_import(
         name=name, source="synthetic", participants=raw, source_report=report, k=1, allow_k_below_minimum=True
     ).cohort
+
+
+def submit_led_to(response) -> str:
+    """The address a rating's submit led to: the next item's page it answered with (its ``Content-Location``,
+    evaluation.views._next_item_page), else where it redirected (the same item's form after a refusal, the queue's
+    page, a feedback page)."""
+    if response.status_code == 200:
+        return response["Content-Location"]
+    assert response.status_code == 302, response.status_code
+    return response["Location"]

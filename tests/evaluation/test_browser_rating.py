@@ -1,5 +1,7 @@
 """Clinicians rating in Chromium: keyboard only, pairwise, and resuming after logging out."""
 
+import re
+
 import pytest
 
 from evaluation.models import Assignment, Rating
@@ -50,6 +52,36 @@ def test_a_clinician_rates_three_items_with_the_keyboard_alone(grounded_study, p
         (3, 4, 4),
     ]
     assert all(a.time_spent_s > 0 for a in Assignment.objects.filter(rater=clinician))
+
+
+def test_after_a_submit_the_bar_shows_the_next_items_page_and_a_reload_posts_nothing(grounded_study, page, live_server):
+    """The submit answers with the next item's page (evaluation.views._next_item_page): the bar and the history hold
+    that page's own address, so a reload asks for the page (no "resubmit the form?", no second post) and going back
+    and forward returns to the items' pages."""
+    clinician = grounded_study.clinicians.order_by("pk").first()
+    log_in(page, clinician.username, DEFAULT_PASSWORD)
+    page.goto(f"/evaluation/queue/{grounded_study.pk}/next/")
+    wait_for_form(page)
+    first = page.url
+    for key in "453":
+        page.keyboard.press(key)
+    page.keyboard.press("Enter")
+    # The answer's document is at the submit's address until rating.js puts the page's own in its place.
+    page.wait_for_url(lambda url: url != first and re.search(r"/evaluation/items/\d+/$", url) is not None)
+    wait_for_form(page)
+    following = Assignment.objects.get(rater=clinician, state="in_progress")
+    assert page.url.endswith(f"/evaluation/items/{following.pk}/")
+    posts = []
+    page.on("request", lambda request: posts.append(request.url) if request.method == "POST" else None)
+    page.reload()
+    wait_for_form(page)
+    assert page.url.endswith(f"/evaluation/items/{following.pk}/") and posts == []
+    assert Rating.objects.filter(assignment__rater=clinician).count() == 1
+    page.go_back()
+    page.wait_for_url(first)
+    page.go_forward()
+    wait_for_form(page)
+    assert page.url.endswith(f"/evaluation/items/{following.pk}/") and posts == []
 
 
 def test_the_help_overlay_opens_with_question_mark(grounded_study, page, live_server):

@@ -10,7 +10,7 @@ from evaluation.assignment import assignment_next
 from evaluation.models import Assignment, Dimension
 from evaluation.services import EvaluationError, NotInQueue, access_assignment, rating_submit
 from tests.conftest import service_missing
-from tests.factories import UserFactory
+from tests.factories import UserFactory, submit_led_to
 
 pytestmark = pytest.mark.django_db
 
@@ -143,7 +143,7 @@ def test_a_submit_hands_out_the_item_left_open_in_another_tab(client, grounded_s
         reverse("evaluation:assignment_submit", args=[first.pk]),
         {"score-relevance": "4", "score-context": "3", "score-safety": "5"},
     )
-    assert response["Location"] == reverse("evaluation:assignment", args=[other.pk])
+    assert submit_led_to(response) == reverse("evaluation:assignment", args=[other.pk])
     assert Assignment.objects.filter(rater=clinician, study=grounded_study).count() == 2
 
 

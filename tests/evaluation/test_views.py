@@ -10,6 +10,7 @@ from django.urls import reverse
 from evaluation.assignment import assignment_next
 from evaluation.models import Assignment, Rating
 from healthagent.models import AgentVariant
+from tests.factories import submit_led_to
 
 pytestmark = pytest.mark.django_db
 
@@ -41,6 +42,12 @@ def test_the_rating_page_is_blind(client, clinician_in_study, grounded_study):
     assert assignment.item.answer_a.split(".")[0][3:30] in page  # the answer itself is there
 
 
+def per_render_out(page: bytes) -> bytes:
+    """A page without what each rendering mints afresh: the chart's sealed link and the masked CSRF token."""
+    page = re.sub(rb"\?link=[A-Za-z0-9_-]+", b"?link=", page)
+    return re.sub(rb'(csrfmiddlewaretoken" value=|"X-CSRFToken": )"[A-Za-z0-9]+"', rb"\1", page)
+
+
 def test_submitting_the_form_saves_and_moves_on(client, clinician_in_study, grounded_study):
     assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
     url = reverse("evaluation:assignment_submit", args=[assignment.pk])
@@ -54,15 +61,22 @@ def test_submitting_the_form_saves_and_moves_on(client, clinician_in_study, grou
     response = client.post(url, form)
     following = Assignment.objects.get(rater=clinician_in_study, state="in_progress")
     assert following != assignment  # straight to the next item's page, handed out by the submit
-    assert response.status_code == 302 and response["Location"] == reverse("evaluation:assignment", args=[following.pk])
+    # The answer is the next item's page itself, named by its Content-Location (no redirect, no second request).
+    assert response.status_code == 200 and response["Content-Location"] == reverse(
+        "evaluation:assignment", args=[following.pk]
+    )
+    assert f'data-item-url="{response["Content-Location"]}"' in response.content.decode()  # rating.js's address
+    # The page a GET of that address shows, but for what every rendering mints afresh (the chart's sealed link, the
+    # masked CSRF token).
+    assert per_render_out(response.content) == per_render_out(client.get(response["Content-Location"]).content)
     rating = Rating.objects.get(assignment=assignment)
     assert rating.scores == {"relevance": 4, "context": 3, "safety": 5}
-    again = client.post(url, form)  # a double click
+    again = client.post(url, form)  # a double click, or a reload that posts again
     assert Rating.objects.get(assignment=assignment).revision == 1
-    assert again["Location"] == response["Location"]  # the same next item, not a second one
+    assert submit_led_to(again) == submit_led_to(response)  # the same next item, not a second one
     assert Assignment.objects.filter(rater=clinician_in_study).count() == 2
     for _ in range(grounded_study.items.count()):
-        location = client.post(reverse("evaluation:assignment_submit", args=[following.pk]), form)["Location"]
+        location = submit_led_to(client.post(reverse("evaluation:assignment_submit", args=[following.pk]), form))
         if location == reverse("evaluation:study_next", args=[grounded_study.pk]):
             break  # the queue is done: study_next says so
         following = Assignment.objects.get(rater=clinician_in_study, state="in_progress")
@@ -189,7 +203,7 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     client, clinician_in_study, grounded_study, django_assert_max_num_queries
 ):
     """item page -> chart -> submit, the path every rated item takes (issue 27's bounds); the submit answers with
-    the next item's page. Every request reads its session from Redis (healthagent/sessions.py; from the database in the
+    the next item's page (the page's own request only for a clinician's first item). Every request reads its session from Redis (healthagent/sessions.py; from the database in the
     embedded profile: one query more) and the user with their roles in one query (roles.user_with_roles); a
     transaction's begin and end count as two."""
     from django.conf import settings
@@ -221,14 +235,16 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     # next hand-out needs and the user with their roles (evaluation.access.access_turn_as_session_user: no query of
     # its own for the user); the rating, its revision and the assignment done (one statement on PostgreSQL,
     # evaluation.writes; the ORM's three elsewhere). Then the next item: the candidates; in a transaction the item
-    # locked, its places, its answers frozen (read, written), the assignment.
+    # locked, its places, its answers frozen (read, written), the assignment. Then its page, the submit's answer: the
+    # assignment read with its progress (the page's statement without the session's and the user's part, read
+    # already); the participant's record, the first time this process shows that window (three, as above).
     writes = 1 if connection.vendor == "postgresql" else 3
-    with django_assert_max_num_queries(3 + writes + 8 + session):  # PostgreSQL and Redis: 12
+    with django_assert_max_num_queries(3 + writes + 8 + 1 + 3 + session):  # PostgreSQL and Redis: 16
         response = client.post(
             location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
         )
-    assert response.status_code == 302 and response["Location"] != location
-    assert response["Location"].startswith("/evaluation/items/")
+    assert response.status_code == 200 and response["Content-Location"] != location
+    assert response["Content-Location"].startswith("/evaluation/items/")
 
 
 def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study, tiny_cohort):

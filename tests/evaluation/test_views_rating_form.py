@@ -5,6 +5,7 @@ from django.urls import reverse
 
 from evaluation.assignment import assignment_next
 from evaluation.models import Rating
+from tests.factories import submit_led_to
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +25,7 @@ def test_a_comment_at_the_pages_limit_with_line_breaks_is_accepted(client, assig
     response = client.post(
         reverse("evaluation:assignment_submit", args=[assignment.pk]), {**SCORES, "comment": comment}
     )
-    assert response.status_code == 302 and response["Location"] != reverse(
+    assert submit_led_to(response) != reverse(
         "evaluation:assignment", args=[assignment.pk]
     )  # saved: on to the next item, not back to this one's form
     assert Rating.objects.get(assignment=assignment).comment == comment.replace("\r\n", "\n")
