@@ -377,19 +377,23 @@ def assignment_submit(request, assignment_id: int):
     return redirect("evaluation:study_next", study_id=assignment.study_id)
 
 
-def _next_item_page(request, following: Assignment) -> HttpResponse:
+def _next_item_page(request, following: Assignment) -> HttpResponseBase:
     """The page of the item handed out after a rating, as the submit's answer: the page its redirect would lead to,
-    without the second request (one round trip for the clinician, and under `make loadtest` about a sixth of the
-    server's work per rated item, issue 27). ``Content-Location`` names the page's own address (RFC 9110: the
-    answer is that resource's representation), and rating.js puts that address in the browser's bar and history, so
-    that a reload or a return asks for the page, not the submit again (which would be harmless: a submit of a rated
-    item saves nothing new and answers with the page of the item now open)."""
+    without the second request (one round trip for the clinician, and less server work per rated item, issue 27).
+    ``Content-Location`` names the page's own address (RFC 9110: the answer is that resource's representation), and
+    rating.js puts that address in the browser's bar and history as it starts, so that a reload or a return asks for
+    the page, not the submit again. (Before it runs, or without JavaScript, a reload posts the same rating again:
+    unchanged, it saves nothing new and answers with the page of the item now open.) The rating is committed: if
+    the page cannot be made here, the redirect to it says the rating was saved, and the page's own request says the
+    rest."""
+    address = url_with_id("evaluation:assignment", following.pk)
     try:
         page = access_assignment(assignment_id=following.pk, rater=request.user, with_progress=True)
-    except EvaluationError:
-        return redirect(url_with_id("evaluation:assignment", following.pk))  # its own page says why
-    response = _item_page(request, page)
-    response["Content-Location"] = url_with_id("evaluation:assignment", page.pk)
+        response = _item_page(request, page)
+    except Exception:
+        logger.exception("the page of assignment #%s could not answer the submit before it", following.pk)
+        return redirect(address)
+    response["Content-Location"] = address
     return response
 
 

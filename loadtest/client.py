@@ -1,10 +1,11 @@
 """Simulated clinicians: asyncio + aiohttp, each with its own session, as a browser would behave.
 
-One item is: ``GET`` the item page (the rating form), ``GET`` its chart from the chart's own URL unless this
-clinician fetched that URL before, then ``POST`` the rating, whose redirect is the next item's page (the submit
-hands it out). ``GET /evaluation/queue/<study>/next/`` is asked only for the first item, and when a submit's
-redirect is the queue's page (its end, a gate). A rating counts as *acknowledged* only when the submit answered with
-a redirect away from its own form; the database is compared with the acknowledged set after the run.
+One item is: the item page (the rating form), ``GET`` its chart from the chart's own URL unless this clinician
+fetched that URL before, then ``POST`` the rating, which answers with the next item's page (the submit hands it out;
+its ``Content-Location`` names it). ``GET /evaluation/queue/<study>/next/`` and the item page's own ``GET`` are asked
+only for the first item, and when a submit redirects to the queue's page (its end, a gate). A rating counts as
+*acknowledged* only when the submit answered with another item's page, or a redirect away from its own form; the
+database is compared with the acknowledged set after the run.
 
 The client shares the server's cores, so it is kept cheap: aiohttp (0.7 ms of CPU per rated item against a plain
 server, httpx 6.1: docs/load-and-faults.md), and a chart is checked as the gzip body it is, not
@@ -132,8 +133,8 @@ class Clinician:
         return response is not None and response.status_code == 302 and "sessionid" in self.cookies
 
     async def open_next_item(self) -> bool:
-        """Open the next item's page (with the chart payload): the one the last submit redirected to, else the one
-        the queue hands out; False when the queue is empty."""
+        """Open the next item's page (with the chart payload): the one the last submit answered with or redirected
+        to, else the one the queue hands out; False when the queue is empty."""
         location, self.next_location = self.next_location, None
         page, self.next_page = self.next_page, None
         match = ITEM_URL.search(location) if location else None
@@ -192,7 +193,7 @@ class Clinician:
                     self.recorder.unconfirmed.discard(self.assignment_id)
                     self.assignment_id = None
                     return True
-                self.recorder.errors["submit"]["not saved (redirected back to the form)"] += 1
+                self.recorder.errors["submit"]["not saved (back to the form, or no item's page)"] += 1
                 return False
             self.recorder.unconfirmed.add(self.assignment_id)
         return False

@@ -117,14 +117,18 @@ class Rater:
             {"csrfmiddlewaretoken": self.browser.cookies.get("csrftoken", ""), "time_spent_s": "30", "comment": ""}
         )
         status, self.location, answer = self.browser.request("POST", f"{path}submit/", form)
-        if status not in (200, 302) or self.location.endswith(path):
+        following = ITEM_URL.search(self.location)
+        # Saved: another item's page (or a redirect to it, or to the queue's page); refused: back to this item's form.
+        if status not in (200, 302) or self.location.endswith(path) or (status == 200 and following is None):
             raise RuntimeError(f"the submit of {path} was not saved (HTTP {status}, to {self.location!r})")
         self.page = answer if status == 200 else b""
 
 
 def drive(raters: list[Rater], *, items: int, warmup: int, signal_folder: Path | None = None) -> dict:
-    """Rate ``warmup`` items (each rater's first among them), then ``items`` more, one rater after another as in
-    the open loop; with ``signal_folder``, wait for ``go`` there before the measured items and say ``done`` after
+    """Rate ``warmup`` items, then ``items`` more, one rater after another as in the open loop. With ``warmup`` at
+    least the raters' number, every rater's first item is rated before the measure, so that each measured item is
+    what a clinician's items are in the open loop's steady state: its page is the one the rater's last submit answered
+    with, and its submit answers with the next one (a rater's first page is a request of its own, in the ramp); with ``signal_folder``, wait for ``go`` there before the measured items and say ``done`` after
     (the counter is switched on and off between). Returns the statements the measured items sent."""
     from django.db import connection
 
@@ -275,7 +279,9 @@ def measure(*, items: int, warmup: int, clinicians: int, work: Path, keep: Path 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100, help="measured rated items")
-    parser.add_argument("--warmup", type=int, default=20, help="rated items before the measure (caches filled)")
+    parser.add_argument(
+        "--warmup", type=int, default=120, help="rated items before the measure (caches filled, every rater's first)"
+    )
     parser.add_argument("--clinicians", type=int, default=120, help="raters, taking items in turn")
     parser.add_argument("--output", default="instructions", help="bench/results/<output>.json")
     parser.add_argument("--keep", type=Path, help="keep valgrind's counts by function here (callgrind_annotate)")

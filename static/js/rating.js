@@ -194,15 +194,8 @@
     form.dataset.ready = "true";
   }
 
-  // The page may be the answer to the last item's submit (views._next_item_page): its own address goes in the bar and
-  // in history, so that a reload, or a return to it, asks for this page rather than posting that rating again.
-  function ownAddress(form) {
-    const own = form.dataset.itemUrl;
-    if (own && window.location.pathname !== own) window.history.replaceState(window.history.state, "", own);
-  }
-
   document.addEventListener("DOMContentLoaded", function () {
     const form = document.querySelector("[data-rating-form]");
-    if (form) { ownAddress(form); setup(form); }
+    if (form) setup(form);
   });
 })();

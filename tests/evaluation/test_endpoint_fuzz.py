@@ -101,9 +101,14 @@ def test_the_rating_submit_saves_or_says_why_never_a_server_error(client, own_as
         response = client.post(url, urlencode(fields), content_type="application/x-www-form-urlencoded")
     else:
         response = client.post(url, fields)
-    # 302: saved, or refused with a message on the page it redirects to; 400: a field holds a NUL character.
-    assert response.status_code in (302, 400), response.content[:200]
+    # 200: saved, answered with the next item's page (named by its Content-Location, not this item's); 302: refused
+    # with a message on the page it redirects to (or saved, the queue's page next); 400: a field holds a NUL character.
+    assert response.status_code in (200, 302, 400), response.content[:200]
+    if response.status_code == 200:
+        assert response["Content-Location"].startswith("/evaluation/items/")
+        assert response["Content-Location"] != reverse("evaluation:assignment", args=[own_assignment.pk])
     rating = Rating.objects.filter(assignment=own_assignment).first()
+    assert rating is not None or response.status_code != 200  # the next item's page only after a saved rating
     if response.status_code == 400:
         assert b"NUL character" in response.content
         assert (rating and rating.revision) == revisions  # nothing new was saved

@@ -199,6 +199,29 @@ def test_researchers_create_and_open_a_study_in_the_site(client, researcher, tin
     assert "a pairwise study compares exactly two variants" in bad.content.decode()
 
 
+def test_a_saved_rating_whose_next_page_fails_is_answered_with_a_redirect_to_it(
+    client, clinician_in_study, grounded_study, monkeypatch, caplog
+):
+    """The rating is committed before the next item's page is made: if making it fails, the submit still says the
+    rating was saved (a redirect to that page, whose own request says what went wrong), never a server error."""
+    from evaluation import views
+
+    assignment = assignment_next(study=grounded_study, rater=clinician_in_study)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the participant's record could not be read")
+
+    monkeypatch.setattr(views, "item_page_context", broken)
+    response = client.post(
+        reverse("evaluation:assignment_submit", args=[assignment.pk]),
+        {"score-relevance": "4", "score-context": "3", "score-safety": "5"},
+    )
+    following = Assignment.objects.get(rater=clinician_in_study, state="in_progress")
+    assert response.status_code == 302 and response["Location"] == reverse("evaluation:assignment", args=[following.pk])
+    assert Rating.objects.get(assignment=assignment).scores == {"relevance": 4, "context": 3, "safety": 5}
+    assert "could not answer the submit" in caplog.text
+
+
 def test_rating_an_item_makes_a_bounded_number_of_queries(
     client, clinician_in_study, grounded_study, django_assert_max_num_queries
 ):
@@ -239,12 +262,17 @@ def test_rating_an_item_makes_a_bounded_number_of_queries(
     # assignment read with its progress (the page's statement without the session's and the user's part, read
     # already); the participant's record, the first time this process shows that window (three, as above).
     writes = 1 if connection.vendor == "postgresql" else 3
-    with django_assert_max_num_queries(3 + writes + 8 + 1 + 3 + session):  # PostgreSQL and Redis: 16
+    with django_assert_max_num_queries(3 + writes + 8 + 1 + 3 + session) as captured:  # PostgreSQL and Redis: 16
         response = client.post(
             location + "submit/", {"score-relevance": "4", "score-context": "3", "score-safety": "5"}
         )
     assert response.status_code == 200 and response["Content-Location"] != location
     assert response["Content-Location"].startswith("/evaluation/items/")
+    # Each part within its own bound: the rating and the hand-out up to the new assignment's insert, then the page.
+    sent = [query["sql"] for query in captured.captured_queries]
+    made = max(n for n, sql in enumerate(sent) if sql.startswith('INSERT INTO "evaluation_assignment"'))
+    page = [sql for sql in sent[made + 1 :] if not sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+    assert made + 1 <= 3 + writes + 8 + session and len(page) <= 1 + 3, sent
 
 
 def test_the_clinician_is_told_when_items_wait_for_the_agent(client, clinician_in_study, grounded_study, tiny_cohort):
