@@ -381,8 +381,8 @@ def _next_item_page(request, following: Assignment) -> HttpResponseBase:
     """The page of the item handed out after a rating, as the submit's answer: the page its redirect would lead to,
     without the second request (one round trip for the clinician, and less server work per rated item, issue 27).
     ``Content-Location`` names the page's own address (RFC 9110: the answer is that resource's representation), and
-    rating.js puts that address in the browser's bar and history as it starts, so that a reload or a return asks for
-    the page, not the submit again. (Before it runs, or without JavaScript, a reload posts the same rating again:
+    the page's first script (static/js/own-address.js) puts that address in the browser's bar and history, so that a
+    reload or a return asks for the page, not the submit again. (Before it runs, or without JavaScript, a reload posts the same rating again:
     unchanged, it saves nothing new and answers with the page of the item now open.) The rating is committed: if
     the page cannot be made here, the redirect to it says the rating was saved, and the page's own request says the
     rest."""
