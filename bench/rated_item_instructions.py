@@ -10,7 +10,7 @@ from pathlib import Path
 from loadtest.instructions import measure
 
 
-def run(items: int = 100, warmup: int = 120, clinicians: int = 120) -> dict:  # warmup: every rater's first item
+def run(items: int = 100, warmup: int | None = None, clinicians: int = 120) -> dict:  # None: each rater's first
     work = Path(tempfile.mkdtemp(prefix="bench-instructions."))
     try:
         return measure(items=items, warmup=warmup, clinicians=clinicians, work=work)

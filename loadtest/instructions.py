@@ -198,7 +198,9 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def measure(*, items: int, warmup: int, clinicians: int, work: Path, keep: Path | None = None) -> dict:
+def measure(*, items: int, warmup: int | None, clinicians: int, work: Path, keep: Path | None = None) -> dict:
+    """``warmup`` None: every rater's first item (``clinicians``), so that the measure is of the steady state."""
+    warmup = clinicians if warmup is None else warmup
     for tool in ("valgrind", "callgrind_control"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (Debian package 'valgrind')")
@@ -280,7 +282,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100, help="measured rated items")
     parser.add_argument(
-        "--warmup", type=int, default=120, help="rated items before the measure (caches filled, every rater's first)"
+        "--warmup", type=int, help="rated items before the measure (default: one per clinician, each rater's first)"
     )
     parser.add_argument("--clinicians", type=int, default=120, help="raters, taking items in turn")
     parser.add_argument("--output", default="instructions", help="bench/results/<output>.json")
