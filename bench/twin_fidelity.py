@@ -27,7 +27,7 @@ MODELS = (ROOT / "docs/results/twin-tiny/model", ROOT / "modeling/demo_weights/t
 def run() -> dict:
     from modeling.ml.twin.evaluate import TwinReportSettings, risk_table, trial_table
     from modeling.ml.twin.fidelity import fidelity_table
-    from modeling.ml.twin.training import load_twin, training_seed
+    from modeling.ml.twin.training import load_twin, training_seeds
 
     model_dir = next(path for path in MODELS if (path / "model.safetensors").exists())
     seed = int(os.environ.get("TWIN_FIDELITY_SEED", int(time.time()) % 100_000 + 10_000))
@@ -37,7 +37,7 @@ def run() -> dict:
         bootstrap=int(os.environ.get("TWIN_FIDELITY_BOOTSTRAP", 200)),
     )
     model, tokenizer = load_twin(model_dir)
-    used = {training_seed(model_dir), model.config.risk_calibration_fit.get("seed")}
+    used = {*training_seeds(model_dir), model.config.risk_calibration_fit.get("seed")}
     if seed in used:
         raise SystemExit(f"TWIN_FIDELITY_SEED {seed} is the model's training or calibration seed: use another")
     timings = {}

@@ -326,6 +326,12 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
     train_parser.set_defaults(parser=train_parser)
     train_parser.add_argument("--device", default="auto")
     train_parser.add_argument("--output", type=Path, required=True)
+    train_parser.add_argument(
+        "--continue-from",
+        type=Path,
+        help="a saved twin to train further on the new participants of --seed (its size, bins, block size and "
+        "loss weighting are kept; its risk calibration is dropped: run twin calibrate again)",
+    )
     evaluate_parser = twin.add_parser(
         "evaluate", help="endpoint risk vs clinical scores, and randomized trials in the simulator"
     )
@@ -377,6 +383,7 @@ def _twin(args: argparse.Namespace) -> None:
             settings_from_arguments(TwinTrainSettings, args, args.parser),
             output_dir=args.output,
             device=args.device,
+            continue_from=args.continue_from,
             progress=lambda step, total, metrics: (
                 print(json.dumps(metrics), flush=True) if step % 50 == 0 or step == total else None
             ),

@@ -61,10 +61,10 @@ def calibrate_twin(
     people of seed 1; never its training seed), written into its config.json (``risk_calibration``: the site, the
     demo and the reports read it from there) and, with the events and predictions behind each factor, into
     calibration.json."""
-    from modeling.ml.twin.training import load_twin, training_seed
+    from modeling.ml.twin.training import load_twin, training_seeds
 
     settings = settings or TwinReportSettings(seed=1)
-    if training_seed(model_dir) == settings.seed:
+    if settings.seed in training_seeds(model_dir):
         raise ValueError(f"seed {settings.seed} is the model's training seed: calibrate on participants it never saw")
     model, tokenizer = load_twin(model_dir, settings.device)
     model.config.risk_calibration, model.config.risk_calibration_fit = {}, {}

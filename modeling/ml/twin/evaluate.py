@@ -515,6 +515,16 @@ def calibration_sentence(model: HealthFormerModel, settings: TwinReportSettings)
     )
 
 
+def training_runs(training: dict[str, Any]) -> str:
+    """How the model trained, earliest run first: "14400 steps on 16000 simulated participants, seed 0, then ..."."""
+    runs = []
+    run: dict[str, Any] | None = training
+    while run is not None:
+        runs.append(f"{run['steps']} steps on {run['participants']} simulated participants, seed {run['seed']}")
+        run = run.get("continued_from")
+    return ", then ".join(reversed(runs))
+
+
 def twin_report(
     model_dir: Path,
     settings: TwinReportSettings,
@@ -524,9 +534,9 @@ def twin_report(
     parts: tuple[str, ...] = ("risk", "trials"),
 ) -> dict[str, dict[str, Any]]:
     """Both tables (markdown + JSON in ``output_dir``); refuses the model's own training seed."""
-    from modeling.ml.twin.training import load_twin, training_seed
+    from modeling.ml.twin.training import load_twin, training_seeds
 
-    if training_seed(model_dir) in (settings.seed, settings.seed + 1, settings.seed + 3):
+    if training_seeds(model_dir) & {settings.seed, settings.seed + 1, settings.seed + 3}:
         raise ValueError(
             f"seed {settings.seed} overlaps the model's training seed: use another so the participants are new"
         )
@@ -536,10 +546,8 @@ def twin_report(
     if model.config.risk_calibration_fit.get("seed") == settings.seed:
         raise ValueError(f"seed {settings.seed} is the model's calibration cohort: use another")
     training = json.loads((Path(model_dir) / "training.json").read_text())
-    header = (
-        f"Model `{model_dir}` ({training['size']}, {training['parameters']:,} parameters, {training['steps']} steps on "
-        f"{training['participants']} simulated participants, seed {training['seed']}); evaluation seed {settings.seed}."
-    )
+    header = f"Model `{model_dir}` ({training['size']}, {training['parameters']:,} parameters, {training_runs(training)}); evaluation seed {settings.seed}."
+
     report: dict[str, dict[str, Any]] = {}
     if "risk" in parts:
         table = risk_table(model, tokenizer, settings, progress=lambda f, m: progress(0.5 * f, m))

@@ -67,6 +67,7 @@ def train_twin_with(
     *,
     output_dir: Path,
     device: str = "auto",
+    continue_from: Path | None = None,
     progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
 ) -> dict[str, Any]:
     """:func:`train_twin` with the settings of a command line or a job."""
@@ -86,6 +87,7 @@ def train_twin_with(
             "treatment_by_level": settings.treatment_by_level,
             "level_at_start": settings.level_at_start,
         },
+        continue_from=continue_from,
         progress=progress,
     )
 
@@ -117,24 +119,40 @@ def train_twin(
     bins: int = 32,
     unknown_smoking_probability: float = 0.25,
     model_overrides: dict[str, Any] | None = None,
+    continue_from: Path | None = None,
     progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
 ) -> dict[str, Any]:
     """Simulate, fit the tokenizer on the training participants, train, score held-out participants, save.
 
     The model directory (``output_dir/model``) holds config.json, the weights and tokenizer.json.
     ``model_overrides``: HealthFormerConfig fields (the loss weighting after treatment starts, the level input).
+    ``continue_from``: a saved twin to train further on the participants of ``seed``, which must be new to it: its
+    weights, tokenizer and configuration are kept (``size``, ``bins``, ``block_size`` and ``model_overrides`` are
+    then not used), its risk calibration is dropped (a calibration belongs to the weights it was fitted on), and
+    training.json records the run it continues.
     """
     device = choose_device(device)
+    previous: dict[str, Any] | None = None
+    if continue_from is not None:
+        previous = json.loads((Path(continue_from) / "training.json").read_text())
+        if seed in training_seeds(Path(continue_from)):
+            raise ValueError(f"seed {seed} is a seed the model already trained on: continue on new participants")
     simulated = simulated_records(
         participants=participants, days=days, seed=seed, unknown_smoking_probability=unknown_smoking_probability
     )
     train_indices, held_out_indices = participant_split(participants, 0.2, seed)
-    tokenizer = Tokenizer.fit([simulated.records[i] for i in train_indices], bins=bins)
+    if continue_from is None:
+        tokenizer = Tokenizer.fit([simulated.records[i] for i in train_indices], bins=bins)
+        model = HealthFormerModel(
+            HealthFormerConfig.named(size, tokenizer, block_size=block_size, **(model_overrides or {}))
+        )
+    else:
+        model, tokenizer = load_twin(Path(continue_from), "cpu")
+        model.config.risk_calibration, model.config.risk_calibration_fit = {}, {}
+        model.config.risk_calibration_without_height = {}
+        block_size = model.config.block_size
     train_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in train_indices], block_size)
     held_out_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in held_out_indices], block_size)
-    model = HealthFormerModel(
-        HealthFormerConfig.named(size, tokenizer, block_size=block_size, **(model_overrides or {}))
-    )
     model = model.to(device)  # type: ignore[arg-type]  # @wraps on PreTrainedModel.to hides self from mypy
     before = windows_loss(model, held_out_windows)
     result = train(model, train_windows, train_config, output_dir=output_dir, device=device, progress=progress)
@@ -154,7 +172,8 @@ def train_twin(
         "held_out_loss_before": before,
         "held_out_loss": after,
         "parameters": parameter_count(model),
-        "size": size,
+        "size": size if previous is None else previous["size"],
+        **({} if previous is None else {"continued_from": previous}),
     }
     (model_dir / "training.json").write_text(json.dumps(training, indent=1))
     return {**result, **training, "model_dir": str(model_dir)}
@@ -167,6 +186,13 @@ def load_twin(model_dir: Path, device: str = "cpu") -> tuple[HealthFormerModel, 
     return model, Tokenizer.load(Path(model_dir) / "tokenizer.json")
 
 
-def training_seed(model_dir: Path) -> int | None:
+def training_seeds(model_dir: Path) -> set[int]:
+    """The seeds of every cohort the model in ``model_dir`` trained on (a continued run's and the runs before it)."""
     path = Path(model_dir) / "training.json"
-    return json.loads(path.read_text()).get("seed") if path.exists() else None
+    seeds: set[int] = set()
+    training = json.loads(path.read_text()) if path.exists() else None
+    while training is not None:
+        if training.get("seed") is not None:
+            seeds.add(int(training["seed"]))
+        training = training.get("continued_from")
+    return seeds

@@ -41,3 +41,48 @@ def test_training_records_withhold_smoking_for_a_share_and_leave_others_unchange
         a.measurements == b.measurements and a.events == b.events
         for a, b in zip(plain.records, withheld.records, strict=True)
     )
+
+
+def test_a_continued_run_keeps_the_vocabulary_drops_the_calibration_and_refuses_an_old_cohort(tmp_path):
+    from modeling.ml.twin.evaluate import TwinReportSettings, twin_report
+    from modeling.ml.twin.training import training_seeds
+
+    config = TrainConfig(steps=3, batch_size=4, warmup_steps=1, checkpoint_every=100, log_every=10)
+    first = train_twin(
+        size="tiny", participants=20, days=200, seed=4, train_config=config, output_dir=tmp_path / "a", bins=8
+    )
+    first_dir = tmp_path / "a" / "model"
+    model, _ = load_twin(first_dir)
+    model.config.risk_calibration = {"death": 1.5}
+    model.config.save_pretrained(first_dir)
+    with pytest.raises(ValueError, match="already trained on"):
+        train_twin(
+            size="tiny",
+            participants=20,
+            days=200,
+            seed=4,
+            train_config=config,
+            output_dir=tmp_path / "b",
+            continue_from=first_dir,
+        )
+    second = train_twin(
+        size="small",  # not used: the continued model keeps its own size, bins and block size
+        participants=30,
+        days=200,
+        seed=9,
+        train_config=config,
+        output_dir=tmp_path / "b",
+        bins=20,
+        block_size=64,
+        continue_from=first_dir,
+    )
+    second_dir = tmp_path / "b" / "model"
+    assert (second_dir / "tokenizer.json").read_text() == (first_dir / "tokenizer.json").read_text()
+    continued, _ = load_twin(second_dir)
+    assert continued.config.risk_calibration == {} and continued.config.size == "tiny"
+    assert continued.config.block_size == model.config.block_size
+    assert second["parameters"] == first["parameters"]
+    assert training_seeds(second_dir) == {4, 9}
+    for seed in (4, 9):  # neither cohort it trained on can be a report's
+        with pytest.raises(ValueError, match="overlaps the model's training seed"):
+            twin_report(second_dir, TwinReportSettings(seed=seed, participants=5), parts=("fidelity",))
