@@ -7,6 +7,13 @@ Paired bootstrap (stratified) of each against the clinical score, and of the ave
 
     PYTHONPATH=. .venv/bin/python docs/results/twin-tiny/checks/risk_ensemble.py \
         docs/results/twin-tiny/model runs/twin-s37-seed2/model 8000 4
+
+The same comparison serves any two twins: the 6th and 7th arguments name them (default seed_0 and seed_2) and the
+8th is the output file (default risk_ensemble.json beside this script); session 38 compared the committed model
+with its continuation on new participants (README):
+
+    PYTHONPATH=. .venv/bin/python docs/results/twin-tiny/checks/risk_ensemble.py docs/results/twin-tiny/model \
+        runs/twin-s38-cont-p32000-s7200/model 8000 4 seed_0 continued risk_continued.json
 """
 
 import json
@@ -30,6 +37,8 @@ from modeling.ml.twin.training import load_twin
 FIRST, SECOND = Path(sys.argv[1]), Path(sys.argv[2])
 PARTICIPANTS = int(sys.argv[3]) if len(sys.argv) > 3 else 8000
 SAMPLES = int(sys.argv[4]) if len(sys.argv) > 4 else 4
+FIRST_NAME, SECOND_NAME = (sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else ("seed_0", "seed_2")
+OUTPUT = Path(__file__).with_name(sys.argv[7] if len(sys.argv) > 7 else "risk_ensemble.json")
 SEED = 11
 ENDS = (
     "incident_diabetes",
@@ -53,7 +62,7 @@ started = time.time()
 cohort = risk_cohort(model, tokenizer, settings)
 seconds = {"cohort_and_first_model": round(time.time() - started)}
 print(f"cohort + rollouts, first model: {seconds['cohort_and_first_model']} s", flush=True)
-readouts = {"seed_0": cohort.rollouts.endpoint_risk(calibrated=False)[:, 0]}
+readouts = {FIRST_NAME: cohort.rollouts.endpoint_risk(calibrated=False)[:, 0]}
 
 second, second_tokenizer = load_twin(SECOND, "cpu")
 # each model reads the histories through its own tokenizer (the same codes, bin edges fitted on its own training cohort)
@@ -72,8 +81,8 @@ rollouts = simulate(
 )
 seconds["second_model"] = round(time.time() - started)
 print(f"rollouts, second model: {seconds['second_model']} s", flush=True)
-readouts["seed_2"] = rollouts.endpoint_risk(calibrated=False)[:, 0]
-readouts["average"] = (readouts["seed_0"] + readouts["seed_2"]) / 2
+readouts[SECOND_NAME] = rollouts.endpoint_risk(calibrated=False)[:, 0]
+readouts["average"] = (readouts[FIRST_NAME] + readouts[SECOND_NAME]) / 2
 
 scores = [
     clinical_scores(history, height_m=float(cohort.simulated.traits.height_m[i]))
@@ -100,7 +109,7 @@ for endpoint in ENDS:
             "auroc": auroc(labels, values[eligible, column]),
             "minus_score_ci": list(percentile_interval(draws[:, 2])),
         }
-    for member in ("seed_0", "seed_2"):
+    for member in (FIRST_NAME, SECOND_NAME):
         draws = paired_draws(
             auroc,
             labels,
@@ -117,4 +126,4 @@ for endpoint in ENDS:
     print(
         f"{endpoint:22s} events {row['events']:4d} score {row['score']:.3f} true {row.get('true_hazard') or 0:.3f}  {cells}"
     )
-Path(__file__).with_name("risk_ensemble.json").write_text(json.dumps(results, indent=1))
+OUTPUT.write_text(json.dumps(results, indent=1))
