@@ -515,16 +515,6 @@ def calibration_sentence(model: HealthFormerModel, settings: TwinReportSettings)
     )
 
 
-def training_runs(training: dict[str, Any]) -> str:
-    """How the model trained, earliest run first: "14400 steps on 16000 simulated participants, seed 0, then ..."."""
-    runs = []
-    run: dict[str, Any] | None = training
-    while run is not None:
-        runs.append(f"{run['steps']} steps on {run['participants']} simulated participants, seed {run['seed']}")
-        run = run.get("continued_from")
-    return ", then ".join(reversed(runs))
-
-
 def twin_report(
     model_dir: Path,
     settings: TwinReportSettings,
@@ -534,7 +524,7 @@ def twin_report(
     parts: tuple[str, ...] = ("risk", "trials"),
 ) -> dict[str, dict[str, Any]]:
     """Both tables (markdown + JSON in ``output_dir``); refuses the model's own training seed."""
-    from modeling.ml.twin.training import load_twin, training_seeds
+    from modeling.ml.twin.training import load_twin, training_runs, training_seeds
 
     if training_seeds(model_dir) & {settings.seed, settings.seed + 1, settings.seed + 3}:
         raise ValueError(

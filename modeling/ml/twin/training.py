@@ -196,3 +196,13 @@ def training_seeds(model_dir: Path) -> set[int]:
             seeds.add(int(training["seed"]))
         training = training.get("continued_from")
     return seeds
+
+
+def training_runs(training: dict[str, Any]) -> str:
+    """How the model trained, earliest run first: "14400 steps on 16000 simulated participants, seed 0, then ..."."""
+    runs = []
+    run: dict[str, Any] | None = training
+    while run is not None:
+        runs.append(f"{run['steps']} steps on {run['participants']} simulated participants, seed {run['seed']}")
+        run = run.get("continued_from")
+    return ", then ".join(reversed(runs))

@@ -40,18 +40,7 @@ SAMPLES = int(sys.argv[4]) if len(sys.argv) > 4 else 4
 FIRST_NAME, SECOND_NAME = (sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else ("seed_0", "seed_2")
 OUTPUT = Path(__file__).with_name(sys.argv[7] if len(sys.argv) > 7 else "risk_ensemble.json")
 SEED = 11
-ENDS = (
-    "incident_diabetes",
-    "hypertension",
-    "dyslipidaemia",
-    "chronic_kidney_disease",
-    "obesity",
-    "cardiovascular_event",
-    "stroke",
-    "heart_failure",
-    "atrial_fibrillation",
-    "death",
-)
+ENDS = tuple(endpoint for endpoint in ENDPOINTS if endpoint != "depression")  # the endpoints with a clinical score
 
 torch.set_num_threads(2)
 load_before = os.getloadavg()

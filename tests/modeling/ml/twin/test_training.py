@@ -45,7 +45,7 @@ def test_training_records_withhold_smoking_for_a_share_and_leave_others_unchange
 
 def test_a_continued_run_keeps_the_vocabulary_drops_the_calibration_and_refuses_an_old_cohort(tmp_path):
     from modeling.ml.twin.evaluate import TwinReportSettings, twin_report
-    from modeling.ml.twin.training import training_seeds
+    from modeling.ml.twin.training import training_runs, training_seeds
 
     config = TrainConfig(steps=3, batch_size=4, warmup_steps=1, checkpoint_every=100, log_every=10)
     first = train_twin(
@@ -83,6 +83,9 @@ def test_a_continued_run_keeps_the_vocabulary_drops_the_calibration_and_refuses_
     assert continued.config.block_size == model.config.block_size
     assert second["parameters"] == first["parameters"]
     assert training_seeds(second_dir) == {4, 9}
+    assert training_runs(json.loads((second_dir / "training.json").read_text())) == (
+        "3 steps on 20 simulated participants, seed 4, then 3 steps on 30 simulated participants, seed 9"
+    )
     for seed in (4, 9):  # neither cohort it trained on can be a report's
         with pytest.raises(ValueError, match="overlaps the model's training seed"):
             twin_report(second_dir, TwinReportSettings(seed=seed, participants=5), parts=("fidelity",))
