@@ -536,8 +536,10 @@ def twin_report(
     if model.config.risk_calibration_fit.get("seed") == settings.seed:
         raise ValueError(f"seed {settings.seed} is the model's calibration cohort: use another")
     training = json.loads((Path(model_dir) / "training.json").read_text())
-    header = f"Model `{model_dir}` ({training['size']}, {training['parameters']:,} parameters, {training_runs(training)}); evaluation seed {settings.seed}."
-
+    header = (
+        f"Model `{model_dir}` ({training['size']}, {training['parameters']:,} parameters, {training_runs(training)}); "
+        f"evaluation seed {settings.seed}."
+    )
     report: dict[str, dict[str, Any]] = {}
     if "risk" in parts:
         table = risk_table(model, tokenizer, settings, progress=lambda f, m: progress(0.5 * f, m))

@@ -135,7 +135,7 @@ def train_twin(
     previous: dict[str, Any] | None = None
     if continue_from is not None:
         previous = json.loads((Path(continue_from) / "training.json").read_text())
-        if seed in training_seeds(Path(continue_from)):
+        if any(run.get("seed") == seed for run in training_chain(previous)):
             raise ValueError(f"seed {seed} is a seed the model already trained on: continue on new participants")
     simulated = simulated_records(
         participants=participants, days=days, seed=seed, unknown_smoking_probability=unknown_smoking_probability
@@ -186,23 +186,25 @@ def load_twin(model_dir: Path, device: str = "cpu") -> tuple[HealthFormerModel, 
     return model, Tokenizer.load(Path(model_dir) / "tokenizer.json")
 
 
+def training_chain(training: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The runs behind a training.json, earliest first: a continued run's ``continued_from`` chain, then itself."""
+    runs = []
+    while training is not None:
+        runs.append(training)
+        training = training.get("continued_from")
+    return runs[::-1]
+
+
 def training_seeds(model_dir: Path) -> set[int]:
     """The seeds of every cohort the model in ``model_dir`` trained on (a continued run's and the runs before it)."""
     path = Path(model_dir) / "training.json"
-    seeds: set[int] = set()
-    training = json.loads(path.read_text()) if path.exists() else None
-    while training is not None:
-        if training.get("seed") is not None:
-            seeds.add(int(training["seed"]))
-        training = training.get("continued_from")
-    return seeds
+    runs = training_chain(json.loads(path.read_text()) if path.exists() else None)
+    return {int(run["seed"]) for run in runs if run.get("seed") is not None}
 
 
 def training_runs(training: dict[str, Any]) -> str:
     """How the model trained, earliest run first: "14400 steps on 16000 simulated participants, seed 0, then ..."."""
-    runs = []
-    run: dict[str, Any] | None = training
-    while run is not None:
-        runs.append(f"{run['steps']} steps on {run['participants']} simulated participants, seed {run['seed']}")
-        run = run.get("continued_from")
-    return ", then ".join(reversed(runs))
+    return ", then ".join(
+        f"{run['steps']} steps on {run['participants']} simulated participants, seed {run['seed']}"
+        for run in training_chain(training)
+    )

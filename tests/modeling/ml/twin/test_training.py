@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from modeling.ml.train import TrainConfig
 from modeling.ml.twin.training import load_twin, train_twin
@@ -65,12 +66,13 @@ def test_a_continued_run_keeps_the_vocabulary_drops_the_calibration_and_refuses_
             output_dir=tmp_path / "b",
             continue_from=first_dir,
         )
+    barely = TrainConfig(steps=3, batch_size=4, learning_rate=1e-9, warmup_steps=1, checkpoint_every=100)
     second = train_twin(
         size="small",  # not used: the continued model keeps its own size, bins and block size
         participants=30,
         days=200,
         seed=9,
-        train_config=config,
+        train_config=barely,  # so its weights are still the first run's, not a fresh start's
         output_dir=tmp_path / "b",
         bins=20,
         block_size=64,
@@ -82,6 +84,8 @@ def test_a_continued_run_keeps_the_vocabulary_drops_the_calibration_and_refuses_
     assert continued.config.risk_calibration == {} and continued.config.size == "tiny"
     assert continued.config.block_size == model.config.block_size
     assert second["parameters"] == first["parameters"]
+    started = dict(model.named_parameters())
+    assert all(torch.allclose(value, started[name], atol=1e-6) for name, value in continued.named_parameters())
     assert training_seeds(second_dir) == {4, 9}
     assert training_runs(json.loads((second_dir / "training.json").read_text())) == (
         "3 steps on 20 simulated participants, seed 4, then 3 steps on 30 simulated participants, seed 9"
