@@ -18,13 +18,14 @@ from pathlib import Path
 
 from modeling.ml.common.output_lock import FolderInUse, output_lock
 from modeling.ml.common.settings import add_settings_arguments, settings_from_arguments
-from modeling.ml.data.clinical import DIAGNOSTIC_CRITERIA
+from modeling.ml.data.clinical import DIAGNOSTIC_CRITERIA, ENDPOINTS
 from modeling.ml.heads.settings import HeadSearchSettings
 from modeling.ml.lsm.pretrain import PretrainSettings
 from modeling.ml.lsm.probe_study import ProbeStudySettings
 from modeling.ml.lsm.report import ReportSettings
 from modeling.ml.lsm.scaling import ScalingSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
+from modeling.ml.twin.hazard import HAZARD_ENDPOINTS
 from modeling.ml.twin.risk import RISK_FROM_MEASUREMENTS
 from modeling.ml.twin.training import TwinTrainSettings
 
@@ -371,6 +372,17 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
     calibrate_parser.add_argument("--participants", type=int, default=4000)
     calibrate_parser.add_argument("--seed", type=int, default=1, help="not the training seed, nor a report's")
     calibrate_parser.add_argument("--device", default="auto")
+    hazard_parser = twin.add_parser(
+        "hazard",
+        help="fit the hazard head (each endpoint's first event as a rate per day) on new participants, into the "
+        "model; its risk calibration is dropped: run twin calibrate again",
+    )
+    hazard_parser.add_argument("--model", type=Path, required=True)
+    hazard_parser.add_argument("--participants", type=int, default=24000)
+    hazard_parser.add_argument("--seed", type=int, default=21, help="not a seed the model trained on, nor a report's")
+    hazard_parser.add_argument("--penalty", type=float, default=1e-5, help="on the head's squared weights")
+    hazard_parser.add_argument("--endpoints", nargs="+", default=list(HAZARD_ENDPOINTS), choices=list(ENDPOINTS))
+    hazard_parser.add_argument("--device", default="auto")
 
 
 def _twin(args: argparse.Namespace) -> None:
@@ -389,6 +401,19 @@ def _twin(args: argparse.Namespace) -> None:
             ),
         )
         print(json.dumps({key: value for key, value in result.items() if key != "final"}, indent=2))
+        return
+    if args.command == "hazard":
+        from modeling.ml.twin.hazard import add_hazard_head
+
+        fit = add_hazard_head(
+            args.model,
+            participants=args.participants,
+            seed=args.seed,
+            penalty=args.penalty,
+            endpoints=tuple(args.endpoints),
+            device=choose_device(args.device),
+        )
+        print(json.dumps(fit, indent=1))
         return
     if args.command == "calibrate":
         from modeling.ml.twin.calibration import calibrate_twin

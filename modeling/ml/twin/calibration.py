@@ -78,6 +78,7 @@ def calibrate_twin(
         "min_events": min_events,
         "horizon_days": settings.horizon_days,
         "risk_from_measurements": list(settings.risk_from_measurements),
+        "hazard_endpoints": list(model.config.hazard_endpoints),
     }
     model.config.save_pretrained(model_dir)
     (Path(model_dir) / "calibration.json").write_text(json.dumps(calibration, indent=1))

@@ -152,6 +152,19 @@ def simulated_records(
     return SimulatedRecords(traits, records, given, latent, latent_on_day)
 
 
+def window_indices(tokens: Tokens, block_size: int) -> list[tuple[np.ndarray, int]]:
+    """The windows a timeline is cut into (:class:`TimelineWindows`): each one's token indices (:func:`pinned_window`)
+    and where its own tokens begin among them, after the pinned static and treatment tokens."""
+    static_count = int(np.isin(tokens.codes, STATIC_CODES).sum())
+    chunk = block_size - static_count - MAX_PINNED_TREATMENTS
+    rest = len(tokens) - static_count
+    windows = []
+    for start in range(0, max(rest, 1), chunk):
+        keep = pinned_window(tokens, start, start + chunk)
+        windows.append((keep, len(keep) - (min(start + chunk, rest) - start)))
+    return windows
+
+
 class TimelineWindows:
     """Token windows held in memory, right-padded to ``block_size``: what the shared trainer samples.
 
@@ -161,13 +174,11 @@ class TimelineWindows:
     """
 
     def __init__(self, token_lists: list[Tokens], block_size: int):
-        rows = []
-        for tokens in token_lists:
-            static_count = int(np.isin(tokens.codes, STATIC_CODES).sum())
-            chunk = block_size - static_count - MAX_PINNED_TREATMENTS
-            for start in range(0, max(len(tokens) - static_count, 1), chunk):
-                keep = pinned_window(tokens, start, start + chunk)
-                rows.append((tokens.ids[keep], tokens.days[keep], tokens.age_years))
+        rows = [
+            (tokens.ids[keep], tokens.days[keep], tokens.age_years)
+            for tokens in token_lists
+            for keep, _ in window_indices(tokens, block_size)
+        ]
         count = len(rows)
         self.input_ids = torch.zeros(count, block_size, dtype=torch.long)
         self.days = torch.zeros(count, block_size, dtype=torch.long)

@@ -524,6 +524,7 @@ def twin_report(
     parts: tuple[str, ...] = ("risk", "trials"),
 ) -> dict[str, dict[str, Any]]:
     """Both tables (markdown + JSON in ``output_dir``); refuses the model's own training seed."""
+    from modeling.ml.twin.hazard import hazard_sentence
     from modeling.ml.twin.training import load_twin, training_runs, training_seeds
 
     if training_seeds(model_dir) & {settings.seed, settings.seed + 1, settings.seed + 3}:
@@ -549,6 +550,7 @@ def twin_report(
                 table,
                 f"# Digital twin: endpoint risk against clinical scores\n\n{header} A year of history, risk within the next "
                 f"{settings.horizon_days} days from {settings.samples} sampled futures per participant; bootstrap: {settings.bootstrap} resamples."
+                + hazard_sentence(model)
                 + calibration_sentence(model, settings),
             ),
         }

@@ -40,7 +40,9 @@ Two read-outs at every step, so neither depends on which tokens happened to be s
   number of first events, an unbiased estimate of the row's risk under the model with far less noise than
   counting sampled endpoints. A diagnosis of :data:`RISK_FROM_MEASUREMENTS` is read from the measurements that
   would make it (:data:`~modeling.ml.data.clinical.DIAGNOSTIC_CRITERIA`): the next token is "an LDL of at least
-  190 mg/dL" with the probability of the LDL bins beyond the limit (:func:`event_weights`).
+  190 mg/dL" with the probability of the LDL bins beyond the limit (:func:`event_weights`). An endpoint of the
+  model's hazard head (``config.hazard_endpoints``, ``hazard.py``) adds instead the head's rate per day times the
+  days to the row's next sampled token: a rate per day does not depend on how many tokens a day holds.
 """
 
 from collections.abc import Sequence
@@ -49,11 +51,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from modeling.ml.data.clinical import ENDPOINTS
 from modeling.ml.twin.cache import KVCache, SharedPrefixCache
 from modeling.ml.twin.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
-from modeling.ml.twin.model import HealthFormerModel
+from modeling.ml.twin.hazard import add_head_hazard
+from modeling.ml.twin.model import HAZARD_STATIC_CODES, Heads, HealthFormerModel, hazard_inputs
 from modeling.ml.twin.risk import RISK_FROM_MEASUREMENTS, WeightLimits, calibration_factors, event_weights
-from modeling.ml.twin.tokens import BIOMARKER_NAMES, Tokenizer, Tokens
+from modeling.ml.twin.tokens import BIOMARKER_NAMES, CODE_INDEX, Tokenizer, Tokens
 
 
 @dataclass
@@ -198,6 +202,7 @@ class RolloutStart:
     cache: SharedPrefixCache  # the participants' histories, shared by their rows, and each row's arm token
     logits: torch.Tensor  # (rows, vocab) the prediction right after the start token
     rate: torch.Tensor  # (rows,)
+    hidden: torch.Tensor  # (rows, dim) the normalized state after the start token, which the hazard head reads
     age: torch.Tensor  # (rows,) age at day 0, NaN when unknown
     start_day: torch.Tensor  # (rows,) the history's last day
 
@@ -223,18 +228,19 @@ def start_rollouts(
         device=device,
     )
     start_day = torch.tensor([tokens.last_day for tokens in histories], dtype=torch.long, device=device)
-    history, logits, rate = _prefill_by_length(model, cropped, ages)
+    history, last = _prefill_by_length(model, cropped, ages)
     arms = len(arm_ids)
     cache = SharedPrefixCache(history, arms * samples, capacity=1 + max_new_tokens)  # rows: (participant, arm, sample)
     rows = torch.arange(count, device=device).repeat_interleave(arms * samples)
     row_arm = torch.arange(arms, device=device).repeat_interleave(samples).repeat(count)
     age, start = ages[rows], start_day[rows]
     treated = arm_ids[row_arm] > 0
-    step_logits, step_rate = model.decode_step(cache, arm_ids[row_arm], start, start, age, treated)
+    step = model.decode_step(cache, arm_ids[row_arm], start, start, age, treated)
     return RolloutStart(
         cache,
-        torch.where(treated[:, None], step_logits, logits[rows]),
-        torch.where(treated, step_rate, rate[rows]),
+        torch.where(treated[:, None], step.logits, last.logits[rows]),
+        torch.where(treated, step.rate, last.rate[rows]),
+        torch.where(treated[:, None], step.hidden, last.hidden[rows]),
         age,
         start,
     )
@@ -242,10 +248,11 @@ def start_rollouts(
 
 def _prefill_by_length(
     model: HealthFormerModel, cropped: list[tuple[np.ndarray, np.ndarray]], ages: torch.Tensor, buckets: int = 4
-) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
+) -> tuple[KVCache, Heads]:
     """Prefill histories (ids, days) in ``buckets`` batches of similar length, each padded only to its own longest, into
-    one left-padded cache: (cache, last logits (histories, vocab), last rate (histories,)). Padding every history to
-    the longest of all would spend about a fifth of the prefill on padding."""
+    one left-padded cache: (cache, the heads at each history's last token: logits (histories, vocab), rate
+    (histories,), hidden (histories, dim)). Padding every history to the longest of all would spend about a fifth of
+    the prefill on padding."""
     device = model.device
     lengths = np.array([len(ids) for ids, _ in cropped])
     length, count = int(lengths.max()), len(cropped)
@@ -253,6 +260,7 @@ def _prefill_by_length(
     cache.length = length
     logits = torch.empty(count, model.config.vocab_size, device=device)
     rate = torch.empty(count, device=device)
+    hidden = torch.empty(count, model.config.dim, device=device)
     for members in np.array_split(np.argsort(lengths, kind="stable"), min(buckets, count)):
         width = int(lengths[members].max())
         input_ids = torch.zeros(len(members), width, dtype=torch.long)
@@ -265,15 +273,14 @@ def _prefill_by_length(
             days[row, : width - len(ids)] = int(token_days[0]) if len(ids) else 0
             valid[row, width - len(ids) :] = True
         rows = torch.from_numpy(members).to(device)
-        part, logits[rows], rate[rows] = model.prefill(
-            input_ids.to(device), days.to(device), ages[rows], valid.to(device), capacity=width
-        )
+        part, heads = model.prefill(input_ids.to(device), days.to(device), ages[rows], valid.to(device), capacity=width)
+        logits[rows], rate[rows], hidden[rows] = heads
         for layer in range(len(cache.keys)):
             cache.keys[layer][rows, :, length - width :] = part.keys[layer]
             cache.values[layer][rows, :, length - width :] = part.values[layer]
         cache.valid[rows, length - width :] = part.valid
         cache.carried.assign(rows, part.carried)
-    return cache, logits, rate
+    return cache, Heads(logits, rate, hidden)
 
 
 def _simulate_chunk(
@@ -308,7 +315,19 @@ def _simulate_chunk(
         max_history_tokens=max_history_tokens,
         max_new_tokens=max_new_tokens + (biomarkers if visit else 0),
     )
-    cache, logits, rate, age, start = begun.cache, begun.logits, begun.rate, begun.age, begun.start_day
+    cache, logits, rate, hidden = begun.cache, begun.logits, begun.rate, begun.hidden
+    age, start = begun.age, begun.start_day
+    # Each row's static tokens (sex, smoking), which the hazard head reads: one row per (participant, arm, sample).
+    static = torch.tensor(
+        [[CODE_INDEX[code] in tokens.codes for code in HAZARD_STATIC_CODES] for tokens in histories], device=device
+    ).repeat_interleave(arms * samples, dim=0)
+    # The hazard head's endpoints (``hazard_columns`` in ``ENDPOINTS``) add its per-day rate times the days until the
+    # next token; every other endpoint adds the next token's probability of being its first event (``weights``).
+    token_read = torch.ones(weights.shape[1], device=device)
+    hazard_columns = torch.tensor(
+        [ENDPOINTS.index(endpoint) for endpoint in model.config.hazard_endpoints], dtype=torch.long, device=device
+    )
+    token_read[hazard_columns] = 0.0
     total = count * arms * samples
     if limits is not None:  # one row per (participant, arm, sample), read through ``members``
         limits = limits.rows(torch.arange(count, device=device).repeat_interleave(arms * samples))
@@ -381,7 +400,16 @@ def _simulate_chunk(
         risk_out[originals] = risk[rows]
         ids_out[originals], days_out[originals] = sampled_ids[rows], sampled_days[rows]
 
+    def head_hazard() -> torch.Tensor | None:  # (batch, hazard endpoints) at each member's latest token
+        if model.hazard_head is None:
+            return None
+        carried = cache.carried
+        return model.hazard(
+            hidden, hazard_inputs(carried.latest_value, carried.latest_day, current, age, static[members])
+        )
+
     for step in range(max_new_tokens):
+        hazard = head_hazard()
         probabilities = torch.softmax(logits.float() - prior, dim=-1)
         values = expectation(probabilities)
         remaining = (start + horizon_days - current).float()
@@ -389,7 +417,7 @@ def _simulate_chunk(
         hazards = probabilities @ weights
         if limits is not None:
             hazards = limits.hazards(probabilities, hazards, members)
-        risk = torch.where(active[:, None], risk + alive * hazards * inside[:, None], risk)
+        risk = torch.where(active[:, None], risk + alive * hazards * inside[:, None] * token_read, risk)
         # Two uniforms per (participant, sample), drawn whoever is still in the batch, shared across arms.
         uniforms = torch.rand(count * samples, 2, generator=generator, device=device)[stream]  # (batch, 2)
         token = inverse_cdf_sample(probabilities, uniforms[:, 0])
@@ -397,6 +425,9 @@ def _simulate_chunk(
             torch.floor(-torch.log(uniforms[:, 1].clamp(min=1e-12)) / rate).clamp(max=10 * max(horizon_days, 1)).long()
         )
         next_day = current + gap
+        if hazard is not None:  # the head's rates hold from this token's day to the next's (or the horizon)
+            exposure = (torch.clamp(next_day, max=start + horizon_days) - current).clamp(min=0).float()
+            risk = add_head_hazard(risk, alive, hazard, exposure, hazard_columns, active)
         fill(active, values, current, torch.where(next_day > start + horizon_days, start + horizon_days + 1, next_day))
         continuing = active & (next_day <= start + horizon_days)
         sampled_ids[:, step] = torch.where(continuing, token, 0)
@@ -462,11 +493,17 @@ def _simulate_chunk(
                     age,
                 )
             )
-        logits, rate = model.decode_step(cache, torch.where(continuing, token, 0), current, previous, age, continuing)
+        logits, rate, hidden = model.decode_step(
+            cache, torch.where(continuing, token, 0), current, previous, age, continuing
+        )
         last_logits = torch.where(continuing[:, None], logits, last_logits)
     else:  # out of tokens: the last state holds until the horizon
         values = expectation(torch.softmax(logits.float() - prior, dim=-1))
         fill(active, values, current, start + horizon_days + 1)
+        hazard = head_hazard()
+        if hazard is not None:
+            exposure = (start + horizon_days - current).clamp(min=0).float()
+            risk = add_head_hazard(risk, alive, hazard, exposure, hazard_columns, active)
     flush(torch.arange(len(members), device=device))
     shape = (count, arms, samples)
     return (
@@ -516,7 +553,7 @@ def horizon_visit(
         values[:, index] = (restricted * centers[index]).sum(-1)
         nearest = (values[:, index, None] - centers[index]).abs().argmin(-1)
         valid = torch.ones(len(current), dtype=torch.bool, device=current.device)
-        logits, _ = model.decode_step(cache, bins[index][nearest], day, previous, age, valid)
+        logits = model.decode_step(cache, bins[index][nearest], day, previous, age, valid).logits
         previous = day
     return values
 

@@ -11,7 +11,7 @@ so same-day tokens (gap 0) have a finite likelihood. Next-token losses are weigh
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +83,8 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         risk_calibration: dict[str, float] | None = None,
         risk_calibration_fit: dict[str, Any] | None = None,
         risk_calibration_without_height: dict[str, float] | None = None,
+        hazard_endpoints: list[str] | None = None,
+        hazard_fit: dict[str, Any] | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -122,6 +124,10 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         # endpoint -> factor for participants whose height is unknown, where obesity is read from its diagnosis token
         # rather than from the weight (risk.calibration_factors)
         self.risk_calibration_without_height = dict(risk_calibration_without_height or {})
+        # The endpoints read from the hazard head (a per-day rate of each one's first event, ``twin hazard``) rather
+        # than from the next-token probabilities, and how the head was fitted (seed, participants, penalty, events).
+        self.hazard_endpoints = list(hazard_endpoints or [])
+        self.hazard_fit = dict(hazard_fit or {})
 
     @classmethod
     def named(cls, size: str, tokenizer: "Tokenizer", **overrides: Any) -> "HealthFormerConfig":
@@ -157,6 +163,36 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
             "modality_names": list(MODALITIES),
         }
         return cls(**{**values, **overrides})
+
+
+class Heads(NamedTuple):
+    """What the heads read from each position."""
+
+    logits: torch.Tensor  # (..., vocab): the next token
+    rate: torch.Tensor  # (...): per-day rate of the waiting time to the next token
+    hidden: torch.Tensor  # (..., dim): the normalized state the heads read (the hazard head too: ``hazard``)
+
+
+HAZARD_STATIC_CODES = ("sex:female", "sex:male", "smoker:yes", "smoker:no")
+
+
+def hazard_inputs(
+    latest_value: torch.Tensor,
+    latest_day: torch.Tensor,
+    days: torch.Tensor,
+    age_years: torch.Tensor,
+    static: torch.Tensor,
+) -> torch.Tensor:
+    """(..., 3 * biomarkers + 2 + 4): a position's own inputs, which the hazard head reads beside the trunk's state:
+    each biomarker's latest value, whether it was measured and how long ago (``latest_features``, from the latest
+    state: (..., biomarkers) each), the age that day and whether it is known (as ``time_features``: ``days`` (...),
+    ``age_years`` at day 0 (...), NaN when unknown) and the static tokens present (``static``, (..., 4), in the
+    order of ``HAZARD_STATIC_CODES``)."""
+    known = ~torch.isnan(age_years)
+    age = torch.where(known, age_years, torch.zeros_like(age_years)) + days.float() / 365.25
+    latest = latest_features(latest_value[..., None, :], latest_day[..., None, :], days[..., None])[..., 0, :]
+    ages = torch.stack([torch.where(known, (age - 50.0) / 20.0, torch.zeros_like(age)), known.float()], dim=-1)
+    return torch.cat([latest, ages, static.float()], dim=-1)
 
 
 @dataclass
@@ -341,6 +377,10 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         self.norm = nn.LayerNorm(config.dim)
         self.token_head = nn.Linear(config.dim, config.vocab_size)
         self.rate_head = nn.Linear(config.dim, 1)
+        # Per-day rate of each hazard endpoint's first event (log scale), fitted on the frozen trunk (``hazard.py``).
+        endpoints = getattr(config, "hazard_endpoints", None) or []
+        inputs = config.dim + 3 * config.biomarkers + 2 + len(HAZARD_STATIC_CODES)
+        self.hazard_head = nn.Linear(inputs, len(endpoints)) if endpoints else None
         # Lookup tables as saved buffers: from_pretrained restores them like any tensor.
         self.register_buffer("id_code", torch.tensor(config.id_code, dtype=torch.long))
         self.register_buffer("id_bin", torch.tensor(config.id_bin, dtype=torch.long))
@@ -405,9 +445,39 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
             latest_value, latest_day = values[:, -1], value_days[:, -1]
         return x, Carried(treatment_start, latest_value, latest_day, start_level)
 
-    def heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def heads(self, hidden: torch.Tensor) -> Heads:
         hidden = self.norm(hidden)
-        return self.token_head(hidden), F.softplus(self.rate_head(hidden)[..., 0]) + 1e-3
+        return Heads(self.token_head(hidden), F.softplus(self.rate_head(hidden)[..., 0]) + 1e-3, hidden)
+
+    def hazard(self, hidden: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """(..., hazard endpoints) each endpoint's per-day rate of a first event, from the normalized state the heads
+        read (``Heads.hidden``) and the position's own inputs (:func:`hazard_inputs`)."""
+        if self.hazard_head is None:
+            raise ValueError("this twin has no hazard head: fit one with twin hazard")
+        return torch.exp(self.hazard_head(torch.cat([hidden, inputs], dim=-1)))
+
+    def static_flags(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(batch, 4) which of ``HAZARD_STATIC_CODES`` the sequences (batch, tokens) hold."""
+        from modeling.ml.twin.tokens import CODE_INDEX
+
+        codes = self.id_code[input_ids]
+        return torch.stack([((codes == CODE_INDEX[code]) & valid).any(dim=1) for code in HAZARD_STATIC_CODES], -1)
+
+    def hidden_states(
+        self, input_ids: torch.Tensor, days: torch.Tensor, age_years: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
+        """(batch, tokens, dim) the last block's output at every position (before the heads' normalization), for
+        ``input_ids``, ``days``, ``valid`` (batch, tokens) and ``age_years`` (batch,), as :meth:`forward` reads them."""
+        tokens = input_ids.shape[1]
+        x, _ = self.embed(input_ids, days, days[:, 0], age_years)
+        causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
+        diagonal = torch.eye(tokens, dtype=torch.bool, device=x.device)
+        mask = (causal[None] & valid[:, None, :]) | diagonal[
+            None
+        ]  # (batch, query, key): a pad query attends to itself only
+        for block in self.blocks:
+            x = block(x, mask[:, None])
+        return x
 
     def forward(
         self,
@@ -421,16 +491,7 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
     ) -> HealthFormerOutput:
         """``input_ids``, ``days``, ``valid`` (batch, tokens); ``age_years`` (batch,) NaN when unknown.
         Padding (``valid`` False) may sit on either side; padded positions' days should repeat a neighbour's."""
-        tokens = input_ids.shape[1]
-        x, _ = self.embed(input_ids, days, days[:, 0], age_years)
-        causal = torch.ones(tokens, tokens, dtype=torch.bool, device=x.device).tril()
-        diagonal = torch.eye(tokens, dtype=torch.bool, device=x.device)
-        mask = (causal[None] & valid[:, None, :]) | diagonal[
-            None
-        ]  # (batch, query, key): a pad query attends to itself only
-        for block in self.blocks:
-            x = block(x, mask[:, None])
-        logits, rate = self.heads(x)
+        logits, rate, _ = self.heads(self.hidden_states(input_ids, days, age_years, valid))
         if not compute_loss:
             return HealthFormerOutput(None, logits, rate)
         target_ids, target_valid = input_ids[:, 1:], valid[:, 1:] & valid[:, :-1]
@@ -455,8 +516,9 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
     @torch.no_grad()
     def prefill(
         self, input_ids: torch.Tensor, days: torch.Tensor, age_years: torch.Tensor, valid: torch.Tensor, capacity: int
-    ) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
-        """Run left-padded histories into a new cache of ``capacity`` positions; returns (cache, last logits, last rate)."""
+    ) -> tuple[KVCache, Heads]:
+        """Run left-padded histories into a new cache of ``capacity`` positions; returns (cache, the heads at the last
+        position)."""
         batch, tokens = input_ids.shape
         cache = KVCache(self.config, batch, capacity, input_ids.device, self.token_head.weight.dtype)
         x, cache.carried = self.embed(input_ids, days, days[:, 0], age_years)
@@ -470,8 +532,7 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
             x = block(x, bias, cache, layer)
         cache.valid[:, :tokens] = valid
         cache.length = tokens
-        logits, rate = self.heads(x[:, -1])
-        return cache, logits, rate
+        return cache, self.heads(x[:, -1])
 
     @torch.no_grad()
     def decode_step(
@@ -482,8 +543,8 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         previous_day: torch.Tensor,
         age_years: torch.Tensor,
         valid: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns (logits, rate) of each row."""
+    ) -> Heads:
+        """One new token per row (batch,); rows with ``valid`` False add a masked key. Returns each row's heads."""
         if cache.length >= cache.capacity:
             raise ValueError("the KV cache is full")
         x, cache.carried = self.embed(input_ids[:, None], days[:, None], previous_day, age_years, cache.carried)
@@ -500,8 +561,7 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
         for layer, block in enumerate(self.blocks):
             x = block(x, keys_valid[:, None, None, :], cache, layer)
         cache.length = position + 1
-        logits, rate = self.heads(x[:, 0])
-        return logits, rate
+        return self.heads(x[:, 0])
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -19,7 +19,7 @@ def calibration_factors(
 ) -> np.ndarray | None:
     """(participants, endpoints) the model's risk calibration in the order of ``ENDPOINTS`` (1 for an endpoint without
     one), one row per ``height_known`` entry (one row when it is None), or None for a model never calibrated, or
-    calibrated on risks read otherwise (another ``risk_from_measurements``).
+    calibrated on risks read otherwise (another ``risk_from_measurements``, or other endpoints of the hazard head).
 
     Risk read from measurements counts "a measurement meets the criterion", where the simulator diagnoses on the
     true value at a visit: a measurement's noise crosses the limit more often than the value does, so those risks
@@ -33,6 +33,8 @@ def calibration_factors(
     fit = getattr(model.config, "risk_calibration_fit", None) or {}
     if not factors or sorted(fit.get("risk_from_measurements", [])) != sorted(risk_from_measurements):
         return None
+    if sorted(fit.get("hazard_endpoints", [])) != sorted(getattr(model.config, "hazard_endpoints", None) or []):
+        return None  # fitted on endpoints read through another hazard head, or none
     known = np.ones(1, dtype=bool) if height_known is None else np.asarray(height_known, dtype=bool)
     table = np.tile([float(factors.get(endpoint, 1.0)) for endpoint in ENDPOINTS], (len(known), 1))
     without = getattr(model.config, "risk_calibration_without_height", None) or {}

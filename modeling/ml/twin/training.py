@@ -196,9 +196,12 @@ def training_chain(training: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 
 def training_seeds(model_dir: Path) -> set[int]:
-    """The seeds of every cohort the model in ``model_dir`` trained on (a continued run's and the runs before it)."""
-    path = Path(model_dir) / "training.json"
+    """The seeds of every cohort the model in ``model_dir`` trained on (a continued run's and the runs before it), and
+    its hazard head's (``twin hazard``)."""
+    path, config = Path(model_dir) / "training.json", Path(model_dir) / "config.json"
     runs = training_chain(json.loads(path.read_text()) if path.exists() else None)
+    if config.exists():
+        runs.append(json.loads(config.read_text()).get("hazard_fit") or {})
     return {int(run["seed"]) for run in runs if run.get("seed") is not None}
 
 

@@ -64,7 +64,7 @@ def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_for
     lengths, steps = [30, 52, 17], 8
     ids, days, valid = _left_padded(sequences, lengths)
     age = torch.tensor([tokens.age_years for tokens in sequences], dtype=torch.float32)
-    cache, logits, rate = model.prefill(ids, days, age, valid, capacity=max(lengths) + steps)
+    cache, (logits, rate, _) = model.prefill(ids, days, age, valid, capacity=max(lengths) + steps)
     for step in range(steps + 1):
         for row, (tokens, length) in enumerate(zip(sequences, lengths, strict=True)):
             end = length + step  # the sequence so far, unpadded
@@ -87,7 +87,9 @@ def test_cached_decoding_of_a_left_padded_batch_matches_each_sequence_s_full_for
             previous = torch.stack(
                 [torch.tensor(tokens.days[p - 1]) for tokens, p in zip(sequences, position, strict=True)]
             )
-            logits, rate = model.decode_step(cache, next_ids, next_days, previous, age, torch.ones(3, dtype=torch.bool))
+            logits, rate, _ = model.decode_step(
+                cache, next_ids, next_days, previous, age, torch.ones(3, dtype=torch.bool)
+            )
 
 
 @pytest.mark.parametrize("buckets", [1, 2, 4])
@@ -100,9 +102,9 @@ def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulat
     ids, days, valid = _left_padded(sequences, lengths)
     age = torch.tensor([tokens.age_years for tokens in sequences], dtype=torch.float32)
     rows = torch.arange(4).repeat_interleave(group)
-    copied, _, _ = model.prefill(ids, days, age, valid, capacity=max(lengths) + steps)
+    copied, _ = model.prefill(ids, days, age, valid, capacity=max(lengths) + steps)
     copied = copied.select(rows)
-    prefix, _, _ = model.prefill(ids, days, age, valid, capacity=max(lengths))
+    prefix, _ = model.prefill(ids, days, age, valid, capacity=max(lengths))
     shared = SharedPrefixCache(prefix, group, capacity=steps, buckets=buckets)
     generator = torch.Generator().manual_seed(0)
     row_age, day = age[rows], days[rows, -1]
@@ -116,8 +118,8 @@ def test_a_shared_history_cache_decodes_as_a_history_copied_to_every_row(simulat
         token = torch.randint(1, tokenizer.vocab_size, (len(row_age),), generator=generator)
         next_day = day + torch.randint(0, 5, (len(row_age),), generator=generator)
         token_valid = torch.rand(len(row_age), generator=generator) > 0.25
-        expected_logits, expected_rate = model.decode_step(copied, token, next_day, day, row_age, token_valid)
-        logits, rate = model.decode_step(shared, token, next_day, day, row_age, token_valid)
+        expected_logits, expected_rate, _ = model.decode_step(copied, token, next_day, day, row_age, token_valid)
+        logits, rate, _ = model.decode_step(shared, token, next_day, day, row_age, token_valid)
         assert torch.allclose(logits, expected_logits, atol=1e-5) and torch.allclose(rate, expected_rate, atol=1e-5)
         day = next_day
     assert shared.histories == 3  # the history of the participant with no row left is gone
@@ -183,9 +185,9 @@ def test_the_latest_value_reaches_the_next_prediction_through_the_cache_as_in_a_
     tokens = tokenizer.encode(simulated.records[1]).slice(200)
     ids, days = torch.from_numpy(tokens.ids)[None], torch.from_numpy(tokens.days)[None]
     age, valid = torch.tensor([60.0]), torch.ones_like(ids, dtype=torch.bool)
-    cache, _, _ = model.prefill(ids[:, :-1], days[:, :-1], age, valid[:, :-1], capacity=len(tokens))
+    cache, _ = model.prefill(ids[:, :-1], days[:, :-1], age, valid[:, :-1], capacity=len(tokens))
     carried_before = cache.carried.latest_value.clone()
-    logits, _ = model.decode_step(cache, ids[:, -1], days[:, -1], days[:, -2], age, valid[:, -1])
+    logits = model.decode_step(cache, ids[:, -1], days[:, -1], days[:, -2], age, valid[:, -1]).logits
     full = model(ids, days, age, valid, compute_loss=False).logits[:, -1]
     assert torch.allclose(logits, full, atol=1e-5)
     assert model.latest_projection is not None and torch.isfinite(cache.carried.latest_day).any()

@@ -1,0 +1,131 @@
+"""The hazard head: its rows count each day once, its fit recovers a known rate, a rollout integrates it over days."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from modeling.ml.data.clinical import ENDPOINTS
+from modeling.ml.twin.data import window_indices
+from modeling.ml.twin.generate import simulate
+from modeling.ml.twin.hazard import HAZARD_ENDPOINTS, HazardRows, day_boundaries, fit_hazard_head, hazard_rows
+from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
+from modeling.ml.twin.risk import endpoint_token
+from modeling.ml.twin.tokens import ParticipantRecord
+
+pytestmark = pytest.mark.slow
+
+
+def _record(days: list[int], *, event_day: int | None = None, last_day: int = 400) -> ParticipantRecord:
+    events = [] if event_day is None else [{"day": event_day, "kind": "endpoint", "name": "stroke"}]
+    return ParticipantRecord(
+        age_years=60.0,
+        sex="female",
+        smoker=False,
+        measurements=[{"day": day, "name": "ldl", "value": 120.0} for day in days],
+        events=events,
+        last_day=last_day,
+    )
+
+
+def test_every_day_of_a_record_is_exposed_once_across_its_windows(tokenizer):
+    # 3 readings on each of 60 days: windows of 32 tokens cut the record in several places, some inside a day
+    record = _record([day for day in range(0, 300, 5) for _ in range(3)], last_day=400)
+    tokens = tokenizer.encode(record)
+    windows = window_indices(tokens, 32)
+    assert len(windows) > 4
+    exposed = 0.0
+    for number, (keep, own_from) in enumerate(windows):
+        positions, exposure, next_day = day_boundaries(
+            tokens, keep, own_from, number == 0, number == len(windows) - 1, record.last_day
+        )
+        days = tokens.days[keep]
+        assert (exposure > 0).all() and (positions >= (own_from - 1 if number == 0 else own_from)).all()
+        assert (np.diff(days[positions]) > 0).all()  # a day's last token only
+        exposed += exposure.sum()
+        if number == len(windows) - 1:
+            assert np.isinf(next_day[-1]) and exposure[-1] == 400 - 295
+    # every day from the first reading to the record's end, but the gaps between one window and the next
+    assert 400 - 5 * (len(windows) - 1) <= exposed <= 400
+
+
+def test_an_event_counts_on_the_day_it_happens_and_its_endpoint_is_not_at_risk_after(tokenizer):
+    model = HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer, block_size=128)).eval()
+    records = [_record([10, 20, 30, 40], event_day=30, last_day=100), _record([10, 20], last_day=50)]
+    rows = hazard_rows(model, tokenizer, records, ("stroke", "death"))
+    first = rows.person == 0
+    # the first record: boundaries on days 0 (static), 10, 20, 30 and 40 (to day 100); the event on day 30
+    assert rows.exposure[torch.from_numpy(first)].tolist() == [10, 10, 10, 10, 60]
+    assert rows.events[torch.from_numpy(first), 0].tolist() == [False, False, True, False, False]
+    assert rows.at_risk[torch.from_numpy(first), 0].tolist() == [True, True, True, False, False]
+    assert rows.at_risk[:, 1].all() and not rows.events[:, 1].any()
+    assert rows.exposure[torch.from_numpy(~first)].tolist() == [10, 10, 30]
+
+
+def test_the_fit_recovers_a_known_rate_per_day():
+    generator = torch.Generator().manual_seed(0)
+    features = 3.0 + 2.0 * torch.randn(200_000, 3, generator=generator)  # the head reads them unstandardized
+    exposure = torch.randint(1, 60, (200_000,), generator=generator).float()
+    true_log_rate = torch.stack([-9.0 + 0.4 * features[:, 0], -8.25 - 0.25 * features[:, 1]], dim=1)
+    events = torch.rand(200_000, 2, generator=generator) < 1 - torch.exp(-torch.exp(true_log_rate) * exposure[:, None])
+    rows = HazardRows(features, exposure, torch.ones(200_000, 2, dtype=torch.bool), events, np.zeros(200_000))
+    head = fit_hazard_head(rows, penalty=0.0)
+    assert head.weight[0].tolist() == pytest.approx([0.4, 0.0, 0.0], abs=0.03)
+    assert head.weight[1].tolist() == pytest.approx([0.0, -0.25, 0.0], abs=0.04)
+    assert head.bias.tolist() == pytest.approx([-9.0, -8.25], abs=0.15)
+
+
+def test_a_rollout_adds_the_head_s_rate_over_every_day_to_the_horizon(tokenizer, simulated):
+    torch.manual_seed(0)
+    config = HealthFormerConfig.named("tiny", tokenizer, block_size=128, hazard_endpoints=["stroke", "death"])
+    model = HealthFormerModel(config).eval()
+    with torch.no_grad():  # 1 in 1,000 per day of a stroke, 1 in 2,000 of death, whatever the state
+        model.hazard_head.weight.zero_()
+        model.hazard_head.bias.copy_(torch.log(torch.tensor([1e-3, 5e-4])))
+    histories = [tokenizer.encode(record) for record in simulated.records[:6]]
+    rollouts = simulate(
+        model, tokenizer, histories, arms=[None, "statin"], horizon_days=90, samples=3, seed=1, max_new_tokens=400
+    )
+    ids = rollouts.sampled_ids
+    free = ~np.isin(ids, [endpoint_token(tokenizer, "stroke"), endpoint_token(tokenizer, "death")]).any(-1)
+    assert free.sum() > 20
+    stroke, death = ENDPOINTS.index("stroke"), ENDPOINTS.index("death")
+    assert rollouts.risk[..., stroke][free] == pytest.approx(90 * 1e-3, rel=1e-4)
+    assert rollouts.risk[..., death][free] == pytest.approx(90 * 5e-4, rel=1e-4)
+    # the endpoints the head does not hold keep the next-token read-out: the same as a model without a head
+    model.hazard_head, model.config.hazard_endpoints = None, []
+    plain = simulate(
+        model, tokenizer, histories, arms=[None, "statin"], horizon_days=90, samples=3, seed=1, max_new_tokens=400
+    )
+    others = [column for column in range(len(ENDPOINTS)) if column not in (stroke, death)]
+    assert np.array_equal(plain.sampled_ids, ids)
+    assert np.allclose(plain.risk[..., others], rollouts.risk[..., others])
+    assert not np.allclose(plain.risk[..., stroke], rollouts.risk[..., stroke])
+
+
+def test_the_command_fits_the_head_into_the_model_and_refuses_a_trained_seed(tmp_path):
+    from modeling.ml.train import TrainConfig
+    from modeling.ml.twin.hazard import add_hazard_head
+    from modeling.ml.twin.training import load_twin, train_twin, training_seeds
+
+    config = TrainConfig(steps=3, batch_size=4, warmup_steps=1, checkpoint_every=100, log_every=10)
+    train_twin(size="tiny", participants=20, days=200, seed=4, train_config=config, output_dir=tmp_path, bins=8)
+    model_dir = tmp_path / "model"
+    model, _ = load_twin(model_dir)
+    model.config.risk_calibration = {"death": 1.5}
+    model.config.save_pretrained(model_dir)
+    (model_dir / "calibration.json").write_text("{}")
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    with pytest.raises(ValueError, match="trained on"):
+        add_hazard_head(model_dir, participants=30, seed=4)
+    fit = add_hazard_head(model_dir, participants=200, seed=9, days=400)
+    assert fit["seed"] == 9 and set(fit["events"]) == set(HAZARD_ENDPOINTS)
+    loaded, _ = load_twin(model_dir)
+    assert loaded.config.hazard_endpoints == list(HAZARD_ENDPOINTS) and loaded.config.risk_calibration == {}
+    assert not (model_dir / "calibration.json").exists()
+    assert loaded.hazard_head is not None and loaded.hazard_head.weight.abs().sum() > 0
+    # the trunk and the other heads are as they were
+    assert all(torch.equal(loaded.state_dict()[name], tensor) for name, tensor in before.items())
+    assert training_seeds(model_dir) == {4, 9}
+    assert json.loads((model_dir / "config.json").read_text())["hazard_fit"]["participants"] == 200
