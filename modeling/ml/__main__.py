@@ -381,7 +381,12 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
     hazard_parser.add_argument("--participants", type=int, default=24000)
     hazard_parser.add_argument("--seed", type=int, default=21, help="not a seed the model trained on, nor a report's")
     hazard_parser.add_argument("--penalty", type=float, default=1e-5, help="on the head's squared weights")
-    hazard_parser.add_argument("--endpoints", nargs="+", default=list(HAZARD_ENDPOINTS), choices=list(ENDPOINTS))
+    hazard_parser.add_argument(
+        "--endpoints",
+        nargs="+",
+        default=list(HAZARD_ENDPOINTS),
+        choices=[endpoint for endpoint in ENDPOINTS if endpoint not in RISK_FROM_MEASUREMENTS],
+    )
     hazard_parser.add_argument("--device", default="auto")
 
 

@@ -54,10 +54,10 @@ import torch
 from modeling.ml.data.clinical import ENDPOINTS
 from modeling.ml.twin.cache import KVCache, SharedPrefixCache
 from modeling.ml.twin.data import MAX_PINNED_TREATMENTS, STATIC_CODES, pinned_window
-from modeling.ml.twin.hazard import add_head_hazard
-from modeling.ml.twin.model import HAZARD_STATIC_CODES, Heads, HealthFormerModel, hazard_inputs
+from modeling.ml.twin.hazard import add_head_hazard, static_flags
+from modeling.ml.twin.model import Heads, HealthFormerModel, hazard_inputs
 from modeling.ml.twin.risk import RISK_FROM_MEASUREMENTS, WeightLimits, calibration_factors, event_weights
-from modeling.ml.twin.tokens import BIOMARKER_NAMES, CODE_INDEX, Tokenizer, Tokens
+from modeling.ml.twin.tokens import BIOMARKER_NAMES, Tokenizer, Tokens
 
 
 @dataclass
@@ -318,9 +318,8 @@ def _simulate_chunk(
     cache, logits, rate, hidden = begun.cache, begun.logits, begun.rate, begun.hidden
     age, start = begun.age, begun.start_day
     # Each row's static tokens (sex, smoking), which the hazard head reads: one row per (participant, arm, sample).
-    static = torch.tensor(
-        [[CODE_INDEX[code] in tokens.codes for code in HAZARD_STATIC_CODES] for tokens in histories], device=device
-    ).repeat_interleave(arms * samples, dim=0)
+    static = torch.tensor(np.stack([static_flags(tokens) for tokens in histories]), device=device)
+    static = static.repeat_interleave(arms * samples, dim=0)
     # The hazard head's endpoints (``hazard_columns`` in ``ENDPOINTS``) add its per-day rate times the days until the
     # next token; every other endpoint adds the next token's probability of being its first event (``weights``).
     token_read = torch.ones(weights.shape[1], device=device)

@@ -21,9 +21,9 @@ import torch
 from modeling.ml.data.clinical import ENDPOINTS
 from modeling.ml.twin.cache import Carried
 from modeling.ml.twin.data import simulated_records, window_indices
-from modeling.ml.twin.model import HealthFormerModel, hazard_inputs, latest_state
-from modeling.ml.twin.risk import endpoint_token
-from modeling.ml.twin.tokens import HARD_ENDPOINTS, ParticipantRecord, Tokenizer, Tokens
+from modeling.ml.twin.model import HAZARD_STATIC_CODES, HealthFormerModel, hazard_inputs, latest_state
+from modeling.ml.twin.risk import RISK_FROM_MEASUREMENTS, endpoint_token
+from modeling.ml.twin.tokens import CODE_INDEX, HARD_ENDPOINTS, ParticipantRecord, Tokenizer, Tokens
 
 # The endpoints whose event is recorded when it happens; a diagnosis made at a visit (hypertension, diabetes...) has
 # its day set by the visits, which the sampled futures schedule and a rate per day does not.
@@ -45,6 +45,11 @@ def add_head_hazard(
     return torch.where(active[:, None], risk + alive * added, risk)
 
 
+def static_flags(tokens: Tokens) -> np.ndarray:
+    """(4,) bool: which of ``HAZARD_STATIC_CODES`` (sex, smoking) the tokens hold, as the hazard head reads them."""
+    return np.array([CODE_INDEX[code] in tokens.codes for code in HAZARD_STATIC_CODES])
+
+
 @dataclass
 class HazardRows:
     """One row per day's last token: the trunk's hidden state there, the days until the next token (the exposure),
@@ -62,7 +67,8 @@ def day_boundaries(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(positions in the window, exposure days, the next day with tokens; inf for the record's end) of a window's
     day boundaries: each of its own tokens followed by a later day. A first window starts at the last static token;
-    a later one at its first own token, since the time from the pinned tokens to it belongs to the window before.
+    a later one at its first own token: its pinned tokens are days old. The days between one window's last token and
+    the next window's first are not a row of either (one interval per window, exposure and event dropped together).
     The last window adds its last token up to the record's last day, when that is later (nothing happened since)."""
     days = tokens.days[keep]
     positions = np.arange(max(own_from - 1, 0) if first_window else own_from, len(keep) - 1)
@@ -88,7 +94,7 @@ def hazard_rows(
     device = model.device
     event_ids = np.array([endpoint_token(tokenizer, endpoint) for endpoint in endpoints])
     features, exposures, at_risk, events, people = [], [], [], [], []
-    pending: list[tuple[np.ndarray, np.ndarray, float | None, np.ndarray]] = []
+    pending: list[tuple[np.ndarray, np.ndarray, float | None, np.ndarray, np.ndarray]] = []
 
     def flush() -> None:
         width = max(len(ids) for ids, *_ in pending)
@@ -96,7 +102,7 @@ def hazard_rows(
         days = torch.zeros(len(pending), width, dtype=torch.long)
         valid = torch.zeros(len(pending), width, dtype=torch.bool)
         age = torch.full((len(pending),), float("nan"))
-        for row, (row_ids, row_days, row_age, _) in enumerate(pending):
+        for row, (row_ids, row_days, row_age, *_) in enumerate(pending):
             ids[row, : len(row_ids)], days[row, : len(row_ids)] = torch.from_numpy(row_ids), torch.from_numpy(row_days)
             days[row, len(row_ids) :], valid[row, : len(row_ids)] = int(row_days[-1]), True
             age[row] = float("nan") if row_age is None else row_age
@@ -106,10 +112,11 @@ def hazard_rows(
         values, value_days = latest_state(
             model.id_biomarker[ids], model.id_value[ids], days, nothing.latest_value, nothing.latest_day
         )
-        static = model.static_flags(ids, valid)[:, None, :].expand(-1, ids.shape[1], -1)
+        flags = torch.from_numpy(np.stack([flags for *_, flags in pending])).to(device)
+        static = flags[:, None, :].expand(-1, ids.shape[1], -1)
         inputs = hazard_inputs(values, value_days, days, age[:, None].expand_as(days), static)
         state = torch.cat([hidden, inputs], dim=-1)
-        for row, (*_, positions) in enumerate(pending):
+        for row, (*_, positions, _) in enumerate(pending):
             features.append(state[row, torch.from_numpy(positions).to(device)].float().cpu())
         pending.clear()
 
@@ -130,7 +137,7 @@ def hazard_rows(
             at_risk.append(here[:, None] < first[None, :])
             events.append((next_day[:, None] == first[None, :]) & np.isfinite(next_day)[:, None])
             people.append(np.full(len(positions), person))
-            pending.append((tokens.ids[keep], tokens.days[keep], tokens.age_years, positions))
+            pending.append((tokens.ids[keep], tokens.days[keep], tokens.age_years, positions, static_flags(tokens)))
             if len(pending) == batch_size:
                 flush()
     if pending:
@@ -196,6 +203,9 @@ def add_hazard_head(
     unknown = [endpoint for endpoint in endpoints if endpoint not in ENDPOINTS]
     if unknown:
         raise ValueError(f"not endpoints: {', '.join(unknown)}")
+    measured = [endpoint for endpoint in endpoints if endpoint in RISK_FROM_MEASUREMENTS]
+    if measured:  # a rollout stops adding an endpoint's rate when it samples the event, which for these is no token
+        raise ValueError(f"read from the measurements that make them, not from a token: {', '.join(measured)}")
     if seed in training_seeds(model_dir):
         raise ValueError(f"seed {seed} is a seed the model trained on: fit the head on participants it never saw")
     started = time.time()

@@ -456,13 +456,6 @@ class HealthFormerModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # Pr
             raise ValueError("this twin has no hazard head: fit one with twin hazard")
         return torch.exp(self.hazard_head(torch.cat([hidden, inputs], dim=-1)))
 
-    def static_flags(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """(batch, 4) which of ``HAZARD_STATIC_CODES`` the sequences (batch, tokens) hold."""
-        from modeling.ml.twin.tokens import CODE_INDEX
-
-        codes = self.id_code[input_ids]
-        return torch.stack([((codes == CODE_INDEX[code]) & valid).any(dim=1) for code in HAZARD_STATIC_CODES], -1)
-
     def hidden_states(
         self, input_ids: torch.Tensor, days: torch.Tensor, age_years: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:

@@ -93,6 +93,11 @@ def test_a_rollout_adds_the_head_s_rate_over_every_day_to_the_horizon(tokenizer,
     stroke, death = ENDPOINTS.index("stroke"), ENDPOINTS.index("death")
     assert rollouts.risk[..., stroke][free] == pytest.approx(90 * 1e-3, rel=1e-4)
     assert rollouts.risk[..., death][free] == pytest.approx(90 * 5e-4, rel=1e-4)
+    # rows out of tokens before the horizon keep the last state's rate to the horizon
+    short = simulate(model, tokenizer, histories, arms=[None], horizon_days=90, samples=3, seed=1, max_new_tokens=2)
+    short_free = ~np.isin(short.sampled_ids, [endpoint_token(tokenizer, "stroke"), endpoint_token(tokenizer, "death")])
+    assert (short.sampled_days[..., -1] > 0).any()  # some rows used both tokens inside the horizon
+    assert short.risk[..., stroke][short_free.all(-1)] == pytest.approx(90 * 1e-3, rel=1e-4)
     # the endpoints the head does not hold keep the next-token read-out: the same as a model without a head
     model.hazard_head, model.config.hazard_endpoints = None, []
     plain = simulate(
@@ -119,6 +124,8 @@ def test_the_command_fits_the_head_into_the_model_and_refuses_a_trained_seed(tmp
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     with pytest.raises(ValueError, match="trained on"):
         add_hazard_head(model_dir, participants=30, seed=4)
+    with pytest.raises(ValueError, match="measurements"):
+        add_hazard_head(model_dir, participants=30, seed=9, endpoints=("stroke", "dyslipidaemia"))
     fit = add_hazard_head(model_dir, participants=200, seed=9, days=400)
     assert fit["seed"] == 9 and set(fit["events"]) == set(HAZARD_ENDPOINTS)
     loaded, _ = load_twin(model_dir)
@@ -129,3 +136,34 @@ def test_the_command_fits_the_head_into_the_model_and_refuses_a_trained_seed(tmp
     assert all(torch.equal(loaded.state_dict()[name], tensor) for name, tensor in before.items())
     assert training_seeds(model_dir) == {4, 9}
     assert json.loads((model_dir / "config.json").read_text())["hazard_fit"]["participants"] == 200
+
+
+def test_a_rollout_s_head_reads_at_a_history_s_last_token_what_its_fit_read_there(tokenizer, simulated):
+    from modeling.ml.twin.generate import start_rollouts
+    from modeling.ml.twin.hazard import static_flags
+    from modeling.ml.twin.model import hazard_inputs
+
+    torch.manual_seed(1)
+    config = HealthFormerConfig.named("tiny", tokenizer, block_size=512, hazard_endpoints=list(HAZARD_ENDPOINTS))
+    model = HealthFormerModel(config).eval()
+    with torch.no_grad():  # weights on every input: a mismatch in any of them changes the rate
+        model.hazard_head.weight.normal_(0.0, 0.3)
+    record = simulated.records[2]
+    tokens = tokenizer.encode(record)
+    tokens.last_day = int(tokens.days[-1])  # the rollout starts on the day of the history's last token
+    assert len(tokens) < 192 and record.smoker is not None
+    # the fit's rows of the same history, with 30 quiet days after it: its last row is the history's last token
+    fit_record = ParticipantRecord(**{**record.__dict__, "last_day": tokens.last_day + 30})
+    fit_record.measurements = [m for m in record.measurements if m["day"] <= tokens.last_day]
+    fit_record.events = [e for e in record.events if e["day"] <= tokens.last_day]
+    rows = hazard_rows(model, tokenizer, [fit_record], HAZARD_ENDPOINTS)
+    assert rows.exposure[-1] == 30
+    with torch.no_grad():
+        fitted = torch.exp(model.hazard_head(rows.features[-1]))
+        begun = start_rollouts(model, [tokens], torch.tensor([0]), samples=1, max_history_tokens=192, max_new_tokens=1)
+        carried = begun.cache.carried
+        static = torch.from_numpy(static_flags(tokens))[None]  # as the rollout reads them (generate._simulate_chunk)
+        read = model.hazard(
+            begun.hidden, hazard_inputs(carried.latest_value, carried.latest_day, begun.start_day, begun.age, static)
+        )
+    assert read[0].tolist() == pytest.approx(fitted.tolist(), rel=1e-4)
