@@ -14,6 +14,7 @@ import functools
 import os
 import socket
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -451,6 +452,20 @@ class JobContext:
             {"item": item, "reason": reason[:1000]},
         ]
         Job.objects.filter(pk=self.job.pk).update(failures=self.job.failures)
+
+    def stage(self, start: float, share: float, *, every_s: float = 2.0) -> Callable[[float, str], None]:
+        """The ``progress(fraction, message)`` of a stage taking ``share`` of the job from ``start``: passed on to
+        :meth:`progress` (the heartbeat, and where a cancel is heard) at most once every ``every_s`` seconds, and when
+        the stage ends."""
+        passed, ended = [float("-inf")], [False]
+
+        def report(fraction: float, message: str) -> None:
+            now = time.monotonic()
+            if now - passed[0] >= every_s or (fraction >= 1.0 and not ended[0]):
+                passed[0], ended[0] = now, fraction >= 1.0
+                self.progress(start + share * min(max(fraction, 0.0), 1.0), message)
+
+        return report
 
     def training_progress(self, *, share: float = 1.0, every: int = 5) -> Callable[[int, int, dict], None]:
         """The ``progress(step, total, metrics)`` a training loop reports to: every ``every`` steps (and the last) the

@@ -331,7 +331,8 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
         "--continue-from",
         type=Path,
         help="a saved twin to train further on the new participants of --seed (its size, bins, block size and "
-        "loss weighting are kept; its risk calibration is dropped: run twin calibrate again)",
+        "loss weighting are kept; its hazard head and risk calibration are dropped: run twin hazard and twin "
+        "calibrate again)",
     )
     evaluate_parser = twin.add_parser(
         "evaluate", help="endpoint risk vs clinical scores, and randomized trials in the simulator"

@@ -185,3 +185,39 @@ def test_calling_the_task_directly_runs_the_job_it_names():
     named = Job.objects.create(kind="demo_training", queue="cpu", config={**DEMO, "steps": 2, "checkpoint_every": 1})
     assert run_job(job_id=named.pk) == "succeeded"
     assert Job.objects.get(pk=named.pk).state == "succeeded" and Job.objects.get(pk=first.pk).state == "queued"
+
+
+def test_a_long_stage_heartbeats_its_share_of_the_job_without_writing_on_every_call(monkeypatch):
+    """A step with no steps of its own (a hazard head's fit, a calibration's rollouts) keeps the job's heartbeat fresh,
+    so no delivery takes it over, and hears a cancel; a caller reporting many times a second writes once in a while."""
+    from types import SimpleNamespace
+
+    from modeling.jobs import JobCancelled, JobContext
+
+    clock = [100.0]
+    monkeypatch.setattr("modeling.jobs.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    job = Job.objects.create(kind="twin_train", config={}, state=Job.State.RUNNING)
+    stage = JobContext(job, "cpu").stage(0.6, 0.2, every_s=2.0)
+
+    def seen():
+        job.refresh_from_db()
+        return round(job.progress, 6), job.message, job.heartbeat_at
+
+    stage(0.5, "half of the head's histories read")
+    first = seen()
+    assert first[:2] == (0.7, "half of the head's histories read") and first[2] is not None
+    clock[0] += 1.0
+    stage(0.75, "more")  # a second after: not written
+    assert seen() == first
+    clock[0] += 1.5
+    stage(0.8, "later")
+    assert seen()[:2] == (0.76, "later")
+    stage(1.0, "fitted")  # its end is always written, once
+    ended = seen()
+    assert ended[:2] == (0.8, "fitted")
+    stage(1.0, "an evaluation after the end")
+    assert seen() == ended
+    Job.objects.filter(pk=job.pk).update(cancel_requested=True)
+    clock[0] += 2.0
+    with pytest.raises(JobCancelled):
+        stage(0.1, "the calibration's futures")

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 from django.urls import reverse
 
 from healthagent.agent.backends.grounded import grounded_items, render
@@ -115,7 +116,11 @@ def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, 
 
 
 @pytest.mark.slow
-def test_the_training_job_registers_a_loadable_twin(tiny_cohort, deliver_again):
+def test_the_training_job_registers_a_loadable_twin_with_its_hazard_head_and_calibration(tiny_cohort, deliver_again):
+    import json
+    import shutil
+    from pathlib import Path
+
     from modeling.ml.twin.training import load_twin
 
     job = job_queue(
@@ -130,6 +135,10 @@ def test_the_training_job_registers_a_loadable_twin(tiny_cohort, deliver_again):
             "block_size": 128,
             "checkpoint_every": 3,
             "seed": 0,
+            "hazard_participants": 30,
+            "hazard_seed": 21,
+            "calibration_participants": 40,
+            "calibration_seed": 1,
             "simulate_cohort": tiny_cohort.pk,
         },
     )
@@ -138,16 +147,56 @@ def test_the_training_job_registers_a_loadable_twin(tiny_cohort, deliver_again):
     checkpoint = Checkpoint.objects.get(job=job, family="twin")
     model, tokenizer = load_twin(checkpoint.path)
     assert model.config.vocab_size == tokenizer.vocab_size and checkpoint.metrics["held_out_loss"] > 0
+    # The model the site offers is the whole of it: the trunk, the hazard head and the calibration of its risks.
+    assert model.hazard_head is not None and model.config.hazard_fit["seed"] == 21
+    assert model.config.hazard_fit["participants"] == 30 and model.config.hazard_fit["days"] == 200
+    assert model.config.risk_calibration_fit["seed"] == 1
+    assert model.config.risk_calibration_fit["hazard_endpoints"] == model.config.hazard_endpoints
+    assert (Path(checkpoint.path) / "calibration.json").exists() and checkpoint.metrics["risk_calibrated"] is True
+    assert checkpoint.metrics["hazard_endpoints"] == model.config.hazard_endpoints
     job.refresh_from_db()
+    assert job.log_tail.count("hazard head fitted on 30 new participants (seed 21") == 1
+    assert job.log_tail.count("risks calibrated on") == 1 and job.progress == 1.0
     follow_up = Job.objects.get(pk=job.result["simulation_job"])
     assert (
         follow_up.kind == "simulate"
         and follow_up.config["checkpoint"] == checkpoint.pk
         and len(follow_up.config["interventions"]) == 5
     )
-    assert deliver_again(job) == "succeeded"  # resumes at its last step; one model, one simulation job
+    head = model.hazard_head.weight.detach().clone()
+    trunk = Path(checkpoint.path).parent / "model"  # what training wrote: the trunk alone, never the checkpoint
+    assert json.loads((trunk / "config.json").read_text())["hazard_endpoints"] == []
+    assert deliver_again(job) == "succeeded"  # resumes at its last step; one model, one simulation job, nothing refit
     assert job.result["resumed_from_step"] == 6 and list(Checkpoint.objects.filter(job=job)) == [checkpoint]
     assert list(Job.objects.filter(kind="simulate")) == [follow_up] and job.result["simulation_job"] == follow_up.pk
+    assert job.log_tail.count("hazard head fitted") == 1 and job.log_tail.count("risks calibrated on") == 1
+    assert "made by an earlier delivery" in job.log_tail
+    # Its worker died while the head and calibration were being made: the next delivery makes them again, whole.
+    shutil.rmtree(checkpoint.path)
+    assert deliver_again(job) == "succeeded"
+    assert job.log_tail.count("hazard head fitted") == 2 and job.log_tail.count("risks calibrated on") == 2
+    again, _ = load_twin(checkpoint.path)
+    assert torch.equal(again.hazard_head.weight, head) and again.config.risk_calibration_fit["seed"] == 1
+    assert list(Checkpoint.objects.filter(job=job)) == [checkpoint] and not (trunk.parent / "completing").exists()
+
+
+@pytest.mark.parametrize(
+    ("seeds", "field"),
+    [
+        ({"seed": 21, "hazard_seed": 21}, "hazard_seed"),
+        ({"seed": 3, "calibration_seed": 3}, "calibration_seed"),
+        ({"hazard_seed": 5, "calibration_seed": 5}, "calibration_seed"),
+    ],
+)
+def test_the_training_form_refuses_a_head_or_a_calibration_on_people_the_model_saw(seeds, field):
+    from modeling.kinds.twin import TwinTrainForm
+
+    form = TwinTrainForm(data={"steps": "12", **seeds})
+    assert not form.is_valid() and list(form.errors) == [field]
+    # No head: its seed is free, and the calibration may use it.
+    alone = TwinTrainForm(data={"steps": "12", "hazard_participants": "0", "hazard_seed": "5", "calibration_seed": "5"})
+    assert alone.is_valid(), alone.errors
+    assert alone.cleaned_data["hazard_participants"] == 0 and alone.cleaned_data["calibration_participants"] == 4000
 
 
 def _stored_run(participant, checkpoint):

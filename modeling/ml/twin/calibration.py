@@ -9,13 +9,19 @@ from typing import Any
 import numpy as np
 
 from modeling.ml.data.clinical import ENDPOINTS
-from modeling.ml.twin.evaluate import MIN_EVENTS, TwinReportSettings, risk_cohort
+from modeling.ml.twin.evaluate import MIN_EVENTS, Progress, TwinReportSettings, risk_cohort
 from modeling.ml.twin.model import HealthFormerModel
+from modeling.ml.twin.risk import calibration_factors
 from modeling.ml.twin.tokens import Tokenizer
 
 
 def risk_calibration(
-    model: HealthFormerModel, tokenizer: Tokenizer, settings: TwinReportSettings, *, min_events: int = MIN_EVENTS
+    model: HealthFormerModel,
+    tokenizer: Tokenizer,
+    settings: TwinReportSettings,
+    *,
+    min_events: int = MIN_EVENTS,
+    progress: Progress = lambda *args: None,
 ) -> dict[str, Any]:
     """Calibration in the large on a cohort of its own (``settings.seed``, never a report's): per endpoint, the
     observed events over the summed uncalibrated risks of the participants at risk. An endpoint with fewer than
@@ -25,7 +31,7 @@ def risk_calibration(
     whose height is known: every other participant's height is withheld here, and obesity gets one factor from each
     half (``factors`` with the height, ``without_height`` from its diagnosis token)."""
     by_weight = "obesity" in settings.risk_from_measurements
-    cohort = risk_cohort(model, tokenizer, settings, every_other_height=by_weight)
+    cohort = risk_cohort(model, tokenizer, settings, every_other_height=by_weight, progress=progress)
     model_risk = cohort.rollouts.endpoint_risk(calibrated=False)[:, 0]
     height_known = np.array([history.height_m is not None for history in cohort.histories])
 
@@ -55,7 +61,11 @@ def risk_calibration(
 
 
 def calibrate_twin(
-    model_dir: Path, settings: TwinReportSettings | None = None, *, min_events: int = MIN_EVENTS
+    model_dir: Path,
+    settings: TwinReportSettings | None = None,
+    *,
+    min_events: int = MIN_EVENTS,
+    progress: Progress = lambda *args: None,
 ) -> dict[str, Any]:
     """:func:`risk_calibration` of the model in ``model_dir`` on the risk cohort of ``settings`` (default: 4,000 new
     people of seed 1; never its training seed), written into its config.json (``risk_calibration``: the site, the
@@ -69,7 +79,7 @@ def calibrate_twin(
     model, tokenizer = load_twin(model_dir, settings.device)
     model.config.risk_calibration, model.config.risk_calibration_fit = {}, {}
     model.config.risk_calibration_without_height = {}
-    calibration = risk_calibration(model, tokenizer, settings, min_events=min_events)
+    calibration = risk_calibration(model, tokenizer, settings, min_events=min_events, progress=progress)
     model.config.risk_calibration = calibration["factors"]
     model.config.risk_calibration_without_height = calibration["without_height"]
     model.config.risk_calibration_fit = {
@@ -83,3 +93,30 @@ def calibrate_twin(
     model.config.save_pretrained(model_dir)
     (Path(model_dir) / "calibration.json").write_text(json.dumps(calibration, indent=1))
     return calibration
+
+
+def calibration_sentence(model: HealthFormerModel, settings: TwinReportSettings) -> str:
+    """What the risk table's calibration was, from the model's config (what ``simulate`` applies)."""
+    fit = model.config.risk_calibration_fit
+    if calibration_factors(model, settings.risk_from_measurements) is None:
+        return " Risks uncalibrated." + (
+            " (The model's calibration was fitted on risks read otherwise.)" if fit else ""
+        )
+    factors = ", ".join(
+        f"{endpoint} {factor:.2f}" for endpoint, factor in model.config.risk_calibration.items() if factor != 1.0
+    )
+    without = model.config.risk_calibration_without_height
+    apart = (
+        " Obesity is read from the sampled weight against each person's height (BMI 30), where the height is known: "
+        "its factor is fitted on the half of that cohort whose height was kept; the other half's, "
+        + ", ".join(f"{endpoint} {factor:.2f}" for endpoint, factor in without.items())
+        + ", applies where the height is unknown (read from the diagnosis token)."
+        if without
+        else ""
+    )
+    return (
+        f" Risks calibrated in the large on {fit['participants']} other new participants (seed {fit['seed']}, "
+        f"{fit['horizon_days']} days; `twin calibrate`): observed over predicted events, {factors}; endpoints with "
+        f"fewer than {fit['min_events']} events there keep 1.{apart} A factor leaves the ranking, and so the AUROC, "
+        "as it was."
+    )

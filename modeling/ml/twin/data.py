@@ -5,6 +5,7 @@ them) on top of the usual care the simulator applies, so the effect of an interv
 learnable from the data rather than confounded by who gets treated.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,7 @@ def simulated_records(
     unknown_smoking_probability: float = 0.0,
     traits: Traits | None = None,
     latent_on_day: int | None = None,
+    progress: Callable[[float, str], None] = lambda *args: None,
 ) -> SimulatedRecords:
     """``participants`` simulated people over ``days`` days; participant i is the same whatever the count.
 
@@ -125,7 +127,7 @@ def simulated_records(
     site, which does not record it; training uses it so a record without the smoker token is familiar.
     It draws from the participant's stream only when above 0, so other records stay as they were.
     ``latent_on_day``: keep each participant's true biomarker values on that day (a ceiling's inputs; a participant
-    dead by then keeps the values of the day all the same)."""
+    dead by then keeps the values of the day all the same). ``progress`` hears of every 200th participant."""
     traits = (
         traits
         if traits is not None
@@ -135,6 +137,8 @@ def simulated_records(
         raise ValueError(f"latent_on_day must be a day of the simulation, 0 to {days - 1}: got {latent_on_day}")
     records, given, latent = [], [], []
     for index in range(len(traits)):
+        if index % 200 == 0:
+            progress(index / len(traits), f"simulating participant {index + 1:,} of {len(traits):,}")
         stream = participant_stream(seed, index)
         interventions: tuple[tuple[str, int], ...] = ()
         if stream.random() < intervention_probability and days > 90:

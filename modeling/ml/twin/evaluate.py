@@ -142,10 +142,16 @@ class RiskCohort:
 
 
 def risk_cohort(
-    model: HealthFormerModel, tokenizer: Tokenizer, settings: TwinReportSettings, *, every_other_height: bool = False
+    model: HealthFormerModel,
+    tokenizer: Tokenizer,
+    settings: TwinReportSettings,
+    *,
+    every_other_height: bool = False,
+    progress: Progress = lambda *args: None,
 ) -> RiskCohort:
-    """The risk cohort's histories, outcomes and sampled futures. ``every_other_height``: withhold the height of every
-    other participant, as a cohort that does not record it would (the calibration fits obesity both ways)."""
+    """The risk cohort's histories, outcomes and sampled futures (``progress``: a fifth simulating the cohort, the rest
+    sampling). ``every_other_height``: withhold the height of every other participant, as a cohort that does not record
+    it would (the calibration fits obesity both ways)."""
     days = settings.history_days + settings.horizon_days
     cutoff = settings.history_days - 1
     simulated = simulated_records(
@@ -154,6 +160,7 @@ def risk_cohort(
         seed=settings.seed,
         intervention_probability=0.0,
         latent_on_day=cutoff,
+        progress=lambda fraction, message: progress(0.2 * fraction, message),
     )
     kept = [i for i, record in enumerate(simulated.records) if record.last_day >= cutoff]  # alive at the prediction day
     histories = [record_until(simulated.records[i], cutoff) for i in kept]
@@ -171,6 +178,7 @@ def risk_cohort(
         max_new_tokens=320,
         grid_step_days=settings.horizon_days,
         risk_from_measurements=settings.risk_from_measurements,
+        progress=lambda fraction, message: progress(0.2 + 0.8 * fraction, message),
     )
     prevalent, outcome = {}, {}
     for endpoint in ENDPOINTS:
@@ -196,7 +204,7 @@ def risk_table(
     progress: Progress = lambda *args: None,
 ) -> dict[str, Any]:
     progress(0.05, f"sampling {settings.samples} futures of {settings.horizon_days} days for the risk cohort")
-    cohort = risk_cohort(model, tokenizer, settings)
+    cohort = risk_cohort(model, tokenizer, settings, progress=lambda f, m: progress(0.05 + 0.85 * f, m))
     model_risk = cohort.rollouts.endpoint_risk()[:, 0]  # (participants, endpoints)
     scores = [
         clinical_scores(history, height_m=float(cohort.simulated.traits.height_m[i]))
@@ -486,35 +494,6 @@ def trial_markdown(table: dict[str, Any], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def calibration_sentence(model: HealthFormerModel, settings: TwinReportSettings) -> str:
-    """What the risk table's calibration was, from the model's config (what ``simulate`` applies)."""
-    from modeling.ml.twin.risk import calibration_factors
-
-    fit = model.config.risk_calibration_fit
-    if calibration_factors(model, settings.risk_from_measurements) is None:
-        return " Risks uncalibrated." + (
-            " (The model's calibration was fitted on risks read otherwise.)" if fit else ""
-        )
-    factors = ", ".join(
-        f"{endpoint} {factor:.2f}" for endpoint, factor in model.config.risk_calibration.items() if factor != 1.0
-    )
-    without = model.config.risk_calibration_without_height
-    apart = (
-        " Obesity is read from the sampled weight against each person's height (BMI 30), where the height is known: "
-        "its factor is fitted on the half of that cohort whose height was kept; the other half's, "
-        + ", ".join(f"{endpoint} {factor:.2f}" for endpoint, factor in without.items())
-        + ", applies where the height is unknown (read from the diagnosis token)."
-        if without
-        else ""
-    )
-    return (
-        f" Risks calibrated in the large on {fit['participants']} other new participants (seed {fit['seed']}, "
-        f"{fit['horizon_days']} days; `twin calibrate`): observed over predicted events, {factors}; endpoints with "
-        f"fewer than {fit['min_events']} events there keep 1.{apart} A factor leaves the ranking, and so the AUROC, "
-        "as it was."
-    )
-
-
 def twin_report(
     model_dir: Path,
     settings: TwinReportSettings,
@@ -524,6 +503,7 @@ def twin_report(
     parts: tuple[str, ...] = ("risk", "trials"),
 ) -> dict[str, dict[str, Any]]:
     """Both tables (markdown + JSON in ``output_dir``); refuses the model's own training seed."""
+    from modeling.ml.twin.calibration import calibration_sentence  # calibration.py reads this module
     from modeling.ml.twin.hazard import hazard_sentence
     from modeling.ml.twin.training import load_twin, training_runs, training_seeds
 

@@ -45,7 +45,7 @@ Two read-outs at every step, so neither depends on which tokens happened to be s
   days to the row's next sampled token: a rate per day does not depend on how many tokens a day holds.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +116,7 @@ def simulate(
     compact_below: float = 0.75,
     readout: str = "measured",
     risk_from_measurements: Sequence[str] = RISK_FROM_MEASUREMENTS,
+    progress: Callable[[float, str], None] = lambda *args: None,
 ) -> Rollouts:
     """Roll every history forward ``horizon_days`` days from its last day, ``samples`` times per arm.
 
@@ -124,6 +125,7 @@ def simulate(
     batch once the share still going falls to ``compact_below`` (0 steps every row to the end); the samples
     are the same either way. ``readout`` is "state" or "measured" (see the module's docstring).
     ``risk_from_measurements``: the diagnoses whose risk is read from their criteria's measurements (:func:`event_weights`).
+    ``progress`` hears of each token step of each chunk of participants.
     """
     if readout not in ("state", "measured"):
         raise ValueError(f"readout must be 'state' or 'measured', not {readout!r}")
@@ -144,6 +146,11 @@ def simulate(
     death = tokenizer.token_id("endpoint:death")
     arm_ids = torch.tensor([tokenizer.token_id(f"intervention:{arm}") if arm else 0 for arm in arms], device=device)
     outputs = []
+
+    def chunk_progress(first: int, size: int) -> Callable[[int], None]:
+        message = f"sampling the futures of participants {first + 1:,}-{first + size:,} of {len(histories):,}"
+        return lambda step: progress((first + size * step / max_new_tokens) / len(histories), message)
+
     for chunk_index, first in enumerate(range(0, len(histories), participants_per_chunk)):
         chunk = histories[first : first + participants_per_chunk]
         generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + chunk_index)
@@ -169,8 +176,11 @@ def simulate(
                 generator,
                 compact_below,
                 readout,
+                chunk_progress(first, len(chunk)),
             )
         )
+        done = first + len(chunk)
+        progress(done / len(histories), f"futures of {done:,} of {len(histories):,} participants sampled")
     expected, risk, ids, days = (np.concatenate([output[i] for output in outputs]) for i in range(4))
     height_known = [height is not None for height in heights] if limits is not None else None
     return Rollouts(
@@ -301,6 +311,7 @@ def _simulate_chunk(
     generator: torch.Generator,
     compact_below: float,
     readout: str,
+    tick: Callable[[int], None],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     device = model.device
     count, arms = len(histories), len(arm_ids)
@@ -408,6 +419,7 @@ def _simulate_chunk(
         )
 
     for step in range(max_new_tokens):
+        tick(step)
         hazard = head_hazard()
         probabilities = torch.softmax(logits.float() - prior, dim=-1)
         values = expectation(probabilities)

@@ -11,6 +11,7 @@ the head holds; the others keep the next-token read-out. The trunk is left as it
 and so every trial, is the same with or without the head."""
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,10 @@ def hazard_rows(
     endpoints: tuple[str, ...],
     *,
     batch_size: int = 64,
+    progress: Callable[[float, str], None] = lambda *args: None,
 ) -> HazardRows:
-    """The rows of :class:`HazardRows` of every record, windowed as training windows them."""
+    """The rows of :class:`HazardRows` of every record, windowed as training windows them (``progress`` hears of each
+    batch of windows read)."""
     device = model.device
     event_ids = np.array([endpoint_token(tokenizer, endpoint) for endpoint in endpoints])
     features, exposures, at_risk, events, people = [], [], [], [], []
@@ -140,6 +143,7 @@ def hazard_rows(
             pending.append((tokens.ids[keep], tokens.days[keep], tokens.age_years, positions, static_flags(tokens)))
             if len(pending) == batch_size:
                 flush()
+                progress(person / len(records), f"read {person:,} of {len(records):,} participants' histories")
     if pending:
         flush()
     return HazardRows(
@@ -151,10 +155,17 @@ def hazard_rows(
     )
 
 
-def fit_hazard_head(rows: HazardRows, *, penalty: float, max_iterations: int = 200) -> torch.nn.Linear:
+def fit_hazard_head(
+    rows: HazardRows,
+    *,
+    penalty: float,
+    max_iterations: int = 200,
+    progress: Callable[[float, str], None] = lambda *args: None,
+) -> torch.nn.Linear:
     """A linear head of log rates per day, by Poisson regression of each endpoint's events on the exposure of the rows
     at risk of it (the negative log likelihood per row at risk, plus ``penalty`` times the squared weights), fitted by
-    L-BFGS from each endpoint's crude rate on standardized features; the returned head reads them as they are."""
+    L-BFGS from each endpoint's crude rate on standardized features; the returned head reads them as they are.
+    ``progress`` hears of each evaluation of the likelihood, as a share of the most L-BFGS makes."""
     torch.manual_seed(0)
     mean, scale = rows.features.mean(0), rows.features.std(0).clamp(min=1e-3)
     features = (rows.features - mean) / scale
@@ -164,12 +175,22 @@ def fit_hazard_head(rows: HazardRows, *, penalty: float, max_iterations: int = 2
     with torch.no_grad():
         head.weight.zero_()
         head.bias.copy_(torch.log(crude.clamp(min=1e-9)))
+    limit = max_iterations * 5 // 4  # evaluations of the likelihood (L-BFGS's default)
     optimizer = torch.optim.LBFGS(
-        head.parameters(), lr=1, max_iter=max_iterations, history_size=20, line_search_fn="strong_wolfe"
+        head.parameters(),
+        lr=1,
+        max_iter=max_iterations,
+        max_eval=limit,
+        history_size=20,
+        line_search_fn="strong_wolfe",
     )
     per_endpoint = at_risk.sum(0).clamp(min=1.0)
+    evaluations = 0
 
     def closure() -> torch.Tensor:
+        nonlocal evaluations
+        evaluations += 1
+        progress(min(evaluations / limit, 1.0), f"fitting the head: evaluation {evaluations}")
         optimizer.zero_grad()
         log_rate = head(features)
         likelihood = (torch.exp(log_rate) * rows.exposure[:, None] - events * log_rate) * at_risk
@@ -193,11 +214,12 @@ def add_hazard_head(
     endpoints: tuple[str, ...] = HAZARD_ENDPOINTS,
     days: int = 730,
     device: str = "cpu",
+    progress: Callable[[float, str], None] = lambda *args: None,
 ) -> dict[str, Any]:
     """Fit the hazard head of the twin in ``model_dir`` on ``participants`` new simulated people of ``seed`` (never a
     seed it trained on), as training simulates them, and save it into the model: the weights, ``hazard_endpoints``
     and ``hazard_fit``. The risk calibration is dropped (and its calibration.json): it was fitted on risks read the
-    other way."""
+    other way. ``progress``: a third simulating them, a half reading their histories, the rest the fit."""
     from modeling.ml.twin.training import load_twin, training_seeds
 
     unknown = [endpoint for endpoint in endpoints if endpoint not in ENDPOINTS]
@@ -206,13 +228,27 @@ def add_hazard_head(
     measured = [endpoint for endpoint in endpoints if endpoint in RISK_FROM_MEASUREMENTS]
     if measured:  # a rollout stops adding an endpoint's rate when it samples the event, which for these is no token
         raise ValueError(f"read from the measurements that make them, not from a token: {', '.join(measured)}")
-    if seed in training_seeds(model_dir):
+    if seed in training_seeds(model_dir, head=False):  # the head's own seed may fit the head it replaces again
         raise ValueError(f"seed {seed} is a seed the model trained on: fit the head on participants it never saw")
     started = time.time()
     model, tokenizer = load_twin(model_dir, device)
-    simulated = simulated_records(participants=participants, days=days, seed=seed, unknown_smoking_probability=0.25)
-    rows = hazard_rows(model, tokenizer, simulated.records, endpoints)
-    head = fit_hazard_head(rows, penalty=penalty)
+    simulated = simulated_records(
+        participants=participants,
+        days=days,
+        seed=seed,
+        unknown_smoking_probability=0.25,
+        progress=lambda fraction, message: progress(fraction / 3, message),
+    )
+    rows = hazard_rows(
+        model,
+        tokenizer,
+        simulated.records,
+        endpoints,
+        progress=lambda fraction, message: progress(1 / 3 + fraction / 2, message),
+    )
+    head = fit_hazard_head(
+        rows, penalty=penalty, progress=lambda fraction, message: progress(5 / 6 + fraction / 6, message)
+    )
     model.config.hazard_endpoints = list(endpoints)
     model.config.hazard_fit = {
         "seed": seed,
@@ -230,6 +266,7 @@ def add_hazard_head(
     model.hazard_head = head.to(model.device)
     model.save_pretrained(model_dir)
     (Path(model_dir) / "calibration.json").unlink(missing_ok=True)
+    progress(1.0, "hazard head fitted")
     return {**model.config.hazard_fit, "seconds": round(time.time() - started)}
 
 

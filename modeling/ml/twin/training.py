@@ -128,8 +128,8 @@ def train_twin(
     ``model_overrides``: HealthFormerConfig fields (the loss weighting after treatment starts, the level input).
     ``continue_from``: a saved twin to train further on the participants of ``seed``, which must be new to it: its
     weights, tokenizer and configuration are kept (``size``, ``bins``, ``block_size`` and ``model_overrides`` are
-    then not used), its risk calibration is dropped (a calibration belongs to the weights it was fitted on), and
-    training.json records the run it continues.
+    then not used), its risk calibration and hazard head are dropped (each belongs to the weights it was fitted on:
+    run ``twin hazard`` and ``twin calibrate`` again), and training.json records the run it continues.
     """
     device = choose_device(device)
     previous: dict[str, Any] | None = None
@@ -150,6 +150,11 @@ def train_twin(
         model, tokenizer = load_twin(Path(continue_from), "cpu")
         model.config.risk_calibration, model.config.risk_calibration_fit = {}, {}
         model.config.risk_calibration_without_height = {}
+        model.config.hazard_endpoints, model.config.hazard_fit, model.hazard_head = (
+            [],
+            {},
+            None,
+        )  # it read the old trunk
         block_size = model.config.block_size
     train_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in train_indices], block_size)
     held_out_windows = TimelineWindows([tokenizer.encode(simulated.records[i]) for i in held_out_indices], block_size)
@@ -195,12 +200,12 @@ def training_chain(training: dict[str, Any] | None) -> list[dict[str, Any]]:
     return runs[::-1]
 
 
-def training_seeds(model_dir: Path) -> set[int]:
+def training_seeds(model_dir: Path, *, head: bool = True) -> set[int]:
     """The seeds of every cohort the model in ``model_dir`` trained on (a continued run's and the runs before it), and
-    its hazard head's (``twin hazard``)."""
+    unless ``head`` is False its hazard head's (``twin hazard``; a head fitted again replaces it)."""
     path, config = Path(model_dir) / "training.json", Path(model_dir) / "config.json"
     runs = training_chain(json.loads(path.read_text()) if path.exists() else None)
-    if config.exists():
+    if head and config.exists():
         runs.append(json.loads(config.read_text()).get("hazard_fit") or {})
     return {int(run["seed"]) for run in runs if run.get("seed") is not None}
 

@@ -24,7 +24,10 @@ def test_calibration_matches_predicted_to_observed_events_on_its_cohort_and_trav
     (tmp_path / "training.json").write_text(json.dumps({"seed": 0}))
     settings = TwinReportSettings(participants=60, history_days=200, horizon_days=120, samples=1, seed=9)
 
-    calibration = calibrate_twin(tmp_path, settings, min_events=1)
+    heard = []
+    calibration = calibrate_twin(tmp_path, settings, min_events=1, progress=lambda *call: heard.append(call))
+    fractions = [fraction for fraction, _ in heard]  # a job's heartbeat: simulating the cohort, then its futures
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and heard[-1][1].startswith("futures of ")
     counted = {name: row for name, row in calibration["endpoints"].items() if row["events"] >= 1 and row["predicted"]}
     assert counted, calibration  # some endpoint had an event in the cohort
     assert all(row["factor"] == 1.0 for name, row in calibration["endpoints"].items() if name not in counted)

@@ -126,8 +126,13 @@ def test_the_command_fits_the_head_into_the_model_and_refuses_a_trained_seed(tmp
         add_hazard_head(model_dir, participants=30, seed=4)
     with pytest.raises(ValueError, match="measurements"):
         add_hazard_head(model_dir, participants=30, seed=9, endpoints=("stroke", "dyslipidaemia"))
-    fit = add_hazard_head(model_dir, participants=200, seed=9, days=400)
+    heard = []
+    fit = add_hazard_head(model_dir, participants=200, seed=9, days=400, progress=lambda *call: heard.append(call))
     assert fit["seed"] == 9 and set(fit["events"]) == set(HAZARD_ENDPOINTS)
+    # a job hears of each part of it (its heartbeat), in order, to the end
+    fractions = [fraction for fraction, _ in heard]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(heard) > 5
+    assert {message.split(" ")[0] for _, message in heard} >= {"simulating", "read", "fitting", "hazard"}
     loaded, _ = load_twin(model_dir)
     assert loaded.config.hazard_endpoints == list(HAZARD_ENDPOINTS) and loaded.config.risk_calibration == {}
     assert not (model_dir / "calibration.json").exists()
@@ -136,6 +141,12 @@ def test_the_command_fits_the_head_into_the_model_and_refuses_a_trained_seed(tmp
     assert all(torch.equal(loaded.state_dict()[name], tensor) for name, tensor in before.items())
     assert training_seeds(model_dir) == {4, 9}
     assert json.loads((model_dir / "config.json").read_text())["hazard_fit"]["participants"] == 200
+    # fitted again, on its own seed or another, the head replaces the one before; the trunk's seed stays refused
+    assert add_hazard_head(model_dir, participants=100, seed=9, days=400)["participants"] == 100
+    assert add_hazard_head(model_dir, participants=100, seed=11, days=400)["seed"] == 11
+    assert training_seeds(model_dir) == {4, 11}
+    with pytest.raises(ValueError, match="trained on"):
+        add_hazard_head(model_dir, participants=30, seed=4)
 
 
 def test_a_rollout_s_head_reads_at_a_history_s_last_token_what_its_fit_read_there(tokenizer, simulated):

@@ -44,8 +44,9 @@ def test_training_records_withhold_smoking_for_a_share_and_leave_others_unchange
     )
 
 
-def test_a_continued_run_keeps_the_vocabulary_drops_the_calibration_and_refuses_an_old_cohort(tmp_path):
+def test_a_continued_run_keeps_the_vocabulary_drops_the_head_and_calibration_and_refuses_an_old_cohort(tmp_path):
     from modeling.ml.twin.evaluate import TwinReportSettings, twin_report
+    from modeling.ml.twin.hazard import add_hazard_head
     from modeling.ml.twin.training import training_runs, training_seeds
 
     config = TrainConfig(steps=3, batch_size=4, warmup_steps=1, checkpoint_every=100, log_every=10)
@@ -53,6 +54,7 @@ def test_a_continued_run_keeps_the_vocabulary_drops_the_calibration_and_refuses_
         size="tiny", participants=20, days=200, seed=4, train_config=config, output_dir=tmp_path / "a", bins=8
     )
     first_dir = tmp_path / "a" / "model"
+    add_hazard_head(first_dir, participants=30, seed=21, days=200)
     model, _ = load_twin(first_dir)
     model.config.risk_calibration = {"death": 1.5}
     model.config.save_pretrained(first_dir)
@@ -82,10 +84,13 @@ def test_a_continued_run_keeps_the_vocabulary_drops_the_calibration_and_refuses_
     assert (second_dir / "tokenizer.json").read_text() == (first_dir / "tokenizer.json").read_text()
     continued, _ = load_twin(second_dir)
     assert continued.config.risk_calibration == {} and continued.config.size == "tiny"
+    # the head read the trunk's states before this run: gone, with its record, until it is fitted again
+    assert continued.hazard_head is None and continued.config.hazard_endpoints == [] and not continued.config.hazard_fit
     assert continued.config.block_size == model.config.block_size
     assert second["parameters"] == first["parameters"]
     started = dict(model.named_parameters())
     assert all(torch.allclose(value, started[name], atol=1e-6) for name, value in continued.named_parameters())
+    assert {name for name in started if name.startswith("hazard_head.")} == {"hazard_head.weight", "hazard_head.bias"}
     assert training_seeds(second_dir) == {4, 9}
     assert training_runs(json.loads((second_dir / "training.json").read_text())) == (
         "3 steps on 20 simulated participants, seed 4, then 3 steps on 30 simulated participants, seed 9"
