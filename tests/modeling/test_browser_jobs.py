@@ -45,3 +45,38 @@ def test_a_bad_config_is_a_form_error_not_a_crashed_worker(page, live_server):
     page.get_by_role("button", name="Queue").click()
     assert "Ensure this value is greater than or equal to 1" in page.content()
     assert not Job.objects.exists()
+
+
+@pytest.mark.slow
+def test_an_admin_trains_a_twin_whose_checkpoint_has_its_hazard_head_and_calibration(worker, page, live_server):
+    from pathlib import Path
+
+    from modeling.ml.twin.training import load_twin
+    from modeling.models import Checkpoint
+
+    admin = UserFactory(role="admin")
+    log_in(page, admin.username, DEFAULT_PASSWORD)
+    page.wait_for_url("**/modeling/jobs/")
+    page.get_by_role("link", name="Digital twin: training").click()
+    for label, value in {
+        "Participants": "20",
+        "Days": "200",
+        "Steps": "6",
+        "Batch size": "4",
+        "Block size": "128",
+        "Hazard participants": "30",
+        "Calibration participants": "40",
+    }.items():
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_role("button", name="Queue").click()
+    page.wait_for_url("**/modeling/jobs/*/")
+    page.wait_for_function("() => document.querySelector('[data-job]').dataset.state === 'succeeded'", timeout=180_000)
+    page.wait_for_selector("h2:has-text('Result')")
+    page.reload()
+    text = page.content()
+    assert "hazard head fitted on 30 new participants (seed 21" in text and "risks calibrated on" in text
+    job = Job.objects.get()
+    checkpoint = Checkpoint.objects.get(job=job)
+    assert Path(checkpoint.path).name == "complete"
+    model, _ = load_twin(checkpoint.path)
+    assert model.hazard_head is not None and model.config.risk_calibration_fit["seed"] == 1
