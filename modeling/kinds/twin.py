@@ -158,6 +158,7 @@ def run_twin_train(context: JobContext) -> dict:
         output_dir=context.work_dir,
         device=context.device,
         progress=context.training_progress(share=1.0 - after),
+        preparing=context.stage(0.0, 0.0),  # the job's heartbeat while its cohort is simulated: no share of its own
     )
     context.log_resumed(result)
     held_out = result["held_out_loss"]["loss"]

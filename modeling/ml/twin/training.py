@@ -69,6 +69,7 @@ def train_twin_with(
     device: str = "auto",
     continue_from: Path | None = None,
     progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
+    preparing: Callable[[float, str], None] = lambda *args: None,
 ) -> dict[str, Any]:
     """:func:`train_twin` with the settings of a command line or a job."""
     return train_twin(
@@ -89,6 +90,7 @@ def train_twin_with(
         },
         continue_from=continue_from,
         progress=progress,
+        preparing=preparing,
     )
 
 
@@ -121,8 +123,10 @@ def train_twin(
     model_overrides: dict[str, Any] | None = None,
     continue_from: Path | None = None,
     progress: Callable[[int, int, dict[str, float]], None] = lambda *args: None,
+    preparing: Callable[[float, str], None] = lambda *args: None,
 ) -> dict[str, Any]:
     """Simulate, fit the tokenizer on the training participants, train, score held-out participants, save.
+    ``progress`` hears of the training steps, ``preparing`` of the participants simulated before them.
 
     The model directory (``output_dir/model``) holds config.json, the weights and tokenizer.json.
     ``model_overrides``: HealthFormerConfig fields (the loss weighting after treatment starts, the level input).
@@ -138,7 +142,11 @@ def train_twin(
         if any(run.get("seed") == seed for run in training_chain(previous)):
             raise ValueError(f"seed {seed} is a seed the model already trained on: continue on new participants")
     simulated = simulated_records(
-        participants=participants, days=days, seed=seed, unknown_smoking_probability=unknown_smoking_probability
+        participants=participants,
+        days=days,
+        seed=seed,
+        unknown_smoking_probability=unknown_smoking_probability,
+        progress=preparing,
     )
     train_indices, held_out_indices = participant_split(participants, 0.2, seed)
     if continue_from is None:

@@ -50,9 +50,18 @@ def test_a_continued_run_keeps_the_vocabulary_drops_the_head_and_calibration_and
     from modeling.ml.twin.training import training_runs, training_seeds
 
     config = TrainConfig(steps=3, batch_size=4, warmup_steps=1, checkpoint_every=100, log_every=10)
+    heard = []
     first = train_twin(
-        size="tiny", participants=20, days=200, seed=4, train_config=config, output_dir=tmp_path / "a", bins=8
+        size="tiny",
+        participants=20,
+        days=200,
+        seed=4,
+        train_config=config,
+        output_dir=tmp_path / "a",
+        bins=8,
+        preparing=lambda *call: heard.append(call),
     )
+    assert heard == [(0.0, "simulating participant 1 of 20")]  # a job's heartbeat before the steps (every 200th)
     first_dir = tmp_path / "a" / "model"
     add_hazard_head(first_dir, participants=30, seed=21, days=200)
     model, _ = load_twin(first_dir)
