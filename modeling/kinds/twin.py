@@ -29,6 +29,7 @@ INTERVENTION_CHOICES = [
 
 
 AFTER_TRAINING = ("hazard_participants", "hazard_seed", "calibration_participants", "calibration_seed")
+STEP_SHARE = 0.2  # of the job's progress, for the head's fit and for the calibration, each after the training's
 
 
 class TwinTrainForm(SettingsForm):
@@ -81,7 +82,7 @@ class TwinTrainForm(SettingsForm):
 
 
 def _complete_model(
-    context: JobContext, trained: Path, days: int, hazard_participants: int, calibration_participants: int, after: float
+    context: JobContext, trained: Path, days: int, hazard_participants: int, calibration_participants: int
 ) -> Path:
     """The trained model with its hazard head and risk calibration, each fitted on new participants of its own seed:
     made in a copy of it and renamed into place whole, so the checkpoint never points at a model half made. A delivery
@@ -111,7 +112,7 @@ def _complete_model(
             seed=config["hazard_seed"],
             days=days,
             device=context.device,
-            progress=context.stage(1.0 - after, 0.2),
+            progress=context.stage(1.0 - STEP_SHARE * (1 + bool(calibration_participants)), STEP_SHARE),
         )
         context.log(
             f"hazard head fitted on {fit['participants']} new participants (seed {fit['seed']}, {fit['seconds']} s): "
@@ -123,7 +124,7 @@ def _complete_model(
             TwinReportSettings(
                 participants=calibration_participants, seed=config["calibration_seed"], device=context.device
             ),
-            progress=context.stage(0.8, 0.2),
+            progress=context.stage(1.0 - STEP_SHARE, STEP_SHARE),
         )
         context.log(
             f"risks calibrated on {calibration['participants']} new participants (seed {calibration['seed']}), "
@@ -150,14 +151,15 @@ def run_twin_train(context: JobContext) -> dict:
         config.get("hazard_participants") or 0,
         config.get("calibration_participants") or 0,
     )
-    after = (0.2 if hazard_participants else 0.0) + (0.2 if calibration_participants else 0.0)
     context.progress(0.0, "simulating timelines")
 
     result = train_twin_with(
         settings,
         output_dir=context.work_dir,
         device=context.device,
-        progress=context.training_progress(share=1.0 - after),
+        progress=context.training_progress(
+            share=1.0 - STEP_SHARE * (bool(hazard_participants) + bool(calibration_participants))
+        ),
         preparing=context.stage(0.0, 0.0),  # the job's heartbeat while its cohort is simulated: no share of its own
     )
     context.log_resumed(result)
@@ -168,9 +170,7 @@ def run_twin_train(context: JobContext) -> dict:
     )
     model_dir = Path(result["model_dir"])
     if hazard_participants or calibration_participants:
-        model_dir = _complete_model(
-            context, model_dir, settings.days, hazard_participants, calibration_participants, after
-        )
+        model_dir = _complete_model(context, model_dir, settings.days, hazard_participants, calibration_participants)
     # The model and its simulation are each written once however often the job is delivered.
     checkpoint = job_checkpoint_record(
         job=context.job,

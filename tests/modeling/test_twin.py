@@ -116,12 +116,25 @@ def test_the_simulate_form_refuses_a_participant_of_another_cohort(tiny_cohort, 
 
 
 @pytest.mark.slow
-def test_the_training_job_registers_a_loadable_twin_with_its_hazard_head_and_calibration(tiny_cohort, deliver_again):
+def test_the_training_job_registers_a_loadable_twin_with_its_hazard_head_and_calibration(
+    tiny_cohort, deliver_again, monkeypatch
+):
     import json
     import shutil
     from pathlib import Path
 
+    from modeling.jobs import JobContext
     from modeling.ml.twin.training import load_twin
+
+    reported = []  # (fraction, message) of every progress the run reports, before the job is marked finished
+    record = JobContext.progress
+    monkeypatch.setattr(
+        JobContext,
+        "progress",
+        lambda self, fraction, message="", **kw: (
+            reported.append((fraction, message)) or record(self, fraction, message, **kw)
+        ),
+    )
 
     job = job_queue(
         kind_name="twin_train",
@@ -156,7 +169,15 @@ def test_the_training_job_registers_a_loadable_twin_with_its_hazard_head_and_cal
     assert checkpoint.metrics["hazard_endpoints"] == model.config.hazard_endpoints
     job.refresh_from_db()
     assert job.log_tail.count("hazard head fitted on 30 new participants (seed 21") == 1
-    assert job.log_tail.count("risks calibrated on") == 1 and job.progress == 1.0
+    assert job.log_tail.count("risks calibrated on") == 1
+    # Training takes the first 60 % of the bar, the head's fit the next 20 %, the calibration the last, in order.
+    fractions = [fraction for fraction, _ in reported]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    steps = [fraction for fraction, message in reported if message.startswith("step ")]
+    fit = [fraction for fraction, message in reported if message.startswith(("read ", "fitting the head", "hazard"))]
+    futures = [fraction for fraction, message in reported if message.startswith(("sampling the futures", "futures of"))]
+    assert steps[-1] == pytest.approx(0.6) and fit and min(fit) >= 0.6 and max(fit) == pytest.approx(0.8)
+    assert futures and min(futures) >= 0.8 and max(futures) == pytest.approx(1.0)
     follow_up = Job.objects.get(pk=job.result["simulation_job"])
     assert (
         follow_up.kind == "simulate"
