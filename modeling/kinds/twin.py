@@ -17,7 +17,7 @@ from modeling.jobs import (
     register,
 )
 from modeling.ml.data.clinical import INTERVENTIONS
-from modeling.ml.twin.hazard import HAZARD_ENDPOINTS
+from modeling.ml.twin.hazard import HAZARD_ENDPOINTS, POOLING
 from modeling.ml.twin.training import TwinTrainSettings
 from modeling.models import Checkpoint
 from modeling.settings_forms import SettingsForm, settings_of
@@ -96,7 +96,7 @@ def _complete_model(
     training = json.loads((trained / "training.json").read_text())
     wanted = {  # the run that made the trunk (not its losses: a delivery again scores it again), and both steps
         "training": {key: training.get(key) for key in ("seed", "participants", "days", "steps", "parameters")},
-        "hazard": [config.get("hazard_seed"), hazard_participants] if hazard_participants else None,
+        "hazard": [config.get("hazard_seed"), hazard_participants, POOLING] if hazard_participants else None,
         "calibration": config.get("calibration_seed") if calibration_participants else None,
     }
     made = complete / "completed.json"

@@ -25,7 +25,7 @@ from modeling.ml.lsm.probe_study import ProbeStudySettings
 from modeling.ml.lsm.report import ReportSettings
 from modeling.ml.lsm.scaling import ScalingSettings
 from modeling.ml.sensorlm import cli as sensorlm_cli
-from modeling.ml.twin.hazard import HAZARD_ENDPOINTS
+from modeling.ml.twin.hazard import HAZARD_ENDPOINTS, POOLING
 from modeling.ml.twin.risk import RISK_FROM_MEASUREMENTS
 from modeling.ml.twin.training import TwinTrainSettings
 
@@ -381,7 +381,19 @@ def _twin_commands(families: "argparse._SubParsersAction[argparse.ArgumentParser
     hazard_parser.add_argument("--model", type=Path, required=True)
     hazard_parser.add_argument("--participants", type=int, default=24000)
     hazard_parser.add_argument("--seed", type=int, default=21, help="not a seed the model trained on, nor a report's")
-    hazard_parser.add_argument("--penalty", type=float, default=1e-5, help="on the head's squared weights")
+    hazard_parser.add_argument(
+        "--penalty",
+        type=float,
+        default=1e-5,
+        help="on the squares of the weights the endpoints share (of each endpoint's own, with a negative --pooling)",
+    )
+    hazard_parser.add_argument(
+        "--pooling",
+        type=float,
+        default=POOLING,
+        help="on the squares of each endpoint's deviation from the shared weights (above 0); a negative value fits "
+        "each endpoint alone",
+    )
     hazard_parser.add_argument(
         "--endpoints",
         nargs="+",
@@ -416,6 +428,7 @@ def _twin(args: argparse.Namespace) -> None:
             participants=args.participants,
             seed=args.seed,
             penalty=args.penalty,
+            pooling=None if args.pooling < 0 else args.pooling,
             endpoints=tuple(args.endpoints),
             device=choose_device(args.device),
         )

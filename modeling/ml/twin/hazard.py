@@ -29,6 +29,11 @@ from modeling.ml.twin.tokens import CODE_INDEX, HARD_ENDPOINTS, ParticipantRecor
 # The endpoints whose event is recorded when it happens; a diagnosis made at a visit (hypertension, diabetes...) has
 # its day set by the visits, which the sampled futures schedule and a rate per day does not.
 HAZARD_ENDPOINTS = (*HARD_ENDPOINTS, "atrial_fibrillation")
+# The penalty on each endpoint's deviation from the weights the endpoints share (fit_hazard_head): chosen by 3-fold
+# cross-validation by person on the head's own fitting cohort (checks/hazard_pooling.py, session 41). At this size
+# (the likelihood is a mean over millions of rows) the deviations all but vanish: one ranking shared by every
+# endpoint, each with its own level; 1e-1 fitted the same, and weaker pooling let the deviations cost likelihood.
+POOLING = 1e-2
 
 
 def add_head_hazard(
@@ -159,17 +164,27 @@ def fit_hazard_head(
     rows: HazardRows,
     *,
     penalty: float,
+    pooling: float | None = None,
     max_iterations: int = 200,
     progress: Callable[[float, str], None] = lambda *args: None,
 ) -> torch.nn.Linear:
     """A linear head of log rates per day, by Poisson regression of each endpoint's events on the exposure of the rows
-    at risk of it (the negative log likelihood per row at risk, plus ``penalty`` times the squared weights), fitted by
-    L-BFGS from each endpoint's crude rate on standardized features; the returned head reads them as they are.
-    ``progress`` hears of each evaluation of the likelihood, as a share of the most L-BFGS makes."""
+    at risk of it (the negative log likelihood per row at risk, plus the penalty), fitted by L-BFGS from each
+    endpoint's crude rate on standardized features; the returned head reads them as they are.
+
+    Without ``pooling`` each endpoint's weights are its own, ``penalty`` times their squares. With it, an endpoint's
+    weights are a vector shared by every endpoint plus the endpoint's own deviation from it, ``penalty`` times the
+    shared's squares and ``pooling`` (> 0) times the deviations': a multi-task ridge, in which an endpoint of few
+    events leans on what all the endpoints' events fit; the larger ``pooling``, the less its own events may pull it
+    away (:data:`POOLING` leaves next to nothing of the deviations). ``progress`` hears of each evaluation of the
+    likelihood, as a share of the most L-BFGS makes."""
+    if pooling is not None and pooling <= 0:
+        raise ValueError("pooling must be above 0: an unpenalized deviation is each endpoint fitted alone, unpenalized")
     torch.manual_seed(0)
     mean, scale = rows.features.mean(0), rows.features.std(0).clamp(min=1e-3)
     features = (rows.features - mean) / scale
     head = torch.nn.Linear(rows.features.shape[1], rows.at_risk.shape[1])
+    shared = torch.zeros(rows.features.shape[1], requires_grad=pooling is not None)
     at_risk, events = rows.at_risk.float(), rows.events.float()
     crude = (events * at_risk).sum(0) / (rows.exposure[:, None] * at_risk).sum(0).clamp(min=1.0)
     with torch.no_grad():
@@ -177,7 +192,7 @@ def fit_hazard_head(
         head.bias.copy_(torch.log(crude.clamp(min=1e-9)))
     limit = max_iterations * 5 // 4  # evaluations of the likelihood (L-BFGS's default)
     optimizer = torch.optim.LBFGS(
-        head.parameters(),
+        [*head.parameters(), *([shared] if pooling is not None else [])],
         lr=1,
         max_iter=max_iterations,
         max_eval=limit,
@@ -192,15 +207,18 @@ def fit_hazard_head(
         evaluations += 1
         progress(min(evaluations / limit, 1.0), f"fitting the head: evaluation {evaluations}")
         optimizer.zero_grad()
-        log_rate = head(features)
+        log_rate = features @ (head.weight + shared).T + head.bias
         likelihood = (torch.exp(log_rate) * rows.exposure[:, None] - events * log_rate) * at_risk
-        loss: torch.Tensor = (likelihood.sum(0) / per_endpoint).sum() + penalty * (head.weight**2).sum()
+        own = (head.weight**2).sum()
+        loss: torch.Tensor = (likelihood.sum(0) / per_endpoint).sum() + (
+            penalty * own if pooling is None else penalty * (shared**2).sum() + pooling * own
+        )
         loss.backward()  # type: ignore[no-untyped-call]  # torch's backward is unannotated
         return loss
 
     optimizer.step(closure)  # type: ignore[no-untyped-call]  # LBFGS.step is unannotated
-    with torch.no_grad():  # fold the standardization in
-        head.weight.div_(scale)
+    with torch.no_grad():  # fold the shared weights and the standardization in
+        head.weight.add_(shared).div_(scale)
         head.bias.sub_(head.weight @ mean)
     return head
 
@@ -211,6 +229,7 @@ def add_hazard_head(
     participants: int,
     seed: int,
     penalty: float = 1e-5,
+    pooling: float | None = POOLING,
     endpoints: tuple[str, ...] = HAZARD_ENDPOINTS,
     days: int = 730,
     device: str = "cpu",
@@ -247,7 +266,10 @@ def add_hazard_head(
         progress=lambda fraction, message: progress(1 / 3 + fraction / 2, message),
     )
     head = fit_hazard_head(
-        rows, penalty=penalty, progress=lambda fraction, message: progress(5 / 6 + fraction / 6, message)
+        rows,
+        penalty=penalty,
+        pooling=pooling,
+        progress=lambda fraction, message: progress(5 / 6 + fraction / 6, message),
     )
     model.config.hazard_endpoints = list(endpoints)
     model.config.hazard_fit = {
@@ -255,6 +277,7 @@ def add_hazard_head(
         "participants": participants,
         "days": days,
         "penalty": penalty,
+        "pooling": pooling,
         "rows": len(rows.exposure),
         "events": {
             endpoint: int(count) for endpoint, count in zip(endpoints, rows.events.sum(0).tolist(), strict=True)
@@ -275,8 +298,11 @@ def hazard_sentence(model: HealthFormerModel) -> str:
     fit = model.config.hazard_fit
     if not model.config.hazard_endpoints:
         return ""
+    pooled = (
+        "" if fit.get("pooling") is None else f", the endpoints' weights pooled (deviation penalty {fit['pooling']:g})"
+    )
     return (
         f" {', '.join(model.config.hazard_endpoints).replace('_', ' ')}: the hazard head's rate per day times the days to "
         f"each next sampled token (`twin hazard`, fitted on {fit['participants']} other new participants, seed "
-        f"{fit['seed']}, on the frozen trunk); every other endpoint: the next tokens' probabilities summed."
+        f"{fit['seed']}, on the frozen trunk{pooled}); every other endpoint: the next tokens' probabilities summed."
     )

@@ -125,7 +125,7 @@ class HealthFormerConfig(PretrainedConfig):  # type: ignore[no-untyped-call]  # 
         # rather than from the weight (risk.calibration_factors)
         self.risk_calibration_without_height = dict(risk_calibration_without_height or {})
         # The endpoints read from the hazard head (a per-day rate of each one's first event, ``twin hazard``) rather
-        # than from the next-token probabilities, and how the head was fitted (seed, participants, penalty, events).
+        # than from the next-token probabilities, and how the head was fitted (seed, participants, penalties, events).
         self.hazard_endpoints = list(hazard_endpoints or [])
         self.hazard_fit = dict(hazard_fit or {})
 

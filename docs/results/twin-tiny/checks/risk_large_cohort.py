@@ -12,6 +12,10 @@ count, and the chance that a perfectly calibrated model's ratio falls inside the
     PYTHONPATH=. .venv/bin/python docs/results/twin-tiny/checks/risk_large_cohort.py docs/results/twin-tiny/model
     PYTHONPATH=. .venv/bin/python docs/results/twin-tiny/checks/risk_large_cohort.py docs/results/twin-tiny/model \
         --samples 16
+    # session 41, the head's endpoints pooled: risk_large_cohort_pooled_s16.md and .json. The _s4 and _s16 files
+    # are session 40's, made by the head of each endpoint alone (the model as of commit f6d88bc)
+    PYTHONPATH=. .venv/bin/python docs/results/twin-tiny/checks/risk_large_cohort.py docs/results/twin-tiny/model \
+        --samples 16 --name risk_large_cohort_pooled
 """
 
 import argparse
@@ -52,6 +56,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("model", type=Path)
 parser.add_argument("--participants", type=int, default=24000, help="fewer only to try the script")
 parser.add_argument("--samples", type=int, default=4, help="sampled futures per participant")
+parser.add_argument("--name", default="risk_large_cohort", help="the outputs' name, before _s<samples>.md and .json")
 args = parser.parse_args()
 participants = args.participants
 settings = TwinReportSettings(participants=participants, seed=9300, samples=args.samples)
@@ -90,7 +95,7 @@ lines.append(
     f"\n\nRun in {seconds / 60:.1f} min; load average (1, 5, 15 min) {[round(x, 2) for x in load_before]} before, "
     f"{[round(x, 2) for x in table['load_average_after']]} after.\n"
 )
-output = Path(__file__).with_name(f"risk_large_cohort_s{settings.samples}")
+output = Path(__file__).with_name(f"{args.name}_s{settings.samples}")
 output.with_suffix(".md").write_text("\n".join(lines))
 output.with_suffix(".json").write_text(json.dumps(table, indent=1, default=float))
 print("\n".join(lines))

@@ -77,10 +77,11 @@ def test_the_committed_twin_carries_its_risk_calibration(twin):
 
 
 def test_the_committed_twin_reads_the_hard_endpoints_from_its_hazard_head_with_the_calibration_fitted_so(twin):
-    from modeling.ml.twin.hazard import HAZARD_ENDPOINTS
+    from modeling.ml.twin.hazard import HAZARD_ENDPOINTS, POOLING
     from modeling.ml.twin.risk import RISK_FROM_MEASUREMENTS, calibration_factors
 
     model, _ = twin
     assert model.config.hazard_endpoints == list(HAZARD_ENDPOINTS) and model.hazard_head is not None
+    assert model.config.hazard_fit["pooling"] == POOLING  # the endpoints' weights shared (README, session 41)
     assert model.config.hazard_fit["seed"] not in (0, 1, 5000, 7000, 11)  # training, calibration, reports, dev
     assert calibration_factors(model, RISK_FROM_MEASUREMENTS) is not None  # fitted on the head's risks

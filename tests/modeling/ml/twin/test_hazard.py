@@ -9,7 +9,14 @@ import torch
 from modeling.ml.data.clinical import ENDPOINTS
 from modeling.ml.twin.data import window_indices
 from modeling.ml.twin.generate import simulate
-from modeling.ml.twin.hazard import HAZARD_ENDPOINTS, HazardRows, day_boundaries, fit_hazard_head, hazard_rows
+from modeling.ml.twin.hazard import (
+    HAZARD_ENDPOINTS,
+    POOLING,
+    HazardRows,
+    day_boundaries,
+    fit_hazard_head,
+    hazard_rows,
+)
 from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
 from modeling.ml.twin.risk import endpoint_token
 from modeling.ml.twin.tokens import ParticipantRecord
@@ -76,6 +83,41 @@ def test_the_fit_recovers_a_known_rate_per_day():
     assert head.bias.tolist() == pytest.approx([-9.0, -8.25], abs=0.15)
 
 
+def test_pooled_endpoints_share_their_weights_as_far_as_their_own_events_allow():
+    generator = torch.Generator().manual_seed(1)
+    features = 3.0 + 2.0 * torch.randn(200_000, 3, generator=generator)  # the head reads them unstandardized
+    exposure = torch.randint(1, 60, (200_000,), generator=generator).float()
+    # the same slope on the first feature; the second endpoint also its own on the second, and a fifth of the events
+    true_log_rate = torch.stack(
+        [-9.5 + 0.5 * features[:, 0], -12.6 + 0.5 * features[:, 0] + 0.5 * features[:, 1]], dim=1
+    )
+    events = torch.rand(200_000, 2, generator=generator) < 1 - torch.exp(-torch.exp(true_log_rate) * exposure[:, None])
+    rows = HazardRows(features, exposure, torch.ones(200_000, 2, dtype=torch.bool), events, np.zeros(200_000))
+    # a deviation that costs next to nothing: each endpoint's own weights, as fitted alone
+    free = fit_hazard_head(rows, penalty=0.0, pooling=1e-9)
+    alone = fit_hazard_head(rows, penalty=0.0)
+    assert torch.allclose(free.weight, alone.weight, atol=0.01) and torch.allclose(free.bias, alone.bias, atol=0.05)
+    assert free.weight[1].tolist() == pytest.approx([0.5, 0.5, 0.0], abs=0.04)
+    assert free.bias.tolist() == pytest.approx([-9.5, -12.6], abs=0.2)
+    # a deviation that costs everything: one vector for both, fitted on all their events, each its own level
+    shared = fit_hazard_head(rows, penalty=0.0, pooling=10.0)
+    assert torch.allclose(shared.weight[0], shared.weight[1], atol=1e-3)
+    assert shared.weight[0, 0].item() == pytest.approx(0.5, abs=0.05)
+    assert 0.02 < shared.weight[0, 1].item() < 0.3  # between the first endpoint's 0 and the second's 0.5
+    level = shared(torch.full((1, 3), 3.0))[0]  # at the features' mean, the second endpoint's fifth of the events
+    assert level[0].item() > level[1].item() + 1.0
+    # in between, each keeps part of its own slope, and the rarer endpoint gives up more of it
+    middle = fit_hazard_head(rows, penalty=0.0, pooling=3e-3)
+    assert shared.weight[1, 1].item() + 0.05 < middle.weight[1, 1].item() < free.weight[1, 1].item() - 0.05
+    rare_gave, common_gave = free.weight[1, 1] - middle.weight[1, 1], middle.weight[0, 1] - free.weight[0, 1]
+    assert rare_gave.item() > 2 * common_gave.item() > 0
+    # the penalty on the shared weights: all of them when the deviations cost everything, none when they are free
+    assert fit_hazard_head(rows, penalty=10.0, pooling=10.0).weight.abs().max().item() < 0.02
+    assert torch.allclose(fit_hazard_head(rows, penalty=10.0, pooling=1e-9).weight, alone.weight, atol=0.01)
+    with pytest.raises(ValueError, match="above 0"):
+        fit_hazard_head(rows, penalty=0.0, pooling=0.0)
+
+
 def test_a_rollout_adds_the_head_s_rate_over_every_day_to_the_horizon(tokenizer, simulated):
     torch.manual_seed(0)
     config = HealthFormerConfig.named("tiny", tokenizer, block_size=128, hazard_endpoints=["stroke", "death"])
@@ -128,7 +170,7 @@ def test_the_command_fits_the_head_into_the_model_and_refuses_a_trained_seed(tmp
         add_hazard_head(model_dir, participants=30, seed=9, endpoints=("stroke", "dyslipidaemia"))
     heard = []
     fit = add_hazard_head(model_dir, participants=200, seed=9, days=400, progress=lambda *call: heard.append(call))
-    assert fit["seed"] == 9 and set(fit["events"]) == set(HAZARD_ENDPOINTS)
+    assert fit["seed"] == 9 and set(fit["events"]) == set(HAZARD_ENDPOINTS) and fit["pooling"] == POOLING
     # a job hears of each part of it (its heartbeat), in order, to the end
     fractions = [fraction for fraction, _ in heard]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(heard) > 5
@@ -137,6 +179,8 @@ def test_the_command_fits_the_head_into_the_model_and_refuses_a_trained_seed(tmp
     assert loaded.config.hazard_endpoints == list(HAZARD_ENDPOINTS) and loaded.config.risk_calibration == {}
     assert not (model_dir / "calibration.json").exists()
     assert loaded.hazard_head is not None and loaded.hazard_head.weight.abs().sum() > 0
+    weight = loaded.hazard_head.weight  # pooled: every endpoint ranks by one vector, each at its own level
+    assert (weight - weight[0]).abs().max() < 0.05 * weight.abs().max() and loaded.hazard_head.bias.unique().numel() > 1
     # the trunk and the other heads are as they were
     assert all(torch.equal(loaded.state_dict()[name], tensor) for name, tensor in before.items())
     assert training_seeds(model_dir) == {4, 9}
