@@ -191,6 +191,14 @@ def test_the_command_fits_the_head_into_the_model_and_refuses_a_trained_seed(tmp
     assert training_seeds(model_dir) == {4, 11}
     with pytest.raises(ValueError, match="trained on"):
         add_hazard_head(model_dir, participants=30, seed=4)
+    # from the command line, a negative --pooling fits each endpoint alone, as before session 41
+    from modeling.ml.__main__ import main
+
+    main(["twin", "hazard", "--model", str(model_dir), "--participants", "100", "--seed", "11", "--pooling", "-1"])
+    alone, _ = load_twin(model_dir)
+    assert alone.config.hazard_fit["pooling"] is None and alone.config.hazard_fit["participants"] == 100
+    weight = alone.hazard_head.weight
+    assert (weight - weight[0]).abs().max() > 0.2 * weight.abs().max()
 
 
 def test_a_rollout_s_head_reads_at_a_history_s_last_token_what_its_fit_read_there(tokenizer, simulated):
