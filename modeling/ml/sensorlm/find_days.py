@@ -37,7 +37,7 @@ from modeling.ml.lsm.evaluate import embed_worn_days
 from modeling.ml.sensorlm.captions import READER_LEVELS, caption_days, part_of_day
 from modeling.ml.sensorlm.facts import KINDS_BY_WORDS, StatedFacts, stated_facts
 from modeling.ml.sensorlm.model import SensorLMModel
-from modeling.ml.sensorlm.tagging import FittedTagger, opened_with_activities, slot_tokens
+from modeling.ml.sensorlm.tagging import FittedTagger, opened_with_activities, slot_tokens_and_embeddings
 from modeling.ml.sensorlm.train import embed_texts
 
 
@@ -93,6 +93,30 @@ def embed_participant_days(
     return worn, embeddings.numpy().astype(np.float32)
 
 
+def embed_and_tokenize_days(
+    model: SensorLMModel,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    values: np.ndarray,
+    mask: np.ndarray,
+    start_weekday: int,
+    batch: int = 32,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """:func:`embed_participant_days` and the worn days' slot tokens (``tagging.slot_tokens``) from one pass of the
+    sensor tower: (worn day positions, (worn days, embed_dim) embeddings, (worn days, slots, width) tokens)."""
+    dim = model.config.embed_dim
+
+    def joined(values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor) -> torch.Tensor:
+        tokens, embeddings = slot_tokens_and_embeddings(model, values, observed, weekday)
+        return torch.cat([embeddings, tokens.flatten(1)], dim=1)
+
+    worn, both = embed_worn_days(joined, model.device, mean, std, values, mask, start_weekday, batch)
+    if not worn.size:
+        return worn, np.zeros((0, dim), np.float32), torch.zeros(0, model.config.time_patches, 0)
+    tokens = both[:, dim:].reshape(len(worn), model.config.time_patches, -1)
+    return worn, both[:, :dim].numpy().astype(np.float32), tokens
+
+
 def build_index(
     model: SensorLMModel,
     mean: torch.Tensor,
@@ -109,16 +133,17 @@ def build_index(
     embeddings, owners, days, captions, read_by_model = [], [], [], [], []
     for participant_id, values, mask, events, start_weekday, first_day in participants:
         weekday = (start_weekday + first_day) % 7
-        worn, embedded = embed_participant_days(model, mean, std, values, mask, weekday)
         events = list(events)
+        tokens = None
+        if tagger is not None and not events:  # one pass of the sensor tower: the tagger's tokens and the embeddings
+            worn, embedded, tokens = embed_and_tokenize_days(model, mean, std, values, mask, weekday)
+        else:
+            worn, embedded = embed_participant_days(model, mean, std, values, mask, weekday)
         # all of the participant's days captioned at once, each at its own index; never-worn days are then skipped
         every_caption = caption_days(values, mask, events, READER_LEVELS, first_day=first_day)
         day_captions = [every_caption[day] for day in worn]
         read = [False] * len(worn)
-        if tagger is not None and not events and worn.size:
-            _, tokens = embed_worn_days(
-                lambda *window: slot_tokens(model, *window), model.device, mean, std, values, mask, weekday
-            )
+        if tagger is not None and tokens is not None and worn.size:
             day_captions, read = opened_with_activities(day_captions, tagger.activities(tokens))
         embeddings.append(embedded)
         owners += [participant_id] * len(worn)

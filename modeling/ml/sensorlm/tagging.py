@@ -17,7 +17,7 @@ captioner's own words (``captions.activities_sentence``): the decoder writes the
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,18 +52,47 @@ def slot_tokens(
 ) -> torch.Tensor:
     """(days, time slots, channel groups x dim) the frozen sensor tower's patch tokens of standardized windows, the
     channel groups of one time slot side by side; zeros for a patch without an observed minute."""
+    return torch.cat([by_slot for by_slot, _ in _slot_batches(model, values, observed, weekday, batch)])
+
+
+@torch.no_grad()
+def slot_tokens_and_embeddings(
+    model: SensorLMModel, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor, batch: int = 64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`slot_tokens` and the windows' (days, embed_dim) sensor embeddings (``model.embed_sensor``'s) from one
+    pass of the tower: the attention pooling reads the same encodings from the full grid, its missing patches masked
+    as the tower's padding masks them (a pooling has no positions, so the order of its keys does not matter)."""
+    tokens, embeddings = [], []
+    for by_slot, embedded in _slot_batches(model, values, observed, weekday, batch, embed=True):
+        tokens.append(by_slot)
+        embeddings.append(embedded)
+    return torch.cat(tokens), torch.cat(embeddings)
+
+
+def _slot_batches(
+    model: SensorLMModel,
+    values: torch.Tensor,
+    observed: torch.Tensor,
+    weekday: torch.Tensor,
+    batch: int,
+    embed: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Per batch of windows, the slot tokens (on the CPU) and, with ``embed``, the sensor embeddings (else empty)."""
     config = model.config
-    parts = []
     for start in range(0, len(values), batch):
         rows = slice(start, start + batch)
-        grid, _ = model.sensor.token_grid(
+        grid, present = model.sensor.token_grid(
             values[rows].to(model.device),
             observed[rows].to(model.device),
             weekday[rows].to(model.device) if config.calendar_features else None,
         )  # (days, groups * slots, dim), channel-major
         by_slot = grid.reshape(len(grid), config.channel_groups, config.time_patches, config.dim).permute(0, 2, 1, 3)
-        parts.append(by_slot.reshape(len(grid), config.time_patches, -1).cpu())
-    return torch.cat(parts)
+        embedded = (
+            F.normalize(model.sensor_projection(model.pooling(grid, ~present)), dim=-1).cpu()
+            if embed
+            else grid.new_zeros(0)
+        )
+        yield by_slot.reshape(len(grid), config.time_patches, -1).cpu(), embedded
 
 
 def slot_labels(days: Sequence[Sequence[DayEvent]], patch_minutes: int) -> np.ndarray:

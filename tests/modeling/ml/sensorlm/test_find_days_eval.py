@@ -186,7 +186,7 @@ def test_a_participant_without_an_event_log_gets_no_sentence_about_events_and_th
     assert len(index) == 1 and not index.has_event_log.any() and not index.read_by_model.any()
 
 
-def test_without_an_event_log_the_model_s_tagger_writes_the_activities_and_the_index_marks_them(tmp_path):
+def test_without_an_event_log_the_model_s_tagger_writes_the_activities_and_the_index_marks_them(tmp_path, monkeypatch):
     """With the model's activity tagger, a participant without an event log gets the activities the tagger reads,
     stated as the captioner states them, and the index marks those days; a participant with a log keeps its own."""
     from modeling.ml.sensorlm.captions import READER_LEVELS, activities_sentence, caption_days
@@ -213,6 +213,12 @@ def test_without_an_event_log_the_model_s_tagger_writes_the_activities_and_the_i
     # a day the tagger reads nothing on keeps its caption of shapes, and the search reads it by similarity
     rest = build_index(model, mean, std, [(3, days.values[:1], days.observed[:1], [], 0, 0)], None)
     assert not rest.read_by_model.any() and not rest.has_event_log.any()
+    # the tagged day's embedding is the one its tokens were read with: the sensor tower ran once for both
+    np.testing.assert_allclose(index.embeddings[0], rest.embeddings[0], atol=1e-5)
+    encode, passes = model.sensor.encode, []
+    monkeypatch.setattr(model.sensor, "encode", lambda *args: passes.append(1) or encode(*args))
+    build_index(model, mean, std, unlogged, tagger)
+    assert len(passes) == 1
     assert index.captions[1] == caption_days(days.values[1:2], days.observed[1:2], days.events[1], READER_LEVELS)[0]
     save_index(index, tmp_path / "days.npz")
     assert list(load_index(tmp_path / "days.npz").read_by_model) == [True, False]
