@@ -99,6 +99,12 @@ def record_until(record: ParticipantRecord, day: int) -> ParticipantRecord:
     )
 
 
+def died_by(record: ParticipantRecord, day: int) -> bool:
+    """Whether the participant died on or before ``day``: a death on the day itself ends the record there, so the
+    participant is at risk of nothing after it (``last_day`` alone cannot tell a death on a record's last day)."""
+    return any(event["name"] == "death" and event["day"] <= day for event in record.events)
+
+
 MIN_EVENTS = 10  # an endpoint with fewer events in the risk cohort is flagged and not counted as a win or a loss
 
 
@@ -162,7 +168,7 @@ def risk_cohort(
         latent_on_day=cutoff,
         progress=lambda fraction, message: progress(0.2 * fraction, message),
     )
-    kept = [i for i, record in enumerate(simulated.records) if record.last_day >= cutoff]  # alive at the prediction day
+    kept = [i for i, record in enumerate(simulated.records) if not died_by(record, cutoff)]  # alive after that day
     histories = [record_until(simulated.records[i], cutoff) for i in kept]
     if every_other_height:
         for history in histories[1::2]:
@@ -325,9 +331,8 @@ def trial_table(
             record = record_from_timeline(
                 pool, int(index), timeline, days=settings.history_days, rng=stream, wearable=True
             )
-            if (
-                any(event["name"] == intervention for event in record.events)
-                or record.last_day < settings.history_days - 1
+            if any(event["name"] == intervention for event in record.events) or died_by(
+                record, settings.history_days - 1
             ):
                 excluded += 1
                 continue

@@ -35,6 +35,30 @@ def test_a_history_keeps_nothing_after_the_prediction_day():
     assert history.last_day == 364 and [m["day"] for m in history.measurements] == [10] and history.events == []
 
 
+def test_the_risk_cohort_leaves_out_a_death_on_the_prediction_day(tokenizer, monkeypatch):
+    """A participant who died on the prediction day is at risk of nothing after it: not kept (their record still
+    reaches that day), while a death the day after is an event inside the horizon."""
+    from modeling.ml.twin import evaluate
+    from modeling.ml.twin.data import simulated_records
+
+    settings = evaluate.TwinReportSettings(participants=4, history_days=100, horizon_days=50, samples=1, seed=3)
+    cutoff = settings.history_days - 1
+    simulated = simulated_records(participants=4, days=150, seed=3, intervention_probability=0.0)
+    assert all(record.last_day == 149 for record in simulated.records)  # nobody died: the edits below are the deaths
+    for index, day in ((1, cutoff), (2, cutoff + 1)):
+        record = simulated.records[index]
+        record.events = [e for e in record.events if e["day"] < day] + [
+            {"day": day, "kind": "endpoint", "name": "death"}
+        ]
+        record.last_day = day
+    monkeypatch.setattr(evaluate, "simulated_records", lambda **kwargs: simulated)
+    monkeypatch.setattr(evaluate, "simulate", lambda model, tokenizer, histories, **kwargs: len(histories))
+    cohort = evaluate.risk_cohort(None, tokenizer, settings)
+    assert cohort.kept == [0, 2, 3] and cohort.rollouts == 3
+    assert cohort.outcome["death"].tolist() == [False, True, False] and not cohort.prevalent["death"].any()
+    assert evaluate.died_by(simulated.records[1], cutoff) and not evaluate.died_by(simulated.records[2], cutoff)
+
+
 def test_there_are_at_least_twenty_trials_over_every_intervention():
     assert len(TRIALS) >= 20 and len({intervention for intervention, _, _ in TRIALS}) == 5
     assert len({population for _, _, population in TRIALS}) >= 5
