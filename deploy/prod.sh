@@ -109,6 +109,7 @@ redis-cli -p "$PROD_REDIS_PORT" ping >/dev/null || { echo "Redis did not start: 
 echo "== migrating and collecting static files"
 python manage.py migrate --noinput >/dev/null
 python manage.py collectstatic --noinput --verbosity 0
+python manage.py charts_prune >/dev/null
 
 mkdir -p "$PROD_DIR/nginx"
 nginx_user=""

@@ -8,7 +8,7 @@ import logging
 from django import forms
 
 from evaluation.models import Study
-from healthagent.cohort.charts import ChartError, minute_figure_file
+from healthagent.cohort.charts import ChartError, chart_versions_prune, minute_figure_file
 from healthagent.cohort.days import shown_days
 from healthagent.models import Participant
 from modeling.jobs import JobContext, JobKind, register
@@ -34,6 +34,7 @@ def study_chart_windows(study: Study) -> list[tuple[Participant, int, int]]:
 def run_study_charts(context: JobContext) -> dict:
     study = Study.objects.get(pk=context.config["study"])
     windows = study_chart_windows(study)
+    pruned = len(chart_versions_prune())  # an upgrade's old charts go before the new ones are built
     failed = 0
     for number, (participant, start, end) in enumerate(windows, start=1):
         try:
@@ -42,7 +43,7 @@ def run_study_charts(context: JobContext) -> dict:
             logger.exception("the chart of participant #%s was not built", participant.pk)
             failed += 1
         context.progress(number / len(windows), f"chart {number} of {len(windows)}")
-    return {"charts": len(windows) - failed, "failed": failed}
+    return {"charts": len(windows) - failed, "failed": failed, "old_chart_versions_removed": pruned}
 
 
 register(

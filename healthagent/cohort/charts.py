@@ -10,12 +10,15 @@ import gzip
 import hashlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+from django.conf import settings
 from django.core.cache import caches
 from django.utils.safestring import mark_safe
 from django.utils.text import compress_string
@@ -300,6 +303,27 @@ def minute_figure_file(
             part.write(compress_string(text.encode()))
         os.replace(part.name, path)
     return path
+
+
+_VERSION_FOLDER = re.compile(r"v(\d+)")
+
+
+def chart_versions_prune() -> list[Path]:
+    """Remove whole the folders of every older chart version (``CHART_ROOT/v<N>``, N below
+    :data:`CHART_CACHE_VERSION`) and return them: their files are named by keys this code never makes
+    (:func:`minute_figure_key`), so nothing reads them again, and a link sealed to one (evaluation.chart_links) finds
+    no file and goes to the view, which builds the current version's. A newer version's folder (a host already
+    upgraded, sharing the store) and anything not named so are kept; a folder that could not be removed is not
+    returned. Run at each deployment (``manage.py charts_prune``) and by every study's chart job."""
+    root = Path(settings.CHART_ROOT)
+    removed = []
+    for folder in sorted(root.glob("v*")) if root.is_dir() else []:
+        match = _VERSION_FOLDER.fullmatch(folder.name)
+        if match and folder.is_dir() and not folder.is_symlink() and int(match[1]) < CHART_CACHE_VERSION:
+            shutil.rmtree(folder, ignore_errors=True)  # a file another process removed first is no error
+            if not folder.exists():
+                removed.append(folder)
+    return removed
 
 
 DAILY_PANELS = (

@@ -45,11 +45,15 @@ def test_opening_a_study_builds_each_chart_once_as_a_file_that_every_process_the
     job = Job.objects.get(kind="study_charts")
     assert (job.config, job.queue, job.queued_by) == ({"study": study.pk}, "quick", owner)
     assert not list(Path(settings.CHART_ROOT).rglob("*.json.gz"))  # nothing built before the job runs
+    before_upgrade = Path(settings.CHART_ROOT) / f"v{charts.CHART_CACHE_VERSION - 1}" / "p1"
+    before_upgrade.mkdir(parents=True)
+    (before_upgrade / "old.json.gz").write_bytes(b"an older version's chart")
 
     assert run_job.apply(kwargs={"job_id": job.pk}).get() == "succeeded"
     job.refresh_from_db()
     participants = tiny_cohort.participants.count()
-    assert job.result == {"charts": participants, "failed": 0} and job.progress == 1.0
+    assert job.result == {"charts": participants, "failed": 0, "old_chart_versions_removed": 1}
+    assert job.progress == 1.0 and not before_upgrade.parent.exists()
     files = sorted(Path(settings.CHART_ROOT).rglob("*.json.gz"))
     assert len(files) == participants and all(path.stat().st_size > 1000 for path in files)
 
@@ -79,3 +83,28 @@ def test_reopening_queues_no_chart_job(settings, grounded_study):
     study_set_status(study=grounded_study, status="closed")
     study_set_status(study=grounded_study, status="open", note="one more clinician")
     assert not Job.objects.filter(kind="study_charts").exists()  # reopened: its charts were built at the first open
+
+
+def test_a_deployment_removes_older_chart_versions_and_keeps_the_rest(settings):
+    """``manage.py charts_prune`` (deploy/prod.sh runs it): an older chart version's folder goes whole; the current
+    version's, a newer one's (a host already upgraded, sharing the store) and anything not named so stay."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    root = Path(settings.CHART_ROOT)
+    version = charts.CHART_CACHE_VERSION
+    for name in (f"v{version - 2}", f"v{version - 1}", f"v{version}", f"v{version + 1}", "v1.bak", "vault"):
+        (root / name / "p7").mkdir(parents=True)
+        (root / name / "p7" / "chart.json.gz").write_bytes(b"a chart")
+    (root / "v0").write_bytes(b"a file, not a version's folder")
+    out = StringIO()
+    call_command("charts_prune", stdout=out)
+    assert out.getvalue().startswith("2 old chart version folder(s) removed")
+    assert sorted(path.name for path in root.iterdir()) == sorted(
+        ["v0", f"v{version}", f"v{version + 1}", "v1.bak", "vault"]
+    )
+    assert (root / f"v{version}" / "p7" / "chart.json.gz").exists()
+    assert charts.chart_versions_prune() == []  # nothing left to remove
+    settings.CHART_ROOT = root / "never-made"
+    assert charts.chart_versions_prune() == []
