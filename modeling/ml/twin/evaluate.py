@@ -156,8 +156,8 @@ def risk_cohort(
     progress: Progress = lambda *args: None,
 ) -> RiskCohort:
     """The risk cohort's histories, outcomes and sampled futures (``progress``: a fifth simulating the cohort, the rest
-    sampling). ``every_other_height``: withhold the height of every other participant, as a cohort that does not record
-    it would (the calibration fits obesity both ways)."""
+    sampling). ``every_other_height``: withhold the height of every other participant (those at an odd place in the
+    simulated cohort), as a cohort that does not record it would (the calibration fits obesity both ways)."""
     days = settings.history_days + settings.horizon_days
     cutoff = settings.history_days - 1
     simulated = simulated_records(
@@ -170,9 +170,10 @@ def risk_cohort(
     )
     kept = [i for i, record in enumerate(simulated.records) if not died_by(record, cutoff)]  # alive after that day
     histories = [record_until(simulated.records[i], cutoff) for i in kept]
-    if every_other_height:
-        for history in histories[1::2]:
-            history.height_m = None
+    if every_other_height:  # by the participant's own place in the cohort: not moved by whoever else is left out
+        for index, history in zip(kept, histories, strict=True):
+            if index % 2:
+                history.height_m = None
     rollouts = simulate(
         model,
         tokenizer,

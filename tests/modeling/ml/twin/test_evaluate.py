@@ -57,6 +57,9 @@ def test_the_risk_cohort_leaves_out_a_death_on_the_prediction_day(tokenizer, mon
     assert cohort.kept == [0, 2, 3] and cohort.rollouts == 3
     assert cohort.outcome["death"].tolist() == [False, True, False] and not cohort.prevalent["death"].any()
     assert evaluate.died_by(simulated.records[1], cutoff) and not evaluate.died_by(simulated.records[2], cutoff)
+    # the calibration's half without a height is by each participant's place in the cohort, not among those kept
+    halved = evaluate.risk_cohort(None, tokenizer, settings, every_other_height=True)
+    assert [history.height_m is None for history in halved.histories] == [False, False, True]
 
 
 def test_there_are_at_least_twenty_trials_over_every_intervention():
