@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 
+from healthagent.cohort.measurements import HEIGHT
 from healthagent.cohort.panels import Panel
 from healthagent.models import Participant
 from healthagent.roles import Role, user_has_role
@@ -199,13 +200,17 @@ def participant_record(*, participant: Participant) -> ParticipantRecord:
 
     Of the wearable summaries, only steps are read (``TWIN_DAILY_BIOMARKERS``). A day's summary counts when
     the device was worn at least ``MIN_WEAR_MINUTES``, and only in a summary block with enough such days: the
-    rules the twin's training data follows. Smoking status is not kept by the site, so it is unknown (the twin is trained with it withheld for a share of records)."""
+    rules the twin's training data follows. Smoking status is not kept by the site, so it is unknown (the twin is
+    trained with it withheld for a share of records). The latest height measured, if any, is the record's height (no
+    token: the twin reads obesity against it, healthagent.cohort.measurements)."""
     from modeling.ml.twin.data import MIN_WEAR_MINUTES, worn_blocks  # torch: loaded when a record is read
 
     measurements: list[dict[str, Any]] = [
         {"day": row.day_index, "name": row.name, "value": row.value}
-        for row in participant.measurements.filter(name__in=BIOMARKER_NAMES)
+        for row in participant.measurements.filter(name__in=[*BIOMARKER_NAMES, HEIGHT])
     ]
+    heights = [m["value"] for m in measurements if m["name"] == HEIGHT]  # not a token: the obesity limit's height
+    measurements = [m for m in measurements if m["name"] != HEIGHT]
     worn = list(
         participant.daily_summaries.filter(wear_minutes__gte=MIN_WEAR_MINUTES).values(
             "day_index", *TWIN_DAILY_BIOMARKERS
@@ -235,6 +240,7 @@ def participant_record(*, participant: Participant) -> ParticipantRecord:
         measurements=measurements,
         events=events,
         last_day=max(last_day, 0),
+        height_m=heights[-1] / 100 if heights else None,
     )
 
 

@@ -38,6 +38,9 @@ def test_a_participant_s_record_comes_from_the_stored_data(tiny_cohort):
     assert low <= record.age_years <= low + 5
     assert record.last_day >= participant.history_days - 1
     assert {e["kind"] for e in record.events} <= {"diet", "medication", "intervention", "diagnosis", "endpoint"}
+    # the height measured (the synthetic source's at the last weighing) is the record's, in metres, and no token
+    assert record.height_m == pytest.approx(participant.measurements.get(name="height").value / 100)
+    assert "height" not in {m["name"] for m in record.measurements}
 
 
 def test_only_days_worn_long_enough_in_well_worn_blocks_become_wearable_values():

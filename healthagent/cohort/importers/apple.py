@@ -2,7 +2,8 @@
 
 Real exports are gigabytes, so the XML is parsed incrementally and every element is released as
 soon as it is read. Read: heart rate, step count, active and basal energy, HRV (SDNN), oxygen
-saturation, respiratory rate, sleep analysis, and from ``<Me>`` the date of birth and sex. Source
+saturation, respiratory rate, sleep analysis, the latest height (a measurement: healthagent.cohort.measurements), and
+from ``<Me>`` the date of birth and sex. Source
 and device names (which often carry the owner's name) are used only to pick one source per type
 and are never stored.
 
@@ -35,6 +36,7 @@ from healthagent.cohort.anonymize import age_from_birth
 from healthagent.cohort.importers.archives import LimitedReader, open_member, open_zip
 from healthagent.cohort.importers.minute_grid import MAX_SPAN_MINUTES, SourceReport, samples_to_grid
 from healthagent.cohort.importing import CohortImportError, RawParticipant
+from healthagent.cohort.measurements import HEIGHT, UNITS_AND_MODALITIES, height_problem
 
 # Apple type -> (channel, unit expected, scale to the channel's unit, spread over the interval)
 QUANTITY_TYPES = {
@@ -47,6 +49,8 @@ QUANTITY_TYPES = {
     "HKQuantityTypeIdentifierRespiratoryRate": ("respiration_rate", "count/min", 1.0, False),
 }
 SLEEP_TYPE = "HKCategoryTypeIdentifierSleepAnalysis"
+HEIGHT_TYPE = "HKQuantityTypeIdentifierHeight"
+HEIGHT_UNITS_CM = {"cm": 1.0, "m": 100.0, "in": 2.54, "ft": 30.48}  # what Health writes, by the owner's locale
 SLEEP_VALUES = {
     "HKCategoryValueSleepAnalysisAwake": 0,
     "HKCategoryValueSleepAnalysisAsleepCore": 1,
@@ -81,9 +85,13 @@ class _Collector:
         self.birth: date | None = None
         self.sex: str | None = None
         self.first_start = ""
+        self.heights: list[tuple[np.datetime64, float]] = []  # (when, cm)
 
     def add(self, element: Element, where: str) -> None:
         record_type = element.get("type")
+        if record_type == HEIGHT_TYPE:
+            self.add_height(element, where)
+            return
         if record_type not in QUANTITY_TYPES and record_type != SLEEP_TYPE:
             return
         try:
@@ -114,6 +122,35 @@ class _Collector:
         start_date = element.get("startDate", "")
         self.first_start = min(self.first_start or start_date, start_date)
         self.records[record_type][element.get("sourceName", "")].append((start, minutes, parsed))
+
+    def add_height(self, element: Element, where: str) -> None:
+        value, unit = element.get("value", ""), element.get("unit", "")
+        scale = HEIGHT_UNITS_CM.get(unit)
+        if scale is None:
+            raise CohortImportError(
+                f"{where}: {HEIGHT_TYPE} in {unit!r:.40}, expected one of {', '.join(HEIGHT_UNITS_CM)}"
+            )
+        try:
+            when, cm = _local_time(element.get("startDate", "")), float(value) * scale
+        except ValueError:
+            raise CohortImportError(f"{where}: a {HEIGHT_TYPE} record has an invalid date or value") from None
+        problem = height_problem(cm, f"{value:.40} {unit}")
+        if problem:
+            raise CohortImportError(f"{where}: {problem}")
+        self.heights.append((when, round(cm, 1)))
+
+    def height_measurement(self, first_day: date, history_days: int) -> list[dict]:
+        """The latest height as the participant's measurement, on the day it was recorded, counted from
+        ``first_day``; a height recorded before the first day (commonly, when the device was set up) is kept on it:
+        an adult's height does not change, and its own date would lengthen the history, which k-anonymity trims."""
+        if not self.heights:
+            return []
+        when, cm = max(self.heights)
+        day = int((when.astype("datetime64[D]") - np.datetime64(first_day, "D")) // np.timedelta64(1, "D"))
+        unit, modality = UNITS_AND_MODALITIES[HEIGHT]
+        return [
+            {"day": min(max(day, 0), history_days - 1), "name": HEIGHT, "value": cm, "unit": unit, "modality": modality}
+        ]
 
     def read_me(self, element: Element, where: str) -> None:
         self.sex = element.get("HKCharacteristicTypeIdentifierBiologicalSex")
@@ -246,6 +283,7 @@ def apple_participants(*, paths: list[Path]) -> tuple[Iterator[RawParticipant], 
                 mask=mask,
                 first_day=first_day,
                 history_days=values.shape[0],
+                measurements=collector.height_measurement(first_day, values.shape[0]),
             )
         )
     return iter(participants), report.as_dict()

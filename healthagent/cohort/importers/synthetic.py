@@ -7,6 +7,7 @@ anonymization; the latent traits and task labels are kept as ground truth for mo
 from collections.abc import Iterator
 
 from healthagent.cohort.importing import RawParticipant
+from healthagent.cohort.measurements import HEIGHT, UNITS_AND_MODALITIES
 from modeling.ml.data.cohort import make_cohort
 from modeling.ml.data.minutes import Event as MinuteEvent
 
@@ -22,6 +23,15 @@ def _minute_event(event: MinuteEvent, minute_start_day: int) -> dict:
         "start_minute": event.start_minute,
         "end_minute": event.end_minute,
     }
+
+
+def _with_height(measurements: list[dict], height_m: float, history_days: int) -> list[dict]:
+    """The timeline's measurements and the participant's height, measured at the last weighing (or the history's
+    last day): a history trimmed at import keeps its latest days."""
+    weighed = [m["day"] for m in measurements if m["name"] == "weight"]
+    unit, modality = UNITS_AND_MODALITIES[HEIGHT]
+    height = {"day": max(weighed, default=history_days - 1), "name": HEIGHT, "value": round(100 * height_m, 1)}
+    return [*measurements, {**height, "unit": unit, "modality": modality}]
 
 
 def synthetic_participants(
@@ -42,7 +52,9 @@ def synthetic_participants(
                 start_weekday=simulated.minutes.start_weekday,
                 minute_start_day=minute_start,
                 history_days=cohort.history_days,
-                measurements=simulated.timeline.measurements,
+                measurements=_with_height(
+                    simulated.timeline.measurements, simulated.traits["height_m"], cohort.history_days
+                ),
                 events=[
                     *simulated.timeline.events,
                     *(_minute_event(e, minute_start) for e in simulated.minutes.events),

@@ -15,7 +15,8 @@ Demographics file (CSV, optional): ``participant_id, age`` (or ``birth_date``) `
 other column (names, contact details) is never read.
 
 Measurements file (CSV, optional): ``participant_id, timestamp, name, value, unit`` with names of
-the biomarkers (``systolic_bp``, ``hba1c``, ``ldl``, ``weight``, ...).
+the biomarkers (``systolic_bp``, ``hba1c``, ``ldl``, ``weight``, ...) and ``height`` (cm, m or in; the twin reads
+obesity against it: healthagent.cohort.measurements).
 """
 
 import math
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 from healthagent.cohort.anonymize import age_from_birth
 from healthagent.cohort.importers.minute_grid import SourceReport, samples_to_grid
 from healthagent.cohort.importing import CohortImportError, RawParticipant
-from modeling.ml.data.clinical import BIOMARKER_BY_NAME
+from healthagent.cohort.measurements import HEIGHT, UNITS_AND_MODALITIES, height_problem
 from modeling.ml.data.spec import FEATURE_NAMES, feature
 
 _TIMESTAMP = re.compile(r"^\s*(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)(?:\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?\s*$")
@@ -49,6 +50,8 @@ MEASUREMENT_CONVERSIONS = {
     ("fasting_glucose", "mmol/L"): lambda v: v * 18.016,
     ("ldl", "mmol/L"): lambda v: v * 38.67,
     ("hdl", "mmol/L"): lambda v: v * 38.67,
+    (HEIGHT, "m"): lambda v: v * 100.0,
+    (HEIGHT, "in"): lambda v: v * 2.54,
 }
 
 
@@ -213,14 +216,18 @@ def _measurements(path: Path | None, timezone: str | None) -> pd.DataFrame:
     values = _numbers(frame["value"], where)
     units = frame["unit"].astype(str).str.strip()
     for row, (name, unit) in enumerate(zip(names, units, strict=True)):
-        biomarker = BIOMARKER_BY_NAME.get(name)
-        if biomarker is None:
-            raise _fail(where, row, f"unknown measurement {name!r} (known: {', '.join(BIOMARKER_BY_NAME)})")
-        if unit != biomarker.unit:
+        kind = UNITS_AND_MODALITIES.get(name)
+        if kind is None:
+            raise _fail(where, row, f"unknown measurement {name!r} (known: {', '.join(UNITS_AND_MODALITIES)})")
+        if unit != kind[0]:
             convert = MEASUREMENT_CONVERSIONS.get((name, unit))
             if convert is None:
-                raise _fail(where, row, f"{name} is measured in {biomarker.unit}, not {unit!r}")
+                raise _fail(where, row, f"{name} is measured in {kind[0]}, not {unit!r}")
             values[row] = convert(values[row])
+        if name == HEIGHT and np.isfinite(values[row]):
+            problem = height_problem(values[row], f"{frame['value'].iloc[row]} {unit}")
+            if problem:
+                raise _fail(where, row, problem)
     missing = ~np.isfinite(values)  # an empty cell, or inf / 1e999: a measurement without a usable value
     if missing.any():
         raise _fail(where, int(np.flatnonzero(missing)[0]), "the value is missing, infinite or out of range")
@@ -270,8 +277,8 @@ def tabular_participants(
                 "day": int((np.datetime64(minute, "D") - history_origin) // np.timedelta64(1, "D")),
                 "name": name,
                 "value": round(float(value), 3),
-                "unit": BIOMARKER_BY_NAME[name].unit,
-                "modality": BIOMARKER_BY_NAME[name].modality,
+                "unit": UNITS_AND_MODALITIES[name][0],
+                "modality": UNITS_AND_MODALITIES[name][1],
             }
             for minute, name, value in zip(own["time"].values, own["name"], own["value"], strict=True)
         ]

@@ -1,5 +1,7 @@
 """The four importers on files the tests write, broken ones included: all or nothing, idempotent."""
 
+import re
+
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
@@ -214,6 +216,42 @@ def test_apple_export_with_a_bad_unit_names_the_problem(tmp_path):
     assert_nothing_stored()
 
 
+def test_an_apple_export_s_latest_height_is_kept_in_centimetres(tmp_path):
+    """Health writes a height in the owner's unit; the latest is kept, in cm. One recorded before the first day of
+    data (when the watch was set up) is kept on that day."""
+    path = cohort_files.write_apple_xml(tmp_path / "export.xml")
+    heights = (
+        '<Record type="HKQuantityTypeIdentifierHeight" sourceName="Health" unit="ft" '
+        'startDate="2019-05-01 10:00:00 -0500" endDate="2019-05-01 10:00:00 -0500" value="5.5"/>\n'
+        '<Record type="HKQuantityTypeIdentifierHeight" sourceName="Health" unit="in" '
+        'startDate="2021-06-01 10:00:00 -0500" endDate="2021-06-01 10:00:00 -0500" value="69"/>\n'
+    )
+    path.write_text(path.read_text().replace("<Record ", heights + "<Record ", 1))
+    participant = import_cohort("apple", path).participants.get()
+    height = participant.measurements.get()
+    assert (height.name, height.value, height.unit, height.day_index) == ("height", 175.3, "cm", 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "message"),
+    [
+        ("175", "m", "height 175 m is 17500 cm, outside 100-250 cm: is its unit right?"),
+        ("175", "stone", "HKQuantityTypeIdentifierHeight in 'stone', expected one of cm, m, in, ft"),
+        ("tall", "cm", "a HKQuantityTypeIdentifierHeight record has an invalid date or value"),
+    ],
+)
+def test_an_apple_height_that_cannot_be_one_is_refused(tmp_path, value, unit, message):
+    path = cohort_files.write_apple_xml(tmp_path / "export.xml")
+    bad = (
+        f'<Record type="HKQuantityTypeIdentifierHeight" sourceName="Health" unit="{unit}" '
+        f'startDate="2021-06-01 10:00:00 -0500" endDate="2021-06-01 10:00:00 -0500" value="{value}"/>\n'
+    )
+    path.write_text(path.read_text().replace("<Record ", bad + "<Record ", 1))
+    with pytest.raises(CommandError, match=re.escape(f"export.xml record 1: {message}")):
+        import_cohort("apple", path)
+    assert_nothing_stored()
+
+
 def test_synthetic_import_keeps_ground_truth_and_events(tmp_path):
     cohort = import_cohort("synthetic", participants=4, days=3, seed=1, history_days=100)
     participant = cohort.participants.order_by("pk").first()
@@ -222,6 +260,46 @@ def test_synthetic_import_keeps_ground_truth_and_events(tmp_path):
     assert participant.events.filter(kind="sleep").exists() and participant.events.filter(kind="activity").exists()
     assert participant.measurements.filter(name="hba1c").exists()
     assert participant.daily_summaries.count() == 3
+    height = participant.measurements.get(name="height")  # the simulator's, measured at the last weighing
+    assert height.value == pytest.approx(100 * participant.ground_truth["traits"]["height_m"], abs=0.05)
+    assert height.day_index == participant.measurements.filter(name="weight").latest("day_index").day_index
+
+
+def test_a_height_is_kept_in_centimetres_and_is_the_twin_s_obesity_height(tmp_path):
+    """A height in m or in is stored in cm, as a measurement (coded at import as any is); the twin's record from the
+    database takes the latest as its height (no token), so obesity is read from the weight as in the evaluation."""
+    from modeling.selectors import participant_record
+
+    files = cohort_files.write_csv_long(tmp_path)
+    first, second = cohort_files.PLANTED["participant_id"], "MRN-00077-ZX"
+    with files["measurements"].open("a") as out:
+        out.write(f"{first},2024-01-15T09:00:00,height,1.68,m\n{first},2024-03-05T09:00:00,height,168.4,cm\n")
+        out.write(f"{second},2024-01-15T09:00:00,height,70,in\n")
+    cohort = import_cohort(
+        "csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"]
+    )
+    heights = Measurement.objects.filter(name="height").order_by("participant__sex", "day_index")
+    assert [(m.value, m.unit, m.modality) for m in heights] == [
+        (168.0, "cm", "body_composition"),
+        (168.4, "cm", "body_composition"),
+        (177.8, "cm", "body_composition"),
+    ]
+    records = {p.sex: participant_record(participant=p) for p in cohort.participants.all()}
+    assert records["female"].height_m == pytest.approx(1.684) and records["male"].height_m == pytest.approx(1.778)
+    assert all(m["name"] != "height" for record in records.values() for m in record.measurements)
+
+
+@pytest.mark.parametrize(("value", "unit"), [("1.75", "cm"), ("175", "m"), ("5.9", "in")])
+def test_a_height_no_adult_has_is_refused_naming_its_line(tmp_path, value, unit):
+    files = cohort_files.write_csv_long(tmp_path)
+    with files["measurements"].open("a") as out:
+        out.write(f"{cohort_files.PLANTED['participant_id']},2024-01-15T09:00:00,height,{value},{unit}\n")
+    with pytest.raises(CommandError) as error:
+        import_cohort("csv", files["signals"], demographics=files["demographics"], measurements=files["measurements"])
+    converted = "" if unit == "cm" else f" is {float(value) * {'m': 100, 'in': 2.54}[unit]:g} cm,"
+    expected = f"measurements.csv line 6: height {value} {unit}{converted} outside 100-250 cm: is its unit right"
+    assert expected in str(error.value)
+    assert_nothing_stored()
 
 
 def test_unknown_sources_and_missing_paths(tmp_path):
