@@ -36,7 +36,7 @@ from modeling.ml.sensorlm.find_days import DayIndex
 from modeling.ml.sensorlm.find_days_eval import METHODS as FIND_DAYS_METHODS
 from modeling.ml.sensorlm.find_days_eval import find_days_scores
 from modeling.ml.sensorlm.model import SensorLMModel, load_sensorlm
-from modeling.ml.sensorlm.tagging import load_tagger, opened_with_activities, slot_tokens
+from modeling.ml.sensorlm.tagging import load_tagger, opened_with_activities, slot_tokens_and_embeddings
 from modeling.ml.sensorlm.train import (
     CaptionedDays,
     captioned_days,
@@ -111,8 +111,13 @@ def prepare(
     is_train = np.isin(data.owner, probe_participants)
     values, observed = standardized(data, mean.numpy(), std.numpy())
     weekday = torch.tensor(data.weekday)
-    embeddings = embed_windows(model, values, observed, weekday).numpy()
     tagger = load_tagger(model_dir, model) if model_dir else None
+    tagged = None
+    if tagger is None:
+        embeddings = embed_windows(model, values, observed, weekday).numpy()
+    else:  # one pass of the sensor tower for both
+        tokens, embedded = slot_tokens_and_embeddings(model, values, observed, weekday)
+        embeddings, tagged = embedded.numpy(), tagger.activities(tokens)
     return EvaluationData(
         data,
         data.captions(model.config.caption_levels),
@@ -121,7 +126,7 @@ def prepare(
         embeddings,
         data.statistics(),
         data.captions(("semantic",)),
-        tagged=tagger.activities(slot_tokens(model, values, observed, weekday)) if tagger else None,
+        tagged=tagged,
     )
 
 

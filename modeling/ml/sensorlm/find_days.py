@@ -112,7 +112,8 @@ def embed_and_tokenize_days(
 
     worn, both = embed_worn_days(joined, model.device, mean, std, values, mask, start_weekday, batch)
     if not worn.size:
-        return worn, np.zeros((0, dim), np.float32), torch.zeros(0, model.config.time_patches, 0)
+        width = model.config.channel_groups * model.config.dim
+        return worn, np.zeros((0, dim), np.float32), torch.zeros(0, model.config.time_patches, width)
     tokens = both[:, dim:].reshape(len(worn), model.config.time_patches, -1)
     return worn, both[:, :dim].numpy().astype(np.float32), tokens
 

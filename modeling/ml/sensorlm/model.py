@@ -245,6 +245,12 @@ class SensorLMModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTra
     ) -> torch.Tensor:
         """(batch, embed_dim) unit-length sensor embeddings of standardized windows (batch, channels, minutes)."""
         tokens, padding = self.sensor_tokens(values, observed, weekday)
+        return self.embed_tokens(tokens, padding)
+
+    def embed_tokens(self, tokens: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """(batch, embed_dim) unit-length sensor embeddings of the sensor tower's (batch, tokens, dim) encodings,
+        ``padding`` (batch, tokens) True where a token is not one: attention pooling, which has no positions, so
+        the tokens may come in any order (the tower's visible ones, or its full grid with the missing masked)."""
         return F.normalize(self.sensor_projection(self.pooling(tokens, padding)), dim=-1)
 
     def embed_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -275,7 +281,7 @@ class SensorLMModel(PreTrainedModel):  # type: ignore[no-untyped-call]  # PreTra
         """``values``/``observed`` (batch, channels, minutes), standardized; ``input_ids``/``attention_mask`` (batch, tokens),
         the captions of the same windows. ``generator`` draws the patches dropped in training."""
         tokens, padding = self.sensor_tokens(values, observed, weekday, generator)
-        sensor = F.normalize(self.sensor_projection(self.pooling(tokens, padding)), dim=-1)
+        sensor = self.embed_tokens(tokens, padding)
         text = self.embed_text(input_ids, attention_mask)
         scale = self.logit_scale.exp().clamp(max=100)  # the negatives are the global batch's under torchrun
         if self.config.loss == "siglip":

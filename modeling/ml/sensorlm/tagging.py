@@ -59,9 +59,11 @@ def slot_tokens(
 def slot_tokens_and_embeddings(
     model: SensorLMModel, values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor, batch: int = 64
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`slot_tokens` and the windows' (days, embed_dim) sensor embeddings (``model.embed_sensor``'s) from one
-    pass of the tower: the attention pooling reads the same encodings from the full grid, its missing patches masked
-    as the tower's padding masks them (a pooling has no positions, so the order of its keys does not matter)."""
+    """:func:`slot_tokens` and the windows' (days, embed_dim) sensor embeddings (``model.embed_sensor``'s in eval mode,
+    which encodes every observed patch) from one pass of the tower: the pooling reads the same encodings from the full
+    grid, its missing patches masked (``model.embed_tokens``)."""
+    if model.training:
+        raise ValueError("slot tokens and embeddings are read from a model in eval mode (no patch dropped)")
     tokens, embeddings = [], []
     for by_slot, embedded in _slot_batches(model, values, observed, weekday, batch, embed=True):
         tokens.append(by_slot)
@@ -87,11 +89,7 @@ def _slot_batches(
             weekday[rows].to(model.device) if config.calendar_features else None,
         )  # (days, groups * slots, dim), channel-major
         by_slot = grid.reshape(len(grid), config.channel_groups, config.time_patches, config.dim).permute(0, 2, 1, 3)
-        embedded = (
-            F.normalize(model.sensor_projection(model.pooling(grid, ~present)), dim=-1).cpu()
-            if embed
-            else grid.new_zeros(0)
-        )
+        embedded = model.embed_tokens(grid, ~present).cpu() if embed else grid.new_zeros(0)
         yield by_slot.reshape(len(grid), config.time_patches, -1).cpu(), embedded
 
 

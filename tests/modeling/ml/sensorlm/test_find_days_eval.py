@@ -213,12 +213,18 @@ def test_without_an_event_log_the_model_s_tagger_writes_the_activities_and_the_i
     # a day the tagger reads nothing on keeps its caption of shapes, and the search reads it by similarity
     rest = build_index(model, mean, std, [(3, days.values[:1], days.observed[:1], [], 0, 0)], None)
     assert not rest.read_by_model.any() and not rest.has_event_log.any()
-    # the tagged day's embedding is the one its tokens were read with: the sensor tower ran once for both
-    np.testing.assert_allclose(index.embeddings[0], rest.embeddings[0], atol=1e-5)
+    # the tagged days' embeddings are the ones their tokens were read with, the tower run once for both: three days
+    # in one batch, each with its own gaps, so the tower pads the shorter ones
+    three = captioned_days(participants=1, days=3, seed=6)
+    values, observed = three.values.copy(), three.observed.copy()
+    observed[0, :, :300] = observed[1, :, 600:1200] = False
+    assert len({int(day.sum()) for day in observed}) == 3
+    plain = build_index(model, mean, std, [(3, values, observed, [], 0, 0)], None)
     encode, passes = model.sensor.encode, []
     monkeypatch.setattr(model.sensor, "encode", lambda *args: passes.append(1) or encode(*args))
-    build_index(model, mean, std, unlogged, tagger)
-    assert len(passes) == 1
+    both = build_index(model, mean, std, [(3, values, observed, [], 0, 0)], tagger)
+    np.testing.assert_allclose(both.embeddings, plain.embeddings, atol=1e-5)
+    assert len(passes) == 1  # one batch of three days
     assert index.captions[1] == caption_days(days.values[1:2], days.observed[1:2], days.events[1], READER_LEVELS)[0]
     save_index(index, tmp_path / "days.npz")
     assert list(load_index(tmp_path / "days.npz").read_by_model) == [True, False]
