@@ -498,9 +498,17 @@ def upload_file_delete_on_commit(sender, instance: CohortUpload, **kwargs) -> No
     transaction.on_commit(lambda: path.unlink(missing_ok=True), robust=True)
 
 
+CHART_VERSION_FOLDER = re.compile(r"v(\d+)")  # the name of a chart version's folder under CHART_ROOT
+
+
+def chart_version_folder(version: int) -> Path:
+    """Where the chart files of one chart version are (healthagent.cohort.charts.minute_figure_file)."""
+    return Path(settings.CHART_ROOT) / f"v{version}"
+
+
 def participant_chart_folder(participant_pk: int, version: int) -> Path:
-    """Where the participant's chart files of one chart version are (healthagent.cohort.charts.minute_figure_file)."""
-    return Path(settings.CHART_ROOT) / f"v{version}" / f"p{participant_pk}"
+    """Where the participant's chart files of one chart version are."""
+    return chart_version_folder(version) / f"p{participant_pk}"
 
 
 def participant_chart_folders(participant_pk: int) -> list[Path]:

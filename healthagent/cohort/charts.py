@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from plotly.subplots import make_subplots
 
 from healthagent.cohort.days import wearable_day
 from healthagent.cohort.store import read_window, trajectory_root
-from healthagent.models import Event, Participant, participant_chart_folder
+from healthagent.models import CHART_VERSION_FOLDER, Event, Participant, participant_chart_folder
 from modeling.ml.data.spec import FEATURE_NAMES, MINUTES_PER_DAY, SLEEP_STAGES, feature, unit_label
 
 DEFAULT_CHANNELS = (
@@ -298,14 +297,18 @@ def minute_figure_file(
         text = minute_figure_json(
             participant=participant, start_minute=start_minute, end_minute=end_minute, channels=channels
         )
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as part:
-            part.write(compress_string(text.encode()))
-        os.replace(part.name, path)
+        compressed = compress_string(text.encode())
+        for attempt in (1, 2):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as part:
+                    part.write(compressed)
+                os.replace(part.name, path)
+                break
+            except FileNotFoundError:  # the folder removed meanwhile (a newer version's prune on a shared store)
+                if attempt == 2:
+                    raise
     return path
-
-
-_VERSION_FOLDER = re.compile(r"v(\d+)")
 
 
 def chart_versions_prune() -> list[Path]:
@@ -318,7 +321,7 @@ def chart_versions_prune() -> list[Path]:
     root = Path(settings.CHART_ROOT)
     removed = []
     for folder in sorted(root.glob("v*")) if root.is_dir() else []:
-        match = _VERSION_FOLDER.fullmatch(folder.name)
+        match = CHART_VERSION_FOLDER.fullmatch(folder.name)
         if match and folder.is_dir() and not folder.is_symlink() and int(match[1]) < CHART_CACHE_VERSION:
             shutil.rmtree(folder, ignore_errors=True)  # a file another process removed first is no error
             if not folder.exists():

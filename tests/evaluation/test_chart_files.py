@@ -98,13 +98,35 @@ def test_a_deployment_removes_older_chart_versions_and_keeps_the_rest(settings):
         (root / name / "p7").mkdir(parents=True)
         (root / name / "p7" / "chart.json.gz").write_bytes(b"a chart")
     (root / "v0").write_bytes(b"a file, not a version's folder")
+    (root / "v1").symlink_to(root / f"v{version}", target_is_directory=True)  # not followed, not removed
     out = StringIO()
     call_command("charts_prune", stdout=out)
     assert out.getvalue().startswith("2 old chart version folder(s) removed")
     assert sorted(path.name for path in root.iterdir()) == sorted(
-        ["v0", f"v{version}", f"v{version + 1}", "v1.bak", "vault"]
+        ["v0", "v1", f"v{version}", f"v{version + 1}", "v1.bak", "vault"]
     )
     assert (root / f"v{version}" / "p7" / "chart.json.gz").exists()
     assert charts.chart_versions_prune() == []  # nothing left to remove
     settings.CHART_ROOT = root / "never-made"
     assert charts.chart_versions_prune() == []
+
+
+@pytest.mark.django_db
+def test_a_chart_file_is_written_even_when_its_folder_is_removed_meanwhile(settings, tiny_cohort, monkeypatch):
+    """A newer version's prune on a shared store may remove this version's folder between its mkdir and the file's
+    write: the write is tried once more, not answered with an error."""
+    import shutil
+    import tempfile
+
+    participant = tiny_cohort.participants.order_by("pk").first()
+    real, calls = tempfile.NamedTemporaryFile, []
+
+    def removed_first(*args, dir, **kwargs):
+        calls.append(dir)
+        if len(calls) == 1:
+            shutil.rmtree(dir)
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(charts.tempfile, "NamedTemporaryFile", removed_first)
+    path = charts.minute_figure_file(participant=participant, start_minute=0, end_minute=1440)
+    assert len(calls) == 2 and json.loads(gzip.decompress(path.read_bytes()))["data"]
