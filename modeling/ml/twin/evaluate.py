@@ -562,7 +562,8 @@ def twin_report(
             "markdown": fidelity_markdown(
                 table,
                 f"# Digital twin: does it know the person?\n\n{header} {table['participants']} new participants with a "
-                f"year of usual care (seed {settings.seed + 4}); see `fidelity_table` in `twin/fidelity.py`.",
+                f"year of usual care (seed {settings.seed + 4}), {table['simulated_participants']} of them alive at "
+                "its end and simulated; see `fidelity_table` in `twin/fidelity.py`.",
             ),
         }
     run: dict[str, Any] = {

@@ -10,7 +10,7 @@ import numpy as np
 
 from modeling.ml.data.clinical import BIOMARKER_BY_NAME
 from modeling.ml.twin.data import simulated_records
-from modeling.ml.twin.evaluate import Progress, TwinReportSettings, number_cell
+from modeling.ml.twin.evaluate import Progress, TwinReportSettings, died_by, number_cell
 from modeling.ml.twin.generate import simulate
 from modeling.ml.twin.model import HealthFormerModel
 from modeling.ml.twin.tokens import BIOMARKER_NAMES, Tokenizer
@@ -32,8 +32,8 @@ def fidelity_table(
     - **teacher-forced**: at each true measurement that has an earlier one, the value the model expects (its
       next-token distribution over the biomarker's bins, read just before it) regressed on the previous
       measurement (slope; 1 copies it, 0 ignores it) and correlated with the measurement itself;
-    - **day 0**: the simulation's first value against the latest measured one (equal by construction in
-      ``generate.simulate``; the column checks that it stays so);
+    - **day 0** (the participants alive at the history's end, as the next two): the simulation's first value against
+      the latest measured one (equal by construction in ``generate.simulate``; the column checks that it stays so);
     - **a visit soon after**: the value a visit ``visit_days`` after the history would show (the control arm's
       horizon read-out) against the latest measured value, as the median absolute difference in units of the
       simulator's measurement SD (below 1: within the measurement noise).
@@ -73,11 +73,17 @@ def fidelity_table(
                     restricted = probabilities[current - 1, bins[name]]
                     expected = float((restricted / max(restricted.sum(), 1e-12) * centers).sum())
                     pairs[name].append((float(values[previous]), expected, float(values[current])))
-    progress(0.6, f"a visit {visit_days} days after each history")
+    # the simulations start from the living: a history ending in a death has no visit after it
+    living = [
+        tokens
+        for tokens, record in zip(histories, simulated.records, strict=True)
+        if not died_by(record, settings.history_days - 1)
+    ]
+    progress(0.6, f"a visit {visit_days} days after each of {len(living)} living participants' histories")
     rollouts = simulate(
         model,
         tokenizer,
-        histories,
+        living,
         arms=[None],
         horizon_days=visit_days,
         samples=2,
@@ -85,7 +91,7 @@ def fidelity_table(
         grid_step_days=visit_days,
         max_new_tokens=64,
     )
-    latest = np.stack([tokenizer.latest_values(tokens) for tokens in histories])  # (participants, biomarkers)
+    latest = np.stack([tokenizer.latest_values(tokens) for tokens in living])  # (participants, biomarkers)
     visit = rollouts.expected[:, 0, :, -1, :].mean(axis=1)  # (participants, biomarkers)
     day0 = rollouts.expected[:, 0, :, 0, :].mean(axis=1)
     rows = []
@@ -109,7 +115,13 @@ def fidelity_table(
                 "visit_median_abs_sd": float(np.median(np.abs(visit - latest)[measured, column]) / sd),
             }
         )
-    return {"rows": rows, "participants": len(histories), "visit_days": visit_days, "settings": asdict(settings)}
+    return {
+        "rows": rows,
+        "participants": len(histories),
+        "simulated_participants": len(living),
+        "visit_days": visit_days,
+        "settings": asdict(settings),
+    }
 
 
 def fidelity_markdown(table: dict[str, Any], header: str) -> str:

@@ -227,9 +227,10 @@ def test_the_trait_ceiling_is_the_trial_s_own_truth_at_the_average_response(monk
     assert not trait_ceiling(traits, "antihypertensive", "ldl", 90).any()  # no effect on it: nothing to rank
 
 
-def test_the_fidelity_table_reads_each_biomarker_teacher_forced_and_at_a_visit(tokenizer):
+def test_the_fidelity_table_reads_each_biomarker_teacher_forced_and_at_a_visit(tokenizer, monkeypatch):
     import torch
 
+    from modeling.ml.twin import fidelity
     from modeling.ml.twin.evaluate import TwinReportSettings
     from modeling.ml.twin.fidelity import FIDELITY_BIOMARKERS, fidelity_markdown, fidelity_table
     from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
@@ -244,3 +245,19 @@ def test_the_fidelity_table_reads_each_biomarker_teacher_forced_and_at_a_visit(t
     assert all(row["day0_median_abs_sd"] < 1e-3 for row in rows.values())
     assert max(row["visit_median_abs_sd"] for row in rows.values()) > 1.0
     assert "slope on the previous value" in fidelity_markdown(table, "# header")
+    # a participant who died in the history is read teacher-forced, but not simulated: no visit follows a death
+    assert table["simulated_participants"] == 12
+    real_records = fidelity.simulated_records
+
+    def one_died(**kwargs):
+        simulated = real_records(**kwargs)
+        record = simulated.records[0]
+        record.events = [e for e in record.events if e["day"] < 150] + [
+            {"day": 150, "kind": "endpoint", "name": "death"}
+        ]
+        record.measurements, record.last_day = [m for m in record.measurements if m["day"] <= 150], 150
+        return simulated
+
+    monkeypatch.setattr(fidelity, "simulated_records", one_died)
+    again = fidelity_table(model, tokenizer, TwinReportSettings(history_days=200, seed=11), participants=12)
+    assert again["participants"] == 12 and again["simulated_participants"] == 11
