@@ -206,6 +206,36 @@ def test_a_trial_enrols_only_people_not_already_on_the_treatment(tokenizer, monk
     assert "| trait ceiling |" in evaluate.trial_markdown(table, "# header")
 
 
+def test_a_trial_does_not_enrol_someone_who_died_on_the_history_s_last_day(tokenizer, monkeypatch):
+    """Their record reaches the last day of the history, as a living person's does: the death itself tells."""
+    import torch
+
+    from modeling.ml.twin import evaluate
+    from modeling.ml.twin.model import HealthFormerConfig, HealthFormerModel
+
+    torch.manual_seed(0)
+    model = HealthFormerModel(HealthFormerConfig.named("tiny", tokenizer)).eval()
+    settings = evaluate.TwinReportSettings(
+        history_days=200, trial_participants=6, trial_samples=1, trial_days=7, seed=78
+    )
+    trial = (("exercise_programme", "weight", "general"),)
+    before = evaluate.trial_table(model, tokenizer, settings, trials=trial)["rows"][0]
+    real, made = evaluate.record_from_timeline, []
+
+    def first_dies_on_the_last_day(*args, days, **kwargs):
+        record = real(*args, days=days, **kwargs)
+        if not made and record.last_day == days - 1:
+            record.events.append({"day": days - 1, "kind": "endpoint", "name": "death"})
+            made.append(record)
+        return record
+
+    monkeypatch.setattr(evaluate, "record_from_timeline", first_dies_on_the_last_day)
+    after = evaluate.trial_table(model, tokenizer, settings, trials=trial)["rows"][0]
+    assert made and made[0].last_day == settings.history_days - 1
+    assert after["excluded_already_treated_or_dead"] == before["excluded_already_treated_or_dead"] + 1
+    assert after["participants"] == before["participants"] == 6
+
+
 def test_the_trait_ceiling_is_the_trial_s_own_truth_at_the_average_response(monkeypatch):
     """The ceiling is computed for the trial's own participants and days: with every personal response at 1 it is the
     true individual effect itself (r = 1), and with responses drawn it stays above a prediction from noisy readings."""
