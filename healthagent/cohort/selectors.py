@@ -4,6 +4,7 @@ from django.contrib.auth.models import User
 from django.db.models import Count, QuerySet
 from django.http import Http404
 
+from healthagent.cohort.measurements import HEIGHT
 from healthagent.models import Cohort, Participant
 from healthagent.roles import Role, user_has_role
 
@@ -42,3 +43,9 @@ def participant_profile(participant: Participant) -> dict[str, str]:
     else:
         sex = "sex withheld for anonymity" if band == "*" else "sex not recorded"
     return {"age_band": age_band, "sex": sex}
+
+
+def participant_height_cm(participant: Participant) -> float | None:
+    """The latest height measured (the one the twin reads obesity against), or None."""
+    latest = participant.measurements.filter(name=HEIGHT).order_by("-day_index", "-pk").first()
+    return None if latest is None else latest.value

@@ -12,6 +12,7 @@ from healthagent.cohort.selectors import (
     BROWSE_ROLES,
     access_participant,
     cohort_list,
+    participant_height_cm,
     participant_list,
     participant_profile,
 )
@@ -53,6 +54,7 @@ def participant_detail(request, participant_id: int):
     context = {
         "participant": participant,
         "profile": participant_profile(participant),
+        "height_cm": participant_height_cm(participant),
         "minute_chart_json": minute_figure_json(participant=participant),
         "daily_chart": daily_figure(participant=participant),
         "events": [

@@ -110,3 +110,8 @@ def test_the_daily_chart_and_the_event_table_number_days_as_the_minute_chart(cli
         f"<tr><td>{event.day_index - two_week_participant.minute_start_day + 1}</td><td>{event.get_kind_display()}</td>"
         in page
     )
+    height = two_week_participant.measurements.get(name="height").value  # the one the twin reads obesity against
+    assert f"· height {height:.1f} cm ·" in page
+    two_week_participant.measurements.filter(name="height").delete()
+    page = client.get(reverse("cohort:participant_detail", args=[two_week_participant.pk])).content.decode()
+    assert "· height not recorded ·" in page
