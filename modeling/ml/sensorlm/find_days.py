@@ -84,38 +84,27 @@ def embed_participant_days(
     values: np.ndarray,
     mask: np.ndarray,
     start_weekday: int,
+    *,
+    with_tokens: bool = False,
     batch: int = 32,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(worn day positions, (worn days, embed_dim) embeddings) of one participant's days (days, channels, 1440)."""
-    worn, embeddings = embed_worn_days(model.embed_sensor, model.device, mean, std, values, mask, start_weekday, batch)
-    if not worn.size:
-        return worn, np.zeros((0, model.config.embed_dim), np.float32)
-    return worn, embeddings.numpy().astype(np.float32)
-
-
-def embed_and_tokenize_days(
-    model: SensorLMModel,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    values: np.ndarray,
-    mask: np.ndarray,
-    start_weekday: int,
-    batch: int = 32,
-) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """:func:`embed_participant_days` and the worn days' slot tokens (``tagging.slot_tokens``) from one pass of the
-    sensor tower: (worn day positions, (worn days, embed_dim) embeddings, (worn days, slots, width) tokens)."""
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor | None]:
+    """(worn day positions, (worn days, embed_dim) embeddings, tokens) of one participant's days (days, channels,
+    1440): with ``with_tokens`` the worn days' (worn days, slots, width) slot tokens from the same pass of the sensor
+    tower (``tagging.slot_tokens_and_embeddings``), else None."""
     dim = model.config.embed_dim
 
     def joined(values: torch.Tensor, observed: torch.Tensor, weekday: torch.Tensor) -> torch.Tensor:
         tokens, embeddings = slot_tokens_and_embeddings(model, values, observed, weekday)
         return torch.cat([embeddings, tokens.flatten(1)], dim=1)
 
-    worn, both = embed_worn_days(joined, model.device, mean, std, values, mask, start_weekday, batch)
+    embed = joined if with_tokens else model.embed_sensor
+    worn, out = embed_worn_days(embed, model.device, mean, std, values, mask, start_weekday, batch)
+    width = model.config.channel_groups * model.config.dim
     if not worn.size:
-        width = model.config.channel_groups * model.config.dim
-        return worn, np.zeros((0, dim), np.float32), torch.zeros(0, model.config.time_patches, width)
-    tokens = both[:, dim:].reshape(len(worn), model.config.time_patches, -1)
-    return worn, both[:, :dim].numpy().astype(np.float32), tokens
+        empty = torch.zeros(0, model.config.time_patches, width) if with_tokens else None
+        return worn, np.zeros((0, dim), np.float32), empty
+    tokens = out[:, dim:].reshape(len(worn), model.config.time_patches, width) if with_tokens else None
+    return worn, out[:, :dim].numpy().astype(np.float32), tokens
 
 
 def build_index(
@@ -135,11 +124,10 @@ def build_index(
     for participant_id, values, mask, events, start_weekday, first_day in participants:
         weekday = (start_weekday + first_day) % 7
         events = list(events)
-        tokens = None
-        if tagger is not None and not events:  # one pass of the sensor tower: the tagger's tokens and the embeddings
-            worn, embedded, tokens = embed_and_tokenize_days(model, mean, std, values, mask, weekday)
-        else:
-            worn, embedded = embed_participant_days(model, mean, std, values, mask, weekday)
+        # one pass of the sensor tower: the embeddings, and the tagger's tokens where it reads them
+        worn, embedded, tokens = embed_participant_days(
+            model, mean, std, values, mask, weekday, with_tokens=tagger is not None and not events
+        )
         # all of the participant's days captioned at once, each at its own index; never-worn days are then skipped
         every_caption = caption_days(values, mask, events, READER_LEVELS, first_day=first_day)
         day_captions = [every_caption[day] for day in worn]
